@@ -1,0 +1,47 @@
+//! `chaincall`: one binary, one subcommand per part (see README.md and DESIGN.md).
+//!
+//! Each subcommand lives in its own module under `cmd/`, with its own argument struct and `run`.
+//! Logs go to stderr (`RUST_LOG` filters them, default `info`); results go to stdout.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// End-to-end encrypted VoIP whose keys live in an Ethereum smart contract, not a PKI.
+#[derive(Debug, Parser)]
+#[command(name = "chaincall", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The parts of chaincall.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the build's parts and versions.
+    Version,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Version => cmd::version::run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One clear line on stderr: the error and its causes, outermost first.
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs, idempotently, every real peer chaincall's tests run against, then runs the whole suite
+# with CHAINCALL_REQUIRE_PEERS=1 (a test whose peer is missing fails instead of skipping).
+#
+#   Debian : tshark, sipp (sip-tester), baresip, Kamailio (+ sqlite, tls modules), openssl, libsrtp2
+#   npm    : anvil (@foundry-rs/anvil) and solcjs (solc), pinned in tools/package.json
+#   PyPI   : pylibsrtp (libsrtp 2.7 + OpenSSL), into the venv .venv/
+#
+# Usage: scripts/test.sh [extra arguments for cargo nextest run]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+sudo=""
+if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+
+echo "== installing Debian packages"
+export DEBIAN_FRONTEND=noninteractive
+# tshark asks whether non-root users may capture; answer before installing so nothing prompts.
+echo "wireshark-common wireshark-common/install-setuid boolean false" | $sudo debconf-set-selections
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends \
+  ca-certificates pkg-config libssl-dev openssl sqlite3 \
+  tshark sip-tester baresip-core \
+  kamailio kamailio-sqlite-modules kamailio-tls-modules \
+  libsrtp2-dev
+
+echo "== installing npm peers (anvil, solc)"
+if [ -f tools/package-lock.json ]; then
+  (cd tools && npm ci --no-audit --no-fund --loglevel=error)
+else
+  (cd tools && npm install --no-audit --no-fund --loglevel=error)
+fi
+
+echo "== installing Python peers into .venv (pylibsrtp)"
+if [ ! -x .venv/bin/python3 ]; then python3 -m venv .venv; fi
+.venv/bin/pip install -q --disable-pip-version-check -r tools/requirements.txt
+
+# Where the tests find the peers (crates/testkit reads these).
+anvil_bin="$root/tools/node_modules/@foundry-rs/anvil-linux-amd64/bin"
+export PATH="$anvil_bin:$root/tools/node_modules/.bin:$root/.venv/bin:$PATH"
+export CHAINCALL_PYTHON="$root/.venv/bin/python3"
+export CHAINCALL_REQUIRE_PEERS=1
+
+echo "== format and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== tests"
+cargo nextest run --workspace --all-targets --locked --no-fail-fast "$@"
+cargo test --workspace --doc --locked
+echo "== all tests passed"
