@@ -1,0 +1,27 @@
+//! Identities in chaincall, shared by every part that reads or uses the on-chain keystore.
+//!
+//! - [`IdentityName`]: who an entry belongs to — a subscriber's E.164 number ([`PhoneNumber`]) or a
+//!   server's domain name ([`DomainName`]). Both are validated and normalised here, off-chain; the chain
+//!   stores the hash of [`IdentityName::canonical`], whose `tel:` / `dns:` prefixes keep numbers and
+//!   names from ever colliding.
+//! - [`IdentityKey`] / [`PublicIdentityKey`]: the identity key pair whose public half lives on chain,
+//!   tagged by [`KeyType`] so the algorithm can change later (P-256 first: it is what phones' hardware
+//!   keystores hold). Signatures are ECDSA P-256 with SHA-256 ([`IdentitySignature`]).
+//! - [`ecies`]: one-shot public-key encryption to an identity key (ECDH + HKDF-SHA-256 + AES-256-GCM).
+//! - [`directory`]: the [`KeyDirectory`] interface through which protocol cores (MIKEY, the handshakes)
+//!   ask "what is the approved key of this identity?" without depending on chain code.
+//!
+//! Secret keys are zeroized on drop and never appear in `Debug` output. Randomness comes from the OS
+//! CSPRNG.
+#![forbid(unsafe_code)]
+
+pub mod directory;
+pub mod ecies;
+mod error;
+mod key;
+mod name;
+
+pub use directory::{DirectoryEntry, DirectoryError, KeyDirectory, KeyStatus, StaticDirectory};
+pub use error::{KeyError, NameError};
+pub use key::{IdentityKey, IdentitySignature, KeyType, PublicIdentityKey};
+pub use name::{DomainName, IdentityName, PhoneNumber};
