@@ -1,0 +1,214 @@
+//! Lowe's 1995 man-in-the-middle attack on Needham–Schroeder, run against our NSL and against a
+//! test-only build of the original (unfixed) message 2.
+//!
+//! The intruder I is an ordinary subscriber with an approved key. A starts a run with I; I re-encrypts
+//! A's message 1 to B, so B believes A is talking to it. B's message 2 is encrypted to A, so I cannot
+//! read it, but it can pass it to A as its own. In the original protocol message 2 is `{Na, Nb}pkA`:
+//! A cannot tell it came from B's run, answers `{Nb}pkI`, and I learns Nb, finishes B's run as A, and
+//! holds every secret B's session key is made of. With Lowe's fix message 2 is `{Na, Nb, B}pkA`, and A
+//! sees B where it expected I and aborts.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chaincall_identity::{IdentityKey, IdentityName, StaticDirectory, ecies};
+
+use crate::kdf::{self, Transcript};
+use crate::wire::{self, MessageType, Reader};
+use crate::{
+    HandshakeConfig, HandshakeError, Initiator, LocalIdentity, Protocol, ReplayCache, Responder,
+};
+
+struct World {
+    a: LocalIdentity,
+    b: LocalIdentity,
+    i: LocalIdentity,
+    dir: StaticDirectory,
+}
+
+fn world() -> World {
+    let mk = |s: &str| {
+        LocalIdentity::new(
+            IdentityName::parse(s).unwrap(),
+            Arc::new(IdentityKey::generate()),
+        )
+    };
+    let (a, b, i) = (mk("+15551230001"), mk("+15551230002"), mk("+15559990666"));
+    let mut dir = StaticDirectory::new();
+    for p in [&a, &b, &i] {
+        dir.approve(p.name().clone(), p.key().public());
+    }
+    World { a, b, i, dir }
+}
+
+fn config(unfixed: bool) -> HandshakeConfig {
+    HandshakeConfig {
+        insecure_unfixed_ns: unfixed,
+        ..HandshakeConfig::default()
+    }
+}
+
+/// I opens an NSL frame sealed to it and reseals the same plaintext to `to` (what the intruder does
+/// with message 1 and message 3).
+fn reseal(
+    i: &LocalIdentity,
+    to: &LocalIdentity,
+    ty: MessageType,
+    ctx: &[u8],
+    frame: &[u8],
+) -> (Vec<u8>, Vec<u8>) {
+    let parsed = wire::parse_frame(frame).unwrap();
+    assert_eq!(parsed.ty, ty);
+    let pt = ecies::open(i.key(), ctx, parsed.body).expect("sealed to I, so I can read it");
+    let ct = ecies::seal(&to.key().public(), ctx, &pt);
+    (wire::encode_frame(ty, &ct), pt.to_vec())
+}
+
+#[test]
+fn lowe_attack_is_detected_by_the_responder_name_in_message_2() {
+    let w = world();
+    let now = Instant::now();
+    let mut replay = ReplayCache::default();
+    // A, honest, starts a run with I.
+    let mut alice = Initiator::new(
+        config(false),
+        w.a.clone(),
+        w.i.name().clone(),
+        Protocol::Nsl,
+        &w.dir,
+        now,
+    )
+    .unwrap();
+    let msg1_ai = alice.poll_transmit().unwrap();
+    // I turns it into a message 1 to B, "from A".
+    let (msg1_ib, _) = reseal(
+        &w.i,
+        &w.b,
+        MessageType::NslMsg1,
+        kdf::CTX_NSL_MSG1,
+        &msg1_ai,
+    );
+    let mut bob = Responder::new(config(false), w.b.clone(), now);
+    bob.handle_input(&msg1_ib, &w.dir, &mut replay, now)
+        .unwrap();
+    assert_eq!(bob.peer(), Some(w.a.name()));
+    let msg2 = bob.poll_transmit().unwrap();
+    // I cannot read message 2 (it is sealed to A) ...
+    assert!(ecies::open(w.i.key(), kdf::CTX_NSL_MSG2, &msg2[wire::HEADER_LEN..]).is_err());
+    // ... so it passes it to A as its own answer. A finds B's name inside and aborts.
+    let err = alice.handle_input(&msg2, now).unwrap_err();
+    assert_eq!(
+        err,
+        HandshakeError::PeerMismatch {
+            expected: w.i.name().clone(),
+            got: w.b.name().clone()
+        }
+    );
+    // A sends no message 3, only an alert; the error is sticky.
+    let out = alice.poll_transmit().unwrap();
+    assert_eq!(out[0], MessageType::Alert.byte());
+    assert!(alice.poll_transmit().is_none());
+    assert!(alice.poll_established().is_none());
+    assert_eq!(alice.handle_input(&msg2, now).unwrap_err(), err);
+    // B never gets message 3 and its run dies at the deadline.
+    let later = now + Duration::from_secs(11);
+    bob.handle_timeout(later);
+    assert_eq!(bob.error(), Some(&HandshakeError::Timeout));
+    assert!(bob.poll_established().is_none());
+}
+
+#[test]
+fn without_lowes_fix_the_intruder_impersonates_a_to_b_and_learns_the_key() {
+    let w = world();
+    let now = Instant::now();
+    let mut replay = ReplayCache::default();
+    let mut alice = Initiator::new(
+        config(true),
+        w.a.clone(),
+        w.i.name().clone(),
+        Protocol::Nsl,
+        &w.dir,
+        now,
+    )
+    .unwrap();
+    let msg1_ai = alice.poll_transmit().unwrap();
+    let (msg1_ib, pt1) = reseal(
+        &w.i,
+        &w.b,
+        MessageType::NslMsg1,
+        kdf::CTX_NSL_MSG1,
+        &msg1_ai,
+    );
+    let na = pt1[..32].to_vec();
+    let mut bob = Responder::new(config(true), w.b.clone(), now);
+    bob.handle_input(&msg1_ib, &w.dir, &mut replay, now)
+        .unwrap();
+    let msg2 = bob.poll_transmit().unwrap();
+    // A accepts B's message 2 as I's: nothing in it says who made it.
+    alice.handle_input(&msg2, now).unwrap();
+    let msg3_ai = alice.poll_transmit().unwrap();
+    let with_i = alice.poll_established().unwrap();
+    assert_eq!(&with_i.peer, w.i.name());
+    // A's message 3 is sealed to I: I learns Nb and finishes B's run as A.
+    let (msg3_ib, pt3) = reseal(
+        &w.i,
+        &w.b,
+        MessageType::NslMsg3,
+        kdf::CTX_NSL_MSG3,
+        &msg3_ai,
+    );
+    let mut r = Reader::new(MessageType::NslMsg3, &pt3);
+    let nb: [u8; 32] = r.array().unwrap();
+    bob.handle_input(&msg3_ib, &w.dir, &mut replay, now)
+        .unwrap();
+    let at_b = bob.poll_established().unwrap();
+    // B believes it shares a key with A ...
+    assert_eq!(&at_b.peer, w.a.name());
+    // ... but I knows Na, Nb and B's whole transcript, so it computes B's PSK.
+    let mut t = Transcript::new(
+        Protocol::Nsl,
+        w.a.name(),
+        &w.a.key().public(),
+        w.b.name(),
+        &w.b.key().public(),
+    );
+    t.absorb(&msg1_ib);
+    t.absorb(&msg2);
+    t.absorb(&msg3_ib);
+    let ikm = [na.as_slice(), nb.as_slice()].concat();
+    let (psk, identity) = kdf::derive_psk(&ikm, &t.hash());
+    assert_eq!(
+        psk, at_b.psk,
+        "the intruder holds the key B thinks it shares with A"
+    );
+    assert_eq!(identity, at_b.identity);
+}
+
+#[test]
+fn the_unfixed_variant_still_completes_honest_runs() {
+    // So the attack test above fails because of the attack, not because the variant is broken.
+    let w = world();
+    let now = Instant::now();
+    let mut replay = ReplayCache::default();
+    let mut alice = Initiator::new(
+        config(true),
+        w.a.clone(),
+        w.b.name().clone(),
+        Protocol::Nsl,
+        &w.dir,
+        now,
+    )
+    .unwrap();
+    let mut bob = Responder::new(config(true), w.b.clone(), now);
+    bob.handle_input(&alice.poll_transmit().unwrap(), &w.dir, &mut replay, now)
+        .unwrap();
+    alice
+        .handle_input(&bob.poll_transmit().unwrap(), now)
+        .unwrap();
+    bob.handle_input(&alice.poll_transmit().unwrap(), &w.dir, &mut replay, now)
+        .unwrap();
+    assert_eq!(
+        alice.poll_established().unwrap().psk,
+        bob.poll_established().unwrap().psk
+    );
+}
