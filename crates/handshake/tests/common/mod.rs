@@ -1,0 +1,75 @@
+//! Shared set-up for the handshake tests: three approved parties and a frame shuttle.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chaincall_handshake::{
+    Established, HandshakeConfig, HandshakeError, Initiator, LocalIdentity, Protocol, ReplayCache,
+    Responder,
+};
+use chaincall_identity::{IdentityKey, IdentityName, StaticDirectory};
+
+pub struct World {
+    pub a: LocalIdentity,
+    pub b: LocalIdentity,
+    pub c: LocalIdentity,
+    pub dir: StaticDirectory,
+}
+
+pub fn party(name: &str) -> LocalIdentity {
+    LocalIdentity::new(
+        IdentityName::parse(name).unwrap(),
+        Arc::new(IdentityKey::generate()),
+    )
+}
+
+pub fn world() -> World {
+    let (a, b, c) = (
+        party("+15551230001"),
+        party("sip.example.org"),
+        party("+15551230003"),
+    );
+    let mut dir = StaticDirectory::new();
+    for p in [&a, &b, &c] {
+        dir.approve(p.name().clone(), p.key().public());
+    }
+    World { a, b, c, dir }
+}
+
+/// Runs a whole handshake between fresh A and B, returning both results and every frame sent.
+pub fn run(
+    w: &World,
+    protocol: Protocol,
+    replay: &mut ReplayCache,
+    now: Instant,
+) -> Result<(Established, Established, Vec<Vec<u8>>), HandshakeError> {
+    let mut alice = Initiator::new(
+        HandshakeConfig::default(),
+        w.a.clone(),
+        w.b.name().clone(),
+        protocol,
+        &w.dir,
+        now,
+    )?;
+    let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
+    let mut frames = Vec::new();
+    for _ in 0..4 {
+        while let Some(f) = alice.poll_transmit() {
+            frames.push(f.clone());
+            bob.handle_input(&f, &w.dir, replay, now)?;
+        }
+        while let Some(f) = bob.poll_transmit() {
+            frames.push(f.clone());
+            alice.handle_input(&f, now)?;
+        }
+        if alice.is_finished() && bob.is_finished() {
+            break;
+        }
+    }
+    Ok((
+        alice.poll_established().expect("initiator finished"),
+        bob.poll_established().expect("responder finished"),
+        frames,
+    ))
+}
