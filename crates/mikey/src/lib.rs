@@ -1,0 +1,70 @@
+//! MIKEY (RFC 3830) for chaincall: the key management that carries SRTP keys in the SDP of a call,
+//! keyed by identities whose public keys live in the on-chain keystore.
+//!
+//! A sans-IO core: bytes and time in, bytes and keys out; no sockets, no clock, no chain code. Keys
+//! of peers come through [`chaincall_identity::KeyDirectory`]; `now` is passed in as [`NtpTime`].
+//!
+//! - [`message`]: the RFC 3830 codec (HDR, KEMAC, PKE, DH, SIGN, T, ID/IDR, CERT, CHASH, V, SP, RAND,
+//!   ERR, key data, general extensions). Decoding borrows; encode∘decode is the identity; every
+//!   error names the byte offset.
+//! - [`Initiator`] / [`Responder`]: the PKE (the paper's mode, Fig. 6), DH-SIGN (Station-to-Station,
+//!   Fig. 7) and PSK methods; each accepted exchange yields [`SrtpKeys`] per crypto session by the
+//!   RFC 3830 §4.1 PRF ([`prf`]).
+//! - [`ReplayCache`]: §5.4 timestamp window and bounded replay cache.
+//! - [`sdp`]: RFC 4567 `a=key-mgmt:mikey` glue.
+//!
+//! ```no_run
+//! use chaincall_identity::{IdentityKey, StaticDirectory};
+//! use chaincall_mikey::{Initiator, NtpTime, OfferConfig, Responder, ResponderConfig, sdp};
+//! # fn demo(alice_key: IdentityKey, bob_key: IdentityKey, dir: StaticDirectory) -> Result<(), chaincall_mikey::MikeyError> {
+//! let now = NtpTime::from_system_time(std::time::SystemTime::now());
+//! let cfg = OfferConfig::new("+15551230001".parse().unwrap(), "+15551230002".parse().unwrap());
+//! // Caller: PKE offer in the INVITE.
+//! let caller = Initiator::pke(cfg, &alice_key, &dir, now)?;
+//! let line = sdp::attribute_line(caller.offer());
+//! // Callee: verify against the keystore, get the SRTP keys.
+//! let offer = sdp::parse_attribute(&line).unwrap().unwrap();
+//! let mut callee = Responder::new(ResponderConfig::new("+15551230002".parse().unwrap()), bob_key);
+//! let accepted = callee.handle_offer(&offer, &dir, now)?;
+//! assert_eq!(accepted.keys[0].dangerous_master_key(), caller.keys().unwrap()[0].dangerous_master_key());
+//! # Ok(()) }
+//! ```
+//!
+//! # Departures from draft-ietf-msec-mikey-ecc and the registries
+//!
+//! The ECC draft (expired 2007) could only be consulted by its title page and table of contents
+//! here (DHSIGN with ECDSA/ECGDSA, DHSIGN with ECDH, MIKEY-ECIES); its values were never entered in
+//! IANA's MIKEY registries. chaincall therefore:
+//!
+//! - PKE: encrypts the envelope key with chaincall's ECIES ([`chaincall_identity::ecies`]: P-256
+//!   ECDH with an ephemeral key, HKDF-SHA-256, AES-256-GCM, context `chaincall mikey pke env_key`)
+//!   instead of the draft's ECIES parameters (SEC1 KDF/MAC choices);
+//! - SIGN: uses S type 3 for ECDSA P-256 SHA-256 with a 64-byte `r || s` signature. IANA has 0 and
+//!   1 (RSA, RFC 3830) and 2 (ECCSI, RFC 6509), so a draft-era value 2 would now mean ECCSI;
+//! - DH: uses DH-Group 3 for P-256 with the DH value a SEC1 uncompressed point (65 bytes); the TGK is
+//!   the ECDH x-coordinate, as RFC 3830 §3.3 makes the TGK the raw DH result.
+//!
+//! Everything else (header, payload formats, PRF, key derivations, AES-CM/HMAC-SHA-1 KEMAC) is
+//! RFC 3830. Wireshark's dissector (4.0) knows DH groups 0-2 only, so it stops at our DH payload.
+//!
+//! Secrets (TGK, envelope key, PSK, SRTP keys) are zeroized on drop and never printed by `Debug`.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod message;
+pub mod policy;
+pub mod prf;
+pub mod replay;
+pub mod sdp;
+mod session;
+pub mod time;
+pub mod uri;
+
+pub use error::{DecodeError, DecodeErrorKind, EncodeError, MikeyError};
+pub use message::Message;
+pub use policy::SrtpPolicy;
+pub use replay::ReplayCache;
+pub use session::{
+    Accepted, Initiator, Mode, OfferConfig, Responder, ResponderConfig, SrtpKeys, Stream,
+};
+pub use time::NtpTime;
