@@ -1,0 +1,147 @@
+//! Handshake and TLS-PSK on one TCP connection.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chaincall_handshake::{
+    Established, HandshakeConfig, Initiator, LocalIdentity, MessageType, ReplayCache, Responder,
+};
+use chaincall_identity::KeyDirectory;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use crate::{PskStore, TlsPskClient, TlsPskError, TlsPskServer, TlsPskStream, transport};
+
+/// The first byte of a TLS handshake record (RFC 8446 §5.1, `ContentType.handshake`).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Everything a responder needs to answer handshakes: our identity, the key directory (the chain),
+/// and the replay cache shared by all connections. Cheap to clone.
+#[derive(Clone)]
+pub struct HandshakeService {
+    config: HandshakeConfig,
+    local: LocalIdentity,
+    directory: Arc<dyn KeyDirectory + Send + Sync>,
+    replay: Arc<Mutex<ReplayCache>>,
+}
+
+impl HandshakeService {
+    /// A service answering as `local`, looking initiators up in `directory`. The replay cache keeps
+    /// message 1s for the PSK lifetime, up to [`ReplayCache::DEFAULT_CAPACITY`].
+    pub fn new(
+        config: HandshakeConfig,
+        local: LocalIdentity,
+        directory: Arc<dyn KeyDirectory + Send + Sync>,
+    ) -> Self {
+        let replay = ReplayCache::new(ReplayCache::DEFAULT_CAPACITY, config.psk_lifetime);
+        Self {
+            config,
+            local,
+            directory,
+            replay: Arc::new(Mutex::new(replay)),
+        }
+    }
+
+    /// Answers one handshake on `stream` (handshake frames only; the stream stays usable after).
+    pub async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        stream: &mut S,
+    ) -> Result<Established, TlsPskError> {
+        let responder = Responder::new(
+            self.config.clone(),
+            self.local.clone(),
+            std::time::Instant::now(),
+        );
+        let result = transport::respond(
+            stream,
+            responder,
+            &*self.directory,
+            &self.replay,
+            self.config.handshake_timeout,
+        )
+        .await;
+        match &result {
+            Ok(e) => {
+                tracing::info!(peer = %e.peer, protocol = %e.protocol, identity = %e.identity, "handshake done")
+            }
+            Err(err) => tracing::info!(error = %err, "handshake refused"),
+        }
+        result
+    }
+}
+
+/// A TLS-PSK server that also answers handshakes on the same port: a connection starting with a
+/// handshake frame runs the handshake, stores the PSK, then continues with TLS; one starting with a
+/// TLS record goes straight to TLS with a stored PSK.
+#[derive(Clone)]
+pub struct PskServer {
+    tls: TlsPskServer,
+    store: PskStore,
+    handshake: Option<HandshakeService>,
+    first_byte_timeout: Duration,
+}
+
+impl PskServer {
+    /// A server over `store`; with `handshake`, it answers handshakes too.
+    pub fn new(
+        tls: &crate::TlsPskConfig,
+        store: PskStore,
+        handshake: Option<HandshakeService>,
+    ) -> Result<Self, TlsPskError> {
+        Ok(Self {
+            tls: TlsPskServer::new(tls, store.clone())?,
+            store,
+            handshake,
+            first_byte_timeout: tls.handshake_timeout,
+        })
+    }
+
+    /// The PSK store (to add provisioned PSKs, purge, or drop a revoked peer's).
+    pub fn store(&self) -> &PskStore {
+        &self.store
+    }
+
+    /// Serves one accepted connection up to an established TLS stream. Returns the handshake's
+    /// result too when one ran on this connection.
+    pub async fn accept(
+        &self,
+        mut stream: TcpStream,
+    ) -> Result<(TlsPskStream<TcpStream>, Option<Established>), TlsPskError> {
+        let mut first = [0u8; 1];
+        let n = tokio::time::timeout(self.first_byte_timeout, stream.peek(&mut first))
+            .await
+            .map_err(|_| TlsPskError::Timeout("first byte"))??;
+        if n == 0 {
+            return Err(TlsPskError::Closed("first byte"));
+        }
+        let established = if first[0] == TLS_HANDSHAKE_RECORD {
+            None
+        } else if MessageType::from_byte(first[0]).is_ok() {
+            let service = self
+                .handshake
+                .as_ref()
+                .ok_or(TlsPskError::HandshakeNotOffered)?;
+            let done = service.respond(&mut stream).await?;
+            self.store.insert_established(&done);
+            Some(done)
+        } else {
+            return Err(TlsPskError::UnknownFirstByte(first[0]));
+        };
+        let tls = self.tls.accept(stream).await?;
+        Ok((tls, established))
+    }
+}
+
+/// The client side of [`PskServer`]: runs `initiator` on `stream`, then TLS with the fresh PSK on
+/// the same stream. Keep the returned [`Established`] to reconnect with
+/// [`TlsPskClient::connect_established`] until it expires.
+pub async fn connect_with_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    initiator: Initiator,
+    handshake_timeout: Duration,
+    tls: &TlsPskClient,
+) -> Result<(TlsPskStream<S>, Established), TlsPskError> {
+    let established = transport::initiate(&mut stream, initiator, handshake_timeout).await?;
+    let tls = tls.connect_established(stream, &established).await?;
+    Ok((tls, established))
+}

@@ -1,0 +1,401 @@
+//! TLS with an external PSK through OpenSSL: TLS 1.3 (psk_dhe_ke) and TLS 1.2 PSK suites (RFC 4279).
+//!
+//! OpenSSL 3 offers two ways to use an external PSK in TLS 1.3: the native session callbacks
+//! (`SSL_CTX_set_psk_use_session_callback` / `_find_session_callback`), which the `openssl` crate does
+//! not expose, and the TLS 1.2 PSK callbacks, which OpenSSL also applies to TLS 1.3 by building a
+//! session with the SHA-256 suite `TLS_AES_128_GCM_SHA256` (the compatibility path OpenSSL documents in
+//! `SSL_CTX_set_psk_client_callback(3)`). We use the latter — no unsafe code — and so keep SHA-256
+//! suites in the TLS 1.3 list. It is also what `openssl s_client/s_server -psk` speak.
+//!
+//! Both ends offer and accept `psk_dhe_ke` (OpenSSL's default; `psk_ke` without (EC)DHE is not
+//! enabled), so every TLS 1.3 connection adds an ephemeral key exchange on top of the PSK. Session
+//! tickets are off: a resumption ticket would outlive the PSK's expiry in the store.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use chaincall_handshake::Established;
+use chaincall_identity::IdentityName;
+use openssl::ex_data::Index;
+use openssl::ssl::{
+    Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslRef, SslSessionCacheMode,
+    SslVersion,
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_openssl::SslStream;
+use zeroize::Zeroizing;
+
+use crate::TlsPskError;
+use crate::store::{Lookup, PskStore};
+
+/// TLS protocol versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsVersion {
+    /// TLS 1.2 (RFC 5246) with RFC 4279 / RFC 5489 PSK suites.
+    Tls12,
+    /// TLS 1.3 (RFC 8446) with an external PSK.
+    Tls13,
+}
+
+impl TlsVersion {
+    fn openssl(self) -> SslVersion {
+        match self {
+            Self::Tls12 => SslVersion::TLS1_2,
+            Self::Tls13 => SslVersion::TLS1_3,
+        }
+    }
+}
+
+/// TLS settings for both ends.
+#[derive(Debug, Clone)]
+pub struct TlsPskConfig {
+    /// Lowest version accepted. Default: TLS 1.2.
+    pub min_version: TlsVersion,
+    /// Highest version offered. Default: TLS 1.3.
+    pub max_version: TlsVersion,
+    /// TLS 1.3 suites; SHA-256 ones are required by the PSK callbacks (module docs).
+    pub tls13_ciphersuites: String,
+    /// TLS 1.2 PSK suites, most preferred first: ECDHE-PSK (forward secret) before plain PSK.
+    pub tls12_cipher_list: String,
+    /// Where to append the NSS key log; default: `$SSLKEYLOGFILE` if set.
+    pub keylog_file: Option<PathBuf>,
+    /// Time allowed for the TLS handshake. Default: 10 s.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for TlsPskConfig {
+    fn default() -> Self {
+        Self {
+            min_version: TlsVersion::Tls12,
+            max_version: TlsVersion::Tls13,
+            tls13_ciphersuites: "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256".into(),
+            tls12_cipher_list: "ECDHE-PSK-CHACHA20-POLY1305:ECDHE-PSK-AES256-CBC-SHA384:\
+                                ECDHE-PSK-AES128-CBC-SHA256:PSK-AES256-GCM-SHA384:\
+                                PSK-AES128-GCM-SHA256:PSK-CHACHA20-POLY1305"
+                .into(),
+            keylog_file: std::env::var_os("SSLKEYLOGFILE")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl TlsPskConfig {
+    /// Only TLS 1.3.
+    pub fn tls13_only() -> Self {
+        Self {
+            min_version: TlsVersion::Tls13,
+            ..Self::default()
+        }
+    }
+
+    /// Only TLS 1.2 (for older peers).
+    pub fn tls12_only() -> Self {
+        Self {
+            max_version: TlsVersion::Tls12,
+            ..Self::default()
+        }
+    }
+
+    fn builder(&self) -> Result<SslContextBuilder, TlsPskError> {
+        let mut b = SslContextBuilder::new(SslMethod::tls())?;
+        b.set_min_proto_version(Some(self.min_version.openssl()))?;
+        b.set_max_proto_version(Some(self.max_version.openssl()))?;
+        b.set_ciphersuites(&self.tls13_ciphersuites)?;
+        b.set_cipher_list(&self.tls12_cipher_list)?;
+        b.set_options(SslOptions::NO_TICKET | SslOptions::CIPHER_SERVER_PREFERENCE);
+        b.set_session_cache_mode(SslSessionCacheMode::OFF);
+        if let Some(path) = &self.keylog_file {
+            let file = open_keylog(path)?;
+            b.set_keylog_callback(move |_, line| {
+                let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
+                // Key logging is a debugging aid: a failed write must not break the connection.
+                let _ = writeln!(f, "{line}");
+            });
+        }
+        Ok(b)
+    }
+}
+
+fn open_keylog(path: &PathBuf) -> Result<Arc<Mutex<File>>, TlsPskError> {
+    let mut opts = OpenOptions::new();
+    opts.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    Ok(Arc::new(Mutex::new(opts.open(path)?)))
+}
+
+/// What the server learned about a connection's PSK, kept on the `Ssl` object.
+#[derive(Debug, Clone)]
+enum ServerPsk {
+    Accepted {
+        identity: Vec<u8>,
+        peer: Option<IdentityName>,
+    },
+    Expired(Vec<u8>),
+    Unknown(Vec<u8>),
+}
+
+/// The client's identity and key for one connection.
+struct ClientPsk {
+    identity: Vec<u8>,
+    key: Zeroizing<Vec<u8>>,
+}
+
+fn server_index() -> Index<Ssl, ServerPsk> {
+    static IDX: OnceLock<Index<Ssl, ServerPsk>> = OnceLock::new();
+    // Invariant: allocating an ex_data index fails only when OpenSSL is out of memory.
+    *IDX.get_or_init(|| Ssl::new_ex_index().expect("OpenSSL ex_data index"))
+}
+
+fn client_index() -> Index<Ssl, ClientPsk> {
+    static IDX: OnceLock<Index<Ssl, ClientPsk>> = OnceLock::new();
+    *IDX.get_or_init(|| Ssl::new_ex_index().expect("OpenSSL ex_data index"))
+}
+
+fn printable(identity: &[u8]) -> String {
+    String::from_utf8_lossy(identity).into_owned()
+}
+
+/// A TLS-PSK connection: a tokio `AsyncRead + AsyncWrite` stream plus what was authenticated.
+#[derive(Debug)]
+pub struct TlsPskStream<S> {
+    inner: SslStream<S>,
+    identity: Vec<u8>,
+    peer: Option<IdentityName>,
+}
+
+impl<S> TlsPskStream<S> {
+    /// The PSK identity the connection was keyed with.
+    pub fn psk_identity(&self) -> &[u8] {
+        &self.identity
+    }
+
+    /// The chain identity the PSK was agreed with (from the handshake), if known.
+    pub fn peer(&self) -> Option<&IdentityName> {
+        self.peer.as_ref()
+    }
+
+    /// The negotiated TLS version, e.g. `"TLSv1.3"`.
+    pub fn version(&self) -> &'static str {
+        self.inner.ssl().version_str()
+    }
+
+    /// The negotiated cipher suite name, e.g. `"TLS_AES_128_GCM_SHA256"`.
+    pub fn cipher(&self) -> Option<&'static str> {
+        self.inner.ssl().current_cipher().map(|c| c.name())
+    }
+
+    /// Whether an ephemeral (EC)DHE exchange was made on top of the PSK (TLS 1.3 psk_dhe_ke, or a
+    /// TLS 1.2 ECDHE-PSK suite), as seen from the client.
+    pub fn ephemeral_key_exchange(&self) -> bool {
+        self.inner.ssl().peer_tmp_key().is_ok()
+    }
+
+    /// The OpenSSL connection, for inspection.
+    pub fn ssl(&self) -> &SslRef {
+        self.inner.ssl()
+    }
+
+    /// The underlying transport.
+    pub fn get_ref(&self) -> &S {
+        self.inner.get_ref()
+    }
+
+    /// The tokio-openssl stream itself.
+    pub fn into_inner(self) -> SslStream<S> {
+        self.inner
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsPskStream<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsPskStream<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The TLS-PSK server: resolves client PSK identities in a [`PskStore`]; expired ones are refused.
+#[derive(Clone)]
+pub struct TlsPskServer {
+    ctx: SslContext,
+    timeout: Duration,
+}
+
+impl TlsPskServer {
+    /// A server context over `store`. No certificate: PSK only.
+    pub fn new(config: &TlsPskConfig, store: PskStore) -> Result<Self, TlsPskError> {
+        let mut b = config.builder()?;
+        b.set_num_tickets(0)?;
+        b.set_psk_server_callback(move |ssl, identity, out| {
+            let identity = identity.unwrap_or_default();
+            let found = match store.lookup(identity, Instant::now()) {
+                Lookup::Found(entry) => {
+                    let key = entry.psk.dangerous_as_bytes();
+                    if out.len() < key.len() {
+                        return Ok(0);
+                    }
+                    out[..key.len()].copy_from_slice(key);
+                    ssl.set_ex_data(
+                        server_index(),
+                        ServerPsk::Accepted {
+                            identity: identity.to_vec(),
+                            peer: entry.peer,
+                        },
+                    );
+                    return Ok(key.len());
+                }
+                Lookup::Expired => ServerPsk::Expired(identity.to_vec()),
+                Lookup::Unknown => ServerPsk::Unknown(identity.to_vec()),
+            };
+            ssl.set_ex_data(server_index(), found);
+            // 0 = no PSK: OpenSSL then fails the handshake (there is no certificate to fall back on).
+            Ok(0)
+        });
+        Ok(Self {
+            ctx: b.build(),
+            timeout: config.handshake_timeout,
+        })
+    }
+
+    /// Runs the TLS server handshake on `stream`.
+    pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        stream: S,
+    ) -> Result<TlsPskStream<S>, TlsPskError> {
+        let ssl = Ssl::new(&self.ctx)?;
+        let mut s = SslStream::new(ssl, stream)?;
+        let result = tokio::time::timeout(self.timeout, Pin::new(&mut s).accept()).await;
+        let info = s.ssl().ex_data(server_index()).cloned();
+        match (result, info) {
+            (Ok(Ok(())), Some(ServerPsk::Accepted { identity, peer })) => {
+                tracing::debug!(identity = %printable(&identity), version = s.ssl().version_str(), "TLS-PSK accepted");
+                Ok(TlsPskStream {
+                    inner: s,
+                    identity,
+                    peer,
+                })
+            }
+            // Should OpenSSL ever complete without our callback accepting a PSK, refuse anyway.
+            (Ok(Ok(())), _) => Err(TlsPskError::UnknownPskIdentity(String::new())),
+            (_, Some(ServerPsk::Expired(id))) => Err(TlsPskError::PskExpired(printable(&id))),
+            (_, Some(ServerPsk::Unknown(id))) => {
+                Err(TlsPskError::UnknownPskIdentity(printable(&id)))
+            }
+            (Ok(Err(e)), _) => Err(e.into()),
+            (Err(_), _) => Err(TlsPskError::Timeout("TLS handshake")),
+        }
+    }
+}
+
+/// The TLS-PSK client: offers one PSK per connection.
+#[derive(Clone)]
+pub struct TlsPskClient {
+    ctx: SslContext,
+    timeout: Duration,
+}
+
+impl TlsPskClient {
+    /// A client context.
+    pub fn new(config: &TlsPskConfig) -> Result<Self, TlsPskError> {
+        let mut b = config.builder()?;
+        b.set_psk_client_callback(|ssl, _hint, identity_out, psk_out| {
+            let Some(mine) = ssl.ex_data(client_index()) else {
+                return Ok(0);
+            };
+            // The identity is a C string: it needs room for the terminating NUL.
+            if mine.identity.len() + 1 > identity_out.len() || mine.key.len() > psk_out.len() {
+                return Ok(0);
+            }
+            identity_out[..mine.identity.len()].copy_from_slice(&mine.identity);
+            identity_out[mine.identity.len()] = 0;
+            psk_out[..mine.key.len()].copy_from_slice(&mine.key);
+            Ok(mine.key.len())
+        });
+        Ok(Self {
+            ctx: b.build(),
+            timeout: config.handshake_timeout,
+        })
+    }
+
+    /// Opens TLS on `stream` with the PSK of a finished handshake (refused locally once expired).
+    pub async fn connect_established<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        stream: S,
+        established: &Established,
+    ) -> Result<TlsPskStream<S>, TlsPskError> {
+        if established.is_expired(Instant::now()) {
+            return Err(TlsPskError::LocalPskExpired);
+        }
+        let mut s = self
+            .connect(
+                stream,
+                established.identity.to_hex().as_bytes(),
+                established.psk.dangerous_as_bytes(),
+            )
+            .await?;
+        s.peer = Some(established.peer.clone());
+        Ok(s)
+    }
+
+    /// Opens TLS on `stream` with any PSK identity and key (e.g. to talk to `openssl s_server -psk`).
+    pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        stream: S,
+        identity: &[u8],
+        key: &[u8],
+    ) -> Result<TlsPskStream<S>, TlsPskError> {
+        if identity.len() > 128 {
+            return Err(TlsPskError::IdentityTooLong(identity.len()));
+        }
+        let mut ssl = Ssl::new(&self.ctx)?;
+        ssl.set_ex_data(
+            client_index(),
+            ClientPsk {
+                identity: identity.to_vec(),
+                key: Zeroizing::new(key.to_vec()),
+            },
+        );
+        let mut s = SslStream::new(ssl, stream)?;
+        match tokio::time::timeout(self.timeout, Pin::new(&mut s).connect()).await {
+            Ok(Ok(())) => Ok(TlsPskStream {
+                inner: s,
+                identity: identity.to_vec(),
+                peer: None,
+            }),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(TlsPskError::Timeout("TLS handshake")),
+        }
+    }
+}
