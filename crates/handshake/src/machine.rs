@@ -277,13 +277,13 @@ impl Initiator {
         if !bool::from(na_back.ct_eq(na)) {
             return Err(HandshakeError::NonceMismatch { ty });
         }
-        if let Some(responder) = responder {
-            if responder != self.peer {
-                return Err(HandshakeError::PeerMismatch {
-                    expected: self.peer.clone(),
-                    got: responder,
-                });
-            }
+        if let Some(responder) = responder
+            && responder != self.peer
+        {
+            return Err(HandshakeError::PeerMismatch {
+                expected: self.peer.clone(),
+                got: responder,
+            });
         }
         self.transcript.absorb(frame);
         let ct = ecies::seal(&self.peer_key, kdf::CTX_NSL_MSG3, nb.as_ref());

@@ -1,0 +1,344 @@
+//! The handshake and TLS-PSK together over loopback TCP: both protocols, reconnecting with a stored
+//! PSK, expiry, revoked keys, replays and hostile bytes on the wire.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chaincall_handshake::{
+    AlertCode, HandshakeConfig, HandshakeError, Initiator, LocalIdentity, Protocol,
+};
+use chaincall_identity::{DirectoryError, IdentityKey, IdentityName, KeyStatus, StaticDirectory};
+use chaincall_tls_psk::{
+    HandshakeService, PskServer, PskStore, TlsPskClient, TlsPskConfig, TlsPskError,
+    connect_with_handshake, transport,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+struct Net {
+    phone: LocalIdentity,
+    server: LocalIdentity,
+    dir: StaticDirectory,
+}
+
+fn net() -> Net {
+    let mk = |s: &str| {
+        LocalIdentity::new(
+            IdentityName::parse(s).unwrap(),
+            Arc::new(IdentityKey::generate()),
+        )
+    };
+    let (phone, server) = (mk("+15551230001"), mk("sip.example.org"));
+    let mut dir = StaticDirectory::new();
+    dir.approve(phone.name().clone(), phone.key().public());
+    dir.approve(server.name().clone(), server.key().public());
+    Net { phone, server, dir }
+}
+
+/// Serves `n` connections: each echoes one line back upper-cased. Returns the port and a handle
+/// yielding each connection's result (peer name or error).
+async fn serve(
+    server: PskServer,
+    n: usize,
+) -> (
+    u16,
+    tokio::task::JoinHandle<Vec<Result<Option<IdentityName>, TlsPskError>>>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = tokio::spawn(async move {
+        let mut results = Vec::new();
+        for _ in 0..n {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let r = async {
+                let (mut tls, _) = server.accept(tcp).await?;
+                let mut buf = [0u8; 64];
+                let k = tls.read(&mut buf).await?;
+                tls.write_all(&buf[..k].to_ascii_uppercase()).await?;
+                tls.flush().await?;
+                Ok(tls.peer().cloned())
+            }
+            .await;
+            results.push(r);
+        }
+        results
+    });
+    (port, handle)
+}
+
+fn service(n: &Net, dir: StaticDirectory, config: HandshakeConfig) -> HandshakeService {
+    HandshakeService::new(config, n.server.clone(), Arc::new(dir))
+}
+
+fn initiator(n: &Net, p: Protocol, config: HandshakeConfig) -> Initiator {
+    Initiator::new(
+        config,
+        n.phone.clone(),
+        n.server.name().clone(),
+        p,
+        &n.dir,
+        Instant::now(),
+    )
+    .unwrap()
+}
+
+async fn echo(tls: &mut (impl AsyncReadExt + AsyncWriteExt + Unpin), msg: &[u8]) -> Vec<u8> {
+    tls.write_all(msg).await.unwrap();
+    tls.flush().await.unwrap();
+    let mut buf = vec![0u8; msg.len()];
+    tls.read_exact(&mut buf).await.unwrap();
+    buf
+}
+
+#[tokio::test]
+async fn handshake_then_tls_on_one_connection_then_reconnect_with_the_psk() {
+    let n = net();
+    for p in [Protocol::Sts, Protocol::Nsl] {
+        let store = PskStore::default();
+        let server = PskServer::new(
+            &TlsPskConfig::default(),
+            store.clone(),
+            Some(service(&n, n.dir.clone(), HandshakeConfig::default())),
+        )
+        .unwrap();
+        let (port, results) = serve(server, 2).await;
+        let client = TlsPskClient::new(&TlsPskConfig::default()).unwrap();
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let (mut tls, est) = connect_with_handshake(
+            tcp,
+            initiator(&n, p, HandshakeConfig::default()),
+            Duration::from_secs(5),
+            &client,
+        )
+        .await
+        .unwrap();
+        assert_eq!(tls.version(), "TLSv1.3");
+        assert!(tls.ephemeral_key_exchange(), "psk_dhe_ke expected");
+        assert_eq!(echo(&mut tls, b"register\n").await, b"REGISTER\n");
+        assert_eq!(&est.peer, n.server.name());
+        // A second connection skips the handshake and goes straight to TLS with the stored PSK.
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut again = client.connect_established(tcp, &est).await.unwrap();
+        assert_eq!(echo(&mut again, b"invite\n").await, b"INVITE\n");
+        let results = results.await.unwrap();
+        for r in results {
+            assert_eq!(
+                r.unwrap().as_ref(),
+                Some(n.phone.name()),
+                "{p}: server sees the phone"
+            );
+        }
+        assert_eq!(store.len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_psk_from_an_expired_handshake_is_refused_by_the_tls_server() {
+    let n = net();
+    let short = HandshakeConfig {
+        psk_lifetime: Duration::from_secs(1),
+        ..HandshakeConfig::default()
+    };
+    let server = PskServer::new(
+        &TlsPskConfig::default(),
+        PskStore::default(),
+        Some(service(&n, n.dir.clone(), short.clone())),
+    )
+    .unwrap();
+    let (port, results) = serve(server, 2).await;
+    let client = TlsPskClient::new(&TlsPskConfig::default()).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (mut tls, est) = connect_with_handshake(
+        tcp,
+        initiator(&n, Protocol::Sts, HandshakeConfig::default()),
+        Duration::from_secs(5),
+        &client,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        est.lifetime,
+        Duration::from_secs(1),
+        "the responder's shorter lifetime wins"
+    );
+    assert_eq!(echo(&mut tls, b"x").await, b"X");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The client refuses locally, before any byte is sent ...
+    let (unused, _) = tokio::io::duplex(64);
+    assert!(matches!(
+        client.connect_established(unused, &est).await,
+        Err(TlsPskError::LocalPskExpired)
+    ));
+    // ... and a client that offers it anyway is refused by the server.
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let offered = client
+        .connect(
+            tcp,
+            est.identity.to_hex().as_bytes(),
+            est.psk.dangerous_as_bytes(),
+        )
+        .await;
+    assert!(offered.is_err());
+    let results = results.await.unwrap();
+    assert!(results[0].is_ok());
+    assert!(
+        matches!(&results[1], Err(TlsPskError::PskExpired(id)) if *id == est.identity.to_hex()),
+        "{:?}",
+        results[1]
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_phone_gets_no_psk() {
+    let n = net();
+    let mut revoked = n.dir.clone();
+    revoked.revoke(n.phone.name());
+    let store = PskStore::default();
+    let server = PskServer::new(
+        &TlsPskConfig::default(),
+        store.clone(),
+        Some(service(&n, revoked, HandshakeConfig::default())),
+    )
+    .unwrap();
+    let (port, results) = serve(server, 1).await;
+    let client = TlsPskClient::new(&TlsPskConfig::default()).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let err = connect_with_handshake(
+        tcp,
+        initiator(&n, Protocol::Sts, HandshakeConfig::default()),
+        Duration::from_secs(5),
+        &client,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TlsPskError::Handshake(HandshakeError::PeerAborted(AlertCode::UnknownIdentity))
+        ),
+        "{err}"
+    );
+    let results = results.await.unwrap();
+    assert!(
+        matches!(
+            &results[0],
+            Err(TlsPskError::Handshake(HandshakeError::Directory(
+                DirectoryError::NotApproved {
+                    status: KeyStatus::Revoked,
+                    ..
+                }
+            )))
+        ),
+        "{:?}",
+        results[0]
+    );
+    assert!(store.is_empty());
+}
+
+#[tokio::test]
+async fn a_replayed_message_1_on_the_wire_is_refused() {
+    let n = net();
+    let server = PskServer::new(
+        &TlsPskConfig::default(),
+        PskStore::default(),
+        Some(service(&n, n.dir.clone(), HandshakeConfig::default())),
+    )
+    .unwrap();
+    let (port, results) = serve(server, 2).await;
+    let mut init = initiator(&n, Protocol::Nsl, HandshakeConfig::default());
+    let msg1 = init.poll_transmit().unwrap();
+    for attempt in 0..2 {
+        let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        tcp.write_all(&msg1).await.unwrap();
+        let mut buf = Vec::new();
+        transport::read_frame(&mut tcp, &mut buf).await.unwrap();
+        if attempt == 0 {
+            assert_eq!(buf[0], 0x02, "message 2 to the first copy");
+        } else {
+            assert_eq!(
+                buf,
+                chaincall_handshake::wire::encode_alert(AlertCode::Replay)
+            );
+        }
+    }
+    let results = results.await.unwrap();
+    assert!(matches!(
+        &results[1],
+        Err(TlsPskError::Handshake(HandshakeError::Replay))
+    ));
+}
+
+#[tokio::test]
+async fn hostile_bytes_are_refused_quickly_with_a_clear_error() {
+    let n = net();
+    let server = PskServer::new(
+        &TlsPskConfig::default(),
+        PskStore::default(),
+        Some(service(&n, n.dir.clone(), HandshakeConfig::default())),
+    )
+    .unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("oversized", vec![0x11, 1, 0xff, 0xff]),
+        ("bad version", vec![0x11, 9, 0, 50]),
+        ("not ours", b"GET / HTTP/1.1\r\n\r\n".to_vec()),
+        ("truncated", vec![0x11, 1, 0, 100, 2, 3]),
+    ];
+    let (port, results) = serve(server, cases.len()).await;
+    let started = std::time::Instant::now();
+    for (_, bytes) in &cases {
+        let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        tcp.write_all(bytes).await.unwrap();
+        // Close our side, so the truncated frame ends in EOF rather than waiting for the timeout.
+        tcp.shutdown().await.unwrap();
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut sink)).await;
+    }
+    let results = results.await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let shown: Vec<String> = results
+        .iter()
+        .map(|r| r.as_ref().unwrap_err().to_string())
+        .collect();
+    assert!(shown[0].contains("oversized"), "{}", shown[0]);
+    assert!(
+        shown[1].contains("unsupported handshake version 9"),
+        "{}",
+        shown[1]
+    );
+    assert!(
+        shown[2].contains("neither TLS nor a chaincall handshake"),
+        "{}",
+        shown[2]
+    );
+    assert!(
+        shown[3].contains("closed the connection during the handshake"),
+        "{}",
+        shown[3]
+    );
+}
+
+#[tokio::test]
+async fn a_silent_peer_times_out() {
+    let n = net();
+    let config = HandshakeConfig {
+        handshake_timeout: Duration::from_millis(300),
+        ..HandshakeConfig::default()
+    };
+    let svc = service(&n, n.dir.clone(), config);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let h = tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        svc.respond(&mut tcp).await
+    });
+    let _silent = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(5), h)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(r, Err(TlsPskError::Timeout("handshake"))), "{r:?}");
+}
