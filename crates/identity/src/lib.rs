@@ -11,16 +11,20 @@
 //! - [`directory`]: the [`KeyDirectory`] interface through which protocol cores (MIKEY, the handshakes)
 //!   ask "what is the approved key of this identity?" without depending on chain code.
 //!
+//! - [`continuity`]: the phone's key pins, so that a key cannot change without an on-chain record.
+//!
 //! Secret keys are zeroized on drop and never appear in `Debug` output. Randomness comes from the OS
 //! CSPRNG.
 #![forbid(unsafe_code)]
 
+pub mod continuity;
 pub mod directory;
 pub mod ecies;
 mod error;
 mod key;
 mod name;
 
+pub use continuity::{ContinuityError, KeyPins};
 pub use directory::{DirectoryEntry, DirectoryError, KeyDirectory, KeyStatus, StaticDirectory};
 pub use error::{KeyError, NameError};
 pub use key::{IdentityKey, IdentitySignature, KeyType, PublicIdentityKey};
