@@ -47,6 +47,7 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== tests"
-cargo nextest run --workspace --all-targets --locked --no-fail-fast "$@"
+# Unit, integration and binary tests (criterion benches are built by clippy above, not run here).
+cargo nextest run --workspace --locked --no-fail-fast "$@"
 cargo test --workspace --doc --locked
 echo "== all tests passed"
