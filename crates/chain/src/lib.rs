@@ -1,0 +1,288 @@
+//! Chain access for chaincall: the keystore contract's bindings and one trait, [`KeystoreChain`],
+//! with two backends that pass one shared test suite.
+//!
+//! | backend | what it is | when |
+//! | --- | --- | --- |
+//! | [`EmbeddedChain`] | revm in process running the committed contract bytecode: signed EIP-1559 transactions, nonces, balances and gas charged, one block per transaction | the default: demo, most tests, gas measurement, benchmarks |
+//! | [`RpcChain`] | an alloy HTTP provider to any Ethereum JSON-RPC node (anvil, geth, reth, a provider) | real networks; CI runs it against anvil |
+//!
+//! Both backends share the contract-facing logic (call encoding, return decoding, revert decoding,
+//! event decoding): the trait's provided methods implement it on top of five primitives each backend
+//! supplies (`send`, `call`, `logs`, `storage_at`, `balance`). Where an entry sits in storage is
+//! computed in one place, [`layout`], which verified lookups build on.
+//!
+//! Identities are [`ClientId`]s, `keccak256` of a canonical name from `chaincall-identity`
+//! (`tel:+15551234567`, `dns:sip.example.org`). Senders are [`PrivateKeySigner`]s, whose `Debug`
+//! output shows the address only; this crate never logs key material.
+//!
+//! ```no_run
+//! use chaincall_chain::{ClientId, EmbeddedChain, KeystoreChain, receipt_commitment, receipt_hash};
+//! use chaincall_identity::{IdentityKey, IdentityName};
+//! # async fn demo() -> Result<(), chaincall_chain::ChainError> {
+//! let chain = EmbeddedChain::default();
+//! let owner = chaincall_chain::dev_signer(0);
+//! let phone = chaincall_chain::dev_signer(1);
+//! let contract = chain.deploy(&owner).await?.contract_address.unwrap();
+//! let id = ClientId::of(&IdentityName::parse("+1 555 123 4567").unwrap());
+//! let key = IdentityKey::generate().public();
+//! let receipt = receipt_hash(b"purchase token");
+//! let commitment = receipt_commitment(&id, phone.address(), &receipt);
+//! chain.add_client(contract, &phone, id, key.tag(), &key.to_bytes(), commitment).await?;
+//! chain.approve_client(contract, &owner, id, receipt).await?;
+//! assert_eq!(chain.get_client(contract, id).await?.approved_key(), Some(key));
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+
+use std::future::Future;
+
+use alloy::primitives::{Address, B256, Bytes, FixedBytes, U256};
+use alloy::sol_types::SolCall;
+
+mod anvil;
+pub mod contract;
+mod embedded;
+mod error;
+pub mod layout;
+mod rpc;
+mod types;
+
+pub use alloy::signers::local::PrivateKeySigner;
+pub use anvil::AnvilProcess;
+pub use embedded::{EmbeddedChain, EmbeddedConfig, dev_signer};
+pub use error::ChainError;
+pub use rpc::{RpcChain, RpcConfig};
+pub use types::{
+    Change, ClientEntry, ClientId, HistoryEvent, TxOutcome, entry_event_signatures,
+    receipt_commitment, receipt_hash,
+};
+
+use contract::IKeystore;
+
+/// Result alias for this crate.
+pub type Result<T, E = ChainError> = std::result::Result<T, E>;
+
+/// The keystore on a chain: deploy, add, approve, get, rotate, revoke, history.
+///
+/// Implementors supply the five primitives (`send`, `call`, `logs`, `storage_at`, `balance`) plus
+/// chain facts; everything contract-specific is provided on top of them, identically for every
+/// backend. Writes are estimated first (a call that would revert fails with the decoded contract
+/// error and sends nothing), then signed by `from`, sent and awaited.
+pub trait KeystoreChain: Send + Sync {
+    /// The chain id transactions are signed for.
+    fn chain_id(&self) -> u64;
+
+    /// The latest block number.
+    fn block_number(&self) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Signs and sends a transaction from `from` (`to = None` creates a contract) and waits for its
+    /// receipt. A transaction that would revert is not sent: its decoded revert is the error.
+    fn send(
+        &self,
+        from: &PrivateKeySigner,
+        to: Option<Address>,
+        input: Bytes,
+        value: U256,
+    ) -> impl Future<Output = Result<TxOutcome>> + Send;
+
+    /// Runs a read-only call against the latest state and returns its output.
+    fn call(&self, to: Address, input: Bytes) -> impl Future<Output = Result<Bytes>> + Send;
+
+    /// The contract's entry events for `id` (topic 1), oldest first, with their positions.
+    fn logs(
+        &self,
+        contract: Address,
+        id: ClientId,
+    ) -> impl Future<Output = Result<Vec<HistoryEvent>>> + Send;
+
+    /// One storage word of an account at the latest block.
+    fn storage_at(&self, address: Address, slot: U256)
+    -> impl Future<Output = Result<U256>> + Send;
+
+    /// An account's balance in wei at the latest block.
+    fn balance(&self, address: Address) -> impl Future<Output = Result<U256>> + Send;
+
+    /// The runtime code at an address (empty for accounts without code).
+    fn code_at(&self, address: Address) -> impl Future<Output = Result<Bytes>> + Send;
+
+    /// Sends `value` wei from `from` to `to` (e.g. the wallet server funding a new phone wallet).
+    fn transfer(
+        &self,
+        from: &PrivateKeySigner,
+        to: Address,
+        value: U256,
+    ) -> impl Future<Output = Result<TxOutcome>> + Send {
+        self.send(from, Some(to), Bytes::new(), value)
+    }
+
+    /// Deploys the committed keystore bytecode; `from` becomes the owner. The outcome's
+    /// `contract_address` is the keystore's address.
+    fn deploy(&self, from: &PrivateKeySigner) -> impl Future<Output = Result<TxOutcome>> + Send {
+        self.send(
+            from,
+            None,
+            contract::creation_bytecode().clone(),
+            U256::ZERO,
+        )
+    }
+
+    /// `addClient`: submits a pending entry bound to `from`. `commitment` is
+    /// [`receipt_commitment`]`(id, from, receipt_hash)`.
+    fn add_client(
+        &self,
+        contract: Address,
+        from: &PrivateKeySigner,
+        id: ClientId,
+        key_type: u8,
+        key: &[u8],
+        commitment: FixedBytes<8>,
+    ) -> impl Future<Output = Result<TxOutcome>> + Send {
+        let input = IKeystore::addClientCall {
+            id: *id.as_b256(),
+            keyType: key_type,
+            key: Bytes::copy_from_slice(key),
+            commitment,
+        }
+        .abi_encode();
+        self.send(from, Some(contract), input.into(), U256::ZERO)
+    }
+
+    /// `approveClient` (owner only): approves the pending entry if `receipt_hash` matches it.
+    fn approve_client(
+        &self,
+        contract: Address,
+        from: &PrivateKeySigner,
+        id: ClientId,
+        receipt_hash: B256,
+    ) -> impl Future<Output = Result<TxOutcome>> + Send {
+        let input = IKeystore::approveClientCall {
+            id: *id.as_b256(),
+            receiptHash: receipt_hash,
+        }
+        .abi_encode();
+        self.send(from, Some(contract), input.into(), U256::ZERO)
+    }
+
+    /// `getClient`: the entry's status, bound wallet and key.
+    fn get_client(
+        &self,
+        contract: Address,
+        id: ClientId,
+    ) -> impl Future<Output = Result<ClientEntry>> + Send {
+        async move {
+            let input = IKeystore::getClientCall { id: *id.as_b256() }.abi_encode();
+            let output = self.call(contract, input.into()).await?;
+            let ret = decode_return::<IKeystore::getClientCall, _>(self, contract, &output).await?;
+            let status = match ret.status {
+                IKeystore::Status::Unknown => return Ok(ClientEntry::unknown(id)),
+                IKeystore::Status::Pending => chaincall_identity::KeyStatus::Pending,
+                IKeystore::Status::Approved => chaincall_identity::KeyStatus::Approved,
+                IKeystore::Status::Revoked => chaincall_identity::KeyStatus::Revoked,
+                _ => {
+                    return Err(ChainError::BadResponse {
+                        reason: "getClient returned a status outside the contract's enum".into(),
+                    });
+                }
+            };
+            Ok(ClientEntry {
+                id,
+                status,
+                wallet: Some(ret.wallet),
+                key_type: ret.keyType,
+                key: ret.key,
+            })
+        }
+    }
+
+    /// `rotateKey`: the bound wallet replaces the key of its approved entry.
+    fn rotate_key(
+        &self,
+        contract: Address,
+        from: &PrivateKeySigner,
+        id: ClientId,
+        key_type: u8,
+        key: &[u8],
+    ) -> impl Future<Output = Result<TxOutcome>> + Send {
+        let input = IKeystore::rotateKeyCall {
+            id: *id.as_b256(),
+            keyType: key_type,
+            key: Bytes::copy_from_slice(key),
+        }
+        .abi_encode();
+        self.send(from, Some(contract), input.into(), U256::ZERO)
+    }
+
+    /// `revokeClient`: the bound wallet or the owner revokes a pending or approved entry.
+    fn revoke_client(
+        &self,
+        contract: Address,
+        from: &PrivateKeySigner,
+        id: ClientId,
+    ) -> impl Future<Output = Result<TxOutcome>> + Send {
+        let input = IKeystore::revokeClientCall { id: *id.as_b256() }.abi_encode();
+        self.send(from, Some(contract), input.into(), U256::ZERO)
+    }
+
+    /// `transferOwnership` (owner only): nominates `new_owner`; zero cancels.
+    fn transfer_ownership(
+        &self,
+        contract: Address,
+        from: &PrivateKeySigner,
+        new_owner: Address,
+    ) -> impl Future<Output = Result<TxOutcome>> + Send {
+        let input = IKeystore::transferOwnershipCall {
+            newOwner: new_owner,
+        }
+        .abi_encode();
+        self.send(from, Some(contract), input.into(), U256::ZERO)
+    }
+
+    /// `acceptOwnership`: the nominated owner takes over.
+    fn accept_ownership(
+        &self,
+        contract: Address,
+        from: &PrivateKeySigner,
+    ) -> impl Future<Output = Result<TxOutcome>> + Send {
+        let input = IKeystore::acceptOwnershipCall {}.abi_encode();
+        self.send(from, Some(contract), input.into(), U256::ZERO)
+    }
+
+    /// The contract's current owner.
+    fn owner(&self, contract: Address) -> impl Future<Output = Result<Address>> + Send {
+        async move {
+            let output = self
+                .call(contract, IKeystore::ownerCall {}.abi_encode().into())
+                .await?;
+            decode_return::<IKeystore::ownerCall, _>(self, contract, &output).await
+        }
+    }
+
+    /// The entry's whole history from the contract's events, oldest first.
+    fn history(
+        &self,
+        contract: Address,
+        id: ClientId,
+    ) -> impl Future<Output = Result<Vec<HistoryEvent>>> + Send {
+        self.logs(contract, id)
+    }
+}
+
+/// Decodes a call's return data; empty output from an address without code becomes `NoContract`.
+async fn decode_return<C: SolCall, K: KeystoreChain + ?Sized>(
+    chain: &K,
+    contract: Address,
+    output: &[u8],
+) -> Result<C::Return> {
+    match C::abi_decode_returns(output) {
+        Ok(ret) => Ok(ret),
+        Err(err) => {
+            if output.is_empty() && chain.code_at(contract).await?.is_empty() {
+                return Err(ChainError::NoContract { address: contract });
+            }
+            Err(ChainError::BadResponse {
+                reason: format!("cannot decode {} output: {err}", C::SIGNATURE),
+            })
+        }
+    }
+}
