@@ -1,0 +1,278 @@
+//! sipd configuration: a TOML file (see `crates/sipd/sipd.example.toml`), overridable by flags.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// A listening address with its transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// UDP (RFC 3261 §18.1.1 / §18.2.1).
+    Udp(SocketAddr),
+    /// TCP (framed by Content-Length, §18.3).
+    Tcp(SocketAddr),
+}
+
+impl Listen {
+    /// The socket address.
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            Listen::Udp(a) | Listen::Tcp(a) => *a,
+        }
+    }
+}
+
+impl std::str::FromStr for Listen {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            ConfigError::Invalid(format!(
+                "listen address {s:?} is not udp:IP:PORT or tcp:IP:PORT"
+            ))
+        };
+        let (proto, addr) = s.split_once(':').ok_or_else(bad)?;
+        let addr: SocketAddr = addr.parse().map_err(|_| bad())?;
+        match proto.to_ascii_lowercase().as_str() {
+            "udp" => Ok(Listen::Udp(addr)),
+            "tcp" => Ok(Listen::Tcp(addr)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// Configuration problems.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed.
+    #[error("invalid TOML: {0}")]
+    Toml(#[from] toml::de::Error),
+    /// A value is out of range or inconsistent.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Authentication mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Digest auth against the `subscriber` table (REGISTER: 401, INVITE from our domain: 407).
+    Digest,
+    /// Trusted network: no authentication (for benchmarks and closed networks).
+    None,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listening sockets, `udp:IP:PORT` / `tcp:IP:PORT`.
+    pub listen: Vec<String>,
+    /// The SIP domain served (registrar domain, digest realm). Empty: the first listen IP.
+    pub domain: String,
+    /// The address put in Via and Record-Route. Empty: the first listen address.
+    pub advertise: String,
+    /// Requests for targets that are not registered go here (`IP:PORT`), e.g. a PSTN gateway.
+    pub static_route: Option<String>,
+    /// Authentication settings.
+    pub auth: AuthConfig,
+    /// Registrar settings.
+    pub registrar: RegistrarConfig,
+    /// Protection limits.
+    pub limits: LimitsConfig,
+    /// `IP:PORT` for the Prometheus metrics endpoint (`GET /metrics`); none when empty.
+    pub metrics_listen: String,
+}
+
+/// Authentication settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `digest` or `none`.
+    pub mode: AuthMode,
+    /// sqlx URL of the database holding the Kamailio `subscriber` table:
+    /// `sqlite://path/to/file.db` or `postgres://user:pass@host/db`.
+    pub database: String,
+    /// Create the `subscriber` table if it does not exist.
+    pub create_schema: bool,
+    /// Digest algorithms offered, most preferred first (RFC 8760 §2.4): `SHA-256`, `SHA-512-256`,
+    /// `MD5`.
+    pub algorithms: Vec<String>,
+    /// Nonce lifetime in seconds (an expired nonce gets `stale=true`).
+    pub nonce_lifetime_secs: u64,
+    /// Authenticate INVITEs whose From is in our domain (407 Proxy-Authenticate).
+    pub invite: bool,
+}
+
+/// Registrar settings (RFC 3261 §10.3).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrarConfig {
+    /// Expiry when the REGISTER gives none.
+    pub default_expires: u32,
+    /// Shorter non-zero expiries get 423 Interval Too Brief.
+    pub min_expires: u32,
+    /// Longer expiries are cut to this.
+    pub max_expires: u32,
+    /// Contacts per address-of-record.
+    pub max_contacts: usize,
+}
+
+/// Protection limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest message accepted, in bytes.
+    pub max_message_size: usize,
+    /// Most header fields per message.
+    pub max_headers: usize,
+    /// TCP connections idle this long are closed.
+    pub tcp_idle_secs: u64,
+    /// Most concurrent TCP connections.
+    pub max_tcp_connections: usize,
+    /// REGISTERs per second per source IP (token bucket refill); 0 disables.
+    pub register_rate: f64,
+    /// INVITEs per second per source IP; 0 disables.
+    pub invite_rate: f64,
+    /// Bucket size (burst) for both limits.
+    pub burst: f64,
+    /// Live transactions at most (memory bound).
+    pub max_transactions: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec!["udp:127.0.0.1:5060".into()],
+            domain: String::new(),
+            advertise: String::new(),
+            static_route: None,
+            auth: AuthConfig::default(),
+            registrar: RegistrarConfig::default(),
+            limits: LimitsConfig::default(),
+            metrics_listen: String::new(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            mode: AuthMode::Digest,
+            database: "sqlite://sipd.db".into(),
+            create_schema: true,
+            algorithms: vec!["SHA-256".into(), "MD5".into()],
+            nonce_lifetime_secs: 300,
+            invite: true,
+        }
+    }
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        RegistrarConfig {
+            default_expires: 3600,
+            min_expires: 60,
+            max_expires: 7200,
+            max_contacts: 10,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_message_size: 16 * 1024,
+            max_headers: 100,
+            tcp_idle_secs: 300,
+            max_tcp_connections: 4096,
+            register_rate: 20.0,
+            invite_rate: 0.0,
+            burst: 40.0,
+            max_transactions: 200_000,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(toml::from_str(&text)?)
+    }
+
+    /// Parsed listen addresses.
+    pub fn listens(&self) -> Result<Vec<Listen>, ConfigError> {
+        if self.listen.is_empty() {
+            return Err(ConfigError::Invalid("no listen address".into()));
+        }
+        self.listen.iter().map(|s| s.parse()).collect()
+    }
+
+    /// Checks values and fills derived ones.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listens()?;
+        if let Some(r) = &self.static_route {
+            r.parse::<SocketAddr>()
+                .map_err(|_| ConfigError::Invalid(format!("static_route {r:?} is not IP:PORT")))?;
+        }
+        for a in &self.auth.algorithms {
+            chaincall_sip::digest::Algorithm::parse(a)
+                .map_err(|_| ConfigError::Invalid(format!("unknown digest algorithm {a:?}")))?;
+        }
+        if self.auth.mode == AuthMode::Digest && self.auth.algorithms.is_empty() {
+            return Err(ConfigError::Invalid(
+                "digest auth needs at least one algorithm".into(),
+            ));
+        }
+        let r = &self.registrar;
+        if r.min_expires > r.max_expires || r.max_contacts == 0 {
+            return Err(ConfigError::Invalid(
+                "registrar: min_expires > max_expires or max_contacts = 0".into(),
+            ));
+        }
+        if self.limits.max_message_size < 1024 || self.limits.max_headers < 10 {
+            return Err(ConfigError::Invalid(
+                "limits too small to carry a SIP message".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("sipd.example.toml");
+        let c = Config::load(&path).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.listens().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        assert!("udp:nothere".parse::<Listen>().is_err());
+        assert_eq!(
+            "tcp:127.0.0.1:5060".parse::<Listen>().unwrap(),
+            Listen::Tcp("127.0.0.1:5060".parse().unwrap())
+        );
+        let c: Config = toml::from_str("static_route = \"x\"").unwrap();
+        assert!(c.validate().is_err());
+        assert!(toml::from_str::<Config>("unknown_key = 1").is_err());
+    }
+}

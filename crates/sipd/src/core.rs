@@ -1,0 +1,1046 @@
+//! The server's brain, synchronous: registrar, stateful proxy and digest auth over the
+//! transaction [`Endpoint`] of `chaincall-sip`. The tokio shell ([`crate::server`]) feeds it
+//! datagrams/frames and the clock, and sends what it queues.
+//!
+//! Credentials come from the database asynchronously: when a request carries credentials for a user
+//! not in the cache, [`Core::handle`] returns [`Need::Credentials`] without touching any state; the
+//! shell looks the user up, calls [`Core::insert_credentials`] and feeds the same bytes again.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chaincall_sip::digest::{self, Algorithm, Credentials, NonceCheck, NonceManager};
+use chaincall_sip::header::{Contact, HeaderName, Method};
+use chaincall_sip::message::{Framing, Message, MessageBuf, ParseLimits, Rewriter, response_to};
+use chaincall_sip::transaction::{
+    Endpoint, EndpointEvent, Routed, ServerKey, TimerConfig, TxId, build_cancel,
+};
+use chaincall_sip::uri::SipUri;
+use tracing::{debug, info, warn};
+
+use crate::config::{AuthMode, Config, ConfigError};
+use crate::db::Subscriber;
+use crate::location::{Binding, Limited, Location, RateLimiter};
+use crate::metrics::Metrics;
+
+/// Transport a message arrived on or leaves by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// UDP.
+    Udp,
+    /// A stream: TCP, or TLS plugged in through the same path.
+    Stream,
+}
+
+/// Bytes for the shell to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbound {
+    /// Destination.
+    pub dest: SocketAddr,
+    /// Payload.
+    pub bytes: Vec<u8>,
+}
+
+/// Something the core needs before it can handle a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Need {
+    /// Look up this subscriber, then feed the message again.
+    Credentials {
+        /// Username (without domain).
+        username: String,
+        /// Domain.
+        domain: String,
+    },
+}
+
+/// The server state.
+pub struct Core {
+    ep: Endpoint,
+    advertise: SocketAddr,
+    locals: Vec<SocketAddr>,
+    domain: String,
+    limits: ParseLimits,
+    location: Location,
+    nonces: NonceManager,
+    creds: HashMap<(String, String), (Option<Subscriber>, Instant)>,
+    rate: RateLimiter,
+    auth: AuthMode,
+    auth_invite: bool,
+    algorithms: Vec<Algorithm>,
+    static_route: Option<SocketAddr>,
+    min_expires: u32,
+    max_expires: u32,
+    default_expires: u32,
+    max_contacts: usize,
+    /// Server transaction → client transaction it was forwarded on.
+    forwards: HashMap<TxId, TxId>,
+    /// Client transaction → server transaction.
+    back: HashMap<TxId, TxId>,
+    /// Original request of each proxied server transaction (for 408/CANCEL).
+    server_req: HashMap<TxId, Vec<u8>>,
+    /// Stream peers: responses to them are sent over their connection (`reliable`).
+    stream_peers: HashMap<SocketAddr, ()>,
+    out: VecDeque<Outbound>,
+    next_sweep: Instant,
+    tag_secret: u64,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("advertise", &self.advertise)
+            .field("transactions", &self.ep.len())
+            .finish()
+    }
+}
+
+const CRED_TTL: Duration = Duration::from_secs(30);
+
+impl Core {
+    /// Builds the core from a validated configuration; `secret` seeds nonces and tags.
+    pub fn new(
+        cfg: &Config,
+        secret: [u8; 32],
+        metrics: Arc<Metrics>,
+        now: Instant,
+    ) -> Result<Core, ConfigError> {
+        cfg.validate()?;
+        let first = cfg.listens()?[0].addr();
+        let advertise = if cfg.advertise.is_empty() {
+            first
+        } else {
+            cfg.advertise
+                .parse()
+                .map_err(|_| ConfigError::Invalid("advertise must be IP:PORT".into()))?
+        };
+        let domain = if cfg.domain.is_empty() {
+            advertise.ip().to_string()
+        } else {
+            cfg.domain.to_ascii_lowercase()
+        };
+        let algorithms = cfg
+            .auth
+            .algorithms
+            .iter()
+            .filter_map(|a| Algorithm::parse(a).ok().map(|(a, _)| a))
+            .collect();
+        Ok(Core {
+            ep: Endpoint::new(TimerConfig::default(), cfg.limits.max_transactions),
+            advertise,
+            locals: cfg
+                .listens()?
+                .iter()
+                .map(|l| l.addr())
+                .chain([advertise])
+                .collect(),
+            domain,
+            limits: ParseLimits {
+                max_message_size: cfg.limits.max_message_size,
+                max_headers: cfg.limits.max_headers,
+            },
+            location: Location::default(),
+            nonces: NonceManager::new(secret, cfg.auth.nonce_lifetime_secs, 100_000),
+            creds: HashMap::new(),
+            rate: RateLimiter::new(
+                cfg.limits.register_rate,
+                cfg.limits.invite_rate,
+                cfg.limits.burst,
+            ),
+            auth: cfg.auth.mode,
+            auth_invite: cfg.auth.invite,
+            algorithms,
+            static_route: cfg.static_route.as_ref().and_then(|s| s.parse().ok()),
+            min_expires: cfg.registrar.min_expires,
+            max_expires: cfg.registrar.max_expires,
+            default_expires: cfg.registrar.default_expires,
+            max_contacts: cfg.registrar.max_contacts,
+            forwards: HashMap::new(),
+            back: HashMap::new(),
+            server_req: HashMap::new(),
+            stream_peers: HashMap::new(),
+            out: VecDeque::new(),
+            next_sweep: now + Duration::from_secs(1),
+            tag_secret: u64::from_le_bytes(secret[..8].try_into().unwrap_or([0; 8])),
+            metrics,
+        })
+    }
+
+    /// The domain served.
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// Parse limits for the stream framer.
+    pub fn limits(&self) -> ParseLimits {
+        self.limits
+    }
+
+    /// Records that `peer` is reached over a stream connection (or no longer, `false`).
+    pub fn set_stream_peer(&mut self, peer: SocketAddr, up: bool) {
+        if up {
+            self.stream_peers.insert(peer, ());
+        } else {
+            self.stream_peers.remove(&peer);
+        }
+    }
+
+    /// Caches a subscriber lookup (None: no such user).
+    pub fn insert_credentials(
+        &mut self,
+        username: &str,
+        domain: &str,
+        sub: Option<Subscriber>,
+        now: Instant,
+    ) {
+        if self.creds.len() > 100_000 {
+            self.creds
+                .retain(|_, (_, at)| now.duration_since(*at) < CRED_TTL);
+        }
+        self.creds
+            .insert((username.to_owned(), domain.to_owned()), (sub, now));
+    }
+
+    /// Handles one message. `unix_secs` dates nonces.
+    pub fn handle(
+        &mut self,
+        data: &[u8],
+        src: SocketAddr,
+        transport: Transport,
+        now: Instant,
+        unix_secs: u64,
+    ) -> Option<Need> {
+        let framing = match transport {
+            Transport::Udp => Framing::Datagram,
+            Transport::Stream => Framing::Stream,
+        };
+        let msg = match Message::parse_with(data, framing, &self.limits) {
+            Ok(m) => m,
+            Err(e) => {
+                self.metrics.parse_errors.inc();
+                // RFC 3261 §16.3 / §21.4.1: answer malformed requests with 400 (or 505/513) when we
+                // can address the answer; drop malformed responses (§18.1.2).
+                if let Some(resp) = raw_error_response(data, e.status_code(), &e.to_string()) {
+                    info!(%src, error = %e, "malformed request answered with {}", e.status_code());
+                    self.metrics.count_response(e.status_code());
+                    self.out.push_back(Outbound {
+                        dest: src,
+                        bytes: resp,
+                    });
+                } else {
+                    debug!(%src, error = %e, "malformed message dropped");
+                }
+                return None;
+            }
+        };
+        if let Some(method) = msg.method() {
+            self.metrics.requests.inc();
+            // Credentials must be cached before any state changes (see module docs).
+            if self.auth == AuthMode::Digest
+                && let Some(need) = self.credentials_needed(&msg, now)
+            {
+                return Some(need);
+            }
+            match self
+                .ep
+                .handle_message(&msg, src, transport == Transport::Stream, now)
+            {
+                Routed::NewRequest(id) => self.on_request(id, &msg, data, src, now, unix_secs),
+                Routed::Ack => self.forward_ack(&msg, now),
+                Routed::Absorbed => {}
+                Routed::Unmatched => {
+                    warn!(%src, %method, "transaction table full; request refused with 503");
+                    let mut r = response_to(&msg, 503, "Service Unavailable", None);
+                    r.push("Retry-After", "5");
+                    self.send_stateless(src, r);
+                }
+                Routed::Response(_) | Routed::StrayResponse => {}
+            }
+        } else {
+            self.metrics.responses_in.inc();
+            match self
+                .ep
+                .handle_message(&msg, src, transport == Transport::Stream, now)
+            {
+                Routed::Response(cid) => self.on_response(cid, &msg, now),
+                Routed::StrayResponse => self.forward_stray_response(&msg),
+                _ => {}
+            }
+        }
+        self.drain();
+        None
+    }
+
+    fn credentials_needed(&self, msg: &Message<'_>, now: Instant) -> Option<Need> {
+        let name = match msg.method()? {
+            Method::Register => HeaderName::Authorization,
+            Method::Invite => HeaderName::ProxyAuthorization,
+            _ => return None,
+        };
+        let h = msg.auth_headers(name).next()?;
+        let user = h.param("username")?;
+        let username = user.split('@').next().unwrap_or(user).to_owned();
+        let domain = self.domain.clone();
+        match self.creds.get(&(username.clone(), domain.clone())) {
+            Some((_, at)) if now.duration_since(*at) < CRED_TTL => None,
+            _ => Some(Need::Credentials { username, domain }),
+        }
+    }
+
+    fn is_us(&self, uri: &SipUri<'_>) -> bool {
+        let host = uri.host.trim_start_matches('[').trim_end_matches(']');
+        if host.eq_ignore_ascii_case(&self.domain) && host.parse::<IpAddr>().is_err() {
+            return true;
+        }
+        let Ok(ip) = host.parse::<IpAddr>() else {
+            return false;
+        };
+        let port = uri.port.unwrap_or(5060);
+        self.locals
+            .iter()
+            .any(|l| l.port() == port && (l.ip() == ip || l.ip().is_unspecified()))
+    }
+
+    fn to_tag(&self, msg: &Message<'_>) -> String {
+        let mut h = DefaultHasher::new();
+        self.tag_secret.hash(&mut h);
+        msg.call_id().unwrap_or("").hash(&mut h);
+        msg.from()
+            .ok()
+            .and_then(|f| f.tag())
+            .unwrap_or("")
+            .hash(&mut h);
+        format!("{:016x}", h.finish())
+    }
+
+    fn reply(
+        &mut self,
+        id: TxId,
+        msg: &Message<'_>,
+        code: u16,
+        reason: &str,
+        extra: &[(&str, String)],
+        now: Instant,
+    ) {
+        let tag = self.to_tag(msg);
+        let mut r = response_to(msg, code, reason, Some(&tag));
+        for (n, v) in extra {
+            r.push(n, v.clone());
+        }
+        r.push("Server", "chaincall-sipd");
+        self.metrics.count_response(code);
+        if let Err(e) = self.ep.respond(id, &r, now) {
+            debug!(error = %e, code, "response not sent");
+        }
+    }
+
+    fn send_stateless(&mut self, dest: SocketAddr, r: MessageBuf) {
+        if let chaincall_sip::message::OwnedStart::Response { code, .. } = r.start {
+            self.metrics.count_response(code);
+        }
+        self.out.push_back(Outbound {
+            dest,
+            bytes: r.to_bytes(),
+        });
+    }
+
+    fn on_request(
+        &mut self,
+        id: TxId,
+        msg: &Message<'_>,
+        data: &[u8],
+        src: SocketAddr,
+        now: Instant,
+        unix: u64,
+    ) {
+        let Some(method) = msg.method() else { return };
+        // Per-source rate limits (503 + Retry-After, RFC 3261 §21.5.4).
+        let kind = match method {
+            Method::Register => Some(Limited::Register),
+            Method::Invite if msg.to().ok().and_then(|t| t.tag()).is_none() => {
+                Some(Limited::Invite)
+            }
+            _ => None,
+        };
+        if let Some(kind) = kind
+            && let Err(retry) = self.rate.check(src.ip(), kind, now)
+        {
+            self.metrics.rate_limited.inc();
+            debug!(%src, ?kind, "rate limited");
+            self.reply(
+                id,
+                msg,
+                503,
+                "Service Unavailable",
+                &[("Retry-After", retry.to_string())],
+                now,
+            );
+            return;
+        }
+        let ruri = msg.request_uri().unwrap_or("");
+        let parsed = SipUri::parse(ruri);
+        if method == Method::Cancel {
+            self.on_cancel(id, msg, now);
+            return;
+        }
+        let uri = match parsed {
+            Ok(u) => u,
+            Err(chaincall_sip::uri::UriError::Scheme) => {
+                // §8.2.2.1: unsupported URI scheme.
+                self.reply(id, msg, 416, "Unsupported URI Scheme", &[], now);
+                return;
+            }
+            Err(_) => {
+                self.reply(id, msg, 400, "Bad Request-URI", &[], now);
+                return;
+            }
+        };
+        // Loose routing (§16.4): a top Route naming us is removed.
+        let pop_route = msg
+            .routes()
+            .next()
+            .and_then(|r| SipUri::parse(r.uri).ok().map(|u| self.is_us(&u)))
+            .unwrap_or(false);
+        let next_route = msg.routes().nth(usize::from(pop_route)).map(|r| r.uri);
+        if next_route.is_none() && self.is_us(&uri) {
+            match method {
+                Method::Register => return self.on_register(id, msg, src, now, unix),
+                Method::Options if uri.user.is_none() => {
+                    return self.reply(
+                        id,
+                        msg,
+                        200,
+                        "OK",
+                        &[(
+                            "Allow",
+                            "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER".into(),
+                        )],
+                        now,
+                    );
+                }
+                _ => {}
+            }
+        }
+        // §16.3 step 3: Max-Forwards.
+        let mf = msg.max_forwards().unwrap_or(70);
+        if mf == 0 {
+            return self.reply(id, msg, 483, "Too Many Hops", &[], now);
+        }
+        // Proxy authentication of calls from our users (§22.3).
+        if method == Method::Invite
+            && self.auth == AuthMode::Digest
+            && self.auth_invite
+            && msg.to().ok().and_then(|t| t.tag()).is_none()
+            && msg
+                .from()
+                .ok()
+                .and_then(|f| SipUri::parse(f.uri).ok())
+                .is_some_and(|u| u.host.eq_ignore_ascii_case(&self.domain))
+        {
+            let from_user = msg
+                .from()
+                .ok()
+                .and_then(|f| SipUri::parse(f.uri).ok())
+                .and_then(|u| u.user)
+                .map(str::to_owned);
+            if !self.authenticate(id, msg, true, from_user.as_deref(), now, unix) {
+                return;
+            }
+        }
+        // §16.5: determine the target.
+        let (new_ruri, dest, reliable) = if let Some(route) = next_route {
+            match SipUri::parse(route).ok().and_then(|u| socket_of(&u)) {
+                Some(d) => (None, d, false),
+                None => return self.reply(id, msg, 404, "Not Found", &[], now),
+            }
+        } else if self.is_us(&uri)
+            || (uri.host.eq_ignore_ascii_case(&self.domain) && uri.host.parse::<IpAddr>().is_err())
+        {
+            let aor = format!("{}@{}", uri.user.unwrap_or(""), self.domain);
+            let target = self.location.lookup(&aor, now).first().map(|b| {
+                let dest = SipUri::parse(&b.uri)
+                    .ok()
+                    .and_then(|u| socket_of(&u))
+                    .filter(|_| !b.reliable)
+                    .unwrap_or(b.source);
+                (b.uri.clone(), dest, b.reliable)
+            });
+            match (target, self.static_route) {
+                (Some((u, d, r)), _) => (Some(u), d, r),
+                (None, Some(d)) => (None, d, false),
+                (None, None) => {
+                    let known = self
+                        .creds
+                        .get(&(uri.user.unwrap_or("").to_owned(), self.domain.clone()))
+                        .is_some_and(|(s, _)| s.is_some());
+                    let (code, reason) = if known || self.auth == AuthMode::None {
+                        (480, "Temporarily Unavailable")
+                    } else {
+                        (404, "Not Found")
+                    };
+                    info!(%aor, code, "no registered contact");
+                    return self.reply(id, msg, code, reason, &[], now);
+                }
+            }
+        } else {
+            match (socket_of(&uri), self.static_route) {
+                (Some(d), _) => (None, d, false),
+                (None, Some(d)) => (None, d, false),
+                (None, None) => return self.reply(id, msg, 404, "Not Found", &[], now),
+            }
+        };
+        let reliable = reliable || self.stream_peers.contains_key(&dest);
+        // §16.3 step 4 / §16.6 step 8: loop detection by recomputing our branch.
+        let branch = self.branch_for(msg);
+        let me = self.advertise.to_string();
+        if msg.vias().any(|v| {
+            v.branch() == Some(branch.as_str())
+                && format!("{}:{}", v.host, v.port.unwrap_or(5060)) == me
+        }) {
+            return self.reply(id, msg, 482, "Loop Detected", &[], now);
+        }
+        let via = format!(
+            "SIP/2.0/{} {};branch={}",
+            if reliable { "TCP" } else { "UDP" },
+            me,
+            branch
+        );
+        let rr = format!(
+            "<sip:{me};lr{}>",
+            if reliable { ";transport=tcp" } else { "" }
+        );
+        let mut prepend = vec![("Via", via.as_str())];
+        if matches!(method, Method::Invite | Method::Subscribe | Method::Refer)
+            && msg.to().ok().and_then(|t| t.tag()).is_none()
+        {
+            prepend.push(("Record-Route", rr.as_str()));
+        }
+        let mut wire = Vec::with_capacity(data.len() + 200);
+        Rewriter {
+            request_uri: new_ruri.as_deref(),
+            prepend,
+            pop_via: false,
+            pop_route,
+            max_forwards: Some(mf - 1),
+        }
+        .write(msg, &mut wire);
+        match self.ep.send_request_wire(wire, dest, reliable, now) {
+            Ok(cid) => {
+                self.forwards.insert(id, cid);
+                self.back.insert(cid, id);
+                self.server_req.insert(id, data.to_vec());
+                debug!(%method, %dest, "forwarded");
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot forward");
+                self.reply(id, msg, 500, "Server Internal Error", &[], now);
+            }
+        }
+    }
+
+    /// A branch that is a function of the request (§16.6 step 8, §16.11), so retransmissions and
+    /// loops map to the same value.
+    fn branch_for(&self, msg: &Message<'_>) -> String {
+        let mut h = DefaultHasher::new();
+        self.tag_secret.hash(&mut h);
+        if let Ok(v) = msg.top_via() {
+            v.branch().unwrap_or("").hash(&mut h);
+            v.host.hash(&mut h);
+            v.port.hash(&mut h);
+        }
+        msg.call_id().unwrap_or("").hash(&mut h);
+        msg.cseq().map(|c| c.seq).unwrap_or(0).hash(&mut h);
+        msg.request_uri().unwrap_or("").hash(&mut h);
+        msg.from().ok().and_then(|f| f.tag()).hash(&mut h);
+        msg.to().ok().and_then(|f| f.tag()).hash(&mut h);
+        format!("z9hG4bKcc{:016x}", h.finish())
+    }
+
+    fn on_cancel(&mut self, id: TxId, msg: &Message<'_>, now: Instant) {
+        // §16.10: find the INVITE's server transaction; answer the CANCEL ourselves.
+        let Some(inv) = ServerKey::of(msg).and_then(|k| self.ep.find_server(&k.invite_of_cancel()))
+        else {
+            return self.reply(id, msg, 481, "Call/Transaction Does Not Exist", &[], now);
+        };
+        self.reply(id, msg, 200, "OK", &[], now);
+        if self.ep.is_answered(inv) == Some(true) {
+            return;
+        }
+        let Some(&cid) = self.forwards.get(&inv) else {
+            return;
+        };
+        let (Some(wire), Some(dest)) = (
+            self.ep.client_request(cid).map(<[u8]>::to_vec),
+            self.ep.remote(cid),
+        ) else {
+            return;
+        };
+        if let Ok(fwd) = Message::parse(&wire) {
+            let cancel = build_cancel(&fwd);
+            let reliable = self.stream_peers.contains_key(&dest);
+            if let Err(e) = self.ep.send_request(&cancel, dest, reliable, now) {
+                debug!(error = %e, "CANCEL not forwarded");
+            }
+        }
+    }
+
+    fn on_response(&mut self, cid: TxId, msg: &Message<'_>, now: Instant) {
+        let Some(code) = msg.status() else { return };
+        let Some(&sid) = self.back.get(&cid) else {
+            return; // our own CANCEL's answer
+        };
+        if code == 100 {
+            return; // §16.7 step 5: 100 is not forwarded.
+        }
+        let mut wire = Vec::with_capacity(msg.wire_len());
+        Rewriter {
+            pop_via: true,
+            ..Default::default()
+        }
+        .write(msg, &mut wire);
+        self.metrics.count_response(code);
+        if self.ep.is_answered(sid) == Some(true) {
+            // A 2xx retransmission (RFC 6026 §8.2): forwarded statelessly upstream.
+            if let Some(dest) = self.ep.remote(sid) {
+                self.out.push_back(Outbound { dest, bytes: wire });
+            }
+            return;
+        }
+        if let Err(e) = self.ep.respond_wire(sid, wire, code, now) {
+            debug!(error = %e, "response not forwarded");
+        }
+    }
+
+    fn forward_stray_response(&mut self, msg: &Message<'_>) {
+        // §16.7 / §18.1.2: responses with no transaction whose top Via is ours go to the next Via.
+        let mut vias = msg.vias();
+        let Some(top) = vias.next() else { return };
+        if format!("{}:{}", top.host, top.port.unwrap_or(5060)) != self.advertise.to_string() {
+            return;
+        }
+        let Some(next) = vias.next() else { return };
+        let Some(dest) = via_dest(&next) else { return };
+        let mut wire = Vec::new();
+        Rewriter {
+            pop_via: true,
+            ..Default::default()
+        }
+        .write(msg, &mut wire);
+        self.out.push_back(Outbound { dest, bytes: wire });
+    }
+
+    fn forward_ack(&mut self, msg: &Message<'_>, _now: Instant) {
+        // The ACK for a 2xx travels end to end (§13.2.2.4, §16.6): forward it statelessly by Route
+        // or Request-URI.
+        let pop_route = msg
+            .routes()
+            .next()
+            .and_then(|r| SipUri::parse(r.uri).ok().map(|u| self.is_us(&u)))
+            .unwrap_or(false);
+        let next = msg.routes().nth(usize::from(pop_route)).map(|r| r.uri);
+        let uri = msg.request_uri().and_then(|u| SipUri::parse(u).ok());
+        let dest = match (next, uri) {
+            (Some(r), _) => SipUri::parse(r).ok().and_then(|u| socket_of(&u)),
+            (None, Some(u)) if !self.is_us(&u) => socket_of(&u).or(self.static_route),
+            (None, Some(u)) => {
+                let aor = format!("{}@{}", u.user.unwrap_or(""), self.domain);
+                self.location
+                    .lookup(&aor, Instant::now())
+                    .first()
+                    .and_then(|b| SipUri::parse(&b.uri).ok().and_then(|u| socket_of(&u)))
+                    .or(self.static_route)
+            }
+            _ => None,
+        };
+        let Some(dest) = dest else {
+            debug!("ACK with no destination dropped");
+            return;
+        };
+        let mf = msg.max_forwards().unwrap_or(70);
+        if mf == 0 {
+            return;
+        }
+        let via = format!(
+            "SIP/2.0/UDP {};branch={}",
+            self.advertise,
+            self.branch_for(msg)
+        );
+        let mut wire = Vec::new();
+        Rewriter {
+            prepend: vec![("Via", via.as_str())],
+            pop_route,
+            max_forwards: Some(mf - 1),
+            ..Default::default()
+        }
+        .write(msg, &mut wire);
+        self.out.push_back(Outbound { dest, bytes: wire });
+    }
+
+    /// Digest authentication (RFC 7616 through RFC 3261 §22). Returns true when the request may
+    /// proceed; otherwise a response was sent.
+    fn authenticate(
+        &mut self,
+        id: TxId,
+        msg: &Message<'_>,
+        proxy: bool,
+        expect_user: Option<&str>,
+        now: Instant,
+        unix: u64,
+    ) -> bool {
+        let (hname, code, reason, chal_name) = if proxy {
+            (
+                HeaderName::ProxyAuthorization,
+                407,
+                "Proxy Authentication Required",
+                "Proxy-Authenticate",
+            )
+        } else {
+            (
+                HeaderName::Authorization,
+                401,
+                "Unauthorized",
+                "WWW-Authenticate",
+            )
+        };
+        let realm = self.domain.clone();
+        let method = msg.method().map(|m| m.as_str()).unwrap_or("");
+        let mut stale = false;
+        let creds = msg
+            .auth_headers(hname)
+            .filter_map(|h| Credentials::parse(&h).ok())
+            .find(|c| c.realm == realm);
+        if let Some(c) = creds {
+            let user = c.username.split('@').next().unwrap_or(c.username);
+            let sub = self
+                .creds
+                .get(&(user.to_owned(), realm.clone()))
+                .and_then(|(s, _)| s.clone());
+            let check = self.nonces.check(c.nonce, &realm, c.nc, unix);
+            let uri_ok = msg.request_uri() == Some(c.uri);
+            match (check, sub) {
+                (NonceCheck::Valid, Some(sub)) => {
+                    let ok = sub
+                        .ha1_for(c.algorithm, c.username, &realm)
+                        .is_some_and(|h| c.verify(&h, method));
+                    if ok && !uri_ok {
+                        self.metrics.auth_failures.inc();
+                        warn!(user, "digest uri differs from Request-URI");
+                        self.reply(id, msg, 400, "Bad Request (digest uri mismatch)", &[], now);
+                        return false;
+                    }
+                    if ok && expect_user.is_some_and(|e| e != user) {
+                        self.metrics.auth_failures.inc();
+                        warn!(user, "credentials do not match the identity claimed");
+                        self.reply(id, msg, 403, "Forbidden", &[], now);
+                        return false;
+                    }
+                    if ok {
+                        return true;
+                    }
+                    self.metrics.auth_failures.inc();
+                    warn!(user, realm = %realm, "digest authentication failed: wrong password");
+                }
+                (NonceCheck::Stale, _) => stale = true,
+                (NonceCheck::Replay, _) => {
+                    self.metrics.auth_failures.inc();
+                    warn!(user, "digest nonce count replayed");
+                }
+                (NonceCheck::Invalid, _) => {
+                    self.metrics.auth_failures.inc();
+                    warn!(user, "digest nonce not issued by us");
+                }
+                (NonceCheck::Valid, None) => {
+                    self.metrics.auth_failures.inc();
+                    warn!(user, realm = %realm, "digest authentication failed: no such subscriber");
+                }
+            }
+        }
+        let nonce = self.nonces.issue(&realm, unix);
+        let chals: Vec<(&str, String)> = self
+            .algorithms
+            .iter()
+            .map(|a| {
+                (
+                    chal_name,
+                    digest::challenge_value(&realm, &nonce, *a, stale),
+                )
+            })
+            .collect();
+        self.reply(id, msg, code, reason, &chals, now);
+        false
+    }
+
+    fn on_register(
+        &mut self,
+        id: TxId,
+        msg: &Message<'_>,
+        src: SocketAddr,
+        now: Instant,
+        unix: u64,
+    ) {
+        // §10.3 step 5: the address-of-record from To.
+        let Ok(to) = msg.to() else { return };
+        let Ok(to_uri) = SipUri::parse(to.uri) else {
+            return self.reply(id, msg, 404, "Not Found", &[], now);
+        };
+        let user = to_uri.user.unwrap_or("").to_owned();
+        if self.auth == AuthMode::Digest
+            && !self.authenticate(id, msg, false, Some(&user), now, unix)
+        {
+            return;
+        }
+        let aor = format!("{user}@{}", self.domain);
+        let call_id = msg.call_id().unwrap_or("").to_owned();
+        let cseq = msg.cseq().map(|c| c.seq).unwrap_or(0);
+        let header_expires = msg.expires();
+        let contacts: Vec<Contact<'_>> = msg.contacts().collect();
+        // §10.3 step 6: "*" only alone and with Expires: 0.
+        if contacts.iter().any(|c| matches!(c, Contact::Star)) {
+            if contacts.len() != 1 || header_expires != Some(0) {
+                return self.reply(
+                    id,
+                    msg,
+                    400,
+                    "Bad Request (Contact: * needs Expires: 0)",
+                    &[],
+                    now,
+                );
+            }
+            let b = self.location.entry(&aor);
+            if b.iter().any(|b| b.call_id == call_id && b.cseq >= cseq) {
+                return self.reply(
+                    id,
+                    msg,
+                    500,
+                    "Server Internal Error (CSeq out of order)",
+                    &[],
+                    now,
+                );
+            }
+            b.clear();
+            info!(%aor, "all contacts removed");
+            return self.reply(id, msg, 200, "OK", &[], now);
+        }
+        // §10.3 step 7: validate every contact before changing anything.
+        let mut updates = Vec::new();
+        for c in &contacts {
+            let Contact::Addr(a) = c else { continue };
+            let exp = a
+                .expires()
+                .or(header_expires)
+                .unwrap_or(self.default_expires);
+            if exp != 0 && exp < self.min_expires {
+                return self.reply(
+                    id,
+                    msg,
+                    423,
+                    "Interval Too Brief",
+                    &[("Min-Expires", self.min_expires.to_string())],
+                    now,
+                );
+            }
+            let q = a
+                .params
+                .value("q")
+                .and_then(|q| q.parse::<f32>().ok())
+                .filter(|q| (0.0..=1.0).contains(q))
+                .map_or(1000, |q| (q * 1000.0) as u16);
+            updates.push((a.uri.to_owned(), exp.min(self.max_expires), q));
+        }
+        let reliable = self.stream_peers.contains_key(&src);
+        let bindings = self.location.entry(&aor);
+        for (uri, _, _) in &updates {
+            if let Some(b) = bindings.iter().find(|b| &b.uri == uri)
+                && b.call_id == call_id
+                && b.cseq >= cseq
+            {
+                return self.reply(
+                    id,
+                    msg,
+                    500,
+                    "Server Internal Error (CSeq out of order)",
+                    &[],
+                    now,
+                );
+            }
+        }
+        let new_count = updates
+            .iter()
+            .filter(|(u, e, _)| *e > 0 && !bindings.iter().any(|b| &b.uri == u))
+            .count();
+        let live = bindings.iter().filter(|b| b.expires_at > now).count();
+        if live + new_count > self.max_contacts {
+            return self.reply(
+                id,
+                msg,
+                503,
+                "Too Many Registered Contacts",
+                &[("Retry-After", "60".into())],
+                now,
+            );
+        }
+        for (uri, exp, q) in updates {
+            bindings.retain(|b| b.uri != uri);
+            if exp == 0 {
+                info!(%aor, contact = %uri, "unregistered");
+                continue;
+            }
+            info!(%aor, contact = %uri, expires = exp, %src, "registered");
+            bindings.push(Binding {
+                uri,
+                expires_at: now + Duration::from_secs(u64::from(exp)),
+                call_id: call_id.clone(),
+                cseq,
+                q,
+                source: src,
+                reliable,
+            });
+        }
+        // §10.3 step 8: answer with all current bindings.
+        let current: Vec<(&str, String)> = self
+            .location
+            .lookup(&aor, now)
+            .into_iter()
+            .map(|b| {
+                (
+                    "Contact",
+                    format!(
+                        "<{}>;expires={}",
+                        b.uri,
+                        b.expires_at.saturating_duration_since(now).as_secs()
+                    ),
+                )
+            })
+            .collect();
+        self.reply(id, msg, 200, "OK", &current, now);
+    }
+
+    /// Fires timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.ep.handle_timeout(now);
+        if now >= self.next_sweep {
+            self.next_sweep = now + Duration::from_secs(1);
+            self.metrics
+                .registrations
+                .set(self.location.sweep(now) as i64);
+        }
+        self.drain();
+    }
+
+    fn drain(&mut self) {
+        while let Some(ev) = self.ep.poll_event() {
+            match ev {
+                EndpointEvent::ClientTimeout(cid) => {
+                    // §16.8: a timed-out branch counts as 408.
+                    if let Some(&sid) = self.back.get(&cid)
+                        && self.ep.is_answered(sid) == Some(false)
+                        && let Some(req) = self.server_req.get(&sid).cloned()
+                        && let Ok(m) = Message::parse(&req)
+                    {
+                        info!("no answer downstream: 408");
+                        self.reply(sid, &m, 408, "Request Timeout", &[], Instant::now());
+                    }
+                }
+                EndpointEvent::ServerTimeout(_) => {}
+                EndpointEvent::Terminated(id) => {
+                    if let Some(cid) = self.forwards.remove(&id) {
+                        self.back.remove(&cid);
+                    }
+                    if let Some(sid) = self.back.remove(&id) {
+                        self.forwards.remove(&sid);
+                    }
+                    self.server_req.remove(&id);
+                }
+            }
+        }
+        while let Some(t) = self.ep.poll_transmit() {
+            self.out.push_back(Outbound {
+                dest: t.dest,
+                bytes: t.bytes,
+            });
+        }
+        self.metrics.transactions.set(self.ep.len() as i64);
+    }
+
+    /// The next datagram to send.
+    #[must_use]
+    pub fn poll_out(&mut self) -> Option<Outbound> {
+        self.out.pop_front()
+    }
+
+    /// True if `dest` should be reached over its stream connection.
+    pub fn is_stream_peer(&self, dest: &SocketAddr) -> bool {
+        self.stream_peers.contains_key(dest)
+    }
+
+    /// The next deadline.
+    #[must_use]
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        let t = self.ep.poll_timeout();
+        Some(t.map_or(self.next_sweep, |t| t.min(self.next_sweep)))
+    }
+}
+
+/// The socket of a SIP URI whose host is an IP literal (sipd does no DNS, RFC 3263 is out of scope).
+fn socket_of(u: &SipUri<'_>) -> Option<SocketAddr> {
+    let host = u.maddr().unwrap_or(u.host);
+    let ip: IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    Some(SocketAddr::new(ip, u.port.unwrap_or(5060)))
+}
+
+/// Where a response goes by a Via (§18.2.2, RFC 3581): received/rport, else sent-by.
+fn via_dest(v: &chaincall_sip::header::Via<'_>) -> Option<SocketAddr> {
+    let host = v.received().unwrap_or(v.host);
+    let ip: IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    let port = v.rport().flatten().or(v.port).unwrap_or(5060);
+    Some(SocketAddr::new(ip, port))
+}
+
+/// Builds an error response for a request that failed to parse, copying Via, From, To, Call-ID and
+/// CSeq lines textually (§8.2.6.2). `None` when the input is not a request or lacks them.
+pub fn raw_error_response(data: &[u8], code: u16, reason: &str) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(data).ok()?;
+    let mut lines = text.split("\r\n");
+    let first = lines.next()?;
+    if first.starts_with("SIP/") || !first.contains(" sip") && !first.contains(" SIP/") {
+        return None;
+    }
+    let mut out = format!("SIP/2.0 {code} {}\r\n", reason.replace(['\r', '\n'], " "));
+    let mut found = [false; 5];
+    for line in lines {
+        if line.is_empty() {
+            break;
+        }
+        let Some((name, _)) = line.split_once(':') else {
+            continue;
+        };
+        let idx = match HeaderName::parse(name.trim()) {
+            HeaderName::Via => 0,
+            HeaderName::From => 1,
+            HeaderName::To => 2,
+            HeaderName::CallId => 3,
+            HeaderName::CSeq => 4,
+            _ => continue,
+        };
+        found[idx] = true;
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    if !found.iter().all(|f| *f) {
+        return None;
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    Some(out.into_bytes())
+}

@@ -1,0 +1,193 @@
+//! The Kamailio-compatible `subscriber` table (Kamailio 5.6 `auth_db` schema: id, username, domain,
+//! password, ha1, ha1b) in SQLite or PostgreSQL through one code path.
+//!
+//! `ha1 = MD5(username:realm:password)`, `ha1b = MD5(username@domain:realm:password)` with the
+//! realm equal to the domain, as `kamctl add` writes them. RFC 8760 hashes are computed from
+//! `password` when present (Kamailio's `calculate_ha1`), or read from optional `ha1_sha256` /
+//! `ha1_sha512t256` columns (OpenSIPS' names) when the table has them.
+
+use chaincall_sip::digest::{self, Algorithm};
+use sqlx::{PgPool, Row, SqlitePool};
+
+/// Database failures (never sent to clients; they get 500).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbError {
+    /// The URL is neither sqlite:// nor postgres://.
+    #[error("unsupported database URL (use sqlite://FILE or postgres://...)")]
+    Url,
+    /// A driver error.
+    #[error("database: {0}")]
+    Sqlx(#[from] sqlx::Error),
+}
+
+/// A subscriber's stored credentials.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subscriber {
+    /// Clear-text password (may be empty when only hashes are stored).
+    pub password: String,
+    /// MD5(username:realm:password).
+    pub ha1: String,
+    /// MD5(username@domain:realm:password).
+    pub ha1b: String,
+    /// SHA-256 HA1, if stored.
+    pub ha1_sha256: Option<String>,
+    /// SHA-512/256 HA1, if stored.
+    pub ha1_sha512t256: Option<String>,
+}
+
+impl Subscriber {
+    /// The HA1 for an algorithm and the digest username form (`user` or `user@domain`), computing
+    /// it from the password when no stored hash fits.
+    pub fn ha1_for(&self, alg: Algorithm, digest_user: &str, realm: &str) -> Option<String> {
+        let with_domain = digest_user.contains('@');
+        let stored = match (alg, with_domain) {
+            (Algorithm::Md5, false) => Some(&self.ha1),
+            (Algorithm::Md5, true) => Some(&self.ha1b),
+            (Algorithm::Sha256, false) => self.ha1_sha256.as_ref(),
+            (Algorithm::Sha512_256, false) => self.ha1_sha512t256.as_ref(),
+            _ => None,
+        };
+        if let Some(h) = stored.filter(|h| !h.is_empty()) {
+            return Some(h.clone());
+        }
+        if self.password.is_empty() {
+            return None;
+        }
+        Some(digest::ha1(alg, digest_user, realm, &self.password))
+    }
+}
+
+/// A pool for either backend.
+#[derive(Debug, Clone)]
+pub enum Db {
+    /// SQLite (bundled).
+    Sqlite(SqlitePool),
+    /// PostgreSQL.
+    Postgres(PgPool),
+}
+
+const SQLITE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS subscriber (
+    id INTEGER PRIMARY KEY NOT NULL,
+    username VARCHAR(64) DEFAULT '' NOT NULL,
+    domain VARCHAR(64) DEFAULT '' NOT NULL,
+    password VARCHAR(64) DEFAULT '' NOT NULL,
+    ha1 VARCHAR(128) DEFAULT '' NOT NULL,
+    ha1b VARCHAR(128) DEFAULT '' NOT NULL,
+    CONSTRAINT subscriber_account_idx UNIQUE (username, domain)
+)";
+
+const PG_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS subscriber (
+    id SERIAL PRIMARY KEY NOT NULL,
+    username VARCHAR(64) DEFAULT '' NOT NULL,
+    domain VARCHAR(64) DEFAULT '' NOT NULL,
+    password VARCHAR(64) DEFAULT '' NOT NULL,
+    ha1 VARCHAR(128) DEFAULT '' NOT NULL,
+    ha1b VARCHAR(128) DEFAULT '' NOT NULL,
+    CONSTRAINT subscriber_account_idx UNIQUE (username, domain)
+)";
+
+const SELECT: &str = "SELECT * FROM subscriber WHERE username = $1 AND domain = $2";
+const INSERT: &str =
+    "INSERT INTO subscriber (username, domain, password, ha1, ha1b) VALUES ($1, $2, $3, $4, $5)";
+
+impl Db {
+    /// Connects; SQLite files are created when missing.
+    pub async fn connect(url: &str) -> Result<Db, DbError> {
+        if url.starts_with("sqlite:") {
+            let opts: sqlx::sqlite::SqliteConnectOptions = url.parse()?;
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(opts.create_if_missing(true))
+                .await?;
+            Ok(Db::Sqlite(pool))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Db::Postgres(PgPool::connect(url).await?))
+        } else {
+            Err(DbError::Url)
+        }
+    }
+
+    /// Creates the `subscriber` table if missing (Kamailio's columns).
+    pub async fn create_schema(&self) -> Result<(), DbError> {
+        match self {
+            Db::Sqlite(p) => {
+                sqlx::query(SQLITE_SCHEMA).execute(p).await?;
+            }
+            Db::Postgres(p) => {
+                sqlx::query(PG_SCHEMA).execute(p).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a subscriber the way `kamctl add` does (realm = domain).
+    pub async fn add_subscriber(
+        &self,
+        username: &str,
+        domain: &str,
+        password: &str,
+    ) -> Result<(), DbError> {
+        let ha1 = digest::ha1(Algorithm::Md5, username, domain, password);
+        let ha1b = digest::kamailio_ha1b(username, domain, domain, password);
+        match self {
+            Db::Sqlite(p) => {
+                sqlx::query(INSERT)
+                    .bind(username)
+                    .bind(domain)
+                    .bind(password)
+                    .bind(&ha1)
+                    .bind(&ha1b)
+                    .execute(p)
+                    .await?;
+            }
+            Db::Postgres(p) => {
+                sqlx::query(INSERT)
+                    .bind(username)
+                    .bind(domain)
+                    .bind(password)
+                    .bind(&ha1)
+                    .bind(&ha1b)
+                    .execute(p)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Looks a subscriber up.
+    pub async fn subscriber(
+        &self,
+        username: &str,
+        domain: &str,
+    ) -> Result<Option<Subscriber>, DbError> {
+        fn from_row<R: Row>(r: &R) -> Subscriber
+        where
+            for<'c> &'c str: sqlx::ColumnIndex<R>,
+            String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        {
+            let get = |c: &str| r.try_get::<String, _>(c).ok();
+            Subscriber {
+                password: get("password").unwrap_or_default(),
+                ha1: get("ha1").unwrap_or_default(),
+                ha1b: get("ha1b").unwrap_or_default(),
+                ha1_sha256: get("ha1_sha256"),
+                ha1_sha512t256: get("ha1_sha512t256"),
+            }
+        }
+        Ok(match self {
+            Db::Sqlite(p) => sqlx::query(SELECT)
+                .bind(username)
+                .bind(domain)
+                .fetch_optional(p)
+                .await?
+                .map(|r| from_row(&r)),
+            Db::Postgres(p) => sqlx::query(SELECT)
+                .bind(username)
+                .bind(domain)
+                .fetch_optional(p)
+                .await?
+                .map(|r| from_row(&r)),
+        })
+    }
+}

@@ -1,0 +1,482 @@
+//! The tokio shell: sockets, clock and tasks around [`Core`].
+//!
+//! One task owns the core and waits for a message, the next deadline, or shutdown; UDP receive
+//! tasks and one task per stream connection feed it through a bounded channel. Stream transports
+//! accept any `AsyncRead + AsyncWrite` through [`StreamSink::attach`]: TCP uses it today, and the
+//! TLS-PSK transport plugs in the same way (accept, handshake, then `attach`).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use chaincall_sip::framing::{Frame, StreamFramer};
+use chaincall_sip::message::ParseLimits;
+use rand_core::{OsRng, RngCore};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{Semaphore, mpsc};
+use tracing::{debug, error, info, warn};
+
+use crate::config::{AuthMode, Config, ConfigError, Listen};
+use crate::core::{Core, Need, Transport};
+use crate::db::{Db, DbError};
+use crate::metrics::Metrics;
+
+/// Server start-up failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A socket could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The database could not be opened.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+enum Ev {
+    Msg {
+        data: Vec<u8>,
+        src: SocketAddr,
+        transport: Transport,
+    },
+    StreamUp {
+        peer: SocketAddr,
+        tx: mpsc::Sender<Vec<u8>>,
+    },
+    StreamDown {
+        peer: SocketAddr,
+    },
+}
+
+/// Hands stream connections (TCP today, TLS-PSK later) to a running server.
+#[derive(Clone)]
+pub struct StreamSink {
+    tx: mpsc::Sender<Ev>,
+    limits: ParseLimits,
+    idle: Duration,
+    slots: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for StreamSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamSink")
+            .field("idle", &self.idle)
+            .finish()
+    }
+}
+
+impl StreamSink {
+    /// Serves SIP over an established stream from `peer` until it closes, errs, or idles out.
+    /// Connections beyond the configured maximum are closed at once.
+    pub fn attach<S>(&self, stream: S, peer: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            warn!(%peer, "too many stream connections; closing");
+            return;
+        };
+        let sink = self.clone();
+        tokio::spawn(async move {
+            sink.metrics
+                .connections
+                .set(sink.metrics.connections.get() + 1);
+            serve_stream(stream, peer, &sink).await;
+            sink.metrics
+                .connections
+                .set(sink.metrics.connections.get() - 1);
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_stream<S>(stream: S, peer: SocketAddr, sink: &StreamSink)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (otx, mut orx) = mpsc::channel::<Vec<u8>>(256);
+    if sink
+        .tx
+        .send(Ev::StreamUp {
+            peer,
+            tx: otx.clone(),
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let writer = tokio::spawn(async move {
+        while let Some(b) = orx.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let mut framer = StreamFramer::new(sink.limits);
+    let mut buf = vec![0u8; 16 * 1024];
+    debug!(%peer, "stream connection open");
+    loop {
+        let n = match tokio::time::timeout(sink.idle, rd.read(&mut buf)).await {
+            Err(_) => {
+                info!(%peer, "idle stream connection closed");
+                break;
+            }
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                debug!(%peer, error = %e, "stream read error");
+                break;
+            }
+        };
+        framer.push(&buf[..n]);
+        loop {
+            match framer.poll_frame() {
+                Ok(Some(Frame::Message(data))) => {
+                    if sink
+                        .tx
+                        .send(Ev::Msg {
+                            data,
+                            src: peer,
+                            transport: Transport::Stream,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                // RFC 5626 §3.5.1: answer a CRLFCRLF ping with a CRLF pong.
+                Ok(Some(Frame::Ping)) => {
+                    let _ = otx.try_send(b"\r\n".to_vec());
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(%peer, error = %e, "unframeable stream; closing connection");
+                    let _ = sink.tx.send(Ev::StreamDown { peer }).await;
+                    drop(otx);
+                    let _ = writer.await;
+                    return;
+                }
+            }
+        }
+    }
+    let _ = sink.tx.send(Ev::StreamDown { peer }).await;
+    drop(otx);
+    let _ = writer.await;
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    core: Core,
+    tx: mpsc::Sender<Ev>,
+    rx: mpsc::Receiver<Ev>,
+    sink: StreamSink,
+    udp: Vec<Arc<UdpSocket>>,
+    tcp: Vec<TcpListener>,
+    metrics_listener: Option<TcpListener>,
+    db: Option<Db>,
+    metrics: Arc<Metrics>,
+    cfg: Config,
+    local: Vec<Listen>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local", &self.local)
+            .finish()
+    }
+}
+
+impl Server {
+    /// Binds every listener (port 0 picks a free port; the first bound address is advertised unless
+    /// the config says otherwise) and opens the database.
+    pub async fn bind(mut cfg: Config) -> Result<Server, ServeError> {
+        cfg.validate()?;
+        let mut udp = Vec::new();
+        let mut tcp = Vec::new();
+        let mut local = Vec::new();
+        for l in cfg.listens()? {
+            match l {
+                Listen::Udp(a) => {
+                    let s = UdpSocket::bind(a)
+                        .await
+                        .map_err(|source| ServeError::Bind { addr: a, source })?;
+                    let bound = s
+                        .local_addr()
+                        .map_err(|source| ServeError::Bind { addr: a, source })?;
+                    local.push(Listen::Udp(bound));
+                    udp.push(Arc::new(s));
+                }
+                Listen::Tcp(a) => {
+                    let s = TcpListener::bind(a)
+                        .await
+                        .map_err(|source| ServeError::Bind { addr: a, source })?;
+                    let bound = s
+                        .local_addr()
+                        .map_err(|source| ServeError::Bind { addr: a, source })?;
+                    local.push(Listen::Tcp(bound));
+                    tcp.push(s);
+                }
+            }
+        }
+        if cfg.advertise.is_empty() {
+            cfg.advertise = local[0].addr().to_string();
+        }
+        // The core recognizes requests addressed to any bound listener (ports chosen by the OS).
+        cfg.listen = local
+            .iter()
+            .map(|l| match l {
+                Listen::Udp(a) => format!("udp:{a}"),
+                Listen::Tcp(a) => format!("tcp:{a}"),
+            })
+            .collect();
+        let metrics_listener = if cfg.metrics_listen.is_empty() {
+            None
+        } else {
+            let a: SocketAddr = cfg
+                .metrics_listen
+                .parse()
+                .map_err(|_| ConfigError::Invalid("metrics_listen must be IP:PORT".into()))?;
+            Some(
+                TcpListener::bind(a)
+                    .await
+                    .map_err(|source| ServeError::Bind { addr: a, source })?,
+            )
+        };
+        let db = if cfg.auth.mode == AuthMode::Digest {
+            let db = Db::connect(&cfg.auth.database).await?;
+            if cfg.auth.create_schema {
+                db.create_schema().await?;
+            }
+            Some(db)
+        } else {
+            None
+        };
+        let mut secret = [0u8; 32];
+        OsRng.fill_bytes(&mut secret);
+        let metrics = Arc::new(Metrics::default());
+        let core = Core::new(&cfg, secret, metrics.clone(), Instant::now())?;
+        let (tx, rx) = mpsc::channel::<Ev>(16_384);
+        let sink = StreamSink {
+            tx: tx.clone(),
+            limits: core.limits(),
+            idle: Duration::from_secs(cfg.limits.tcp_idle_secs.max(1)),
+            slots: Arc::new(Semaphore::new(cfg.limits.max_tcp_connections.max(1))),
+            metrics: metrics.clone(),
+        };
+        Ok(Server {
+            core,
+            tx,
+            rx,
+            sink,
+            udp,
+            tcp,
+            metrics_listener,
+            db,
+            metrics,
+            cfg,
+            local,
+        })
+    }
+
+    /// The bound listeners.
+    pub fn local(&self) -> &[Listen] {
+        &self.local
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Runs until `shutdown` completes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server {
+            mut core,
+            tx,
+            mut rx,
+            sink,
+            udp,
+            tcp,
+            metrics_listener,
+            db,
+            metrics,
+            cfg,
+            local,
+        } = self;
+        let mut tasks = Vec::new();
+        for s in &udp {
+            let s = s.clone();
+            let tx = tx.clone();
+            let max = cfg.limits.max_message_size;
+            tasks.push(tokio::spawn(async move {
+                let mut buf = vec![0u8; 65_536];
+                loop {
+                    match s.recv_from(&mut buf).await {
+                        Ok((n, src)) => {
+                            if n > max {
+                                debug!(%src, n, "oversized datagram dropped");
+                                continue;
+                            }
+                            let ev = Ev::Msg {
+                                data: buf[..n].to_vec(),
+                                src,
+                                transport: Transport::Udp,
+                            };
+                            if tx.try_send(ev).is_err() {
+                                debug!(%src, "overloaded: datagram dropped");
+                            }
+                        }
+                        Err(e) => debug!(error = %e, "udp receive error"),
+                    }
+                }
+            }));
+        }
+        for l in tcp {
+            let sink = sink.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    match l.accept().await {
+                        Ok((stream, peer)) => {
+                            let _ = stream.set_nodelay(true);
+                            sink.attach(stream, peer);
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            }));
+        }
+        if let Some(l) = metrics_listener {
+            let m = metrics.clone();
+            tasks.push(tokio::spawn(serve_metrics(l, m)));
+        }
+        drop(tx);
+        drop(sink);
+        info!(listen = ?local, domain = core.domain(), auth = ?cfg.auth.mode, "sipd running");
+        let mut streams: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
+        let udp0 = udp.first().cloned();
+        tokio::pin!(shutdown);
+        loop {
+            let deadline = core
+                .poll_timeout()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = sleep => core.handle_timeout(Instant::now()),
+                ev = rx.recv() => match ev {
+                    None => break,
+                    Some(Ev::StreamUp { peer, tx }) => {
+                        core.set_stream_peer(peer, true);
+                        streams.insert(peer, tx);
+                    }
+                    Some(Ev::StreamDown { peer }) => {
+                        core.set_stream_peer(peer, false);
+                        streams.remove(&peer);
+                    }
+                    Some(Ev::Msg { data, src, transport }) => {
+                        handle_with_lookup(&mut core, db.as_ref(), &data, src, transport).await;
+                    }
+                },
+            }
+            while let Some(o) = core.poll_out() {
+                if let Some(s) = streams.get(&o.dest) {
+                    if s.try_send(o.bytes).is_err() {
+                        debug!(dest = %o.dest, "stream writer full; message dropped");
+                    }
+                } else if let Some(u) = &udp0 {
+                    match u.try_send_to(&o.bytes, o.dest) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            let _ = u.send_to(&o.bytes, o.dest).await;
+                        }
+                        Err(e) => debug!(dest = %o.dest, error = %e, "udp send failed"),
+                    }
+                } else {
+                    debug!(dest = %o.dest, "no UDP socket and no stream to destination");
+                }
+            }
+        }
+        for t in tasks {
+            t.abort();
+        }
+        info!("sipd stopped");
+    }
+
+    /// A handle to attach stream connections from outside, e.g. the TLS-PSK transport: accept
+    /// TCP, run the handshake, then [`StreamSink::attach`] the TLS stream. Attached streams are
+    /// served once [`Server::run`] runs and until it returns.
+    pub fn stream_sink(&self) -> StreamSink {
+        self.sink.clone()
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn handle_with_lookup(
+    core: &mut Core,
+    db: Option<&Db>,
+    data: &[u8],
+    src: SocketAddr,
+    transport: Transport,
+) {
+    // At most one lookup per message: after it, the cache answers.
+    for _ in 0..2 {
+        match core.handle(data, src, transport, Instant::now(), unix_now()) {
+            None => return,
+            Some(Need::Credentials { username, domain }) => {
+                let Some(db) = db else { return };
+                match db.subscriber(&username, &domain).await {
+                    Ok(sub) => core.insert_credentials(&username, &domain, sub, Instant::now()),
+                    Err(e) => {
+                        error!(error = %e, "subscriber lookup failed; request dropped (client will retransmit)");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn serve_metrics(l: TcpListener, m: Arc<Metrics>) {
+    loop {
+        let Ok((mut s, _)) = l.accept().await else {
+            continue;
+        };
+        let m = m.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let _ = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await;
+            let body = m.render();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes()).await;
+            let _ = s.write_all(body.as_bytes()).await;
+        });
+    }
+}

@@ -1,0 +1,141 @@
+//! Shared helpers: an in-process sipd on 127.0.0.1 and a small UDP SIP client.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chaincall_sip::message::Message;
+use chaincall_sipd::{Config, Listen, Server};
+use tokio::net::UdpSocket;
+use tokio::sync::oneshot;
+
+pub struct Running {
+    pub udp: SocketAddr,
+    pub tcp: Option<SocketAddr>,
+    pub metrics: std::sync::Arc<chaincall_sipd::metrics::Metrics>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+}
+
+pub fn base_config() -> Config {
+    let mut c = Config {
+        listen: vec!["udp:127.0.0.1:0".into(), "tcp:127.0.0.1:0".into()],
+        ..Config::default()
+    };
+    c.auth.mode = chaincall_sipd::AuthMode::None;
+    c.limits.register_rate = 0.0;
+    c
+}
+
+pub async fn start(cfg: Config) -> Running {
+    let server = Server::bind(cfg).await.expect("sipd binds");
+    let udp = server.local().iter().find_map(|l| match l {
+        Listen::Udp(a) => Some(*a),
+        _ => None,
+    });
+    let tcp = server.local().iter().find_map(|l| match l {
+        Listen::Tcp(a) => Some(*a),
+        _ => None,
+    });
+    let metrics = server.metrics();
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    Running {
+        udp: udp.expect("a UDP listener"),
+        tcp,
+        metrics,
+        stop: Some(tx),
+        task: Some(task),
+    }
+}
+
+pub struct Ua {
+    pub sock: UdpSocket,
+    pub addr: SocketAddr,
+}
+
+impl Ua {
+    pub async fn bind(ip: &str) -> Ua {
+        let sock = UdpSocket::bind(format!("{ip}:0")).await.unwrap();
+        let addr = sock.local_addr().unwrap();
+        Ua { sock, addr }
+    }
+
+    pub async fn send(&self, to: SocketAddr, msg: &str) {
+        let wire = msg.replace("\r\n", "\n").replace('\n', "\r\n");
+        self.sock.send_to(wire.as_bytes(), to).await.unwrap();
+    }
+
+    pub async fn send_raw(&self, to: SocketAddr, bytes: &[u8]) {
+        self.sock.send_to(bytes, to).await.unwrap();
+    }
+
+    /// Next datagram within `ms`, or None.
+    pub async fn recv(&self, ms: u64) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 65536];
+        match tokio::time::timeout(Duration::from_millis(ms), self.sock.recv_from(&mut buf)).await {
+            Ok(Ok((n, _))) => Some(buf[..n].to_vec()),
+            _ => None,
+        }
+    }
+
+    /// Receives until a message satisfying `pred` arrives (bounded by `ms` overall).
+    pub async fn expect(&self, ms: u64, pred: impl Fn(&Message<'_>) -> bool) -> Vec<u8> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(b) = self.recv(left.as_millis() as u64).await else {
+                panic!("expected message did not arrive within {ms} ms");
+            };
+            if let Ok(m) = Message::parse(&b)
+                && pred(&m)
+            {
+                return b;
+            }
+        }
+    }
+}
+
+pub fn status_of(b: &[u8]) -> u16 {
+    Message::parse(b).unwrap().status().unwrap()
+}
+
+static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn register(
+    ua: &Ua,
+    server: SocketAddr,
+    user: &str,
+    call_id: &str,
+    cseq: u32,
+    contact: &str,
+    extra: &str,
+) -> String {
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(
+        "REGISTER sip:{server} SIP/2.0\n\
+Via: SIP/2.0/UDP {ua};branch=z9hG4bK{call_id}{cseq}x{n}\n\
+Max-Forwards: 70\n\
+From: <sip:{user}@{ip}>;tag=f{call_id}\n\
+To: <sip:{user}@{ip}>\n\
+Call-ID: {call_id}\n\
+CSeq: {cseq} REGISTER\n\
+{contact}{extra}Content-Length: 0\n\n",
+        ua = ua.addr,
+        ip = server.ip()
+    )
+}

@@ -1,0 +1,562 @@
+//! sipd end to end over loopback with hand-written UAs: registrar, digest auth, proxy paths,
+//! protection. Every wait is bounded.
+
+mod common;
+
+use std::time::Duration;
+
+use chaincall_sip::digest::Challenge;
+use chaincall_sip::header::{HeaderName, Method};
+use chaincall_sip::message::{Message, response_to};
+use chaincall_sipd::db::Db;
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn contact_line(ua: &Ua, user: &str, params: &str) -> String {
+    format!("Contact: <sip:{user}@{}>{params}\n", ua.addr)
+}
+
+#[tokio::test]
+async fn registrar_bindings_expiry_and_unregister() {
+    let s = start(base_config()).await;
+    let ua = Ua::bind("127.0.0.1").await;
+    // Two contacts, one with its own expires.
+    let c = "Contact: <sip:bob@127.0.0.1:7001>;expires=120, <sip:bob@127.0.0.1:7002>\n".to_string();
+    ua.send(
+        s.udp,
+        &register(&ua, s.udp, "bob", "r1", 1, &c, "Expires: 600\n"),
+    )
+    .await;
+    let r = ua.expect(2000, |m| m.status().is_some()).await;
+    let m = Message::parse(&r).unwrap();
+    assert_eq!(m.status(), Some(200));
+    let contacts: Vec<_> = m.values(HeaderName::Contact).collect();
+    assert_eq!(contacts.len(), 2, "{contacts:?}");
+    assert!(
+        contacts
+            .iter()
+            .any(|c| c.contains("7001") && c.contains("expires=120"))
+    );
+    assert!(
+        contacts
+            .iter()
+            .any(|c| c.contains("7002") && c.contains("expires=600"))
+    );
+    // Too brief → 423 with Min-Expires (RFC 3261 §10.3 step 7).
+    ua.send(
+        s.udp,
+        &register(
+            &ua,
+            s.udp,
+            "bob",
+            "r1",
+            2,
+            "Contact: <sip:bob@127.0.0.1:7003>;expires=5\n",
+            "",
+        ),
+    )
+    .await;
+    let r = ua.expect(2000, |m| m.status().is_some()).await;
+    let m = Message::parse(&r).unwrap();
+    assert_eq!(m.status(), Some(423));
+    assert_eq!(m.header_value(HeaderName::MinExpires), Some("60"));
+    // Out-of-order CSeq with the same Call-ID fails (§10.3 step 7).
+    ua.send(
+        s.udp,
+        &register(
+            &ua,
+            s.udp,
+            "bob",
+            "r1",
+            1,
+            "Contact: <sip:bob@127.0.0.1:7001>\n",
+            "",
+        ),
+    )
+    .await;
+    let r = ua
+        .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 1)
+        .await;
+    assert_eq!(status_of(&r), 500);
+    // Unregister one.
+    ua.send(
+        s.udp,
+        &register(
+            &ua,
+            s.udp,
+            "bob",
+            "r1",
+            3,
+            "Contact: <sip:bob@127.0.0.1:7001>;expires=0\n",
+            "",
+        ),
+    )
+    .await;
+    let r = ua
+        .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 3)
+        .await;
+    let m = Message::parse(&r).unwrap();
+    assert_eq!(m.values(HeaderName::Contact).count(), 1);
+    // A query (no Contact) lists what is left.
+    ua.send(s.udp, &register(&ua, s.udp, "bob", "r1", 4, "", ""))
+        .await;
+    let r = ua
+        .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 4)
+        .await;
+    assert!(
+        Message::parse(&r)
+            .unwrap()
+            .header_value(HeaderName::Contact)
+            .unwrap()
+            .contains("7002")
+    );
+    // "*" needs Expires: 0.
+    ua.send(
+        s.udp,
+        &register(&ua, s.udp, "bob", "r1", 5, "Contact: *\n", ""),
+    )
+    .await;
+    let r = ua
+        .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 5)
+        .await;
+    assert_eq!(status_of(&r), 400);
+    ua.send(
+        s.udp,
+        &register(&ua, s.udp, "bob", "r1", 6, "Contact: *\n", "Expires: 0\n"),
+    )
+    .await;
+    let r = ua
+        .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 6)
+        .await;
+    let m = Message::parse(&r).unwrap();
+    assert_eq!(m.status(), Some(200));
+    assert_eq!(m.values(HeaderName::Contact).count(), 0);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn digest_register_against_kamailio_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("sub.db").display());
+    let db = Db::connect(&url).await.unwrap();
+    db.create_schema().await.unwrap();
+    db.add_subscriber("alice", "127.0.0.1", "s3cret")
+        .await
+        .unwrap();
+    let mut cfg = base_config();
+    cfg.auth.mode = chaincall_sipd::AuthMode::Digest;
+    cfg.auth.database = url;
+    let s = start(cfg).await;
+    let ua = Ua::bind("127.0.0.1").await;
+    let contact = contact_line(&ua, "alice", "");
+    ua.send(s.udp, &register(&ua, s.udp, "alice", "d1", 1, &contact, ""))
+        .await;
+    let r = ua.expect(2000, |m| m.status().is_some()).await;
+    let m = Message::parse(&r).unwrap();
+    assert_eq!(m.status(), Some(401));
+    let chals: Vec<_> = m.auth_headers(HeaderName::WwwAuthenticate).collect();
+    assert_eq!(chals.len(), 2, "SHA-256 then MD5 (RFC 8760 §2.4)");
+    assert_eq!(chals[0].param("algorithm"), Some("SHA-256"));
+    let ch = Challenge::parse(&chals[0]).unwrap();
+    let ruri = format!("sip:{}", s.udp);
+    let good = ch.answer("REGISTER", &ruri, "alice", "s3cret", "c0ffee", 1);
+    ua.send(
+        s.udp,
+        &register(
+            &ua,
+            s.udp,
+            "alice",
+            "d1",
+            2,
+            &contact,
+            &format!("Authorization: {good}\n"),
+        ),
+    )
+    .await;
+    let r = ua
+        .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 2)
+        .await;
+    assert_eq!(status_of(&r), 200, "{}", String::from_utf8_lossy(&r));
+    // The same nonce count again (new transaction): a replay → 401.
+    ua.send(
+        s.udp,
+        &register(
+            &ua,
+            s.udp,
+            "alice",
+            "d1",
+            3,
+            &contact,
+            &format!("Authorization: {good}\n"),
+        ),
+    )
+    .await;
+    let r = ua
+        .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 3)
+        .await;
+    assert_eq!(status_of(&r), 401);
+    // The next count with MD5 works too (ha1 column).
+    let md5 = Challenge::parse(&chals[1]).unwrap();
+    let ok2 = md5.answer("REGISTER", &ruri, "alice", "s3cret", "c0ffee", 2);
+    ua.send(
+        s.udp,
+        &register(
+            &ua,
+            s.udp,
+            "alice",
+            "d1",
+            4,
+            &contact,
+            &format!("Authorization: {ok2}\n"),
+        ),
+    )
+    .await;
+    let r = ua
+        .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 4)
+        .await;
+    assert_eq!(status_of(&r), 200);
+    // Wrong password.
+    let bad = ch.answer("REGISTER", &ruri, "alice", "guess", "c0ffee", 9);
+    ua.send(
+        s.udp,
+        &register(
+            &ua,
+            s.udp,
+            "alice",
+            "d1",
+            5,
+            &contact,
+            &format!("Authorization: {bad}\n"),
+        ),
+    )
+    .await;
+    let r = ua
+        .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 5)
+        .await;
+    assert_eq!(status_of(&r), 401);
+    // Unknown user; and a forged nonce.
+    let ghost = ch.answer("REGISTER", &ruri, "mallory", "x", "c", 1);
+    ua.send(
+        s.udp,
+        &register(
+            &ua,
+            s.udp,
+            "mallory",
+            "d2",
+            1,
+            &contact,
+            &format!("Authorization: {ghost}\n"),
+        ),
+    )
+    .await;
+    let r = ua
+        .expect(2000, |m| {
+            m.status().is_some() && m.call_id().unwrap() == "d2"
+        })
+        .await;
+    assert_eq!(status_of(&r), 401);
+    let forged = good.replace(ch.nonce, &"0".repeat(48));
+    ua.send(
+        s.udp,
+        &register(
+            &ua,
+            s.udp,
+            "alice",
+            "d1",
+            6,
+            &contact,
+            &format!("Authorization: {forged}\n"),
+        ),
+    )
+    .await;
+    let r = ua
+        .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 6)
+        .await;
+    assert_eq!(status_of(&r), 401);
+    assert!(s.metrics.auth_failures.get() >= 4);
+    s.stop().await;
+}
+
+fn invite(
+    from: &Ua,
+    server: std::net::SocketAddr,
+    to_user: &str,
+    branch: &str,
+    extra: &str,
+) -> String {
+    format!(
+        "INVITE sip:{to_user}@{server} SIP/2.0\n\
+Via: SIP/2.0/UDP {a};branch=z9hG4bK{branch}\n\
+Max-Forwards: 70\n\
+From: <sip:caller@{ip}>;tag=c{branch}\n\
+To: <sip:{to_user}@{ip}>\n\
+Call-ID: call-{branch}\n\
+CSeq: 1 INVITE\n\
+Contact: <sip:caller@{a}>\n\
+{extra}Content-Length: 0\n\n",
+        ip = server.ip(),
+        a = from.addr
+    )
+}
+
+#[tokio::test]
+async fn proxy_invite_busy_and_cancel_paths() {
+    let s = start(base_config()).await;
+    let callee = Ua::bind("127.0.0.1").await;
+    let caller = Ua::bind("127.0.0.1").await;
+    let contact = contact_line(&callee, "bob", "");
+    callee
+        .send(
+            s.udp,
+            &register(&callee, s.udp, "bob", "reg", 1, &contact, ""),
+        )
+        .await;
+    assert_eq!(
+        status_of(&callee.expect(2000, |m| m.status().is_some()).await),
+        200
+    );
+
+    // Unregistered user: 480 (no static route).
+    caller
+        .send(s.udp, &invite(&caller, s.udp, "nobody", "x0", ""))
+        .await;
+    let r = caller
+        .expect(2000, |m| m.status().is_some_and(|c| c >= 200))
+        .await;
+    assert_eq!(status_of(&r), 480);
+    // Max-Forwards 0 → 483.
+    caller
+        .send(
+            s.udp,
+            &invite(&caller, s.udp, "bob", "x1", "").replace("Max-Forwards: 70", "Max-Forwards: 0"),
+        )
+        .await;
+    let r = caller
+        .expect(2000, |m| m.status().is_some_and(|c| c >= 200))
+        .await;
+    assert_eq!(status_of(&r), 483);
+
+    // Busy: 100 Trying upstream, INVITE downstream with our Via, Record-Route, Max-Forwards 69.
+    caller
+        .send(s.udp, &invite(&caller, s.udp, "bob", "x2", ""))
+        .await;
+    let trying = caller.expect(2000, |m| m.status().is_some()).await;
+    assert_eq!(status_of(&trying), 100);
+    let inv = callee
+        .expect(2000, |m| m.method() == Some(Method::Invite))
+        .await;
+    let im = Message::parse(&inv).unwrap();
+    assert_eq!(im.vias().count(), 2);
+    assert_eq!(im.max_forwards(), Some(69));
+    assert_eq!(
+        im.request_uri(),
+        Some(format!("sip:bob@{}", callee.addr).as_str()),
+        "R-URI from the location service"
+    );
+    assert!(im.record_routes().next().unwrap().uri.contains(";lr"));
+    let busy = response_to(&im, 486, "Busy Here", Some("callee1")).to_bytes();
+    callee.send_raw(s.udp, &busy).await;
+    let r = caller.expect(2000, |m| m.status() == Some(486)).await;
+    assert_eq!(
+        Message::parse(&r).unwrap().vias().count(),
+        1,
+        "proxy Via removed"
+    );
+    // The proxy ACKs the 486 hop by hop (§17.1.1.3).
+    let ack = callee
+        .expect(2000, |m| m.method() == Some(Method::Ack))
+        .await;
+    assert_eq!(
+        Message::parse(&ack).unwrap().top_via().unwrap().branch(),
+        im.top_via().unwrap().branch()
+    );
+
+    // CANCEL: forwarded with the INVITE's branch; the 487 flows back.
+    caller
+        .send(s.udp, &invite(&caller, s.udp, "bob", "x3", ""))
+        .await;
+    let inv = callee
+        .expect(2000, |m| m.method() == Some(Method::Invite))
+        .await;
+    let im = Message::parse(&inv).unwrap();
+    callee
+        .send_raw(
+            s.udp,
+            &response_to(&im, 180, "Ringing", Some("callee2")).to_bytes(),
+        )
+        .await;
+    caller.expect(2000, |m| m.status() == Some(180)).await;
+    let cancel = invite(&caller, s.udp, "bob", "x3", "")
+        .replace("INVITE sip", "CANCEL sip")
+        .replace("1 INVITE", "1 CANCEL");
+    caller.send(s.udp, &cancel).await;
+    let ok = caller
+        .expect(2000, |m| m.cseq().is_ok_and(|c| c.method == Method::Cancel))
+        .await;
+    assert_eq!(status_of(&ok), 200);
+    let c = callee
+        .expect(2000, |m| m.method() == Some(Method::Cancel))
+        .await;
+    let cm = Message::parse(&c).unwrap();
+    assert_eq!(
+        cm.top_via().unwrap().branch(),
+        im.top_via().unwrap().branch(),
+        "§16.10"
+    );
+    callee
+        .send_raw(
+            s.udp,
+            &response_to(&cm, 200, "OK", Some("callee2")).to_bytes(),
+        )
+        .await;
+    callee
+        .send_raw(
+            s.udp,
+            &response_to(&im, 487, "Request Terminated", Some("callee2")).to_bytes(),
+        )
+        .await;
+    caller.expect(2000, |m| m.status() == Some(487)).await;
+
+    // CANCEL for nothing → 481.
+    let stray = invite(&caller, s.udp, "bob", "x9", "")
+        .replace("INVITE sip", "CANCEL sip")
+        .replace("1 INVITE", "1 CANCEL");
+    caller.send(s.udp, &stray).await;
+    assert_eq!(
+        status_of(&caller.expect(2000, |m| m.status().is_some()).await),
+        481
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_input_gets_400_or_silence_and_server_survives() {
+    let s = start(base_config()).await;
+    let ua = Ua::bind("127.0.0.1").await;
+    // A request whose CSeq method mismatches (RFC 4475 mismatch01): 400 with the headers copied.
+    ua.send(s.udp, "OPTIONS sip:x@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKm1\nFrom: <sip:a@b>;tag=1\nTo: <sip:x@127.0.0.1>\nCall-ID: m1\nCSeq: 1 INVITE\nMax-Forwards: 70\nContent-Length: 0\n\n").await;
+    let r = ua.expect(2000, |m| m.status().is_some()).await;
+    assert_eq!(status_of(&r), 400);
+    // Unknown version → 505.
+    ua.send(s.udp, "OPTIONS sip:x@127.0.0.1 SIP/3.0\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKm2\nFrom: <sip:a@b>;tag=1\nTo: <sip:x@127.0.0.1>\nCall-ID: m2\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n").await;
+    assert_eq!(
+        status_of(&ua.expect(2000, |m| m.status().is_some()).await),
+        505
+    );
+    // Garbage and a malformed response: silence.
+    for junk in [
+        &b"\x00\x01\x02garbage"[..],
+        b"SIP/2.0 999999 x\r\n\r\n",
+        &[0xffu8; 3000],
+    ] {
+        ua.send_raw(s.udp, junk).await;
+    }
+    assert!(ua.recv(300).await.is_none());
+    // Still alive.
+    ua.send(s.udp, &format!("OPTIONS sip:{} SIP/2.0\nVia: SIP/2.0/UDP {};branch=z9hG4bKm3\nFrom: <sip:a@b>;tag=1\nTo: <sip:{}>\nCall-ID: m3\nCSeq: 1 OPTIONS\nMax-Forwards: 70\nContent-Length: 0\n\n", s.udp, ua.addr, s.udp)).await;
+    assert_eq!(
+        status_of(&ua.expect(2000, |m| m.status().is_some()).await),
+        200
+    );
+    assert!(s.metrics.parse_errors.get() >= 4);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn register_flood_from_one_source_is_throttled_not_others() {
+    let mut cfg = base_config();
+    cfg.limits.register_rate = 5.0;
+    cfg.limits.burst = 5.0;
+    let s = start(cfg).await;
+    let flood = Ua::bind("127.0.0.1").await;
+    for i in 0..40 {
+        let c = contact_line(&flood, "f", "");
+        flood
+            .send(
+                s.udp,
+                &register(&flood, s.udp, "f", &format!("fl{i}"), 1, &c, ""),
+            )
+            .await;
+    }
+    let mut ok = 0;
+    let mut limited = 0;
+    while let Some(b) = flood.recv(500).await {
+        let m = Message::parse(&b).unwrap();
+        match m.status() {
+            Some(200) => ok += 1,
+            Some(503) => {
+                assert!(
+                    m.header_value(HeaderName::RetryAfter).is_some(),
+                    "503 carries Retry-After"
+                );
+                limited += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(limited >= 30, "flood throttled: ok={ok} limited={limited}");
+    assert!((5..10).contains(&ok), "burst let through: {ok}");
+    // Another source registers fine meanwhile.
+    let other = Ua::bind("127.0.0.2").await;
+    let c = contact_line(&other, "g", "");
+    other
+        .send(s.udp, &register(&other, s.udp, "g", "other1", 1, &c, ""))
+        .await;
+    assert_eq!(
+        status_of(&other.expect(2000, |m| m.status().is_some()).await),
+        200
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn tcp_framing_limits_and_idle_close() {
+    let mut cfg = base_config();
+    cfg.limits.tcp_idle_secs = 1;
+    let s = start(cfg).await;
+    let tcp = s.tcp.unwrap();
+    let mut c = tokio::net::TcpStream::connect(tcp).await.unwrap();
+    let local = c.local_addr().unwrap();
+    // Two REGISTERs in one write, split oddly: both answered in order.
+    let one = |cseq: u32| {
+        format!(
+            "REGISTER sip:{tcp} SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bKt{cseq}\r\nMax-Forwards: 70\r\nFrom: <sip:t@127.0.0.1>;tag=t\r\nTo: <sip:t@127.0.0.1>\r\nCall-ID: tcp1\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:t@{local};transport=tcp>\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let both = format!("{}{}", one(1), one(2));
+    let (a, b) = both.as_bytes().split_at(101);
+    c.write_all(a).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.write_all(b).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    while got.windows(4).filter(|w| w == b"\r\n\r\n").count() < 2 {
+        let n = tokio::time::timeout(Duration::from_secs(3), c.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(
+        got.windows(15).filter(|w| w == b"SIP/2.0 200 OK\r").count(),
+        2
+    );
+    // Idle: closed after ~1 s.
+    let n = tokio::time::timeout(Duration::from_secs(4), c.read(&mut buf))
+        .await
+        .expect("closed in time")
+        .unwrap();
+    assert_eq!(n, 0);
+    // An oversized Content-Length closes the connection.
+    let mut c = tokio::net::TcpStream::connect(tcp).await.unwrap();
+    c.write_all(b"MESSAGE sip:a@b SIP/2.0\r\nContent-Length: 99999999\r\n\r\n")
+        .await
+        .unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(3), c.read(&mut buf))
+        .await
+        .expect("closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    s.stop().await;
+}
