@@ -1,0 +1,143 @@
+//! Real peers: two baresip 1.0 instances (Debian `baresip-core`) register to an in-process sipd and
+//! complete an SDES-SRTP (RFC 4568, `mediaenc=srtp-mand`) call through it, audio from a WAV file.
+//! Skips without baresip unless CHAINCALL_REQUIRE_PEERS=1.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// One second of a 440 Hz tone, 8 kHz mono 16-bit PCM WAV.
+fn write_wav(path: &Path) {
+    let n = 8000u32;
+    let mut d = Vec::with_capacity(44 + 2 * n as usize);
+    d.extend_from_slice(b"RIFF");
+    d.extend_from_slice(&(36 + 2 * n).to_le_bytes());
+    d.extend_from_slice(b"WAVEfmt ");
+    d.extend_from_slice(&16u32.to_le_bytes());
+    d.extend_from_slice(&1u16.to_le_bytes());
+    d.extend_from_slice(&1u16.to_le_bytes());
+    d.extend_from_slice(&8000u32.to_le_bytes());
+    d.extend_from_slice(&16000u32.to_le_bytes());
+    d.extend_from_slice(&2u16.to_le_bytes());
+    d.extend_from_slice(&16u16.to_le_bytes());
+    d.extend_from_slice(b"data");
+    d.extend_from_slice(&(2 * n).to_le_bytes());
+    for i in 0..n {
+        let v = (8000.0 * (i as f64 * 440.0 * 2.0 * std::f64::consts::PI / 8000.0).sin()) as i16;
+        d.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, d).unwrap();
+}
+
+fn conf(dir: &Path, user: &str, port: u16, sipd: std::net::SocketAddr, wav: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let out = dir.join("out.wav");
+    std::fs::write(
+        dir.join("config"),
+        format!(
+            "poll_method\t\tepoll\n\
+sip_listen\t\t127.0.0.1:{port}\n\
+audio_player\t\taufile,{out}\n\
+audio_source\t\taufile,{wav}\n\
+audio_alert\t\taufile,{out}\n\
+module_path\t\t/usr/lib/baresip/modules\n\
+module\t\t\tg711.so\n\
+module\t\t\taufile.so\n\
+module\t\t\tsrtp.so\n\
+module_app\t\taccount.so\n\
+module_app\t\tmenu.so\n",
+            out = out.display(),
+            wav = wav.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("accounts"),
+        format!(
+            "<sip:{user}@{sipd}>;regint=60;mediaenc=srtp-mand;answermode=auto;audio_codecs=PCMU\n"
+        ),
+    )
+    .unwrap();
+}
+
+fn spawn(baresip: &Path, dir: &Path, extra: &[&str], log: &str) -> Child {
+    let log = std::fs::File::create(dir.join(log)).unwrap();
+    Command::new(baresip)
+        .arg("-n")
+        .arg("127.0.0.1")
+        .arg("-s")
+        .arg("-f")
+        .arg(dir)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("baresip starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_baresips_call_with_sdes_srtp_through_sipd() {
+    let Some(baresip) = chaincall_testkit::peer("baresip") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = base_config();
+    cfg.listen = vec!["udp:127.0.0.1:0".into()];
+    let s = start(cfg).await;
+    let wav = tmp.path().join("tone.wav");
+    write_wav(&wav);
+    let bob_dir = tmp.path().join("bob");
+    let alice_dir = tmp.path().join("alice");
+    let bob_port = chaincall_testkit::free_udp_port();
+    let alice_port = chaincall_testkit::free_udp_port();
+    conf(&bob_dir, "bob", bob_port, s.udp, &wav);
+    conf(&alice_dir, "alice", alice_port, s.udp, &wav);
+    let mut bob = spawn(&baresip, &bob_dir, &["-t", "14"], "log.txt");
+    // Wait (bounded) until bob is registered.
+    for _ in 0..50 {
+        if s.metrics.registrations.get() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(s.metrics.registrations.get() >= 1, "bob did not register");
+    let dial = format!("/dial sip:bob@{}", s.udp);
+    let mut alice = spawn(&baresip, &alice_dir, &["-e", &dial, "-t", "8"], "log.txt");
+    let wait = |c: &mut Child| {
+        for _ in 0..100 {
+            if let Ok(Some(_)) = c.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    };
+    tokio::task::block_in_place(|| {
+        wait(&mut alice);
+        let _ = bob.kill();
+        let _ = bob.wait();
+    });
+    let alice_log = std::fs::read_to_string(alice_dir.join("log.txt")).unwrap_or_default();
+    let bob_log = std::fs::read_to_string(bob_dir.join("log.txt")).unwrap_or_default();
+    let both = format!("--- alice ---\n{alice_log}\n--- bob ---\n{bob_log}");
+    // The offer crossed sipd with SDES keys (RTP/SAVP + a=crypto), and both ends established the call.
+    assert!(
+        bob_log.contains("RTP/SAVP") && bob_log.contains("a=crypto:"),
+        "no SDES offer at bob:\n{both}"
+    );
+    assert!(
+        alice_log.contains("Call established") && bob_log.contains("Call established"),
+        "call not established:\n{both}"
+    );
+    assert!(
+        bob_log.contains("Record-Route"),
+        "the INVITE went through the proxy:\n{both}"
+    );
+    s.stop().await;
+}
