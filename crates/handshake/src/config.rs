@@ -4,7 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chaincall_identity::{IdentityKey, IdentityName};
+use chaincall_identity::{IdentityKey, IdentityName, IdentitySignature, PublicIdentityKey};
+
+use crate::crypto::{CryptoProvider, IdentitySecret, RustCrypto};
 
 /// Which protocol a handshake runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -104,16 +106,38 @@ impl Default for HandshakeConfig {
 }
 
 /// Who we are: our identity name and the secret half of the key approved for it on chain.
+///
+/// Built once per process and cloned cheaply: it caches the public key and the provider's prepared
+/// secret key, so a handshake does not redo the scalar multiplications that deriving them costs.
 #[derive(Clone)]
 pub struct LocalIdentity {
     name: IdentityName,
     key: Arc<IdentityKey>,
+    public: PublicIdentityKey,
+    crypto: Arc<dyn CryptoProvider>,
+    secret: Arc<dyn IdentitySecret>,
 }
 
 impl LocalIdentity {
-    /// Pairs a name with its identity key (shared, not copied: the secret stays in one place).
+    /// Pairs a name with its identity key (shared, not copied), with the [`RustCrypto`] provider.
     pub fn new(name: IdentityName, key: Arc<IdentityKey>) -> Self {
-        Self { name, key }
+        Self::with_crypto(name, key, Arc::new(RustCrypto))
+    }
+
+    /// Pairs a name with its identity key and the crypto provider every handshake of ours will use.
+    pub fn with_crypto(
+        name: IdentityName,
+        key: Arc<IdentityKey>,
+        crypto: Arc<dyn CryptoProvider>,
+    ) -> Self {
+        let secret: Arc<dyn IdentitySecret> = Arc::from(crypto.load_identity(&key));
+        Self {
+            name,
+            public: key.public(),
+            key,
+            crypto,
+            secret,
+        }
     }
 
     /// Our name.
@@ -125,6 +149,25 @@ impl LocalIdentity {
     pub fn key(&self) -> &IdentityKey {
         &self.key
     }
+
+    /// Our public key (cached).
+    pub fn public(&self) -> &PublicIdentityKey {
+        &self.public
+    }
+
+    /// The crypto provider.
+    pub fn crypto(&self) -> &dyn CryptoProvider {
+        &*self.crypto
+    }
+
+    pub(crate) fn secret(&self) -> &dyn IdentitySecret {
+        &*self.secret
+    }
+
+    /// Signs like [`IdentityKey::sign`] (ECDSA P-256/SHA-256, low-S) with the prepared key.
+    pub(crate) fn sign(&self, message: &[u8]) -> IdentitySignature {
+        self.secret.sign(message)
+    }
 }
 
 impl fmt::Debug for LocalIdentity {
@@ -132,6 +175,25 @@ impl fmt::Debug for LocalIdentity {
         f.debug_struct("LocalIdentity")
             .field("name", &self.name)
             .field("key", &self.key)
+            .field("crypto", &self.crypto.name())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_signing_matches_the_identity_key() {
+        let key = Arc::new(IdentityKey::generate());
+        let me = LocalIdentity::new("+15551230001".parse().unwrap(), key.clone());
+        assert_eq!(me.public(), &key.public());
+        // RFC 6979 signatures are deterministic: the prepared signer must give the very same bytes.
+        assert_eq!(me.sign(b"transcript"), key.sign(b"transcript"));
+        key.public()
+            .verify(b"transcript", &me.sign(b"transcript"))
+            .unwrap();
+        assert!(!format!("{me:?}").contains(&hex::encode(key.dangerous_secret_bytes().as_slice())));
     }
 }

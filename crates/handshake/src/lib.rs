@@ -60,6 +60,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+pub mod crypto;
 mod error;
 mod kdf;
 mod machine;
@@ -71,6 +72,7 @@ pub mod wire;
 mod lowe_attack;
 
 pub use config::{HandshakeConfig, LocalIdentity, Protocol};
+pub use crypto::{CryptoProvider, RustCrypto};
 pub use error::HandshakeError;
 pub use machine::{Initiator, Responder};
 pub use replay::ReplayCache;

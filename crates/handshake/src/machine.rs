@@ -3,13 +3,12 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use chaincall_identity::{IdentityName, IdentitySignature, KeyDirectory, PublicIdentityKey, ecies};
-use p256::ecdh::EphemeralSecret;
-use p256::elliptic_curve::sec1::ToEncodedPoint;
+use chaincall_identity::{IdentityName, IdentitySignature, KeyDirectory, PublicIdentityKey};
 use rand_core::{OsRng, RngCore};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use crate::crypto::{self, EphemeralSecret, Point};
 use crate::kdf::{self, StsKeys, Transcript};
 use crate::wire::{
     self, HEADER_LEN, MAC_LEN, MessageType, NONCE_LEN, POINT_LEN, Reader, SIG_LEN, VERSION,
@@ -91,22 +90,23 @@ fn nonce() -> Zeroizing<[u8; NONCE_LEN]> {
     n
 }
 
-fn compressed(point: &p256::PublicKey) -> [u8; POINT_LEN] {
-    let mut out = [0u8; POINT_LEN];
-    out.copy_from_slice(point.to_encoded_point(true).as_bytes());
-    out
-}
-
-fn parse_point(ty: MessageType, bytes: &[u8]) -> Result<p256::PublicKey, HandshakeError> {
-    // Only the compressed form is allowed (one encoding per key); from_sec1_bytes refuses the
-    // identity and points off the curve.
-    if bytes.len() != POINT_LEN || !(bytes[0] == 2 || bytes[0] == 3) {
-        return Err(HandshakeError::Malformed {
+fn parse_point(ty: MessageType, bytes: &[u8]) -> Result<Point, HandshakeError> {
+    // Only the compressed form is allowed (one encoding per key); the provider's ECDH then refuses
+    // points off the curve.
+    match <[u8; POINT_LEN]>::try_from(bytes) {
+        Ok(p) if p[0] == 2 || p[0] == 3 => Ok(p),
+        _ => Err(HandshakeError::Malformed {
             ty,
             reason: "ephemeral key is not a compressed P-256 point",
-        });
+        }),
     }
-    p256::PublicKey::from_sec1_bytes(bytes).map_err(|_| HandshakeError::Malformed {
+}
+
+fn dh(
+    ty: MessageType,
+    result: Result<Zeroizing<[u8; 32]>, crypto::InvalidInput>,
+) -> Result<Zeroizing<[u8; 32]>, HandshakeError> {
+    result.map_err(|_| HandshakeError::Malformed {
         ty,
         reason: "ephemeral key is not a P-256 point",
     })
@@ -134,7 +134,7 @@ fn alert_of(frame: &wire::Frame<'_>) -> Option<HandshakeError> {
 
 enum InitState {
     NslAwaitMsg2 { na: Zeroizing<[u8; NONCE_LEN]> },
-    StsAwaitMsg2 { secret: EphemeralSecret },
+    StsAwaitMsg2 { secret: Box<dyn EphemeralSecret> },
     Done,
 }
 
@@ -167,7 +167,7 @@ impl Initiator {
         now: Instant,
     ) -> Result<Self, HandshakeError> {
         let peer_key = directory.approved_key(&peer)?;
-        let local_key = local.key().public();
+        let local_key = local.public().clone();
         let mut transcript = Transcript::new(protocol, local.name(), &local_key, &peer, &peer_key);
         let (frame, state) = match protocol {
             Protocol::Nsl => {
@@ -175,16 +175,16 @@ impl Initiator {
                 let mut pt = Zeroizing::new(Vec::with_capacity(NONCE_LEN + wire::MAX_NAME_LEN));
                 pt.extend_from_slice(na.as_ref());
                 wire::put_name(&mut pt, local.name());
-                let ct = ecies::seal(&peer_key, kdf::CTX_NSL_MSG1, &pt);
+                let ct = crypto::seal(local.crypto(), &peer_key, kdf::CTX_NSL_MSG1, &pt);
                 (
                     wire::encode_frame(MessageType::NslMsg1, &ct),
                     InitState::NslAwaitMsg2 { na },
                 )
             }
             Protocol::Sts => {
-                let secret = EphemeralSecret::random(&mut OsRng);
+                let secret = local.crypto().generate_ephemeral();
                 let mut body = Vec::with_capacity(POINT_LEN + 2 * wire::MAX_NAME_LEN);
-                body.extend_from_slice(&compressed(&secret.public_key()));
+                body.extend_from_slice(&secret.public());
                 wire::put_name(&mut body, local.name());
                 wire::put_name(&mut body, &peer);
                 (
@@ -236,7 +236,7 @@ impl Initiator {
                 self.nsl_msg2(&na, bytes, frame.body, now)
             }
             (InitState::StsAwaitMsg2 { secret }, MessageType::StsMsg2) => {
-                self.sts_msg2(&secret, bytes, frame.body, now)
+                self.sts_msg2(&*secret, bytes, frame.body, now)
             }
             (InitState::NslAwaitMsg2 { .. }, got) => Err(HandshakeError::Unexpected {
                 expected: "NSL message 2",
@@ -262,8 +262,9 @@ impl Initiator {
         now: Instant,
     ) -> Result<(), HandshakeError> {
         let ty = MessageType::NslMsg2;
-        let pt = ecies::open(self.core.local.key(), kdf::CTX_NSL_MSG2, body)
-            .map_err(|_| HandshakeError::Decrypt { ty })?;
+        let local = &self.core.local;
+        let pt = crypto::open(local.secret(), local.public(), kdf::CTX_NSL_MSG2, body)
+            .ok_or(HandshakeError::Decrypt { ty })?;
         let mut r = Reader::new(ty, &pt);
         let na_back: [u8; NONCE_LEN] = r.array()?;
         let nb = Zeroizing::new(r.array::<NONCE_LEN>()?);
@@ -286,7 +287,12 @@ impl Initiator {
             });
         }
         self.transcript.absorb(frame);
-        let ct = ecies::seal(&self.peer_key, kdf::CTX_NSL_MSG3, nb.as_ref());
+        let ct = crypto::seal(
+            self.core.local.crypto(),
+            &self.peer_key,
+            kdf::CTX_NSL_MSG3,
+            nb.as_ref(),
+        );
         let msg3 = wire::encode_frame(MessageType::NslMsg3, &ct);
         self.transcript.absorb(&msg3);
         let mut ikm = Zeroizing::new([0u8; 2 * NONCE_LEN]);
@@ -307,7 +313,7 @@ impl Initiator {
     /// MAC under the derived key; answer `sig_A, mac_A`.
     fn sts_msg2(
         &mut self,
-        secret: &EphemeralSecret,
+        secret: &dyn EphemeralSecret,
         frame: &[u8],
         body: &[u8],
         now: Instant,
@@ -321,13 +327,19 @@ impl Initiator {
         r.finish()?;
         // Invariant: r.bytes(SIG_LEN) returned exactly 64 bytes.
         let sig = IdentitySignature::from_slice(sig).expect("64 bytes");
-        let shared = secret.diffie_hellman(&gy);
-        let keys = kdf::sts_keys(shared.raw_secret_bytes());
+        let shared = dh(ty, secret.diffie_hellman(&gy))?;
+        let keys = kdf::sts_keys(shared.as_ref());
         self.transcript.absorb(&frame[..STS_MSG2_SIGNED]);
         let th2 = self.transcript.hash();
-        self.peer_key
-            .verify(&kdf::signed_content(kdf::LABEL_STS_RESP_SIG, &th2), &sig)
-            .map_err(|_| HandshakeError::BadSignature)?;
+        let signed = kdf::signed_content(kdf::LABEL_STS_RESP_SIG, &th2);
+        if !self
+            .core
+            .local
+            .crypto()
+            .verify(&self.peer_key, &signed, &sig)
+        {
+            return Err(HandshakeError::BadSignature);
+        }
         if !kdf::mac_verify(&keys.responder_mac, &[&th2, sig.as_bytes()], tag) {
             return Err(HandshakeError::BadMac);
         }
@@ -336,7 +348,6 @@ impl Initiator {
         let my_sig = self
             .core
             .local
-            .key()
             .sign(&kdf::signed_content(kdf::LABEL_STS_INIT_SIG, &th3));
         let my_tag = kdf::mac(&keys.initiator_mac, &[&th3, my_sig.as_bytes()]);
         let mut body3 = Vec::with_capacity(SIG_LEN + MAC_LEN);
@@ -344,7 +355,7 @@ impl Initiator {
         body3.extend_from_slice(&my_tag);
         let msg3 = wire::encode_frame(MessageType::StsMsg3, &body3);
         self.transcript.absorb(&msg3);
-        let (psk, identity) = kdf::derive_psk(shared.raw_secret_bytes(), &self.transcript.hash());
+        let (psk, identity) = kdf::derive_psk(shared.as_ref(), &self.transcript.hash());
         self.core.outbox.push_back(msg3);
         let lifetime = self
             .core
@@ -534,8 +545,9 @@ impl Responder {
             return Err(HandshakeError::ProtocolNotAccepted("nsl"));
         }
         self.protocol = Some(Protocol::Nsl);
-        let pt = ecies::open(self.core.local.key(), kdf::CTX_NSL_MSG1, body)
-            .map_err(|_| HandshakeError::Decrypt { ty })?;
+        let local = &self.core.local;
+        let pt = crypto::open(local.secret(), local.public(), kdf::CTX_NSL_MSG1, body)
+            .ok_or(HandshakeError::Decrypt { ty })?;
         let mut r = Reader::new(ty, &pt);
         let na = Zeroizing::new(r.array::<NONCE_LEN>()?);
         let initiator = r.name()?;
@@ -548,7 +560,7 @@ impl Responder {
             &initiator,
             &initiator_key,
             local.name(),
-            &local.key().public(),
+            local.public(),
         );
         transcript.absorb(frame);
         let nb = nonce();
@@ -560,7 +572,7 @@ impl Responder {
             // Lowe's fix: the responder names itself inside message 2.
             wire::put_name(&mut pt2, local.name());
         }
-        let ct = ecies::seal(&initiator_key, kdf::CTX_NSL_MSG2, &pt2);
+        let ct = crypto::seal(local.crypto(), &initiator_key, kdf::CTX_NSL_MSG2, &pt2);
         let msg2 = wire::encode_frame(MessageType::NslMsg2, &ct);
         transcript.absorb(&msg2);
         self.core.outbox.push_back(msg2);
@@ -580,8 +592,9 @@ impl Responder {
         now: Instant,
     ) -> Result<(), HandshakeError> {
         let ty = MessageType::NslMsg3;
-        let pt = ecies::open(self.core.local.key(), kdf::CTX_NSL_MSG3, body)
-            .map_err(|_| HandshakeError::Decrypt { ty })?;
+        let local = &self.core.local;
+        let pt = crypto::open(local.secret(), local.public(), kdf::CTX_NSL_MSG3, body)
+            .ok_or(HandshakeError::Decrypt { ty })?;
         let mut r = Reader::new(ty, &pt);
         let nb_back: [u8; NONCE_LEN] = r.array()?;
         r.finish()?;
@@ -631,35 +644,28 @@ impl Responder {
             &initiator,
             &initiator_key,
             local.name(),
-            &local.key().public(),
+            local.public(),
         );
         transcript.absorb(frame);
-        let secret = EphemeralSecret::random(&mut OsRng);
-        let shared = secret.diffie_hellman(&gx);
-        let keys = kdf::sts_keys(shared.raw_secret_bytes());
+        let secret = local.crypto().generate_ephemeral();
+        let shared = dh(ty, secret.diffie_hellman(&gx))?;
+        let keys = kdf::sts_keys(shared.as_ref());
         let mut body2 = Vec::with_capacity(STS_MSG2_LEN);
-        body2.extend_from_slice(&compressed(&secret.public_key()));
+        body2.extend_from_slice(&secret.public());
         body2.extend_from_slice(&self.core.config.lifetime_secs().to_be_bytes());
         transcript.absorb(&header(MessageType::StsMsg2, STS_MSG2_LEN));
         transcript.absorb(&body2);
         let th2 = transcript.hash();
-        let sig = local
-            .key()
-            .sign(&kdf::signed_content(kdf::LABEL_STS_RESP_SIG, &th2));
+        let sig = local.sign(&kdf::signed_content(kdf::LABEL_STS_RESP_SIG, &th2));
         let tag = kdf::mac(&keys.responder_mac, &[&th2, sig.as_bytes()]);
         body2.extend_from_slice(sig.as_bytes());
         body2.extend_from_slice(&tag);
         transcript.absorb(&body2[POINT_LEN + 4..]);
         let msg2 = wire::encode_frame(MessageType::StsMsg2, &body2);
         self.core.outbox.push_back(msg2);
-        let mut shared_bytes = Zeroizing::new([0u8; 32]);
-        shared_bytes.copy_from_slice(shared.raw_secret_bytes());
         self.transcript = Some(transcript);
         self.peer = Some((initiator, initiator_key));
-        self.state = RespState::StsAwaitMsg3 {
-            shared: shared_bytes,
-            keys,
-        };
+        self.state = RespState::StsAwaitMsg3 { shared, keys };
         Ok(())
     }
 
@@ -684,9 +690,15 @@ impl Responder {
         let transcript = self.transcript.as_mut().expect("set at message 1");
         let (_, initiator_key) = self.peer.as_ref().expect("set at message 1");
         let th3 = transcript.hash();
-        initiator_key
-            .verify(&kdf::signed_content(kdf::LABEL_STS_INIT_SIG, &th3), &sig)
-            .map_err(|_| HandshakeError::BadSignature)?;
+        let signed = kdf::signed_content(kdf::LABEL_STS_INIT_SIG, &th3);
+        if !self
+            .core
+            .local
+            .crypto()
+            .verify(initiator_key, &signed, &sig)
+        {
+            return Err(HandshakeError::BadSignature);
+        }
         if !kdf::mac_verify(&keys.initiator_mac, &[&th3, sig.as_bytes()], tag) {
             return Err(HandshakeError::BadMac);
         }

@@ -18,13 +18,16 @@
 //! Logs (`tracing`) carry PSK identities and peer names, never keys.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 mod error;
+mod openssl_crypto;
 mod server;
 mod store;
 mod tls;
 pub mod transport;
 
 pub use error::TlsPskError;
+pub use openssl_crypto::OpensslCrypto;
 pub use server::{HandshakeService, PskServer, connect_with_handshake};
 pub use store::{PskEntry, PskStore};
 pub use tls::{TlsPskClient, TlsPskConfig, TlsPskServer, TlsPskStream, TlsVersion};

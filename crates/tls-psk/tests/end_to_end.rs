@@ -342,3 +342,49 @@ async fn a_silent_peer_times_out() {
         .unwrap();
     assert!(matches!(r, Err(TlsPskError::Timeout("handshake"))), "{r:?}");
 }
+
+#[tokio::test]
+async fn providers_interoperate_on_the_wire() {
+    // One suite, every backend: a RustCrypto phone against an OpenSSL server and the other way round.
+    use chaincall_handshake::{CryptoProvider, RustCrypto};
+    use chaincall_tls_psk::OpensslCrypto;
+    let providers: [Arc<dyn CryptoProvider>; 2] =
+        [Arc::new(RustCrypto), Arc::new(OpensslCrypto::new())];
+    for (client_crypto, server_crypto) in [(0, 1), (1, 0), (1, 1)] {
+        let base = net();
+        let n = Net {
+            phone: LocalIdentity::with_crypto(
+                base.phone.name().clone(),
+                Arc::new(base.phone.key().clone()),
+                providers[client_crypto].clone(),
+            ),
+            server: LocalIdentity::with_crypto(
+                base.server.name().clone(),
+                Arc::new(base.server.key().clone()),
+                providers[server_crypto].clone(),
+            ),
+            dir: base.dir,
+        };
+        for p in [Protocol::Sts, Protocol::Nsl] {
+            let server = PskServer::new(
+                &TlsPskConfig::default(),
+                PskStore::default(),
+                Some(service(&n, n.dir.clone(), HandshakeConfig::default())),
+            )
+            .unwrap();
+            let (port, results) = serve(server, 1).await;
+            let client = TlsPskClient::new(&TlsPskConfig::default()).unwrap();
+            let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            let (mut tls, _) = connect_with_handshake(
+                tcp,
+                initiator(&n, p, HandshakeConfig::default()),
+                Duration::from_secs(5),
+                &client,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{p} {client_crypto}->{server_crypto}: {e}"));
+            assert_eq!(echo(&mut tls, b"ok").await, b"OK");
+            assert!(results.await.unwrap()[0].is_ok());
+        }
+    }
+}
