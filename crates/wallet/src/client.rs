@@ -1,0 +1,312 @@
+//! The phone's side of onboarding (seeds/000 Fig. 2): an HTTP client for the wallet server and
+//! [`onboard_phone`], the whole flow in one call.
+//!
+//! ```no_run
+//! # async fn demo(chain: chaincall_chain::EmbeddedChain, contract: alloy::primitives::Address,
+//! #               receipt: chaincall_wallet::receipt::Receipt) -> Result<(), chaincall_wallet::client::ClientError> {
+//! use chaincall_wallet::client::{WalletClient, onboard_phone, server_identity_key};
+//! let client = WalletClient::new("http://127.0.0.1:8547");
+//! let server_key = server_identity_key(&chain, contract, "wallet.example.org").await?;
+//! let wallet = chaincall_chain::PrivateKeySigner::random();
+//! let identity = chaincall_identity::IdentityKey::generate();
+//! let done = onboard_phone(&client, &chain, contract, &server_key, &wallet, &identity.public(),
+//!                          "+15551234567", receipt, std::time::Duration::from_secs(60)).await?;
+//! assert_eq!(done.state, "provisioned");
+//! # Ok(()) }
+//! ```
+
+use std::time::Duration;
+
+use alloy::primitives::Address;
+use alloy::transports::http::reqwest;
+use chaincall_chain::{ChainError, ClientId, KeystoreChain, PrivateKeySigner};
+use chaincall_identity::{IdentityName, KeyStatus, PhoneNumber, PublicIdentityKey};
+use serde::de::DeserializeOwned;
+
+use crate::error::ErrorBody;
+use crate::payload::{APPROVE_CONTEXT, ONBOARD_CONTEXT, OnboardPayload};
+use crate::receipt::{Purchase, Receipt};
+use crate::service::OnboardingStatus;
+
+/// What went wrong on the phone's side.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The server could not be reached.
+    #[error("wallet server unreachable: {0}")]
+    Http(String),
+    /// The server answered with an error.
+    #[error("wallet server refused ({status} {code}): {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Machine-readable code.
+        code: String,
+        /// Message.
+        message: String,
+    },
+    /// The answer was not the expected JSON.
+    #[error("unexpected answer from the wallet server: {0}")]
+    Decode(String),
+    /// The chain refused or failed.
+    #[error("chain: {0}")]
+    Chain(#[from] ChainError),
+    /// The server's identity is not approved on chain.
+    #[error("the wallet server's identity {0} is not approved on chain")]
+    ServerNotApproved(String),
+    /// Input the phone gave is invalid.
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    /// The onboarding did not reach the wanted state in time.
+    #[error("timed out waiting for state {wanted}; last state {last}")]
+    Timeout {
+        /// State waited for.
+        wanted: &'static str,
+        /// State seen last.
+        last: String,
+    },
+}
+
+impl ClientError {
+    /// The server's error code, if the server answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// An HTTP client for one wallet server.
+#[derive(Debug, Clone)]
+pub struct WalletClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl WalletClient {
+    /// A client for `base_url` (e.g. `http://127.0.0.1:8547`).
+    pub fn new(base_url: impl Into<String>) -> Self {
+        Self {
+            base: base_url.into().trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, ClientError> {
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        if (200..300).contains(&status) {
+            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()));
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => Err(ClientError::Api {
+                status,
+                code: body.error.code,
+                message: body.error.message,
+            }),
+            Err(_) => Err(ClientError::Api {
+                status,
+                code: "http_error".into(),
+                message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+            }),
+        }
+    }
+
+    async fn post_sealed(
+        &self,
+        path: &str,
+        server_key: &PublicIdentityKey,
+        context: &[u8],
+        payload: &OnboardPayload,
+    ) -> Result<OnboardingStatus, ClientError> {
+        let body = payload.seal(server_key, context);
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        Self::decode(response).await
+    }
+
+    /// `POST /v1/onboard` with `payload` sealed to `server_key`.
+    pub async fn onboard(
+        &self,
+        server_key: &PublicIdentityKey,
+        payload: &OnboardPayload,
+    ) -> Result<OnboardingStatus, ClientError> {
+        self.post_sealed("/v1/onboard", server_key, ONBOARD_CONTEXT, payload)
+            .await
+    }
+
+    /// `POST /v1/approve` with `payload` sealed to `server_key` (after `addClient`).
+    pub async fn approve(
+        &self,
+        server_key: &PublicIdentityKey,
+        payload: &OnboardPayload,
+    ) -> Result<OnboardingStatus, ClientError> {
+        self.post_sealed("/v1/approve", server_key, APPROVE_CONTEXT, payload)
+            .await
+    }
+
+    /// `GET /v1/status/{receipt_id}`.
+    pub async fn status(&self, receipt_id: &str) -> Result<OnboardingStatus, ClientError> {
+        let response = self
+            .http
+            .get(format!("{}/v1/status/{receipt_id}", self.base))
+            .send()
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        Self::decode(response).await
+    }
+
+    /// `GET /v1/server`: the server's wallet, contract, chain id and identity key.
+    pub async fn server_info(&self) -> Result<serde_json::Value, ClientError> {
+        let response = self
+            .http
+            .get(format!("{}/v1/server", self.base))
+            .send()
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        Self::decode(response).await
+    }
+
+    /// Polls the status until `done` holds (or a failure, or `timeout`).
+    pub async fn wait_for(
+        &self,
+        receipt_id: &str,
+        wanted: &'static str,
+        done: impl Fn(&OnboardingStatus) -> bool,
+        timeout: Duration,
+    ) -> Result<OnboardingStatus, ClientError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut delay = Duration::from_millis(5);
+        loop {
+            let s = self.status(receipt_id).await?;
+            if done(&s) {
+                return Ok(s);
+            }
+            if s.state == "failed" || s.state == "revoked" {
+                return Err(ClientError::Api {
+                    status: 422,
+                    code: s.failure_code.unwrap_or_else(|| s.state.clone()),
+                    message: format!("onboarding {}", s.state),
+                });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClientError::Timeout {
+                    wanted,
+                    last: s.state,
+                });
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(250));
+        }
+    }
+}
+
+/// Looks up the wallet server's identity key on chain under its domain name; only an approved key
+/// is returned (the keystore owner vouches for it: no PKI involved).
+pub async fn server_identity_key<C: KeystoreChain>(
+    chain: &C,
+    contract: Address,
+    domain: &str,
+) -> Result<PublicIdentityKey, ClientError> {
+    let name = IdentityName::parse(domain).map_err(|e| ClientError::Invalid(e.to_string()))?;
+    let entry = chain.get_client(contract, ClientId::of(&name)).await?;
+    entry
+        .approved_key()
+        .ok_or_else(|| ClientError::ServerNotApproved(domain.to_owned()))
+}
+
+/// The whole onboarding of a phone, Fig. 2: send the sealed receipt, wait for the Ether, put the
+/// key on chain with `addClient` from the new wallet, ask for approval, wait until provisioned.
+/// Safe to call again after any failure: every step is idempotent on both sides.
+#[allow(clippy::too_many_arguments)]
+pub async fn onboard_phone<C: KeystoreChain>(
+    client: &WalletClient,
+    chain: &C,
+    contract: Address,
+    server_key: &PublicIdentityKey,
+    wallet: &PrivateKeySigner,
+    identity: &PublicIdentityKey,
+    phone: &str,
+    receipt: Receipt,
+    timeout: Duration,
+) -> Result<OnboardingStatus, ClientError> {
+    let purchase: Purchase = serde_json::from_str(&receipt.original_json)
+        .map_err(|e| ClientError::Invalid(format!("receipt JSON: {e}")))?;
+    let number = PhoneNumber::parse(phone).map_err(|e| ClientError::Invalid(e.to_string()))?;
+    let payload = OnboardPayload::new(wallet.address(), receipt.clone(), number.as_str(), identity);
+    let first = client.onboard(server_key, &payload).await?;
+    if !first.is_funded() {
+        client
+            .wait_for(&first.receipt_id, "funded", |s| s.is_funded(), timeout)
+            .await?;
+    }
+    add_client_once(chain, contract, wallet, identity, &number, &purchase).await?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut delay = Duration::from_millis(100);
+    let status = loop {
+        let payload =
+            OnboardPayload::new(wallet.address(), receipt.clone(), number.as_str(), identity);
+        match client.approve(server_key, &payload).await {
+            Ok(s) => break s,
+            Err(e)
+                if matches!(e.code(), Some("chain_unavailable" | "rate_limited"))
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    if status.state == "provisioned" {
+        return Ok(status);
+    }
+    client
+        .wait_for(
+            &status.receipt_id,
+            "provisioned",
+            |s| s.state == "provisioned",
+            timeout,
+        )
+        .await
+}
+
+/// Sends `addClient` from the phone's wallet unless its pending entry is already on chain.
+pub async fn add_client_once<C: KeystoreChain>(
+    chain: &C,
+    contract: Address,
+    wallet: &PrivateKeySigner,
+    identity: &PublicIdentityKey,
+    number: &PhoneNumber,
+    purchase: &Purchase,
+) -> Result<(), ClientError> {
+    let id = ClientId::of(&IdentityName::Phone(number.clone()));
+    let entry = chain.get_client(contract, id).await?;
+    let ours = entry.wallet == Some(wallet.address())
+        && entry.public_key().ok().as_ref() == Some(identity);
+    if ours && matches!(entry.status, KeyStatus::Pending | KeyStatus::Approved) {
+        return Ok(());
+    }
+    let commitment =
+        chaincall_chain::receipt_commitment(&id, wallet.address(), &purchase.chain_receipt_hash());
+    chain
+        .add_client(
+            contract,
+            wallet,
+            id,
+            identity.tag(),
+            &identity.to_bytes(),
+            commitment,
+        )
+        .await?;
+    Ok(())
+}

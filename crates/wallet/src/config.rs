@@ -1,0 +1,413 @@
+//! The server's TOML configuration (`chaincall wallet serve --config FILE`); see
+//! `crates/wallet/wallet.example.toml` for a documented example. Relative paths are resolved
+//! against the configuration file's folder.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is invalid.
+    #[error("invalid configuration: {0}")]
+    Toml(#[from] toml::de::Error),
+    /// A value is out of range or inconsistent.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Which chain the server talks to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// An in-process EVM: the contract is deployed at start (demo and tests only: phones must share
+    /// the process to reach it).
+    Embedded,
+    /// Any Ethereum node over JSON-RPC.
+    Rpc,
+}
+
+/// `[chain]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    /// `embedded` or `rpc`.
+    pub backend: Backend,
+    /// JSON-RPC URL (rpc backend).
+    #[serde(default)]
+    pub rpc_url: Option<String>,
+    /// Chain id the node must report (rpc backend; optional).
+    #[serde(default)]
+    pub chain_id: Option<u64>,
+    /// The keystore contract's address (rpc backend; the embedded backend deploys one).
+    #[serde(default)]
+    pub contract: Option<String>,
+    /// File holding the server wallet's hex secp256k1 key (the keystore's owner).
+    pub wallet_key_file: PathBuf,
+    /// Confirmations a transaction needs (default 1).
+    #[serde(default = "default_confirmations")]
+    pub confirmations: u64,
+}
+
+fn default_confirmations() -> u64 {
+    1
+}
+
+/// `[identity]`: the server's own on-chain identity, to which phones seal their payloads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// The server's domain name, its keystore identity (e.g. `wallet.example.org`).
+    pub domain: String,
+    /// File holding the hex 32-byte P-256 secret; created (mode 0600) if missing.
+    pub key_file: PathBuf,
+    /// Add and approve the identity key on chain at start if it is not approved yet (the server
+    /// wallet is the keystore owner). Default true.
+    #[serde(default = "yes")]
+    pub publish_on_start: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[store]`: which receipts buy onboarding.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The app's package name.
+    pub package_name: String,
+    /// The product id.
+    pub product_id: String,
+    /// Base64 X.509 SubjectPublicKeyInfo of the app's license key (as the console shows it).
+    #[serde(default)]
+    pub public_key: Option<String>,
+    /// Or a file holding it.
+    #[serde(default)]
+    pub public_key_file: Option<PathBuf>,
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// sqlx URL of the server's state: `sqlite://wallet.db?mode=rwc` or `postgres://…`.
+    pub url: String,
+}
+
+/// `[sip]`: where SIP credentials go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipConfig {
+    /// sqlx URL of the Kamailio-compatible database holding `subscriber` (may be Kamailio's own
+    /// SQLite file, or sipd's).
+    pub database_url: String,
+    /// The SIP domain (`subscriber.domain`).
+    pub domain: String,
+    /// The digest realm (default: the domain, as Kamailio uses).
+    #[serde(default)]
+    pub realm: Option<String>,
+    /// Create Kamailio's tables if missing (default true).
+    #[serde(default = "yes")]
+    pub create_table: bool,
+}
+
+/// `[funding]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FundingConfig {
+    /// Amount = measured addClient gas × gas-limit headroom (120 %) × current max fee per gas ×
+    /// this percentage / 100. Default 200: room for fee rises before the phone sends.
+    #[serde(default = "default_margin")]
+    pub safety_margin_percent: u64,
+    /// Never send more than this many wei to one phone (default 0.05 ether); above it the request
+    /// waits, queued, for fees to fall.
+    #[serde(default = "default_max_wei")]
+    pub max_wei: String,
+}
+
+fn default_margin() -> u64 {
+    200
+}
+
+fn default_max_wei() -> String {
+    "50000000000000000".into()
+}
+
+impl Default for FundingConfig {
+    fn default() -> Self {
+        Self {
+            safety_margin_percent: default_margin(),
+            max_wei: default_max_wei(),
+        }
+    }
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Sustained requests per second per source address (default 5).
+    #[serde(default = "default_rps")]
+    pub requests_per_second: f64,
+    /// Burst per source address (default 20).
+    #[serde(default = "default_burst")]
+    pub burst: f64,
+    /// Accepted clock difference of payload timestamps, seconds (default 300).
+    #[serde(default = "default_skew")]
+    pub max_clock_skew_secs: u64,
+    /// How long a request waits for chain work before answering 202 with the state (default 30 s).
+    #[serde(default = "default_wait")]
+    pub request_wait_secs: u64,
+    /// Largest request body, bytes (default 64 KiB).
+    #[serde(default = "default_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_rps() -> f64 {
+    5.0
+}
+fn default_burst() -> f64 {
+    20.0
+}
+fn default_skew() -> u64 {
+    300
+}
+fn default_wait() -> u64 {
+    30
+}
+fn default_body() -> usize {
+    64 * 1024
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            requests_per_second: default_rps(),
+            burst: default_burst(),
+            max_clock_skew_secs: default_skew(),
+            request_wait_secs: default_wait(),
+            max_body_bytes: default_body(),
+        }
+    }
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Name of the environment variable holding the bearer token (default
+    /// `CHAINCALL_WALLET_ADMIN_TOKEN`); admin endpoints are off when it is unset or empty.
+    #[serde(default = "default_token_env")]
+    pub token_env: String,
+    /// Or a file holding the token.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+fn default_token_env() -> String {
+    "CHAINCALL_WALLET_ADMIN_TOKEN".into()
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            token_env: default_token_env(),
+            token_file: None,
+        }
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalletConfig {
+    /// Address to listen on; must be loopback unless `allow_non_loopback` (default
+    /// `127.0.0.1:8547`).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Allow listening beyond loopback (behind a TLS-terminating proxy).
+    #[serde(default)]
+    pub allow_non_loopback: bool,
+    /// Chain access.
+    pub chain: ChainConfig,
+    /// The server's identity.
+    pub identity: IdentityConfig,
+    /// Receipts.
+    pub store: StoreConfig,
+    /// State database.
+    pub database: DatabaseConfig,
+    /// SIP credentials.
+    pub sip: SipConfig,
+    /// Funding.
+    #[serde(default)]
+    pub funding: FundingConfig,
+    /// Limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Admin token.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// How often the worker looks for queued work, ms (default 500).
+    #[serde(default = "default_tick")]
+    pub worker_interval_ms: u64,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8547))
+}
+
+fn default_tick() -> u64 {
+    500
+}
+
+fn resolve(base: &Path, p: &mut PathBuf) {
+    if p.is_relative() {
+        *p = base.join(&*p);
+    }
+}
+
+fn resolve_sqlite(base: &Path, url: &mut String) {
+    if let Some(rest) = url.strip_prefix("sqlite://") {
+        if !rest.starts_with('/') && !rest.starts_with(':') {
+            *url = format!("sqlite://{}", base.join(rest).display());
+        }
+    }
+}
+
+impl WalletConfig {
+    /// Parses TOML text; relative paths resolve against `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, ConfigError> {
+        let mut config: Self = toml::from_str(text)?;
+        resolve(base, &mut config.chain.wallet_key_file);
+        resolve(base, &mut config.identity.key_file);
+        if let Some(p) = config.store.public_key_file.as_mut() {
+            resolve(base, p);
+        }
+        if let Some(p) = config.admin.token_file.as_mut() {
+            resolve(base, p);
+        }
+        resolve_sqlite(base, &mut config.database.url);
+        resolve_sqlite(base, &mut config.sip.database_url);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |s: &str| Err(ConfigError::Invalid(s.to_owned()));
+        if !self.listen.ip().is_loopback() && !self.allow_non_loopback {
+            return bad("listen must be a loopback address (set allow_non_loopback to override)");
+        }
+        if self.chain.backend == Backend::Rpc
+            && (self.chain.rpc_url.is_none() || self.chain.contract.is_none())
+        {
+            return bad("the rpc backend needs chain.rpc_url and chain.contract");
+        }
+        if self.store.public_key.is_none() == self.store.public_key_file.is_none() {
+            return bad("give exactly one of store.public_key and store.public_key_file");
+        }
+        if self.funding.safety_margin_percent < 100 {
+            return bad("funding.safety_margin_percent must be at least 100");
+        }
+        if self.funding.max_wei.parse::<u128>().is_err() {
+            return bad("funding.max_wei must be a decimal number of wei");
+        }
+        if !(self.limits.requests_per_second > 0.0 && self.limits.burst >= 1.0) {
+            return bad("limits.requests_per_second must be > 0 and limits.burst >= 1");
+        }
+        if chaincall_identity::DomainName::parse(&self.identity.domain).is_err() {
+            return bad("identity.domain must be a DNS name");
+        }
+        Ok(())
+    }
+
+    /// The store public key (inline or from its file).
+    pub fn store_public_key(&self) -> Result<String, ConfigError> {
+        match (&self.store.public_key, &self.store.public_key_file) {
+            (Some(k), _) => Ok(k.clone()),
+            (None, Some(p)) => std::fs::read_to_string(p)
+                .map(|s| s.trim().to_owned())
+                .map_err(|source| ConfigError::Read {
+                    path: p.clone(),
+                    source,
+                }),
+            (None, None) => Err(ConfigError::Invalid("no store public key".into())),
+        }
+    }
+
+    /// The admin token, if configured (file first, then the environment variable).
+    pub fn admin_token(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(p) = &self.admin.token_file {
+            let t = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.clone(),
+                source,
+            })?;
+            let t = t.trim().to_owned();
+            return Ok((!t.is_empty()).then_some(t));
+        }
+        Ok(std::env::var(&self.admin.token_env)
+            .ok()
+            .filter(|t| !t.is_empty()))
+    }
+
+    /// How long requests wait for chain work.
+    pub fn request_wait(&self) -> Duration {
+        Duration::from_secs(self.limits.request_wait_secs)
+    }
+
+    /// The digest realm.
+    pub fn realm(&self) -> &str {
+        self.sip.realm.as_deref().unwrap_or(&self.sip.domain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../wallet.example.toml");
+        let c = WalletConfig::parse(text, Path::new("/etc/chaincall")).unwrap();
+        assert_eq!(c.chain.backend, Backend::Rpc);
+        assert_eq!(
+            c.chain.wallet_key_file,
+            Path::new("/etc/chaincall/server-wallet.key")
+        );
+        assert!(c.database.url.starts_with("sqlite:///etc/chaincall/"));
+        assert_eq!(c.realm(), "sip.example.org");
+    }
+
+    #[test]
+    fn refuses_non_loopback_and_bad_values() {
+        let text = include_str!("../wallet.example.toml");
+        let open = text.replace("127.0.0.1:8547", "0.0.0.0:8547");
+        assert!(WalletConfig::parse(&open, Path::new("/")).is_err());
+        let low = text.replace("safety_margin_percent = 200", "safety_margin_percent = 50");
+        assert!(WalletConfig::parse(&low, Path::new("/")).is_err());
+        let typo = text.replace("[funding]", "[funding]\nmargin = 3");
+        assert!(WalletConfig::parse(&typo, Path::new("/")).is_err());
+    }
+}

@@ -1,0 +1,570 @@
+//! The durable onboarding state machine's storage: one row per receipt, moved through
+//! [`State`]s by conditional updates, on SQLite (default) or PostgreSQL through one code path
+//! (sqlx's `Any` driver, portable SQL, `$n` placeholders, migrations in `migrations/`).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+
+/// The embedded migrations (`crates/wallet/migrations`).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A storage failure. Never shown to clients as is (the API maps it to `internal`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbError {
+    /// The database failed.
+    #[error("database: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A row holds a value this code never writes.
+    #[error("corrupt row {receipt_id}: {what}")]
+    Corrupt {
+        /// The row.
+        receipt_id: String,
+        /// What is wrong.
+        what: &'static str,
+    },
+}
+
+/// Where an onboarding stands. The happy path is
+/// `Received → Funding → Funded → PendingSeen → Approved → Provisioned`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Receipt verified and recorded; not funded yet.
+    Received,
+    /// The funding transaction is signed and recorded (hash known); it may or may not be mined.
+    Funding,
+    /// The funding transaction is mined; waiting for the phone's `addClient` and approval request.
+    Funded,
+    /// The pending entry was read from the chain and matches the receipt, wallet and key.
+    PendingSeen,
+    /// `approveClient` is mined.
+    Approved,
+    /// SIP credentials are written: done.
+    Provisioned,
+    /// Stopped for a reason that retrying cannot fix (see `failure_code`).
+    Failed,
+    /// The subscriber was revoked by an administrator.
+    Revoked,
+}
+
+impl State {
+    /// The lower-case name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Received => "received",
+            Self::Funding => "funding",
+            Self::Funded => "funded",
+            Self::PendingSeen => "pending_seen",
+            Self::Approved => "approved",
+            Self::Provisioned => "provisioned",
+            Self::Failed => "failed",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    /// States the background worker drives without waiting for the phone.
+    pub const DRIVEN: [State; 4] = [
+        Self::Received,
+        Self::Funding,
+        Self::PendingSeen,
+        Self::Approved,
+    ];
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for State {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Ok(match s {
+            "received" => Self::Received,
+            "funding" => Self::Funding,
+            "funded" => Self::Funded,
+            "pending_seen" => Self::PendingSeen,
+            "approved" => Self::Approved,
+            "provisioned" => Self::Provisioned,
+            "failed" => Self::Failed,
+            "revoked" => Self::Revoked,
+            _ => return Err(()),
+        })
+    }
+}
+
+/// One onboarding row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Onboarding {
+    /// The store's order id.
+    pub receipt_id: String,
+    /// Hex SHA-256 of the purchase token (unique; also the SIP password).
+    pub token_sha256: String,
+    /// Hex `keccak256(purchaseToken)`, passed to `approveClient`.
+    pub receipt_hash: String,
+    /// The product bought.
+    pub product_id: String,
+    /// Purchase time, ms since the epoch.
+    pub purchase_time: i64,
+    /// E.164 number.
+    pub phone: String,
+    /// The phone's wallet (checksummed hex).
+    pub wallet: String,
+    /// Declared key type tag.
+    pub key_type: i64,
+    /// Declared key bytes, hex.
+    pub public_key: String,
+    /// Where it stands.
+    pub state: State,
+    /// Wei sent (decimal), once decided.
+    pub fund_amount: Option<String>,
+    /// Nonce of the recorded funding transaction.
+    pub fund_nonce: Option<i64>,
+    /// Hash of the recorded funding transaction.
+    pub fund_tx_hash: Option<String>,
+    /// Signed bytes of the recorded funding transaction, hex.
+    pub fund_raw_tx: Option<String>,
+    /// Block that holds the funding transaction.
+    pub fund_block: Option<i64>,
+    /// Hash of the `approveClient` transaction.
+    pub approve_tx_hash: Option<String>,
+    /// Machine-readable reason when failed.
+    pub failure_code: Option<String>,
+    /// Human-readable reason when failed.
+    pub failure_message: Option<String>,
+    /// The last transient error (chain down, ...), cleared on progress.
+    pub last_error: Option<String>,
+    /// Failed attempts since the last progress.
+    pub attempts: i64,
+    /// When the worker may try again, ms since the epoch.
+    pub next_attempt_at: i64,
+    /// Created, ms since the epoch.
+    pub created_at: i64,
+    /// Last change, ms since the epoch.
+    pub updated_at: i64,
+    /// When provisioned, ms since the epoch.
+    pub provisioned_at: Option<i64>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+const COLUMNS: &str = "receipt_id, token_sha256, receipt_hash, product_id, purchase_time, phone, wallet, key_type, public_key, state, fund_amount, fund_nonce, fund_tx_hash, fund_raw_tx, fund_block, approve_tx_hash, failure_code, failure_message, last_error, attempts, next_attempt_at, created_at, updated_at, provisioned_at";
+
+fn from_row(r: &AnyRow) -> Result<Onboarding, DbError> {
+    let receipt_id: String = r.try_get(0)?;
+    let state: String = r.try_get(9)?;
+    let state = state.parse().map_err(|()| DbError::Corrupt {
+        receipt_id: receipt_id.clone(),
+        what: "unknown state",
+    })?;
+    Ok(Onboarding {
+        receipt_id,
+        token_sha256: r.try_get(1)?,
+        receipt_hash: r.try_get(2)?,
+        product_id: r.try_get(3)?,
+        purchase_time: r.try_get(4)?,
+        phone: r.try_get(5)?,
+        wallet: r.try_get(6)?,
+        key_type: r.try_get(7)?,
+        public_key: r.try_get(8)?,
+        state,
+        fund_amount: r.try_get(10)?,
+        fund_nonce: r.try_get(11)?,
+        fund_tx_hash: r.try_get(12)?,
+        fund_raw_tx: r.try_get(13)?,
+        fund_block: r.try_get(14)?,
+        approve_tx_hash: r.try_get(15)?,
+        failure_code: r.try_get(16)?,
+        failure_message: r.try_get(17)?,
+        last_error: r.try_get(18)?,
+        attempts: r.try_get(19)?,
+        next_attempt_at: r.try_get(20)?,
+        created_at: r.try_get(21)?,
+        updated_at: r.try_get(22)?,
+        provisioned_at: r.try_get(23)?,
+    })
+}
+
+/// What inserting a receipt did.
+#[derive(Debug)]
+pub enum Inserted {
+    /// A new row.
+    New(Onboarding),
+    /// The receipt (order id or token) is already recorded: here is its row.
+    Existing(Onboarding),
+}
+
+/// Opens a pool for `url` (`sqlite://path?mode=rwc`, `postgres://...`), installing sqlx's drivers.
+pub async fn connect(url: &str) -> Result<AnyPool, DbError> {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::pool::PoolOptions::<sqlx::Any>::new()
+        .max_connections(if url.starts_with("sqlite") { 1 } else { 8 })
+        .connect(url)
+        .await?;
+    Ok(pool)
+}
+
+/// The onboarding store.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+}
+
+impl Db {
+    /// Wraps a pool and runs the migrations.
+    pub async fn open(pool: AnyPool) -> Result<Self, DbError> {
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Records a verified receipt in state `received`, or returns the row that already holds it.
+    pub async fn insert(&self, row: &Onboarding) -> Result<Inserted, DbError> {
+        let done = sqlx::query(
+            "INSERT INTO onboarding (receipt_id, token_sha256, receipt_hash, product_id, purchase_time, phone, wallet, key_type, public_key, state, attempts, next_attempt_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, 0, $11, $11) ON CONFLICT DO NOTHING",
+        )
+        .bind(&row.receipt_id)
+        .bind(&row.token_sha256)
+        .bind(&row.receipt_hash)
+        .bind(&row.product_id)
+        .bind(row.purchase_time)
+        .bind(&row.phone)
+        .bind(&row.wallet)
+        .bind(row.key_type)
+        .bind(&row.public_key)
+        .bind(State::Received.as_str())
+        .bind(row.created_at)
+        .execute(&self.pool)
+        .await?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM onboarding WHERE receipt_id = $1 OR token_sha256 = $2 ORDER BY created_at LIMIT 1"
+        );
+        let existing = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&row.receipt_id)
+            .bind(&row.token_sha256)
+            .fetch_one(&self.pool)
+            .await?;
+        let existing = from_row(&existing)?;
+        Ok(if done.rows_affected() == 1 {
+            Inserted::New(existing)
+        } else {
+            Inserted::Existing(existing)
+        })
+    }
+
+    /// The row for an order id.
+    pub async fn get(&self, receipt_id: &str) -> Result<Option<Onboarding>, DbError> {
+        let sql = format!("SELECT {COLUMNS} FROM onboarding WHERE receipt_id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(receipt_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Rows in `states`, oldest first, at most `limit`.
+    pub async fn list(&self, states: &[State], limit: i64) -> Result<Vec<Onboarding>, DbError> {
+        let placeholders: Vec<String> = (1..=states.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM onboarding WHERE state IN ({}) ORDER BY created_at LIMIT ${}",
+            placeholders.join(", "),
+            states.len() + 1
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for s in states {
+            q = q.bind(s.as_str());
+        }
+        let rows = q.bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Rows the worker should drive now.
+    pub async fn due(&self, now: i64, limit: i64) -> Result<Vec<Onboarding>, DbError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM onboarding WHERE state IN ($1, $2, $3, $4) AND next_attempt_at <= $5 ORDER BY next_attempt_at LIMIT $6"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(State::DRIVEN[0].as_str())
+            .bind(State::DRIVEN[1].as_str())
+            .bind(State::DRIVEN[2].as_str())
+            .bind(State::DRIVEN[3].as_str())
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// The most recent row for a phone number.
+    pub async fn latest_for_phone(&self, phone: &str) -> Result<Option<Onboarding>, DbError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM onboarding WHERE phone = $1 ORDER BY created_at DESC LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(phone)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Moves `receipt_id` from `from` to `to` (clearing the transient error); false if the row was
+    /// not in `from` (someone else moved it).
+    pub async fn transition(
+        &self,
+        receipt_id: &str,
+        from: State,
+        to: State,
+    ) -> Result<bool, DbError> {
+        let now = now_ms();
+        let provisioned_at = (to == State::Provisioned).then_some(now);
+        let done = sqlx::query(
+            "UPDATE onboarding SET state = $1, updated_at = $2, last_error = NULL, attempts = 0, next_attempt_at = 0, \
+             provisioned_at = COALESCE(provisioned_at, $3) WHERE receipt_id = $4 AND state = $5",
+        )
+        .bind(to.as_str())
+        .bind(now)
+        .bind(provisioned_at)
+        .bind(receipt_id)
+        .bind(from.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records the signed funding transaction BEFORE it is broadcast, moving `received → funding`.
+    /// In one database transaction: the audit row and the onboarding row. False if the row was
+    /// not in `received`.
+    pub async fn record_funding(
+        &self,
+        receipt_id: &str,
+        nonce: u64,
+        tx_hash: &str,
+        raw_hex: &str,
+        amount: &str,
+    ) -> Result<bool, DbError> {
+        let now = now_ms();
+        let nonce = i64::try_from(nonce).map_err(|_| DbError::Corrupt {
+            receipt_id: receipt_id.to_owned(),
+            what: "nonce out of range",
+        })?;
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE onboarding SET state = $1, fund_nonce = $2, fund_tx_hash = $3, fund_raw_tx = $4, fund_amount = $5, updated_at = $6 \
+             WHERE receipt_id = $7 AND state = $8 AND fund_tx_hash IS NULL",
+        )
+        .bind(State::Funding.as_str())
+        .bind(nonce)
+        .bind(tx_hash)
+        .bind(raw_hex)
+        .bind(amount)
+        .bind(now)
+        .bind(receipt_id)
+        .bind(State::Received.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO funding_tx (tx_hash, receipt_id, nonce, amount, status, created_at) VALUES ($1, $2, $3, $4, 'signed', $5)",
+        )
+        .bind(tx_hash)
+        .bind(receipt_id)
+        .bind(nonce)
+        .bind(amount)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The recorded funding transaction is mined: `funding → funded`.
+    pub async fn funding_mined(
+        &self,
+        receipt_id: &str,
+        tx_hash: &str,
+        block: u64,
+    ) -> Result<bool, DbError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE onboarding SET state = $1, fund_block = $2, updated_at = $3, last_error = NULL, attempts = 0, next_attempt_at = 0 \
+             WHERE receipt_id = $4 AND state = $5 AND fund_tx_hash = $6",
+        )
+        .bind(State::Funded.as_str())
+        .bind(i64::try_from(block).unwrap_or(i64::MAX))
+        .bind(now)
+        .bind(receipt_id)
+        .bind(State::Funding.as_str())
+        .bind(tx_hash)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query("UPDATE funding_tx SET status = 'mined' WHERE tx_hash = $1")
+            .bind(tx_hash)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The recorded funding transaction can never be mined (refused at first broadcast, or its
+    /// nonce taken by another transaction): forget it and go back to `received` so a new one is
+    /// signed. Safe: the dropped transaction cannot be mined any more.
+    pub async fn funding_dropped(&self, receipt_id: &str, tx_hash: &str) -> Result<bool, DbError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE onboarding SET state = $1, fund_nonce = NULL, fund_tx_hash = NULL, fund_raw_tx = NULL, updated_at = $2 \
+             WHERE receipt_id = $3 AND state = $4 AND fund_tx_hash = $5",
+        )
+        .bind(State::Received.as_str())
+        .bind(now)
+        .bind(receipt_id)
+        .bind(State::Funding.as_str())
+        .bind(tx_hash)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query("UPDATE funding_tx SET status = 'dropped' WHERE tx_hash = $1")
+            .bind(tx_hash)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Records the approval transaction's hash and moves `pending_seen → approved`.
+    pub async fn approved(&self, receipt_id: &str, tx_hash: Option<&str>) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE onboarding SET state = $1, approve_tx_hash = COALESCE($2, approve_tx_hash), updated_at = $3, last_error = NULL, attempts = 0, next_attempt_at = 0 \
+             WHERE receipt_id = $4 AND state = $5",
+        )
+        .bind(State::Approved.as_str())
+        .bind(tx_hash)
+        .bind(now_ms())
+        .bind(receipt_id)
+        .bind(State::PendingSeen.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Notes a transient failure and schedules the next attempt `delay_ms` from now.
+    pub async fn defer(&self, receipt_id: &str, error: &str, delay_ms: i64) -> Result<(), DbError> {
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE onboarding SET last_error = $1, attempts = attempts + 1, next_attempt_at = $2, updated_at = $3 WHERE receipt_id = $4",
+        )
+        .bind(error)
+        .bind(now + delay_ms)
+        .bind(now)
+        .bind(receipt_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Stops an onboarding for good with a machine-readable code.
+    pub async fn fail(&self, receipt_id: &str, code: &str, message: &str) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE onboarding SET state = $1, failure_code = $2, failure_message = $3, updated_at = $4 WHERE receipt_id = $5",
+        )
+        .bind(State::Failed.as_str())
+        .bind(code)
+        .bind(message)
+        .bind(now_ms())
+        .bind(receipt_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Admin retry: a failed row goes back to the state its recorded facts allow (funded if the
+    /// funding was mined, else received), and any row is made due now.
+    pub async fn retry(&self, receipt_id: &str) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE onboarding SET state = CASE WHEN state <> $1 THEN state WHEN fund_block IS NOT NULL THEN $2 WHEN fund_tx_hash IS NOT NULL THEN $3 ELSE $4 END, \
+             failure_code = NULL, failure_message = NULL, next_attempt_at = 0, attempts = 0, updated_at = $5 WHERE receipt_id = $6",
+        )
+        .bind(State::Failed.as_str())
+        .bind(State::Funded.as_str())
+        .bind(State::Funding.as_str())
+        .bind(State::Received.as_str())
+        .bind(now_ms())
+        .bind(receipt_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Marks a row revoked.
+    pub async fn revoke(&self, receipt_id: &str) -> Result<(), DbError> {
+        sqlx::query("UPDATE onboarding SET state = $1, updated_at = $2 WHERE receipt_id = $3")
+            .bind(State::Revoked.as_str())
+            .bind(now_ms())
+            .bind(receipt_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a payload nonce; false if it was seen within its window (a replay).
+    pub async fn remember_nonce(&self, nonce: &str, expires_at: i64) -> Result<bool, DbError> {
+        let now = now_ms();
+        sqlx::query("DELETE FROM seen_nonce WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        let done = sqlx::query(
+            "INSERT INTO seen_nonce (nonce, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(nonce)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Funding transactions recorded for a receipt: `(hash, status)`, oldest first.
+    pub async fn funding_txs(&self, receipt_id: &str) -> Result<Vec<(String, String)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT tx_hash, status FROM funding_tx WHERE receipt_id = $1 ORDER BY created_at, nonce",
+        )
+        .bind(receipt_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+}

@@ -1,0 +1,196 @@
+//! What API clients are told: a machine-readable code, an HTTP status and a message that never
+//! carries database errors, keys or receipt tokens. All mapping happens in [`ApiError::status`] and
+//! [`ApiError::code`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::receipt::ReceiptError;
+
+/// An API failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The body is not the expected JSON.
+    #[error("malformed request: {0}")]
+    BadRequest(String),
+    /// The sealed payload does not open with the server's key, or is not a payload.
+    #[error("payload does not decrypt with the server's identity key")]
+    Undecryptable,
+    /// The payload's timestamp is outside the accepted window.
+    #[error("payload timestamp is outside the accepted window; seal a fresh one")]
+    Expired,
+    /// The payload's nonce was seen before.
+    #[error("payload was already received (replay); seal a fresh one")]
+    Replayed,
+    /// The receipt was refused.
+    #[error("{0}")]
+    Receipt(ReceiptError),
+    /// The receipt is already bound to another onboarding.
+    #[error("this receipt was already used")]
+    ReceiptReused,
+    /// No onboarding for this receipt.
+    #[error("no onboarding for this receipt; call /v1/onboard first")]
+    UnknownReceipt,
+    /// An input field is invalid.
+    #[error("invalid {field}: {reason}")]
+    InvalidField {
+        /// Which field.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The wallet address holds a contract.
+    #[error("the wallet address holds contract code; use a fresh account")]
+    WalletNotEoa,
+    /// A field differs from what the onboarding recorded.
+    #[error("{field} differs from the one given at onboarding")]
+    Mismatch {
+        /// `phone`, `wallet` or `public_key`.
+        field: &'static str,
+    },
+    /// Approval asked before funding is mined.
+    #[error("the wallet is not funded yet; wait for state `funded`")]
+    NotFunded,
+    /// No pending entry on chain for the number.
+    #[error("no pending keystore entry for this number; send addClient first")]
+    PendingMissing,
+    /// The pending entry was submitted by another wallet.
+    #[error("the pending keystore entry was submitted by another wallet")]
+    PendingWalletMismatch,
+    /// The pending entry holds another key than the one declared.
+    #[error("the pending keystore entry holds another key than the one declared")]
+    PendingKeyMismatch,
+    /// The number is approved for someone else.
+    #[error("this number is already taken on chain")]
+    NumberTaken,
+    /// The onboarding stopped for good.
+    #[error("onboarding failed: {message}")]
+    Failed {
+        /// The stored failure code.
+        code: String,
+        /// The stored message.
+        message: String,
+    },
+    /// The subscriber was revoked.
+    #[error("this subscriber was revoked")]
+    Revoked,
+    /// The chain node is unreachable; retry later.
+    #[error("the chain node is unreachable; retry later")]
+    ChainUnavailable,
+    /// Too many requests from this source.
+    #[error("too many requests; slow down")]
+    RateLimited,
+    /// Missing or wrong admin token.
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    /// Not found.
+    #[error("not found")]
+    NotFound,
+    /// A fault on our side (details in the server log only).
+    #[error("internal error")]
+    Internal,
+}
+
+/// The JSON error body: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// Code and message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Machine-readable code (stable).
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+}
+
+impl ApiError {
+    /// The machine-readable code.
+    pub fn code(&self) -> &str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::Undecryptable => "payload_undecryptable",
+            Self::Expired => "payload_expired",
+            Self::Replayed => "payload_replayed",
+            Self::Receipt(e) => match e {
+                ReceiptError::WrongProduct { .. } => "receipt_wrong_product",
+                ReceiptError::WrongPackage { .. } => "receipt_wrong_package",
+                ReceiptError::NotPurchased { .. } => "receipt_not_purchased",
+                _ => "receipt_invalid",
+            },
+            Self::ReceiptReused => "receipt_reused",
+            Self::UnknownReceipt => "unknown_receipt",
+            Self::InvalidField { field, .. } => match *field {
+                "phone" => "invalid_phone",
+                "wallet" => "invalid_wallet",
+                "public_key" => "invalid_public_key",
+                _ => "invalid_field",
+            },
+            Self::WalletNotEoa => "wallet_not_eoa",
+            Self::Mismatch { field } => match *field {
+                "phone" => "phone_mismatch",
+                "wallet" => "wallet_mismatch",
+                _ => "key_mismatch",
+            },
+            Self::NotFunded => "not_funded",
+            Self::PendingMissing => "pending_entry_missing",
+            Self::PendingWalletMismatch => "pending_wallet_mismatch",
+            Self::PendingKeyMismatch => "pending_key_mismatch",
+            Self::NumberTaken => "number_taken",
+            Self::Failed { code, .. } => code,
+            Self::Revoked => "revoked",
+            Self::ChainUnavailable => "chain_unavailable",
+            Self::RateLimited => "rate_limited",
+            Self::Unauthorized => "unauthorized",
+            Self::NotFound => "not_found",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::BadRequest(_)
+            | Self::Undecryptable
+            | Self::Expired
+            | Self::InvalidField { .. }
+            | Self::WalletNotEoa => 400,
+            Self::Receipt(ReceiptError::NotPurchased { .. }) => 402,
+            Self::Receipt(_) => 400,
+            Self::Unauthorized => 401,
+            Self::UnknownReceipt | Self::NotFound => 404,
+            Self::Replayed
+            | Self::ReceiptReused
+            | Self::Mismatch { .. }
+            | Self::NotFunded
+            | Self::PendingMissing
+            | Self::PendingWalletMismatch
+            | Self::PendingKeyMismatch
+            | Self::NumberTaken
+            | Self::Revoked => 409,
+            Self::Failed { .. } => 422,
+            Self::RateLimited => 429,
+            Self::Internal => 500,
+            Self::ChainUnavailable => 503,
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.to_string(),
+            },
+        }
+    }
+}
+
+impl From<ReceiptError> for ApiError {
+    fn from(e: ReceiptError) -> Self {
+        Self::Receipt(e)
+    }
+}

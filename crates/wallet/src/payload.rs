@@ -1,0 +1,122 @@
+//! The sealed request payloads of `/v1/onboard` and `/v1/approve`.
+//!
+//! # The channel, and why one-sided encryption is enough here
+//!
+//! The newcomer has no on-chain key yet, so nothing can authenticate *it*; what must hold is:
+//!
+//! - **Confidentiality to the server.** The payload (receipt with its purchase token, number,
+//!   wallet, declared key) is sealed with [`chaincall_identity::ecies`] to the wallet server's
+//!   identity key, which the phone looks up on chain under the server's domain name (approved by
+//!   the keystore owner, so no PKI is needed). Only the server can read it; a network attacker sees
+//!   an ephemeral P-256 key and ciphertext.
+//! - **Integrity.** AES-256-GCM authenticates the whole plaintext under a key only the sender and the
+//!   server can derive; a flipped bit fails to open. The HKDF context differs per endpoint
+//!   ([`ONBOARD_CONTEXT`], [`APPROVE_CONTEXT`]), so an onboarding payload cannot be replayed as an
+//!   approval or the reverse.
+//! - **Binding by the receipt.** Who sent the payload does not matter; what it binds does. The store's
+//!   RSA signature over the purchase JSON proves that someone paid, and the server records the first
+//!   {receipt, number, wallet, key} it sees for that receipt, once ever. Only the buyer holds the
+//!   receipt (the store hands it to the app, and it travels only sealed), so only the buyer can bind
+//!   it. Approval then requires the chain's pending entry to match the recorded number, wallet and
+//!   key, and the contract itself binds the entry to its submitting wallet and receipt commitment.
+//! - **Freshness.** The plaintext carries a timestamp and a random nonce; the server refuses
+//!   timestamps outside its window and nonces already seen within it, so a captured ciphertext
+//!   cannot be replayed (and replays would be idempotent anyway).
+//!
+//! Responses are not encrypted: they carry only the onboarding state and public transaction hashes.
+//! HPKE (RFC 9180) in base mode would give the same properties; the ECIES here is the project's
+//! shared primitive (ephemeral-static ECDH + HKDF-SHA-256 + AES-256-GCM, the same building blocks as
+//! HPKE's DHKEM(P-256)), so phones need no second construction.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chaincall_identity::{IdentityKey, PublicIdentityKey, ecies};
+use serde::{Deserialize, Serialize};
+
+use crate::receipt::Receipt;
+
+/// ECIES context of onboarding payloads.
+pub const ONBOARD_CONTEXT: &[u8] = b"chaincall wallet v1 onboard";
+/// ECIES context of approval payloads.
+pub const APPROVE_CONTEXT: &[u8] = b"chaincall wallet v1 approve";
+
+/// The plaintext of both requests.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnboardPayload {
+    /// The phone's new Ethereum wallet (`0x…`).
+    pub wallet: String,
+    /// The store receipt, verbatim.
+    pub receipt: Receipt,
+    /// The subscriber's E.164 number.
+    pub phone: String,
+    /// The identity key the phone will put on chain: type tag.
+    pub key_type: u8,
+    /// The identity key the phone will put on chain: bytes, hex.
+    pub public_key: String,
+    /// Unix time in seconds when sealed.
+    pub timestamp: u64,
+    /// 16 random bytes, hex: unique per request.
+    pub nonce: String,
+}
+
+impl fmt::Debug for OnboardPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OnboardPayload")
+            .field("wallet", &self.wallet)
+            .field("phone", &self.phone)
+            .field("timestamp", &self.timestamp)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The HTTP body of `/v1/onboard` and `/v1/approve`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SealedRequest {
+    /// Base64 of the ECIES ciphertext of the JSON [`OnboardPayload`].
+    pub sealed: String,
+}
+
+impl OnboardPayload {
+    /// A payload stamped with the current time and a fresh nonce.
+    pub fn new(
+        wallet: alloy::primitives::Address,
+        receipt: Receipt,
+        phone: &str,
+        key: &PublicIdentityKey,
+    ) -> Self {
+        use rand_core::RngCore;
+        let mut nonce = [0u8; 16];
+        rand_core::OsRng.fill_bytes(&mut nonce);
+        Self {
+            wallet: wallet.to_checksum(None),
+            receipt,
+            phone: phone.to_owned(),
+            key_type: key.tag(),
+            public_key: hex::encode(key.to_bytes()),
+            timestamp: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            nonce: hex::encode(nonce),
+        }
+    }
+
+    /// Seals the payload to the server's identity key for `context`.
+    pub fn seal(&self, server: &PublicIdentityKey, context: &[u8]) -> SealedRequest {
+        // A struct of strings and integers always serialises.
+        let json = zeroize::Zeroizing::new(serde_json::to_vec(self).expect("payload serialises"));
+        SealedRequest {
+            sealed: STANDARD.encode(ecies::seal(server, context, &json)),
+        }
+    }
+
+    /// Opens a sealed request with the server's identity key; `None` if it does not decrypt or is
+    /// not a payload (the caller answers `payload_undecryptable` without saying which).
+    pub fn open(key: &IdentityKey, context: &[u8], sealed: &SealedRequest) -> Option<Self> {
+        let bytes = STANDARD.decode(sealed.sealed.trim()).ok()?;
+        let plain = ecies::open(key, context, &bytes).ok()?;
+        serde_json::from_slice(&plain).ok()
+    }
+}

@@ -1,0 +1,273 @@
+//! Assembling and running the server: configuration → chain, databases, keys → [`Service`] →
+//! HTTP with graceful shutdown, plus the background worker that retries queued onboardings.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::{Address, U256};
+use chaincall_chain::{
+    ChainError, EmbeddedChain, KeystoreChain, PrivateKeySigner, RpcChain, RpcConfig,
+};
+use chaincall_identity::{DomainName, IdentityKey};
+use tokio::net::TcpListener;
+
+use crate::api::{AppState, RateLimiter, router};
+use crate::chain::{ServerChain, measure_add_client_gas};
+use crate::config::{Backend, ConfigError, WalletConfig};
+use crate::db::{Db, DbError};
+use crate::receipt::{ReceiptPolicy, StoreKeyError};
+use crate::service::{Hooks, Service, ServiceParts, ServiceSettings, publish_identity};
+use crate::subscriber::{SubscriberError, SubscriberTable};
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// Configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A key file is missing or malformed.
+    #[error("key file {path}: {reason}")]
+    KeyFile {
+        /// The file.
+        path: String,
+        /// Why (never the key).
+        reason: String,
+    },
+    /// The store key.
+    #[error(transparent)]
+    StoreKey(#[from] StoreKeyError),
+    /// State database.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// SIP database.
+    #[error(transparent)]
+    Sip(#[from] SubscriberError),
+    /// Chain.
+    #[error("chain: {0}")]
+    Chain(#[from] ChainError),
+    /// Sockets.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads a hex secp256k1 key file (as anvil prints keys; `0x` optional).
+pub fn load_wallet_key(path: &Path) -> Result<PrivateKeySigner, ServerError> {
+    let bad = |reason: &str| ServerError::KeyFile {
+        path: path.display().to_string(),
+        reason: reason.to_owned(),
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(&e.to_string()))?;
+    let text = zeroize::Zeroizing::new(text);
+    text.trim()
+        .trim_start_matches("0x")
+        .parse::<PrivateKeySigner>()
+        .map_err(|_| bad("not a hex secp256k1 private key"))
+}
+
+/// Reads the server's P-256 identity key (hex scalar), creating it with mode 0600 if missing.
+pub fn load_or_create_identity(path: &Path) -> Result<IdentityKey, ServerError> {
+    let bad = |reason: &str| ServerError::KeyFile {
+        path: path.display().to_string(),
+        reason: reason.to_owned(),
+    };
+    if !path.exists() {
+        let key = IdentityKey::generate();
+        write_secret(path, &hex::encode(&*key.dangerous_secret_bytes()))
+            .map_err(|e| bad(&e.to_string()))?;
+        tracing::info!(path = %path.display(), "created the server identity key");
+        return Ok(key);
+    }
+    let text =
+        zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| bad(&e.to_string()))?);
+    let bytes = zeroize::Zeroizing::new(
+        hex::decode(text.trim().trim_start_matches("0x")).map_err(|_| bad("not hex"))?,
+    );
+    IdentityKey::from_secret_bytes(&bytes).map_err(|_| bad("not a P-256 secret key"))
+}
+
+/// Writes a secret file readable by its owner only.
+pub fn write_secret(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.write_all(b"\n")
+}
+
+/// Builds the service for `chain` and `contract` from the configuration: databases (migrated),
+/// keys, receipt policy, measured gas, identity published, signer task started, and queued work
+/// from before a restart resumed once.
+pub async fn build_service<C: ServerChain>(
+    config: &WalletConfig,
+    chain: Arc<C>,
+    contract: Address,
+) -> Result<Arc<Service<C>>, ServerError> {
+    let wallet = load_wallet_key(&config.chain.wallet_key_file)?;
+    let identity = load_or_create_identity(&config.identity.key_file)?;
+    let policy = ReceiptPolicy::new(
+        &config.store_public_key()?,
+        &config.store.package_name,
+        &config.store.product_id,
+    )?;
+    let db = Db::open(crate::db::connect(&config.database.url).await?).await?;
+    let sip = SubscriberTable::new(crate::db::connect(&config.sip.database_url).await?);
+    if config.sip.create_table {
+        sip.ensure_schema().await?;
+    }
+    let add_client_gas = measure_add_client_gas().await?;
+    let owner = chain.owner(contract).await?;
+    if owner != wallet.address() {
+        tracing::warn!(%owner, server = %wallet.address(), "the server wallet is not the keystore owner: approvals will fail");
+    }
+    if config.identity.publish_on_start {
+        let domain = DomainName::parse(&config.identity.domain)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        publish_identity(&*chain, contract, &wallet, &domain, &identity.public()).await?;
+        tracing::info!(domain = domain.as_str(), key = %identity.public().fingerprint(), "server identity approved on chain");
+    }
+    let settings = ServiceSettings {
+        contract,
+        policy,
+        sip_domain: config.sip.domain.clone(),
+        realm: config.realm().to_owned(),
+        add_client_gas,
+        safety_margin_percent: config.funding.safety_margin_percent,
+        // validate() checked it parses.
+        max_fund_wei: U256::from(config.funding.max_wei.parse::<u128>().unwrap_or(0)),
+        max_clock_skew_secs: config.limits.max_clock_skew_secs,
+        request_wait: config.request_wait(),
+        admin_token: config.admin_token()?,
+    };
+    let service = Service::start(ServiceParts {
+        chain,
+        db,
+        identity,
+        wallet,
+        sip,
+        settings,
+        hooks: Hooks::from_env(),
+    });
+    tracing::info!(server_wallet = %service.server_address(), %contract, add_client_gas, "wallet service ready");
+    Ok(service)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then drains requests (up to 10 s) and
+/// stops the worker.
+pub async fn serve<C: ServerChain>(
+    listener: TcpListener,
+    service: Arc<Service<C>>,
+    config: &WalletConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(
+        service
+            .clone()
+            .run_worker(Duration::from_millis(config.worker_interval_ms), stop_rx),
+    );
+    let state = Arc::new(AppState {
+        service,
+        limiter: RateLimiter::new(config.limits.requests_per_second, config.limits.burst),
+    });
+    let app = router(state, config.limits.max_body_bytes);
+    let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+    let graceful = async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining requests");
+        let _ = drained_tx.send(());
+    };
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(graceful);
+    let server = tokio::spawn(async move { server.await });
+    // Bound the drain: requests waiting on the chain must not hold shutdown forever.
+    let result = tokio::select! {
+        r = server => r.map_err(|e| std::io::Error::other(e.to_string()))?,
+        _ = async { let _ = drained_rx.await; tokio::time::sleep(Duration::from_secs(10)).await } => Ok(()),
+    };
+    let _ = stop_tx.send(true);
+    let _ = worker.await;
+    result.map_err(ServerError::Io)
+}
+
+/// `chaincall wallet serve`: builds the chain backend the configuration names, the service, and
+/// serves until `shutdown` resolves.
+pub async fn run(
+    config: WalletConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let listener = TcpListener::bind(config.listen).await?;
+    match config.chain.backend {
+        Backend::Embedded => {
+            let chain = Arc::new(EmbeddedChain::default());
+            let wallet = load_wallet_key(&config.chain.wallet_key_file)?;
+            let contract = chain
+                .deploy(&wallet)
+                .await?
+                .contract_address
+                .ok_or_else(|| ChainError::BadResponse {
+                    reason: "deployment without an address".into(),
+                })?;
+            tracing::info!(%contract, "keystore deployed on the embedded chain");
+            let service = build_service(&config, chain, contract).await?;
+            announce(&listener)?;
+            serve(listener, service, &config, shutdown).await
+        }
+        Backend::Rpc => {
+            // validate() guarantees both are present for the rpc backend.
+            let url = config.chain.rpc_url.clone().unwrap_or_default();
+            let contract_text = config.chain.contract.clone().unwrap_or_default();
+            let contract = Address::from_str(&contract_text)
+                .map_err(|e| ConfigError::Invalid(format!("chain.contract: {e}")))?;
+            let rpc = RpcConfig {
+                expected_chain_id: config.chain.chain_id,
+                confirmations: config.chain.confirmations,
+                ..RpcConfig::default()
+            };
+            let chain = Arc::new(connect_with_retry(&url, rpc).await?);
+            let service = build_service(&config, chain, contract).await?;
+            announce(&listener)?;
+            serve(listener, service, &config, shutdown).await
+        }
+    }
+}
+
+fn announce(listener: &TcpListener) -> Result<(), ServerError> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "wallet server listening");
+    // One machine-readable line on stdout for scripts and tests.
+    println!("listening http://{addr}");
+    Ok(())
+}
+
+/// Connects to the node, retrying with back-off while it is down (up to about a minute).
+async fn connect_with_retry(url: &str, config: RpcConfig) -> Result<RpcChain, ChainError> {
+    let mut delay = Duration::from_millis(200);
+    let mut last = None;
+    for _ in 0..10 {
+        match RpcChain::connect(url, config.clone()).await {
+            Ok(c) => return Ok(c),
+            Err(e @ ChainError::NodeDown { .. }) => {
+                tracing::warn!(error = %e, "node down; retrying");
+                last = Some(e);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or(ChainError::NodeDown {
+        url: url.to_owned(),
+        reason: "unreachable".into(),
+    }))
+}

@@ -1,0 +1,1187 @@
+//! The onboarding engine: verifies requests, moves each receipt through its recorded states, and
+//! owns the one signer task through which every transaction of the server wallet goes.
+//!
+//! # Durability rules
+//! - A state changes only by a conditional `UPDATE … WHERE state = <expected>`; a step that finds
+//!   its row already moved does nothing. Every step can therefore be repeated.
+//! - Funding: the transfer is signed first, its bytes and hash recorded (`received → funding`), and
+//!   only then broadcast. After a crash the recorded bytes are rebroadcast (the nonce makes them
+//!   mine at most once) or, if the chain shows the nonce taken by another transaction, dropped and
+//!   signed anew — a second funding transaction exists only when the first can never be mined.
+//! - Approval: before sending `approveClient`, the chain entry is read; an entry already approved
+//!   for this wallet and key (a crash after sending) counts as done. The contract refuses a second
+//!   approval anyway, and the refusal is caught in estimation, so nothing is sent twice.
+//! - SIP credentials are an upsert: writing them twice writes the same row.
+//! - Transient faults (node down, server wallet short of funds, fees above the cap) leave the row
+//!   in place with `last_error` and a back-off; the worker retries. Only faults that no retry can
+//!   fix mark a row `failed`, and an administrator can still retry it.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, U256};
+use chaincall_chain::{ChainError, ClientEntry, ClientId, PrivateKeySigner};
+use chaincall_identity::{IdentityKey, IdentityName, KeyStatus, PhoneNumber, PublicIdentityKey};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::chain::{FeeQuote, ServerChain, TxState, sign_transfer};
+use crate::db::{Db, DbError, Inserted, Onboarding, State, now_ms};
+use crate::error::ApiError;
+use crate::payload::{APPROVE_CONTEXT, ONBOARD_CONTEXT, OnboardPayload, SealedRequest};
+use crate::receipt::{Purchase, ReceiptPolicy};
+use crate::subscriber::{SubscriberRow, SubscriberTable};
+
+/// Environment variable naming a step at which the server stops and waits forever (test hook for
+/// the crash tests, which SIGKILL it there). Steps: `received`, `fund_recorded`, `fund_broadcast`,
+/// `funded`, `pending_seen`, `approve_mined`, `approved`, `sip_written`, `provisioned`.
+pub const PAUSE_ENV: &str = "CHAINCALL_WALLET_TEST_PAUSE_AT";
+
+/// The steps [`PAUSE_ENV`] accepts, in the order an onboarding passes them.
+pub const PAUSE_STEPS: [&str; 9] = [
+    "received",
+    "fund_recorded",
+    "fund_broadcast",
+    "funded",
+    "pending_seen",
+    "approve_mined",
+    "approved",
+    "sip_written",
+    "provisioned",
+];
+
+/// The test hook (see [`PAUSE_ENV`]).
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    pause_at: Option<String>,
+}
+
+impl Hooks {
+    /// Reads [`PAUSE_ENV`].
+    pub fn from_env() -> Self {
+        Self {
+            pause_at: std::env::var(PAUSE_ENV).ok().filter(|s| !s.is_empty()),
+        }
+    }
+
+    /// Stops forever if the hook names `step` (prints a line the test waits for).
+    async fn point(&self, step: &str) {
+        if self.pause_at.as_deref() == Some(step) {
+            eprintln!("chaincall-wallet: paused at {step}");
+            tracing::warn!(step, "test hook: paused");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// What a step could not do.
+#[derive(Debug)]
+enum StepError {
+    /// Try again later (chain down, wallet short of funds, fees above the cap).
+    Transient(String),
+    /// No retry can fix it; the row is marked failed with this code.
+    Permanent { code: &'static str, message: String },
+    /// The state database failed.
+    Db(DbError),
+}
+
+impl From<DbError> for StepError {
+    fn from(e: DbError) -> Self {
+        Self::Db(e)
+    }
+}
+
+fn transient(e: &ChainError) -> StepError {
+    StepError::Transient(e.to_string())
+}
+
+/// The fixed parts of the service.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// The keystore contract.
+    pub contract: Address,
+    /// Receipts accepted.
+    pub policy: ReceiptPolicy,
+    /// SIP domain written to `subscriber.domain`.
+    pub sip_domain: String,
+    /// Digest realm.
+    pub realm: String,
+    /// Measured addClient gas.
+    pub add_client_gas: u64,
+    /// Funding margin, percent.
+    pub safety_margin_percent: u64,
+    /// Funding cap, wei.
+    pub max_fund_wei: U256,
+    /// Accepted clock skew of payloads, seconds.
+    pub max_clock_skew_secs: u64,
+    /// How long a request waits for chain work.
+    pub request_wait: Duration,
+    /// The admin bearer token (admin endpoints off when `None`).
+    pub admin_token: Option<String>,
+}
+
+/// An onboarding as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnboardingStatus {
+    /// The store's order id.
+    pub receipt_id: String,
+    /// Where it stands.
+    pub state: String,
+    /// The phone's wallet.
+    pub wallet: String,
+    /// Wei sent to the wallet.
+    #[serde(default)]
+    pub fund_amount_wei: Option<String>,
+    /// The funding transaction.
+    #[serde(default)]
+    pub fund_tx_hash: Option<String>,
+    /// The approval transaction.
+    #[serde(default)]
+    pub approve_tx_hash: Option<String>,
+    /// What the phone should do next: `wait`, `add_client_then_approve`, `approve`, `done`,
+    /// `contact_support`.
+    pub next: String,
+    /// The last transient problem (the request is queued and retried), if any.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// For failed onboardings: the failure code.
+    #[serde(default)]
+    pub failure_code: Option<String>,
+}
+
+impl OnboardingStatus {
+    fn of(row: &Onboarding) -> Self {
+        let next = match row.state {
+            State::Received | State::Funding | State::PendingSeen | State::Approved => "wait",
+            State::Funded => "add_client_then_approve",
+            State::Provisioned => "done",
+            State::Failed | State::Revoked => "contact_support",
+        };
+        Self {
+            receipt_id: row.receipt_id.clone(),
+            state: row.state.as_str().to_owned(),
+            wallet: row.wallet.clone(),
+            fund_amount_wei: row.fund_amount.clone(),
+            fund_tx_hash: row.fund_tx_hash.clone(),
+            approve_tx_hash: row.approve_tx_hash.clone(),
+            next: next.to_owned(),
+            last_error: row.last_error.clone(),
+            failure_code: row.failure_code.clone(),
+        }
+    }
+
+    /// True once the phone may send `addClient` (funding mined).
+    pub fn is_funded(&self) -> bool {
+        matches!(
+            self.state.as_str(),
+            "funded" | "pending_seen" | "approved" | "provisioned"
+        )
+    }
+}
+
+/// An onboarding as administrators see it (adds the number and key).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminOnboarding {
+    /// Public view.
+    #[serde(flatten)]
+    pub status: OnboardingStatus,
+    /// E.164 number.
+    pub phone: String,
+    /// Declared key, hex.
+    pub public_key: String,
+    /// Failure message.
+    pub failure_message: Option<String>,
+    /// Failed attempts since the last progress.
+    pub attempts: i64,
+    /// Created, ms since the epoch.
+    pub created_at: i64,
+    /// Provisioned, ms since the epoch.
+    pub provisioned_at: Option<i64>,
+}
+
+impl AdminOnboarding {
+    fn of(row: &Onboarding) -> Self {
+        Self {
+            status: OnboardingStatus::of(row),
+            phone: row.phone.clone(),
+            public_key: row.public_key.clone(),
+            failure_message: row.failure_message.clone(),
+            attempts: row.attempts,
+            created_at: row.created_at,
+            provisioned_at: row.provisioned_at,
+        }
+    }
+}
+
+/// What a revocation did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevokeOutcome {
+    /// The number.
+    pub phone: String,
+    /// The `revokeClient` transaction, if one was needed.
+    pub revoke_tx_hash: Option<String>,
+    /// Whether a SIP row was deleted.
+    pub sip_row_deleted: bool,
+}
+
+enum Job {
+    Fund {
+        receipt_id: String,
+        reply: oneshot::Sender<Result<(), StepError>>,
+    },
+    Approve {
+        row: Box<Onboarding>,
+        reply: oneshot::Sender<Result<Option<B256>, StepError>>,
+    },
+    Revoke {
+        id: ClientId,
+        reply: oneshot::Sender<Result<Option<B256>, ChainError>>,
+    },
+}
+
+/// The signer task's state: the only holder of the server wallet's key.
+struct Signer<C> {
+    chain: Arc<C>,
+    db: Db,
+    key: PrivateKeySigner,
+    settings: ServiceSettings,
+    hooks: Hooks,
+}
+
+/// The wallet server's engine, shared by the HTTP handlers and the worker.
+pub struct Service<C: ServerChain> {
+    chain: Arc<C>,
+    db: Db,
+    identity: IdentityKey,
+    sip: SubscriberTable,
+    settings: ServiceSettings,
+    hooks: Hooks,
+    server_address: Address,
+    jobs: mpsc::Sender<Job>,
+    busy: Mutex<HashSet<String>>,
+}
+
+impl<C: ServerChain> std::fmt::Debug for Service<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("server_address", &self.server_address)
+            .field("contract", &self.settings.contract)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Removes a receipt from the busy set when a drive ends, however it ends.
+struct BusyGuard<'a> {
+    set: &'a Mutex<HashSet<String>>,
+    id: String,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
+}
+
+fn backoff_ms(attempts: i64) -> i64 {
+    let exp = u32::try_from(attempts.clamp(0, 7)).unwrap_or(7);
+    (500_i64 << exp).min(60_000)
+}
+
+fn same_key(entry: &ClientEntry, row: &Onboarding) -> bool {
+    i64::from(entry.key_type) == row.key_type && hex::encode(&entry.key) == row.public_key
+}
+
+fn same_wallet(entry: &ClientEntry, row: &Onboarding) -> bool {
+    entry.wallet.map(|w| w.to_checksum(None)).as_deref() == Some(row.wallet.as_str())
+}
+
+fn client_id(phone: &str) -> Result<ClientId, StepError> {
+    let number = PhoneNumber::parse(phone).map_err(|e| StepError::Permanent {
+        code: "invalid_phone",
+        message: e.to_string(),
+    })?;
+    Ok(ClientId::of(&IdentityName::Phone(number)))
+}
+
+fn receipt_hash_of(row: &Onboarding) -> Result<B256, StepError> {
+    B256::from_str(&row.receipt_hash).map_err(|_| {
+        StepError::Db(DbError::Corrupt {
+            receipt_id: row.receipt_id.clone(),
+            what: "receipt_hash",
+        })
+    })
+}
+
+impl<C: ServerChain> Signer<C> {
+    async fn run(self, mut jobs: mpsc::Receiver<Job>) {
+        while let Some(job) = jobs.recv().await {
+            match job {
+                Job::Fund { receipt_id, reply } => {
+                    let _ = reply.send(self.fund(&receipt_id).await);
+                }
+                Job::Approve { row, reply } => {
+                    let _ = reply.send(self.approve(&row).await);
+                }
+                Job::Revoke { id, reply } => {
+                    let _ = reply.send(self.revoke(id).await);
+                }
+            }
+        }
+    }
+
+    fn amount(&self, fees: FeeQuote) -> U256 {
+        // Gas limit the phone will set (estimate + 20 %, as chaincall-chain does), times the max fee
+        // the node requires it to cover, times the safety margin.
+        let gas =
+            U256::from(self.settings.add_client_gas) * U256::from(120u64) / U256::from(100u64);
+        gas * U256::from(fees.max_fee_per_gas) * U256::from(self.settings.safety_margin_percent)
+            / U256::from(100u64)
+    }
+
+    /// Drives `received`/`funding` to `funded`. See the module docs for why this never funds twice.
+    async fn fund(&self, receipt_id: &str) -> Result<(), StepError> {
+        let me = self.key.address();
+        for _ in 0..4 {
+            let Some(row) = self.db.get(receipt_id).await? else {
+                return Ok(());
+            };
+            match row.state {
+                State::Received => {
+                    let wallet =
+                        Address::from_str(&row.wallet).map_err(|_| StepError::Permanent {
+                            code: "invalid_wallet",
+                            message: "stored wallet does not parse".into(),
+                        })?;
+                    let code = self
+                        .chain
+                        .code_at(wallet)
+                        .await
+                        .map_err(|e| transient(&e))?;
+                    if !code.is_empty() {
+                        return Err(StepError::Permanent {
+                            code: "wallet_not_eoa",
+                            message: "the wallet address holds contract code".into(),
+                        });
+                    }
+                    let fees = self.chain.fee_quote().await.map_err(|e| transient(&e))?;
+                    let amount = self.amount(fees);
+                    if amount > self.settings.max_fund_wei {
+                        return Err(StepError::Transient(format!(
+                            "funding would be {amount} wei, above the {} wei cap; waiting for lower fees",
+                            self.settings.max_fund_wei
+                        )));
+                    }
+                    let nonce = self.chain.next_nonce(me).await.map_err(|e| transient(&e))?;
+                    let (hash, raw) = sign_transfer(
+                        &self.key,
+                        self.chain.chain_id(),
+                        nonce,
+                        wallet,
+                        amount,
+                        fees,
+                    )
+                    .map_err(|e| transient(&e))?;
+                    let hash_hex = hash.to_string();
+                    // Recorded before broadcast: after a crash, these exact bytes are what may be
+                    // on chain, and nothing else is ever signed for this receipt while they can be.
+                    if !self
+                        .db
+                        .record_funding(
+                            receipt_id,
+                            nonce,
+                            &hash_hex,
+                            &hex::encode(&raw),
+                            &amount.to_string(),
+                        )
+                        .await?
+                    {
+                        continue;
+                    }
+                    tracing::info!(receipt_id, tx = %hash, nonce, %amount, "funding recorded");
+                    self.hooks.point("fund_recorded").await;
+                    if let Err(e) = self.chain.broadcast(raw).await {
+                        if matches!(e, ChainError::NodeDown { .. }) {
+                            // It may or may not have reached the node: keep it, rebroadcast later.
+                            return Err(transient(&e));
+                        }
+                        // Refused outright: it is in no mempool and can never be mined; forget it.
+                        self.db.funding_dropped(receipt_id, &hash_hex).await?;
+                        return Err(transient(&e));
+                    }
+                    self.hooks.point("fund_broadcast").await;
+                    return self.confirm(receipt_id, hash, nonce).await;
+                }
+                State::Funding => {
+                    let (Some(hash), Some(nonce), Some(raw)) =
+                        (&row.fund_tx_hash, row.fund_nonce, &row.fund_raw_tx)
+                    else {
+                        return Err(StepError::Db(DbError::Corrupt {
+                            receipt_id: receipt_id.to_owned(),
+                            what: "funding row without its transaction",
+                        }));
+                    };
+                    let hash = B256::from_str(hash).map_err(|_| {
+                        StepError::Db(DbError::Corrupt {
+                            receipt_id: receipt_id.to_owned(),
+                            what: "fund_tx_hash",
+                        })
+                    })?;
+                    let nonce = u64::try_from(nonce).unwrap_or_default();
+                    match self
+                        .chain
+                        .tx_state(hash, me, nonce)
+                        .await
+                        .map_err(|e| transient(&e))?
+                    {
+                        TxState::Mined { success: true, .. } => {
+                            return self.confirm(receipt_id, hash, nonce).await;
+                        }
+                        TxState::Mined { success: false, .. } | TxState::Superseded => {
+                            tracing::warn!(receipt_id, tx = %hash, "recorded funding can never be mined; signing anew");
+                            self.db
+                                .funding_dropped(receipt_id, &hash.to_string())
+                                .await?;
+                            continue;
+                        }
+                        TxState::NotMined => {
+                            let raw = hex::decode(raw).map_err(|_| {
+                                StepError::Db(DbError::Corrupt {
+                                    receipt_id: receipt_id.to_owned(),
+                                    what: "fund_raw_tx",
+                                })
+                            })?;
+                            tracing::info!(receipt_id, tx = %hash, "rebroadcasting recorded funding");
+                            if let Err(e) = self.chain.broadcast(raw.into()).await {
+                                // Maybe mined meanwhile, maybe superseded: the next pass decides.
+                                tracing::warn!(receipt_id, error = %e, "rebroadcast refused");
+                                if matches!(e, ChainError::NodeDown { .. }) {
+                                    return Err(transient(&e));
+                                }
+                                continue;
+                            }
+                            return self.confirm(receipt_id, hash, nonce).await;
+                        }
+                    }
+                }
+                _ => return Ok(()),
+            }
+        }
+        Err(StepError::Transient(
+            "funding did not settle; will retry".into(),
+        ))
+    }
+
+    async fn confirm(&self, receipt_id: &str, hash: B256, nonce: u64) -> Result<(), StepError> {
+        let me = self.key.address();
+        let mut delay = Duration::from_millis(10);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match self
+                .chain
+                .tx_state(hash, me, nonce)
+                .await
+                .map_err(|e| transient(&e))?
+            {
+                TxState::Mined {
+                    block,
+                    success: true,
+                } => {
+                    if self
+                        .db
+                        .funding_mined(receipt_id, &hash.to_string(), block)
+                        .await?
+                    {
+                        tracing::info!(receipt_id, tx = %hash, block, "funding mined");
+                        self.hooks.point("funded").await;
+                    }
+                    return Ok(());
+                }
+                TxState::Mined { success: false, .. } | TxState::Superseded => {
+                    self.db
+                        .funding_dropped(receipt_id, &hash.to_string())
+                        .await?;
+                    return Err(StepError::Transient(
+                        "funding transaction was superseded; signing anew".into(),
+                    ));
+                }
+                TxState::NotMined => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StepError::Transient(format!(
+                    "funding transaction {hash} not mined yet"
+                )));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// Sends `approveClient` for a `pending_seen` row unless the chain shows it already done.
+    async fn approve(&self, row: &Onboarding) -> Result<Option<B256>, StepError> {
+        let id = client_id(&row.phone)?;
+        let contract = self.settings.contract;
+        let entry = self
+            .chain
+            .get_client(contract, id)
+            .await
+            .map_err(|e| transient(&e))?;
+        match entry.status {
+            KeyStatus::Approved if same_wallet(&entry, row) && same_key(&entry, row) => {
+                // Approved before a crash let us record it: take the hash from the audit events.
+                let history = self.chain.history(contract, id).await.unwrap_or_default();
+                return Ok(history
+                    .iter()
+                    .rev()
+                    .find(|e| e.change.name() == "approved")
+                    .map(|e| e.tx_hash));
+            }
+            KeyStatus::Pending if same_wallet(&entry, row) && same_key(&entry, row) => {}
+            KeyStatus::Pending => {
+                return Err(StepError::Permanent {
+                    code: "pending_entry_changed",
+                    message: "the pending entry no longer matches the recorded wallet and key"
+                        .into(),
+                });
+            }
+            KeyStatus::Approved => {
+                return Err(StepError::Permanent {
+                    code: "number_taken",
+                    message: "the number is approved for another wallet or key".into(),
+                });
+            }
+            _ => {
+                return Err(StepError::Permanent {
+                    code: "pending_entry_missing",
+                    message: format!("the entry is {}", entry.status.as_str()),
+                });
+            }
+        }
+        let receipt_hash = receipt_hash_of(row)?;
+        match self
+            .chain
+            .approve_client(contract, &self.key, id, receipt_hash)
+            .await
+        {
+            Ok(out) => {
+                tracing::info!(receipt_id = %row.receipt_id, tx = %out.tx_hash, gas = out.gas_used, "approveClient mined");
+                self.hooks.point("approve_mined").await;
+                Ok(Some(out.tx_hash))
+            }
+            Err(ChainError::ReceiptMismatch { .. }) => Err(StepError::Permanent {
+                code: "receipt_mismatch",
+                message:
+                    "the pending entry's receipt commitment does not match this receipt and wallet"
+                        .into(),
+            }),
+            Err(e) if e.is_contract_error() => Err(StepError::Permanent {
+                code: "approval_refused",
+                message: e.to_string(),
+            }),
+            Err(e) => Err(transient(&e)),
+        }
+    }
+
+    async fn revoke(&self, id: ClientId) -> Result<Option<B256>, ChainError> {
+        let entry = self.chain.get_client(self.settings.contract, id).await?;
+        match entry.status {
+            KeyStatus::Pending | KeyStatus::Approved => {
+                let out = self
+                    .chain
+                    .revoke_client(self.settings.contract, &self.key, id)
+                    .await?;
+                Ok(Some(out.tx_hash))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Everything a [`Service`] is built from.
+pub struct ServiceParts<C> {
+    /// Chain access.
+    pub chain: Arc<C>,
+    /// State database.
+    pub db: Db,
+    /// The server's identity key (payloads are sealed to it).
+    pub identity: IdentityKey,
+    /// The server wallet (keystore owner).
+    pub wallet: PrivateKeySigner,
+    /// SIP credentials table.
+    pub sip: SubscriberTable,
+    /// Settings.
+    pub settings: ServiceSettings,
+    /// Test hooks.
+    pub hooks: Hooks,
+}
+
+impl<C: ServerChain> Service<C> {
+    /// Builds the service and starts its signer task (on the current tokio runtime).
+    pub fn start(parts: ServiceParts<C>) -> Arc<Self> {
+        let (tx, rx) = mpsc::channel(256);
+        let server_address = parts.wallet.address();
+        let signer = Signer {
+            chain: parts.chain.clone(),
+            db: parts.db.clone(),
+            key: parts.wallet,
+            settings: parts.settings.clone(),
+            hooks: parts.hooks.clone(),
+        };
+        tokio::spawn(signer.run(rx));
+        Arc::new(Self {
+            chain: parts.chain,
+            db: parts.db,
+            identity: parts.identity,
+            sip: parts.sip,
+            settings: parts.settings,
+            hooks: parts.hooks,
+            server_address,
+            jobs: tx,
+            busy: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// The server wallet's address.
+    pub fn server_address(&self) -> Address {
+        self.server_address
+    }
+
+    /// The server's public identity key.
+    pub fn identity_public(&self) -> PublicIdentityKey {
+        self.identity.public()
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &ServiceSettings {
+        &self.settings
+    }
+
+    /// The state database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The chain.
+    pub fn chain(&self) -> &Arc<C> {
+        &self.chain
+    }
+
+    fn open(&self, context: &[u8], sealed: &SealedRequest) -> Result<OnboardPayload, ApiError> {
+        OnboardPayload::open(&self.identity, context, sealed).ok_or(ApiError::Undecryptable)
+    }
+
+    /// Opens and checks a payload: freshness, replay, receipt, fields.
+    async fn admit(
+        &self,
+        context: &[u8],
+        sealed: &SealedRequest,
+    ) -> Result<(OnboardPayload, Purchase, Onboarding), ApiError> {
+        let payload = self.open(context, sealed)?;
+        let now = now_ms() / 1000;
+        let skew = i64::try_from(self.settings.max_clock_skew_secs).unwrap_or(300);
+        let ts = i64::try_from(payload.timestamp).unwrap_or(i64::MAX);
+        if (now - ts).abs() > skew {
+            return Err(ApiError::Expired);
+        }
+        if payload.nonce.len() != 32 || hex::decode(&payload.nonce).is_err() {
+            return Err(ApiError::InvalidField {
+                field: "nonce",
+                reason: "must be 16 bytes of hex".into(),
+            });
+        }
+        let purchase = self.settings.policy.verify(&payload.receipt)?;
+        let phone = PhoneNumber::parse(&payload.phone).map_err(|e| ApiError::InvalidField {
+            field: "phone",
+            reason: e.to_string(),
+        })?;
+        let wallet =
+            Address::from_str(payload.wallet.trim()).map_err(|e| ApiError::InvalidField {
+                field: "wallet",
+                reason: e.to_string(),
+            })?;
+        if wallet == Address::ZERO {
+            return Err(ApiError::InvalidField {
+                field: "wallet",
+                reason: "the zero address".into(),
+            });
+        }
+        let key_bytes = hex::decode(payload.public_key.trim_start_matches("0x")).map_err(|e| {
+            ApiError::InvalidField {
+                field: "public_key",
+                reason: e.to_string(),
+            }
+        })?;
+        let key = PublicIdentityKey::from_tagged(payload.key_type, &key_bytes).map_err(|e| {
+            ApiError::InvalidField {
+                field: "public_key",
+                reason: e.to_string(),
+            }
+        })?;
+        // Only now, with a genuine receipt, is the nonce worth a row.
+        let expires = (now + skew + 1) * 1000;
+        if !self
+            .db
+            .remember_nonce(&payload.nonce, expires)
+            .await
+            .map_err(internal)?
+        {
+            return Err(ApiError::Replayed);
+        }
+        let now_ms = now_ms();
+        let row = Onboarding {
+            receipt_id: purchase.order_id.clone(),
+            token_sha256: purchase.token_sha256_hex(),
+            receipt_hash: purchase.chain_receipt_hash().to_string(),
+            product_id: purchase.product_id.clone(),
+            purchase_time: purchase.purchase_time,
+            phone: phone.as_str().to_owned(),
+            wallet: wallet.to_checksum(None),
+            key_type: i64::from(key.tag()),
+            public_key: hex::encode(key.to_bytes()),
+            state: State::Received,
+            fund_amount: None,
+            fund_nonce: None,
+            fund_tx_hash: None,
+            fund_raw_tx: None,
+            fund_block: None,
+            approve_tx_hash: None,
+            failure_code: None,
+            failure_message: None,
+            last_error: None,
+            attempts: 0,
+            next_attempt_at: 0,
+            created_at: now_ms,
+            updated_at: now_ms,
+            provisioned_at: None,
+        };
+        Ok((payload, purchase, row))
+    }
+
+    /// `POST /v1/onboard`: records the receipt (once ever) and funds the wallet.
+    pub async fn onboard(
+        self: &Arc<Self>,
+        sealed: &SealedRequest,
+    ) -> Result<(u16, OnboardingStatus), ApiError> {
+        let (_, _, candidate) = self.admit(ONBOARD_CONTEXT, sealed).await?;
+        // Refuse a contract address before the receipt is bound to it (the funding step checks
+        // again; if the node is down now, that later check decides).
+        if let Ok(wallet) = Address::from_str(&candidate.wallet) {
+            if let Ok(code) = self.chain.code_at(wallet).await {
+                if !code.is_empty() {
+                    return Err(ApiError::WalletNotEoa);
+                }
+            }
+        }
+        let row = match self.db.insert(&candidate).await.map_err(internal)? {
+            Inserted::New(row) => {
+                tracing::info!(receipt_id = %row.receipt_id, wallet = %row.wallet, "receipt accepted");
+                self.hooks.point("received").await;
+                row
+            }
+            Inserted::Existing(row) => {
+                let same = row.receipt_id == candidate.receipt_id
+                    && row.token_sha256 == candidate.token_sha256
+                    && row.phone == candidate.phone
+                    && row.wallet == candidate.wallet
+                    && row.public_key == candidate.public_key;
+                if !same {
+                    tracing::warn!(receipt_id = %candidate.receipt_id, "receipt reuse refused");
+                    return Err(ApiError::ReceiptReused);
+                }
+                row
+            }
+        };
+        let row = self.drive_and_wait(&row.receipt_id).await?;
+        respond(&row)
+    }
+
+    /// `POST /v1/approve`: after the phone's `addClient`, checks the pending entry against the
+    /// receipt's record and approves it, then writes the SIP credentials.
+    pub async fn approve(
+        self: &Arc<Self>,
+        sealed: &SealedRequest,
+    ) -> Result<(u16, OnboardingStatus), ApiError> {
+        let (_, _, candidate) = self.admit(APPROVE_CONTEXT, sealed).await?;
+        let row = self
+            .db
+            .get(&candidate.receipt_id)
+            .await
+            .map_err(internal)?
+            .ok_or(ApiError::UnknownReceipt)?;
+        if row.token_sha256 != candidate.token_sha256 {
+            return Err(ApiError::ReceiptReused);
+        }
+        if row.phone != candidate.phone {
+            return Err(ApiError::Mismatch { field: "phone" });
+        }
+        if row.wallet != candidate.wallet {
+            return Err(ApiError::Mismatch { field: "wallet" });
+        }
+        if row.public_key != candidate.public_key || row.key_type != candidate.key_type {
+            return Err(ApiError::Mismatch {
+                field: "public_key",
+            });
+        }
+        let row = match row.state {
+            State::Received | State::Funding => {
+                let row = self.drive_and_wait(&row.receipt_id).await?;
+                if row.state != State::Funded {
+                    return Err(ApiError::NotFunded);
+                }
+                row
+            }
+            _ => row,
+        };
+        match row.state {
+            State::Funded => {
+                let id = client_id(&row.phone).map_err(|_| ApiError::Internal)?;
+                let entry = self
+                    .chain
+                    .get_client(self.settings.contract, id)
+                    .await
+                    .map_err(|e| {
+                        tracing::warn!(error = %e, "chain read failed");
+                        ApiError::ChainUnavailable
+                    })?;
+                match entry.status {
+                    KeyStatus::Pending | KeyStatus::Approved => {
+                        if !same_wallet(&entry, &row) {
+                            return Err(if entry.status == KeyStatus::Approved {
+                                ApiError::NumberTaken
+                            } else {
+                                ApiError::PendingWalletMismatch
+                            });
+                        }
+                        if !same_key(&entry, &row) {
+                            return Err(ApiError::PendingKeyMismatch);
+                        }
+                    }
+                    // Unknown or revoked: no pending entry to approve.
+                    _ => return Err(ApiError::PendingMissing),
+                }
+                if self
+                    .db
+                    .transition(&row.receipt_id, State::Funded, State::PendingSeen)
+                    .await
+                    .map_err(internal)?
+                {
+                    tracing::info!(receipt_id = %row.receipt_id, "pending entry matches");
+                    self.hooks.point("pending_seen").await;
+                }
+            }
+            State::Failed => {
+                return Err(ApiError::Failed {
+                    code: row.failure_code.clone().unwrap_or_default(),
+                    message: row.failure_message.clone().unwrap_or_default(),
+                });
+            }
+            State::Revoked => return Err(ApiError::Revoked),
+            _ => {}
+        }
+        let row = self.drive_and_wait(&row.receipt_id).await?;
+        respond(&row)
+    }
+
+    /// `GET /v1/status/{receipt_id}`.
+    pub async fn status(&self, receipt_id: &str) -> Result<OnboardingStatus, ApiError> {
+        let row = self
+            .db
+            .get(receipt_id)
+            .await
+            .map_err(internal)?
+            .ok_or(ApiError::NotFound)?;
+        Ok(OnboardingStatus::of(&row))
+    }
+
+    /// Drives a row in a task of its own and waits up to the request wait for it.
+    async fn drive_and_wait(self: &Arc<Self>, receipt_id: &str) -> Result<Onboarding, ApiError> {
+        let this = self.clone();
+        let id = receipt_id.to_owned();
+        let task = tokio::spawn(async move { this.drive(&id).await });
+        match tokio::time::timeout(self.settings.request_wait, task).await {
+            Ok(Ok(Ok(row))) => Ok(row),
+            Ok(Ok(Err(e))) => {
+                tracing::error!(error = %e, "database failure");
+                Err(ApiError::Internal)
+            }
+            Ok(Err(join)) => {
+                tracing::error!(error = %join, "drive task failed");
+                Err(ApiError::Internal)
+            }
+            // Still working: answer with the current state; the task carries on.
+            Err(_) => self
+                .db
+                .get(receipt_id)
+                .await
+                .map_err(internal)?
+                .ok_or(ApiError::Internal),
+        }
+    }
+
+    /// Moves a row as far as it can go without the phone; returns the row as it ends up.
+    pub async fn drive(&self, receipt_id: &str) -> Result<Onboarding, DbError> {
+        let guard = {
+            let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+            if busy.insert(receipt_id.to_owned()) {
+                Some(BusyGuard {
+                    set: &self.busy,
+                    id: receipt_id.to_owned(),
+                })
+            } else {
+                None
+            }
+        };
+        let current = || async {
+            self.db.get(receipt_id).await?.ok_or(DbError::Corrupt {
+                receipt_id: receipt_id.to_owned(),
+                what: "row vanished",
+            })
+        };
+        if guard.is_none() {
+            // Another task is driving it.
+            return current().await;
+        }
+        for _ in 0..8 {
+            let row = current().await?;
+            let result = match row.state {
+                State::Received | State::Funding => self.fund(&row).await,
+                State::PendingSeen => self.approve_step(&row).await,
+                State::Approved => self.provision(&row).await,
+                _ => return Ok(row),
+            };
+            match result {
+                Ok(()) => {}
+                Err(StepError::Transient(msg)) => {
+                    tracing::warn!(receipt_id, error = %msg, "step deferred");
+                    self.db
+                        .defer(receipt_id, &msg, backoff_ms(row.attempts))
+                        .await?;
+                    return current().await;
+                }
+                Err(StepError::Permanent { code, message }) => {
+                    tracing::warn!(receipt_id, code, %message, "onboarding failed");
+                    self.db.fail(receipt_id, code, &message).await?;
+                    return current().await;
+                }
+                Err(StepError::Db(e)) => return Err(e),
+            }
+        }
+        current().await
+    }
+
+    async fn fund(&self, row: &Onboarding) -> Result<(), StepError> {
+        let (reply, wait) = oneshot::channel();
+        self.jobs
+            .send(Job::Fund {
+                receipt_id: row.receipt_id.clone(),
+                reply,
+            })
+            .await
+            .map_err(|_| StepError::Transient("signer stopped".into()))?;
+        wait.await
+            .map_err(|_| StepError::Transient("signer stopped".into()))?
+    }
+
+    async fn approve_step(&self, row: &Onboarding) -> Result<(), StepError> {
+        let (reply, wait) = oneshot::channel();
+        self.jobs
+            .send(Job::Approve {
+                row: Box::new(row.clone()),
+                reply,
+            })
+            .await
+            .map_err(|_| StepError::Transient("signer stopped".into()))?;
+        let tx = wait
+            .await
+            .map_err(|_| StepError::Transient("signer stopped".into()))??;
+        let hash = tx.map(|h| h.to_string());
+        if self.db.approved(&row.receipt_id, hash.as_deref()).await? {
+            self.hooks.point("approved").await;
+        }
+        Ok(())
+    }
+
+    async fn provision(&self, row: &Onboarding) -> Result<(), StepError> {
+        let sip = SubscriberRow::new(
+            &row.phone,
+            &self.settings.sip_domain,
+            &self.settings.realm,
+            &row.token_sha256,
+        );
+        self.sip
+            .upsert(&sip)
+            .await
+            .map_err(|e| StepError::Transient(format!("SIP database: {e}")))?;
+        self.hooks.point("sip_written").await;
+        if self
+            .db
+            .transition(&row.receipt_id, State::Approved, State::Provisioned)
+            .await?
+        {
+            tracing::info!(receipt_id = %row.receipt_id, "provisioned");
+            self.hooks.point("provisioned").await;
+        }
+        Ok(())
+    }
+
+    /// One worker pass: drives every due row. Returns how many rows it looked at.
+    pub async fn work_once(&self) -> Result<usize, DbError> {
+        let due = self.db.due(now_ms(), 64).await?;
+        for row in &due {
+            self.drive(&row.receipt_id).await?;
+        }
+        Ok(due.len())
+    }
+
+    /// Runs the worker until `shutdown` flips to true.
+    pub async fn run_worker(
+        self: Arc<Self>,
+        interval: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            if let Err(e) = self.work_once().await {
+                tracing::error!(error = %e, "worker pass failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+
+    /// Admin: lists onboardings by group (`pending`: not yet provisioned, not failed; `failed`;
+    /// or one state's name).
+    pub async fn admin_list(&self, which: &str) -> Result<Vec<AdminOnboarding>, ApiError> {
+        let states: Vec<State> = match which {
+            "pending" => vec![
+                State::Received,
+                State::Funding,
+                State::Funded,
+                State::PendingSeen,
+                State::Approved,
+            ],
+            other => vec![other.parse().map_err(|()| ApiError::InvalidField {
+                field: "state",
+                reason: "use pending, failed or a state name".into(),
+            })?],
+        };
+        let rows = self.db.list(&states, 1000).await.map_err(internal)?;
+        Ok(rows.iter().map(AdminOnboarding::of).collect())
+    }
+
+    /// Admin: makes a row due now (a failed row goes back to what its recorded facts allow).
+    pub async fn admin_retry(
+        self: &Arc<Self>,
+        receipt_id: &str,
+    ) -> Result<AdminOnboarding, ApiError> {
+        if !self.db.retry(receipt_id).await.map_err(internal)? {
+            return Err(ApiError::NotFound);
+        }
+        let row = self.drive_and_wait(receipt_id).await?;
+        Ok(AdminOnboarding::of(&row))
+    }
+
+    /// Admin: revokes a subscriber: `revokeClient` on chain, SIP row deleted, onboarding marked.
+    pub async fn admin_revoke(&self, phone: &str) -> Result<RevokeOutcome, ApiError> {
+        let number = PhoneNumber::parse(phone).map_err(|e| ApiError::InvalidField {
+            field: "phone",
+            reason: e.to_string(),
+        })?;
+        let id = ClientId::of(&IdentityName::Phone(number.clone()));
+        let (reply, wait) = oneshot::channel();
+        self.jobs
+            .send(Job::Revoke { id, reply })
+            .await
+            .map_err(|_| ApiError::Internal)?;
+        let tx = wait.await.map_err(|_| ApiError::Internal)?.map_err(|e| {
+            tracing::warn!(error = %e, "revoke failed");
+            if e.is_contract_error() {
+                ApiError::Internal
+            } else {
+                ApiError::ChainUnavailable
+            }
+        })?;
+        let deleted = self
+            .sip
+            .delete(number.as_str(), &self.settings.sip_domain)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "SIP delete failed");
+                ApiError::Internal
+            })?;
+        if let Some(row) = self
+            .db
+            .latest_for_phone(number.as_str())
+            .await
+            .map_err(internal)?
+        {
+            self.db.revoke(&row.receipt_id).await.map_err(internal)?;
+        }
+        tracing::info!(phone = number.as_str(), "subscriber revoked");
+        Ok(RevokeOutcome {
+            phone: number.as_str().to_owned(),
+            revoke_tx_hash: tx.map(|h| h.to_string()),
+            sip_row_deleted: deleted,
+        })
+    }
+}
+
+fn internal(e: DbError) -> ApiError {
+    tracing::error!(error = %e, "database failure");
+    ApiError::Internal
+}
+
+fn respond(row: &Onboarding) -> Result<(u16, OnboardingStatus), ApiError> {
+    match row.state {
+        State::Failed => Err(ApiError::Failed {
+            code: row.failure_code.clone().unwrap_or_default(),
+            message: row.failure_message.clone().unwrap_or_default(),
+        }),
+        State::Revoked => Err(ApiError::Revoked),
+        State::Received | State::Funding => Ok((202, OnboardingStatus::of(row))),
+        _ => Ok((200, OnboardingStatus::of(row))),
+    }
+}
+
+/// Makes sure the server's identity key is approved on chain under its domain name, adding and
+/// approving it with the owner wallet if needed. Returns the key's status afterwards.
+pub async fn publish_identity<C: ServerChain>(
+    chain: &C,
+    contract: Address,
+    owner: &PrivateKeySigner,
+    domain: &chaincall_identity::DomainName,
+    key: &PublicIdentityKey,
+) -> Result<KeyStatus, ChainError> {
+    let id = ClientId::of(&IdentityName::Domain(domain.clone()));
+    let entry = chain.get_client(contract, id).await?;
+    let ours = entry.public_key().ok().as_ref() == Some(key);
+    let receipt = chaincall_chain::receipt_hash(
+        format!("chaincall server identity {}", domain.as_str()).as_bytes(),
+    );
+    match entry.status {
+        KeyStatus::Approved if ours => return Ok(KeyStatus::Approved),
+        KeyStatus::Approved => {
+            chain
+                .rotate_key(contract, owner, id, key.tag(), &key.to_bytes())
+                .await?;
+            return Ok(KeyStatus::Approved);
+        }
+        KeyStatus::Pending if ours && entry.wallet == Some(owner.address()) => {}
+        _ => {
+            let commitment = chaincall_chain::receipt_commitment(&id, owner.address(), &receipt);
+            chain
+                .add_client(contract, owner, id, key.tag(), &key.to_bytes(), commitment)
+                .await?;
+        }
+    }
+    chain.approve_client(contract, owner, id, receipt).await?;
+    Ok(KeyStatus::Approved)
+}

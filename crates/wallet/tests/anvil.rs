@@ -1,0 +1,217 @@
+//! End-to-end onboarding on anvil (a real JSON-RPC node), and a node that goes down mid-onboarding.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use alloy::eips::BlockNumberOrTag;
+use alloy::primitives::Address;
+use alloy::providers::Provider;
+use chaincall_chain::{AnvilProcess, KeystoreChain, RpcChain, RpcConfig, dev_signer};
+use chaincall_identity::KeyStatus;
+use common::*;
+
+fn anvil() -> Option<AnvilProcess> {
+    let path = chaincall_testkit::peer("anvil")?;
+    Some(AnvilProcess::spawn(&path, chaincall_testkit::free_tcp_port(), &[]).expect("anvil starts"))
+}
+
+async fn deploy(url: &str) -> (Arc<RpcChain>, Address) {
+    let chain = Arc::new(RpcChain::connect(url, RpcConfig::default()).await.unwrap());
+    let contract = chain
+        .deploy(&dev_signer(0))
+        .await
+        .unwrap()
+        .contract_address
+        .unwrap();
+    (chain, contract)
+}
+
+/// Ether transfers from `from` to `to` in blocks `first..=latest`, counted on chain.
+async fn transfers(chain: &RpcChain, first: u64, from: Address, to: Address) -> usize {
+    let latest = chain.block_number().await.unwrap();
+    let mut n = 0;
+    for b in first..=latest {
+        let block = chain
+            .provider()
+            .get_block_by_number(BlockNumberOrTag::Number(b))
+            .full()
+            .await
+            .unwrap()
+            .unwrap();
+        for tx in block.transactions.txns() {
+            use alloy::consensus::Transaction as _;
+            if tx.inner.signer() == from && tx.to() == Some(to) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onboarding_end_to_end_on_anvil() {
+    let Some(node) = anvil() else { return };
+    let (chain, contract) = deploy(&node.url()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "", "rpc", Some((&node.url(), contract)));
+    let s = Server::start(chain.clone(), contract, config).await;
+    let first_block = chain.block_number().await.unwrap();
+
+    let mut latencies = Vec::new();
+    for _ in 0..3 {
+        let phone = Phone::new();
+        let (_, receipt) = receipt();
+        let started = Instant::now();
+        let done = s.onboard(&phone, receipt).await;
+        latencies.push(started.elapsed());
+        assert_eq!(done.state, "provisioned");
+        let entry = chain.get_client(contract, phone.id()).await.unwrap();
+        assert_eq!(entry.status, KeyStatus::Approved);
+        assert_eq!(entry.approved_key(), Some(phone.identity.public()));
+        assert_eq!(entry.wallet, Some(phone.wallet.address()));
+        assert_eq!(approvals(&*chain, contract, phone.id()).await, 1);
+        assert_eq!(
+            transfers(
+                &chain,
+                first_block,
+                s.service.server_address(),
+                phone.wallet.address()
+            )
+            .await,
+            1
+        );
+        assert!(
+            s.sip
+                .get(&phone.number, "sip.example.org")
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+    eprintln!("onboarding latency (anvil, receipt to provisioned): {latencies:?}");
+    s.stop().await;
+}
+
+/// A TCP proxy in front of the node that can be switched off (connections refused and cut).
+struct Proxy {
+    addr: SocketAddr,
+    down: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let down = Arc::new(AtomicBool::new(false));
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let (d, c) = (down.clone(), conns.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if d.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let h = tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                c.lock().unwrap().push(h);
+            }
+        });
+        Self { addr, down, conns }
+    }
+
+    fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+        if down {
+            for h in self.conns.lock().unwrap().drain(..) {
+                h.abort();
+            }
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_down_keeps_the_request_queued_and_retries() {
+    let Some(node) = anvil() else { return };
+    let (direct, contract) = deploy(&node.url()).await;
+    let upstream: SocketAddr = format!("127.0.0.1:{}", node.port()).parse().unwrap();
+    let proxy = Proxy::start(upstream).await;
+    let chain = Arc::new(
+        RpcChain::connect(&proxy.url(), RpcConfig::default())
+            .await
+            .unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "", "rpc", Some((&proxy.url(), contract)));
+    let s = Server::start(chain, contract, config).await;
+    let first_block = direct.block_number().await.unwrap();
+
+    let phone = Phone::new();
+    let (_, receipt) = receipt();
+    proxy.set_down(true);
+    // The paid request is accepted and queued, not lost: 202 with the transient error.
+    let queued = s
+        .client
+        .onboard(&s.server_key, &phone.payload(&receipt))
+        .await
+        .unwrap();
+    assert_eq!(queued.state, "received", "{queued:?}");
+    assert!(queued.last_error.is_some());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let still = s.client.status(&queued.receipt_id).await.unwrap();
+    assert_eq!(still.state, "received");
+    // The node returns: the worker's back-off retry funds it, without the phone asking again.
+    proxy.set_down(false);
+    let funded = s
+        .client
+        .wait_for(
+            &queued.receipt_id,
+            "funded",
+            |st| st.is_funded(),
+            Duration::from_secs(90),
+        )
+        .await
+        .unwrap();
+    assert_eq!(funded.state, "funded");
+    // The rest of the flow (through the proxy-free node for the phone).
+    let done = chaincall_wallet::onboard_phone(
+        &s.client,
+        &*direct,
+        contract,
+        &s.server_key,
+        &phone.wallet,
+        &phone.identity.public(),
+        &phone.number,
+        receipt,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.state, "provisioned");
+    assert_eq!(
+        transfers(
+            &direct,
+            first_block,
+            s.service.server_address(),
+            phone.wallet.address()
+        )
+        .await,
+        1
+    );
+    assert_eq!(approvals(&*direct, contract, phone.id()).await, 1);
+    s.stop().await;
+}

@@ -1,0 +1,269 @@
+//! Shared harness: a wallet server on 127.0.0.1 over a given chain, a store key, phones.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use alloy::primitives::Address;
+use chaincall_chain::{ClientId, KeystoreChain, PrivateKeySigner, dev_signer};
+use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber, PublicIdentityKey};
+use chaincall_wallet::chain::ServerChain;
+use chaincall_wallet::config::WalletConfig;
+use chaincall_wallet::payload::OnboardPayload;
+use chaincall_wallet::receipt::{Purchase, Receipt, StoreKey, random_order_id};
+use chaincall_wallet::subscriber::SubscriberTable;
+use chaincall_wallet::{Service, WalletClient};
+
+pub const PACKAGE: &str = "org.chaincall.phone";
+pub const PRODUCT: &str = "onboarding";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// One store key per test binary (RSA key generation is slow in debug builds).
+pub fn store() -> &'static StoreKey {
+    static KEY: OnceLock<StoreKey> = OnceLock::new();
+    KEY.get_or_init(|| StoreKey::generate().unwrap())
+}
+
+pub fn purchase(product: &str) -> Purchase {
+    use rand_core::RngCore;
+    let mut token = [0u8; 24];
+    rand_core::OsRng.fill_bytes(&mut token);
+    Purchase {
+        order_id: random_order_id(),
+        package_name: PACKAGE.into(),
+        product_id: product.into(),
+        purchase_time: 1_700_000_000_000,
+        purchase_state: 0,
+        purchase_token: hex::encode(token),
+        quantity: 1,
+        acknowledged: false,
+    }
+}
+
+pub fn receipt() -> (Purchase, Receipt) {
+    let p = purchase(PRODUCT);
+    let r = store().issue(&p);
+    (p, r)
+}
+
+/// A unique E.164 number per call.
+pub fn phone_number() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("+1555{:03}{:04}", std::process::id() % 1000, n)
+}
+
+pub struct Phone {
+    pub wallet: PrivateKeySigner,
+    pub identity: IdentityKey,
+    pub number: String,
+}
+
+impl Phone {
+    pub fn new() -> Self {
+        Self {
+            wallet: PrivateKeySigner::random(),
+            identity: IdentityKey::generate(),
+            number: phone_number(),
+        }
+    }
+    pub fn id(&self) -> ClientId {
+        ClientId::of(&IdentityName::Phone(
+            PhoneNumber::parse(&self.number).unwrap(),
+        ))
+    }
+    pub fn payload(&self, receipt: &Receipt) -> OnboardPayload {
+        OnboardPayload::new(
+            self.wallet.address(),
+            receipt.clone(),
+            &self.number,
+            &self.identity.public(),
+        )
+    }
+}
+
+pub fn write_config(
+    dir: &Path,
+    extra: &str,
+    backend: &str,
+    rpc: Option<(&str, Address)>,
+) -> WalletConfig {
+    std::fs::write(
+        dir.join("server-wallet.key"),
+        hex::encode(dev_signer(0).to_bytes()),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("store-public.b64"),
+        store().public_key_base64().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("admin.token"), ADMIN_TOKEN).unwrap();
+    let chain = match rpc {
+        Some((url, contract)) => {
+            format!("backend = \"rpc\"\nrpc_url = \"{url}\"\ncontract = \"{contract}\"\n")
+        }
+        None => format!("backend = \"{backend}\"\n"),
+    };
+    let text = format!(
+        r#"listen = "127.0.0.1:0"
+worker_interval_ms = 100
+[chain]
+{chain}wallet_key_file = "server-wallet.key"
+[identity]
+domain = "wallet.example.org"
+key_file = "wallet-identity.key"
+[store]
+package_name = "{PACKAGE}"
+product_id = "{PRODUCT}"
+public_key_file = "store-public.b64"
+[database]
+url = "sqlite://wallet.db?mode=rwc"
+[sip]
+database_url = "sqlite://sip.db?mode=rwc"
+domain = "sip.example.org"
+[admin]
+token_file = "admin.token"
+{extra}
+"#
+    );
+    std::fs::write(dir.join("wallet.toml"), &text).unwrap();
+    WalletConfig::load(&dir.join("wallet.toml")).unwrap()
+}
+
+pub struct Server<C: ServerChain> {
+    pub chain: Arc<C>,
+    pub contract: Address,
+    pub service: Arc<Service<C>>,
+    pub client: WalletClient,
+    pub base: String,
+    pub server_key: PublicIdentityKey,
+    pub sip: SubscriberTable,
+    pub config: WalletConfig,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl<C: ServerChain> Server<C> {
+    pub async fn start(chain: Arc<C>, contract: Address, config: WalletConfig) -> Self {
+        let service = chaincall_wallet::server::build_service(&config, chain.clone(), contract)
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let svc = service.clone();
+        let cfg = config.clone();
+        let task = tokio::spawn(async move {
+            chaincall_wallet::server::serve(listener, svc, &cfg, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        let server_key =
+            chaincall_wallet::server_identity_key(&*chain, contract, "wallet.example.org")
+                .await
+                .unwrap();
+        assert_eq!(server_key, service.identity_public());
+        let sip = SubscriberTable::new(
+            chaincall_wallet::db::connect(&config.sip.database_url)
+                .await
+                .unwrap(),
+        );
+        Self {
+            chain,
+            contract,
+            service,
+            client: WalletClient::new(base.clone()),
+            base,
+            server_key,
+            sip,
+            config,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+        }
+    }
+
+    /// The full phone flow through the public client function.
+    pub async fn onboard(
+        &self,
+        phone: &Phone,
+        receipt: Receipt,
+    ) -> chaincall_wallet::OnboardingStatus {
+        chaincall_wallet::onboard_phone(
+            &self.client,
+            &*self.chain,
+            self.contract,
+            &self.server_key,
+            &phone.wallet,
+            &phone.identity.public(),
+            &phone.number,
+            receipt,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Raw POST, returning status and JSON.
+    pub async fn post_raw(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let http = alloy::transports::http::reqwest::Client::new();
+        let r = http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let http = alloy::transports::http::reqwest::Client::new();
+        let url = format!("{}{path}", self.base);
+        let mut req = if method == "GET" {
+            http.get(url)
+        } else {
+            http.post(url)
+        };
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+}
+
+pub fn code(err: &chaincall_wallet::client::ClientError) -> String {
+    err.code().unwrap_or("<no code>").to_owned()
+}
+
+/// Counts funding and approval facts for a phone on chain: (Ether transfers from the server
+/// wallet to the phone's wallet seen by balance accounting, approval events).
+pub async fn approvals<C: KeystoreChain>(chain: &C, contract: Address, id: ClientId) -> usize {
+    chain
+        .history(contract, id)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.change.name() == "approved")
+        .count()
+}

@@ -1,0 +1,275 @@
+//! The state machine's storage, one suite on SQLite and on PostgreSQL (a throwaway server started
+//! here when PostgreSQL is installed): the same SQL and migrations run on both.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chaincall_wallet::db::{Db, Inserted, Onboarding, State, connect, now_ms};
+use chaincall_wallet::subscriber::{SubscriberRow, SubscriberTable};
+
+fn row(id: &str, token: &str) -> Onboarding {
+    let now = now_ms();
+    Onboarding {
+        receipt_id: id.into(),
+        token_sha256: token.into(),
+        receipt_hash: format!("0x{}", "11".repeat(32)),
+        product_id: "onboarding".into(),
+        purchase_time: 1,
+        phone: "+15551230000".into(),
+        wallet: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".into(),
+        key_type: 1,
+        public_key: "02".repeat(33),
+        state: State::Received,
+        fund_amount: None,
+        fund_nonce: None,
+        fund_tx_hash: None,
+        fund_raw_tx: None,
+        fund_block: None,
+        approve_tx_hash: None,
+        failure_code: None,
+        failure_message: None,
+        last_error: None,
+        attempts: 0,
+        next_attempt_at: 0,
+        created_at: now,
+        updated_at: now,
+        provisioned_at: None,
+    }
+}
+
+async fn suite(state_url: &str, sip_url: &str) {
+    let db = Db::open(connect(state_url).await.unwrap()).await.unwrap();
+    // Migrations are idempotent across restarts.
+    let db2 = Db::open(connect(state_url).await.unwrap()).await.unwrap();
+
+    // A receipt is recorded once; its order id or its token again finds the same row.
+    let Inserted::New(r) = db.insert(&row("A", "tokA")).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(r.state, State::Received);
+    assert!(
+        matches!(db2.insert(&row("A", "tokX")).await.unwrap(), Inserted::Existing(e) if e.receipt_id == "A")
+    );
+    assert!(
+        matches!(db.insert(&row("B", "tokA")).await.unwrap(), Inserted::Existing(e) if e.receipt_id == "A")
+    );
+    assert!(db.get("B").await.unwrap().is_none());
+
+    // Funding is recorded once: a second record for the same receipt is refused.
+    assert!(
+        db.record_funding("A", 7, "0xaa", "deadbeef", "100")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.record_funding("A", 8, "0xbb", "beef", "100")
+            .await
+            .unwrap()
+    );
+    let r = db.get("A").await.unwrap().unwrap();
+    assert_eq!(
+        (r.state, r.fund_nonce, r.fund_tx_hash.as_deref()),
+        (State::Funding, Some(7), Some("0xaa"))
+    );
+    // Dropped (can never be mined): back to received, audit trail kept.
+    assert!(db.funding_dropped("A", "0xaa").await.unwrap());
+    assert!(
+        db.record_funding("A", 9, "0xcc", "cafe", "100")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.funding_mined("A", "0xaa", 3).await.unwrap(),
+        "only the current transaction counts"
+    );
+    assert!(db.funding_mined("A", "0xcc", 4).await.unwrap());
+    assert_eq!(
+        db.funding_txs("A").await.unwrap(),
+        vec![
+            ("0xaa".to_owned(), "dropped".to_owned()),
+            ("0xcc".to_owned(), "mined".to_owned())
+        ]
+    );
+
+    // Transitions are conditional.
+    assert!(
+        !db.transition("A", State::Received, State::Funded)
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.transition("A", State::Funded, State::PendingSeen)
+            .await
+            .unwrap()
+    );
+    assert!(db.approved("A", Some("0xdd")).await.unwrap());
+    assert!(!db.approved("A", Some("0xee")).await.unwrap());
+    assert!(
+        db.transition("A", State::Approved, State::Provisioned)
+            .await
+            .unwrap()
+    );
+    let r = db.get("A").await.unwrap().unwrap();
+    assert_eq!(
+        (r.state, r.approve_tx_hash.as_deref()),
+        (State::Provisioned, Some("0xdd"))
+    );
+    assert!(r.provisioned_at.is_some());
+
+    // Back-off and the worker's view.
+    db.insert(&row("C", "tokC")).await.unwrap();
+    db.defer("C", "node down", 60_000).await.unwrap();
+    assert!(
+        db.due(now_ms(), 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.receipt_id != "C")
+    );
+    assert!(
+        db.due(now_ms() + 61_000, 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.receipt_id == "C")
+    );
+    let c = db.get("C").await.unwrap().unwrap();
+    assert_eq!(
+        (c.attempts, c.last_error.as_deref()),
+        (1, Some("node down"))
+    );
+
+    // Failure and admin retry (a failed row with mined funding resumes at funded).
+    db.fail("A", "number_taken", "x").await.unwrap();
+    assert_eq!(db.list(&[State::Failed], 10).await.unwrap().len(), 1);
+    assert!(db.retry("A").await.unwrap());
+    assert_eq!(db.get("A").await.unwrap().unwrap().state, State::Funded);
+
+    // Replay nonces.
+    assert!(db.remember_nonce("n1", now_ms() + 10_000).await.unwrap());
+    assert!(!db.remember_nonce("n1", now_ms() + 10_000).await.unwrap());
+
+    // Kamailio's subscriber table.
+    let sip = SubscriberTable::new(connect(sip_url).await.unwrap());
+    sip.ensure_schema().await.unwrap();
+    sip.ensure_schema().await.unwrap();
+    let s = SubscriberRow::new("+15551230000", "sip.example.org", "sip.example.org", "pw");
+    sip.upsert(&s).await.unwrap();
+    sip.upsert(&s).await.unwrap();
+    let s2 = SubscriberRow::new("+15551230000", "sip.example.org", "sip.example.org", "pw2");
+    sip.upsert(&s2).await.unwrap();
+    assert_eq!(
+        sip.get("+15551230000", "sip.example.org").await.unwrap(),
+        Some(s2)
+    );
+    assert!(sip.delete("+15551230000", "sip.example.org").await.unwrap());
+    assert!(!sip.delete("+15551230000", "sip.example.org").await.unwrap());
+}
+
+#[tokio::test]
+async fn sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
+    let sip = format!("sqlite://{}?mode=rwc", dir.path().join("sip.db").display());
+    suite(&state, &sip).await;
+}
+
+struct Postgres {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pg_bin(name: &str) -> Option<PathBuf> {
+    let candidates = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("bin").join(name));
+    candidates
+        .chain(chaincall_testkit::find_executable(name))
+        .find(|p| p.exists())
+}
+
+/// Starts a throwaway PostgreSQL on 127.0.0.1 (as the `postgres` user when run as root).
+fn start_postgres() -> Option<(Postgres, u16)> {
+    let initdb = pg_bin("initdb")?;
+    let postgres = pg_bin("postgres")?;
+    let dir = tempfile::tempdir().ok()?;
+    let data = dir.path().join("data");
+    let root = is_root();
+    let as_user = |program: &PathBuf| {
+        if root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            Command::new(program)
+        }
+    };
+    if root {
+        Command::new("chown")
+            .args(["postgres:"])
+            .arg(dir.path())
+            .status()
+            .ok()?;
+    }
+    let ok = as_user(&initdb)
+        .args(["-A", "trust", "-U", "postgres", "-D"])
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()?
+        .success();
+    if !ok {
+        return None;
+    }
+    let port = chaincall_testkit::free_tcp_port();
+    let child = as_user(&postgres)
+        .arg("-D")
+        .arg(&data)
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-k"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let pg = Postgres { child, _dir: dir };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    Some((pg, port))
+}
+
+fn is_root() -> bool {
+    // No libc: ask `id -u`.
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn postgres() {
+    let Some((_pg, port)) = start_postgres() else {
+        eprintln!(
+            "SKIPPED: PostgreSQL is not installed (or could not start); the SQLite suite ran"
+        );
+        return;
+    };
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    suite(&url, &url).await;
+}
