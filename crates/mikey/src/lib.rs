@@ -45,7 +45,16 @@
 //!   the ECDH x-coordinate, as RFC 3830 §3.3 makes the TGK the raw DH result.
 //!
 //! Everything else (header, payload formats, PRF, key derivations, AES-CM/HMAC-SHA-1 KEMAC) is
-//! RFC 3830. Wireshark's dissector (4.0) knows DH groups 0-2 only, so it stops at our DH payload.
+//! RFC 3830.
+//!
+//! # What Wireshark (tshark 4.0, Debian 12) makes of it
+//!
+//! Checked by `tests/tshark.rs` on SIP INVITE / 200 OK pcaps: PKE and PSK offers and the V answers
+//! decode completely (HDR, CS ID map, T, RAND, IDs, every SP parameter, KEMAC, PKE, SIGN; S type 3
+//! shows as "Unknown (3)"), with no malformed or expert warnings. DH messages decode up to the DH
+//! payload: its value has no length field (§6.4), the dissector derives it from the group, knows
+//! only groups 0-2, and stops there without an error. Wireshark also dissects `a=key-mgmt` only at
+//! SDP session level, not media level (both are valid, RFC 4567 §3.1).
 //!
 //! Secrets (TGK, envelope key, PSK, SRTP keys) are zeroized on drop and never printed by `Debug`.
 #![forbid(unsafe_code)]

@@ -783,6 +783,14 @@ impl<'a> Message<'a> {
         Self::decode_with_spans(buf).map(|(m, _)| m)
     }
 
+    /// Decodes a message and also returns each payload's byte range in `buf` (for tools that show
+    /// offsets, and for MAC and signature coverage).
+    pub fn decode_with_ranges(
+        buf: &'a [u8],
+    ) -> Result<(Self, Vec<std::ops::Range<usize>>), DecodeError> {
+        Self::decode_with_spans(buf).map(|(m, s)| (m, s.ranges))
+    }
+
     pub(crate) fn decode_with_spans(buf: &'a [u8]) -> Result<(Self, Spans), DecodeError> {
         use payload_type as pt;
         let mut r = Reader::new(buf, 0);
