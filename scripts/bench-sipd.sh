@@ -4,7 +4,8 @@
 # next hop), stepping the call rate up. A step passes at >= 99.9 % successful calls.
 #
 # Usage: scripts/bench-sipd.sh [RATES...]      (default: 200 400 600 800 1000 1200 1500 2000)
-# Env:   SECS=10 (seconds per step), SIPD=path/to/chaincall (default: release build)
+# Env:   SECS=10 (seconds per step), SIPD=path/to/sipd-binary (default: release build of the
+#        chaincall-sipd example `sipd`, the same server as `chaincall sipd serve`)
 # Output: one JSON object per step on stdout, a summary at the end; logs in $WORK.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,8 +18,8 @@ UAS_PORT=${UAS_PORT:-25070}
 UAC_PORT=${UAC_PORT:-25080}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 if [ -z "${SIPD:-}" ]; then
-  cargo build --release -q -p chaincall
-  SIPD="$CARGO_TARGET_DIR/release/chaincall"
+  cargo build --release -q -p chaincall-sipd --example sipd
+  SIPD="$CARGO_TARGET_DIR/release/examples/sipd"
 fi
 command -v sipp >/dev/null || { echo "sipp missing: apt-get install sip-tester" >&2; exit 1; }
 
@@ -94,7 +95,7 @@ declare -A BEST
 for server in sipd kamailio; do
   BEST[$server]=0
   if [ "$server" = sipd ]; then
-    RUST_LOG=warn "$SIPD" sipd serve --listen "udp:127.0.0.1:$PROXY_PORT" --auth none \
+    "$SIPD" --listen "udp:127.0.0.1:$PROXY_PORT" --auth none \
       --static-route "127.0.0.1:$UAS_PORT" 2>"$WORK/sipd.log" &
     PIDS+=($!); SERVER_PID=$!
   else

@@ -91,6 +91,30 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `IP:PORT` for the Prometheus metrics endpoint (`GET /metrics`); none when empty.
     pub metrics_listen: String,
+    /// Transaction timer base values (RFC 3261 §17.1.1.1).
+    pub timers: TimersConfig,
+}
+
+/// RFC 3261 timer bases; the defaults are the RFC's (T1 500 ms, T2 4 s, T4 5 s).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimersConfig {
+    /// T1, RTT estimate, in ms. Timers B, F, H, J are 64·T1.
+    pub t1_ms: u64,
+    /// T2, maximum retransmission interval, in ms.
+    pub t2_ms: u64,
+    /// T4, maximum message lifetime in the network, in ms.
+    pub t4_ms: u64,
+}
+
+impl Default for TimersConfig {
+    fn default() -> Self {
+        TimersConfig {
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+        }
+    }
 }
 
 /// Authentication settings.
@@ -160,6 +184,7 @@ impl Default for Config {
             registrar: RegistrarConfig::default(),
             limits: LimitsConfig::default(),
             metrics_listen: String::new(),
+            timers: TimersConfig::default(),
         }
     }
 }
@@ -241,6 +266,12 @@ impl Config {
         if r.min_expires > r.max_expires || r.max_contacts == 0 {
             return Err(ConfigError::Invalid(
                 "registrar: min_expires > max_expires or max_contacts = 0".into(),
+            ));
+        }
+        let t = &self.timers;
+        if t.t1_ms == 0 || t.t2_ms < t.t1_ms || t.t4_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "timers: need 0 < t1_ms <= t2_ms and t4_ms > 0".into(),
             ));
         }
         if self.limits.max_message_size < 1024 || self.limits.max_headers < 10 {

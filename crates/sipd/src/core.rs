@@ -130,7 +130,17 @@ impl Core {
             .filter_map(|a| Algorithm::parse(a).ok().map(|(a, _)| a))
             .collect();
         Ok(Core {
-            ep: Endpoint::new(TimerConfig::default(), cfg.limits.max_transactions),
+            ep: Endpoint::new(
+                TimerConfig {
+                    t1: Duration::from_millis(cfg.timers.t1_ms),
+                    t2: Duration::from_millis(cfg.timers.t2_ms),
+                    t4: Duration::from_millis(cfg.timers.t4_ms),
+                    // §17.1.1.2: at least 32 s for unreliable transports, whatever T1 is.
+                    timer_d: Duration::from_secs(32)
+                        .max(64 * Duration::from_millis(cfg.timers.t1_ms)),
+                },
+                cfg.limits.max_transactions,
+            ),
             advertise,
             locals: cfg
                 .listens()?
@@ -271,7 +281,7 @@ impl Core {
                 _ => {}
             }
         }
-        self.drain();
+        self.drain(now);
         None
     }
 
@@ -633,7 +643,7 @@ impl Core {
         self.out.push_back(Outbound { dest, bytes: wire });
     }
 
-    fn forward_ack(&mut self, msg: &Message<'_>, _now: Instant) {
+    fn forward_ack(&mut self, msg: &Message<'_>, now: Instant) {
         // The ACK for a 2xx travels end to end (§13.2.2.4, §16.6): forward it statelessly by Route
         // or Request-URI.
         let pop_route = msg
@@ -649,7 +659,7 @@ impl Core {
             (None, Some(u)) => {
                 let aor = format!("{}@{}", u.user.unwrap_or(""), self.domain);
                 self.location
-                    .lookup(&aor, Instant::now())
+                    .lookup(&aor, now)
                     .first()
                     .and_then(|b| SipUri::parse(&b.uri).ok().and_then(|u| socket_of(&u)))
                     .or(self.static_route)
@@ -928,10 +938,10 @@ impl Core {
                 .registrations
                 .set(self.location.sweep(now) as i64);
         }
-        self.drain();
+        self.drain(now);
     }
 
-    fn drain(&mut self) {
+    fn drain(&mut self, now: Instant) {
         while let Some(ev) = self.ep.poll_event() {
             match ev {
                 EndpointEvent::ClientTimeout(cid) => {
@@ -942,7 +952,7 @@ impl Core {
                         && let Ok(m) = Message::parse(&req)
                     {
                         info!("no answer downstream: 408");
-                        self.reply(sid, &m, 408, "Request Timeout", &[], Instant::now());
+                        self.reply(sid, &m, 408, "Request Timeout", &[], now);
                     }
                 }
                 EndpointEvent::ServerTimeout(_) => {}

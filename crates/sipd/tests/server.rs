@@ -560,3 +560,42 @@ async fn tcp_framing_limits_and_idle_close() {
     assert_eq!(n, 0);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn unanswered_invite_is_retransmitted_then_408() {
+    let mut cfg = base_config();
+    cfg.timers.t1_ms = 20; // Timer B = 64·T1 = 1.28 s
+    cfg.timers.t2_ms = 80;
+    let s = start(cfg).await;
+    let callee = Ua::bind("127.0.0.1").await;
+    let caller = Ua::bind("127.0.0.1").await;
+    let contact = contact_line(&callee, "dead", "");
+    callee
+        .send(
+            s.udp,
+            &register(&callee, s.udp, "dead", "rd", 1, &contact, ""),
+        )
+        .await;
+    assert_eq!(
+        status_of(&callee.expect(2000, |m| m.status().is_some()).await),
+        200
+    );
+    caller
+        .send(s.udp, &invite(&caller, s.udp, "dead", "t1", ""))
+        .await;
+    let mut invites = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(1000);
+    while tokio::time::Instant::now() < deadline {
+        if let Some(b) = callee.recv(100).await
+            && Message::parse(&b).is_ok_and(|m| m.method() == Some(Method::Invite))
+        {
+            invites += 1;
+        }
+    }
+    assert!(invites >= 4, "Timer A retransmissions: {invites}");
+    let r = caller
+        .expect(3000, |m| m.status().is_some_and(|c| c >= 200))
+        .await;
+    assert_eq!(status_of(&r), 408);
+    s.stop().await;
+}
