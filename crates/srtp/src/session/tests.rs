@@ -528,3 +528,21 @@ fn header_with_csrcs_and_extension_stays_clear() {
         assert_eq!(p, plain);
     }
 }
+
+#[test]
+fn srtcp_with_e_flag_clear_is_authenticated_not_decrypted() {
+    // RFC 3711 §3.4: E = 0 means the RTCP payload travels in the clear but is still authenticated.
+    let (tx, mut rx) = pair(Profile::AesCm128HmacSha1_80, &[]);
+    let Transform::CmSha1 { mac, .. } = &tx.rtcp else {
+        unreachable!()
+    };
+    let mut p = rtcp_rr(3);
+    p.extend_from_slice(&5u32.to_be_bytes());
+    let tag = mac.mac(&p, &[]);
+    p.extend_from_slice(&tag[..10]);
+    let mut forged = p.clone();
+    forged[12] ^= 1;
+    assert_eq!(rx.unprotect_rtcp(&mut forged), Err(SrtpError::AuthFailed));
+    rx.unprotect_rtcp(&mut p).unwrap();
+    assert_eq!(p, rtcp_rr(3));
+}
