@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Show the build's parts and versions.
     Version,
+    /// MIKEY (RFC 3830) tools: `mikey inspect <base64>` prints every payload of a message.
+    Mikey(cmd::mikey::MikeyArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Version => cmd::version::run(),
+        Command::Mikey(args) => cmd::mikey::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
