@@ -7,6 +7,12 @@
 //!
 //! Logs (tracing) name sources, AORs and reasons; they never contain passwords, HA1 values or
 //! nonce secrets.
+//!
+//! Known limits (documented, not silent): no forking (the best binding — highest `q`, then most
+//! recent — is tried), no DNS (RFC 3263; next hops must be IP literals, a static route, or a
+//! registered contact), no proxy Timer C (an INVITE that got a provisional answer waits for the
+//! downstream's final response), TLS-PSK attaches through [`server::StreamSink`] but is not bound
+//! here.
 
 pub mod config;
 pub mod core;
