@@ -212,3 +212,44 @@ fn the_unfixed_variant_still_completes_honest_runs() {
         bob.poll_established().unwrap().psk
     );
 }
+
+#[test]
+fn nsl_has_no_forward_secrecy_one_stolen_key_recovers_a_recorded_psk() {
+    // Documented limitation (docs/handshake.md): record an honest run, steal B's key later, and the
+    // PSK falls out — which is why STS exists and NSL can be switched off.
+    let w = world();
+    let now = Instant::now();
+    let mut replay = ReplayCache::default();
+    let mut alice = Initiator::new(
+        config(false),
+        w.a.clone(),
+        w.b.name().clone(),
+        Protocol::Nsl,
+        &w.dir,
+        now,
+    )
+    .unwrap();
+    let mut bob = Responder::new(config(false), w.b.clone(), now);
+    let m1 = alice.poll_transmit().unwrap();
+    bob.handle_input(&m1, &w.dir, &mut replay, now).unwrap();
+    let m2 = bob.poll_transmit().unwrap();
+    alice.handle_input(&m2, now).unwrap();
+    let m3 = alice.poll_transmit().unwrap();
+    bob.handle_input(&m3, &w.dir, &mut replay, now).unwrap();
+    let real = bob.poll_established().unwrap();
+    // The eavesdropper, holding only skB afterwards:
+    let na = ecies::open(w.b.key(), kdf::CTX_NSL_MSG1, &m1[wire::HEADER_LEN..]).unwrap();
+    let nb = ecies::open(w.b.key(), kdf::CTX_NSL_MSG3, &m3[wire::HEADER_LEN..]).unwrap();
+    let mut t = Transcript::new(
+        Protocol::Nsl,
+        w.a.name(),
+        w.a.public(),
+        w.b.name(),
+        w.b.public(),
+    );
+    for m in [&m1, &m2, &m3] {
+        t.absorb(m);
+    }
+    let ikm = [&na[..32], &nb[..]].concat();
+    assert_eq!(kdf::derive_psk(&ikm, &t.hash()).0, real.psk);
+}
