@@ -132,13 +132,24 @@ impl fmt::Debug for PublicIdentityKey {
 }
 
 /// An identity key pair. The secret is zeroized on drop and never printed.
+///
+/// The ECDSA signing key (secret scalar plus its public point) is prepared once, so signing does not
+/// recompute the public point each time.
 #[derive(Clone)]
-pub struct IdentityKey(p256::SecretKey);
+pub struct IdentityKey {
+    secret: p256::SecretKey,
+    signing: p256::ecdsa::SigningKey,
+}
 
 impl IdentityKey {
     /// A fresh key from the OS CSPRNG.
     pub fn generate() -> Self {
-        Self(p256::SecretKey::random(&mut OsRng))
+        Self::from_secret(p256::SecretKey::random(&mut OsRng))
+    }
+
+    fn from_secret(secret: p256::SecretKey) -> Self {
+        let signing = p256::ecdsa::SigningKey::from(&secret);
+        Self { secret, signing }
     }
 
     /// Loads a key from its 32-byte big-endian scalar.
@@ -148,24 +159,23 @@ impl IdentityKey {
             return Err(KeyError::MalformedSecretKey);
         }
         p256::SecretKey::from_slice(bytes)
-            .map(Self)
+            .map(Self::from_secret)
             .map_err(|_| KeyError::MalformedSecretKey)
     }
 
     /// The 32-byte secret scalar, for storing the key encrypted at rest. Handle with care.
     pub fn dangerous_secret_bytes(&self) -> Zeroizing<Vec<u8>> {
-        Zeroizing::new(self.0.to_bytes().to_vec())
+        Zeroizing::new(self.secret.to_bytes().to_vec())
     }
 
     /// The public half, as published on chain.
     pub fn public(&self) -> PublicIdentityKey {
-        PublicIdentityKey(self.0.public_key())
+        PublicIdentityKey(p256::PublicKey::from(self.signing.verifying_key()))
     }
 
     /// Signs `message` with ECDSA P-256 / SHA-256 (RFC 6979 deterministic nonces, low-S).
     pub fn sign(&self, message: &[u8]) -> IdentitySignature {
-        let sk = p256::ecdsa::SigningKey::from(&self.0);
-        let sig: p256::ecdsa::Signature = sk.sign(message);
+        let sig: p256::ecdsa::Signature = self.signing.sign(message);
         let sig = sig.normalize_s().unwrap_or(sig);
         let mut out = [0u8; 64];
         out.copy_from_slice(&sig.to_bytes());
@@ -174,7 +184,7 @@ impl IdentityKey {
 
     /// The underlying P-256 secret, for protocols that need the curve arithmetic (ECDH, ECIES).
     pub fn as_p256(&self) -> &p256::SecretKey {
-        &self.0
+        &self.secret
     }
 }
 
