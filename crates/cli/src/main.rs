@@ -24,6 +24,8 @@ enum Command {
     Version,
     /// MIKEY (RFC 3830) tools: `mikey inspect <base64>` prints every payload of a message.
     Mikey(cmd::mikey::MikeyArgs),
+    /// The SIP server: `sipd serve --config FILE`, `sipd add-user`.
+    Sipd(cmd::sipd::SipdArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Version => cmd::version::run(),
+        Command::Sipd(args) => cmd::sipd::run(args),
         Command::Mikey(args) => cmd::mikey::run(args),
     };
     match result {

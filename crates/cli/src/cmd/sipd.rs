@@ -1,0 +1,105 @@
+//! `chaincall sipd`: the SIP server (registrar + stateful proxy + digest auth).
+//!
+//! `chaincall sipd serve --config FILE [--listen udp:IP:PORT]... [--auth none] [--static-route IP:PORT]`
+//! `chaincall sipd add-user --database sqlite://sipd.db --domain example.com USER PASSWORD`
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use chaincall_sipd::{AuthMode, Config, Server};
+use clap::{Args, Subcommand};
+
+/// SIP server commands.
+#[derive(Debug, Args)]
+pub(crate) struct SipdArgs {
+    #[command(subcommand)]
+    command: SipdCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum SipdCommand {
+    /// Run the server until Ctrl-C.
+    Serve(ServeArgs),
+    /// Add a subscriber to the Kamailio-compatible `subscriber` table (like `kamctl add`).
+    AddUser(AddUserArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// TOML configuration (see crates/sipd/sipd.example.toml); defaults apply without it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Listen on udp:IP:PORT or tcp:IP:PORT (repeatable; replaces the file's list).
+    #[arg(long)]
+    listen: Vec<String>,
+    /// `none` skips digest auth (trusted network, benchmarks); `digest` enforces it.
+    #[arg(long)]
+    auth: Option<String>,
+    /// Send requests for unregistered targets to IP:PORT.
+    #[arg(long)]
+    static_route: Option<String>,
+    /// The SIP domain (digest realm).
+    #[arg(long)]
+    domain: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct AddUserArgs {
+    /// sqlx database URL.
+    #[arg(long, default_value = "sqlite://sipd.db")]
+    database: String,
+    /// Domain (and realm) of the subscriber.
+    #[arg(long)]
+    domain: String,
+    /// Username (a phone number in chaincall's provisioning).
+    username: String,
+    /// Password.
+    password: String,
+}
+
+pub(crate) fn run(args: SipdArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    match args.command {
+        SipdCommand::Serve(a) => rt.block_on(serve(a)),
+        SipdCommand::AddUser(a) => rt.block_on(async {
+            let db = chaincall_sipd::db::Db::connect(&a.database).await?;
+            db.create_schema().await?;
+            db.add_subscriber(&a.username, &a.domain, &a.password)
+                .await?;
+            println!("added {}@{}", a.username, a.domain);
+            Ok::<(), anyhow::Error>(())
+        }),
+    }
+}
+
+async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let mut cfg = match &a.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if !a.listen.is_empty() {
+        cfg.listen = a.listen;
+    }
+    match a.auth.as_deref() {
+        None => {}
+        Some("none") => cfg.auth.mode = AuthMode::None,
+        Some("digest") => cfg.auth.mode = AuthMode::Digest,
+        Some(other) => anyhow::bail!("--auth must be none or digest, not {other:?}"),
+    }
+    if let Some(r) = a.static_route {
+        cfg.static_route = Some(r);
+    }
+    if let Some(d) = a.domain {
+        cfg.domain = d;
+    }
+    let server = Server::bind(cfg).await.context("starting sipd")?;
+    server
+        .run(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+    Ok(())
+}
