@@ -22,6 +22,10 @@ struct Cli {
 enum Command {
     /// Show the build's parts and versions.
     Version,
+    /// The keystore contract: deploy, add, approve, get, rotate, revoke, history, gas.
+    Keystore(cmd::keystore::KeystoreArgs),
+    /// Run chaincall end to end on one machine (today: the keystore round trip on the embedded chain).
+    Demo(cmd::demo::DemoArgs),
     /// MIKEY (RFC 3830) tools: `mikey inspect <base64>` prints every payload of a message.
     Mikey(cmd::mikey::MikeyArgs),
     /// The SIP server: `sipd serve --config FILE`, `sipd add-user`.
@@ -39,6 +43,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Version => cmd::version::run(),
+        Command::Keystore(args) => cmd::keystore::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
         Command::Sipd(args) => cmd::sipd::run(args),
         Command::Mikey(args) => cmd::mikey::run(args),
     };

@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
+pub(crate) mod demo;
+pub(crate) mod keystore;
 pub(crate) mod mikey;
 pub(crate) mod sipd;
 pub(crate) mod version;

@@ -1,0 +1,422 @@
+//! The `chaincall keystore` and `chaincall demo` commands, end to end: the real binary against a real
+//! anvil node (started per test on a free loopback port) or the embedded chain.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use chaincall_chain::{AnvilProcess, dev_signer};
+use chaincall_identity::IdentityKey;
+
+struct Node {
+    anvil: AnvilProcess,
+    dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn start() -> Option<Self> {
+        let anvil = chaincall_testkit::peer("anvil")?;
+        let anvil = AnvilProcess::spawn(&anvil, chaincall_testkit::free_tcp_port(), &[])
+            .expect("anvil starts");
+        Some(Self {
+            anvil,
+            dir: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    fn url(&self) -> String {
+        self.anvil.url()
+    }
+
+    /// A key file for anvil's dev account `index`, in the `0x…` form anvil prints.
+    fn key_file(&self, index: usize) -> PathBuf {
+        let path = self.dir.path().join(format!("dev{index}.key"));
+        let secret = dev_signer(index).to_bytes();
+        std::fs::write(&path, format!("0x{}\n", hex::encode(secret))).unwrap();
+        path
+    }
+
+    fn deploy(&self) -> String {
+        let out = chaincall(&[
+            "keystore",
+            "deploy",
+            "--rpc",
+            &self.url(),
+            "--key-file",
+            path(&self.key_file(0)),
+        ]);
+        assert_success(&out);
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let last = stdout.lines().last().expect("deploy prints lines").trim();
+        assert!(
+            last.starts_with("0x") && last.len() == 42,
+            "last line {last:?}"
+        );
+        last.to_owned()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut all = args.to_vec();
+        let url = self.url();
+        all.extend(["--rpc", url.as_str()]);
+        chaincall(&all)
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn chaincall(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chaincall"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the chaincall binary runs")
+}
+
+fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "failed: stdout {} stderr {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A failure exits non-zero with exactly one line on stderr, which contains `needle`.
+fn assert_fails_with(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "expected failure, stdout {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "one line on stderr: {stderr:?}"
+    );
+    assert!(
+        stderr.to_lowercase().contains(&needle.to_lowercase()),
+        "stderr {stderr:?} lacks {needle:?}"
+    );
+}
+
+fn get_json(node: &Node, contract: &str, phone: &str) -> serde_json::Value {
+    let out = node.run(&[
+        "keystore",
+        "get",
+        "--contract",
+        contract,
+        "--phone",
+        phone,
+        "--json",
+    ]);
+    assert_success(&out);
+    serde_json::from_slice(&out.stdout).expect("get --json prints JSON")
+}
+
+fn add(
+    node: &Node,
+    contract: &str,
+    key_index: usize,
+    phone: &str,
+    key: &str,
+    receipt: &str,
+) -> Output {
+    node.run(&[
+        "keystore",
+        "add",
+        "--contract",
+        contract,
+        "--key-file",
+        path(&node.key_file(key_index)),
+        "--phone",
+        phone,
+        "--public-key",
+        key,
+        "--receipt",
+        receipt,
+    ])
+}
+
+fn approve(node: &Node, contract: &str, key_index: usize, phone: &str, receipt: &str) -> Output {
+    node.run(&[
+        "keystore",
+        "approve",
+        "--contract",
+        contract,
+        "--key-file",
+        path(&node.key_file(key_index)),
+        "--phone",
+        phone,
+        "--receipt",
+        receipt,
+    ])
+}
+
+fn new_key_hex() -> String {
+    hex::encode(IdentityKey::generate().public().to_bytes())
+}
+
+#[test]
+fn deploy_add_approve_get_round_trip() {
+    let Some(node) = Node::start() else { return };
+    let contract = node.deploy();
+    let phone = "+15551234567";
+    let key = new_key_hex();
+    let unknown = get_json(&node, &contract, phone);
+    assert_eq!(unknown["status"], "unknown");
+    assert_success(&add(&node, &contract, 1, phone, &key, "receipt-123"));
+    let pending = get_json(&node, &contract, phone);
+    assert_eq!(pending["status"], "pending");
+    assert_eq!(pending["public_key"], key.as_str());
+    assert_success(&approve(&node, &contract, 0, phone, "receipt-123"));
+    let approved = get_json(&node, &contract, "+1 555 123 4567");
+    assert_eq!(approved["status"], "approved");
+    assert_eq!(approved["public_key"], key.as_str());
+    assert_eq!(approved["canonical"], "tel:+15551234567");
+    assert_eq!(
+        approved["wallet"].as_str().unwrap().to_lowercase(),
+        dev_signer(1).address().to_string().to_lowercase()
+    );
+}
+
+#[test]
+fn approve_from_a_non_owner_fails_clearly() {
+    let Some(node) = Node::start() else { return };
+    let contract = node.deploy();
+    let phone = "+15551230001";
+    assert_success(&add(&node, &contract, 1, phone, &new_key_hex(), "r"));
+    assert_fails_with(
+        &approve(&node, &contract, 2, phone, "r"),
+        "not the keystore owner",
+    );
+    assert_eq!(get_json(&node, &contract, phone)["status"], "pending");
+    // Wrong receipt, and a number nobody submitted.
+    assert_fails_with(
+        &approve(&node, &contract, 0, phone, "wrong"),
+        "receipt does not match",
+    );
+    assert_fails_with(
+        &approve(&node, &contract, 0, "+15559999999", "r"),
+        "unknown +15559999999",
+    );
+}
+
+#[test]
+fn a_second_wallet_cannot_take_an_approved_number() {
+    let Some(node) = Node::start() else { return };
+    let contract = node.deploy();
+    let phone = "+15551230002";
+    let key = new_key_hex();
+    assert_success(&add(&node, &contract, 1, phone, &key, "r"));
+    assert_success(&approve(&node, &contract, 0, phone, "r"));
+    assert_fails_with(
+        &add(&node, &contract, 2, phone, &new_key_hex(), "r"),
+        "already taken",
+    );
+    let entry = get_json(&node, &contract, phone);
+    assert_eq!(entry["status"], "approved");
+    assert_eq!(entry["public_key"], key.as_str());
+}
+
+#[test]
+fn rotate_and_revoke_show_in_get_and_history() {
+    let Some(node) = Node::start() else { return };
+    let contract = node.deploy();
+    let phone = "+15551230003";
+    assert_success(&add(&node, &contract, 1, phone, &new_key_hex(), "r"));
+    assert_success(&approve(&node, &contract, 0, phone, "r"));
+    let key2 = new_key_hex();
+    let wallet = node.key_file(1);
+    // Only the bound wallet rotates.
+    assert_fails_with(
+        &node.run(&[
+            "keystore",
+            "rotate",
+            "--contract",
+            &contract,
+            "--key-file",
+            path(&node.key_file(2)),
+            "--phone",
+            phone,
+            "--public-key",
+            &key2,
+        ]),
+        "not the wallet bound",
+    );
+    assert_success(&node.run(&[
+        "keystore",
+        "rotate",
+        "--contract",
+        &contract,
+        "--key-file",
+        path(&wallet),
+        "--phone",
+        phone,
+        "--public-key",
+        &key2,
+    ]));
+    let rotated = get_json(&node, &contract, phone);
+    assert_eq!(rotated["status"], "approved");
+    assert_eq!(rotated["public_key"], key2.as_str());
+    assert_success(&node.run(&[
+        "keystore",
+        "revoke",
+        "--contract",
+        &contract,
+        "--key-file",
+        path(&wallet),
+        "--phone",
+        phone,
+    ]));
+    assert_eq!(get_json(&node, &contract, phone)["status"], "revoked");
+
+    let out = node.run(&[
+        "keystore",
+        "history",
+        "--contract",
+        &contract,
+        "--phone",
+        phone,
+        "--json",
+    ]);
+    assert_success(&out);
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let events: Vec<&str> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["added", "approved", "rotated", "revoked"]);
+    assert_eq!(history["events"][2]["public_key"], key2.as_str());
+    let text = node.run(&[
+        "keystore",
+        "history",
+        "--contract",
+        &contract,
+        "--phone",
+        phone,
+    ]);
+    assert_success(&text);
+    assert_eq!(String::from_utf8_lossy(&text.stdout).lines().count(), 4);
+}
+
+#[test]
+fn failures_are_one_clear_line() {
+    let Some(node) = Node::start() else { return };
+    let contract = node.deploy();
+    // Malformed number and key, checked before anything is sent.
+    assert_fails_with(
+        &add(&node, &contract, 1, "5551234", &new_key_hex(), "r"),
+        "invalid --phone",
+    );
+    assert_fails_with(
+        &add(&node, &contract, 1, "+15551234567", "02abcd", "r"),
+        "malformed key",
+    );
+    // A wallet without funds.
+    let poor = node.dir.path().join("poor.key");
+    std::fs::write(
+        &poor,
+        hex::encode(chaincall_chain::PrivateKeySigner::random().to_bytes()),
+    )
+    .unwrap();
+    assert_fails_with(
+        &node.run(&[
+            "keystore",
+            "add",
+            "--contract",
+            &contract,
+            "--key-file",
+            path(&poor),
+            "--phone",
+            "+15551234567",
+            "--public-key",
+            &new_key_hex(),
+            "--receipt",
+            "r",
+        ]),
+        "insufficient funds",
+    );
+    // A key file that is not a key; its content must not be echoed.
+    let junk = node.dir.path().join("junk.key");
+    std::fs::write(&junk, "not-a-secret-key-SENTINEL").unwrap();
+    let out = node.run(&["keystore", "deploy", "--key-file", path(&junk)]);
+    assert_fails_with(&out, "does not hold a hex secp256k1 private key");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("SENTINEL"));
+    // Wrong chain id.
+    let out = node.run(&[
+        "keystore",
+        "get",
+        "--contract",
+        &contract,
+        "--phone",
+        "+15551234567",
+        "--chain-id",
+        "1",
+    ]);
+    assert_fails_with(&out, "wrong chain id");
+    // Revoking an unknown number.
+    assert_fails_with(
+        &node.run(&[
+            "keystore",
+            "revoke",
+            "--contract",
+            &contract,
+            "--key-file",
+            path(&node.key_file(1)),
+            "--phone",
+            "+15550000001",
+        ]),
+        "unknown +15550000001",
+    );
+}
+
+#[test]
+fn node_down_is_one_clear_line() {
+    let port = chaincall_testkit::free_tcp_port();
+    let out = chaincall(&[
+        "keystore",
+        "get",
+        "--rpc",
+        &format!("http://127.0.0.1:{port}"),
+        "--contract",
+        "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+        "--phone",
+        "+15551234567",
+    ]);
+    assert_fails_with(&out, "node down");
+}
+
+#[test]
+fn gas_json_reports_every_function_within_budget() {
+    let out = chaincall(&["keystore", "gas", "--json"]);
+    assert_success(&out);
+    let gas: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let add = gas["addClient"].as_u64().unwrap();
+    let approve = gas["approveClient"].as_u64().unwrap();
+    assert!(add > 21_000 && approve > 21_000);
+    assert!(add + approve <= 150_000, "{gas}");
+    for f in [
+        "deploy",
+        "rotateKey",
+        "revokeClient",
+        "transferOwnership",
+        "acceptOwnership",
+    ] {
+        assert!(gas[f].as_u64().unwrap() > 21_000, "{f}: {gas}");
+    }
+}
+
+#[test]
+fn demo_does_the_round_trip() {
+    let out = chaincall(&["demo", "--json", "--lookups", "50"]);
+    assert_success(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["steps"].as_array().unwrap().len(), 9);
+    assert!(report["gas_add_plus_approve"].as_u64().unwrap() <= 150_000);
+}
