@@ -22,6 +22,9 @@ struct Cli {
 enum Command {
     /// Show the build's parts and versions.
     Version,
+    /// Measure chaincall against reference implementations (`bench srtp --json`).
+    #[command(subcommand)]
+    Bench(cmd::bench::Bench),
     /// The keystore contract: deploy, add, approve, get, rotate, revoke, history, gas.
     Keystore(cmd::keystore::KeystoreArgs),
     /// Run chaincall end to end on one machine (today: the keystore round trip on the embedded chain).
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Version => cmd::version::run(),
+        Command::Bench(bench) => cmd::bench::run(bench),
         Command::Keystore(args) => cmd::keystore::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Sipd(args) => cmd::sipd::run(args),
