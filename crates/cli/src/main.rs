@@ -22,12 +22,21 @@ struct Cli {
 enum Command {
     /// Show the build's parts and versions.
     Version,
+    /// Measure chaincall against reference implementations (`bench srtp --json`).
+    #[command(subcommand)]
+    Bench(cmd::bench::Bench),
+    /// The keystore contract: deploy, add, approve, get, rotate, revoke, history, gas.
+    Keystore(cmd::keystore::KeystoreArgs),
+    /// Run chaincall end to end on one machine (today: the keystore round trip on the embedded chain).
+    Demo(cmd::demo::DemoArgs),
     /// MIKEY (RFC 3830) tools: `mikey inspect <base64>` prints every payload of a message.
     Mikey(cmd::mikey::MikeyArgs),
     /// The wallet-management server: `wallet serve --config FILE`.
     Wallet(cmd::wallet::WalletArgs),
     /// A development app store: `store keygen`, `store issue-receipt` (Google Play format).
     Store(cmd::store::StoreArgs),
+    /// The SIP server: `sipd serve --config FILE`, `sipd add-user`.
+    Sipd(cmd::sipd::SipdArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +50,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Version => cmd::version::run(),
+        Command::Bench(bench) => cmd::bench::run(bench),
+        Command::Keystore(args) => cmd::keystore::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
+        Command::Sipd(args) => cmd::sipd::run(args),
         Command::Mikey(args) => cmd::mikey::run(args),
         Command::Wallet(args) => cmd::wallet::run(args),
         Command::Store(args) => cmd::store::run(args),

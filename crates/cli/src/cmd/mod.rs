@@ -1,6 +1,10 @@
 //! One module per subcommand.
 
+pub(crate) mod bench;
+pub(crate) mod demo;
+pub(crate) mod keystore;
 pub(crate) mod mikey;
+pub(crate) mod sipd;
 pub(crate) mod version;
 pub(crate) mod store;
 pub(crate) mod wallet;
