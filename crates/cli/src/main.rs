@@ -31,12 +31,12 @@ enum Command {
     Demo(cmd::demo::DemoArgs),
     /// MIKEY (RFC 3830) tools: `mikey inspect <base64>` prints every payload of a message.
     Mikey(cmd::mikey::MikeyArgs),
+    /// The SIP server: `sipd serve --config FILE`, `sipd add-user`.
+    Sipd(cmd::sipd::SipdArgs),
     /// The wallet-management server: `wallet serve --config FILE`.
     Wallet(cmd::wallet::WalletArgs),
     /// A development app store: `store keygen`, `store issue-receipt` (Google Play format).
     Store(cmd::store::StoreArgs),
-    /// The SIP server: `sipd serve --config FILE`, `sipd add-user`.
-    Sipd(cmd::sipd::SipdArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,8 +53,8 @@ fn main() -> ExitCode {
         Command::Bench(bench) => cmd::bench::run(bench),
         Command::Keystore(args) => cmd::keystore::run(args),
         Command::Demo(args) => cmd::demo::run(args),
-        Command::Sipd(args) => cmd::sipd::run(args),
         Command::Mikey(args) => cmd::mikey::run(args),
+        Command::Sipd(args) => cmd::sipd::run(args),
         Command::Wallet(args) => cmd::wallet::run(args),
         Command::Store(args) => cmd::store::run(args),
     };

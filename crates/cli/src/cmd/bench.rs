@@ -2,6 +2,7 @@
 
 use clap::Subcommand;
 
+mod handshake;
 mod srtp;
 
 /// What to measure.
@@ -9,11 +10,14 @@ mod srtp;
 pub(crate) enum Bench {
     /// SRTP protect/unprotect packets/s per profile, ours and native libsrtp, same run.
     Srtp(srtp::SrtpBenchArgs),
+    /// Generic handshake + TLS-PSK connection set-up on loopback: p50 latency, set-ups/s per core.
+    Handshake(handshake::HandshakeBenchArgs),
 }
 
 /// Runs one bench.
 pub(crate) fn run(bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Srtp(args) => srtp::run(args),
+        Bench::Handshake(args) => handshake::run(args),
     }
 }
