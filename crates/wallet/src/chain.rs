@@ -133,20 +133,18 @@ impl ServerChain for EmbeddedChain {
         std::future::ready(Ok(self.nonce(address)))
     }
 
-    fn fee_quote(&self) -> impl Future<Output = Result<FeeQuote, ChainError>> + Send {
-        async move {
-            let head = self.block_number().await?;
-            let base = self
-                .header(head)
-                .and_then(|h| h.base_fee_per_gas)
-                .unwrap_or(1_000_000_000);
-            // The embedded chain keeps its base fee fixed; offer what its own signing offers.
-            let priority = EmbeddedConfig::default().priority_fee;
-            Ok(FeeQuote {
-                max_fee_per_gas: u128::from(base) * 2 + priority,
-                max_priority_fee_per_gas: priority,
-            })
-        }
+    async fn fee_quote(&self) -> Result<FeeQuote, ChainError> {
+        let head = self.block_number().await?;
+        let base = self
+            .header(head)
+            .and_then(|h| h.base_fee_per_gas)
+            .unwrap_or(1_000_000_000);
+        // The embedded chain keeps its base fee fixed; offer what its own signing offers.
+        let priority = EmbeddedConfig::default().priority_fee;
+        Ok(FeeQuote {
+            max_fee_per_gas: u128::from(base) * 2 + priority,
+            max_priority_fee_per_gas: priority,
+        })
     }
 
     fn broadcast(&self, raw: Bytes) -> impl Future<Output = Result<(), ChainError>> + Send {
@@ -192,89 +190,76 @@ fn rpc_error(chain: &RpcChain, err: TransportError) -> ChainError {
 }
 
 impl ServerChain for RpcChain {
-    fn next_nonce(&self, address: Address) -> impl Future<Output = Result<u64, ChainError>> + Send {
-        async move {
-            self.provider()
-                .get_transaction_count(address)
-                .pending()
-                .await
-                .map_err(|e| rpc_error(self, e))
+    async fn next_nonce(&self, address: Address) -> Result<u64, ChainError> {
+        self.provider()
+            .get_transaction_count(address)
+            .pending()
+            .await
+            .map_err(|e| rpc_error(self, e))
+    }
+
+    async fn fee_quote(&self) -> Result<FeeQuote, ChainError> {
+        let fees = self
+            .provider()
+            .estimate_eip1559_fees()
+            .await
+            .map_err(|e| rpc_error(self, e))?;
+        Ok(FeeQuote {
+            max_fee_per_gas: fees.max_fee_per_gas,
+            max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
+        })
+    }
+
+    async fn broadcast(&self, raw: Bytes) -> Result<(), ChainError> {
+        match self.provider().send_raw_transaction(&raw).await {
+            Ok(_) => Ok(()),
+            Err(e) => match rpc_error(self, e) {
+                ChainError::Rejected { reason }
+                    if reason.to_ascii_lowercase().contains("already known")
+                        || reason.to_ascii_lowercase().contains("already imported") =>
+                {
+                    Ok(())
+                }
+                other => Err(other),
+            },
         }
     }
 
-    fn fee_quote(&self) -> impl Future<Output = Result<FeeQuote, ChainError>> + Send {
-        async move {
-            let fees = self
-                .provider()
-                .estimate_eip1559_fees()
-                .await
-                .map_err(|e| rpc_error(self, e))?;
-            Ok(FeeQuote {
-                max_fee_per_gas: fees.max_fee_per_gas,
-                max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
-            })
+    async fn tx_state(&self, hash: B256, from: Address, nonce: u64) -> Result<TxState, ChainError> {
+        let receipt = self
+            .provider()
+            .get_transaction_receipt(hash)
+            .await
+            .map_err(|e| rpc_error(self, e))?;
+        if let Some(r) = receipt {
+            return Ok(TxState::Mined {
+                block: r.block_number.unwrap_or_default(),
+                success: r.status(),
+            });
         }
-    }
-
-    fn broadcast(&self, raw: Bytes) -> impl Future<Output = Result<(), ChainError>> + Send {
-        async move {
-            match self.provider().send_raw_transaction(&raw).await {
-                Ok(_) => Ok(()),
-                Err(e) => match rpc_error(self, e) {
-                    ChainError::Rejected { reason }
-                        if reason.to_ascii_lowercase().contains("already known")
-                            || reason.to_ascii_lowercase().contains("already imported") =>
-                    {
-                        Ok(())
-                    }
-                    other => Err(other),
-                },
-            }
-        }
-    }
-
-    fn tx_state(
-        &self,
-        hash: B256,
-        from: Address,
-        nonce: u64,
-    ) -> impl Future<Output = Result<TxState, ChainError>> + Send {
-        async move {
-            let receipt = self
+        let mined_nonce = self
+            .provider()
+            .get_transaction_count(from)
+            .latest()
+            .await
+            .map_err(|e| rpc_error(self, e))?;
+        Ok(if mined_nonce > nonce {
+            // A receipt can lag a block behind the nonce on some nodes; ask once more.
+            match self
                 .provider()
                 .get_transaction_receipt(hash)
                 .await
-                .map_err(|e| rpc_error(self, e))?;
-            if let Some(r) = receipt {
-                return Ok(TxState::Mined {
+                .map_err(|e| rpc_error(self, e))?
+            {
+                Some(r) => TxState::Mined {
                     block: r.block_number.unwrap_or_default(),
                     success: r.status(),
-                });
+                },
+                None => TxState::Superseded,
             }
-            let mined_nonce = self
-                .provider()
-                .get_transaction_count(from)
-                .latest()
-                .await
-                .map_err(|e| rpc_error(self, e))?;
-            Ok(if mined_nonce > nonce {
-                // A receipt can lag a block behind the nonce on some nodes; ask once more.
-                match self
-                    .provider()
-                    .get_transaction_receipt(hash)
-                    .await
-                    .map_err(|e| rpc_error(self, e))?
-                {
-                    Some(r) => TxState::Mined {
-                        block: r.block_number.unwrap_or_default(),
-                        success: r.status(),
-                    },
-                    None => TxState::Superseded,
-                }
-            } else {
-                TxState::NotMined
-            })
-        }
+        } else {
+            TxState::NotMined
+        })
     }
 }
 

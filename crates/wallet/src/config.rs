@@ -280,10 +280,11 @@ fn resolve(base: &Path, p: &mut PathBuf) {
 }
 
 fn resolve_sqlite(base: &Path, url: &mut String) {
-    if let Some(rest) = url.strip_prefix("sqlite://") {
-        if !rest.starts_with('/') && !rest.starts_with(':') {
-            *url = format!("sqlite://{}", base.join(rest).display());
-        }
+    if let Some(rest) = url.strip_prefix("sqlite://")
+        && !rest.starts_with('/')
+        && !rest.starts_with(':')
+    {
+        *url = format!("sqlite://{}", base.join(rest).display());
     }
 }
 

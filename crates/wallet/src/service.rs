@@ -769,12 +769,11 @@ impl<C: ServerChain> Service<C> {
         let (_, _, candidate) = self.admit(ONBOARD_CONTEXT, sealed).await?;
         // Refuse a contract address before the receipt is bound to it (the funding step checks
         // again; if the node is down now, that later check decides).
-        if let Ok(wallet) = Address::from_str(&candidate.wallet) {
-            if let Ok(code) = self.chain.code_at(wallet).await {
-                if !code.is_empty() {
-                    return Err(ApiError::WalletNotEoa);
-                }
-            }
+        if let Ok(wallet) = Address::from_str(&candidate.wallet)
+            && let Ok(code) = self.chain.code_at(wallet).await
+            && !code.is_empty()
+        {
+            return Err(ApiError::WalletNotEoa);
         }
         let row = match self.db.insert(&candidate).await.map_err(internal)? {
             Inserted::New(row) => {

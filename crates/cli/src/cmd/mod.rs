@@ -5,6 +5,6 @@ pub(crate) mod demo;
 pub(crate) mod keystore;
 pub(crate) mod mikey;
 pub(crate) mod sipd;
-pub(crate) mod version;
 pub(crate) mod store;
+pub(crate) mod version;
 pub(crate) mod wallet;
