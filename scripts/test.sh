@@ -26,11 +26,10 @@ $sudo apt-get install -y -q --no-install-recommends \
   libsrtp2-dev
 
 echo "== installing npm peers (anvil, solc)"
-if [ -f tools/package-lock.json ]; then
-  (cd tools && npm ci --no-audit --no-fund --loglevel=error)
-else
-  (cd tools && npm install --no-audit --no-fund --loglevel=error)
-fi
+# `npm install` (not `npm ci`): @foundry-rs/anvil declares its per-platform binaries as optional
+# dependencies without versions, which npm 11 cannot record in a lockfile that `npm ci` accepts.
+# The versions are still pinned by tools/package.json and tools/package-lock.json.
+(cd tools && npm install --no-audit --no-fund --loglevel=error)
 
 echo "== installing Python peers into .venv (pylibsrtp)"
 if [ ! -x .venv/bin/python3 ]; then python3 -m venv .venv; fi
