@@ -13,11 +13,8 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use alloy::consensus::{
-    EMPTY_OMMER_ROOT_HASH, Header, SignableTransaction, Transaction as _, TxEip1559, TxEnvelope,
-};
+use alloy::consensus::{EMPTY_OMMER_ROOT_HASH, Header, Transaction as _, TxEip1559, TxEnvelope};
 use alloy::eips::{Decodable2718, Encodable2718, Typed2718};
-use alloy::network::TxSignerSync;
 use alloy::primitives::{Address, B256, Bytes, Log, TxKind, U256, keccak256};
 use alloy::signers::local::PrivateKeySigner;
 use revm::context::result::{EVMError, ExecutionResult, InvalidTransaction};
@@ -198,7 +195,7 @@ impl EmbeddedChain {
         let kind = to.map_or(TxKind::Create, TxKind::Call);
         // Estimate like eth_estimateGas: a call that would revert fails here and is not sent.
         let estimate = state.estimate(from.address(), kind, &input, value)?;
-        let mut tx = TxEip1559 {
+        let tx = TxEip1559 {
             chain_id: state.config.chain_id,
             nonce: state.nonce(from.address()),
             // Headroom over the measured gas: SSTORE needs more than 2300 gas left, and refunds are
@@ -211,12 +208,7 @@ impl EmbeddedChain {
             access_list: Default::default(),
             input,
         };
-        let signature = from
-            .sign_transaction_sync(&mut tx)
-            .map_err(|e| ChainError::Rejected {
-                reason: format!("signing failed: {e}"),
-            })?;
-        let envelope = TxEnvelope::Eip1559(tx.into_signed(signature));
+        let envelope = crate::sign_eip1559(from, tx)?;
         state.submit(&envelope.encoded_2718())
     }
 }

@@ -63,6 +63,25 @@ use contract::IKeystore;
 /// Result alias for this crate.
 pub type Result<T, E = ChainError> = std::result::Result<T, E>;
 
+/// Signs an EIP-1559 transaction with `from`, as every backend and the wallet server send them.
+///
+/// The one place a signing failure becomes [`ChainError::Rejected`].
+pub fn sign_eip1559(
+    from: &PrivateKeySigner,
+    mut tx: alloy::consensus::TxEip1559,
+) -> Result<alloy::consensus::TxEnvelope> {
+    use alloy::consensus::SignableTransaction;
+    use alloy::network::TxSignerSync;
+    let signature = from
+        .sign_transaction_sync(&mut tx)
+        .map_err(|e| ChainError::Rejected {
+            reason: format!("signing failed: {e}"),
+        })?;
+    Ok(alloy::consensus::TxEnvelope::Eip1559(
+        tx.into_signed(signature),
+    ))
+}
+
 /// The keystore on a chain: deploy, add, approve, get, rotate, revoke, history.
 ///
 /// Implementors supply the five primitives (`send`, `call`, `logs`, `storage_at`, `balance`) plus

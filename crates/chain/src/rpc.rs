@@ -8,9 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy::consensus::TxEip1559;
 use alloy::eips::{BlockNumberOrTag, Encodable2718};
-use alloy::network::TxSignerSync;
 use alloy::primitives::{Address, Bytes, TxKind, U256};
 use alloy::providers::{Provider, RootProvider};
 use alloy::rpc::types::{Filter, TransactionRequest};
@@ -169,7 +168,7 @@ impl RpcChain {
             .await
             .map_err(fail)?;
         let fees = self.provider.estimate_eip1559_fees().await.map_err(fail)?;
-        let mut tx = TxEip1559 {
+        let tx = TxEip1559 {
             chain_id: self.chain_id,
             nonce,
             // Headroom: estimates are tight, and state may move between estimate and inclusion.
@@ -181,12 +180,7 @@ impl RpcChain {
             access_list: Default::default(),
             input,
         };
-        let signature = from
-            .sign_transaction_sync(&mut tx)
-            .map_err(|e| ChainError::Rejected {
-                reason: format!("signing failed: {e}"),
-            })?;
-        let envelope = TxEnvelope::Eip1559(tx.into_signed(signature));
+        let envelope = crate::sign_eip1559(from, tx)?;
         let tx_hash = *envelope.tx_hash();
         if let Err(e) = self
             .provider

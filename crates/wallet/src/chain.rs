@@ -10,9 +10,8 @@
 
 use std::future::Future;
 
-use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy::consensus::TxEip1559;
 use alloy::eips::Encodable2718;
-use alloy::network::TxSignerSync;
 use alloy::primitives::{Address, B256, Bytes, TxKind, U256};
 use alloy::providers::Provider;
 use alloy::transports::{RpcError, TransportError};
@@ -77,7 +76,7 @@ pub fn sign_transfer(
     value: U256,
     fees: FeeQuote,
 ) -> Result<(B256, Bytes), ChainError> {
-    let mut tx = TxEip1559 {
+    let tx = TxEip1559 {
         chain_id,
         nonce,
         gas_limit: 21_000,
@@ -88,12 +87,7 @@ pub fn sign_transfer(
         access_list: Default::default(),
         input: Bytes::new(),
     };
-    let signature = from
-        .sign_transaction_sync(&mut tx)
-        .map_err(|e| ChainError::Rejected {
-            reason: format!("signing failed: {e}"),
-        })?;
-    let envelope = TxEnvelope::Eip1559(tx.into_signed(signature));
+    let envelope = chaincall_chain::sign_eip1559(from, tx)?;
     Ok((*envelope.tx_hash(), envelope.encoded_2718().into()))
 }
 
