@@ -1,0 +1,66 @@
+//! chaincall's audio path, sans-IO: G.711, WAV files, RTP/RTCP, and a [`MediaSession`] that sends
+//! and records one call's audio over SRTP with rtcp-mux.
+//!
+//! The phone and `chaincall demo` own the UDP socket and the clock; this crate turns datagrams
+//! and `Instant`s into datagrams and events:
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use chaincall_media::{g711::Codec, signal, MediaConfig, MediaSession};
+//! use chaincall_srtp::{Profile, SrtpConfig, SrtpSession};
+//!
+//! let key = [7u8; 30]; // master key || salt, as MIKEY or SDES delivered it
+//! let srtp = || SrtpSession::from_key_and_salt(SrtpConfig::new(Profile::AesCm128HmacSha1_80), &key).unwrap();
+//! let start = Instant::now();
+//! let mut alice = MediaSession::new(
+//!     MediaConfig::new(Codec::Pcmu, 0xA11CE, "alice@example.org"),
+//!     srtp(), srtp(), signal::speech_like(200, 1), start,
+//! );
+//! let mut bob = MediaSession::new(
+//!     MediaConfig::new(Codec::Pcmu, 0xB0B, "bob@example.org"),
+//!     srtp(), srtp(), Vec::new(), start,
+//! );
+//! // The shell's loop, with a simulated clock and a perfect network.
+//! let mut now = start;
+//! while !alice.source_done() {
+//!     while let Some(datagram) = alice.poll_transmit(now) {
+//!         bob.handle_input(&datagram, now).unwrap();
+//!     }
+//!     now = alice.poll_timeout().unwrap();
+//! }
+//! alice.finish(now);
+//! while let Some(datagram) = alice.poll_transmit(now) {
+//!     bob.handle_input(&datagram, now).unwrap();
+//! }
+//! assert_eq!(bob.received_payload(), alice.sent_payload());
+//! assert!(bob.stats().bye_received);
+//! # let _ = Duration::ZERO;
+//! ```
+//!
+//! | module | what | spec |
+//! | --- | --- | --- |
+//! | [`g711`] | µ-law / A-law, [`g711::Codec`] | ITU-T G.711, RFC 3551 §4.5.14 |
+//! | [`wav`] | read PCM16 / µ-law / A-law mono 8 kHz, write PCM16 | RIFF WAVE, RFC 2361 |
+//! | [`rtp`] | header parse (borrowing) and build | RFC 3550 §5 |
+//! | [`rtcp`] | SR, RR, SDES, BYE, compound packets, [`rtcp::is_rtcp`] | RFC 3550 §6, RFC 5761 §4 |
+//! | [`signal`] | deterministic speech-like test audio | — |
+//! | [`MediaSession`] | one call's audio over SRTP/SRTCP | RFC 3550, 3551, 3711, 5761 |
+//!
+//! Randomness: the initial RTP sequence number and timestamp come from the OS CSPRNG unless
+//! [`MediaConfig`] fixes them. This crate logs nothing and never sees key material beyond the
+//! SRTP sessions it is handed.
+
+#![forbid(unsafe_code)]
+
+pub mod g711;
+pub mod rtcp;
+pub mod rtp;
+mod session;
+pub mod signal;
+pub mod wav;
+
+pub use g711::Codec;
+pub use session::{
+    DEFAULT_MAX_RECORDED_OCTETS, MAX_DATAGRAM, MAX_GAP_FILL, MediaConfig, MediaError, MediaEvent,
+    MediaSession, MediaStats,
+};

@@ -1,0 +1,710 @@
+//! The media session: one RTP session with rtcp-mux (RFC 5761), SRTP both ways, G.711 audio.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use chaincall_srtp::{SrtpError, SrtpSession};
+use rand_core::{OsRng, RngCore};
+
+use crate::g711::Codec;
+use crate::rtcp::{
+    self, Bye, ReceiverReport, ReportBlock, RtcpError, RtcpPacket, SdesChunk, SenderInfo,
+    SenderReport,
+};
+use crate::rtp::{RtpError, RtpPacket};
+
+/// Largest datagram `handle_input` accepts (an Ethernet MTU); a 120 ms G.711 frame with SRTP
+/// is about 1,000 octets.
+pub const MAX_DATAGRAM: usize = 1500;
+/// Default bound on recorded payload: 30 minutes of G.711 (14.4 MB).
+pub const DEFAULT_MAX_RECORDED_OCTETS: usize = 8000 * 60 * 30;
+/// Longest silence `received_payload` inserts for one gap (10 s), whatever the timestamps claim.
+pub const MAX_GAP_FILL: usize = 8000 * 10;
+/// Seconds from the NTP epoch (1900) to the Unix epoch (1970), RFC 868.
+const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+/// Shortest RTCP interval honoured (a zero interval would send RTCP in a loop).
+const MIN_RTCP_INTERVAL: Duration = Duration::from_millis(100);
+/// Extended sequence numbers start this many cycles up so reordering before the first packet
+/// cannot go below zero.
+const EXT_SEQ_ORIGIN: u64 = 1 << 32;
+
+/// How a [`MediaSession`] sends: codec, packet time, identity, RTCP interval, initial values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaConfig {
+    /// The negotiated codec (PCMU or PCMA).
+    pub codec: Codec,
+    /// Audio per packet in milliseconds (SDP `a=ptime`, RFC 4566 §6); 20 is the RFC 3551
+    /// default. Clamped to 10..=120.
+    pub ptime_ms: u32,
+    /// Our SSRC. It must be the SSRC the SRTP keys were set up for (MIKEY carries it).
+    pub local_ssrc: u32,
+    /// Our RTCP CNAME (RFC 3550 §6.5.1), e.g. `user@host`.
+    pub cname: String,
+    /// Time between regular RTCP reports (RFC 3550 §6.2 computes ≥ 5 s for real sessions; 1 s
+    /// suits a short demo call). At least 100 ms is used.
+    pub rtcp_interval: Duration,
+    /// First RTP sequence number; `None` draws it from the OS CSPRNG (RFC 3550 §5.1).
+    pub initial_sequence: Option<u16>,
+    /// First RTP timestamp; `None` draws it from the OS CSPRNG (RFC 3550 §5.1).
+    pub initial_timestamp: Option<u32>,
+    /// Wall-clock time at the session's start `Instant`, for SR NTP timestamps; `None` counts
+    /// NTP time from zero at the start (round-trip times still work: only differences matter).
+    pub wallclock_at_start: Option<SystemTime>,
+    /// At most this many payload octets are recorded; later packets are rejected with
+    /// [`MediaError::RecordingFull`].
+    pub max_recorded_octets: usize,
+}
+
+impl MediaConfig {
+    /// A 20 ms configuration with 1 s RTCP, random initial sequence number and timestamp.
+    pub fn new(codec: Codec, local_ssrc: u32, cname: impl Into<String>) -> Self {
+        MediaConfig {
+            codec,
+            ptime_ms: 20,
+            local_ssrc,
+            cname: cname.into(),
+            rtcp_interval: Duration::from_secs(1),
+            initial_sequence: None,
+            initial_timestamp: None,
+            wallclock_at_start: None,
+            max_recorded_octets: DEFAULT_MAX_RECORDED_OCTETS,
+        }
+    }
+}
+
+/// Why an incoming packet was rejected. Every rejection is counted in [`MediaStats`]; the
+/// session stays usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MediaError {
+    /// The datagram is longer than [`MAX_DATAGRAM`].
+    #[error("datagram of {len} octets exceeds {MAX_DATAGRAM}")]
+    Oversized {
+        /// Its length.
+        len: usize,
+    },
+    /// SRTP refused the packet: authentication failure, replay, too old, malformed.
+    #[error("SRTP: {0}")]
+    Srtp(SrtpError),
+    /// SRTCP refused the packet: authentication failure, replay, malformed.
+    #[error("SRTCP: {0}")]
+    Srtcp(SrtpError),
+    /// The decrypted RTP packet does not parse.
+    #[error("RTP: {0}")]
+    Rtp(RtpError),
+    /// The decrypted RTCP packet does not parse.
+    #[error("RTCP: {0}")]
+    Rtcp(RtcpError),
+    /// An RTP payload type other than the negotiated codec's.
+    #[error("unexpected RTP payload type {0}")]
+    UnexpectedPayloadType(u8),
+    /// RTP from a second SSRC (the session locks to the first authenticated one).
+    #[error("unexpected SSRC {0:#010x}")]
+    UnexpectedSsrc(u32),
+    /// A sequence number already recorded.
+    #[error("duplicate RTP sequence number {0}")]
+    Duplicate(u16),
+    /// [`MediaConfig::max_recorded_octets`] reached.
+    #[error("recording limit reached")]
+    RecordingFull,
+}
+
+/// What an accepted packet was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MediaEvent {
+    /// An RTP audio packet, recorded.
+    Rtp {
+        /// Its sequence number.
+        seq: u16,
+        /// Its RTP timestamp.
+        timestamp: u32,
+        /// Its marker bit (start of a talkspurt).
+        marker: bool,
+        /// Payload octets (= samples for G.711).
+        payload_len: usize,
+    },
+    /// An RTCP compound packet without BYE.
+    Rtcp {
+        /// The sender info of an SR in it.
+        sender_report: Option<SenderInfo>,
+        /// The peer's report block about our SSRC.
+        report: Option<ReportBlock>,
+    },
+    /// An RTCP compound packet with a BYE: the peer left (RFC 3550 §6.6).
+    Bye,
+}
+
+/// Counters and the peer's view, for the demo's table and for tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MediaStats {
+    /// SRTP packets sent.
+    pub rtp_sent: u64,
+    /// SRTP packets accepted.
+    pub rtp_received: u64,
+    /// SRTP packets rejected (any [`MediaError`] on a non-RTCP datagram).
+    pub rtp_rejected: u64,
+    /// SRTCP packets sent.
+    pub rtcp_sent: u64,
+    /// SRTCP packets accepted.
+    pub rtcp_received: u64,
+    /// SRTCP packets rejected.
+    pub rtcp_rejected: u64,
+    /// RTP payload octets sent (the SR octet count).
+    pub bytes_sent: u64,
+    /// RTP payload octets accepted.
+    pub bytes_received: u64,
+    /// Datagram octets sent, SRTP and SRTCP, as on the wire.
+    pub wire_bytes_sent: u64,
+    /// Datagram octets received and accepted.
+    pub wire_bytes_received: u64,
+    /// Packets lost, from sequence-number gaps (RFC 3550 §A.3: expected − received).
+    pub lost: u64,
+    /// Interarrival jitter in timestamp units (RFC 3550 §A.8).
+    pub jitter: u32,
+    /// Packets we failed to protect (key exhausted): dropped, never sent.
+    pub transmit_errors: u64,
+    /// The peer's SSRC, once an RTP packet authenticated.
+    pub peer_ssrc: Option<u32>,
+    /// The peer's CNAME, once an SDES arrived.
+    pub peer_cname: Option<String>,
+    /// The peer's last sender info: what it says it sent.
+    pub peer_sender: Option<SenderInfo>,
+    /// The peer's last report block about us: what it says it received from us.
+    pub peer_report: Option<ReportBlock>,
+    /// Round-trip time from the peer's last report (RFC 3550 §6.4.1, LSR/DLSR).
+    pub rtt: Option<Duration>,
+    /// True once the peer sent BYE.
+    pub bye_received: bool,
+}
+
+/// What was received, per extended sequence number.
+#[derive(Debug, Default)]
+struct Receiver {
+    packets: BTreeMap<u64, (u32, Vec<u8>)>,
+    max_ext: Option<u64>,
+    min_ext: u64,
+    received: u64,
+    stored: usize,
+    jitter: f64,
+    last_transit: Option<u32>,
+    expected_prior: u64,
+    received_prior: u64,
+    /// Middle 32 bits of the peer's last SR NTP timestamp and when it arrived.
+    last_sr: Option<(u32, Instant)>,
+}
+
+impl Receiver {
+    fn expected(&self) -> u64 {
+        self.max_ext.map_or(0, |m| m - self.min_ext + 1)
+    }
+
+    fn lost(&self) -> u64 {
+        self.expected().saturating_sub(self.received)
+    }
+}
+
+/// One G.711 RTP session with rtcp-mux and SRTP both ways: sends `source` in ptime frames, with
+/// SRTCP reports; records what the peer sends.
+///
+/// Sans-IO: no socket, no clock. Call order, from the shell's loop:
+/// 1. [`handle_input`](Self::handle_input) for every datagram received on the media socket;
+/// 2. then [`poll_transmit`](Self::poll_transmit) until it returns `None`, sending each packet;
+/// 3. sleep until [`poll_timeout`](Self::poll_timeout) or the next datagram, and repeat.
+///
+/// On hangup call [`finish`](Self::finish) and drain `poll_transmit` once more (SR + BYE). A
+/// shell that polls late gets the frames it missed back to back, each still timestamped for
+/// its slot.
+#[derive(Debug)]
+pub struct MediaSession {
+    config: MediaConfig,
+    outbound: SrtpSession,
+    inbound: SrtpSession,
+    source: Vec<i16>,
+    samples_per_frame: usize,
+    frames_total: usize,
+    next_frame: usize,
+    start: Instant,
+    ptime: Duration,
+    rtcp_interval: Duration,
+    initial_seq: u16,
+    initial_ts: u32,
+    next_rtcp_at: Instant,
+    finish_at: Option<Instant>,
+    closed: bool,
+    sent_payload: Vec<u8>,
+    rx: Receiver,
+    stats: MediaStats,
+    scratch: Vec<u8>,
+}
+
+impl MediaSession {
+    /// Starts a session at `now`: `outbound` protects what we send, `inbound` unprotects what
+    /// the peer sends; `source` is 8 kHz PCM to send (the last frame is padded with silence).
+    /// The first frame is due at `now`, the first RTCP report one interval later.
+    pub fn new(
+        mut config: MediaConfig,
+        outbound: SrtpSession,
+        inbound: SrtpSession,
+        source: Vec<i16>,
+        now: Instant,
+    ) -> Self {
+        config.ptime_ms = config.ptime_ms.clamp(10, 120);
+        let samples_per_frame = (config.ptime_ms * Codec::CLOCK_RATE / 1000) as usize;
+        let frames_total = source.len().div_ceil(samples_per_frame);
+        let rtcp_interval = config.rtcp_interval.max(MIN_RTCP_INTERVAL);
+        let initial_seq = config
+            .initial_sequence
+            .unwrap_or_else(|| OsRng.next_u32() as u16);
+        let initial_ts = config.initial_timestamp.unwrap_or_else(|| OsRng.next_u32());
+        MediaSession {
+            ptime: Duration::from_millis(u64::from(config.ptime_ms)),
+            config,
+            outbound,
+            inbound,
+            source,
+            samples_per_frame,
+            frames_total,
+            next_frame: 0,
+            start: now,
+            rtcp_interval,
+            initial_seq,
+            initial_ts,
+            next_rtcp_at: now + rtcp_interval,
+            finish_at: None,
+            closed: false,
+            sent_payload: Vec::new(),
+            rx: Receiver::default(),
+            stats: MediaStats::default(),
+            scratch: Vec::with_capacity(MAX_DATAGRAM),
+        }
+    }
+
+    /// The configuration (with `ptime_ms` as clamped).
+    pub fn config(&self) -> &MediaConfig {
+        &self.config
+    }
+
+    /// The first RTP sequence number we send.
+    pub fn initial_sequence(&self) -> u16 {
+        self.initial_seq
+    }
+
+    /// The first RTP timestamp we send.
+    pub fn initial_timestamp(&self) -> u32 {
+        self.initial_ts
+    }
+
+    /// Takes one datagram from the media socket: SRTCP when RFC 5761 says RTCP, else SRTP;
+    /// unprotects, parses and records it. A rejected packet returns the reason and is counted
+    /// in [`stats`](Self::stats); it changes nothing else.
+    pub fn handle_input(&mut self, packet: &[u8], now: Instant) -> Result<MediaEvent, MediaError> {
+        let is_rtcp = rtcp::is_rtcp(packet);
+        let result = if packet.len() > MAX_DATAGRAM {
+            Err(MediaError::Oversized { len: packet.len() })
+        } else if is_rtcp {
+            self.handle_srtcp(packet, now)
+        } else {
+            self.handle_srtp(packet, now)
+        };
+        match (&result, is_rtcp) {
+            (Ok(_), true) => {
+                self.stats.rtcp_received += 1;
+                self.stats.wire_bytes_received += packet.len() as u64;
+            }
+            (Ok(_), false) => {
+                self.stats.rtp_received += 1;
+                self.stats.wire_bytes_received += packet.len() as u64;
+            }
+            (Err(_), true) => self.stats.rtcp_rejected += 1,
+            (Err(_), false) => self.stats.rtp_rejected += 1,
+        }
+        result
+    }
+
+    fn handle_srtp(&mut self, packet: &[u8], now: Instant) -> Result<MediaEvent, MediaError> {
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        buf.extend_from_slice(packet);
+        let result = self
+            .inbound
+            .unprotect_rtp(&mut buf)
+            .map_err(MediaError::Srtp)
+            .and_then(|()| self.record_rtp(&buf, now));
+        self.scratch = buf;
+        result
+    }
+
+    fn record_rtp(&mut self, buf: &[u8], now: Instant) -> Result<MediaEvent, MediaError> {
+        let p = RtpPacket::parse(buf).map_err(MediaError::Rtp)?;
+        if p.payload_type != self.config.codec.payload_type() {
+            return Err(MediaError::UnexpectedPayloadType(p.payload_type));
+        }
+        match self.stats.peer_ssrc {
+            Some(s) if s != p.ssrc => return Err(MediaError::UnexpectedSsrc(p.ssrc)),
+            _ => {}
+        }
+        // RFC 3550 §A.1: extend the sequence number to the one closest to the highest so far.
+        let ext = match self.rx.max_ext {
+            None => EXT_SEQ_ORIGIN | u64::from(p.sequence),
+            Some(max) => {
+                let delta = i64::from(p.sequence.wrapping_sub(max as u16) as i16);
+                max.wrapping_add_signed(delta)
+            }
+        };
+        if self.rx.packets.contains_key(&ext) {
+            return Err(MediaError::Duplicate(p.sequence));
+        }
+        if self.rx.stored + p.payload.len() > self.config.max_recorded_octets {
+            return Err(MediaError::RecordingFull);
+        }
+        // Accepted from here on.
+        self.stats.peer_ssrc = Some(p.ssrc);
+        self.rx.stored += p.payload.len();
+        self.rx
+            .packets
+            .insert(ext, (p.timestamp, p.payload.to_vec()));
+        match self.rx.max_ext {
+            None => {
+                self.rx.max_ext = Some(ext);
+                self.rx.min_ext = ext;
+            }
+            Some(max) => {
+                self.rx.max_ext = Some(max.max(ext));
+                self.rx.min_ext = self.rx.min_ext.min(ext);
+            }
+        }
+        self.rx.received += 1;
+        self.stats.bytes_received += p.payload.len() as u64;
+        // RFC 3550 §A.8: interarrival jitter, in timestamp units.
+        let arrival = self.rtp_clock(now);
+        let transit = arrival.wrapping_sub(p.timestamp);
+        if let Some(last) = self.rx.last_transit {
+            let d = f64::from((transit.wrapping_sub(last) as i32).unsigned_abs());
+            self.rx.jitter += (d - self.rx.jitter) / 16.0;
+        }
+        self.rx.last_transit = Some(transit);
+        self.stats.jitter = self.rx.jitter as u32;
+        self.stats.lost = self.rx.lost();
+        Ok(MediaEvent::Rtp {
+            seq: p.sequence,
+            timestamp: p.timestamp,
+            marker: p.marker,
+            payload_len: p.payload.len(),
+        })
+    }
+
+    fn handle_srtcp(&mut self, packet: &[u8], now: Instant) -> Result<MediaEvent, MediaError> {
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        buf.extend_from_slice(packet);
+        let result = self
+            .inbound
+            .unprotect_rtcp(&mut buf)
+            .map_err(MediaError::Srtcp)
+            .and_then(|()| rtcp::parse_compound(&buf).map_err(MediaError::Rtcp));
+        self.scratch = buf;
+        let packets = result?;
+        let mut sender_report = None;
+        let mut report = None;
+        let mut bye = false;
+        let local = self.config.local_ssrc;
+        for p in packets {
+            match p {
+                RtcpPacket::SenderReport(sr) => {
+                    sender_report = Some(sr.info);
+                    self.stats.peer_sender = Some(sr.info);
+                    // LSR: the middle 32 bits of the NTP timestamp (§6.4.1).
+                    self.rx.last_sr = Some(((sr.info.ntp_timestamp >> 16) as u32, now));
+                    report = sr.reports.into_iter().find(|b| b.ssrc == local).or(report);
+                }
+                RtcpPacket::ReceiverReport(rr) => {
+                    report = rr.reports.into_iter().find(|b| b.ssrc == local).or(report);
+                }
+                RtcpPacket::Sdes(chunks) => {
+                    if let Some(name) = chunks.iter().find_map(|c| c.cname_value()) {
+                        self.stats.peer_cname = Some(String::from_utf8_lossy(name).into_owned());
+                    }
+                }
+                RtcpPacket::Bye(_) => bye = true,
+                _ => {}
+            }
+        }
+        if let Some(block) = report {
+            self.stats.peer_report = Some(block);
+            // §6.4.1: RTT = A − LSR − DLSR, in 1/65536 s, when the peer has seen an SR of ours.
+            if block.last_sr != 0 {
+                let a = (self.ntp(now) >> 16) as u32;
+                let rtt = a
+                    .wrapping_sub(block.last_sr)
+                    .wrapping_sub(block.delay_since_last_sr);
+                if rtt < 1 << 31 {
+                    self.stats.rtt =
+                        Some(Duration::from_nanos(u64::from(rtt) * 1_000_000_000 / 65536));
+                }
+            }
+        }
+        if bye {
+            self.stats.bye_received = true;
+            return Ok(MediaEvent::Bye);
+        }
+        Ok(MediaEvent::Rtcp {
+            sender_report,
+            report,
+        })
+    }
+
+    /// The next protected packet due at `now`, or `None` when nothing is due: an SRTP audio
+    /// frame per ptime from the source, an SRTCP SR (or RR before any audio was sent) with SDES
+    /// every RTCP interval, and after [`finish`](Self::finish) a final SR + SDES + BYE.
+    /// Call until `None` after every `handle_input` and at every `poll_timeout` deadline.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
+        loop {
+            if self.closed {
+                return None;
+            }
+            let packet = if self.finish_at.is_none()
+                && self.next_frame < self.frames_total
+                && now >= self.frame_at(self.next_frame)
+            {
+                self.next_rtp()
+            } else if self.finish_at.is_some() {
+                self.closed = true;
+                self.next_rtcp(now, true)
+            } else if now >= self.next_rtcp_at {
+                self.next_rtcp_at += self.rtcp_interval;
+                if self.next_rtcp_at <= now {
+                    // The shell fell behind by more than an interval: one report, not a burst.
+                    self.next_rtcp_at = now + self.rtcp_interval;
+                }
+                self.next_rtcp(now, false)
+            } else {
+                return None;
+            };
+            match packet {
+                Some(p) => {
+                    self.stats.wire_bytes_sent += p.len() as u64;
+                    return Some(p);
+                }
+                // Protect failed (counted): try whatever is due next.
+                None => continue,
+            }
+        }
+    }
+
+    /// When `poll_transmit` next has something to send: the next audio frame, RTCP report or
+    /// the final report after `finish`. `None` once the final BYE went out. Early or repeated
+    /// polls are harmless.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed {
+            return None;
+        }
+        if let Some(at) = self.finish_at {
+            return Some(at);
+        }
+        let mut t = self.next_rtcp_at;
+        if self.next_frame < self.frames_total {
+            t = t.min(self.frame_at(self.next_frame));
+        }
+        Some(t)
+    }
+
+    /// Stops sending audio and queues the final RTCP compound packet (SR + SDES + BYE), due at
+    /// `now`. Calling it again changes nothing.
+    pub fn finish(&mut self, now: Instant) {
+        if self.finish_at.is_none() && !self.closed {
+            self.finish_at = Some(now);
+        }
+    }
+
+    /// True once every source frame was sent.
+    pub fn source_done(&self) -> bool {
+        self.next_frame >= self.frames_total
+    }
+
+    /// True once the final BYE was sent: the session has nothing more to send.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Counters, loss, jitter and what the peer reports.
+    pub fn stats(&self) -> MediaStats {
+        self.stats.clone()
+    }
+
+    /// Every G.711 payload octet sent, in order.
+    pub fn sent_payload(&self) -> &[u8] {
+        &self.sent_payload
+    }
+
+    /// The received G.711 payload in RTP sequence order: reordering undone, duplicates refused
+    /// on arrival; a gap of lost packets (counted in `stats().lost`) and a timestamp jump
+    /// without lost packets (silence suppression) are filled with the codec's silence octet,
+    /// as long as the timestamps say (at most [`MAX_GAP_FILL`] per gap).
+    pub fn received_payload(&self) -> Vec<u8> {
+        let silence = self.config.codec.silence();
+        let mut out = Vec::with_capacity(self.rx.stored);
+        let mut prev: Option<(u64, u32, usize)> = None;
+        for (&ext, (ts, payload)) in &self.rx.packets {
+            if let Some((pext, pts, plen)) = prev {
+                let missing = (ext - pext - 1) as usize;
+                let by_ts = ts.wrapping_sub(pts.wrapping_add(plen as u32)) as usize;
+                let fill = if by_ts <= MAX_GAP_FILL {
+                    by_ts
+                } else if missing > 0 {
+                    // Timestamps make no sense: assume the lost packets were like the last.
+                    (missing * plen).min(MAX_GAP_FILL)
+                } else {
+                    0
+                };
+                out.extend(std::iter::repeat_n(silence, fill));
+            }
+            out.extend_from_slice(payload);
+            prev = Some((ext, *ts, payload.len()));
+        }
+        out
+    }
+
+    /// The received audio decoded to 8 kHz PCM: what the phone writes to its WAV file.
+    pub fn recorded_audio(&self) -> Vec<i16> {
+        let mut out = Vec::new();
+        self.config.codec.decode(&self.received_payload(), &mut out);
+        out
+    }
+
+    fn frame_at(&self, k: usize) -> Instant {
+        self.start + self.ptime * k as u32
+    }
+
+    /// `now` on the RTP clock, without the random offset.
+    fn rtp_clock(&self, now: Instant) -> u32 {
+        let ns = now.saturating_duration_since(self.start).as_nanos();
+        (ns * u128::from(Codec::CLOCK_RATE) / 1_000_000_000) as u32
+    }
+
+    /// `now` as a 32.32 NTP timestamp.
+    fn ntp(&self, now: Instant) -> u64 {
+        let base = self
+            .config
+            .wallclock_at_start
+            .and_then(|w| w.duration_since(UNIX_EPOCH).ok())
+            .map_or(Duration::ZERO, |d| d + Duration::from_secs(NTP_UNIX_OFFSET));
+        let t = base + now.saturating_duration_since(self.start);
+        let frac = (u64::from(t.subsec_nanos()) << 32) / 1_000_000_000;
+        (t.as_secs() << 32) | frac
+    }
+
+    fn next_rtp(&mut self) -> Option<Vec<u8>> {
+        let k = self.next_frame;
+        self.next_frame += 1;
+        let spf = self.samples_per_frame;
+        let from = k * spf;
+        let to = (from + spf).min(self.source.len());
+        let mut payload = Vec::with_capacity(spf);
+        self.config
+            .codec
+            .encode(&self.source[from..to], &mut payload);
+        payload.resize(spf, self.config.codec.silence());
+        let mut header = RtpPacket::new(
+            self.config.codec.payload_type(),
+            self.initial_seq.wrapping_add(k as u16),
+            self.initial_ts.wrapping_add((k * spf) as u32),
+            self.config.local_ssrc,
+            &payload,
+        );
+        // RFC 3551 §4.1: the marker flags the first packet of a talkspurt.
+        header.marker = k == 0;
+        let mut packet = Vec::with_capacity(header.len() + self.outbound.srtp_overhead());
+        // Invariant: the payload type is a G.711 one (< 128), no extension: write cannot fail.
+        header
+            .write(&mut packet)
+            .expect("G.711 header is always valid");
+        if self.outbound.protect_rtp(&mut packet).is_err() {
+            self.stats.transmit_errors += 1;
+            return None;
+        }
+        self.sent_payload.extend_from_slice(&payload);
+        self.stats.rtp_sent += 1;
+        self.stats.bytes_sent += payload.len() as u64;
+        Some(packet)
+    }
+
+    fn report_blocks(&mut self, now: Instant) -> Vec<ReportBlock> {
+        let (Some(peer), Some(max)) = (self.stats.peer_ssrc, self.rx.max_ext) else {
+            return Vec::new();
+        };
+        // §A.3: fraction lost over the interval since the last report.
+        let expected = self.rx.expected();
+        let expected_interval = expected - self.rx.expected_prior;
+        let received_interval = self.rx.received - self.rx.received_prior;
+        self.rx.expected_prior = expected;
+        self.rx.received_prior = self.rx.received;
+        let lost_interval = expected_interval.saturating_sub(received_interval);
+        let fraction_lost = (lost_interval << 8)
+            .checked_div(expected_interval)
+            .map_or(0, |f| f.min(255) as u8);
+        let (last_sr, delay_since_last_sr) = match self.rx.last_sr {
+            Some((lsr, at)) => {
+                let d = now.saturating_duration_since(at);
+                (lsr, (d.as_nanos() * 65536 / 1_000_000_000) as u32)
+            }
+            None => (0, 0),
+        };
+        vec![ReportBlock {
+            ssrc: peer,
+            fraction_lost,
+            cumulative_lost: self.rx.lost().min(0x7F_FFFF) as i32,
+            // Cycles counted from the first packet, as RFC 3550 §A.1 does.
+            highest_seq: (max - (self.rx.min_ext & !0xFFFF)) as u32,
+            jitter: self.rx.jitter as u32,
+            last_sr,
+            delay_since_last_sr,
+        }]
+    }
+
+    fn next_rtcp(&mut self, now: Instant, bye: bool) -> Option<Vec<u8>> {
+        let ssrc = self.config.local_ssrc;
+        let reports = self.report_blocks(now);
+        let mut packets = Vec::with_capacity(3);
+        // §6.4: an SR once we have sent RTP, an RR before.
+        if self.stats.rtp_sent > 0 {
+            packets.push(RtcpPacket::SenderReport(SenderReport {
+                ssrc,
+                info: SenderInfo {
+                    ntp_timestamp: self.ntp(now),
+                    rtp_timestamp: self.initial_ts.wrapping_add(self.rtp_clock(now)),
+                    packet_count: self.stats.rtp_sent as u32,
+                    octet_count: self.stats.bytes_sent as u32,
+                },
+                reports,
+            }));
+        } else {
+            packets.push(RtcpPacket::ReceiverReport(ReceiverReport { ssrc, reports }));
+        }
+        // §6.1: every compound packet carries the CNAME.
+        let mut end = self.config.cname.len().min(255);
+        while !self.config.cname.is_char_boundary(end) {
+            end -= 1;
+        }
+        packets.push(RtcpPacket::Sdes(vec![SdesChunk::cname(
+            ssrc,
+            &self.config.cname[..end],
+        )]));
+        if bye {
+            packets.push(RtcpPacket::Bye(Bye {
+                ssrcs: vec![ssrc],
+                reason: None,
+            }));
+        }
+        let mut packet = Vec::with_capacity(128);
+        if rtcp::write_compound(&packets, &mut packet).is_err()
+            || self.outbound.protect_rtcp(&mut packet).is_err()
+        {
+            self.stats.transmit_errors += 1;
+            return None;
+        }
+        self.stats.rtcp_sent += 1;
+        Some(packet)
+    }
+}
