@@ -37,4 +37,5 @@ pub mod subscriber;
 pub use client::{WalletClient, onboard_phone, server_identity_key};
 pub use config::WalletConfig;
 pub use error::ApiError;
+pub use receipt::sip_password;
 pub use service::{OnboardingStatus, Service};

@@ -112,6 +112,33 @@ impl fmt::Debug for Receipt {
     }
 }
 
+impl Receipt {
+    /// The purchase JSON, parsed without checking the signature: for the phone, which holds its own
+    /// receipt straight from the store. Servers use [`ReceiptPolicy::verify`] instead.
+    pub fn purchase(&self) -> Result<Purchase, ReceiptError> {
+        let purchase: Purchase =
+            serde_json::from_str(&self.original_json).map_err(|e| ReceiptError::Malformed {
+                reason: e.to_string(),
+            })?;
+        if purchase.purchase_token.is_empty() {
+            return Err(ReceiptError::Malformed {
+                reason: "purchaseToken must not be empty".into(),
+            });
+        }
+        Ok(purchase)
+    }
+}
+
+/// The SIP digest password of the subscriber onboarded with `receipt`, as the phone derives it
+/// itself: the lower-case hex SHA-256 of the purchase token (64 characters), exactly what the
+/// wallet server writes to the `subscriber` table ([`Purchase::token_sha256_hex`]). The SIP
+/// username is the E.164 number given at onboarding. A secret: zeroized on drop, never log it.
+pub fn sip_password(receipt: &Receipt) -> Result<zeroize::Zeroizing<String>, ReceiptError> {
+    Ok(zeroize::Zeroizing::new(
+        receipt.purchase()?.token_sha256_hex(),
+    ))
+}
+
 /// The purchase JSON's fields (Play Billing's `Purchase`); unknown fields are ignored.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
