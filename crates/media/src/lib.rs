@@ -60,6 +60,14 @@ pub mod signal;
 pub mod wav;
 
 pub use g711::Codec;
+
+/// Every error type of the crate in one place.
+pub mod error {
+    pub use crate::rtcp::RtcpError;
+    pub use crate::rtp::RtpError;
+    pub use crate::session::MediaError;
+    pub use crate::wav::WavError;
+}
 pub use session::{
     DEFAULT_MAX_RECORDED_OCTETS, MAX_DATAGRAM, MAX_GAP_FILL, MediaConfig, MediaError, MediaEvent,
     MediaSession, MediaStats,

@@ -107,6 +107,9 @@ pub enum MediaError {
     /// [`MediaConfig::max_recorded_octets`] reached.
     #[error("recording limit reached")]
     RecordingFull,
+    /// An RTP packet without payload (G.711 carries at least one sample).
+    #[error("RTP packet without payload")]
+    EmptyPayload,
 }
 
 /// What an accepted packet was.
@@ -176,6 +179,9 @@ pub struct MediaStats {
     pub rtt: Option<Duration>,
     /// True once the peer sent BYE.
     pub bye_received: bool,
+    /// When the last packet (RTP or RTCP) was accepted: a shell can end a call whose peer went
+    /// silent.
+    pub last_received_at: Option<Instant>,
 }
 
 /// What was received, per extended sequence number.
@@ -236,6 +242,8 @@ pub struct MediaSession {
     rx: Receiver,
     stats: MediaStats,
     scratch: Vec<u8>,
+    /// `rtp_sent` when the last two RTCP reports went out (for the SR-or-RR rule of §6.4).
+    sent_at_reports: [u64; 2],
 }
 
 impl MediaSession {
@@ -277,6 +285,7 @@ impl MediaSession {
             rx: Receiver::default(),
             stats: MediaStats::default(),
             scratch: Vec::with_capacity(MAX_DATAGRAM),
+            sent_at_reports: [0; 2],
         }
     }
 
@@ -309,10 +318,12 @@ impl MediaSession {
         };
         match (&result, is_rtcp) {
             (Ok(_), true) => {
+                self.stats.last_received_at = Some(now);
                 self.stats.rtcp_received += 1;
                 self.stats.wire_bytes_received += packet.len() as u64;
             }
             (Ok(_), false) => {
+                self.stats.last_received_at = Some(now);
                 self.stats.rtp_received += 1;
                 self.stats.wire_bytes_received += packet.len() as u64;
             }
@@ -354,6 +365,10 @@ impl MediaSession {
         };
         if self.rx.packets.contains_key(&ext) {
             return Err(MediaError::Duplicate(p.sequence));
+        }
+        if p.payload.is_empty() {
+            // Also bounds the number of stored packets by the octet limit.
+            return Err(MediaError::EmptyPayload);
         }
         if self.rx.stored + p.payload.len() > self.config.max_recorded_octets {
             return Err(MediaError::RecordingFull);
@@ -455,8 +470,9 @@ impl MediaSession {
     }
 
     /// The next protected packet due at `now`, or `None` when nothing is due: an SRTP audio
-    /// frame per ptime from the source, an SRTCP SR (or RR before any audio was sent) with SDES
-    /// every RTCP interval, and after [`finish`](Self::finish) a final SR + SDES + BYE.
+    /// frame per ptime from the source, an SRTCP SR with SDES every RTCP interval (an RR when
+    /// no audio went out since the report before last, RFC 3550 §6.4), and after
+    /// [`finish`](Self::finish) a final SR (or RR) + SDES + BYE.
     /// Call until `None` after every `handle_input` and at every `poll_timeout` deadline.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
@@ -496,6 +512,7 @@ impl MediaSession {
     /// When `poll_transmit` next has something to send: the next audio frame, RTCP report or
     /// the final report after `finish`. `None` once the final BYE went out. Early or repeated
     /// polls are harmless.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.closed {
             return None;
@@ -545,6 +562,8 @@ impl MediaSession {
     pub fn received_payload(&self) -> Vec<u8> {
         let silence = self.config.codec.silence();
         let mut out = Vec::with_capacity(self.rx.stored);
+        // Silence inserted in total is bounded too: at most as much as the recording limit.
+        let mut fill_budget = self.config.max_recorded_octets;
         let mut prev: Option<(u64, u32, usize)> = None;
         for (&ext, (ts, payload)) in &self.rx.packets {
             if let Some((pext, pts, plen)) = prev {
@@ -558,6 +577,8 @@ impl MediaSession {
                 } else {
                     0
                 };
+                let fill = fill.min(fill_budget);
+                fill_budget -= fill;
                 out.extend(std::iter::repeat_n(silence, fill));
             }
             out.extend_from_slice(payload);
@@ -667,8 +688,10 @@ impl MediaSession {
         let ssrc = self.config.local_ssrc;
         let reports = self.report_blocks(now);
         let mut packets = Vec::with_capacity(3);
-        // §6.4: an SR once we have sent RTP, an RR before.
-        if self.stats.rtp_sent > 0 {
+        // §6.4: an SR when we sent RTP since the report before last, else an RR.
+        let sent_lately = self.stats.rtp_sent > self.sent_at_reports[0];
+        self.sent_at_reports = [self.sent_at_reports[1], self.stats.rtp_sent];
+        if sent_lately {
             packets.push(RtcpPacket::SenderReport(SenderReport {
                 ssrc,
                 info: SenderInfo {

@@ -425,8 +425,16 @@ fn hostile_datagrams_are_rejected_counted_and_harmless() {
         c.b.handle_input(&forge(0, 9, 0x5EC0_0D00), now),
         Err(MediaError::UnexpectedSsrc(0x5EC0_0D00))
     );
+    // An authenticated packet without payload.
+    let mut empty = Vec::new();
+    RtpPacket::new(0, 65_502, 0, A_SSRC, &[])
+        .write(&mut empty)
+        .unwrap();
+    forger.protect_rtp(&mut empty).unwrap();
+    assert_eq!(c.b.handle_input(&empty, now), Err(MediaError::EmptyPayload));
     let s = c.b.stats();
     assert_eq!(s.rtp_received, 1);
-    assert_eq!(s.rtp_rejected + s.rtcp_rejected, 40 + 1 + 1 + 1 + 1);
+    assert_eq!(s.rtp_rejected + s.rtcp_rejected, 40 + 1 + 1 + 1 + 1 + 1);
+    assert_eq!(s.last_received_at, Some(now));
     assert_eq!(c.b.received_payload().len(), 160);
 }

@@ -94,6 +94,49 @@ fn g711_tagged_files_are_decoded() {
 }
 
 #[test]
+fn wave_format_extensible_is_read_by_its_sub_format() {
+    // A 40-octet `fmt ` chunk: WAVE_FORMAT_EXTENSIBLE, sub-format GUID starting with the tag.
+    let pcm: Vec<u8> = [5i16, -6].iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mut fmt = Vec::new();
+    fmt.extend_from_slice(&0xFFFEu16.to_le_bytes());
+    fmt.extend_from_slice(&1u16.to_le_bytes());
+    fmt.extend_from_slice(&8000u32.to_le_bytes());
+    fmt.extend_from_slice(&16000u32.to_le_bytes());
+    fmt.extend_from_slice(&2u16.to_le_bytes());
+    fmt.extend_from_slice(&16u16.to_le_bytes());
+    fmt.extend_from_slice(&22u16.to_le_bytes()); // cbSize
+    fmt.extend_from_slice(&16u16.to_le_bytes()); // valid bits
+    fmt.extend_from_slice(&4u32.to_le_bytes()); // channel mask: front centre
+    fmt.extend_from_slice(&[
+        1, 0, 0, 0, 0, 0, 0x10, 0, 0x80, 0, 0, 0xAA, 0, 0x38, 0x9B, 0x71,
+    ]);
+    let mut f = Vec::new();
+    f.extend_from_slice(b"RIFF");
+    f.extend_from_slice(&((4 + 8 + fmt.len() + 8 + pcm.len()) as u32).to_le_bytes());
+    f.extend_from_slice(b"WAVE");
+    f.extend_from_slice(b"fmt ");
+    f.extend_from_slice(&(fmt.len() as u32).to_le_bytes());
+    f.extend_from_slice(&fmt);
+    // An unknown chunk with an odd size and its pad octet is skipped.
+    f.extend_from_slice(b"junk");
+    f.extend_from_slice(&3u32.to_le_bytes());
+    f.extend_from_slice(&[1, 2, 3, 0]);
+    f.extend_from_slice(b"data");
+    f.extend_from_slice(&(pcm.len() as u32).to_le_bytes());
+    f.extend_from_slice(&pcm);
+    let riff = (f.len() - 8) as u32;
+    f[4..8].copy_from_slice(&riff.to_le_bytes());
+    assert_eq!(wav::from_bytes(&f).unwrap(), vec![5, -6]);
+    // The same with an IEEE-float sub-format (3) is refused by name.
+    let at = f.len() - pcm.len() - 8 - 12 - 16;
+    f[at] = 3;
+    assert!(matches!(
+        wav::from_bytes(&f),
+        Err(WavError::UnsupportedFormat(3))
+    ));
+}
+
+#[test]
 fn unsupported_and_malformed_files_are_errors() {
     let pcm: Vec<u8> = [1i16, -2, 3, -4]
         .iter()
