@@ -1,0 +1,81 @@
+//! The phone's errors: one enum for a call's keys and SDP, one for the phone as a whole.
+
+use chaincall_identity::{IdentityName, KeyStatus};
+
+/// Why a call's media could not be negotiated or keyed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The SDP is malformed or has nothing we can use.
+    #[error("SDP: {0}")]
+    Sdp(String),
+    /// MIKEY refused the exchange (signature, unknown/pending/revoked key, replay, clock skew…).
+    #[error("MIKEY: {0}")]
+    Mikey(#[from] chaincall_mikey::MikeyError),
+    /// Keys are missing or unusable.
+    #[error("keys: {0}")]
+    Keys(String),
+    /// A bug in the caller of this module.
+    #[error("misuse: {0}")]
+    Misuse(&'static str),
+}
+
+/// Why a phone operation failed; each variant is a message a subscriber can act on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PhoneError {
+    /// The callee has no entry in the keystore.
+    #[error("{0} is not a chaincall subscriber (no keystore entry)")]
+    UnknownCallee(IdentityName),
+    /// The callee's key is not approved (pending or revoked).
+    #[error("{name} cannot be called securely: its key is {status} in the keystore")]
+    CalleeNotApproved {
+        /// The callee.
+        name: IdentityName,
+        /// Its status.
+        status: KeyStatus,
+    },
+    /// A lookup failed verification or the chain could not be reached.
+    #[error("key lookup for {name}: {reason}")]
+    Lookup {
+        /// Whose key.
+        name: IdentityName,
+        /// What failed.
+        reason: String,
+    },
+    /// The callee is registered nowhere (SIP 480/404).
+    #[error("{0} is offline (not registered)")]
+    Offline(String),
+    /// The callee is busy (SIP 486/600).
+    #[error("{0} is busy")]
+    Busy(String),
+    /// The call was refused with another SIP status.
+    #[error("call refused: {code} {reason}")]
+    Refused {
+        /// SIP status code.
+        code: u16,
+        /// Reason phrase.
+        reason: String,
+    },
+    /// Digest authentication failed (wrong credentials).
+    #[error("the SIP server refused our credentials ({0})")]
+    AuthFailed(u16),
+    /// No answer in time.
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+    /// The signalling connection closed or failed.
+    #[error("signalling: {0}")]
+    Signalling(String),
+    /// The call's keys or SDP.
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// The key store file.
+    #[error("key store: {0}")]
+    Store(String),
+    /// The configuration.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A socket or file.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}

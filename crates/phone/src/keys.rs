@@ -1,0 +1,142 @@
+//! Key lookups the phone makes on chain, before a call leaves and when one arrives.
+//!
+//! Every lookup is timed (the demo's "verified key retrieval") and, when the phone is configured
+//! with a [`HeaderTrust`], proven with `eth_getProof` against a trusted block header rather than
+//! taken from the RPC provider on trust. Results feed a [`StaticDirectory`] snapshot that the sans-IO
+//! MIKEY and handshake cores read synchronously.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::Address;
+use chaincall_chain::verified::{HeaderTrust, get_client_verified};
+use chaincall_chain::{ClientEntry, ClientId, KeystoreChain};
+use chaincall_identity::{IdentityName, KeyStatus, StaticDirectory};
+
+use crate::error::PhoneError;
+
+/// One lookup's answer and what it cost.
+#[derive(Debug, Clone)]
+pub struct LookedUp {
+    /// The entry as read (and, if `verified`, proven).
+    pub entry: ClientEntry,
+    /// Whether a storage proof against a trusted header backs it.
+    pub verified: bool,
+    /// The block the answer is proven at (verified lookups).
+    pub block: Option<u64>,
+    /// Bytes of proof checked.
+    pub proof_bytes: usize,
+    /// Wall time of the lookup.
+    pub elapsed: Duration,
+}
+
+/// Looks keys up in the keystore contract, verified when a header trust is configured.
+pub struct KeyLookup<C> {
+    chain: Arc<C>,
+    contract: Address,
+    trust: Option<Arc<HeaderTrust>>,
+}
+
+impl<C> std::fmt::Debug for KeyLookup<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyLookup")
+            .field("contract", &self.contract)
+            .field("verified", &self.trust.is_some())
+            .finish()
+    }
+}
+
+impl<C> Clone for KeyLookup<C> {
+    fn clone(&self) -> Self {
+        Self {
+            chain: self.chain.clone(),
+            contract: self.contract,
+            trust: self.trust.clone(),
+        }
+    }
+}
+
+impl<C: KeystoreChain> KeyLookup<C> {
+    /// Lookups against `contract`; `trust` makes them verified (recommended; `None` trusts the
+    /// node's `eth_call` answers).
+    pub fn new(chain: Arc<C>, contract: Address, trust: Option<Arc<HeaderTrust>>) -> Self {
+        Self {
+            chain,
+            contract,
+            trust,
+        }
+    }
+
+    /// The chain.
+    pub fn chain(&self) -> &Arc<C> {
+        &self.chain
+    }
+
+    /// The keystore contract.
+    pub fn contract(&self) -> Address {
+        self.contract
+    }
+
+    /// Whether lookups are proven.
+    pub fn is_verified(&self) -> bool {
+        self.trust.is_some()
+    }
+
+    /// Looks `name` up.
+    pub async fn lookup(&self, name: &IdentityName) -> Result<LookedUp, PhoneError> {
+        let started = Instant::now();
+        let id = ClientId::of(name);
+        let fail = |reason: String| PhoneError::Lookup {
+            name: name.clone(),
+            reason,
+        };
+        match &self.trust {
+            Some(trust) => {
+                let v = get_client_verified(&*self.chain, self.contract, id, trust, None)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                Ok(LookedUp {
+                    entry: v.entry,
+                    verified: true,
+                    block: Some(v.block_number),
+                    proof_bytes: v.proof_bytes,
+                    elapsed: started.elapsed(),
+                })
+            }
+            None => {
+                let entry = self
+                    .chain
+                    .get_client(self.contract, id)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                Ok(LookedUp {
+                    entry,
+                    verified: false,
+                    block: None,
+                    proof_bytes: 0,
+                    elapsed: started.elapsed(),
+                })
+            }
+        }
+    }
+
+    /// Looks `name` up and insists on an approved key, with a message for each other status.
+    pub async fn approved(&self, name: &IdentityName) -> Result<LookedUp, PhoneError> {
+        let found = self.lookup(name).await?;
+        match found.entry.status {
+            KeyStatus::Approved if found.entry.approved_key().is_some() => Ok(found),
+            KeyStatus::Unknown => Err(PhoneError::UnknownCallee(name.clone())),
+            status => Err(PhoneError::CalleeNotApproved {
+                name: name.clone(),
+                status,
+            }),
+        }
+    }
+
+    /// Adds a looked-up entry to a directory snapshot for the sans-IO cores.
+    pub fn record(directory: &mut StaticDirectory, name: &IdentityName, found: &LookedUp) {
+        if let Ok(key) = found.entry.public_key() {
+            directory.insert(name.clone(), found.entry.status, key);
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! chaincall's phone: the subscriber's side of chaincall, as a library (what a mobile app would
+//! embed) and behind `chaincall phone …`.
+//!
+//! | module | what | kind |
+//! | --- | --- | --- |
+//! | [`store`] | identity key, wallet key and SIP password at rest (Argon2id + AES-256-GCM, mode 0600) | file |
+//! | [`keys`] | key lookups on chain, proven against a trusted header ([`chaincall_chain::verified`]) and timed | async |
+//! | [`negotiation`] | SDP offer/answer: MIKEY-PKE / DH-SIGN in `a=key-mgmt` (RFC 4567), SDES (RFC 4568), G.711 | sans-IO |
+//! | [`ua`] | the SIP user agent: REGISTER with digest auth, INVITE/ACK/BYE/CANCEL, dialogs | sans-IO |
+//! | [`phone`] | the shell: TLS-PSK (or TCP) signalling, the actor, SRTP media tasks, call reports | tokio |
+//!
+//! A call, caller's side (DESIGN.md, flow 3): look the callee's key up on chain and verify the
+//! proof; make a MIKEY-PKE offer (a fresh SRTP master key per direction, encrypted to the callee's
+//! key, signed with ours); INVITE through the SIP server over TLS-PSK; on the 200 OK key SRTP and
+//! send G.711 audio. The callee looks the caller's key up the same way and refuses the call unless
+//! the MIKEY signature verifies against the caller's approved on-chain key and the MIKEY identity
+//! is the one in `From`. The SIP server only ever sees the encrypted envelope.
+//!
+//! SDES calls (standard phones such as baresip) are encrypted, but their keys travel inside the
+//! signalling and are not bound to any on-chain identity; they are reported as "encrypted, key not
+//! verified on chain" ([`negotiation::KeyMode::verified_on_chain`]).
+//!
+//! Secrets (identity and wallet keys, SIP password, SRTP keys) never reach logs; `--keylog`
+//! writes SRTP master keys to a file on request, with a warning.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod keys;
+pub mod negotiation;
+pub mod phone;
+pub mod store;
+pub mod ua;
+
+pub use error::{CallError, PhoneError};
+pub use keys::{KeyLookup, LookedUp};
+pub use negotiation::KeyMode;
+pub use phone::{
+    CallReport, Phone, PhoneConfig, PhoneEvent, PhoneEvents, SetupTimings, Signalling,
+};
+pub use store::PhoneSecrets;

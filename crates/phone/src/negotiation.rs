@@ -1,0 +1,590 @@
+//! SDP offer/answer for a call's audio and its keys: MIKEY (RFC 3830 in `a=key-mgmt`, RFC 4567)
+//! between chaincall phones, SDES (`a=crypto`, RFC 4568) for standard phones.
+//!
+//! Sans-IO: SDP bytes, keys, the key directory and `now` in; SDP text and keyed SRTP sessions out.
+//!
+//! Keys per direction: a MIKEY offer carries two crypto sessions, CS 1 for the caller's stream
+//! (its SSRC in the CS ID map) and CS 2 for the callee's (SSRC 0: the callee picks it). Each
+//! direction therefore has its own master key; nothing is keyed twice. SDES likewise has each side
+//! announce the key it sends with (RFC 4568 §6.1).
+
+use std::net::{IpAddr, SocketAddr};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use chaincall_identity::{IdentityKey, IdentityName, KeyDirectory};
+use chaincall_media::g711::Codec;
+use chaincall_mikey::{
+    Initiator, Mode, NtpTime, OfferConfig, Responder, SrtpKeys, SrtpPolicy, Stream,
+};
+use chaincall_sip::sdp::{Crypto, Media, Sdp};
+use chaincall_srtp::{Profile, SrtpConfig, SrtpSession};
+use rand_core::{OsRng, RngCore};
+use zeroize::Zeroizing;
+
+use crate::error::CallError;
+
+/// How a call's media keys are agreed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyMode {
+    /// MIKEY public-key envelope to the callee's on-chain key, signed by the caller (the paper's).
+    MikeyPke,
+    /// MIKEY DH-SIGN: signed ephemeral ECDH (forward secrecy).
+    MikeyDhSign,
+    /// SDES (RFC 4568): keys in the clear inside the (TLS-protected) signalling; for standard
+    /// phones. Encrypted, but the key is not verified on chain.
+    Sdes,
+}
+
+impl KeyMode {
+    /// A short name for logs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyMode::MikeyPke => "mikey-pke",
+            KeyMode::MikeyDhSign => "mikey-dh-sign",
+            KeyMode::Sdes => "sdes",
+        }
+    }
+
+    /// Whether the peer's identity is checked against the chain in this mode.
+    pub fn verified_on_chain(self) -> bool {
+        !matches!(self, KeyMode::Sdes)
+    }
+}
+
+impl std::str::FromStr for KeyMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "pke" | "mikey-pke" => Ok(KeyMode::MikeyPke),
+            "dh-sign" | "dhsign" | "mikey-dh-sign" => Ok(KeyMode::MikeyDhSign),
+            "sdes" => Ok(KeyMode::Sdes),
+            other => Err(format!("unknown key mode {other:?} (pke, dh-sign or sdes)")),
+        }
+    }
+}
+
+/// Where our audio is received and which codecs we take, in order of preference.
+#[derive(Debug, Clone)]
+pub struct LocalMedia {
+    /// Our RTP (and, with rtcp-mux, RTCP) address.
+    pub addr: SocketAddr,
+    /// Codecs we accept, preferred first.
+    pub codecs: Vec<Codec>,
+}
+
+/// One SRTP stream's master key, for the `--keylog` debugging file.
+#[derive(Clone)]
+pub struct StreamKey {
+    /// The stream's SSRC.
+    pub ssrc: u32,
+    /// The SRTP profile.
+    pub profile: Profile,
+    /// Master key followed by master salt (the RFC 4568 `inline:` layout). Secret.
+    pub key_and_salt: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for StreamKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamKey")
+            .field("ssrc", &format_args!("{:08x}", self.ssrc))
+            .field("profile", &self.profile.rfc_name())
+            .field("key_and_salt", &"<redacted>")
+            .finish()
+    }
+}
+
+impl StreamKey {
+    /// The key log line: `ssrc=<8 hex> profile=<RFC name> inline=<base64 key||salt>`.
+    pub fn keylog_line(&self) -> String {
+        format!(
+            "ssrc={:08x} profile={} inline={}",
+            self.ssrc,
+            self.profile.rfc_name(),
+            B64.encode(&self.key_and_salt[..])
+        )
+    }
+}
+
+/// The outcome of offer/answer: where to send, which codec, and the keyed SRTP sessions.
+pub struct NegotiatedMedia {
+    /// The peer's RTP address.
+    pub remote: SocketAddr,
+    /// The codec both sides use.
+    pub codec: Codec,
+    /// How the keys were agreed.
+    pub mode: KeyMode,
+    /// The identity the keys are bound to, checked against the chain (MIKEY); `None` with SDES.
+    pub verified_peer: Option<IdentityName>,
+    /// Our SSRC.
+    pub local_ssrc: u32,
+    /// Protects what we send.
+    pub outbound: SrtpSession,
+    /// Unprotects what we receive.
+    pub inbound: SrtpSession,
+    /// Both directions' master keys, for `--keylog` (ours first).
+    pub keys: Vec<StreamKey>,
+}
+
+impl std::fmt::Debug for NegotiatedMedia {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NegotiatedMedia")
+            .field("remote", &self.remote)
+            .field("codec", &self.codec)
+            .field("mode", &self.mode)
+            .field("verified_peer", &self.verified_peer)
+            .field("local_ssrc", &format_args!("{:08x}", self.local_ssrc))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A caller's offer, waiting for the answer.
+pub struct Offer {
+    mode: KeyMode,
+    sdp: String,
+    local_ssrc: u32,
+    codecs: Vec<Codec>,
+    callee: IdentityName,
+    mikey: Option<Initiator>,
+    sdes_key: Option<Zeroizing<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for Offer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Offer")
+            .field("mode", &self.mode)
+            .field("callee", &self.callee)
+            .finish_non_exhaustive()
+    }
+}
+
+const SDES_SUITE: &str = "AES_CM_128_HMAC_SHA1_80";
+const MIKEY_PROFILE: Profile = Profile::AesCm128HmacSha1_80;
+
+fn random_u32() -> u32 {
+    OsRng.next_u32()
+}
+
+fn media_section(local: &LocalMedia, proto: &str) -> Media {
+    let formats: Vec<String> = local
+        .codecs
+        .iter()
+        .map(|c| c.payload_type().to_string())
+        .collect();
+    let refs: Vec<&str> = formats.iter().map(String::as_str).collect();
+    let mut m = Media::new("audio", local.addr.port(), proto, &refs);
+    for c in &local.codecs {
+        m.push_attr(
+            "rtpmap",
+            Some(&format!("{} {}/8000", c.payload_type(), c.rtpmap_name())),
+        );
+    }
+    m.push_attr("ptime", Some("20"));
+    m.push_attr("rtcp-mux", None);
+    m.push_attr("sendrecv", None);
+    m
+}
+
+fn base_sdp(addr: IpAddr) -> Sdp {
+    let mut sdp = Sdp::new("-", u64::from(random_u32()), &addr.to_string());
+    sdp.session_name = "chaincall".into();
+    sdp
+}
+
+/// The SRTP policy chaincall offers in MIKEY: RFC 3830's default, AES_CM_128_HMAC_SHA1_80.
+fn mikey_policy() -> SrtpPolicy {
+    SrtpPolicy::default()
+}
+
+fn session(profile: Profile, key_and_salt: &[u8]) -> Result<SrtpSession, CallError> {
+    SrtpSession::from_key_and_salt(SrtpConfig::new(profile), key_and_salt)
+        .map_err(|e| CallError::Keys(format!("SRTP keying: {e}")))
+}
+
+fn key_material(k: &SrtpKeys) -> Zeroizing<Vec<u8>> {
+    let mut v = Zeroizing::new(Vec::with_capacity(30));
+    v.extend_from_slice(k.dangerous_master_key());
+    v.extend_from_slice(k.dangerous_master_salt());
+    v
+}
+
+impl Offer {
+    /// A MIKEY offer (PKE or DH-SIGN) to `callee`, whose approved key must be in `directory`
+    /// (looked up and verified on chain by the caller's shell beforehand).
+    pub fn mikey(
+        mode: KeyMode,
+        own: &IdentityName,
+        own_key: &IdentityKey,
+        callee: &IdentityName,
+        directory: &dyn KeyDirectory,
+        local: &LocalMedia,
+        now: NtpTime,
+    ) -> Result<Offer, CallError> {
+        let local_ssrc = random_u32();
+        let mut cfg = OfferConfig::new(own.clone(), callee.clone());
+        cfg.policy = mikey_policy();
+        cfg.streams = vec![
+            Stream {
+                ssrc: local_ssrc,
+                roc: 0,
+            },
+            Stream { ssrc: 0, roc: 0 },
+        ];
+        let initiator = match mode {
+            KeyMode::MikeyPke => Initiator::pke(cfg, own_key, directory, now),
+            KeyMode::MikeyDhSign => Initiator::dh_sign(cfg, own_key, now),
+            KeyMode::Sdes => return Err(CallError::Misuse("Offer::mikey with SDES")),
+        }
+        .map_err(CallError::Mikey)?;
+        let mut sdp = base_sdp(local.addr.ip());
+        // Session level: where Wireshark's SDP dissector decodes MIKEY (RFC 4567 §3.1 allows both).
+        sdp.attributes.push(chaincall_sip::sdp::Attribute {
+            name: "key-mgmt".into(),
+            value: Some(format!(
+                "mikey {}",
+                chaincall_mikey::sdp::attribute_value(initiator.offer())
+            )),
+        });
+        sdp.media.push(media_section(local, "RTP/SAVP"));
+        Ok(Offer {
+            mode,
+            sdp: sdp.to_string_crlf(),
+            local_ssrc,
+            codecs: local.codecs.clone(),
+            callee: callee.clone(),
+            mikey: Some(initiator),
+            sdes_key: None,
+        })
+    }
+
+    /// An SDES offer (RFC 4568) for a standard phone: our sending key in `a=crypto`.
+    pub fn sdes(callee: &IdentityName, local: &LocalMedia) -> Offer {
+        let mut key = Zeroizing::new(vec![0u8; 30]);
+        OsRng.fill_bytes(&mut key);
+        let mut sdp = base_sdp(local.addr.ip());
+        let mut m = media_section(local, "RTP/SAVP");
+        m.push_attr(
+            "crypto",
+            Some(&format!("1 {SDES_SUITE} inline:{}", B64.encode(&key[..]))),
+        );
+        sdp.media.push(m);
+        Offer {
+            mode: KeyMode::Sdes,
+            sdp: sdp.to_string_crlf(),
+            local_ssrc: random_u32(),
+            codecs: local.codecs.clone(),
+            callee: callee.clone(),
+            mikey: None,
+            sdes_key: Some(key),
+        }
+    }
+
+    /// The SDP to put in the INVITE.
+    pub fn sdp(&self) -> &str {
+        &self.sdp
+    }
+
+    /// The key mode offered.
+    pub fn mode(&self) -> KeyMode {
+        self.mode
+    }
+
+    /// Completes offer/answer with the 200 OK's SDP. With DH-SIGN (or a PKE answer), the answer's
+    /// MIKEY message must verify against the callee's key in `directory`.
+    pub fn handle_answer(
+        mut self,
+        answer: &[u8],
+        directory: &dyn KeyDirectory,
+        now: NtpTime,
+    ) -> Result<NegotiatedMedia, CallError> {
+        let sdp = Sdp::parse(answer).map_err(|e| CallError::Sdp(e.to_string()))?;
+        let (remote, codec, media) = pick_media(&sdp, &self.codecs)?;
+        match self.mode {
+            KeyMode::Sdes => {
+                let ours = self
+                    .sdes_key
+                    .take()
+                    .ok_or(CallError::Misuse("no SDES key"))?;
+                let theirs = sdes_key(media)?;
+                Ok(NegotiatedMedia {
+                    remote,
+                    codec,
+                    mode: KeyMode::Sdes,
+                    verified_peer: None,
+                    local_ssrc: self.local_ssrc,
+                    outbound: session(MIKEY_PROFILE, &ours)?,
+                    inbound: session(MIKEY_PROFILE, &theirs)?,
+                    keys: vec![
+                        StreamKey {
+                            ssrc: self.local_ssrc,
+                            profile: MIKEY_PROFILE,
+                            key_and_salt: ours,
+                        },
+                        StreamKey {
+                            ssrc: 0,
+                            profile: MIKEY_PROFILE,
+                            key_and_salt: theirs,
+                        },
+                    ],
+                })
+            }
+            KeyMode::MikeyPke | KeyMode::MikeyDhSign => {
+                let mut init = self
+                    .mikey
+                    .take()
+                    .ok_or(CallError::Misuse("no MIKEY offer"))?;
+                let keys: Vec<SrtpKeys> = if init.expects_answer() {
+                    let msg = mikey_attribute(&sdp)?
+                        .ok_or(CallError::Keys("the answer has no MIKEY message".into()))?;
+                    init.handle_answer(&msg, directory, now, 60)
+                        .map_err(CallError::Mikey)?
+                        .to_vec()
+                } else {
+                    init.keys()
+                        .ok_or(CallError::Keys("MIKEY offer without keys".into()))?
+                        .to_vec()
+                };
+                let (tx, rx) = two_keys(&keys)?;
+                let tx_mat = key_material(tx);
+                let rx_mat = key_material(rx);
+                Ok(NegotiatedMedia {
+                    remote,
+                    codec,
+                    mode: self.mode,
+                    verified_peer: Some(self.callee.clone()),
+                    local_ssrc: self.local_ssrc,
+                    outbound: session(MIKEY_PROFILE, &tx_mat)?,
+                    inbound: session(MIKEY_PROFILE, &rx_mat)?,
+                    keys: vec![
+                        StreamKey {
+                            ssrc: self.local_ssrc,
+                            profile: MIKEY_PROFILE,
+                            key_and_salt: tx_mat,
+                        },
+                        StreamKey {
+                            ssrc: rx.ssrc,
+                            profile: MIKEY_PROFILE,
+                            key_and_salt: rx_mat,
+                        },
+                    ],
+                })
+            }
+        }
+    }
+}
+
+/// CS 1 keys the caller's stream, CS 2 the callee's.
+fn two_keys(keys: &[SrtpKeys]) -> Result<(&SrtpKeys, &SrtpKeys), CallError> {
+    let first = keys.iter().find(|k| k.cs_id == 1);
+    let second = keys.iter().find(|k| k.cs_id == 2);
+    match (first, second) {
+        (Some(a), Some(b)) => Ok((a, b)),
+        _ => Err(CallError::Keys(
+            "MIKEY must key two crypto sessions (one per direction)".into(),
+        )),
+    }
+}
+
+fn mikey_attribute(sdp: &Sdp) -> Result<Option<Vec<u8>>, CallError> {
+    match sdp.key_mgmt().into_iter().find(|k| k.protocol == "mikey") {
+        None => Ok(None),
+        Some(k) => chaincall_mikey::sdp::decode_base64(k.data)
+            .map(Some)
+            .map_err(|e| CallError::Sdp(format!("key-mgmt: {e}"))),
+    }
+}
+
+fn sdes_key(media: &Media) -> Result<Zeroizing<Vec<u8>>, CallError> {
+    let crypto: Crypto<'_> = media
+        .cryptos()
+        .find(|c| c.suite == SDES_SUITE)
+        .ok_or_else(|| CallError::Keys(format!("no a=crypto with {SDES_SUITE}")))?;
+    let inline = crypto
+        .keys
+        .first()
+        .ok_or_else(|| CallError::Keys("a=crypto without inline key".into()))?;
+    let raw = Zeroizing::new(
+        B64.decode(inline.key_salt)
+            .map_err(|_| CallError::Keys("a=crypto inline key is not base64".into()))?,
+    );
+    if raw.len() != 30 {
+        return Err(CallError::Keys(format!(
+            "a=crypto inline key is {} bytes, {SDES_SUITE} needs 30",
+            raw.len()
+        )));
+    }
+    Ok(raw)
+}
+
+/// The first audio section with a codec we take, its address and the codec.
+fn pick_media<'s>(
+    sdp: &'s Sdp,
+    ours: &[Codec],
+) -> Result<(SocketAddr, Codec, &'s Media), CallError> {
+    let media = sdp
+        .media
+        .iter()
+        .find(|m| m.media == "audio" && m.port != 0)
+        .ok_or_else(|| CallError::Sdp("no active audio stream".into()))?;
+    let codec = media
+        .formats
+        .iter()
+        .filter_map(|f| f.parse::<u8>().ok())
+        .filter_map(Codec::from_payload_type)
+        .find(|c| ours.contains(c))
+        .ok_or_else(|| CallError::Sdp("no common codec (PCMU or PCMA)".into()))?;
+    let conn = media
+        .connections
+        .first()
+        .or(sdp.connection.as_ref())
+        .ok_or_else(|| CallError::Sdp("no c= line".into()))?;
+    let ip: IpAddr = conn
+        .address
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .parse()
+        .map_err(|_| CallError::Sdp(format!("c= address {:?} is not an IP", conn.address)))?;
+    Ok((SocketAddr::new(ip, media.port), codec, media))
+}
+
+/// What the callee learns from an offer before deciding to answer.
+#[derive(Debug)]
+pub struct IncomingOffer {
+    /// How the caller keyed the call.
+    pub mode: KeyMode,
+    sdp: Sdp,
+    mikey: Option<Vec<u8>>,
+}
+
+impl IncomingOffer {
+    /// Parses an INVITE's SDP offer.
+    pub fn parse(body: &[u8]) -> Result<IncomingOffer, CallError> {
+        let sdp = Sdp::parse(body).map_err(|e| CallError::Sdp(e.to_string()))?;
+        let mikey = mikey_attribute(&sdp)?;
+        let mode = match &mikey {
+            Some(m) => {
+                match chaincall_mikey::message::Message::decode(m).map(|msg| msg.header.data_type) {
+                    Ok(chaincall_mikey::message::DataType::DhInit) => KeyMode::MikeyDhSign,
+                    Ok(_) => KeyMode::MikeyPke,
+                    Err(e) => return Err(CallError::Mikey(e.into())),
+                }
+            }
+            None => KeyMode::Sdes,
+        };
+        Ok(IncomingOffer { mode, sdp, mikey })
+    }
+
+    /// Accepts the offer: checks the caller's MIKEY message against `directory` (the caller's
+    /// approved key, looked up on chain) and that it was made by `claimed` (the From header's
+    /// identity), keys SRTP both ways, and builds the answer SDP.
+    pub fn accept(
+        self,
+        claimed: Option<&IdentityName>,
+        responder: &mut Responder,
+        directory: &dyn KeyDirectory,
+        local: &LocalMedia,
+        now: NtpTime,
+    ) -> Result<(String, NegotiatedMedia), CallError> {
+        let (remote, codec, media) = pick_media(&self.sdp, &local.codecs)?;
+        let mut answer = base_sdp(local.addr.ip());
+        let mut m = media_section(
+            &LocalMedia {
+                addr: local.addr,
+                codecs: vec![codec],
+            },
+            "RTP/SAVP",
+        );
+        let local_ssrc = random_u32();
+        let negotiated = match (&self.mikey, self.mode) {
+            (Some(msg), _) => {
+                let accepted = responder
+                    .handle_offer(msg, directory, now)
+                    .map_err(CallError::Mikey)?;
+                if let Some(claimed) = claimed
+                    && &accepted.initiator != claimed
+                {
+                    return Err(CallError::Keys(format!(
+                        "MIKEY was signed by {} but the call claims to come from {claimed}",
+                        accepted.initiator
+                    )));
+                }
+                if let Some(a) = &accepted.answer {
+                    answer.attributes.push(chaincall_sip::sdp::Attribute {
+                        name: "key-mgmt".into(),
+                        value: Some(format!(
+                            "mikey {}",
+                            chaincall_mikey::sdp::attribute_value(a)
+                        )),
+                    });
+                }
+                let (rx, tx) = two_keys(&accepted.keys)?;
+                let tx_mat = key_material(tx);
+                let rx_mat = key_material(rx);
+                NegotiatedMedia {
+                    remote,
+                    codec,
+                    mode: match accepted.mode {
+                        Mode::DhSign => KeyMode::MikeyDhSign,
+                        _ => KeyMode::MikeyPke,
+                    },
+                    verified_peer: Some(accepted.initiator.clone()),
+                    local_ssrc,
+                    outbound: session(MIKEY_PROFILE, &tx_mat)?,
+                    inbound: session(MIKEY_PROFILE, &rx_mat)?,
+                    keys: vec![
+                        StreamKey {
+                            ssrc: local_ssrc,
+                            profile: MIKEY_PROFILE,
+                            key_and_salt: tx_mat,
+                        },
+                        StreamKey {
+                            ssrc: rx.ssrc,
+                            profile: MIKEY_PROFILE,
+                            key_and_salt: rx_mat,
+                        },
+                    ],
+                }
+            }
+            (None, _) => {
+                let theirs = sdes_key(media)?;
+                let mut ours = Zeroizing::new(vec![0u8; 30]);
+                OsRng.fill_bytes(&mut ours);
+                let tag = media
+                    .cryptos()
+                    .find(|c| c.suite == SDES_SUITE)
+                    .map_or(1, |c| c.tag);
+                m.push_attr(
+                    "crypto",
+                    Some(&format!(
+                        "{tag} {SDES_SUITE} inline:{}",
+                        B64.encode(&ours[..])
+                    )),
+                );
+                NegotiatedMedia {
+                    remote,
+                    codec,
+                    mode: KeyMode::Sdes,
+                    verified_peer: None,
+                    local_ssrc,
+                    outbound: session(MIKEY_PROFILE, &ours)?,
+                    inbound: session(MIKEY_PROFILE, &theirs)?,
+                    keys: vec![
+                        StreamKey {
+                            ssrc: local_ssrc,
+                            profile: MIKEY_PROFILE,
+                            key_and_salt: ours,
+                        },
+                        StreamKey {
+                            ssrc: 0,
+                            profile: MIKEY_PROFILE,
+                            key_and_salt: theirs,
+                        },
+                    ],
+                }
+            }
+        };
+        answer.media.push(m);
+        Ok((answer.to_string_crlf(), negotiated))
+    }
+}

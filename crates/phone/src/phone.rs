@@ -1,0 +1,938 @@
+//! The phone's I/O shell: the signalling connection (TLS-PSK to sipd, or TCP to a standard
+//! proxy such as Kamailio), the user agent, key lookups on chain, and one SRTP media task per call.
+//!
+//! [`Phone::connect`] returns a cheap [`Phone`] handle; an actor task owns the connection and the
+//! [`UserAgent`]. Commands go in over a channel, [`PhoneEvent`]s come out of another. The protocol
+//! work stays in the sans-IO cores ([`crate::ua`], [`crate::negotiation`], MIKEY, SRTP, media).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use chaincall_chain::KeystoreChain;
+use chaincall_handshake::{HandshakeConfig, Initiator, LocalIdentity, Protocol};
+use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber, StaticDirectory};
+use chaincall_media::g711::Codec;
+use chaincall_media::{MediaConfig, MediaSession, MediaStats};
+use chaincall_mikey::{NtpTime, Responder, ResponderConfig};
+use chaincall_sip::framing::{Frame, StreamFramer};
+use chaincall_sip::message::ParseLimits;
+use chaincall_tls_psk::{OpensslCrypto, TlsPskClient, TlsPskConfig};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+use zeroize::Zeroizing;
+
+use crate::error::PhoneError;
+use crate::keys::{KeyLookup, LookedUp};
+use crate::negotiation::{IncomingOffer, KeyMode, LocalMedia, NegotiatedMedia, Offer, StreamKey};
+use crate::ua::{UaConfig, UaEvent, UserAgent};
+
+/// How the phone reaches its SIP server.
+#[derive(Debug, Clone)]
+pub enum Signalling {
+    /// chaincall's way: the handshake with the server's on-chain identity, then TLS with the PSK.
+    TlsPsk {
+        /// The server's address.
+        addr: SocketAddr,
+        /// The server's identity name in the keystore (its domain).
+        server: IdentityName,
+    },
+    /// Plain TCP to a standard proxy (Kamailio): signalling unprotected, media still end-to-end.
+    Tcp {
+        /// The proxy's address.
+        addr: SocketAddr,
+    },
+}
+
+/// What a phone needs to run.
+#[derive(Clone)]
+pub struct PhoneConfig {
+    /// Our number.
+    pub number: PhoneNumber,
+    /// Our identity key (its public half is approved on chain).
+    pub identity: Arc<IdentityKey>,
+    /// SIP digest password.
+    pub sip_password: Zeroizing<String>,
+    /// SIP domain (realm and registrar).
+    pub sip_domain: String,
+    /// The signalling path.
+    pub signalling: Signalling,
+    /// Address to bind media sockets to.
+    pub media_ip: IpAddr,
+    /// Codecs, preferred first.
+    pub codecs: Vec<Codec>,
+    /// Key mode for outgoing calls.
+    pub key_mode: KeyMode,
+    /// Where to append SRTP master keys for debugging (`--keylog`); `None` (the default) writes none.
+    pub keylog: Option<PathBuf>,
+    /// Answer incoming calls at once.
+    pub auto_answer: bool,
+    /// What we send in calls (8 kHz PCM).
+    pub audio: Arc<Vec<i16>>,
+    /// Registration lifetime asked for, seconds.
+    pub register_expires: u32,
+}
+
+impl std::fmt::Debug for PhoneConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PhoneConfig")
+            .field("number", &self.number)
+            .field("sip_domain", &self.sip_domain)
+            .field("signalling", &self.signalling)
+            .field("key_mode", &self.key_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the milliseconds of a call set-up went.
+#[derive(Debug, Clone, Default)]
+pub struct SetupTimings {
+    /// Verified lookup of the peer's key (caller: before the INVITE; callee: the caller's key).
+    pub key_retrieval: Duration,
+    /// Building the MIKEY offer or processing it (signatures, ECIES).
+    pub mikey: Duration,
+    /// INVITE sent to the 200 OK received (network, proxy, the callee's work).
+    pub signalling: Duration,
+    /// INVITE sent to both SRTP contexts keyed: the paper's call set-up time.
+    pub call_setup: Duration,
+}
+
+/// A finished call, as the user (or the demo's checks) sees it.
+#[derive(Debug, Clone)]
+pub struct CallReport {
+    /// The Call-ID.
+    pub call_id: String,
+    /// The other party.
+    pub peer: String,
+    /// We placed the call.
+    pub outgoing: bool,
+    /// How keys were agreed.
+    pub mode: KeyMode,
+    /// The identity proven by MIKEY against the chain (`None` with SDES: "key not verified").
+    pub verified_peer: Option<IdentityName>,
+    /// Whether the key lookup was proven against a block header.
+    pub lookup_verified: bool,
+    /// Where the set-up time went.
+    pub timings: SetupTimings,
+    /// Packet counts.
+    pub stats: MediaStats,
+    /// G.711 payload we sent, in order.
+    pub sent_payload: Vec<u8>,
+    /// G.711 payload we received, in sequence order.
+    pub received_payload: Vec<u8>,
+    /// The received audio, decoded.
+    pub recorded: Vec<i16>,
+    /// The codec.
+    pub codec: Codec,
+}
+
+/// What the phone tells its user.
+#[derive(Debug)]
+pub enum PhoneEvent {
+    /// Registered at the server.
+    Registered {
+        /// Granted lifetime.
+        expires: u32,
+    },
+    /// A call arrives (decide with [`Phone::answer`] unless auto-answer is on).
+    Incoming {
+        /// The call.
+        call_id: String,
+        /// The claimed caller (checked by MIKEY when answered).
+        from: String,
+    },
+    /// A call is up: both SRTP contexts are keyed.
+    CallUp {
+        /// The call.
+        call_id: String,
+        /// The other party.
+        peer: String,
+        /// Key mode.
+        mode: KeyMode,
+        /// The chain-verified peer (None: SDES, "encrypted, key not verified on chain").
+        verified_peer: Option<IdentityName>,
+    },
+    /// A call ended; the report has its numbers.
+    CallEnded(Box<CallReport>),
+    /// An incoming call was refused (bad keys, unknown caller…).
+    Refused {
+        /// The call.
+        call_id: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+enum Command {
+    Register {
+        expires: u32,
+        reply: oneshot::Sender<Result<u32, PhoneError>>,
+    },
+    Call {
+        target: PhoneNumber,
+        reply: oneshot::Sender<Result<String, PhoneError>>,
+    },
+    Answer {
+        call_id: String,
+        accept: bool,
+    },
+    Hangup {
+        call_id: String,
+    },
+    Shutdown,
+}
+
+/// A handle to a running phone.
+#[derive(Debug, Clone)]
+pub struct Phone {
+    cmd: mpsc::Sender<Command>,
+    number: PhoneNumber,
+}
+
+/// The stream of [`PhoneEvent`]s of one phone.
+pub type PhoneEvents = mpsc::UnboundedReceiver<PhoneEvent>;
+
+impl Phone {
+    /// Connects to the SIP server (running the handshake for TLS-PSK) and starts the phone.
+    /// Returns the handle, the event stream, and the connect time.
+    pub async fn connect<C: KeystoreChain + 'static>(
+        cfg: PhoneConfig,
+        lookup: KeyLookup<C>,
+    ) -> Result<(Phone, PhoneEvents, Duration), PhoneError> {
+        let started = Instant::now();
+        let (cmd_tx, cmd_rx) = mpsc::channel(32);
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let number = cfg.number.clone();
+        match cfg.signalling.clone() {
+            Signalling::TlsPsk { addr, server } => {
+                let found = lookup
+                    .approved(&server)
+                    .await
+                    .map_err(|e| PhoneError::Signalling(format!("SIP server {server}: {e}")))?;
+                let mut dir = StaticDirectory::new();
+                KeyLookup::<C>::record(&mut dir, &server, &found);
+                let me = IdentityName::Phone(cfg.number.clone());
+                let local = LocalIdentity::with_crypto(
+                    me,
+                    cfg.identity.clone(),
+                    Arc::new(OpensslCrypto::new()),
+                );
+                let initiator = Initiator::new(
+                    HandshakeConfig::default(),
+                    local,
+                    server.clone(),
+                    Protocol::Sts,
+                    &dir,
+                    Instant::now(),
+                )
+                .map_err(|e| PhoneError::Signalling(format!("handshake: {e}")))?;
+                let tcp = TcpStream::connect(addr).await?;
+                let _ = tcp.set_nodelay(true);
+                let local_addr = tcp.local_addr()?;
+                let tls = TlsPskClient::new(&TlsPskConfig::default())
+                    .map_err(|e| PhoneError::Signalling(e.to_string()))?;
+                let (stream, established) = chaincall_tls_psk::connect_with_handshake(
+                    tcp,
+                    initiator,
+                    Duration::from_secs(10),
+                    &tls,
+                )
+                .await
+                .map_err(|e| PhoneError::Signalling(format!("TLS-PSK to {server}: {e}")))?;
+                info!(number = %cfg.number, server = %server, identity = %established.identity, "signalling secured with TLS-PSK");
+                spawn_actor(cfg, lookup, stream, local_addr, "TLS", cmd_rx, ev_tx);
+            }
+            Signalling::Tcp { addr } => {
+                let tcp = TcpStream::connect(addr).await?;
+                let _ = tcp.set_nodelay(true);
+                let local_addr = tcp.local_addr()?;
+                warn!(number = %cfg.number, %addr, "signalling over plain TCP: media stays end-to-end encrypted, SIP does not");
+                spawn_actor(cfg, lookup, tcp, local_addr, "TCP", cmd_rx, ev_tx);
+            }
+        }
+        Ok((
+            Phone {
+                cmd: cmd_tx,
+                number,
+            },
+            ev_rx,
+            started.elapsed(),
+        ))
+    }
+
+    /// Our number.
+    pub fn number(&self) -> &PhoneNumber {
+        &self.number
+    }
+
+    async fn send(&self, c: Command) -> Result<(), PhoneError> {
+        self.cmd
+            .send(c)
+            .await
+            .map_err(|_| PhoneError::Signalling("the phone has stopped".into()))
+    }
+
+    /// Registers (REGISTER with digest auth); returns the granted lifetime.
+    pub async fn register(&self, expires: u32) -> Result<u32, PhoneError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Register { expires, reply: tx }).await?;
+        rx.await
+            .map_err(|_| PhoneError::Signalling("the phone has stopped".into()))?
+    }
+
+    /// Places a call; returns its Call-ID once the callee's key is verified and the INVITE left.
+    /// Follow the call with the event stream ([`PhoneEvent::CallUp`], [`PhoneEvent::CallEnded`]).
+    pub async fn call(&self, target: &PhoneNumber) -> Result<String, PhoneError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Call {
+            target: target.clone(),
+            reply: tx,
+        })
+        .await?;
+        rx.await
+            .map_err(|_| PhoneError::Signalling("the phone has stopped".into()))?
+    }
+
+    /// Accepts or refuses an incoming call (when auto-answer is off).
+    pub async fn answer(&self, call_id: &str, accept: bool) -> Result<(), PhoneError> {
+        self.send(Command::Answer {
+            call_id: call_id.to_owned(),
+            accept,
+        })
+        .await
+    }
+
+    /// Ends a call.
+    pub async fn hangup(&self, call_id: &str) -> Result<(), PhoneError> {
+        self.send(Command::Hangup {
+            call_id: call_id.to_owned(),
+        })
+        .await
+    }
+
+    /// Stops the phone (unregistering first is the caller's choice).
+    pub async fn shutdown(&self) {
+        let _ = self.cmd.send(Command::Shutdown).await;
+    }
+}
+
+/// A call in progress, owned by the actor.
+struct ActiveCall {
+    peer: String,
+    outgoing: bool,
+    lookup: Option<LookedUp>,
+    offer: Option<Offer>,
+    invite_sent: Instant,
+    mikey_time: Duration,
+    socket: Option<Arc<UdpSocket>>,
+    media: Option<MediaTask>,
+    timings: SetupTimings,
+    mode: KeyMode,
+    verified_peer: Option<IdentityName>,
+    codec: Codec,
+}
+
+struct MediaTask {
+    stop: oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<MediaSession>,
+}
+
+struct Actor<C> {
+    cfg: PhoneConfig,
+    lookup: KeyLookup<C>,
+    ua: UserAgent,
+    responder: Responder,
+    calls: std::collections::HashMap<String, ActiveCall>,
+    events: mpsc::UnboundedSender<PhoneEvent>,
+    register_reply: Option<oneshot::Sender<Result<u32, PhoneError>>>,
+    pending_offers: std::collections::HashMap<String, Vec<u8>>,
+    keylog_warned: bool,
+}
+
+fn spawn_actor<C, S>(
+    cfg: PhoneConfig,
+    lookup: KeyLookup<C>,
+    stream: S,
+    local: SocketAddr,
+    transport: &'static str,
+    cmd_rx: mpsc::Receiver<Command>,
+    events: mpsc::UnboundedSender<PhoneEvent>,
+) where
+    C: KeystoreChain + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let ua = UserAgent::new(UaConfig {
+        user: cfg.number.as_str().to_owned(),
+        domain: cfg.sip_domain.clone(),
+        password: cfg.sip_password.clone(),
+        local,
+        transport,
+        user_agent: format!("chaincall/{}", env!("CARGO_PKG_VERSION")),
+    });
+    let me = IdentityName::Phone(cfg.number.clone());
+    let responder = Responder::new(ResponderConfig::new(me), (*cfg.identity).clone());
+    let actor = Actor {
+        cfg,
+        lookup,
+        ua,
+        responder,
+        calls: Default::default(),
+        events,
+        register_reply: None,
+        pending_offers: Default::default(),
+        keylog_warned: false,
+    };
+    tokio::spawn(actor.run(stream, cmd_rx));
+}
+
+fn ntp_now() -> NtpTime {
+    NtpTime::from_system_time(SystemTime::now())
+}
+
+impl<C: KeystoreChain + 'static> Actor<C> {
+    async fn run<S>(mut self, stream: S, mut cmd_rx: mpsc::Receiver<Command>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        let (frame_tx, mut frame_rx) = mpsc::channel::<Option<Vec<u8>>>(64);
+        let number = self.cfg.number.clone();
+        let reader = tokio::spawn(async move {
+            let mut framer = StreamFramer::new(ParseLimits::default());
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let n = match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                framer.push(&buf[..n]);
+                loop {
+                    match framer.poll_frame() {
+                        Ok(Some(Frame::Message(m))) => {
+                            if frame_tx.send(Some(m)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(Some(Frame::Ping)) => {}
+                        Ok(None) => break,
+                        Err(e) => {
+                            warn!(error = %e, "unframeable signalling stream");
+                            let _ = frame_tx.send(None).await;
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = frame_tx.send(None).await;
+        });
+        loop {
+            let deadline = self
+                .ua
+                .poll_timeout()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                frame = frame_rx.recv() => match frame.flatten() {
+                    Some(bytes) => {
+                        if let Err(e) = self.ua.handle_input(&bytes, Instant::now()) {
+                            debug!(error = %e, "unparseable SIP message ignored");
+                        }
+                    }
+                    None => {
+                        warn!(%number, "signalling connection closed");
+                        break;
+                    }
+                },
+                cmd = cmd_rx.recv() => match cmd {
+                    None | Some(Command::Shutdown) => break,
+                    Some(c) => self.command(c).await,
+                },
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
+                    self.ua.handle_timeout(Instant::now());
+                }
+            }
+            // Events first: they may queue more messages (answers, ACKs, BYEs).
+            while let Some(ev) = self.ua.poll_event() {
+                self.ua_event(ev).await;
+            }
+            while let Some(out) = self.ua.poll_transmit() {
+                if let Err(e) = wr.write_all(&out).await {
+                    warn!(error = %e, "signalling write failed");
+                    break;
+                }
+            }
+        }
+        reader.abort();
+        for (_, call) in self.calls.drain() {
+            if let Some(m) = call.media {
+                let _ = m.stop.send(());
+            }
+        }
+        if let Some(r) = self.register_reply.take() {
+            let _ = r.send(Err(PhoneError::Signalling("connection closed".into())));
+        }
+        let _ = wr.shutdown().await;
+    }
+
+    fn emit(&self, ev: PhoneEvent) {
+        let _ = self.events.send(ev);
+    }
+
+    async fn command(&mut self, c: Command) {
+        match c {
+            Command::Register { expires, reply } => {
+                self.register_reply = Some(reply);
+                self.ua.register(expires, Instant::now());
+            }
+            Command::Call { target, reply } => {
+                let r = self.place_call(&target).await;
+                let _ = reply.send(r);
+            }
+            Command::Answer { call_id, accept } => {
+                if accept {
+                    self.accept(&call_id).await;
+                } else {
+                    self.ua.answer(&call_id, 603, "Decline", None);
+                    self.calls.remove(&call_id);
+                }
+            }
+            Command::Hangup { call_id } => {
+                self.ua.hangup(&call_id, Instant::now());
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    async fn bind_media(&self) -> Result<Arc<UdpSocket>, PhoneError> {
+        Ok(Arc::new(
+            UdpSocket::bind(SocketAddr::new(self.cfg.media_ip, 0)).await?,
+        ))
+    }
+
+    async fn place_call(&mut self, target: &PhoneNumber) -> Result<String, PhoneError> {
+        let callee = IdentityName::Phone(target.clone());
+        let mode = self.cfg.key_mode;
+        let (found, dir) = if mode.verified_on_chain() {
+            let found = self.lookup.approved(&callee).await?;
+            let mut dir = StaticDirectory::new();
+            KeyLookup::<C>::record(&mut dir, &callee, &found);
+            (Some(found), dir)
+        } else {
+            (None, StaticDirectory::new())
+        };
+        let socket = self.bind_media().await?;
+        let local = LocalMedia {
+            addr: socket.local_addr()?,
+            codecs: self.cfg.codecs.clone(),
+        };
+        let t = Instant::now();
+        let me = IdentityName::Phone(self.cfg.number.clone());
+        let offer = match mode {
+            KeyMode::Sdes => Offer::sdes(&callee, &local),
+            _ => Offer::mikey(
+                mode,
+                &me,
+                &self.cfg.identity,
+                &callee,
+                &dir,
+                &local,
+                ntp_now(),
+            )?,
+        };
+        let mikey_time = t.elapsed();
+        let invite_sent = Instant::now();
+        let call_id = self.ua.invite(target.as_str(), offer.sdp(), invite_sent);
+        info!(call = %call_id, to = %target, mode = mode.name(), "calling");
+        let timings = SetupTimings {
+            key_retrieval: found.as_ref().map(|f| f.elapsed).unwrap_or_default(),
+            ..SetupTimings::default()
+        };
+        self.calls.insert(
+            call_id.clone(),
+            ActiveCall {
+                peer: target.as_str().to_owned(),
+                outgoing: true,
+                lookup: found,
+                offer: Some(offer),
+                invite_sent,
+                mikey_time,
+                socket: Some(socket),
+                media: None,
+                timings,
+                mode,
+                verified_peer: None,
+                codec: self.cfg.codecs.first().copied().unwrap_or(Codec::Pcmu),
+            },
+        );
+        Ok(call_id)
+    }
+
+    async fn ua_event(&mut self, ev: UaEvent) {
+        match ev {
+            UaEvent::Registered { expires } => {
+                info!(number = %self.cfg.number, expires, "registered");
+                if let Some(r) = self.register_reply.take() {
+                    let _ = r.send(Ok(expires));
+                }
+                self.emit(PhoneEvent::Registered { expires });
+            }
+            UaEvent::Unregistered => {
+                if let Some(r) = self.register_reply.take() {
+                    let _ = r.send(Ok(0));
+                }
+            }
+            UaEvent::RegistrationFailed { code, reason } => {
+                warn!(number = %self.cfg.number, code, %reason, "registration failed");
+                let err = match code {
+                    401 | 403 | 407 => PhoneError::AuthFailed(code),
+                    0 => PhoneError::Timeout("the registrar's answer"),
+                    _ => PhoneError::Refused { code, reason },
+                };
+                if let Some(r) = self.register_reply.take() {
+                    let _ = r.send(Err(err));
+                }
+            }
+            UaEvent::IncomingCall {
+                call_id,
+                from_user,
+                sdp,
+            } => self.incoming(call_id, from_user, sdp).await,
+            UaEvent::Ringing { call_id, code } => debug!(call = %call_id, code, "ringing"),
+            UaEvent::Answered { call_id, sdp } => self.answered(&call_id, &sdp).await,
+            UaEvent::CallFailed {
+                call_id,
+                code,
+                reason,
+            } => {
+                let peer = self
+                    .calls
+                    .remove(&call_id)
+                    .map(|c| c.peer)
+                    .unwrap_or_default();
+                let err = match code {
+                    404 | 480 => PhoneError::Offline(peer),
+                    486 | 600 => PhoneError::Busy(peer),
+                    0 => PhoneError::Timeout("the callee's answer"),
+                    _ => PhoneError::Refused { code, reason },
+                };
+                warn!(call = %call_id, error = %err, "call failed");
+                self.emit(PhoneEvent::Refused {
+                    call_id,
+                    reason: err.to_string(),
+                });
+            }
+            UaEvent::Confirmed { call_id } => debug!(call = %call_id, "ACK received"),
+            UaEvent::Ended { call_id, by_peer } => {
+                info!(call = %call_id, by_peer, "call ended");
+                if let Some(call) = self.calls.remove(&call_id) {
+                    let report = finish_call(call_id, call).await;
+                    if let Some(r) = report {
+                        self.emit(PhoneEvent::CallEnded(Box::new(r)));
+                    }
+                }
+            }
+        }
+    }
+
+    fn write_keylog(&mut self, keys: &[StreamKey]) {
+        let Some(path) = &self.cfg.keylog else {
+            return;
+        };
+        if !self.keylog_warned {
+            warn!(file = %path.display(), "writing SRTP master keys to the key log: anyone with this file can decrypt these calls");
+            self.keylog_warned = true;
+        }
+        let mut text = String::new();
+        for k in keys {
+            text.push_str(&k.keylog_line());
+            text.push('\n');
+        }
+        let text = Zeroizing::new(text);
+        use std::io::Write;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.create(true).append(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        if let Err(e) = opts
+            .open(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+        {
+            warn!(error = %e, "key log write failed");
+        }
+    }
+
+    async fn answered(&mut self, call_id: &str, sdp: &[u8]) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let Some(offer) = call.offer.take() else {
+            return;
+        };
+        let answered_at = Instant::now();
+        let mut dir = StaticDirectory::new();
+        if let Some(found) = &call.lookup
+            && let Ok(key) = found.entry.public_key()
+        {
+            dir.insert(
+                IdentityName::Phone(
+                    call.peer
+                        .parse()
+                        .unwrap_or_else(|_| self.cfg.number.clone()),
+                ),
+                found.entry.status,
+                key,
+            );
+        }
+        match offer.handle_answer(sdp, &dir, ntp_now()) {
+            Ok(neg) => {
+                let keyed = Instant::now();
+                call.timings.signalling = answered_at - call.invite_sent;
+                call.timings.call_setup = keyed - call.invite_sent;
+                call.timings.mikey = call.mikey_time + (keyed - answered_at);
+                let keys = neg.keys.clone();
+                self.start_media(call_id, neg);
+                self.write_keylog(&keys);
+            }
+            Err(e) => {
+                warn!(call = %call_id, error = %e, "answer refused; hanging up");
+                self.emit(PhoneEvent::Refused {
+                    call_id: call_id.to_owned(),
+                    reason: e.to_string(),
+                });
+                self.ua.hangup(call_id, Instant::now());
+            }
+        }
+    }
+
+    fn start_media(&mut self, call_id: &str, neg: NegotiatedMedia) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let Some(socket) = call.socket.clone() else {
+            return;
+        };
+        call.mode = neg.mode;
+        call.verified_peer = neg.verified_peer.clone();
+        call.codec = neg.codec;
+        let mut config = MediaConfig::new(
+            neg.codec,
+            neg.local_ssrc,
+            format!("{}@chaincall", self.cfg.number),
+        );
+        config.rtcp_interval = Duration::from_millis(500);
+        let session = MediaSession::new(
+            config,
+            neg.outbound,
+            neg.inbound,
+            (*self.cfg.audio).clone(),
+            Instant::now(),
+        );
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let done = tokio::spawn(run_media(socket, neg.remote, session, stop_rx));
+        call.media = Some(MediaTask {
+            stop: stop_tx,
+            done,
+        });
+        let peer = call.peer.clone();
+        self.emit(PhoneEvent::CallUp {
+            call_id: call_id.to_owned(),
+            peer,
+            mode: neg.mode,
+            verified_peer: neg.verified_peer,
+        });
+    }
+
+    async fn incoming(&mut self, call_id: String, from_user: String, sdp: Vec<u8>) {
+        if !self.calls.is_empty() {
+            info!(call = %call_id, from = %from_user, "busy: refusing a second call");
+            self.ua.answer(&call_id, 486, "Busy Here", None);
+            return;
+        }
+        self.calls.insert(
+            call_id.clone(),
+            ActiveCall {
+                peer: from_user.clone(),
+                outgoing: false,
+                lookup: None,
+                offer: None,
+                invite_sent: Instant::now(),
+                mikey_time: Duration::ZERO,
+                socket: None,
+                media: None,
+                timings: SetupTimings::default(),
+                mode: KeyMode::MikeyPke,
+                verified_peer: None,
+                codec: Codec::Pcmu,
+            },
+        );
+        // Keep the offer for `accept`.
+        self.pending_offers.insert(call_id.clone(), sdp);
+        self.emit(PhoneEvent::Incoming {
+            call_id: call_id.clone(),
+            from: from_user,
+        });
+        if self.cfg.auto_answer {
+            self.accept(&call_id).await;
+        } else {
+            self.ua.answer(&call_id, 180, "Ringing", None);
+        }
+    }
+
+    async fn accept(&mut self, call_id: &str) {
+        let Some(sdp) = self.pending_offers.remove(call_id) else {
+            return;
+        };
+        let started = Instant::now();
+        let result = self.accept_inner(call_id, &sdp).await;
+        match result {
+            Ok((answer, neg, lookup_time)) => {
+                self.ua.answer(call_id, 200, "OK", Some(&answer));
+                if let Some(call) = self.calls.get_mut(call_id) {
+                    call.timings.key_retrieval = lookup_time;
+                    call.timings.mikey = started.elapsed().saturating_sub(lookup_time);
+                    call.timings.call_setup = started.elapsed();
+                }
+                let keys = neg.keys.clone();
+                self.start_media(call_id, neg);
+                self.write_keylog(&keys);
+            }
+            Err((code, reason)) => {
+                warn!(call = %call_id, code, %reason, "incoming call refused");
+                self.ua.answer(call_id, code, short_reason(code), None);
+                self.calls.remove(call_id);
+                self.emit(PhoneEvent::Refused {
+                    call_id: call_id.to_owned(),
+                    reason,
+                });
+            }
+        }
+    }
+
+    /// Verifies the caller on chain and keys the call; on failure, the SIP status and why.
+    async fn accept_inner(
+        &mut self,
+        call_id: &str,
+        sdp: &[u8],
+    ) -> Result<(String, NegotiatedMedia, Duration), (u16, String)> {
+        let offer = IncomingOffer::parse(sdp).map_err(|e| (488, e.to_string()))?;
+        let peer = self
+            .calls
+            .get(call_id)
+            .map(|c| c.peer.clone())
+            .unwrap_or_default();
+        let mut dir = StaticDirectory::new();
+        let mut lookup_time = Duration::ZERO;
+        let claimed = PhoneNumber::parse(&peer).ok().map(IdentityName::Phone);
+        if offer.mode.verified_on_chain() {
+            let name = claimed
+                .clone()
+                .ok_or((403, format!("caller {peer:?} is not an E.164 number")))?;
+            let found = self
+                .lookup
+                .approved(&name)
+                .await
+                .map_err(|e| (403, e.to_string()))?;
+            lookup_time = found.elapsed;
+            KeyLookup::<C>::record(&mut dir, &name, &found);
+            if let Some(call) = self.calls.get_mut(call_id) {
+                call.lookup = Some(found);
+            }
+        }
+        let socket = self.bind_media().await.map_err(|e| (500, e.to_string()))?;
+        let local = LocalMedia {
+            addr: socket.local_addr().map_err(|e| (500, e.to_string()))?,
+            codecs: self.cfg.codecs.clone(),
+        };
+        let (answer, neg) = offer
+            .accept(
+                claimed.as_ref(),
+                &mut self.responder,
+                &dir,
+                &local,
+                ntp_now(),
+            )
+            .map_err(|e| (488, e.to_string()))?;
+        if let Some(call) = self.calls.get_mut(call_id) {
+            call.socket = Some(socket);
+        }
+        Ok((answer, neg, lookup_time))
+    }
+}
+
+fn short_reason(code: u16) -> &'static str {
+    match code {
+        403 => "Forbidden",
+        488 => "Not Acceptable Here",
+        _ => "Server Internal Error",
+    }
+}
+
+async fn finish_call(call_id: String, call: ActiveCall) -> Option<CallReport> {
+    let media = call.media?;
+    let _ = media.stop.send(());
+    let session = media.done.await.ok()?;
+    Some(CallReport {
+        call_id,
+        peer: call.peer,
+        outgoing: call.outgoing,
+        mode: call.mode,
+        verified_peer: call.verified_peer,
+        lookup_verified: call.lookup.as_ref().is_some_and(|l| l.verified),
+        timings: call.timings,
+        stats: session.stats(),
+        sent_payload: session.sent_payload().to_vec(),
+        received_payload: session.received_payload(),
+        recorded: session.recorded_audio(),
+        codec: call.codec,
+    })
+}
+
+/// Moves SRTP between the socket and the session until told to stop, then sends the final RTCP.
+async fn run_media(
+    socket: Arc<UdpSocket>,
+    remote: SocketAddr,
+    mut session: MediaSession,
+    mut stop: oneshot::Receiver<()>,
+) -> MediaSession {
+    let mut buf = vec![0u8; 2048];
+    let mut stopping = false;
+    loop {
+        let now = Instant::now();
+        while let Some(pkt) = session.poll_transmit(now) {
+            if let Err(e) = socket.send_to(&pkt, remote).await {
+                debug!(error = %e, "media send failed");
+            }
+        }
+        if stopping {
+            break;
+        }
+        let deadline = session
+            .poll_timeout()
+            .unwrap_or_else(|| now + Duration::from_millis(200));
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, from)) => {
+                    if from != remote {
+                        debug!(%from, "media from an unexpected address dropped");
+                        continue;
+                    }
+                    if let Err(e) = session.handle_input(&buf[..n], Instant::now()) {
+                        debug!(error = %e, "media packet rejected");
+                    }
+                }
+                Err(e) => debug!(error = %e, "media receive failed"),
+            },
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}
+            _ = &mut stop, if !stopping => {
+                session.finish(Instant::now());
+                stopping = true;
+            }
+        }
+    }
+    session
+}

@@ -1,0 +1,682 @@
+//! The phone's SIP user agent core (RFC 3261 UAC and UAS), sans-IO.
+//!
+//! It speaks over one reliable connection to its outbound proxy (TLS-PSK to sipd, or TCP to a
+//! Kamailio): bytes in with [`UserAgent::handle_input`], bytes out with
+//! [`UserAgent::poll_transmit`], events with [`UserAgent::poll_event`], and time with
+//! [`UserAgent::handle_timeout`] / [`UserAgent::poll_timeout`]. Over a reliable transport RFC 3261
+//! retransmits nothing (§17.1.1.2, §17.1.2.2), so the only timers are Timer B/F (64·T1, 32 s):
+//! a request without a final answer by then fails.
+//!
+//! Call order per step: call a command or `handle_input`/`handle_timeout`, then drain
+//! `poll_transmit` and `poll_event`.
+//!
+//! Digest authentication (RFC 7616/8760): a 401/407 to REGISTER or INVITE is answered once with
+//! credentials (a second challenge for the same request means they are wrong); an INVITE's
+//! challenge is ACKed first (§17.1.1.3).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use chaincall_sip::dialog::Dialog;
+use chaincall_sip::digest::Challenge;
+use chaincall_sip::message::{Message, MessageBuf, response_to};
+use chaincall_sip::transaction::build_ack;
+use chaincall_sip::{HeaderName, Method};
+use rand_core::{OsRng, RngCore};
+use zeroize::Zeroizing;
+
+/// Timer B / F on a reliable transport: 64·T1 (RFC 3261 §17.1.1.2).
+pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(32);
+
+/// Who the user agent is and how it reaches its proxy.
+#[derive(Clone)]
+pub struct UaConfig {
+    /// Our user part: the E.164 number (`+15551230001`).
+    pub user: String,
+    /// The SIP domain (registrar and realm), e.g. `sip.chaincall.test`.
+    pub domain: String,
+    /// The digest password (from the wallet server's provisioning). Secret.
+    pub password: Zeroizing<String>,
+    /// Our end of the signalling connection, for Via and Contact.
+    pub local: SocketAddr,
+    /// Transport token for Via (`TLS`, `TCP`).
+    pub transport: &'static str,
+    /// The User-Agent header.
+    pub user_agent: String,
+}
+
+impl std::fmt::Debug for UaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UaConfig")
+            .field("user", &self.user)
+            .field("domain", &self.domain)
+            .field("local", &self.local)
+            .field("transport", &self.transport)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What happened, for the shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UaEvent {
+    /// REGISTER succeeded; the binding lasts `expires` seconds.
+    Registered {
+        /// Granted lifetime.
+        expires: u32,
+    },
+    /// The binding was removed (REGISTER with Expires: 0 succeeded).
+    Unregistered,
+    /// REGISTER failed.
+    RegistrationFailed {
+        /// Status (0: timeout).
+        code: u16,
+        /// Reason.
+        reason: String,
+    },
+    /// An INVITE arrived. Answer it with [`UserAgent::answer`].
+    IncomingCall {
+        /// The call's Call-ID (its handle).
+        call_id: String,
+        /// The caller's user part from From (claimed; MIKEY proves it).
+        from_user: String,
+        /// The SDP offer.
+        sdp: Vec<u8>,
+    },
+    /// Our INVITE got a provisional answer.
+    Ringing {
+        /// The call.
+        call_id: String,
+        /// 180, 183…
+        code: u16,
+    },
+    /// Our INVITE was answered (the ACK is already queued).
+    Answered {
+        /// The call.
+        call_id: String,
+        /// The SDP answer.
+        sdp: Vec<u8>,
+    },
+    /// Our INVITE was refused or timed out.
+    CallFailed {
+        /// The call.
+        call_id: String,
+        /// Status (0: timeout).
+        code: u16,
+        /// Reason phrase.
+        reason: String,
+    },
+    /// The caller's ACK for our 200 arrived: the call is up on both sides.
+    Confirmed {
+        /// The call.
+        call_id: String,
+    },
+    /// The call ended.
+    Ended {
+        /// The call.
+        call_id: String,
+        /// The peer sent the BYE (or CANCEL).
+        by_peer: bool,
+    },
+}
+
+#[derive(Debug)]
+struct Pending {
+    request: MessageBuf,
+    deadline: Instant,
+    authed: bool,
+}
+
+#[derive(Debug)]
+enum CallState {
+    /// We sent the INVITE.
+    Calling { invite: Pending },
+    /// We received an INVITE and have not answered it finally.
+    Incoming { invite: Vec<u8>, local_tag: String },
+    /// A 2xx went out or came in.
+    Up { dialog: Dialog },
+    /// We sent a BYE.
+    Closing { bye: Pending },
+}
+
+/// The user agent: one registration and any number of calls over one connection.
+#[derive(Debug)]
+pub struct UserAgent {
+    cfg: UaConfig,
+    reg_call_id: String,
+    reg_cseq: u32,
+    reg_tag: String,
+    register: Option<(Pending, u32)>,
+    calls: HashMap<String, CallState>,
+    out: VecDeque<Vec<u8>>,
+    events: VecDeque<UaEvent>,
+    nc: u32,
+}
+
+fn token(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+fn reason_of(m: &Message<'_>) -> String {
+    match m.start_line() {
+        chaincall_sip::message::StartLine::Response { reason, .. } => (*reason).to_owned(),
+        _ => String::new(),
+    }
+}
+
+impl UserAgent {
+    /// A user agent that has sent nothing yet.
+    pub fn new(cfg: UaConfig) -> Self {
+        Self {
+            reg_call_id: format!("{}@{}", token(12), cfg.local.ip()),
+            reg_tag: token(6),
+            cfg,
+            reg_cseq: 0,
+            register: None,
+            calls: HashMap::new(),
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            nc: 0,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &UaConfig {
+        &self.cfg
+    }
+
+    fn aor(&self) -> String {
+        format!("<sip:{}@{}>", self.cfg.user, self.cfg.domain)
+    }
+
+    fn contact(&self) -> String {
+        format!(
+            "<sip:{}@{};transport={}>",
+            self.cfg.user,
+            self.cfg.local,
+            self.cfg.transport.to_ascii_lowercase()
+        )
+    }
+
+    fn via(&self) -> String {
+        format!(
+            "SIP/2.0/{} {};branch=z9hG4bK{};rport",
+            self.cfg.transport,
+            self.cfg.local,
+            token(8)
+        )
+    }
+
+    fn send(&mut self, m: &MessageBuf) {
+        self.out.push_back(m.to_bytes());
+    }
+
+    /// Sends REGISTER for our AOR with this lifetime (0 unregisters).
+    pub fn register(&mut self, expires: u32, now: Instant) {
+        self.reg_cseq += 1;
+        let uri = format!("sip:{}", self.cfg.domain);
+        let mut m = MessageBuf::request(Method::Register, &uri);
+        m.push("Via", self.via());
+        m.push("Max-Forwards", "70");
+        m.push("From", format!("{};tag={}", self.aor(), self.reg_tag));
+        m.push("To", self.aor());
+        m.push("Call-ID", self.reg_call_id.clone());
+        m.push("CSeq", format!("{} REGISTER", self.reg_cseq));
+        m.push("Contact", self.contact());
+        m.push("Expires", expires.to_string());
+        m.push("User-Agent", self.cfg.user_agent.clone());
+        m.push("Content-Length", "0");
+        self.send(&m);
+        self.register = Some((
+            Pending {
+                request: m,
+                deadline: now + TRANSACTION_TIMEOUT,
+                authed: false,
+            },
+            expires,
+        ));
+    }
+
+    /// Calls `user` (an E.164 number) at our domain with this SDP offer; returns the Call-ID.
+    pub fn invite(&mut self, user: &str, sdp: &str, now: Instant) -> String {
+        let call_id = format!("{}@{}", token(12), self.cfg.local.ip());
+        let uri = format!("sip:{user}@{}", self.cfg.domain);
+        let mut m = MessageBuf::request(Method::Invite, &uri);
+        m.push("Via", self.via());
+        m.push("Max-Forwards", "70");
+        m.push("From", format!("{};tag={}", self.aor(), token(6)));
+        m.push("To", format!("<{uri}>"));
+        m.push("Call-ID", call_id.clone());
+        m.push("CSeq", "1 INVITE");
+        m.push("Contact", self.contact());
+        m.push("User-Agent", self.cfg.user_agent.clone());
+        m.set_body("application/sdp", sdp.as_bytes().to_vec());
+        self.send(&m);
+        self.calls.insert(
+            call_id.clone(),
+            CallState::Calling {
+                invite: Pending {
+                    request: m,
+                    deadline: now + TRANSACTION_TIMEOUT,
+                    authed: false,
+                },
+            },
+        );
+        call_id
+    }
+
+    /// Answers an incoming call: 180 Ringing, or a final status; a 2xx carries `sdp`.
+    pub fn answer(&mut self, call_id: &str, code: u16, reason: &str, sdp: Option<&str>) {
+        let Some(CallState::Incoming { invite, local_tag }) = self.calls.get(call_id) else {
+            return;
+        };
+        let (invite, local_tag) = (invite.clone(), local_tag.clone());
+        let Ok(req) = Message::parse(&invite) else {
+            return;
+        };
+        let mut r = response_to(&req, code, reason, Some(&local_tag));
+        if (101..300).contains(&code) {
+            r.push("Contact", self.contact());
+        }
+        match sdp {
+            Some(s) => {
+                r.set_body("application/sdp", s.as_bytes().to_vec());
+            }
+            None => {
+                r.push("Content-Length", "0");
+            }
+        }
+        self.send(&r);
+        if (200..300).contains(&code) {
+            match Dialog::uas(&req, &local_tag) {
+                Ok(dialog) => {
+                    self.calls
+                        .insert(call_id.to_owned(), CallState::Up { dialog });
+                }
+                Err(_) => {
+                    self.calls.remove(call_id);
+                }
+            }
+        } else if code >= 300 {
+            self.calls.remove(call_id);
+        }
+    }
+
+    /// Ends a call: BYE for an established call, CANCEL-less give-up for one still ringing.
+    pub fn hangup(&mut self, call_id: &str, now: Instant) {
+        match self.calls.remove(call_id) {
+            Some(CallState::Up { mut dialog }) => {
+                let mut bye = dialog.request(Method::Bye, &self.via(), None);
+                bye.push("Content-Length", "0");
+                self.send(&bye);
+                self.calls.insert(
+                    call_id.to_owned(),
+                    CallState::Closing {
+                        bye: Pending {
+                            request: bye,
+                            deadline: now + TRANSACTION_TIMEOUT,
+                            authed: false,
+                        },
+                    },
+                );
+            }
+            Some(CallState::Calling { invite }) => {
+                let wire = invite.request.to_bytes();
+                if let Ok(req) = Message::parse(&wire) {
+                    let mut c = chaincall_sip::transaction::build_cancel(&req);
+                    c.push("Content-Length", "0");
+                    self.send(&c);
+                }
+                self.events.push_back(UaEvent::Ended {
+                    call_id: call_id.to_owned(),
+                    by_peer: false,
+                });
+            }
+            Some(state @ CallState::Incoming { .. }) => {
+                self.calls.insert(call_id.to_owned(), state);
+                self.answer(call_id, 486, "Busy Here", None);
+            }
+            Some(state @ CallState::Closing { .. }) => {
+                self.calls.insert(call_id.to_owned(), state);
+            }
+            None => {}
+        }
+    }
+
+    /// Whether a call is established.
+    pub fn is_up(&self, call_id: &str) -> bool {
+        matches!(self.calls.get(call_id), Some(CallState::Up { .. }))
+    }
+
+    /// Feeds one complete SIP message from the connection. Malformed input is an error and changes
+    /// nothing.
+    pub fn handle_input(
+        &mut self,
+        bytes: &[u8],
+        now: Instant,
+    ) -> Result<(), chaincall_sip::ParseError> {
+        let msg = Message::parse(bytes)?;
+        if msg.is_request() {
+            self.handle_request(&msg, bytes);
+        } else {
+            self.handle_response(&msg, now);
+        }
+        Ok(())
+    }
+
+    fn handle_request(&mut self, req: &Message<'_>, wire: &[u8]) {
+        let Ok(call_id) = req.call_id().map(str::to_owned) else {
+            return;
+        };
+        match req.method() {
+            Some(Method::Invite) => {
+                if let Some(CallState::Up { dialog }) = self.calls.get_mut(&call_id) {
+                    // A re-INVITE: keep the media as it is (hold and codec changes are not
+                    // supported) and confirm with our current session.
+                    let _ = dialog.handle_request(req);
+                    let mut r = response_to(req, 488, "Not Acceptable Here", None);
+                    r.push("Content-Length", "0");
+                    self.send(&r);
+                    return;
+                }
+                if self.calls.contains_key(&call_id) {
+                    return; // a retransmission
+                }
+                let from_user = req
+                    .from()
+                    .ok()
+                    .and_then(|f| {
+                        chaincall_sip::uri::SipUri::parse(f.uri)
+                            .ok()
+                            .and_then(|u| u.user.map(str::to_owned))
+                    })
+                    .unwrap_or_default();
+                let local_tag = token(6);
+                self.calls.insert(
+                    call_id.clone(),
+                    CallState::Incoming {
+                        invite: wire.to_vec(),
+                        local_tag: local_tag.clone(),
+                    },
+                );
+                let mut trying = response_to(req, 100, "Trying", None);
+                trying.push("Content-Length", "0");
+                self.send(&trying);
+                self.events.push_back(UaEvent::IncomingCall {
+                    call_id,
+                    from_user,
+                    sdp: req.body().to_vec(),
+                });
+            }
+            Some(Method::Ack) => {
+                if matches!(self.calls.get(&call_id), Some(CallState::Up { .. })) {
+                    self.events.push_back(UaEvent::Confirmed { call_id });
+                }
+            }
+            Some(Method::Bye) => {
+                let known = self.calls.remove(&call_id).is_some();
+                let (code, reason) = if known {
+                    (200, "OK")
+                } else {
+                    (481, "Call/Transaction Does Not Exist")
+                };
+                let mut r = response_to(req, code, reason, None);
+                r.push("Content-Length", "0");
+                self.send(&r);
+                if known {
+                    self.events.push_back(UaEvent::Ended {
+                        call_id,
+                        by_peer: true,
+                    });
+                }
+            }
+            Some(Method::Cancel) => {
+                let ringing = matches!(self.calls.get(&call_id), Some(CallState::Incoming { .. }));
+                let mut ok = response_to(req, if ringing { 200 } else { 481 }, "OK", None);
+                ok.push("Content-Length", "0");
+                self.send(&ok);
+                if ringing {
+                    self.answer(&call_id, 487, "Request Terminated", None);
+                    self.events.push_back(UaEvent::Ended {
+                        call_id,
+                        by_peer: true,
+                    });
+                }
+            }
+            Some(Method::Options) => {
+                let mut r = response_to(req, 200, "OK", None);
+                r.push("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS");
+                r.push("Content-Length", "0");
+                self.send(&r);
+            }
+            _ => {
+                let mut r = response_to(req, 405, "Method Not Allowed", None);
+                r.push("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS");
+                r.push("Content-Length", "0");
+                self.send(&r);
+            }
+        }
+    }
+
+    /// Answers a 401/407 with credentials; false when it cannot (no usable challenge, or we
+    /// already answered one for this request).
+    fn authenticate(&mut self, pending: &mut Pending, resp: &Message<'_>) -> bool {
+        if pending.authed {
+            return false;
+        }
+        let (challenge_name, answer_name) = match resp.status() {
+            Some(407) => (HeaderName::ProxyAuthenticate, "Proxy-Authorization"),
+            _ => (HeaderName::WwwAuthenticate, "Authorization"),
+        };
+        let Some(challenge) = resp
+            .auth_headers(challenge_name)
+            .find_map(|h| Challenge::parse(&h).ok())
+        else {
+            return false;
+        };
+        let (method, uri) = match &pending.request.start {
+            chaincall_sip::message::OwnedStart::Request { method, uri } => {
+                (method.clone(), uri.clone())
+            }
+            _ => return false,
+        };
+        self.nc += 1;
+        let value = challenge.answer(
+            &method,
+            &uri,
+            &self.cfg.user,
+            &self.cfg.password,
+            &token(8),
+            self.nc,
+        );
+        let req = &mut pending.request;
+        req.set(answer_name, value);
+        // A new transaction: fresh branch, next CSeq (§8.1.3.5, §22.2).
+        req.set("Via", self.via());
+        let cseq = req
+            .get(HeaderName::CSeq)
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(1)
+            + 1;
+        req.set("CSeq", format!("{cseq} {method}"));
+        if method == "REGISTER" {
+            self.reg_cseq = cseq;
+        }
+        pending.authed = true;
+        self.out.push_back(req.to_bytes());
+        true
+    }
+
+    fn handle_response(&mut self, resp: &Message<'_>, now: Instant) {
+        let (Some(code), Ok(cseq), Ok(call_id)) = (resp.status(), resp.cseq(), resp.call_id())
+        else {
+            return;
+        };
+        let call_id = call_id.to_owned();
+        if cseq.method == Method::Register && call_id == self.reg_call_id {
+            let Some((mut pending, expires)) = self.register.take() else {
+                return;
+            };
+            if code < 200 {
+                self.register = Some((pending, expires));
+                return;
+            }
+            if (code == 401 || code == 407) && self.authenticate(&mut pending, resp) {
+                pending.deadline = now + TRANSACTION_TIMEOUT;
+                self.register = Some((pending, expires));
+                return;
+            }
+            let ev = if (200..300).contains(&code) {
+                if expires == 0 {
+                    UaEvent::Unregistered
+                } else {
+                    let granted = resp
+                        .contacts()
+                        .find_map(|c| match c {
+                            chaincall_sip::Contact::Addr(a) => a
+                                .params
+                                .value("expires")
+                                .and_then(|e| e.parse::<u32>().ok()),
+                            chaincall_sip::Contact::Star => None,
+                        })
+                        .or(resp.expires())
+                        .unwrap_or(expires);
+                    UaEvent::Registered { expires: granted }
+                }
+            } else {
+                UaEvent::RegistrationFailed {
+                    code,
+                    reason: reason_of(resp),
+                }
+            };
+            self.events.push_back(ev);
+            return;
+        }
+        let Some(state) = self.calls.remove(&call_id) else {
+            return;
+        };
+        match (state, cseq.method) {
+            (CallState::Calling { mut invite }, Method::Invite) => {
+                if code < 200 {
+                    if code > 100 {
+                        self.events.push_back(UaEvent::Ringing {
+                            call_id: call_id.clone(),
+                            code,
+                        });
+                    }
+                    self.calls.insert(call_id, CallState::Calling { invite });
+                    return;
+                }
+                let wire = invite.request.to_bytes();
+                if (200..300).contains(&code) {
+                    match Dialog::uac(&invite.request, resp) {
+                        Ok(mut dialog) => {
+                            let seq = resp.cseq().map(|c| c.seq).unwrap_or(1);
+                            let mut ack = dialog.request(Method::Ack, &self.via(), Some(seq));
+                            ack.push("Content-Length", "0");
+                            self.send(&ack);
+                            self.calls.insert(call_id.clone(), CallState::Up { dialog });
+                            self.events.push_back(UaEvent::Answered {
+                                call_id,
+                                sdp: resp.body().to_vec(),
+                            });
+                        }
+                        Err(e) => self.events.push_back(UaEvent::CallFailed {
+                            call_id,
+                            code: 502,
+                            reason: format!("unusable 2xx: {e}"),
+                        }),
+                    }
+                    return;
+                }
+                // Non-2xx final: ACK it in the INVITE's transaction (§17.1.1.3).
+                if let Ok(req) = Message::parse(&wire) {
+                    self.out.push_back(build_ack(&req, resp));
+                }
+                if (code == 401 || code == 407) && self.authenticate(&mut invite, resp) {
+                    invite.deadline = now + TRANSACTION_TIMEOUT;
+                    self.calls.insert(call_id, CallState::Calling { invite });
+                    return;
+                }
+                self.events.push_back(UaEvent::CallFailed {
+                    call_id,
+                    code,
+                    reason: reason_of(resp),
+                });
+            }
+            (CallState::Closing { .. }, Method::Bye) if code >= 200 => {
+                self.events.push_back(UaEvent::Ended {
+                    call_id,
+                    by_peer: false,
+                });
+            }
+            (state, _) => {
+                self.calls.insert(call_id, state);
+            }
+        }
+    }
+
+    /// Fails requests whose Timer B/F ran out.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some((p, _)) = &self.register
+            && p.deadline <= now
+        {
+            self.register = None;
+            self.events.push_back(UaEvent::RegistrationFailed {
+                code: 0,
+                reason: "no answer from the registrar".into(),
+            });
+        }
+        let expired: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|(_, s)| match s {
+                CallState::Calling { invite } => invite.deadline <= now,
+                CallState::Closing { bye } => bye.deadline <= now,
+                _ => false,
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for call_id in expired {
+            match self.calls.remove(&call_id) {
+                Some(CallState::Calling { .. }) => self.events.push_back(UaEvent::CallFailed {
+                    call_id,
+                    code: 0,
+                    reason: "no answer".into(),
+                }),
+                Some(_) => self.events.push_back(UaEvent::Ended {
+                    call_id,
+                    by_peer: false,
+                }),
+                None => {}
+            }
+        }
+    }
+
+    /// The next deadline, if any request is outstanding.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let reg = self.register.as_ref().map(|(p, _)| p.deadline);
+        let calls = self.calls.values().filter_map(|s| match s {
+            CallState::Calling { invite } => Some(invite.deadline),
+            CallState::Closing { bye } => Some(bye.deadline),
+            _ => None,
+        });
+        reg.into_iter().chain(calls).min()
+    }
+
+    /// The next message to write to the connection.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.out.pop_front()
+    }
+
+    /// The next event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<UaEvent> {
+        self.events.pop_front()
+    }
+}
