@@ -47,7 +47,7 @@
 //! | [`MediaSession`] | one call's audio over SRTP/SRTCP | RFC 3550, 3551, 3711, 5761 |
 //!
 //! Randomness: the initial RTP sequence number and timestamp come from the OS CSPRNG unless
-//! [`MediaConfig`] fixes them. This crate logs nothing and never sees key material beyond the
+//! [`MediaOptions`] fixes them. This crate logs nothing and never sees key material beyond the
 //! SRTP sessions it is handed.
 
 #![forbid(unsafe_code)]
@@ -70,5 +70,5 @@ pub mod error {
 }
 pub use session::{
     DEFAULT_MAX_RECORDED_OCTETS, MAX_DATAGRAM, MAX_GAP_FILL, MediaConfig, MediaError, MediaEvent,
-    MediaSession, MediaStats,
+    MediaOptions, MediaSession, MediaStats,
 };

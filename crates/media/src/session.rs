@@ -28,7 +28,8 @@ const MIN_RTCP_INTERVAL: Duration = Duration::from_millis(100);
 /// cannot go below zero.
 const EXT_SEQ_ORIGIN: u64 = 1 << 32;
 
-/// How a [`MediaSession`] sends: codec, packet time, identity, RTCP interval, initial values.
+/// How a [`MediaSession`] sends: codec, packet time, identity, RTCP interval. Less common
+/// settings are in [`MediaOptions`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaConfig {
     /// The negotiated codec (PCMU or PCMA).
@@ -43,6 +44,12 @@ pub struct MediaConfig {
     /// Time between regular RTCP reports (RFC 3550 §6.2 computes ≥ 5 s for real sessions; 1 s
     /// suits a short demo call). At least 100 ms is used.
     pub rtcp_interval: Duration,
+}
+
+/// Settings with good defaults: initial RTP values, the NTP clock reference, the recording
+/// bound. `MediaOptions::default()` is what [`MediaSession::new`] uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaOptions {
     /// First RTP sequence number; `None` draws it from the OS CSPRNG (RFC 3550 §5.1).
     pub initial_sequence: Option<u16>,
     /// First RTP timestamp; `None` draws it from the OS CSPRNG (RFC 3550 §5.1).
@@ -56,7 +63,7 @@ pub struct MediaConfig {
 }
 
 impl MediaConfig {
-    /// A 20 ms configuration with 1 s RTCP, random initial sequence number and timestamp.
+    /// A 20 ms configuration with 1 s RTCP.
     pub fn new(codec: Codec, local_ssrc: u32, cname: impl Into<String>) -> Self {
         MediaConfig {
             codec,
@@ -64,6 +71,15 @@ impl MediaConfig {
             local_ssrc,
             cname: cname.into(),
             rtcp_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Default for MediaOptions {
+    /// Random initial sequence number and timestamp, NTP time from zero, 30 minutes of
+    /// recording at most.
+    fn default() -> Self {
+        MediaOptions {
             initial_sequence: None,
             initial_timestamp: None,
             wallclock_at_start: None,
@@ -104,7 +120,7 @@ pub enum MediaError {
     /// A sequence number already recorded.
     #[error("duplicate RTP sequence number {0}")]
     Duplicate(u16),
-    /// [`MediaConfig::max_recorded_octets`] reached.
+    /// [`MediaOptions::max_recorded_octets`] reached.
     #[error("recording limit reached")]
     RecordingFull,
     /// An RTP packet without payload (G.711 carries at least one sample).
@@ -224,6 +240,7 @@ impl Receiver {
 #[derive(Debug)]
 pub struct MediaSession {
     config: MediaConfig,
+    options: MediaOptions,
     outbound: SrtpSession,
     inbound: SrtpSession,
     source: Vec<i16>,
@@ -249,9 +266,30 @@ pub struct MediaSession {
 impl MediaSession {
     /// Starts a session at `now`: `outbound` protects what we send, `inbound` unprotects what
     /// the peer sends; `source` is 8 kHz PCM to send (the last frame is padded with silence).
-    /// The first frame is due at `now`, the first RTCP report one interval later.
+    /// The first frame is due at `now`, the first RTCP report one interval later. Uses
+    /// [`MediaOptions::default`].
     pub fn new(
+        config: MediaConfig,
+        outbound: SrtpSession,
+        inbound: SrtpSession,
+        source: Vec<i16>,
+        now: Instant,
+    ) -> Self {
+        Self::with_options(
+            config,
+            MediaOptions::default(),
+            outbound,
+            inbound,
+            source,
+            now,
+        )
+    }
+
+    /// As [`new`](Self::new), with explicit [`MediaOptions`] (fixed initial RTP values for
+    /// reproducible tests, a wall-clock reference for SR timestamps, a recording bound).
+    pub fn with_options(
         mut config: MediaConfig,
+        options: MediaOptions,
         outbound: SrtpSession,
         inbound: SrtpSession,
         source: Vec<i16>,
@@ -261,13 +299,16 @@ impl MediaSession {
         let samples_per_frame = (config.ptime_ms * Codec::CLOCK_RATE / 1000) as usize;
         let frames_total = source.len().div_ceil(samples_per_frame);
         let rtcp_interval = config.rtcp_interval.max(MIN_RTCP_INTERVAL);
-        let initial_seq = config
+        let initial_seq = options
             .initial_sequence
             .unwrap_or_else(|| OsRng.next_u32() as u16);
-        let initial_ts = config.initial_timestamp.unwrap_or_else(|| OsRng.next_u32());
+        let initial_ts = options
+            .initial_timestamp
+            .unwrap_or_else(|| OsRng.next_u32());
         MediaSession {
             ptime: Duration::from_millis(u64::from(config.ptime_ms)),
             config,
+            options,
             outbound,
             inbound,
             source,
@@ -370,7 +411,7 @@ impl MediaSession {
             // Also bounds the number of stored packets by the octet limit.
             return Err(MediaError::EmptyPayload);
         }
-        if self.rx.stored + p.payload.len() > self.config.max_recorded_octets {
+        if self.rx.stored + p.payload.len() > self.options.max_recorded_octets {
             return Err(MediaError::RecordingFull);
         }
         // Accepted from here on.
@@ -563,7 +604,7 @@ impl MediaSession {
         let silence = self.config.codec.silence();
         let mut out = Vec::with_capacity(self.rx.stored);
         // Silence inserted in total is bounded too: at most as much as the recording limit.
-        let mut fill_budget = self.config.max_recorded_octets;
+        let mut fill_budget = self.options.max_recorded_octets;
         let mut prev: Option<(u64, u32, usize)> = None;
         for (&ext, (ts, payload)) in &self.rx.packets {
             if let Some((pext, pts, plen)) = prev {
@@ -607,7 +648,7 @@ impl MediaSession {
     /// `now` as a 32.32 NTP timestamp.
     fn ntp(&self, now: Instant) -> u64 {
         let base = self
-            .config
+            .options
             .wallclock_at_start
             .and_then(|w| w.duration_since(UNIX_EPOCH).ok())
             .map_or(Duration::ZERO, |d| d + Duration::from_secs(NTP_UNIX_OFFSET));

@@ -11,7 +11,7 @@ use chaincall_media::g711::Codec;
 use chaincall_media::rtcp::{self, Bye, RtcpPacket, SdesChunk, SenderInfo, SenderReport};
 use chaincall_media::rtp::RtpPacket;
 use chaincall_media::signal::speech_like;
-use chaincall_media::{MediaConfig, MediaEvent, MediaSession};
+use chaincall_media::{MediaConfig, MediaEvent, MediaOptions, MediaSession};
 use chaincall_srtp::{Profile, SrtpConfig, SrtpSession};
 
 const OURS: u32 = 0x0C0F_FEE0;
@@ -65,10 +65,20 @@ fn media_session_interoperates_with_libsrtp() {
             .collect();
         let srtp = || SrtpSession::from_key_and_salt(SrtpConfig::new(profile), &key).unwrap();
         let start = Instant::now();
-        let mut config = MediaConfig::new(Codec::Pcmu, OURS, "ours@chaincall.test");
-        config.initial_sequence = Some(65_530); // cross the wrap: ROC 0 -> 1
+        let config = MediaConfig::new(Codec::Pcmu, OURS, "ours@chaincall.test");
+        let options = MediaOptions {
+            initial_sequence: Some(65_530), // cross the wrap: ROC 0 -> 1
+            ..MediaOptions::default()
+        };
         // The peer script uses one key both ways: so do we (different SSRCs, separate streams).
-        let mut session = MediaSession::new(config, srtp(), srtp(), speech_like(1200, 9), start);
+        let mut session = MediaSession::with_options(
+            config,
+            options,
+            srtp(),
+            srtp(),
+            speech_like(1200, 9),
+            start,
+        );
 
         // Everything we send, through a full call: 60 frames, SRs, the final SR + BYE.
         let mut sent = Vec::new();

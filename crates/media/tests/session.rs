@@ -8,7 +8,7 @@ use chaincall_media::g711::Codec;
 use chaincall_media::rtcp;
 use chaincall_media::rtp::RtpPacket;
 use chaincall_media::signal::speech_like;
-use chaincall_media::{MediaConfig, MediaError, MediaEvent, MediaSession};
+use chaincall_media::{MediaConfig, MediaError, MediaEvent, MediaOptions, MediaSession};
 use chaincall_srtp::{Profile, SrtpConfig, SrtpError, SrtpSession};
 
 const A_SSRC: u32 = 0xA11C_E000;
@@ -46,12 +46,16 @@ fn call_with_keys(
 ) -> Call {
     let start = Instant::now();
     let back = key(profile, 2);
-    let mut ca = MediaConfig::new(codec, A_SSRC, "alice@chaincall.test");
-    ca.initial_sequence = Some(65_500);
-    ca.initial_timestamp = Some(u32::MAX - 1000);
+    let ca = MediaConfig::new(codec, A_SSRC, "alice@chaincall.test");
+    let options = MediaOptions {
+        initial_sequence: Some(65_500),
+        initial_timestamp: Some(u32::MAX - 1000),
+        ..MediaOptions::default()
+    };
     let cb = MediaConfig::new(codec, B_SSRC, "bob@chaincall.test");
-    let a = MediaSession::new(
+    let a = MediaSession::with_options(
         ca,
+        options,
         srtp(profile, &a_key),
         srtp(profile, &back),
         speech_like(a_ms, 1),
