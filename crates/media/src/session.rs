@@ -237,7 +237,6 @@ impl Receiver {
 /// On hangup call [`finish`](Self::finish) and drain `poll_transmit` once more (SR + BYE). A
 /// shell that polls late gets the frames it missed back to back, each still timestamped for
 /// its slot.
-#[derive(Debug)]
 pub struct MediaSession {
     config: MediaConfig,
     options: MediaOptions,
@@ -261,6 +260,20 @@ pub struct MediaSession {
     scratch: Vec<u8>,
     /// `rtp_sent` when the last two RTCP reports went out (for the SR-or-RR rule of §6.4).
     sent_at_reports: [u64; 2],
+}
+
+impl std::fmt::Debug for MediaSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A summary: the audio buffers are large, and the SRTP sessions print no keys anyway.
+        f.debug_struct("MediaSession")
+            .field("config", &self.config)
+            .field("frames_sent", &self.next_frame)
+            .field("frames_total", &self.frames_total)
+            .field("finishing", &self.finish_at.is_some())
+            .field("closed", &self.closed)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
 }
 
 impl MediaSession {
