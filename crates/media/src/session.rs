@@ -360,7 +360,9 @@ impl MediaSession {
 
     /// Takes one datagram from the media socket: SRTCP when RFC 5761 says RTCP, else SRTP;
     /// unprotects, parses and records it. A rejected packet returns the reason and is counted
-    /// in [`stats`](Self::stats); it changes nothing else.
+    /// in [`stats`](Self::stats); nothing else changes, except that a packet which
+    /// authenticated but is refused afterwards (wrong payload type or SSRC, duplicate, no
+    /// payload, recording full) stays in the SRTP replay window, so it cannot be replayed.
     pub fn handle_input(&mut self, packet: &[u8], now: Instant) -> Result<MediaEvent, MediaError> {
         let is_rtcp = rtcp::is_rtcp(packet);
         let result = if packet.len() > MAX_DATAGRAM {
@@ -612,7 +614,9 @@ impl MediaSession {
     /// The received G.711 payload in RTP sequence order: reordering undone, duplicates refused
     /// on arrival; a gap of lost packets (counted in `stats().lost`) and a timestamp jump
     /// without lost packets (silence suppression) are filled with the codec's silence octet,
-    /// as long as the timestamps say (at most [`MAX_GAP_FILL`] per gap).
+    /// as long as the timestamps say (at most [`MAX_GAP_FILL`] per gap, and in total no more
+    /// than the recording bound). Packets lost before the first or after the last received
+    /// one cannot be seen: the reassembly starts and ends with what arrived.
     pub fn received_payload(&self) -> Vec<u8> {
         let silence = self.config.codec.silence();
         let mut out = Vec::with_capacity(self.rx.stored);
