@@ -5,21 +5,27 @@
 //! and it is mined alone in a new block with a timestamp, a base fee and a beneficiary. Gas is charged
 //! at `base_fee + priority_fee` per unit. Reads run against the latest state, like `eth_call`.
 //!
-//! State lives in a revm `CacheDB` (accounts, code, storage); blocks keep their header and receipts
-//! (with logs) for history queries. The state root of each header is computed by
-//! [`ChainState::state_root`], the single hook where a Merkle-Patricia state trie plugs in
-//! (verified lookups against the embedded chain); until then headers carry the empty-trie root.
+//! State lives in a revm `CacheDB` (accounts, code, storage) for execution, mirrored after every
+//! block into a real Merkle-Patricia world state (`chaincall_proof::WorldState`): only the accounts
+//! the block touched are re-hashed, and the resulting state root goes into the block header. Blocks
+//! keep their header, receipts (with logs) for history queries, and — for the last
+//! [`EmbeddedConfig::state_history`] blocks — a snapshot of the world state (cheap: unchanged
+//! accounts are shared), so `eth_getProof` is answered with real proofs for recent blocks, exactly
+//! as a pruning node answers it. Reads (`getClient`) never touch the trie.
 
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use alloy::consensus::{EMPTY_OMMER_ROOT_HASH, Header, Transaction as _, TxEip1559, TxEnvelope};
 use alloy::eips::{Decodable2718, Encodable2718, Typed2718};
 use alloy::primitives::{Address, B256, Bytes, Log, TxKind, U256, keccak256};
+use alloy::rpc::types::EIP1186AccountProofResponse;
 use alloy::signers::local::PrivateKeySigner;
+use chaincall_proof::{AccountState as TrieAccountState, WorldState};
 use revm::context::result::{EVMError, ExecutionResult, InvalidTransaction};
 use revm::context::{BlockEnv, Context, TxEnv};
-use revm::database::{CacheDB, EmptyDB};
+use revm::database::{AccountState as DbAccountState, CacheDB, EmptyDB};
 use revm::database_interface::DatabaseRef;
 use revm::state::AccountInfo;
 use revm::{DatabaseCommit, ExecuteEvm, MainBuilder, MainContext};
@@ -70,6 +76,9 @@ pub struct EmbeddedConfig {
     pub block_gas_limit: u64,
     /// Balances at genesis (default: anvil's ten dev accounts with 10,000 ether each).
     pub genesis_balances: Vec<(Address, U256)>,
+    /// How many recent blocks keep a state snapshot for `eth_getProof` (default 256; older blocks
+    /// keep their header and logs only, like a pruning node). At least 1: the head always has one.
+    pub state_history: u64,
 }
 
 impl Default for EmbeddedConfig {
@@ -83,6 +92,7 @@ impl Default for EmbeddedConfig {
             genesis_balances: (0..DEV_KEYS.len())
                 .map(|i| (dev_signer(i).address(), ten_thousand_ether))
                 .collect(),
+            state_history: 256,
         }
     }
 }
@@ -102,6 +112,8 @@ struct BlockRecord {
     header: Header,
     hash: B256,
     receipts: Vec<ReceiptRecord>,
+    /// The world state after this block; `None` once pruned.
+    state: Option<WorldState>,
 }
 
 /// Everything the chain holds; behind one lock, since blocks are mined one transaction at a time.
@@ -109,6 +121,8 @@ struct BlockRecord {
 struct ChainState {
     config: EmbeddedConfig,
     db: CacheDB<EmptyDB>,
+    /// The trie view of `db`, updated per block for the accounts each block touched.
+    world: WorldState,
     blocks: Vec<BlockRecord>,
 }
 
@@ -144,11 +158,14 @@ impl EmbeddedChain {
                 },
             );
         }
+        let genesis_accounts: Vec<Address> = db.cache.accounts.keys().copied().collect();
         let mut state = ChainState {
             config,
             db,
+            world: WorldState::new(),
             blocks: Vec::new(),
         };
+        state.update_world(genesis_accounts);
         let genesis = state.next_header(now_secs(), 0);
         state.push_block(genesis, Vec::new());
         Self {
@@ -170,7 +187,7 @@ impl EmbeddedChain {
         self.lock().submit(raw)
     }
 
-    /// The header of block `number`, if mined.
+    /// The header of block `number`, if mined (also [`KeystoreChain::block_header`]).
     pub fn header(&self, number: u64) -> Option<Header> {
         let state = self.lock();
         usize::try_from(number)
@@ -267,21 +284,74 @@ impl ChainState {
         }
     }
 
-    /// The state root of the current state. This is the hook for a Merkle-Patricia state trie over
-    /// `self.db` (accounts and storage); until one is kept, headers carry the empty-trie root.
-    fn state_root(&self) -> B256 {
-        alloy::consensus::EMPTY_ROOT_HASH
+    /// Re-hashes the given accounts from `self.db` into the world state (cost linear in their
+    /// storage; untouched accounts keep their cached storage roots).
+    fn update_world(&mut self, touched: impl IntoIterator<Item = Address>) {
+        for address in touched {
+            match self.db.cache.accounts.get(&address) {
+                Some(account) if account.account_state != DbAccountState::NotExisting => {
+                    let storage: BTreeMap<B256, U256> = account
+                        .storage
+                        .iter()
+                        .filter(|(_, value)| !value.is_zero())
+                        .map(|(slot, value)| (B256::from(*slot), *value))
+                        .collect();
+                    self.world.insert(
+                        address,
+                        TrieAccountState {
+                            nonce: account.info.nonce,
+                            balance: account.info.balance,
+                            code_hash: account.info.code_hash,
+                            storage,
+                        },
+                    );
+                }
+                _ => self.world.remove(&address),
+            }
+        }
     }
 
+    /// Seals a block: the real state root of the current world state goes into the header, the
+    /// block keeps a snapshot of that state, and snapshots older than `state_history` are dropped.
     fn push_block(&mut self, mut header: Header, receipts: Vec<ReceiptRecord>) {
-        header.state_root = self.state_root();
+        header.state_root = self.world.state_root();
         header.gas_used = receipts.iter().map(|r| r.gas_used).sum();
         let hash = header.hash_slow();
+        let keep = usize::try_from(self.config.state_history.max(1)).unwrap_or(usize::MAX);
+        if let Some(pruned) = self.blocks.len().checked_sub(keep) {
+            self.blocks[pruned].state = None;
+        }
         self.blocks.push(BlockRecord {
             header,
             hash,
             receipts,
+            state: Some(self.world.clone()),
         });
+    }
+
+    fn block(&self, number: u64) -> Result<&BlockRecord> {
+        usize::try_from(number)
+            .ok()
+            .and_then(|n| self.blocks.get(n))
+            .ok_or(ChainError::UnknownBlock { number })
+    }
+
+    /// `eth_getProof` at a mined block, from that block's state snapshot.
+    fn proof(
+        &self,
+        address: Address,
+        slots: &[B256],
+        number: u64,
+    ) -> Result<EIP1186AccountProofResponse> {
+        let block = self.block(number)?;
+        let world = block.state.as_ref().ok_or(ChainError::StatePruned {
+            number,
+            kept: self.config.state_history.max(1),
+        })?;
+        let (root, answer) = world.prove(address, slots);
+        // The snapshot is the state the header's root was computed from.
+        debug_assert_eq!(root, block.header.state_root);
+        Ok(answer)
     }
 
     /// Runs a read-only transaction against the latest state, the way nodes run `eth_call`: base
@@ -405,7 +475,9 @@ impl ChainState {
             },
         })?;
         drop(evm);
+        let touched: Vec<Address> = outcome.state.keys().copied().collect();
         self.db.commit(outcome.state);
+        self.update_world(touched);
 
         let (success, gas_used, logs, revert) = match outcome.result {
             ExecutionResult::Success { gas, logs, .. } => (true, gas.tx_gas_used(), logs, None),
@@ -524,6 +596,19 @@ impl KeystoreChain for EmbeddedChain {
 
     fn balance(&self, address: Address) -> impl Future<Output = Result<U256>> + Send {
         std::future::ready(Ok(self.lock().balance(address)))
+    }
+
+    fn get_proof(
+        &self,
+        address: Address,
+        slots: &[B256],
+        block: u64,
+    ) -> impl Future<Output = Result<EIP1186AccountProofResponse>> + Send {
+        std::future::ready(self.lock().proof(address, slots, block))
+    }
+
+    fn block_header(&self, number: u64) -> impl Future<Output = Result<Header>> + Send {
+        std::future::ready(self.lock().block(number).map(|b| b.header.clone()))
     }
 
     fn code_at(&self, address: Address) -> impl Future<Output = Result<Bytes>> + Send {

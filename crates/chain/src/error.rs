@@ -130,6 +130,20 @@ pub enum ChainError {
         /// What was wrong.
         reason: String,
     },
+    /// The node has no block with this number (not mined yet).
+    #[error("no block {number} on the chain")]
+    UnknownBlock {
+        /// The block number asked for.
+        number: u64,
+    },
+    /// The node no longer keeps the state of this block (pruned), so it cannot prove against it.
+    #[error("state of block {number} is pruned (only the last {kept} blocks keep state)")]
+    StatePruned {
+        /// The block number asked for.
+        number: u64,
+        /// How many recent blocks keep state.
+        kept: u64,
+    },
     /// A transaction was sent but its receipt did not arrive in time.
     #[error("transaction {tx_hash} not confirmed: {reason}")]
     NotConfirmed {

@@ -37,7 +37,9 @@
 
 use std::future::Future;
 
+use alloy::consensus::Header;
 use alloy::primitives::{Address, B256, Bytes, FixedBytes, U256};
+use alloy::rpc::types::EIP1186AccountProofResponse;
 use alloy::sol_types::SolCall;
 
 mod anvil;
@@ -47,6 +49,7 @@ mod error;
 pub mod layout;
 mod rpc;
 mod types;
+pub mod verified;
 
 pub use alloy::signers::local::PrivateKeySigner;
 pub use anvil::AnvilProcess;
@@ -121,6 +124,21 @@ pub trait KeystoreChain: Send + Sync {
 
     /// An account's balance in wei at the latest block.
     fn balance(&self, address: Address) -> impl Future<Output = Result<U256>> + Send;
+
+    /// `eth_getProof` (EIP-1186): the account `address` and its storage `slots` at block `block`,
+    /// with Merkle-Patricia proofs against that block's state root. Unverified: check the answer
+    /// with [`verified`] (or `chaincall_proof`) against a trusted header before using any value.
+    fn get_proof(
+        &self,
+        address: Address,
+        slots: &[B256],
+        block: u64,
+    ) -> impl Future<Output = Result<EIP1186AccountProofResponse>> + Send;
+
+    /// The header of block `number` ([`ChainError::UnknownBlock`] if not mined). Its block hash is
+    /// `keccak256(rlp(header))` ([`Header::hash_slow`]); backends make sure of that, so a header
+    /// can be checked against a pinned or agreed hash.
+    fn block_header(&self, number: u64) -> impl Future<Output = Result<Header>> + Send;
 
     /// The runtime code at an address (empty for accounts without code).
     fn code_at(&self, address: Address) -> impl Future<Output = Result<Bytes>> + Send;

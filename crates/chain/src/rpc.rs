@@ -8,11 +8,11 @@
 
 use std::time::{Duration, Instant};
 
-use alloy::consensus::TxEip1559;
+use alloy::consensus::{Header, TxEip1559};
 use alloy::eips::{BlockNumberOrTag, Encodable2718};
-use alloy::primitives::{Address, Bytes, TxKind, U256};
+use alloy::primitives::{Address, B256, Bytes, TxKind, U256};
 use alloy::providers::{Provider, RootProvider};
-use alloy::rpc::types::{Filter, TransactionRequest};
+use alloy::rpc::types::{EIP1186AccountProofResponse, Filter, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::transports::{RpcError, TransportError};
 
@@ -334,6 +334,42 @@ impl KeystoreChain for RpcChain {
             .get_balance(address)
             .await
             .map_err(|e| self.rpc_error(e, None))
+    }
+
+    async fn get_proof(
+        &self,
+        address: Address,
+        slots: &[B256],
+        block: u64,
+    ) -> Result<EIP1186AccountProofResponse> {
+        self.provider
+            .get_proof(address, slots.to_vec())
+            .number(block)
+            .await
+            .map_err(|e| self.rpc_error(e, None))
+    }
+
+    async fn block_header(&self, number: u64) -> Result<Header> {
+        let block = self
+            .provider
+            .get_block_by_number(BlockNumberOrTag::Number(number))
+            .await
+            .map_err(|e| self.rpc_error(e, None))?
+            .ok_or(ChainError::UnknownBlock { number })?;
+        let header = block.header;
+        // The consensus header must reproduce the node's block hash; if it does not, the node sent
+        // fields this client does not know (a newer fork), and no hash check downstream could work.
+        let hash = header.inner.hash_slow();
+        if hash != header.hash || header.inner.number != number {
+            return Err(ChainError::BadResponse {
+                reason: format!(
+                    "block {number}: header fields hash to {hash}, but the node names block {} with hash {} \
+                     (unknown header fields?)",
+                    header.inner.number, header.hash
+                ),
+            });
+        }
+        Ok(header.inner)
     }
 
     async fn code_at(&self, address: Address) -> Result<Bytes> {

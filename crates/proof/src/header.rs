@@ -17,6 +17,10 @@
 //! providers. *Does not protect against* k colluding providers, or a majority that all follow the
 //! same wrong fork; it also trusts that the endpoints are in fact independent.
 //!
+//! Trust extends along the hash links in both directions from any trusted header:
+//! [`verify_descendants`] forwards (what a phone does at every lookup: only the headers since the
+//! last verified one are fetched) and [`verify_ancestors`] backwards.
+//!
 //! **Consensus light client** (future): a Helios-style client verifying the beacon chain's
 //! sync-committee signatures yields a trusted execution header by consensus rules, not by
 //! agreement. It plugs in by producing the same [`TrustedHeader`] that the two modes above produce;
@@ -36,6 +40,9 @@ pub struct TrustedHeader {
     pub hash: B256,
     /// The state root proofs are checked against.
     pub state_root: B256,
+    /// The parent's hash: trusting this header means trusting its parent's hash too, so headers can
+    /// be verified backwards from it ([`verify_ancestors`]).
+    pub parent_hash: B256,
 }
 
 impl TrustedHeader {
@@ -45,6 +52,7 @@ impl TrustedHeader {
             number: header.number,
             hash: header.hash_slow(),
             state_root: header.state_root,
+            parent_hash: header.parent_hash,
         }
     }
 }
@@ -84,7 +92,73 @@ pub fn verify_checkpoint_chain(
         number: previous.number,
         hash: previous_hash,
         state_root: previous.state_root,
+        parent_hash: previous.parent_hash,
     })
+}
+
+/// Extends trust forwards: `headers` must be `anchor.number + 1, anchor.number + 2, …`, the first
+/// naming `anchor.hash` as its parent and each next one naming its predecessor. Returns them all as
+/// trusted, in order.
+///
+/// This is how a checkpoint's trust reaches newer blocks without re-checking the whole chain: the
+/// anchor is the newest header already verified.
+pub fn verify_descendants(
+    anchor: &TrustedHeader,
+    headers: &[Header],
+) -> Result<Vec<TrustedHeader>, HeaderError> {
+    let mut previous = *anchor;
+    let mut out = Vec::with_capacity(headers.len());
+    for header in headers {
+        if header.parent_hash != previous.hash
+            || Some(header.number) != previous.number.checked_add(1)
+        {
+            return Err(HeaderError::BrokenChain {
+                number: header.number,
+                previous: previous.number,
+            });
+        }
+        previous = TrustedHeader::from_verified(header);
+        out.push(previous);
+    }
+    Ok(out)
+}
+
+/// Extends trust backwards: `headers` must be `anchor.number - 1, anchor.number - 2, …`, the first
+/// hashing to `anchor.parent_hash` and each next one to its predecessor's parent hash. Returns them
+/// as trusted, in the order given (newest first).
+///
+/// A trusted header commits to its parent's hash, so ancestry is as strong as descent: a provider
+/// would need a keccak-256 second preimage to slip in another ancestor.
+pub fn verify_ancestors(
+    anchor: &TrustedHeader,
+    headers: &[Header],
+) -> Result<Vec<TrustedHeader>, HeaderError> {
+    let mut child = *anchor;
+    let mut out = Vec::with_capacity(headers.len());
+    for header in headers {
+        let hash = header.hash_slow();
+        if Some(header.number) != child.number.checked_sub(1) {
+            return Err(HeaderError::BrokenChain {
+                number: header.number,
+                previous: child.number,
+            });
+        }
+        if hash != child.parent_hash {
+            return Err(HeaderError::HashMismatch {
+                number: header.number,
+                got: hash,
+                expected: child.parent_hash,
+            });
+        }
+        child = TrustedHeader {
+            number: header.number,
+            hash,
+            state_root: header.state_root,
+            parent_hash: header.parent_hash,
+        };
+        out.push(child);
+    }
+    Ok(out)
 }
 
 /// Checks that a header's contents hash to `expected` (the hash the quorum agreed on), so its state
@@ -102,6 +176,7 @@ pub fn verify_header_hash(header: &Header, expected: B256) -> Result<TrustedHead
         number: header.number,
         hash: got,
         state_root: header.state_root,
+        parent_hash: header.parent_hash,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Real Merkle–Patricia tries over a plain state, answering `eth_getProof` like a node.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy::rpc::types::{EIP1186AccountProofResponse, EIP1186StorageProof};
@@ -41,13 +42,22 @@ impl AccountState {
     }
 }
 
+/// An account with its storage root, computed once when the account is inserted.
+#[derive(Debug, PartialEq, Eq)]
+struct StoredAccount {
+    state: AccountState,
+    storage_root: B256,
+}
+
 /// A whole world state, with real state and storage tries.
 ///
-/// Roots are computed on demand from the plain state (fine for an in-process chain with a handful of
-/// accounts; a node keeps the tries incrementally).
+/// Each account's storage root is computed once, when the account is inserted; the state root
+/// hashes the accounts only. Cloning is cheap (accounts are shared, not copied), so a chain can keep
+/// one snapshot per block and answer proofs for past blocks. Proof nodes are rebuilt per request
+/// from the plain state (fine for an in-process chain; a node keeps the tries on disk).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorldState {
-    accounts: BTreeMap<Address, AccountState>,
+    accounts: BTreeMap<Address, Arc<StoredAccount>>,
 }
 
 impl WorldState {
@@ -56,14 +66,36 @@ impl WorldState {
         Self::default()
     }
 
-    /// Sets an account's state, replacing what was there.
+    /// Sets an account's state, replacing what was there; computes its storage root (cost linear
+    /// in its storage). Inserting an empty account removes it (EIP-161).
     pub fn insert(&mut self, address: Address, account: AccountState) {
-        self.accounts.insert(address, account);
+        if account.is_empty() {
+            self.accounts.remove(&address);
+            return;
+        }
+        let (storage_root, _) = storage_trie(&account.storage, &[]);
+        self.accounts.insert(
+            address,
+            Arc::new(StoredAccount {
+                state: account,
+                storage_root,
+            }),
+        );
+    }
+
+    /// Removes an account (self-destructed or emptied).
+    pub fn remove(&mut self, address: &Address) {
+        self.accounts.remove(address);
     }
 
     /// An account's state, if present.
     pub fn account(&self, address: &Address) -> Option<&AccountState> {
-        self.accounts.get(address)
+        self.accounts.get(address).map(|a| &a.state)
+    }
+
+    /// An account's storage root, if present.
+    pub fn storage_root(&self, address: &Address) -> Option<B256> {
+        self.accounts.get(address).map(|a| a.storage_root)
     }
 
     /// The state root (`stateRoot` of a block header holding this state).
@@ -77,11 +109,7 @@ impl WorldState {
         let (state_root, account_nodes) = self.state_trie(Some(address));
         let account_proof = path_nodes(&account_nodes, keccak256(address));
         let empty = AccountState::default();
-        let account = self
-            .accounts
-            .get(&address)
-            .filter(|a| !a.is_empty())
-            .unwrap_or(&empty);
+        let account = self.accounts.get(&address).map_or(&empty, |a| &a.state);
         let (storage_root, storage_nodes) = storage_trie(&account.storage, slots);
         let storage_proof = slots
             .iter()
@@ -107,13 +135,12 @@ impl WorldState {
         let mut leaves: Vec<(B256, Vec<u8>)> = self
             .accounts
             .iter()
-            .filter(|(_, account)| !account.is_empty())
-            .map(|(address, account)| {
-                let (storage_root, _) = storage_trie(&account.storage, &[]);
+            .map(|(address, stored)| {
+                let account = &stored.state;
                 let leaf = TrieAccount {
                     nonce: account.nonce,
                     balance: account.balance,
-                    storage_root,
+                    storage_root: stored.storage_root,
                     code_hash: account.code_hash,
                 };
                 (keccak256(address), alloy_rlp::encode(leaf))

@@ -98,3 +98,36 @@ fn quorum_needs_a_strict_majority() {
     ));
     assert_eq!(quorum_hash(7, &[Some(good)], 1), Ok(good));
 }
+
+#[test]
+fn trust_extends_forwards_and_backwards_along_hash_links() {
+    use chaincall_proof::header::{TrustedHeader, verify_ancestors, verify_descendants};
+    let headers = chain(6);
+    let middle = TrustedHeader::from_verified(&headers[3]);
+    let newer = verify_descendants(&middle, &headers[4..]).unwrap();
+    assert_eq!(newer.len(), 2);
+    assert_eq!(newer[1].hash, headers[5].hash_slow());
+    let older: Vec<Header> = headers[..3].iter().rev().cloned().collect();
+    let ancestors = verify_ancestors(&middle, &older).unwrap();
+    assert_eq!(ancestors.last().unwrap().number, 100);
+    assert_eq!(ancestors.last().unwrap().state_root, headers[0].state_root);
+
+    // A forged ancestor (another state root) no longer hashes to the child's parent hash.
+    let mut forged = older.clone();
+    forged[1].state_root = B256::repeat_byte(0x33);
+    assert!(matches!(
+        verify_ancestors(&middle, &forged),
+        Err(HeaderError::HashMismatch { number: 101, .. })
+    ));
+    // A descendant that skips a block, or does not name the anchor as parent, is refused.
+    assert!(matches!(
+        verify_descendants(&middle, &headers[5..]),
+        Err(HeaderError::BrokenChain {
+            number: 105,
+            previous: 103
+        })
+    ));
+    let mut stranger = headers[4].clone();
+    stranger.parent_hash = B256::repeat_byte(0x44);
+    assert!(verify_descendants(&middle, &[stranger]).is_err());
+}

@@ -1,0 +1,669 @@
+//! Verified key lookups: `getClient` answered from `eth_getProof` and checked against a trusted block
+//! header, so a phone need not trust its RPC provider (DESIGN.md, "verified lookups"; paper 000
+//! §III.B).
+//!
+//! A lookup is three steps, each replaceable:
+//!
+//! 1. **Which header to trust** — a [`HeaderTrust`]: a pinned checkpoint hash plus the header chain
+//!    from it ([`HeaderTrust::checkpoint`]), agreement of k of n RPC endpoints on the block hash
+//!    ([`HeaderTrust::quorum`]), or any [`HeaderOracle`] (the slot for a Helios-style consensus light
+//!    client). Verified headers are cached inside the trust, so a phone that looks up at every call
+//!    only fetches the headers mined since its last lookup.
+//! 2. **Fetch** — the entry's two storage slots ([`layout::entry_slots`]) with
+//!    [`KeystoreChain::get_proof`] at that block.
+//! 3. **Verify** — [`verify_entry`], sans-IO: the account proof against the header's state root, the
+//!    contract's code hash against the committed keystore bytecode, each storage proof against the
+//!    account's storage root, then the entry is decoded from the *proven* words. Proofs of absence
+//!    (an unknown number) verify too and give [`KeyStatus::Unknown`].
+//!
+//! [`get_client_verified`] runs the three; any mismatch is a [`VerifyError`] saying what failed, and
+//! no entry is returned. [`PinnedLookup`] adds key continuity on top (`chaincall_identity::continuity`):
+//! a key seen before is pinned, a rotation or revocation recorded on chain moves the pin and is
+//! reported, and a key change without an on-chain record is refused.
+//!
+//! What each trust mode does and does not protect against: `docs/verified-lookups.md` and
+//! [`chaincall_proof::header`].
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use chaincall_chain::{ClientId, KeystoreChain, RpcChain, RpcConfig};
+//! use chaincall_chain::verified::{HeaderTrust, get_client_verified};
+//! use chaincall_identity::IdentityName;
+//! # async fn demo(contract: alloy::primitives::Address, checkpoint: alloy::primitives::B256)
+//! # -> Result<(), Box<dyn std::error::Error>> {
+//! let chain = RpcChain::connect("http://127.0.0.1:8545", RpcConfig::default()).await?;
+//! // Pinned in the app: block 0's hash (or any later block's).
+//! let trust = Arc::new(HeaderTrust::checkpoint(0, checkpoint));
+//! let id = ClientId::of(&IdentityName::parse("+15551234567")?);
+//! let found = get_client_verified(&chain, contract, id, &trust, None).await?;
+//! println!("{:?} at block {} ({} proof bytes)", found.entry.status, found.block_number, found.proof_bytes);
+//! # Ok(()) }
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use alloy::consensus::Header;
+use alloy::eips::BlockNumberOrTag;
+use alloy::primitives::{Address, B256, keccak256};
+use alloy::providers::{Provider, RootProvider};
+use alloy::rpc::types::EIP1186AccountProofResponse;
+use chaincall_identity::continuity::{
+    ContinuityError, Evidence, KeyPins, Observation, PinUpdate, RecordedChange,
+};
+use chaincall_identity::{IdentityName, KeyStatus, PublicIdentityKey};
+use chaincall_proof::header::{
+    quorum_hash, verify_ancestors, verify_checkpoint_chain, verify_descendants, verify_header_hash,
+};
+use chaincall_proof::{proof_size_bytes, verify_account_proof};
+
+pub use chaincall_proof::header::TrustedHeader;
+pub use chaincall_proof::{HeaderError, ProofError};
+
+use crate::layout::{self, LayoutError};
+use crate::{ChainError, Change, ClientEntry, ClientId, KeystoreChain};
+
+/// A keystore entry proven against a trusted block header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedEntry {
+    /// The entry, decoded from proven storage (unknown when the slots are proven absent).
+    pub entry: ClientEntry,
+    /// The block whose state it was proven against.
+    pub block_number: u64,
+    /// That block's hash (trusted through the [`HeaderTrust`]).
+    pub block_hash: B256,
+    /// Bytes of trie nodes in the proof (account and storage proofs): the lookup's wire cost.
+    pub proof_bytes: usize,
+}
+
+/// Why a verified lookup failed. No entry may be used from a failed lookup.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// Fetching the proof or a header failed (node down, unknown block, pruned state, ...).
+    #[error("chain access failed: {0}")]
+    Chain(#[from] ChainError),
+    /// The block header could not be trusted (does not chain to the checkpoint, no quorum, ...).
+    #[error("block header not trusted: {0}")]
+    Header(#[from] HeaderError),
+    /// The state proof was refused (changed value, missing or extra node, wrong root, another slot
+    /// or account).
+    #[error("state proof refused: {0}")]
+    Proof(#[from] ProofError),
+    /// The proof shows no account at the keystore address at this block.
+    #[error("no keystore at {address} in block {block}: the state proves the account absent")]
+    NoContract {
+        /// The configured keystore address.
+        address: Address,
+        /// The block.
+        block: u64,
+    },
+    /// The proven account runs other code than the committed keystore, so its storage layout means
+    /// nothing to us.
+    #[error(
+        "{address} runs code with hash {got}, not the keystore's {expected}; refusing to read its storage"
+    )]
+    WrongCode {
+        /// The configured keystore address.
+        address: Address,
+        /// The proven code hash.
+        got: B256,
+        /// keccak-256 of the committed runtime bytecode.
+        expected: B256,
+    },
+    /// The proven storage words are not an entry this contract writes.
+    #[error("proven storage does not decode to an entry: {0}")]
+    Layout(#[from] LayoutError),
+    /// The header fetched for one block number describes another.
+    #[error("asked for the header of block {asked}, got block {got}")]
+    WrongHeader {
+        /// The number asked for.
+        asked: u64,
+        /// The number in the header.
+        got: u64,
+    },
+    /// Verifying this block from the nearest trusted header would need too many header fetches;
+    /// move the checkpoint closer.
+    #[error(
+        "block {block} is {distance} headers from the nearest trusted header (limit {limit}); pin a newer checkpoint"
+    )]
+    TooFar {
+        /// The block asked for.
+        block: u64,
+        /// Headers that would have to be fetched.
+        distance: u64,
+        /// [`MAX_HEADER_FETCH`].
+        limit: u64,
+    },
+}
+
+/// The most headers one lookup fetches to link a block to the nearest trusted header.
+pub const MAX_HEADER_FETCH: u64 = 100_000;
+
+/// Headers kept in a trust's cache (older ones are dropped and re-linked on demand).
+pub const HEADER_CACHE: usize = 4096;
+
+/// A boxed, sendable future (what object-safe traits here return).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Object-safe header fetching: what a [`HeaderOracle`] may ask the chain for.
+pub trait HeaderSource: Send + Sync {
+    /// The (unverified) header of block `number`.
+    fn header(&self, number: u64) -> BoxFuture<'_, Result<Header, ChainError>>;
+}
+
+/// A [`KeystoreChain`] seen as a [`HeaderSource`].
+#[derive(Debug)]
+pub struct ChainHeaders<'a, C: ?Sized>(pub &'a C);
+
+impl<C: KeystoreChain + ?Sized> HeaderSource for ChainHeaders<'_, C> {
+    fn header(&self, number: u64) -> BoxFuture<'_, Result<Header, ChainError>> {
+        Box::pin(self.0.block_header(number))
+    }
+}
+
+/// Decides which header of a given height to trust. Implement this to plug in another trust model
+/// (a Helios-style consensus light client verifying sync-committee signatures would return the
+/// execution header it proved); wrap it with [`HeaderTrust::custom`].
+pub trait HeaderOracle: Send + Sync + fmt::Debug {
+    /// The trusted header at `number`, fetching headers through `source` as needed. Must only
+    /// return a header whose hash it has verified by its own rules.
+    fn trusted_header<'a>(
+        &'a self,
+        source: &'a dyn HeaderSource,
+        number: u64,
+    ) -> BoxFuture<'a, Result<TrustedHeader, VerifyError>>;
+}
+
+/// Which block headers a verified lookup trusts. Share it (`Arc<HeaderTrust>`) across lookups: it
+/// caches the headers it has verified.
+#[derive(Debug)]
+pub struct HeaderTrust {
+    oracle: Box<dyn HeaderOracle>,
+}
+
+impl HeaderTrust {
+    /// Trust anchored in a pinned block hash: block `number` must hash to `hash`, and every other
+    /// block is trusted by following parent-hash links from it (forwards to newer blocks, backwards
+    /// to older ones). Only headers not yet verified are fetched.
+    pub fn checkpoint(number: u64, hash: B256) -> Self {
+        Self::custom(CheckpointOracle {
+            number,
+            hash,
+            cache: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Trust by agreement: at least `k` of the `endpoints` (JSON-RPC URLs, independently operated)
+    /// must return a header with the same hash for the block. `k` must be a strict majority; a
+    /// misconfiguration or an unparsable URL surfaces at the first lookup as a [`HeaderError`].
+    pub fn quorum(endpoints: Vec<String>, k: usize) -> Self {
+        let endpoints = endpoints
+            .into_iter()
+            .map(|url| {
+                let provider = url.parse().ok().map(RootProvider::new_http);
+                (url, provider)
+            })
+            .collect();
+        Self::custom(QuorumOracle {
+            endpoints,
+            k,
+            cache: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Any other trust model, such as a consensus light client.
+    pub fn custom(oracle: impl HeaderOracle + 'static) -> Self {
+        Self {
+            oracle: Box::new(oracle),
+        }
+    }
+
+    /// The trusted header at `number`, fetched through `source` where needed.
+    pub async fn trusted_header(
+        &self,
+        source: &dyn HeaderSource,
+        number: u64,
+    ) -> Result<TrustedHeader, VerifyError> {
+        let header = self.oracle.trusted_header(source, number).await?;
+        if header.number != number {
+            return Err(VerifyError::WrongHeader {
+                asked: number,
+                got: header.number,
+            });
+        }
+        Ok(header)
+    }
+}
+
+type HeaderCache = Mutex<BTreeMap<u64, TrustedHeader>>;
+
+fn lock(cache: &HeaderCache) -> MutexGuard<'_, BTreeMap<u64, TrustedHeader>> {
+    // The cache holds only verified headers and is updated in one insert per header, so a panic
+    // elsewhere cannot leave it inconsistent.
+    cache
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn remember(cache: &HeaderCache, headers: &[TrustedHeader]) {
+    let mut cache = lock(cache);
+    for header in headers {
+        cache.insert(header.number, *header);
+    }
+    while cache.len() > HEADER_CACHE {
+        cache.pop_first();
+    }
+}
+
+async fn fetch(source: &dyn HeaderSource, number: u64) -> Result<Header, VerifyError> {
+    let header = source.header(number).await?;
+    if header.number != number {
+        return Err(VerifyError::WrongHeader {
+            asked: number,
+            got: header.number,
+        });
+    }
+    Ok(header)
+}
+
+/// [`HeaderTrust::checkpoint`].
+#[derive(Debug)]
+struct CheckpointOracle {
+    number: u64,
+    hash: B256,
+    cache: HeaderCache,
+}
+
+impl CheckpointOracle {
+    async fn resolve(
+        &self,
+        source: &dyn HeaderSource,
+        number: u64,
+    ) -> Result<TrustedHeader, VerifyError> {
+        let (hit, below, above) = {
+            let cache = lock(&self.cache);
+            (
+                cache.get(&number).copied(),
+                cache.range(..number).next_back().map(|(_, h)| *h),
+                cache.range(number..).next().map(|(_, h)| *h),
+            )
+        };
+        if let Some(header) = hit {
+            return Ok(header);
+        }
+        let (below, above) = if below.is_none() && above.is_none() {
+            // Nothing verified yet: the pinned block itself comes first.
+            let pinned = verify_checkpoint_chain(self.hash, &[fetch(source, self.number).await?])?;
+            remember(&self.cache, &[pinned]);
+            if pinned.number == number {
+                return Ok(pinned);
+            }
+            if pinned.number < number {
+                (Some(pinned), None)
+            } else {
+                (None, Some(pinned))
+            }
+        } else {
+            (below, above)
+        };
+        // Link from the nearest trusted header: forwards from below (the common case, new blocks),
+        // otherwise backwards from above.
+        let forward = below.map(|b| (number - b.number, b));
+        let backward = above.map(|a| (a.number - number, a));
+        let use_forward = match (forward, backward) {
+            (Some((f, _)), Some((b, _))) => f <= b,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if use_forward {
+            let (distance, anchor) = forward.ok_or(HeaderError::Empty)?;
+            check_distance(number, distance)?;
+            let mut headers = Vec::with_capacity(usize::try_from(distance).unwrap_or(0));
+            for n in anchor.number + 1..=number {
+                headers.push(fetch(source, n).await?);
+            }
+            let trusted = verify_descendants(&anchor, &headers)?;
+            remember(&self.cache, &trusted);
+            trusted.last().copied().ok_or(HeaderError::Empty.into())
+        } else {
+            let (distance, anchor) = backward.ok_or(HeaderError::Empty)?;
+            check_distance(number, distance)?;
+            let mut headers = Vec::with_capacity(usize::try_from(distance).unwrap_or(0));
+            for n in (number..anchor.number).rev() {
+                headers.push(fetch(source, n).await?);
+            }
+            let trusted = verify_ancestors(&anchor, &headers)?;
+            remember(&self.cache, &trusted);
+            trusted.last().copied().ok_or(HeaderError::Empty.into())
+        }
+    }
+}
+
+fn check_distance(block: u64, distance: u64) -> Result<(), VerifyError> {
+    if distance > MAX_HEADER_FETCH {
+        return Err(VerifyError::TooFar {
+            block,
+            distance,
+            limit: MAX_HEADER_FETCH,
+        });
+    }
+    Ok(())
+}
+
+impl HeaderOracle for CheckpointOracle {
+    fn trusted_header<'a>(
+        &'a self,
+        source: &'a dyn HeaderSource,
+        number: u64,
+    ) -> BoxFuture<'a, Result<TrustedHeader, VerifyError>> {
+        Box::pin(self.resolve(source, number))
+    }
+}
+
+/// [`HeaderTrust::quorum`].
+struct QuorumOracle {
+    /// Each configured URL, with its provider (`None`: the URL does not parse; counts as no answer).
+    endpoints: Vec<(String, Option<RootProvider>)>,
+    k: usize,
+    cache: HeaderCache,
+}
+
+impl fmt::Debug for QuorumOracle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QuorumOracle")
+            .field(
+                "endpoints",
+                &self.endpoints.iter().map(|(u, _)| u).collect::<Vec<_>>(),
+            )
+            .field("k", &self.k)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One endpoint's header for `number`, or `None` if it fails, lacks the block, or sends a header
+/// that does not hash to the block hash it names.
+async fn endpoint_header(provider: RootProvider, number: u64) -> Option<Header> {
+    let block = provider
+        .get_block_by_number(BlockNumberOrTag::Number(number))
+        .await
+        .ok()??;
+    let header = block.header;
+    (header.inner.number == number && header.inner.hash_slow() == header.hash)
+        .then_some(header.inner)
+}
+
+impl QuorumOracle {
+    async fn resolve(&self, number: u64) -> Result<TrustedHeader, VerifyError> {
+        if let Some(header) = lock(&self.cache).get(&number) {
+            return Ok(*header);
+        }
+        // Ask every endpoint at once; the lookup waits for the slowest (or its timeout).
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, (_, provider)) in self.endpoints.iter().enumerate() {
+            if let Some(provider) = provider.clone() {
+                tasks.spawn(async move { (index, endpoint_header(provider, number).await) });
+            }
+        }
+        let mut headers: Vec<Option<Header>> = vec![None; self.endpoints.len()];
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok((index, header)) = joined {
+                headers[index] = header;
+            }
+        }
+        let hashes: Vec<Option<B256>> = headers
+            .iter()
+            .map(|h| h.as_ref().map(Header::hash_slow))
+            .collect();
+        let agreed = quorum_hash(number, &hashes, self.k)?;
+        let header = headers
+            .iter()
+            .flatten()
+            .find(|h| h.hash_slow() == agreed)
+            .ok_or(HeaderError::Empty)?;
+        let trusted = verify_header_hash(header, agreed)?;
+        remember(&self.cache, &[trusted]);
+        Ok(trusted)
+    }
+}
+
+impl HeaderOracle for QuorumOracle {
+    fn trusted_header<'a>(
+        &'a self,
+        _source: &'a dyn HeaderSource,
+        number: u64,
+    ) -> BoxFuture<'a, Result<TrustedHeader, VerifyError>> {
+        Box::pin(self.resolve(number))
+    }
+}
+
+/// keccak-256 of the committed keystore runtime bytecode: the code hash a genuine keystore account
+/// proves.
+pub fn keystore_code_hash() -> B256 {
+    static HASH: OnceLock<B256> = OnceLock::new();
+    *HASH.get_or_init(|| keccak256(crate::contract::runtime_bytecode()))
+}
+
+/// The storage keys of `id`'s entry, as `eth_getProof` takes them.
+pub fn entry_slot_keys(id: &ClientId) -> [B256; layout::ENTRY_SLOTS] {
+    layout::entry_slots(id).map(B256::from)
+}
+
+/// Verifies an `eth_getProof` answer for `id`'s entry slots in `contract` against a trusted header
+/// and decodes the entry from the proven values. Sans-IO: the check behind [`get_client_verified`].
+///
+/// Refused: an answer for another account, an account proof or storage proof that does not lead
+/// from the trusted roots to the claimed values (changed value, missing or extra node, wrong root),
+/// proofs for other slots or missing ones, an absent contract or one running other code.
+pub fn verify_entry(
+    header: &TrustedHeader,
+    contract: Address,
+    id: ClientId,
+    answer: &EIP1186AccountProofResponse,
+) -> Result<VerifiedEntry, VerifyError> {
+    let account = verify_account_proof(header.state_root, contract, answer)?;
+    if !account.exists {
+        return Err(VerifyError::NoContract {
+            address: contract,
+            block: header.number,
+        });
+    }
+    if account.code_hash != keystore_code_hash() {
+        return Err(VerifyError::WrongCode {
+            address: contract,
+            got: account.code_hash,
+            expected: keystore_code_hash(),
+        });
+    }
+    let values = account.verify_storage(answer, &entry_slot_keys(&id))?;
+    let words = [values[0], values[1]];
+    let stored = layout::decode_entry(id, words)?;
+    Ok(VerifiedEntry {
+        entry: stored.entry,
+        block_number: header.number,
+        block_hash: header.hash,
+        proof_bytes: proof_size_bytes(answer),
+    })
+}
+
+/// `getClient` with proof: the entry for `id` at `block` (`None` = the chain's latest block), proven
+/// against a header `trust` accepts. The header and the proof are fetched concurrently.
+pub async fn get_client_verified<C: KeystoreChain + ?Sized>(
+    chain: &C,
+    contract: Address,
+    id: ClientId,
+    trust: &HeaderTrust,
+    block: Option<u64>,
+) -> Result<VerifiedEntry, VerifyError> {
+    let number = match block {
+        Some(number) => number,
+        None => chain.block_number().await?,
+    };
+    let slots = entry_slot_keys(&id);
+    let source = ChainHeaders(chain);
+    let (header, answer) = tokio::join!(
+        trust.trusted_header(&source, number),
+        chain.get_proof(contract, &slots, number)
+    );
+    verify_entry(&header?, contract, id, &answer?)
+}
+
+/// Why a pinned lookup refused an answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LookupError {
+    /// The lookup itself could not be verified.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    /// The answer is proven but breaks key continuity (unrecorded key change, stale, revoked).
+    #[error(transparent)]
+    Continuity(#[from] ContinuityError),
+    /// The chain's history of the entry could not be read.
+    #[error("cannot read the entry's history: {0}")]
+    History(ChainError),
+}
+
+/// A verified lookup that passed the key-continuity check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedEntry {
+    /// The proven entry.
+    pub verified: VerifiedEntry,
+    /// What happened to the pin: first pinned, unchanged, moved by a rotation, revoked, not pinned.
+    pub update: PinUpdate,
+    /// Key changes the chain records since this identity's previous lookup (rotations and
+    /// revocations, from the contract's events), oldest first: what to report to the user.
+    pub changes: Vec<RecordedChange>,
+}
+
+impl PinnedEntry {
+    /// The key a caller may encrypt to: approved, proven, and continuous with what was seen before.
+    pub fn usable_key(&self) -> Option<PublicIdentityKey> {
+        self.verified.entry.approved_key()
+    }
+}
+
+/// The phone's lookup cache: verified lookups plus key pinning (`KeyPins`).
+///
+/// Every lookup is proven ([`get_client_verified`]); the entry's on-chain history (events) is read
+/// alongside. The first approved key seen is pinned. A later key must equal the pin, or be the key a
+/// recorded rotation (a `KeyRotated` event after the last lookup) moved to; a revocation recorded on
+/// chain makes the pin refuse the identity from then on. A proven key that differs from the pin
+/// without a rotation on record — which the keystore contract cannot produce, so it means the trust
+/// anchor now points at another chain or fork — is refused with
+/// [`ContinuityError::UnrecordedKeyChange`], and so is an answer older than one already seen.
+#[derive(Debug, Clone)]
+pub struct PinnedLookup {
+    contract: Address,
+    pins: KeyPins,
+    /// Block of each identity's last accepted lookup.
+    seen_at: HashMap<IdentityName, u64>,
+}
+
+impl PinnedLookup {
+    /// A lookup cache for the keystore at `contract`, with no pins yet.
+    pub fn new(contract: Address) -> Self {
+        Self::with_pins(contract, KeyPins::new())
+    }
+
+    /// A lookup cache starting from pins the phone persisted.
+    pub fn with_pins(contract: Address, pins: KeyPins) -> Self {
+        Self {
+            contract,
+            pins,
+            seen_at: HashMap::new(),
+        }
+    }
+
+    /// The pins (to persist them).
+    pub fn pins(&self) -> &KeyPins {
+        &self.pins
+    }
+
+    /// Looks `name` up at `block` (`None` = latest), verified against `trust`, and checks it against
+    /// the pin. On success the pin reflects the answer; on error the pin is unchanged and the key
+    /// must not be used.
+    pub async fn lookup<C: KeystoreChain + ?Sized>(
+        &mut self,
+        chain: &C,
+        trust: &HeaderTrust,
+        name: &IdentityName,
+        block: Option<u64>,
+    ) -> Result<PinnedEntry, LookupError> {
+        let id = ClientId::of(name);
+        let verified = get_client_verified(chain, self.contract, id, trust, block).await?;
+        let at = verified.block_number;
+        let history = chain
+            .history(self.contract, id)
+            .await
+            .map_err(LookupError::History)?;
+        let since = self.seen_at.get(name).copied();
+        let recorded: Vec<RecordedChange> = history
+            .iter()
+            .filter(|e| e.block_number <= at)
+            .filter_map(|e| match &e.change {
+                Change::Rotated { key_type, key, .. } => {
+                    PublicIdentityKey::from_tagged(*key_type, key)
+                        .ok()
+                        .map(|new_key| RecordedChange::Rotated {
+                            block: e.block_number,
+                            new_key,
+                        })
+                }
+                Change::Revoked { .. } => Some(RecordedChange::Revoked {
+                    block: e.block_number,
+                }),
+                _ => None,
+            })
+            .collect();
+        let key = verified.entry.public_key().ok();
+        // A proof shows what the chain holds, not how it got there: a changed key must also be on
+        // record as a rotation since the last lookup, or the proof is from another chain.
+        // (An answer older than the last one is left to the pins, which refuse it as stale.)
+        if let Some(pinned) = self.pins.pinned_key(name)
+            && since.is_none_or(|s| at >= s)
+            && verified.entry.status == KeyStatus::Approved
+            && let Some(seen) = &key
+            && seen != pinned
+        {
+            let rotation_on_record = recorded.iter().any(|c| {
+                matches!(c, RecordedChange::Rotated { block, new_key }
+                    if new_key == seen && since.is_none_or(|s| *block > s))
+            });
+            if !rotation_on_record {
+                return Err(ContinuityError::UnrecordedKeyChange {
+                    name: name.clone(),
+                    pinned: pinned.fingerprint(),
+                    seen: seen.fingerprint(),
+                }
+                .into());
+            }
+        }
+        let observation = Observation {
+            status: verified.entry.status,
+            key,
+            block: at,
+            evidence: Evidence::Proven,
+        };
+        let update = self.pins.observe(name, &observation, &recorded)?;
+        self.seen_at.insert(name.clone(), at);
+        let changes = recorded
+            .into_iter()
+            .filter(|c| {
+                let block = match c {
+                    RecordedChange::Rotated { block, .. } | RecordedChange::Revoked { block } => {
+                        *block
+                    }
+                };
+                since.is_none_or(|s| block > s)
+            })
+            .collect();
+        Ok(PinnedEntry {
+            verified,
+            update,
+            changes,
+        })
+    }
+}

@@ -1,0 +1,749 @@
+//! Verified lookups on both backends: every answer is proven against a trusted header, and real
+//! proofs from the chain, once tampered with, are refused with the error that names what failed.
+//!
+//! `backend_tests!` expands each scenario into `embedded::name` and `rpc::name` (anvil on a free
+//! loopback port; skipped, or failed under `CHAINCALL_REQUIRE_PEERS=1`, when anvil is missing).
+
+use std::sync::Arc;
+
+use alloy::consensus::Header;
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::rpc::types::EIP1186AccountProofResponse;
+use chaincall_chain::verified::{
+    HeaderError, HeaderTrust, LookupError, PinnedLookup, ProofError, TrustedHeader, VerifyError,
+    entry_slot_keys, get_client_verified, verify_entry,
+};
+use chaincall_chain::{
+    AnvilProcess, ChainError, ClientEntry, ClientId, EmbeddedChain, HistoryEvent, KeystoreChain,
+    PrivateKeySigner, RpcChain, RpcConfig, TxOutcome, dev_signer, receipt_commitment, receipt_hash,
+};
+use chaincall_identity::continuity::{ContinuityError, PinUpdate, RecordedChange};
+use chaincall_identity::{IdentityKey, IdentityName, KeyStatus, PublicIdentityKey};
+
+struct Setup<'a, K> {
+    chain: &'a K,
+    contract: Address,
+    owner: PrivateKeySigner,
+    trust: Arc<HeaderTrust>,
+}
+
+/// Deploys a keystore and pins the chain's genesis hash as the checkpoint.
+async fn setup<K: KeystoreChain>(chain: &K) -> Setup<'_, K> {
+    let owner = dev_signer(0);
+    let contract = chain
+        .deploy(&owner)
+        .await
+        .expect("deploy")
+        .contract_address
+        .expect("address");
+    let genesis = chain.block_header(0).await.expect("genesis header");
+    Setup {
+        chain,
+        contract,
+        owner,
+        trust: Arc::new(HeaderTrust::checkpoint(0, genesis.hash_slow())),
+    }
+}
+
+fn name(text: &str) -> IdentityName {
+    IdentityName::parse(text).expect("valid name")
+}
+
+impl<K: KeystoreChain> Setup<'_, K> {
+    async fn add(&self, from: &PrivateKeySigner, id: ClientId, key: &PublicIdentityKey) {
+        let rh = receipt_hash(b"receipt");
+        self.chain
+            .add_client(
+                self.contract,
+                from,
+                id,
+                key.tag(),
+                &key.to_bytes(),
+                receipt_commitment(&id, from.address(), &rh),
+            )
+            .await
+            .expect("add");
+    }
+
+    async fn approve(&self, id: ClientId) -> TxOutcome {
+        self.chain
+            .approve_client(self.contract, &self.owner, id, receipt_hash(b"receipt"))
+            .await
+            .expect("approve")
+    }
+
+    async fn verified(&self, id: ClientId, block: Option<u64>) -> Result<ClientEntry, VerifyError> {
+        get_client_verified(self.chain, self.contract, id, &self.trust, block)
+            .await
+            .map(|v| v.entry)
+    }
+
+    /// A real proof of `id`'s entry at the latest block, and the header it must verify against.
+    async fn real_proof(&self, id: ClientId) -> (TrustedHeader, EIP1186AccountProofResponse) {
+        let number = self.chain.block_number().await.unwrap();
+        let header = self
+            .trust
+            .trusted_header(&chaincall_chain::verified::ChainHeaders(self.chain), number)
+            .await
+            .expect("header chains to the checkpoint");
+        let answer = self
+            .chain
+            .get_proof(self.contract, &entry_slot_keys(&id), number)
+            .await
+            .unwrap();
+        (header, answer)
+    }
+}
+
+async fn every_status_verifies_and_matches_get_client<K: KeystoreChain>(chain: &K) {
+    let s = setup(chain).await;
+    let bob = ClientId::of(&name("+15551230001"));
+    let key = IdentityKey::generate().public();
+
+    // Unknown: the slots are proven absent.
+    let unknown = get_client_verified(chain, s.contract, bob, &s.trust, None)
+        .await
+        .unwrap();
+    assert_eq!(unknown.entry, ClientEntry::unknown(bob));
+    assert!(unknown.proof_bytes > 0, "absence is proven by nodes too");
+
+    s.add(&dev_signer(1), bob, &key).await;
+    let pending = get_client_verified(chain, s.contract, bob, &s.trust, None)
+        .await
+        .unwrap();
+    assert_eq!(pending.entry.status, KeyStatus::Pending);
+    assert_eq!(
+        pending.entry,
+        chain.get_client(s.contract, bob).await.unwrap()
+    );
+    let pending_block = pending.block_number;
+    assert_eq!(
+        pending.block_hash,
+        chain.block_header(pending_block).await.unwrap().hash_slow()
+    );
+
+    s.approve(bob).await;
+    let approved = s.verified(bob, None).await.unwrap();
+    assert_eq!(approved, chain.get_client(s.contract, bob).await.unwrap());
+    assert_eq!(approved.approved_key(), Some(key.clone()));
+    // A past block is proven against its own header: still pending there.
+    assert_eq!(
+        s.verified(bob, Some(pending_block)).await.unwrap().status,
+        KeyStatus::Pending
+    );
+
+    chain
+        .revoke_client(s.contract, &dev_signer(1), bob)
+        .await
+        .unwrap();
+    let revoked = s.verified(bob, None).await.unwrap();
+    assert_eq!(revoked.status, KeyStatus::Revoked);
+    assert_eq!(revoked.approved_key(), None);
+    assert_eq!(revoked, chain.get_client(s.contract, bob).await.unwrap());
+}
+
+async fn headers_hash_to_their_block_hashes<K: KeystoreChain>(chain: &K) {
+    let s = setup(chain).await;
+    s.add(
+        &dev_signer(1),
+        ClientId::of(&name("+15551230002")),
+        &IdentityKey::generate().public(),
+    )
+    .await;
+    let head = chain.block_number().await.unwrap();
+    assert!(head >= 2);
+    for n in 1..=head {
+        let child = chain.block_header(n).await.unwrap();
+        let parent = chain.block_header(n - 1).await.unwrap();
+        assert_eq!(child.parent_hash, parent.hash_slow(), "block {n}");
+        assert_eq!(child.number, n);
+    }
+    // The state root is real: it changes when state changes.
+    assert_ne!(
+        chain.block_header(head).await.unwrap().state_root,
+        chain.block_header(head - 1).await.unwrap().state_root
+    );
+    assert_eq!(
+        chain.block_header(head + 100).await.unwrap_err(),
+        ChainError::UnknownBlock { number: head + 100 }
+    );
+}
+
+fn flip(node: &Bytes, at: usize) -> Bytes {
+    let mut bytes = node.to_vec();
+    bytes[at] ^= 0x01;
+    bytes.into()
+}
+
+fn storage_err(err: VerifyError) -> ProofError {
+    match err {
+        VerifyError::Proof(e) => e,
+        other => panic!("expected a proof error, got {other:?}"),
+    }
+}
+
+async fn tampered_real_proofs_are_refused<K: KeystoreChain>(chain: &K) {
+    let s = setup(chain).await;
+    let bob = ClientId::of(&name("+15551230003"));
+    let carol = ClientId::of(&name("+15551230004"));
+    s.add(&dev_signer(1), bob, &IdentityKey::generate().public())
+        .await;
+    s.approve(bob).await;
+    s.add(&dev_signer(2), carol, &IdentityKey::generate().public())
+        .await;
+    let (header, answer) = s.real_proof(bob).await;
+    let honest = verify_entry(&header, s.contract, bob, &answer).unwrap();
+    assert_eq!(honest.entry.status, KeyStatus::Approved);
+    let slots = entry_slot_keys(&bob);
+
+    // A changed value (the status byte of word 0: pending instead of approved).
+    let mut a = answer.clone();
+    a.storage_proof[0].value ^= U256::from(3u8) << 160;
+    assert!(matches!(
+        storage_err(verify_entry(&header, s.contract, bob, &a).unwrap_err()),
+        ProofError::StorageProof { slot, .. } if slot == slots[0]
+    ));
+
+    // A flipped byte in every node of the storage and account proofs.
+    for i in 0..answer.storage_proof[1].proof.len() {
+        let mut a = answer.clone();
+        let node = &a.storage_proof[1].proof[i];
+        a.storage_proof[1].proof[i] = flip(node, node.len() / 2);
+        assert!(
+            matches!(
+                storage_err(verify_entry(&header, s.contract, bob, &a).unwrap_err()),
+                ProofError::StorageProof { slot, .. } if slot == slots[1]
+            ),
+            "storage node {i}"
+        );
+    }
+    for i in 0..answer.account_proof.len() {
+        let mut a = answer.clone();
+        let node = &a.account_proof[i];
+        a.account_proof[i] = flip(node, node.len() - 1);
+        assert!(
+            matches!(
+                storage_err(verify_entry(&header, s.contract, bob, &a).unwrap_err()),
+                ProofError::AccountProof { address, .. } if address == s.contract
+            ),
+            "account node {i}"
+        );
+    }
+
+    // A missing node, and an extra node, in the storage proof.
+    let mut a = answer.clone();
+    a.storage_proof[0].proof.pop();
+    assert!(matches!(
+        storage_err(verify_entry(&header, s.contract, bob, &a).unwrap_err()),
+        ProofError::StorageProof { .. }
+    ));
+    let mut a = answer.clone();
+    let last = a.storage_proof[0].proof.last().unwrap().clone();
+    a.storage_proof[0].proof.push(last);
+    assert!(matches!(
+        storage_err(verify_entry(&header, s.contract, bob, &a).unwrap_err()),
+        ProofError::StorageProof { .. }
+    ));
+    // An extra node in the account proof.
+    let mut a = answer.clone();
+    let last = a.account_proof.last().unwrap().clone();
+    a.account_proof.push(last);
+    assert!(matches!(
+        storage_err(verify_entry(&header, s.contract, bob, &a).unwrap_err()),
+        ProofError::AccountProof { .. }
+    ));
+
+    // Another slot's real proof: carol's entry passed off as bob's, under bob's slot key or its own.
+    let carol_answer = s
+        .chain
+        .get_proof(s.contract, &entry_slot_keys(&carol), header.number)
+        .await
+        .unwrap();
+    let mut a = answer.clone();
+    a.storage_proof[0].proof = carol_answer.storage_proof[0].proof.clone();
+    a.storage_proof[0].value = carol_answer.storage_proof[0].value;
+    assert!(matches!(
+        storage_err(verify_entry(&header, s.contract, bob, &a).unwrap_err()),
+        ProofError::StorageProof { .. }
+    ));
+    let mut a = answer.clone();
+    a.storage_proof = carol_answer.storage_proof.clone();
+    assert_eq!(
+        storage_err(verify_entry(&header, s.contract, bob, &a).unwrap_err()),
+        ProofError::UnexpectedSlot(entry_slot_keys(&carol)[0])
+    );
+    // A slot left out.
+    let mut a = answer.clone();
+    a.storage_proof.pop();
+    assert_eq!(
+        storage_err(verify_entry(&header, s.contract, bob, &a).unwrap_err()),
+        ProofError::MissingSlot(slots[1])
+    );
+
+    // Another account's real proof: the owner's wallet, as itself and passed off as the keystore.
+    let wallet = s.owner.address();
+    let other = s
+        .chain
+        .get_proof(wallet, &slots, header.number)
+        .await
+        .unwrap();
+    assert_eq!(
+        storage_err(verify_entry(&header, s.contract, bob, &other).unwrap_err()),
+        ProofError::WrongAccount {
+            expected: s.contract,
+            got: wallet
+        }
+    );
+    let mut a = other.clone();
+    a.address = s.contract;
+    assert!(matches!(
+        storage_err(verify_entry(&header, s.contract, bob, &a).unwrap_err()),
+        ProofError::AccountProof { .. }
+    ));
+    // The keystore's own proof with another account's fields swapped in.
+    let mut a = answer.clone();
+    a.account_proof = other.account_proof.clone();
+    assert!(matches!(
+        storage_err(verify_entry(&header, s.contract, bob, &a).unwrap_err()),
+        ProofError::AccountProof { .. }
+    ));
+
+    // A wrong state root: the honest proof against the previous block's header.
+    let previous = s
+        .trust
+        .trusted_header(
+            &chaincall_chain::verified::ChainHeaders(s.chain),
+            header.number - 1,
+        )
+        .await
+        .unwrap();
+    assert_ne!(previous.state_root, header.state_root);
+    assert!(matches!(
+        storage_err(verify_entry(&previous, s.contract, bob, &answer).unwrap_err()),
+        ProofError::AccountProof { .. }
+    ));
+}
+
+/// A chain that serves real answers, tampered on the way (a lying RPC provider).
+struct Tampered<'a, K> {
+    inner: &'a K,
+    proof: fn(&mut EIP1186AccountProofResponse),
+    header: fn(&mut Header),
+}
+
+impl<K: KeystoreChain> KeystoreChain for Tampered<'_, K> {
+    fn chain_id(&self) -> u64 {
+        self.inner.chain_id()
+    }
+    fn block_number(&self) -> impl Future<Output = chaincall_chain::Result<u64>> + Send {
+        self.inner.block_number()
+    }
+    fn send(
+        &self,
+        from: &PrivateKeySigner,
+        to: Option<Address>,
+        input: Bytes,
+        value: U256,
+    ) -> impl Future<Output = chaincall_chain::Result<TxOutcome>> + Send {
+        self.inner.send(from, to, input, value)
+    }
+    fn call(
+        &self,
+        to: Address,
+        input: Bytes,
+    ) -> impl Future<Output = chaincall_chain::Result<Bytes>> + Send {
+        self.inner.call(to, input)
+    }
+    fn logs(
+        &self,
+        contract: Address,
+        id: ClientId,
+    ) -> impl Future<Output = chaincall_chain::Result<Vec<HistoryEvent>>> + Send {
+        self.inner.logs(contract, id)
+    }
+    fn storage_at(
+        &self,
+        address: Address,
+        slot: U256,
+    ) -> impl Future<Output = chaincall_chain::Result<U256>> + Send {
+        self.inner.storage_at(address, slot)
+    }
+    fn balance(
+        &self,
+        address: Address,
+    ) -> impl Future<Output = chaincall_chain::Result<U256>> + Send {
+        self.inner.balance(address)
+    }
+    fn code_at(
+        &self,
+        address: Address,
+    ) -> impl Future<Output = chaincall_chain::Result<Bytes>> + Send {
+        self.inner.code_at(address)
+    }
+    async fn get_proof(
+        &self,
+        address: Address,
+        slots: &[B256],
+        block: u64,
+    ) -> chaincall_chain::Result<EIP1186AccountProofResponse> {
+        let mut answer = self.inner.get_proof(address, slots, block).await?;
+        (self.proof)(&mut answer);
+        Ok(answer)
+    }
+    async fn block_header(&self, number: u64) -> chaincall_chain::Result<Header> {
+        let mut header = self.inner.block_header(number).await?;
+        if number == 1 {
+            (self.header)(&mut header);
+        }
+        Ok(header)
+    }
+}
+
+async fn a_lying_provider_is_caught_end_to_end<K: KeystoreChain>(chain: &K) {
+    let s = setup(chain).await;
+    let bob = ClientId::of(&name("+15551230005"));
+    s.add(&dev_signer(1), bob, &IdentityKey::generate().public())
+        .await;
+    s.approve(bob).await;
+
+    // The provider flips the status byte of the proven word: refused, no entry.
+    let liar = Tampered {
+        inner: chain,
+        proof: |a| a.storage_proof[0].value ^= U256::from(1u8) << 160,
+        header: |_| {},
+    };
+    let err = get_client_verified(&liar, s.contract, bob, &s.trust, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, VerifyError::Proof(ProofError::StorageProof { .. })),
+        "{err}"
+    );
+
+    // The provider rewrites block 1's state root: block 2 no longer chains to the checkpoint.
+    let liar = Tampered {
+        inner: chain,
+        proof: |_| {},
+        header: |h| h.state_root = B256::repeat_byte(0x77),
+    };
+    let fresh = HeaderTrust::checkpoint(0, chain.block_header(0).await.unwrap().hash_slow());
+    let err = get_client_verified(&liar, s.contract, bob, &fresh, None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        VerifyError::Header(HeaderError::BrokenChain {
+            number: 2,
+            previous: 1
+        })
+    );
+
+    // A checkpoint hash that is not the chain's.
+    let wrong = HeaderTrust::checkpoint(0, B256::repeat_byte(0x55));
+    assert!(matches!(
+        get_client_verified(chain, s.contract, bob, &wrong, None).await,
+        Err(VerifyError::Header(HeaderError::CheckpointMismatch {
+            number: 0,
+            ..
+        }))
+    ));
+    // A contract address with no keystore: proven absent, refused rather than "unknown".
+    let nowhere = Address::repeat_byte(0x42);
+    assert!(matches!(
+        get_client_verified(chain, nowhere, bob, &s.trust, None).await,
+        Err(VerifyError::NoContract { .. })
+    ));
+    // An account with code that is not the keystore's... the owner's wallet has none: absent code.
+    assert!(matches!(
+        get_client_verified(chain, s.owner.address(), bob, &s.trust, None).await,
+        Err(VerifyError::WrongCode { .. })
+    ));
+}
+
+async fn pins_follow_recorded_rotations_and_revocations<K: KeystoreChain>(chain: &K) {
+    let s = setup(chain).await;
+    let bob_name = name("+15551230006");
+    let bob = ClientId::of(&bob_name);
+    let wallet = dev_signer(1);
+    let mut lookups = PinnedLookup::new(s.contract);
+
+    s.add(&wallet, bob, &IdentityKey::generate().public()).await;
+    let pending = lookups
+        .lookup(chain, &s.trust, &bob_name, None)
+        .await
+        .unwrap();
+    assert_eq!(pending.update, PinUpdate::NotPinned);
+    assert_eq!(pending.usable_key(), None);
+
+    s.approve(bob).await;
+    let first = lookups
+        .lookup(chain, &s.trust, &bob_name, None)
+        .await
+        .unwrap();
+    assert_eq!(first.update, PinUpdate::Pinned);
+    let old = first.usable_key().unwrap();
+    let again = lookups
+        .lookup(chain, &s.trust, &bob_name, None)
+        .await
+        .unwrap();
+    assert_eq!(again.update, PinUpdate::Unchanged);
+    assert!(again.changes.is_empty());
+
+    // A rotation on chain moves the pin and is reported with its block.
+    let new = IdentityKey::generate().public();
+    let rotated_in = chain
+        .rotate_key(s.contract, &wallet, bob, new.tag(), &new.to_bytes())
+        .await
+        .unwrap()
+        .block_number;
+    let after = lookups
+        .lookup(chain, &s.trust, &bob_name, None)
+        .await
+        .unwrap();
+    assert_eq!(after.update, PinUpdate::Rotated { old });
+    assert_eq!(after.usable_key(), Some(new.clone()));
+    assert_eq!(
+        after.changes,
+        vec![RecordedChange::Rotated {
+            block: rotated_in,
+            new_key: new.clone()
+        }]
+    );
+    assert_eq!(lookups.pins().pinned_key(&bob_name), Some(&new));
+
+    // An answer older than one already accepted is stale (a provider replaying the old key).
+    let err = lookups
+        .lookup(chain, &s.trust, &bob_name, Some(rotated_in - 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, LookupError::Continuity(ContinuityError::Stale { .. })),
+        "{err}"
+    );
+
+    // A revocation on chain is reported, and the identity is refused from then on.
+    let revoked_in = chain
+        .revoke_client(s.contract, &wallet, bob)
+        .await
+        .unwrap()
+        .block_number;
+    let revoked = lookups
+        .lookup(chain, &s.trust, &bob_name, None)
+        .await
+        .unwrap();
+    assert_eq!(revoked.update, PinUpdate::Revoked);
+    assert_eq!(revoked.usable_key(), None);
+    assert_eq!(
+        revoked.changes,
+        vec![RecordedChange::Revoked { block: revoked_in }]
+    );
+    assert!(matches!(
+        lookups.lookup(chain, &s.trust, &bob_name, None).await,
+        Err(LookupError::Continuity(ContinuityError::Revoked { .. }))
+    ));
+    assert_eq!(lookups.pins().pinned_key(&bob_name), None);
+}
+
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+                async fn $name() {
+                    super::$name(&EmbeddedChain::default()).await;
+                }
+            )*
+        }
+        mod rpc {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+                async fn $name() {
+                    let Some(node) = start_anvil() else { return };
+                    let chain = connect(&node).await;
+                    super::$name(&chain).await;
+                }
+            )*
+        }
+    };
+}
+
+fn start_anvil() -> Option<AnvilProcess> {
+    let anvil = chaincall_testkit::peer("anvil")?;
+    Some(
+        AnvilProcess::spawn(&anvil, chaincall_testkit::free_tcp_port(), &[])
+            .expect("anvil starts and answers"),
+    )
+}
+
+async fn connect(node: &AnvilProcess) -> RpcChain {
+    RpcChain::connect(
+        &node.url(),
+        RpcConfig {
+            expected_chain_id: Some(31337),
+            ..RpcConfig::default()
+        },
+    )
+    .await
+    .expect("connect to anvil")
+}
+
+backend_tests!(
+    every_status_verifies_and_matches_get_client,
+    headers_hash_to_their_block_hashes,
+    tampered_real_proofs_are_refused,
+    a_lying_provider_is_caught_end_to_end,
+    pins_follow_recorded_rotations_and_revocations,
+);
+
+/// A proven key that differs from the pin with no rotation on record: the trust anchor now points
+/// at another chain (here: a second chain where the same number was registered with another key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_key_change_without_a_record_is_refused() {
+    let home = EmbeddedChain::default();
+    let fork = EmbeddedChain::default();
+    let bob_name = name("+15551230007");
+    let bob = ClientId::of(&bob_name);
+    let h = setup(&home).await;
+    let f = setup(&fork).await;
+    assert_eq!(
+        h.contract, f.contract,
+        "same deployer, same nonce, same address"
+    );
+    h.add(&dev_signer(1), bob, &IdentityKey::generate().public())
+        .await;
+    h.approve(bob).await;
+    f.add(&dev_signer(1), bob, &IdentityKey::generate().public())
+        .await;
+    f.approve(bob).await;
+    // The fork is longer, so its answer is not merely stale.
+    f.add(
+        &dev_signer(2),
+        ClientId::of(&name("+15551230008")),
+        &IdentityKey::generate().public(),
+    )
+    .await;
+
+    let mut lookups = PinnedLookup::new(h.contract);
+    let pinned = lookups
+        .lookup(&home, &h.trust, &bob_name, None)
+        .await
+        .unwrap();
+    assert_eq!(pinned.update, PinUpdate::Pinned);
+    let err = lookups
+        .lookup(&fork, &f.trust, &bob_name, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LookupError::Continuity(ContinuityError::UnrecordedKeyChange { .. })
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        lookups.pins().pinned_key(&bob_name),
+        pinned.usable_key().as_ref()
+    );
+}
+
+/// Checkpoint mode fetches only the headers it has not verified yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn checkpoint_trust_caches_verified_headers() {
+    use chaincall_chain::verified::{BoxFuture, HeaderSource};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    struct Counting<'a>(&'a EmbeddedChain, AtomicUsize);
+    impl HeaderSource for Counting<'_> {
+        fn header(&self, number: u64) -> BoxFuture<'_, Result<Header, ChainError>> {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            Box::pin(self.0.block_header(number))
+        }
+    }
+    let chain = EmbeddedChain::default();
+    let s = setup(&chain).await;
+    s.add(
+        &dev_signer(1),
+        ClientId::of(&name("+15551230009")),
+        &IdentityKey::generate().public(),
+    )
+    .await;
+    let source = Counting(&chain, AtomicUsize::new(0));
+    let head = chain.block_number().await.unwrap();
+    s.trust.trusted_header(&source, head).await.unwrap();
+    assert_eq!(
+        source.1.load(Ordering::SeqCst) as u64,
+        head + 1,
+        "genesis and every block since"
+    );
+    s.trust.trusted_header(&source, head).await.unwrap();
+    s.trust.trusted_header(&source, head - 1).await.unwrap();
+    assert_eq!(source.1.load(Ordering::SeqCst) as u64, head + 1, "cached");
+    s.approve(ClientId::of(&name("+15551230009"))).await;
+    s.trust.trusted_header(&source, head + 1).await.unwrap();
+    assert_eq!(
+        source.1.load(Ordering::SeqCst) as u64,
+        head + 2,
+        "only the new header"
+    );
+}
+
+/// Quorum mode on anvil: agreement gives a trusted header; disagreement or too few answers do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn quorum_trust_needs_k_agreeing_endpoints() {
+    let Some(a) = start_anvil() else { return };
+    let Some(b) = start_anvil() else { return };
+    let chain = connect(&a).await;
+    let other = connect(&b).await;
+    let s = setup(&chain).await;
+    // Another chain: its block 1 holds another transaction.
+    other
+        .transfer(&dev_signer(3), Address::repeat_byte(9), U256::from(1u8))
+        .await
+        .unwrap();
+    let bob = ClientId::of(&name("+15551230010"));
+    s.add(&dev_signer(1), bob, &IdentityKey::generate().public())
+        .await;
+    s.approve(bob).await;
+    let dead = format!("http://127.0.0.1:{}", chaincall_testkit::free_tcp_port());
+
+    let agree = HeaderTrust::quorum(vec![a.url(), a.url(), dead.clone()], 2);
+    let found = get_client_verified(&chain, s.contract, bob, &agree, None)
+        .await
+        .unwrap();
+    assert_eq!(found.entry.status, KeyStatus::Approved);
+
+    let head = chain.block_number().await.unwrap();
+    let split = HeaderTrust::quorum(vec![a.url(), b.url(), dead], 2);
+    let err = get_client_verified(&chain, s.contract, bob, &split, Some(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyError::Header(HeaderError::NoQuorum {
+                agreeing: 1,
+                asked: 3,
+                required: 2,
+                ..
+            })
+        ),
+        "{err} (head {head})"
+    );
+    let bad = HeaderTrust::quorum(vec![a.url(), b.url()], 1);
+    assert!(matches!(
+        get_client_verified(&chain, s.contract, bob, &bad, None).await,
+        Err(VerifyError::Header(HeaderError::BadQuorum { .. }))
+    ));
+
+    // A provider forging the proof is caught against the agreed header.
+    let liar = Tampered {
+        inner: &chain,
+        proof: |a| a.storage_proof[1].value ^= U256::from(1u8),
+        header: |_| {},
+    };
+    assert!(matches!(
+        get_client_verified(&liar, s.contract, bob, &agree, None).await,
+        Err(VerifyError::Proof(_))
+    ));
+}
