@@ -154,6 +154,11 @@ pub struct Onboarding {
     pub updated_at: i64,
     /// When provisioned, ms since the epoch.
     pub provisioned_at: Option<i64>,
+    /// When an approval request was queued because the chain could not be read (the worker then
+    /// finishes it), ms since the epoch.
+    pub approve_requested_at: Option<i64>,
+    /// Machine-readable code of `last_error`.
+    pub last_error_code: Option<String>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -164,7 +169,7 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-const COLUMNS: &str = "receipt_id, token_sha256, receipt_hash, product_id, purchase_time, phone, wallet, key_type, public_key, state, fund_amount, fund_nonce, fund_tx_hash, fund_raw_tx, fund_block, approve_tx_hash, failure_code, failure_message, last_error, attempts, next_attempt_at, created_at, updated_at, provisioned_at";
+const COLUMNS: &str = "receipt_id, token_sha256, receipt_hash, product_id, purchase_time, phone, wallet, key_type, public_key, state, fund_amount, fund_nonce, fund_tx_hash, fund_raw_tx, fund_block, approve_tx_hash, failure_code, failure_message, last_error, attempts, next_attempt_at, created_at, updated_at, provisioned_at, approve_requested_at, last_error_code";
 
 fn from_row(r: &AnyRow) -> Result<Onboarding, DbError> {
     let receipt_id: String = r.try_get(0)?;
@@ -198,6 +203,8 @@ fn from_row(r: &AnyRow) -> Result<Onboarding, DbError> {
         created_at: r.try_get(21)?,
         updated_at: r.try_get(22)?,
         provisioned_at: r.try_get(23)?,
+        approve_requested_at: r.try_get(24)?,
+        last_error_code: r.try_get(25)?,
     })
 }
 
@@ -299,10 +306,12 @@ impl Db {
         rows.iter().map(from_row).collect()
     }
 
-    /// Rows the worker should drive now.
+    /// Rows the worker should drive now: the [`State::DRIVEN`] states, and `funded` rows holding a
+    /// queued approval request.
     pub async fn due(&self, now: i64, limit: i64) -> Result<Vec<Onboarding>, DbError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM onboarding WHERE state IN ($1, $2, $3, $4) AND next_attempt_at <= $5 ORDER BY next_attempt_at LIMIT $6"
+            "SELECT {COLUMNS} FROM onboarding WHERE (state IN ($1, $2, $3, $4) OR (state = $7 AND approve_requested_at IS NOT NULL)) \
+             AND next_attempt_at <= $5 ORDER BY next_attempt_at LIMIT $6"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(State::DRIVEN[0].as_str())
@@ -311,6 +320,7 @@ impl Db {
             .bind(State::DRIVEN[3].as_str())
             .bind(now)
             .bind(limit)
+            .bind(State::Funded.as_str())
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(from_row).collect()
@@ -339,7 +349,7 @@ impl Db {
         let now = now_ms();
         let provisioned_at = (to == State::Provisioned).then_some(now);
         let done = sqlx::query(
-            "UPDATE onboarding SET state = $1, updated_at = $2, last_error = NULL, attempts = 0, next_attempt_at = 0, \
+            "UPDATE onboarding SET state = $1, updated_at = $2, last_error = NULL, last_error_code = NULL, attempts = 0, next_attempt_at = 0, \
              provisioned_at = COALESCE(provisioned_at, $3) WHERE receipt_id = $4 AND state = $5",
         )
         .bind(to.as_str())
@@ -411,7 +421,7 @@ impl Db {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE onboarding SET state = $1, fund_block = $2, updated_at = $3, last_error = NULL, attempts = 0, next_attempt_at = 0 \
+            "UPDATE onboarding SET state = $1, fund_block = $2, updated_at = $3, last_error = NULL, last_error_code = NULL, attempts = 0, next_attempt_at = 0 \
              WHERE receipt_id = $4 AND state = $5 AND fund_tx_hash = $6",
         )
         .bind(State::Funded.as_str())
@@ -466,7 +476,7 @@ impl Db {
     /// Records the approval transaction's hash and moves `pending_seen → approved`.
     pub async fn approved(&self, receipt_id: &str, tx_hash: Option<&str>) -> Result<bool, DbError> {
         let done = sqlx::query(
-            "UPDATE onboarding SET state = $1, approve_tx_hash = COALESCE($2, approve_tx_hash), updated_at = $3, last_error = NULL, attempts = 0, next_attempt_at = 0 \
+            "UPDATE onboarding SET state = $1, approve_tx_hash = COALESCE($2, approve_tx_hash), updated_at = $3, last_error = NULL, last_error_code = NULL, attempts = 0, next_attempt_at = 0 \
              WHERE receipt_id = $4 AND state = $5",
         )
         .bind(State::Approved.as_str())
@@ -479,15 +489,69 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Notes a transient failure and schedules the next attempt `delay_ms` from now.
-    pub async fn defer(&self, receipt_id: &str, error: &str, delay_ms: i64) -> Result<(), DbError> {
+    /// Notes a transient failure (`code` machine-readable, `error` for people) and schedules the
+    /// next attempt `delay_ms` from now.
+    pub async fn defer(
+        &self,
+        receipt_id: &str,
+        code: &str,
+        error: &str,
+        delay_ms: i64,
+    ) -> Result<(), DbError> {
         let now = now_ms();
         sqlx::query(
-            "UPDATE onboarding SET last_error = $1, attempts = attempts + 1, next_attempt_at = $2, updated_at = $3 WHERE receipt_id = $4",
+            "UPDATE onboarding SET last_error_code = $5, last_error = $1, attempts = attempts + 1, next_attempt_at = $2, updated_at = $3 WHERE receipt_id = $4",
         )
         .bind(error)
         .bind(now + delay_ms)
         .bind(now)
+        .bind(receipt_id)
+        .bind(code)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Queues the approval request of a `funded` row that could not be checked now (`code`,
+    /// `error`: why), due `delay_ms` from now. False if the row is not `funded`.
+    pub async fn queue_approval(
+        &self,
+        receipt_id: &str,
+        code: &str,
+        error: &str,
+        delay_ms: i64,
+    ) -> Result<bool, DbError> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE onboarding SET approve_requested_at = COALESCE(approve_requested_at, $1), last_error_code = $2, last_error = $3, \
+             attempts = attempts + 1, next_attempt_at = $4, updated_at = $1 WHERE receipt_id = $5 AND state = $6",
+        )
+        .bind(now)
+        .bind(code)
+        .bind(error)
+        .bind(now + delay_ms)
+        .bind(receipt_id)
+        .bind(State::Funded.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Drops a queued approval request that the chain showed cannot be granted as asked (the phone
+    /// learns why from `last_error_code` and asks again after fixing it).
+    pub async fn drop_approval_request(
+        &self,
+        receipt_id: &str,
+        code: &str,
+        error: &str,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE onboarding SET approve_requested_at = NULL, last_error_code = $1, last_error = $2, attempts = 0, next_attempt_at = 0, updated_at = $3 \
+             WHERE receipt_id = $4",
+        )
+        .bind(code)
+        .bind(error)
+        .bind(now_ms())
         .bind(receipt_id)
         .execute(&self.pool)
         .await?;

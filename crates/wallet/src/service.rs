@@ -15,6 +15,10 @@
 //! - Transient faults (node down, server wallet short of funds, fees above the cap) leave the row
 //!   in place with `last_error` and a back-off; the worker retries. Only faults that no retry can
 //!   fix mark a row `failed`, and an administrator can still retry it.
+//! - An approval request that arrives while the chain cannot be read is recorded
+//!   (`approve_requested_at`) and answered 202 with `last_error_code = chain_unavailable`; the
+//!   worker re-checks the pending entry with back-off and approves once the node answers, so the
+//!   phone need not ask again. A mismatch found then drops the queued request with its code.
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -79,8 +83,9 @@ impl Hooks {
 /// What a step could not do.
 #[derive(Debug)]
 enum StepError {
-    /// Try again later (chain down, wallet short of funds, fees above the cap).
-    Transient(String),
+    /// Try again later (chain down, wallet short of funds, fees above the cap); `code` is the
+    /// machine-readable reason stored with the row.
+    Transient { code: &'static str, message: String },
     /// No retry can fix it; the row is marked failed with this code.
     Permanent { code: &'static str, message: String },
     /// The state database failed.
@@ -94,7 +99,21 @@ impl From<DbError> for StepError {
 }
 
 fn transient(e: &ChainError) -> StepError {
-    StepError::Transient(e.to_string())
+    let code = match e {
+        ChainError::NodeDown { .. } => "chain_unavailable",
+        _ => "chain_error",
+    };
+    StepError::Transient {
+        code,
+        message: e.to_string(),
+    }
+}
+
+fn retry_later(code: &'static str, message: impl Into<String>) -> StepError {
+    StepError::Transient {
+        code,
+        message: message.into(),
+    }
 }
 
 /// The fixed parts of the service.
@@ -146,6 +165,14 @@ pub struct OnboardingStatus {
     /// The last transient problem (the request is queued and retried), if any.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The machine-readable code of `last_error` (`chain_unavailable`, `pending_entry_missing`,
+    /// `fees_above_cap`, ...).
+    #[serde(default)]
+    pub last_error_code: Option<String>,
+    /// True while an approval request is recorded and queued for the worker (it arrived when the
+    /// chain could not be read).
+    #[serde(default)]
+    pub approval_queued: bool,
     /// For failed onboardings: the failure code.
     #[serde(default)]
     pub failure_code: Option<String>,
@@ -155,6 +182,7 @@ impl OnboardingStatus {
     fn of(row: &Onboarding) -> Self {
         let next = match row.state {
             State::Received | State::Funding | State::PendingSeen | State::Approved => "wait",
+            State::Funded if row.approve_requested_at.is_some() => "wait",
             State::Funded => "add_client_then_approve",
             State::Provisioned => "done",
             State::Failed | State::Revoked => "contact_support",
@@ -168,6 +196,8 @@ impl OnboardingStatus {
             approve_tx_hash: row.approve_tx_hash.clone(),
             next: next.to_owned(),
             last_error: row.last_error.clone(),
+            last_error_code: row.last_error_code.clone(),
+            approval_queued: row.state == State::Funded && row.approve_requested_at.is_some(),
             failure_code: row.failure_code.clone(),
         }
     }
@@ -287,6 +317,10 @@ impl Drop for BusyGuard<'_> {
     }
 }
 
+/// How many worker passes a queued approval request waits for the phone's pending entry to
+/// appear (with back-off: about half an hour) before it is dropped with `pending_entry_missing`.
+const MAX_PENDING_WAITS: i64 = 40;
+
 fn backoff_ms(attempts: i64) -> i64 {
     let exp = u32::try_from(attempts.clamp(0, 7)).unwrap_or(7);
     (500_i64 << exp).min(60_000)
@@ -371,10 +405,13 @@ impl<C: ServerChain> Signer<C> {
                     let fees = self.chain.fee_quote().await.map_err(|e| transient(&e))?;
                     let amount = self.amount(fees);
                     if amount > self.settings.max_fund_wei {
-                        return Err(StepError::Transient(format!(
-                            "funding would be {amount} wei, above the {} wei cap; waiting for lower fees",
-                            self.settings.max_fund_wei
-                        )));
+                        return Err(retry_later(
+                            "fees_above_cap",
+                            format!(
+                                "funding would be {amount} wei, above the {} wei cap; waiting for lower fees",
+                                self.settings.max_fund_wei
+                            ),
+                        ));
                     }
                     let nonce = self.chain.next_nonce(me).await.map_err(|e| transient(&e))?;
                     let (hash, raw) = sign_transfer(
@@ -471,8 +508,9 @@ impl<C: ServerChain> Signer<C> {
                 _ => return Ok(()),
             }
         }
-        Err(StepError::Transient(
-            "funding did not settle; will retry".into(),
+        Err(retry_later(
+            "funding_unsettled",
+            "funding did not settle; will retry",
         ))
     }
 
@@ -505,16 +543,18 @@ impl<C: ServerChain> Signer<C> {
                     self.db
                         .funding_dropped(receipt_id, &hash.to_string())
                         .await?;
-                    return Err(StepError::Transient(
-                        "funding transaction was superseded; signing anew".into(),
+                    return Err(retry_later(
+                        "funding_superseded",
+                        "funding transaction was superseded; signing anew",
                     ));
                 }
                 TxState::NotMined => {}
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(StepError::Transient(format!(
-                    "funding transaction {hash} not mined yet"
-                )));
+                return Err(retry_later(
+                    "funding_not_mined",
+                    format!("funding transaction {hash} not mined yet"),
+                ));
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(500));
@@ -757,6 +797,8 @@ impl<C: ServerChain> Service<C> {
             created_at: now_ms,
             updated_at: now_ms,
             provisioned_at: None,
+            approve_requested_at: None,
+            last_error_code: None,
         };
         Ok((payload, purchase, row))
     }
@@ -836,42 +878,31 @@ impl<C: ServerChain> Service<C> {
             _ => row,
         };
         match row.state {
-            State::Funded => {
-                let id = client_id(&row.phone).map_err(|_| ApiError::Internal)?;
-                let entry = self
-                    .chain
-                    .get_client(self.settings.contract, id)
-                    .await
-                    .map_err(|e| {
-                        tracing::warn!(error = %e, "chain read failed");
-                        ApiError::ChainUnavailable
-                    })?;
-                match entry.status {
-                    KeyStatus::Pending | KeyStatus::Approved => {
-                        if !same_wallet(&entry, &row) {
-                            return Err(if entry.status == KeyStatus::Approved {
-                                ApiError::NumberTaken
-                            } else {
-                                ApiError::PendingWalletMismatch
-                            });
-                        }
-                        if !same_key(&entry, &row) {
-                            return Err(ApiError::PendingKeyMismatch);
-                        }
-                    }
-                    // Unknown or revoked: no pending entry to approve.
-                    _ => return Err(ApiError::PendingMissing),
+            State::Funded => match self.see_pending(&row).await {
+                Ok(()) => {}
+                Err(ApiError::ChainUnavailable) => {
+                    // Recorded and queued, not refused: the worker checks the pending entry and
+                    // approves with back-off once the node answers again.
+                    self.db
+                        .queue_approval(
+                            &row.receipt_id,
+                            "chain_unavailable",
+                            "the chain node is unreachable; the approval request is queued",
+                            backoff_ms(row.attempts),
+                        )
+                        .await
+                        .map_err(internal)?;
+                    tracing::warn!(receipt_id = %row.receipt_id, "chain unreachable: approval request queued");
+                    let row = self
+                        .db
+                        .get(&row.receipt_id)
+                        .await
+                        .map_err(internal)?
+                        .ok_or(ApiError::Internal)?;
+                    return respond_approve(&row);
                 }
-                if self
-                    .db
-                    .transition(&row.receipt_id, State::Funded, State::PendingSeen)
-                    .await
-                    .map_err(internal)?
-                {
-                    tracing::info!(receipt_id = %row.receipt_id, "pending entry matches");
-                    self.hooks.point("pending_seen").await;
-                }
-            }
+                Err(e) => return Err(e),
+            },
             State::Failed => {
                 return Err(ApiError::Failed {
                     code: row.failure_code.clone().unwrap_or_default(),
@@ -882,7 +913,72 @@ impl<C: ServerChain> Service<C> {
             _ => {}
         }
         let row = self.drive_and_wait(&row.receipt_id).await?;
-        respond(&row)
+        respond_approve(&row)
+    }
+
+    /// Reads the pending entry of a `funded` row and, if it matches the record (wallet, key),
+    /// moves the row to `pending_seen`. `ChainUnavailable` when the node cannot be read.
+    async fn see_pending(&self, row: &Onboarding) -> Result<(), ApiError> {
+        let id = client_id(&row.phone).map_err(|_| ApiError::Internal)?;
+        let entry = self
+            .chain
+            .get_client(self.settings.contract, id)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "chain read failed");
+                ApiError::ChainUnavailable
+            })?;
+        match entry.status {
+            KeyStatus::Pending | KeyStatus::Approved => {
+                if !same_wallet(&entry, row) {
+                    return Err(if entry.status == KeyStatus::Approved {
+                        ApiError::NumberTaken
+                    } else {
+                        ApiError::PendingWalletMismatch
+                    });
+                }
+                if !same_key(&entry, row) {
+                    return Err(ApiError::PendingKeyMismatch);
+                }
+            }
+            // Unknown or revoked: no pending entry to approve.
+            _ => return Err(ApiError::PendingMissing),
+        }
+        if self
+            .db
+            .transition(&row.receipt_id, State::Funded, State::PendingSeen)
+            .await
+            .map_err(internal)?
+        {
+            tracing::info!(receipt_id = %row.receipt_id, "pending entry matches");
+            self.hooks.point("pending_seen").await;
+        }
+        Ok(())
+    }
+
+    /// The worker's side of a queued approval request: the same check as [`Service::approve`];
+    /// while the chain is down or the phone's `addClient` is not visible yet it stays queued, and a
+    /// mismatch drops the request with its code (the phone's next request gets the error).
+    async fn queued_approval(&self, row: &Onboarding) -> Result<(), StepError> {
+        match self.see_pending(row).await {
+            Ok(()) => Ok(()),
+            Err(ApiError::ChainUnavailable) => Err(retry_later(
+                "chain_unavailable",
+                "the chain node is unreachable; the approval request stays queued",
+            )),
+            Err(ApiError::PendingMissing) if row.attempts < MAX_PENDING_WAITS => Err(retry_later(
+                "pending_entry_missing",
+                "no pending keystore entry yet; the approval request stays queued",
+            )),
+            Err(ApiError::Internal) => Err(retry_later("internal", "state database failed")),
+            Err(e) => {
+                tracing::warn!(receipt_id = %row.receipt_id, code = e.code(), "queued approval request dropped");
+                self.db
+                    .drop_approval_request(&row.receipt_id, e.code(), &e.to_string())
+                    .await?;
+                Ok(())
+            }
+        }
     }
 
     /// `GET /v1/status/{receipt_id}`.
@@ -948,17 +1044,26 @@ impl<C: ServerChain> Service<C> {
             let row = current().await?;
             let result = match row.state {
                 State::Received | State::Funding => self.fund(&row).await,
+                State::Funded if row.approve_requested_at.is_some() => {
+                    self.queued_approval(&row).await
+                }
                 State::PendingSeen => self.approve_step(&row).await,
                 State::Approved => self.provision(&row).await,
                 _ => return Ok(row),
             };
             match result {
                 Ok(()) => {}
-                Err(StepError::Transient(msg)) => {
-                    tracing::warn!(receipt_id, error = %msg, "step deferred");
-                    self.db
-                        .defer(receipt_id, &msg, backoff_ms(row.attempts))
-                        .await?;
+                Err(StepError::Transient { code, message }) => {
+                    tracing::warn!(receipt_id, code, error = %message, "step deferred");
+                    if row.state == State::Funded {
+                        self.db
+                            .queue_approval(receipt_id, code, &message, backoff_ms(row.attempts))
+                            .await?;
+                    } else {
+                        self.db
+                            .defer(receipt_id, code, &message, backoff_ms(row.attempts))
+                            .await?;
+                    }
                     return current().await;
                 }
                 Err(StepError::Permanent { code, message }) => {
@@ -980,9 +1085,9 @@ impl<C: ServerChain> Service<C> {
                 reply,
             })
             .await
-            .map_err(|_| StepError::Transient("signer stopped".into()))?;
+            .map_err(|_| retry_later("signer_stopped", "signer stopped"))?;
         wait.await
-            .map_err(|_| StepError::Transient("signer stopped".into()))?
+            .map_err(|_| retry_later("signer_stopped", "signer stopped"))?
     }
 
     async fn approve_step(&self, row: &Onboarding) -> Result<(), StepError> {
@@ -993,10 +1098,10 @@ impl<C: ServerChain> Service<C> {
                 reply,
             })
             .await
-            .map_err(|_| StepError::Transient("signer stopped".into()))?;
+            .map_err(|_| retry_later("signer_stopped", "signer stopped"))?;
         let tx = wait
             .await
-            .map_err(|_| StepError::Transient("signer stopped".into()))??;
+            .map_err(|_| retry_later("signer_stopped", "signer stopped"))??;
         let hash = tx.map(|h| h.to_string());
         if self.db.approved(&row.receipt_id, hash.as_deref()).await? {
             self.hooks.point("approved").await;
@@ -1014,7 +1119,7 @@ impl<C: ServerChain> Service<C> {
         self.sip
             .upsert(&sip)
             .await
-            .map_err(|e| StepError::Transient(format!("SIP database: {e}")))?;
+            .map_err(|e| retry_later("sip_database", format!("SIP database: {e}")))?;
         self.hooks.point("sip_written").await;
         if self
             .db
@@ -1136,6 +1241,15 @@ impl<C: ServerChain> Service<C> {
 fn internal(e: DbError) -> ApiError {
     tracing::error!(error = %e, "database failure");
     ApiError::Internal
+}
+
+/// The answer to `/v1/approve`: 200 once provisioned, 202 (accepted, still in progress: queued or
+/// waiting for the chain) before.
+fn respond_approve(row: &Onboarding) -> Result<(u16, OnboardingStatus), ApiError> {
+    match row.state {
+        State::Provisioned => Ok((200, OnboardingStatus::of(row))),
+        _ => respond(row).map(|(_, view)| (202, view)),
+    }
 }
 
 fn respond(row: &Onboarding) -> Result<(u16, OnboardingStatus), ApiError> {

@@ -215,3 +215,144 @@ async fn node_down_keeps_the_request_queued_and_retries() {
     assert_eq!(approvals(&*direct, contract, phone.id()).await, 1);
     s.stop().await;
 }
+
+/// `/v1/approve` while the node is unreachable: the request is recorded and queued (202, state
+/// `funded`, `approval_queued`, code `chain_unavailable`), the worker retries it with back-off
+/// while the node stays away, and finishes it when the node returns, without the phone asking
+/// again: exactly one funding and one approval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approve_while_node_down_is_queued_and_completes_when_it_returns() {
+    let Some(node) = anvil() else { return };
+    let (direct, contract) = deploy(&node.url()).await;
+    let upstream: SocketAddr = format!("127.0.0.1:{}", node.port()).parse().unwrap();
+    let proxy = Proxy::start(upstream).await;
+    let chain = Arc::new(
+        RpcChain::connect(&proxy.url(), RpcConfig::default())
+            .await
+            .unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "", "rpc", Some((&proxy.url(), contract)));
+    let s = Server::start(chain, contract, config).await;
+    let first_block = direct.block_number().await.unwrap();
+
+    // Onboard and fund while the node is up; the phone sends addClient itself.
+    let phone = Phone::new();
+    let (purchase, receipt) = receipt();
+    let first = s
+        .client
+        .onboard(&s.server_key, &phone.payload(&receipt))
+        .await
+        .unwrap();
+    s.client
+        .wait_for(
+            &first.receipt_id,
+            "funded",
+            |st| st.is_funded(),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let number = chaincall_identity::PhoneNumber::parse(&phone.number).unwrap();
+    chaincall_wallet::client::add_client_once(
+        &*direct,
+        contract,
+        &phone.wallet,
+        &phone.identity.public(),
+        &number,
+        &purchase,
+    )
+    .await
+    .unwrap();
+
+    // The node goes away; the approval request is accepted and queued, not refused.
+    proxy.set_down(true);
+    let sealed = phone
+        .payload(&receipt)
+        .seal(&s.server_key, chaincall_wallet::payload::APPROVE_CONTEXT);
+    let (status, body) = s
+        .post_raw("/v1/approve", serde_json::to_value(&sealed).unwrap())
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["state"], "funded", "{body}");
+    assert_eq!(body["approval_queued"], true, "{body}");
+    assert_eq!(body["last_error_code"], "chain_unavailable", "{body}");
+    assert_eq!(body["next"], "wait", "{body}");
+
+    // While the node stays down the worker keeps retrying (attempts grow), and nothing moves.
+    let receipt_id = first.receipt_id.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, list) = s
+            .admin(
+                "GET",
+                "/v1/admin/onboardings?state=funded",
+                Some(ADMIN_TOKEN),
+            )
+            .await;
+        assert_eq!(status, 200, "{list}");
+        let row = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["receipt_id"] == receipt_id.as_str())
+            .cloned()
+            .unwrap_or_else(|| panic!("queued row listed as funded: {list}"));
+        assert_eq!(row["last_error_code"], "chain_unavailable", "{row}");
+        if row["attempts"].as_i64().unwrap() >= 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the worker did not retry: {row}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        direct
+            .get_client(contract, phone.id())
+            .await
+            .unwrap()
+            .status,
+        KeyStatus::Pending
+    );
+
+    // The node returns: the worker approves and provisions on its own.
+    proxy.set_down(false);
+    let done = s
+        .client
+        .wait_for(
+            &receipt_id,
+            "provisioned",
+            |st| st.state == "provisioned",
+            Duration::from_secs(120),
+        )
+        .await
+        .unwrap();
+    assert!(!done.approval_queued);
+    assert!(done.last_error_code.is_none(), "{done:?}");
+    assert_eq!(
+        direct
+            .get_client(contract, phone.id())
+            .await
+            .unwrap()
+            .status,
+        KeyStatus::Approved
+    );
+    assert_eq!(approvals(&*direct, contract, phone.id()).await, 1);
+    assert_eq!(
+        transfers(
+            &direct,
+            first_block,
+            s.service.server_address(),
+            phone.wallet.address()
+        )
+        .await,
+        1
+    );
+    assert!(
+        s.sip
+            .get(&phone.number, "sip.example.org")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    s.stop().await;
+}

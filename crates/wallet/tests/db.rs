@@ -35,6 +35,8 @@ fn row(id: &str, token: &str) -> Onboarding {
         created_at: now,
         updated_at: now,
         provisioned_at: None,
+        approve_requested_at: None,
+        last_error_code: None,
     }
 }
 
@@ -119,7 +121,9 @@ async fn suite(state_url: &str, sip_url: &str) {
 
     // Back-off and the worker's view.
     db.insert(&row("C", "tokC")).await.unwrap();
-    db.defer("C", "node down", 60_000).await.unwrap();
+    db.defer("C", "chain_unavailable", "node down", 60_000)
+        .await
+        .unwrap();
     assert!(
         db.due(now_ms(), 10)
             .await
