@@ -3,6 +3,7 @@
 use clap::Subcommand;
 
 mod handshake;
+mod lookup;
 mod srtp;
 
 /// What to measure.
@@ -12,6 +13,8 @@ pub(crate) enum Bench {
     Srtp(srtp::SrtpBenchArgs),
     /// Generic handshake + TLS-PSK connection set-up on loopback: p50 latency, set-ups/s per core.
     Handshake(handshake::HandshakeBenchArgs),
+    /// Key lookup latency, verified (eth_getProof) and plain (eth_call): p50/p99 and proof bytes.
+    Lookup(lookup::LookupBenchArgs),
 }
 
 /// Runs one bench.
@@ -19,5 +22,6 @@ pub(crate) fn run(bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Srtp(args) => srtp::run(args),
         Bench::Handshake(args) => handshake::run(args),
+        Bench::Lookup(args) => lookup::run(args),
     }
 }

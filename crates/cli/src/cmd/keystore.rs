@@ -16,7 +16,8 @@ use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber, PublicIdentityK
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use alloy::primitives::Address;
+use alloy::primitives::{Address, B256};
+use chaincall_chain::verified::{HeaderTrust, VerifiedEntry, get_client_verified};
 
 /// Keystore contract: deploy, add, approve, get, rotate, revoke, history, gas.
 #[derive(Debug, Args)]
@@ -58,12 +59,25 @@ enum KeystoreCommand {
         receipt: String,
     },
     /// Read an entry: status (unknown, pending, approved, revoked), wallet and key.
+    ///
+    /// With --verify the entry is read with eth_getProof and checked against a trusted block header
+    /// (Merkle-Patricia proofs), so the node is not trusted for it; see docs/verified-lookups.md.
     Get {
         #[command(flatten)]
         target: TargetOpts,
-        /// Print JSON (`status`, `public_key`, ...).
+        /// Print JSON (`status`, `public_key`, ...; with --verify also `verified`, `block`,
+        /// `block_hash`, `proof_bytes`, `trust`).
         #[arg(long)]
         json: bool,
+        /// Prove the entry against a trusted block header instead of taking the node's word. A
+        /// failed proof exits non-zero and prints no key.
+        #[arg(long)]
+        verify: bool,
+        /// Block to read at (default: the latest). With --verify, the proof is for this block.
+        #[arg(long, value_name = "N")]
+        block: Option<u64>,
+        #[command(flatten)]
+        trust: TrustOpts,
     },
     /// The bound wallet replaces the key of its approved entry.
     Rotate {
@@ -126,6 +140,75 @@ struct TargetOpts {
     /// Server domain name (sip.example.org), or a number.
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
+}
+
+/// Which block headers a verified lookup trusts (see docs/verified-lookups.md).
+#[derive(Debug, Args)]
+pub(crate) struct TrustOpts {
+    /// Pinned block `NUMBER:HASH` (e.g. from the app's config). Blocks up to it are proven by hash
+    /// links; newer blocks are only checked to descend from it, so a lying node can still forge the
+    /// newest header (see docs/verified-lookups.md). Default: block 0 fetched from the --rpc
+    /// endpoint itself, which is trust on first use.
+    #[arg(long, value_name = "NUMBER:HASH", conflicts_with = "quorum")]
+    pub(crate) checkpoint: Option<String>,
+    /// Trust a block hash only when --k of these JSON-RPC endpoints (independently operated)
+    /// return the same header for it.
+    #[arg(
+        long,
+        value_name = "URL,URL,...",
+        value_delimiter = ',',
+        requires = "k"
+    )]
+    pub(crate) quorum: Vec<String>,
+    /// How many --quorum endpoints must agree (a strict majority).
+    #[arg(long, value_name = "N")]
+    pub(crate) k: Option<usize>,
+}
+
+impl TrustOpts {
+    /// The header trust these options describe, and a one-line account of it for the output.
+    pub(crate) async fn header_trust<C: KeystoreChain>(
+        &self,
+        chain: &C,
+    ) -> Result<(HeaderTrust, String)> {
+        if !self.quorum.is_empty() {
+            let k = self.k.ok_or_else(|| anyhow!("--quorum needs --k N"))?;
+            let n = self.quorum.len();
+            if k == 0 || k > n || k * 2 <= n {
+                bail!("--k {k} of {n} endpoints: need a strict majority and at most all of them");
+            }
+            let what = format!("quorum {k} of {n}");
+            return Ok((HeaderTrust::quorum(self.quorum.clone(), k), what));
+        }
+        match &self.checkpoint {
+            Some(text) => {
+                let (number, hash) = parse_checkpoint(text)?;
+                Ok((
+                    HeaderTrust::checkpoint(number, hash),
+                    format!("checkpoint {number}:{hash}"),
+                ))
+            }
+            None => {
+                let genesis = chain
+                    .block_header(0)
+                    .await
+                    .context("cannot fetch the genesis header to pin it")?
+                    .hash_slow();
+                Ok((
+                    HeaderTrust::checkpoint(0, genesis),
+                    format!("checkpoint 0:{genesis} (the endpoint's genesis: trust on first use)"),
+                ))
+            }
+        }
+    }
+}
+
+fn parse_checkpoint(text: &str) -> Result<(u64, B256)> {
+    let bad = || anyhow!("--checkpoint {text:?} is not NUMBER:HASH (e.g. 0:0x1234…, 32-byte hash)");
+    let (number, hash) = text.trim().split_once(':').ok_or_else(bad)?;
+    let number = number.trim().parse::<u64>().map_err(|_| bad())?;
+    let hash = hash.trim().parse::<B256>().map_err(|_| bad())?;
+    Ok((number, hash))
 }
 
 /// Who signs.
@@ -298,12 +381,38 @@ async fn run_async(command: KeystoreCommand) -> Result<()> {
                 .map_err(|e| explain(e, &name))?;
             println!("{}", tx_line("approved", &out));
         }
-        KeystoreCommand::Get { target, json } => {
+        KeystoreCommand::Get {
+            target,
+            json,
+            verify,
+            block,
+            trust,
+        } => {
             let name = target.identity()?;
             let contract = target.contract()?;
             let chain = target.node.connect().await?;
-            let entry = chain.get_client(contract, ClientId::of(&name)).await?;
-            print_entry(&name, contract, &entry, json);
+            let id = ClientId::of(&name);
+            if !verify {
+                if block.is_some() || trust.checkpoint.is_some() || !trust.quorum.is_empty() {
+                    bail!(
+                        "--block, --checkpoint and --quorum apply to verified lookups: add --verify"
+                    );
+                }
+                let entry = chain.get_client(contract, id).await?;
+                print_entry(&name, contract, &entry, json, None);
+                return Ok(());
+            }
+            let (header_trust, how) = trust.header_trust(&chain).await?;
+            let found = get_client_verified(&chain, contract, id, &header_trust, block)
+                .await
+                .map_err(|e| anyhow!("verification failed, no key is shown: {e}"))?;
+            print_entry(
+                &name,
+                contract,
+                &found.entry,
+                json,
+                Some((&found, how.as_str())),
+            );
         }
         KeystoreCommand::Rotate {
             target,
@@ -394,24 +503,46 @@ async fn run_async(command: KeystoreCommand) -> Result<()> {
 /// addClient + approveClient must stay within this (issue 2).
 pub(crate) const GAS_BUDGET: u64 = 150_000;
 
-fn print_entry(name: &IdentityName, contract: Address, entry: &ClientEntry, json: bool) {
+/// Prints an entry; `verified` carries the proof's block and size, and how the header was trusted.
+fn print_entry(
+    name: &IdentityName,
+    contract: Address,
+    entry: &ClientEntry,
+    json: bool,
+    verified: Option<(&VerifiedEntry, &str)>,
+) {
     let key_hex = (!entry.key.is_empty()).then(|| hex::encode(&entry.key));
     if json {
-        println!(
-            "{}",
-            json!({
-                "name": name.as_str(),
-                "canonical": name.canonical(),
-                "id": entry.id.to_string(),
-                "contract": contract.to_string(),
-                "status": entry.status.as_str(),
-                "wallet": entry.wallet.map(|w| w.to_string()),
-                "key_type": entry.key_type,
-                "public_key": key_hex,
-            })
-        );
+        let mut out = json!({
+            "name": name.as_str(),
+            "canonical": name.canonical(),
+            "id": entry.id.to_string(),
+            "contract": contract.to_string(),
+            "status": entry.status.as_str(),
+            "wallet": entry.wallet.map(|w| w.to_string()),
+            "key_type": entry.key_type,
+            "public_key": key_hex,
+            "verified": verified.is_some(),
+        });
+        if let Some((found, how)) = verified {
+            out["block"] = json!(found.block_number);
+            out["block_hash"] = json!(found.block_hash.to_string());
+            out["proof_bytes"] = json!(found.proof_bytes);
+            out["trust"] = json!(how);
+        }
+        println!("{out}");
     } else {
         println!("{} ({}): {}", name.as_str(), name.canonical(), entry.status);
+        match verified {
+            Some((found, how)) => {
+                println!(
+                    "verified   block {} ({}), {} proof bytes",
+                    found.block_number, found.block_hash, found.proof_bytes
+                );
+                println!("trust      {how}");
+            }
+            None => println!("verified   no (the node's word; add --verify to prove it)"),
+        }
         if let Some(wallet) = entry.wallet {
             println!("wallet     {wallet}");
         }
