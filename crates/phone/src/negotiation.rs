@@ -240,10 +240,7 @@ impl Offer {
         // Session level: where Wireshark's SDP dissector decodes MIKEY (RFC 4567 §3.1 allows both).
         sdp.attributes.push(chaincall_sip::sdp::Attribute {
             name: "key-mgmt".into(),
-            value: Some(format!(
-                "mikey {}",
-                chaincall_mikey::sdp::attribute_value(initiator.offer())
-            )),
+            value: Some(format!("mikey {}", B64.encode(initiator.offer()))),
         });
         sdp.media.push(media_section(local, "RTP/SAVP"));
         Ok(Offer {
@@ -512,10 +509,7 @@ impl IncomingOffer {
                 if let Some(a) = &accepted.answer {
                     answer.attributes.push(chaincall_sip::sdp::Attribute {
                         name: "key-mgmt".into(),
-                        value: Some(format!(
-                            "mikey {}",
-                            chaincall_mikey::sdp::attribute_value(a)
-                        )),
+                        value: Some(format!("mikey {}", B64.encode(a))),
                     });
                 }
                 let (rx, tx) = two_keys(&accepted.keys)?;

@@ -441,7 +441,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                         }
                     }
                     None => {
-                        warn!(%number, "signalling connection closed");
+                        info!(%number, "signalling connection closed");
                         break;
                     }
                 },
