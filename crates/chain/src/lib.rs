@@ -11,6 +11,13 @@
 //! supplies (`send`, `call`, `logs`, `storage_at`, `balance`). Where an entry sits in storage is
 //! computed in one place, [`layout`], which verified lookups build on.
 //!
+//! **Verified lookups** ([`verified`]): both backends also answer `eth_getProof`
+//! ([`KeystoreChain::get_proof`]) and block headers ([`KeystoreChain::block_header`]); the embedded
+//! chain keeps a real Merkle-Patricia state trie, so its headers carry real state roots.
+//! [`verified::get_client_verified`] proves an entry against a header a [`verified::HeaderTrust`]
+//! accepts (pinned checkpoint, k-of-n quorum, or a plug-in), and [`verified::PinnedLookup`] adds key
+//! pinning. What each trust mode does and does not protect against: `docs/verified-lookups.md`.
+//!
 //! Identities are [`ClientId`]s, `keccak256` of a canonical name from `chaincall-identity`
 //! (`tel:+15551234567`, `dns:sip.example.org`). Senders are [`PrivateKeySigner`]s, whose `Debug`
 //! output shows the address only; this crate never logs key material.

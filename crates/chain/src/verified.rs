@@ -187,8 +187,12 @@ pub struct HeaderTrust {
 
 impl HeaderTrust {
     /// Trust anchored in a pinned block hash: block `number` must hash to `hash`, and every other
-    /// block is trusted by following parent-hash links from it (forwards to newer blocks, backwards
-    /// to older ones). Only headers not yet verified are fetched.
+    /// block is linked to it by parent hashes (forwards to newer blocks, backwards to older ones).
+    /// Only headers not yet verified are fetched.
+    ///
+    /// Blocks up to the pinned one are fully protected. Newer blocks are only checked to descend
+    /// from it: the newest header, which nothing links to yet, can be forged by the provider (see
+    /// `docs/verified-lookups.md`); a forgery shows once an honest descendant is seen.
     pub fn checkpoint(number: u64, hash: B256) -> Self {
         Self::custom(CheckpointOracle {
             number,

@@ -327,8 +327,8 @@ async fn tampered_real_proofs_are_refused<K: KeystoreChain>(chain: &K) {
 /// A chain that serves real answers, tampered on the way (a lying RPC provider).
 struct Tampered<'a, K> {
     inner: &'a K,
-    proof: fn(&mut EIP1186AccountProofResponse),
-    header: fn(&mut Header),
+    proof: Box<dyn Fn(&mut EIP1186AccountProofResponse) + Send + Sync + 'a>,
+    header: Box<dyn Fn(&mut Header) + Send + Sync + 'a>,
 }
 
 impl<K: KeystoreChain> KeystoreChain for Tampered<'_, K> {
@@ -392,9 +392,7 @@ impl<K: KeystoreChain> KeystoreChain for Tampered<'_, K> {
     }
     async fn block_header(&self, number: u64) -> chaincall_chain::Result<Header> {
         let mut header = self.inner.block_header(number).await?;
-        if number == 1 {
-            (self.header)(&mut header);
-        }
+        (self.header)(&mut header);
         Ok(header)
     }
 }
@@ -409,8 +407,8 @@ async fn a_lying_provider_is_caught_end_to_end<K: KeystoreChain>(chain: &K) {
     // The provider flips the status byte of the proven word: refused, no entry.
     let liar = Tampered {
         inner: chain,
-        proof: |a| a.storage_proof[0].value ^= U256::from(1u8) << 160,
-        header: |_| {},
+        proof: Box::new(|a| a.storage_proof[0].value ^= U256::from(1u8) << 160),
+        header: Box::new(|_| {}),
     };
     let err = get_client_verified(&liar, s.contract, bob, &s.trust, None)
         .await
@@ -423,8 +421,12 @@ async fn a_lying_provider_is_caught_end_to_end<K: KeystoreChain>(chain: &K) {
     // The provider rewrites block 1's state root: block 2 no longer chains to the checkpoint.
     let liar = Tampered {
         inner: chain,
-        proof: |_| {},
-        header: |h| h.state_root = B256::repeat_byte(0x77),
+        proof: Box::new(|_| {}),
+        header: Box::new(|h| {
+            if h.number == 1 {
+                h.state_root = B256::repeat_byte(0x77);
+            }
+        }),
     };
     let fresh = HeaderTrust::checkpoint(0, chain.block_header(0).await.unwrap().hash_slow());
     let err = get_client_verified(&liar, s.contract, bob, &fresh, None)
@@ -739,11 +741,92 @@ async fn quorum_trust_needs_k_agreeing_endpoints() {
     // A provider forging the proof is caught against the agreed header.
     let liar = Tampered {
         inner: &chain,
-        proof: |a| a.storage_proof[1].value ^= U256::from(1u8),
-        header: |_| {},
+        proof: Box::new(|a| a.storage_proof[1].value ^= U256::from(1u8)),
+        header: Box::new(|_| {}),
     };
     assert!(matches!(
         get_client_verified(&liar, s.contract, bob, &agree, None).await,
         Err(VerifyError::Proof(_))
     ));
+}
+
+/// The known limit of checkpoint mode (docs/verified-lookups.md): nothing commits to the newest
+/// header yet, so a provider can forge it — any state root, correct parent hash — with a matching
+/// proof of its own making, and the lookup passes. What the chain links still give: the forged header
+/// is now cached, so the next honest block no longer descends from it and the forgery shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn checkpoint_mode_accepts_a_forged_newest_header_until_the_chain_moves_on() {
+    use chaincall_chain::verified::keystore_code_hash;
+    use chaincall_proof::{AccountState, WorldState};
+    let chain = EmbeddedChain::default();
+    let s = setup(&chain).await;
+    let bob = ClientId::of(&name("+15551230011"));
+    let genuine = IdentityKey::generate().public();
+    s.add(&dev_signer(1), bob, &genuine).await;
+    s.approve(bob).await;
+    let tip = chain.block_number().await.unwrap();
+
+    // The provider's own state: bob's entry with the attacker's key, in a trie it built itself.
+    let attacker = IdentityKey::generate().public();
+    let slots = entry_slot_keys(&bob);
+    let word0 = chain.storage_at(s.contract, slots[0].into()).await.unwrap();
+    let key = attacker.to_bytes();
+    let mut w0 = word0.to_be_bytes::<32>();
+    w0[0] = key[0];
+    let mut w1 = [0u8; 32];
+    w1.copy_from_slice(&key[1..33]);
+    let mut world = WorldState::new();
+    world.insert(
+        s.contract,
+        AccountState {
+            nonce: 1,
+            balance: U256::ZERO,
+            code_hash: keystore_code_hash(),
+            storage: [
+                (slots[0], U256::from_be_bytes(w0)),
+                (slots[1], U256::from_be_bytes(w1)),
+            ]
+            .into(),
+        },
+    );
+    let (forged_root, forged_answer) = world.prove(s.contract, &slots);
+    let liar = Tampered {
+        inner: &chain,
+        proof: Box::new(move |a| *a = forged_answer.clone()),
+        header: Box::new(move |h| {
+            if h.number == tip {
+                h.state_root = forged_root;
+            }
+        }),
+    };
+    let trust = HeaderTrust::checkpoint(0, chain.block_header(0).await.unwrap().hash_slow());
+    let fooled = get_client_verified(&liar, s.contract, bob, &trust, None)
+        .await
+        .expect("checkpoint mode cannot tell a forged newest header");
+    assert_eq!(fooled.entry.approved_key(), Some(attacker));
+
+    // One honest block later, the same trust sees that the chain does not descend from the forgery.
+    chain
+        .transfer(&dev_signer(3), Address::repeat_byte(9), U256::from(1u8))
+        .await
+        .unwrap();
+    assert_eq!(
+        get_client_verified(&chain, s.contract, bob, &trust, None)
+            .await
+            .unwrap_err(),
+        VerifyError::Header(HeaderError::BrokenChain {
+            number: tip + 1,
+            previous: tip
+        })
+    );
+    // A fresh trust, fed honestly, sees the genuine key.
+    let honest = HeaderTrust::checkpoint(0, chain.block_header(0).await.unwrap().hash_slow());
+    assert_eq!(
+        get_client_verified(&chain, s.contract, bob, &honest, None)
+            .await
+            .unwrap()
+            .entry
+            .approved_key(),
+        Some(genuine)
+    );
 }

@@ -5,11 +5,18 @@
 //!
 //! **Checkpoint** ([`verify_checkpoint_chain`]): the operator pins one block hash (in the phone's
 //! config, shipped with the app). Headers from that block up to the lookup's block are fetched and
-//! checked to hash-link: each names its predecessor's hash. *Protects against* a provider that invents
-//! state or headers: it would have to find a keccak-256 collision. *Does not protect against* a
+//! checked to hash-link: each names its predecessor's hash. The links are only as strong as the
+//! trusted end they hang from. *Backwards* from a trusted hash ([`verify_ancestors`]) they protect
+//! against a provider inventing state or headers: it would need a keccak-256 second preimage.
+//! *Forwards* from the checkpoint they prove only that a header claims to descend from it: without
+//! proof of work or checked consensus signatures, anyone can write a new header naming the right
+//! parent, so the newest header — the one nothing links to yet — can be forged with any state root.
+//! What forward links do give is consistency: once a phone has verified and cached a header, every
+//! later one must descend from it, so a provider is held to one history and a forgery shows as soon
+//! as the phone sees an honest descendant. *Does not protect against* a forged newest header, a
 //! provider that withholds newer blocks (it can serve an old but genuine state, e.g. from before a
-//! revocation), nor against a chain that forked after the checkpoint — the header chain proves
-//! ancestry, not consensus. Cost grows with the distance from the checkpoint: move it forward.
+//! revocation), nor a chain that forked after the checkpoint — the header chain proves ancestry, not
+//! consensus. Cost grows with the distance from the checkpoint: move it forward.
 //!
 //! **Quorum** ([`quorum_hash`]): k of n independently operated RPC endpoints must report the same
 //! hash for the chosen block number, with k a strict majority; the header fetched from any of them must
