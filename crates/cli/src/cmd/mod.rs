@@ -4,6 +4,7 @@ pub(crate) mod bench;
 pub(crate) mod demo;
 pub(crate) mod keystore;
 pub(crate) mod mikey;
+pub(crate) mod network;
 pub(crate) mod sipd;
 pub(crate) mod store;
 pub(crate) mod version;
