@@ -4,6 +4,7 @@ use clap::Subcommand;
 
 mod handshake;
 mod lookup;
+mod setup;
 mod srtp;
 
 /// What to measure.
@@ -15,6 +16,9 @@ pub(crate) enum Bench {
     Handshake(handshake::HandshakeBenchArgs),
     /// Key lookup latency, verified (eth_getProof) and plain (eth_call): p50/p99 and proof bytes.
     Lookup(lookup::LookupBenchArgs),
+    /// Call set-up between two onboarded phones (INVITE → both SRTP contexts keyed): p50/p99, and
+    /// verified key retrieval.
+    Setup(setup::SetupBenchArgs),
 }
 
 /// Runs one bench.
@@ -23,5 +27,6 @@ pub(crate) fn run(bench: Bench) -> anyhow::Result<()> {
         Bench::Srtp(args) => srtp::run(args),
         Bench::Handshake(args) => handshake::run(args),
         Bench::Lookup(args) => lookup::run(args),
+        Bench::Setup(args) => setup::run(args),
     }
 }

@@ -1,0 +1,173 @@
+//! `chaincall bench setup`: call set-up latency between two onboarded phones on loopback, and the
+//! verified key retrieval inside it.
+//!
+//! The network is the demo's ([`crate::cmd::network`]): keystore, wallet server, sipd over TLS-PSK,
+//! alice and bob onboarded and registered. Then alice calls bob `--calls` times; each call carries a
+//! short burst of audio both ways and is hung up. Set-up is the paper's measure: from the INVITE
+//! leaving alice to both SRTP contexts keyed (bob keys before his 200 OK, alice on receiving it),
+//! including alice's verified lookup of bob's key, which precedes the INVITE and is reported
+//! separately.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, ensure};
+use chaincall_chain::{EmbeddedChain, PrivateKeySigner, RpcChain, RpcConfig, dev_signer};
+use chaincall_phone::negotiation::KeyMode;
+use chaincall_wallet::chain::ServerChain;
+use clap::Args;
+use serde_json::json;
+
+use crate::cmd::network::{Network, NetworkOptions};
+
+/// Arguments of `chaincall bench setup`.
+#[derive(Debug, Args)]
+pub(crate) struct SetupBenchArgs {
+    /// Calls to measure (after one warm-up call).
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    calls: usize,
+    /// JSON-RPC node (e.g. anvil); without it, the embedded chain.
+    #[arg(long, value_name = "URL")]
+    rpc: Option<String>,
+    /// Hex secp256k1 key of the operator on that node (default: anvil's first dev account).
+    #[arg(long)]
+    operator_key: Option<String>,
+    /// Key mode: `pke` (default) or `dh-sign`.
+    #[arg(long, default_value = "pke")]
+    mode: KeyMode,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs the bench.
+pub(crate) fn run(args: SetupBenchArgs) -> Result<()> {
+    ensure!(
+        (1..=10_000).contains(&args.calls),
+        "--calls must be 1..=10000"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let operator = match &args.operator_key {
+            Some(k) => k
+                .trim()
+                .trim_start_matches("0x")
+                .parse::<PrivateKeySigner>()
+                .map_err(|e| anyhow!("--operator-key: {e}"))?,
+            None => dev_signer(0),
+        };
+        match &args.rpc {
+            None => measure(Arc::new(EmbeddedChain::default()), "embedded", operator, &args).await,
+            Some(url) => {
+                let chain = RpcChain::connect(url, RpcConfig::default())
+                    .await
+                    .with_context(|| format!("connecting to {url}"))?;
+                measure(Arc::new(chain), "rpc", operator, &args).await
+            }
+        }
+    })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+async fn measure<C: ServerChain>(
+    chain: Arc<C>,
+    chain_name: &str,
+    operator: PrivateKeySigner,
+    args: &SetupBenchArgs,
+) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // 60 ms of audio each way: enough to prove the media path, short enough to keep calls quick.
+    let mut net = Network::start(
+        chain,
+        operator,
+        NetworkOptions {
+            dir: dir.path().to_path_buf(),
+            mode: args.mode,
+            keylog: None,
+            audio_a: chaincall_media::signal::speech_like(60, 1),
+            audio_b: chaincall_media::signal::speech_like(60, 2),
+        },
+    )
+    .await?;
+    let play = Duration::from_millis(120);
+    net.call(play).await.context("warm-up call")?;
+    let mut setup = Vec::with_capacity(args.calls);
+    let mut retrieval = Vec::with_capacity(args.calls);
+    let mut callee_retrieval = Vec::with_capacity(args.calls);
+    let mut failed = 0usize;
+    for i in 0..args.calls {
+        match net.call(play).await {
+            Ok((a, b)) => {
+                let ok = a.stats.rtp_received > 0
+                    && b.stats.rtp_received > 0
+                    && a.stats.rtp_rejected == 0
+                    && b.stats.rtp_rejected == 0
+                    && a.lookup_verified;
+                if !ok {
+                    failed += 1;
+                    continue;
+                }
+                setup.push(ms(a.timings.call_setup));
+                retrieval.push(ms(a.timings.key_retrieval));
+                callee_retrieval.push(ms(b.timings.key_retrieval));
+            }
+            Err(e) => {
+                tracing::warn!(call = i, error = %format!("{e:#}"), "call failed");
+                failed += 1;
+            }
+        }
+    }
+    net.stop().await;
+    for v in [&mut setup, &mut retrieval, &mut callee_retrieval] {
+        v.sort_by(f64::total_cmp);
+    }
+    let out = json!({
+        "chain": chain_name,
+        "key_mode": args.mode.name(),
+        "calls": args.calls,
+        "failed": failed,
+        "setup_p50_ms": percentile(&setup, 50.0),
+        "setup_p99_ms": percentile(&setup, 99.0),
+        "key_retrieval_p50_ms": percentile(&retrieval, 50.0),
+        "key_retrieval_p99_ms": percentile(&retrieval, 99.0),
+        "callee_key_retrieval_p50_ms": percentile(&callee_retrieval, 50.0),
+        "paper_setup_ms": 1218.0,
+        "paper_key_retrieval_ms": 507.0,
+    });
+    if args.json {
+        println!("{out}");
+    } else {
+        println!(
+            "call set-up over {} calls ({chain_name} chain, {}): p50 {:.3} ms, p99 {:.3} ms (paper: 1,218 ms)",
+            setup.len(),
+            args.mode.name(),
+            percentile(&setup, 50.0),
+            percentile(&setup, 99.0)
+        );
+        println!(
+            "verified key retrieval: p50 {:.3} ms, p99 {:.3} ms (paper: 507 ms); callee's lookup p50 {:.3} ms",
+            percentile(&retrieval, 50.0),
+            percentile(&retrieval, 99.0),
+            percentile(&callee_retrieval, 50.0)
+        );
+        if failed > 0 {
+            println!("{failed} call(s) failed");
+        }
+    }
+    ensure!(failed == 0, "{failed} of {} calls failed", args.calls);
+    Ok(())
+}
