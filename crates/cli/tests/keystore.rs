@@ -1,4 +1,4 @@
-//! The `chaincall keystore` and `chaincall demo` commands, end to end: the real binary against a real
+//! The `chaincall keystore` commands, end to end: the real binary against a real
 //! anvil node (started per test on a free loopback port) or the embedded chain.
 
 use std::path::{Path, PathBuf};
@@ -409,14 +409,4 @@ fn gas_json_reports_every_function_within_budget() {
     ] {
         assert!(gas[f].as_u64().unwrap() > 21_000, "{f}: {gas}");
     }
-}
-
-#[test]
-fn demo_does_the_round_trip() {
-    let out = chaincall(&["demo", "--json", "--lookups", "50"]);
-    assert_success(&out);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["ok"], true);
-    assert_eq!(report["steps"].as_array().unwrap().len(), 9);
-    assert!(report["gas_add_plus_approve"].as_u64().unwrap() <= 150_000);
 }

@@ -1,0 +1,158 @@
+//! `chaincall demo`, the README's first command: the real binary builds the whole network on
+//! 127.0.0.1 and places an end-to-end encrypted call; these tests check what it reports and what it
+//! writes, on the embedded chain and against anvil.
+
+use std::process::{Command, Output};
+
+use base64::Engine as _;
+
+fn chaincall(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chaincall"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("chaincall runs")
+}
+
+fn report(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "demo failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
+}
+
+/// What every passing demo must show, whatever the chain and key mode.
+fn assert_call(r: &serde_json::Value, mode: &str) {
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["audio_match"], true, "{r}");
+    assert_eq!(r["key_mode"], mode);
+    assert_eq!(r["key_retrieval_verified"], true);
+    for check in r["checks"].as_array().unwrap() {
+        assert_eq!(check["ok"], true, "{check}");
+    }
+    assert!(r["checks"].as_array().unwrap().len() >= 8);
+    // 1 s of 20 ms frames each way, all received, none rejected.
+    assert!(r["srtp_packets_received"].as_u64().unwrap() >= 100, "{r}");
+    assert_eq!(r["srtp_packets_rejected"], 0);
+    assert!(r["srtcp_packets_received"].as_u64().unwrap() > 0);
+    assert!(r["key_retrieval_ms"].as_f64().unwrap() > 0.0);
+    assert!(r["call_setup_ms"].as_f64().unwrap() > 0.0);
+    assert!(
+        r["proof_bytes"].as_u64().unwrap() > 500,
+        "a real proof: {r}"
+    );
+    assert_eq!(r["alice"]["verified_peer"], "+15550100002");
+    assert_eq!(r["bob"]["verified_peer"], "+15550100001");
+}
+
+#[test]
+fn demo_places_a_verified_encrypted_call_and_writes_keylog_and_recordings() {
+    let dir = tempfile::tempdir().unwrap();
+    let keylog = dir.path().join("srtp.keylog");
+    let out_dir = dir.path().join("out");
+    let out = chaincall(&[
+        "demo",
+        "--json",
+        "--seconds",
+        "1",
+        "--keylog",
+        keylog.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let r = report(&out);
+    assert_call(&r, "mikey-pke");
+    assert_eq!(r["chain"], "embedded");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("warning: writing SRTP master keys"),
+        "the key log must come with a warning"
+    );
+
+    // One line per SRTP stream: each phone logs its sending and receiving stream.
+    let text = std::fs::read_to_string(&keylog).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    let mut ssrcs = Vec::new();
+    for line in &lines {
+        let fields: Vec<&str> = line.split(' ').collect();
+        assert_eq!(fields.len(), 3, "{line}");
+        let ssrc = fields[0].strip_prefix("ssrc=").expect(line);
+        assert_eq!(ssrc.len(), 8);
+        assert!(ssrc.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(fields[1], "profile=AES_CM_128_HMAC_SHA1_80");
+        let inline = fields[2].strip_prefix("inline=").expect(line);
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(inline)
+            .unwrap();
+        assert_eq!(raw.len(), 30, "16-byte key + 14-byte salt");
+        ssrcs.push(ssrc.to_owned());
+    }
+    // Alice's sending key is bob's receiving key, and the other way round: same SSRC, same key.
+    let by_ssrc = |s: &str| {
+        lines
+            .iter()
+            .filter(|l| l.contains(&format!("ssrc={s}")))
+            .count()
+    };
+    assert!(ssrcs.iter().any(|s| by_ssrc(s) == 2), "{text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&keylog).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the key log must not be readable by others"
+        );
+    }
+
+    // Recordings: bob recorded what alice sent, through G.711 µ-law.
+    let sent = chaincall_media::wav::read_file(out_dir.join("alice-sent.wav")).unwrap();
+    let got = chaincall_media::wav::read_file(out_dir.join("bob-received.wav")).unwrap();
+    let codec = chaincall_media::g711::Codec::Pcmu;
+    let mut encoded = Vec::new();
+    codec.encode(&sent, &mut encoded);
+    let mut expected = Vec::new();
+    codec.decode(&encoded, &mut expected);
+    assert_eq!(sent.len(), 8000);
+    assert_eq!(
+        got, expected,
+        "bob's recording is alice's audio through G.711"
+    );
+}
+
+#[test]
+fn demo_with_dh_sign() {
+    let r = report(&chaincall(&[
+        "demo",
+        "--json",
+        "--seconds",
+        "1",
+        "--mode",
+        "dh-sign",
+    ]));
+    assert_call(&r, "mikey-dh-sign");
+}
+
+#[test]
+fn demo_against_anvil() {
+    let Some(anvil) = chaincall_testkit::peer("anvil") else {
+        return;
+    };
+    let node =
+        chaincall_chain::AnvilProcess::spawn(&anvil, chaincall_testkit::free_tcp_port(), &[])
+            .expect("anvil starts");
+    let r = report(&chaincall(&[
+        "demo",
+        "--json",
+        "--seconds",
+        "1",
+        "--rpc",
+        &node.url(),
+    ]));
+    assert_call(&r, "mikey-pke");
+    assert_eq!(r["chain"], "rpc");
+}
