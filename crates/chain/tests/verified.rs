@@ -830,3 +830,34 @@ async fn checkpoint_mode_accepts_a_forged_newest_header_until_the_chain_moves_on
         Some(genuine)
     );
 }
+
+/// The embedded chain keeps state (and so proofs) for its last `state_history` blocks, like a
+/// pruning node; older blocks keep their headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn embedded_proves_recent_blocks_and_says_when_state_is_pruned() {
+    let chain = EmbeddedChain::new(chaincall_chain::EmbeddedConfig {
+        state_history: 2,
+        ..Default::default()
+    });
+    let s = setup(&chain).await;
+    let bob = ClientId::of(&name("+15551230012"));
+    s.add(&dev_signer(1), bob, &IdentityKey::generate().public())
+        .await;
+    s.approve(bob).await;
+    assert_eq!(chain.block_number().await.unwrap(), 3);
+    assert_eq!(
+        s.verified(bob, Some(2)).await.unwrap().status,
+        KeyStatus::Pending
+    );
+    assert_eq!(
+        s.verified(bob, Some(3)).await.unwrap().status,
+        KeyStatus::Approved
+    );
+    assert_eq!(
+        s.verified(bob, Some(1)).await.unwrap_err(),
+        VerifyError::Chain(ChainError::StatePruned { number: 1, kept: 2 })
+    );
+    // The trust itself is shareable across tasks.
+    fn shareable<T: Send + Sync>(_: &T) {}
+    shareable(&s.trust);
+}
