@@ -58,6 +58,15 @@ pub trait ServerChain: KeystoreChain + 'static {
     /// (the caller then asks [`ServerChain::tx_state`]).
     fn broadcast(&self, raw: Bytes) -> impl Future<Output = Result<(), ChainError>> + Send;
 
+    /// Gas a call from `from` to `to` with `input` would use. A call that would revert fails with
+    /// the decoded contract error ([`ChainError::is_contract_error`]).
+    fn estimate_gas(
+        &self,
+        from: Address,
+        to: Address,
+        input: Bytes,
+    ) -> impl Future<Output = Result<u64, ChainError>> + Send;
+
     /// Where the transaction `hash`, sent by `from` with `nonce`, stands.
     fn tx_state(
         &self,
@@ -87,6 +96,75 @@ pub fn sign_transfer(
         access_list: Default::default(),
         input: Bytes::new(),
     };
+    let envelope = chaincall_chain::sign_eip1559(from, tx)?;
+    Ok((*envelope.tx_hash(), envelope.encoded_2718().into()))
+}
+
+/// Signs a contract call with an explicit gas limit (the recorded-raw path of `approveClient`).
+pub fn sign_call(
+    from: &PrivateKeySigner,
+    chain_id: u64,
+    nonce: u64,
+    to: Address,
+    input: Bytes,
+    gas_limit: u64,
+    fees: FeeQuote,
+) -> Result<(B256, Bytes), ChainError> {
+    let tx = TxEip1559 {
+        chain_id,
+        nonce,
+        gas_limit,
+        max_fee_per_gas: fees.max_fee_per_gas,
+        max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
+        to: TxKind::Call(to),
+        value: U256::ZERO,
+        access_list: Default::default(),
+        input,
+    };
+    let envelope = chaincall_chain::sign_eip1559(from, tx)?;
+    Ok((*envelope.tx_hash(), envelope.encoded_2718().into()))
+}
+
+/// The EIP-1559 transaction inside signed EIP-2718 bytes (what the server recorded).
+pub fn decode_eip1559(raw: &[u8]) -> Option<TxEip1559> {
+    use alloy::eips::Decodable2718;
+    match alloy::consensus::TxEnvelope::decode_2718(&mut &raw[..]).ok()? {
+        alloy::consensus::TxEnvelope::Eip1559(signed) => Some(signed.tx().clone()),
+        _ => None,
+    }
+}
+
+/// Fees for a replacement of a transaction that offered `old`: each of the priority fee and the
+/// max fee raised by at least `bump_percent` (rounded up), and never below what the chain asks
+/// `now`. The priority fee never exceeds the max fee.
+pub fn bumped_fees(old: FeeQuote, now: FeeQuote, bump_percent: u64) -> FeeQuote {
+    let up = |v: u128| {
+        let p = u128::from(bump_percent);
+        // ceil(v × (100 + p) / 100), saturating.
+        v.saturating_mul(100 + p).div_ceil(100)
+    };
+    let max_fee = up(old.max_fee_per_gas).max(now.max_fee_per_gas);
+    let tip = up(old.max_priority_fee_per_gas)
+        .max(now.max_priority_fee_per_gas)
+        .min(max_fee);
+    FeeQuote {
+        max_fee_per_gas: max_fee,
+        max_priority_fee_per_gas: tip,
+    }
+}
+
+/// Re-signs the transaction in `raw` with the same nonce, recipient, value, data and gas limit but
+/// the fees `fees`: a replacement.
+pub fn resign_with_fees(
+    from: &PrivateKeySigner,
+    raw: &[u8],
+    fees: FeeQuote,
+) -> Result<(B256, Bytes), ChainError> {
+    let mut tx = decode_eip1559(raw).ok_or_else(|| ChainError::BadResponse {
+        reason: "recorded transaction is not EIP-1559".into(),
+    })?;
+    tx.max_fee_per_gas = fees.max_fee_per_gas;
+    tx.max_priority_fee_per_gas = fees.max_priority_fee_per_gas;
     let envelope = chaincall_chain::sign_eip1559(from, tx)?;
     Ok((*envelope.tx_hash(), envelope.encoded_2718().into()))
 }
@@ -122,6 +200,9 @@ pub async fn measure_add_client_gas() -> Result<u64, ChainError> {
     Ok(out.gas_used)
 }
 
+/// The gas limit the embedded backend reports for calls (see its `estimate_gas`).
+const EMBEDDED_CALL_GAS: u64 = 250_000;
+
 impl ServerChain for EmbeddedChain {
     fn next_nonce(&self, address: Address) -> impl Future<Output = Result<u64, ChainError>> + Send {
         std::future::ready(Ok(self.nonce(address)))
@@ -145,6 +226,17 @@ impl ServerChain for EmbeddedChain {
         // The embedded chain mines on submission; a revert would still be mined, but transfers to
         // accounts without code do not revert.
         std::future::ready(self.send_raw_transaction(&raw).map(|_| ()))
+    }
+
+    fn estimate_gas(
+        &self,
+        _from: Address,
+        _to: Address,
+        _input: Bytes,
+    ) -> impl Future<Output = Result<u64, ChainError>> + Send {
+        // The embedded chain has no public estimate; it mines on submission and returns a decoded
+        // revert then, so a generous fixed limit is enough (approveClient uses about 60k).
+        std::future::ready(Ok(EMBEDDED_CALL_GAS))
     }
 
     fn tx_state(
@@ -216,6 +308,28 @@ impl ServerChain for RpcChain {
                 }
                 other => Err(other),
             },
+        }
+    }
+
+    async fn estimate_gas(
+        &self,
+        from: Address,
+        to: Address,
+        input: Bytes,
+    ) -> Result<u64, ChainError> {
+        let request = alloy::rpc::types::TransactionRequest {
+            from: Some(from),
+            to: Some(TxKind::Call(to)),
+            input: input.into(),
+            ..Default::default()
+        };
+        match self.provider().estimate_gas(request).await {
+            Ok(gas) => Ok(gas),
+            Err(RpcError::ErrorResp(payload)) if payload.as_revert_data().is_some() => {
+                let data = payload.as_revert_data().unwrap_or_default();
+                Err(ChainError::from_revert_data(&data))
+            }
+            Err(e) => Err(rpc_error(self, e)),
         }
     }
 

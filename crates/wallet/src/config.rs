@@ -155,6 +155,38 @@ impl Default for FundingConfig {
     }
 }
 
+/// `[fees]`: replacing the server wallet's transactions (funding and `approveClient`) that stay
+/// unmined.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeesConfig {
+    /// A transaction still unmined this many seconds after it was signed is replaced: same nonce,
+    /// higher fees, recorded before broadcast (default 120).
+    #[serde(default = "default_replace_after")]
+    pub replace_after_secs: u64,
+    /// Each replacement raises both the priority fee and the max fee by at least this percentage
+    /// (default 25; at least 13, above geth's 10 % replacement rule and the 12.5 % some pools ask).
+    #[serde(default = "default_bump")]
+    pub bump_percent: u64,
+}
+
+fn default_replace_after() -> u64 {
+    120
+}
+
+fn default_bump() -> u64 {
+    25
+}
+
+impl Default for FeesConfig {
+    fn default() -> Self {
+        Self {
+            replace_after_secs: default_replace_after(),
+            bump_percent: default_bump(),
+        }
+    }
+}
+
 /// `[limits]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -254,6 +286,9 @@ pub struct WalletConfig {
     /// Funding.
     #[serde(default)]
     pub funding: FundingConfig,
+    /// Fee bumping.
+    #[serde(default)]
+    pub fees: FeesConfig,
     /// Limits.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -334,6 +369,12 @@ impl WalletConfig {
         }
         if self.funding.max_wei.parse::<u128>().is_err() {
             return bad("funding.max_wei must be a decimal number of wei");
+        }
+        if self.fees.bump_percent < 13 || self.fees.bump_percent > 1000 {
+            return bad("fees.bump_percent must be between 13 and 1000");
+        }
+        if self.fees.replace_after_secs == 0 {
+            return bad("fees.replace_after_secs must be at least 1");
         }
         if !(self.limits.requests_per_second > 0.0 && self.limits.burst >= 1.0) {
             return bad("limits.requests_per_second must be > 0 and limits.burst >= 1");

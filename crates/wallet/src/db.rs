@@ -159,6 +159,10 @@ pub struct Onboarding {
     pub approve_requested_at: Option<i64>,
     /// Machine-readable code of `last_error`.
     pub last_error_code: Option<String>,
+    /// Nonce of the recorded `approveClient` transaction.
+    pub approve_nonce: Option<i64>,
+    /// Signed bytes of the recorded `approveClient` transaction while it is in flight, hex.
+    pub approve_raw_tx: Option<String>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -169,7 +173,7 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-const COLUMNS: &str = "receipt_id, token_sha256, receipt_hash, product_id, purchase_time, phone, wallet, key_type, public_key, state, fund_amount, fund_nonce, fund_tx_hash, fund_raw_tx, fund_block, approve_tx_hash, failure_code, failure_message, last_error, attempts, next_attempt_at, created_at, updated_at, provisioned_at, approve_requested_at, last_error_code";
+const COLUMNS: &str = "receipt_id, token_sha256, receipt_hash, product_id, purchase_time, phone, wallet, key_type, public_key, state, fund_amount, fund_nonce, fund_tx_hash, fund_raw_tx, fund_block, approve_tx_hash, failure_code, failure_message, last_error, attempts, next_attempt_at, created_at, updated_at, provisioned_at, approve_requested_at, last_error_code, approve_nonce, approve_raw_tx";
 
 fn from_row(r: &AnyRow) -> Result<Onboarding, DbError> {
     let receipt_id: String = r.try_get(0)?;
@@ -205,7 +209,33 @@ fn from_row(r: &AnyRow) -> Result<Onboarding, DbError> {
         provisioned_at: r.try_get(23)?,
         approve_requested_at: r.try_get(24)?,
         last_error_code: r.try_get(25)?,
+        approve_nonce: r.try_get(26)?,
+        approve_raw_tx: r.try_get(27)?,
     })
+}
+
+/// Which of the server wallet's transactions for a receipt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxPurpose {
+    /// The Ether transfer to the phone's wallet (`funding_tx`).
+    Funding,
+    /// The `approveClient` call (`approve_tx`).
+    Approval,
+}
+
+/// One signed version of a server transaction (versions of one nonce replace each other).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxVersion {
+    /// Transaction hash.
+    pub tx_hash: String,
+    /// Nonce.
+    pub nonce: i64,
+    /// `signed`, `replaced`, `mined` or `dropped`.
+    pub status: String,
+    /// Signed EIP-2718 bytes, hex (absent for funding versions recorded before migration 0003).
+    pub raw_tx: Option<String>,
+    /// When it was recorded, ms since the epoch.
+    pub created_at: i64,
 }
 
 /// What inserting a receipt did.
@@ -398,20 +428,22 @@ impl Db {
             return Ok(false);
         }
         sqlx::query(
-            "INSERT INTO funding_tx (tx_hash, receipt_id, nonce, amount, status, created_at) VALUES ($1, $2, $3, $4, 'signed', $5)",
+            "INSERT INTO funding_tx (tx_hash, receipt_id, nonce, amount, status, created_at, raw_tx) VALUES ($1, $2, $3, $4, 'signed', $5, $6)",
         )
         .bind(tx_hash)
         .bind(receipt_id)
         .bind(nonce)
         .bind(amount)
         .bind(now)
+        .bind(raw_hex)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(true)
     }
 
-    /// The recorded funding transaction is mined: `funding → funded`.
+    /// A recorded version (the current one or one it replaced) of the funding transaction is
+    /// mined: `funding → funded`, with that version as `fund_tx_hash`.
     pub async fn funding_mined(
         &self,
         receipt_id: &str,
@@ -421,8 +453,9 @@ impl Db {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE onboarding SET state = $1, fund_block = $2, updated_at = $3, last_error = NULL, last_error_code = NULL, attempts = 0, next_attempt_at = 0 \
-             WHERE receipt_id = $4 AND state = $5 AND fund_tx_hash = $6",
+            "UPDATE onboarding SET state = $1, fund_block = $2, updated_at = $3, last_error = NULL, last_error_code = NULL, attempts = 0, next_attempt_at = 0, \
+             fund_tx_hash = $6, fund_raw_tx = COALESCE((SELECT raw_tx FROM funding_tx WHERE tx_hash = $6), fund_raw_tx) \
+             WHERE receipt_id = $4 AND state = $5 AND (fund_tx_hash = $6 OR EXISTS (SELECT 1 FROM funding_tx WHERE tx_hash = $6 AND receipt_id = $4 AND status IN ('signed', 'replaced')))",
         )
         .bind(State::Funded.as_str())
         .bind(i64::try_from(block).unwrap_or(i64::MAX))
@@ -436,8 +469,9 @@ impl Db {
             tx.rollback().await?;
             return Ok(false);
         }
-        sqlx::query("UPDATE funding_tx SET status = 'mined' WHERE tx_hash = $1")
+        sqlx::query("UPDATE funding_tx SET status = CASE WHEN tx_hash = $1 THEN 'mined' ELSE 'replaced' END WHERE receipt_id = $2 AND status IN ('signed', 'replaced')")
             .bind(tx_hash)
+            .bind(receipt_id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -465,8 +499,9 @@ impl Db {
             tx.rollback().await?;
             return Ok(false);
         }
-        sqlx::query("UPDATE funding_tx SET status = 'dropped' WHERE tx_hash = $1")
-            .bind(tx_hash)
+        // Every live version shares the nonce that was taken: none of them can be mined any more.
+        sqlx::query("UPDATE funding_tx SET status = 'dropped' WHERE receipt_id = $1 AND status IN ('signed', 'replaced')")
+            .bind(receipt_id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -475,6 +510,13 @@ impl Db {
 
     /// Records the approval transaction's hash and moves `pending_seen → approved`.
     pub async fn approved(&self, receipt_id: &str, tx_hash: Option<&str>) -> Result<bool, DbError> {
+        if let Some(hash) = tx_hash {
+            sqlx::query("UPDATE approve_tx SET status = CASE WHEN tx_hash = $1 THEN 'mined' ELSE 'replaced' END WHERE receipt_id = $2 AND status IN ('signed', 'replaced')")
+                .bind(hash)
+                .bind(receipt_id)
+                .execute(&self.pool)
+                .await?;
+        }
         let done = sqlx::query(
             "UPDATE onboarding SET state = $1, approve_tx_hash = COALESCE($2, approve_tx_hash), updated_at = $3, last_error = NULL, last_error_code = NULL, attempts = 0, next_attempt_at = 0 \
              WHERE receipt_id = $4 AND state = $5",
@@ -487,6 +529,171 @@ impl Db {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Records the signed `approveClient` transaction BEFORE it is broadcast (the row stays
+    /// `pending_seen`). False if the row is not `pending_seen` or already has one in flight.
+    pub async fn record_approval(
+        &self,
+        receipt_id: &str,
+        nonce: u64,
+        tx_hash: &str,
+        raw_hex: &str,
+    ) -> Result<bool, DbError> {
+        let now = now_ms();
+        let nonce = i64::try_from(nonce).map_err(|_| DbError::Corrupt {
+            receipt_id: receipt_id.to_owned(),
+            what: "nonce out of range",
+        })?;
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE onboarding SET approve_nonce = $1, approve_tx_hash = $2, approve_raw_tx = $3, updated_at = $4 \
+             WHERE receipt_id = $5 AND state = $6 AND approve_raw_tx IS NULL",
+        )
+        .bind(nonce)
+        .bind(tx_hash)
+        .bind(raw_hex)
+        .bind(now)
+        .bind(receipt_id)
+        .bind(State::PendingSeen.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO approve_tx (tx_hash, receipt_id, nonce, status, raw_tx, created_at) VALUES ($1, $2, $3, 'signed', $4, $5)",
+        )
+        .bind(tx_hash)
+        .bind(receipt_id)
+        .bind(nonce)
+        .bind(raw_hex)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The in-flight `approveClient` can never be mined (refused, or its nonce taken by another
+    /// transaction): forget it so the approval is checked and signed anew.
+    pub async fn approval_dropped(&self, receipt_id: &str, tx_hash: &str) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE onboarding SET approve_nonce = NULL, approve_tx_hash = NULL, approve_raw_tx = NULL, updated_at = $1 \
+             WHERE receipt_id = $2 AND state = $3 AND approve_tx_hash = $4",
+        )
+        .bind(now_ms())
+        .bind(receipt_id)
+        .bind(State::PendingSeen.as_str())
+        .bind(tx_hash)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query("UPDATE approve_tx SET status = 'dropped' WHERE receipt_id = $1 AND status IN ('signed', 'replaced')")
+            .bind(receipt_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Records a replacement of the in-flight transaction `old_hash` for `purpose` (same nonce,
+    /// higher fees) BEFORE it is broadcast: the row points at the new version, the old one is
+    /// kept as `replaced` (it may still be the one that gets mined). False if `old_hash` is no
+    /// longer the row's in-flight transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_replacement(
+        &self,
+        purpose: TxPurpose,
+        receipt_id: &str,
+        old_hash: &str,
+        new_hash: &str,
+        new_raw_hex: &str,
+        nonce: u64,
+        amount: Option<&str>,
+    ) -> Result<bool, DbError> {
+        let now = now_ms();
+        let nonce = i64::try_from(nonce).map_err(|_| DbError::Corrupt {
+            receipt_id: receipt_id.to_owned(),
+            what: "nonce out of range",
+        })?;
+        let (update, state, insert) = match purpose {
+            TxPurpose::Funding => (
+                "UPDATE onboarding SET fund_tx_hash = $1, fund_raw_tx = $2, updated_at = $3 WHERE receipt_id = $4 AND state = $5 AND fund_tx_hash = $6",
+                State::Funding,
+                "INSERT INTO funding_tx (tx_hash, receipt_id, nonce, amount, status, created_at, raw_tx) VALUES ($1, $2, $3, $4, 'signed', $5, $6)",
+            ),
+            TxPurpose::Approval => (
+                "UPDATE onboarding SET approve_tx_hash = $1, approve_raw_tx = $2, updated_at = $3 WHERE receipt_id = $4 AND state = $5 AND approve_tx_hash = $6",
+                State::PendingSeen,
+                "INSERT INTO approve_tx (tx_hash, receipt_id, nonce, status, created_at, raw_tx) VALUES ($1, $2, $3, 'signed', $4, $5)",
+            ),
+        };
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(update)
+            .bind(new_hash)
+            .bind(new_raw_hex)
+            .bind(now)
+            .bind(receipt_id)
+            .bind(state.as_str())
+            .bind(old_hash)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let mut insert = sqlx::query(insert)
+            .bind(new_hash)
+            .bind(receipt_id)
+            .bind(nonce);
+        if purpose == TxPurpose::Funding {
+            insert = insert.bind(amount.unwrap_or("0"));
+        }
+        insert.bind(now).bind(new_raw_hex).execute(&mut *tx).await?;
+        let mark = match purpose {
+            TxPurpose::Funding => "UPDATE funding_tx SET status = 'replaced' WHERE tx_hash = $1",
+            TxPurpose::Approval => "UPDATE approve_tx SET status = 'replaced' WHERE tx_hash = $1",
+        };
+        sqlx::query(mark).bind(old_hash).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Every signed version of a receipt's funding or approval transaction, oldest first.
+    pub async fn tx_versions(
+        &self,
+        purpose: TxPurpose,
+        receipt_id: &str,
+    ) -> Result<Vec<TxVersion>, DbError> {
+        let sql = match purpose {
+            TxPurpose::Funding => {
+                "SELECT tx_hash, nonce, status, raw_tx, created_at FROM funding_tx WHERE receipt_id = $1 ORDER BY created_at, tx_hash"
+            }
+            TxPurpose::Approval => {
+                "SELECT tx_hash, nonce, status, raw_tx, created_at FROM approve_tx WHERE receipt_id = $1 ORDER BY created_at, tx_hash"
+            }
+        };
+        let rows = sqlx::query(sql)
+            .bind(receipt_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TxVersion {
+                    tx_hash: r.try_get(0)?,
+                    nonce: r.try_get(1)?,
+                    status: r.try_get(2)?,
+                    raw_tx: r.try_get(3)?,
+                    created_at: r.try_get(4)?,
+                })
+            })
+            .collect()
     }
 
     /// Notes a transient failure (`code` machine-readable, `error` for people) and schedules the

@@ -145,6 +145,8 @@ pub async fn build_service<C: ServerChain>(
         max_clock_skew_secs: config.limits.max_clock_skew_secs,
         request_wait: config.request_wait(),
         admin_token: config.admin_token()?,
+        replace_after: Duration::from_secs(config.fees.replace_after_secs),
+        bump_percent: config.fees.bump_percent,
     };
     let service = Service::start(ServiceParts {
         chain,

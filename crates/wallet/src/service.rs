@@ -6,11 +6,19 @@
 //!   its row already moved does nothing. Every step can therefore be repeated.
 //! - Funding: the transfer is signed first, its bytes and hash recorded (`received → funding`), and
 //!   only then broadcast. After a crash the recorded bytes are rebroadcast (the nonce makes them
-//!   mine at most once) or, if the chain shows the nonce taken by another transaction, dropped and
-//!   signed anew — a second funding transaction exists only when the first can never be mined.
-//! - Approval: before sending `approveClient`, the chain entry is read; an entry already approved
-//!   for this wallet and key (a crash after sending) counts as done. The contract refuses a second
-//!   approval anyway, and the refusal is caught in estimation, so nothing is sent twice.
+//!   mine at most once) or, if the chain shows the nonce taken by another transaction and none of
+//!   the recorded versions was mined, dropped and signed anew — a second funding transaction
+//!   exists only when the first can never be mined.
+//! - Approval: before signing `approveClient`, the chain entry is read; an entry already approved
+//!   for this wallet and key (a crash after sending) counts as done. The call is estimated (a
+//!   revert is caught there, decoded, and nothing is sent), signed, recorded like the funding
+//!   transfer (`approve_tx`, bytes and hash) and only then broadcast; after a crash the recorded
+//!   bytes are followed, never a second approval signed beside them.
+//! - Fee bumping: a funding or approval transaction still unmined `fees.replace_after_secs` after
+//!   it was signed is replaced: same nonce, recipient, value, data and gas limit, both fees raised
+//!   by at least `fees.bump_percent` (≥ 13 %, above geth's 10 % and the 12.5 % rule) and never below
+//!   the current quote. The replacement is recorded before broadcast and the old version kept as
+//!   `replaced`: whichever version the chain mines settles the row, since all share one nonce.
 //! - SIP credentials are an upsert: writing them twice writes the same row.
 //! - Transient faults (node down, server wallet short of funds, fees above the cap) leave the row
 //!   in place with `last_error` and a back-off; the worker retries. Only faults that no retry can
@@ -25,14 +33,19 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use alloy::primitives::{Address, B256, U256};
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::sol_types::SolCall;
+use chaincall_chain::contract::IKeystore;
 use chaincall_chain::{ChainError, ClientEntry, ClientId, PrivateKeySigner};
 use chaincall_identity::{IdentityKey, IdentityName, KeyStatus, PhoneNumber, PublicIdentityKey};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::chain::{FeeQuote, ServerChain, TxState, sign_transfer};
-use crate::db::{Db, DbError, Inserted, Onboarding, State, now_ms};
+use crate::chain::{
+    FeeQuote, ServerChain, TxState, bumped_fees, decode_eip1559, resign_with_fees, sign_call,
+    sign_transfer,
+};
+use crate::db::{Db, DbError, Inserted, Onboarding, State, TxPurpose, now_ms};
 use crate::error::ApiError;
 use crate::payload::{APPROVE_CONTEXT, ONBOARD_CONTEXT, OnboardPayload, SealedRequest};
 use crate::receipt::{Purchase, ReceiptPolicy};
@@ -139,6 +152,10 @@ pub struct ServiceSettings {
     pub request_wait: Duration,
     /// The admin bearer token (admin endpoints off when `None`).
     pub admin_token: Option<String>,
+    /// A funding or approval transaction unmined this long after signing is replaced.
+    pub replace_after: Duration,
+    /// Each replacement raises both fees by at least this percentage.
+    pub bump_percent: u64,
 }
 
 /// An onboarding as clients see it.
@@ -342,6 +359,41 @@ fn client_id(phone: &str) -> Result<ClientId, StepError> {
     Ok(ClientId::of(&IdentityName::Phone(number)))
 }
 
+fn parse_hash(receipt_id: &str, text: &str, what: &'static str) -> Result<B256, StepError> {
+    B256::from_str(text).map_err(|_| {
+        StepError::Db(DbError::Corrupt {
+            receipt_id: receipt_id.to_owned(),
+            what,
+        })
+    })
+}
+
+fn decode_raw(receipt_id: &str, text: &str, what: &'static str) -> Result<Vec<u8>, StepError> {
+    hex::decode(text).map_err(|_| {
+        StepError::Db(DbError::Corrupt {
+            receipt_id: receipt_id.to_owned(),
+            what,
+        })
+    })
+}
+
+/// An `approveClient` that the chain refuses: contract errors are final, the rest transient.
+fn approval_error(e: ChainError) -> StepError {
+    match e {
+        ChainError::ReceiptMismatch { .. } => StepError::Permanent {
+            code: "receipt_mismatch",
+            message:
+                "the pending entry's receipt commitment does not match this receipt and wallet"
+                    .into(),
+        },
+        e if e.is_contract_error() => StepError::Permanent {
+            code: "approval_refused",
+            message: e.to_string(),
+        },
+        e => transient(&e),
+    }
+}
+
 fn receipt_hash_of(row: &Onboarding) -> Result<B256, StepError> {
     B256::from_str(&row.receipt_hash).map_err(|_| {
         StepError::Db(DbError::Corrupt {
@@ -462,12 +514,7 @@ impl<C: ServerChain> Signer<C> {
                             what: "funding row without its transaction",
                         }));
                     };
-                    let hash = B256::from_str(hash).map_err(|_| {
-                        StepError::Db(DbError::Corrupt {
-                            receipt_id: receipt_id.to_owned(),
-                            what: "fund_tx_hash",
-                        })
-                    })?;
+                    let hash = parse_hash(receipt_id, hash, "fund_tx_hash")?;
                     let nonce = u64::try_from(nonce).unwrap_or_default();
                     match self
                         .chain
@@ -479,6 +526,10 @@ impl<C: ServerChain> Signer<C> {
                             return self.confirm(receipt_id, hash, nonce).await;
                         }
                         TxState::Mined { success: false, .. } | TxState::Superseded => {
+                            // A version it replaced may be the one that was mined.
+                            if self.settle_funding_version(receipt_id, nonce).await? {
+                                return Ok(());
+                            }
                             tracing::warn!(receipt_id, tx = %hash, "recorded funding can never be mined; signing anew");
                             self.db
                                 .funding_dropped(receipt_id, &hash.to_string())
@@ -486,14 +537,23 @@ impl<C: ServerChain> Signer<C> {
                             continue;
                         }
                         TxState::NotMined => {
-                            let raw = hex::decode(raw).map_err(|_| {
-                                StepError::Db(DbError::Corrupt {
-                                    receipt_id: receipt_id.to_owned(),
-                                    what: "fund_raw_tx",
-                                })
-                            })?;
-                            tracing::info!(receipt_id, tx = %hash, "rebroadcasting recorded funding");
-                            if let Err(e) = self.chain.broadcast(raw.into()).await {
+                            let raw = decode_raw(receipt_id, raw, "fund_raw_tx")?;
+                            let (hash, raw) = match self
+                                .replacement(
+                                    TxPurpose::Funding,
+                                    receipt_id,
+                                    hash,
+                                    &raw,
+                                    nonce,
+                                    row.fund_amount.as_deref(),
+                                )
+                                .await?
+                            {
+                                Some(replaced) => replaced,
+                                None => (hash, raw.into()),
+                            };
+                            tracing::info!(receipt_id, tx = %hash, "broadcasting recorded funding");
+                            if let Err(e) = self.chain.broadcast(raw).await {
                                 // Maybe mined meanwhile, maybe superseded: the next pass decides.
                                 tracing::warn!(receipt_id, error = %e, "rebroadcast refused");
                                 if matches!(e, ChainError::NodeDown { .. }) {
@@ -514,10 +574,142 @@ impl<C: ServerChain> Signer<C> {
         ))
     }
 
+    /// How long one pass waits for a broadcast transaction before handing the signer back (the
+    /// next pass may replace it).
+    fn confirm_wait(&self) -> Duration {
+        self.settings.replace_after.min(Duration::from_secs(60))
+    }
+
+    /// If the in-flight transaction `current` of `purpose` was signed at least
+    /// `replace_after` ago, signs a replacement (same nonce, fees raised by `bump_percent`, never
+    /// below the chain's current quote) and records it BEFORE it is broadcast. Returns the
+    /// replacement's hash and bytes, or `None` when it is not time yet.
+    async fn replacement(
+        &self,
+        purpose: TxPurpose,
+        receipt_id: &str,
+        current: B256,
+        raw: &[u8],
+        nonce: u64,
+        amount: Option<&str>,
+    ) -> Result<Option<(B256, Bytes)>, StepError> {
+        let current_text = current.to_string();
+        let versions = self.db.tx_versions(purpose, receipt_id).await?;
+        let Some(signed_at) = versions
+            .iter()
+            .find(|v| v.tx_hash == current_text)
+            .map(|v| v.created_at)
+        else {
+            return Ok(None);
+        };
+        let age_ms = now_ms().saturating_sub(signed_at);
+        let after_ms = i64::try_from(self.settings.replace_after.as_millis()).unwrap_or(i64::MAX);
+        if age_ms < after_ms {
+            return Ok(None);
+        }
+        let old = decode_eip1559(raw).ok_or_else(|| {
+            StepError::Db(DbError::Corrupt {
+                receipt_id: receipt_id.to_owned(),
+                what: "recorded transaction is not EIP-1559",
+            })
+        })?;
+        let quote = self.chain.fee_quote().await.map_err(|e| transient(&e))?;
+        let fees = bumped_fees(
+            FeeQuote {
+                max_fee_per_gas: old.max_fee_per_gas,
+                max_priority_fee_per_gas: old.max_priority_fee_per_gas,
+            },
+            quote,
+            self.settings.bump_percent,
+        );
+        let (hash, raw) = resign_with_fees(&self.key, raw, fees).map_err(|e| transient(&e))?;
+        if !self
+            .db
+            .record_replacement(
+                purpose,
+                receipt_id,
+                &current_text,
+                &hash.to_string(),
+                &hex::encode(&raw),
+                nonce,
+                amount,
+            )
+            .await?
+        {
+            return Err(retry_later(
+                "state_moved",
+                "the transaction changed while it was being replaced; will look again",
+            ));
+        }
+        tracing::info!(
+            receipt_id,
+            ?purpose,
+            old = %current,
+            new = %hash,
+            nonce,
+            max_fee_per_gas = fees.max_fee_per_gas,
+            max_priority_fee_per_gas = fees.max_priority_fee_per_gas,
+            "unmined transaction replaced with higher fees"
+        );
+        Ok(Some((hash, raw)))
+    }
+
+    /// The version of `purpose` with `nonce` that is mined successfully, if any: `(hash, block)`.
+    async fn mined_version(
+        &self,
+        purpose: TxPurpose,
+        receipt_id: &str,
+        nonce: u64,
+    ) -> Result<Option<(B256, u64)>, StepError> {
+        let me = self.key.address();
+        let nonce_i = i64::try_from(nonce).unwrap_or(i64::MAX);
+        for v in self.db.tx_versions(purpose, receipt_id).await? {
+            if v.nonce != nonce_i {
+                continue;
+            }
+            let hash = parse_hash(receipt_id, &v.tx_hash, "version hash")?;
+            if let TxState::Mined {
+                success: true,
+                block,
+            } = self
+                .chain
+                .tx_state(hash, me, nonce)
+                .await
+                .map_err(|e| transient(&e))?
+            {
+                return Ok(Some((hash, block)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Marks the row funded if any version of its funding with `nonce` was mined.
+    async fn settle_funding_version(
+        &self,
+        receipt_id: &str,
+        nonce: u64,
+    ) -> Result<bool, StepError> {
+        let Some((hash, block)) = self
+            .mined_version(TxPurpose::Funding, receipt_id, nonce)
+            .await?
+        else {
+            return Ok(false);
+        };
+        if self
+            .db
+            .funding_mined(receipt_id, &hash.to_string(), block)
+            .await?
+        {
+            tracing::info!(receipt_id, tx = %hash, block, "funding mined (an earlier version)");
+            self.hooks.point("funded").await;
+        }
+        Ok(true)
+    }
+
     async fn confirm(&self, receipt_id: &str, hash: B256, nonce: u64) -> Result<(), StepError> {
         let me = self.key.address();
         let mut delay = Duration::from_millis(10);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let deadline = tokio::time::Instant::now() + self.confirm_wait();
         loop {
             match self
                 .chain
@@ -540,6 +732,9 @@ impl<C: ServerChain> Signer<C> {
                     return Ok(());
                 }
                 TxState::Mined { success: false, .. } | TxState::Superseded => {
+                    if self.settle_funding_version(receipt_id, nonce).await? {
+                        return Ok(());
+                    }
                     self.db
                         .funding_dropped(receipt_id, &hash.to_string())
                         .await?;
@@ -561,68 +756,203 @@ impl<C: ServerChain> Signer<C> {
         }
     }
 
-    /// Sends `approveClient` for a `pending_seen` row unless the chain shows it already done.
-    async fn approve(&self, row: &Onboarding) -> Result<Option<B256>, StepError> {
-        let id = client_id(&row.phone)?;
-        let contract = self.settings.contract;
-        let entry = self
-            .chain
-            .get_client(contract, id)
-            .await
+    /// Drives the approval of a `pending_seen` row: follows an in-flight `approveClient` (replacing
+    /// it with higher fees when it stays unmined), or — unless the chain shows the entry already
+    /// approved for this wallet and key — signs one, records it and only then broadcasts it.
+    async fn approve(&self, snapshot: &Onboarding) -> Result<Option<B256>, StepError> {
+        let me = self.key.address();
+        let receipt_id = snapshot.receipt_id.as_str();
+        for _ in 0..4 {
+            let Some(row) = self.db.get(receipt_id).await? else {
+                return Ok(None);
+            };
+            if row.state != State::PendingSeen {
+                return Ok(None);
+            }
+            if let (Some(hash), Some(nonce), Some(raw)) =
+                (&row.approve_tx_hash, row.approve_nonce, &row.approve_raw_tx)
+            {
+                let hash = parse_hash(receipt_id, hash, "approve_tx_hash")?;
+                let nonce = u64::try_from(nonce).unwrap_or_default();
+                match self
+                    .chain
+                    .tx_state(hash, me, nonce)
+                    .await
+                    .map_err(|e| transient(&e))?
+                {
+                    TxState::Mined { success: true, .. } => {
+                        return self.await_approval(receipt_id, hash, nonce).await;
+                    }
+                    TxState::Mined { success: false, .. } | TxState::Superseded => {
+                        if let Some((mined, _)) = self
+                            .mined_version(TxPurpose::Approval, receipt_id, nonce)
+                            .await?
+                        {
+                            return Ok(Some(mined));
+                        }
+                        // Reverted or superseded: check the entry and sign anew (a revert shows
+                        // up in the estimate then, decoded).
+                        self.db
+                            .approval_dropped(receipt_id, &hash.to_string())
+                            .await?;
+                        continue;
+                    }
+                    TxState::NotMined => {
+                        let raw = decode_raw(receipt_id, raw, "approve_raw_tx")?;
+                        let (hash, raw) = match self
+                            .replacement(TxPurpose::Approval, receipt_id, hash, &raw, nonce, None)
+                            .await?
+                        {
+                            Some(replaced) => replaced,
+                            None => (hash, raw.into()),
+                        };
+                        if let Err(e) = self.chain.broadcast(raw).await {
+                            tracing::warn!(receipt_id, error = %e, "approval rebroadcast refused");
+                            if matches!(e, ChainError::NodeDown { .. }) {
+                                return Err(transient(&e));
+                            }
+                            continue;
+                        }
+                        return self.await_approval(receipt_id, hash, nonce).await;
+                    }
+                }
+            }
+            let id = client_id(&row.phone)?;
+            let contract = self.settings.contract;
+            let entry = self
+                .chain
+                .get_client(contract, id)
+                .await
+                .map_err(|e| transient(&e))?;
+            match entry.status {
+                KeyStatus::Approved if same_wallet(&entry, &row) && same_key(&entry, &row) => {
+                    // Approved before a crash let us record it: take the hash from the audit events.
+                    let history = self.chain.history(contract, id).await.unwrap_or_default();
+                    return Ok(history
+                        .iter()
+                        .rev()
+                        .find(|e| e.change.name() == "approved")
+                        .map(|e| e.tx_hash));
+                }
+                KeyStatus::Pending if same_wallet(&entry, &row) && same_key(&entry, &row) => {}
+                KeyStatus::Pending => {
+                    return Err(StepError::Permanent {
+                        code: "pending_entry_changed",
+                        message: "the pending entry no longer matches the recorded wallet and key"
+                            .into(),
+                    });
+                }
+                KeyStatus::Approved => {
+                    return Err(StepError::Permanent {
+                        code: "number_taken",
+                        message: "the number is approved for another wallet or key".into(),
+                    });
+                }
+                _ => {
+                    return Err(StepError::Permanent {
+                        code: "pending_entry_missing",
+                        message: format!("the entry is {}", entry.status.as_str()),
+                    });
+                }
+            }
+            let input: Bytes = IKeystore::approveClientCall {
+                id: *id.as_b256(),
+                receiptHash: receipt_hash_of(&row)?,
+            }
+            .abi_encode()
+            .into();
+            let gas = self
+                .chain
+                .estimate_gas(me, contract, input.clone())
+                .await
+                .map_err(approval_error)?;
+            let nonce = self.chain.next_nonce(me).await.map_err(|e| transient(&e))?;
+            let fees = self.chain.fee_quote().await.map_err(|e| transient(&e))?;
+            // Headroom as chaincall-chain gives its own sends: state may move before inclusion.
+            let (hash, raw) = sign_call(
+                &self.key,
+                self.chain.chain_id(),
+                nonce,
+                contract,
+                input,
+                gas + gas / 5,
+                fees,
+            )
             .map_err(|e| transient(&e))?;
-        match entry.status {
-            KeyStatus::Approved if same_wallet(&entry, row) && same_key(&entry, row) => {
-                // Approved before a crash let us record it: take the hash from the audit events.
-                let history = self.chain.history(contract, id).await.unwrap_or_default();
-                return Ok(history
-                    .iter()
-                    .rev()
-                    .find(|e| e.change.name() == "approved")
-                    .map(|e| e.tx_hash));
+            // Recorded before broadcast, like funding: after a crash these bytes are followed.
+            if !self
+                .db
+                .record_approval(receipt_id, nonce, &hash.to_string(), &hex::encode(&raw))
+                .await?
+            {
+                continue;
             }
-            KeyStatus::Pending if same_wallet(&entry, row) && same_key(&entry, row) => {}
-            KeyStatus::Pending => {
-                return Err(StepError::Permanent {
-                    code: "pending_entry_changed",
-                    message: "the pending entry no longer matches the recorded wallet and key"
-                        .into(),
-                });
+            tracing::info!(receipt_id, tx = %hash, nonce, "approveClient recorded");
+            if let Err(e) = self.chain.broadcast(raw).await {
+                if matches!(e, ChainError::NodeDown { .. }) {
+                    return Err(transient(&e));
+                }
+                // Refused (or, on the embedded chain, mined and reverted): nothing to follow.
+                self.db
+                    .approval_dropped(receipt_id, &hash.to_string())
+                    .await?;
+                return Err(approval_error(e));
             }
-            KeyStatus::Approved => {
-                return Err(StepError::Permanent {
-                    code: "number_taken",
-                    message: "the number is approved for another wallet or key".into(),
-                });
-            }
-            _ => {
-                return Err(StepError::Permanent {
-                    code: "pending_entry_missing",
-                    message: format!("the entry is {}", entry.status.as_str()),
-                });
-            }
+            return self.await_approval(receipt_id, hash, nonce).await;
         }
-        let receipt_hash = receipt_hash_of(row)?;
-        match self
-            .chain
-            .approve_client(contract, &self.key, id, receipt_hash)
-            .await
-        {
-            Ok(out) => {
-                tracing::info!(receipt_id = %row.receipt_id, tx = %out.tx_hash, gas = out.gas_used, "approveClient mined");
-                self.hooks.point("approve_mined").await;
-                Ok(Some(out.tx_hash))
+        Err(retry_later(
+            "approval_unsettled",
+            "approval did not settle; will retry",
+        ))
+    }
+
+    /// Waits (up to [`Self::confirm_wait`]) for the in-flight approval `hash` to be mined.
+    async fn await_approval(
+        &self,
+        receipt_id: &str,
+        hash: B256,
+        nonce: u64,
+    ) -> Result<Option<B256>, StepError> {
+        let me = self.key.address();
+        let mut delay = Duration::from_millis(10);
+        let deadline = tokio::time::Instant::now() + self.confirm_wait();
+        loop {
+            match self
+                .chain
+                .tx_state(hash, me, nonce)
+                .await
+                .map_err(|e| transient(&e))?
+            {
+                TxState::Mined { success: true, .. } => {
+                    tracing::info!(receipt_id, tx = %hash, "approveClient mined");
+                    self.hooks.point("approve_mined").await;
+                    return Ok(Some(hash));
+                }
+                TxState::Mined { success: false, .. } | TxState::Superseded => {
+                    if let Some((mined, _)) = self
+                        .mined_version(TxPurpose::Approval, receipt_id, nonce)
+                        .await?
+                    {
+                        return Ok(Some(mined));
+                    }
+                    self.db
+                        .approval_dropped(receipt_id, &hash.to_string())
+                        .await?;
+                    return Err(retry_later(
+                        "approval_superseded",
+                        "the approval transaction reverted or was superseded; checking again",
+                    ));
+                }
+                TxState::NotMined => {}
             }
-            Err(ChainError::ReceiptMismatch { .. }) => Err(StepError::Permanent {
-                code: "receipt_mismatch",
-                message:
-                    "the pending entry's receipt commitment does not match this receipt and wallet"
-                        .into(),
-            }),
-            Err(e) if e.is_contract_error() => Err(StepError::Permanent {
-                code: "approval_refused",
-                message: e.to_string(),
-            }),
-            Err(e) => Err(transient(&e)),
+            if tokio::time::Instant::now() >= deadline {
+                return Err(retry_later(
+                    "approval_not_mined",
+                    format!("approval transaction {hash} not mined yet"),
+                ));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(500));
         }
     }
 
@@ -799,6 +1129,8 @@ impl<C: ServerChain> Service<C> {
             provisioned_at: None,
             approve_requested_at: None,
             last_error_code: None,
+            approve_nonce: None,
+            approve_raw_tx: None,
         };
         Ok((payload, purchase, row))
     }

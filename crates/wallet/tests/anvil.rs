@@ -356,3 +356,204 @@ async fn approve_while_node_down_is_queued_and_completes_when_it_returns() {
     );
     s.stop().await;
 }
+
+async fn automine(chain: &RpcChain, on: bool) {
+    let _: serde_json::Value = chain
+        .provider()
+        .raw_request("evm_setAutomine".into(), (on,))
+        .await
+        .unwrap();
+}
+
+async fn mine_block(chain: &RpcChain) {
+    let _: serde_json::Value = chain
+        .provider()
+        .raw_request("evm_mine".into(), ())
+        .await
+        .unwrap();
+}
+
+/// Waits until the server has signed at least `n` versions of a receipt's transaction.
+async fn versions_at_least(
+    s: &Server<RpcChain>,
+    purpose: chaincall_wallet::db::TxPurpose,
+    receipt_id: &str,
+    n: usize,
+) -> Vec<chaincall_wallet::db::TxVersion> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let v = s
+            .service
+            .db()
+            .tx_versions(purpose, receipt_id)
+            .await
+            .unwrap();
+        if v.len() >= n {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no replacement of the unmined {purpose:?} transaction: {v:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every version has the same nonce, each raises both fees by at least 12.5 % over the one it
+/// replaced, exactly one is mined and it is `mined_hash`; the rest are `replaced`.
+fn check_versions(versions: &[chaincall_wallet::db::TxVersion], mined_hash: &str) {
+    use chaincall_wallet::chain::decode_eip1559;
+    assert!(versions.len() >= 2, "{versions:?}");
+    let txs: Vec<_> = versions
+        .iter()
+        .map(|v| decode_eip1559(&hex::decode(v.raw_tx.as_deref().unwrap()).unwrap()).unwrap())
+        .collect();
+    for pair in txs.windows(2) {
+        let (old, new) = (&pair[0], &pair[1]);
+        assert_eq!(new.nonce, old.nonce, "a replacement keeps the nonce");
+        assert_eq!(
+            (new.to, new.value, &new.input),
+            (old.to, old.value, &old.input)
+        );
+        assert!(
+            new.max_fee_per_gas * 1000 >= old.max_fee_per_gas * 1125,
+            "max fee {} → {}",
+            old.max_fee_per_gas,
+            new.max_fee_per_gas
+        );
+        assert!(
+            new.max_priority_fee_per_gas * 1000 >= old.max_priority_fee_per_gas * 1125,
+            "tip {} → {}",
+            old.max_priority_fee_per_gas,
+            new.max_priority_fee_per_gas
+        );
+    }
+    let mined: Vec<_> = versions.iter().filter(|v| v.status == "mined").collect();
+    assert_eq!(mined.len(), 1, "{versions:?}");
+    assert_eq!(mined[0].tx_hash, mined_hash);
+    assert!(
+        versions
+            .iter()
+            .all(|v| v.status == "mined" || v.status == "replaced"),
+        "{versions:?}"
+    );
+}
+
+/// With mining switched off, the funding transfer and then the approveClient stay unmined; after
+/// `fees.replace_after_secs` each is replaced (same nonce, fees +13 %), the replacement recorded
+/// before broadcast. Once blocks are mined again, the onboarding ends with one funding transfer
+/// and one approval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmined_funding_and_approval_are_replaced_with_higher_fees() {
+    use chaincall_wallet::db::TxPurpose;
+    let Some(node) = anvil() else { return };
+    let (chain, contract) = deploy(&node.url()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "[fees]\nreplace_after_secs = 1\nbump_percent = 13\n",
+        "rpc",
+        Some((&node.url(), contract)),
+    );
+    let s = Server::start(chain.clone(), contract, config).await;
+    let first_block = chain.block_number().await.unwrap();
+
+    // Funding: mining off, the transfer waits in the pool and gets replaced.
+    automine(&chain, false).await;
+    let phone = Phone::new();
+    let (purchase, receipt) = receipt();
+    let payload = phone.payload(&receipt);
+    let server_key = s.server_key.clone();
+    let client = s.client.clone();
+    let first = tokio::spawn(async move { client.onboard(&server_key, &payload).await });
+    let receipt_id = purchase.order_id.clone();
+    versions_at_least(&s, TxPurpose::Funding, &receipt_id, 3).await;
+    mine_block(&chain).await;
+    automine(&chain, true).await;
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.receipt_id, receipt_id);
+    let funded = s
+        .client
+        .wait_for(
+            &receipt_id,
+            "funded",
+            |st| st.is_funded(),
+            Duration::from_secs(90),
+        )
+        .await
+        .unwrap();
+    let versions = s
+        .service
+        .db()
+        .tx_versions(TxPurpose::Funding, &receipt_id)
+        .await
+        .unwrap();
+    check_versions(&versions, funded.fund_tx_hash.as_deref().unwrap());
+    let amount: alloy::primitives::U256 =
+        funded.fund_amount_wei.as_deref().unwrap().parse().unwrap();
+    assert_eq!(chain.balance(phone.wallet.address()).await.unwrap(), amount);
+
+    // The phone's addClient (mined), then approval with mining off again.
+    let number = chaincall_identity::PhoneNumber::parse(&phone.number).unwrap();
+    chaincall_wallet::client::add_client_once(
+        &*chain,
+        contract,
+        &phone.wallet,
+        &phone.identity.public(),
+        &number,
+        &purchase,
+    )
+    .await
+    .unwrap();
+    automine(&chain, false).await;
+    let payload = phone.payload(&receipt);
+    let server_key = s.server_key.clone();
+    let client = s.client.clone();
+    let asked = tokio::spawn(async move { client.approve(&server_key, &payload).await });
+    versions_at_least(&s, TxPurpose::Approval, &receipt_id, 3).await;
+    // Nothing mined yet (events come from mined blocks only; `getClient` may read the pending
+    // block, where the approval already shows).
+    assert_eq!(approvals(&*chain, contract, phone.id()).await, 0);
+    assert_eq!(
+        s.client.status(&receipt_id).await.unwrap().state,
+        "pending_seen"
+    );
+    mine_block(&chain).await;
+    automine(&chain, true).await;
+    asked.await.unwrap().unwrap();
+    let done = s
+        .client
+        .wait_for(
+            &receipt_id,
+            "provisioned",
+            |st| st.state == "provisioned",
+            Duration::from_secs(90),
+        )
+        .await
+        .unwrap();
+    let versions = s
+        .service
+        .db()
+        .tx_versions(TxPurpose::Approval, &receipt_id)
+        .await
+        .unwrap();
+    check_versions(&versions, done.approve_tx_hash.as_deref().unwrap());
+
+    // Exactly one funding transfer and one approval on chain.
+    assert_eq!(
+        chain.get_client(contract, phone.id()).await.unwrap().status,
+        KeyStatus::Approved
+    );
+    assert_eq!(approvals(&*chain, contract, phone.id()).await, 1);
+    assert_eq!(
+        transfers(
+            &chain,
+            first_block,
+            s.service.server_address(),
+            phone.wallet.address()
+        )
+        .await,
+        1
+    );
+    s.stop().await;
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chaincall_wallet::db::{Db, Inserted, Onboarding, State, connect, now_ms};
+use chaincall_wallet::db::{Db, Inserted, Onboarding, State, TxPurpose, connect, now_ms};
 use chaincall_wallet::subscriber::{SubscriberRow, SubscriberTable};
 
 fn row(id: &str, token: &str) -> Onboarding {
@@ -37,6 +37,8 @@ fn row(id: &str, token: &str) -> Onboarding {
         provisioned_at: None,
         approve_requested_at: None,
         last_error_code: None,
+        approve_nonce: None,
+        approve_raw_tx: None,
     }
 }
 
@@ -118,6 +120,95 @@ async fn suite(state_url: &str, sip_url: &str) {
         (State::Provisioned, Some("0xdd"))
     );
     assert!(r.provisioned_at.is_some());
+
+    // Fee bumping: a replacement is recorded (same nonce) before broadcast; whichever version is
+    // mined settles the row, the others stay as `replaced`.
+    let Inserted::New(_) = db.insert(&row("R", "tokR")).await.unwrap() else {
+        panic!()
+    };
+    assert!(
+        db.record_funding("R", 11, "0xr1", "aa01", "100")
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.record_replacement(
+            TxPurpose::Funding,
+            "R",
+            "0xr1",
+            "0xr2",
+            "aa02",
+            11,
+            Some("100")
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        !db.record_replacement(
+            TxPurpose::Funding,
+            "R",
+            "0xr1",
+            "0xr3",
+            "aa03",
+            11,
+            Some("100")
+        )
+        .await
+        .unwrap(),
+        "only the in-flight version can be replaced"
+    );
+    let r = db.get("R").await.unwrap().unwrap();
+    assert_eq!(
+        (r.fund_tx_hash.as_deref(), r.fund_raw_tx.as_deref()),
+        (Some("0xr2"), Some("aa02"))
+    );
+    // The first version is the one mined (the replacement lost the race).
+    assert!(db.funding_mined("R", "0xr1", 5).await.unwrap());
+    let r = db.get("R").await.unwrap().unwrap();
+    assert_eq!(
+        (r.state, r.fund_tx_hash.as_deref(), r.fund_raw_tx.as_deref()),
+        (State::Funded, Some("0xr1"), Some("aa01"))
+    );
+    let versions = db.tx_versions(TxPurpose::Funding, "R").await.unwrap();
+    let statuses: Vec<_> = versions
+        .iter()
+        .map(|v| (v.tx_hash.as_str(), v.nonce, v.status.as_str()))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![("0xr1", 11, "mined"), ("0xr2", 11, "replaced")]
+    );
+    // Approval: recorded before broadcast, replaced, dropped, recorded anew, approved.
+    assert!(
+        db.transition("R", State::Funded, State::PendingSeen)
+            .await
+            .unwrap()
+    );
+    assert!(db.record_approval("R", 12, "0xa1", "bb01").await.unwrap());
+    assert!(!db.record_approval("R", 13, "0xa9", "bb09").await.unwrap());
+    assert!(
+        db.record_replacement(TxPurpose::Approval, "R", "0xa1", "0xa2", "bb02", 12, None)
+            .await
+            .unwrap()
+    );
+    assert!(db.approval_dropped("R", "0xa2").await.unwrap());
+    let r = db.get("R").await.unwrap().unwrap();
+    assert_eq!(
+        (r.approve_tx_hash, r.approve_raw_tx, r.approve_nonce),
+        (None, None, None)
+    );
+    assert!(db.record_approval("R", 14, "0xa3", "bb03").await.unwrap());
+    assert!(db.approved("R", Some("0xa3")).await.unwrap());
+    let versions = db.tx_versions(TxPurpose::Approval, "R").await.unwrap();
+    let statuses: Vec<_> = versions
+        .iter()
+        .map(|v| (v.tx_hash.as_str(), v.status.as_str()))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![("0xa1", "dropped"), ("0xa2", "dropped"), ("0xa3", "mined")]
+    );
 
     // Back-off and the worker's view.
     db.insert(&row("C", "tokC")).await.unwrap();
