@@ -53,16 +53,18 @@ use crate::subscriber::{SubscriberRow, SubscriberTable};
 
 /// Environment variable naming a step at which the server stops and waits forever (test hook for
 /// the crash tests, which SIGKILL it there). Steps: `received`, `fund_recorded`, `fund_broadcast`,
-/// `funded`, `pending_seen`, `approve_mined`, `approved`, `sip_written`, `provisioned`.
+/// `funded`, `pending_seen`, `approve_recorded`, `approve_mined`, `approved`, `sip_written`,
+/// `provisioned`.
 pub const PAUSE_ENV: &str = "CHAINCALL_WALLET_TEST_PAUSE_AT";
 
 /// The steps [`PAUSE_ENV`] accepts, in the order an onboarding passes them.
-pub const PAUSE_STEPS: [&str; 9] = [
+pub const PAUSE_STEPS: [&str; 10] = [
     "received",
     "fund_recorded",
     "fund_broadcast",
     "funded",
     "pending_seen",
+    "approve_recorded",
     "approve_mined",
     "approved",
     "sip_written",
@@ -888,6 +890,7 @@ impl<C: ServerChain> Signer<C> {
                 continue;
             }
             tracing::info!(receipt_id, tx = %hash, nonce, "approveClient recorded");
+            self.hooks.point("approve_recorded").await;
             if let Err(e) = self.chain.broadcast(raw).await {
                 if matches!(e, ChainError::NodeDown { .. }) {
                     return Err(transient(&e));
