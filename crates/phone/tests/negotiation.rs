@@ -1,0 +1,269 @@
+//! Offer/answer between two phones without a network: MIKEY-PKE, MIKEY-DH-SIGN and SDES key both
+//! directions so that each side's SRTP decrypts what the other protects; every refusal a user
+//! would expect (unknown, pending, revoked keys, a forged caller, tampering, no common codec).
+
+use chaincall_identity::{IdentityKey, IdentityName, KeyStatus, StaticDirectory};
+use chaincall_media::g711::Codec;
+use chaincall_media::rtp::RtpPacket;
+use chaincall_mikey::{NtpTime, Responder, ResponderConfig};
+use chaincall_phone::CallError;
+use chaincall_phone::negotiation::{IncomingOffer, KeyMode, LocalMedia, NegotiatedMedia, Offer};
+
+struct Party {
+    name: IdentityName,
+    key: IdentityKey,
+    media: LocalMedia,
+}
+
+fn party(number: &str, port: u16) -> Party {
+    Party {
+        name: number.parse().unwrap(),
+        key: IdentityKey::generate(),
+        media: LocalMedia {
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            codecs: vec![Codec::Pcmu, Codec::Pcma],
+        },
+    }
+}
+
+fn now() -> NtpTime {
+    NtpTime::from_system_time(std::time::SystemTime::now())
+}
+
+fn directory(entries: &[(&Party, KeyStatus)]) -> StaticDirectory {
+    let mut d = StaticDirectory::new();
+    for (p, status) in entries {
+        d.insert(p.name.clone(), *status, p.key.public());
+    }
+    d
+}
+
+fn offer(mode: KeyMode, a: &Party, b: &Party, dir: &StaticDirectory) -> Result<Offer, CallError> {
+    match mode {
+        KeyMode::Sdes => Ok(Offer::sdes(&b.name, &a.media)),
+        _ => Offer::mikey(mode, &a.name, &a.key, &b.name, dir, &a.media, now()),
+    }
+}
+
+fn responder(b: &Party) -> Responder {
+    Responder::new(ResponderConfig::new(b.name.clone()), b.key.clone())
+}
+
+/// Sends one RTP packet from `from` to `to` through their SRTP sessions.
+fn carries(from: &mut NegotiatedMedia, to: &mut NegotiatedMedia) -> bool {
+    let payload = [0x55u8; 160];
+    let mut pkt = Vec::new();
+    RtpPacket::new(0, 7, 160, from.local_ssrc, &payload)
+        .write(&mut pkt)
+        .unwrap();
+    from.outbound.protect_rtp(&mut pkt).unwrap();
+    assert!(
+        !pkt.windows(16).any(|w| w == [0x55; 16]),
+        "payload in clear"
+    );
+    to.inbound.unprotect_rtp(&mut pkt).is_ok() && pkt.ends_with(&payload)
+}
+
+fn call(mode: KeyMode) -> (NegotiatedMedia, NegotiatedMedia, String, String) {
+    let (a, b) = (party("+15551230001", 4000), party("+15551230002", 5000));
+    let dir = directory(&[(&a, KeyStatus::Approved), (&b, KeyStatus::Approved)]);
+    let o = offer(mode, &a, &b, &dir).unwrap();
+    let offer_sdp = o.sdp().to_owned();
+    let incoming = IncomingOffer::parse(offer_sdp.as_bytes()).unwrap();
+    assert_eq!(incoming.mode, mode, "the callee sees the mode offered");
+    let (answer, callee) = incoming
+        .accept(Some(&a.name), &mut responder(&b), &dir, &b.media, now())
+        .unwrap();
+    let caller = o.handle_answer(answer.as_bytes(), &dir, now()).unwrap();
+    (caller, callee, offer_sdp, answer)
+}
+
+#[test]
+fn every_mode_keys_both_directions() {
+    for mode in [KeyMode::MikeyPke, KeyMode::MikeyDhSign, KeyMode::Sdes] {
+        let (mut caller, mut callee, offer_sdp, _) = call(mode);
+        assert!(
+            carries(&mut caller, &mut callee),
+            "{mode:?} caller → callee"
+        );
+        assert!(
+            carries(&mut callee, &mut caller),
+            "{mode:?} callee → caller"
+        );
+        assert_eq!(caller.remote.port(), 5000);
+        assert_eq!(callee.remote.port(), 4000);
+        assert_eq!(caller.codec, Codec::Pcmu);
+        // Each direction has its own master key.
+        assert_ne!(
+            caller.keys[0].key_and_salt[..],
+            caller.keys[1].key_and_salt[..]
+        );
+        assert_eq!(
+            caller.keys[0].key_and_salt[..],
+            callee.keys[1].key_and_salt[..]
+        );
+        match mode {
+            KeyMode::Sdes => {
+                assert!(caller.verified_peer.is_none() && callee.verified_peer.is_none());
+                assert!(offer_sdp.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"));
+            }
+            _ => {
+                assert_eq!(
+                    caller.verified_peer.as_ref().unwrap().to_string(),
+                    "+15551230002"
+                );
+                assert_eq!(
+                    callee.verified_peer.as_ref().unwrap().to_string(),
+                    "+15551230001"
+                );
+                assert!(offer_sdp.contains("a=key-mgmt:mikey "));
+                assert!(!offer_sdp.contains("a=crypto"));
+                // The SDP a proxy sees carries no SRTP key in any readable form.
+                use base64::Engine as _;
+                for k in &caller.keys {
+                    let b64 = base64::engine::general_purpose::STANDARD.encode(&k.key_and_salt[..]);
+                    assert!(!offer_sdp.contains(&b64[..20]));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn mikey_refuses_unknown_pending_and_revoked_callers() {
+    let (a, b) = (party("+15551230001", 4000), party("+15551230002", 5000));
+    let caller_dir = directory(&[(&b, KeyStatus::Approved)]);
+    let o = offer(KeyMode::MikeyPke, &a, &b, &caller_dir).unwrap();
+    for status in [None, Some(KeyStatus::Pending), Some(KeyStatus::Revoked)] {
+        let mut callee_dir = directory(&[(&b, KeyStatus::Approved)]);
+        if let Some(s) = status {
+            callee_dir.insert(a.name.clone(), s, a.key.public());
+        }
+        let err = IncomingOffer::parse(o.sdp().as_bytes())
+            .unwrap()
+            .accept(
+                Some(&a.name),
+                &mut responder(&b),
+                &callee_dir,
+                &b.media,
+                now(),
+            )
+            .unwrap_err();
+        assert!(matches!(err, CallError::Mikey(_)), "{status:?}: {err}");
+    }
+}
+
+#[test]
+fn caller_cannot_offer_to_a_callee_without_an_approved_key() {
+    let (a, b) = (party("+15551230001", 4000), party("+15551230002", 5000));
+    for dir in [
+        StaticDirectory::new(),
+        directory(&[(&b, KeyStatus::Pending)]),
+        directory(&[(&b, KeyStatus::Revoked)]),
+    ] {
+        assert!(offer(KeyMode::MikeyPke, &a, &b, &dir).is_err());
+    }
+}
+
+#[test]
+fn a_caller_claiming_another_number_is_refused() {
+    let (a, b, c) = (
+        party("+15551230001", 4000),
+        party("+15551230002", 5000),
+        party("+15551230003", 6000),
+    );
+    let dir = directory(&[
+        (&a, KeyStatus::Approved),
+        (&b, KeyStatus::Approved),
+        (&c, KeyStatus::Approved),
+    ]);
+    // Alice signs her MIKEY as herself but the INVITE's From says carol.
+    let o = offer(KeyMode::MikeyPke, &a, &b, &dir).unwrap();
+    let err = IncomingOffer::parse(o.sdp().as_bytes())
+        .unwrap()
+        .accept(Some(&c.name), &mut responder(&b), &dir, &b.media, now())
+        .unwrap_err();
+    assert!(err.to_string().contains("claims to come from"), "{err}");
+}
+
+#[test]
+fn a_message_signed_by_another_key_is_refused() {
+    let (a, b) = (party("+15551230001", 4000), party("+15551230002", 5000));
+    let dir = directory(&[(&a, KeyStatus::Approved), (&b, KeyStatus::Approved)]);
+    let o = offer(KeyMode::MikeyPke, &a, &b, &dir).unwrap();
+    // The chain says alice has another key: her signature no longer verifies.
+    let other = directory(&[(&b, KeyStatus::Approved)]);
+    let mut other = other;
+    other.insert(
+        a.name.clone(),
+        KeyStatus::Approved,
+        IdentityKey::generate().public(),
+    );
+    assert!(
+        IncomingOffer::parse(o.sdp().as_bytes())
+            .unwrap()
+            .accept(Some(&a.name), &mut responder(&b), &other, &b.media, now())
+            .is_err()
+    );
+}
+
+#[test]
+fn tampered_replayed_or_malformed_offers_are_errors() {
+    let (a, b) = (party("+15551230001", 4000), party("+15551230002", 5000));
+    let dir = directory(&[(&a, KeyStatus::Approved), (&b, KeyStatus::Approved)]);
+    let o = offer(KeyMode::MikeyPke, &a, &b, &dir).unwrap();
+    let sdp = o.sdp().to_owned();
+    let mut r = responder(&b);
+
+    // Flip one base64 character of the MIKEY message.
+    let at = sdp.find("a=key-mgmt:mikey ").unwrap() + "a=key-mgmt:mikey ".len() + 40;
+    let mut bytes = sdp.clone().into_bytes();
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    let tampered = IncomingOffer::parse(&bytes)
+        .and_then(|i| i.accept(Some(&a.name), &mut r, &dir, &b.media, now()));
+    assert!(tampered.is_err());
+
+    // The genuine offer once, then its replay.
+    let ok = IncomingOffer::parse(sdp.as_bytes()).unwrap().accept(
+        Some(&a.name),
+        &mut r,
+        &dir,
+        &b.media,
+        now(),
+    );
+    assert!(ok.is_ok());
+    let replay = IncomingOffer::parse(sdp.as_bytes()).unwrap().accept(
+        Some(&a.name),
+        &mut r,
+        &dir,
+        &b.media,
+        now(),
+    );
+    assert!(replay.unwrap_err().to_string().contains("replay"));
+
+    for junk in [
+        &b""[..],
+        b"v=0\r\n",
+        b"\xff\xfe",
+        b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nt=0 0\r\n",
+    ] {
+        let r2 = IncomingOffer::parse(junk)
+            .and_then(|i| i.accept(Some(&a.name), &mut responder(&b), &dir, &b.media, now()));
+        assert!(r2.is_err(), "{junk:?}");
+    }
+}
+
+#[test]
+fn no_common_codec_is_refused() {
+    let (a, mut b) = (party("+15551230001", 4000), party("+15551230002", 5000));
+    let dir = directory(&[(&a, KeyStatus::Approved), (&b, KeyStatus::Approved)]);
+    let mut a_only = a;
+    a_only.media.codecs = vec![Codec::Pcma];
+    b.media.codecs = vec![Codec::Pcmu];
+    let o = offer(KeyMode::Sdes, &a_only, &b, &dir).unwrap();
+    let err = IncomingOffer::parse(o.sdp().as_bytes())
+        .unwrap()
+        .accept(None, &mut responder(&b), &dir, &b.media, now())
+        .unwrap_err();
+    assert!(err.to_string().contains("codec"), "{err}");
+}
