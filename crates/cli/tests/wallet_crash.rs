@@ -4,22 +4,23 @@
 //! approval, counted on chain.
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use alloy::consensus::Transaction as _;
-use alloy::eips::BlockNumberOrTag;
-use alloy::primitives::Address;
-use alloy::providers::Provider;
 use chaincall_chain::{
     AnvilProcess, ClientId, KeystoreChain, PrivateKeySigner, RpcChain, RpcConfig, dev_signer,
 };
 use chaincall_identity::{IdentityKey, IdentityName, KeyStatus, PhoneNumber};
-use chaincall_wallet::receipt::{Purchase, StoreKey};
+use chaincall_wallet::receipt::StoreKey;
 use chaincall_wallet::service::{PAUSE_ENV, PAUSE_STEPS};
+use chaincall_wallet::testing::{
+    TEST_IDENTITY_DOMAIN, TestChain, TestConfig, count_approvals, count_transfers, test_purchase,
+    write_test_config,
+};
 use chaincall_wallet::{WalletClient, onboard_phone, server_identity_key};
 
 struct ServerProcess {
@@ -92,66 +93,6 @@ impl Drop for ServerProcess {
     }
 }
 
-fn write_config(dir: &Path, port: u16, rpc: &str, contract: Address, store: &StoreKey) {
-    std::fs::write(
-        dir.join("server-wallet.key"),
-        hex::encode(dev_signer(0).to_bytes()),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("store-public.b64"),
-        store.public_key_base64().unwrap(),
-    )
-    .unwrap();
-    let text = format!(
-        r#"listen = "127.0.0.1:{port}"
-worker_interval_ms = 100
-[chain]
-backend = "rpc"
-rpc_url = "{rpc}"
-contract = "{contract}"
-wallet_key_file = "server-wallet.key"
-[identity]
-domain = "wallet.example.org"
-key_file = "wallet-identity.key"
-[store]
-package_name = "org.chaincall.phone"
-product_id = "onboarding"
-public_key_file = "store-public.b64"
-[database]
-url = "sqlite://wallet.db?mode=rwc"
-[sip]
-database_url = "sqlite://sip.db?mode=rwc"
-domain = "sip.example.org"
-[limits]
-requests_per_second = 1000.0
-burst = 1000.0
-request_wait_secs = 5
-"#
-    );
-    std::fs::write(dir.join("wallet.toml"), text).unwrap();
-}
-
-async fn count_transfers(chain: &RpcChain, from: Address, to: Address) -> usize {
-    let latest = chain.block_number().await.unwrap();
-    let mut n = 0;
-    for b in 0..=latest {
-        let block = chain
-            .provider()
-            .get_block_by_number(BlockNumberOrTag::Number(b))
-            .full()
-            .await
-            .unwrap()
-            .unwrap();
-        for tx in block.transactions.txns() {
-            if tx.inner.signer() == from && tx.to() == Some(to) {
-                n += 1;
-            }
-        }
-    }
-    n
-}
-
 #[test]
 fn sigkill_between_every_pair_of_steps_never_funds_or_approves_twice() {
     let Some(anvil) = chaincall_testkit::peer("anvil") else {
@@ -172,8 +113,21 @@ fn sigkill_between_every_pair_of_steps_never_funds_or_approves_twice() {
     let store = StoreKey::generate().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = chaincall_testkit::free_tcp_port();
-    write_config(dir.path(), port, &node.url(), contract, &store);
-    let config = dir.path().join("wallet.toml");
+    let node_url = node.url();
+    let config = write_test_config(
+        dir.path(),
+        &TestConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            chain: TestChain::Rpc {
+                url: &node_url,
+                contract,
+            },
+            store: &store,
+            admin_token: None,
+            extra: "[limits]\nrequests_per_second = 1000.0\nburst = 1000.0\nrequest_wait_secs = 5\n",
+        },
+    )
+    .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let server_wallet = dev_signer(0).address();
 
@@ -182,16 +136,10 @@ fn sigkill_between_every_pair_of_steps_never_funds_or_approves_twice() {
         let wallet = PrivateKeySigner::random();
         let identity = IdentityKey::generate();
         let number = format!("+1555700{i:04}");
-        let receipt = store.issue(&Purchase {
-            order_id: format!("GPA.0000-0000-0000-{i:05}"),
-            package_name: "org.chaincall.phone".into(),
-            product_id: "onboarding".into(),
-            purchase_time: 1_700_000_000_000,
-            purchase_state: 0,
-            purchase_token: format!("token-{step}-{}", hex::encode(wallet.address())),
-            quantity: 1,
-            acknowledged: false,
-        });
+        let receipt = store.issue(&test_purchase(
+            format!("GPA.0000-0000-0000-{i:05}"),
+            format!("token-{step}-{}", hex::encode(wallet.address())),
+        ));
 
         let mut server = ServerProcess::spawn(&config, Some(step));
         // The phone keeps trying (a fresh sealed payload each time) until provisioned, across the
@@ -211,7 +159,7 @@ fn sigkill_between_every_pair_of_steps_never_funds_or_approves_twice() {
                 loop {
                     let attempt = async {
                         let key =
-                            server_identity_key(&*chain, contract, "wallet.example.org").await?;
+                            server_identity_key(&*chain, contract, TEST_IDENTITY_DOMAIN).await?;
                         onboard_phone(
                             &client,
                             &*chain,
@@ -250,15 +198,11 @@ fn sigkill_between_every_pair_of_steps_never_funds_or_approves_twice() {
             assert_eq!(entry.status, KeyStatus::Approved, "step {step}");
             assert_eq!(entry.wallet, Some(wallet.address()));
             assert_eq!(entry.approved_key(), Some(identity.public()));
-            let approvals = chain
-                .history(contract, id)
-                .await
-                .unwrap()
-                .iter()
-                .filter(|e| e.change.name() == "approved")
-                .count();
+            let approvals = count_approvals(&*chain, contract, id).await.unwrap();
             assert_eq!(approvals, 1, "approvals after a kill at {step}");
-            let fundings = count_transfers(&chain, server_wallet, wallet.address()).await;
+            let fundings = count_transfers(&chain, 0, server_wallet, wallet.address())
+                .await
+                .unwrap();
             assert_eq!(fundings, 1, "funding transactions after a kill at {step}");
         });
         eprintln!("killed at {step}: completed with one funding and one approval");

@@ -12,7 +12,8 @@
 //! | [`subscriber`] | SIP credentials in a Kamailio-compatible `subscriber` table |
 //! | [`api`] | the axum HTTP API, rate limits, admin token, OpenAPI |
 //! | [`server`] | assembling and running it from a [`config::WalletConfig`] |
-//! | [`client`] | the phone's side: HTTP client and [`client::onboard_phone`] |
+//! | [`client`] | the phone's side: HTTP client and [`client::onboard_phone`], [`sip_password`] |
+//! | [`testing`] | helpers for tests and demos: configuration files, test purchases, on-chain counts |
 //!
 //! The onboarding of one receipt: `received → funding → funded → pending_seen → approved →
 //! provisioned` (or `failed` with a code). Between `funded` and `pending_seen` the phone sends
@@ -33,6 +34,7 @@ pub mod receipt;
 pub mod server;
 pub mod service;
 pub mod subscriber;
+pub mod testing;
 
 pub use client::{WalletClient, onboard_phone, server_identity_key};
 pub use config::WalletConfig;

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use alloy::eips::BlockNumberOrTag;
 use alloy::primitives::Address;
 use alloy::providers::Provider;
 use chaincall_chain::{AnvilProcess, KeystoreChain, RpcChain, RpcConfig, dev_signer};
@@ -32,24 +31,9 @@ async fn deploy(url: &str) -> (Arc<RpcChain>, Address) {
 
 /// Ether transfers from `from` to `to` in blocks `first..=latest`, counted on chain.
 async fn transfers(chain: &RpcChain, first: u64, from: Address, to: Address) -> usize {
-    let latest = chain.block_number().await.unwrap();
-    let mut n = 0;
-    for b in first..=latest {
-        let block = chain
-            .provider()
-            .get_block_by_number(BlockNumberOrTag::Number(b))
-            .full()
-            .await
-            .unwrap()
-            .unwrap();
-        for tx in block.transactions.txns() {
-            use alloy::consensus::Transaction as _;
-            if tx.inner.signer() == from && tx.to() == Some(to) {
-                n += 1;
-            }
-        }
-    }
-    n
+    chaincall_wallet::testing::count_transfers(chain, first, from, to)
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

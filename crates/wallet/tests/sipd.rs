@@ -22,7 +22,7 @@ use chaincall_wallet::receipt::Receipt;
 use common::*;
 use tokio::net::UdpSocket;
 
-const SIP_DOMAIN: &str = "sip.example.org";
+const SIP_DOMAIN: &str = chaincall_wallet::testing::TEST_SIP_DOMAIN;
 
 /// A running sipd whose subscriber database is the wallet server's SIP database.
 struct Sipd {

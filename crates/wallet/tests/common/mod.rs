@@ -6,17 +6,20 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use alloy::primitives::Address;
-use chaincall_chain::{ClientId, KeystoreChain, PrivateKeySigner, dev_signer};
+use chaincall_chain::{ClientId, KeystoreChain, PrivateKeySigner};
 use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber, PublicIdentityKey};
 use chaincall_wallet::chain::ServerChain;
 use chaincall_wallet::config::WalletConfig;
 use chaincall_wallet::payload::OnboardPayload;
 use chaincall_wallet::receipt::{Purchase, Receipt, StoreKey, random_order_id};
 use chaincall_wallet::subscriber::SubscriberTable;
+use chaincall_wallet::testing::{
+    TEST_PACKAGE, TEST_PRODUCT, TestChain, TestConfig, count_approvals, write_test_config,
+};
 use chaincall_wallet::{Service, WalletClient};
 
-pub const PACKAGE: &str = "org.chaincall.phone";
-pub const PRODUCT: &str = "onboarding";
+pub const PACKAGE: &str = TEST_PACKAGE;
+pub const PRODUCT: &str = TEST_PRODUCT;
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 /// One store key per test binary (RSA key generation is slow in debug builds).
@@ -30,14 +33,8 @@ pub fn purchase(product: &str) -> Purchase {
     let mut token = [0u8; 24];
     rand_core::OsRng.fill_bytes(&mut token);
     Purchase {
-        order_id: random_order_id(),
-        package_name: PACKAGE.into(),
         product_id: product.into(),
-        purchase_time: 1_700_000_000_000,
-        purchase_state: 0,
-        purchase_token: hex::encode(token),
-        quantity: 1,
-        acknowledged: false,
+        ..chaincall_wallet::testing::test_purchase(random_order_id(), hex::encode(token))
     }
 }
 
@@ -90,47 +87,25 @@ pub fn write_config(
     backend: &str,
     rpc: Option<(&str, Address)>,
 ) -> WalletConfig {
-    std::fs::write(
-        dir.join("server-wallet.key"),
-        hex::encode(dev_signer(0).to_bytes()),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("store-public.b64"),
-        store().public_key_base64().unwrap(),
-    )
-    .unwrap();
-    std::fs::write(dir.join("admin.token"), ADMIN_TOKEN).unwrap();
     let chain = match rpc {
-        Some((url, contract)) => {
-            format!("backend = \"rpc\"\nrpc_url = \"{url}\"\ncontract = \"{contract}\"\n")
+        Some((url, contract)) => TestChain::Rpc { url, contract },
+        None => {
+            assert_eq!(backend, "embedded");
+            TestChain::Embedded
         }
-        None => format!("backend = \"{backend}\"\n"),
     };
-    let text = format!(
-        r#"listen = "127.0.0.1:0"
-worker_interval_ms = 100
-[chain]
-{chain}wallet_key_file = "server-wallet.key"
-[identity]
-domain = "wallet.example.org"
-key_file = "wallet-identity.key"
-[store]
-package_name = "{PACKAGE}"
-product_id = "{PRODUCT}"
-public_key_file = "store-public.b64"
-[database]
-url = "sqlite://wallet.db?mode=rwc"
-[sip]
-database_url = "sqlite://sip.db?mode=rwc"
-domain = "sip.example.org"
-[admin]
-token_file = "admin.token"
-{extra}
-"#
-    );
-    std::fs::write(dir.join("wallet.toml"), &text).unwrap();
-    WalletConfig::load(&dir.join("wallet.toml")).unwrap()
+    let path = write_test_config(
+        dir,
+        &TestConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            chain,
+            store: store(),
+            admin_token: Some(ADMIN_TOKEN),
+            extra,
+        },
+    )
+    .unwrap();
+    WalletConfig::load(&path).unwrap()
 }
 
 pub struct Server<C: ServerChain> {
@@ -256,14 +231,7 @@ pub fn code(err: &chaincall_wallet::client::ClientError) -> String {
     err.code().unwrap_or("<no code>").to_owned()
 }
 
-/// Counts funding and approval facts for a phone on chain: (Ether transfers from the server
-/// wallet to the phone's wallet seen by balance accounting, approval events).
+/// `approved` events of `id` on chain.
 pub async fn approvals<C: KeystoreChain>(chain: &C, contract: Address, id: ClientId) -> usize {
-    chain
-        .history(contract, id)
-        .await
-        .unwrap()
-        .iter()
-        .filter(|e| e.change.name() == "approved")
-        .count()
+    count_approvals(chain, contract, id).await.unwrap()
 }
