@@ -110,6 +110,9 @@ impl StreamKey {
 pub struct NegotiatedMedia {
     /// The peer's RTP address.
     pub remote: SocketAddr,
+    /// Where our RTCP goes: `remote` with rtcp-mux (RFC 5761) agreed, else the next port up
+    /// (RFC 3550 §11).
+    pub rtcp_remote: SocketAddr,
     /// The codec both sides use.
     pub codec: Codec,
     /// How the keys were agreed.
@@ -165,7 +168,7 @@ fn random_u32() -> u32 {
     OsRng.next_u32()
 }
 
-fn media_section(local: &LocalMedia, proto: &str) -> Media {
+fn media_section(local: &LocalMedia, proto: &str, rtcp_mux: bool) -> Media {
     let formats: Vec<String> = local
         .codecs
         .iter()
@@ -180,7 +183,9 @@ fn media_section(local: &LocalMedia, proto: &str) -> Media {
         );
     }
     m.push_attr("ptime", Some("20"));
-    m.push_attr("rtcp-mux", None);
+    if rtcp_mux {
+        m.push_attr("rtcp-mux", None);
+    }
     m.push_attr("sendrecv", None);
     m
 }
@@ -242,7 +247,7 @@ impl Offer {
             name: "key-mgmt".into(),
             value: Some(format!("mikey {}", B64.encode(initiator.offer()))),
         });
-        sdp.media.push(media_section(local, "RTP/SAVP"));
+        sdp.media.push(media_section(local, "RTP/SAVP", true));
         Ok(Offer {
             mode,
             sdp: sdp.to_string_crlf(),
@@ -259,7 +264,7 @@ impl Offer {
         let mut key = Zeroizing::new(vec![0u8; 30]);
         OsRng.fill_bytes(&mut key);
         let mut sdp = base_sdp(local.addr.ip());
-        let mut m = media_section(local, "RTP/SAVP");
+        let mut m = media_section(local, "RTP/SAVP", true);
         m.push_attr(
             "crypto",
             Some(&format!("1 {SDES_SUITE} inline:{}", B64.encode(&key[..]))),
@@ -296,6 +301,7 @@ impl Offer {
     ) -> Result<NegotiatedMedia, CallError> {
         let sdp = Sdp::parse(answer).map_err(|e| CallError::Sdp(e.to_string()))?;
         let (remote, codec, media) = pick_media(&sdp, &self.codecs)?;
+        let rtcp_remote = rtcp_target(remote, media);
         match self.mode {
             KeyMode::Sdes => {
                 let ours = self
@@ -305,6 +311,7 @@ impl Offer {
                 let theirs = sdes_key(media)?;
                 Ok(NegotiatedMedia {
                     remote,
+                    rtcp_remote,
                     codec,
                     mode: KeyMode::Sdes,
                     verified_peer: None,
@@ -346,6 +353,7 @@ impl Offer {
                 let rx_mat = key_material(rx);
                 Ok(NegotiatedMedia {
                     remote,
+                    rtcp_remote,
                     codec,
                     mode: self.mode,
                     verified_peer: Some(self.callee.clone()),
@@ -445,6 +453,16 @@ fn pick_media<'s>(
     Ok((SocketAddr::new(ip, media.port), codec, media))
 }
 
+/// RFC 5761 §5.1.1: multiplex only when the answer (or, for the answerer, the offer) has
+/// `a=rtcp-mux`; otherwise RTCP goes to the RTP port + 1.
+fn rtcp_target(remote: SocketAddr, media: &Media) -> SocketAddr {
+    if media.attribute("rtcp-mux").next().is_some() {
+        remote
+    } else {
+        SocketAddr::new(remote.ip(), remote.port().wrapping_add(1))
+    }
+}
+
 /// What the callee learns from an offer before deciding to answer.
 #[derive(Debug)]
 pub struct IncomingOffer {
@@ -484,6 +502,7 @@ impl IncomingOffer {
         now: NtpTime,
     ) -> Result<(String, NegotiatedMedia), CallError> {
         let (remote, codec, media) = pick_media(&self.sdp, &local.codecs)?;
+        let rtcp_remote = rtcp_target(remote, media);
         let mut answer = base_sdp(local.addr.ip());
         let mut m = media_section(
             &LocalMedia {
@@ -491,6 +510,7 @@ impl IncomingOffer {
                 codecs: vec![codec],
             },
             "RTP/SAVP",
+            rtcp_remote == remote,
         );
         let local_ssrc = random_u32();
         let negotiated = match (&self.mikey, self.mode) {
@@ -517,6 +537,7 @@ impl IncomingOffer {
                 let rx_mat = key_material(rx);
                 NegotiatedMedia {
                     remote,
+                    rtcp_remote,
                     codec,
                     mode: match accepted.mode {
                         Mode::DhSign => KeyMode::MikeyDhSign,
@@ -557,6 +578,7 @@ impl IncomingOffer {
                 );
                 NegotiatedMedia {
                     remote,
+                    rtcp_remote,
                     codec,
                     mode: KeyMode::Sdes,
                     verified_peer: None,

@@ -733,7 +733,13 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             Instant::now(),
         );
         let (stop_tx, stop_rx) = oneshot::channel();
-        let done = tokio::spawn(run_media(socket, neg.remote, session, stop_rx));
+        let done = tokio::spawn(run_media(
+            socket,
+            neg.remote,
+            neg.rtcp_remote,
+            session,
+            stop_rx,
+        ));
         call.media = Some(MediaTask {
             stop: stop_tx,
             done,
@@ -896,6 +902,7 @@ async fn finish_call(call_id: String, call: ActiveCall) -> Option<CallReport> {
 async fn run_media(
     socket: Arc<UdpSocket>,
     remote: SocketAddr,
+    rtcp_remote: SocketAddr,
     mut session: MediaSession,
     mut stop: oneshot::Receiver<()>,
 ) -> MediaSession {
@@ -904,7 +911,12 @@ async fn run_media(
     loop {
         let now = Instant::now();
         while let Some(pkt) = session.poll_transmit(now) {
-            if let Err(e) = socket.send_to(&pkt, remote).await {
+            let to = if chaincall_media::rtcp::is_rtcp(&pkt) {
+                rtcp_remote
+            } else {
+                remote
+            };
+            if let Err(e) = socket.send_to(&pkt, to).await {
                 debug!(error = %e, "media send failed");
             }
         }

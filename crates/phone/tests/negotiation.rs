@@ -93,6 +93,9 @@ fn every_mode_keys_both_directions() {
         assert_eq!(caller.remote.port(), 5000);
         assert_eq!(callee.remote.port(), 4000);
         assert_eq!(caller.codec, Codec::Pcmu);
+        // Both are chaincall phones: rtcp-mux offered and accepted (RFC 5761).
+        assert_eq!(caller.rtcp_remote, caller.remote);
+        assert_eq!(callee.rtcp_remote, callee.remote);
         // Each direction has its own master key.
         assert_ne!(
             caller.keys[0].key_and_salt[..],
