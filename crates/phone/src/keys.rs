@@ -2,15 +2,18 @@
 //!
 //! Every lookup is timed (the demo's "verified key retrieval") and, when the phone is configured
 //! with a [`HeaderTrust`], proven with `eth_getProof` against a trusted block header rather than
-//! taken from the RPC provider on trust. Results feed a [`StaticDirectory`] snapshot that the sans-IO
-//! MIKEY and handshake cores read synchronously.
+//! taken from the RPC provider on trust, and checked for key continuity ([`PinnedLookup`]): the
+//! first approved key seen for a number is pinned; a rotation or revocation recorded on chain moves
+//! the pin and is logged; a key that changed with no such record is refused. Results feed a
+//! [`StaticDirectory`] snapshot that the sans-IO MIKEY and handshake cores read synchronously.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::Address;
-use chaincall_chain::verified::{HeaderTrust, get_client_verified};
+use chaincall_chain::verified::{HeaderTrust, PinnedLookup};
 use chaincall_chain::{ClientEntry, ClientId, KeystoreChain};
+use chaincall_identity::continuity::PinUpdate;
 use chaincall_identity::{IdentityName, KeyStatus, StaticDirectory};
 
 use crate::error::PhoneError;
@@ -28,6 +31,8 @@ pub struct LookedUp {
     pub proof_bytes: usize,
     /// Wall time of the lookup.
     pub elapsed: Duration,
+    /// What the lookup did to this identity's pin (verified lookups only).
+    pub pin: Option<PinUpdate>,
 }
 
 /// Looks keys up in the keystore contract, verified when a header trust is configured.
@@ -35,6 +40,7 @@ pub struct KeyLookup<C> {
     chain: Arc<C>,
     contract: Address,
     trust: Option<Arc<HeaderTrust>>,
+    pins: Arc<tokio::sync::Mutex<PinnedLookup>>,
 }
 
 impl<C> std::fmt::Debug for KeyLookup<C> {
@@ -52,6 +58,7 @@ impl<C> Clone for KeyLookup<C> {
             chain: self.chain.clone(),
             contract: self.contract,
             trust: self.trust.clone(),
+            pins: self.pins.clone(),
         }
     }
 }
@@ -64,6 +71,7 @@ impl<C: KeystoreChain> KeyLookup<C> {
             chain,
             contract,
             trust,
+            pins: Arc::new(tokio::sync::Mutex::new(PinnedLookup::new(contract))),
         }
     }
 
@@ -92,15 +100,32 @@ impl<C: KeystoreChain> KeyLookup<C> {
         };
         match &self.trust {
             Some(trust) => {
-                let v = get_client_verified(&*self.chain, self.contract, id, trust, None)
+                let mut pins = self.pins.lock().await;
+                let found = pins
+                    .lookup(&*self.chain, trust, name, None)
                     .await
                     .map_err(|e| fail(e.to_string()))?;
+                match &found.update {
+                    PinUpdate::Rotated { old } => tracing::warn!(
+                        %name,
+                        old = %old.fingerprint(),
+                        block = found.verified.block_number,
+                        "key rotated on chain since the last lookup: pin moved to the new key"
+                    ),
+                    PinUpdate::Revoked => {
+                        tracing::warn!(%name, "key revoked on chain: refusing it from now on")
+                    }
+                    PinUpdate::Pinned => tracing::debug!(%name, "key pinned"),
+                    _ => {}
+                }
+                let v = found.verified;
                 Ok(LookedUp {
                     entry: v.entry,
                     verified: true,
                     block: Some(v.block_number),
                     proof_bytes: v.proof_bytes,
                     elapsed: started.elapsed(),
+                    pin: Some(found.update),
                 })
             }
             None => {
@@ -115,6 +140,7 @@ impl<C: KeystoreChain> KeyLookup<C> {
                     block: None,
                     proof_bytes: 0,
                     elapsed: started.elapsed(),
+                    pin: None,
                 })
             }
         }
