@@ -37,6 +37,8 @@ enum Command {
     Wallet(cmd::wallet::WalletArgs),
     /// A development app store: `store keygen`, `store issue-receipt` (Google Play format).
     Store(cmd::store::StoreArgs),
+    /// The subscriber's softphone: `phone init`, `onboard`, `register`, `call +E164`, `listen`.
+    Phone(cmd::phone::PhoneArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Sipd(args) => cmd::sipd::run(args),
         Command::Wallet(args) => cmd::wallet::run(args),
         Command::Store(args) => cmd::store::run(args),
+        Command::Phone(args) => cmd::phone::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -104,6 +104,25 @@ enum KeystoreCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Owner only: publish a server's identity (e.g. sipd's TLS-PSK key) under its domain name,
+    /// added and approved in one go (rotated if another key is approved). Phones look the server
+    /// up there before they trust it. Idempotent.
+    PublishServer {
+        #[command(flatten)]
+        node: NodeOpts,
+        /// Keystore contract address.
+        #[arg(long, value_name = "ADDR", env = "CHAINCALL_CONTRACT")]
+        contract: String,
+        /// The server's domain name (sipd's `tls_psk.identity`).
+        #[arg(long, value_name = "DOMAIN")]
+        domain: String,
+        /// The server's P-256 identity secret, hex (sipd's `tls_psk.key_file`). Created with mode
+        /// 0600 when missing.
+        #[arg(long, value_name = "FILE")]
+        identity_key_file: PathBuf,
+        #[command(flatten)]
+        wallet: WalletOpts,
+    },
     /// Gas of every contract function, measured on the embedded chain.
     Gas {
         /// Print JSON.
@@ -453,6 +472,46 @@ async fn run_async(command: KeystoreCommand) -> Result<()> {
             let chain = target.node.connect().await?;
             let events = chain.history(contract, ClientId::of(&name)).await?;
             print_history(&name, &events, json);
+        }
+        KeystoreCommand::PublishServer {
+            node,
+            contract,
+            domain,
+            identity_key_file,
+            wallet,
+        } => {
+            let contract: Address = contract.trim().parse().map_err(|_| {
+                anyhow!("--contract {contract:?} is not a 0x-prefixed 20-byte address")
+            })?;
+            let name = chaincall_identity::DomainName::parse(&domain)
+                .map_err(|e| anyhow!("invalid --domain {domain:?}: {e}"))?;
+            let signer = read_key_file(&wallet.key_file)?;
+            let key = if identity_key_file.exists() {
+                chaincall_sipd::tls::load_identity_key(&identity_key_file)?
+            } else {
+                let key = IdentityKey::generate();
+                let secret =
+                    zeroize::Zeroizing::new(hex::encode(&key.dangerous_secret_bytes()[..]));
+                chaincall_wallet::server::write_secret(&identity_key_file, &secret)
+                    .with_context(|| format!("cannot write {}", identity_key_file.display()))?;
+                println!("created {}", identity_key_file.display());
+                key
+            };
+            let chain = node.connect().await?;
+            chaincall_wallet::service::publish_identity(
+                &chain,
+                contract,
+                &signer,
+                &name,
+                &key.public(),
+            )
+            .await
+            .map_err(|e| explain(e, &IdentityName::Domain(name.clone())))?;
+            println!(
+                "published {}: approved, key {}",
+                name.as_str(),
+                key.public().fingerprint()
+            );
         }
         KeystoreCommand::Gas { json } => {
             let report = measure_gas().await?;

@@ -5,6 +5,7 @@ pub(crate) mod demo;
 pub(crate) mod keystore;
 pub(crate) mod mikey;
 pub(crate) mod network;
+pub(crate) mod phone;
 pub(crate) mod sipd;
 pub(crate) mod store;
 pub(crate) mod version;

@@ -1,0 +1,474 @@
+//! `chaincall phone` as a user runs it, every part a real process on anvil: `keystore deploy`,
+//! `store keygen`, `keystore publish-server` (sipd's identity), `wallet serve`, `sipd serve` with a
+//! TLS-PSK listener and digest auth against the wallet's SIP database, then two phones that
+//! `init`, `onboard` with store receipts, and call each other (bob `listen --count 1`, alice
+//! `call --seconds 1 --json`). Also: an unknown callee and a wrong passphrase fail with a clear
+//! message and a non-zero exit.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use chaincall_chain::{AnvilProcess, dev_signer};
+
+const SIP_DOMAIN: &str = "sip.chaincall.test";
+const WALLET_DOMAIN: &str = "wallet.chaincall.test";
+const PACKAGE: &str = "org.chaincall.phone";
+const PRODUCT: &str = "onboarding";
+const ALICE: &str = "+15550100001";
+const BOB: &str = "+15550100002";
+const NOBODY: &str = "+15550109999";
+const PASSPHRASE: &str = "correct horse battery";
+
+fn chaincall() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chaincall"));
+    cmd.env_remove("CHAINCALL_PASSPHRASE")
+        .env_remove("CHAINCALL_RPC")
+        .env_remove("CHAINCALL_CONTRACT")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs to completion; panics with both streams unless it succeeds.
+fn ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("chaincall starts");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({})\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+fn failing(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("chaincall starts");
+    assert!(
+        !out.status.success(),
+        "{cmd:?} should have failed\nstdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out
+}
+
+/// A long-running `chaincall` whose output lines are collected; killed on drop.
+struct Service {
+    child: Child,
+    lines: mpsc::Receiver<(bool, String)>,
+}
+
+impl Service {
+    fn spawn(cmd: &mut Command) -> Self {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("chaincall starts");
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().expect("piped stdout");
+        let err = child.stderr.take().expect("piped stderr");
+        let tx2 = tx.clone();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx2.send((true, l));
+            }
+        });
+        std::thread::spawn(move || {
+            for l in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send((false, l));
+            }
+        });
+        Self { child, lines: rx }
+    }
+
+    /// Waits for a line containing `needle`; returns the stdout lines seen on the way.
+    fn wait_for(&mut self, needle: &str, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        let mut stdout = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok((is_stdout, line)) => {
+                    let hit = line.contains(needle);
+                    if is_stdout {
+                        stdout.push(line.clone());
+                    }
+                    seen.push(line);
+                    if hit {
+                        return stdout;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line containing {needle:?} within {timeout:?} (exit: {:?}); output:\n{}",
+                    self.child.try_wait().ok().flatten(),
+                    seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Waits for the process to exit on its own; returns its remaining stdout lines.
+    fn finish(mut self, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                // The reader threads end with the pipes.
+                std::thread::sleep(Duration::from_millis(100));
+                let lines: Vec<(bool, String)> = self.lines.try_iter().collect();
+                assert!(
+                    status.success(),
+                    "exited with {status}; output:\n{}",
+                    lines
+                        .iter()
+                        .map(|(_, l)| l.as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+                return lines
+                    .into_iter()
+                    .filter(|(o, _)| *o)
+                    .map(|(_, l)| l)
+                    .collect();
+            }
+            assert!(Instant::now() < deadline, "did not exit within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Net {
+    dir: tempfile::TempDir,
+    rpc: String,
+    contract: String,
+    wallet_url: String,
+    sipd_port: u16,
+    _anvil: AnvilProcess,
+    _wallet: Service,
+    _sipd: Service,
+}
+
+impl Net {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A phone's folder with its config; `init` and `onboard` as a user would run them.
+    fn onboarded_phone(&self, name: &str, number: &str) -> PathBuf {
+        let home = self.path(name);
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::write(home.join("passphrase"), format!("{PASSPHRASE}\n")).unwrap();
+        std::fs::write(
+            home.join("phone.toml"),
+            format!(
+                r#"number = "{number}"
+key_file = "phone.key"
+rpc_url = "{rpc}"
+contract = "{contract}"
+wallet_url = "{wallet}"
+wallet_domain = "{WALLET_DOMAIN}"
+media_ip = "127.0.0.1"
+codecs = ["PCMU", "PCMA"]
+key_mode = "pke"
+auto_answer = true
+record_dir = "recordings"
+
+[sip]
+addr = "127.0.0.1:{port}"
+domain = "{SIP_DOMAIN}"
+identity = "{SIP_DOMAIN}"
+transport = "tls-psk"
+register_expires = 600
+"#,
+                rpc = self.rpc,
+                contract = self.contract,
+                wallet = self.wallet_url,
+                port = self.sipd_port
+            ),
+        )
+        .unwrap();
+        let out = ok(phone(&home).args(["init", "--number", number]));
+        assert!(out.contains(number), "{out}");
+        let config = std::fs::read_to_string(home.join("phone.toml")).unwrap();
+        assert!(
+            config.contains("trust = \"0:0x"),
+            "init pins block 0 into the config:\n{config}"
+        );
+        let receipt = ok(chaincall()
+            .args(["store", "issue-receipt", "--store-key"])
+            .arg(self.path("store-private.pem"))
+            .args([
+                "--package",
+                PACKAGE,
+                "--product",
+                PRODUCT,
+                "--token",
+                &format!("token-{name}-{}", std::process::id()),
+            ]));
+        std::fs::write(home.join("receipt.json"), receipt).unwrap();
+        let out = ok(phone(&home).args(["onboard", "--receipt", "receipt.json"]));
+        assert!(out.contains("onboarded"), "{out}");
+        home
+    }
+}
+
+/// `chaincall phone` in a phone's folder, passphrase from its file.
+fn phone(home: &Path) -> Command {
+    let mut cmd = chaincall();
+    cmd.current_dir(home).args([
+        "phone",
+        "--config",
+        "phone.toml",
+        "--passphrase-file",
+        "passphrase",
+    ]);
+    cmd
+}
+
+fn network() -> Option<Net> {
+    let anvil = chaincall_testkit::peer("anvil")?;
+    let node = AnvilProcess::spawn(&anvil, chaincall_testkit::free_tcp_port(), &[]).unwrap();
+    let rpc = node.url();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("operator.key"),
+        hex::encode(dev_signer(0).to_bytes()),
+    )
+    .unwrap();
+
+    let out = ok(chaincall()
+        .args(["keystore", "deploy", "--rpc", &rpc, "--key-file"])
+        .arg(d.join("operator.key")));
+    let contract = out.lines().next_back().unwrap().trim().to_owned();
+    assert!(contract.starts_with("0x"), "{out}");
+
+    ok(chaincall().current_dir(d).args(["store", "keygen"]));
+
+    let out = ok(chaincall()
+        .current_dir(d)
+        .args([
+            "keystore",
+            "publish-server",
+            "--rpc",
+            &rpc,
+            "--contract",
+            &contract,
+        ])
+        .args([
+            "--domain",
+            SIP_DOMAIN,
+            "--identity-key-file",
+            "sipd-identity.key",
+        ])
+        .args(["--key-file", "operator.key"]));
+    assert!(out.contains(&format!("published {SIP_DOMAIN}")), "{out}");
+
+    let wallet_port = chaincall_testkit::free_tcp_port();
+    std::fs::write(
+        d.join("wallet.toml"),
+        format!(
+            r#"listen = "127.0.0.1:{wallet_port}"
+worker_interval_ms = 100
+[chain]
+backend = "rpc"
+rpc_url = "{rpc}"
+contract = "{contract}"
+wallet_key_file = "operator.key"
+[identity]
+domain = "{WALLET_DOMAIN}"
+key_file = "wallet-identity.key"
+[store]
+package_name = "{PACKAGE}"
+product_id = "{PRODUCT}"
+public_key_file = "store-public.b64"
+[database]
+url = "sqlite://wallet.db?mode=rwc"
+[sip]
+database_url = "sqlite://sip.db?mode=rwc"
+domain = "{SIP_DOMAIN}"
+"#
+        ),
+    )
+    .unwrap();
+    let mut wallet = Service::spawn(chaincall().env("RUST_LOG", "info").current_dir(d).args([
+        "wallet",
+        "serve",
+        "--config",
+        "wallet.toml",
+    ]));
+    wallet.wait_for("listening http://", Duration::from_secs(60));
+
+    let sipd_port = chaincall_testkit::free_tcp_port();
+    std::fs::write(
+        d.join("sipd.toml"),
+        format!(
+            r#"listen = ["tls:127.0.0.1:{sipd_port}"]
+domain = "{SIP_DOMAIN}"
+metrics_listen = ""
+[auth]
+mode = "digest"
+database = "sqlite://{sip_db}"
+create_schema = true
+invite = true
+[tls_psk]
+identity = "{SIP_DOMAIN}"
+key_file = "{key}"
+rpc_url = "{rpc}"
+contract = "{contract}"
+"#,
+            sip_db = d.join("sip.db").display(),
+            key = d.join("sipd-identity.key").display(),
+        ),
+    )
+    .unwrap();
+    let mut sipd = Service::spawn(chaincall().env("RUST_LOG", "info").current_dir(d).args([
+        "sipd",
+        "serve",
+        "--config",
+        "sipd.toml",
+    ]));
+    sipd.wait_for("sipd running", Duration::from_secs(60));
+
+    Some(Net {
+        rpc,
+        contract,
+        wallet_url: format!("http://127.0.0.1:{wallet_port}"),
+        sipd_port,
+        dir,
+        _anvil: node,
+        _wallet: wallet,
+        _sipd: sipd,
+    })
+}
+
+fn json_line(lines: &[String]) -> serde_json::Value {
+    let line = lines
+        .iter()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON line in {lines:?}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+#[test]
+fn two_onboarded_phones_call_over_tls_psk_and_record_the_audio() {
+    let Some(net) = network() else {
+        return;
+    };
+    let alice = net.onboarded_phone("alice", ALICE);
+    let bob = net.onboarded_phone("bob", BOB);
+
+    let out = ok(phone(&alice).arg("register"));
+    assert!(
+        out.contains(&format!("registered {ALICE}")) && out.contains("expires in"),
+        "{out}"
+    );
+
+    // Bob answers one call; his passphrase comes from the environment this time.
+    let mut listener = Service::spawn(
+        chaincall()
+            .current_dir(&bob)
+            .env("CHAINCALL_PASSPHRASE", PASSPHRASE)
+            .args(["phone", "--config", "phone.toml", "listen", "--count", "1"]),
+    );
+    listener.wait_for("listening", Duration::from_secs(60));
+
+    let out = ok(phone(&alice).args(["call", BOB, "--seconds", "1", "--json"]));
+    let a = json_line(&out.lines().map(str::to_owned).collect::<Vec<_>>());
+    assert_eq!(a["direction"], "outgoing", "{a}");
+    assert_eq!(a["verified_peer"], BOB, "{a}");
+    assert_eq!(a["key_retrieval_verified"], true, "{a}");
+    assert!(a["srtp_packets_received"].as_u64().unwrap() > 0, "{a}");
+    assert_eq!(a["srtp_packets_rejected"], 0, "{a}");
+    assert!(a["call_setup_ms"].as_f64().unwrap() > 0.0, "{a}");
+    assert!(
+        Path::new(a["recording"].as_str().unwrap()).exists(),
+        "alice's recording: {a}"
+    );
+
+    let lines = listener.finish(Duration::from_secs(30));
+    let b = json_line(&lines);
+    assert_eq!(b["direction"], "incoming", "{b}");
+    assert_eq!(b["verified_peer"], ALICE, "{b}");
+    assert_eq!(b["srtp_packets_rejected"], 0, "{b}");
+    // Alice sent one second of audio: 50 packets of 160 samples at 8 kHz.
+    assert_eq!(b["srtp_packets_received"], 50, "{b}");
+    let wav = PathBuf::from(b["recording"].as_str().unwrap());
+    assert!(wav.starts_with(bob.join("recordings")), "{}", wav.display());
+    let samples = chaincall_media::wav::read_file(&wav).expect("bob's recording is a WAV file");
+    assert_eq!(samples.len(), 8000, "one second at 8 kHz");
+    assert!(
+        samples.iter().any(|&s| s != 0),
+        "the recording is not silence"
+    );
+
+    // Bob stopped listening: his phone is offline.
+    let out = failing(phone(&alice).args(["call", BOB, "--seconds", "1"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(BOB) && err.contains("offline"), "{err}");
+
+    // An unknown callee: refused before any INVITE leaves, naming the number.
+    let out = failing(phone(&alice).args(["call", NOBODY, "--seconds", "1"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(NOBODY) && err.contains("not a chaincall subscriber"),
+        "{err}"
+    );
+
+    // A wrong passphrase.
+    let out = failing(
+        chaincall()
+            .current_dir(&alice)
+            .env("CHAINCALL_PASSPHRASE", "not the passphrase")
+            .args(["phone", "--config", "phone.toml", "register"]),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("wrong passphrase"), "{err}");
+
+    // No passphrase at all.
+    let out = failing(chaincall().current_dir(&alice).args([
+        "phone",
+        "--config",
+        "phone.toml",
+        "register",
+    ]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no passphrase"), "{err}");
+
+    // init never replaces keys.
+    let out = failing(phone(&alice).args(["init", "--number", ALICE]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to overwrite"), "{err}");
+}
+
+/// The documented example configuration is accepted as it stands (the command then stops at the
+/// missing key file, which it names).
+#[test]
+fn the_example_config_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = chaincall_testkit::workspace_root().join("crates/phone/phone.example.toml");
+    std::fs::copy(&example, dir.path().join("phone.toml")).unwrap();
+    let out = failing(
+        chaincall()
+            .current_dir(dir.path())
+            .env("CHAINCALL_PASSPHRASE", PASSPHRASE)
+            .args(["phone", "register"]),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no key file") && err.contains("phone init"),
+        "{err}"
+    );
+}
