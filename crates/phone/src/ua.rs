@@ -133,8 +133,12 @@ enum CallState {
     Calling { invite: Pending },
     /// We received an INVITE and have not answered it finally.
     Incoming { invite: Vec<u8>, local_tag: String },
-    /// A 2xx went out or came in.
-    Up { dialog: Dialog },
+    /// A 2xx went out or came in. `local_sdp` is our current session description, re-sent when
+    /// the peer refreshes the session with a re-INVITE.
+    Up {
+        dialog: Dialog,
+        local_sdp: Option<String>,
+    },
     /// We sent a BYE.
     Closing { bye: Pending },
 }
@@ -157,6 +161,15 @@ fn token(n: usize) -> String {
     let mut b = vec![0u8; n];
     OsRng.fill_bytes(&mut b);
     hex::encode(b)
+}
+
+fn contact_of(cfg: &UaConfig) -> String {
+    format!(
+        "<sip:{}@{};transport={}>",
+        cfg.user,
+        cfg.local,
+        cfg.transport.to_ascii_lowercase()
+    )
 }
 
 fn reason_of(m: &Message<'_>) -> String {
@@ -192,12 +205,7 @@ impl UserAgent {
     }
 
     fn contact(&self) -> String {
-        format!(
-            "<sip:{}@{};transport={}>",
-            self.cfg.user,
-            self.cfg.local,
-            self.cfg.transport.to_ascii_lowercase()
-        )
+        contact_of(&self.cfg)
     }
 
     fn via(&self) -> String {
@@ -292,8 +300,13 @@ impl UserAgent {
         if (200..300).contains(&code) {
             match Dialog::uas(&req, &local_tag) {
                 Ok(dialog) => {
-                    self.calls
-                        .insert(call_id.to_owned(), CallState::Up { dialog });
+                    self.calls.insert(
+                        call_id.to_owned(),
+                        CallState::Up {
+                            dialog,
+                            local_sdp: sdp.map(str::to_owned),
+                        },
+                    );
                 }
                 Err(_) => {
                     self.calls.remove(call_id);
@@ -307,7 +320,7 @@ impl UserAgent {
     /// Ends a call: BYE for an established call, CANCEL-less give-up for one still ringing.
     pub fn hangup(&mut self, call_id: &str, now: Instant) {
         match self.calls.remove(call_id) {
-            Some(CallState::Up { mut dialog }) => {
+            Some(CallState::Up { mut dialog, .. }) => {
                 let mut bye = dialog.request(Method::Bye, &self.via(), None);
                 bye.push("Content-Length", "0");
                 self.send(&bye);
@@ -372,13 +385,32 @@ impl UserAgent {
         };
         match req.method() {
             Some(Method::Invite) => {
-                if let Some(CallState::Up { dialog }) = self.calls.get_mut(&call_id) {
-                    // A re-INVITE: keep the media as it is (hold and codec changes are not
-                    // supported) and confirm with our current session.
-                    let _ = dialog.handle_request(req);
-                    let mut r = response_to(req, 488, "Not Acceptable Here", None);
-                    r.push("Content-Length", "0");
-                    self.send(&r);
+                let contact = contact_of(&self.cfg);
+                if let Some(CallState::Up { dialog, local_sdp }) = self.calls.get_mut(&call_id) {
+                    // A re-INVITE (session refresh, RFC 3261 §14.2): keep the media and its keys as
+                    // they are and answer with our current description. Changing codecs, holding or
+                    // re-keying mid-call is not supported; an out-of-order CSeq gets 500 (§14.2).
+                    let code = match dialog.handle_request(req) {
+                        Ok(()) => 200,
+                        Err(_) => 500,
+                    };
+                    let mut r = response_to(
+                        req,
+                        code,
+                        if code == 200 {
+                            "OK"
+                        } else {
+                            "Server Internal Error"
+                        },
+                        None,
+                    );
+                    if code == 200 {
+                        r.push("Contact", contact);
+                        if let Some(sdp) = local_sdp.clone() {
+                            r.set_body("application/sdp", sdp.into_bytes());
+                        }
+                    }
+                    self.out.push_back(r.to_bytes());
                     return;
                 }
                 if self.calls.contains_key(&call_id) {
@@ -578,7 +610,9 @@ impl UserAgent {
                             let mut ack = dialog.request(Method::Ack, &self.via(), Some(seq));
                             ack.push("Content-Length", "0");
                             self.send(&ack);
-                            self.calls.insert(call_id.clone(), CallState::Up { dialog });
+                            let local_sdp = String::from_utf8(invite.request.body.clone()).ok();
+                            self.calls
+                                .insert(call_id.clone(), CallState::Up { dialog, local_sdp });
                             self.events.push_back(UaEvent::Answered {
                                 call_id,
                                 sdp: resp.body().to_vec(),

@@ -360,3 +360,38 @@ From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: nope\r\nCSeq: 1 INVITE\
     ua.handle_input(stray, now).unwrap();
     assert!(out(&mut ua).is_empty() && events(&mut ua).is_empty());
 }
+
+#[test]
+fn a_re_invite_refreshes_the_session_with_the_same_description() {
+    let now = Instant::now();
+    let mut ua = ua("x");
+    ua.handle_input(&incoming_invite(), now).unwrap();
+    let _ = (out(&mut ua), events(&mut ua));
+    ua.answer("in-1@127.0.0.1", 200, "OK", Some("v=0\r\no=ours\r\n"));
+    let ok = out(&mut ua).remove(0);
+    let tag = Message::parse(&ok)
+        .unwrap()
+        .to()
+        .unwrap()
+        .tag()
+        .unwrap()
+        .to_owned();
+    let reinvite = format!(
+        "INVITE sip:+15551230001@127.0.0.1:40000;transport=tls SIP/2.0\r\n\
+Via: SIP/2.0/TLS 127.0.0.1:40002;branch=z9hG4bKre\r\n\
+From: <sip:+15551230002@sip.chaincall.test>;tag=callertag\r\n\
+To: <sip:+15551230001@sip.chaincall.test>;tag={tag}\r\n\
+Call-ID: in-1@127.0.0.1\r\nCSeq: 2 INVITE\r\nMax-Forwards: 70\r\n\
+Contact: <sip:+15551230002@127.0.0.1:40002;transport=tls>\r\nContent-Length: 0\r\n\r\n"
+    );
+    ua.handle_input(reinvite.as_bytes(), now).unwrap();
+    let r = out(&mut ua).remove(0);
+    let m = Message::parse(&r).unwrap();
+    assert_eq!(m.status(), Some(200));
+    assert_eq!(m.body(), b"v=0\r\no=ours\r\n");
+    assert!(ua.is_up("in-1@127.0.0.1"));
+    assert!(events(&mut ua).is_empty(), "a refresh is not a new call");
+    // The same CSeq again is out of order: 500 (RFC 3261 §14.2).
+    ua.handle_input(reinvite.as_bytes(), now).unwrap();
+    assert!(out(&mut ua)[0].starts_with(b"SIP/2.0 500"));
+}
