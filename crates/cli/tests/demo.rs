@@ -125,16 +125,32 @@ fn demo_places_a_verified_encrypted_call_and_writes_keylog_and_recordings() {
 }
 
 #[test]
-fn demo_with_dh_sign() {
-    let r = report(&chaincall(&[
-        "demo",
-        "--json",
-        "--seconds",
-        "1",
-        "--mode",
-        "dh-sign",
-    ]));
-    assert_call(&r, "mikey-dh-sign");
+fn demo_with_dh_sign_writes_tls_secrets_to_sslkeylogfile() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls_keys = dir.path().join("tls.keys");
+    let out = Command::new(env!("CARGO_BIN_EXE_chaincall"))
+        .args(["demo", "--json", "--seconds", "1", "--mode", "dh-sign"])
+        .env("RUST_LOG", "warn")
+        .env("SSLKEYLOGFILE", &tls_keys)
+        .output()
+        .unwrap();
+    assert_call(&report(&out), "mikey-dh-sign");
+    // NSS key log format, TLS 1.3: each phone and sipd log both connections' secrets.
+    let text = std::fs::read_to_string(&tls_keys).unwrap();
+    for label in [
+        "CLIENT_HANDSHAKE_TRAFFIC_SECRET ",
+        "SERVER_HANDSHAKE_TRAFFIC_SECRET ",
+        "CLIENT_TRAFFIC_SECRET_0 ",
+        "SERVER_TRAFFIC_SECRET_0 ",
+    ] {
+        let n = text.lines().filter(|l| l.starts_with(label)).count();
+        assert!(n >= 2, "{label}: {n} lines in\n{text}");
+    }
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        assert_eq!(f.len(), 3, "{line}");
+        assert_eq!(f[1].len(), 64, "client random: {line}");
+    }
 }
 
 #[test]
