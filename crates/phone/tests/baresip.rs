@@ -3,53 +3,18 @@
 //! (RFC 4568). Each side must decrypt the other's SRTP, and the phone must report the call as
 //! encrypted but *not* verified on chain. Skips without baresip unless CHAINCALL_REQUIRE_PEERS=1.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
-use chaincall_chain::verified::HeaderTrust;
-use chaincall_chain::{
-    ClientId, EmbeddedChain, KeystoreChain, dev_signer, receipt_commitment, receipt_hash,
-};
-use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber};
-use chaincall_media::g711::Codec;
-use chaincall_phone::{
-    KeyLookup, KeyMode, Phone, PhoneConfig, PhoneEvent, PhoneEvents, Signalling,
-};
+use chaincall_identity::{IdentityKey, PhoneNumber};
+use chaincall_phone::{KeyMode, PhoneEvent};
+use common::*;
 
-const SERVER: &str = "sip.chaincall.test";
 const ALICE: &str = "+15550100001";
 const BOB: &str = "+15550100002";
-
-/// Puts `key` on chain under `name`, approved by the owner.
-async fn publish(
-    chain: &EmbeddedChain,
-    contract: alloy::primitives::Address,
-    name: &str,
-    key: &IdentityKey,
-    wallet: usize,
-) {
-    let id = ClientId::of(&IdentityName::parse(name).unwrap());
-    let from = dev_signer(wallet);
-    let receipt = receipt_hash(format!("receipt {name}").as_bytes());
-    let public = key.public();
-    chain
-        .add_client(
-            contract,
-            &from,
-            id,
-            public.tag(),
-            &public.to_bytes(),
-            receipt_commitment(&id, from.address(), &receipt),
-        )
-        .await
-        .unwrap();
-    chain
-        .approve_client(contract, &dev_signer(0), id, receipt)
-        .await
-        .unwrap();
-}
 
 fn tone(path: &Path) {
     let samples: Vec<i16> = (0..16_000)
@@ -63,22 +28,6 @@ fn rms(samples: &[i16]) -> f64 {
         return 0.0;
     }
     (samples.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / samples.len() as f64).sqrt()
-}
-
-async fn wait_for(events: &mut PhoneEvents, want: impl Fn(&PhoneEvent) -> bool) -> PhoneEvent {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let e = tokio::time::timeout_at(deadline, events.recv())
-            .await
-            .expect("event in time")
-            .expect("phone running");
-        if let PhoneEvent::Refused { reason, .. } = &e {
-            panic!("refused: {reason}");
-        }
-        if want(&e) {
-            return e;
-        }
-    }
 }
 
 struct Baresip(Child);
@@ -95,61 +44,14 @@ async fn chaincall_phone_calls_baresip_with_sdes_srtp() {
     let Some(baresip) = chaincall_testkit::peer("baresip") else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-
-    // Keystore: sipd's identity and alice's key (bob is a standard phone: not on chain).
-    let chain = Arc::new(EmbeddedChain::default());
-    let contract = chain
-        .deploy(&dev_signer(0))
-        .await
-        .unwrap()
-        .contract_address
-        .unwrap();
-    let sipd_key = IdentityKey::generate();
+    let mut net = Net::start().await;
     let alice_key = IdentityKey::generate();
-    publish(&chain, contract, SERVER, &sipd_key, 1).await;
-    publish(&chain, contract, ALICE, &alice_key, 2).await;
-
-    // sipd: UDP for baresip, TLS-PSK for the chaincall phone; a trusted network (no digest).
-    let key_file = tmp.path().join("sipd.key");
-    std::fs::write(
-        &key_file,
-        hex::encode(&sipd_key.dangerous_secret_bytes()[..]),
-    )
-    .unwrap();
-    let udp_port = chaincall_testkit::free_udp_port();
-    let toml = format!(
-        "listen = [\"udp:127.0.0.1:{udp_port}\", \"tls:127.0.0.1:0\"]\n\
-         [auth]\nmode = \"none\"\n\
-         [tls_psk]\nidentity = \"{SERVER}\"\nkey_file = \"{}\"\nrpc_url = \"in-process\"\ncontract = \"{contract}\"\n",
-        key_file.display()
-    );
-    std::fs::write(tmp.path().join("sipd.toml"), toml).unwrap();
-    let cfg = chaincall_sipd::Config::load(&tmp.path().join("sipd.toml")).unwrap();
-    let psk =
-        chaincall_sipd::tls::psk_server_on_chain(cfg.tls_psk.as_ref().unwrap(), chain.clone())
-            .await
-            .unwrap();
-    let server = chaincall_sipd::Server::bind_with_tls_psk(cfg, psk)
-        .await
-        .unwrap();
-    let tls = server
-        .local()
-        .iter()
-        .find_map(|l| match l {
-            chaincall_sipd::Listen::Tls(a) => Some(*a),
-            _ => None,
-        })
-        .unwrap();
-    let metrics = server.metrics();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
-    let domain = format!("127.0.0.1:{udp_port}");
+    net.add(ALICE, &alice_key, true).await;
+    let domain = net.domain();
+    let metrics = net.metrics.clone();
 
     // bob: baresip, SDES mandatory, auto-answer, sends a 440 Hz tone, records what it hears.
-    let bob_dir = tmp.path().join("bob");
+    let bob_dir = net.dir.path().join("bob");
     std::fs::create_dir_all(&bob_dir).unwrap();
     let wav = bob_dir.join("tone.wav");
     let heard = bob_dir.join("heard.wav");
@@ -200,30 +102,7 @@ async fn chaincall_phone_calls_baresip_with_sdes_srtp() {
     );
 
     // alice: the chaincall phone over TLS-PSK, SDES for a standard callee.
-    let genesis = chain.block_header(0).await.unwrap().hash_slow();
-    let cfg = PhoneConfig {
-        number: PhoneNumber::parse(ALICE).unwrap(),
-        identity: Arc::new(alice_key),
-        sip_password: zeroize::Zeroizing::new(String::new()),
-        sip_domain: domain.clone(),
-        signalling: Signalling::TlsPsk {
-            addr: tls,
-            server: IdentityName::parse(SERVER).unwrap(),
-        },
-        media_ip: "127.0.0.1".parse().unwrap(),
-        codecs: vec![Codec::Pcmu],
-        key_mode: KeyMode::Sdes,
-        keylog: None,
-        auto_answer: false,
-        audio: Arc::new(chaincall_media::signal::speech_like(1500, 7)),
-        register_expires: 600,
-    };
-    let lookup = KeyLookup::new(
-        chain.clone(),
-        contract,
-        Some(Arc::new(HeaderTrust::checkpoint(0, genesis))),
-    );
-    let (alice, mut events, _) = Phone::connect(cfg, lookup).await.unwrap();
+    let (alice, mut events) = net.phone(ALICE, alice_key, KeyMode::Sdes, 1500).await;
     alice.register(600).await.unwrap();
     let call = alice.call(&PhoneNumber::parse(BOB).unwrap()).await.unwrap();
     let up = wait_for(&mut events, |e| matches!(e, PhoneEvent::CallUp { .. })).await;
@@ -281,5 +160,5 @@ async fn chaincall_phone_calls_baresip_with_sdes_srtp() {
     );
 
     alice.shutdown().await;
-    let _ = stop.send(());
+    net.stop();
 }

@@ -1,0 +1,198 @@
+//! Shared by the phone's network tests: a keystore on the embedded chain, sipd with a TLS-PSK
+//! listener (and UDP for standard phones) on 127.0.0.1, and chaincall phones connected to it.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::Address;
+use chaincall_chain::verified::HeaderTrust;
+use chaincall_chain::{
+    ClientId, EmbeddedChain, KeystoreChain, dev_signer, receipt_commitment, receipt_hash,
+};
+use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber};
+use chaincall_media::g711::Codec;
+use chaincall_phone::{
+    KeyLookup, KeyMode, Phone, PhoneConfig, PhoneEvent, PhoneEvents, Signalling,
+};
+
+/// sipd's identity name in the keystore.
+pub const SERVER: &str = "sip.chaincall.test";
+
+/// The keystore and a running sipd (auth none: these tests are about keys and calls).
+pub struct Net {
+    pub chain: Arc<EmbeddedChain>,
+    pub contract: Address,
+    pub trust: Arc<HeaderTrust>,
+    pub tls: SocketAddr,
+    pub udp_port: u16,
+    pub metrics: Arc<chaincall_sipd::metrics::Metrics>,
+    pub dir: tempfile::TempDir,
+    next_wallet: std::sync::atomic::AtomicUsize,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Net {
+    /// Deploys the keystore, publishes sipd's key, starts sipd with `udp:` and `tls:` listeners.
+    pub async fn start() -> Net {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = Arc::new(EmbeddedChain::default());
+        let contract = chain
+            .deploy(&dev_signer(0))
+            .await
+            .unwrap()
+            .contract_address
+            .unwrap();
+        let genesis = chain.block_header(0).await.unwrap().hash_slow();
+        let mut net = Net {
+            chain,
+            contract,
+            trust: Arc::new(HeaderTrust::checkpoint(0, genesis)),
+            tls: "0.0.0.0:0".parse().unwrap(),
+            udp_port: chaincall_testkit::free_udp_port(),
+            metrics: Default::default(),
+            dir,
+            next_wallet: 1.into(),
+            stop: None,
+        };
+        let sipd_key = IdentityKey::generate();
+        net.add(SERVER, &sipd_key, true).await;
+        let key_file = net.dir.path().join("sipd.key");
+        std::fs::write(
+            &key_file,
+            hex::encode(&sipd_key.dangerous_secret_bytes()[..]),
+        )
+        .unwrap();
+        let toml = format!(
+            "listen = [\"udp:127.0.0.1:{}\", \"tls:127.0.0.1:0\"]\n\
+             [auth]\nmode = \"none\"\n\
+             [tls_psk]\nidentity = \"{SERVER}\"\nkey_file = \"{}\"\nrpc_url = \"in-process\"\ncontract = \"{contract}\"\nkey_cache_secs = 0\n",
+            net.udp_port,
+            key_file.display()
+        );
+        let path = net.dir.path().join("sipd.toml");
+        std::fs::write(&path, toml).unwrap();
+        let cfg = chaincall_sipd::Config::load(&path).unwrap();
+        let psk = chaincall_sipd::tls::psk_server_on_chain(
+            cfg.tls_psk.as_ref().unwrap(),
+            net.chain.clone(),
+        )
+        .await
+        .unwrap();
+        let server = chaincall_sipd::Server::bind_with_tls_psk(cfg, psk)
+            .await
+            .unwrap();
+        net.tls = server
+            .local()
+            .iter()
+            .find_map(|l| match l {
+                chaincall_sipd::Listen::Tls(a) => Some(*a),
+                _ => None,
+            })
+            .unwrap();
+        net.metrics = server.metrics();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        net.stop = Some(stop);
+        net
+    }
+
+    /// The SIP domain phones use (sipd's UDP address, so standard phones can use it as is).
+    pub fn domain(&self) -> String {
+        format!("127.0.0.1:{}", self.udp_port)
+    }
+
+    /// `addClient` for `name` from a fresh dev wallet; `approve` also has the owner approve it.
+    pub async fn add(&self, name: &str, key: &IdentityKey, approve: bool) {
+        let id = ClientId::of(&IdentityName::parse(name).unwrap());
+        let wallet = self
+            .next_wallet
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let from = dev_signer(wallet);
+        let receipt = receipt_hash(format!("receipt {name}").as_bytes());
+        let public = key.public();
+        self.chain
+            .add_client(
+                self.contract,
+                &from,
+                id,
+                public.tag(),
+                &public.to_bytes(),
+                receipt_commitment(&id, from.address(), &receipt),
+            )
+            .await
+            .unwrap();
+        if approve {
+            self.chain
+                .approve_client(self.contract, &dev_signer(0), id, receipt)
+                .await
+                .unwrap();
+        }
+    }
+
+    /// The owner revokes `name`.
+    pub async fn revoke(&self, name: &str) {
+        let id = ClientId::of(&IdentityName::parse(name).unwrap());
+        self.chain
+            .revoke_client(self.contract, &dev_signer(0), id)
+            .await
+            .unwrap();
+    }
+
+    /// A phone for `number` with `key` (already on chain), connected over TLS-PSK, not registered.
+    pub async fn phone(
+        &self,
+        number: &str,
+        key: IdentityKey,
+        mode: KeyMode,
+        audio_ms: u32,
+    ) -> (Phone, PhoneEvents) {
+        let cfg = PhoneConfig {
+            number: PhoneNumber::parse(number).unwrap(),
+            identity: Arc::new(key),
+            sip_password: zeroize::Zeroizing::new(String::new()),
+            sip_domain: self.domain(),
+            signalling: Signalling::TlsPsk {
+                addr: self.tls,
+                server: IdentityName::parse(SERVER).unwrap(),
+            },
+            media_ip: "127.0.0.1".parse().unwrap(),
+            codecs: vec![Codec::Pcmu, Codec::Pcma],
+            key_mode: mode,
+            keylog: None,
+            auto_answer: true,
+            audio: Arc::new(chaincall_media::signal::speech_like(audio_ms, 7)),
+            register_expires: 600,
+        };
+        let lookup = KeyLookup::new(self.chain.clone(), self.contract, Some(self.trust.clone()));
+        let (phone, events, _) = Phone::connect(cfg, lookup).await.unwrap();
+        (phone, events)
+    }
+
+    /// Stops sipd.
+    pub fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// The next event matching `want` within 15 s (panics on a `Refused` unless `want` takes it).
+pub async fn wait_for(events: &mut PhoneEvents, want: impl Fn(&PhoneEvent) -> bool) -> PhoneEvent {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let e = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .expect("event in time")
+            .expect("phone running");
+        if want(&e) {
+            return e;
+        }
+        if let PhoneEvent::Refused { reason, .. } = &e {
+            panic!("refused: {reason}");
+        }
+    }
+}
