@@ -350,6 +350,8 @@ struct Actor<C> {
     register_reply: Option<oneshot::Sender<Result<u32, PhoneError>>>,
     pending_offers: std::collections::HashMap<String, Vec<u8>>,
     keylog_warned: bool,
+    /// When to refresh the registration (halfway through the granted lifetime).
+    refresh_at: Option<Instant>,
 }
 
 fn spawn_actor<C, S>(
@@ -384,6 +386,7 @@ fn spawn_actor<C, S>(
         register_reply: None,
         pending_offers: Default::default(),
         keylog_warned: false,
+        refresh_at: None,
     };
     tokio::spawn(actor.run(stream, cmd_rx));
 }
@@ -432,6 +435,9 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             let deadline = self
                 .ua
                 .poll_timeout()
+                .into_iter()
+                .chain(self.refresh_at)
+                .min()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 frame = frame_rx.recv() => match frame.flatten() {
@@ -450,7 +456,13 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                     Some(c) => self.command(c).await,
                 },
                 _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
-                    self.ua.handle_timeout(Instant::now());
+                    let now = Instant::now();
+                    if self.refresh_at.is_some_and(|t| t <= now) {
+                        self.refresh_at = None;
+                        debug!(number = %number, "refreshing the registration");
+                        self.ua.register(self.cfg.register_expires, now);
+                    }
+                    self.ua.handle_timeout(now);
                 }
             }
             // Events first: they may queue more messages (answers, ACKs, BYEs).
@@ -484,6 +496,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
         match c {
             Command::Register { expires, reply } => {
                 self.register_reply = Some(reply);
+                self.cfg.register_expires = expires;
                 self.ua.register(expires, Instant::now());
             }
             Command::Call { target, reply } => {
@@ -573,12 +586,16 @@ impl<C: KeystoreChain + 'static> Actor<C> {
         match ev {
             UaEvent::Registered { expires } => {
                 info!(number = %self.cfg.number, expires, "registered");
+                // RFC 3261 §10.2.4: refresh before the binding expires.
+                self.refresh_at =
+                    Some(Instant::now() + Duration::from_secs(u64::from(expires.max(2)) / 2));
                 if let Some(r) = self.register_reply.take() {
                     let _ = r.send(Ok(expires));
                 }
                 self.emit(PhoneEvent::Registered { expires });
             }
             UaEvent::Unregistered => {
+                self.refresh_at = None;
                 if let Some(r) = self.register_reply.take() {
                     let _ = r.send(Ok(0));
                 }
