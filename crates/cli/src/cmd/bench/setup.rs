@@ -60,7 +60,15 @@ pub(crate) fn run(args: SetupBenchArgs) -> Result<()> {
             None => dev_signer(0),
         };
         match &args.rpc {
-            None => measure(Arc::new(EmbeddedChain::default()), "embedded", operator, &args).await,
+            None => {
+                measure(
+                    Arc::new(EmbeddedChain::default()),
+                    "embedded",
+                    operator,
+                    &args,
+                )
+                .await
+            }
             Some(url) => {
                 let chain = RpcChain::connect(url, RpcConfig::default())
                     .await
