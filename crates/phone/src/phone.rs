@@ -694,16 +694,11 @@ impl<C: KeystoreChain + 'static> Actor<C> {
         let mut dir = StaticDirectory::new();
         if let Some(found) = &call.lookup
             && let Ok(key) = found.entry.public_key()
+            && let Ok(number) = PhoneNumber::parse(&call.peer)
         {
-            dir.insert(
-                IdentityName::Phone(
-                    call.peer
-                        .parse()
-                        .unwrap_or_else(|_| self.cfg.number.clone()),
-                ),
-                found.entry.status,
-                key,
-            );
+            // The callee's key as looked up (and proven) before the INVITE: a DH-SIGN answer must
+            // be signed with it.
+            dir.insert(IdentityName::Phone(number), found.entry.status, key);
         }
         match offer.handle_answer(sdp, &dir, ntp_now()) {
             Ok(neg) => {
