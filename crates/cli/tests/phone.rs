@@ -414,6 +414,29 @@ fn two_onboarded_phones_call_over_tls_psk_and_record_the_audio() {
         "the recording is not silence"
     );
 
+    // Bob declines: alice's call fails with the SIP reason, and bob's line says so.
+    let mut listener = Service::spawn(
+        chaincall()
+            .current_dir(&bob)
+            .env("CHAINCALL_PASSPHRASE", PASSPHRASE)
+            .args([
+                "phone",
+                "--config",
+                "phone.toml",
+                "listen",
+                "--count",
+                "1",
+                "--reject",
+            ]),
+    );
+    listener.wait_for("declining every call", Duration::from_secs(60));
+    let out = failing(phone(&alice).args(["call", BOB, "--seconds", "1"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(BOB) && err.contains("603 Decline"), "{err}");
+    let b = json_line(&listener.finish(Duration::from_secs(30)));
+    assert_eq!(b["rejected"], true, "{b}");
+    assert_eq!(b["peer"], ALICE, "{b}");
+
     // Bob stopped listening: his phone is offline.
     let out = failing(phone(&alice).args(["call", BOB, "--seconds", "1"]));
     let err = String::from_utf8_lossy(&out.stderr);

@@ -44,7 +44,9 @@ so whoever controls the node at that moment decides what the phone trusts. Copy 
 source you trust when you can.
 
 Hanging up: `call` hangs up after --seconds, at Ctrl-C, or when the callee hangs up; `listen`
-hangs up its calls at Ctrl-C (callers end them otherwise). There is no separate command.";
+hangs up its calls at Ctrl-C (callers end them otherwise). There is no separate command.
+Every command that registers removes its registration when it exits, so callers are told at once
+that the phone is offline.";
 
 /// Audio `listen` sends when the config names no `audio_in` (then silence).
 const LISTEN_SIGNAL_MS: u32 = 60_000;
@@ -92,7 +94,8 @@ enum PhoneCommand {
         receipt: PathBuf,
     },
     /// Connect to the SIP server (TLS-PSK handshake with its on-chain key, or TCP), REGISTER with
-    /// digest auth, and print the granted lifetime.
+    /// digest auth, and print the granted lifetime. A check: the binding is removed again when the
+    /// command exits (`listen` keeps one for as long as it runs).
     Register,
     /// Call a number: register, look the callee's key up on chain (proven), INVITE with MIKEY,
     /// send audio over SRTP, hang up after --seconds (or at Ctrl-C, or when the callee hangs up),
@@ -651,10 +654,21 @@ async fn register_at(cfg: &Config, phone: &Phone) -> Result<u32> {
         .with_context(|| format!("REGISTER of {} at {}", cfg.number, cfg.sip_domain))
 }
 
+/// Removes our binding (REGISTER with Expires: 0) before the phone stops, so calls to us fail at
+/// once as "offline" instead of timing out on a closed connection. Best effort: bounded wait.
+async fn unregister_and_stop(phone: &Phone) {
+    let _ = tokio::time::timeout(Duration::from_secs(3), phone.register(0)).await;
+    phone.shutdown().await;
+}
+
 async fn register(cfg: &mut Config, secrets: &PhoneSecrets) -> Result<()> {
     let (phone, _events, connect) = start_phone(cfg, secrets, Vec::new(), false).await?;
     let result = register_at(cfg, &phone).await;
-    phone.shutdown().await;
+    if result.is_ok() {
+        unregister_and_stop(&phone).await;
+    } else {
+        phone.shutdown().await;
+    }
     let expires = result?;
     println!(
         "registered {} at {} via {} ({}, connected in {:.1} ms): expires in {expires} s",
@@ -695,7 +709,7 @@ async fn call(
     let audio = outgoing_audio(cfg, (seconds * 1000.0).round() as u32, 1)?;
     let (phone, mut events, _) = start_phone(cfg, secrets, audio, false).await?;
     let result = call_inner(cfg, &phone, &mut events, &target, seconds).await;
-    phone.shutdown().await;
+    unregister_and_stop(&phone).await;
     let report = result?;
     let recording = save_recording(cfg, &report)?;
     if as_json {
@@ -775,7 +789,7 @@ async fn listen(
     let auto_answer = cfg.auto_answer && !reject;
     let (phone, mut events, _) = start_phone(cfg, secrets, audio, auto_answer).await?;
     let result = listen_inner(cfg, &phone, &mut events, count, reject, auto_answer).await;
-    phone.shutdown().await;
+    unregister_and_stop(&phone).await;
     result
 }
 
