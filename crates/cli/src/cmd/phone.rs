@@ -801,6 +801,7 @@ async fn listen_inner(
     reject: bool,
     auto_answer: bool,
 ) -> Result<()> {
+    // The phone refreshes the registration halfway through its lifetime by itself.
     let expires = register_at(cfg, phone).await?;
     eprintln!(
         "{} listening (registered at {} for {expires} s, {}); Ctrl-C stops",
@@ -814,7 +815,6 @@ async fn listen_inner(
             "asking before answering"
         }
     );
-    let mut refresh_at = refresh_deadline(expires);
     let mut handled = 0u64;
     let mut active: Vec<String> = Vec::new();
     let mut stopping = false;
@@ -856,10 +856,6 @@ async fn listen_inner(
                 }
                 Some(PhoneEvent::Registered { .. }) => {}
             },
-            _ = tokio::time::sleep_until(refresh_at), if !stopping => {
-                let expires = register_at(cfg, phone).await?;
-                refresh_at = refresh_deadline(expires);
-            }
             _ = tokio::signal::ctrl_c(), if !stopping => {
                 if active.is_empty() {
                     break;
@@ -877,10 +873,6 @@ async fn listen_inner(
         }
     }
     Ok(())
-}
-
-fn refresh_deadline(expires: u32) -> tokio::time::Instant {
-    tokio::time::Instant::now() + Duration::from_secs(u64::from(expires.max(2) / 2))
 }
 
 /// Asks on the terminal whether to answer a call (no answer or end of input declines).
