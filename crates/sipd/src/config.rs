@@ -1,7 +1,7 @@
 //! sipd configuration: a TOML file (see `crates/sipd/sipd.example.toml`), overridable by flags.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -12,13 +12,26 @@ pub enum Listen {
     Udp(SocketAddr),
     /// TCP (framed by Content-Length, §18.3).
     Tcp(SocketAddr),
+    /// TLS with an external PSK from chaincall's handshake (RFC 3261 §26.2 with RFC 4279 / RFC 8446
+    /// PSK in place of certificates); needs the `[tls_psk]` section.
+    Tls(SocketAddr),
 }
 
 impl Listen {
     /// The socket address.
     pub fn addr(&self) -> SocketAddr {
         match self {
-            Listen::Udp(a) | Listen::Tcp(a) => *a,
+            Listen::Udp(a) | Listen::Tcp(a) | Listen::Tls(a) => *a,
+        }
+    }
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Udp(a) => write!(f, "udp:{a}"),
+            Listen::Tcp(a) => write!(f, "tcp:{a}"),
+            Listen::Tls(a) => write!(f, "tls:{a}"),
         }
     }
 }
@@ -28,7 +41,7 @@ impl std::str::FromStr for Listen {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || {
             ConfigError::Invalid(format!(
-                "listen address {s:?} is not udp:IP:PORT or tcp:IP:PORT"
+                "listen address {s:?} is not udp:IP:PORT, tcp:IP:PORT or tls:IP:PORT"
             ))
         };
         let (proto, addr) = s.split_once(':').ok_or_else(bad)?;
@@ -36,6 +49,7 @@ impl std::str::FromStr for Listen {
         match proto.to_ascii_lowercase().as_str() {
             "udp" => Ok(Listen::Udp(addr)),
             "tcp" => Ok(Listen::Tcp(addr)),
+            "tls" => Ok(Listen::Tls(addr)),
             _ => Err(bad()),
         }
     }
@@ -75,7 +89,7 @@ pub enum AuthMode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Listening sockets, `udp:IP:PORT` / `tcp:IP:PORT`.
+    /// Listening sockets, `udp:IP:PORT` / `tcp:IP:PORT` / `tls:IP:PORT` (TLS-PSK, see `tls_psk`).
     pub listen: Vec<String>,
     /// The SIP domain served (registrar domain, digest realm). Empty: the first listen IP.
     pub domain: String,
@@ -93,6 +107,77 @@ pub struct Config {
     pub metrics_listen: String,
     /// Transaction timer base values (RFC 3261 §17.1.1.1).
     pub timers: TimersConfig,
+    /// TLS-PSK settings, required when a `tls:` listener is configured.
+    pub tls_psk: Option<TlsPskSettings>,
+}
+
+/// `[tls_psk]`: the TLS-PSK transport. Phones run chaincall's handshake (STS or NSL) against the
+/// server's on-chain identity, then open TLS with the PSK it yields on the same connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsPskSettings {
+    /// The server's identity in the keystore: its domain name (e.g. `sip.example.org`).
+    pub identity: String,
+    /// File holding the server's hex 32-byte P-256 identity secret (its public half approved on
+    /// chain under `identity`).
+    pub key_file: PathBuf,
+    /// Ethereum JSON-RPC URL of a node holding the keystore contract.
+    pub rpc_url: String,
+    /// The keystore contract's address (`0x…`).
+    pub contract: String,
+    /// Chain id the node must report; any when absent.
+    #[serde(default)]
+    pub chain_id: Option<u64>,
+    /// Lowest TLS version accepted: `"1.2"` or `"1.3"`. Default `"1.2"`.
+    #[serde(default = "tls12")]
+    pub min_version: String,
+    /// Highest TLS version offered: `"1.2"` or `"1.3"`. Default `"1.3"`.
+    #[serde(default = "tls13")]
+    pub max_version: String,
+    /// How long a handshake's PSK opens new connections, in seconds. Default 3600.
+    #[serde(default = "psk_lifetime")]
+    pub psk_lifetime_secs: u64,
+    /// Time allowed for the handshake and for the TLS set-up, each, in seconds. Default 10.
+    #[serde(default = "handshake_timeout")]
+    pub handshake_timeout_secs: u64,
+    /// Accept NSL (public-key handshake without forward secrecy) besides STS. Default true.
+    #[serde(default = "yes")]
+    pub accept_nsl: bool,
+    /// How long a keystore answer is reused, in seconds (a revocation takes effect within it).
+    /// Default 5.
+    #[serde(default = "key_cache")]
+    pub key_cache_secs: u64,
+}
+
+fn tls12() -> String {
+    "1.2".into()
+}
+fn tls13() -> String {
+    "1.3".into()
+}
+fn psk_lifetime() -> u64 {
+    3600
+}
+fn handshake_timeout() -> u64 {
+    10
+}
+fn yes() -> bool {
+    true
+}
+fn key_cache() -> u64 {
+    5
+}
+
+/// Parses `"1.2"` / `"1.3"` (also `TLSv1.2`, `tls1.3`).
+pub fn parse_tls_version(s: &str) -> Result<chaincall_tls_psk::TlsVersion, ConfigError> {
+    let v = s.trim().to_ascii_lowercase();
+    match v.trim_start_matches("tlsv").trim_start_matches("tls") {
+        "1.2" => Ok(chaincall_tls_psk::TlsVersion::Tls12),
+        "1.3" => Ok(chaincall_tls_psk::TlsVersion::Tls13),
+        _ => Err(ConfigError::Invalid(format!(
+            "tls_psk: TLS version {s:?} is not \"1.2\" or \"1.3\""
+        ))),
+    }
 }
 
 /// RFC 3261 timer bases; the defaults are the RFC's (T1 500 ms, T2 4 s, T4 5 s).
@@ -185,6 +270,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             metrics_listen: String::new(),
             timers: TimersConfig::default(),
+            tls_psk: None,
         }
     }
 }
@@ -249,6 +335,38 @@ impl Config {
     /// Checks values and fills derived ones.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.listens()?;
+        if let Some(t) = &self.tls_psk {
+            chaincall_identity::DomainName::parse(&t.identity).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "tls_psk.identity {:?} is not a domain name: {e}",
+                    t.identity
+                ))
+            })?;
+            t.contract
+                .parse::<alloy::primitives::Address>()
+                .map_err(|_| {
+                    ConfigError::Invalid(format!(
+                        "tls_psk.contract {:?} is not an address",
+                        t.contract
+                    ))
+                })?;
+            let (min, max) = (
+                parse_tls_version(&t.min_version)?,
+                parse_tls_version(&t.max_version)?,
+            );
+            if min == chaincall_tls_psk::TlsVersion::Tls13
+                && max == chaincall_tls_psk::TlsVersion::Tls12
+            {
+                return Err(ConfigError::Invalid(
+                    "tls_psk: min_version above max_version".into(),
+                ));
+            }
+            if t.psk_lifetime_secs == 0 || t.handshake_timeout_secs == 0 {
+                return Err(ConfigError::Invalid(
+                    "tls_psk: psk_lifetime_secs and handshake_timeout_secs must be > 0".into(),
+                ));
+            }
+        }
         if let Some(r) = &self.static_route {
             r.parse::<SocketAddr>()
                 .map_err(|_| ConfigError::Invalid(format!("static_route {r:?} is not IP:PORT")))?;
@@ -293,6 +411,52 @@ mod tests {
         let c = Config::load(&path).unwrap();
         c.validate().unwrap();
         assert_eq!(c.listens().unwrap().len(), 2);
+        let t = c.tls_psk.as_ref().expect("the example documents [tls_psk]");
+        assert_eq!(t.identity, "sip.example.org");
+        assert_eq!(
+            parse_tls_version(&t.min_version).unwrap(),
+            chaincall_tls_psk::TlsVersion::Tls12
+        );
+    }
+
+    #[test]
+    fn tls_listen_and_section_are_checked() {
+        assert_eq!(
+            "tls:127.0.0.1:5061".parse::<Listen>().unwrap(),
+            Listen::Tls("127.0.0.1:5061".parse().unwrap())
+        );
+        assert_eq!(
+            Listen::Tls("127.0.0.1:5061".parse().unwrap()).to_string(),
+            "tls:127.0.0.1:5061"
+        );
+        let section = |extra: &str| {
+            format!(
+                "[tls_psk]\nidentity = \"sip.example.org\"\nkey_file = \"k\"\n\
+                 rpc_url = \"http://127.0.0.1:8545\"\n\
+                 contract = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\n{extra}"
+            )
+        };
+        let ok: Config = toml::from_str(&section("")).unwrap();
+        ok.validate().unwrap();
+        for bad in [
+            "min_version = \"1.1\"",
+            "min_version = \"1.3\"\nmax_version = \"1.2\"",
+            "psk_lifetime_secs = 0",
+        ] {
+            let c: Config = toml::from_str(&section(bad)).unwrap();
+            assert!(c.validate().is_err(), "{bad}");
+        }
+        let c: Config =
+            toml::from_str(&section("").replace("sip.example.org", "+15551230001")).unwrap();
+        assert!(
+            c.validate().is_err(),
+            "a phone number is not a server identity"
+        );
+        let c: Config = toml::from_str(
+            &section("").replace("0x5FbDB2315678afecb367f032d93F642f64180aa3", "0x12"),
+        )
+        .unwrap();
+        assert!(c.validate().is_err(), "bad contract address");
     }
 
     #[test]

@@ -36,6 +36,15 @@ pub enum Transport {
     Stream,
 }
 
+/// What a stream connection carries; decides the Via transport and Record-Route `transport=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamKind {
+    /// Plain TCP.
+    Tcp,
+    /// TLS (with the external PSK).
+    Tls,
+}
+
 /// Bytes for the shell to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outbound {
@@ -83,7 +92,13 @@ pub struct Core {
     /// Original request of each proxied server transaction (for 408/CANCEL).
     server_req: HashMap<TxId, Vec<u8>>,
     /// Stream peers: responses to them are sent over their connection (`reliable`).
-    stream_peers: HashMap<SocketAddr, ()>,
+    stream_peers: HashMap<SocketAddr, StreamKind>,
+    /// Contact address → stream peer, for clients on a stream connection whose registered Contact
+    /// (their connection's local address) differs from the address we see (NAT): requests for the
+    /// contact go over the connection (RFC 5626's idea, without flow tokens).
+    flows: HashMap<SocketAddr, SocketAddr>,
+    /// Sent-by for requests we send over TLS: the first TLS listener (advertised IP).
+    tls_advertise: Option<SocketAddr>,
     out: VecDeque<Outbound>,
     next_sweep: Instant,
     tag_secret: u64,
@@ -173,6 +188,14 @@ impl Core {
             back: HashMap::new(),
             server_req: HashMap::new(),
             stream_peers: HashMap::new(),
+            flows: HashMap::new(),
+            tls_advertise: cfg.listens()?.iter().find_map(|l| match l {
+                crate::config::Listen::Tls(a) if a.ip().is_unspecified() => {
+                    Some(SocketAddr::new(advertise.ip(), a.port()))
+                }
+                crate::config::Listen::Tls(a) => Some(*a),
+                _ => None,
+            }),
             out: VecDeque::new(),
             next_sweep: now + Duration::from_secs(1),
             tag_secret: u64::from_le_bytes(secret[..8].try_into().unwrap_or([0; 8])),
@@ -190,13 +213,42 @@ impl Core {
         self.limits
     }
 
-    /// Records that `peer` is reached over a stream connection (or no longer, `false`).
-    pub fn set_stream_peer(&mut self, peer: SocketAddr, up: bool) {
-        if up {
-            self.stream_peers.insert(peer, ());
+    /// Records that `peer` is reached over a stream connection of `kind` (or no longer, `None`).
+    pub fn set_stream_peer(&mut self, peer: SocketAddr, kind: Option<StreamKind>) {
+        if let Some(kind) = kind {
+            self.stream_peers.insert(peer, kind);
         } else {
             self.stream_peers.remove(&peer);
+            self.flows.retain(|_, p| *p != peer);
         }
+    }
+
+    /// Where requests for `dest` really go: the connection a client registered `dest` from.
+    fn flow(&self, dest: SocketAddr) -> SocketAddr {
+        self.flows.get(&dest).copied().unwrap_or(dest)
+    }
+
+    /// Our sent-by (Via, Record-Route) for a request to `dest`, and the Via transport token.
+    fn sent_by(&self, dest: SocketAddr, reliable: bool) -> (SocketAddr, &'static str) {
+        match self.stream_peers.get(&dest) {
+            Some(StreamKind::Tls) => (self.tls_advertise.unwrap_or(self.advertise), "TLS"),
+            Some(StreamKind::Tcp) => (self.advertise, "TCP"),
+            None if reliable => (self.advertise, "TCP"),
+            None => (self.advertise, "UDP"),
+        }
+    }
+
+    /// Whether a Via sent-by is one of ours.
+    fn is_our_sent_by(&self, host: &str, port: Option<u16>) -> bool {
+        let Ok(ip) = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        else {
+            return false;
+        };
+        let a = SocketAddr::new(ip, port.unwrap_or(5060));
+        a == self.advertise || Some(a) == self.tls_advertise
     }
 
     /// Caches a subscriber lookup (None: no such user).
@@ -464,7 +516,7 @@ impl Core {
         // §16.5: determine the target.
         let (new_ruri, dest, reliable) = if let Some(route) = next_route {
             match SipUri::parse(route).ok().and_then(|u| socket_of(&u)) {
-                Some(d) => (None, d, false),
+                Some(d) => (None, self.flow(d), false),
                 None => return self.reply(id, msg, 404, "Not Found", &[], now),
             }
         } else if self.is_us(&uri)
@@ -480,6 +532,12 @@ impl Core {
                 (b.uri.clone(), dest, b.reliable)
             });
             match (target, self.static_route) {
+                // A contact registered over a stream is reachable only while that connection lives
+                // (RFC 5626 §5.3 in spirit): no connection, no delivery.
+                (Some((_, d, true)), _) if !self.stream_peers.contains_key(&d) => {
+                    info!(%aor, dest = %d, "registered over a connection that is gone");
+                    return self.reply(id, msg, 480, "Temporarily Unavailable", &[], now);
+                }
                 (Some((u, d, r)), _) => (Some(u), d, r),
                 (None, Some(d)) => (None, d, false),
                 (None, None) => {
@@ -498,7 +556,7 @@ impl Core {
             }
         } else {
             match (socket_of(&uri), self.static_route) {
-                (Some(d), _) => (None, d, false),
+                (Some(d), _) => (None, self.flow(d), false),
                 (None, Some(d)) => (None, d, false),
                 (None, None) => return self.reply(id, msg, 404, "Not Found", &[], now),
             }
@@ -506,22 +564,22 @@ impl Core {
         let reliable = reliable || self.stream_peers.contains_key(&dest);
         // §16.3 step 4 / §16.6 step 8: loop detection by recomputing our branch.
         let branch = self.branch_for(msg);
-        let me = self.advertise.to_string();
-        if msg.vias().any(|v| {
-            v.branch() == Some(branch.as_str())
-                && format!("{}:{}", v.host, v.port.unwrap_or(5060)) == me
-        }) {
+        if msg
+            .vias()
+            .any(|v| v.branch() == Some(branch.as_str()) && self.is_our_sent_by(v.host, v.port))
+        {
             return self.reply(id, msg, 482, "Loop Detected", &[], now);
         }
-        let via = format!(
-            "SIP/2.0/{} {};branch={}",
-            if reliable { "TCP" } else { "UDP" },
-            me,
-            branch
-        );
+        let (me, proto) = self.sent_by(dest, reliable);
+        let via = format!("SIP/2.0/{proto} {me};branch={branch}");
+        // §16.6 step 4 / RFC 3261 §26.2: the Record-Route names the transport of the leg it faces.
         let rr = format!(
             "<sip:{me};lr{}>",
-            if reliable { ";transport=tcp" } else { "" }
+            match proto {
+                "TLS" => ";transport=tls",
+                "TCP" => ";transport=tcp",
+                _ => "",
+            }
         );
         let mut prepend = vec![("Via", via.as_str())];
         if matches!(method, Method::Invite | Method::Subscribe | Method::Refer)
@@ -629,7 +687,7 @@ impl Core {
         // §16.7 / §18.1.2: responses with no transaction whose top Via is ours go to the next Via.
         let mut vias = msg.vias();
         let Some(top) = vias.next() else { return };
-        if format!("{}:{}", top.host, top.port.unwrap_or(5060)) != self.advertise.to_string() {
+        if !self.is_our_sent_by(top.host, top.port) {
             return;
         }
         let Some(next) = vias.next() else { return };
@@ -661,12 +719,18 @@ impl Core {
                 self.location
                     .lookup(&aor, now)
                     .first()
-                    .and_then(|b| SipUri::parse(&b.uri).ok().and_then(|u| socket_of(&u)))
+                    .and_then(|b| {
+                        if b.reliable {
+                            Some(b.source)
+                        } else {
+                            SipUri::parse(&b.uri).ok().and_then(|u| socket_of(&u))
+                        }
+                    })
                     .or(self.static_route)
             }
             _ => None,
         };
-        let Some(dest) = dest else {
+        let Some(dest) = dest.map(|d| self.flow(d)) else {
             debug!("ACK with no destination dropped");
             return;
         };
@@ -674,11 +738,8 @@ impl Core {
         if mf == 0 {
             return;
         }
-        let via = format!(
-            "SIP/2.0/UDP {};branch={}",
-            self.advertise,
-            self.branch_for(msg)
-        );
+        let (me, proto) = self.sent_by(dest, false);
+        let via = format!("SIP/2.0/{proto} {me};branch={}", self.branch_for(msg));
         let mut wire = Vec::new();
         Rewriter {
             prepend: vec![("Via", via.as_str())],
@@ -900,6 +961,12 @@ impl Core {
                 continue;
             }
             info!(%aor, contact = %uri, expires = exp, %src, "registered");
+            if reliable
+                && let Some(c) = SipUri::parse(&uri).ok().and_then(|u| socket_of(&u))
+                && c != src
+            {
+                self.flows.insert(c, src);
+            }
             bindings.push(Binding {
                 uri,
                 expires_at: now + Duration::from_secs(u64::from(exp)),

@@ -121,6 +121,33 @@ impl Db {
         Ok(())
     }
 
+    /// Creates Kamailio's `version` table (if missing) and records the `subscriber` table at
+    /// version 7, the schema version Kamailio 5.x's `auth_db` checks before using the table: after
+    /// this, Kamailio and sipd share one database.
+    pub async fn create_kamailio_version(&self) -> Result<(), DbError> {
+        const CREATE: &str = "CREATE TABLE IF NOT EXISTS version (
+    table_name VARCHAR(32) NOT NULL,
+    table_version INTEGER DEFAULT 0 NOT NULL,
+    CONSTRAINT version_t_name_idx UNIQUE (table_name)
+)";
+        const DELETE: &str = "DELETE FROM version WHERE table_name = 'subscriber'";
+        const INSERT_V: &str =
+            "INSERT INTO version (table_name, table_version) VALUES ('subscriber', 7)";
+        match self {
+            Db::Sqlite(p) => {
+                for q in [CREATE, DELETE, INSERT_V] {
+                    sqlx::query(q).execute(p).await?;
+                }
+            }
+            Db::Postgres(p) => {
+                for q in [CREATE, DELETE, INSERT_V] {
+                    sqlx::query(q).execute(p).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Adds a subscriber the way `kamctl add` does (realm = domain).
     pub async fn add_subscriber(
         &self,

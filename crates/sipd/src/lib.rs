@@ -1,25 +1,40 @@
 //! chaincall's SIP server: registrar with location service, transaction-stateful proxy, and digest
-//! authentication against a Kamailio-compatible `subscriber` table, over UDP and TCP.
+//! authentication against a Kamailio-compatible `subscriber` table, over UDP, TCP and TLS with an
+//! external PSK from chaincall's handshake.
 //!
 //! The protocol work happens in [`core::Core`] on top of the sans-IO `chaincall-sip` crate; the
 //! [`server`] module is the tokio shell. Stream transports take any `AsyncRead + AsyncWrite`
-//! ([`server::StreamSink::attach`]), which is where TLS with an external PSK plugs in.
+//! ([`server::StreamSink::attach`], [`server::StreamSink::attach_tls`]). [`tls::serve_tls_psk`] is
+//! the TLS-PSK accept loop: the chaincall handshake (STS or NSL) against phones' keys read from the
+//! keystore contract through [`keys::ChainKeyDirectory`], then TLS 1.3/1.2 with the PSK it yields.
+//! A client on a TLS connection registers its connection's address as Contact (`;transport=tls`);
+//! requests for it go back over that connection, with Via `SIP/2.0/TLS` and a Record-Route with
+//! `transport=tls`.
 //!
-//! Logs (tracing) name sources, AORs and reasons; they never contain passwords, HA1 values or
-//! nonce secrets.
+//! Runtime: with TLS-PSK on, run inside tokio's **multi-thread** runtime (the keystore lookups block
+//! a worker with `block_in_place`, see [`keys`]).
+//!
+//! Logs (tracing) name sources, AORs and reasons; they never contain passwords, HA1 values, nonce
+//! secrets or PSKs.
 //!
 //! Known limits (documented, not silent): no forking (the best binding — highest `q`, then most
 //! recent — is tried), no DNS (RFC 3263; next hops must be IP literals, a static route, or a
 //! registered contact), no proxy Timer C (an INVITE that got a provisional answer waits for the
-//! downstream's final response), TLS-PSK attaches through [`server::StreamSink`] but is not bound
-//! here.
+//! downstream's final response), one Record-Route per request (no RFC 5658 double Record-Route when
+//! the two legs use different transports: the Record-Route names the downstream leg's transport),
+//! a REGISTER over TLS-PSK is digest-authenticated but not yet bound to the handshake's identity
+//! (the TLS peer's phone number is logged, not compared with the REGISTER's user).
 
 pub mod config;
 pub mod core;
 pub mod db;
+pub mod keys;
 pub mod location;
 pub mod metrics;
 pub mod server;
+pub mod tls;
 
-pub use config::{AuthMode, Config, Listen};
-pub use server::{ServeError, Server};
+pub use config::{AuthMode, Config, Listen, TlsPskSettings};
+pub use keys::ChainKeyDirectory;
+pub use server::{ServeError, Server, StreamSink};
+pub use tls::serve_tls_psk;

@@ -2,8 +2,9 @@
 //!
 //! One task owns the core and waits for a message, the next deadline, or shutdown; UDP receive
 //! tasks and one task per stream connection feed it through a bounded channel. Stream transports
-//! accept any `AsyncRead + AsyncWrite` through [`StreamSink::attach`]: TCP uses it today, and the
-//! TLS-PSK transport plugs in the same way (accept, handshake, then `attach`).
+//! accept any `AsyncRead + AsyncWrite` through [`StreamSink::attach`] (TCP) and
+//! [`StreamSink::attach_tls`] (the TLS-PSK transport of [`crate::tls`]: accept, handshake, TLS, then
+//! attach).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -20,7 +21,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, error, info, warn};
 
 use crate::config::{AuthMode, Config, ConfigError, Listen};
-use crate::core::{Core, Need, Transport};
+use crate::core::{Core, Need, StreamKind, Transport};
 use crate::db::{Db, DbError};
 use crate::metrics::Metrics;
 
@@ -42,6 +43,9 @@ pub enum ServeError {
     /// The database could not be opened.
     #[error(transparent)]
     Db(#[from] DbError),
+    /// The TLS-PSK transport could not be set up.
+    #[error("TLS-PSK: {0}")]
+    Tls(#[from] crate::tls::TlsSetupError),
 }
 
 enum Ev {
@@ -52,6 +56,7 @@ enum Ev {
     },
     StreamUp {
         peer: SocketAddr,
+        kind: StreamKind,
         tx: mpsc::Sender<Vec<u8>>,
     },
     StreamDown {
@@ -59,7 +64,7 @@ enum Ev {
     },
 }
 
-/// Hands stream connections (TCP today, TLS-PSK later) to a running server.
+/// Hands stream connections (TCP, TLS-PSK) to a running server.
 #[derive(Clone)]
 pub struct StreamSink {
     tx: mpsc::Sender<Ev>,
@@ -80,7 +85,30 @@ impl std::fmt::Debug for StreamSink {
 impl StreamSink {
     /// Serves SIP over an established stream from `peer` until it closes, errs, or idles out.
     /// Connections beyond the configured maximum are closed at once.
+    /// The stream is taken to be plain TCP (Via `SIP/2.0/TCP`); use [`StreamSink::attach_tls`] for
+    /// TLS.
     pub fn attach<S>(&self, stream: S, peer: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        self.attach_kind(stream, peer, StreamKind::Tcp);
+    }
+
+    /// Like [`StreamSink::attach`] for a TLS stream: requests the server sends over it carry Via
+    /// `SIP/2.0/TLS` and a Record-Route with `transport=tls` (RFC 3261 §18.2.1, §26.2).
+    pub fn attach_tls<S>(&self, stream: S, peer: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        self.attach_kind(stream, peer, StreamKind::Tls);
+    }
+
+    /// Completes when the server this sink feeds has stopped.
+    pub async fn closed(&self) {
+        self.tx.closed().await;
+    }
+
+    fn attach_kind<S>(&self, stream: S, peer: SocketAddr, kind: StreamKind)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -93,7 +121,7 @@ impl StreamSink {
             sink.metrics
                 .connections
                 .set(sink.metrics.connections.get() + 1);
-            serve_stream(stream, peer, &sink).await;
+            serve_stream(stream, peer, kind, &sink).await;
             sink.metrics
                 .connections
                 .set(sink.metrics.connections.get() - 1);
@@ -102,7 +130,7 @@ impl StreamSink {
     }
 }
 
-async fn serve_stream<S>(stream: S, peer: SocketAddr, sink: &StreamSink)
+async fn serve_stream<S>(stream: S, peer: SocketAddr, kind: StreamKind, sink: &StreamSink)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -112,6 +140,7 @@ where
         .tx
         .send(Ev::StreamUp {
             peer,
+            kind,
             tx: otx.clone(),
         })
         .await
@@ -129,7 +158,7 @@ where
     });
     let mut framer = StreamFramer::new(sink.limits);
     let mut buf = vec![0u8; 16 * 1024];
-    debug!(%peer, "stream connection open");
+    debug!(%peer, ?kind, "stream connection open");
     loop {
         let n = match tokio::time::timeout(sink.idle, rd.read(&mut buf)).await {
             Err(_) => {
@@ -188,6 +217,8 @@ pub struct Server {
     sink: StreamSink,
     udp: Vec<Arc<UdpSocket>>,
     tcp: Vec<TcpListener>,
+    tls: Vec<TcpListener>,
+    psk: Option<chaincall_tls_psk::PskServer>,
     metrics_listener: Option<TcpListener>,
     db: Option<Db>,
     metrics: Arc<Metrics>,
@@ -205,11 +236,42 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// Binds every listener (port 0 picks a free port; the first bound address is advertised unless
-    /// the config says otherwise) and opens the database.
-    pub async fn bind(mut cfg: Config) -> Result<Server, ServeError> {
+    /// the config says otherwise) and opens the database. A `tls:` listener needs the `[tls_psk]`
+    /// section: the PSK server is built from it (keystore over JSON-RPC; see
+    /// [`crate::tls::psk_server_from_settings`]). Needs tokio's multi-thread runtime when TLS-PSK is
+    /// on.
+    pub async fn bind(cfg: Config) -> Result<Server, ServeError> {
+        let wants_tls = cfg.listens()?.iter().any(|l| matches!(l, Listen::Tls(_)));
+        let psk = match (&cfg.tls_psk, wants_tls) {
+            (_, false) => None,
+            (Some(t), true) => Some(crate::tls::psk_server_from_settings(t).await?),
+            (None, true) => {
+                return Err(ConfigError::Invalid(
+                    "a tls: listener needs the [tls_psk] section".into(),
+                )
+                .into());
+            }
+        };
+        Self::bind_inner(cfg, psk).await
+    }
+
+    /// Like [`Server::bind`], with a PSK server built by the caller (e.g. over an embedded chain, see
+    /// [`crate::tls::psk_server_on_chain`]) for the `tls:` listeners; `[tls_psk]` is not read.
+    pub async fn bind_with_tls_psk(
+        cfg: Config,
+        psk: chaincall_tls_psk::PskServer,
+    ) -> Result<Server, ServeError> {
+        Self::bind_inner(cfg, Some(psk)).await
+    }
+
+    async fn bind_inner(
+        mut cfg: Config,
+        psk: Option<chaincall_tls_psk::PskServer>,
+    ) -> Result<Server, ServeError> {
         cfg.validate()?;
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
+        let mut tls = Vec::new();
         let mut local = Vec::new();
         for l in cfg.listens()? {
             match l {
@@ -233,19 +295,23 @@ impl Server {
                     local.push(Listen::Tcp(bound));
                     tcp.push(s);
                 }
+                Listen::Tls(a) => {
+                    let s = TcpListener::bind(a)
+                        .await
+                        .map_err(|source| ServeError::Bind { addr: a, source })?;
+                    let bound = s
+                        .local_addr()
+                        .map_err(|source| ServeError::Bind { addr: a, source })?;
+                    local.push(Listen::Tls(bound));
+                    tls.push(s);
+                }
             }
         }
         if cfg.advertise.is_empty() {
             cfg.advertise = local[0].addr().to_string();
         }
         // The core recognizes requests addressed to any bound listener (ports chosen by the OS).
-        cfg.listen = local
-            .iter()
-            .map(|l| match l {
-                Listen::Udp(a) => format!("udp:{a}"),
-                Listen::Tcp(a) => format!("tcp:{a}"),
-            })
-            .collect();
+        cfg.listen = local.iter().map(ToString::to_string).collect();
         let metrics_listener = if cfg.metrics_listen.is_empty() {
             None
         } else {
@@ -287,6 +353,8 @@ impl Server {
             sink,
             udp,
             tcp,
+            tls,
+            psk,
             metrics_listener,
             db,
             metrics,
@@ -314,6 +382,8 @@ impl Server {
             sink,
             udp,
             tcp,
+            tls,
+            psk,
             metrics_listener,
             db,
             metrics,
@@ -365,6 +435,15 @@ impl Server {
                 }
             }));
         }
+        if let Some(psk) = psk {
+            for l in tls {
+                tasks.push(tokio::spawn(crate::tls::serve_tls_psk(
+                    l,
+                    psk.clone(),
+                    sink.clone(),
+                )));
+            }
+        }
         if let Some(l) = metrics_listener {
             let m = metrics.clone();
             tasks.push(tokio::spawn(serve_metrics(l, m)));
@@ -385,12 +464,12 @@ impl Server {
                 _ = sleep => core.handle_timeout(Instant::now()),
                 ev = rx.recv() => match ev {
                     None => break,
-                    Some(Ev::StreamUp { peer, tx }) => {
-                        core.set_stream_peer(peer, true);
+                    Some(Ev::StreamUp { peer, kind, tx }) => {
+                        core.set_stream_peer(peer, Some(kind));
                         streams.insert(peer, tx);
                     }
                     Some(Ev::StreamDown { peer }) => {
-                        core.set_stream_peer(peer, false);
+                        core.set_stream_peer(peer, None);
                         streams.remove(&peer);
                     }
                     Some(Ev::Msg { data, src, transport }) => {

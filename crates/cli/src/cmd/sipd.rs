@@ -1,6 +1,9 @@
 //! `chaincall sipd`: the SIP server (registrar + stateful proxy + digest auth).
 //!
-//! `chaincall sipd serve --config FILE [--listen udp:IP:PORT]... [--auth none] [--static-route IP:PORT]`
+//! `chaincall sipd serve --config FILE [--listen udp:IP:PORT|tcp:IP:PORT|tls:IP:PORT]... [--auth none] [--static-route IP:PORT]`
+//!
+//! A `tls:` listener serves TLS with the external PSK of chaincall's handshake; the file's
+//! `[tls_psk]` section names the server's identity, key file, keystore RPC URL and contract.
 //! `chaincall sipd add-user --database sqlite://sipd.db --domain example.com USER PASSWORD`
 
 use std::path::PathBuf;
@@ -29,7 +32,8 @@ struct ServeArgs {
     /// TOML configuration (see crates/sipd/sipd.example.toml); defaults apply without it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Listen on udp:IP:PORT or tcp:IP:PORT (repeatable; replaces the file's list).
+    /// Listen on udp:IP:PORT, tcp:IP:PORT or tls:IP:PORT (TLS-PSK: needs `[tls_psk]` in the file;
+    /// repeatable; replaces the file's list).
     #[arg(long)]
     listen: Vec<String>,
     /// `none` skips digest auth (trusted network, benchmarks); `digest` enforces it.

@@ -1,0 +1,149 @@
+//! Phones' keys from the keystore contract: a [`KeyDirectory`] over any [`KeystoreChain`], for the
+//! handshake responder in front of the TLS-PSK listener.
+//!
+//! [`KeyDirectory::lookup`] is synchronous (the handshake cores are sans-IO) but is called from the
+//! async accept path, while chain reads are async. [`ChainKeyDirectory`] bridges the two with
+//! [`tokio::task::block_in_place`] plus [`Handle::block_on`]: the worker thread running the handshake
+//! hands its other tasks to the runtime's remaining workers and blocks on the chain read. That
+//! **requires tokio's multi-thread runtime** (`chaincall sipd serve` builds one; tests use
+//! `#[tokio::test(flavor = "multi_thread")]`). On a current-thread runtime `block_in_place` would
+//! panic, so the lookup refuses instead with [`DirectoryError::Unavailable`]; called outside any
+//! runtime it blocks on the handle captured at construction.
+//!
+//! Answers are cached for a short TTL ([`ChainKeyDirectory::DEFAULT_TTL`], 5 s) so a burst of
+//! reconnects costs one chain read, while a revocation on chain is honoured within the TTL. Failed
+//! reads are never cached.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use alloy::primitives::Address;
+use chaincall_chain::{ClientId, KeystoreChain};
+use chaincall_identity::{DirectoryEntry, DirectoryError, IdentityName, KeyDirectory, KeyStatus};
+use tokio::runtime::{Handle, RuntimeFlavor};
+
+/// A [`KeyDirectory`] answering from the keystore contract on `C`, with a short-TTL cache.
+pub struct ChainKeyDirectory<C> {
+    chain: Arc<C>,
+    contract: Address,
+    handle: Handle,
+    ttl: Duration,
+    capacity: usize,
+    cache: Mutex<HashMap<IdentityName, (DirectoryEntry, Instant)>>,
+}
+
+impl<C> std::fmt::Debug for ChainKeyDirectory<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainKeyDirectory")
+            .field("contract", &self.contract)
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+impl<C: KeystoreChain + 'static> ChainKeyDirectory<C> {
+    /// How long an answer is reused.
+    pub const DEFAULT_TTL: Duration = Duration::from_secs(5);
+    /// Most identities cached.
+    pub const DEFAULT_CAPACITY: usize = 10_000;
+
+    /// A directory over the keystore at `contract`, with the default TTL. Must be called inside a
+    /// tokio runtime (it keeps that runtime's handle for lookups made outside one).
+    pub fn new(chain: Arc<C>, contract: Address) -> Self {
+        Self::with_handle(chain, contract, Handle::current())
+    }
+
+    /// Like [`ChainKeyDirectory::new`], with an explicit runtime handle.
+    pub fn with_handle(chain: Arc<C>, contract: Address, handle: Handle) -> Self {
+        Self {
+            chain,
+            contract,
+            handle,
+            ttl: Self::DEFAULT_TTL,
+            capacity: Self::DEFAULT_CAPACITY,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Sets the cache TTL (zero disables caching).
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Drops every cached answer (e.g. after a revocation event was seen).
+    pub fn clear_cache(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IdentityName, (DirectoryEntry, Instant)>> {
+        // Each critical section is one map operation: a poisoned map is still consistent.
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn read(&self, name: &IdentityName) -> Result<DirectoryEntry, DirectoryError> {
+        let entry = self
+            .chain
+            .get_client(self.contract, ClientId::of(name))
+            .await
+            .map_err(|e| DirectoryError::Unavailable(format!("keystore read failed: {e}")))?;
+        if entry.status == KeyStatus::Unknown {
+            return Ok(DirectoryEntry {
+                status: KeyStatus::Unknown,
+                key: None,
+            });
+        }
+        match entry.public_key() {
+            Ok(key) => Ok(DirectoryEntry {
+                status: entry.status,
+                key: Some(key),
+            }),
+            // An approved entry whose key we cannot read must not look usable.
+            Err(e) if entry.status == KeyStatus::Approved => Err(DirectoryError::Unavailable(
+                format!("approved key of {name} is unreadable: {e}"),
+            )),
+            Err(_) => Ok(DirectoryEntry {
+                status: entry.status,
+                key: None,
+            }),
+        }
+    }
+
+    fn block_on_read(&self, name: &IdentityName) -> Result<DirectoryEntry, DirectoryError> {
+        match Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| h.block_on(self.read(name)))
+            }
+            Ok(_) => Err(DirectoryError::Unavailable(
+                "ChainKeyDirectory needs tokio's multi-thread runtime".into(),
+            )),
+            Err(_) => self.handle.block_on(self.read(name)),
+        }
+    }
+}
+
+impl<C: KeystoreChain + 'static> KeyDirectory for ChainKeyDirectory<C> {
+    fn lookup(&self, name: &IdentityName) -> Result<DirectoryEntry, DirectoryError> {
+        let now = Instant::now();
+        if let Some((entry, at)) = self.lock().get(name)
+            && now.duration_since(*at) < self.ttl
+        {
+            return Ok(entry.clone());
+        }
+        let entry = self.block_on_read(name)?;
+        if !self.ttl.is_zero() {
+            let mut cache = self.lock();
+            if cache.len() >= self.capacity {
+                let ttl = self.ttl;
+                cache.retain(|_, (_, at)| now.duration_since(*at) < ttl);
+                if cache.len() >= self.capacity {
+                    cache.clear();
+                }
+            }
+            cache.insert(name.clone(), (entry.clone(), now));
+        }
+        tracing::debug!(%name, status = %entry.status, "keystore lookup");
+        Ok(entry)
+    }
+}

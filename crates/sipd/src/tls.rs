@@ -1,0 +1,222 @@
+//! The TLS-PSK transport: accept TCP, run chaincall's handshake (or go straight to TLS with a
+//! stored PSK), then serve SIP over the TLS stream through [`StreamSink`].
+//!
+//! Phones are looked up in the keystore contract ([`ChainKeyDirectory`]); a phone whose key is
+//! unknown, pending or revoked is refused at the handshake, and a PSK past its lifetime is refused
+//! at the TLS handshake. Refusals are logged with the peer address and the reason, never with key
+//! material.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::Address;
+use chaincall_chain::{KeystoreChain, RpcChain, RpcConfig};
+use chaincall_handshake::{HandshakeConfig, LocalIdentity};
+use chaincall_identity::{IdentityKey, IdentityName, KeyDirectory, KeyStatus};
+use chaincall_tls_psk::{HandshakeService, PskServer, PskStore, TlsPskConfig};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
+
+use crate::config::{ConfigError, TlsPskSettings, parse_tls_version};
+use crate::keys::ChainKeyDirectory;
+use crate::server::StreamSink;
+
+/// Handshakes (chaincall handshake + TLS) in progress at once; further connections wait in the
+/// kernel's accept queue.
+pub const MAX_PENDING_HANDSHAKES: usize = 1024;
+
+/// Why the TLS-PSK transport could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsSetupError {
+    /// A setting is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The identity key file is missing or unreadable.
+    #[error("identity key file {path}: {reason}")]
+    KeyFile {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The chain could not be reached or read.
+    #[error("keystore: {0}")]
+    Chain(#[from] chaincall_chain::ChainError),
+    /// OpenSSL refused the TLS settings.
+    #[error(transparent)]
+    Tls(#[from] chaincall_tls_psk::TlsPskError),
+}
+
+/// Serves TLS-PSK connections from `listener` until the server behind `sink` stops.
+///
+/// For each connection: [`PskServer::accept`] (the handshake when the client starts with one, then
+/// TLS with the PSK) within the handshake and TLS timeouts, then [`StreamSink::attach_tls`]. Refused
+/// connections are logged by peer and reason and closed; nothing here panics on network input.
+/// Needs tokio's multi-thread runtime when `psk` looks keys up through a [`ChainKeyDirectory`].
+pub async fn serve_tls_psk(listener: TcpListener, psk: PskServer, sink: StreamSink) {
+    let pending = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+    // PskServer applies its own handshake and TLS timeouts; this outer bound also covers a client
+    // that stalls between the two.
+    let timeout = Duration::from_secs(30);
+    let local = listener.local_addr().ok();
+    info!(?local, "TLS-PSK listener running");
+    loop {
+        let permit = tokio::select! {
+            p = pending.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return, // the semaphore is never closed
+            },
+            _ = sink.closed() => return,
+        };
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, "TLS-PSK accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = sink.closed() => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let psk = psk.clone();
+        let sink = sink.clone();
+        tokio::spawn(async move {
+            let result = tokio::time::timeout(timeout, psk.accept(tcp)).await;
+            drop(permit);
+            match result {
+                Ok(Ok((tls, established))) => {
+                    let who = tls.peer().map(ToString::to_string).unwrap_or_default();
+                    match &established {
+                        Some(e) => {
+                            info!(%peer, identity = %who, protocol = %e.protocol, version = tls.version(), "TLS-PSK connection after handshake")
+                        }
+                        None => {
+                            debug!(%peer, identity = %who, version = tls.version(), "TLS-PSK connection with a stored PSK")
+                        }
+                    }
+                    sink.attach_tls(tls, peer);
+                }
+                Ok(Err(e)) => info!(%peer, reason = %e, "TLS-PSK connection refused"),
+                Err(_) => info!(%peer, reason = "timed out", "TLS-PSK connection refused"),
+            }
+        });
+    }
+}
+
+/// Reads a hex 32-byte P-256 identity secret (as written by the wallet server and the CLI).
+pub fn load_identity_key(path: &Path) -> Result<IdentityKey, TlsSetupError> {
+    let bad = |reason: &str| TlsSetupError::KeyFile {
+        path: path.display().to_string(),
+        reason: reason.to_owned(),
+    };
+    let text =
+        zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| bad(&e.to_string()))?);
+    let bytes = zeroize::Zeroizing::new(
+        hex::decode(text.trim().trim_start_matches("0x")).map_err(|_| bad("not hex"))?,
+    );
+    IdentityKey::from_secret_bytes(&bytes).map_err(|_| bad("not a P-256 secret key"))
+}
+
+impl TlsPskSettings {
+    /// The TLS settings (versions; cipher suites and timeouts from the defaults and this section).
+    pub fn tls_config(&self) -> Result<TlsPskConfig, ConfigError> {
+        Ok(TlsPskConfig {
+            min_version: parse_tls_version(&self.min_version)?,
+            max_version: parse_tls_version(&self.max_version)?,
+            handshake_timeout: Duration::from_secs(self.handshake_timeout_secs.max(1)),
+            ..TlsPskConfig::default()
+        })
+    }
+
+    /// The handshake responder's settings.
+    pub fn handshake_config(&self) -> HandshakeConfig {
+        HandshakeConfig {
+            psk_lifetime: Duration::from_secs(self.psk_lifetime_secs.max(1)),
+            handshake_timeout: Duration::from_secs(self.handshake_timeout_secs.max(1)),
+            accept_nsl: self.accept_nsl,
+            ..HandshakeConfig::default()
+        }
+    }
+
+    /// The server's identity name.
+    pub fn identity_name(&self) -> Result<IdentityName, ConfigError> {
+        IdentityName::parse(&self.identity)
+            .map_err(|e| ConfigError::Invalid(format!("tls_psk.identity {:?}: {e}", self.identity)))
+    }
+
+    /// The keystore contract address.
+    pub fn contract_address(&self) -> Result<Address, ConfigError> {
+        self.contract
+            .parse()
+            .map_err(|_| ConfigError::Invalid(format!("tls_psk.contract {:?}", self.contract)))
+    }
+}
+
+/// Builds the PSK server for `settings` with `key` as the server's identity key and phones looked
+/// up in `directory`.
+pub fn psk_server(
+    settings: &TlsPskSettings,
+    key: IdentityKey,
+    directory: Arc<dyn KeyDirectory + Send + Sync>,
+) -> Result<PskServer, TlsSetupError> {
+    let local = LocalIdentity::new(settings.identity_name()?, Arc::new(key));
+    let service = HandshakeService::new(settings.handshake_config(), local, directory);
+    Ok(PskServer::new(
+        &settings.tls_config()?,
+        PskStore::default(),
+        Some(service),
+    )?)
+}
+
+/// Builds the PSK server over the keystore on `chain`: loads the identity key file, checks that
+/// the server's own key is the approved one on chain (warns otherwise: phones would refuse us), and
+/// looks phones up through a [`ChainKeyDirectory`]. Call inside a multi-thread tokio runtime.
+pub async fn psk_server_on_chain<C: KeystoreChain + 'static>(
+    settings: &TlsPskSettings,
+    chain: Arc<C>,
+) -> Result<PskServer, TlsSetupError> {
+    let key = load_identity_key(&settings.key_file)?;
+    let contract = settings.contract_address()?;
+    let name = settings.identity_name()?;
+    let entry = chain
+        .get_client(contract, chaincall_chain::ClientId::of(&name))
+        .await?;
+    match entry.approved_key() {
+        Some(k) if k == key.public() => {
+            info!(identity = %name, "server identity approved on chain")
+        }
+        Some(_) => {
+            warn!(identity = %name, "the approved on-chain key differs from tls_psk.key_file: phones will refuse this server")
+        }
+        None if entry.status == KeyStatus::Unknown => {
+            warn!(identity = %name, "server identity not in the keystore: phones will refuse this server")
+        }
+        None => {
+            warn!(identity = %name, status = %entry.status, "server identity not approved: phones will refuse this server")
+        }
+    }
+    let dir = ChainKeyDirectory::new(chain, contract)
+        .with_ttl(Duration::from_secs(settings.key_cache_secs));
+    psk_server(settings, key, Arc::new(dir))
+}
+
+/// Builds the PSK server from the `[tls_psk]` section alone: connects to `rpc_url`, then
+/// [`psk_server_on_chain`].
+pub async fn psk_server_from_settings(
+    settings: &TlsPskSettings,
+) -> Result<PskServer, TlsSetupError> {
+    let chain = RpcChain::connect(
+        &settings.rpc_url,
+        RpcConfig {
+            expected_chain_id: settings.chain_id,
+            ..RpcConfig::default()
+        },
+    )
+    .await?;
+    psk_server_on_chain(settings, Arc::new(chain)).await
+}

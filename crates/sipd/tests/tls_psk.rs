@@ -1,0 +1,516 @@
+//! SIP over TLS-PSK end to end on 127.0.0.1: two phones (the sip crate + the tls-psk client) run the
+//! STS handshake with sipd against keys in the keystore contract (embedded chain), open TLS with the
+//! PSK on the same connection, register with digest auth inside TLS, and make a call A → B that
+//! reaches B over B's own connection (INVITE, 200, ACK, BYE). A revoked or unknown phone is refused
+//! at the handshake; an expired PSK is refused at the TLS handshake.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chaincall_chain::{
+    ClientId, EmbeddedChain, KeystoreChain, PrivateKeySigner, dev_signer, receipt_commitment,
+    receipt_hash,
+};
+use chaincall_handshake::{
+    AlertCode, HandshakeConfig, HandshakeError, Initiator, LocalIdentity, Protocol,
+};
+use chaincall_identity::{IdentityKey, IdentityName};
+use chaincall_sip::digest::Challenge;
+use chaincall_sip::framing::{Frame, StreamFramer};
+use chaincall_sip::header::HeaderName;
+use chaincall_sip::message::{Message, ParseLimits, response_to};
+use chaincall_sipd::config::TlsPskSettings;
+use chaincall_sipd::db::Db;
+use chaincall_sipd::{AuthMode, ChainKeyDirectory, Config, Listen, Server};
+use chaincall_tls_psk::{
+    TlsPskClient, TlsPskConfig, TlsPskError, TlsPskStream, connect_with_handshake,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const DOMAIN: &str = "sip.example.org";
+const PSK_LIFETIME: Duration = Duration::from_secs(3);
+const KEY_CACHE: Duration = Duration::from_secs(1);
+
+struct Keystore {
+    chain: Arc<EmbeddedChain>,
+    contract: alloy::primitives::Address,
+    owner: PrivateKeySigner,
+}
+
+impl Keystore {
+    async fn new() -> Keystore {
+        let chain = Arc::new(EmbeddedChain::default());
+        let owner = dev_signer(0);
+        let contract = chain
+            .deploy(&owner)
+            .await
+            .unwrap()
+            .contract_address
+            .unwrap();
+        Keystore {
+            chain,
+            contract,
+            owner,
+        }
+    }
+
+    /// addClient from `wallet`, then approveClient by the owner; returns the identity.
+    async fn publish(&self, name: &str, wallet: usize) -> LocalIdentity {
+        let name = IdentityName::parse(name).unwrap();
+        let key = IdentityKey::generate();
+        let id = ClientId::of(&name);
+        let from = dev_signer(wallet);
+        let receipt = format!("receipt-{name}");
+        let commitment = receipt_commitment(&id, from.address(), &receipt_hash(receipt.as_bytes()));
+        let public = key.public();
+        self.chain
+            .add_client(
+                self.contract,
+                &from,
+                id,
+                public.tag(),
+                &public.to_bytes(),
+                commitment,
+            )
+            .await
+            .unwrap();
+        self.chain
+            .approve_client(
+                self.contract,
+                &self.owner,
+                id,
+                receipt_hash(receipt.as_bytes()),
+            )
+            .await
+            .unwrap();
+        LocalIdentity::new(name, Arc::new(key))
+    }
+
+    async fn revoke(&self, name: &IdentityName) {
+        self.chain
+            .revoke_client(self.contract, &self.owner, ClientId::of(name))
+            .await
+            .unwrap();
+    }
+
+    fn directory(&self) -> ChainKeyDirectory<EmbeddedChain> {
+        ChainKeyDirectory::new(self.chain.clone(), self.contract)
+    }
+}
+
+fn settings() -> TlsPskSettings {
+    toml::from_str(&format!(
+        r#"
+        identity = "{DOMAIN}"
+        key_file = "/nonexistent"
+        rpc_url = "http://127.0.0.1:1"
+        contract = "0x0000000000000000000000000000000000000000"
+        psk_lifetime_secs = {}
+        "#,
+        PSK_LIFETIME.as_secs()
+    ))
+    .unwrap()
+}
+
+/// A phone: one TLS-PSK connection to sipd, SIP framed on it.
+struct Phone {
+    user: String,
+    local: SocketAddr,
+    tls: TlsPskStream<TcpStream>,
+    framer: StreamFramer,
+    established: chaincall_handshake::Established,
+}
+
+async fn connect(
+    ks: &Keystore,
+    me: &LocalIdentity,
+    server: SocketAddr,
+) -> Result<Phone, TlsPskError> {
+    let tcp = TcpStream::connect(server).await?;
+    let local = tcp.local_addr()?;
+    let dir = ks.directory();
+    let initiator = Initiator::new(
+        HandshakeConfig::default(),
+        me.clone(),
+        IdentityName::parse(DOMAIN).unwrap(),
+        Protocol::Sts,
+        &dir,
+        Instant::now(),
+    )?;
+    let client = TlsPskClient::new(&TlsPskConfig::default())?;
+    let (tls, established) =
+        connect_with_handshake(tcp, initiator, Duration::from_secs(5), &client).await?;
+    Ok(Phone {
+        user: me.name().to_string(),
+        local,
+        tls,
+        framer: StreamFramer::new(ParseLimits::default()),
+        established,
+    })
+}
+
+impl Phone {
+    async fn send(&mut self, text: &str) {
+        let wire = text.replace("\r\n", "\n").replace('\n', "\r\n");
+        self.tls.write_all(wire.as_bytes()).await.unwrap();
+        self.tls.flush().await.unwrap();
+    }
+
+    async fn send_buf(&mut self, bytes: &[u8]) {
+        self.tls.write_all(bytes).await.unwrap();
+        self.tls.flush().await.unwrap();
+    }
+
+    /// The next SIP message on the connection (within 5 s).
+    async fn recv(&mut self) -> Vec<u8> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut buf = [0u8; 8192];
+        loop {
+            match self.framer.poll_frame().unwrap() {
+                Some(Frame::Message(m)) => return m,
+                Some(Frame::Ping) => continue,
+                None => {}
+            }
+            let n = tokio::time::timeout_at(deadline, self.tls.read(&mut buf))
+                .await
+                .expect("a SIP message within 5 s")
+                .unwrap();
+            assert!(n > 0, "sipd closed {}'s connection", self.user);
+            self.framer.push(&buf[..n]);
+        }
+    }
+
+    /// Receives until a message satisfying `pred` (skipping e.g. 100 Trying).
+    async fn expect(&mut self, pred: impl Fn(&Message<'_>) -> bool) -> Vec<u8> {
+        loop {
+            let b = self.recv().await;
+            let m = Message::parse(&b).unwrap();
+            if pred(&m) {
+                return b;
+            }
+        }
+    }
+
+    fn contact(&self) -> String {
+        format!("<sip:{}@{};transport=tls>", self.user, self.local)
+    }
+
+    fn register(&self, cseq: u32, auth: &str) -> String {
+        format!(
+            "REGISTER sip:{DOMAIN} SIP/2.0\n\
+Via: SIP/2.0/TLS {local};branch=z9hG4bKreg{cseq}{user}\n\
+Max-Forwards: 70\n\
+From: <sip:{user}@{DOMAIN}>;tag=r{cseq}\n\
+To: <sip:{user}@{DOMAIN}>\n\
+Call-ID: reg-{user}\n\
+CSeq: {cseq} REGISTER\n\
+Contact: {contact}\n\
+Expires: 300\n\
+{auth}Content-Length: 0\n\n",
+            local = self.local,
+            user = self.user,
+            contact = self.contact()
+        )
+    }
+
+    /// REGISTER, 401, REGISTER with digest credentials, 200.
+    async fn register_with_digest(&mut self, password: &str) {
+        let r = self.register(1, "");
+        self.send(&r).await;
+        let b = self.expect(|m| m.status().is_some()).await;
+        let m = Message::parse(&b).unwrap();
+        assert_eq!(m.status(), Some(401), "{}", String::from_utf8_lossy(&b));
+        let header = m.auth_headers(HeaderName::WwwAuthenticate).next().unwrap();
+        let ch = Challenge::parse(&header).unwrap();
+        let answer = ch.answer(
+            "REGISTER",
+            &format!("sip:{DOMAIN}"),
+            &self.user,
+            password,
+            "0a4f113b",
+            1,
+        );
+        let r = self.register(2, &format!("Authorization: {answer}\n"));
+        self.send(&r).await;
+        let b = self.expect(|m| m.status().is_some()).await;
+        let m = Message::parse(&b).unwrap();
+        assert_eq!(m.status(), Some(200), "{}", String::from_utf8_lossy(&b));
+        assert_eq!(m.cseq().unwrap().seq, 2);
+        let contacts: Vec<_> = m.values(HeaderName::Contact).collect();
+        assert!(
+            contacts
+                .iter()
+                .any(|c| c.contains(&self.local.to_string()) && c.contains("transport=tls")),
+            "200 lists the TLS contact: {contacts:?}"
+        );
+    }
+}
+
+async fn start_sipd(ks: &Keystore, dir: &tempfile::TempDir) -> (SocketAddr, Server) {
+    let sipd = ks.publish(DOMAIN, 1).await;
+    let url = format!("sqlite://{}", dir.path().join("sub.db").display());
+    let db = Db::connect(&url).await.unwrap();
+    db.create_schema().await.unwrap();
+    for user in ["+15551230001", "+15551230002"] {
+        db.add_subscriber(user, DOMAIN, &format!("pw{user}"))
+            .await
+            .unwrap();
+    }
+    let mut cfg = Config {
+        listen: vec!["udp:127.0.0.1:0".into(), "tls:127.0.0.1:0".into()],
+        domain: DOMAIN.into(),
+        ..Config::default()
+    };
+    cfg.auth.mode = AuthMode::Digest;
+    cfg.auth.database = url;
+    let key = IdentityKey::from_secret_bytes(&sipd.key().dangerous_secret_bytes()).unwrap();
+    let psk = chaincall_sipd::tls::psk_server(
+        &settings(),
+        key,
+        Arc::new(ks.directory().with_ttl(KEY_CACHE)),
+    )
+    .unwrap();
+    let server = Server::bind_with_tls_psk(cfg, psk).await.unwrap();
+    let tls = server
+        .local()
+        .iter()
+        .find_map(|l| match l {
+            Listen::Tls(a) => Some(*a),
+            _ => None,
+        })
+        .unwrap();
+    (tls, server)
+}
+
+fn header<'a>(m: &'a Message<'_>, name: HeaderName<'_>) -> &'a str {
+    m.header_value(name).unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phones_register_and_call_over_tls_psk_keyed_on_chain() {
+    let ks = Keystore::new().await;
+    let alice = ks.publish("+15551230001", 2).await;
+    let bob = ks.publish("+15551230002", 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (tls_addr, server) = start_sipd(&ks, &dir).await;
+    let metrics = server.metrics();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+
+    let mut a = connect(&ks, &alice, tls_addr)
+        .await
+        .expect("alice connects");
+    let mut b = connect(&ks, &bob, tls_addr).await.expect("bob connects");
+    assert_eq!(a.tls.version(), "TLSv1.3");
+    assert_eq!(a.established.peer.to_string(), DOMAIN);
+    a.register_with_digest("pw+15551230001").await;
+    b.register_with_digest("pw+15551230002").await;
+
+    // A calls B by number; sipd challenges the INVITE (407) first.
+    let (a_local, a_contact) = (a.local, a.contact());
+    let invite = |cseq: u32, auth: &str| {
+        format!(
+            "INVITE sip:+15551230002@{DOMAIN} SIP/2.0\n\
+Via: SIP/2.0/TLS {local};branch=z9hG4bKinv{cseq}\n\
+Max-Forwards: 70\n\
+From: <sip:+15551230001@{DOMAIN}>;tag=alice1\n\
+To: <sip:+15551230002@{DOMAIN}>\n\
+Call-ID: call-ab\n\
+CSeq: {cseq} INVITE\n\
+Contact: {contact}\n\
+{auth}Content-Type: application/sdp\n\
+Content-Length: 0\n\n",
+            local = a_local,
+            contact = a_contact
+        )
+    };
+    a.send(&invite(1, "")).await;
+    let r = a.expect(|m| m.status().is_some_and(|s| s >= 200)).await;
+    let m = Message::parse(&r).unwrap();
+    assert_eq!(m.status(), Some(407), "{}", String::from_utf8_lossy(&r));
+    let to_407 = header(&m, HeaderName::To).to_owned();
+    let ch = Challenge::parse(
+        &m.auth_headers(HeaderName::ProxyAuthenticate)
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let answer = ch.answer(
+        "INVITE",
+        &format!("sip:+15551230002@{DOMAIN}"),
+        "+15551230001",
+        "pw+15551230001",
+        "c1",
+        1,
+    );
+    // ACK for the 407 (same branch: it belongs to the INVITE's transaction, §17.1.1.3).
+    a.send(&format!(
+        "ACK sip:+15551230002@{DOMAIN} SIP/2.0\n\
+Via: SIP/2.0/TLS {local};branch=z9hG4bKinv1\n\
+Max-Forwards: 70\n\
+From: <sip:+15551230001@{DOMAIN}>;tag=alice1\n\
+To: {to_407}\n\
+Call-ID: call-ab\n\
+CSeq: 1 ACK\n\
+Content-Length: 0\n\n",
+        local = a.local
+    ))
+    .await;
+    a.send(&invite(2, &format!("Proxy-Authorization: {answer}\n")))
+        .await;
+
+    // B gets the INVITE over its own TLS connection, addressed to its registered contact.
+    let inv = b.expect(|m| m.method().is_some()).await;
+    let m = Message::parse(&inv).unwrap();
+    assert_eq!(m.method().map(|m| m.as_str()), Some("INVITE"));
+    assert_eq!(
+        m.request_uri(),
+        Some(format!("sip:+15551230002@{};transport=tls", b.local).as_str())
+    );
+    let top = m.top_via().unwrap();
+    assert_eq!(top.transport, "TLS", "sipd's Via names TLS");
+    assert_eq!(
+        format!("{}:{}", top.host, top.port.unwrap()),
+        tls_addr.to_string(),
+        "sent-by is the TLS listener"
+    );
+    let rr: Vec<_> = m.record_routes().map(|r| r.uri.to_owned()).collect();
+    assert_eq!(rr, vec![format!("sip:{tls_addr};lr;transport=tls")]);
+    assert_eq!(m.vias().count(), 2, "sipd's Via above A's");
+
+    // B answers 200 with its contact; A gets it over its connection.
+    let mut ok = response_to(&m, 200, "OK", Some("bob1"));
+    ok.push("Contact", b.contact());
+    ok.push("Content-Length", "0");
+    b.send_buf(&ok.to_bytes()).await;
+    let r = a.expect(|m| m.status().is_some_and(|s| s >= 200)).await;
+    let m = Message::parse(&r).unwrap();
+    assert_eq!(m.status(), Some(200), "{}", String::from_utf8_lossy(&r));
+    assert_eq!(m.vias().count(), 1, "sipd removed its Via");
+    let to_200 = header(&m, HeaderName::To).to_owned();
+    assert!(to_200.contains("tag=bob1"));
+    let route = m
+        .record_routes()
+        .map(|r| format!("<{}>", r.uri))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let b_contact = format!("sip:+15551230002@{};transport=tls", b.local);
+
+    // ACK and BYE follow the route set through sipd to B's connection (§12.2.1.1).
+    let in_dialog = |method: &str, cseq: u32, branch: &str| {
+        format!(
+            "{method} {b_contact} SIP/2.0\n\
+Via: SIP/2.0/TLS {local};branch=z9hG4bK{branch}\n\
+Max-Forwards: 70\n\
+Route: {route}\n\
+From: <sip:+15551230001@{DOMAIN}>;tag=alice1\n\
+To: {to_200}\n\
+Call-ID: call-ab\n\
+CSeq: {cseq} {method}\n\
+Content-Length: 0\n\n",
+            local = a_local
+        )
+    };
+    a.send(&in_dialog("ACK", 2, "ack2")).await;
+    let ack = b.expect(|m| m.method().is_some()).await;
+    let m = Message::parse(&ack).unwrap();
+    assert_eq!(m.method().map(|m| m.as_str()), Some("ACK"));
+    assert_eq!(m.top_via().unwrap().transport, "TLS");
+    assert_eq!(m.routes().count(), 0, "sipd popped its Route");
+
+    a.send(&in_dialog("BYE", 3, "bye3")).await;
+    let bye = b.expect(|m| m.method().is_some()).await;
+    let m = Message::parse(&bye).unwrap();
+    assert_eq!(m.method().map(|m| m.as_str()), Some("BYE"));
+    assert_eq!(m.top_via().unwrap().transport, "TLS");
+    let mut ok = response_to(&m, 200, "OK", None);
+    ok.push("Content-Length", "0");
+    b.send_buf(&ok.to_bytes()).await;
+    let r = a.expect(|m| m.status().is_some_and(|s| s >= 200)).await;
+    let m = Message::parse(&r).unwrap();
+    assert_eq!(m.status(), Some(200));
+    assert_eq!(m.cseq().unwrap().method.as_str(), "BYE");
+
+    // The registrations gauge is refreshed by the once-a-second sweep.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while metrics.registrations.get() != 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(metrics.registrations.get(), 2);
+    assert_eq!(metrics.connections.get(), 2);
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_and_unknown_phones_and_expired_psks_are_refused() {
+    let ks = Keystore::new().await;
+    let alice = ks.publish("+15551230001", 2).await;
+    let carol = ks.publish("+15551230003", 4).await;
+    // Dave's key was never put on chain.
+    let dave = LocalIdentity::new(
+        IdentityName::parse("+15551230004").unwrap(),
+        Arc::new(IdentityKey::generate()),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (tls_addr, server) = start_sipd(&ks, &dir).await;
+    let metrics = server.metrics();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+
+    // Carol connects while approved; after her key is revoked on chain she is refused.
+    let carol_ok = connect(&ks, &carol, tls_addr).await;
+    assert!(carol_ok.is_ok(), "carol approved: {:?}", carol_ok.err());
+    ks.revoke(carol.name()).await;
+    // sipd caches keystore answers for KEY_CACHE: the revocation counts once that has passed.
+    tokio::time::sleep(KEY_CACHE + Duration::from_millis(100)).await;
+    for (who, phone) in [("revoked", &carol), ("unknown", &dave)] {
+        match connect(&ks, phone, tls_addr).await {
+            Err(TlsPskError::Handshake(HandshakeError::PeerAborted(
+                AlertCode::UnknownIdentity,
+            ))) => {}
+            Err(other) => panic!("{who} phone: expected an unknown-identity refusal, got {other}"),
+            Ok(_) => panic!("the {who} phone got a PSK"),
+        }
+    }
+
+    // Alice's PSK works for a second connection while live, and is refused once expired.
+    let mut a = connect(&ks, &alice, tls_addr)
+        .await
+        .expect("alice connects");
+    a.register_with_digest("pw+15551230001").await;
+    let est = a.established.clone();
+    let client = TlsPskClient::new(&TlsPskConfig::default()).unwrap();
+    let tcp = TcpStream::connect(tls_addr).await.unwrap();
+    let again = client.connect_established(tcp, &est).await;
+    assert!(again.is_ok(), "live PSK reconnects: {:?}", again.err());
+    tokio::time::sleep(PSK_LIFETIME + Duration::from_millis(300)).await;
+    let tcp = TcpStream::connect(tls_addr).await.unwrap();
+    let offered = client
+        .connect(
+            tcp,
+            est.identity.to_hex().as_bytes(),
+            est.psk.dangerous_as_bytes(),
+        )
+        .await;
+    assert!(offered.is_err(), "an expired PSK must not open TLS");
+    assert!(matches!(
+        client
+            .connect_established(TcpStream::connect(tls_addr).await.unwrap(), &est)
+            .await,
+        Err(TlsPskError::LocalPskExpired)
+    ));
+    // The live connection of the expired PSK keeps working (expiry limits new connections).
+    a.send(&a.register(3, "")).await;
+    let b = a.expect(|m| m.status().is_some()).await;
+    assert_eq!(Message::parse(&b).unwrap().status(), Some(401));
+    assert!(metrics.connections.get() >= 1);
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+}
