@@ -300,18 +300,26 @@ impl Core {
             }
         };
         if let Some(method) = msg.method() {
-            self.metrics.requests.inc();
-            // Credentials must be cached before any state changes (see module docs).
+            // Credentials must be cached before any state changes (see module docs); the message
+            // comes back once they are, and is counted then.
             if self.auth == AuthMode::Digest
                 && let Some(need) = self.credentials_needed(&msg, now)
             {
                 return Some(need);
             }
+            self.metrics.requests.inc();
             match self
                 .ep
                 .handle_message(&msg, src, transport == Transport::Stream, now)
             {
-                Routed::NewRequest(id) => self.on_request(id, &msg, data, src, now, unix_secs),
+                Routed::NewRequest(id) => {
+                    self.metrics.transactions_started.inc();
+                    if method == Method::Invite {
+                        // The transaction layer answered 100 Trying (§17.2.1).
+                        self.metrics.count_response(100);
+                    }
+                    self.on_request(id, &msg, data, src, now, unix_secs)
+                }
                 Routed::Ack => self.forward_ack(&msg, now),
                 Routed::Absorbed => {}
                 Routed::Unmatched => {
@@ -598,6 +606,7 @@ impl Core {
         .write(msg, &mut wire);
         match self.ep.send_request_wire(wire, dest, reliable, now) {
             Ok(cid) => {
+                self.metrics.transactions_started.inc();
                 self.forwards.insert(id, cid);
                 self.back.insert(cid, id);
                 self.server_req.insert(id, data.to_vec());
@@ -894,6 +903,7 @@ impl Core {
             }
             b.clear();
             info!(%aor, "all contacts removed");
+            self.metrics.registers_ok.inc();
             return self.reply(id, msg, 200, "OK", &[], now);
         }
         // §10.3 step 7: validate every contact before changing anything.
@@ -977,6 +987,7 @@ impl Core {
                 reliable,
             });
         }
+        self.metrics.registers_ok.inc();
         // §10.3 step 8: answer with all current bindings.
         let current: Vec<(&str, String)> = self
             .location

@@ -48,10 +48,15 @@ pub struct Metrics {
     pub auth_failures: Counter,
     /// Requests refused by the rate limit.
     pub rate_limited: Counter,
-    /// Live registrations (bindings).
+    /// Live registrations (bindings), refreshed once a second.
     pub registrations: Gauge,
+    /// Successful REGISTER requests (bindings added, refreshed or removed).
+    pub registers_ok: Counter,
     /// Live transactions.
     pub transactions: Gauge,
+    /// Transactions started: server transactions for received requests (not 2xx ACKs) and client
+    /// transactions for forwarded ones.
+    pub transactions_started: Counter,
     /// Open stream connections.
     pub connections: Gauge,
 }
@@ -108,6 +113,18 @@ impl Metrics {
             "gauge",
             "Registered contact bindings.",
             self.registrations.get().to_string(),
+        );
+        one(
+            "sipd_registers_ok_total",
+            "counter",
+            "REGISTER requests answered 200.",
+            self.registers_ok.get().to_string(),
+        );
+        one(
+            "sipd_transactions_started_total",
+            "counter",
+            "Server and client transactions started.",
+            self.transactions_started.get().to_string(),
         );
         one(
             "sipd_transactions",

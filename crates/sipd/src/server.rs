@@ -368,6 +368,13 @@ impl Server {
         &self.local
     }
 
+    /// The bound address of the Prometheus endpoint, if `metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
     /// The metrics.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()

@@ -1,0 +1,207 @@
+//! The Prometheus endpoint after a REGISTER / INVITE exchange: scraped over HTTP like Prometheus
+//! does, every counter checked against the messages the test sent.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chaincall_sip::digest::Challenge;
+use chaincall_sip::header::HeaderName;
+use chaincall_sip::message::{Message, response_to};
+use chaincall_sipd::db::Db;
+use chaincall_sipd::{AuthMode, Listen, Server};
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// GET /metrics; returns the samples by name (with labels) and the content type.
+async fn scrape(addr: SocketAddr) -> (HashMap<String, f64>, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: sipd\r\nAccept: text/plain\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let ctype = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Type: "))
+        .unwrap_or("")
+        .to_owned();
+    let samples = body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_owned(), v.parse::<f64>().unwrap())
+        })
+        .collect();
+    (samples, ctype)
+}
+
+fn reg_with_auth(ua: &Ua, server: SocketAddr, user: &str, cseq: u32, auth: &str) -> String {
+    let contact = format!("Contact: <sip:{user}@{}>\nExpires: 600\n", ua.addr);
+    register(ua, server, user, &format!("m-{user}"), cseq, &contact, auth)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_counters_follow_a_register_and_invite_exchange() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("sub.db").display());
+    let db = Db::connect(&url).await.unwrap();
+    db.create_schema().await.unwrap();
+    db.add_subscriber("alice", "127.0.0.1", "pa").await.unwrap();
+    db.add_subscriber("bob", "127.0.0.1", "pb").await.unwrap();
+    let mut cfg = base_config();
+    cfg.listen = vec!["udp:127.0.0.1:0".into()];
+    cfg.metrics_listen = "127.0.0.1:0".into();
+    cfg.auth.mode = AuthMode::Digest;
+    cfg.auth.database = url;
+    cfg.auth.invite = false;
+    let server = Server::bind(cfg).await.unwrap();
+    let sip = match server.local()[0] {
+        Listen::Udp(a) => a,
+        other => panic!("{other:?}"),
+    };
+    let metrics_addr = server.metrics_addr().expect("metrics endpoint bound");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+
+    let (before, ctype) = scrape(metrics_addr).await;
+    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+    assert_eq!(before["sipd_requests_total"], 0.0);
+
+    let alice = Ua::bind("127.0.0.1").await;
+    let bob = Ua::bind("127.0.0.1").await;
+    let ruri = format!("sip:{sip}");
+    // Alice: challenge, wrong password, right password. Bob: challenge, right password.
+    let mut sent_requests = 0;
+    for (ua, user, password) in [(&alice, "alice", "pa"), (&bob, "bob", "pb")] {
+        ua.send(sip, &reg_with_auth(ua, sip, user, 1, "")).await;
+        sent_requests += 1;
+        let r = ua.expect(2000, |m| m.status().is_some()).await;
+        let m = Message::parse(&r).unwrap();
+        assert_eq!(m.status(), Some(401));
+        let ch =
+            Challenge::parse(&m.auth_headers(HeaderName::WwwAuthenticate).next().unwrap()).unwrap();
+        let mut cseq = 2;
+        if user == "alice" {
+            let bad = ch.answer("REGISTER", &ruri, user, "wrong", "c0", 1);
+            ua.send(
+                sip,
+                &reg_with_auth(ua, sip, user, cseq, &format!("Authorization: {bad}\n")),
+            )
+            .await;
+            sent_requests += 1;
+            let r = ua
+                .expect(2000, |m| m.cseq().is_ok_and(|c| c.seq == cseq))
+                .await;
+            assert_eq!(status_of(&r), 401);
+            cseq += 1;
+        }
+        let good = ch.answer("REGISTER", &ruri, user, password, "c1", 2);
+        ua.send(
+            sip,
+            &reg_with_auth(ua, sip, user, cseq, &format!("Authorization: {good}\n")),
+        )
+        .await;
+        sent_requests += 1;
+        let r = ua
+            .expect(2000, |m| m.cseq().is_ok_and(|c| c.seq == cseq))
+            .await;
+        assert_eq!(status_of(&r), 200, "{}", String::from_utf8_lossy(&r));
+    }
+
+    // Alice calls bob: INVITE (100 from sipd), bob answers 486 Busy Here, alice ACKs.
+    let invite = format!(
+        "INVITE sip:bob@{sip} SIP/2.0\n\
+Via: SIP/2.0/UDP {a};branch=z9hG4bKmetrics1\n\
+Max-Forwards: 70\n\
+From: <sip:alice@127.0.0.1>;tag=am\n\
+To: <sip:bob@127.0.0.1>\n\
+Call-ID: metrics-call\n\
+CSeq: 1 INVITE\n\
+Contact: <sip:alice@{a}>\n\
+Content-Length: 0\n\n",
+        a = alice.addr
+    );
+    alice.send(sip, &invite).await;
+    sent_requests += 1;
+    let fwd = bob.expect(2000, |m| m.method().is_some()).await;
+    let m = Message::parse(&fwd).unwrap();
+    let busy = response_to(&m, 486, "Busy Here", Some("bm"))
+        .with("Content-Length", "0")
+        .to_bytes();
+    bob.send_raw(sip, &busy).await;
+    let r = alice
+        .expect(2000, |m| m.status().is_some_and(|s| s >= 200))
+        .await;
+    assert_eq!(status_of(&r), 486);
+    let to = Message::parse(&r)
+        .unwrap()
+        .header_value(HeaderName::To)
+        .unwrap()
+        .to_owned();
+    alice
+        .send(
+            sip,
+            &format!(
+                "ACK sip:bob@{sip} SIP/2.0\n\
+Via: SIP/2.0/UDP {a};branch=z9hG4bKmetrics1\n\
+Max-Forwards: 70\n\
+From: <sip:alice@127.0.0.1>;tag=am\n\
+To: {to}\n\
+Call-ID: metrics-call\n\
+CSeq: 1 ACK\n\
+Content-Length: 0\n\n",
+                a = alice.addr
+            ),
+        )
+        .await;
+    sent_requests += 1;
+    // bob's side: sipd ACKs the 486 hop by hop (§17.1.1.3); wait for it so everything is counted.
+    bob.expect(2000, |m| m.method().is_some_and(|m| m.as_str() == "ACK"))
+        .await;
+
+    // The registrations gauge is refreshed by the once-a-second sweep.
+    let mut after = scrape(metrics_addr).await.0;
+    for _ in 0..30 {
+        if after["sipd_registrations"] == 2.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = scrape(metrics_addr).await.0;
+    }
+    let class = |c: &str| after[&format!("sipd_responses_total{{class=\"{c}\"}}")];
+    assert_eq!(after["sipd_requests_total"], f64::from(sent_requests));
+    assert_eq!(after["sipd_responses_received_total"], 1.0, "bob's 486");
+    assert_eq!(class("1xx"), 1.0, "100 Trying for the INVITE");
+    assert_eq!(class("2xx"), 2.0, "two REGISTERs accepted");
+    assert_eq!(class("4xx"), 4.0, "three 401s and the forwarded 486");
+    assert_eq!(class("5xx"), 0.0);
+    assert_eq!(
+        after["sipd_auth_failures_total"], 1.0,
+        "alice's wrong password"
+    );
+    assert_eq!(after["sipd_registers_ok_total"], 2.0);
+    assert_eq!(after["sipd_registrations"], 2.0);
+    // Five REGISTER and one INVITE server transactions (the ACK for the 486 belongs to the
+    // INVITE's), and one client transaction for the forwarded INVITE.
+    assert_eq!(after["sipd_transactions_started_total"], 7.0);
+    assert!(
+        after["sipd_transactions"] >= 1.0,
+        "the INVITE transactions linger (Timer D / K)"
+    );
+    assert_eq!(after["sipd_parse_errors_total"], 0.0);
+    assert_eq!(after["sipd_rate_limited_total"], 0.0);
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+}
