@@ -5,6 +5,7 @@ use clap::Subcommand;
 mod handshake;
 mod lookup;
 mod setup;
+mod sipd;
 mod srtp;
 
 /// What to measure.
@@ -16,6 +17,8 @@ pub(crate) enum Bench {
     Handshake(handshake::HandshakeBenchArgs),
     /// Key lookup latency, verified (eth_getProof) and plain (eth_call): p50/p99 and proof bytes.
     Lookup(lookup::LookupBenchArgs),
+    /// SIP proxy calls/s and digest REGISTER/s with sipp: sipd and Kamailio side by side.
+    Sipd(sipd::SipdBenchArgs),
     /// Call set-up between two onboarded phones (INVITE → both SRTP contexts keyed): p50/p99, and
     /// verified key retrieval.
     Setup(setup::SetupBenchArgs),
@@ -26,6 +29,7 @@ pub(crate) fn run(bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Srtp(args) => srtp::run(args),
         Bench::Handshake(args) => handshake::run(args),
+        Bench::Sipd(args) => sipd::run(args),
         Bench::Lookup(args) => lookup::run(args),
         Bench::Setup(args) => setup::run(args),
     }
