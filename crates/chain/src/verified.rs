@@ -537,7 +537,8 @@ pub struct PinnedEntry {
     pub verified: VerifiedEntry,
     /// What happened to the pin: first pinned, unchanged, moved by a rotation, revoked, not pinned.
     pub update: PinUpdate,
-    /// Key changes the chain records since this identity's previous lookup (rotations and
+    /// Key changes the chain records since this identity's previous lookup (empty on the first
+    /// lookup and whenever the pinned key is proven unchanged) (rotations and
     /// revocations, from the contract's events), oldest first: what to report to the user.
     pub changes: Vec<RecordedChange>,
 }
@@ -599,10 +600,24 @@ impl PinnedLookup {
         let id = ClientId::of(name);
         let verified = get_client_verified(chain, self.contract, id, trust, block).await?;
         let at = verified.block_number;
-        let history = chain
-            .history(self.contract, id)
-            .await
-            .map_err(LookupError::History)?;
+        // The history (an `eth_getLogs` scan) only matters when something changed since the pin:
+        // a different key must be on record as a rotation, and changes are reported. The common
+        // case, the pinned key proven again, skips it; a first lookup pins without reporting
+        // earlier changes.
+        let key = verified.entry.public_key().ok();
+        let needs_history = match (self.pins.pinned_key(name), verified.entry.status) {
+            (None, _) => false,
+            (Some(pinned), KeyStatus::Approved) => key.as_ref() != Some(pinned),
+            (Some(_), _) => true,
+        };
+        let history = if needs_history {
+            chain
+                .history(self.contract, id)
+                .await
+                .map_err(LookupError::History)?
+        } else {
+            Vec::new()
+        };
         let since = self.seen_at.get(name).copied();
         let recorded: Vec<RecordedChange> = history
             .iter()
@@ -622,7 +637,6 @@ impl PinnedLookup {
                 _ => None,
             })
             .collect();
-        let key = verified.entry.public_key().ok();
         // A proof shows what the chain holds, not how it got there: a changed key must also be on
         // record as a rotation since the last lookup, or the proof is from another chain.
         // (An answer older than the last one is left to the pins, which refuse it as stale.)
