@@ -281,8 +281,11 @@ impl KeystoreChain for RpcChain {
             input: input.into(),
             ..Default::default()
         };
+        // Pin `latest`: without a block tag a node may answer from its pending state, and an
+        // unmined addClient must never look like a pending entry the wallet server can approve.
         self.provider
             .call(request)
+            .block(alloy::eips::BlockId::Number(BlockNumberOrTag::Latest))
             .await
             .map_err(|e| self.rpc_error(e, None))
     }
