@@ -206,6 +206,48 @@ fn session(profile: Profile, key_and_salt: &[u8]) -> Result<SrtpSession, CallErr
         .map_err(|e| CallError::Keys(format!("SRTP keying: {e}")))
 }
 
+/// Where the media goes and how it is keyed, before the SRTP sessions exist.
+struct Keyed {
+    remote: SocketAddr,
+    rtcp_remote: SocketAddr,
+    codec: Codec,
+    mode: KeyMode,
+    verified_peer: Option<IdentityName>,
+    local_ssrc: u32,
+    /// Master key || salt we send with.
+    tx: Zeroizing<Vec<u8>>,
+    /// Master key || salt the peer sends with, and its SSRC if known (0: any).
+    rx: Zeroizing<Vec<u8>>,
+    rx_ssrc: u32,
+}
+
+impl Keyed {
+    fn into_media(self) -> Result<NegotiatedMedia, CallError> {
+        Ok(NegotiatedMedia {
+            remote: self.remote,
+            rtcp_remote: self.rtcp_remote,
+            codec: self.codec,
+            mode: self.mode,
+            verified_peer: self.verified_peer,
+            local_ssrc: self.local_ssrc,
+            outbound: session(MIKEY_PROFILE, &self.tx)?,
+            inbound: session(MIKEY_PROFILE, &self.rx)?,
+            keys: vec![
+                StreamKey {
+                    ssrc: self.local_ssrc,
+                    profile: MIKEY_PROFILE,
+                    key_and_salt: self.tx,
+                },
+                StreamKey {
+                    ssrc: self.rx_ssrc,
+                    profile: MIKEY_PROFILE,
+                    key_and_salt: self.rx,
+                },
+            ],
+        })
+    }
+}
+
 fn key_material(k: &SrtpKeys) -> Zeroizing<Vec<u8>> {
     let mut v = Zeroizing::new(Vec::with_capacity(30));
     v.extend_from_slice(k.dangerous_master_key());
@@ -309,28 +351,18 @@ impl Offer {
                     .take()
                     .ok_or(CallError::Misuse("no SDES key"))?;
                 let theirs = sdes_key(media)?;
-                Ok(NegotiatedMedia {
+                Ok(Keyed {
                     remote,
                     rtcp_remote,
                     codec,
                     mode: KeyMode::Sdes,
                     verified_peer: None,
                     local_ssrc: self.local_ssrc,
-                    outbound: session(MIKEY_PROFILE, &ours)?,
-                    inbound: session(MIKEY_PROFILE, &theirs)?,
-                    keys: vec![
-                        StreamKey {
-                            ssrc: self.local_ssrc,
-                            profile: MIKEY_PROFILE,
-                            key_and_salt: ours,
-                        },
-                        StreamKey {
-                            ssrc: 0,
-                            profile: MIKEY_PROFILE,
-                            key_and_salt: theirs,
-                        },
-                    ],
-                })
+                    tx: ours,
+                    rx: theirs,
+                    rx_ssrc: 0,
+                }
+                .into_media()?)
             }
             KeyMode::MikeyPke | KeyMode::MikeyDhSign => {
                 let mut init = self
@@ -351,28 +383,18 @@ impl Offer {
                 let (tx, rx) = two_keys(&keys)?;
                 let tx_mat = key_material(tx);
                 let rx_mat = key_material(rx);
-                Ok(NegotiatedMedia {
+                Ok(Keyed {
                     remote,
                     rtcp_remote,
                     codec,
                     mode: self.mode,
                     verified_peer: Some(self.callee.clone()),
                     local_ssrc: self.local_ssrc,
-                    outbound: session(MIKEY_PROFILE, &tx_mat)?,
-                    inbound: session(MIKEY_PROFILE, &rx_mat)?,
-                    keys: vec![
-                        StreamKey {
-                            ssrc: self.local_ssrc,
-                            profile: MIKEY_PROFILE,
-                            key_and_salt: tx_mat,
-                        },
-                        StreamKey {
-                            ssrc: rx.ssrc,
-                            profile: MIKEY_PROFILE,
-                            key_and_salt: rx_mat,
-                        },
-                    ],
-                })
+                    tx: tx_mat,
+                    rx: rx_mat,
+                    rx_ssrc: rx.ssrc,
+                }
+                .into_media()?)
             }
         }
     }
@@ -535,7 +557,7 @@ impl IncomingOffer {
                 let (rx, tx) = two_keys(&accepted.keys)?;
                 let tx_mat = key_material(tx);
                 let rx_mat = key_material(rx);
-                NegotiatedMedia {
+                Keyed {
                     remote,
                     rtcp_remote,
                     codec,
@@ -545,21 +567,11 @@ impl IncomingOffer {
                     },
                     verified_peer: Some(accepted.initiator.clone()),
                     local_ssrc,
-                    outbound: session(MIKEY_PROFILE, &tx_mat)?,
-                    inbound: session(MIKEY_PROFILE, &rx_mat)?,
-                    keys: vec![
-                        StreamKey {
-                            ssrc: local_ssrc,
-                            profile: MIKEY_PROFILE,
-                            key_and_salt: tx_mat,
-                        },
-                        StreamKey {
-                            ssrc: rx.ssrc,
-                            profile: MIKEY_PROFILE,
-                            key_and_salt: rx_mat,
-                        },
-                    ],
+                    tx: tx_mat,
+                    rx: rx_mat,
+                    rx_ssrc: rx.ssrc,
                 }
+                .into_media()?
             }
             (None, _) => {
                 let theirs = sdes_key(media)?;
@@ -576,28 +588,18 @@ impl IncomingOffer {
                         B64.encode(&ours[..])
                     )),
                 );
-                NegotiatedMedia {
+                Keyed {
                     remote,
                     rtcp_remote,
                     codec,
                     mode: KeyMode::Sdes,
                     verified_peer: None,
                     local_ssrc,
-                    outbound: session(MIKEY_PROFILE, &ours)?,
-                    inbound: session(MIKEY_PROFILE, &theirs)?,
-                    keys: vec![
-                        StreamKey {
-                            ssrc: local_ssrc,
-                            profile: MIKEY_PROFILE,
-                            key_and_salt: ours,
-                        },
-                        StreamKey {
-                            ssrc: 0,
-                            profile: MIKEY_PROFILE,
-                            key_and_salt: theirs,
-                        },
-                    ],
+                    tx: ours,
+                    rx: theirs,
+                    rx_ssrc: 0,
                 }
+                .into_media()?
             }
         };
         answer.media.push(m);

@@ -333,6 +333,9 @@ struct ActiveCall {
     mode: KeyMode,
     verified_peer: Option<IdentityName>,
     codec: Codec,
+    /// The key of the stream we receive, logged to `--keylog` when the call ends (by then its
+    /// SSRC is known).
+    inbound_key: Option<StreamKey>,
 }
 
 struct MediaTask {
@@ -577,6 +580,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                 mode,
                 verified_peer: None,
                 codec: self.cfg.codecs.first().copied().unwrap_or(Codec::Pcmu),
+                inbound_key: None,
             },
         );
         Ok(call_id)
@@ -643,8 +647,15 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             UaEvent::Confirmed { call_id } => debug!(call = %call_id, "ACK received"),
             UaEvent::Ended { call_id, by_peer } => {
                 info!(call = %call_id, by_peer, "call ended");
-                if let Some(call) = self.calls.remove(&call_id) {
+                if let Some(mut call) = self.calls.remove(&call_id) {
+                    let inbound = call.inbound_key.take();
                     let report = finish_call(call_id, call).await;
+                    if let Some(mut key) = inbound {
+                        if let Some(ssrc) = report.as_ref().and_then(|r| r.stats.peer_ssrc) {
+                            key.ssrc = ssrc;
+                        }
+                        self.write_keylog(std::slice::from_ref(&key));
+                    }
                     if let Some(r) = report {
                         self.emit(PhoneEvent::CallEnded(Box::new(r)));
                     }
@@ -706,9 +717,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                 call.timings.signalling = answered_at - call.invite_sent;
                 call.timings.call_setup = keyed - call.invite_sent;
                 call.timings.mikey = call.mikey_time + (keyed - answered_at);
-                let keys = neg.keys.clone();
-                self.start_media(call_id, neg);
-                self.write_keylog(&keys);
+                self.keyed(call_id, neg);
             }
             Err(e) => {
                 warn!(call = %call_id, error = %e, "answer refused; hanging up");
@@ -719,6 +728,19 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                 self.ua.hangup(call_id, Instant::now());
             }
         }
+    }
+
+    /// Starts the media and logs the key we send with; the received stream's key is logged when
+    /// the call ends, with the SSRC it turned out to have.
+    fn keyed(&mut self, call_id: &str, mut neg: NegotiatedMedia) {
+        let inbound = (neg.keys.len() > 1).then(|| neg.keys.remove(1));
+        if let Some(outbound) = neg.keys.first().cloned() {
+            self.write_keylog(std::slice::from_ref(&outbound));
+        }
+        if let Some(call) = self.calls.get_mut(call_id) {
+            call.inbound_key = inbound;
+        }
+        self.start_media(call_id, neg);
     }
 
     fn start_media(&mut self, call_id: &str, neg: NegotiatedMedia) {
@@ -786,6 +808,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                 mode: KeyMode::MikeyPke,
                 verified_peer: None,
                 codec: Codec::Pcmu,
+                inbound_key: None,
             },
         );
         // Keep the offer for `accept`.
@@ -815,9 +838,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                     call.timings.mikey = started.elapsed().saturating_sub(lookup_time);
                     call.timings.call_setup = started.elapsed();
                 }
-                let keys = neg.keys.clone();
-                self.start_media(call_id, neg);
-                self.write_keylog(&keys);
+                self.keyed(call_id, neg);
             }
             Err((code, reason)) => {
                 warn!(call = %call_id, code, %reason, "incoming call refused");

@@ -279,7 +279,11 @@ contract = "{contract}"
                     chaincall_media::g711::Codec::Pcma,
                 ],
                 key_mode: opts.mode,
-                keylog: opts.keylog.clone(),
+                // Alice logs both streams of her calls (hers when keyed, bob's with its SSRC when the
+                // call ends): one line per SRTP stream.
+                keylog: (secrets.number == ALICE)
+                    .then(|| opts.keylog.clone())
+                    .flatten(),
                 auto_answer: true,
                 audio: Arc::new(audio),
                 register_expires: 600,
