@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use chaincall_chain::{EmbeddedChain, PrivateKeySigner, RpcChain, RpcConfig, dev_signer};
+use chaincall_chain::{EmbeddedChain, PrivateKeySigner, RpcChain, RpcConfig};
 use chaincall_identity::{IdentityName, PhoneNumber};
 use chaincall_phone::CallReport;
 use chaincall_phone::negotiation::KeyMode;
@@ -22,7 +22,7 @@ use chaincall_wallet::chain::ServerChain;
 use clap::Args;
 use serde_json::json;
 
-use super::network::{ALICE, BOB, Network, NetworkOptions, Timeline};
+use super::network::{ALICE, BOB, Network, NetworkOptions, Timeline, operator_key};
 
 /// Run a whole chaincall network on this machine and place one end-to-end encrypted call.
 #[derive(Debug, Args)]
@@ -88,14 +88,7 @@ async fn run_async(args: DemoArgs) -> Result<()> {
             k.display()
         );
     }
-    let operator = match &args.operator_key {
-        Some(k) => k
-            .trim()
-            .trim_start_matches("0x")
-            .parse::<PrivateKeySigner>()
-            .map_err(|e| anyhow!("--operator-key: {e}"))?,
-        None => dev_signer(0),
-    };
+    let operator = operator_key(args.operator_key.as_deref())?;
     let report = match &args.rpc {
         None => {
             let chain = Arc::new(EmbeddedChain::default());

@@ -32,6 +32,19 @@ pub(crate) const ALICE: &str = "+15550100001";
 /// The callee.
 pub(crate) const BOB: &str = "+15550100002";
 
+/// The operator's wallet: `--operator-key HEX`, or anvil's first dev account (also the embedded
+/// chain's funded account).
+pub(crate) fn operator_key(hex_key: Option<&str>) -> Result<PrivateKeySigner> {
+    match hex_key {
+        Some(k) => k
+            .trim()
+            .trim_start_matches("0x")
+            .parse::<PrivateKeySigner>()
+            .map_err(|e| anyhow!("--operator-key: {e}")),
+        None => Ok(chaincall_chain::dev_signer(0)),
+    }
+}
+
 /// What the network's phones do.
 pub(crate) struct NetworkOptions {
     /// Where databases and key files go.

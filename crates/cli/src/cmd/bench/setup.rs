@@ -11,14 +11,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, ensure};
-use chaincall_chain::{EmbeddedChain, PrivateKeySigner, RpcChain, RpcConfig, dev_signer};
+use anyhow::{Context, Result, ensure};
+use chaincall_chain::{EmbeddedChain, PrivateKeySigner, RpcChain, RpcConfig};
 use chaincall_phone::negotiation::KeyMode;
 use chaincall_wallet::chain::ServerChain;
 use clap::Args;
 use serde_json::json;
 
-use crate::cmd::network::{Network, NetworkOptions};
+use crate::cmd::network::{Network, NetworkOptions, operator_key};
 
 /// Arguments of `chaincall bench setup`.
 #[derive(Debug, Args)]
@@ -51,14 +51,7 @@ pub(crate) fn run(args: SetupBenchArgs) -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let operator = match &args.operator_key {
-            Some(k) => k
-                .trim()
-                .trim_start_matches("0x")
-                .parse::<PrivateKeySigner>()
-                .map_err(|e| anyhow!("--operator-key: {e}"))?,
-            None => dev_signer(0),
-        };
+        let operator = operator_key(args.operator_key.as_deref())?;
         match &args.rpc {
             None => {
                 measure(
