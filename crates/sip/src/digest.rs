@@ -308,8 +308,10 @@ pub enum NonceCheck {
     Replay,
 }
 
-/// Stateless nonces (`time || HMAC-SHA256(secret, time || realm)`), expiring after `lifetime_secs`,
-/// plus a bounded table of nonce counts to reject replays.
+/// Stateless nonces (`time || salt || HMAC-SHA256(secret, time || salt || realm)`), expiring after
+/// `lifetime_secs`, plus a bounded table of nonce counts to reject replays. The salt is a
+/// per-challenge counter, so two challenges issued in the same second never share a nonce (two
+/// clients answering one nonce with `nc=1` would look like a replay).
 ///
 /// Time is the caller's: `now_secs` is any monotonic seconds counter (the shell passes Unix time).
 pub struct NonceManager {
@@ -318,6 +320,7 @@ pub struct NonceManager {
     seen: HashMap<String, u32>,
     order: VecDeque<(u64, String)>,
     max_tracked: usize,
+    salt: u32,
 }
 
 impl std::fmt::Debug for NonceManager {
@@ -340,13 +343,15 @@ impl NonceManager {
             seen: HashMap::new(),
             order: VecDeque::new(),
             max_tracked: max_tracked.max(1),
+            salt: 0,
         }
     }
 
-    fn mac(&self, ts: u64, realm: &str) -> [u8; 16] {
+    fn mac(&self, ts: u64, salt: u32, realm: &str) -> [u8; 16] {
         let mut m =
             Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
         m.update(&ts.to_be_bytes());
+        m.update(&salt.to_be_bytes());
         m.update(realm.as_bytes());
         let full = m.finalize().into_bytes();
         let mut out = [0u8; 16];
@@ -354,12 +359,15 @@ impl NonceManager {
         out
     }
 
-    /// A fresh nonce for `realm` (48 hex characters).
+    /// A fresh nonce for `realm` (56 hex characters), distinct from every other nonce issued.
     pub fn issue(&mut self, realm: &str, now_secs: u64) -> String {
+        self.salt = self.salt.wrapping_add(1);
+        let salt = self.salt;
         let n = format!(
-            "{:016x}{}",
+            "{:016x}{:08x}{}",
             now_secs,
-            hex::encode(self.mac(now_secs, realm))
+            salt,
+            hex::encode(self.mac(now_secs, salt, realm))
         );
         self.forget_expired(now_secs);
         if self.order.len() >= self.max_tracked
@@ -392,16 +400,19 @@ impl NonceManager {
         nc: Option<u32>,
         now_secs: u64,
     ) -> NonceCheck {
-        if nonce.len() != 48 || !nonce.is_ascii() {
+        if nonce.len() != 56 || !nonce.is_ascii() {
             return NonceCheck::Invalid;
         }
         let Ok(ts) = u64::from_str_radix(&nonce[..16], 16) else {
             return NonceCheck::Invalid;
         };
-        let Ok(mac) = hex::decode(&nonce[16..]) else {
+        let Ok(salt) = u32::from_str_radix(&nonce[16..24], 16) else {
             return NonceCheck::Invalid;
         };
-        if !bool::from(mac.as_slice().ct_eq(&self.mac(ts, realm))) || ts > now_secs {
+        let Ok(mac) = hex::decode(&nonce[24..]) else {
+            return NonceCheck::Invalid;
+        };
+        if !bool::from(mac.as_slice().ct_eq(&self.mac(ts, salt, realm))) || ts > now_secs {
             return NonceCheck::Invalid;
         }
         if now_secs - ts > self.lifetime_secs {
@@ -500,5 +511,20 @@ mod tests {
         forged.replace_range(40..41, if &n[40..41] == "0" { "1" } else { "0" });
         assert_eq!(m.check(&forged, "r", Some(9), 1002), NonceCheck::Invalid);
         assert_eq!(m.check("zz", "r", None, 1002), NonceCheck::Invalid);
+        // A salt that was not MAC'd with this time is refused too.
+        let mut resalted = n.clone();
+        resalted.replace_range(23..24, if &n[23..24] == "0" { "1" } else { "0" });
+        assert_eq!(m.check(&resalted, "r", Some(9), 1002), NonceCheck::Invalid);
+    }
+
+    #[test]
+    fn two_challenges_in_one_second_get_distinct_nonces() {
+        // Two clients challenged in the same second each answer with nc=1: both must pass.
+        let mut m = NonceManager::new([7; 32], 30, 100);
+        let a = m.issue("r", 1000);
+        let b = m.issue("r", 1000);
+        assert_ne!(a, b);
+        assert_eq!(m.check(&a, "r", Some(1), 1000), NonceCheck::Valid);
+        assert_eq!(m.check(&b, "r", Some(1), 1000), NonceCheck::Valid);
     }
 }
