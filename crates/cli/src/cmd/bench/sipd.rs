@@ -6,7 +6,9 @@
 //! `rr`, the same stateless-target routing to the uas). The call rate steps up; a step passes when
 //! ≥ 99.9 % of its calls succeed and sipp kept the rate (elapsed ≤ 1.1 × the step's length + 2 s).
 //! The two servers alternate step by step, so load from other processes on a shared machine hits
-//! both alike; a server stops stepping at its first failed step.
+//! both alike; a server stops stepping after `--max-failures` (2) failed steps in a row, and its
+//! result is the highest rate that passed. Failed calls are broken down by sipp's failure counters
+//! (e.g. `FailedUnexpectedMessage`: a response that overtook another, such as a 180 after the 200).
 //!
 //! Registrations: sipp sends REGISTER, answers the 401 digest challenge (MD5, `qop=auth`: sipp
 //! 3.6 speaks no SHA-256) and expects 200, against a Kamailio-schema `subscriber` table in SQLite:
@@ -65,6 +67,10 @@ pub(crate) struct SipdBenchArgs {
     /// Kamailio UDP worker processes (`children`).
     #[arg(long, default_value_t = 2)]
     kamailio_children: u32,
+    /// A server stops stepping after this many failed steps in a row (one noisy step on a shared
+    /// machine does not end its run); its result is the highest passing rate.
+    #[arg(long, default_value_t = 2)]
+    max_failures: u32,
     /// Keep the working directory (configs, logs, sipp stats) instead of deleting it.
     #[arg(long)]
     keep: bool,
@@ -83,6 +89,16 @@ struct Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // SIGTERM first: Kamailio's main process then stops its workers (SIGKILL would orphan them).
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..40 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -174,6 +190,8 @@ struct Step {
     retransmissions: u64,
     elapsed_s: f64,
     server_cpu_s: f64,
+    /// sipp's non-zero `Failed…(C)` counters.
+    failures: serde_json::Map<String, Value>,
 }
 
 impl Step {
@@ -201,6 +219,7 @@ impl Step {
             "elapsed_s": (self.elapsed_s * 100.0).round() / 100.0,
             "achieved_per_s": if self.elapsed_s > 0.0 { (self.ok as f64 / self.elapsed_s).round() } else { 0.0 },
             "server_cpu_s": (self.server_cpu_s * 100.0).round() / 100.0,
+            "failures": self.failures,
             "passed": self.passed(secs),
         })
     }
@@ -321,6 +340,7 @@ pub(crate) fn run(args: SipdBenchArgs) -> anyhow::Result<()> {
     // Calls, alternating servers step by step.
     let mut calls: Vec<Step> = Vec::new();
     let mut alive: Vec<bool> = vec![true; servers.len()];
+    let mut fails: Vec<u32> = vec![0; servers.len()];
     for &rate in &args.rates {
         for (i, (name, idx, port, _)) in servers.iter().enumerate() {
             if !alive[i] {
@@ -338,7 +358,12 @@ pub(crate) fn run(args: SipdBenchArgs) -> anyhow::Result<()> {
                 sipp_args,
             )?;
             progress(&args, "calls", &step);
-            alive[i] = step.passed(args.secs);
+            fails[i] = if step.passed(args.secs) {
+                0
+            } else {
+                fails[i] + 1
+            };
+            alive[i] = fails[i] < args.max_failures.max(1);
             calls.push(step);
         }
         if !alive.iter().any(|a| *a) {
@@ -351,6 +376,7 @@ pub(crate) fn run(args: SipdBenchArgs) -> anyhow::Result<()> {
     let mut regs: Vec<Step> = Vec::new();
     if !args.no_register {
         let mut alive: Vec<bool> = vec![true; servers.len()];
+        let mut fails: Vec<u32> = vec![0; servers.len()];
         for &rate in &args.register_rates {
             for (i, (name, idx, _, port)) in servers.iter().enumerate() {
                 if !alive[i] {
@@ -382,7 +408,12 @@ pub(crate) fn run(args: SipdBenchArgs) -> anyhow::Result<()> {
                     sipp_args,
                 )?;
                 progress(&args, "registers", &step);
-                alive[i] = step.passed(args.secs);
+                fails[i] = if step.passed(args.secs) {
+                    0
+                } else {
+                    fails[i] + 1
+                };
+                alive[i] = fails[i] < args.max_failures.max(1);
                 regs.push(step);
             }
             if !alive.iter().any(|a| *a) {
@@ -444,7 +475,7 @@ pub(crate) fn run(args: SipdBenchArgs) -> anyhow::Result<()> {
 
 fn progress(args: &SipdBenchArgs, what: &str, s: &Step) {
     let line = format!(
-        "{what:<9} {:<9} rate {:>5}/s: {}/{} ok ({:.2} %), {:.1} s, {} retransmissions, server CPU {:.1} s -> {}",
+        "{what:<9} {:<9} rate {:>5}/s: {}/{} ok ({:.2} %), {:.1} s, {} retransmissions, server CPU {:.1} s -> {} {}",
         s.server,
         s.rate,
         s.ok,
@@ -453,7 +484,12 @@ fn progress(args: &SipdBenchArgs, what: &str, s: &Step) {
         s.elapsed_s,
         s.retransmissions,
         s.server_cpu_s,
-        if s.passed(args.secs) { "pass" } else { "FAIL" }
+        if s.passed(args.secs) { "pass" } else { "FAIL" },
+        if s.failures.is_empty() {
+            String::new()
+        } else {
+            Value::Object(s.failures.clone()).to_string()
+        }
     );
     let _ = writeln!(std::io::stderr(), "{line}");
 }
@@ -508,7 +544,8 @@ fn run_step(
         .context("running sipp")?;
     let wall = t0.elapsed().as_secs_f64();
     let server_cpu_s = proc_.cpu_secs() - cpu0;
-    let (ok, failed, retransmissions, elapsed) = parse_stat(&stf).unwrap_or((0, planned, 0, wall));
+    let (ok, failed, retransmissions, elapsed, failures) =
+        parse_stat(&stf).unwrap_or((0, planned, 0, wall, serde_json::Map::new()));
     if ok == 0 {
         let _ = writeln!(
             std::io::stderr(),
@@ -531,11 +568,13 @@ fn run_step(
         retransmissions,
         elapsed_s: elapsed,
         server_cpu_s,
+        failures,
     })
 }
 
-/// (successful, failed, retransmissions, elapsed seconds) from sipp's `-trace_stat` CSV (last row).
-fn parse_stat(path: &Path) -> Option<(u64, u64, u64, f64)> {
+/// (successful, failed, retransmissions, elapsed seconds, non-zero failure counters) from sipp's
+/// `-trace_stat` CSV (last row).
+fn parse_stat(path: &Path) -> Option<(u64, u64, u64, f64, serde_json::Map<String, Value>)> {
     let text = std::fs::read_to_string(path).ok()?;
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let head: Vec<&str> = lines.next()?.split(';').collect();
@@ -558,11 +597,21 @@ fn parse_stat(path: &Path) -> Option<(u64, u64, u64, f64)> {
             _ => None,
         }
     })?;
+    let failures = head
+        .iter()
+        .zip(&last)
+        .filter(|(h, _)| h.starts_with("Failed") && h.ends_with("(C)") && **h != "FailedCall(C)")
+        .filter_map(|(h, v)| {
+            let n = v.trim().parse::<u64>().ok().filter(|n| *n > 0)?;
+            Some((h.trim_end_matches("(C)").to_owned(), json!(n)))
+        })
+        .collect();
     Some((
         num("SuccessfulCall(C)")?,
         num("FailedCall(C)")?,
         num("Retransmissions(C)").unwrap_or(0),
         elapsed,
+        failures,
     ))
 }
 
