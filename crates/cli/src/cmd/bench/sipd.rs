@@ -508,30 +508,27 @@ fn run_step(
     let planned = u64::from(rate) * u64::from(args.secs);
     let stf = dir.join(format!("uac-{server}-{rate}-{}.csv", sipp_args.len()));
     let _ = std::fs::remove_file(&stf);
-    sipp_args.extend(
-        [
-            format!("127.0.0.1:{port}"),
-            "-i".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            uac_port.to_string(),
-            "-r".into(),
-            rate.to_string(),
-            "-m".into(),
-            planned.to_string(),
-            "-l".into(),
-            (rate * 4).to_string(),
-            "-d".into(),
-            "0".into(),
-            "-nostdin".into(),
-            "-timeout".into(),
-            format!("{}s", args.secs * 3 + 20),
-            "-trace_stat".into(),
-            "-stf".into(),
-            stf.display().to_string(),
-        ]
-        .into_iter(),
-    );
+    sipp_args.extend([
+        format!("127.0.0.1:{port}"),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        uac_port.to_string(),
+        "-r".into(),
+        rate.to_string(),
+        "-m".into(),
+        planned.to_string(),
+        "-l".into(),
+        (rate * 4).to_string(),
+        "-d".into(),
+        "0".into(),
+        "-nostdin".into(),
+        "-timeout".into(),
+        format!("{}s", args.secs * 3 + 20),
+        "-trace_stat".into(),
+        "-stf".into(),
+        stf.display().to_string(),
+    ]);
     let cpu0 = proc_.cpu_secs();
     let t0 = Instant::now();
     let out = Command::new(&args.sipp)
@@ -572,13 +569,15 @@ fn run_step(
     })
 }
 
-/// (successful, failed, retransmissions, elapsed seconds, non-zero failure counters) from sipp's
-/// `-trace_stat` CSV (last row).
-fn parse_stat(path: &Path) -> Option<(u64, u64, u64, f64, serde_json::Map<String, Value>)> {
+/// (successful, failed, retransmissions, elapsed seconds, non-zero failure counters).
+type SippStat = (u64, u64, u64, f64, serde_json::Map<String, Value>);
+
+/// The last row of sipp's `-trace_stat` CSV.
+fn parse_stat(path: &Path) -> Option<SippStat> {
     let text = std::fs::read_to_string(path).ok()?;
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let head: Vec<&str> = lines.next()?.split(';').collect();
-    let last: Vec<&str> = lines.last()?.split(';').collect();
+    let last: Vec<&str> = lines.next_back()?.split(';').collect();
     let col = |n: &str| -> Option<&str> {
         head.iter()
             .position(|h| *h == n)
