@@ -93,6 +93,8 @@ pub struct Core {
     server_req: HashMap<TxId, Vec<u8>>,
     /// Stream peers: responses to them are sent over their connection (`reliable`).
     stream_peers: HashMap<SocketAddr, StreamKind>,
+    /// The on-chain identity each TLS-PSK connection authenticated as (its handshake peer).
+    stream_identities: HashMap<SocketAddr, String>,
     /// Contact address → stream peer, for clients on a stream connection whose registered Contact
     /// (their connection's local address) differs from the address we see (NAT): requests for the
     /// contact go over the connection (RFC 5626's idea, without flow tokens).
@@ -188,6 +190,7 @@ impl Core {
             back: HashMap::new(),
             server_req: HashMap::new(),
             stream_peers: HashMap::new(),
+            stream_identities: HashMap::new(),
             flows: HashMap::new(),
             tls_advertise: cfg.listens()?.iter().find_map(|l| match l {
                 crate::config::Listen::Tls(a) if a.ip().is_unspecified() => {
@@ -219,7 +222,20 @@ impl Core {
             self.stream_peers.insert(peer, kind);
         } else {
             self.stream_peers.remove(&peer);
+            self.stream_identities.remove(&peer);
             self.flows.retain(|_, p| *p != peer);
+        }
+    }
+    /// Records the identity a TLS-PSK connection authenticated as in the handshake (a phone number
+    /// or a domain). A phone may then REGISTER only its own number over that connection.
+    pub fn set_stream_identity(&mut self, peer: SocketAddr, identity: Option<String>) {
+        match identity {
+            Some(id) => {
+                self.stream_identities.insert(peer, id);
+            }
+            None => {
+                self.stream_identities.remove(&peer);
+            }
         }
     }
 
@@ -868,6 +884,22 @@ impl Core {
             return self.reply(id, msg, 404, "Not Found", &[], now);
         };
         let user = to_uri.user.unwrap_or("").to_owned();
+        // A connection keyed by a phone's on-chain identity registers that number only: the
+        // handshake proved who is on the line, digest credentials alone must not move them.
+        if let Some(bound) = self.stream_identities.get(&src)
+            && bound.starts_with('+')
+            && *bound != user
+        {
+            warn!(%src, identity = %bound, aor = %user, "REGISTER for another number over a TLS-PSK connection refused");
+            return self.reply(
+                id,
+                msg,
+                403,
+                "Forbidden (the AOR is not this connection's identity)",
+                &[],
+                now,
+            );
+        }
         if self.auth == AuthMode::Digest
             && !self.authenticate(id, msg, false, Some(&user), now, unix)
         {

@@ -21,9 +21,10 @@
 //! recent — is tried), no DNS (RFC 3263; next hops must be IP literals, a static route, or a
 //! registered contact), no proxy Timer C (an INVITE that got a provisional answer waits for the
 //! downstream's final response), one Record-Route per request (no RFC 5658 double Record-Route when
-//! the two legs use different transports: the Record-Route names the downstream leg's transport),
-//! a REGISTER over TLS-PSK is digest-authenticated but not yet bound to the handshake's identity
-//! (the TLS peer's phone number is logged, not compared with the REGISTER's user).
+//! the two legs use different transports: the Record-Route names the downstream leg's transport).
+//!
+//! Over TLS-PSK, a REGISTER is bound to the handshake: a connection whose handshake proved a phone
+//! number may register that number only (403 otherwise), on top of digest authentication.
 
 pub mod config;
 pub mod core;

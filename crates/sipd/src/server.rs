@@ -57,6 +57,7 @@ enum Ev {
     StreamUp {
         peer: SocketAddr,
         kind: StreamKind,
+        identity: Option<String>,
         tx: mpsc::Sender<Vec<u8>>,
     },
     StreamDown {
@@ -91,7 +92,7 @@ impl StreamSink {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        self.attach_kind(stream, peer, StreamKind::Tcp);
+        self.attach_kind(stream, peer, StreamKind::Tcp, None);
     }
 
     /// Like [`StreamSink::attach`] for a TLS stream: requests the server sends over it carry Via
@@ -100,7 +101,16 @@ impl StreamSink {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        self.attach_kind(stream, peer, StreamKind::Tls);
+        self.attach_kind(stream, peer, StreamKind::Tls, None);
+    }
+
+    /// Like [`StreamSink::attach_tls`] for a connection whose handshake authenticated `identity`
+    /// (its on-chain name): a phone number may then REGISTER only itself over it.
+    pub fn attach_tls_as<S>(&self, stream: S, peer: SocketAddr, identity: Option<String>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        self.attach_kind(stream, peer, StreamKind::Tls, identity);
     }
 
     /// Completes when the server this sink feeds has stopped.
@@ -108,8 +118,13 @@ impl StreamSink {
         self.tx.closed().await;
     }
 
-    fn attach_kind<S>(&self, stream: S, peer: SocketAddr, kind: StreamKind)
-    where
+    fn attach_kind<S>(
+        &self,
+        stream: S,
+        peer: SocketAddr,
+        kind: StreamKind,
+        identity: Option<String>,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let Ok(permit) = self.slots.clone().try_acquire_owned() else {
@@ -121,7 +136,7 @@ impl StreamSink {
             sink.metrics
                 .connections
                 .set(sink.metrics.connections.get() + 1);
-            serve_stream(stream, peer, kind, &sink).await;
+            serve_stream(stream, peer, kind, identity, &sink).await;
             sink.metrics
                 .connections
                 .set(sink.metrics.connections.get() - 1);
@@ -130,8 +145,13 @@ impl StreamSink {
     }
 }
 
-async fn serve_stream<S>(stream: S, peer: SocketAddr, kind: StreamKind, sink: &StreamSink)
-where
+async fn serve_stream<S>(
+    stream: S,
+    peer: SocketAddr,
+    kind: StreamKind,
+    identity: Option<String>,
+    sink: &StreamSink,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
@@ -141,6 +161,7 @@ where
         .send(Ev::StreamUp {
             peer,
             kind,
+            identity,
             tx: otx.clone(),
         })
         .await
@@ -471,8 +492,9 @@ impl Server {
                 _ = sleep => core.handle_timeout(Instant::now()),
                 ev = rx.recv() => match ev {
                     None => break,
-                    Some(Ev::StreamUp { peer, kind, tx }) => {
+                    Some(Ev::StreamUp { peer, kind, identity, tx }) => {
                         core.set_stream_peer(peer, Some(kind));
+                        core.set_stream_identity(peer, identity);
                         streams.insert(peer, tx);
                     }
                     Some(Ev::StreamDown { peer }) => {

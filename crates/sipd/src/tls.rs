@@ -99,7 +99,8 @@ pub async fn serve_tls_psk(listener: TcpListener, psk: PskServer, sink: StreamSi
                             debug!(%peer, identity = %who, version = tls.version(), "TLS-PSK connection with a stored PSK")
                         }
                     }
-                    sink.attach_tls(tls, peer);
+                    let identity = tls.peer().map(ToString::to_string);
+                    sink.attach_tls_as(tls, peer, identity);
                 }
                 Ok(Err(e)) => info!(%peer, reason = %e, "TLS-PSK connection refused"),
                 Err(_) => info!(%peer, reason = "timed out", "TLS-PSK connection refused"),

@@ -310,6 +310,20 @@ async fn phones_register_and_call_over_tls_psk_keyed_on_chain() {
     a.register_with_digest("pw+15551230001").await;
     b.register_with_digest("pw+15551230002").await;
 
+    // The handshake identity binds the AOR: alice's connection cannot register bob's number, even
+    // before any digest exchange.
+    let spoof = a
+        .register(7, "")
+        .replace("sip:+15551230001@", "sip:+15551230002@");
+    a.send(&spoof).await;
+    let b403 = a.expect(|m| m.status().is_some()).await;
+    assert_eq!(
+        Message::parse(&b403).unwrap().status(),
+        Some(403),
+        "{}",
+        String::from_utf8_lossy(&b403)
+    );
+
     // A calls B by number; sipd challenges the INVITE (407) first.
     let (a_local, a_contact) = (a.local, a.contact());
     let invite = |cseq: u32, auth: &str| {
