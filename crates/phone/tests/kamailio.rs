@@ -35,14 +35,17 @@ use chaincall_phone::{
     CallReport, KeyLookup, KeyMode, Phone, PhoneConfig, PhoneError, PhoneEvent, PhoneEvents,
     PhoneSecrets, Signalling,
 };
-use chaincall_wallet::receipt::{Purchase, StoreKey, random_order_id, sip_password};
+use chaincall_wallet::receipt::{StoreKey, random_order_id, sip_password};
+use chaincall_wallet::testing::{
+    TEST_IDENTITY_DOMAIN, TEST_SIP_DOMAIN, TestChain, TestConfig, test_purchase, write_test_config,
+};
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
-const DOMAIN: &str = "sip.chaincall.test";
-const WALLET_DOMAIN: &str = "wallet.chaincall.test";
-const PACKAGE: &str = "org.chaincall.phone";
-const PRODUCT: &str = "onboarding";
+/// The SIP domain (Kamailio's realm) and the wallet server's identity: the wallet crate's test
+/// configuration ([`write_test_config`]) uses these.
+const DOMAIN: &str = TEST_SIP_DOMAIN;
+const WALLET_DOMAIN: &str = TEST_IDENTITY_DOMAIN;
 const ALICE: &str = "+15550100001";
 const BOB: &str = "+15550100002";
 /// Seconds of audio each side sends.
@@ -221,56 +224,27 @@ async fn subscriber_row(db: &Path, user: &str) -> Option<(String, String, String
     Some((row.get(0), row.get(1), row.get(2)))
 }
 
-fn write_secret(path: &Path, text: &str) {
-    chaincall_wallet::server::write_secret(path, text).unwrap();
-}
-
-/// Starts the wallet-management server (as `chaincall demo` does) with `[sip]` pointing at
-/// Kamailio's database. Returns its URL and a stop handle.
+/// Starts the wallet-management server (as `chaincall demo` does) from the wallet crate's test
+/// configuration, whose SIP database is `dir/sip.db`: here, Kamailio's own database. Returns its
+/// URL and a stop handle.
 async fn start_wallet(
     chain: Arc<EmbeddedChain>,
     contract: Address,
     dir: &Path,
-    sip_db: &Path,
     store: &StoreKey,
 ) -> (String, tokio::sync::oneshot::Sender<()>) {
-    write_secret(
-        &dir.join("server-wallet.key"),
-        &hex::encode(dev_signer(0).to_bytes()),
-    );
-    write_secret(
-        &dir.join("store-public.b64"),
-        &store.public_key_base64().unwrap(),
-    );
-    let mut admin = [0u8; 16];
-    OsRng.fill_bytes(&mut admin);
-    write_secret(&dir.join("admin.token"), &hex::encode(admin));
-    let d = dir.display();
-    let toml = format!(
-        r#"listen = "127.0.0.1:0"
-worker_interval_ms = 100
-[chain]
-backend = "embedded"
-wallet_key_file = "{d}/server-wallet.key"
-[identity]
-domain = "{WALLET_DOMAIN}"
-key_file = "{d}/wallet-identity.key"
-[store]
-package_name = "{PACKAGE}"
-product_id = "{PRODUCT}"
-public_key_file = "{d}/store-public.b64"
-[database]
-url = "sqlite://{d}/wallet.db?mode=rwc"
-[sip]
-database_url = "sqlite://{}"
-domain = "{DOMAIN}"
-[admin]
-token_file = "{d}/admin.token"
-"#,
-        sip_db.display()
-    );
-    std::fs::write(dir.join("wallet.toml"), toml).unwrap();
-    let cfg = chaincall_wallet::WalletConfig::load(&dir.join("wallet.toml")).unwrap();
+    let path = write_test_config(
+        dir,
+        &TestConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            chain: TestChain::Embedded,
+            store,
+            admin_token: None,
+            extra: "",
+        },
+    )
+    .unwrap();
+    let cfg = chaincall_wallet::WalletConfig::load(&path).unwrap();
     let service = chaincall_wallet::server::build_service(&cfg, chain, contract)
         .await
         .unwrap();
@@ -299,16 +273,7 @@ async fn onboard(
     let mut secrets = PhoneSecrets::generate(number);
     let mut token = [0u8; 24];
     OsRng.fill_bytes(&mut token);
-    let receipt = store.issue(&Purchase {
-        order_id: random_order_id(),
-        package_name: PACKAGE.into(),
-        product_id: PRODUCT.into(),
-        purchase_time: 1_700_000_000_000,
-        purchase_state: 0,
-        purchase_token: hex::encode(token),
-        quantity: 1,
-        acknowledged: false,
-    });
+    let receipt = store.issue(&test_purchase(random_order_id(), hex::encode(token)));
     let status = chaincall_wallet::onboard_phone(
         client,
         &**chain,
@@ -420,7 +385,8 @@ async fn wallet_provisions_kamailio_and_a_mikey_call_goes_through_it() {
 
     // The operator's existing Kamailio: its own schema, its own config, running before any
     // chaincall subscriber exists.
-    let sip_db = dir.join("kamailio.sqlite");
+    // Kamailio's database, where the wallet's test configuration puts its SIP database.
+    let sip_db = dir.join("sip.db");
     create_kamailio_db(&sip_db).await;
     let mut kamailio = Kamailio::start(&bin, &modules, dir, &sip_db);
 
@@ -433,8 +399,7 @@ async fn wallet_provisions_kamailio_and_a_mikey_call_goes_through_it() {
         .contract_address
         .expect("deployed keystore address");
     let store = StoreKey::generate().unwrap();
-    let (wallet_url, wallet_stop) =
-        start_wallet(chain.clone(), contract, dir, &sip_db, &store).await;
+    let (wallet_url, wallet_stop) = start_wallet(chain.clone(), contract, dir, &store).await;
     let client = chaincall_wallet::WalletClient::new(wallet_url);
     let server_key = chaincall_wallet::server_identity_key(&*chain, contract, WALLET_DOMAIN)
         .await
