@@ -18,15 +18,14 @@ use chaincall_phone::{
     CallReport, KeyLookup, Phone, PhoneConfig, PhoneEvent, PhoneEvents, PhoneSecrets, Signalling,
 };
 use chaincall_wallet::chain::ServerChain;
-use chaincall_wallet::receipt::{Purchase, StoreKey, random_order_id, sip_password};
+use chaincall_wallet::receipt::{StoreKey, random_order_id, sip_password};
+use chaincall_wallet::testing::{TEST_PACKAGE, TEST_PRODUCT, test_purchase};
 use rand_core::{OsRng, RngCore};
 
 /// sipd's domain: SIP domain, digest realm, and its identity name in the keystore.
 pub(crate) const SIP_DOMAIN: &str = "sip.chaincall.test";
 /// The wallet server's identity name in the keystore.
 pub(crate) const WALLET_DOMAIN: &str = "wallet.chaincall.test";
-const PACKAGE: &str = "org.chaincall.phone";
-const PRODUCT: &str = "onboarding";
 /// The caller.
 pub(crate) const ALICE: &str = "+15550100001";
 /// The callee.
@@ -159,8 +158,8 @@ wallet_key_file = "{d}/server-wallet.key"
 domain = "{WALLET_DOMAIN}"
 key_file = "{d}/wallet-identity.key"
 [store]
-package_name = "{PACKAGE}"
-product_id = "{PRODUCT}"
+package_name = "{TEST_PACKAGE}"
+product_id = "{TEST_PRODUCT}"
 public_key_file = "{d}/store-public.b64"
 [database]
 url = "sqlite://{d}/wallet.db?mode=rwc"
@@ -408,16 +407,7 @@ async fn onboard<C: ServerChain>(
     let mut secrets = PhoneSecrets::generate(number);
     let mut token = [0u8; 24];
     OsRng.fill_bytes(&mut token);
-    let purchase = Purchase {
-        order_id: random_order_id(),
-        package_name: PACKAGE.into(),
-        product_id: PRODUCT.into(),
-        purchase_time: 1_700_000_000_000,
-        purchase_state: 0,
-        purchase_token: hex::encode(token),
-        quantity: 1,
-        acknowledged: false,
-    };
+    let purchase = test_purchase(random_order_id(), hex::encode(token));
     let receipt = store.issue(&purchase);
     let t = Instant::now();
     let status = chaincall_wallet::onboard_phone(
