@@ -115,6 +115,8 @@ pub struct CallReport {
     pub verified_peer: Option<IdentityName>,
     /// Whether the key lookup was proven against a block header.
     pub lookup_verified: bool,
+    /// Bytes of proof that lookup checked (0 when unproven).
+    pub proof_bytes: usize,
     /// Where the set-up time went.
     pub timings: SetupTimings,
     /// Packet counts.
@@ -922,6 +924,7 @@ async fn finish_call(call_id: String, call: ActiveCall) -> Option<CallReport> {
         mode: call.mode,
         verified_peer: call.verified_peer,
         lookup_verified: call.lookup.as_ref().is_some_and(|l| l.verified),
+        proof_bytes: call.lookup.as_ref().map_or(0, |l| l.proof_bytes),
         timings: call.timings,
         stats: session.stats(),
         sent_payload: session.sent_payload().to_vec(),

@@ -299,7 +299,7 @@ async fn network<C: ServerChain>(
     ));
     let mut report = Report {
         chain: chain_name,
-        proof_bytes: net.lookup_bob().await?.proof_bytes,
+        proof_bytes: a.proof_bytes,
         ..Report::default()
     };
 

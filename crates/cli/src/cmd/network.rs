@@ -79,13 +79,7 @@ impl Timeline {
 }
 
 /// The running network.
-pub(crate) struct Network<C> {
-    /// The chain.
-    pub(crate) chain: Arc<C>,
-    /// The keystore contract.
-    pub(crate) contract: Address,
-    /// The phones' header trust (genesis checkpoint).
-    pub(crate) trust: Arc<HeaderTrust>,
+pub(crate) struct Network {
     alice: (Phone, PhoneEvents),
     bob: (Phone, PhoneEvents),
     /// How the set-up went.
@@ -94,10 +88,10 @@ pub(crate) struct Network<C> {
     wallet_stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-impl<C: ServerChain> Network<C> {
+impl Network {
     /// Deploys the keystore, publishes sipd's identity, starts the wallet server and sipd, onboards
     /// alice and bob, connects both phones over TLS-PSK and registers them.
-    pub(crate) async fn start(
+    pub(crate) async fn start<C: ServerChain>(
         chain: Arc<C>,
         operator: PrivateKeySigner,
         opts: NetworkOptions,
@@ -327,9 +321,6 @@ contract = "{contract}"
         let bob = handles.pop().expect("two phones");
         let alice = handles.pop().expect("two phones");
         Ok(Network {
-            chain,
-            contract,
-            trust,
             alice,
             bob,
             timeline: report,
@@ -366,15 +357,6 @@ contract = "{contract}"
             bail!("unexpected events");
         };
         Ok((*a, *b))
-    }
-
-    /// A verified lookup of bob's key now (for the proof size).
-    pub(crate) async fn lookup_bob(&self) -> Result<chaincall_phone::LookedUp> {
-        Ok(
-            KeyLookup::new(self.chain.clone(), self.contract, Some(self.trust.clone()))
-                .lookup(&IdentityName::Phone(PhoneNumber::parse(BOB)?))
-                .await?,
-        )
     }
 
     /// Stops the phones and servers.
