@@ -40,6 +40,8 @@ anvil_bin="$root/tools/node_modules/@foundry-rs/anvil-linux-amd64/bin"
 export PATH="$anvil_bin:$root/tools/node_modules/.bin:$root/.venv/bin:$PATH"
 export CHAINCALL_PYTHON="$root/.venv/bin/python3"
 export CHAINCALL_REQUIRE_PEERS=1
+# A one-shot build gains nothing from the incremental cache, which would double the target dir.
+export CARGO_INCREMENTAL=0
 
 echo "== format and lints"
 cargo fmt --all --check
