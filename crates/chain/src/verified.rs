@@ -45,6 +45,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use alloy::consensus::Header;
 use alloy::eips::BlockNumberOrTag;
@@ -368,6 +369,9 @@ impl HeaderOracle for CheckpointOracle {
     }
 }
 
+/// How long a quorum endpoint may take to send a header before it counts as no answer.
+const QUORUM_ENDPOINT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// [`HeaderTrust::quorum`].
 struct QuorumOracle {
     /// Each configured URL, with its provider (`None`: the URL does not parse; counts as no answer).
@@ -405,23 +409,37 @@ impl QuorumOracle {
         if let Some(header) = lock(&self.cache).get(&number) {
             return Ok(*header);
         }
-        // Ask every endpoint at once; the lookup waits for the slowest (or its timeout).
+        // Ask every endpoint at once. The answer is settled as soon as k agree (k is a strict
+        // majority, so no later answers can outvote them); an endpoint that hangs counts as no
+        // answer after QUORUM_ENDPOINT_TIMEOUT instead of stalling the lookup.
         let mut tasks = tokio::task::JoinSet::new();
         for (index, (_, provider)) in self.endpoints.iter().enumerate() {
             if let Some(provider) = provider.clone() {
-                tasks.spawn(async move { (index, endpoint_header(provider, number).await) });
+                tasks.spawn(async move {
+                    let header = tokio::time::timeout(
+                        QUORUM_ENDPOINT_TIMEOUT,
+                        endpoint_header(provider, number),
+                    )
+                    .await
+                    .ok()
+                    .flatten();
+                    (index, header)
+                });
             }
         }
         let mut headers: Vec<Option<Header>> = vec![None; self.endpoints.len()];
+        let mut hashes: Vec<Option<B256>> = vec![None; self.endpoints.len()];
         while let Some(joined) = tasks.join_next().await {
             if let Ok((index, header)) = joined {
+                hashes[index] = header.as_ref().map(Header::hash_slow);
                 headers[index] = header;
+                if quorum_hash(number, &hashes, self.k).is_ok() {
+                    break;
+                }
             }
         }
-        let hashes: Vec<Option<B256>> = headers
-            .iter()
-            .map(|h| h.as_ref().map(Header::hash_slow))
-            .collect();
+        // Dropping the set cancels the endpoints still being asked.
+        drop(tasks);
         let agreed = quorum_hash(number, &hashes, self.k)?;
         let header = headers
             .iter()

@@ -732,6 +732,28 @@ async fn quorum_trust_needs_k_agreeing_endpoints() {
         ),
         "{err} (head {head})"
     );
+    // An endpoint that accepts connections and never answers neither stalls the lookup nor
+    // counts as agreement: two honest answers settle it, and with one it fails after the
+    // endpoint timeout instead of hanging.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang = format!("http://{}", silent.local_addr().unwrap());
+    let patient = HeaderTrust::quorum(vec![hang.clone(), a.url(), a.url()], 2);
+    let found = get_client_verified(&chain, s.contract, bob, &patient, None)
+        .await
+        .unwrap();
+    assert_eq!(found.entry.status, KeyStatus::Approved);
+    let stuck = HeaderTrust::quorum(vec![a.url(), hang.clone(), hang], 2);
+    let err = get_client_verified(&chain, s.contract, bob, &stuck, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyError::Header(HeaderError::NoQuorum { agreeing: 1, .. })
+        ),
+        "{err}"
+    );
+
     let bad = HeaderTrust::quorum(vec![a.url(), b.url()], 1);
     assert!(matches!(
         get_client_verified(&chain, s.contract, bob, &bad, None).await,
