@@ -744,8 +744,9 @@ pub struct Rewriter<'r> {
     pub prepend: Vec<(&'r str, &'r str)>,
     /// Remove the first Via value (responses travelling back, §16.7 step 3).
     pub pop_via: bool,
-    /// Remove the first Route value (loose routing, §16.4).
-    pub pop_route: bool,
+    /// Remove this many leading Route values (loose routing, §16.4: one per Route naming us; two
+    /// where we record-routed twice, RFC 5658).
+    pub pop_routes: usize,
     /// Set Max-Forwards to this (§16.6 step 3).
     pub max_forwards: Option<u8>,
 }
@@ -773,7 +774,7 @@ impl Rewriter<'_> {
             push_line(out, n, v);
         }
         let mut via_popped = !self.pop_via;
-        let mut route_popped = !self.pop_route;
+        let mut routes_to_pop = self.pop_routes;
         let mut mf_written = self.max_forwards.is_none();
         for h in msg.headers() {
             match h.name {
@@ -786,11 +787,13 @@ impl Rewriter<'_> {
                     }
                     continue;
                 }
-                HeaderName::Route if !route_popped => {
-                    route_popped = true;
-                    let rest: Vec<&str> = split_list(h.value).skip(1).collect();
-                    if !rest.is_empty() {
-                        push_line(out, h.raw_name, &rest.join(", "));
+                HeaderName::Route if routes_to_pop > 0 => {
+                    // One header line may hold several values; pop across lines.
+                    let values: Vec<&str> = split_list(h.value).collect();
+                    let popped = routes_to_pop.min(values.len());
+                    routes_to_pop -= popped;
+                    if popped < values.len() {
+                        push_line(out, h.raw_name, &values[popped..].join(", "));
                     }
                     continue;
                 }
@@ -893,5 +896,34 @@ Content-Length: 4\r\n\r\nv=0\r";
             Message::parse(&back).unwrap().top_via().unwrap().host,
             "pc33.atlanta.example.com"
         );
+    }
+
+    #[test]
+    fn rewriter_pops_routes_across_header_lines() {
+        let with_routes = INVITE.replacen(
+            "Max-Forwards",
+            "Route: <sip:p1.example.com;lr>\r\nRoute: <sip:p2.example.com;lr>, \
+             <sip:p3.example.com;lr>\r\nMax-Forwards",
+            1,
+        );
+        let m = Message::parse(with_routes.as_bytes()).unwrap();
+        let routes_after = |n: usize| {
+            let mut out = Vec::new();
+            Rewriter {
+                pop_routes: n,
+                ..Default::default()
+            }
+            .write(&m, &mut out);
+            let p = Message::parse(&out).unwrap();
+            p.routes().map(|r| r.uri.to_owned()).collect::<Vec<_>>()
+        };
+        assert_eq!(routes_after(0).len(), 3);
+        assert_eq!(
+            routes_after(1),
+            ["sip:p2.example.com;lr", "sip:p3.example.com;lr"]
+        );
+        assert_eq!(routes_after(2), ["sip:p3.example.com;lr"]);
+        assert!(routes_after(3).is_empty());
+        assert!(routes_after(9).is_empty());
     }
 }

@@ -101,6 +101,8 @@ pub struct Core {
     flows: HashMap<SocketAddr, SocketAddr>,
     /// Sent-by for requests we send over TLS: the first TLS listener (advertised IP).
     tls_advertise: Option<SocketAddr>,
+    /// Sent-by for requests we send over TCP: the first TCP listener (advertised IP).
+    tcp_advertise: Option<SocketAddr>,
     out: VecDeque<Outbound>,
     next_sweep: Instant,
     tag_secret: u64,
@@ -192,13 +194,12 @@ impl Core {
             stream_peers: HashMap::new(),
             stream_identities: HashMap::new(),
             flows: HashMap::new(),
-            tls_advertise: cfg.listens()?.iter().find_map(|l| match l {
-                crate::config::Listen::Tls(a) if a.ip().is_unspecified() => {
-                    Some(SocketAddr::new(advertise.ip(), a.port()))
-                }
-                crate::config::Listen::Tls(a) => Some(*a),
-                _ => None,
-            }),
+            tls_advertise: first_listener(cfg, advertise, |l| {
+                matches!(l, crate::config::Listen::Tls(_))
+            })?,
+            tcp_advertise: first_listener(cfg, advertise, |l| {
+                matches!(l, crate::config::Listen::Tcp(_))
+            })?,
             out: VecDeque::new(),
             next_sweep: now + Duration::from_secs(1),
             tag_secret: u64::from_le_bytes(secret[..8].try_into().unwrap_or([0; 8])),
@@ -248,8 +249,8 @@ impl Core {
     fn sent_by(&self, dest: SocketAddr, reliable: bool) -> (SocketAddr, &'static str) {
         match self.stream_peers.get(&dest) {
             Some(StreamKind::Tls) => (self.tls_advertise.unwrap_or(self.advertise), "TLS"),
-            Some(StreamKind::Tcp) => (self.advertise, "TCP"),
-            None if reliable => (self.advertise, "TCP"),
+            Some(StreamKind::Tcp) => (self.tcp_advertise.unwrap_or(self.advertise), "TCP"),
+            None if reliable => (self.tcp_advertise.unwrap_or(self.advertise), "TCP"),
             None => (self.advertise, "UDP"),
         }
     }
@@ -264,7 +265,15 @@ impl Core {
             return false;
         };
         let a = SocketAddr::new(ip, port.unwrap_or(5060));
-        a == self.advertise || Some(a) == self.tls_advertise
+        a == self.advertise || Some(a) == self.tls_advertise || Some(a) == self.tcp_advertise
+    }
+
+    /// How many leading Route values name us (at most two: RFC 5658's double Record-Route).
+    fn our_routes(&self, msg: &Message<'_>) -> usize {
+        msg.routes()
+            .take(2)
+            .take_while(|r| SipUri::parse(r.uri).is_ok_and(|u| self.is_us(&u)))
+            .count()
     }
 
     /// Caches a subscriber lookup (None: no such user).
@@ -485,13 +494,9 @@ impl Core {
                 return;
             }
         };
-        // Loose routing (§16.4): a top Route naming us is removed.
-        let pop_route = msg
-            .routes()
-            .next()
-            .and_then(|r| SipUri::parse(r.uri).ok().map(|u| self.is_us(&u)))
-            .unwrap_or(false);
-        let next_route = msg.routes().nth(usize::from(pop_route)).map(|r| r.uri);
+        // Loose routing (§16.4): the top Route values naming us are removed.
+        let pop_routes = self.our_routes(msg);
+        let next_route = msg.routes().nth(pop_routes).map(|r| r.uri);
         if next_route.is_none() && self.is_us(&uri) {
             match method {
                 Method::Register => return self.on_register(id, msg, src, now, unix),
@@ -596,27 +601,28 @@ impl Core {
         }
         let (me, proto) = self.sent_by(dest, reliable);
         let via = format!("SIP/2.0/{proto} {me};branch={branch}");
-        // §16.6 step 4 / RFC 3261 §26.2: the Record-Route names the transport of the leg it faces.
-        let rr = format!(
-            "<sip:{me};lr{}>",
-            match proto {
-                "TLS" => ";transport=tls",
-                "TCP" => ";transport=tcp",
-                _ => "",
-            }
-        );
+        // §16.6 step 4 / RFC 3261 §26.2: a Record-Route names the transport of the leg it faces.
+        // When the request leaves on another transport or address than it came in on, RFC 5658
+        // §3.2: two of them, the callee's side on top, so each side's route set starts with the
+        // address it can reach.
+        let rr_out = record_route(me, proto);
+        let (in_me, in_proto) = self.sent_by(src, false);
+        let rr_in = record_route(in_me, in_proto);
         let mut prepend = vec![("Via", via.as_str())];
         if matches!(method, Method::Invite | Method::Subscribe | Method::Refer)
             && msg.to().ok().and_then(|t| t.tag()).is_none()
         {
-            prepend.push(("Record-Route", rr.as_str()));
+            prepend.push(("Record-Route", rr_out.as_str()));
+            if rr_in != rr_out {
+                prepend.push(("Record-Route", rr_in.as_str()));
+            }
         }
         let mut wire = Vec::with_capacity(data.len() + 200);
         Rewriter {
             request_uri: new_ruri.as_deref(),
             prepend,
             pop_via: false,
-            pop_route,
+            pop_routes,
             max_forwards: Some(mf - 1),
         }
         .write(msg, &mut wire);
@@ -729,12 +735,8 @@ impl Core {
     fn forward_ack(&mut self, msg: &Message<'_>, now: Instant) {
         // The ACK for a 2xx travels end to end (§13.2.2.4, §16.6): forward it statelessly by Route
         // or Request-URI.
-        let pop_route = msg
-            .routes()
-            .next()
-            .and_then(|r| SipUri::parse(r.uri).ok().map(|u| self.is_us(&u)))
-            .unwrap_or(false);
-        let next = msg.routes().nth(usize::from(pop_route)).map(|r| r.uri);
+        let pop_routes = self.our_routes(msg);
+        let next = msg.routes().nth(pop_routes).map(|r| r.uri);
         let uri = msg.request_uri().and_then(|u| SipUri::parse(u).ok());
         let dest = match (next, uri) {
             (Some(r), _) => SipUri::parse(r).ok().and_then(|u| socket_of(&u)),
@@ -768,7 +770,7 @@ impl Core {
         let mut wire = Vec::new();
         Rewriter {
             prepend: vec![("Via", via.as_str())],
-            pop_route,
+            pop_routes,
             max_forwards: Some(mf - 1),
             ..Default::default()
         }
@@ -1106,6 +1108,32 @@ impl Core {
 }
 
 /// The socket of a SIP URI whose host is an IP literal (sipd does no DNS, RFC 3263 is out of scope).
+/// Our Record-Route value for a leg of transport `proto` (`UDP`, `TCP`, `TLS`) at `me`.
+fn record_route(me: SocketAddr, proto: &str) -> String {
+    let transport = match proto {
+        "TLS" => ";transport=tls",
+        "TCP" => ";transport=tcp",
+        _ => "",
+    };
+    format!("<sip:{me};lr{transport}>")
+}
+
+/// The first listener `is_kind` accepts, with the advertised IP when it listens on all addresses.
+fn first_listener(
+    cfg: &Config,
+    advertise: SocketAddr,
+    is_kind: impl Fn(&crate::config::Listen) -> bool,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    Ok(cfg.listens()?.iter().find(|l| is_kind(l)).map(|l| {
+        let a = l.addr();
+        if a.ip().is_unspecified() {
+            SocketAddr::new(advertise.ip(), a.port())
+        } else {
+            a
+        }
+    }))
+}
+
 fn socket_of(u: &SipUri<'_>) -> Option<SocketAddr> {
     let host = u.maddr().unwrap_or(u.host);
     let ip: IpAddr = host

@@ -561,6 +561,157 @@ async fn tcp_framing_limits_and_idle_close() {
     s.stop().await;
 }
 
+/// A SIP client on one TCP connection: writes messages, reads them framed by Content-Length.
+struct TcpUa {
+    conn: tokio::net::TcpStream,
+    addr: std::net::SocketAddr,
+    buf: Vec<u8>,
+}
+
+impl TcpUa {
+    async fn connect(server: std::net::SocketAddr) -> TcpUa {
+        let conn = tokio::net::TcpStream::connect(server).await.unwrap();
+        let addr = conn.local_addr().unwrap();
+        TcpUa {
+            conn,
+            addr,
+            buf: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, msg: &str) {
+        let wire = msg.replace("\r\n", "\n").replace('\n', "\r\n");
+        self.conn.write_all(wire.as_bytes()).await.unwrap();
+    }
+
+    /// The next message (bodies are empty here: each ends at the blank line).
+    async fn next(&mut self) -> Vec<u8> {
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                return self.buf.drain(..end + 4).collect();
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(3), self.conn.read(&mut chunk))
+                .await
+                .expect("a message within 3 s")
+                .unwrap();
+            assert!(n > 0, "sipd closed the connection");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// A UDP phone calls a phone registered over TCP: the legs differ, so sipd record-routes twice
+/// (RFC 5658 §3.2), the TCP side on top; each side's in-dialog requests then carry both Route
+/// values, and sipd pops both and delivers over the other side's transport.
+#[tokio::test]
+async fn calls_between_udp_and_tcp_are_double_record_routed() {
+    let s = start(base_config()).await;
+    let tcp = s.tcp.unwrap();
+    let mut bob = TcpUa::connect(tcp).await;
+    let bob_contact = format!("sip:bob@{};transport=tcp", bob.addr);
+    bob.send(&format!(
+        "REGISTER sip:{tcp} SIP/2.0\n\
+Via: SIP/2.0/TCP {b};branch=z9hG4bKdrr1\n\
+Max-Forwards: 70\n\
+From: <sip:bob@127.0.0.1>;tag=b1\n\
+To: <sip:bob@127.0.0.1>\n\
+Call-ID: drr-reg\n\
+CSeq: 1 REGISTER\n\
+Contact: <{bob_contact}>\n\
+Content-Length: 0\n\n",
+        b = bob.addr
+    ))
+    .await;
+    assert_eq!(status_of(&bob.next().await), 200);
+
+    let alice = Ua::bind("127.0.0.1").await;
+    alice
+        .send(s.udp, &invite(&alice, s.udp, "bob", "drr", ""))
+        .await;
+    let inv = loop {
+        let m = bob.next().await;
+        if Message::parse(&m).unwrap().method() == Some(Method::Invite) {
+            break m;
+        }
+    };
+    let im = Message::parse(&inv).unwrap();
+    let rr: Vec<_> = im.record_routes().map(|r| r.uri.to_owned()).collect();
+    assert_eq!(
+        rr,
+        [
+            format!("sip:{tcp};lr;transport=tcp"),
+            format!("sip:{};lr", s.udp)
+        ],
+        "the leg towards bob (TCP) on top, alice's (UDP) below"
+    );
+    assert_eq!(im.top_via().unwrap().transport, "TCP");
+    assert_eq!(
+        format!(
+            "{}:{}",
+            im.top_via().unwrap().host,
+            im.top_via().unwrap().port.unwrap()
+        ),
+        tcp.to_string(),
+        "the TCP leg's sent-by is the TCP listener"
+    );
+    let mut ok = response_to(&im, 200, "OK", Some("bob1"));
+    for r in &rr {
+        ok.push("Record-Route", &format!("<{r}>"));
+    }
+    ok.push("Contact", &format!("<{bob_contact}>"));
+    ok.push("Content-Length", "0");
+    bob.send(&String::from_utf8(ok.to_bytes()).unwrap()).await;
+    let r = alice.expect(2000, |m| m.status() == Some(200)).await;
+    let to = Message::parse(&r)
+        .unwrap()
+        .header_value(HeaderName::To)
+        .unwrap()
+        .to_owned();
+
+    // Alice's route set is the Record-Route list reversed (§12.1.2): her side first.
+    let bye = format!(
+        "BYE {bob_contact} SIP/2.0\n\
+Via: SIP/2.0/UDP {a};branch=z9hG4bKdrrbye\n\
+Max-Forwards: 70\n\
+Route: <{r1}>, <{r0}>\n\
+From: <sip:caller@127.0.0.1>;tag=cdrr\n\
+To: {to}\n\
+Call-ID: call-drr\n\
+CSeq: 2 BYE\n\
+Content-Length: 0\n\n",
+        a = alice.addr,
+        r1 = rr[1],
+        r0 = rr[0]
+    );
+    alice.send(s.udp, &bye).await;
+    let got = loop {
+        let m = bob.next().await;
+        if Message::parse(&m).unwrap().method() == Some(Method::Bye) {
+            break m;
+        }
+    };
+    let bm = Message::parse(&got).unwrap();
+    assert_eq!(
+        bm.routes().count(),
+        0,
+        "sipd popped both of its Route values"
+    );
+    assert_eq!(bm.request_uri(), Some(bob_contact.as_str()));
+
+    // Bob's side: the Record-Route list in order (§12.1.1), then to alice over UDP.
+    let mut bye_ok = response_to(&bm, 200, "OK", None);
+    bye_ok.push("Content-Length", "0");
+    bob.send(&String::from_utf8(bye_ok.to_bytes()).unwrap())
+        .await;
+    alice
+        .expect(2000, |m| {
+            m.status() == Some(200) && m.cseq().is_ok_and(|c| c.method == Method::Bye)
+        })
+        .await;
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn unanswered_invite_is_retransmitted_then_408() {
     let mut cfg = base_config();
