@@ -2,8 +2,9 @@
 //! `store keygen`, `keystore publish-server` (sipd's identity), `wallet serve`, `sipd serve` with a
 //! TLS-PSK listener and digest auth against the wallet's SIP database, then two phones that
 //! `init`, `onboard` with store receipts, and call each other (bob `listen --count 1`, alice
-//! `call --seconds 1 --json`). Also: an unknown callee and a wrong passphrase fail with a clear
-//! message and a non-zero exit.
+//! `call --seconds 1 --json`), and `phone hangup` from another terminal ends a running call from
+//! either side. Also: an unknown callee and a wrong passphrase fail with a clear message and a
+//! non-zero exit.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -413,6 +414,55 @@ fn two_onboarded_phones_call_over_tls_psk_and_record_the_audio() {
         samples.iter().any(|&s| s != 0),
         "the recording is not silence"
     );
+
+    // Hanging up from another terminal, first on bob's side (his `listen` goes on), then on
+    // alice's. `hangup` needs no passphrase.
+    let hangup = |home: &Path| {
+        let mut cmd = chaincall();
+        cmd.current_dir(home)
+            .args(["phone", "--config", "phone.toml", "hangup"]);
+        cmd
+    };
+    let mut listener = Service::spawn(
+        chaincall()
+            .current_dir(&bob)
+            .env("CHAINCALL_PASSPHRASE", PASSPHRASE)
+            .args(["phone", "--config", "phone.toml", "listen", "--count", "2"]),
+    );
+    listener.wait_for("listening", Duration::from_secs(60));
+    let out = failing(&mut hangup(&bob));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no call in progress"), "{err}");
+    for side in [&bob, &alice] {
+        let mut caller =
+            Service::spawn(phone(&alice).args(["call", BOB, "--seconds", "60", "--json"]));
+        caller.wait_for("at `chaincall phone hangup`", Duration::from_secs(60));
+        let out = ok(&mut hangup(side));
+        let expected = if side == &bob {
+            "hung up 1 call(s)"
+        } else {
+            "hung up the call to"
+        };
+        assert!(out.contains(expected), "{out}");
+        let a = json_line(&caller.finish(Duration::from_secs(30)));
+        assert!(a["srtp_packets_received"].as_u64().unwrap() > 0, "{a}");
+        assert!(
+            a["recorded_seconds"].as_f64().unwrap() < 30.0,
+            "the call ended at the hang-up, not after 60 s: {a}"
+        );
+    }
+    let lines = listener.finish(Duration::from_secs(30));
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("\"direction\":\"incoming\""))
+            .count(),
+        2,
+        "bob reported both calls: {lines:?}"
+    );
+    let out = failing(&mut hangup(&alice));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no running"), "{err}");
 
     // Bob declines: alice's call fails with the SIP reason, and bob's line says so.
     let mut listener = Service::spawn(

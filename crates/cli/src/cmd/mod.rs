@@ -6,6 +6,7 @@ pub(crate) mod keystore;
 pub(crate) mod mikey;
 pub(crate) mod network;
 pub(crate) mod phone;
+pub(crate) mod phone_control;
 pub(crate) mod sipd;
 pub(crate) mod store;
 pub(crate) mod version;

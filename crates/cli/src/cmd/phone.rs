@@ -1,8 +1,8 @@
 //! `chaincall phone …`: the command-line softphone over [`chaincall_phone`].
 //!
 //! `init` makes the keys, `onboard` runs the paper's Fig. 2 flow against the wallet server,
-//! `register` checks the SIP account, `call` places one end-to-end encrypted call and `listen`
-//! answers calls. Settings come from a TOML file (`crates/phone/phone.example.toml`); the key
+//! `register` checks the SIP account, `call` places one end-to-end encrypted call, `listen`
+//! answers calls and `hangup` ends the calls of a running `call` or `listen`. Settings come from a TOML file (`crates/phone/phone.example.toml`); the key
 //! file's passphrase from `--passphrase-file` or `CHAINCALL_PASSPHRASE`, and it is never logged or
 //! echoed. Reports go to stdout (text, or JSON with `--json` / one JSON line per call for
 //! `listen`); logs and prompts to stderr.
@@ -27,6 +27,8 @@ use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroizing;
 
+use super::phone_control::{self, ControlSocket};
+
 /// Environment variable holding the key file's passphrase (when `--passphrase-file` is absent).
 const PASSPHRASE_ENV: &str = "CHAINCALL_PASSPHRASE";
 
@@ -43,9 +45,10 @@ Without one, `init` pins the node's block 0 and writes it into the config: trust
 so whoever controls the node at that moment decides what the phone trusts. Copy the value from a
 source you trust when you can.
 
-Hanging up: `call` hangs up after --seconds, at Ctrl-C, or when the callee hangs up; `listen`
-hangs up its calls at Ctrl-C (callers end them otherwise). There is no separate command.
-Every command that registers removes its registration when it exits, so callers are told at once
+Hanging up: `call` hangs up after --seconds, at Ctrl-C, when the callee hangs up, or when
+`chaincall phone hangup` asks it to from another terminal; `listen` hangs its calls up at Ctrl-C
+(which also stops it) or at `phone hangup` (it then goes on listening). `hangup` reaches the
+process through the config's `control_socket` and needs no passphrase. Every command that registers removes its registration when it exits, so callers are told at once
 that the phone is offline.";
 
 /// Audio `listen` sends when the config names no `audio_in` (then silence).
@@ -125,6 +128,14 @@ enum PhoneCommand {
         #[arg(long)]
         reject: bool,
     },
+    /// Hang up the calls of the `call` or `listen` running with this config (from another
+    /// terminal), through its control socket. Needs no passphrase. Exits non-zero when no such
+    /// process runs or it has no call in progress.
+    Hangup {
+        /// End only this call (the call id `listen` prints); default: every call.
+        #[arg(long, value_name = "ID")]
+        call_id: Option<String>,
+    },
 }
 
 /// The `[sip]` table.
@@ -177,6 +188,8 @@ struct FileConfig {
     #[serde(default = "default_record_dir")]
     record_dir: PathBuf,
     keylog: Option<PathBuf>,
+    #[serde(default = "default_control_socket")]
+    control_socket: PathBuf,
     sip: SipSection,
 }
 
@@ -198,6 +211,9 @@ fn default_true() -> bool {
 fn default_record_dir() -> PathBuf {
     "recordings".into()
 }
+fn default_control_socket() -> PathBuf {
+    "phone.sock".into()
+}
 
 /// The configuration, checked, with paths resolved against the file's folder.
 #[derive(Debug)]
@@ -218,6 +234,7 @@ struct Config {
     audio_in: Option<PathBuf>,
     record_dir: PathBuf,
     keylog: Option<PathBuf>,
+    control_socket: PathBuf,
     sip_addr: String,
     sip_domain: String,
     sip_identity: IdentityName,
@@ -301,6 +318,7 @@ impl Config {
             audio_in: f.audio_in.map(resolve),
             record_dir: resolve(f.record_dir),
             keylog: f.keylog.map(resolve),
+            control_socket: resolve(f.control_socket),
             sip_addr: f.sip.addr,
             sip_domain: f.sip.domain,
             sip_identity,
@@ -456,14 +474,14 @@ pub(crate) fn run(args: PhoneArgs) -> Result<()> {
 }
 
 async fn run_async(args: PhoneArgs) -> Result<()> {
-    let pass = passphrase(args.passphrase_file.as_deref())?;
     let mut cfg = Config::load(&args.config)?;
+    // `hangup` only ends calls, so it needs no passphrase; every other command does.
+    let pass = || passphrase(args.passphrase_file.as_deref());
     match args.command {
-        PhoneCommand::Init { number } => init(&mut cfg, number.as_deref(), &pass).await,
-        PhoneCommand::Onboard { receipt } => onboard(&cfg, &receipt, &pass).await,
+        PhoneCommand::Init { number } => init(&mut cfg, number.as_deref(), &pass()?).await,
+        PhoneCommand::Onboard { receipt } => onboard(&cfg, &receipt, &pass()?).await,
         PhoneCommand::Register => {
-            let secrets = load_secrets(&cfg, &pass)?;
-            drop(pass);
+            let secrets = load_secrets(&cfg, &pass()?)?;
             register(&mut cfg, &secrets).await
         }
         PhoneCommand::Call {
@@ -471,14 +489,18 @@ async fn run_async(args: PhoneArgs) -> Result<()> {
             seconds,
             json,
         } => {
-            let secrets = load_secrets(&cfg, &pass)?;
-            drop(pass);
+            let secrets = load_secrets(&cfg, &pass()?)?;
             call(&mut cfg, &secrets, &number, seconds, json).await
         }
         PhoneCommand::Listen { count, reject } => {
-            let secrets = load_secrets(&cfg, &pass)?;
-            drop(pass);
+            let secrets = load_secrets(&cfg, &pass()?)?;
             listen(&mut cfg, &secrets, count, reject).await
+        }
+        PhoneCommand::Hangup { call_id } => {
+            let done =
+                phone_control::request_hangup(&cfg.control_socket, call_id.as_deref()).await?;
+            println!("{done}");
+            Ok(())
         }
     }
 }
@@ -708,7 +730,9 @@ async fn call(
     ensure!(target != cfg.number, "{target} is this phone's own number");
     let audio = outgoing_audio(cfg, (seconds * 1000.0).round() as u32, 1)?;
     let (phone, mut events, _) = start_phone(cfg, secrets, audio, false).await?;
-    let result = call_inner(cfg, &phone, &mut events, &target, seconds).await;
+    let mut control = phone_control::bind_or_warn(&cfg.control_socket).await;
+    let result = call_inner(cfg, &phone, &mut events, &mut control, &target, seconds).await;
+    drop(control);
     unregister_and_stop(&phone).await;
     let report = result?;
     let recording = save_recording(cfg, &report)?;
@@ -724,6 +748,7 @@ async fn call_inner(
     cfg: &Config,
     phone: &Phone,
     events: &mut PhoneEvents,
+    control: &mut Option<ControlSocket>,
     target: &PhoneNumber,
     seconds: f64,
 ) -> Result<CallReport> {
@@ -739,7 +764,16 @@ async fn call_inner(
             ev = events.recv() => match ev {
                 None => bail!("call to {target}: the signalling connection closed"),
                 Some(PhoneEvent::Refused { reason, .. }) => bail!("call to {target}: {reason}"),
-                Some(PhoneEvent::CallUp { .. }) => break,
+                Some(PhoneEvent::CallUp { mode, verified_peer, .. }) => {
+                    eprintln!(
+                        "call {call_id} to {target} up ({}, {}); hangs up in {seconds} s, at \
+                         Ctrl-C or at `chaincall phone hangup`",
+                        mode.name(),
+                        verified_peer.map_or("encrypted, key not verified on chain".to_owned(),
+                            |p| format!("callee verified on chain as {}", p.as_str()))
+                    );
+                    break;
+                }
                 Some(PhoneEvent::CallEnded(r)) => return Ok(*r),
                 Some(_) => {}
             },
@@ -751,12 +785,22 @@ async fn call_inner(
                 let _ = phone.hangup(&call_id).await;
                 bail!("call to {target}: cancelled");
             }
+            request = phone_control::next_request(control) => {
+                if let Some(other) = request.call_id.clone().filter(|id| *id != call_id) {
+                    request.answer(Err(format!("no call {other} in progress (this one is {call_id})")));
+                    continue;
+                }
+                let _ = phone.hangup(&call_id).await;
+                request.answer(Ok(format!("cancelled the call to {target} before it was answered")));
+                bail!("call to {target}: cancelled by `chaincall phone hangup`");
+            }
         }
     }
     // The audio is paced at 20 ms a packet; give the last ones a moment to arrive.
     let hang_up_at =
         tokio::time::Instant::now() + Duration::from_secs_f64(seconds) + Duration::from_millis(300);
-    let mut hung_up = false;
+    // Once we hang up, the BYE's answer ends the call; this bounds the wait for it.
+    let mut report_by = None;
     loop {
         tokio::select! {
             ev = events.recv() => match ev {
@@ -764,18 +808,37 @@ async fn call_inner(
                 Some(PhoneEvent::CallEnded(r)) => return Ok(*r),
                 Some(_) => {}
             },
-            _ = tokio::time::sleep_until(hang_up_at), if !hung_up => {
+            _ = tokio::time::sleep_until(hang_up_at), if report_by.is_none() => {
                 phone.hangup(&call_id).await?;
-                hung_up = true;
+                report_by = Some(tokio::time::Instant::now() + Duration::from_secs(10));
             }
-            _ = tokio::signal::ctrl_c(), if !hung_up => {
+            _ = tokio::signal::ctrl_c(), if report_by.is_none() => {
                 phone.hangup(&call_id).await?;
-                hung_up = true;
+                report_by = Some(tokio::time::Instant::now() + Duration::from_secs(10));
             }
-            _ = tokio::time::sleep_until(hang_up_at + Duration::from_secs(10)) => {
+            request = phone_control::next_request(control) => {
+                if let Some(other) = request.call_id.clone().filter(|id| *id != call_id) {
+                    request.answer(Err(format!("no call {other} in progress (this one is {call_id})")));
+                } else if report_by.is_some() {
+                    request.answer(Ok(format!("the call to {target} is already ending")));
+                } else {
+                    phone.hangup(&call_id).await?;
+                    report_by = Some(tokio::time::Instant::now() + Duration::from_secs(10));
+                    request.answer(Ok(format!("hung up the call to {target}")));
+                }
+            }
+            _ = sleep_until_some(report_by) => {
                 bail!("call to {target}: no call report 10 s after hanging up");
             }
         }
+    }
+}
+
+/// Sleeps until `at`; never wakes for `None`.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -788,7 +851,18 @@ async fn listen(
     let audio = outgoing_audio(cfg, LISTEN_SIGNAL_MS, 2)?;
     let auto_answer = cfg.auto_answer && !reject;
     let (phone, mut events, _) = start_phone(cfg, secrets, audio, auto_answer).await?;
-    let result = listen_inner(cfg, &phone, &mut events, count, reject, auto_answer).await;
+    let mut control = phone_control::bind_or_warn(&cfg.control_socket).await;
+    let result = listen_inner(
+        cfg,
+        &phone,
+        &mut events,
+        &mut control,
+        count,
+        reject,
+        auto_answer,
+    )
+    .await;
+    drop(control);
     unregister_and_stop(&phone).await;
     result
 }
@@ -797,6 +871,7 @@ async fn listen_inner(
     cfg: &Config,
     phone: &Phone,
     events: &mut PhoneEvents,
+    control: &mut Option<ControlSocket>,
     count: Option<u64>,
     reject: bool,
     auto_answer: bool,
@@ -834,7 +909,7 @@ async fn listen_inner(
                 }
                 Some(PhoneEvent::CallUp { call_id, peer, mode, verified_peer }) => {
                     eprintln!(
-                        "call from {peer} up ({}, {})",
+                        "call {call_id} from {peer} up ({}, {})",
                         mode.name(),
                         verified_peer.map_or("encrypted, key not verified on chain".to_owned(),
                             |p| format!("caller verified on chain as {}", p.as_str()))
@@ -866,10 +941,25 @@ async fn listen_inner(
                 stopping = true;
                 stop_by = Some(tokio::time::Instant::now() + Duration::from_secs(10));
             }
-            _ = async { match stop_by {
-                Some(t) => tokio::time::sleep_until(t).await,
-                None => std::future::pending().await,
-            } } => bail!("calls did not end 10 s after hanging up"),
+            request = phone_control::next_request(control) => {
+                let ending: Vec<String> = match request.call_id.clone() {
+                    Some(id) if active.contains(&id) => vec![id],
+                    Some(id) => {
+                        request.answer(Err(format!("no call {id} in progress")));
+                        continue;
+                    }
+                    None => active.clone(),
+                };
+                if ending.is_empty() {
+                    request.answer(Err("no call in progress".to_owned()));
+                    continue;
+                }
+                for c in &ending {
+                    phone.hangup(c).await?;
+                }
+                request.answer(Ok(format!("hung up {} call(s): {}", ending.len(), ending.join(", "))));
+            }
+            _ = sleep_until_some(stop_by) => bail!("calls did not end 10 s after hanging up"),
         }
     }
     Ok(())
