@@ -220,6 +220,10 @@ pub struct AuthConfig {
     pub nonce_lifetime_secs: u64,
     /// Authenticate INVITEs whose From is in our domain (407 Proxy-Authenticate).
     pub invite: bool,
+    /// How long a subscriber row read from the database is reused, in seconds. A removed or
+    /// changed row (the wallet server's revoke) takes effect after at most this long; 0 reads
+    /// the database for every authenticated request.
+    pub credentials_cache_secs: u64,
 }
 
 /// Registrar settings (RFC 3261 §10.3).
@@ -284,6 +288,7 @@ impl Default for AuthConfig {
             algorithms: vec!["SHA-256".into(), "MD5".into()],
             nonce_lifetime_secs: 300,
             invite: true,
+            credentials_cache_secs: 30,
         }
     }
 }

@@ -76,6 +76,8 @@ pub struct Core {
     location: Location,
     nonces: NonceManager,
     creds: HashMap<(String, String), (Option<Subscriber>, Instant)>,
+    /// How long a `creds` entry is reused (`[auth] credentials_cache_secs`).
+    cred_ttl: Duration,
     rate: RateLimiter,
     auth: AuthMode,
     auth_invite: bool,
@@ -117,8 +119,6 @@ impl std::fmt::Debug for Core {
             .finish()
     }
 }
-
-const CRED_TTL: Duration = Duration::from_secs(30);
 
 impl Core {
     /// Builds the core from a validated configuration; `secret` seeds nonces and tags.
@@ -175,6 +175,7 @@ impl Core {
             location: Location::default(),
             nonces: NonceManager::new(secret, cfg.auth.nonce_lifetime_secs, 100_000),
             creds: HashMap::new(),
+            cred_ttl: Duration::from_secs(cfg.auth.credentials_cache_secs),
             rate: RateLimiter::new(
                 cfg.limits.register_rate,
                 cfg.limits.invite_rate,
@@ -285,8 +286,9 @@ impl Core {
         now: Instant,
     ) {
         if self.creds.len() > 100_000 {
+            let ttl = self.cred_ttl;
             self.creds
-                .retain(|_, (_, at)| now.duration_since(*at) < CRED_TTL);
+                .retain(|_, (_, at)| now.duration_since(*at) < ttl);
         }
         self.creds
             .insert((username.to_owned(), domain.to_owned()), (sub, now));
@@ -381,7 +383,8 @@ impl Core {
         let username = user.split('@').next().unwrap_or(user).to_owned();
         let domain = self.domain.clone();
         match self.creds.get(&(username.clone(), domain.clone())) {
-            Some((_, at)) if now.duration_since(*at) < CRED_TTL => None,
+            // `<=`: an entry read for this very message (same `now`) is fresh even with TTL 0.
+            Some((_, at)) if now.duration_since(*at) <= self.cred_ttl => None,
             _ => Some(Need::Credentials { username, domain }),
         }
     }

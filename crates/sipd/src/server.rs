@@ -551,14 +551,16 @@ async fn handle_with_lookup(
     src: SocketAddr,
     transport: Transport,
 ) {
-    // At most one lookup per message: after it, the cache answers.
+    // At most one lookup per message: after it, the cache answers. One `now` for the message and
+    // its lookup, so a row just read counts as fresh even with `credentials_cache_secs = 0`.
+    let (now, unix) = (Instant::now(), unix_now());
     for _ in 0..2 {
-        match core.handle(data, src, transport, Instant::now(), unix_now()) {
+        match core.handle(data, src, transport, now, unix) {
             None => return,
             Some(Need::Credentials { username, domain }) => {
                 let Some(db) = db else { return };
                 match db.subscriber(&username, &domain).await {
-                    Ok(sub) => core.insert_credentials(&username, &domain, sub, Instant::now()),
+                    Ok(sub) => core.insert_credentials(&username, &domain, sub, now),
                     Err(e) => {
                         error!(error = %e, "subscriber lookup failed; request dropped (client will retransmit)");
                         return;

@@ -277,6 +277,76 @@ async fn digest_register_against_kamailio_table() {
     s.stop().await;
 }
 
+/// A subscriber row deleted from the database (the wallet server's revoke) stops a REGISTER after
+/// at most `credentials_cache_secs`: with the default (30 s) the cached row still answers the next
+/// REGISTER; with 0 it is refused at once.
+#[tokio::test]
+async fn a_deleted_subscriber_is_refused_within_the_credentials_cache_lifetime() {
+    for (cache_secs, after_delete) in [(30, 200), (0, 401)] {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("sub.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        db.create_schema().await.unwrap();
+        db.add_subscriber("alice", "127.0.0.1", "s3cret")
+            .await
+            .unwrap();
+        let mut cfg = base_config();
+        cfg.auth.mode = chaincall_sipd::AuthMode::Digest;
+        cfg.auth.database = url.clone();
+        cfg.auth.credentials_cache_secs = cache_secs;
+        let s = start(cfg).await;
+        let ua = Ua::bind("127.0.0.1").await;
+        let contact = contact_line(&ua, "alice", "");
+        ua.send(
+            s.udp,
+            &register(&ua, s.udp, "alice", "del", 1, &contact, ""),
+        )
+        .await;
+        let r = ua.expect(2000, |m| m.status().is_some()).await;
+        let m = Message::parse(&r).unwrap();
+        let ch =
+            Challenge::parse(&m.auth_headers(HeaderName::WwwAuthenticate).next().unwrap()).unwrap();
+        let ruri = format!("sip:{}", s.udp);
+        let registered = |cseq: u32| {
+            let answer = ch.answer("REGISTER", &ruri, "alice", "s3cret", "c0ffee", cseq);
+            register(
+                &ua,
+                s.udp,
+                "alice",
+                "del",
+                cseq + 1,
+                &contact,
+                &format!("Authorization: {answer}\n"),
+            )
+        };
+        ua.send(s.udp, &registered(1)).await;
+        let r = ua
+            .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 2)
+            .await;
+        assert_eq!(
+            status_of(&r),
+            200,
+            "cache {cache_secs} s: before the delete"
+        );
+
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::query("DELETE FROM subscriber WHERE username = 'alice'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        ua.send(s.udp, &registered(2)).await;
+        let r = ua
+            .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 3)
+            .await;
+        assert_eq!(
+            status_of(&r),
+            after_delete,
+            "cache {cache_secs} s: right after the delete"
+        );
+        s.stop().await;
+    }
+}
+
 fn invite(
     from: &Ua,
     server: std::net::SocketAddr,
@@ -657,9 +727,9 @@ Content-Length: 0\n\n",
     );
     let mut ok = response_to(&im, 200, "OK", Some("bob1"));
     for r in &rr {
-        ok.push("Record-Route", &format!("<{r}>"));
+        ok.push("Record-Route", format!("<{r}>"));
     }
-    ok.push("Contact", &format!("<{bob_contact}>"));
+    ok.push("Contact", format!("<{bob_contact}>"));
     ok.push("Content-Length", "0");
     bob.send(&String::from_utf8(ok.to_bytes()).unwrap()).await;
     let r = alice.expect(2000, |m| m.status() == Some(200)).await;
