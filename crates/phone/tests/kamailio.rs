@@ -35,11 +35,10 @@ use chaincall_phone::{
     CallReport, KeyLookup, KeyMode, Phone, PhoneConfig, PhoneError, PhoneEvent, PhoneEvents,
     PhoneSecrets, Signalling,
 };
-use chaincall_wallet::receipt::{StoreKey, random_order_id, sip_password};
+use chaincall_wallet::receipt::{StoreKey, sip_password};
 use chaincall_wallet::testing::{
-    TEST_IDENTITY_DOMAIN, TEST_SIP_DOMAIN, TestChain, TestConfig, test_purchase, write_test_config,
+    TEST_IDENTITY_DOMAIN, TEST_SIP_DOMAIN, TestChain, TestConfig, dev_receipt, write_test_config,
 };
-use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
 /// The SIP domain (Kamailio's realm) and the wallet server's identity: the wallet crate's test
@@ -271,9 +270,7 @@ async fn onboard(
     number: &str,
 ) -> PhoneSecrets {
     let mut secrets = PhoneSecrets::generate(number);
-    let mut token = [0u8; 24];
-    OsRng.fill_bytes(&mut token);
-    let receipt = store.issue(&test_purchase(random_order_id(), hex::encode(token)));
+    let receipt = dev_receipt(store);
     let status = chaincall_wallet::onboard_phone(
         client,
         &**chain,

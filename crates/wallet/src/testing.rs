@@ -15,7 +15,7 @@ use alloy::primitives::Address;
 use alloy::providers::Provider;
 use chaincall_chain::{ChainError, ClientId, KeystoreChain, RpcChain, dev_signer};
 
-use crate::receipt::{Purchase, StoreKey, StoreKeyError};
+use crate::receipt::{Purchase, Receipt, StoreKey, StoreKeyError, random_order_id};
 
 /// The package name test receipts are issued for.
 pub const TEST_PACKAGE: &str = "org.chaincall.phone";
@@ -135,6 +135,15 @@ pub fn test_purchase(order_id: impl Into<String>, purchase_token: impl Into<Stri
         quantity: 1,
         acknowledged: false,
     }
+}
+
+/// A receipt for a fresh [`test_purchase`] (random order id, random 24-byte token from the OS
+/// CSPRNG) signed by a development store key: what the demo and tests onboard phones with.
+pub fn dev_receipt(store: &StoreKey) -> Receipt {
+    use rand_core::RngCore;
+    let mut token = [0u8; 24];
+    rand_core::OsRng.fill_bytes(&mut token);
+    store.issue(&test_purchase(random_order_id(), hex::encode(token)))
 }
 
 /// Transactions from `from` to `to` mined in blocks `first_block..=latest`, read block by block

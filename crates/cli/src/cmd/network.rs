@@ -18,8 +18,8 @@ use chaincall_phone::{
     CallReport, KeyLookup, Phone, PhoneConfig, PhoneEvent, PhoneEvents, PhoneSecrets, Signalling,
 };
 use chaincall_wallet::chain::ServerChain;
-use chaincall_wallet::receipt::{StoreKey, random_order_id, sip_password};
-use chaincall_wallet::testing::{TEST_PACKAGE, TEST_PRODUCT, test_purchase};
+use chaincall_wallet::receipt::{StoreKey, sip_password};
+use chaincall_wallet::testing::{TEST_PACKAGE, TEST_PRODUCT, dev_receipt};
 use rand_core::{OsRng, RngCore};
 
 /// sipd's domain: SIP domain, digest realm, and its identity name in the keystore.
@@ -387,10 +387,7 @@ async fn onboard<C: ServerChain>(
     number: &str,
 ) -> Result<Onboarded> {
     let mut secrets = PhoneSecrets::generate(number);
-    let mut token = [0u8; 24];
-    OsRng.fill_bytes(&mut token);
-    let purchase = test_purchase(random_order_id(), hex::encode(token));
-    let receipt = store.issue(&purchase);
+    let receipt = dev_receipt(store);
     let t = Instant::now();
     let status = chaincall_wallet::onboard_phone(
         client,
