@@ -608,18 +608,22 @@ impl Core {
         // When the request leaves on another transport or address than it came in on, RFC 5658
         // §3.2: two of them, the callee's side on top, so each side's route set starts with the
         // address it can reach.
-        let rr_out = record_route(me, proto);
-        let (in_me, in_proto) = self.sent_by(src, false);
-        let rr_in = record_route(in_me, in_proto);
-        let mut prepend = vec![("Via", via.as_str())];
-        if matches!(method, Method::Invite | Method::Subscribe | Method::Refer)
+        let record_routes = if matches!(method, Method::Invite | Method::Subscribe | Method::Refer)
             && msg.to().ok().and_then(|t| t.tag()).is_none()
         {
-            prepend.push(("Record-Route", rr_out.as_str()));
-            if rr_in != rr_out {
-                prepend.push(("Record-Route", rr_in.as_str()));
+            let (in_me, in_proto) = self.sent_by(src, false);
+            let rr_out = record_route(me, proto);
+            let rr_in = record_route(in_me, in_proto);
+            if rr_in == rr_out {
+                vec![rr_out]
+            } else {
+                vec![rr_out, rr_in]
             }
-        }
+        } else {
+            Vec::new()
+        };
+        let mut prepend = vec![("Via", via.as_str())];
+        prepend.extend(record_routes.iter().map(|rr| ("Record-Route", rr.as_str())));
         let mut wire = Vec::with_capacity(data.len() + 200);
         Rewriter {
             request_uri: new_ruri.as_deref(),

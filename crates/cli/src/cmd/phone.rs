@@ -2,10 +2,11 @@
 //!
 //! `init` makes the keys, `onboard` runs the paper's Fig. 2 flow against the wallet server,
 //! `register` checks the SIP account, `call` places one end-to-end encrypted call, `listen`
-//! answers calls and `hangup` ends the calls of a running `call` or `listen`. Settings come from a TOML file (`crates/phone/phone.example.toml`); the key
-//! file's passphrase from `--passphrase-file` or `CHAINCALL_PASSPHRASE`, and it is never logged or
-//! echoed. Reports go to stdout (text, or JSON with `--json` / one JSON line per call for
-//! `listen`); logs and prompts to stderr.
+//! answers calls and `hangup` ends the calls of a running `call` or `listen`. Settings come from a
+//! TOML file (`crates/phone/phone.example.toml`); the key file's passphrase from
+//! `--passphrase-file` or `CHAINCALL_PASSPHRASE`, and it is never logged or echoed. Reports go to
+//! stdout (text, or JSON with `--json` / one JSON line per call for `listen`); logs and prompts to
+//! stderr.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -48,7 +49,8 @@ source you trust when you can.
 Hanging up: `call` hangs up after --seconds, at Ctrl-C, when the callee hangs up, or when
 `chaincall phone hangup` asks it to from another terminal; `listen` hangs its calls up at Ctrl-C
 (which also stops it) or at `phone hangup` (it then goes on listening). `hangup` reaches the
-process through the config's `control_socket` and needs no passphrase. Every command that registers removes its registration when it exits, so callers are told at once
+process through the config's `control_socket` and needs no passphrase.
+Every command that registers removes its registration when it exits, so callers are told at once
 that the phone is offline.";
 
 /// Audio `listen` sends when the config names no `audio_in` (then silence).
@@ -787,11 +789,15 @@ async fn call_inner(
             }
             request = phone_control::next_request(control) => {
                 if let Some(other) = request.call_id.clone().filter(|id| *id != call_id) {
-                    request.answer(Err(format!("no call {other} in progress (this one is {call_id})")));
+                    request.answer(Err(format!(
+                        "no call {other} in progress (this one is {call_id})"
+                    )));
                     continue;
                 }
                 let _ = phone.hangup(&call_id).await;
-                request.answer(Ok(format!("cancelled the call to {target} before it was answered")));
+                request.answer(Ok(format!(
+                    "cancelled the call to {target} before it was answered"
+                )));
                 bail!("call to {target}: cancelled by `chaincall phone hangup`");
             }
         }
@@ -818,7 +824,9 @@ async fn call_inner(
             }
             request = phone_control::next_request(control) => {
                 if let Some(other) = request.call_id.clone().filter(|id| *id != call_id) {
-                    request.answer(Err(format!("no call {other} in progress (this one is {call_id})")));
+                    request.answer(Err(format!(
+                        "no call {other} in progress (this one is {call_id})"
+                    )));
                 } else if report_by.is_some() {
                     request.answer(Ok(format!("the call to {target} is already ending")));
                 } else {
@@ -957,7 +965,11 @@ async fn listen_inner(
                 for c in &ending {
                     phone.hangup(c).await?;
                 }
-                request.answer(Ok(format!("hung up {} call(s): {}", ending.len(), ending.join(", "))));
+                request.answer(Ok(format!(
+                    "hung up {} call(s): {}",
+                    ending.len(),
+                    ending.join(", ")
+                )));
             }
             _ = sleep_until_some(stop_by) => bail!("calls did not end 10 s after hanging up"),
         }

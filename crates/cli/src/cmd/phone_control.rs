@@ -191,6 +191,9 @@ pub(crate) async fn request_hangup(path: &Path, call_id: Option<&str>) -> Result
     .map_err(|_| anyhow!("the phone did not answer within {REQUEST_TIMEOUT:?}"))?
     .context("the control socket closed")?;
     let line = line.trim_end();
+    if line.is_empty() {
+        bail!("the phone closed its control socket without answering (it is stopping)");
+    }
     if let Some(done) = line.strip_prefix("ok ") {
         Ok(done.to_owned())
     } else if let Some(why) = line.strip_prefix("error ") {
