@@ -134,8 +134,12 @@ async fn registrar_bindings_expiry_and_unregister() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn digest_register_against_kamailio_table() {
+/// sipd with digest auth against a new SQLite `subscriber` table (Kamailio's columns) holding
+/// alice with password `s3cret`; `configure` adjusts the rest. Returns the folder (keep it), the
+/// database URL and the running server.
+async fn start_with_alice(
+    configure: impl FnOnce(&mut chaincall_sipd::Config),
+) -> (tempfile::TempDir, String, Running) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("sub.db").display());
     let db = Db::connect(&url).await.unwrap();
@@ -145,8 +149,15 @@ async fn digest_register_against_kamailio_table() {
         .unwrap();
     let mut cfg = base_config();
     cfg.auth.mode = chaincall_sipd::AuthMode::Digest;
-    cfg.auth.database = url;
+    cfg.auth.database = url.clone();
+    configure(&mut cfg);
     let s = start(cfg).await;
+    (dir, url, s)
+}
+
+#[tokio::test]
+async fn digest_register_against_kamailio_table() {
+    let (_dir, _, s) = start_with_alice(|_| {}).await;
     let ua = Ua::bind("127.0.0.1").await;
     let contact = contact_line(&ua, "alice", "");
     ua.send(s.udp, &register(&ua, s.udp, "alice", "d1", 1, &contact, ""))
@@ -283,18 +294,8 @@ async fn digest_register_against_kamailio_table() {
 #[tokio::test]
 async fn a_deleted_subscriber_is_refused_within_the_credentials_cache_lifetime() {
     for (cache_secs, after_delete) in [(30, 200), (0, 401)] {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("sub.db").display());
-        let db = Db::connect(&url).await.unwrap();
-        db.create_schema().await.unwrap();
-        db.add_subscriber("alice", "127.0.0.1", "s3cret")
-            .await
-            .unwrap();
-        let mut cfg = base_config();
-        cfg.auth.mode = chaincall_sipd::AuthMode::Digest;
-        cfg.auth.database = url.clone();
-        cfg.auth.credentials_cache_secs = cache_secs;
-        let s = start(cfg).await;
+        let (_dir, url, s) =
+            start_with_alice(|cfg| cfg.auth.credentials_cache_secs = cache_secs).await;
         let ua = Ua::bind("127.0.0.1").await;
         let contact = contact_line(&ua, "alice", "");
         ua.send(
