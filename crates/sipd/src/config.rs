@@ -190,6 +190,11 @@ pub struct TimersConfig {
     pub t2_ms: u64,
     /// T4, maximum message lifetime in the network, in ms.
     pub t4_ms: u64,
+    /// Proxy Timer C (RFC 3261 §16.6 step 11, §16.8), in seconds: how long a forwarded INVITE may
+    /// ring (each provisional response restarts it). When it fires sipd CANCELs the branch and
+    /// answers 408 upstream, so a callee that rings forever cannot hold a transaction forever.
+    /// The RFC asks for more than 3 minutes.
+    pub c_secs: u64,
 }
 
 impl Default for TimersConfig {
@@ -198,6 +203,7 @@ impl Default for TimersConfig {
             t1_ms: 500,
             t2_ms: 4000,
             t4_ms: 5000,
+            c_secs: 181,
         }
     }
 }
@@ -392,9 +398,9 @@ impl Config {
             ));
         }
         let t = &self.timers;
-        if t.t1_ms == 0 || t.t2_ms < t.t1_ms || t.t4_ms == 0 {
+        if t.t1_ms == 0 || t.t2_ms < t.t1_ms || t.t4_ms == 0 || t.c_secs == 0 {
             return Err(ConfigError::Invalid(
-                "timers: need 0 < t1_ms <= t2_ms and t4_ms > 0".into(),
+                "timers: need 0 < t1_ms <= t2_ms, t4_ms > 0 and c_secs > 0".into(),
             ));
         }
         if self.limits.max_message_size < 1024 || self.limits.max_headers < 10 {

@@ -101,6 +101,11 @@ pub struct Core {
     /// (their connection's local address) differs from the address we see (NAT): requests for the
     /// contact go over the connection (RFC 5626's idea, without flow tokens).
     flows: HashMap<SocketAddr, SocketAddr>,
+    /// Proxy Timer C per forwarded INVITE's server transaction: when it fires, and whether the
+    /// branch has answered provisionally (then it gets a CANCEL, §16.8).
+    timer_c: HashMap<TxId, (Instant, bool)>,
+    /// Timer C's duration (`[timers] c_secs`).
+    timer_c_len: Duration,
     /// Sent-by for requests we send over TLS: the first TLS listener (advertised IP).
     tls_advertise: Option<SocketAddr>,
     /// Sent-by for requests we send over TCP: the first TCP listener (advertised IP).
@@ -195,6 +200,8 @@ impl Core {
             stream_peers: HashMap::new(),
             stream_identities: HashMap::new(),
             flows: HashMap::new(),
+            timer_c: HashMap::new(),
+            timer_c_len: Duration::from_secs(cfg.timers.c_secs),
             tls_advertise: first_listener(cfg, advertise, |l| {
                 matches!(l, crate::config::Listen::Tls(_))
             })?,
@@ -639,6 +646,9 @@ impl Core {
                 self.forwards.insert(id, cid);
                 self.back.insert(cid, id);
                 self.server_req.insert(id, data.to_vec());
+                if method == Method::Invite {
+                    self.timer_c.insert(id, (now + self.timer_c_len, false));
+                }
                 debug!(%method, %dest, "forwarded");
             }
             Err(e) => {
@@ -676,9 +686,13 @@ impl Core {
         if self.ep.is_answered(inv) == Some(true) {
             return;
         }
-        let Some(&cid) = self.forwards.get(&inv) else {
-            return;
-        };
+        if let Some(&cid) = self.forwards.get(&inv) {
+            self.cancel_branch(cid, now);
+        }
+    }
+
+    /// Sends a CANCEL for the INVITE forwarded on client transaction `cid` (§9.1, §16.10).
+    fn cancel_branch(&mut self, cid: TxId, now: Instant) {
         let (Some(wire), Some(dest)) = (
             self.ep.client_request(cid).map(<[u8]>::to_vec),
             self.ep.remote(cid),
@@ -702,6 +716,14 @@ impl Core {
         if code == 100 {
             return; // §16.7 step 5: 100 is not forwarded.
         }
+        if let Some(c) = self.timer_c.get_mut(&sid) {
+            if code < 200 {
+                // §16.7 step 2: a provisional response restarts Timer C.
+                *c = (now + self.timer_c_len, true);
+            } else {
+                self.timer_c.remove(&sid);
+            }
+        }
         let mut wire = Vec::with_capacity(msg.wire_len());
         Rewriter {
             pop_via: true,
@@ -710,8 +732,11 @@ impl Core {
         .write(msg, &mut wire);
         self.metrics.count_response(code);
         if self.ep.is_answered(sid) == Some(true) {
-            // A 2xx retransmission (RFC 6026 §8.2): forwarded statelessly upstream.
-            if let Some(dest) = self.ep.remote(sid) {
+            // A 2xx retransmission (RFC 6026 §8.2): forwarded statelessly upstream. Anything else
+            // after our final answer (the 487 to Timer C's CANCEL) ends here.
+            if (200..300).contains(&code)
+                && let Some(dest) = self.ep.remote(sid)
+            {
                 self.out.push_back(Outbound { dest, bytes: wire });
             }
             return;
@@ -1056,8 +1081,38 @@ impl Core {
             self.metrics
                 .registrations
                 .set(self.location.sweep(now) as i64);
+            self.fire_timer_c(now);
         }
         self.drain(now);
+    }
+
+    /// §16.8: a branch that has rung for Timer C gets a CANCEL (if it answered provisionally; a
+    /// silent one is Timer B's) and the caller a 408.
+    fn fire_timer_c(&mut self, now: Instant) {
+        let due: Vec<(TxId, bool)> = self
+            .timer_c
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(&sid, &(_, provisional))| (sid, provisional))
+            .collect();
+        for (sid, provisional) in due {
+            self.timer_c.remove(&sid);
+            if self.ep.is_answered(sid) != Some(false) {
+                continue;
+            }
+            if provisional && let Some(&cid) = self.forwards.get(&sid) {
+                self.cancel_branch(cid, now);
+            }
+            if let Some(req) = self.server_req.get(&sid).cloned()
+                && let Ok(m) = Message::parse(&req)
+            {
+                info!(
+                    call_id = m.call_id().unwrap_or(""),
+                    "Timer C: rang too long; CANCEL and 408"
+                );
+                self.reply(sid, &m, 408, "Request Timeout", &[], now);
+            }
+        }
     }
 
     fn drain(&mut self, now: Instant) {
@@ -1076,6 +1131,7 @@ impl Core {
                 }
                 EndpointEvent::ServerTimeout(_) => {}
                 EndpointEvent::Terminated(id) => {
+                    self.timer_c.remove(&id);
                     if let Some(cid) = self.forwards.remove(&id) {
                         self.back.remove(&cid);
                     }
@@ -1114,7 +1170,6 @@ impl Core {
     }
 }
 
-/// The socket of a SIP URI whose host is an IP literal (sipd does no DNS, RFC 3263 is out of scope).
 /// Our Record-Route value for a leg of transport `proto` (`UDP`, `TCP`, `TLS`) at `me`.
 fn record_route(me: SocketAddr, proto: &str) -> String {
     let transport = match proto {
@@ -1141,6 +1196,7 @@ fn first_listener(
     }))
 }
 
+/// The socket of a SIP URI whose host is an IP literal (sipd does no DNS, RFC 3263 is out of scope).
 fn socket_of(u: &SipUri<'_>) -> Option<SocketAddr> {
     let host = u.maddr().unwrap_or(u.host);
     let ip: IpAddr = host

@@ -19,10 +19,12 @@
 //!
 //! Known limits (documented, not silent): no forking (the best binding — highest `q`, then most
 //! recent — is tried), no DNS (RFC 3263; next hops must be IP literals, a static route, or a
-//! registered contact), no proxy Timer C (an INVITE that got a provisional answer waits for the
-//! downstream's final response). Where a dialog's two legs use different transports or listeners
-//! (a UDP phone calling a TLS-PSK phone), sipd record-routes twice (RFC 5658), so each side's
-//! route set starts with an address it can reach.
+//! registered contact).
+//!
+//! A forwarded INVITE that keeps ringing past proxy Timer C (`[timers] c_secs`, RFC 3261 §16.8)
+//! is CANCELled downstream and answered 408 upstream. Where a dialog's two legs use different
+//! transports or listeners (a UDP phone calling a TLS-PSK phone), sipd record-routes twice
+//! (RFC 5658), so each side's route set starts with an address it can reach.
 //!
 //! Over TLS-PSK, a REGISTER is bound to the handshake: a connection whose handshake proved a phone
 //! number may register that number only (403 otherwise), on top of digest authentication.
