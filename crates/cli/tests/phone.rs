@@ -155,6 +155,8 @@ struct Net {
     contract: String,
     wallet_url: String,
     sipd_port: u16,
+    /// sipd's plain TCP listener (standard phones; `transport = "tcp"`).
+    sipd_tcp_port: u16,
     _anvil: AnvilProcess,
     _wallet: Service,
     _sipd: Service,
@@ -312,10 +314,11 @@ domain = "{SIP_DOMAIN}"
     wallet.wait_for("listening http://", Duration::from_secs(60));
 
     let sipd_port = chaincall_testkit::free_tcp_port();
+    let sipd_tcp_port = chaincall_testkit::free_tcp_port();
     std::fs::write(
         d.join("sipd.toml"),
         format!(
-            r#"listen = ["tls:127.0.0.1:{sipd_port}"]
+            r#"listen = ["tls:127.0.0.1:{sipd_port}", "tcp:127.0.0.1:{sipd_tcp_port}"]
 domain = "{SIP_DOMAIN}"
 metrics_listen = ""
 [auth]
@@ -347,6 +350,7 @@ contract = "{contract}"
         contract,
         wallet_url: format!("http://127.0.0.1:{wallet_port}"),
         sipd_port,
+        sipd_tcp_port,
         dir,
         _anvil: node,
         _wallet: wallet,
@@ -544,4 +548,49 @@ fn the_example_config_is_accepted() {
         err.contains("no key file") && err.contains("phone init"),
         "{err}"
     );
+}
+
+/// The `tcp` transport and the answer prompt through the CLI: bob signals over plain TCP (as to a
+/// standard proxy) and answers at the terminal prompt; alice calls over TLS-PSK. The media is still
+/// MIKEY-keyed end to end and verified on chain both ways.
+#[test]
+fn a_tcp_phone_answers_at_the_prompt() {
+    let Some(net) = network() else {
+        return;
+    };
+    let alice = net.onboarded_phone("alice", ALICE);
+    let bob = net.onboarded_phone("bob", BOB);
+    let config = std::fs::read_to_string(bob.join("phone.toml")).unwrap();
+    let config = config
+        .replace("auto_answer = true", "auto_answer = false")
+        .replace(
+            &format!("addr = \"127.0.0.1:{}\"", net.sipd_port),
+            &format!("addr = \"127.0.0.1:{}\"", net.sipd_tcp_port),
+        )
+        .replace("transport = \"tls-psk\"", "transport = \"tcp\"");
+    assert!(config.contains("transport = \"tcp\""), "{config}");
+    std::fs::write(bob.join("phone.toml"), config).unwrap();
+
+    let out = ok(phone(&bob).arg("register"));
+    assert!(out.contains("(TCP, connected"), "{out}");
+
+    let mut listener = Service::spawn(
+        phone(&bob)
+            .args(["listen", "--count", "1"])
+            .stdin(Stdio::piped()),
+    );
+    let mut answer = listener.child.stdin.take().expect("piped stdin");
+    listener.wait_for("asking before answering", Duration::from_secs(60));
+    // The prompt reads one line from the terminal when the call arrives; the pipe holds it.
+    std::io::Write::write_all(&mut answer, b"y\n").unwrap();
+    let caller = Service::spawn(phone(&alice).args(["call", BOB, "--seconds", "1", "--json"]));
+
+    let a = json_line(&caller.finish(Duration::from_secs(60)));
+    assert_eq!(a["verified_peer"], BOB, "{a}");
+    assert_eq!(a["key_mode"], "mikey-pke", "{a}");
+    assert!(a["srtp_packets_received"].as_u64().unwrap() > 0, "{a}");
+    let b = json_line(&listener.finish(Duration::from_secs(30)));
+    assert_eq!(b["verified_peer"], ALICE, "{b}");
+    assert_eq!(b["srtp_packets_received"], 50, "{b}");
+    assert_eq!(b["srtp_packets_rejected"], 0, "{b}");
 }
