@@ -348,6 +348,24 @@ async fn a_deleted_subscriber_is_refused_within_the_credentials_cache_lifetime()
     }
 }
 
+/// A UA bound on loopback and registered at `s` as `user` (no auth) with its own address as
+/// contact.
+async fn registered_callee(s: &Running, user: &str, call_id: &str) -> Ua {
+    let callee = Ua::bind("127.0.0.1").await;
+    let contact = contact_line(&callee, user, "");
+    callee
+        .send(
+            s.udp,
+            &register(&callee, s.udp, user, call_id, 1, &contact, ""),
+        )
+        .await;
+    assert_eq!(
+        status_of(&callee.expect(2000, |m| m.status().is_some()).await),
+        200
+    );
+    callee
+}
+
 fn invite(
     from: &Ua,
     server: std::net::SocketAddr,
@@ -373,19 +391,8 @@ Contact: <sip:caller@{a}>\n\
 #[tokio::test]
 async fn proxy_invite_busy_and_cancel_paths() {
     let s = start(base_config()).await;
-    let callee = Ua::bind("127.0.0.1").await;
+    let callee = registered_callee(&s, "bob", "reg").await;
     let caller = Ua::bind("127.0.0.1").await;
-    let contact = contact_line(&callee, "bob", "");
-    callee
-        .send(
-            s.udp,
-            &register(&callee, s.udp, "bob", "reg", 1, &contact, ""),
-        )
-        .await;
-    assert_eq!(
-        status_of(&callee.expect(2000, |m| m.status().is_some()).await),
-        200
-    );
 
     // Unregistered user: 480 (no static route).
     caller
@@ -789,19 +796,8 @@ async fn unanswered_invite_is_retransmitted_then_408() {
     cfg.timers.t1_ms = 20; // Timer B = 64·T1 = 1.28 s
     cfg.timers.t2_ms = 80;
     let s = start(cfg).await;
-    let callee = Ua::bind("127.0.0.1").await;
+    let callee = registered_callee(&s, "dead", "rd").await;
     let caller = Ua::bind("127.0.0.1").await;
-    let contact = contact_line(&callee, "dead", "");
-    callee
-        .send(
-            s.udp,
-            &register(&callee, s.udp, "dead", "rd", 1, &contact, ""),
-        )
-        .await;
-    assert_eq!(
-        status_of(&callee.expect(2000, |m| m.status().is_some()).await),
-        200
-    );
     caller
         .send(s.udp, &invite(&caller, s.udp, "dead", "t1", ""))
         .await;
@@ -830,19 +826,8 @@ async fn a_callee_that_rings_forever_is_cancelled_at_timer_c() {
     let mut cfg = base_config();
     cfg.timers.c_secs = 1;
     let s = start(cfg).await;
-    let callee = Ua::bind("127.0.0.1").await;
+    let callee = registered_callee(&s, "ringing", "rc").await;
     let caller = Ua::bind("127.0.0.1").await;
-    let contact = contact_line(&callee, "ringing", "");
-    callee
-        .send(
-            s.udp,
-            &register(&callee, s.udp, "ringing", "rc", 1, &contact, ""),
-        )
-        .await;
-    assert_eq!(
-        status_of(&callee.expect(2000, |m| m.status().is_some()).await),
-        200
-    );
     caller
         .send(s.udp, &invite(&caller, s.udp, "ringing", "tc", ""))
         .await;
