@@ -307,22 +307,12 @@ impl Server {
                     udp.push(Arc::new(s));
                 }
                 Listen::Tcp(a) => {
-                    let s = TcpListener::bind(a)
-                        .await
-                        .map_err(|source| ServeError::Bind { addr: a, source })?;
-                    let bound = s
-                        .local_addr()
-                        .map_err(|source| ServeError::Bind { addr: a, source })?;
+                    let (s, bound) = bind_stream_listener(a).await?;
                     local.push(Listen::Tcp(bound));
                     tcp.push(s);
                 }
                 Listen::Tls(a) => {
-                    let s = TcpListener::bind(a)
-                        .await
-                        .map_err(|source| ServeError::Bind { addr: a, source })?;
-                    let bound = s
-                        .local_addr()
-                        .map_err(|source| ServeError::Bind { addr: a, source })?;
+                    let (s, bound) = bind_stream_listener(a).await?;
                     local.push(Listen::Tls(bound));
                     tls.push(s);
                 }
@@ -536,6 +526,17 @@ impl Server {
     pub fn stream_sink(&self) -> StreamSink {
         self.sink.clone()
     }
+}
+
+/// A TCP listener (for a `tcp:` or `tls:` listen address) and the address it got.
+async fn bind_stream_listener(a: SocketAddr) -> Result<(TcpListener, SocketAddr), ServeError> {
+    let s = TcpListener::bind(a)
+        .await
+        .map_err(|source| ServeError::Bind { addr: a, source })?;
+    let bound = s
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr: a, source })?;
+    Ok((s, bound))
 }
 
 fn unix_now() -> u64 {
