@@ -18,8 +18,8 @@ use chaincall_identity::{IdentityKey, IdentityName, KeyStatus, PhoneNumber};
 use chaincall_wallet::receipt::StoreKey;
 use chaincall_wallet::service::{PAUSE_ENV, PAUSE_STEPS};
 use chaincall_wallet::testing::{
-    TEST_IDENTITY_DOMAIN, TestChain, TestConfig, count_approvals, count_transfers, test_purchase,
-    write_test_config,
+    TEST_IDENTITY_DOMAIN, TestChain, TestConfig, count_approvals, count_transfers,
+    deploy_test_keystore, test_purchase, write_test_config,
 };
 use chaincall_wallet::{WalletClient, onboard_phone, server_identity_key};
 
@@ -105,11 +105,7 @@ fn sigkill_between_every_pair_of_steps_never_funds_or_approves_twice() {
             .block_on(RpcChain::connect(&node.url(), RpcConfig::default()))
             .unwrap(),
     );
-    let contract = runtime
-        .block_on(chain.deploy(&dev_signer(0)))
-        .unwrap()
-        .contract_address
-        .unwrap();
+    let contract = runtime.block_on(deploy_test_keystore(&*chain)).unwrap();
     let store = StoreKey::generate().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = chaincall_testkit::free_tcp_port();

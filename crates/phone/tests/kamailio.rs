@@ -29,7 +29,7 @@ use alloy::primitives::Address;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use chaincall_chain::verified::HeaderTrust;
-use chaincall_chain::{EmbeddedChain, KeystoreChain, dev_signer};
+use chaincall_chain::{EmbeddedChain, KeystoreChain};
 use chaincall_identity::{IdentityName, PhoneNumber};
 use chaincall_phone::{
     CallReport, KeyLookup, KeyMode, Phone, PhoneConfig, PhoneError, PhoneEvent, PhoneEvents,
@@ -37,7 +37,8 @@ use chaincall_phone::{
 };
 use chaincall_wallet::receipt::{StoreKey, sip_password};
 use chaincall_wallet::testing::{
-    TEST_IDENTITY_DOMAIN, TEST_SIP_DOMAIN, TestChain, TestConfig, dev_receipt, write_test_config,
+    TEST_IDENTITY_DOMAIN, TEST_SIP_DOMAIN, TestChain, TestConfig, deploy_test_keystore,
+    dev_receipt, write_test_config,
 };
 use zeroize::Zeroizing;
 
@@ -389,12 +390,7 @@ async fn wallet_provisions_kamailio_and_a_mikey_call_goes_through_it() {
 
     // The chain, the keystore, the wallet-management server writing into Kamailio's database.
     let chain = Arc::new(EmbeddedChain::default());
-    let contract = chain
-        .deploy(&dev_signer(0))
-        .await
-        .unwrap()
-        .contract_address
-        .expect("deployed keystore address");
+    let contract = deploy_test_keystore(&*chain).await.unwrap();
     let store = StoreKey::generate().unwrap();
     let (wallet_url, wallet_stop) = start_wallet(chain.clone(), contract, dir, &store).await;
     let client = chaincall_wallet::WalletClient::new(wallet_url);

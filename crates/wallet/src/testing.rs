@@ -122,6 +122,18 @@ domain = "{TEST_SIP_DOMAIN}"
     Ok(path)
 }
 
+/// Deploys the keystore contract as its operator, anvil's dev account 0 (the account
+/// [`write_test_config`]'s server wallet is funded from); returns the contract's address.
+pub async fn deploy_test_keystore<C: KeystoreChain>(chain: &C) -> Result<Address, ChainError> {
+    chain
+        .deploy(&dev_signer(0))
+        .await?
+        .contract_address
+        .ok_or_else(|| ChainError::BadResponse {
+            reason: "the deployment receipt names no contract address".into(),
+        })
+}
+
 /// A completed purchase of [`TEST_PRODUCT`] in [`TEST_PACKAGE`] with the given order id and
 /// purchase token (the token is the receipt's secret: the SIP password derives from it).
 pub fn test_purchase(order_id: impl Into<String>, purchase_token: impl Into<String>) -> Purchase {

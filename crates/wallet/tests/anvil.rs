@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::Address;
 use alloy::providers::Provider;
-use chaincall_chain::{AnvilProcess, KeystoreChain, RpcChain, RpcConfig, dev_signer};
+use chaincall_chain::{AnvilProcess, KeystoreChain, RpcChain, RpcConfig};
 use chaincall_identity::KeyStatus;
+use chaincall_wallet::testing::deploy_test_keystore;
 use common::*;
 
 fn anvil() -> Option<AnvilProcess> {
@@ -20,12 +21,7 @@ fn anvil() -> Option<AnvilProcess> {
 
 async fn deploy(url: &str) -> (Arc<RpcChain>, Address) {
     let chain = Arc::new(RpcChain::connect(url, RpcConfig::default()).await.unwrap());
-    let contract = chain
-        .deploy(&dev_signer(0))
-        .await
-        .unwrap()
-        .contract_address
-        .unwrap();
+    let contract = deploy_test_keystore(&*chain).await.unwrap();
     (chain, contract)
 }
 

@@ -11,18 +11,14 @@ use chaincall_chain::{EmbeddedChain, KeystoreChain, dev_signer};
 use chaincall_identity::{IdentityKey, KeyStatus, ecies};
 use chaincall_wallet::payload::{APPROVE_CONTEXT, ONBOARD_CONTEXT, OnboardPayload};
 use chaincall_wallet::subscriber::{ha1, ha1b};
+use chaincall_wallet::testing::deploy_test_keystore;
 use common::*;
 use sha2::{Digest, Sha256};
 
 async fn server_with(extra: &str) -> (tempfile::TempDir, Server<EmbeddedChain>) {
     let dir = tempfile::tempdir().unwrap();
     let chain = Arc::new(EmbeddedChain::default());
-    let contract = chain
-        .deploy(&dev_signer(0))
-        .await
-        .unwrap()
-        .contract_address
-        .unwrap();
+    let contract = deploy_test_keystore(&*chain).await.unwrap();
     let config = write_config(dir.path(), extra, "embedded", None);
     let server = Server::start(chain, contract, config).await;
     (dir, server)

@@ -11,14 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::Address;
-use chaincall_chain::{
-    AnvilProcess, EmbeddedChain, KeystoreChain, RpcChain, RpcConfig, dev_signer,
-};
+use chaincall_chain::{AnvilProcess, EmbeddedChain, RpcChain, RpcConfig};
 use chaincall_sip::digest::{Algorithm, Challenge};
 use chaincall_sip::header::HeaderName;
 use chaincall_sip::message::Message;
 use chaincall_wallet::chain::ServerChain;
 use chaincall_wallet::receipt::Receipt;
+use chaincall_wallet::testing::deploy_test_keystore;
 use common::*;
 use tokio::net::UdpSocket;
 
@@ -278,12 +277,7 @@ async fn start_server<C: ServerChain>(
 async fn onboarded_phone_registers_at_sipd_embedded() {
     let dir = tempfile::tempdir().unwrap();
     let chain = Arc::new(EmbeddedChain::default());
-    let contract = chain
-        .deploy(&dev_signer(0))
-        .await
-        .unwrap()
-        .contract_address
-        .unwrap();
+    let contract = deploy_test_keystore(&*chain).await.unwrap();
     let s = start_server(chain, contract, dir.path(), "embedded", None).await;
     register_after_onboarding(&s).await;
     s.stop().await;
@@ -300,12 +294,7 @@ async fn onboarded_phone_registers_at_sipd_anvil() {
             .await
             .unwrap(),
     );
-    let contract = chain
-        .deploy(&dev_signer(0))
-        .await
-        .unwrap()
-        .contract_address
-        .unwrap();
+    let contract = deploy_test_keystore(&*chain).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let s = start_server(chain, contract, dir.path(), "rpc", Some(&node.url())).await;
     register_after_onboarding(&s).await;

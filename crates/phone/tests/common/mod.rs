@@ -16,6 +16,7 @@ use chaincall_media::g711::Codec;
 use chaincall_phone::{
     KeyLookup, KeyMode, Phone, PhoneConfig, PhoneEvent, PhoneEvents, Signalling,
 };
+use chaincall_wallet::testing::deploy_test_keystore;
 
 /// sipd's identity name in the keystore.
 pub const SERVER: &str = "sip.chaincall.test";
@@ -38,12 +39,7 @@ impl Net {
     pub async fn start() -> Net {
         let dir = tempfile::tempdir().unwrap();
         let chain = Arc::new(EmbeddedChain::default());
-        let contract = chain
-            .deploy(&dev_signer(0))
-            .await
-            .unwrap()
-            .contract_address
-            .unwrap();
+        let contract = deploy_test_keystore(&*chain).await.unwrap();
         let genesis = chain.block_header(0).await.unwrap().hash_slow();
         let mut net = Net {
             chain,
