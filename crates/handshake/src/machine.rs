@@ -325,8 +325,8 @@ impl Initiator {
         let sig = r.bytes(SIG_LEN)?;
         let tag = r.bytes(MAC_LEN)?;
         r.finish()?;
-        // Invariant: r.bytes(SIG_LEN) returned exactly 64 bytes.
-        let sig = IdentitySignature::from_slice(sig).expect("64 bytes");
+        // 64 bytes by construction; a high-S (malleated) or out-of-range encoding is refused.
+        let sig = IdentitySignature::from_slice(sig).map_err(|_| HandshakeError::BadSignature)?;
         let shared = dh(ty, secret.diffie_hellman(&gy))?;
         let keys = kdf::sts_keys(shared.as_ref());
         self.transcript.absorb(&frame[..STS_MSG2_SIGNED]);
@@ -684,8 +684,8 @@ impl Responder {
         let sig = r.bytes(SIG_LEN)?;
         let tag = r.bytes(MAC_LEN)?;
         r.finish()?;
-        // Invariant: r.bytes(SIG_LEN) returned exactly 64 bytes.
-        let sig = IdentitySignature::from_slice(sig).expect("64 bytes");
+        // 64 bytes by construction; a high-S (malleated) or out-of-range encoding is refused.
+        let sig = IdentitySignature::from_slice(sig).map_err(|_| HandshakeError::BadSignature)?;
         // Invariant: transcript and peer are set together with the StsAwaitMsg3 state.
         let transcript = self.transcript.as_mut().expect("set at message 1");
         let (_, initiator_key) = self.peer.as_ref().expect("set at message 1");

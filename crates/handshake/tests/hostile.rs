@@ -174,3 +174,38 @@ proptest! {
         if which < 2 { prop_assert!(alice.poll_established().is_none()); }
     }
 }
+
+/// ECDSA malleability: `(r, n - s)` verifies wherever `(r, s)` does. STS message 3 with its
+/// signature swapped for that twin must be refused as a signature, before any MAC is checked, so no
+/// second encoding of a signed message is ever accepted as signed.
+#[test]
+fn sts_refuses_the_high_s_twin_of_a_valid_signature() {
+    let w = world();
+    let now = Instant::now();
+    let mut alice = Initiator::new(
+        HandshakeConfig::default(),
+        w.a.clone(),
+        w.b.name().clone(),
+        Protocol::Sts,
+        &w.dir,
+        now,
+    )
+    .unwrap();
+    let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
+    let mut cache = ReplayCache::default();
+    let m1 = alice.poll_transmit().unwrap();
+    bob.handle_input(&m1, &w.dir, &mut cache, now).unwrap();
+    let m2 = bob.poll_transmit().unwrap();
+    alice.handle_input(&m2, now).unwrap();
+    let mut m3 = alice.poll_transmit().unwrap();
+    // Message 3's body: signature (64 bytes) then MAC, after the 4-byte frame header.
+    let sig = p256::ecdsa::Signature::from_slice(&m3[4..68]).unwrap();
+    let (r, s) = sig.split_scalars();
+    let twin = p256::ecdsa::Signature::from_scalars(r, -*s).unwrap();
+    m3[4..68].copy_from_slice(&twin.to_bytes());
+    assert_eq!(
+        bob.handle_input(&m3, &w.dir, &mut cache, now),
+        Err(HandshakeError::BadSignature)
+    );
+    assert!(bob.poll_established().is_none());
+}

@@ -73,6 +73,10 @@ pub enum KeyError {
         /// How many bytes were given.
         len: usize,
     },
+    /// A high-S signature: the malleated twin of a canonical one, refused so that each signed
+    /// message has exactly one valid encoding.
+    #[error("non-canonical (high-S) signature refused")]
+    HighS,
     /// The signature does not verify under the key.
     #[error("signature does not verify under the identity key")]
     BadSignature,

@@ -93,8 +93,8 @@ impl PublicIdentityKey {
 
     /// Verifies an ECDSA P-256 / SHA-256 signature over `message`.
     ///
-    /// High-S signatures are accepted as the ECDSA standard allows; both parties sign with
-    /// [`IdentityKey::sign`], which produces low-S.
+    /// Only canonical (low-S) signatures exist as [`IdentitySignature`] values (see
+    /// [`IdentitySignature::from_slice`]), so a signature verifies in exactly one encoding.
     pub fn verify(&self, message: &[u8], signature: &IdentitySignature) -> Result<(), KeyError> {
         let vk = p256::ecdsa::VerifyingKey::from(&self.0);
         let sig = p256::ecdsa::Signature::from_slice(&signature.0)
@@ -206,11 +206,22 @@ impl IdentitySignature {
     /// Length of the encoding.
     pub const LEN: usize = 64;
 
-    /// Decodes `r || s`.
+    /// Decodes `r || s`, refusing anything but the canonical form: `r` and `s` in `[1, n-1]`
+    /// and `s <= n/2` (low-S).
+    ///
+    /// ECDSA is malleable: `(r, n - s)` verifies wherever `(r, s)` does. Accepting both would give
+    /// every signed message a second byte encoding that an attacker can make without the key,
+    /// which defeats any replay cache or de-duplication keyed on the bytes. [`IdentityKey::sign`]
+    /// always produces low-S, so honest peers are unaffected.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, KeyError> {
         let arr: [u8; 64] = bytes
             .try_into()
             .map_err(|_| KeyError::MalformedSignature { len: bytes.len() })?;
+        let parsed = p256::ecdsa::Signature::from_slice(&arr)
+            .map_err(|_| KeyError::MalformedSignature { len: 64 })?;
+        if parsed.normalize_s().is_some() {
+            return Err(KeyError::HighS);
+        }
         Ok(Self(arr))
     }
 
@@ -293,6 +304,30 @@ mod tests {
                 .verify(b"INVITE sip:+15551234567@sip.example.org", &sig)
                 .is_err()
         );
+    }
+
+    /// The malleated twin `(r, n - s)` of a valid signature verifies under plain ECDSA; it must be
+    /// refused at decoding, so no verifier anywhere (RustCrypto or OpenSSL) ever sees it.
+    #[test]
+    fn high_s_twin_is_refused() {
+        let key = IdentityKey::generate();
+        let message = b"MIKEY offer";
+        let sig = key.sign(message);
+        let parsed = p256::ecdsa::Signature::from_slice(sig.as_bytes()).unwrap();
+        let (r, s) = parsed.split_scalars();
+        let twin = p256::ecdsa::Signature::from_scalars(r, -*s).unwrap();
+        // The twin is a valid ECDSA signature: the attack is real without the low-S rule.
+        let vk = p256::ecdsa::VerifyingKey::from(key.public().as_p256());
+        vk.verify(message, &twin).unwrap();
+        assert_eq!(
+            IdentitySignature::from_slice(&twin.to_bytes()),
+            Err(KeyError::HighS)
+        );
+        // r = 0 or s = 0 is no signature at all.
+        let mut zero_s = sig.to_bytes();
+        zero_s[32..].fill(0);
+        assert!(IdentitySignature::from_slice(&zero_s).is_err());
+        assert_eq!(IdentitySignature::from_slice(sig.as_bytes()), Ok(sig));
     }
 
     #[test]
