@@ -4,6 +4,7 @@
 //! | --- | --- | --- | --- |
 //! | POST | `/v1/onboard` | `{"sealed": base64}` | 200/202 [`OnboardingStatus`] |
 //! | POST | `/v1/approve` | `{"sealed": base64}` | 200/202 [`OnboardingStatus`] |
+//! | POST | `/v1/number/code` | `{"sealed": base64}` | 202 `{"sent": true}`: a one-time code to the number (`sms_code` verifier) |
 //! | GET | `/v1/status/{receipt_id}` | — | [`OnboardingStatus`] |
 //! | GET | `/v1/server` | — | server wallet, contract, identity |
 //! | GET | `/v1/openapi.json` | — | OpenAPI 3.0 description |
@@ -124,11 +125,7 @@ async fn rate_limit<C: ServerChain>(
     request: Request,
     next: Next,
 ) -> Response {
-    let ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let ip = observed_ip(&request);
     if !state.limiter.allow(ip, Instant::now()) {
         tracing::warn!(%ip, "rate limited");
         return ApiError::RateLimited.into_response();
@@ -167,13 +164,33 @@ fn with_status<T: serde::Serialize>(status: u16, body: T) -> Response {
         .into_response()
 }
 
+/// The client's address as the server observed it (the TCP peer), never a header.
+fn observed_ip(request: &Request) -> IpAddr {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
 async fn onboard<C: ServerChain>(
     State(state): State<Shared<C>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Result<Json<SealedRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let sealed = sealed_body(body)?;
-    let (status, view) = state.service.onboard(&sealed).await?;
+    let (status, view) = state.service.onboard(&sealed, peer.ip()).await?;
     Ok(with_status(status, view))
+}
+
+async fn number_code<C: ServerChain>(
+    State(state): State<Shared<C>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Result<Json<SealedRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let sealed = sealed_body(body)?;
+    state.service.request_code(&sealed, peer.ip()).await?;
+    Ok(with_status(202, serde_json::json!({ "sent": true })))
 }
 
 async fn approve<C: ServerChain>(
@@ -204,6 +221,7 @@ async fn server_info<C: ServerChain>(State(state): State<Shared<C>>) -> Response
             "identity_key": hex::encode(s.identity_public().to_bytes()),
             "sip_domain": s.settings().sip_domain,
             "add_client_gas": s.settings().add_client_gas,
+            "number_verifier": s.numbers().kind(),
         }),
     )
 }
@@ -258,6 +276,7 @@ pub fn router<C: ServerChain>(state: Arc<AppState<C>>, max_body_bytes: usize) ->
     Router::new()
         .route("/v1/onboard", post(onboard::<C>))
         .route("/v1/approve", post(approve::<C>))
+        .route("/v1/number/code", post(number_code::<C>))
         .route("/v1/status/{receipt_id}", get(status::<C>))
         .route("/v1/server", get(server_info::<C>))
         .route("/v1/openapi.json", get(openapi))
@@ -325,6 +344,7 @@ mod tests {
         for p in [
             "/v1/onboard",
             "/v1/approve",
+            "/v1/number/code",
             "/v1/status/{receipt_id}",
             "/v1/admin/onboardings",
             "/v1/admin/onboardings/{receipt_id}/retry",

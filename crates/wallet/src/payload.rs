@@ -29,10 +29,14 @@
 //! HPKE's DHKEM(P-256)), so phones need no second construction.
 
 use std::fmt;
+use std::str::FromStr;
+
+use alloy::primitives::{Address, B256, FixedBytes};
+use chaincall_chain::ClientId;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use chaincall_identity::{IdentityKey, PublicIdentityKey, ecies};
+use chaincall_identity::{IdentityKey, IdentitySignature, PublicIdentityKey, ecies};
 use serde::{Deserialize, Serialize};
 
 use crate::receipt::Receipt;
@@ -41,6 +45,56 @@ use crate::receipt::Receipt;
 pub const ONBOARD_CONTEXT: &[u8] = b"chaincall wallet v1 onboard";
 /// ECIES context of approval payloads.
 pub const APPROVE_CONTEXT: &[u8] = b"chaincall wallet v1 approve";
+/// ECIES context of one-time-code requests (`/v1/number/code`).
+pub const CODE_CONTEXT: &[u8] = b"chaincall wallet v1 number code";
+
+/// The keystore's receipt commitment (`chaincall_chain::receipt_commitment`).
+pub type Commitment = FixedBytes<8>;
+
+/// Domain separation of the proof of possession: no other chaincall signature starts so.
+pub const POSSESSION_CONTEXT: &[u8] = b"chaincall wallet v1 proof of possession\0";
+
+/// The message the identity key signs to prove the registrant holds it: [`POSSESSION_CONTEXT`]
+/// ‖ keystore id (32 bytes) ‖ wallet (20 bytes) ‖ receipt commitment (8 bytes, as `addClient`
+/// takes it) — exactly what
+/// `addClient` puts on chain beside the key, so the proof cannot be replayed for another number,
+/// wallet or purchase.
+pub fn possession_message(id: &ClientId, wallet: Address, commitment: &Commitment) -> Vec<u8> {
+    let mut m = Vec::with_capacity(POSSESSION_CONTEXT.len() + 60);
+    m.extend_from_slice(POSSESSION_CONTEXT);
+    m.extend_from_slice(id.as_b256().as_slice());
+    m.extend_from_slice(wallet.as_slice());
+    m.extend_from_slice(commitment.as_slice());
+    m
+}
+
+/// The proof of possession for `key` over [`possession_message`].
+pub fn prove_possession(
+    key: &IdentityKey,
+    id: &ClientId,
+    wallet: Address,
+    commitment: &Commitment,
+) -> String {
+    hex::encode(key.sign(&possession_message(id, wallet, commitment)).to_bytes())
+}
+
+/// Checks a proof of possession by `key`; false for anything but a valid low-S signature.
+pub fn verify_possession(
+    key: &PublicIdentityKey,
+    id: &ClientId,
+    wallet: Address,
+    commitment: &Commitment,
+    proof: &str,
+) -> bool {
+    let Ok(bytes) = hex::decode(proof.trim_start_matches("0x")) else {
+        return false;
+    };
+    let Ok(signature) = IdentitySignature::from_slice(&bytes) else {
+        return false;
+    };
+    key.verify(&possession_message(id, wallet, commitment), &signature)
+        .is_ok()
+}
 
 /// The plaintext of both requests.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,7 +103,8 @@ pub struct OnboardPayload {
     pub wallet: String,
     /// The store receipt, verbatim.
     pub receipt: Receipt,
-    /// The subscriber's E.164 number.
+    /// The subscriber's E.164 number; with operator-assigned numbers, the number asked for, or
+    /// empty for the next free one (the server decides either way).
     pub phone: String,
     /// The identity key the phone will put on chain: type tag.
     pub key_type: u8,
@@ -59,6 +114,13 @@ pub struct OnboardPayload {
     pub timestamp: u64,
     /// 16 random bytes, hex: unique per request.
     pub nonce: String,
+    /// The one-time code sent to `phone` (the `sms_code` verifier). Never logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Proof of possession of the identity key ([`prove_possession`], hex): required by
+    /// `/v1/approve`, where the number is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
 }
 
 impl fmt::Debug for OnboardPayload {
@@ -81,7 +143,7 @@ pub struct SealedRequest {
 impl OnboardPayload {
     /// A payload stamped with the current time and a fresh nonce.
     pub fn new(
-        wallet: alloy::primitives::Address,
+        wallet: Address,
         receipt: Receipt,
         phone: &str,
         key: &PublicIdentityKey,
@@ -100,7 +162,24 @@ impl OnboardPayload {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             nonce: hex::encode(nonce),
+            code: None,
+            proof: None,
         }
+    }
+
+    /// Adds the one-time code.
+    pub fn with_code(mut self, code: &str) -> Self {
+        self.code = Some(code.trim().to_owned());
+        self
+    }
+
+    /// Adds the proof of possession of `key` for this payload's number and wallet and the
+    /// receipt commitment of `receipt_hash` (the purchase's chain receipt hash).
+    pub fn with_proof(mut self, key: &IdentityKey, id: &ClientId, receipt_hash: &B256) -> Self {
+        let wallet = Address::from_str(&self.wallet).unwrap_or(Address::ZERO);
+        let commitment = chaincall_chain::receipt_commitment(id, wallet, receipt_hash);
+        self.proof = Some(prove_possession(key, id, wallet, &commitment));
+        self
     }
 
     /// Seals the payload to the server's identity key for `context`.
