@@ -1,9 +1,9 @@
 #!/usr/bin/perl
 # A minimal SMS centre for the wallet's SMPP tests (Debian libnet-smpp-perl, server mode).
 #
-#   smsc.pl OUTFILE SYSTEM_ID PASSWORD
+#   smsc.pl OUTFILE SYSTEM_ID PASSWORD [PORT]
 #
-# Listens on 127.0.0.1 on a free port and prints "listening PORT" on stdout. Serves one ESME
+# Listens on 127.0.0.1 (on PORT, or a free port) and prints "listening PORT" on stdout. Serves one ESME
 # connection at a time: bind_transmitter (checks system_id and password: ESME_RINVPASWD 0x0E
 # otherwise), submit_sm (answers a message id and appends "DESTINATION<TAB>TEXT" to OUTFILE),
 # enquire_link, unbind. Anything else gets generic_nack with ESME_RINVCMDID.
@@ -12,10 +12,10 @@ use warnings;
 use Net::SMPP;
 use IO::Handle;
 
-my ($outfile, $sysid, $password) = @ARGV;
-die "usage: smsc.pl OUTFILE SYSTEM_ID PASSWORD\n" unless defined $password;
+my ($outfile, $sysid, $password, $port) = @ARGV;
+die "usage: smsc.pl OUTFILE SYSTEM_ID PASSWORD [PORT]\n" unless defined $password;
 
-my $listen = Net::SMPP->new_listen('127.0.0.1', port => 0, smpp_version => 0x34)
+my $listen = Net::SMPP->new_listen('127.0.0.1', port => $port // 0, smpp_version => 0x34)
     or die "cannot listen: $!\n";
 STDOUT->autoflush(1);
 print "listening ", $listen->sockport, "\n";
@@ -27,7 +27,7 @@ while (my $esme = $listen->accept) {
         my $cmd = $pdu->{cmd};
         if ($cmd == 0x00000002) {    # bind_transmitter
             my $ok = ($pdu->{system_id} // '') eq $sysid && ($pdu->{password} // '') eq $password;
-            $esme->bind_transmitter_resp(system_id => 'chaincall-test-smsc', seq => $pdu->{seq},
+            $esme->bind_transmitter_resp(system_id => 'TESTSMSC', seq => $pdu->{seq},
                                          status => $ok ? 0 : 0x0E);
             $bound = $ok;
         } elsif ($cmd == 0x00000004) {    # submit_sm
