@@ -301,6 +301,9 @@ url = "sqlite://wallet.db?mode=rwc"
 [sip]
 database_url = "sqlite://sip.db?mode=rwc"
 domain = "{SIP_DOMAIN}"
+[numbers]
+verifier = "assigned"
+ranges = [{{ first = "+15550100000", last = "+15550109999" }}]
 "#
         ),
     )
