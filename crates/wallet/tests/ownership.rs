@@ -544,3 +544,53 @@ async fn sms_centre_down_consumes_nothing_and_codes_are_limited_per_address() {
     s.service.numbers().send_code(from(2, &numbers[3], now)).await.unwrap();
     s.stop().await;
 }
+
+/// The SMPP 3.4 client against the real SMS centre: bind_transmitter, submit_sm (the SMSC
+/// records destination and text), enquire_link, unbind; a wrong password is refused with
+/// ESME_RINVPASWD (0x0000000E, SMPP 3.4 §5.1.3) and an SMSC that is not there is an I/O error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smpp_session_against_a_real_sms_centre() {
+    use chaincall_wallet::error::SmppError;
+    use chaincall_wallet::number::smpp_client::{SmppConfig, SmppSession};
+    let dir = tempfile::tempdir().unwrap();
+    let Some(smsc) = Smsc::start(&dir.path().join("sms.txt"), None) else {
+        return;
+    };
+    let config = SmppConfig {
+        address: format!("127.0.0.1:{}", smsc.port),
+        system_id: SMPP_SYSTEM_ID.into(),
+        password: zeroize::Zeroizing::new(SMPP_PASSWORD.into()),
+        system_type: String::new(),
+        source_addr: "chaincall".into(),
+        timeout: Duration::from_secs(5),
+    };
+    let mut session = SmppSession::bind(&config).await.unwrap();
+    let to = PhoneNumber::parse("+15550123456").unwrap();
+    let id = session.submit("chaincall", &to, b"hello 1").await.unwrap();
+    assert!(id.starts_with("msg"), "{id}");
+    session.enquire_link().await.unwrap();
+    let id2 = session.submit("chaincall", &to, b"hello 2").await.unwrap();
+    assert_ne!(id, id2);
+    session.unbind().await.unwrap();
+    let text = std::fs::read_to_string(&smsc.out).unwrap();
+    assert_eq!(text, "15550123456\thello 1\n15550123456\thello 2\n");
+
+    let wrong = SmppConfig {
+        password: zeroize::Zeroizing::new("nope".into()),
+        ..config.clone()
+    };
+    assert_eq!(
+        SmppSession::bind(&wrong).await.unwrap_err(),
+        SmppError::Refused { status: 0x0E }
+    );
+    let port = smsc.port;
+    drop(smsc);
+    let gone = SmppConfig {
+        address: format!("127.0.0.1:{port}"),
+        ..config
+    };
+    assert!(matches!(
+        SmppSession::bind(&gone).await.unwrap_err(),
+        SmppError::Io(_)
+    ));
+}
