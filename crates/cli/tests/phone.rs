@@ -662,7 +662,12 @@ fn an_sms_verified_phone_types_its_code_at_the_prompt() {
     let sms = tempfile::tempdir().unwrap();
     let outbox = sms.path().join("sms.txt");
     let script = chaincall_testkit::workspace_root().join("crates/wallet/tests/smsc/smsc.pl");
-    let mut smsc = Service::spawn(Command::new(perl).arg(script).arg(&outbox).args(["chaincall", "pw"]));
+    let mut smsc = Service::spawn(
+        Command::new(perl)
+            .arg(script)
+            .arg(&outbox)
+            .args(["chaincall", "pw"]),
+    );
     let port = smsc.wait_for("listening", Duration::from_secs(10))[0]
         .trim_start_matches("listening ")
         .trim()
@@ -685,7 +690,14 @@ fn an_sms_verified_phone_types_its_code_at_the_prompt() {
     let code = loop {
         let text = std::fs::read_to_string(&outbox).unwrap_or_default();
         if let Some(line) = text.lines().find(|l| l.starts_with(&ALICE[1..])) {
-            break line.split('\t').nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+            break line
+                .split('\t')
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_owned();
         }
         assert!(Instant::now() < deadline, "no SMS to {ALICE}");
         std::thread::sleep(Duration::from_millis(50));
@@ -699,8 +711,14 @@ fn an_sms_verified_phone_types_its_code_at_the_prompt() {
     );
     assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains(&format!("onboarded {ALICE}")), "{stdout}");
-    assert!(stderr.contains(&format!("code sent to {ALICE}")), "{stderr}");
-    assert!(!stdout.contains(&code) && !stderr.contains(&code), "the code is not echoed");
+    assert!(
+        stderr.contains(&format!("code sent to {ALICE}")),
+        "{stderr}"
+    );
+    assert!(
+        !stdout.contains(&code) && !stderr.contains(&code),
+        "the code is not echoed"
+    );
     let out = ok(phone(&home).arg("register"));
     assert!(out.contains(&format!("registered {ALICE}")), "{out}");
 }

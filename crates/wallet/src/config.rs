@@ -476,14 +476,23 @@ mod tests {
         let c = WalletConfig::parse(&sms, Path::new("/etc/chaincall")).unwrap();
         match c.numbers {
             NumbersConfig::SmsCode(s) => {
-                assert_eq!(s.password_file.unwrap(), Path::new("/etc/chaincall/smpp.password"));
+                assert_eq!(
+                    s.password_file.unwrap(),
+                    Path::new("/etc/chaincall/smpp.password")
+                );
                 assert_eq!((s.digits, s.ttl_secs, s.max_attempts), (6, 300, 5));
             }
             other => panic!("{other:?}"),
         }
-        let short = sms.replace("system_id = \"chaincall\"", "system_id = \"chaincall\"\ndigits = 4");
+        let short = sms.replace(
+            "system_id = \"chaincall\"",
+            "system_id = \"chaincall\"\ndigits = 4",
+        );
         assert!(WalletConfig::parse(&short, Path::new("/")).is_err());
-        let typo = sms.replace("system_id = \"chaincall\"", "system_id = \"chaincall\"\ndigitz = 8");
+        let typo = sms.replace(
+            "system_id = \"chaincall\"",
+            "system_id = \"chaincall\"\ndigitz = 8",
+        );
         assert!(WalletConfig::parse(&typo, Path::new("/")).is_err());
     }
 }

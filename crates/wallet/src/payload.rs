@@ -75,7 +75,10 @@ pub fn prove_possession(
     wallet: Address,
     commitment: &Commitment,
 ) -> String {
-    hex::encode(key.sign(&possession_message(id, wallet, commitment)).to_bytes())
+    hex::encode(
+        key.sign(&possession_message(id, wallet, commitment))
+            .to_bytes(),
+    )
 }
 
 /// Checks a proof of possession by `key`; false for anything but a valid low-S signature.
@@ -142,12 +145,7 @@ pub struct SealedRequest {
 
 impl OnboardPayload {
     /// A payload stamped with the current time and a fresh nonce.
-    pub fn new(
-        wallet: Address,
-        receipt: Receipt,
-        phone: &str,
-        key: &PublicIdentityKey,
-    ) -> Self {
+    pub fn new(wallet: Address, receipt: Receipt, phone: &str, key: &PublicIdentityKey) -> Self {
         use rand_core::RngCore;
         let mut nonce = [0u8; 16];
         rand_core::OsRng.fill_bytes(&mut nonce);

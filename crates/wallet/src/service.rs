@@ -1196,12 +1196,7 @@ impl<C: ServerChain> Service<C> {
         client_ip: IpAddr,
     ) -> Result<(u16, OnboardingStatus), ApiError> {
         let (payload, _, mut candidate) = self.admit(ONBOARD_CONTEXT, sealed).await?;
-        if let Some(row) = self
-            .db
-            .get(&candidate.receipt_id)
-            .await
-            .map_err(internal)?
-        {
+        if let Some(row) = self.db.get(&candidate.receipt_id).await.map_err(internal)? {
             // A retry: the number was decided when the row was recorded.
             let asked = candidate.phone.as_str();
             let same_number = asked.is_empty()

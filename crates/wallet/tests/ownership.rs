@@ -77,7 +77,9 @@ async fn assigned_numbers_are_decided_by_the_server_once_each() {
     // key is approved on chain under it.
     let first = Phone::new();
     let (_, r1) = receipt();
-    let done = onboard(&s, &first, &NumberRequest::next_free(), &r1).await.unwrap();
+    let done = onboard(&s, &first, &NumberRequest::next_free(), &r1)
+        .await
+        .unwrap();
     assert_eq!(done.state, "provisioned");
     assert_eq!(done.phone.as_deref(), Some("+15550100000"));
     let id = chaincall_chain::ClientId::of(&chaincall_identity::IdentityName::Phone(
@@ -161,11 +163,17 @@ async fn onboarding_a_number_that_is_not_yours_fails_and_keeps_the_receipt() {
     assert_eq!(code(&e), "number_not_in_range");
     unconsumed(&s, &r).await;
     assert_eq!(
-        s.chain.get_client(s.contract, mallory.id()).await.unwrap().status,
+        s.chain
+            .get_client(s.contract, mallory.id())
+            .await
+            .unwrap()
+            .status,
         KeyStatus::Unknown
     );
     // The same receipt still buys Mallory a number of her own.
-    let done = onboard(&s, &mallory, &NumberRequest::next_free(), &r).await.unwrap();
+    let done = onboard(&s, &mallory, &NumberRequest::next_free(), &r)
+        .await
+        .unwrap();
     assert_eq!(done.state, "provisioned");
     assert_eq!(done.phone.as_deref(), Some("+15550100000"));
     s.stop().await;
@@ -179,7 +187,11 @@ async fn approval_requires_a_proof_of_possession_by_the_pending_key() {
     let s = server_in(dir.path(), "").await;
     let phone = Phone::new();
     let (purchase, r) = receipt();
-    let st = s.client.onboard(&s.server_key, &phone.payload(&r)).await.unwrap();
+    let st = s
+        .client
+        .onboard(&s.server_key, &phone.payload(&r))
+        .await
+        .unwrap();
     assert!(st.is_funded(), "{st:?}");
     let number = PhoneNumber::parse(&phone.number).unwrap();
     chaincall_wallet::client::add_client_once(
@@ -200,29 +212,49 @@ async fn approval_requires_a_proof_of_possession_by_the_pending_key() {
     assert_eq!(code(&e), "bad_proof_of_possession");
     // Signed by another key (someone publishing a key they do not hold).
     let other = IdentityKey::generate();
-    let by_other = phone
-        .payload(&r)
-        .with_proof(&other, &phone.id(), &purchase.chain_receipt_hash());
-    let e = s.client.approve(&s.server_key, &by_other).await.unwrap_err();
+    let by_other =
+        phone
+            .payload(&r)
+            .with_proof(&other, &phone.id(), &purchase.chain_receipt_hash());
+    let e = s
+        .client
+        .approve(&s.server_key, &by_other)
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), "bad_proof_of_possession");
     // The right key over another number's id (a proof replayed from elsewhere).
     let elsewhere = Phone::new();
-    let replayed =
-        phone
-            .payload(&r)
-            .with_proof(&phone.identity, &elsewhere.id(), &purchase.chain_receipt_hash());
-    let e = s.client.approve(&s.server_key, &replayed).await.unwrap_err();
+    let replayed = phone.payload(&r).with_proof(
+        &phone.identity,
+        &elsewhere.id(),
+        &purchase.chain_receipt_hash(),
+    );
+    let e = s
+        .client
+        .approve(&s.server_key, &replayed)
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), "bad_proof_of_possession");
     // Nothing approved, nothing burned: the row still waits, and the genuine request succeeds.
     assert_eq!(approvals(&*s.chain, s.contract, phone.id()).await, 0);
-    assert_eq!(s.client.status(&purchase.order_id).await.unwrap().state, "funded");
-    let ok = s.client.approve(&s.server_key, &phone.payload(&r)).await.unwrap();
+    assert_eq!(
+        s.client.status(&purchase.order_id).await.unwrap().state,
+        "funded"
+    );
+    let ok = s
+        .client
+        .approve(&s.server_key, &phone.payload(&r))
+        .await
+        .unwrap();
     assert_eq!(ok.state, "provisioned");
 
     // The pending entry holds another key than the one that signed: refused, receipt kept.
     let phone = Phone::new();
     let (purchase, r) = receipt();
-    s.client.onboard(&s.server_key, &phone.payload(&r)).await.unwrap();
+    s.client
+        .onboard(&s.server_key, &phone.payload(&r))
+        .await
+        .unwrap();
     let number = PhoneNumber::parse(&phone.number).unwrap();
     chaincall_wallet::client::add_client_once(
         &*s.chain,
@@ -234,9 +266,16 @@ async fn approval_requires_a_proof_of_possession_by_the_pending_key() {
     )
     .await
     .unwrap();
-    let e = s.client.approve(&s.server_key, &phone.payload(&r)).await.unwrap_err();
+    let e = s
+        .client
+        .approve(&s.server_key, &phone.payload(&r))
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), "pending_key_mismatch");
-    assert_eq!(s.client.status(&purchase.order_id).await.unwrap().state, "funded");
+    assert_eq!(
+        s.client.status(&purchase.order_id).await.unwrap().state,
+        "funded"
+    );
     assert_eq!(approvals(&*s.chain, s.contract, phone.id()).await, 0);
     s.stop().await;
 }
@@ -260,7 +299,10 @@ impl Smsc {
         }
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smsc/smsc.pl");
         let mut cmd = Command::new(perl);
-        cmd.arg(script).arg(out).arg(SMPP_SYSTEM_ID).arg(SMPP_PASSWORD);
+        cmd.arg(script)
+            .arg(out)
+            .arg(SMPP_SYSTEM_ID)
+            .arg(SMPP_PASSWORD);
         if let Some(p) = port {
             cmd.arg(p.to_string());
         }
@@ -293,7 +335,10 @@ impl Smsc {
             if msgs.len() >= nth {
                 let msg = msgs[nth - 1];
                 let code = msg.split_whitespace().next().unwrap().to_owned();
-                assert!(code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()), "{msg}");
+                assert!(
+                    code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
+                    "{msg}"
+                );
                 return code;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -321,7 +366,12 @@ async fn sms_server(dir: &Path, port: u16, extra: &str) -> Server<EmbeddedChain>
     server_in(dir, &sms_config(port, extra)).await
 }
 
-async fn ask_code(s: &Server<EmbeddedChain>, phone: &Phone, number: &str, r: &Receipt) -> Result<(), String> {
+async fn ask_code(
+    s: &Server<EmbeddedChain>,
+    phone: &Phone,
+    number: &str,
+    r: &Receipt,
+) -> Result<(), String> {
     request_number_code(
         &s.client,
         &s.server_key,
@@ -375,19 +425,33 @@ async fn sms_code_proves_the_number_and_refuses_every_misuse() {
     let (_, ra) = receipt();
     ask_code(&s, &alice, &alice.number, &ra).await.unwrap();
     let code_a = smsc.code_for(&alice.number, 1).await;
-    let wrong = if code_a == "000000" { "000001" } else { "000000" };
-    let e = onboard(&s, &alice, &NumberRequest::named(&alice.number).with_code(wrong), &ra)
-        .await
-        .unwrap_err();
+    let wrong = if code_a == "000000" {
+        "000001"
+    } else {
+        "000000"
+    };
+    let e = onboard(
+        &s,
+        &alice,
+        &NumberRequest::named(&alice.number).with_code(wrong),
+        &ra,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(code(&e), "code_invalid");
 
     // Alice's code for another number (Bob's, who asked for his own code).
     let bob = Phone::new();
     let (_, rb) = receipt();
     ask_code(&s, &bob, &bob.number, &rb).await.unwrap();
-    let e = onboard(&s, &bob, &NumberRequest::named(&bob.number).with_code(&code_a), &rb)
-        .await
-        .unwrap_err();
+    let e = onboard(
+        &s,
+        &bob,
+        &NumberRequest::named(&bob.number).with_code(&code_a),
+        &rb,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(code(&e), "code_invalid");
 
     // Alice's code used by Mallory for Alice's number: bound to Alice's key, wallet and receipt.
@@ -408,18 +472,28 @@ async fn sms_code_proves_the_number_and_refuses_every_misuse() {
         .execute(s.service.db().pool())
         .await
         .unwrap();
-    let e = onboard(&s, &alice, &NumberRequest::named(&alice.number).with_code(&code_a), &ra)
-        .await
-        .unwrap_err();
+    let e = onboard(
+        &s,
+        &alice,
+        &NumberRequest::named(&alice.number).with_code(&code_a),
+        &ra,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(code(&e), "code_expired");
     unconsumed(&s, &ra).await;
 
     // A fresh code onboards Alice end to end: her key approved on chain under her number.
     ask_code(&s, &alice, &alice.number, &ra).await.unwrap();
     let code_a2 = smsc.code_for(&alice.number, 2).await;
-    let done = onboard(&s, &alice, &NumberRequest::named(&alice.number).with_code(&code_a2), &ra)
-        .await
-        .unwrap();
+    let done = onboard(
+        &s,
+        &alice,
+        &NumberRequest::named(&alice.number).with_code(&code_a2),
+        &ra,
+    )
+    .await
+    .unwrap();
     assert_eq!(done.state, "provisioned");
     assert_eq!(done.phone.as_deref(), Some(alice.number.as_str()));
     let entry = s.chain.get_client(s.contract, alice.id()).await.unwrap();
@@ -431,14 +505,24 @@ async fn sms_code_proves_the_number_and_refuses_every_misuse() {
     // (One wrong try was Alice's code above.)
     for guess in ["111111", "222222", "333333", "444444"] {
         let guess = if guess == code_b { "555555" } else { guess };
-        let e = onboard(&s, &bob, &NumberRequest::named(&bob.number).with_code(guess), &rb)
-            .await
-            .unwrap_err();
-        assert_eq!(code(&e), "code_invalid");
-    }
-    let e = onboard(&s, &bob, &NumberRequest::named(&bob.number).with_code(&code_b), &rb)
+        let e = onboard(
+            &s,
+            &bob,
+            &NumberRequest::named(&bob.number).with_code(guess),
+            &rb,
+        )
         .await
         .unwrap_err();
+        assert_eq!(code(&e), "code_invalid");
+    }
+    let e = onboard(
+        &s,
+        &bob,
+        &NumberRequest::named(&bob.number).with_code(&code_b),
+        &rb,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(code(&e), "code_attempts_exceeded");
     unconsumed(&s, &rb).await;
 
@@ -515,9 +599,14 @@ async fn sms_centre_down_consumes_nothing_and_codes_are_limited_per_address() {
     let smsc = Smsc::start(&dir.path().join("sms.txt"), Some(port)).unwrap();
     ask_code(&s, &alice, &alice.number, &ra).await.unwrap();
     let code_a = smsc.code_for(&alice.number, 1).await;
-    let done = onboard(&s, &alice, &NumberRequest::named(&alice.number).with_code(&code_a), &ra)
-        .await
-        .unwrap();
+    let done = onboard(
+        &s,
+        &alice,
+        &NumberRequest::named(&alice.number).with_code(&code_a),
+        &ra,
+    )
+    .await
+    .unwrap();
     assert_eq!(done.state, "provisioned");
 
     // Per client address, as the server observed it: 10.0.0.1 has three codes an hour, then
@@ -535,13 +624,25 @@ async fn sms_centre_down_consumes_nothing_and_codes_are_limited_per_address() {
         .map(|_| PhoneNumber::parse(&phone_number()).unwrap())
         .collect();
     for n in &numbers[..3] {
-        s.service.numbers().send_code(from(1, n, now)).await.unwrap();
+        s.service
+            .numbers()
+            .send_code(from(1, n, now))
+            .await
+            .unwrap();
     }
     assert_eq!(
-        s.service.numbers().send_code(from(1, &numbers[3], now)).await.unwrap_err(),
+        s.service
+            .numbers()
+            .send_code(from(1, &numbers[3], now))
+            .await
+            .unwrap_err(),
         ApiError::CodeRateLimited
     );
-    s.service.numbers().send_code(from(2, &numbers[3], now)).await.unwrap();
+    s.service
+        .numbers()
+        .send_code(from(2, &numbers[3], now))
+        .await
+        .unwrap();
     s.stop().await;
 }
 

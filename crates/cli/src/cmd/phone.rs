@@ -603,7 +603,9 @@ async fn init(cfg: &mut Config, number: Option<&str>, pass: &str) -> Result<()> 
         .with_context(|| format!("cannot write {}", cfg.key_file.display()))?;
     match &cfg.number {
         Some(n) => println!("phone {n}"),
-        None => println!("phone without a number yet (the wallet server assigns one at onboarding)"),
+        None => {
+            println!("phone without a number yet (the wallet server assigns one at onboarding)")
+        }
     }
     println!(
         "  identity key  {} (P-256; goes on chain at onboarding)",

@@ -53,7 +53,10 @@ impl NumberRange {
         if digits.len() != self.digits {
             return None;
         }
-        digits.parse().ok().filter(|n| (self.first..=self.last).contains(n))
+        digits
+            .parse()
+            .ok()
+            .filter(|n| (self.first..=self.last).contains(n))
     }
 
     /// Whether `phone` lies in this range.
@@ -86,7 +89,9 @@ impl AssignedNumbers {
             .fetch_optional(self.db.pool())
             .await
             .map_err(internal)?;
-        row.map(|r| r.try_get::<String, _>(0)).transpose().map_err(internal)
+        row.map(|r| r.try_get::<String, _>(0))
+            .transpose()
+            .map_err(internal)
     }
 
     /// Records `phone` for `receipt_id`; false if the number is taken.
@@ -158,8 +163,15 @@ impl AssignedNumbers {
             if !self.ranges.iter().any(|r| r.contains(&wanted)) {
                 return Err(ApiError::NumberNotInRange);
             }
-            if self.take(wanted.as_str(), claim.receipt_id, claim.now_ms).await? {
-                tracing::info!(receipt_id = claim.receipt_id, phone = wanted.as_str(), "number assigned (asked for)");
+            if self
+                .take(wanted.as_str(), claim.receipt_id, claim.now_ms)
+                .await?
+            {
+                tracing::info!(
+                    receipt_id = claim.receipt_id,
+                    phone = wanted.as_str(),
+                    "number assigned (asked for)"
+                );
                 return Ok(wanted);
             }
             // A concurrent retry of the same receipt may have taken it.
@@ -174,7 +186,10 @@ impl AssignedNumbers {
                 let Some(candidate) = self.next_free(range).await? else {
                     break;
                 };
-                if self.take(&candidate, claim.receipt_id, claim.now_ms).await? {
+                if self
+                    .take(&candidate, claim.receipt_id, claim.now_ms)
+                    .await?
+                {
                     tracing::info!(receipt_id = claim.receipt_id, phone = %candidate, "number assigned");
                     return parse(&candidate);
                 }

@@ -229,7 +229,10 @@ impl NumbersConfig {
                     return bad("numbers.codes_per_*_per_hour must be at least 1".into());
                 }
                 if c.system_id.len() > 15 || c.source_addr.len() > 20 || c.system_type.len() > 12 {
-                    return bad("numbers.system_id, source_addr or system_type too long for SMPP 3.4".into());
+                    return bad(
+                        "numbers.system_id, source_addr or system_type too long for SMPP 3.4"
+                            .into(),
+                    );
                 }
             }
         }
@@ -258,7 +261,11 @@ impl NumbersConfig {
     /// Builds the verifier this configuration names, storing its state in `db`. Codes are
     /// MACed under a key derived from the server's identity key, so they survive restarts and
     /// a stolen database alone does not reveal them.
-    pub fn build(&self, db: &Db, identity: &IdentityKey) -> Result<Arc<dyn NumberVerifier>, ConfigError> {
+    pub fn build(
+        &self,
+        db: &Db,
+        identity: &IdentityKey,
+    ) -> Result<Arc<dyn NumberVerifier>, ConfigError> {
         Ok(match self {
             Self::Assigned(a) => {
                 let ranges = a

@@ -193,7 +193,12 @@ fn put_cstr(out: &mut Vec<u8>, s: &str, max: usize, field: &'static str) -> Resu
 }
 
 /// Encodes `pdu` with `status` and `sequence` onto `out`; returns the PDU's length.
-pub fn encode(pdu: &Pdu, status: u32, sequence: u32, out: &mut Vec<u8>) -> Result<usize, SmppError> {
+pub fn encode(
+    pdu: &Pdu,
+    status: u32,
+    sequence: u32,
+    out: &mut Vec<u8>,
+) -> Result<usize, SmppError> {
     let command_id = pdu.command_id().ok_or(SmppError::Unsupported)?;
     let start = out.len();
     out.extend_from_slice(&[0; 4]); // command_length, patched below
@@ -444,10 +449,26 @@ mod tests {
     #[test]
     fn responses_decode_with_tlvs_and_without_body() {
         let mut out = Vec::new();
-        encode(&Pdu::SubmitSmResp { message_id: "msg1".into() }, 0, 9, &mut out).unwrap();
+        encode(
+            &Pdu::SubmitSmResp {
+                message_id: "msg1".into(),
+            },
+            0,
+            9,
+            &mut out,
+        )
+        .unwrap();
         let (h, pdu, _) = decode(&out).unwrap().unwrap();
-        assert_eq!((h.command_id, h.status, h.sequence), (command::SUBMIT_SM_RESP, 0, 9));
-        assert_eq!(pdu, Pdu::SubmitSmResp { message_id: "msg1".into() });
+        assert_eq!(
+            (h.command_id, h.status, h.sequence),
+            (command::SUBMIT_SM_RESP, 0, 9)
+        );
+        assert_eq!(
+            pdu,
+            Pdu::SubmitSmResp {
+                message_id: "msg1".into()
+            }
+        );
         // bind_transmitter_resp with sc_interface_version TLV (tag 0x0210, length 1, 0x34).
         let mut b = vec![0, 0, 0, 0, 0x80, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 3];
         b.extend_from_slice(b"SMSC\0");
@@ -455,7 +476,12 @@ mod tests {
         let len = b.len() as u32;
         b[..4].copy_from_slice(&len.to_be_bytes());
         let (_, pdu, used) = decode(&b).unwrap().unwrap();
-        assert_eq!(pdu, Pdu::BindTransmitterResp { system_id: "SMSC".into() });
+        assert_eq!(
+            pdu,
+            Pdu::BindTransmitterResp {
+                system_id: "SMSC".into()
+            }
+        );
         assert_eq!(used, b.len());
         // ESME_RINVPASWD (0x0E) with no body.
         let nack = [0, 0, 0, 16, 0x80, 0, 0, 2, 0, 0, 0, 0x0e, 0, 0, 0, 3];
@@ -472,9 +498,14 @@ mod tests {
             assert_eq!(decode(&out[..cut]).unwrap(), None, "cut at {cut}");
         }
         assert!(decode(&[0, 0, 0, 15, 0, 0, 0, 0]).is_err());
-        assert!(decode(&[0, 1, 0, 0]).is_err(), "65,536-byte PDU refused before buffering");
+        assert!(
+            decode(&[0, 1, 0, 0]).is_err(),
+            "65,536-byte PDU refused before buffering"
+        );
         // A truncated mandatory field inside a complete PDU is an error, not a panic.
-        let bad = [0, 0, 0, 18, 0x80, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 1, b'x', b'y'];
+        let bad = [
+            0, 0, 0, 18, 0x80, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 1, b'x', b'y',
+        ];
         assert!(decode(&bad).is_err());
     }
 
@@ -484,6 +515,9 @@ mod tests {
         if let Pdu::BindTransmitter(ref mut bt) = b {
             bt.password = zeroize::Zeroizing::new("123456789".into());
         }
-        assert!(encode(&b, 0, 1, &mut Vec::new()).is_err(), "9 octets + NUL > 9");
+        assert!(
+            encode(&b, 0, 1, &mut Vec::new()).is_err(),
+            "9 octets + NUL > 9"
+        );
     }
 }

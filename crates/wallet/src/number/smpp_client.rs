@@ -212,7 +212,11 @@ impl SmppGateway {
 }
 
 impl SmsGateway for SmppGateway {
-    fn send<'a>(&'a self, to: &'a PhoneNumber, text: &'a str) -> BoxFuture<'a, Result<String, SmppError>> {
+    fn send<'a>(
+        &'a self,
+        to: &'a PhoneNumber,
+        text: &'a str,
+    ) -> BoxFuture<'a, Result<String, SmppError>> {
         Box::pin(async move {
             let mut session = SmppSession::bind(&self.config).await?;
             let id = session

@@ -34,7 +34,11 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Sends a text message (the SMPP client implements it; tests and operators may bring others).
 pub trait SmsGateway: Send + Sync + std::fmt::Debug {
     /// Sends `text` to `to`; the SMSC's message id.
-    fn send<'a>(&'a self, to: &'a PhoneNumber, text: &'a str) -> BoxFuture<'a, Result<String, SmppError>>;
+    fn send<'a>(
+        &'a self,
+        to: &'a PhoneNumber,
+        text: &'a str,
+    ) -> BoxFuture<'a, Result<String, SmppError>>;
 }
 
 /// Limits of the code verifier.
@@ -69,7 +73,8 @@ impl From<&SmsCodeConfig> for CodePolicy {
 pub fn mac_key(identity: &IdentityKey) -> Zeroizing<[u8; 32]> {
     let secret = identity.dangerous_secret_bytes();
     // HMAC accepts keys of any length.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&secret).expect("HMAC takes any key length");
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(&secret).expect("HMAC takes any key length");
     mac.update(b"chaincall wallet v1 one-time code MAC key");
     Zeroizing::new(mac.finalize().into_bytes().into())
 }
@@ -259,7 +264,11 @@ impl<G: SmsGateway> SmsCodes<G> {
         if used.rows_affected() != 1 {
             return Err(ApiError::CodeInvalid);
         }
-        tracing::info!(receipt_id = claim.receipt_id, phone = phone.as_str(), "number proven by one-time code");
+        tracing::info!(
+            receipt_id = claim.receipt_id,
+            phone = phone.as_str(),
+            "number proven by one-time code"
+        );
         Ok(phone)
     }
 }
