@@ -57,6 +57,24 @@ async fn onboard(
     .await
 }
 
+/// `onboard` asking for `number` with `code`; a refusal as its error code.
+async fn with_code(
+    s: &Server<EmbeddedChain>,
+    phone: &Phone,
+    number: &str,
+    code_text: &str,
+    r: &Receipt,
+) -> Result<chaincall_wallet::OnboardingStatus, String> {
+    onboard(
+        s,
+        phone,
+        &NumberRequest::named(number).with_code(code_text),
+        r,
+    )
+    .await
+    .map_err(|e| code(&e))
+}
+
 /// The receipt was not consumed: the server holds no onboarding for it.
 async fn unconsumed(s: &Server<EmbeddedChain>, r: &Receipt) {
     let id = purchase_of(r).order_id;
@@ -193,17 +211,8 @@ async fn approval_requires_a_proof_of_possession_by_the_pending_key() {
         .await
         .unwrap();
     assert!(st.is_funded(), "{st:?}");
-    let number = PhoneNumber::parse(&phone.number).unwrap();
-    chaincall_wallet::client::add_client_once(
-        &*s.chain,
-        s.contract,
-        &phone.wallet,
-        &phone.identity.public(),
-        &number,
-        &purchase,
-    )
-    .await
-    .unwrap();
+    s.add_pending(&phone, &purchase, &phone.identity.public())
+        .await;
 
     // No proof.
     let mut none = phone.payload(&r);
@@ -248,35 +257,9 @@ async fn approval_requires_a_proof_of_possession_by_the_pending_key() {
         .unwrap();
     assert_eq!(ok.state, "provisioned");
 
-    // The pending entry holds another key than the one that signed: refused, receipt kept.
-    let phone = Phone::new();
-    let (purchase, r) = receipt();
-    s.client
-        .onboard(&s.server_key, &phone.payload(&r))
-        .await
-        .unwrap();
-    let number = PhoneNumber::parse(&phone.number).unwrap();
-    chaincall_wallet::client::add_client_once(
-        &*s.chain,
-        s.contract,
-        &phone.wallet,
-        &IdentityKey::generate().public(),
-        &number,
-        &purchase,
-    )
-    .await
-    .unwrap();
-    let e = s
-        .client
-        .approve(&s.server_key, &phone.payload(&r))
-        .await
-        .unwrap_err();
-    assert_eq!(code(&e), "pending_key_mismatch");
-    assert_eq!(
-        s.client.status(&purchase.order_id).await.unwrap().state,
-        "funded"
-    );
-    assert_eq!(approvals(&*s.chain, s.contract, phone.id()).await, 0);
+    // A pending entry holding another key than the one that signed is refused with
+    // `pending_key_mismatch`, receipt kept: embedded.rs,
+    // approval_checks_the_pending_entry_against_the_record (its payloads carry K1's proof).
     s.stop().await;
 }
 
@@ -410,15 +393,12 @@ async fn sms_code_proves_the_number_and_refuses_every_misuse() {
         .await
         .unwrap_err();
     assert_eq!(code(&e), "code_required");
-    let e = onboard(
-        &s,
-        &mallory,
-        &NumberRequest::named(&alice.number).with_code("123456"),
-        &rm,
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(code(&e), "code_invalid");
+    assert_eq!(
+        with_code(&s, &mallory, &alice.number, "123456", &rm)
+            .await
+            .unwrap_err(),
+        "code_invalid"
+    );
     unconsumed(&s, &rm).await;
 
     // Alice asks for a code; a wrong one is refused.
@@ -430,40 +410,31 @@ async fn sms_code_proves_the_number_and_refuses_every_misuse() {
     } else {
         "000000"
     };
-    let e = onboard(
-        &s,
-        &alice,
-        &NumberRequest::named(&alice.number).with_code(wrong),
-        &ra,
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(code(&e), "code_invalid");
+    assert_eq!(
+        with_code(&s, &alice, &alice.number, wrong, &ra)
+            .await
+            .unwrap_err(),
+        "code_invalid"
+    );
 
     // Alice's code for another number (Bob's, who asked for his own code).
     let bob = Phone::new();
     let (_, rb) = receipt();
     ask_code(&s, &bob, &bob.number, &rb).await.unwrap();
-    let e = onboard(
-        &s,
-        &bob,
-        &NumberRequest::named(&bob.number).with_code(&code_a),
-        &rb,
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(code(&e), "code_invalid");
+    assert_eq!(
+        with_code(&s, &bob, &bob.number, &code_a, &rb)
+            .await
+            .unwrap_err(),
+        "code_invalid"
+    );
 
     // Alice's code used by Mallory for Alice's number: bound to Alice's key, wallet and receipt.
-    let e = onboard(
-        &s,
-        &mallory,
-        &NumberRequest::named(&alice.number).with_code(&code_a),
-        &rm,
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(code(&e), "code_invalid");
+    assert_eq!(
+        with_code(&s, &mallory, &alice.number, &code_a, &rm)
+            .await
+            .unwrap_err(),
+        "code_invalid"
+    );
     unconsumed(&s, &rm).await;
 
     // Expired: the code's lifetime passed (its expiry set to the past, as 5 minutes would).
@@ -472,28 +443,20 @@ async fn sms_code_proves_the_number_and_refuses_every_misuse() {
         .execute(s.service.db().pool())
         .await
         .unwrap();
-    let e = onboard(
-        &s,
-        &alice,
-        &NumberRequest::named(&alice.number).with_code(&code_a),
-        &ra,
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(code(&e), "code_expired");
+    assert_eq!(
+        with_code(&s, &alice, &alice.number, &code_a, &ra)
+            .await
+            .unwrap_err(),
+        "code_expired"
+    );
     unconsumed(&s, &ra).await;
 
     // A fresh code onboards Alice end to end: her key approved on chain under her number.
     ask_code(&s, &alice, &alice.number, &ra).await.unwrap();
     let code_a2 = smsc.code_for(&alice.number, 2).await;
-    let done = onboard(
-        &s,
-        &alice,
-        &NumberRequest::named(&alice.number).with_code(&code_a2),
-        &ra,
-    )
-    .await
-    .unwrap();
+    let done = with_code(&s, &alice, &alice.number, &code_a2, &ra)
+        .await
+        .unwrap();
     assert_eq!(done.state, "provisioned");
     assert_eq!(done.phone.as_deref(), Some(alice.number.as_str()));
     let entry = s.chain.get_client(s.contract, alice.id()).await.unwrap();
@@ -505,25 +468,19 @@ async fn sms_code_proves_the_number_and_refuses_every_misuse() {
     // (One wrong try was Alice's code above.)
     for guess in ["111111", "222222", "333333", "444444"] {
         let guess = if guess == code_b { "555555" } else { guess };
-        let e = onboard(
-            &s,
-            &bob,
-            &NumberRequest::named(&bob.number).with_code(guess),
-            &rb,
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(code(&e), "code_invalid");
+        assert_eq!(
+            with_code(&s, &bob, &bob.number, guess, &rb)
+                .await
+                .unwrap_err(),
+            "code_invalid"
+        );
     }
-    let e = onboard(
-        &s,
-        &bob,
-        &NumberRequest::named(&bob.number).with_code(&code_b),
-        &rb,
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(code(&e), "code_attempts_exceeded");
+    assert_eq!(
+        with_code(&s, &bob, &bob.number, &code_b, &rb)
+            .await
+            .unwrap_err(),
+        "code_attempts_exceeded"
+    );
     unconsumed(&s, &rb).await;
 
     // Single use: a code that proved a number once proves nothing again (checked at the
@@ -599,14 +556,9 @@ async fn sms_centre_down_consumes_nothing_and_codes_are_limited_per_address() {
     let smsc = Smsc::start(&dir.path().join("sms.txt"), Some(port)).unwrap();
     ask_code(&s, &alice, &alice.number, &ra).await.unwrap();
     let code_a = smsc.code_for(&alice.number, 1).await;
-    let done = onboard(
-        &s,
-        &alice,
-        &NumberRequest::named(&alice.number).with_code(&code_a),
-        &ra,
-    )
-    .await
-    .unwrap();
+    let done = with_code(&s, &alice, &alice.number, &code_a, &ra)
+        .await
+        .unwrap();
     assert_eq!(done.state, "provisioned");
 
     // Per client address, as the server observed it: 10.0.0.1 has three codes an hour, then

@@ -196,6 +196,20 @@ impl<C: ServerChain> Server<C> {
         .unwrap()
     }
 
+    /// The phone's `addClient` for its number from its wallet, with `key` (its own, or not).
+    pub async fn add_pending(&self, phone: &Phone, purchase: &Purchase, key: &PublicIdentityKey) {
+        chaincall_wallet::client::add_client_once(
+            &*self.chain,
+            self.contract,
+            &phone.wallet,
+            key,
+            &PhoneNumber::parse(&phone.number).unwrap(),
+            purchase,
+        )
+        .await
+        .unwrap();
+    }
+
     /// Raw POST, returning status and JSON.
     pub async fn post_raw(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
         let http = alloy::transports::http::reqwest::Client::new();
