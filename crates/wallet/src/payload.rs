@@ -19,6 +19,12 @@
 //!   receipt (the store hands it to the app, and it travels only sealed), so only the buyer can bind
 //!   it. Approval then requires the chain's pending entry to match the recorded number, wallet and
 //!   key, and the contract itself binds the entry to its submitting wallet and receipt commitment.
+//! - **The number is not the payload's to choose.** A paid receipt says nothing about which
+//!   number its buyer may use; the server's [`crate::number::NumberVerifier`] decides it
+//!   (operator-assigned, or proven by a one-time code in `code`) before the receipt is bound.
+//! - **Proof of possession.** `/v1/approve` carries `proof`, the identity key's signature over
+//!   [`possession_message`] (id, wallet, receipt commitment), so nobody can put on chain a key
+//!   they do not hold. See `docs/onboarding.md`.
 //! - **Freshness.** The plaintext carries a timestamp and a random nonce; the server refuses
 //!   timestamps outside its window and nonces already seen within it, so a captured ciphertext
 //!   cannot be replayed (and replays would be idempotent anyway).
@@ -195,5 +201,61 @@ impl OnboardPayload {
         let bytes = STANDARD.decode(sealed.sealed.trim()).ok()?;
         let plain = ecies::open(key, context, &bytes).ok()?;
         serde_json::from_slice(&plain).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one-time code and the proof never reach a log line through `Debug`.
+    #[test]
+    fn debug_hides_code_receipt_and_proof() {
+        let receipt = Receipt {
+            original_json: "{\"purchaseToken\":\"tok-secret\"}".into(),
+            signature: "sig".into(),
+        };
+        let key = IdentityKey::generate();
+        let id = ClientId::of(&chaincall_identity::IdentityName::parse("+15550100001").unwrap());
+        let p = OnboardPayload::new(
+            Address::repeat_byte(1),
+            receipt,
+            "+15550100001",
+            &key.public(),
+        )
+        .with_code("123456")
+        .with_proof(&key, &id, &B256::ZERO);
+        let shown = format!("{p:?}");
+        for secret in ["123456", "tok-secret", p.proof.as_deref().unwrap()] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
+
+    #[test]
+    fn possession_proof_binds_id_wallet_and_commitment() {
+        let key = IdentityKey::generate();
+        let id = ClientId::of(&chaincall_identity::IdentityName::parse("+15550100001").unwrap());
+        let other = ClientId::of(&chaincall_identity::IdentityName::parse("+15550100002").unwrap());
+        let (w, c) = (Address::repeat_byte(1), Commitment::repeat_byte(2));
+        let proof = prove_possession(&key, &id, w, &c);
+        assert!(verify_possession(&key.public(), &id, w, &c, &proof));
+        assert!(!verify_possession(&key.public(), &other, w, &c, &proof));
+        assert!(!verify_possession(
+            &key.public(),
+            &id,
+            Address::repeat_byte(3),
+            &c,
+            &proof
+        ));
+        assert!(!verify_possession(
+            &key.public(),
+            &id,
+            w,
+            &Commitment::repeat_byte(4),
+            &proof
+        ));
+        let stranger = IdentityKey::generate().public();
+        assert!(!verify_possession(&stranger, &id, w, &c, &proof));
+        assert!(!verify_possession(&key.public(), &id, w, &c, "zz"));
     }
 }

@@ -157,6 +157,12 @@ impl<G: SmsGateway> SmsCodes<G> {
             .execute(self.db.pool())
             .await
             .map_err(internal)?;
+        // Codes expired for an hour can only ever answer `code_expired`: forget them.
+        sqlx::query("DELETE FROM number_code WHERE expires_at < $1")
+            .bind(since)
+            .execute(self.db.pool())
+            .await
+            .map_err(internal)?;
         let (to_number, from_address) = self.sent_since(req.phone.as_str(), &ip, since).await?;
         if to_number >= i64::from(self.policy.per_number_per_hour)
             || from_address >= i64::from(self.policy.per_address_per_hour)
