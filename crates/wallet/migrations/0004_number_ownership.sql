@@ -22,8 +22,10 @@ CREATE TABLE number_code (
 );
 
 -- Codes sent in the last hour, for the per-number and per-address limits (client_ip is the
--- address the server observed).
+-- address the server observed). A request reserves its row before counting, so concurrent
+-- requests cannot exceed a limit; the row goes again if the limit or the SMS centre refuses.
 CREATE TABLE code_sent (
+    id          TEXT PRIMARY KEY,
     phone       TEXT NOT NULL,
     client_ip   TEXT NOT NULL,
     sent_at     BIGINT NOT NULL

@@ -57,13 +57,15 @@ use crate::receipt::{Purchase, ReceiptPolicy};
 use crate::subscriber::{SubscriberRow, SubscriberTable};
 
 /// Environment variable naming a step at which the server stops and waits forever (test hook for
-/// the crash tests, which SIGKILL it there). Steps: `received`, `fund_recorded`, `fund_broadcast`,
+/// the crash tests, which SIGKILL it there). Steps: `number_claimed` (the verifier decided the
+/// number, the receipt is not recorded yet), `received`, `fund_recorded`, `fund_broadcast`,
 /// `funded`, `pending_seen`, `approve_recorded`, `approve_mined`, `approved`, `sip_written`,
 /// `provisioned`.
 pub const PAUSE_ENV: &str = "CHAINCALL_WALLET_TEST_PAUSE_AT";
 
 /// The steps [`PAUSE_ENV`] accepts, in the order an onboarding passes them.
-pub const PAUSE_STEPS: [&str; 10] = [
+pub const PAUSE_STEPS: [&str; 11] = [
+    "number_claimed",
     "received",
     "fund_recorded",
     "fund_broadcast",
@@ -1233,6 +1235,7 @@ impl<C: ServerChain> Service<C> {
             })
             .await?;
         candidate.phone = phone.as_str().to_owned();
+        self.hooks.point("number_claimed").await;
         let row = match self.db.insert(&candidate).await.map_err(internal)? {
             Inserted::New(row) => {
                 tracing::info!(receipt_id = %row.receipt_id, wallet = %row.wallet, phone = %row.phone, "receipt accepted");

@@ -163,13 +163,51 @@ impl<G: SmsGateway> SmsCodes<G> {
             .execute(self.db.pool())
             .await
             .map_err(internal)?;
+        // Reserve this request's row, then count it with the others: two concurrent requests
+        // can both be refused at the limit, never both let through.
+        let mut slot = [0u8; 16];
+        rand_core::OsRng.fill_bytes(&mut slot);
+        let slot = hex::encode(slot);
+        sqlx::query(
+            "INSERT INTO code_sent (id, phone, client_ip, sent_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&slot)
+        .bind(req.phone.as_str())
+        .bind(&ip)
+        .bind(req.now_ms)
+        .execute(self.db.pool())
+        .await
+        .map_err(internal)?;
         let (to_number, from_address) = self.sent_since(req.phone.as_str(), &ip, since).await?;
-        if to_number >= i64::from(self.policy.per_number_per_hour)
-            || from_address >= i64::from(self.policy.per_address_per_hour)
+        if to_number > i64::from(self.policy.per_number_per_hour)
+            || from_address > i64::from(self.policy.per_address_per_hour)
         {
+            self.release(&slot).await?;
             tracing::warn!(phone = req.phone.as_str(), %ip, "one-time code rate limited");
             return Err(ApiError::CodeRateLimited);
         }
+        match self.submit(req).await {
+            Err(ApiError::SmsUnavailable) => {
+                // Nothing sent: the request does not count against the limits.
+                self.release(&slot).await?;
+                Err(ApiError::SmsUnavailable)
+            }
+            other => other,
+        }
+    }
+
+    async fn release(&self, slot: &str) -> Result<(), ApiError> {
+        sqlx::query("DELETE FROM code_sent WHERE id = $1")
+            .bind(slot)
+            .execute(self.db.pool())
+            .await
+            .map_err(internal)?;
+        Ok(())
+    }
+
+    /// Sends a fresh code and records its MAC (after the SMSC accepted it: if it is down,
+    /// nothing is stored).
+    async fn submit(&self, req: CodeRequest<'_>) -> Result<(), ApiError> {
         let code = random_code(self.policy.digits);
         let minutes = (self.policy.ttl_ms / 60_000).max(1);
         let text = Zeroizing::new(format!(
@@ -196,13 +234,6 @@ impl<G: SmsGateway> SmsCodes<G> {
         .execute(self.db.pool())
         .await
         .map_err(internal)?;
-        sqlx::query("INSERT INTO code_sent (phone, client_ip, sent_at) VALUES ($1, $2, $3)")
-            .bind(req.phone.as_str())
-            .bind(&ip)
-            .bind(req.now_ms)
-            .execute(self.db.pool())
-            .await
-            .map_err(internal)?;
         tracing::info!(phone = req.phone.as_str(), %message_id, "one-time code sent");
         Ok(())
     }
