@@ -661,3 +661,41 @@ async fn smpp_session_against_a_real_sms_centre() {
         SmppError::Io(_)
     ));
 }
+
+/// Concurrent assignments of the next free number never hand one number out twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_assignments_get_distinct_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server_in(
+        dir.path(),
+        "[numbers]\nverifier = \"assigned\"\nranges = [{ first = \"+15550100000\", last = \"+15550100099\" }]\n",
+    )
+    .await;
+    let service = s.service.clone();
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let service = service.clone();
+            tokio::spawn(async move {
+                let receipt_id = format!("concurrent-{i}");
+                let claim = NumberClaim {
+                    receipt_id: &receipt_id,
+                    requested: "",
+                    binding: [0; 32],
+                    code: None,
+                    client_ip: IpAddr::from([127, 0, 0, 1]),
+                    now_ms: chaincall_wallet::db::now_ms(),
+                };
+                service.numbers().claim(claim).await.unwrap()
+            })
+        })
+        .collect();
+    let mut got = std::collections::BTreeSet::new();
+    for t in tasks {
+        assert!(
+            got.insert(t.await.unwrap()),
+            "a number was handed out twice"
+        );
+    }
+    assert_eq!(got.len(), 16);
+    s.stop().await;
+}
