@@ -274,7 +274,11 @@ impl<'a> Body<'a> {
             .ok_or(SmppError::Truncated { field })?;
         let (s, rest) = self.bytes.split_at(nul);
         self.bytes = &rest[1..];
-        String::from_utf8(s.to_vec()).map_err(|_| SmppError::NotAscii { field })
+        if !s.is_ascii() {
+            return Err(SmppError::NotAscii { field });
+        }
+        // ASCII is UTF-8.
+        Ok(String::from_utf8_lossy(s).into_owned())
     }
 
     fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], SmppError> {
@@ -507,6 +511,34 @@ mod tests {
             0, 0, 0, 18, 0x80, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 1, b'x', b'y',
         ];
         assert!(decode(&bad).is_err());
+    }
+
+    proptest::proptest! {
+        /// Hostile bytes: decoding never panics, and whatever decodes re-encodes to a PDU that
+        /// decodes to the same thing.
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            if let Ok(Some((h, pdu, used))) = decode(&bytes) {
+                proptest::prop_assert!(used <= bytes.len());
+                let mut out = Vec::new();
+                if encode(&pdu, h.status, h.sequence, &mut out).is_ok() {
+                    let again = decode(&out).unwrap().unwrap();
+                    proptest::prop_assert_eq!(again.1, pdu);
+                }
+            }
+        }
+
+        /// Valid headers with random bodies (the interesting command ids).
+        #[test]
+        fn decode_random_bodies(id in proptest::sample::select(vec![2u32, 0x8000_0002, 4, 0x8000_0004, 0x15, 6]),
+                                body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let mut b = Vec::new();
+            b.extend_from_slice(&((16 + body.len()) as u32).to_be_bytes());
+            b.extend_from_slice(&id.to_be_bytes());
+            b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 1]);
+            b.extend_from_slice(&body);
+            let _ = decode(&b);
+        }
     }
 
     #[test]

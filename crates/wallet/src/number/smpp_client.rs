@@ -137,8 +137,11 @@ impl SmppSession {
         let mut out = Vec::with_capacity(128);
         smpp::encode(pdu, 0, sequence, &mut out)?;
         self.write(&out).await?;
+        // One deadline for the whole exchange: an SMSC that keeps sending other PDUs cannot hold
+        // the request open.
+        let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            let (header, reply) = self.read_pdu().await?;
+            let (header, reply) = self.read_pdu(deadline).await?;
             if header.command_id & 0x8000_0000 == 0 {
                 // A request from the SMSC.
                 let answer = if reply == Pdu::EnquireLink {
@@ -178,8 +181,10 @@ impl SmppSession {
             .map_err(|e| SmppError::Io(e.to_string()))
     }
 
-    async fn read_pdu(&mut self) -> Result<(Header, Pdu), SmppError> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
+    async fn read_pdu(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> Result<(Header, Pdu), SmppError> {
         loop {
             if let Some((header, pdu, used)) = smpp::decode(&self.buf)? {
                 self.buf.drain(..used);
