@@ -1180,6 +1180,7 @@ impl<C: ServerChain> Service<C> {
             field: "phone",
             reason: e.to_string(),
         })?;
+        self.refuse_if_taken(&candidate).await?;
         self.numbers
             .send_code(CodeRequest {
                 phone: &phone,
@@ -1223,6 +1224,7 @@ impl<C: ServerChain> Service<C> {
         {
             return Err(ApiError::WalletNotEoa);
         }
+        self.refuse_if_taken(&candidate).await?;
         let phone = self
             .numbers
             .claim(NumberClaim {
@@ -1336,6 +1338,23 @@ impl<C: ServerChain> Service<C> {
         }
         let row = self.drive_and_wait(&row.receipt_id).await?;
         respond_approve(&row)
+    }
+
+    /// Refuses a number that is approved on chain for another wallet before the verifier
+    /// consumes anything for it (a recycled number whose old key was not revoked yet). When the
+    /// node cannot be read, approval checks again later.
+    async fn refuse_if_taken(&self, candidate: &Onboarding) -> Result<(), ApiError> {
+        let Ok(id) = client_id(&candidate.phone) else {
+            // Empty (the next free number) or invalid (the verifier says so).
+            return Ok(());
+        };
+        if let Ok(entry) = self.chain.get_client(self.settings.contract, id).await
+            && entry.status == KeyStatus::Approved
+            && !same_wallet(&entry, candidate)
+        {
+            return Err(ApiError::NumberTaken);
+        }
+        Ok(())
     }
 
     /// Checks the proof of possession of the row's key over its id, wallet and receipt

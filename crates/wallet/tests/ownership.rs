@@ -125,7 +125,11 @@ async fn assigned_numbers_are_decided_by_the_server_once_each() {
     let mut taken = second.payload(&r2);
     taken.phone = "+15550100000".into();
     let e = s.client.onboard(&s.server_key, &taken).await.unwrap_err();
-    assert_eq!(code(&e), "number_unavailable");
+    assert_eq!(
+        code(&e),
+        "number_taken",
+        "approved on chain for the first phone"
+    );
     let mut outside = second.payload(&r2);
     outside.phone = "+15557654321".into();
     let e = s.client.onboard(&s.server_key, &outside).await.unwrap_err();
@@ -161,6 +165,18 @@ async fn assigned_numbers_are_decided_by_the_server_once_each() {
     retry.phone = String::new();
     let st = s.client.onboard(&s.server_key, &retry).await.unwrap();
     assert_eq!(st.phone.as_deref(), Some("+15550100001"));
+    // Assigned (funded, not on chain yet): nobody else gets it.
+    let sixth = Phone::new();
+    let (_, r6) = receipt();
+    let mut assigned = sixth.payload(&r6);
+    assigned.phone = "+15550100001".into();
+    let e = s
+        .client
+        .onboard(&s.server_key, &assigned)
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "number_unavailable");
+    unconsumed(&s, &r6).await;
 
     // The range is exhausted now.
     let fourth = Phone::new();
@@ -476,6 +492,18 @@ async fn sms_code_proves_the_number_and_refuses_every_misuse() {
     let entry = s.chain.get_client(s.contract, alice.id()).await.unwrap();
     assert_eq!(entry.approved_key(), Some(alice.identity.public()));
     assert_eq!(entry.wallet, Some(alice.wallet.address()));
+    // Alice's number recycled to Dave before the operator revoked her key: no code is sent and
+    // nothing is consumed; he is told the number is taken.
+    let dave = Phone {
+        number: alice.number.clone(),
+        ..Phone::new()
+    };
+    let (_, rd) = receipt();
+    assert_eq!(
+        ask_code(&s, &dave, &dave.number, &rd).await.unwrap_err(),
+        "number_taken"
+    );
+    unconsumed(&s, &rd).await;
 
     // Too many attempts: after the 5 wrong tries Bob's right code no longer works.
     let code_b = smsc.code_for(&bob.number, 1).await;
