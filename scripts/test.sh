@@ -2,7 +2,8 @@
 # Installs, idempotently, every real peer chaincall's tests run against, then runs the whole suite
 # with CHAINCALL_REQUIRE_PEERS=1 (a test whose peer is missing fails instead of skipping).
 #
-#   Debian : tshark, sipp (sip-tester), baresip, Kamailio (+ sqlite, tls modules), openssl, libsrtp2
+#   Debian : tshark, sipp (sip-tester), baresip, Kamailio (+ sqlite, tls modules), openssl, libsrtp2,
+#            libnet-smpp-perl (the SMS centre the wallet's one-time-code tests send SMPP to)
 #   npm    : anvil (@foundry-rs/anvil) and solcjs (solc), pinned in tools/package.json
 #   PyPI   : pylibsrtp (libsrtp 2.7 + OpenSSL), into the venv .venv/
 #
@@ -23,7 +24,8 @@ $sudo apt-get install -y -q --no-install-recommends \
   ca-certificates pkg-config libssl-dev openssl sqlite3 \
   tshark sip-tester baresip-core \
   kamailio kamailio-sqlite-modules kamailio-tls-modules \
-  libsrtp2-dev
+  libsrtp2-dev \
+  perl libnet-smpp-perl
 
 echo "== installing npm peers (anvil, solc)"
 # `npm install` (not `npm ci`): @foundry-rs/anvil declares its per-platform binaries as optional

@@ -169,14 +169,23 @@ impl Net {
 
     /// A phone's folder with its config; `init` and `onboard` as a user would run them.
     fn onboarded_phone(&self, name: &str, number: &str) -> PathBuf {
+        let home = self.initialised_phone(name, Some(number));
+        let out = ok(phone(&home).args(["onboard", "--receipt", "receipt.json"]));
+        assert!(out.contains("onboarded"), "{out}");
+        home
+    }
+
+    /// A phone's folder with its config (with `number`, or none for the server to assign), after
+    /// `init`, with a fresh `receipt.json`.
+    fn initialised_phone(&self, name: &str, number: Option<&str>) -> PathBuf {
         let home = self.path(name);
         std::fs::create_dir_all(&home).unwrap();
         std::fs::write(home.join("passphrase"), format!("{PASSPHRASE}\n")).unwrap();
+        let number_line = number.map_or(String::new(), |n| format!("number = \"{n}\"\n"));
         std::fs::write(
             home.join("phone.toml"),
             format!(
-                r#"number = "{number}"
-key_file = "phone.key"
+                r#"{number_line}key_file = "phone.key"
 rpc_url = "{rpc}"
 contract = "{contract}"
 wallet_url = "{wallet}"
@@ -201,8 +210,15 @@ register_expires = 600
             ),
         )
         .unwrap();
-        let out = ok(phone(&home).args(["init", "--number", number]));
-        assert!(out.contains(number), "{out}");
+        let out = match number {
+            Some(number) => {
+                let out = ok(phone(&home).args(["init", "--number", number]));
+                assert!(out.contains(number), "{out}");
+                out
+            }
+            None => ok(phone(&home).arg("init")),
+        };
+        assert!(out.contains("identity key"), "{out}");
         let config = std::fs::read_to_string(home.join("phone.toml")).unwrap();
         assert!(
             config.contains("trust = \"0:0x"),
@@ -220,8 +236,6 @@ register_expires = 600
                 &format!("token-{name}-{}", std::process::id()),
             ]));
         std::fs::write(home.join("receipt.json"), receipt).unwrap();
-        let out = ok(phone(&home).args(["onboard", "--receipt", "receipt.json"]));
-        assert!(out.contains("onboarded"), "{out}");
         home
     }
 }
@@ -239,7 +253,18 @@ fn phone(home: &Path) -> Command {
     cmd
 }
 
+/// Operator-assigned numbers around the tests' ALICE, BOB and NOBODY.
+const ASSIGNED: &str = r#"[numbers]
+verifier = "assigned"
+ranges = [{ first = "+15550100000", last = "+15550109999" }]
+"#;
+
 fn network() -> Option<Net> {
+    network_with(ASSIGNED, &[])
+}
+
+/// The network with the wallet server's `[numbers]` section and extra files in its folder.
+fn network_with(numbers: &str, files: &[(&str, &str)]) -> Option<Net> {
     let anvil = chaincall_testkit::peer("anvil")?;
     let node = AnvilProcess::spawn(&anvil, chaincall_testkit::free_tcp_port(), &[]).unwrap();
     let rpc = node.url();
@@ -279,6 +304,9 @@ fn network() -> Option<Net> {
     assert!(out.contains(&format!("published {SIP_DOMAIN}")), "{out}");
 
     let wallet_port = chaincall_testkit::free_tcp_port();
+    for (name, text) in files {
+        std::fs::write(d.join(name), text).unwrap();
+    }
     std::fs::write(
         d.join("wallet.toml"),
         format!(
@@ -301,7 +329,7 @@ url = "sqlite://wallet.db?mode=rwc"
 [sip]
 database_url = "sqlite://sip.db?mode=rwc"
 domain = "{SIP_DOMAIN}"
-"#
+{numbers}"#
         ),
     )
     .unwrap();
@@ -593,4 +621,104 @@ fn a_tcp_phone_answers_at_the_prompt() {
     assert_eq!(b["verified_peer"], ALICE, "{b}");
     assert_eq!(b["srtp_packets_received"], 50, "{b}");
     assert_eq!(b["srtp_packets_rejected"], 0, "{b}");
+}
+
+/// A phone without a number: `init` makes its keys, `onboard` takes the next free number the
+/// server assigns, prints it and stores it in `phone.toml` (and the key file), and the phone then
+/// registers under it.
+#[test]
+fn a_phone_without_a_number_is_assigned_one_at_onboarding() {
+    let Some(net) = network() else {
+        return;
+    };
+    let home = net.initialised_phone("carol", None);
+    let out = ok(phone(&home).args(["onboard", "--receipt", "receipt.json"]));
+    assert!(out.contains("onboarded +15550100000"), "{out}");
+    let config = std::fs::read_to_string(home.join("phone.toml")).unwrap();
+    assert!(
+        config.starts_with("number = \"+15550100000\"\n"),
+        "the assigned number is stored in the config:\n{config}"
+    );
+    let out = ok(phone(&home).arg("register"));
+    assert!(out.contains("registered +15550100000"), "{out}");
+}
+
+/// A wallet server that verifies numbers by SMS: `phone onboard` asks for a code, the SMS
+/// centre (Debian libnet-smpp-perl, crates/wallet/tests/smsc/smsc.pl) receives it, the user
+/// types it at the prompt, and the phone is onboarded under its own number.
+#[test]
+fn an_sms_verified_phone_types_its_code_at_the_prompt() {
+    let Some(perl) = chaincall_testkit::peer("perl") else {
+        return;
+    };
+    let has_smpp = Command::new(&perl)
+        .args(["-MNet::SMPP", "-e", "1"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_smpp {
+        chaincall_testkit::missing::<()>("perl Net::SMPP (Debian libnet-smpp-perl)");
+        return;
+    }
+    let sms = tempfile::tempdir().unwrap();
+    let outbox = sms.path().join("sms.txt");
+    let script = chaincall_testkit::workspace_root().join("crates/wallet/tests/smsc/smsc.pl");
+    let mut smsc = Service::spawn(
+        Command::new(perl)
+            .arg(script)
+            .arg(&outbox)
+            .args(["chaincall", "pw"]),
+    );
+    let port = smsc.wait_for("listening", Duration::from_secs(10))[0]
+        .trim_start_matches("listening ")
+        .trim()
+        .to_owned();
+    let numbers = format!(
+        "[numbers]\nverifier = \"sms_code\"\nsmsc = \"127.0.0.1:{port}\"\nsystem_id = \"chaincall\"\npassword_file = \"smpp.password\"\n"
+    );
+    let Some(net) = network_with(&numbers, &[("smpp.password", "pw\n")]) else {
+        return;
+    };
+    let home = net.initialised_phone("alice", Some(ALICE));
+    let mut onboard = phone(&home)
+        .args(["onboard", "--receipt", "receipt.json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let code = loop {
+        let text = std::fs::read_to_string(&outbox).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.starts_with(&ALICE[1..])) {
+            break line
+                .split('\t')
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_owned();
+        }
+        assert!(Instant::now() < deadline, "no SMS to {ALICE}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    use std::io::Write as _;
+    writeln!(onboard.stdin.take().unwrap(), "{code}").unwrap();
+    let out = onboard.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains(&format!("onboarded {ALICE}")), "{stdout}");
+    assert!(
+        stderr.contains(&format!("code sent to {ALICE}")),
+        "{stderr}"
+    );
+    assert!(
+        !stdout.contains(&code) && !stderr.contains(&code),
+        "the code is not echoed"
+    );
+    let out = ok(phone(&home).arg("register"));
+    assert!(out.contains(&format!("registered {ALICE}")), "{out}");
 }

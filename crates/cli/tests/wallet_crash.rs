@@ -21,7 +21,7 @@ use chaincall_wallet::testing::{
     TEST_IDENTITY_DOMAIN, TestChain, TestConfig, count_approvals, count_transfers,
     deploy_test_keystore, test_purchase, write_test_config,
 };
-use chaincall_wallet::{WalletClient, onboard_phone, server_identity_key};
+use chaincall_wallet::{NumberRequest, WalletClient, onboard_phone, server_identity_key};
 
 struct ServerProcess {
     child: Child,
@@ -145,8 +145,8 @@ fn sigkill_between_every_pair_of_steps_never_funds_or_approves_twice() {
             let base = base.clone();
             let (wallet, identity, number, receipt) = (
                 wallet.clone(),
-                identity.public(),
-                number.clone(),
+                identity.clone(),
+                NumberRequest::named(&number),
                 receipt.clone(),
             );
             runtime.spawn(async move {

@@ -278,8 +278,8 @@ async fn onboard(
         contract,
         server_key,
         &secrets.wallet,
-        &secrets.identity.public(),
-        number,
+        &secrets.identity,
+        &chaincall_wallet::NumberRequest::named(number),
         receipt.clone(),
         Duration::from_secs(30),
     )

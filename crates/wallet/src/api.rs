@@ -4,6 +4,7 @@
 //! | --- | --- | --- | --- |
 //! | POST | `/v1/onboard` | `{"sealed": base64}` | 200/202 [`OnboardingStatus`] |
 //! | POST | `/v1/approve` | `{"sealed": base64}` | 200/202 [`OnboardingStatus`] |
+//! | POST | `/v1/number/code` | `{"sealed": base64}` | 202 `{"sent": true}`: a one-time code to the number (`sms_code` verifier) |
 //! | GET | `/v1/status/{receipt_id}` | — | [`OnboardingStatus`] |
 //! | GET | `/v1/server` | — | server wallet, contract, identity |
 //! | GET | `/v1/openapi.json` | — | OpenAPI 3.0 description |
@@ -15,8 +16,8 @@
 //! [`ApiError::status`]. Logs name receipts by order id and wallets by address; they never contain
 //! payloads, receipts, tokens, passwords or keys.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -27,6 +28,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use lru::LruCache;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
@@ -52,35 +54,40 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Token buckets per source address.
+/// Token buckets per source address, at most `capacity` of them: a flood from many addresses
+/// evicts the least recently seen bucket in O(1) (an evicted source merely starts again with a
+/// full bucket, which it would have after `burst / rate` seconds anyway).
 #[derive(Debug)]
 pub struct RateLimiter {
     rate: f64,
     burst: f64,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    buckets: Mutex<LruCache<IpAddr, (f64, Instant)>>,
 }
 
+/// How many source addresses [`RateLimiter::new`] remembers.
+pub const RATE_LIMITER_CAPACITY: usize = 100_000;
+
 impl RateLimiter {
-    /// `rate` tokens per second, up to `burst`.
+    /// `rate` tokens per second, up to `burst`, for up to [`RATE_LIMITER_CAPACITY`] sources.
     pub fn new(rate: f64, burst: f64) -> Self {
+        Self::with_capacity(rate, burst, RATE_LIMITER_CAPACITY)
+    }
+
+    /// As [`RateLimiter::new`], remembering at most `capacity` sources (at least one).
+    pub fn with_capacity(rate: f64, burst: f64, capacity: usize) -> Self {
+        let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
         Self {
             rate,
             burst,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(LruCache::new(capacity)),
         }
     }
 
     /// Takes a token for `ip`; false when its bucket is empty.
     pub fn allow(&self, ip: IpAddr, now: Instant) -> bool {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() > 100_000 {
-            // Bound memory under address floods: forget buckets that have refilled.
-            let (rate, burst) = (self.rate, self.burst);
-            buckets.retain(|_, (tokens, at)| {
-                *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
-            });
-        }
-        let (tokens, at) = buckets.entry(ip).or_insert((self.burst, now));
+        // `get_or_insert_mut` evicts the least recently used bucket when full: O(1).
+        let (tokens, at) = buckets.get_or_insert_mut(ip, || (self.burst, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
         *at = now;
         if *tokens >= 1.0 {
@@ -89,6 +96,11 @@ impl RateLimiter {
         } else {
             false
         }
+    }
+
+    /// How many sources have a bucket now (never more than the capacity).
+    pub fn tracked(&self) -> usize {
+        self.buckets.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 
@@ -113,11 +125,7 @@ async fn rate_limit<C: ServerChain>(
     request: Request,
     next: Next,
 ) -> Response {
-    let ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let ip = observed_ip(&request);
     if !state.limiter.allow(ip, Instant::now()) {
         tracing::warn!(%ip, "rate limited");
         return ApiError::RateLimited.into_response();
@@ -156,13 +164,33 @@ fn with_status<T: serde::Serialize>(status: u16, body: T) -> Response {
         .into_response()
 }
 
+/// The client's address as the server observed it (the TCP peer), never a header.
+fn observed_ip(request: &Request) -> IpAddr {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
 async fn onboard<C: ServerChain>(
     State(state): State<Shared<C>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Result<Json<SealedRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let sealed = sealed_body(body)?;
-    let (status, view) = state.service.onboard(&sealed).await?;
+    let (status, view) = state.service.onboard(&sealed, peer.ip()).await?;
     Ok(with_status(status, view))
+}
+
+async fn number_code<C: ServerChain>(
+    State(state): State<Shared<C>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Result<Json<SealedRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let sealed = sealed_body(body)?;
+    state.service.request_code(&sealed, peer.ip()).await?;
+    Ok(with_status(202, serde_json::json!({ "sent": true })))
 }
 
 async fn approve<C: ServerChain>(
@@ -193,6 +221,7 @@ async fn server_info<C: ServerChain>(State(state): State<Shared<C>>) -> Response
             "identity_key": hex::encode(s.identity_public().to_bytes()),
             "sip_domain": s.settings().sip_domain,
             "add_client_gas": s.settings().add_client_gas,
+            "number_verifier": s.numbers().kind(),
         }),
     )
 }
@@ -247,6 +276,7 @@ pub fn router<C: ServerChain>(state: Arc<AppState<C>>, max_body_bytes: usize) ->
     Router::new()
         .route("/v1/onboard", post(onboard::<C>))
         .route("/v1/approve", post(approve::<C>))
+        .route("/v1/number/code", post(number_code::<C>))
         .route("/v1/status/{receipt_id}", get(status::<C>))
         .route("/v1/server", get(server_info::<C>))
         .route("/v1/openapi.json", get(openapi))
@@ -289,11 +319,32 @@ mod tests {
     }
 
     #[test]
+    fn limiter_memory_is_bounded_and_keeps_recent_sources() {
+        let l = RateLimiter::with_capacity(1.0, 2.0, 1000);
+        let t0 = Instant::now();
+        let victim = IpAddr::from([10, 0, 0, 1]);
+        assert!(l.allow(victim, t0));
+        assert!(l.allow(victim, t0));
+        assert!(!l.allow(victim, t0), "the victim's bucket is empty");
+        // A flood from 50,000 addresses: memory stays at the capacity.
+        for i in 0..50_000u32 {
+            let ip = IpAddr::from((0x0b00_0000 + i).to_be_bytes());
+            assert!(l.allow(ip, t0));
+        }
+        assert_eq!(l.tracked(), 1000);
+        // A source seen within the last `capacity` addresses keeps its (empty) bucket.
+        let recent = IpAddr::from((0x0b00_0000u32 + 49_999).to_be_bytes());
+        assert!(l.allow(recent, t0));
+        assert!(!l.allow(recent, t0));
+    }
+
+    #[test]
     fn openapi_is_json_and_lists_the_routes() {
         let v: serde_json::Value = serde_json::from_str(OPENAPI_JSON).unwrap();
         for p in [
             "/v1/onboard",
             "/v1/approve",
+            "/v1/number/code",
             "/v1/status/{receipt_id}",
             "/v1/admin/onboardings",
             "/v1/admin/onboardings/{receipt_id}/retry",

@@ -4,14 +4,17 @@
 //! ```no_run
 //! # async fn demo(chain: chaincall_chain::EmbeddedChain, contract: alloy::primitives::Address,
 //! #               receipt: chaincall_wallet::receipt::Receipt) -> Result<(), chaincall_wallet::client::ClientError> {
-//! use chaincall_wallet::client::{WalletClient, onboard_phone, server_identity_key};
+//! use chaincall_wallet::client::{NumberRequest, WalletClient, onboard_phone, server_identity_key};
 //! let client = WalletClient::new("http://127.0.0.1:8547");
 //! let server_key = server_identity_key(&chain, contract, "wallet.example.org").await?;
 //! let wallet = chaincall_chain::PrivateKeySigner::random();
 //! let identity = chaincall_identity::IdentityKey::generate();
-//! let done = onboard_phone(&client, &chain, contract, &server_key, &wallet, &identity.public(),
-//!                          "+15551234567", receipt, std::time::Duration::from_secs(60)).await?;
+//! // Operator-assigned numbers: take the next free one (or `NumberRequest::named` to ask for one).
+//! let done = onboard_phone(&client, &chain, contract, &server_key, &wallet, &identity,
+//!                          &NumberRequest::next_free(), receipt,
+//!                          std::time::Duration::from_secs(60)).await?;
 //! assert_eq!(done.state, "provisioned");
+//! println!("assigned {}", done.phone.unwrap_or_default());
 //! # Ok(()) }
 //! ```
 
@@ -20,11 +23,11 @@ use std::time::Duration;
 use alloy::primitives::Address;
 use alloy::transports::http::reqwest;
 use chaincall_chain::{ChainError, ClientId, KeystoreChain, PrivateKeySigner};
-use chaincall_identity::{IdentityName, KeyStatus, PhoneNumber, PublicIdentityKey};
+use chaincall_identity::{IdentityKey, IdentityName, KeyStatus, PhoneNumber, PublicIdentityKey};
 use serde::de::DeserializeOwned;
 
 use crate::error::ErrorBody;
-use crate::payload::{APPROVE_CONTEXT, ONBOARD_CONTEXT, OnboardPayload};
+use crate::payload::{APPROVE_CONTEXT, CODE_CONTEXT, ONBOARD_CONTEXT, OnboardPayload};
 use crate::receipt::{Purchase, Receipt};
 use crate::service::OnboardingStatus;
 
@@ -116,13 +119,13 @@ impl WalletClient {
         }
     }
 
-    async fn post_sealed(
+    async fn post_sealed<T: DeserializeOwned>(
         &self,
         path: &str,
         server_key: &PublicIdentityKey,
         context: &[u8],
         payload: &OnboardPayload,
-    ) -> Result<OnboardingStatus, ClientError> {
+    ) -> Result<T, ClientError> {
         let body = payload.seal(server_key, context);
         let response = self
             .http
@@ -152,6 +155,19 @@ impl WalletClient {
     ) -> Result<OnboardingStatus, ClientError> {
         self.post_sealed("/v1/approve", server_key, APPROVE_CONTEXT, payload)
             .await
+    }
+
+    /// `POST /v1/number/code`: asks the server to send a one-time code to the payload's number
+    /// (servers whose `number_verifier` is `sms_code`). The payload's receipt is checked, not
+    /// consumed.
+    pub async fn request_code(
+        &self,
+        server_key: &PublicIdentityKey,
+        payload: &OnboardPayload,
+    ) -> Result<(), ClientError> {
+        self.post_sealed::<serde_json::Value>("/v1/number/code", server_key, CODE_CONTEXT, payload)
+            .await
+            .map(|_| ())
     }
 
     /// `GET /v1/status/{receipt_id}`.
@@ -224,9 +240,65 @@ pub async fn server_identity_key<C: KeystoreChain>(
         .ok_or_else(|| ClientError::ServerNotApproved(domain.to_owned()))
 }
 
-/// The whole onboarding of a phone, Fig. 2: send the sealed receipt, wait for the Ether, put the
-/// key on chain with `addClient` from the new wallet, ask for approval, wait until provisioned.
-/// Safe to call again after any failure: every step is idempotent on both sides.
+/// Which number a phone onboards and how it proves it may.
+#[derive(Clone, Default)]
+pub struct NumberRequest {
+    /// E.164 number asked for; empty: the next free one (operator-assigned numbers).
+    pub phone: String,
+    /// The one-time code sent to `phone` (servers that verify by code). Never logged.
+    pub code: Option<zeroize::Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for NumberRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NumberRequest")
+            .field("phone", &self.phone)
+            .field("code", &self.code.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl NumberRequest {
+    /// The next free number the server assigns.
+    pub fn next_free() -> Self {
+        Self::default()
+    }
+
+    /// A particular number (free in the operator's ranges, or proven with a code).
+    pub fn named(phone: &str) -> Self {
+        Self {
+            phone: phone.to_owned(),
+            code: None,
+        }
+    }
+
+    /// Adds the one-time code received at the number.
+    pub fn with_code(mut self, code: &str) -> Self {
+        self.code = Some(zeroize::Zeroizing::new(code.trim().to_owned()));
+        self
+    }
+}
+
+/// Asks the server to send a one-time code to `phone` for this wallet, key and receipt (the
+/// code is good for exactly those); the code then goes into [`NumberRequest::with_code`].
+pub async fn request_number_code(
+    client: &WalletClient,
+    server_key: &PublicIdentityKey,
+    wallet: &PrivateKeySigner,
+    identity: &PublicIdentityKey,
+    phone: &str,
+    receipt: Receipt,
+) -> Result<(), ClientError> {
+    let number = PhoneNumber::parse(phone).map_err(|e| ClientError::Invalid(e.to_string()))?;
+    let payload = OnboardPayload::new(wallet.address(), receipt, number.as_str(), identity);
+    client.request_code(server_key, &payload).await
+}
+
+/// The whole onboarding of a phone, Fig. 2: send the sealed receipt (with the number asked for
+/// and any one-time code), learn the number the server decided, wait for the Ether, put the key
+/// on chain with `addClient` from the new wallet, ask for approval with a proof of possession of
+/// the identity key, wait until provisioned. The answer's `phone` is the number. Safe to call
+/// again after any failure: every step is idempotent on both sides.
 #[allow(clippy::too_many_arguments)]
 pub async fn onboard_phone<C: KeystoreChain>(
     client: &WalletClient,
@@ -234,27 +306,52 @@ pub async fn onboard_phone<C: KeystoreChain>(
     contract: Address,
     server_key: &PublicIdentityKey,
     wallet: &PrivateKeySigner,
-    identity: &PublicIdentityKey,
-    phone: &str,
+    identity: &IdentityKey,
+    number: &NumberRequest,
     receipt: Receipt,
     timeout: Duration,
 ) -> Result<OnboardingStatus, ClientError> {
     let purchase: Purchase = serde_json::from_str(&receipt.original_json)
         .map_err(|e| ClientError::Invalid(format!("receipt JSON: {e}")))?;
-    let number = PhoneNumber::parse(phone).map_err(|e| ClientError::Invalid(e.to_string()))?;
-    let payload = OnboardPayload::new(wallet.address(), receipt.clone(), number.as_str(), identity);
+    let asked = if number.phone.trim().is_empty() {
+        String::new()
+    } else {
+        PhoneNumber::parse(&number.phone)
+            .map_err(|e| ClientError::Invalid(e.to_string()))?
+            .as_str()
+            .to_owned()
+    };
+    let public = identity.public();
+    let mut payload = OnboardPayload::new(wallet.address(), receipt.clone(), &asked, &public);
+    if let Some(code) = &number.code {
+        payload = payload.with_code(code);
+    }
     let first = client.onboard(server_key, &payload).await?;
+    let phone = first
+        .phone
+        .as_deref()
+        .ok_or_else(|| ClientError::Decode("the answer names no number".into()))?;
+    let number = PhoneNumber::parse(phone)
+        .map_err(|e| ClientError::Decode(format!("the server's number {phone:?}: {e}")))?;
+    if !asked.is_empty() && asked != number.as_str() {
+        return Err(ClientError::Decode(format!(
+            "asked for {asked}, the server recorded {number} for this receipt"
+        )));
+    }
     if !first.is_funded() {
         client
             .wait_for(&first.receipt_id, "funded", |s| s.is_funded(), timeout)
             .await?;
     }
-    add_client_once(chain, contract, wallet, identity, &number, &purchase).await?;
+    add_client_once(chain, contract, wallet, &public, &number, &purchase).await?;
+    let id = ClientId::of(&IdentityName::Phone(number.clone()));
+    let receipt_hash = purchase.chain_receipt_hash();
     let deadline = tokio::time::Instant::now() + timeout;
     let mut delay = Duration::from_millis(100);
     let status = loop {
         let payload =
-            OnboardPayload::new(wallet.address(), receipt.clone(), number.as_str(), identity);
+            OnboardPayload::new(wallet.address(), receipt.clone(), number.as_str(), &public)
+                .with_proof(identity, &id, &receipt_hash);
         match client.approve(server_key, &payload).await {
             Ok(s) => break s,
             Err(e)
@@ -270,14 +367,18 @@ pub async fn onboard_phone<C: KeystoreChain>(
     if status.state == "provisioned" {
         return Ok(status);
     }
-    client
+    let done = client
         .wait_for(
             &status.receipt_id,
             "provisioned",
             |s| s.state == "provisioned",
             timeout,
         )
-        .await
+        .await?;
+    Ok(OnboardingStatus {
+        phone: Some(number.as_str().to_owned()),
+        ..done
+    })
 }
 
 /// Sends `addClient` from the phone's wallet unless its pending entry is already on chain.

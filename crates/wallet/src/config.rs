@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::number::NumbersConfig;
+
 /// The configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -283,6 +285,8 @@ pub struct WalletConfig {
     pub database: DatabaseConfig,
     /// SIP credentials.
     pub sip: SipConfig,
+    /// Number ownership: who may claim which number (required; see [`NumbersConfig`]).
+    pub numbers: NumbersConfig,
     /// Funding.
     #[serde(default)]
     pub funding: FundingConfig,
@@ -335,6 +339,7 @@ impl WalletConfig {
         if let Some(p) = config.admin.token_file.as_mut() {
             resolve(base, p);
         }
+        config.numbers.resolve(base);
         resolve_sqlite(base, &mut config.database.url);
         resolve_sqlite(base, &mut config.sip.database_url);
         config.validate()?;
@@ -382,7 +387,7 @@ impl WalletConfig {
         if chaincall_identity::DomainName::parse(&self.identity.domain).is_err() {
             return bad("identity.domain must be a DNS name");
         }
-        Ok(())
+        self.numbers.validate()
     }
 
     /// The store public key (inline or from its file).
@@ -450,6 +455,44 @@ mod tests {
         let low = text.replace("safety_margin_percent = 200", "safety_margin_percent = 50");
         assert!(WalletConfig::parse(&low, Path::new("/")).is_err());
         let typo = text.replace("[funding]", "[funding]\nmargin = 3");
+        assert!(WalletConfig::parse(&typo, Path::new("/")).is_err());
+    }
+
+    /// No `[numbers]`, no server: there is no default that lets a payload name its own number.
+    #[test]
+    fn numbers_section_is_required_and_checked() {
+        let text = include_str!("../wallet.example.toml");
+        let start = text.find("[numbers]").unwrap();
+        let end = start + text[start..].find("\n\n").unwrap();
+        let without = format!("{}{}", &text[..start], &text[end..]);
+        let e = WalletConfig::parse(&without, Path::new("/")).unwrap_err();
+        assert!(e.to_string().contains("numbers"), "{e}");
+        let reversed = text.replace("last = \"+15550199999\"", "last = \"+15550000000\"");
+        assert!(WalletConfig::parse(&reversed, Path::new("/")).is_err());
+        let sms = text.replace(
+            "verifier = \"assigned\"\nranges = [{ first = \"+15550100000\", last = \"+15550199999\" }]",
+            "verifier = \"sms_code\"\nsmsc = \"127.0.0.1:2775\"\nsystem_id = \"chaincall\"\npassword_file = \"smpp.password\"",
+        );
+        let c = WalletConfig::parse(&sms, Path::new("/etc/chaincall")).unwrap();
+        match c.numbers {
+            NumbersConfig::SmsCode(s) => {
+                assert_eq!(
+                    s.password_file.unwrap(),
+                    Path::new("/etc/chaincall/smpp.password")
+                );
+                assert_eq!((s.digits, s.ttl_secs, s.max_attempts), (6, 300, 5));
+            }
+            other => panic!("{other:?}"),
+        }
+        let short = sms.replace(
+            "system_id = \"chaincall\"",
+            "system_id = \"chaincall\"\ndigits = 4",
+        );
+        assert!(WalletConfig::parse(&short, Path::new("/")).is_err());
+        let typo = sms.replace(
+            "system_id = \"chaincall\"",
+            "system_id = \"chaincall\"\ndigitz = 8",
+        );
         assert!(WalletConfig::parse(&typo, Path::new("/")).is_err());
     }
 }

@@ -86,9 +86,94 @@ pub enum ApiError {
     /// Not found.
     #[error("not found")]
     NotFound,
+    /// The number is not one this server hands out (outside its configured ranges).
+    #[error("this number is not in a range this server assigns")]
+    NumberNotInRange,
+    /// The number was assigned to another onboarding.
+    #[error("this number is already assigned; ask for another one or for the next free one")]
+    NumberUnavailable,
+    /// Every number of the configured ranges is assigned.
+    #[error("no free number is left in the configured ranges")]
+    NumbersExhausted,
+    /// The number verifier needs a one-time code and the payload carries none.
+    #[error("a one-time code sent to the number is required; request one first")]
+    CodeRequired,
+    /// The code is wrong, used, for another number or bound to another onboarding.
+    #[error("the one-time code is not valid for this number and onboarding")]
+    CodeInvalid,
+    /// The code expired.
+    #[error("the one-time code expired; request a new one")]
+    CodeExpired,
+    /// Too many wrong codes for this request; a new code must be requested.
+    #[error("too many attempts; request a new code")]
+    CodeAttemptsExceeded,
+    /// Too many codes requested for this number or from this address.
+    #[error("too many codes requested; try again later")]
+    CodeRateLimited,
+    /// This server's number verifier sends no codes.
+    #[error("this server does not verify numbers by code")]
+    CodesNotUsed,
+    /// The SMS centre could not be reached or refused the message; nothing was used up.
+    #[error("the SMS gateway is unavailable; nothing was used up, retry later")]
+    SmsUnavailable,
+    /// The proof of possession is missing or is not a signature by the declared identity key.
+    #[error("the proof of possession is missing or not signed by the declared identity key")]
+    BadProof,
     /// A fault on our side (details in the server log only).
     #[error("internal error")]
     Internal,
+}
+
+/// An SMPP 3.4 failure: codec, transport or the SMSC's refusal. Logged; clients see
+/// [`ApiError::SmsUnavailable`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SmppError {
+    /// A field is longer than the spec allows (the maximum counts the NUL, SMPP 3.4 §3.1), or
+    /// holds a NUL or non-ASCII byte.
+    #[error("SMPP field {field} does not fit (max {max} octets with NUL, ASCII)")]
+    FieldTooLong {
+        /// The field.
+        field: &'static str,
+        /// Its maximum.
+        max: usize,
+    },
+    /// command_length below the header or above the codec's bound.
+    #[error("SMPP command_length {length} out of range")]
+    TooLong {
+        /// The length given.
+        length: usize,
+    },
+    /// A mandatory field runs past the PDU's end.
+    #[error("SMPP PDU truncated in {field}")]
+    Truncated {
+        /// The field.
+        field: &'static str,
+    },
+    /// A C-Octet String is not text.
+    #[error("SMPP field {field} is not ASCII")]
+    NotAscii {
+        /// The field.
+        field: &'static str,
+    },
+    /// The codec cannot encode this PDU.
+    #[error("SMPP PDU not supported by this codec")]
+    Unsupported,
+    /// The SMSC answered with another PDU than the request's response.
+    #[error("unexpected SMPP PDU from the SMSC")]
+    UnexpectedPdu,
+    /// The SMSC refused with a non-zero command_status (SMPP 3.4 §5.1.3).
+    #[error("the SMSC refused: command_status {status:#010x}")]
+    Refused {
+        /// The command_status.
+        status: u32,
+    },
+    /// The connection failed.
+    #[error("SMPP connection: {0}")]
+    Io(String),
+    /// The SMSC did not answer in time.
+    #[error("SMPP: the SMSC did not answer in time")]
+    Timeout,
 }
 
 /// The JSON error body: `{"error": {"code": "...", "message": "..."}}`.
@@ -146,6 +231,17 @@ impl ApiError {
             Self::RateLimited => "rate_limited",
             Self::Unauthorized => "unauthorized",
             Self::NotFound => "not_found",
+            Self::NumberNotInRange => "number_not_in_range",
+            Self::NumberUnavailable => "number_unavailable",
+            Self::NumbersExhausted => "numbers_exhausted",
+            Self::CodeRequired => "code_required",
+            Self::CodeInvalid => "code_invalid",
+            Self::CodeExpired => "code_expired",
+            Self::CodeAttemptsExceeded => "code_attempts_exceeded",
+            Self::CodeRateLimited => "code_rate_limited",
+            Self::CodesNotUsed => "codes_not_used",
+            Self::SmsUnavailable => "sms_unavailable",
+            Self::BadProof => "bad_proof_of_possession",
             Self::Internal => "internal",
         }
     }
@@ -157,10 +253,15 @@ impl ApiError {
             | Self::Undecryptable
             | Self::Expired
             | Self::InvalidField { .. }
-            | Self::WalletNotEoa => 400,
+            | Self::WalletNotEoa
+            | Self::NumberNotInRange
+            | Self::CodeRequired
+            | Self::CodesNotUsed
+            | Self::BadProof => 400,
             Self::Receipt(ReceiptError::NotPurchased { .. }) => 402,
             Self::Receipt(_) => 400,
             Self::Unauthorized => 401,
+            Self::CodeInvalid | Self::CodeExpired | Self::CodeAttemptsExceeded => 403,
             Self::UnknownReceipt | Self::NotFound => 404,
             Self::Replayed
             | Self::ReceiptReused
@@ -170,11 +271,13 @@ impl ApiError {
             | Self::PendingWalletMismatch
             | Self::PendingKeyMismatch
             | Self::NumberTaken
+            | Self::NumberUnavailable
+            | Self::NumbersExhausted
             | Self::Revoked => 409,
             Self::Failed { .. } => 422,
-            Self::RateLimited => 429,
+            Self::RateLimited | Self::CodeRateLimited => 429,
             Self::Internal => 500,
-            Self::ChainUnavailable => 503,
+            Self::ChainUnavailable | Self::SmsUnavailable => 503,
         }
     }
 

@@ -5,7 +5,8 @@
 //! | module | what |
 //! | --- | --- |
 //! | [`receipt`] | Google Play receipts: `SHA1withRSA` verification exactly as Play's `Security.verifyPurchase`, and a store key for issuing test receipts |
-//! | [`payload`] | the sealed (ECIES to the server's on-chain key) onboarding and approval payloads, and why one-sided encryption suffices |
+//! | [`payload`] | the sealed (ECIES to the server's on-chain key) onboarding and approval payloads, why one-sided encryption suffices, and the proof of possession of the identity key |
+//! | [`number`] | number ownership: the [`number::NumberVerifier`] trait, operator-assigned numbers, one-time codes by SMS over SMPP 3.4 |
 //! | [`db`] | the durable state machine (SQLite or PostgreSQL through sqlx `Any`, migrations) |
 //! | [`chain`] | what the server needs beyond `chaincall_chain::KeystoreChain`: raw transactions recorded before broadcast, nonces, fees, transaction state |
 //! | [`service`] | the engine: request checks, steps, the single signer task, the retry worker |
@@ -29,6 +30,7 @@ pub mod client;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod number;
 pub mod payload;
 pub mod receipt;
 pub mod server;
@@ -36,7 +38,7 @@ pub mod service;
 pub mod subscriber;
 pub mod testing;
 
-pub use client::{WalletClient, onboard_phone, server_identity_key};
+pub use client::{NumberRequest, WalletClient, onboard_phone, server_identity_key};
 pub use config::WalletConfig;
 pub use error::ApiError;
 pub use receipt::sip_password;

@@ -19,6 +19,12 @@
 //!   receipt (the store hands it to the app, and it travels only sealed), so only the buyer can bind
 //!   it. Approval then requires the chain's pending entry to match the recorded number, wallet and
 //!   key, and the contract itself binds the entry to its submitting wallet and receipt commitment.
+//! - **The number is not the payload's to choose.** A paid receipt says nothing about which
+//!   number its buyer may use; the server's [`crate::number::NumberVerifier`] decides it
+//!   (operator-assigned, or proven by a one-time code in `code`) before the receipt is bound.
+//! - **Proof of possession.** `/v1/approve` carries `proof`, the identity key's signature over
+//!   [`possession_message`] (id, wallet, receipt commitment), so nobody can put on chain a key
+//!   they do not hold. See `docs/onboarding.md`.
 //! - **Freshness.** The plaintext carries a timestamp and a random nonce; the server refuses
 //!   timestamps outside its window and nonces already seen within it, so a captured ciphertext
 //!   cannot be replayed (and replays would be idempotent anyway).
@@ -29,10 +35,14 @@
 //! HPKE's DHKEM(P-256)), so phones need no second construction.
 
 use std::fmt;
+use std::str::FromStr;
+
+use alloy::primitives::{Address, B256, FixedBytes};
+use chaincall_chain::ClientId;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use chaincall_identity::{IdentityKey, PublicIdentityKey, ecies};
+use chaincall_identity::{IdentityKey, IdentitySignature, PublicIdentityKey, ecies};
 use serde::{Deserialize, Serialize};
 
 use crate::receipt::Receipt;
@@ -41,6 +51,59 @@ use crate::receipt::Receipt;
 pub const ONBOARD_CONTEXT: &[u8] = b"chaincall wallet v1 onboard";
 /// ECIES context of approval payloads.
 pub const APPROVE_CONTEXT: &[u8] = b"chaincall wallet v1 approve";
+/// ECIES context of one-time-code requests (`/v1/number/code`).
+pub const CODE_CONTEXT: &[u8] = b"chaincall wallet v1 number code";
+
+/// The keystore's receipt commitment (`chaincall_chain::receipt_commitment`).
+pub type Commitment = FixedBytes<8>;
+
+/// Domain separation of the proof of possession: no other chaincall signature starts so.
+pub const POSSESSION_CONTEXT: &[u8] = b"chaincall wallet v1 proof of possession\0";
+
+/// The message the identity key signs to prove the registrant holds it: [`POSSESSION_CONTEXT`]
+/// ‖ keystore id (32 bytes) ‖ wallet (20 bytes) ‖ receipt commitment (8 bytes, as `addClient`
+/// takes it) — exactly what
+/// `addClient` puts on chain beside the key, so the proof cannot be replayed for another number,
+/// wallet or purchase.
+pub fn possession_message(id: &ClientId, wallet: Address, commitment: &Commitment) -> Vec<u8> {
+    let mut m = Vec::with_capacity(POSSESSION_CONTEXT.len() + 60);
+    m.extend_from_slice(POSSESSION_CONTEXT);
+    m.extend_from_slice(id.as_b256().as_slice());
+    m.extend_from_slice(wallet.as_slice());
+    m.extend_from_slice(commitment.as_slice());
+    m
+}
+
+/// The proof of possession for `key` over [`possession_message`].
+pub fn prove_possession(
+    key: &IdentityKey,
+    id: &ClientId,
+    wallet: Address,
+    commitment: &Commitment,
+) -> String {
+    hex::encode(
+        key.sign(&possession_message(id, wallet, commitment))
+            .to_bytes(),
+    )
+}
+
+/// Checks a proof of possession by `key`; false for anything but a valid low-S signature.
+pub fn verify_possession(
+    key: &PublicIdentityKey,
+    id: &ClientId,
+    wallet: Address,
+    commitment: &Commitment,
+    proof: &str,
+) -> bool {
+    let Ok(bytes) = hex::decode(proof.trim_start_matches("0x")) else {
+        return false;
+    };
+    let Ok(signature) = IdentitySignature::from_slice(&bytes) else {
+        return false;
+    };
+    key.verify(&possession_message(id, wallet, commitment), &signature)
+        .is_ok()
+}
 
 /// The plaintext of both requests.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,7 +112,8 @@ pub struct OnboardPayload {
     pub wallet: String,
     /// The store receipt, verbatim.
     pub receipt: Receipt,
-    /// The subscriber's E.164 number.
+    /// The subscriber's E.164 number; with operator-assigned numbers, the number asked for, or
+    /// empty for the next free one (the server decides either way).
     pub phone: String,
     /// The identity key the phone will put on chain: type tag.
     pub key_type: u8,
@@ -59,6 +123,13 @@ pub struct OnboardPayload {
     pub timestamp: u64,
     /// 16 random bytes, hex: unique per request.
     pub nonce: String,
+    /// The one-time code sent to `phone` (the `sms_code` verifier). Never logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Proof of possession of the identity key ([`prove_possession`], hex): required by
+    /// `/v1/approve`, where the number is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
 }
 
 impl fmt::Debug for OnboardPayload {
@@ -80,12 +151,7 @@ pub struct SealedRequest {
 
 impl OnboardPayload {
     /// A payload stamped with the current time and a fresh nonce.
-    pub fn new(
-        wallet: alloy::primitives::Address,
-        receipt: Receipt,
-        phone: &str,
-        key: &PublicIdentityKey,
-    ) -> Self {
+    pub fn new(wallet: Address, receipt: Receipt, phone: &str, key: &PublicIdentityKey) -> Self {
         use rand_core::RngCore;
         let mut nonce = [0u8; 16];
         rand_core::OsRng.fill_bytes(&mut nonce);
@@ -100,7 +166,24 @@ impl OnboardPayload {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             nonce: hex::encode(nonce),
+            code: None,
+            proof: None,
         }
+    }
+
+    /// Adds the one-time code.
+    pub fn with_code(mut self, code: &str) -> Self {
+        self.code = Some(code.trim().to_owned());
+        self
+    }
+
+    /// Adds the proof of possession of `key` for this payload's number and wallet and the
+    /// receipt commitment of `receipt_hash` (the purchase's chain receipt hash).
+    pub fn with_proof(mut self, key: &IdentityKey, id: &ClientId, receipt_hash: &B256) -> Self {
+        let wallet = Address::from_str(&self.wallet).unwrap_or(Address::ZERO);
+        let commitment = chaincall_chain::receipt_commitment(id, wallet, receipt_hash);
+        self.proof = Some(prove_possession(key, id, wallet, &commitment));
+        self
     }
 
     /// Seals the payload to the server's identity key for `context`.
@@ -118,5 +201,61 @@ impl OnboardPayload {
         let bytes = STANDARD.decode(sealed.sealed.trim()).ok()?;
         let plain = ecies::open(key, context, &bytes).ok()?;
         serde_json::from_slice(&plain).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one-time code and the proof never reach a log line through `Debug`.
+    #[test]
+    fn debug_hides_code_receipt_and_proof() {
+        let receipt = Receipt {
+            original_json: "{\"purchaseToken\":\"tok-secret\"}".into(),
+            signature: "sig".into(),
+        };
+        let key = IdentityKey::generate();
+        let id = ClientId::of(&chaincall_identity::IdentityName::parse("+15550100001").unwrap());
+        let p = OnboardPayload::new(
+            Address::repeat_byte(1),
+            receipt,
+            "+15550100001",
+            &key.public(),
+        )
+        .with_code("123456")
+        .with_proof(&key, &id, &B256::ZERO);
+        let shown = format!("{p:?}");
+        for secret in ["123456", "tok-secret", p.proof.as_deref().unwrap()] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
+
+    #[test]
+    fn possession_proof_binds_id_wallet_and_commitment() {
+        let key = IdentityKey::generate();
+        let id = ClientId::of(&chaincall_identity::IdentityName::parse("+15550100001").unwrap());
+        let other = ClientId::of(&chaincall_identity::IdentityName::parse("+15550100002").unwrap());
+        let (w, c) = (Address::repeat_byte(1), Commitment::repeat_byte(2));
+        let proof = prove_possession(&key, &id, w, &c);
+        assert!(verify_possession(&key.public(), &id, w, &c, &proof));
+        assert!(!verify_possession(&key.public(), &other, w, &c, &proof));
+        assert!(!verify_possession(
+            &key.public(),
+            &id,
+            Address::repeat_byte(3),
+            &c,
+            &proof
+        ));
+        assert!(!verify_possession(
+            &key.public(),
+            &id,
+            w,
+            &Commitment::repeat_byte(4),
+            &proof
+        ));
+        let stranger = IdentityKey::generate().public();
+        assert!(!verify_possession(&stranger, &id, w, &c, &proof));
+        assert!(!verify_possession(&key.public(), &id, w, &c, "zz"));
     }
 }

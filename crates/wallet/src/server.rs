@@ -133,6 +133,7 @@ pub async fn build_service<C: ServerChain>(
         publish_identity(&*chain, contract, &wallet, &domain, &identity.public()).await?;
         tracing::info!(domain = domain.as_str(), key = %identity.public().fingerprint(), "server identity approved on chain");
     }
+    let numbers = config.numbers.build(&db, &identity)?;
     let settings = ServiceSettings {
         contract,
         policy,
@@ -154,10 +155,11 @@ pub async fn build_service<C: ServerChain>(
         identity,
         wallet,
         sip,
+        numbers,
         settings,
         hooks: Hooks::from_env(),
     });
-    tracing::info!(server_wallet = %service.server_address(), %contract, add_client_gas, "wallet service ready");
+    tracing::info!(server_wallet = %service.server_address(), %contract, add_client_gas, numbers = service.numbers().kind(), "wallet service ready");
     Ok(service)
 }
 

@@ -29,6 +29,7 @@
 //!   phone need not ask again. A mismatch found then drops the queued request with its code.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,18 +48,24 @@ use crate::chain::{
 };
 use crate::db::{Db, DbError, Inserted, Onboarding, State, TxPurpose, now_ms};
 use crate::error::ApiError;
-use crate::payload::{APPROVE_CONTEXT, ONBOARD_CONTEXT, OnboardPayload, SealedRequest};
+use crate::number::{CodeRequest, NumberClaim, NumberVerifier};
+use crate::payload::{
+    APPROVE_CONTEXT, CODE_CONTEXT, ONBOARD_CONTEXT, OnboardPayload, SealedRequest,
+    verify_possession,
+};
 use crate::receipt::{Purchase, ReceiptPolicy};
 use crate::subscriber::{SubscriberRow, SubscriberTable};
 
 /// Environment variable naming a step at which the server stops and waits forever (test hook for
-/// the crash tests, which SIGKILL it there). Steps: `received`, `fund_recorded`, `fund_broadcast`,
+/// the crash tests, which SIGKILL it there). Steps: `number_claimed` (the verifier decided the
+/// number, the receipt is not recorded yet), `received`, `fund_recorded`, `fund_broadcast`,
 /// `funded`, `pending_seen`, `approve_recorded`, `approve_mined`, `approved`, `sip_written`,
 /// `provisioned`.
 pub const PAUSE_ENV: &str = "CHAINCALL_WALLET_TEST_PAUSE_AT";
 
 /// The steps [`PAUSE_ENV`] accepts, in the order an onboarding passes them.
-pub const PAUSE_STEPS: [&str; 10] = [
+pub const PAUSE_STEPS: [&str; 11] = [
+    "number_claimed",
     "received",
     "fund_recorded",
     "fund_broadcast",
@@ -195,6 +202,10 @@ pub struct OnboardingStatus {
     /// For failed onboardings: the failure code.
     #[serde(default)]
     pub failure_code: Option<String>,
+    /// The number this onboarding holds, as the server decided it. Only in answers to the sealed
+    /// requests (`/v1/onboard`, `/v1/approve`), never in `/v1/status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
 }
 
 impl OnboardingStatus {
@@ -218,6 +229,7 @@ impl OnboardingStatus {
             last_error_code: row.last_error_code.clone(),
             approval_queued: row.state == State::Funded && row.approve_requested_at.is_some(),
             failure_code: row.failure_code.clone(),
+            phone: Some(row.phone.clone()),
         }
     }
 
@@ -305,6 +317,7 @@ pub struct Service<C: ServerChain> {
     db: Db,
     identity: IdentityKey,
     sip: SubscriberTable,
+    numbers: Arc<dyn NumberVerifier>,
     settings: ServiceSettings,
     hooks: Hooks,
     server_address: Address,
@@ -986,6 +999,9 @@ pub struct ServiceParts<C> {
     pub wallet: PrivateKeySigner,
     /// SIP credentials table.
     pub sip: SubscriberTable,
+    /// Who may claim which number (`chaincall_wallet::number`; an operator's own verifier plugs
+    /// in here).
+    pub numbers: Arc<dyn NumberVerifier>,
     /// Settings.
     pub settings: ServiceSettings,
     /// Test hooks.
@@ -1010,6 +1026,7 @@ impl<C: ServerChain> Service<C> {
             db: parts.db,
             identity: parts.identity,
             sip: parts.sip,
+            numbers: parts.numbers,
             settings: parts.settings,
             hooks: parts.hooks,
             server_address,
@@ -1043,6 +1060,11 @@ impl<C: ServerChain> Service<C> {
         &self.chain
     }
 
+    /// The number verifier.
+    pub fn numbers(&self) -> &dyn NumberVerifier {
+        &*self.numbers
+    }
+
     fn open(&self, context: &[u8], sealed: &SealedRequest) -> Result<OnboardPayload, ApiError> {
         OnboardPayload::open(&self.identity, context, sealed).ok_or(ApiError::Undecryptable)
     }
@@ -1067,10 +1089,6 @@ impl<C: ServerChain> Service<C> {
             });
         }
         let purchase = self.settings.policy.verify(&payload.receipt)?;
-        let phone = PhoneNumber::parse(&payload.phone).map_err(|e| ApiError::InvalidField {
-            field: "phone",
-            reason: e.to_string(),
-        })?;
         let wallet =
             Address::from_str(payload.wallet.trim()).map_err(|e| ApiError::InvalidField {
                 field: "wallet",
@@ -1111,7 +1129,9 @@ impl<C: ServerChain> Service<C> {
             receipt_hash: purchase.chain_receipt_hash().to_string(),
             product_id: purchase.product_id.clone(),
             purchase_time: purchase.purchase_time,
-            phone: phone.as_str().to_owned(),
+            // As given: the number verifier decides it (`onboard`), or it must equal the
+            // recorded one (`approve`).
+            phone: payload.phone.trim().to_owned(),
             wallet: wallet.to_checksum(None),
             key_type: i64::from(key.tag()),
             public_key: hex::encode(key.to_bytes()),
@@ -1138,12 +1158,64 @@ impl<C: ServerChain> Service<C> {
         Ok((payload, purchase, row))
     }
 
-    /// `POST /v1/onboard`: records the receipt (once ever) and funds the wallet.
+    /// `POST /v1/number/code`: sends a one-time code to the payload's number, bound to its key,
+    /// wallet and receipt (verifiers with codes only). The receipt must be genuine and not yet
+    /// bound, but is not consumed. `client_ip` is the address the server observed.
+    pub async fn request_code(
+        &self,
+        sealed: &SealedRequest,
+        client_ip: IpAddr,
+    ) -> Result<(), ApiError> {
+        let (_, _, candidate) = self.admit(CODE_CONTEXT, sealed).await?;
+        if self
+            .db
+            .get(&candidate.receipt_id)
+            .await
+            .map_err(internal)?
+            .is_some()
+        {
+            return Err(ApiError::ReceiptReused);
+        }
+        let phone = PhoneNumber::parse(&candidate.phone).map_err(|e| ApiError::InvalidField {
+            field: "phone",
+            reason: e.to_string(),
+        })?;
+        self.refuse_if_taken(&candidate).await?;
+        self.numbers
+            .send_code(CodeRequest {
+                phone: &phone,
+                binding: binding_of(&candidate)?,
+                client_ip,
+                now_ms: now_ms(),
+            })
+            .await
+    }
+
+    /// `POST /v1/onboard`: decides the number (the [`NumberVerifier`]), records the receipt
+    /// (once ever) and funds the wallet. Nothing is bound when the verifier refuses.
     pub async fn onboard(
         self: &Arc<Self>,
         sealed: &SealedRequest,
+        client_ip: IpAddr,
     ) -> Result<(u16, OnboardingStatus), ApiError> {
-        let (_, _, candidate) = self.admit(ONBOARD_CONTEXT, sealed).await?;
+        let (payload, _, mut candidate) = self.admit(ONBOARD_CONTEXT, sealed).await?;
+        if let Some(row) = self.db.get(&candidate.receipt_id).await.map_err(internal)? {
+            // A retry: the number was decided when the row was recorded.
+            let asked = candidate.phone.as_str();
+            let same_number = asked.is_empty()
+                || PhoneNumber::parse(asked).is_ok_and(|p| p.as_str() == row.phone);
+            let same = row.token_sha256 == candidate.token_sha256
+                && same_number
+                && row.wallet == candidate.wallet
+                && row.public_key == candidate.public_key
+                && row.key_type == candidate.key_type;
+            if !same {
+                tracing::warn!(receipt_id = %candidate.receipt_id, "receipt reuse refused");
+                return Err(ApiError::ReceiptReused);
+            }
+            let row = self.drive_and_wait(&row.receipt_id).await?;
+            return respond(&row);
+        }
         // Refuse a contract address before the receipt is bound to it (the funding step checks
         // again; if the node is down now, that later check decides).
         if let Ok(wallet) = Address::from_str(&candidate.wallet)
@@ -1152,9 +1224,23 @@ impl<C: ServerChain> Service<C> {
         {
             return Err(ApiError::WalletNotEoa);
         }
+        self.refuse_if_taken(&candidate).await?;
+        let phone = self
+            .numbers
+            .claim(NumberClaim {
+                receipt_id: &candidate.receipt_id,
+                requested: &candidate.phone,
+                binding: binding_of(&candidate)?,
+                code: payload.code.as_deref(),
+                client_ip,
+                now_ms: now_ms(),
+            })
+            .await?;
+        candidate.phone = phone.as_str().to_owned();
+        self.hooks.point("number_claimed").await;
         let row = match self.db.insert(&candidate).await.map_err(internal)? {
             Inserted::New(row) => {
-                tracing::info!(receipt_id = %row.receipt_id, wallet = %row.wallet, "receipt accepted");
+                tracing::info!(receipt_id = %row.receipt_id, wallet = %row.wallet, phone = %row.phone, "receipt accepted");
                 self.hooks.point("received").await;
                 row
             }
@@ -1181,7 +1267,7 @@ impl<C: ServerChain> Service<C> {
         self: &Arc<Self>,
         sealed: &SealedRequest,
     ) -> Result<(u16, OnboardingStatus), ApiError> {
-        let (_, _, candidate) = self.admit(APPROVE_CONTEXT, sealed).await?;
+        let (payload, _, candidate) = self.admit(APPROVE_CONTEXT, sealed).await?;
         let row = self
             .db
             .get(&candidate.receipt_id)
@@ -1191,7 +1277,7 @@ impl<C: ServerChain> Service<C> {
         if row.token_sha256 != candidate.token_sha256 {
             return Err(ApiError::ReceiptReused);
         }
-        if row.phone != candidate.phone {
+        if PhoneNumber::parse(&candidate.phone).map_or(true, |p| p.as_str() != row.phone) {
             return Err(ApiError::Mismatch { field: "phone" });
         }
         if row.wallet != candidate.wallet {
@@ -1202,6 +1288,9 @@ impl<C: ServerChain> Service<C> {
                 field: "public_key",
             });
         }
+        // Proof of possession: the declared key signed (id, wallet, receipt commitment). Refused
+        // before anything changes, so a refusal burns nothing.
+        self.check_possession(&row, payload.proof.as_deref())?;
         let row = match row.state {
             State::Received | State::Funding => {
                 let row = self.drive_and_wait(&row.receipt_id).await?;
@@ -1251,6 +1340,61 @@ impl<C: ServerChain> Service<C> {
         respond_approve(&row)
     }
 
+    /// Refuses a number that is approved on chain for another wallet before the verifier
+    /// consumes anything for it (a recycled number whose old key was not revoked yet). When the
+    /// node cannot be read, approval checks again later.
+    async fn refuse_if_taken(&self, candidate: &Onboarding) -> Result<(), ApiError> {
+        let Ok(id) = client_id(&candidate.phone) else {
+            // Empty (the next free number) or invalid (the verifier says so).
+            return Ok(());
+        };
+        if let Ok(entry) = self.chain.get_client(self.settings.contract, id).await
+            && entry.status == KeyStatus::Approved
+            && !same_wallet(&entry, candidate)
+        {
+            return Err(ApiError::NumberTaken);
+        }
+        Ok(())
+    }
+
+    /// Checks the proof of possession of the row's key over its id, wallet and receipt
+    /// commitment ([`crate::payload::possession_message`]).
+    fn check_possession(&self, row: &Onboarding, proof: Option<&str>) -> Result<(), ApiError> {
+        let id = client_id(&row.phone).map_err(|_| ApiError::Internal)?;
+        let wallet = Address::from_str(&row.wallet).map_err(|_| ApiError::Internal)?;
+        let receipt_hash = receipt_hash_of(row).map_err(|_| ApiError::Internal)?;
+        let key = hex::decode(&row.public_key)
+            .ok()
+            .and_then(|k| {
+                let tag = u8::try_from(row.key_type).ok()?;
+                PublicIdentityKey::from_tagged(tag, &k).ok()
+            })
+            .ok_or(ApiError::Internal)?;
+        let commitment = chaincall_chain::receipt_commitment(&id, wallet, &receipt_hash);
+        match proof {
+            Some(p) if verify_possession(&key, &id, wallet, &commitment, p) => Ok(()),
+            _ => {
+                tracing::warn!(receipt_id = %row.receipt_id, "proof of possession refused");
+                Err(ApiError::BadProof)
+            }
+        }
+    }
+
+    /// The seam for an owner-side reservation (issue 13): the pending entry of a number this
+    /// server verified for `row` was submitted by another wallet (a squatter's `addClient`).
+    /// Once the keystore offers `reserveClient(id, wallet)`, this is where the server reserves
+    /// the number for the verified wallet; until then it is logged for the operator, who can
+    /// revoke the squatter's entry (`/v1/admin/subscribers/{phone}/revoke`).
+    fn foreign_pending_entry(&self, row: &Onboarding, entry: &ClientEntry) {
+        tracing::warn!(
+            receipt_id = %row.receipt_id,
+            phone = %row.phone,
+            squatter = ?entry.wallet,
+            verified_wallet = %row.wallet,
+            "a foreign wallet holds the pending entry of a verified number"
+        );
+    }
+
     /// Reads the pending entry of a `funded` row and, if it matches the record (wallet, key),
     /// moves the row to `pending_seen`. `ChainUnavailable` when the node cannot be read.
     async fn see_pending(&self, row: &Onboarding) -> Result<(), ApiError> {
@@ -1266,11 +1410,11 @@ impl<C: ServerChain> Service<C> {
         match entry.status {
             KeyStatus::Pending | KeyStatus::Approved => {
                 if !same_wallet(&entry, row) {
-                    return Err(if entry.status == KeyStatus::Approved {
-                        ApiError::NumberTaken
-                    } else {
-                        ApiError::PendingWalletMismatch
-                    });
+                    if entry.status == KeyStatus::Approved {
+                        return Err(ApiError::NumberTaken);
+                    }
+                    self.foreign_pending_entry(row, &entry);
+                    return Err(ApiError::PendingWalletMismatch);
                 }
                 if !same_key(&entry, row) {
                     return Err(ApiError::PendingKeyMismatch);
@@ -1316,7 +1460,7 @@ impl<C: ServerChain> Service<C> {
         }
     }
 
-    /// `GET /v1/status/{receipt_id}`.
+    /// `GET /v1/status/{receipt_id}` (without the number: an order id alone does not reveal it).
     pub async fn status(&self, receipt_id: &str) -> Result<OnboardingStatus, ApiError> {
         let row = self
             .db
@@ -1324,7 +1468,10 @@ impl<C: ServerChain> Service<C> {
             .await
             .map_err(internal)?
             .ok_or(ApiError::NotFound)?;
-        Ok(OnboardingStatus::of(&row))
+        Ok(OnboardingStatus {
+            phone: None,
+            ..OnboardingStatus::of(&row)
+        })
     }
 
     /// Drives a row in a task of its own and waits up to the request wait for it.
@@ -1571,6 +1718,19 @@ impl<C: ServerChain> Service<C> {
             sip_row_deleted: deleted,
         })
     }
+}
+
+/// What a code is bound to ([`crate::number::binding`]) for a candidate row.
+fn binding_of(row: &Onboarding) -> Result<[u8; 32], ApiError> {
+    let wallet = Address::from_str(&row.wallet).map_err(|_| ApiError::Internal)?;
+    let key = hex::decode(&row.public_key).map_err(|_| ApiError::Internal)?;
+    let tag = u8::try_from(row.key_type).map_err(|_| ApiError::Internal)?;
+    Ok(crate::number::binding(
+        tag,
+        &key,
+        wallet.as_ref(),
+        &row.token_sha256,
+    ))
 }
 
 fn internal(e: DbError) -> ApiError {

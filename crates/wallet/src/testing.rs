@@ -29,6 +29,11 @@ pub const TEST_IDENTITY_DOMAIN: &str = "wallet.example.org";
 /// The SIP domain (and digest realm) test servers provision.
 pub const TEST_SIP_DOMAIN: &str = "sip.example.org";
 
+/// The `[numbers]` section [`write_test_config`] writes unless `extra` brings its own:
+/// operator-assigned numbers from `+15550000000` to `+15559999999`, which holds every number
+/// the tests and the demo ask for.
+pub const TEST_NUMBERS: &str = "[numbers]\nverifier = \"assigned\"\nranges = [{ first = \"+15550000000\", last = \"+15559999999\" }]\n";
+
 /// Which chain a test configuration names.
 #[derive(Debug, Clone, Copy)]
 pub enum TestChain<'a> {
@@ -54,7 +59,8 @@ pub struct TestConfig<'a> {
     pub store: &'a StoreKey,
     /// The admin bearer token (written to `admin.token`); admin endpoints are off without one.
     pub admin_token: Option<&'a str>,
-    /// TOML appended verbatim (extra sections such as `[limits]` or `[fees]`).
+    /// TOML appended verbatim (extra sections such as `[limits]` or `[fees]`; a `[numbers]`
+    /// section here replaces [`TEST_NUMBERS`]).
     pub extra: &'a str,
 }
 
@@ -112,9 +118,14 @@ url = "sqlite://wallet.db?mode=rwc"
 [sip]
 database_url = "sqlite://sip.db?mode=rwc"
 domain = "{TEST_SIP_DOMAIN}"
-{admin}{extra}
+{admin}{numbers}{extra}
 "#,
         listen = config.listen,
+        numbers = if config.extra.contains("[numbers]") {
+            ""
+        } else {
+            TEST_NUMBERS
+        },
         extra = config.extra,
     );
     let path = dir.join("wallet.toml");

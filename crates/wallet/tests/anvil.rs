@@ -174,8 +174,8 @@ async fn node_down_keeps_the_request_queued_and_retries() {
         contract,
         &s.server_key,
         &phone.wallet,
-        &phone.identity.public(),
-        &phone.number,
+        &phone.identity,
+        &chaincall_wallet::NumberRequest::named(&phone.number),
         receipt,
         Duration::from_secs(60),
     )

@@ -324,7 +324,8 @@ async fn approval_checks_the_pending_entry_against_the_record() {
         .unwrap();
     assert_eq!(ok.state, "provisioned");
 
-    // Pending entry with another key than declared: the phone put K2 on chain, declared K1.
+    // Pending entry with another key than declared and signed: the phone put K2 on chain,
+    // declared K1 and proved possession of K1.
     let phone = Phone::new();
     let (purchase, r) = receipt();
     s.client

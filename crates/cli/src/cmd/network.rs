@@ -162,6 +162,10 @@ database_url = "sqlite://{}?mode=rwc"
 domain = "{SIP_DOMAIN}"
 [admin]
 token_file = "{d}/admin.token"
+# Operator-assigned numbers: the phones ask for theirs by name and the server grants them.
+[numbers]
+verifier = "assigned"
+ranges = [{{ first = "{ALICE}", last = "{BOB}" }}]
 "#,
             sip_db.display()
         );
@@ -395,8 +399,8 @@ async fn onboard<C: ServerChain>(
         contract,
         server_key,
         &secrets.wallet,
-        &secrets.identity.public(),
-        number,
+        &secrets.identity,
+        &chaincall_wallet::NumberRequest::named(number),
         receipt.clone(),
         Duration::from_secs(30),
     )

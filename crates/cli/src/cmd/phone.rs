@@ -86,12 +86,20 @@ enum PhoneCommand {
     /// trusted block (trust on first use) when the config has no `trust`.
     Init {
         /// The phone's number, E.164 (+15551234567). Default: the config's `number`; must match it.
+        /// Without either, the phone has no number until `onboard` stores the one the wallet
+        /// server assigns.
         #[arg(long, value_name = "+E164")]
         number: Option<String>,
     },
-    /// Onboard with a store receipt (the paper's Fig. 2): the wallet server checks the receipt and
-    /// funds the wallet, the phone submits its key with addClient, the server approves it and
-    /// provisions SIP credentials; the SIP password is then stored in the key file. Safe to rerun.
+    /// Onboard with a store receipt (the paper's Fig. 2): the wallet server checks the receipt,
+    /// decides the number and funds the wallet, the phone submits its key with addClient, the
+    /// server approves it (after a proof of possession of the key) and provisions SIP
+    /// credentials; the SIP password is then stored in the key file. Safe to rerun.
+    ///
+    /// The number: with operator-assigned numbers the config's `number` is asked for (without
+    /// one the server assigns the next free number, which is then written into the config); when
+    /// the server verifies numbers by SMS, it sends a one-time code to `number` and the command
+    /// asks for it at a prompt on the terminal (never on the command line).
     Onboard {
         /// The receipt JSON (`{"original_json": …, "signature": …}`, as `chaincall store
         /// issue-receipt` prints it). It holds the purchase token: keep it private.
@@ -169,7 +177,8 @@ enum Transport {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
-    number: String,
+    #[serde(default)]
+    number: Option<String>,
     #[serde(default = "default_key_file")]
     key_file: PathBuf,
     rpc_url: String,
@@ -221,7 +230,8 @@ fn default_control_socket() -> PathBuf {
 #[derive(Debug)]
 struct Config {
     path: PathBuf,
-    number: PhoneNumber,
+    /// Absent until the wallet server assigns one at onboarding.
+    number: Option<PhoneNumber>,
     key_file: PathBuf,
     rpc_url: String,
     contract: Address,
@@ -262,8 +272,13 @@ impl Config {
         let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
         let resolve = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
         let bad = |key: &str, why: String| anyhow!("{}: `{key}` {why}", path.display());
-        let number = PhoneNumber::parse(&f.number)
-            .map_err(|e| bad("number", format!("{:?} is not E.164: {e}", f.number)))?;
+        let number = f
+            .number
+            .as_deref()
+            .map(|n| {
+                PhoneNumber::parse(n).map_err(|e| bad("number", format!("{n:?} is not E.164: {e}")))
+            })
+            .transpose()?;
         let contract = f.contract.trim().parse().map_err(|_| {
             bad(
                 "contract",
@@ -377,6 +392,53 @@ impl Config {
             })
     }
 
+    /// The phone's number; an error before onboarding has assigned one.
+    fn number(&self) -> Result<&PhoneNumber> {
+        self.number.as_ref().ok_or_else(|| {
+            anyhow!(
+                "{}: no `number` yet: run `chaincall phone onboard`, which stores the number the \
+                 wallet server assigns",
+                self.path.display()
+            )
+        })
+    }
+
+    /// The number for messages (empty before onboarding).
+    fn number_text(&self) -> &str {
+        self.number.as_ref().map_or("", |n| n.as_str())
+    }
+
+    /// Writes the assigned number into the configuration file (a top-level `number` key,
+    /// replacing one that is there) and into `self`.
+    fn store_number(&mut self, number: PhoneNumber) -> Result<()> {
+        let text = std::fs::read_to_string(&self.path)
+            .with_context(|| format!("cannot read {}", self.path.display()))?;
+        let line = format!("number = \"{}\"", number.as_str());
+        let mut replaced = false;
+        let mut out: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let key = l.trim_start();
+                // `starts_with("number")` makes byte 6 a char boundary.
+                if !replaced && key.starts_with("number") && key[6..].trim_start().starts_with('=')
+                {
+                    replaced = true;
+                    line.clone()
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect();
+        if !replaced {
+            // Top-level keys must come before the first table.
+            out.insert(0, line);
+        }
+        std::fs::write(&self.path, out.join("\n") + "\n")
+            .with_context(|| format!("cannot update {}", self.path.display()))?;
+        self.number = Some(number);
+        Ok(())
+    }
+
     fn transport_name(&self) -> &'static str {
         match self.transport {
             Transport::TlsPsk => "TLS-PSK",
@@ -455,11 +517,11 @@ fn load_secrets(cfg: &Config, pass: &str) -> Result<PhoneSecrets> {
     let secrets = PhoneSecrets::load(&cfg.key_file, pass)
         .with_context(|| format!("cannot open the phone's keys in {}", cfg.key_file.display()))?;
     ensure!(
-        secrets.number == cfg.number.as_str(),
-        "{} holds the keys of {}, but the config's number is {}",
+        secrets.number == cfg.number_text(),
+        "{} holds the keys of {:?}, but the config's number is {:?}",
         cfg.key_file.display(),
         secrets.number,
-        cfg.number
+        cfg.number_text()
     );
     Ok(secrets)
 }
@@ -481,7 +543,7 @@ async fn run_async(args: PhoneArgs) -> Result<()> {
     let pass = || passphrase(args.passphrase_file.as_deref());
     match args.command {
         PhoneCommand::Init { number } => init(&mut cfg, number.as_deref(), &pass()?).await,
-        PhoneCommand::Onboard { receipt } => onboard(&cfg, &receipt, &pass()?).await,
+        PhoneCommand::Onboard { receipt } => onboard(&mut cfg, &receipt, &pass()?).await,
         PhoneCommand::Register => {
             let secrets = load_secrets(&cfg, &pass()?)?;
             register(&mut cfg, &secrets).await
@@ -511,11 +573,14 @@ async fn init(cfg: &mut Config, number: Option<&str>, pass: &str) -> Result<()> 
     if let Some(n) = number {
         let n = PhoneNumber::parse(n).map_err(|e| anyhow!("--number {n:?} is not E.164: {e}"))?;
         ensure!(
-            n == cfg.number,
+            cfg.number.as_ref().is_none_or(|c| *c == n),
             "--number {n} differs from the config's number {} ({})",
-            cfg.number,
+            cfg.number_text(),
             cfg.path.display()
         );
+        if cfg.number.is_none() {
+            cfg.store_number(n)?;
+        }
     }
     if cfg.key_file.exists() {
         bail!(
@@ -529,14 +594,19 @@ async fn init(cfg: &mut Config, number: Option<&str>, pass: &str) -> Result<()> 
     // Pin the trusted block first: a node that cannot be reached leaves no half-made phone.
     let chain = cfg.chain().await?;
     cfg.header_trust(&*chain).await?;
-    let secrets = PhoneSecrets::generate(cfg.number.as_str());
+    let secrets = PhoneSecrets::generate(cfg.number_text());
     if let Some(dir) = cfg.key_file.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     secrets
         .save(&cfg.key_file, pass, false)
         .with_context(|| format!("cannot write {}", cfg.key_file.display()))?;
-    println!("phone {}", cfg.number);
+    match &cfg.number {
+        Some(n) => println!("phone {n}"),
+        None => {
+            println!("phone without a number yet (the wallet server assigns one at onboarding)")
+        }
+    }
     println!(
         "  identity key  {} (P-256; goes on chain at onboarding)",
         secrets.identity.public().fingerprint()
@@ -553,13 +623,13 @@ async fn init(cfg: &mut Config, number: Option<&str>, pass: &str) -> Result<()> 
     Ok(())
 }
 
-async fn onboard(cfg: &Config, receipt_path: &Path, pass: &str) -> Result<()> {
+async fn onboard(cfg: &mut Config, receipt_path: &Path, pass: &str) -> Result<()> {
     let mut secrets = load_secrets(cfg, pass)?;
     let wallet_url = cfg
         .wallet_url
-        .as_deref()
+        .clone()
         .ok_or_else(|| anyhow!("{}: `wallet_url` is needed to onboard", cfg.path.display()))?;
-    let wallet_domain = cfg.wallet_domain.as_deref().ok_or_else(|| {
+    let wallet_domain = cfg.wallet_domain.clone().ok_or_else(|| {
         anyhow!(
             "{}: `wallet_domain` is needed to onboard",
             cfg.path.display()
@@ -579,42 +649,86 @@ async fn onboard(cfg: &Config, receipt_path: &Path, pass: &str) -> Result<()> {
     let password = chaincall_wallet::sip_password(&receipt)
         .map_err(|e| anyhow!("{}: {e}", receipt_path.display()))?;
     let chain = cfg.chain().await?;
-    let server_key = chaincall_wallet::server_identity_key(&*chain, cfg.contract, wallet_domain)
+    let server_key = chaincall_wallet::server_identity_key(&*chain, cfg.contract, &wallet_domain)
         .await
         .with_context(|| format!("the wallet server's key ({wallet_domain}) on chain"))?;
-    let client = chaincall_wallet::WalletClient::new(wallet_url.to_owned());
+    let client = chaincall_wallet::WalletClient::new(wallet_url.clone());
+    let info = client
+        .server_info()
+        .await
+        .with_context(|| format!("the wallet server at {wallet_url}"))?;
+    let mut request = chaincall_wallet::NumberRequest::named(cfg.number_text());
+    if info["number_verifier"].as_str() == Some("sms_code") {
+        let number = cfg.number()?.clone();
+        chaincall_wallet::client::request_number_code(
+            &client,
+            &server_key,
+            &secrets.wallet,
+            &secrets.identity.public(),
+            number.as_str(),
+            receipt.clone(),
+        )
+        .await
+        .with_context(|| format!("asking {wallet_url} for a code to {number}"))?;
+        let code = prompt_line(&format!("code sent to {number} by SMS: "))?;
+        request = request.with_code(&code);
+    }
     let status = chaincall_wallet::onboard_phone(
         &client,
         &*chain,
         cfg.contract,
         &server_key,
         &secrets.wallet,
-        &secrets.identity.public(),
-        &secrets.number,
+        &secrets.identity,
+        &request,
         receipt,
         Duration::from_secs(120),
     )
     .await
-    .with_context(|| format!("onboarding {} at {wallet_url}", cfg.number))?;
+    .with_context(|| format!("onboarding {} at {wallet_url}", cfg.number_text()))?;
     ensure!(
         status.state == "provisioned",
-        "onboarding {} ended in state {:?}",
-        cfg.number,
+        "onboarding ended in state {:?}",
         status.state
     );
+    let number = status
+        .phone
+        .as_deref()
+        .and_then(|p| PhoneNumber::parse(p).ok())
+        .ok_or_else(|| anyhow!("the wallet server named no number"))?;
+    // The key file is sealed to its number (associated data): re-sealed under the assigned one.
+    secrets.number = number.as_str().to_owned();
     secrets.sip_password = Some(password);
     secrets
         .save(&cfg.key_file, pass, true)
         .with_context(|| format!("cannot update {}", cfg.key_file.display()))?;
+    if cfg.number.as_ref() != Some(&number) {
+        cfg.store_number(number.clone())?;
+    }
     println!(
-        "onboarded {}: key approved on chain (wallet {}), SIP account provisioned at {}; \
-         password stored in {}",
-        cfg.number,
+        "onboarded {number}: key approved on chain (wallet {}), SIP account provisioned at {}; \
+         password stored in {}, number in {}",
         secrets.wallet.address(),
         cfg.sip_domain,
-        cfg.key_file.display()
+        cfg.key_file.display(),
+        cfg.path.display()
     );
     Ok(())
+}
+
+/// Asks on the terminal (stderr) and reads one line from stdin; never from the command line, so
+/// the answer stays out of shell history and process listings.
+fn prompt_line(prompt: &str) -> Result<Zeroizing<String>> {
+    use std::io::Write as _;
+    eprint!("{prompt}");
+    std::io::stderr().flush().ok();
+    let mut line = Zeroizing::new(String::new());
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the code from stdin")?;
+    let code = Zeroizing::new(line.trim().to_owned());
+    ensure!(!code.is_empty(), "no code entered");
+    Ok(code)
 }
 
 /// Connects the phone to the SIP server (running the handshake for TLS-PSK).
@@ -627,7 +741,7 @@ async fn start_phone(
     let sip_password = secrets.sip_password.clone().ok_or_else(|| {
         anyhow!(
             "{} has no SIP password yet: run `chaincall phone onboard --receipt FILE` first",
-            cfg.number
+            cfg.number_text()
         )
     })?;
     let chain = cfg.chain().await?;
@@ -647,7 +761,7 @@ async fn start_phone(
         );
     }
     let phone_cfg = PhoneConfig {
-        number: cfg.number.clone(),
+        number: cfg.number()?.clone(),
         identity: Arc::new(secrets.identity.clone()),
         sip_password,
         sip_domain: cfg.sip_domain.clone(),
@@ -675,7 +789,7 @@ async fn register_at(cfg: &Config, phone: &Phone) -> Result<u32> {
     phone
         .register(cfg.register_expires)
         .await
-        .with_context(|| format!("REGISTER of {} at {}", cfg.number, cfg.sip_domain))
+        .with_context(|| format!("REGISTER of {} at {}", cfg.number_text(), cfg.sip_domain))
 }
 
 /// Removes our binding (REGISTER with Expires: 0) before the phone stops, so calls to us fail at
@@ -696,7 +810,7 @@ async fn register(cfg: &mut Config, secrets: &PhoneSecrets) -> Result<()> {
     let expires = result?;
     println!(
         "registered {} at {} via {} ({}, connected in {:.1} ms): expires in {expires} s",
-        cfg.number,
+        cfg.number_text(),
         cfg.sip_domain,
         cfg.sip_addr,
         cfg.transport_name(),
@@ -729,7 +843,10 @@ async fn call(
     );
     let target = PhoneNumber::parse(callee)
         .map_err(|e| anyhow!("{callee:?} is not an E.164 number: {e}"))?;
-    ensure!(target != cfg.number, "{target} is this phone's own number");
+    ensure!(
+        Some(&target) != cfg.number.as_ref(),
+        "{target} is this phone's own number"
+    );
     let audio = outgoing_audio(cfg, (seconds * 1000.0).round() as u32, 1)?;
     let (phone, mut events, _) = start_phone(cfg, secrets, audio, false).await?;
     let mut control = phone_control::bind_or_warn(&cfg.control_socket).await;
@@ -888,7 +1005,7 @@ async fn listen_inner(
     let expires = register_at(cfg, phone).await?;
     eprintln!(
         "{} listening (registered at {} for {expires} s, {}); Ctrl-C stops",
-        cfg.number,
+        cfg.number_text(),
         cfg.sip_domain,
         if reject {
             "declining every call"
@@ -1029,7 +1146,7 @@ fn protection(r: &CallReport) -> String {
 fn report_json(cfg: &Config, r: &CallReport, recording: &Path) -> serde_json::Value {
     json!({
         "call_id": r.call_id,
-        "number": cfg.number.as_str(),
+        "number": cfg.number_text(),
         "peer": r.peer,
         "direction": if r.outgoing { "outgoing" } else { "incoming" },
         "key_mode": r.mode.name(),

@@ -71,13 +71,17 @@ impl Phone {
             PhoneNumber::parse(&self.number).unwrap(),
         ))
     }
+    /// The phone's payload for its own number, with its proof of possession (which
+    /// `/v1/approve` requires and `/v1/onboard` ignores).
     pub fn payload(&self, receipt: &Receipt) -> OnboardPayload {
+        let purchase: Purchase = serde_json::from_str(&receipt.original_json).unwrap();
         OnboardPayload::new(
             self.wallet.address(),
             receipt.clone(),
             &self.number,
             &self.identity.public(),
         )
+        .with_proof(&self.identity, &self.id(), &purchase.chain_receipt_hash())
     }
 }
 
@@ -183,13 +187,27 @@ impl<C: ServerChain> Server<C> {
             self.contract,
             &self.server_key,
             &phone.wallet,
-            &phone.identity.public(),
-            &phone.number,
+            &phone.identity,
+            &chaincall_wallet::NumberRequest::named(&phone.number),
             receipt,
             Duration::from_secs(60),
         )
         .await
         .unwrap()
+    }
+
+    /// The phone's `addClient` for its number from its wallet, with `key` (its own, or not).
+    pub async fn add_pending(&self, phone: &Phone, purchase: &Purchase, key: &PublicIdentityKey) {
+        chaincall_wallet::client::add_client_once(
+            &*self.chain,
+            self.contract,
+            &phone.wallet,
+            key,
+            &PhoneNumber::parse(&phone.number).unwrap(),
+            purchase,
+        )
+        .await
+        .unwrap();
     }
 
     /// Raw POST, returning status and JSON.
