@@ -27,7 +27,9 @@ use crate::message::{
 };
 use crate::policy::SrtpPolicy;
 use crate::prf::{TransportKeys, derive_srtp};
-use crate::replay::{DEFAULT_CAPACITY, DEFAULT_WINDOW_SECS, ReplayCache};
+use crate::replay::{
+    DEFAULT_CAPACITY, DEFAULT_PER_INITIATOR, DEFAULT_WINDOW_SECS, ExchangeId, ReplayCache,
+};
 use crate::time::NtpTime;
 use crate::uri::{identity_uri, resolve_identity};
 
@@ -872,16 +874,20 @@ pub struct ResponderConfig {
     pub window_secs: u64,
     /// Replay cache bound.
     pub replay_capacity: usize,
+    /// Replay cache entries one initiator may hold (its share of `replay_capacity`), so that one
+    /// signer flooding offers cannot make the phone refuse everyone else's.
+    pub replay_per_initiator: usize,
 }
 
 impl ResponderConfig {
-    /// Defaults: 60 s window, 4096 cached offers.
+    /// Defaults: 60 s window, 4096 cached offers, 32 per initiator.
     pub fn new(own_name: IdentityName) -> Self {
         Self {
             own_name,
             sip_domain: None,
             window_secs: DEFAULT_WINDOW_SECS,
             replay_capacity: DEFAULT_CAPACITY,
+            replay_per_initiator: DEFAULT_PER_INITIATOR,
         }
     }
 }
@@ -926,7 +932,11 @@ impl fmt::Debug for Responder {
 impl Responder {
     /// A responder holding our identity key (PKE envelopes open with it; DH answers are signed).
     pub fn new(cfg: ResponderConfig, identity: IdentityKey) -> Self {
-        let replay = ReplayCache::new(cfg.window_secs, cfg.replay_capacity);
+        let replay = ReplayCache::new(
+            cfg.window_secs,
+            cfg.replay_capacity,
+            cfg.replay_per_initiator,
+        );
         Self {
             cfg,
             identity,
@@ -955,7 +965,8 @@ impl Responder {
     /// IDi resolves to an identity and IDr (if present) is us; the initiator is approved in the
     /// directory (unknown, pending and revoked are refused by name); the signature (PKE, DH) or the
     /// KEMAC MAC (PSK) verifies; the envelope opens and the KEMAC MAC verifies (PKE); the policy is
-    /// one we run; only then the replay cache records the message, refusing a repeat (§5.4).
+    /// one we run; only then the replay cache records the exchange (mode, initiator, CSB ID, T,
+    /// RAND), refusing a repeat (§5.4).
     pub fn handle_offer(
         &mut self,
         offer: &[u8],
@@ -1084,7 +1095,16 @@ impl Responder {
                     ));
                 }
                 let keys = derive_all(item.key, &msg.header, rand, &policies)?;
-                self.replay.check_and_insert(offer, t, now)?;
+                self.replay.check_and_insert(
+                    &ExchangeId {
+                        mode,
+                        initiator: &initiator,
+                        csb_id: msg.header.csb_id,
+                        t,
+                        rand,
+                    },
+                    now,
+                )?;
                 let answer = if msg.header.v {
                     Some(self.verification_answer(&msg, &transport, idi.data, &own_uri, t.0, now)?)
                 } else {
@@ -1114,7 +1134,16 @@ impl Responder {
                     return Err(MikeyError::Unsupported("DH key validity"));
                 }
                 let peer = parse_point(dhi.value)?;
-                self.replay.check_and_insert(offer, t, now)?;
+                self.replay.check_and_insert(
+                    &ExchangeId {
+                        mode,
+                        initiator: &initiator,
+                        csb_id: msg.header.csb_id,
+                        t,
+                        rand,
+                    },
+                    now,
+                )?;
                 let secret = p256::ecdh::EphemeralSecret::random(&mut OsRng);
                 let dhr_value = encode_point(&secret.public_key());
                 let shared = secret.diffie_hellman(&peer);
