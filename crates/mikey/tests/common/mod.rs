@@ -62,7 +62,7 @@ impl World {
         let mut cfg = ResponderConfig::new(self.bob.clone());
         cfg.sip_domain = Some("example.org".into());
         let mut r = Responder::new(cfg, self.bob_key.clone());
-        r.set_psk(PSK).unwrap();
+        r.set_psk(self.alice.clone(), PSK).unwrap();
         r
     }
 
