@@ -1066,6 +1066,14 @@ impl Responder {
         }
         let initiator_key = approved(directory, &initiator)?;
         let policies = policies(&p.sps)?;
+        // §5.4: what names this exchange in the replay cache, all of it authenticated below.
+        let exchange = ExchangeId {
+            mode,
+            initiator: &initiator,
+            csb_id: msg.header.csb_id,
+            t,
+            rand,
+        };
         let own_uri = identity_uri(&self.cfg.own_name, self.cfg.sip_domain.as_deref());
 
         let (keys, answer) = match mode {
@@ -1162,16 +1170,7 @@ impl Responder {
                     ));
                 }
                 let keys = derive_all(item.key, &msg.header, rand, &policies)?;
-                self.replay.check_and_insert(
-                    &ExchangeId {
-                        mode,
-                        initiator: &initiator,
-                        csb_id: msg.header.csb_id,
-                        t,
-                        rand,
-                    },
-                    now,
-                )?;
+                self.replay.check_and_insert(&exchange, now)?;
                 let answer = if msg.header.v {
                     Some(self.verification_answer(&msg, &transport, idi.data, &own_uri, t.0, now)?)
                 } else {
@@ -1201,16 +1200,7 @@ impl Responder {
                     return Err(MikeyError::Unsupported("DH key validity"));
                 }
                 let peer = parse_point(dhi.value)?;
-                self.replay.check_and_insert(
-                    &ExchangeId {
-                        mode,
-                        initiator: &initiator,
-                        csb_id: msg.header.csb_id,
-                        t,
-                        rand,
-                    },
-                    now,
-                )?;
+                self.replay.check_and_insert(&exchange, now)?;
                 let secret = p256::ecdh::EphemeralSecret::random(&mut OsRng);
                 let dhr_value = encode_point(&secret.public_key());
                 let shared = secret.diffie_hellman(&peer);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use chaincall_identity::{IdentityKey, IdentityName};
+use chaincall_identity::IdentityKey;
 use chaincall_mikey::message::{Id, IdType, Payload};
 use chaincall_mikey::{Message, MikeyError, Mode, OfferConfig, Responder, ResponderConfig};
 use common::{PSK, World};
@@ -140,16 +140,15 @@ fn a_psk_authenticates_only_the_peer_it_is_shared_with() {
         .handle_offer(w.psk(true).offer(), &w.dir, w.now)
         .unwrap();
     assert_eq!((acc.mode, acc.initiator), (Mode::Psk, w.alice.clone()));
-    // A responder with a PSK for Mallory accepts Mallory's offers under that key, not Alice's key.
-    let mut carol_cfg = ResponderConfig::new(w.bob.clone());
-    carol_cfg.sip_domain = Some("example.org".into());
-    let mut other = Responder::new(carol_cfg, w.bob_key.clone());
-    other
+    // A Bob who shares a key only with Mallory refuses Alice's PSK offers outright.
+    let mut cfg = ResponderConfig::new(w.bob.clone());
+    cfg.sip_domain = Some("example.org".into());
+    let mut bob_with_mallory = Responder::new(cfg, w.bob_key.clone());
+    bob_with_mallory
         .set_psk(w.mallory.clone(), b"mallory and bob share this key!!")
         .unwrap();
     assert!(matches!(
-        other.handle_offer(w.psk(false).offer(), &w.dir, w.now),
+        bob_with_mallory.handle_offer(w.psk(false).offer(), &w.dir, w.now),
         Err(MikeyError::Unsupported(_))
     ));
-    let _: &IdentityName = &w.alice;
 }
