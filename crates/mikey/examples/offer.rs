@@ -13,13 +13,12 @@ fn main() {
     dir.approve(alice.clone(), alice_key.public());
     dir.approve(bob.clone(), bob_key.public());
     let now = NtpTime::from_system_time(std::time::SystemTime::now());
-    let mut cfg = OfferConfig::new(alice, bob.clone());
+    let mut cfg = OfferConfig::new(alice.clone(), bob.clone());
     cfg.sip_domain = Some("example.org".into());
     cfg.streams = vec![Stream {
         ssrc: 0x1234_5678,
         roc: 0,
     }];
-    cfg.request_verification = true;
     let psk = b"example pre-shared key, 32 bytes";
     let caller = match mode.as_str() {
         "dh" => Initiator::dh_sign(cfg, &alice_key, now),
@@ -31,7 +30,7 @@ fn main() {
     let mut rcfg = ResponderConfig::new(bob);
     rcfg.sip_domain = Some("example.org".into());
     let mut callee = Responder::new(rcfg, bob_key);
-    callee.set_psk(psk).expect("long enough");
+    callee.set_psk(alice, psk).expect("long enough");
     let accepted = callee
         .handle_offer(caller.offer(), &dir, now)
         .expect("accepted");

@@ -141,6 +141,17 @@ pub enum MikeyError {
     /// The replay cache is full of messages still inside the window; refusing is the only safe answer.
     #[error("replay cache full ({0} live entries); refusing new messages until entries expire")]
     ReplayCacheFull(usize),
+    /// This initiator already holds its whole share of the replay cache with exchanges still inside
+    /// the window; its new offers wait until those expire, other initiators' are unaffected.
+    #[error(
+        "{initiator} holds {live} live replay-cache entries, its quota; refusing its offers until they expire"
+    )]
+    ReplayQuotaFull {
+        /// The authenticated initiator.
+        initiator: IdentityName,
+        /// Its live entries.
+        live: usize,
+    },
     /// An identity payload could not be turned into a chaincall identity.
     #[error("cannot resolve MIKEY identity {uri:?}: {reason}")]
     UnresolvableIdentity {
@@ -200,7 +211,9 @@ impl MikeyError {
             Self::InvalidDhValue(_) => ErrorCode::InvalidDh,
             Self::Unsupported(_) => ErrorCode::InvalidSpPar,
             Self::Decode(_) | Self::Unexpected(_) => ErrorCode::InvalidDt,
-            Self::ReplayCacheFull(_) | Self::DirectoryUnavailable(_) => ErrorCode::Unspecified,
+            Self::ReplayCacheFull(_)
+            | Self::ReplayQuotaFull { .. }
+            | Self::DirectoryUnavailable(_) => ErrorCode::Unspecified,
             Self::Encode(_) | Self::PeerError(_) | Self::Misuse(_) => return None,
         })
     }

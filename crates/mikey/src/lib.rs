@@ -10,7 +10,8 @@
 //! - [`Initiator`] / [`Responder`]: the PKE (the paper's mode, Fig. 6), DH-SIGN (Station-to-Station,
 //!   Fig. 7) and PSK methods; each accepted exchange yields [`SrtpKeys`] per crypto session by the
 //!   RFC 3830 §4.1 PRF ([`prf`]).
-//! - [`ReplayCache`]: §5.4 timestamp window and bounded replay cache.
+//! - [`ReplayCache`]: §5.4 timestamp window and a replay cache keyed on the exchange (mode, IDi,
+//!   CSB ID, T, RAND), bounded in total and per initiator.
 //! - [`sdp`]: RFC 4567 `a=key-mgmt:mikey` glue.
 //!
 //! ```no_run
@@ -20,13 +21,15 @@
 //! let now = NtpTime::from_system_time(std::time::SystemTime::now());
 //! let cfg = OfferConfig::new("+15551230001".parse().unwrap(), "+15551230002".parse().unwrap());
 //! // Caller: PKE offer in the INVITE.
-//! let caller = Initiator::pke(cfg, &alice_key, &dir, now)?;
+//! let mut caller = Initiator::pke(cfg, &alice_key, &dir, now)?;
 //! let line = sdp::attribute_line(caller.offer());
 //! // Callee: verify against the keystore, get the SRTP keys.
 //! let offer = sdp::parse_attribute(&line).unwrap().unwrap();
 //! let mut callee = Responder::new(ResponderConfig::new("+15551230002".parse().unwrap()), bob_key);
 //! let accepted = callee.handle_offer(&offer, &dir, now)?;
-//! assert_eq!(accepted.keys[0].dangerous_master_key(), caller.keys().unwrap()[0].dangerous_master_key());
+//! // Caller: the V answer from the 200 OK confirms Bob derived the same keys.
+//! let keys = caller.handle_answer(accepted.answer.as_deref().unwrap(), &dir, now, 60)?;
+//! assert_eq!(accepted.keys[0].dangerous_master_key(), keys[0].dangerous_master_key());
 //! # Ok(()) }
 //! ```
 //!
@@ -37,8 +40,12 @@
 //! IANA's MIKEY registries. chaincall therefore:
 //!
 //! - PKE: encrypts the envelope key with chaincall's ECIES ([`chaincall_identity::ecies`]: P-256
-//!   ECDH with an ephemeral key, HKDF-SHA-256, AES-256-GCM, context `chaincall mikey pke env_key`)
-//!   instead of the draft's ECIES parameters (SEC1 KDF/MAC choices);
+//!   ECDH with an ephemeral key, HKDF-SHA-256, AES-256-GCM) instead of the draft's ECIES parameters
+//!   (SEC1 KDF/MAC choices). The ECIES context is `chaincall mikey pke env_key v2` followed by
+//!   IDi, IDr, the CSB ID and RAND, so an envelope opens only for the exchange it was sealed for
+//!   (plain RFC 3830 binds none of these to the envelope; `docs/mikey.md` says why it matters);
+//! - offers must carry IDr (optional in RFC 3830), and a PSK is bound to the one peer it is shared
+//!   with;
 //! - SIGN: uses S type 3 for ECDSA P-256 SHA-256 with a 64-byte `r || s` signature. IANA has 0 and
 //!   1 (RSA, RFC 3830) and 2 (ECCSI, RFC 6509), so a draft-era value 2 would now mean ECCSI;
 //! - DH: uses DH-Group 3 for P-256 with the DH value a SEC1 uncompressed point (65 bytes); the TGK is

@@ -1183,6 +1183,46 @@ pub fn decode_key_data(buf: &[u8], base: usize) -> Result<Vec<KeyData<'_>>, Deco
     Ok(out)
 }
 
+/// Decodes the plaintext of a PKE KEMAC, `IDi || {TGK}` (RFC 3830 §3.2): the initiator's ID
+/// sub-payload (§6.7 layout; its next-payload field must announce key data) and the key data
+/// sub-payloads after it (§6.13).
+///
+/// `base` is added to offsets in errors, as for [`decode_key_data`].
+pub fn decode_pke_key_data(
+    buf: &[u8],
+    base: usize,
+) -> Result<(Id<'_>, Vec<KeyData<'_>>), DecodeError> {
+    let mut r = Reader::new(buf, base);
+    let next_at = r.at();
+    let next = r.u8("IDi next payload")?;
+    if next != payload_type::KEY_DATA {
+        return Err(DecodeError::new(
+            next_at,
+            DecodeErrorKind::MisplacedPayload {
+                payload: next,
+                place: "after the IDi of a PKE KEMAC (only key data)",
+            },
+        ));
+    }
+    let at = r.at();
+    let id_type = IdType::read(r.u8("ID type")?, at)?;
+    let len = usize::from(r.u16("ID len")?);
+    let data = r.bytes(len, "ID data")?;
+    let used = 4 + len;
+    let keys = decode_key_data(&buf[used..], base + used)?;
+    if keys.is_empty() {
+        return Err(DecodeError::new(
+            base + used,
+            DecodeErrorKind::Truncated {
+                field: "key data after the IDi of a PKE KEMAC",
+                needed: 4,
+                available: 0,
+            },
+        ));
+    }
+    Ok((Id { id_type, data }, keys))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Encoding
 // ---------------------------------------------------------------------------------------------
@@ -1471,4 +1511,27 @@ pub fn encode_key_data(items: &[KeyData<'_>], out: &mut Vec<u8>) -> Result<(), E
         write_kv_data(&item.kv, out);
     }
     Ok(())
+}
+
+/// Encodes the plaintext of a PKE KEMAC, `IDi || {TGK}` (RFC 3830 §3.2): the initiator's ID
+/// sub-payload, then the key data sub-payloads ([`encode_key_data`]), appending to `out`.
+pub fn encode_pke_key_data(
+    idi: &Id<'_>,
+    items: &[KeyData<'_>],
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    check_len("ID data", idi.data.len(), 0xffff)?;
+    if items.is_empty() {
+        return Err(EncodeError::WrongLength {
+            field: "PKE KEMAC key data items",
+            expected: 1,
+            len: 0,
+        });
+    }
+    out.put_u8(payload_type::KEY_DATA);
+    out.put_u8(idi.id_type.to_u8());
+    // Invariant: length checked above.
+    out.put_u16(idi.data.len() as u16);
+    out.put(idi.data);
+    encode_key_data(items, out)
 }

@@ -9,6 +9,7 @@
 //! Identities are URIs of chaincall names; their keys come from a [`KeyDirectory`], and only
 //! approved keys are used. Each accepted exchange yields one [`SrtpKeys`] per crypto session.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use chaincall_identity::{
@@ -23,16 +24,19 @@ use crate::message::{
     CsIdMap, DataType, Dh, DhGroup, EncrAlg, ErrorCode, Header, Id, IdRole, IdType, Kemac, KeyData,
     KeyKind, KeyValidity, MacAlg, Message, Payload, Pke, PkeCache, PolicyParam, PrfFunc, ProtType,
     SecurityPolicy, Sign, SignType, SrtpIdEntry, Timestamp, Verification, decode_key_data,
-    encode_key_data,
+    decode_pke_key_data, encode_key_data, encode_pke_key_data,
 };
 use crate::policy::SrtpPolicy;
 use crate::prf::{TransportKeys, derive_srtp};
-use crate::replay::{DEFAULT_CAPACITY, DEFAULT_WINDOW_SECS, ReplayCache};
+use crate::replay::{
+    DEFAULT_CAPACITY, DEFAULT_PER_INITIATOR, DEFAULT_WINDOW_SECS, ExchangeId, ReplayCache,
+};
 use crate::time::NtpTime;
 use crate::uri::{identity_uri, resolve_identity};
 
-/// ECIES context for the PKE envelope: a ciphertext made for MIKEY opens nowhere else.
-const PKE_CONTEXT: &[u8] = b"chaincall mikey pke env_key";
+/// ECIES context label for the PKE envelope: a ciphertext made for MIKEY opens nowhere else. The
+/// exchange's identities, CSB ID and RAND follow it ([`pke_context`]).
+const PKE_CONTEXT_LABEL: &[u8] = b"chaincall mikey pke env_key v2";
 /// RAND length: RFC 3830 §6.11 asks for at least 128 bits.
 const RAND_LEN: usize = 16;
 /// TGK length (PKE, PSK). The TGK only feeds the PRF; 256 bits is one PRF chunk.
@@ -75,6 +79,33 @@ pub struct Stream {
     pub roc: u32,
 }
 
+/// The ECIES context of a PKE envelope: `label || len(IDi) || IDi || len(IDr) || IDr || CSB ID ||
+/// len(RAND) || RAND`, with IDi and IDr the ID payloads' data exactly as sent (lengths 2 bytes, as in
+/// §6.7; RAND's 1 byte, as in §6.11). The envelope key then opens only for the exchange it was
+/// made for: an offer whose IDi, IDr, CSB ID or RAND was changed (and re-signed by whoever changed
+/// it) does not open at the responder. This closes the unknown key share of plain PKE, where an
+/// approved subscriber could swap in her own IDi and signature and pass the initiator's TGK off as
+/// hers (issue 13, item 2); the KEMAC also carries IDi under the envelope key (§3.2).
+fn pke_context(idi: &[u8], idr: &[u8], csb_id: u32, rand: &[u8]) -> Result<Vec<u8>, MikeyError> {
+    let too_long = |field, len, max| {
+        MikeyError::Encode(crate::error::EncodeError::TooLong { field, len, max })
+    };
+    let idi_len = u16::try_from(idi.len()).map_err(|_| too_long("IDi", idi.len(), 0xffff))?;
+    let idr_len = u16::try_from(idr.len()).map_err(|_| too_long("IDr", idr.len(), 0xffff))?;
+    let rand_len = u8::try_from(rand.len()).map_err(|_| too_long("RAND", rand.len(), 0xff))?;
+    let mut ctx =
+        Vec::with_capacity(PKE_CONTEXT_LABEL.len() + 9 + idi.len() + idr.len() + rand.len());
+    ctx.extend_from_slice(PKE_CONTEXT_LABEL);
+    ctx.extend_from_slice(&idi_len.to_be_bytes());
+    ctx.extend_from_slice(idi);
+    ctx.extend_from_slice(&idr_len.to_be_bytes());
+    ctx.extend_from_slice(idr);
+    ctx.extend_from_slice(&csb_id.to_be_bytes());
+    ctx.push(rand_len);
+    ctx.extend_from_slice(rand);
+    Ok(ctx)
+}
+
 /// What an initiator offers.
 #[derive(Debug, Clone)]
 pub struct OfferConfig {
@@ -88,12 +119,15 @@ pub struct OfferConfig {
     pub streams: Vec<Stream>,
     /// The SRTP policy for every stream.
     pub policy: SrtpPolicy,
-    /// PSK/PKE: ask for a verification message (V flag). DH always has an answer.
+    /// PSK/PKE: ask for a verification message (V flag, RFC 3830 §3.1-3.2). On by default: the
+    /// V MAC proves the responder derived this exchange's transport keys (it holds the PSK, or
+    /// opened the envelope sealed to its on-chain key), which is the only key confirmation and
+    /// responder authentication these modes have. DH always has a signed answer.
     pub request_verification: bool,
 }
 
 impl OfferConfig {
-    /// One stream with unknown SSRC, the default policy, no verification request.
+    /// One stream with unknown SSRC, the default policy, verification requested.
     pub fn new(initiator: IdentityName, responder: IdentityName) -> Self {
         Self {
             initiator,
@@ -101,7 +135,7 @@ impl OfferConfig {
             sip_domain: None,
             streams: vec![Stream::default()],
             policy: SrtpPolicy::default(),
-            request_verification: false,
+            request_verification: true,
         }
     }
 }
@@ -507,8 +541,14 @@ impl Initiator {
         let env_key = Zeroizing::new(random_bytes::<ENV_KEY_LEN>());
         let tgk = Zeroizing::new(random_bytes::<TGK_LEN>());
         let transport = TransportKeys::derive(env_key.as_ref(), this.header.csb_id, &this.rand);
-        let envelope = ecies::seal(&responder_key, PKE_CONTEXT, env_key.as_ref());
-        let encr_data = this.key_data(tgk.as_ref(), &transport)?;
+        let context = pke_context(
+            this.idi_uri.as_bytes(),
+            idr_uri.as_bytes(),
+            this.header.csb_id,
+            &this.rand,
+        )?;
+        let envelope = ecies::seal(&responder_key, &context, env_key.as_ref());
+        let encr_data = this.key_data(tgk.as_ref(), &transport, true)?;
         let sp = sp_storage(&this.cfg.policy);
         let zero_mac = [0u8; 20];
         let zero_sig = [0u8; SIG_LEN];
@@ -543,8 +583,8 @@ impl Initiator {
             ],
         };
         let mut bytes = msg.to_vec()?;
-        // §3.2: in PKE the KEMAC MAC covers the KEMAC payload (up to the MAC); the signature
-        // covers the whole message, MAC included.
+        // §3.2: in PKE the KEMAC MAC covers the KEMAC payload (up to the MAC), whose encrypted
+        // part starts with IDi; the signature covers the whole message, MAC included.
         let (_, spans) = Message::decode_with_spans(&bytes)?;
         let kemac = spans.ranges[5].clone();
         let mac_at = kemac.end - 20;
@@ -619,7 +659,7 @@ impl Initiator {
         let (mut this, idr_uri) = Self::start(Mode::Psk, cfg, now)?;
         let tgk = Zeroizing::new(random_bytes::<TGK_LEN>());
         let transport = TransportKeys::derive(psk, this.header.csb_id, &this.rand);
-        let encr_data = this.key_data(tgk.as_ref(), &transport)?;
+        let encr_data = this.key_data(tgk.as_ref(), &transport, false)?;
         let sp = sp_storage(&this.cfg.policy);
         let zero_mac = [0u8; 20];
         let msg = Message {
@@ -663,22 +703,30 @@ impl Initiator {
         Ok(this)
     }
 
-    /// KEMAC data: one TGK sub-payload (§6.13), AES-CM encrypted (§4.2.3).
+    /// KEMAC data, AES-CM encrypted (§4.2.3): one TGK sub-payload (§6.13), after the initiator's
+    /// ID when `with_idi` (PKE: `E(encr_key, IDi || {TGK})`, §3.2).
     fn key_data(
         &self,
         tgk: &[u8],
         transport: &TransportKeys,
+        with_idi: bool,
     ) -> Result<Zeroizing<Vec<u8>>, MikeyError> {
-        let mut plain = Zeroizing::new(Vec::with_capacity(8 + tgk.len()));
-        encode_key_data(
-            &[KeyData {
-                kind: KeyKind::Tgk,
-                key: tgk,
-                salt: None,
-                kv: KeyValidity::Null,
-            }],
-            &mut plain,
-        )?;
+        let mut plain = Zeroizing::new(Vec::with_capacity(12 + self.idi_uri.len() + tgk.len()));
+        let items = [KeyData {
+            kind: KeyKind::Tgk,
+            key: tgk,
+            salt: None,
+            kv: KeyValidity::Null,
+        }];
+        if with_idi {
+            let idi = Id {
+                id_type: IdType::Uri,
+                data: self.idi_uri.as_bytes(),
+            };
+            encode_pke_key_data(&idi, &items, &mut plain)?;
+        } else {
+            encode_key_data(&items, &mut plain)?;
+        }
         transport.aes_cm(self.header.csb_id, self.t, &mut plain);
         Ok(plain)
     }
@@ -872,16 +920,20 @@ pub struct ResponderConfig {
     pub window_secs: u64,
     /// Replay cache bound.
     pub replay_capacity: usize,
+    /// Replay cache entries one initiator may hold (its share of `replay_capacity`), so that one
+    /// signer flooding offers cannot make the phone refuse everyone else's.
+    pub replay_per_initiator: usize,
 }
 
 impl ResponderConfig {
-    /// Defaults: 60 s window, 4096 cached offers.
+    /// Defaults: 60 s window, 4096 cached offers, 32 per initiator.
     pub fn new(own_name: IdentityName) -> Self {
         Self {
             own_name,
             sip_domain: None,
             window_secs: DEFAULT_WINDOW_SECS,
             replay_capacity: DEFAULT_CAPACITY,
+            replay_per_initiator: DEFAULT_PER_INITIATOR,
         }
     }
 }
@@ -909,7 +961,8 @@ pub struct Accepted {
 pub struct Responder {
     cfg: ResponderConfig,
     identity: IdentityKey,
-    psk: Option<Zeroizing<Vec<u8>>>,
+    /// Pre-shared keys by the one peer each is shared with.
+    psks: HashMap<IdentityName, Zeroizing<Vec<u8>>>,
     replay: ReplayCache,
 }
 
@@ -917,7 +970,7 @@ impl fmt::Debug for Responder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Responder")
             .field("own_name", &self.cfg.own_name)
-            .field("psk", &self.psk.as_ref().map(|_| "<redacted>"))
+            .field("psk_peers", &self.psks.keys().collect::<Vec<_>>())
             .field("replay_entries", &self.replay.len())
             .finish_non_exhaustive()
     }
@@ -926,21 +979,29 @@ impl fmt::Debug for Responder {
 impl Responder {
     /// A responder holding our identity key (PKE envelopes open with it; DH answers are signed).
     pub fn new(cfg: ResponderConfig, identity: IdentityKey) -> Self {
-        let replay = ReplayCache::new(cfg.window_secs, cfg.replay_capacity);
+        let replay = ReplayCache::new(
+            cfg.window_secs,
+            cfg.replay_capacity,
+            cfg.replay_per_initiator,
+        );
         Self {
             cfg,
             identity,
-            psk: None,
+            psks: HashMap::new(),
             replay,
         }
     }
 
-    /// Enables PSK offers with this key (the initiator must still be approved in the directory).
-    pub fn set_psk(&mut self, psk: &[u8]) -> Result<(), MikeyError> {
+    /// Enables PSK offers from `peer` under `psk` (replacing an earlier key for that peer).
+    ///
+    /// A PSK authenticates whoever holds it, so it is bound to the one identity it is shared with:
+    /// a PSK offer is accepted only when its IDi is that peer, and the peer must still be approved
+    /// in the directory. (With one key for all initiators, any holder could name any IDi.)
+    pub fn set_psk(&mut self, peer: IdentityName, psk: &[u8]) -> Result<(), MikeyError> {
         if psk.len() < MIN_PSK_LEN {
             return Err(MikeyError::Misuse("pre-shared key shorter than 16 bytes"));
         }
-        self.psk = Some(Zeroizing::new(psk.to_vec()));
+        self.psks.insert(peer, Zeroizing::new(psk.to_vec()));
         Ok(())
     }
 
@@ -952,10 +1013,12 @@ impl Responder {
     /// Processes an I_MESSAGE.
     ///
     /// Order of checks (cheap first, state last): decode; data type and PRF; timestamp window;
-    /// IDi resolves to an identity and IDr (if present) is us; the initiator is approved in the
+    /// IDi resolves to an identity and IDr is present and is us; the initiator is approved in the
     /// directory (unknown, pending and revoked are refused by name); the signature (PKE, DH) or the
-    /// KEMAC MAC (PSK) verifies; the envelope opens and the KEMAC MAC verifies (PKE); the policy is
-    /// one we run; only then the replay cache records the message, refusing a repeat (§5.4).
+    /// KEMAC MAC under the PSK shared with that initiator (PSK) verifies; the envelope, sealed to
+    /// this exchange's IDi, IDr, CSB ID and RAND, opens, the KEMAC MAC verifies and the IDi inside
+    /// the KEMAC is the message's (PKE); the policy is one we run; only then the replay cache
+    /// records the exchange (mode, initiator, CSB ID, T, RAND), refusing a repeat (§5.4).
     pub fn handle_offer(
         &mut self,
         offer: &[u8],
@@ -988,17 +1051,29 @@ impl Responder {
             .as_ref()
             .ok_or(MikeyError::Unexpected("offer without IDi"))?;
         let initiator = resolve_identity(idi.id_type, idi.data)?;
-        if let Some(idr) = &p.idr {
-            let named = resolve_identity(idr.id_type, idr.data)?;
-            if named != self.cfg.own_name {
-                return Err(MikeyError::WrongPeer {
-                    expected: self.cfg.own_name.clone(),
-                    found: named,
-                });
-            }
+        // RFC 3830 makes IDr optional; we require it, so that what the initiator signed or MACed
+        // names the responder it meant (an offer meant for someone else is never ours).
+        let idr = p
+            .idr
+            .as_ref()
+            .ok_or(MikeyError::Unexpected("offer without IDr"))?;
+        let named = resolve_identity(idr.id_type, idr.data)?;
+        if named != self.cfg.own_name {
+            return Err(MikeyError::WrongPeer {
+                expected: self.cfg.own_name.clone(),
+                found: named,
+            });
         }
         let initiator_key = approved(directory, &initiator)?;
         let policies = policies(&p.sps)?;
+        // §5.4: what names this exchange in the replay cache, all of it authenticated below.
+        let exchange = ExchangeId {
+            mode,
+            initiator: &initiator,
+            csb_id: msg.header.csb_id,
+            t,
+            rand,
+        };
         let own_uri = identity_uri(&self.cfg.own_name, self.cfg.sip_domain.as_deref());
 
         let (keys, answer) = match mode {
@@ -1042,8 +1117,10 @@ impl Responder {
                         ));
                     }
                     verify_sign(offer, sign, &initiator_key, &initiator)?;
-                    inkey = ecies::open(&self.identity, PKE_CONTEXT, pke.data)
-                        .map_err(|_| MikeyError::Envelope("not for our key, or altered"))?;
+                    let context = pke_context(idi.data, idr.data, msg.header.csb_id, rand)?;
+                    inkey = ecies::open(&self.identity, &context, pke.data).map_err(|_| {
+                        MikeyError::Envelope("not for our key or this exchange, or altered")
+                    })?;
                     transport = TransportKeys::derive(&inkey, msg.header.csb_id, rand);
                     mac_ok = transport.verify_mac(
                         &[&offer[kemac_range.start..kemac_range.end - 20]],
@@ -1056,10 +1133,9 @@ impl Responder {
                     if kemac_index + 1 != msg.payloads.len() {
                         return Err(MikeyError::Unexpected("KEMAC must be last in a PSK offer"));
                     }
-                    let psk = self
-                        .psk
-                        .as_ref()
-                        .ok_or(MikeyError::Unsupported("PSK mode (no pre-shared key set)"))?;
+                    let psk = self.psks.get(&initiator).ok_or(MikeyError::Unsupported(
+                        "PSK mode (no pre-shared key with this initiator)",
+                    ))?;
                     inkey = psk.clone();
                     transport = TransportKeys::derive(&inkey, msg.header.csb_id, rand);
                     mac_ok = transport.verify_mac(&[&offer[..offer.len() - 20]], kemac.mac);
@@ -1069,8 +1145,18 @@ impl Responder {
                 }
                 let mut plain = Zeroizing::new(kemac.encr_data.to_vec());
                 transport.aes_cm(msg.header.csb_id, t.0, &mut plain);
-                let items = decode_key_data(&plain, 0)
-                    .map_err(|_| MikeyError::Unexpected("KEMAC key data does not decode"))?;
+                let undecodable = |_| MikeyError::Unexpected("KEMAC key data does not decode");
+                let items = if mode == Mode::Pke {
+                    // §3.2: KEMAC = E(encr_key, IDi || {TGK}) || MAC; the IDi under the envelope
+                    // key must be the IDi the message (and its signature) carries.
+                    let (inner, items) = decode_pke_key_data(&plain, 0).map_err(undecodable)?;
+                    if inner.id_type != idi.id_type || inner.data != idi.data {
+                        return Err(MikeyError::Envelope("KEMAC names another initiator"));
+                    }
+                    items
+                } else {
+                    decode_key_data(&plain, 0).map_err(undecodable)?
+                };
                 let [item] = &items[..] else {
                     return Err(MikeyError::Unsupported("KEMAC with other than one key"));
                 };
@@ -1084,7 +1170,7 @@ impl Responder {
                     ));
                 }
                 let keys = derive_all(item.key, &msg.header, rand, &policies)?;
-                self.replay.check_and_insert(offer, t, now)?;
+                self.replay.check_and_insert(&exchange, now)?;
                 let answer = if msg.header.v {
                     Some(self.verification_answer(&msg, &transport, idi.data, &own_uri, t.0, now)?)
                 } else {
@@ -1114,7 +1200,7 @@ impl Responder {
                     return Err(MikeyError::Unsupported("DH key validity"));
                 }
                 let peer = parse_point(dhi.value)?;
-                self.replay.check_and_insert(offer, t, now)?;
+                self.replay.check_and_insert(&exchange, now)?;
                 let secret = p256::ecdh::EphemeralSecret::random(&mut OsRng);
                 let dhr_value = encode_point(&secret.public_key());
                 let shared = secret.diffie_hellman(&peer);

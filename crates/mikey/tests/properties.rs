@@ -8,7 +8,8 @@ use chaincall_mikey::message::{
     Cert, CertType, Chash, CsIdMap, DataType, Dh, DhGroup, EncrAlg, ErrorCode, GeneralExt,
     HashFunc, Header, Id, IdR, IdRole, IdType, Kemac, KeyData, KeyKind, KeyValidity, MacAlg,
     Payload, Pke, PkeCache, PolicyParam, PrfFunc, ProtType, SecurityPolicy, Sign, SignType,
-    SrtpIdEntry, Timestamp, Verification, decode_key_data, encode_key_data,
+    SrtpIdEntry, Timestamp, Verification, decode_key_data, decode_pke_key_data, encode_key_data,
+    encode_pke_key_data,
 };
 use proptest::prelude::*;
 
@@ -271,7 +272,20 @@ proptest! {
         }).collect();
         let mut out = Vec::new();
         encode_key_data(&views, &mut out).unwrap();
-        prop_assert_eq!(decode_key_data(&out, 0).unwrap(), views);
+        prop_assert_eq!(decode_key_data(&out, 0).unwrap(), views.clone());
+        // PKE's `IDi || {TGK}` (RFC 3830 §3.2): round trip, and every truncation is an error.
+        let idi = Id { id_type: IdType::Uri, data: b"sip:+15551230001@example.org" };
+        let mut pke = Vec::new();
+        match encode_pke_key_data(&idi, &views, &mut pke) {
+            Ok(()) => {
+                let (id, keys) = decode_pke_key_data(&pke, 0).unwrap();
+                prop_assert_eq!((id, keys), (idi, views));
+                for len in 0..pke.len() {
+                    prop_assert!(decode_pke_key_data(&pke[..len], 0).is_err());
+                }
+            }
+            Err(_) => prop_assert!(views.is_empty()),
+        }
     }
 
     #[test]

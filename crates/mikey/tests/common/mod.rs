@@ -9,8 +9,11 @@ pub const PSK: &[u8] = b"a pre-shared key of 32 bytes ok!";
 pub struct World {
     pub alice: IdentityName,
     pub bob: IdentityName,
+    /// A third approved subscriber: an insider attacker.
+    pub mallory: IdentityName,
     pub alice_key: IdentityKey,
     pub bob_key: IdentityKey,
+    pub mallory_key: IdentityKey,
     pub dir: StaticDirectory,
     pub now: NtpTime,
 }
@@ -21,14 +24,19 @@ impl World {
         let bob: IdentityName = "+15551230002".parse().unwrap();
         let alice_key = IdentityKey::generate();
         let bob_key = IdentityKey::generate();
+        let mallory: IdentityName = "+15551230666".parse().unwrap();
+        let mallory_key = IdentityKey::generate();
         let mut dir = StaticDirectory::new();
         dir.approve(alice.clone(), alice_key.public());
         dir.approve(bob.clone(), bob_key.public());
+        dir.approve(mallory.clone(), mallory_key.public());
         Self {
             alice,
             bob,
+            mallory,
             alice_key,
             bob_key,
+            mallory_key,
             dir,
             now: NtpTime::from_unix(1_790_000_000, 250_000_000),
         }
@@ -54,7 +62,7 @@ impl World {
         let mut cfg = ResponderConfig::new(self.bob.clone());
         cfg.sip_domain = Some("example.org".into());
         let mut r = Responder::new(cfg, self.bob_key.clone());
-        r.set_psk(PSK).unwrap();
+        r.set_psk(self.alice.clone(), PSK).unwrap();
         r
     }
 
