@@ -558,24 +558,55 @@ async fn wallet_provisions_kamailio_and_a_mikey_call_goes_through_it() {
         );
     }
 
-    // Kamailio saw the MIKEY envelope (in the INVITE, before and after the proxy challenge;
-    // MIKEY-PKE's answer needs no MIKEY message), and only encrypted keys in it.
+    // Kamailio saw the MIKEY envelope (in the INVITE, before and after the proxy challenge) and
+    // the answer's verification message (MIKEY-PKE's key confirmation, requested by default), and
+    // only encrypted keys in either.
     let envelopes = logged_mikey(&log_text);
+    use chaincall_mikey::message::{DataType, Payload};
+    let messages: Vec<_> = envelopes
+        .iter()
+        .map(|env| chaincall_mikey::Message::decode(env).expect("a MIKEY message"))
+        .collect();
+    let offers: Vec<_> = messages
+        .iter()
+        .filter(|m| m.header.data_type == DataType::PkInit)
+        .collect();
     assert!(
-        !envelopes.is_empty(),
+        !offers.is_empty(),
         "Kamailio's log shows no MIKEY offer:\n{log_text}"
     );
-    use chaincall_mikey::message::Payload;
-    for env in &envelopes {
-        let offer = chaincall_mikey::Message::decode(env).expect("a MIKEY message");
+    for offer in &offers {
         let has = |f: fn(&Payload<'_>) -> bool| offer.payloads.iter().any(f);
         assert!(
-            has(|p| matches!(p, Payload::Pke(_)))
+            offer.header.v
+                && has(|p| matches!(p, Payload::Pke(_)))
                 && has(|p| matches!(p, Payload::Kemac(_)))
                 && has(|p| matches!(p, Payload::Sign(_))),
-            "the INVITE's MIKEY is PKE-enveloped and signed: {offer:?}"
+            "the INVITE's MIKEY is PKE-enveloped, signed and asks for key confirmation: {offer:?}"
         );
     }
+    let answers: Vec<_> = messages
+        .iter()
+        .filter(|m| m.header.data_type == DataType::PkResp)
+        .collect();
+    assert!(
+        !answers.is_empty(),
+        "the 200 OK carries MIKEY-PKE's verification message:\n{log_text}"
+    );
+    for answer in &answers {
+        assert!(
+            answer
+                .payloads
+                .iter()
+                .all(|p| matches!(p, Payload::T(_) | Payload::Id(_) | Payload::V(_))),
+            "the answer's verification message carries a MAC, no key: {answer:?}"
+        );
+    }
+    assert_eq!(
+        messages.len(),
+        offers.len() + answers.len(),
+        "only PKE offers and their verification messages cross Kamailio"
+    );
 
     // ...and no SRTP key: not in the log, not in clear inside the envelope.
     let keys_a = keylog_entries(&keylog_a);
