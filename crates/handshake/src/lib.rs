@@ -33,13 +33,13 @@
 //!
 //! let now = Instant::now();
 //! let config = HandshakeConfig::default();
-//! let mut replay = ReplayCache::default();
+//! let replay = ReplayCache::default();
 //! let mut alice = Initiator::new(config.clone(), LocalIdentity::new(a, ka), b.clone(), Protocol::Sts, &dir, now)?;
 //! let mut bob = Responder::new(config, LocalIdentity::new(b, kb), now);
 //! // Shuttle frames until both are done (a real shell sends them over the network).
 //! while !(alice.is_finished() && bob.is_finished()) {
 //!     while let Some(frame) = alice.poll_transmit() {
-//!         bob.handle_input(&frame, &dir, &mut replay, now)?;
+//!         bob.handle_input(&frame, &dir, &replay, now)?;
 //!     }
 //!     while let Some(frame) = bob.poll_transmit() {
 //!         alice.handle_input(&frame, now)?;

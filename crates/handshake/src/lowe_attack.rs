@@ -68,7 +68,7 @@ fn reseal(
 fn lowe_attack_is_detected_by_the_responder_name_in_message_2() {
     let w = world();
     let now = Instant::now();
-    let mut replay = ReplayCache::default();
+    let replay = ReplayCache::default();
     // A, honest, starts a run with I.
     let mut alice = Initiator::new(
         config(false),
@@ -89,8 +89,7 @@ fn lowe_attack_is_detected_by_the_responder_name_in_message_2() {
         &msg1_ai,
     );
     let mut bob = Responder::new(config(false), w.b.clone(), now);
-    bob.handle_input(&msg1_ib, &w.dir, &mut replay, now)
-        .unwrap();
+    bob.handle_input(&msg1_ib, &w.dir, &replay, now).unwrap();
     assert_eq!(bob.peer(), Some(w.a.name()));
     let msg2 = bob.poll_transmit().unwrap();
     // I cannot read message 2 (it is sealed to A) ...
@@ -121,7 +120,7 @@ fn lowe_attack_is_detected_by_the_responder_name_in_message_2() {
 fn without_lowes_fix_the_intruder_impersonates_a_to_b_and_learns_the_key() {
     let w = world();
     let now = Instant::now();
-    let mut replay = ReplayCache::default();
+    let replay = ReplayCache::default();
     let mut alice = Initiator::new(
         config(true),
         w.a.clone(),
@@ -141,8 +140,7 @@ fn without_lowes_fix_the_intruder_impersonates_a_to_b_and_learns_the_key() {
     );
     let na = pt1[..32].to_vec();
     let mut bob = Responder::new(config(true), w.b.clone(), now);
-    bob.handle_input(&msg1_ib, &w.dir, &mut replay, now)
-        .unwrap();
+    bob.handle_input(&msg1_ib, &w.dir, &replay, now).unwrap();
     let msg2 = bob.poll_transmit().unwrap();
     // A accepts B's message 2 as I's: nothing in it says who made it.
     alice.handle_input(&msg2, now).unwrap();
@@ -159,8 +157,7 @@ fn without_lowes_fix_the_intruder_impersonates_a_to_b_and_learns_the_key() {
     );
     let mut r = Reader::new(MessageType::NslMsg3, &pt3);
     let nb: [u8; 32] = r.array().unwrap();
-    bob.handle_input(&msg3_ib, &w.dir, &mut replay, now)
-        .unwrap();
+    bob.handle_input(&msg3_ib, &w.dir, &replay, now).unwrap();
     let at_b = bob.poll_established().unwrap();
     // B believes it shares a key with A ...
     assert_eq!(&at_b.peer, w.a.name());
@@ -189,7 +186,7 @@ fn the_unfixed_variant_still_completes_honest_runs() {
     // So the attack test above fails because of the attack, not because the variant is broken.
     let w = world();
     let now = Instant::now();
-    let mut replay = ReplayCache::default();
+    let replay = ReplayCache::default();
     let mut alice = Initiator::new(
         config(true),
         w.a.clone(),
@@ -200,12 +197,12 @@ fn the_unfixed_variant_still_completes_honest_runs() {
     )
     .unwrap();
     let mut bob = Responder::new(config(true), w.b.clone(), now);
-    bob.handle_input(&alice.poll_transmit().unwrap(), &w.dir, &mut replay, now)
+    bob.handle_input(&alice.poll_transmit().unwrap(), &w.dir, &replay, now)
         .unwrap();
     alice
         .handle_input(&bob.poll_transmit().unwrap(), now)
         .unwrap();
-    bob.handle_input(&alice.poll_transmit().unwrap(), &w.dir, &mut replay, now)
+    bob.handle_input(&alice.poll_transmit().unwrap(), &w.dir, &replay, now)
         .unwrap();
     assert_eq!(
         alice.poll_established().unwrap().psk,
@@ -219,7 +216,7 @@ fn nsl_has_no_forward_secrecy_one_stolen_key_recovers_a_recorded_psk() {
     // PSK falls out — which is why STS exists and NSL can be switched off.
     let w = world();
     let now = Instant::now();
-    let mut replay = ReplayCache::default();
+    let replay = ReplayCache::default();
     let mut alice = Initiator::new(
         config(false),
         w.a.clone(),
@@ -231,11 +228,11 @@ fn nsl_has_no_forward_secrecy_one_stolen_key_recovers_a_recorded_psk() {
     .unwrap();
     let mut bob = Responder::new(config(false), w.b.clone(), now);
     let m1 = alice.poll_transmit().unwrap();
-    bob.handle_input(&m1, &w.dir, &mut replay, now).unwrap();
+    bob.handle_input(&m1, &w.dir, &replay, now).unwrap();
     let m2 = bob.poll_transmit().unwrap();
     alice.handle_input(&m2, now).unwrap();
     let m3 = alice.poll_transmit().unwrap();
-    bob.handle_input(&m3, &w.dir, &mut replay, now).unwrap();
+    bob.handle_input(&m3, &w.dir, &replay, now).unwrap();
     let real = bob.poll_established().unwrap();
     // The eavesdropper, holding only skB afterwards:
     let na = ecies::open(w.b.key(), kdf::CTX_NSL_MSG1, &m1[wire::HEADER_LEN..]).unwrap();

@@ -478,7 +478,7 @@ impl Responder {
         &mut self,
         bytes: &[u8],
         directory: &dyn KeyDirectory,
-        replay: &mut ReplayCache,
+        replay: &ReplayCache,
         now: Instant,
     ) -> Result<(), HandshakeError> {
         self.core.gate(now)?;
@@ -492,7 +492,7 @@ impl Responder {
         &mut self,
         bytes: &[u8],
         directory: &dyn KeyDirectory,
-        replay: &mut ReplayCache,
+        replay: &ReplayCache,
         now: Instant,
     ) -> Result<(), HandshakeError> {
         let frame = wire::parse_frame(bytes)?;
@@ -537,7 +537,7 @@ impl Responder {
         frame: &[u8],
         body: &[u8],
         directory: &dyn KeyDirectory,
-        replay: &mut ReplayCache,
+        replay: &ReplayCache,
         now: Instant,
     ) -> Result<(), HandshakeError> {
         let ty = MessageType::NslMsg1;
@@ -619,7 +619,7 @@ impl Responder {
         frame: &[u8],
         body: &[u8],
         directory: &dyn KeyDirectory,
-        replay: &mut ReplayCache,
+        replay: &ReplayCache,
         now: Instant,
     ) -> Result<(), HandshakeError> {
         let ty = MessageType::StsMsg1;

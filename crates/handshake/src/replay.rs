@@ -1,6 +1,7 @@
 //! The responder's replay cache for message 1.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::HandshakeError;
@@ -14,13 +15,21 @@ use crate::HandshakeError;
 /// defence in depth and a cheap early refusal, not the only protection; failing closed when full would
 /// let a flood of message 1s lock out every honest initiator.
 ///
-/// One cache serves all of a responder's handshakes (share it behind a mutex in a threaded shell).
+/// One cache serves all of a responder's handshakes, shared by reference (`&ReplayCache`, e.g. in an
+/// `Arc`) across threads. It locks itself, and only for the check-and-insert: never while a handshake
+/// waits on the key directory (a chain read), so one slow look-up cannot hold up other initiators.
 #[derive(Debug)]
 pub struct ReplayCache {
-    seen: HashMap<[u8; 32], Instant>,
-    order: VecDeque<([u8; 32], Instant)>,
+    inner: Mutex<Entries>,
     capacity: usize,
     retention: Duration,
+}
+
+/// The tokens, by value and in arrival order (for expiry and eviction, both O(1) per token).
+#[derive(Debug, Default)]
+struct Entries {
+    seen: HashMap<[u8; 32], Instant>,
+    order: VecDeque<([u8; 32], Instant)>,
 }
 
 impl ReplayCache {
@@ -31,49 +40,54 @@ impl ReplayCache {
     /// timeout as retention; the PSK lifetime is the conservative choice.
     pub fn new(capacity: usize, retention: Duration) -> Self {
         Self {
-            seen: HashMap::new(),
-            order: VecDeque::new(),
+            inner: Mutex::new(Entries::default()),
             capacity: capacity.max(1),
             retention,
         }
     }
 
+    fn lock(&self) -> MutexGuard<'_, Entries> {
+        // Every critical section leaves the two collections consistent before anything can panic,
+        // so a poisoned lock still guards a usable cache.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Entries held now.
     pub fn len(&self) -> usize {
-        self.seen.len()
+        self.lock().seen.len()
     }
 
     /// Whether the cache is empty.
     pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
+        self.len() == 0
     }
 
-    /// Records `token` at `now`, or refuses it if seen within the retention.
-    pub fn check_and_insert(
-        &mut self,
-        token: [u8; 32],
-        now: Instant,
-    ) -> Result<(), HandshakeError> {
-        self.expire(now);
-        if self.seen.contains_key(&token) {
+    /// Records `token` at `now`, or refuses it if seen within the retention. Takes the cache's lock
+    /// for this call only.
+    pub fn check_and_insert(&self, token: [u8; 32], now: Instant) -> Result<(), HandshakeError> {
+        let mut entries = self.lock();
+        entries.expire(now, self.retention);
+        if entries.seen.contains_key(&token) {
             return Err(HandshakeError::Replay);
         }
-        while self.seen.len() >= self.capacity {
-            match self.order.pop_front() {
+        while entries.seen.len() >= self.capacity {
+            match entries.order.pop_front() {
                 Some((old, _)) => {
-                    self.seen.remove(&old);
+                    entries.seen.remove(&old);
                 }
                 None => break,
             }
         }
-        self.seen.insert(token, now);
-        self.order.push_back((token, now));
+        entries.seen.insert(token, now);
+        entries.order.push_back((token, now));
         Ok(())
     }
+}
 
-    fn expire(&mut self, now: Instant) {
+impl Entries {
+    fn expire(&mut self, now: Instant, retention: Duration) {
         while let Some(&(token, at)) = self.order.front() {
-            if now.saturating_duration_since(at) < self.retention {
+            if now.saturating_duration_since(at) < retention {
                 break;
             }
             self.order.pop_front();
@@ -95,7 +109,7 @@ mod tests {
     #[test]
     fn refuses_within_retention_forgets_after_and_stays_bounded() {
         let t0 = Instant::now();
-        let mut cache = ReplayCache::new(3, Duration::from_secs(10));
+        let cache = ReplayCache::new(3, Duration::from_secs(10));
         cache.check_and_insert([1; 32], t0).unwrap();
         assert_eq!(
             cache.check_and_insert([1; 32], t0 + Duration::from_secs(9)),

@@ -17,11 +17,11 @@ fn truncated_frames_say_truncated() {
     let w = world();
     let now = Instant::now();
     for p in [Protocol::Nsl, Protocol::Sts] {
-        let (_, _, frames) = run(&w, p, &mut ReplayCache::default(), now).unwrap();
+        let (_, _, frames) = run(&w, p, &ReplayCache::default(), now).unwrap();
         for len in 0..frames[0].len() {
             let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
             let err = bob
-                .handle_input(&frames[0][..len], &w.dir, &mut ReplayCache::default(), now)
+                .handle_input(&frames[0][..len], &w.dir, &ReplayCache::default(), now)
                 .unwrap_err();
             assert!(
                 matches!(err, HandshakeError::Truncated { .. }),
@@ -47,7 +47,7 @@ fn oversized_frames_are_refused_from_the_header_alone() {
         let mut big = header.to_vec();
         big.resize(4 + 65535, 0);
         let err = bob
-            .handle_input(&big, &w.dir, &mut ReplayCache::default(), now)
+            .handle_input(&big, &w.dir, &ReplayCache::default(), now)
             .unwrap_err();
         assert!(matches!(err, HandshakeError::Oversized { .. }), "{err}");
         assert!(err.to_string().contains("oversized"));
@@ -63,19 +63,19 @@ fn oversized_frames_are_refused_from_the_header_alone() {
 fn trailing_bytes_and_unknown_versions_are_refused() {
     let w = world();
     let now = Instant::now();
-    let (_, _, frames) = run(&w, Protocol::Sts, &mut ReplayCache::default(), now).unwrap();
+    let (_, _, frames) = run(&w, Protocol::Sts, &ReplayCache::default(), now).unwrap();
     let mut long = frames[0].clone();
     long.push(0);
     let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
     assert_eq!(
-        bob.handle_input(&long, &w.dir, &mut ReplayCache::default(), now),
+        bob.handle_input(&long, &w.dir, &ReplayCache::default(), now),
         Err(HandshakeError::TrailingBytes { extra: 1 })
     );
     let mut v2 = frames[0].clone();
     v2[1] = 2;
     let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
     assert_eq!(
-        bob.handle_input(&v2, &w.dir, &mut ReplayCache::default(), now),
+        bob.handle_input(&v2, &w.dir, &ReplayCache::default(), now),
         Err(HandshakeError::UnsupportedVersion(2))
     );
 }
@@ -85,7 +85,7 @@ fn a_flood_of_garbage_is_refused_quickly() {
     let w = world();
     let now = Instant::now();
     let started = std::time::Instant::now();
-    let mut cache = ReplayCache::default();
+    let cache = ReplayCache::default();
     let mut x: u64 = 0x9e3779b97f4a7c15;
     for i in 0..20_000u32 {
         // xorshift: deterministic junk, some of it with valid-looking headers.
@@ -101,7 +101,7 @@ fn a_flood_of_garbage_is_refused_quickly() {
             junk[2..4].copy_from_slice(&body.to_be_bytes());
         }
         let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
-        assert!(bob.handle_input(&junk, &w.dir, &mut cache, now).is_err());
+        assert!(bob.handle_input(&junk, &w.dir, &cache, now).is_err());
     }
     assert!(
         started.elapsed() < Duration::from_secs(20),
@@ -118,7 +118,7 @@ proptest! {
         let w = world();
         let now = Instant::now();
         let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
-        prop_assert!(bob.handle_input(&bytes, &w.dir, &mut ReplayCache::default(), now).is_err());
+        prop_assert!(bob.handle_input(&bytes, &w.dir, &ReplayCache::default(), now).is_err());
         for p in [Protocol::Nsl, Protocol::Sts] {
             let mut alice = Initiator::new(HandshakeConfig::default(), w.a.clone(), w.b.name().clone(), p, &w.dir, now).unwrap();
             prop_assert!(alice.handle_input(&bytes, now).is_err());
@@ -134,7 +134,7 @@ proptest! {
         frame.extend_from_slice(&(body.len() as u16).to_be_bytes());
         frame.extend_from_slice(&body);
         let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
-        prop_assert!(bob.handle_input(&frame, &w.dir, &mut ReplayCache::default(), now).is_err());
+        prop_assert!(bob.handle_input(&frame, &w.dir, &ReplayCache::default(), now).is_err());
         for p in [Protocol::Nsl, Protocol::Sts] {
             let mut alice = Initiator::new(HandshakeConfig::default(), w.a.clone(), w.b.name().clone(), p, &w.dir, now).unwrap();
             prop_assert!(alice.handle_input(&frame, now).is_err());
@@ -151,7 +151,7 @@ proptest! {
         let now = Instant::now();
         let mut alice = Initiator::new(HandshakeConfig::default(), w.a.clone(), w.b.name().clone(), p, &w.dir, now).unwrap();
         let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
-        let mut cache = ReplayCache::default();
+        let cache = ReplayCache::default();
         let mutate = |mut f: Vec<u8>| {
             if truncate { f.truncate(cut.index(f.len())); } else { let i = pos.index(f.len()); f[i] ^= xor; }
             f
@@ -161,13 +161,13 @@ proptest! {
         // A mutated STS message 1 can still parse (it is unauthenticated); then message 2, signed over
         // what B saw, must fail at A. Whatever is mutated, B never finishes, and A only if the
         // mutation came after its last check.
-        if bob.handle_input(&m1, &w.dir, &mut cache, now).is_ok() {
+        if bob.handle_input(&m1, &w.dir, &cache, now).is_ok() {
             let mut m2 = bob.poll_transmit().unwrap();
             if which == 1 { m2 = mutate(m2); }
             if alice.handle_input(&m2, now).is_ok() {
                 prop_assert_eq!(which, 2, "a mutated message 1 or 2 was accepted by A");
                 let m3 = mutate(alice.poll_transmit().unwrap());
-                prop_assert!(bob.handle_input(&m3, &w.dir, &mut cache, now).is_err());
+                prop_assert!(bob.handle_input(&m3, &w.dir, &cache, now).is_err());
             }
         }
         prop_assert!(bob.poll_established().is_none());
@@ -192,9 +192,9 @@ fn sts_refuses_the_high_s_twin_of_a_valid_signature() {
     )
     .unwrap();
     let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
-    let mut cache = ReplayCache::default();
+    let cache = ReplayCache::default();
     let m1 = alice.poll_transmit().unwrap();
-    bob.handle_input(&m1, &w.dir, &mut cache, now).unwrap();
+    bob.handle_input(&m1, &w.dir, &cache, now).unwrap();
     let m2 = bob.poll_transmit().unwrap();
     alice.handle_input(&m2, now).unwrap();
     let mut m3 = alice.poll_transmit().unwrap();
@@ -204,7 +204,7 @@ fn sts_refuses_the_high_s_twin_of_a_valid_signature() {
     let twin = p256::ecdsa::Signature::from_scalars(r, -*s).unwrap();
     m3[4..68].copy_from_slice(&twin.to_bytes());
     assert_eq!(
-        bob.handle_input(&m3, &w.dir, &mut cache, now),
+        bob.handle_input(&m3, &w.dir, &cache, now),
         Err(HandshakeError::BadSignature)
     );
     assert!(bob.poll_established().is_none());

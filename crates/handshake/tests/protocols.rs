@@ -18,9 +18,9 @@ const BOTH: [Protocol; 2] = [Protocol::Nsl, Protocol::Sts];
 fn both_protocols_agree_on_psk_identity_and_peers() {
     let w = world();
     for p in BOTH {
-        let mut replay = ReplayCache::default();
+        let replay = ReplayCache::default();
         let now = Instant::now();
-        let (ea, eb, frames) = run(&w, p, &mut replay, now).unwrap();
+        let (ea, eb, frames) = run(&w, p, &replay, now).unwrap();
         assert_eq!(frames.len(), 3, "{p}: three messages");
         assert_eq!(ea.psk, eb.psk);
         assert_eq!(ea.identity, eb.identity);
@@ -33,7 +33,7 @@ fn both_protocols_agree_on_psk_identity_and_peers() {
         assert!(!ea.is_expired(now + Duration::from_secs(3599)));
         assert!(ea.is_expired(now + Duration::from_secs(3600)));
         // A second run gives a fresh key and identity.
-        let (ea2, _, _) = run(&w, p, &mut replay, now).unwrap();
+        let (ea2, _, _) = run(&w, p, &replay, now).unwrap();
         assert_ne!(ea.psk, ea2.psk);
         assert_ne!(ea.identity, ea2.identity);
         // Secrets stay out of Debug.
@@ -52,7 +52,7 @@ fn the_initiator_takes_the_shorter_lifetime() {
         ..HandshakeConfig::default()
     };
     for p in BOTH {
-        let mut replay = ReplayCache::default();
+        let replay = ReplayCache::default();
         let mut alice = Initiator::new(
             HandshakeConfig::default(),
             w.a.clone(),
@@ -63,12 +63,12 @@ fn the_initiator_takes_the_shorter_lifetime() {
         )
         .unwrap();
         let mut bob = Responder::new(short.clone(), w.b.clone(), now);
-        bob.handle_input(&alice.poll_transmit().unwrap(), &w.dir, &mut replay, now)
+        bob.handle_input(&alice.poll_transmit().unwrap(), &w.dir, &replay, now)
             .unwrap();
         alice
             .handle_input(&bob.poll_transmit().unwrap(), now)
             .unwrap();
-        bob.handle_input(&alice.poll_transmit().unwrap(), &w.dir, &mut replay, now)
+        bob.handle_input(&alice.poll_transmit().unwrap(), &w.dir, &replay, now)
             .unwrap();
         assert_eq!(
             alice.poll_established().unwrap().lifetime,
@@ -117,7 +117,7 @@ fn a_responder_refuses_a_revoked_or_unknown_initiator_with_an_alert() {
     unknown.approve(w.b.name().clone(), w.b.key().public());
     for (dir, status) in [(revoked, KeyStatus::Revoked), (unknown, KeyStatus::Unknown)] {
         for p in BOTH {
-            let mut replay = ReplayCache::default();
+            let replay = ReplayCache::default();
             // A still sees itself and B as approved (its directory is the honest one).
             let mut alice = Initiator::new(
                 HandshakeConfig::default(),
@@ -130,7 +130,7 @@ fn a_responder_refuses_a_revoked_or_unknown_initiator_with_an_alert() {
             .unwrap();
             let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
             let err = bob
-                .handle_input(&alice.poll_transmit().unwrap(), &dir, &mut replay, now)
+                .handle_input(&alice.poll_transmit().unwrap(), &dir, &replay, now)
                 .unwrap_err();
             assert!(
                 matches!(&err, HandshakeError::Directory(DirectoryError::NotApproved { status: s, .. }) if *s == status),
@@ -158,7 +158,7 @@ fn a_wrong_key_for_the_responder_aborts() {
     let mut dir = w.dir.clone();
     dir.approve(w.b.name().clone(), IdentityKey::generate().public());
     for p in BOTH {
-        let mut replay = ReplayCache::default();
+        let replay = ReplayCache::default();
         let mut alice = Initiator::new(
             HandshakeConfig::default(),
             w.a.clone(),
@@ -173,7 +173,7 @@ fn a_wrong_key_for_the_responder_aborts() {
         match p {
             Protocol::Nsl => {
                 // Sealed to the wrong key: B cannot open it.
-                let err = bob.handle_input(&m1, &w.dir, &mut replay, now).unwrap_err();
+                let err = bob.handle_input(&m1, &w.dir, &replay, now).unwrap_err();
                 assert_eq!(
                     err,
                     HandshakeError::Decrypt {
@@ -182,7 +182,7 @@ fn a_wrong_key_for_the_responder_aborts() {
                 );
             }
             _ => {
-                bob.handle_input(&m1, &w.dir, &mut replay, now).unwrap();
+                bob.handle_input(&m1, &w.dir, &replay, now).unwrap();
                 let err = alice
                     .handle_input(&bob.poll_transmit().unwrap(), now)
                     .unwrap_err();
@@ -201,7 +201,7 @@ fn a_wrong_key_for_the_initiator_aborts() {
     let mut bdir = w.dir.clone();
     bdir.approve(w.a.name().clone(), IdentityKey::generate().public());
     for p in BOTH {
-        let mut replay = ReplayCache::default();
+        let replay = ReplayCache::default();
         let mut alice = Initiator::new(
             HandshakeConfig::default(),
             w.a.clone(),
@@ -212,7 +212,7 @@ fn a_wrong_key_for_the_initiator_aborts() {
         )
         .unwrap();
         let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
-        bob.handle_input(&alice.poll_transmit().unwrap(), &bdir, &mut replay, now)
+        bob.handle_input(&alice.poll_transmit().unwrap(), &bdir, &replay, now)
             .unwrap();
         let m2 = bob.poll_transmit().unwrap();
         match p {
@@ -240,12 +240,12 @@ fn a_replayed_message_1_is_refused() {
     let w = world();
     let now = Instant::now();
     for p in BOTH {
-        let mut replay = ReplayCache::default();
-        let (_, _, frames) = run(&w, p, &mut replay, now).unwrap();
+        let replay = ReplayCache::default();
+        let (_, _, frames) = run(&w, p, &replay, now).unwrap();
         let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
         let later = now + Duration::from_secs(5);
         assert_eq!(
-            bob.handle_input(&frames[0], &w.dir, &mut replay, later),
+            bob.handle_input(&frames[0], &w.dir, &replay, later),
             Err(HandshakeError::Replay),
             "{p}"
         );
@@ -263,13 +263,13 @@ fn an_old_message_3_does_not_finish_a_new_run() {
     let w = world();
     let now = Instant::now();
     for p in BOTH {
-        let (_, _, old) = run(&w, p, &mut ReplayCache::default(), now).unwrap();
+        let (_, _, old) = run(&w, p, &ReplayCache::default(), now).unwrap();
         let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
-        let mut fresh_cache = ReplayCache::default();
-        bob.handle_input(&old[0], &w.dir, &mut fresh_cache, now)
+        let fresh_cache = ReplayCache::default();
+        bob.handle_input(&old[0], &w.dir, &fresh_cache, now)
             .unwrap();
         let err = bob
-            .handle_input(&old[2], &w.dir, &mut fresh_cache, now)
+            .handle_input(&old[2], &w.dir, &fresh_cache, now)
             .unwrap_err();
         match p {
             Protocol::Nsl => {
@@ -291,7 +291,7 @@ fn every_single_bit_flip_in_messages_2_and_3_is_refused() {
     let w = world();
     let now = Instant::now();
     for p in BOTH {
-        let (_, _, frames) = run(&w, p, &mut ReplayCache::default(), now).unwrap();
+        let (_, _, frames) = run(&w, p, &ReplayCache::default(), now).unwrap();
         for (idx, frame) in frames.iter().enumerate().skip(1) {
             for byte in 0..frame.len() {
                 // Messages depend on fresh randomness, so re-run up to this message and flip there.
@@ -305,9 +305,9 @@ fn every_single_bit_flip_in_messages_2_and_3_is_refused() {
                 )
                 .unwrap();
                 let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
-                let mut cache = ReplayCache::default();
+                let cache = ReplayCache::default();
                 let m1 = alice.poll_transmit().unwrap();
-                bob.handle_input(&m1, &w.dir, &mut cache, now).unwrap();
+                bob.handle_input(&m1, &w.dir, &cache, now).unwrap();
                 let m2 = bob.poll_transmit().unwrap();
                 let result = if idx == 1 {
                     let mut m2b = m2.clone();
@@ -319,7 +319,7 @@ fn every_single_bit_flip_in_messages_2_and_3_is_refused() {
                     let mut m3 = alice.poll_transmit().unwrap();
                     let at = byte.min(m3.len() - 1);
                     m3[at] ^= 0x01;
-                    bob.handle_input(&m3, &w.dir, &mut cache, now)
+                    bob.handle_input(&m3, &w.dir, &cache, now)
                 };
                 assert!(
                     result.is_err(),
@@ -349,7 +349,7 @@ fn sts_message_1_for_someone_else_is_refused() {
         .handle_input(
             &alice.poll_transmit().unwrap(),
             &w.dir,
-            &mut ReplayCache::default(),
+            &ReplayCache::default(),
             now,
         )
         .unwrap_err();
@@ -378,7 +378,7 @@ fn nsl_can_be_switched_off_at_the_responder() {
         bob.handle_input(
             &alice.poll_transmit().unwrap(),
             &w.dir,
-            &mut ReplayCache::default(),
+            &ReplayCache::default(),
             now
         ),
         Err(HandshakeError::ProtocolNotAccepted("nsl"))
@@ -403,8 +403,8 @@ fn timeouts_are_fatal_and_errors_sticky() {
     alice.handle_timeout(now + Duration::from_secs(1)); // early: harmless
     assert!(alice.error().is_none());
     let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
-    let mut cache = ReplayCache::default();
-    bob.handle_input(&alice.poll_transmit().unwrap(), &w.dir, &mut cache, now)
+    let cache = ReplayCache::default();
+    bob.handle_input(&alice.poll_transmit().unwrap(), &w.dir, &cache, now)
         .unwrap();
     let m2 = bob.poll_transmit().unwrap();
     // Message 2 arrives after the deadline: refused.
@@ -421,10 +421,10 @@ fn timeouts_are_fatal_and_errors_sticky() {
     // A garbage message kills the responder for good.
     let mut carol = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
     let err = carol
-        .handle_input(&[0x11, 1, 0, 0], &w.dir, &mut cache, now)
+        .handle_input(&[0x11, 1, 0, 0], &w.dir, &cache, now)
         .unwrap_err();
     let _ = party; // silence unused import lint across test files
-    let (_, _, frames) = run(&w, Protocol::Sts, &mut cache, now).unwrap();
+    let (_, _, frames) = run(&w, Protocol::Sts, &cache, now).unwrap();
     let fresh_m1 = Initiator::new(
         HandshakeConfig::default(),
         w.a.clone(),
@@ -436,10 +436,7 @@ fn timeouts_are_fatal_and_errors_sticky() {
     .unwrap()
     .poll_transmit()
     .unwrap();
-    assert_eq!(
-        carol.handle_input(&fresh_m1, &w.dir, &mut cache, now),
-        Err(err)
-    );
+    assert_eq!(carol.handle_input(&fresh_m1, &w.dir, &cache, now), Err(err));
     assert_eq!(frames.len(), 3);
 }
 
@@ -457,8 +454,8 @@ fn input_after_completion_is_misuse_not_success() {
     )
     .unwrap();
     let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
-    let mut cache = ReplayCache::default();
-    bob.handle_input(&alice.poll_transmit().unwrap(), &w.dir, &mut cache, now)
+    let cache = ReplayCache::default();
+    bob.handle_input(&alice.poll_transmit().unwrap(), &w.dir, &cache, now)
         .unwrap();
     let m2 = bob.poll_transmit().unwrap();
     alice.handle_input(&m2, now).unwrap();

@@ -59,7 +59,7 @@ fn in_memory(c: &mut Criterion) {
         .iter()
         .flat_map(|c| [Protocol::Sts, Protocol::Nsl].map(|p| (parties(c.clone()), p)))
     {
-        let mut replay = ReplayCache::default();
+        let replay = ReplayCache::default();
         let name = p.phone.crypto().name();
         c.bench_function(
             &format!("handshake core {protocol} [{name}] (both sides, in memory)"),
@@ -76,10 +76,10 @@ fn in_memory(c: &mut Criterion) {
                     )
                     .unwrap();
                     let mut r = Responder::new(HandshakeConfig::default(), p.server.clone(), now);
-                    r.handle_input(&a.poll_transmit().unwrap(), &*p.dir, &mut replay, now)
+                    r.handle_input(&a.poll_transmit().unwrap(), &*p.dir, &replay, now)
                         .unwrap();
                     a.handle_input(&r.poll_transmit().unwrap(), now).unwrap();
-                    r.handle_input(&a.poll_transmit().unwrap(), &*p.dir, &mut replay, now)
+                    r.handle_input(&a.poll_transmit().unwrap(), &*p.dir, &replay, now)
                         .unwrap();
                     r.poll_established().unwrap()
                 })

@@ -15,7 +15,8 @@
 //!
 //! When the `SSLKEYLOGFILE` environment variable names a file, TLS secrets are appended to it in the
 //! NSS key log format (for Wireshark/tshark); that is the only place key material is ever written.
-//! Logs (`tracing`) carry PSK identities and peer names, never keys.
+//! Logs (`tracing`) carry PSK identities and peer names, never keys; a client's PSK identity (any
+//! bytes) is shown escaped and capped, in logs and errors alike, so it cannot forge log lines.
 #![forbid(unsafe_code)]
 
 pub mod bench;

@@ -1,6 +1,6 @@
 //! Handshake and TLS-PSK on one TCP connection.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chaincall_handshake::{
@@ -22,7 +22,7 @@ pub struct HandshakeService {
     config: HandshakeConfig,
     local: LocalIdentity,
     directory: Arc<dyn KeyDirectory + Send + Sync>,
-    replay: Arc<Mutex<ReplayCache>>,
+    replay: Arc<ReplayCache>,
 }
 
 impl HandshakeService {
@@ -38,7 +38,7 @@ impl HandshakeService {
             config,
             local,
             directory,
-            replay: Arc::new(Mutex::new(replay)),
+            replay: Arc::new(replay),
         }
     }
 

@@ -163,8 +163,29 @@ fn client_index() -> Index<Ssl, ClientPsk> {
     *IDX.get_or_init(|| Ssl::new_ex_index().expect("OpenSSL ex_data index"))
 }
 
+/// How many bytes of a peer's PSK identity logs and errors show (handshake identities are 32).
+const SHOWN_IDENTITY_BYTES: usize = 64;
+
+/// A peer-supplied PSK identity as text safe to log or display: printable ASCII stays as it is;
+/// every other byte (CR, LF, ESC and other controls, non-ASCII) and the backslash become `\xNN`, so
+/// an identity can neither forge log lines nor send terminal escapes, and distinct identities stay
+/// distinct. At most [`SHOWN_IDENTITY_BYTES`] bytes are shown, then the full length.
 fn printable(identity: &[u8]) -> String {
-    String::from_utf8_lossy(identity).into_owned()
+    use std::fmt::Write as _;
+    let shown = &identity[..identity.len().min(SHOWN_IDENTITY_BYTES)];
+    let mut out = String::with_capacity(shown.len() + 16);
+    for &b in shown {
+        if (b' '..=b'~').contains(&b) && b != b'\\' {
+            out.push(char::from(b));
+        } else {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    if shown.len() < identity.len() {
+        let _ = write!(out, "... ({} bytes)", identity.len());
+    }
+    out
 }
 
 /// A TLS-PSK connection: a tokio `AsyncRead + AsyncWrite` stream plus what was authenticated.
@@ -397,5 +418,24 @@ impl TlsPskClient {
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(TlsPskError::Timeout("TLS handshake")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_controls_non_ascii_and_backslash_and_caps_the_length() {
+        assert_eq!(printable(b"0123abcdef"), "0123abcdef");
+        assert_eq!(
+            printable(b"a\r\nb\x1b[2J\\\xff\x00"),
+            "a\\x0d\\x0ab\\x1b[2J\\x5c\\xff\\x00"
+        );
+        let long = [b'z'; 100];
+        assert_eq!(
+            printable(&long),
+            format!("{}... (100 bytes)", "z".repeat(64))
+        );
     }
 }

@@ -4,7 +4,6 @@
 //! or an oversized length is refused before any body byte is read), then exactly its body: never a
 //! byte more, so after the handshake the same stream can carry TLS.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use chaincall_handshake::wire::{self, HEADER_LEN, MAX_BODY};
@@ -88,23 +87,21 @@ async fn flush_initiator<S: AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Runs a responder to completion over `stream` within `timeout`. The replay cache is locked only
-/// for the synchronous `handle_input` calls, never across an await.
+/// Runs a responder to completion over `stream` within `timeout`. The replay cache locks itself
+/// around its own check-and-insert only: a message 1 whose initiator's key is still being looked up
+/// (a chain read) holds up no other handshake.
 pub async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     mut responder: Responder,
     directory: &(dyn KeyDirectory + Sync),
-    replay: &Mutex<ReplayCache>,
+    replay: &ReplayCache,
     timeout: Duration,
 ) -> Result<Established, TlsPskError> {
     let run = async {
         let mut buf = Vec::with_capacity(HEADER_LEN + MAX_BODY);
         loop {
             read_frame(stream, &mut buf).await?;
-            let result = {
-                let mut cache = replay.lock().unwrap_or_else(|e| e.into_inner());
-                responder.handle_input(&buf, directory, &mut cache, std::time::Instant::now())
-            };
+            let result = responder.handle_input(&buf, directory, replay, std::time::Instant::now());
             while let Some(frame) = responder.poll_transmit() {
                 stream.write_all(&frame).await?;
             }

@@ -41,7 +41,7 @@ pub fn world() -> World {
 pub fn run(
     w: &World,
     protocol: Protocol,
-    replay: &mut ReplayCache,
+    replay: &ReplayCache,
     now: Instant,
 ) -> Result<(Established, Established, Vec<Vec<u8>>), HandshakeError> {
     let mut alice = Initiator::new(
