@@ -1034,7 +1034,8 @@ async fn listen_inner(
                 }
                 Some(PhoneEvent::CallUp { call_id, peer, mode, verified_peer }) => {
                     eprintln!(
-                        "call {call_id} from {peer} up ({}, {})",
+                        "call {call_id} from {} up ({}, {})",
+                        for_terminal(&peer),
                         mode.name(),
                         verified_peer.map_or("encrypted, key not verified on chain".to_owned(),
                             |p| format!("caller verified on chain as {}", p.as_str()))
@@ -1097,7 +1098,7 @@ async fn listen_inner(
 /// Asks on the terminal whether to answer a call (no answer or end of input declines).
 fn ask(phone: Phone, call_id: String, from: String) {
     tokio::spawn(async move {
-        eprint!("incoming call from {from}: answer? [y/N] ");
+        eprint!("incoming call from {}: answer? [y/N] ", for_terminal(&from));
         let yes = tokio::task::spawn_blocking(|| {
             let mut line = String::new();
             std::io::stdin().read_line(&mut line).is_ok()
@@ -1107,6 +1108,20 @@ fn ask(phone: Phone, call_id: String, from: String) {
         .unwrap_or(false);
         let _ = phone.answer(&call_id, yes).await;
     });
+}
+
+/// A peer-supplied name made safe to print on a terminal: control characters (ESC, CR, ...)
+/// are shown escaped, so a caller cannot move the cursor or repaint the line to fake who calls.
+fn for_terminal(peer: &str) -> String {
+    let mut shown = String::with_capacity(peer.len());
+    for c in peer.chars() {
+        if c.is_control() {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
 }
 
 /// Writes the call's received audio to `record_dir`; returns the file.
@@ -1206,4 +1221,23 @@ fn print_report(r: &CallReport, recording: &Path) {
         recording.display(),
         r.recorded.len() as f64 / 8000.0
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::for_terminal;
+
+    #[test]
+    fn a_callers_terminal_escapes_are_shown_not_obeyed() {
+        // ESC [2K erases the line and CR returns to its start: a caller named like this would
+        // repaint "incoming call from" with a name of its choosing.
+        let hostile = "+15550100002\u{1b}[2K\rincoming call from +15550100001";
+        let shown = for_terminal(hostile);
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert_eq!(
+            shown,
+            "+15550100002\\u{1b}[2K\\rincoming call from +15550100001"
+        );
+        assert_eq!(for_terminal("tel:+15550100001"), "tel:+15550100001");
+    }
 }
