@@ -193,11 +193,10 @@ impl TrustOpts {
         if !self.quorum.is_empty() {
             let k = self.k.ok_or_else(|| anyhow!("--quorum needs --k N"))?;
             let n = self.quorum.len();
-            if k == 0 || k > n || k * 2 <= n {
-                bail!("--k {k} of {n} endpoints: need a strict majority and at most all of them");
-            }
+            // Refuses a server listed twice and a k that is no strict majority of distinct servers.
+            let trust = HeaderTrust::quorum(self.quorum.clone(), k).context("--quorum/--k")?;
             let what = format!("quorum {k} of {n}");
-            return Ok((HeaderTrust::quorum(self.quorum.clone(), k), what));
+            return Ok((trust, what));
         }
         match &self.checkpoint {
             Some(text) => {
