@@ -75,6 +75,12 @@ contract Keystore {
     /// @notice Key type tag of P-256 SEC1 compressed public keys (33 bytes).
     uint8 public constant KEY_TYPE_P256 = 1;
 
+    /// @dev Domain separation of the proof of possession: the message the wallet server checks too.
+    bytes private constant POSSESSION_CONTEXT = "chaincall wallet v1 proof of possession\x00";
+
+    /// @dev The P-256 signature verification precompile (EIP-7951, Osaka; RIP-7212 on L2s).
+    address private constant P256_VERIFY = address(0x100);
+
     mapping(bytes32 id => Entry) private _entries;
 
     /// @notice The account allowed to approve entries and revoke any entry.
@@ -120,6 +126,8 @@ contract Keystore {
     error Reserved(bytes32 id, address wallet);
     /// @notice A reservation must name a wallet.
     error ZeroWallet();
+    /// @notice The proof of possession does not verify (or the chain lacks the P-256 precompile).
+    error BadProof(bytes32 id);
 
     modifier onlyOwner() {
         if (msg.sender != owner) revert NotOwner(msg.sender);
@@ -140,6 +148,36 @@ contract Keystore {
     /// @dev Allowed when the id is Unknown or Revoked, or Pending or Reserved under the caller's own
     /// wallet.
     function addClient(bytes32 id, uint8 keyType, bytes calldata key, bytes8 commitment) external {
+        _addClient(id, keyType, key, commitment);
+    }
+
+    /// @notice `addClient` plus an on-chain proof that the caller holds the key: an ECDSA P-256
+    /// signature (`r`, `s`) by the key over
+    /// `sha256("chaincall wallet v1 proof of possession\0" ‖ id ‖ msg.sender ‖ commitment)` — the
+    /// message the wallet server checks off chain — verified with the P-256 precompile at 0x100.
+    /// `keyY` is the key's y coordinate (the key is stored compressed, and the precompile takes
+    /// both coordinates); its parity must match the key's prefix byte, and the precompile refuses
+    /// a point that is not on the curve. On a chain without the precompile every call reverts with
+    /// `BadProof`.
+    function addClientWithProof(
+        bytes32 id,
+        uint8 keyType,
+        bytes calldata key,
+        bytes8 commitment,
+        bytes32 keyY,
+        bytes32 r,
+        bytes32 s
+    ) external {
+        _checkKey(keyType, key);
+        if (uint256(keyY) & 1 != uint8(key[0]) - 2) revert BadProof(id);
+        bytes32 digest = sha256(abi.encodePacked(POSSESSION_CONTEXT, id, msg.sender, commitment));
+        (bool ok, bytes memory out) =
+            P256_VERIFY.staticcall(abi.encodePacked(digest, r, s, bytes32(key[1:]), keyY));
+        if (!ok || out.length != 32 || uint256(bytes32(out)) != 1) revert BadProof(id);
+        _addClient(id, keyType, key, commitment);
+    }
+
+    function _addClient(bytes32 id, uint8 keyType, bytes calldata key, bytes8 commitment) private {
         Entry storage e = _entries[id];
         Status status = e.status;
         address holder = e.wallet;

@@ -66,6 +66,8 @@ alloy::sol! {
         error Reserved(bytes32 id, address wallet);
         /// A reservation must name a wallet.
         error ZeroWallet();
+        /// The proof of possession does not verify.
+        error BadProof(bytes32 id);
 
         /// Key type tag of P-256 compressed keys.
         function KEY_TYPE_P256() external view returns (uint8);
@@ -77,6 +79,8 @@ alloy::sol! {
         function receiptCommitment(bytes32 id, address wallet, bytes32 receiptHash) external pure returns (bytes8);
         /// Submit an entry.
         function addClient(bytes32 id, uint8 keyType, bytes key, bytes8 commitment) external;
+        /// Submit an entry with an on-chain proof of possession (P-256 precompile).
+        function addClientWithProof(bytes32 id, uint8 keyType, bytes key, bytes8 commitment, bytes32 keyY, bytes32 r, bytes32 s) external;
         /// Owner only: approve a pending entry.
         function approveClient(bytes32 id, bytes32 receiptHash) external;
         /// Read an entry.

@@ -120,6 +120,13 @@ pub enum ChainError {
         /// The wallet it is reserved for.
         wallet: Address,
     },
+    /// `BadProof`: the proof of possession of `addClientWithProof` does not verify (wrong key,
+    /// wallet or commitment, or no P-256 precompile on this chain).
+    #[error("proof of possession for {id} refused (BadProof)")]
+    BadProof {
+        /// The entry.
+        id: ClientId,
+    },
     /// `ZeroWallet`: a reservation must name a wallet.
     #[error("a reservation must name a wallet, not the zero address (ZeroWallet)")]
     ZeroWallet,
@@ -216,6 +223,9 @@ impl ChainError {
                 wallet: e.wallet,
             },
             Ok(E::ZeroWallet(_)) => Self::ZeroWallet,
+            Ok(E::BadProof(e)) => Self::BadProof {
+                id: ClientId::from_b256(e.id),
+            },
             Err(_) => Self::Reverted {
                 reason: decode_revert_reason(data).unwrap_or_else(|| {
                     if data.is_empty() {
@@ -244,6 +254,7 @@ impl ChainError {
                 | Self::ReceiptMismatch { .. }
                 | Self::Reserved { .. }
                 | Self::ZeroWallet
+                | Self::BadProof { .. }
                 | Self::Reverted { .. }
         )
     }

@@ -64,8 +64,8 @@ pub use embedded::{EmbeddedChain, EmbeddedConfig, dev_signer};
 pub use error::ChainError;
 pub use rpc::{RpcChain, RpcConfig};
 pub use types::{
-    Change, ClientEntry, ClientId, HistoryEvent, TxOutcome, entry_event_signatures,
-    receipt_commitment, receipt_hash,
+    Change, ClientEntry, ClientId, HistoryEvent, POSSESSION_CONTEXT, TxOutcome,
+    entry_event_signatures, possession_message, receipt_commitment, receipt_hash,
 };
 
 use contract::IKeystore;
@@ -187,6 +187,37 @@ pub trait KeystoreChain: Send + Sync {
             keyType: key_type,
             key: Bytes::copy_from_slice(key),
             commitment,
+        }
+        .abi_encode();
+        self.send(from, Some(contract), input.into(), U256::ZERO)
+    }
+
+    /// `addClientWithProof`: [`add_client`](Self::add_client) with an on-chain proof that the
+    /// sender holds the key. `identity` signs [`possession_message`]`(id, from, commitment)`; the
+    /// contract checks the signature with the P-256 precompile (EIP-7951, address 0x100) and
+    /// refuses with [`ChainError::BadProof`] — also on a chain without the precompile.
+    fn add_client_with_proof(
+        &self,
+        contract: Address,
+        from: &PrivateKeySigner,
+        id: ClientId,
+        identity: &chaincall_identity::IdentityKey,
+        commitment: FixedBytes<8>,
+    ) -> impl Future<Output = Result<TxOutcome>> + Send {
+        let public = identity.public();
+        let point = public.to_uncompressed_bytes();
+        let signature = identity
+            .sign(&possession_message(&id, from.address(), &commitment))
+            .to_bytes();
+        let input = IKeystore::addClientWithProofCall {
+            id: *id.as_b256(),
+            keyType: public.tag(),
+            key: public.to_bytes().into(),
+            commitment,
+            // 0x04 ‖ x ‖ y: y is the last 32 bytes.
+            keyY: B256::from_slice(&point[point.len() - 32..]),
+            r: B256::from_slice(&signature[..32]),
+            s: B256::from_slice(&signature[32..]),
         }
         .abi_encode();
         self.send(from, Some(contract), input.into(), U256::ZERO)

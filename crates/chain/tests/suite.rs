@@ -523,6 +523,117 @@ async fn reservation_keeps_a_squatted_number_for_the_verified_wallet<K: Keystore
     s.add(squatter, other_id, &new_key(), b"r").await.unwrap();
 }
 
+/// `addClientWithProof` with hand-made parts, to send proofs the Rust helper would never make.
+#[allow(clippy::too_many_arguments)]
+async fn add_with_raw_proof<K: KeystoreChain>(
+    s: &Setup<'_, K>,
+    from: &PrivateKeySigner,
+    id: ClientId,
+    key: &PublicIdentityKey,
+    signer: &IdentityKey,
+    signed_wallet: Address,
+    y: alloy::primitives::B256,
+) -> Result<chaincall_chain::TxOutcome, ChainError> {
+    let commitment = receipt_commitment(&id, from.address(), &receipt_hash(b"r"));
+    let signature = signer
+        .sign(&chaincall_chain::possession_message(
+            &id,
+            signed_wallet,
+            &commitment,
+        ))
+        .to_bytes();
+    let input = IKeystore::addClientWithProofCall {
+        id: *id.as_b256(),
+        keyType: key.tag(),
+        key: key.to_bytes().into(),
+        commitment,
+        keyY: y,
+        r: alloy::primitives::B256::from_slice(&signature[..32]),
+        s: alloy::primitives::B256::from_slice(&signature[32..]),
+    }
+    .abi_encode();
+    s.chain
+        .send(from, Some(s.contract), input.into(), U256::ZERO)
+        .await
+}
+
+fn y_of(key: &PublicIdentityKey) -> alloy::primitives::B256 {
+    let point = key.to_uncompressed_bytes();
+    alloy::primitives::B256::from_slice(&point[33..65])
+}
+
+/// Issue 13 (likely item, optional): `addClientWithProof` checks on chain, with the P-256
+/// precompile (EIP-7951), that the sender holds the key it registers — over the same message the
+/// wallet server checks. A key the sender does not hold, a proof made for another wallet, or a y
+/// coordinate that does not match the compressed key is refused.
+async fn proof_of_possession_is_checked_on_chain<K: KeystoreChain>(chain: &K) {
+    let s = setup(chain).await;
+    let id = id_of("+15551230300");
+    let identity = IdentityKey::generate();
+    let public = identity.public();
+    let commitment = receipt_commitment(&id, s.phone.address(), &receipt_hash(b"r"));
+    // Somebody else's key, signed by a key the sender holds: refused.
+    let victim = new_key();
+    assert_eq!(
+        add_with_raw_proof(
+            &s,
+            &s.phone,
+            id,
+            &victim,
+            &identity,
+            s.phone.address(),
+            y_of(&victim)
+        )
+        .await
+        .unwrap_err(),
+        ChainError::BadProof { id }
+    );
+    // A genuine signature, but over another wallet (a proof copied from someone's submission).
+    assert_eq!(
+        add_with_raw_proof(
+            &s,
+            &s.other,
+            id,
+            &public,
+            &identity,
+            s.phone.address(),
+            y_of(&public)
+        )
+        .await
+        .unwrap_err(),
+        ChainError::BadProof { id }
+    );
+    // The other point with the same x (y negated): parity does not match the prefix.
+    let mut wrong_y = y_of(&public);
+    wrong_y.0[31] ^= 1;
+    assert_eq!(
+        add_with_raw_proof(
+            &s,
+            &s.phone,
+            id,
+            &public,
+            &identity,
+            s.phone.address(),
+            wrong_y
+        )
+        .await
+        .unwrap_err(),
+        ChainError::BadProof { id }
+    );
+    assert_eq!(s.get(id).await, chaincall_chain::ClientEntry::unknown(id));
+    // The holder's own proof: a pending entry like addClient's, approvable as usual.
+    chain
+        .add_client_with_proof(s.contract, &s.phone, id, &identity, commitment)
+        .await
+        .unwrap();
+    let pending = s.get(id).await;
+    assert_eq!(pending.status, KeyStatus::Pending);
+    assert_eq!(pending.wallet, Some(s.phone.address()));
+    assert_eq!(pending.public_key().unwrap(), public);
+    s.approve(id, b"r").await.unwrap();
+    assert_eq!(s.get(id).await.approved_key(), Some(public));
+}
+
 async fn malformed_keys_are_refused<K: KeystoreChain>(chain: &K) {
     let s = setup(chain).await;
     let id = id_of("+15551230008");
@@ -707,6 +818,7 @@ backend_tests!(
     rotate_and_revoke,
     owner_can_revoke,
     reservation_keeps_a_squatted_number_for_the_verified_wallet,
+    proof_of_possession_is_checked_on_chain,
     malformed_keys_are_refused,
     names_and_numbers_do_not_collide,
     ownership_transfers_in_two_steps,
@@ -931,6 +1043,21 @@ async fn registration_gas() {
             reserve.gas_used
         );
     }
+    // The same registration with the proof of possession checked on chain (P-256 precompile).
+    let proven = id_of("+15551230203");
+    let identity = IdentityKey::from_secret_bytes(&[0x11; 32]).expect("a valid scalar");
+    let commitment = receipt_commitment(&proven, s.phone.address(), &receipt_hash(b"r"));
+    if let Ok(add) = chain
+        .add_client_with_proof(s.contract, &s.phone, proven, &identity, commitment)
+        .await
+    {
+        let approve = s.approve(proven, b"r").await.unwrap();
+        println!(
+            "addClientWithProof {} + approveClient {approve} = {}",
+            add.gas_used,
+            add.gas_used + approve
+        );
+    }
     let fresh = id_of("+15551230202");
     if let Ok(reserve) = chain
         .reserve_client(s.contract, &s.owner, fresh, s.phone.address())
@@ -946,4 +1073,29 @@ async fn registration_gas() {
             reserve.gas_used
         );
     }
+}
+
+/// On a chain without the P-256 precompile (anvil at Prague, before EIP-7951) the call to 0x100
+/// returns nothing, and `addClientWithProof` refuses instead of accepting an unchecked proof.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn proof_without_the_precompile_is_refused() {
+    let Some(node) = start_anvil(&["--hardfork", "prague"]) else {
+        return;
+    };
+    let chain = RpcChain::connect(&node.url(), RpcConfig::default())
+        .await
+        .unwrap();
+    let s = setup(&chain).await;
+    let id = id_of("+15551230301");
+    let identity = IdentityKey::generate();
+    let commitment = receipt_commitment(&id, s.phone.address(), &receipt_hash(b"r"));
+    assert_eq!(
+        chain
+            .add_client_with_proof(s.contract, &s.phone, id, &identity, commitment)
+            .await
+            .unwrap_err(),
+        ChainError::BadProof { id }
+    );
+    // Plain addClient still works there.
+    s.add(&s.phone, id, &identity.public(), b"r").await.unwrap();
 }
