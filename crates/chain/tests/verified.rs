@@ -1301,3 +1301,53 @@ async fn the_user_accepts_an_unconfirmed_key_change_explicitly() {
         Err(LookupError::KeyChangeOutdated { .. })
     ));
 }
+
+/// A rotation older than the provider's state history cannot be proven with storage proofs: even
+/// with trusted headers the pin does not move on its own, and the user is asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_rotation_whose_state_is_pruned_is_left_to_the_user() {
+    let chain = EmbeddedChain::new(chaincall_chain::EmbeddedConfig {
+        state_history: 2,
+        ..Default::default()
+    });
+    let s = setup(&chain).await;
+    let bob_name = name("+15551230016");
+    let bob = ClientId::of(&bob_name);
+    let wallet = dev_signer(1);
+    let old = IdentityKey::generate().public();
+    s.add(&wallet, bob, &old).await;
+    s.approve(bob).await;
+    let mut lookups = PinnedLookup::new(s.contract);
+    lookups
+        .lookup(&chain, &s.trust, &bob_name, None)
+        .await
+        .unwrap();
+    let new = IdentityKey::generate().public();
+    let rotated_in = chain
+        .rotate_key(s.contract, &wallet, bob, new.tag(), &new.to_bytes())
+        .await
+        .unwrap()
+        .block_number;
+    for _ in 0..3 {
+        chain
+            .transfer(&dev_signer(3), Address::repeat_byte(9), U256::from(1u8))
+            .await
+            .unwrap();
+    }
+    let head = chain.block_number().await.unwrap();
+    let trusted =
+        HeaderTrust::checkpoint(head, chain.block_header(head).await.unwrap().hash_slow());
+    let err = lookups
+        .lookup(&chain, &trusted, &bob_name, None)
+        .await
+        .unwrap_err();
+    let LookupError::UnconfirmedKeyChange(change) = err else {
+        panic!("expected an unconfirmed key change, got {err}");
+    };
+    assert!(
+        matches!(change.reason, UnconfirmedReason::StateUnavailable { block } if block == rotated_in - 1 || block == rotated_in),
+        "{:?}",
+        change.reason
+    );
+    assert_eq!(lookups.pins().pinned_key(&bob_name), Some(&old));
+}
