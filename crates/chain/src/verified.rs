@@ -205,7 +205,9 @@ impl HeaderTrust {
     ///
     /// Blocks up to the pinned one are fully protected. Newer blocks are only checked to descend
     /// from it: the newest header, which nothing links to yet, can be forged by the provider (see
-    /// `docs/verified-lookups.md`); a forgery shows once an honest descendant is seen.
+    /// `docs/verified-lookups.md`); a forgery shows once an honest descendant is seen. So only
+    /// blocks up to the pinned one are [confirmed](Self::confirms): a key change proven after it
+    /// never moves a pin without the user.
     pub fn checkpoint(number: u64, hash: B256) -> Self {
         Self::custom(CheckpointOracle {
             number,
