@@ -30,8 +30,11 @@ pragma solidity 0.8.37;
 ///    wallet because they never saw the receipt (only a truncated hash that includes the phone's wallet).
 ///  - A pending entry can only be replaced by the wallet that submitted it, so an observer who learns the
 ///    receipt hash from the owner's approval transaction cannot swap in their own entry before it lands.
-///  - A copier who front-runs a phone's `addClient` can at worst block the number until the owner revokes
-///    the bogus pending entry (which never becomes approvable); it can never obtain the number.
+///  - A copier who front-runs a phone's `addClient` can at worst block the number until the owner acts
+///    (its pending entry never becomes approvable); it can never obtain the number. Revoking the bogus
+///    entry alone would let the squatter submit again at once, so the owner *reserves* the id for the
+///    wallet whose claim it has verified (`reserveClient`): that replaces any pending entry, and until
+///    the reserved wallet submits, no other wallet may `addClient` the id.
 /// The receipt itself never appears on chain (only `keccak256(receipt)` at approval): the receipt token
 /// also seeds the subscriber's SIP credentials. The commitment is truncated to 64 bits to keep an entry
 /// in two storage slots; it only has to resist online guessing by someone who lacks the receipt (each
@@ -43,15 +46,19 @@ pragma solidity 0.8.37;
 ///  - `base`     : wallet (bytes 0..20, low order) | status (20) | keyType (21) | keyLen (22) |
 ///                 commitment (23..31) | key[0] (31, high-order byte)
 ///  - `base + 1` : key[1..33], left aligned
+/// A reservation is an entry with status Reserved (4) whose wallet is the reserved wallet and whose key
+/// fields are zero: it costs no extra slot, and `addClient` reads it with the status it reads anyway.
 /// Two fresh slots per registration: the fewest that can hold a 20-byte wallet plus a 33-byte key.
 /// `owner` is slot 1, `pendingOwner` slot 2.
 contract Keystore {
-    /// @notice Lifecycle of an entry. Unknown entries have never been submitted.
+    /// @notice Lifecycle of an entry. Unknown entries have never been submitted. Reserved entries hold
+    /// no key: only the reserved wallet may submit one (`getClient` reports them as Unknown).
     enum Status {
         Unknown,
         Pending,
         Approved,
-        Revoked
+        Revoked,
+        Reserved
     }
 
     /// @dev Packed into two slots; see the storage layout in the contract's doc comment.
@@ -67,6 +74,12 @@ contract Keystore {
 
     /// @notice Key type tag of P-256 SEC1 compressed public keys (33 bytes).
     uint8 public constant KEY_TYPE_P256 = 1;
+
+    /// @dev Domain separation of the proof of possession: the message the wallet server checks too.
+    bytes private constant POSSESSION_CONTEXT = "chaincall wallet v1 proof of possession\x00";
+
+    /// @dev The P-256 signature verification precompile (EIP-7951, Osaka; RIP-7212 on L2s).
+    address private constant P256_VERIFY = address(0x100);
 
     mapping(bytes32 id => Entry) private _entries;
 
@@ -84,6 +97,8 @@ contract Keystore {
     event KeyRotated(bytes32 indexed id, address indexed wallet, uint8 keyType, bytes key);
     /// @notice The entry of `wallet` was revoked by `by` (the wallet itself or the owner).
     event ClientRevoked(bytes32 indexed id, address indexed wallet, address indexed by);
+    /// @notice The owner reserved the id: only `wallet` may submit an entry for it.
+    event ClientReserved(bytes32 indexed id, address indexed wallet);
     /// @notice Step one of an ownership transfer.
     event OwnershipTransferStarted(address indexed previousOwner, address indexed newOwner);
     /// @notice Ownership changed (also emitted at deployment, from the zero address).
@@ -107,6 +122,12 @@ contract Keystore {
     error MalformedKey(uint8 keyType, uint256 length);
     /// @notice The receipt does not match the pending entry's commitment (wrong receipt or wallet).
     error ReceiptMismatch(bytes32 id);
+    /// @notice The id is reserved for another wallet.
+    error Reserved(bytes32 id, address wallet);
+    /// @notice A reservation must name a wallet.
+    error ZeroWallet();
+    /// @notice The proof of possession does not verify (or the chain lacks the P-256 precompile).
+    error BadProof(bytes32 id);
 
     modifier onlyOwner() {
         if (msg.sender != owner) revert NotOwner(msg.sender);
@@ -124,13 +145,45 @@ contract Keystore {
     }
 
     /// @notice Submit (or, from the same wallet, re-submit) an entry; it stays Pending until approved.
-    /// @dev Allowed when the id is Unknown or Revoked, or Pending under the caller's own wallet.
+    /// @dev Allowed when the id is Unknown or Revoked, or Pending or Reserved under the caller's own
+    /// wallet.
     function addClient(bytes32 id, uint8 keyType, bytes calldata key, bytes8 commitment) external {
+        _addClient(id, keyType, key, commitment);
+    }
+
+    /// @notice `addClient` plus an on-chain proof that the caller holds the key: an ECDSA P-256
+    /// signature (`r`, `s`) by the key over
+    /// `sha256("chaincall wallet v1 proof of possession\0" ‖ id ‖ msg.sender ‖ commitment)` — the
+    /// message the wallet server checks off chain — verified with the P-256 precompile at 0x100.
+    /// `keyY` is the key's y coordinate (the key is stored compressed, and the precompile takes
+    /// both coordinates); its parity must match the key's prefix byte, and the precompile refuses
+    /// a point that is not on the curve. On a chain without the precompile every call reverts with
+    /// `BadProof`.
+    function addClientWithProof(
+        bytes32 id,
+        uint8 keyType,
+        bytes calldata key,
+        bytes8 commitment,
+        bytes32 keyY,
+        bytes32 r,
+        bytes32 s
+    ) external {
+        _checkKey(keyType, key);
+        if (uint256(keyY) & 1 != uint8(key[0]) - 2) revert BadProof(id);
+        bytes32 digest = sha256(abi.encodePacked(POSSESSION_CONTEXT, id, msg.sender, commitment));
+        (bool ok, bytes memory out) =
+            P256_VERIFY.staticcall(abi.encodePacked(digest, r, s, bytes32(key[1:]), keyY));
+        if (!ok || out.length != 32 || uint256(bytes32(out)) != 1) revert BadProof(id);
+        _addClient(id, keyType, key, commitment);
+    }
+
+    function _addClient(bytes32 id, uint8 keyType, bytes calldata key, bytes8 commitment) private {
         Entry storage e = _entries[id];
         Status status = e.status;
         address holder = e.wallet;
         if (status == Status.Approved) revert AlreadyTaken(id, holder);
         if (status == Status.Pending && holder != msg.sender) revert AlreadyPending(id, holder);
+        if (status == Status.Reserved && holder != msg.sender) revert Reserved(id, holder);
         _checkKey(keyType, key);
         _entries[id] = Entry({
             wallet: msg.sender,
@@ -166,7 +219,7 @@ contract Keystore {
     {
         Entry storage e = _entries[id];
         status = e.status;
-        if (status == Status.Unknown) return (status, address(0), 0, key);
+        if (status == Status.Unknown || status == Status.Reserved) return (Status.Unknown, address(0), 0, key);
         wallet = e.wallet;
         keyType = e.keyType;
         uint256 len = e.keyLen;
@@ -192,7 +245,7 @@ contract Keystore {
         emit KeyRotated(id, msg.sender, keyType, key);
     }
 
-    /// @notice The bound wallet or the owner revokes a pending or approved entry.
+    /// @notice The bound wallet or the owner revokes a pending or approved entry, or a reservation.
     /// @dev A revoked id may be submitted again (by any wallet) and needs a fresh approval.
     function revokeClient(bytes32 id) external {
         Entry storage e = _entries[id];
@@ -203,6 +256,37 @@ contract Keystore {
         if (status == Status.Revoked) revert WrongStatus(id, status);
         e.status = Status.Revoked;
         emit ClientRevoked(id, wallet, msg.sender);
+    }
+
+    /// @notice Owner only: reserve `id` for `wallet` (whose claim to the identity the owner has
+    /// verified off chain), replacing any pending entry, which is revoked. Until `wallet` submits its
+    /// entry, `addClient` from any other wallet reverts with `Reserved`; `wallet`'s own submission
+    /// replaces the reservation and needs approval as usual. The owner may release a reservation with
+    /// `revokeClient` or move it with another `reserveClient`.
+    /// @dev Refused for an approved id: revoke it first (a deliberate, separately visible step).
+    function reserveClient(bytes32 id, address wallet) external onlyOwner {
+        if (wallet == address(0)) revert ZeroWallet();
+        Entry storage e = _entries[id];
+        Status status = e.status;
+        address holder = e.wallet;
+        if (status == Status.Approved) revert AlreadyTaken(id, holder);
+        if (status == Status.Pending) emit ClientRevoked(id, holder, msg.sender);
+        _entries[id] = Entry({
+            wallet: wallet,
+            status: Status.Reserved,
+            keyType: 0,
+            keyLen: 0,
+            commitment: bytes8(0),
+            keyHead: bytes1(0),
+            keyTail: bytes32(0)
+        });
+        emit ClientReserved(id, wallet);
+    }
+
+    /// @notice The wallet `id` is reserved for, or zero when it is not reserved.
+    function reservedFor(bytes32 id) external view returns (address) {
+        Entry storage e = _entries[id];
+        return e.status == Status.Reserved ? e.wallet : address(0);
     }
 
     /// @notice Step one of an ownership transfer; the zero address cancels a pending transfer.

@@ -24,7 +24,9 @@ alloy::sol! {
             /// Approved: the key may be used.
             Approved,
             /// Revoked by its wallet or the owner.
-            Revoked
+            Revoked,
+            /// Reserved by the owner for one wallet; holds no key (`getClient` says Unknown).
+            Reserved
         }
 
         /// An entry was submitted and awaits approval.
@@ -35,6 +37,8 @@ alloy::sol! {
         event KeyRotated(bytes32 indexed id, address indexed wallet, uint8 keyType, bytes key);
         /// The entry was revoked by its wallet or the owner.
         event ClientRevoked(bytes32 indexed id, address indexed wallet, address indexed by);
+        /// The owner reserved the id for one wallet.
+        event ClientReserved(bytes32 indexed id, address indexed wallet);
         /// Step one of an ownership transfer.
         event OwnershipTransferStarted(address indexed previousOwner, address indexed newOwner);
         /// Ownership changed.
@@ -58,6 +62,12 @@ alloy::sol! {
         error MalformedKey(uint8 keyType, uint256 length);
         /// The receipt does not match the pending entry.
         error ReceiptMismatch(bytes32 id);
+        /// The id is reserved for another wallet.
+        error Reserved(bytes32 id, address wallet);
+        /// A reservation must name a wallet.
+        error ZeroWallet();
+        /// The proof of possession does not verify.
+        error BadProof(bytes32 id);
 
         /// Key type tag of P-256 compressed keys.
         function KEY_TYPE_P256() external view returns (uint8);
@@ -69,6 +79,8 @@ alloy::sol! {
         function receiptCommitment(bytes32 id, address wallet, bytes32 receiptHash) external pure returns (bytes8);
         /// Submit an entry.
         function addClient(bytes32 id, uint8 keyType, bytes key, bytes8 commitment) external;
+        /// Submit an entry with an on-chain proof of possession (P-256 precompile).
+        function addClientWithProof(bytes32 id, uint8 keyType, bytes key, bytes8 commitment, bytes32 keyY, bytes32 r, bytes32 s) external;
         /// Owner only: approve a pending entry.
         function approveClient(bytes32 id, bytes32 receiptHash) external;
         /// Read an entry.
@@ -77,6 +89,10 @@ alloy::sol! {
         function rotateKey(bytes32 id, uint8 keyType, bytes key) external;
         /// The bound wallet or the owner revokes an entry.
         function revokeClient(bytes32 id) external;
+        /// Owner only: reserve an id for one wallet, replacing any pending entry.
+        function reserveClient(bytes32 id, address wallet) external;
+        /// The wallet an id is reserved for (zero when not reserved).
+        function reservedFor(bytes32 id) external view returns (address);
         /// Owner only: step one of an ownership transfer.
         function transferOwnership(address newOwner) external;
         /// The pending owner accepts.

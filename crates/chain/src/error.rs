@@ -112,6 +112,24 @@ pub enum ChainError {
         /// The address.
         address: Address,
     },
+    /// `Reserved`: the owner reserved the id for another wallet, which alone may submit it.
+    #[error("{id} is reserved for wallet {wallet} (Reserved)")]
+    Reserved {
+        /// The entry.
+        id: ClientId,
+        /// The wallet it is reserved for.
+        wallet: Address,
+    },
+    /// `BadProof`: the proof of possession of `addClientWithProof` does not verify (wrong key,
+    /// wallet or commitment, or no P-256 precompile on this chain).
+    #[error("proof of possession for {id} refused (BadProof)")]
+    BadProof {
+        /// The entry.
+        id: ClientId,
+    },
+    /// `ZeroWallet`: a reservation must name a wallet.
+    #[error("a reservation must name a wallet, not the zero address (ZeroWallet)")]
+    ZeroWallet,
     /// The contract reverted for a reason that is not one of its custom errors.
     #[error("transaction reverted: {reason}")]
     Reverted {
@@ -160,6 +178,8 @@ fn status_of(status: IKeystore::Status) -> KeyStatus {
         IKeystore::Status::Pending => KeyStatus::Pending,
         IKeystore::Status::Approved => KeyStatus::Approved,
         IKeystore::Status::Revoked => KeyStatus::Revoked,
+        // A reservation holds no key: to key users it is an unknown entry.
+        IKeystore::Status::Reserved => KeyStatus::Unknown,
         // sol! adds a catch-all for out-of-range enum values; the contract never returns one.
         _ => KeyStatus::Unknown,
     }
@@ -198,6 +218,14 @@ impl ChainError {
             Ok(E::ReceiptMismatch(e)) => Self::ReceiptMismatch {
                 id: ClientId::from_b256(e.id),
             },
+            Ok(E::Reserved(e)) => Self::Reserved {
+                id: ClientId::from_b256(e.id),
+                wallet: e.wallet,
+            },
+            Ok(E::ZeroWallet(_)) => Self::ZeroWallet,
+            Ok(E::BadProof(e)) => Self::BadProof {
+                id: ClientId::from_b256(e.id),
+            },
             Err(_) => Self::Reverted {
                 reason: decode_revert_reason(data).unwrap_or_else(|| {
                     if data.is_empty() {
@@ -224,6 +252,9 @@ impl ChainError {
                 | Self::AlreadyPending { .. }
                 | Self::MalformedKey { .. }
                 | Self::ReceiptMismatch { .. }
+                | Self::Reserved { .. }
+                | Self::ZeroWallet
+                | Self::BadProof { .. }
                 | Self::Reverted { .. }
         )
     }

@@ -13,6 +13,11 @@
 //! | `base + 1` | key\[1..33\], left aligned |
 //!
 //! (Byte positions count from the low-order end of the 32-byte word, the way Solidity packs.)
+//!
+//! Status bytes: 0 unknown, 1 pending, 2 approved, 3 revoked, 4 reserved. A reservation
+//! (`reserveClient`) is an entry with status 4, the reserved wallet in the wallet field and every key
+//! field zero; it needs no slot of its own. It holds no key, so it decodes as an unknown entry, with
+//! the wallet in [`StoredEntry::reserved_for`].
 
 use alloy::primitives::{Address, B256, FixedBytes, U256, keccak256};
 
@@ -25,6 +30,8 @@ pub const ENTRIES_SLOT: U256 = U256::ZERO;
 pub const OWNER_SLOT: U256 = U256::from_limbs([1, 0, 0, 0]);
 /// Slot of `pendingOwner`.
 pub const PENDING_OWNER_SLOT: U256 = U256::from_limbs([2, 0, 0, 0]);
+/// Status byte of a reservation (`Status.Reserved`).
+pub const STATUS_RESERVED: u8 = 4;
 /// Number of storage slots an entry occupies.
 pub const ENTRY_SLOTS: usize = 2;
 /// The longest key the layout can hold: one byte in the first slot, 32 in the second.
@@ -59,6 +66,8 @@ pub struct StoredEntry {
     pub entry: ClientEntry,
     /// The receipt commitment (zero when unknown).
     pub commitment: FixedBytes<8>,
+    /// The wallet the id is reserved for (status reserved; the entry then reads as unknown).
+    pub reserved_for: Option<Address>,
 }
 
 /// Decodes an entry from the values of its [`entry_slots`] (zero for never-written slots).
@@ -67,16 +76,23 @@ pub fn decode_entry(id: ClientId, words: [U256; ENTRY_SLOTS]) -> Result<StoredEn
     let w1 = words[1].to_be_bytes::<32>();
     // Big-endian word: byte 31 from the low end is index 0 here, so low-order byte k is index 31 - k.
     let wallet = Address::from_slice(&w0[12..32]);
+    let commitment = FixedBytes::<8>::from_slice(&w0[1..9]);
     let status = match w0[11] {
         0 => KeyStatus::Unknown,
         1 => KeyStatus::Pending,
         2 => KeyStatus::Approved,
         3 => KeyStatus::Revoked,
+        STATUS_RESERVED => {
+            return Ok(StoredEntry {
+                entry: ClientEntry::unknown(id),
+                commitment,
+                reserved_for: Some(wallet),
+            });
+        }
         other => return Err(LayoutError::BadStatus(other)),
     };
     let key_type = w0[10];
     let key_len = w0[9];
-    let commitment = FixedBytes::<8>::from_slice(&w0[1..9]);
     if usize::from(key_len) > MAX_KEY_LEN {
         return Err(LayoutError::BadKeyLength(key_len));
     }
@@ -84,6 +100,7 @@ pub fn decode_entry(id: ClientId, words: [U256; ENTRY_SLOTS]) -> Result<StoredEn
         return Ok(StoredEntry {
             entry: ClientEntry::unknown(id),
             commitment,
+            reserved_for: None,
         });
     }
     let mut key = Vec::with_capacity(MAX_KEY_LEN);
@@ -99,6 +116,7 @@ pub fn decode_entry(id: ClientId, words: [U256; ENTRY_SLOTS]) -> Result<StoredEn
             key: key.into(),
         },
         commitment,
+        reserved_for: None,
     })
 }
 

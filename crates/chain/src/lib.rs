@@ -64,8 +64,8 @@ pub use embedded::{EmbeddedChain, EmbeddedConfig, dev_signer};
 pub use error::ChainError;
 pub use rpc::{RpcChain, RpcConfig};
 pub use types::{
-    Change, ClientEntry, ClientId, HistoryEvent, TxOutcome, entry_event_signatures,
-    receipt_commitment, receipt_hash,
+    Change, ClientEntry, ClientId, HistoryEvent, POSSESSION_CONTEXT, TxOutcome,
+    entry_event_signatures, possession_message, receipt_commitment, receipt_hash,
 };
 
 use contract::IKeystore;
@@ -92,7 +92,7 @@ pub fn sign_eip1559(
     ))
 }
 
-/// The keystore on a chain: deploy, add, approve, get, rotate, revoke, history.
+/// The keystore on a chain: deploy, add, approve, get, rotate, revoke, reserve, history.
 ///
 /// Implementors supply the five primitives (`send`, `call`, `logs`, `storage_at`, `balance`) plus
 /// chain facts; everything contract-specific is provided on top of them, identically for every
@@ -192,6 +192,37 @@ pub trait KeystoreChain: Send + Sync {
         self.send(from, Some(contract), input.into(), U256::ZERO)
     }
 
+    /// `addClientWithProof`: [`add_client`](Self::add_client) with an on-chain proof that the
+    /// sender holds the key. `identity` signs [`possession_message`]`(id, from, commitment)`; the
+    /// contract checks the signature with the P-256 precompile (EIP-7951, address 0x100) and
+    /// refuses with [`ChainError::BadProof`] — also on a chain without the precompile.
+    fn add_client_with_proof(
+        &self,
+        contract: Address,
+        from: &PrivateKeySigner,
+        id: ClientId,
+        identity: &chaincall_identity::IdentityKey,
+        commitment: FixedBytes<8>,
+    ) -> impl Future<Output = Result<TxOutcome>> + Send {
+        let public = identity.public();
+        let point = public.to_uncompressed_bytes();
+        let signature = identity
+            .sign(&possession_message(&id, from.address(), &commitment))
+            .to_bytes();
+        let input = IKeystore::addClientWithProofCall {
+            id: *id.as_b256(),
+            keyType: public.tag(),
+            key: public.to_bytes().into(),
+            commitment,
+            // 0x04 ‖ x ‖ y: y is the last 32 bytes.
+            keyY: B256::from_slice(&point[point.len() - 32..]),
+            r: B256::from_slice(&signature[..32]),
+            s: B256::from_slice(&signature[32..]),
+        }
+        .abi_encode();
+        self.send(from, Some(contract), input.into(), U256::ZERO)
+    }
+
     /// `approveClient` (owner only): approves the pending entry if `receipt_hash` matches it.
     fn approve_client(
         &self,
@@ -219,7 +250,10 @@ pub trait KeystoreChain: Send + Sync {
             let output = self.call(contract, input.into()).await?;
             let ret = decode_return::<IKeystore::getClientCall, _>(self, contract, &output).await?;
             let status = match ret.status {
-                IKeystore::Status::Unknown => return Ok(ClientEntry::unknown(id)),
+                // The contract reports a reservation as unknown; treat a raw one the same way.
+                IKeystore::Status::Unknown | IKeystore::Status::Reserved => {
+                    return Ok(ClientEntry::unknown(id));
+                }
                 IKeystore::Status::Pending => chaincall_identity::KeyStatus::Pending,
                 IKeystore::Status::Approved => chaincall_identity::KeyStatus::Approved,
                 IKeystore::Status::Revoked => chaincall_identity::KeyStatus::Revoked,
@@ -266,6 +300,40 @@ pub trait KeystoreChain: Send + Sync {
     ) -> impl Future<Output = Result<TxOutcome>> + Send {
         let input = IKeystore::revokeClientCall { id: *id.as_b256() }.abi_encode();
         self.send(from, Some(contract), input.into(), U256::ZERO)
+    }
+
+    /// `reserveClient` (owner only): reserves `id` for `wallet`, whose claim to the identity the
+    /// owner has verified. Any pending entry is replaced (and revoked); until `wallet` submits its
+    /// own entry, `addClient` from any other wallet fails with [`ChainError::Reserved`]. Refused
+    /// for an approved id ([`ChainError::AlreadyTaken`]).
+    fn reserve_client(
+        &self,
+        contract: Address,
+        from: &PrivateKeySigner,
+        id: ClientId,
+        wallet: Address,
+    ) -> impl Future<Output = Result<TxOutcome>> + Send {
+        let input = IKeystore::reserveClientCall {
+            id: *id.as_b256(),
+            wallet,
+        }
+        .abi_encode();
+        self.send(from, Some(contract), input.into(), U256::ZERO)
+    }
+
+    /// `reservedFor`: the wallet `id` is reserved for, `None` when it is not reserved.
+    fn reserved_for(
+        &self,
+        contract: Address,
+        id: ClientId,
+    ) -> impl Future<Output = Result<Option<Address>>> + Send {
+        async move {
+            let input = IKeystore::reservedForCall { id: *id.as_b256() }.abi_encode();
+            let output = self.call(contract, input.into()).await?;
+            let wallet =
+                decode_return::<IKeystore::reservedForCall, _>(self, contract, &output).await?;
+            Ok((wallet != Address::ZERO).then_some(wallet))
+        }
     }
 
     /// `transferOwnership` (owner only): nominates `new_owner`; zero cancels.

@@ -61,6 +61,22 @@ pub fn receipt_commitment(id: &ClientId, wallet: Address, receipt_hash: &B256) -
     FixedBytes::<8>::from_slice(&keccak256(encoded)[..8])
 }
 
+/// Domain-separation prefix of the proof of possession (the wallet server's and the contract's).
+pub const POSSESSION_CONTEXT: &[u8] = b"chaincall wallet v1 proof of possession\0";
+
+/// The message an identity key signs to prove its registrant holds it: [`POSSESSION_CONTEXT`]
+/// ‖ id (32 bytes) ‖ wallet (20) ‖ receipt commitment (8). The wallet server checks it off chain
+/// (`chaincall_wallet::payload::possession_message`, the same bytes) and `addClientWithProof`
+/// checks its SHA-256 on chain.
+pub fn possession_message(id: &ClientId, wallet: Address, commitment: &FixedBytes<8>) -> Vec<u8> {
+    let mut m = Vec::with_capacity(POSSESSION_CONTEXT.len() + 60);
+    m.extend_from_slice(POSSESSION_CONTEXT);
+    m.extend_from_slice(id.0.as_slice());
+    m.extend_from_slice(wallet.as_slice());
+    m.extend_from_slice(commitment.as_slice());
+    m
+}
+
 /// An entry as `getClient` returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientEntry {

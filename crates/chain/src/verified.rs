@@ -18,8 +18,10 @@
 //!
 //! [`get_client_verified`] runs the three; any mismatch is a [`VerifyError`] saying what failed, and
 //! no entry is returned. [`PinnedLookup`] adds key continuity on top (`chaincall_identity::continuity`):
-//! a key seen before is pinned, a rotation or revocation recorded on chain moves the pin and is
-//! reported, and a key change without an on-chain record is refused.
+//! a key seen before is pinned; a rotation moves the pin only once proven by state proofs of the entry
+//! before and after it, against headers the trust vouches for (otherwise the user decides: see
+//! [`LookupError::UnconfirmedKeyChange`]); a proven revocation is reported; any other key change is
+//! refused.
 //!
 //! What each trust mode does and does not protect against: `docs/verified-lookups.md` and
 //! [`chaincall_proof::header`].
@@ -52,6 +54,7 @@ use alloy::eips::BlockNumberOrTag;
 use alloy::primitives::{Address, B256, keccak256};
 use alloy::providers::{Provider, RootProvider};
 use alloy::rpc::types::EIP1186AccountProofResponse;
+use alloy::transports::http::reqwest::Url;
 use chaincall_identity::continuity::{
     ContinuityError, Evidence, KeyPins, Observation, PinUpdate, RecordedChange,
 };
@@ -177,6 +180,15 @@ pub trait HeaderOracle: Send + Sync + fmt::Debug {
         source: &'a dyn HeaderSource,
         number: u64,
     ) -> BoxFuture<'a, Result<TrustedHeader, VerifyError>>;
+
+    /// Whether a header this oracle returns for block `number` is vouched for by the trust anchor
+    /// itself — a provider cannot have made it up — rather than merely linked to it by parent
+    /// hashes. Only state proven against such headers may move a key pin without asking the user
+    /// ([`PinnedLookup`]). The default, `false`, is the safe answer for an oracle that cannot tell.
+    fn confirms(&self, number: u64) -> bool {
+        let _ = number;
+        false
+    }
 }
 
 /// Which block headers a verified lookup trusts. Share it (`Arc<HeaderTrust>`) across lookups: it
@@ -193,7 +205,9 @@ impl HeaderTrust {
     ///
     /// Blocks up to the pinned one are fully protected. Newer blocks are only checked to descend
     /// from it: the newest header, which nothing links to yet, can be forged by the provider (see
-    /// `docs/verified-lookups.md`); a forgery shows once an honest descendant is seen.
+    /// `docs/verified-lookups.md`); a forgery shows once an honest descendant is seen. So only
+    /// blocks up to the pinned one are [confirmed](Self::confirms): a key change proven after it
+    /// never moves a pin without the user.
     pub fn checkpoint(number: u64, hash: B256) -> Self {
         Self::custom(CheckpointOracle {
             number,
@@ -203,21 +217,43 @@ impl HeaderTrust {
     }
 
     /// Trust by agreement: at least `k` of the `endpoints` (JSON-RPC URLs, independently operated)
-    /// must return a header with the same hash for the block. `k` must be a strict majority; a
-    /// misconfiguration or an unparsable URL surfaces at the first lookup as a [`HeaderError`].
-    pub fn quorum(endpoints: Vec<String>, k: usize) -> Self {
-        let endpoints = endpoints
-            .into_iter()
-            .map(|url| {
-                let provider = url.parse().ok().map(RootProvider::new_http);
-                (url, provider)
-            })
-            .collect();
-        Self::custom(QuorumOracle {
-            endpoints,
+    /// must return a header with the same hash for the block.
+    ///
+    /// Each server counts once: endpoints are compared by host and port (scheme, path, query and
+    /// credentials ignored, so one provider under two API keys is one server), and a repeated one
+    /// is refused ([`QuorumConfigError::DuplicateEndpoint`]) rather than silently counted twice.
+    /// `k` must be a strict majority of the distinct endpoints. Two names for one machine (a
+    /// hostname and its address, a proxy, a reseller of another provider's node) cannot be told
+    /// apart here: independence is the operator's to check.
+    pub fn quorum(endpoints: Vec<String>, k: usize) -> Result<Self, QuorumConfigError> {
+        let mut servers: Vec<(String, RootProvider)> = Vec::with_capacity(endpoints.len());
+        for (index, text) in endpoints.iter().enumerate() {
+            let url: Url = text
+                .trim()
+                .parse()
+                .map_err(|_| QuorumConfigError::BadEndpoint { index })?;
+            let server = server_of(&url).ok_or(QuorumConfigError::BadEndpoint { index })?;
+            if let Some(first) = servers.iter().position(|(s, _)| *s == server) {
+                return Err(QuorumConfigError::DuplicateEndpoint {
+                    server,
+                    first,
+                    index,
+                });
+            }
+            servers.push((server, RootProvider::new_http(url)));
+        }
+        let n = servers.len();
+        if k == 0 || k > n || k * 2 <= n {
+            return Err(QuorumConfigError::BadQuorum {
+                required: k,
+                endpoints: n,
+            });
+        }
+        Ok(Self::custom(QuorumOracle {
+            endpoints: servers,
             k,
             cache: Mutex::new(BTreeMap::new()),
-        })
+        }))
     }
 
     /// Any other trust model, such as a consensus light client.
@@ -225,6 +261,14 @@ impl HeaderTrust {
         Self {
             oracle: Box::new(oracle),
         }
+    }
+
+    /// Whether headers at `number` are vouched for by the trust anchor itself
+    /// ([`HeaderOracle::confirms`]): in checkpoint mode, blocks at or before the checkpoint; in
+    /// quorum mode, every block the quorum agrees on. Key changes are only honoured automatically
+    /// when proven against such headers.
+    pub fn confirms(&self, number: u64) -> bool {
+        self.oracle.confirms(number)
     }
 
     /// The trusted header at `number`, fetched through `source` where needed.
@@ -367,6 +411,59 @@ impl HeaderOracle for CheckpointOracle {
     ) -> BoxFuture<'a, Result<TrustedHeader, VerifyError>> {
         Box::pin(self.resolve(source, number))
     }
+
+    fn confirms(&self, number: u64) -> bool {
+        // The pinned hash commits to its block and, through parent hashes, to every ancestor;
+        // newer headers are only linked to it, and the newest can be forged at no cost.
+        number <= self.number
+    }
+}
+
+/// Why a quorum configuration is refused ([`HeaderTrust::quorum`]). Endpoints are named by their
+/// position and server only: URLs may carry API keys.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QuorumConfigError {
+    /// The endpoint is not an `http` or `https` URL with a host.
+    #[error("quorum endpoint #{index} is not an http(s) URL with a host")]
+    BadEndpoint {
+        /// Position in the list (from 0).
+        index: usize,
+    },
+    /// Two endpoints name the same server: counted twice, one node could make a majority alone.
+    #[error(
+        "quorum endpoints #{first} and #{index} are the same server ({server}); list each server once"
+    )]
+    DuplicateEndpoint {
+        /// The server both name (`host:port`).
+        server: String,
+        /// Position of the first.
+        first: usize,
+        /// Position of the repeat.
+        index: usize,
+    },
+    /// `required` is not a strict majority of the distinct endpoints (or exceeds them).
+    #[error(
+        "quorum of {required} among {endpoints} endpoints: need a strict majority and at most all of them"
+    )]
+    BadQuorum {
+        /// Agreement asked for.
+        required: usize,
+        /// Distinct endpoints configured.
+        endpoints: usize,
+    },
+}
+
+/// The server an endpoint URL names, as compared for duplicates: lower-case host and port
+/// (default port filled in), `None` for anything but http(s) with a host.
+fn server_of(url: &Url) -> Option<String> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    // The URL parser already lower-cases domain names and canonicalises IP literals.
+    let host = url.host_str()?.trim_end_matches('.').to_ascii_lowercase();
+    let port = url.port_or_known_default()?;
+    Some(format!("{host}:{port}"))
 }
 
 /// How long a quorum endpoint may take to send a header before it counts as no answer.
@@ -374,8 +471,8 @@ const QUORUM_ENDPOINT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// [`HeaderTrust::quorum`].
 struct QuorumOracle {
-    /// Each configured URL, with its provider (`None`: the URL does not parse; counts as no answer).
-    endpoints: Vec<(String, Option<RootProvider>)>,
+    /// Each configured server (`host:port`, distinct), with its provider.
+    endpoints: Vec<(String, RootProvider)>,
     k: usize,
     cache: HeaderCache,
 }
@@ -414,18 +511,17 @@ impl QuorumOracle {
         // answer after QUORUM_ENDPOINT_TIMEOUT instead of stalling the lookup.
         let mut tasks = tokio::task::JoinSet::new();
         for (index, (_, provider)) in self.endpoints.iter().enumerate() {
-            if let Some(provider) = provider.clone() {
-                tasks.spawn(async move {
-                    let header = tokio::time::timeout(
-                        QUORUM_ENDPOINT_TIMEOUT,
-                        endpoint_header(provider, number),
-                    )
-                    .await
-                    .ok()
-                    .flatten();
-                    (index, header)
-                });
-            }
+            let provider = provider.clone();
+            tasks.spawn(async move {
+                let header = tokio::time::timeout(
+                    QUORUM_ENDPOINT_TIMEOUT,
+                    endpoint_header(provider, number),
+                )
+                .await
+                .ok()
+                .flatten();
+                (index, header)
+            });
         }
         let mut headers: Vec<Option<Header>> = vec![None; self.endpoints.len()];
         let mut hashes: Vec<Option<B256>> = vec![None; self.endpoints.len()];
@@ -459,6 +555,11 @@ impl HeaderOracle for QuorumOracle {
         number: u64,
     ) -> BoxFuture<'a, Result<TrustedHeader, VerifyError>> {
         Box::pin(self.resolve(number))
+    }
+
+    fn confirms(&self, _number: u64) -> bool {
+        // Every header this oracle returns carries a strict majority's agreement.
+        true
     }
 }
 
@@ -546,7 +647,97 @@ pub enum LookupError {
     /// The chain's history of the entry could not be read.
     #[error("cannot read the entry's history: {0}")]
     History(ChainError),
+    /// The key differs from the pin and the rotation is consistent with proven state, but not
+    /// proven against headers the trust vouches for (checkpoint mode after the checkpoint, or the
+    /// provider no longer has the state). The pin did not move; the user may accept the change
+    /// with [`PinnedLookup::accept_key_change`] after checking it another way.
+    #[error("{0}")]
+    UnconfirmedKeyChange(Box<UnconfirmedKeyChange>),
+    /// [`PinnedLookup::accept_key_change`] was given a change from a pin that has moved since.
+    #[error(
+        "{name}: the key change to accept starts from a key that is no longer pinned; look it up again"
+    )]
+    KeyChangeOutdated {
+        /// The identity.
+        name: IdentityName,
+    },
 }
+
+/// Why a key change could not be confirmed automatically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UnconfirmedReason {
+    /// The rotation's block is only linked to the trust anchor by parent hashes: in checkpoint
+    /// mode, a block after the checkpoint, which a lying provider can forge with any state.
+    OnlyLinked {
+        /// The first block of the rotation proof the trust does not vouch for.
+        block: u64,
+    },
+    /// The provider no longer holds the state of the rotation's block (a pruning node).
+    StateUnavailable {
+        /// The block whose state is gone.
+        block: u64,
+    },
+    /// More rotations since the last lookup than one lookup proves ([`MAX_PROVEN_ROTATIONS`]).
+    TooManyRotations,
+}
+
+impl fmt::Display for UnconfirmedReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OnlyLinked { block } => write!(
+                f,
+                "block {block} is only linked to the trust anchor, not vouched for by it"
+            ),
+            Self::StateUnavailable { block } => {
+                write!(f, "the provider no longer has the state of block {block}")
+            }
+            Self::TooManyRotations => write!(
+                f,
+                "more than {MAX_PROVEN_ROTATIONS} rotations since the last lookup"
+            ),
+        }
+    }
+}
+
+/// A key change a pinned lookup will not honour on its own: what to show the user, and what
+/// [`PinnedLookup::accept_key_change`] takes if they accept it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnconfirmedKeyChange {
+    /// The identity.
+    pub name: IdentityName,
+    /// The pinned key (still pinned).
+    pub pinned: PublicIdentityKey,
+    /// The key the lookup proved, against a header the trust does not fully vouch for.
+    pub seen: PublicIdentityKey,
+    /// The block `seen` was proven at.
+    pub block: u64,
+    /// The wallet bound to the entry there.
+    pub wallet: Option<Address>,
+    /// The rotations the provider's events claim (oldest first), each consistent with state proofs
+    /// of the entry before and after it, though not against vouched-for headers.
+    pub claimed: Vec<RecordedChange>,
+    /// Why it is not confirmed.
+    pub reason: UnconfirmedReason,
+}
+
+impl fmt::Display for UnconfirmedKeyChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}'s key changed from {} to {} (block {}), but the change is not confirmed: {}; the pin stays until the user accepts it",
+            self.name,
+            self.pinned.fingerprint(),
+            self.seen.fingerprint(),
+            self.block,
+            self.reason
+        )
+    }
+}
+
+/// The most rotations one pinned lookup proves (two state proofs each) before leaving the change
+/// to the user.
+pub const MAX_PROVEN_ROTATIONS: usize = 16;
 
 /// A verified lookup that passed the key-continuity check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -555,9 +746,10 @@ pub struct PinnedEntry {
     pub verified: VerifiedEntry,
     /// What happened to the pin: first pinned, unchanged, moved by a rotation, revoked, not pinned.
     pub update: PinUpdate,
-    /// Key changes the chain records since this identity's previous lookup (empty on the first
-    /// lookup and whenever the pinned key is proven unchanged) (rotations and
-    /// revocations, from the contract's events), oldest first: what to report to the user.
+    /// Key changes since this identity's previous lookup (empty on the first lookup and whenever
+    /// the pinned key is proven unchanged), oldest first: what to report to the user. Rotations
+    /// are listed only once proven (state proofs before and after, against vouched-for headers);
+    /// revocations come from the contract's events, the revoked status itself being proven.
     pub changes: Vec<RecordedChange>,
 }
 
@@ -568,21 +760,33 @@ impl PinnedEntry {
     }
 }
 
+/// What the last accepted lookup of an identity proved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    block: u64,
+    wallet: Option<Address>,
+}
+
 /// The phone's lookup cache: verified lookups plus key pinning (`KeyPins`).
 ///
-/// Every lookup is proven ([`get_client_verified`]); the entry's on-chain history (events) is read
-/// alongside. The first approved key seen is pinned. A later key must equal the pin, or be the key a
-/// recorded rotation (a `KeyRotated` event after the last lookup) moved to; a revocation recorded on
-/// chain makes the pin refuse the identity from then on. A proven key that differs from the pin
-/// without a rotation on record — which the keystore contract cannot produce, so it means the trust
-/// anchor now points at another chain or fork — is refused with
-/// [`ContinuityError::UnrecordedKeyChange`], and so is an answer older than one already seen.
+/// Every lookup is proven ([`get_client_verified`]). The first approved key seen is pinned. A later
+/// key must equal the pin, or be reached from it by rotations that are **proven**: for each, the
+/// entry one block before (approved, the previous key, the same wallet) and at the rotation's block
+/// (approved, the new key, the same wallet), both against headers the trust vouches for
+/// ([`HeaderTrust::confirms`]). The contract's events (`eth_getLogs`, unproven) only say where to
+/// look. A rotation consistent with the proofs but not against vouched-for headers — in checkpoint
+/// mode, anything after the checkpoint, where a provider can forge the newest header and its
+/// state — does not move the pin: the lookup fails with [`LookupError::UnconfirmedKeyChange`] and
+/// the user decides ([`PinnedLookup::accept_key_change`]). A proven key change the proofs contradict
+/// or no event claims (another chain or fork, or a number re-registered by another wallet) is refused
+/// with [`ContinuityError::UnrecordedKeyChange`]; an answer older than one already seen is stale; a
+/// revocation proven on chain makes the pin refuse the identity from then on.
 #[derive(Debug, Clone)]
 pub struct PinnedLookup {
     contract: Address,
     pins: KeyPins,
-    /// Block of each identity's last accepted lookup.
-    seen_at: HashMap<IdentityName, u64>,
+    /// Each identity's last accepted lookup.
+    seen: HashMap<IdentityName, Seen>,
 }
 
 impl PinnedLookup {
@@ -596,7 +800,7 @@ impl PinnedLookup {
         Self {
             contract,
             pins,
-            seen_at: HashMap::new(),
+            seen: HashMap::new(),
         }
     }
 
@@ -619,11 +823,12 @@ impl PinnedLookup {
         let verified = get_client_verified(chain, self.contract, id, trust, block).await?;
         let at = verified.block_number;
         // The history (an `eth_getLogs` scan) only matters when something changed since the pin:
-        // a different key must be on record as a rotation, and changes are reported. The common
+        // a different key must be reached by rotations, and changes are reported. The common
         // case, the pinned key proven again, skips it; a first lookup pins without reporting
         // earlier changes.
         let key = verified.entry.public_key().ok();
-        let needs_history = match (self.pins.pinned_key(name), verified.entry.status) {
+        let pinned = self.pins.pinned_key(name).cloned();
+        let needs_history = match (&pinned, verified.entry.status) {
             (None, _) => false,
             (Some(pinned), KeyStatus::Approved) => key.as_ref() != Some(pinned),
             (Some(_), _) => true,
@@ -636,70 +841,209 @@ impl PinnedLookup {
         } else {
             Vec::new()
         };
-        let since = self.seen_at.get(name).copied();
-        let recorded: Vec<RecordedChange> = history
+        let since = self.seen.get(name).copied();
+        let in_window = |block: u64| block <= at && since.is_none_or(|s| block > s.block);
+        // The provider's events: where to look for proofs, never evidence on their own.
+        let claimed: Vec<(u64, PublicIdentityKey)> = history
             .iter()
-            .filter(|e| e.block_number <= at)
+            .filter(|e| in_window(e.block_number))
             .filter_map(|e| match &e.change {
                 Change::Rotated { key_type, key, .. } => {
                     PublicIdentityKey::from_tagged(*key_type, key)
                         .ok()
-                        .map(|new_key| RecordedChange::Rotated {
-                            block: e.block_number,
-                            new_key,
-                        })
+                        .map(|new_key| (e.block_number, new_key))
                 }
-                Change::Revoked { .. } => Some(RecordedChange::Revoked {
-                    block: e.block_number,
-                }),
                 _ => None,
             })
             .collect();
-        // A proof shows what the chain holds, not how it got there: a changed key must also be on
-        // record as a rotation since the last lookup, or the proof is from another chain.
-        // (An answer older than the last one is left to the pins, which refuse it as stale.)
-        if let Some(pinned) = self.pins.pinned_key(name)
-            && since.is_none_or(|s| at >= s)
+        let revocations = history
+            .iter()
+            .filter(|e| in_window(e.block_number))
+            .filter(|e| matches!(e.change, Change::Revoked { .. }))
+            .map(|e| RecordedChange::Revoked {
+                block: e.block_number,
+            });
+        // A proof shows what the chain holds, not how it got there: a changed key must be reached
+        // from the pin by proven rotations since the last lookup. (An answer older than the last
+        // one is left to the pins, which refuse it as stale.)
+        let mut rotations = Vec::new();
+        if let Some(pinned) = &pinned
+            && since.is_none_or(|s| at >= s.block)
             && verified.entry.status == KeyStatus::Approved
             && let Some(seen) = &key
             && seen != pinned
         {
-            let rotation_on_record = recorded.iter().any(|c| {
-                matches!(c, RecordedChange::Rotated { block, new_key }
-                    if new_key == seen && since.is_none_or(|s| *block > s))
-            });
-            if !rotation_on_record {
-                return Err(ContinuityError::UnrecordedKeyChange {
-                    name: name.clone(),
-                    pinned: pinned.fingerprint(),
-                    seen: seen.fingerprint(),
-                }
-                .into());
-            }
+            rotations = self
+                .prove_rotations(chain, trust, name, pinned, &verified, since, &claimed)
+                .await?;
         }
+        let mut changes: Vec<RecordedChange> = rotations.into_iter().chain(revocations).collect();
+        changes.sort_by_key(recorded_block);
         let observation = Observation {
             status: verified.entry.status,
             key,
             block: at,
             evidence: Evidence::Proven,
         };
-        let update = self.pins.observe(name, &observation, &recorded)?;
-        self.seen_at.insert(name.clone(), at);
-        let changes = recorded
-            .into_iter()
-            .filter(|c| {
-                let block = match c {
-                    RecordedChange::Rotated { block, .. } | RecordedChange::Revoked { block } => {
-                        *block
-                    }
-                };
-                since.is_none_or(|s| block > s)
-            })
-            .collect();
+        let update = self.pins.observe(name, &observation, &changes)?;
+        self.seen.insert(
+            name.clone(),
+            Seen {
+                block: at,
+                wallet: verified.entry.wallet,
+            },
+        );
         Ok(PinnedEntry {
             verified,
             update,
             changes,
         })
+    }
+
+    /// Moves the pin as the user decided after a [`LookupError::UnconfirmedKeyChange`]: from
+    /// `change.pinned` to `change.seen`. Refused ([`LookupError::KeyChangeOutdated`]) if the pin
+    /// is no longer `change.pinned`, so an old decision cannot move a newer pin.
+    pub fn accept_key_change(
+        &mut self,
+        change: &UnconfirmedKeyChange,
+    ) -> Result<PinUpdate, LookupError> {
+        if self.pins.pinned_key(&change.name) != Some(&change.pinned) {
+            return Err(LookupError::KeyChangeOutdated {
+                name: change.name.clone(),
+            });
+        }
+        // The user's word stands in for the on-chain record: observed as proven, the pins accept
+        // the new key.
+        let observation = Observation {
+            status: KeyStatus::Approved,
+            key: Some(change.seen.clone()),
+            block: change.block,
+            evidence: Evidence::Proven,
+        };
+        let update = self.pins.observe(&change.name, &observation, &[])?;
+        self.seen.insert(
+            change.name.clone(),
+            Seen {
+                block: change.block,
+                wallet: change.wallet,
+            },
+        );
+        Ok(update)
+    }
+
+    /// Proves that the key of `now` was reached from `pinned` by rotations: walking back from the
+    /// newest, each claimed rotation (block `b`, new key) must show in state proofs as the same
+    /// wallet's approved entry holding the previous key at `b - 1` and the new key at `b`, until
+    /// the previous key is the pinned one. Returns the rotations, oldest first, if every proof is
+    /// against a header the trust vouches for.
+    #[allow(clippy::too_many_arguments)]
+    async fn prove_rotations<C: KeystoreChain + ?Sized>(
+        &self,
+        chain: &C,
+        trust: &HeaderTrust,
+        name: &IdentityName,
+        pinned: &PublicIdentityKey,
+        now: &VerifiedEntry,
+        since: Option<Seen>,
+        claimed: &[(u64, PublicIdentityKey)],
+    ) -> Result<Vec<RecordedChange>, LookupError> {
+        let id = ClientId::of(name);
+        let wallet = now.entry.wallet;
+        let Some(seen) = now.entry.approved_key() else {
+            return Ok(Vec::new());
+        };
+        let unrecorded = || {
+            LookupError::from(ContinuityError::UnrecordedKeyChange {
+                name: name.clone(),
+                pinned: pinned.fingerprint(),
+                seen: seen.fingerprint(),
+            })
+        };
+        let unconfirmed = |claimed: Vec<RecordedChange>, reason| {
+            LookupError::UnconfirmedKeyChange(Box::new(UnconfirmedKeyChange {
+                name: name.clone(),
+                pinned: pinned.clone(),
+                seen: seen.clone(),
+                block: now.block_number,
+                wallet,
+                claimed,
+                reason,
+            }))
+        };
+        let floor = since.map_or(0, |s| s.block);
+        let mut expected = seen.clone();
+        let mut upper = now.block_number;
+        let mut proven = Vec::new();
+        let mut not_vouched: Option<u64> = None;
+        for _ in 0..MAX_PROVEN_ROTATIONS {
+            let Some(block) = claimed
+                .iter()
+                .rev()
+                .find(|(b, k)| *b <= upper && *b > floor && *k == expected)
+                .map(|(b, _)| *b)
+            else {
+                return Err(unrecorded());
+            };
+            // `block > floor >= 0`, so there is a block before it.
+            let before_block = block - 1;
+            let (before, after) = tokio::join!(
+                get_client_verified(chain, self.contract, id, trust, Some(before_block)),
+                get_client_verified(chain, self.contract, id, trust, Some(block)),
+            );
+            let (before, after) = match (before, after) {
+                (Ok(before), Ok(after)) => (before.entry, after.entry),
+                (Err(VerifyError::Chain(ChainError::StatePruned { number, .. })), _)
+                | (_, Err(VerifyError::Chain(ChainError::StatePruned { number, .. }))) => {
+                    proven.reverse();
+                    return Err(unconfirmed(
+                        proven,
+                        UnconfirmedReason::StateUnavailable { block: number },
+                    ));
+                }
+                (Err(e), _) | (_, Err(e)) => return Err(e.into()),
+            };
+            let previous = before.approved_key();
+            let is_rotation = after.approved_key().as_ref() == Some(&expected)
+                && after.wallet == wallet
+                && before.wallet == wallet
+                && previous.as_ref().is_some_and(|p| *p != expected);
+            let Some(previous) = previous.filter(|_| is_rotation) else {
+                // The event claims a rotation the proven state does not show.
+                return Err(unrecorded());
+            };
+            proven.push(RecordedChange::Rotated {
+                block,
+                new_key: expected,
+            });
+            if not_vouched.is_none() {
+                not_vouched = [before_block, block]
+                    .into_iter()
+                    .find(|b| !trust.confirms(*b));
+            }
+            if previous == *pinned {
+                // The pinned key was this wallet's at the last lookup too, or the number changed
+                // hands in between (revoked and registered again by another wallet).
+                if since.is_some_and(|s| s.wallet != wallet) {
+                    return Err(unrecorded());
+                }
+                proven.reverse();
+                return match not_vouched {
+                    None => Ok(proven),
+                    Some(block) => {
+                        Err(unconfirmed(proven, UnconfirmedReason::OnlyLinked { block }))
+                    }
+                };
+            }
+            expected = previous;
+            upper = before_block;
+        }
+        proven.reverse();
+        Err(unconfirmed(proven, UnconfirmedReason::TooManyRotations))
+    }
+}
+
+fn recorded_block(change: &RecordedChange) -> u64 {
+    match change {
+        RecordedChange::Rotated { block, .. } | RecordedChange::Revoked { block } => *block,
     }
 }

@@ -414,6 +414,226 @@ async fn owner_can_revoke<K: KeystoreChain>(chain: &K) {
     );
 }
 
+/// Issue 13 (likely item): revoking a squatter's pending entry let the squatter (or anyone) submit
+/// again at once, so a number could be blocked for good. The owner now reserves the id for the
+/// wallet it verified: the pending entry is replaced, nobody else may submit, and the reserved
+/// wallet registers as usual. (On the old contract `reserveClient` does not exist.)
+async fn reservation_keeps_a_squatted_number_for_the_verified_wallet<K: KeystoreChain>(chain: &K) {
+    let s = setup(chain).await;
+    let id = id_of("+15551230100");
+    let squatter = &s.other;
+    let rightful = &s.phone;
+    s.add(squatter, id, &new_key(), b"no receipt")
+        .await
+        .unwrap();
+    // Revoking alone is not enough: the squatter is back in the next block.
+    chain.revoke_client(s.contract, &s.owner, id).await.unwrap();
+    s.add(squatter, id, &new_key(), b"no receipt")
+        .await
+        .unwrap();
+    assert_eq!(s.get(id).await.status, KeyStatus::Pending);
+
+    // Only the owner reserves, and only for a real wallet.
+    assert_eq!(
+        chain
+            .reserve_client(s.contract, squatter, id, squatter.address())
+            .await
+            .unwrap_err(),
+        ChainError::NotOwner {
+            caller: squatter.address()
+        }
+    );
+    assert_eq!(
+        chain
+            .reserve_client(s.contract, &s.owner, id, Address::ZERO)
+            .await
+            .unwrap_err(),
+        ChainError::ZeroWallet
+    );
+    chain
+        .reserve_client(s.contract, &s.owner, id, rightful.address())
+        .await
+        .unwrap();
+    // The squatter's entry is gone (revoked, on record), the reservation holds no key.
+    assert_eq!(s.get(id).await, chaincall_chain::ClientEntry::unknown(id));
+    assert_eq!(
+        chain.reserved_for(s.contract, id).await.unwrap(),
+        Some(rightful.address())
+    );
+    let history = chain.history(s.contract, id).await.unwrap();
+    assert_eq!(
+        history.last().unwrap().change,
+        Change::Revoked {
+            wallet: squatter.address(),
+            by: s.owner.address()
+        }
+    );
+    // Storage: a reserved entry decodes as unknown, with the reserved wallet.
+    let slots = layout::entry_slots(&id);
+    let words = [
+        chain.storage_at(s.contract, slots[0]).await.unwrap(),
+        chain.storage_at(s.contract, slots[1]).await.unwrap(),
+    ];
+    let stored = layout::decode_entry(id, words).unwrap();
+    assert_eq!(stored.entry, chaincall_chain::ClientEntry::unknown(id));
+    assert_eq!(stored.reserved_for, Some(rightful.address()));
+
+    // Nobody else may submit, not even with a valid-looking entry.
+    assert_eq!(
+        s.add(squatter, id, &new_key(), b"no receipt")
+            .await
+            .unwrap_err(),
+        ChainError::Reserved {
+            id,
+            wallet: rightful.address()
+        }
+    );
+    // The reserved wallet registers as usual; its submission ends the reservation.
+    let key = new_key();
+    s.add(rightful, id, &key, b"receipt-ok").await.unwrap();
+    assert_eq!(chain.reserved_for(s.contract, id).await.unwrap(), None);
+    s.approve(id, b"receipt-ok").await.unwrap();
+    assert_eq!(s.get(id).await.approved_key(), Some(key));
+    // An approved id cannot be reserved away from its holder.
+    assert_eq!(
+        chain
+            .reserve_client(s.contract, &s.owner, id, squatter.address())
+            .await
+            .unwrap_err(),
+        ChainError::AlreadyTaken {
+            id,
+            wallet: rightful.address()
+        }
+    );
+
+    // The owner releases a reservation with revokeClient; the id is then open to anyone.
+    let other_id = id_of("+15551230101");
+    chain
+        .reserve_client(s.contract, &s.owner, other_id, rightful.address())
+        .await
+        .unwrap();
+    chain
+        .revoke_client(s.contract, &s.owner, other_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        chain.reserved_for(s.contract, other_id).await.unwrap(),
+        None
+    );
+    s.add(squatter, other_id, &new_key(), b"r").await.unwrap();
+}
+
+/// `addClientWithProof` with hand-made parts, to send proofs the Rust helper would never make.
+#[allow(clippy::too_many_arguments)]
+async fn add_with_raw_proof<K: KeystoreChain>(
+    s: &Setup<'_, K>,
+    from: &PrivateKeySigner,
+    id: ClientId,
+    key: &PublicIdentityKey,
+    signer: &IdentityKey,
+    signed_wallet: Address,
+    y: alloy::primitives::B256,
+) -> Result<chaincall_chain::TxOutcome, ChainError> {
+    let commitment = receipt_commitment(&id, from.address(), &receipt_hash(b"r"));
+    let signature = signer
+        .sign(&chaincall_chain::possession_message(
+            &id,
+            signed_wallet,
+            &commitment,
+        ))
+        .to_bytes();
+    let input = IKeystore::addClientWithProofCall {
+        id: *id.as_b256(),
+        keyType: key.tag(),
+        key: key.to_bytes().into(),
+        commitment,
+        keyY: y,
+        r: alloy::primitives::B256::from_slice(&signature[..32]),
+        s: alloy::primitives::B256::from_slice(&signature[32..]),
+    }
+    .abi_encode();
+    s.chain
+        .send(from, Some(s.contract), input.into(), U256::ZERO)
+        .await
+}
+
+fn y_of(key: &PublicIdentityKey) -> alloy::primitives::B256 {
+    let point = key.to_uncompressed_bytes();
+    alloy::primitives::B256::from_slice(&point[33..65])
+}
+
+/// Issue 13 (likely item, optional): `addClientWithProof` checks on chain, with the P-256
+/// precompile (EIP-7951), that the sender holds the key it registers — over the same message the
+/// wallet server checks. A key the sender does not hold, a proof made for another wallet, or a y
+/// coordinate that does not match the compressed key is refused.
+async fn proof_of_possession_is_checked_on_chain<K: KeystoreChain>(chain: &K) {
+    let s = setup(chain).await;
+    let id = id_of("+15551230300");
+    let identity = IdentityKey::generate();
+    let public = identity.public();
+    let commitment = receipt_commitment(&id, s.phone.address(), &receipt_hash(b"r"));
+    // Somebody else's key, signed by a key the sender holds: refused.
+    let victim = new_key();
+    assert_eq!(
+        add_with_raw_proof(
+            &s,
+            &s.phone,
+            id,
+            &victim,
+            &identity,
+            s.phone.address(),
+            y_of(&victim)
+        )
+        .await
+        .unwrap_err(),
+        ChainError::BadProof { id }
+    );
+    // A genuine signature, but over another wallet (a proof copied from someone's submission).
+    assert_eq!(
+        add_with_raw_proof(
+            &s,
+            &s.other,
+            id,
+            &public,
+            &identity,
+            s.phone.address(),
+            y_of(&public)
+        )
+        .await
+        .unwrap_err(),
+        ChainError::BadProof { id }
+    );
+    // The other point with the same x (y negated): parity does not match the prefix.
+    let mut wrong_y = y_of(&public);
+    wrong_y.0[31] ^= 1;
+    assert_eq!(
+        add_with_raw_proof(
+            &s,
+            &s.phone,
+            id,
+            &public,
+            &identity,
+            s.phone.address(),
+            wrong_y
+        )
+        .await
+        .unwrap_err(),
+        ChainError::BadProof { id }
+    );
+    assert_eq!(s.get(id).await, chaincall_chain::ClientEntry::unknown(id));
+    // The holder's own proof: a pending entry like addClient's, approvable as usual.
+    chain
+        .add_client_with_proof(s.contract, &s.phone, id, &identity, commitment)
+        .await
+        .unwrap();
+    let pending = s.get(id).await;
+    assert_eq!(pending.status, KeyStatus::Pending);
+    assert_eq!(pending.wallet, Some(s.phone.address()));
+    assert_eq!(pending.public_key().unwrap(), public);
+    s.approve(id, b"r").await.unwrap();
+    assert_eq!(s.get(id).await.approved_key(), Some(public));
+}
+
 async fn malformed_keys_are_refused<K: KeystoreChain>(chain: &K) {
     let s = setup(chain).await;
     let id = id_of("+15551230008");
@@ -597,6 +817,8 @@ backend_tests!(
     own_pending_entry_can_be_resubmitted,
     rotate_and_revoke,
     owner_can_revoke,
+    reservation_keeps_a_squatted_number_for_the_verified_wallet,
+    proof_of_possession_is_checked_on_chain,
     malformed_keys_are_refused,
     names_and_numbers_do_not_collide,
     ownership_transfers_in_two_steps,
@@ -773,4 +995,107 @@ fn embedded_rejects_a_replayed_transaction() {
         chain.send_raw_transaction(&raw).unwrap_err(),
         ChainError::WrongChainId { .. }
     ));
+}
+
+/// A fixed key (the P-256 generator): calldata gas depends on the key's zero bytes, so random keys
+/// would make the numbers wander by a few dozen gas.
+fn fixed_key() -> PublicIdentityKey {
+    let g = alloy::primitives::hex!(
+        "036b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296"
+    );
+    PublicIdentityKey::from_tagged(1, &g).expect("the generator is a valid point")
+}
+
+/// Gas of a registration on the embedded chain (equal to anvil's, see
+/// `embedded_gas_equals_anvil_gas`), printed for docs/keystore.md:
+/// `cargo nextest run -p chaincall-chain --test suite registration_gas --no-capture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn registration_gas() {
+    let chain = EmbeddedChain::default();
+    let s = setup(&chain).await;
+    let id = id_of("+15551230200");
+    let add = s
+        .add(&s.phone, id, &fixed_key(), b"r")
+        .await
+        .unwrap()
+        .gas_used;
+    let approve = s.approve(id, b"r").await.unwrap();
+    println!(
+        "addClient {add} + approveClient {approve} = {}",
+        add + approve
+    );
+    // A squatted number: the owner reserves it (replacing the squatter's pending entry), then the
+    // verified wallet registers.
+    let squatted = id_of("+15551230201");
+    s.add(&s.other, squatted, &fixed_key(), b"x").await.unwrap();
+    if let Ok(reserve) = chain
+        .reserve_client(s.contract, &s.owner, squatted, s.phone.address())
+        .await
+    {
+        let add = s
+            .add(&s.phone, squatted, &fixed_key(), b"r")
+            .await
+            .unwrap()
+            .gas_used;
+        let approve = s.approve(squatted, b"r").await.unwrap();
+        println!(
+            "reserveClient over a pending entry {} + addClient {add} + approveClient {approve}",
+            reserve.gas_used
+        );
+    }
+    // The same registration with the proof of possession checked on chain (P-256 precompile).
+    let proven = id_of("+15551230203");
+    let identity = IdentityKey::from_secret_bytes(&[0x11; 32]).expect("a valid scalar");
+    let commitment = receipt_commitment(&proven, s.phone.address(), &receipt_hash(b"r"));
+    if let Ok(add) = chain
+        .add_client_with_proof(s.contract, &s.phone, proven, &identity, commitment)
+        .await
+    {
+        let approve = s.approve(proven, b"r").await.unwrap();
+        println!(
+            "addClientWithProof {} + approveClient {approve} = {}",
+            add.gas_used,
+            add.gas_used + approve
+        );
+    }
+    let fresh = id_of("+15551230202");
+    if let Ok(reserve) = chain
+        .reserve_client(s.contract, &s.owner, fresh, s.phone.address())
+        .await
+    {
+        let add = s
+            .add(&s.phone, fresh, &fixed_key(), b"r")
+            .await
+            .unwrap()
+            .gas_used;
+        println!(
+            "reserveClient of a fresh id {} + addClient {add}",
+            reserve.gas_used
+        );
+    }
+}
+
+/// On a chain without the P-256 precompile (anvil at Prague, before EIP-7951) the call to 0x100
+/// returns nothing, and `addClientWithProof` refuses instead of accepting an unchecked proof.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn proof_without_the_precompile_is_refused() {
+    let Some(node) = start_anvil(&["--hardfork", "prague"]) else {
+        return;
+    };
+    let chain = RpcChain::connect(&node.url(), RpcConfig::default())
+        .await
+        .unwrap();
+    let s = setup(&chain).await;
+    let id = id_of("+15551230301");
+    let identity = IdentityKey::generate();
+    let commitment = receipt_commitment(&id, s.phone.address(), &receipt_hash(b"r"));
+    assert_eq!(
+        chain
+            .add_client_with_proof(s.contract, &s.phone, id, &identity, commitment)
+            .await
+            .unwrap_err(),
+        ChainError::BadProof { id }
+    );
+    // Plain addClient still works there.
+    s.add(&s.phone, id, &identity.public(), b"r").await.unwrap();
 }

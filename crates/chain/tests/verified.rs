@@ -10,8 +10,9 @@ use alloy::consensus::Header;
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::rpc::types::EIP1186AccountProofResponse;
 use chaincall_chain::verified::{
-    HeaderError, HeaderTrust, LookupError, PinnedLookup, ProofError, TrustedHeader, VerifyError,
-    entry_slot_keys, get_client_verified, verify_entry,
+    HeaderError, HeaderTrust, LookupError, PinnedLookup, ProofError, QuorumConfigError,
+    TrustedHeader, UnconfirmedReason, VerifyError, entry_slot_keys, get_client_verified,
+    verify_entry,
 };
 use chaincall_chain::{
     AnvilProcess, ChainError, ClientEntry, ClientId, EmbeddedChain, HistoryEvent, KeystoreChain,
@@ -498,8 +499,37 @@ async fn pins_follow_recorded_rotations_and_revocations<K: KeystoreChain>(chain:
         .await
         .unwrap()
         .block_number;
-    let after = lookups
+    // The trust pins genesis, so the rotation's blocks are only linked to it: a provider could
+    // have forged them. The pin stays and the change is left to the user.
+    let err = lookups
         .lookup(chain, &s.trust, &bob_name, None)
+        .await
+        .unwrap_err();
+    let LookupError::UnconfirmedKeyChange(change) = err else {
+        panic!("expected an unconfirmed key change, got {err}");
+    };
+    assert_eq!(
+        change.reason,
+        UnconfirmedReason::OnlyLinked {
+            block: rotated_in - 1
+        }
+    );
+    assert_eq!(
+        change.claimed,
+        vec![RecordedChange::Rotated {
+            block: rotated_in,
+            new_key: new.clone()
+        }]
+    );
+    assert_eq!((&change.pinned, &change.seen), (&old, &new));
+    assert_eq!(lookups.pins().pinned_key(&bob_name), Some(&old));
+
+    // A checkpoint at or after the rotation (an app update pinning a newer block) vouches for the
+    // state proofs before and after it: the pin moves.
+    let head = chain.block_number().await.unwrap();
+    let newer = HeaderTrust::checkpoint(head, chain.block_header(head).await.unwrap().hash_slow());
+    let after = lookups
+        .lookup(chain, &newer, &bob_name, None)
         .await
         .unwrap();
     assert_eq!(after.update, PinUpdate::Rotated { old });
@@ -708,15 +738,18 @@ async fn quorum_trust_needs_k_agreeing_endpoints() {
         .await;
     s.approve(bob).await;
     let dead = format!("http://127.0.0.1:{}", chaincall_testkit::free_tcp_port());
+    // A second endpoint for node a: a relay on another port (what the de-duplication cannot see
+    // through, like a reseller of one node; here it stands for an honest second node).
+    let a_again = relay(&a.url()).await;
 
-    let agree = HeaderTrust::quorum(vec![a.url(), a.url(), dead.clone()], 2);
+    let agree = HeaderTrust::quorum(vec![a.url(), a_again.clone(), dead.clone()], 2).unwrap();
     let found = get_client_verified(&chain, s.contract, bob, &agree, None)
         .await
         .unwrap();
     assert_eq!(found.entry.status, KeyStatus::Approved);
 
     let head = chain.block_number().await.unwrap();
-    let split = HeaderTrust::quorum(vec![a.url(), b.url(), dead], 2);
+    let split = HeaderTrust::quorum(vec![a.url(), b.url(), dead], 2).unwrap();
     let err = get_client_verified(&chain, s.contract, bob, &split, Some(1))
         .await
         .unwrap_err();
@@ -737,12 +770,14 @@ async fn quorum_trust_needs_k_agreeing_endpoints() {
     // endpoint timeout instead of hanging.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let hang = format!("http://{}", silent.local_addr().unwrap());
-    let patient = HeaderTrust::quorum(vec![hang.clone(), a.url(), a.url()], 2);
+    let silent_too = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang_too = format!("http://{}", silent_too.local_addr().unwrap());
+    let patient = HeaderTrust::quorum(vec![hang.clone(), a.url(), a_again], 2).unwrap();
     let found = get_client_verified(&chain, s.contract, bob, &patient, None)
         .await
         .unwrap();
     assert_eq!(found.entry.status, KeyStatus::Approved);
-    let stuck = HeaderTrust::quorum(vec![a.url(), hang.clone(), hang], 2);
+    let stuck = HeaderTrust::quorum(vec![a.url(), hang, hang_too], 2).unwrap();
     let err = get_client_verified(&chain, s.contract, bob, &stuck, None)
         .await
         .unwrap_err();
@@ -754,11 +789,13 @@ async fn quorum_trust_needs_k_agreeing_endpoints() {
         "{err}"
     );
 
-    let bad = HeaderTrust::quorum(vec![a.url(), b.url()], 1);
-    assert!(matches!(
-        get_client_verified(&chain, s.contract, bob, &bad, None).await,
-        Err(VerifyError::Header(HeaderError::BadQuorum { .. }))
-    ));
+    assert_eq!(
+        HeaderTrust::quorum(vec![a.url(), b.url()], 1).unwrap_err(),
+        QuorumConfigError::BadQuorum {
+            required: 1,
+            endpoints: 2
+        }
+    );
 
     // A provider forging the proof is caught against the agreed header.
     let liar = Tampered {
@@ -770,6 +807,91 @@ async fn quorum_trust_needs_k_agreeing_endpoints() {
         get_client_verified(&liar, s.contract, bob, &agree, None).await,
         Err(VerifyError::Proof(_))
     ));
+}
+
+/// Relays TCP connections from a new loopback port to the `http://host:port` of `target`, and
+/// returns the relay's URL: a second endpoint for one node.
+async fn relay(target: &str) -> String {
+    let target = target
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    url
+}
+
+/// One node listed several times — verbatim or spelt differently — is refused instead of counting
+/// as several agreeing endpoints, and the quorum is a strict majority of distinct servers.
+/// (Before the fix, `[a, a, a]` with k = 2 was "two of three agree" on a single node's word.)
+#[test]
+fn quorum_counts_each_server_once() {
+    let a = "http://127.0.0.1:8545";
+    let same_server = [
+        a,
+        "http://127.0.0.1:8545/",
+        "HTTP://127.0.0.1:8545",
+        "http://user:secret@127.0.0.1:8545/v3/another-key?x=1",
+        " http://127.0.0.1:8545 ",
+        "https://127.0.0.1:8545",
+    ];
+    for other in same_server {
+        let err = HeaderTrust::quorum(
+            vec![a.into(), "http://127.0.0.1:8546".into(), other.into()],
+            2,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            QuorumConfigError::DuplicateEndpoint {
+                server: "127.0.0.1:8545".into(),
+                first: 0,
+                index: 2
+            },
+            "{other}"
+        );
+        assert!(!err.to_string().contains("secret") && !err.to_string().contains("key"));
+    }
+    // Host names compare case-insensitively; default ports are filled in.
+    assert!(matches!(
+        HeaderTrust::quorum(
+            vec![
+                "https://RPC.Example.org".into(),
+                "https://rpc.example.org:443/".into(),
+                "https://other.example.org".into()
+            ],
+            2
+        ),
+        Err(QuorumConfigError::DuplicateEndpoint {
+            first: 0,
+            index: 1,
+            ..
+        })
+    ));
+    assert_eq!(
+        HeaderTrust::quorum(vec![a.into(), "not a url".into()], 2).unwrap_err(),
+        QuorumConfigError::BadEndpoint { index: 1 }
+    );
+    assert_eq!(
+        HeaderTrust::quorum(vec![a.into(), "ws://127.0.0.1:8547".into()], 2).unwrap_err(),
+        QuorumConfigError::BadEndpoint { index: 1 }
+    );
+    // Two distinct servers: k = 2 is the only strict majority.
+    let two = || vec![a.into(), "http://127.0.0.1:8546".into()];
+    assert!(HeaderTrust::quorum(two(), 2).is_ok());
+    assert!(HeaderTrust::quorum(two(), 1).is_err());
+    assert!(HeaderTrust::quorum(two(), 3).is_err());
+    assert!(HeaderTrust::quorum(Vec::new(), 0).is_err());
 }
 
 /// The known limit of checkpoint mode (docs/verified-lookups.md): nothing commits to the newest
@@ -882,4 +1004,350 @@ async fn embedded_proves_recent_blocks_and_says_when_state_is_pruned() {
     // The trust itself is shareable across tasks.
     fn shareable<T: Send + Sync>(_: &T) {}
     shareable(&s.trust);
+}
+
+/// A provider that forges the newest header and the state under it, and edits the entry's events
+/// (`eth_getLogs`) at will; every other answer is the real chain's.
+struct Forger<'a, K> {
+    inner: &'a K,
+    /// The forged block: its number, the state root put in its header, and the proof served there.
+    tip: Option<(u64, B256, EIP1186AccountProofResponse)>,
+    logs: EditLogs<'a>,
+}
+
+/// How a [`Forger`] rewrites the entry's events.
+type EditLogs<'a> = Box<dyn Fn(&mut Vec<HistoryEvent>) + Send + Sync + 'a>;
+
+impl<K: KeystoreChain> KeystoreChain for Forger<'_, K> {
+    fn chain_id(&self) -> u64 {
+        self.inner.chain_id()
+    }
+    fn block_number(&self) -> impl Future<Output = chaincall_chain::Result<u64>> + Send {
+        self.inner.block_number()
+    }
+    fn send(
+        &self,
+        from: &PrivateKeySigner,
+        to: Option<Address>,
+        input: Bytes,
+        value: U256,
+    ) -> impl Future<Output = chaincall_chain::Result<TxOutcome>> + Send {
+        self.inner.send(from, to, input, value)
+    }
+    fn call(
+        &self,
+        to: Address,
+        input: Bytes,
+    ) -> impl Future<Output = chaincall_chain::Result<Bytes>> + Send {
+        self.inner.call(to, input)
+    }
+    async fn logs(
+        &self,
+        contract: Address,
+        id: ClientId,
+    ) -> chaincall_chain::Result<Vec<HistoryEvent>> {
+        let mut events = self.inner.logs(contract, id).await?;
+        (self.logs)(&mut events);
+        Ok(events)
+    }
+    fn storage_at(
+        &self,
+        address: Address,
+        slot: U256,
+    ) -> impl Future<Output = chaincall_chain::Result<U256>> + Send {
+        self.inner.storage_at(address, slot)
+    }
+    fn balance(
+        &self,
+        address: Address,
+    ) -> impl Future<Output = chaincall_chain::Result<U256>> + Send {
+        self.inner.balance(address)
+    }
+    fn code_at(
+        &self,
+        address: Address,
+    ) -> impl Future<Output = chaincall_chain::Result<Bytes>> + Send {
+        self.inner.code_at(address)
+    }
+    async fn get_proof(
+        &self,
+        address: Address,
+        slots: &[B256],
+        block: u64,
+    ) -> chaincall_chain::Result<EIP1186AccountProofResponse> {
+        match &self.tip {
+            Some((number, _, forged)) if *number == block => Ok(forged.clone()),
+            _ => self.inner.get_proof(address, slots, block).await,
+        }
+    }
+    async fn block_header(&self, number: u64) -> chaincall_chain::Result<Header> {
+        let mut header = self.inner.block_header(number).await?;
+        if let Some((tip, root, _)) = &self.tip
+            && *tip == number
+        {
+            header.state_root = *root;
+        }
+        Ok(header)
+    }
+}
+
+/// A state of the keystore in which `id`'s entry (otherwise as at the latest block) holds `key`,
+/// in a trie built by the provider: the forged state root and the proof of the entry's slots.
+async fn forge_entry_key(
+    chain: &EmbeddedChain,
+    contract: Address,
+    id: ClientId,
+    key: &PublicIdentityKey,
+) -> (B256, EIP1186AccountProofResponse) {
+    use chaincall_chain::verified::keystore_code_hash;
+    use chaincall_proof::{AccountState, WorldState};
+    let slots = entry_slot_keys(&id);
+    let word0 = chain.storage_at(contract, slots[0].into()).await.unwrap();
+    let key = key.to_bytes();
+    let mut w0 = word0.to_be_bytes::<32>();
+    w0[0] = key[0];
+    let mut w1 = [0u8; 32];
+    w1.copy_from_slice(&key[1..33]);
+    let mut world = WorldState::new();
+    world.insert(
+        contract,
+        AccountState {
+            nonce: 1,
+            balance: U256::ZERO,
+            code_hash: keystore_code_hash(),
+            storage: [
+                (slots[0], U256::from_be_bytes(w0)),
+                (slots[1], U256::from_be_bytes(w1)),
+            ]
+            .into(),
+        },
+    );
+    world.prove(contract, &slots)
+}
+
+fn fake_rotation(block: u64, wallet: Address, key: &PublicIdentityKey) -> HistoryEvent {
+    HistoryEvent {
+        block_number: block,
+        tx_hash: B256::repeat_byte(0xee),
+        log_index: 0,
+        change: chaincall_chain::Change::Rotated {
+            wallet,
+            key_type: key.tag(),
+            key: key.to_bytes().into(),
+        },
+    }
+}
+
+/// Issue 13 item 5: in checkpoint mode a provider forges the newest header (its own state root,
+/// where bob's entry holds the attacker's key under bob's wallet) and a `KeyRotated` event to that
+/// key. The state proofs before and after the "rotation" are consistent, but the forged block is
+/// only linked to the checkpoint, so the pin must not move: the lookup reports an unconfirmed key
+/// change and the attacker's key is not usable. (Before the fix the pin moved to the attacker.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_forged_tip_with_a_fake_rotation_event_does_not_move_the_pin() {
+    let chain = EmbeddedChain::default();
+    let s = setup(&chain).await;
+    let bob_name = name("+15551230013");
+    let bob = ClientId::of(&bob_name);
+    let wallet = dev_signer(1);
+    let genuine = IdentityKey::generate().public();
+    s.add(&wallet, bob, &genuine).await;
+    s.approve(bob).await;
+    let mut lookups = PinnedLookup::new(s.contract);
+    let pinned = lookups
+        .lookup(&chain, &s.trust, &bob_name, None)
+        .await
+        .unwrap();
+    assert_eq!(pinned.update, PinUpdate::Pinned);
+    // Some unrelated block, which the provider replaces with its own.
+    chain
+        .transfer(&dev_signer(3), Address::repeat_byte(9), U256::from(1u8))
+        .await
+        .unwrap();
+    let tip = chain.block_number().await.unwrap();
+
+    let attacker = IdentityKey::generate().public();
+    let (forged_root, forged_answer) = forge_entry_key(&chain, s.contract, bob, &attacker).await;
+    let fake = fake_rotation(tip, wallet.address(), &attacker);
+    let liar = Forger {
+        inner: &chain,
+        tip: Some((tip, forged_root, forged_answer)),
+        logs: Box::new(move |events| events.push(fake.clone())),
+    };
+    let err = lookups
+        .lookup(&liar, &s.trust, &bob_name, None)
+        .await
+        .unwrap_err();
+    let LookupError::UnconfirmedKeyChange(change) = err else {
+        panic!("expected an unconfirmed key change, got {err}");
+    };
+    assert_eq!(change.seen, attacker);
+    assert_eq!(change.pinned, genuine);
+    assert_eq!(
+        change.reason,
+        UnconfirmedReason::OnlyLinked { block: tip - 1 }
+    );
+    assert_eq!(lookups.pins().pinned_key(&bob_name), Some(&genuine));
+    // The pin still holds the genuine key for the next lookup the provider answers.
+    assert!(
+        lookups
+            .lookup(&liar, &s.trust, &bob_name, None)
+            .await
+            .is_err()
+    );
+    assert_eq!(lookups.pins().pinned_key(&bob_name), Some(&genuine));
+}
+
+/// With trusted headers, the events still only say where to look: a number revoked and registered
+/// again by another wallet, with the provider hiding those events and claiming a rotation instead,
+/// is refused — the proof before the "rotation" shows the new wallet's pending entry, not the
+/// pinned key. (Before the fix the claimed rotation moved the pin.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_fake_rotation_over_a_re_registered_number_is_refused_even_with_trusted_headers() {
+    let chain = EmbeddedChain::default();
+    let s = setup(&chain).await;
+    let bob_name = name("+15551230014");
+    let bob = ClientId::of(&bob_name);
+    let old_wallet = dev_signer(1);
+    let new_wallet = dev_signer(2);
+    let old = IdentityKey::generate().public();
+    s.add(&old_wallet, bob, &old).await;
+    s.approve(bob).await;
+    let mut lookups = PinnedLookup::new(s.contract);
+    lookups
+        .lookup(&chain, &s.trust, &bob_name, None)
+        .await
+        .unwrap();
+
+    chain
+        .revoke_client(s.contract, &s.owner, bob)
+        .await
+        .unwrap();
+    let new = IdentityKey::generate().public();
+    s.add(&new_wallet, bob, &new).await;
+    let approved_in = s.approve(bob).await.block_number;
+
+    let head = chain.block_number().await.unwrap();
+    let trusted =
+        HeaderTrust::checkpoint(head, chain.block_header(head).await.unwrap().hash_slow());
+    assert!(trusted.confirms(approved_in - 1) && trusted.confirms(approved_in));
+    let fake = fake_rotation(approved_in, new_wallet.address(), &new);
+    let liar = Forger {
+        inner: &chain,
+        tip: None,
+        logs: Box::new(move |events| {
+            events.retain(|e| e.block_number < approved_in - 2);
+            events.push(fake.clone());
+        }),
+    };
+    let err = lookups
+        .lookup(&liar, &trusted, &bob_name, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LookupError::Continuity(ContinuityError::UnrecordedKeyChange { .. })
+        ),
+        "{err}"
+    );
+    assert_eq!(lookups.pins().pinned_key(&bob_name), Some(&old));
+}
+
+/// An unconfirmed key change moves the pin only when the user accepts it, and an accepted change
+/// cannot be replayed onto a pin that has moved since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn the_user_accepts_an_unconfirmed_key_change_explicitly() {
+    let chain = EmbeddedChain::default();
+    let s = setup(&chain).await;
+    let bob_name = name("+15551230015");
+    let bob = ClientId::of(&bob_name);
+    let wallet = dev_signer(1);
+    let old = IdentityKey::generate().public();
+    s.add(&wallet, bob, &old).await;
+    s.approve(bob).await;
+    let mut lookups = PinnedLookup::new(s.contract);
+    lookups
+        .lookup(&chain, &s.trust, &bob_name, None)
+        .await
+        .unwrap();
+    let new = IdentityKey::generate().public();
+    chain
+        .rotate_key(s.contract, &wallet, bob, new.tag(), &new.to_bytes())
+        .await
+        .unwrap();
+    let LookupError::UnconfirmedKeyChange(change) = lookups
+        .lookup(&chain, &s.trust, &bob_name, None)
+        .await
+        .unwrap_err()
+    else {
+        panic!("expected an unconfirmed key change");
+    };
+    assert_eq!(lookups.pins().pinned_key(&bob_name), Some(&old));
+
+    assert_eq!(
+        lookups.accept_key_change(&change).unwrap(),
+        PinUpdate::Rotated { old: old.clone() }
+    );
+    assert_eq!(lookups.pins().pinned_key(&bob_name), Some(&new));
+    let again = lookups
+        .lookup(&chain, &s.trust, &bob_name, None)
+        .await
+        .unwrap();
+    assert_eq!(again.update, PinUpdate::Unchanged);
+    assert_eq!(again.usable_key(), Some(new));
+    assert!(matches!(
+        lookups.accept_key_change(&change),
+        Err(LookupError::KeyChangeOutdated { .. })
+    ));
+}
+
+/// A rotation older than the provider's state history cannot be proven with storage proofs: even
+/// with trusted headers the pin does not move on its own, and the user is asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_rotation_whose_state_is_pruned_is_left_to_the_user() {
+    let chain = EmbeddedChain::new(chaincall_chain::EmbeddedConfig {
+        state_history: 2,
+        ..Default::default()
+    });
+    let s = setup(&chain).await;
+    let bob_name = name("+15551230016");
+    let bob = ClientId::of(&bob_name);
+    let wallet = dev_signer(1);
+    let old = IdentityKey::generate().public();
+    s.add(&wallet, bob, &old).await;
+    s.approve(bob).await;
+    let mut lookups = PinnedLookup::new(s.contract);
+    lookups
+        .lookup(&chain, &s.trust, &bob_name, None)
+        .await
+        .unwrap();
+    let new = IdentityKey::generate().public();
+    let rotated_in = chain
+        .rotate_key(s.contract, &wallet, bob, new.tag(), &new.to_bytes())
+        .await
+        .unwrap()
+        .block_number;
+    for _ in 0..3 {
+        chain
+            .transfer(&dev_signer(3), Address::repeat_byte(9), U256::from(1u8))
+            .await
+            .unwrap();
+    }
+    let head = chain.block_number().await.unwrap();
+    let trusted =
+        HeaderTrust::checkpoint(head, chain.block_header(head).await.unwrap().hash_slow());
+    let err = lookups
+        .lookup(&chain, &trusted, &bob_name, None)
+        .await
+        .unwrap_err();
+    let LookupError::UnconfirmedKeyChange(change) = err else {
+        panic!("expected an unconfirmed key change, got {err}");
+    };
+    assert!(
+        matches!(change.reason, UnconfirmedReason::StateUnavailable { block } if block == rotated_in - 1 || block == rotated_in),
+        "{:?}",
+        change.reason
+    );
+    assert_eq!(lookups.pins().pinned_key(&bob_name), Some(&old));
 }

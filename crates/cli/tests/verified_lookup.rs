@@ -137,15 +137,28 @@ fn get_verify_prints_the_proven_entry() {
         &["--checkpoint", &format!("1:{first}")],
     ));
     assert_eq!(v["status"], "approved");
+    // Two names for the one node (the de-duplication compares host and port, so these count as
+    // two servers; telling names of one machine apart is the operator's job).
     let url = node.anvil.url();
-    let quorum = format!("{url},{url},{url}");
+    let port = url.rsplit(':').next().unwrap().trim_end_matches('/');
+    let quorum = format!("{url},http://localhost:{port}");
     let v = json_of(&get_verified(
         &node,
         BOB,
         &["--quorum", &quorum, "--k", "2"],
     ));
     assert_eq!(v["status"], "approved");
-    assert!(v["trust"].as_str().unwrap().contains("quorum 2 of 3"));
+    assert!(v["trust"].as_str().unwrap().contains("quorum 2 of 2"));
+    // The same endpoint listed three times is one server, not a quorum of three.
+    let out = get_verified(
+        &node,
+        BOB,
+        &["--quorum", &format!("{url},{url}/,{url}"), "--k", "2"],
+    );
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("same server"), "{stderr}");
 }
 
 /// The block hash of `number` as the CLI prints it.

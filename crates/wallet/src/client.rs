@@ -343,17 +343,30 @@ pub async fn onboard_phone<C: KeystoreChain>(
             .wait_for(&first.receipt_id, "funded", |s| s.is_funded(), timeout)
             .await?;
     }
-    add_client_once(chain, contract, wallet, &public, &number, &purchase).await?;
+    match add_client_once(chain, contract, wallet, &public, &number, &purchase).await {
+        Ok(()) => {}
+        // Another wallet's pending entry holds the number (a squatter). Ask for approval anyway:
+        // the server, having verified the number for this wallet, reserves it for us and answers
+        // `number_reserved`; then `addClient` goes through.
+        Err(ClientError::Chain(ChainError::AlreadyPending { .. })) => {}
+        Err(e) => return Err(e),
+    }
     let id = ClientId::of(&IdentityName::Phone(number.clone()));
     let receipt_hash = purchase.chain_receipt_hash();
     let deadline = tokio::time::Instant::now() + timeout;
     let mut delay = Duration::from_millis(100);
+    let mut resubmitted = false;
     let status = loop {
         let payload =
             OnboardPayload::new(wallet.address(), receipt.clone(), number.as_str(), &public)
                 .with_proof(identity, &id, &receipt_hash);
         match client.approve(server_key, &payload).await {
             Ok(s) => break s,
+            // Once: a second reservation would mean another verified claim to the number.
+            Err(e) if e.code() == Some("number_reserved") && !resubmitted => {
+                resubmitted = true;
+                add_client_once(chain, contract, wallet, &public, &number, &purchase).await?;
+            }
             Err(e)
                 if matches!(e.code(), Some("chain_unavailable" | "rate_limited"))
                     && tokio::time::Instant::now() < deadline =>

@@ -57,6 +57,12 @@ pub enum ApiError {
     /// The pending entry was submitted by another wallet.
     #[error("the pending keystore entry was submitted by another wallet")]
     PendingWalletMismatch,
+    /// Another wallet's pending entry held the number; the server replaced it with a reservation
+    /// for the verified wallet, which must now send `addClient` and ask again.
+    #[error(
+        "another wallet's pending entry held this number; it is now reserved for your wallet: send addClient again, then ask for approval"
+    )]
+    NumberReserved,
     /// The pending entry holds another key than the one declared.
     #[error("the pending keystore entry holds another key than the one declared")]
     PendingKeyMismatch,
@@ -223,6 +229,7 @@ impl ApiError {
             Self::NotFunded => "not_funded",
             Self::PendingMissing => "pending_entry_missing",
             Self::PendingWalletMismatch => "pending_wallet_mismatch",
+            Self::NumberReserved => "number_reserved",
             Self::PendingKeyMismatch => "pending_key_mismatch",
             Self::NumberTaken => "number_taken",
             Self::Failed { code, .. } => code,
@@ -269,6 +276,7 @@ impl ApiError {
             | Self::NotFunded
             | Self::PendingMissing
             | Self::PendingWalletMismatch
+            | Self::NumberReserved
             | Self::PendingKeyMismatch
             | Self::NumberTaken
             | Self::NumberUnavailable

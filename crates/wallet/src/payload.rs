@@ -58,20 +58,18 @@ pub const CODE_CONTEXT: &[u8] = b"chaincall wallet v1 number code";
 pub type Commitment = FixedBytes<8>;
 
 /// Domain separation of the proof of possession: no other chaincall signature starts so.
-pub const POSSESSION_CONTEXT: &[u8] = b"chaincall wallet v1 proof of possession\0";
+/// (`chaincall_chain::POSSESSION_CONTEXT`: the contract's `addClientWithProof` checks the same
+/// message on chain.)
+pub const POSSESSION_CONTEXT: &[u8] = chaincall_chain::POSSESSION_CONTEXT;
 
 /// The message the identity key signs to prove the registrant holds it: [`POSSESSION_CONTEXT`]
 /// ‖ keystore id (32 bytes) ‖ wallet (20 bytes) ‖ receipt commitment (8 bytes, as `addClient`
 /// takes it) — exactly what
 /// `addClient` puts on chain beside the key, so the proof cannot be replayed for another number,
-/// wallet or purchase.
+/// wallet or purchase. One definition with the chain crate's, so a phone's proof also passes the
+/// contract's `addClientWithProof`.
 pub fn possession_message(id: &ClientId, wallet: Address, commitment: &Commitment) -> Vec<u8> {
-    let mut m = Vec::with_capacity(POSSESSION_CONTEXT.len() + 60);
-    m.extend_from_slice(POSSESSION_CONTEXT);
-    m.extend_from_slice(id.as_b256().as_slice());
-    m.extend_from_slice(wallet.as_slice());
-    m.extend_from_slice(commitment.as_slice());
-    m
+    chaincall_chain::possession_message(id, wallet, commitment)
 }
 
 /// The proof of possession for `key` over [`possession_message`].

@@ -300,6 +300,12 @@ enum Job {
         id: ClientId,
         reply: oneshot::Sender<Result<Option<B256>, ChainError>>,
     },
+    /// `reserveClient(id, wallet)`: replaces a squatter's pending entry with a reservation.
+    Reserve {
+        id: ClientId,
+        wallet: Address,
+        reply: oneshot::Sender<Result<B256, ChainError>>,
+    },
 }
 
 /// The signer task's state: the only holder of the server wallet's key.
@@ -430,6 +436,14 @@ impl<C: ServerChain> Signer<C> {
                 }
                 Job::Revoke { id, reply } => {
                     let _ = reply.send(self.revoke(id).await);
+                }
+                Job::Reserve { id, wallet, reply } => {
+                    let _ = reply.send(
+                        self.chain
+                            .reserve_client(self.settings.contract, &self.key, id, wallet)
+                            .await
+                            .map(|out| out.tx_hash),
+                    );
                 }
             }
         }
@@ -1380,19 +1394,49 @@ impl<C: ServerChain> Service<C> {
         }
     }
 
-    /// The seam for an owner-side reservation (issue 13): the pending entry of a number this
-    /// server verified for `row` was submitted by another wallet (a squatter's `addClient`).
-    /// Once the keystore offers `reserveClient(id, wallet)`, this is where the server reserves
-    /// the number for the verified wallet; until then it is logged for the operator, who can
-    /// revoke the squatter's entry (`/v1/admin/subscribers/{phone}/revoke`).
-    fn foreign_pending_entry(&self, row: &Onboarding, entry: &ClientEntry) {
+    /// The pending entry of a number this server verified for `row` was submitted by another
+    /// wallet (a squatter's `addClient`). The number's ownership and the key's possession are
+    /// already checked for `row`, so the server reserves the number for `row`'s wallet
+    /// (`reserveClient`: one transaction replaces the squatter's entry, and no other wallet may
+    /// submit until the verified one has) and tells the phone to send `addClient` again
+    /// ([`ApiError::NumberReserved`]). Merely revoking the entry would let the squatter resubmit in
+    /// the next block.
+    async fn foreign_pending_entry(
+        &self,
+        row: &Onboarding,
+        id: ClientId,
+        entry: &ClientEntry,
+    ) -> Result<(), ApiError> {
         tracing::warn!(
             receipt_id = %row.receipt_id,
             phone = %row.phone,
             squatter = ?entry.wallet,
             verified_wallet = %row.wallet,
-            "a foreign wallet holds the pending entry of a verified number"
+            "a foreign wallet holds the pending entry of a verified number; reserving it"
         );
+        let wallet = Address::from_str(&row.wallet).map_err(|_| ApiError::Internal)?;
+        let (reply, wait) = oneshot::channel();
+        self.jobs
+            .send(Job::Reserve { id, wallet, reply })
+            .await
+            .map_err(|_| ApiError::Internal)?;
+        match wait.await.map_err(|_| ApiError::Internal)? {
+            Ok(tx) => {
+                tracing::info!(receipt_id = %row.receipt_id, tx = %tx, "number reserved for the verified wallet");
+                Err(ApiError::NumberReserved)
+            }
+            // Approved in the meantime (by the squatter? it cannot be: its commitment lacks the
+            // receipt; by the verified wallet through another request): the next check decides.
+            Err(ChainError::AlreadyTaken { .. }) => Err(ApiError::PendingWalletMismatch),
+            Err(e) if e.is_contract_error() => {
+                tracing::warn!(error = %e, "reserveClient refused");
+                Err(ApiError::PendingWalletMismatch)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reserveClient failed");
+                Err(ApiError::ChainUnavailable)
+            }
+        }
     }
 
     /// Reads the pending entry of a `funded` row and, if it matches the record (wallet, key),
@@ -1413,8 +1457,7 @@ impl<C: ServerChain> Service<C> {
                     if entry.status == KeyStatus::Approved {
                         return Err(ApiError::NumberTaken);
                     }
-                    self.foreign_pending_entry(row, &entry);
-                    return Err(ApiError::PendingWalletMismatch);
+                    return self.foreign_pending_entry(row, id, &entry).await;
                 }
                 if !same_key(&entry, row) {
                     return Err(ApiError::PendingKeyMismatch);

@@ -378,12 +378,35 @@ async fn approval_checks_the_pending_entry_against_the_record() {
     )
     .await
     .unwrap();
+    // The server verified the number for this phone: it replaces the squatter's entry with a
+    // reservation for the phone's wallet, and the squatter cannot come back.
     let e = s
         .client
         .approve(&s.server_key, &phone.payload(&r))
         .await
         .unwrap_err();
-    assert_eq!(code(&e), "pending_wallet_mismatch");
+    assert_eq!(code(&e), "number_reserved");
+    assert_eq!(
+        s.chain.reserved_for(s.contract, phone.id()).await.unwrap(),
+        Some(phone.wallet.address())
+    );
+    let again = chaincall_wallet::client::add_client_once(
+        &*s.chain,
+        s.contract,
+        &squatter,
+        &phone.identity.public(),
+        &number,
+        &purchase,
+    )
+    .await
+    .unwrap_err();
+    assert!(again.to_string().contains("Reserved"), "{again}");
+    s.add_pending(&phone, &purchase, &phone.identity.public())
+        .await;
+    s.client
+        .approve(&s.server_key, &phone.payload(&r))
+        .await
+        .unwrap();
 
     // Approval before addClient.
     let phone = Phone::new();
@@ -554,4 +577,40 @@ async fn payload_round_trip_through_the_public_type() {
     // Debug output carries neither the receipt nor the key.
     let dbg = format!("{p:?}");
     assert!(!dbg.contains(&r.signature[..20]) && !dbg.contains("purchaseToken"));
+}
+
+/// Issue 13 (likely item): a squatter's `addClient` for a number no longer blocks its verified
+/// owner. The phone's own `addClient` fails (`AlreadyPending`); it asks for approval anyway, the
+/// server reserves the number for the verified wallet (replacing the squatter's entry), and the
+/// phone's second `addClient` and the approval go through. (Before: `pending_wallet_mismatch` for
+/// as long as the squatter kept resubmitting.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_squatted_number_is_reserved_for_its_verified_owner() {
+    let (_dir, s) = server().await;
+    let phone = Phone::new();
+    let (purchase, r) = receipt();
+    let squatter = dev_signer(8);
+    chaincall_wallet::client::add_client_once(
+        &*s.chain,
+        s.contract,
+        &squatter,
+        &IdentityKey::generate().public(),
+        &chaincall_identity::PhoneNumber::parse(&phone.number).unwrap(),
+        &purchase,
+    )
+    .await
+    .unwrap();
+    let done = s.onboard(&phone, r).await;
+    assert_eq!(done.state, "provisioned");
+    let entry = s.chain.get_client(s.contract, phone.id()).await.unwrap();
+    assert_eq!(entry.wallet, Some(phone.wallet.address()));
+    assert_eq!(entry.approved_key(), Some(phone.identity.public()));
+    // The squatter's entry is on record as revoked by the server.
+    let history = s.chain.history(s.contract, phone.id()).await.unwrap();
+    assert!(history.iter().any(|e| e.change
+        == chaincall_chain::Change::Revoked {
+            wallet: squatter.address(),
+            by: s.service.server_address()
+        }));
+    s.stop().await;
 }

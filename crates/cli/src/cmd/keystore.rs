@@ -193,11 +193,10 @@ impl TrustOpts {
         if !self.quorum.is_empty() {
             let k = self.k.ok_or_else(|| anyhow!("--quorum needs --k N"))?;
             let n = self.quorum.len();
-            if k == 0 || k > n || k * 2 <= n {
-                bail!("--k {k} of {n} endpoints: need a strict majority and at most all of them");
-            }
+            // Refuses a server listed twice and a k that is no strict majority of distinct servers.
+            let trust = HeaderTrust::quorum(self.quorum.clone(), k).context("--quorum/--k")?;
             let what = format!("quorum {k} of {n}");
-            return Ok((HeaderTrust::quorum(self.quorum.clone(), k), what));
+            return Ok((trust, what));
         }
         match &self.checkpoint {
             Some(text) => {
@@ -528,6 +527,8 @@ async fn run_async(command: KeystoreCommand) -> Result<()> {
                         "revokeClient": report.revoke,
                         "revokeClient(owner)": report.revoke_by_owner,
                         "addClient(after revocation)": report.re_add,
+                        "reserveClient(over a pending entry)": report.reserve_over_pending,
+                        "addClientWithProof": report.add_with_proof,
                         "transferOwnership": report.transfer_ownership,
                         "acceptOwnership": report.accept_ownership,
                         "budget_addClient+approveClient": GAS_BUDGET,
@@ -544,6 +545,8 @@ async fn run_async(command: KeystoreCommand) -> Result<()> {
                     ("revokeClient (by wallet)", report.revoke),
                     ("revokeClient (by owner)", report.revoke_by_owner),
                     ("addClient (after revocation)", report.re_add),
+                    ("reserveClient (over pending)", report.reserve_over_pending),
+                    ("addClientWithProof", report.add_with_proof),
                     ("transferOwnership", report.transfer_ownership),
                     ("acceptOwnership", report.accept_ownership),
                 ] {
@@ -690,6 +693,8 @@ pub(crate) struct GasReport {
     pub(crate) revoke: u64,
     pub(crate) revoke_by_owner: u64,
     pub(crate) re_add: u64,
+    pub(crate) reserve_over_pending: u64,
+    pub(crate) add_with_proof: u64,
     pub(crate) transfer_ownership: u64,
     pub(crate) accept_ownership: u64,
 }
@@ -734,6 +739,33 @@ pub(crate) async fn measure_gas() -> Result<GasReport> {
         )
         .await?;
     let revoke_by_owner = chain.revoke_client(contract, &owner, id).await?;
+    // A squatted number: another wallet's pending entry, replaced by a reservation.
+    let squatted = ClientId::of(&IdentityName::parse("+15551234568")?);
+    chain
+        .add_client(
+            contract,
+            &other,
+            squatted,
+            key.tag(),
+            &key.to_bytes(),
+            receipt_commitment(&squatted, other.address(), &rh),
+        )
+        .await?;
+    let reserve = chain
+        .reserve_client(contract, &owner, squatted, phone.address())
+        .await?;
+    // addClient with the proof of possession checked on chain (P-256 precompile).
+    let proven = ClientId::of(&IdentityName::parse("+15551234569")?);
+    let identity = IdentityKey::generate();
+    let add_with_proof = chain
+        .add_client_with_proof(
+            contract,
+            &phone,
+            proven,
+            &identity,
+            receipt_commitment(&proven, phone.address(), &rh),
+        )
+        .await?;
     let transfer = chain
         .transfer_ownership(contract, &owner, other.address())
         .await?;
@@ -746,6 +778,8 @@ pub(crate) async fn measure_gas() -> Result<GasReport> {
         revoke: revoke.gas_used,
         revoke_by_owner: revoke_by_owner.gas_used,
         re_add: re_add.gas_used,
+        reserve_over_pending: reserve.gas_used,
+        add_with_proof: add_with_proof.gas_used,
         transfer_ownership: transfer.gas_used,
         accept_ownership: accept.gas_used,
     })
