@@ -32,13 +32,14 @@
 pub mod config;
 pub mod core;
 pub mod db;
+pub mod flow;
 pub mod keys;
 pub mod location;
 pub mod metrics;
 pub mod server;
 pub mod tls;
 
-pub use config::{AuthMode, Config, Listen, TlsPskSettings};
+pub use config::{AuthMode, Config, KeyTrustMode, Listen, TlsPskSettings};
 pub use keys::ChainKeyDirectory;
 pub use server::{ServeError, Server, StreamSink};
 pub use tls::serve_tls_psk;
