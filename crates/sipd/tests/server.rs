@@ -907,9 +907,10 @@ Content-Length: 0\n\n",
 
 /// Issue 13 item 4: Mallory, a subscriber, registers her own AOR with a Contact naming Alice's
 /// contact address (a NATed phone's private address both could claim). Alice's in-dialog BYE
-/// still reaches Alice's connection: flows are keyed by the connection that registered, and the
-/// Record-Route carries Alice's flow token. A forged token is refused with 403, and once Alice's
-/// connection is gone her dialog's requests get 430 Flow Failed instead of going anywhere else.
+/// (and the ACK before it) still reach Alice's connection: flows are keyed by the connection that
+/// registered, and the Record-Route carries Alice's flow token. A forged token is refused with
+/// 403, and once Alice's connection is gone her dialog's requests get 430 Flow Failed instead of
+/// going anywhere else.
 #[tokio::test]
 async fn a_registered_contact_address_does_not_capture_another_phones_dialog() {
     let s = start(base_config()).await;
@@ -968,6 +969,15 @@ Content-Length: 0\n\n",
             b = bob.addr
         )
     };
+    // The ACK for the 2xx (forwarded statelessly) takes the same way.
+    let ack = bye(1, &routes.join(", ")).replace("BYE", "ACK");
+    bob.send(s.udp, &ack).await;
+    let got = alice.next().await;
+    assert_eq!(
+        Message::parse(&got).unwrap().method(),
+        Some(Method::Ack),
+        "alice got the ACK"
+    );
     bob.send(s.udp, &bye(2, &routes.join(", "))).await;
     let got = loop {
         let m = alice.next().await;
