@@ -431,6 +431,8 @@ impl Core {
         {
             self.metrics.rate_limited.inc();
             debug!(%src, ?kind, "rate limited before the subscriber look-up");
+            // Refused here, so never handled again: count it as received now.
+            self.metrics.requests.inc();
             let mut r = response_to(msg, 503, "Service Unavailable", Some(&self.to_tag(msg)));
             r.push("Retry-After", retry.to_string());
             self.send_stateless(src, r);
@@ -447,6 +449,7 @@ impl Core {
             || (new_key && self.parked.len() >= MAX_PARKED)
         {
             debug!(%src, "subscriber look-up queue full; 503");
+            self.metrics.requests.inc();
             let mut r = response_to(
                 msg,
                 503,

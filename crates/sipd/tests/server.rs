@@ -1261,6 +1261,12 @@ async fn a_username_flood_costs_only_the_rate_limits_worth_of_lookups() {
         "{unavailable} of {got} answered 503"
     );
     assert_eq!(s.metrics.credential_lookups.get() as usize, store.lookups());
+    // Each answered request was counted once: refused ones too, parked ones when handled.
+    let counted = s.metrics.requests.get();
+    assert!(
+        (got as u64..=total as u64).contains(&counted),
+        "sipd_requests_total {counted}, answers {got}, sent {total}"
+    );
     s.stop().await;
 }
 
