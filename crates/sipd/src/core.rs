@@ -425,10 +425,11 @@ impl Core {
         need: Need,
         now: Instant,
     ) -> Option<Need> {
-        // Rate limit first (issue 13 item 6): a look-up is work an outsider can cause.
-        if let Some(kind) = limited_kind(msg)
-            && let Err(retry) = self.rate.check(src.ip(), kind, now)
-        {
+        // Rate limit first (issue 13 item 6): a look-up is work an outsider can cause. Requests
+        // outside the REGISTER and INVITE limits (a re-INVITE with credentials) are charged to
+        // the REGISTER bucket, so no method gets look-ups for free.
+        let kind = limited_kind(msg).unwrap_or(Limited::Register);
+        if let Err(retry) = self.rate.check(src.ip(), kind, now) {
             self.metrics.rate_limited.inc();
             debug!(%src, ?kind, "rate limited before the subscriber look-up");
             // Refused here, so never handled again: count it as received now.
