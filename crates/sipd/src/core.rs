@@ -585,8 +585,10 @@ impl Core {
     fn credentials_needed(&self, msg: &Message<'_>, now: Instant) -> Option<Need> {
         let name = match msg.method()? {
             Method::Register => HeaderName::Authorization,
-            Method::Invite => HeaderName::ProxyAuthorization,
-            _ => return None,
+            // ACK and CANCEL cannot be challenged (§22.1); the rest may be, as proxy requests of
+            // local users (INVITE, and requests relayed to targets they name, see `may_relay`).
+            Method::Ack | Method::Cancel => return None,
+            _ => HeaderName::ProxyAuthorization,
         };
         // Only an answer `authenticate` would check needs the row: our realm, an algorithm we
         // offer. Anything else is challenged without a look-up.
@@ -827,9 +829,25 @@ impl Core {
             }
         };
         if !vetted && !authenticated && !self.may_relay(src, dest) {
-            self.metrics.relay_refused.inc();
-            warn!(%src, %method, %dest, "relay to an unvetted target refused");
-            return self.reply(id, msg, 403, "Forbidden (relaying denied)", &[], now);
+            // A user of our domain may still send there once authenticated (407 first).
+            let local_user = msg
+                .from()
+                .ok()
+                .and_then(|f| SipUri::parse(f.uri).ok())
+                .filter(|u| u.host.eq_ignore_ascii_case(&self.domain))
+                .and_then(|u| u.user.map(str::to_owned));
+            match local_user {
+                Some(user) if self.auth == AuthMode::Digest => {
+                    if !self.authenticate(id, msg, true, Some(&user), now, unix) {
+                        return;
+                    }
+                }
+                _ => {
+                    self.metrics.relay_refused.inc();
+                    warn!(%src, %method, %dest, "relay to an unvetted target refused");
+                    return self.reply(id, msg, 403, "Forbidden (relaying denied)", &[], now);
+                }
+            }
         }
         let reliable = reliable || self.stream_peers.contains_key(&dest);
         // §16.3 step 4 / §16.6 step 8: loop detection by recomputing our branch.

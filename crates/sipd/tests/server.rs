@@ -1409,3 +1409,66 @@ Content-Length: 0\n\n",
     assert_eq!(s.metrics.relay_refused.get(), 1);
     s.stop().await;
 }
+
+/// With digest auth, a user of our domain who is not registered may still send to a target the
+/// request names (here an IP literal) once proxy-authenticated: 407, then the answer goes
+/// through; a wrong password does not.
+#[tokio::test]
+async fn an_authenticated_local_user_may_send_to_an_ip_literal() {
+    let (_dir, _, s) = start_with_alice(|_| {}).await;
+    let listener = Ua::bind("127.0.0.1").await;
+    let alice = Ua::bind("127.0.0.1").await;
+    let ruri = format!("sip:x@{}", listener.addr);
+    let message = |cseq: u32, auth: &str| {
+        format!(
+            "MESSAGE {ruri} SIP/2.0\n\
+Via: SIP/2.0/UDP {a};branch=z9hG4bKlocal{cseq}\n\
+Max-Forwards: 70\n\
+From: <sip:alice@127.0.0.1>;tag=al\n\
+To: <sip:x@{l}>\n\
+Call-ID: local-relay\n\
+CSeq: {cseq} MESSAGE\n\
+{auth}Content-Length: 0\n\n",
+            l = listener.addr,
+            a = alice.addr
+        )
+    };
+    alice.send(s.udp, &message(1, "")).await;
+    let r = alice.expect(2000, |m| m.status().is_some()).await;
+    let m = Message::parse(&r).unwrap();
+    assert_eq!(m.status(), Some(407), "{}", String::from_utf8_lossy(&r));
+    let ch = Challenge::parse(
+        &m.auth_headers(HeaderName::ProxyAuthenticate)
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let wrong = ch.answer("MESSAGE", &ruri, "alice", "guess", "c1", 1);
+    alice
+        .send(
+            s.udp,
+            &message(2, &format!("Proxy-Authorization: {wrong}\n")),
+        )
+        .await;
+    let r = alice
+        .expect(2000, |m| {
+            m.status().is_some() && m.cseq().is_ok_and(|c| c.seq == 2)
+        })
+        .await;
+    assert_eq!(status_of(&r), 407);
+    assert!(
+        listener.recv(300).await.is_none(),
+        "nothing relayed on a wrong password"
+    );
+    let good = ch.answer("MESSAGE", &ruri, "alice", "s3cret", "c1", 2);
+    alice
+        .send(
+            s.udp,
+            &message(3, &format!("Proxy-Authorization: {good}\n")),
+        )
+        .await;
+    let got = listener.expect(2000, |m| m.method().is_some()).await;
+    assert_eq!(Message::parse(&got).unwrap().cseq().unwrap().seq, 3);
+    assert_eq!(s.metrics.relay_refused.get(), 0);
+    s.stop().await;
+}
