@@ -359,6 +359,8 @@ identity = "{SIP_DOMAIN}"
 key_file = "{key}"
 rpc_url = "{rpc}"
 contract = "{contract}"
+# The test's own anvil node.
+trust = "provider"
 "#,
             sip_db = d.join("sip.db").display(),
             key = d.join("sipd-identity.key").display(),

@@ -147,6 +147,80 @@ pub struct TlsPskSettings {
     /// Default 5.
     #[serde(default = "key_cache")]
     pub key_cache_secs: u64,
+    /// How phones' keys read from `rpc_url` are trusted (docs/verified-lookups.md). Default
+    /// `checkpoint`: every key is proven against headers linked to `checkpoint`.
+    #[serde(default)]
+    pub trust: KeyTrustMode,
+    /// `NUMBER:0xHASH`, a block of the keystore's chain the operator checked out of band (trust
+    /// `checkpoint`). Keep it within 100,000 blocks of the head.
+    #[serde(default)]
+    pub checkpoint: Option<String>,
+    /// Independently operated JSON-RPC URLs that must agree on each header (trust `quorum`).
+    #[serde(default)]
+    pub quorum_urls: Vec<String>,
+    /// How many of `quorum_urls` must agree, a strict majority (trust `quorum`).
+    #[serde(default)]
+    pub quorum_k: usize,
+}
+
+/// `[tls_psk] trust`: which keystore answers sipd believes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyTrustMode {
+    /// Proven against headers linked by parent hashes to the pinned `checkpoint` (the default).
+    #[default]
+    Checkpoint,
+    /// Proven against headers on whose hash `quorum_k` of `quorum_urls` agree.
+    Quorum,
+    /// `getClient` from `rpc_url`, believed without proof: only for a node the operator runs.
+    Provider,
+}
+
+impl TlsPskSettings {
+    /// The pinned checkpoint as (block number, block hash), when `checkpoint` is set.
+    pub fn checkpoint(&self) -> Result<Option<(u64, alloy::primitives::B256)>, ConfigError> {
+        let Some(c) = &self.checkpoint else {
+            return Ok(None);
+        };
+        let bad = || {
+            ConfigError::Invalid(format!(
+                "tls_psk.checkpoint {c:?} is not NUMBER:0xHASH (a block number and its 32-byte hash)"
+            ))
+        };
+        let (n, h) = c.split_once(':').ok_or_else(bad)?;
+        Ok(Some((
+            n.trim().parse().map_err(|_| bad())?,
+            h.trim().parse().map_err(|_| bad())?,
+        )))
+    }
+
+    /// Checks that the trust mode has what it needs.
+    fn validate_trust(&self) -> Result<(), ConfigError> {
+        match self.trust {
+            KeyTrustMode::Checkpoint => {
+                if self.checkpoint()?.is_none() {
+                    return Err(ConfigError::Invalid(
+                        "tls_psk: trust = \"checkpoint\" (the default) needs checkpoint = \"NUMBER:0xHASH\"; \
+                         or set trust = \"quorum\" with quorum_urls, or trust = \"provider\" to believe rpc_url"
+                            .into(),
+                    ));
+                }
+            }
+            KeyTrustMode::Quorum => {
+                if self.quorum_k == 0
+                    || self.quorum_k > self.quorum_urls.len()
+                    || 2 * self.quorum_k <= self.quorum_urls.len()
+                {
+                    return Err(ConfigError::Invalid(
+                        "tls_psk: trust = \"quorum\" needs quorum_k, a strict majority of quorum_urls"
+                            .into(),
+                    ));
+                }
+            }
+            KeyTrustMode::Provider => {}
+        }
+        Ok(())
+    }
 }
 
 fn tls12() -> String {
@@ -230,6 +304,12 @@ pub struct AuthConfig {
     /// changed row (the wallet server's revoke) takes effect after at most this long; 0 reads
     /// the database for every authenticated request.
     pub credentials_cache_secs: u64,
+    /// Most subscriber rows (and "no such user" answers) kept in the credentials cache; the least
+    /// recently used is dropped first. Bounds the memory a flood of invented usernames can take.
+    pub credentials_cache_entries: usize,
+    /// How long a request waits for its subscriber look-up, in milliseconds, before it is
+    /// answered 503 (the look-up runs beside the server loop; other traffic is not held up).
+    pub lookup_timeout_ms: u64,
 }
 
 /// Registrar settings (RFC 3261 §10.3).
@@ -295,6 +375,8 @@ impl Default for AuthConfig {
             nonce_lifetime_secs: 300,
             invite: true,
             credentials_cache_secs: 30,
+            credentials_cache_entries: 50_000,
+            lookup_timeout_ms: 2_000,
         }
     }
 }
@@ -372,6 +454,7 @@ impl Config {
                     "tls_psk: min_version above max_version".into(),
                 ));
             }
+            t.validate_trust()?;
             if t.psk_lifetime_secs == 0 || t.handshake_timeout_secs == 0 {
                 return Err(ConfigError::Invalid(
                     "tls_psk: psk_lifetime_secs and handshake_timeout_secs must be > 0".into(),
@@ -389,6 +472,11 @@ impl Config {
         if self.auth.mode == AuthMode::Digest && self.auth.algorithms.is_empty() {
             return Err(ConfigError::Invalid(
                 "digest auth needs at least one algorithm".into(),
+            ));
+        }
+        if self.auth.credentials_cache_entries == 0 || self.auth.lookup_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "auth: credentials_cache_entries and lookup_timeout_ms must be > 0".into(),
             ));
         }
         let r = &self.registrar;
@@ -447,8 +535,35 @@ mod tests {
                  contract = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\n{extra}"
             )
         };
-        let ok: Config = toml::from_str(&section("")).unwrap();
+        let checkpoint = format!("checkpoint = \"12:0x{}\"\n", "ab".repeat(32));
+        let ok: Config = toml::from_str(&section(&checkpoint)).unwrap();
         ok.validate().unwrap();
+        let t = ok.tls_psk.as_ref().unwrap();
+        assert_eq!(
+            t.trust,
+            KeyTrustMode::Checkpoint,
+            "verified look-ups by default"
+        );
+        assert_eq!(t.checkpoint().unwrap().unwrap().0, 12);
+        for good in [
+            "trust = \"provider\"",
+            "trust = \"quorum\"\nquorum_urls = [\"http://a\", \"http://b\", \"http://c\"]\nquorum_k = 2",
+        ] {
+            let c: Config = toml::from_str(&section(good)).unwrap();
+            c.validate().unwrap();
+        }
+        for bad in [
+            "",
+            "checkpoint = \"12\"",
+            "checkpoint = \"x:0x00\"",
+            "trust = \"quorum\"\nquorum_urls = [\"http://a\", \"http://b\"]\nquorum_k = 1",
+            "trust = \"quorum\"",
+            "trust = \"believe\"",
+        ] {
+            let c: Result<Config, _> = toml::from_str(&section(bad));
+            assert!(c.is_err() || c.unwrap().validate().is_err(), "{bad}");
+        }
+        let section = |extra: &str| section(&format!("{checkpoint}{extra}"));
         for bad in [
             "min_version = \"1.1\"",
             "min_version = \"1.3\"\nmax_version = \"1.2\"",

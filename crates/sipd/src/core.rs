@@ -2,16 +2,34 @@
 //! transaction [`Endpoint`] of `chaincall-sip`. The tokio shell ([`crate::server`]) feeds it
 //! datagrams/frames and the clock, and sends what it queues.
 //!
-//! Credentials come from the database asynchronously: when a request carries credentials for a user
-//! not in the cache, [`Core::handle`] returns [`Need::Credentials`] without touching any state; the
-//! shell looks the user up, calls [`Core::insert_credentials`] and feeds the same bytes again.
+//! Credentials come from the database asynchronously and never hold the loop up: when a request
+//! carries credentials for a user not in the cache, [`Core::handle`] first charges the per-source
+//! rate limit (so a flood of invented usernames costs at most the limit's worth of look-ups), then
+//! parks the request (at most [`MAX_PARKED`] in all and [`MAX_PARKED_PER_USER`] per username; more
+//! get 503) and returns [`Need::Credentials`] once per username. The shell runs the look-up beside
+//! the loop and hands the answer to [`Core::insert_credentials`] (or [`Core::lookup_failed`]),
+//! which handles the parked requests; a request parked longer than `[auth] lookup_timeout_ms` is
+//! answered 503. The cache holds at most `[auth] credentials_cache_entries` answers, least
+//! recently used dropped first.
+//!
+//! Stream connections are flows (RFC 5626): a binding made over a connection belongs to that
+//! connection, and the Record-Route sipd inserts towards a stream leg carries a flow token
+//! ([`crate::flow`]), so in-dialog requests go back over that connection, never to whichever
+//! connection last registered the address a Contact names.
+//!
+//! sipd is no open relay: a request is forwarded only to a registered contact, a flow, the static
+//! route, or on behalf of a registered or authenticated local user; anything else is refused with
+//! 403 and counted (`sipd_relay_refused_total`).
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use lru::LruCache;
 
 use chaincall_sip::digest::{self, Algorithm, Credentials, NonceCheck, NonceManager};
 use chaincall_sip::header::{Contact, HeaderName, Method};
@@ -24,6 +42,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{AuthMode, Config, ConfigError};
 use crate::db::Subscriber;
+use crate::flow::{FlowId, FlowTokens};
 use crate::location::{Binding, Limited, Location, RateLimiter};
 use crate::metrics::Metrics;
 
@@ -66,6 +85,22 @@ pub enum Need {
     },
 }
 
+/// Requests waiting for subscriber look-ups, at most, in all.
+pub const MAX_PARKED: usize = 1024;
+/// Requests waiting for one username's look-up, at most.
+pub const MAX_PARKED_PER_USER: usize = 8;
+
+/// A request waiting for its subscriber look-up.
+struct Parked {
+    data: Vec<u8>,
+    src: SocketAddr,
+    transport: Transport,
+    since: Instant,
+}
+
+/// A cached subscriber answer and when it was read.
+type CachedCredentials = (Option<Subscriber>, Instant);
+
 /// The server state.
 pub struct Core {
     ep: Endpoint,
@@ -75,9 +110,19 @@ pub struct Core {
     limits: ParseLimits,
     location: Location,
     nonces: NonceManager,
-    creds: HashMap<(String, String), (Option<Subscriber>, Instant)>,
+    /// Subscriber answers by (username, domain), least recently used evicted first.
+    creds: LruCache<(String, String), CachedCredentials>,
     /// How long a `creds` entry is reused (`[auth] credentials_cache_secs`).
     cred_ttl: Duration,
+    /// Requests waiting for a look-up, by (username, domain); a key present means a look-up is
+    /// in flight.
+    parked: HashMap<(String, String), Vec<Parked>>,
+    /// Requests in `parked`, in all.
+    parked_total: usize,
+    /// How long a request may wait for its look-up (`[auth] lookup_timeout_ms`).
+    lookup_timeout: Duration,
+    /// Set while parked requests are handled again: they paid the rate limit when parked.
+    prepaid: bool,
     rate: RateLimiter,
     auth: AuthMode,
     auth_invite: bool,
@@ -93,14 +138,18 @@ pub struct Core {
     back: HashMap<TxId, TxId>,
     /// Original request of each proxied server transaction (for 408/CANCEL).
     server_req: HashMap<TxId, Vec<u8>>,
-    /// Stream peers: responses to them are sent over their connection (`reliable`).
-    stream_peers: HashMap<SocketAddr, StreamKind>,
+    /// Stream peers and their flow: responses to them are sent over their connection
+    /// (`reliable`).
+    stream_peers: HashMap<SocketAddr, (StreamKind, FlowId)>,
     /// The on-chain identity each TLS-PSK connection authenticated as (its handshake peer).
     stream_identities: HashMap<SocketAddr, String>,
-    /// Contact address → stream peer, for clients on a stream connection whose registered Contact
-    /// (their connection's local address) differs from the address we see (NAT): requests for the
-    /// contact go over the connection (RFC 5626's idea, without flow tokens).
-    flows: HashMap<SocketAddr, SocketAddr>,
+    /// Live flows (stream connections) → their peer address. A binding or a flow token names a
+    /// flow, never an address a client asserted (RFC 5626).
+    flows: HashMap<FlowId, SocketAddr>,
+    /// The next flow id (never reused).
+    next_flow: u64,
+    /// Mints and checks the flow tokens in our Record-Routes.
+    flow_tokens: FlowTokens,
     /// Proxy Timer C per forwarded INVITE's server transaction: when it fires, and whether the
     /// branch has answered provisionally (then it gets a CANCEL, §16.8).
     timer_c: HashMap<TxId, (Instant, bool)>,
@@ -179,8 +228,14 @@ impl Core {
             },
             location: Location::default(),
             nonces: NonceManager::new(secret, cfg.auth.nonce_lifetime_secs, 100_000),
-            creds: HashMap::new(),
+            creds: LruCache::new(
+                NonZeroUsize::new(cfg.auth.credentials_cache_entries).unwrap_or(NonZeroUsize::MIN),
+            ),
             cred_ttl: Duration::from_secs(cfg.auth.credentials_cache_secs),
+            parked: HashMap::new(),
+            parked_total: 0,
+            lookup_timeout: Duration::from_millis(cfg.auth.lookup_timeout_ms),
+            prepaid: false,
             rate: RateLimiter::new(
                 cfg.limits.register_rate,
                 cfg.limits.invite_rate,
@@ -200,6 +255,8 @@ impl Core {
             stream_peers: HashMap::new(),
             stream_identities: HashMap::new(),
             flows: HashMap::new(),
+            next_flow: 1,
+            flow_tokens: FlowTokens::new(flow_key(&secret)),
             timer_c: HashMap::new(),
             timer_c_len: Duration::from_secs(cfg.timers.c_secs),
             tls_advertise: first_listener(cfg, advertise, |l| {
@@ -225,15 +282,26 @@ impl Core {
         self.limits
     }
 
-    /// Records that `peer` is reached over a stream connection of `kind` (or no longer, `None`).
+    /// Records that `peer` is reached over a new stream connection of `kind` (or no longer,
+    /// `None`). Each connection is a new flow: bindings and flow tokens of an earlier connection
+    /// from the same address do not carry over.
     pub fn set_stream_peer(&mut self, peer: SocketAddr, kind: Option<StreamKind>) {
-        if let Some(kind) = kind {
-            self.stream_peers.insert(peer, kind);
-        } else {
-            self.stream_peers.remove(&peer);
-            self.stream_identities.remove(&peer);
-            self.flows.retain(|_, p| *p != peer);
+        if let Some((_, old)) = self.stream_peers.remove(&peer) {
+            self.flows.remove(&old);
         }
+        if let Some(kind) = kind {
+            let id = FlowId(self.next_flow);
+            self.next_flow += 1;
+            self.stream_peers.insert(peer, (kind, id));
+            self.flows.insert(id, peer);
+        } else {
+            self.stream_identities.remove(&peer);
+        }
+    }
+
+    /// The flow of the stream connection from `peer`, if one is up.
+    pub fn flow_of(&self, peer: SocketAddr) -> Option<FlowId> {
+        self.stream_peers.get(&peer).map(|(_, f)| *f)
     }
     /// Records the identity a TLS-PSK connection authenticated as in the handshake (a phone number
     /// or a domain). A phone may then REGISTER only its own number over that connection.
@@ -248,14 +316,9 @@ impl Core {
         }
     }
 
-    /// Where requests for `dest` really go: the connection a client registered `dest` from.
-    fn flow(&self, dest: SocketAddr) -> SocketAddr {
-        self.flows.get(&dest).copied().unwrap_or(dest)
-    }
-
     /// Our sent-by (Via, Record-Route) for a request to `dest`, and the Via transport token.
     fn sent_by(&self, dest: SocketAddr, reliable: bool) -> (SocketAddr, &'static str) {
-        match self.stream_peers.get(&dest) {
+        match self.stream_peers.get(&dest).map(|(k, _)| k) {
             Some(StreamKind::Tls) => (self.tls_advertise.unwrap_or(self.advertise), "TLS"),
             Some(StreamKind::Tcp) => (self.tcp_advertise.unwrap_or(self.advertise), "TCP"),
             None if reliable => (self.tcp_advertise.unwrap_or(self.advertise), "TCP"),
@@ -284,21 +347,159 @@ impl Core {
             .count()
     }
 
-    /// Caches a subscriber lookup (None: no such user).
+    /// Caches a subscriber look-up (None: no such user) and handles the requests that waited for
+    /// it. `unix_secs` dates nonces, as in [`Core::handle`].
     pub fn insert_credentials(
         &mut self,
         username: &str,
         domain: &str,
         sub: Option<Subscriber>,
         now: Instant,
+        unix_secs: u64,
     ) {
-        if self.creds.len() > 100_000 {
-            let ttl = self.cred_ttl;
-            self.creds
-                .retain(|_, (_, at)| now.duration_since(*at) < ttl);
+        let key = (username.to_owned(), domain.to_owned());
+        // O(1): the least recently used answer goes when the cache is full.
+        self.creds.put(key.clone(), (sub, now));
+        let waiting = self.unpark(&key);
+        for p in waiting {
+            // Already charged to the rate limit when parked.
+            self.prepaid = true;
+            let again = self.handle(&p.data, p.src, p.transport, now, unix_secs);
+            self.prepaid = false;
+            if again.is_some() {
+                // Only when the answer is already stale (a zero TTL and a later `now`); refuse
+                // rather than loop.
+                self.answer_parked(&p, "Service Unavailable (credentials expired)");
+            }
         }
-        self.creds
-            .insert((username.to_owned(), domain.to_owned()), (sub, now));
+        self.drain(now);
+    }
+
+    /// A look-up failed: the requests that waited for it get 503 (the client retries).
+    pub fn lookup_failed(&mut self, username: &str, domain: &str, now: Instant) {
+        let key = (username.to_owned(), domain.to_owned());
+        for p in self.unpark(&key) {
+            self.answer_parked(&p, "Service Unavailable (subscriber look-up failed)");
+        }
+        self.drain(now);
+    }
+
+    /// Subscriber answers in the cache.
+    pub fn credentials_cached(&self) -> usize {
+        self.creds.len()
+    }
+
+    /// Requests waiting for a look-up.
+    pub fn lookups_pending(&self) -> usize {
+        self.parked_total
+    }
+
+    fn unpark(&mut self, key: &(String, String)) -> Vec<Parked> {
+        let waiting = self.parked.remove(key).unwrap_or_default();
+        self.parked_total -= waiting.len();
+        self.metrics.lookups_pending.set(self.parked_total as i64);
+        waiting
+    }
+
+    /// Answers a parked request 503 statelessly (no transaction exists for it yet).
+    fn answer_parked(&mut self, p: &Parked, reason: &str) {
+        let framing = match p.transport {
+            Transport::Udp => Framing::Datagram,
+            Transport::Stream => Framing::Stream,
+        };
+        if let Ok(msg) = Message::parse_with(&p.data, framing, &self.limits) {
+            let mut r = response_to(&msg, 503, reason, Some(&self.to_tag(&msg)));
+            r.push("Retry-After", "5".to_string());
+            self.send_stateless(p.src, r);
+        }
+    }
+
+    /// Parks `msg` until its look-up is answered, after charging the rate limit; returns the
+    /// look-up to start (none when one is in flight or the request was refused).
+    fn park(
+        &mut self,
+        msg: &Message<'_>,
+        data: &[u8],
+        src: SocketAddr,
+        transport: Transport,
+        need: Need,
+        now: Instant,
+    ) -> Option<Need> {
+        // Rate limit first (issue 13 item 6): a look-up is work an outsider can cause. Requests
+        // outside the REGISTER and INVITE limits (a re-INVITE with credentials) are charged to
+        // the REGISTER bucket, so no method gets look-ups for free.
+        let kind = limited_kind(msg).unwrap_or(Limited::Register);
+        if let Err(retry) = self.rate.check(src.ip(), kind, now) {
+            self.metrics.rate_limited.inc();
+            debug!(%src, ?kind, "rate limited before the subscriber look-up");
+            // Refused here, so never handled again: count it as received now.
+            self.metrics.requests.inc();
+            let mut r = response_to(msg, 503, "Service Unavailable", Some(&self.to_tag(msg)));
+            r.push("Retry-After", retry.to_string());
+            self.send_stateless(src, r);
+            return None;
+        }
+        let Need::Credentials { username, domain } = &need;
+        let key = (username.clone(), domain.clone());
+        let queued = self.parked.get(&key).map_or(0, Vec::len);
+        // Look-ups in flight are bounded too (a key stays while its look-up runs, even once its
+        // requests timed out).
+        let new_key = queued == 0 && !self.parked.contains_key(&key);
+        if self.parked_total >= MAX_PARKED
+            || queued >= MAX_PARKED_PER_USER
+            || (new_key && self.parked.len() >= MAX_PARKED)
+        {
+            debug!(%src, "subscriber look-up queue full; 503");
+            self.metrics.requests.inc();
+            let mut r = response_to(
+                msg,
+                503,
+                "Service Unavailable (busy)",
+                Some(&self.to_tag(msg)),
+            );
+            r.push("Retry-After", "5".to_string());
+            self.send_stateless(src, r);
+            return None;
+        }
+        let in_flight = !new_key;
+        self.parked.entry(key).or_default().push(Parked {
+            data: data.to_vec(),
+            src,
+            transport,
+            since: now,
+        });
+        self.parked_total += 1;
+        self.metrics.lookups_pending.set(self.parked_total as i64);
+        if in_flight {
+            None
+        } else {
+            self.metrics.credential_lookups.inc();
+            Some(need)
+        }
+    }
+
+    /// Answers 503 to requests parked longer than the look-up timeout (their look-up may still
+    /// complete and fill the cache).
+    fn expire_parked(&mut self, now: Instant) {
+        if self.parked_total == 0 {
+            return;
+        }
+        let timeout = self.lookup_timeout;
+        let mut late = Vec::new();
+        for v in self.parked.values_mut() {
+            let (old, young): (Vec<Parked>, Vec<Parked>) = std::mem::take(v)
+                .into_iter()
+                .partition(|p| now.saturating_duration_since(p.since) >= timeout);
+            *v = young;
+            late.extend(old);
+        }
+        // Keys stay (possibly empty) while their look-up is in flight, so it is not started twice.
+        self.parked_total -= late.len();
+        self.metrics.lookups_pending.set(self.parked_total as i64);
+        for p in &late {
+            info!(src = %p.src, "subscriber look-up timed out; 503");
+            self.answer_parked(p, "Service Unavailable (subscriber look-up timed out)");
+        }
     }
 
     /// Handles one message. `unix_secs` dates nonces.
@@ -339,7 +540,9 @@ impl Core {
             if self.auth == AuthMode::Digest
                 && let Some(need) = self.credentials_needed(&msg, now)
             {
-                return Some(need);
+                let start = self.park(&msg, data, src, transport, need, now);
+                self.drain(now);
+                return start;
             }
             self.metrics.requests.inc();
             match self
@@ -354,7 +557,7 @@ impl Core {
                     }
                     self.on_request(id, &msg, data, src, now, unix_secs)
                 }
-                Routed::Ack => self.forward_ack(&msg, now),
+                Routed::Ack => self.forward_ack(&msg, src, now),
                 Routed::Absorbed => {}
                 Routed::Unmatched => {
                     warn!(%src, %method, "transaction table full; request refused with 503");
@@ -382,14 +585,28 @@ impl Core {
     fn credentials_needed(&self, msg: &Message<'_>, now: Instant) -> Option<Need> {
         let name = match msg.method()? {
             Method::Register => HeaderName::Authorization,
-            Method::Invite => HeaderName::ProxyAuthorization,
-            _ => return None,
+            // ACK and CANCEL cannot be challenged (§22.1); the rest may be, as proxy requests of
+            // local users (INVITE, and requests relayed to targets they name, see `may_relay`).
+            Method::Ack | Method::Cancel => return None,
+            _ => HeaderName::ProxyAuthorization,
         };
-        let h = msg.auth_headers(name).next()?;
-        let user = h.param("username")?;
-        let username = user.split('@').next().unwrap_or(user).to_owned();
+        // Only an answer `authenticate` would check needs the row: our realm, an algorithm we
+        // offer. Anything else is challenged without a look-up.
+        let c = msg
+            .auth_headers(name)
+            .filter_map(|h| Credentials::parse(&h).ok())
+            .find(|c| c.realm == self.domain)?;
+        if !self.algorithms.contains(&c.algorithm) {
+            return None;
+        }
+        let username = c
+            .username
+            .split('@')
+            .next()
+            .unwrap_or(c.username)
+            .to_owned();
         let domain = self.domain.clone();
-        match self.creds.get(&(username.clone(), domain.clone())) {
+        match self.creds.peek(&(username.clone(), domain.clone())) {
             // `<=`: an entry read for this very message (same `now`) is fresh even with TTL 0.
             Some((_, at)) if now.duration_since(*at) <= self.cred_ttl => None,
             _ => Some(Need::Credentials { username, domain }),
@@ -463,15 +680,10 @@ impl Core {
         unix: u64,
     ) {
         let Some(method) = msg.method() else { return };
-        // Per-source rate limits (503 + Retry-After, RFC 3261 §21.5.4).
-        let kind = match method {
-            Method::Register => Some(Limited::Register),
-            Method::Invite if msg.to().ok().and_then(|t| t.tag()).is_none() => {
-                Some(Limited::Invite)
-            }
-            _ => None,
-        };
-        if let Some(kind) = kind
+        // Per-source rate limits (503 + Retry-After, RFC 3261 §21.5.4); a request that waited for
+        // a look-up paid when it was parked.
+        if !self.prepaid
+            && let Some(kind) = limited_kind(msg)
             && let Err(retry) = self.rate.check(src.ip(), kind, now)
         {
             self.metrics.rate_limited.inc();
@@ -507,6 +719,18 @@ impl Core {
         // Loose routing (§16.4): the top Route values naming us are removed.
         let pop_routes = self.our_routes(msg);
         let next_route = msg.routes().nth(pop_routes).map(|r| r.uri);
+        // RFC 5626 §5.3: our Route's flow token says which connection the request goes to.
+        let token_flow = match self.route_flow(msg, pop_routes) {
+            Ok(f) => f,
+            Err(RouteFlowError::Forged) => {
+                warn!(%src, %method, "Route with a forged flow token refused");
+                return self.reply(id, msg, 403, "Forbidden (invalid flow token)", &[], now);
+            }
+            Err(RouteFlowError::Gone) => {
+                info!(%src, %method, "flow of the Route's token is closed");
+                return self.reply(id, msg, 430, "Flow Failed", &[], now);
+            }
+        };
         if next_route.is_none() && self.is_us(&uri) {
             match method {
                 Method::Register => return self.on_register(id, msg, src, now, unix),
@@ -532,6 +756,7 @@ impl Core {
             return self.reply(id, msg, 483, "Too Many Hops", &[], now);
         }
         // Proxy authentication of calls from our users (§22.3).
+        let mut authenticated = false;
         if method == Method::Invite
             && self.auth == AuthMode::Digest
             && self.auth_invite
@@ -551,11 +776,15 @@ impl Core {
             if !self.authenticate(id, msg, true, from_user.as_deref(), now, unix) {
                 return;
             }
+            authenticated = true;
         }
-        // §16.5: determine the target.
-        let (new_ruri, dest, reliable) = if let Some(route) = next_route {
+        // §16.5: determine the target. `vetted`: the target is one we route to for anyone (a
+        // registered binding, a flow, the static route); other targets need the relay check.
+        let (new_ruri, dest, reliable, vetted) = if let Some(peer) = token_flow {
+            (None, peer, true, true)
+        } else if let Some(route) = next_route {
             match SipUri::parse(route).ok().and_then(|u| socket_of(&u)) {
-                Some(d) => (None, self.flow(d), false),
+                Some(d) => (None, d, false, false),
                 None => return self.reply(id, msg, 404, "Not Found", &[], now),
             }
         } else if self.is_us(&uri)
@@ -563,26 +792,25 @@ impl Core {
         {
             let aor = format!("{}@{}", uri.user.unwrap_or(""), self.domain);
             let target = self.location.lookup(&aor, now).first().map(|b| {
-                let dest = SipUri::parse(&b.uri)
-                    .ok()
-                    .and_then(|u| socket_of(&u))
-                    .filter(|_| !b.reliable)
-                    .unwrap_or(b.source);
+                // A binding made over a stream belongs to that connection (its flow): no
+                // connection, no delivery (RFC 5626 §5.3), and never another connection.
+                let dest = match b.flow {
+                    Some(f) => self.flows.get(&f).copied(),
+                    None => Some(b.contact_addr.unwrap_or(b.source)),
+                };
                 (b.uri.clone(), dest, b.reliable)
             });
             match (target, self.static_route) {
-                // A contact registered over a stream is reachable only while that connection lives
-                // (RFC 5626 §5.3 in spirit): no connection, no delivery.
-                (Some((_, d, true)), _) if !self.stream_peers.contains_key(&d) => {
-                    info!(%aor, dest = %d, "registered over a connection that is gone");
+                (Some((u, None, _)), _) => {
+                    info!(%aor, contact = %u, "registered over a connection that is gone");
                     return self.reply(id, msg, 480, "Temporarily Unavailable", &[], now);
                 }
-                (Some((u, d, r)), _) => (Some(u), d, r),
-                (None, Some(d)) => (None, d, false),
+                (Some((u, Some(d), r)), _) => (Some(u), d, r, true),
+                (None, Some(d)) => (None, d, false, true),
                 (None, None) => {
                     let known = self
                         .creds
-                        .get(&(uri.user.unwrap_or("").to_owned(), self.domain.clone()))
+                        .peek(&(uri.user.unwrap_or("").to_owned(), self.domain.clone()))
                         .is_some_and(|(s, _)| s.is_some());
                     let (code, reason) = if known || self.auth == AuthMode::None {
                         (480, "Temporarily Unavailable")
@@ -595,11 +823,32 @@ impl Core {
             }
         } else {
             match (socket_of(&uri), self.static_route) {
-                (Some(d), _) => (None, self.flow(d), false),
-                (None, Some(d)) => (None, d, false),
+                (Some(d), _) => (None, d, false, false),
+                (None, Some(d)) => (None, d, false, true),
                 (None, None) => return self.reply(id, msg, 404, "Not Found", &[], now),
             }
         };
+        if !vetted && !authenticated && !self.may_relay(src, dest) {
+            // A user of our domain may still send there once authenticated (407 first).
+            let local_user = msg
+                .from()
+                .ok()
+                .and_then(|f| SipUri::parse(f.uri).ok())
+                .filter(|u| u.host.eq_ignore_ascii_case(&self.domain))
+                .and_then(|u| u.user.map(str::to_owned));
+            match local_user {
+                Some(user) if self.auth == AuthMode::Digest => {
+                    if !self.authenticate(id, msg, true, Some(&user), now, unix) {
+                        return;
+                    }
+                }
+                _ => {
+                    self.metrics.relay_refused.inc();
+                    warn!(%src, %method, %dest, "relay to an unvetted target refused");
+                    return self.reply(id, msg, 403, "Forbidden (relaying denied)", &[], now);
+                }
+            }
+        }
         let reliable = reliable || self.stream_peers.contains_key(&dest);
         // §16.3 step 4 / §16.6 step 8: loop detection by recomputing our branch.
         let branch = self.branch_for(msg);
@@ -619,8 +868,11 @@ impl Core {
             && msg.to().ok().and_then(|t| t.tag()).is_none()
         {
             let (in_me, in_proto) = self.sent_by(src, false);
-            let rr_out = record_route(me, proto);
-            let rr_in = record_route(in_me, in_proto);
+            // Each leg on a stream gets its flow's token, so its in-dialog requests come back over
+            // that connection (RFC 5626 §5.3); then the two values differ and both are inserted.
+            let token = |peer: SocketAddr| self.flow_of(peer).map(|f| self.flow_tokens.token(f));
+            let rr_out = record_route(me, proto, token(dest).as_deref());
+            let rr_in = record_route(in_me, in_proto, token(src).as_deref());
             if rr_in == rr_out {
                 vec![rr_out]
             } else {
@@ -764,35 +1016,51 @@ impl Core {
         self.out.push_back(Outbound { dest, bytes: wire });
     }
 
-    fn forward_ack(&mut self, msg: &Message<'_>, now: Instant) {
-        // The ACK for a 2xx travels end to end (§13.2.2.4, §16.6): forward it statelessly by Route
-        // or Request-URI.
+    fn forward_ack(&mut self, msg: &Message<'_>, src: SocketAddr, now: Instant) {
+        // The ACK for a 2xx travels end to end (§13.2.2.4, §16.6): forward it statelessly by flow
+        // token, Route or Request-URI, under the same relay policy as any request.
         let pop_routes = self.our_routes(msg);
         let next = msg.routes().nth(pop_routes).map(|r| r.uri);
         let uri = msg.request_uri().and_then(|u| SipUri::parse(u).ok());
-        let dest = match (next, uri) {
-            (Some(r), _) => SipUri::parse(r).ok().and_then(|u| socket_of(&u)),
-            (None, Some(u)) if !self.is_us(&u) => socket_of(&u).or(self.static_route),
-            (None, Some(u)) => {
+        let token_flow = match self.route_flow(msg, pop_routes) {
+            Ok(f) => f,
+            Err(e) => {
+                info!(%src, reason = ?e, "ACK with a forged or dead flow token dropped");
+                return;
+            }
+        };
+        let target = match (token_flow, next, uri) {
+            (Some(peer), _, _) => Some((peer, true)),
+            (None, Some(r), _) => SipUri::parse(r)
+                .ok()
+                .and_then(|u| socket_of(&u))
+                .map(|d| (d, false)),
+            (None, None, Some(u)) if !self.is_us(&u) => socket_of(&u)
+                .map(|d| (d, false))
+                .or(self.static_route.map(|d| (d, true))),
+            (None, None, Some(u)) => {
                 let aor = format!("{}@{}", u.user.unwrap_or(""), self.domain);
                 self.location
                     .lookup(&aor, now)
                     .first()
-                    .and_then(|b| {
-                        if b.reliable {
-                            Some(b.source)
-                        } else {
-                            SipUri::parse(&b.uri).ok().and_then(|u| socket_of(&u))
-                        }
+                    .and_then(|b| match b.flow {
+                        Some(f) => self.flows.get(&f).copied(),
+                        None => Some(b.contact_addr.unwrap_or(b.source)),
                     })
                     .or(self.static_route)
+                    .map(|d| (d, true))
             }
             _ => None,
         };
-        let Some(dest) = dest.map(|d| self.flow(d)) else {
+        let Some((dest, vetted)) = target else {
             debug!("ACK with no destination dropped");
             return;
         };
+        if !vetted && !self.may_relay(src, dest) {
+            self.metrics.relay_refused.inc();
+            info!(%src, %dest, "ACK to an unvetted target dropped (relaying denied)");
+            return;
+        }
         let mf = msg.max_forwards().unwrap_or(70);
         if mf == 0 {
             return;
@@ -843,6 +1111,21 @@ impl Core {
             .auth_headers(hname)
             .filter_map(|h| Credentials::parse(&h).ok())
             .find(|c| c.realm == realm);
+        // `[auth] algorithms` is the whole policy: an answer in an algorithm we did not offer
+        // (MD5 when only SHA-256 is configured) is refused like a wrong password, so a downgrade
+        // to a weaker hash cannot be forced by the client.
+        let creds = match creds {
+            Some(c) if !self.algorithms.contains(&c.algorithm) => {
+                self.metrics.auth_failures.inc();
+                warn!(
+                    user = c.username,
+                    algorithm = c.algorithm.as_str(),
+                    "digest answer in an algorithm not configured; refused"
+                );
+                None
+            }
+            other => other,
+        };
         if let Some(c) = creds {
             let user = c.username.split('@').next().unwrap_or(c.username);
             let sub = self
@@ -956,8 +1239,12 @@ impl Core {
                     now,
                 );
             }
-            let b = self.location.entry(&aor);
-            if b.iter().any(|b| b.call_id == call_id && b.cseq >= cseq) {
+            if self
+                .location
+                .bindings(&aor)
+                .iter()
+                .any(|b| b.call_id == call_id && b.cseq >= cseq)
+            {
                 return self.reply(
                     id,
                     msg,
@@ -967,7 +1254,7 @@ impl Core {
                     now,
                 );
             }
-            b.clear();
+            self.location.clear(&aor);
             info!(%aor, "all contacts removed");
             self.metrics.registers_ok.inc();
             return self.reply(id, msg, 200, "OK", &[], now);
@@ -998,8 +1285,9 @@ impl Core {
                 .map_or(1000, |q| (q * 1000.0) as u16);
             updates.push((a.uri.to_owned(), exp.min(self.max_expires), q));
         }
-        let reliable = self.stream_peers.contains_key(&src);
-        let bindings = self.location.entry(&aor);
+        let flow = self.flow_of(src);
+        let reliable = flow.is_some();
+        let bindings = self.location.bindings(&aor);
         for (uri, _, _) in &updates {
             if let Some(b) = bindings.iter().find(|b| &b.uri == uri)
                 && b.call_id == call_id
@@ -1031,27 +1319,33 @@ impl Core {
             );
         }
         for (uri, exp, q) in updates {
-            bindings.retain(|b| b.uri != uri);
+            self.location.remove(&aor, &uri);
             if exp == 0 {
                 info!(%aor, contact = %uri, "unregistered");
                 continue;
             }
             info!(%aor, contact = %uri, expires = exp, %src, "registered");
-            if reliable
-                && let Some(c) = SipUri::parse(&uri).ok().and_then(|u| socket_of(&u))
-                && c != src
-            {
-                self.flows.insert(c, src);
-            }
-            bindings.push(Binding {
-                uri,
-                expires_at: now + Duration::from_secs(u64::from(exp)),
-                call_id: call_id.clone(),
-                cseq,
-                q,
-                source: src,
-                reliable,
-            });
+            // Over a stream the Contact's address is never used (nor vouched for by the relay
+            // policy): the binding's connection is.
+            let contact_addr = match flow {
+                Some(_) => None,
+                None => SipUri::parse(&uri).ok().and_then(|u| socket_of(&u)),
+            };
+            self.location.insert(
+                &aor,
+                Binding {
+                    uri,
+                    expires_at: now + Duration::from_secs(u64::from(exp)),
+                    call_id: call_id.clone(),
+                    cseq,
+                    q,
+                    source: src,
+                    reliable,
+                    // Over a stream the binding is the connection's, whatever the Contact says.
+                    flow,
+                    contact_addr,
+                },
+            );
         }
         self.metrics.registers_ok.inc();
         // §10.3 step 8: answer with all current bindings.
@@ -1083,6 +1377,7 @@ impl Core {
                 .set(self.location.sweep(now) as i64);
             self.fire_timer_c(now);
         }
+        self.expire_parked(now);
         self.drain(now);
     }
 
@@ -1166,18 +1461,104 @@ impl Core {
     #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         let t = self.ep.poll_timeout();
-        Some(t.map_or(self.next_sweep, |t| t.min(self.next_sweep)))
+        let mut next = t.map_or(self.next_sweep, |t| t.min(self.next_sweep));
+        if let Some(oldest) = self.parked.values().flatten().map(|p| p.since).min() {
+            next = next.min(oldest + self.lookup_timeout);
+        }
+        Some(next)
+    }
+
+    /// The flow named by the flow token in our popped Route values, for a request that must go to
+    /// it. RFC 5626 §5.3 with one twist for the double Record-Route: the *last* of our Route
+    /// values faces the leg the request goes to (the first faces the sender), so its token, if
+    /// any, is the destination. Any of our Route values with a user part that is not our token
+    /// is a forgery.
+    fn route_flow(
+        &self,
+        msg: &Message<'_>,
+        ours: usize,
+    ) -> Result<Option<SocketAddr>, RouteFlowError> {
+        let mut dest = None;
+        for (i, r) in msg.routes().take(ours).enumerate() {
+            let Ok(u) = SipUri::parse(r.uri) else {
+                continue;
+            };
+            let flow = match u.user {
+                Some(t) => Some(
+                    self.flow_tokens
+                        .verify(t)
+                        .map_err(|_| RouteFlowError::Forged)?,
+                ),
+                None => None,
+            };
+            if i + 1 == ours {
+                dest = flow;
+            }
+        }
+        match dest {
+            None => Ok(None),
+            Some(f) => self
+                .flows
+                .get(&f)
+                .copied()
+                .map(Some)
+                .ok_or(RouteFlowError::Gone),
+        }
+    }
+
+    /// Whether a request from `src` may go to `dest`, a target the request named itself (Request-URI
+    /// or Route) rather than one we chose: `dest` is a registered contact or source, or a stream
+    /// peer (a connection to us), or `src` is a local user (registered, or a TLS-PSK connection
+    /// whose handshake proved an on-chain identity). Outsiders cannot use sipd to reach arbitrary
+    /// addresses (issue 13 item 7).
+    fn may_relay(&self, src: SocketAddr, dest: SocketAddr) -> bool {
+        Some(dest) == self.static_route
+            || self.location.knows_address(dest)
+            || self.stream_peers.contains_key(&dest)
+            || Some(src) == self.static_route
+            || self.location.knows_address(src)
+            || self.stream_identities.contains_key(&src)
     }
 }
 
-/// Our Record-Route value for a leg of transport `proto` (`UDP`, `TCP`, `TLS`) at `me`.
-fn record_route(me: SocketAddr, proto: &str) -> String {
+/// Why our Route's flow token cannot be followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RouteFlowError {
+    /// Not a token we minted (403).
+    Forged,
+    /// The connection it names has closed (430 Flow Failed).
+    Gone,
+}
+
+/// The rate limit a request falls under: REGISTERs, and INVITEs that start a dialog.
+fn limited_kind(msg: &Message<'_>) -> Option<Limited> {
+    match msg.method()? {
+        Method::Register => Some(Limited::Register),
+        Method::Invite if msg.to().ok().and_then(|t| t.tag()).is_none() => Some(Limited::Invite),
+        _ => None,
+    }
+}
+
+/// The flow-token key, derived from the per-process random secret (domain-separated from the
+/// nonce and tag secrets that also come from it).
+fn flow_key(secret: &[u8; 32]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    m.update(b"chaincall-sipd flow token key");
+    m.finalize().into_bytes().into()
+}
+
+/// Our Record-Route value for a leg of transport `proto` (`UDP`, `TCP`, `TLS`) at `me`, with the
+/// leg's flow token as the user part when the leg is a stream connection (RFC 5626 §5.3).
+fn record_route(me: SocketAddr, proto: &str, flow_token: Option<&str>) -> String {
     let transport = match proto {
         "TLS" => ";transport=tls",
         "TCP" => ";transport=tcp",
         _ => "",
     };
-    format!("<sip:{me};lr{transport}>")
+    let user = flow_token.map(|t| format!("{t}@")).unwrap_or_default();
+    format!("<sip:{user}{me};lr{transport}>")
 }
 
 /// The first listener `is_kind` accepts, with the advertised IP when it listens on all addresses.
@@ -1254,4 +1635,27 @@ pub fn raw_error_response(data: &[u8], code: u16, reason: &str) -> Option<Vec<u8
     }
     out.push_str("Content-Length: 0\r\n\r\n");
     Some(out.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 13 item 6: the credentials cache never holds more than
+    /// `[auth] credentials_cache_entries`, however many usernames are looked up, and keeps the
+    /// most recent answers.
+    #[test]
+    fn the_credentials_cache_stays_within_its_bound() {
+        let mut cfg = Config::default();
+        cfg.auth.credentials_cache_entries = 100;
+        let now = Instant::now();
+        let mut core = Core::new(&cfg, [9; 32], Arc::new(Metrics::default()), now).unwrap();
+        for i in 0..10_000 {
+            core.insert_credentials(&format!("u{i}"), "d", None, now, 0);
+            assert!(core.credentials_cached() <= 100);
+        }
+        assert_eq!(core.credentials_cached(), 100);
+        assert!(core.creds.contains(&("u9999".to_owned(), "d".to_owned())));
+        assert!(!core.creds.contains(&("u0".to_owned(), "d".to_owned())));
+    }
 }

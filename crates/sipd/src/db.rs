@@ -6,8 +6,36 @@
 //! `password` when present (Kamailio's `calculate_ha1`), or read from optional `ha1_sha256` /
 //! `ha1_sha512t256` columns (OpenSIPS' names) when the table has them.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use chaincall_sip::digest::{self, Algorithm};
 use sqlx::{PgPool, Row, SqlitePool};
+
+/// A boxed, sendable future (what [`CredentialStore`] returns, to stay object-safe).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where sipd reads subscribers' credentials: the [`Db`] in production; anything else (a
+/// directory service, a counting or slow store in tests) through
+/// [`crate::Server::set_credential_store`].
+pub trait CredentialStore: Send + Sync + 'static {
+    /// The subscriber `username` of `domain`, `None` when there is none.
+    fn subscriber<'a>(
+        &'a self,
+        username: &'a str,
+        domain: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Subscriber>, DbError>>;
+}
+
+impl CredentialStore for Db {
+    fn subscriber<'a>(
+        &'a self,
+        username: &'a str,
+        domain: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Subscriber>, DbError>> {
+        Box::pin(Db::subscriber(self, username, domain))
+    }
+}
 
 /// Database failures (never sent to clients; they get 500).
 #[derive(Debug, thiserror::Error)]

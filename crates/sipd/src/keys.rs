@@ -10,17 +10,26 @@
 //! panic, so the lookup refuses instead with [`DirectoryError::Unavailable`]; called outside any
 //! runtime it blocks on the handle captured at construction.
 //!
+//! With a [`HeaderTrust`] ([`ChainKeyDirectory::with_header_trust`], what `chaincall sipd serve`
+//! builds from `[tls_psk] trust`), every read is a verified look-up: the entry is proven with
+//! `eth_getProof` against a block header the trust accepts ([`get_client_verified`]), so a lying
+//! or compromised RPC provider cannot hand sipd a key that is not the one on chain. A proof that
+//! does not verify is an error, never a key. Without one, the provider's `getClient` answer is
+//! believed as is (`trust = "provider"`, for a node the operator runs).
+//!
 //! Answers are cached for a short TTL ([`ChainKeyDirectory::DEFAULT_TTL`], 5 s) so a burst of
 //! reconnects costs one chain read, while a revocation on chain is honoured within the TTL. Failed
 //! reads are never cached.
 
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::Address;
+use chaincall_chain::verified::{HeaderTrust, get_client_verified};
 use chaincall_chain::{ClientId, KeystoreChain};
 use chaincall_identity::{DirectoryEntry, DirectoryError, IdentityName, KeyDirectory, KeyStatus};
+use lru::LruCache;
 use tokio::runtime::{Handle, RuntimeFlavor};
 
 /// A [`KeyDirectory`] answering from the keystore contract on `C`, with a short-TTL cache.
@@ -29,8 +38,11 @@ pub struct ChainKeyDirectory<C> {
     contract: Address,
     handle: Handle,
     ttl: Duration,
-    capacity: usize,
-    cache: Mutex<HashMap<IdentityName, (DirectoryEntry, Instant)>>,
+    /// Verified look-ups against headers this trust accepts; `None`: the provider is believed.
+    trust: Option<Arc<HeaderTrust>>,
+    /// Answers by name, least recently used dropped first (names come from unauthenticated
+    /// handshake messages, so the cache must stay bounded and O(1)).
+    cache: Mutex<LruCache<IdentityName, (DirectoryEntry, Instant)>>,
 }
 
 impl<C> std::fmt::Debug for ChainKeyDirectory<C> {
@@ -38,6 +50,7 @@ impl<C> std::fmt::Debug for ChainKeyDirectory<C> {
         f.debug_struct("ChainKeyDirectory")
             .field("contract", &self.contract)
             .field("ttl", &self.ttl)
+            .field("verified", &self.trust.is_some())
             .finish()
     }
 }
@@ -46,7 +59,7 @@ impl<C: KeystoreChain + 'static> ChainKeyDirectory<C> {
     /// How long an answer is reused.
     pub const DEFAULT_TTL: Duration = Duration::from_secs(5);
     /// Most identities cached.
-    pub const DEFAULT_CAPACITY: usize = 10_000;
+    pub const DEFAULT_CAPACITY: NonZeroUsize = NonZeroUsize::new(10_000).unwrap();
 
     /// A directory over the keystore at `contract`, with the default TTL. Must be called inside a
     /// tokio runtime (it keeps that runtime's handle for lookups made outside one).
@@ -61,9 +74,15 @@ impl<C: KeystoreChain + 'static> ChainKeyDirectory<C> {
             contract,
             handle,
             ttl: Self::DEFAULT_TTL,
-            capacity: Self::DEFAULT_CAPACITY,
-            cache: Mutex::new(HashMap::new()),
+            trust: None,
+            cache: Mutex::new(LruCache::new(Self::DEFAULT_CAPACITY)),
         }
+    }
+
+    /// Proves every answer against a header `trust` accepts (see the module docs).
+    pub fn with_header_trust(mut self, trust: Arc<HeaderTrust>) -> Self {
+        self.trust = Some(trust);
+        self
     }
 
     /// Sets the cache TTL (zero disables caching).
@@ -77,17 +96,28 @@ impl<C: KeystoreChain + 'static> ChainKeyDirectory<C> {
         self.lock().clear();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IdentityName, (DirectoryEntry, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<IdentityName, (DirectoryEntry, Instant)>> {
         // Each critical section is one map operation: a poisoned map is still consistent.
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn read(&self, name: &IdentityName) -> Result<DirectoryEntry, DirectoryError> {
-        let entry = self
-            .chain
-            .get_client(self.contract, ClientId::of(name))
-            .await
-            .map_err(|e| DirectoryError::Unavailable(format!("keystore read failed: {e}")))?;
+        let id = ClientId::of(name);
+        let entry = match &self.trust {
+            Some(trust) => {
+                get_client_verified(&*self.chain, self.contract, id, trust, None)
+                    .await
+                    .map_err(|e| {
+                        DirectoryError::Unavailable(format!("keystore answer not proven: {e}"))
+                    })?
+                    .entry
+            }
+            None => self
+                .chain
+                .get_client(self.contract, id)
+                .await
+                .map_err(|e| DirectoryError::Unavailable(format!("keystore read failed: {e}")))?,
+        };
         if entry.status == KeyStatus::Unknown {
             return Ok(DirectoryEntry {
                 status: KeyStatus::Unknown,
@@ -133,15 +163,7 @@ impl<C: KeystoreChain + 'static> KeyDirectory for ChainKeyDirectory<C> {
         }
         let entry = self.block_on_read(name)?;
         if !self.ttl.is_zero() {
-            let mut cache = self.lock();
-            if cache.len() >= self.capacity {
-                let ttl = self.ttl;
-                cache.retain(|_, (_, at)| now.duration_since(*at) < ttl);
-                if cache.len() >= self.capacity {
-                    cache.clear();
-                }
-            }
-            cache.insert(name.clone(), (entry.clone(), now));
+            self.lock().put(name.clone(), (entry.clone(), now));
         }
         tracing::debug!(%name, status = %entry.status, "keystore lookup");
         Ok(entry)

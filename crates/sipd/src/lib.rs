@@ -9,7 +9,17 @@
 //! keystore contract through [`keys::ChainKeyDirectory`], then TLS 1.3/1.2 with the PSK it yields.
 //! A client on a TLS connection registers its connection's address as Contact (`;transport=tls`);
 //! requests for it go back over that connection, with Via `SIP/2.0/TLS` and a Record-Route with
-//! `transport=tls`.
+//! `transport=tls`. Each stream connection is a flow ([`flow`], RFC 5626): bindings belong to the
+//! connection that made them, and the Record-Route facing a stream leg carries an HMAC'd flow
+//! token, so in-dialog requests reach that connection (403 for a forged token, 430 once it closed)
+//! whatever address a Contact names. Phones' keys are proven against trusted block headers
+//! (`[tls_psk] trust`, see [`keys`]) unless the operator chooses to believe the RPC provider.
+//!
+//! Subscriber look-ups never block the server loop: requests that need one are rate-limited first,
+//! then parked (bounded) while the look-up runs in its own task ([`core`] docs). Every cache keyed
+//! by client input is bounded with LRU eviction. sipd is no open relay: a target the request names
+//! itself is used only if it is a registered contact, a flow or the static route, or the sender is
+//! a local user (403 and `sipd_relay_refused_total` otherwise). See `docs/sipd.md`.
 //!
 //! Runtime: with TLS-PSK on, run inside tokio's **multi-thread** runtime (the keystore lookups block
 //! a worker with `block_in_place`, see [`keys`]).
@@ -32,13 +42,14 @@
 pub mod config;
 pub mod core;
 pub mod db;
+pub mod flow;
 pub mod keys;
 pub mod location;
 pub mod metrics;
 pub mod server;
 pub mod tls;
 
-pub use config::{AuthMode, Config, Listen, TlsPskSettings};
+pub use config::{AuthMode, Config, KeyTrustMode, Listen, TlsPskSettings};
 pub use keys::ChainKeyDirectory;
 pub use server::{ServeError, Server, StreamSink};
 pub use tls::serve_tls_psk;

@@ -2,7 +2,12 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::num::NonZeroUsize;
+use std::time::Instant;
+
+use lru::LruCache;
+
+use crate::flow::FlowId;
 
 /// One registered contact.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,12 +26,28 @@ pub struct Binding {
     pub source: SocketAddr,
     /// True when registered over a stream transport.
     pub reliable: bool,
+    /// The stream connection that registered it: requests for the binding go over that
+    /// connection and no other (RFC 5626), whatever address the Contact names.
+    pub flow: Option<FlowId>,
+    /// The Contact's socket when its host is an IP literal.
+    pub contact_addr: Option<SocketAddr>,
 }
 
-/// Address-of-record → bindings.
+impl Binding {
+    /// The addresses this binding makes "registered" (for the relay policy): where the REGISTER
+    /// came from and the Contact's socket, without duplicates.
+    fn addresses(&self) -> impl Iterator<Item = SocketAddr> {
+        let contact = self.contact_addr.filter(|c| *c != self.source);
+        std::iter::once(self.source).chain(contact)
+    }
+}
+
+/// Address-of-record → bindings, with a count of bindings per address (which addresses are
+/// registered contacts or sources, answered in O(1)).
 #[derive(Debug, Default)]
 pub struct Location {
     map: HashMap<String, Vec<Binding>>,
+    addresses: HashMap<SocketAddr, u32>,
 }
 
 impl Location {
@@ -41,17 +62,77 @@ impl Location {
         v
     }
 
-    /// Mutable bindings of an AOR (created on demand).
-    pub fn entry(&mut self, aor: &str) -> &mut Vec<Binding> {
-        self.map.entry(aor.to_owned()).or_default()
+    /// All bindings of an AOR (expired ones not yet swept included).
+    pub fn bindings(&self, aor: &str) -> &[Binding] {
+        self.map.get(aor).map_or(&[], Vec::as_slice)
+    }
+
+    /// Adds a binding (the caller removed any binding of the same URI first).
+    pub fn insert(&mut self, aor: &str, b: Binding) {
+        for a in b.addresses() {
+            *self.addresses.entry(a).or_default() += 1;
+        }
+        self.map.entry(aor.to_owned()).or_default().push(b);
+    }
+
+    /// Removes the binding of `uri` under `aor`, if any.
+    pub fn remove(&mut self, aor: &str, uri: &str) {
+        if let Some(v) = self.map.get_mut(aor) {
+            let (gone, kept): (Vec<Binding>, Vec<Binding>) =
+                std::mem::take(v).into_iter().partition(|b| b.uri == uri);
+            *v = kept;
+            let empty = v.is_empty();
+            for b in &gone {
+                self.forget(b);
+            }
+            if empty {
+                self.map.remove(aor);
+            }
+        }
+    }
+
+    /// Removes every binding of `aor`.
+    pub fn clear(&mut self, aor: &str) {
+        if let Some(v) = self.map.remove(aor) {
+            for b in &v {
+                self.forget(b);
+            }
+        }
+    }
+
+    fn forget(&mut self, b: &Binding) {
+        for a in b.addresses() {
+            if let Some(n) = self.addresses.get_mut(&a) {
+                *n -= 1;
+                if *n == 0 {
+                    self.addresses.remove(&a);
+                }
+            }
+        }
+    }
+
+    /// Whether `addr` is the source or the Contact socket of a binding (expired ones count until
+    /// the next sweep, at most a second).
+    pub fn knows_address(&self, addr: SocketAddr) -> bool {
+        self.addresses.contains_key(&addr)
     }
 
     /// Removes expired bindings and empty AORs; returns how many bindings remain.
     pub fn sweep(&mut self, now: Instant) -> usize {
+        let mut expired = Vec::new();
         self.map.retain(|_, v| {
-            v.retain(|b| b.expires_at > now);
+            v.retain(|b| {
+                let live = b.expires_at > now;
+                if !live {
+                    expired.push(b.clone());
+                }
+                live
+            });
             !v.is_empty()
         });
+        for b in &expired {
+            self.forget(b);
+        }
         self.map.values().map(Vec::len).sum()
     }
 }
@@ -77,19 +158,33 @@ pub struct RateLimiter {
     register_rate: f64,
     invite_rate: f64,
     burst: f64,
-    buckets: HashMap<(IpAddr, Limited), Bucket>,
-    max_entries: usize,
+    /// Least recently used sources are forgotten first when full (O(1); a forgotten source starts
+    /// again with a full bucket, which only an attacker with more than `max_entries` addresses
+    /// can arrange).
+    buckets: LruCache<(IpAddr, Limited), Bucket>,
 }
 
 impl RateLimiter {
+    /// Sources (IP and kind) tracked at most.
+    pub const MAX_SOURCES: NonZeroUsize = NonZeroUsize::new(100_000).unwrap();
+
+    /// Sources currently tracked.
+    pub fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Whether no source is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+
     /// Rates in requests per second (0 disables), shared burst size.
     pub fn new(register_rate: f64, invite_rate: f64, burst: f64) -> Self {
         RateLimiter {
             register_rate,
             invite_rate,
             burst: burst.max(1.0),
-            buckets: HashMap::new(),
-            max_entries: 100_000,
+            buckets: LruCache::new(Self::MAX_SOURCES),
         }
     }
 
@@ -102,16 +197,8 @@ impl RateLimiter {
         if rate <= 0.0 {
             return Ok(());
         }
-        if self.buckets.len() >= self.max_entries {
-            // Bounded memory: forget idle sources first, everything if that is not enough.
-            self.buckets
-                .retain(|_, b| now.duration_since(b.last) < Duration::from_secs(10));
-            if self.buckets.len() >= self.max_entries {
-                self.buckets.clear();
-            }
-        }
         let burst = self.burst;
-        let b = self.buckets.entry((ip, kind)).or_insert(Bucket {
+        let b = self.buckets.get_or_insert_mut((ip, kind), || Bucket {
             tokens: burst,
             last: now,
         });
@@ -130,6 +217,7 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn bucket_limits_one_source_only() {
@@ -165,11 +253,24 @@ mod tests {
             q,
             source: src,
             reliable: false,
+            flow: None,
+            contact_addr: Some("127.0.0.1:2".parse().unwrap()),
         };
-        l.entry("a@d").push(mk("sip:1", 10, 500));
-        l.entry("a@d").push(mk("sip:2", 20, 1000));
+        l.insert("a@d", mk("sip:1", 10, 500));
+        l.insert("a@d", mk("sip:2", 20, 1000));
         assert_eq!(l.lookup("a@d", t)[0].uri, "sip:2");
+        assert!(l.knows_address(src) && l.knows_address("127.0.0.1:2".parse().unwrap()));
         assert_eq!(l.lookup("a@d", t + Duration::from_secs(15)).len(), 1);
+        l.remove("a@d", "sip:2");
+        assert_eq!(l.bindings("a@d").len(), 1);
+        assert!(l.knows_address(src), "sip:1 still names it");
         assert_eq!(l.sweep(t + Duration::from_secs(30)), 0);
+        assert!(
+            !l.knows_address(src) && !l.knows_address("127.0.0.1:2".parse().unwrap()),
+            "expired bindings leave the address index"
+        );
+        l.insert("b@d", mk("sip:3", 10, 500));
+        l.clear("b@d");
+        assert!(!l.knows_address(src));
     }
 }

@@ -59,6 +59,13 @@ pub struct Metrics {
     pub transactions_started: Counter,
     /// Open stream connections.
     pub connections: Gauge,
+    /// Requests refused with 403 because they would have been relayed to a target that is not a
+    /// registered contact, a configured route, or asked for by a local user.
+    pub relay_refused: Counter,
+    /// Subscriber look-ups started (database reads).
+    pub credential_lookups: Counter,
+    /// Requests waiting for a subscriber look-up.
+    pub lookups_pending: Gauge,
 }
 
 impl Metrics {
@@ -137,6 +144,24 @@ impl Metrics {
             "gauge",
             "Open stream connections.",
             self.connections.get().to_string(),
+        );
+        one(
+            "sipd_relay_refused_total",
+            "counter",
+            "Requests refused with 403 instead of being relayed to an unvetted target.",
+            self.relay_refused.get().to_string(),
+        );
+        one(
+            "sipd_credential_lookups_total",
+            "counter",
+            "Subscriber look-ups started.",
+            self.credential_lookups.get().to_string(),
+        );
+        one(
+            "sipd_lookups_pending",
+            "gauge",
+            "Requests waiting for a subscriber look-up.",
+            self.lookups_pending.get().to_string(),
         );
         s.push_str("# HELP sipd_responses_total SIP responses sent, by class.\n# TYPE sipd_responses_total counter\n");
         for (i, c) in self.responses.iter().enumerate() {

@@ -1,7 +1,9 @@
 //! The tokio shell: sockets, clock and tasks around [`Core`].
 //!
 //! One task owns the core and waits for a message, the next deadline, or shutdown; UDP receive
-//! tasks and one task per stream connection feed it through a bounded channel. Stream transports
+//! tasks and one task per stream connection feed it through a bounded channel. Subscriber
+//! look-ups run in their own tasks and come back through the same channel, so a slow database
+//! never holds up the loop (the core parks the requests that wait, see [`crate::core`]). Stream transports
 //! accept any `AsyncRead + AsyncWrite` through [`StreamSink::attach`] (TCP) and
 //! [`StreamSink::attach_tls`] (the TLS-PSK transport of [`crate::tls`]: accept, handshake, TLS, then
 //! attach).
@@ -22,7 +24,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{AuthMode, Config, ConfigError, Listen};
 use crate::core::{Core, Need, StreamKind, Transport};
-use crate::db::{Db, DbError};
+use crate::db::{CredentialStore, Db, DbError, Subscriber};
 use crate::metrics::Metrics;
 
 /// Server start-up failures.
@@ -62,6 +64,12 @@ enum Ev {
     },
     StreamDown {
         peer: SocketAddr,
+    },
+    /// A subscriber look-up finished (`None`: it failed or timed out).
+    Looked {
+        username: String,
+        domain: String,
+        found: Option<Option<Subscriber>>,
     },
 }
 
@@ -241,7 +249,7 @@ pub struct Server {
     tls: Vec<TcpListener>,
     psk: Option<chaincall_tls_psk::PskServer>,
     metrics_listener: Option<TcpListener>,
-    db: Option<Db>,
+    db: Option<Arc<dyn CredentialStore>>,
     metrics: Arc<Metrics>,
     cfg: Config,
     local: Vec<Listen>,
@@ -341,7 +349,7 @@ impl Server {
             if cfg.auth.create_schema {
                 db.create_schema().await?;
             }
-            Some(db)
+            Some(Arc::new(db) as Arc<dyn CredentialStore>)
         } else {
             None
         };
@@ -389,6 +397,11 @@ impl Server {
     /// The metrics.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()
+    }
+
+    /// Reads subscribers from `store` instead of the `[auth] database` (used with digest auth).
+    pub fn set_credential_store(&mut self, store: Arc<dyn CredentialStore>) {
+        self.db = Some(store);
     }
 
     /// Runs until `shutdown` completes.
@@ -466,6 +479,10 @@ impl Server {
             let m = metrics.clone();
             tasks.push(tokio::spawn(serve_metrics(l, m)));
         }
+        // Look-up tasks report back through a weak sender: the loop still ends when every
+        // listener's sender is gone.
+        let lookup_tx = tx.downgrade();
+        let lookup_timeout = Duration::from_millis(cfg.auth.lookup_timeout_ms.max(1));
         drop(tx);
         drop(sink);
         info!(listen = ?local, domain = core.domain(), auth = ?cfg.auth.mode, "sipd running");
@@ -492,7 +509,22 @@ impl Server {
                         streams.remove(&peer);
                     }
                     Some(Ev::Msg { data, src, transport }) => {
-                        handle_with_lookup(&mut core, db.as_ref(), &data, src, transport).await;
+                        let (now, unix) = (Instant::now(), unix_now());
+                        if let Some(Need::Credentials { username, domain }) =
+                            core.handle(&data, src, transport, now, unix)
+                        {
+                            match (&db, lookup_tx.upgrade()) {
+                                (Some(db), Some(tx)) => spawn_lookup(db.clone(), tx, username, domain, lookup_timeout),
+                                _ => core.lookup_failed(&username, &domain, now),
+                            }
+                        }
+                    }
+                    Some(Ev::Looked { username, domain, found }) => {
+                        let (now, unix) = (Instant::now(), unix_now());
+                        match found {
+                            Some(sub) => core.insert_credentials(&username, &domain, sub, now, unix),
+                            None => core.lookup_failed(&username, &domain, now),
+                        }
                     }
                 },
             }
@@ -545,31 +577,35 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-async fn handle_with_lookup(
-    core: &mut Core,
-    db: Option<&Db>,
-    data: &[u8],
-    src: SocketAddr,
-    transport: Transport,
+/// Looks a subscriber up beside the loop and reports back with [`Ev::Looked`]; a look-up slower
+/// than `timeout` counts as failed, so a stuck database cannot keep a username parked.
+fn spawn_lookup(
+    db: Arc<dyn CredentialStore>,
+    tx: mpsc::Sender<Ev>,
+    username: String,
+    domain: String,
+    timeout: Duration,
 ) {
-    // At most one lookup per message: after it, the cache answers. One `now` for the message and
-    // its lookup, so a row just read counts as fresh even with `credentials_cache_secs = 0`.
-    let (now, unix) = (Instant::now(), unix_now());
-    for _ in 0..2 {
-        match core.handle(data, src, transport, now, unix) {
-            None => return,
-            Some(Need::Credentials { username, domain }) => {
-                let Some(db) = db else { return };
-                match db.subscriber(&username, &domain).await {
-                    Ok(sub) => core.insert_credentials(&username, &domain, sub, now),
-                    Err(e) => {
-                        error!(error = %e, "subscriber lookup failed; request dropped (client will retransmit)");
-                        return;
-                    }
-                }
+    tokio::spawn(async move {
+        let found = match tokio::time::timeout(timeout, db.subscriber(&username, &domain)).await {
+            Ok(Ok(sub)) => Some(sub),
+            Ok(Err(e)) => {
+                error!(error = %e, "subscriber look-up failed; waiting requests get 503");
+                None
             }
-        }
-    }
+            Err(_) => {
+                warn!("subscriber look-up timed out; waiting requests get 503");
+                None
+            }
+        };
+        let _ = tx
+            .send(Ev::Looked {
+                username,
+                domain,
+                found,
+            })
+            .await;
+    });
 }
 
 async fn serve_metrics(l: TcpListener, m: Arc<Metrics>) {

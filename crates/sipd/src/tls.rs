@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::Address;
+use chaincall_chain::verified::HeaderTrust;
 use chaincall_chain::{KeystoreChain, RpcChain, RpcConfig};
 use chaincall_handshake::{HandshakeConfig, LocalIdentity};
 use chaincall_identity::{IdentityKey, IdentityName, KeyDirectory, KeyStatus};
@@ -19,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use crate::config::{ConfigError, TlsPskSettings, parse_tls_version};
+use crate::config::{ConfigError, KeyTrustMode, TlsPskSettings, parse_tls_version};
 use crate::keys::ChainKeyDirectory;
 use crate::server::StreamSink;
 
@@ -201,9 +202,37 @@ pub async fn psk_server_on_chain<C: KeystoreChain + 'static>(
             warn!(identity = %name, status = %entry.status, "server identity not approved: phones will refuse this server")
         }
     }
-    let dir = ChainKeyDirectory::new(chain, contract)
+    let mut dir = ChainKeyDirectory::new(chain, contract)
         .with_ttl(Duration::from_secs(settings.key_cache_secs));
+    match header_trust(settings)? {
+        Some(trust) => {
+            info!(trust = ?settings.trust, "phones' keys are proven against trusted headers");
+            dir = dir.with_header_trust(trust);
+        }
+        None => {
+            warn!(
+                "tls_psk.trust = \"provider\": phones' keys are believed from rpc_url without proof"
+            )
+        }
+    }
     psk_server(settings, key, Arc::new(dir))
+}
+
+/// The header trust `[tls_psk] trust` asks for (`None` for `provider`).
+pub fn header_trust(settings: &TlsPskSettings) -> Result<Option<Arc<HeaderTrust>>, ConfigError> {
+    Ok(match settings.trust {
+        KeyTrustMode::Checkpoint => {
+            let (number, hash) = settings.checkpoint()?.ok_or_else(|| {
+                ConfigError::Invalid("tls_psk: trust = \"checkpoint\" needs checkpoint".into())
+            })?;
+            Some(Arc::new(HeaderTrust::checkpoint(number, hash)))
+        }
+        KeyTrustMode::Quorum => Some(Arc::new(HeaderTrust::quorum(
+            settings.quorum_urls.clone(),
+            settings.quorum_k,
+        ))),
+        KeyTrustMode::Provider => None,
+    })
 }
 
 /// Builds the PSK server from the `[tls_psk]` section alone: connects to `rpc_url`, then

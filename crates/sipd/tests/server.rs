@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use chaincall_sip::digest::Challenge;
+use chaincall_sip::digest::{Algorithm, Challenge};
 use chaincall_sip::header::{HeaderName, Method};
 use chaincall_sip::message::{Message, response_to};
 use chaincall_sipd::db::Db;
@@ -285,6 +285,72 @@ async fn digest_register_against_kamailio_table() {
         .await;
     assert_eq!(status_of(&r), 401);
     assert!(s.metrics.auth_failures.get() >= 4);
+    s.stop().await;
+}
+
+/// `[auth] algorithms` is enforced: with only SHA-256 configured, sipd offers only SHA-256 and an
+/// MD5 answer with the right password (on a nonce sipd issued) is refused; the SHA-256 answer
+/// with the same password registers (issue 13 item 8).
+#[tokio::test]
+async fn an_md5_answer_is_refused_when_only_sha256_is_configured() {
+    let (_dir, _, s) = start_with_alice(|cfg| cfg.auth.algorithms = vec!["SHA-256".into()]).await;
+    let ua = Ua::bind("127.0.0.1").await;
+    let contact = contact_line(&ua, "alice", "");
+    ua.send(
+        s.udp,
+        &register(&ua, s.udp, "alice", "alg", 1, &contact, ""),
+    )
+    .await;
+    let r = ua.expect(2000, |m| m.status().is_some()).await;
+    let m = Message::parse(&r).unwrap();
+    assert_eq!(m.status(), Some(401));
+    let chals: Vec<_> = m.auth_headers(HeaderName::WwwAuthenticate).collect();
+    assert_eq!(chals.len(), 1, "only the configured algorithm is offered");
+    let sha = Challenge::parse(&chals[0]).unwrap();
+    assert_eq!(sha.algorithm, Algorithm::Sha256);
+    let ruri = format!("sip:{}", s.udp);
+    // The client downgrades on its own: same nonce, right password, MD5.
+    let mut md5 = sha.clone();
+    md5.algorithm = Algorithm::Md5;
+    let downgraded = md5.answer("REGISTER", &ruri, "alice", "s3cret", "c0ffee", 1);
+    assert!(downgraded.contains("algorithm=MD5"), "{downgraded}");
+    ua.send(
+        s.udp,
+        &register(
+            &ua,
+            s.udp,
+            "alice",
+            "alg",
+            2,
+            &contact,
+            &format!("Authorization: {downgraded}\n"),
+        ),
+    )
+    .await;
+    let r = ua
+        .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 2)
+        .await;
+    assert_eq!(status_of(&r), 401, "{}", String::from_utf8_lossy(&r));
+    let failures = s.metrics.auth_failures.get();
+    assert!(failures >= 1, "the refused MD5 answer counts as a failure");
+    let good = sha.answer("REGISTER", &ruri, "alice", "s3cret", "c0ffee", 2);
+    ua.send(
+        s.udp,
+        &register(
+            &ua,
+            s.udp,
+            "alice",
+            "alg",
+            3,
+            &contact,
+            &format!("Authorization: {good}\n"),
+        ),
+    )
+    .await;
+    let r = ua
+        .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 3)
+        .await;
+    assert_eq!(status_of(&r), 200, "{}", String::from_utf8_lossy(&r));
     s.stop().await;
 }
 
@@ -662,6 +728,25 @@ impl TcpUa {
         self.conn.write_all(wire.as_bytes()).await.unwrap();
     }
 
+    /// The next message within `ms`, or None (bodies are empty here).
+    async fn try_next(&mut self, ms: u64) -> Option<Vec<u8>> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                return Some(self.buf.drain(..end + 4).collect());
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout_at(deadline, self.conn.read(&mut chunk))
+                .await
+                .ok()?
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
     /// The next message (bodies are empty here: each ends at the blank line).
     async fn next(&mut self) -> Vec<u8> {
         loop {
@@ -715,10 +800,17 @@ Content-Length: 0\n\n",
     };
     let im = Message::parse(&inv).unwrap();
     let rr: Vec<_> = im.record_routes().map(|r| r.uri.to_owned()).collect();
+    assert_eq!(rr.len(), 2, "{rr:?}");
+    // The TCP leg's value carries bob's flow token as its user part (RFC 5626 §5.3).
+    let (token, tcp_rr) = rr[0]
+        .strip_prefix("sip:")
+        .and_then(|r| r.split_once('@'))
+        .expect("a flow token in the TCP leg's Record-Route");
+    assert_eq!(token.len(), 48, "{token}");
     assert_eq!(
-        rr,
+        [tcp_rr.to_owned(), rr[1].clone()],
         [
-            format!("sip:{tcp};lr;transport=tcp"),
+            format!("{tcp};lr;transport=tcp"),
             format!("sip:{};lr", s.udp)
         ],
         "the leg towards bob (TCP) on top, alice's (UDP) below"
@@ -787,6 +879,173 @@ Content-Length: 0\n\n",
             m.status() == Some(200) && m.cseq().is_ok_and(|c| c.method == Method::Bye)
         })
         .await;
+    s.stop().await;
+}
+
+/// REGISTER over a TCP connection `ua` for `user` with Contact `contact`.
+async fn register_over_tcp(
+    ua: &mut TcpUa,
+    server: std::net::SocketAddr,
+    user: &str,
+    contact: &str,
+) {
+    ua.send(&format!(
+        "REGISTER sip:{server} SIP/2.0\n\
+Via: SIP/2.0/TCP {a};branch=z9hG4bKreg{user}\n\
+Max-Forwards: 70\n\
+From: <sip:{user}@127.0.0.1>;tag=r{user}\n\
+To: <sip:{user}@127.0.0.1>\n\
+Call-ID: reg-{user}\n\
+CSeq: 1 REGISTER\n\
+Contact: <{contact}>\n\
+Content-Length: 0\n\n",
+        a = ua.addr
+    ))
+    .await;
+    assert_eq!(status_of(&ua.next().await), 200);
+}
+
+/// Issue 13 item 4: Mallory, a subscriber, registers her own AOR with a Contact naming Alice's
+/// contact address (a NATed phone's private address both could claim). Alice's in-dialog BYE
+/// (and the ACK before it) still reach Alice's connection: flows are keyed by the connection that
+/// registered, and the Record-Route carries Alice's flow token. A forged token is refused with
+/// 403, and once Alice's connection is gone her dialog's requests get 430 Flow Failed instead of
+/// going anywhere else.
+#[tokio::test]
+async fn a_registered_contact_address_does_not_capture_another_phones_dialog() {
+    let s = start(base_config()).await;
+    let tcp = s.tcp.unwrap();
+    // Both claim the same private contact address.
+    let shared = "10.0.0.7:5060";
+    let alice_contact = format!("sip:alice@{shared};transport=tcp");
+    let mut alice = TcpUa::connect(tcp).await;
+    register_over_tcp(&mut alice, tcp, "alice", &alice_contact).await;
+    let mut mallory = TcpUa::connect(tcp).await;
+    register_over_tcp(
+        &mut mallory,
+        tcp,
+        "mallory",
+        &format!("sip:mallory@{shared};transport=tcp"),
+    )
+    .await;
+
+    let bob = Ua::bind("127.0.0.1").await;
+    bob.send(s.udp, &invite(&bob, s.udp, "alice", "hij", ""))
+        .await;
+    let inv = loop {
+        let m = alice.next().await;
+        if Message::parse(&m).unwrap().method() == Some(Method::Invite) {
+            break m;
+        }
+    };
+    let im = Message::parse(&inv).unwrap();
+    assert_eq!(im.record_routes().count(), 2, "one Record-Route per leg");
+    // response_to copies the Record-Route values (§12.1.1).
+    let mut ok = response_to(&im, 200, "OK", Some("al1"));
+    ok.push("Contact", format!("<{alice_contact}>"));
+    ok.push("Content-Length", "0");
+    alice.send(&String::from_utf8(ok.to_bytes()).unwrap()).await;
+    let r = bob.expect(2000, |m| m.status() == Some(200)).await;
+    let m200 = Message::parse(&r).unwrap();
+    let to = m200.header_value(HeaderName::To).unwrap().to_owned();
+    // Bob's route set: the Record-Route list reversed (§12.1.2).
+    let mut routes: Vec<String> = m200
+        .record_routes()
+        .map(|r| format!("<{}>", r.uri))
+        .collect();
+    assert_eq!(routes.len(), 2, "{routes:?}");
+    routes.reverse();
+    let bye = |cseq: u32, route: &str| {
+        format!(
+            "BYE {alice_contact} SIP/2.0\n\
+Via: SIP/2.0/UDP {b};branch=z9hG4bKhijbye{cseq}\n\
+Max-Forwards: 70\n\
+Route: {route}\n\
+From: <sip:caller@127.0.0.1>;tag=chij\n\
+To: {to}\n\
+Call-ID: call-hij\n\
+CSeq: {cseq} BYE\n\
+Content-Length: 0\n\n",
+            b = bob.addr
+        )
+    };
+    // The ACK for the 2xx (forwarded statelessly) takes the same way.
+    let ack = bye(1, &routes.join(", ")).replace("BYE", "ACK");
+    bob.send(s.udp, &ack).await;
+    let got = alice.next().await;
+    assert_eq!(
+        Message::parse(&got).unwrap().method(),
+        Some(Method::Ack),
+        "alice got the ACK"
+    );
+    bob.send(s.udp, &bye(2, &routes.join(", "))).await;
+    let got = loop {
+        let m = alice.next().await;
+        if Message::parse(&m).unwrap().method() == Some(Method::Bye) {
+            break m;
+        }
+    };
+    let bm = Message::parse(&got).unwrap();
+    assert_eq!(bm.cseq().unwrap().seq, 2, "alice got her BYE");
+    assert!(
+        mallory.try_next(300).await.is_none(),
+        "nothing of alice's dialog reached mallory's connection"
+    );
+    let mut bye_ok = response_to(&bm, 200, "OK", None);
+    bye_ok.push("Content-Length", "0");
+    alice
+        .send(&String::from_utf8(bye_ok.to_bytes()).unwrap())
+        .await;
+    bob.expect(2000, |m| {
+        m.status() == Some(200) && m.cseq().is_ok_and(|c| c.seq == 2)
+    })
+    .await;
+
+    // A forged token (one digit of the tag changed): 403, delivered nowhere.
+    let token_route = routes.last().unwrap().clone();
+    let at = token_route.find('@').unwrap();
+    let mut forged = token_route.clone().into_bytes();
+    forged[at - 1] = if forged[at - 1] == b'0' { b'1' } else { b'0' };
+    let forged = String::from_utf8(forged).unwrap();
+    let mut forged_routes = routes.clone();
+    *forged_routes.last_mut().unwrap() = forged;
+    bob.send(s.udp, &bye(3, &forged_routes.join(", "))).await;
+    let r = bob
+        .expect(2000, |m| {
+            m.status().is_some() && m.cseq().is_ok_and(|c| c.seq == 3)
+        })
+        .await;
+    assert_eq!(status_of(&r), 403, "{}", String::from_utf8_lossy(&r));
+
+    // Alice's connection closes: her flow is gone, and so is the dialog's way to her. The
+    // connection gauge drops after sipd's loop was told, so a BYE sent then is handled after.
+    drop(alice);
+    for _ in 0..200 {
+        if s.metrics.connections.get() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        s.metrics.connections.get(),
+        1,
+        "only mallory's connection is left"
+    );
+    bob.send(s.udp, &bye(4, &routes.join(", "))).await;
+    let r = bob
+        .expect(2000, |m| {
+            m.status().is_some_and(|c| c >= 200) && m.cseq().is_ok_and(|c| c.seq == 4)
+        })
+        .await;
+    assert_eq!(
+        status_of(&r),
+        430,
+        "Flow Failed once alice's connection is closed"
+    );
+    assert!(
+        mallory.try_next(300).await.is_none(),
+        "still nothing for mallory"
+    );
     s.stop().await;
 }
 
@@ -879,5 +1138,337 @@ async fn a_callee_that_rings_forever_is_cancelled_at_timer_c() {
             );
         }
     }
+    s.stop().await;
+}
+
+/// A subscriber store that counts its look-ups, answers "no such user" at once, and holds the
+/// look-up of `slow` until the test adds a permit to `gate`.
+struct CountingStore {
+    lookups: std::sync::atomic::AtomicUsize,
+    gate: tokio::sync::Semaphore,
+}
+
+impl Default for CountingStore {
+    fn default() -> Self {
+        CountingStore {
+            lookups: std::sync::atomic::AtomicUsize::new(0),
+            gate: tokio::sync::Semaphore::new(0),
+        }
+    }
+}
+
+impl CountingStore {
+    fn lookups(&self) -> usize {
+        self.lookups.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl chaincall_sipd::db::CredentialStore for CountingStore {
+    fn subscriber<'a>(
+        &'a self,
+        username: &'a str,
+        _domain: &'a str,
+    ) -> chaincall_sipd::db::BoxFuture<
+        'a,
+        Result<Option<chaincall_sipd::db::Subscriber>, chaincall_sipd::db::DbError>,
+    > {
+        Box::pin(async move {
+            self.lookups
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if username == "slow" {
+                let _ = self.gate.acquire().await;
+            }
+            Ok(None)
+        })
+    }
+}
+
+/// Digest auth over `store`, a throw-away SQLite file for `[auth] database` (not read).
+async fn start_counting(
+    configure: impl FnOnce(&mut chaincall_sipd::Config),
+) -> (tempfile::TempDir, std::sync::Arc<CountingStore>, Running) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = base_config();
+    cfg.auth.mode = chaincall_sipd::AuthMode::Digest;
+    cfg.auth.database = format!("sqlite://{}", dir.path().join("unused.db").display());
+    configure(&mut cfg);
+    let store = std::sync::Arc::new(CountingStore::default());
+    let s = start_with_store(cfg, store.clone()).await;
+    (dir, store, s)
+}
+
+/// A REGISTER carrying SHA-256 digest credentials for `user` (a made-up nonce: the look-up comes
+/// first, the check after).
+fn register_with_credentials(
+    ua: &Ua,
+    server: std::net::SocketAddr,
+    user: &str,
+    call_id: &str,
+) -> String {
+    let auth = format!(
+        "Authorization: Digest username=\"{user}\", realm=\"{ip}\", nonce=\"{nonce}\", uri=\"sip:{server}\", response=\"{resp}\", algorithm=SHA-256\n",
+        ip = server.ip(),
+        nonce = "0".repeat(48),
+        resp = "0".repeat(64),
+    );
+    let contact = contact_line(ua, user, "");
+    register(ua, server, user, call_id, 1, &contact, &auth)
+}
+
+/// Issue 13 item 6: a flood of REGISTERs with distinct usernames from one source causes only as
+/// many subscriber look-ups as the per-source rate limit lets through (its burst, here 10); the
+/// rest are answered 503 before any look-up.
+#[tokio::test]
+async fn a_username_flood_costs_only_the_rate_limits_worth_of_lookups() {
+    let (_dir, store, s) = start_counting(|cfg| {
+        cfg.limits.register_rate = 0.001; // no refill within the test
+        cfg.limits.burst = 10.0;
+    })
+    .await;
+    let ua = Ua::bind("127.0.0.1").await;
+    let total = 300;
+    let (mut got, mut unavailable) = (0, 0);
+    for chunk in 0..(total / 50) {
+        for i in 0..50 {
+            let n = chunk * 50 + i;
+            ua.send(
+                s.udp,
+                &register_with_credentials(&ua, s.udp, &format!("u{n}"), &format!("fl{n}")),
+            )
+            .await;
+        }
+        // Drain this chunk's answers (bounded).
+        while got < (chunk + 1) * 50 {
+            let Some(b) = ua.recv(2000).await else { break };
+            if let Ok(m) = Message::parse(&b)
+                && let Some(code) = m.status()
+            {
+                got += 1;
+                if code == 503 {
+                    unavailable += 1;
+                }
+            }
+        }
+    }
+    assert!(got >= total - 10, "answers arrived: {got} of {total}");
+    assert!(
+        store.lookups() <= 10,
+        "{} look-ups for {total} REGISTERs; the burst is 10",
+        store.lookups()
+    );
+    assert!(
+        unavailable >= got - 10,
+        "{unavailable} of {got} answered 503"
+    );
+    assert_eq!(s.metrics.credential_lookups.get() as usize, store.lookups());
+    // In-dialog INVITEs (To-tag: outside the INVITE limit) with proxy credentials for new users
+    // get no look-up either once the source's bucket is empty.
+    let before = store.lookups();
+    for n in 0..50 {
+        let reinvite = invite(&ua, s.udp, "bob", &format!("ri{n}"), &format!(
+            "Proxy-Authorization: Digest username=\"r{n}\", realm=\"127.0.0.1\", nonce=\"{}\", uri=\"sip:bob@{}\", response=\"{}\", algorithm=SHA-256\n",
+            "0".repeat(48),
+            s.udp,
+            "0".repeat(64)
+        ))
+        .replace("To: <sip:bob@127.0.0.1>", "To: <sip:bob@127.0.0.1>;tag=dlg");
+        ua.send(s.udp, &reinvite).await;
+    }
+    let mut reinvite_answers = 0;
+    while reinvite_answers < 50 {
+        let Some(b) = ua.recv(2000).await else { break };
+        if Message::parse(&b).is_ok_and(|m| m.status() == Some(503)) {
+            reinvite_answers += 1;
+        }
+    }
+    assert!(
+        reinvite_answers >= 40,
+        "{reinvite_answers} re-INVITEs answered 503"
+    );
+    assert_eq!(
+        store.lookups(),
+        before,
+        "no look-up for rate-limited re-INVITEs"
+    );
+    // Each answered request was counted once: refused ones too, parked ones when handled.
+    let counted = s.metrics.requests.get();
+    let (answered, sent) = ((got + reinvite_answers) as u64, total as u64 + 50);
+    assert!(
+        (answered..=sent).contains(&counted),
+        "sipd_requests_total {counted}, answers {answered}, sent {sent}"
+    );
+    s.stop().await;
+}
+
+/// Issue 13 item 6: a look-up that hangs does not stall the server. While `slow`'s look-up is
+/// held: OPTIONS is answered, another user's REGISTER gets its 401, further requests for `slow`
+/// share the one look-up (at most 8 wait; the rest get 503 at once), and the waiting requests get
+/// 503 when `lookup_timeout_ms` has passed.
+#[tokio::test]
+async fn a_slow_lookup_is_parked_and_other_traffic_proceeds() {
+    let (_dir, store, s) = start_counting(|cfg| cfg.auth.lookup_timeout_ms = 1500).await;
+    let ua = Ua::bind("127.0.0.1").await;
+    for i in 0..10 {
+        ua.send(
+            s.udp,
+            &register_with_credentials(&ua, s.udp, "slow", &format!("slow{i}")),
+        )
+        .await;
+    }
+    for _ in 0..100 {
+        if store.lookups() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.lookups(), 1, "one look-up for the ten REGISTERs");
+    // The two beyond the per-user queue of 8 are refused at once.
+    for _ in 0..2 {
+        let r = ua
+            .expect(2000, |m| {
+                m.status().is_some() && m.call_id().is_ok_and(|c| c.starts_with("slow"))
+            })
+            .await;
+        assert_eq!(status_of(&r), 503);
+    }
+    assert_eq!(s.metrics.lookups_pending.get(), 8);
+    ua.send(s.udp, &format!("OPTIONS sip:{} SIP/2.0\nVia: SIP/2.0/UDP {};branch=z9hG4bKslowopt\nFrom: <sip:a@b>;tag=1\nTo: <sip:{}>\nCall-ID: slow-opt\nCSeq: 1 OPTIONS\nMax-Forwards: 70\nContent-Length: 0\n\n", s.udp, ua.addr, s.udp)).await;
+    let r = ua
+        .expect(2000, |m| m.call_id().is_ok_and(|c| c == "slow-opt"))
+        .await;
+    assert_eq!(
+        status_of(&r),
+        200,
+        "OPTIONS answered while the look-up hangs"
+    );
+    ua.send(
+        s.udp,
+        &register_with_credentials(&ua, s.udp, "fast", "fast1"),
+    )
+    .await;
+    let r = ua
+        .expect(2000, |m| m.call_id().is_ok_and(|c| c == "fast1"))
+        .await;
+    assert_eq!(
+        status_of(&r),
+        401,
+        "another user's REGISTER is handled meanwhile"
+    );
+    // The parked eight time out with 503.
+    let mut timed_out = 0;
+    while timed_out < 8 {
+        let r = ua
+            .expect(5000, |m| m.call_id().is_ok_and(|c| c.starts_with("slow")))
+            .await;
+        assert_eq!(status_of(&r), 503);
+        timed_out += 1;
+    }
+    assert_eq!(s.metrics.lookups_pending.get(), 0);
+    store.gate.add_permits(100);
+    s.stop().await;
+}
+
+/// Issue 13 item 7: sipd is no open relay. An outsider's `MESSAGE sip:x@127.0.0.1:<port>` is
+/// refused with 403 and counted, and nothing reaches the listener on that port; a registered
+/// user may still send there.
+#[tokio::test]
+async fn an_outsider_cannot_relay_to_an_ip_literal() {
+    let s = start(base_config()).await;
+    let listener = Ua::bind("127.0.0.1").await;
+    let message = |from: &Ua, id: &str| {
+        format!(
+            "MESSAGE sip:x@{l} SIP/2.0\n\
+Via: SIP/2.0/UDP {a};branch=z9hG4bKrelay{id}\n\
+Max-Forwards: 70\n\
+From: <sip:outsider@198.51.100.1>;tag=o{id}\n\
+To: <sip:x@{l}>\n\
+Call-ID: relay-{id}\n\
+CSeq: 1 MESSAGE\n\
+Content-Length: 0\n\n",
+            l = listener.addr,
+            a = from.addr
+        )
+    };
+    let outsider = Ua::bind("127.0.0.1").await;
+    outsider.send(s.udp, &message(&outsider, "1")).await;
+    let r = outsider.expect(2000, |m| m.status().is_some()).await;
+    assert_eq!(status_of(&r), 403, "{}", String::from_utf8_lossy(&r));
+    assert!(
+        listener.recv(300).await.is_none(),
+        "nothing reached the listener"
+    );
+    assert_eq!(s.metrics.relay_refused.get(), 1);
+    let text = s.metrics.render();
+    assert!(text.contains("sipd_relay_refused_total 1"), "{text}");
+
+    // A registered user is a local user: its request goes through.
+    let local = registered_callee(&s, "carol", "relay-reg").await;
+    local.send(s.udp, &message(&local, "2")).await;
+    let got = listener.expect(2000, |m| m.method().is_some()).await;
+    assert_eq!(Message::parse(&got).unwrap().call_id().unwrap(), "relay-2");
+    assert_eq!(s.metrics.relay_refused.get(), 1);
+    s.stop().await;
+}
+
+/// With digest auth, a user of our domain who is not registered may still send to a target the
+/// request names (here an IP literal) once proxy-authenticated: 407, then the answer goes
+/// through; a wrong password does not.
+#[tokio::test]
+async fn an_authenticated_local_user_may_send_to_an_ip_literal() {
+    let (_dir, _, s) = start_with_alice(|_| {}).await;
+    let listener = Ua::bind("127.0.0.1").await;
+    let alice = Ua::bind("127.0.0.1").await;
+    let ruri = format!("sip:x@{}", listener.addr);
+    let message = |cseq: u32, auth: &str| {
+        format!(
+            "MESSAGE {ruri} SIP/2.0\n\
+Via: SIP/2.0/UDP {a};branch=z9hG4bKlocal{cseq}\n\
+Max-Forwards: 70\n\
+From: <sip:alice@127.0.0.1>;tag=al\n\
+To: <sip:x@{l}>\n\
+Call-ID: local-relay\n\
+CSeq: {cseq} MESSAGE\n\
+{auth}Content-Length: 0\n\n",
+            l = listener.addr,
+            a = alice.addr
+        )
+    };
+    alice.send(s.udp, &message(1, "")).await;
+    let r = alice.expect(2000, |m| m.status().is_some()).await;
+    let m = Message::parse(&r).unwrap();
+    assert_eq!(m.status(), Some(407), "{}", String::from_utf8_lossy(&r));
+    let ch = Challenge::parse(
+        &m.auth_headers(HeaderName::ProxyAuthenticate)
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let wrong = ch.answer("MESSAGE", &ruri, "alice", "guess", "c1", 1);
+    alice
+        .send(
+            s.udp,
+            &message(2, &format!("Proxy-Authorization: {wrong}\n")),
+        )
+        .await;
+    let r = alice
+        .expect(2000, |m| {
+            m.status().is_some() && m.cseq().is_ok_and(|c| c.seq == 2)
+        })
+        .await;
+    assert_eq!(status_of(&r), 407);
+    assert!(
+        listener.recv(300).await.is_none(),
+        "nothing relayed on a wrong password"
+    );
+    let good = ch.answer("MESSAGE", &ruri, "alice", "s3cret", "c1", 2);
+    alice
+        .send(
+            s.udp,
+            &message(3, &format!("Proxy-Authorization: {good}\n")),
+        )
+        .await;
+    let got = listener.expect(2000, |m| m.method().is_some()).await;
+    assert_eq!(Message::parse(&got).unwrap().cseq().unwrap().seq, 3);
+    assert_eq!(s.metrics.relay_refused.get(), 0);
     s.stop().await;
 }

@@ -249,6 +249,16 @@ Expires: 300\n\
 }
 
 async fn start_sipd(ks: &Keystore, dir: &tempfile::TempDir) -> (SocketAddr, Server) {
+    let directory = Arc::new(ks.directory().with_ttl(KEY_CACHE));
+    start_sipd_with(ks, dir, directory).await
+}
+
+/// sipd looking phones up in `directory`.
+async fn start_sipd_with(
+    ks: &Keystore,
+    dir: &tempfile::TempDir,
+    directory: Arc<dyn chaincall_identity::KeyDirectory + Send + Sync>,
+) -> (SocketAddr, Server) {
     let sipd = ks.publish(DOMAIN, 1).await;
     let url = format!("sqlite://{}", dir.path().join("sub.db").display());
     let db = Db::connect(&url).await.unwrap();
@@ -266,12 +276,7 @@ async fn start_sipd(ks: &Keystore, dir: &tempfile::TempDir) -> (SocketAddr, Serv
     cfg.auth.mode = AuthMode::Digest;
     cfg.auth.database = url;
     let key = IdentityKey::from_secret_bytes(&sipd.key().dangerous_secret_bytes()).unwrap();
-    let psk = chaincall_sipd::tls::psk_server(
-        &settings(),
-        key,
-        Arc::new(ks.directory().with_ttl(KEY_CACHE)),
-    )
-    .unwrap();
+    let psk = chaincall_sipd::tls::psk_server(&settings(), key, directory).unwrap();
     let server = Server::bind_with_tls_psk(cfg, psk).await.unwrap();
     let tls = server
         .local()
@@ -393,7 +398,21 @@ Content-Length: 0\n\n",
         "sent-by is the TLS listener"
     );
     let rr: Vec<_> = m.record_routes().map(|r| r.uri.to_owned()).collect();
-    assert_eq!(rr, vec![format!("sip:{tls_addr};lr;transport=tls")]);
+    // One value per leg, each with its connection's flow token (RFC 5626 §5.3): B's on top.
+    assert_eq!(rr.len(), 2, "{rr:?}");
+    let tokens: Vec<&str> = rr
+        .iter()
+        .map(|r| {
+            let (token, rest) = r
+                .strip_prefix("sip:")
+                .and_then(|r| r.split_once('@'))
+                .expect("a flow token");
+            assert_eq!(rest, format!("{tls_addr};lr;transport=tls"));
+            assert_eq!(token.len(), 48);
+            token
+        })
+        .collect();
+    assert_ne!(tokens[0], tokens[1], "each leg names its own connection");
     assert_eq!(m.vias().count(), 2, "sipd's Via above A's");
 
     // B answers 200 with its contact; A gets it over its connection.
@@ -407,11 +426,13 @@ Content-Length: 0\n\n",
     assert_eq!(m.vias().count(), 1, "sipd removed its Via");
     let to_200 = header(&m, HeaderName::To).to_owned();
     assert!(to_200.contains("tag=bob1"));
-    let route = m
+    // A's route set is the Record-Route list reversed (§12.1.2): A's leg first, B's last.
+    let mut route = m
         .record_routes()
         .map(|r| format!("<{}>", r.uri))
-        .collect::<Vec<_>>()
-        .join(", ");
+        .collect::<Vec<_>>();
+    route.reverse();
+    let route = route.join(", ");
     let b_contact = format!("sip:+15551230002@{};transport=tls", b.local);
 
     // ACK and BYE follow the route set through sipd to B's connection (§12.2.1.1).
@@ -527,4 +548,135 @@ async fn revoked_and_unknown_phones_and_expired_psks_are_refused() {
     assert!(metrics.connections.get() >= 1);
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+}
+
+/// An RPC provider that lies about one entry: `getClient` for `id` answers `key` as approved.
+/// Everything else, proofs and headers included, is the real chain's.
+struct LyingProvider {
+    chain: Arc<EmbeddedChain>,
+    id: ClientId,
+    key: Vec<u8>,
+}
+
+impl KeystoreChain for LyingProvider {
+    fn chain_id(&self) -> u64 {
+        self.chain.chain_id()
+    }
+    async fn block_number(&self) -> chaincall_chain::Result<u64> {
+        self.chain.block_number().await
+    }
+    async fn send(
+        &self,
+        from: &PrivateKeySigner,
+        to: Option<alloy::primitives::Address>,
+        input: alloy::primitives::Bytes,
+        value: alloy::primitives::U256,
+    ) -> chaincall_chain::Result<chaincall_chain::TxOutcome> {
+        self.chain.send(from, to, input, value).await
+    }
+    async fn call(
+        &self,
+        to: alloy::primitives::Address,
+        input: alloy::primitives::Bytes,
+    ) -> chaincall_chain::Result<alloy::primitives::Bytes> {
+        self.chain.call(to, input).await
+    }
+    async fn logs(
+        &self,
+        contract: alloy::primitives::Address,
+        id: ClientId,
+    ) -> chaincall_chain::Result<Vec<chaincall_chain::HistoryEvent>> {
+        self.chain.logs(contract, id).await
+    }
+    async fn storage_at(
+        &self,
+        address: alloy::primitives::Address,
+        slot: alloy::primitives::U256,
+    ) -> chaincall_chain::Result<alloy::primitives::U256> {
+        self.chain.storage_at(address, slot).await
+    }
+    async fn balance(
+        &self,
+        address: alloy::primitives::Address,
+    ) -> chaincall_chain::Result<alloy::primitives::U256> {
+        self.chain.balance(address).await
+    }
+    async fn get_proof(
+        &self,
+        address: alloy::primitives::Address,
+        slots: &[alloy::primitives::B256],
+        block: u64,
+    ) -> chaincall_chain::Result<alloy::rpc::types::EIP1186AccountProofResponse> {
+        self.chain.get_proof(address, slots, block).await
+    }
+    async fn block_header(&self, number: u64) -> chaincall_chain::Result<alloy::consensus::Header> {
+        self.chain.block_header(number).await
+    }
+    async fn code_at(
+        &self,
+        address: alloy::primitives::Address,
+    ) -> chaincall_chain::Result<alloy::primitives::Bytes> {
+        self.chain.code_at(address).await
+    }
+    async fn get_client(
+        &self,
+        contract: alloy::primitives::Address,
+        id: ClientId,
+    ) -> chaincall_chain::Result<chaincall_chain::ClientEntry> {
+        let mut entry = self.chain.get_client(contract, id).await?;
+        if id == self.id {
+            entry.key = self.key.clone().into();
+        }
+        Ok(entry)
+    }
+}
+
+/// sipd's phone keys come from verified look-ups: a provider that answers `getClient` with
+/// Mallory's key for Alice's number does not let Mallory in as Alice once sipd proves the entry
+/// against a trusted header (here a checkpoint at the genesis block). Believing the provider
+/// (`trust = "provider"`) would let her in, which the first half shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_the_chain_proof_does_not_show_is_refused() {
+    for verified in [false, true] {
+        let ks = Keystore::new().await;
+        let alice = ks.publish("+15551230001", 2).await;
+        // Mallory holds her own key and claims Alice's number.
+        let mallory = LocalIdentity::new(alice.name().clone(), Arc::new(IdentityKey::generate()));
+        let lying = Arc::new(LyingProvider {
+            chain: ks.chain.clone(),
+            id: ClientId::of(alice.name()),
+            key: mallory.key().public().to_bytes().to_vec(),
+        });
+        let genesis = ks.chain.block_header(0).await.unwrap().hash_slow();
+        let mut directory = ChainKeyDirectory::new(lying.clone(), ks.contract);
+        if verified {
+            directory = directory.with_header_trust(Arc::new(
+                chaincall_chain::verified::HeaderTrust::checkpoint(0, genesis),
+            ));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (tls_addr, server) = start_sipd_with(&ks, &dir, Arc::new(directory)).await;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        let as_mallory = connect(&ks, &mallory, tls_addr).await;
+        if verified {
+            assert!(
+                as_mallory.is_err(),
+                "a key the proof does not show must not get a PSK"
+            );
+            // The real Alice, whose key the proof shows, still connects.
+            let as_alice = connect(&ks, &alice, tls_addr).await;
+            assert!(as_alice.is_ok(), "alice: {:?}", as_alice.err());
+        } else {
+            assert!(
+                as_mallory.is_ok(),
+                "the unverified path believes the provider: {:?}",
+                as_mallory.err()
+            );
+        }
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
 }

@@ -209,6 +209,8 @@ identity = "{SIP_DOMAIN}"
 key_file = "{}"
 rpc_url = "in-process"
 contract = "{contract}"
+# The keystore chain runs in this process: nothing between sipd and it to distrust.
+trust = "provider"
 "#,
             sip_db.display(),
             sipd_key_file.display()

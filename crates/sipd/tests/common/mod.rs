@@ -40,7 +40,20 @@ pub fn base_config() -> Config {
 }
 
 pub async fn start(cfg: Config) -> Running {
-    let server = Server::bind(cfg).await.expect("sipd binds");
+    start_server(Server::bind(cfg).await.expect("sipd binds"))
+}
+
+/// Like [`start`], reading subscribers from `store` (digest auth).
+pub async fn start_with_store(
+    cfg: Config,
+    store: std::sync::Arc<dyn chaincall_sipd::db::CredentialStore>,
+) -> Running {
+    let mut server = Server::bind(cfg).await.expect("sipd binds");
+    server.set_credential_store(store);
+    start_server(server)
+}
+
+fn start_server(server: Server) -> Running {
     let udp = server.local().iter().find_map(|l| match l {
         Listen::Udp(a) => Some(*a),
         _ => None,
