@@ -207,15 +207,17 @@ impl TlsPskSettings {
                 }
             }
             KeyTrustMode::Quorum => {
-                if self.quorum_k == 0
-                    || self.quorum_k > self.quorum_urls.len()
-                    || 2 * self.quorum_k <= self.quorum_urls.len()
-                {
-                    return Err(ConfigError::Invalid(
-                        "tls_psk: trust = \"quorum\" needs quorum_k, a strict majority of quorum_urls"
-                            .into(),
-                    ));
-                }
+                // The chain crate's own check: distinct servers, a strict majority of them.
+                chaincall_chain::verified::HeaderTrust::quorum(
+                    self.quorum_urls.clone(),
+                    self.quorum_k,
+                )
+                .map_err(|e| {
+                    ConfigError::Invalid(format!(
+                        "tls_psk: trust = \"quorum\" needs quorum_k, a strict majority of \
+                             distinct quorum_urls: {e}"
+                    ))
+                })?;
             }
             KeyTrustMode::Provider => {}
         }
@@ -557,6 +559,8 @@ mod tests {
             "checkpoint = \"12\"",
             "checkpoint = \"x:0x00\"",
             "trust = \"quorum\"\nquorum_urls = [\"http://a\", \"http://b\"]\nquorum_k = 1",
+            // One server listed twice must not count twice.
+            "trust = \"quorum\"\nquorum_urls = [\"http://a\", \"http://A:80/\", \"http://b\"]\nquorum_k = 2",
             "trust = \"quorum\"",
             "trust = \"believe\"",
         ] {

@@ -227,10 +227,10 @@ pub fn header_trust(settings: &TlsPskSettings) -> Result<Option<Arc<HeaderTrust>
             })?;
             Some(Arc::new(HeaderTrust::checkpoint(number, hash)))
         }
-        KeyTrustMode::Quorum => Some(Arc::new(HeaderTrust::quorum(
-            settings.quorum_urls.clone(),
-            settings.quorum_k,
-        ))),
+        KeyTrustMode::Quorum => Some(Arc::new(
+            HeaderTrust::quorum(settings.quorum_urls.clone(), settings.quorum_k)
+                .map_err(|e| ConfigError::Invalid(format!("tls_psk: {e}")))?,
+        )),
         KeyTrustMode::Provider => None,
     })
 }
