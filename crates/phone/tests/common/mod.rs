@@ -60,10 +60,13 @@ impl Net {
             hex::encode(&sipd_key.dangerous_secret_bytes()[..]),
         )
         .unwrap();
+        // sipd proves the phones' keys against the genesis block (the phones' own checkpoint), as
+        // an operator's would against a checkpoint of their chain.
         let toml = format!(
             "listen = [\"udp:127.0.0.1:{}\", \"tls:127.0.0.1:0\"]\n\
              [auth]\nmode = \"none\"\n\
-             [tls_psk]\nidentity = \"{SERVER}\"\nkey_file = \"{}\"\nrpc_url = \"in-process\"\ncontract = \"{contract}\"\nkey_cache_secs = 0\n",
+             [tls_psk]\nidentity = \"{SERVER}\"\nkey_file = \"{}\"\nrpc_url = \"in-process\"\ncontract = \"{contract}\"\nkey_cache_secs = 0\n\
+             checkpoint = \"0:{genesis}\"\n",
             net.udp_port,
             key_file.display()
         );
