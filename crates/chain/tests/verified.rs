@@ -325,11 +325,70 @@ async fn tampered_real_proofs_are_refused<K: KeystoreChain>(chain: &K) {
     ));
 }
 
-/// A chain that serves real answers, tampered on the way (a lying RPC provider).
+/// A chain that serves real answers, tampered on the way (a lying RPC provider): each edit sees
+/// the real answer and may rewrite it; everything else is the real chain's.
 struct Tampered<'a, K> {
     inner: &'a K,
-    proof: Box<dyn Fn(&mut EIP1186AccountProofResponse) + Send + Sync + 'a>,
+    /// Rewrites `eth_getProof` answers (given the block asked about).
+    proof: EditProof<'a>,
     header: Box<dyn Fn(&mut Header) + Send + Sync + 'a>,
+    /// Rewrites the entry's events (`eth_getLogs`).
+    logs: EditLogs<'a>,
+}
+
+/// How a [`Tampered`] chain rewrites a proof of the state at a block.
+type EditProof<'a> = Box<dyn Fn(u64, &mut EIP1186AccountProofResponse) + Send + Sync + 'a>;
+/// How a [`Tampered`] chain rewrites the entry's events.
+type EditLogs<'a> = Box<dyn Fn(&mut Vec<HistoryEvent>) + Send + Sync + 'a>;
+
+impl<'a, K> Tampered<'a, K> {
+    /// Serves `inner`'s answers unchanged until an edit is set.
+    fn new(inner: &'a K) -> Self {
+        Self {
+            inner,
+            proof: Box::new(|_, _| {}),
+            header: Box::new(|_| {}),
+            logs: Box::new(|_| {}),
+        }
+    }
+
+    fn proofs(self, edit: impl Fn(&mut EIP1186AccountProofResponse) + Send + Sync + 'a) -> Self {
+        Self {
+            proof: Box::new(move |_, answer| edit(answer)),
+            ..self
+        }
+    }
+
+    fn headers(self, edit: impl Fn(&mut Header) + Send + Sync + 'a) -> Self {
+        Self {
+            header: Box::new(edit),
+            ..self
+        }
+    }
+
+    fn events(self, edit: impl Fn(&mut Vec<HistoryEvent>) + Send + Sync + 'a) -> Self {
+        Self {
+            logs: Box::new(edit),
+            ..self
+        }
+    }
+
+    /// Forges block `tip`: its header carries `root`, and proofs at it are `answer`.
+    fn forging(self, tip: u64, root: B256, answer: EIP1186AccountProofResponse) -> Self {
+        Self {
+            proof: Box::new(move |block, served| {
+                if block == tip {
+                    *served = answer.clone();
+                }
+            }),
+            header: Box::new(move |h| {
+                if h.number == tip {
+                    h.state_root = root;
+                }
+            }),
+            ..self
+        }
+    }
 }
 
 impl<K: KeystoreChain> KeystoreChain for Tampered<'_, K> {
@@ -355,12 +414,14 @@ impl<K: KeystoreChain> KeystoreChain for Tampered<'_, K> {
     ) -> impl Future<Output = chaincall_chain::Result<Bytes>> + Send {
         self.inner.call(to, input)
     }
-    fn logs(
+    async fn logs(
         &self,
         contract: Address,
         id: ClientId,
-    ) -> impl Future<Output = chaincall_chain::Result<Vec<HistoryEvent>>> + Send {
-        self.inner.logs(contract, id)
+    ) -> chaincall_chain::Result<Vec<HistoryEvent>> {
+        let mut events = self.inner.logs(contract, id).await?;
+        (self.logs)(&mut events);
+        Ok(events)
     }
     fn storage_at(
         &self,
@@ -388,7 +449,7 @@ impl<K: KeystoreChain> KeystoreChain for Tampered<'_, K> {
         block: u64,
     ) -> chaincall_chain::Result<EIP1186AccountProofResponse> {
         let mut answer = self.inner.get_proof(address, slots, block).await?;
-        (self.proof)(&mut answer);
+        (self.proof)(block, &mut answer);
         Ok(answer)
     }
     async fn block_header(&self, number: u64) -> chaincall_chain::Result<Header> {
@@ -406,11 +467,7 @@ async fn a_lying_provider_is_caught_end_to_end<K: KeystoreChain>(chain: &K) {
     s.approve(bob).await;
 
     // The provider flips the status byte of the proven word: refused, no entry.
-    let liar = Tampered {
-        inner: chain,
-        proof: Box::new(|a| a.storage_proof[0].value ^= U256::from(1u8) << 160),
-        header: Box::new(|_| {}),
-    };
+    let liar = Tampered::new(chain).proofs(|a| a.storage_proof[0].value ^= U256::from(1u8) << 160);
     let err = get_client_verified(&liar, s.contract, bob, &s.trust, None)
         .await
         .unwrap_err();
@@ -420,15 +477,11 @@ async fn a_lying_provider_is_caught_end_to_end<K: KeystoreChain>(chain: &K) {
     );
 
     // The provider rewrites block 1's state root: block 2 no longer chains to the checkpoint.
-    let liar = Tampered {
-        inner: chain,
-        proof: Box::new(|_| {}),
-        header: Box::new(|h| {
-            if h.number == 1 {
-                h.state_root = B256::repeat_byte(0x77);
-            }
-        }),
-    };
+    let liar = Tampered::new(chain).headers(|h| {
+        if h.number == 1 {
+            h.state_root = B256::repeat_byte(0x77);
+        }
+    });
     let fresh = HeaderTrust::checkpoint(0, chain.block_header(0).await.unwrap().hash_slow());
     let err = get_client_verified(&liar, s.contract, bob, &fresh, None)
         .await
@@ -798,11 +851,7 @@ async fn quorum_trust_needs_k_agreeing_endpoints() {
     );
 
     // A provider forging the proof is caught against the agreed header.
-    let liar = Tampered {
-        inner: &chain,
-        proof: Box::new(|a| a.storage_proof[1].value ^= U256::from(1u8)),
-        header: Box::new(|_| {}),
-    };
+    let liar = Tampered::new(&chain).proofs(|a| a.storage_proof[1].value ^= U256::from(1u8));
     assert!(matches!(
         get_client_verified(&liar, s.contract, bob, &agree, None).await,
         Err(VerifyError::Proof(_))
@@ -934,15 +983,13 @@ async fn checkpoint_mode_accepts_a_forged_newest_header_until_the_chain_moves_on
         },
     );
     let (forged_root, forged_answer) = world.prove(s.contract, &slots);
-    let liar = Tampered {
-        inner: &chain,
-        proof: Box::new(move |a| *a = forged_answer.clone()),
-        header: Box::new(move |h| {
+    let liar = Tampered::new(&chain)
+        .proofs(move |a| *a = forged_answer.clone())
+        .headers(move |h| {
             if h.number == tip {
                 h.state_root = forged_root;
             }
-        }),
-    };
+        });
     let trust = HeaderTrust::checkpoint(0, chain.block_header(0).await.unwrap().hash_slow());
     let fooled = get_client_verified(&liar, s.contract, bob, &trust, None)
         .await
@@ -1004,91 +1051,6 @@ async fn embedded_proves_recent_blocks_and_says_when_state_is_pruned() {
     // The trust itself is shareable across tasks.
     fn shareable<T: Send + Sync>(_: &T) {}
     shareable(&s.trust);
-}
-
-/// A provider that forges the newest header and the state under it, and edits the entry's events
-/// (`eth_getLogs`) at will; every other answer is the real chain's.
-struct Forger<'a, K> {
-    inner: &'a K,
-    /// The forged block: its number, the state root put in its header, and the proof served there.
-    tip: Option<(u64, B256, EIP1186AccountProofResponse)>,
-    logs: EditLogs<'a>,
-}
-
-/// How a [`Forger`] rewrites the entry's events.
-type EditLogs<'a> = Box<dyn Fn(&mut Vec<HistoryEvent>) + Send + Sync + 'a>;
-
-impl<K: KeystoreChain> KeystoreChain for Forger<'_, K> {
-    fn chain_id(&self) -> u64 {
-        self.inner.chain_id()
-    }
-    fn block_number(&self) -> impl Future<Output = chaincall_chain::Result<u64>> + Send {
-        self.inner.block_number()
-    }
-    fn send(
-        &self,
-        from: &PrivateKeySigner,
-        to: Option<Address>,
-        input: Bytes,
-        value: U256,
-    ) -> impl Future<Output = chaincall_chain::Result<TxOutcome>> + Send {
-        self.inner.send(from, to, input, value)
-    }
-    fn call(
-        &self,
-        to: Address,
-        input: Bytes,
-    ) -> impl Future<Output = chaincall_chain::Result<Bytes>> + Send {
-        self.inner.call(to, input)
-    }
-    async fn logs(
-        &self,
-        contract: Address,
-        id: ClientId,
-    ) -> chaincall_chain::Result<Vec<HistoryEvent>> {
-        let mut events = self.inner.logs(contract, id).await?;
-        (self.logs)(&mut events);
-        Ok(events)
-    }
-    fn storage_at(
-        &self,
-        address: Address,
-        slot: U256,
-    ) -> impl Future<Output = chaincall_chain::Result<U256>> + Send {
-        self.inner.storage_at(address, slot)
-    }
-    fn balance(
-        &self,
-        address: Address,
-    ) -> impl Future<Output = chaincall_chain::Result<U256>> + Send {
-        self.inner.balance(address)
-    }
-    fn code_at(
-        &self,
-        address: Address,
-    ) -> impl Future<Output = chaincall_chain::Result<Bytes>> + Send {
-        self.inner.code_at(address)
-    }
-    async fn get_proof(
-        &self,
-        address: Address,
-        slots: &[B256],
-        block: u64,
-    ) -> chaincall_chain::Result<EIP1186AccountProofResponse> {
-        match &self.tip {
-            Some((number, _, forged)) if *number == block => Ok(forged.clone()),
-            _ => self.inner.get_proof(address, slots, block).await,
-        }
-    }
-    async fn block_header(&self, number: u64) -> chaincall_chain::Result<Header> {
-        let mut header = self.inner.block_header(number).await?;
-        if let Some((tip, root, _)) = &self.tip
-            && *tip == number
-        {
-            header.state_root = *root;
-        }
-        Ok(header)
-    }
 }
 
 /// A state of the keystore in which `id`'s entry (otherwise as at the latest block) holds `key`,
@@ -1169,11 +1131,9 @@ async fn a_forged_tip_with_a_fake_rotation_event_does_not_move_the_pin() {
     let attacker = IdentityKey::generate().public();
     let (forged_root, forged_answer) = forge_entry_key(&chain, s.contract, bob, &attacker).await;
     let fake = fake_rotation(tip, wallet.address(), &attacker);
-    let liar = Forger {
-        inner: &chain,
-        tip: Some((tip, forged_root, forged_answer)),
-        logs: Box::new(move |events| events.push(fake.clone())),
-    };
+    let liar = Tampered::new(&chain)
+        .forging(tip, forged_root, forged_answer)
+        .events(move |events| events.push(fake.clone()));
     let err = lookups
         .lookup(&liar, &s.trust, &bob_name, None)
         .await
@@ -1232,14 +1192,10 @@ async fn a_fake_rotation_over_a_re_registered_number_is_refused_even_with_truste
         HeaderTrust::checkpoint(head, chain.block_header(head).await.unwrap().hash_slow());
     assert!(trusted.confirms(approved_in - 1) && trusted.confirms(approved_in));
     let fake = fake_rotation(approved_in, new_wallet.address(), &new);
-    let liar = Forger {
-        inner: &chain,
-        tip: None,
-        logs: Box::new(move |events| {
-            events.retain(|e| e.block_number < approved_in - 2);
-            events.push(fake.clone());
-        }),
-    };
+    let liar = Tampered::new(&chain).events(move |events| {
+        events.retain(|e| e.block_number < approved_in - 2);
+        events.push(fake.clone());
+    });
     let err = lookups
         .lookup(&liar, &trusted, &bob_name, None)
         .await
