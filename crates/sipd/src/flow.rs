@@ -21,8 +21,8 @@ pub struct FlowId(pub u64);
 /// Bytes of HMAC tag kept in a token (128 bits: forging one is guessing this).
 const TAG_LEN: usize = 16;
 
-/// Mints and checks flow tokens under one per-process key.
-#[derive(Clone)]
+/// Mints and checks flow tokens under one per-process key (zeroized on drop).
+#[derive(Clone, zeroize::ZeroizeOnDrop)]
 pub struct FlowTokens {
     key: [u8; 32],
 }
