@@ -785,6 +785,32 @@ fn both_phones_show_the_same_safety_number_until_a_key_rotates() {
         .collect();
     assert_eq!(groups.len(), 12, "{text}");
     assert_eq!(groups.concat(), number, "{text}");
+    // `keystore get` (text) shows Bob's fingerprint in groups, as `contact show` does.
+    let bob_fp = bob_seen_by_alice["fingerprint"].as_str().unwrap();
+    let grouped: Vec<&str> = bob_fp
+        .as_bytes()
+        .chunks(5)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let got = ok(chaincall().args([
+        "keystore",
+        "get",
+        "--rpc",
+        &net.rpc,
+        "--contract",
+        &net.contract,
+        "--phone",
+        BOB,
+    ]));
+    assert!(
+        got.contains(&format!("fingerprint {}", grouped.join(" "))),
+        "{got}"
+    );
+    // A name that is not a number, and a number with no entry, are refused with a reason.
+    let bad = failing(phone(&alice).args(["contact", "show", "sip.example.org"]));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a phone number"));
+    let bad = failing(phone(&alice).args(["contact", "show", NOBODY]));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a chaincall subscriber"));
 
     // Bob rotates his key with his phone's wallet (the `keystore rotate` a user runs).
     let secrets = chaincall_phone::PhoneSecrets::load(&bob.join("phone.key"), PASSPHRASE).unwrap();
