@@ -724,3 +724,121 @@ fn an_sms_verified_phone_types_its_code_at_the_prompt() {
     let out = ok(phone(&home).arg("register"));
     assert!(out.contains(&format!("registered {ALICE}")), "{out}");
 }
+
+/// `phone contact show` from each of two phones prints the same safety number (and each side's
+/// fingerprint as `keystore get` prints it); after the contact rotates its key on chain, the
+/// number changes.
+#[test]
+fn both_phones_show_the_same_safety_number_until_a_key_rotates() {
+    let Some(net) = network() else { return };
+    let alice = net.onboarded_phone("alice", ALICE);
+    let bob = net.onboarded_phone("bob", BOB);
+    let show = |home: &Path, number: &str| -> serde_json::Value {
+        let out = ok(phone(home).args(["contact", "show", number, "--json"]));
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let get_fingerprint = |number: &str| -> serde_json::Value {
+        let out = ok(chaincall().args([
+            "keystore",
+            "get",
+            "--rpc",
+            &net.rpc,
+            "--contract",
+            &net.contract,
+            "--phone",
+            number,
+            "--json",
+        ]));
+        serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["fingerprint"].clone()
+    };
+
+    let bob_seen_by_alice = show(&alice, BOB);
+    let alice_seen_by_bob = show(&bob, ALICE);
+    assert_eq!(bob_seen_by_alice["contact"], BOB);
+    assert_eq!(bob_seen_by_alice["verified"], true);
+    let number = bob_seen_by_alice["safety_number"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(number.len(), 60, "{bob_seen_by_alice}");
+    assert!(number.bytes().all(|b| b.is_ascii_digit()));
+    assert_eq!(alice_seen_by_bob["safety_number"], number.as_str());
+    // Each side's fingerprint is the one the other sees, and the one `keystore get` prints.
+    assert_eq!(
+        bob_seen_by_alice["fingerprint"],
+        alice_seen_by_bob["own"]["fingerprint"]
+    );
+    assert_eq!(
+        alice_seen_by_bob["fingerprint"],
+        bob_seen_by_alice["own"]["fingerprint"]
+    );
+    assert_eq!(get_fingerprint(BOB), bob_seen_by_alice["fingerprint"]);
+    assert_eq!(get_fingerprint(ALICE), alice_seen_by_bob["fingerprint"]);
+
+    // The text form shows the same 60 digits, in 12 groups of five.
+    let text = ok(phone(&bob).args(["contact", "show", ALICE]));
+    let groups: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("safety number"))
+        .skip(1)
+        .flat_map(|l| l.split_whitespace())
+        .collect();
+    assert_eq!(groups.len(), 12, "{text}");
+    assert_eq!(groups.concat(), number, "{text}");
+    // `keystore get` (text) shows Bob's fingerprint in groups, as `contact show` does.
+    let bob_fp = bob_seen_by_alice["fingerprint"].as_str().unwrap();
+    let grouped: Vec<&str> = bob_fp
+        .as_bytes()
+        .chunks(5)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let got = ok(chaincall().args([
+        "keystore",
+        "get",
+        "--rpc",
+        &net.rpc,
+        "--contract",
+        &net.contract,
+        "--phone",
+        BOB,
+    ]));
+    assert!(
+        got.contains(&format!("fingerprint {}", grouped.join(" "))),
+        "{got}"
+    );
+    // A name that is not a number, and a number with no entry, are refused with a reason.
+    let bad = failing(phone(&alice).args(["contact", "show", "sip.example.org"]));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a phone number"));
+    let bad = failing(phone(&alice).args(["contact", "show", NOBODY]));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a chaincall subscriber"));
+
+    // Bob rotates his key with his phone's wallet (the `keystore rotate` a user runs).
+    let secrets = chaincall_phone::PhoneSecrets::load(&bob.join("phone.key"), PASSPHRASE).unwrap();
+    let wallet_file = bob.join("wallet.key");
+    std::fs::write(&wallet_file, hex::encode(secrets.wallet.to_bytes())).unwrap();
+    let new_key = chaincall_identity::IdentityKey::generate().public();
+    ok(chaincall()
+        .args([
+            "keystore",
+            "rotate",
+            "--rpc",
+            &net.rpc,
+            "--contract",
+            &net.contract,
+            "--phone",
+            BOB,
+            "--public-key",
+            &hex::encode(new_key.to_bytes()),
+            "--key-file",
+        ])
+        .arg(&wallet_file));
+    let after = show(&alice, BOB);
+    assert_eq!(
+        after["public_key"],
+        hex::encode(new_key.to_bytes()).as_str()
+    );
+    assert_ne!(after["fingerprint"], bob_seen_by_alice["fingerprint"]);
+    assert_ne!(after["safety_number"], number.as_str());
+    assert_eq!(after["own"], bob_seen_by_alice["own"]);
+    assert_eq!(get_fingerprint(BOB), after["fingerprint"]);
+}

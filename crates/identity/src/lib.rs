@@ -12,6 +12,8 @@
 //!   ask "what is the approved key of this identity?" without depending on chain code.
 //!
 //! - [`continuity`]: the phone's key pins, so that a key cannot change without an on-chain record.
+//! - [`safety`]: Signal-style safety numbers ([`SafetyNumber`], 60 digits per pair of identities)
+//!   and single-key [`Fingerprint`]s (30 digits), for people to compare keys.
 //!
 //! Secret keys are zeroized on drop and never appear in `Debug` output. Randomness comes from the OS
 //! CSPRNG.
@@ -23,9 +25,11 @@ pub mod ecies;
 mod error;
 mod key;
 mod name;
+pub mod safety;
 
 pub use continuity::{ContinuityError, KeyPins};
 pub use directory::{DirectoryEntry, DirectoryError, KeyDirectory, KeyStatus, StaticDirectory};
 pub use error::{KeyError, NameError};
 pub use key::{IdentityKey, IdentitySignature, KeyType, PublicIdentityKey};
 pub use name::{DomainName, IdentityName, PhoneNumber};
+pub use safety::{Fingerprint, SafetyNumber};

@@ -12,7 +12,7 @@ use chaincall_chain::{
     ChainError, Change, ClientEntry, ClientId, EmbeddedChain, KeystoreChain, PrivateKeySigner,
     RpcChain, RpcConfig, TxOutcome, dev_signer, receipt_commitment, receipt_hash,
 };
-use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber, PublicIdentityKey};
+use chaincall_identity::{Fingerprint, IdentityKey, IdentityName, PhoneNumber, PublicIdentityKey};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -574,6 +574,12 @@ fn print_entry(
     verified: Option<(&VerifiedEntry, &str)>,
 ) {
     let key_hex = (!entry.key.is_empty()).then(|| hex::encode(&entry.key));
+    // The 30-digit displayable fingerprint of (name, key), for comparing keys in person; none when
+    // there is no key or the chain holds bytes that are not a valid key of a known type.
+    let fingerprint = (!entry.key.is_empty())
+        .then(|| PublicIdentityKey::from_tagged(entry.key_type, &entry.key).ok())
+        .flatten()
+        .map(|key| Fingerprint::new(name, &key));
     if json {
         let mut out = json!({
             "name": name.as_str(),
@@ -584,6 +590,7 @@ fn print_entry(
             "wallet": entry.wallet.map(|w| w.to_string()),
             "key_type": entry.key_type,
             "public_key": key_hex,
+            "fingerprint": fingerprint.as_ref().map(|f| f.digits().to_owned()),
             "verified": verified.is_some(),
         });
         if let Some((found, how)) = verified {
@@ -611,6 +618,9 @@ fn print_entry(
         if let Some(key) = key_hex {
             println!("key type   {}", entry.key_type);
             println!("public key {key}");
+        }
+        if let Some(fingerprint) = &fingerprint {
+            println!("fingerprint {fingerprint}");
         }
     }
 }

@@ -30,6 +30,9 @@ use zeroize::Zeroizing;
 
 use super::phone_control::{self, ControlSocket};
 
+#[path = "contact.rs"]
+mod contact;
+
 /// Environment variable holding the key file's passphrase (when `--passphrase-file` is absent).
 const PASSPHRASE_ENV: &str = "CHAINCALL_PASSPHRASE";
 
@@ -145,6 +148,12 @@ enum PhoneCommand {
         /// End only this call (the call id `listen` prints); default: every call.
         #[arg(long, value_name = "ID")]
         call_id: Option<String>,
+    },
+    /// Contacts: `contact show NUMBER` prints a contact's on-chain identity, fingerprint and the
+    /// safety number to compare with theirs (docs/safety-numbers.md).
+    Contact {
+        #[command(subcommand)]
+        command: contact::ContactCommand,
     },
 }
 
@@ -565,6 +574,10 @@ async fn run_async(args: PhoneArgs) -> Result<()> {
                 phone_control::request_hangup(&cfg.control_socket, call_id.as_deref()).await?;
             println!("{done}");
             Ok(())
+        }
+        PhoneCommand::Contact { command } => {
+            let secrets = load_secrets(&cfg, &pass()?)?;
+            contact::run(&mut cfg, &secrets, command).await
         }
     }
 }
