@@ -49,6 +49,10 @@ Without one, `init` pins the node's block 0 and writes it into the config: trust
 so whoever controls the node at that moment decides what the phone trusts. Copy the value from a
 source you trust when you can.
 
+Contacts: `contact show NUMBER` proves the contact's key on chain and prints its fingerprint and the
+safety number of the pair; read it aloud with the contact (or compare screens): equal numbers mean
+neither side's key was swapped (docs/safety-numbers.md).
+
 Hanging up: `call` hangs up after --seconds, at Ctrl-C, when the callee hangs up, or when
 `chaincall phone hangup` asks it to from another terminal; `listen` hangs its calls up at Ctrl-C
 (which also stops it) or at `phone hangup` (it then goes on listening). `hangup` reaches the
