@@ -12,6 +12,7 @@
 //!   ask "what is the approved key of this identity?" without depending on chain code.
 //!
 //! - [`continuity`]: the phone's key pins, so that a key cannot change without an on-chain record.
+//! - [`secret_file`]: files holding secrets, written 0600 and refused when group or world readable.
 //!
 //! Secret keys are zeroized on drop and never appear in `Debug` output. Randomness comes from the OS
 //! CSPRNG.
@@ -23,9 +24,13 @@ pub mod ecies;
 mod error;
 mod key;
 mod name;
+pub mod secret_file;
 
 pub use continuity::{ContinuityError, KeyPins};
 pub use directory::{DirectoryEntry, DirectoryError, KeyDirectory, KeyStatus, StaticDirectory};
 pub use error::{KeyError, NameError};
 pub use key::{IdentityKey, IdentitySignature, KeyType, PublicIdentityKey};
 pub use name::{DomainName, IdentityName, PhoneNumber};
+pub use secret_file::{
+    Overwrite, SecretFileError, check_secret_file, read_secret_file, write_secret_file,
+};
