@@ -180,7 +180,7 @@ impl Net {
     fn initialised_phone(&self, name: &str, number: Option<&str>) -> PathBuf {
         let home = self.path(name);
         std::fs::create_dir_all(&home).unwrap();
-        std::fs::write(home.join("passphrase"), format!("{PASSPHRASE}\n")).unwrap();
+        write_private(&home.join("passphrase"), &format!("{PASSPHRASE}\n"));
         let number_line = number.map_or(String::new(), |n| format!("number = \"{n}\"\n"));
         std::fs::write(
             home.join("phone.toml"),
@@ -224,20 +224,35 @@ register_expires = 600
             config.contains("trust = \"0:0x"),
             "init pins block 0 into the config:\n{config}"
         );
-        let receipt = ok(chaincall()
+        let token = home.join("token");
+        write_private(&token, &format!("token-{name}-{}\n", std::process::id()));
+        let receipt = home.join("receipt.json");
+        ok(chaincall()
             .args(["store", "issue-receipt", "--store-key"])
             .arg(self.path("store-private.pem"))
-            .args([
-                "--package",
-                PACKAGE,
-                "--product",
-                PRODUCT,
-                "--token",
-                &format!("token-{name}-{}", std::process::id()),
-            ]));
-        std::fs::write(home.join("receipt.json"), receipt).unwrap();
+            .args(["--package", PACKAGE, "--product", PRODUCT, "--token-file"])
+            .arg(&token)
+            .arg("--out")
+            .arg(&receipt));
+        assert_eq!(mode(&receipt), 0o600, "the receipt is written 0600");
         home
     }
+}
+
+/// Writes a secret file as a careful user would: mode 0600.
+fn write_private(path: &Path, text: &str) {
+    chaincall_identity::write_secret_file(
+        path,
+        text.as_bytes(),
+        chaincall_identity::Overwrite::Replace,
+    )
+    .unwrap();
+}
+
+/// A file's permission bits.
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
 /// `chaincall phone` in a phone's folder, passphrase from its file.
@@ -270,11 +285,10 @@ fn network_with(numbers: &str, files: &[(&str, &str)]) -> Option<Net> {
     let rpc = node.url();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(
-        d.join("operator.key"),
-        hex::encode(dev_signer(0).to_bytes()),
-    )
-    .unwrap();
+    write_private(
+        &d.join("operator.key"),
+        &hex::encode(dev_signer(0).to_bytes()),
+    );
 
     let out = ok(chaincall()
         .args(["keystore", "deploy", "--rpc", &rpc, "--key-file"])
@@ -305,7 +319,7 @@ fn network_with(numbers: &str, files: &[(&str, &str)]) -> Option<Net> {
 
     let wallet_port = chaincall_testkit::free_tcp_port();
     for (name, text) in files {
-        std::fs::write(d.join(name), text).unwrap();
+        write_private(&d.join(name), text);
     }
     std::fs::write(
         d.join("wallet.toml"),

@@ -14,6 +14,7 @@
 //! - [`continuity`]: the phone's key pins, so that a key cannot change without an on-chain record.
 //! - [`safety`]: Signal-style safety numbers ([`SafetyNumber`], 60 digits per pair of identities)
 //!   and single-key [`Fingerprint`]s (30 digits), for people to compare keys.
+//! - [`secret_file`]: files holding secrets, written 0600 and refused when group or world readable.
 //!
 //! Secret keys are zeroized on drop and never appear in `Debug` output. Randomness comes from the OS
 //! CSPRNG.
@@ -26,6 +27,7 @@ mod error;
 mod key;
 mod name;
 pub mod safety;
+pub mod secret_file;
 
 pub use continuity::{ContinuityError, KeyPins};
 pub use directory::{DirectoryEntry, DirectoryError, KeyDirectory, KeyStatus, StaticDirectory};
@@ -33,3 +35,6 @@ pub use error::{KeyError, NameError};
 pub use key::{IdentityKey, IdentitySignature, KeyType, PublicIdentityKey};
 pub use name::{DomainName, IdentityName, PhoneNumber};
 pub use safety::{Fingerprint, SafetyNumber};
+pub use secret_file::{
+    Overwrite, SecretFileError, check_secret_file, read_secret_file, write_secret_file,
+};

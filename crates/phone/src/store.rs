@@ -154,8 +154,9 @@ impl PhoneSecrets {
 
     /// Decrypts the file at `path`.
     pub fn load(path: &Path, passphrase: &str) -> Result<Self, PhoneError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| PhoneError::Store(format!("{}: {e}", path.display())))?;
+        // Refused when group or world readable (the message says `chmod 600 PATH`).
+        let text = chaincall_identity::read_secret_file(path)
+            .map_err(|e| PhoneError::Store(e.to_string()))?;
         #[derive(Deserialize)]
         struct File {
             number: String,
@@ -213,28 +214,42 @@ impl PhoneSecrets {
     }
 }
 
+/// Writes the key file: created 0600, written beside it and renamed over it.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), PhoneError> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    chaincall_identity::write_secret_file(path, bytes, chaincall_identity::Overwrite::Replace)
+        .map_err(|e| PhoneError::Store(e.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_world_readable_key_file_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("phone.key");
+        PhoneSecrets::generate("+15551230002")
+            .save(&path, "correct horse", false)
+            .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = PhoneSecrets::load(&path, "correct horse")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mode 0644"), "{err}");
+        assert!(
+            err.contains(&format!("chmod 600 {}", path.display())),
+            "{err}"
+        );
+        // Saving again (with --force) replaces it with a private file.
+        PhoneSecrets::generate("+15551230002")
+            .save(&path, "correct horse", true)
+            .unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        PhoneSecrets::load(&path, "correct horse").unwrap();
+    }
 
     #[test]
     fn round_trip_wrong_passphrase_and_tampering() {

@@ -110,14 +110,18 @@ pub async fn serve_tls_psk(listener: TcpListener, psk: PskServer, sink: StreamSi
     }
 }
 
-/// Reads a hex 32-byte P-256 identity secret (as written by the wallet server and the CLI).
+/// Reads a hex 32-byte P-256 identity secret (as written by the wallet server and the CLI); a file
+/// that group or others can read is refused.
 pub fn load_identity_key(path: &Path) -> Result<IdentityKey, TlsSetupError> {
     let bad = |reason: &str| TlsSetupError::KeyFile {
         path: path.display().to_string(),
         reason: reason.to_owned(),
     };
-    let text =
-        zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| bad(&e.to_string()))?);
+    // Refused when group or world readable (the message says `chmod 600 PATH`).
+    let text = chaincall_identity::read_secret_file(path).map_err(|e| match e {
+        chaincall_identity::SecretFileError::Io { source, .. } => bad(&source.to_string()),
+        other => bad(&other.to_string()),
+    })?;
     let bytes = zeroize::Zeroizing::new(
         hex::decode(text.trim().trim_start_matches("0x")).map_err(|_| bad("not hex"))?,
     );
@@ -249,4 +253,31 @@ pub async fn psk_server_from_settings(
     )
     .await?;
     psk_server_on_chain(settings, Arc::new(chain)).await
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_key_file_readable_by_others_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sipd.key");
+        let key = IdentityKey::generate();
+        chaincall_identity::write_secret_file(
+            &path,
+            hex::encode(&*key.dangerous_secret_bytes()).as_bytes(),
+            chaincall_identity::Overwrite::Refuse,
+        )
+        .unwrap();
+        assert_eq!(load_identity_key(&path).unwrap().public(), key.public());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load_identity_key(&path).unwrap_err().to_string();
+        assert!(err.contains("mode 0644"), "{err}");
+        assert!(
+            err.contains(&format!("chmod 600 {}", path.display())),
+            "{err}"
+        );
+    }
 }

@@ -170,7 +170,8 @@ impl WalletClient {
             .map(|_| ())
     }
 
-    /// `GET /v1/status/{receipt_id}`.
+    /// `GET /v1/status/{receipt_id}`: state, next step and error codes only (no wallet, amounts or
+    /// transactions: the endpoint is unauthenticated).
     pub async fn status(&self, receipt_id: &str) -> Result<OnboardingStatus, ClientError> {
         let response = self
             .http
@@ -388,8 +389,14 @@ pub async fn onboard_phone<C: KeystoreChain>(
             timeout,
         )
         .await?;
+    // `/v1/status` answers without the wallet and transactions (it is unauthenticated); they come
+    // from the authenticated approval answer.
     Ok(OnboardingStatus {
         phone: Some(number.as_str().to_owned()),
+        wallet: status.wallet,
+        fund_amount_wei: status.fund_amount_wei,
+        fund_tx_hash: status.fund_tx_hash,
+        approve_tx_hash: status.approve_tx_hash,
         ..done
     })
 }

@@ -407,9 +407,13 @@ impl WalletConfig {
     /// The admin token, if configured (file first, then the environment variable).
     pub fn admin_token(&self) -> Result<Option<String>, ConfigError> {
         if let Some(p) = &self.admin.token_file {
-            let t = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+            // Refused when group or world readable (the message says `chmod 600 PATH`).
+            let t = chaincall_identity::read_secret_file(p).map_err(|e| ConfigError::Read {
                 path: p.clone(),
-                source,
+                source: match e {
+                    chaincall_identity::SecretFileError::Io { source, .. } => source,
+                    other => std::io::Error::other(other.to_string()),
+                },
             })?;
             let t = t.trim().to_owned();
             return Ok((!t.is_empty()).then_some(t));

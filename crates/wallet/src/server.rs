@@ -54,21 +54,22 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
-/// Reads a hex secp256k1 key file (as anvil prints keys; `0x` optional).
+/// Reads a hex secp256k1 key file (as anvil prints keys; `0x` optional); a file that group or others
+/// can read is refused.
 pub fn load_wallet_key(path: &Path) -> Result<PrivateKeySigner, ServerError> {
     let bad = |reason: &str| ServerError::KeyFile {
         path: path.display().to_string(),
         reason: reason.to_owned(),
     };
-    let text = std::fs::read_to_string(path).map_err(|e| bad(&e.to_string()))?;
-    let text = zeroize::Zeroizing::new(text);
+    let text = read_secret(path).map_err(|e| bad(&e))?;
     text.trim()
         .trim_start_matches("0x")
         .parse::<PrivateKeySigner>()
         .map_err(|_| bad("not a hex secp256k1 private key"))
 }
 
-/// Reads the server's P-256 identity key (hex scalar), creating it with mode 0600 if missing.
+/// Reads the server's P-256 identity key (hex scalar), creating it with mode 0600 if missing; a file
+/// that group or others can read is refused.
 pub fn load_or_create_identity(path: &Path) -> Result<IdentityKey, ServerError> {
     let bad = |reason: &str| ServerError::KeyFile {
         path: path.display().to_string(),
@@ -81,25 +82,37 @@ pub fn load_or_create_identity(path: &Path) -> Result<IdentityKey, ServerError> 
         tracing::info!(path = %path.display(), "created the server identity key");
         return Ok(key);
     }
-    let text =
-        zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| bad(&e.to_string()))?);
+    let text = read_secret(path).map_err(|e| bad(&e))?;
     let bytes = zeroize::Zeroizing::new(
         hex::decode(text.trim().trim_start_matches("0x")).map_err(|_| bad("not hex"))?,
     );
     IdentityKey::from_secret_bytes(&bytes).map_err(|_| bad("not a P-256 secret key"))
 }
 
-/// Writes a secret file readable by its owner only.
+/// Reads a secret file, refusing one that group or others can read; the error is the reason only
+/// (callers name the path).
+fn read_secret(path: &Path) -> Result<zeroize::Zeroizing<String>, String> {
+    chaincall_identity::read_secret_file(path).map_err(|e| match e {
+        chaincall_identity::SecretFileError::Io { source, .. } => source.to_string(),
+        other => other.to_string(),
+    })
+}
+
+/// Writes a secret file readable by its owner only (created with mode 0600; an existing file is
+/// never overwritten).
 pub fn write_secret(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(contents.as_bytes())?;
-    f.write_all(b"\n")
+    let mut text = zeroize::Zeroizing::new(String::with_capacity(contents.len() + 1));
+    text.push_str(contents);
+    text.push('\n');
+    chaincall_identity::write_secret_file(
+        path,
+        text.as_bytes(),
+        chaincall_identity::Overwrite::Refuse,
+    )
+    .map_err(|e| match e {
+        chaincall_identity::SecretFileError::Io { source, .. } => source,
+        other => std::io::Error::other(other.to_string()),
+    })
 }
 
 /// Builds the service for `chain` and `contract` from the configuration: databases (migrated),
@@ -274,4 +287,51 @@ async fn connect_with_retry(url: &str, config: RpcConfig) -> Result<RpcChain, Ch
         url: url.to_owned(),
         reason: "unreachable".into(),
     }))
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn chmod(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn key_files_readable_by_others_are_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        // The funding wallet's key, as an operator would paste it from anvil.
+        let wallet = dir.path().join("wallet.key");
+        write_secret(
+            &wallet,
+            "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+        )
+        .unwrap();
+        load_wallet_key(&wallet).unwrap();
+        chmod(&wallet, 0o644);
+        let err = load_wallet_key(&wallet).unwrap_err().to_string();
+        assert!(err.contains("mode 0644"), "{err}");
+        assert!(
+            err.contains(&format!("chmod 600 {}", wallet.display())),
+            "{err}"
+        );
+
+        // The server's identity key: created 0600, refused once opened up.
+        let identity = dir.path().join("identity.key");
+        let key = load_or_create_identity(&identity).unwrap();
+        let mode = std::fs::metadata(&identity).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            load_or_create_identity(&identity).unwrap().public(),
+            key.public()
+        );
+        chmod(&identity, 0o640);
+        let err = load_or_create_identity(&identity).unwrap_err().to_string();
+        assert!(err.contains("mode 0640"), "{err}");
+        assert!(
+            err.contains(&format!("chmod 600 {}", identity.display())),
+            "{err}"
+        );
+    }
 }

@@ -174,12 +174,13 @@ pub struct OnboardingStatus {
     pub receipt_id: String,
     /// Where it stands.
     pub state: String,
-    /// The phone's wallet.
+    /// The phone's wallet (empty in `GET /v1/status` answers, which are unauthenticated).
+    #[serde(default)]
     pub wallet: String,
     /// Wei sent to the wallet.
     #[serde(default)]
     pub fund_amount_wei: Option<String>,
-    /// The funding transaction.
+    /// The funding transaction (not in `GET /v1/status` answers).
     #[serde(default)]
     pub fund_tx_hash: Option<String>,
     /// The approval transaction.
@@ -230,6 +231,20 @@ impl OnboardingStatus {
             approval_queued: row.state == State::Funded && row.approve_requested_at.is_some(),
             failure_code: row.failure_code.clone(),
             phone: Some(row.phone.clone()),
+        }
+    }
+
+    /// What an unauthenticated `GET /v1/status` may answer: state, next step and error codes; no
+    /// number, wallet, amount, transaction or error message.
+    fn public(self) -> Self {
+        Self {
+            phone: None,
+            wallet: String::new(),
+            fund_amount_wei: None,
+            fund_tx_hash: None,
+            approve_tx_hash: None,
+            last_error: None,
+            ..self
         }
     }
 
@@ -1503,7 +1518,10 @@ impl<C: ServerChain> Service<C> {
         }
     }
 
-    /// `GET /v1/status/{receipt_id}` (without the number: an order id alone does not reveal it).
+    /// `GET /v1/status/{receipt_id}`: unauthenticated, so it answers only what the holder of an
+    /// order id may learn — the state, what to do next and the error codes — never the number, the
+    /// wallet, amounts, transactions or error messages (an order id alone must not link a receipt
+    /// to a wallet on chain). The authenticated `/v1/onboard` and `/v1/approve` answers carry those.
     pub async fn status(&self, receipt_id: &str) -> Result<OnboardingStatus, ApiError> {
         let row = self
             .db
@@ -1511,10 +1529,7 @@ impl<C: ServerChain> Service<C> {
             .await
             .map_err(internal)?
             .ok_or(ApiError::NotFound)?;
-        Ok(OnboardingStatus {
-            phone: None,
-            ..OnboardingStatus::of(&row)
-        })
+        Ok(OnboardingStatus::of(&row).public())
     }
 
     /// Drives a row in a task of its own and waits up to the request wait for it.

@@ -80,9 +80,10 @@ pub enum TestConfigError {
 /// owner; store public key; admin token) into `dir`, with SQLite state and SIP databases in `dir`
 /// and a 100 ms worker interval. Returns the path of `wallet.toml`.
 pub fn write_test_config(dir: &Path, config: &TestConfig<'_>) -> Result<PathBuf, TestConfigError> {
-    std::fs::write(
-        dir.join("server-wallet.key"),
-        hex::encode(dev_signer(0).to_bytes()),
+    // Secret files are created 0600: the server refuses key files others can read.
+    crate::server::write_secret(
+        &dir.join("server-wallet.key"),
+        &hex::encode(dev_signer(0).to_bytes()),
     )?;
     std::fs::write(
         dir.join("store-public.b64"),
@@ -90,7 +91,7 @@ pub fn write_test_config(dir: &Path, config: &TestConfig<'_>) -> Result<PathBuf,
     )?;
     let admin = match config.admin_token {
         Some(token) => {
-            std::fs::write(dir.join("admin.token"), token)?;
+            crate::server::write_secret(&dir.join("admin.token"), token)?;
             "[admin]\ntoken_file = \"admin.token\"\n"
         }
         None => "",

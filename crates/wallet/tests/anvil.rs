@@ -468,9 +468,12 @@ async fn unmined_funding_and_approval_are_replaced_with_higher_fees() {
         .tx_versions(TxPurpose::Funding, &receipt_id)
         .await
         .unwrap();
-    check_versions(&versions, funded.fund_tx_hash.as_deref().unwrap());
-    let amount: alloy::primitives::U256 =
-        funded.fund_amount_wei.as_deref().unwrap().parse().unwrap();
+    // `/v1/status` is unauthenticated: it shows no transaction or amount; the server's record does.
+    assert_eq!(funded.fund_tx_hash, None);
+    assert_eq!(funded.wallet, "");
+    let row = s.service.db().get(&receipt_id).await.unwrap().unwrap();
+    check_versions(&versions, row.fund_tx_hash.as_deref().unwrap());
+    let amount: alloy::primitives::U256 = row.fund_amount.as_deref().unwrap().parse().unwrap();
     assert_eq!(chain.balance(phone.wallet.address()).await.unwrap(), amount);
 
     // The phone's addClient (mined), then approval with mining off again.
@@ -517,7 +520,9 @@ async fn unmined_funding_and_approval_are_replaced_with_higher_fees() {
         .tx_versions(TxPurpose::Approval, &receipt_id)
         .await
         .unwrap();
-    check_versions(&versions, done.approve_tx_hash.as_deref().unwrap());
+    assert_eq!(done.approve_tx_hash, None, "not shown by /v1/status");
+    let row = s.service.db().get(&receipt_id).await.unwrap().unwrap();
+    check_versions(&versions, row.approve_tx_hash.as_deref().unwrap());
 
     // Exactly one funding transfer and one approval on chain.
     assert_eq!(

@@ -93,6 +93,24 @@ async fn onboarding_end_to_end() {
     let st = s.client.status(&done.receipt_id).await.unwrap();
     assert_eq!(st.state, "provisioned");
     assert_eq!(st.next, "done");
+    // It is unauthenticated: an order id alone reveals no wallet, number or transaction.
+    assert!(done.fund_tx_hash.is_some() && !done.wallet.is_empty());
+    assert_eq!(st.wallet, "");
+    assert_eq!(st.phone, None);
+    assert_eq!(st.fund_tx_hash, None);
+    assert_eq!(st.fund_amount_wei, None);
+    assert_eq!(st.approve_tx_hash, None);
+    assert_eq!(st.last_error, None);
+    let (code, raw) = s
+        .admin("GET", &format!("/v1/status/{}", done.receipt_id), None)
+        .await;
+    assert_eq!(code, 200);
+    let raw = raw.to_string();
+    assert!(!raw.contains(&done.wallet), "{raw}");
+    assert!(
+        !raw.contains(done.fund_tx_hash.as_deref().unwrap()),
+        "{raw}"
+    );
     s.stop().await;
 }
 

@@ -375,7 +375,7 @@ fn sms_config(port: u16, extra: &str) -> String {
 }
 
 async fn sms_server(dir: &Path, port: u16, extra: &str) -> Server<EmbeddedChain> {
-    std::fs::write(dir.join("smpp.password"), SMPP_PASSWORD).unwrap();
+    chaincall_wallet::server::write_secret(&dir.join("smpp.password"), SMPP_PASSWORD).unwrap();
     server_in(dir, &sms_config(port, extra)).await
 }
 

@@ -109,7 +109,8 @@ enum PhoneCommand {
     /// asks for it at a prompt on the terminal (never on the command line).
     Onboard {
         /// The receipt JSON (`{"original_json": …, "signature": …}`, as `chaincall store
-        /// issue-receipt` prints it). It holds the purchase token: keep it private.
+        /// issue-receipt --out FILE` writes it, mode 0600). It holds the purchase token: a receipt
+        /// that group or others can read is refused.
         #[arg(long, value_name = "FILE")]
         receipt: PathBuf,
     },
@@ -502,10 +503,9 @@ fn write_trust(path: &Path, value: &str) -> Result<()> {
 fn passphrase(file: Option<&Path>) -> Result<Zeroizing<String>> {
     let pass = match file {
         Some(f) => {
-            let text = Zeroizing::new(
-                std::fs::read_to_string(f)
-                    .with_context(|| format!("cannot read the passphrase file {}", f.display()))?,
-            );
+            // Refused when group or world readable.
+            let text = chaincall_identity::read_secret_file(f)
+                .with_context(|| format!("cannot read the passphrase file {}", f.display()))?;
             Zeroizing::new(text.lines().next().unwrap_or("").to_owned())
         }
         None => match std::env::var(PASSPHRASE_ENV) {
@@ -652,10 +652,9 @@ async fn onboard(cfg: &mut Config, receipt_path: &Path, pass: &str) -> Result<()
             cfg.path.display()
         )
     })?;
-    let text = Zeroizing::new(
-        std::fs::read_to_string(receipt_path)
-            .with_context(|| format!("cannot read the receipt {}", receipt_path.display()))?,
-    );
+    // The receipt holds the purchase token: refused when group or world readable.
+    let text = chaincall_identity::read_secret_file(receipt_path)
+        .with_context(|| format!("cannot read the receipt {}", receipt_path.display()))?;
     let receipt: chaincall_wallet::receipt::Receipt =
         serde_json::from_str(&text).map_err(|_| {
             anyhow!(

@@ -4,7 +4,8 @@
 //!
 //! A `tls:` listener serves TLS with the external PSK of chaincall's handshake; the file's
 //! `[tls_psk]` section names the server's identity, key file, keystore RPC URL and contract.
-//! `chaincall sipd add-user --database sqlite://sipd.db --domain example.com USER PASSWORD`
+//! `chaincall sipd add-user --database sqlite://sipd.db --domain example.com USER (--password-file FILE | --password-stdin)`
+//! (the password is never taken on the command line, where `ps` and shell history show it)
 
 use std::path::PathBuf;
 
@@ -57,8 +58,35 @@ struct AddUserArgs {
     domain: String,
     /// Username (a phone number in chaincall's provisioning).
     username: String,
-    /// Password.
-    password: String,
+    /// Read the password from FILE (first line; the file must be mode 0600).
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "password_stdin",
+        required_unless_present = "password_stdin"
+    )]
+    password_file: Option<PathBuf>,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+/// The password from `--password-file` or `--password-stdin` (first line, without its newline).
+fn read_password(a: &AddUserArgs) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    let text = match &a.password_file {
+        Some(f) => chaincall_identity::read_secret_file(f)
+            .with_context(|| format!("cannot read the password file {}", f.display()))?,
+        None => {
+            let mut line = zeroize::Zeroizing::new(String::new());
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from standard input")?;
+            line
+        }
+    };
+    let pw = zeroize::Zeroizing::new(text.lines().next().unwrap_or("").to_owned());
+    anyhow::ensure!(!pw.is_empty(), "the password is empty");
+    Ok(pw)
 }
 
 pub(crate) fn run(args: SipdArgs) -> anyhow::Result<()> {
@@ -69,10 +97,10 @@ pub(crate) fn run(args: SipdArgs) -> anyhow::Result<()> {
     match args.command {
         SipdCommand::Serve(a) => rt.block_on(serve(a)),
         SipdCommand::AddUser(a) => rt.block_on(async {
+            let password = read_password(&a)?;
             let db = chaincall_sipd::db::Db::connect(&a.database).await?;
             db.create_schema().await?;
-            db.add_subscriber(&a.username, &a.domain, &a.password)
-                .await?;
+            db.add_subscriber(&a.username, &a.domain, &password).await?;
             println!("added {}@{}", a.username, a.domain);
             Ok::<(), anyhow::Error>(())
         }),

@@ -28,7 +28,8 @@ enum StoreCommand {
         #[arg(long, value_name = "FILE", default_value = "store-public.b64")]
         public_key: PathBuf,
     },
-    /// Print a signed receipt as JSON: `{"original_json": ..., "signature": ...}`.
+    /// Print (or, with `--out`, write with mode 0600) a signed receipt as JSON:
+    /// `{"original_json": ..., "signature": ...}`.
     IssueReceipt {
         /// The store's private key (PKCS#8 PEM from `store keygen`).
         #[arg(long, value_name = "FILE")]
@@ -39,9 +40,15 @@ enum StoreCommand {
         /// The product id.
         #[arg(long, value_name = "ID")]
         product: String,
-        /// The purchase token (secret: the SIP password derives from it).
-        #[arg(long, value_name = "TOKEN")]
-        token: String,
+        /// A file holding the purchase token (first line; mode 0600). Secret: the SIP password
+        /// derives from it, so it is never taken on the command line. Default: a random token.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// Write the receipt to FILE (created with mode 0600; an existing file is not
+        /// overwritten) instead of standard output. `phone onboard` refuses a receipt that group
+        /// or others can read.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
         /// The order id (default: a random `GPA.` id).
         #[arg(long, value_name = "ID")]
         order_id: Option<String>,
@@ -49,6 +56,13 @@ enum StoreCommand {
         #[arg(long, default_value_t = 0)]
         state: i64,
     },
+}
+
+/// A random purchase token (32 bytes from the OS CSPRNG, hex), as a store would make one.
+fn random_token() -> String {
+    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes[..]);
+    hex::encode(&bytes[..])
 }
 
 pub(crate) fn run(args: StoreArgs) -> Result<()> {
@@ -76,14 +90,26 @@ pub(crate) fn run(args: StoreArgs) -> Result<()> {
             store_key,
             package,
             product,
-            token,
+            token_file,
+            out,
             order_id,
             state,
         } => {
-            let pem = zeroize::Zeroizing::new(
-                std::fs::read_to_string(&store_key)
-                    .with_context(|| format!("cannot read {}", store_key.display()))?,
-            );
+            // Refused when group or world readable.
+            let pem = chaincall_identity::read_secret_file(&store_key)
+                .with_context(|| format!("cannot read {}", store_key.display()))?;
+            let token = match &token_file {
+                Some(f) => {
+                    let text = chaincall_identity::read_secret_file(f)
+                        .with_context(|| format!("cannot read the token file {}", f.display()))?;
+                    let token = text.lines().next().unwrap_or("").trim().to_owned();
+                    if token.is_empty() {
+                        bail!("the token file {} is empty", f.display());
+                    }
+                    token
+                }
+                None => random_token(),
+            };
             let key = StoreKey::from_pkcs8_pem(&pem)?;
             let purchase_time = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -99,7 +125,15 @@ pub(crate) fn run(args: StoreArgs) -> Result<()> {
                 quantity: 1,
                 acknowledged: false,
             });
-            println!("{}", serde_json::to_string(&receipt)?);
+            let json = zeroize::Zeroizing::new(serde_json::to_string(&receipt)?);
+            match out {
+                Some(path) => {
+                    chaincall_wallet::server::write_secret(&path, &json)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    println!("{}", path.display());
+                }
+                None => println!("{}", json.as_str()),
+            }
             Ok(())
         }
     }

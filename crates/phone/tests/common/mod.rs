@@ -55,9 +55,11 @@ impl Net {
         let sipd_key = IdentityKey::generate();
         net.add(SERVER, &sipd_key, true).await;
         let key_file = net.dir.path().join("sipd.key");
-        std::fs::write(
+        // Created 0600: sipd refuses a key file that others can read.
+        chaincall_identity::write_secret_file(
             &key_file,
-            hex::encode(&sipd_key.dangerous_secret_bytes()[..]),
+            hex::encode(&sipd_key.dangerous_secret_bytes()[..]).as_bytes(),
+            chaincall_identity::Overwrite::Refuse,
         )
         .unwrap();
         // sipd proves the phones' keys against the genesis block (the phones' own checkpoint), as

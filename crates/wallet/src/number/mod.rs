@@ -242,13 +242,16 @@ impl NumbersConfig {
     /// The SMPP password (file first, then the environment variable; empty if neither).
     fn smpp_password(c: &SmsCodeConfig) -> Result<zeroize::Zeroizing<String>, ConfigError> {
         let text = match &c.password_file {
-            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+            // Refused when group or world readable (the message says `chmod 600 PATH`).
+            Some(p) => chaincall_identity::read_secret_file(p).map_err(|e| ConfigError::Read {
                 path: p.clone(),
-                source,
+                source: match e {
+                    chaincall_identity::SecretFileError::Io { source, .. } => source,
+                    other => std::io::Error::other(other.to_string()),
+                },
             })?,
-            None => std::env::var(&c.password_env).unwrap_or_default(),
+            None => zeroize::Zeroizing::new(std::env::var(&c.password_env).unwrap_or_default()),
         };
-        let text = zeroize::Zeroizing::new(text);
         let pw = zeroize::Zeroizing::new(text.trim().to_owned());
         if pw.len() > 8 {
             return Err(ConfigError::Invalid(

@@ -1,0 +1,172 @@
+//! Secrets stay off command lines and out of files others can read: `sipd add-user` takes its
+//! password from a file or standard input, `store issue-receipt` its token from a file and writes
+//! the receipt 0600, and files holding secrets that group or others can read are refused with the
+//! fix (`chmod 600 PATH`).
+#![cfg(unix)]
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn chaincall(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chaincall"));
+    cmd.current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn sipd_add_user_reads_the_password_from_a_private_file_or_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db = format!("sqlite://{}?mode=rwc", d.join("sipd.db").display());
+
+    // The old form (password as an argument) is gone.
+    let out = chaincall(d)
+        .args([
+            "sipd",
+            "add-user",
+            "--database",
+            &db,
+            "--domain",
+            "example.org",
+        ])
+        .args(["alice", "hunter2-SENTINEL"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+
+    // A world-readable password file is refused with the path, the mode and the fix.
+    let pw = d.join("alice.password");
+    std::fs::write(&pw, "s3cret-SENTINEL\n").unwrap();
+    chmod(&pw, 0o644);
+    let out = chaincall(d)
+        .args([
+            "sipd",
+            "add-user",
+            "--database",
+            &db,
+            "--domain",
+            "example.org",
+        ])
+        .arg("alice")
+        .arg("--password-file")
+        .arg(&pw)
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("mode 0644"), "{t}");
+    assert!(t.contains(&format!("chmod 600 {}", pw.display())), "{t}");
+    assert!(!t.contains("s3cret-SENTINEL"), "{t}");
+
+    chmod(&pw, 0o600);
+    let out = chaincall(d)
+        .args([
+            "sipd",
+            "add-user",
+            "--database",
+            &db,
+            "--domain",
+            "example.org",
+        ])
+        .arg("alice")
+        .arg("--password-file")
+        .arg(&pw)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("added alice@example.org"));
+
+    let mut child = chaincall(d)
+        .args([
+            "sipd",
+            "add-user",
+            "--database",
+            &db,
+            "--domain",
+            "example.org",
+        ])
+        .args(["bob", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"other-SENTINEL\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("added bob@example.org"));
+}
+
+#[test]
+fn store_receipts_are_written_0600_and_readable_keys_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = chaincall(d).args(["store", "keygen"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let key = d.join("store-private.pem");
+    assert_eq!(mode(&key), 0o600, "the store key is created 0600");
+
+    let token = d.join("token");
+    std::fs::write(&token, "purchase-token-SENTINEL\n").unwrap();
+    chmod(&token, 0o600);
+    let receipt = d.join("receipt.json");
+    let issue = |extra: &[&str]| {
+        chaincall(d)
+            .args(["store", "issue-receipt", "--store-key", "store-private.pem"])
+            .args(["--package", "org.example.app", "--product", "number"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = issue(&["--token-file", "token", "--out", "receipt.json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("SENTINEL"), "the token is not printed");
+    assert_eq!(mode(&receipt), 0o600, "the receipt is written 0600");
+    let json = std::fs::read_to_string(&receipt).unwrap();
+    assert!(json.contains("purchase-token-SENTINEL"), "{json}");
+
+    // An existing receipt is not overwritten.
+    let out = issue(&["--token-file", "token", "--out", "receipt.json"]);
+    assert!(!out.status.success(), "{}", text(&out));
+
+    // The token may not be given on the command line any more.
+    let out = issue(&["--token", "purchase-token-SENTINEL"]);
+    assert!(!out.status.success(), "{}", text(&out));
+
+    // A store key or token file that others can read is refused, with the fix.
+    for (name, file) in [("store-private.pem", &key), ("token", &token)] {
+        chmod(file, 0o644);
+        let out = issue(&["--token-file", "token"]);
+        let t = text(&out);
+        assert!(!out.status.success(), "{t}");
+        assert!(t.contains("mode 0644"), "{t}");
+        assert!(t.contains(&format!("chmod 600 {name}")), "{t}");
+        chmod(file, 0o600);
+    }
+}
