@@ -34,6 +34,21 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
+/// `chaincall sipd add-user` against the SQLite database `db` for domain example.org; the caller
+/// adds the user and how the password comes.
+fn add_user(d: &Path, db: &str) -> Command {
+    let mut cmd = chaincall(d);
+    cmd.args([
+        "sipd",
+        "add-user",
+        "--database",
+        db,
+        "--domain",
+        "example.org",
+    ]);
+    cmd
+}
+
 #[test]
 fn sipd_add_user_reads_the_password_from_a_private_file_or_stdin() {
     let dir = tempfile::tempdir().unwrap();
@@ -41,15 +56,7 @@ fn sipd_add_user_reads_the_password_from_a_private_file_or_stdin() {
     let db = format!("sqlite://{}?mode=rwc", d.join("sipd.db").display());
 
     // The old form (password as an argument) is gone.
-    let out = chaincall(d)
-        .args([
-            "sipd",
-            "add-user",
-            "--database",
-            &db,
-            "--domain",
-            "example.org",
-        ])
+    let out = add_user(d, &db)
         .args(["alice", "hunter2-SENTINEL"])
         .output()
         .unwrap();
@@ -59,15 +66,7 @@ fn sipd_add_user_reads_the_password_from_a_private_file_or_stdin() {
     let pw = d.join("alice.password");
     std::fs::write(&pw, "s3cret-SENTINEL\n").unwrap();
     chmod(&pw, 0o644);
-    let out = chaincall(d)
-        .args([
-            "sipd",
-            "add-user",
-            "--database",
-            &db,
-            "--domain",
-            "example.org",
-        ])
+    let out = add_user(d, &db)
         .arg("alice")
         .arg("--password-file")
         .arg(&pw)
@@ -80,15 +79,7 @@ fn sipd_add_user_reads_the_password_from_a_private_file_or_stdin() {
     assert!(!t.contains("s3cret-SENTINEL"), "{t}");
 
     chmod(&pw, 0o600);
-    let out = chaincall(d)
-        .args([
-            "sipd",
-            "add-user",
-            "--database",
-            &db,
-            "--domain",
-            "example.org",
-        ])
+    let out = add_user(d, &db)
         .arg("alice")
         .arg("--password-file")
         .arg(&pw)
@@ -97,15 +88,7 @@ fn sipd_add_user_reads_the_password_from_a_private_file_or_stdin() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("added alice@example.org"));
 
-    let mut child = chaincall(d)
-        .args([
-            "sipd",
-            "add-user",
-            "--database",
-            &db,
-            "--domain",
-            "example.org",
-        ])
+    let mut child = add_user(d, &db)
         .args(["bob", "--password-stdin"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
