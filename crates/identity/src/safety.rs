@@ -80,29 +80,9 @@ impl Fingerprint {
         }
         Self(digits)
     }
-
-    /// The 30 digits, without spaces.
-    pub fn digits(&self) -> &str {
-        &self.0
-    }
-
-    /// The digits in groups of five separated by single spaces (`12345 67890 …`).
-    pub fn grouped(&self) -> String {
-        group(&self.0)
-    }
 }
 
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.grouped())
-    }
-}
-
-impl fmt::Debug for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Fingerprint({})", self.grouped())
-    }
-}
+digit_display!(Fingerprint, "The 30 digits");
 
 /// The safety number of a pair of identities: 60 digits, the same from either side.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -128,29 +108,9 @@ impl SafetyNumber {
         let (first, second) = if a.0 <= b.0 { (a, b) } else { (b, a) };
         Self(format!("{}{}", first.0, second.0))
     }
-
-    /// The 60 digits, without spaces.
-    pub fn digits(&self) -> &str {
-        &self.0
-    }
-
-    /// The digits as 12 groups of five separated by single spaces.
-    pub fn grouped(&self) -> String {
-        group(&self.0)
-    }
 }
 
-impl fmt::Display for SafetyNumber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.grouped())
-    }
-}
-
-impl fmt::Debug for SafetyNumber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SafetyNumber({})", self.grouped())
-    }
-}
+digit_display!(SafetyNumber, "The 60 digits");
 
 fn group(digits: &str) -> String {
     // The strings are built above from ASCII digits only, so byte chunks are whole characters.
@@ -161,6 +121,37 @@ fn group(digits: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// `digits`, `grouped`, `Display` and `Debug` for a newtype over a string of ASCII digits: the
+/// two numbers people compare are shown the same way.
+macro_rules! digit_display {
+    ($name:ident, $what:literal) => {
+        impl $name {
+            #[doc = concat!($what, ", without spaces.")]
+            pub fn digits(&self) -> &str {
+                &self.0
+            }
+
+            #[doc = concat!($what, " in groups of five separated by single spaces (`12345 67890 …`).")]
+            pub fn grouped(&self) -> String {
+                group(&self.0)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.grouped())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self.grouped())
+            }
+        }
+    };
+}
+use digit_display;
 
 #[cfg(test)]
 mod tests {
