@@ -751,18 +751,15 @@ fn both_phones_show_the_same_safety_number_until_a_key_rotates() {
         let out = ok(phone(home).args(["contact", "show", number, "--json"]));
         serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
     };
+    // `chaincall keystore get --phone NUMBER` plus `extra` arguments; its standard output.
+    let keystore_get = |number: &str, extra: &[&str]| -> String {
+        ok(chaincall()
+            .args(["keystore", "get", "--rpc", &net.rpc])
+            .args(["--contract", &net.contract, "--phone", number])
+            .args(extra))
+    };
     let get_fingerprint = |number: &str| -> serde_json::Value {
-        let out = ok(chaincall().args([
-            "keystore",
-            "get",
-            "--rpc",
-            &net.rpc,
-            "--contract",
-            &net.contract,
-            "--phone",
-            number,
-            "--json",
-        ]));
+        let out = keystore_get(number, &["--json"]);
         serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["fingerprint"].clone()
     };
 
@@ -806,16 +803,7 @@ fn both_phones_show_the_same_safety_number_until_a_key_rotates() {
         .chunks(5)
         .map(|c| std::str::from_utf8(c).unwrap())
         .collect();
-    let got = ok(chaincall().args([
-        "keystore",
-        "get",
-        "--rpc",
-        &net.rpc,
-        "--contract",
-        &net.contract,
-        "--phone",
-        BOB,
-    ]));
+    let got = keystore_get(BOB, &[]);
     assert!(
         got.contains(&format!("fingerprint {}", grouped.join(" "))),
         "{got}"
