@@ -22,12 +22,12 @@ async fn registrar_bindings_expiry_and_unregister() {
     let ua = Ua::bind("127.0.0.1").await;
     // Two contacts, one with its own expires.
     let c = "Contact: <sip:bob@127.0.0.1:7001>;expires=120, <sip:bob@127.0.0.1:7002>\n".to_string();
-    ua.send(
-        s.udp,
-        &register(&ua, s.udp, "bob", "r1", 1, &c, "Expires: 600\n"),
-    )
-    .await;
-    let r = ua.expect(2000, |m| m.status().is_some()).await;
+    let r = ua
+        .ask(
+            s.udp,
+            &register(&ua, s.udp, "bob", "r1", 1, &c, "Expires: 600\n"),
+        )
+        .await;
     let m = Message::parse(&r).unwrap();
     assert_eq!(m.status(), Some(200));
     let contacts: Vec<_> = m.values(HeaderName::Contact).collect();
@@ -43,65 +43,59 @@ async fn registrar_bindings_expiry_and_unregister() {
             .any(|c| c.contains("7002") && c.contains("expires=600"))
     );
     // Too brief → 423 with Min-Expires (RFC 3261 §10.3 step 7).
-    ua.send(
-        s.udp,
-        &register(
-            &ua,
+    let r = ua
+        .ask(
             s.udp,
-            "bob",
-            "r1",
-            2,
-            "Contact: <sip:bob@127.0.0.1:7003>;expires=5\n",
-            "",
-        ),
-    )
-    .await;
-    let r = ua.expect(2000, |m| m.status().is_some()).await;
+            &register(
+                &ua,
+                s.udp,
+                "bob",
+                "r1",
+                2,
+                "Contact: <sip:bob@127.0.0.1:7003>;expires=5\n",
+                "",
+            ),
+        )
+        .await;
     let m = Message::parse(&r).unwrap();
     assert_eq!(m.status(), Some(423));
     assert_eq!(m.header_value(HeaderName::MinExpires), Some("60"));
     // Out-of-order CSeq with the same Call-ID fails (§10.3 step 7).
-    ua.send(
-        s.udp,
-        &register(
-            &ua,
-            s.udp,
-            "bob",
-            "r1",
-            1,
-            "Contact: <sip:bob@127.0.0.1:7001>\n",
-            "",
-        ),
-    )
-    .await;
     let r = ua
-        .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 1)
+        .ask(
+            s.udp,
+            &register(
+                &ua,
+                s.udp,
+                "bob",
+                "r1",
+                1,
+                "Contact: <sip:bob@127.0.0.1:7001>\n",
+                "",
+            ),
+        )
         .await;
     assert_eq!(status_of(&r), 500);
     // Unregister one.
-    ua.send(
-        s.udp,
-        &register(
-            &ua,
-            s.udp,
-            "bob",
-            "r1",
-            3,
-            "Contact: <sip:bob@127.0.0.1:7001>;expires=0\n",
-            "",
-        ),
-    )
-    .await;
     let r = ua
-        .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 3)
+        .ask(
+            s.udp,
+            &register(
+                &ua,
+                s.udp,
+                "bob",
+                "r1",
+                3,
+                "Contact: <sip:bob@127.0.0.1:7001>;expires=0\n",
+                "",
+            ),
+        )
         .await;
     let m = Message::parse(&r).unwrap();
     assert_eq!(m.values(HeaderName::Contact).count(), 1);
     // A query (no Contact) lists what is left.
-    ua.send(s.udp, &register(&ua, s.udp, "bob", "r1", 4, "", ""))
-        .await;
     let r = ua
-        .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 4)
+        .ask(s.udp, &register(&ua, s.udp, "bob", "r1", 4, "", ""))
         .await;
     assert!(
         Message::parse(&r)
@@ -111,22 +105,18 @@ async fn registrar_bindings_expiry_and_unregister() {
             .contains("7002")
     );
     // "*" needs Expires: 0.
-    ua.send(
-        s.udp,
-        &register(&ua, s.udp, "bob", "r1", 5, "Contact: *\n", ""),
-    )
-    .await;
     let r = ua
-        .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 5)
+        .ask(
+            s.udp,
+            &register(&ua, s.udp, "bob", "r1", 5, "Contact: *\n", ""),
+        )
         .await;
     assert_eq!(status_of(&r), 400);
-    ua.send(
-        s.udp,
-        &register(&ua, s.udp, "bob", "r1", 6, "Contact: *\n", "Expires: 0\n"),
-    )
-    .await;
     let r = ua
-        .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 6)
+        .ask(
+            s.udp,
+            &register(&ua, s.udp, "bob", "r1", 6, "Contact: *\n", "Expires: 0\n"),
+        )
         .await;
     let m = Message::parse(&r).unwrap();
     assert_eq!(m.status(), Some(200));
@@ -160,9 +150,9 @@ async fn digest_register_against_kamailio_table() {
     let (_dir, _, s) = start_with_alice(|_| {}).await;
     let ua = Ua::bind("127.0.0.1").await;
     let contact = contact_line(&ua, "alice", "");
-    ua.send(s.udp, &register(&ua, s.udp, "alice", "d1", 1, &contact, ""))
+    let r = ua
+        .ask(s.udp, &register(&ua, s.udp, "alice", "d1", 1, &contact, ""))
         .await;
-    let r = ua.expect(2000, |m| m.status().is_some()).await;
     let m = Message::parse(&r).unwrap();
     assert_eq!(m.status(), Some(401));
     let chals: Vec<_> = m.auth_headers(HeaderName::WwwAuthenticate).collect();
@@ -171,78 +161,70 @@ async fn digest_register_against_kamailio_table() {
     let ch = Challenge::parse(&chals[0]).unwrap();
     let ruri = format!("sip:{}", s.udp);
     let good = ch.answer("REGISTER", &ruri, "alice", "s3cret", "c0ffee", 1);
-    ua.send(
-        s.udp,
-        &register(
-            &ua,
-            s.udp,
-            "alice",
-            "d1",
-            2,
-            &contact,
-            &format!("Authorization: {good}\n"),
-        ),
-    )
-    .await;
     let r = ua
-        .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 2)
+        .ask(
+            s.udp,
+            &register(
+                &ua,
+                s.udp,
+                "alice",
+                "d1",
+                2,
+                &contact,
+                &format!("Authorization: {good}\n"),
+            ),
+        )
         .await;
     assert_eq!(status_of(&r), 200, "{}", String::from_utf8_lossy(&r));
     // The same nonce count again (new transaction): a replay → 401.
-    ua.send(
-        s.udp,
-        &register(
-            &ua,
-            s.udp,
-            "alice",
-            "d1",
-            3,
-            &contact,
-            &format!("Authorization: {good}\n"),
-        ),
-    )
-    .await;
     let r = ua
-        .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 3)
+        .ask(
+            s.udp,
+            &register(
+                &ua,
+                s.udp,
+                "alice",
+                "d1",
+                3,
+                &contact,
+                &format!("Authorization: {good}\n"),
+            ),
+        )
         .await;
     assert_eq!(status_of(&r), 401);
     // The next count with MD5 works too (ha1 column).
     let md5 = Challenge::parse(&chals[1]).unwrap();
     let ok2 = md5.answer("REGISTER", &ruri, "alice", "s3cret", "c0ffee", 2);
-    ua.send(
-        s.udp,
-        &register(
-            &ua,
-            s.udp,
-            "alice",
-            "d1",
-            4,
-            &contact,
-            &format!("Authorization: {ok2}\n"),
-        ),
-    )
-    .await;
     let r = ua
-        .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 4)
+        .ask(
+            s.udp,
+            &register(
+                &ua,
+                s.udp,
+                "alice",
+                "d1",
+                4,
+                &contact,
+                &format!("Authorization: {ok2}\n"),
+            ),
+        )
         .await;
     assert_eq!(status_of(&r), 200);
     // Wrong password.
     let bad = ch.answer("REGISTER", &ruri, "alice", "guess", "c0ffee", 9);
-    ua.send(
-        s.udp,
-        &register(
-            &ua,
-            s.udp,
-            "alice",
-            "d1",
-            5,
-            &contact,
-            &format!("Authorization: {bad}\n"),
-        ),
-    )
-    .await;
     let r = ua
-        .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 5)
+        .ask(
+            s.udp,
+            &register(
+                &ua,
+                s.udp,
+                "alice",
+                "d1",
+                5,
+                &contact,
+                &format!("Authorization: {bad}\n"),
+            ),
+        )
         .await;
     assert_eq!(status_of(&r), 401);
     // Unknown user; and a forged nonce.
@@ -267,21 +249,19 @@ async fn digest_register_against_kamailio_table() {
         .await;
     assert_eq!(status_of(&r), 401);
     let forged = good.replace(ch.nonce, &"0".repeat(48));
-    ua.send(
-        s.udp,
-        &register(
-            &ua,
-            s.udp,
-            "alice",
-            "d1",
-            6,
-            &contact,
-            &format!("Authorization: {forged}\n"),
-        ),
-    )
-    .await;
     let r = ua
-        .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 6)
+        .ask(
+            s.udp,
+            &register(
+                &ua,
+                s.udp,
+                "alice",
+                "d1",
+                6,
+                &contact,
+                &format!("Authorization: {forged}\n"),
+            ),
+        )
         .await;
     assert_eq!(status_of(&r), 401);
     assert!(s.metrics.auth_failures.get() >= 4);
@@ -296,12 +276,12 @@ async fn an_md5_answer_is_refused_when_only_sha256_is_configured() {
     let (_dir, _, s) = start_with_alice(|cfg| cfg.auth.algorithms = vec!["SHA-256".into()]).await;
     let ua = Ua::bind("127.0.0.1").await;
     let contact = contact_line(&ua, "alice", "");
-    ua.send(
-        s.udp,
-        &register(&ua, s.udp, "alice", "alg", 1, &contact, ""),
-    )
-    .await;
-    let r = ua.expect(2000, |m| m.status().is_some()).await;
+    let r = ua
+        .ask(
+            s.udp,
+            &register(&ua, s.udp, "alice", "alg", 1, &contact, ""),
+        )
+        .await;
     let m = Message::parse(&r).unwrap();
     assert_eq!(m.status(), Some(401));
     let chals: Vec<_> = m.auth_headers(HeaderName::WwwAuthenticate).collect();
@@ -314,41 +294,37 @@ async fn an_md5_answer_is_refused_when_only_sha256_is_configured() {
     md5.algorithm = Algorithm::Md5;
     let downgraded = md5.answer("REGISTER", &ruri, "alice", "s3cret", "c0ffee", 1);
     assert!(downgraded.contains("algorithm=MD5"), "{downgraded}");
-    ua.send(
-        s.udp,
-        &register(
-            &ua,
-            s.udp,
-            "alice",
-            "alg",
-            2,
-            &contact,
-            &format!("Authorization: {downgraded}\n"),
-        ),
-    )
-    .await;
     let r = ua
-        .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 2)
+        .ask(
+            s.udp,
+            &register(
+                &ua,
+                s.udp,
+                "alice",
+                "alg",
+                2,
+                &contact,
+                &format!("Authorization: {downgraded}\n"),
+            ),
+        )
         .await;
     assert_eq!(status_of(&r), 401, "{}", String::from_utf8_lossy(&r));
     let failures = s.metrics.auth_failures.get();
     assert!(failures >= 1, "the refused MD5 answer counts as a failure");
     let good = sha.answer("REGISTER", &ruri, "alice", "s3cret", "c0ffee", 2);
-    ua.send(
-        s.udp,
-        &register(
-            &ua,
-            s.udp,
-            "alice",
-            "alg",
-            3,
-            &contact,
-            &format!("Authorization: {good}\n"),
-        ),
-    )
-    .await;
     let r = ua
-        .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 3)
+        .ask(
+            s.udp,
+            &register(
+                &ua,
+                s.udp,
+                "alice",
+                "alg",
+                3,
+                &contact,
+                &format!("Authorization: {good}\n"),
+            ),
+        )
         .await;
     assert_eq!(status_of(&r), 200, "{}", String::from_utf8_lossy(&r));
     s.stop().await;
@@ -364,12 +340,12 @@ async fn a_deleted_subscriber_is_refused_within_the_credentials_cache_lifetime()
             start_with_alice(|cfg| cfg.auth.credentials_cache_secs = cache_secs).await;
         let ua = Ua::bind("127.0.0.1").await;
         let contact = contact_line(&ua, "alice", "");
-        ua.send(
-            s.udp,
-            &register(&ua, s.udp, "alice", "del", 1, &contact, ""),
-        )
-        .await;
-        let r = ua.expect(2000, |m| m.status().is_some()).await;
+        let r = ua
+            .ask(
+                s.udp,
+                &register(&ua, s.udp, "alice", "del", 1, &contact, ""),
+            )
+            .await;
         let m = Message::parse(&r).unwrap();
         let ch =
             Challenge::parse(&m.auth_headers(HeaderName::WwwAuthenticate).next().unwrap()).unwrap();
@@ -386,10 +362,7 @@ async fn a_deleted_subscriber_is_refused_within_the_credentials_cache_lifetime()
                 &format!("Authorization: {answer}\n"),
             )
         };
-        ua.send(s.udp, &registered(1)).await;
-        let r = ua
-            .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 2)
-            .await;
+        let r = ua.ask(s.udp, &registered(1)).await;
         assert_eq!(
             status_of(&r),
             200,
@@ -401,10 +374,7 @@ async fn a_deleted_subscriber_is_refused_within_the_credentials_cache_lifetime()
             .execute(&pool)
             .await
             .unwrap();
-        ua.send(s.udp, &registered(2)).await;
-        let r = ua
-            .expect(2000, |m| m.status().is_some() && m.cseq().unwrap().seq == 3)
-            .await;
+        let r = ua.ask(s.udp, &registered(2)).await;
         assert_eq!(
             status_of(&r),
             after_delete,
@@ -1390,8 +1360,7 @@ Content-Length: 0\n\n",
         )
     };
     let outsider = Ua::bind("127.0.0.1").await;
-    outsider.send(s.udp, &message(&outsider, "1")).await;
-    let r = outsider.expect(2000, |m| m.status().is_some()).await;
+    let r = outsider.ask(s.udp, &message(&outsider, "1")).await;
     assert_eq!(status_of(&r), 403, "{}", String::from_utf8_lossy(&r));
     assert!(
         listener.recv(300).await.is_none(),
@@ -1433,8 +1402,7 @@ CSeq: {cseq} MESSAGE\n\
             a = alice.addr
         )
     };
-    alice.send(s.udp, &message(1, "")).await;
-    let r = alice.expect(2000, |m| m.status().is_some()).await;
+    let r = alice.ask(s.udp, &message(1, "")).await;
     let m = Message::parse(&r).unwrap();
     assert_eq!(m.status(), Some(407), "{}", String::from_utf8_lossy(&r));
     let ch = Challenge::parse(

@@ -123,6 +123,23 @@ impl Ua {
     }
 }
 
+impl Ua {
+    /// Sends the request `msg` to `to` and returns the response to it (a response with the same
+    /// CSeq number), within 2 s.
+    pub async fn ask(&self, to: SocketAddr, msg: &str) -> Vec<u8> {
+        let wire = msg.replace("\r\n", "\n").replace('\n', "\r\n");
+        let seq = Message::parse(wire.as_bytes())
+            .ok()
+            .and_then(|m| m.cseq().map(|c| c.seq).ok())
+            .expect("ask sends a request with a CSeq");
+        self.send(to, msg).await;
+        self.expect(2000, |m| {
+            m.status().is_some() && m.cseq().is_ok_and(|c| c.seq == seq)
+        })
+        .await
+    }
+}
+
 pub fn status_of(b: &[u8]) -> u16 {
     Message::parse(b).unwrap().status().unwrap()
 }
