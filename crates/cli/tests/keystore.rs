@@ -31,7 +31,7 @@ impl Node {
     fn key_file(&self, index: usize) -> PathBuf {
         let path = self.dir.path().join(format!("dev{index}.key"));
         let secret = dev_signer(index).to_bytes();
-        std::fs::write(&path, format!("0x{}\n", hex::encode(secret))).unwrap();
+        write_private(&path, &format!("0x{}\n", hex::encode(secret)));
         path
     }
 
@@ -60,6 +60,14 @@ impl Node {
         all.extend(["--rpc", url.as_str()]);
         chaincall(&all)
     }
+}
+
+/// Writes a key file as a careful user would (`chmod 600` after writing it): keystore refuses key
+/// files that group or others can read.
+fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 fn path(p: &Path) -> &str {
@@ -319,11 +327,10 @@ fn failures_are_one_clear_line() {
     );
     // A wallet without funds.
     let poor = node.dir.path().join("poor.key");
-    std::fs::write(
+    write_private(
         &poor,
-        hex::encode(chaincall_chain::PrivateKeySigner::random().to_bytes()),
-    )
-    .unwrap();
+        &hex::encode(chaincall_chain::PrivateKeySigner::random().to_bytes()),
+    );
     assert_fails_with(
         &node.run(&[
             "keystore",
@@ -343,10 +350,25 @@ fn failures_are_one_clear_line() {
     );
     // A key file that is not a key; its content must not be echoed.
     let junk = node.dir.path().join("junk.key");
-    std::fs::write(&junk, "not-a-secret-key-SENTINEL").unwrap();
+    write_private(&junk, "not-a-secret-key-SENTINEL");
     let out = node.run(&["keystore", "deploy", "--key-file", path(&junk)]);
     assert_fails_with(&out, "does not hold a hex secp256k1 private key");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("SENTINEL"));
+    // A real key in a file others can read: refused with the fix, before anything is sent.
+    let open = node.key_file(1);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let out = node.run(&["keystore", "deploy", "--key-file", path(&open)]);
+    assert_fails_with(&out, &format!("chmod 600 {}", open.display()));
+    assert_fails_with(&out, "mode 0644");
+    let secret = hex::encode(dev_signer(1).to_bytes());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(&secret));
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("0x"),
+        "nothing deployed"
+    );
     // Wrong chain id.
     let out = node.run(&[
         "keystore",

@@ -281,8 +281,11 @@ impl TargetOpts {
 }
 
 /// Reads a hex secp256k1 private key (with or without `0x`) from a file; the key is never echoed.
+///
+/// Refused when the file's group or other users may read it (the error names `chmod 600 PATH`),
+/// like every other secret file chaincall reads.
 pub(crate) fn read_key_file(path: &Path) -> Result<PrivateKeySigner> {
-    let text = std::fs::read_to_string(path)
+    let text = chaincall_identity::read_secret_file(path)
         .with_context(|| format!("cannot read key file {}", path.display()))?;
     let hex = text.trim().trim_start_matches("0x");
     hex.parse::<PrivateKeySigner>().map_err(|_| {
