@@ -411,6 +411,267 @@ fn json_line(lines: &[String]) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
 }
 
+/// A phone's keys as its key file holds them (what the command would load).
+fn keys_of(home: &Path) -> chaincall_phone::PhoneSecrets {
+    chaincall_phone::PhoneSecrets::load(&home.join("phone.key"), PASSPHRASE).unwrap()
+}
+
+impl Net {
+    /// `chaincall keystore get --json` for `number`.
+    fn entry(&self, number: &str) -> serde_json::Value {
+        let out = ok(chaincall()
+            .args(["keystore", "get", "--rpc", &self.rpc])
+            .args(["--contract", &self.contract, "--phone", number, "--json"]));
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+
+    /// The on-chain public key of `number`, hex.
+    fn chain_key(&self, number: &str) -> String {
+        self.entry(number)["public_key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// The chain as the tests' own client (to stage what a crash leaves behind), with the runtime
+    /// that drives it.
+    fn chain(&self) -> (tokio::runtime::Runtime, chaincall_chain::RpcChain) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let chain = rt
+            .block_on(chaincall_chain::RpcChain::connect(
+                &self.rpc,
+                chaincall_chain::RpcConfig::default(),
+            ))
+            .unwrap();
+        (rt, chain)
+    }
+}
+
+fn hex_key(key: &chaincall_identity::IdentityKey) -> String {
+    hex::encode(key.public().to_bytes())
+}
+
+#[test]
+fn phone_rotate_puts_a_new_key_on_chain_from_the_phones_wallet_and_registers_with_it() {
+    let Some(net) = network() else { return };
+    let alice = net.onboarded_phone("alice", ALICE);
+    let before = keys_of(&alice);
+    assert_eq!(net.chain_key(ALICE), hex_key(&before.identity));
+
+    let out = ok(phone(&alice).arg("rotate"));
+    let after = keys_of(&alice);
+    assert_ne!(hex_key(&after.identity), hex_key(&before.identity));
+    assert!(after.pending_rotation().is_none(), "rotation finished");
+    assert_eq!(after.wallet.address(), before.wallet.address());
+    assert_eq!(net.chain_key(ALICE), hex_key(&after.identity), "{out}");
+    // Old and new fingerprints, and what the user's contacts will see.
+    let name = chaincall_identity::IdentityName::parse(ALICE).unwrap();
+    let fp = |k: &chaincall_identity::IdentityKey| {
+        chaincall_identity::Fingerprint::new(&name, &k.public()).to_string()
+    };
+    assert!(
+        out.contains(&format!("old key       {}", fp(&before.identity))),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("new key       {}", fp(&after.identity))),
+        "{out}"
+    );
+    assert!(out.contains("key changed by rotation"), "{out}");
+    assert!(out.contains("safety number"), "{out}");
+
+    // The KeyRotated event came from alice's own wallet, in the transaction `rotate` printed.
+    let history = ok(chaincall()
+        .args(["keystore", "history", "--rpc", &net.rpc])
+        .args(["--contract", &net.contract, "--phone", ALICE, "--json"]));
+    let history: serde_json::Value = serde_json::from_str(history.trim()).unwrap();
+    let last = history["events"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["event"], "rotated", "{history}");
+    assert_eq!(last["public_key"], hex_key(&after.identity).as_str());
+    assert_eq!(
+        last["wallet"].as_str().unwrap().to_lowercase(),
+        before.wallet.address().to_string().to_lowercase()
+    );
+    let tx = last["tx"].as_str().unwrap();
+    assert!(out.contains(&format!("tx {tx}")), "{out}");
+    let (rt, chain) = net.chain();
+    let sender = rt.block_on(async {
+        use alloy::providers::Provider as _;
+        chain
+            .provider()
+            .get_transaction_by_hash(tx.parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .inner
+            .signer()
+    });
+    assert_eq!(
+        sender,
+        before.wallet.address(),
+        "sent by the phone's wallet"
+    );
+
+    // sipd finds the new key: the TLS-PSK handshake and REGISTER work with it.
+    let out = ok(phone(&alice).arg("register"));
+    assert!(out.contains(&format!("registered {ALICE}")), "{out}");
+}
+
+#[test]
+fn an_interrupted_rotation_is_finished_by_the_next_phone_command() {
+    let Some(net) = network() else { return };
+    let alice = net.onboarded_phone("alice", ALICE);
+    let key_file = alice.join("phone.key");
+
+    // Crash after the pending key was stored, before rotateKey left: `register` sends it.
+    let mut secrets = keys_of(&alice);
+    let old = hex_key(&secrets.identity);
+    let next = hex_key(secrets.begin_rotation());
+    secrets.save(&key_file, PASSPHRASE, true).unwrap();
+    assert_eq!(net.chain_key(ALICE), old);
+    let out = phone(&alice).arg("register").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("finished the key rotation"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("registered"));
+    assert_eq!(net.chain_key(ALICE), next);
+    let secrets = keys_of(&alice);
+    assert_eq!(hex_key(&secrets.identity), next);
+    assert!(secrets.pending_rotation().is_none());
+
+    // Crash after rotateKey was mined, before the key file was updated: `rotate` only finishes.
+    let mut secrets = keys_of(&alice);
+    let next = secrets.begin_rotation().public();
+    secrets.save(&key_file, PASSPHRASE, true).unwrap();
+    let (rt, chain) = net.chain();
+    rt.block_on(chaincall_chain::KeystoreChain::rotate_key(
+        &chain,
+        net.contract.parse().unwrap(),
+        &secrets.wallet,
+        chaincall_chain::ClientId::of(&chaincall_identity::IdentityName::parse(ALICE).unwrap()),
+        next.tag(),
+        &next.to_bytes(),
+    ))
+    .unwrap();
+    let out = ok(phone(&alice).arg("rotate"));
+    assert!(out.contains("already held the new key"), "{out}");
+    let secrets = keys_of(&alice);
+    assert_eq!(secrets.identity.public(), next);
+    assert!(secrets.pending_rotation().is_none());
+    assert_eq!(net.chain_key(ALICE), hex::encode(next.to_bytes()));
+
+    // A wallet that cannot pay: refused with its address and the amount, nothing written.
+    let wallet = secrets.wallet.address();
+    rt.block_on(async {
+        use alloy::providers::Provider as _;
+        let _: serde_json::Value = chain
+            .provider()
+            .raw_request("anvil_setBalance".into(), (wallet, "0x0"))
+            .await
+            .unwrap();
+        // A block on top, so the latest header's state root covers the new balance (proofs).
+        let _: serde_json::Value = chain
+            .provider()
+            .raw_request("evm_mine".into(), ())
+            .await
+            .unwrap();
+    });
+    let before = std::fs::read(&key_file).unwrap();
+    let out = failing(phone(&alice).arg("rotate"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("wallet {wallet} has 0 wei")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("rotateKey needs about"), "{stderr}");
+    assert_eq!(
+        std::fs::read(&key_file).unwrap(),
+        before,
+        "key file untouched"
+    );
+    assert_eq!(net.chain_key(ALICE), hex::encode(next.to_bytes()));
+}
+
+#[test]
+fn an_exported_backup_restores_the_phone_and_a_bad_one_overwrites_nothing() {
+    let Some(net) = network() else { return };
+    let alice = net.onboarded_phone("alice", ALICE);
+    let key_file = alice.join("phone.key");
+    let original = keys_of(&alice);
+    write_private(&alice.join("backup-pass"), "another long phrase\n");
+    let backup = alice.join("alice.backup");
+    let export = |extra: &[&str]| {
+        let mut cmd = phone(&alice);
+        cmd.args(["export", "--out", "alice.backup"])
+            .args(["--backup-passphrase-file", "backup-pass"])
+            .args(extra);
+        cmd
+    };
+    let out = ok(&mut export(&[]));
+    assert!(out.contains("exported"), "{out}");
+    assert_eq!(mode(&backup), 0o600);
+    let text = std::fs::read_to_string(&backup).unwrap();
+    assert!(text.contains("chaincall-phone-backup"), "{text}");
+    assert!(!text.contains(&hex::encode(original.wallet.to_bytes())));
+    // Never overwritten without --force.
+    let out = failing(&mut export(&[]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+    assert_eq!(std::fs::read_to_string(&backup).unwrap(), text);
+    ok(&mut export(&["--force"]));
+    let text = std::fs::read_to_string(&backup).unwrap();
+
+    let import = |home: &Path, pass: &str| {
+        let mut cmd = phone(home);
+        cmd.args(["import", "--in", "alice.backup"])
+            .env("CHAINCALL_BACKUP_PASSPHRASE", pass);
+        cmd
+    };
+    // A wrong backup passphrase and a flipped byte are refused; the key file is left as it was.
+    let key_bytes = std::fs::read(&key_file).unwrap();
+    let out = failing(&mut import(&alice, "not the backup phrase"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("wrong backup passphrase"), "{stderr}");
+    let at = text.find("\"ciphertext\": \"").unwrap() + 20;
+    let mut flipped = text.clone().into_bytes();
+    flipped[at] = if flipped[at] == b'a' { b'b' } else { b'a' };
+    write_private(&backup, std::str::from_utf8(&flipped).unwrap());
+    let out = failing(&mut import(&alice, "another long phrase"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("backup was modified"), "{stderr}");
+    assert_eq!(std::fs::read(&key_file).unwrap(), key_bytes);
+    write_private(&backup, &text);
+
+    // A key file holding another identity is not replaced without --force.
+    chaincall_phone::PhoneSecrets::generate(ALICE)
+        .save(&key_file, PASSPHRASE, true)
+        .unwrap();
+    let other = std::fs::read(&key_file).unwrap();
+    let out = failing(&mut import(&alice, "another long phrase"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("holds another identity"), "{stderr}");
+    assert_eq!(std::fs::read(&key_file).unwrap(), other);
+    ok(import(&alice, "another long phrase").arg("--force"));
+
+    // The key file lost: import restores it, sealed under the phone's passphrase, and it works.
+    std::fs::remove_file(&key_file).unwrap();
+    let out = ok(&mut import(&alice, "another long phrase"));
+    assert!(out.contains(&format!("imported {ALICE}")), "{out}");
+    assert_eq!(mode(&key_file), 0o600);
+    let restored = keys_of(&alice);
+    assert_eq!(restored.identity.public(), original.identity.public());
+    assert_eq!(restored.wallet.address(), original.wallet.address());
+    let out = ok(phone(&alice).arg("register"));
+    assert!(out.contains(&format!("registered {ALICE}")), "{out}");
+}
+
 #[test]
 fn two_onboarded_phones_call_over_tls_psk_and_record_the_audio() {
     let Some(net) = network() else {
@@ -817,7 +1078,7 @@ fn both_phones_show_the_same_safety_number_until_a_key_rotates() {
     // Bob rotates his key with his phone's wallet (the `keystore rotate` a user runs).
     let secrets = chaincall_phone::PhoneSecrets::load(&bob.join("phone.key"), PASSPHRASE).unwrap();
     let wallet_file = bob.join("wallet.key");
-    std::fs::write(&wallet_file, hex::encode(secrets.wallet.to_bytes())).unwrap();
+    write_private(&wallet_file, &hex::encode(secrets.wallet.to_bytes()));
     let new_key = chaincall_identity::IdentityKey::generate().public();
     ok(chaincall()
         .args([

@@ -32,6 +32,8 @@ use super::phone_control::{self, ControlSocket};
 
 #[path = "contact.rs"]
 mod contact;
+#[path = "phone_keys.rs"]
+mod phone_keys;
 
 /// Environment variable holding the key file's passphrase (when `--passphrase-file` is absent).
 const PASSPHRASE_ENV: &str = "CHAINCALL_PASSPHRASE";
@@ -154,6 +156,18 @@ enum PhoneCommand {
         #[arg(long, value_name = "ID")]
         call_id: Option<String>,
     },
+    /// Rotate the identity key: make a new one, store it in the key file as a pending rotation,
+    /// send rotateKey from the phone's wallet and, once mined, delete the old key. Interrupted,
+    /// it is finished by the next phone command. Contacts see "key changed by rotation"; safety
+    /// numbers change.
+    Rotate,
+    /// Write an encrypted backup of the key file (identity and wallet keys, SIP password) under a
+    /// separate backup passphrase, mode 0600. Never overwrites without --force.
+    Export(phone_keys::ExportArgs),
+    /// Restore a backup from `phone export` into the config's `key_file`, sealed under the
+    /// phone's passphrase. Refuses a wrong backup passphrase, a modified backup, and (without
+    /// --force) a key file holding another identity.
+    Import(phone_keys::ImportArgs),
     /// Contacts: `contact show NUMBER` prints a contact's on-chain identity, fingerprint and the
     /// safety number to compare with theirs (docs/safety-numbers.md).
     Contact {
@@ -554,6 +568,16 @@ async fn run_async(args: PhoneArgs) -> Result<()> {
     let mut cfg = Config::load(&args.config)?;
     // `hangup` only ends calls, so it needs no passphrase; every other command does.
     let pass = || passphrase(args.passphrase_file.as_deref());
+    // A key rotation an earlier run left half done is settled before the keys are used.
+    if !matches!(
+        args.command,
+        PhoneCommand::Init { .. }
+            | PhoneCommand::Hangup { .. }
+            | PhoneCommand::Rotate
+            | PhoneCommand::Import(_)
+    ) {
+        phone_keys::settle_pending(&mut cfg, &pass()?).await?;
+    }
     match args.command {
         PhoneCommand::Init { number } => init(&mut cfg, number.as_deref(), &pass()?).await,
         PhoneCommand::Onboard { receipt } => onboard(&mut cfg, &receipt, &pass()?).await,
@@ -579,6 +603,9 @@ async fn run_async(args: PhoneArgs) -> Result<()> {
             println!("{done}");
             Ok(())
         }
+        PhoneCommand::Rotate => phone_keys::rotate(&mut cfg, &pass()?).await,
+        PhoneCommand::Export(a) => phone_keys::export(&cfg, &pass()?, &a),
+        PhoneCommand::Import(a) => phone_keys::import(&mut cfg, &pass()?, &a),
         PhoneCommand::Contact { command } => {
             let secrets = load_secrets(&cfg, &pass()?)?;
             contact::run(&mut cfg, &secrets, command).await

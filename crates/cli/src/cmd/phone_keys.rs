@@ -1,0 +1,569 @@
+//! `chaincall phone rotate`, `phone export` and `phone import`: the phone's own keys
+//! (docs/phone-keys.md).
+//!
+//! **Rotation** replaces the identity key on chain with `rotateKey`, sent from the phone's own
+//! wallet. It is crash safe because the next key is written into the key file as a *pending
+//! rotation* before the transaction leaves, and the old key stays in use until the chain shows the
+//! new one. Every later phone command that opens the keys first settles such a leftover
+//! ([`settle_pending`]): it reads the phone's entry (proven against the config's `trust`) and
+//! finishes the rotation when the new key is approved, waits while a transaction from the wallet is
+//! still unmined, sends `rotateKey` again when nothing was sent, and discards the pending key when
+//! the chain refuses it.
+//!
+//! **Backups** are the key file's secrets sealed under a separate backup passphrase (same sealing,
+//! another file kind: `chaincall_phone::store`), read from `--backup-passphrase-file`,
+//! `CHAINCALL_BACKUP_PASSPHRASE` or the terminal, never from the command line.
+//!
+//! A child module of `phone`, so it reuses the phone's configuration, chain connection, header
+//! trust and key file handling as they are.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+
+use alloy::primitives::{Address, U256};
+use alloy::providers::Provider as _;
+use alloy::rpc::types::TransactionRequest;
+use alloy::sol_types::SolCall as _;
+use anyhow::{Context, Result, anyhow, bail};
+use chaincall_chain::contract::IKeystore;
+use chaincall_chain::verified::get_client_verified;
+use chaincall_chain::{ChainError, ClientEntry, ClientId, KeystoreChain, RpcChain, TxOutcome};
+use chaincall_identity::{Fingerprint, IdentityName, KeyStatus, PublicIdentityKey};
+use clap::Args;
+use zeroize::Zeroizing;
+
+use super::{Config, PhoneSecrets, load_secrets, passphrase};
+
+/// Environment variable holding the backup passphrase (when `--backup-passphrase-file` is absent).
+const BACKUP_PASSPHRASE_ENV: &str = "CHAINCALL_BACKUP_PASSPHRASE";
+
+/// `chaincall phone export`.
+#[derive(Debug, Args)]
+pub(super) struct ExportArgs {
+    /// Write the encrypted backup to FILE (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Replace FILE if it exists.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    backup: BackupPassphrase,
+}
+
+/// `chaincall phone import`.
+#[derive(Debug, Args)]
+pub(super) struct ImportArgs {
+    /// The backup `phone export` wrote.
+    #[arg(long = "in", value_name = "FILE")]
+    input: PathBuf,
+    /// Replace a key file that holds another identity (or cannot be opened with the passphrase).
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    backup: BackupPassphrase,
+}
+
+/// Where the backup passphrase comes from.
+#[derive(Debug, Args)]
+struct BackupPassphrase {
+    /// Read the backup passphrase from FILE (first line). Default: $CHAINCALL_BACKUP_PASSPHRASE,
+    /// else asked on the terminal.
+    #[arg(long, value_name = "FILE")]
+    backup_passphrase_file: Option<PathBuf>,
+}
+
+impl BackupPassphrase {
+    /// The backup passphrase: file, environment, or typed at a terminal without echo (twice when
+    /// `confirm`, so a typo cannot lock a backup away). Never a command-line value.
+    fn read(&self, confirm: bool) -> Result<Zeroizing<String>> {
+        if let Some(file) = &self.backup_passphrase_file {
+            return passphrase(Some(file));
+        }
+        if let Ok(p) = std::env::var(BACKUP_PASSPHRASE_ENV) {
+            anyhow::ensure!(!p.is_empty(), "{BACKUP_PASSPHRASE_ENV} is empty");
+            return Ok(Zeroizing::new(p));
+        }
+        if !std::io::stdin().is_terminal() {
+            bail!(
+                "no backup passphrase: give --backup-passphrase-file FILE, set \
+                 {BACKUP_PASSPHRASE_ENV}, or run at a terminal to type it"
+            );
+        }
+        let first = read_hidden("backup passphrase: ")?;
+        if confirm {
+            let again = read_hidden("backup passphrase again: ")?;
+            anyhow::ensure!(first == again, "the two backup passphrases differ");
+        }
+        anyhow::ensure!(!first.is_empty(), "the backup passphrase is empty");
+        Ok(first)
+    }
+}
+
+/// Turns the terminal's echo back on when dropped, also on an error path.
+struct EchoOff;
+
+impl EchoOff {
+    fn new() -> Self {
+        // `stty` acts on its standard input, the terminal; without it the input is echoed, which
+        // only shows the passphrase on the user's own screen.
+        let _ = std::process::Command::new("stty").arg("-echo").status();
+        Self
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("stty").arg("echo").status();
+    }
+}
+
+/// Asks on stderr and reads one line from the terminal without echoing it.
+fn read_hidden(prompt: &str) -> Result<Zeroizing<String>> {
+    use std::io::Write as _;
+    eprint!("{prompt}");
+    std::io::stderr().flush().ok();
+    let mut line = Zeroizing::new(String::new());
+    {
+        let _echo = EchoOff::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the backup passphrase from the terminal")?;
+    }
+    eprintln!();
+    Ok(Zeroizing::new(
+        line.trim_end_matches(['\r', '\n']).to_owned(),
+    ))
+}
+
+/// Runs `phone export`.
+pub(super) fn export(cfg: &Config, pass: &str, args: &ExportArgs) -> Result<()> {
+    let secrets = load_secrets(cfg, pass)?;
+    let backup_pass = args.backup.read(true)?;
+    if backup_pass.as_str() == pass {
+        eprintln!(
+            "warning: the backup passphrase is the phone's passphrase: whoever learns one opens \
+             both the key file and the backup"
+        );
+    }
+    secrets
+        .export_backup(&args.out, &backup_pass, args.force)
+        .with_context(|| format!("cannot write the backup {}", args.out.display()))?;
+    println!(
+        "exported {} to {} (encrypted under the backup passphrase, mode 0600)",
+        cfg.number_text(),
+        args.out.display()
+    );
+    println!("  identity key  {}", own_fingerprint(cfg, &secrets)?);
+    println!("  wallet        {}", secrets.wallet.address());
+    println!(
+        "It holds the wallet and identity keys: keep it and its passphrase apart. Restore with \
+         `chaincall phone import --in {}`.",
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Runs `phone import`: the backup's secrets, re-sealed under the phone's passphrase.
+pub(super) fn import(cfg: &mut Config, pass: &str, args: &ImportArgs) -> Result<()> {
+    let backup_pass = args.backup.read(false)?;
+    let restored = PhoneSecrets::import_backup(&args.input, &backup_pass)
+        .with_context(|| format!("cannot restore the backup {}", args.input.display()))?;
+    let number = chaincall_identity::PhoneNumber::parse(&restored.number).ok();
+    if let (Some(configured), Some(backed_up)) = (&cfg.number, &number)
+        && configured != backed_up
+    {
+        bail!(
+            "{} holds the keys of {backed_up}, but the config's number is {configured} ({})",
+            args.input.display(),
+            cfg.path.display()
+        );
+    }
+    let key_file = cfg.key_file.clone();
+    let replacing = key_file.exists();
+    if replacing && !args.force {
+        // Replacing the very same identity (say, to undo a broken edit) is harmless; replacing
+        // another would lose its keys, so it needs --force.
+        match PhoneSecrets::load(&key_file, pass) {
+            Ok(existing)
+                if existing.identity.public() == restored.identity.public()
+                    && existing.wallet.address() == restored.wallet.address() => {}
+            Ok(existing) => bail!(
+                "{} holds another identity (key {}, wallet {}) than the backup (key {}, wallet \
+                 {}): refusing to overwrite it; move it away or give --force",
+                key_file.display(),
+                existing.identity.public().fingerprint(),
+                existing.wallet.address(),
+                restored.identity.public().fingerprint(),
+                restored.wallet.address()
+            ),
+            Err(e) => bail!(
+                "{} exists and cannot be opened with the phone's passphrase ({e}): refusing to \
+                 overwrite it; move it away or give --force",
+                key_file.display()
+            ),
+        }
+    }
+    if let Some(dir) = key_file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    restored
+        .save(&key_file, pass, replacing)
+        .with_context(|| format!("cannot write {}", key_file.display()))?;
+    if cfg.number.is_none()
+        && let Some(n) = number
+    {
+        cfg.store_number(n)?;
+    }
+    println!(
+        "imported {} into {} (sealed under the phone's passphrase, mode 0600)",
+        if restored.number.is_empty() {
+            "a phone without a number"
+        } else {
+            &restored.number
+        },
+        key_file.display()
+    );
+    println!("  identity key  {}", own_fingerprint(cfg, &restored)?);
+    println!("  wallet        {}", restored.wallet.address());
+    if restored.pending_rotation().is_some() {
+        println!("  a key rotation was under way; the next phone command finishes it");
+    }
+    Ok(())
+}
+
+/// The phone's 30-digit fingerprint (docs/safety-numbers.md), or the short key fingerprint
+/// before the phone has a number.
+fn own_fingerprint(cfg: &Config, secrets: &PhoneSecrets) -> Result<String> {
+    Ok(match &cfg.number {
+        Some(n) => Fingerprint::new(&IdentityName::Phone(n.clone()), &secrets.identity.public())
+            .to_string(),
+        None => secrets.identity.public().fingerprint(),
+    })
+}
+
+/// Runs `phone rotate`.
+pub(super) async fn rotate(cfg: &mut Config, pass: &str) -> Result<()> {
+    let mut secrets = load_secrets(cfg, pass)?;
+    let name = IdentityName::Phone(cfg.number()?.clone());
+    let chain = cfg.chain().await?;
+    let old = secrets.identity.public();
+    if let Some(next) = secrets.pending_rotation() {
+        eprintln!(
+            "a rotation to key {} was started earlier: finishing it",
+            next.public().fingerprint()
+        );
+    } else {
+        // Checked before anything is written: nothing to undo when the rotation cannot be sent.
+        let entry = own_entry(cfg, &chain, &name).await?;
+        check_rotatable(&entry, &name, &secrets, &old)?;
+        let next = secrets.begin_rotation().public();
+        check_funds(cfg, &chain, &secrets, &name, &next).await?;
+        // The new key is on disk before the transaction leaves: a crash from here on leaves a
+        // rotation the next command settles, never a chain key this phone does not hold.
+        secrets
+            .save(&cfg.key_file, pass, true)
+            .with_context(|| format!("cannot update {}", cfg.key_file.display()))?;
+    }
+    match drive(cfg, &chain, &mut secrets, pass, &name).await? {
+        Settled::Finished { old, tx } => {
+            let new = secrets.identity.public();
+            if let Some(tx) = tx {
+                println!(
+                    "rotated {}: tx {} in block {}, gas {}, from wallet {}",
+                    name.as_str(),
+                    tx.tx_hash,
+                    tx.block_number,
+                    tx.gas_used,
+                    secrets.wallet.address()
+                );
+            } else {
+                println!(
+                    "rotated {} (the chain already held the new key)",
+                    name.as_str()
+                );
+            }
+            println!("  old key       {}", Fingerprint::new(&name, &old));
+            println!("  new key       {}", Fingerprint::new(&name, &new));
+            println!(
+                "Your contacts' phones will show \"key changed by rotation\" for {}, and every \
+                 safety number with you changes: compare the new ones with your contacts. The \
+                 old key was deleted from {}.",
+                name.as_str(),
+                cfg.key_file.display()
+            );
+            Ok(())
+        }
+        Settled::InFlight => bail!(
+            "a transaction from wallet {} is still waiting to be mined; the old key stays in use \
+             and the next phone command finishes the rotation once it is",
+            secrets.wallet.address()
+        ),
+        Settled::Discarded(why) => Err(why),
+    }
+}
+
+/// Settles a rotation an earlier run left pending, before a command uses the keys. Does nothing
+/// (and reads no chain) when none is pending. A rotation that cannot be finished now leaves the
+/// old key in use and says why on stderr; the command then goes on.
+pub(super) async fn settle_pending(cfg: &mut Config, pass: &str) -> Result<()> {
+    if !cfg.key_file.exists() {
+        return Ok(());
+    }
+    let mut secrets = load_secrets(cfg, pass)?;
+    if secrets.pending_rotation().is_none() {
+        return Ok(());
+    }
+    let name = IdentityName::Phone(cfg.number()?.clone());
+    let chain = cfg
+        .chain()
+        .await
+        .context("a key rotation is pending and the chain is needed to settle it")?;
+    match drive(cfg, &chain, &mut secrets, pass, &name).await? {
+        Settled::Finished { old, .. } => eprintln!(
+            "finished the key rotation of {}: now using key {} (was {})",
+            name.as_str(),
+            Fingerprint::new(&name, &secrets.identity.public()),
+            Fingerprint::new(&name, &old)
+        ),
+        Settled::InFlight => eprintln!(
+            "a key rotation of {} is waiting for its transaction from wallet {}; the old key \
+             stays in use until it is mined",
+            name.as_str(),
+            secrets.wallet.address()
+        ),
+        Settled::Discarded(why) => eprintln!("{why:#}; still using the old key"),
+    }
+    Ok(())
+}
+
+/// Where a pending rotation ended up.
+enum Settled {
+    /// The chain holds the new key; the key file now does too, without the old one.
+    Finished {
+        /// The old public key.
+        old: PublicIdentityKey,
+        /// The `rotateKey` this run sent, if it sent one.
+        tx: Option<TxOutcome>,
+    },
+    /// A transaction from the wallet is unmined: nothing decided yet.
+    InFlight,
+    /// The chain refused the rotation; the pending key was dropped and the file saved. Why.
+    Discarded(anyhow::Error),
+}
+
+/// Brings a pending rotation to an end where the chain allows it: finishes it when the new key is
+/// approved, sends `rotateKey` when the old key is still approved and nothing is in flight.
+async fn drive(
+    cfg: &mut Config,
+    chain: &RpcChain,
+    secrets: &mut PhoneSecrets,
+    pass: &str,
+    name: &IdentityName,
+) -> Result<Settled> {
+    // Invariant: callers only drive a pending rotation.
+    let next = secrets
+        .pending_rotation()
+        .map(|k| k.public())
+        .ok_or_else(|| anyhow!("no key rotation is pending"))?;
+    let old = secrets.identity.public();
+    let entry = own_entry(cfg, chain, name).await?;
+    let on_chain = entry.approved_key();
+    if on_chain.as_ref() == Some(&next) {
+        return finish(cfg, secrets, pass, None);
+    }
+    // Not the new key: the old one must still be approved, for this wallet, to send rotateKey.
+    if let Err(why) = check_rotatable(&entry, name, secrets, &old) {
+        return discard(cfg, secrets, pass, why);
+    }
+    let wallet = secrets.wallet.address();
+    let provider = chain.provider();
+    let mined = provider
+        .get_transaction_count(wallet)
+        .latest()
+        .await
+        .context("cannot read the wallet's nonce")?;
+    let sent = provider
+        .get_transaction_count(wallet)
+        .pending()
+        .await
+        .context("cannot read the wallet's pending nonce")?;
+    if sent > mined {
+        return Ok(Settled::InFlight);
+    }
+    if let Err(why) = check_funds(cfg, chain, secrets, name, &next).await {
+        return discard(cfg, secrets, pass, why);
+    }
+    let key = next.to_bytes();
+    match chain
+        .rotate_key(
+            cfg.contract,
+            &secrets.wallet,
+            ClientId::of(name),
+            next.tag(),
+            &key,
+        )
+        .await
+    {
+        Ok(tx) => {
+            // Believe the proven state, not the receipt alone, before dropping the old key.
+            let entry = own_entry(cfg, chain, name).await?;
+            if entry.approved_key().as_ref() != Some(&next) {
+                bail!(
+                    "rotateKey was mined (tx {}) but the chain does not show the new key yet; the \
+                     next phone command checks again",
+                    tx.tx_hash
+                );
+            }
+            finish(cfg, secrets, pass, Some(tx))
+        }
+        // Refused before or by the chain: the key never got there, so it may go.
+        Err(e) if e.is_contract_error() || matches!(e, ChainError::InsufficientFunds { .. }) => {
+            discard(
+                cfg,
+                secrets,
+                pass,
+                anyhow!("the chain refused rotateKey: {e}"),
+            )
+        }
+        Err(e) => Err(anyhow!(e).context(
+            "rotateKey may or may not have been sent; the new key is kept in the key file and \
+             the next phone command checks the chain and finishes the rotation",
+        )),
+    }
+}
+
+/// The pending key becomes the identity key; the old key is dropped (zeroized) and the file saved.
+fn finish(
+    cfg: &Config,
+    secrets: &mut PhoneSecrets,
+    pass: &str,
+    tx: Option<TxOutcome>,
+) -> Result<Settled> {
+    let old = secrets
+        .finish_rotation()
+        .ok_or_else(|| anyhow!("no key rotation is pending"))?;
+    secrets
+        .save(&cfg.key_file, pass, true)
+        .with_context(|| format!("cannot update {}", cfg.key_file.display()))?;
+    Ok(Settled::Finished { old, tx })
+}
+
+/// Drops the pending key (it never reached the chain) and saves the file.
+fn discard(
+    cfg: &Config,
+    secrets: &mut PhoneSecrets,
+    pass: &str,
+    why: anyhow::Error,
+) -> Result<Settled> {
+    let dropped = secrets.discard_rotation();
+    secrets
+        .save(&cfg.key_file, pass, true)
+        .with_context(|| format!("cannot update {}", cfg.key_file.display()))?;
+    let what = dropped.map_or(String::new(), |k| format!(" {}", k.fingerprint()));
+    Ok(Settled::Discarded(why.context(format!(
+        "key rotation not done, pending key{what} discarded (run `chaincall phone rotate` again)"
+    ))))
+}
+
+/// The phone's own entry, proven against the config's trusted block.
+async fn own_entry(cfg: &mut Config, chain: &RpcChain, name: &IdentityName) -> Result<ClientEntry> {
+    let trust = cfg.header_trust(chain).await?;
+    let found = get_client_verified(chain, cfg.contract, ClientId::of(name), &trust, None)
+        .await
+        .with_context(|| format!("cannot read {}'s entry from {}", name.as_str(), cfg.rpc_url))?;
+    Ok(found.entry)
+}
+
+/// Refuses a rotation the contract would refuse, with the reason in the user's terms.
+fn check_rotatable(
+    entry: &ClientEntry,
+    name: &IdentityName,
+    secrets: &PhoneSecrets,
+    old: &PublicIdentityKey,
+) -> Result<()> {
+    let who = name.as_str();
+    match entry.status {
+        KeyStatus::Approved => {}
+        KeyStatus::Unknown => {
+            bail!("{who} has no entry in the keystore: onboard first (`chaincall phone onboard`)")
+        }
+        status => bail!(
+            "{who} is {status} in the keystore, not approved: only an approved key can be rotated"
+        ),
+    }
+    let wallet = secrets.wallet.address();
+    if entry.wallet != Some(wallet) {
+        bail!(
+            "{who}'s entry is bound to wallet {}, not to this phone's wallet {wallet}",
+            entry.wallet.map_or("(none)".to_owned(), |w| w.to_string())
+        );
+    }
+    if entry.approved_key().as_ref() != Some(old) {
+        bail!(
+            "the key approved for {who} on chain is not this phone's key ({}): was it rotated \
+             elsewhere? This phone cannot sign for it",
+            old.fingerprint()
+        );
+    }
+    Ok(())
+}
+
+/// Refuses early, naming the wallet and the amount, when the wallet cannot pay for `rotateKey`.
+async fn check_funds(
+    cfg: &Config,
+    chain: &RpcChain,
+    secrets: &PhoneSecrets,
+    name: &IdentityName,
+    next: &PublicIdentityKey,
+) -> Result<()> {
+    let wallet = secrets.wallet.address();
+    let needed = rotation_cost(chain, cfg.contract, wallet, name, next).await?;
+    let balance = chain
+        .balance(wallet)
+        .await
+        .with_context(|| format!("cannot read the balance of wallet {wallet}"))?;
+    if balance < needed {
+        bail!(
+            "wallet {wallet} has {balance} wei, but rotateKey needs about {needed} wei of gas: \
+             send at least {} wei to {wallet} and run `chaincall phone rotate` again",
+            needed - balance
+        );
+    }
+    Ok(())
+}
+
+/// What `rotateKey` costs at most: the gas `RpcChain` would allow (estimate + 20 %) at today's
+/// maximum fee per gas.
+async fn rotation_cost(
+    chain: &RpcChain,
+    contract: Address,
+    wallet: Address,
+    name: &IdentityName,
+    next: &PublicIdentityKey,
+) -> Result<U256> {
+    let input = IKeystore::rotateKeyCall {
+        id: *ClientId::of(name).as_b256(),
+        keyType: next.tag(),
+        key: next.to_bytes().into(),
+    }
+    .abi_encode();
+    let request = TransactionRequest::default()
+        .from(wallet)
+        .to(contract)
+        .input(input.into());
+    let provider = chain.provider();
+    let gas = provider.estimate_gas(request).await.map_err(|e| {
+        match e.as_error_resp().and_then(|p| p.as_revert_data()) {
+            Some(data) => anyhow!(
+                "rotateKey would be refused: {}",
+                ChainError::from_revert_data(&data)
+            ),
+            None => anyhow!("cannot estimate the gas of rotateKey: {e}"),
+        }
+    })?;
+    let fees = provider
+        .estimate_eip1559_fees()
+        .await
+        .context("cannot read the chain's gas price")?;
+    Ok(U256::from(gas + gas / 5) * U256::from(fees.max_fee_per_gas))
+}
