@@ -523,6 +523,29 @@ fn phone_rotate_puts_a_new_key_on_chain_from_the_phones_wallet_and_registers_wit
     // sipd finds the new key: the TLS-PSK handshake and REGISTER work with it.
     let out = ok(phone(&alice).arg("register"));
     assert!(out.contains(&format!("registered {ALICE}")), "{out}");
+
+    // An unreachable node and an entry that is no longer approved are refused with the reason,
+    // and leave the key file as it was.
+    let config = alice.join("phone.toml");
+    let good = std::fs::read_to_string(&config).unwrap();
+    let dead = format!("http://127.0.0.1:{}", chaincall_testkit::free_tcp_port());
+    std::fs::write(&config, good.replace(&net.rpc, &dead)).unwrap();
+    let key_bytes = std::fs::read(alice.join("phone.key")).unwrap();
+    let out = failing(phone(&alice).arg("rotate"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot reach the chain node"), "{stderr}");
+    std::fs::write(&config, good).unwrap();
+    ok(chaincall()
+        .args(["keystore", "revoke", "--rpc", &net.rpc])
+        .args(["--contract", &net.contract, "--phone", ALICE, "--key-file"])
+        .arg(net.path("operator.key")));
+    let out = failing(phone(&alice).arg("rotate"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("revoked in the keystore, not approved"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(alice.join("phone.key")).unwrap(), key_bytes);
 }
 
 #[test]
