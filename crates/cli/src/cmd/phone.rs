@@ -2,7 +2,8 @@
 //!
 //! `init` makes the keys, `onboard` runs the paper's Fig. 2 flow against the wallet server,
 //! `register` checks the SIP account, `call` places one end-to-end encrypted call, `listen`
-//! answers calls and `hangup` ends the calls of a running `call` or `listen`. Settings come from a
+//! answers calls and `hangup` ends the calls of a running `call` or `listen`; `rotate`, `export`
+//! and `import` manage the phone's own keys (`phone_keys.rs`). Settings come from a
 //! TOML file (`crates/phone/phone.example.toml`); the key file's passphrase from
 //! `--passphrase-file` or `CHAINCALL_PASSPHRASE`, and it is never logged or echoed. Reports go to
 //! stdout (text, or JSON with `--json` / one JSON line per call for `listen`); logs and prompts to
@@ -54,6 +55,13 @@ source you trust when you can.
 Contacts: `contact show NUMBER` proves the contact's key on chain and prints its fingerprint and the
 safety number of the pair; read it aloud with the contact (or compare screens): equal numbers mean
 neither side's key was swapped (docs/safety-numbers.md).
+
+Keys: `rotate` puts a new identity key on chain (rotateKey from the phone's funded wallet); the
+new key is stored as a pending rotation before the transaction is sent, and any later command
+finishes an interrupted rotation. Contacts then see \"key changed by rotation\" and every safety
+number with you changes. `export --out FILE` writes an encrypted backup of the key file under a
+separate backup passphrase (--backup-passphrase-file FILE, CHAINCALL_BACKUP_PASSPHRASE, or typed at
+the terminal); `import --in FILE` restores it under the phone's passphrase (docs/phone-keys.md).
 
 Hanging up: `call` hangs up after --seconds, at Ctrl-C, when the callee hangs up, or when
 `chaincall phone hangup` asks it to from another terminal; `listen` hangs its calls up at Ctrl-C
