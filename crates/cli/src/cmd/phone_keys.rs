@@ -153,7 +153,7 @@ pub(super) fn export(cfg: &Config, pass: &str, args: &ExportArgs) -> Result<()> 
         cfg.number_text(),
         args.out.display()
     );
-    println!("  identity key  {}", own_fingerprint(cfg, &secrets)?);
+    println!("  identity key  {}", own_fingerprint(cfg, &secrets));
     println!("  wallet        {}", secrets.wallet.address());
     println!(
         "It holds the wallet and identity keys: keep it and its passphrase apart. Restore with \
@@ -169,12 +169,12 @@ pub(super) fn import(cfg: &mut Config, pass: &str, args: &ImportArgs) -> Result<
     let restored = PhoneSecrets::import_backup(&args.input, &backup_pass)
         .with_context(|| format!("cannot restore the backup {}", args.input.display()))?;
     let number = chaincall_identity::PhoneNumber::parse(&restored.number).ok();
-    if let (Some(configured), Some(backed_up)) = (&cfg.number, &number)
-        && configured != backed_up
-    {
+    if cfg.number.is_some() && restored.number != cfg.number_text() {
         bail!(
-            "{} holds the keys of {backed_up}, but the config's number is {configured} ({})",
+            "{} holds the keys of {:?}, but the config's number is {} ({})",
             args.input.display(),
+            restored.number,
+            cfg.number_text(),
             cfg.path.display()
         );
     }
@@ -223,7 +223,7 @@ pub(super) fn import(cfg: &mut Config, pass: &str, args: &ImportArgs) -> Result<
         },
         key_file.display()
     );
-    println!("  identity key  {}", own_fingerprint(cfg, &restored)?);
+    println!("  identity key  {}", own_fingerprint(cfg, &restored));
     println!("  wallet        {}", restored.wallet.address());
     if restored.pending_rotation().is_some() {
         println!("  a key rotation was under way; the next phone command finishes it");
@@ -233,12 +233,12 @@ pub(super) fn import(cfg: &mut Config, pass: &str, args: &ImportArgs) -> Result<
 
 /// The phone's 30-digit fingerprint (docs/safety-numbers.md), or the short key fingerprint
 /// before the phone has a number.
-fn own_fingerprint(cfg: &Config, secrets: &PhoneSecrets) -> Result<String> {
-    Ok(match &cfg.number {
+fn own_fingerprint(cfg: &Config, secrets: &PhoneSecrets) -> String {
+    match &cfg.number {
         Some(n) => Fingerprint::new(&IdentityName::Phone(n.clone()), &secrets.identity.public())
             .to_string(),
         None => secrets.identity.public().fingerprint(),
-    })
+    }
 }
 
 /// Runs `phone rotate`.
@@ -287,7 +287,8 @@ pub(super) async fn rotate(cfg: &mut Config, pass: &str) -> Result<()> {
             println!(
                 "Your contacts' phones will show \"key changed by rotation\" for {}, and every \
                  safety number with you changes: compare the new ones with your contacts. The \
-                 old key was deleted from {}.",
+                 old key was deleted from {}; backups made before now hold it: run `chaincall \
+                 phone export` again.",
                 name.as_str(),
                 cfg.key_file.display()
             );
