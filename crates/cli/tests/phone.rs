@@ -450,6 +450,31 @@ impl Net {
     }
 }
 
+/// Stores a pending rotation in the key file at `home`, as `phone rotate` does before it sends
+/// rotateKey (what a crash right after leaves): the keys and the next public key.
+fn stage_pending_rotation(
+    home: &Path,
+) -> (
+    chaincall_phone::PhoneSecrets,
+    chaincall_identity::PublicIdentityKey,
+) {
+    let mut secrets = keys_of(home);
+    let next = secrets.begin_rotation().public();
+    secrets
+        .save(&home.join("phone.key"), PASSPHRASE, true)
+        .unwrap();
+    (secrets, next)
+}
+
+/// `phone register` succeeds after saying `note` on stderr (how it settled a pending rotation).
+fn register_settling(home: &Path, note: &str) {
+    let out = phone(home).arg("register").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(note), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("registered {ALICE}")));
+}
+
 fn hex_key(key: &chaincall_identity::IdentityKey) -> String {
     hex::encode(key.public().to_bytes())
 }
@@ -555,25 +580,17 @@ fn an_interrupted_rotation_is_finished_by_the_next_phone_command() {
     let key_file = alice.join("phone.key");
 
     // Crash after the pending key was stored, before rotateKey left: `register` sends it.
-    let mut secrets = keys_of(&alice);
-    let old = hex_key(&secrets.identity);
-    let next = hex_key(secrets.begin_rotation());
-    secrets.save(&key_file, PASSPHRASE, true).unwrap();
+    let (secrets, next) = stage_pending_rotation(&alice);
+    let (old, next) = (hex_key(&secrets.identity), hex::encode(next.to_bytes()));
     assert_eq!(net.chain_key(ALICE), old);
-    let out = phone(&alice).arg("register").output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("finished the key rotation"), "{stderr}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("registered"));
+    register_settling(&alice, "finished the key rotation");
     assert_eq!(net.chain_key(ALICE), next);
     let secrets = keys_of(&alice);
     assert_eq!(hex_key(&secrets.identity), next);
     assert!(secrets.pending_rotation().is_none());
 
     // Crash after rotateKey was mined, before the key file was updated: `rotate` only finishes.
-    let mut secrets = keys_of(&alice);
-    let next = secrets.begin_rotation().public();
-    secrets.save(&key_file, PASSPHRASE, true).unwrap();
+    let (secrets, next) = stage_pending_rotation(&alice);
     let (rt, chain) = net.chain();
     rt.block_on(chaincall_chain::KeystoreChain::rotate_key(
         &chain,
@@ -621,6 +638,90 @@ fn an_interrupted_rotation_is_finished_by_the_next_phone_command() {
         "key file untouched"
     );
     assert_eq!(net.chain_key(ALICE), hex::encode(next.to_bytes()));
+}
+
+#[test]
+fn a_rotation_waiting_to_be_mined_keeps_the_old_key_in_use_until_it_is() {
+    use alloy::providers::Provider as _;
+    use alloy::sol_types::SolCall as _;
+    let Some(net) = network() else { return };
+    let alice = net.onboarded_phone("alice", ALICE);
+    let (secrets, next) = stage_pending_rotation(&alice);
+    let old = hex_key(&secrets.identity);
+
+    // rotateKey sent but not mined (the node stops mining): what a crash during the wait leaves.
+    let (rt, chain) = net.chain();
+    let provider = chain.provider();
+    rt.block_on(async {
+        let _: serde_json::Value = provider
+            .raw_request("evm_setAutomine".into(), (false,))
+            .await
+            .unwrap();
+        let wallet = secrets.wallet.address();
+        let fees = provider.estimate_eip1559_fees().await.unwrap();
+        let name = chaincall_identity::IdentityName::parse(ALICE).unwrap();
+        let input = chaincall_chain::contract::IKeystore::rotateKeyCall {
+            id: *chaincall_chain::ClientId::of(&name).as_b256(),
+            keyType: next.tag(),
+            key: next.to_bytes().into(),
+        }
+        .abi_encode();
+        let contract: alloy::primitives::Address = net.contract.parse().unwrap();
+        // The gas RpcChain would allow (estimate + 20 %): the wallet holds little more.
+        let request = alloy::rpc::types::TransactionRequest::default()
+            .from(wallet)
+            .to(contract)
+            .input(input.clone().into());
+        let gas = provider.estimate_gas(request).await.unwrap();
+        let tx = alloy::consensus::TxEip1559 {
+            chain_id: provider.get_chain_id().await.unwrap(),
+            nonce: provider.get_transaction_count(wallet).await.unwrap(),
+            gas_limit: gas + gas / 5,
+            max_fee_per_gas: fees.max_fee_per_gas,
+            max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
+            to: alloy::primitives::TxKind::Call(contract),
+            value: alloy::primitives::U256::ZERO,
+            access_list: Default::default(),
+            input: input.into(),
+        };
+        let signed = chaincall_chain::sign_eip1559(&secrets.wallet, tx).unwrap();
+        use alloy::eips::Encodable2718 as _;
+        let _ = provider
+            .send_raw_transaction(&signed.encoded_2718())
+            .await
+            .unwrap();
+    });
+
+    // The next command waits for it and works with the old key, which the chain still approves.
+    register_settling(&alice, "waiting for its transaction");
+    assert_eq!(net.chain_key(ALICE), old);
+    let waiting = keys_of(&alice);
+    assert_eq!(hex_key(&waiting.identity), old);
+    assert_eq!(
+        waiting.pending_rotation().map(|k| k.public()),
+        Some(next.clone())
+    );
+    // `rotate` does not send a second transaction meanwhile.
+    let out = failing(phone(&alice).arg("rotate"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("still waiting to be mined"), "{stderr}");
+
+    // Once mined, the next command finishes the rotation and drops the old key.
+    rt.block_on(async {
+        let _: serde_json::Value = provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    });
+    let out = phone(&alice)
+        .args(["export", "--out", "after.backup"])
+        .env("CHAINCALL_BACKUP_PASSPHRASE", "another long phrase")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("finished the key rotation"), "{stderr}");
+    assert_eq!(net.chain_key(ALICE), hex::encode(next.to_bytes()));
+    let done = keys_of(&alice);
+    assert_eq!(done.identity.public(), next);
+    assert!(done.pending_rotation().is_none());
 }
 
 #[test]
