@@ -160,6 +160,13 @@ enum PhoneCommand {
         #[command(subcommand)]
         command: contact::ContactCommand,
     },
+    /// Every stored contact: fingerprint, safety number, pinned since, last verified, verified in
+    /// person, last key change (the same as `contact list`).
+    Contacts {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The `[sip]` table.
@@ -215,6 +222,8 @@ struct FileConfig {
     keylog: Option<PathBuf>,
     #[serde(default = "default_control_socket")]
     control_socket: PathBuf,
+    #[serde(default = "default_contacts_file")]
+    contacts_file: PathBuf,
     sip: SipSection,
 }
 
@@ -239,6 +248,9 @@ fn default_record_dir() -> PathBuf {
 fn default_control_socket() -> PathBuf {
     "phone.sock".into()
 }
+fn default_contacts_file() -> PathBuf {
+    "contacts.json".into()
+}
 
 /// The configuration, checked, with paths resolved against the file's folder.
 #[derive(Debug)]
@@ -261,6 +273,8 @@ struct Config {
     record_dir: PathBuf,
     keylog: Option<PathBuf>,
     control_socket: PathBuf,
+    /// The contacts store: persisted key pins (`contact::store`).
+    contacts_file: PathBuf,
     sip_addr: String,
     sip_domain: String,
     sip_identity: IdentityName,
@@ -350,6 +364,7 @@ impl Config {
             record_dir: resolve(f.record_dir),
             keylog: f.keylog.map(resolve),
             control_socket: resolve(f.control_socket),
+            contacts_file: resolve(f.contacts_file),
             sip_addr: f.sip.addr,
             sip_domain: f.sip.domain,
             sip_identity,
@@ -583,6 +598,10 @@ async fn run_async(args: PhoneArgs) -> Result<()> {
             let secrets = load_secrets(&cfg, &pass()?)?;
             contact::run(&mut cfg, &secrets, command).await
         }
+        PhoneCommand::Contacts { json } => {
+            let secrets = load_secrets(&cfg, &pass()?)?;
+            contact::run(&mut cfg, &secrets, contact::ContactCommand::List { json }).await
+        }
     }
 }
 
@@ -790,7 +809,8 @@ async fn start_phone(
         audio: Arc::new(audio),
         register_expires: cfg.register_expires,
     };
-    let lookup = KeyLookup::new(chain, cfg.contract, Some(trust));
+    let lookup =
+        KeyLookup::new(chain, cfg.contract, Some(trust)).with_contacts(contact::store(cfg));
     Phone::connect(phone_cfg, lookup).await.with_context(|| {
         format!(
             "cannot connect to the SIP server {} ({} {})",
@@ -899,13 +919,14 @@ async fn call_inner(
             ev = events.recv() => match ev {
                 None => bail!("call to {target}: the signalling connection closed"),
                 Some(PhoneEvent::Refused { reason, .. }) => bail!("call to {target}: {reason}"),
-                Some(PhoneEvent::CallUp { mode, verified_peer, .. }) => {
+                Some(PhoneEvent::CallUp { mode, verified_peer, safety_number, verified_in_person, .. }) => {
                     eprintln!(
-                        "call {call_id} to {target} up ({}, {}); hangs up in {seconds} s, at \
+                        "call {call_id} to {target} up ({}, {}{}); hangs up in {seconds} s, at \
                          Ctrl-C or at `chaincall phone hangup`",
                         mode.name(),
                         verified_peer.map_or("encrypted, key not verified on chain".to_owned(),
-                            |p| format!("callee verified on chain as {}", p.as_str()))
+                            |p| format!("callee verified on chain as {}", p.as_str())),
+                        contact::up_note(safety_number.as_ref(), verified_in_person)
                     );
                     break;
                 }
@@ -1048,13 +1069,14 @@ async fn listen_inner(
                         ask(phone.clone(), call_id, from);
                     }
                 }
-                Some(PhoneEvent::CallUp { call_id, peer, mode, verified_peer }) => {
+                Some(PhoneEvent::CallUp { call_id, peer, mode, verified_peer, safety_number, verified_in_person }) => {
                     eprintln!(
-                        "call {call_id} from {} up ({}, {})",
+                        "call {call_id} from {} up ({}, {}{})",
                         for_terminal(&peer),
                         mode.name(),
                         verified_peer.map_or("encrypted, key not verified on chain".to_owned(),
-                            |p| format!("caller verified on chain as {}", p.as_str()))
+                            |p| format!("caller verified on chain as {}", p.as_str())),
+                        contact::up_note(safety_number.as_ref(), verified_in_person)
                     );
                     active.push(call_id);
                 }
@@ -1175,7 +1197,7 @@ fn protection(r: &CallReport) -> String {
 }
 
 fn report_json(cfg: &Config, r: &CallReport, recording: &Path) -> serde_json::Value {
-    json!({
+    let mut report = json!({
         "call_id": r.call_id,
         "number": cfg.number_text(),
         "peer": r.peer,
@@ -1197,7 +1219,9 @@ fn report_json(cfg: &Config, r: &CallReport, recording: &Path) -> serde_json::Va
         "recording": recording.display().to_string(),
         "recorded_samples": r.recorded.len(),
         "recorded_seconds": r.recorded.len() as f64 / 8000.0,
-    })
+    });
+    contact::add_call_trust(&mut report, r);
+    report
 }
 
 fn print_report(r: &CallReport, recording: &Path) {
@@ -1237,6 +1261,7 @@ fn print_report(r: &CallReport, recording: &Path) {
         recording.display(),
         r.recorded.len() as f64 / 8000.0
     );
+    contact::print_call_trust(r);
 }
 
 #[cfg(test)]
