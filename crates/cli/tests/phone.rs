@@ -316,6 +316,20 @@ fn phone(home: &Path) -> Command {
     cmd
 }
 
+/// `phone listen ARGS` in a phone's folder (passphrase from the environment), once it prints
+/// `ready`.
+fn listening(home: &Path, args: &[&str], ready: &str) -> Service {
+    let mut listener = Service::spawn(
+        chaincall()
+            .current_dir(home)
+            .env("CHAINCALL_PASSPHRASE", PASSPHRASE)
+            .args(["phone", "--config", "phone.toml", "listen"])
+            .args(args),
+    );
+    listener.wait_for(ready, Duration::from_secs(60));
+    listener
+}
+
 /// Operator-assigned numbers around the tests' ALICE, BOB and NOBODY.
 const ASSIGNED: &str = r#"[numbers]
 verifier = "assigned"
@@ -476,13 +490,7 @@ fn two_onboarded_phones_call_over_tls_psk_and_record_the_audio() {
     );
 
     // Bob answers one call; his passphrase comes from the environment this time.
-    let mut listener = Service::spawn(
-        chaincall()
-            .current_dir(&bob)
-            .env("CHAINCALL_PASSPHRASE", PASSPHRASE)
-            .args(["phone", "--config", "phone.toml", "listen", "--count", "1"]),
-    );
-    listener.wait_for("listening", Duration::from_secs(60));
+    let listener = listening(&bob, &["--count", "1"], "listening");
 
     let out = ok(phone(&alice).args(["call", BOB, "--seconds", "1", "--json"]));
     let a = json_line(&out.lines().map(str::to_owned).collect::<Vec<_>>());
@@ -521,13 +529,7 @@ fn two_onboarded_phones_call_over_tls_psk_and_record_the_audio() {
             .args(["phone", "--config", "phone.toml", "hangup"]);
         cmd
     };
-    let mut listener = Service::spawn(
-        chaincall()
-            .current_dir(&bob)
-            .env("CHAINCALL_PASSPHRASE", PASSPHRASE)
-            .args(["phone", "--config", "phone.toml", "listen", "--count", "2"]),
-    );
-    listener.wait_for("listening", Duration::from_secs(60));
+    let listener = listening(&bob, &["--count", "2"], "listening");
     let out = failing(&mut hangup(&bob));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no call in progress"), "{err}");
@@ -563,21 +565,7 @@ fn two_onboarded_phones_call_over_tls_psk_and_record_the_audio() {
     assert!(err.contains("no running"), "{err}");
 
     // Bob declines: alice's call fails with the SIP reason, and bob's line says so.
-    let mut listener = Service::spawn(
-        chaincall()
-            .current_dir(&bob)
-            .env("CHAINCALL_PASSPHRASE", PASSPHRASE)
-            .args([
-                "phone",
-                "--config",
-                "phone.toml",
-                "listen",
-                "--count",
-                "1",
-                "--reject",
-            ]),
-    );
-    listener.wait_for("declining every call", Duration::from_secs(60));
+    let listener = listening(&bob, &["--count", "1", "--reject"], "declining every call");
     let out = failing(phone(&alice).args(["call", BOB, "--seconds", "1"]));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(BOB) && err.contains("603 Decline"), "{err}");
@@ -901,13 +889,7 @@ fn key_changes_between_two_calls_are_reported_or_refused_and_persist_in_contacts
     let bob = net.onboarded_phone("bob", BOB);
     // One call from alice to bob (bob answers one call); alice's JSON report.
     let call_bob = || -> serde_json::Value {
-        let mut listener = Service::spawn(
-            chaincall()
-                .current_dir(&bob)
-                .env("CHAINCALL_PASSPHRASE", PASSPHRASE)
-                .args(["phone", "--config", "phone.toml", "listen", "--count", "1"]),
-        );
-        listener.wait_for("listening", Duration::from_secs(60));
+        let listener = listening(&bob, &["--count", "1"], "listening");
         let out = ok(phone(&alice).args(["call", BOB, "--seconds", "1", "--json"]));
         let b = json_line(&listener.finish(Duration::from_secs(30)));
         let a = json_line(&out.lines().map(str::to_owned).collect::<Vec<_>>());
