@@ -875,6 +875,26 @@ fn both_phones_show_the_same_safety_number_until_a_key_rotates() {
     assert_ne!(after["safety_number"], number.as_str());
     assert_eq!(after["own"], bob_seen_by_alice["own"]);
     assert_eq!(get_fingerprint(BOB), after["fingerprint"]);
+
+    // Alice compares the new safety number with bob and accepts the change: the pin moves, the
+    // acceptance is in the history, and the new key is the one verified in person.
+    let out = ok(phone(&alice).args(["contact", "verify", BOB, "--yes"]));
+    assert!(
+        out.contains("accepted") && out.contains("marked verified in person"),
+        "{out}"
+    );
+    let accepted = show(&alice, BOB);
+    assert_eq!(accepted["pinned"], true, "{accepted}");
+    assert_eq!(accepted["verified_in_person"], true, "{accepted}");
+    assert_eq!(accepted["safety_number"], after["safety_number"]);
+    assert_eq!(
+        accepted["history"][0]["kind"], "accepted-by-user",
+        "{accepted}"
+    );
+    assert_eq!(
+        accepted["history"][0]["old_fingerprint"],
+        bob_seen_by_alice["fingerprint"]
+    );
 }
 
 /// Key continuity across `phone call` processes (issue 14, item 2): the first call pins bob's key
