@@ -1307,3 +1307,73 @@ async fn a_rotation_whose_state_is_pruned_is_left_to_the_user() {
     );
     assert_eq!(lookups.pins().pinned_key(&bob_name), Some(&old));
 }
+
+/// A phone without a header trust still checks the node's word against its pins: a rotation the
+/// contract's events record moves the pin; a different key with no event (a node lying about
+/// state) is refused and the pin stays. And pins exported (`pins().pin`, `seen`) and restored into
+/// a fresh lookup (a new process) keep their decisions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn unproven_answers_are_checked_against_restored_pins_and_the_events() {
+    let chain = EmbeddedChain::default();
+    let s = setup(&chain).await;
+    let bob_name = name("+15551230017");
+    let bob = ClientId::of(&bob_name);
+    let wallet = dev_signer(1);
+    let old = IdentityKey::generate().public();
+    s.add(&wallet, bob, &old).await;
+    s.approve(bob).await;
+    let mut first = PinnedLookup::new(s.contract);
+    first
+        .lookup(&chain, &s.trust, &bob_name, None)
+        .await
+        .unwrap();
+
+    // A new process: the pin and the last lookup restored from what the first one exported.
+    let mut lookups = PinnedLookup::new(s.contract);
+    lookups.restore(
+        &bob_name,
+        first.pins().pin(&bob_name).unwrap().clone(),
+        first.seen(&bob_name),
+    );
+    assert_eq!(lookups.pins().pinned_key(&bob_name), Some(&old));
+    let new = IdentityKey::generate().public();
+    let rotated_in = chain
+        .rotate_key(s.contract, &wallet, bob, new.tag(), &new.to_bytes())
+        .await
+        .unwrap()
+        .block_number;
+    let entry = chain.get_client(s.contract, bob).await.unwrap();
+    let tip = chain.block_number().await.unwrap();
+    let (update, changes) = lookups
+        .check_unproven(&chain, &bob_name, &entry, tip)
+        .await
+        .unwrap();
+    assert_eq!(update, PinUpdate::Rotated { old: old.clone() });
+    assert_eq!(
+        changes,
+        vec![RecordedChange::Rotated {
+            block: rotated_in,
+            new_key: new.clone(),
+        }]
+    );
+    assert_eq!(lookups.pins().pinned_key(&bob_name), Some(&new));
+
+    // The node shows yet another key, with no event: refused, the pin stays.
+    let attacker = IdentityKey::generate().public();
+    let lie = ClientEntry {
+        key: attacker.to_bytes().into(),
+        ..entry
+    };
+    let err = lookups
+        .check_unproven(&chain, &bob_name, &lie, tip)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LookupError::Continuity(ContinuityError::UnrecordedKeyChange { .. })
+        ),
+        "{err}"
+    );
+    assert_eq!(lookups.pins().pinned_key(&bob_name), Some(&new));
+}
