@@ -51,7 +51,10 @@ source you trust when you can.
 
 Contacts: `contact show NUMBER` proves the contact's key on chain and prints its fingerprint and the
 safety number of the pair; read it aloud with the contact (or compare screens): equal numbers mean
-neither side's key was swapped (docs/safety-numbers.md).
+neither side's key was swapped (docs/safety-numbers.md); `contact verify NUMBER` then marks the
+contact verified in person. Every lookup pins the key it sees in the config's `contacts_file`
+(`phone contacts` lists them): a later key must come from a rotation recorded on chain (reported
+with its date and block); any other change is refused.
 
 Hanging up: `call` hangs up after --seconds, at Ctrl-C, when the callee hangs up, or when
 `chaincall phone hangup` asks it to from another terminal; `listen` hangs its calls up at Ctrl-C
@@ -154,8 +157,9 @@ enum PhoneCommand {
         #[arg(long, value_name = "ID")]
         call_id: Option<String>,
     },
-    /// Contacts: `contact show NUMBER` prints a contact's on-chain identity, fingerprint and the
-    /// safety number to compare with theirs (docs/safety-numbers.md).
+    /// Contacts: `contact show NUMBER` prints a contact's on-chain identity, fingerprint, the
+    /// safety number to compare with theirs (docs/safety-numbers.md) and the stored key history;
+    /// `contact list` every stored contact; `contact verify NUMBER` marks one verified in person.
     Contact {
         #[command(subcommand)]
         command: contact::ContactCommand,
