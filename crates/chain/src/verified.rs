@@ -56,7 +56,7 @@ use alloy::providers::{Provider, RootProvider};
 use alloy::rpc::types::EIP1186AccountProofResponse;
 use alloy::transports::http::reqwest::Url;
 use chaincall_identity::continuity::{
-    ContinuityError, Evidence, KeyPins, Observation, PinUpdate, RecordedChange,
+    ContinuityError, Evidence, KeyPins, Observation, Pin as KeyPin, PinUpdate, RecordedChange,
 };
 use chaincall_identity::{IdentityName, KeyStatus, PublicIdentityKey};
 use chaincall_proof::header::{
@@ -760,11 +760,14 @@ impl PinnedEntry {
     }
 }
 
-/// What the last accepted lookup of an identity proved.
+/// What the last accepted lookup of an identity proved (persisted with the pin:
+/// [`PinnedLookup::seen`], [`PinnedLookup::restore`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Seen {
-    block: u64,
-    wallet: Option<Address>,
+pub struct Seen {
+    /// The block it was proven at.
+    pub block: u64,
+    /// The wallet bound to the entry there.
+    pub wallet: Option<Address>,
 }
 
 /// The phone's lookup cache: verified lookups plus key pinning (`KeyPins`).
@@ -807,6 +810,81 @@ impl PinnedLookup {
     /// The pins (to persist them).
     pub fn pins(&self) -> &KeyPins {
         &self.pins
+    }
+
+    /// What the last accepted lookup of `name` proved (to persist it with [`KeyPins::pin`]).
+    pub fn seen(&self, name: &IdentityName) -> Option<Seen> {
+        self.seen.get(name).copied()
+    }
+
+    /// Restores one identity as the phone persisted it: its pin and its last accepted lookup.
+    pub fn restore(&mut self, name: &IdentityName, pin: KeyPin, seen: Option<Seen>) {
+        self.pins.restore(name.clone(), pin);
+        match seen {
+            Some(seen) => self.seen.insert(name.clone(), seen),
+            None => self.seen.remove(name),
+        };
+    }
+
+    /// Checks an answer taken on the provider's word (`entry`, read at or after `block`, with no
+    /// proof) against the pin, with the contract's events as the only record of a change: a
+    /// different key is accepted only when a rotation event after the pin names it. Unproven
+    /// answers never move the pin's block ([`KeyPins::observe`]). Returns the pin's update and the
+    /// recorded changes after the pin, oldest first.
+    pub async fn check_unproven<C: KeystoreChain + ?Sized>(
+        &mut self,
+        chain: &C,
+        name: &IdentityName,
+        entry: &ClientEntry,
+        block: u64,
+    ) -> Result<(PinUpdate, Vec<RecordedChange>), LookupError> {
+        let key = entry.public_key().ok();
+        let pinned = self.pins.pin(name).cloned();
+        let needs_history = match (&pinned, entry.status) {
+            (None, _) => false,
+            (Some(KeyPin::Key { key: pinned, .. }), KeyStatus::Approved) => {
+                key.as_ref() != Some(pinned)
+            }
+            (Some(_), _) => true,
+        };
+        let pin_block = match pinned {
+            Some(KeyPin::Key { block, .. } | KeyPin::Revoked { block }) => Some(block),
+            None => None,
+        };
+        let mut changes = Vec::new();
+        if needs_history {
+            let history = chain
+                .history(self.contract, ClientId::of(name))
+                .await
+                .map_err(LookupError::History)?;
+            changes = history
+                .iter()
+                .filter(|e| pin_block.is_none_or(|p| e.block_number > p) && e.block_number <= block)
+                .filter_map(|e| match &e.change {
+                    Change::Rotated { key_type, key, .. } => {
+                        PublicIdentityKey::from_tagged(*key_type, key)
+                            .ok()
+                            .map(|new_key| RecordedChange::Rotated {
+                                block: e.block_number,
+                                new_key,
+                            })
+                    }
+                    Change::Revoked { .. } => Some(RecordedChange::Revoked {
+                        block: e.block_number,
+                    }),
+                    _ => None,
+                })
+                .collect();
+            changes.sort_by_key(recorded_block);
+        }
+        let observation = Observation {
+            status: entry.status,
+            key,
+            block,
+            evidence: Evidence::Unproven,
+        };
+        let update = self.pins.observe(name, &observation, &changes)?;
+        Ok((update, changes))
     }
 
     /// Looks `name` up at `block` (`None` = latest), verified against `trust`, and checks it against

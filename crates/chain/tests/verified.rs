@@ -46,6 +46,17 @@ async fn setup<K: KeystoreChain>(chain: &K) -> Setup<'_, K> {
     }
 }
 
+/// Asserts that a lookup was refused as a key change with no on-chain record.
+fn assert_unrecorded(err: &LookupError) {
+    assert!(
+        matches!(
+            err,
+            LookupError::Continuity(ContinuityError::UnrecordedKeyChange { .. })
+        ),
+        "{err}"
+    );
+}
+
 fn name(text: &str) -> IdentityName {
     IdentityName::parse(text).expect("valid name")
 }
@@ -77,6 +88,38 @@ impl<K: KeystoreChain> Setup<'_, K> {
         get_client_verified(self.chain, self.contract, id, &self.trust, block)
             .await
             .map(|v| v.entry)
+    }
+
+    /// `wallet` rotates `id` to a fresh key; the key and the rotation's block.
+    async fn rotate(&self, wallet: &PrivateKeySigner, id: ClientId) -> (PublicIdentityKey, u64) {
+        let new = IdentityKey::generate().public();
+        let block = self
+            .chain
+            .rotate_key(self.contract, wallet, id, new.tag(), &new.to_bytes())
+            .await
+            .unwrap()
+            .block_number;
+        (new, block)
+    }
+
+    /// `number`'s entry added by `wallet` with a fresh key and approved, and a lookup cache that
+    /// pinned it: the start of every continuity scenario.
+    async fn pinned(
+        &self,
+        number: &str,
+        wallet: &PrivateKeySigner,
+    ) -> (IdentityName, ClientId, PublicIdentityKey, PinnedLookup) {
+        let name = name(number);
+        let id = ClientId::of(&name);
+        let key = IdentityKey::generate().public();
+        self.add(wallet, id, &key).await;
+        self.approve(id).await;
+        let mut lookups = PinnedLookup::new(self.contract);
+        lookups
+            .lookup(self.chain, &self.trust, &name, None)
+            .await
+            .unwrap();
+        (name, id, key, lookups)
     }
 
     /// A real proof of `id`'s entry at the latest block, and the header it must verify against.
@@ -546,12 +589,7 @@ async fn pins_follow_recorded_rotations_and_revocations<K: KeystoreChain>(chain:
     assert!(again.changes.is_empty());
 
     // A rotation on chain moves the pin and is reported with its block.
-    let new = IdentityKey::generate().public();
-    let rotated_in = chain
-        .rotate_key(s.contract, &wallet, bob, new.tag(), &new.to_bytes())
-        .await
-        .unwrap()
-        .block_number;
+    let (new, rotated_in) = s.rotate(&wallet, bob).await;
     // The trust pins genesis, so the rotation's blocks are only linked to it: a provider could
     // have forged them. The pin stays and the change is left to the user.
     let err = lookups
@@ -720,13 +758,7 @@ async fn a_key_change_without_a_record_is_refused() {
         .lookup(&fork, &f.trust, &bob_name, None)
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            LookupError::Continuity(ContinuityError::UnrecordedKeyChange { .. })
-        ),
-        "{err}"
-    );
+    assert_unrecorded(&err);
     assert_eq!(
         lookups.pins().pinned_key(&bob_name),
         pinned.usable_key().as_ref()
@@ -1200,13 +1232,7 @@ async fn a_fake_rotation_over_a_re_registered_number_is_refused_even_with_truste
         .lookup(&liar, &trusted, &bob_name, None)
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            LookupError::Continuity(ContinuityError::UnrecordedKeyChange { .. })
-        ),
-        "{err}"
-    );
+    assert_unrecorded(&err);
     assert_eq!(lookups.pins().pinned_key(&bob_name), Some(&old));
 }
 
@@ -1216,17 +1242,8 @@ async fn a_fake_rotation_over_a_re_registered_number_is_refused_even_with_truste
 async fn the_user_accepts_an_unconfirmed_key_change_explicitly() {
     let chain = EmbeddedChain::default();
     let s = setup(&chain).await;
-    let bob_name = name("+15551230015");
-    let bob = ClientId::of(&bob_name);
     let wallet = dev_signer(1);
-    let old = IdentityKey::generate().public();
-    s.add(&wallet, bob, &old).await;
-    s.approve(bob).await;
-    let mut lookups = PinnedLookup::new(s.contract);
-    lookups
-        .lookup(&chain, &s.trust, &bob_name, None)
-        .await
-        .unwrap();
+    let (bob_name, bob, old, mut lookups) = s.pinned("+15551230015", &wallet).await;
     let new = IdentityKey::generate().public();
     chain
         .rotate_key(s.contract, &wallet, bob, new.tag(), &new.to_bytes())
@@ -1267,23 +1284,9 @@ async fn a_rotation_whose_state_is_pruned_is_left_to_the_user() {
         ..Default::default()
     });
     let s = setup(&chain).await;
-    let bob_name = name("+15551230016");
-    let bob = ClientId::of(&bob_name);
     let wallet = dev_signer(1);
-    let old = IdentityKey::generate().public();
-    s.add(&wallet, bob, &old).await;
-    s.approve(bob).await;
-    let mut lookups = PinnedLookup::new(s.contract);
-    lookups
-        .lookup(&chain, &s.trust, &bob_name, None)
-        .await
-        .unwrap();
-    let new = IdentityKey::generate().public();
-    let rotated_in = chain
-        .rotate_key(s.contract, &wallet, bob, new.tag(), &new.to_bytes())
-        .await
-        .unwrap()
-        .block_number;
+    let (bob_name, bob, old, mut lookups) = s.pinned("+15551230016", &wallet).await;
+    let (_, rotated_in) = s.rotate(&wallet, bob).await;
     for _ in 0..3 {
         chain
             .transfer(&dev_signer(3), Address::repeat_byte(9), U256::from(1u8))
@@ -1306,4 +1309,54 @@ async fn a_rotation_whose_state_is_pruned_is_left_to_the_user() {
         change.reason
     );
     assert_eq!(lookups.pins().pinned_key(&bob_name), Some(&old));
+}
+
+/// A phone without a header trust still checks the node's word against its pins: a rotation the
+/// contract's events record moves the pin; a different key with no event (a node lying about
+/// state) is refused and the pin stays. And pins exported (`pins().pin`, `seen`) and restored into
+/// a fresh lookup (a new process) keep their decisions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn unproven_answers_are_checked_against_restored_pins_and_the_events() {
+    let chain = EmbeddedChain::default();
+    let s = setup(&chain).await;
+    let wallet = dev_signer(1);
+    let (bob_name, bob, old, first) = s.pinned("+15551230017", &wallet).await;
+
+    // A new process: the pin and the last lookup restored from what the first one exported.
+    let mut lookups = PinnedLookup::new(s.contract);
+    lookups.restore(
+        &bob_name,
+        first.pins().pin(&bob_name).unwrap().clone(),
+        first.seen(&bob_name),
+    );
+    assert_eq!(lookups.pins().pinned_key(&bob_name), Some(&old));
+    let (new, rotated_in) = s.rotate(&wallet, bob).await;
+    let entry = chain.get_client(s.contract, bob).await.unwrap();
+    let tip = chain.block_number().await.unwrap();
+    let (update, changes) = lookups
+        .check_unproven(&chain, &bob_name, &entry, tip)
+        .await
+        .unwrap();
+    assert_eq!(update, PinUpdate::Rotated { old: old.clone() });
+    assert_eq!(
+        changes,
+        vec![RecordedChange::Rotated {
+            block: rotated_in,
+            new_key: new.clone(),
+        }]
+    );
+    assert_eq!(lookups.pins().pinned_key(&bob_name), Some(&new));
+
+    // The node shows yet another key, with no event: refused, the pin stays.
+    let attacker = IdentityKey::generate().public();
+    let lie = ClientEntry {
+        key: attacker.to_bytes().into(),
+        ..entry
+    };
+    let err = lookups
+        .check_unproven(&chain, &bob_name, &lie, tip)
+        .await
+        .unwrap_err();
+    assert_unrecorded(&err);
+    assert_eq!(lookups.pins().pinned_key(&bob_name), Some(&new));
 }

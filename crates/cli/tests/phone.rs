@@ -239,6 +239,54 @@ register_expires = 600
     }
 }
 
+impl Net {
+    /// Rotates `number`'s on-chain key to `new_key` with the wallet in the phone's key file at
+    /// `home` (the `keystore rotate` a user runs); returns the rotation's block.
+    fn rotate_key(
+        &self,
+        home: &Path,
+        number: &str,
+        new_key: &chaincall_identity::PublicIdentityKey,
+    ) -> u64 {
+        let secrets =
+            chaincall_phone::PhoneSecrets::load(&home.join("phone.key"), PASSPHRASE).unwrap();
+        let wallet_file = home.join("wallet.key");
+        write_private(&wallet_file, &hex::encode(secrets.wallet.to_bytes()));
+        let out = ok(chaincall()
+            .args(["keystore", "rotate", "--rpc", &self.rpc])
+            .args(["--contract", &self.contract, "--phone", number])
+            .args([
+                "--public-key",
+                &hex::encode(new_key.to_bytes()),
+                "--key-file",
+            ])
+            .arg(&wallet_file));
+        let block = out
+            .split("in block ")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.trim().parse().ok());
+        block.unwrap_or_else(|| panic!("no block in {out:?}"))
+    }
+
+    /// A JSON-RPC call to the test's anvil node.
+    fn rpc(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        use alloy::providers::{Provider, RootProvider};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let provider =
+                RootProvider::<alloy::network::Ethereum>::new_http(self.rpc.parse().unwrap());
+            provider
+                .raw_request::<_, serde_json::Value>(method.to_owned().into(), params)
+                .await
+                .unwrap_or_else(|e| panic!("{method}: {e}"))
+        })
+    }
+}
+
 /// Writes a secret file as a careful user would: mode 0600.
 fn write_private(path: &Path, text: &str) {
     chaincall_identity::write_secret_file(
@@ -266,6 +314,20 @@ fn phone(home: &Path) -> Command {
         "passphrase",
     ]);
     cmd
+}
+
+/// `phone listen ARGS` in a phone's folder (passphrase from the environment), once it prints
+/// `ready`.
+fn listening(home: &Path, args: &[&str], ready: &str) -> Service {
+    let mut listener = Service::spawn(
+        chaincall()
+            .current_dir(home)
+            .env("CHAINCALL_PASSPHRASE", PASSPHRASE)
+            .args(["phone", "--config", "phone.toml", "listen"])
+            .args(args),
+    );
+    listener.wait_for(ready, Duration::from_secs(60));
+    listener
 }
 
 /// Operator-assigned numbers around the tests' ALICE, BOB and NOBODY.
@@ -375,6 +437,8 @@ rpc_url = "{rpc}"
 contract = "{contract}"
 # The test's own anvil node.
 trust = "provider"
+# Keys are read afresh at every handshake, so a phone that rotated its key is let in at once.
+key_cache_secs = 0
 "#,
             sip_db = d.join("sip.db").display(),
             key = d.join("sipd-identity.key").display(),
@@ -811,13 +875,7 @@ fn two_onboarded_phones_call_over_tls_psk_and_record_the_audio() {
     );
 
     // Bob answers one call; his passphrase comes from the environment this time.
-    let mut listener = Service::spawn(
-        chaincall()
-            .current_dir(&bob)
-            .env("CHAINCALL_PASSPHRASE", PASSPHRASE)
-            .args(["phone", "--config", "phone.toml", "listen", "--count", "1"]),
-    );
-    listener.wait_for("listening", Duration::from_secs(60));
+    let listener = listening(&bob, &["--count", "1"], "listening");
 
     let out = ok(phone(&alice).args(["call", BOB, "--seconds", "1", "--json"]));
     let a = json_line(&out.lines().map(str::to_owned).collect::<Vec<_>>());
@@ -856,13 +914,7 @@ fn two_onboarded_phones_call_over_tls_psk_and_record_the_audio() {
             .args(["phone", "--config", "phone.toml", "hangup"]);
         cmd
     };
-    let mut listener = Service::spawn(
-        chaincall()
-            .current_dir(&bob)
-            .env("CHAINCALL_PASSPHRASE", PASSPHRASE)
-            .args(["phone", "--config", "phone.toml", "listen", "--count", "2"]),
-    );
-    listener.wait_for("listening", Duration::from_secs(60));
+    let listener = listening(&bob, &["--count", "2"], "listening");
     let out = failing(&mut hangup(&bob));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no call in progress"), "{err}");
@@ -898,21 +950,7 @@ fn two_onboarded_phones_call_over_tls_psk_and_record_the_audio() {
     assert!(err.contains("no running"), "{err}");
 
     // Bob declines: alice's call fails with the SIP reason, and bob's line says so.
-    let mut listener = Service::spawn(
-        chaincall()
-            .current_dir(&bob)
-            .env("CHAINCALL_PASSPHRASE", PASSPHRASE)
-            .args([
-                "phone",
-                "--config",
-                "phone.toml",
-                "listen",
-                "--count",
-                "1",
-                "--reject",
-            ]),
-    );
-    listener.wait_for("declining every call", Duration::from_secs(60));
+    let listener = listening(&bob, &["--count", "1", "--reject"], "declining every call");
     let out = failing(phone(&alice).args(["call", BOB, "--seconds", "1"]));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(BOB) && err.contains("603 Decline"), "{err}");
@@ -1177,6 +1215,7 @@ fn both_phones_show_the_same_safety_number_until_a_key_rotates() {
         .lines()
         .skip_while(|l| !l.starts_with("safety number"))
         .skip(1)
+        .take(3)
         .flat_map(|l| l.split_whitespace())
         .collect();
     assert_eq!(groups.len(), 12, "{text}");
@@ -1200,26 +1239,19 @@ fn both_phones_show_the_same_safety_number_until_a_key_rotates() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not a chaincall subscriber"));
 
     // Bob rotates his key with his phone's wallet (the `keystore rotate` a user runs).
-    let secrets = chaincall_phone::PhoneSecrets::load(&bob.join("phone.key"), PASSPHRASE).unwrap();
-    let wallet_file = bob.join("wallet.key");
-    write_private(&wallet_file, &hex::encode(secrets.wallet.to_bytes()));
     let new_key = chaincall_identity::IdentityKey::generate().public();
-    ok(chaincall()
-        .args([
-            "keystore",
-            "rotate",
-            "--rpc",
-            &net.rpc,
-            "--contract",
-            &net.contract,
-            "--phone",
-            BOB,
-            "--public-key",
-            &hex::encode(new_key.to_bytes()),
-            "--key-file",
-        ])
-        .arg(&wallet_file));
+    net.rotate_key(&bob, BOB, &new_key);
+    // Alice's pin is from before the rotation, which her checkpoint (block 0) cannot confirm:
+    // `contact show` shows the new key to compare, and says the pin stays.
     let after = show(&alice, BOB);
+    assert_eq!(after["pinned"], false, "{after}");
+    assert!(
+        after["unconfirmed_key_change"]
+            .as_str()
+            .unwrap()
+            .contains("not confirmed"),
+        "{after}"
+    );
     assert_eq!(
         after["public_key"],
         hex::encode(new_key.to_bytes()).as_str()
@@ -1228,4 +1260,199 @@ fn both_phones_show_the_same_safety_number_until_a_key_rotates() {
     assert_ne!(after["safety_number"], number.as_str());
     assert_eq!(after["own"], bob_seen_by_alice["own"]);
     assert_eq!(get_fingerprint(BOB), after["fingerprint"]);
+
+    // Alice compares the new safety number with bob and accepts the change: the pin moves, the
+    // acceptance is in the history, and the new key is the one verified in person.
+    let out = ok(phone(&alice).args(["contact", "verify", BOB, "--yes"]));
+    assert!(
+        out.contains("accepted") && out.contains("marked verified in person"),
+        "{out}"
+    );
+    let accepted = show(&alice, BOB);
+    assert_eq!(accepted["pinned"], true, "{accepted}");
+    assert_eq!(accepted["verified_in_person"], true, "{accepted}");
+    assert_eq!(accepted["safety_number"], after["safety_number"]);
+    assert_eq!(
+        accepted["history"][0]["kind"], "accepted-by-user",
+        "{accepted}"
+    );
+    assert_eq!(
+        accepted["history"][0]["old_fingerprint"],
+        bob_seen_by_alice["fingerprint"]
+    );
+}
+
+/// Key continuity across `phone call` processes (issue 14, item 2): the first call pins bob's key
+/// in alice's contacts file; `contact verify` marks it verified in person; bob rotates his key
+/// on chain and the next call succeeds and reports the rotation with its block and date, clears
+/// "verified in person" and shows the change in `phone contacts`; then a node lying about bob's
+/// key (storage overwritten, no event) makes the next call fail with the pin unchanged.
+#[test]
+fn key_changes_between_two_calls_are_reported_or_refused_and_persist_in_contacts() {
+    let Some(net) = network() else { return };
+    let alice = net.onboarded_phone("alice", ALICE);
+    let bob = net.onboarded_phone("bob", BOB);
+    // One call from alice to bob (bob answers one call); alice's JSON report.
+    let call_bob = || -> serde_json::Value {
+        let listener = listening(&bob, &["--count", "1"], "listening");
+        let out = ok(phone(&alice).args(["call", BOB, "--seconds", "1", "--json"]));
+        let b = json_line(&listener.finish(Duration::from_secs(30)));
+        let a = json_line(&out.lines().map(str::to_owned).collect::<Vec<_>>());
+        assert_eq!(a["verified_peer"], BOB, "{a}");
+        // Both sides show the same safety number.
+        assert_eq!(a["safety_number"], b["safety_number"], "{a}\n{b}");
+        a
+    };
+    let contacts = || -> serde_json::Value {
+        let out = ok(phone(&alice).args(["contacts", "--json"]));
+        let all: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        let bob = all["contacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["contact"] == BOB)
+            .cloned();
+        bob.unwrap_or_else(|| panic!("bob is not among alice's contacts: {all}"))
+    };
+
+    let first = call_bob();
+    assert_eq!(first["key_changes"], serde_json::json!([]), "{first}");
+    assert_eq!(first["verified_in_person"], false, "{first}");
+    let safety = first["safety_number"].as_str().unwrap().to_owned();
+    assert_eq!(safety.len(), 60, "{first}");
+    let pinned = contacts();
+    assert_eq!(pinned["safety_number"], safety.as_str(), "{pinned}");
+    assert_eq!(pinned["verified_in_person"], false, "{pinned}");
+    assert_eq!(pinned["history"], serde_json::json!([]), "{pinned}");
+    assert!(
+        pinned["last_verified"]["block"].as_u64().is_some(),
+        "{pinned}"
+    );
+    let contacts_file = alice.join("contacts.json");
+    assert_eq!(mode(&contacts_file), 0o600);
+
+    // Alice compared the safety number with bob in person.
+    let out = ok(phone(&alice).args(["contact", "verify", BOB, "--yes"]));
+    assert!(out.contains("marked verified in person"), "{out}");
+    assert!(
+        out.contains(&pinned["fingerprint"].as_str().unwrap()[..5]),
+        "{out}"
+    );
+    assert_eq!(contacts()["verified_in_person"], true);
+
+    // Bob's phone gets a new identity key, and bob rotates to it on chain.
+    let mut secrets =
+        chaincall_phone::PhoneSecrets::load(&bob.join("phone.key"), PASSPHRASE).unwrap();
+    secrets.identity = chaincall_identity::IdentityKey::generate();
+    secrets
+        .save(&bob.join("phone.key"), PASSPHRASE, true)
+        .unwrap();
+    let rotated_at = net.rotate_key(&bob, BOB, &secrets.identity.public());
+    // Alice's checkpoint (block 0) cannot confirm a rotation after it: she moves it to a block
+    // after the rotation, read from a source she trusts (docs/verified-lookups.md).
+    let latest = net.rpc("eth_getBlockByNumber", serde_json::json!(["latest", false]));
+    let number = u64::from_str_radix(
+        latest["number"].as_str().unwrap().trim_start_matches("0x"),
+        16,
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(alice.join("phone.toml")).unwrap();
+    let config: String = config
+        .lines()
+        .map(|l| {
+            if l.starts_with("trust = ") {
+                format!(
+                    "trust = \"{number}:{}\"\n",
+                    latest["hash"].as_str().unwrap()
+                )
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(alice.join("phone.toml"), config).unwrap();
+
+    let second = call_bob();
+    let changes = second["key_changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{second}");
+    let change = &changes[0];
+    assert_eq!(change["kind"], "rotation", "{change}");
+    assert_eq!(change["block"], rotated_at, "{change}");
+    assert!(change["block_time"].as_u64().is_some(), "{change}");
+    let message = change["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!("{BOB}'s key changed on 20"))
+            && message.ends_with(&format!(
+                "(block {rotated_at}) by a rotation recorded on chain"
+            )),
+        "{message}"
+    );
+    assert_ne!(second["safety_number"], safety.as_str(), "{second}");
+    assert_eq!(second["verified_in_person"], false, "{second}");
+    let after = contacts();
+    assert_eq!(after["history"].as_array().unwrap().len(), 1, "{after}");
+    assert_eq!(after["last_change"]["kind"], "rotation", "{after}");
+    assert_eq!(
+        after["last_change"]["old_fingerprint"], pinned["fingerprint"],
+        "{after}"
+    );
+    assert_eq!(after["safety_number"], second["safety_number"], "{after}");
+    assert_eq!(
+        after["verified_in_person"], false,
+        "the new key was not compared: {after}"
+    );
+    let text = ok(phone(&alice).arg("contacts"));
+    assert!(
+        text.contains(BOB) && text.contains("verified in person no") && text.contains(message),
+        "{text}"
+    );
+    let shown = ok(phone(&alice).args(["contact", "show", BOB]));
+    assert!(
+        shown.contains("history") && shown.contains(message),
+        "{shown}"
+    );
+
+    // A node lying about bob's key: his key's storage overwritten, no event, a block mined on it.
+    let current = secrets.identity.public().to_bytes();
+    let liar = loop {
+        let k = chaincall_identity::IdentityKey::generate()
+            .public()
+            .to_bytes();
+        // Same first byte, so the lie only touches the entry's second slot.
+        if k[0] == current[0] {
+            break k;
+        }
+    };
+    let id = chaincall_chain::ClientId::of(&BOB.parse().unwrap());
+    let [_, key_slot] = chaincall_chain::layout::entry_slots(&id);
+    net.rpc(
+        "anvil_setStorageAt",
+        serde_json::json!([
+            net.contract,
+            format!("0x{key_slot:064x}"),
+            format!("0x{}", hex::encode(&liar[1..33]))
+        ]),
+    );
+    net.rpc("evm_mine", serde_json::json!([]));
+    // Bob's stored entry, as written (the SIP server's entry beside it is refreshed by the call).
+    let stored_bob = || -> serde_json::Value {
+        let text = std::fs::read_to_string(&contacts_file).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["contacts"][BOB].clone()
+    };
+    let before = stored_bob();
+    let out = failing(phone(&alice).args(["call", BOB, "--seconds", "1"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("without an on-chain record"), "{err}");
+    assert_eq!(stored_bob(), before, "the pin did not move");
+    assert_eq!(contacts()["safety_number"], second["safety_number"]);
+
+    // A corrupt contacts file: a clear error naming it, and the file left as it was.
+    std::fs::write(&contacts_file, b"{ not json").unwrap();
+    let out = failing(phone(&alice).args(["contact", "show", BOB]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("corrupt") && err.contains(&contacts_file.display().to_string()),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&contacts_file).unwrap(), b"{ not json");
 }

@@ -114,10 +114,21 @@ pub enum ContinuityError {
     },
 }
 
+/// One identity's pin, as the phone persists it ([`KeyPins::pin`], [`KeyPins::restore`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Pin {
-    Key { key: PublicIdentityKey, block: u64 },
-    Revoked { block: u64 },
+pub enum Pin {
+    /// The approved key pinned, as of `block`.
+    Key {
+        /// The pinned key.
+        key: PublicIdentityKey,
+        /// The block the pin describes.
+        block: u64,
+    },
+    /// The identity was revoked at `block`: refused from then on.
+    Revoked {
+        /// Where the revocation was seen.
+        block: u64,
+    },
 }
 
 /// The pins of every identity the phone has looked up.
@@ -138,6 +149,17 @@ impl KeyPins {
             Some(Pin::Key { key, .. }) => Some(key),
             _ => None,
         }
+    }
+
+    /// The pin of an identity (to persist it), if any.
+    pub fn pin(&self, name: &IdentityName) -> Option<&Pin> {
+        self.pins.get(name)
+    }
+
+    /// Restores a pin the phone persisted earlier (replacing any pin of `name`). The decision
+    /// logic stays in [`KeyPins::observe`]: this only brings back what it decided before.
+    pub fn restore(&mut self, name: IdentityName, pin: Pin) {
+        self.pins.insert(name, pin);
     }
 
     /// Checks a lookup result against the pin and updates the pin if the change is recorded.

@@ -1,6 +1,9 @@
 //! The phone's errors: one enum for a call's keys and SDP, one for the phone as a whole.
 
+use chaincall_chain::verified::UnconfirmedKeyChange;
 use chaincall_identity::{IdentityName, KeyStatus};
+
+use crate::contacts::ContactsError;
 
 /// Why a call's media could not be negotiated or keyed.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,32 @@ pub enum PhoneError {
         /// What failed.
         reason: String,
     },
+    /// The key differs from the pinned one and the chain records no change to it (a lying node,
+    /// another chain): refused, the pin stays.
+    #[error(
+        "{name}'s key changed without an on-chain record (pinned key {pinned}, the node now shows \
+         {seen}): refusing the new key, the pin stays on the old one; a node that shows a key the \
+         chain never recorded is lying or on another chain (check `rpc_url`)"
+    )]
+    KeyChangedWithoutRecord {
+        /// Whose key.
+        name: IdentityName,
+        /// Short fingerprint of the pinned key.
+        pinned: String,
+        /// Short fingerprint of the key the node showed.
+        seen: String,
+    },
+    /// The key changed by a rotation that could not be confirmed against vouched-for headers; the
+    /// user may accept it ([`crate::KeyLookup::accept_key_change`]) after comparing safety numbers.
+    #[error(
+        "{0}. Compare the safety number with {name} in person (`chaincall phone contact show \
+         {name}`), then accept the new key with `chaincall phone contact verify {name}`",
+        name = .0.name
+    )]
+    UnconfirmedKeyChange(Box<UnconfirmedKeyChange>),
+    /// The contacts store (persisted key pins).
+    #[error(transparent)]
+    Contacts(#[from] ContactsError),
     /// The callee is registered nowhere (SIP 480/404).
     #[error("{0} is offline (not registered)")]
     Offline(String),

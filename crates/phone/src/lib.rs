@@ -4,6 +4,7 @@
 //! | module | what | kind |
 //! | --- | --- | --- |
 //! | [`store`] | identity key, wallet key and SIP password at rest (Argon2id + AES-256-GCM, mode 0600) | file |
+//! | [`contacts`] | key pins and what the user knows of each contact, persisted across processes (JSON, 0600, locked) | file |
 //! | [`keys`] | key lookups on chain, proven against a trusted header ([`chaincall_chain::verified`]) and timed | async |
 //! | [`negotiation`] | SDP offer/answer: MIKEY-PKE / DH-SIGN in `a=key-mgmt` (RFC 4567), SDES (RFC 4568), G.711 | sans-IO |
 //! | [`ua`] | the SIP user agent: REGISTER with digest auth, INVITE/ACK/BYE/CANCEL, dialogs | sans-IO |
@@ -24,6 +25,7 @@
 //! writes SRTP master keys to a file on request, with a warning.
 #![forbid(unsafe_code)]
 
+pub mod contacts;
 pub mod error;
 pub mod keys;
 pub mod negotiation;
@@ -31,6 +33,7 @@ pub mod phone;
 pub mod store;
 pub mod ua;
 
+pub use contacts::{ContactsError, ContactsStore};
 pub use error::{CallError, PhoneError};
 pub use keys::{KeyLookup, LookedUp};
 pub use negotiation::KeyMode;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chaincall_chain::KeystoreChain;
 use chaincall_handshake::{HandshakeConfig, Initiator, LocalIdentity, Protocol};
-use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber, StaticDirectory};
+use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber, SafetyNumber, StaticDirectory};
 use chaincall_media::g711::Codec;
 use chaincall_media::{MediaConfig, MediaSession, MediaStats};
 use chaincall_mikey::{NtpTime, Responder, ResponderConfig};
@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
+use crate::contacts::KeyChange;
 use crate::error::PhoneError;
 use crate::keys::{KeyLookup, LookedUp};
 use crate::negotiation::{IncomingOffer, KeyMode, LocalMedia, NegotiatedMedia, Offer, StreamKey};
@@ -115,6 +116,12 @@ pub struct CallReport {
     pub verified_peer: Option<IdentityName>,
     /// Whether the key lookup was proven against a block header.
     pub lookup_verified: bool,
+    /// The safety number between us and the chain-verified peer (None without one).
+    pub safety_number: Option<SafetyNumber>,
+    /// Whether the user compared that safety number with the peer in person, for this key.
+    pub verified_in_person: bool,
+    /// The peer's key changes recorded on chain since our previous lookup (shown to the user).
+    pub key_changes: Vec<KeyChange>,
     /// Bytes of proof that lookup checked (0 when unproven).
     pub proof_bytes: usize,
     /// Where the set-up time went.
@@ -156,6 +163,10 @@ pub enum PhoneEvent {
         mode: KeyMode,
         /// The chain-verified peer (None: SDES, "encrypted, key not verified on chain").
         verified_peer: Option<IdentityName>,
+        /// The safety number between us and the verified peer, to compare with theirs.
+        safety_number: Option<SafetyNumber>,
+        /// Whether the user compared it with the peer in person, for the peer's current key.
+        verified_in_person: bool,
     },
     /// A call ended; the report has its numbers.
     CallEnded(Box<CallReport>),
@@ -334,6 +345,8 @@ struct ActiveCall {
     timings: SetupTimings,
     mode: KeyMode,
     verified_peer: Option<IdentityName>,
+    /// The safety number with the verified peer, once the call is keyed.
+    safety_number: Option<SafetyNumber>,
     codec: Codec,
     /// The key of the stream we receive, logged to `--keylog` when the call ends (by then its
     /// SSRC is known).
@@ -581,6 +594,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                 timings,
                 mode,
                 verified_peer: None,
+                safety_number: None,
                 codec: self.cfg.codecs.first().copied().unwrap_or(Codec::Pcmu),
                 inbound_key: None,
             },
@@ -754,6 +768,21 @@ impl<C: KeystoreChain + 'static> Actor<C> {
         };
         call.mode = neg.mode;
         call.verified_peer = neg.verified_peer.clone();
+        // Only for a peer MIKEY proved against the key we looked up: that key is the one the
+        // user compares.
+        call.safety_number = match (&neg.verified_peer, &call.lookup) {
+            (Some(peer), Some(found)) => found.entry.approved_key().map(|key| {
+                SafetyNumber::new(
+                    &IdentityName::Phone(self.cfg.number.clone()),
+                    &self.cfg.identity.public(),
+                    peer,
+                    &key,
+                )
+            }),
+            _ => None,
+        };
+        let safety_number = call.safety_number.clone();
+        let verified_in_person = call.lookup.as_ref().is_some_and(|l| l.verified_in_person);
         call.codec = neg.codec;
         let mut config = MediaConfig::new(
             neg.codec,
@@ -786,6 +815,8 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             peer,
             mode: neg.mode,
             verified_peer: neg.verified_peer,
+            safety_number,
+            verified_in_person,
         });
     }
 
@@ -809,6 +840,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                 timings: SetupTimings::default(),
                 mode: KeyMode::MikeyPke,
                 verified_peer: None,
+                safety_number: None,
                 codec: Codec::Pcmu,
                 inbound_key: None,
             },
@@ -924,6 +956,12 @@ async fn finish_call(call_id: String, call: ActiveCall) -> Option<CallReport> {
         mode: call.mode,
         verified_peer: call.verified_peer,
         lookup_verified: call.lookup.as_ref().is_some_and(|l| l.verified),
+        verified_in_person: call.lookup.as_ref().is_some_and(|l| l.verified_in_person),
+        key_changes: call
+            .lookup
+            .as_ref()
+            .map_or_else(Vec::new, |l| l.changes.clone()),
+        safety_number: call.safety_number,
         proof_bytes: call.lookup.as_ref().map_or(0, |l| l.proof_bytes),
         timings: call.timings,
         stats: session.stats(),

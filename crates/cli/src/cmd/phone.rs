@@ -54,7 +54,10 @@ source you trust when you can.
 
 Contacts: `contact show NUMBER` proves the contact's key on chain and prints its fingerprint and the
 safety number of the pair; read it aloud with the contact (or compare screens): equal numbers mean
-neither side's key was swapped (docs/safety-numbers.md).
+neither side's key was swapped (docs/safety-numbers.md); `contact verify NUMBER` then marks the
+contact verified in person. Every lookup pins the key it sees in the config's `contacts_file`
+(`phone contacts` lists them): a later key must come from a rotation recorded on chain (reported
+with its date and block); any other change is refused.
 
 Keys: `rotate` puts a new identity key on chain (rotateKey from the phone's funded wallet); the
 new key is stored as a pending rotation before the transaction is sent, and any later command
@@ -176,11 +179,19 @@ enum PhoneCommand {
     /// phone's passphrase. Refuses a wrong backup passphrase, a modified backup, and (without
     /// --force) a key file holding another identity.
     Import(phone_keys::ImportArgs),
-    /// Contacts: `contact show NUMBER` prints a contact's on-chain identity, fingerprint and the
-    /// safety number to compare with theirs (docs/safety-numbers.md).
+    /// Contacts: `contact show NUMBER` prints a contact's on-chain identity, fingerprint, the
+    /// safety number to compare with theirs (docs/safety-numbers.md) and the stored key history;
+    /// `contact list` every stored contact; `contact verify NUMBER` marks one verified in person.
     Contact {
         #[command(subcommand)]
         command: contact::ContactCommand,
+    },
+    /// Every stored contact: fingerprint, safety number, pinned since, last verified, verified in
+    /// person, last key change (the same as `contact list`).
+    Contacts {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -237,6 +248,8 @@ struct FileConfig {
     keylog: Option<PathBuf>,
     #[serde(default = "default_control_socket")]
     control_socket: PathBuf,
+    #[serde(default = "default_contacts_file")]
+    contacts_file: PathBuf,
     sip: SipSection,
 }
 
@@ -261,6 +274,9 @@ fn default_record_dir() -> PathBuf {
 fn default_control_socket() -> PathBuf {
     "phone.sock".into()
 }
+fn default_contacts_file() -> PathBuf {
+    "contacts.json".into()
+}
 
 /// The configuration, checked, with paths resolved against the file's folder.
 #[derive(Debug)]
@@ -283,6 +299,8 @@ struct Config {
     record_dir: PathBuf,
     keylog: Option<PathBuf>,
     control_socket: PathBuf,
+    /// The contacts store: persisted key pins (`contact::store`).
+    contacts_file: PathBuf,
     sip_addr: String,
     sip_domain: String,
     sip_identity: IdentityName,
@@ -372,6 +390,7 @@ impl Config {
             record_dir: resolve(f.record_dir),
             keylog: f.keylog.map(resolve),
             control_socket: resolve(f.control_socket),
+            contacts_file: resolve(f.contacts_file),
             sip_addr: f.sip.addr,
             sip_domain: f.sip.domain,
             sip_identity,
@@ -618,6 +637,10 @@ async fn run_async(args: PhoneArgs) -> Result<()> {
             let secrets = load_secrets(&cfg, &pass()?)?;
             contact::run(&mut cfg, &secrets, command).await
         }
+        PhoneCommand::Contacts { json } => {
+            let secrets = load_secrets(&cfg, &pass()?)?;
+            contact::run(&mut cfg, &secrets, contact::ContactCommand::List { json }).await
+        }
     }
 }
 
@@ -825,7 +848,8 @@ async fn start_phone(
         audio: Arc::new(audio),
         register_expires: cfg.register_expires,
     };
-    let lookup = KeyLookup::new(chain, cfg.contract, Some(trust));
+    let lookup =
+        KeyLookup::new(chain, cfg.contract, Some(trust)).with_contacts(contact::store(cfg));
     Phone::connect(phone_cfg, lookup).await.with_context(|| {
         format!(
             "cannot connect to the SIP server {} ({} {})",
@@ -934,13 +958,14 @@ async fn call_inner(
             ev = events.recv() => match ev {
                 None => bail!("call to {target}: the signalling connection closed"),
                 Some(PhoneEvent::Refused { reason, .. }) => bail!("call to {target}: {reason}"),
-                Some(PhoneEvent::CallUp { mode, verified_peer, .. }) => {
+                Some(PhoneEvent::CallUp { mode, verified_peer, safety_number, verified_in_person, .. }) => {
                     eprintln!(
-                        "call {call_id} to {target} up ({}, {}); hangs up in {seconds} s, at \
+                        "call {call_id} to {target} up ({}, {}{}); hangs up in {seconds} s, at \
                          Ctrl-C or at `chaincall phone hangup`",
                         mode.name(),
                         verified_peer.map_or("encrypted, key not verified on chain".to_owned(),
-                            |p| format!("callee verified on chain as {}", p.as_str()))
+                            |p| format!("callee verified on chain as {}", p.as_str())),
+                        contact::up_note(safety_number.as_ref(), verified_in_person)
                     );
                     break;
                 }
@@ -1083,13 +1108,14 @@ async fn listen_inner(
                         ask(phone.clone(), call_id, from);
                     }
                 }
-                Some(PhoneEvent::CallUp { call_id, peer, mode, verified_peer }) => {
+                Some(PhoneEvent::CallUp { call_id, peer, mode, verified_peer, safety_number, verified_in_person }) => {
                     eprintln!(
-                        "call {call_id} from {} up ({}, {})",
+                        "call {call_id} from {} up ({}, {}{})",
                         for_terminal(&peer),
                         mode.name(),
                         verified_peer.map_or("encrypted, key not verified on chain".to_owned(),
-                            |p| format!("caller verified on chain as {}", p.as_str()))
+                            |p| format!("caller verified on chain as {}", p.as_str())),
+                        contact::up_note(safety_number.as_ref(), verified_in_person)
                     );
                     active.push(call_id);
                 }
@@ -1210,7 +1236,7 @@ fn protection(r: &CallReport) -> String {
 }
 
 fn report_json(cfg: &Config, r: &CallReport, recording: &Path) -> serde_json::Value {
-    json!({
+    let mut report = json!({
         "call_id": r.call_id,
         "number": cfg.number_text(),
         "peer": r.peer,
@@ -1232,7 +1258,9 @@ fn report_json(cfg: &Config, r: &CallReport, recording: &Path) -> serde_json::Va
         "recording": recording.display().to_string(),
         "recorded_samples": r.recorded.len(),
         "recorded_seconds": r.recorded.len() as f64 / 8000.0,
-    })
+    });
+    contact::add_call_trust(&mut report, r);
+    report
 }
 
 fn print_report(r: &CallReport, recording: &Path) {
@@ -1272,6 +1300,7 @@ fn print_report(r: &CallReport, recording: &Path) {
         recording.display(),
         r.recorded.len() as f64 / 8000.0
     );
+    contact::print_call_trust(r);
 }
 
 #[cfg(test)]
