@@ -1060,7 +1060,9 @@ async fn listen_inner(
                         callers.insert(call_id, shown);
                     } else if reject {
                         phone.answer(&call_id, false).await?;
-                        println!("{}", json!({"call_id": call_id, "peer": caller.uri, "caller": shown, "rejected": true}));
+                        // `peer` as in call reports: the claimed number (the whole From is in `caller`).
+                        let peer = caller.claimed.as_ref().map_or(caller.uri.as_str(), |c| c.as_str());
+                        println!("{}", json!({"call_id": call_id, "peer": peer, "caller": shown, "rejected": true}));
                         handled += 1;
                     } else {
                         ask(phone.clone(), call_id, &caller);
