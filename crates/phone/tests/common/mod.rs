@@ -37,8 +37,15 @@ pub struct Net {
 }
 
 impl Net {
-    /// Deploys the keystore, publishes sipd's key, starts sipd with `udp:` and `tls:` listeners.
+    /// Deploys the keystore, publishes sipd's key, starts sipd with `udp:`, `tls:` and `tcp:`
+    /// listeners and no authentication.
     pub async fn start() -> Net {
+        Net::start_with("[auth]\nmode = \"none\"\n").await
+    }
+
+    /// [`Net::start`] with `sections` (TOML: `[auth]` and any other table but `[tls_psk]`) in
+    /// sipd's configuration.
+    pub async fn start_with(sections: &str) -> Net {
         let dir = tempfile::tempdir().unwrap();
         let chain = Arc::new(EmbeddedChain::default());
         let contract = deploy_test_keystore(&*chain).await.unwrap();
@@ -69,7 +76,7 @@ impl Net {
         // an operator's would against a checkpoint of their chain.
         let toml = format!(
             "listen = [\"udp:127.0.0.1:{}\", \"tls:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]\n\
-             [auth]\nmode = \"none\"\n\
+             {sections}\
              [tls_psk]\nidentity = \"{SERVER}\"\nkey_file = \"{}\"\nrpc_url = \"in-process\"\ncontract = \"{contract}\"\nkey_cache_secs = 0\n\
              checkpoint = \"0:{genesis}\"\n",
             net.udp_port,
