@@ -53,7 +53,8 @@ pub enum Verification {
         identity: IdentityName,
         /// Whether the key lookup was proven against a trusted block header.
         lookup_verified: bool,
-        /// The key's fingerprint, for comparing out of band.
+        /// The identity's 30-digit key fingerprint, grouped (as `keystore get` and `phone
+        /// contact show` print it), for comparing out of band.
         fingerprint: String,
     },
     /// Nothing proves who calls, and nothing says it is someone else.
@@ -211,7 +212,7 @@ pub enum ClaimLookup<'a> {
         directory: &'a StaticDirectory,
         /// Whether a storage proof backs the lookup.
         proven: bool,
-        /// The key's fingerprint.
+        /// The key's fingerprint (shown with a verified caller).
         fingerprint: String,
     },
     /// The claimed identity has no approved key (unknown, pending or revoked): why.

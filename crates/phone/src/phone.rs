@@ -929,10 +929,11 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                 ClaimLookup::Approved {
                     directory: &dir,
                     proven: found.verified,
+                    // The 30-digit fingerprint `keystore get` and `phone contact show` print.
                     fingerprint: found
                         .entry
                         .public_key()
-                        .map(|k| k.fingerprint())
+                        .map(|k| chaincall_identity::safety::Fingerprint::new(&name, &k).grouped())
                         .unwrap_or_default(),
                 }
             }

@@ -71,7 +71,11 @@ async fn a_mikey_caller_is_shown_verified_before_answering() {
         Verification::Verified {
             identity: name(ALICE),
             lookup_verified: true,
-            fingerprint: alice_key.public().fingerprint(),
+            fingerprint: chaincall_identity::safety::Fingerprint::new(
+                &name(ALICE),
+                &alice_key.public()
+            )
+            .grouped(),
         }
     );
     // Checking before ringing kept the offer acceptable: answering keys the call.
