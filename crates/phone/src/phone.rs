@@ -818,14 +818,14 @@ impl<C: KeystoreChain + 'static> Actor<C> {
     ) {
         let from = FromClaim::parse(&from_uri);
         if !self.calls.is_empty() {
-            info!(call = %call_id, from = %from_uri, "busy: refusing a second call");
+            info!(call = %call_id, from = ?from_uri, "busy: refusing a second call");
             self.ua.answer(&call_id, 486, "Busy Here", None);
             return;
         }
         let offer = match IncomingOffer::parse(&sdp) {
             Ok(o) => o,
             Err(e) => {
-                info!(call = %call_id, from = %from_uri, error = %e, "unusable offer refused");
+                info!(call = %call_id, from = ?from_uri, error = %e, "unusable offer refused");
                 self.ua.answer(&call_id, 488, short_reason(488), None);
                 self.emit(PhoneEvent::Refused {
                     call_id,
@@ -852,7 +852,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                 self.cfg.auto_answer,
             )
         };
-        info!(call = %call_id, from = %caller.uri, verification = caller.verification.name(), ?decision, "incoming call");
+        info!(call = %call_id, from = ?caller.uri, verification = caller.verification.name(), ?decision, "incoming call");
         self.emit(PhoneEvent::Incoming {
             call_id: call_id.clone(),
             caller: caller.clone(),
@@ -864,7 +864,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                 caller.verification.reason().unwrap_or_default()
             );
             // INFO, not WARN: refusing spoofed callers is the policy working.
-            info!(call = %call_id, from = %caller.uri, %reason, "incoming call refused");
+            info!(call = %call_id, from = ?caller.uri, ?reason, "incoming call refused");
             self.ua
                 .answer(&call_id, 403, "Forbidden (caller not verified)", None);
             self.emit(PhoneEvent::Refused { call_id, reason });

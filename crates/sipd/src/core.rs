@@ -802,10 +802,11 @@ impl Core {
                 .is_some_and(|(s, _)| s.is_some())
         {
             self.metrics.foreign_local_number.inc();
+            // Debug-formatted in the logs: the caller wrote it (no forged log lines).
             let from = msg.from().map(|f| f.uri).unwrap_or_default();
             match self.foreign_caller {
                 ForeignCallerPolicy::Refuse => {
-                    warn!(%src, %from, %user, "INVITE from another domain claims a local subscriber's number: refused");
+                    warn!(%src, ?from, ?user, "INVITE from another domain claims a local subscriber's number: refused");
                     return self.reply(
                         id,
                         msg,
@@ -816,7 +817,7 @@ impl Core {
                     );
                 }
                 ForeignCallerPolicy::Mark => {
-                    info!(%src, %from, %user, "INVITE from another domain claims a local subscriber's number: marked verstat=TN-Validation-Failed");
+                    info!(%src, ?from, ?user, "INVITE from another domain claims a local subscriber's number: marked verstat=TN-Validation-Failed");
                     marked_from = msg.from().ok().map(|f| mark_from(&f));
                 }
             }
