@@ -81,6 +81,7 @@ pub use message::Message;
 pub use policy::SrtpPolicy;
 pub use replay::ReplayCache;
 pub use session::{
-    Accepted, Initiator, Mode, OfferConfig, Responder, ResponderConfig, SrtpKeys, Stream,
+    Accepted, Initiator, Mode, OfferConfig, OfferSigner, Responder, ResponderConfig, SrtpKeys,
+    Stream,
 };
 pub use time::NtpTime;

@@ -953,6 +953,27 @@ pub struct Accepted {
     pub answer: Option<Vec<u8>>,
 }
 
+/// Who signed an offer, as [`Responder::verify_offer`] found before anything was keyed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferSigner {
+    /// The mode the initiator chose (PKE or DH-SIGN).
+    pub mode: Mode,
+    /// The initiator whose approved key verified the signature.
+    pub initiator: IdentityName,
+}
+
+/// An offer past the checks that precede its proof.
+struct Screened<'a> {
+    mode: Mode,
+    p: Parts<'a>,
+    t: NtpTime,
+    rand: &'a [u8],
+    idi: Id<'a>,
+    idr: Id<'a>,
+    initiator: IdentityName,
+    initiator_key: PublicIdentityKey,
+}
+
 /// The called side: checks offers against the key directory, the clock window and the replay cache.
 ///
 /// Call [`Responder::handle_offer`] for each INVITE's MIKEY offer; on success send
@@ -1010,6 +1031,109 @@ impl Responder {
         &self.replay
     }
 
+    /// Checks who signed a PKE or DH-SIGN offer, changing nothing: no envelope opened, no keys
+    /// derived, no replay-cache entry made, so [`Responder::handle_offer`] still accepts the same
+    /// offer afterwards (a phone shows the caller's verification before it rings, and keys the
+    /// call only when answered).
+    ///
+    /// The checks are `handle_offer`'s up to and including the signature: data type, PRF,
+    /// timestamp window, IDr is us, IDi is `claimed` (when given: a proof for another identity
+    /// proves nothing about the claim), IDi is approved in `directory`, the SIGN payload verifies
+    /// under that key. PSK offers are refused: a MAC under a shared key proves nothing to a third
+    /// party, and chaincall phones never send them.
+    pub fn verify_offer(
+        &self,
+        offer: &[u8],
+        claimed: Option<&IdentityName>,
+        directory: &dyn KeyDirectory,
+        now: NtpTime,
+    ) -> Result<OfferSigner, MikeyError> {
+        let msg = Message::decode(offer)?;
+        let screened = self.screen(&msg, claimed, directory, now)?;
+        if screened.mode == Mode::Psk {
+            return Err(MikeyError::Unsupported(
+                "PSK offers (only signed offers can be verified before answering)",
+            ));
+        }
+        let sign = screened
+            .p
+            .sign
+            .ok_or(MikeyError::Unexpected("offer without SIGN"))?;
+        verify_sign(offer, sign, &screened.initiator_key, &screened.initiator)?;
+        Ok(OfferSigner {
+            mode: screened.mode,
+            initiator: screened.initiator,
+        })
+    }
+
+    /// The checks every offer passes before its proof (see [`Responder::handle_offer`]); with
+    /// `expected`, IDi must name that identity (checked before the directory is asked).
+    fn screen<'a>(
+        &self,
+        msg: &'a Message<'a>,
+        expected: Option<&IdentityName>,
+        directory: &dyn KeyDirectory,
+        now: NtpTime,
+    ) -> Result<Screened<'a>, MikeyError> {
+        let mode = match msg.header.data_type {
+            DataType::PskInit => Mode::Psk,
+            DataType::PkInit => Mode::Pke,
+            DataType::DhInit => Mode::DhSign,
+            _ => {
+                return Err(MikeyError::Unsupported(
+                    "data type (offers are PSK, PKE or DH init)",
+                ));
+            }
+        };
+        check_header(msg, msg.header.data_type)?;
+        let p = parts(msg, true)?;
+        let t = ntp(&p.t)?;
+        self.replay.check_window(t, now)?;
+        let rand = p.rand.ok_or(MikeyError::Unexpected("offer without RAND"))?;
+        if rand.len() < RAND_LEN {
+            return Err(MikeyError::Unexpected(
+                "RAND shorter than 128 bits (RFC 3830 §6.11)",
+            ));
+        }
+        let idi = p
+            .idi
+            .clone()
+            .ok_or(MikeyError::Unexpected("offer without IDi"))?;
+        let initiator = resolve_identity(idi.id_type, idi.data)?;
+        // RFC 3830 makes IDr optional; we require it, so that what the initiator signed or MACed
+        // names the responder it meant (an offer meant for someone else is never ours).
+        let idr = p
+            .idr
+            .clone()
+            .ok_or(MikeyError::Unexpected("offer without IDr"))?;
+        let named = resolve_identity(idr.id_type, idr.data)?;
+        if named != self.cfg.own_name {
+            return Err(MikeyError::WrongPeer {
+                expected: self.cfg.own_name.clone(),
+                found: named,
+            });
+        }
+        if let Some(expected) = expected
+            && *expected != initiator
+        {
+            return Err(MikeyError::WrongPeer {
+                expected: expected.clone(),
+                found: initiator,
+            });
+        }
+        let initiator_key = approved(directory, &initiator)?;
+        Ok(Screened {
+            mode,
+            p,
+            t,
+            rand,
+            idi,
+            idr,
+            initiator,
+            initiator_key,
+        })
+    }
+
     /// Processes an I_MESSAGE.
     ///
     /// Order of checks (cheap first, state last): decode; data type and PRF; timestamp window;
@@ -1026,45 +1150,17 @@ impl Responder {
         now: NtpTime,
     ) -> Result<Accepted, MikeyError> {
         let (msg, spans) = Message::decode_with_spans(offer)?;
-        let mode = match msg.header.data_type {
-            DataType::PskInit => Mode::Psk,
-            DataType::PkInit => Mode::Pke,
-            DataType::DhInit => Mode::DhSign,
-            _ => {
-                return Err(MikeyError::Unsupported(
-                    "data type (offers are PSK, PKE or DH init)",
-                ));
-            }
-        };
-        check_header(&msg, msg.header.data_type)?;
-        let p = parts(&msg, true)?;
-        let t = ntp(&p.t)?;
-        self.replay.check_window(t, now)?;
-        let rand = p.rand.ok_or(MikeyError::Unexpected("offer without RAND"))?;
-        if rand.len() < RAND_LEN {
-            return Err(MikeyError::Unexpected(
-                "RAND shorter than 128 bits (RFC 3830 §6.11)",
-            ));
-        }
-        let idi = p
-            .idi
-            .as_ref()
-            .ok_or(MikeyError::Unexpected("offer without IDi"))?;
-        let initiator = resolve_identity(idi.id_type, idi.data)?;
-        // RFC 3830 makes IDr optional; we require it, so that what the initiator signed or MACed
-        // names the responder it meant (an offer meant for someone else is never ours).
-        let idr = p
-            .idr
-            .as_ref()
-            .ok_or(MikeyError::Unexpected("offer without IDr"))?;
-        let named = resolve_identity(idr.id_type, idr.data)?;
-        if named != self.cfg.own_name {
-            return Err(MikeyError::WrongPeer {
-                expected: self.cfg.own_name.clone(),
-                found: named,
-            });
-        }
-        let initiator_key = approved(directory, &initiator)?;
+        let Screened {
+            mode,
+            p,
+            t,
+            rand,
+            idi,
+            idr,
+            initiator,
+            initiator_key,
+        } = self.screen(&msg, None, directory, now)?;
+        let (idi, idr) = (&idi, &idr);
         let policies = policies(&p.sps)?;
         // §5.4: what names this exchange in the replay cache, all of it authenticated below.
         let exchange = ExchangeId {

@@ -496,3 +496,69 @@ fn secrets_stay_out_of_debug() {
     assert!(!shown.contains(&hex::encode(PSK)));
     assert!(shown.contains("redacted"));
 }
+
+#[test]
+fn verifying_an_offer_before_answering_leaves_it_acceptable() {
+    let w = World::new();
+    let mut bob = w.responder();
+    for (recorded, (caller, mode)) in [(w.pke(false), Mode::Pke), (w.dh(), Mode::DhSign)]
+        .into_iter()
+        .enumerate()
+    {
+        // Shown before ringing, possibly twice (a retransmitted INVITE): nothing is recorded.
+        for _ in 0..2 {
+            let signer = bob
+                .verify_offer(caller.offer(), Some(&w.alice), &w.dir, w.now)
+                .unwrap();
+            assert_eq!((signer.mode, &signer.initiator), (mode, &w.alice));
+        }
+        assert_eq!(bob.replay_cache().len(), recorded);
+        // Answering later keys the call as before, and only then is the replay recorded.
+        bob.handle_offer(caller.offer(), &w.dir, w.now).unwrap();
+        assert_eq!(
+            bob.verify_offer(caller.offer(), None, &w.dir, w.now)
+                .map(|s| s.initiator),
+            Ok(w.alice.clone())
+        );
+        assert_eq!(
+            bob.handle_offer(caller.offer(), &w.dir, w.now).unwrap_err(),
+            MikeyError::Replay
+        );
+    }
+    assert_eq!(bob.replay_cache().len(), 2);
+}
+
+#[test]
+fn a_proof_for_another_identity_or_a_bad_signature_verifies_nothing() {
+    let w = World::new();
+    let bob = w.responder();
+    let offer = w.pke(false);
+    // alice's valid offer does not prove that the call comes from mallory.
+    assert_eq!(
+        bob.verify_offer(offer.offer(), Some(&w.mallory), &w.dir, w.now)
+            .unwrap_err(),
+        MikeyError::WrongPeer {
+            expected: w.mallory.clone(),
+            found: w.alice.clone()
+        }
+    );
+    // Signed by mallory's key but naming alice: her on-chain key refuses it.
+    let mut forged = offer.offer().to_vec();
+    resign(&mut forged, &w.mallory_key);
+    assert_eq!(
+        bob.verify_offer(&forged, Some(&w.alice), &w.dir, w.now)
+            .unwrap_err(),
+        MikeyError::BadSignature(w.alice.clone())
+    );
+    // PSK proves nothing to a third party, and a phone never sends it.
+    assert!(matches!(
+        bob.verify_offer(w.psk(false).offer(), None, &w.dir, w.now),
+        Err(MikeyError::Unsupported(_))
+    ));
+    let mut dir = StaticDirectory::new();
+    dir.insert(w.alice.clone(), KeyStatus::Revoked, w.alice_key.public());
+    assert!(matches!(
+        bob.verify_offer(offer.offer(), Some(&w.alice), &dir, w.now),
+        Err(MikeyError::NotApproved { .. })
+    ));
+}

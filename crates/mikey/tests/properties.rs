@@ -305,7 +305,9 @@ proptest! {
             let n = offer.len();
             offer.truncate(c % n);
         }
-        // Every mutation is refused (flips change signed or MACed bytes), never a panic.
+        // Every mutation is refused (flips change signed or MACed bytes), never a panic; the
+        // check a phone makes before ringing refuses it as well.
         prop_assert!(w.responder().handle_offer(&offer, &w.dir, w.now).is_err());
+        prop_assert!(w.responder().verify_offer(&offer, None, &w.dir, w.now).is_err());
     }
 }

@@ -8,6 +8,7 @@
 //! | [`keys`] | key lookups on chain, proven against a trusted header ([`chaincall_chain::verified`]) and timed | async |
 //! | [`negotiation`] | SDP offer/answer: MIKEY-PKE / DH-SIGN in `a=key-mgmt` (RFC 4567), SDES (RFC 4568), G.711 | sans-IO |
 //! | [`ua`] | the SIP user agent: REGISTER with digest auth, INVITE/ACK/BYE/CANCEL, dialogs | sans-IO |
+//! | [`caller`] | who is calling: the From's claim and what the offer proves about it, before ringing | sans-IO |
 //! | [`phone`] | the shell: TLS-PSK (or TCP) signalling, the actor, SRTP media tasks, call reports | tokio |
 //!
 //! A call, caller's side (DESIGN.md, flow 3): look the callee's key up on chain and verify the
@@ -25,6 +26,7 @@
 //! writes SRTP master keys to a file on request, with a warning.
 #![forbid(unsafe_code)]
 
+pub mod caller;
 pub mod contacts;
 pub mod error;
 pub mod keys;
@@ -33,6 +35,7 @@ pub mod phone;
 pub mod store;
 pub mod ua;
 
+pub use caller::{AcceptUnverified, CallerId, Verification};
 pub use contacts::{ContactsError, ContactsStore};
 pub use error::{CallError, PhoneError};
 pub use keys::{KeyLookup, LookedUp};

@@ -512,6 +512,26 @@ impl IncomingOffer {
         Ok(IncomingOffer { mode, sdp, mikey })
     }
 
+    /// Checks, before answering, that the offer's MIKEY signature is `claimed`'s under its
+    /// approved key in `directory` ([`Responder::verify_offer`]: nothing keyed, no replay entry, so
+    /// [`IncomingOffer::accept`] still works afterwards). An SDES offer proves nothing: an error.
+    pub fn verify_signer(
+        &self,
+        claimed: &IdentityName,
+        responder: &Responder,
+        directory: &dyn KeyDirectory,
+        now: NtpTime,
+    ) -> Result<(), CallError> {
+        let msg = self
+            .mikey
+            .as_deref()
+            .ok_or_else(|| CallError::Keys("SDES offer: no signature to check".into()))?;
+        responder
+            .verify_offer(msg, Some(claimed), directory, now)
+            .map(|_| ())
+            .map_err(CallError::Mikey)
+    }
+
     /// Accepts the offer: checks the caller's MIKEY message against `directory` (the caller's
     /// approved key, looked up on chain) and that it was made by `claimed` (the From header's
     /// identity), keys SRTP both ways, and builds the answer SDP.

@@ -25,6 +25,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
+use crate::caller::{
+    AcceptUnverified, CallerId, ClaimLookup, Decision, FromClaim, Verification, decide,
+};
 use crate::contacts::KeyChange;
 use crate::error::PhoneError;
 use crate::keys::{KeyLookup, LookedUp};
@@ -69,8 +72,12 @@ pub struct PhoneConfig {
     pub key_mode: KeyMode,
     /// Where to append SRTP master keys for debugging (`--keylog`); `None` (the default) writes none.
     pub keylog: Option<PathBuf>,
-    /// Answer incoming calls at once.
+    /// Answer incoming calls at once (verified callers; unverified ones only under
+    /// [`AcceptUnverified::Always`]).
     pub auto_answer: bool,
+    /// What to do with callers that are not verified on chain. `None`: ask for unverified
+    /// callers, refuse likely spoofs ([`crate::caller::decide`]).
+    pub accept_unverified: Option<AcceptUnverified>,
     /// What we send in calls (8 kHz PCM).
     pub audio: Arc<Vec<i16>>,
     /// Registration lifetime asked for, seconds.
@@ -108,6 +115,8 @@ pub struct CallReport {
     pub call_id: String,
     /// The other party.
     pub peer: String,
+    /// The caller as shown before answering (incoming calls; `None` for ours).
+    pub caller: Option<CallerId>,
     /// We placed the call.
     pub outgoing: bool,
     /// How keys were agreed.
@@ -146,12 +155,16 @@ pub enum PhoneEvent {
         /// Granted lifetime.
         expires: u32,
     },
-    /// A call arrives (decide with [`Phone::answer`] unless auto-answer is on).
+    /// A call arrives, its caller already checked against the chain. When `awaiting_answer`,
+    /// the phone rings and waits for [`Phone::answer`]; otherwise it is answering by itself or
+    /// refusing (a [`PhoneEvent::Refused`] follows).
     Incoming {
         /// The call.
         call_id: String,
-        /// The claimed caller (checked by MIKEY when answered).
-        from: String,
+        /// Who calls, and what the call proves about it.
+        caller: CallerId,
+        /// The phone waits for the user's decision.
+        awaiting_answer: bool,
     },
     /// A call is up: both SRTP contexts are keyed.
     CallUp {
@@ -159,6 +172,8 @@ pub enum PhoneEvent {
         call_id: String,
         /// The other party.
         peer: String,
+        /// The caller as shown before answering (incoming calls; `None` for ours).
+        caller: Option<CallerId>,
         /// Key mode.
         mode: KeyMode,
         /// The chain-verified peer (None: SDES, "encrypted, key not verified on chain").
@@ -335,6 +350,7 @@ impl Phone {
 /// A call in progress, owned by the actor.
 struct ActiveCall {
     peer: String,
+    caller: Option<CallerId>,
     outgoing: bool,
     lookup: Option<LookedUp>,
     offer: Option<Offer>,
@@ -584,6 +600,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             call_id.clone(),
             ActiveCall {
                 peer: target.as_str().to_owned(),
+                caller: None,
                 outgoing: true,
                 lookup: found,
                 offer: Some(offer),
@@ -633,9 +650,10 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             }
             UaEvent::IncomingCall {
                 call_id,
-                from_user,
+                from_uri,
+                from_display,
                 sdp,
-            } => self.incoming(call_id, from_user, sdp).await,
+            } => self.incoming(call_id, from_uri, from_display, sdp).await,
             UaEvent::Ringing { call_id, code } => debug!(call = %call_id, code, "ringing"),
             UaEvent::Answered { call_id, sdp } => self.answered(&call_id, &sdp).await,
             UaEvent::CallFailed {
@@ -810,9 +828,11 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             done,
         });
         let peer = call.peer.clone();
+        let caller = call.caller.clone();
         self.emit(PhoneEvent::CallUp {
             call_id: call_id.to_owned(),
             peer,
+            caller,
             mode: neg.mode,
             verified_peer: neg.verified_peer,
             safety_number,
@@ -820,18 +840,74 @@ impl<C: KeystoreChain + 'static> Actor<C> {
         });
     }
 
-    async fn incoming(&mut self, call_id: String, from_user: String, sdp: Vec<u8>) {
+    async fn incoming(
+        &mut self,
+        call_id: String,
+        from_uri: String,
+        from_display: Option<String>,
+        sdp: Vec<u8>,
+    ) {
+        let from = FromClaim::parse(&from_uri);
         if !self.calls.is_empty() {
-            info!(call = %call_id, from = %from_user, "busy: refusing a second call");
+            info!(call = %call_id, from = ?from_uri, "busy: refusing a second call");
             self.ua.answer(&call_id, 486, "Busy Here", None);
+            return;
+        }
+        let offer = match IncomingOffer::parse(&sdp) {
+            Ok(o) => o,
+            Err(e) => {
+                info!(call = %call_id, from = ?from_uri, error = %e, "unusable offer refused");
+                self.ua.answer(&call_id, 488, short_reason(488), None);
+                self.emit(PhoneEvent::Refused {
+                    call_id,
+                    reason: e.to_string(),
+                });
+                return;
+            }
+        };
+        let (verification, lookup) = self.verify_caller(&from, &offer).await;
+        let caller = CallerId {
+            uri: from_uri,
+            display_name: from_display,
+            claimed: from.number.clone().map(IdentityName::Phone),
+            verification,
+        };
+        // A MIKEY offer keys only with the claimed identity's approved key: one that did not
+        // verify cannot be answered under any policy, so it is refused before ringing.
+        let decision = if offer.mode.verified_on_chain() && !caller.is_verified() {
+            Decision::Refuse
+        } else {
+            decide(
+                &caller.verification,
+                self.cfg.accept_unverified,
+                self.cfg.auto_answer,
+            )
+        };
+        info!(call = %call_id, from = ?caller.uri, verification = caller.verification.name(), ?decision, "incoming call");
+        self.emit(PhoneEvent::Incoming {
+            call_id: call_id.clone(),
+            caller: caller.clone(),
+            awaiting_answer: decision == Decision::Ring,
+        });
+        if decision == Decision::Refuse {
+            let reason = format!(
+                "caller not verified: {}",
+                caller.verification.reason().unwrap_or_default()
+            );
+            // INFO, not WARN: refusing spoofed callers is the policy working.
+            info!(call = %call_id, from = ?caller.uri, ?reason, "incoming call refused");
+            self.ua
+                .answer(&call_id, 403, "Forbidden (caller not verified)", None);
+            self.emit(PhoneEvent::Refused { call_id, reason });
             return;
         }
         self.calls.insert(
             call_id.clone(),
             ActiveCall {
-                peer: from_user.clone(),
+                peer: from.user,
+                caller: Some(caller),
                 outgoing: false,
-                lookup: None,
+                lookup,
                 offer: None,
                 invite_sent: Instant::now(),
                 mikey_time: Duration::ZERO,
@@ -847,15 +923,57 @@ impl<C: KeystoreChain + 'static> Actor<C> {
         );
         // Keep the offer for `accept`.
         self.pending_offers.insert(call_id.clone(), sdp);
-        self.emit(PhoneEvent::Incoming {
-            call_id: call_id.clone(),
-            from: from_user,
-        });
-        if self.cfg.auto_answer {
-            self.accept(&call_id).await;
-        } else {
-            self.ua.answer(&call_id, 180, "Ringing", None);
+        match decision {
+            Decision::Answer => self.accept(&call_id).await,
+            _ => self.ua.answer(&call_id, 180, "Ringing", None),
         }
+    }
+
+    /// What the offer proves about the From's claim, and the claimed identity's approved key
+    /// (kept for `accept`, so the chain is asked once per call).
+    async fn verify_caller(
+        &mut self,
+        from: &FromClaim,
+        offer: &IncomingOffer,
+    ) -> (Verification, Option<LookedUp>) {
+        let Some(number) = from.number.clone().filter(|_| !from.validation_failed) else {
+            let v = crate::caller::verify(
+                from,
+                offer,
+                ClaimLookup::NoClaim,
+                &self.responder,
+                ntp_now(),
+            );
+            return (v, None);
+        };
+        let name = IdentityName::Phone(number);
+        let (claim, found) = match self.lookup.approved(&name).await {
+            Ok(found) => (Ok(found.clone()), Some(found)),
+            Err(e @ (PhoneError::UnknownCallee(_) | PhoneError::CalleeNotApproved { .. })) => {
+                (Err(ClaimLookup::NoKey(e.to_string())), None)
+            }
+            Err(e) => (Err(ClaimLookup::Failed(e.to_string())), None),
+        };
+        let mut dir = StaticDirectory::new();
+        let lookup = match claim {
+            Ok(found) => {
+                KeyLookup::<C>::record(&mut dir, &name, &found);
+                ClaimLookup::Approved {
+                    directory: &dir,
+                    proven: found.verified,
+                    // The 30-digit fingerprint `keystore get` and `phone contact show` print.
+                    fingerprint: found
+                        .entry
+                        .public_key()
+                        .map(|k| chaincall_identity::safety::Fingerprint::new(&name, &k).grouped())
+                        .unwrap_or_default(),
+                }
+            }
+            Err(other) => other,
+        };
+        let v = crate::caller::verify(from, offer, lookup, &self.responder, ntp_now());
+        // Kept only where answering uses it: an SDES call's report shows no key retrieval.
+        (v, found.filter(|_| offer.mode.verified_on_chain()))
     }
 
     async fn accept(&mut self, call_id: &str) {
@@ -905,11 +1023,16 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             let name = claimed
                 .clone()
                 .ok_or((403, format!("caller {peer:?} is not an E.164 number")))?;
-            let found = self
-                .lookup
-                .approved(&name)
-                .await
-                .map_err(|e| (403, e.to_string()))?;
+            // Looked up when the call arrived; again only if that found no approved key.
+            let known = self.calls.get_mut(call_id).and_then(|c| c.lookup.take());
+            let found = match known {
+                Some(found) => found,
+                None => self
+                    .lookup
+                    .approved(&name)
+                    .await
+                    .map_err(|e| (403, e.to_string()))?,
+            };
             lookup_time = found.elapsed;
             KeyLookup::<C>::record(&mut dir, &name, &found);
             if let Some(call) = self.calls.get_mut(call_id) {
@@ -952,6 +1075,7 @@ async fn finish_call(call_id: String, call: ActiveCall) -> Option<CallReport> {
     Some(CallReport {
         call_id,
         peer: call.peer,
+        caller: call.caller,
         outgoing: call.outgoing,
         mode: call.mode,
         verified_peer: call.verified_peer,

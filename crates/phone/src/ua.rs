@@ -78,8 +78,11 @@ pub enum UaEvent {
     IncomingCall {
         /// The call's Call-ID (its handle).
         call_id: String,
-        /// The caller's user part from From (claimed; MIKEY proves it).
-        from_user: String,
+        /// The From URI as received, domain and parameters included (claimed; MIKEY proves
+        /// the number, nothing proves the domain). Empty when the From does not parse.
+        from_uri: String,
+        /// The From display name, quoted-pair escapes resolved (claimed, never proven).
+        from_display: Option<String>,
         /// The SDP offer.
         sdp: Vec<u8>,
     },
@@ -416,14 +419,10 @@ impl UserAgent {
                 if self.calls.contains_key(&call_id) {
                     return; // a retransmission
                 }
-                let from_user = req
+                let (from_uri, from_display) = req
                     .from()
                     .ok()
-                    .and_then(|f| {
-                        chaincall_sip::uri::SipUri::parse(f.uri)
-                            .ok()
-                            .and_then(|u| u.user.map(str::to_owned))
-                    })
+                    .map(|f| (f.uri.to_owned(), f.display.map(unquote)))
                     .unwrap_or_default();
                 let local_tag = token(6);
                 self.calls.insert(
@@ -438,7 +437,8 @@ impl UserAgent {
                 self.send(&trying);
                 self.events.push_back(UaEvent::IncomingCall {
                     call_id,
-                    from_user,
+                    from_uri,
+                    from_display,
                     sdp: req.body().to_vec(),
                 });
             }
@@ -713,4 +713,18 @@ impl UserAgent {
     pub fn poll_event(&mut self) -> Option<UaEvent> {
         self.events.pop_front()
     }
+}
+
+/// A display name as the user should read it: RFC 3261 §25.1 quoted-pairs (`\"`, `\\`)
+/// resolved.
+fn unquote(display: &str) -> String {
+    let mut out = String::with_capacity(display.len());
+    let mut chars = display.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    out
 }

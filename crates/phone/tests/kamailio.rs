@@ -311,6 +311,7 @@ fn phone_config(
         key_mode: KeyMode::MikeyPke,
         keylog,
         auto_answer: true,
+        accept_unverified: None,
         audio: Arc::new(audio),
         register_expires: 600,
     }

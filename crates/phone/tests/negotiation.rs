@@ -270,3 +270,130 @@ fn no_common_codec_is_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("codec"), "{err}");
 }
+
+/// What `caller::verify` says of an offer from `a` arriving at `b` under the From `from_uri`,
+/// with the claimed number's on-chain entry given by `claimed` (approved in the directory).
+fn caller_of(
+    offer_from: &Party,
+    mode: KeyMode,
+    from_uri: &str,
+    claimed: Option<&Party>,
+    b: &Party,
+) -> chaincall_phone::Verification {
+    use chaincall_phone::caller::{ClaimLookup, FromClaim, verify};
+    let everyone = directory(&[(offer_from, KeyStatus::Approved), (b, KeyStatus::Approved)]);
+    let o = offer(mode, offer_from, b, &everyone).unwrap();
+    let incoming = IncomingOffer::parse(o.sdp().as_bytes()).unwrap();
+    // The phone's snapshot holds only the claimed identity's key: what the From claims.
+    let claim_dir = claimed.map(|c| directory(&[(c, KeyStatus::Approved)]));
+    let lookup = match &claim_dir {
+        Some(d) => ClaimLookup::Approved {
+            directory: d,
+            proven: true,
+            fingerprint: "f".into(),
+        },
+        None => ClaimLookup::NoKey("not a chaincall subscriber".into()),
+    };
+    verify(
+        &FromClaim::parse(from_uri),
+        &incoming,
+        lookup,
+        &responder(b),
+        now(),
+    )
+}
+
+#[test]
+fn the_caller_is_verified_only_by_a_signature_of_the_number_the_from_claims() {
+    use chaincall_phone::Verification;
+    let (alice, bob, carol) = (
+        party("+15551230001", 4000),
+        party("+15551230002", 5000),
+        party("+15551230003", 6000),
+    );
+    let alice_uri = "sip:+15551230001@sip.example.org";
+    for mode in [KeyMode::MikeyPke, KeyMode::MikeyDhSign] {
+        assert!(matches!(
+            caller_of(&alice, mode, alice_uri, Some(&alice), &bob),
+            Verification::Verified { identity, lookup_verified: true, .. } if identity == alice.name
+        ));
+        // carol's own valid offer, From claiming alice: a proof for another identity.
+        let v = caller_of(&carol, mode, alice_uri, Some(&alice), &bob);
+        let Verification::LikelySpoof { reason } = &v else {
+            panic!("{v:?}")
+        };
+        assert!(
+            reason.contains("+15551230003") && reason.contains("+15551230001"),
+            "{reason}"
+        );
+    }
+    // SDES claiming a number with an on-chain key proves nothing: a likely spoof.
+    assert_eq!(
+        caller_of(&carol, KeyMode::Sdes, alice_uri, Some(&alice), &bob).name(),
+        "likely_spoof"
+    );
+    // SDES from a number with no key on chain, or a From that is no number: just unverified.
+    let unknown = party("+15551239999", 7000);
+    assert_eq!(
+        caller_of(
+            &unknown,
+            KeyMode::Sdes,
+            "sip:+15551239999@evil.example",
+            None,
+            &bob
+        )
+        .name(),
+        "unverified"
+    );
+    assert_eq!(
+        caller_of(
+            &carol,
+            KeyMode::Sdes,
+            "sip:alice@evil.example",
+            Some(&alice),
+            &bob
+        )
+        .name(),
+        "unverified"
+    );
+    // The SIP server marked the number as not validated: a likely spoof whatever the offer.
+    let marked = "sip:+15551230001;verstat=TN-Validation-Failed@evil.example";
+    let v = caller_of(&alice, KeyMode::MikeyPke, marked, Some(&alice), &bob);
+    assert!(
+        matches!(&v, Verification::LikelySpoof { reason } if reason.contains("TN-Validation-Failed")),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn the_unverified_policy_decides_before_ringing() {
+    use chaincall_phone::Verification;
+    use chaincall_phone::caller::{AcceptUnverified::*, Decision, decide};
+    let verified = Verification::Verified {
+        identity: "+15551230001".parse().unwrap(),
+        lookup_verified: true,
+        fingerprint: String::new(),
+    };
+    let unverified = Verification::Unverified { reason: "r".into() };
+    let spoof = Verification::LikelySpoof { reason: "r".into() };
+    for (v, policy, auto, want) in [
+        (&verified, None, true, Decision::Answer),
+        (&verified, Some(Never), true, Decision::Answer),
+        (&verified, None, false, Decision::Ring),
+        // The default: ask for unverified callers (even with auto-answer), refuse likely spoofs.
+        (&unverified, None, true, Decision::Ring),
+        (&spoof, None, true, Decision::Refuse),
+        (&spoof, None, false, Decision::Refuse),
+        // An explicit policy applies to both.
+        (&unverified, Some(Never), true, Decision::Refuse),
+        (&spoof, Some(Ask), true, Decision::Ring),
+        (&spoof, Some(Always), true, Decision::Answer),
+        (&unverified, Some(Always), false, Decision::Ring),
+    ] {
+        assert_eq!(
+            decide(v, policy, auto),
+            want,
+            "{v:?} {policy:?} auto={auto}"
+        );
+    }
+}

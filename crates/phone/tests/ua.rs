@@ -244,7 +244,7 @@ fn incoming_invite() -> Vec<u8> {
 Via: SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bKproxy\r\n\
 Via: SIP/2.0/TLS 127.0.0.1:40002;branch=z9hG4bKcaller;rport\r\n\
 Record-Route: <sip:127.0.0.1:5061;transport=tls;lr>\r\n\
-From: <sip:+15551230002@sip.chaincall.test>;tag=callertag\r\n\
+From: \"Bob \\\"B\\\" Caller\" <sip:+15551230002@sip.chaincall.test>;tag=callertag\r\n\
 To: <sip:+15551230001@sip.chaincall.test>\r\n\
 Call-ID: in-1@127.0.0.1\r\nCSeq: 1 INVITE\r\n\
 Contact: <sip:+15551230002@127.0.0.1:40002;transport=tls>\r\nMax-Forwards: 69\r\n\
@@ -260,8 +260,13 @@ fn incoming_call_answered_then_ended_by_the_peer() {
     let trying = out(&mut ua);
     assert!(trying[0].starts_with(b"SIP/2.0 100 Trying"));
     let ev = events(&mut ua);
+    // The whole From, domain included, and the display name as a user reads it.
     assert!(
-        matches!(&ev[..], [UaEvent::IncomingCall { from_user, sdp, .. }] if from_user == "+15551230002" && sdp == b"v=0\r\n")
+        matches!(&ev[..], [UaEvent::IncomingCall { from_uri, from_display, sdp, .. }]
+            if from_uri == "sip:+15551230002@sip.chaincall.test"
+                && from_display.as_deref() == Some("Bob \"B\" Caller")
+                && sdp == b"v=0\r\n"),
+        "{ev:?}"
     );
 
     // A retransmitted INVITE does not ring twice.

@@ -751,9 +751,24 @@ pub struct Rewriter<'r> {
     pub max_forwards: Option<u8>,
 }
 
+/// Header edits beyond routing, for [`Rewriter::write_with`]: fields a proxy removes or
+/// replaces on its own authority (RFC 3325 §5: P-Asserted-Identity from untrusted sources).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HeaderEdits<'r> {
+    /// Header fields dropped, by full name (case-insensitive; every line of each).
+    pub remove: &'r [&'r str],
+    /// The From field's new value, replacing the received one.
+    pub from: Option<&'r str>,
+}
+
 impl Rewriter<'_> {
     /// Writes `msg` with the edits into `out`.
     pub fn write(&self, msg: &Message<'_>, out: &mut Vec<u8>) {
+        self.write_with(msg, out, HeaderEdits::default());
+    }
+
+    /// [`Rewriter::write`], also removing and replacing header fields as `edits` say.
+    pub fn write_with(&self, msg: &Message<'_>, out: &mut Vec<u8>, edits: HeaderEdits<'_>) {
         out.reserve(msg.wire_len() + 256);
         match msg.start {
             StartLine::Request { method, uri } => {
@@ -804,6 +819,13 @@ impl Rewriter<'_> {
                     b.clear();
                     continue;
                 }
+                HeaderName::From if edits.from.is_some() => {
+                    push_line(out, h.raw_name, edits.from.unwrap_or(h.value));
+                }
+                _ if edits
+                    .remove
+                    .iter()
+                    .any(|r| h.name.as_str().eq_ignore_ascii_case(r)) => {}
                 _ => push_line(out, h.raw_name, h.value),
             }
         }
@@ -896,6 +918,34 @@ Content-Length: 4\r\n\r\nv=0\r";
             Message::parse(&back).unwrap().top_via().unwrap().host,
             "pc33.atlanta.example.com"
         );
+    }
+
+    #[test]
+    fn rewriter_drops_asserted_identities_and_replaces_from() {
+        let claimed = INVITE.replacen(
+            "Max-Forwards",
+            "P-Asserted-Identity: <sip:+15550100001@biloxi.example.com>\r\n\
+             p-preferred-identity: <tel:+15550100001>\r\nMax-Forwards",
+            1,
+        );
+        let m = Message::parse(claimed.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        Rewriter::default().write_with(
+            &m,
+            &mut out,
+            HeaderEdits {
+                remove: &["P-Asserted-Identity", "P-Preferred-Identity"],
+                from: Some("<sip:+1;verstat=TN-Validation-Failed@a.example>;tag=1"),
+            },
+        );
+        let p = Message::parse(&out).unwrap();
+        let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
+        assert!(!text.contains("identity"), "{text}");
+        assert_eq!(
+            p.from().unwrap().uri,
+            "sip:+1;verstat=TN-Validation-Failed@a.example"
+        );
+        assert_eq!(p.body(), m.body());
     }
 
     #[test]

@@ -109,6 +109,31 @@ pub struct Config {
     pub timers: TimersConfig,
     /// TLS-PSK settings, required when a `tls:` listener is configured.
     pub tls_psk: Option<TlsPskSettings>,
+    /// Caller-identity policy.
+    pub policy: PolicyConfig,
+}
+
+/// `[policy]`: what sipd does with calls that claim an identity it cannot vouch for.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// An initial INVITE whose From names another domain but whose user part is one of our
+    /// subscribers (someone outside claiming a local number). Needs `[auth] mode = "digest"`
+    /// (the subscriber table says who is local).
+    pub foreign_caller_with_local_number: ForeignCallerPolicy,
+}
+
+/// See [`PolicyConfig::foreign_caller_with_local_number`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForeignCallerPolicy {
+    /// 403 "Forbidden (foreign domain claims a local number)", a WARN line and
+    /// `sipd_foreign_local_number_total`.
+    #[default]
+    Refuse,
+    /// Forward it with `;verstat=TN-Validation-Failed` in the From URI's user part (3GPP TS 24.229
+    /// §7.2A.20), which chaincall phones show as a likely spoof; counted as well.
+    Mark,
 }
 
 /// `[tls_psk]`: the TLS-PSK transport. Phones run chaincall's handshake (STS or NSL) against the
@@ -363,6 +388,7 @@ impl Default for Config {
             metrics_listen: String::new(),
             timers: TimersConfig::default(),
             tls_psk: None,
+            policy: PolicyConfig::default(),
         }
     }
 }

@@ -33,14 +33,16 @@ use lru::LruCache;
 
 use chaincall_sip::digest::{self, Algorithm, Credentials, NonceCheck, NonceManager};
 use chaincall_sip::header::{Contact, HeaderName, Method};
-use chaincall_sip::message::{Framing, Message, MessageBuf, ParseLimits, Rewriter, response_to};
+use chaincall_sip::message::{
+    Framing, HeaderEdits, Message, MessageBuf, ParseLimits, Rewriter, response_to,
+};
 use chaincall_sip::transaction::{
     Endpoint, EndpointEvent, Routed, ServerKey, TimerConfig, TxId, build_cancel,
 };
 use chaincall_sip::uri::SipUri;
 use tracing::{debug, info, warn};
 
-use crate::config::{AuthMode, Config, ConfigError};
+use crate::config::{AuthMode, Config, ConfigError, ForeignCallerPolicy};
 use crate::db::Subscriber;
 use crate::flow::{FlowId, FlowTokens};
 use crate::location::{Binding, Limited, Location, RateLimiter};
@@ -126,6 +128,8 @@ pub struct Core {
     rate: RateLimiter,
     auth: AuthMode,
     auth_invite: bool,
+    /// `[policy] foreign_caller_with_local_number`.
+    foreign_caller: ForeignCallerPolicy,
     algorithms: Vec<Algorithm>,
     static_route: Option<SocketAddr>,
     min_expires: u32,
@@ -243,6 +247,7 @@ impl Core {
             ),
             auth: cfg.auth.mode,
             auth_invite: cfg.auth.invite,
+            foreign_caller: cfg.policy.foreign_caller_with_local_number,
             algorithms,
             static_route: cfg.static_route.as_ref().and_then(|s| s.parse().ok()),
             min_expires: cfg.registrar.min_expires,
@@ -583,6 +588,12 @@ impl Core {
     }
 
     fn credentials_needed(&self, msg: &Message<'_>, now: Instant) -> Option<Need> {
+        // An INVITE from another domain: whether its From names one of our subscribers decides
+        // how it is handled (`on_request`), and is all its row is needed for (a foreign caller's
+        // credentials are never checked).
+        if let Some(user) = self.foreign_claim(msg) {
+            return self.lookup_needed(user, now);
+        }
         let name = match msg.method()? {
             Method::Register => HeaderName::Authorization,
             // ACK and CANCEL cannot be challenged (§22.1); the rest may be, as proxy requests of
@@ -605,12 +616,37 @@ impl Core {
             .next()
             .unwrap_or(c.username)
             .to_owned();
+        self.lookup_needed(username, now)
+    }
+
+    /// The look-up of `username` in our domain, unless a fresh answer is cached.
+    fn lookup_needed(&self, username: String, now: Instant) -> Option<Need> {
         let domain = self.domain.clone();
         match self.creds.peek(&(username.clone(), domain.clone())) {
             // `<=`: an entry read for this very message (same `now`) is fresh even with TTL 0.
             Some((_, at)) if now.duration_since(*at) <= self.cred_ttl => None,
             _ => Some(Need::Credentials { username, domain }),
         }
+    }
+
+    /// The user an initial INVITE's From claims when the From names another domain (than ours,
+    /// by name: our IP address in a From proves nothing either): its user part without
+    /// parameters, the form subscriber rows are keyed by. Only with digest auth: without the
+    /// subscriber table nothing says who is local.
+    fn foreign_claim(&self, msg: &Message<'_>) -> Option<String> {
+        if self.auth != AuthMode::Digest
+            || msg.method()? != Method::Invite
+            || msg.to().ok()?.tag().is_some()
+        {
+            return None;
+        }
+        let from = msg.from().ok()?;
+        let uri = SipUri::parse(from.uri).ok()?;
+        if uri.host.eq_ignore_ascii_case(&self.domain) {
+            return None;
+        }
+        let user = uri.user?.split(';').next()?;
+        (!user.is_empty()).then(|| user.to_owned())
     }
 
     fn is_us(&self, uri: &SipUri<'_>) -> bool {
@@ -755,6 +791,37 @@ impl Core {
         if mf == 0 {
             return self.reply(id, msg, 483, "Too Many Hops", &[], now);
         }
+        // A caller outside our domain claiming one of our subscribers' numbers (issue 14): refused,
+        // or marked so that the callee's phone shows it as a likely spoof. The row was looked up
+        // before the request got here (`credentials_needed`).
+        let mut marked_from = None;
+        if let Some(user) = self.foreign_claim(msg)
+            && self
+                .creds
+                .peek(&(user.clone(), self.domain.clone()))
+                .is_some_and(|(s, _)| s.is_some())
+        {
+            self.metrics.foreign_local_number.inc();
+            // Debug-formatted in the logs: the caller wrote it (no forged log lines).
+            let from = msg.from().map(|f| f.uri).unwrap_or_default();
+            match self.foreign_caller {
+                ForeignCallerPolicy::Refuse => {
+                    warn!(%src, ?from, ?user, "INVITE from another domain claims a local subscriber's number: refused");
+                    return self.reply(
+                        id,
+                        msg,
+                        403,
+                        "Forbidden (foreign domain claims a local number)",
+                        &[],
+                        now,
+                    );
+                }
+                ForeignCallerPolicy::Mark => {
+                    info!(%src, ?from, ?user, "INVITE from another domain claims a local subscriber's number: marked verstat=TN-Validation-Failed");
+                    marked_from = msg.from().ok().map(|f| mark_from(&f));
+                }
+            }
+        }
         // Proxy authentication of calls from our users (§22.3).
         let mut authenticated = false;
         if method == Method::Invite
@@ -841,6 +908,7 @@ impl Core {
                     if !self.authenticate(id, msg, true, Some(&user), now, unix) {
                         return;
                     }
+                    authenticated = true;
                 }
                 _ => {
                     self.metrics.relay_refused.inc();
@@ -884,6 +952,13 @@ impl Core {
         let mut prepend = vec![("Via", via.as_str())];
         prepend.extend(record_routes.iter().map(|rr| ("Record-Route", rr.as_str())));
         let mut wire = Vec::with_capacity(data.len() + 200);
+        // RFC 3325 §5: an asserted identity counts only from a trusted source, and we assert
+        // nothing for a request we did not authenticate, so no phone takes it for a local one.
+        let remove: &[&str] = if authenticated {
+            &[]
+        } else {
+            &["P-Asserted-Identity", "P-Preferred-Identity"]
+        };
         Rewriter {
             request_uri: new_ruri.as_deref(),
             prepend,
@@ -891,7 +966,14 @@ impl Core {
             pop_routes,
             max_forwards: Some(mf - 1),
         }
-        .write(msg, &mut wire);
+        .write_with(
+            msg,
+            &mut wire,
+            HeaderEdits {
+                remove,
+                from: marked_from.as_deref(),
+            },
+        );
         match self.ep.send_request_wire(wire, dest, reliable, now) {
             Ok(cid) => {
                 self.metrics.transactions_started.inc();
@@ -1541,6 +1623,38 @@ fn limited_kind(msg: &Message<'_>) -> Option<Limited> {
 
 /// The flow-token key, derived from the per-process random secret (domain-separated from the
 /// nonce and tag secrets that also come from it).
+/// A From value with `;verstat=TN-Validation-Failed` in its URI's user part (3GPP TS 24.229
+/// §7.2A.20, ATIS-1000074): the number was not validated. A `verstat` the caller wrote itself is
+/// dropped first, so a caller cannot pre-empt the mark with `TN-Validation-Passed`.
+fn mark_from(from: &chaincall_sip::header::NameAddr<'_>) -> String {
+    let uri = from.uri;
+    let (scheme, rest) = uri.split_once(':').unwrap_or(("sip", uri));
+    // `foreign_claim` found a user part, so the URI has an '@' (the last one, as SipUri reads).
+    let (userinfo, host) = rest.rsplit_once('@').unwrap_or(("", rest));
+    let (user, password) = match userinfo.split_once(':') {
+        Some((u, p)) => (u, Some(p)),
+        None => (userinfo, None),
+    };
+    let mut marked: Vec<&str> = user
+        .split(';')
+        .filter(|p| {
+            !p.split_once('=')
+                .is_some_and(|(k, _)| k.eq_ignore_ascii_case("verstat"))
+        })
+        .collect();
+    marked.push("verstat=TN-Validation-Failed");
+    let password = password.map(|p| format!(":{p}")).unwrap_or_default();
+    let display = from
+        .display
+        .map(|d| format!("\"{d}\" "))
+        .unwrap_or_default();
+    format!(
+        "{display}<{scheme}:{}{password}@{host}>{}",
+        marked.join(";"),
+        from.params.raw()
+    )
+}
+
 fn flow_key(secret: &[u8; 32]) -> [u8; 32] {
     use hmac::{Hmac, Mac};
     let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret)

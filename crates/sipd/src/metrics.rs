@@ -66,6 +66,9 @@ pub struct Metrics {
     pub credential_lookups: Counter,
     /// Requests waiting for a subscriber look-up.
     pub lookups_pending: Gauge,
+    /// Initial INVITEs from another domain claiming one of our subscribers' numbers (refused or
+    /// marked, `[policy] foreign_caller_with_local_number`).
+    pub foreign_local_number: Counter,
 }
 
 impl Metrics {
@@ -162,6 +165,12 @@ impl Metrics {
             "gauge",
             "Requests waiting for a subscriber look-up.",
             self.lookups_pending.get().to_string(),
+        );
+        one(
+            "sipd_foreign_local_number_total",
+            "counter",
+            "INVITEs from another domain claiming a local subscriber's number (refused or marked).",
+            self.foreign_local_number.get().to_string(),
         );
         s.push_str("# HELP sipd_responses_total SIP responses sent, by class.\n# TYPE sipd_responses_total counter\n");
         for (i, c) in self.responses.iter().enumerate() {

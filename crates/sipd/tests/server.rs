@@ -1440,3 +1440,96 @@ CSeq: {cseq} MESSAGE\n\
     assert_eq!(s.metrics.relay_refused.get(), 0);
     s.stop().await;
 }
+
+/// Issue 14: an INVITE from another domain whose From claims one of our subscribers (alice) is
+/// refused with 403 and never reaches the callee under the default policy; under `mark` it is
+/// forwarded with `verstat=TN-Validation-Failed` in the From user part (replacing any verstat the
+/// caller wrote). A foreign caller that is not a subscriber is routed as before. Neither keeps a
+/// P-Asserted-Identity: sipd authenticated none of them.
+#[tokio::test]
+async fn a_foreign_domain_claiming_a_local_number_is_refused_or_marked() {
+    let callee = Ua::bind("127.0.0.1").await;
+    let route = callee.addr.to_string();
+    let foreign = |caller: &Ua, s: &Running, from: &str, branch: &str| {
+        invite(caller, s.udp, "bob", branch, "").replace(
+            &format!("From: <sip:caller@{}>;tag=c{branch}", s.udp.ip()),
+            &format!(
+                "From: \"Alice\" <{from}>;tag=c{branch}\nP-Asserted-Identity: <sip:alice@{}>",
+                s.udp.ip()
+            ),
+        )
+    };
+    let final_status = |r: Vec<u8>| status_of(&r);
+
+    let (_dir, _, s) = start_with_alice(|c| c.static_route = Some(route.clone())).await;
+    let caller = Ua::bind("127.0.0.1").await;
+    caller
+        .send(s.udp, &foreign(&caller, &s, "sip:alice@evil.example", "f1"))
+        .await;
+    let r = caller
+        .expect(2000, |m| m.status().is_some_and(|c| c >= 200))
+        .await;
+    assert_eq!(final_status(r.clone()), 403);
+    assert!(
+        String::from_utf8_lossy(&r).contains("foreign domain claims a local number"),
+        "{}",
+        String::from_utf8_lossy(&r)
+    );
+    assert!(callee.recv(300).await.is_none(), "nothing reached bob");
+    assert_eq!(s.metrics.foreign_local_number.get(), 1);
+    assert!(
+        s.metrics
+            .render()
+            .contains("sipd_foreign_local_number_total 1")
+    );
+    // Not one of ours: routed as before, without the identity it asserted.
+    caller
+        .send(
+            s.udp,
+            &foreign(&caller, &s, "sip:mallory@evil.example", "f2"),
+        )
+        .await;
+    let got = callee
+        .expect(2000, |m| m.method() == Some(Method::Invite))
+        .await;
+    let m = Message::parse(&got).unwrap();
+    assert_eq!(m.from().unwrap().uri, "sip:mallory@evil.example");
+    assert!(
+        !String::from_utf8_lossy(&got).contains("P-Asserted-Identity"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    assert_eq!(s.metrics.foreign_local_number.get(), 1);
+    s.stop().await;
+
+    let (_dir, _, s) = start_with_alice(|c| {
+        c.static_route = Some(route.clone());
+        c.policy.foreign_caller_with_local_number =
+            chaincall_sipd::config::ForeignCallerPolicy::Mark;
+    })
+    .await;
+    caller
+        .send(
+            s.udp,
+            &foreign(
+                &caller,
+                &s,
+                "sip:alice;verstat=TN-Validation-Passed@evil.example",
+                "f3",
+            ),
+        )
+        .await;
+    let got = callee
+        .expect(2000, |m| m.method() == Some(Method::Invite))
+        .await;
+    let m = Message::parse(&got).unwrap();
+    let from = m.from().unwrap();
+    assert_eq!(
+        from.uri,
+        "sip:alice;verstat=TN-Validation-Failed@evil.example"
+    );
+    assert_eq!((from.display, from.tag()), (Some("Alice"), Some("cf3")));
+    assert!(!String::from_utf8_lossy(&got).contains("P-Asserted-Identity"));
+    assert_eq!(s.metrics.foreign_local_number.get(), 1);
+    s.stop().await;
+}

@@ -297,6 +297,7 @@ trust = "provider"
                     .then(|| opts.keylog.clone())
                     .flatten(),
                 auto_answer: true,
+                accept_unverified: None,
                 audio: Arc::new(audio),
                 register_expires: 600,
             };

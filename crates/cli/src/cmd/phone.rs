@@ -21,8 +21,8 @@ use chaincall_chain::{KeystoreChain, RpcChain, RpcConfig};
 use chaincall_identity::{IdentityName, PhoneNumber};
 use chaincall_media::g711::Codec;
 use chaincall_phone::{
-    CallReport, KeyLookup, KeyMode, Phone, PhoneConfig, PhoneEvent, PhoneEvents, PhoneSecrets,
-    Signalling,
+    AcceptUnverified, CallReport, CallerId, KeyLookup, KeyMode, Phone, PhoneConfig, PhoneEvent,
+    PhoneEvents, PhoneSecrets, Signalling, Verification,
 };
 use clap::{Args, Subcommand};
 use serde::Deserialize;
@@ -242,6 +242,7 @@ struct FileConfig {
     key_mode: String,
     #[serde(default = "default_true")]
     auto_answer: bool,
+    accept_unverified: Option<String>,
     audio_in: Option<PathBuf>,
     #[serde(default = "default_record_dir")]
     record_dir: PathBuf,
@@ -295,6 +296,8 @@ struct Config {
     codecs: Vec<Codec>,
     key_mode: KeyMode,
     auto_answer: bool,
+    /// Callers not verified on chain: `None` asks for unverified ones and refuses likely spoofs.
+    accept_unverified: Option<AcceptUnverified>,
     audio_in: Option<PathBuf>,
     record_dir: PathBuf,
     keylog: Option<PathBuf>,
@@ -360,6 +363,11 @@ impl Config {
             .collect::<Result<Vec<_>>>()?;
         ensure!(!codecs.is_empty(), "{}: `codecs` is empty", path.display());
         let key_mode = f.key_mode.parse().map_err(|e: String| bad("key_mode", e))?;
+        let accept_unverified = f
+            .accept_unverified
+            .as_deref()
+            .map(|a| a.parse().map_err(|e: String| bad("accept_unverified", e)))
+            .transpose()?;
         let identity_text = f.sip.identity.as_deref().unwrap_or(&f.sip.domain);
         let sip_identity = IdentityName::parse(identity_text).map_err(|e| {
             bad(
@@ -386,6 +394,7 @@ impl Config {
             codecs,
             key_mode,
             auto_answer: f.auto_answer,
+            accept_unverified,
             audio_in: f.audio_in.map(resolve),
             record_dir: resolve(f.record_dir),
             keylog: f.keylog.map(resolve),
@@ -845,6 +854,7 @@ async fn start_phone(
         key_mode: cfg.key_mode,
         keylog: cfg.keylog.clone(),
         auto_answer,
+        accept_unverified: cfg.accept_unverified,
         audio: Arc::new(audio),
         register_expires: cfg.register_expires,
     };
@@ -1093,25 +1103,36 @@ async fn listen_inner(
     );
     let mut handled = 0u64;
     let mut active: Vec<String> = Vec::new();
+    // Who each ringing or refused call is from, for the JSON line that ends it.
+    let mut callers: std::collections::HashMap<String, serde_json::Value> = Default::default();
     let mut stopping = false;
     let mut stop_by = None;
     while count.is_none_or(|n| handled < n) {
         tokio::select! {
             ev = events.recv() => match ev {
                 None => bail!("the signalling connection to {} closed", cfg.sip_addr),
-                Some(PhoneEvent::Incoming { call_id, from }) => {
-                    if reject {
+                Some(PhoneEvent::Incoming { call_id, caller, awaiting_answer }) => {
+                        let shown = caller_json(&caller);
+                        println!("{}", json!({"call_id": call_id, "incoming": true, "caller": shown, "awaiting_answer": awaiting_answer}));
+                    if !awaiting_answer {
+                        // Answering or refusing by itself (auto-answer, accept_unverified).
+                        eprintln!("incoming call from {}", describe_caller(&caller));
+                        callers.insert(call_id, shown);
+                    } else if reject {
                         phone.answer(&call_id, false).await?;
-                        println!("{}", json!({"call_id": call_id, "peer": from, "rejected": true}));
+                        // `peer` as in call reports: the claimed number (the whole From is in `caller`).
+                        let peer = caller.claimed.as_ref().map_or(caller.uri.as_str(), |c| c.as_str());
+                        println!("{}", json!({"call_id": call_id, "peer": peer, "caller": shown, "rejected": true}));
                         handled += 1;
-                    } else if !auto_answer {
-                        ask(phone.clone(), call_id, from);
+                    } else {
+                        ask(phone.clone(), call_id, &caller);
                     }
                 }
-                Some(PhoneEvent::CallUp { call_id, peer, mode, verified_peer, safety_number, verified_in_person }) => {
+                Some(PhoneEvent::CallUp { call_id, peer, caller, mode, verified_peer, safety_number, verified_in_person }) => {
+                    callers.remove(&call_id);
                     eprintln!(
                         "call {call_id} from {} up ({}, {}{})",
-                        for_terminal(&peer),
+                        for_terminal(caller.as_ref().map_or(&peer, |c| &c.uri)),
                         mode.name(),
                         verified_peer.map_or("encrypted, key not verified on chain".to_owned(),
                             |p| format!("caller verified on chain as {}", p.as_str())),
@@ -1129,7 +1150,8 @@ async fn listen_inner(
                     }
                 }
                 Some(PhoneEvent::Refused { call_id, reason }) => {
-                    println!("{}", json!({"call_id": call_id, "refused": reason}));
+                    let caller = callers.remove(&call_id);
+                    println!("{}", json!({"call_id": call_id, "refused": reason, "caller": caller}));
                     handled += 1;
                 }
                 Some(PhoneEvent::Registered { .. }) => {}
@@ -1173,9 +1195,13 @@ async fn listen_inner(
 }
 
 /// Asks on the terminal whether to answer a call (no answer or end of input declines).
-fn ask(phone: Phone, call_id: String, from: String) {
+fn ask(phone: Phone, call_id: String, caller: &CallerId) {
+    let prompt = format!(
+        "incoming call from {}. answer? [y/N] ",
+        describe_caller(caller)
+    );
     tokio::spawn(async move {
-        eprint!("incoming call from {}: answer? [y/N] ", for_terminal(&from));
+        eprint!("{prompt}");
         let yes = tokio::task::spawn_blocking(|| {
             let mut line = String::new();
             std::io::stdin().read_line(&mut line).is_ok()
@@ -1185,6 +1211,44 @@ fn ask(phone: Phone, call_id: String, from: String) {
         .unwrap_or(false);
         let _ = phone.answer(&call_id, yes).await;
     });
+}
+
+/// The caller as the prompt shows it: the whole From (display name and URI, escaped for the
+/// terminal) and what the call proves, e.g. `<sip:+15550100001@evil.example>: NOT VERIFIED —
+/// likely spoof (…)`.
+fn describe_caller(caller: &CallerId) -> String {
+    let who = match &caller.display_name {
+        Some(name) => format!("\"{}\" <{}>", for_terminal(name), for_terminal(&caller.uri)),
+        None => format!("<{}>", for_terminal(&caller.uri)),
+    };
+    let state = match &caller.verification {
+        Verification::Verified {
+            identity,
+            fingerprint,
+            ..
+        } => format!(
+            "verified on chain as {} (key fingerprint {fingerprint})",
+            identity.as_str()
+        ),
+        Verification::Unverified { reason } => {
+            format!("NOT VERIFIED ({})", for_terminal(reason))
+        }
+        Verification::LikelySpoof { reason } => {
+            format!("NOT VERIFIED — likely spoof ({})", for_terminal(reason))
+        }
+    };
+    format!("{who}: {state}")
+}
+
+/// The caller in `--json` lines: `{uri, display_name, claimed, verification, reason}`.
+fn caller_json(caller: &CallerId) -> serde_json::Value {
+    json!({
+        "uri": caller.uri,
+        "display_name": caller.display_name,
+        "claimed": caller.claimed.as_ref().map(|c| c.as_str().to_owned()),
+        "verification": caller.verification.name(),
+        "reason": caller.verification.reason(),
+    })
 }
 
 /// A peer-supplied name made safe to print on a terminal: control characters (ESC, CR, ...)
@@ -1240,6 +1304,7 @@ fn report_json(cfg: &Config, r: &CallReport, recording: &Path) -> serde_json::Va
         "call_id": r.call_id,
         "number": cfg.number_text(),
         "peer": r.peer,
+        "caller": r.caller.as_ref().map(caller_json),
         "direction": if r.outgoing { "outgoing" } else { "incoming" },
         "key_mode": r.mode.name(),
         "codec": r.codec.rtpmap_name(),
@@ -1305,7 +1370,46 @@ fn print_report(r: &CallReport, recording: &Path) {
 
 #[cfg(test)]
 mod tests {
-    use super::for_terminal;
+    use super::{caller_json, describe_caller, for_terminal};
+    use chaincall_phone::{CallerId, Verification};
+
+    #[test]
+    fn the_prompt_shows_the_whole_from_and_what_the_call_proves() {
+        let alice = "+15550100001".parse().unwrap();
+        let spoof = CallerId {
+            uri: "sip:+15550100001@evil.example".into(),
+            display_name: Some("Bank\u{1b}[2K".into()),
+            claimed: Some(alice),
+            verification: Verification::LikelySpoof {
+                reason: "+15550100001 has a key on chain but this call proves nothing".into(),
+            },
+        };
+        assert_eq!(
+            describe_caller(&spoof),
+            "\"Bank\\u{1b}[2K\" <sip:+15550100001@evil.example>: NOT VERIFIED — likely spoof \
+             (+15550100001 has a key on chain but this call proves nothing)"
+        );
+        let json = caller_json(&spoof);
+        assert_eq!(json["verification"], "likely_spoof");
+        assert_eq!(json["claimed"], "+15550100001");
+        assert_eq!(json["uri"], "sip:+15550100001@evil.example");
+        let verified = CallerId {
+            display_name: None,
+            uri: "sip:+15550100001@sip.example.org".into(),
+            verification: Verification::Verified {
+                identity: "+15550100001".parse().unwrap(),
+                lookup_verified: true,
+                fingerprint: "0011223344556677".into(),
+            },
+            ..spoof
+        };
+        assert_eq!(
+            describe_caller(&verified),
+            "<sip:+15550100001@sip.example.org>: verified on chain as +15550100001 (key \
+             fingerprint 0011223344556677)"
+        );
+        assert_eq!(caller_json(&verified)["reason"], serde_json::Value::Null);
+    }
 
     #[test]
     fn a_callers_terminal_escapes_are_shown_not_obeyed() {

@@ -27,6 +27,8 @@ pub struct Net {
     pub contract: Address,
     pub trust: Arc<HeaderTrust>,
     pub tls: SocketAddr,
+    /// Plain TCP, for a phone that cannot run the TLS-PSK handshake as the number it claims.
+    pub tcp: SocketAddr,
     pub udp_port: u16,
     pub metrics: Arc<chaincall_sipd::metrics::Metrics>,
     pub dir: tempfile::TempDir,
@@ -35,8 +37,15 @@ pub struct Net {
 }
 
 impl Net {
-    /// Deploys the keystore, publishes sipd's key, starts sipd with `udp:` and `tls:` listeners.
+    /// Deploys the keystore, publishes sipd's key, starts sipd with `udp:`, `tls:` and `tcp:`
+    /// listeners and no authentication.
     pub async fn start() -> Net {
+        Net::start_with("[auth]\nmode = \"none\"\n").await
+    }
+
+    /// [`Net::start`] with `sections` (TOML: `[auth]` and any other table but `[tls_psk]`) in
+    /// sipd's configuration.
+    pub async fn start_with(sections: &str) -> Net {
         let dir = tempfile::tempdir().unwrap();
         let chain = Arc::new(EmbeddedChain::default());
         let contract = deploy_test_keystore(&*chain).await.unwrap();
@@ -46,6 +55,7 @@ impl Net {
             contract,
             trust: Arc::new(HeaderTrust::checkpoint(0, genesis)),
             tls: "0.0.0.0:0".parse().unwrap(),
+            tcp: "0.0.0.0:0".parse().unwrap(),
             udp_port: chaincall_testkit::free_udp_port(),
             metrics: Default::default(),
             dir,
@@ -65,8 +75,8 @@ impl Net {
         // sipd proves the phones' keys against the genesis block (the phones' own checkpoint), as
         // an operator's would against a checkpoint of their chain.
         let toml = format!(
-            "listen = [\"udp:127.0.0.1:{}\", \"tls:127.0.0.1:0\"]\n\
-             [auth]\nmode = \"none\"\n\
+            "listen = [\"udp:127.0.0.1:{}\", \"tls:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]\n\
+             {sections}\
              [tls_psk]\nidentity = \"{SERVER}\"\nkey_file = \"{}\"\nrpc_url = \"in-process\"\ncontract = \"{contract}\"\nkey_cache_secs = 0\n\
              checkpoint = \"0:{genesis}\"\n",
             net.udp_port,
@@ -84,14 +94,13 @@ impl Net {
         let server = chaincall_sipd::Server::bind_with_tls_psk(cfg, psk)
             .await
             .unwrap();
-        net.tls = server
-            .local()
-            .iter()
-            .find_map(|l| match l {
-                chaincall_sipd::Listen::Tls(a) => Some(*a),
-                _ => None,
-            })
-            .unwrap();
+        for l in server.local() {
+            match l {
+                chaincall_sipd::Listen::Tls(a) => net.tls = *a,
+                chaincall_sipd::Listen::Tcp(a) => net.tcp = *a,
+                chaincall_sipd::Listen::Udp(_) => {}
+            }
+        }
         net.metrics = server.metrics();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(server.run(async {
@@ -151,7 +160,19 @@ impl Net {
         mode: KeyMode,
         audio_ms: u32,
     ) -> (Phone, PhoneEvents) {
-        let cfg = PhoneConfig {
+        self.phone_with(number, key, mode, audio_ms, |_| {}).await
+    }
+
+    /// [`Net::phone`] with the configuration adjusted by `adjust` first.
+    pub async fn phone_with(
+        &self,
+        number: &str,
+        key: IdentityKey,
+        mode: KeyMode,
+        audio_ms: u32,
+        adjust: impl FnOnce(&mut PhoneConfig),
+    ) -> (Phone, PhoneEvents) {
+        let mut cfg = PhoneConfig {
             number: PhoneNumber::parse(number).unwrap(),
             identity: Arc::new(key),
             sip_password: zeroize::Zeroizing::new(String::new()),
@@ -165,9 +186,11 @@ impl Net {
             key_mode: mode,
             keylog: None,
             auto_answer: true,
+            accept_unverified: None,
             audio: Arc::new(chaincall_media::signal::speech_like(audio_ms, 7)),
             register_expires: 600,
         };
+        adjust(&mut cfg);
         let lookup = KeyLookup::new(self.chain.clone(), self.contract, Some(self.trust.clone()));
         let (phone, events, _) = Phone::connect(cfg, lookup).await.unwrap();
         (phone, events)
