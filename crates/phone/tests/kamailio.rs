@@ -35,7 +35,7 @@ use chaincall_phone::{
     CallReport, KeyLookup, KeyMode, Phone, PhoneConfig, PhoneError, PhoneEvent, PhoneEvents,
     PhoneSecrets, Signalling,
 };
-use chaincall_wallet::receipt::{StoreKey, sip_password};
+use chaincall_wallet::receipt::StoreKey;
 use chaincall_wallet::testing::{
     TEST_IDENTITY_DOMAIN, TEST_SIP_DOMAIN, TestChain, TestConfig, deploy_test_keystore,
     dev_receipt, write_test_config,
@@ -261,7 +261,7 @@ async fn start_wallet(
 }
 
 /// The paper's Fig. 2 for one phone: a store-signed receipt, funding, `addClient`, approval, SIP
-/// credentials; returns the phone's secrets with the SIP password derived from the receipt.
+/// credentials; returns the phone's secrets with the SIP password fetched from the wallet server.
 async fn onboard(
     chain: &Arc<EmbeddedChain>,
     contract: Address,
@@ -286,7 +286,14 @@ async fn onboard(
     .await
     .unwrap_or_else(|e| panic!("onboarding {number}: {e}"));
     assert_eq!(status.state, "provisioned", "{number}: onboarding state");
-    secrets.sip_password = Some(sip_password(&receipt).unwrap());
+    // The SIP password: fetched with a request the on-chain identity key signs.
+    let number = chaincall_identity::PhoneNumber::parse(number).unwrap();
+    secrets.sip_password = Some(
+        client
+            .sip_password(&secrets.identity, &number)
+            .await
+            .unwrap_or_else(|e| panic!("SIP password of {number}: {e}")),
+    );
     secrets
 }
 

@@ -662,8 +662,6 @@ async fn onboard(cfg: &mut Config, receipt_path: &Path, pass: &str) -> Result<()
                 receipt_path.display()
             )
         })?;
-    let password = chaincall_wallet::sip_password(&receipt)
-        .map_err(|e| anyhow!("{}: {e}", receipt_path.display()))?;
     let chain = cfg.chain().await?;
     let server_key = chaincall_wallet::server_identity_key(&*chain, cfg.contract, &wallet_domain)
         .await
@@ -712,6 +710,11 @@ async fn onboard(cfg: &mut Config, receipt_path: &Path, pass: &str) -> Result<()
         .as_deref()
         .and_then(|p| PhoneNumber::parse(p).ok())
         .ok_or_else(|| anyhow!("the wallet server named no number"))?;
+    // The SIP password: the onboarding's last answer, sealed to our identity key.
+    let password = client
+        .sip_password(&secrets.identity, &number)
+        .await
+        .with_context(|| format!("fetching the SIP password of {number} from {wallet_url}"))?;
     // The key file is sealed to its number (associated data): re-sealed under the assigned one.
     secrets.number = number.as_str().to_owned();
     secrets.sip_password = Some(password);
