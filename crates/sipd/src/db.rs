@@ -308,3 +308,85 @@ impl Db {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn sqlite(dir: &tempfile::TempDir) -> Db {
+        let url = format!("sqlite://{}", dir.path().join("sip.db").display());
+        Db::connect(&url).await.unwrap()
+    }
+
+    /// `add_subscriber` keeps no clear password; every algorithm's HA1 comes from a stored hash.
+    #[tokio::test]
+    async fn added_subscribers_are_stored_as_hashes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sqlite(&dir).await;
+        db.create_schema().await.unwrap();
+        db.create_schema().await.unwrap();
+        db.add_subscriber("alice", "example.org", "s3cret")
+            .await
+            .unwrap();
+        let Db::Sqlite(pool) = &db else {
+            unreachable!()
+        };
+        let (clear,): (String,) = sqlx::query_as("SELECT password FROM subscriber")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(clear, "");
+        let sub = db
+            .subscriber("alice", "example.org")
+            .await
+            .unwrap()
+            .unwrap();
+        for alg in [Algorithm::Md5, Algorithm::Sha256, Algorithm::Sha512_256] {
+            assert_eq!(
+                sub.ha1_for(alg, "alice", "example.org"),
+                Some(digest::ha1(alg, "alice", "example.org", "s3cret")),
+                "{alg:?}"
+            );
+        }
+        assert_eq!(
+            sub.ha1_for(Algorithm::Md5, "alice@example.org", "example.org"),
+            Some(digest::kamailio_ha1b(
+                "alice",
+                "example.org",
+                "example.org",
+                "s3cret"
+            ))
+        );
+    }
+
+    /// A Kamailio-made table (no SHA-2 columns) with a clear-password row, as `kamctl add`
+    /// writes it: read as it is (the hashes computed from the password), and `create_schema`
+    /// adds the missing columns.
+    #[tokio::test]
+    async fn a_kamailio_table_with_clear_passwords_still_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sqlite(&dir).await;
+        let Db::Sqlite(pool) = &db else {
+            unreachable!()
+        };
+        for statement in [
+            "CREATE TABLE subscriber (id INTEGER PRIMARY KEY NOT NULL, username VARCHAR(64) DEFAULT '' NOT NULL, domain VARCHAR(64) DEFAULT '' NOT NULL, password VARCHAR(64) DEFAULT '' NOT NULL, ha1 VARCHAR(128) DEFAULT '' NOT NULL, ha1b VARCHAR(128) DEFAULT '' NOT NULL, CONSTRAINT subscriber_account_idx UNIQUE (username, domain))",
+            "INSERT INTO subscriber (username, domain, password) VALUES ('bob', 'example.org', 'pw')",
+        ] {
+            sqlx::query(statement).execute(pool).await.unwrap();
+        }
+        let sub = db.subscriber("bob", "example.org").await.unwrap().unwrap();
+        assert_eq!(sub.ha1_sha256, None);
+        assert_eq!(
+            sub.ha1_for(Algorithm::Sha256, "bob", "example.org"),
+            Some(digest::ha1(Algorithm::Sha256, "bob", "example.org", "pw"))
+        );
+        db.create_schema().await.unwrap();
+        let sub = db.subscriber("bob", "example.org").await.unwrap().unwrap();
+        assert_eq!(sub.ha1_sha256.as_deref(), Some(""));
+        assert_eq!(
+            sub.ha1_for(Algorithm::Md5, "bob", "example.org"),
+            Some(digest::ha1(Algorithm::Md5, "bob", "example.org", "pw"))
+        );
+    }
+}
