@@ -88,6 +88,7 @@ impl PasswordKey {
         receipt_id: &str,
         generation: i64,
     ) -> Zeroizing<String> {
+        // HMAC accepts keys of any length: this cannot fail.
         let mut mac = Hmac::<Sha256>::new_from_slice(&*self.0).expect("HMAC takes any key length");
         mac.update(b"chaincall sip password v1");
         // Length prefixes: no two different (domain, number, receipt) share an input.

@@ -23,6 +23,7 @@
 use md5::{Digest, Md5};
 use sha2::Sha256;
 use sqlx::AnyPool;
+use zeroize::Zeroizing;
 
 /// The database could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -60,18 +61,21 @@ impl std::fmt::Debug for SubscriberRow {
     }
 }
 
-fn md5_hex(input: &str) -> String {
+/// The hash input holds the password: zeroized once hashed.
+fn md5_hex(input: Zeroizing<String>) -> String {
     hex::encode(Md5::digest(input.as_bytes()))
 }
 
 /// `HA1 = MD5(username:realm:password)` (RFC 2617 §3.2.2.2), as Kamailio's `ha1` column holds it.
 pub fn ha1(username: &str, realm: &str, password: &str) -> String {
-    md5_hex(&format!("{username}:{realm}:{password}"))
+    md5_hex(Zeroizing::new(format!("{username}:{realm}:{password}")))
 }
 
 /// `HA1B = MD5(username@domain:realm:password)`, as Kamailio's `ha1b` column holds it.
 pub fn ha1b(username: &str, domain: &str, realm: &str, password: &str) -> String {
-    md5_hex(&format!("{username}@{domain}:{realm}:{password}"))
+    md5_hex(Zeroizing::new(format!(
+        "{username}@{domain}:{realm}:{password}"
+    )))
 }
 
 /// `HA1 = SHA-256(username:realm:password)` (RFC 7616 §3.4.2), the `ha1_sha256` column.
@@ -211,7 +215,7 @@ impl SubscriberTable {
         for r in rows {
             let username: String = r.try_get(0)?;
             let row_domain: String = r.try_get(1)?;
-            let password = zeroize::Zeroizing::new(r.try_get::<String, _>(2)?);
+            let password = Zeroizing::new(r.try_get::<String, _>(2)?);
             let row_realm = if row_domain == domain {
                 realm
             } else {
