@@ -116,7 +116,10 @@ enum PhoneCommand {
     },
     /// Connect to the SIP server (TLS-PSK handshake with its on-chain key, or TCP), REGISTER with
     /// digest auth, and print the granted lifetime. A check: the binding is removed again when the
-    /// command exits (`listen` keeps one for as long as it runs).
+    /// command exits (`listen` keeps one for as long as it runs). When the SIP server refuses
+    /// the stored password (401/403: the operator rotated it), the current one is fetched once
+    /// from the wallet server (`wallet_url`, a request signed by the identity key), stored in the
+    /// key file, and the REGISTER retried.
     Register,
     /// Call a number: register, look the callee's key up on chain (proven), INVITE with MIKEY,
     /// send audio over SRTP, hang up after --seconds (or at Ctrl-C, or when the callee hangs up),
