@@ -1062,6 +1062,67 @@ fn a_tcp_phone_answers_at_the_prompt() {
     assert_eq!(b["srtp_packets_rejected"], 0, "{b}");
 }
 
+/// `POST path` with the admin bearer token to the wallet server at `base` (plain HTTP/1.1 over
+/// a socket: the test needs no HTTP client); the response's status code.
+fn admin_post(base: &str, path: &str, token: &str) -> u16 {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer}"))
+}
+
+/// The operator rotates a phone's SIP password at the wallet server (admin token required): the
+/// next `phone register` is refused by sipd with the old password, fetches the new one (a request
+/// signed by the phone's on-chain identity key), stores it in the key file and registers; the one
+/// after needs no refresh.
+#[test]
+fn register_fetches_a_rotated_sip_password_once() {
+    const TOKEN: &str = "admin-token-for-rotation";
+    let numbers = format!("{ASSIGNED}[admin]\ntoken_file = \"admin.token\"\n");
+    let Some(net) = network_with(&numbers, &[("admin.token", &format!("{TOKEN}\n"))]) else {
+        return;
+    };
+    let number = "+15550100042";
+    let home = net.onboarded_phone("dave", number);
+    let rotate = format!("/v1/admin/subscribers/{number}/credentials/rotate");
+    assert_eq!(admin_post(&net.wallet_url, &rotate, "wrong-token"), 401);
+    assert_eq!(admin_post(&net.wallet_url, &rotate, TOKEN), 200);
+    let key_before = std::fs::read(home.join("phone.key")).unwrap();
+    // Nothing registered as dave yet, so sipd has no cached row (`credentials_cache_secs`): it
+    // reads the rotated one and refuses the password stored at onboarding.
+    let out = ok(phone(&home).arg("register"));
+    assert!(
+        out.contains("the SIP server refused our credentials"),
+        "{out}"
+    );
+    assert!(out.contains("new SIP password stored"), "{out}");
+    assert!(out.contains(&format!("registered {number}")), "{out}");
+    assert_ne!(
+        std::fs::read(home.join("phone.key")).unwrap(),
+        key_before,
+        "the key file holds the new password"
+    );
+    assert_eq!(mode(&home.join("phone.key")), 0o600);
+    let out = ok(phone(&home).arg("register"));
+    assert!(out.contains(&format!("registered {number}")), "{out}");
+    assert!(!out.contains("new SIP password"), "{out}");
+}
+
 /// A phone without a number: `init` makes its keys, `onboard` takes the next free number the
 /// server assigns, prints it and stores it in `phone.toml` (and the key file), and the phone then
 /// registers under it.

@@ -35,7 +35,7 @@ use chaincall_phone::{
     CallReport, KeyLookup, KeyMode, Phone, PhoneConfig, PhoneError, PhoneEvent, PhoneEvents,
     PhoneSecrets, Signalling,
 };
-use chaincall_wallet::receipt::{StoreKey, sip_password};
+use chaincall_wallet::receipt::StoreKey;
 use chaincall_wallet::testing::{
     TEST_IDENTITY_DOMAIN, TEST_SIP_DOMAIN, TestChain, TestConfig, deploy_test_keystore,
     dev_receipt, write_test_config,
@@ -89,9 +89,19 @@ struct Kamailio {
 
 impl Kamailio {
     fn start(bin: &Path, modules: &Path, dir: &Path, db: &Path) -> Self {
+        Self::start_with(
+            bin,
+            modules,
+            dir,
+            db,
+            include_str!("kamailio.cfg").to_owned(),
+        )
+    }
+
+    /// As [`Kamailio::start`] with another configuration `template` (same placeholders).
+    fn start_with(bin: &Path, modules: &Path, dir: &Path, db: &Path, template: String) -> Self {
         use std::os::unix::process::CommandExt;
         let port = chaincall_testkit::free_tcp_port();
-        let template = include_str!("kamailio.cfg");
         let cfg = template
             .replace("@PORT@", &port.to_string())
             .replace("@DOMAIN@", DOMAIN)
@@ -260,8 +270,39 @@ async fn start_wallet(
     (url, stop)
 }
 
+/// The operator's side: the chain with the keystore, a store key, and the wallet-management server
+/// writing into `dir/sip.db`.
+struct Operator {
+    chain: Arc<EmbeddedChain>,
+    contract: Address,
+    client: chaincall_wallet::WalletClient,
+    server_key: chaincall_identity::PublicIdentityKey,
+    store: StoreKey,
+    wallet_stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Operator {
+    async fn start(dir: &Path) -> Self {
+        let chain = Arc::new(EmbeddedChain::default());
+        let contract = deploy_test_keystore(&*chain).await.unwrap();
+        let store = StoreKey::generate().unwrap();
+        let (wallet_url, wallet_stop) = start_wallet(chain.clone(), contract, dir, &store).await;
+        let server_key = chaincall_wallet::server_identity_key(&*chain, contract, WALLET_DOMAIN)
+            .await
+            .unwrap();
+        Self {
+            chain,
+            contract,
+            client: chaincall_wallet::WalletClient::new(wallet_url),
+            server_key,
+            store,
+            wallet_stop,
+        }
+    }
+}
+
 /// The paper's Fig. 2 for one phone: a store-signed receipt, funding, `addClient`, approval, SIP
-/// credentials; returns the phone's secrets with the SIP password derived from the receipt.
+/// credentials; returns the phone's secrets with the SIP password fetched from the wallet server.
 async fn onboard(
     chain: &Arc<EmbeddedChain>,
     contract: Address,
@@ -286,7 +327,14 @@ async fn onboard(
     .await
     .unwrap_or_else(|e| panic!("onboarding {number}: {e}"));
     assert_eq!(status.state, "provisioned", "{number}: onboarding state");
-    secrets.sip_password = Some(sip_password(&receipt).unwrap());
+    // The SIP password: fetched with a request the on-chain identity key signs.
+    let number = chaincall_identity::PhoneNumber::parse(number).unwrap();
+    secrets.sip_password = Some(
+        client
+            .sip_password(&secrets.identity, &number)
+            .await
+            .unwrap_or_else(|e| panic!("SIP password of {number}: {e}")),
+    );
     secrets
 }
 
@@ -390,23 +438,25 @@ async fn wallet_provisions_kamailio_and_a_mikey_call_goes_through_it() {
     let mut kamailio = Kamailio::start(&bin, &modules, dir, &sip_db);
 
     // The chain, the keystore, the wallet-management server writing into Kamailio's database.
-    let chain = Arc::new(EmbeddedChain::default());
-    let contract = deploy_test_keystore(&*chain).await.unwrap();
-    let store = StoreKey::generate().unwrap();
-    let (wallet_url, wallet_stop) = start_wallet(chain.clone(), contract, dir, &store).await;
-    let client = chaincall_wallet::WalletClient::new(wallet_url);
-    let server_key = chaincall_wallet::server_identity_key(&*chain, contract, WALLET_DOMAIN)
-        .await
-        .unwrap();
+    let Operator {
+        chain,
+        contract,
+        client,
+        server_key,
+        store,
+        wallet_stop,
+    } = Operator::start(dir).await;
     let alice = onboard(&chain, contract, &client, &server_key, &store, ALICE).await;
     let bob = onboard(&chain, contract, &client, &server_key, &store, BOB).await;
 
-    // The rows Kamailio authenticates against are the wallet server's (HA1 = MD5(user:realm:pw)).
+    // The rows Kamailio authenticates against are the wallet server's (HA1 = MD5(user:realm:pw)),
+    // with no clear password: Kamailio needs none with `calculate_ha1 0`.
     for s in [&alice, &bob] {
         let password = s.sip_password.as_ref().unwrap();
-        let (_, ha1, ha1b) = subscriber_row(&sip_db, &s.number)
+        let (clear, ha1, ha1b) = subscriber_row(&sip_db, &s.number)
             .await
             .unwrap_or_else(|| panic!("{}: no subscriber row in Kamailio's table", s.number));
+        assert_eq!(clear, "", "{}: only hashes are stored", s.number);
         assert_eq!(
             ha1,
             chaincall_wallet::subscriber::ha1(&s.number, DOMAIN, password)
@@ -663,4 +713,62 @@ async fn wallet_provisions_kamailio_and_a_mikey_call_goes_through_it() {
         log.len(),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// RFC 7616 SHA-256 digest at Kamailio from the wallet server's `ha1_sha256` column: Kamailio's
+/// `auth` module with `algorithm "SHA-256"` and `auth_db` reading that column as its HA1
+/// (`calculate_ha1 0`, no clear password anywhere). Kamailio would compute an MD5 response from a
+/// SHA-256 HA1 if either setting were ignored, so a 200 shows both took effect; a wrong password
+/// gets 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kamailio_authenticates_sha256_digest_from_the_ha1_sha256_column() {
+    let Some((bin, modules)) = kamailio_peer() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let sip_db = dir.join("sip.db");
+    create_kamailio_db(&sip_db).await;
+    let op = Operator::start(dir).await;
+    let alice = onboard(
+        &op.chain,
+        op.contract,
+        &op.client,
+        &op.server_key,
+        &op.store,
+        ALICE,
+    )
+    .await;
+
+    let md5_column = r#"modparam("auth_db", "password_column", "ha1")"#;
+    let template = include_str!("kamailio.cfg");
+    assert!(template.contains(md5_column));
+    let template = template.replace(
+        md5_column,
+        r#"modparam("auth_db", "password_column", "ha1_sha256")
+modparam("auth", "algorithm", "SHA-256")"#,
+    );
+    let mut kamailio = Kamailio::start_with(&bin, &modules, dir, &sip_db, template);
+    let genesis = op.chain.block_header(0).await.unwrap().hash_slow();
+    let trust = Arc::new(HeaderTrust::checkpoint(0, genesis));
+    let register = |password: Zeroizing<String>| {
+        let cfg = phone_config(&alice, password, kamailio.addr, None, Vec::new());
+        let lookup = KeyLookup::new(op.chain.clone(), op.contract, Some(trust.clone()));
+        async move {
+            let (phone, _events, _) = Phone::connect(cfg, lookup).await.unwrap();
+            let answer = phone.register(600).await;
+            phone.shutdown().await;
+            answer
+        }
+    };
+    match register(Zeroizing::new("not-the-password".into())).await {
+        Err(PhoneError::AuthFailed(401)) => {}
+        other => panic!("SHA-256 REGISTER with a wrong password: expected 401, got {other:?}"),
+    }
+    let expires = register(alice.sip_password.clone().unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("SHA-256 REGISTER refused: {e}\n{}", kamailio.log_text()));
+    assert!(expires > 0);
+    let _ = op.wallet_stop.send(());
+    kamailio.stop();
 }

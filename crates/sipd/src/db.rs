@@ -2,9 +2,12 @@
 //! password, ha1, ha1b) in SQLite or PostgreSQL through one code path.
 //!
 //! `ha1 = MD5(username:realm:password)`, `ha1b = MD5(username@domain:realm:password)` with the
-//! realm equal to the domain, as `kamctl add` writes them. RFC 8760 hashes are computed from
-//! `password` when present (Kamailio's `calculate_ha1`), or read from optional `ha1_sha256` /
-//! `ha1_sha512t256` columns (OpenSIPS' names) when the table has them.
+//! realm equal to the domain, as `kamctl add` writes them; the RFC 7616 / RFC 8760 hashes
+//! `H(username:realm:password)` live in the `ha1_sha256` / `ha1_sha512t256` columns (OpenSIPS'
+//! names; Kamailio reads one through `password_column`). sipd authenticates from the stored hash
+//! of the algorithm the client answered in, so rows need no clear password: [`Db::add_subscriber`]
+//! and the wallet server store hashes only. A row of an old database that holds only `password`
+//! still works (the hashes are computed from it, Kamailio's `calculate_ha1`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -102,6 +105,8 @@ const SQLITE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS subscriber (
     password VARCHAR(64) DEFAULT '' NOT NULL,
     ha1 VARCHAR(128) DEFAULT '' NOT NULL,
     ha1b VARCHAR(128) DEFAULT '' NOT NULL,
+    ha1_sha256 VARCHAR(128) DEFAULT '' NOT NULL,
+    ha1_sha512t256 VARCHAR(128) DEFAULT '' NOT NULL,
     CONSTRAINT subscriber_account_idx UNIQUE (username, domain)
 )";
 
@@ -112,12 +117,24 @@ const PG_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS subscriber (
     password VARCHAR(64) DEFAULT '' NOT NULL,
     ha1 VARCHAR(128) DEFAULT '' NOT NULL,
     ha1b VARCHAR(128) DEFAULT '' NOT NULL,
+    ha1_sha256 VARCHAR(128) DEFAULT '' NOT NULL,
+    ha1_sha512t256 VARCHAR(128) DEFAULT '' NOT NULL,
     CONSTRAINT subscriber_account_idx UNIQUE (username, domain)
 )";
 
-const SELECT: &str = "SELECT * FROM subscriber WHERE username = $1 AND domain = $2";
-const INSERT: &str =
-    "INSERT INTO subscriber (username, domain, password, ha1, ha1b) VALUES ($1, $2, $3, $4, $5)";
+// Named columns, never `*`: SQLite hands a statement prepared on a connection whose schema cache
+// predates an `ALTER TABLE` (the wallet server adding `ha1_sha256`) more columns at run time than
+// it announced at prepare time, which sqlx-sqlite does not survive.
+const SELECT: &str = "SELECT password, ha1, ha1b, ha1_sha256, ha1_sha512t256 FROM subscriber \
+     WHERE username = $1 AND domain = $2";
+/// For a Kamailio table without the SHA-2 columns (`create_schema = false`).
+const SELECT_KAMAILIO: &str =
+    "SELECT password, ha1, ha1b FROM subscriber WHERE username = $1 AND domain = $2";
+const INSERT: &str = "INSERT INTO subscriber (username, domain, password, ha1, ha1b, ha1_sha256, ha1_sha512t256) \
+     VALUES ($1, $2, '', $3, $4, $5, $6)";
+
+/// The hash columns a `subscriber` table made by Kamailio or an older sipd may lack.
+const HASH_COLUMNS: [&str; 2] = ["ha1_sha256", "ha1_sha512t256"];
 
 impl Db {
     /// Connects; SQLite files are created when missing.
@@ -136,7 +153,8 @@ impl Db {
         }
     }
 
-    /// Creates the `subscriber` table if missing (Kamailio's columns).
+    /// Creates the `subscriber` table if missing (Kamailio's columns and the SHA-2 hash
+    /// columns), and adds the hash columns to an existing table that lacks them.
     pub async fn create_schema(&self) -> Result<(), DbError> {
         match self {
             Db::Sqlite(p) => {
@@ -144,6 +162,33 @@ impl Db {
             }
             Db::Postgres(p) => {
                 sqlx::query(PG_SCHEMA).execute(p).await?;
+            }
+        }
+        for column in HASH_COLUMNS {
+            // A probe rather than the catalogue: one statement both backends answer alike.
+            let probe = format!("SELECT {column} FROM subscriber WHERE 1 = 0");
+            let alter = format!(
+                "ALTER TABLE subscriber ADD COLUMN {column} VARCHAR(128) DEFAULT '' NOT NULL"
+            );
+            let missing = match self {
+                Db::Sqlite(p) => sqlx::query(sqlx::AssertSqlSafe(probe))
+                    .fetch_optional(p)
+                    .await
+                    .is_err(),
+                Db::Postgres(p) => sqlx::query(sqlx::AssertSqlSafe(probe))
+                    .fetch_optional(p)
+                    .await
+                    .is_err(),
+            };
+            if missing {
+                match self {
+                    Db::Sqlite(p) => {
+                        sqlx::query(sqlx::AssertSqlSafe(alter)).execute(p).await?;
+                    }
+                    Db::Postgres(p) => {
+                        sqlx::query(sqlx::AssertSqlSafe(alter)).execute(p).await?;
+                    }
+                }
             }
         }
         Ok(())
@@ -176,23 +221,31 @@ impl Db {
         Ok(())
     }
 
-    /// Adds a subscriber the way `kamctl add` does (realm = domain).
+    /// Adds a subscriber with realm = domain, as `kamctl add` does, but storing only the hashes
+    /// (`ha1`, `ha1b`, `ha1_sha256`, `ha1_sha512t256`; `password` stays empty). Needs the columns
+    /// [`Db::create_schema`] makes.
     pub async fn add_subscriber(
         &self,
         username: &str,
         domain: &str,
         password: &str,
     ) -> Result<(), DbError> {
-        let ha1 = digest::ha1(Algorithm::Md5, username, domain, password);
-        let ha1b = digest::kamailio_ha1b(username, domain, domain, password);
+        let hashes = [
+            digest::ha1(Algorithm::Md5, username, domain, password),
+            digest::kamailio_ha1b(username, domain, domain, password),
+            digest::ha1(Algorithm::Sha256, username, domain, password),
+            digest::ha1(Algorithm::Sha512_256, username, domain, password),
+        ];
+        let [ha1, ha1b, sha256, sha512t256] = &hashes;
         match self {
             Db::Sqlite(p) => {
                 sqlx::query(INSERT)
                     .bind(username)
                     .bind(domain)
-                    .bind(password)
-                    .bind(&ha1)
-                    .bind(&ha1b)
+                    .bind(ha1)
+                    .bind(ha1b)
+                    .bind(sha256)
+                    .bind(sha512t256)
                     .execute(p)
                     .await?;
             }
@@ -200,9 +253,10 @@ impl Db {
                 sqlx::query(INSERT)
                     .bind(username)
                     .bind(domain)
-                    .bind(password)
-                    .bind(&ha1)
-                    .bind(&ha1b)
+                    .bind(ha1)
+                    .bind(ha1b)
+                    .bind(sha256)
+                    .bind(sha512t256)
                     .execute(p)
                     .await?;
             }
@@ -230,19 +284,109 @@ impl Db {
                 ha1_sha512t256: get("ha1_sha512t256"),
             }
         }
-        Ok(match self {
-            Db::Sqlite(p) => sqlx::query(SELECT)
-                .bind(username)
-                .bind(domain)
-                .fetch_optional(p)
-                .await?
-                .map(|r| from_row(&r)),
-            Db::Postgres(p) => sqlx::query(SELECT)
-                .bind(username)
-                .bind(domain)
-                .fetch_optional(p)
-                .await?
-                .map(|r| from_row(&r)),
-        })
+        let fetch = |sql: &'static str| async move {
+            match self {
+                Db::Sqlite(p) => sqlx::query(sql)
+                    .bind(username)
+                    .bind(domain)
+                    .fetch_optional(p)
+                    .await
+                    .map(|r| r.map(|r| from_row(&r))),
+                Db::Postgres(p) => sqlx::query(sql)
+                    .bind(username)
+                    .bind(domain)
+                    .fetch_optional(p)
+                    .await
+                    .map(|r| r.map(|r| from_row(&r))),
+            }
+        };
+        // The full column list first; a table without the SHA-2 columns answers a database
+        // error (no such column), and the Kamailio columns are read instead.
+        match fetch(SELECT).await {
+            Err(sqlx::Error::Database(_)) => Ok(fetch(SELECT_KAMAILIO).await?),
+            other => Ok(other?),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn sqlite(dir: &tempfile::TempDir) -> Db {
+        let url = format!("sqlite://{}", dir.path().join("sip.db").display());
+        Db::connect(&url).await.unwrap()
+    }
+
+    /// `add_subscriber` keeps no clear password; every algorithm's HA1 comes from a stored hash.
+    #[tokio::test]
+    async fn added_subscribers_are_stored_as_hashes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sqlite(&dir).await;
+        db.create_schema().await.unwrap();
+        db.create_schema().await.unwrap();
+        db.add_subscriber("alice", "example.org", "s3cret")
+            .await
+            .unwrap();
+        let Db::Sqlite(pool) = &db else {
+            unreachable!()
+        };
+        let (clear,): (String,) = sqlx::query_as("SELECT password FROM subscriber")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(clear, "");
+        let sub = db
+            .subscriber("alice", "example.org")
+            .await
+            .unwrap()
+            .unwrap();
+        for alg in [Algorithm::Md5, Algorithm::Sha256, Algorithm::Sha512_256] {
+            assert_eq!(
+                sub.ha1_for(alg, "alice", "example.org"),
+                Some(digest::ha1(alg, "alice", "example.org", "s3cret")),
+                "{alg:?}"
+            );
+        }
+        assert_eq!(
+            sub.ha1_for(Algorithm::Md5, "alice@example.org", "example.org"),
+            Some(digest::kamailio_ha1b(
+                "alice",
+                "example.org",
+                "example.org",
+                "s3cret"
+            ))
+        );
+    }
+
+    /// A Kamailio-made table (no SHA-2 columns) with a clear-password row, as `kamctl add`
+    /// writes it: read as it is (the hashes computed from the password), and `create_schema`
+    /// adds the missing columns.
+    #[tokio::test]
+    async fn a_kamailio_table_with_clear_passwords_still_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sqlite(&dir).await;
+        let Db::Sqlite(pool) = &db else {
+            unreachable!()
+        };
+        for statement in [
+            "CREATE TABLE subscriber (id INTEGER PRIMARY KEY NOT NULL, username VARCHAR(64) DEFAULT '' NOT NULL, domain VARCHAR(64) DEFAULT '' NOT NULL, password VARCHAR(64) DEFAULT '' NOT NULL, ha1 VARCHAR(128) DEFAULT '' NOT NULL, ha1b VARCHAR(128) DEFAULT '' NOT NULL, CONSTRAINT subscriber_account_idx UNIQUE (username, domain))",
+            "INSERT INTO subscriber (username, domain, password) VALUES ('bob', 'example.org', 'pw')",
+        ] {
+            sqlx::query(statement).execute(pool).await.unwrap();
+        }
+        let sub = db.subscriber("bob", "example.org").await.unwrap().unwrap();
+        assert_eq!(sub.ha1_sha256, None);
+        assert_eq!(
+            sub.ha1_for(Algorithm::Sha256, "bob", "example.org"),
+            Some(digest::ha1(Algorithm::Sha256, "bob", "example.org", "pw"))
+        );
+        db.create_schema().await.unwrap();
+        let sub = db.subscriber("bob", "example.org").await.unwrap().unwrap();
+        assert_eq!(sub.ha1_sha256.as_deref(), Some(""));
+        assert_eq!(
+            sub.ha1_for(Algorithm::Md5, "bob", "example.org"),
+            Some(digest::ha1(Algorithm::Md5, "bob", "example.org", "pw"))
+        );
     }
 }

@@ -10,7 +10,9 @@
 //! | GET | `/v1/openapi.json` | — | OpenAPI 3.0 description |
 //! | GET | `/v1/admin/onboardings?state=pending\|failed\|<state>` | — | list |
 //! | POST | `/v1/admin/onboardings/{receipt_id}/retry` | — | the row |
+//! | POST | `/v1/credentials` | [`CredentialsRequest`] signed by the number's on-chain key | [`CredentialsAnswer`](crate::credentials::CredentialsAnswer): the SIP password, sealed to that key |
 //! | POST | `/v1/admin/subscribers/{phone}/revoke` | — | [`RevokeOutcome`](crate::service::RevokeOutcome) |
+//! | POST | `/v1/admin/subscribers/{phone}/credentials/rotate` | — | [`RotateOutcome`](crate::credentials::RotateOutcome) |
 //!
 //! Errors are `{"error": {"code": "...", "message": "..."}}` with the status of
 //! [`ApiError::status`]. Logs name receipts by order id and wallets by address; they never contain
@@ -33,6 +35,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::chain::ServerChain;
+use crate::credentials::CredentialsRequest;
 use crate::error::ApiError;
 use crate::payload::SealedRequest;
 use crate::service::Service;
@@ -266,6 +269,29 @@ async fn admin_revoke<C: ServerChain>(
     Ok(with_status(200, state.service.admin_revoke(&phone).await?))
 }
 
+async fn credentials<C: ServerChain>(
+    State(state): State<Shared<C>>,
+    body: Result<Json<CredentialsRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    Ok(with_status(
+        200,
+        state.service.sip_credentials(&request).await?,
+    ))
+}
+
+async fn admin_rotate<C: ServerChain>(
+    State(state): State<Shared<C>>,
+    headers: HeaderMap,
+    Path(phone): Path<String>,
+) -> Result<Response, ApiError> {
+    check_admin(&state, &headers)?;
+    Ok(with_status(
+        200,
+        state.service.admin_rotate_sip_password(&phone).await?,
+    ))
+}
+
 async fn not_found() -> ApiError {
     ApiError::NotFound
 }
@@ -279,6 +305,7 @@ pub fn router<C: ServerChain>(state: Arc<AppState<C>>, max_body_bytes: usize) ->
         .route("/v1/number/code", post(number_code::<C>))
         .route("/v1/status/{receipt_id}", get(status::<C>))
         .route("/v1/server", get(server_info::<C>))
+        .route("/v1/credentials", post(credentials::<C>))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/admin/onboardings", get(admin_list::<C>))
         .route(
@@ -288,6 +315,10 @@ pub fn router<C: ServerChain>(state: Arc<AppState<C>>, max_body_bytes: usize) ->
         .route(
             "/v1/admin/subscribers/{phone}/revoke",
             post(admin_revoke::<C>),
+        )
+        .route(
+            "/v1/admin/subscribers/{phone}/credentials/rotate",
+            post(admin_rotate::<C>),
         )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
@@ -349,6 +380,8 @@ mod tests {
             "/v1/admin/onboardings",
             "/v1/admin/onboardings/{receipt_id}/retry",
             "/v1/admin/subscribers/{phone}/revoke",
+            "/v1/credentials",
+            "/v1/admin/subscribers/{phone}/credentials/rotate",
         ] {
             assert!(v["paths"][p].is_object(), "{p} missing");
         }

@@ -25,6 +25,9 @@ use alloy::transports::http::reqwest;
 use chaincall_chain::{ChainError, ClientId, KeystoreChain, PrivateKeySigner};
 use chaincall_identity::{IdentityKey, IdentityName, KeyStatus, PhoneNumber, PublicIdentityKey};
 use serde::de::DeserializeOwned;
+use zeroize::Zeroizing;
+
+use crate::credentials::{CredentialsAnswer, CredentialsRequest};
 
 use crate::error::ErrorBody;
 use crate::payload::{APPROVE_CONTEXT, CODE_CONTEXT, ONBOARD_CONTEXT, OnboardPayload};
@@ -180,6 +183,35 @@ impl WalletClient {
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?;
         Self::decode(response).await
+    }
+
+    /// `POST /v1/credentials`: the SIP password of `number`, asked for with a request `identity`
+    /// signs (it must be the number's key approved on chain) and opened with it. The last step
+    /// of onboarding, and how a phone learns its password after a rotation. A secret: zeroized on
+    /// drop, never log it.
+    pub async fn sip_password(
+        &self,
+        identity: &IdentityKey,
+        number: &PhoneNumber,
+    ) -> Result<Zeroizing<String>, ClientError> {
+        let request = CredentialsRequest::new(identity, number);
+        let response = self
+            .http
+            .post(format!("{}/v1/credentials", self.base))
+            .json(&request)
+            .send()
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let answer: CredentialsAnswer = Self::decode(response).await?;
+        if answer.username != number.as_str() {
+            return Err(ClientError::Decode(format!(
+                "credentials for {:?}, not {number}",
+                answer.username
+            )));
+        }
+        answer.open(identity).ok_or_else(|| {
+            ClientError::Decode("the password is not sealed to this phone's identity key".into())
+        })
     }
 
     /// `GET /v1/server`: the server's wallet, contract, chain id and identity key.

@@ -108,7 +108,7 @@ impl FromStr for State {
 pub struct Onboarding {
     /// The store's order id.
     pub receipt_id: String,
-    /// Hex SHA-256 of the purchase token (unique; also the SIP password).
+    /// Hex SHA-256 of the purchase token (unique: a receipt binds once ever).
     pub token_sha256: String,
     /// Hex `keccak256(purchaseToken)`, passed to `approveClient`.
     pub receipt_hash: String,

@@ -10,10 +10,11 @@
 //! | [`db`] | the durable state machine (SQLite or PostgreSQL through sqlx `Any`, migrations) |
 //! | [`chain`] | what the server needs beyond `chaincall_chain::KeystoreChain`: raw transactions recorded before broadcast, nonces, fees, transaction state |
 //! | [`service`] | the engine: request checks, steps, the single signer task, the retry worker |
-//! | [`subscriber`] | SIP credentials in a Kamailio-compatible `subscriber` table |
+//! | [`subscriber`] | SIP credentials in a Kamailio-compatible `subscriber` table: HA1 hashes only |
+//! | [`credentials`] | SIP passwords: per-subscriber derivation, rotation, `/v1/credentials` signed by the on-chain key |
 //! | [`api`] | the axum HTTP API, rate limits, admin token, OpenAPI |
 //! | [`server`] | assembling and running it from a [`config::WalletConfig`] |
-//! | [`client`] | the phone's side: HTTP client and [`client::onboard_phone`], [`sip_password`] |
+//! | [`client`] | the phone's side: HTTP client and [`client::onboard_phone`], [`WalletClient::sip_password`] |
 //! | [`testing`] | helpers for tests and demos: configuration files, test purchases, on-chain counts |
 //!
 //! The onboarding of one receipt: `received → funding → funded → pending_seen → approved →
@@ -28,6 +29,7 @@ pub mod api;
 pub mod chain;
 pub mod client;
 pub mod config;
+pub mod credentials;
 pub mod db;
 pub mod error;
 pub mod number;
@@ -41,5 +43,4 @@ pub mod testing;
 pub use client::{NumberRequest, WalletClient, onboard_phone, server_identity_key};
 pub use config::WalletConfig;
 pub use error::ApiError;
-pub use receipt::sip_password;
 pub use service::{OnboardingStatus, Service};

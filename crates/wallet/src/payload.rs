@@ -93,14 +93,20 @@ pub fn verify_possession(
     commitment: &Commitment,
     proof: &str,
 ) -> bool {
-    let Ok(bytes) = hex::decode(proof.trim_start_matches("0x")) else {
+    verify_signature_hex(key, &possession_message(id, wallet, commitment), proof)
+}
+
+/// Checks a hex signature (optionally `0x`-prefixed) by `key` over `message`; false for anything
+/// but a valid low-S signature. Shared by every proof the server checks (possession here, the
+/// credentials request in [`crate::credentials`]).
+pub fn verify_signature_hex(key: &PublicIdentityKey, message: &[u8], signature: &str) -> bool {
+    let Ok(bytes) = hex::decode(signature.trim_start_matches("0x")) else {
         return false;
     };
     let Ok(signature) = IdentitySignature::from_slice(&bytes) else {
         return false;
     };
-    key.verify(&possession_message(id, wallet, commitment), &signature)
-        .is_ok()
+    key.verify(message, &signature).is_ok()
 }
 
 /// The plaintext of both requests.

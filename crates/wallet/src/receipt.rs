@@ -129,16 +129,6 @@ impl Receipt {
     }
 }
 
-/// The SIP digest password of the subscriber onboarded with `receipt`, as the phone derives it
-/// itself: the lower-case hex SHA-256 of the purchase token (64 characters), exactly what the
-/// wallet server writes to the `subscriber` table ([`Purchase::token_sha256_hex`]). The SIP
-/// username is the E.164 number given at onboarding. A secret: zeroized on drop, never log it.
-pub fn sip_password(receipt: &Receipt) -> Result<zeroize::Zeroizing<String>, ReceiptError> {
-    Ok(zeroize::Zeroizing::new(
-        receipt.purchase()?.token_sha256_hex(),
-    ))
-}
-
 /// The purchase JSON's fields (Play Billing's `Purchase`); unknown fields are ignored.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -153,7 +143,7 @@ pub struct Purchase {
     pub purchase_time: i64,
     /// 0 purchased, 1 cancelled, 2 pending.
     pub purchase_state: i64,
-    /// The opaque token identifying the purchase: a secret (the SIP password derives from it).
+    /// The opaque token identifying the purchase: a secret (it binds the purchase once ever).
     pub purchase_token: String,
     /// Units bought.
     #[serde(default = "one", skip_serializing_if = "is_one")]
@@ -185,8 +175,8 @@ impl fmt::Debug for Purchase {
 }
 
 impl Purchase {
-    /// Hex SHA-256 of the purchase token: the subscriber's SIP password (the paper: "the password is
-    /// the hash of the receipt token") and the database's once-ever key for the receipt.
+    /// Hex SHA-256 of the purchase token: the database's once-ever key for the receipt. (Older
+    /// servers also used it as the SIP password; passwords are now [`crate::credentials`]'s.)
     pub fn token_sha256_hex(&self) -> String {
         hex::encode(Sha256::digest(self.purchase_token.as_bytes()))
     }

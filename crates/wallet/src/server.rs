@@ -134,6 +134,18 @@ pub async fn build_service<C: ServerChain>(
     let sip = SubscriberTable::new(crate::db::connect(&config.sip.database_url).await?);
     if config.sip.create_table {
         sip.ensure_schema().await?;
+    } else {
+        sip.ensure_columns().await?;
+    }
+    // Old databases held the SIP password in clear: hashed and blanked before serving.
+    let migrated = sip
+        .migrate_clear_passwords(&config.sip.domain, config.realm())
+        .await?;
+    if migrated > 0 {
+        tracing::info!(
+            rows = migrated,
+            "SIP database: clear-text passwords replaced by their HA1 hashes"
+        );
     }
     let add_client_gas = measure_add_client_gas().await?;
     let owner = chain.owner(contract).await?;

@@ -54,7 +54,7 @@ use crate::payload::{
     verify_possession,
 };
 use crate::receipt::{Purchase, ReceiptPolicy};
-use crate::subscriber::{SubscriberRow, SubscriberTable};
+use crate::subscriber::SubscriberTable;
 
 /// Environment variable naming a step at which the server stops and waits forever (test hook for
 /// the crash tests, which SIGKILL it there). Steps: `number_claimed` (the verifier decided the
@@ -1094,6 +1094,16 @@ impl<C: ServerChain> Service<C> {
         &*self.numbers
     }
 
+    /// The server's identity key (the SIP password key derives from it: [`crate::credentials`]).
+    pub(crate) fn identity_key(&self) -> &IdentityKey {
+        &self.identity
+    }
+
+    /// The SIP credentials table.
+    pub(crate) fn sip(&self) -> &SubscriberTable {
+        &self.sip
+    }
+
     fn open(&self, context: &[u8], sealed: &SealedRequest) -> Result<OnboardPayload, ApiError> {
         OnboardPayload::open(&self.identity, context, sealed).ok_or(ApiError::Undecryptable)
     }
@@ -1650,11 +1660,11 @@ impl<C: ServerChain> Service<C> {
     }
 
     async fn provision(&self, row: &Onboarding) -> Result<(), StepError> {
-        let sip = SubscriberRow::new(
+        // Hashes of the derived password only (never the purchase token's hash, never in clear).
+        let sip = self.sip_row(
             &row.phone,
-            &self.settings.sip_domain,
-            &self.settings.realm,
-            &row.token_sha256,
+            &row.receipt_id,
+            crate::credentials::FIRST_GENERATION,
         );
         self.sip
             .upsert(&sip)

@@ -249,17 +249,109 @@ async fn suite(state_url: &str, sip_url: &str) {
     let sip = SubscriberTable::new(connect(sip_url).await.unwrap());
     sip.ensure_schema().await.unwrap();
     sip.ensure_schema().await.unwrap();
-    let s = SubscriberRow::new("+15551230000", "sip.example.org", "sip.example.org", "pw");
+    let s = SubscriberRow::new(
+        "+15551230000",
+        "sip.example.org",
+        "sip.example.org",
+        "pw",
+        1,
+    );
     sip.upsert(&s).await.unwrap();
     sip.upsert(&s).await.unwrap();
-    let s2 = SubscriberRow::new("+15551230000", "sip.example.org", "sip.example.org", "pw2");
+    let s2 = SubscriberRow::new(
+        "+15551230000",
+        "sip.example.org",
+        "sip.example.org",
+        "pw2",
+        2,
+    );
     sip.upsert(&s2).await.unwrap();
     assert_eq!(
         sip.get("+15551230000", "sip.example.org").await.unwrap(),
         Some(s2)
     );
+    let (clear,): (String,) = sqlx::query_as("SELECT password FROM subscriber")
+        .fetch_one(sip.pool())
+        .await
+        .unwrap();
+    assert_eq!(clear, "", "only hashes are stored");
+    // Compare-and-set on the generation: a stale writer loses.
+    let s3 = SubscriberRow::new(
+        "+15551230000",
+        "sip.example.org",
+        "sip.example.org",
+        "pw3",
+        3,
+    );
+    assert!(!sip.replace_if_generation(&s3, 1).await.unwrap());
+    assert!(sip.replace_if_generation(&s3, 2).await.unwrap());
+    assert_eq!(
+        sip.get("+15551230000", "sip.example.org").await.unwrap(),
+        Some(s3)
+    );
     assert!(sip.delete("+15551230000", "sip.example.org").await.unwrap());
     assert!(!sip.delete("+15551230000", "sip.example.org").await.unwrap());
+
+    legacy_subscriber_table_migrates(&sip).await;
+}
+
+/// An old database: Kamailio 5.6's own `subscriber` DDL (no SHA-256 column, no generation) with a
+/// row holding its password in clear, as `kamctl add` or an older wallet server wrote it. At
+/// start the server adds the columns, hashes the password and blanks it; the hashes are those
+/// of the same password, so the subscriber's phone keeps working.
+async fn legacy_subscriber_table_migrates(sip: &SubscriberTable) {
+    use chaincall_wallet::subscriber::{ha1, ha1_sha256, ha1b};
+    for statement in [
+        "DROP TABLE subscriber",
+        "CREATE TABLE subscriber (id INTEGER PRIMARY KEY NOT NULL, username VARCHAR(64) DEFAULT '' NOT NULL, domain VARCHAR(64) DEFAULT '' NOT NULL, password VARCHAR(64) DEFAULT '' NOT NULL, ha1 VARCHAR(128) DEFAULT '' NOT NULL, ha1b VARCHAR(128) DEFAULT '' NOT NULL, CONSTRAINT subscriber_account_idx UNIQUE (username, domain))",
+        "INSERT INTO subscriber (id, username, domain, password, ha1, ha1b) VALUES (1, '+15551239999', 'sip.example.org', 'legacy-pw', '', '')",
+        "INSERT INTO subscriber (id, username, domain, password, ha1, ha1b) VALUES (2, 'bob', 'other.example', 'bobs-pw', '', '')",
+    ] {
+        sqlx::query(statement).execute(sip.pool()).await.unwrap();
+    }
+    sip.ensure_columns().await.unwrap();
+    sip.ensure_columns().await.unwrap();
+    assert_eq!(
+        sip.migrate_clear_passwords("sip.example.org", "realm.example")
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        sip.migrate_clear_passwords("sip.example.org", "realm.example")
+            .await
+            .unwrap(),
+        0,
+        "nothing left in clear"
+    );
+    let (clear,): (String,) = sqlx::query_as("SELECT password || '' FROM subscriber WHERE id = 1")
+        .fetch_one(sip.pool())
+        .await
+        .unwrap();
+    assert_eq!(clear, "");
+    let row = sip
+        .get("+15551239999", "sip.example.org")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.ha1, ha1("+15551239999", "realm.example", "legacy-pw"));
+    assert_eq!(
+        row.ha1b,
+        ha1b(
+            "+15551239999",
+            "sip.example.org",
+            "realm.example",
+            "legacy-pw"
+        )
+    );
+    assert_eq!(
+        row.ha1_sha256,
+        ha1_sha256("+15551239999", "realm.example", "legacy-pw")
+    );
+    assert_eq!(row.generation, 0, "not a derived password");
+    // Another domain's row: its domain is its realm (Kamailio's convention).
+    let bob = sip.get("bob", "other.example").await.unwrap().unwrap();
+    assert_eq!(bob.ha1, ha1("bob", "other.example", "bobs-pw"));
 }
 
 #[tokio::test]

@@ -69,15 +69,22 @@ async fn onboarding_end_to_end() {
         gas * U256::from(120) / U256::from(100) * max_fee * U256::from(2)
     );
 
-    // SIP credentials: username = number, password = hex SHA-256(token), Kamailio's hashes.
+    // SIP credentials: username = number; the password the phone fetches (signed by its
+    // identity key) is stored only as Kamailio's hashes and the RFC 7616 SHA-256 one.
+    let number = chaincall_identity::PhoneNumber::parse(&phone.number).unwrap();
+    let password = s
+        .client
+        .sip_password(&phone.identity, &number)
+        .await
+        .unwrap();
+    assert_eq!(password.len(), 40, "160 bits, hex");
     let row = s
         .sip
         .get(&phone.number, "sip.example.org")
         .await
         .unwrap()
         .expect("subscriber row");
-    let password = hex::encode(Sha256::digest(purchase.purchase_token.as_bytes()));
-    assert_eq!(row.password, password);
+    assert_eq!(row.generation, 1);
     assert_eq!(row.ha1, ha1(&phone.number, "sip.example.org", &password));
     assert_eq!(
         row.ha1b,
@@ -88,6 +95,25 @@ async fn onboarding_end_to_end() {
             &password
         )
     );
+    assert_eq!(
+        row.ha1_sha256,
+        hex::encode(Sha256::digest(
+            format!("{}:sip.example.org:{}", phone.number, *password).as_bytes()
+        ))
+    );
+    // Not the old scheme's password (the hash of the purchase token).
+    let token_hash = hex::encode(Sha256::digest(purchase.purchase_token.as_bytes()));
+    assert_ne!(*password, token_hash);
+    assert_ne!(row.ha1, ha1(&phone.number, "sip.example.org", &token_hash));
+    // No clear password in the table, and the password appears in no column.
+    let (clear, whole): (String, String) = sqlx::query_as(
+        "SELECT password, username || domain || ha1 || ha1b || ha1_sha256 FROM subscriber",
+    )
+    .fetch_one(s.sip.pool())
+    .await
+    .unwrap();
+    assert_eq!(clear, "");
+    assert!(!whole.contains(password.as_str()));
 
     // Status endpoint agrees; calling the whole flow again is harmless and changes nothing.
     let st = s.client.status(&done.receipt_id).await.unwrap();

@@ -1,8 +1,11 @@
 //! End to end with the real SIP server: a phone is onboarded through the wallet server over HTTP,
-//! the wallet writes its SIP credentials into the `subscriber` table of a SQLite file, a real
-//! `chaincall_sipd::Server` reads that same file, and the phone — knowing only its number and its
-//! receipt — registers over a real UDP socket with digest auth (401 challenge, then 200). A wrong
-//! password is refused, and after the administrator revokes the subscriber the REGISTER fails.
+//! the wallet writes its SIP credentials — hashes only — into the `subscriber` table of a SQLite
+//! file, a real `chaincall_sipd::Server` reads that same file, and the phone — with the password it
+//! fetched by a request its on-chain identity key signed — registers over a real UDP socket with
+//! digest auth (401 challenge, then 200) in MD5 and SHA-256. A wrong password is refused; after a
+//! rotation the old password is refused and the new one accepted; after the administrator revokes
+//! the subscriber the REGISTER fails. A legacy row (clear password) is migrated at start and keeps
+//! working.
 
 mod common;
 
@@ -12,11 +15,13 @@ use std::time::Duration;
 
 use alloy::primitives::Address;
 use chaincall_chain::{AnvilProcess, EmbeddedChain, RpcChain, RpcConfig};
+use chaincall_identity::PhoneNumber;
 use chaincall_sip::digest::{Algorithm, Challenge};
 use chaincall_sip::header::HeaderName;
 use chaincall_sip::message::Message;
 use chaincall_wallet::chain::ServerChain;
-use chaincall_wallet::receipt::Receipt;
+use chaincall_wallet::credentials::CredentialsRequest;
+use chaincall_wallet::subscriber::SubscriberTable;
 use chaincall_wallet::testing::deploy_test_keystore;
 use common::*;
 use tokio::net::UdpSocket;
@@ -194,9 +199,15 @@ async fn register_after_onboarding<C: ServerChain>(s: &Server<C>) {
     let done = s.onboard(&phone, receipt.clone()).await;
     assert_eq!(done.state, "provisioned");
 
-    // What the phone knows: its number and its receipt. Nothing read from the server's databases.
-    let password = chaincall_wallet::sip_password(&receipt).unwrap();
-    assert_eq!(password.len(), 64);
+    // What the phone knows: its number and identity key; the password comes from the wallet
+    // server, sealed to that key. Nothing read from the server's databases.
+    let number = PhoneNumber::parse(&phone.number).unwrap();
+    let password = s
+        .client
+        .sip_password(&phone.identity, &number)
+        .await
+        .unwrap();
+    assert_eq!(password.len(), 40);
 
     let sipd = Sipd::start(&s.config.sip.database_url, 2).await;
     let mut ua = Ua::new(&phone.number).await;
@@ -211,15 +222,84 @@ async fn register_after_onboarding<C: ServerChain>(s: &Server<C>) {
         );
     }
 
-    // A wrong password, and another receipt's password, are refused.
+    // A wrong password, and the old scheme's password (the hash of the purchase token), are
+    // refused.
     let wrong = ua
         .register(sipd.udp, "not-the-password", Algorithm::Sha256)
         .await;
     assert!(matches!(wrong.answer, 401 | 403), "{wrong:?}");
-    let (_, other) = common::receipt();
-    let other_password = chaincall_wallet::sip_password(&other).unwrap();
+    let token_hash = receipt.purchase().unwrap().token_sha256_hex();
+    let wrong = ua.register(sipd.udp, &token_hash, Algorithm::Md5).await;
+    assert!(matches!(wrong.answer, 401 | 403), "{wrong:?}");
+
+    // A second subscriber's password is unrelated, and does not open the first account.
+    let other = Phone::new();
+    let (_, other_receipt) = common::receipt();
+    assert_eq!(s.onboard(&other, other_receipt).await.state, "provisioned");
+    let other_number = PhoneNumber::parse(&other.number).unwrap();
+    let other_password = s
+        .client
+        .sip_password(&other.identity, &other_number)
+        .await
+        .unwrap();
+    assert_ne!(*other_password, *password);
     let wrong = ua.register(sipd.udp, &other_password, Algorithm::Md5).await;
     assert!(matches!(wrong.answer, 401 | 403), "{wrong:?}");
+
+    // The credentials endpoint answers only a request signed by the number's on-chain key: the
+    // other subscriber's key, or a fresh one, is refused for this number.
+    for stranger in [
+        other.identity.clone(),
+        chaincall_identity::IdentityKey::generate(),
+    ] {
+        let refused = s.client.sip_password(&stranger, &number).await.unwrap_err();
+        assert_eq!(code(&refused), "bad_proof_of_possession", "{refused}");
+    }
+    // A request signed long ago (a captured one) is refused too.
+    let mut stale = CredentialsRequest::new(&phone.identity, &number);
+    stale.timestamp -= 3600;
+    stale.signature = hex::encode(phone.identity.sign(&stale.message().unwrap()).to_bytes());
+    let (status, body) = s
+        .post_raw("/v1/credentials", serde_json::to_value(&stale).unwrap())
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("payload_expired")),
+        "{body}"
+    );
+
+    // Rotation: the administrator bumps the generation; at a sipd reading the row for every
+    // request the old password is refused at once and the newly fetched one accepted.
+    let uncached = Sipd::start(&s.config.sip.database_url, 0).await;
+    let mut ua_now = Ua::new(&phone.number).await;
+    let rotate = format!("/v1/admin/subscribers/{}/credentials/rotate", phone.number);
+    let (status, _) = s.admin("POST", &rotate, None).await;
+    assert_eq!(status, 401, "rotation needs the admin token");
+    let (status, out) = s.admin("POST", &rotate, Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["generation"], 2, "{out}");
+    for algorithm in [Algorithm::Sha256, Algorithm::Md5] {
+        let old = ua_now.register(uncached.udp, &password, algorithm).await;
+        assert!(matches!(old.answer, 401 | 403), "{algorithm:?}: {old:?}");
+    }
+    let rotated = s
+        .client
+        .sip_password(&phone.identity, &number)
+        .await
+        .unwrap();
+    assert_ne!(*rotated, *password);
+    for algorithm in [Algorithm::Sha256, Algorithm::Md5] {
+        let ok = ua_now.register(uncached.udp, &rotated, algorithm).await;
+        assert_eq!(ok.answer, 200, "{algorithm:?}: {ok:?}");
+    }
+    // The other subscriber is untouched by this rotation.
+    let mut ua_other = Ua::new(&other.number).await;
+    let ok = ua_other
+        .register(uncached.udp, &other_password, Algorithm::Sha256)
+        .await;
+    assert_eq!(ok.answer, 200, "{ok:?}");
+    uncached.stop().await;
+    let password = rotated;
 
     // The administrator revokes the subscriber: chain revoke + SIP row deleted.
     let (status, out) = s
@@ -301,19 +381,52 @@ async fn onboarded_phone_registers_at_sipd_anvil() {
     s.stop().await;
 }
 
-/// The phone's derivation agrees with what the wallet server stores, for a receipt alone.
-#[test]
-fn sip_password_is_the_documented_hash_of_the_purchase_token() {
-    use sha2::{Digest, Sha256};
-    let (purchase, receipt) = receipt();
-    let password = chaincall_wallet::sip_password(&receipt).unwrap();
+/// An old database: the subscriber row holds its password in clear (the hash of the purchase
+/// token, as older servers wrote it). The wallet server, starting, hashes and blanks it (and logs
+/// so); sipd then authenticates that subscriber, in MD5 and SHA-256, from the stored hashes alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_clear_password_is_migrated_and_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = Arc::new(EmbeddedChain::default());
+    let contract = deploy_test_keystore(&*chain).await.unwrap();
+    let config = write_config(dir.path(), "", "embedded", None);
+    let legacy = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let user = "+15550109999";
+    {
+        let sip = SubscriberTable::new(
+            chaincall_wallet::db::connect(&config.sip.database_url)
+                .await
+                .unwrap(),
+        );
+        sip.ensure_schema().await.unwrap();
+        sqlx::query("INSERT INTO subscriber (username, domain, password, ha1, ha1b) VALUES ($1, $2, $3, '', '')")
+            .bind(user)
+            .bind(SIP_DOMAIN)
+            .bind(legacy)
+            .execute(sip.pool())
+            .await
+            .unwrap();
+    }
+    let s = Server::start(chain, contract, config).await;
+    let (clear, sha256): (String, String) =
+        sqlx::query_as("SELECT password, ha1_sha256 FROM subscriber WHERE username = $1")
+            .bind(user)
+            .fetch_one(s.sip.pool())
+            .await
+            .unwrap();
+    assert_eq!(clear, "", "the clear password is gone");
     assert_eq!(
-        *password,
-        hex::encode(Sha256::digest(purchase.purchase_token.as_bytes()))
+        sha256,
+        chaincall_wallet::subscriber::ha1_sha256(user, SIP_DOMAIN, legacy)
     );
-    let broken = Receipt {
-        original_json: "{not json".into(),
-        signature: receipt.signature.clone(),
-    };
-    assert!(chaincall_wallet::sip_password(&broken).is_err());
+    let sipd = Sipd::start(&s.config.sip.database_url, 0).await;
+    let mut ua = Ua::new(user).await;
+    for algorithm in [Algorithm::Sha256, Algorithm::Md5] {
+        let ok = ua.register(sipd.udp, legacy, algorithm).await;
+        assert_eq!(ok.answer, 200, "{algorithm:?}: {ok:?}");
+    }
+    let wrong = ua.register(sipd.udp, "guess", Algorithm::Sha256).await;
+    assert!(matches!(wrong.answer, 401 | 403), "{wrong:?}");
+    sipd.stop().await;
+    s.stop().await;
 }

@@ -18,7 +18,7 @@ use chaincall_phone::{
     CallReport, KeyLookup, Phone, PhoneConfig, PhoneEvent, PhoneEvents, PhoneSecrets, Signalling,
 };
 use chaincall_wallet::chain::ServerChain;
-use chaincall_wallet::receipt::{StoreKey, sip_password};
+use chaincall_wallet::receipt::StoreKey;
 use chaincall_wallet::testing::{TEST_PACKAGE, TEST_PRODUCT, dev_receipt};
 use rand_core::{OsRng, RngCore};
 
@@ -414,7 +414,13 @@ async fn onboard<C: ServerChain>(
         "{number}: onboarding ended in state {}",
         status.state
     );
-    secrets.sip_password = Some(sip_password(&receipt)?);
+    let number = PhoneNumber::parse(number)?;
+    secrets.sip_password = Some(
+        client
+            .sip_password(&secrets.identity, &number)
+            .await
+            .with_context(|| format!("the SIP password of {number}"))?,
+    );
     Ok(Onboarded {
         secrets,
         elapsed: t.elapsed(),

@@ -21,8 +21,8 @@ use chaincall_chain::{KeystoreChain, RpcChain, RpcConfig};
 use chaincall_identity::{IdentityName, PhoneNumber};
 use chaincall_media::g711::Codec;
 use chaincall_phone::{
-    AcceptUnverified, CallReport, CallerId, KeyLookup, KeyMode, Phone, PhoneConfig, PhoneEvent,
-    PhoneEvents, PhoneSecrets, Signalling, Verification,
+    AcceptUnverified, CallReport, CallerId, KeyLookup, KeyMode, Phone, PhoneConfig, PhoneError,
+    PhoneEvent, PhoneEvents, PhoneSecrets, Signalling, Verification,
 };
 use clap::{Args, Subcommand};
 use serde::Deserialize;
@@ -129,7 +129,10 @@ enum PhoneCommand {
     },
     /// Connect to the SIP server (TLS-PSK handshake with its on-chain key, or TCP), REGISTER with
     /// digest auth, and print the granted lifetime. A check: the binding is removed again when the
-    /// command exits (`listen` keeps one for as long as it runs).
+    /// command exits (`listen` keeps one for as long as it runs). When the SIP server refuses
+    /// the stored password (401/403: the operator rotated it), the current one is fetched once
+    /// from the wallet server (`wallet_url`, a request signed by the identity key), stored in the
+    /// key file, and the REGISTER retried.
     Register,
     /// Call a number: register, look the callee's key up on chain (proven), INVITE with MIKEY,
     /// send audio over SRTP, hang up after --seconds (or at Ctrl-C, or when the callee hangs up),
@@ -618,8 +621,9 @@ async fn run_async(args: PhoneArgs) -> Result<()> {
         PhoneCommand::Init { number } => init(&mut cfg, number.as_deref(), &pass()?).await,
         PhoneCommand::Onboard { receipt } => onboard(&mut cfg, &receipt, &pass()?).await,
         PhoneCommand::Register => {
-            let secrets = load_secrets(&cfg, &pass()?)?;
-            register(&mut cfg, &secrets).await
+            let pass = pass()?;
+            let mut secrets = load_secrets(&cfg, &pass)?;
+            register(&mut cfg, &mut secrets, &pass).await
         }
         PhoneCommand::Call {
             number,
@@ -729,8 +733,6 @@ async fn onboard(cfg: &mut Config, receipt_path: &Path, pass: &str) -> Result<()
                 receipt_path.display()
             )
         })?;
-    let password = chaincall_wallet::sip_password(&receipt)
-        .map_err(|e| anyhow!("{}: {e}", receipt_path.display()))?;
     let chain = cfg.chain().await?;
     let server_key = chaincall_wallet::server_identity_key(&*chain, cfg.contract, &wallet_domain)
         .await
@@ -779,6 +781,11 @@ async fn onboard(cfg: &mut Config, receipt_path: &Path, pass: &str) -> Result<()
         .as_deref()
         .and_then(|p| PhoneNumber::parse(p).ok())
         .ok_or_else(|| anyhow!("the wallet server named no number"))?;
+    // The SIP password: the onboarding's last answer, sealed to our identity key.
+    let password = client
+        .sip_password(&secrets.identity, &number)
+        .await
+        .with_context(|| format!("fetching the SIP password of {number} from {wallet_url}"))?;
     // The key file is sealed to its number (associated data): re-sealed under the assigned one.
     secrets.number = number.as_str().to_owned();
     secrets.sip_password = Some(password);
@@ -884,7 +891,8 @@ async fn unregister_and_stop(phone: &Phone) {
     phone.shutdown().await;
 }
 
-async fn register(cfg: &mut Config, secrets: &PhoneSecrets) -> Result<()> {
+/// One connection and REGISTER; the connection's set-up time and the binding's lifetime.
+async fn register_once(cfg: &mut Config, secrets: &PhoneSecrets) -> Result<(Duration, u32)> {
     let (phone, _events, connect) = start_phone(cfg, secrets, Vec::new(), false).await?;
     let result = register_at(cfg, &phone).await;
     if result.is_ok() {
@@ -892,7 +900,52 @@ async fn register(cfg: &mut Config, secrets: &PhoneSecrets) -> Result<()> {
     } else {
         phone.shutdown().await;
     }
-    let expires = result?;
+    Ok((connect, result?))
+}
+
+/// True when the registrar refused our credentials (401/403/407 after answering its challenge).
+fn credentials_refused(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<PhoneError>(),
+            Some(PhoneError::AuthFailed(_))
+        )
+    })
+}
+
+/// Fetches the current SIP password from the wallet server (`POST /v1/credentials`, signed by
+/// our identity key: the operator may have rotated it) and stores it in the key file.
+async fn refresh_sip_password(cfg: &Config, secrets: &mut PhoneSecrets, pass: &str) -> Result<()> {
+    let url = cfg.wallet_url.clone().ok_or_else(|| {
+        anyhow!(
+            "{}: `wallet_url` is needed to fetch new SIP credentials",
+            cfg.path.display()
+        )
+    })?;
+    let number = cfg.number()?;
+    let password = chaincall_wallet::WalletClient::new(url.clone())
+        .sip_password(&secrets.identity, number)
+        .await
+        .with_context(|| format!("fetching the SIP password of {number} from {url}"))?;
+    secrets.sip_password = Some(password);
+    secrets
+        .save(&cfg.key_file, pass, true)
+        .with_context(|| format!("cannot update {}", cfg.key_file.display()))
+}
+
+async fn register(cfg: &mut Config, secrets: &mut PhoneSecrets, pass: &str) -> Result<()> {
+    let (connect, expires) = match register_once(cfg, secrets).await {
+        // Once: a password fetched just now that is refused too is not a rotation.
+        Err(e) if credentials_refused(&e) && cfg.wallet_url.is_some() => {
+            println!(
+                "the SIP server refused our credentials; fetching the current ones from the wallet server"
+            );
+            refresh_sip_password(cfg, secrets, pass).await?;
+            println!("new SIP password stored in {}", cfg.key_file.display());
+            register_once(cfg, secrets).await?
+        }
+        other => other?,
+    };
     println!(
         "registered {} at {} via {} ({}, connected in {:.1} ms): expires in {expires} s",
         cfg.number_text(),
