@@ -115,6 +115,10 @@ impl<C: KeystoreChain> KeyLookup<C> {
                     PinUpdate::Revoked => {
                         tracing::warn!(%name, "key revoked on chain: refusing it from now on")
                     }
+                    PinUpdate::Reregistered { block, .. } => {
+                        let notice = self.recovery_notice(*block).await;
+                        tracing::warn!(%name, "{notice}");
+                    }
                     PinUpdate::Pinned => tracing::debug!(%name, "key pinned"),
                     _ => {}
                 }
@@ -146,6 +150,21 @@ impl<C: KeystoreChain> KeyLookup<C> {
         }
     }
 
+    /// What the phone tells the user about a re-registration approved at `block`
+    /// ([`PinUpdate::Reregistered`]): the operator's word, weaker than a rotation the old wallet
+    /// signed, so it is spelled out rather than passed off as a rotation.
+    pub async fn recovery_notice(&self, block: u64) -> String {
+        // The date is for display only; the block number is what the proof covers.
+        let date = self
+            .chain
+            .block_header(block)
+            .await
+            .map_or_else(|_| "an unknown date".to_owned(), |h| utc_date(h.timestamp));
+        format!(
+            "key replaced on {date} (block {block}) after the operator revoked the old key (device recovery)"
+        )
+    }
+
     /// Looks `name` up and insists on an approved key, with a message for each other status.
     pub async fn approved(&self, name: &IdentityName) -> Result<LookedUp, PhoneError> {
         let found = self.lookup(name).await?;
@@ -164,5 +183,35 @@ impl<C: KeystoreChain> KeyLookup<C> {
         if let Ok(key) = found.entry.public_key() {
             directory.insert(name.clone(), found.entry.status, key);
         }
+    }
+}
+
+/// A Unix time as a UTC calendar date, `YYYY-MM-DD`.
+pub fn utc_date(unix_secs: u64) -> String {
+    let (year, month, day) =
+        civil_from_days(i64::try_from(unix_secs / 86_400).unwrap_or(i64::MAX / 2));
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// The proleptic Gregorian (year, month, day) of a day count since 1970-01-01 (H. Hinnant's
+/// civil-from-days; no date crate for a line of display).
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc_date(0), "1970-01-01");
+        assert_eq!(super::utc_date(951_782_400), "2000-02-29");
+        assert_eq!(super::utc_date(1_796_601_600), "2026-12-07");
     }
 }

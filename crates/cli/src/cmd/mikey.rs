@@ -101,17 +101,8 @@ fn hex(b: &[u8]) -> String {
 fn ntp_to_rfc3339(ntp: u64) -> String {
     let secs = (ntp >> 32) as i64 - 2_208_988_800;
     let nanos = ((ntp & 0xffff_ffff) * 1_000_000_000) >> 32;
-    let days = secs.div_euclid(86_400);
     let tod = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = chaincall_phone::keys::civil_from_days(secs.div_euclid(86_400));
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
         tod / 3600,
