@@ -202,6 +202,16 @@ async fn approve<C: ServerChain>(
     Ok(with_status(status, view))
 }
 
+async fn recover<C: ServerChain>(
+    State(state): State<Shared<C>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Result<Json<SealedRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let sealed = sealed_body(body)?;
+    let (status, view) = state.service.recover(&sealed, peer.ip()).await?;
+    Ok(with_status(status, view))
+}
+
 async fn status<C: ServerChain>(
     State(state): State<Shared<C>>,
     Path(receipt_id): Path<String>,
@@ -266,6 +276,27 @@ async fn admin_revoke<C: ServerChain>(
     Ok(with_status(200, state.service.admin_revoke(&phone).await?))
 }
 
+/// The optional body of `POST /v1/admin/subscribers/{phone}/recovery`.
+#[derive(Debug, Default, Deserialize)]
+struct RecoveryQuery {
+    /// How long the authorisation holds, seconds.
+    ttl_secs: Option<u64>,
+}
+
+async fn admin_recovery<C: ServerChain>(
+    State(state): State<Shared<C>>,
+    headers: HeaderMap,
+    Path(phone): Path<String>,
+    Query(q): Query<RecoveryQuery>,
+) -> Result<Response, ApiError> {
+    check_admin(&state, &headers)?;
+    let ttl = q.ttl_secs.map(std::time::Duration::from_secs);
+    Ok(with_status(
+        200,
+        state.service.admin_authorize_recovery(&phone, ttl).await?,
+    ))
+}
+
 async fn not_found() -> ApiError {
     ApiError::NotFound
 }
@@ -277,6 +308,7 @@ pub fn router<C: ServerChain>(state: Arc<AppState<C>>, max_body_bytes: usize) ->
         .route("/v1/onboard", post(onboard::<C>))
         .route("/v1/approve", post(approve::<C>))
         .route("/v1/number/code", post(number_code::<C>))
+        .route("/v1/recover", post(recover::<C>))
         .route("/v1/status/{receipt_id}", get(status::<C>))
         .route("/v1/server", get(server_info::<C>))
         .route("/v1/openapi.json", get(openapi))
@@ -288,6 +320,10 @@ pub fn router<C: ServerChain>(state: Arc<AppState<C>>, max_body_bytes: usize) ->
         .route(
             "/v1/admin/subscribers/{phone}/revoke",
             post(admin_revoke::<C>),
+        )
+        .route(
+            "/v1/admin/subscribers/{phone}/recovery",
+            post(admin_recovery::<C>),
         )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
@@ -349,6 +385,8 @@ mod tests {
             "/v1/admin/onboardings",
             "/v1/admin/onboardings/{receipt_id}/retry",
             "/v1/admin/subscribers/{phone}/revoke",
+            "/v1/recover",
+            "/v1/admin/subscribers/{phone}/recovery",
         ] {
             assert!(v["paths"][p].is_object(), "{p} missing");
         }

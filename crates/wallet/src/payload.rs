@@ -53,6 +53,8 @@ pub const ONBOARD_CONTEXT: &[u8] = b"chaincall wallet v1 onboard";
 pub const APPROVE_CONTEXT: &[u8] = b"chaincall wallet v1 approve";
 /// ECIES context of one-time-code requests (`/v1/number/code`).
 pub const CODE_CONTEXT: &[u8] = b"chaincall wallet v1 number code";
+/// ECIES context of device-recovery requests (`/v1/recover`).
+pub const RECOVER_CONTEXT: &[u8] = b"chaincall wallet v1 recover";
 
 /// The keystore's receipt commitment (`chaincall_chain::receipt_commitment`).
 pub type Commitment = FixedBytes<8>;
@@ -128,6 +130,23 @@ pub struct OnboardPayload {
     /// `/v1/approve`, where the number is known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proof: Option<String>,
+    /// Device recovery (`/v1/number/code`: the code is for recovering the number this receipt
+    /// provisioned, not for a new onboarding).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recover: bool,
+    /// The new device's SIP password (`/v1/recover`): chosen by the phone, so the lost device,
+    /// which holds the same receipt, cannot derive it. Never logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sip_password: Option<String>,
+}
+
+impl Drop for OnboardPayload {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        if let Some(p) = self.sip_password.as_mut() {
+            p.zeroize();
+        }
+    }
 }
 
 impl fmt::Debug for OnboardPayload {
@@ -166,7 +185,17 @@ impl OnboardPayload {
             nonce: hex::encode(nonce),
             code: None,
             proof: None,
+            recover: false,
+            sip_password: None,
         }
+    }
+
+    /// Marks the payload as a device recovery; with `sip_password`, the new SIP password
+    /// (`/v1/recover`), without, a code request for recovering the number.
+    pub fn recovering(mut self, sip_password: Option<&str>) -> Self {
+        self.recover = true;
+        self.sip_password = sip_password.map(str::to_owned);
+        self
     }
 
     /// Adds the one-time code.
@@ -222,9 +251,15 @@ mod tests {
             &key.public(),
         )
         .with_code("123456")
-        .with_proof(&key, &id, &B256::ZERO);
+        .with_proof(&key, &id, &B256::ZERO)
+        .recovering(Some("sip-secret"));
         let shown = format!("{p:?}");
-        for secret in ["123456", "tok-secret", p.proof.as_deref().unwrap()] {
+        for secret in [
+            "123456",
+            "tok-secret",
+            p.proof.as_deref().unwrap(),
+            "sip-secret",
+        ] {
             assert!(!shown.contains(secret), "{shown}");
         }
     }
