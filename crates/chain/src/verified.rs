@@ -20,8 +20,8 @@
 //! no entry is returned. [`PinnedLookup`] adds key continuity on top (`chaincall_identity::continuity`):
 //! a key seen before is pinned; a rotation moves the pin only once proven by state proofs of the entry
 //! before and after it, against headers the trust vouches for (otherwise the user decides: see
-//! [`LookupError::UnconfirmedKeyChange`]); a proven revocation is reported; any other key change is
-//! refused.
+//! [`LookupError::UnconfirmedKeyChange`]); a proven revocation is reported, and so is a proven
+//! re-registration after one (device recovery); any other key change is refused.
 //!
 //! What each trust mode does and does not protect against: `docs/verified-lookups.md` and
 //! [`chaincall_proof::header`].
@@ -777,10 +777,14 @@ struct Seen {
 /// look. A rotation consistent with the proofs but not against vouched-for headers — in checkpoint
 /// mode, anything after the checkpoint, where a provider can forge the newest header and its
 /// state — does not move the pin: the lookup fails with [`LookupError::UnconfirmedKeyChange`] and
-/// the user decides ([`PinnedLookup::accept_key_change`]). A proven key change the proofs contradict
-/// or no event claims (another chain or fork, or a number re-registered by another wallet) is refused
-/// with [`ContinuityError::UnrecordedKeyChange`]; an answer older than one already seen is stale; a
-/// revocation proven on chain makes the pin refuse the identity from then on.
+/// the user decides ([`PinnedLookup::accept_key_change`]). A number revoked after the pin and
+/// approved again for another key (the operator's device recovery) moves the pin as
+/// [`PinUpdate::Reregistered`] once proven the same way: the entry not approved at the
+/// revocation's block and approved with the key proven now at the approval's block. A proven key
+/// change the proofs contradict or no event claims (another chain or fork, a re-registration whose
+/// revocation is hidden) is refused with [`ContinuityError::UnrecordedKeyChange`]; an answer older
+/// than one already seen is stale; a revocation proven on chain makes the pin refuse the identity
+/// until a proven re-registration.
 #[derive(Debug, Clone)]
 pub struct PinnedLookup {
     contract: Address,
