@@ -5,12 +5,14 @@
 //! | POST | `/v1/onboard` | `{"sealed": base64}` | 200/202 [`OnboardingStatus`] |
 //! | POST | `/v1/approve` | `{"sealed": base64}` | 200/202 [`OnboardingStatus`] |
 //! | POST | `/v1/number/code` | `{"sealed": base64}` | 202 `{"sent": true}`: a one-time code to the number (`sms_code` verifier) |
+//! | POST | `/v1/recover` | `{"sealed": base64}` | 200/202 [`OnboardingStatus`]: device recovery (docs/onboarding.md) |
 //! | GET | `/v1/status/{receipt_id}` | — | [`OnboardingStatus`]: state, next step, error codes (no wallet, tx) |
 //! | GET | `/v1/server` | — | server wallet, contract, identity |
 //! | GET | `/v1/openapi.json` | — | OpenAPI 3.0 description |
 //! | GET | `/v1/admin/onboardings?state=pending\|failed\|<state>` | — | list |
 //! | POST | `/v1/admin/onboardings/{receipt_id}/retry` | — | the row |
 //! | POST | `/v1/admin/subscribers/{phone}/revoke` | — | [`RevokeOutcome`](crate::service::RevokeOutcome) |
+//! | POST | `/v1/admin/subscribers/{phone}/recovery?ttl_secs=N` | — | [`RecoveryGrant`](crate::service::RecoveryGrant): the operator authorises one recovery |
 //!
 //! Errors are `{"error": {"code": "...", "message": "..."}}` with the status of
 //! [`ApiError::status`]. Logs name receipts by order id and wallets by address; they never contain
