@@ -1488,6 +1488,11 @@ impl<C: ServerChain> Service<C> {
         }
         // Accepted now or by a concurrent request: the row says which recovery it follows.
         let row = self.recovery_row(&candidate).await?;
+        if row.wallet != candidate.wallet {
+            // Not accepted: this wallet recovered the number once before, so the recorded
+            // recovery cannot be told from this one; a new device uses a new wallet.
+            return Err(ApiError::RecoveryInProgress);
+        }
         let row = self.drive_and_wait(&row.receipt_id).await?;
         respond(&row)
     }
@@ -1537,7 +1542,8 @@ impl<C: ServerChain> Service<C> {
             .is_some();
         match row.state {
             State::Revoked => Err(ApiError::Revoked),
-            State::Provisioned if !same_device => Ok(row),
+            // A new device: the lost one's wallet rotates its key instead (`rotateKey`).
+            State::Provisioned if row.wallet != candidate.wallet => Ok(row),
             // This recovery, in any state (a rerun; done; or failed, which the answer reports).
             _ if same_device && recovered_here => Ok(row),
             _ if recovered_here => Err(ApiError::RecoveryInProgress),
@@ -1883,6 +1889,7 @@ impl<C: ServerChain> Service<C> {
             .map_err(|e| retry_later("sip_database", format!("SIP database: {e}")))?;
         self.hooks.point("old_sip_deleted").await;
         let contract = self.settings.contract;
+        let mut reserved = false;
         for _ in 0..4 {
             let entry = self
                 .chain
@@ -1913,14 +1920,18 @@ impl<C: ServerChain> Service<C> {
                     });
                 }
                 // The new wallet's own submission (it funded itself): nothing left to do.
-                KeyStatus::Pending if same_wallet(&entry, row) => break,
+                KeyStatus::Pending if same_wallet(&entry, row) => {
+                    reserved = true;
+                    break;
+                }
                 _ => {
-                    let reserved = self
+                    let holder = self
                         .chain
                         .reserved_for(contract, id)
                         .await
                         .map_err(|e| transient(&e))?;
-                    if reserved == Some(wallet) {
+                    if holder == Some(wallet) {
+                        reserved = true;
                         break;
                     }
                     let (reply, wait) = oneshot::channel();
@@ -1936,6 +1947,14 @@ impl<C: ServerChain> Service<C> {
                     self.hooks.point("number_reserved").await;
                 }
             }
+        }
+        if !reserved {
+            // The chain moved under us between reads (or transactions are not mined yet): the
+            // next pass decides again from what it shows.
+            return Err(retry_later(
+                "recovery_pending",
+                "the old entry is not yet revoked and the number reserved; retrying",
+            ));
         }
         if self
             .db
