@@ -183,6 +183,32 @@ impl Setup {
         })
     }
 
+    /// `number` is approved on chain for `wallet` and `identity`, after `approvals` approvals in
+    /// all, and the server funded `wallet` exactly once.
+    fn assert_bound(
+        &self,
+        number: &str,
+        wallet: &PrivateKeySigner,
+        identity: &IdentityKey,
+        approvals: usize,
+        step: &str,
+    ) {
+        let (chain, contract) = (&self.chain, self.contract);
+        let id = ClientId::of(&IdentityName::Phone(PhoneNumber::parse(number).unwrap()));
+        self.runtime.block_on(async {
+            let entry = chain.get_client(contract, id).await.unwrap();
+            assert_eq!(entry.status, KeyStatus::Approved, "step {step}");
+            assert_eq!(entry.wallet, Some(wallet.address()));
+            assert_eq!(entry.approved_key(), Some(identity.public()));
+            let seen = count_approvals(&**chain, contract, id).await.unwrap();
+            assert_eq!(seen, approvals, "approvals after a kill at {step}");
+            let fundings = count_transfers(chain, 0, dev_signer(0).address(), wallet.address())
+                .await
+                .unwrap();
+            assert_eq!(fundings, 1, "funding transactions after a kill at {step}");
+        });
+    }
+
     /// Starts the server paused at `step`, waits for the pause, SIGKILLs it and starts it again
     /// on the same database; returns the restarted server once `phone` finished.
     fn kill_at(
@@ -245,8 +271,7 @@ fn sigkill_between_every_pair_of_steps_never_funds_or_approves_twice() {
     let Some(t) = setup() else {
         return;
     };
-    let (chain, contract) = (t.chain.clone(), t.contract);
-    let server_wallet = dev_signer(0).address();
+    let contract = t.contract;
 
     for (i, step) in PAUSE_STEPS.iter().enumerate() {
         // A fresh phone and a fresh purchase per step.
@@ -266,19 +291,7 @@ fn sigkill_between_every_pair_of_steps_never_funds_or_approves_twice() {
         ));
         let _restarted = t.kill_at(step, phone);
 
-        let id = ClientId::of(&IdentityName::Phone(PhoneNumber::parse(&number).unwrap()));
-        t.runtime.block_on(async {
-            let entry = chain.get_client(contract, id).await.unwrap();
-            assert_eq!(entry.status, KeyStatus::Approved, "step {step}");
-            assert_eq!(entry.wallet, Some(wallet.address()));
-            assert_eq!(entry.approved_key(), Some(identity.public()));
-            let approvals = count_approvals(&*chain, contract, id).await.unwrap();
-            assert_eq!(approvals, 1, "approvals after a kill at {step}");
-            let fundings = count_transfers(&chain, 0, server_wallet, wallet.address())
-                .await
-                .unwrap();
-            assert_eq!(fundings, 1, "funding transactions after a kill at {step}");
-        });
+        t.assert_bound(&number, &wallet, &identity, 1, step);
         eprintln!("killed at {step}: completed with one funding and one approval");
     }
 }
@@ -291,8 +304,7 @@ fn sigkill_at_every_recovery_step_never_funds_twice() {
     let Some(t) = setup() else {
         return;
     };
-    let (chain, contract) = (t.chain.clone(), t.contract);
-    let server_wallet = dev_signer(0).address();
+    let contract = t.contract;
     let http = alloy::transports::http::reqwest::Client::new();
     for (i, step) in RECOVERY_PAUSE_STEPS.iter().enumerate() {
         let number = format!("+1555710{i:04}");
@@ -357,22 +369,8 @@ fn sigkill_at_every_recovery_step_never_funds_twice() {
         };
         let _restarted = t.kill_at(step, phone);
 
-        let id = ClientId::of(&IdentityName::Phone(PhoneNumber::parse(&number).unwrap()));
-        t.runtime.block_on(async {
-            let entry = chain.get_client(contract, id).await.unwrap();
-            assert_eq!(entry.status, KeyStatus::Approved, "step {step}");
-            assert_eq!(entry.wallet, Some(wallet.address()));
-            assert_eq!(entry.approved_key(), Some(identity.public()));
-            let approvals = count_approvals(&*chain, contract, id).await.unwrap();
-            assert_eq!(
-                approvals, 2,
-                "onboarding and recovery, after a kill at {step}"
-            );
-            let fundings = count_transfers(&chain, 0, server_wallet, wallet.address())
-                .await
-                .unwrap();
-            assert_eq!(fundings, 1, "funding transactions after a kill at {step}");
-        });
+        // Approved twice: at onboarding and at the recovery.
+        t.assert_bound(&number, &wallet, &identity, 2, step);
         eprintln!("killed at {step}: recovered with one funding");
     }
 }
