@@ -208,6 +208,34 @@ pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use chaincall_chain::{EmbeddedChain, KeystoreChain};
+
+    use super::KeyLookup;
+
+    /// What the user reads after a contact's device recovery: the date and block of the new
+    /// approval, and that the operator revoked the old key.
+    #[tokio::test]
+    async fn a_re_registration_is_told_with_its_date_and_block() {
+        let chain = Arc::new(EmbeddedChain::default());
+        let header = chain.block_header(0).await.unwrap();
+        let lookup = KeyLookup::new(chain, alloy::primitives::Address::ZERO, None);
+        assert_eq!(
+            lookup.recovery_notice(0).await,
+            format!(
+                "key replaced on {} (block 0) after the operator revoked the old key (device recovery)",
+                super::utc_date(header.timestamp)
+            )
+        );
+        assert!(
+            lookup
+                .recovery_notice(99)
+                .await
+                .starts_with("key replaced on an unknown date (block 99)")
+        );
+    }
+
     #[test]
     fn utc_dates() {
         assert_eq!(super::utc_date(0), "1970-01-01");
