@@ -20,8 +20,8 @@
 //! no entry is returned. [`PinnedLookup`] adds key continuity on top (`chaincall_identity::continuity`):
 //! a key seen before is pinned; a rotation moves the pin only once proven by state proofs of the entry
 //! before and after it, against headers the trust vouches for (otherwise the user decides: see
-//! [`LookupError::UnconfirmedKeyChange`]); a proven revocation is reported; any other key change is
-//! refused.
+//! [`LookupError::UnconfirmedKeyChange`]); a proven revocation is reported, and so is a proven
+//! re-registration after one (device recovery); any other key change is refused.
 //!
 //! What each trust mode does and does not protect against: `docs/verified-lookups.md` and
 //! [`chaincall_proof::header`].
@@ -780,10 +780,14 @@ pub struct Seen {
 /// look. A rotation consistent with the proofs but not against vouched-for headers — in checkpoint
 /// mode, anything after the checkpoint, where a provider can forge the newest header and its
 /// state — does not move the pin: the lookup fails with [`LookupError::UnconfirmedKeyChange`] and
-/// the user decides ([`PinnedLookup::accept_key_change`]). A proven key change the proofs contradict
-/// or no event claims (another chain or fork, or a number re-registered by another wallet) is refused
-/// with [`ContinuityError::UnrecordedKeyChange`]; an answer older than one already seen is stale; a
-/// revocation proven on chain makes the pin refuse the identity from then on.
+/// the user decides ([`PinnedLookup::accept_key_change`]). A number revoked after the pin and
+/// approved again for another key (the operator's device recovery) moves the pin as
+/// [`PinUpdate::Reregistered`] once proven the same way: the entry not approved at the
+/// revocation's block and approved with the key proven now at the approval's block. A proven key
+/// change the proofs contradict or no event claims (another chain or fork, a re-registration whose
+/// revocation is hidden) is refused with [`ContinuityError::UnrecordedKeyChange`]; an answer older
+/// than one already seen is stale; a revocation proven on chain makes the pin refuse the identity
+/// until a proven re-registration.
 #[derive(Debug, Clone)]
 pub struct PinnedLookup {
     contract: Address,
@@ -906,7 +910,10 @@ impl PinnedLookup {
         // earlier changes.
         let key = verified.entry.public_key().ok();
         let pinned = self.pins.pinned_key(name).cloned();
+        let revoked_pin = self.pins.revoked_at(name);
         let needs_history = match (&pinned, verified.entry.status) {
+            // Revoked and approved again: only a proven re-registration brings it back.
+            (None, KeyStatus::Approved) => revoked_pin.is_some(),
             (None, _) => false,
             (Some(pinned), KeyStatus::Approved) => key.as_ref() != Some(pinned),
             (Some(_), _) => true,
@@ -945,15 +952,34 @@ impl PinnedLookup {
         // from the pin by proven rotations since the last lookup. (An answer older than the last
         // one is left to the pins, which refuse it as stale.)
         let mut rotations = Vec::new();
-        if let Some(pinned) = &pinned
+        if (pinned.is_some() || revoked_pin.is_some())
             && since.is_none_or(|s| at >= s.block)
             && verified.entry.status == KeyStatus::Approved
-            && let Some(seen) = &key
-            && seen != pinned
+            && key.is_some()
+            && key != pinned
         {
-            rotations = self
-                .prove_rotations(chain, trust, name, pinned, &verified, since, &claimed)
+            // A revocation and a later approval on record mean device recovery, not a rotation.
+            let reregistration = self
+                .prove_reregistration(
+                    chain,
+                    trust,
+                    name,
+                    pinned.as_ref(),
+                    revoked_pin,
+                    &verified,
+                    &history,
+                    in_window,
+                )
                 .await?;
+            rotations = match (reregistration, &pinned) {
+                (Some(change), _) => vec![change],
+                (None, Some(pinned)) => {
+                    self.prove_rotations(chain, trust, name, pinned, &verified, since, &claimed)
+                        .await?
+                }
+                // Revoked pin, nothing proven: the pins refuse it.
+                (None, None) => Vec::new(),
+            };
         }
         let mut changes: Vec<RecordedChange> = rotations.into_iter().chain(revocations).collect();
         changes.sort_by_key(recorded_block);
@@ -998,7 +1024,11 @@ impl PinnedLookup {
             block: change.block,
             evidence: Evidence::Proven,
         };
-        let update = self.pins.observe(&change.name, &observation, &[])?;
+        // The claimed changes tell a re-registration from a rotation; a proven observation needs
+        // nothing more to move a key pin.
+        let update = self
+            .pins
+            .observe(&change.name, &observation, &change.claimed)?;
         self.seen.insert(
             change.name.clone(),
             Seen {
@@ -1007,6 +1037,108 @@ impl PinnedLookup {
             },
         );
         Ok(update)
+    }
+
+    /// Proves a re-registration (owner-assisted device recovery): the entry revoked after the pin
+    /// and the key of `now` approved after that. The events only say where to look: the latest
+    /// revocation in the window (or the revocation the pin already recorded, `revoked_pin`) and
+    /// the latest approval after it; state proofs must show the entry not approved at the
+    /// revocation's block and approved with `now`'s key and wallet at the approval's block, both
+    /// against headers the trust vouches for. `Ok(None)` when the events claim no re-registration
+    /// (the caller then tries rotations); a claim the proofs contradict is an unrecorded change.
+    #[allow(clippy::too_many_arguments)]
+    async fn prove_reregistration<C: KeystoreChain + ?Sized>(
+        &self,
+        chain: &C,
+        trust: &HeaderTrust,
+        name: &IdentityName,
+        pinned: Option<&PublicIdentityKey>,
+        revoked_pin: Option<u64>,
+        now: &VerifiedEntry,
+        history: &[crate::HistoryEvent],
+        in_window: impl Fn(u64) -> bool,
+    ) -> Result<Option<RecordedChange>, LookupError> {
+        let id = ClientId::of(name);
+        let Some(seen) = now.entry.approved_key() else {
+            return Ok(None);
+        };
+        let claimed_revocation = history
+            .iter()
+            .filter(|e| in_window(e.block_number))
+            .filter(|e| matches!(e.change, Change::Revoked { .. }))
+            .map(|e| e.block_number)
+            .max();
+        // A revoked pin is itself the record of the revocation; a key pin needs one proven now.
+        let Some(revoked) = revoked_pin.or(claimed_revocation) else {
+            return Ok(None);
+        };
+        let Some(approved) = history
+            .iter()
+            .filter(|e| e.block_number > revoked && e.block_number <= now.block_number)
+            .filter(|e| matches!(e.change, Change::Approved { .. }))
+            .map(|e| e.block_number)
+            .max()
+        else {
+            return Ok(None);
+        };
+        let refused = || match pinned {
+            Some(pinned) => LookupError::from(ContinuityError::UnrecordedKeyChange {
+                name: name.clone(),
+                pinned: pinned.fingerprint(),
+                seen: seen.fingerprint(),
+            }),
+            None => LookupError::from(ContinuityError::Revoked {
+                name: name.clone(),
+                revoked_at: revoked,
+            }),
+        };
+        let change = RecordedChange::Reregistered {
+            revoked,
+            block: approved,
+            new_key: seen.clone(),
+        };
+        let unconfirmed = |reason| match pinned {
+            Some(pinned) => LookupError::UnconfirmedKeyChange(Box::new(UnconfirmedKeyChange {
+                name: name.clone(),
+                pinned: pinned.clone(),
+                seen: seen.clone(),
+                block: now.block_number,
+                wallet: now.entry.wallet,
+                claimed: vec![change.clone()],
+                reason,
+            })),
+            // No key pin to keep: the identity stays refused until the change can be proven.
+            None => refused(),
+        };
+        let mut blocks = vec![approved];
+        if revoked_pin.is_none() {
+            blocks.push(revoked);
+        }
+        let mut proven = Vec::with_capacity(blocks.len());
+        for block in &blocks {
+            match get_client_verified(chain, self.contract, id, trust, Some(*block)).await {
+                Ok(found) => proven.push(found.entry),
+                Err(VerifyError::Chain(ChainError::StatePruned { number, .. })) => {
+                    return Err(unconfirmed(UnconfirmedReason::StateUnavailable {
+                        block: number,
+                    }));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let approved_entry = &proven[0];
+        let shows_approval = approved_entry.approved_key().as_ref() == Some(&seen)
+            && approved_entry.wallet == now.entry.wallet;
+        let shows_revocation = proven
+            .get(1)
+            .is_none_or(|e| e.status != KeyStatus::Approved);
+        if !(shows_approval && shows_revocation) {
+            return Err(refused());
+        }
+        if let Some(block) = blocks.iter().copied().find(|b| !trust.confirms(*b)) {
+            return Err(unconfirmed(UnconfirmedReason::OnlyLinked { block }));
+        }
+        Ok(Some(change))
     }
 
     /// Proves that the key of `now` was reached from `pinned` by rotations: walking back from the
@@ -1122,6 +1254,8 @@ impl PinnedLookup {
 
 fn recorded_block(change: &RecordedChange) -> u64 {
     match change {
-        RecordedChange::Rotated { block, .. } | RecordedChange::Revoked { block } => *block,
+        RecordedChange::Rotated { block, .. }
+        | RecordedChange::Revoked { block }
+        | RecordedChange::Reregistered { block, .. } => *block,
     }
 }

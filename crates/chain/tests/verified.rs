@@ -46,6 +46,14 @@ async fn setup<K: KeystoreChain>(chain: &K) -> Setup<'_, K> {
     }
 }
 
+/// A checkpoint at the chain's head (an app update pinning a newer block): vouches for every block
+/// so far.
+async fn checkpoint_at_head<K: KeystoreChain>(chain: &K) -> (u64, HeaderTrust) {
+    let head = chain.block_number().await.unwrap();
+    let hash = chain.block_header(head).await.unwrap().hash_slow();
+    (head, HeaderTrust::checkpoint(head, hash))
+}
+
 /// Asserts that a lookup was refused as a key change with no on-chain record.
 fn assert_unrecorded(err: &LookupError) {
     assert!(
@@ -617,8 +625,7 @@ async fn pins_follow_recorded_rotations_and_revocations<K: KeystoreChain>(chain:
 
     // A checkpoint at or after the rotation (an app update pinning a newer block) vouches for the
     // state proofs before and after it: the pin moves.
-    let head = chain.block_number().await.unwrap();
-    let newer = HeaderTrust::checkpoint(head, chain.block_header(head).await.unwrap().hash_slow());
+    let (_, newer) = checkpoint_at_head(chain).await;
     let after = lookups
         .lookup(chain, &newer, &bob_name, None)
         .await
@@ -665,6 +672,107 @@ async fn pins_follow_recorded_rotations_and_revocations<K: KeystoreChain>(chain:
         Err(LookupError::Continuity(ContinuityError::Revoked { .. }))
     ));
     assert_eq!(lookups.pins().pinned_key(&bob_name), None);
+}
+
+/// Device recovery (issue 14 item 4): the owner revokes the lost entry, reserves the number for
+/// the new wallet, which adds its key and is approved. A contact that pinned the old key sees a
+/// re-registration: left to the user while the proofs are only linked to the checkpoint, then,
+/// with a checkpoint that vouches for the revocation and the approval, reported as such and the pin
+/// moves. A contact that saw the revocation gets the same answer, not "revoked forever".
+async fn a_recovered_number_is_reported_as_re_registered<K: KeystoreChain>(chain: &K) {
+    let s = setup(chain).await;
+    let alice_name = name("+15551230016");
+    let alice = ClientId::of(&alice_name);
+    let (old_wallet, new_wallet) = (dev_signer(1), dev_signer(2));
+    let old = IdentityKey::generate().public();
+    s.add(&old_wallet, alice, &old).await;
+    s.approve(alice).await;
+    let mut bob = PinnedLookup::new(s.contract);
+    let mut carol = PinnedLookup::new(s.contract);
+    for contact in [&mut bob, &mut carol] {
+        let first = contact
+            .lookup(chain, &s.trust, &alice_name, None)
+            .await
+            .unwrap();
+        assert_eq!(first.update, PinUpdate::Pinned);
+    }
+
+    let revoked_in = chain
+        .revoke_client(s.contract, &s.owner, alice)
+        .await
+        .unwrap()
+        .block_number;
+    // Carol looks alice up while she is revoked: her pin records the revocation.
+    let seen = carol
+        .lookup(chain, &s.trust, &alice_name, None)
+        .await
+        .unwrap();
+    assert_eq!(seen.update, PinUpdate::Revoked);
+    let carol_revoked = seen.verified.block_number;
+    chain
+        .reserve_client(s.contract, &s.owner, alice, new_wallet.address())
+        .await
+        .unwrap();
+    let new = IdentityKey::generate().public();
+    s.add(&new_wallet, alice, &new).await;
+    let approved_in = s.approve(alice).await.block_number;
+
+    // Checkpoint at genesis: the proofs are only linked to it, so bob's pin stays and the change
+    // is left to the user; carol still refuses alice.
+    let err = bob
+        .lookup(chain, &s.trust, &alice_name, None)
+        .await
+        .unwrap_err();
+    let LookupError::UnconfirmedKeyChange(change) = err else {
+        panic!("expected an unconfirmed key change, got {err}");
+    };
+    let reregistered = RecordedChange::Reregistered {
+        revoked: revoked_in,
+        block: approved_in,
+        new_key: new.clone(),
+    };
+    assert_eq!(change.claimed, vec![reregistered.clone()]);
+    assert_eq!(bob.pins().pinned_key(&alice_name), Some(&old));
+    assert!(matches!(
+        carol.lookup(chain, &s.trust, &alice_name, None).await,
+        Err(LookupError::Continuity(ContinuityError::Revoked { .. }))
+    ));
+
+    // A checkpoint vouching for both blocks: recorded re-registration, the pin moves.
+    let (_, newer) = checkpoint_at_head(chain).await;
+    let after = bob.lookup(chain, &newer, &alice_name, None).await.unwrap();
+    assert_eq!(
+        after.update,
+        PinUpdate::Reregistered {
+            old: Some(old.clone()),
+            revoked: revoked_in,
+            block: approved_in
+        }
+    );
+    assert_eq!(after.usable_key(), Some(new.clone()));
+    assert_eq!(
+        after.changes,
+        vec![RecordedChange::Revoked { block: revoked_in }, reregistered]
+    );
+    let carol_after = carol
+        .lookup(chain, &newer, &alice_name, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        carol_after.update,
+        PinUpdate::Reregistered {
+            old: None,
+            revoked: carol_revoked,
+            block: approved_in
+        }
+    );
+    assert_eq!(carol.pins().pinned_key(&alice_name), Some(&new));
+    // The old key stays refused: an answer from before the recovery is stale.
+    assert!(
+        bob.lookup(chain, &newer, &alice_name, Some(approved_in - 1))
+            .await
+            .is_err()
+    );
 }
 
 macro_rules! backend_tests {
@@ -718,6 +826,7 @@ backend_tests!(
     tampered_real_proofs_are_refused,
     a_lying_provider_is_caught_end_to_end,
     pins_follow_recorded_rotations_and_revocations,
+    a_recovered_number_is_reported_as_re_registered,
 );
 
 /// A proven key that differs from the pin with no rotation on record: the trust anchor now points
@@ -1219,9 +1328,7 @@ async fn a_fake_rotation_over_a_re_registered_number_is_refused_even_with_truste
     s.add(&new_wallet, bob, &new).await;
     let approved_in = s.approve(bob).await.block_number;
 
-    let head = chain.block_number().await.unwrap();
-    let trusted =
-        HeaderTrust::checkpoint(head, chain.block_header(head).await.unwrap().hash_slow());
+    let (_, trusted) = checkpoint_at_head(&chain).await;
     assert!(trusted.confirms(approved_in - 1) && trusted.confirms(approved_in));
     let fake = fake_rotation(approved_in, new_wallet.address(), &new);
     let liar = Tampered::new(&chain).events(move |events| {
@@ -1293,9 +1400,7 @@ async fn a_rotation_whose_state_is_pruned_is_left_to_the_user() {
             .await
             .unwrap();
     }
-    let head = chain.block_number().await.unwrap();
-    let trusted =
-        HeaderTrust::checkpoint(head, chain.block_header(head).await.unwrap().hash_slow());
+    let (_, trusted) = checkpoint_at_head(&chain).await;
     let err = lookups
         .lookup(&chain, &trusted, &bob_name, None)
         .await
@@ -1359,4 +1464,97 @@ async fn unproven_answers_are_checked_against_restored_pins_and_the_events() {
         .unwrap_err();
     assert_unrecorded(&err);
     assert_eq!(lookups.pins().pinned_key(&bob_name), Some(&new));
+}
+
+fn event(block: u64, change: chaincall_chain::Change) -> HistoryEvent {
+    HistoryEvent {
+        block_number: block,
+        tx_hash: B256::repeat_byte(0xee),
+        log_index: 1,
+        change,
+    }
+}
+
+/// A re-registration the proofs do not show is refused even against trusted headers: a provider
+/// dresses a rotation by the same wallet as a revocation and re-approval, and hides the revocation
+/// of a real recovery so that the new key appears with no revocation on record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn an_unproven_re_registration_is_refused() {
+    let chain = EmbeddedChain::default();
+    let s = setup(&chain).await;
+    let alice_name = name("+15551230017");
+    let alice = ClientId::of(&alice_name);
+    let (wallet, new_wallet) = (dev_signer(1), dev_signer(2));
+    let old = IdentityKey::generate().public();
+    s.add(&wallet, alice, &old).await;
+    s.approve(alice).await;
+    let mut bob = PinnedLookup::new(s.contract);
+    bob.lookup(&chain, &s.trust, &alice_name, None)
+        .await
+        .unwrap();
+    let rotated = IdentityKey::generate().public();
+    let rotated_in = chain
+        .rotate_key(
+            s.contract,
+            &wallet,
+            alice,
+            rotated.tag(),
+            &rotated.to_bytes(),
+        )
+        .await
+        .unwrap()
+        .block_number;
+    // Another number's entry, so that there is a block after the rotation to claim.
+    s.add(&new_wallet, ClientId::of(&name("+15551230019")), &old)
+        .await;
+    let (head, trusted) = checkpoint_at_head(&chain).await;
+    // The entry was approved at the claimed "revocation": the claim is refused.
+    let liar = Tampered::new(&chain).events(move |events| {
+        events.push(event(
+            rotated_in,
+            chaincall_chain::Change::Revoked {
+                wallet: Address::repeat_byte(1),
+                by: Address::repeat_byte(2),
+            },
+        ));
+        events.push(event(
+            head,
+            chaincall_chain::Change::Approved {
+                wallet: Address::repeat_byte(1),
+                receipt_hash: B256::ZERO,
+            },
+        ));
+    });
+    let err = bob
+        .lookup(&liar, &trusted, &alice_name, None)
+        .await
+        .unwrap_err();
+    assert_unrecorded(&err);
+    assert_eq!(bob.pins().pinned_key(&alice_name), Some(&old));
+
+    // A real recovery of another number, its revocation hidden: no record, refused.
+    let dave_name = name("+15551230018");
+    let dave = ClientId::of(&dave_name);
+    s.add(&wallet, dave, &old).await;
+    s.approve(dave).await;
+    bob.lookup(&chain, &s.trust, &dave_name, None)
+        .await
+        .unwrap();
+    let revoked_in = chain
+        .revoke_client(s.contract, &s.owner, dave)
+        .await
+        .unwrap()
+        .block_number;
+    let new = IdentityKey::generate().public();
+    s.add(&new_wallet, dave, &new).await;
+    s.approve(dave).await;
+    let (_, trusted) = checkpoint_at_head(&chain).await;
+    let liar =
+        Tampered::new(&chain).events(move |events| events.retain(|e| e.block_number != revoked_in));
+    let err = bob
+        .lookup(&liar, &trusted, &dave_name, None)
+        .await
+        .unwrap_err();
+    assert_unrecorded(&err);
+    assert_eq!(bob.pins().pinned_key(&dave_name), Some(&old));
 }

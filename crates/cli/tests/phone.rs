@@ -430,6 +430,9 @@ mode = "digest"
 database = "sqlite://{sip_db}"
 create_schema = true
 invite = true
+# Subscriber rows are re-read for every request, so a recovered number's new SIP password (and
+# the lost device's refusal) takes effect at once; the default cache delays it by up to 30 s.
+credentials_cache_secs = 0
 [tls_psk]
 identity = "{SIP_DOMAIN}"
 key_file = "{key}"
@@ -1143,24 +1146,26 @@ fn a_phone_without_a_number_is_assigned_one_at_onboarding() {
     assert!(out.contains("registered +15550100000"), "{out}");
 }
 
-/// A wallet server that verifies numbers by SMS: `phone onboard` asks for a code, the SMS
-/// centre (Debian libnet-smpp-perl, crates/wallet/tests/smsc/smsc.pl) receives it, the user
-/// types it at the prompt, and the phone is onboarded under its own number.
-#[test]
-fn an_sms_verified_phone_types_its_code_at_the_prompt() {
-    let Some(perl) = chaincall_testkit::peer("perl") else {
-        return;
-    };
+/// A network whose wallet server verifies numbers by SMS through the test SMS centre (Debian
+/// libnet-smpp-perl, crates/wallet/tests/smsc/smsc.pl), which writes each message to `outbox`.
+struct SmsNet {
+    net: Net,
+    outbox: PathBuf,
+    _smsc: Service,
+    _dir: tempfile::TempDir,
+}
+
+fn sms_network() -> Option<SmsNet> {
+    let perl = chaincall_testkit::peer("perl")?;
     let has_smpp = Command::new(&perl)
         .args(["-MNet::SMPP", "-e", "1"])
         .status()
         .is_ok_and(|s| s.success());
     if !has_smpp {
-        chaincall_testkit::missing::<()>("perl Net::SMPP (Debian libnet-smpp-perl)");
-        return;
+        return chaincall_testkit::missing("perl Net::SMPP (Debian libnet-smpp-perl)");
     }
-    let sms = tempfile::tempdir().unwrap();
-    let outbox = sms.path().join("sms.txt");
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("sms.txt");
     let script = chaincall_testkit::workspace_root().join("crates/wallet/tests/smsc/smsc.pl");
     let mut smsc = Service::spawn(
         Command::new(perl)
@@ -1173,54 +1178,211 @@ fn an_sms_verified_phone_types_its_code_at_the_prompt() {
         .trim()
         .to_owned();
     let numbers = format!(
-        "[numbers]\nverifier = \"sms_code\"\nsmsc = \"127.0.0.1:{port}\"\nsystem_id = \"chaincall\"\npassword_file = \"smpp.password\"\n"
+        "[numbers]\nverifier = \"sms_code\"\nsmsc = \"127.0.0.1:{port}\"\nsystem_id = \"chaincall\"\npassword_file = \"smpp.password\"\ncodes_per_number_per_hour = 10\n"
     );
-    let Some(net) = network_with(&numbers, &[("smpp.password", "pw\n")]) else {
-        return;
-    };
-    let home = net.initialised_phone("alice", Some(ALICE));
-    let mut onboard = phone(&home)
-        .args(["onboard", "--receipt", "receipt.json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let code = loop {
-        let text = std::fs::read_to_string(&outbox).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| l.starts_with(&ALICE[1..])) {
-            break line
-                .split('\t')
-                .nth(1)
-                .unwrap()
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .to_owned();
-        }
-        assert!(Instant::now() < deadline, "no SMS to {ALICE}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    use std::io::Write as _;
-    writeln!(onboard.stdin.take().unwrap(), "{code}").unwrap();
-    let out = onboard.wait_with_output().unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
-    assert!(stdout.contains(&format!("onboarded {ALICE}")), "{stdout}");
+    let net = network_with(&numbers, &[("smpp.password", "pw\n")])?;
+    Some(SmsNet {
+        net,
+        outbox,
+        _smsc: smsc,
+        _dir: dir,
+    })
+}
+
+impl SmsNet {
+    /// Runs a phone command that asks for an SMS code, types the `nth` code sent to `number` at
+    /// its prompt (as the user reads it off the SMS), and returns its output and the code.
+    fn answering(&self, cmd: &mut Command, number: &str, nth: usize) -> (Output, String) {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let code = loop {
+            let text = std::fs::read_to_string(&self.outbox).unwrap_or_default();
+            let sent: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with(&number[1..]))
+                .collect();
+            if let Some(line) = sent.get(nth - 1) {
+                break line
+                    .split('\t')
+                    .nth(1)
+                    .unwrap()
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .to_owned();
+            }
+            assert!(Instant::now() < deadline, "no SMS number {nth} to {number}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        use std::io::Write as _;
+        writeln!(child.stdin.take().unwrap(), "{code}").unwrap();
+        (child.wait_with_output().unwrap(), code)
+    }
+
+    /// `init` and `onboard` (typing the code) for `number`.
+    fn onboarded_phone(&self, name: &str, number: &str) -> PathBuf {
+        let home = self.net.initialised_phone(name, Some(number));
+        let (out, _) = self.answering(
+            phone(&home).args(["onboard", "--receipt", "receipt.json"]),
+            number,
+            1,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        home
+    }
+}
+
+/// The command asked for the code sent to `number` at its prompt and never echoed it.
+fn prompted_for(stdout: &str, stderr: &str, number: &str, code: &str) {
     assert!(
-        stderr.contains(&format!("code sent to {ALICE}")),
+        stderr.contains(&format!("code sent to {number}")),
         "{stderr}"
     );
     assert!(
-        !stdout.contains(&code) && !stderr.contains(&code),
+        !stdout.contains(code) && !stderr.contains(code),
         "the code is not echoed"
     );
+}
+
+/// `(stdout, stderr)` of a finished command, asserting it succeeded.
+fn succeeded(out: &Output) -> (String, String) {
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    (stdout, stderr)
+}
+
+/// A wallet server that verifies numbers by SMS: `phone onboard` asks for a code, the SMS
+/// centre receives it, the user types it at the prompt, and the phone is onboarded under its own
+/// number.
+#[test]
+fn an_sms_verified_phone_types_its_code_at_the_prompt() {
+    let Some(sms) = sms_network() else {
+        return;
+    };
+    let home = sms.net.initialised_phone("alice", Some(ALICE));
+    let (out, code) = sms.answering(
+        phone(&home).args(["onboard", "--receipt", "receipt.json"]),
+        ALICE,
+        1,
+    );
+    let (stdout, stderr) = succeeded(&out);
+    assert!(stdout.contains(&format!("onboarded {ALICE}")), "{stdout}");
+    prompted_for(&stdout, &stderr, ALICE, &code);
     let out = ok(phone(&home).arg("register"));
     assert!(out.contains(&format!("registered {ALICE}")), "{out}");
+}
+
+/// The wallet balance of the phone in `home` (its key file), on the test's chain.
+fn balance_of(net: &Net, home: &Path) -> alloy::primitives::U256 {
+    use chaincall_chain::KeystoreChain as _;
+    let secrets = chaincall_phone::PhoneSecrets::load(&home.join("phone.key"), PASSPHRASE).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let chain = chaincall_chain::RpcChain::connect(&net.rpc, Default::default())
+            .await
+            .unwrap();
+        chain.balance(secrets.wallet.address()).await.unwrap()
+    })
+}
+
+/// Device recovery end to end (issue 14 item 4). Alice loses her key file; `phone recover` with
+/// her original receipt and a fresh code sent to her number makes new keys, gets her number back
+/// under a new key and a new SIP password, and is safe to rerun. Her lost device's password no
+/// longer registers; Bob's next lookup proves her new key and his call reaches her. Mallory, with
+/// a receipt of her own, is refused before anything is funded: `onboard` names `number_taken`
+/// and the recovery command, `recover` finds nothing her receipt could recover.
+#[test]
+fn a_lost_key_file_is_recovered_with_the_original_receipt_and_a_fresh_code() {
+    let Some(sms) = sms_network() else {
+        return;
+    };
+    let net = &sms.net;
+    let alice = sms.onboarded_phone("alice", ALICE);
+    let bob = sms.onboarded_phone("bob", BOB);
+    let show = |home: &Path, number: &str| -> serde_json::Value {
+        let out = ok(phone(home).args(["contact", "show", number, "--json"]));
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let old_fingerprint = show(&bob, ALICE)["fingerprint"].clone();
+
+    // Mallory claims Alice's number with a receipt of her own.
+    let mallory = net.initialised_phone("mallory", Some(ALICE));
+    let bad = failing(phone(&mallory).args(["onboard", "--receipt", "receipt.json"]));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("number_taken") && stderr.contains("chaincall phone recover"),
+        "{stderr}"
+    );
+    let bad = failing(phone(&mallory).args(["recover", "--receipt", "receipt.json"]));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("not_recoverable"), "{stderr}");
+    assert_eq!(balance_of(net, &mallory), alloy::primitives::U256::ZERO);
+
+    // Alice's key file is lost. (A copy plays the lost device, on sipd's plain TCP listener,
+    // where only the SIP password authenticates it.)
+    let lost = net.path("alice-lost");
+    std::fs::create_dir_all(&lost).unwrap();
+    for file in ["phone.key", "passphrase", "phone.toml"] {
+        std::fs::copy(alice.join(file), lost.join(file)).unwrap();
+    }
+    let config = std::fs::read_to_string(lost.join("phone.toml"))
+        .unwrap()
+        .replace("transport = \"tls-psk\"", "transport = \"tcp\"")
+        .replace(
+            &format!("addr = \"127.0.0.1:{}\"", net.sipd_port),
+            &format!("addr = \"127.0.0.1:{}\"", net.sipd_tcp_port),
+        );
+    std::fs::write(lost.join("phone.toml"), config).unwrap();
+    let out = ok(phone(&lost).arg("register"));
+    assert!(out.contains(&format!("registered {ALICE}")), "{out}");
+    let old_password = keys_of(&lost).sip_password.unwrap();
+    std::fs::remove_file(alice.join("phone.key")).unwrap();
+
+    let (out, code) = sms.answering(
+        phone(&alice).args(["recover", "--receipt", "receipt.json"]),
+        ALICE,
+        2,
+    );
+    let (stdout, stderr) = succeeded(&out);
+    assert!(stdout.contains(&format!("recovered {ALICE}")), "{stdout}");
+    assert!(stderr.contains("made new keys"), "{stderr}");
+    prompted_for(&stdout, &stderr, ALICE, &code);
+    let new_password = keys_of(&alice).sip_password.unwrap();
+    assert_ne!(*new_password, *old_password);
+    let out = ok(phone(&alice).arg("register"));
+    assert!(out.contains(&format!("registered {ALICE}")), "{out}");
+    let refused = failing(phone(&lost).arg("register"));
+    assert!(
+        !String::from_utf8_lossy(&refused.stdout).contains("registered"),
+        "the lost device's password still registers"
+    );
+    // Safe to rerun.
+    let out = ok(phone(&alice).args(["recover", "--receipt", "receipt.json"]));
+    assert!(out.contains("nothing to recover"), "{out}");
+
+    // Bob's next lookup proves Alice's new key; his call reaches her.
+    let after = show(&bob, ALICE);
+    assert_eq!(after["verified"], true, "{after}");
+    assert_ne!(after["fingerprint"], old_fingerprint);
+    let listener = listening(&alice, &["--count", "1"], "listening");
+    let out = ok(phone(&bob).args(["call", ALICE, "--seconds", "1", "--json"]));
+    let b = json_line(&out.lines().map(str::to_owned).collect::<Vec<_>>());
+    assert_eq!(b["verified_peer"], ALICE, "{b}");
+    assert_eq!(b["key_retrieval_verified"], true, "{b}");
+    let a = json_line(&listener.finish(Duration::from_secs(30)));
+    assert_eq!(a["verified_peer"], BOB, "{a}");
 }
 
 /// `phone contact show` from each of two phones prints the same safety number (and each side's

@@ -5,7 +5,12 @@
 //! key, or a change the chain itself records (a rotation or revocation event, or a freshly proven
 //! entry at a later block). Anything else — a different key with no record of the change, an answer
 //! from an older block than the pin (a provider replaying state from before a revocation), or a
-//! revoked identity coming back — is refused and reported.
+//! revoked identity coming back without a proven re-registration — is refused and reported.
+//!
+//! A re-registration ([`RecordedChange::Reregistered`]) is the keystore owner's device recovery: the
+//! old entry revoked, then a new key approved for the same number. It is the operator's word plus
+//! the number-ownership check behind it, weaker than a rotation signed by the old wallet, so it is
+//! reported as its own [`PinUpdate::Reregistered`] for the phone to tell the user.
 //!
 //! The type is plain data and pure logic: the phone shell persists it and feeds it observations.
 
@@ -50,6 +55,16 @@ pub enum RecordedChange {
         /// Block of the revocation.
         block: u64,
     },
+    /// The identity was revoked and then approved again with `new_key` (owner-assisted device
+    /// recovery): the entry proven not approved at `revoked` and approved with `new_key` at `block`.
+    Reregistered {
+        /// Block at which the entry was proven revoked (not approved).
+        revoked: u64,
+        /// Block at which `new_key` was proven approved (after `revoked`).
+        block: u64,
+        /// The key approved again.
+        new_key: PublicIdentityKey,
+    },
 }
 
 /// What an accepted observation changed.
@@ -66,6 +81,17 @@ pub enum PinUpdate {
     },
     /// The identity was revoked; the pin now refuses it.
     Revoked,
+    /// The identity was revoked and approved again with another key (device recovery, proven by a
+    /// [`RecordedChange::Reregistered`]); the pin moved to the new key.
+    Reregistered {
+        /// The key pinned before, when the pin still held one (`None` when the pin had already
+        /// recorded the revocation).
+        old: Option<PublicIdentityKey>,
+        /// Block at which the revocation was proven.
+        revoked: u64,
+        /// Block at which the new key was proven approved.
+        block: u64,
+    },
     /// Not approved and never pinned (unknown or pending): nothing to pin.
     NotPinned,
 }
@@ -162,6 +188,14 @@ impl KeyPins {
         self.pins.insert(name, pin);
     }
 
+    /// The block at which a recorded revocation of `name` was seen, if its pin refuses it as revoked.
+    pub fn revoked_at(&self, name: &IdentityName) -> Option<u64> {
+        match self.pins.get(name) {
+            Some(Pin::Revoked { block }) => Some(*block),
+            _ => None,
+        }
+    }
+
     /// Checks a lookup result against the pin and updates the pin if the change is recorded.
     ///
     /// `changes` are the keystore events for this identity the caller fetched since the pin's block
@@ -202,7 +236,59 @@ impl KeyPins {
             }),
         };
 
+        // A proven re-registration of the key seen, after the pin: the revocation must follow the
+        // key pin (or be the pin), and only a proven answer may carry it, so a provider's word
+        // never brings a revoked identity back.
+        let reregistered = |after: u64, revocation_recorded: bool| {
+            if seen.evidence != Evidence::Proven || seen.status != KeyStatus::Approved {
+                return None;
+            }
+            changes.iter().find_map(|c| match c {
+                RecordedChange::Reregistered {
+                    revoked,
+                    block,
+                    new_key,
+                } if seen.key.as_ref() == Some(new_key)
+                    && (revocation_recorded || *revoked > after)
+                    && revoked < block
+                    && *block > after
+                    && *block <= seen.block =>
+                {
+                    Some((*revoked, *block, new_key.clone()))
+                }
+                _ => None,
+            })
+        };
+
         match (pin, seen.status) {
+            (Some(Pin::Revoked { block: revoked_pin }), KeyStatus::Approved)
+                if let Some((revoked, block, key)) = reregistered(revoked_pin, true) =>
+            {
+                self.pins
+                    .insert(name.clone(), Pin::Key { key, block: pin_at });
+                Ok(PinUpdate::Reregistered {
+                    old: None,
+                    revoked,
+                    block,
+                })
+            }
+            (
+                Some(Pin::Key {
+                    key: pinned,
+                    block: key_pin,
+                }),
+                KeyStatus::Approved,
+            ) if seen.key.as_ref() != Some(&pinned)
+                && let Some((revoked, block, key)) = reregistered(key_pin, false) =>
+            {
+                self.pins
+                    .insert(name.clone(), Pin::Key { key, block: pin_at });
+                Ok(PinUpdate::Reregistered {
+                    old: Some(pinned),
+                    revoked,
+                    block,
+                })
+            }
             (Some(Pin::Revoked { block }), _) => Err(ContinuityError::Revoked {
                 name: name.clone(),
                 revoked_at: block,
@@ -432,5 +518,112 @@ mod tests {
         };
         assert!(pins.observe(&bob(), &unknown, &[]).is_err());
         assert_eq!(pins.pinned_key(&bob()), Some(&k));
+    }
+
+    #[test]
+    fn a_proven_re_registration_after_a_revocation_moves_the_pin() {
+        let mut pins = KeyPins::new();
+        let old = IdentityKey::generate().public();
+        let new = IdentityKey::generate().public();
+        pins.observe(&bob(), &approved(&old, 10, Evidence::Proven), &[])
+            .unwrap();
+        let rereg = |revoked, block| RecordedChange::Reregistered {
+            revoked,
+            block,
+            new_key: new.clone(),
+        };
+        // An unproven answer, with or without the record: refused, the pin stays.
+        for changes in [vec![], vec![rereg(12, 15)]] {
+            assert!(
+                pins.observe(&bob(), &approved(&new, 20, Evidence::Unproven), &changes)
+                    .is_err()
+            );
+        }
+        // A proven answer whose record is a revocation before the pin, or a re-approval of
+        // another key, is not a re-registration. (A proven key change as such passes the pins:
+        // the lookup proves rotations before it asks them.)
+        let other = IdentityKey::generate().public();
+        for (seen, change) in [
+            (approved(&new, 20, Evidence::Proven), rereg(9, 15)),
+            (approved(&other, 20, Evidence::Proven), rereg(12, 15)),
+        ] {
+            let update = pins.clone().observe(&bob(), &seen, &[change]);
+            assert!(
+                !matches!(update, Ok(PinUpdate::Reregistered { .. })),
+                "{update:?}"
+            );
+        }
+        assert_eq!(pins.pinned_key(&bob()), Some(&old));
+        assert_eq!(
+            pins.observe(
+                &bob(),
+                &approved(&new, 20, Evidence::Proven),
+                &[rereg(12, 15)]
+            ),
+            Ok(PinUpdate::Reregistered {
+                old: Some(old.clone()),
+                revoked: 12,
+                block: 15
+            })
+        );
+        assert_eq!(pins.pinned_key(&bob()), Some(&new));
+    }
+
+    #[test]
+    fn a_revoked_pin_comes_back_only_through_a_proven_re_registration() {
+        let mut pins = KeyPins::new();
+        let old = IdentityKey::generate().public();
+        let new = IdentityKey::generate().public();
+        pins.observe(&bob(), &approved(&old, 10, Evidence::Proven), &[])
+            .unwrap();
+        let revoked = Observation {
+            status: KeyStatus::Revoked,
+            key: Some(old.clone()),
+            block: 12,
+            evidence: Evidence::Proven,
+        };
+        assert_eq!(pins.observe(&bob(), &revoked, &[]), Ok(PinUpdate::Revoked));
+        let rereg = RecordedChange::Reregistered {
+            revoked: 12,
+            block: 14,
+            new_key: new.clone(),
+        };
+        // Approved again, but proven without the record, or the record with an unproven answer,
+        // or a re-approval no later than the revocation seen: still refused.
+        assert!(matches!(
+            pins.observe(&bob(), &approved(&new, 15, Evidence::Proven), &[]),
+            Err(ContinuityError::Revoked { revoked_at: 12, .. })
+        ));
+        assert!(matches!(
+            pins.observe(
+                &bob(),
+                &approved(&new, 15, Evidence::Unproven),
+                std::slice::from_ref(&rereg)
+            ),
+            Err(ContinuityError::Revoked { .. })
+        ));
+        let early = RecordedChange::Reregistered {
+            revoked: 11,
+            block: 12,
+            new_key: new.clone(),
+        };
+        assert!(
+            pins.observe(&bob(), &approved(&new, 15, Evidence::Proven), &[early])
+                .is_err()
+        );
+        assert_eq!(
+            pins.observe(&bob(), &approved(&new, 15, Evidence::Proven), &[rereg]),
+            Ok(PinUpdate::Reregistered {
+                old: None,
+                revoked: 12,
+                block: 14
+            })
+        );
+        assert_eq!(pins.pinned_key(&bob()), Some(&new));
+        // The old key stays refused.
+        assert!(
+            pins.observe(&bob(), &approved(&old, 16, Evidence::Unproven), &[])
+                .is_err()
+        );
     }
 }

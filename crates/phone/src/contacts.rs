@@ -85,6 +85,10 @@ pub enum ChangeKind {
     Rotation,
     /// A revocation recorded on chain.
     Revocation,
+    /// Device recovery: the operator revoked the old key and approved a new one for the same
+    /// number, both proven on chain. The operator's word plus a number-ownership check, weaker
+    /// than a rotation signed by the contact's own wallet (docs/onboarding.md, "Device recovery").
+    Recovery,
     /// The user accepted a change that could not be confirmed automatically, after comparing
     /// safety numbers (`phone contact verify`).
     AcceptedByUser,
@@ -96,6 +100,7 @@ impl ChangeKind {
         match self {
             Self::Rotation => "rotation",
             Self::Revocation => "revocation",
+            Self::Recovery => "recovery",
             Self::AcceptedByUser => "accepted-by-user",
         }
     }
@@ -132,6 +137,10 @@ impl KeyChange {
             ChangeKind::Revocation => {
                 format!("{name}'s key was revoked on {when} (block {block}), recorded on chain")
             }
+            ChangeKind::Recovery => format!(
+                "{name}'s key was replaced on {when} (block {block}) after the operator revoked \
+                 the old key (device recovery): compare safety numbers again"
+            ),
             ChangeKind::AcceptedByUser => format!(
                 "{name}'s key change (seen at block {block}) was accepted by you on {when} after \
                  comparing safety numbers"
@@ -292,7 +301,10 @@ impl Contacts {
         if proven
             && matches!(
                 update,
-                PinUpdate::Pinned | PinUpdate::Unchanged | PinUpdate::Rotated { .. }
+                PinUpdate::Pinned
+                    | PinUpdate::Unchanged
+                    | PinUpdate::Rotated { .. }
+                    | PinUpdate::Reregistered { .. }
             )
         {
             contact.last_verified = Some(Moment { block, time: now });
@@ -344,8 +356,11 @@ pub fn key_changes(
                 Some(Fingerprint::new(name, new_key).digits().to_owned()),
             ),
             RecordedChange::Revoked { block } => (ChangeKind::Revocation, *block, None),
-            #[allow(unreachable_patterns)]
-            _ => continue,
+            RecordedChange::Reregistered { block, new_key, .. } => (
+                ChangeKind::Recovery,
+                *block,
+                Some(Fingerprint::new(name, new_key).digits().to_owned()),
+            ),
         };
         out.push(KeyChange {
             kind,
@@ -657,6 +672,38 @@ mod tests {
             contacts.mark_verified_in_person(&name(9), 1),
             Err(ContactsError::UnknownContact(_))
         ));
+    }
+
+    /// A contact's device recovery reads as such, with its date and block, after the revocation.
+    #[test]
+    fn a_device_recovery_is_told_with_its_date_and_block() {
+        let old = IdentityKey::generate().public();
+        let new = IdentityKey::generate().public();
+        let changes = key_changes(
+            &name(2),
+            Some(&old),
+            &[
+                RecordedChange::Revoked { block: 30 },
+                RecordedChange::Reregistered {
+                    revoked: 30,
+                    block: 34,
+                    new_key: new.clone(),
+                },
+            ],
+            |b| (b == 34).then_some(1_765_000_000),
+            3_000,
+        );
+        assert_eq!(changes.len(), 2);
+        assert_eq!(changes[1].kind, ChangeKind::Recovery);
+        assert_eq!(
+            changes[1].new.as_deref(),
+            Some(Fingerprint::new(&name(2), &new).digits())
+        );
+        assert_eq!(
+            changes[1].describe(&name(2)),
+            "+15550100002's key was replaced on 2025-12-06 05:46:40 UTC (block 34) after the \
+             operator revoked the old key (device recovery): compare safety numbers again"
+        );
     }
 
     /// Two stores on one file (a `listen` and a `call`), each adding contacts under the lock from

@@ -263,9 +263,9 @@ impl<C: KeystoreChain> KeyLookup<C> {
         let mut times = HashMap::new();
         for change in changes {
             let block = match change {
-                RecordedChange::Rotated { block, .. } | RecordedChange::Revoked { block } => *block,
-                #[allow(unreachable_patterns)]
-                _ => continue,
+                RecordedChange::Rotated { block, .. }
+                | RecordedChange::Revoked { block }
+                | RecordedChange::Reregistered { block, .. } => *block,
             };
             if let Some(time) = self.block_time(block).await {
                 times.insert(block, time);

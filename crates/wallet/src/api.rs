@@ -5,6 +5,7 @@
 //! | POST | `/v1/onboard` | `{"sealed": base64}` | 200/202 [`OnboardingStatus`] |
 //! | POST | `/v1/approve` | `{"sealed": base64}` | 200/202 [`OnboardingStatus`] |
 //! | POST | `/v1/number/code` | `{"sealed": base64}` | 202 `{"sent": true}`: a one-time code to the number (`sms_code` verifier) |
+//! | POST | `/v1/recover` | `{"sealed": base64}` | 200/202 [`OnboardingStatus`]: device recovery (docs/onboarding.md) |
 //! | GET | `/v1/status/{receipt_id}` | — | [`OnboardingStatus`]: state, next step, error codes (no wallet, tx) |
 //! | GET | `/v1/server` | — | server wallet, contract, identity |
 //! | GET | `/v1/openapi.json` | — | OpenAPI 3.0 description |
@@ -13,6 +14,7 @@
 //! | POST | `/v1/credentials` | [`CredentialsRequest`] signed by the number's on-chain key | [`CredentialsAnswer`](crate::credentials::CredentialsAnswer): the SIP password, sealed to that key |
 //! | POST | `/v1/admin/subscribers/{phone}/revoke` | — | [`RevokeOutcome`](crate::service::RevokeOutcome) |
 //! | POST | `/v1/admin/subscribers/{phone}/credentials/rotate` | — | [`RotateOutcome`](crate::credentials::RotateOutcome) |
+//! | POST | `/v1/admin/subscribers/{phone}/recovery?ttl_secs=N` | — | [`RecoveryGrant`](crate::service::RecoveryGrant): the operator authorises one recovery |
 //!
 //! Errors are `{"error": {"code": "...", "message": "..."}}` with the status of
 //! [`ApiError::status`]. Logs name receipts by order id and wallets by address; they never contain
@@ -205,6 +207,16 @@ async fn approve<C: ServerChain>(
     Ok(with_status(status, view))
 }
 
+async fn recover<C: ServerChain>(
+    State(state): State<Shared<C>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Result<Json<SealedRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let sealed = sealed_body(body)?;
+    let (status, view) = state.service.recover(&sealed, peer.ip()).await?;
+    Ok(with_status(status, view))
+}
+
 async fn status<C: ServerChain>(
     State(state): State<Shared<C>>,
     Path(receipt_id): Path<String>,
@@ -292,6 +304,27 @@ async fn admin_rotate<C: ServerChain>(
     ))
 }
 
+/// The optional body of `POST /v1/admin/subscribers/{phone}/recovery`.
+#[derive(Debug, Default, Deserialize)]
+struct RecoveryQuery {
+    /// How long the authorisation holds, seconds.
+    ttl_secs: Option<u64>,
+}
+
+async fn admin_recovery<C: ServerChain>(
+    State(state): State<Shared<C>>,
+    headers: HeaderMap,
+    Path(phone): Path<String>,
+    Query(q): Query<RecoveryQuery>,
+) -> Result<Response, ApiError> {
+    check_admin(&state, &headers)?;
+    let ttl = q.ttl_secs.map(std::time::Duration::from_secs);
+    Ok(with_status(
+        200,
+        state.service.admin_authorize_recovery(&phone, ttl).await?,
+    ))
+}
+
 async fn not_found() -> ApiError {
     ApiError::NotFound
 }
@@ -303,6 +336,7 @@ pub fn router<C: ServerChain>(state: Arc<AppState<C>>, max_body_bytes: usize) ->
         .route("/v1/onboard", post(onboard::<C>))
         .route("/v1/approve", post(approve::<C>))
         .route("/v1/number/code", post(number_code::<C>))
+        .route("/v1/recover", post(recover::<C>))
         .route("/v1/status/{receipt_id}", get(status::<C>))
         .route("/v1/server", get(server_info::<C>))
         .route("/v1/credentials", post(credentials::<C>))
@@ -319,6 +353,10 @@ pub fn router<C: ServerChain>(state: Arc<AppState<C>>, max_body_bytes: usize) ->
         .route(
             "/v1/admin/subscribers/{phone}/credentials/rotate",
             post(admin_rotate::<C>),
+        )
+        .route(
+            "/v1/admin/subscribers/{phone}/recovery",
+            post(admin_recovery::<C>),
         )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
@@ -382,6 +420,8 @@ mod tests {
             "/v1/admin/subscribers/{phone}/revoke",
             "/v1/credentials",
             "/v1/admin/subscribers/{phone}/credentials/rotate",
+            "/v1/recover",
+            "/v1/admin/subscribers/{phone}/recovery",
         ] {
             assert!(v["paths"][p].is_object(), "{p} missing");
         }

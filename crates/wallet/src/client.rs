@@ -30,7 +30,9 @@ use zeroize::Zeroizing;
 use crate::credentials::{CredentialsAnswer, CredentialsRequest};
 
 use crate::error::ErrorBody;
-use crate::payload::{APPROVE_CONTEXT, CODE_CONTEXT, ONBOARD_CONTEXT, OnboardPayload};
+use crate::payload::{
+    APPROVE_CONTEXT, CODE_CONTEXT, ONBOARD_CONTEXT, OnboardPayload, RECOVER_CONTEXT,
+};
 use crate::receipt::{Purchase, Receipt};
 use crate::service::OnboardingStatus;
 
@@ -157,6 +159,16 @@ impl WalletClient {
         payload: &OnboardPayload,
     ) -> Result<OnboardingStatus, ClientError> {
         self.post_sealed("/v1/approve", server_key, APPROVE_CONTEXT, payload)
+            .await
+    }
+
+    /// `POST /v1/recover` with `payload` sealed to `server_key` (device recovery).
+    pub async fn recover(
+        &self,
+        server_key: &PublicIdentityKey,
+        payload: &OnboardPayload,
+    ) -> Result<OnboardingStatus, ClientError> {
+        self.post_sealed("/v1/recover", server_key, RECOVER_CONTEXT, payload)
             .await
     }
 
@@ -322,9 +334,69 @@ pub async fn request_number_code(
     phone: &str,
     receipt: Receipt,
 ) -> Result<(), ClientError> {
-    let number = PhoneNumber::parse(phone).map_err(|e| ClientError::Invalid(e.to_string()))?;
-    let payload = OnboardPayload::new(wallet.address(), receipt, number.as_str(), identity);
+    let payload = code_payload(wallet, identity, phone, receipt)?;
     client.request_code(server_key, &payload).await
+}
+
+/// Asks the server to send a one-time code to `phone` for recovering it to this wallet and key
+/// with the number's original `receipt` (device recovery, `sms_code` servers); the code then goes
+/// into [`recover_phone`].
+pub async fn request_recovery_code(
+    client: &WalletClient,
+    server_key: &PublicIdentityKey,
+    wallet: &PrivateKeySigner,
+    identity: &PublicIdentityKey,
+    phone: &str,
+    receipt: Receipt,
+) -> Result<(), ClientError> {
+    let payload = code_payload(wallet, identity, phone, receipt)?.recovering();
+    client.request_code(server_key, &payload).await
+}
+
+fn code_payload(
+    wallet: &PrivateKeySigner,
+    identity: &PublicIdentityKey,
+    phone: &str,
+    receipt: Receipt,
+) -> Result<OnboardPayload, ClientError> {
+    let number = parse_number(phone)?;
+    Ok(OnboardPayload::new(
+        wallet.address(),
+        receipt,
+        number.as_str(),
+        identity,
+    ))
+}
+
+/// Device recovery, the phone's side: with the number's ORIGINAL receipt (a new device's "restore
+/// purchases"), a fresh ownership proof (`number.code` for `sms_code` servers; the operator's
+/// authorisation for `assigned` ones) and a new wallet and identity key, ask the server to move
+/// the number here; then, as in [`onboard_phone`], wait for the Ether, `addClient`, ask for
+/// approval, wait until provisioned. The SIP password is then fetched with
+/// [`WalletClient::sip_password`]. Safe to call again after any failure with the same wallet and
+/// key.
+#[allow(clippy::too_many_arguments)]
+pub async fn recover_phone<C: KeystoreChain>(
+    client: &WalletClient,
+    chain: &C,
+    contract: Address,
+    server_key: &PublicIdentityKey,
+    wallet: &PrivateKeySigner,
+    identity: &IdentityKey,
+    number: &NumberRequest,
+    receipt: Receipt,
+    timeout: Duration,
+) -> Result<OnboardingStatus, ClientError> {
+    let start = Start::Recover(number);
+    let phone = Phone {
+        client,
+        chain,
+        contract,
+        server_key,
+        wallet,
+        identity,
+    };
+    phone.run(start, receipt, timeout).await
 }
 
 /// The whole onboarding of a phone, Fig. 2: send the sealed receipt (with the number asked for
@@ -344,93 +416,160 @@ pub async fn onboard_phone<C: KeystoreChain>(
     receipt: Receipt,
     timeout: Duration,
 ) -> Result<OnboardingStatus, ClientError> {
-    let purchase: Purchase = serde_json::from_str(&receipt.original_json)
-        .map_err(|e| ClientError::Invalid(format!("receipt JSON: {e}")))?;
-    let asked = if number.phone.trim().is_empty() {
-        String::new()
-    } else {
-        PhoneNumber::parse(&number.phone)
-            .map_err(|e| ClientError::Invalid(e.to_string()))?
-            .as_str()
-            .to_owned()
+    let phone = Phone {
+        client,
+        chain,
+        contract,
+        server_key,
+        wallet,
+        identity,
     };
-    let public = identity.public();
-    let mut payload = OnboardPayload::new(wallet.address(), receipt.clone(), &asked, &public);
-    if let Some(code) = &number.code {
-        payload = payload.with_code(code);
-    }
-    let first = client.onboard(server_key, &payload).await?;
-    let phone = first
-        .phone
-        .as_deref()
-        .ok_or_else(|| ClientError::Decode("the answer names no number".into()))?;
-    let number = PhoneNumber::parse(phone)
-        .map_err(|e| ClientError::Decode(format!("the server's number {phone:?}: {e}")))?;
-    if !asked.is_empty() && asked != number.as_str() {
-        return Err(ClientError::Decode(format!(
-            "asked for {asked}, the server recorded {number} for this receipt"
-        )));
-    }
-    if !first.is_funded() {
-        client
-            .wait_for(&first.receipt_id, "funded", |s| s.is_funded(), timeout)
-            .await?;
-    }
-    match add_client_once(chain, contract, wallet, &public, &number, &purchase).await {
-        Ok(()) => {}
-        // Another wallet's pending entry holds the number (a squatter). Ask for approval anyway:
-        // the server, having verified the number for this wallet, reserves it for us and answers
-        // `number_reserved`; then `addClient` goes through.
-        Err(ClientError::Chain(ChainError::AlreadyPending { .. })) => {}
-        Err(e) => return Err(e),
-    }
-    let id = ClientId::of(&IdentityName::Phone(number.clone()));
-    let receipt_hash = purchase.chain_receipt_hash();
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut delay = Duration::from_millis(100);
-    let mut resubmitted = false;
-    let status = loop {
-        let payload =
-            OnboardPayload::new(wallet.address(), receipt.clone(), number.as_str(), &public)
-                .with_proof(identity, &id, &receipt_hash);
-        match client.approve(server_key, &payload).await {
-            Ok(s) => break s,
-            // Once: a second reservation would mean another verified claim to the number.
-            Err(e) if e.code() == Some("number_reserved") && !resubmitted => {
-                resubmitted = true;
-                add_client_once(chain, contract, wallet, &public, &number, &purchase).await?;
+    phone.run(Start::Onboard(number), receipt, timeout).await
+}
+
+/// How the phone's first request to the server goes.
+enum Start<'a> {
+    /// `/v1/onboard` for the number asked for (or the next free one).
+    Onboard(&'a NumberRequest),
+    /// `/v1/recover` of `number`.
+    Recover(&'a NumberRequest),
+}
+
+/// The phone's side of onboarding and recovery.
+struct Phone<'a, C> {
+    client: &'a WalletClient,
+    chain: &'a C,
+    contract: Address,
+    server_key: &'a PublicIdentityKey,
+    wallet: &'a PrivateKeySigner,
+    identity: &'a IdentityKey,
+}
+
+impl<C: KeystoreChain> Phone<'_, C> {
+    /// The first request (`start`), then: wait for the Ether, `addClient`, approval with a proof
+    /// of possession, wait until provisioned.
+    async fn run(
+        &self,
+        start: Start<'_>,
+        receipt: Receipt,
+        timeout: Duration,
+    ) -> Result<OnboardingStatus, ClientError> {
+        let Self {
+            client,
+            chain,
+            contract,
+            server_key,
+            wallet,
+            identity,
+        } = *self;
+        let purchase: Purchase = serde_json::from_str(&receipt.original_json)
+            .map_err(|e| ClientError::Invalid(format!("receipt JSON: {e}")))?;
+        let public = identity.public();
+        let (first, number) = match start {
+            Start::Onboard(number) => {
+                let asked = if number.phone.trim().is_empty() {
+                    String::new()
+                } else {
+                    parse_number(&number.phone)?.as_str().to_owned()
+                };
+                let mut payload =
+                    OnboardPayload::new(wallet.address(), receipt.clone(), &asked, &public);
+                if let Some(code) = &number.code {
+                    payload = payload.with_code(code);
+                }
+                let first = client.onboard(server_key, &payload).await?;
+                let phone = first
+                    .phone
+                    .as_deref()
+                    .ok_or_else(|| ClientError::Decode("the answer names no number".into()))?;
+                let decided = PhoneNumber::parse(phone).map_err(|e| {
+                    ClientError::Decode(format!("the server's number {phone:?}: {e}"))
+                })?;
+                if !asked.is_empty() && asked != decided.as_str() {
+                    return Err(ClientError::Decode(format!(
+                        "asked for {asked}, the server recorded {decided} for this receipt"
+                    )));
+                }
+                (first, decided)
             }
-            Err(e)
-                if matches!(e.code(), Some("chain_unavailable" | "rate_limited"))
-                    && tokio::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+            Start::Recover(number) => {
+                let phone = parse_number(&number.phone)?;
+                let id = ClientId::of(&IdentityName::Phone(phone.clone()));
+                let mut payload =
+                    OnboardPayload::new(wallet.address(), receipt.clone(), phone.as_str(), &public)
+                        .with_proof(identity, &id, &purchase.chain_receipt_hash())
+                        .recovering();
+                if let Some(code) = &number.code {
+                    payload = payload.with_code(code);
+                }
+                (client.recover(server_key, &payload).await?, phone)
             }
+        };
+        if !first.is_funded() {
+            client
+                .wait_for(&first.receipt_id, "funded", |s| s.is_funded(), timeout)
+                .await?;
+        }
+        match add_client_once(chain, contract, wallet, &public, &number, &purchase).await {
+            Ok(()) => {}
+            // Another wallet's pending entry holds the number (a squatter). Ask for approval anyway:
+            // the server, having verified the number for this wallet, reserves it for us and answers
+            // `number_reserved`; then `addClient` goes through.
+            Err(ClientError::Chain(ChainError::AlreadyPending { .. })) => {}
             Err(e) => return Err(e),
         }
-    };
-    if status.state == "provisioned" {
-        return Ok(status);
+        let id = ClientId::of(&IdentityName::Phone(number.clone()));
+        let receipt_hash = purchase.chain_receipt_hash();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut delay = Duration::from_millis(100);
+        let mut resubmitted = false;
+        let status = loop {
+            let payload =
+                OnboardPayload::new(wallet.address(), receipt.clone(), number.as_str(), &public)
+                    .with_proof(identity, &id, &receipt_hash);
+            match client.approve(server_key, &payload).await {
+                Ok(s) => break s,
+                // Once: a second reservation would mean another verified claim to the number.
+                Err(e) if e.code() == Some("number_reserved") && !resubmitted => {
+                    resubmitted = true;
+                    add_client_once(chain, contract, wallet, &public, &number, &purchase).await?;
+                }
+                Err(e)
+                    if matches!(e.code(), Some("chain_unavailable" | "rate_limited"))
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if status.state == "provisioned" {
+            return Ok(status);
+        }
+        let done = client
+            .wait_for(
+                &status.receipt_id,
+                "provisioned",
+                |s| s.state == "provisioned",
+                timeout,
+            )
+            .await?;
+        // `/v1/status` answers without the wallet and transactions (it is unauthenticated); they come
+        // from the authenticated approval answer.
+        Ok(OnboardingStatus {
+            phone: Some(number.as_str().to_owned()),
+            wallet: status.wallet,
+            fund_amount_wei: status.fund_amount_wei,
+            fund_tx_hash: status.fund_tx_hash,
+            approve_tx_hash: status.approve_tx_hash,
+            ..done
+        })
     }
-    let done = client
-        .wait_for(
-            &status.receipt_id,
-            "provisioned",
-            |s| s.state == "provisioned",
-            timeout,
-        )
-        .await?;
-    // `/v1/status` answers without the wallet and transactions (it is unauthenticated); they come
-    // from the authenticated approval answer.
-    Ok(OnboardingStatus {
-        phone: Some(number.as_str().to_owned()),
-        wallet: status.wallet,
-        fund_amount_wei: status.fund_amount_wei,
-        fund_tx_hash: status.fund_tx_hash,
-        approve_tx_hash: status.approve_tx_hash,
-        ..done
-    })
+}
+
+fn parse_number(text: &str) -> Result<PhoneNumber, ClientError> {
+    PhoneNumber::parse(text).map_err(|e| ClientError::Invalid(e.to_string()))
 }
 
 /// Sends `addClient` from the phone's wallet unless its pending entry is already on chain.

@@ -34,7 +34,8 @@ pub enum DbError {
 }
 
 /// Where an onboarding stands. The happy path is
-/// `Received → Funding → Funded → PendingSeen → Approved → Provisioned`.
+/// `Received → Funding → Funded → PendingSeen → Approved → Provisioned`; a device recovery moves a
+/// provisioned row to `Recovering` with the new wallet and key, then back along the same path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
@@ -54,6 +55,9 @@ pub enum State {
     Failed,
     /// The subscriber was revoked by an administrator.
     Revoked,
+    /// Device recovery accepted: the row holds the new wallet and key; the old entry is being
+    /// revoked and the number reserved for the new wallet, before funding it (`→ Received`).
+    Recovering,
 }
 
 impl State {
@@ -68,15 +72,17 @@ impl State {
             Self::Provisioned => "provisioned",
             Self::Failed => "failed",
             Self::Revoked => "revoked",
+            Self::Recovering => "recovering",
         }
     }
 
     /// States the background worker drives without waiting for the phone.
-    pub const DRIVEN: [State; 4] = [
+    pub const DRIVEN: [State; 5] = [
         Self::Received,
         Self::Funding,
         Self::PendingSeen,
         Self::Approved,
+        Self::Recovering,
     ];
 }
 
@@ -98,6 +104,7 @@ impl FromStr for State {
             "provisioned" => Self::Provisioned,
             "failed" => Self::Failed,
             "revoked" => Self::Revoked,
+            "recovering" => Self::Recovering,
             _ => return Err(()),
         })
     }
@@ -163,6 +170,22 @@ pub struct Onboarding {
     pub approve_nonce: Option<i64>,
     /// Signed bytes of the recorded `approveClient` transaction while it is in flight, hex.
     pub approve_raw_tx: Option<String>,
+}
+
+/// An accepted device recovery: the number of `receipt_id` moved from `old_wallet` (and its key)
+/// to `wallet`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// The receipt (the number's onboarding row).
+    pub receipt_id: String,
+    /// The new device's wallet (checksummed hex).
+    pub wallet: String,
+    /// The wallet the number was bound to before.
+    pub old_wallet: String,
+    /// The key type tag bound before.
+    pub old_key_type: i64,
+    /// The key bound before, hex.
+    pub old_public_key: String,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -340,7 +363,7 @@ impl Db {
     /// queued approval request.
     pub async fn due(&self, now: i64, limit: i64) -> Result<Vec<Onboarding>, DbError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM onboarding WHERE (state IN ($1, $2, $3, $4) OR (state = $7 AND approve_requested_at IS NOT NULL)) \
+            "SELECT {COLUMNS} FROM onboarding WHERE (state IN ($1, $2, $3, $4, $8) OR (state = $7 AND approve_requested_at IS NOT NULL)) \
              AND next_attempt_at <= $5 ORDER BY next_attempt_at LIMIT $6"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -351,6 +374,7 @@ impl Db {
             .bind(now)
             .bind(limit)
             .bind(State::Funded.as_str())
+            .bind(State::DRIVEN[4].as_str())
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(from_row).collect()
@@ -765,10 +789,11 @@ impl Db {
         Ok(())
     }
 
-    /// Stops an onboarding for good with a machine-readable code.
+    /// Stops an onboarding for good with a machine-readable code (also shown as the last error,
+    /// so a listing never shows a stopped row with `last_error: null`).
     pub async fn fail(&self, receipt_id: &str, code: &str, message: &str) -> Result<(), DbError> {
         sqlx::query(
-            "UPDATE onboarding SET state = $1, failure_code = $2, failure_message = $3, updated_at = $4 WHERE receipt_id = $5",
+            "UPDATE onboarding SET state = $1, failure_code = $2, failure_message = $3, last_error_code = $2, last_error = $3, updated_at = $4 WHERE receipt_id = $5",
         )
         .bind(State::Failed.as_str())
         .bind(code)
@@ -778,6 +803,108 @@ impl Db {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Accepts a device recovery: in one database transaction, records it ([`Recovery`]) and
+    /// moves the `provisioned` row still bound to `old_wallet` to [`State::Recovering`] with the
+    /// new wallet and key, its funding and approval forgotten (they stay in `funding_tx` and
+    /// `approve_tx`, the audit trail). False if the row is not `provisioned` for `old_wallet` any
+    /// more (a concurrent request won) or this wallet recovered the receipt before.
+    pub async fn begin_recovery(
+        &self,
+        recovery: &Recovery,
+        new: &Onboarding,
+    ) -> Result<bool, DbError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO recovery (receipt_id, wallet, old_wallet, old_key_type, old_public_key, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(&recovery.receipt_id)
+        .bind(&recovery.wallet)
+        .bind(&recovery.old_wallet)
+        .bind(recovery.old_key_type)
+        .bind(&recovery.old_public_key)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let moved = sqlx::query(
+            "UPDATE onboarding SET state = $1, wallet = $2, key_type = $3, public_key = $4, fund_amount = NULL, fund_nonce = NULL, \
+             fund_tx_hash = NULL, fund_raw_tx = NULL, fund_block = NULL, approve_tx_hash = NULL, approve_nonce = NULL, approve_raw_tx = NULL, \
+             approve_requested_at = NULL, failure_code = NULL, failure_message = NULL, last_error = NULL, last_error_code = NULL, \
+             attempts = 0, next_attempt_at = 0, provisioned_at = NULL, updated_at = $5 \
+             WHERE receipt_id = $6 AND state = $7 AND wallet = $8",
+        )
+        .bind(State::Recovering.as_str())
+        .bind(&new.wallet)
+        .bind(new.key_type)
+        .bind(&new.public_key)
+        .bind(now)
+        .bind(&recovery.receipt_id)
+        .bind(State::Provisioned.as_str())
+        .bind(&recovery.old_wallet)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() != 1 || moved.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The recovery that bound `receipt_id` to `wallet`, if one did.
+    pub async fn recovery(
+        &self,
+        receipt_id: &str,
+        wallet: &str,
+    ) -> Result<Option<Recovery>, DbError> {
+        let row = sqlx::query(
+            "SELECT receipt_id, wallet, old_wallet, old_key_type, old_public_key FROM recovery \
+             WHERE receipt_id = $1 AND wallet = $2",
+        )
+        .bind(receipt_id)
+        .bind(wallet)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Recovery {
+                receipt_id: r.try_get(0)?,
+                wallet: r.try_get(1)?,
+                old_wallet: r.try_get(2)?,
+                old_key_type: r.try_get(3)?,
+                old_public_key: r.try_get(4)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The operator authorises one recovery of `phone` until `expires_at` (replacing an earlier
+    /// authorisation, used or not).
+    pub async fn grant_recovery(&self, phone: &str, expires_at: i64) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO recovery_grant (phone, expires_at, used_at, created_at) VALUES ($1, $2, NULL, $3) \
+             ON CONFLICT (phone) DO UPDATE SET expires_at = excluded.expires_at, used_at = NULL, created_at = excluded.created_at",
+        )
+        .bind(phone)
+        .bind(expires_at)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Uses the operator's authorisation to recover `phone`: true once per grant, while unexpired.
+    pub async fn use_recovery_grant(&self, phone: &str, now: i64) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE recovery_grant SET used_at = $1 WHERE phone = $2 AND used_at IS NULL AND expires_at >= $1",
+        )
+        .bind(now)
+        .bind(phone)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Admin retry: a failed row goes back to the state its recorded facts allow (funded if the

@@ -66,9 +66,24 @@ pub enum ApiError {
     /// The pending entry holds another key than the one declared.
     #[error("the pending keystore entry holds another key than the one declared")]
     PendingKeyMismatch,
-    /// The number is approved for someone else.
-    #[error("this number is already taken on chain")]
+    /// The number is approved for someone else (or for its owner's lost device: then recover it).
+    #[error(
+        "this number is already taken on chain; if it is yours and you lost the device, recover it with the original receipt (`chaincall phone recover`)"
+    )]
     NumberTaken,
+    /// A device recovery for a receipt that provisioned no number here, or not the number asked.
+    #[error(
+        "this receipt provisioned no such number on this server; recovery needs the original receipt of the number"
+    )]
+    NotRecoverable,
+    /// The operator has not authorised recovering this number (verifiers without codes).
+    #[error(
+        "recovering this number needs the operator's authorisation; ask them to check that the number is yours"
+    )]
+    RecoveryNotAuthorized,
+    /// The number is being recovered to another wallet or key.
+    #[error("this number is being recovered to another device; finish or ask the operator")]
+    RecoveryInProgress,
     /// The onboarding stopped for good.
     #[error("onboarding failed: {message}")]
     Failed {
@@ -232,6 +247,9 @@ impl ApiError {
             Self::NumberReserved => "number_reserved",
             Self::PendingKeyMismatch => "pending_key_mismatch",
             Self::NumberTaken => "number_taken",
+            Self::NotRecoverable => "not_recoverable",
+            Self::RecoveryNotAuthorized => "recovery_not_authorized",
+            Self::RecoveryInProgress => "recovery_in_progress",
             Self::Failed { code, .. } => code,
             Self::Revoked => "revoked",
             Self::ChainUnavailable => "chain_unavailable",
@@ -268,8 +286,11 @@ impl ApiError {
             Self::Receipt(ReceiptError::NotPurchased { .. }) => 402,
             Self::Receipt(_) => 400,
             Self::Unauthorized => 401,
-            Self::CodeInvalid | Self::CodeExpired | Self::CodeAttemptsExceeded => 403,
-            Self::UnknownReceipt | Self::NotFound => 404,
+            Self::CodeInvalid
+            | Self::CodeExpired
+            | Self::CodeAttemptsExceeded
+            | Self::RecoveryNotAuthorized => 403,
+            Self::UnknownReceipt | Self::NotFound | Self::NotRecoverable => 404,
             Self::Replayed
             | Self::ReceiptReused
             | Self::Mismatch { .. }
@@ -279,6 +300,7 @@ impl ApiError {
             | Self::NumberReserved
             | Self::PendingKeyMismatch
             | Self::NumberTaken
+            | Self::RecoveryInProgress
             | Self::NumberUnavailable
             | Self::NumbersExhausted
             | Self::Revoked => 409,

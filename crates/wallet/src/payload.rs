@@ -53,6 +53,8 @@ pub const ONBOARD_CONTEXT: &[u8] = b"chaincall wallet v1 onboard";
 pub const APPROVE_CONTEXT: &[u8] = b"chaincall wallet v1 approve";
 /// ECIES context of one-time-code requests (`/v1/number/code`).
 pub const CODE_CONTEXT: &[u8] = b"chaincall wallet v1 number code";
+/// ECIES context of device-recovery requests (`/v1/recover`).
+pub const RECOVER_CONTEXT: &[u8] = b"chaincall wallet v1 recover";
 
 /// The keystore's receipt commitment (`chaincall_chain::receipt_commitment`).
 pub type Commitment = FixedBytes<8>;
@@ -134,6 +136,10 @@ pub struct OnboardPayload {
     /// `/v1/approve`, where the number is known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proof: Option<String>,
+    /// Device recovery (`/v1/number/code`: the code is for recovering the number this receipt
+    /// provisioned, not for a new onboarding).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recover: bool,
 }
 
 impl fmt::Debug for OnboardPayload {
@@ -172,7 +178,15 @@ impl OnboardPayload {
             nonce: hex::encode(nonce),
             code: None,
             proof: None,
+            recover: false,
         }
+    }
+
+    /// Marks the payload as a device recovery (`/v1/recover`, or a code request for recovering
+    /// the number at `/v1/number/code`).
+    pub fn recovering(mut self) -> Self {
+        self.recover = true;
+        self
     }
 
     /// Adds the one-time code.
@@ -228,7 +242,8 @@ mod tests {
             &key.public(),
         )
         .with_code("123456")
-        .with_proof(&key, &id, &B256::ZERO);
+        .with_proof(&key, &id, &B256::ZERO)
+        .recovering();
         let shown = format!("{p:?}");
         for secret in ["123456", "tok-secret", p.proof.as_deref().unwrap()] {
             assert!(!shown.contains(secret), "{shown}");

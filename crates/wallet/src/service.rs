@@ -23,6 +23,13 @@
 //! - Transient faults (node down, server wallet short of funds, fees above the cap) leave the row
 //!   in place with `last_error` and a back-off; the worker retries. Only faults that no retry can
 //!   fix mark a row `failed`, and an administrator can still retry it.
+//! - Device recovery (`/v1/recover`): every check (the original receipt's provisioned row, the
+//!   number, proof of possession of the new key, a fresh number-ownership proof) comes first and
+//!   refuses without changing anything. Accepting is one conditional update (`provisioned →
+//!   recovering`, with the new wallet and key, and the recovery recorded); the worker then removes
+//!   the old SIP row, revokes the old entry and reserves the number for the new wallet — each
+//!   step decided from what the chain shows, so a rerun skips what is done — and only then moves
+//!   the row to `received`, from where it is funded once like any onboarding.
 //! - An approval request that arrives while the chain cannot be read is recorded
 //!   (`approve_requested_at`) and answered 202 with `last_error_code = chain_unavailable`; the
 //!   worker re-checks the pending entry with back-off and approves once the node answers, so the
@@ -46,11 +53,11 @@ use crate::chain::{
     FeeQuote, ServerChain, TxState, bumped_fees, decode_eip1559, resign_with_fees, sign_call,
     sign_transfer,
 };
-use crate::db::{Db, DbError, Inserted, Onboarding, State, TxPurpose, now_ms};
+use crate::db::{Db, DbError, Inserted, Onboarding, Recovery, State, TxPurpose, now_ms};
 use crate::error::ApiError;
 use crate::number::{CodeRequest, NumberClaim, NumberVerifier};
 use crate::payload::{
-    APPROVE_CONTEXT, CODE_CONTEXT, ONBOARD_CONTEXT, OnboardPayload, SealedRequest,
+    APPROVE_CONTEXT, CODE_CONTEXT, ONBOARD_CONTEXT, OnboardPayload, RECOVER_CONTEXT, SealedRequest,
     verify_possession,
 };
 use crate::receipt::{Purchase, ReceiptPolicy};
@@ -62,6 +69,20 @@ use crate::subscriber::SubscriberTable;
 /// `funded`, `pending_seen`, `approve_recorded`, `approve_mined`, `approved`, `sip_written`,
 /// `provisioned`.
 pub const PAUSE_ENV: &str = "CHAINCALL_WALLET_TEST_PAUSE_AT";
+
+/// The steps of a device recovery [`PAUSE_ENV`] also accepts, in order: accepted (the row is
+/// `recovering`), the old SIP row deleted, the old entry revoked, the number reserved for the new
+/// wallet; then the onboarding steps from `received` on.
+pub const RECOVERY_PAUSE_STEPS: [&str; 4] = [
+    "recovery_accepted",
+    "old_sip_deleted",
+    "old_entry_revoked",
+    "number_reserved",
+];
+
+/// How long the operator's authorisation to recover a number holds when the admin request names no
+/// `ttl_secs`.
+pub const RECOVERY_GRANT_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// The steps [`PAUSE_ENV`] accepts, in the order an onboarding passes them.
 pub const PAUSE_STEPS: [&str; 11] = [
@@ -212,7 +233,11 @@ pub struct OnboardingStatus {
 impl OnboardingStatus {
     fn of(row: &Onboarding) -> Self {
         let next = match row.state {
-            State::Received | State::Funding | State::PendingSeen | State::Approved => "wait",
+            State::Received
+            | State::Funding
+            | State::PendingSeen
+            | State::Approved
+            | State::Recovering => "wait",
             State::Funded if row.approve_requested_at.is_some() => "wait",
             State::Funded => "add_client_then_approve",
             State::Provisioned => "done",
@@ -289,6 +314,15 @@ impl AdminOnboarding {
             provisioned_at: row.provisioned_at,
         }
     }
+}
+
+/// The operator's authorisation to recover a number (`assigned` verifier).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoveryGrant {
+    /// The number.
+    pub phone: String,
+    /// Until when it may be used once, ms since the epoch.
+    pub expires_at: i64,
 }
 
 /// What a revocation did.
@@ -1205,8 +1239,12 @@ impl<C: ServerChain> Service<C> {
         sealed: &SealedRequest,
         client_ip: IpAddr,
     ) -> Result<(), ApiError> {
-        let (_, _, candidate) = self.admit(CODE_CONTEXT, sealed).await?;
-        if self
+        let (payload, _, candidate) = self.admit(CODE_CONTEXT, sealed).await?;
+        if payload.recover {
+            // A code to recover the number this receipt provisioned: the receipt is meant to be
+            // known here.
+            self.recovery_row(&candidate).await?;
+        } else if self
             .db
             .get(&candidate.receipt_id)
             .await
@@ -1219,7 +1257,9 @@ impl<C: ServerChain> Service<C> {
             field: "phone",
             reason: e.to_string(),
         })?;
-        self.refuse_if_taken(&candidate).await?;
+        if !payload.recover {
+            self.refuse_if_taken(&candidate).await?;
+        }
         self.numbers
             .send_code(CodeRequest {
                 phone: &phone,
@@ -1308,17 +1348,12 @@ impl<C: ServerChain> Service<C> {
     ) -> Result<(u16, OnboardingStatus), ApiError> {
         let (payload, _, candidate) = self.admit(APPROVE_CONTEXT, sealed).await?;
         let row = self
-            .db
-            .get(&candidate.receipt_id)
-            .await
-            .map_err(internal)?
-            .ok_or(ApiError::UnknownReceipt)?;
-        if row.token_sha256 != candidate.token_sha256 {
-            return Err(ApiError::ReceiptReused);
-        }
-        if PhoneNumber::parse(&candidate.phone).map_or(true, |p| p.as_str() != row.phone) {
-            return Err(ApiError::Mismatch { field: "phone" });
-        }
+            .recorded_row(
+                &candidate,
+                ApiError::UnknownReceipt,
+                ApiError::Mismatch { field: "phone" },
+            )
+            .await?;
         if row.wallet != candidate.wallet {
             return Err(ApiError::Mismatch { field: "wallet" });
         }
@@ -1377,6 +1412,128 @@ impl<C: ServerChain> Service<C> {
         }
         let row = self.drive_and_wait(&row.receipt_id).await?;
         respond_approve(&row)
+    }
+
+    /// `POST /v1/recover`: device recovery. A subscriber who lost the device's key file moves the
+    /// number its original receipt provisioned to a new wallet and key. Refused, with nothing
+    /// changed and nothing funded, unless the receipt's row is provisioned for that number, the
+    /// payload proves possession of the new key, carries a SIP password, and the number verifier
+    /// accepts a fresh ownership proof ([`NumberVerifier::prove_recovery`]: a new one-time code,
+    /// or the operator's authorisation). Then the old SIP row is deleted, the old entry revoked,
+    /// the number reserved for the new wallet and the wallet funded; the phone continues as in
+    /// onboarding (`addClient`, `/v1/approve`). A repeated request for the same new wallet and key
+    /// continues where the first stopped.
+    pub async fn recover(
+        self: &Arc<Self>,
+        sealed: &SealedRequest,
+        client_ip: IpAddr,
+    ) -> Result<(u16, OnboardingStatus), ApiError> {
+        let (payload, _, mut candidate) = self.admit(RECOVER_CONTEXT, sealed).await?;
+        let row = self.recovery_row(&candidate).await?;
+        if row.wallet == candidate.wallet {
+            // This recovery was accepted before: carry on.
+            let row = self.drive_and_wait(&row.receipt_id).await?;
+            return respond(&row);
+        }
+        if let Ok(wallet) = Address::from_str(&candidate.wallet)
+            && let Ok(code) = self.chain.code_at(wallet).await
+            && !code.is_empty()
+        {
+            return Err(ApiError::WalletNotEoa);
+        }
+        candidate.phone = row.phone.clone();
+        self.check_possession(&candidate, payload.proof.as_deref())?;
+        self.numbers
+            .prove_recovery(NumberClaim {
+                receipt_id: &candidate.receipt_id,
+                requested: &row.phone,
+                binding: binding_of(&candidate)?,
+                code: payload.code.as_deref(),
+                client_ip,
+                now_ms: now_ms(),
+            })
+            .await?;
+        let recovery = Recovery {
+            receipt_id: row.receipt_id.clone(),
+            wallet: candidate.wallet.clone(),
+            old_wallet: row.wallet.clone(),
+            old_key_type: row.key_type,
+            old_public_key: row.public_key.clone(),
+        };
+        if self
+            .db
+            .begin_recovery(&recovery, &candidate)
+            .await
+            .map_err(internal)?
+        {
+            tracing::warn!(receipt_id = %row.receipt_id, phone = %row.phone, old_wallet = %row.wallet, wallet = %candidate.wallet, "device recovery accepted");
+            self.hooks.point("recovery_accepted").await;
+        }
+        // Accepted now or by a concurrent request: the row says which recovery it follows.
+        let row = self.recovery_row(&candidate).await?;
+        if row.wallet != candidate.wallet {
+            // Not accepted: this wallet recovered the number once before, so the recorded
+            // recovery cannot be told from this one; a new device uses a new wallet.
+            return Err(ApiError::RecoveryInProgress);
+        }
+        let row = self.drive_and_wait(&row.receipt_id).await?;
+        respond(&row)
+    }
+
+    /// The recorded row of `candidate`'s receipt, for the number it names: `missing` when the
+    /// receipt has no row, `wrong_number` when the row holds another number.
+    async fn recorded_row(
+        &self,
+        candidate: &Onboarding,
+        missing: ApiError,
+        wrong_number: ApiError,
+    ) -> Result<Onboarding, ApiError> {
+        let row = self
+            .db
+            .get(&candidate.receipt_id)
+            .await
+            .map_err(internal)?
+            .ok_or(missing)?;
+        if row.token_sha256 != candidate.token_sha256 {
+            return Err(ApiError::ReceiptReused);
+        }
+        if PhoneNumber::parse(&candidate.phone).map_or(true, |p| p.as_str() != row.phone) {
+            return Err(wrong_number);
+        }
+        Ok(row)
+    }
+
+    /// The onboarding row a recovery request may act on: the row of its receipt, for the number it
+    /// names, provisioned (a recovery may start) or already recovering to this request's wallet and
+    /// key (a rerun). Everything else is refused.
+    async fn recovery_row(&self, candidate: &Onboarding) -> Result<Onboarding, ApiError> {
+        let row = self
+            .recorded_row(
+                candidate,
+                ApiError::NotRecoverable,
+                ApiError::NotRecoverable,
+            )
+            .await?;
+        let same_device = row.wallet == candidate.wallet
+            && row.public_key == candidate.public_key
+            && row.key_type == candidate.key_type;
+        let recovered_here = self
+            .db
+            .recovery(&row.receipt_id, &row.wallet)
+            .await
+            .map_err(internal)?
+            .is_some();
+        match row.state {
+            State::Revoked => Err(ApiError::Revoked),
+            // A new device: the lost one's wallet rotates its key instead (`rotateKey`).
+            State::Provisioned if row.wallet != candidate.wallet => Ok(row),
+            // This recovery, in any state (a rerun; done; or failed, which the answer reports).
+            _ if same_device && recovered_here => Ok(row),
+            _ if recovered_here => Err(ApiError::RecoveryInProgress),
+            // An onboarding that never finished, or the original device itself: nothing to
+            // recover.
+            _ => Err(ApiError::NotRecoverable),
+        }
     }
 
     /// Refuses a number that is approved on chain for another wallet before the verifier
@@ -1599,6 +1756,7 @@ impl<C: ServerChain> Service<C> {
                 }
                 State::PendingSeen => self.approve_step(&row).await,
                 State::Approved => self.provision(&row).await,
+                State::Recovering => self.reassign(&row).await,
                 _ => return Ok(row),
             };
             match result {
@@ -1661,11 +1819,21 @@ impl<C: ServerChain> Service<C> {
 
     async fn provision(&self, row: &Onboarding) -> Result<(), StepError> {
         // Hashes of the derived password only (never the purchase token's hash, never in clear).
-        let sip = self.sip_row(
-            &row.phone,
-            &row.receipt_id,
-            crate::credentials::FIRST_GENERATION,
-        );
+        // A recovered number keeps its receipt, so the lost device could derive the password of
+        // the first generation: it gets a generation of its own, the time of this provisioning
+        // (after every earlier one, which were smaller times or small rotation counts), taken
+        // once the old key is revoked, so the lost device cannot fetch it either.
+        let recovered = self
+            .db
+            .recovery(&row.receipt_id, &row.wallet)
+            .await?
+            .is_some();
+        let generation = if recovered {
+            now_ms() / 1000
+        } else {
+            crate::credentials::FIRST_GENERATION
+        };
+        let sip = self.sip_row(&row.phone, &row.receipt_id, generation);
         self.sip
             .upsert(&sip)
             .await
@@ -1682,12 +1850,143 @@ impl<C: ServerChain> Service<C> {
         Ok(())
     }
 
-    /// One worker pass: drives every due row. Returns how many rows it looked at.
+    /// The chain side of a recovery (`recovering → received`): the old SIP row goes (the lost
+    /// device must stop registering at once), the old wallet's entry is revoked and the number
+    /// reserved for the new wallet, so that no other wallet can submit before it. Each part is
+    /// decided from the current chain state, so a rerun after a crash skips what is done.
+    async fn reassign(&self, row: &Onboarding) -> Result<(), StepError> {
+        let id = client_id(&row.phone)?;
+        let recovery = self
+            .db
+            .recovery(&row.receipt_id, &row.wallet)
+            .await?
+            .ok_or_else(|| {
+                StepError::Db(DbError::Corrupt {
+                    receipt_id: row.receipt_id.clone(),
+                    what: "recovering without a recovery record",
+                })
+            })?;
+        let wallet = Address::from_str(&row.wallet).map_err(|_| StepError::Permanent {
+            code: "invalid_wallet",
+            message: "stored wallet does not parse".into(),
+        })?;
+        self.sip
+            .delete(&row.phone, &self.settings.sip_domain)
+            .await
+            .map_err(|e| retry_later("sip_database", format!("SIP database: {e}")))?;
+        self.hooks.point("old_sip_deleted").await;
+        let contract = self.settings.contract;
+        let mut reserved = false;
+        for _ in 0..4 {
+            let entry = self
+                .chain
+                .get_client(contract, id)
+                .await
+                .map_err(|e| transient(&e))?;
+            let old =
+                entry.wallet.map(|w| w.to_checksum(None)) == Some(recovery.old_wallet.clone());
+            match entry.status {
+                KeyStatus::Approved if old => {
+                    let (reply, wait) = oneshot::channel();
+                    self.jobs
+                        .send(Job::Revoke { id, reply })
+                        .await
+                        .map_err(|_| retry_later("signer_stopped", "signer stopped"))?;
+                    let tx = wait
+                        .await
+                        .map_err(|_| retry_later("signer_stopped", "signer stopped"))?
+                        .map_err(|e| transient(&e))?;
+                    tracing::warn!(receipt_id = %row.receipt_id, tx = ?tx, "old entry revoked for recovery");
+                    self.hooks.point("old_entry_revoked").await;
+                }
+                KeyStatus::Approved => {
+                    return Err(StepError::Permanent {
+                        code: "number_taken",
+                        message: "the number is approved for a wallet other than the recovered one"
+                            .into(),
+                    });
+                }
+                // The new wallet's own submission (it funded itself): nothing left to do.
+                KeyStatus::Pending if same_wallet(&entry, row) => {
+                    reserved = true;
+                    break;
+                }
+                _ => {
+                    let holder = self
+                        .chain
+                        .reserved_for(contract, id)
+                        .await
+                        .map_err(|e| transient(&e))?;
+                    if holder == Some(wallet) {
+                        reserved = true;
+                        break;
+                    }
+                    let (reply, wait) = oneshot::channel();
+                    self.jobs
+                        .send(Job::Reserve { id, wallet, reply })
+                        .await
+                        .map_err(|_| retry_later("signer_stopped", "signer stopped"))?;
+                    let tx = wait
+                        .await
+                        .map_err(|_| retry_later("signer_stopped", "signer stopped"))?
+                        .map_err(|e| transient(&e))?;
+                    tracing::info!(receipt_id = %row.receipt_id, tx = %tx, "number reserved for the recovering wallet");
+                    self.hooks.point("number_reserved").await;
+                }
+            }
+        }
+        if !reserved {
+            // The chain moved under us between reads (or transactions are not mined yet): the
+            // next pass decides again from what it shows.
+            return Err(retry_later(
+                "recovery_pending",
+                "the old entry is not yet revoked and the number reserved; retrying",
+            ));
+        }
+        if self
+            .db
+            .transition(&row.receipt_id, State::Recovering, State::Received)
+            .await?
+        {
+            tracing::info!(receipt_id = %row.receipt_id, "recovery: number reserved, funding the new wallet");
+        }
+        Ok(())
+    }
+
+    /// Repairs `funded` rows whose number is approved on chain for another wallet (accepted
+    /// before the before-funding check existed, or a race with another receipt): the phone's
+    /// `addClient` can never succeed, so the row is failed with `number_taken` instead of
+    /// waiting forever with no error. Rows the chain cannot be read for are left for later.
+    async fn repair_taken(&self) -> Result<(), DbError> {
+        for row in self.db.list(&[State::Funded], 64).await? {
+            let Ok(id) = client_id(&row.phone) else {
+                continue;
+            };
+            if let Ok(entry) = self.chain.get_client(self.settings.contract, id).await
+                && entry.status == KeyStatus::Approved
+                && !same_wallet(&entry, &row)
+            {
+                tracing::warn!(receipt_id = %row.receipt_id, phone = %row.phone, "funded onboarding for a number taken by another wallet: failed");
+                self.db
+                    .fail(
+                        &row.receipt_id,
+                        ApiError::NumberTaken.code(),
+                        "the number is approved on chain for another wallet; if it is the subscriber's own lost device, recover it",
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One worker pass: drives every due row and repairs funded rows whose number is taken.
+    /// Returns how many due rows it looked at.
     pub async fn work_once(&self) -> Result<usize, DbError> {
         let due = self.db.due(now_ms(), 64).await?;
         for row in &due {
             self.drive(&row.receipt_id).await?;
         }
+        self.repair_taken().await?;
         Ok(due.len())
     }
 
@@ -1716,6 +2015,7 @@ impl<C: ServerChain> Service<C> {
     pub async fn admin_list(&self, which: &str) -> Result<Vec<AdminOnboarding>, ApiError> {
         let states: Vec<State> = match which {
             "pending" => vec![
+                State::Recovering,
                 State::Received,
                 State::Funding,
                 State::Funded,
@@ -1741,6 +2041,46 @@ impl<C: ServerChain> Service<C> {
         }
         let row = self.drive_and_wait(receipt_id).await?;
         Ok(AdminOnboarding::of(&row))
+    }
+
+    /// Admin: authorises one device recovery of `phone` for `ttl` (default
+    /// [`RECOVERY_GRANT_TTL`]) — the `assigned` verifier's ownership proof, given after the
+    /// operator checked out of band that the requester owns the number. The recovery still needs
+    /// the number's original receipt. Refused for a number no onboarding here provisioned.
+    pub async fn admin_authorize_recovery(
+        &self,
+        phone: &str,
+        ttl: Option<Duration>,
+    ) -> Result<RecoveryGrant, ApiError> {
+        let number = PhoneNumber::parse(phone).map_err(|e| ApiError::InvalidField {
+            field: "phone",
+            reason: e.to_string(),
+        })?;
+        let provisioned = self
+            .db
+            .latest_for_phone(number.as_str())
+            .await
+            .map_err(internal)?
+            .is_some_and(|row| row.provisioned_at.is_some() || row.state == State::Provisioned);
+        if !provisioned {
+            return Err(ApiError::NotRecoverable);
+        }
+        let ttl = ttl.unwrap_or(RECOVERY_GRANT_TTL);
+        let expires_at =
+            now_ms().saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        self.db
+            .grant_recovery(number.as_str(), expires_at)
+            .await
+            .map_err(internal)?;
+        tracing::warn!(
+            phone = number.as_str(),
+            expires_at,
+            "device recovery authorised by the operator"
+        );
+        Ok(RecoveryGrant {
+            phone: number.as_str().to_owned(),
+            expires_at,
+        })
     }
 
     /// Admin: revokes a subscriber: `revokeClient` on chain, SIP row deleted, onboarding marked.
@@ -1822,7 +2162,9 @@ fn respond(row: &Onboarding) -> Result<(u16, OnboardingStatus), ApiError> {
             message: row.failure_message.clone().unwrap_or_default(),
         }),
         State::Revoked => Err(ApiError::Revoked),
-        State::Received | State::Funding => Ok((202, OnboardingStatus::of(row))),
+        State::Received | State::Funding | State::Recovering => {
+            Ok((202, OnboardingStatus::of(row)))
+        }
         _ => Ok((200, OnboardingStatus::of(row))),
     }
 }

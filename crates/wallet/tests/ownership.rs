@@ -727,3 +727,356 @@ async fn concurrent_assignments_get_distinct_numbers() {
     assert_eq!(got.len(), 16);
     s.stop().await;
 }
+
+/// Device recovery (issue 14 item 4), the phone's side in one call.
+#[allow(clippy::too_many_arguments)]
+async fn recover(
+    s: &Server<EmbeddedChain>,
+    phone: &Phone,
+    number: &str,
+    code_text: Option<&str>,
+    r: &Receipt,
+) -> Result<chaincall_wallet::OnboardingStatus, String> {
+    let mut request = NumberRequest::named(number);
+    if let Some(c) = code_text {
+        request = request.with_code(c);
+    }
+    chaincall_wallet::client::recover_phone(
+        &s.client,
+        &*s.chain,
+        s.contract,
+        &s.server_key,
+        &phone.wallet,
+        &phone.identity,
+        &request,
+        r.clone(),
+        Duration::from_secs(60),
+    )
+    .await
+    .map_err(|e| code(&e))
+}
+
+async fn ask_recovery_code(
+    s: &Server<EmbeddedChain>,
+    phone: &Phone,
+    number: &str,
+    r: &Receipt,
+) -> Result<(), String> {
+    chaincall_wallet::client::request_recovery_code(
+        &s.client,
+        &s.server_key,
+        &phone.wallet,
+        &phone.identity.public(),
+        number,
+        r.clone(),
+    )
+    .await
+    .map_err(|e| code(&e))
+}
+
+/// Whether the `subscriber` row of `number` (hashes only) is that of `password`.
+async fn sip_password_works(s: &Server<EmbeddedChain>, number: &str, password: &str) -> bool {
+    let settings = s.service.settings();
+    s.sip
+        .get(number, &settings.sip_domain)
+        .await
+        .unwrap()
+        .is_some_and(|row| {
+            row.ha1 == chaincall_wallet::subscriber::ha1(number, &settings.realm, password)
+        })
+}
+
+/// The SIP password `/v1/credentials` gives the holder of `phone`'s on-chain key.
+async fn fetch_sip_password(s: &Server<EmbeddedChain>, phone: &Phone) -> Result<String, String> {
+    let number = chaincall_identity::PhoneNumber::parse(&phone.number).unwrap();
+    s.client
+        .sip_password(&phone.identity, &number)
+        .await
+        .map(|p| p.to_string())
+        .map_err(|e| code(&e))
+}
+
+/// Alice loses her phone's key file. With her original receipt ("restore purchases") and a fresh
+/// code sent to her number, a new device gets the number back with a new wallet and key: the old
+/// entry revoked, the number reserved, the new wallet funded once, the new key approved and a new
+/// SIP password that the lost device (which holds the same receipt) cannot derive. Bob, who
+/// pinned her old key, sees a proven re-registration. Strangers are refused before anything is
+/// funded: a new receipt, no or a wrong code, a code for another number, another number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_device_recovers_its_number_with_the_original_receipt_and_a_fresh_code() {
+    use chaincall_chain::verified::{HeaderTrust, LookupError, PinnedLookup};
+    use chaincall_identity::continuity::{PinUpdate, RecordedChange};
+    let dir = tempfile::tempdir().unwrap();
+    let Some(smsc) = Smsc::start(&dir.path().join("sms.txt"), None) else {
+        return;
+    };
+    let s = sms_server(dir.path(), smsc.port, "codes_per_address_per_hour = 100\n").await;
+    let alice = Phone::new();
+    let (pa, ra) = receipt();
+    ask_code(&s, &alice, &alice.number, &ra).await.unwrap();
+    let code_a = smsc.code_for(&alice.number, 1).await;
+    with_code(&s, &alice, &alice.number, &code_a, &ra)
+        .await
+        .unwrap();
+    let old_password = fetch_sip_password(&s, &alice).await.unwrap();
+    assert!(sip_password_works(&s, &alice.number, &old_password).await);
+    // Bob looks Alice up and pins her key.
+    let genesis = s.chain.block_header(0).await.unwrap().hash_slow();
+    let trust = HeaderTrust::checkpoint(0, genesis);
+    let alice_name = chaincall_identity::IdentityName::parse(&alice.number).unwrap();
+    let mut bob_pins = PinnedLookup::new(s.contract);
+    let pinned = bob_pins
+        .lookup(&*s.chain, &trust, &alice_name, None)
+        .await
+        .unwrap();
+    assert_eq!(pinned.update, PinUpdate::Pinned);
+
+    // Alice's key file is gone; her new device has a new wallet and key.
+    let new = Phone {
+        number: alice.number.clone(),
+        ..Phone::new()
+    };
+    let server_balance = || async { s.chain.balance(s.service.server_address()).await.unwrap() };
+    let before = server_balance().await;
+    let unchanged = || async {
+        let entry = s.chain.get_client(s.contract, alice.id()).await.unwrap();
+        assert_eq!(entry.approved_key(), Some(alice.identity.public()));
+        assert_eq!(server_balance().await, before, "something was funded");
+        let row = s.service.db().get(&pa.order_id).await.unwrap().unwrap();
+        assert_eq!(row.state.as_str(), "provisioned");
+        assert_eq!(row.wallet, alice.wallet.address().to_checksum(None));
+    };
+
+    // A stranger with a new receipt: no code is sent, nothing is recovered, the receipt stays
+    // unconsumed.
+    let mallory = Phone {
+        number: alice.number.clone(),
+        ..Phone::new()
+    };
+    let (_, rm) = receipt();
+    assert_eq!(
+        ask_recovery_code(&s, &mallory, &alice.number, &rm)
+            .await
+            .unwrap_err(),
+        "not_recoverable"
+    );
+    assert_eq!(
+        recover(&s, &mallory, &alice.number, Some("123456"), &rm)
+            .await
+            .unwrap_err(),
+        "not_recoverable"
+    );
+    unconsumed(&s, &rm).await;
+    // Onboarding her number with it is refused before funding, pointing at recovery.
+    let e = onboard(&s, &mallory, &NumberRequest::named(&alice.number), &rm)
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "number_taken");
+    assert!(e.to_string().contains("phone recover"), "{e}");
+    unconsumed(&s, &rm).await;
+
+    // The original receipt without a code, or with a code sent to another number (Bob's), or
+    // for another number: refused.
+    let bob = Phone::new();
+    let (_, rb) = receipt();
+    ask_code(&s, &bob, &bob.number, &rb).await.unwrap();
+    let code_b = smsc.code_for(&bob.number, 1).await;
+    assert_eq!(
+        recover(&s, &new, &alice.number, None, &ra)
+            .await
+            .unwrap_err(),
+        "code_required"
+    );
+    assert_eq!(
+        recover(&s, &new, &alice.number, Some(&code_b), &ra)
+            .await
+            .unwrap_err(),
+        "code_invalid"
+    );
+    assert_eq!(
+        recover(&s, &new, &bob.number, Some(&code_b), &ra)
+            .await
+            .unwrap_err(),
+        "not_recoverable"
+    );
+    unchanged().await;
+
+    // The real recovery: a fresh code to Alice's number, bound to the new wallet and key.
+    ask_recovery_code(&s, &new, &alice.number, &ra)
+        .await
+        .unwrap();
+    let code_r = smsc.code_for(&alice.number, 2).await;
+    let done = recover(&s, &new, &alice.number, Some(&code_r), &ra)
+        .await
+        .unwrap();
+    assert_eq!(done.state, "provisioned");
+    assert_eq!(done.phone.as_deref(), Some(alice.number.as_str()));
+    let entry = s.chain.get_client(s.contract, alice.id()).await.unwrap();
+    assert_eq!(entry.approved_key(), Some(new.identity.public()));
+    assert_eq!(entry.wallet, Some(new.wallet.address()));
+    // The lost device's SIP password no longer works, and it cannot fetch the new one (its key
+    // is revoked); the new device can, sealed to its new key.
+    assert!(!sip_password_works(&s, &alice.number, &old_password).await);
+    assert_eq!(
+        fetch_sip_password(&s, &alice).await.unwrap_err(),
+        "bad_proof_of_possession"
+    );
+    let new_password = fetch_sip_password(&s, &new).await.unwrap();
+    assert_ne!(new_password, old_password);
+    assert!(sip_password_works(&s, &alice.number, &new_password).await);
+    // Safe to rerun, and never funded twice: one funding for the onboarding, one for the
+    // recovery.
+    let again = recover(&s, &new, &alice.number, Some(&code_r), &ra)
+        .await
+        .unwrap();
+    assert_eq!(again.state, "provisioned");
+    let funded: Vec<_> = s
+        .service
+        .db()
+        .funding_txs(&pa.order_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, status)| status == "mined")
+        .collect();
+    assert_eq!(funded.len(), 2, "{funded:?}");
+    // The lost device's own requests are refused now.
+    let e = s
+        .client
+        .onboard(&s.server_key, &alice.payload(&ra))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "receipt_reused");
+
+    // Bob's next lookup: a proven re-registration once the checkpoint vouches for the blocks
+    // (with the old checkpoint it is left to the user, and the old pin stays).
+    let LookupError::UnconfirmedKeyChange(change) = bob_pins
+        .lookup(&*s.chain, &trust, &alice_name, None)
+        .await
+        .unwrap_err()
+    else {
+        panic!("expected an unconfirmed key change");
+    };
+    assert!(matches!(
+        change.claimed.as_slice(),
+        [RecordedChange::Reregistered { .. }]
+    ));
+    let head = s.chain.block_number().await.unwrap();
+    let newer =
+        HeaderTrust::checkpoint(head, s.chain.block_header(head).await.unwrap().hash_slow());
+    let after = bob_pins
+        .lookup(&*s.chain, &newer, &alice_name, None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&after.update, PinUpdate::Reregistered { old: Some(old), .. } if *old == alice.identity.public()),
+        "{:?}",
+        after.update
+    );
+    assert_eq!(after.usable_key(), Some(new.identity.public()));
+    s.stop().await;
+}
+
+/// With operator-assigned numbers the ownership proof is the operator's: the admin API authorises
+/// one recovery of a provisioned number, after checking ownership out of band.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assigned_numbers_are_recovered_with_the_operators_authorisation() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server_in(dir.path(), "").await;
+    let alice = Phone::new();
+    let (_, ra) = receipt();
+    let done = onboard(&s, &alice, &NumberRequest::named(&alice.number), &ra)
+        .await
+        .unwrap();
+    assert_eq!(done.state, "provisioned");
+    let new = Phone {
+        number: alice.number.clone(),
+        ..Phone::new()
+    };
+    assert_eq!(
+        recover(&s, &new, &alice.number, None, &ra)
+            .await
+            .unwrap_err(),
+        "recovery_not_authorized"
+    );
+    let path = format!("/v1/admin/subscribers/{}/recovery", alice.number);
+    let (status, _) = s.admin("POST", &path, None).await;
+    assert_eq!(status, 401);
+    let (status, body) = s
+        .admin(
+            "POST",
+            "/v1/admin/subscribers/+15557777777/recovery",
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_recoverable"))
+    );
+    let (status, body) = s.admin("POST", &path, Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    let done = recover(&s, &new, &alice.number, None, &ra).await.unwrap();
+    assert_eq!(done.state, "provisioned");
+    let entry = s.chain.get_client(s.contract, alice.id()).await.unwrap();
+    assert_eq!(entry.approved_key(), Some(new.identity.public()));
+    // The authorisation was for one recovery: a third device needs another.
+    let third = Phone {
+        number: alice.number.clone(),
+        ..Phone::new()
+    };
+    assert_eq!(
+        recover(&s, &third, &alice.number, None, &ra)
+            .await
+            .unwrap_err(),
+        "recovery_not_authorized"
+    );
+    s.stop().await;
+}
+
+/// Onboardings left in `funded` by the old server, which funded before checking the number (the
+/// number approved for another wallet, so `addClient` can never succeed), are failed by the
+/// worker with `number_taken` and the error set, instead of waiting with `last_error: null`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn funded_onboardings_of_a_taken_number_are_failed_with_number_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server_in(dir.path(), "").await;
+    let alice = Phone::new();
+    let (pa, ra) = receipt();
+    onboard(&s, &alice, &NumberRequest::named(&alice.number), &ra)
+        .await
+        .unwrap();
+    // What the old server left behind: another receipt for the same number, funded.
+    let stale = Phone {
+        number: alice.number.clone(),
+        ..Phone::new()
+    };
+    let (ps, _) = receipt();
+    let now = chaincall_wallet::db::now_ms();
+    sqlx::query(
+        "INSERT INTO onboarding (receipt_id, token_sha256, receipt_hash, product_id, purchase_time, phone, wallet, key_type, public_key, state, attempts, next_attempt_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'funded', 0, 0, $10, $10)",
+    )
+    .bind(&ps.order_id)
+    .bind(ps.token_sha256_hex())
+    .bind(ps.chain_receipt_hash().to_string())
+    .bind(&ps.product_id)
+    .bind(ps.purchase_time)
+    .bind(&stale.number)
+    .bind(stale.wallet.address().to_checksum(None))
+    .bind(i64::from(stale.identity.public().tag()))
+    .bind(hex::encode(stale.identity.public().to_bytes()))
+    .bind(now)
+    .execute(s.service.db().pool())
+    .await
+    .unwrap();
+    s.service.work_once().await.unwrap();
+    let row = s.service.db().get(&ps.order_id).await.unwrap().unwrap();
+    assert_eq!(row.state.as_str(), "failed");
+    assert_eq!(row.failure_code.as_deref(), Some("number_taken"));
+    assert_eq!(row.last_error_code.as_deref(), Some("number_taken"));
+    assert!(row.last_error.is_some());
+    // Alice's own provisioned row is untouched.
+    let mine = s.service.db().get(&pa.order_id).await.unwrap().unwrap();
+    assert_eq!(mine.state.as_str(), "provisioned");
+    s.stop().await;
+}

@@ -35,6 +35,8 @@ use super::phone_control::{self, ControlSocket};
 mod contact;
 #[path = "phone_keys.rs"]
 mod phone_keys;
+#[path = "recover.rs"]
+mod recover;
 
 /// Environment variable holding the key file's passphrase (when `--passphrase-file` is absent).
 const PASSPHRASE_ENV: &str = "CHAINCALL_PASSPHRASE";
@@ -182,6 +184,17 @@ enum PhoneCommand {
     /// phone's passphrase. Refuses a wrong backup passphrase, a modified backup, and (without
     /// --force) a key file holding another identity.
     Import(phone_keys::ImportArgs),
+    /// Device recovery after the key file is lost: with the number's ORIGINAL receipt (the new
+    /// device's "restore purchases") and a fresh proof that the number is yours, the wallet server
+    /// revokes the old key on chain and moves the number to this phone's new wallet and key (made
+    /// here, as `init` does, when there is no key file), with a new SIP password. With SMS
+    /// verification a code is sent to the number and asked for at a prompt on the terminal; with
+    /// operator-assigned numbers the operator authorises the recovery first. Safe to rerun.
+    Recover {
+        /// The number's original receipt JSON (mode 0600, as for `onboard`).
+        #[arg(long, value_name = "FILE")]
+        receipt: PathBuf,
+    },
     /// Contacts: `contact show NUMBER` prints a contact's on-chain identity, fingerprint, the
     /// safety number to compare with theirs (docs/safety-numbers.md) and the stored key history;
     /// `contact list` every stored contact; `contact verify NUMBER` marks one verified in person.
@@ -620,6 +633,7 @@ async fn run_async(args: PhoneArgs) -> Result<()> {
     match args.command {
         PhoneCommand::Init { number } => init(&mut cfg, number.as_deref(), &pass()?).await,
         PhoneCommand::Onboard { receipt } => onboard(&mut cfg, &receipt, &pass()?).await,
+        PhoneCommand::Recover { receipt } => recover::run(&mut cfg, &receipt, &pass()?).await,
         PhoneCommand::Register => {
             let pass = pass()?;
             let mut secrets = load_secrets(&cfg, &pass)?;
@@ -676,19 +690,7 @@ async fn init(cfg: &mut Config, number: Option<&str>, pass: &str) -> Result<()> 
             cfg.key_file.display()
         );
     }
-    if pass.len() < 8 {
-        bail!("the passphrase must be at least 8 characters");
-    }
-    // Pin the trusted block first: a node that cannot be reached leaves no half-made phone.
-    let chain = cfg.chain().await?;
-    cfg.header_trust(&*chain).await?;
-    let secrets = PhoneSecrets::generate(cfg.number_text());
-    if let Some(dir) = cfg.key_file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    secrets
-        .save(&cfg.key_file, pass, false)
-        .with_context(|| format!("cannot write {}", cfg.key_file.display()))?;
+    let secrets = make_key_file(cfg, pass).await?;
     match &cfg.number {
         Some(n) => println!("phone {n}"),
         None => {
@@ -711,30 +713,60 @@ async fn init(cfg: &mut Config, number: Option<&str>, pass: &str) -> Result<()> 
     Ok(())
 }
 
-async fn onboard(cfg: &mut Config, receipt_path: &Path, pass: &str) -> Result<()> {
-    let mut secrets = load_secrets(cfg, pass)?;
+/// Makes the phone's identity key and wallet and writes them encrypted to the config's `key_file`
+/// (`init`, and `recover` on a device without keys). The trusted block is pinned first, so a node
+/// that cannot be reached leaves no half-made phone.
+async fn make_key_file(cfg: &mut Config, pass: &str) -> Result<PhoneSecrets> {
+    if pass.len() < 8 {
+        bail!("the passphrase must be at least 8 characters");
+    }
+    let chain = cfg.chain().await?;
+    cfg.header_trust(&*chain).await?;
+    let secrets = PhoneSecrets::generate(cfg.number_text());
+    if let Some(dir) = cfg.key_file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    secrets
+        .save(&cfg.key_file, pass, false)
+        .with_context(|| format!("cannot write {}", cfg.key_file.display()))?;
+    Ok(secrets)
+}
+
+/// The receipt JSON at `path`. It holds the purchase token: refused when group or world readable.
+fn read_receipt(path: &Path) -> Result<chaincall_wallet::receipt::Receipt> {
+    let text = chaincall_identity::read_secret_file(path)
+        .with_context(|| format!("cannot read the receipt {}", path.display()))?;
+    serde_json::from_str(&text).map_err(|_| {
+        anyhow!(
+            "{} is not a receipt (expected the JSON `chaincall store issue-receipt` prints)",
+            path.display()
+        )
+    })
+}
+
+/// The wallet server the config names: its client, its identity key (on chain under
+/// `wallet_domain`), its `/v1/server` answer and its URL. `what` names the command for errors.
+async fn wallet_server<C: KeystoreChain>(
+    cfg: &Config,
+    chain: &C,
+    what: &str,
+) -> Result<(
+    chaincall_wallet::WalletClient,
+    chaincall_identity::PublicIdentityKey,
+    serde_json::Value,
+    String,
+)> {
     let wallet_url = cfg
         .wallet_url
         .clone()
-        .ok_or_else(|| anyhow!("{}: `wallet_url` is needed to onboard", cfg.path.display()))?;
+        .ok_or_else(|| anyhow!("{}: `wallet_url` is needed to {what}", cfg.path.display()))?;
     let wallet_domain = cfg.wallet_domain.clone().ok_or_else(|| {
         anyhow!(
-            "{}: `wallet_domain` is needed to onboard",
+            "{}: `wallet_domain` is needed to {what}",
             cfg.path.display()
         )
     })?;
-    // The receipt holds the purchase token: refused when group or world readable.
-    let text = chaincall_identity::read_secret_file(receipt_path)
-        .with_context(|| format!("cannot read the receipt {}", receipt_path.display()))?;
-    let receipt: chaincall_wallet::receipt::Receipt =
-        serde_json::from_str(&text).map_err(|_| {
-            anyhow!(
-                "{} is not a receipt (expected the JSON `chaincall store issue-receipt` prints)",
-                receipt_path.display()
-            )
-        })?;
-    let chain = cfg.chain().await?;
-    let server_key = chaincall_wallet::server_identity_key(&*chain, cfg.contract, &wallet_domain)
+    let server_key = chaincall_wallet::server_identity_key(chain, cfg.contract, &wallet_domain)
         .await
         .with_context(|| format!("the wallet server's key ({wallet_domain}) on chain"))?;
     let client = chaincall_wallet::WalletClient::new(wallet_url.clone());
@@ -742,20 +774,59 @@ async fn onboard(cfg: &mut Config, receipt_path: &Path, pass: &str) -> Result<()
         .server_info()
         .await
         .with_context(|| format!("the wallet server at {wallet_url}"))?;
+    Ok((client, server_key, info, wallet_url))
+}
+
+/// A refusal because the number is taken says how its owner gets it back: device recovery.
+fn taken_hint(e: chaincall_wallet::client::ClientError, number: &str) -> anyhow::Error {
+    if e.code() == Some("number_taken") {
+        anyhow!(
+            "{number} is taken on chain (number_taken); nothing was funded or consumed. If it is \
+             your number and you lost the device's key file, run `chaincall phone recover \
+             --receipt FILE` with the number's original receipt"
+        )
+    } else {
+        anyhow::Error::new(e)
+    }
+}
+
+/// Asks the wallet server (`client`, its key, its URL) to send a one-time code to `number` —
+/// for onboarding, or for recovering the number (`recover`) — and reads the code the user
+/// received at a prompt on the terminal (never from the command line).
+async fn sms_code(
+    (client, server_key, wallet_url): (
+        &chaincall_wallet::WalletClient,
+        &chaincall_identity::PublicIdentityKey,
+        &str,
+    ),
+    secrets: &PhoneSecrets,
+    number: &PhoneNumber,
+    receipt: &chaincall_wallet::receipt::Receipt,
+    recover: bool,
+) -> Result<Zeroizing<String>> {
+    use chaincall_wallet::client::{request_number_code, request_recovery_code};
+    let (wallet, identity) = (&secrets.wallet, secrets.identity.public());
+    let (phone, receipt) = (number.as_str(), receipt.clone());
+    let sent = if recover {
+        request_recovery_code(client, server_key, wallet, &identity, phone, receipt).await
+    } else {
+        request_number_code(client, server_key, wallet, &identity, phone, receipt).await
+    };
+    sent.map_err(|e| taken_hint(e, number.as_str()))
+        .with_context(|| format!("asking {wallet_url} for a code to {number}"))?;
+    prompt_line(&format!("code sent to {number} by SMS: "))
+}
+
+async fn onboard(cfg: &mut Config, receipt_path: &Path, pass: &str) -> Result<()> {
+    let mut secrets = load_secrets(cfg, pass)?;
+    let receipt = read_receipt(receipt_path)?;
+    let chain = cfg.chain().await?;
+    let (client, server_key, info, wallet_url) = wallet_server(cfg, &*chain, "onboard").await?;
     let mut request = chaincall_wallet::NumberRequest::named(cfg.number_text());
     if info["number_verifier"].as_str() == Some("sms_code") {
         let number = cfg.number()?.clone();
-        chaincall_wallet::client::request_number_code(
-            &client,
-            &server_key,
-            &secrets.wallet,
-            &secrets.identity.public(),
-            number.as_str(),
-            receipt.clone(),
-        )
-        .await
-        .with_context(|| format!("asking {wallet_url} for a code to {number}"))?;
-        let code = prompt_line(&format!("code sent to {number} by SMS: "))?;
+        let server = (&client, &server_key, wallet_url.as_str());
+        let code = sms_code(server, &secrets, &number, &receipt, false).await?;
         request = request.with_code(&code);
     }
     let status = chaincall_wallet::onboard_phone(
@@ -770,6 +841,7 @@ async fn onboard(cfg: &mut Config, receipt_path: &Path, pass: &str) -> Result<()
         Duration::from_secs(120),
     )
     .await
+    .map_err(|e| taken_hint(e, cfg.number_text()))
     .with_context(|| format!("onboarding {} at {wallet_url}", cfg.number_text()))?;
     ensure!(
         status.state == "provisioned",

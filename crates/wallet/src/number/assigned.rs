@@ -210,6 +210,28 @@ impl NumberVerifier for AssignedNumbers {
     fn claim<'a>(&'a self, claim: NumberClaim<'a>) -> BoxFuture<'a, Result<PhoneNumber, ApiError>> {
         Box::pin(self.assign(claim))
     }
+
+    /// The operator checked ownership out of band and authorised this number's recovery through
+    /// the admin API (`POST /v1/admin/subscribers/{phone}/recovery`): one use, until it expires.
+    fn prove_recovery<'a>(&'a self, claim: NumberClaim<'a>) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            let phone =
+                PhoneNumber::parse(claim.requested).map_err(|e| ApiError::InvalidField {
+                    field: "phone",
+                    reason: e.to_string(),
+                })?;
+            if self
+                .db
+                .use_recovery_grant(phone.as_str(), claim.now_ms)
+                .await
+                .map_err(internal)?
+            {
+                Ok(())
+            } else {
+                Err(ApiError::RecoveryNotAuthorized)
+            }
+        })
+    }
 }
 
 #[cfg(test)]

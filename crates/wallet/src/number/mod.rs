@@ -78,6 +78,14 @@ pub trait NumberVerifier: Send + Sync + std::fmt::Debug {
 
     /// The number this onboarding gets, or why not. Called before the receipt is bound.
     fn claim<'a>(&'a self, claim: NumberClaim<'a>) -> BoxFuture<'a, Result<PhoneNumber, ApiError>>;
+
+    /// A fresh proof that whoever recovers `claim.requested` (device recovery) owns it: a
+    /// one-time code sent to it now, or the operator's authorisation. Consumes the proof; called
+    /// before anything is funded. The default refuses (an operator's verifier must opt in).
+    fn prove_recovery<'a>(&'a self, claim: NumberClaim<'a>) -> BoxFuture<'a, Result<(), ApiError>> {
+        let _ = claim;
+        Box::pin(async { Err(ApiError::RecoveryNotAuthorized) })
+    }
 }
 
 /// Domain separation of [`binding`].
