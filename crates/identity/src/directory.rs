@@ -84,17 +84,30 @@ pub trait KeyDirectory {
             }),
         }
     }
+
+    /// Drops whatever the directory remembers about `name`, so the next lookup asks the chain.
+    /// Called when a peer failed to prove the key the directory gave (it may have rotated since
+    /// the answer was cached). Directories without a cache ignore it.
+    fn forget(&self, _name: &IdentityName) {}
 }
 
 impl<T: KeyDirectory + ?Sized> KeyDirectory for &T {
     fn lookup(&self, name: &IdentityName) -> Result<DirectoryEntry, DirectoryError> {
         (**self).lookup(name)
     }
+
+    fn forget(&self, name: &IdentityName) {
+        (**self).forget(name)
+    }
 }
 
 impl<T: KeyDirectory + ?Sized> KeyDirectory for std::sync::Arc<T> {
     fn lookup(&self, name: &IdentityName) -> Result<DirectoryEntry, DirectoryError> {
         (**self).lookup(name)
+    }
+
+    fn forget(&self, name: &IdentityName) {
+        (**self).forget(name)
     }
 }
 

@@ -11,14 +11,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use chaincall_chain::KeystoreChain;
-use chaincall_handshake::{HandshakeConfig, Initiator, LocalIdentity, Protocol};
+use chaincall_handshake::{
+    AlertCode, HandshakeConfig, HandshakeError, Initiator, LocalIdentity, Protocol,
+};
 use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber, SafetyNumber, StaticDirectory};
 use chaincall_media::g711::Codec;
 use chaincall_media::{MediaConfig, MediaSession, MediaStats};
 use chaincall_mikey::{NtpTime, Responder, ResponderConfig};
 use chaincall_sip::framing::{Frame, StreamFramer};
 use chaincall_sip::message::ParseLimits;
-use chaincall_tls_psk::{OpensslCrypto, TlsPskClient, TlsPskConfig};
+use chaincall_tls_psk::{OpensslCrypto, TlsPskClient, TlsPskConfig, TlsPskError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
@@ -248,28 +250,49 @@ impl Phone {
                     cfg.identity.clone(),
                     Arc::new(OpensslCrypto::new()),
                 );
-                let initiator = Initiator::new(
-                    HandshakeConfig::default(),
-                    local,
-                    server.clone(),
-                    Protocol::Sts,
-                    &dir,
-                    Instant::now(),
-                )
-                .map_err(|e| PhoneError::Signalling(format!("handshake: {e}")))?;
-                let tcp = TcpStream::connect(addr).await?;
-                let _ = tcp.set_nodelay(true);
-                let local_addr = tcp.local_addr()?;
                 let tls = TlsPskClient::new(&TlsPskConfig::default())
                     .map_err(|e| PhoneError::Signalling(e.to_string()))?;
-                let (stream, established) = chaincall_tls_psk::connect_with_handshake(
-                    tcp,
-                    initiator,
-                    Duration::from_secs(10),
-                    &tls,
-                )
-                .await
-                .map_err(|e| PhoneError::Signalling(format!("TLS-PSK to {server}: {e}")))?;
+                // A server refusing our proof may hold our key from before a rotation in its
+                // short cache; it drops it on that failure, so one more try reaches the new key.
+                let mut retried = false;
+                let (stream, established, local_addr) = loop {
+                    let initiator = Initiator::new(
+                        HandshakeConfig::default(),
+                        local.clone(),
+                        server.clone(),
+                        Protocol::Sts,
+                        &dir,
+                        Instant::now(),
+                    )
+                    .map_err(|e| PhoneError::Signalling(format!("handshake: {e}")))?;
+                    let tcp = TcpStream::connect(addr).await?;
+                    let _ = tcp.set_nodelay(true);
+                    let local_addr = tcp.local_addr()?;
+                    match chaincall_tls_psk::connect_with_handshake(
+                        tcp,
+                        initiator,
+                        Duration::from_secs(10),
+                        &tls,
+                    )
+                    .await
+                    {
+                        Ok((stream, established)) => break (stream, established, local_addr),
+                        // The server's message 2 binds the key it holds for us; either side
+                        // finding the proofs do not match is what a stale cached key looks like.
+                        Err(TlsPskError::Handshake(
+                            HandshakeError::BadSignature
+                            | HandshakeError::PeerAborted(AlertCode::AuthenticationFailed),
+                        )) if !retried => {
+                            info!(server = %server, "the handshake's proofs did not match; trying once more (the server may have cached our key from before a rotation)");
+                            retried = true;
+                        }
+                        Err(e) => {
+                            return Err(PhoneError::Signalling(format!(
+                                "TLS-PSK to {server}: {e}"
+                            )));
+                        }
+                    }
+                };
                 info!(number = %cfg.number, server = %server, identity = %established.identity, "signalling secured with TLS-PSK");
                 spawn_actor(cfg, lookup, stream, local_addr, "TLS", cmd_rx, ev_tx);
             }

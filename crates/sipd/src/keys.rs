@@ -19,7 +19,8 @@
 //!
 //! Answers are cached for a short TTL ([`ChainKeyDirectory::DEFAULT_TTL`], 5 s) so a burst of
 //! reconnects costs one chain read, while a revocation on chain is honoured within the TTL. Failed
-//! reads are never cached.
+//! reads are never cached, and a handshake that fails to prove the cached key drops it
+//! ([`KeyDirectory::forget`]), so a phone that has just rotated its key gets in at its next try.
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
@@ -167,5 +168,12 @@ impl<C: KeystoreChain + 'static> KeyDirectory for ChainKeyDirectory<C> {
         }
         tracing::debug!(%name, status = %entry.status, "keystore lookup");
         Ok(entry)
+    }
+
+    /// A phone failed to prove the cached key (it may have just rotated): the next handshake
+    /// reads the chain again instead of refusing the new key for the rest of the TTL. Costs an
+    /// attacker no less than naming an uncached identity does.
+    fn forget(&self, name: &IdentityName) {
+        self.lock().pop(name);
     }
 }

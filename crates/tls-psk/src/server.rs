@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chaincall_handshake::{
-    Established, HandshakeConfig, Initiator, LocalIdentity, MessageType, ReplayCache, Responder,
+    AlertCode, Established, HandshakeConfig, HandshakeError, Initiator, LocalIdentity, MessageType,
+    ReplayCache, Responder,
 };
-use chaincall_identity::KeyDirectory;
+use chaincall_identity::{DirectoryEntry, DirectoryError, IdentityName, KeyDirectory};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
@@ -52,10 +53,14 @@ impl HandshakeService {
             self.local.clone(),
             std::time::Instant::now(),
         );
+        let directory = Remembering {
+            inner: &*self.directory,
+            asked: std::sync::Mutex::new(None),
+        };
         let result = transport::respond(
             stream,
             responder,
-            &*self.directory,
+            &directory,
             &self.replay,
             self.config.handshake_timeout,
         )
@@ -64,9 +69,43 @@ impl HandshakeService {
             Ok(e) => {
                 tracing::info!(peer = %e.peer, protocol = %e.protocol, identity = %e.identity, "handshake done")
             }
-            Err(err) => tracing::info!(error = %err, "handshake refused"),
+            Err(err) => {
+                tracing::info!(error = %err, "handshake refused");
+                // The proofs did not match the key the directory gave (our check failed, or the
+                // initiator's check of our message 2, which binds that key, did): if the answer
+                // was cached, the key may have rotated since, so the next attempt reads it afresh.
+                if let TlsPskError::Handshake(
+                    HandshakeError::BadSignature
+                    | HandshakeError::BadMac
+                    | HandshakeError::PeerAborted(AlertCode::AuthenticationFailed),
+                ) = err
+                    && let Some(name) = directory.asked()
+                {
+                    self.directory.forget(&name);
+                }
+            }
         }
         result
+    }
+}
+
+/// A directory that remembers the last identity it was asked about (the initiator, in a
+/// responder's handshake).
+struct Remembering<'a> {
+    inner: &'a (dyn KeyDirectory + Send + Sync),
+    asked: std::sync::Mutex<Option<IdentityName>>,
+}
+
+impl Remembering<'_> {
+    fn asked(&self) -> Option<IdentityName> {
+        self.asked.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+impl KeyDirectory for Remembering<'_> {
+    fn lookup(&self, name: &IdentityName) -> Result<DirectoryEntry, DirectoryError> {
+        *self.asked.lock().unwrap_or_else(|e| e.into_inner()) = Some(name.clone());
+        self.inner.lookup(name)
     }
 }
 
