@@ -269,6 +269,30 @@ impl Net {
         block.unwrap_or_else(|| panic!("no block in {out:?}"))
     }
 
+    /// Moves the `trust` checkpoint in `home`'s config to the newest block (an app update pinning
+    /// a newer block, read from a source the user trusts): changes up to it can be confirmed.
+    fn trust_latest_block(&self, home: &Path) {
+        let latest = self.rpc("eth_getBlockByNumber", serde_json::json!(["latest", false]));
+        let number = u64::from_str_radix(
+            latest["number"].as_str().unwrap().trim_start_matches("0x"),
+            16,
+        )
+        .unwrap();
+        let hash = latest["hash"].as_str().unwrap();
+        let config = std::fs::read_to_string(home.join("phone.toml")).unwrap();
+        let config: String = config
+            .lines()
+            .map(|l| {
+                if l.starts_with("trust = ") {
+                    format!("trust = \"{number}:{hash}\"\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        std::fs::write(home.join("phone.toml"), config).unwrap();
+    }
+
     /// A JSON-RPC call to the test's anvil node.
     fn rpc(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
         use alloy::providers::{Provider, RootProvider};
@@ -1304,9 +1328,10 @@ fn balance_of(net: &Net, home: &Path) -> alloy::primitives::U256 {
 /// Device recovery end to end (issue 14 item 4). Alice loses her key file; `phone recover` with
 /// her original receipt and a fresh code sent to her number makes new keys, gets her number back
 /// under a new key and a new SIP password, and is safe to rerun. Her lost device's password no
-/// longer registers; Bob's next lookup proves her new key and his call reaches her. Mallory, with
-/// a receipt of her own, is refused before anything is funded: `onboard` names `number_taken`
-/// and the recovery command, `recover` finds nothing her receipt could recover.
+/// longer registers. Bob, whose pin persists, is shown the change as unconfirmed until his
+/// checkpoint vouches for it, then as a device recovery, and his call reaches her. Mallory, with a
+/// receipt of her own, is refused before anything is funded: `onboard` names `number_taken` and
+/// the recovery command, `recover` finds nothing her receipt could recover.
 #[test]
 fn a_lost_key_file_is_recovered_with_the_original_receipt_and_a_fresh_code() {
     let Some(sms) = sms_network() else {
@@ -1376,10 +1401,26 @@ fn a_lost_key_file_is_recovered_with_the_original_receipt_and_a_fresh_code() {
     let out = ok(phone(&alice).args(["recover", "--receipt", "receipt.json"]));
     assert!(out.contains("nothing to recover"), "{out}");
 
-    // Bob's next lookup proves Alice's new key; his call reaches her.
+    // Bob's pin of Alice's old key persists; his checkpoint (block 0) cannot vouch for the
+    // recovery, so he is shown the new key to compare and the pin stays.
+    let unconfirmed = show(&bob, ALICE);
+    assert_eq!(unconfirmed["pinned"], false, "{unconfirmed}");
+    // With a checkpoint after the recovery, his next lookup proves the revocation and the new
+    // approval, moves the pin and tells him it was a device recovery.
+    net.trust_latest_block(&bob);
     let after = show(&bob, ALICE);
     assert_eq!(after["verified"], true, "{after}");
     assert_ne!(after["fingerprint"], old_fingerprint);
+    let history = after["history"].as_array().unwrap();
+    let recovery = history.last().unwrap();
+    assert_eq!(recovery["kind"], "recovery", "{after}");
+    assert!(
+        recovery["message"]
+            .as_str()
+            .unwrap()
+            .contains("after the operator revoked the old key (device recovery)"),
+        "{after}"
+    );
     let listener = listening(&alice, &["--count", "1"], "listening");
     let out = ok(phone(&bob).args(["call", ALICE, "--seconds", "1", "--json"]));
     let b = json_line(&out.lines().map(str::to_owned).collect::<Vec<_>>());
@@ -1577,27 +1618,7 @@ fn key_changes_between_two_calls_are_reported_or_refused_and_persist_in_contacts
     let rotated_at = net.rotate_key(&bob, BOB, &secrets.identity.public());
     // Alice's checkpoint (block 0) cannot confirm a rotation after it: she moves it to a block
     // after the rotation, read from a source she trusts (docs/verified-lookups.md).
-    let latest = net.rpc("eth_getBlockByNumber", serde_json::json!(["latest", false]));
-    let number = u64::from_str_radix(
-        latest["number"].as_str().unwrap().trim_start_matches("0x"),
-        16,
-    )
-    .unwrap();
-    let config = std::fs::read_to_string(alice.join("phone.toml")).unwrap();
-    let config: String = config
-        .lines()
-        .map(|l| {
-            if l.starts_with("trust = ") {
-                format!(
-                    "trust = \"{number}:{}\"\n",
-                    latest["hash"].as_str().unwrap()
-                )
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
-    std::fs::write(alice.join("phone.toml"), config).unwrap();
+    net.trust_latest_block(&alice);
 
     let second = call_bob();
     let changes = second["key_changes"].as_array().unwrap();
