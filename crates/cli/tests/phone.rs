@@ -219,6 +219,13 @@ register_expires = 600
             None => ok(phone(&home).arg("init")),
         };
         assert!(out.contains("identity key"), "{out}");
+        if let Some(number) = number {
+            // The 30-digit fingerprint `keystore get` and `contact show` print, to compare.
+            let name = chaincall_identity::IdentityName::parse(number).unwrap();
+            let key = keys_of(&home).identity.public();
+            let fp = chaincall_identity::Fingerprint::new(&name, &key).to_string();
+            assert!(out.contains(&format!("identity key  {fp}")), "{out}");
+        }
         let config = std::fs::read_to_string(home.join("phone.toml")).unwrap();
         assert!(
             config.contains("trust = \"0:0x"),

@@ -18,7 +18,7 @@ use alloy::primitives::{Address, B256};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use chaincall_chain::verified::HeaderTrust;
 use chaincall_chain::{KeystoreChain, RpcChain, RpcConfig};
-use chaincall_identity::{IdentityName, PhoneNumber};
+use chaincall_identity::{Fingerprint, IdentityName, PhoneNumber};
 use chaincall_media::g711::Codec;
 use chaincall_phone::{
     AcceptUnverified, CallReport, CallerId, KeyLookup, KeyMode, Phone, PhoneConfig, PhoneError,
@@ -699,7 +699,7 @@ async fn init(cfg: &mut Config, number: Option<&str>, pass: &str) -> Result<()> 
     }
     println!(
         "  identity key  {} (P-256; goes on chain at onboarding)",
-        secrets.identity.public().fingerprint()
+        own_fingerprint(cfg, &secrets)
     );
     println!("  wallet        {}", secrets.wallet.address());
     println!(
@@ -730,6 +730,16 @@ async fn make_key_file(cfg: &mut Config, pass: &str) -> Result<PhoneSecrets> {
         .save(&cfg.key_file, pass, false)
         .with_context(|| format!("cannot write {}", cfg.key_file.display()))?;
     Ok(secrets)
+}
+
+/// The phone's 30-digit fingerprint (docs/safety-numbers.md), or the short key fingerprint
+/// before the phone has a number.
+fn own_fingerprint(cfg: &Config, secrets: &PhoneSecrets) -> String {
+    match &cfg.number {
+        Some(n) => Fingerprint::new(&IdentityName::Phone(n.clone()), &secrets.identity.public())
+            .to_string(),
+        None => secrets.identity.public().fingerprint(),
+    }
 }
 
 /// The receipt JSON at `path`. It holds the purchase token: refused when group or world readable.

@@ -32,7 +32,7 @@ use chaincall_identity::{Fingerprint, IdentityName, KeyStatus, PublicIdentityKey
 use clap::Args;
 use zeroize::Zeroizing;
 
-use super::{Config, PhoneSecrets, load_secrets, passphrase};
+use super::{Config, PhoneSecrets, load_secrets, own_fingerprint, passphrase};
 
 /// Environment variable holding the backup passphrase (when `--backup-passphrase-file` is absent).
 const BACKUP_PASSPHRASE_ENV: &str = "CHAINCALL_BACKUP_PASSPHRASE";
@@ -229,16 +229,6 @@ pub(super) fn import(cfg: &mut Config, pass: &str, args: &ImportArgs) -> Result<
         println!("  a key rotation was under way; the next phone command finishes it");
     }
     Ok(())
-}
-
-/// The phone's 30-digit fingerprint (docs/safety-numbers.md), or the short key fingerprint
-/// before the phone has a number.
-fn own_fingerprint(cfg: &Config, secrets: &PhoneSecrets) -> String {
-    match &cfg.number {
-        Some(n) => Fingerprint::new(&IdentityName::Phone(n.clone()), &secrets.identity.public())
-            .to_string(),
-        None => secrets.identity.public().fingerprint(),
-    }
 }
 
 /// Runs `phone rotate`.

@@ -18,7 +18,8 @@ use chaincall_chain::{ClientId, KeystoreChain};
 use chaincall_identity::{IdentityName, KeyStatus};
 
 use super::{
-    Config, load_secrets, make_key_file, read_receipt, sms_code, taken_hint, wallet_server,
+    Config, load_secrets, make_key_file, own_fingerprint, read_receipt, sms_code, taken_hint,
+    wallet_server,
 };
 
 /// Runs `phone recover`.
@@ -33,7 +34,7 @@ pub(super) async fn run(cfg: &mut Config, receipt_path: &Path, pass: &str) -> Re
         eprintln!(
             "using the keys in {} (identity key {}, wallet {})",
             cfg.key_file.display(),
-            secrets.identity.public().fingerprint(),
+            own_fingerprint(cfg, &secrets),
             secrets.wallet.address()
         );
         secrets
@@ -42,7 +43,7 @@ pub(super) async fn run(cfg: &mut Config, receipt_path: &Path, pass: &str) -> Re
         eprintln!(
             "made new keys for {number} in {} (identity key {}, wallet {})",
             cfg.key_file.display(),
-            secrets.identity.public().fingerprint(),
+            own_fingerprint(cfg, &secrets),
             secrets.wallet.address()
         );
         secrets
@@ -105,7 +106,7 @@ pub(super) async fn run(cfg: &mut Config, receipt_path: &Path, pass: &str) -> Re
          (wallet {}); the new SIP password is stored in {} and the old one no longer works. \
          Contacts are told the key was replaced after the operator revoked the old one; \
          compare safety numbers with them again (`chaincall phone contact show NUMBER`).",
-        secrets.identity.public().fingerprint(),
+        own_fingerprint(cfg, &secrets),
         secrets.wallet.address(),
         cfg.key_file.display()
     );
