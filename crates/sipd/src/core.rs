@@ -1621,8 +1621,6 @@ fn limited_kind(msg: &Message<'_>) -> Option<Limited> {
     }
 }
 
-/// The flow-token key, derived from the per-process random secret (domain-separated from the
-/// nonce and tag secrets that also come from it).
 /// A From value with `;verstat=TN-Validation-Failed` in its URI's user part (3GPP TS 24.229
 /// §7.2A.20, ATIS-1000074): the number was not validated. A `verstat` the caller wrote itself is
 /// dropped first, so a caller cannot pre-empt the mark with `TN-Validation-Passed`.
@@ -1655,6 +1653,8 @@ fn mark_from(from: &chaincall_sip::header::NameAddr<'_>) -> String {
     )
 }
 
+/// The flow-token key, derived from the per-process random secret (domain-separated from the
+/// nonce and tag secrets that also come from it).
 fn flow_key(secret: &[u8; 32]) -> [u8; 32] {
     use hmac::{Hmac, Mac};
     let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret)
