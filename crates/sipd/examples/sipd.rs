@@ -13,7 +13,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut val = || args.next().ok_or(format!("{a} needs a value"));
         match a.as_str() {
             "--config" => cfg = Config::load(std::path::Path::new(&val()?))?,
-            "--listen" => listen.push(val()?),
+            "--listen" => listen.push(val()?.parse()?),
             "--auth" => {
                 cfg.auth.mode = match val()?.as_str() {
                     "none" => AuthMode::None,
@@ -21,7 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     other => return Err(format!("--auth none|digest, not {other}").into()),
                 }
             }
-            "--static-route" => cfg.static_route = Some(val()?),
+            "--static-route" => cfg.static_route = Some(val()?.parse()?),
             other => return Err(format!("unknown argument {other}").into()),
         }
     }

@@ -1,42 +1,87 @@
-//! sipd configuration: a TOML file (see `crates/sipd/sipd.example.toml`), overridable by flags.
+//! sipd configuration: a TOML file (see `crates/sipd/sipd.example.toml`), overridable by flags, or a
+//! [`Config`] built in code (`Config { listen: …, ..Config::default() }`).
+//!
+//! The file is parsed once into validated types ([`Listen`], `SocketAddr`, `Duration`, alloy's
+//! `Address`, enums): a bad value is refused while reading, with the file, line and key in the error
+//! ([`ConfigError::Parse`]). The TOML keys are the documented ones (`t1_ms`, `nonce_lifetime_secs`,
+//! …); only the Rust fields carry units in their types instead of their names.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
 
-use serde::Deserialize;
+use alloy::primitives::{Address, B256};
+use chaincall_identity::DomainName;
+use chaincall_sip::digest::Algorithm;
+use chaincall_tls_psk::TlsVersion;
+use serde::{Deserialize, Deserializer, de::Error as _};
 
-/// A listening address with its transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listen {
+/// A listener's transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListenTransport {
     /// UDP (RFC 3261 §18.1.1 / §18.2.1).
-    Udp(SocketAddr),
+    Udp,
     /// TCP (framed by Content-Length, §18.3).
-    Tcp(SocketAddr),
+    Tcp,
     /// TLS with an external PSK from chaincall's handshake (RFC 3261 §26.2 with RFC 4279 / RFC 8446
     /// PSK in place of certificates); needs the `[tls_psk]` section.
-    Tls(SocketAddr),
+    Tls,
+}
+
+/// A listening address with its transport; in the file `udp:IP:PORT`, `tcp:IP:PORT` or
+/// `tls:IP:PORT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    /// The transport.
+    pub transport: ListenTransport,
+    /// The socket address (port 0: the OS picks one).
+    pub addr: SocketAddr,
 }
 
 impl Listen {
+    /// A UDP listener.
+    pub fn udp(addr: SocketAddr) -> Listen {
+        Listen {
+            transport: ListenTransport::Udp,
+            addr,
+        }
+    }
+
+    /// A TCP listener.
+    pub fn tcp(addr: SocketAddr) -> Listen {
+        Listen {
+            transport: ListenTransport::Tcp,
+            addr,
+        }
+    }
+
+    /// A TLS-PSK listener.
+    pub fn tls(addr: SocketAddr) -> Listen {
+        Listen {
+            transport: ListenTransport::Tls,
+            addr,
+        }
+    }
+
     /// The socket address.
     pub fn addr(&self) -> SocketAddr {
-        match self {
-            Listen::Udp(a) | Listen::Tcp(a) | Listen::Tls(a) => *a,
-        }
+        self.addr
     }
 }
 
 impl std::fmt::Display for Listen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Listen::Udp(a) => write!(f, "udp:{a}"),
-            Listen::Tcp(a) => write!(f, "tcp:{a}"),
-            Listen::Tls(a) => write!(f, "tls:{a}"),
-        }
+        let proto = match self.transport {
+            ListenTransport::Udp => "udp",
+            ListenTransport::Tcp => "tcp",
+            ListenTransport::Tls => "tls",
+        };
+        write!(f, "{proto}:{}", self.addr)
     }
 }
 
-impl std::str::FromStr for Listen {
+impl FromStr for Listen {
     type Err = ConfigError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || {
@@ -46,12 +91,50 @@ impl std::str::FromStr for Listen {
         };
         let (proto, addr) = s.split_once(':').ok_or_else(bad)?;
         let addr: SocketAddr = addr.parse().map_err(|_| bad())?;
-        match proto.to_ascii_lowercase().as_str() {
-            "udp" => Ok(Listen::Udp(addr)),
-            "tcp" => Ok(Listen::Tcp(addr)),
-            "tls" => Ok(Listen::Tls(addr)),
-            _ => Err(bad()),
-        }
+        let transport = match proto.to_ascii_lowercase().as_str() {
+            "udp" => ListenTransport::Udp,
+            "tcp" => ListenTransport::Tcp,
+            "tls" => ListenTransport::Tls,
+            _ => return Err(bad()),
+        };
+        Ok(Listen { transport, addr })
+    }
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parsed(d)
+    }
+}
+
+/// A block of the keystore's chain the operator checked out of band: `NUMBER:0xHASH` in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The block number.
+    pub number: u64,
+    /// The block's hash.
+    pub hash: B256,
+}
+
+impl FromStr for Checkpoint {
+    type Err = ConfigError;
+    fn from_str(c: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            ConfigError::Invalid(format!(
+                "checkpoint {c:?} is not NUMBER:0xHASH (a block number and its 32-byte hash)"
+            ))
+        };
+        let (n, h) = c.split_once(':').ok_or_else(bad)?;
+        Ok(Checkpoint {
+            number: n.trim().parse().map_err(|_| bad())?,
+            hash: h.trim().parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Checkpoint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parsed(d)
     }
 }
 
@@ -67,12 +150,180 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The TOML is malformed.
-    #[error("invalid TOML: {0}")]
-    Toml(#[from] toml::de::Error),
-    /// A value is out of range or inconsistent.
+    /// The file is not valid TOML, or a value in it is refused.
+    #[error("{file}:{line}:{column}: {}{message}", key.as_ref().map(|k| format!("{k}: ")).unwrap_or_default())]
+    Parse {
+        /// The file (or `<string>` for text parsed by [`Config::parse`] without a name).
+        file: String,
+        /// 1-based line of the offending key or value.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The dotted key (`tls_psk.contract`), when the error is about one.
+        key: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of range or inconsistent (a [`Config`] built in code).
     #[error("invalid configuration: {0}")]
     Invalid(String),
+}
+
+impl ConfigError {
+    /// Places a TOML error in `text` (read from `file`): line, column and key from its span.
+    pub fn from_toml(file: &str, text: &str, err: &toml::de::Error) -> ConfigError {
+        let start = err.span().map_or(0, |s| s.start).min(text.len());
+        let before = &text.as_bytes()[..start];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let column = text[line_start..start].chars().count() + 1;
+        let key = toml_key(text, err);
+        let message = err.message().trim_end();
+        // A section's own check names the section already; the key in front says it once.
+        let message = key
+            .as_deref()
+            .and_then(|k| message.strip_prefix(k)?.strip_prefix(": "))
+            .unwrap_or(message)
+            .to_owned();
+        ConfigError::Parse {
+            file: file.to_owned(),
+            line,
+            column,
+            key,
+            message,
+        }
+    }
+}
+
+/// The dotted key a TOML error is about. An error on a value takes toml's own path, which toml
+/// keeps private but prints (`in `a.b``) when it has no input to quote. An error on a key itself
+/// (unknown key) or in the syntax has no path to the key: the key written on that line, under the
+/// last table header above it.
+fn toml_key(text: &str, err: &toml::de::Error) -> Option<String> {
+    let start = err.span()?.start.min(text.len());
+    let mut bare = err.clone();
+    bare.set_input(None);
+    let path = bare
+        .to_string()
+        .lines()
+        .rev()
+        .find_map(|l| Some(l.strip_prefix("in `")?.strip_suffix('`')?.to_owned()));
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let line = &text[line_start..line_end];
+    let eq = line.find('=');
+    let on_key = eq.is_some_and(|eq| start - line_start <= eq);
+    if let Some(path) = path.filter(|_| !on_key) {
+        return Some(path);
+    }
+    let key = line[..eq?].trim();
+    if key.is_empty() {
+        return None;
+    }
+    let table = text[..line_start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        l.strip_prefix('[')?.strip_suffix(']').map(str::trim)
+    });
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_owned(),
+    })
+}
+
+/// Deserializes a string through `T`'s `FromStr`; the parse error becomes a serde error (toml puts
+/// the span on it).
+fn parsed<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    let s = String::deserialize(d)?;
+    s.parse().map_err(D::Error::custom)
+}
+
+/// An optional string value where `""` means none (how sipd's files have always said "none").
+fn optional<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(s) if s.trim().is_empty() => Ok(None),
+        Some(s) => s.trim().parse().map(Some).map_err(D::Error::custom),
+    }
+}
+
+fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    optional::<D, SocketAddr>(d).map_err(|_| D::Error::custom("expected IP:PORT"))
+}
+
+fn secs<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_secs)
+}
+
+fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_millis)
+}
+
+fn tls_version<'de, D: Deserializer<'de>>(d: D) -> Result<TlsVersion, D::Error> {
+    parse_tls_version(&String::deserialize(d)?).map_err(D::Error::custom)
+}
+
+fn algorithms<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Algorithm>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|a| match Algorithm::parse(a) {
+            // `-sess` names the same hash; sipd offers the plain variant.
+            Ok((alg, _)) => Ok(alg),
+            Err(_) => Err(D::Error::custom(format!(
+                "unknown digest algorithm {a:?} (SHA-256, SHA-512-256 or MD5)"
+            ))),
+        })
+        .collect()
+}
+
+fn listens<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Listen>, D::Error> {
+    let l = Vec::<Listen>::deserialize(d)?;
+    if l.is_empty() {
+        return Err(D::Error::custom("no listen address"));
+    }
+    Ok(l)
+}
+
+/// A section whose values are checked together once read.
+trait Section: Sized {
+    /// What is inconsistent, if anything.
+    fn check(&self) -> Result<(), ConfigError>;
+}
+
+/// Reads a section and checks it, so that its error carries the section's place in the file.
+fn checked<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Section + Deserialize<'de>,
+{
+    let v = T::deserialize(d)?;
+    v.check()
+        .map_err(|e| D::Error::custom(invalid_message(e)))?;
+    Ok(v)
+}
+
+fn checked_tls<'de, D: Deserializer<'de>>(d: D) -> Result<Option<TlsPskSettings>, D::Error> {
+    checked::<D, TlsPskSettings>(d).map(Some)
+}
+
+/// The message of an [`ConfigError::Invalid`] without its prefix (the place says it is invalid).
+fn invalid_message(e: ConfigError) -> String {
+    match e {
+        ConfigError::Invalid(m) => m,
+        other => other.to_string(),
+    }
 }
 
 /// Authentication mode.
@@ -89,25 +340,37 @@ pub enum AuthMode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Listening sockets, `udp:IP:PORT` / `tcp:IP:PORT` / `tls:IP:PORT` (TLS-PSK, see `tls_psk`).
-    pub listen: Vec<String>,
-    /// The SIP domain served (registrar domain, digest realm). Empty: the first listen IP.
-    pub domain: String,
-    /// The address put in Via and Record-Route. Empty: the first listen address.
-    pub advertise: String,
+    /// Listening sockets, `udp:IP:PORT` / `tcp:IP:PORT` / `tls:IP:PORT` (TLS-PSK, see `tls_psk`);
+    /// at least one.
+    #[serde(deserialize_with = "listens")]
+    pub listen: Vec<Listen>,
+    /// The SIP domain served (registrar domain, digest realm). None (or `""` in the file): the
+    /// advertised IP.
+    #[serde(deserialize_with = "optional")]
+    pub domain: Option<String>,
+    /// The address put in Via and Record-Route. None (or `""`): the first listen address.
+    #[serde(deserialize_with = "socket_addr")]
+    pub advertise: Option<SocketAddr>,
     /// Requests for targets that are not registered go here (`IP:PORT`), e.g. a PSTN gateway.
-    pub static_route: Option<String>,
+    #[serde(deserialize_with = "socket_addr")]
+    pub static_route: Option<SocketAddr>,
     /// Authentication settings.
+    #[serde(deserialize_with = "checked")]
     pub auth: AuthConfig,
     /// Registrar settings.
+    #[serde(deserialize_with = "checked")]
     pub registrar: RegistrarConfig,
     /// Protection limits.
+    #[serde(deserialize_with = "checked")]
     pub limits: LimitsConfig,
-    /// `IP:PORT` for the Prometheus metrics endpoint (`GET /metrics`); none when empty.
-    pub metrics_listen: String,
+    /// `IP:PORT` for the Prometheus metrics endpoint (`GET /metrics`); none when absent or `""`.
+    #[serde(deserialize_with = "socket_addr")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Transaction timer base values (RFC 3261 §17.1.1.1).
+    #[serde(deserialize_with = "checked")]
     pub timers: TimersConfig,
     /// TLS-PSK settings, required when a `tls:` listener is configured.
+    #[serde(deserialize_with = "checked_tls")]
     pub tls_psk: Option<TlsPskSettings>,
     /// Caller-identity policy.
     pub policy: PolicyConfig,
@@ -142,36 +405,50 @@ pub enum ForeignCallerPolicy {
 #[serde(deny_unknown_fields)]
 pub struct TlsPskSettings {
     /// The server's identity in the keystore: its domain name (e.g. `sip.example.org`).
-    pub identity: String,
+    #[serde(deserialize_with = "parsed")]
+    pub identity: DomainName,
     /// File holding the server's hex 32-byte P-256 identity secret (its public half approved on
     /// chain under `identity`).
     pub key_file: PathBuf,
     /// Ethereum JSON-RPC URL of a node holding the keystore contract.
     pub rpc_url: String,
     /// The keystore contract's address (`0x…`).
-    pub contract: String,
+    pub contract: Address,
     /// Chain id the node must report; any when absent.
     #[serde(default)]
     pub chain_id: Option<u64>,
-    /// Lowest TLS version accepted: `"1.2"` or `"1.3"`. Default `"1.2"`.
-    #[serde(default = "tls12")]
-    pub min_version: String,
-    /// Highest TLS version offered: `"1.2"` or `"1.3"`. Default `"1.3"`.
-    #[serde(default = "tls13")]
-    pub max_version: String,
-    /// How long a handshake's PSK opens new connections, in seconds. Default 3600.
-    #[serde(default = "psk_lifetime")]
-    pub psk_lifetime_secs: u64,
-    /// Time allowed for the handshake and for the TLS set-up, each, in seconds. Default 10.
-    #[serde(default = "handshake_timeout")]
-    pub handshake_timeout_secs: u64,
+    /// Lowest TLS version accepted (`min_version = "1.2"` or `"1.3"`). Default 1.2.
+    #[serde(default = "tls12", deserialize_with = "tls_version")]
+    pub min_version: TlsVersion,
+    /// Highest TLS version offered (`max_version`). Default 1.3.
+    #[serde(default = "tls13", deserialize_with = "tls_version")]
+    pub max_version: TlsVersion,
+    /// How long a handshake's PSK opens new connections (`psk_lifetime_secs`). Default 3600 s.
+    #[serde(
+        rename = "psk_lifetime_secs",
+        default = "psk_lifetime",
+        deserialize_with = "secs"
+    )]
+    pub psk_lifetime: Duration,
+    /// Time allowed for the handshake and for the TLS set-up, each (`handshake_timeout_secs`).
+    /// Default 10 s.
+    #[serde(
+        rename = "handshake_timeout_secs",
+        default = "handshake_timeout",
+        deserialize_with = "secs"
+    )]
+    pub handshake_timeout: Duration,
     /// Accept NSL (public-key handshake without forward secrecy) besides STS. Default true.
     #[serde(default = "yes")]
     pub accept_nsl: bool,
-    /// How long a keystore answer is reused, in seconds (a revocation takes effect within it).
-    /// Default 5.
-    #[serde(default = "key_cache")]
-    pub key_cache_secs: u64,
+    /// How long a keystore answer is reused (`key_cache_secs`; a revocation takes effect within
+    /// it). Default 5 s.
+    #[serde(
+        rename = "key_cache_secs",
+        default = "key_cache",
+        deserialize_with = "secs"
+    )]
+    pub key_cache: Duration,
     /// How phones' keys read from `rpc_url` are trusted (docs/verified-lookups.md). Default
     /// `checkpoint`: every key is proven against headers linked to `checkpoint`.
     #[serde(default)]
@@ -179,13 +456,17 @@ pub struct TlsPskSettings {
     /// `NUMBER:0xHASH`, a block of the keystore's chain the operator checked out of band (trust
     /// `checkpoint`). Keep it within 100,000 blocks of the head.
     #[serde(default)]
-    pub checkpoint: Option<String>,
+    pub checkpoint: Option<Checkpoint>,
     /// Independently operated JSON-RPC URLs that must agree on each header (trust `quorum`).
     #[serde(default)]
     pub quorum_urls: Vec<String>,
     /// How many of `quorum_urls` must agree, a strict majority (trust `quorum`).
     #[serde(default)]
     pub quorum_k: usize,
+    /// Where to append TLS secrets in the NSS key log format, for Wireshark; none unless set
+    /// (`chaincall sipd serve` fills it from `SSLKEYLOGFILE`).
+    #[serde(default)]
+    pub keylog_file: Option<PathBuf>,
 }
 
 /// `[tls_psk] trust`: which keystore answers sipd believes.
@@ -202,28 +483,40 @@ pub enum KeyTrustMode {
 }
 
 impl TlsPskSettings {
-    /// The pinned checkpoint as (block number, block hash), when `checkpoint` is set.
-    pub fn checkpoint(&self) -> Result<Option<(u64, alloy::primitives::B256)>, ConfigError> {
-        let Some(c) = &self.checkpoint else {
-            return Ok(None);
-        };
-        let bad = || {
-            ConfigError::Invalid(format!(
-                "tls_psk.checkpoint {c:?} is not NUMBER:0xHASH (a block number and its 32-byte hash)"
-            ))
-        };
-        let (n, h) = c.split_once(':').ok_or_else(bad)?;
-        Ok(Some((
-            n.trim().parse().map_err(|_| bad())?,
-            h.trim().parse().map_err(|_| bad())?,
-        )))
+    /// Settings for `identity` on the keystore `contract` behind `rpc_url`, with the file's
+    /// defaults for the rest (trust `checkpoint`, which needs [`TlsPskSettings::checkpoint`] set).
+    pub fn new(
+        identity: DomainName,
+        key_file: PathBuf,
+        rpc_url: String,
+        contract: Address,
+    ) -> Self {
+        TlsPskSettings {
+            identity,
+            key_file,
+            rpc_url,
+            contract,
+            chain_id: None,
+            min_version: tls12(),
+            max_version: tls13(),
+            psk_lifetime: psk_lifetime(),
+            handshake_timeout: handshake_timeout(),
+            accept_nsl: true,
+            key_cache: key_cache(),
+            trust: KeyTrustMode::default(),
+            checkpoint: None,
+            quorum_urls: Vec::new(),
+            quorum_k: 0,
+            keylog_file: None,
+        }
     }
+}
 
-    /// Checks that the trust mode has what it needs.
-    fn validate_trust(&self) -> Result<(), ConfigError> {
+impl Section for TlsPskSettings {
+    fn check(&self) -> Result<(), ConfigError> {
         match self.trust {
             KeyTrustMode::Checkpoint => {
-                if self.checkpoint()?.is_none() {
+                if self.checkpoint.is_none() {
                     return Err(ConfigError::Invalid(
                         "tls_psk: trust = \"checkpoint\" (the default) needs checkpoint = \"NUMBER:0xHASH\"; \
                          or set trust = \"quorum\" with quorum_urls, or trust = \"provider\" to believe rpc_url"
@@ -246,37 +539,47 @@ impl TlsPskSettings {
             }
             KeyTrustMode::Provider => {}
         }
+        if self.min_version == TlsVersion::Tls13 && self.max_version == TlsVersion::Tls12 {
+            return Err(ConfigError::Invalid(
+                "tls_psk: min_version above max_version".into(),
+            ));
+        }
+        if self.psk_lifetime.is_zero() || self.handshake_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "tls_psk: psk_lifetime_secs and handshake_timeout_secs must be > 0".into(),
+            ));
+        }
         Ok(())
     }
 }
 
-fn tls12() -> String {
-    "1.2".into()
+fn tls12() -> TlsVersion {
+    TlsVersion::Tls12
 }
-fn tls13() -> String {
-    "1.3".into()
+fn tls13() -> TlsVersion {
+    TlsVersion::Tls13
 }
-fn psk_lifetime() -> u64 {
-    3600
+fn psk_lifetime() -> Duration {
+    Duration::from_secs(3600)
 }
-fn handshake_timeout() -> u64 {
-    10
+fn handshake_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 fn yes() -> bool {
     true
 }
-fn key_cache() -> u64 {
-    5
+fn key_cache() -> Duration {
+    Duration::from_secs(5)
 }
 
 /// Parses `"1.2"` / `"1.3"` (also `TLSv1.2`, `tls1.3`).
-pub fn parse_tls_version(s: &str) -> Result<chaincall_tls_psk::TlsVersion, ConfigError> {
+pub fn parse_tls_version(s: &str) -> Result<TlsVersion, ConfigError> {
     let v = s.trim().to_ascii_lowercase();
     match v.trim_start_matches("tlsv").trim_start_matches("tls") {
-        "1.2" => Ok(chaincall_tls_psk::TlsVersion::Tls12),
-        "1.3" => Ok(chaincall_tls_psk::TlsVersion::Tls13),
+        "1.2" => Ok(TlsVersion::Tls12),
+        "1.3" => Ok(TlsVersion::Tls13),
         _ => Err(ConfigError::Invalid(format!(
-            "tls_psk: TLS version {s:?} is not \"1.2\" or \"1.3\""
+            "TLS version {s:?} is not \"1.2\" or \"1.3\""
         ))),
     }
 }
@@ -285,27 +588,42 @@ pub fn parse_tls_version(s: &str) -> Result<chaincall_tls_psk::TlsVersion, Confi
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TimersConfig {
-    /// T1, RTT estimate, in ms. Timers B, F, H, J are 64·T1.
-    pub t1_ms: u64,
-    /// T2, maximum retransmission interval, in ms.
-    pub t2_ms: u64,
-    /// T4, maximum message lifetime in the network, in ms.
-    pub t4_ms: u64,
-    /// Proxy Timer C (RFC 3261 §16.6 step 11, §16.8), in seconds: how long a forwarded INVITE may
+    /// T1, RTT estimate (`t1_ms`). Timers B, F, H, J are 64·T1.
+    #[serde(rename = "t1_ms", deserialize_with = "millis")]
+    pub t1: Duration,
+    /// T2, maximum retransmission interval (`t2_ms`).
+    #[serde(rename = "t2_ms", deserialize_with = "millis")]
+    pub t2: Duration,
+    /// T4, maximum message lifetime in the network (`t4_ms`).
+    #[serde(rename = "t4_ms", deserialize_with = "millis")]
+    pub t4: Duration,
+    /// Proxy Timer C (RFC 3261 §16.6 step 11, §16.8; `c_secs`): how long a forwarded INVITE may
     /// ring (each provisional response restarts it). When it fires sipd CANCELs the branch and
     /// answers 408 upstream, so a callee that rings forever cannot hold a transaction forever.
     /// The RFC asks for more than 3 minutes.
-    pub c_secs: u64,
+    #[serde(rename = "c_secs", deserialize_with = "secs")]
+    pub timer_c: Duration,
 }
 
 impl Default for TimersConfig {
     fn default() -> Self {
         TimersConfig {
-            t1_ms: 500,
-            t2_ms: 4000,
-            t4_ms: 5000,
-            c_secs: 181,
+            t1: Duration::from_millis(500),
+            t2: Duration::from_millis(4000),
+            t4: Duration::from_millis(5000),
+            timer_c: Duration::from_secs(181),
         }
+    }
+}
+
+impl Section for TimersConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.t1.is_zero() || self.t2 < self.t1 || self.t4.is_zero() || self.timer_c.is_zero() {
+            return Err(ConfigError::Invalid(
+                "timers: need 0 < t1_ms <= t2_ms, t4_ms > 0 and c_secs > 0".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -322,21 +640,41 @@ pub struct AuthConfig {
     pub create_schema: bool,
     /// Digest algorithms offered, most preferred first (RFC 8760 §2.4): `SHA-256`, `SHA-512-256`,
     /// `MD5`.
-    pub algorithms: Vec<String>,
-    /// Nonce lifetime in seconds (an expired nonce gets `stale=true`).
-    pub nonce_lifetime_secs: u64,
+    #[serde(deserialize_with = "algorithms")]
+    pub algorithms: Vec<Algorithm>,
+    /// Nonce lifetime (`nonce_lifetime_secs`; an expired nonce gets `stale=true`).
+    #[serde(rename = "nonce_lifetime_secs", deserialize_with = "secs")]
+    pub nonce_lifetime: Duration,
     /// Authenticate INVITEs whose From is in our domain (407 Proxy-Authenticate).
     pub invite: bool,
-    /// How long a subscriber row read from the database is reused, in seconds. A removed or
-    /// changed row (the wallet server's revoke) takes effect after at most this long; 0 reads
-    /// the database for every authenticated request.
-    pub credentials_cache_secs: u64,
+    /// How long a subscriber row read from the database is reused (`credentials_cache_secs`). A
+    /// removed or changed row (the wallet server's revoke) takes effect after at most this long;
+    /// zero reads the database for every authenticated request.
+    #[serde(rename = "credentials_cache_secs", deserialize_with = "secs")]
+    pub credentials_cache: Duration,
     /// Most subscriber rows (and "no such user" answers) kept in the credentials cache; the least
     /// recently used is dropped first. Bounds the memory a flood of invented usernames can take.
     pub credentials_cache_entries: usize,
-    /// How long a request waits for its subscriber look-up, in milliseconds, before it is
+    /// How long a request waits for its subscriber look-up (`lookup_timeout_ms`) before it is
     /// answered 503 (the look-up runs beside the server loop; other traffic is not held up).
-    pub lookup_timeout_ms: u64,
+    #[serde(rename = "lookup_timeout_ms", deserialize_with = "millis")]
+    pub lookup_timeout: Duration,
+}
+
+impl Section for AuthConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.mode == AuthMode::Digest && self.algorithms.is_empty() {
+            return Err(ConfigError::Invalid(
+                "digest auth needs at least one algorithm".into(),
+            ));
+        }
+        if self.credentials_cache_entries == 0 || self.lookup_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "auth: credentials_cache_entries and lookup_timeout_ms must be > 0".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Registrar settings (RFC 3261 §10.3).
@@ -353,6 +691,17 @@ pub struct RegistrarConfig {
     pub max_contacts: usize,
 }
 
+impl Section for RegistrarConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.min_expires > self.max_expires || self.max_contacts == 0 {
+            return Err(ConfigError::Invalid(
+                "registrar: min_expires > max_expires or max_contacts = 0".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Protection limits.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -361,8 +710,9 @@ pub struct LimitsConfig {
     pub max_message_size: usize,
     /// Most header fields per message.
     pub max_headers: usize,
-    /// TCP connections idle this long are closed.
-    pub tcp_idle_secs: u64,
+    /// TCP connections idle this long are closed (`tcp_idle_secs`).
+    #[serde(rename = "tcp_idle_secs", deserialize_with = "secs")]
+    pub tcp_idle: Duration,
     /// Most concurrent TCP connections.
     pub max_tcp_connections: usize,
     /// REGISTERs per second per source IP (token bucket refill); 0 disables.
@@ -375,17 +725,28 @@ pub struct LimitsConfig {
     pub max_transactions: usize,
 }
 
+impl Section for LimitsConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.max_message_size < 1024 || self.max_headers < 10 {
+            return Err(ConfigError::Invalid(
+                "limits too small to carry a SIP message".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: vec!["udp:127.0.0.1:5060".into()],
-            domain: String::new(),
-            advertise: String::new(),
+            listen: vec![Listen::udp(SocketAddr::from(([127, 0, 0, 1], 5060)))],
+            domain: None,
+            advertise: None,
             static_route: None,
             auth: AuthConfig::default(),
             registrar: RegistrarConfig::default(),
             limits: LimitsConfig::default(),
-            metrics_listen: String::new(),
+            metrics_listen: None,
             timers: TimersConfig::default(),
             tls_psk: None,
             policy: PolicyConfig::default(),
@@ -399,12 +760,12 @@ impl Default for AuthConfig {
             mode: AuthMode::Digest,
             database: "sqlite://sipd.db".into(),
             create_schema: true,
-            algorithms: vec!["SHA-256".into(), "MD5".into()],
-            nonce_lifetime_secs: 300,
+            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            nonce_lifetime: Duration::from_secs(300),
             invite: true,
-            credentials_cache_secs: 30,
+            credentials_cache: Duration::from_secs(30),
             credentials_cache_entries: 50_000,
-            lookup_timeout_ms: 2_000,
+            lookup_timeout: Duration::from_millis(2_000),
         }
     }
 }
@@ -425,7 +786,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_message_size: 16 * 1024,
             max_headers: 100,
-            tcp_idle_secs: 300,
+            tcp_idle: Duration::from_secs(300),
             max_tcp_connections: 4096,
             register_rate: 20.0,
             invite_rate: 0.0,
@@ -436,93 +797,36 @@ impl Default for LimitsConfig {
 }
 
 impl Config {
-    /// Reads a TOML file.
+    /// Reads and validates a TOML file; errors name the file, line and key.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        Ok(toml::from_str(&text)?)
+        Self::parse_named(&path.display().to_string(), &text)
     }
 
-    /// Parsed listen addresses.
-    pub fn listens(&self) -> Result<Vec<Listen>, ConfigError> {
+    /// Parses and validates TOML text; `file` names it in errors.
+    pub fn parse_named(file: &str, text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))
+    }
+
+    /// The listen addresses (at least one once validated).
+    pub fn listens(&self) -> &[Listen] {
+        &self.listen
+    }
+
+    /// Checks a configuration built in code the way reading a file does.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.listen.is_empty() {
             return Err(ConfigError::Invalid("no listen address".into()));
         }
-        self.listen.iter().map(|s| s.parse()).collect()
-    }
-
-    /// Checks values and fills derived ones.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.listens()?;
+        self.auth.check()?;
+        self.registrar.check()?;
+        self.limits.check()?;
+        self.timers.check()?;
         if let Some(t) = &self.tls_psk {
-            chaincall_identity::DomainName::parse(&t.identity).map_err(|e| {
-                ConfigError::Invalid(format!(
-                    "tls_psk.identity {:?} is not a domain name: {e}",
-                    t.identity
-                ))
-            })?;
-            t.contract
-                .parse::<alloy::primitives::Address>()
-                .map_err(|_| {
-                    ConfigError::Invalid(format!(
-                        "tls_psk.contract {:?} is not an address",
-                        t.contract
-                    ))
-                })?;
-            let (min, max) = (
-                parse_tls_version(&t.min_version)?,
-                parse_tls_version(&t.max_version)?,
-            );
-            if min == chaincall_tls_psk::TlsVersion::Tls13
-                && max == chaincall_tls_psk::TlsVersion::Tls12
-            {
-                return Err(ConfigError::Invalid(
-                    "tls_psk: min_version above max_version".into(),
-                ));
-            }
-            t.validate_trust()?;
-            if t.psk_lifetime_secs == 0 || t.handshake_timeout_secs == 0 {
-                return Err(ConfigError::Invalid(
-                    "tls_psk: psk_lifetime_secs and handshake_timeout_secs must be > 0".into(),
-                ));
-            }
-        }
-        if let Some(r) = &self.static_route {
-            r.parse::<SocketAddr>()
-                .map_err(|_| ConfigError::Invalid(format!("static_route {r:?} is not IP:PORT")))?;
-        }
-        for a in &self.auth.algorithms {
-            chaincall_sip::digest::Algorithm::parse(a)
-                .map_err(|_| ConfigError::Invalid(format!("unknown digest algorithm {a:?}")))?;
-        }
-        if self.auth.mode == AuthMode::Digest && self.auth.algorithms.is_empty() {
-            return Err(ConfigError::Invalid(
-                "digest auth needs at least one algorithm".into(),
-            ));
-        }
-        if self.auth.credentials_cache_entries == 0 || self.auth.lookup_timeout_ms == 0 {
-            return Err(ConfigError::Invalid(
-                "auth: credentials_cache_entries and lookup_timeout_ms must be > 0".into(),
-            ));
-        }
-        let r = &self.registrar;
-        if r.min_expires > r.max_expires || r.max_contacts == 0 {
-            return Err(ConfigError::Invalid(
-                "registrar: min_expires > max_expires or max_contacts = 0".into(),
-            ));
-        }
-        let t = &self.timers;
-        if t.t1_ms == 0 || t.t2_ms < t.t1_ms || t.t4_ms == 0 || t.c_secs == 0 {
-            return Err(ConfigError::Invalid(
-                "timers: need 0 < t1_ms <= t2_ms, t4_ms > 0 and c_secs > 0".into(),
-            ));
-        }
-        if self.limits.max_message_size < 1024 || self.limits.max_headers < 10 {
-            return Err(ConfigError::Invalid(
-                "limits too small to carry a SIP message".into(),
-            ));
+            t.check()?;
         }
         Ok(())
     }
@@ -532,28 +836,30 @@ impl Config {
 mod tests {
     use super::*;
 
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse_named("sipd.toml", text)
+    }
+
     #[test]
     fn example_config_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("sipd.example.toml");
         let c = Config::load(&path).unwrap();
         c.validate().unwrap();
-        assert_eq!(c.listens().unwrap().len(), 2);
+        assert_eq!(c.listens().len(), 2);
         let t = c.tls_psk.as_ref().expect("the example documents [tls_psk]");
-        assert_eq!(t.identity, "sip.example.org");
-        assert_eq!(
-            parse_tls_version(&t.min_version).unwrap(),
-            chaincall_tls_psk::TlsVersion::Tls12
-        );
+        assert_eq!(t.identity.as_str(), "sip.example.org");
+        assert_eq!(t.min_version, TlsVersion::Tls12);
+        assert_eq!(t.keylog_file, None, "no key logging unless asked for");
     }
 
     #[test]
     fn tls_listen_and_section_are_checked() {
         assert_eq!(
             "tls:127.0.0.1:5061".parse::<Listen>().unwrap(),
-            Listen::Tls("127.0.0.1:5061".parse().unwrap())
+            Listen::tls("127.0.0.1:5061".parse().unwrap())
         );
         assert_eq!(
-            Listen::Tls("127.0.0.1:5061".parse().unwrap()).to_string(),
+            Listen::tls("127.0.0.1:5061".parse().unwrap()).to_string(),
             "tls:127.0.0.1:5061"
         );
         let section = |extra: &str| {
@@ -564,7 +870,7 @@ mod tests {
             )
         };
         let checkpoint = format!("checkpoint = \"12:0x{}\"\n", "ab".repeat(32));
-        let ok: Config = toml::from_str(&section(&checkpoint)).unwrap();
+        let ok = parse(&section(&checkpoint)).unwrap();
         ok.validate().unwrap();
         let t = ok.tls_psk.as_ref().unwrap();
         assert_eq!(
@@ -572,13 +878,12 @@ mod tests {
             KeyTrustMode::Checkpoint,
             "verified look-ups by default"
         );
-        assert_eq!(t.checkpoint().unwrap().unwrap().0, 12);
+        assert_eq!(t.checkpoint.unwrap().number, 12);
         for good in [
             "trust = \"provider\"",
             "trust = \"quorum\"\nquorum_urls = [\"http://a\", \"http://b\", \"http://c\"]\nquorum_k = 2",
         ] {
-            let c: Config = toml::from_str(&section(good)).unwrap();
-            c.validate().unwrap();
+            parse(&section(good)).unwrap().validate().unwrap();
         }
         for bad in [
             "",
@@ -590,8 +895,7 @@ mod tests {
             "trust = \"quorum\"",
             "trust = \"believe\"",
         ] {
-            let c: Result<Config, _> = toml::from_str(&section(bad));
-            assert!(c.is_err() || c.unwrap().validate().is_err(), "{bad}");
+            assert!(parse(&section(bad)).is_err(), "{bad}");
         }
         let section = |extra: &str| section(&format!("{checkpoint}{extra}"));
         for bad in [
@@ -599,20 +903,17 @@ mod tests {
             "min_version = \"1.3\"\nmax_version = \"1.2\"",
             "psk_lifetime_secs = 0",
         ] {
-            let c: Config = toml::from_str(&section(bad)).unwrap();
-            assert!(c.validate().is_err(), "{bad}");
+            assert!(parse(&section(bad)).is_err(), "{bad}");
         }
-        let c: Config =
-            toml::from_str(&section("").replace("sip.example.org", "+15551230001")).unwrap();
         assert!(
-            c.validate().is_err(),
+            parse(&section("").replace("sip.example.org", "+15551230001")).is_err(),
             "a phone number is not a server identity"
         );
-        let c: Config = toml::from_str(
-            &section("").replace("0x5FbDB2315678afecb367f032d93F642f64180aa3", "0x12"),
-        )
-        .unwrap();
-        assert!(c.validate().is_err(), "bad contract address");
+        assert!(
+            parse(&section("").replace("0x5FbDB2315678afecb367f032d93F642f64180aa3", "0x12"))
+                .is_err(),
+            "bad contract address"
+        );
     }
 
     #[test]
@@ -620,10 +921,108 @@ mod tests {
         assert!("udp:nothere".parse::<Listen>().is_err());
         assert_eq!(
             "tcp:127.0.0.1:5060".parse::<Listen>().unwrap(),
-            Listen::Tcp("127.0.0.1:5060".parse().unwrap())
+            Listen::tcp("127.0.0.1:5060".parse().unwrap())
         );
-        let c: Config = toml::from_str("static_route = \"x\"").unwrap();
-        assert!(c.validate().is_err());
-        assert!(toml::from_str::<Config>("unknown_key = 1").is_err());
+        assert!(parse("static_route = \"x\"").is_err());
+        assert!(parse("unknown_key = 1").is_err());
+        assert!(parse("listen = []").is_err());
+        let mut c = Config::default();
+        c.timers.t2 = Duration::ZERO;
+        assert!(c.validate().is_err(), "a struct is checked like a file");
+    }
+
+    /// The documented way to say "none" keeps working, and values arrive typed.
+    #[test]
+    fn empty_strings_mean_none_and_values_are_typed() {
+        let c = parse(
+            "listen = [\"udp:127.0.0.1:5070\", \"tls:0.0.0.0:5071\"]\nadvertise = \"\"\n\
+             metrics_listen = \"\"\ndomain = \"\"\n\
+             [auth]\nalgorithms = [\"SHA-512-256\", \"md5\"]\nlookup_timeout_ms = 1500\n\
+             [timers]\nt1_ms = 20\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen[1].transport, ListenTransport::Tls);
+        assert_eq!(
+            (c.advertise, c.metrics_listen, &c.domain),
+            (None, None, &None)
+        );
+        assert_eq!(c.auth.algorithms, [Algorithm::Sha512_256, Algorithm::Md5]);
+        assert_eq!(c.auth.lookup_timeout, Duration::from_millis(1500));
+        assert_eq!(c.timers.t1, Duration::from_millis(20));
+    }
+
+    /// Issue 15 item 2: an operator's typo is reported with the file, the line and the key.
+    #[test]
+    fn errors_name_the_file_line_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sipd.toml");
+        let cases = [
+            // A value of the wrong shape.
+            (
+                "listen = [\"udp:127.0.0.1:5060\"]\nadvertise = \"10.0.0.1\"\n",
+                2,
+                "advertise",
+            ),
+            // A value inside a section.
+            (
+                "domain = \"example.org\"\n\n[auth]\nmode = \"digest\"\nalgorithms = [\"SHA-1\"]\n",
+                5,
+                "auth.algorithms",
+            ),
+            // A typed contract address.
+            (
+                "[tls_psk]\nidentity = \"sip.example.org\"\nkey_file = \"k\"\nrpc_url = \"http://x\"\n\
+                 contract = \"0x12\"\ntrust = \"provider\"\n",
+                5,
+                "tls_psk.contract",
+            ),
+            // An unknown key.
+            (
+                "[limits]\nburst = 10.0\nmax_mesage_size = 2048\n",
+                3,
+                "limits.max_mesage_size",
+            ),
+            // Syntax.
+            ("[timers]\nt1_ms = = 3\n", 2, "timers.t1_ms"),
+        ];
+        for (text, line, key) in cases {
+            std::fs::write(&path, text).unwrap();
+            let err = Config::load(&path).unwrap_err();
+            let shown = err.to_string();
+            match &err {
+                ConfigError::Parse {
+                    file,
+                    line: l,
+                    key: k,
+                    ..
+                } => {
+                    assert_eq!(file, &path.display().to_string(), "{shown}");
+                    assert_eq!(*l, line, "{shown}");
+                    assert_eq!(k.as_deref(), Some(key), "{shown}");
+                }
+                other => panic!("not a located error: {other}"),
+            }
+            assert!(
+                shown.starts_with(&format!("{}:{line}:", path.display())),
+                "{shown}"
+            );
+            assert!(shown.contains(key), "{shown}");
+        }
+        // A section's values that do not fit together: the section is named, where it is.
+        std::fs::write(
+            &path,
+            "listen = [\"udp:127.0.0.1:0\"]\n[registrar]\nmin_expires = 600\nmax_expires = 60\n",
+        )
+        .unwrap();
+        let shown = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            shown.contains("registrar") && shown.contains("min_expires"),
+            "{shown}"
+        );
+        assert!(!shown.contains("registrar: registrar"), "{shown}");
+        assert!(
+            shown.starts_with(&format!("{}:", path.display())),
+            "{shown}"
+        );
     }
 }

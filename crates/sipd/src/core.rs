@@ -42,7 +42,7 @@ use chaincall_sip::transaction::{
 use chaincall_sip::uri::SipUri;
 use tracing::{debug, info, warn};
 
-use crate::config::{AuthMode, Config, ConfigError, ForeignCallerPolicy};
+use crate::config::{AuthMode, Config, ConfigError, ForeignCallerPolicy, ListenTransport};
 use crate::db::Subscriber;
 use crate::flow::{FlowId, FlowTokens};
 use crate::location::{Binding, Limited, Location, RateLimiter};
@@ -187,40 +187,27 @@ impl Core {
         now: Instant,
     ) -> Result<Core, ConfigError> {
         cfg.validate()?;
-        let first = cfg.listens()?[0].addr();
-        let advertise = if cfg.advertise.is_empty() {
-            first
-        } else {
-            cfg.advertise
-                .parse()
-                .map_err(|_| ConfigError::Invalid("advertise must be IP:PORT".into()))?
+        let first = cfg.listen[0].addr;
+        let advertise = cfg.advertise.unwrap_or(first);
+        let domain = match &cfg.domain {
+            Some(d) => d.to_ascii_lowercase(),
+            None => advertise.ip().to_string(),
         };
-        let domain = if cfg.domain.is_empty() {
-            advertise.ip().to_string()
-        } else {
-            cfg.domain.to_ascii_lowercase()
-        };
-        let algorithms = cfg
-            .auth
-            .algorithms
-            .iter()
-            .filter_map(|a| Algorithm::parse(a).ok().map(|(a, _)| a))
-            .collect();
+        let algorithms = cfg.auth.algorithms.clone();
         Ok(Core {
             ep: Endpoint::new(
                 TimerConfig {
-                    t1: Duration::from_millis(cfg.timers.t1_ms),
-                    t2: Duration::from_millis(cfg.timers.t2_ms),
-                    t4: Duration::from_millis(cfg.timers.t4_ms),
+                    t1: cfg.timers.t1,
+                    t2: cfg.timers.t2,
+                    t4: cfg.timers.t4,
                     // §17.1.1.2: at least 32 s for unreliable transports, whatever T1 is.
-                    timer_d: Duration::from_secs(32)
-                        .max(64 * Duration::from_millis(cfg.timers.t1_ms)),
+                    timer_d: Duration::from_secs(32).max(64 * cfg.timers.t1),
                 },
                 cfg.limits.max_transactions,
             ),
             advertise,
             locals: cfg
-                .listens()?
+                .listen
                 .iter()
                 .map(|l| l.addr())
                 .chain([advertise])
@@ -231,14 +218,14 @@ impl Core {
                 max_headers: cfg.limits.max_headers,
             },
             location: Location::default(),
-            nonces: NonceManager::new(secret, cfg.auth.nonce_lifetime_secs, 100_000),
+            nonces: NonceManager::new(secret, cfg.auth.nonce_lifetime.as_secs(), 100_000),
             creds: LruCache::new(
                 NonZeroUsize::new(cfg.auth.credentials_cache_entries).unwrap_or(NonZeroUsize::MIN),
             ),
-            cred_ttl: Duration::from_secs(cfg.auth.credentials_cache_secs),
+            cred_ttl: cfg.auth.credentials_cache,
             parked: HashMap::new(),
             parked_total: 0,
-            lookup_timeout: Duration::from_millis(cfg.auth.lookup_timeout_ms),
+            lookup_timeout: cfg.auth.lookup_timeout,
             prepaid: false,
             rate: RateLimiter::new(
                 cfg.limits.register_rate,
@@ -249,7 +236,7 @@ impl Core {
             auth_invite: cfg.auth.invite,
             foreign_caller: cfg.policy.foreign_caller_with_local_number,
             algorithms,
-            static_route: cfg.static_route.as_ref().and_then(|s| s.parse().ok()),
+            static_route: cfg.static_route,
             min_expires: cfg.registrar.min_expires,
             max_expires: cfg.registrar.max_expires,
             default_expires: cfg.registrar.default_expires,
@@ -263,13 +250,9 @@ impl Core {
             next_flow: 1,
             flow_tokens: FlowTokens::new(flow_key(&secret)),
             timer_c: HashMap::new(),
-            timer_c_len: Duration::from_secs(cfg.timers.c_secs),
-            tls_advertise: first_listener(cfg, advertise, |l| {
-                matches!(l, crate::config::Listen::Tls(_))
-            })?,
-            tcp_advertise: first_listener(cfg, advertise, |l| {
-                matches!(l, crate::config::Listen::Tcp(_))
-            })?,
+            timer_c_len: cfg.timers.timer_c,
+            tls_advertise: first_listener(cfg, advertise, ListenTransport::Tls),
+            tcp_advertise: first_listener(cfg, advertise, ListenTransport::Tcp),
             out: VecDeque::new(),
             next_sweep: now + Duration::from_secs(1),
             tag_secret: u64::from_le_bytes(secret[..8].try_into().unwrap_or([0; 8])),
@@ -1675,20 +1658,19 @@ fn record_route(me: SocketAddr, proto: &str, flow_token: Option<&str>) -> String
     format!("<sip:{user}{me};lr{transport}>")
 }
 
-/// The first listener `is_kind` accepts, with the advertised IP when it listens on all addresses.
+/// The first listener of `kind`, with the advertised IP when it listens on all addresses.
 fn first_listener(
     cfg: &Config,
     advertise: SocketAddr,
-    is_kind: impl Fn(&crate::config::Listen) -> bool,
-) -> Result<Option<SocketAddr>, ConfigError> {
-    Ok(cfg.listens()?.iter().find(|l| is_kind(l)).map(|l| {
-        let a = l.addr();
-        if a.ip().is_unspecified() {
-            SocketAddr::new(advertise.ip(), a.port())
+    kind: ListenTransport,
+) -> Option<SocketAddr> {
+    cfg.listen.iter().find(|l| l.transport == kind).map(|l| {
+        if l.addr.ip().is_unspecified() {
+            SocketAddr::new(advertise.ip(), l.addr.port())
         } else {
-            a
+            l.addr
         }
-    }))
+    })
 }
 
 /// The socket of a SIP URI whose host is an IP literal (sipd does no DNS, RFC 3263 is out of scope).

@@ -49,7 +49,9 @@ pub mod metrics;
 pub mod server;
 pub mod tls;
 
-pub use config::{AuthMode, Config, KeyTrustMode, Listen, TlsPskSettings};
+pub use config::{
+    AuthMode, Checkpoint, Config, KeyTrustMode, Listen, ListenTransport, TlsPskSettings,
+};
 pub use keys::ChainKeyDirectory;
 pub use server::{ServeError, Server, StreamSink};
 pub use tls::serve_tls_psk;

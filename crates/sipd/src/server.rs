@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, error, info, warn};
 
-use crate::config::{AuthMode, Config, ConfigError, Listen};
+use crate::config::{AuthMode, Config, ConfigError, Listen, ListenTransport};
 use crate::core::{Core, Need, StreamKind, Transport};
 use crate::db::{CredentialStore, Db, DbError, Subscriber};
 use crate::metrics::Metrics;
@@ -270,7 +270,10 @@ impl Server {
     /// [`crate::tls::psk_server_from_settings`]). Needs tokio's multi-thread runtime when TLS-PSK is
     /// on.
     pub async fn bind(cfg: Config) -> Result<Server, ServeError> {
-        let wants_tls = cfg.listens()?.iter().any(|l| matches!(l, Listen::Tls(_)));
+        let wants_tls = cfg
+            .listen
+            .iter()
+            .any(|l| l.transport == ListenTransport::Tls);
         let psk = match (&cfg.tls_psk, wants_tls) {
             (_, false) => None,
             (Some(t), true) => Some(crate::tls::psk_server_from_settings(t).await?),
@@ -302,47 +305,41 @@ impl Server {
         let mut tcp = Vec::new();
         let mut tls = Vec::new();
         let mut local = Vec::new();
-        for l in cfg.listens()? {
-            match l {
-                Listen::Udp(a) => {
+        for l in cfg.listen.clone() {
+            let a = l.addr;
+            match l.transport {
+                ListenTransport::Udp => {
                     let s = UdpSocket::bind(a)
                         .await
                         .map_err(|source| ServeError::Bind { addr: a, source })?;
                     let bound = s
                         .local_addr()
                         .map_err(|source| ServeError::Bind { addr: a, source })?;
-                    local.push(Listen::Udp(bound));
+                    local.push(Listen::udp(bound));
                     udp.push(Arc::new(s));
                 }
-                Listen::Tcp(a) => {
+                ListenTransport::Tcp => {
                     let (s, bound) = bind_stream_listener(a).await?;
-                    local.push(Listen::Tcp(bound));
+                    local.push(Listen::tcp(bound));
                     tcp.push(s);
                 }
-                Listen::Tls(a) => {
+                ListenTransport::Tls => {
                     let (s, bound) = bind_stream_listener(a).await?;
-                    local.push(Listen::Tls(bound));
+                    local.push(Listen::tls(bound));
                     tls.push(s);
                 }
             }
         }
-        if cfg.advertise.is_empty() {
-            cfg.advertise = local[0].addr().to_string();
-        }
+        cfg.advertise.get_or_insert(local[0].addr);
         // The core recognizes requests addressed to any bound listener (ports chosen by the OS).
-        cfg.listen = local.iter().map(ToString::to_string).collect();
-        let metrics_listener = if cfg.metrics_listen.is_empty() {
-            None
-        } else {
-            let a: SocketAddr = cfg
-                .metrics_listen
-                .parse()
-                .map_err(|_| ConfigError::Invalid("metrics_listen must be IP:PORT".into()))?;
-            Some(
+        cfg.listen = local.clone();
+        let metrics_listener = match cfg.metrics_listen {
+            None => None,
+            Some(a) => Some(
                 TcpListener::bind(a)
                     .await
                     .map_err(|source| ServeError::Bind { addr: a, source })?,
-            )
+            ),
         };
         let db = if cfg.auth.mode == AuthMode::Digest {
             let db = Db::connect(&cfg.auth.database).await?;
@@ -361,7 +358,7 @@ impl Server {
         let sink = StreamSink {
             tx: tx.clone(),
             limits: core.limits(),
-            idle: Duration::from_secs(cfg.limits.tcp_idle_secs.max(1)),
+            idle: cfg.limits.tcp_idle.max(Duration::from_secs(1)),
             slots: Arc::new(Semaphore::new(cfg.limits.max_tcp_connections.max(1))),
             metrics: metrics.clone(),
         };
@@ -482,7 +479,7 @@ impl Server {
         // Look-up tasks report back through a weak sender: the loop still ends when every
         // listener's sender is gone.
         let lookup_tx = tx.downgrade();
-        let lookup_timeout = Duration::from_millis(cfg.auth.lookup_timeout_ms.max(1));
+        let lookup_timeout = cfg.auth.lookup_timeout.max(Duration::from_millis(1));
         drop(tx);
         drop(sink);
         info!(listen = ?local, domain = core.domain(), auth = ?cfg.auth.mode, "sipd running");

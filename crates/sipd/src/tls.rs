@@ -10,7 +10,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy::primitives::Address;
 use chaincall_chain::verified::HeaderTrust;
 use chaincall_chain::{KeystoreChain, RpcChain, RpcConfig};
 use chaincall_handshake::{HandshakeConfig, LocalIdentity};
@@ -20,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use crate::config::{ConfigError, KeyTrustMode, TlsPskSettings, parse_tls_version};
+use crate::config::{ConfigError, KeyTrustMode, TlsPskSettings};
 use crate::keys::ChainKeyDirectory;
 use crate::server::StreamSink;
 
@@ -132,9 +131,13 @@ impl TlsPskSettings {
     /// The TLS settings (versions; cipher suites and timeouts from the defaults and this section).
     pub fn tls_config(&self) -> Result<TlsPskConfig, ConfigError> {
         Ok(TlsPskConfig {
-            min_version: parse_tls_version(&self.min_version)?,
-            max_version: parse_tls_version(&self.max_version)?,
-            handshake_timeout: Duration::from_secs(self.handshake_timeout_secs.max(1)),
+            min_version: self.min_version,
+            max_version: self.max_version,
+            handshake_timeout: self.handshake_timeout.max(Duration::from_secs(1)),
+            keylog_file: self
+                .keylog_file
+                .clone()
+                .or(TlsPskConfig::default().keylog_file),
             ..TlsPskConfig::default()
         })
     }
@@ -142,24 +145,16 @@ impl TlsPskSettings {
     /// The handshake responder's settings.
     pub fn handshake_config(&self) -> HandshakeConfig {
         HandshakeConfig {
-            psk_lifetime: Duration::from_secs(self.psk_lifetime_secs.max(1)),
-            handshake_timeout: Duration::from_secs(self.handshake_timeout_secs.max(1)),
+            psk_lifetime: self.psk_lifetime.max(Duration::from_secs(1)),
+            handshake_timeout: self.handshake_timeout.max(Duration::from_secs(1)),
             accept_nsl: self.accept_nsl,
             ..HandshakeConfig::default()
         }
     }
 
     /// The server's identity name.
-    pub fn identity_name(&self) -> Result<IdentityName, ConfigError> {
-        IdentityName::parse(&self.identity)
-            .map_err(|e| ConfigError::Invalid(format!("tls_psk.identity {:?}: {e}", self.identity)))
-    }
-
-    /// The keystore contract address.
-    pub fn contract_address(&self) -> Result<Address, ConfigError> {
-        self.contract
-            .parse()
-            .map_err(|_| ConfigError::Invalid(format!("tls_psk.contract {:?}", self.contract)))
+    pub fn identity_name(&self) -> IdentityName {
+        IdentityName::from(self.identity.clone())
     }
 }
 
@@ -170,7 +165,7 @@ pub fn psk_server(
     key: IdentityKey,
     directory: Arc<dyn KeyDirectory + Send + Sync>,
 ) -> Result<PskServer, TlsSetupError> {
-    let local = LocalIdentity::new(settings.identity_name()?, Arc::new(key));
+    let local = LocalIdentity::new(settings.identity_name(), Arc::new(key));
     let service = HandshakeService::new(settings.handshake_config(), local, directory);
     Ok(PskServer::new(
         &settings.tls_config()?,
@@ -187,8 +182,8 @@ pub async fn psk_server_on_chain<C: KeystoreChain + 'static>(
     chain: Arc<C>,
 ) -> Result<PskServer, TlsSetupError> {
     let key = load_identity_key(&settings.key_file)?;
-    let contract = settings.contract_address()?;
-    let name = settings.identity_name()?;
+    let contract = settings.contract;
+    let name = settings.identity_name();
     let entry = chain
         .get_client(contract, chaincall_chain::ClientId::of(&name))
         .await?;
@@ -206,8 +201,7 @@ pub async fn psk_server_on_chain<C: KeystoreChain + 'static>(
             warn!(identity = %name, status = %entry.status, "server identity not approved: phones will refuse this server")
         }
     }
-    let mut dir = ChainKeyDirectory::new(chain, contract)
-        .with_ttl(Duration::from_secs(settings.key_cache_secs));
+    let mut dir = ChainKeyDirectory::new(chain, contract).with_ttl(settings.key_cache);
     match header_trust(settings)? {
         Some(trust) => {
             info!(trust = ?settings.trust, "phones' keys are proven against trusted headers");
@@ -226,10 +220,10 @@ pub async fn psk_server_on_chain<C: KeystoreChain + 'static>(
 pub fn header_trust(settings: &TlsPskSettings) -> Result<Option<Arc<HeaderTrust>>, ConfigError> {
     Ok(match settings.trust {
         KeyTrustMode::Checkpoint => {
-            let (number, hash) = settings.checkpoint()?.ok_or_else(|| {
+            let c = settings.checkpoint.ok_or_else(|| {
                 ConfigError::Invalid("tls_psk: trust = \"checkpoint\" needs checkpoint".into())
             })?;
-            Some(Arc::new(HeaderTrust::checkpoint(number, hash)))
+            Some(Arc::new(HeaderTrust::checkpoint(c.number, c.hash)))
         }
         KeyTrustMode::Quorum => Some(Arc::new(
             HeaderTrust::quorum(settings.quorum_urls.clone(), settings.quorum_k)

@@ -87,7 +87,7 @@ async fn two_baresips_call_with_sdes_srtp_through_sipd() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let mut cfg = base_config();
-    cfg.listen = vec!["udp:127.0.0.1:0".into()];
+    cfg.listen = vec![chaincall_sipd::Listen::udp(([127, 0, 0, 1], 0).into())];
     let s = start(cfg).await;
     let wav = tmp.path().join("tone.wav");
     write_wav(&wav);

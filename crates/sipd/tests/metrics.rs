@@ -59,16 +59,13 @@ async fn prometheus_counters_follow_a_register_and_invite_exchange() {
     db.add_subscriber("alice", "127.0.0.1", "pa").await.unwrap();
     db.add_subscriber("bob", "127.0.0.1", "pb").await.unwrap();
     let mut cfg = base_config();
-    cfg.listen = vec!["udp:127.0.0.1:0".into()];
-    cfg.metrics_listen = "127.0.0.1:0".into();
+    cfg.listen = vec![Listen::udp(([127, 0, 0, 1], 0).into())];
+    cfg.metrics_listen = Some(([127, 0, 0, 1], 0).into());
     cfg.auth.mode = AuthMode::Digest;
     cfg.auth.database = url;
     cfg.auth.invite = false;
     let server = Server::bind(cfg).await.unwrap();
-    let sip = match server.local()[0] {
-        Listen::Udp(a) => a,
-        other => panic!("{other:?}"),
-    };
+    let sip = server.local()[0].addr;
     let metrics_addr = server.metrics_addr().expect("metrics endpoint bound");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server.run(async {

@@ -273,7 +273,10 @@ async fn digest_register_against_kamailio_table() {
 /// with the same password registers (issue 13 item 8).
 #[tokio::test]
 async fn an_md5_answer_is_refused_when_only_sha256_is_configured() {
-    let (_dir, _, s) = start_with_alice(|cfg| cfg.auth.algorithms = vec!["SHA-256".into()]).await;
+    let (_dir, _, s) = start_with_alice(|cfg| {
+        cfg.auth.algorithms = vec![chaincall_sip::digest::Algorithm::Sha256]
+    })
+    .await;
     let ua = Ua::bind("127.0.0.1").await;
     let contact = contact_line(&ua, "alice", "");
     let r = ua
@@ -337,7 +340,8 @@ async fn an_md5_answer_is_refused_when_only_sha256_is_configured() {
 async fn a_deleted_subscriber_is_refused_within_the_credentials_cache_lifetime() {
     for (cache_secs, after_delete) in [(30, 200), (0, 401)] {
         let (_dir, url, s) =
-            start_with_alice(|cfg| cfg.auth.credentials_cache_secs = cache_secs).await;
+            start_with_alice(|cfg| cfg.auth.credentials_cache = Duration::from_secs(cache_secs))
+                .await;
         let ua = Ua::bind("127.0.0.1").await;
         let contact = contact_line(&ua, "alice", "");
         let r = ua
@@ -626,7 +630,7 @@ async fn register_flood_from_one_source_is_throttled_not_others() {
 #[tokio::test]
 async fn tcp_framing_limits_and_idle_close() {
     let mut cfg = base_config();
-    cfg.limits.tcp_idle_secs = 1;
+    cfg.limits.tcp_idle = Duration::from_secs(1);
     let s = start(cfg).await;
     let tcp = s.tcp.unwrap();
     let mut c = tokio::net::TcpStream::connect(tcp).await.unwrap();
@@ -1022,8 +1026,8 @@ Content-Length: 0\n\n",
 #[tokio::test]
 async fn unanswered_invite_is_retransmitted_then_408() {
     let mut cfg = base_config();
-    cfg.timers.t1_ms = 20; // Timer B = 64·T1 = 1.28 s
-    cfg.timers.t2_ms = 80;
+    cfg.timers.t1 = Duration::from_millis(20); // Timer B = 64·T1 = 1.28 s
+    cfg.timers.t2 = Duration::from_millis(80);
     let s = start(cfg).await;
     let callee = registered_callee(&s, "dead", "rd").await;
     let caller = Ua::bind("127.0.0.1").await;
@@ -1053,7 +1057,7 @@ async fn unanswered_invite_is_retransmitted_then_408() {
 #[tokio::test]
 async fn a_callee_that_rings_forever_is_cancelled_at_timer_c() {
     let mut cfg = base_config();
-    cfg.timers.c_secs = 1;
+    cfg.timers.timer_c = Duration::from_secs(1);
     let s = start(cfg).await;
     let callee = registered_callee(&s, "ringing", "rc").await;
     let caller = Ua::bind("127.0.0.1").await;
@@ -1276,7 +1280,8 @@ async fn a_username_flood_costs_only_the_rate_limits_worth_of_lookups() {
 /// 503 when `lookup_timeout_ms` has passed.
 #[tokio::test]
 async fn a_slow_lookup_is_parked_and_other_traffic_proceeds() {
-    let (_dir, store, s) = start_counting(|cfg| cfg.auth.lookup_timeout_ms = 1500).await;
+    let (_dir, store, s) =
+        start_counting(|cfg| cfg.auth.lookup_timeout = Duration::from_millis(1500)).await;
     let ua = Ua::bind("127.0.0.1").await;
     for i in 0..10 {
         ua.send(
@@ -1449,7 +1454,7 @@ CSeq: {cseq} MESSAGE\n\
 #[tokio::test]
 async fn a_foreign_domain_claiming_a_local_number_is_refused_or_marked() {
     let callee = Ua::bind("127.0.0.1").await;
-    let route = callee.addr.to_string();
+    let route = callee.addr;
     let foreign = |caller: &Ua, s: &Running, from: &str, branch: &str| {
         invite(caller, s.udp, "bob", branch, "").replace(
             &format!("From: <sip:caller@{}>;tag=c{branch}", s.udp.ip()),
@@ -1461,7 +1466,7 @@ async fn a_foreign_domain_claiming_a_local_number_is_refused_or_marked() {
     };
     let final_status = |r: Vec<u8>| status_of(&r);
 
-    let (_dir, _, s) = start_with_alice(|c| c.static_route = Some(route.clone())).await;
+    let (_dir, _, s) = start_with_alice(|c| c.static_route = Some(route)).await;
     let caller = Ua::bind("127.0.0.1").await;
     caller
         .send(s.udp, &foreign(&caller, &s, "sip:alice@evil.example", "f1"))
@@ -1503,7 +1508,7 @@ async fn a_foreign_domain_claiming_a_local_number_is_refused_or_marked() {
     s.stop().await;
 
     let (_dir, _, s) = start_with_alice(|c| {
-        c.static_route = Some(route.clone());
+        c.static_route = Some(route);
         c.policy.foreign_caller_with_local_number =
             chaincall_sipd::config::ForeignCallerPolicy::Mark;
     })

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use chaincall_sip::digest::Algorithm;
+use chaincall_sipd::Listen;
 use chaincall_sipd::db::Db;
 use common::*;
 
@@ -57,11 +59,11 @@ async fn sipp_registers_with_digest_auth() {
         .await
         .unwrap();
     let mut cfg = base_config();
-    cfg.listen = vec!["udp:127.0.0.1:0".into()];
+    cfg.listen = vec![Listen::udp(([127, 0, 0, 1], 0).into())];
     cfg.auth.mode = chaincall_sipd::AuthMode::Digest;
     cfg.auth.database = url;
     // sipp 3.6 answers MD5 challenges only and merges repeated WWW-Authenticate lines.
-    cfg.auth.algorithms = vec!["MD5".into()];
+    cfg.auth.algorithms = vec![Algorithm::Md5];
     let s = start(cfg).await;
     let port = chaincall_testkit::free_udp_port();
     let args: Vec<String> = [
@@ -123,8 +125,8 @@ async fn sipp_calls_through_sipd_all_succeed() {
     let uas_port = chaincall_testkit::free_udp_port();
     let uac_port = chaincall_testkit::free_udp_port();
     let mut cfg = base_config();
-    cfg.listen = vec!["udp:127.0.0.1:0".into()];
-    cfg.static_route = Some(format!("127.0.0.1:{uas_port}"));
+    cfg.listen = vec![Listen::udp(([127, 0, 0, 1], 0).into())];
+    cfg.static_route = Some(([127, 0, 0, 1], uas_port).into());
     let s = start(cfg).await;
     // The callee: sipp's built-in uas, killed when the caller is done.
     let mut uas = Command::new(&sipp)

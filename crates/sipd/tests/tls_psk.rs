@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use alloy::primitives::Address;
 use chaincall_chain::{
     ClientId, EmbeddedChain, KeystoreChain, PrivateKeySigner, dev_signer, receipt_commitment,
     receipt_hash,
@@ -22,7 +23,7 @@ use chaincall_sip::header::HeaderName;
 use chaincall_sip::message::{Message, ParseLimits, response_to};
 use chaincall_sipd::config::TlsPskSettings;
 use chaincall_sipd::db::Db;
-use chaincall_sipd::{AuthMode, ChainKeyDirectory, Config, Listen, Server};
+use chaincall_sipd::{AuthMode, ChainKeyDirectory, Config, Listen, ListenTransport, Server};
 use chaincall_tls_psk::{
     TlsPskClient, TlsPskConfig, TlsPskError, TlsPskStream, connect_with_handshake,
 };
@@ -100,18 +101,17 @@ impl Keystore {
     }
 }
 
+/// The `[tls_psk]` section built in code: no file, no TOML.
 fn settings() -> TlsPskSettings {
-    toml::from_str(&format!(
-        r#"
-        identity = "{DOMAIN}"
-        key_file = "/nonexistent"
-        rpc_url = "http://127.0.0.1:1"
-        contract = "0x0000000000000000000000000000000000000000"
-        psk_lifetime_secs = {}
-        "#,
-        PSK_LIFETIME.as_secs()
-    ))
-    .unwrap()
+    TlsPskSettings {
+        psk_lifetime: PSK_LIFETIME,
+        ..TlsPskSettings::new(
+            DOMAIN.parse().unwrap(),
+            "/nonexistent".into(),
+            "http://127.0.0.1:1".into(),
+            Address::ZERO,
+        )
+    }
 }
 
 /// A phone: one TLS-PSK connection to sipd, SIP framed on it.
@@ -269,8 +269,11 @@ async fn start_sipd_with(
             .unwrap();
     }
     let mut cfg = Config {
-        listen: vec!["udp:127.0.0.1:0".into(), "tls:127.0.0.1:0".into()],
-        domain: DOMAIN.into(),
+        listen: vec![
+            Listen::udp(([127, 0, 0, 1], 0).into()),
+            Listen::tls(([127, 0, 0, 1], 0).into()),
+        ],
+        domain: Some(DOMAIN.into()),
         ..Config::default()
     };
     cfg.auth.mode = AuthMode::Digest;
@@ -281,11 +284,9 @@ async fn start_sipd_with(
     let tls = server
         .local()
         .iter()
-        .find_map(|l| match l {
-            Listen::Tls(a) => Some(*a),
-            _ => None,
-        })
-        .unwrap();
+        .find(|l| l.transport == ListenTransport::Tls)
+        .unwrap()
+        .addr;
     (tls, server)
 }
 

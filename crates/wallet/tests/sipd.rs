@@ -39,23 +39,21 @@ impl Sipd {
     /// `credentials_cache_secs`: how long it reuses a subscriber row (`[auth]`, default 30).
     async fn start(database_url: &str, credentials_cache_secs: u64) -> Self {
         let mut cfg = chaincall_sipd::Config {
-            listen: vec!["udp:127.0.0.1:0".into()],
-            domain: SIP_DOMAIN.into(),
+            listen: vec![chaincall_sipd::Listen::udp(([127, 0, 0, 1], 0).into())],
+            domain: Some(SIP_DOMAIN.into()),
             ..chaincall_sipd::Config::default()
         };
         cfg.auth.mode = chaincall_sipd::AuthMode::Digest;
         cfg.auth.database = database_url.to_owned();
-        cfg.auth.credentials_cache_secs = credentials_cache_secs;
+        cfg.auth.credentials_cache = std::time::Duration::from_secs(credentials_cache_secs);
         cfg.limits.register_rate = 0.0;
         let server = chaincall_sipd::Server::bind(cfg).await.expect("sipd binds");
         let udp = server
             .local()
             .iter()
-            .find_map(|l| match l {
-                chaincall_sipd::Listen::Udp(a) => Some(*a),
-                _ => None,
-            })
-            .expect("a UDP listener");
+            .find(|l| l.transport == chaincall_sipd::ListenTransport::Udp)
+            .expect("a UDP listener")
+            .addr;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async {
             let _ = stopped.await;

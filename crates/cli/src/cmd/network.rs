@@ -196,32 +196,28 @@ ranges = [{{ first = "{ALICE}", last = "{BOB}" }}]
             &sipd_key_file,
             &hex::encode(&sipd_key.dangerous_secret_bytes()[..]),
         )?;
-        let sipd_toml = format!(
-            r#"listen = ["tls:127.0.0.1:0"]
-domain = "{SIP_DOMAIN}"
-[auth]
-mode = "digest"
-database = "sqlite://{}"
-create_schema = true
-invite = true
-[tls_psk]
-identity = "{SIP_DOMAIN}"
-key_file = "{}"
-rpc_url = "in-process"
-contract = "{contract}"
-# The keystore chain runs in this process: nothing between sipd and it to distrust.
-trust = "provider"
-"#,
-            sip_db.display(),
-            sipd_key_file.display()
-        );
-        std::fs::write(dir.join("sipd.toml"), &sipd_toml)?;
-        let sipd_cfg = chaincall_sipd::Config::load(&dir.join("sipd.toml"))
-            .map_err(|e| anyhow!("sipd config: {e}"))?;
-        let settings = sipd_cfg
-            .tls_psk
-            .clone()
-            .ok_or_else(|| anyhow!("sipd config without [tls_psk]"))?;
+        // Built in code: no TOML written and read back. The keystore chain runs in this process,
+        // so there is nothing between sipd and it to distrust (trust = provider).
+        let mut sipd_cfg = chaincall_sipd::Config {
+            listen: vec![chaincall_sipd::Listen::tls(SocketAddr::from((
+                [127, 0, 0, 1],
+                0,
+            )))],
+            domain: Some(SIP_DOMAIN.into()),
+            ..chaincall_sipd::Config::default()
+        };
+        sipd_cfg.auth.mode = chaincall_sipd::AuthMode::Digest;
+        sipd_cfg.auth.database = format!("sqlite://{}", sip_db.display());
+        let settings = chaincall_sipd::TlsPskSettings {
+            trust: chaincall_sipd::KeyTrustMode::Provider,
+            keylog_file: None,
+            ..chaincall_sipd::TlsPskSettings::new(
+                SIP_DOMAIN.parse()?,
+                sipd_key_file,
+                String::new(),
+                contract,
+            )
+        };
         let psk = chaincall_sipd::tls::psk_server_on_chain(&settings, chain.clone())
             .await
             .map_err(|e| anyhow!("sipd TLS-PSK: {e}"))?;
@@ -231,10 +227,8 @@ trust = "provider"
         let sipd_addr: SocketAddr = sipd
             .local()
             .iter()
-            .find_map(|l| match l {
-                chaincall_sipd::Listen::Tls(a) => Some(*a),
-                _ => None,
-            })
+            .find(|l| l.transport == chaincall_sipd::ListenTransport::Tls)
+            .map(|l| l.addr)
             .ok_or_else(|| anyhow!("sipd has no TLS listener"))?;
         let (sipd_stop, sipd_stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(sipd.run(async {

@@ -7,10 +7,11 @@
 //! `chaincall sipd add-user --database sqlite://sipd.db --domain example.com USER (--password-file FILE | --password-stdin)`
 //! (the password is never taken on the command line, where `ps` and shell history show it)
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use chaincall_sipd::{AuthMode, Config, Server};
+use chaincall_sipd::{AuthMode, Config, Listen, Server};
 use clap::{Args, Subcommand};
 
 /// SIP server commands.
@@ -36,13 +37,13 @@ struct ServeArgs {
     /// Listen on udp:IP:PORT, tcp:IP:PORT or tls:IP:PORT (TLS-PSK: needs `[tls_psk]` in the file;
     /// repeatable; replaces the file's list).
     #[arg(long)]
-    listen: Vec<String>,
+    listen: Vec<Listen>,
     /// `none` skips digest auth (trusted network, benchmarks); `digest` enforces it.
     #[arg(long)]
     auth: Option<String>,
     /// Send requests for unregistered targets to IP:PORT.
     #[arg(long)]
-    static_route: Option<String>,
+    static_route: Option<SocketAddr>,
     /// The SIP domain (digest realm).
     #[arg(long)]
     domain: Option<String>,
@@ -125,7 +126,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         cfg.static_route = Some(r);
     }
     if let Some(d) = a.domain {
-        cfg.domain = d;
+        cfg.domain = Some(d);
     }
     let server = Server::bind(cfg).await.context("starting sipd")?;
     server

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chaincall_sip::message::Message;
-use chaincall_sipd::{Config, Listen, Server};
+use chaincall_sipd::{Config, Listen, ListenTransport, Server};
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 
@@ -31,7 +31,10 @@ impl Running {
 
 pub fn base_config() -> Config {
     let mut c = Config {
-        listen: vec!["udp:127.0.0.1:0".into(), "tcp:127.0.0.1:0".into()],
+        listen: vec![
+            Listen::udp(([127, 0, 0, 1], 0).into()),
+            Listen::tcp(([127, 0, 0, 1], 0).into()),
+        ],
         ..Config::default()
     };
     c.auth.mode = chaincall_sipd::AuthMode::None;
@@ -54,14 +57,14 @@ pub async fn start_with_store(
 }
 
 fn start_server(server: Server) -> Running {
-    let udp = server.local().iter().find_map(|l| match l {
-        Listen::Udp(a) => Some(*a),
-        _ => None,
-    });
-    let tcp = server.local().iter().find_map(|l| match l {
-        Listen::Tcp(a) => Some(*a),
-        _ => None,
-    });
+    let of = |kind| {
+        server
+            .local()
+            .iter()
+            .find(|l| l.transport == kind)
+            .map(|l| l.addr)
+    };
+    let (udp, tcp) = (of(ListenTransport::Udp), of(ListenTransport::Tcp));
     let metrics = server.metrics();
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(server.run(async {
