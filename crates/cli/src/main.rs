@@ -41,6 +41,15 @@ enum Command {
     Phone(cmd::phone::PhoneArgs),
 }
 
+/// The file `SSLKEYLOGFILE` names, if any: where TLS secrets are appended for Wireshark. The
+/// libraries never read the environment (key logging is off unless asked for); this binary honours
+/// the variable, as browsers and curl do, for sipd, the phone and the demo.
+pub(crate) fn ssl_keylog_file() -> Option<std::path::PathBuf> {
+    std::env::var_os("SSLKEYLOGFILE")
+        .filter(|v| !v.is_empty())
+        .map(Into::into)
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

@@ -74,6 +74,9 @@ pub struct PhoneConfig {
     pub key_mode: KeyMode,
     /// Where to append SRTP master keys for debugging (`--keylog`); `None` (the default) writes none.
     pub keylog: Option<PathBuf>,
+    /// Where to append TLS secrets of the TLS-PSK connection (NSS key log, for Wireshark); `None`
+    /// (the default) writes none.
+    pub tls_keylog: Option<PathBuf>,
     /// Answer incoming calls at once (verified callers; unverified ones only under
     /// [`AcceptUnverified::Always`]).
     pub auto_answer: bool,
@@ -250,8 +253,11 @@ impl Phone {
                     cfg.identity.clone(),
                     Arc::new(OpensslCrypto::new()),
                 );
-                let tls = TlsPskClient::new(&TlsPskConfig::default())
-                    .map_err(|e| PhoneError::Signalling(e.to_string()))?;
+                let tls = TlsPskClient::new(&TlsPskConfig {
+                    keylog_file: cfg.tls_keylog.clone(),
+                    ..TlsPskConfig::default()
+                })
+                .map_err(|e| PhoneError::Signalling(e.to_string()))?;
                 // A server refusing our proof may hold our key from before a rotation in its
                 // short cache; it drops it on that failure, so one more try reaches the new key.
                 let mut retried = false;

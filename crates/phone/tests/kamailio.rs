@@ -358,6 +358,7 @@ fn phone_config(
         ],
         key_mode: KeyMode::MikeyPke,
         keylog,
+        tls_keylog: None,
         auto_answer: true,
         accept_unverified: None,
         audio: Arc::new(audio),

@@ -134,10 +134,7 @@ impl TlsPskSettings {
             min_version: self.min_version,
             max_version: self.max_version,
             handshake_timeout: self.handshake_timeout.max(Duration::from_secs(1)),
-            keylog_file: self
-                .keylog_file
-                .clone()
-                .or(TlsPskConfig::default().keylog_file),
+            keylog_file: self.keylog_file.clone(),
             ..TlsPskConfig::default()
         })
     }

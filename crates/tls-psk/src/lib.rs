@@ -13,8 +13,10 @@
 //!   by the first byte (a TLS record starts with `0x16`, a handshake frame with its type) so a client
 //!   holding a live PSK can skip the handshake and open TLS directly.
 //!
-//! When the `SSLKEYLOGFILE` environment variable names a file, TLS secrets are appended to it in the
-//! NSS key log format (for Wireshark/tshark); that is the only place key material is ever written.
+//! When [`TlsPskConfig::keylog_file`] names a file, TLS secrets are appended to it in the NSS key
+//! log format (for Wireshark/tshark); that is the only place key material is ever written. It is off
+//! unless asked for: this library reads no environment variable (the `chaincall` binary sets it
+//! from `SSLKEYLOGFILE`).
 //! Logs (`tracing`) carry PSK identities and peer names, never keys; a client's PSK identity (any
 //! bytes) is shown escaped and capped, in logs and errors alike, so it cannot forge log lines.
 #![forbid(unsafe_code)]

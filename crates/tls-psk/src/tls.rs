@@ -63,7 +63,9 @@ pub struct TlsPskConfig {
     pub tls13_ciphersuites: String,
     /// TLS 1.2 PSK suites, most preferred first: ECDHE-PSK (forward secret) before plain PSK.
     pub tls12_cipher_list: String,
-    /// Where to append the NSS key log; default: `$SSLKEYLOGFILE` if set.
+    /// Where to append the NSS key log (TLS secrets, for Wireshark); `None` (the default) writes
+    /// none. As in rustls, a library never turns it on by itself: a binary that honours
+    /// `SSLKEYLOGFILE` reads it and sets this.
     pub keylog_file: Option<PathBuf>,
     /// Time allowed for the TLS handshake. Default: 10 s.
     pub handshake_timeout: Duration,
@@ -79,9 +81,7 @@ impl Default for TlsPskConfig {
                                 ECDHE-PSK-AES128-CBC-SHA256:PSK-AES256-GCM-SHA384:\
                                 PSK-AES128-GCM-SHA256:PSK-CHACHA20-POLY1305"
                 .into(),
-            keylog_file: std::env::var_os("SSLKEYLOGFILE")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
+            keylog_file: None,
             handshake_timeout: Duration::from_secs(10),
         }
     }

@@ -283,6 +283,7 @@ async fn network<C: ServerChain>(
             dir: dir.to_path_buf(),
             mode: args.mode,
             keylog: args.keylog.clone(),
+            tls_keylog: crate::ssl_keylog_file(),
             audio_a: audio_a.clone(),
             audio_b,
         },

@@ -52,6 +52,8 @@ pub(crate) struct NetworkOptions {
     pub(crate) mode: KeyMode,
     /// SRTP key log file.
     pub(crate) keylog: Option<PathBuf>,
+    /// TLS key log file (NSS format) for sipd and both phones; none when `None`.
+    pub(crate) tls_keylog: Option<PathBuf>,
     /// What alice sends.
     pub(crate) audio_a: Vec<i16>,
     /// What bob sends.
@@ -210,7 +212,7 @@ ranges = [{{ first = "{ALICE}", last = "{BOB}" }}]
         sipd_cfg.auth.database = format!("sqlite://{}", sip_db.display());
         let settings = chaincall_sipd::TlsPskSettings {
             trust: chaincall_sipd::KeyTrustMode::Provider,
-            keylog_file: None,
+            keylog_file: opts.tls_keylog.clone(),
             ..chaincall_sipd::TlsPskSettings::new(
                 SIP_DOMAIN.parse()?,
                 sipd_key_file,
@@ -290,6 +292,7 @@ ranges = [{{ first = "{ALICE}", last = "{BOB}" }}]
                 keylog: (secrets.number == ALICE)
                     .then(|| opts.keylog.clone())
                     .flatten(),
+                tls_keylog: opts.tls_keylog.clone(),
                 auto_answer: true,
                 accept_unverified: None,
                 audio: Arc::new(audio),

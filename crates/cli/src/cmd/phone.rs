@@ -942,6 +942,7 @@ async fn start_phone(
         codecs: cfg.codecs.clone(),
         key_mode: cfg.key_mode,
         keylog: cfg.keylog.clone(),
+        tls_keylog: crate::ssl_keylog_file(),
         auto_answer,
         accept_unverified: cfg.accept_unverified,
         audio: Arc::new(audio),

@@ -128,6 +128,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     if let Some(d) = a.domain {
         cfg.domain = Some(d);
     }
+    if let Some(t) = cfg.tls_psk.as_mut() {
+        t.keylog_file = t.keylog_file.take().or_else(crate::ssl_keylog_file);
+    }
     let server = Server::bind(cfg).await.context("starting sipd")?;
     server
         .run(async {

@@ -95,10 +95,10 @@ impl Net {
             .await
             .unwrap();
         for l in server.local() {
-            match l {
-                chaincall_sipd::Listen::Tls(a) => net.tls = *a,
-                chaincall_sipd::Listen::Tcp(a) => net.tcp = *a,
-                chaincall_sipd::Listen::Udp(_) => {}
+            match l.transport {
+                chaincall_sipd::ListenTransport::Tls => net.tls = l.addr,
+                chaincall_sipd::ListenTransport::Tcp => net.tcp = l.addr,
+                chaincall_sipd::ListenTransport::Udp => {}
             }
         }
         net.metrics = server.metrics();
@@ -185,6 +185,7 @@ impl Net {
             codecs: vec![Codec::Pcmu, Codec::Pcma],
             key_mode: mode,
             keylog: None,
+            tls_keylog: None,
             auto_answer: true,
             accept_unverified: None,
             audio: Arc::new(chaincall_media::signal::speech_like(audio_ms, 7)),

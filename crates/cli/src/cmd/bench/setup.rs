@@ -99,6 +99,7 @@ async fn measure<C: ServerChain>(
             dir: dir.path().to_path_buf(),
             mode: args.mode,
             keylog: None,
+            tls_keylog: None,
             audio_a: chaincall_media::signal::speech_like(60, 1),
             audio_b: chaincall_media::signal::speech_like(60, 2),
         },
