@@ -3,7 +3,7 @@
 //!
 //! The file is parsed once into validated types ([`Listen`], `SocketAddr`, `Duration`, alloy's
 //! `Address`, enums): a bad value is refused while reading, with the file, line and key in the error
-//! ([`ConfigError::Parse`]). The TOML keys are the documented ones (`t1_ms`, `nonce_lifetime_secs`,
+//! ([`ConfigError::Parse`], from `chaincall-config`). The TOML keys are the documented ones (`t1_ms`, `nonce_lifetime_secs`,
 //! …); only the Rust fields carry units in their types instead of their names.
 
 use std::net::SocketAddr;
@@ -150,87 +150,12 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The file is not valid TOML, or a value in it is refused.
-    #[error("{file}:{line}:{column}: {}{message}", key.as_ref().map(|k| format!("{k}: ")).unwrap_or_default())]
-    Parse {
-        /// The file (or `<string>` for text parsed by [`Config::parse`] without a name).
-        file: String,
-        /// 1-based line of the offending key or value.
-        line: usize,
-        /// 1-based column.
-        column: usize,
-        /// The dotted key (`tls_psk.contract`), when the error is about one.
-        key: Option<String>,
-        /// What is wrong.
-        message: String,
-    },
+    /// The file is not valid TOML, or a value in it is refused: the file, line and key.
+    #[error(transparent)]
+    Parse(#[from] chaincall_config::TomlError),
     /// A value is out of range or inconsistent (a [`Config`] built in code).
     #[error("invalid configuration: {0}")]
     Invalid(String),
-}
-
-impl ConfigError {
-    /// Places a TOML error in `text` (read from `file`): line, column and key from its span.
-    pub fn from_toml(file: &str, text: &str, err: &toml::de::Error) -> ConfigError {
-        let start = err.span().map_or(0, |s| s.start).min(text.len());
-        let before = &text.as_bytes()[..start];
-        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let line_start = before
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |i| i + 1);
-        let column = text[line_start..start].chars().count() + 1;
-        let key = toml_key(text, err);
-        let message = err.message().trim_end();
-        // A section's own check names the section already; the key in front says it once.
-        let message = key
-            .as_deref()
-            .and_then(|k| message.strip_prefix(k)?.strip_prefix(": "))
-            .unwrap_or(message)
-            .to_owned();
-        ConfigError::Parse {
-            file: file.to_owned(),
-            line,
-            column,
-            key,
-            message,
-        }
-    }
-}
-
-/// The dotted key a TOML error is about. An error on a value takes toml's own path, which toml
-/// keeps private but prints (`in `a.b``) when it has no input to quote. An error on a key itself
-/// (unknown key) or in the syntax has no path to the key: the key written on that line, under the
-/// last table header above it.
-fn toml_key(text: &str, err: &toml::de::Error) -> Option<String> {
-    let start = err.span()?.start.min(text.len());
-    let mut bare = err.clone();
-    bare.set_input(None);
-    let path = bare
-        .to_string()
-        .lines()
-        .rev()
-        .find_map(|l| Some(l.strip_prefix("in `")?.strip_suffix('`')?.to_owned()));
-    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
-    let line = &text[line_start..line_end];
-    let eq = line.find('=');
-    let on_key = eq.is_some_and(|eq| start - line_start <= eq);
-    if let Some(path) = path.filter(|_| !on_key) {
-        return Some(path);
-    }
-    let key = line[..eq?].trim();
-    if key.is_empty() {
-        return None;
-    }
-    let table = text[..line_start].lines().rev().find_map(|l| {
-        let l = l.trim();
-        l.strip_prefix('[')?.strip_suffix(']').map(str::trim)
-    });
-    Some(match table {
-        Some(t) => format!("{t}.{key}"),
-        None => key.to_owned(),
-    })
 }
 
 /// Deserializes a string through `T`'s `FromStr`; the parse error becomes a serde error (toml puts
@@ -808,7 +733,7 @@ impl Config {
 
     /// Parses and validates TOML text; `file` names it in errors.
     pub fn parse_named(file: &str, text: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))
+        Ok(chaincall_config::from_str(file, text)?)
     }
 
     /// The listen addresses (at least one once validated).
@@ -990,12 +915,12 @@ mod tests {
             let err = Config::load(&path).unwrap_err();
             let shown = err.to_string();
             match &err {
-                ConfigError::Parse {
+                ConfigError::Parse(chaincall_config::TomlError {
                     file,
                     line: l,
                     key: k,
                     ..
-                } => {
+                }) => {
                     assert_eq!(file, &path.display().to_string(), "{shown}");
                     assert_eq!(*l, line, "{shown}");
                     assert_eq!(k.as_deref(), Some(key), "{shown}");

@@ -1,12 +1,16 @@
 //! The server's TOML configuration (`chaincall wallet serve --config FILE`); see
 //! `crates/wallet/wallet.example.toml` for a documented example. Relative paths are resolved
-//! against the configuration file's folder.
+//! against the configuration file's folder. Values arrive typed (alloy's `Address` and `U256`,
+//! `DomainName`); a refused value is reported with the file, line and key. A server can equally be
+//! built from a [`WalletConfig`] made in code (see [`WalletConfig::resolve_paths`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use alloy::primitives::{Address, U256};
+use chaincall_identity::DomainName;
+use serde::{Deserialize, Deserializer, de::Error as _};
 
 use crate::number::NumbersConfig;
 
@@ -22,9 +26,9 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
-    /// The TOML is invalid.
-    #[error("invalid configuration: {0}")]
-    Toml(#[from] toml::de::Error),
+    /// The TOML is invalid, or a value in it is refused: the file, line and key.
+    #[error(transparent)]
+    Parse(#[from] chaincall_config::TomlError),
     /// A value is out of range or inconsistent.
     #[error("invalid configuration: {0}")]
     Invalid(String),
@@ -55,7 +59,7 @@ pub struct ChainConfig {
     pub chain_id: Option<u64>,
     /// The keystore contract's address (rpc backend; the embedded backend deploys one).
     #[serde(default)]
-    pub contract: Option<String>,
+    pub contract: Option<Address>,
     /// File holding the server wallet's hex secp256k1 key (the keystore's owner).
     pub wallet_key_file: PathBuf,
     /// Confirmations a transaction needs (default 1).
@@ -72,7 +76,8 @@ fn default_confirmations() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct IdentityConfig {
     /// The server's domain name, its keystore identity (e.g. `wallet.example.org`).
-    pub domain: String,
+    #[serde(deserialize_with = "domain_name")]
+    pub domain: DomainName,
     /// File holding the hex 32-byte P-256 secret; created (mode 0600) if missing.
     pub key_file: PathBuf,
     /// Add and approve the identity key on chain at start if it is not approved yet (the server
@@ -83,6 +88,27 @@ pub struct IdentityConfig {
 
 fn yes() -> bool {
     true
+}
+
+fn domain_name<'de, D: Deserializer<'de>>(d: D) -> Result<DomainName, D::Error> {
+    DomainName::parse(&String::deserialize(d)?)
+        .map_err(|e| D::Error::custom(format!("not a DNS name: {e}")))
+}
+
+/// A wei amount: a decimal string (as in the example file, beyond TOML's 64-bit integers) or an
+/// integer.
+fn wei<'de, D: Deserializer<'de>>(d: D) -> Result<U256, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Wei {
+        Text(String),
+        Number(u64),
+    }
+    match Wei::deserialize(d)? {
+        Wei::Number(n) => Ok(U256::from(n)),
+        Wei::Text(t) => U256::from_str_radix(t.trim(), 10)
+            .map_err(|_| D::Error::custom("must be a decimal number of wei")),
+    }
 }
 
 /// `[store]`: which receipts buy onboarding.
@@ -136,16 +162,16 @@ pub struct FundingConfig {
     pub safety_margin_percent: u64,
     /// Never send more than this many wei to one phone (default 0.05 ether); above it the request
     /// waits, queued, for fees to fall.
-    #[serde(default = "default_max_wei")]
-    pub max_wei: String,
+    #[serde(default = "default_max_wei", deserialize_with = "wei")]
+    pub max_wei: U256,
 }
 
 fn default_margin() -> u64 {
     200
 }
 
-fn default_max_wei() -> String {
-    "50000000000000000".into()
+fn default_max_wei() -> U256 {
+    U256::from(50_000_000_000_000_000u64)
 }
 
 impl Default for FundingConfig {
@@ -330,19 +356,16 @@ fn resolve_sqlite(base: &Path, url: &mut String) {
 impl WalletConfig {
     /// Parses TOML text; relative paths resolve against `base`.
     pub fn parse(text: &str, base: &Path) -> Result<Self, ConfigError> {
-        let mut config: Self = toml::from_str(text)?;
-        resolve(base, &mut config.chain.wallet_key_file);
-        resolve(base, &mut config.identity.key_file);
-        if let Some(p) = config.store.public_key_file.as_mut() {
-            resolve(base, p);
-        }
-        if let Some(p) = config.admin.token_file.as_mut() {
-            resolve(base, p);
-        }
-        config.numbers.resolve(base);
-        resolve_sqlite(base, &mut config.database.url);
-        resolve_sqlite(base, &mut config.sip.database_url);
-        config.validate()?;
+        Self::parse_named("wallet.toml", text, base)
+    }
+
+    /// Like [`WalletConfig::parse`], naming the text `file` in errors.
+    pub fn parse_named(file: &str, text: &str, base: &Path) -> Result<Self, ConfigError> {
+        let mut config: Self = chaincall_config::from_str(file, text)?;
+        config.resolve_paths(base);
+        config
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("{file}: {e}")))?;
         Ok(config)
     }
 
@@ -353,10 +376,28 @@ impl WalletConfig {
             source,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, base)
+        Self::parse_named(&path.display().to_string(), &text, base)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Resolves relative paths (key files, SQLite URLs) against `base`, as reading a file from
+    /// that folder does.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        resolve(base, &mut self.chain.wallet_key_file);
+        resolve(base, &mut self.identity.key_file);
+        if let Some(p) = self.store.public_key_file.as_mut() {
+            resolve(base, p);
+        }
+        if let Some(p) = self.admin.token_file.as_mut() {
+            resolve(base, p);
+        }
+        self.numbers.resolve(base);
+        resolve_sqlite(base, &mut self.database.url);
+        resolve_sqlite(base, &mut self.sip.database_url);
+    }
+
+    /// Checks values that must fit together (a config built in code is checked the same way when
+    /// the server starts).
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |s: &str| Err(ConfigError::Invalid(s.to_owned()));
         if !self.listen.ip().is_loopback() && !self.allow_non_loopback {
             return bad("listen must be a loopback address (set allow_non_loopback to override)");
@@ -372,9 +413,6 @@ impl WalletConfig {
         if self.funding.safety_margin_percent < 100 {
             return bad("funding.safety_margin_percent must be at least 100");
         }
-        if self.funding.max_wei.parse::<u128>().is_err() {
-            return bad("funding.max_wei must be a decimal number of wei");
-        }
         if self.fees.bump_percent < 13 || self.fees.bump_percent > 1000 {
             return bad("fees.bump_percent must be between 13 and 1000");
         }
@@ -383,9 +421,6 @@ impl WalletConfig {
         }
         if !(self.limits.requests_per_second > 0.0 && self.limits.burst >= 1.0) {
             return bad("limits.requests_per_second must be > 0 and limits.burst >= 1");
-        }
-        if chaincall_identity::DomainName::parse(&self.identity.domain).is_err() {
-            return bad("identity.domain must be a DNS name");
         }
         self.numbers.validate()
     }
@@ -460,6 +495,38 @@ mod tests {
         assert!(WalletConfig::parse(&low, Path::new("/")).is_err());
         let typo = text.replace("[funding]", "[funding]\nmargin = 3");
         assert!(WalletConfig::parse(&typo, Path::new("/")).is_err());
+    }
+
+    /// Issue 15 item 2: values arrive typed, and a refused one names the file, line and key.
+    #[test]
+    fn values_are_typed_and_errors_name_file_line_and_key() {
+        let text = include_str!("../wallet.example.toml");
+        let c = WalletConfig::parse(text, Path::new("/")).unwrap();
+        assert_eq!(c.funding.max_wei, U256::from(50_000_000_000_000_000u64));
+        assert!(c.chain.contract.is_some());
+        assert_eq!(c.identity.domain.as_str(), "wallet.example.org");
+        let line_of = |needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wallet.toml");
+        for (from, to, key) in [
+            ("max_wei = \"", "max_wei = \"5e16", "funding.max_wei"),
+            ("contract = \"0x", "contract = \"0xzz", "chain.contract"),
+            (
+                "domain = \"wallet.example.org\"",
+                "domain = \"+15550100000\"",
+                "identity.domain",
+            ),
+        ] {
+            assert!(text.contains(from), "{from}");
+            std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+            let err = WalletConfig::load(&path).unwrap_err();
+            let ConfigError::Parse(place) = &err else {
+                panic!("not placed: {err}");
+            };
+            assert_eq!(place.file, path.display().to_string());
+            assert_eq!(place.line, line_of(from), "{err}");
+            assert_eq!(place.key.as_deref(), Some(key), "{err}");
+        }
     }
 
     /// No `[numbers]`, no server: there is no default that lets a payload name its own number.

@@ -3,15 +3,14 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy::primitives::{Address, U256};
+use alloy::primitives::Address;
 use chaincall_chain::{
     ChainError, EmbeddedChain, KeystoreChain, PrivateKeySigner, RpcChain, RpcConfig,
 };
-use chaincall_identity::{DomainName, IdentityKey};
+use chaincall_identity::IdentityKey;
 use tokio::net::TcpListener;
 
 use crate::api::{AppState, RateLimiter, router};
@@ -153,8 +152,7 @@ pub async fn build_service<C: ServerChain>(
         tracing::warn!(%owner, server = %wallet.address(), "the server wallet is not the keystore owner: approvals will fail");
     }
     if config.identity.publish_on_start {
-        let domain = DomainName::parse(&config.identity.domain)
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let domain = config.identity.domain.clone();
         publish_identity(&*chain, contract, &wallet, &domain, &identity.public()).await?;
         tracing::info!(domain = domain.as_str(), key = %identity.public().fingerprint(), "server identity approved on chain");
     }
@@ -166,8 +164,7 @@ pub async fn build_service<C: ServerChain>(
         realm: config.realm().to_owned(),
         add_client_gas,
         safety_margin_percent: config.funding.safety_margin_percent,
-        // validate() checked it parses.
-        max_fund_wei: U256::from(config.funding.max_wei.parse::<u128>().unwrap_or(0)),
+        max_fund_wei: config.funding.max_wei,
         max_clock_skew_secs: config.limits.max_clock_skew_secs,
         request_wait: config.request_wait(),
         admin_token: config.admin_token()?,
@@ -255,9 +252,7 @@ pub async fn run(
         Backend::Rpc => {
             // validate() guarantees both are present for the rpc backend.
             let url = config.chain.rpc_url.clone().unwrap_or_default();
-            let contract_text = config.chain.contract.clone().unwrap_or_default();
-            let contract = Address::from_str(&contract_text)
-                .map_err(|e| ConfigError::Invalid(format!("chain.contract: {e}")))?;
+            let contract = config.chain.contract.unwrap_or_default();
             let rpc = RpcConfig {
                 expected_chain_id: config.chain.chain_id,
                 confirmations: config.chain.confirmations,
