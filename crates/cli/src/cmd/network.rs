@@ -138,41 +138,14 @@ impl Network {
             &dir.join("server-wallet.key"),
             &hex::encode(operator.to_bytes()),
         )?;
-        write_file(&dir.join("store-public.b64"), &store.public_key_base64()?)?;
         let mut admin = [0u8; 16];
         OsRng.fill_bytes(&mut admin);
         write_file(&dir.join("admin.token"), &hex::encode(admin))?;
         let sip_db = dir.join("sip.db");
-        let d = dir.display();
-        let wallet_toml = format!(
-            r#"listen = "127.0.0.1:0"
-worker_interval_ms = 100
-[chain]
-backend = "embedded"
-wallet_key_file = "{d}/server-wallet.key"
-[identity]
-domain = "{WALLET_DOMAIN}"
-key_file = "{d}/wallet-identity.key"
-[store]
-package_name = "{TEST_PACKAGE}"
-product_id = "{TEST_PRODUCT}"
-public_key_file = "{d}/store-public.b64"
-[database]
-url = "sqlite://{d}/wallet.db?mode=rwc"
-[sip]
-database_url = "sqlite://{}?mode=rwc"
-domain = "{SIP_DOMAIN}"
-[admin]
-token_file = "{d}/admin.token"
-# Operator-assigned numbers: the phones ask for theirs by name and the server grants them.
-[numbers]
-verifier = "assigned"
-ranges = [{{ first = "{ALICE}", last = "{BOB}" }}]
-"#,
-            sip_db.display()
-        );
-        std::fs::write(dir.join("wallet.toml"), &wallet_toml)?;
-        let wallet_cfg = chaincall_wallet::WalletConfig::load(&dir.join("wallet.toml"))
+        // Built in code: no TOML written and read back.
+        let wallet_cfg = wallet_config(dir, &sip_db, store.public_key_base64()?)?;
+        wallet_cfg
+            .validate()
             .map_err(|e| anyhow!("wallet config: {e}"))?;
         let service = chaincall_wallet::server::build_service(&wallet_cfg, chain.clone(), contract)
             .await
@@ -216,6 +189,7 @@ ranges = [{{ first = "{ALICE}", last = "{BOB}" }}]
             ..chaincall_sipd::TlsPskSettings::new(
                 SIP_DOMAIN.parse()?,
                 sipd_key_file,
+                // No URL: psk_server_on_chain is handed the chain itself.
                 String::new(),
                 contract,
             )
@@ -421,6 +395,66 @@ async fn onboard<C: ServerChain>(
     Ok(Onboarded {
         secrets,
         elapsed: t.elapsed(),
+    })
+}
+
+/// The wallet server's configuration: the embedded backend (the chain is handed over), files in
+/// `dir`, operator-assigned numbers for alice and bob.
+fn wallet_config(
+    dir: &Path,
+    sip_db: &Path,
+    store_public_key: String,
+) -> Result<chaincall_wallet::WalletConfig> {
+    use chaincall_wallet::config::{
+        AdminConfig, Backend, ChainConfig, DatabaseConfig, IdentityConfig, SipConfig, StoreConfig,
+    };
+    use chaincall_wallet::number::{AssignedConfig, NumbersConfig, RangeConfig};
+    Ok(chaincall_wallet::WalletConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        allow_non_loopback: false,
+        chain: ChainConfig {
+            backend: Backend::Embedded,
+            rpc_url: None,
+            chain_id: None,
+            contract: None,
+            wallet_key_file: dir.join("server-wallet.key"),
+            confirmations: 1,
+        },
+        identity: IdentityConfig {
+            domain: DomainName::parse(WALLET_DOMAIN)?,
+            key_file: dir.join("wallet-identity.key"),
+            publish_on_start: true,
+        },
+        store: StoreConfig {
+            package_name: TEST_PACKAGE.into(),
+            product_id: TEST_PRODUCT.into(),
+            public_key: Some(store_public_key),
+            public_key_file: None,
+        },
+        database: DatabaseConfig {
+            url: format!("sqlite://{}?mode=rwc", dir.join("wallet.db").display()),
+        },
+        sip: SipConfig {
+            database_url: format!("sqlite://{}?mode=rwc", sip_db.display()),
+            domain: SIP_DOMAIN.into(),
+            realm: None,
+            create_table: true,
+        },
+        // Operator-assigned numbers: the phones ask for theirs by name and the server grants them.
+        numbers: NumbersConfig::Assigned(AssignedConfig {
+            ranges: vec![RangeConfig {
+                first: ALICE.into(),
+                last: BOB.into(),
+            }],
+        }),
+        funding: Default::default(),
+        fees: Default::default(),
+        limits: Default::default(),
+        admin: AdminConfig {
+            token_file: Some(dir.join("admin.token")),
+            ..AdminConfig::default()
+        },
+        worker_interval_ms: 100,
     })
 }
 
