@@ -1,0 +1,488 @@
+//! A whole chaincall network on 127.0.0.1, in one process: the keystore (embedded chain or a
+//! node), the wallet-management server (HTTP), sipd (SIP over TLS-PSK) and two onboarded,
+//! registered phones, alice and bob. `chaincall demo` places one call on it and checks it;
+//! `chaincall bench setup` places many and measures them; tests may start one too.
+//!
+//! Every component is built from its typed configuration struct (`WalletConfig`, sipd's `Config`
+//! and `TlsPskSettings`, `PhoneConfig`): nothing is formatted as TOML, written and read back.
+//! Key files are still written to [`NetworkOptions::dir`] (mode 0600), as the servers read them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::Address;
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use chaincall_chain::PrivateKeySigner;
+use chaincall_chain::verified::HeaderTrust;
+use chaincall_identity::{DomainName, IdentityKey, IdentityName, PhoneNumber};
+use chaincall_phone::negotiation::KeyMode;
+use chaincall_phone::{
+    CallReport, KeyLookup, Phone, PhoneConfig, PhoneEvent, PhoneEvents, PhoneSecrets, Signalling,
+};
+use chaincall_wallet::chain::ServerChain;
+use chaincall_wallet::receipt::StoreKey;
+use chaincall_wallet::testing::{TEST_PACKAGE, TEST_PRODUCT, dev_receipt};
+use rand_core::{OsRng, RngCore};
+
+/// sipd's domain: SIP domain, digest realm, and its identity name in the keystore.
+pub const SIP_DOMAIN: &str = "sip.chaincall.test";
+/// The wallet server's identity name in the keystore.
+pub const WALLET_DOMAIN: &str = "wallet.chaincall.test";
+/// The caller.
+pub const ALICE: &str = "+15550100001";
+/// The callee.
+pub const BOB: &str = "+15550100002";
+
+/// The operator's wallet: `--operator-key HEX`, or anvil's first dev account (also the embedded
+/// chain's funded account).
+pub fn operator_key(hex_key: Option<&str>) -> Result<PrivateKeySigner> {
+    match hex_key {
+        Some(k) => k
+            .trim()
+            .trim_start_matches("0x")
+            .parse::<PrivateKeySigner>()
+            .map_err(|e| anyhow!("--operator-key: {e}")),
+        None => Ok(chaincall_chain::dev_signer(0)),
+    }
+}
+
+/// What the network's phones do, and where its files go.
+#[derive(Debug)]
+pub struct NetworkOptions {
+    /// Where databases and key files go.
+    pub dir: PathBuf,
+    /// Key mode of alice's calls.
+    pub mode: KeyMode,
+    /// SRTP key log file.
+    pub keylog: Option<PathBuf>,
+    /// TLS key log file (NSS format) for sipd and both phones; none when `None`.
+    pub tls_keylog: Option<PathBuf>,
+    /// What alice sends.
+    pub audio_a: Vec<i16>,
+    /// What bob sends.
+    pub audio_b: Vec<i16>,
+}
+
+/// Named, timed steps of the set-up, in order.
+#[derive(Debug, Default)]
+pub struct Timeline {
+    /// `(step, duration, note)`.
+    pub steps: Vec<(String, Duration, String)>,
+    /// Onboarding (receipt → provisioned) per phone.
+    pub key_storage: Vec<Duration>,
+    /// Handshake + TLS-PSK per phone.
+    pub connect: Vec<Duration>,
+    /// REGISTER per phone.
+    pub register: Vec<Duration>,
+}
+
+impl Timeline {
+    fn step(&mut self, name: &str, started: Instant, note: impl Into<String>) {
+        self.steps
+            .push((name.to_owned(), started.elapsed(), note.into()));
+    }
+}
+
+/// The running network.
+pub struct Network {
+    alice: (Phone, PhoneEvents),
+    bob: (Phone, PhoneEvents),
+    /// How the set-up went.
+    pub timeline: Timeline,
+    sipd_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    wallet_stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Network {
+    /// Deploys the keystore, publishes sipd's identity, starts the wallet server and sipd, onboards
+    /// alice and bob, connects both phones over TLS-PSK and registers them.
+    pub async fn start<C: ServerChain>(
+        chain: Arc<C>,
+        operator: PrivateKeySigner,
+        opts: NetworkOptions,
+    ) -> Result<Self> {
+        let dir = opts.dir.as_path();
+        let mut report = Timeline::default();
+
+        // 1. The keystore.
+        let t = Instant::now();
+        let deployed = chain
+            .deploy(&operator)
+            .await
+            .context("deploying the keystore")?;
+        let contract = deployed
+            .contract_address
+            .ok_or_else(|| anyhow!("deployment has no contract address"))?;
+        report.step(
+            "deploy keystore",
+            t,
+            format!("{contract}, {} gas", deployed.gas_used),
+        );
+
+        // 2. sipd's identity on chain (the operator vouches for its servers: no PKI).
+        let t = Instant::now();
+        let sipd_key = IdentityKey::generate();
+        let sip_name = DomainName::parse(SIP_DOMAIN)?;
+        chaincall_wallet::service::publish_identity(
+            &*chain,
+            contract,
+            &operator,
+            &sip_name,
+            &sipd_key.public(),
+        )
+        .await
+        .context("publishing sipd's identity")?;
+        report.step("publish sipd identity", t, SIP_DOMAIN);
+
+        // 3. The wallet-management server.
+        let t = Instant::now();
+        let store = StoreKey::generate().context("store key")?;
+        write_file(
+            &dir.join("server-wallet.key"),
+            &hex::encode(operator.to_bytes()),
+        )?;
+        let mut admin = [0u8; 16];
+        OsRng.fill_bytes(&mut admin);
+        write_file(&dir.join("admin.token"), &hex::encode(admin))?;
+        let sip_db = dir.join("sip.db");
+        // Built in code: no TOML written and read back.
+        let wallet_cfg = wallet_config(dir, &sip_db, store.public_key_base64()?)?;
+        wallet_cfg
+            .validate()
+            .map_err(|e| anyhow!("wallet config: {e}"))?;
+        let service = chaincall_wallet::server::build_service(&wallet_cfg, chain.clone(), contract)
+            .await
+            .map_err(|e| anyhow!("wallet server: {e}"))?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let wallet_url = format!("http://{}", listener.local_addr()?);
+        let (wallet_stop, wallet_stopped) = tokio::sync::oneshot::channel::<()>();
+        {
+            let (svc, cfg) = (service.clone(), wallet_cfg.clone());
+            tokio::spawn(async move {
+                let _ = chaincall_wallet::server::serve(listener, svc, &cfg, async {
+                    let _ = wallet_stopped.await;
+                })
+                .await;
+            });
+        }
+        report.step("start wallet server", t, wallet_url.clone());
+
+        // 4. sipd with TLS-PSK, reading the subscriber table the wallet server writes.
+        let t = Instant::now();
+        let sipd_key_file = dir.join("sipd-identity.key");
+        write_file(
+            &sipd_key_file,
+            &hex::encode(&sipd_key.dangerous_secret_bytes()[..]),
+        )?;
+        // Built in code: no TOML written and read back. The keystore chain runs in this process,
+        // so there is nothing between sipd and it to distrust (trust = provider).
+        let mut sipd_cfg = chaincall_sipd::Config {
+            listen: vec![chaincall_sipd::Listen::tls(SocketAddr::from((
+                [127, 0, 0, 1],
+                0,
+            )))],
+            domain: Some(SIP_DOMAIN.into()),
+            ..chaincall_sipd::Config::default()
+        };
+        sipd_cfg.auth.mode = chaincall_sipd::AuthMode::Digest;
+        sipd_cfg.auth.database = format!("sqlite://{}", sip_db.display());
+        let settings = chaincall_sipd::TlsPskSettings {
+            trust: chaincall_sipd::KeyTrustMode::Provider,
+            keylog_file: opts.tls_keylog.clone(),
+            ..chaincall_sipd::TlsPskSettings::new(
+                SIP_DOMAIN.parse()?,
+                sipd_key_file,
+                // No URL: psk_server_on_chain is handed the chain itself.
+                String::new(),
+                contract,
+            )
+        };
+        let psk = chaincall_sipd::tls::psk_server_on_chain(&settings, chain.clone())
+            .await
+            .map_err(|e| anyhow!("sipd TLS-PSK: {e}"))?;
+        let sipd = chaincall_sipd::Server::bind_with_tls_psk(sipd_cfg, psk)
+            .await
+            .map_err(|e| anyhow!("sipd: {e}"))?;
+        let sipd_addr: SocketAddr = sipd
+            .local()
+            .iter()
+            .find(|l| l.transport == chaincall_sipd::ListenTransport::Tls)
+            .map(|l| l.addr)
+            .ok_or_else(|| anyhow!("sipd has no TLS listener"))?;
+        let (sipd_stop, sipd_stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(sipd.run(async {
+            let _ = sipd_stopped.await;
+        }));
+        report.step("start sipd (TLS-PSK)", t, sipd_addr.to_string());
+
+        // 5. Onboarding, the paper's Fig. 2, for both phones.
+        let client = chaincall_wallet::WalletClient::new(wallet_url.clone());
+        let server_key = chaincall_wallet::server_identity_key(&*chain, contract, WALLET_DOMAIN)
+            .await
+            .context("the wallet server's key on chain")?;
+        let mut phones = Vec::new();
+        for number in [ALICE, BOB] {
+            let t = Instant::now();
+            let o = onboard(&chain, contract, &client, &server_key, &store, number).await?;
+            report.key_storage.push(o.elapsed);
+            report.step(
+                &format!("onboard {number}"),
+                t,
+                "receipt → funded → addClient → approved → SIP credentials",
+            );
+            phones.push(o.secrets);
+        }
+
+        // 6. Phones: verified lookups pinned to the genesis block, TLS-PSK to sipd, REGISTER.
+        let genesis = chain
+            .block_header(0)
+            .await
+            .context("genesis header")?
+            .hash_slow();
+        let trust = Arc::new(HeaderTrust::checkpoint(0, genesis));
+        let mut handles: Vec<(Phone, PhoneEvents)> = Vec::new();
+        for (secrets, audio) in phones
+            .iter()
+            .zip([opts.audio_a.clone(), opts.audio_b.clone()])
+        {
+            let number = PhoneNumber::parse(&secrets.number)?;
+            let cfg = PhoneConfig {
+                number: number.clone(),
+                identity: Arc::new(secrets.identity.clone()),
+                sip_password: secrets
+                    .sip_password
+                    .clone()
+                    .ok_or_else(|| anyhow!("no SIP password"))?,
+                sip_domain: SIP_DOMAIN.into(),
+                signalling: Signalling::TlsPsk {
+                    addr: sipd_addr,
+                    server: IdentityName::Domain(sip_name.clone()),
+                },
+                media_ip: "127.0.0.1".parse()?,
+                codecs: vec![
+                    chaincall_media::g711::Codec::Pcmu,
+                    chaincall_media::g711::Codec::Pcma,
+                ],
+                key_mode: opts.mode,
+                // Alice logs both streams of her calls (hers when keyed, bob's with its SSRC when the
+                // call ends): one line per SRTP stream.
+                keylog: (secrets.number == ALICE)
+                    .then(|| opts.keylog.clone())
+                    .flatten(),
+                tls_keylog: opts.tls_keylog.clone(),
+                auto_answer: true,
+                accept_unverified: None,
+                audio: Arc::new(audio),
+                register_expires: 600,
+            };
+            let lookup = KeyLookup::new(chain.clone(), contract, Some(trust.clone()));
+            let t = Instant::now();
+            let (phone, events, connect) = Phone::connect(cfg, lookup)
+                .await
+                .with_context(|| format!("{number}: connecting to sipd"))?;
+            report.connect.push(connect);
+            report.step(
+                &format!("{number}: handshake + TLS-PSK"),
+                t,
+                "STS with sipd's on-chain key",
+            );
+            let t = Instant::now();
+            let expires = phone
+                .register(600)
+                .await
+                .with_context(|| format!("{number}: REGISTER"))?;
+            report.register.push(t.elapsed());
+            report.step(
+                &format!("{number}: REGISTER (digest)"),
+                t,
+                format!("expires {expires}"),
+            );
+            handles.push((phone, events));
+        }
+        let bob = handles.pop().expect("two phones");
+        let alice = handles.pop().expect("two phones");
+        Ok(Network {
+            alice,
+            bob,
+            timeline: report,
+            sipd_stop: Some(sipd_stop),
+            wallet_stop: Some(wallet_stop),
+        })
+    }
+
+    /// Alice calls bob; both send their audio for `play`, then alice hangs up. Returns the call-up
+    /// event's note and both reports (alice's first).
+    pub async fn call(&mut self, play: Duration) -> Result<(CallReport, CallReport)> {
+        let bob_number = PhoneNumber::parse(BOB)?;
+        let (alice, alice_events) = &mut self.alice;
+        let (_, bob_events) = &mut self.bob;
+        let call_id = alice.call(&bob_number).await.context("alice calls bob")?;
+        wait_for(alice_events, Duration::from_secs(10), |e| {
+            matches!(e, PhoneEvent::CallUp { .. })
+        })
+        .await
+        .context("alice's call did not come up")?;
+        tokio::time::sleep(play).await;
+        alice.hangup(&call_id).await?;
+        let a_end = wait_for(alice_events, Duration::from_secs(10), |e| {
+            matches!(e, PhoneEvent::CallEnded(_))
+        })
+        .await
+        .context("alice's call report")?;
+        let b_end = wait_for(bob_events, Duration::from_secs(10), |e| {
+            matches!(e, PhoneEvent::CallEnded(_))
+        })
+        .await
+        .context("bob's call report")?;
+        let (PhoneEvent::CallEnded(a), PhoneEvent::CallEnded(b)) = (a_end, b_end) else {
+            bail!("unexpected events");
+        };
+        Ok((*a, *b))
+    }
+
+    /// Stops the phones and servers.
+    pub async fn stop(mut self) {
+        self.alice.0.shutdown().await;
+        self.bob.0.shutdown().await;
+        if let Some(s) = self.sipd_stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(s) = self.wallet_stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+struct Onboarded {
+    secrets: PhoneSecrets,
+    elapsed: Duration,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn onboard<C: ServerChain>(
+    chain: &Arc<C>,
+    contract: Address,
+    client: &chaincall_wallet::WalletClient,
+    server_key: &chaincall_identity::PublicIdentityKey,
+    store: &StoreKey,
+    number: &str,
+) -> Result<Onboarded> {
+    let mut secrets = PhoneSecrets::generate(number);
+    let receipt = dev_receipt(store);
+    let t = Instant::now();
+    let status = chaincall_wallet::onboard_phone(
+        client,
+        &**chain,
+        contract,
+        server_key,
+        &secrets.wallet,
+        &secrets.identity,
+        &chaincall_wallet::NumberRequest::named(number),
+        receipt.clone(),
+        Duration::from_secs(30),
+    )
+    .await
+    .with_context(|| format!("onboarding {number}"))?;
+    ensure!(
+        status.state == "provisioned",
+        "{number}: onboarding ended in state {}",
+        status.state
+    );
+    let number = PhoneNumber::parse(number)?;
+    secrets.sip_password = Some(
+        client
+            .sip_password(&secrets.identity, &number)
+            .await
+            .with_context(|| format!("the SIP password of {number}"))?,
+    );
+    Ok(Onboarded {
+        secrets,
+        elapsed: t.elapsed(),
+    })
+}
+
+/// The wallet server's configuration: the embedded backend (the chain is handed over), files in
+/// `dir`, operator-assigned numbers for alice and bob.
+fn wallet_config(
+    dir: &Path,
+    sip_db: &Path,
+    store_public_key: String,
+) -> Result<chaincall_wallet::WalletConfig> {
+    use chaincall_wallet::config::{
+        AdminConfig, Backend, ChainConfig, DatabaseConfig, IdentityConfig, SipConfig, StoreConfig,
+    };
+    use chaincall_wallet::number::{AssignedConfig, NumbersConfig, RangeConfig};
+    Ok(chaincall_wallet::WalletConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        allow_non_loopback: false,
+        chain: ChainConfig {
+            backend: Backend::Embedded,
+            rpc_url: None,
+            chain_id: None,
+            contract: None,
+            wallet_key_file: dir.join("server-wallet.key"),
+            confirmations: 1,
+        },
+        identity: IdentityConfig {
+            domain: DomainName::parse(WALLET_DOMAIN)?,
+            key_file: dir.join("wallet-identity.key"),
+            publish_on_start: true,
+        },
+        store: StoreConfig {
+            package_name: TEST_PACKAGE.into(),
+            product_id: TEST_PRODUCT.into(),
+            public_key: Some(store_public_key),
+            public_key_file: None,
+        },
+        database: DatabaseConfig {
+            url: format!("sqlite://{}?mode=rwc", dir.join("wallet.db").display()),
+        },
+        sip: SipConfig {
+            database_url: format!("sqlite://{}?mode=rwc", sip_db.display()),
+            domain: SIP_DOMAIN.into(),
+            realm: None,
+            create_table: true,
+        },
+        // Operator-assigned numbers: the phones ask for theirs by name and the server grants them.
+        numbers: NumbersConfig::Assigned(AssignedConfig {
+            ranges: vec![RangeConfig {
+                first: ALICE.into(),
+                last: BOB.into(),
+            }],
+        }),
+        funding: Default::default(),
+        fees: Default::default(),
+        limits: Default::default(),
+        admin: AdminConfig {
+            token_file: Some(dir.join("admin.token")),
+            ..AdminConfig::default()
+        },
+        worker_interval_ms: 100,
+    })
+}
+
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    chaincall_wallet::server::write_secret(path, text)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The next event of `events` that `want` accepts, within `timeout`; a refused call or a stopped
+/// phone ends the wait with an error.
+pub async fn wait_for(
+    events: &mut PhoneEvents,
+    timeout: Duration,
+    want: impl Fn(&PhoneEvent) -> bool,
+) -> Result<PhoneEvent> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) => bail!("timed out"),
+            Ok(None) => bail!("the phone stopped"),
+            Ok(Some(PhoneEvent::Refused { reason, .. })) => bail!("call refused: {reason}"),
+            Ok(Some(e)) if want(&e) => return Ok(e),
+            Ok(Some(_)) => {}
+        }
+    }
+}
