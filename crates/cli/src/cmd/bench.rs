@@ -1,12 +1,14 @@
 //! `chaincall bench …`: measurements that compare chaincall with the reference implementations.
+//!
+//! Built only with the `bench` feature (`cargo build -p chaincall --features bench`), so the
+//! shipping binary links no benchmark aid. srtp, handshake and sipd live in `crates/bench`; lookup
+//! and setup stay here because they reuse the CLI's own keystore options and demo network.
 
+use chaincall_bench::{handshake, sipd, srtp};
 use clap::Subcommand;
 
-mod handshake;
 mod lookup;
 mod setup;
-mod sipd;
-mod srtp;
 
 /// What to measure.
 #[derive(Debug, Subcommand)]
