@@ -1,4 +1,4 @@
-//! The benchmark aids behind `chaincall bench srtp | handshake | sipd`.
+//! The benchmark aids behind `chaincall bench srtp | handshake | lookup | sipd`.
 //!
 //! They live outside the `chaincall` crate so that the binary an operator ships links none of them
 //! (notably not `chaincall-libsrtp-ffi`, which dlopens the libsrtp inside a Python extension): the
@@ -7,5 +7,6 @@
 //! are the CLI's) and its `run`.
 
 pub mod handshake;
+pub mod lookup;
 pub mod sipd;
 pub mod srtp;
