@@ -54,6 +54,7 @@ pub(crate) struct LookupArgs {
     trust: TrustOpts,
 }
 
+/// The header trust of `bench lookup` is chosen exactly as for `keystore get --verify`.
 impl TrustSource for TrustOpts {
     fn header_trust<C: KeystoreChain>(
         &self,
