@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
@@ -36,7 +36,7 @@ pub enum DbError {
 /// Where an onboarding stands. The happy path is
 /// `Received → Funding → Funded → PendingSeen → Approved → Provisioned`; a device recovery moves a
 /// provisioned row to `Recovering` with the new wallet and key, then back along the same path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// Receipt verified and recorded; not funded yet.
@@ -89,6 +89,20 @@ impl State {
 impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Compares with the stored name, so callers that read the state as text keep working.
+impl PartialEq<str> for State {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+/// Compares with the stored name (see `PartialEq<str>`).
+impl PartialEq<&str> for State {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 
