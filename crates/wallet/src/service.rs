@@ -64,65 +64,9 @@ use crate::payload::{
 use crate::receipt::{Purchase, ReceiptPolicy};
 use crate::subscriber::SubscriberTable;
 
-/// Environment variable naming a step at which the server stops and waits forever (test hook for
-/// the crash tests, which SIGKILL it there). Steps: `number_claimed` (the verifier decided the
-/// number, the receipt is not recorded yet), `received`, `fund_recorded`, `fund_broadcast`,
-/// `funded`, `pending_seen`, `approve_recorded`, `approve_mined`, `approved`, `sip_written`,
-/// `provisioned`.
-pub const PAUSE_ENV: &str = "CHAINCALL_WALLET_TEST_PAUSE_AT";
-
-/// The steps of a device recovery [`PAUSE_ENV`] also accepts, in order: accepted (the row is
-/// `recovering`), the old SIP row deleted, the old entry revoked, the number reserved for the new
-/// wallet; then the onboarding steps from `received` on.
-pub const RECOVERY_PAUSE_STEPS: [&str; 4] = [
-    "recovery_accepted",
-    "old_sip_deleted",
-    "old_entry_revoked",
-    "number_reserved",
-];
-
 /// How long the operator's authorisation to recover a number holds when the admin request names no
 /// `ttl_secs`.
 pub const RECOVERY_GRANT_TTL: Duration = Duration::from_secs(24 * 3600);
-
-/// The steps [`PAUSE_ENV`] accepts, in the order an onboarding passes them.
-pub const PAUSE_STEPS: [&str; 11] = [
-    "number_claimed",
-    "received",
-    "fund_recorded",
-    "fund_broadcast",
-    "funded",
-    "pending_seen",
-    "approve_recorded",
-    "approve_mined",
-    "approved",
-    "sip_written",
-    "provisioned",
-];
-
-/// The test hook (see [`PAUSE_ENV`]).
-#[derive(Debug, Clone, Default)]
-pub struct Hooks {
-    pause_at: Option<String>,
-}
-
-impl Hooks {
-    /// Reads [`PAUSE_ENV`].
-    pub fn from_env() -> Self {
-        Self {
-            pause_at: std::env::var(PAUSE_ENV).ok().filter(|s| !s.is_empty()),
-        }
-    }
-
-    /// Stops forever if the hook names `step` (prints a line the test waits for).
-    async fn point(&self, step: &str) {
-        if self.pause_at.as_deref() == Some(step) {
-            eprintln!("chaincall-wallet: paused at {step}");
-            tracing::warn!(step, "test hook: paused");
-            std::future::pending::<()>().await;
-        }
-    }
-}
 
 /// What a step could not do.
 #[derive(Debug)]
@@ -370,7 +314,6 @@ struct Signer<C> {
     db: Db,
     key: PrivateKeySigner,
     settings: ServiceSettings,
-    hooks: Hooks,
 }
 
 /// The wallet server's engine, shared by the HTTP handlers and the worker.
@@ -381,7 +324,6 @@ pub struct Service<C: ServerChain> {
     sip: SubscriberTable,
     numbers: Arc<dyn NumberVerifier>,
     settings: ServiceSettings,
-    hooks: Hooks,
     server_address: Address,
     jobs: mpsc::Sender<Job>,
     busy: Mutex<HashSet<String>>,
@@ -651,12 +593,6 @@ impl<C: ServerChain> Signer<C> {
                             continue 'pass;
                         }
                         tracing::info!(receipt_id, ?purpose, tx = %tx.hash, nonce = tx.nonce, replaces = ?replaces, "transaction recorded");
-                        self.hooks
-                            .point(match purpose {
-                                TxPurpose::Funding => "fund_recorded",
-                                TxPurpose::Approval => "approve_recorded",
-                            })
-                            .await;
                         machine.recorded();
                     }
                     TxAction::Broadcast { tx, fresh } => {
@@ -677,9 +613,6 @@ impl<C: ServerChain> Signer<C> {
                                 TxPurpose::Funding => transient(&e),
                                 TxPurpose::Approval => approval_error(e),
                             });
-                        }
-                        if fresh && purpose == TxPurpose::Funding {
-                            self.hooks.point("fund_broadcast").await;
                         }
                         machine.sent();
                         confirm_deadline = Some(tokio::time::Instant::now() + self.confirm_wait());
@@ -736,12 +669,10 @@ impl<C: ServerChain> Signer<C> {
                                     .await?
                                 {
                                     tracing::info!(receipt_id, tx = %hash, block, "funding mined");
-                                    self.hooks.point("funded").await;
                                 }
                             }
                             TxPurpose::Approval => {
                                 tracing::info!(receipt_id, tx = %hash, "approveClient mined");
-                                self.hooks.point("approve_mined").await;
                             }
                         }
                         return Ok(Some(hash));
@@ -1001,8 +932,6 @@ pub struct ServiceParts<C> {
     pub numbers: Arc<dyn NumberVerifier>,
     /// Settings.
     pub settings: ServiceSettings,
-    /// Test hooks.
-    pub hooks: Hooks,
 }
 
 impl<C: ServerChain> Service<C> {
@@ -1015,7 +944,6 @@ impl<C: ServerChain> Service<C> {
             db: parts.db.clone(),
             key: parts.wallet,
             settings: parts.settings.clone(),
-            hooks: parts.hooks.clone(),
         };
         tokio::spawn(signer.run(rx));
         Arc::new(Self {
@@ -1025,7 +953,6 @@ impl<C: ServerChain> Service<C> {
             sip: parts.sip,
             numbers: parts.numbers,
             settings: parts.settings,
-            hooks: parts.hooks,
             server_address,
             jobs: tx,
             busy: Mutex::new(HashSet::new()),
@@ -1250,11 +1177,9 @@ impl<C: ServerChain> Service<C> {
             })
             .await?;
         candidate.phone = phone.as_str().to_owned();
-        self.hooks.point("number_claimed").await;
         let row = match self.db.insert(&candidate).await.map_err(internal)? {
             Inserted::New(row) => {
                 tracing::info!(receipt_id = %row.receipt_id, wallet = %row.wallet, phone = %row.phone, "receipt accepted");
-                self.hooks.point("received").await;
                 row
             }
             Inserted::Existing(row) => {
@@ -1401,7 +1326,6 @@ impl<C: ServerChain> Service<C> {
             .map_err(internal)?
         {
             tracing::warn!(receipt_id = %row.receipt_id, phone = %row.phone, old_wallet = %row.wallet, wallet = %candidate.wallet, "device recovery accepted");
-            self.hooks.point("recovery_accepted").await;
         }
         // Accepted now or by a concurrent request: the row says which recovery it follows.
         let row = self.recovery_row(&candidate).await?;
@@ -1589,7 +1513,6 @@ impl<C: ServerChain> Service<C> {
             .map_err(internal)?
         {
             tracing::info!(receipt_id = %row.receipt_id, "pending entry matches");
-            self.hooks.point("pending_seen").await;
         }
         Ok(())
     }
@@ -1743,9 +1666,7 @@ impl<C: ServerChain> Service<C> {
             .await
             .map_err(|_| retry_later("signer_stopped", "signer stopped"))??;
         let hash = tx.map(|h| h.to_string());
-        if self.db.approved(&row.receipt_id, hash.as_deref()).await? {
-            self.hooks.point("approved").await;
-        }
+        self.db.approved(&row.receipt_id, hash.as_deref()).await?;
         Ok(())
     }
 
@@ -1770,14 +1691,12 @@ impl<C: ServerChain> Service<C> {
             .upsert(&sip)
             .await
             .map_err(|e| retry_later("sip_database", format!("SIP database: {e}")))?;
-        self.hooks.point("sip_written").await;
         if self
             .db
             .transition(&row.receipt_id, State::Approved, State::Provisioned)
             .await?
         {
             tracing::info!(receipt_id = %row.receipt_id, "provisioned");
-            self.hooks.point("provisioned").await;
         }
         Ok(())
     }
@@ -1806,7 +1725,6 @@ impl<C: ServerChain> Service<C> {
             .delete(&row.phone, &self.settings.sip_domain)
             .await
             .map_err(|e| retry_later("sip_database", format!("SIP database: {e}")))?;
-        self.hooks.point("old_sip_deleted").await;
         let contract = self.settings.contract;
         let mut reserved = false;
         for _ in 0..4 {
@@ -1829,7 +1747,6 @@ impl<C: ServerChain> Service<C> {
                         .map_err(|_| retry_later("signer_stopped", "signer stopped"))?
                         .map_err(|e| transient(&e))?;
                     tracing::warn!(receipt_id = %row.receipt_id, tx = ?tx, "old entry revoked for recovery");
-                    self.hooks.point("old_entry_revoked").await;
                 }
                 KeyStatus::Approved => {
                     return Err(StepError::Permanent {
@@ -1863,7 +1780,6 @@ impl<C: ServerChain> Service<C> {
                         .map_err(|_| retry_later("signer_stopped", "signer stopped"))?
                         .map_err(|e| transient(&e))?;
                     tracing::info!(receipt_id = %row.receipt_id, tx = %tx, "number reserved for the recovering wallet");
-                    self.hooks.point("number_reserved").await;
                 }
             }
         }
