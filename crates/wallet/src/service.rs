@@ -2,6 +2,8 @@
 //! owns the one signer task through which every transaction of the server wallet goes.
 //!
 //! # Durability rules
+//! The decisions for funding and approval transactions are made by the sans-IO
+//! [`crate::machine::TxMachine`] (one lifecycle for both); this module executes them.
 //! - A state changes only by a conditional `UPDATE … WHERE state = <expected>`; a step that finds
 //!   its row already moved does nothing. Every step can therefore be repeated.
 //! - Funding: the transfer is signed first, its bytes and hash recorded (`received → funding`), and
