@@ -559,8 +559,9 @@ impl<C: ServerChain> Signer<C> {
                     }
                     TxAction::Record { tx, replaces } => {
                         let (hash, raw) = (tx.hash.to_string(), hex::encode(&tx.raw));
-                        let done = match (replaces, purpose) {
-                            (Some(old), _) => {
+                        let value = amount.as_deref().filter(|_| purpose == TxPurpose::Funding);
+                        let done = match replaces {
+                            Some(old) => {
                                 self.db
                                     .record_replacement(
                                         purpose,
@@ -569,20 +570,13 @@ impl<C: ServerChain> Signer<C> {
                                         &hash,
                                         &raw,
                                         tx.nonce,
-                                        amount.as_deref().filter(|_| purpose == TxPurpose::Funding),
+                                        value,
                                     )
                                     .await?
                             }
-                            (None, TxPurpose::Funding) => {
-                                let value = amount.as_deref().unwrap_or_default();
-                                self.db
-                                    .record_funding(receipt_id, tx.nonce, &hash, &raw, value)
-                                    .await?
-                            }
-                            (None, TxPurpose::Approval) => {
-                                self.db
-                                    .record_approval(receipt_id, tx.nonce, &hash, &raw)
-                                    .await?
+                            None => {
+                                let version = (tx.nonce, hash.as_str(), raw.as_str(), value);
+                                self.db.record_tx(purpose, receipt_id, version).await?
                             }
                         };
                         if !done {
@@ -610,7 +604,9 @@ impl<C: ServerChain> Signer<C> {
                             }
                             // Refused outright (or, on the embedded chain, mined and reverted):
                             // it is in no mempool and can never be mined; forget it.
-                            self.dropped(purpose, receipt_id, tx.hash).await?;
+                            self.db
+                                .tx_dropped(purpose, receipt_id, &tx.hash.to_string())
+                                .await?;
                             return Err(match purpose {
                                 TxPurpose::Funding => transient(&e),
                                 TxPurpose::Approval => approval_error(e),
@@ -647,7 +643,9 @@ impl<C: ServerChain> Signer<C> {
                     }
                     TxAction::Drop(tx) => {
                         tracing::warn!(receipt_id, ?purpose, tx = %tx.hash, "recorded transaction can never be mined; signing anew");
-                        self.dropped(purpose, receipt_id, tx.hash).await?;
+                        self.db
+                            .tx_dropped(purpose, receipt_id, &tx.hash.to_string())
+                            .await?;
                         if confirm_deadline.is_some() {
                             return Err(match purpose {
                                 TxPurpose::Funding => retry_later(
@@ -690,21 +688,6 @@ impl<C: ServerChain> Signer<C> {
                 retry_later("approval_unsettled", "approval did not settle; will retry")
             }
         })
-    }
-
-    /// Forgets a recorded transaction that can never be mined.
-    async fn dropped(
-        &self,
-        purpose: TxPurpose,
-        receipt_id: &str,
-        hash: B256,
-    ) -> Result<(), StepError> {
-        let hash = hash.to_string();
-        match purpose {
-            TxPurpose::Funding => self.db.funding_dropped(receipt_id, &hash).await?,
-            TxPurpose::Approval => self.db.approval_dropped(receipt_id, &hash).await?,
-        };
-        Ok(())
     }
 
     /// Checks the preconditions of a new transaction of `purpose` and signs it (not recorded yet).

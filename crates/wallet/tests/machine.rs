@@ -357,7 +357,7 @@ impl World {
         }
     }
 
-    /// `funding_dropped` / `approval_dropped`: only if `hash` is still the recorded one.
+    /// `Db::tx_dropped`: only if `hash` is still the recorded one.
     fn drop_tx(&mut self, r: usize, purpose: TxPurpose, hash: B256) {
         let row = &mut self.rows[r];
         match purpose {
