@@ -217,7 +217,10 @@ impl TxMachine {
     /// The signed transaction is persisted: only now may it be broadcast.
     pub fn recorded(&mut self) {
         if let Phase::Signed { tx, replaces } = &self.phase {
-            // A replacement's predecessor was sent already; the replacement itself is new.
+            // A new transaction's first broadcast is `fresh` (a refusal drops it). A replacement
+            // goes straight to being sent like a rebroadcast: its nonce is known to be free (the
+            // chain just said so) and a refusal only means the next pass looks again; its age is
+            // unknown here, so it is not replaced again within this pass.
             let fresh = replaces.is_none();
             let tx = tx.clone();
             self.phase = if fresh {
