@@ -3,6 +3,7 @@
 //!
 //! | module | what | kind |
 //! | --- | --- | --- |
+//! | [`config_file`] | the configuration file: parsed once into checked types, trust pinned on first use, the assigned number stored (comments kept) | file |
 //! | [`store`] | identity key, wallet key and SIP password at rest (Argon2id + AES-256-GCM, mode 0600) | file |
 //! | [`contacts`] | key pins and what the user knows of each contact, persisted across processes (JSON, 0600, locked) | file |
 //! | [`keys`] | key lookups on chain, proven against a trusted header ([`chaincall_chain::verified`]) and timed | async |
@@ -27,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod caller;
+pub mod config_file;
 pub mod contacts;
 pub mod error;
 pub mod keys;
@@ -36,6 +38,7 @@ pub mod store;
 pub mod ua;
 
 pub use caller::{AcceptUnverified, CallerId, Verification};
+pub use config_file::{ConfigError, PhoneFileConfig, SipTransport};
 pub use contacts::{ContactsError, ContactsStore};
 pub use error::{CallError, PhoneError};
 pub use keys::{KeyLookup, LookedUp};
