@@ -9,23 +9,19 @@
 //! stdout (text, or JSON with `--json` / one JSON line per call for `listen`); logs and prompts to
 //! stderr.
 
-use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use alloy::primitives::{Address, B256};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use chaincall_chain::verified::HeaderTrust;
 use chaincall_chain::{KeystoreChain, RpcChain, RpcConfig};
 use chaincall_identity::{Fingerprint, IdentityName, PhoneNumber};
-use chaincall_media::g711::Codec;
 use chaincall_phone::{
-    AcceptUnverified, CallReport, CallerId, KeyLookup, KeyMode, Phone, PhoneConfig, PhoneError,
-    PhoneEvent, PhoneEvents, PhoneSecrets, Signalling, Verification,
+    CallReport, CallerId, KeyLookup, Phone, PhoneError, PhoneEvent, PhoneEvents, PhoneFileConfig,
+    PhoneSecrets, Verification,
 };
 use clap::{Args, Subcommand};
-use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -211,219 +207,20 @@ enum PhoneCommand {
     },
 }
 
-/// The `[sip]` table.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SipSection {
-    addr: String,
-    domain: String,
-    identity: Option<String>,
-    #[serde(default)]
-    transport: Transport,
-    #[serde(default = "default_expires")]
-    register_expires: u32,
+/// The phone's configuration file, checked ([`chaincall_phone::config_file`]).
+type Config = PhoneFileConfig;
+
+/// What the CLI adds to the configuration: the chain it names and the trusted header, pinned on
+/// first use with a note on stderr.
+trait ChainAccess {
+    /// Connects to the config's chain node.
+    async fn chain(&self) -> Result<Arc<RpcChain>>;
+    /// The trusted header: the config's `trust`, or block 0 pinned now and written into the
+    /// config (trust on first use).
+    async fn header_trust<C: KeystoreChain>(&mut self, chain: &C) -> Result<Arc<HeaderTrust>>;
 }
 
-fn default_expires() -> u32 {
-    600
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum Transport {
-    #[default]
-    TlsPsk,
-    Tcp,
-}
-
-/// The configuration file as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    #[serde(default)]
-    number: Option<String>,
-    #[serde(default = "default_key_file")]
-    key_file: PathBuf,
-    rpc_url: String,
-    contract: String,
-    chain_id: Option<u64>,
-    trust: Option<String>,
-    wallet_url: Option<String>,
-    wallet_domain: Option<String>,
-    #[serde(default = "default_media_ip")]
-    media_ip: String,
-    #[serde(default = "default_codecs")]
-    codecs: Vec<String>,
-    #[serde(default = "default_key_mode")]
-    key_mode: String,
-    #[serde(default = "default_true")]
-    auto_answer: bool,
-    accept_unverified: Option<String>,
-    audio_in: Option<PathBuf>,
-    #[serde(default = "default_record_dir")]
-    record_dir: PathBuf,
-    keylog: Option<PathBuf>,
-    #[serde(default = "default_control_socket")]
-    control_socket: PathBuf,
-    #[serde(default = "default_contacts_file")]
-    contacts_file: PathBuf,
-    sip: SipSection,
-}
-
-fn default_key_file() -> PathBuf {
-    "phone.key".into()
-}
-fn default_media_ip() -> String {
-    "127.0.0.1".into()
-}
-fn default_codecs() -> Vec<String> {
-    vec!["PCMU".into(), "PCMA".into()]
-}
-fn default_key_mode() -> String {
-    "pke".into()
-}
-fn default_true() -> bool {
-    true
-}
-fn default_record_dir() -> PathBuf {
-    "recordings".into()
-}
-fn default_control_socket() -> PathBuf {
-    "phone.sock".into()
-}
-fn default_contacts_file() -> PathBuf {
-    "contacts.json".into()
-}
-
-/// The configuration, checked, with paths resolved against the file's folder.
-#[derive(Debug)]
-struct Config {
-    path: PathBuf,
-    /// Absent until the wallet server assigns one at onboarding.
-    number: Option<PhoneNumber>,
-    key_file: PathBuf,
-    rpc_url: String,
-    contract: Address,
-    chain_id: Option<u64>,
-    trust: Option<(u64, B256)>,
-    wallet_url: Option<String>,
-    wallet_domain: Option<String>,
-    media_ip: IpAddr,
-    codecs: Vec<Codec>,
-    key_mode: KeyMode,
-    auto_answer: bool,
-    /// Callers not verified on chain: `None` asks for unverified ones and refuses likely spoofs.
-    accept_unverified: Option<AcceptUnverified>,
-    audio_in: Option<PathBuf>,
-    record_dir: PathBuf,
-    keylog: Option<PathBuf>,
-    control_socket: PathBuf,
-    /// The contacts store: persisted key pins (`contact::store`).
-    contacts_file: PathBuf,
-    sip_addr: String,
-    sip_domain: String,
-    sip_identity: IdentityName,
-    transport: Transport,
-    register_expires: u32,
-}
-
-impl Config {
-    fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| {
-            format!(
-                "cannot read the phone config {} (see crates/phone/phone.example.toml)",
-                path.display()
-            )
-        })?;
-        let f: FileConfig =
-            toml::from_str(&text).map_err(|e| anyhow!("{}: {}", path.display(), e.message()))?;
-        let base = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        // Absolute, so reports name files a user can open from anywhere.
-        let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
-        let resolve = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
-        let bad = |key: &str, why: String| anyhow!("{}: `{key}` {why}", path.display());
-        let number = f
-            .number
-            .as_deref()
-            .map(|n| {
-                PhoneNumber::parse(n).map_err(|e| bad("number", format!("{n:?} is not E.164: {e}")))
-            })
-            .transpose()?;
-        let contract = f.contract.trim().parse().map_err(|_| {
-            bad(
-                "contract",
-                format!("{:?} is not a 0x-prefixed 20-byte address", f.contract),
-            )
-        })?;
-        let trust = f
-            .trust
-            .as_deref()
-            .map(|t| parse_checkpoint(t).map_err(|e| bad("trust", e.to_string())))
-            .transpose()?;
-        let media_ip = f
-            .media_ip
-            .trim()
-            .parse()
-            .map_err(|_| bad("media_ip", format!("{:?} is not an IP address", f.media_ip)))?;
-        let codecs = f
-            .codecs
-            .iter()
-            .map(|c| match c.to_ascii_uppercase().as_str() {
-                "PCMU" => Ok(Codec::Pcmu),
-                "PCMA" => Ok(Codec::Pcma),
-                _ => Err(bad("codecs", format!("{c:?}: use \"PCMU\" or \"PCMA\""))),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        ensure!(!codecs.is_empty(), "{}: `codecs` is empty", path.display());
-        let key_mode = f.key_mode.parse().map_err(|e: String| bad("key_mode", e))?;
-        let accept_unverified = f
-            .accept_unverified
-            .as_deref()
-            .map(|a| a.parse().map_err(|e: String| bad("accept_unverified", e)))
-            .transpose()?;
-        let identity_text = f.sip.identity.as_deref().unwrap_or(&f.sip.domain);
-        let sip_identity = IdentityName::parse(identity_text).map_err(|e| {
-            bad(
-                "sip.identity",
-                format!("{identity_text:?} is not a keystore name: {e}"),
-            )
-        })?;
-        ensure!(
-            f.sip.register_expires > 0,
-            "{}: `sip.register_expires` must be positive",
-            path.display()
-        );
-        Ok(Self {
-            path: path.to_path_buf(),
-            number,
-            key_file: resolve(f.key_file),
-            rpc_url: f.rpc_url,
-            contract,
-            chain_id: f.chain_id,
-            trust,
-            wallet_url: f.wallet_url,
-            wallet_domain: f.wallet_domain,
-            media_ip,
-            codecs,
-            key_mode,
-            auto_answer: f.auto_answer,
-            accept_unverified,
-            audio_in: f.audio_in.map(resolve),
-            record_dir: resolve(f.record_dir),
-            keylog: f.keylog.map(resolve),
-            control_socket: resolve(f.control_socket),
-            contacts_file: resolve(f.contacts_file),
-            sip_addr: f.sip.addr,
-            sip_domain: f.sip.domain,
-            sip_identity,
-            transport: f.sip.transport,
-            register_expires: f.sip.register_expires,
-        })
-    }
-
+impl ChainAccess for Config {
     async fn chain(&self) -> Result<Arc<RpcChain>> {
         let chain = RpcChain::connect(
             &self.rpc_url,
@@ -437,8 +234,6 @@ impl Config {
         Ok(Arc::new(chain))
     }
 
-    /// The trusted header: the config's `trust`, or block 0 pinned now and written into the
-    /// config (trust on first use).
     async fn header_trust<C: KeystoreChain>(&mut self, chain: &C) -> Result<Arc<HeaderTrust>> {
         if let Some((number, hash)) = self.trust {
             return Ok(Arc::new(HeaderTrust::checkpoint(number, hash)));
@@ -448,121 +243,15 @@ impl Config {
             .await
             .context("cannot fetch block 0 to pin it")?
             .hash_slow();
-        write_trust(&self.path, &format!("0:{genesis}"))?;
+        self.pin_trust(0, genesis)
+            .context("cannot add `trust` to the config")?;
         eprintln!(
             "pinned block 0:{genesis} of {} as `trust` in {} (trust on first use)",
             self.rpc_url,
             self.path.display()
         );
-        self.trust = Some((0, genesis));
         Ok(Arc::new(HeaderTrust::checkpoint(0, genesis)))
     }
-
-    async fn sip_addr(&self) -> Result<SocketAddr> {
-        tokio::net::lookup_host(self.sip_addr.as_str())
-            .await
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| {
-                anyhow!(
-                    "{}: `sip.addr` {:?} is not a reachable host:port",
-                    self.path.display(),
-                    self.sip_addr
-                )
-            })
-    }
-
-    /// The phone's number; an error before onboarding has assigned one.
-    fn number(&self) -> Result<&PhoneNumber> {
-        self.number.as_ref().ok_or_else(|| {
-            anyhow!(
-                "{}: no `number` yet: run `chaincall phone onboard`, which stores the number the \
-                 wallet server assigns",
-                self.path.display()
-            )
-        })
-    }
-
-    /// The number for messages (empty before onboarding).
-    fn number_text(&self) -> &str {
-        self.number.as_ref().map_or("", |n| n.as_str())
-    }
-
-    /// Writes the assigned number into the configuration file (a top-level `number` key,
-    /// replacing one that is there) and into `self`.
-    fn store_number(&mut self, number: PhoneNumber) -> Result<()> {
-        let text = std::fs::read_to_string(&self.path)
-            .with_context(|| format!("cannot read {}", self.path.display()))?;
-        let line = format!("number = \"{}\"", number.as_str());
-        let mut replaced = false;
-        let mut out: Vec<String> = text
-            .lines()
-            .map(|l| {
-                let key = l.trim_start();
-                // `starts_with("number")` makes byte 6 a char boundary.
-                if !replaced && key.starts_with("number") && key[6..].trim_start().starts_with('=')
-                {
-                    replaced = true;
-                    line.clone()
-                } else {
-                    l.to_owned()
-                }
-            })
-            .collect();
-        if !replaced {
-            // Top-level keys must come before the first table.
-            out.insert(0, line);
-        }
-        std::fs::write(&self.path, out.join("\n") + "\n")
-            .with_context(|| format!("cannot update {}", self.path.display()))?;
-        self.number = Some(number);
-        Ok(())
-    }
-
-    fn transport_name(&self) -> &'static str {
-        match self.transport {
-            Transport::TlsPsk => "TLS-PSK",
-            Transport::Tcp => "TCP",
-        }
-    }
-}
-
-fn parse_checkpoint(text: &str) -> Result<(u64, B256)> {
-    let bad = || anyhow!("{text:?} is not NUMBER:HASH (e.g. 0:0x1234…, a 32-byte hash)");
-    let (number, hash) = text.trim().split_once(':').ok_or_else(bad)?;
-    let number = number.trim().parse::<u64>().map_err(|_| bad())?;
-    let hash = hash.trim().parse::<B256>().map_err(|_| bad())?;
-    Ok((number, hash))
-}
-
-/// Adds `trust = "…"` to the config, above its first table so it stays a top-level key.
-fn write_trust(path: &Path, value: &str) -> Result<()> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let line = format!(
-        "# Pinned by `chaincall phone` from the node's block 0: trust on first use.\ntrust = \"{value}\"\n\n"
-    );
-    let mut out = String::with_capacity(text.len() + line.len());
-    let mut inserted = false;
-    for l in text.split_inclusive('\n') {
-        if !inserted && l.trim_start().starts_with('[') {
-            out.push_str(&line);
-            inserted = true;
-        }
-        out.push_str(l);
-    }
-    if !inserted {
-        if !out.is_empty() && !out.ends_with('\n') {
-            out.push('\n');
-        }
-        out.push_str(&line);
-    }
-    toml::from_str::<FileConfig>(&out)
-        .map_err(|e| anyhow!("cannot add `trust` to {}: {}", path.display(), e.message()))?;
-    let tmp = path.with_extension("toml.tmp");
-    std::fs::write(&tmp, out).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
-    Ok(())
 }
 
 /// The passphrase, from the file or the environment; refuses to go on without one.
@@ -918,42 +607,22 @@ async fn start_phone(
     })?;
     let chain = cfg.chain().await?;
     let trust = cfg.header_trust(&*chain).await?;
-    let addr = cfg.sip_addr().await?;
-    let signalling = match cfg.transport {
-        Transport::TlsPsk => Signalling::TlsPsk {
-            addr,
-            server: cfg.sip_identity.clone(),
-        },
-        Transport::Tcp => Signalling::Tcp { addr },
-    };
+    let addr = cfg.resolve_sip_addr().await?;
     if let Some(k) = &cfg.keylog {
         eprintln!(
             "warning: writing SRTP master keys to {}: anyone holding it can decrypt the calls",
             k.display()
         );
     }
-    let phone_cfg = PhoneConfig {
-        number: cfg.number()?.clone(),
-        identity: Arc::new(secrets.identity.clone()),
-        sip_password,
-        sip_domain: cfg.sip_domain.clone(),
-        signalling,
-        media_ip: cfg.media_ip,
-        codecs: cfg.codecs.clone(),
-        key_mode: cfg.key_mode,
-        keylog: cfg.keylog.clone(),
-        auto_answer,
-        accept_unverified: cfg.accept_unverified,
-        audio: Arc::new(audio),
-        register_expires: cfg.register_expires,
-    };
+    let identity = Arc::new(secrets.identity.clone());
+    let phone_cfg = cfg.phone_config(addr, identity, sip_password, Arc::new(audio), auto_answer)?;
     let lookup =
         KeyLookup::new(chain, cfg.contract, Some(trust)).with_contacts(contact::store(cfg));
     Phone::connect(phone_cfg, lookup).await.with_context(|| {
         format!(
             "cannot connect to the SIP server {} ({} {})",
             cfg.sip_addr,
-            cfg.transport_name(),
+            cfg.transport.name(),
             cfg.sip_identity.as_str()
         )
     })
@@ -1033,7 +702,7 @@ async fn register(cfg: &mut Config, secrets: &mut PhoneSecrets, pass: &str) -> R
         cfg.number_text(),
         cfg.sip_domain,
         cfg.sip_addr,
-        cfg.transport_name(),
+        cfg.transport.name(),
         connect.as_secs_f64() * 1e3
     );
     Ok(())

@@ -32,7 +32,7 @@ use chaincall_identity::{Fingerprint, IdentityName, KeyStatus, PublicIdentityKey
 use clap::Args;
 use zeroize::Zeroizing;
 
-use super::{Config, PhoneSecrets, load_secrets, own_fingerprint, passphrase};
+use super::{ChainAccess as _, Config, PhoneSecrets, load_secrets, own_fingerprint, passphrase};
 
 /// Environment variable holding the backup passphrase (when `--backup-passphrase-file` is absent).
 const BACKUP_PASSPHRASE_ENV: &str = "CHAINCALL_BACKUP_PASSPHRASE";

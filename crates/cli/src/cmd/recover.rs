@@ -18,8 +18,8 @@ use chaincall_chain::{ClientId, KeystoreChain};
 use chaincall_identity::{IdentityName, KeyStatus};
 
 use super::{
-    Config, load_secrets, make_key_file, own_fingerprint, read_receipt, sms_code, taken_hint,
-    wallet_server,
+    ChainAccess as _, Config, load_secrets, make_key_file, own_fingerprint, read_receipt, sms_code,
+    taken_hint, wallet_server,
 };
 
 /// Runs `phone recover`.
