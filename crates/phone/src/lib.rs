@@ -10,6 +10,7 @@
 //! | [`negotiation`] | SDP offer/answer: MIKEY-PKE / DH-SIGN in `a=key-mgmt` (RFC 4567), SDES (RFC 4568), G.711 | sans-IO |
 //! | [`ua`] | the SIP user agent: REGISTER with digest auth, INVITE/ACK/BYE/CANCEL, dialogs | sans-IO |
 //! | [`caller`] | who is calling: the From's claim and what the offer proves about it, before ringing | sans-IO |
+//! | [`rotation`] | rotating the identity key on chain, crash safe: a pending key in the key file, settled against the proven entry | async |
 //! | [`phone`] | the shell: TLS-PSK (or TCP) signalling, the actor, SRTP media tasks, call reports | tokio |
 //!
 //! A call, caller's side (DESIGN.md, flow 3): look the callee's key up on chain and verify the
@@ -34,6 +35,7 @@ pub mod error;
 pub mod keys;
 pub mod negotiation;
 pub mod phone;
+pub mod rotation;
 pub mod store;
 pub mod ua;
 
