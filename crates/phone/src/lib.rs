@@ -6,6 +6,7 @@
 //! | [`config_file`] | the configuration file: parsed once into checked types, trust pinned on first use, the assigned number stored (comments kept) | file |
 //! | [`store`] | identity key, wallet key and SIP password at rest (Argon2id + AES-256-GCM, mode 0600) | file |
 //! | [`contacts`] | key pins and what the user knows of each contact, persisted across processes (JSON, 0600, locked) | file |
+//! | [`key_file`] | the config's key file: opened only for the config's number, never overwritten by another identity | file |
 //! | [`keys`] | key lookups on chain, proven against a trusted header ([`chaincall_chain::verified`]) and timed | async |
 //! | [`negotiation`] | SDP offer/answer: MIKEY-PKE / DH-SIGN in `a=key-mgmt` (RFC 4567), SDES (RFC 4568), G.711 | sans-IO |
 //! | [`ua`] | the SIP user agent: REGISTER with digest auth, INVITE/ACK/BYE/CANCEL, dialogs | sans-IO |
@@ -32,6 +33,7 @@ pub mod caller;
 pub mod config_file;
 pub mod contacts;
 pub mod error;
+pub mod key_file;
 pub mod keys;
 pub mod negotiation;
 pub mod phone;

@@ -275,25 +275,6 @@ fn passphrase(file: Option<&Path>) -> Result<Zeroizing<String>> {
     Ok(pass)
 }
 
-fn load_secrets(cfg: &Config, pass: &str) -> Result<PhoneSecrets> {
-    if !cfg.key_file.exists() {
-        bail!(
-            "no key file at {}: run `chaincall phone init` first",
-            cfg.key_file.display()
-        );
-    }
-    let secrets = PhoneSecrets::load(&cfg.key_file, pass)
-        .with_context(|| format!("cannot open the phone's keys in {}", cfg.key_file.display()))?;
-    ensure!(
-        secrets.number == cfg.number_text(),
-        "{} holds the keys of {:?}, but the config's number is {:?}",
-        cfg.key_file.display(),
-        secrets.number,
-        cfg.number_text()
-    );
-    Ok(secrets)
-}
-
 /// Runs `chaincall phone …`.
 pub(crate) fn run(args: PhoneArgs) -> Result<()> {
     // Multi-thread: the phone's media tasks run beside its signalling actor.
@@ -325,7 +306,7 @@ async fn run_async(args: PhoneArgs) -> Result<()> {
         PhoneCommand::Recover { receipt } => recover::run(&mut cfg, &receipt, &pass()?).await,
         PhoneCommand::Register => {
             let pass = pass()?;
-            let mut secrets = load_secrets(&cfg, &pass)?;
+            let mut secrets = cfg.load_secrets(&pass)?;
             register(&mut cfg, &mut secrets, &pass).await
         }
         PhoneCommand::Call {
@@ -333,11 +314,11 @@ async fn run_async(args: PhoneArgs) -> Result<()> {
             seconds,
             json,
         } => {
-            let secrets = load_secrets(&cfg, &pass()?)?;
+            let secrets = cfg.load_secrets(&pass()?)?;
             call(&mut cfg, &secrets, &number, seconds, json).await
         }
         PhoneCommand::Listen { count, reject } => {
-            let secrets = load_secrets(&cfg, &pass()?)?;
+            let secrets = cfg.load_secrets(&pass()?)?;
             listen(&mut cfg, &secrets, count, reject).await
         }
         PhoneCommand::Hangup { call_id } => {
@@ -350,11 +331,11 @@ async fn run_async(args: PhoneArgs) -> Result<()> {
         PhoneCommand::Export(a) => phone_keys::export(&cfg, &pass()?, &a),
         PhoneCommand::Import(a) => phone_keys::import(&mut cfg, &pass()?, &a),
         PhoneCommand::Contact { command } => {
-            let secrets = load_secrets(&cfg, &pass()?)?;
+            let secrets = cfg.load_secrets(&pass()?)?;
             contact::run(&mut cfg, &secrets, command).await
         }
         PhoneCommand::Contacts { json } => {
-            let secrets = load_secrets(&cfg, &pass()?)?;
+            let secrets = cfg.load_secrets(&pass()?)?;
             contact::run(&mut cfg, &secrets, contact::ContactCommand::List { json }).await
         }
     }
@@ -373,12 +354,7 @@ async fn init(cfg: &mut Config, number: Option<&str>, pass: &str) -> Result<()> 
             cfg.store_number(n)?;
         }
     }
-    if cfg.key_file.exists() {
-        bail!(
-            "{} exists; refusing to overwrite a phone's keys (move it away first)",
-            cfg.key_file.display()
-        );
-    }
+    cfg.ensure_no_key_file()?;
     let secrets = make_key_file(cfg, pass).await?;
     match &cfg.number {
         Some(n) => println!("phone {n}"),
@@ -412,12 +388,7 @@ async fn make_key_file(cfg: &mut Config, pass: &str) -> Result<PhoneSecrets> {
     let chain = cfg.chain().await?;
     cfg.header_trust(&*chain).await?;
     let secrets = PhoneSecrets::generate(cfg.number_text());
-    if let Some(dir) = cfg.key_file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    secrets
-        .save(&cfg.key_file, pass, false)
-        .with_context(|| format!("cannot write {}", cfg.key_file.display()))?;
+    cfg.write_secrets(&secrets, pass, false)?;
     Ok(secrets)
 }
 
@@ -517,7 +488,7 @@ async fn sms_code(
 }
 
 async fn onboard(cfg: &mut Config, receipt_path: &Path, pass: &str) -> Result<()> {
-    let mut secrets = load_secrets(cfg, pass)?;
+    let mut secrets = cfg.load_secrets(pass)?;
     let receipt = read_receipt(receipt_path)?;
     let chain = cfg.chain().await?;
     let (client, server_key, info, wallet_url) = wallet_server(cfg, &*chain, "onboard").await?;

@@ -26,7 +26,7 @@ use chaincall_phone::rotation::{Rotator, Settled};
 use clap::Args;
 use zeroize::Zeroizing;
 
-use super::{ChainAccess as _, Config, PhoneSecrets, load_secrets, own_fingerprint, passphrase};
+use super::{ChainAccess as _, Config, PhoneSecrets, own_fingerprint, passphrase};
 
 /// Environment variable holding the backup passphrase (when `--backup-passphrase-file` is absent).
 const BACKUP_PASSPHRASE_ENV: &str = "CHAINCALL_BACKUP_PASSPHRASE";
@@ -131,7 +131,7 @@ fn read_hidden(prompt: &str) -> Result<Zeroizing<String>> {
 
 /// Runs `phone export`.
 pub(super) fn export(cfg: &Config, pass: &str, args: &ExportArgs) -> Result<()> {
-    let secrets = load_secrets(cfg, pass)?;
+    let secrets = cfg.load_secrets(pass)?;
     let backup_pass = args.backup.read(true)?;
     if backup_pass.as_str() == pass {
         eprintln!(
@@ -162,52 +162,8 @@ pub(super) fn import(cfg: &mut Config, pass: &str, args: &ImportArgs) -> Result<
     let backup_pass = args.backup.read(false)?;
     let restored = PhoneSecrets::import_backup(&args.input, &backup_pass)
         .with_context(|| format!("cannot restore the backup {}", args.input.display()))?;
-    let number = chaincall_identity::PhoneNumber::parse(&restored.number).ok();
-    if cfg.number.is_some() && restored.number != cfg.number_text() {
-        bail!(
-            "{} holds the keys of {:?}, but the config's number is {} ({})",
-            args.input.display(),
-            restored.number,
-            cfg.number_text(),
-            cfg.path.display()
-        );
-    }
-    let key_file = cfg.key_file.clone();
-    let replacing = key_file.exists();
-    if replacing && !args.force {
-        // Replacing the very same identity (say, to undo a broken edit) is harmless; replacing
-        // another would lose its keys, so it needs --force.
-        match PhoneSecrets::load(&key_file, pass) {
-            Ok(existing)
-                if existing.identity.public() == restored.identity.public()
-                    && existing.wallet.address() == restored.wallet.address() => {}
-            Ok(existing) => bail!(
-                "{} holds another identity (key {}, wallet {}) than the backup (key {}, wallet \
-                 {}): refusing to overwrite it; move it away or give --force",
-                key_file.display(),
-                existing.identity.public().fingerprint(),
-                existing.wallet.address(),
-                restored.identity.public().fingerprint(),
-                restored.wallet.address()
-            ),
-            Err(e) => bail!(
-                "{} exists and cannot be opened with the phone's passphrase ({e}): refusing to \
-                 overwrite it; move it away or give --force",
-                key_file.display()
-            ),
-        }
-    }
-    if let Some(dir) = key_file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    restored
-        .save(&key_file, pass, replacing)
-        .with_context(|| format!("cannot write {}", key_file.display()))?;
-    if cfg.number.is_none()
-        && let Some(n) = number
-    {
-        cfg.store_number(n)?;
-    }
+    cfg.import_secrets(&args.input, &restored, pass, args.force)?;
+    let key_file = &cfg.key_file;
     println!(
         "imported {} into {} (sealed under the phone's passphrase, mode 0600)",
         if restored.number.is_empty() {
@@ -227,7 +183,7 @@ pub(super) fn import(cfg: &mut Config, pass: &str, args: &ImportArgs) -> Result<
 
 /// Runs `phone rotate`.
 pub(super) async fn rotate(cfg: &mut Config, pass: &str) -> Result<()> {
-    let mut secrets = load_secrets(cfg, pass)?;
+    let mut secrets = cfg.load_secrets(pass)?;
     let name = IdentityName::Phone(cfg.number()?.clone());
     let chain = cfg.chain().await?;
     let trust = cfg.header_trust(&*chain).await?;
@@ -287,7 +243,7 @@ pub(super) async fn settle_pending(cfg: &mut Config, pass: &str) -> Result<()> {
     if !cfg.key_file.exists() {
         return Ok(());
     }
-    let mut secrets = load_secrets(cfg, pass)?;
+    let mut secrets = cfg.load_secrets(pass)?;
     if secrets.pending_rotation().is_none() {
         return Ok(());
     }
