@@ -3,6 +3,7 @@
 //!
 //! | module | what | kind |
 //! | --- | --- | --- |
+//! | [`audio_files`] | the audio a call sends (`audio_in` or a built-in signal) and the recordings of what it received | file |
 //! | [`config_file`] | the configuration file: parsed once into checked types, trust pinned on first use, the assigned number stored (comments kept) | file |
 //! | [`store`] | identity key, wallet key and SIP password at rest (Argon2id + AES-256-GCM, mode 0600) | file |
 //! | [`contacts`] | key pins and what the user knows of each contact, persisted across processes (JSON, 0600, locked) | file |
@@ -29,6 +30,7 @@
 //! writes SRTP master keys to a file on request, with a warning.
 #![forbid(unsafe_code)]
 
+pub mod audio_files;
 pub mod caller;
 pub mod config_file;
 pub mod contacts;

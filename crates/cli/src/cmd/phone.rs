@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use chaincall_chain::verified::HeaderTrust;
@@ -679,17 +679,6 @@ async fn register(cfg: &mut Config, secrets: &mut PhoneSecrets, pass: &str) -> R
     Ok(())
 }
 
-/// The audio to send: the config's WAV or the built-in signal, cut to `max_ms`.
-fn outgoing_audio(cfg: &Config, max_ms: u32, seed: u64) -> Result<Vec<i16>> {
-    let mut audio = match &cfg.audio_in {
-        Some(p) => chaincall_media::wav::read_file(p)
-            .map_err(|e| anyhow!("audio_in {}: {e}", p.display()))?,
-        None => chaincall_media::signal::speech_like(max_ms, seed),
-    };
-    audio.truncate((u64::from(max_ms) * 8) as usize);
-    Ok(audio)
-}
-
 async fn call(
     cfg: &mut Config,
     secrets: &PhoneSecrets,
@@ -707,14 +696,14 @@ async fn call(
         Some(&target) != cfg.number.as_ref(),
         "{target} is this phone's own number"
     );
-    let audio = outgoing_audio(cfg, (seconds * 1000.0).round() as u32, 1)?;
+    let audio = cfg.outgoing_audio((seconds * 1000.0).round() as u32, 1)?;
     let (phone, mut events, _) = start_phone(cfg, secrets, audio, false).await?;
     let mut control = phone_control::bind_or_warn(&cfg.control_socket).await;
     let result = call_inner(cfg, &phone, &mut events, &mut control, &target, seconds).await;
     drop(control);
     unregister_and_stop(&phone).await;
     let report = result?;
-    let recording = save_recording(cfg, &report)?;
+    let recording = cfg.save_recording(&report)?;
     if as_json {
         println!("{}", report_json(cfg, &report, &recording));
     } else {
@@ -834,7 +823,7 @@ async fn listen(
     count: Option<u64>,
     reject: bool,
 ) -> Result<()> {
-    let audio = outgoing_audio(cfg, LISTEN_SIGNAL_MS, 2)?;
+    let audio = cfg.outgoing_audio(LISTEN_SIGNAL_MS, 2)?;
     let auto_answer = cfg.auto_answer && !reject;
     let (phone, mut events, _) = start_phone(cfg, secrets, audio, auto_answer).await?;
     let mut control = phone_control::bind_or_warn(&cfg.control_socket).await;
@@ -917,7 +906,7 @@ async fn listen_inner(
                 }
                 Some(PhoneEvent::CallEnded(r)) => {
                     active.retain(|c| *c != r.call_id);
-                    let recording = save_recording(cfg, &r)?;
+                    let recording = cfg.save_recording(&r)?;
                     println!("{}", report_json(cfg, &r, &recording));
                     handled += 1;
                     if stopping && active.is_empty() {
@@ -1038,26 +1027,6 @@ fn for_terminal(peer: &str) -> String {
         }
     }
     shown
-}
-
-/// Writes the call's received audio to `record_dir`; returns the file.
-fn save_recording(cfg: &Config, r: &CallReport) -> Result<PathBuf> {
-    std::fs::create_dir_all(&cfg.record_dir)
-        .with_context(|| format!("cannot create {}", cfg.record_dir.display()))?;
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    let peer: String = r
-        .peer
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect();
-    let name = format!("{ms}-{}-{peer}.wav", if r.outgoing { "to" } else { "from" });
-    let path = cfg.record_dir.join(name);
-    chaincall_media::wav::write_file(&path, &r.recorded)
-        .map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
-    Ok(path)
 }
 
 fn ms(d: Duration) -> f64 {
