@@ -23,6 +23,7 @@ enum Command {
     /// Show the build's parts and versions.
     Version,
     /// Measure chaincall against reference implementations (`bench srtp --json`).
+    #[cfg(feature = "bench")]
     #[command(subcommand)]
     Bench(cmd::bench::Bench),
     /// The keystore contract: deploy, add, approve, get, rotate, revoke, history, gas.
@@ -61,6 +62,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Version => cmd::version::run(),
+        #[cfg(feature = "bench")]
         Command::Bench(bench) => cmd::bench::run(bench),
         Command::Keystore(args) => cmd::keystore::run(args),
         Command::Demo(args) => cmd::demo::run(args),

@@ -200,6 +200,8 @@ fn failed_verification_exits_non_zero_and_prints_no_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("NUMBER:HASH"));
 }
 
+/// `chaincall bench` exists only in a build with the `bench` feature (scripts/test.sh enables it).
+#[cfg(feature = "bench")]
 #[test]
 fn bench_lookup_reports_verified_and_plain_latency() {
     let Some(node) = start() else { return };

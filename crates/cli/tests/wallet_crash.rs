@@ -1,7 +1,10 @@
-//! The wallet server as a real process (`chaincall wallet serve`) on anvil, SIGKILLed at each step
-//! of an onboarding (the test hook `CHAINCALL_WALLET_TEST_PAUSE_AT` stops it there), restarted on
-//! the same database: every onboarding completes with exactly one funding transaction and one
-//! approval, counted on chain. The same for each step of a device recovery.
+//! The end-to-end witness of the wallet's crash safety (the property test in
+//! `crates/wallet/tests/machine.rs` covers every cut point of the machine): the wallet server as a
+//! real process (`chaincall wallet serve`) on anvil with automine off, SIGKILLed whenever one of
+//! its transactions sits unmined in anvil's mempool — an observable point, no hook in the server —
+//! then the block mined and the server restarted on the same database: every onboarding completes
+//! with exactly one funding transaction and one approval, counted on chain. The same for a device
+//! recovery, killed at its revoke, reserve, funding and approval transactions.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -11,13 +14,15 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use alloy::primitives::{Address, B256};
+use alloy::providers::Provider;
 use chaincall_chain::{
     AnvilProcess, ClientId, KeystoreChain, PrivateKeySigner, RpcChain, RpcConfig, dev_signer,
 };
 use chaincall_identity::{IdentityKey, IdentityName, KeyStatus, PhoneNumber};
 use chaincall_wallet::client::{ClientError, recover_phone};
+use chaincall_wallet::db::{Db, Onboarding, State, connect};
 use chaincall_wallet::receipt::StoreKey;
-use chaincall_wallet::service::{PAUSE_ENV, PAUSE_STEPS, RECOVERY_PAUSE_STEPS};
 use chaincall_wallet::testing::{
     TEST_IDENTITY_DOMAIN, TestChain, TestConfig, count_approvals, count_transfers,
     deploy_test_keystore, test_purchase, write_test_config,
@@ -32,7 +37,7 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    fn spawn(config: &Path, pause_at: Option<&str>) -> Self {
+    fn spawn(config: &Path) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_chaincall"));
         cmd.args(["wallet", "serve", "--config"])
             .arg(config)
@@ -40,10 +45,6 @@ impl ServerProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        match pause_at {
-            Some(step) => cmd.env(PAUSE_ENV, step),
-            None => cmd.env_remove(PAUSE_ENV),
-        };
         let mut child = cmd.spawn().expect("chaincall starts");
         let (tx, rx) = mpsc::channel();
         let stdout = child.stdout.take().unwrap();
@@ -209,20 +210,95 @@ impl Setup {
         });
     }
 
-    /// Starts the server paused at `step`, waits for the pause, SIGKILLs it and starts it again
-    /// on the same database; returns the restarted server once `phone` finished.
-    fn kill_at(
+    /// The server wallet's transactions waiting in anvil's mempool (automine is off).
+    fn server_pending(&self) -> (Vec<B256>, bool) {
+        let server = dev_signer(0).address();
+        self.runtime.block_on(async {
+            let pool: serde_json::Value = self
+                .chain
+                .provider()
+                .raw_request("txpool_content".into(), ())
+                .await
+                .unwrap();
+            let mut mine = Vec::new();
+            let mut any = false;
+            for section in ["pending", "queued"] {
+                let Some(senders) = pool[section].as_object() else {
+                    continue;
+                };
+                for (from, txs) in senders {
+                    let from: Address = from.parse().unwrap();
+                    for tx in txs.as_object().into_iter().flat_map(|t| t.values()) {
+                        any = true;
+                        if from == server {
+                            mine.push(tx["hash"].as_str().unwrap().parse().unwrap());
+                        }
+                    }
+                }
+            }
+            (mine, any)
+        })
+    }
+
+    fn rpc(&self, method: &'static str, params: serde_json::Value) {
+        self.runtime.block_on(async {
+            let _: serde_json::Value = self
+                .chain
+                .provider()
+                .raw_request(method.into(), params)
+                .await
+                .unwrap();
+        });
+    }
+
+    /// With automine off, mines whatever the phone sends; whenever a transaction of the server
+    /// wallet waits in the mempool (signed, recorded, broadcast, not mined), SIGKILLs the server
+    /// (`before_kill` sees the transaction's hash), mines the block and restarts the server on the
+    /// same database — `kills` times. Returns the restarted server once `phone` finished.
+    fn kill_at_server_txs(
         &self,
-        step: &str,
+        mut server: ServerProcess,
+        kills: usize,
         phone: tokio::task::JoinHandle<OnboardingStatus>,
+        mut after_kill: impl FnMut(usize, B256),
     ) -> (ServerProcess, OnboardingStatus) {
-        let mut server = ServerProcess::spawn(&self.config, Some(step));
-        server.wait_for_line(&format!("paused at {step}"), Duration::from_secs(60));
-        server.sigkill();
-        let restarted = ServerProcess::spawn(&self.config, None);
-        let done = self.runtime.block_on(phone).unwrap();
-        assert_eq!(done.state, "provisioned", "step {step}");
-        (restarted, done)
+        self.rpc("evm_setAutomine", serde_json::json!([false]));
+        let mut done = 0;
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while !phone.is_finished() {
+            assert!(Instant::now() < deadline, "onboarding never finished");
+            let (server_txs, any) = self.server_pending();
+            if let Some(&hash) = server_txs.first().filter(|_| done < kills) {
+                server.sigkill();
+                after_kill(done, hash);
+                done += 1;
+                self.rpc("evm_mine", serde_json::json!([]));
+                server = ServerProcess::spawn(&self.config);
+            } else if any {
+                self.rpc("evm_mine", serde_json::json!([]));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.rpc("evm_setAutomine", serde_json::json!([true]));
+        assert_eq!(
+            done, kills,
+            "the server sent fewer transactions than expected"
+        );
+        let status = self.runtime.block_on(phone).unwrap();
+        assert_eq!(status.state, "provisioned");
+        (server, status)
+    }
+
+    /// The wallet server's database (the server must be stopped).
+    fn row(&self, receipt_id: &str) -> Onboarding {
+        let url = format!(
+            "sqlite://{}?mode=rw",
+            self._dir.path().join("wallet.db").display()
+        );
+        self.runtime.block_on(async {
+            let db = Db::open(connect(&url).await.unwrap()).await.unwrap();
+            db.get(receipt_id).await.unwrap().expect("row recorded")
+        })
     }
 }
 
@@ -231,8 +307,10 @@ type Attempt = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<OnboardingStatus, ClientError>> + Send>,
 >;
 
-/// The phone's onboarding, as a flow [`Setup::keep_trying`] repeats.
+/// The phone's onboarding (or, with `recover`, its device recovery), as a flow
+/// [`Setup::keep_trying`] repeats.
 fn onboarding(
+    recover: bool,
     wallet: PrivateKeySigner,
     identity: IdentityKey,
     number: NumberRequest,
@@ -250,126 +328,126 @@ fn onboarding(
             receipt.clone(),
         );
         Box::pin(async move {
-            onboard_phone(
-                &client,
-                &*chain,
-                contract,
-                &key,
-                &wallet,
-                &identity,
-                &number,
-                receipt,
-                Duration::from_secs(20),
-            )
-            .await
-        })
-    }
-}
-
-#[test]
-fn sigkill_between_every_pair_of_steps_never_funds_or_approves_twice() {
-    let Some(t) = setup() else {
-        return;
-    };
-    let contract = t.contract;
-
-    for (i, step) in PAUSE_STEPS.iter().enumerate() {
-        // A fresh phone and a fresh purchase per step.
-        let wallet = PrivateKeySigner::random();
-        let identity = IdentityKey::generate();
-        let number = format!("+1555700{i:04}");
-        let receipt = t.store.issue(&test_purchase(
-            format!("GPA.0000-0000-0000-{i:05}"),
-            format!("token-{step}-{}", hex::encode(wallet.address())),
-        ));
-        let phone = t.keep_trying(onboarding(
-            wallet.clone(),
-            identity.clone(),
-            NumberRequest::named(&number),
-            receipt,
-            contract,
-        ));
-        let _restarted = t.kill_at(step, phone);
-
-        t.assert_bound(&number, &wallet, &identity, 1, step);
-        eprintln!("killed at {step}: completed with one funding and one approval");
-    }
-}
-
-/// Device recovery, killed at each of its own steps (accepted, old SIP row deleted, old entry
-/// revoked, number reserved): the recovery completes, the new wallet is funded once and the number
-/// approved once more, for the new key.
-#[test]
-fn sigkill_at_every_recovery_step_never_funds_twice() {
-    let Some(t) = setup() else {
-        return;
-    };
-    let contract = t.contract;
-    let http = alloy::transports::http::reqwest::Client::new();
-    for (i, step) in RECOVERY_PAUSE_STEPS.iter().enumerate() {
-        let number = format!("+1555710{i:04}");
-        let receipt = t.store.issue(&test_purchase(
-            format!("GPA.0000-0000-0001-{i:05}"),
-            format!("token-recovery-{step}"),
-        ));
-        // Onboarded on the lost device.
-        let server = ServerProcess::spawn(&t.config, None);
-        let phone = t.keep_trying(onboarding(
-            PrivateKeySigner::random(),
-            IdentityKey::generate(),
-            NumberRequest::named(&number),
-            receipt.clone(),
-            contract,
-        ));
-        t.runtime.block_on(phone).unwrap();
-        // The operator authorises the recovery (assigned numbers).
-        let url = format!("{}/v1/admin/subscribers/{number}/recovery", t.base);
-        let status = t.runtime.block_on(async {
-            http.post(url)
-                .bearer_auth(ADMIN_TOKEN)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        });
-        assert!(status.is_success(), "{status}");
-        server.sigkill();
-
-        let (wallet, identity) = (PrivateKeySigner::random(), IdentityKey::generate());
-        let phone = {
-            let (wallet, identity, request, receipt) = (
-                wallet.clone(),
-                identity.clone(),
-                NumberRequest::named(&number),
-                receipt.clone(),
-            );
-            t.keep_trying(move |client, chain, key| {
-                let (wallet, identity, request, receipt) = (
-                    wallet.clone(),
-                    identity.clone(),
-                    request.clone(),
-                    receipt.clone(),
-                );
-                async move {
-                    recover_phone(
+            // The two flows take the same arguments; their futures differ in type.
+            macro_rules! run {
+                ($flow:ident) => {
+                    $flow(
                         &client,
                         &*chain,
                         contract,
                         &key,
                         &wallet,
                         &identity,
-                        &request,
+                        &number,
                         receipt,
                         Duration::from_secs(20),
                     )
                     .await
-                }
-            })
-        };
-        let _restarted = t.kill_at(step, phone);
-
-        // Approved twice: at onboarding and at the recovery.
-        t.assert_bound(&number, &wallet, &identity, 2, step);
-        eprintln!("killed at {step}: recovered with one funding");
+                };
+            }
+            if recover {
+                run!(recover_phone)
+            } else {
+                run!(onboard_phone)
+            }
+        })
     }
+}
+
+/// Killed with the funding transfer in the mempool, then with `approveClient` in the mempool:
+/// each time the database already holds the transaction (recorded before broadcast), and the
+/// restarted server follows it instead of signing another.
+#[test]
+fn sigkill_with_funding_then_approval_in_the_mempool_never_funds_or_approves_twice() {
+    let Some(t) = setup() else {
+        return;
+    };
+    let wallet = PrivateKeySigner::random();
+    let identity = IdentityKey::generate();
+    let number = "+15557000001";
+    let receipt_id = "GPA.0000-0000-0000-00001";
+    let receipt = t.store.issue(&test_purchase(
+        receipt_id.to_owned(),
+        format!("token-{}", hex::encode(wallet.address())),
+    ));
+    let server = ServerProcess::spawn(&t.config);
+    let phone = t.keep_trying(onboarding(
+        false,
+        wallet.clone(),
+        identity.clone(),
+        NumberRequest::named(number),
+        receipt,
+        t.contract,
+    ));
+    let mut seen = Vec::new();
+    let _restarted = t.kill_at_server_txs(server, 2, phone, |kill, hash| {
+        let row = t.row(receipt_id);
+        let (state, recorded) = match kill {
+            0 => (State::Funding, row.fund_tx_hash),
+            _ => (State::PendingSeen, row.approve_tx_hash),
+        };
+        assert_eq!(row.state, state, "kill {kill}");
+        assert_eq!(
+            recorded,
+            Some(hash.to_string()),
+            "kill {kill}: recorded before broadcast"
+        );
+        seen.push(hash);
+    });
+    assert_eq!(seen.len(), 2);
+    t.assert_bound(number, &wallet, &identity, 1, "mempool");
+}
+
+/// Device recovery, killed with each of its transactions in the mempool (the old entry's revoke,
+/// the number's reservation for the new wallet, the new wallet's funding and the approval): the
+/// recovery completes, the new wallet is funded once and the number approved once more, for the
+/// new key.
+#[test]
+fn sigkill_at_every_recovery_transaction_never_funds_twice() {
+    let Some(t) = setup() else {
+        return;
+    };
+    let contract = t.contract;
+    let http = alloy::transports::http::reqwest::Client::new();
+    let number = "+15557100001";
+    let receipt = t.store.issue(&test_purchase(
+        "GPA.0000-0000-0001-00001".to_owned(),
+        "token-recovery".to_owned(),
+    ));
+    // Onboarded on the lost device.
+    let server = ServerProcess::spawn(&t.config);
+    let phone = t.keep_trying(onboarding(
+        false,
+        PrivateKeySigner::random(),
+        IdentityKey::generate(),
+        NumberRequest::named(number),
+        receipt.clone(),
+        contract,
+    ));
+    t.runtime.block_on(phone).unwrap();
+    // The operator authorises the recovery (assigned numbers).
+    let url = format!("{}/v1/admin/subscribers/{number}/recovery", t.base);
+    let status = t.runtime.block_on(async {
+        http.post(url)
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert!(status.is_success(), "{status}");
+
+    let (wallet, identity) = (PrivateKeySigner::random(), IdentityKey::generate());
+    let phone = t.keep_trying(onboarding(
+        true,
+        wallet.clone(),
+        identity.clone(),
+        NumberRequest::named(number),
+        receipt,
+        contract,
+    ));
+    let _restarted = t.kill_at_server_txs(server, 4, phone, |_, _| {});
+
+    // Approved twice: at onboarding and at the recovery.
+    t.assert_bound(number, &wallet, &identity, 2, "recovery");
 }

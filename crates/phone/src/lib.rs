@@ -3,12 +3,16 @@
 //!
 //! | module | what | kind |
 //! | --- | --- | --- |
+//! | [`audio_files`] | the audio a call sends (`audio_in` or a built-in signal) and the recordings of what it received | file |
+//! | [`config_file`] | the configuration file: parsed once into checked types, trust pinned on first use, the assigned number stored (comments kept) | file |
 //! | [`store`] | identity key, wallet key and SIP password at rest (Argon2id + AES-256-GCM, mode 0600) | file |
 //! | [`contacts`] | key pins and what the user knows of each contact, persisted across processes (JSON, 0600, locked) | file |
+//! | [`key_file`] | the config's key file: opened only for the config's number, never overwritten by another identity | file |
 //! | [`keys`] | key lookups on chain, proven against a trusted header ([`chaincall_chain::verified`]) and timed | async |
 //! | [`negotiation`] | SDP offer/answer: MIKEY-PKE / DH-SIGN in `a=key-mgmt` (RFC 4567), SDES (RFC 4568), G.711 | sans-IO |
 //! | [`ua`] | the SIP user agent: REGISTER with digest auth, INVITE/ACK/BYE/CANCEL, dialogs | sans-IO |
 //! | [`caller`] | who is calling: the From's claim and what the offer proves about it, before ringing | sans-IO |
+//! | [`rotation`] | rotating the identity key on chain, crash safe: a pending key in the key file, settled against the proven entry | async |
 //! | [`phone`] | the shell: TLS-PSK (or TCP) signalling, the actor, SRTP media tasks, call reports | tokio |
 //!
 //! A call, caller's side (DESIGN.md, flow 3): look the callee's key up on chain and verify the
@@ -26,16 +30,21 @@
 //! writes SRTP master keys to a file on request, with a warning.
 #![forbid(unsafe_code)]
 
+pub mod audio_files;
 pub mod caller;
+pub mod config_file;
 pub mod contacts;
 pub mod error;
+pub mod key_file;
 pub mod keys;
 pub mod negotiation;
 pub mod phone;
+pub mod rotation;
 pub mod store;
 pub mod ua;
 
 pub use caller::{AcceptUnverified, CallerId, Verification};
+pub use config_file::{ConfigError, PhoneFileConfig, SipTransport};
 pub use contacts::{ContactsError, ContactsStore};
 pub use error::{CallError, PhoneError};
 pub use keys::{KeyLookup, LookedUp};

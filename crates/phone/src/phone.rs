@@ -259,8 +259,10 @@ impl Phone {
                 })
                 .map_err(|e| PhoneError::Signalling(e.to_string()))?;
                 // A server refusing our proof may hold our key from before a rotation in its
-                // short cache; it drops it on that failure, so one more try reaches the new key.
-                let mut retried = false;
+                // short cache; it drops it once it sees the failed handshake end, so a later try
+                // reaches the new key. Two more tries, the server given a moment to see the end.
+                const RETRIES: u32 = 2;
+                let mut retries = 0;
                 let (stream, established, local_addr) = loop {
                     let initiator = Initiator::new(
                         HandshakeConfig::default(),
@@ -288,9 +290,11 @@ impl Phone {
                         Err(TlsPskError::Handshake(
                             HandshakeError::BadSignature
                             | HandshakeError::PeerAborted(AlertCode::AuthenticationFailed),
-                        )) if !retried => {
-                            info!(server = %server, "the handshake's proofs did not match; trying once more (the server may have cached our key from before a rotation)");
-                            retried = true;
+                        )) if retries < RETRIES => {
+                            retries += 1;
+                            info!(server = %server, "the handshake's proofs did not match; trying again (the server may have cached our key from before a rotation)");
+                            tokio::time::sleep(Duration::from_millis(200 * u64::from(retries)))
+                                .await;
                         }
                         Err(e) => {
                             return Err(PhoneError::Signalling(format!(

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chaincall_handshake::{
-    AlertCode, Established, HandshakeConfig, HandshakeError, Initiator, LocalIdentity, MessageType,
+    Established, HandshakeConfig, HandshakeError, Initiator, LocalIdentity, MessageType,
     ReplayCache, Responder,
 };
 use chaincall_identity::{DirectoryEntry, DirectoryError, IdentityName, KeyDirectory};
@@ -71,15 +71,14 @@ impl HandshakeService {
             }
             Err(err) => {
                 tracing::info!(error = %err, "handshake refused");
-                // The proofs did not match the key the directory gave (our check failed, or the
-                // initiator's check of our message 2, which binds that key, did): if the answer
-                // was cached, the key may have rotated since, so the next attempt reads it afresh.
-                if let TlsPskError::Handshake(
-                    HandshakeError::BadSignature
-                    | HandshakeError::BadMac
-                    | HandshakeError::PeerAborted(AlertCode::AuthenticationFailed),
-                ) = err
-                    && let Some(name) = directory.asked()
+                // Once the directory gave a key, any failure may be a stale cached key: the
+                // initiator's check of our message 2 (which binds that key) fails first, and its
+                // alert can be lost when it closes at once (a reset). The next attempt reads the
+                // key afresh. A refusal by the directory itself or a replay says nothing about it.
+                if !matches!(
+                    err,
+                    TlsPskError::Handshake(HandshakeError::Directory(_) | HandshakeError::Replay)
+                ) && let Some(name) = directory.asked()
                 {
                     self.directory.forget(&name);
                 }

@@ -29,6 +29,7 @@ use zeroize::Zeroizing;
 
 use crate::credentials::{CredentialsAnswer, CredentialsRequest};
 
+use crate::db::State;
 use crate::error::ErrorBody;
 use crate::payload::{
     APPROVE_CONTEXT, CODE_CONTEXT, ONBOARD_CONTEXT, OnboardPayload, RECOVER_CONTEXT,
@@ -252,17 +253,17 @@ impl WalletClient {
             if done(&s) {
                 return Ok(s);
             }
-            if s.state == "failed" || s.state == "revoked" {
+            if matches!(s.state, State::Failed | State::Revoked) {
                 return Err(ClientError::Api {
                     status: 422,
-                    code: s.failure_code.unwrap_or_else(|| s.state.clone()),
+                    code: s.failure_code.unwrap_or_else(|| s.state.to_string()),
                     message: format!("onboarding {}", s.state),
                 });
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(ClientError::Timeout {
                     wanted,
-                    last: s.state,
+                    last: s.state.to_string(),
                 });
             }
             tokio::time::sleep(delay).await;
@@ -544,14 +545,14 @@ impl<C: KeystoreChain> Phone<'_, C> {
                 Err(e) => return Err(e),
             }
         };
-        if status.state == "provisioned" {
+        if status.state == State::Provisioned {
             return Ok(status);
         }
         let done = client
             .wait_for(
                 &status.receipt_id,
                 "provisioned",
-                |s| s.state == "provisioned",
+                |s| s.state == State::Provisioned,
                 timeout,
             )
             .await?;

@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
@@ -36,7 +36,7 @@ pub enum DbError {
 /// Where an onboarding stands. The happy path is
 /// `Received → Funding → Funded → PendingSeen → Approved → Provisioned`; a device recovery moves a
 /// provisioned row to `Recovering` with the new wallet and key, then back along the same path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// Receipt verified and recorded; not funded yet.
@@ -89,6 +89,20 @@ impl State {
 impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Compares with the stored name, so callers that read the state as text keep working.
+impl PartialEq<str> for State {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+/// Compares with the stored name (see `PartialEq<str>`).
+impl PartialEq<&str> for State {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 
@@ -416,9 +430,8 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Records the signed funding transaction BEFORE it is broadcast, moving `received → funding`.
-    /// In one database transaction: the audit row and the onboarding row. False if the row was
-    /// not in `received`.
+    /// Records the signed funding transaction BEFORE it is broadcast, moving `received → funding`
+    /// (see [`Db::record_tx`]).
     pub async fn record_funding(
         &self,
         receipt_id: &str,
@@ -427,41 +440,54 @@ impl Db {
         raw_hex: &str,
         amount: &str,
     ) -> Result<bool, DbError> {
+        let version = (nonce, tx_hash, raw_hex, Some(amount));
+        self.record_tx(TxPurpose::Funding, receipt_id, version)
+            .await
+    }
+
+    /// Records a newly signed transaction of `purpose` — `(nonce, hash, raw bytes hex, funding
+    /// amount)` — BEFORE it is broadcast, in one database transaction: the onboarding row (funding:
+    /// `received → funding`; approval: stays `pending_seen`) and the audit row. False if the row is
+    /// not in that state or already has a transaction of `purpose` in flight.
+    pub async fn record_tx(
+        &self,
+        purpose: TxPurpose,
+        receipt_id: &str,
+        (nonce, tx_hash, raw_hex, amount): (u64, &str, &str, Option<&str>),
+    ) -> Result<bool, DbError> {
         let now = now_ms();
-        let nonce = i64::try_from(nonce).map_err(|_| DbError::Corrupt {
-            receipt_id: receipt_id.to_owned(),
-            what: "nonce out of range",
-        })?;
+        let nonce = nonce_i64(receipt_id, nonce)?;
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE onboarding SET state = $1, fund_nonce = $2, fund_tx_hash = $3, fund_raw_tx = $4, fund_amount = $5, updated_at = $6 \
-             WHERE receipt_id = $7 AND state = $8 AND fund_tx_hash IS NULL",
-        )
-        .bind(State::Funding.as_str())
-        .bind(nonce)
-        .bind(tx_hash)
-        .bind(raw_hex)
-        .bind(amount)
-        .bind(now)
-        .bind(receipt_id)
-        .bind(State::Received.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
+        let update = match purpose {
+            TxPurpose::Funding => sqlx::query(
+                "UPDATE onboarding SET state = $1, fund_nonce = $2, fund_tx_hash = $3, fund_raw_tx = $4, fund_amount = $5, updated_at = $6 \
+                 WHERE receipt_id = $7 AND state = $8 AND fund_tx_hash IS NULL",
+            )
+            .bind(State::Funding.as_str())
+            .bind(nonce)
+            .bind(tx_hash)
+            .bind(raw_hex)
+            .bind(amount.unwrap_or("0"))
+            .bind(now)
+            .bind(receipt_id)
+            .bind(State::Received.as_str()),
+            TxPurpose::Approval => sqlx::query(
+                "UPDATE onboarding SET approve_nonce = $1, approve_tx_hash = $2, approve_raw_tx = $3, updated_at = $4 \
+                 WHERE receipt_id = $5 AND state = $6 AND approve_raw_tx IS NULL",
+            )
+            .bind(nonce)
+            .bind(tx_hash)
+            .bind(raw_hex)
+            .bind(now)
+            .bind(receipt_id)
+            .bind(State::PendingSeen.as_str()),
+        };
+        if update.execute(&mut *tx).await?.rows_affected() != 1 {
             tx.rollback().await?;
             return Ok(false);
         }
-        sqlx::query(
-            "INSERT INTO funding_tx (tx_hash, receipt_id, nonce, amount, status, created_at, raw_tx) VALUES ($1, $2, $3, $4, 'signed', $5, $6)",
-        )
-        .bind(tx_hash)
-        .bind(receipt_id)
-        .bind(nonce)
-        .bind(amount)
-        .bind(now)
-        .bind(raw_hex)
-        .execute(&mut *tx)
-        .await?;
+        let version = (tx_hash, nonce, raw_hex, amount);
+        insert_version(&mut tx, purpose, receipt_id, version, now).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -506,28 +532,57 @@ impl Db {
     /// nonce taken by another transaction): forget it and go back to `received` so a new one is
     /// signed. Safe: the dropped transaction cannot be mined any more.
     pub async fn funding_dropped(&self, receipt_id: &str, tx_hash: &str) -> Result<bool, DbError> {
-        let now = now_ms();
+        self.tx_dropped(TxPurpose::Funding, receipt_id, tx_hash)
+            .await
+    }
+
+    /// The in-flight transaction `tx_hash` of `purpose` can never be mined (refused, or its nonce
+    /// taken by another transaction): forget it — funding goes back to `received`, an approval
+    /// stays `pending_seen` — so a new one is checked and signed. False if `tx_hash` is no longer
+    /// the row's in-flight transaction.
+    pub async fn tx_dropped(
+        &self,
+        purpose: TxPurpose,
+        receipt_id: &str,
+        tx_hash: &str,
+    ) -> Result<bool, DbError> {
+        let (update, to, from) = match purpose {
+            TxPurpose::Funding => (
+                "UPDATE onboarding SET state = $1, fund_nonce = NULL, fund_tx_hash = NULL, fund_raw_tx = NULL, updated_at = $2 \
+                 WHERE receipt_id = $3 AND state = $4 AND fund_tx_hash = $5",
+                State::Received,
+                State::Funding,
+            ),
+            TxPurpose::Approval => (
+                "UPDATE onboarding SET state = $1, approve_nonce = NULL, approve_tx_hash = NULL, approve_raw_tx = NULL, updated_at = $2 \
+                 WHERE receipt_id = $3 AND state = $4 AND approve_tx_hash = $5",
+                State::PendingSeen,
+                State::PendingSeen,
+            ),
+        };
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE onboarding SET state = $1, fund_nonce = NULL, fund_tx_hash = NULL, fund_raw_tx = NULL, updated_at = $2 \
-             WHERE receipt_id = $3 AND state = $4 AND fund_tx_hash = $5",
-        )
-        .bind(State::Received.as_str())
-        .bind(now)
-        .bind(receipt_id)
-        .bind(State::Funding.as_str())
-        .bind(tx_hash)
-        .execute(&mut *tx)
-        .await?;
+        let done = sqlx::query(update)
+            .bind(to.as_str())
+            .bind(now_ms())
+            .bind(receipt_id)
+            .bind(from.as_str())
+            .bind(tx_hash)
+            .execute(&mut *tx)
+            .await?;
         if done.rows_affected() != 1 {
             tx.rollback().await?;
             return Ok(false);
         }
         // Every live version shares the nonce that was taken: none of them can be mined any more.
-        sqlx::query("UPDATE funding_tx SET status = 'dropped' WHERE receipt_id = $1 AND status IN ('signed', 'replaced')")
-            .bind(receipt_id)
-            .execute(&mut *tx)
-            .await?;
+        let mark = match purpose {
+            TxPurpose::Funding => {
+                "UPDATE funding_tx SET status = 'dropped' WHERE receipt_id = $1 AND status IN ('signed', 'replaced')"
+            }
+            TxPurpose::Approval => {
+                "UPDATE approve_tx SET status = 'dropped' WHERE receipt_id = $1 AND status IN ('signed', 'replaced')"
+            }
+        };
+        sqlx::query(mark).bind(receipt_id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -555,77 +610,6 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Records the signed `approveClient` transaction BEFORE it is broadcast (the row stays
-    /// `pending_seen`). False if the row is not `pending_seen` or already has one in flight.
-    pub async fn record_approval(
-        &self,
-        receipt_id: &str,
-        nonce: u64,
-        tx_hash: &str,
-        raw_hex: &str,
-    ) -> Result<bool, DbError> {
-        let now = now_ms();
-        let nonce = i64::try_from(nonce).map_err(|_| DbError::Corrupt {
-            receipt_id: receipt_id.to_owned(),
-            what: "nonce out of range",
-        })?;
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE onboarding SET approve_nonce = $1, approve_tx_hash = $2, approve_raw_tx = $3, updated_at = $4 \
-             WHERE receipt_id = $5 AND state = $6 AND approve_raw_tx IS NULL",
-        )
-        .bind(nonce)
-        .bind(tx_hash)
-        .bind(raw_hex)
-        .bind(now)
-        .bind(receipt_id)
-        .bind(State::PendingSeen.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO approve_tx (tx_hash, receipt_id, nonce, status, raw_tx, created_at) VALUES ($1, $2, $3, 'signed', $4, $5)",
-        )
-        .bind(tx_hash)
-        .bind(receipt_id)
-        .bind(nonce)
-        .bind(raw_hex)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    /// The in-flight `approveClient` can never be mined (refused, or its nonce taken by another
-    /// transaction): forget it so the approval is checked and signed anew.
-    pub async fn approval_dropped(&self, receipt_id: &str, tx_hash: &str) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE onboarding SET approve_nonce = NULL, approve_tx_hash = NULL, approve_raw_tx = NULL, updated_at = $1 \
-             WHERE receipt_id = $2 AND state = $3 AND approve_tx_hash = $4",
-        )
-        .bind(now_ms())
-        .bind(receipt_id)
-        .bind(State::PendingSeen.as_str())
-        .bind(tx_hash)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        sqlx::query("UPDATE approve_tx SET status = 'dropped' WHERE receipt_id = $1 AND status IN ('signed', 'replaced')")
-            .bind(receipt_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
     /// Records a replacement of the in-flight transaction `old_hash` for `purpose` (same nonce,
     /// higher fees) BEFORE it is broadcast: the row points at the new version, the old one is
     /// kept as `replaced` (it may still be the one that gets mined). False if `old_hash` is no
@@ -642,20 +626,15 @@ impl Db {
         amount: Option<&str>,
     ) -> Result<bool, DbError> {
         let now = now_ms();
-        let nonce = i64::try_from(nonce).map_err(|_| DbError::Corrupt {
-            receipt_id: receipt_id.to_owned(),
-            what: "nonce out of range",
-        })?;
-        let (update, state, insert) = match purpose {
+        let nonce = nonce_i64(receipt_id, nonce)?;
+        let (update, state) = match purpose {
             TxPurpose::Funding => (
                 "UPDATE onboarding SET fund_tx_hash = $1, fund_raw_tx = $2, updated_at = $3 WHERE receipt_id = $4 AND state = $5 AND fund_tx_hash = $6",
                 State::Funding,
-                "INSERT INTO funding_tx (tx_hash, receipt_id, nonce, amount, status, created_at, raw_tx) VALUES ($1, $2, $3, $4, 'signed', $5, $6)",
             ),
             TxPurpose::Approval => (
                 "UPDATE onboarding SET approve_tx_hash = $1, approve_raw_tx = $2, updated_at = $3 WHERE receipt_id = $4 AND state = $5 AND approve_tx_hash = $6",
                 State::PendingSeen,
-                "INSERT INTO approve_tx (tx_hash, receipt_id, nonce, status, created_at, raw_tx) VALUES ($1, $2, $3, 'signed', $4, $5)",
             ),
         };
         let mut tx = self.pool.begin().await?;
@@ -672,14 +651,8 @@ impl Db {
             tx.rollback().await?;
             return Ok(false);
         }
-        let mut insert = sqlx::query(insert)
-            .bind(new_hash)
-            .bind(receipt_id)
-            .bind(nonce);
-        if purpose == TxPurpose::Funding {
-            insert = insert.bind(amount.unwrap_or("0"));
-        }
-        insert.bind(now).bind(new_raw_hex).execute(&mut *tx).await?;
+        let version = (new_hash, nonce, new_raw_hex, amount);
+        insert_version(&mut tx, purpose, receipt_id, version, now).await?;
         let mark = match purpose {
             TxPurpose::Funding => "UPDATE funding_tx SET status = 'replaced' WHERE tx_hash = $1",
             TxPurpose::Approval => "UPDATE approve_tx SET status = 'replaced' WHERE tx_hash = $1",
@@ -965,4 +938,42 @@ impl Db {
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
     }
+}
+
+/// A nonce as the database stores it.
+fn nonce_i64(receipt_id: &str, nonce: u64) -> Result<i64, DbError> {
+    i64::try_from(nonce).map_err(|_| DbError::Corrupt {
+        receipt_id: receipt_id.to_owned(),
+        what: "nonce out of range",
+    })
+}
+
+/// Adds a signed version `(hash, nonce, raw bytes hex, funding amount)` to the audit table of
+/// `purpose`, inside the caller's database transaction.
+async fn insert_version(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    purpose: TxPurpose,
+    receipt_id: &str,
+    (tx_hash, nonce, raw_hex, amount): (&str, i64, &str, Option<&str>),
+    now: i64,
+) -> Result<(), DbError> {
+    let insert = match purpose {
+        TxPurpose::Funding => sqlx::query(
+            "INSERT INTO funding_tx (tx_hash, receipt_id, nonce, status, created_at, raw_tx, amount) VALUES ($1, $2, $3, 'signed', $4, $5, $6)",
+        ),
+        TxPurpose::Approval => sqlx::query(
+            "INSERT INTO approve_tx (tx_hash, receipt_id, nonce, status, created_at, raw_tx) VALUES ($1, $2, $3, 'signed', $4, $5)",
+        ),
+    }
+    .bind(tx_hash)
+    .bind(receipt_id)
+    .bind(nonce)
+    .bind(now)
+    .bind(raw_hex);
+    let insert = match purpose {
+        TxPurpose::Funding => insert.bind(amount.unwrap_or("0")),
+        TxPurpose::Approval => insert,
+    };
+    insert.execute(&mut **tx).await?;
+    Ok(())
 }

@@ -8,6 +8,7 @@
 //! | [`payload`] | the sealed (ECIES to the server's on-chain key) onboarding and approval payloads, why one-sided encryption suffices, and the proof of possession of the identity key |
 //! | [`number`] | number ownership: the [`number::NumberVerifier`] trait, operator-assigned numbers, one-time codes by SMS over SMPP 3.4 |
 //! | [`db`] | the durable state machine (SQLite or PostgreSQL through sqlx `Any`, migrations) |
+//! | [`machine`] | the onboarding's decisions as a sans-IO state machine: one transaction lifecycle for funding and approval, recorded before broadcast |
 //! | [`chain`] | what the server needs beyond `chaincall_chain::KeystoreChain`: raw transactions recorded before broadcast, nonces, fees, transaction state |
 //! | [`service`] | the engine: request checks, steps, the single signer task, the retry worker |
 //! | [`subscriber`] | SIP credentials in a Kamailio-compatible `subscriber` table: HA1 hashes only |
@@ -32,6 +33,7 @@ pub mod config;
 pub mod credentials;
 pub mod db;
 pub mod error;
+pub mod machine;
 pub mod number;
 pub mod payload;
 pub mod receipt;

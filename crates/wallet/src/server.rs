@@ -18,7 +18,7 @@ use crate::chain::{ServerChain, measure_add_client_gas};
 use crate::config::{Backend, ConfigError, WalletConfig};
 use crate::db::{Db, DbError};
 use crate::receipt::{ReceiptPolicy, StoreKeyError};
-use crate::service::{Hooks, Service, ServiceParts, ServiceSettings, publish_identity};
+use crate::service::{Service, ServiceParts, ServiceSettings, publish_identity};
 use crate::subscriber::{SubscriberError, SubscriberTable};
 
 /// Why the server could not start or stopped.
@@ -179,7 +179,6 @@ pub async fn build_service<C: ServerChain>(
         sip,
         numbers,
         settings,
-        hooks: Hooks::from_env(),
     });
     tracing::info!(server_wallet = %service.server_address(), %contract, add_client_gas, numbers = service.numbers().kind(), "wallet service ready");
     Ok(service)

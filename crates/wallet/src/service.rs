@@ -2,6 +2,8 @@
 //! owns the one signer task through which every transaction of the server wallet goes.
 //!
 //! # Durability rules
+//! The decisions for funding and approval transactions are made by the sans-IO
+//! [`crate::machine::TxMachine`] (one lifecycle for both); this module executes them.
 //! - A state changes only by a conditional `UPDATE … WHERE state = <expected>`; a step that finds
 //!   its row already moved does nothing. Every step can therefore be repeated.
 //! - Funding: the transfer is signed first, its bytes and hash recorded (`received → funding`), and
@@ -55,6 +57,7 @@ use crate::chain::{
 };
 use crate::db::{Db, DbError, Inserted, Onboarding, Recovery, State, TxPurpose, now_ms};
 use crate::error::ApiError;
+use crate::machine::{Stage, Tx, TxAction, TxMachine, stage};
 use crate::number::{CodeRequest, NumberClaim, NumberVerifier};
 use crate::payload::{
     APPROVE_CONTEXT, CODE_CONTEXT, ONBOARD_CONTEXT, OnboardPayload, RECOVER_CONTEXT, SealedRequest,
@@ -63,65 +66,9 @@ use crate::payload::{
 use crate::receipt::{Purchase, ReceiptPolicy};
 use crate::subscriber::SubscriberTable;
 
-/// Environment variable naming a step at which the server stops and waits forever (test hook for
-/// the crash tests, which SIGKILL it there). Steps: `number_claimed` (the verifier decided the
-/// number, the receipt is not recorded yet), `received`, `fund_recorded`, `fund_broadcast`,
-/// `funded`, `pending_seen`, `approve_recorded`, `approve_mined`, `approved`, `sip_written`,
-/// `provisioned`.
-pub const PAUSE_ENV: &str = "CHAINCALL_WALLET_TEST_PAUSE_AT";
-
-/// The steps of a device recovery [`PAUSE_ENV`] also accepts, in order: accepted (the row is
-/// `recovering`), the old SIP row deleted, the old entry revoked, the number reserved for the new
-/// wallet; then the onboarding steps from `received` on.
-pub const RECOVERY_PAUSE_STEPS: [&str; 4] = [
-    "recovery_accepted",
-    "old_sip_deleted",
-    "old_entry_revoked",
-    "number_reserved",
-];
-
 /// How long the operator's authorisation to recover a number holds when the admin request names no
 /// `ttl_secs`.
 pub const RECOVERY_GRANT_TTL: Duration = Duration::from_secs(24 * 3600);
-
-/// The steps [`PAUSE_ENV`] accepts, in the order an onboarding passes them.
-pub const PAUSE_STEPS: [&str; 11] = [
-    "number_claimed",
-    "received",
-    "fund_recorded",
-    "fund_broadcast",
-    "funded",
-    "pending_seen",
-    "approve_recorded",
-    "approve_mined",
-    "approved",
-    "sip_written",
-    "provisioned",
-];
-
-/// The test hook (see [`PAUSE_ENV`]).
-#[derive(Debug, Clone, Default)]
-pub struct Hooks {
-    pause_at: Option<String>,
-}
-
-impl Hooks {
-    /// Reads [`PAUSE_ENV`].
-    pub fn from_env() -> Self {
-        Self {
-            pause_at: std::env::var(PAUSE_ENV).ok().filter(|s| !s.is_empty()),
-        }
-    }
-
-    /// Stops forever if the hook names `step` (prints a line the test waits for).
-    async fn point(&self, step: &str) {
-        if self.pause_at.as_deref() == Some(step) {
-            eprintln!("chaincall-wallet: paused at {step}");
-            tracing::warn!(step, "test hook: paused");
-            std::future::pending::<()>().await;
-        }
-    }
-}
 
 /// What a step could not do.
 #[derive(Debug)]
@@ -193,8 +140,8 @@ pub struct ServiceSettings {
 pub struct OnboardingStatus {
     /// The store's order id.
     pub receipt_id: String,
-    /// Where it stands.
-    pub state: String,
+    /// Where it stands (serialized as its lower-case name).
+    pub state: State,
     /// The phone's wallet (empty in `GET /v1/status` answers, which are unauthenticated).
     #[serde(default)]
     pub wallet: String,
@@ -245,7 +192,7 @@ impl OnboardingStatus {
         };
         Self {
             receipt_id: row.receipt_id.clone(),
-            state: row.state.as_str().to_owned(),
+            state: row.state,
             wallet: row.wallet.clone(),
             fund_amount_wei: row.fund_amount.clone(),
             fund_tx_hash: row.fund_tx_hash.clone(),
@@ -275,10 +222,7 @@ impl OnboardingStatus {
 
     /// True once the phone may send `addClient` (funding mined).
     pub fn is_funded(&self) -> bool {
-        matches!(
-            self.state.as_str(),
-            "funded" | "pending_seen" | "approved" | "provisioned"
-        )
+        crate::machine::is_funded(self.state)
     }
 }
 
@@ -357,13 +301,21 @@ enum Job {
     },
 }
 
+/// What signing a new transaction came to.
+enum Signing {
+    /// Signed, not recorded yet; the funding transfer's value.
+    Tx(Tx, Option<U256>),
+    /// Nothing to send: the chain shows the work done (approval: the entry is approved already,
+    /// with the approving transaction if the audit events name it).
+    Done(Option<B256>),
+}
+
 /// The signer task's state: the only holder of the server wallet's key.
 struct Signer<C> {
     chain: Arc<C>,
     db: Db,
     key: PrivateKeySigner,
     settings: ServiceSettings,
-    hooks: Hooks,
 }
 
 /// The wallet server's engine, shared by the HTTP handlers and the worker.
@@ -374,7 +326,6 @@ pub struct Service<C: ServerChain> {
     sip: SubscriberTable,
     numbers: Arc<dyn NumberVerifier>,
     settings: ServiceSettings,
-    hooks: Hooks,
     server_address: Address,
     jobs: mpsc::Sender<Job>,
     busy: Mutex<HashSet<String>>,
@@ -509,147 +460,358 @@ impl<C: ServerChain> Signer<C> {
 
     /// Drives `received`/`funding` to `funded`. See the module docs for why this never funds twice.
     async fn fund(&self, receipt_id: &str) -> Result<(), StepError> {
+        self.run_tx(TxPurpose::Funding, receipt_id)
+            .await
+            .map(|_| ())
+    }
+
+    /// Drives the approval of a `pending_seen` row: follows an in-flight `approveClient` (replacing
+    /// it with higher fees when it stays unmined), or — unless the chain shows the entry already
+    /// approved for this wallet and key — signs one, records it and only then broadcasts it.
+    async fn approve(&self, snapshot: &Onboarding) -> Result<Option<B256>, StepError> {
+        self.run_tx(TxPurpose::Approval, &snapshot.receipt_id).await
+    }
+
+    /// The recorded in-flight transaction of `purpose`, read back from the row, if any.
+    async fn recorded_tx(
+        &self,
+        purpose: TxPurpose,
+        row: &Onboarding,
+    ) -> Result<Option<Tx>, StepError> {
+        let receipt_id = row.receipt_id.as_str();
+        let (hash, nonce, raw, what) = match purpose {
+            TxPurpose::Funding => (
+                &row.fund_tx_hash,
+                row.fund_nonce,
+                &row.fund_raw_tx,
+                "fund_raw_tx",
+            ),
+            TxPurpose::Approval => (
+                &row.approve_tx_hash,
+                row.approve_nonce,
+                &row.approve_raw_tx,
+                "approve_raw_tx",
+            ),
+        };
+        let (Some(hash), Some(nonce), Some(raw)) = (hash, nonce, raw) else {
+            if purpose == TxPurpose::Funding && row.state == State::Funding {
+                return Err(StepError::Db(DbError::Corrupt {
+                    receipt_id: receipt_id.to_owned(),
+                    what: "funding row without its transaction",
+                }));
+            }
+            return Ok(None);
+        };
+        let signed_at_ms = self
+            .db
+            .tx_versions(purpose, receipt_id)
+            .await?
+            .iter()
+            .find(|v| &v.tx_hash == hash)
+            .map(|v| v.created_at);
+        Ok(Some(Tx {
+            hash: parse_hash(receipt_id, hash, "recorded tx hash")?,
+            nonce: u64::try_from(nonce).unwrap_or_default(),
+            raw: decode_raw(receipt_id, raw, what)?.into(),
+            signed_at_ms,
+        }))
+    }
+
+    /// Executes the [`TxMachine`] of `purpose` for a receipt: up to four passes, each rebuilt
+    /// from the database. Returns the mined transaction (approval: `None` when the entry was
+    /// already approved and the approval transaction is not in the audit events).
+    async fn run_tx(
+        &self,
+        purpose: TxPurpose,
+        receipt_id: &str,
+    ) -> Result<Option<B256>, StepError> {
         let me = self.key.address();
-        for _ in 0..4 {
+        let replace_after_ms =
+            i64::try_from(self.settings.replace_after.as_millis()).unwrap_or(i64::MAX);
+        'pass: for _ in 0..4 {
             let Some(row) = self.db.get(receipt_id).await? else {
-                return Ok(());
+                return Ok(None);
             };
-            match row.state {
-                State::Received => {
-                    let wallet =
-                        Address::from_str(&row.wallet).map_err(|_| StepError::Permanent {
-                            code: "invalid_wallet",
-                            message: "stored wallet does not parse".into(),
-                        })?;
-                    let code = self
-                        .chain
-                        .code_at(wallet)
-                        .await
-                        .map_err(|e| transient(&e))?;
-                    if !code.is_empty() {
-                        return Err(StepError::Permanent {
-                            code: "wallet_not_eoa",
-                            message: "the wallet address holds contract code".into(),
-                        });
-                    }
-                    let fees = self.chain.fee_quote().await.map_err(|e| transient(&e))?;
-                    let amount = self.amount(fees);
-                    if amount > self.settings.max_fund_wei {
-                        return Err(retry_later(
-                            "fees_above_cap",
-                            format!(
-                                "funding would be {amount} wei, above the {} wei cap; waiting for lower fees",
-                                self.settings.max_fund_wei
-                            ),
-                        ));
-                    }
-                    let nonce = self.chain.next_nonce(me).await.map_err(|e| transient(&e))?;
-                    let (hash, raw) = sign_transfer(
-                        &self.key,
-                        self.chain.chain_id(),
-                        nonce,
-                        wallet,
-                        amount,
-                        fees,
-                    )
-                    .map_err(|e| transient(&e))?;
-                    let hash_hex = hash.to_string();
-                    // Recorded before broadcast: after a crash, these exact bytes are what may be
-                    // on chain, and nothing else is ever signed for this receipt while they can be.
-                    if !self
-                        .db
-                        .record_funding(
-                            receipt_id,
-                            nonce,
-                            &hash_hex,
-                            &hex::encode(&raw),
-                            &amount.to_string(),
-                        )
-                        .await?
-                    {
-                        continue;
-                    }
-                    tracing::info!(receipt_id, tx = %hash, nonce, %amount, "funding recorded");
-                    self.hooks.point("fund_recorded").await;
-                    if let Err(e) = self.chain.broadcast(raw).await {
-                        if matches!(e, ChainError::NodeDown { .. }) {
-                            // It may or may not have reached the node: keep it, rebroadcast later.
-                            return Err(transient(&e));
+            let driven = match purpose {
+                TxPurpose::Funding => matches!(row.state, State::Received | State::Funding),
+                TxPurpose::Approval => row.state == State::PendingSeen,
+            };
+            if !driven {
+                return Ok(None);
+            }
+            let mut machine =
+                TxMachine::new(self.recorded_tx(purpose, &row).await?, replace_after_ms);
+            let mut amount: Option<String> = row.fund_amount.clone();
+            let mut confirm_deadline = None;
+            let mut delay = Duration::from_millis(10);
+            loop {
+                match machine.next(now_ms()) {
+                    TxAction::Sign => match self.sign_new(purpose, &row).await? {
+                        Signing::Done(hash) => return Ok(hash),
+                        Signing::Tx(tx, value) => {
+                            amount = value.map(|v| v.to_string());
+                            machine.signed(tx);
                         }
-                        // Refused outright: it is in no mempool and can never be mined; forget it.
-                        self.db.funding_dropped(receipt_id, &hash_hex).await?;
-                        return Err(transient(&e));
+                    },
+                    TxAction::Replace(tx) => {
+                        let quote = self.chain.fee_quote().await.map_err(|e| transient(&e))?;
+                        machine.signed(self.replacement(receipt_id, &tx, quote)?);
                     }
-                    self.hooks.point("fund_broadcast").await;
-                    return self.confirm(receipt_id, hash, nonce).await;
-                }
-                State::Funding => {
-                    let (Some(hash), Some(nonce), Some(raw)) =
-                        (&row.fund_tx_hash, row.fund_nonce, &row.fund_raw_tx)
-                    else {
-                        return Err(StepError::Db(DbError::Corrupt {
-                            receipt_id: receipt_id.to_owned(),
-                            what: "funding row without its transaction",
-                        }));
-                    };
-                    let hash = parse_hash(receipt_id, hash, "fund_tx_hash")?;
-                    let nonce = u64::try_from(nonce).unwrap_or_default();
-                    match self
-                        .chain
-                        .tx_state(hash, me, nonce)
-                        .await
-                        .map_err(|e| transient(&e))?
-                    {
-                        TxState::Mined { success: true, .. } => {
-                            return self.confirm(receipt_id, hash, nonce).await;
-                        }
-                        TxState::Mined { success: false, .. } | TxState::Superseded => {
-                            // A version it replaced may be the one that was mined.
-                            if self.settle_funding_version(receipt_id, nonce).await? {
-                                return Ok(());
+                    TxAction::Record { tx, replaces } => {
+                        let (hash, raw) = (tx.hash.to_string(), hex::encode(&tx.raw));
+                        let value = amount.as_deref().filter(|_| purpose == TxPurpose::Funding);
+                        let done = match replaces {
+                            Some(old) => {
+                                self.db
+                                    .record_replacement(
+                                        purpose,
+                                        receipt_id,
+                                        &old.to_string(),
+                                        &hash,
+                                        &raw,
+                                        tx.nonce,
+                                        value,
+                                    )
+                                    .await?
                             }
-                            tracing::warn!(receipt_id, tx = %hash, "recorded funding can never be mined; signing anew");
-                            self.db
-                                .funding_dropped(receipt_id, &hash.to_string())
-                                .await?;
-                            continue;
+                            None => {
+                                let version = (tx.nonce, hash.as_str(), raw.as_str(), value);
+                                self.db.record_tx(purpose, receipt_id, version).await?
+                            }
+                        };
+                        if !done {
+                            if replaces.is_some() {
+                                return Err(retry_later(
+                                    "state_moved",
+                                    "the transaction changed while it was being replaced; will look again",
+                                ));
+                            }
+                            continue 'pass;
                         }
-                        TxState::NotMined => {
-                            let raw = decode_raw(receipt_id, raw, "fund_raw_tx")?;
-                            let (hash, raw) = match self
-                                .replacement(
-                                    TxPurpose::Funding,
-                                    receipt_id,
-                                    hash,
-                                    &raw,
-                                    nonce,
-                                    row.fund_amount.as_deref(),
-                                )
-                                .await?
-                            {
-                                Some(replaced) => replaced,
-                                None => (hash, raw.into()),
-                            };
-                            tracing::info!(receipt_id, tx = %hash, "broadcasting recorded funding");
-                            if let Err(e) = self.chain.broadcast(raw).await {
+                        tracing::info!(receipt_id, ?purpose, tx = %tx.hash, nonce = tx.nonce, replaces = ?replaces, "transaction recorded");
+                        machine.recorded();
+                    }
+                    TxAction::Broadcast { tx, fresh } => {
+                        if let Err(e) = self.chain.broadcast(tx.raw.clone()).await {
+                            if matches!(e, ChainError::NodeDown { .. }) {
+                                // It may or may not have reached the node: keep it, resend later.
+                                return Err(transient(&e));
+                            }
+                            if !fresh {
                                 // Maybe mined meanwhile, maybe superseded: the next pass decides.
-                                tracing::warn!(receipt_id, error = %e, "rebroadcast refused");
-                                if matches!(e, ChainError::NodeDown { .. }) {
-                                    return Err(transient(&e));
-                                }
-                                continue;
+                                tracing::warn!(receipt_id, ?purpose, error = %e, "rebroadcast refused");
+                                continue 'pass;
                             }
-                            return self.confirm(receipt_id, hash, nonce).await;
+                            // Refused outright (or, on the embedded chain, mined and reverted):
+                            // it is in no mempool and can never be mined; forget it.
+                            self.db
+                                .tx_dropped(purpose, receipt_id, &tx.hash.to_string())
+                                .await?;
+                            return Err(match purpose {
+                                TxPurpose::Funding => transient(&e),
+                                TxPurpose::Approval => approval_error(e),
+                            });
                         }
+                        machine.sent();
+                        confirm_deadline = Some(tokio::time::Instant::now() + self.confirm_wait());
+                    }
+                    TxAction::Query(tx) => {
+                        let state = self.chain.tx_state(tx.hash, me, tx.nonce).await;
+                        machine.observed(state.map_err(|e| transient(&e))?);
+                    }
+                    TxAction::Confirm(tx) => {
+                        if confirm_deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                            let (code, what) = match purpose {
+                                TxPurpose::Funding => ("funding_not_mined", "funding"),
+                                TxPurpose::Approval => ("approval_not_mined", "approval"),
+                            };
+                            return Err(retry_later(
+                                code,
+                                format!("{what} transaction {} not mined yet", tx.hash),
+                            ));
+                        }
+                        let state = self.chain.tx_state(tx.hash, me, tx.nonce).await;
+                        let state = state.map_err(|e| transient(&e))?;
+                        if state == TxState::NotMined {
+                            tokio::time::sleep(delay).await;
+                            delay = (delay * 2).min(Duration::from_millis(500));
+                        }
+                        machine.observed(state);
+                    }
+                    TxAction::FindEarlier(tx) => {
+                        machine.earlier(self.mined_version(purpose, receipt_id, tx.nonce).await?);
+                    }
+                    TxAction::Drop(tx) => {
+                        tracing::warn!(receipt_id, ?purpose, tx = %tx.hash, "recorded transaction can never be mined; signing anew");
+                        self.db
+                            .tx_dropped(purpose, receipt_id, &tx.hash.to_string())
+                            .await?;
+                        if confirm_deadline.is_some() {
+                            return Err(match purpose {
+                                TxPurpose::Funding => retry_later(
+                                    "funding_superseded",
+                                    "funding transaction was superseded; signing anew",
+                                ),
+                                TxPurpose::Approval => retry_later(
+                                    "approval_superseded",
+                                    "the approval transaction reverted or was superseded; checking again",
+                                ),
+                            });
+                        }
+                        machine.dropped();
+                    }
+                    TxAction::Settle { hash, block } => {
+                        match purpose {
+                            TxPurpose::Funding => {
+                                if self
+                                    .db
+                                    .funding_mined(receipt_id, &hash.to_string(), block)
+                                    .await?
+                                {
+                                    tracing::info!(receipt_id, tx = %hash, block, "funding mined");
+                                }
+                            }
+                            TxPurpose::Approval => {
+                                tracing::info!(receipt_id, tx = %hash, "approveClient mined");
+                            }
+                        }
+                        return Ok(Some(hash));
                     }
                 }
-                _ => return Ok(()),
             }
         }
-        Err(retry_later(
-            "funding_unsettled",
-            "funding did not settle; will retry",
-        ))
+        Err(match purpose {
+            TxPurpose::Funding => {
+                retry_later("funding_unsettled", "funding did not settle; will retry")
+            }
+            TxPurpose::Approval => {
+                retry_later("approval_unsettled", "approval did not settle; will retry")
+            }
+        })
+    }
+
+    /// Checks the preconditions of a new transaction of `purpose` and signs it (not recorded yet).
+    async fn sign_new(&self, purpose: TxPurpose, row: &Onboarding) -> Result<Signing, StepError> {
+        match purpose {
+            TxPurpose::Funding => self.sign_funding(row).await,
+            TxPurpose::Approval => self.sign_approval(row).await,
+        }
+    }
+
+    /// The funding transfer: only to an account without code, and only below the cap.
+    async fn sign_funding(&self, row: &Onboarding) -> Result<Signing, StepError> {
+        let wallet = Address::from_str(&row.wallet).map_err(|_| StepError::Permanent {
+            code: "invalid_wallet",
+            message: "stored wallet does not parse".into(),
+        })?;
+        let code = self
+            .chain
+            .code_at(wallet)
+            .await
+            .map_err(|e| transient(&e))?;
+        if !code.is_empty() {
+            return Err(StepError::Permanent {
+                code: "wallet_not_eoa",
+                message: "the wallet address holds contract code".into(),
+            });
+        }
+        let fees = self.chain.fee_quote().await.map_err(|e| transient(&e))?;
+        let amount = self.amount(fees);
+        if amount > self.settings.max_fund_wei {
+            return Err(retry_later(
+                "fees_above_cap",
+                format!(
+                    "funding would be {amount} wei, above the {} wei cap; waiting for lower fees",
+                    self.settings.max_fund_wei
+                ),
+            ));
+        }
+        let nonce = self
+            .chain
+            .next_nonce(self.key.address())
+            .await
+            .map_err(|e| transient(&e))?;
+        let (hash, raw) = sign_transfer(
+            &self.key,
+            self.chain.chain_id(),
+            nonce,
+            wallet,
+            amount,
+            fees,
+        )
+        .map_err(|e| transient(&e))?;
+        Ok(Signing::Tx(Tx::signed(hash, nonce, raw), Some(amount)))
+    }
+
+    /// `approveClient`, unless the chain shows the entry approved for this wallet and key already
+    /// (a crash after sending); estimated first, so a revert is caught and nothing is sent.
+    async fn sign_approval(&self, row: &Onboarding) -> Result<Signing, StepError> {
+        let me = self.key.address();
+        let id = client_id(&row.phone)?;
+        let contract = self.settings.contract;
+        let entry = self
+            .chain
+            .get_client(contract, id)
+            .await
+            .map_err(|e| transient(&e))?;
+        match entry.status {
+            KeyStatus::Approved if same_wallet(&entry, row) && same_key(&entry, row) => {
+                // Approved before a crash let us record it: take the hash from the audit events.
+                let history = self.chain.history(contract, id).await.unwrap_or_default();
+                return Ok(Signing::Done(
+                    history
+                        .iter()
+                        .rev()
+                        .find(|e| e.change.name() == "approved")
+                        .map(|e| e.tx_hash),
+                ));
+            }
+            KeyStatus::Pending if same_wallet(&entry, row) && same_key(&entry, row) => {}
+            KeyStatus::Pending => {
+                return Err(StepError::Permanent {
+                    code: "pending_entry_changed",
+                    message: "the pending entry no longer matches the recorded wallet and key"
+                        .into(),
+                });
+            }
+            KeyStatus::Approved => {
+                return Err(StepError::Permanent {
+                    code: "number_taken",
+                    message: "the number is approved for another wallet or key".into(),
+                });
+            }
+            _ => {
+                return Err(StepError::Permanent {
+                    code: "pending_entry_missing",
+                    message: format!("the entry is {}", entry.status.as_str()),
+                });
+            }
+        }
+        let input: Bytes = IKeystore::approveClientCall {
+            id: *id.as_b256(),
+            receiptHash: receipt_hash_of(row)?,
+        }
+        .abi_encode()
+        .into();
+        let gas = self
+            .chain
+            .estimate_gas(me, contract, input.clone())
+            .await
+            .map_err(approval_error)?;
+        let nonce = self.chain.next_nonce(me).await.map_err(|e| transient(&e))?;
+        let fees = self.chain.fee_quote().await.map_err(|e| transient(&e))?;
+        // Headroom as chaincall-chain gives its own sends: state may move before inclusion.
+        let (hash, raw) = sign_call(
+            &self.key,
+            self.chain.chain_id(),
+            nonce,
+            contract,
+            input,
+            gas + gas / 5,
+            fees,
+        )
+        .map_err(|e| transient(&e))?;
+        Ok(Signing::Tx(Tx::signed(hash, nonce, raw), None))
     }
 
     /// How long one pass waits for a broadcast transaction before handing the signer back (the
@@ -658,40 +820,20 @@ impl<C: ServerChain> Signer<C> {
         self.settings.replace_after.min(Duration::from_secs(60))
     }
 
-    /// If the in-flight transaction `current` of `purpose` was signed at least
-    /// `replace_after` ago, signs a replacement (same nonce, fees raised by `bump_percent`, never
-    /// below the chain's current quote) and records it BEFORE it is broadcast. Returns the
-    /// replacement's hash and bytes, or `None` when it is not time yet.
-    async fn replacement(
+    /// A replacement of the unmined `current` (same nonce, fees raised by `bump_percent`, never
+    /// below the chain's current `quote`); the machine has it recorded before it is broadcast.
+    fn replacement(
         &self,
-        purpose: TxPurpose,
         receipt_id: &str,
-        current: B256,
-        raw: &[u8],
-        nonce: u64,
-        amount: Option<&str>,
-    ) -> Result<Option<(B256, Bytes)>, StepError> {
-        let current_text = current.to_string();
-        let versions = self.db.tx_versions(purpose, receipt_id).await?;
-        let Some(signed_at) = versions
-            .iter()
-            .find(|v| v.tx_hash == current_text)
-            .map(|v| v.created_at)
-        else {
-            return Ok(None);
-        };
-        let age_ms = now_ms().saturating_sub(signed_at);
-        let after_ms = i64::try_from(self.settings.replace_after.as_millis()).unwrap_or(i64::MAX);
-        if age_ms < after_ms {
-            return Ok(None);
-        }
-        let old = decode_eip1559(raw).ok_or_else(|| {
+        current: &Tx,
+        quote: FeeQuote,
+    ) -> Result<Tx, StepError> {
+        let old = decode_eip1559(&current.raw).ok_or_else(|| {
             StepError::Db(DbError::Corrupt {
                 receipt_id: receipt_id.to_owned(),
                 what: "recorded transaction is not EIP-1559",
             })
         })?;
-        let quote = self.chain.fee_quote().await.map_err(|e| transient(&e))?;
         let fees = bumped_fees(
             FeeQuote {
                 max_fee_per_gas: old.max_fee_per_gas,
@@ -700,36 +842,18 @@ impl<C: ServerChain> Signer<C> {
             quote,
             self.settings.bump_percent,
         );
-        let (hash, raw) = resign_with_fees(&self.key, raw, fees).map_err(|e| transient(&e))?;
-        if !self
-            .db
-            .record_replacement(
-                purpose,
-                receipt_id,
-                &current_text,
-                &hash.to_string(),
-                &hex::encode(&raw),
-                nonce,
-                amount,
-            )
-            .await?
-        {
-            return Err(retry_later(
-                "state_moved",
-                "the transaction changed while it was being replaced; will look again",
-            ));
-        }
+        let (hash, raw) =
+            resign_with_fees(&self.key, &current.raw, fees).map_err(|e| transient(&e))?;
         tracing::info!(
             receipt_id,
-            ?purpose,
-            old = %current,
+            old = %current.hash,
             new = %hash,
-            nonce,
+            nonce = current.nonce,
             max_fee_per_gas = fees.max_fee_per_gas,
             max_priority_fee_per_gas = fees.max_priority_fee_per_gas,
             "unmined transaction replaced with higher fees"
         );
-        Ok(Some((hash, raw)))
+        Ok(Tx::signed(hash, current.nonce, raw))
     }
 
     /// The version of `purpose` with `nonce` that is mined successfully, if any: `(hash, block)`.
@@ -759,280 +883,6 @@ impl<C: ServerChain> Signer<C> {
             }
         }
         Ok(None)
-    }
-
-    /// Marks the row funded if any version of its funding with `nonce` was mined.
-    async fn settle_funding_version(
-        &self,
-        receipt_id: &str,
-        nonce: u64,
-    ) -> Result<bool, StepError> {
-        let Some((hash, block)) = self
-            .mined_version(TxPurpose::Funding, receipt_id, nonce)
-            .await?
-        else {
-            return Ok(false);
-        };
-        if self
-            .db
-            .funding_mined(receipt_id, &hash.to_string(), block)
-            .await?
-        {
-            tracing::info!(receipt_id, tx = %hash, block, "funding mined (an earlier version)");
-            self.hooks.point("funded").await;
-        }
-        Ok(true)
-    }
-
-    async fn confirm(&self, receipt_id: &str, hash: B256, nonce: u64) -> Result<(), StepError> {
-        let me = self.key.address();
-        let mut delay = Duration::from_millis(10);
-        let deadline = tokio::time::Instant::now() + self.confirm_wait();
-        loop {
-            match self
-                .chain
-                .tx_state(hash, me, nonce)
-                .await
-                .map_err(|e| transient(&e))?
-            {
-                TxState::Mined {
-                    block,
-                    success: true,
-                } => {
-                    if self
-                        .db
-                        .funding_mined(receipt_id, &hash.to_string(), block)
-                        .await?
-                    {
-                        tracing::info!(receipt_id, tx = %hash, block, "funding mined");
-                        self.hooks.point("funded").await;
-                    }
-                    return Ok(());
-                }
-                TxState::Mined { success: false, .. } | TxState::Superseded => {
-                    if self.settle_funding_version(receipt_id, nonce).await? {
-                        return Ok(());
-                    }
-                    self.db
-                        .funding_dropped(receipt_id, &hash.to_string())
-                        .await?;
-                    return Err(retry_later(
-                        "funding_superseded",
-                        "funding transaction was superseded; signing anew",
-                    ));
-                }
-                TxState::NotMined => {}
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(retry_later(
-                    "funding_not_mined",
-                    format!("funding transaction {hash} not mined yet"),
-                ));
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_millis(500));
-        }
-    }
-
-    /// Drives the approval of a `pending_seen` row: follows an in-flight `approveClient` (replacing
-    /// it with higher fees when it stays unmined), or — unless the chain shows the entry already
-    /// approved for this wallet and key — signs one, records it and only then broadcasts it.
-    async fn approve(&self, snapshot: &Onboarding) -> Result<Option<B256>, StepError> {
-        let me = self.key.address();
-        let receipt_id = snapshot.receipt_id.as_str();
-        for _ in 0..4 {
-            let Some(row) = self.db.get(receipt_id).await? else {
-                return Ok(None);
-            };
-            if row.state != State::PendingSeen {
-                return Ok(None);
-            }
-            if let (Some(hash), Some(nonce), Some(raw)) =
-                (&row.approve_tx_hash, row.approve_nonce, &row.approve_raw_tx)
-            {
-                let hash = parse_hash(receipt_id, hash, "approve_tx_hash")?;
-                let nonce = u64::try_from(nonce).unwrap_or_default();
-                match self
-                    .chain
-                    .tx_state(hash, me, nonce)
-                    .await
-                    .map_err(|e| transient(&e))?
-                {
-                    TxState::Mined { success: true, .. } => {
-                        return self.await_approval(receipt_id, hash, nonce).await;
-                    }
-                    TxState::Mined { success: false, .. } | TxState::Superseded => {
-                        if let Some((mined, _)) = self
-                            .mined_version(TxPurpose::Approval, receipt_id, nonce)
-                            .await?
-                        {
-                            return Ok(Some(mined));
-                        }
-                        // Reverted or superseded: check the entry and sign anew (a revert shows
-                        // up in the estimate then, decoded).
-                        self.db
-                            .approval_dropped(receipt_id, &hash.to_string())
-                            .await?;
-                        continue;
-                    }
-                    TxState::NotMined => {
-                        let raw = decode_raw(receipt_id, raw, "approve_raw_tx")?;
-                        let (hash, raw) = match self
-                            .replacement(TxPurpose::Approval, receipt_id, hash, &raw, nonce, None)
-                            .await?
-                        {
-                            Some(replaced) => replaced,
-                            None => (hash, raw.into()),
-                        };
-                        if let Err(e) = self.chain.broadcast(raw).await {
-                            tracing::warn!(receipt_id, error = %e, "approval rebroadcast refused");
-                            if matches!(e, ChainError::NodeDown { .. }) {
-                                return Err(transient(&e));
-                            }
-                            continue;
-                        }
-                        return self.await_approval(receipt_id, hash, nonce).await;
-                    }
-                }
-            }
-            let id = client_id(&row.phone)?;
-            let contract = self.settings.contract;
-            let entry = self
-                .chain
-                .get_client(contract, id)
-                .await
-                .map_err(|e| transient(&e))?;
-            match entry.status {
-                KeyStatus::Approved if same_wallet(&entry, &row) && same_key(&entry, &row) => {
-                    // Approved before a crash let us record it: take the hash from the audit events.
-                    let history = self.chain.history(contract, id).await.unwrap_or_default();
-                    return Ok(history
-                        .iter()
-                        .rev()
-                        .find(|e| e.change.name() == "approved")
-                        .map(|e| e.tx_hash));
-                }
-                KeyStatus::Pending if same_wallet(&entry, &row) && same_key(&entry, &row) => {}
-                KeyStatus::Pending => {
-                    return Err(StepError::Permanent {
-                        code: "pending_entry_changed",
-                        message: "the pending entry no longer matches the recorded wallet and key"
-                            .into(),
-                    });
-                }
-                KeyStatus::Approved => {
-                    return Err(StepError::Permanent {
-                        code: "number_taken",
-                        message: "the number is approved for another wallet or key".into(),
-                    });
-                }
-                _ => {
-                    return Err(StepError::Permanent {
-                        code: "pending_entry_missing",
-                        message: format!("the entry is {}", entry.status.as_str()),
-                    });
-                }
-            }
-            let input: Bytes = IKeystore::approveClientCall {
-                id: *id.as_b256(),
-                receiptHash: receipt_hash_of(&row)?,
-            }
-            .abi_encode()
-            .into();
-            let gas = self
-                .chain
-                .estimate_gas(me, contract, input.clone())
-                .await
-                .map_err(approval_error)?;
-            let nonce = self.chain.next_nonce(me).await.map_err(|e| transient(&e))?;
-            let fees = self.chain.fee_quote().await.map_err(|e| transient(&e))?;
-            // Headroom as chaincall-chain gives its own sends: state may move before inclusion.
-            let (hash, raw) = sign_call(
-                &self.key,
-                self.chain.chain_id(),
-                nonce,
-                contract,
-                input,
-                gas + gas / 5,
-                fees,
-            )
-            .map_err(|e| transient(&e))?;
-            // Recorded before broadcast, like funding: after a crash these bytes are followed.
-            if !self
-                .db
-                .record_approval(receipt_id, nonce, &hash.to_string(), &hex::encode(&raw))
-                .await?
-            {
-                continue;
-            }
-            tracing::info!(receipt_id, tx = %hash, nonce, "approveClient recorded");
-            self.hooks.point("approve_recorded").await;
-            if let Err(e) = self.chain.broadcast(raw).await {
-                if matches!(e, ChainError::NodeDown { .. }) {
-                    return Err(transient(&e));
-                }
-                // Refused (or, on the embedded chain, mined and reverted): nothing to follow.
-                self.db
-                    .approval_dropped(receipt_id, &hash.to_string())
-                    .await?;
-                return Err(approval_error(e));
-            }
-            return self.await_approval(receipt_id, hash, nonce).await;
-        }
-        Err(retry_later(
-            "approval_unsettled",
-            "approval did not settle; will retry",
-        ))
-    }
-
-    /// Waits (up to [`Self::confirm_wait`]) for the in-flight approval `hash` to be mined.
-    async fn await_approval(
-        &self,
-        receipt_id: &str,
-        hash: B256,
-        nonce: u64,
-    ) -> Result<Option<B256>, StepError> {
-        let me = self.key.address();
-        let mut delay = Duration::from_millis(10);
-        let deadline = tokio::time::Instant::now() + self.confirm_wait();
-        loop {
-            match self
-                .chain
-                .tx_state(hash, me, nonce)
-                .await
-                .map_err(|e| transient(&e))?
-            {
-                TxState::Mined { success: true, .. } => {
-                    tracing::info!(receipt_id, tx = %hash, "approveClient mined");
-                    self.hooks.point("approve_mined").await;
-                    return Ok(Some(hash));
-                }
-                TxState::Mined { success: false, .. } | TxState::Superseded => {
-                    if let Some((mined, _)) = self
-                        .mined_version(TxPurpose::Approval, receipt_id, nonce)
-                        .await?
-                    {
-                        return Ok(Some(mined));
-                    }
-                    self.db
-                        .approval_dropped(receipt_id, &hash.to_string())
-                        .await?;
-                    return Err(retry_later(
-                        "approval_superseded",
-                        "the approval transaction reverted or was superseded; checking again",
-                    ));
-                }
-                TxState::NotMined => {}
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(retry_later(
-                    "approval_not_mined",
-                    format!("approval transaction {hash} not mined yet"),
-                ));
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_millis(500));
-        }
     }
 
     async fn revoke(&self, id: ClientId) -> Result<Option<B256>, ChainError> {
@@ -1067,8 +917,6 @@ pub struct ServiceParts<C> {
     pub numbers: Arc<dyn NumberVerifier>,
     /// Settings.
     pub settings: ServiceSettings,
-    /// Test hooks.
-    pub hooks: Hooks,
 }
 
 impl<C: ServerChain> Service<C> {
@@ -1081,7 +929,6 @@ impl<C: ServerChain> Service<C> {
             db: parts.db.clone(),
             key: parts.wallet,
             settings: parts.settings.clone(),
-            hooks: parts.hooks.clone(),
         };
         tokio::spawn(signer.run(rx));
         Arc::new(Self {
@@ -1091,7 +938,6 @@ impl<C: ServerChain> Service<C> {
             sip: parts.sip,
             numbers: parts.numbers,
             settings: parts.settings,
-            hooks: parts.hooks,
             server_address,
             jobs: tx,
             busy: Mutex::new(HashSet::new()),
@@ -1316,11 +1162,9 @@ impl<C: ServerChain> Service<C> {
             })
             .await?;
         candidate.phone = phone.as_str().to_owned();
-        self.hooks.point("number_claimed").await;
         let row = match self.db.insert(&candidate).await.map_err(internal)? {
             Inserted::New(row) => {
                 tracing::info!(receipt_id = %row.receipt_id, wallet = %row.wallet, phone = %row.phone, "receipt accepted");
-                self.hooks.point("received").await;
                 row
             }
             Inserted::Existing(row) => {
@@ -1467,7 +1311,6 @@ impl<C: ServerChain> Service<C> {
             .map_err(internal)?
         {
             tracing::warn!(receipt_id = %row.receipt_id, phone = %row.phone, old_wallet = %row.wallet, wallet = %candidate.wallet, "device recovery accepted");
-            self.hooks.point("recovery_accepted").await;
         }
         // Accepted now or by a concurrent request: the row says which recovery it follows.
         let row = self.recovery_row(&candidate).await?;
@@ -1655,7 +1498,6 @@ impl<C: ServerChain> Service<C> {
             .map_err(internal)?
         {
             tracing::info!(receipt_id = %row.receipt_id, "pending entry matches");
-            self.hooks.point("pending_seen").await;
         }
         Ok(())
     }
@@ -1749,15 +1591,13 @@ impl<C: ServerChain> Service<C> {
         }
         for _ in 0..8 {
             let row = current().await?;
-            let result = match row.state {
-                State::Received | State::Funding => self.fund(&row).await,
-                State::Funded if row.approve_requested_at.is_some() => {
-                    self.queued_approval(&row).await
-                }
-                State::PendingSeen => self.approve_step(&row).await,
-                State::Approved => self.provision(&row).await,
-                State::Recovering => self.reassign(&row).await,
-                _ => return Ok(row),
+            let result = match stage(row.state, row.approve_requested_at.is_some()) {
+                Stage::Fund => self.fund(&row).await,
+                Stage::QueuedApproval => self.queued_approval(&row).await,
+                Stage::Approve => self.approve_step(&row).await,
+                Stage::Provision => self.provision(&row).await,
+                Stage::Reassign => self.reassign(&row).await,
+                Stage::Idle => return Ok(row),
             };
             match result {
                 Ok(()) => {}
@@ -1811,9 +1651,7 @@ impl<C: ServerChain> Service<C> {
             .await
             .map_err(|_| retry_later("signer_stopped", "signer stopped"))??;
         let hash = tx.map(|h| h.to_string());
-        if self.db.approved(&row.receipt_id, hash.as_deref()).await? {
-            self.hooks.point("approved").await;
-        }
+        self.db.approved(&row.receipt_id, hash.as_deref()).await?;
         Ok(())
     }
 
@@ -1838,14 +1676,12 @@ impl<C: ServerChain> Service<C> {
             .upsert(&sip)
             .await
             .map_err(|e| retry_later("sip_database", format!("SIP database: {e}")))?;
-        self.hooks.point("sip_written").await;
         if self
             .db
             .transition(&row.receipt_id, State::Approved, State::Provisioned)
             .await?
         {
             tracing::info!(receipt_id = %row.receipt_id, "provisioned");
-            self.hooks.point("provisioned").await;
         }
         Ok(())
     }
@@ -1874,7 +1710,6 @@ impl<C: ServerChain> Service<C> {
             .delete(&row.phone, &self.settings.sip_domain)
             .await
             .map_err(|e| retry_later("sip_database", format!("SIP database: {e}")))?;
-        self.hooks.point("old_sip_deleted").await;
         let contract = self.settings.contract;
         let mut reserved = false;
         for _ in 0..4 {
@@ -1897,7 +1732,6 @@ impl<C: ServerChain> Service<C> {
                         .map_err(|_| retry_later("signer_stopped", "signer stopped"))?
                         .map_err(|e| transient(&e))?;
                     tracing::warn!(receipt_id = %row.receipt_id, tx = ?tx, "old entry revoked for recovery");
-                    self.hooks.point("old_entry_revoked").await;
                 }
                 KeyStatus::Approved => {
                     return Err(StepError::Permanent {
@@ -1931,7 +1765,6 @@ impl<C: ServerChain> Service<C> {
                         .map_err(|_| retry_later("signer_stopped", "signer stopped"))?
                         .map_err(|e| transient(&e))?;
                     tracing::info!(receipt_id = %row.receipt_id, tx = %tx, "number reserved for the recovering wallet");
-                    self.hooks.point("number_reserved").await;
                 }
             }
         }

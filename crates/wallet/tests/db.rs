@@ -185,20 +185,36 @@ async fn suite(state_url: &str, sip_url: &str) {
             .await
             .unwrap()
     );
-    assert!(db.record_approval("R", 12, "0xa1", "bb01").await.unwrap());
-    assert!(!db.record_approval("R", 13, "0xa9", "bb09").await.unwrap());
+    assert!(
+        db.record_tx(TxPurpose::Approval, "R", (12, "0xa1", "bb01", None))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.record_tx(TxPurpose::Approval, "R", (13, "0xa9", "bb09", None))
+            .await
+            .unwrap()
+    );
     assert!(
         db.record_replacement(TxPurpose::Approval, "R", "0xa1", "0xa2", "bb02", 12, None)
             .await
             .unwrap()
     );
-    assert!(db.approval_dropped("R", "0xa2").await.unwrap());
+    assert!(
+        db.tx_dropped(TxPurpose::Approval, "R", "0xa2")
+            .await
+            .unwrap()
+    );
     let r = db.get("R").await.unwrap().unwrap();
     assert_eq!(
         (r.approve_tx_hash, r.approve_raw_tx, r.approve_nonce),
         (None, None, None)
     );
-    assert!(db.record_approval("R", 14, "0xa3", "bb03").await.unwrap());
+    assert!(
+        db.record_tx(TxPurpose::Approval, "R", (14, "0xa3", "bb03", None))
+            .await
+            .unwrap()
+    );
     assert!(db.approved("R", Some("0xa3")).await.unwrap());
     let versions = db.tx_versions(TxPurpose::Approval, "R").await.unwrap();
     let statuses: Vec<_> = versions

@@ -22,7 +22,7 @@ use chaincall_phone::{CallReport, ContactsStore, KeyLookup, PhoneError};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use super::{Config, PhoneSecrets, RpcChain};
+use super::{ChainAccess as _, Config, PhoneSecrets, RpcChain};
 
 /// `chaincall phone contact …`.
 #[derive(Debug, Subcommand)]

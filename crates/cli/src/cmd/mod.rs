@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+#[cfg(feature = "bench")]
 pub(crate) mod bench;
 pub(crate) mod demo;
 pub(crate) mod keystore;

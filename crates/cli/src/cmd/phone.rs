@@ -9,23 +9,19 @@
 //! stdout (text, or JSON with `--json` / one JSON line per call for `listen`); logs and prompts to
 //! stderr.
 
-use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use alloy::primitives::{Address, B256};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use chaincall_chain::verified::HeaderTrust;
 use chaincall_chain::{KeystoreChain, RpcChain, RpcConfig};
 use chaincall_identity::{Fingerprint, IdentityName, PhoneNumber};
-use chaincall_media::g711::Codec;
 use chaincall_phone::{
-    AcceptUnverified, CallReport, CallerId, KeyLookup, KeyMode, Phone, PhoneConfig, PhoneError,
-    PhoneEvent, PhoneEvents, PhoneSecrets, Signalling, Verification,
+    CallReport, CallerId, KeyLookup, Phone, PhoneError, PhoneEvent, PhoneEvents, PhoneFileConfig,
+    PhoneSecrets, Verification,
 };
 use clap::{Args, Subcommand};
-use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -211,219 +207,20 @@ enum PhoneCommand {
     },
 }
 
-/// The `[sip]` table.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SipSection {
-    addr: String,
-    domain: String,
-    identity: Option<String>,
-    #[serde(default)]
-    transport: Transport,
-    #[serde(default = "default_expires")]
-    register_expires: u32,
+/// The phone's configuration file, checked ([`chaincall_phone::config_file`]).
+type Config = PhoneFileConfig;
+
+/// What the CLI adds to the configuration: the chain it names and the trusted header, pinned on
+/// first use with a note on stderr.
+trait ChainAccess {
+    /// Connects to the config's chain node.
+    async fn chain(&self) -> Result<Arc<RpcChain>>;
+    /// The trusted header: the config's `trust`, or block 0 pinned now and written into the
+    /// config (trust on first use).
+    async fn header_trust<C: KeystoreChain>(&mut self, chain: &C) -> Result<Arc<HeaderTrust>>;
 }
 
-fn default_expires() -> u32 {
-    600
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum Transport {
-    #[default]
-    TlsPsk,
-    Tcp,
-}
-
-/// The configuration file as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    #[serde(default)]
-    number: Option<String>,
-    #[serde(default = "default_key_file")]
-    key_file: PathBuf,
-    rpc_url: String,
-    contract: String,
-    chain_id: Option<u64>,
-    trust: Option<String>,
-    wallet_url: Option<String>,
-    wallet_domain: Option<String>,
-    #[serde(default = "default_media_ip")]
-    media_ip: String,
-    #[serde(default = "default_codecs")]
-    codecs: Vec<String>,
-    #[serde(default = "default_key_mode")]
-    key_mode: String,
-    #[serde(default = "default_true")]
-    auto_answer: bool,
-    accept_unverified: Option<String>,
-    audio_in: Option<PathBuf>,
-    #[serde(default = "default_record_dir")]
-    record_dir: PathBuf,
-    keylog: Option<PathBuf>,
-    #[serde(default = "default_control_socket")]
-    control_socket: PathBuf,
-    #[serde(default = "default_contacts_file")]
-    contacts_file: PathBuf,
-    sip: SipSection,
-}
-
-fn default_key_file() -> PathBuf {
-    "phone.key".into()
-}
-fn default_media_ip() -> String {
-    "127.0.0.1".into()
-}
-fn default_codecs() -> Vec<String> {
-    vec!["PCMU".into(), "PCMA".into()]
-}
-fn default_key_mode() -> String {
-    "pke".into()
-}
-fn default_true() -> bool {
-    true
-}
-fn default_record_dir() -> PathBuf {
-    "recordings".into()
-}
-fn default_control_socket() -> PathBuf {
-    "phone.sock".into()
-}
-fn default_contacts_file() -> PathBuf {
-    "contacts.json".into()
-}
-
-/// The configuration, checked, with paths resolved against the file's folder.
-#[derive(Debug)]
-struct Config {
-    path: PathBuf,
-    /// Absent until the wallet server assigns one at onboarding.
-    number: Option<PhoneNumber>,
-    key_file: PathBuf,
-    rpc_url: String,
-    contract: Address,
-    chain_id: Option<u64>,
-    trust: Option<(u64, B256)>,
-    wallet_url: Option<String>,
-    wallet_domain: Option<String>,
-    media_ip: IpAddr,
-    codecs: Vec<Codec>,
-    key_mode: KeyMode,
-    auto_answer: bool,
-    /// Callers not verified on chain: `None` asks for unverified ones and refuses likely spoofs.
-    accept_unverified: Option<AcceptUnverified>,
-    audio_in: Option<PathBuf>,
-    record_dir: PathBuf,
-    keylog: Option<PathBuf>,
-    control_socket: PathBuf,
-    /// The contacts store: persisted key pins (`contact::store`).
-    contacts_file: PathBuf,
-    sip_addr: String,
-    sip_domain: String,
-    sip_identity: IdentityName,
-    transport: Transport,
-    register_expires: u32,
-}
-
-impl Config {
-    fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| {
-            format!(
-                "cannot read the phone config {} (see crates/phone/phone.example.toml)",
-                path.display()
-            )
-        })?;
-        let f: FileConfig =
-            toml::from_str(&text).map_err(|e| anyhow!("{}: {}", path.display(), e.message()))?;
-        let base = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        // Absolute, so reports name files a user can open from anywhere.
-        let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
-        let resolve = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
-        let bad = |key: &str, why: String| anyhow!("{}: `{key}` {why}", path.display());
-        let number = f
-            .number
-            .as_deref()
-            .map(|n| {
-                PhoneNumber::parse(n).map_err(|e| bad("number", format!("{n:?} is not E.164: {e}")))
-            })
-            .transpose()?;
-        let contract = f.contract.trim().parse().map_err(|_| {
-            bad(
-                "contract",
-                format!("{:?} is not a 0x-prefixed 20-byte address", f.contract),
-            )
-        })?;
-        let trust = f
-            .trust
-            .as_deref()
-            .map(|t| parse_checkpoint(t).map_err(|e| bad("trust", e.to_string())))
-            .transpose()?;
-        let media_ip = f
-            .media_ip
-            .trim()
-            .parse()
-            .map_err(|_| bad("media_ip", format!("{:?} is not an IP address", f.media_ip)))?;
-        let codecs = f
-            .codecs
-            .iter()
-            .map(|c| match c.to_ascii_uppercase().as_str() {
-                "PCMU" => Ok(Codec::Pcmu),
-                "PCMA" => Ok(Codec::Pcma),
-                _ => Err(bad("codecs", format!("{c:?}: use \"PCMU\" or \"PCMA\""))),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        ensure!(!codecs.is_empty(), "{}: `codecs` is empty", path.display());
-        let key_mode = f.key_mode.parse().map_err(|e: String| bad("key_mode", e))?;
-        let accept_unverified = f
-            .accept_unverified
-            .as_deref()
-            .map(|a| a.parse().map_err(|e: String| bad("accept_unverified", e)))
-            .transpose()?;
-        let identity_text = f.sip.identity.as_deref().unwrap_or(&f.sip.domain);
-        let sip_identity = IdentityName::parse(identity_text).map_err(|e| {
-            bad(
-                "sip.identity",
-                format!("{identity_text:?} is not a keystore name: {e}"),
-            )
-        })?;
-        ensure!(
-            f.sip.register_expires > 0,
-            "{}: `sip.register_expires` must be positive",
-            path.display()
-        );
-        Ok(Self {
-            path: path.to_path_buf(),
-            number,
-            key_file: resolve(f.key_file),
-            rpc_url: f.rpc_url,
-            contract,
-            chain_id: f.chain_id,
-            trust,
-            wallet_url: f.wallet_url,
-            wallet_domain: f.wallet_domain,
-            media_ip,
-            codecs,
-            key_mode,
-            auto_answer: f.auto_answer,
-            accept_unverified,
-            audio_in: f.audio_in.map(resolve),
-            record_dir: resolve(f.record_dir),
-            keylog: f.keylog.map(resolve),
-            control_socket: resolve(f.control_socket),
-            contacts_file: resolve(f.contacts_file),
-            sip_addr: f.sip.addr,
-            sip_domain: f.sip.domain,
-            sip_identity,
-            transport: f.sip.transport,
-            register_expires: f.sip.register_expires,
-        })
-    }
-
+impl ChainAccess for Config {
     async fn chain(&self) -> Result<Arc<RpcChain>> {
         let chain = RpcChain::connect(
             &self.rpc_url,
@@ -437,8 +234,6 @@ impl Config {
         Ok(Arc::new(chain))
     }
 
-    /// The trusted header: the config's `trust`, or block 0 pinned now and written into the
-    /// config (trust on first use).
     async fn header_trust<C: KeystoreChain>(&mut self, chain: &C) -> Result<Arc<HeaderTrust>> {
         if let Some((number, hash)) = self.trust {
             return Ok(Arc::new(HeaderTrust::checkpoint(number, hash)));
@@ -448,121 +243,15 @@ impl Config {
             .await
             .context("cannot fetch block 0 to pin it")?
             .hash_slow();
-        write_trust(&self.path, &format!("0:{genesis}"))?;
+        self.pin_trust(0, genesis)
+            .context("cannot add `trust` to the config")?;
         eprintln!(
             "pinned block 0:{genesis} of {} as `trust` in {} (trust on first use)",
             self.rpc_url,
             self.path.display()
         );
-        self.trust = Some((0, genesis));
         Ok(Arc::new(HeaderTrust::checkpoint(0, genesis)))
     }
-
-    async fn sip_addr(&self) -> Result<SocketAddr> {
-        tokio::net::lookup_host(self.sip_addr.as_str())
-            .await
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| {
-                anyhow!(
-                    "{}: `sip.addr` {:?} is not a reachable host:port",
-                    self.path.display(),
-                    self.sip_addr
-                )
-            })
-    }
-
-    /// The phone's number; an error before onboarding has assigned one.
-    fn number(&self) -> Result<&PhoneNumber> {
-        self.number.as_ref().ok_or_else(|| {
-            anyhow!(
-                "{}: no `number` yet: run `chaincall phone onboard`, which stores the number the \
-                 wallet server assigns",
-                self.path.display()
-            )
-        })
-    }
-
-    /// The number for messages (empty before onboarding).
-    fn number_text(&self) -> &str {
-        self.number.as_ref().map_or("", |n| n.as_str())
-    }
-
-    /// Writes the assigned number into the configuration file (a top-level `number` key,
-    /// replacing one that is there) and into `self`.
-    fn store_number(&mut self, number: PhoneNumber) -> Result<()> {
-        let text = std::fs::read_to_string(&self.path)
-            .with_context(|| format!("cannot read {}", self.path.display()))?;
-        let line = format!("number = \"{}\"", number.as_str());
-        let mut replaced = false;
-        let mut out: Vec<String> = text
-            .lines()
-            .map(|l| {
-                let key = l.trim_start();
-                // `starts_with("number")` makes byte 6 a char boundary.
-                if !replaced && key.starts_with("number") && key[6..].trim_start().starts_with('=')
-                {
-                    replaced = true;
-                    line.clone()
-                } else {
-                    l.to_owned()
-                }
-            })
-            .collect();
-        if !replaced {
-            // Top-level keys must come before the first table.
-            out.insert(0, line);
-        }
-        std::fs::write(&self.path, out.join("\n") + "\n")
-            .with_context(|| format!("cannot update {}", self.path.display()))?;
-        self.number = Some(number);
-        Ok(())
-    }
-
-    fn transport_name(&self) -> &'static str {
-        match self.transport {
-            Transport::TlsPsk => "TLS-PSK",
-            Transport::Tcp => "TCP",
-        }
-    }
-}
-
-fn parse_checkpoint(text: &str) -> Result<(u64, B256)> {
-    let bad = || anyhow!("{text:?} is not NUMBER:HASH (e.g. 0:0x1234…, a 32-byte hash)");
-    let (number, hash) = text.trim().split_once(':').ok_or_else(bad)?;
-    let number = number.trim().parse::<u64>().map_err(|_| bad())?;
-    let hash = hash.trim().parse::<B256>().map_err(|_| bad())?;
-    Ok((number, hash))
-}
-
-/// Adds `trust = "…"` to the config, above its first table so it stays a top-level key.
-fn write_trust(path: &Path, value: &str) -> Result<()> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let line = format!(
-        "# Pinned by `chaincall phone` from the node's block 0: trust on first use.\ntrust = \"{value}\"\n\n"
-    );
-    let mut out = String::with_capacity(text.len() + line.len());
-    let mut inserted = false;
-    for l in text.split_inclusive('\n') {
-        if !inserted && l.trim_start().starts_with('[') {
-            out.push_str(&line);
-            inserted = true;
-        }
-        out.push_str(l);
-    }
-    if !inserted {
-        if !out.is_empty() && !out.ends_with('\n') {
-            out.push('\n');
-        }
-        out.push_str(&line);
-    }
-    toml::from_str::<FileConfig>(&out)
-        .map_err(|e| anyhow!("cannot add `trust` to {}: {}", path.display(), e.message()))?;
-    let tmp = path.with_extension("toml.tmp");
-    std::fs::write(&tmp, out).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
-    Ok(())
 }
 
 /// The passphrase, from the file or the environment; refuses to go on without one.
@@ -584,25 +273,6 @@ fn passphrase(file: Option<&Path>) -> Result<Zeroizing<String>> {
     };
     ensure!(!pass.is_empty(), "the passphrase is empty");
     Ok(pass)
-}
-
-fn load_secrets(cfg: &Config, pass: &str) -> Result<PhoneSecrets> {
-    if !cfg.key_file.exists() {
-        bail!(
-            "no key file at {}: run `chaincall phone init` first",
-            cfg.key_file.display()
-        );
-    }
-    let secrets = PhoneSecrets::load(&cfg.key_file, pass)
-        .with_context(|| format!("cannot open the phone's keys in {}", cfg.key_file.display()))?;
-    ensure!(
-        secrets.number == cfg.number_text(),
-        "{} holds the keys of {:?}, but the config's number is {:?}",
-        cfg.key_file.display(),
-        secrets.number,
-        cfg.number_text()
-    );
-    Ok(secrets)
 }
 
 /// Runs `chaincall phone …`.
@@ -636,7 +306,7 @@ async fn run_async(args: PhoneArgs) -> Result<()> {
         PhoneCommand::Recover { receipt } => recover::run(&mut cfg, &receipt, &pass()?).await,
         PhoneCommand::Register => {
             let pass = pass()?;
-            let mut secrets = load_secrets(&cfg, &pass)?;
+            let mut secrets = cfg.load_secrets(&pass)?;
             register(&mut cfg, &mut secrets, &pass).await
         }
         PhoneCommand::Call {
@@ -644,11 +314,11 @@ async fn run_async(args: PhoneArgs) -> Result<()> {
             seconds,
             json,
         } => {
-            let secrets = load_secrets(&cfg, &pass()?)?;
+            let secrets = cfg.load_secrets(&pass()?)?;
             call(&mut cfg, &secrets, &number, seconds, json).await
         }
         PhoneCommand::Listen { count, reject } => {
-            let secrets = load_secrets(&cfg, &pass()?)?;
+            let secrets = cfg.load_secrets(&pass()?)?;
             listen(&mut cfg, &secrets, count, reject).await
         }
         PhoneCommand::Hangup { call_id } => {
@@ -661,11 +331,11 @@ async fn run_async(args: PhoneArgs) -> Result<()> {
         PhoneCommand::Export(a) => phone_keys::export(&cfg, &pass()?, &a),
         PhoneCommand::Import(a) => phone_keys::import(&mut cfg, &pass()?, &a),
         PhoneCommand::Contact { command } => {
-            let secrets = load_secrets(&cfg, &pass()?)?;
+            let secrets = cfg.load_secrets(&pass()?)?;
             contact::run(&mut cfg, &secrets, command).await
         }
         PhoneCommand::Contacts { json } => {
-            let secrets = load_secrets(&cfg, &pass()?)?;
+            let secrets = cfg.load_secrets(&pass()?)?;
             contact::run(&mut cfg, &secrets, contact::ContactCommand::List { json }).await
         }
     }
@@ -684,12 +354,7 @@ async fn init(cfg: &mut Config, number: Option<&str>, pass: &str) -> Result<()> 
             cfg.store_number(n)?;
         }
     }
-    if cfg.key_file.exists() {
-        bail!(
-            "{} exists; refusing to overwrite a phone's keys (move it away first)",
-            cfg.key_file.display()
-        );
-    }
+    cfg.ensure_no_key_file()?;
     let secrets = make_key_file(cfg, pass).await?;
     match &cfg.number {
         Some(n) => println!("phone {n}"),
@@ -723,12 +388,7 @@ async fn make_key_file(cfg: &mut Config, pass: &str) -> Result<PhoneSecrets> {
     let chain = cfg.chain().await?;
     cfg.header_trust(&*chain).await?;
     let secrets = PhoneSecrets::generate(cfg.number_text());
-    if let Some(dir) = cfg.key_file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    secrets
-        .save(&cfg.key_file, pass, false)
-        .with_context(|| format!("cannot write {}", cfg.key_file.display()))?;
+    cfg.write_secrets(&secrets, pass, false)?;
     Ok(secrets)
 }
 
@@ -828,7 +488,7 @@ async fn sms_code(
 }
 
 async fn onboard(cfg: &mut Config, receipt_path: &Path, pass: &str) -> Result<()> {
-    let mut secrets = load_secrets(cfg, pass)?;
+    let mut secrets = cfg.load_secrets(pass)?;
     let receipt = read_receipt(receipt_path)?;
     let chain = cfg.chain().await?;
     let (client, server_key, info, wallet_url) = wallet_server(cfg, &*chain, "onboard").await?;
@@ -918,35 +578,18 @@ async fn start_phone(
     })?;
     let chain = cfg.chain().await?;
     let trust = cfg.header_trust(&*chain).await?;
-    let addr = cfg.sip_addr().await?;
-    let signalling = match cfg.transport {
-        Transport::TlsPsk => Signalling::TlsPsk {
-            addr,
-            server: cfg.sip_identity.clone(),
-        },
-        Transport::Tcp => Signalling::Tcp { addr },
-    };
+    let addr = cfg.resolve_sip_addr().await?;
     if let Some(k) = &cfg.keylog {
         eprintln!(
             "warning: writing SRTP master keys to {}: anyone holding it can decrypt the calls",
             k.display()
         );
     }
-    let phone_cfg = PhoneConfig {
-        number: cfg.number()?.clone(),
-        identity: Arc::new(secrets.identity.clone()),
-        sip_password,
-        sip_domain: cfg.sip_domain.clone(),
-        signalling,
-        media_ip: cfg.media_ip,
-        codecs: cfg.codecs.clone(),
-        key_mode: cfg.key_mode,
-        keylog: cfg.keylog.clone(),
+    let identity = Arc::new(secrets.identity.clone());
+    let phone_cfg = chaincall_phone::PhoneConfig {
+        // The binary, not the library, honours SSLKEYLOGFILE (TLS secrets for Wireshark).
         tls_keylog: crate::ssl_keylog_file(),
-        auto_answer,
-        accept_unverified: cfg.accept_unverified,
-        audio: Arc::new(audio),
-        register_expires: cfg.register_expires,
+        ..cfg.phone_config(addr, identity, sip_password, Arc::new(audio), auto_answer)?
     };
     let lookup =
         KeyLookup::new(chain, cfg.contract, Some(trust)).with_contacts(contact::store(cfg));
@@ -954,7 +597,7 @@ async fn start_phone(
         format!(
             "cannot connect to the SIP server {} ({} {})",
             cfg.sip_addr,
-            cfg.transport_name(),
+            cfg.transport.name(),
             cfg.sip_identity.as_str()
         )
     })
@@ -1034,21 +677,10 @@ async fn register(cfg: &mut Config, secrets: &mut PhoneSecrets, pass: &str) -> R
         cfg.number_text(),
         cfg.sip_domain,
         cfg.sip_addr,
-        cfg.transport_name(),
+        cfg.transport.name(),
         connect.as_secs_f64() * 1e3
     );
     Ok(())
-}
-
-/// The audio to send: the config's WAV or the built-in signal, cut to `max_ms`.
-fn outgoing_audio(cfg: &Config, max_ms: u32, seed: u64) -> Result<Vec<i16>> {
-    let mut audio = match &cfg.audio_in {
-        Some(p) => chaincall_media::wav::read_file(p)
-            .map_err(|e| anyhow!("audio_in {}: {e}", p.display()))?,
-        None => chaincall_media::signal::speech_like(max_ms, seed),
-    };
-    audio.truncate((u64::from(max_ms) * 8) as usize);
-    Ok(audio)
 }
 
 async fn call(
@@ -1068,14 +700,14 @@ async fn call(
         Some(&target) != cfg.number.as_ref(),
         "{target} is this phone's own number"
     );
-    let audio = outgoing_audio(cfg, (seconds * 1000.0).round() as u32, 1)?;
+    let audio = cfg.outgoing_audio((seconds * 1000.0).round() as u32, 1)?;
     let (phone, mut events, _) = start_phone(cfg, secrets, audio, false).await?;
     let mut control = phone_control::bind_or_warn(&cfg.control_socket).await;
     let result = call_inner(cfg, &phone, &mut events, &mut control, &target, seconds).await;
     drop(control);
     unregister_and_stop(&phone).await;
     let report = result?;
-    let recording = save_recording(cfg, &report)?;
+    let recording = cfg.save_recording(&report)?;
     if as_json {
         println!("{}", report_json(cfg, &report, &recording));
     } else {
@@ -1195,7 +827,7 @@ async fn listen(
     count: Option<u64>,
     reject: bool,
 ) -> Result<()> {
-    let audio = outgoing_audio(cfg, LISTEN_SIGNAL_MS, 2)?;
+    let audio = cfg.outgoing_audio(LISTEN_SIGNAL_MS, 2)?;
     let auto_answer = cfg.auto_answer && !reject;
     let (phone, mut events, _) = start_phone(cfg, secrets, audio, auto_answer).await?;
     let mut control = phone_control::bind_or_warn(&cfg.control_socket).await;
@@ -1278,7 +910,7 @@ async fn listen_inner(
                 }
                 Some(PhoneEvent::CallEnded(r)) => {
                     active.retain(|c| *c != r.call_id);
-                    let recording = save_recording(cfg, &r)?;
+                    let recording = cfg.save_recording(&r)?;
                     println!("{}", report_json(cfg, &r, &recording));
                     handled += 1;
                     if stopping && active.is_empty() {
@@ -1399,26 +1031,6 @@ fn for_terminal(peer: &str) -> String {
         }
     }
     shown
-}
-
-/// Writes the call's received audio to `record_dir`; returns the file.
-fn save_recording(cfg: &Config, r: &CallReport) -> Result<PathBuf> {
-    std::fs::create_dir_all(&cfg.record_dir)
-        .with_context(|| format!("cannot create {}", cfg.record_dir.display()))?;
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    let peer: String = r
-        .peer
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect();
-    let name = format!("{ms}-{}-{peer}.wav", if r.outgoing { "to" } else { "from" });
-    let path = cfg.record_dir.join(name);
-    chaincall_media::wav::write_file(&path, &r.recorded)
-        .map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
-    Ok(path)
 }
 
 fn ms(d: Duration) -> f64 {

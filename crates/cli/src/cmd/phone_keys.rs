@@ -20,19 +20,13 @@
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
-use alloy::primitives::{Address, U256};
-use alloy::providers::Provider as _;
-use alloy::rpc::types::TransactionRequest;
-use alloy::sol_types::SolCall as _;
-use anyhow::{Context, Result, anyhow, bail};
-use chaincall_chain::contract::IKeystore;
-use chaincall_chain::verified::get_client_verified;
-use chaincall_chain::{ChainError, ClientEntry, ClientId, KeystoreChain, RpcChain, TxOutcome};
-use chaincall_identity::{Fingerprint, IdentityName, KeyStatus, PublicIdentityKey};
+use anyhow::{Context, Result, bail};
+use chaincall_identity::{Fingerprint, IdentityName};
+use chaincall_phone::rotation::{Rotator, Settled};
 use clap::Args;
 use zeroize::Zeroizing;
 
-use super::{Config, PhoneSecrets, load_secrets, own_fingerprint, passphrase};
+use super::{ChainAccess as _, Config, PhoneSecrets, own_fingerprint, passphrase};
 
 /// Environment variable holding the backup passphrase (when `--backup-passphrase-file` is absent).
 const BACKUP_PASSPHRASE_ENV: &str = "CHAINCALL_BACKUP_PASSPHRASE";
@@ -137,7 +131,7 @@ fn read_hidden(prompt: &str) -> Result<Zeroizing<String>> {
 
 /// Runs `phone export`.
 pub(super) fn export(cfg: &Config, pass: &str, args: &ExportArgs) -> Result<()> {
-    let secrets = load_secrets(cfg, pass)?;
+    let secrets = cfg.load_secrets(pass)?;
     let backup_pass = args.backup.read(true)?;
     if backup_pass.as_str() == pass {
         eprintln!(
@@ -168,52 +162,8 @@ pub(super) fn import(cfg: &mut Config, pass: &str, args: &ImportArgs) -> Result<
     let backup_pass = args.backup.read(false)?;
     let restored = PhoneSecrets::import_backup(&args.input, &backup_pass)
         .with_context(|| format!("cannot restore the backup {}", args.input.display()))?;
-    let number = chaincall_identity::PhoneNumber::parse(&restored.number).ok();
-    if cfg.number.is_some() && restored.number != cfg.number_text() {
-        bail!(
-            "{} holds the keys of {:?}, but the config's number is {} ({})",
-            args.input.display(),
-            restored.number,
-            cfg.number_text(),
-            cfg.path.display()
-        );
-    }
-    let key_file = cfg.key_file.clone();
-    let replacing = key_file.exists();
-    if replacing && !args.force {
-        // Replacing the very same identity (say, to undo a broken edit) is harmless; replacing
-        // another would lose its keys, so it needs --force.
-        match PhoneSecrets::load(&key_file, pass) {
-            Ok(existing)
-                if existing.identity.public() == restored.identity.public()
-                    && existing.wallet.address() == restored.wallet.address() => {}
-            Ok(existing) => bail!(
-                "{} holds another identity (key {}, wallet {}) than the backup (key {}, wallet \
-                 {}): refusing to overwrite it; move it away or give --force",
-                key_file.display(),
-                existing.identity.public().fingerprint(),
-                existing.wallet.address(),
-                restored.identity.public().fingerprint(),
-                restored.wallet.address()
-            ),
-            Err(e) => bail!(
-                "{} exists and cannot be opened with the phone's passphrase ({e}): refusing to \
-                 overwrite it; move it away or give --force",
-                key_file.display()
-            ),
-        }
-    }
-    if let Some(dir) = key_file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    restored
-        .save(&key_file, pass, replacing)
-        .with_context(|| format!("cannot write {}", key_file.display()))?;
-    if cfg.number.is_none()
-        && let Some(n) = number
-    {
-        cfg.store_number(n)?;
-    }
+    cfg.import_secrets(&args.input, &restored, pass, args.force)?;
+    let key_file = &cfg.key_file;
     println!(
         "imported {} into {} (sealed under the phone's passphrase, mode 0600)",
         if restored.number.is_empty() {
@@ -233,10 +183,11 @@ pub(super) fn import(cfg: &mut Config, pass: &str, args: &ImportArgs) -> Result<
 
 /// Runs `phone rotate`.
 pub(super) async fn rotate(cfg: &mut Config, pass: &str) -> Result<()> {
-    let mut secrets = load_secrets(cfg, pass)?;
+    let mut secrets = cfg.load_secrets(pass)?;
     let name = IdentityName::Phone(cfg.number()?.clone());
     let chain = cfg.chain().await?;
-    let old = secrets.identity.public();
+    let trust = cfg.header_trust(&*chain).await?;
+    let rotator = Rotator::new(cfg, &chain, &trust, pass);
     if let Some(next) = secrets.pending_rotation() {
         eprintln!(
             "a rotation to key {} was started earlier: finishing it",
@@ -244,17 +195,9 @@ pub(super) async fn rotate(cfg: &mut Config, pass: &str) -> Result<()> {
         );
     } else {
         // Checked before anything is written: nothing to undo when the rotation cannot be sent.
-        let entry = own_entry(cfg, &chain, &name).await?;
-        check_rotatable(&entry, &name, &secrets, &old)?;
-        let next = secrets.begin_rotation().public();
-        check_funds(cfg, &chain, &secrets, &name, &next).await?;
-        // The new key is on disk before the transaction leaves: a crash from here on leaves a
-        // rotation the next command settles, never a chain key this phone does not hold.
-        secrets
-            .save(&cfg.key_file, pass, true)
-            .with_context(|| format!("cannot update {}", cfg.key_file.display()))?;
+        rotator.begin(&mut secrets, &name).await?;
     }
-    match drive(cfg, &chain, &mut secrets, pass, &name).await? {
+    match rotator.drive(&mut secrets, &name).await? {
         Settled::Finished { old, tx } => {
             let new = secrets.identity.public();
             if let Some(tx) = tx {
@@ -289,7 +232,7 @@ pub(super) async fn rotate(cfg: &mut Config, pass: &str) -> Result<()> {
              and the next phone command finishes the rotation once it is",
             secrets.wallet.address()
         ),
-        Settled::Discarded(why) => Err(why),
+        Settled::Discarded(why) => Err(why.into()),
     }
 }
 
@@ -300,7 +243,7 @@ pub(super) async fn settle_pending(cfg: &mut Config, pass: &str) -> Result<()> {
     if !cfg.key_file.exists() {
         return Ok(());
     }
-    let mut secrets = load_secrets(cfg, pass)?;
+    let mut secrets = cfg.load_secrets(pass)?;
     if secrets.pending_rotation().is_none() {
         return Ok(());
     }
@@ -309,7 +252,9 @@ pub(super) async fn settle_pending(cfg: &mut Config, pass: &str) -> Result<()> {
         .chain()
         .await
         .context("a key rotation is pending and the chain is needed to settle it")?;
-    match drive(cfg, &chain, &mut secrets, pass, &name).await? {
+    let trust = cfg.header_trust(&*chain).await?;
+    let rotator = Rotator::new(cfg, &chain, &trust, pass);
+    match rotator.drive(&mut secrets, &name).await? {
         Settled::Finished { old, .. } => eprintln!(
             "finished the key rotation of {}: now using key {} (was {})",
             name.as_str(),
@@ -322,239 +267,9 @@ pub(super) async fn settle_pending(cfg: &mut Config, pass: &str) -> Result<()> {
             name.as_str(),
             secrets.wallet.address()
         ),
-        Settled::Discarded(why) => eprintln!("{why:#}; still using the old key"),
+        Settled::Discarded(why) => {
+            eprintln!("{:#}; still using the old key", anyhow::Error::from(why))
+        }
     }
     Ok(())
-}
-
-/// Where a pending rotation ended up.
-enum Settled {
-    /// The chain holds the new key; the key file now does too, without the old one.
-    Finished {
-        /// The old public key.
-        old: PublicIdentityKey,
-        /// The `rotateKey` this run sent, if it sent one.
-        tx: Option<TxOutcome>,
-    },
-    /// A transaction from the wallet is unmined: nothing decided yet.
-    InFlight,
-    /// The chain refused the rotation; the pending key was dropped and the file saved. Why.
-    Discarded(anyhow::Error),
-}
-
-/// Brings a pending rotation to an end where the chain allows it: finishes it when the new key is
-/// approved, sends `rotateKey` when the old key is still approved and nothing is in flight.
-async fn drive(
-    cfg: &mut Config,
-    chain: &RpcChain,
-    secrets: &mut PhoneSecrets,
-    pass: &str,
-    name: &IdentityName,
-) -> Result<Settled> {
-    // Invariant: callers only drive a pending rotation.
-    let next = secrets
-        .pending_rotation()
-        .map(|k| k.public())
-        .ok_or_else(|| anyhow!("no key rotation is pending"))?;
-    let old = secrets.identity.public();
-    let entry = own_entry(cfg, chain, name).await?;
-    let on_chain = entry.approved_key();
-    if on_chain.as_ref() == Some(&next) {
-        return finish(cfg, secrets, pass, None);
-    }
-    // Not the new key: the old one must still be approved, for this wallet, to send rotateKey.
-    if let Err(why) = check_rotatable(&entry, name, secrets, &old) {
-        return discard(cfg, secrets, pass, why);
-    }
-    let wallet = secrets.wallet.address();
-    let provider = chain.provider();
-    let mined = provider
-        .get_transaction_count(wallet)
-        .latest()
-        .await
-        .context("cannot read the wallet's nonce")?;
-    let sent = provider
-        .get_transaction_count(wallet)
-        .pending()
-        .await
-        .context("cannot read the wallet's pending nonce")?;
-    if sent > mined {
-        return Ok(Settled::InFlight);
-    }
-    if let Err(why) = check_funds(cfg, chain, secrets, name, &next).await {
-        return discard(cfg, secrets, pass, why);
-    }
-    let key = next.to_bytes();
-    match chain
-        .rotate_key(
-            cfg.contract,
-            &secrets.wallet,
-            ClientId::of(name),
-            next.tag(),
-            &key,
-        )
-        .await
-    {
-        Ok(tx) => {
-            // Believe the proven state, not the receipt alone, before dropping the old key.
-            let entry = own_entry(cfg, chain, name).await?;
-            if entry.approved_key().as_ref() != Some(&next) {
-                bail!(
-                    "rotateKey was mined (tx {}) but the chain does not show the new key yet; the \
-                     next phone command checks again",
-                    tx.tx_hash
-                );
-            }
-            finish(cfg, secrets, pass, Some(tx))
-        }
-        // Refused before or by the chain: the key never got there, so it may go.
-        Err(e) if e.is_contract_error() || matches!(e, ChainError::InsufficientFunds { .. }) => {
-            discard(
-                cfg,
-                secrets,
-                pass,
-                anyhow!("the chain refused rotateKey: {e}"),
-            )
-        }
-        Err(e) => Err(anyhow!(e).context(
-            "rotateKey may or may not have been sent; the new key is kept in the key file and \
-             the next phone command checks the chain and finishes the rotation",
-        )),
-    }
-}
-
-/// The pending key becomes the identity key; the old key is dropped (zeroized) and the file saved.
-fn finish(
-    cfg: &Config,
-    secrets: &mut PhoneSecrets,
-    pass: &str,
-    tx: Option<TxOutcome>,
-) -> Result<Settled> {
-    let old = secrets
-        .finish_rotation()
-        .ok_or_else(|| anyhow!("no key rotation is pending"))?;
-    secrets
-        .save(&cfg.key_file, pass, true)
-        .with_context(|| format!("cannot update {}", cfg.key_file.display()))?;
-    Ok(Settled::Finished { old, tx })
-}
-
-/// Drops the pending key (it never reached the chain) and saves the file.
-fn discard(
-    cfg: &Config,
-    secrets: &mut PhoneSecrets,
-    pass: &str,
-    why: anyhow::Error,
-) -> Result<Settled> {
-    let dropped = secrets.discard_rotation();
-    secrets
-        .save(&cfg.key_file, pass, true)
-        .with_context(|| format!("cannot update {}", cfg.key_file.display()))?;
-    let what = dropped.map_or(String::new(), |k| format!(" {}", k.fingerprint()));
-    Ok(Settled::Discarded(why.context(format!(
-        "key rotation not done, pending key{what} discarded (run `chaincall phone rotate` again)"
-    ))))
-}
-
-/// The phone's own entry, proven against the config's trusted block.
-async fn own_entry(cfg: &mut Config, chain: &RpcChain, name: &IdentityName) -> Result<ClientEntry> {
-    let trust = cfg.header_trust(chain).await?;
-    let found = get_client_verified(chain, cfg.contract, ClientId::of(name), &trust, None)
-        .await
-        .with_context(|| format!("cannot read {}'s entry from {}", name.as_str(), cfg.rpc_url))?;
-    Ok(found.entry)
-}
-
-/// Refuses a rotation the contract would refuse, with the reason in the user's terms.
-fn check_rotatable(
-    entry: &ClientEntry,
-    name: &IdentityName,
-    secrets: &PhoneSecrets,
-    old: &PublicIdentityKey,
-) -> Result<()> {
-    let who = name.as_str();
-    match entry.status {
-        KeyStatus::Approved => {}
-        KeyStatus::Unknown => {
-            bail!("{who} has no entry in the keystore: onboard first (`chaincall phone onboard`)")
-        }
-        status => bail!(
-            "{who} is {status} in the keystore, not approved: only an approved key can be rotated"
-        ),
-    }
-    let wallet = secrets.wallet.address();
-    if entry.wallet != Some(wallet) {
-        bail!(
-            "{who}'s entry is bound to wallet {}, not to this phone's wallet {wallet}",
-            entry.wallet.map_or("(none)".to_owned(), |w| w.to_string())
-        );
-    }
-    if entry.approved_key().as_ref() != Some(old) {
-        bail!(
-            "the key approved for {who} on chain is not this phone's key ({}): was it rotated \
-             elsewhere? This phone cannot sign for it",
-            old.fingerprint()
-        );
-    }
-    Ok(())
-}
-
-/// Refuses early, naming the wallet and the amount, when the wallet cannot pay for `rotateKey`.
-async fn check_funds(
-    cfg: &Config,
-    chain: &RpcChain,
-    secrets: &PhoneSecrets,
-    name: &IdentityName,
-    next: &PublicIdentityKey,
-) -> Result<()> {
-    let wallet = secrets.wallet.address();
-    let needed = rotation_cost(chain, cfg.contract, wallet, name, next).await?;
-    let balance = chain
-        .balance(wallet)
-        .await
-        .with_context(|| format!("cannot read the balance of wallet {wallet}"))?;
-    if balance < needed {
-        bail!(
-            "wallet {wallet} has {balance} wei, but rotateKey needs about {needed} wei of gas: \
-             send at least {} wei to {wallet} and run `chaincall phone rotate` again",
-            needed - balance
-        );
-    }
-    Ok(())
-}
-
-/// What `rotateKey` costs at most: the gas `RpcChain` would allow (estimate + 20 %) at today's
-/// maximum fee per gas.
-async fn rotation_cost(
-    chain: &RpcChain,
-    contract: Address,
-    wallet: Address,
-    name: &IdentityName,
-    next: &PublicIdentityKey,
-) -> Result<U256> {
-    let input = IKeystore::rotateKeyCall {
-        id: *ClientId::of(name).as_b256(),
-        keyType: next.tag(),
-        key: next.to_bytes().into(),
-    }
-    .abi_encode();
-    let request = TransactionRequest::default()
-        .from(wallet)
-        .to(contract)
-        .input(input.into());
-    let provider = chain.provider();
-    let gas = provider.estimate_gas(request).await.map_err(|e| {
-        match e.as_error_resp().and_then(|p| p.as_revert_data()) {
-            Some(data) => anyhow!(
-                "rotateKey would be refused: {}",
-                ChainError::from_revert_data(&data)
-            ),
-            None => anyhow!("cannot estimate the gas of rotateKey: {e}"),
-        }
-    })?;
-    let fees = provider
-        .estimate_eip1559_fees()
-        .await
-        .context("cannot read the chain's gas price")?;
-    Ok(U256::from(gas + gas / 5) * U256::from(fees.max_fee_per_gas))
 }

@@ -18,7 +18,7 @@ use chaincall_chain::{ClientId, KeystoreChain};
 use chaincall_identity::{IdentityName, KeyStatus};
 
 use super::{
-    Config, load_secrets, make_key_file, own_fingerprint, read_receipt, sms_code, taken_hint,
+    ChainAccess as _, Config, make_key_file, own_fingerprint, read_receipt, sms_code, taken_hint,
     wallet_server,
 };
 
@@ -30,7 +30,7 @@ pub(super) async fn run(cfg: &mut Config, receipt_path: &Path, pass: &str) -> Re
         .clone();
     let receipt = read_receipt(receipt_path)?;
     let mut secrets = if cfg.key_file.exists() {
-        let secrets = load_secrets(cfg, pass)?;
+        let secrets = cfg.load_secrets(pass)?;
         eprintln!(
             "using the keys in {} (identity key {}, wallet {})",
             cfg.key_file.display(),

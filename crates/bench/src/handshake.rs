@@ -13,7 +13,7 @@ use clap::{Args, ValueEnum};
 
 /// Arguments of `chaincall bench handshake`.
 #[derive(Debug, Args)]
-pub(crate) struct HandshakeBenchArgs {
+pub struct HandshakeBenchArgs {
     /// Measured set-ups per configuration.
     #[arg(long, default_value_t = 1000)]
     runs: usize,
@@ -52,7 +52,7 @@ enum CryptoArg {
 }
 
 /// Runs the measurement for every requested combination.
-pub(crate) fn run(args: HandshakeBenchArgs) -> anyhow::Result<()> {
+pub fn run(args: HandshakeBenchArgs) -> anyhow::Result<()> {
     for crypto in &args.crypto {
         let provider: Arc<dyn CryptoProvider> = match crypto {
             CryptoArg::Openssl => Arc::new(OpensslCrypto::new()),

@@ -6,7 +6,11 @@
 //! the same node load. The header trust is warmed first (the checkpoint's header chain is linked
 //! once), as on a phone that looks up at every call; a lookup after a new block also links that
 //! block's header.
+//!
+//! Which header to trust (`--checkpoint`, `--quorum`) is the CLI's own option group, shared with
+//! `keystore get --verify`; the CLI hands it in as a [`TrustSource`].
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::Address;
@@ -20,11 +24,19 @@ use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber};
 use clap::Args;
 use serde_json::json;
 
-use crate::cmd::keystore::TrustOpts;
+/// Where the header trust of the verified lookups comes from (the CLI's `--checkpoint` /
+/// `--quorum` options).
+pub trait TrustSource {
+    /// The header trust to verify against on `chain`, and a one-line account of it for the output.
+    fn header_trust<C: KeystoreChain>(
+        &self,
+        chain: &C,
+    ) -> impl Future<Output = Result<(HeaderTrust, String)>>;
+}
 
 /// Arguments of `chaincall bench lookup`.
 #[derive(Debug, Args)]
-pub(crate) struct LookupBenchArgs {
+pub struct LookupBenchArgs {
     /// JSON-RPC endpoint; without it, the embedded chain (set up by the bench itself).
     #[arg(long, value_name = "URL")]
     rpc: Option<String>,
@@ -40,12 +52,10 @@ pub(crate) struct LookupBenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
-    #[command(flatten)]
-    trust: TrustOpts,
 }
 
-/// Runs the measurement.
-pub(crate) fn run(args: LookupBenchArgs) -> Result<()> {
+/// Runs the measurement, verifying against the header trust `trust` describes.
+pub fn run(args: LookupBenchArgs, trust: &impl TrustSource) -> Result<()> {
     if args.count == 0 {
         bail!("--count must be at least 1");
     }
@@ -53,10 +63,10 @@ pub(crate) fn run(args: LookupBenchArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_async(args))
+    runtime.block_on(run_async(args, trust))
 }
 
-async fn run_async(args: LookupBenchArgs) -> Result<()> {
+async fn run_async(args: LookupBenchArgs, trust: &impl TrustSource) -> Result<()> {
     let name: IdentityName = PhoneNumber::parse(&args.phone)
         .map_err(|e| anyhow!("invalid --phone: {e}"))?
         .into();
@@ -71,13 +81,13 @@ async fn run_async(args: LookupBenchArgs) -> Result<()> {
                 .parse()
                 .map_err(|_| anyhow!("--contract is not a 0x-prefixed 20-byte address"))?;
             let chain = RpcChain::connect(url, RpcConfig::default()).await?;
-            let (trust, how) = args.trust.header_trust(&chain).await?;
+            let (trust, how) = trust.header_trust(&chain).await?;
             measure(&chain, contract, id, &trust, &how, "rpc", &args).await
         }
         None => {
             let chain = EmbeddedChain::default();
             let contract = register(&chain, id).await?;
-            let (trust, how) = args.trust.header_trust(&chain).await?;
+            let (trust, how) = trust.header_trust(&chain).await?;
             measure(&chain, contract, id, &trust, &how, "embedded", &args).await
         }
     }

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 
 /// Arguments of `chaincall bench sipd`.
 #[derive(Debug, Args)]
-pub(crate) struct SipdBenchArgs {
+pub struct SipdBenchArgs {
     /// Print one JSON object (per-step results and a summary).
     #[arg(long)]
     json: bool,
@@ -79,7 +79,7 @@ pub(crate) struct SipdBenchArgs {
 const THRESHOLD: f64 = 0.999;
 const USER: &str = "bench";
 const PASSWORD: &str = "b3nch-secret";
-const REGISTER_XML: &str = include_str!("../../../../sipd/tests/scenarios/register_auth.xml");
+const REGISTER_XML: &str = include_str!("../../sipd/tests/scenarios/register_auth.xml");
 
 /// A child process killed (and reaped) on drop.
 struct Proc {
@@ -225,8 +225,9 @@ impl Step {
     }
 }
 
-/// Runs the benchmark.
-pub(crate) fn run(args: SipdBenchArgs) -> anyhow::Result<()> {
+/// Runs the benchmark. sipd is started as `<running binary> sipd serve`, so this must be called
+/// from the `chaincall` binary (`chaincall bench sipd`).
+pub fn run(args: SipdBenchArgs) -> anyhow::Result<()> {
     which(&args.sipp).context("sipp (Debian sip-tester) is required")?;
     let want_kamailio = args.servers.iter().any(|s| s == "kamailio");
     let want_sipd = args.servers.iter().any(|s| s == "sipd");

@@ -17,7 +17,7 @@ use clap::Args;
 
 /// Arguments of `chaincall bench srtp`.
 #[derive(Debug, Args)]
-pub(crate) struct SrtpBenchArgs {
+pub struct SrtpBenchArgs {
     /// Print a JSON list, one object per profile.
     #[arg(long)]
     json: bool,
@@ -129,7 +129,7 @@ fn measure(profile: Profile, args: &SrtpBenchArgs, lib: Option<&LibSrtp>) -> any
 }
 
 /// Runs the bench and prints the table or the JSON list.
-pub(crate) fn run(args: SrtpBenchArgs) -> anyhow::Result<()> {
+pub fn run(args: SrtpBenchArgs) -> anyhow::Result<()> {
     let lib = match LibSrtp::from_env_or_python(Some(&args.python)) {
         Ok(lib) => Some(lib),
         Err(e) => {
