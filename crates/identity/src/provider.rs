@@ -25,7 +25,7 @@ pub type Point = [u8; 33];
 pub struct InvalidInput;
 
 /// An ephemeral P-256 secret, used for one key agreement. Implementations zeroize on drop.
-pub trait EphemeralSecret: Send {
+pub trait EphemeralSecret: Send + Sync {
     /// The public point, compressed.
     fn public(&self) -> Point;
     /// ECDH with a peer's compressed point: the shared x-coordinate. Refuses points not on the curve.
