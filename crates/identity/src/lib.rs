@@ -12,6 +12,7 @@
 //! - [`provider`]: the [`CryptoProvider`] (sign, verify, ECDH, ephemeral keys) that the handshake,
 //!   MIKEY and ECIES run on: [`RustCrypto`] by default, OpenSSL from `chaincall-tls-psk`.
 //! - [`Randomness`]: the injectable randomness source (OS CSPRNG in production, seeded in tests).
+//! - [`Secret`]: a value zeroized on drop and `<redacted>` in `Debug`, for every crate's keys.
 //! - [`directory`]: the [`KeyDirectory`] interface through which protocol cores (MIKEY, the handshakes)
 //!   ask "what is the approved key of this identity?" without depending on chain code.
 //!
@@ -33,6 +34,7 @@ mod name;
 pub mod provider;
 mod random;
 pub mod safety;
+mod secret;
 pub mod secret_file;
 
 pub use continuity::{ContinuityError, KeyPins};
@@ -43,6 +45,7 @@ pub use name::{DomainName, IdentityName, PhoneNumber};
 pub use provider::{CryptoProvider, RustCrypto};
 pub use random::Randomness;
 pub use safety::{Fingerprint, SafetyNumber};
+pub use secret::Secret;
 pub use secret_file::{
     Overwrite, SecretFileError, check_secret_file, read_secret_file, write_secret_file,
 };

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use chaincall_identity::provider::{EphemeralSecret, IdentitySecret, Point};
 use chaincall_identity::{
     CryptoProvider, IdentityKey, IdentityName, IdentitySignature, KeyDirectory, PublicIdentityKey,
-    Randomness, RustCrypto, ecies,
+    Randomness, RustCrypto, Secret, ecies,
 };
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use zeroize::Zeroizing;
@@ -150,7 +150,7 @@ impl OfferConfig {
 }
 
 /// The SRTP master key and salt of one crypto session (RFC 3830 §4.1.3), with the stream it keys.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SrtpKeys {
     /// The crypto session ID (1-based position in the CS ID map).
     pub cs_id: u8,
@@ -160,8 +160,8 @@ pub struct SrtpKeys {
     pub roc: u32,
     /// The policy for this session.
     pub policy: SrtpPolicy,
-    master_key: Zeroizing<Vec<u8>>,
-    master_salt: Zeroizing<Vec<u8>>,
+    master_key: Secret<Vec<u8>>,
+    master_salt: Secret<Vec<u8>>,
 }
 
 impl SrtpKeys {
@@ -173,19 +173,6 @@ impl SrtpKeys {
     /// The SRTP master salt. Secret.
     pub fn dangerous_master_salt(&self) -> &[u8] {
         &self.master_salt
-    }
-}
-
-impl fmt::Debug for SrtpKeys {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SrtpKeys")
-            .field("cs_id", &self.cs_id)
-            .field("ssrc", &self.ssrc)
-            .field("roc", &self.roc)
-            .field("policy", &self.policy)
-            .field("master_key", &"<redacted>")
-            .field("master_salt", &"<redacted>")
-            .finish()
     }
 }
 
@@ -261,8 +248,8 @@ fn derive_all(
             ssrc: e.ssrc,
             roc: e.roc,
             policy,
-            master_key,
-            master_salt,
+            master_key: Secret::new(master_key.to_vec()),
+            master_salt: Secret::new(master_salt.to_vec()),
         });
     }
     Ok(out)

@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use chaincall_identity::{IdentityKey, IdentityName, KeyDirectory, Randomness};
+use chaincall_identity::{IdentityKey, IdentityName, KeyDirectory, Randomness, Secret};
 use chaincall_media::g711::Codec;
 use chaincall_mikey::{
     Initiator, Mode, NtpTime, OfferConfig, Responder, SrtpKeys, SrtpPolicy, Stream,
@@ -76,24 +76,14 @@ pub struct LocalMedia {
 }
 
 /// One SRTP stream's master key, for the `--keylog` debugging file.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct StreamKey {
     /// The stream's SSRC.
     pub ssrc: u32,
     /// The SRTP profile.
     pub profile: Profile,
     /// Master key followed by master salt (the RFC 4568 `inline:` layout). Secret.
-    pub key_and_salt: Zeroizing<Vec<u8>>,
-}
-
-impl std::fmt::Debug for StreamKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamKey")
-            .field("ssrc", &format_args!("{:08x}", self.ssrc))
-            .field("profile", &self.profile.rfc_name())
-            .field("key_and_salt", &"<redacted>")
-            .finish()
-    }
+    pub key_and_salt: Secret<Vec<u8>>,
 }
 
 impl StreamKey {
@@ -235,12 +225,12 @@ impl Keyed {
                 StreamKey {
                     ssrc: self.local_ssrc,
                     profile: MIKEY_PROFILE,
-                    key_and_salt: self.tx,
+                    key_and_salt: Secret::new(self.tx.to_vec()),
                 },
                 StreamKey {
                     ssrc: self.rx_ssrc,
                     profile: MIKEY_PROFILE,
-                    key_and_salt: self.rx,
+                    key_and_salt: Secret::new(self.rx.to_vec()),
                 },
             ],
         })
