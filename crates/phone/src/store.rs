@@ -308,8 +308,9 @@ impl PhoneSecrets {
         self.pending_identity.as_ref()
     }
 
-    /// Starts a rotation: makes the next identity key (OS CSPRNG), or keeps the one already
-    /// pending so a retried rotation sends the same key. Save the file before sending `rotateKey`.
+    /// Starts a rotation: makes the next identity key (from the phone's randomness), or keeps the
+    /// one already pending so a retried rotation sends the same key. Save the file before sending
+    /// `rotateKey`.
     pub fn begin_rotation(&mut self) -> &IdentityKey {
         let randomness = &self.randomness;
         self.pending_identity
