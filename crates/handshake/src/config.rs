@@ -4,7 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chaincall_identity::{IdentityKey, IdentityName, IdentitySignature, PublicIdentityKey};
+use chaincall_identity::{
+    IdentityKey, IdentityName, IdentitySignature, PublicIdentityKey, Randomness,
+};
 
 use crate::crypto::{CryptoProvider, IdentitySecret, RustCrypto};
 
@@ -116,6 +118,7 @@ pub struct LocalIdentity {
     public: PublicIdentityKey,
     crypto: Arc<dyn CryptoProvider>,
     secret: Arc<dyn IdentitySecret>,
+    randomness: Randomness,
 }
 
 impl LocalIdentity {
@@ -137,7 +140,20 @@ impl LocalIdentity {
             key,
             crypto,
             secret,
+            randomness: Randomness::os(),
         }
+    }
+
+    /// Draws nonces and ephemeral keys from `randomness` instead of the OS CSPRNG (seeded in tests,
+    /// so a handshake can be replayed byte for byte).
+    pub fn with_randomness(mut self, randomness: Randomness) -> Self {
+        self.randomness = randomness;
+        self
+    }
+
+    /// Where our nonces and ephemeral keys come from.
+    pub fn randomness(&self) -> &Randomness {
+        &self.randomness
     }
 
     /// Our name.

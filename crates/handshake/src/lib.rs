@@ -55,7 +55,8 @@
 //!
 //! - Every error is fatal and sticky; after one, drain `poll_transmit` to send the alert.
 //! - A responder's [`ReplayCache`] is shared by all its handshakes and refuses a replayed message 1.
-//! - Randomness (nonces, ephemerals, ECIES) comes from the OS CSPRNG.
+//! - Randomness (nonces, ephemerals, ECIES) comes from the `LocalIdentity`'s `Randomness` (the OS
+//!   CSPRNG unless a test seeds it).
 //! - Nothing here logs; `Debug` of secrets prints `redacted`.
 #![forbid(unsafe_code)]
 

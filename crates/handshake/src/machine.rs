@@ -4,7 +4,6 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use chaincall_identity::{IdentityName, IdentitySignature, KeyDirectory, PublicIdentityKey};
-use rand_core::{OsRng, RngCore};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -84,9 +83,9 @@ impl Core {
     }
 }
 
-fn nonce() -> Zeroizing<[u8; NONCE_LEN]> {
+fn nonce(local: &LocalIdentity) -> Zeroizing<[u8; NONCE_LEN]> {
     let mut n = Zeroizing::new([0u8; NONCE_LEN]);
-    OsRng.fill_bytes(n.as_mut());
+    local.randomness().fill(n.as_mut());
     n
 }
 
@@ -171,18 +170,18 @@ impl Initiator {
         let mut transcript = Transcript::new(protocol, local.name(), &local_key, &peer, &peer_key);
         let (frame, state) = match protocol {
             Protocol::Nsl => {
-                let na = nonce();
+                let na = nonce(&local);
                 let mut pt = Zeroizing::new(Vec::with_capacity(NONCE_LEN + wire::MAX_NAME_LEN));
                 pt.extend_from_slice(na.as_ref());
                 wire::put_name(&mut pt, local.name());
-                let ct = crypto::seal(local.crypto(), &peer_key, kdf::CTX_NSL_MSG1, &pt);
+                let ct = crypto::seal(&local, &peer_key, kdf::CTX_NSL_MSG1, &pt);
                 (
                     wire::encode_frame(MessageType::NslMsg1, &ct),
                     InitState::NslAwaitMsg2 { na },
                 )
             }
             Protocol::Sts => {
-                let secret = local.crypto().generate_ephemeral();
+                let secret = crypto::generate_ephemeral(&local);
                 let mut body = Vec::with_capacity(POINT_LEN + 2 * wire::MAX_NAME_LEN);
                 body.extend_from_slice(&secret.public());
                 wire::put_name(&mut body, local.name());
@@ -263,8 +262,8 @@ impl Initiator {
     ) -> Result<(), HandshakeError> {
         let ty = MessageType::NslMsg2;
         let local = &self.core.local;
-        let pt = crypto::open(local.secret(), local.public(), kdf::CTX_NSL_MSG2, body)
-            .ok_or(HandshakeError::Decrypt { ty })?;
+        let pt =
+            crypto::open(local, kdf::CTX_NSL_MSG2, body).ok_or(HandshakeError::Decrypt { ty })?;
         let mut r = Reader::new(ty, &pt);
         let na_back: [u8; NONCE_LEN] = r.array()?;
         let nb = Zeroizing::new(r.array::<NONCE_LEN>()?);
@@ -288,7 +287,7 @@ impl Initiator {
         }
         self.transcript.absorb(frame);
         let ct = crypto::seal(
-            self.core.local.crypto(),
+            &self.core.local,
             &self.peer_key,
             kdf::CTX_NSL_MSG3,
             nb.as_ref(),
@@ -546,8 +545,8 @@ impl Responder {
         }
         self.protocol = Some(Protocol::Nsl);
         let local = &self.core.local;
-        let pt = crypto::open(local.secret(), local.public(), kdf::CTX_NSL_MSG1, body)
-            .ok_or(HandshakeError::Decrypt { ty })?;
+        let pt =
+            crypto::open(local, kdf::CTX_NSL_MSG1, body).ok_or(HandshakeError::Decrypt { ty })?;
         let mut r = Reader::new(ty, &pt);
         let na = Zeroizing::new(r.array::<NONCE_LEN>()?);
         let initiator = r.name()?;
@@ -563,7 +562,7 @@ impl Responder {
             local.public(),
         );
         transcript.absorb(frame);
-        let nb = nonce();
+        let nb = nonce(local);
         let mut pt2 = Zeroizing::new(Vec::with_capacity(2 * NONCE_LEN + 4 + wire::MAX_NAME_LEN));
         pt2.extend_from_slice(na.as_ref());
         pt2.extend_from_slice(nb.as_ref());
@@ -572,7 +571,7 @@ impl Responder {
             // Lowe's fix: the responder names itself inside message 2.
             wire::put_name(&mut pt2, local.name());
         }
-        let ct = crypto::seal(local.crypto(), &initiator_key, kdf::CTX_NSL_MSG2, &pt2);
+        let ct = crypto::seal(local, &initiator_key, kdf::CTX_NSL_MSG2, &pt2);
         let msg2 = wire::encode_frame(MessageType::NslMsg2, &ct);
         transcript.absorb(&msg2);
         self.core.outbox.push_back(msg2);
@@ -593,8 +592,8 @@ impl Responder {
     ) -> Result<(), HandshakeError> {
         let ty = MessageType::NslMsg3;
         let local = &self.core.local;
-        let pt = crypto::open(local.secret(), local.public(), kdf::CTX_NSL_MSG3, body)
-            .ok_or(HandshakeError::Decrypt { ty })?;
+        let pt =
+            crypto::open(local, kdf::CTX_NSL_MSG3, body).ok_or(HandshakeError::Decrypt { ty })?;
         let mut r = Reader::new(ty, &pt);
         let nb_back: [u8; NONCE_LEN] = r.array()?;
         r.finish()?;
@@ -647,7 +646,7 @@ impl Responder {
             local.public(),
         );
         transcript.absorb(frame);
-        let secret = local.crypto().generate_ephemeral();
+        let secret = crypto::generate_ephemeral(local);
         let shared = dh(ty, secret.diffie_hellman(&gx))?;
         let keys = kdf::sts_keys(shared.as_ref());
         let mut body2 = Vec::with_capacity(STS_MSG2_LEN);

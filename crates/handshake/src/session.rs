@@ -3,14 +3,13 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use chaincall_identity::{IdentityName, PublicIdentityKey};
-use zeroize::Zeroizing;
+use chaincall_identity::{IdentityName, PublicIdentityKey, Secret};
 
 use crate::Protocol;
 
 /// A 32-byte pre-shared key. Zeroized on drop, never printed.
-#[derive(Clone)]
-pub struct Psk(Zeroizing<[u8; 32]>);
+#[derive(Clone, Debug)]
+pub struct Psk(Secret<[u8; 32]>);
 
 impl Psk {
     /// Length in bytes.
@@ -18,7 +17,7 @@ impl Psk {
 
     /// Wraps key bytes (e.g. read back from a store).
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(Zeroizing::new(bytes))
+        Self(Secret::new(bytes))
     }
 
     /// The key bytes, for handing to TLS. Never log them.
@@ -35,12 +34,6 @@ impl PartialEq for Psk {
 }
 
 impl Eq for Psk {}
-
-impl fmt::Debug for Psk {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Psk(redacted)")
-    }
-}
 
 /// The opaque name of a PSK: 16 bytes derived from the handshake (not secret; sent in the clear in
 /// TLS). On the TLS wire it is the 32-character lower-case hex string ([`PskIdentity::to_hex`]).

@@ -4,7 +4,7 @@ use std::fmt;
 
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::elliptic_curve::sec1::ToEncodedPoint;
-use rand_core::OsRng;
+use rand_core::{CryptoRngCore, OsRng};
 use zeroize::Zeroizing;
 
 use crate::KeyError;
@@ -144,7 +144,12 @@ pub struct IdentityKey {
 impl IdentityKey {
     /// A fresh key from the OS CSPRNG.
     pub fn generate() -> Self {
-        Self::from_secret(p256::SecretKey::random(&mut OsRng))
+        Self::generate_from(&mut OsRng)
+    }
+
+    /// A fresh key drawn from `rng` (seeded in tests, so a run's keys can be replayed).
+    pub fn generate_from(mut rng: &mut dyn CryptoRngCore) -> Self {
+        Self::from_secret(p256::SecretKey::random(&mut rng))
     }
 
     fn from_secret(secret: p256::SecretKey) -> Self {
@@ -339,5 +344,14 @@ mod tests {
         assert!(shown.contains("redacted"));
         let reloaded = IdentityKey::from_secret_bytes(&key.dangerous_secret_bytes()).unwrap();
         assert_eq!(reloaded.public(), key.public());
+    }
+
+    #[test]
+    fn a_seeded_source_gives_the_same_key_and_another_seed_another() {
+        use rand_chacha::ChaCha20Rng;
+        use rand_core::SeedableRng;
+        let key = |seed| IdentityKey::generate_from(&mut ChaCha20Rng::from_seed([seed; 32]));
+        assert_eq!(key(1).public(), key(1).public());
+        assert_ne!(key(1).public(), key(2).public());
     }
 }

@@ -11,12 +11,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
+use chaincall_identity::provider::{EphemeralSecret, IdentitySecret, Point};
 use chaincall_identity::{
-    IdentityKey, IdentityName, IdentitySignature, KeyDirectory, PublicIdentityKey, ecies,
+    CryptoProvider, IdentityKey, IdentityName, IdentitySignature, KeyDirectory, PublicIdentityKey,
+    Randomness, RustCrypto, Secret, ecies,
 };
 use p256::elliptic_curve::sec1::ToEncodedPoint;
-use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
 use crate::error::MikeyError;
@@ -124,6 +126,11 @@ pub struct OfferConfig {
     /// opened the envelope sealed to its on-chain key), which is the only key confirmation and
     /// responder authentication these modes have. DH always has a signed answer.
     pub request_verification: bool,
+    /// The P-256 backend for signing, ECIES and ECDH ([`RustCrypto`] by default).
+    pub crypto: Arc<dyn CryptoProvider>,
+    /// Where CSB IDs, RANDs, keys and ephemeral keys come from (the OS CSPRNG by default; seeded
+    /// in tests, so an offer can be replayed byte for byte).
+    pub randomness: Randomness,
 }
 
 impl OfferConfig {
@@ -136,12 +143,14 @@ impl OfferConfig {
             streams: vec![Stream::default()],
             policy: SrtpPolicy::default(),
             request_verification: true,
+            crypto: Arc::new(RustCrypto),
+            randomness: Randomness::os(),
         }
     }
 }
 
 /// The SRTP master key and salt of one crypto session (RFC 3830 §4.1.3), with the stream it keys.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SrtpKeys {
     /// The crypto session ID (1-based position in the CS ID map).
     pub cs_id: u8,
@@ -151,8 +160,8 @@ pub struct SrtpKeys {
     pub roc: u32,
     /// The policy for this session.
     pub policy: SrtpPolicy,
-    master_key: Zeroizing<Vec<u8>>,
-    master_salt: Zeroizing<Vec<u8>>,
+    master_key: Secret<Vec<u8>>,
+    master_salt: Secret<Vec<u8>>,
 }
 
 impl SrtpKeys {
@@ -165,25 +174,6 @@ impl SrtpKeys {
     pub fn dangerous_master_salt(&self) -> &[u8] {
         &self.master_salt
     }
-}
-
-impl fmt::Debug for SrtpKeys {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SrtpKeys")
-            .field("cs_id", &self.cs_id)
-            .field("ssrc", &self.ssrc)
-            .field("roc", &self.roc)
-            .field("policy", &self.policy)
-            .field("master_key", &"<redacted>")
-            .field("master_salt", &"<redacted>")
-            .finish()
-    }
-}
-
-fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    OsRng.fill_bytes(&mut b);
-    b
 }
 
 fn ntp(t: &Timestamp) -> Result<NtpTime, MikeyError> {
@@ -258,8 +248,8 @@ fn derive_all(
             ssrc: e.ssrc,
             roc: e.roc,
             policy,
-            master_key,
-            master_salt,
+            master_key: Secret::new(master_key.to_vec()),
+            master_salt: Secret::new(master_salt.to_vec()),
         });
     }
     Ok(out)
@@ -268,13 +258,14 @@ fn derive_all(
 /// Signs `bytes[..len - 64]` and writes the signature into the last 64 bytes (the SIGN payload,
 /// encoded last with a zero placeholder). RFC 3830 §5.2: the signature covers the whole message
 /// except the signature field itself.
-fn sign_in_place(bytes: &mut [u8], key: &IdentityKey) {
+fn sign_in_place(bytes: &mut [u8], key: &dyn IdentitySecret) {
     let split = bytes.len() - SIG_LEN;
     let sig = key.sign(&bytes[..split]);
     bytes[split..].copy_from_slice(sig.as_bytes());
 }
 
 fn verify_sign(
+    crypto: &dyn CryptoProvider,
     bytes: &[u8],
     sign: &Sign<'_>,
     key: &PublicIdentityKey,
@@ -289,24 +280,39 @@ fn verify_sign(
         .map_err(|_| MikeyError::BadSignature(who.clone()))?;
     // The SIGN payload is last (the codec enforces it): the signed part is all but the signature.
     let covered = &bytes[..bytes.len() - sign.signature.len()];
-    key.verify(covered, &sig)
-        .map_err(|_| MikeyError::BadSignature(who.clone()))
+    if crypto.verify(key, covered, &sig) {
+        Ok(())
+    } else {
+        Err(MikeyError::BadSignature(who.clone()))
+    }
 }
 
 fn approved(dir: &dyn KeyDirectory, name: &IdentityName) -> Result<PublicIdentityKey, MikeyError> {
     dir.approved_key(name).map_err(MikeyError::from_directory)
 }
 
-fn encode_point(public: &p256::PublicKey) -> Vec<u8> {
-    public.to_encoded_point(false).as_bytes().to_vec()
+/// MIKEY's DH payload carries the uncompressed point (65 bytes); the provider speaks compressed.
+fn encode_point(public: &Point) -> Vec<u8> {
+    // Invariant: a provider's public point is on the curve.
+    let point = p256::PublicKey::from_sec1_bytes(public).expect("provider point on P-256");
+    point.to_encoded_point(false).as_bytes().to_vec()
 }
 
-fn parse_point(value: &[u8]) -> Result<p256::PublicKey, MikeyError> {
+fn parse_point(value: &[u8]) -> Result<Point, MikeyError> {
     if value.first() != Some(&0x04) {
         return Err(MikeyError::InvalidDhValue("not an uncompressed SEC1 point"));
     }
     p256::PublicKey::from_sec1_bytes(value)
+        .map(|point| chaincall_identity::provider::compress(&point))
         .map_err(|_| MikeyError::InvalidDhValue("not a point on P-256"))
+}
+
+/// ECDH with a point [`parse_point`] accepted: the shared x-coordinate, MIKEY's TGK (§3.3).
+fn dh_tgk(secret: &dyn EphemeralSecret, peer: &Point) -> Result<Zeroizing<Vec<u8>>, MikeyError> {
+    let shared = secret
+        .diffie_hellman(peer)
+        .map_err(|_| MikeyError::InvalidDhValue("not a point on P-256"))?;
+    Ok(Zeroizing::new(shared.to_vec()))
 }
 
 /// The parts of a decoded message the modes use, checked for count and order.
@@ -453,7 +459,7 @@ enum Pending {
     /// PKE/PSK: keys known; V message expected (if requested) under these transport keys.
     Verify(TransportKeys),
     /// DH: our ephemeral secret and value, until the answer arrives.
-    Dh(p256::ecdh::EphemeralSecret, Vec<u8>),
+    Dh(Box<dyn EphemeralSecret>, Vec<u8>),
     /// Nothing more to do.
     Done,
 }
@@ -505,7 +511,7 @@ impl Initiator {
             // §6.1: the V flag has no meaning in the DH method.
             v: cfg.request_verification && mode != Mode::DhSign,
             prf: PrfFunc::Mikey1,
-            csb_id: u32::from_be_bytes(random_bytes()),
+            csb_id: u32::from_be_bytes(cfg.randomness.bytes()),
             cs_map: srtp_map(&cfg.streams),
         };
         let idi_uri = identity_uri(&cfg.initiator, cfg.sip_domain.as_deref());
@@ -514,7 +520,7 @@ impl Initiator {
             Self {
                 mode,
                 header,
-                rand: random_bytes(),
+                rand: cfg.randomness.bytes(),
                 t: now.0,
                 idi_uri,
                 offer: Vec::new(),
@@ -538,8 +544,8 @@ impl Initiator {
     ) -> Result<Self, MikeyError> {
         let responder_key = approved(directory, &cfg.responder)?;
         let (mut this, idr_uri) = Self::start(Mode::Pke, cfg, now)?;
-        let env_key = Zeroizing::new(random_bytes::<ENV_KEY_LEN>());
-        let tgk = Zeroizing::new(random_bytes::<TGK_LEN>());
+        let env_key = Zeroizing::new(this.cfg.randomness.bytes::<ENV_KEY_LEN>());
+        let tgk = Zeroizing::new(this.cfg.randomness.bytes::<TGK_LEN>());
         let transport = TransportKeys::derive(env_key.as_ref(), this.header.csb_id, &this.rand);
         let context = pke_context(
             this.idi_uri.as_bytes(),
@@ -547,7 +553,15 @@ impl Initiator {
             this.header.csb_id,
             &this.rand,
         )?;
-        let envelope = ecies::seal(&responder_key, &context, env_key.as_ref());
+        let envelope = this.cfg.randomness.with(|rng| {
+            ecies::seal_with(
+                &*this.cfg.crypto,
+                rng,
+                &responder_key,
+                &context,
+                env_key.as_ref(),
+            )
+        });
         let encr_data = this.key_data(tgk.as_ref(), &transport, true)?;
         let sp = sp_storage(&this.cfg.policy);
         let zero_mac = [0u8; 20];
@@ -590,7 +604,7 @@ impl Initiator {
         let mac_at = kemac.end - 20;
         let mac = transport.mac(&[&bytes[kemac.start..mac_at]]);
         bytes[mac_at..kemac.end].copy_from_slice(&mac);
-        sign_in_place(&mut bytes, own_key);
+        sign_in_place(&mut bytes, &*this.cfg.crypto.load_identity(own_key));
         this.offer = bytes;
         this.keys = Some(derive_all(
             &tgk[..],
@@ -614,8 +628,11 @@ impl Initiator {
         now: NtpTime,
     ) -> Result<Self, MikeyError> {
         let (mut this, idr_uri) = Self::start(Mode::DhSign, cfg, now)?;
-        let secret = p256::ecdh::EphemeralSecret::random(&mut OsRng);
-        let value = encode_point(&secret.public_key());
+        let secret = this
+            .cfg
+            .randomness
+            .with(|rng| this.cfg.crypto.generate_ephemeral(rng));
+        let value = encode_point(&secret.public());
         let sp = sp_storage(&this.cfg.policy);
         let zero_sig = [0u8; SIG_LEN];
         let msg = Message {
@@ -644,7 +661,7 @@ impl Initiator {
             ],
         };
         let mut bytes = msg.to_vec()?;
-        sign_in_place(&mut bytes, own_key);
+        sign_in_place(&mut bytes, &*this.cfg.crypto.load_identity(own_key));
         this.offer = bytes;
         this.pending = Pending::Dh(secret, value);
         Ok(this)
@@ -657,7 +674,7 @@ impl Initiator {
             return Err(MikeyError::Misuse("pre-shared key shorter than 16 bytes"));
         }
         let (mut this, idr_uri) = Self::start(Mode::Psk, cfg, now)?;
-        let tgk = Zeroizing::new(random_bytes::<TGK_LEN>());
+        let tgk = Zeroizing::new(this.cfg.randomness.bytes::<TGK_LEN>());
         let transport = TransportKeys::derive(psk, this.header.csb_id, &this.rand);
         let encr_data = this.key_data(tgk.as_ref(), &transport, false)?;
         let sp = sp_storage(&this.cfg.policy);
@@ -866,7 +883,7 @@ impl Initiator {
                     let sign = p
                         .sign
                         .ok_or(MikeyError::Unexpected("DH answer without SIGN"))?;
-                    verify_sign(answer, sign, &responder_key, &responder)?;
+                    verify_sign(&*self.cfg.crypto, answer, sign, &responder_key, &responder)?;
                     let idi = p
                         .idi
                         .as_ref()
@@ -887,9 +904,8 @@ impl Initiator {
                         return Err(MikeyError::Unsupported("DH group (only P-256)"));
                     }
                     let peer = parse_point(dhr.value)?;
-                    let shared = secret.diffie_hellman(&peer);
                     // §3.3: the TGK is the DH result g^(xi*xr): for ECDH, the shared x-coordinate.
-                    let tgk = Zeroizing::new(shared.raw_secret_bytes().to_vec());
+                    let tgk = dh_tgk(&*secret, &peer)?;
                     derive_all(&tgk, &self.header, &self.rand, &[(0, self.cfg.policy)])
                 })();
                 match result {
@@ -923,6 +939,10 @@ pub struct ResponderConfig {
     /// Replay cache entries one initiator may hold (its share of `replay_capacity`), so that one
     /// signer flooding offers cannot make the phone refuse everyone else's.
     pub replay_per_initiator: usize,
+    /// The P-256 backend for verifying, opening envelopes, ECDH and signing answers.
+    pub crypto: Arc<dyn CryptoProvider>,
+    /// Where DH answers' ephemeral keys come from (the OS CSPRNG by default; seeded in tests).
+    pub randomness: Randomness,
 }
 
 impl ResponderConfig {
@@ -934,6 +954,8 @@ impl ResponderConfig {
             window_secs: DEFAULT_WINDOW_SECS,
             replay_capacity: DEFAULT_CAPACITY,
             replay_per_initiator: DEFAULT_PER_INITIATOR,
+            crypto: Arc::new(RustCrypto),
+            randomness: Randomness::os(),
         }
     }
 }
@@ -981,7 +1003,9 @@ struct Screened<'a> {
 /// [`Responder::error_answer`] builds a signed RFC 3830 error message, if the caller wants one.
 pub struct Responder {
     cfg: ResponderConfig,
-    identity: IdentityKey,
+    /// Our identity key, prepared by the provider (zeroized on drop by it).
+    secret: Box<dyn IdentitySecret>,
+    public: PublicIdentityKey,
     /// Pre-shared keys by the one peer each is shared with.
     psks: HashMap<IdentityName, Zeroizing<Vec<u8>>>,
     replay: ReplayCache,
@@ -1006,8 +1030,9 @@ impl Responder {
             cfg.replay_per_initiator,
         );
         Self {
+            secret: cfg.crypto.load_identity(&identity),
+            public: identity.public(),
             cfg,
-            identity,
             psks: HashMap::new(),
             replay,
         }
@@ -1059,7 +1084,13 @@ impl Responder {
             .p
             .sign
             .ok_or(MikeyError::Unexpected("offer without SIGN"))?;
-        verify_sign(offer, sign, &screened.initiator_key, &screened.initiator)?;
+        verify_sign(
+            &*self.cfg.crypto,
+            offer,
+            sign,
+            &screened.initiator_key,
+            &screened.initiator,
+        )?;
         Ok(OfferSigner {
             mode: screened.mode,
             initiator: screened.initiator,
@@ -1212,11 +1243,12 @@ impl Responder {
                             "PKE before KEMAC (RFC 3830 §3.2 order)",
                         ));
                     }
-                    verify_sign(offer, sign, &initiator_key, &initiator)?;
+                    verify_sign(&*self.cfg.crypto, offer, sign, &initiator_key, &initiator)?;
                     let context = pke_context(idi.data, idr.data, msg.header.csb_id, rand)?;
-                    inkey = ecies::open(&self.identity, &context, pke.data).map_err(|_| {
-                        MikeyError::Envelope("not for our key or this exchange, or altered")
-                    })?;
+                    inkey = ecies::open_with(&*self.secret, &self.public, &context, pke.data)
+                        .map_err(|_| {
+                            MikeyError::Envelope("not for our key or this exchange, or altered")
+                        })?;
                     transport = TransportKeys::derive(&inkey, msg.header.csb_id, rand);
                     mac_ok = transport.verify_mac(
                         &[&offer[kemac_range.start..kemac_range.end - 20]],
@@ -1288,7 +1320,7 @@ impl Responder {
                         "DH offer needs exactly one DH payload",
                     ));
                 };
-                verify_sign(offer, sign, &initiator_key, &initiator)?;
+                verify_sign(&*self.cfg.crypto, offer, sign, &initiator_key, &initiator)?;
                 if dhi.group != DhGroup::P256 {
                     return Err(MikeyError::Unsupported("DH group (only P-256)"));
                 }
@@ -1297,10 +1329,12 @@ impl Responder {
                 }
                 let peer = parse_point(dhi.value)?;
                 self.replay.check_and_insert(&exchange, now)?;
-                let secret = p256::ecdh::EphemeralSecret::random(&mut OsRng);
-                let dhr_value = encode_point(&secret.public_key());
-                let shared = secret.diffie_hellman(&peer);
-                let tgk = Zeroizing::new(shared.raw_secret_bytes().to_vec());
+                let secret = self
+                    .cfg
+                    .randomness
+                    .with(|rng| self.cfg.crypto.generate_ephemeral(rng));
+                let dhr_value = encode_point(&secret.public());
+                let tgk = dh_tgk(&*secret, &peer)?;
                 let keys = derive_all(&tgk, &msg.header, rand, &policies)?;
                 let zero_sig = [0u8; SIG_LEN];
                 let r = Message {
@@ -1336,7 +1370,7 @@ impl Responder {
                     ],
                 };
                 let mut bytes = r.to_vec()?;
-                sign_in_place(&mut bytes, &self.identity);
+                sign_in_place(&mut bytes, &*self.secret);
                 (keys, Some(bytes))
             }
         };
@@ -1414,7 +1448,7 @@ impl Responder {
             ],
         };
         let mut bytes = r.to_vec().ok()?;
-        sign_in_place(&mut bytes, &self.identity);
+        sign_in_place(&mut bytes, &*self.secret);
         Some(bytes)
     }
 }

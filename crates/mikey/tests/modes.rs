@@ -562,3 +562,55 @@ fn a_proof_for_another_identity_or_a_bad_signature_verifies_nothing() {
         Err(MikeyError::NotApproved { .. })
     ));
 }
+
+/// With seeded randomness, every mode's offer (CSB ID, RAND, keys, ECIES envelope, DH value) and the
+/// DH answer replay byte for byte, and key SRTP alike; another seed gives other bytes.
+#[test]
+fn a_seeded_exchange_replays_byte_for_byte() {
+    use chaincall_identity::Randomness;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    let w = World::new();
+    let seeded = |seed: u8| Randomness::seeded(ChaCha20Rng::from_seed([seed; 32]));
+    let run = |seed: u8| {
+        let mut cfg = w.cfg();
+        cfg.randomness = seeded(seed);
+        let pke = Initiator::pke(cfg.clone(), &w.alice_key, &w.dir, w.now).unwrap();
+        let psk = Initiator::psk(cfg.clone(), PSK, w.now).unwrap();
+        let mut dh = Initiator::dh_sign(cfg, &w.alice_key, w.now).unwrap();
+        let mut rcfg = chaincall_mikey::ResponderConfig::new(w.bob.clone());
+        rcfg.sip_domain = Some("example.org".into());
+        rcfg.randomness = seeded(seed.wrapping_add(100));
+        let mut bob = chaincall_mikey::Responder::new(rcfg, w.bob_key.clone());
+        let accepted = bob.handle_offer(dh.offer(), &w.dir, w.now).unwrap();
+        let answer = accepted.answer.unwrap();
+        let keys = dh
+            .handle_answer(&answer, &w.dir, w.now, 60)
+            .unwrap()
+            .to_vec();
+        assert_eq!(
+            keys[0].dangerous_master_key(),
+            accepted.keys[0].dangerous_master_key()
+        );
+        let pke_keys = pke.keys().unwrap()[0].dangerous_master_key().to_vec();
+        (
+            [
+                pke.offer().to_vec(),
+                psk.offer().to_vec(),
+                dh.offer().to_vec(),
+                answer,
+            ],
+            keys[0].dangerous_master_key().to_vec(),
+            pke_keys,
+        )
+    };
+    let (offers, dh_key, pke_key) = run(1);
+    let (offers2, dh_key2, pke_key2) = run(1);
+    assert_eq!(offers, offers2, "same seed, same bytes");
+    assert_eq!((dh_key, pke_key), (dh_key2, pke_key2));
+    let (offers3, _, _) = run(2);
+    for (a, b) in offers.iter().zip(&offers3) {
+        assert_ne!(a, b, "another seed, other bytes");
+    }
+}

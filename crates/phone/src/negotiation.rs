@@ -12,14 +12,13 @@ use std::net::{IpAddr, SocketAddr};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use chaincall_identity::{IdentityKey, IdentityName, KeyDirectory};
+use chaincall_identity::{IdentityKey, IdentityName, KeyDirectory, Randomness, Secret};
 use chaincall_media::g711::Codec;
 use chaincall_mikey::{
     Initiator, Mode, NtpTime, OfferConfig, Responder, SrtpKeys, SrtpPolicy, Stream,
 };
 use chaincall_sip::sdp::{Crypto, Media, Sdp};
 use chaincall_srtp::{Profile, SrtpConfig, SrtpSession};
-use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
 use crate::error::CallError;
@@ -71,27 +70,20 @@ pub struct LocalMedia {
     pub addr: SocketAddr,
     /// Codecs we accept, preferred first.
     pub codecs: Vec<Codec>,
+    /// Where SSRCs, SDP session IDs, SDES keys and MIKEY's randomness come from (the OS CSPRNG in
+    /// production; seeded in tests, so an offer can be replayed byte for byte).
+    pub randomness: Randomness,
 }
 
 /// One SRTP stream's master key, for the `--keylog` debugging file.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct StreamKey {
     /// The stream's SSRC.
     pub ssrc: u32,
     /// The SRTP profile.
     pub profile: Profile,
     /// Master key followed by master salt (the RFC 4568 `inline:` layout). Secret.
-    pub key_and_salt: Zeroizing<Vec<u8>>,
-}
-
-impl std::fmt::Debug for StreamKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamKey")
-            .field("ssrc", &format_args!("{:08x}", self.ssrc))
-            .field("profile", &self.profile.rfc_name())
-            .field("key_and_salt", &"<redacted>")
-            .finish()
-    }
+    pub key_and_salt: Secret<Vec<u8>>,
 }
 
 impl StreamKey {
@@ -164,10 +156,6 @@ impl std::fmt::Debug for Offer {
 const SDES_SUITE: &str = "AES_CM_128_HMAC_SHA1_80";
 const MIKEY_PROFILE: Profile = Profile::AesCm128HmacSha1_80;
 
-fn random_u32() -> u32 {
-    OsRng.next_u32()
-}
-
 fn media_section(local: &LocalMedia, proto: &str, rtcp_mux: bool) -> Media {
     let formats: Vec<String> = local
         .codecs
@@ -190,8 +178,9 @@ fn media_section(local: &LocalMedia, proto: &str, rtcp_mux: bool) -> Media {
     m
 }
 
-fn base_sdp(addr: IpAddr) -> Sdp {
-    let mut sdp = Sdp::new("-", u64::from(random_u32()), &addr.to_string());
+fn base_sdp(local: &LocalMedia) -> Sdp {
+    let session_id = u32::from_be_bytes(local.randomness.bytes());
+    let mut sdp = Sdp::new("-", u64::from(session_id), &local.addr.ip().to_string());
     sdp.session_name = "chaincall".into();
     sdp
 }
@@ -236,12 +225,12 @@ impl Keyed {
                 StreamKey {
                     ssrc: self.local_ssrc,
                     profile: MIKEY_PROFILE,
-                    key_and_salt: self.tx,
+                    key_and_salt: Secret::new(self.tx.to_vec()),
                 },
                 StreamKey {
                     ssrc: self.rx_ssrc,
                     profile: MIKEY_PROFILE,
-                    key_and_salt: self.rx,
+                    key_and_salt: Secret::new(self.rx.to_vec()),
                 },
             ],
         })
@@ -267,9 +256,10 @@ impl Offer {
         local: &LocalMedia,
         now: NtpTime,
     ) -> Result<Offer, CallError> {
-        let local_ssrc = random_u32();
+        let local_ssrc = u32::from_be_bytes(local.randomness.bytes());
         let mut cfg = OfferConfig::new(own.clone(), callee.clone());
         cfg.policy = mikey_policy();
+        cfg.randomness = local.randomness.clone();
         cfg.streams = vec![
             Stream {
                 ssrc: local_ssrc,
@@ -283,7 +273,7 @@ impl Offer {
             KeyMode::Sdes => return Err(CallError::Misuse("Offer::mikey with SDES")),
         }
         .map_err(CallError::Mikey)?;
-        let mut sdp = base_sdp(local.addr.ip());
+        let mut sdp = base_sdp(local);
         // Session level: where Wireshark's SDP dissector decodes MIKEY (RFC 4567 §3.1 allows both).
         sdp.attributes.push(chaincall_sip::sdp::Attribute {
             name: "key-mgmt".into(),
@@ -304,8 +294,8 @@ impl Offer {
     /// An SDES offer (RFC 4568) for a standard phone: our sending key in `a=crypto`.
     pub fn sdes(callee: &IdentityName, local: &LocalMedia) -> Offer {
         let mut key = Zeroizing::new(vec![0u8; 30]);
-        OsRng.fill_bytes(&mut key);
-        let mut sdp = base_sdp(local.addr.ip());
+        local.randomness.fill(&mut key);
+        let mut sdp = base_sdp(local);
         let mut m = media_section(local, "RTP/SAVP", true);
         m.push_attr(
             "crypto",
@@ -315,7 +305,7 @@ impl Offer {
         Offer {
             mode: KeyMode::Sdes,
             sdp: sdp.to_string_crlf(),
-            local_ssrc: random_u32(),
+            local_ssrc: u32::from_be_bytes(local.randomness.bytes()),
             codecs: local.codecs.clone(),
             callee: callee.clone(),
             mikey: None,
@@ -545,16 +535,17 @@ impl IncomingOffer {
     ) -> Result<(String, NegotiatedMedia), CallError> {
         let (remote, codec, media) = pick_media(&self.sdp, &local.codecs)?;
         let rtcp_remote = rtcp_target(remote, media);
-        let mut answer = base_sdp(local.addr.ip());
+        let mut answer = base_sdp(local);
         let mut m = media_section(
             &LocalMedia {
                 addr: local.addr,
                 codecs: vec![codec],
+                randomness: local.randomness.clone(),
             },
             "RTP/SAVP",
             rtcp_remote == remote,
         );
-        let local_ssrc = random_u32();
+        let local_ssrc = u32::from_be_bytes(local.randomness.bytes());
         let negotiated = match (&self.mikey, self.mode) {
             (Some(msg), _) => {
                 let accepted = responder
@@ -596,7 +587,7 @@ impl IncomingOffer {
             (None, _) => {
                 let theirs = sdes_key(media)?;
                 let mut ours = Zeroizing::new(vec![0u8; 30]);
-                OsRng.fill_bytes(&mut ours);
+                local.randomness.fill(&mut ours);
                 let tag = media
                     .cryptos()
                     .find(|c| c.suite == SDES_SUITE)

@@ -14,7 +14,9 @@ use chaincall_chain::KeystoreChain;
 use chaincall_handshake::{
     AlertCode, HandshakeConfig, HandshakeError, Initiator, LocalIdentity, Protocol,
 };
-use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber, SafetyNumber, StaticDirectory};
+use chaincall_identity::{
+    IdentityKey, IdentityName, PhoneNumber, Randomness, SafetyNumber, StaticDirectory,
+};
 use chaincall_media::g711::Codec;
 use chaincall_media::{MediaConfig, MediaSession, MediaStats};
 use chaincall_mikey::{NtpTime, Responder, ResponderConfig};
@@ -606,6 +608,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
         let local = LocalMedia {
             addr: socket.local_addr()?,
             codecs: self.cfg.codecs.clone(),
+            randomness: Randomness::os(),
         };
         let t = Instant::now();
         let me = IdentityName::Phone(self.cfg.number.clone());
@@ -1076,6 +1079,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
         let local = LocalMedia {
             addr: socket.local_addr().map_err(|e| (500, e.to_string()))?,
             codecs: self.cfg.codecs.clone(),
+            randomness: Randomness::os(),
         };
         let (answer, neg) = offer
             .accept(

@@ -24,8 +24,7 @@ use std::path::Path;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use chaincall_chain::PrivateKeySigner;
-use chaincall_identity::{IdentityKey, PublicIdentityKey};
-use rand_core::{OsRng, RngCore};
+use chaincall_identity::{IdentityKey, PublicIdentityKey, Randomness};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
@@ -53,6 +52,8 @@ pub struct PhoneSecrets {
     pub sip_password: Option<Zeroizing<String>>,
     /// The next identity key while a rotation is under way (stored before `rotateKey` is sent).
     pending_identity: Option<IdentityKey>,
+    /// Where new keys, salts and nonces come from (the OS CSPRNG unless a test seeds it).
+    randomness: Randomness,
 }
 
 impl std::fmt::Debug for PhoneSecrets {
@@ -200,12 +201,16 @@ fn check_passphrase(passphrase: &str, what: &str) -> Result<(), PhoneError> {
     Ok(())
 }
 
-/// Encrypts `plain` under `passphrase` (fresh salt and nonce) with `aad` as associated data.
-fn seal(plain: &[u8], passphrase: &str, aad: &[u8]) -> Result<Sealed, PhoneError> {
-    let mut salt = [0u8; 16];
-    let mut nonce = [0u8; 12];
-    OsRng.fill_bytes(&mut salt);
-    OsRng.fill_bytes(&mut nonce);
+/// Encrypts `plain` under `passphrase` (fresh salt and nonce from `randomness`) with `aad` as
+/// associated data.
+fn seal(
+    plain: &[u8],
+    passphrase: &str,
+    aad: &[u8],
+    randomness: &Randomness,
+) -> Result<Sealed, PhoneError> {
+    let salt: [u8; 16] = randomness.bytes();
+    let nonce: [u8; 12] = randomness.bytes();
     let key = derive(passphrase, &salt, M_KIB, T_COST, P_COST)?;
     // Invariant: `derive` returns exactly 32 bytes, AES-256's key length.
     let cipher = Aes256Gcm::new_from_slice(&key[..]).expect("32-byte key");
@@ -274,12 +279,27 @@ fn open(
 impl PhoneSecrets {
     /// Fresh keys for `number` (OS CSPRNG).
     pub fn generate(number: &str) -> Self {
+        Self::generate_with(number, Randomness::os())
+    }
+
+    /// Fresh keys for `number` drawn from `randomness`, which also supplies later rotation keys
+    /// and the salts and nonces of saved files (seeded in tests, so a run can be replayed).
+    pub fn generate_with(number: &str, randomness: Randomness) -> Self {
+        let identity = randomness.with(IdentityKey::generate_from);
+        let wallet = loop {
+            // A uniform 32-byte string is a valid secp256k1 key but with probability ~2^-128.
+            let bytes = Zeroizing::new(randomness.bytes::<32>());
+            if let Ok(wallet) = PrivateKeySigner::from_slice(bytes.as_ref()) {
+                break wallet;
+            }
+        };
         Self {
             number: number.to_owned(),
-            identity: IdentityKey::generate(),
-            wallet: PrivateKeySigner::random(),
+            identity,
+            wallet,
             sip_password: None,
             pending_identity: None,
+            randomness,
         }
     }
 
@@ -288,11 +308,13 @@ impl PhoneSecrets {
         self.pending_identity.as_ref()
     }
 
-    /// Starts a rotation: makes the next identity key (OS CSPRNG), or keeps the one already
-    /// pending so a retried rotation sends the same key. Save the file before sending `rotateKey`.
+    /// Starts a rotation: makes the next identity key (from the phone's randomness), or keeps the
+    /// one already pending so a retried rotation sends the same key. Save the file before sending
+    /// `rotateKey`.
     pub fn begin_rotation(&mut self) -> &IdentityKey {
+        let randomness = &self.randomness;
         self.pending_identity
-            .get_or_insert_with(IdentityKey::generate)
+            .get_or_insert_with(|| randomness.with(IdentityKey::generate_from))
     }
 
     /// Ends a rotation the chain has recorded: the pending key becomes the identity key and the
@@ -344,6 +366,7 @@ impl PhoneSecrets {
                 .as_deref()
                 .map(|k| identity(k, "pending identity key"))
                 .transpose()?,
+            randomness: Randomness::os(),
         })
     }
 
@@ -371,6 +394,7 @@ impl PhoneSecrets {
             &self.plain_bytes()?,
             passphrase,
             &kind.associated_data(&self.number),
+            &self.randomness,
         )?;
         let envelope = kind.envelope(&self.number, sealed);
         let text = serde_json::to_string_pretty(&envelope)
@@ -500,6 +524,30 @@ mod tests {
         let swapped = text.replacen("+15551230001", "+15551230002", 1);
         std::fs::write(&path, swapped).unwrap();
         assert!(PhoneSecrets::load(&path, "correct horse").is_err());
+    }
+
+    /// Keys, rotation keys, salts and nonces all come from the phone's source: with one seed, two
+    /// phones save the very same file; with another seed, other keys and another file.
+    #[test]
+    fn a_seeded_phone_saves_the_same_file_twice() {
+        use rand_chacha::ChaCha20Rng;
+        use rand_core::SeedableRng;
+        let dir = tempfile::tempdir().unwrap();
+        let save = |seed: u8, name: &str| {
+            let randomness = Randomness::seeded(ChaCha20Rng::from_seed([seed; 32]));
+            let mut s = PhoneSecrets::generate_with("+15551230004", randomness);
+            s.begin_rotation();
+            let path = dir.path().join(name);
+            s.save(&path, "correct horse", false).unwrap();
+            let back = PhoneSecrets::load(&path, "correct horse").unwrap();
+            assert_eq!(back.identity.public(), s.identity.public());
+            (std::fs::read(&path).unwrap(), s.wallet.address())
+        };
+        let (file, wallet) = save(5, "a.key");
+        assert_eq!((file.clone(), wallet), save(5, "b.key"));
+        let (other, other_wallet) = save(6, "c.key");
+        assert_ne!(file, other);
+        assert_ne!(wallet, other_wallet);
     }
 
     /// A phone with every secret set, a pending rotation included.

@@ -2,7 +2,7 @@
 //! directions so that each side's SRTP decrypts what the other protects; every refusal a user
 //! would expect (unknown, pending, revoked keys, a forged caller, tampering, no common codec).
 
-use chaincall_identity::{IdentityKey, IdentityName, KeyStatus, StaticDirectory};
+use chaincall_identity::{IdentityKey, IdentityName, KeyStatus, Randomness, StaticDirectory};
 use chaincall_media::g711::Codec;
 use chaincall_media::rtp::RtpPacket;
 use chaincall_mikey::{NtpTime, Responder, ResponderConfig};
@@ -22,6 +22,7 @@ fn party(number: &str, port: u16) -> Party {
         media: LocalMedia {
             addr: format!("127.0.0.1:{port}").parse().unwrap(),
             codecs: vec![Codec::Pcmu, Codec::Pcma],
+            randomness: Randomness::os(),
         },
     }
 }
@@ -395,5 +396,46 @@ fn the_unverified_policy_decides_before_ringing() {
             want,
             "{v:?} {policy:?} auto={auto}"
         );
+    }
+}
+
+/// With fixed keys and clock and a seeded source, every mode's offer SDP (session ID, SSRC, SDES key,
+/// MIKEY message) and the callee's answer replay byte for byte; another seed gives other bytes.
+#[test]
+fn a_seeded_offer_and_answer_replay_byte_for_byte() {
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    let t = NtpTime::from_unix(1_790_000_000, 0);
+    let seeded = |number: &str, port, key: u8, seed: u8| {
+        let mut p = party(number, port);
+        p.key = IdentityKey::from_secret_bytes(&[key; 32]).unwrap();
+        p.media.randomness = Randomness::seeded(ChaCha20Rng::from_seed([seed; 32]));
+        p
+    };
+    for mode in [KeyMode::MikeyPke, KeyMode::MikeyDhSign, KeyMode::Sdes] {
+        let run = |seed: u8| {
+            let a = seeded("+15551230001", 4000, 1, seed);
+            let b = seeded("+15551230002", 5000, 2, seed.wrapping_add(1));
+            let dir = directory(&[(&a, KeyStatus::Approved), (&b, KeyStatus::Approved)]);
+            let o = match mode {
+                KeyMode::Sdes => Offer::sdes(&b.name, &a.media),
+                _ => Offer::mikey(mode, &a.name, &a.key, &b.name, &dir, &a.media, t).unwrap(),
+            };
+            let incoming = IncomingOffer::parse(o.sdp().as_bytes()).unwrap();
+            // The MIKEY responder draws its DH answer's ephemeral key from its own source.
+            let mut cfg = ResponderConfig::new(b.name.clone());
+            cfg.randomness = b.media.randomness.clone();
+            let mut bob = Responder::new(cfg, b.key.clone());
+            let (answer, _) = incoming
+                .accept(Some(&a.name), &mut bob, &dir, &b.media, t)
+                .unwrap();
+            (o.sdp().to_owned(), answer)
+        };
+        let first = run(3);
+        assert_eq!(first, run(3), "{mode:?}: same seed, same bytes");
+        let other = run(4);
+        assert_ne!(first.0, other.0, "{mode:?}: another seed, another offer");
+        assert_ne!(first.1, other.1, "{mode:?}: another seed, another answer");
     }
 }

@@ -10,6 +10,7 @@ use openssl::ec::{EcGroup, EcKey, EcPoint, PointConversionForm};
 use openssl::ecdsa::EcdsaSig;
 use openssl::nid::Nid;
 use openssl::pkey::{Private, Public};
+use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;
 
 /// The OpenSSL P-256 provider for [`chaincall_handshake`]. Install it with
@@ -160,18 +161,25 @@ impl CryptoProvider for OpensslCrypto {
         "openssl"
     }
 
-    fn generate_ephemeral(&self) -> Box<dyn EphemeralSecret> {
-        // Invariant: key generation fails only on allocation or RNG failure, which we cannot survive.
-        let ec = EcKey::generate(&self.group).expect("EC key generation");
+    fn generate_ephemeral(&self, mut rng: &mut dyn CryptoRngCore) -> Box<dyn EphemeralSecret> {
+        // The scalar comes from the caller's randomness (seedable in tests); OpenSSL does the
+        // fixed-base multiplication, the costly part, with its precomputed tables.
+        let scalar: Zeroizing<[u8; 32]> =
+            Zeroizing::new(p256::NonZeroScalar::random(&mut rng).to_bytes().into());
+        // Invariant: these fail only on allocation failure, which we cannot survive.
+        let key = BigNum::from_slice(scalar.as_ref()).expect("BIGNUM");
         let mut ctx = BigNumContext::new().expect("BN_CTX");
-        let bytes = ec
-            .public_key()
+        let mut point = EcPoint::new(&self.group).expect("EC_POINT");
+        point
+            .mul_generator2(&self.group, &key, &mut ctx)
+            .expect("scalar multiplication");
+        let bytes = point
             .to_bytes(&self.group, PointConversionForm::COMPRESSED, &mut ctx)
             .expect("encode point");
         let mut public = [0u8; 33];
         public.copy_from_slice(&bytes);
         Box::new(OsslEphemeral {
-            key: ec.private_key().to_owned().expect("BIGNUM"),
+            key,
             public,
             group: self.group_clone(),
         })
