@@ -1251,7 +1251,15 @@ impl SmsNet {
                     .unwrap()
                     .to_owned();
             }
-            assert!(Instant::now() < deadline, "no SMS number {nth} to {number}");
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "no SMS number {nth} to {number}; the command said:\n{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
             std::thread::sleep(Duration::from_millis(50));
         };
         use std::io::Write as _;

@@ -56,7 +56,7 @@ async fn chaincall_phone_calls_baresip_with_sdes_srtp() {
     let wav = bob_dir.join("tone.wav");
     let heard = bob_dir.join("heard.wav");
     tone(&wav);
-    let bob_port = chaincall_testkit::free_udp_port();
+    let bob_port = chaincall_testkit::free_udp_tcp_port();
     std::fs::write(
         bob_dir.join("config"),
         format!(

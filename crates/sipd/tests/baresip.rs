@@ -93,8 +93,8 @@ async fn two_baresips_call_with_sdes_srtp_through_sipd() {
     write_wav(&wav);
     let bob_dir = tmp.path().join("bob");
     let alice_dir = tmp.path().join("alice");
-    let bob_port = chaincall_testkit::free_udp_port();
-    let alice_port = chaincall_testkit::free_udp_port();
+    let bob_port = chaincall_testkit::free_udp_tcp_port();
+    let alice_port = chaincall_testkit::free_udp_tcp_port();
     conf(&bob_dir, "bob", bob_port, s.udp, &wav);
     conf(&alice_dir, "alice", alice_port, s.udp, &wav);
     // Bob runs until alice's call is over (he is killed then); -t only bounds a stuck test.

@@ -95,20 +95,52 @@ pub fn missing<T>(what: &str) -> Option<T> {
     None
 }
 
+/// Where test servers' ports are drawn from: below Linux's ephemeral range (32768–60999), so an
+/// outgoing connection of another test cannot take the port between the check and the server's
+/// bind (what port 0 would hand out is exactly that range).
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port on 127.0.0.1 that `free` says is free, drawn at random from [`TEST_PORTS`].
+fn free_port(free: impl Fn(u16) -> bool) -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    // Random per call without a dependency: the standard library's randomly keyed hasher.
+    let state = std::collections::hash_map::RandomState::new();
+    let span = u64::from(TEST_PORTS.end - TEST_PORTS.start);
+    for attempt in 0u64..10_000 {
+        let mut h = state.build_hasher();
+        h.write_u64(attempt);
+        h.write_u32(std::process::id());
+        // Invariant: the remainder is below `span`, which fits in u16.
+        let port = TEST_PORTS.start + u16::try_from(h.finish() % span).expect("below the span");
+        if free(port) {
+            return port;
+        }
+    }
+    panic!("no free port in {TEST_PORTS:?} on 127.0.0.1");
+}
+
+fn tcp_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+fn udp_free(port: u16) -> bool {
+    UdpSocket::bind(("127.0.0.1", port)).is_ok()
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0 directly where the API allows).
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding 127.0.0.1:0 always succeeds on a working loopback")
+    free_port(tcp_free)
 }
 
 /// A UDP port on 127.0.0.1 that was free a moment ago.
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("binding 127.0.0.1:0 always succeeds on a working loopback")
+    free_port(udp_free)
+}
+
+/// A port on 127.0.0.1 free for both UDP and TCP a moment ago: for peers such as baresip that
+/// listen on both with one `sip_listen`.
+pub fn free_udp_tcp_port() -> u16 {
+    free_port(|p| udp_free(p) && tcp_free(p))
 }
 
 #[cfg(test)]
@@ -119,6 +151,18 @@ mod tests {
     fn finds_a_standard_executable() {
         assert!(find_executable("sh").is_some());
         assert!(find_executable("no-such-peer-exists-here").is_none());
+    }
+
+    #[test]
+    fn free_ports_are_below_the_ephemeral_range_and_bindable() {
+        for _ in 0..20 {
+            let port = free_udp_tcp_port();
+            assert!(TEST_PORTS.contains(&port), "{port}");
+            let _tcp = TcpListener::bind(("127.0.0.1", port)).unwrap();
+            let _udp = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+        }
+        assert!(TEST_PORTS.contains(&free_tcp_port()));
+        assert!(TEST_PORTS.contains(&free_udp_port()));
     }
 
     #[test]
