@@ -1,4 +1,4 @@
-//! The benchmark aids behind `chaincall bench srtp | handshake | lookup | sipd`.
+//! The benchmark aids behind `chaincall bench srtp | handshake | lookup | sipd | setup`.
 //!
 //! They live outside the `chaincall` crate so that the binary an operator ships links none of them
 //! (notably not `chaincall-libsrtp-ffi`, which dlopens the libsrtp inside a Python extension): the
@@ -8,5 +8,6 @@
 
 pub mod handshake;
 pub mod lookup;
+pub mod setup;
 pub mod sipd;
 pub mod srtp;

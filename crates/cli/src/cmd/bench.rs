@@ -1,22 +1,19 @@
 //! `chaincall bench …`: measurements that compare chaincall with the reference implementations.
 //!
 //! Built only with the `bench` feature (`cargo build -p chaincall --features bench`), so the
-//! shipping binary links no benchmark aid. The benches live in `crates/bench`, except setup, which
-//! places calls on the demo's network (`cmd::network`); lookup takes its header trust options from
-//! `keystore get --verify`.
+//! shipping binary links no benchmark aid. The benches live in `crates/bench`; lookup takes its
+//! header trust options from `keystore get --verify`.
 
 use std::future::Future;
 
 use anyhow::Result;
 use chaincall_bench::lookup::TrustSource;
-use chaincall_bench::{handshake, lookup, sipd, srtp};
+use chaincall_bench::{handshake, lookup, setup, sipd, srtp};
 use chaincall_chain::KeystoreChain;
 use chaincall_chain::verified::HeaderTrust;
 use clap::{Args, Subcommand};
 
 use crate::cmd::keystore::TrustOpts;
-
-mod setup;
 
 /// What to measure.
 #[derive(Debug, Subcommand)]

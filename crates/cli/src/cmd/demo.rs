@@ -22,7 +22,7 @@ use chaincall_wallet::chain::ServerChain;
 use clap::Args;
 use serde_json::json;
 
-use super::network::{ALICE, BOB, Network, NetworkOptions, Timeline, operator_key};
+use chaincall_devnet::{ALICE, BOB, Network, NetworkOptions, Timeline, operator_key};
 
 /// Run a whole chaincall network on this machine and place one end-to-end encrypted call.
 #[derive(Debug, Args)]

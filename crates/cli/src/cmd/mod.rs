@@ -5,7 +5,6 @@ pub(crate) mod bench;
 pub(crate) mod demo;
 pub(crate) mod keystore;
 pub(crate) mod mikey;
-pub(crate) mod network;
 pub(crate) mod phone;
 pub(crate) mod phone_control;
 pub(crate) mod sipd;

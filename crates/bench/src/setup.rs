@@ -1,7 +1,7 @@
 //! `chaincall bench setup`: call set-up latency between two onboarded phones on loopback, and the
 //! verified key retrieval inside it.
 //!
-//! The network is the demo's ([`crate::cmd::network`]): keystore, wallet server, sipd over TLS-PSK,
+//! The network is the demo's ([`chaincall_devnet::Network`]): keystore, wallet server, sipd over TLS-PSK,
 //! alice and bob onboarded and registered. Then alice calls bob `--calls` times; each call carries a
 //! short burst of audio both ways and is hung up. Set-up is the paper's measure: from the INVITE
 //! leaving alice to both SRTP contexts keyed (bob keys before his 200 OK, alice on receiving it),
@@ -18,11 +18,11 @@ use chaincall_wallet::chain::ServerChain;
 use clap::Args;
 use serde_json::json;
 
-use crate::cmd::network::{Network, NetworkOptions, operator_key};
+use chaincall_devnet::{Network, NetworkOptions, operator_key};
 
 /// Arguments of `chaincall bench setup`.
 #[derive(Debug, Args)]
-pub(crate) struct SetupBenchArgs {
+pub struct SetupBenchArgs {
     /// Calls to measure (after one warm-up call).
     #[arg(long, default_value_t = 50, value_name = "N")]
     calls: usize,
@@ -41,7 +41,7 @@ pub(crate) struct SetupBenchArgs {
 }
 
 /// Runs the bench.
-pub(crate) fn run(args: SetupBenchArgs) -> Result<()> {
+pub fn run(args: SetupBenchArgs) -> Result<()> {
     ensure!(
         (1..=10_000).contains(&args.calls),
         "--calls must be 1..=10000"
