@@ -535,7 +535,7 @@ pub fn utc_time(secs: u64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chaincall_identity::IdentityKey;
 
@@ -547,8 +547,14 @@ mod tests {
         Address::repeat_byte(7)
     }
 
-    /// Records a first sight of `name` with `key` at `block`, as a proven lookup would.
-    fn pin(contacts: &mut Contacts, name: &IdentityName, key: &PublicIdentityKey, block: u64) {
+    /// Records a first sight of `name` with `key` at `block`, as a proven lookup would (also
+    /// used by `contact_view`'s tests).
+    pub(crate) fn pin(
+        contacts: &mut Contacts,
+        name: &IdentityName,
+        key: &PublicIdentityKey,
+        block: u64,
+    ) {
         let mut lookup = contacts.pinned_lookup();
         let seen = Seen {
             block,

@@ -33,6 +33,7 @@
 pub mod audio_files;
 pub mod caller;
 pub mod config_file;
+pub mod contact_view;
 pub mod contacts;
 pub mod error;
 pub mod key_file;

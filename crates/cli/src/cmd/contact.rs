@@ -13,12 +13,15 @@
 //!
 //! A child module of `phone`, so it reuses the phone's configuration, chain connection, header
 //! trust and key file handling as they are; the call report's trust fields (safety number,
-//! verified in person, key changes) are rendered here too.
+//! verified in person, key changes) are rendered here too. What is shown and recorded (the
+//! lookup, the safety number, the in-person mark) is the phone crate's `contact_view`; this
+//! module parses and prints.
 
 use anyhow::{Context, Result, anyhow, bail};
-use chaincall_identity::{Fingerprint, IdentityName, PublicIdentityKey, SafetyNumber};
+use chaincall_identity::{IdentityName, PublicIdentityKey, SafetyNumber};
+use chaincall_phone::contact_view::{SafetyView, find_key, mark_verified_in_person, pinned_since};
 use chaincall_phone::contacts::{Contact, KeyChange, unix_now, utc_time};
-use chaincall_phone::{CallReport, ContactsStore, KeyLookup, PhoneError};
+use chaincall_phone::{CallReport, ContactsStore, KeyLookup};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
@@ -102,12 +105,13 @@ fn safety_with(
     secrets: &PhoneSecrets,
     contact: &IdentityName,
     key: &PublicIdentityKey,
-) -> Result<(IdentityName, Fingerprint, Fingerprint, SafetyNumber)> {
-    let own_name = IdentityName::Phone(cfg.number()?.clone());
-    let own_fingerprint = Fingerprint::new(&own_name, &secrets.identity.public());
-    let fingerprint = Fingerprint::new(contact, key);
-    let safety = SafetyNumber::from_fingerprints(&own_fingerprint, &fingerprint);
-    Ok((own_name, own_fingerprint, fingerprint, safety))
+) -> Result<SafetyView> {
+    Ok(SafetyView::new(
+        cfg.number()?,
+        &secrets.identity.public(),
+        contact,
+        key,
+    ))
 }
 
 /// A safety number in three rows of four groups, as Signal shows it.
@@ -146,8 +150,8 @@ fn contact_json(
         "contact": name.as_str(),
         "revoked": key.is_none(),
         "public_key": contact.key,
-        "fingerprint": safety.as_ref().map(|s| s.2.digits().to_owned()),
-        "safety_number": safety.as_ref().map(|s| s.3.digits().to_owned()),
+        "fingerprint": safety.as_ref().map(|s| s.fingerprint.digits().to_owned()),
+        "safety_number": safety.as_ref().map(|s| s.safety.digits().to_owned()),
         "pinned_since": pinned_since(contact),
         "pin_block": contact.pin_block,
         "first_seen": {"block": contact.first_seen.block, "time": contact.first_seen.time},
@@ -162,14 +166,6 @@ fn contact_json(
         "last_change": contact.history.last().map(|c| change_json(name, c)),
         "history": contact.history.iter().map(|c| change_json(name, c)).collect::<Vec<_>>(),
     }))
-}
-
-/// When the current pin was set: the last change's time, or the first sight.
-fn pinned_since(contact: &Contact) -> u64 {
-    contact
-        .history
-        .last()
-        .map_or(contact.first_seen.time, |c| c.seen_at)
 }
 
 fn print_history(name: &IdentityName, contact: &Contact) {
@@ -205,9 +201,9 @@ fn list(cfg: &Config, secrets: &PhoneSecrets, as_json: bool) -> Result<()> {
         println!("{}", name.as_str());
         match c.pinned_key() {
             Some(key) => {
-                let (_, _, fingerprint, safety) = safety_with(cfg, secrets, &name, &key)?;
-                println!("  fingerprint        {fingerprint}");
-                println!("  safety number      {}", safety.grouped());
+                let view = safety_with(cfg, secrets, &name, &key)?;
+                println!("  fingerprint        {}", view.fingerprint);
+                println!("  safety number      {}", view.safety.grouped());
             }
             None => println!("  revoked            at block {}", c.pin_block),
         }
@@ -250,39 +246,37 @@ fn confirm(question: &str) -> Result<bool> {
 async fn verify(cfg: &mut Config, secrets: &PhoneSecrets, number: &str, yes: bool) -> Result<()> {
     let contact = parse_contact(number)?;
     let lookup = contact_lookup(cfg).await?;
-    let key = match lookup.approved(&contact).await {
-        Ok(found) => found
-            .entry
-            .approved_key()
-            .ok_or_else(|| anyhow!("{} has no approved key", contact.as_str()))?,
-        Err(PhoneError::UnconfirmedKeyChange(change)) => {
-            let (_, _, fingerprint, safety) = safety_with(cfg, secrets, &contact, &change.seen)?;
-            println!("{change}");
-            println!("new fingerprint {fingerprint}; safety number with the new key:");
-            print_safety(&safety);
-            if !yes
-                && !confirm(&format!(
-                    "Accept {}'s new key? Only if you compared this safety number with {} in person and it matched.",
-                    contact.as_str(),
-                    contact.as_str()
-                ))?
-            {
-                bail!("the key change was not accepted; the pin stays on the old key");
-            }
-            lookup.accept_key_change(&change).await?;
-            println!("accepted {}'s new key", contact.as_str());
-            // The user just compared the new key's safety number: that is the in-person check.
-            change.seen.clone()
+    let found = find_key(&lookup, &contact).await?;
+    if let Some(change) = &found.unconfirmed {
+        let view = safety_with(cfg, secrets, &contact, &found.key)?;
+        println!("{change}");
+        println!(
+            "new fingerprint {}; safety number with the new key:",
+            view.fingerprint
+        );
+        print_safety(&view.safety);
+        if !yes
+            && !confirm(&format!(
+                "Accept {}'s new key? Only if you compared this safety number with {} in person and it matched.",
+                contact.as_str(),
+                contact.as_str()
+            ))?
+        {
+            bail!("the key change was not accepted; the pin stays on the old key");
         }
-        Err(e) => return Err(e.into()),
-    };
-    let (_, _, fingerprint, safety) = safety_with(cfg, secrets, &contact, &key)?;
+        lookup.accept_key_change(change).await?;
+        println!("accepted {}'s new key", contact.as_str());
+        // The user just compared the new key's safety number: that is the in-person check.
+    }
+    let key = found.key;
+    let view = safety_with(cfg, secrets, &contact, &key)?;
+    let fingerprint = view.fingerprint;
     println!("{} fingerprint {fingerprint}", contact.as_str());
     println!(
         "safety number (compare with the one {} sees):",
         contact.as_str()
     );
-    print_safety(&safety);
+    print_safety(&view.safety);
     if !yes
         && !confirm(&format!(
             "Did you compare this safety number with {} in person, and does it match?",
@@ -291,24 +285,7 @@ async fn verify(cfg: &mut Config, secrets: &PhoneSecrets, number: &str, yes: boo
     {
         bail!("not marked verified");
     }
-    let store = store(cfg);
-    let lock = store.lock()?;
-    let mut contacts = lock.read()?;
-    // The pin may have moved since the number was shown (a `listen` running beside): mark only
-    // the key the user compared.
-    if contacts
-        .get(&contact)
-        .and_then(Contact::pinned_key)
-        .as_ref()
-        != Some(&key)
-    {
-        bail!(
-            "{}'s pinned key changed while you compared; run `contact verify` again",
-            contact.as_str()
-        );
-    }
-    contacts.mark_verified_in_person(&contact, unix_now())?;
-    lock.write(&contacts)?;
+    mark_verified_in_person(&store(cfg), &contact, &key, unix_now())?;
     println!(
         "{} marked verified in person for fingerprint {fingerprint}",
         contact.as_str()
@@ -377,27 +354,18 @@ async fn show(cfg: &mut Config, secrets: &PhoneSecrets, number: &str, json: bool
     let lookup = contact_lookup(cfg).await?;
     // A key change the phone cannot confirm on its own is shown (with the new key's safety number,
     // to compare) rather than refused: showing it is how the user gets to decide.
-    let (found, unconfirmed) = match lookup.approved(&contact).await {
-        Ok(found) => (Some(found), None),
-        Err(PhoneError::UnconfirmedKeyChange(change)) => (None, Some(change)),
-        Err(e) => return Err(e.into()),
-    };
-    let key = match (&found, &unconfirmed) {
-        (Some(found), _) => found
-            .entry
-            .approved_key()
-            .ok_or_else(|| anyhow!("{} has no approved key", contact.as_str()))?,
-        (None, Some(change)) => change.seen.clone(),
-        (None, None) => bail!("{} has no approved key", contact.as_str()),
-    };
-    let (own_name, own_fingerprint, fingerprint, safety) =
-        safety_with(cfg, secrets, &contact, &key)?;
+    let found_key = find_key(&lookup, &contact).await?;
+    let block = found_key.block();
+    let key = found_key.key;
+    let (found, unconfirmed) = (found_key.found, found_key.unconfirmed);
+    let SafetyView {
+        own_name,
+        own_fingerprint,
+        fingerprint,
+        safety,
+    } = safety_with(cfg, secrets, &contact, &key)?;
     let stored = store(cfg).read()?;
     let stored = stored.get(&contact);
-    let block = found
-        .as_ref()
-        .and_then(|f| f.block)
-        .or(unconfirmed.as_ref().map(|c| c.block));
 
     if json {
         let out = json!({
