@@ -380,6 +380,14 @@ impl Phone {
     pub async fn shutdown(&self) {
         let _ = self.cmd.send(Command::Shutdown).await;
     }
+
+    /// Removes our binding (REGISTER with Expires: 0), then stops the phone, so calls to us fail
+    /// at once as "offline" instead of timing out on a closed connection. Best effort: the
+    /// unregistration gets 3 s, since a stopping phone must not hang on an unreachable server.
+    pub async fn unregister_and_shutdown(&self) {
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.register(0)).await;
+        self.shutdown().await;
+    }
 }
 
 /// A call in progress, owned by the actor.

@@ -24,7 +24,9 @@ use std::path::Path;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use chaincall_chain::PrivateKeySigner;
-use chaincall_identity::{IdentityKey, PublicIdentityKey, Randomness};
+use chaincall_identity::{
+    Fingerprint, IdentityKey, IdentityName, PhoneNumber, PublicIdentityKey, Randomness,
+};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
@@ -300,6 +302,17 @@ impl PhoneSecrets {
             sip_password: None,
             pending_identity: None,
             randomness,
+        }
+    }
+
+    /// This phone's identity as the user compares it: the 30-digit fingerprint of `number` with
+    /// our identity key (docs/safety-numbers.md), or the key's short fingerprint before the phone
+    /// has a number.
+    pub fn own_fingerprint(&self, number: Option<&PhoneNumber>) -> String {
+        match number {
+            Some(n) => Fingerprint::new(&IdentityName::Phone(n.clone()), &self.identity.public())
+                .to_string(),
+            None => self.identity.public().fingerprint(),
         }
     }
 

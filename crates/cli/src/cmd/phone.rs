@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use chaincall_chain::verified::HeaderTrust;
 use chaincall_chain::{KeystoreChain, RpcChain, RpcConfig};
-use chaincall_identity::{Fingerprint, IdentityName, PhoneNumber};
+use chaincall_identity::PhoneNumber;
 use chaincall_phone::{
     CallReport, CallerId, KeyLookup, Phone, PhoneError, PhoneEvent, PhoneEvents, PhoneFileConfig,
     PhoneSecrets, Verification,
@@ -364,7 +364,7 @@ async fn init(cfg: &mut Config, number: Option<&str>, pass: &str) -> Result<()> 
     }
     println!(
         "  identity key  {} (P-256; goes on chain at onboarding)",
-        own_fingerprint(cfg, &secrets)
+        secrets.own_fingerprint(cfg.number.as_ref())
     );
     println!("  wallet        {}", secrets.wallet.address());
     println!(
@@ -390,16 +390,6 @@ async fn make_key_file(cfg: &mut Config, pass: &str) -> Result<PhoneSecrets> {
     let secrets = PhoneSecrets::generate(cfg.number_text());
     cfg.write_secrets(&secrets, pass, false)?;
     Ok(secrets)
-}
-
-/// The phone's 30-digit fingerprint (docs/safety-numbers.md), or the short key fingerprint
-/// before the phone has a number.
-fn own_fingerprint(cfg: &Config, secrets: &PhoneSecrets) -> String {
-    match &cfg.number {
-        Some(n) => Fingerprint::new(&IdentityName::Phone(n.clone()), &secrets.identity.public())
-            .to_string(),
-        None => secrets.identity.public().fingerprint(),
-    }
 }
 
 /// The receipt JSON at `path`. It holds the purchase token: refused when group or world readable.
@@ -610,19 +600,12 @@ async fn register_at(cfg: &Config, phone: &Phone) -> Result<u32> {
         .with_context(|| format!("REGISTER of {} at {}", cfg.number_text(), cfg.sip_domain))
 }
 
-/// Removes our binding (REGISTER with Expires: 0) before the phone stops, so calls to us fail at
-/// once as "offline" instead of timing out on a closed connection. Best effort: bounded wait.
-async fn unregister_and_stop(phone: &Phone) {
-    let _ = tokio::time::timeout(Duration::from_secs(3), phone.register(0)).await;
-    phone.shutdown().await;
-}
-
 /// One connection and REGISTER; the connection's set-up time and the binding's lifetime.
 async fn register_once(cfg: &mut Config, secrets: &PhoneSecrets) -> Result<(Duration, u32)> {
     let (phone, _events, connect) = start_phone(cfg, secrets, Vec::new(), false).await?;
     let result = register_at(cfg, &phone).await;
     if result.is_ok() {
-        unregister_and_stop(&phone).await;
+        phone.unregister_and_shutdown().await;
     } else {
         phone.shutdown().await;
     }
@@ -705,7 +688,7 @@ async fn call(
     let mut control = phone_control::bind_or_warn(&cfg.control_socket).await;
     let result = call_inner(cfg, &phone, &mut events, &mut control, &target, seconds).await;
     drop(control);
-    unregister_and_stop(&phone).await;
+    phone.unregister_and_shutdown().await;
     let report = result?;
     let recording = cfg.save_recording(&report)?;
     if as_json {
@@ -842,7 +825,7 @@ async fn listen(
     )
     .await;
     drop(control);
-    unregister_and_stop(&phone).await;
+    phone.unregister_and_shutdown().await;
     result
 }
 

@@ -26,7 +26,7 @@ use chaincall_phone::rotation::{Rotator, Settled};
 use clap::Args;
 use zeroize::Zeroizing;
 
-use super::{ChainAccess as _, Config, PhoneSecrets, own_fingerprint, passphrase};
+use super::{ChainAccess as _, Config, PhoneSecrets, passphrase};
 
 /// Environment variable holding the backup passphrase (when `--backup-passphrase-file` is absent).
 const BACKUP_PASSPHRASE_ENV: &str = "CHAINCALL_BACKUP_PASSPHRASE";
@@ -147,7 +147,10 @@ pub(super) fn export(cfg: &Config, pass: &str, args: &ExportArgs) -> Result<()> 
         cfg.number_text(),
         args.out.display()
     );
-    println!("  identity key  {}", own_fingerprint(cfg, &secrets));
+    println!(
+        "  identity key  {}",
+        secrets.own_fingerprint(cfg.number.as_ref())
+    );
     println!("  wallet        {}", secrets.wallet.address());
     println!(
         "It holds the wallet and identity keys: keep it and its passphrase apart. Restore with \
@@ -173,7 +176,10 @@ pub(super) fn import(cfg: &mut Config, pass: &str, args: &ImportArgs) -> Result<
         },
         key_file.display()
     );
-    println!("  identity key  {}", own_fingerprint(cfg, &restored));
+    println!(
+        "  identity key  {}",
+        restored.own_fingerprint(cfg.number.as_ref())
+    );
     println!("  wallet        {}", restored.wallet.address());
     if restored.pending_rotation().is_some() {
         println!("  a key rotation was under way; the next phone command finishes it");

@@ -18,8 +18,7 @@ use chaincall_chain::{ClientId, KeystoreChain};
 use chaincall_identity::{IdentityName, KeyStatus};
 
 use super::{
-    ChainAccess as _, Config, make_key_file, own_fingerprint, read_receipt, sms_code, taken_hint,
-    wallet_server,
+    ChainAccess as _, Config, make_key_file, read_receipt, sms_code, taken_hint, wallet_server,
 };
 
 /// Runs `phone recover`.
@@ -34,7 +33,7 @@ pub(super) async fn run(cfg: &mut Config, receipt_path: &Path, pass: &str) -> Re
         eprintln!(
             "using the keys in {} (identity key {}, wallet {})",
             cfg.key_file.display(),
-            own_fingerprint(cfg, &secrets),
+            secrets.own_fingerprint(cfg.number.as_ref()),
             secrets.wallet.address()
         );
         secrets
@@ -43,7 +42,7 @@ pub(super) async fn run(cfg: &mut Config, receipt_path: &Path, pass: &str) -> Re
         eprintln!(
             "made new keys for {number} in {} (identity key {}, wallet {})",
             cfg.key_file.display(),
-            own_fingerprint(cfg, &secrets),
+            secrets.own_fingerprint(cfg.number.as_ref()),
             secrets.wallet.address()
         );
         secrets
@@ -106,7 +105,7 @@ pub(super) async fn run(cfg: &mut Config, receipt_path: &Path, pass: &str) -> Re
          (wallet {}); the new SIP password is stored in {} and the old one no longer works. \
          Contacts are told the key was replaced after the operator revoked the old one; \
          compare safety numbers with them again (`chaincall phone contact show NUMBER`).",
-        own_fingerprint(cfg, &secrets),
+        secrets.own_fingerprint(cfg.number.as_ref()),
         secrets.wallet.address(),
         cfg.key_file.display()
     );
