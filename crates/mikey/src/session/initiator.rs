@@ -43,6 +43,31 @@ impl fmt::Debug for Initiator {
 }
 
 impl Initiator {
+    /// An offer's payloads: the opening every mode shares (T, RAND, IDi, IDr, SP; RFC 3830 §3.1
+    /// to §3.3 and our IDr requirement), then the mode's own `rest`.
+    fn opening<'a>(
+        &'a self,
+        idr_uri: &'a str,
+        sp: &'a [(u8, [u8; 1])],
+        rest: Vec<Payload<'a>>,
+    ) -> Vec<Payload<'a>> {
+        let mut payloads = vec![
+            Payload::T(Timestamp::NtpUtc(self.t)),
+            Payload::Rand(&self.rand),
+            Payload::Id(Id {
+                id_type: IdType::Uri,
+                data: self.idi_uri.as_bytes(),
+            }),
+            Payload::Id(Id {
+                id_type: IdType::Uri,
+                data: idr_uri.as_bytes(),
+            }),
+            sp_payload(sp),
+        ];
+        payloads.extend(rest);
+        payloads
+    }
+
     fn start(mode: Mode, cfg: OfferConfig, now: NtpTime) -> Result<(Self, String), MikeyError> {
         if cfg.streams.is_empty() || cfg.streams.len() > 255 {
             return Err(MikeyError::Misuse("an offer keys 1 to 255 streams"));
@@ -115,33 +140,26 @@ impl Initiator {
         let zero_sig = [0u8; SIG_LEN];
         let msg = Message {
             header: this.header.clone(),
-            payloads: vec![
-                Payload::T(Timestamp::NtpUtc(this.t)),
-                Payload::Rand(&this.rand),
-                Payload::Id(Id {
-                    id_type: IdType::Uri,
-                    data: this.idi_uri.as_bytes(),
-                }),
-                Payload::Id(Id {
-                    id_type: IdType::Uri,
-                    data: idr_uri.as_bytes(),
-                }),
-                sp_payload(&sp),
-                Payload::Kemac(Kemac {
-                    encr_alg: EncrAlg::AesCm128,
-                    encr_data: &encr_data,
-                    mac_alg: MacAlg::HmacSha1_160,
-                    mac: &zero_mac,
-                }),
-                Payload::Pke(Pke {
-                    cache: PkeCache::NoCache,
-                    data: &envelope,
-                }),
-                Payload::Sign(Sign {
-                    s_type: SignType::EcdsaP256Sha256,
-                    signature: &zero_sig,
-                }),
-            ],
+            payloads: this.opening(
+                &idr_uri,
+                &sp,
+                vec![
+                    Payload::Kemac(Kemac {
+                        encr_alg: EncrAlg::AesCm128,
+                        encr_data: &encr_data,
+                        mac_alg: MacAlg::HmacSha1_160,
+                        mac: &zero_mac,
+                    }),
+                    Payload::Pke(Pke {
+                        cache: PkeCache::NoCache,
+                        data: &envelope,
+                    }),
+                    Payload::Sign(Sign {
+                        s_type: SignType::EcdsaP256Sha256,
+                        signature: &zero_sig,
+                    }),
+                ],
+            ),
         };
         let mut bytes = msg.to_vec()?;
         // §3.2: in PKE the KEMAC MAC covers the KEMAC payload (up to the MAC), whose encrypted
@@ -184,28 +202,21 @@ impl Initiator {
         let zero_sig = [0u8; SIG_LEN];
         let msg = Message {
             header: this.header.clone(),
-            payloads: vec![
-                Payload::T(Timestamp::NtpUtc(this.t)),
-                Payload::Rand(&this.rand),
-                Payload::Id(Id {
-                    id_type: IdType::Uri,
-                    data: this.idi_uri.as_bytes(),
-                }),
-                Payload::Id(Id {
-                    id_type: IdType::Uri,
-                    data: idr_uri.as_bytes(),
-                }),
-                sp_payload(&sp),
-                Payload::Dh(Dh {
-                    group: DhGroup::P256,
-                    value: &value,
-                    kv: KeyValidity::Null,
-                }),
-                Payload::Sign(Sign {
-                    s_type: SignType::EcdsaP256Sha256,
-                    signature: &zero_sig,
-                }),
-            ],
+            payloads: this.opening(
+                &idr_uri,
+                &sp,
+                vec![
+                    Payload::Dh(Dh {
+                        group: DhGroup::P256,
+                        value: &value,
+                        kv: KeyValidity::Null,
+                    }),
+                    Payload::Sign(Sign {
+                        s_type: SignType::EcdsaP256Sha256,
+                        signature: &zero_sig,
+                    }),
+                ],
+            ),
         };
         let mut bytes = msg.to_vec()?;
         sign_in_place(&mut bytes, &*this.cfg.crypto.load_identity(own_key));
@@ -228,25 +239,16 @@ impl Initiator {
         let zero_mac = [0u8; 20];
         let msg = Message {
             header: this.header.clone(),
-            payloads: vec![
-                Payload::T(Timestamp::NtpUtc(this.t)),
-                Payload::Rand(&this.rand),
-                Payload::Id(Id {
-                    id_type: IdType::Uri,
-                    data: this.idi_uri.as_bytes(),
-                }),
-                Payload::Id(Id {
-                    id_type: IdType::Uri,
-                    data: idr_uri.as_bytes(),
-                }),
-                sp_payload(&sp),
-                Payload::Kemac(Kemac {
+            payloads: this.opening(
+                &idr_uri,
+                &sp,
+                vec![Payload::Kemac(Kemac {
                     encr_alg: EncrAlg::AesCm128,
                     encr_data: &encr_data,
                     mac_alg: MacAlg::HmacSha1_160,
                     mac: &zero_mac,
-                }),
-            ],
+                })],
+            ),
         };
         let mut bytes = msg.to_vec()?;
         let mac_at = bytes.len() - 20;
