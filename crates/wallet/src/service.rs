@@ -1141,14 +1141,7 @@ impl<C: ServerChain> Service<C> {
             let row = self.drive_and_wait(&row.receipt_id).await?;
             return respond(&row);
         }
-        // Refuse a contract address before the receipt is bound to it (the funding step checks
-        // again; if the node is down now, that later check decides).
-        if let Ok(wallet) = Address::from_str(&candidate.wallet)
-            && let Ok(code) = self.chain.code_at(wallet).await
-            && !code.is_empty()
-        {
-            return Err(ApiError::WalletNotEoa);
-        }
+        self.refuse_contract_wallet(&candidate).await?;
         self.refuse_if_taken(&candidate).await?;
         let phone = self
             .numbers
@@ -1279,12 +1272,7 @@ impl<C: ServerChain> Service<C> {
             let row = self.drive_and_wait(&row.receipt_id).await?;
             return respond(&row);
         }
-        if let Ok(wallet) = Address::from_str(&candidate.wallet)
-            && let Ok(code) = self.chain.code_at(wallet).await
-            && !code.is_empty()
-        {
-            return Err(ApiError::WalletNotEoa);
-        }
+        self.refuse_contract_wallet(&candidate).await?;
         candidate.phone = row.phone.clone();
         self.check_possession(&candidate, payload.proof.as_deref())?;
         self.numbers
@@ -1377,6 +1365,18 @@ impl<C: ServerChain> Service<C> {
             // recover.
             _ => Err(ApiError::NotRecoverable),
         }
+    }
+
+    /// Refuses a contract address as the phone's wallet before the receipt is bound to it (the
+    /// funding step checks again; if the node is down now, that later check decides).
+    async fn refuse_contract_wallet(&self, candidate: &Onboarding) -> Result<(), ApiError> {
+        if let Ok(wallet) = Address::from_str(&candidate.wallet)
+            && let Ok(code) = self.chain.code_at(wallet).await
+            && !code.is_empty()
+        {
+            return Err(ApiError::WalletNotEoa);
+        }
+        Ok(())
     }
 
     /// Refuses a number that is approved on chain for another wallet before the verifier
