@@ -68,6 +68,23 @@ impl Initiator {
         payloads
     }
 
+    /// Ends a PKE or PSK offer: the SRTP keys follow from our TGK, and with the V flag the
+    /// responder's verification message is awaited under `transport`.
+    fn keyed_by_tgk(mut self, tgk: &[u8], transport: TransportKeys) -> Result<Self, MikeyError> {
+        self.keys = Some(derive_all(
+            tgk,
+            &self.header,
+            &self.rand,
+            &[(0, self.cfg.policy)],
+        )?);
+        self.pending = if self.header.v {
+            Pending::Verify(transport)
+        } else {
+            Pending::Done
+        };
+        Ok(self)
+    }
+
     fn start(mode: Mode, cfg: OfferConfig, now: NtpTime) -> Result<(Self, String), MikeyError> {
         if cfg.streams.is_empty() || cfg.streams.len() > 255 {
             return Err(MikeyError::Misuse("an offer keys 1 to 255 streams"));
@@ -171,18 +188,7 @@ impl Initiator {
         bytes[mac_at..kemac.end].copy_from_slice(&mac);
         sign_in_place(&mut bytes, &*this.cfg.crypto.load_identity(own_key));
         this.offer = bytes;
-        this.keys = Some(derive_all(
-            &tgk[..],
-            &this.header,
-            &this.rand,
-            &[(0, this.cfg.policy)],
-        )?);
-        this.pending = if this.header.v {
-            Pending::Verify(transport)
-        } else {
-            Pending::Done
-        };
-        Ok(this)
+        this.keyed_by_tgk(&tgk[..], transport)
     }
 
     /// DH-SIGN (Station-to-Station): a signed ephemeral P-256 value; the keys follow from the
@@ -255,18 +261,7 @@ impl Initiator {
         let mac = transport.mac(&[&bytes[..mac_at]]);
         bytes[mac_at..].copy_from_slice(&mac);
         this.offer = bytes;
-        this.keys = Some(derive_all(
-            &tgk[..],
-            &this.header,
-            &this.rand,
-            &[(0, this.cfg.policy)],
-        )?);
-        this.pending = if this.header.v {
-            Pending::Verify(transport)
-        } else {
-            Pending::Done
-        };
-        Ok(this)
+        this.keyed_by_tgk(&tgk[..], transport)
     }
 
     /// KEMAC data, AES-CM encrypted (§4.2.3): one TGK sub-payload (§6.13), after the initiator's
