@@ -36,16 +36,22 @@
 //! let replay = ReplayCache::default();
 //! let mut alice = Initiator::new(config.clone(), LocalIdentity::new(a, ka), b.clone(), Protocol::Sts, &dir, now)?;
 //! let mut bob = Responder::new(config, LocalIdentity::new(b, kb), now);
-//! // Shuttle frames until both are done (a real shell sends them over the network).
+//! // Shuttle frames until both are done (a real shell sends them over the network); each drain
+//! // ends at `Timeout`, and the `Event` is the finished handshake.
+//! let (mut ea, mut eb) = (None, None);
 //! while !(alice.is_finished() && bob.is_finished()) {
-//!     while let Some(frame) = alice.poll_transmit() {
-//!         bob.handle_input(&frame, &dir, &replay, now)?;
+//!     let out = chaincall_io::drain(|| alice.poll_output());
+//!     ea = ea.or(out.events.into_iter().next());
+//!     for frame in out.transmits {
+//!         bob.handle_input(&frame.contents, &dir, &replay, now)?;
 //!     }
-//!     while let Some(frame) = bob.poll_transmit() {
-//!         alice.handle_input(&frame, now)?;
+//!     let out = chaincall_io::drain(|| bob.poll_output());
+//!     eb = eb.or(out.events.into_iter().next());
+//!     for frame in out.transmits {
+//!         alice.handle_input(&frame.contents, now)?;
 //!     }
 //! }
-//! let (ea, eb) = (alice.poll_established().unwrap(), bob.poll_established().unwrap());
+//! let (ea, eb) = (ea.unwrap(), eb.unwrap());
 //! assert_eq!(ea.psk, eb.psk);
 //! assert_eq!(ea.identity, eb.identity);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -53,7 +59,11 @@
 //!
 //! # Contract
 //!
-//! - Every error is fatal and sticky; after one, drain `poll_transmit` to send the alert.
+//! - Both machines have one poller, `poll_output`, yielding a [`HandshakeOutput`]
+//!   (`chaincall_io::Output`): frames for the connection (`Transmit<()>`: the destination is the
+//!   connection the shell already holds), the [`Established`] result as the one `Event`, and the
+//!   handshake deadline as `Timeout` (`None` once finished or failed). Drain until `Timeout`.
+//! - Every error is fatal and sticky; after one, drain `poll_output` to send the alert.
 //! - A responder's [`ReplayCache`] is shared by all its handshakes and refuses a replayed message 1.
 //! - Randomness (nonces, ephemerals, ECIES) comes from the `LocalIdentity`'s `Randomness` (the OS
 //!   CSPRNG unless a test seeds it).
@@ -65,6 +75,7 @@ pub mod crypto;
 mod error;
 mod kdf;
 mod machine;
+mod pair;
 mod replay;
 mod session;
 pub mod wire;
@@ -75,7 +86,8 @@ mod lowe_attack;
 pub use config::{HandshakeConfig, LocalIdentity, Protocol};
 pub use crypto::{CryptoProvider, RustCrypto};
 pub use error::HandshakeError;
-pub use machine::{Initiator, Responder};
+pub use machine::{HandshakeOutput, Initiator, Responder};
+pub use pair::{InMemoryRun, run_in_memory};
 pub use replay::ReplayCache;
 pub use session::{Established, Psk, PskIdentity};
 pub use wire::{AlertCode, MessageType};

@@ -79,7 +79,7 @@ fn lowe_attack_is_detected_by_the_responder_name_in_message_2() {
         now,
     )
     .unwrap();
-    let msg1_ai = alice.poll_transmit().unwrap();
+    let msg1_ai = alice.poll_output().into_transmit().unwrap().contents;
     // I turns it into a message 1 to B, "from A".
     let (msg1_ib, _) = reseal(
         &w.i,
@@ -91,7 +91,7 @@ fn lowe_attack_is_detected_by_the_responder_name_in_message_2() {
     let mut bob = Responder::new(config(false), w.b.clone(), now);
     bob.handle_input(&msg1_ib, &w.dir, &replay, now).unwrap();
     assert_eq!(bob.peer(), Some(w.a.name()));
-    let msg2 = bob.poll_transmit().unwrap();
+    let msg2 = bob.poll_output().into_transmit().unwrap().contents;
     // I cannot read message 2 (it is sealed to A) ...
     assert!(ecies::open(w.i.key(), kdf::CTX_NSL_MSG2, &msg2[wire::HEADER_LEN..]).is_err());
     // ... so it passes it to A as its own answer. A finds B's name inside and aborts.
@@ -104,16 +104,20 @@ fn lowe_attack_is_detected_by_the_responder_name_in_message_2() {
         }
     );
     // A sends no message 3, only an alert; the error is sticky.
-    let out = alice.poll_transmit().unwrap();
+    let out = alice.poll_output().into_transmit().unwrap().contents;
     assert_eq!(out[0], MessageType::Alert.byte());
-    assert!(alice.poll_transmit().is_none());
-    assert!(alice.poll_established().is_none());
+    assert!(alice.poll_output().into_transmit().is_none());
+    assert!(
+        chaincall_io::drain(|| alice.poll_output())
+            .events
+            .is_empty()
+    );
     assert_eq!(alice.handle_input(&msg2, now).unwrap_err(), err);
     // B never gets message 3 and its run dies at the deadline.
     let later = now + Duration::from_secs(11);
     bob.handle_timeout(later);
     assert_eq!(bob.error(), Some(&HandshakeError::Timeout));
-    assert!(bob.poll_established().is_none());
+    assert!(chaincall_io::drain(|| bob.poll_output()).events.is_empty());
 }
 
 #[test]
@@ -130,7 +134,7 @@ fn without_lowes_fix_the_intruder_impersonates_a_to_b_and_learns_the_key() {
         now,
     )
     .unwrap();
-    let msg1_ai = alice.poll_transmit().unwrap();
+    let msg1_ai = alice.poll_output().into_transmit().unwrap().contents;
     let (msg1_ib, pt1) = reseal(
         &w.i,
         &w.b,
@@ -141,11 +145,11 @@ fn without_lowes_fix_the_intruder_impersonates_a_to_b_and_learns_the_key() {
     let na = pt1[..32].to_vec();
     let mut bob = Responder::new(config(true), w.b.clone(), now);
     bob.handle_input(&msg1_ib, &w.dir, &replay, now).unwrap();
-    let msg2 = bob.poll_transmit().unwrap();
+    let msg2 = bob.poll_output().into_transmit().unwrap().contents;
     // A accepts B's message 2 as I's: nothing in it says who made it.
     alice.handle_input(&msg2, now).unwrap();
-    let msg3_ai = alice.poll_transmit().unwrap();
-    let with_i = alice.poll_established().unwrap();
+    let msg3_ai = alice.poll_output().into_transmit().unwrap().contents;
+    let with_i = alice.poll_output().into_event().unwrap();
     assert_eq!(&with_i.peer, w.i.name());
     // A's message 3 is sealed to I: I learns Nb and finishes B's run as A.
     let (msg3_ib, pt3) = reseal(
@@ -158,7 +162,7 @@ fn without_lowes_fix_the_intruder_impersonates_a_to_b_and_learns_the_key() {
     let mut r = Reader::new(MessageType::NslMsg3, &pt3);
     let nb: [u8; 32] = r.array().unwrap();
     bob.handle_input(&msg3_ib, &w.dir, &replay, now).unwrap();
-    let at_b = bob.poll_established().unwrap();
+    let at_b = bob.poll_output().into_event().unwrap();
     // B believes it shares a key with A ...
     assert_eq!(&at_b.peer, w.a.name());
     // ... but I knows Na, Nb and B's whole transcript, so it computes B's PSK.
@@ -197,17 +201,8 @@ fn the_unfixed_variant_still_completes_honest_runs() {
     )
     .unwrap();
     let mut bob = Responder::new(config(true), w.b.clone(), now);
-    bob.handle_input(&alice.poll_transmit().unwrap(), &w.dir, &replay, now)
-        .unwrap();
-    alice
-        .handle_input(&bob.poll_transmit().unwrap(), now)
-        .unwrap();
-    bob.handle_input(&alice.poll_transmit().unwrap(), &w.dir, &replay, now)
-        .unwrap();
-    assert_eq!(
-        alice.poll_established().unwrap().psk,
-        bob.poll_established().unwrap().psk
-    );
+    let run = crate::run_in_memory(&mut alice, &mut bob, &w.dir, &replay, now).unwrap();
+    assert_eq!(run.initiator.psk, run.responder.psk);
 }
 
 #[test]
@@ -227,13 +222,13 @@ fn nsl_has_no_forward_secrecy_one_stolen_key_recovers_a_recorded_psk() {
     )
     .unwrap();
     let mut bob = Responder::new(config(false), w.b.clone(), now);
-    let m1 = alice.poll_transmit().unwrap();
+    let m1 = alice.poll_output().into_transmit().unwrap().contents;
     bob.handle_input(&m1, &w.dir, &replay, now).unwrap();
-    let m2 = bob.poll_transmit().unwrap();
+    let m2 = bob.poll_output().into_transmit().unwrap().contents;
     alice.handle_input(&m2, now).unwrap();
-    let m3 = alice.poll_transmit().unwrap();
+    let m3 = alice.poll_output().into_transmit().unwrap().contents;
     bob.handle_input(&m3, &w.dir, &replay, now).unwrap();
-    let real = bob.poll_established().unwrap();
+    let real = bob.poll_output().into_event().unwrap();
     // The eavesdropper, holding only skB afterwards:
     let na = ecies::open(w.b.key(), kdf::CTX_NSL_MSG1, &m1[wire::HEADER_LEN..]).unwrap();
     let nb = ecies::open(w.b.key(), kdf::CTX_NSL_MSG3, &m3[wire::HEADER_LEN..]).unwrap();

@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use chaincall_identity::{IdentityName, IdentitySignature, KeyDirectory, PublicIdentityKey};
+use chaincall_io::Output;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -13,6 +14,10 @@ use crate::wire::{
     self, HEADER_LEN, MAC_LEN, MessageType, NONCE_LEN, POINT_LEN, Reader, SIG_LEN, VERSION,
 };
 use crate::{Established, HandshakeConfig, HandshakeError, LocalIdentity, Protocol, ReplayCache};
+
+/// What both machines yield: frames for the connection they run on (`D = ()`), the
+/// [`Established`] result as the event, and the handshake deadline.
+pub type HandshakeOutput = Output<Established, ()>;
 
 /// State common to both roles: the outbox, the deadline, the sticky error and the result.
 struct Core {
@@ -73,8 +78,15 @@ impl Core {
         }
     }
 
-    fn poll_timeout(&self) -> Option<Instant> {
-        (self.error.is_none() && !self.finished).then_some(self.deadline)
+    /// Frames first (message 3 goes out before the result), then the result, then the deadline.
+    fn poll_output(&mut self) -> HandshakeOutput {
+        if let Some(frame) = self.outbox.pop_front() {
+            return Output::transmit((), frame);
+        }
+        if let Some(established) = self.established.take() {
+            return Output::Event(established);
+        }
+        Output::Timeout((self.error.is_none() && !self.finished).then_some(self.deadline))
     }
 
     fn finish(&mut self, established: Established) {
@@ -140,11 +152,11 @@ enum InitState {
 /// The party that starts a handshake (the phone, toward the SIP server or another phone).
 ///
 /// Call order: [`Initiator::new`] looks the peer's approved key up and queues message 1; drain
-/// [`Initiator::poll_transmit`] and send; feed every received frame to [`Initiator::handle_input`],
-/// then drain `poll_transmit` again; when [`Initiator::poll_established`] yields, the handshake is
-/// done (message 3 is still in the outbox: send it). Call [`Initiator::handle_timeout`] when the
-/// deadline from [`Initiator::poll_timeout`] passes. Every error is fatal and sticky; after one, drain
-/// `poll_transmit` once more to send the alert.
+/// [`Initiator::poll_output`] until `Timeout`, sending each `Transmit`; feed every received frame
+/// to [`Initiator::handle_input`], then drain again; the `Event` is the [`Established`] result
+/// (message 3 is yielded before it: send it). Call [`Initiator::handle_timeout`] when the deadline
+/// from `Timeout` passes. Every error is fatal and sticky; after one, drain once more to send the
+/// alert.
 pub struct Initiator {
     core: Core,
     protocol: Protocol,
@@ -383,22 +395,11 @@ impl Initiator {
         });
     }
 
-    /// The next frame to send, if any. Drain after `new` and after every `handle_input`.
-    #[must_use]
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.core.outbox.pop_front()
-    }
-
-    /// The finished handshake's result, once (after message 2 was accepted).
-    #[must_use]
-    pub fn poll_established(&mut self) -> Option<Established> {
-        self.core.established.take()
-    }
-
-    /// The deadline by which the handshake must finish, while it runs.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.core.poll_timeout()
+    /// The next output: a frame to send on the connection, the [`Established`] result (once,
+    /// after message 2 was accepted and message 3 was yielded), or the handshake deadline while it
+    /// runs. Drain until `Timeout` after `new` and after every `handle_input` or `handle_timeout`.
+    pub fn poll_output(&mut self) -> HandshakeOutput {
+        self.core.poll_output()
     }
 
     /// Tells the handshake the time; past the deadline it fails with [`HandshakeError::Timeout`].
@@ -439,8 +440,8 @@ enum RespState {
 ///
 /// Call order: [`Responder::new`] when a connection arrives; feed each received frame to
 /// [`Responder::handle_input`] with the key directory and the responder's shared [`ReplayCache`];
-/// drain [`Responder::poll_transmit`] after each; [`Responder::poll_established`] yields once
-/// message 3 was accepted. The initiator's identity is learned from message 1 and its key looked up
+/// drain [`Responder::poll_output`] until `Timeout` after each; its `Event` is the [`Established`]
+/// result, once message 3 was accepted. The initiator's identity is learned from message 1 and its key looked up
 /// then. Errors are fatal and sticky, as for [`Initiator`].
 pub struct Responder {
     core: Core,
@@ -727,22 +728,11 @@ impl Responder {
         });
     }
 
-    /// The next frame to send, if any. Drain after every `handle_input`.
-    #[must_use]
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.core.outbox.pop_front()
-    }
-
-    /// The finished handshake's result, once (after message 3 was accepted).
-    #[must_use]
-    pub fn poll_established(&mut self) -> Option<Established> {
-        self.core.established.take()
-    }
-
-    /// The deadline by which the handshake must finish, while it runs.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.core.poll_timeout()
+    /// The next output: a frame to send on the connection, the [`Established`] result (once,
+    /// after message 3 was accepted), or the handshake deadline while it runs. Drain until
+    /// `Timeout` after every `handle_input` or `handle_timeout`.
+    pub fn poll_output(&mut self) -> HandshakeOutput {
+        self.core.poll_output()
     }
 
     /// Tells the handshake the time; past the deadline it fails with [`HandshakeError::Timeout`].

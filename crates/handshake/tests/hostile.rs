@@ -156,22 +156,22 @@ proptest! {
             if truncate { f.truncate(cut.index(f.len())); } else { let i = pos.index(f.len()); f[i] ^= xor; }
             f
         };
-        let mut m1 = alice.poll_transmit().unwrap();
+        let mut m1 = alice.poll_output().into_transmit().unwrap().contents;
         if which == 0 { m1 = mutate(m1); }
         // A mutated STS message 1 can still parse (it is unauthenticated); then message 2, signed over
         // what B saw, must fail at A. Whatever is mutated, B never finishes, and A only if the
         // mutation came after its last check.
         if bob.handle_input(&m1, &w.dir, &cache, now).is_ok() {
-            let mut m2 = bob.poll_transmit().unwrap();
+            let mut m2 = bob.poll_output().into_transmit().unwrap().contents;
             if which == 1 { m2 = mutate(m2); }
             if alice.handle_input(&m2, now).is_ok() {
                 prop_assert_eq!(which, 2, "a mutated message 1 or 2 was accepted by A");
-                let m3 = mutate(alice.poll_transmit().unwrap());
+                let m3 = mutate(alice.poll_output().into_transmit().unwrap().contents);
                 prop_assert!(bob.handle_input(&m3, &w.dir, &cache, now).is_err());
             }
         }
-        prop_assert!(bob.poll_established().is_none());
-        if which < 2 { prop_assert!(alice.poll_established().is_none()); }
+        prop_assert!(chaincall_io::drain(|| bob.poll_output()).events.is_empty());
+        if which < 2 { prop_assert!(chaincall_io::drain(|| alice.poll_output()).events.is_empty()); }
     }
 }
 
@@ -193,11 +193,11 @@ fn sts_refuses_the_high_s_twin_of_a_valid_signature() {
     .unwrap();
     let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
     let cache = ReplayCache::default();
-    let m1 = alice.poll_transmit().unwrap();
+    let m1 = alice.poll_output().into_transmit().unwrap().contents;
     bob.handle_input(&m1, &w.dir, &cache, now).unwrap();
-    let m2 = bob.poll_transmit().unwrap();
+    let m2 = bob.poll_output().into_transmit().unwrap().contents;
     alice.handle_input(&m2, now).unwrap();
-    let mut m3 = alice.poll_transmit().unwrap();
+    let mut m3 = alice.poll_output().into_transmit().unwrap().contents;
     // Message 3's body: signature (64 bytes) then MAC, after the 4-byte frame header.
     let sig = p256::ecdsa::Signature::from_slice(&m3[4..68]).unwrap();
     let (r, s) = sig.split_scalars();
@@ -207,5 +207,5 @@ fn sts_refuses_the_high_s_twin_of_a_valid_signature() {
         bob.handle_input(&m3, &w.dir, &cache, now),
         Err(HandshakeError::BadSignature)
     );
-    assert!(bob.poll_established().is_none());
+    assert!(chaincall_io::drain(|| bob.poll_output()).events.is_empty());
 }

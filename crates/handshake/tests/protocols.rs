@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chaincall_handshake::{
     AlertCode, HandshakeConfig, HandshakeError, Initiator, MessageType, Protocol, ReplayCache,
-    Responder,
+    Responder, run_in_memory,
 };
 use chaincall_identity::{DirectoryError, IdentityKey, KeyStatus, StaticDirectory};
 use common::{party, run, world};
@@ -63,21 +63,9 @@ fn the_initiator_takes_the_shorter_lifetime() {
         )
         .unwrap();
         let mut bob = Responder::new(short.clone(), w.b.clone(), now);
-        bob.handle_input(&alice.poll_transmit().unwrap(), &w.dir, &replay, now)
-            .unwrap();
-        alice
-            .handle_input(&bob.poll_transmit().unwrap(), now)
-            .unwrap();
-        bob.handle_input(&alice.poll_transmit().unwrap(), &w.dir, &replay, now)
-            .unwrap();
-        assert_eq!(
-            alice.poll_established().unwrap().lifetime,
-            Duration::from_secs(60)
-        );
-        assert_eq!(
-            bob.poll_established().unwrap().lifetime,
-            Duration::from_secs(60)
-        );
+        let run = run_in_memory(&mut alice, &mut bob, &w.dir, &replay, now).unwrap();
+        assert_eq!(run.initiator.lifetime, Duration::from_secs(60));
+        assert_eq!(run.responder.lifetime, Duration::from_secs(60));
     }
 }
 
@@ -130,16 +118,21 @@ fn a_responder_refuses_a_revoked_or_unknown_initiator_with_an_alert() {
             .unwrap();
             let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
             let err = bob
-                .handle_input(&alice.poll_transmit().unwrap(), &dir, &replay, now)
+                .handle_input(
+                    &alice.poll_output().into_transmit().unwrap().contents,
+                    &dir,
+                    &replay,
+                    now,
+                )
                 .unwrap_err();
             assert!(
                 matches!(&err, HandshakeError::Directory(DirectoryError::NotApproved { status: s, .. }) if *s == status),
                 "{p}: {err}"
             );
-            let alert = bob.poll_transmit().unwrap();
+            let alert = bob.poll_output().into_transmit().unwrap().contents;
             assert_eq!(alert[0], MessageType::Alert.byte());
             assert!(
-                bob.poll_transmit().is_none(),
+                bob.poll_output().into_transmit().is_none(),
                 "no message 2 after a refusal"
             );
             assert_eq!(
@@ -169,7 +162,7 @@ fn a_wrong_key_for_the_responder_aborts() {
         )
         .unwrap();
         let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
-        let m1 = alice.poll_transmit().unwrap();
+        let m1 = alice.poll_output().into_transmit().unwrap().contents;
         match p {
             Protocol::Nsl => {
                 // Sealed to the wrong key: B cannot open it.
@@ -184,10 +177,14 @@ fn a_wrong_key_for_the_responder_aborts() {
             _ => {
                 bob.handle_input(&m1, &w.dir, &replay, now).unwrap();
                 let err = alice
-                    .handle_input(&bob.poll_transmit().unwrap(), now)
+                    .handle_input(&bob.poll_output().into_transmit().unwrap().contents, now)
                     .unwrap_err();
                 assert_eq!(err, HandshakeError::BadSignature);
-                assert!(alice.poll_established().is_none());
+                assert!(
+                    chaincall_io::drain(|| alice.poll_output())
+                        .events
+                        .is_empty()
+                );
             }
         }
     }
@@ -212,9 +209,14 @@ fn a_wrong_key_for_the_initiator_aborts() {
         )
         .unwrap();
         let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
-        bob.handle_input(&alice.poll_transmit().unwrap(), &bdir, &replay, now)
-            .unwrap();
-        let m2 = bob.poll_transmit().unwrap();
+        bob.handle_input(
+            &alice.poll_output().into_transmit().unwrap().contents,
+            &bdir,
+            &replay,
+            now,
+        )
+        .unwrap();
+        let m2 = bob.poll_output().into_transmit().unwrap().contents;
         match p {
             Protocol::Nsl => assert_eq!(
                 alice.handle_input(&m2, now).unwrap_err(),
@@ -229,7 +231,11 @@ fn a_wrong_key_for_the_initiator_aborts() {
                     alice.handle_input(&m2, now).unwrap_err(),
                     HandshakeError::BadSignature
                 );
-                assert!(alice.poll_established().is_none());
+                assert!(
+                    chaincall_io::drain(|| alice.poll_output())
+                        .events
+                        .is_empty()
+                );
             }
         }
     }
@@ -250,7 +256,7 @@ fn a_replayed_message_1_is_refused() {
             "{p}"
         );
         assert_eq!(
-            bob.poll_transmit().unwrap(),
+            bob.poll_output().into_transmit().unwrap().contents,
             chaincall_handshake::wire::encode_alert(AlertCode::Replay)
         );
     }
@@ -282,7 +288,7 @@ fn an_old_message_3_does_not_finish_a_new_run() {
             }
             _ => assert_eq!(err, HandshakeError::BadSignature),
         }
-        assert!(bob.poll_established().is_none());
+        assert!(chaincall_io::drain(|| bob.poll_output()).events.is_empty());
     }
 }
 
@@ -306,9 +312,9 @@ fn every_single_bit_flip_in_messages_2_and_3_is_refused() {
                 .unwrap();
                 let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
                 let cache = ReplayCache::default();
-                let m1 = alice.poll_transmit().unwrap();
+                let m1 = alice.poll_output().into_transmit().unwrap().contents;
                 bob.handle_input(&m1, &w.dir, &cache, now).unwrap();
-                let m2 = bob.poll_transmit().unwrap();
+                let m2 = bob.poll_output().into_transmit().unwrap().contents;
                 let result = if idx == 1 {
                     let mut m2b = m2.clone();
                     let at = byte.min(m2b.len() - 1);
@@ -316,7 +322,7 @@ fn every_single_bit_flip_in_messages_2_and_3_is_refused() {
                     alice.handle_input(&m2b, now)
                 } else {
                     alice.handle_input(&m2, now).unwrap();
-                    let mut m3 = alice.poll_transmit().unwrap();
+                    let mut m3 = alice.poll_output().into_transmit().unwrap().contents;
                     let at = byte.min(m3.len() - 1);
                     m3[at] ^= 0x01;
                     bob.handle_input(&m3, &w.dir, &cache, now)
@@ -347,7 +353,7 @@ fn sts_message_1_for_someone_else_is_refused() {
     let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
     let err = bob
         .handle_input(
-            &alice.poll_transmit().unwrap(),
+            &alice.poll_output().into_transmit().unwrap().contents,
             &w.dir,
             &ReplayCache::default(),
             now,
@@ -376,7 +382,7 @@ fn nsl_can_be_switched_off_at_the_responder() {
     let mut bob = Responder::new(sts_only, w.b.clone(), now);
     assert_eq!(
         bob.handle_input(
-            &alice.poll_transmit().unwrap(),
+            &alice.poll_output().into_transmit().unwrap().contents,
             &w.dir,
             &ReplayCache::default(),
             now
@@ -398,15 +404,15 @@ fn timeouts_are_fatal_and_errors_sticky() {
         now,
     )
     .unwrap();
-    let deadline = alice.poll_timeout().unwrap();
+    let m1 = alice.poll_output().into_transmit().unwrap().contents;
+    let deadline = alice.poll_output().into_timeout().unwrap().unwrap();
     assert_eq!(deadline, now + Duration::from_secs(10));
     alice.handle_timeout(now + Duration::from_secs(1)); // early: harmless
     assert!(alice.error().is_none());
     let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
     let cache = ReplayCache::default();
-    bob.handle_input(&alice.poll_transmit().unwrap(), &w.dir, &cache, now)
-        .unwrap();
-    let m2 = bob.poll_transmit().unwrap();
+    bob.handle_input(&m1, &w.dir, &cache, now).unwrap();
+    let m2 = bob.poll_output().into_transmit().unwrap().contents;
     // Message 2 arrives after the deadline: refused.
     assert_eq!(
         alice.handle_input(&m2, deadline),
@@ -417,7 +423,11 @@ fn timeouts_are_fatal_and_errors_sticky() {
         Err(HandshakeError::Timeout),
         "sticky"
     );
-    assert!(alice.poll_timeout().is_none());
+    assert!(
+        chaincall_io::drain(|| alice.poll_output())
+            .timeout
+            .is_none()
+    );
     // A garbage message kills the responder for good.
     let mut carol = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
     let err = carol
@@ -434,8 +444,10 @@ fn timeouts_are_fatal_and_errors_sticky() {
         now,
     )
     .unwrap()
-    .poll_transmit()
-    .unwrap();
+    .poll_output()
+    .into_transmit()
+    .unwrap()
+    .contents;
     assert_eq!(carol.handle_input(&fresh_m1, &w.dir, &cache, now), Err(err));
     assert_eq!(frames.len(), 3);
 }
@@ -455,9 +467,14 @@ fn input_after_completion_is_misuse_not_success() {
     .unwrap();
     let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
     let cache = ReplayCache::default();
-    bob.handle_input(&alice.poll_transmit().unwrap(), &w.dir, &cache, now)
-        .unwrap();
-    let m2 = bob.poll_transmit().unwrap();
+    bob.handle_input(
+        &alice.poll_output().into_transmit().unwrap().contents,
+        &w.dir,
+        &cache,
+        now,
+    )
+    .unwrap();
+    let m2 = bob.poll_output().into_transmit().unwrap().contents;
     alice.handle_input(&m2, now).unwrap();
     assert!(matches!(
         alice.handle_input(&m2, now),

@@ -99,6 +99,61 @@ impl<E, D> Output<E, D> {
             contents,
         })
     }
+
+    /// The transmit, if this is one (tests and one-shot callers that expect a packet next).
+    pub fn into_transmit(self) -> Option<Transmit<D>> {
+        match self {
+            Self::Transmit(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The event, if this is one (tests and one-shot callers that expect an event next).
+    pub fn into_event(self) -> Option<E> {
+        match self {
+            Self::Event(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The deadline, if this is the end of a drain: `Some(None)` when no timer runs.
+    pub fn into_timeout(self) -> Option<Option<Instant>> {
+        match self {
+            Self::Timeout(at) => Some(at),
+            _ => None,
+        }
+    }
+}
+
+/// Everything one drain of a core yielded, grouped by kind (each kind in the order yielded).
+#[derive(Debug)]
+pub struct Drained<E, D = SocketAddr> {
+    /// The transmits, in order.
+    pub transmits: Vec<Transmit<D>>,
+    /// The events, in order.
+    pub events: Vec<E>,
+    /// The deadline the drain ended with (`None`: no timer runs).
+    pub timeout: Option<Instant>,
+}
+
+/// Polls until `Timeout` and collects what came out. For tests and batch callers; a shell that
+/// must interleave sends and events acts on each [`Output`] as it comes instead.
+pub fn drain<E, D>(mut poll: impl FnMut() -> Output<E, D>) -> Drained<E, D> {
+    let mut drained = Drained {
+        transmits: Vec::new(),
+        events: Vec::new(),
+        timeout: None,
+    };
+    loop {
+        match poll() {
+            Output::Transmit(t) => drained.transmits.push(t),
+            Output::Event(e) => drained.events.push(e),
+            Output::Timeout(at) => {
+                drained.timeout = at;
+                return drained;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -112,5 +167,19 @@ mod tests {
             contents: b"secret frame".to_vec(),
         };
         assert_eq!(format!("{t:?}"), "Transmit { destination: (), len: 12 }");
+    }
+
+    #[test]
+    fn drain_stops_at_the_timeout_and_keeps_order() {
+        let mut queue = vec![
+            Output::<u8, ()>::Timeout(None),
+            Output::Event(2),
+            Output::transmit((), vec![1]),
+            Output::Event(1),
+        ];
+        let d = drain(|| queue.pop().expect("a drain stops at the first Timeout"));
+        assert_eq!(d.events, [1, 2]);
+        assert_eq!(d.transmits.len(), 1);
+        assert_eq!(d.timeout, None);
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use chaincall_handshake::{
     CryptoProvider, HandshakeConfig, Initiator, LocalIdentity, Protocol, ReplayCache, Responder,
-    RustCrypto,
+    RustCrypto, run_in_memory,
 };
 use chaincall_identity::{IdentityKey, IdentityName, StaticDirectory};
 use chaincall_tls_psk::{
@@ -76,12 +76,7 @@ fn in_memory(c: &mut Criterion) {
                     )
                     .unwrap();
                     let mut r = Responder::new(HandshakeConfig::default(), p.server.clone(), now);
-                    r.handle_input(&a.poll_transmit().unwrap(), &*p.dir, &replay, now)
-                        .unwrap();
-                    a.handle_input(&r.poll_transmit().unwrap(), now).unwrap();
-                    r.handle_input(&a.poll_transmit().unwrap(), &*p.dir, &replay, now)
-                        .unwrap();
-                    r.poll_established().unwrap()
+                    run_in_memory(&mut a, &mut r, &*p.dir, &replay, now).unwrap()
                 })
             },
         );

@@ -7,8 +7,11 @@
 use std::time::Duration;
 
 use chaincall_handshake::wire::{self, HEADER_LEN, MAX_BODY};
-use chaincall_handshake::{Established, HandshakeError, Initiator, ReplayCache, Responder};
+use chaincall_handshake::{
+    Established, HandshakeError, HandshakeOutput, Initiator, ReplayCache, Responder,
+};
 use chaincall_identity::KeyDirectory;
+use chaincall_io::Output;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -53,16 +56,15 @@ pub async fn initiate<S: AsyncRead + AsyncWrite + Unpin>(
     let run = async {
         let mut buf = Vec::with_capacity(HEADER_LEN + MAX_BODY);
         loop {
-            flush_initiator(stream, &mut initiator).await?;
-            if let Some(done) = initiator.poll_established() {
-                // Message 3 went out with the flush above.
+            if let Some(done) = flush(stream, || initiator.poll_output()).await? {
+                // Message 3 went out with this flush, before the result was yielded.
                 return Ok(done);
             }
             read_frame(stream, &mut buf).await?;
             let now = std::time::Instant::now();
             if let Err(err) = initiator.handle_input(&buf, now) {
                 // Best effort: tell the peer why; the error stands either way.
-                let _ = flush_initiator(stream, &mut initiator).await;
+                let _ = flush(stream, || initiator.poll_output()).await;
                 return Err(err.into());
             }
         }
@@ -76,15 +78,22 @@ pub async fn initiate<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-async fn flush_initiator<S: AsyncWrite + Unpin>(
+/// Drains a handshake machine until `Timeout`: writes each frame to the stream (its destination is
+/// this connection, `Transmit<()>`), flushes, and returns the result if it finished.
+async fn flush<S: AsyncWrite + Unpin>(
     stream: &mut S,
-    initiator: &mut Initiator,
-) -> Result<(), TlsPskError> {
-    while let Some(frame) = initiator.poll_transmit() {
-        stream.write_all(&frame).await?;
+    mut poll_output: impl FnMut() -> HandshakeOutput,
+) -> Result<Option<Established>, TlsPskError> {
+    let mut done = None;
+    loop {
+        match poll_output() {
+            Output::Transmit(frame) => stream.write_all(&frame.contents).await?,
+            Output::Event(established) => done = Some(established),
+            Output::Timeout(_) => break,
+        }
     }
     stream.flush().await?;
-    Ok(())
+    Ok(done)
 }
 
 /// Runs a responder to completion over `stream` within `timeout`. The replay cache locks itself
@@ -102,12 +111,9 @@ pub async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
         loop {
             read_frame(stream, &mut buf).await?;
             let result = responder.handle_input(&buf, directory, replay, std::time::Instant::now());
-            while let Some(frame) = responder.poll_transmit() {
-                stream.write_all(&frame).await?;
-            }
-            stream.flush().await?;
+            let done = flush(stream, || responder.poll_output()).await?;
             result?;
-            if let Some(done) = responder.poll_established() {
+            if let Some(done) = done {
                 return Ok(done);
             }
         }

@@ -246,7 +246,7 @@ async fn a_replayed_message_1_on_the_wire_is_refused() {
     .unwrap();
     let (port, results) = serve(server, 2).await;
     let mut init = initiator(&n, Protocol::Nsl, HandshakeConfig::default());
-    let msg1 = init.poll_transmit().unwrap();
+    let msg1 = init.poll_output().into_transmit().unwrap().contents;
     for attempt in 0..2 {
         let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         tcp.write_all(&msg1).await.unwrap();

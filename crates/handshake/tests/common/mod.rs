@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use chaincall_handshake::{
     Established, HandshakeConfig, HandshakeError, Initiator, LocalIdentity, Protocol, ReplayCache,
-    Responder,
+    Responder, run_in_memory,
 };
 use chaincall_identity::{IdentityKey, IdentityName, StaticDirectory};
 
@@ -53,23 +53,6 @@ pub fn run(
         now,
     )?;
     let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
-    let mut frames = Vec::new();
-    for _ in 0..4 {
-        while let Some(f) = alice.poll_transmit() {
-            frames.push(f.clone());
-            bob.handle_input(&f, &w.dir, replay, now)?;
-        }
-        while let Some(f) = bob.poll_transmit() {
-            frames.push(f.clone());
-            alice.handle_input(&f, now)?;
-        }
-        if alice.is_finished() && bob.is_finished() {
-            break;
-        }
-    }
-    Ok((
-        alice.poll_established().expect("initiator finished"),
-        bob.poll_established().expect("responder finished"),
-        frames,
-    ))
+    let run = run_in_memory(&mut alice, &mut bob, &w.dir, replay, now)?;
+    Ok((run.initiator, run.responder, run.frames))
 }
