@@ -2,11 +2,12 @@
 //! and records one call's audio over SRTP with rtcp-mux.
 //!
 //! The phone and `chaincall demo` own the UDP socket and the clock; this crate turns datagrams
-//! and `Instant`s into datagrams and events:
+//! and `Instant`s into datagrams and events. [`MediaSession::poll_output`] yields the
+//! `chaincall_io::Output` every core yields, with a [`MediaChannel`] (RTP or RTCP) as destination:
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use chaincall_media::{g711::Codec, signal, MediaConfig, MediaSession};
+//! use chaincall_media::{g711::Codec, signal, MediaChannel, MediaConfig, MediaSession};
 //! use chaincall_srtp::{Profile, SrtpConfig, SrtpSession};
 //!
 //! let key = [7u8; 30]; // master key || salt, as MIKEY or SDES delivered it
@@ -20,17 +21,20 @@
 //!     MediaConfig::new(Codec::Pcmu, 0xB0B, "bob@example.org"),
 //!     srtp(), srtp(), Vec::new(), start,
 //! );
-//! // The shell's loop, with a simulated clock and a perfect network.
+//! // The shell's loop, with a simulated clock and a perfect network: drain until `Timeout`,
+//! // sending each packet to the address its channel names, then wait for the deadline.
 //! let mut now = start;
 //! while !alice.source_done() {
-//!     while let Some(datagram) = alice.poll_transmit(now) {
-//!         bob.handle_input(&datagram, now).unwrap();
+//!     let out = chaincall_io::drain(|| alice.poll_output(now));
+//!     for packet in out.transmits {
+//!         bob.handle_input(&packet.contents, now).unwrap();
 //!     }
-//!     now = alice.poll_timeout().unwrap();
+//!     now = out.timeout.unwrap();
 //! }
 //! alice.finish(now);
-//! while let Some(datagram) = alice.poll_transmit(now) {
-//!     bob.handle_input(&datagram, now).unwrap();
+//! for packet in chaincall_io::drain(|| alice.poll_output(now)).transmits {
+//!     assert_eq!(packet.destination, MediaChannel::Rtcp);
+//!     bob.handle_input(&packet.contents, now).unwrap();
 //! }
 //! assert_eq!(bob.received_payload(), alice.sent_payload());
 //! assert!(bob.stats().bye_received);
@@ -69,6 +73,6 @@ pub mod error {
     pub use crate::wav::WavError;
 }
 pub use session::{
-    DEFAULT_MAX_RECORDED_OCTETS, MAX_DATAGRAM, MAX_GAP_FILL, MediaConfig, MediaError, MediaEvent,
-    MediaOptions, MediaSession, MediaStats,
+    DEFAULT_MAX_RECORDED_OCTETS, MAX_DATAGRAM, MAX_GAP_FILL, MediaChannel, MediaConfig, MediaError,
+    MediaEvent, MediaOptions, MediaOutput, MediaSession, MediaStats,
 };

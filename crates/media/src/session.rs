@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use chaincall_io::Output;
 use chaincall_srtp::{SrtpError, SrtpSession};
 use rand_core::{OsRng, RngCore};
 
@@ -27,6 +28,22 @@ const MIN_RTCP_INTERVAL: Duration = Duration::from_millis(100);
 /// Extended sequence numbers start this many cycles up so reordering before the first packet
 /// cannot go below zero.
 const EXT_SEQ_ORIGIN: u64 = 1 << 32;
+
+/// Where a [`MediaSession`] packet goes. The session is bound to one peer, so the destination is
+/// the channel: the shell maps it to the negotiated RTP or RTCP address (the same one under
+/// rtcp-mux, RFC 5761).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaChannel {
+    /// An SRTP audio packet: to the peer's RTP address.
+    Rtp,
+    /// An SRTCP compound packet: to the peer's RTCP address.
+    Rtcp,
+}
+
+/// What [`MediaSession::poll_output`] yields: packets by channel, never an event
+/// ([`Infallible`](std::convert::Infallible): events come back from `handle_input`), and the next
+/// deadline.
+pub type MediaOutput = Output<std::convert::Infallible, MediaChannel>;
 
 /// How a [`MediaSession`] sends: codec, packet time, identity, RTCP interval. Less common
 /// settings are in [`MediaOptions`].
@@ -231,10 +248,11 @@ impl Receiver {
 ///
 /// Sans-IO: no socket, no clock. Call order, from the shell's loop:
 /// 1. [`handle_input`](Self::handle_input) for every datagram received on the media socket;
-/// 2. then [`poll_transmit`](Self::poll_transmit) until it returns `None`, sending each packet;
-/// 3. sleep until [`poll_timeout`](Self::poll_timeout) or the next datagram, and repeat.
+/// 2. then [`poll_output`](Self::poll_output) until it yields `Timeout`, sending each packet to
+///    the address its [`MediaChannel`] names;
+/// 3. sleep until that deadline or the next datagram, and repeat.
 ///
-/// On hangup call [`finish`](Self::finish) and drain `poll_transmit` once more (SR + BYE). A
+/// On hangup call [`finish`](Self::finish) and drain `poll_output` once more (SR + BYE). A
 /// shell that polls late gets the frames it missed back to back, each still timestamped for
 /// its slot.
 pub struct MediaSession {
@@ -525,39 +543,43 @@ impl MediaSession {
         })
     }
 
-    /// The next protected packet due at `now`, or `None` when nothing is due: an SRTP audio
-    /// frame per ptime from the source, an SRTCP SR with SDES every RTCP interval (an RR when
-    /// no audio went out since the report before last, RFC 3550 §6.4), and after
-    /// [`finish`](Self::finish) a final SR (or RR) + SDES + BYE.
-    /// Call until `None` after every `handle_input` and at every `poll_timeout` deadline.
-    #[must_use]
-    pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
+    /// The next output at `now`: a protected packet that is due, or, when nothing is, the time
+    /// something next will be (`Timeout(None)` once the final BYE went out). Due packets are an
+    /// SRTP audio frame per ptime from the source ([`MediaChannel::Rtp`]), an SRTCP SR with SDES
+    /// every RTCP interval (an RR when no audio went out since the report before last, RFC 3550
+    /// §6.4), and after [`finish`](Self::finish) a final SR (or RR) + SDES + BYE (all
+    /// [`MediaChannel::Rtcp`]). Drain until `Timeout` after every `handle_input` and at every
+    /// deadline; polling early or twice is harmless.
+    ///
+    /// It never yields an `Event`: what a received packet means answers that packet, so
+    /// [`handle_input`](Self::handle_input) returns it, as a per-packet transform does.
+    pub fn poll_output(&mut self, now: Instant) -> MediaOutput {
         loop {
             if self.closed {
-                return None;
+                return Output::Timeout(None);
             }
-            let packet = if self.finish_at.is_none()
+            let (channel, packet) = if self.finish_at.is_none()
                 && self.next_frame < self.frames_total
                 && now >= self.frame_at(self.next_frame)
             {
-                self.next_rtp()
+                (MediaChannel::Rtp, self.next_rtp())
             } else if self.finish_at.is_some() {
                 self.closed = true;
-                self.next_rtcp(now, true)
+                (MediaChannel::Rtcp, self.next_rtcp(now, true))
             } else if now >= self.next_rtcp_at {
                 self.next_rtcp_at += self.rtcp_interval;
                 if self.next_rtcp_at <= now {
                     // The shell fell behind by more than an interval: one report, not a burst.
                     self.next_rtcp_at = now + self.rtcp_interval;
                 }
-                self.next_rtcp(now, false)
+                (MediaChannel::Rtcp, self.next_rtcp(now, false))
             } else {
-                return None;
+                return Output::Timeout(Some(self.next_due()));
             };
             match packet {
                 Some(p) => {
                     self.stats.wire_bytes_sent += p.len() as u64;
-                    return Some(p);
+                    return Output::transmit(channel, p);
                 }
                 // Protect failed (counted): try whatever is due next.
                 None => continue,
@@ -565,22 +587,17 @@ impl MediaSession {
         }
     }
 
-    /// When `poll_transmit` next has something to send: the next audio frame, RTCP report or
-    /// the final report after `finish`. `None` once the final BYE went out. Early or repeated
-    /// polls are harmless.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.closed {
-            return None;
-        }
+    /// When something is next due while the session is open: the final report after `finish`,
+    /// else the earlier of the next audio frame and the next RTCP report.
+    fn next_due(&self) -> Instant {
         if let Some(at) = self.finish_at {
-            return Some(at);
+            return at;
         }
         let mut t = self.next_rtcp_at;
         if self.next_frame < self.frames_total {
             t = t.min(self.frame_at(self.next_frame));
         }
-        Some(t)
+        t
     }
 
     /// Stops sending audio and queues the final RTCP compound packet (SR + SDES + BYE), due at

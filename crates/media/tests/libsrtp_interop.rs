@@ -84,15 +84,13 @@ fn media_session_interoperates_with_libsrtp() {
         let mut sent = Vec::new();
         let mut now = start;
         while !session.source_done() {
-            while let Some(p) = session.poll_transmit(now) {
-                sent.push(p);
-            }
-            now = session.poll_timeout().unwrap();
+            let out = chaincall_io::drain(|| session.poll_output(now));
+            sent.extend(out.transmits.into_iter().map(|p| p.contents));
+            now = out.timeout.unwrap();
         }
         session.finish(now);
-        while let Some(p) = session.poll_transmit(now) {
-            sent.push(p);
-        }
+        let out = chaincall_io::drain(|| session.poll_output(now));
+        sent.extend(out.transmits.into_iter().map(|p| p.contents));
 
         // What libsrtp protects for us: 50 frames of its own audio from THEIRS, then SR + BYE.
         let theirs_audio = speech_like(1000, 10);

@@ -154,7 +154,7 @@ proptest! {
         for (i, d) in datagrams.iter().enumerate() {
             let now = start + Duration::from_millis(i as u64 * 7);
             prop_assert!(s.handle_input(d, now).is_err());
-            while s.poll_transmit(now).is_some() {}
+            let _ = chaincall_io::drain(|| s.poll_output(now));
         }
         let st = s.stats();
         prop_assert_eq!(st.rtp_rejected + st.rtcp_rejected, datagrams.len() as u64);
@@ -202,12 +202,13 @@ proptest! {
         let mut frames = Vec::new();
         let mut now = start;
         while !a.source_done() {
-            while let Some(p) = a.poll_transmit(now) {
-                if !rtcp::is_rtcp(&p) {
-                    frames.push(p);
+            let out = chaincall_io::drain(|| a.poll_output(now));
+            for p in out.transmits {
+                if !rtcp::is_rtcp(&p.contents) {
+                    frames.push(p.contents);
                 }
             }
-            now = a.poll_timeout().unwrap();
+            now = out.timeout.unwrap();
         }
         prop_assert_eq!(frames.len(), 50);
         // Each frame: dropped (1 in 10), duplicated (1 in 10), delayed by up to 7 slots.

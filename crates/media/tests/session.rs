@@ -4,11 +4,14 @@
 
 use std::time::{Duration, Instant};
 
+use chaincall_io::Output;
 use chaincall_media::g711::Codec;
 use chaincall_media::rtcp;
 use chaincall_media::rtp::RtpPacket;
 use chaincall_media::signal::speech_like;
-use chaincall_media::{MediaConfig, MediaError, MediaEvent, MediaOptions, MediaSession};
+use chaincall_media::{
+    MediaChannel, MediaConfig, MediaError, MediaEvent, MediaOptions, MediaSession,
+};
 use chaincall_srtp::{Profile, SrtpConfig, SrtpError, SrtpSession};
 
 const A_SSRC: u32 = 0xA11C_E000;
@@ -89,9 +92,13 @@ fn pump(
     now: Instant,
     hook: Hook<'_>,
     log: &mut Vec<Delivery>,
-) {
-    while let Some(p) = from.poll_transmit(now) {
-        for q in hook(from_a, p) {
+) -> Option<Instant> {
+    let out = chaincall_io::drain(|| from.poll_output(now));
+    for p in out.transmits {
+        // The channel the session names is the one the packet's own header says.
+        let to_rtcp = p.destination == MediaChannel::Rtcp;
+        assert_eq!(to_rtcp, rtcp::is_rtcp(&p.contents));
+        for q in hook(from_a, p.contents) {
             let result = to.handle_input(&q, now);
             let s = to.stats();
             log.push(Delivery {
@@ -102,6 +109,7 @@ fn pump(
             });
         }
     }
+    out.timeout
 }
 
 /// Runs the call to the end: both sides send their source, then both finish (SR + BYE).
@@ -110,8 +118,8 @@ fn run(c: &mut Call, hook: Hook<'_>) -> Vec<Delivery> {
     let mut now = c.start;
     let mut finished = false;
     for _ in 0..100_000 {
-        pump(&mut c.a, &mut c.b, true, now, hook, &mut log);
-        pump(&mut c.b, &mut c.a, false, now, hook, &mut log);
+        let next_a = pump(&mut c.a, &mut c.b, true, now, hook, &mut log);
+        let next_b = pump(&mut c.b, &mut c.a, false, now, hook, &mut log);
         if !finished && c.a.source_done() && c.b.source_done() {
             // A little after the last frame, as a user hanging up would.
             now += Duration::from_millis(40);
@@ -120,7 +128,7 @@ fn run(c: &mut Call, hook: Hook<'_>) -> Vec<Delivery> {
             finished = true;
             continue;
         }
-        let next = match (c.a.poll_timeout(), c.b.poll_timeout()) {
+        let next = match (next_a, next_b) {
             (Some(x), Some(y)) => x.min(y),
             (Some(x), None) | (None, Some(x)) => x,
             (None, None) => return log,
@@ -199,7 +207,7 @@ fn back_to_back_delivers_exact_payload_both_ways_every_profile() {
         assert!(sa.rtt.is_some(), "{profile}: RTT from LSR/DLSR");
         assert!(sa.bye_received && sb.bye_received);
         assert!(c.a.is_closed() && c.b.is_closed());
-        assert_eq!(c.a.poll_timeout(), None);
+        assert_eq!(c.a.poll_output(c.start), Output::Timeout(None));
     }
 }
 
@@ -228,21 +236,24 @@ fn finish_stops_audio_and_sends_sr_sdes_bye() {
     let mut now = c.start;
     // Send 10 frames, then hang up with most of the source unsent.
     while c.a.stats().rtp_sent < 10 {
-        while let Some(p) = c.a.poll_transmit(now) {
-            c.b.handle_input(&p, now).unwrap();
+        let out = chaincall_io::drain(|| c.a.poll_output(now));
+        for p in out.transmits {
+            c.b.handle_input(&p.contents, now).unwrap();
         }
-        now = c.a.poll_timeout().unwrap();
+        now = out.timeout.unwrap();
     }
     c.a.finish(now);
     c.a.finish(now); // idempotent
-    assert_eq!(c.a.poll_timeout(), Some(now));
-    let last =
-        c.a.poll_transmit(now + Duration::from_millis(500))
-            .expect("final RTCP");
-    assert!(rtcp::is_rtcp(&last));
-    assert_eq!(c.b.handle_input(&last, now), Ok(MediaEvent::Bye));
-    assert_eq!(c.a.poll_transmit(now + Duration::from_secs(5)), None);
-    assert_eq!(c.a.poll_timeout(), None);
+    // The final report is due at once: polling at the hang-up instant yields it.
+    let last = c.a.poll_output(now).into_transmit().expect("final RTCP");
+    assert_eq!(last.destination, MediaChannel::Rtcp);
+    assert!(rtcp::is_rtcp(&last.contents));
+    assert_eq!(c.b.handle_input(&last.contents, now), Ok(MediaEvent::Bye));
+    // Closed: nothing more, and no deadline.
+    assert_eq!(
+        c.a.poll_output(now + Duration::from_secs(5)),
+        Output::Timeout(None)
+    );
     assert!(!c.a.source_done());
     assert_eq!(c.a.stats().rtp_sent, 10);
     assert_eq!(c.b.stats().peer_sender.unwrap().packet_count, 10);
@@ -253,7 +264,7 @@ fn finish_stops_audio_and_sends_sr_sdes_bye() {
         Profile::AesCm128HmacSha1_80,
         &key(Profile::AesCm128HmacSha1_80, 1),
     );
-    let mut plain = last.clone();
+    let mut plain = last.contents.clone();
     rx.unprotect_rtcp(&mut plain).unwrap();
     let packets = rtcp::parse_compound(&plain).unwrap();
     assert!(matches!(&packets[0], rtcp::RtcpPacket::SenderReport(sr) if sr.ssrc == A_SSRC));
@@ -298,8 +309,8 @@ fn wrong_key_rejects_and_counts_every_packet() {
 fn replayed_packets_are_rejected_and_change_nothing() {
     let mut c = call(Profile::AesCm128HmacSha1_80, Codec::Pcma, 1000, 0);
     let now = c.start + Duration::from_millis(60);
-    let p1 = c.a.poll_transmit(now).unwrap();
-    let p2 = c.a.poll_transmit(now).unwrap();
+    let p1 = c.a.poll_output(now).into_transmit().unwrap().contents;
+    let p2 = c.a.poll_output(now).into_transmit().unwrap().contents;
     c.b.handle_input(&p1, now).unwrap();
     c.b.handle_input(&p2, now).unwrap();
     let before = c.b.received_payload();
@@ -318,11 +329,11 @@ fn replayed_packets_are_rejected_and_change_nothing() {
     // SRTCP replay.
     let later = c.start + Duration::from_millis(1000);
     let mut rtcp_packet = None;
-    while let Some(p) = c.a.poll_transmit(later) {
-        if rtcp::is_rtcp(&p) {
-            rtcp_packet = Some(p.clone());
+    for p in chaincall_io::drain(|| c.a.poll_output(later)).transmits {
+        if rtcp::is_rtcp(&p.contents) {
+            rtcp_packet = Some(p.contents.clone());
         }
-        c.b.handle_input(&p, later).unwrap();
+        c.b.handle_input(&p.contents, later).unwrap();
     }
     let rtcp_packet = rtcp_packet.expect("an SR at 1 s");
     assert_eq!(
@@ -383,7 +394,7 @@ fn reordered_and_lost_packets_reassemble_in_sequence_order() {
 fn hostile_datagrams_are_rejected_counted_and_harmless() {
     let mut c = call(Profile::AesCm128HmacSha1_80, Codec::Pcmu, 1000, 0);
     let now = c.start;
-    let good = c.a.poll_transmit(now).unwrap();
+    let good = c.a.poll_output(now).into_transmit().unwrap().contents;
 
     // Garbage of every short length, an oversized datagram, a bit-flipped packet.
     for len in 0..40 {

@@ -17,8 +17,9 @@ use chaincall_handshake::{
 use chaincall_identity::{
     IdentityKey, IdentityName, PhoneNumber, Randomness, SafetyNumber, StaticDirectory,
 };
+use chaincall_io::Output;
 use chaincall_media::g711::Codec;
-use chaincall_media::{MediaConfig, MediaSession, MediaStats};
+use chaincall_media::{MediaChannel, MediaConfig, MediaSession, MediaStats};
 use chaincall_mikey::{NtpTime, Responder, ResponderConfig};
 use chaincall_sip::framing::{Frame, StreamFramer};
 use chaincall_sip::message::ParseLimits;
@@ -1153,22 +1154,25 @@ async fn run_media(
     let mut stopping = false;
     loop {
         let now = Instant::now();
-        while let Some(pkt) = session.poll_transmit(now) {
-            let to = if chaincall_media::rtcp::is_rtcp(&pkt) {
-                rtcp_remote
-            } else {
-                remote
-            };
-            if let Err(e) = socket.send_to(&pkt, to).await {
-                debug!(error = %e, "media send failed");
+        let deadline = loop {
+            match session.poll_output(now) {
+                Output::Transmit(pkt) => {
+                    let to = match pkt.destination {
+                        MediaChannel::Rtp => remote,
+                        MediaChannel::Rtcp => rtcp_remote,
+                    };
+                    if let Err(e) = socket.send_to(&pkt.contents, to).await {
+                        debug!(error = %e, "media send failed");
+                    }
+                }
+                Output::Event(never) => match never {},
+                Output::Timeout(at) => break at,
             }
-        }
+        };
         if stopping {
             break;
         }
-        let deadline = session
-            .poll_timeout()
-            .unwrap_or_else(|| now + Duration::from_millis(200));
+        let deadline = deadline.unwrap_or_else(|| now + Duration::from_millis(200));
         tokio::select! {
             r = socket.recv_from(&mut buf) => match r {
                 Ok((n, from)) => {
