@@ -2,10 +2,12 @@
 //! [`Endpoint`] that routes messages to them by branch and method (§17.1.3, §17.2.3).
 //!
 //! # Shape
-//! Every state-changing call takes `now`. After any `handle_*` call, drain `poll_transmit` and
-//! `poll_event`, then ask `poll_timeout` for the next deadline and call `handle_timeout` at (or after)
-//! it. Early or repeated `handle_timeout` calls are harmless: timers live in a fixed table indexed
-//! by [`Timer`] and only expired entries fire.
+//! Every state-changing call takes `now`. After any call, drain `poll_output` until it yields
+//! `Timeout` (the `chaincall_io::Output` every chaincall core yields), then call `handle_timeout`
+//! at (or after) that deadline. Early or repeated `handle_timeout` calls are harmless: timers live
+//! in a fixed table indexed by [`Timer`] and only expired entries fire. The [`Endpoint`] addresses
+//! each transmit to the transaction's remote; a lone transaction's destination is `()`, the remote
+//! its owner holds.
 //!
 //! Timer values (§17.1.1.2, §17.1.2.2, §17.2.1, §17.2.2, Table 4 of Appendix A): A starts at T1 and
 //! doubles; B, F, H, J = 64·T1; D ≥ 32 s (unreliable) or 0; E and G double up to T2; I, K = T4 (0 over
@@ -15,6 +17,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+use chaincall_io::{Output, Transmit};
 
 use crate::error::UsageError;
 use crate::header::{HeaderName, MAGIC_COOKIE, Method};
@@ -119,6 +123,31 @@ impl TimerTable {
     }
 }
 
+/// What a transaction yields: bytes for its remote (which the owner, usually the [`Endpoint`],
+/// holds, so the destination is `()`), a [`TxEvent`], or the next timer deadline.
+pub type TxOutput = Output<TxEvent, ()>;
+
+/// The timers and output queues both transaction kinds keep.
+#[derive(Debug, Default)]
+struct TxIo {
+    timers: TimerTable,
+    transmits: VecDeque<Vec<u8>>,
+    events: VecDeque<TxEvent>,
+}
+
+impl TxIo {
+    /// Bytes first, then events, then the deadline.
+    fn poll_output(&mut self) -> TxOutput {
+        if let Some(bytes) = self.transmits.pop_front() {
+            return Output::transmit((), bytes);
+        }
+        if let Some(event) = self.events.pop_front() {
+            return Output::Event(event);
+        }
+        Output::Timeout(self.timers.next())
+    }
+}
+
 /// What a transaction tells its user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxEvent {
@@ -156,9 +185,7 @@ pub struct ClientTransaction {
     reliable: bool,
     cfg: TimerConfig,
     interval: Duration,
-    timers: TimerTable,
-    transmits: VecDeque<Vec<u8>>,
-    events: VecDeque<TxEvent>,
+    io: TxIo,
 }
 
 impl ClientTransaction {
@@ -201,9 +228,10 @@ impl ClientTransaction {
             reliable,
             cfg,
             interval: cfg.t1,
-            timers: TimerTable::default(),
-            transmits: VecDeque::from([wire]),
-            events: VecDeque::new(),
+            io: TxIo {
+                transmits: VecDeque::from([wire]),
+                ..TxIo::default()
+            },
         };
         let (retx, timeout) = if invite {
             (Timer::A, Timer::B)
@@ -211,9 +239,9 @@ impl ClientTransaction {
             (Timer::E, Timer::F)
         };
         if !reliable {
-            t.timers.set(retx, now + cfg.t1);
+            t.io.timers.set(retx, now + cfg.t1);
         }
-        t.timers.set(timeout, now + 64 * cfg.t1);
+        t.io.timers.set(timeout, now + 64 * cfg.t1);
         Ok(t)
     }
 
@@ -237,15 +265,15 @@ impl ClientTransaction {
             (_, ClientState::Terminated, _) => false,
             (true, ClientState::Calling | ClientState::Proceeding, 100..=199) => {
                 self.state = ClientState::Proceeding;
-                self.timers.stop(Timer::A);
-                self.timers.stop(Timer::B);
+                self.io.timers.stop(Timer::A);
+                self.io.timers.stop(Timer::B);
                 true
             }
             (true, ClientState::Calling | ClientState::Proceeding, 200..=299) => {
                 // RFC 6026 §8.4: Accepted; 2xx retransmissions are passed up for the TU to ACK.
                 self.state = ClientState::Accepted;
-                self.timers.clear();
-                self.timers.set(Timer::M, now + 64 * self.cfg.t1);
+                self.io.timers.clear();
+                self.io.timers.set(Timer::M, now + 64 * self.cfg.t1);
                 true
             }
             (true, ClientState::Accepted, 200..=299) => true,
@@ -256,21 +284,21 @@ impl ClientTransaction {
                     // The wire was parsed in `from_wire`; parsing is deterministic.
                     Err(_) => Vec::new(),
                 };
-                self.transmits.push_back(ack.clone());
+                self.io.transmits.push_back(ack.clone());
                 self.ack = Some(ack);
                 self.state = ClientState::Completed;
-                self.timers.clear();
+                self.io.timers.clear();
                 let d = if self.reliable {
                     Duration::ZERO
                 } else {
                     self.cfg.timer_d
                 };
-                self.timers.set(Timer::D, now + d);
+                self.io.timers.set(Timer::D, now + d);
                 true
             }
             (true, ClientState::Completed, 300..) => {
                 if let Some(ack) = &self.ack {
-                    self.transmits.push_back(ack.clone());
+                    self.io.transmits.push_back(ack.clone());
                 }
                 false
             }
@@ -280,13 +308,13 @@ impl ClientTransaction {
             }
             (false, ClientState::Trying | ClientState::Proceeding, 200..) => {
                 self.state = ClientState::Completed;
-                self.timers.clear();
+                self.io.timers.clear();
                 let k = if self.reliable {
                     Duration::ZERO
                 } else {
                     self.cfg.t4
                 };
-                self.timers.set(Timer::K, now + k);
+                self.io.timers.set(Timer::K, now + k);
                 true
             }
             _ => false,
@@ -295,26 +323,26 @@ impl ClientTransaction {
 
     /// Fires expired timers.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(t) = self.timers.pop_expired(now) {
+        while let Some(t) = self.io.timers.pop_expired(now) {
             match t {
                 Timer::A => {
                     // §17.1.1.2: retransmit, double the interval (no cap for INVITE).
-                    self.transmits.push_back(self.wire.clone());
+                    self.io.transmits.push_back(self.wire.clone());
                     self.interval *= 2;
-                    self.timers.set(Timer::A, now + self.interval);
+                    self.io.timers.set(Timer::A, now + self.interval);
                 }
                 Timer::E => {
                     // §17.1.2.2: double up to T2; in Proceeding always T2.
-                    self.transmits.push_back(self.wire.clone());
+                    self.io.transmits.push_back(self.wire.clone());
                     self.interval = if self.state == ClientState::Proceeding {
                         self.cfg.t2
                     } else {
                         (self.interval * 2).min(self.cfg.t2)
                     };
-                    self.timers.set(Timer::E, now + self.interval);
+                    self.io.timers.set(Timer::E, now + self.interval);
                 }
                 Timer::B | Timer::F => {
-                    self.events.push_back(TxEvent::Timeout);
+                    self.io.events.push_back(TxEvent::Timeout);
                     self.terminate();
                 }
                 Timer::D | Timer::K | Timer::M => self.terminate(),
@@ -326,27 +354,15 @@ impl ClientTransaction {
     fn terminate(&mut self) {
         if self.state != ClientState::Terminated {
             self.state = ClientState::Terminated;
-            self.timers.clear();
-            self.events.push_back(TxEvent::Terminated);
+            self.io.timers.clear();
+            self.io.events.push_back(TxEvent::Terminated);
         }
     }
 
-    /// The next datagram or stream write to send.
-    #[must_use]
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.transmits.pop_front()
-    }
-
-    /// The next event.
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<TxEvent> {
-        self.events.pop_front()
-    }
-
-    /// The next deadline, if any timer runs.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
+    /// The next output: the request (and its retransmissions, and ACKs) for the transaction's
+    /// remote, a [`TxEvent`], or the next timer deadline. Drain until `Timeout` after every call.
+    pub fn poll_output(&mut self) -> TxOutput {
+        self.io.poll_output()
     }
 }
 
@@ -435,9 +451,7 @@ pub struct ServerTransaction {
     reliable: bool,
     cfg: TimerConfig,
     interval: Duration,
-    timers: TimerTable,
-    transmits: VecDeque<Vec<u8>>,
-    events: VecDeque<TxEvent>,
+    io: TxIo,
 }
 
 impl ServerTransaction {
@@ -457,13 +471,11 @@ impl ServerTransaction {
             reliable,
             cfg,
             interval: cfg.t1,
-            timers: TimerTable::default(),
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
+            io: TxIo::default(),
         };
         if invite {
             let trying = response_to(req, 100, "Trying", None).to_bytes();
-            t.transmits.push_back(trying.clone());
+            t.io.transmits.push_back(trying.clone());
             t.last_response = Some(trying);
         }
         t
@@ -486,17 +498,17 @@ impl ServerTransaction {
             ServerState::Completed if is_ack && self.invite => {
                 // §17.2.1: ACK → Confirmed; stop G and H; Timer I absorbs ACK retransmits.
                 self.state = ServerState::Confirmed;
-                self.timers.clear();
+                self.io.timers.clear();
                 let i = if self.reliable {
                     Duration::ZERO
                 } else {
                     self.cfg.t4
                 };
-                self.timers.set(Timer::I, now + i);
+                self.io.timers.set(Timer::I, now + i);
             }
             ServerState::Proceeding | ServerState::Completed if !is_ack => {
                 if let Some(r) = &self.last_response {
-                    self.transmits.push_back(r.clone());
+                    self.io.transmits.push_back(r.clone());
                 }
             }
             _ => {}
@@ -524,7 +536,7 @@ impl ServerTransaction {
         if self.is_answered() {
             return Err(UsageError::State("final response already sent"));
         }
-        self.transmits.push_back(wire.clone());
+        self.io.transmits.push_back(wire.clone());
         self.last_response = Some(wire);
         match (self.invite, code) {
             (_, 100..=199) => {
@@ -532,14 +544,14 @@ impl ServerTransaction {
             }
             (true, 200..=299) => {
                 self.state = ServerState::Accepted;
-                self.timers.set(Timer::L, now + 64 * self.cfg.t1);
+                self.io.timers.set(Timer::L, now + 64 * self.cfg.t1);
             }
             (true, _) => {
                 self.state = ServerState::Completed;
                 if !self.reliable {
-                    self.timers.set(Timer::G, now + self.cfg.t1);
+                    self.io.timers.set(Timer::G, now + self.cfg.t1);
                 }
-                self.timers.set(Timer::H, now + 64 * self.cfg.t1);
+                self.io.timers.set(Timer::H, now + 64 * self.cfg.t1);
             }
             (false, _) => {
                 self.state = ServerState::Completed;
@@ -548,7 +560,7 @@ impl ServerTransaction {
                 } else {
                     64 * self.cfg.t1
                 };
-                self.timers.set(Timer::J, now + j);
+                self.io.timers.set(Timer::J, now + j);
             }
         }
         Ok(())
@@ -556,17 +568,17 @@ impl ServerTransaction {
 
     /// Fires expired timers.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(t) = self.timers.pop_expired(now) {
+        while let Some(t) = self.io.timers.pop_expired(now) {
             match t {
                 Timer::G => {
                     if let Some(r) = &self.last_response {
-                        self.transmits.push_back(r.clone());
+                        self.io.transmits.push_back(r.clone());
                     }
                     self.interval = (self.interval * 2).min(self.cfg.t2);
-                    self.timers.set(Timer::G, now + self.interval);
+                    self.io.timers.set(Timer::G, now + self.interval);
                 }
                 Timer::H => {
-                    self.events.push_back(TxEvent::Timeout);
+                    self.io.events.push_back(TxEvent::Timeout);
                     self.terminate();
                 }
                 Timer::I | Timer::J | Timer::L => self.terminate(),
@@ -578,27 +590,15 @@ impl ServerTransaction {
     fn terminate(&mut self) {
         if self.state != ServerState::Terminated {
             self.state = ServerState::Terminated;
-            self.timers.clear();
-            self.events.push_back(TxEvent::Terminated);
+            self.io.timers.clear();
+            self.io.events.push_back(TxEvent::Terminated);
         }
     }
 
-    /// The next bytes to send.
-    #[must_use]
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.transmits.pop_front()
-    }
-
-    /// The next event.
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<TxEvent> {
-        self.events.pop_front()
-    }
-
-    /// The next deadline.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
+    /// The next output: a response (or its retransmission) for the transaction's remote, a
+    /// [`TxEvent`], or the next timer deadline. Drain until `Timeout` after every call.
+    pub fn poll_output(&mut self) -> TxOutput {
+        self.io.poll_output()
     }
 }
 
@@ -667,14 +667,9 @@ struct ClientKey {
     method: String,
 }
 
-/// Bytes to send and where.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transmit {
-    /// Destination.
-    pub dest: SocketAddr,
-    /// Payload.
-    pub bytes: Vec<u8>,
-}
+/// What the [`Endpoint`] yields: a datagram (or stream write) for a transaction's remote, an
+/// [`EndpointEvent`], or the earliest deadline over all transactions.
+pub type EndpointOutput = Output<EndpointEvent>;
 
 /// What [`Endpoint::handle_message`] made of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -932,38 +927,29 @@ impl Endpoint {
     }
 
     fn collect(&mut self, id: TxId) {
-        let Some((tx, dest)) = self.txs.get_mut(&id) else {
+        let Some((tx, destination)) = self.txs.get_mut(&id) else {
             return;
         };
-        let dest = *dest;
+        let destination = *destination;
         let mut terminated = false;
-        let next;
-        match tx {
-            Tx::Client(t, _) => {
-                while let Some(bytes) = t.poll_transmit() {
-                    self.transmits.push_back(Transmit { dest, bytes });
-                }
-                while let Some(e) = t.poll_event() {
-                    match e {
-                        TxEvent::Timeout => self.events.push_back(EndpointEvent::ClientTimeout(id)),
-                        TxEvent::Terminated => terminated = true,
-                    }
-                }
-                next = t.poll_timeout();
+        let next = loop {
+            let out = match tx {
+                Tx::Client(t, _) => t.poll_output(),
+                Tx::Server(t, _) => t.poll_output(),
+            };
+            match out {
+                Output::Transmit(t) => self.transmits.push_back(Transmit {
+                    destination,
+                    contents: t.contents,
+                }),
+                Output::Event(TxEvent::Terminated) => terminated = true,
+                Output::Event(TxEvent::Timeout) => self.events.push_back(match tx {
+                    Tx::Client(..) => EndpointEvent::ClientTimeout(id),
+                    Tx::Server(..) => EndpointEvent::ServerTimeout(id),
+                }),
+                Output::Timeout(at) => break at,
             }
-            Tx::Server(t, _) => {
-                while let Some(bytes) = t.poll_transmit() {
-                    self.transmits.push_back(Transmit { dest, bytes });
-                }
-                while let Some(e) = t.poll_event() {
-                    match e {
-                        TxEvent::Timeout => self.events.push_back(EndpointEvent::ServerTimeout(id)),
-                        TxEvent::Terminated => terminated = true,
-                    }
-                }
-                next = t.poll_timeout();
-            }
-        }
+        };
         if terminated {
             if let Some((tx, _)) = self.txs.remove(&id) {
                 match tx {
@@ -982,21 +968,16 @@ impl Endpoint {
         }
     }
 
-    /// The next datagram to send.
-    #[must_use]
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
-    }
-
-    /// The next event.
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<EndpointEvent> {
-        self.events.pop_front()
-    }
-
-    /// The earliest deadline over all transactions.
-    #[must_use]
-    pub fn poll_timeout(&mut self) -> Option<Instant> {
+    /// The next output: a datagram or stream write for a transaction's remote, an
+    /// [`EndpointEvent`], or the earliest deadline over all transactions. Drain until `Timeout`
+    /// after every call.
+    pub fn poll_output(&mut self) -> EndpointOutput {
+        if let Some(t) = self.transmits.pop_front() {
+            return Output::Transmit(t);
+        }
+        if let Some(e) = self.events.pop_front() {
+            return Output::Event(e);
+        }
         // Drop heap entries of transactions that are gone.
         while let Some(Reverse((_, id))) = self.deadlines.peek() {
             if self.txs.contains_key(id) {
@@ -1004,13 +985,14 @@ impl Endpoint {
             }
             self.deadlines.pop();
         }
-        self.deadlines.peek().map(|Reverse((at, _))| *at)
+        Output::Timeout(self.deadlines.peek().map(|Reverse((at, _))| *at))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chaincall_io::drain;
 
     fn invite(branch: &str) -> MessageBuf {
         MessageBuf::request(Method::Invite, "sip:bob@example.com")
@@ -1033,20 +1015,24 @@ mod tests {
         let t0 = Instant::now();
         let mut t =
             ClientTransaction::new(&invite("z9hG4bK1"), false, TimerConfig::default(), t0).unwrap();
-        assert!(t.poll_transmit().is_some());
+        let first = drain(|| t.poll_output());
+        assert_eq!(first.transmits.len(), 1);
         // Timer A: 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s → 6 retransmissions before B at 32 s.
         let mut sent = 0;
         let mut now = t0;
-        while let Some(at) = t.poll_timeout() {
+        let mut events = Vec::new();
+        let mut next = first.timeout;
+        while let Some(at) = next {
             now = at;
             t.handle_timeout(now);
-            while t.poll_transmit().is_some() {
-                sent += 1;
-            }
+            let out = drain(|| t.poll_output());
+            sent += out.transmits.len();
+            events.extend(out.events);
+            next = out.timeout;
         }
         assert_eq!(sent, 6);
         assert_eq!(now - t0, Duration::from_secs(32));
-        assert_eq!(t.poll_event(), Some(TxEvent::Timeout));
+        assert_eq!(events.first(), Some(&TxEvent::Timeout));
         assert_eq!(t.state(), ClientState::Terminated);
     }
 
@@ -1055,17 +1041,17 @@ mod tests {
         let t0 = Instant::now();
         let req = invite("z9hG4bK2");
         let mut t = ClientTransaction::new(&req, false, TimerConfig::default(), t0).unwrap();
-        let _ = t.poll_transmit();
+        let _ = t.poll_output();
         let r = resp(&req, 486);
         let m = Message::parse(&r).unwrap();
         assert!(t.handle_response(&m, t0));
-        let ack = t.poll_transmit().unwrap();
+        let ack = t.poll_output().into_transmit().unwrap().contents;
         let a = Message::parse(&ack).unwrap();
         assert_eq!(a.method(), Some(Method::Ack));
         assert_eq!(a.to().unwrap().tag(), Some("b1"));
         assert_eq!(a.top_via().unwrap().branch(), Some("z9hG4bK2"));
         assert!(!t.handle_response(&m, t0), "retransmission absorbed");
-        assert!(t.poll_transmit().is_some(), "and ACKed again");
+        assert!(t.poll_output().into_transmit().is_some(), "and ACKed again");
         t.handle_timeout(t0 + Duration::from_secs(31));
         assert_eq!(t.state(), ClientState::Completed);
         t.handle_timeout(t0 + Duration::from_secs(32));
@@ -1082,18 +1068,22 @@ mod tests {
             .with("Call-ID", "x")
             .with("CSeq", "1 OPTIONS");
         let mut t = ClientTransaction::new(&req, false, TimerConfig::default(), t0).unwrap();
-        let _ = t.poll_transmit();
+        let mut next = drain(|| t.poll_output()).timeout;
         let mut gaps = vec![];
+        let mut events = vec![];
         let mut last = t0;
-        while let Some(at) = t.poll_timeout() {
+        while let Some(at) = next {
             t.handle_timeout(at);
-            if t.poll_transmit().is_some() {
+            let out = drain(|| t.poll_output());
+            if !out.transmits.is_empty() {
                 gaps.push((at - last).as_millis());
                 last = at;
             }
+            events.extend(out.events);
+            next = out.timeout;
         }
         assert_eq!(&gaps[..5], &[500, 1000, 2000, 4000, 4000]);
-        assert_eq!(t.poll_event(), Some(TxEvent::Timeout));
+        assert_eq!(events.first(), Some(&TxEvent::Timeout));
     }
 
     #[test]
@@ -1102,19 +1092,21 @@ mod tests {
         let req = invite("z9hG4bK4").to_bytes();
         let m = Message::parse(&req).unwrap();
         let mut s = ServerTransaction::new(&m, false, TimerConfig::default(), t0);
-        assert!(s.poll_transmit().unwrap().starts_with(b"SIP/2.0 100"));
+        let first = s.poll_output().into_transmit().unwrap();
+        assert!(first.contents.starts_with(b"SIP/2.0 100"));
         s.send_response(&response_to(&m, 486, "Busy Here", Some("t")), t0)
             .unwrap();
-        assert!(s.poll_transmit().unwrap().starts_with(b"SIP/2.0 486"));
+        let second = s.poll_output().into_transmit().unwrap();
+        assert!(second.contents.starts_with(b"SIP/2.0 486"));
         assert!(
             s.send_response(&response_to(&m, 200, "OK", Some("t")), t0)
                 .is_err()
         );
         s.handle_timeout(t0 + Duration::from_millis(500));
-        assert!(s.poll_transmit().is_some(), "Timer G");
+        assert!(s.poll_output().into_transmit().is_some(), "Timer G");
         s.handle_request(&m, t0 + Duration::from_millis(600));
         assert!(
-            s.poll_transmit().is_some(),
+            s.poll_output().into_transmit().is_some(),
             "INVITE retransmission answered"
         );
         let ack = build_ack(
@@ -1136,7 +1128,7 @@ mod tests {
         s.send_response(&response_to(&m, 404, "Not Found", Some("t")), t0)
             .unwrap();
         s.handle_timeout(t0 + Duration::from_secs(32));
-        assert!(std::iter::from_fn(|| s.poll_event()).any(|e| e == TxEvent::Timeout));
+        assert!(drain(|| s.poll_output()).events.contains(&TxEvent::Timeout));
     }
 
     #[test]
@@ -1149,7 +1141,7 @@ mod tests {
         let Routed::NewRequest(id) = ep.handle_message(&m, src, false, t0) else {
             panic!()
         };
-        assert_eq!(ep.poll_transmit().unwrap().dest, src);
+        assert_eq!(ep.poll_output().into_transmit().unwrap().destination, src);
         assert_eq!(ep.handle_message(&m, src, false, t0), Routed::Absorbed);
         // Same branch, other method: a CANCEL is a new transaction (§9.2).
         let cancel = build_cancel(&m).to_bytes();

@@ -6,7 +6,7 @@
 //! carries credentials for a user not in the cache, [`Core::handle`] first charges the per-source
 //! rate limit (so a flood of invented usernames costs at most the limit's worth of look-ups), then
 //! parks the request (at most [`MAX_PARKED`] in all and [`MAX_PARKED_PER_USER`] per username; more
-//! get 503) and returns [`Need::Credentials`] once per username. The shell runs the look-up beside
+//! get 503) and yields [`Need::Credentials`] from [`Core::poll_output`] once per username. The shell runs the look-up beside
 //! the loop and hands the answer to [`Core::insert_credentials`] (or [`Core::lookup_failed`]),
 //! which handles the parked requests; a request parked longer than `[auth] lookup_timeout_ms` is
 //! answered 503. The cache holds at most `[auth] credentials_cache_entries` answers, least
@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
+use chaincall_io::{Output, Transmit};
 use chaincall_sip::digest::{self, Algorithm, Credentials, NonceCheck, NonceManager};
 use chaincall_sip::header::{Contact, HeaderName, Method};
 use chaincall_sip::message::{
@@ -66,16 +67,15 @@ pub enum StreamKind {
     Tls,
 }
 
-/// Bytes for the shell to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outbound {
-    /// Destination.
-    pub dest: SocketAddr,
-    /// Payload.
-    pub bytes: Vec<u8>,
-}
+/// What [`Core::poll_output`] yields: a datagram or stream write for a peer (the shell sends it
+/// over the peer's stream connection if it has one, else over UDP), a [`Need`], or the next
+/// deadline.
+pub type CoreOutput = Output<Need>;
 
-/// Something the core needs before it can handle a message.
+/// Something the core needs before it can handle a message: the core's one event. It is an
+/// `Event` like any other core's because the shell acts on it the same way, between sends, as
+/// it drains; the answer comes back through [`Core::insert_credentials`] or
+/// [`Core::lookup_failed`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Need {
     /// Look up this subscriber, then feed the message again.
@@ -163,7 +163,10 @@ pub struct Core {
     tls_advertise: Option<SocketAddr>,
     /// Sent-by for requests we send over TCP: the first TCP listener (advertised IP).
     tcp_advertise: Option<SocketAddr>,
-    out: VecDeque<Outbound>,
+    out: VecDeque<Transmit>,
+    needs: VecDeque<Need>,
+    /// The transaction layer's next deadline, as its last drain ended.
+    ep_deadline: Option<Instant>,
     next_sweep: Instant,
     tag_secret: u64,
     metrics: Arc<Metrics>,
@@ -254,6 +257,8 @@ impl Core {
             tls_advertise: first_listener(cfg, advertise, ListenTransport::Tls),
             tcp_advertise: first_listener(cfg, advertise, ListenTransport::Tcp),
             out: VecDeque::new(),
+            needs: VecDeque::new(),
+            ep_deadline: None,
             next_sweep: now + Duration::from_secs(1),
             tag_secret: u64::from_le_bytes(secret[..8].try_into().unwrap_or([0; 8])),
             metrics,
@@ -352,7 +357,7 @@ impl Core {
         for p in waiting {
             // Already charged to the rate limit when parked.
             self.prepaid = true;
-            let again = self.handle(&p.data, p.src, p.transport, now, unix_secs);
+            let again = self.handle_message(&p.data, p.src, p.transport, now, unix_secs);
             self.prepaid = false;
             if again.is_some() {
                 // Only when the answer is already stale (a zero TTL and a later `now`); refuse
@@ -490,8 +495,24 @@ impl Core {
         }
     }
 
-    /// Handles one message. `unix_secs` dates nonces.
+    /// Handles one message. `unix_secs` dates nonces. A request from a subscriber whose
+    /// credentials are not cached is parked, and [`Core::poll_output`] yields the [`Need`] once
+    /// per username.
     pub fn handle(
+        &mut self,
+        data: &[u8],
+        src: SocketAddr,
+        transport: Transport,
+        now: Instant,
+        unix_secs: u64,
+    ) {
+        if let Some(need) = self.handle_message(data, src, transport, now, unix_secs) {
+            self.needs.push_back(need);
+        }
+    }
+
+    /// [`Core::handle`], returning the look-up a parked request waits for.
+    fn handle_message(
         &mut self,
         data: &[u8],
         src: SocketAddr,
@@ -512,10 +533,7 @@ impl Core {
                 if let Some(resp) = raw_error_response(data, e.status_code(), &e.to_string()) {
                     info!(%src, error = %e, "malformed request answered with {}", e.status_code());
                     self.metrics.count_response(e.status_code());
-                    self.out.push_back(Outbound {
-                        dest: src,
-                        bytes: resp,
-                    });
+                    self.send(src, resp);
                 } else {
                     debug!(%src, error = %e, "malformed message dropped");
                 }
@@ -683,10 +701,7 @@ impl Core {
         if let chaincall_sip::message::OwnedStart::Response { code, .. } = r.start {
             self.metrics.count_response(code);
         }
-        self.out.push_back(Outbound {
-            dest,
-            bytes: r.to_bytes(),
-        });
+        self.send(dest, r.to_bytes());
     }
 
     fn on_request(
@@ -1054,7 +1069,7 @@ impl Core {
             if (200..300).contains(&code)
                 && let Some(dest) = self.ep.remote(sid)
             {
-                self.out.push_back(Outbound { dest, bytes: wire });
+                self.send(dest, wire);
             }
             return;
         }
@@ -1078,7 +1093,7 @@ impl Core {
             ..Default::default()
         }
         .write(msg, &mut wire);
-        self.out.push_back(Outbound { dest, bytes: wire });
+        self.send(dest, wire);
     }
 
     fn forward_ack(&mut self, msg: &Message<'_>, src: SocketAddr, now: Instant) {
@@ -1140,7 +1155,7 @@ impl Core {
             ..Default::default()
         }
         .write(msg, &mut wire);
-        self.out.push_back(Outbound { dest, bytes: wire });
+        self.send(dest, wire);
     }
 
     /// Digest authentication (RFC 7616 through RFC 3261 §22). Returns true when the request may
@@ -1476,61 +1491,82 @@ impl Core {
     }
 
     fn drain(&mut self, now: Instant) {
-        while let Some(ev) = self.ep.poll_event() {
-            match ev {
-                EndpointEvent::ClientTimeout(cid) => {
-                    // §16.8: a timed-out branch counts as 408.
-                    if let Some(&sid) = self.back.get(&cid)
-                        && self.ep.is_answered(sid) == Some(false)
-                        && let Some(req) = self.server_req.get(&sid).cloned()
-                        && let Ok(m) = Message::parse(&req)
-                    {
-                        info!("no answer downstream: 408");
-                        self.reply(sid, &m, 408, "Request Timeout", &[], now);
-                    }
-                }
-                EndpointEvent::ServerTimeout(_) => {}
-                EndpointEvent::Terminated(id) => {
-                    self.timer_c.remove(&id);
-                    if let Some(cid) = self.forwards.remove(&id) {
-                        self.back.remove(&cid);
-                    }
-                    if let Some(sid) = self.back.remove(&id) {
-                        self.forwards.remove(&sid);
-                    }
-                    self.server_req.remove(&id);
-                }
+        // Events first, then every transaction transmit (those the events cause too): what the
+        // events send directly goes out ahead of the transaction layer's queue.
+        let mut transmits = Vec::new();
+        loop {
+            let out = chaincall_io::drain(|| self.ep.poll_output());
+            transmits.extend(out.transmits);
+            self.ep_deadline = out.timeout;
+            if out.events.is_empty() {
+                break;
+            }
+            for ev in out.events {
+                self.on_endpoint_event(ev, now);
             }
         }
-        while let Some(t) = self.ep.poll_transmit() {
-            self.out.push_back(Outbound {
-                dest: t.dest,
-                bytes: t.bytes,
-            });
-        }
+        self.out.extend(transmits);
         self.metrics.transactions.set(self.ep.len() as i64);
     }
 
-    /// The next datagram to send.
-    #[must_use]
-    pub fn poll_out(&mut self) -> Option<Outbound> {
-        self.out.pop_front()
+    fn on_endpoint_event(&mut self, ev: EndpointEvent, now: Instant) {
+        match ev {
+            EndpointEvent::ClientTimeout(cid) => {
+                // §16.8: a timed-out branch counts as 408.
+                if let Some(&sid) = self.back.get(&cid)
+                    && self.ep.is_answered(sid) == Some(false)
+                    && let Some(req) = self.server_req.get(&sid).cloned()
+                    && let Ok(m) = Message::parse(&req)
+                {
+                    info!("no answer downstream: 408");
+                    self.reply(sid, &m, 408, "Request Timeout", &[], now);
+                }
+            }
+            EndpointEvent::ServerTimeout(_) => {}
+            EndpointEvent::Terminated(id) => {
+                self.timer_c.remove(&id);
+                if let Some(cid) = self.forwards.remove(&id) {
+                    self.back.remove(&cid);
+                }
+                if let Some(sid) = self.back.remove(&id) {
+                    self.forwards.remove(&sid);
+                }
+                self.server_req.remove(&id);
+            }
+        }
+    }
+
+    /// Queues `contents` for `destination`.
+    fn send(&mut self, destination: SocketAddr, contents: Vec<u8>) {
+        self.out.push_back(Transmit {
+            destination,
+            contents,
+        });
+    }
+
+    /// The next output: a datagram or stream write, a [`Need`], or the next deadline (the
+    /// earliest of the transactions' timers, the once-a-second sweep and the oldest parked
+    /// look-up's timeout). Drain until `Timeout` after every call; the shell sends a transmit over
+    /// the destination's stream connection if it has one (see [`Core::is_stream_peer`]).
+    pub fn poll_output(&mut self) -> CoreOutput {
+        if let Some(t) = self.out.pop_front() {
+            return Output::Transmit(t);
+        }
+        if let Some(need) = self.needs.pop_front() {
+            return Output::Event(need);
+        }
+        let mut next = self
+            .ep_deadline
+            .map_or(self.next_sweep, |t| t.min(self.next_sweep));
+        if let Some(oldest) = self.parked.values().flatten().map(|p| p.since).min() {
+            next = next.min(oldest + self.lookup_timeout);
+        }
+        Output::Timeout(Some(next))
     }
 
     /// True if `dest` should be reached over its stream connection.
     pub fn is_stream_peer(&self, dest: &SocketAddr) -> bool {
         self.stream_peers.contains_key(dest)
-    }
-
-    /// The next deadline.
-    #[must_use]
-    pub fn poll_timeout(&mut self) -> Option<Instant> {
-        let t = self.ep.poll_timeout();
-        let mut next = t.map_or(self.next_sweep, |t| t.min(self.next_sweep));
-        if let Some(oldest) = self.parked.values().flatten().map(|p| p.since).min() {
-            next = next.min(oldest + self.lookup_timeout);
-        }
-        Some(next)
     }
 
     /// The flow named by the flow token in our popped Route values, for a request that must go to

@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use chaincall_io::{Output, Transmit};
 use chaincall_sip::framing::{Frame, StreamFramer};
 use chaincall_sip::message::ParseLimits;
 use rand_core::{OsRng, RngCore};
@@ -487,9 +488,22 @@ impl Server {
         let udp0 = udp.first().cloned();
         tokio::pin!(shutdown);
         loop {
-            let deadline = core
-                .poll_timeout()
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            // Drain the core: send each transmit, start each look-up it needs, until `Timeout`.
+            let deadline = loop {
+                match core.poll_output() {
+                    Output::Transmit(o) => send(&streams, udp0.as_ref(), o).await,
+                    Output::Event(Need::Credentials { username, domain }) => {
+                        match (&db, lookup_tx.upgrade()) {
+                            (Some(db), Some(tx)) => {
+                                spawn_lookup(db.clone(), tx, username, domain, lookup_timeout)
+                            }
+                            _ => core.lookup_failed(&username, &domain, Instant::now()),
+                        }
+                    }
+                    Output::Timeout(at) => break at,
+                }
+            };
+            let deadline = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
             let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
             tokio::select! {
                 _ = &mut shutdown => break,
@@ -506,15 +520,7 @@ impl Server {
                         streams.remove(&peer);
                     }
                     Some(Ev::Msg { data, src, transport }) => {
-                        let (now, unix) = (Instant::now(), unix_now());
-                        if let Some(Need::Credentials { username, domain }) =
-                            core.handle(&data, src, transport, now, unix)
-                        {
-                            match (&db, lookup_tx.upgrade()) {
-                                (Some(db), Some(tx)) => spawn_lookup(db.clone(), tx, username, domain, lookup_timeout),
-                                _ => core.lookup_failed(&username, &domain, now),
-                            }
-                        }
+                        core.handle(&data, src, transport, Instant::now(), unix_now());
                     }
                     Some(Ev::Looked { username, domain, found }) => {
                         let (now, unix) = (Instant::now(), unix_now());
@@ -524,23 +530,6 @@ impl Server {
                         }
                     }
                 },
-            }
-            while let Some(o) = core.poll_out() {
-                if let Some(s) = streams.get(&o.dest) {
-                    if s.try_send(o.bytes).is_err() {
-                        debug!(dest = %o.dest, "stream writer full; message dropped");
-                    }
-                } else if let Some(u) = &udp0 {
-                    match u.try_send_to(&o.bytes, o.dest) {
-                        Ok(_) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            let _ = u.send_to(&o.bytes, o.dest).await;
-                        }
-                        Err(e) => debug!(dest = %o.dest, error = %e, "udp send failed"),
-                    }
-                } else {
-                    debug!(dest = %o.dest, "no UDP socket and no stream to destination");
-                }
             }
         }
         for t in tasks {
@@ -554,6 +543,31 @@ impl Server {
     /// served once [`Server::run`] runs and until it returns.
     pub fn stream_sink(&self) -> StreamSink {
         self.sink.clone()
+    }
+}
+
+/// Sends one transmit of the core: over the destination's stream connection if it has one, else
+/// over the first UDP socket. A full stream writer or a failed send drops the message (SIP
+/// retransmits what matters), logged at debug.
+async fn send(
+    streams: &HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    udp: Option<&Arc<UdpSocket>>,
+    o: Transmit,
+) {
+    if let Some(s) = streams.get(&o.destination) {
+        if s.try_send(o.contents).is_err() {
+            debug!(dest = %o.destination, "stream writer full; message dropped");
+        }
+    } else if let Some(u) = udp {
+        match u.try_send_to(&o.contents, o.destination) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let _ = u.send_to(&o.contents, o.destination).await;
+            }
+            Err(e) => debug!(dest = %o.destination, error = %e, "udp send failed"),
+        }
+    } else {
+        debug!(dest = %o.destination, "no UDP socket and no stream to destination");
     }
 }
 
