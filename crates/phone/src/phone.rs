@@ -510,9 +510,24 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             let _ = frame_tx.send(None).await;
         });
         loop {
-            let deadline = self
-                .ua
-                .poll_timeout()
+            // Drain the UA: write its messages, act on its events (which may queue more: answers,
+            // ACKs, BYEs), until `Timeout`. After a failed write the rest of this round is
+            // dropped: the connection is gone and the reader will say so.
+            let mut write_failed = false;
+            let ua_deadline = loop {
+                match self.ua.poll_output() {
+                    Output::Transmit(out) if !write_failed => {
+                        if let Err(e) = wr.write_all(&out.contents).await {
+                            warn!(error = %e, "signalling write failed");
+                            write_failed = true;
+                        }
+                    }
+                    Output::Transmit(_) => {}
+                    Output::Event(ev) => self.ua_event(ev).await,
+                    Output::Timeout(at) => break at,
+                }
+            };
+            let deadline = ua_deadline
                 .into_iter()
                 .chain(self.refresh_at)
                 .min()
@@ -541,16 +556,6 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                         self.ua.register(self.cfg.register_expires, now);
                     }
                     self.ua.handle_timeout(now);
-                }
-            }
-            // Events first: they may queue more messages (answers, ACKs, BYEs).
-            while let Some(ev) = self.ua.poll_event() {
-                self.ua_event(ev).await;
-            }
-            while let Some(out) = self.ua.poll_transmit() {
-                if let Err(e) = wr.write_all(&out).await {
-                    warn!(error = %e, "signalling write failed");
-                    break;
                 }
             }
         }

@@ -1,14 +1,15 @@
 //! The phone's SIP user agent core (RFC 3261 UAC and UAS), sans-IO.
 //!
 //! It speaks over one reliable connection to its outbound proxy (TLS-PSK to sipd, or TCP to a
-//! Kamailio): bytes in with [`UserAgent::handle_input`], bytes out with
-//! [`UserAgent::poll_transmit`], events with [`UserAgent::poll_event`], and time with
-//! [`UserAgent::handle_timeout`] / [`UserAgent::poll_timeout`]. Over a reliable transport RFC 3261
+//! Kamailio): bytes in with [`UserAgent::handle_input`], and out, with events and the next
+//! deadline, from [`UserAgent::poll_output`] (the `chaincall_io::Output` every core yields; the
+//! destination is `()`, the one connection); time with [`UserAgent::handle_timeout`]. Over a
+//! reliable transport RFC 3261
 //! retransmits nothing (§17.1.1.2, §17.1.2.2), so the only timers are Timer B/F (64·T1, 32 s):
 //! a request without a final answer by then fails.
 //!
 //! Call order per step: call a command or `handle_input`/`handle_timeout`, then drain
-//! `poll_transmit` and `poll_event`.
+//! `poll_output` until `Timeout`.
 //!
 //! Digest authentication (RFC 7616/8760): a 401/407 to REGISTER or INVITE is answered once with
 //! credentials (a second challenge for the same request means they are wrong); an INVITE's
@@ -18,6 +19,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use chaincall_io::Output;
 use chaincall_sip::dialog::Dialog;
 use chaincall_sip::digest::Challenge;
 use chaincall_sip::message::{Message, MessageBuf, response_to};
@@ -56,6 +58,9 @@ impl std::fmt::Debug for UaConfig {
             .finish_non_exhaustive()
     }
 }
+
+/// What [`UserAgent::poll_output`] yields.
+pub type UaOutput = Output<UaEvent, ()>;
 
 /// What happened, for the shell.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -690,28 +695,24 @@ impl UserAgent {
         }
     }
 
-    /// The next deadline, if any request is outstanding.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    /// The next output: a message to write to the connection (`Transmit<()>`: the destination
+    /// is the one connection to the proxy), a [`UaEvent`], or the next deadline (`None` when no
+    /// request is outstanding). Drain until `Timeout` after every command, `handle_input` and
+    /// `handle_timeout`; acting on an event may queue more messages, so keep polling.
+    pub fn poll_output(&mut self) -> UaOutput {
+        if let Some(message) = self.out.pop_front() {
+            return Output::transmit((), message);
+        }
+        if let Some(event) = self.events.pop_front() {
+            return Output::Event(event);
+        }
         let reg = self.register.as_ref().map(|(p, _)| p.deadline);
         let calls = self.calls.values().filter_map(|s| match s {
             CallState::Calling { invite } => Some(invite.deadline),
             CallState::Closing { bye } => Some(bye.deadline),
             _ => None,
         });
-        reg.into_iter().chain(calls).min()
-    }
-
-    /// The next message to write to the connection.
-    #[must_use]
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.out.pop_front()
-    }
-
-    /// The next event.
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<UaEvent> {
-        self.events.pop_front()
+        Output::Timeout(reg.into_iter().chain(calls).min())
     }
 }
 
