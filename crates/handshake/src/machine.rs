@@ -19,6 +19,38 @@ use crate::{Established, HandshakeConfig, HandshakeError, LocalIdentity, Protoco
 /// [`Established`] result as the event, and the handshake deadline.
 pub type HandshakeOutput = Output<Established, ()>;
 
+/// The methods both machines share, delegated to their [`Core`]; `$when` says when the result is
+/// yielded, which is all that differs.
+macro_rules! shared_api {
+    ($when:literal) => {
+        #[doc = concat!(
+            "The next output: a frame to send on the connection, the [`Established`] result (once, ",
+            $when,
+            "), or the handshake deadline while it runs. Drain until `Timeout` after `new` and ",
+            "after every `handle_input` or `handle_timeout`."
+        )]
+        pub fn poll_output(&mut self) -> HandshakeOutput {
+            self.core.poll_output()
+        }
+
+        /// Tells the handshake the time; past the deadline it fails with
+        /// [`HandshakeError::Timeout`]. Early or repeated calls are harmless.
+        pub fn handle_timeout(&mut self, now: Instant) {
+            self.core.handle_timeout(now);
+        }
+
+        /// The sticky error, if the handshake failed.
+        pub fn error(&self) -> Option<&HandshakeError> {
+            self.core.error.as_ref()
+        }
+
+        /// Whether the handshake finished successfully.
+        pub fn is_finished(&self) -> bool {
+            self.core.finished
+        }
+    };
+}
+
 /// State common to both roles: the outbox, the deadline, the sticky error and the result.
 struct Core {
     config: HandshakeConfig,
@@ -89,9 +121,25 @@ impl Core {
         Output::Timeout((self.error.is_none() && !self.finished).then_some(self.deadline))
     }
 
-    fn finish(&mut self, established: Established) {
+    /// Done: the result is queued for `poll_output`.
+    fn finish(
+        &mut self,
+        (psk, identity): (crate::Psk, crate::PskIdentity),
+        (peer, peer_key): (IdentityName, PublicIdentityKey),
+        protocol: Protocol,
+        lifetime: Duration,
+        now: Instant,
+    ) {
         self.finished = true;
-        self.established = Some(established);
+        self.established = Some(Established {
+            psk,
+            identity,
+            peer,
+            peer_key,
+            protocol,
+            lifetime,
+            established_at: now,
+        });
     }
 }
 
@@ -384,39 +432,12 @@ impl Initiator {
         lifetime: Duration,
         now: Instant,
     ) {
-        self.core.finish(Established {
-            psk,
-            identity,
-            peer: self.peer.clone(),
-            peer_key: self.peer_key.clone(),
-            protocol: self.protocol,
-            lifetime,
-            established_at: now,
-        });
+        let peer = (self.peer.clone(), self.peer_key.clone());
+        self.core
+            .finish((psk, identity), peer, self.protocol, lifetime, now);
     }
 
-    /// The next output: a frame to send on the connection, the [`Established`] result (once,
-    /// after message 2 was accepted and message 3 was yielded), or the handshake deadline while it
-    /// runs. Drain until `Timeout` after `new` and after every `handle_input` or `handle_timeout`.
-    pub fn poll_output(&mut self) -> HandshakeOutput {
-        self.core.poll_output()
-    }
-
-    /// Tells the handshake the time; past the deadline it fails with [`HandshakeError::Timeout`].
-    /// Early or repeated calls are harmless.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.core.handle_timeout(now);
-    }
-
-    /// The sticky error, if the handshake failed.
-    pub fn error(&self) -> Option<&HandshakeError> {
-        self.core.error.as_ref()
-    }
-
-    /// Whether the handshake finished successfully.
-    pub fn is_finished(&self) -> bool {
-        self.core.finished
-    }
+    shared_api!("after message 2 was accepted and message 3 was yielded");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -710,43 +731,16 @@ impl Responder {
 
     fn complete(&mut self, psk: crate::Psk, identity: crate::PskIdentity, now: Instant) {
         // Invariant: complete() runs only after message 1 set peer and protocol.
-        let (peer, peer_key) = self.peer.clone().expect("set at message 1");
+        let peer = self.peer.clone().expect("set at message 1");
         let protocol = self.protocol.expect("set at message 1");
         let lifetime = self
             .core
             .config
             .psk_lifetime
             .min(HandshakeConfig::MAX_LIFETIME);
-        self.core.finish(Established {
-            psk,
-            identity,
-            peer,
-            peer_key,
-            protocol,
-            lifetime,
-            established_at: now,
-        });
+        self.core
+            .finish((psk, identity), peer, protocol, lifetime, now);
     }
 
-    /// The next output: a frame to send on the connection, the [`Established`] result (once,
-    /// after message 3 was accepted), or the handshake deadline while it runs. Drain until
-    /// `Timeout` after every `handle_input` or `handle_timeout`.
-    pub fn poll_output(&mut self) -> HandshakeOutput {
-        self.core.poll_output()
-    }
-
-    /// Tells the handshake the time; past the deadline it fails with [`HandshakeError::Timeout`].
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.core.handle_timeout(now);
-    }
-
-    /// The sticky error, if the handshake failed.
-    pub fn error(&self) -> Option<&HandshakeError> {
-        self.core.error.as_ref()
-    }
-
-    /// Whether the handshake finished successfully.
-    pub fn is_finished(&self) -> bool {
-        self.core.finished
-    }
+    shared_api!("after message 3 was accepted");
 }
