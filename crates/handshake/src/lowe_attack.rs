@@ -64,14 +64,22 @@ fn reseal(
     (wire::encode_frame(ty, &ct), pt.to_vec())
 }
 
-#[test]
-fn lowe_attack_is_detected_by_the_responder_name_in_message_2() {
-    let w = world();
-    let now = Instant::now();
-    let replay = ReplayCache::default();
-    // A, honest, starts a run with I.
+/// The attack's opening, the same with and without Lowe's fix: honest A starts an NSL run with I;
+/// I re-encrypts A's message 1 to B, "from A"; B answers with message 2 (sealed to A).
+struct Opening {
+    alice: Initiator,
+    bob: Responder,
+    /// Message 1 as I sent it to B.
+    msg1_ib: Vec<u8>,
+    /// Its plaintext (Na || A), which I read.
+    pt1: Vec<u8>,
+    /// B's message 2.
+    msg2: Vec<u8>,
+}
+
+fn opening(w: &World, unfixed: bool, replay: &ReplayCache, now: Instant) -> Opening {
     let mut alice = Initiator::new(
-        config(false),
+        config(unfixed),
         w.a.clone(),
         w.i.name().clone(),
         Protocol::Nsl,
@@ -80,18 +88,38 @@ fn lowe_attack_is_detected_by_the_responder_name_in_message_2() {
     )
     .unwrap();
     let msg1_ai = alice.poll_output().into_transmit().unwrap().contents;
-    // I turns it into a message 1 to B, "from A".
-    let (msg1_ib, _) = reseal(
+    let (msg1_ib, pt1) = reseal(
         &w.i,
         &w.b,
         MessageType::NslMsg1,
         kdf::CTX_NSL_MSG1,
         &msg1_ai,
     );
-    let mut bob = Responder::new(config(false), w.b.clone(), now);
-    bob.handle_input(&msg1_ib, &w.dir, &replay, now).unwrap();
-    assert_eq!(bob.peer(), Some(w.a.name()));
+    let mut bob = Responder::new(config(unfixed), w.b.clone(), now);
+    bob.handle_input(&msg1_ib, &w.dir, replay, now).unwrap();
     let msg2 = bob.poll_output().into_transmit().unwrap().contents;
+    Opening {
+        alice,
+        bob,
+        msg1_ib,
+        pt1,
+        msg2,
+    }
+}
+
+#[test]
+fn lowe_attack_is_detected_by_the_responder_name_in_message_2() {
+    let w = world();
+    let now = Instant::now();
+    let replay = ReplayCache::default();
+    // A, honest, starts a run with I, which I turns into a message 1 to B, "from A".
+    let Opening {
+        mut alice,
+        mut bob,
+        msg2,
+        ..
+    } = opening(&w, false, &replay, now);
+    assert_eq!(bob.peer(), Some(w.a.name()));
     // I cannot read message 2 (it is sealed to A) ...
     assert!(ecies::open(w.i.key(), kdf::CTX_NSL_MSG2, &msg2[wire::HEADER_LEN..]).is_err());
     // ... so it passes it to A as its own answer. A finds B's name inside and aborts.
@@ -125,27 +153,14 @@ fn without_lowes_fix_the_intruder_impersonates_a_to_b_and_learns_the_key() {
     let w = world();
     let now = Instant::now();
     let replay = ReplayCache::default();
-    let mut alice = Initiator::new(
-        config(true),
-        w.a.clone(),
-        w.i.name().clone(),
-        Protocol::Nsl,
-        &w.dir,
-        now,
-    )
-    .unwrap();
-    let msg1_ai = alice.poll_output().into_transmit().unwrap().contents;
-    let (msg1_ib, pt1) = reseal(
-        &w.i,
-        &w.b,
-        MessageType::NslMsg1,
-        kdf::CTX_NSL_MSG1,
-        &msg1_ai,
-    );
+    let Opening {
+        mut alice,
+        mut bob,
+        msg1_ib,
+        pt1,
+        msg2,
+    } = opening(&w, true, &replay, now);
     let na = pt1[..32].to_vec();
-    let mut bob = Responder::new(config(true), w.b.clone(), now);
-    bob.handle_input(&msg1_ib, &w.dir, &replay, now).unwrap();
-    let msg2 = bob.poll_output().into_transmit().unwrap().contents;
     // A accepts B's message 2 as I's: nothing in it says who made it.
     alice.handle_input(&msg2, now).unwrap();
     let msg3_ai = alice.poll_output().into_transmit().unwrap().contents;
@@ -185,14 +200,10 @@ fn without_lowes_fix_the_intruder_impersonates_a_to_b_and_learns_the_key() {
     assert_eq!(identity, at_b.identity);
 }
 
-#[test]
-fn the_unfixed_variant_still_completes_honest_runs() {
-    // So the attack test above fails because of the attack, not because the variant is broken.
-    let w = world();
-    let now = Instant::now();
-    let replay = ReplayCache::default();
+/// An honest NSL run between A and B, the variant with or without Lowe's fix.
+fn honest_run(w: &World, unfixed: bool, now: Instant) -> crate::InMemoryRun {
     let mut alice = Initiator::new(
-        config(true),
+        config(unfixed),
         w.a.clone(),
         w.b.name().clone(),
         Protocol::Nsl,
@@ -200,8 +211,15 @@ fn the_unfixed_variant_still_completes_honest_runs() {
         now,
     )
     .unwrap();
-    let mut bob = Responder::new(config(true), w.b.clone(), now);
-    let run = crate::run_in_memory(&mut alice, &mut bob, &w.dir, &replay, now).unwrap();
+    let mut bob = Responder::new(config(unfixed), w.b.clone(), now);
+    let replay = ReplayCache::default();
+    crate::run_in_memory(&mut alice, &mut bob, &w.dir, &replay, now).unwrap()
+}
+
+#[test]
+fn the_unfixed_variant_still_completes_honest_runs() {
+    // So the attack test above fails because of the attack, not because the variant is broken.
+    let run = honest_run(&world(), true, Instant::now());
     assert_eq!(run.initiator.psk, run.responder.psk);
 }
 
@@ -210,25 +228,11 @@ fn nsl_has_no_forward_secrecy_one_stolen_key_recovers_a_recorded_psk() {
     // Documented limitation (docs/handshake.md): record an honest run, steal B's key later, and the
     // PSK falls out — which is why STS exists and NSL can be switched off.
     let w = world();
-    let now = Instant::now();
-    let replay = ReplayCache::default();
-    let mut alice = Initiator::new(
-        config(false),
-        w.a.clone(),
-        w.b.name().clone(),
-        Protocol::Nsl,
-        &w.dir,
-        now,
-    )
-    .unwrap();
-    let mut bob = Responder::new(config(false), w.b.clone(), now);
-    let m1 = alice.poll_output().into_transmit().unwrap().contents;
-    bob.handle_input(&m1, &w.dir, &replay, now).unwrap();
-    let m2 = bob.poll_output().into_transmit().unwrap().contents;
-    alice.handle_input(&m2, now).unwrap();
-    let m3 = alice.poll_output().into_transmit().unwrap().contents;
-    bob.handle_input(&m3, &w.dir, &replay, now).unwrap();
-    let real = bob.poll_output().into_event().unwrap();
+    let run = honest_run(&w, false, Instant::now());
+    let [m1, m2, m3] = &run.frames[..] else {
+        panic!("NSL has three messages")
+    };
+    let real = run.responder;
     // The eavesdropper, holding only skB afterwards:
     let na = ecies::open(w.b.key(), kdf::CTX_NSL_MSG1, &m1[wire::HEADER_LEN..]).unwrap();
     let nb = ecies::open(w.b.key(), kdf::CTX_NSL_MSG3, &m3[wire::HEADER_LEN..]).unwrap();
@@ -239,7 +243,7 @@ fn nsl_has_no_forward_secrecy_one_stolen_key_recovers_a_recorded_psk() {
         w.b.name(),
         w.b.public(),
     );
-    for m in [&m1, &m2, &m3] {
+    for m in [m1, m2, m3] {
         t.absorb(m);
     }
     let ikm = [&na[..32], &nb[..]].concat();

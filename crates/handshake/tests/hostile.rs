@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use chaincall_handshake::wire::{self, MAX_BODY};
 use chaincall_handshake::{
-    HandshakeConfig, HandshakeError, Initiator, MessageType, Protocol, ReplayCache, Responder,
+    HandshakeConfig, HandshakeError, MessageType, Protocol, ReplayCache, Responder,
 };
-use common::{run, world};
+use common::{initiator, pair, run, world};
 use proptest::prelude::*;
 
 #[test]
@@ -120,7 +120,7 @@ proptest! {
         let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
         prop_assert!(bob.handle_input(&bytes, &w.dir, &ReplayCache::default(), now).is_err());
         for p in [Protocol::Nsl, Protocol::Sts] {
-            let mut alice = Initiator::new(HandshakeConfig::default(), w.a.clone(), w.b.name().clone(), p, &w.dir, now).unwrap();
+            let mut alice = initiator(&w, p, &w.dir, now);
             prop_assert!(alice.handle_input(&bytes, now).is_err());
         }
     }
@@ -136,7 +136,7 @@ proptest! {
         let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
         prop_assert!(bob.handle_input(&frame, &w.dir, &ReplayCache::default(), now).is_err());
         for p in [Protocol::Nsl, Protocol::Sts] {
-            let mut alice = Initiator::new(HandshakeConfig::default(), w.a.clone(), w.b.name().clone(), p, &w.dir, now).unwrap();
+            let mut alice = initiator(&w, p, &w.dir, now);
             prop_assert!(alice.handle_input(&frame, now).is_err());
         }
     }
@@ -149,8 +149,7 @@ proptest! {
     ) {
         let w = world();
         let now = Instant::now();
-        let mut alice = Initiator::new(HandshakeConfig::default(), w.a.clone(), w.b.name().clone(), p, &w.dir, now).unwrap();
-        let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
+        let (mut alice, mut bob) = pair(&w, p, &w.dir, now);
         let cache = ReplayCache::default();
         let mutate = |mut f: Vec<u8>| {
             if truncate { f.truncate(cut.index(f.len())); } else { let i = pos.index(f.len()); f[i] ^= xor; }
@@ -182,16 +181,7 @@ proptest! {
 fn sts_refuses_the_high_s_twin_of_a_valid_signature() {
     let w = world();
     let now = Instant::now();
-    let mut alice = Initiator::new(
-        HandshakeConfig::default(),
-        w.a.clone(),
-        w.b.name().clone(),
-        Protocol::Sts,
-        &w.dir,
-        now,
-    )
-    .unwrap();
-    let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
+    let (mut alice, mut bob) = pair(&w, Protocol::Sts, &w.dir, now);
     let cache = ReplayCache::default();
     let m1 = alice.poll_output().into_transmit().unwrap().contents;
     bob.handle_input(&m1, &w.dir, &cache, now).unwrap();

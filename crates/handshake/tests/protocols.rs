@@ -10,7 +10,7 @@ use chaincall_handshake::{
     Responder, run_in_memory,
 };
 use chaincall_identity::{DirectoryError, IdentityKey, KeyStatus, StaticDirectory};
-use common::{party, run, world};
+use common::{initiator, pair, party, run, world};
 
 const BOTH: [Protocol; 2] = [Protocol::Nsl, Protocol::Sts];
 
@@ -53,15 +53,7 @@ fn the_initiator_takes_the_shorter_lifetime() {
     };
     for p in BOTH {
         let replay = ReplayCache::default();
-        let mut alice = Initiator::new(
-            HandshakeConfig::default(),
-            w.a.clone(),
-            w.b.name().clone(),
-            p,
-            &w.dir,
-            now,
-        )
-        .unwrap();
+        let mut alice = initiator(&w, p, &w.dir, now);
         let mut bob = Responder::new(short.clone(), w.b.clone(), now);
         let run = run_in_memory(&mut alice, &mut bob, &w.dir, &replay, now).unwrap();
         assert_eq!(run.initiator.lifetime, Duration::from_secs(60));
@@ -107,16 +99,7 @@ fn a_responder_refuses_a_revoked_or_unknown_initiator_with_an_alert() {
         for p in BOTH {
             let replay = ReplayCache::default();
             // A still sees itself and B as approved (its directory is the honest one).
-            let mut alice = Initiator::new(
-                HandshakeConfig::default(),
-                w.a.clone(),
-                w.b.name().clone(),
-                p,
-                &w.dir,
-                now,
-            )
-            .unwrap();
-            let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
+            let (mut alice, mut bob) = pair(&w, p, &w.dir, now);
             let err = bob
                 .handle_input(
                     &alice.poll_output().into_transmit().unwrap().contents,
@@ -152,16 +135,7 @@ fn a_wrong_key_for_the_responder_aborts() {
     dir.approve(w.b.name().clone(), IdentityKey::generate().public());
     for p in BOTH {
         let replay = ReplayCache::default();
-        let mut alice = Initiator::new(
-            HandshakeConfig::default(),
-            w.a.clone(),
-            w.b.name().clone(),
-            p,
-            &dir,
-            now,
-        )
-        .unwrap();
-        let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
+        let (mut alice, mut bob) = pair(&w, p, &dir, now);
         let m1 = alice.poll_output().into_transmit().unwrap().contents;
         match p {
             Protocol::Nsl => {
@@ -199,16 +173,7 @@ fn a_wrong_key_for_the_initiator_aborts() {
     bdir.approve(w.a.name().clone(), IdentityKey::generate().public());
     for p in BOTH {
         let replay = ReplayCache::default();
-        let mut alice = Initiator::new(
-            HandshakeConfig::default(),
-            w.a.clone(),
-            w.b.name().clone(),
-            p,
-            &w.dir,
-            now,
-        )
-        .unwrap();
-        let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
+        let (mut alice, mut bob) = pair(&w, p, &w.dir, now);
         bob.handle_input(
             &alice.poll_output().into_transmit().unwrap().contents,
             &bdir,
@@ -301,16 +266,7 @@ fn every_single_bit_flip_in_messages_2_and_3_is_refused() {
         for (idx, frame) in frames.iter().enumerate().skip(1) {
             for byte in 0..frame.len() {
                 // Messages depend on fresh randomness, so re-run up to this message and flip there.
-                let mut alice = Initiator::new(
-                    HandshakeConfig::default(),
-                    w.a.clone(),
-                    w.b.name().clone(),
-                    p,
-                    &w.dir,
-                    now,
-                )
-                .unwrap();
-                let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
+                let (mut alice, mut bob) = pair(&w, p, &w.dir, now);
                 let cache = ReplayCache::default();
                 let m1 = alice.poll_output().into_transmit().unwrap().contents;
                 bob.handle_input(&m1, &w.dir, &cache, now).unwrap();
@@ -366,15 +322,7 @@ fn sts_message_1_for_someone_else_is_refused() {
 fn nsl_can_be_switched_off_at_the_responder() {
     let w = world();
     let now = Instant::now();
-    let mut alice = Initiator::new(
-        HandshakeConfig::default(),
-        w.a.clone(),
-        w.b.name().clone(),
-        Protocol::Nsl,
-        &w.dir,
-        now,
-    )
-    .unwrap();
+    let mut alice = initiator(&w, Protocol::Nsl, &w.dir, now);
     let sts_only = HandshakeConfig {
         accept_nsl: false,
         ..HandshakeConfig::default()
@@ -395,15 +343,7 @@ fn nsl_can_be_switched_off_at_the_responder() {
 fn timeouts_are_fatal_and_errors_sticky() {
     let w = world();
     let now = Instant::now();
-    let mut alice = Initiator::new(
-        HandshakeConfig::default(),
-        w.a.clone(),
-        w.b.name().clone(),
-        Protocol::Sts,
-        &w.dir,
-        now,
-    )
-    .unwrap();
+    let mut alice = initiator(&w, Protocol::Sts, &w.dir, now);
     let m1 = alice.poll_output().into_transmit().unwrap().contents;
     let deadline = alice.poll_output().into_timeout().unwrap().unwrap();
     assert_eq!(deadline, now + Duration::from_secs(10));
@@ -435,19 +375,11 @@ fn timeouts_are_fatal_and_errors_sticky() {
         .unwrap_err();
     let _ = party; // silence unused import lint across test files
     let (_, _, frames) = run(&w, Protocol::Sts, &cache, now).unwrap();
-    let fresh_m1 = Initiator::new(
-        HandshakeConfig::default(),
-        w.a.clone(),
-        w.b.name().clone(),
-        Protocol::Sts,
-        &w.dir,
-        now,
-    )
-    .unwrap()
-    .poll_output()
-    .into_transmit()
-    .unwrap()
-    .contents;
+    let fresh_m1 = initiator(&w, Protocol::Sts, &w.dir, now)
+        .poll_output()
+        .into_transmit()
+        .unwrap()
+        .contents;
     assert_eq!(carol.handle_input(&fresh_m1, &w.dir, &cache, now), Err(err));
     assert_eq!(frames.len(), 3);
 }
@@ -456,16 +388,7 @@ fn timeouts_are_fatal_and_errors_sticky() {
 fn input_after_completion_is_misuse_not_success() {
     let w = world();
     let now = Instant::now();
-    let mut alice = Initiator::new(
-        HandshakeConfig::default(),
-        w.a.clone(),
-        w.b.name().clone(),
-        Protocol::Nsl,
-        &w.dir,
-        now,
-    )
-    .unwrap();
-    let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
+    let (mut alice, mut bob) = pair(&w, Protocol::Nsl, &w.dir, now);
     let cache = ReplayCache::default();
     bob.handle_input(
         &alice.poll_output().into_transmit().unwrap().contents,

@@ -37,6 +37,33 @@ pub fn world() -> World {
     World { a, b, c, dir }
 }
 
+/// A fresh initiator A toward B, whose key it looks up in `dir`, with the default configuration.
+pub fn initiator(w: &World, protocol: Protocol, dir: &StaticDirectory, now: Instant) -> Initiator {
+    Initiator::new(
+        HandshakeConfig::default(),
+        w.a.clone(),
+        w.b.name().clone(),
+        protocol,
+        dir,
+        now,
+    )
+    .unwrap()
+}
+
+/// A fresh [`initiator`] and a fresh responder B, both with the default configuration.
+pub fn pair(
+    w: &World,
+    protocol: Protocol,
+    dir: &StaticDirectory,
+    now: Instant,
+) -> (Initiator, Responder) {
+    let alice = initiator(w, protocol, dir, now);
+    (
+        alice,
+        Responder::new(HandshakeConfig::default(), w.b.clone(), now),
+    )
+}
+
 /// Runs a whole handshake between fresh A and B, returning both results and every frame sent.
 pub fn run(
     w: &World,
@@ -44,15 +71,7 @@ pub fn run(
     replay: &ReplayCache,
     now: Instant,
 ) -> Result<(Established, Established, Vec<Vec<u8>>), HandshakeError> {
-    let mut alice = Initiator::new(
-        HandshakeConfig::default(),
-        w.a.clone(),
-        w.b.name().clone(),
-        protocol,
-        &w.dir,
-        now,
-    )?;
-    let mut bob = Responder::new(HandshakeConfig::default(), w.b.clone(), now);
+    let (mut alice, mut bob) = pair(w, protocol, &w.dir, now);
     let run = run_in_memory(&mut alice, &mut bob, &w.dir, replay, now)?;
     Ok((run.initiator, run.responder, run.frames))
 }
