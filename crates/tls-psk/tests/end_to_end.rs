@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chaincall_handshake::{
-    AlertCode, HandshakeConfig, HandshakeError, Initiator, LocalIdentity, Protocol,
+    AlertCode, Established, HandshakeConfig, HandshakeError, Initiator, LocalIdentity, Protocol,
 };
 use chaincall_identity::{DirectoryError, IdentityKey, IdentityName, KeyStatus, StaticDirectory};
 use chaincall_tls_psk::{
-    HandshakeService, PskServer, PskStore, TlsPskClient, TlsPskConfig, TlsPskError,
+    HandshakeService, PskServer, PskStore, TlsPskClient, TlsPskConfig, TlsPskError, TlsPskStream,
     connect_with_handshake, transport,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -70,6 +70,39 @@ fn service(n: &Net, dir: StaticDirectory, config: HandshakeConfig) -> HandshakeS
     HandshakeService::new(config, n.server.clone(), Arc::new(dir))
 }
 
+/// A handshake-then-TLS server as `n.server` (initiators' keys from `dir`, PSKs kept in `store`)
+/// serving `conns` connections; see [`serve`].
+async fn start(
+    n: &Net,
+    dir: StaticDirectory,
+    config: HandshakeConfig,
+    store: PskStore,
+    conns: usize,
+) -> (
+    u16,
+    tokio::task::JoinHandle<Vec<Result<Option<IdentityName>, TlsPskError>>>,
+) {
+    let server = PskServer::new(
+        &TlsPskConfig::default(),
+        store,
+        Some(service(n, dir, config)),
+    )
+    .unwrap();
+    serve(server, conns).await
+}
+
+/// Connects to `port` as the phone: the handshake with protocol `p`, then TLS with its PSK.
+async fn dial(
+    n: &Net,
+    p: Protocol,
+    port: u16,
+    client: &TlsPskClient,
+) -> Result<(TlsPskStream<TcpStream>, Established), TlsPskError> {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let init = initiator(n, p, HandshakeConfig::default());
+    connect_with_handshake(tcp, init, Duration::from_secs(5), client).await
+}
+
 fn initiator(n: &Net, p: Protocol, config: HandshakeConfig) -> Initiator {
     Initiator::new(
         config,
@@ -95,23 +128,16 @@ async fn handshake_then_tls_on_one_connection_then_reconnect_with_the_psk() {
     let n = net();
     for p in [Protocol::Sts, Protocol::Nsl] {
         let store = PskStore::default();
-        let server = PskServer::new(
-            &TlsPskConfig::default(),
+        let (port, results) = start(
+            &n,
+            n.dir.clone(),
+            HandshakeConfig::default(),
             store.clone(),
-            Some(service(&n, n.dir.clone(), HandshakeConfig::default())),
+            2,
         )
-        .unwrap();
-        let (port, results) = serve(server, 2).await;
+        .await;
         let client = TlsPskClient::new(&TlsPskConfig::default()).unwrap();
-        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let (mut tls, est) = connect_with_handshake(
-            tcp,
-            initiator(&n, p, HandshakeConfig::default()),
-            Duration::from_secs(5),
-            &client,
-        )
-        .await
-        .unwrap();
+        let (mut tls, est) = dial(&n, p, port, &client).await.unwrap();
         assert_eq!(tls.version(), "TLSv1.3");
         assert!(tls.ephemeral_key_exchange(), "psk_dhe_ke expected");
         assert_eq!(echo(&mut tls, b"register\n").await, b"REGISTER\n");
@@ -139,23 +165,9 @@ async fn a_psk_from_an_expired_handshake_is_refused_by_the_tls_server() {
         psk_lifetime: Duration::from_secs(1),
         ..HandshakeConfig::default()
     };
-    let server = PskServer::new(
-        &TlsPskConfig::default(),
-        PskStore::default(),
-        Some(service(&n, n.dir.clone(), short.clone())),
-    )
-    .unwrap();
-    let (port, results) = serve(server, 2).await;
+    let (port, results) = start(&n, n.dir.clone(), short.clone(), PskStore::default(), 2).await;
     let client = TlsPskClient::new(&TlsPskConfig::default()).unwrap();
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let (mut tls, est) = connect_with_handshake(
-        tcp,
-        initiator(&n, Protocol::Sts, HandshakeConfig::default()),
-        Duration::from_secs(5),
-        &client,
-    )
-    .await
-    .unwrap();
+    let (mut tls, est) = dial(&n, Protocol::Sts, port, &client).await.unwrap();
     assert_eq!(
         est.lifetime,
         Duration::from_secs(1),
@@ -194,23 +206,9 @@ async fn a_revoked_phone_gets_no_psk() {
     let mut revoked = n.dir.clone();
     revoked.revoke(n.phone.name());
     let store = PskStore::default();
-    let server = PskServer::new(
-        &TlsPskConfig::default(),
-        store.clone(),
-        Some(service(&n, revoked, HandshakeConfig::default())),
-    )
-    .unwrap();
-    let (port, results) = serve(server, 1).await;
+    let (port, results) = start(&n, revoked, HandshakeConfig::default(), store.clone(), 1).await;
     let client = TlsPskClient::new(&TlsPskConfig::default()).unwrap();
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let err = connect_with_handshake(
-        tcp,
-        initiator(&n, Protocol::Sts, HandshakeConfig::default()),
-        Duration::from_secs(5),
-        &client,
-    )
-    .await
-    .unwrap_err();
+    let err = dial(&n, Protocol::Sts, port, &client).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -238,13 +236,14 @@ async fn a_revoked_phone_gets_no_psk() {
 #[tokio::test]
 async fn a_replayed_message_1_on_the_wire_is_refused() {
     let n = net();
-    let server = PskServer::new(
-        &TlsPskConfig::default(),
+    let (port, results) = start(
+        &n,
+        n.dir.clone(),
+        HandshakeConfig::default(),
         PskStore::default(),
-        Some(service(&n, n.dir.clone(), HandshakeConfig::default())),
+        2,
     )
-    .unwrap();
-    let (port, results) = serve(server, 2).await;
+    .await;
     let mut init = initiator(&n, Protocol::Nsl, HandshakeConfig::default());
     let msg1 = init.poll_output().into_transmit().unwrap().contents;
     for attempt in 0..2 {
@@ -271,19 +270,20 @@ async fn a_replayed_message_1_on_the_wire_is_refused() {
 #[tokio::test]
 async fn hostile_bytes_are_refused_quickly_with_a_clear_error() {
     let n = net();
-    let server = PskServer::new(
-        &TlsPskConfig::default(),
-        PskStore::default(),
-        Some(service(&n, n.dir.clone(), HandshakeConfig::default())),
-    )
-    .unwrap();
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("oversized", vec![0x11, 1, 0xff, 0xff]),
         ("bad version", vec![0x11, 9, 0, 50]),
         ("not ours", b"GET / HTTP/1.1\r\n\r\n".to_vec()),
         ("truncated", vec![0x11, 1, 0, 100, 2, 3]),
     ];
-    let (port, results) = serve(server, cases.len()).await;
+    let (port, results) = start(
+        &n,
+        n.dir.clone(),
+        HandshakeConfig::default(),
+        PskStore::default(),
+        cases.len(),
+    )
+    .await;
     for (_, bytes) in &cases {
         let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         tcp.write_all(bytes).await.unwrap();
@@ -362,23 +362,18 @@ async fn providers_interoperate_on_the_wire() {
             dir: base.dir,
         };
         for p in [Protocol::Sts, Protocol::Nsl] {
-            let server = PskServer::new(
-                &TlsPskConfig::default(),
+            let (port, results) = start(
+                &n,
+                n.dir.clone(),
+                HandshakeConfig::default(),
                 PskStore::default(),
-                Some(service(&n, n.dir.clone(), HandshakeConfig::default())),
+                1,
             )
-            .unwrap();
-            let (port, results) = serve(server, 1).await;
+            .await;
             let client = TlsPskClient::new(&TlsPskConfig::default()).unwrap();
-            let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-            let (mut tls, _) = connect_with_handshake(
-                tcp,
-                initiator(&n, p, HandshakeConfig::default()),
-                Duration::from_secs(5),
-                &client,
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{p} {client_crypto}->{server_crypto}: {e}"));
+            let (mut tls, _) = dial(&n, p, port, &client)
+                .await
+                .unwrap_or_else(|e| panic!("{p} {client_crypto}->{server_crypto}: {e}"));
             assert_eq!(echo(&mut tls, b"ok").await, b"OK");
             assert!(results.await.unwrap()[0].is_ok());
         }
