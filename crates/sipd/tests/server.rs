@@ -23,10 +23,7 @@ async fn registrar_bindings_expiry_and_unregister() {
     // Two contacts, one with its own expires.
     let c = "Contact: <sip:bob@127.0.0.1:7001>;expires=120, <sip:bob@127.0.0.1:7002>\n".to_string();
     let r = ua
-        .ask(
-            s.udp,
-            &register(&ua, s.udp, "bob", "r1", 1, &c, "Expires: 600\n"),
-        )
+        .ask_register(s.udp, "bob", "r1", 1, &c, "Expires: 600\n")
         .await;
     let m = Message::parse(&r).unwrap();
     assert_eq!(m.status(), Some(200));
@@ -44,17 +41,13 @@ async fn registrar_bindings_expiry_and_unregister() {
     );
     // Too brief → 423 with Min-Expires (RFC 3261 §10.3 step 7).
     let r = ua
-        .ask(
+        .ask_register(
             s.udp,
-            &register(
-                &ua,
-                s.udp,
-                "bob",
-                "r1",
-                2,
-                "Contact: <sip:bob@127.0.0.1:7003>;expires=5\n",
-                "",
-            ),
+            "bob",
+            "r1",
+            2,
+            "Contact: <sip:bob@127.0.0.1:7003>;expires=5\n",
+            "",
         )
         .await;
     let m = Message::parse(&r).unwrap();
@@ -62,41 +55,31 @@ async fn registrar_bindings_expiry_and_unregister() {
     assert_eq!(m.header_value(HeaderName::MinExpires), Some("60"));
     // Out-of-order CSeq with the same Call-ID fails (§10.3 step 7).
     let r = ua
-        .ask(
+        .ask_register(
             s.udp,
-            &register(
-                &ua,
-                s.udp,
-                "bob",
-                "r1",
-                1,
-                "Contact: <sip:bob@127.0.0.1:7001>\n",
-                "",
-            ),
+            "bob",
+            "r1",
+            1,
+            "Contact: <sip:bob@127.0.0.1:7001>\n",
+            "",
         )
         .await;
     assert_eq!(status_of(&r), 500);
     // Unregister one.
     let r = ua
-        .ask(
+        .ask_register(
             s.udp,
-            &register(
-                &ua,
-                s.udp,
-                "bob",
-                "r1",
-                3,
-                "Contact: <sip:bob@127.0.0.1:7001>;expires=0\n",
-                "",
-            ),
+            "bob",
+            "r1",
+            3,
+            "Contact: <sip:bob@127.0.0.1:7001>;expires=0\n",
+            "",
         )
         .await;
     let m = Message::parse(&r).unwrap();
     assert_eq!(m.values(HeaderName::Contact).count(), 1);
     // A query (no Contact) lists what is left.
-    let r = ua
-        .ask(s.udp, &register(&ua, s.udp, "bob", "r1", 4, "", ""))
-        .await;
+    let r = ua.ask_register(s.udp, "bob", "r1", 4, "", "").await;
     assert!(
         Message::parse(&r)
             .unwrap()
@@ -106,17 +89,11 @@ async fn registrar_bindings_expiry_and_unregister() {
     );
     // "*" needs Expires: 0.
     let r = ua
-        .ask(
-            s.udp,
-            &register(&ua, s.udp, "bob", "r1", 5, "Contact: *\n", ""),
-        )
+        .ask_register(s.udp, "bob", "r1", 5, "Contact: *\n", "")
         .await;
     assert_eq!(status_of(&r), 400);
     let r = ua
-        .ask(
-            s.udp,
-            &register(&ua, s.udp, "bob", "r1", 6, "Contact: *\n", "Expires: 0\n"),
-        )
+        .ask_register(s.udp, "bob", "r1", 6, "Contact: *\n", "Expires: 0\n")
         .await;
     let m = Message::parse(&r).unwrap();
     assert_eq!(m.status(), Some(200));
@@ -150,9 +127,7 @@ async fn digest_register_against_kamailio_table() {
     let (_dir, _, s) = start_with_alice(|_| {}).await;
     let ua = Ua::bind("127.0.0.1").await;
     let contact = contact_line(&ua, "alice", "");
-    let r = ua
-        .ask(s.udp, &register(&ua, s.udp, "alice", "d1", 1, &contact, ""))
-        .await;
+    let r = ua.ask_register(s.udp, "alice", "d1", 1, &contact, "").await;
     let m = Message::parse(&r).unwrap();
     assert_eq!(m.status(), Some(401));
     let chals: Vec<_> = m.auth_headers(HeaderName::WwwAuthenticate).collect();
@@ -160,86 +135,35 @@ async fn digest_register_against_kamailio_table() {
     assert_eq!(chals[0].param("algorithm"), Some("SHA-256"));
     let ch = Challenge::parse(&chals[0]).unwrap();
     let ruri = format!("sip:{}", s.udp);
+    // alice's REGISTER number `cseq` answering with `authorization`: its status and bytes.
+    let answer = async |cseq: u32, authorization: &str| {
+        let extra = format!("Authorization: {authorization}\n");
+        let r = ua
+            .ask_register(s.udp, "alice", "d1", cseq, &contact, &extra)
+            .await;
+        (status_of(&r), r)
+    };
     let good = ch.answer("REGISTER", &ruri, "alice", "s3cret", "c0ffee", 1);
-    let r = ua
-        .ask(
-            s.udp,
-            &register(
-                &ua,
-                s.udp,
-                "alice",
-                "d1",
-                2,
-                &contact,
-                &format!("Authorization: {good}\n"),
-            ),
-        )
-        .await;
-    assert_eq!(status_of(&r), 200, "{}", String::from_utf8_lossy(&r));
+    let (status, r) = answer(2, &good).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&r));
     // The same nonce count again (new transaction): a replay → 401.
-    let r = ua
-        .ask(
-            s.udp,
-            &register(
-                &ua,
-                s.udp,
-                "alice",
-                "d1",
-                3,
-                &contact,
-                &format!("Authorization: {good}\n"),
-            ),
-        )
-        .await;
-    assert_eq!(status_of(&r), 401);
+    assert_eq!(answer(3, &good).await.0, 401);
     // The next count with MD5 works too (ha1 column).
     let md5 = Challenge::parse(&chals[1]).unwrap();
     let ok2 = md5.answer("REGISTER", &ruri, "alice", "s3cret", "c0ffee", 2);
-    let r = ua
-        .ask(
-            s.udp,
-            &register(
-                &ua,
-                s.udp,
-                "alice",
-                "d1",
-                4,
-                &contact,
-                &format!("Authorization: {ok2}\n"),
-            ),
-        )
-        .await;
-    assert_eq!(status_of(&r), 200);
+    assert_eq!(answer(4, &ok2).await.0, 200);
     // Wrong password.
     let bad = ch.answer("REGISTER", &ruri, "alice", "guess", "c0ffee", 9);
-    let r = ua
-        .ask(
-            s.udp,
-            &register(
-                &ua,
-                s.udp,
-                "alice",
-                "d1",
-                5,
-                &contact,
-                &format!("Authorization: {bad}\n"),
-            ),
-        )
-        .await;
-    assert_eq!(status_of(&r), 401);
+    assert_eq!(answer(5, &bad).await.0, 401);
     // Unknown user; and a forged nonce.
     let ghost = ch.answer("REGISTER", &ruri, "mallory", "x", "c", 1);
-    ua.send(
+    ua.send_register(
         s.udp,
-        &register(
-            &ua,
-            s.udp,
-            "mallory",
-            "d2",
-            1,
-            &contact,
-            &format!("Authorization: {ghost}\n"),
-        ),
+        "mallory",
+        "d2",
+        1,
+        &contact,
+        &format!("Authorization: {ghost}\n"),
     )
     .await;
     let r = ua
@@ -249,21 +173,7 @@ async fn digest_register_against_kamailio_table() {
         .await;
     assert_eq!(status_of(&r), 401);
     let forged = good.replace(ch.nonce, &"0".repeat(48));
-    let r = ua
-        .ask(
-            s.udp,
-            &register(
-                &ua,
-                s.udp,
-                "alice",
-                "d1",
-                6,
-                &contact,
-                &format!("Authorization: {forged}\n"),
-            ),
-        )
-        .await;
-    assert_eq!(status_of(&r), 401);
+    assert_eq!(answer(6, &forged).await.0, 401);
     assert!(s.metrics.auth_failures.get() >= 4);
     s.stop().await;
 }
@@ -280,10 +190,7 @@ async fn an_md5_answer_is_refused_when_only_sha256_is_configured() {
     let ua = Ua::bind("127.0.0.1").await;
     let contact = contact_line(&ua, "alice", "");
     let r = ua
-        .ask(
-            s.udp,
-            &register(&ua, s.udp, "alice", "alg", 1, &contact, ""),
-        )
+        .ask_register(s.udp, "alice", "alg", 1, &contact, "")
         .await;
     let m = Message::parse(&r).unwrap();
     assert_eq!(m.status(), Some(401));
@@ -298,17 +205,13 @@ async fn an_md5_answer_is_refused_when_only_sha256_is_configured() {
     let downgraded = md5.answer("REGISTER", &ruri, "alice", "s3cret", "c0ffee", 1);
     assert!(downgraded.contains("algorithm=MD5"), "{downgraded}");
     let r = ua
-        .ask(
+        .ask_register(
             s.udp,
-            &register(
-                &ua,
-                s.udp,
-                "alice",
-                "alg",
-                2,
-                &contact,
-                &format!("Authorization: {downgraded}\n"),
-            ),
+            "alice",
+            "alg",
+            2,
+            &contact,
+            &format!("Authorization: {downgraded}\n"),
         )
         .await;
     assert_eq!(status_of(&r), 401, "{}", String::from_utf8_lossy(&r));
@@ -316,17 +219,13 @@ async fn an_md5_answer_is_refused_when_only_sha256_is_configured() {
     assert!(failures >= 1, "the refused MD5 answer counts as a failure");
     let good = sha.answer("REGISTER", &ruri, "alice", "s3cret", "c0ffee", 2);
     let r = ua
-        .ask(
+        .ask_register(
             s.udp,
-            &register(
-                &ua,
-                s.udp,
-                "alice",
-                "alg",
-                3,
-                &contact,
-                &format!("Authorization: {good}\n"),
-            ),
+            "alice",
+            "alg",
+            3,
+            &contact,
+            &format!("Authorization: {good}\n"),
         )
         .await;
     assert_eq!(status_of(&r), 200, "{}", String::from_utf8_lossy(&r));
@@ -345,10 +244,7 @@ async fn a_deleted_subscriber_is_refused_within_the_credentials_cache_lifetime()
         let ua = Ua::bind("127.0.0.1").await;
         let contact = contact_line(&ua, "alice", "");
         let r = ua
-            .ask(
-                s.udp,
-                &register(&ua, s.udp, "alice", "del", 1, &contact, ""),
-            )
+            .ask_register(s.udp, "alice", "del", 1, &contact, "")
             .await;
         let m = Message::parse(&r).unwrap();
         let ch =
@@ -388,16 +284,40 @@ async fn a_deleted_subscriber_is_refused_within_the_credentials_cache_lifetime()
     }
 }
 
+/// `caller` INVITEs `user` through sipd and `callee` answers 180 Ringing with To-tag `tag`; returns
+/// the INVITE as the callee got it, once the caller has seen the 180.
+async fn ring(
+    s: &Running,
+    caller: &Ua,
+    callee: &Ua,
+    user: &str,
+    call_id: &str,
+    tag: &str,
+) -> Vec<u8> {
+    caller
+        .send(s.udp, &invite(caller, s.udp, user, call_id, ""))
+        .await;
+    let inv = callee
+        .expect(2000, |m| m.method() == Some(Method::Invite))
+        .await;
+    let im = Message::parse(&inv).unwrap();
+    callee
+        .send_raw(
+            s.udp,
+            &response_to(&im, 180, "Ringing", Some(tag)).to_bytes(),
+        )
+        .await;
+    caller.expect(2000, |m| m.status() == Some(180)).await;
+    inv
+}
+
 /// A UA bound on loopback and registered at `s` as `user` (no auth) with its own address as
 /// contact.
 async fn registered_callee(s: &Running, user: &str, call_id: &str) -> Ua {
     let callee = Ua::bind("127.0.0.1").await;
     let contact = contact_line(&callee, user, "");
     callee
-        .send(
-            s.udp,
-            &register(&callee, s.udp, user, call_id, 1, &contact, ""),
-        )
+        .send_register(s.udp, user, call_id, 1, &contact, "")
         .await;
     assert_eq!(
         status_of(&callee.expect(2000, |m| m.status().is_some()).await),
@@ -490,20 +410,8 @@ async fn proxy_invite_busy_and_cancel_paths() {
     );
 
     // CANCEL: forwarded with the INVITE's branch; the 487 flows back.
-    caller
-        .send(s.udp, &invite(&caller, s.udp, "bob", "x3", ""))
-        .await;
-    let inv = callee
-        .expect(2000, |m| m.method() == Some(Method::Invite))
-        .await;
+    let inv = ring(&s, &caller, &callee, "bob", "x3", "callee2").await;
     let im = Message::parse(&inv).unwrap();
-    callee
-        .send_raw(
-            s.udp,
-            &response_to(&im, 180, "Ringing", Some("callee2")).to_bytes(),
-        )
-        .await;
-    caller.expect(2000, |m| m.status() == Some(180)).await;
     let cancel = invite(&caller, s.udp, "bob", "x3", "")
         .replace("INVITE sip", "CANCEL sip")
         .replace("1 INVITE", "1 CANCEL");
@@ -590,10 +498,7 @@ async fn register_flood_from_one_source_is_throttled_not_others() {
     for i in 0..40 {
         let c = contact_line(&flood, "f", "");
         flood
-            .send(
-                s.udp,
-                &register(&flood, s.udp, "f", &format!("fl{i}"), 1, &c, ""),
-            )
+            .send_register(s.udp, "f", &format!("fl{i}"), 1, &c, "")
             .await;
     }
     let mut ok = 0;
@@ -617,9 +522,7 @@ async fn register_flood_from_one_source_is_throttled_not_others() {
     // Another source registers fine meanwhile.
     let other = Ua::bind("127.0.0.2").await;
     let c = contact_line(&other, "g", "");
-    other
-        .send(s.udp, &register(&other, s.udp, "g", "other1", 1, &c, ""))
-        .await;
+    other.send_register(s.udp, "g", "other1", 1, &c, "").await;
     assert_eq!(
         status_of(&other.expect(2000, |m| m.status().is_some()).await),
         200
@@ -1061,20 +964,8 @@ async fn a_callee_that_rings_forever_is_cancelled_at_timer_c() {
     let s = start(cfg).await;
     let callee = registered_callee(&s, "ringing", "rc").await;
     let caller = Ua::bind("127.0.0.1").await;
-    caller
-        .send(s.udp, &invite(&caller, s.udp, "ringing", "tc", ""))
-        .await;
-    let inv = callee
-        .expect(2000, |m| m.method() == Some(Method::Invite))
-        .await;
+    let inv = ring(&s, &caller, &callee, "ringing", "tc", "rung").await;
     let im = Message::parse(&inv).unwrap();
-    callee
-        .send_raw(
-            s.udp,
-            &response_to(&im, 180, "Ringing", Some("rung")).to_bytes(),
-        )
-        .await;
-    caller.expect(2000, |m| m.status() == Some(180)).await;
 
     // Nothing more from the callee: Timer C (1 s, checked once a second) fires.
     let cancel = callee

@@ -143,6 +143,36 @@ impl Ua {
     }
 }
 
+impl Ua {
+    /// Sends a [`register`] from this UA to `server` and returns the response to it.
+    pub async fn ask_register(
+        &self,
+        server: SocketAddr,
+        user: &str,
+        call_id: &str,
+        cseq: u32,
+        contact: &str,
+        extra: &str,
+    ) -> Vec<u8> {
+        let msg = register(self, server, user, call_id, cseq, contact, extra);
+        self.ask(server, &msg).await
+    }
+
+    /// Sends a [`register`] from this UA to `server` without waiting for the response.
+    pub async fn send_register(
+        &self,
+        server: SocketAddr,
+        user: &str,
+        call_id: &str,
+        cseq: u32,
+        contact: &str,
+        extra: &str,
+    ) {
+        let msg = register(self, server, user, call_id, cseq, contact, extra);
+        self.send(server, &msg).await
+    }
+}
+
 pub fn status_of(b: &[u8]) -> u16 {
     Message::parse(b).unwrap().status().unwrap()
 }
