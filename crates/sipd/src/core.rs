@@ -1267,6 +1267,19 @@ impl Core {
         false
     }
 
+    /// RFC 3261 §10.3 step 7: a REGISTER whose Call-ID matches a binding's but whose CSeq is not
+    /// newer is refused, so a delayed copy never overrides a later registration.
+    fn refuse_out_of_order(&mut self, id: TxId, msg: &Message<'_>, now: Instant) {
+        self.reply(
+            id,
+            msg,
+            500,
+            "Server Internal Error (CSeq out of order)",
+            &[],
+            now,
+        );
+    }
+
     fn on_register(
         &mut self,
         id: TxId,
@@ -1325,14 +1338,7 @@ impl Core {
                 .iter()
                 .any(|b| b.call_id == call_id && b.cseq >= cseq)
             {
-                return self.reply(
-                    id,
-                    msg,
-                    500,
-                    "Server Internal Error (CSeq out of order)",
-                    &[],
-                    now,
-                );
+                return self.refuse_out_of_order(id, msg, now);
             }
             self.location.clear(&aor);
             info!(%aor, "all contacts removed");
@@ -1373,14 +1379,7 @@ impl Core {
                 && b.call_id == call_id
                 && b.cseq >= cseq
             {
-                return self.reply(
-                    id,
-                    msg,
-                    500,
-                    "Server Internal Error (CSeq out of order)",
-                    &[],
-                    now,
-                );
+                return self.refuse_out_of_order(id, msg, now);
             }
         }
         let new_count = updates

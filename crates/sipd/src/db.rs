@@ -98,8 +98,15 @@ pub enum Db {
     Postgres(PgPool),
 }
 
-const SQLITE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS subscriber (
-    id INTEGER PRIMARY KEY NOT NULL,
+/// Kamailio's `subscriber` table; only the `id` column's type differs between SQLite and
+/// PostgreSQL.
+macro_rules! subscriber_schema {
+    ($id:literal) => {
+        concat!(
+            "CREATE TABLE IF NOT EXISTS subscriber (
+    id ",
+            $id,
+            ",
     username VARCHAR(64) DEFAULT '' NOT NULL,
     domain VARCHAR(64) DEFAULT '' NOT NULL,
     password VARCHAR(64) DEFAULT '' NOT NULL,
@@ -108,19 +115,14 @@ const SQLITE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS subscriber (
     ha1_sha256 VARCHAR(128) DEFAULT '' NOT NULL,
     ha1_sha512t256 VARCHAR(128) DEFAULT '' NOT NULL,
     CONSTRAINT subscriber_account_idx UNIQUE (username, domain)
-)";
+)"
+        )
+    };
+}
 
-const PG_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS subscriber (
-    id SERIAL PRIMARY KEY NOT NULL,
-    username VARCHAR(64) DEFAULT '' NOT NULL,
-    domain VARCHAR(64) DEFAULT '' NOT NULL,
-    password VARCHAR(64) DEFAULT '' NOT NULL,
-    ha1 VARCHAR(128) DEFAULT '' NOT NULL,
-    ha1b VARCHAR(128) DEFAULT '' NOT NULL,
-    ha1_sha256 VARCHAR(128) DEFAULT '' NOT NULL,
-    ha1_sha512t256 VARCHAR(128) DEFAULT '' NOT NULL,
-    CONSTRAINT subscriber_account_idx UNIQUE (username, domain)
-)";
+const SQLITE_SCHEMA: &str = subscriber_schema!("INTEGER PRIMARY KEY NOT NULL");
+
+const PG_SCHEMA: &str = subscriber_schema!("SERIAL PRIMARY KEY NOT NULL");
 
 // Named columns, never `*`: SQLite hands a statement prepared on a connection whose schema cache
 // predates an `ALTER TABLE` (the wallet server adding `ha1_sha256`) more columns at run time than
