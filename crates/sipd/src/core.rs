@@ -1789,4 +1789,53 @@ mod tests {
         assert!(core.creds.contains(&("u9999".to_owned(), "d".to_owned())));
         assert!(!core.creds.contains(&("u0".to_owned(), "d".to_owned())));
     }
+
+    /// The core's one event: REGISTERs answering a challenge for a subscriber not in the cache
+    /// are parked and `poll_output` yields `Need::Credentials` once for both, then `Timeout`;
+    /// when the look-up fails each gets its 503 as a `Transmit` to its sender.
+    #[test]
+    fn an_uncached_subscriber_is_one_event_and_the_answers_are_transmits() {
+        let mut cfg = Config::default();
+        cfg.auth.mode = AuthMode::Digest;
+        let now = Instant::now();
+        let mut core = Core::new(&cfg, [9; 32], Arc::new(Metrics::default()), now).unwrap();
+        let domain = core.domain().to_owned();
+        let src: SocketAddr = "192.0.2.7:5060".parse().unwrap();
+        let response = "0".repeat(64);
+        for n in 1..=2 {
+            let register = format!(
+                "REGISTER sip:{domain} SIP/2.0\r\n\
+                 Via: SIP/2.0/UDP {src};branch=z9hG4bKcore{n}\r\n\
+                 Max-Forwards: 70\r\n\
+                 From: <sip:alice@{domain}>;tag=a{n}\r\n\
+                 To: <sip:alice@{domain}>\r\n\
+                 Call-ID: core-{n}\r\n\
+                 CSeq: 1 REGISTER\r\n\
+                 Contact: <sip:alice@{src}>\r\n\
+                 Authorization: Digest username=\"alice\", realm=\"{domain}\", nonce=\"00\", \
+                 uri=\"sip:{domain}\", response=\"{response}\", algorithm=SHA-256\r\n\
+                 Content-Length: 0\r\n\r\n"
+            );
+            core.handle(register.as_bytes(), src, Transport::Udp, now, 0);
+        }
+        let out = chaincall_io::drain(|| core.poll_output());
+        let need = Need::Credentials {
+            username: "alice".into(),
+            domain: domain.clone(),
+        };
+        assert_eq!(out.events, [need]);
+        assert!(
+            out.transmits.is_empty(),
+            "nothing is answered before the look-up"
+        );
+        assert!(out.timeout.is_some());
+        core.lookup_failed("alice", &domain, now);
+        let out = chaincall_io::drain(|| core.poll_output());
+        assert!(out.events.is_empty());
+        assert_eq!(out.transmits.len(), 2);
+        for t in &out.transmits {
+            assert_eq!(t.destination, src);
+            assert!(t.contents.starts_with(b"SIP/2.0 503 "), "{t:?}");
+        }
+    }
 }
