@@ -157,13 +157,17 @@ async fn digest_register_against_kamailio_table() {
     assert_eq!(answer(5, &bad).await.0, 401);
     // Unknown user; and a forged nonce.
     let ghost = ch.answer("REGISTER", &ruri, "mallory", "x", "c", 1);
-    ua.send_register(
+    ua.send(
         s.udp,
-        "mallory",
-        "d2",
-        1,
-        &contact,
-        &format!("Authorization: {ghost}\n"),
+        &register(
+            &ua,
+            s.udp,
+            "mallory",
+            "d2",
+            1,
+            &contact,
+            &format!("Authorization: {ghost}\n"),
+        ),
     )
     .await;
     let r = ua
@@ -317,7 +321,10 @@ async fn registered_callee(s: &Running, user: &str, call_id: &str) -> Ua {
     let callee = Ua::bind("127.0.0.1").await;
     let contact = contact_line(&callee, user, "");
     callee
-        .send_register(s.udp, user, call_id, 1, &contact, "")
+        .send(
+            s.udp,
+            &register(&callee, s.udp, user, call_id, 1, &contact, ""),
+        )
         .await;
     assert_eq!(
         status_of(&callee.expect(2000, |m| m.status().is_some()).await),
@@ -498,7 +505,10 @@ async fn register_flood_from_one_source_is_throttled_not_others() {
     for i in 0..40 {
         let c = contact_line(&flood, "f", "");
         flood
-            .send_register(s.udp, "f", &format!("fl{i}"), 1, &c, "")
+            .send(
+                s.udp,
+                &register(&flood, s.udp, "f", &format!("fl{i}"), 1, &c, ""),
+            )
             .await;
     }
     let mut ok = 0;
@@ -522,7 +532,9 @@ async fn register_flood_from_one_source_is_throttled_not_others() {
     // Another source registers fine meanwhile.
     let other = Ua::bind("127.0.0.2").await;
     let c = contact_line(&other, "g", "");
-    other.send_register(s.udp, "g", "other1", 1, &c, "").await;
+    other
+        .send(s.udp, &register(&other, s.udp, "g", "other1", 1, &c, ""))
+        .await;
     assert_eq!(
         status_of(&other.expect(2000, |m| m.status().is_some()).await),
         200

@@ -157,20 +157,6 @@ impl Ua {
         let msg = register(self, server, user, call_id, cseq, contact, extra);
         self.ask(server, &msg).await
     }
-
-    /// Sends a [`register`] from this UA to `server` without waiting for the response.
-    pub async fn send_register(
-        &self,
-        server: SocketAddr,
-        user: &str,
-        call_id: &str,
-        cseq: u32,
-        contact: &str,
-        extra: &str,
-    ) {
-        let msg = register(self, server, user, call_id, cseq, contact, extra);
-        self.send(server, &msg).await
-    }
 }
 
 pub fn status_of(b: &[u8]) -> u16 {
