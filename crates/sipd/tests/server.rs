@@ -122,6 +122,21 @@ async fn start_with_alice(
     (dir, url, s)
 }
 
+/// alice's REGISTER from `ua` (Call-ID `call_id`, CSeq `cseq`) carrying the digest answer
+/// `authorization`; returns the response.
+async fn as_alice(
+    ua: &Ua,
+    s: &Running,
+    call_id: &str,
+    cseq: u32,
+    contact: &str,
+    authorization: &str,
+) -> Vec<u8> {
+    let extra = format!("Authorization: {authorization}\n");
+    ua.ask_register(s.udp, "alice", call_id, cseq, contact, &extra)
+        .await
+}
+
 #[tokio::test]
 async fn digest_register_against_kamailio_table() {
     let (_dir, _, s) = start_with_alice(|_| {}).await;
@@ -137,10 +152,7 @@ async fn digest_register_against_kamailio_table() {
     let ruri = format!("sip:{}", s.udp);
     // alice's REGISTER number `cseq` answering with `authorization`: its status and bytes.
     let answer = async |cseq: u32, authorization: &str| {
-        let extra = format!("Authorization: {authorization}\n");
-        let r = ua
-            .ask_register(s.udp, "alice", "d1", cseq, &contact, &extra)
-            .await;
+        let r = as_alice(&ua, &s, "d1", cseq, &contact, authorization).await;
         (status_of(&r), r)
     };
     let good = ch.answer("REGISTER", &ruri, "alice", "s3cret", "c0ffee", 1);
@@ -208,30 +220,12 @@ async fn an_md5_answer_is_refused_when_only_sha256_is_configured() {
     md5.algorithm = Algorithm::Md5;
     let downgraded = md5.answer("REGISTER", &ruri, "alice", "s3cret", "c0ffee", 1);
     assert!(downgraded.contains("algorithm=MD5"), "{downgraded}");
-    let r = ua
-        .ask_register(
-            s.udp,
-            "alice",
-            "alg",
-            2,
-            &contact,
-            &format!("Authorization: {downgraded}\n"),
-        )
-        .await;
+    let r = as_alice(&ua, &s, "alg", 2, &contact, &downgraded).await;
     assert_eq!(status_of(&r), 401, "{}", String::from_utf8_lossy(&r));
     let failures = s.metrics.auth_failures.get();
     assert!(failures >= 1, "the refused MD5 answer counts as a failure");
     let good = sha.answer("REGISTER", &ruri, "alice", "s3cret", "c0ffee", 2);
-    let r = ua
-        .ask_register(
-            s.udp,
-            "alice",
-            "alg",
-            3,
-            &contact,
-            &format!("Authorization: {good}\n"),
-        )
-        .await;
+    let r = as_alice(&ua, &s, "alg", 3, &contact, &good).await;
     assert_eq!(status_of(&r), 200, "{}", String::from_utf8_lossy(&r));
     s.stop().await;
 }
