@@ -3,7 +3,8 @@
 //!
 //! Every core that emits packets (the SIP endpoint and its transactions, sipd's core, the media
 //! session, the handshake machines, the phone's user agent) has one poller,
-//! `poll_output(..) -> Output<Event, Destination>`, so every shell drives it with the same loop:
+//! `poll_output(..) -> Output<Event, Destination>` (the media session's takes `now`, as its
+//! packets fall due with time), so every shell drives it with the same loop:
 //!
 //! 1. Call `poll_output` until it yields [`Output::Timeout`]: send each [`Output::Transmit`] to its
 //!    destination, act on each [`Output::Event`].
@@ -44,11 +45,17 @@
 //!
 //! # Destinations
 //!
-//! Datagram cores (SIP over UDP, sipd, RTP) address each packet, so `D` is a
-//! [`SocketAddr`]. Stream cores run on one connection that the shell already owns (the handshake
-//! machines over TCP, a transaction bound to its transport, the media session bound to its remote
-//! RTP address): their destination is "the connection", written `D = ()`, and the shell writes the
-//! contents to the socket it holds for that core.
+//! Datagram cores that address each packet (the SIP endpoint, sipd's core) use `D =`
+//! [`SocketAddr`], the default. Cores bound to one connection the shell already holds (the
+//! handshake machines over TCP, the phone's user agent on its proxy connection, a lone SIP
+//! transaction whose owner keeps the remote) have "the connection" as their only destination,
+//! written `D = ()`: the shell writes the contents to the socket it holds for that core. A core
+//! bound to one peer over several ports names the port: the media session's `D` is its channel
+//! (RTP or RTCP), which the shell maps to the negotiated address.
+//!
+//! A core whose events answer the input that caused them (the media session's per-packet
+//! results) returns them from its `handle_input` and uses
+//! [`Infallible`](std::convert::Infallible) as `E`: its `poll_output` never yields an `Event`.
 #![forbid(unsafe_code)]
 
 use std::fmt;
