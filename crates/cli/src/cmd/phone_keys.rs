@@ -19,6 +19,7 @@
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use chaincall_identity::{Fingerprint, IdentityName};
@@ -26,7 +27,7 @@ use chaincall_phone::rotation::{Rotator, Settled};
 use clap::Args;
 use zeroize::Zeroizing;
 
-use super::{ChainAccess as _, Config, PhoneSecrets, passphrase};
+use super::{ChainAccess as _, Config, HeaderTrust, PhoneSecrets, RpcChain, passphrase};
 
 /// Environment variable holding the backup passphrase (when `--backup-passphrase-file` is absent).
 const BACKUP_PASSPHRASE_ENV: &str = "CHAINCALL_BACKUP_PASSPHRASE";
@@ -130,8 +131,12 @@ fn read_hidden(prompt: &str) -> Result<Zeroizing<String>> {
 }
 
 /// Runs `phone export`.
-pub(super) fn export(cfg: &Config, pass: &str, args: &ExportArgs) -> Result<()> {
-    let secrets = cfg.load_secrets(pass)?;
+pub(super) fn export(
+    cfg: &Config,
+    secrets: &PhoneSecrets,
+    pass: &str,
+    args: &ExportArgs,
+) -> Result<()> {
     let backup_pass = args.backup.read(true)?;
     if backup_pass.as_str() == pass {
         eprintln!(
@@ -187,12 +192,23 @@ pub(super) fn import(cfg: &mut Config, pass: &str, args: &ImportArgs) -> Result<
     Ok(())
 }
 
+/// The phone's identity name and a rotator on the config's chain, proving against its `trust`.
+async fn rotator_parts(
+    cfg: &mut Config,
+) -> Result<(IdentityName, Arc<RpcChain>, Arc<HeaderTrust>)> {
+    let name = IdentityName::Phone(cfg.number()?.clone());
+    let chain = cfg
+        .chain()
+        .await
+        .context("the chain is needed to rotate the key or settle a pending rotation")?;
+    let trust = cfg.header_trust(&*chain).await?;
+    Ok((name, chain, trust))
+}
+
 /// Runs `phone rotate`.
 pub(super) async fn rotate(cfg: &mut Config, pass: &str) -> Result<()> {
     let mut secrets = cfg.load_secrets(pass)?;
-    let name = IdentityName::Phone(cfg.number()?.clone());
-    let chain = cfg.chain().await?;
-    let trust = cfg.header_trust(&*chain).await?;
+    let (name, chain, trust) = rotator_parts(cfg).await?;
     let rotator = Rotator::new(cfg, &chain, &trust, pass);
     if let Some(next) = secrets.pending_rotation() {
         eprintln!(
@@ -242,23 +258,19 @@ pub(super) async fn rotate(cfg: &mut Config, pass: &str) -> Result<()> {
     }
 }
 
-/// Settles a rotation an earlier run left pending, before a command uses the keys. Does nothing
-/// (and reads no chain) when none is pending. A rotation that cannot be finished now leaves the
-/// old key in use and says why on stderr; the command then goes on.
-pub(super) async fn settle_pending(cfg: &mut Config, pass: &str) -> Result<()> {
+/// Settles a rotation an earlier run left pending, before a command uses the keys; returns the
+/// keys it opened (`None` without a key file), so the command opens the file only once. Reads no
+/// chain when no rotation is pending. A rotation that cannot be finished now leaves the old key
+/// in use and says why on stderr; the command then goes on.
+pub(super) async fn settle_pending(cfg: &mut Config, pass: &str) -> Result<Option<PhoneSecrets>> {
     if !cfg.key_file.exists() {
-        return Ok(());
+        return Ok(None);
     }
     let mut secrets = cfg.load_secrets(pass)?;
     if secrets.pending_rotation().is_none() {
-        return Ok(());
+        return Ok(Some(secrets));
     }
-    let name = IdentityName::Phone(cfg.number()?.clone());
-    let chain = cfg
-        .chain()
-        .await
-        .context("a key rotation is pending and the chain is needed to settle it")?;
-    let trust = cfg.header_trust(&*chain).await?;
+    let (name, chain, trust) = rotator_parts(cfg).await?;
     let rotator = Rotator::new(cfg, &chain, &trust, pass);
     match rotator.drive(&mut secrets, &name).await? {
         Settled::Finished { old, .. } => eprintln!(
@@ -277,5 +289,5 @@ pub(super) async fn settle_pending(cfg: &mut Config, pass: &str) -> Result<()> {
             eprintln!("{:#}; still using the old key", anyhow::Error::from(why))
         }
     }
-    Ok(())
+    Ok(Some(secrets))
 }
