@@ -36,6 +36,8 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(60);
 const REPORT_WITHIN: Duration = Duration::from_secs(10);
 /// The audio is paced at 20 ms a packet: the last ones get this long to arrive before hanging up.
 const LAST_PACKETS: Duration = Duration::from_millis(300);
+/// Longest call `phone call` places, seconds of audio.
+const MAX_SECONDS: f64 = 3600.0;
 
 /// Why a call or the listening stopped.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +99,26 @@ pub enum SessionError {
     /// A new SIP password could not be fetched after the registrar refused the stored one.
     #[error(transparent)]
     Refresh(#[from] OnboardingError),
+}
+
+/// Why `phone call` refuses its arguments before connecting.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DialError {
+    /// `--seconds` out of range.
+    #[error("--seconds must be more than 0 and at most 3600")]
+    Seconds,
+    /// The callee is not an E.164 number.
+    #[error("{given:?} is not an E.164 number: {source}")]
+    NotE164 {
+        /// What was given.
+        given: String,
+        /// Why it is not one.
+        source: chaincall_identity::NameError,
+    },
+    /// The callee is this phone itself.
+    #[error("{0} is this phone's own number")]
+    OwnNumber(PhoneNumber),
 }
 
 /// How an outgoing call ended without a report.
@@ -245,11 +267,25 @@ pub struct RegisterCheck {
 /// What [`check_registration`] tells the program while it works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum RegisterNote {
+pub enum RegisterNote<'a> {
     /// The registrar refused the stored password; fetching the current one.
     CredentialsRefused,
     /// The current password is stored in the key file; registering again.
-    PasswordStored,
+    PasswordStored(&'a Path),
+}
+
+impl std::fmt::Display for RegisterNote<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegisterNote::CredentialsRefused => f.write_str(
+                "the SIP server refused our credentials; fetching the current ones from the \
+                 wallet server",
+            ),
+            RegisterNote::PasswordStored(key_file) => {
+                write!(f, "new SIP password stored in {}", key_file.display())
+            }
+        }
+    }
 }
 
 /// Connects, registers and removes the binding again (`phone register`). When the registrar
@@ -261,7 +297,7 @@ pub async fn check_registration<C: KeystoreChain + 'static>(
     pass: &str,
     view: ChainView<C>,
     tls_keylog: Option<PathBuf>,
-    mut note: impl FnMut(RegisterNote),
+    mut note: impl FnMut(RegisterNote<'_>),
 ) -> Result<RegisterCheck, SessionError> {
     let once = async |secrets: &PhoneSecrets| {
         let keylog = tls_keylog.clone();
@@ -283,7 +319,7 @@ pub async fn check_registration<C: KeystoreChain + 'static>(
         }) if cfg.wallet_url.is_some() => {
             note(RegisterNote::CredentialsRefused);
             refresh_sip_password(cfg, secrets, pass).await?;
-            note(RegisterNote::PasswordStored);
+            note(RegisterNote::PasswordStored(&cfg.key_file));
             once(secrets).await
         }
         other => other,
@@ -310,10 +346,90 @@ async fn sleep_until_some(at: Option<Instant>) {
     }
 }
 
-/// Calls `target` (the phone registered) and sends `seconds` of audio: hangs up once it is sent,
-/// at `interrupt`, at a `phone hangup` request, or when the callee hangs up; returns the report.
-/// `up` is told once the call is up.
-pub async fn call(
+/// A connected phone: its handle, its events and (when it could be bound) its control socket.
+#[derive(Debug)]
+pub struct Running {
+    /// The phone.
+    pub phone: Phone,
+    /// Its events.
+    pub events: PhoneEvents,
+    /// The socket `phone hangup` reaches it through; `None` when another process holds it.
+    pub control: Option<ControlSocket>,
+}
+
+impl Running {
+    /// Registers and calls `target`, sending `seconds` of audio: hangs up once it is sent, at
+    /// `interrupt`, at a `phone hangup` request, or when the callee hangs up; returns the report.
+    /// `up` is told once the call is up. The registration is removed again, whatever happened.
+    pub async fn call(
+        mut self,
+        cfg: &PhoneFileConfig,
+        target: &PhoneNumber,
+        seconds: f64,
+        interrupt: impl Future<Output = ()>,
+        up: impl FnOnce(CallUp<'_>),
+    ) -> Result<CallReport, SessionError> {
+        let (phone, events, control) = (&self.phone, &mut self.events, &mut self.control);
+        let result = async {
+            register(cfg, phone).await?;
+            call(phone, events, control, target, seconds, interrupt, up).await
+        }
+        .await;
+        self.close().await;
+        result
+    }
+
+    /// Registers (telling `registered` the granted lifetime; the phone refreshes it halfway
+    /// through by itself) and answers calls as [`ListenPolicy`] says until `interrupt`; `show`
+    /// is told what happens. The registration is removed again, whatever happened.
+    pub async fn listen(
+        mut self,
+        cfg: &PhoneFileConfig,
+        policy: ListenPolicy,
+        interrupt: impl Future<Output = ()>,
+        registered: impl FnOnce(u32),
+        show: impl FnMut(ListenEvent<'_>),
+    ) -> Result<(), SessionError> {
+        let (phone, events, control) = (&self.phone, &mut self.events, &mut self.control);
+        let result = async {
+            registered(register(cfg, phone).await?);
+            listen(cfg, phone, events, control, policy, interrupt, show).await
+        }
+        .await;
+        self.close().await;
+        result
+    }
+
+    /// Stops answering `phone hangup`, removes the registration (callers are told at once that
+    /// the phone is offline) and stops the phone.
+    async fn close(self) {
+        drop(self.control);
+        self.phone.unregister_and_shutdown().await;
+    }
+}
+
+/// The callee of `phone call` and the seconds of audio it sends, checked: an E.164 number other
+/// than our own, and more than 0 and at most 3600 seconds.
+pub fn dial_target(
+    cfg: &PhoneFileConfig,
+    callee: &str,
+    seconds: f64,
+) -> Result<PhoneNumber, DialError> {
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= MAX_SECONDS) {
+        return Err(DialError::Seconds);
+    }
+    let target = PhoneNumber::parse(callee).map_err(|source| DialError::NotE164 {
+        given: callee.to_owned(),
+        source,
+    })?;
+    if Some(&target) == cfg.number.as_ref() {
+        return Err(DialError::OwnNumber(target));
+    }
+    Ok(target)
+}
+
+/// Calls `target` and sends `seconds` of audio ([`Running::call`]).
+async fn call(
     phone: &Phone,
     events: &mut PhoneEvents,
     control: &mut Option<ControlSocket>,
@@ -467,10 +583,24 @@ pub struct ListenPolicy {
     pub reject: bool,
 }
 
-/// Answers calls (the phone registered) until `policy.count` calls were handled, or `interrupt`:
+impl ListenPolicy {
+    /// How calls are handled, for the "listening" line: declining, answering automatically (the
+    /// config's `auto_answer`) or asking.
+    pub fn manner(&self, auto_answer: bool) -> &'static str {
+        if self.reject {
+            "declining every call"
+        } else if auto_answer {
+            "answering automatically"
+        } else {
+            "asking before answering"
+        }
+    }
+}
+
+/// Answers calls ([`Running::listen`]) until `policy.count` calls were handled, or `interrupt`:
 /// it hangs up the calls in progress and stops once they ended. `phone hangup` requests end calls
 /// and listening goes on. Recordings go to the config's `record_dir`.
-pub async fn listen(
+async fn listen(
     cfg: &PhoneFileConfig,
     phone: &Phone,
     events: &mut PhoneEvents,

@@ -11,6 +11,8 @@ use serde_json::json;
 use crate::caller::{CallerId, Verification};
 use crate::calls::ListenEvent;
 use crate::phone::CallReport;
+use crate::store::PhoneSecrets;
+use chaincall_identity::PhoneNumber;
 
 /// Sample rate of the recordings (G.711): samples per second.
 const SAMPLE_RATE: f64 = 8000.0;
@@ -216,6 +218,28 @@ pub fn listen_line(event: &ListenEvent<'_>) -> Option<serde_json::Value> {
             "caller": caller.map(CallerJson::from),
         })),
         _ => None,
+    }
+}
+
+/// A phone's keys as `phone export` and `phone import` list them: the identity key's fingerprint
+/// (for `number`) and the wallet.
+#[derive(Debug, Clone, Copy)]
+pub struct KeysSummary<'a> {
+    /// The keys.
+    pub secrets: &'a PhoneSecrets,
+    /// The phone's number, if it has one.
+    pub number: Option<&'a PhoneNumber>,
+}
+
+impl std::fmt::Display for KeysSummary<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secrets = self.secrets;
+        writeln!(
+            f,
+            "  identity key  {}",
+            secrets.own_fingerprint(self.number)
+        )?;
+        write!(f, "  wallet        {}", secrets.wallet.address())
     }
 }
 

@@ -16,11 +16,13 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use chaincall_chain::verified::HeaderTrust;
 use chaincall_chain::{KeystoreChain, RpcChain};
 use chaincall_identity::PhoneNumber;
-use chaincall_phone::calls::{self, CallUp, ChainView, ListenEvent, ListenPolicy, RegisterNote};
+use chaincall_phone::calls::{
+    self, CallUp, ChainView, ListenEvent, ListenPolicy, RegisterNote, Running,
+};
 use chaincall_phone::control::{self, ControlSocket};
 use chaincall_phone::onboarding::{self, Note, Onboarding, OnboardingUi, Recovery};
 use chaincall_phone::report::{self, CallReportJson, TextReport, describe_caller, for_terminal};
-use chaincall_phone::{CallReport, CallerId, Phone, PhoneEvents, PhoneFileConfig, PhoneSecrets};
+use chaincall_phone::{CallReport, CallerId, Phone, PhoneFileConfig, PhoneSecrets};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -488,24 +490,21 @@ async fn start_phone(
     secrets: &PhoneSecrets,
     audio: Vec<i16>,
     auto_answer: bool,
-) -> Result<(Phone, PhoneEvents, Option<ControlSocket>)> {
+) -> Result<Running> {
     let view = chain_view(cfg).await?;
     let keylog = crate::ssl_keylog_file();
     let (phone, events, _) = calls::connect(cfg, secrets, view, audio, auto_answer, keylog).await?;
     let control = bind_or_warn(&cfg.control_socket).await;
-    Ok((phone, events, control))
+    Ok(Running {
+        phone,
+        events,
+        control,
+    })
 }
 
 async fn register(cfg: &mut Config, secrets: &mut PhoneSecrets, pass: &str) -> Result<()> {
     let view = chain_view(cfg).await?;
-    let key_file = cfg.key_file.display().to_string();
-    let note = |note| match note {
-        RegisterNote::CredentialsRefused => println!(
-            "the SIP server refused our credentials; fetching the current ones from the wallet server"
-        ),
-        RegisterNote::PasswordStored => println!("new SIP password stored in {key_file}"),
-        _ => {}
-    };
+    let note = |note: RegisterNote<'_>| println!("{note}");
     let keylog = crate::ssl_keylog_file();
     let done = calls::check_registration(cfg, secrets, pass, view, keylog, note).await?;
     println!(
@@ -532,18 +531,9 @@ async fn call(
     seconds: f64,
     as_json: bool,
 ) -> Result<()> {
-    ensure!(
-        seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0,
-        "--seconds must be more than 0 and at most 3600"
-    );
-    let target = PhoneNumber::parse(callee)
-        .map_err(|e| anyhow!("{callee:?} is not an E.164 number: {e}"))?;
-    ensure!(
-        Some(&target) != cfg.number.as_ref(),
-        "{target} is this phone's own number"
-    );
+    let target = calls::dial_target(cfg, callee, seconds)?;
     let audio = cfg.outgoing_audio((seconds * 1000.0).round() as u32, 1)?;
-    let (phone, mut events, mut control) = start_phone(cfg, secrets, audio, false).await?;
+    let running = start_phone(cfg, secrets, audio, false).await?;
     let up = |up: CallUp<'_>| {
         eprintln!(
             "call {} to {target} up ({}{}); hangs up in {seconds} s, at Ctrl-C or at \
@@ -553,15 +543,7 @@ async fn call(
             contact::up_note(up.safety_number, up.verified_in_person)
         )
     };
-    let result = async {
-        calls::register(cfg, &phone).await?;
-        let (events, control) = (&mut events, &mut control);
-        calls::call(&phone, events, control, &target, seconds, ctrl_c(), up).await
-    }
-    .await;
-    drop(control);
-    phone.unregister_and_shutdown().await;
-    let report = result?;
+    let report = running.call(cfg, &target, seconds, ctrl_c(), up).await?;
     let recording = cfg.save_recording(&report)?;
     if as_json {
         println!("{}", report_json(cfg, &report, &recording));
@@ -593,32 +575,20 @@ async fn listen(
 ) -> Result<()> {
     let audio = cfg.outgoing_audio(LISTEN_SIGNAL_MS, 2)?;
     let auto_answer = cfg.auto_answer && !reject;
-    let (phone, mut events, mut control) = start_phone(cfg, secrets, audio, auto_answer).await?;
-    let cfg = &*cfg;
-    let result = async {
-        // The phone refreshes the registration halfway through its lifetime by itself.
-        let expires = calls::register(cfg, &phone).await?;
+    let running = start_phone(cfg, secrets, audio, auto_answer).await?;
+    let (cfg, policy) = (&*cfg, ListenPolicy { count, reject });
+    let registered = |expires| {
         eprintln!(
             "{} listening (registered at {} for {expires} s, {}); Ctrl-C stops",
             cfg.number_text(),
             cfg.sip_domain,
-            if reject {
-                "declining every call"
-            } else if auto_answer {
-                "answering automatically"
-            } else {
-                "asking before answering"
-            }
-        );
-        let policy = ListenPolicy { count, reject };
-        let (events, control) = (&mut events, &mut control);
-        let show = |event: ListenEvent<'_>| show_listen(cfg, event);
-        calls::listen(cfg, &phone, events, control, policy, ctrl_c(), show).await
-    }
-    .await;
-    drop(control);
-    phone.unregister_and_shutdown().await;
-    Ok(result?)
+            policy.manner(auto_answer)
+        )
+    };
+    let show = |event: ListenEvent<'_>| show_listen(cfg, event);
+    Ok(running
+        .listen(cfg, policy, ctrl_c(), registered, show)
+        .await?)
 }
 
 /// Shows what `listen` does: JSON lines on stdout, notes and prompts on stderr.

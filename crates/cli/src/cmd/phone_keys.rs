@@ -22,8 +22,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use chaincall_identity::{Fingerprint, IdentityName};
-use chaincall_phone::rotation::{Rotator, Settled};
+use chaincall_identity::IdentityName;
+use chaincall_phone::report::KeysSummary;
+use chaincall_phone::rotation::{Rotated, Rotator, Settled};
 use clap::Args;
 use zeroize::Zeroizing;
 
@@ -152,11 +153,8 @@ pub(super) fn export(
         cfg.number_text(),
         args.out.display()
     );
-    println!(
-        "  identity key  {}",
-        secrets.own_fingerprint(cfg.number.as_ref())
-    );
-    println!("  wallet        {}", secrets.wallet.address());
+    let number = cfg.number.as_ref();
+    println!("{}", KeysSummary { secrets, number });
     println!(
         "It holds the wallet and identity keys: keep it and its passphrase apart. Restore with \
          `chaincall phone import --in {}`.",
@@ -181,11 +179,8 @@ pub(super) fn import(cfg: &mut Config, pass: &str, args: &ImportArgs) -> Result<
         },
         key_file.display()
     );
-    println!(
-        "  identity key  {}",
-        restored.own_fingerprint(cfg.number.as_ref())
-    );
-    println!("  wallet        {}", restored.wallet.address());
+    let (secrets, number) = (&restored, cfg.number.as_ref());
+    println!("{}", KeysSummary { secrets, number });
     if restored.pending_rotation().is_some() {
         println!("  a key rotation was under way; the next phone command finishes it");
     }
@@ -221,31 +216,17 @@ pub(super) async fn rotate(cfg: &mut Config, pass: &str) -> Result<()> {
     }
     match rotator.drive(&mut secrets, &name).await? {
         Settled::Finished { old, tx } => {
-            let new = secrets.identity.public();
-            if let Some(tx) = tx {
-                println!(
-                    "rotated {}: tx {} in block {}, gas {}, from wallet {}",
-                    name.as_str(),
-                    tx.tx_hash,
-                    tx.block_number,
-                    tx.gas_used,
-                    secrets.wallet.address()
-                );
-            } else {
-                println!(
-                    "rotated {} (the chain already held the new key)",
-                    name.as_str()
-                );
-            }
-            println!("  old key       {}", Fingerprint::new(&name, &old));
-            println!("  new key       {}", Fingerprint::new(&name, &new));
+            let (name, old, tx, secrets) = (&name, &old, tx.as_ref(), &secrets);
+            let key_file = &cfg.key_file;
             println!(
-                "Your contacts' phones will show \"key changed by rotation\" for {}, and every \
-                 safety number with you changes: compare the new ones with your contacts. The \
-                 old key was deleted from {}; backups made before now hold it: run `chaincall \
-                 phone export` again.",
-                name.as_str(),
-                cfg.key_file.display()
+                "{}",
+                Rotated {
+                    name,
+                    old,
+                    tx,
+                    secrets,
+                    key_file
+                }
             );
             Ok(())
         }
@@ -272,22 +253,7 @@ pub(super) async fn settle_pending(cfg: &mut Config, pass: &str) -> Result<Optio
     }
     let (name, chain, trust) = rotator_parts(cfg).await?;
     let rotator = Rotator::new(cfg, &chain, &trust, pass);
-    match rotator.drive(&mut secrets, &name).await? {
-        Settled::Finished { old, .. } => eprintln!(
-            "finished the key rotation of {}: now using key {} (was {})",
-            name.as_str(),
-            Fingerprint::new(&name, &secrets.identity.public()),
-            Fingerprint::new(&name, &old)
-        ),
-        Settled::InFlight => eprintln!(
-            "a key rotation of {} is waiting for its transaction from wallet {}; the old key \
-             stays in use until it is mined",
-            name.as_str(),
-            secrets.wallet.address()
-        ),
-        Settled::Discarded(why) => {
-            eprintln!("{:#}; still using the old key", anyhow::Error::from(why))
-        }
-    }
+    let settled = rotator.drive(&mut secrets, &name).await?;
+    eprintln!("{}", settled.settle_note(&name, &secrets));
     Ok(Some(secrets))
 }
