@@ -41,8 +41,8 @@ pub struct TrustedHeader {
 }
 
 impl PhoneFileConfig {
-    /// Connects to the config's chain node, checking its chain id.
-    pub async fn connect_chain(&self) -> Result<Arc<RpcChain>, ChainAccessError> {
+    /// Connects to the config's chain node (`rpc_url`), checking its chain id.
+    pub async fn chain(&self) -> Result<Arc<RpcChain>, ChainAccessError> {
         let config = RpcConfig {
             expected_chain_id: self.chain_id,
             ..RpcConfig::default()

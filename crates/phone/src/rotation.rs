@@ -211,6 +211,25 @@ pub struct Rotated<'a> {
     pub key_file: &'a Path,
 }
 
+impl<'a> Rotated<'a> {
+    /// The report of rotating `name` from `old` to the key in `secrets`.
+    pub fn new(
+        name: &'a IdentityName,
+        old: &'a PublicIdentityKey,
+        tx: Option<&'a TxOutcome>,
+        secrets: &'a PhoneSecrets,
+        key_file: &'a Path,
+    ) -> Self {
+        Self {
+            name,
+            old,
+            tx,
+            secrets,
+            key_file,
+        }
+    }
+}
+
 impl std::fmt::Display for Rotated<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let name = self.name.as_str();

@@ -20,6 +20,7 @@ use chaincall_phone::calls::{
     self, CallUp, ChainView, ListenEvent, ListenPolicy, RegisterNote, Running,
 };
 use chaincall_phone::control::{self, ControlSocket};
+use chaincall_phone::key_file::KeyFileError;
 use chaincall_phone::onboarding::{self, Note, Onboarding, OnboardingUi, Recovery};
 use chaincall_phone::report::{self, CallReportJson, TextReport, describe_caller, for_terminal};
 use chaincall_phone::{CallReport, CallerId, Phone, PhoneFileConfig, PhoneSecrets};
@@ -208,21 +209,15 @@ enum PhoneCommand {
 /// The phone's configuration file, checked ([`chaincall_phone::config_file`]).
 type Config = PhoneFileConfig;
 
-/// What the CLI adds to the configuration: the chain it names and the trusted header, pinned on
-/// first use with a note on stderr.
+/// What the CLI adds to the configuration's chain access ([`Config::chain`]): the trusted header,
+/// pinned on first use with a note on stderr.
 trait ChainAccess {
-    /// Connects to the config's chain node.
-    async fn chain(&self) -> Result<Arc<RpcChain>>;
     /// The trusted header: the config's `trust`, or block 0 pinned now and written into the
     /// config (trust on first use).
     async fn header_trust<C: KeystoreChain>(&mut self, chain: &C) -> Result<Arc<HeaderTrust>>;
 }
 
 impl ChainAccess for Config {
-    async fn chain(&self) -> Result<Arc<RpcChain>> {
-        Ok(self.connect_chain().await?)
-    }
-
     async fn header_trust<C: KeystoreChain>(&mut self, chain: &C) -> Result<Arc<HeaderTrust>> {
         let header = self.trusted_header(chain).await?;
         if let Some(genesis) = header.pinned_now {
@@ -269,62 +264,46 @@ pub(crate) fn run(args: PhoneArgs) -> Result<()> {
 }
 
 async fn run_async(args: PhoneArgs) -> Result<()> {
-    let mut cfg = Config::load(&args.config)?;
+    let cfg = &mut Config::load(&args.config)?;
+    use PhoneCommand as C;
     // `hangup` only ends calls, so it needs no passphrase; every other command does.
-    if let PhoneCommand::Hangup { call_id } = &args.command {
-        let done = control::request_hangup(&cfg.control_socket, call_id.as_deref()).await?;
-        println!("{done}");
+    if let C::Hangup { call_id } = &args.command {
+        println!(
+            "{}",
+            control::request_hangup(&cfg.control_socket, call_id.as_deref()).await?
+        );
         return Ok(());
     }
-    let pass = passphrase(args.passphrase_file.as_deref())?;
+    let pass = &passphrase(args.passphrase_file.as_deref())?;
     // A key rotation an earlier run left half done is settled before the keys are used. The key
     // file is opened (Argon2id) once per command: the keys settling opened serve the command.
     let opened = match args.command {
-        PhoneCommand::Init { .. } | PhoneCommand::Rotate | PhoneCommand::Import(_) => None,
-        _ => phone_keys::settle_pending(&mut cfg, &pass).await?,
+        C::Init { .. } | C::Rotate | C::Import(_) | C::Hangup { .. } => None,
+        _ => phone_keys::settle_pending(cfg, pass).await?,
     };
+    // The keys settling opened, or the key file opened now.
+    let keys = |cfg: &Config| opened.map_or_else(|| cfg.load_secrets(pass), Ok);
     match args.command {
-        PhoneCommand::Init { number } => init(&mut cfg, number.as_deref(), &pass).await,
-        PhoneCommand::Onboard { receipt } => {
-            let secrets = keys(&cfg, opened, &pass)?;
-            onboard(&mut cfg, secrets, &receipt, &pass).await
-        }
-        // Without a key file (nothing opened) recovery makes new keys.
-        PhoneCommand::Recover { receipt } => recover(&mut cfg, opened, &receipt, &pass).await,
-        PhoneCommand::Register => {
-            let mut secrets = keys(&cfg, opened, &pass)?;
-            register(&mut cfg, &mut secrets, &pass).await
-        }
-        PhoneCommand::Call {
+        C::Init { number } => init(cfg, number.as_deref(), pass).await,
+        C::Onboard { receipt } => onboard(keys(cfg)?, cfg, &receipt, pass).await,
+        C::Recover { receipt } => recover(keys, cfg, &receipt, pass).await,
+        C::Register => register(&mut keys(cfg)?, cfg, pass).await,
+        C::Call {
             number,
             seconds,
             json,
-        } => {
-            let secrets = keys(&cfg, opened, &pass)?;
-            call(&mut cfg, &secrets, &number, seconds, json).await
+        } => call(&keys(cfg)?, cfg, &number, seconds, json).await,
+        C::Listen { count, reject } => listen(&keys(cfg)?, cfg, count, reject).await,
+        C::Rotate => phone_keys::rotate(cfg, pass).await,
+        C::Export(a) => phone_keys::export(&keys(cfg)?, cfg, pass, &a),
+        C::Import(a) => phone_keys::import(cfg, pass, &a),
+        C::Contact { command } => contact::run(cfg, &keys(cfg)?, command).await,
+        C::Contacts { json } => {
+            let list = contact::ContactCommand::List { json };
+            contact::run(cfg, &keys(cfg)?, list).await
         }
-        PhoneCommand::Listen { count, reject } => {
-            let secrets = keys(&cfg, opened, &pass)?;
-            listen(&mut cfg, &secrets, count, reject).await
-        }
-        PhoneCommand::Rotate => phone_keys::rotate(&mut cfg, &pass).await,
-        PhoneCommand::Export(a) => phone_keys::export(&cfg, &keys(&cfg, opened, &pass)?, &pass, &a),
-        PhoneCommand::Import(a) => phone_keys::import(&mut cfg, &pass, &a),
-        PhoneCommand::Contact { command } => {
-            let secrets = keys(&cfg, opened, &pass)?;
-            contact::run(&mut cfg, &secrets, command).await
-        }
-        PhoneCommand::Contacts { json } => {
-            let secrets = keys(&cfg, opened, &pass)?;
-            contact::run(&mut cfg, &secrets, contact::ContactCommand::List { json }).await
-        }
-        PhoneCommand::Hangup { .. } => unreachable!("handled above, without a passphrase"),
+        C::Hangup { .. } => Ok(()),
     }
-}
-
-/// The keys settling a pending rotation opened, or the key file opened now.
-fn keys(cfg: &Config, opened: Option<PhoneSecrets>, pass: &str) -> Result<PhoneSecrets> {
-    Ok(opened.map_or_else(|| cfg.load_secrets(pass), Ok)?)
 }
 
 async fn init(cfg: &mut Config, number: Option<&str>, pass: &str) -> Result<()> {
@@ -386,8 +365,8 @@ impl OnboardingUi for Terminal {
 }
 
 async fn onboard(
-    cfg: &mut Config,
     mut secrets: PhoneSecrets,
+    cfg: &mut Config,
     receipt_path: &Path,
     pass: &str,
 ) -> Result<()> {
@@ -418,8 +397,8 @@ async fn onboard(
 /// `phone recover` (docs/onboarding.md, "Device recovery"): new keys unless a key file is there
 /// already (a rerun), then [`Onboarding::recover`].
 async fn recover(
+    keys: impl FnOnce(&Config) -> Result<PhoneSecrets, KeyFileError>,
     cfg: &mut Config,
-    opened: Option<PhoneSecrets>,
     receipt_path: &Path,
     pass: &str,
 ) -> Result<()> {
@@ -428,12 +407,11 @@ async fn recover(
         .map_err(onboarding::OnboardingError::NoNumber)?
         .clone();
     let receipt = onboarding::read_receipt(receipt_path)?;
-    let (mut secrets, keys) = match opened {
-        Some(secrets) => (secrets, "using the keys".to_owned()),
-        None => {
-            let made = make_key_file(cfg, pass).await?;
-            (made, format!("made new keys for {number}"))
-        }
+    let (mut secrets, keys) = if cfg.key_file.exists() {
+        (keys(cfg)?, "using the keys".to_owned())
+    } else {
+        let made = make_key_file(cfg, pass).await?;
+        (made, format!("made new keys for {number}"))
     };
     eprintln!(
         "{keys} in {} (identity key {}, wallet {})",
@@ -502,7 +480,7 @@ async fn start_phone(
     })
 }
 
-async fn register(cfg: &mut Config, secrets: &mut PhoneSecrets, pass: &str) -> Result<()> {
+async fn register(secrets: &mut PhoneSecrets, cfg: &mut Config, pass: &str) -> Result<()> {
     let view = chain_view(cfg).await?;
     let note = |note: RegisterNote<'_>| println!("{note}");
     let keylog = crate::ssl_keylog_file();
@@ -525,8 +503,8 @@ async fn ctrl_c() {
 }
 
 async fn call(
-    cfg: &mut Config,
     secrets: &PhoneSecrets,
+    cfg: &mut Config,
     callee: &str,
     seconds: f64,
     as_json: bool,
@@ -568,8 +546,8 @@ async fn bind_or_warn(path: &Path) -> Option<ControlSocket> {
 }
 
 async fn listen(
-    cfg: &mut Config,
     secrets: &PhoneSecrets,
+    cfg: &mut Config,
     count: Option<u64>,
     reject: bool,
 ) -> Result<()> {

@@ -1,14 +1,9 @@
 //! `chaincall phone rotate`, `phone export` and `phone import`: the phone's own keys
 //! (docs/phone-keys.md).
 //!
-//! **Rotation** replaces the identity key on chain with `rotateKey`, sent from the phone's own
-//! wallet. It is crash safe because the next key is written into the key file as a *pending
-//! rotation* before the transaction leaves, and the old key stays in use until the chain shows the
-//! new one. Every later phone command that opens the keys first settles such a leftover
-//! ([`settle_pending`]): it reads the phone's entry (proven against the config's `trust`) and
-//! finishes the rotation when the new key is approved, waits while a transaction from the wallet is
-//! still unmined, sends `rotateKey` again when nothing was sent, and discards the pending key when
-//! the chain refuses it.
+//! **Rotation** (crash safe: a pending key in the key file first) is
+//! [`chaincall_phone::rotation`]; every later phone command first settles a rotation an earlier
+//! run left pending ([`settle_pending`]).
 //!
 //! **Backups** are the key file's secrets sealed under a separate backup passphrase (same sealing,
 //! another file kind: `chaincall_phone::store`), read from `--backup-passphrase-file`,
@@ -133,8 +128,8 @@ fn read_hidden(prompt: &str) -> Result<Zeroizing<String>> {
 
 /// Runs `phone export`.
 pub(super) fn export(
-    cfg: &Config,
     secrets: &PhoneSecrets,
+    cfg: &Config,
     pass: &str,
     args: &ExportArgs,
 ) -> Result<()> {
@@ -216,17 +211,10 @@ pub(super) async fn rotate(cfg: &mut Config, pass: &str) -> Result<()> {
     }
     match rotator.drive(&mut secrets, &name).await? {
         Settled::Finished { old, tx } => {
-            let (name, old, tx, secrets) = (&name, &old, tx.as_ref(), &secrets);
             let key_file = &cfg.key_file;
             println!(
                 "{}",
-                Rotated {
-                    name,
-                    old,
-                    tx,
-                    secrets,
-                    key_file
-                }
+                Rotated::new(&name, &old, tx.as_ref(), &secrets, key_file)
             );
             Ok(())
         }
