@@ -692,3 +692,41 @@ async fn listen(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_needs_an_e164_callee_other_than_ourselves_and_a_sane_duration() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::onboarding::tests::config(dir.path(), Some("+15550100001"));
+        let bob: PhoneNumber = "+15550100002".parse().unwrap();
+        assert_eq!(dial_target(&cfg, "+15550100002", 5.0).unwrap(), bob);
+        for seconds in [0.0, -1.0, 3600.5, f64::NAN, f64::INFINITY] {
+            let e = dial_target(&cfg, "+15550100002", seconds).unwrap_err();
+            assert!(matches!(e, DialError::Seconds), "{seconds}: {e:?}");
+        }
+        let e = dial_target(&cfg, "bob", 5.0).unwrap_err().to_string();
+        assert!(e.starts_with("\"bob\" is not an E.164 number"), "{e}");
+        let e = dial_target(&cfg, "+15550100001", 5.0)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "+15550100001 is this phone's own number");
+    }
+
+    #[test]
+    fn the_listening_line_names_how_calls_are_handled() {
+        let policy = ListenPolicy {
+            count: None,
+            reject: true,
+        };
+        assert_eq!(policy.manner(true), "declining every call");
+        let policy = ListenPolicy {
+            reject: false,
+            ..policy
+        };
+        assert_eq!(policy.manner(true), "answering automatically");
+        assert_eq!(policy.manner(false), "asking before answering");
+    }
+}

@@ -505,3 +505,110 @@ pub async fn refresh_sip_password(
     let client = WalletClient::new(url.clone());
     fetch_sip_password(cfg, &client, &url, cfg.number()?, secrets, pass).await
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    /// A config in `dir` naming `number` (or none), with its key file `phone.key` there.
+    pub(crate) fn config(dir: &Path, number: Option<&str>) -> PhoneFileConfig {
+        let number = number.map_or(String::new(), |n| format!("number = \"{n}\"\n"));
+        let text = format!(
+            "{number}rpc_url = \"http://127.0.0.1:8545\"\ncontract = \
+             \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\n[sip]\naddr = \"127.0.0.1:5061\"\n\
+             domain = \"sip.example.org\"\n"
+        );
+        let path = dir.join("phone.toml");
+        std::fs::write(&path, text).unwrap();
+        PhoneFileConfig::load(&path).unwrap()
+    }
+
+    #[test]
+    fn init_number_is_stored_once_and_another_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path(), None);
+        let alice: PhoneNumber = "+15550100001".parse().unwrap();
+        adopt_number(&mut cfg, alice.clone()).unwrap();
+        // Written into the file, so the next command sees it.
+        let reloaded = PhoneFileConfig::load(&cfg.path).unwrap();
+        assert_eq!(reloaded.number.as_ref(), Some(&alice));
+        adopt_number(&mut cfg, alice).unwrap();
+        let e = adopt_number(&mut cfg, "+15550100002".parse().unwrap()).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("--number +15550100002 differs from the config's number +15550100001"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn new_keys_need_a_passphrase_of_eight_characters_and_never_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path(), Some("+15550100001"));
+        let e = make_key_file(&cfg, "short").unwrap_err();
+        assert!(matches!(e, OnboardingError::ShortPassphrase), "{e:?}");
+        assert!(
+            !cfg.key_file.exists(),
+            "nothing written for a refused passphrase"
+        );
+        let made = make_key_file(&cfg, "correct horse").unwrap();
+        let opened = cfg.load_secrets("correct horse").unwrap();
+        assert_eq!(opened.identity.public(), made.identity.public());
+        let e = make_key_file(&cfg, "correct horse").unwrap_err();
+        assert!(
+            matches!(e, OnboardingError::KeyFile(KeyFileError::Write { .. })),
+            "{e:?}"
+        );
+        assert_eq!(
+            cfg.load_secrets("correct horse").unwrap().wallet.address(),
+            made.wallet.address()
+        );
+    }
+
+    #[test]
+    fn a_receipt_readable_by_others_or_not_a_receipt_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("receipt.json");
+        std::fs::write(&path, r#"{"original_json": "{}", "signature": "c2ln"}"#).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = read_receipt(&path).unwrap_err();
+        assert!(matches!(e, OnboardingError::Receipt(..)), "{e:?}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        read_receipt(&path).unwrap();
+        std::fs::write(&path, "not json").unwrap();
+        let e = read_receipt(&path).unwrap_err().to_string();
+        assert!(
+            e.ends_with(
+                "is not a receipt (expected the JSON `chaincall store issue-receipt` prints)"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_taken_number_says_how_its_owner_gets_it_back() {
+        let taken = ClientError::Api {
+            status: 409,
+            code: "number_taken".into(),
+            message: "taken".into(),
+        };
+        let e = refused(
+            taken,
+            "+15550100001",
+            "onboarding +15550100001 at http://w".into(),
+        );
+        let text = e.to_string();
+        assert!(
+            text.starts_with("onboarding +15550100001 at http://w: +15550100001 is taken"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chaincall phone recover --receipt FILE"),
+            "{text}"
+        );
+        let other = ClientError::Http("down".into());
+        let e = refused(other, "+15550100001", "onboarding".into());
+        assert!(matches!(e, OnboardingError::Wallet { .. }), "{e:?}");
+    }
+}

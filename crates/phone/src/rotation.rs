@@ -507,3 +507,35 @@ pub fn check_rotatable(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settling_and_rotating_say_what_happened() {
+        let secrets = PhoneSecrets::generate("+15550100001");
+        let name = IdentityName::Phone("+15550100001".parse().unwrap());
+        let note = Settled::InFlight.settle_note(&name, &secrets);
+        assert!(
+            note.contains(&secrets.wallet.address().to_string())
+                && note.ends_with("the old key stays in use until it is mined"),
+            "{note}"
+        );
+        let old = PhoneSecrets::generate("+15550100001").identity.public();
+        let key_file = Path::new("/home/alice/phone.key");
+        let text = Rotated::new(&name, &old, None, &secrets, key_file).to_string();
+        let new = secrets.identity.public();
+        let expected = format!(
+            "rotated +15550100001 (the chain already held the new key)\n  old key       {}\n  \
+             new key       {}\n",
+            Fingerprint::new(&name, &old),
+            Fingerprint::new(&name, &new)
+        );
+        assert!(text.starts_with(&expected), "{text}");
+        assert!(
+            text.contains("deleted from /home/alice/phone.key"),
+            "{text}"
+        );
+    }
+}
