@@ -264,6 +264,22 @@ pub struct RegisterCheck {
     pub expires: u32,
 }
 
+impl RegisterCheck {
+    /// What `phone register` reports: the number, where and how it registered, how long the
+    /// connection took and the granted lifetime.
+    pub fn report(&self, cfg: &PhoneFileConfig) -> String {
+        format!(
+            "registered {} at {} via {} ({}, connected in {:.1} ms): expires in {} s",
+            cfg.number_text(),
+            cfg.sip_domain,
+            cfg.sip_addr,
+            cfg.transport.name(),
+            self.connect.as_secs_f64() * 1e3,
+            self.expires
+        )
+    }
+}
+
 /// What [`check_registration`] tells the program while it works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

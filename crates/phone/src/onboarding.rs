@@ -213,6 +213,44 @@ pub fn adopt_number(cfg: &mut PhoneFileConfig, number: PhoneNumber) -> Result<()
     }
 }
 
+impl Recovery {
+    /// What `phone recover` reports for this outcome (`None`: nothing to say), for the config's
+    /// number and the phone's keys after recovery.
+    pub fn report(&self, cfg: &PhoneFileConfig, secrets: &PhoneSecrets) -> Option<String> {
+        let (number, wallet) = (cfg.number_text(), secrets.wallet.address());
+        match self {
+            Recovery::AlreadyOurs => Some(format!(
+                "{number} is this phone's already: its key is approved on chain for wallet \
+                 {wallet}; nothing to recover"
+            )),
+            Recovery::PasswordStored => None,
+            Recovery::Recovered => Some(format!(
+                "recovered {number}: the old key is revoked and this phone's key {} is approved on \
+                 chain (wallet {wallet}); the new SIP password is stored in {} and the old one no \
+                 longer works. Contacts are told the key was replaced after the operator revoked \
+                 the old one; compare safety numbers with them again (`chaincall phone contact \
+                 show NUMBER`).",
+                secrets.own_fingerprint(cfg.number.as_ref()),
+                cfg.key_file.display()
+            )),
+        }
+    }
+}
+
+/// What `phone onboard` reports once the number is the phone's: the wallet, the SIP account and
+/// where the password and the number were stored.
+pub fn onboarded(cfg: &PhoneFileConfig, secrets: &PhoneSecrets) -> String {
+    format!(
+        "onboarded {}: key approved on chain (wallet {}), SIP account provisioned at {}; \
+         password stored in {}, number in {}",
+        cfg.number_text(),
+        secrets.wallet.address(),
+        cfg.sip_domain,
+        cfg.key_file.display(),
+        cfg.path.display()
+    )
+}
+
 /// Refuses a passphrase too short to seal a new key file under.
 pub fn check_passphrase(pass: &str) -> Result<(), OnboardingError> {
     if pass.len() < MIN_PASSPHRASE {
@@ -321,7 +359,24 @@ enum Join {
     Recover,
 }
 
-impl<C: KeystoreChain, U: OnboardingUi> Onboarding<'_, C, U> {
+impl<'a, C: KeystoreChain, U: OnboardingUi> Onboarding<'a, C, U> {
+    /// A run for the phone `cfg` describes, on `chain`, with its keys and passphrase.
+    pub fn new(
+        cfg: &'a mut PhoneFileConfig,
+        chain: &'a C,
+        secrets: &'a mut PhoneSecrets,
+        pass: &'a str,
+        ui: &'a mut U,
+    ) -> Self {
+        Self {
+            cfg,
+            chain,
+            secrets,
+            pass,
+            ui,
+        }
+    }
+
     /// Onboards with `receipt`; returns the number the server decided, which is then in the key
     /// file (with the SIP password) and in the config.
     pub async fn onboard(&mut self, receipt: Receipt) -> Result<PhoneNumber, OnboardingError> {

@@ -10,9 +10,9 @@ use serde_json::json;
 
 use crate::caller::{CallerId, Verification};
 use crate::calls::ListenEvent;
+use crate::config_file::PhoneFileConfig;
 use crate::phone::CallReport;
 use crate::store::PhoneSecrets;
-use chaincall_identity::PhoneNumber;
 
 /// Sample rate of the recordings (G.711): samples per second.
 const SAMPLE_RATE: f64 = 8000.0;
@@ -221,25 +221,85 @@ pub fn listen_line(event: &ListenEvent<'_>) -> Option<serde_json::Value> {
     }
 }
 
-/// A phone's keys as `phone export` and `phone import` list them: the identity key's fingerprint
-/// (for `number`) and the wallet.
+/// What a command did with the phone's keys, as `phone init`, `phone export` and `phone import`
+/// report it: the headline, the identity key's fingerprint and the wallet, and what comes next.
 #[derive(Debug, Clone, Copy)]
-pub struct KeysSummary<'a> {
+pub struct KeysReport<'a> {
+    /// What happened.
+    pub done: KeysDone<'a>,
+    /// The configuration (number, key file, trust).
+    pub cfg: &'a PhoneFileConfig,
     /// The keys.
     pub secrets: &'a PhoneSecrets,
-    /// The phone's number, if it has one.
-    pub number: Option<&'a PhoneNumber>,
 }
 
-impl std::fmt::Display for KeysSummary<'_> {
+/// What happened to the keys ([`KeysReport`]).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum KeysDone<'a> {
+    /// `init` made them.
+    Made,
+    /// `export` wrote a backup to this file.
+    Exported(&'a Path),
+    /// `import` restored them from a backup.
+    Imported,
+}
+
+impl std::fmt::Display for KeysReport<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let secrets = self.secrets;
-        writeln!(
-            f,
-            "  identity key  {}",
-            secrets.own_fingerprint(self.number)
-        )?;
-        write!(f, "  wallet        {}", secrets.wallet.address())
+        let (cfg, secrets) = (self.cfg, self.secrets);
+        match self.done {
+            KeysDone::Made => match &cfg.number {
+                Some(n) => writeln!(f, "phone {n}")?,
+                None => writeln!(
+                    f,
+                    "phone without a number yet (the wallet server assigns one at onboarding)"
+                )?,
+            },
+            KeysDone::Exported(out) => writeln!(
+                f,
+                "exported {} to {} (encrypted under the backup passphrase, mode 0600)",
+                cfg.number_text(),
+                out.display()
+            )?,
+            KeysDone::Imported => writeln!(
+                f,
+                "imported {} into {} (sealed under the phone's passphrase, mode 0600)",
+                match secrets.number.as_str() {
+                    "" => "a phone without a number",
+                    number => number,
+                },
+                cfg.key_file.display()
+            )?,
+        }
+        let fingerprint = secrets.own_fingerprint(cfg.number.as_ref());
+        let on_chain = match self.done {
+            KeysDone::Made => " (P-256; goes on chain at onboarding)",
+            _ => "",
+        };
+        writeln!(f, "  identity key  {fingerprint}{on_chain}")?;
+        write!(f, "  wallet        {}", secrets.wallet.address())?;
+        match self.done {
+            KeysDone::Made => {
+                let key_file = cfg.key_file.display();
+                write!(f, "\n  key file      {key_file} (encrypted, mode 0600)")?;
+                if let Some((n, h)) = cfg.trust {
+                    write!(f, "\n  trusted block {n}:{h}")?;
+                }
+                write!(f, "\nnext: chaincall phone onboard --receipt FILE")
+            }
+            KeysDone::Exported(out) => write!(
+                f,
+                "\nIt holds the wallet and identity keys: keep it and its passphrase apart. \
+                 Restore with `chaincall phone import --in {}`.",
+                out.display()
+            ),
+            KeysDone::Imported if secrets.pending_rotation().is_some() => write!(
+                f,
+                "\n  a key rotation was under way; the next phone command finishes it"
+            ),
+            KeysDone::Imported => Ok(()),
+        }
     }
 }
 
@@ -369,5 +429,57 @@ mod tests {
     fn durations_are_milliseconds_to_the_microsecond() {
         assert_eq!(ms(Duration::from_nanos(1_234_567)), 1.235);
         assert_eq!(ms(Duration::ZERO), 0.0);
+    }
+
+    #[test]
+    fn key_reports_read_as_init_export_and_import_always_printed_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::onboarding::tests::config(dir.path(), Some("+15550100001"));
+        let secrets = PhoneSecrets::generate("+15550100001");
+        let (fp, wallet) = (
+            secrets.own_fingerprint(cfg.number.as_ref()),
+            secrets.wallet.address(),
+        );
+        let key_file = cfg.key_file.display();
+        let made = KeysReport {
+            done: KeysDone::Made,
+            cfg: &cfg,
+            secrets: &secrets,
+        };
+        assert_eq!(
+            made.to_string(),
+            format!(
+                "phone +15550100001\n  identity key  {fp} (P-256; goes on chain at onboarding)\n  \
+                 wallet        {wallet}\n  key file      {key_file} (encrypted, mode 0600)\nnext: \
+                 chaincall phone onboard --receipt FILE"
+            )
+        );
+        let out = Path::new("/backups/alice.backup");
+        let exported = KeysReport {
+            done: KeysDone::Exported(out),
+            cfg: &cfg,
+            secrets: &secrets,
+        };
+        assert_eq!(
+            exported.to_string(),
+            format!(
+                "exported +15550100001 to /backups/alice.backup (encrypted under the backup \
+                 passphrase, mode 0600)\n  identity key  {fp}\n  wallet        {wallet}\nIt holds \
+                 the wallet and identity keys: keep it and its passphrase apart. Restore with \
+                 `chaincall phone import --in /backups/alice.backup`."
+            )
+        );
+        let imported = KeysReport {
+            done: KeysDone::Imported,
+            cfg: &cfg,
+            secrets: &secrets,
+        };
+        assert_eq!(
+            imported.to_string(),
+            format!(
+                "imported +15550100001 into {key_file} (sealed under the phone's passphrase, mode \
+                 0600)\n  identity key  {fp}\n  wallet        {wallet}"
+            )
+        );
     }
 }

@@ -21,8 +21,10 @@ use chaincall_phone::calls::{
 };
 use chaincall_phone::control::{self, ControlSocket};
 use chaincall_phone::key_file::KeyFileError;
-use chaincall_phone::onboarding::{self, Note, Onboarding, OnboardingUi, Recovery};
-use chaincall_phone::report::{self, CallReportJson, TextReport, describe_caller, for_terminal};
+use chaincall_phone::onboarding::{self, Note, Onboarding, OnboardingError, OnboardingUi};
+use chaincall_phone::report::{
+    self, CallReportJson, KeysDone, KeysReport, TextReport, describe_caller, for_terminal,
+};
 use chaincall_phone::{CallReport, CallerId, Phone, PhoneFileConfig, PhoneSecrets};
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -312,26 +314,9 @@ async fn init(cfg: &mut Config, number: Option<&str>, pass: &str) -> Result<()> 
         onboarding::adopt_number(cfg, n)?;
     }
     cfg.ensure_no_key_file()?;
-    let secrets = make_key_file(cfg, pass).await?;
-    match &cfg.number {
-        Some(n) => println!("phone {n}"),
-        None => {
-            println!("phone without a number yet (the wallet server assigns one at onboarding)")
-        }
-    }
-    println!(
-        "  identity key  {} (P-256; goes on chain at onboarding)",
-        secrets.own_fingerprint(cfg.number.as_ref())
-    );
-    println!("  wallet        {}", secrets.wallet.address());
-    println!(
-        "  key file      {} (encrypted, mode 0600)",
-        cfg.key_file.display()
-    );
-    if let Some((n, h)) = cfg.trust {
-        println!("  trusted block {n}:{h}");
-    }
-    println!("next: chaincall phone onboard --receipt FILE");
+    let secrets = &make_key_file(cfg, pass).await?;
+    let done = KeysDone::Made;
+    println!("{}", KeysReport { done, cfg, secrets });
     Ok(())
 }
 
@@ -372,25 +357,11 @@ async fn onboard(
 ) -> Result<()> {
     let receipt = onboarding::read_receipt(receipt_path)?;
     let chain = cfg.chain().await?;
-    let chain = &*chain;
     let (secrets, ui) = (&mut secrets, &mut Terminal);
-    let number = Onboarding {
-        cfg,
-        chain,
-        secrets,
-        pass,
-        ui,
-    }
-    .onboard(receipt)
-    .await?;
-    println!(
-        "onboarded {number}: key approved on chain (wallet {}), SIP account provisioned at {}; \
-         password stored in {}, number in {}",
-        secrets.wallet.address(),
-        cfg.sip_domain,
-        cfg.key_file.display(),
-        cfg.path.display()
-    );
+    Onboarding::new(cfg, &*chain, secrets, pass, ui)
+        .onboard(receipt)
+        .await?;
+    println!("{}", onboarding::onboarded(cfg, secrets));
     Ok(())
 }
 
@@ -402,10 +373,7 @@ async fn recover(
     receipt_path: &Path,
     pass: &str,
 ) -> Result<()> {
-    let number = cfg
-        .number()
-        .map_err(onboarding::OnboardingError::NoNumber)?
-        .clone();
+    let number = cfg.number().map_err(OnboardingError::NoNumber)?.clone();
     let receipt = onboarding::read_receipt(receipt_path)?;
     let (mut secrets, keys) = if cfg.key_file.exists() {
         (keys(cfg)?, "using the keys".to_owned())
@@ -420,31 +388,12 @@ async fn recover(
         secrets.wallet.address()
     );
     let chain = cfg.chain().await?;
-    let wallet = secrets.wallet.address();
-    let (chain, ui) = (&*chain, &mut Terminal);
-    let mut flow = Onboarding {
-        cfg,
-        chain,
-        secrets: &mut secrets,
-        pass,
-        ui,
-    };
-    let outcome = flow.recover(receipt).await?;
-    match outcome {
-        Recovery::AlreadyOurs => println!(
-            "{number} is this phone's already: its key is approved on chain for wallet {wallet}; \
-             nothing to recover"
-        ),
-        Recovery::Recovered => println!(
-            "recovered {number}: the old key is revoked and this phone's key {} is approved on \
-             chain (wallet {wallet}); the new SIP password is stored in {} and the old one no \
-             longer works. Contacts are told the key was replaced after the operator revoked the \
-             old one; compare safety numbers with them again (`chaincall phone contact show \
-             NUMBER`).",
-            secrets.own_fingerprint(cfg.number.as_ref()),
-            cfg.key_file.display()
-        ),
-        _ => {}
+    let (secrets, ui) = (&mut secrets, &mut Terminal);
+    let outcome = Onboarding::new(cfg, &*chain, secrets, pass, ui)
+        .recover(receipt)
+        .await?;
+    if let Some(report) = outcome.report(cfg, secrets) {
+        println!("{report}");
     }
     Ok(())
 }
@@ -485,15 +434,7 @@ async fn register(secrets: &mut PhoneSecrets, cfg: &mut Config, pass: &str) -> R
     let note = |note: RegisterNote<'_>| println!("{note}");
     let keylog = crate::ssl_keylog_file();
     let done = calls::check_registration(cfg, secrets, pass, view, keylog, note).await?;
-    println!(
-        "registered {} at {} via {} ({}, connected in {:.1} ms): expires in {} s",
-        cfg.number_text(),
-        cfg.sip_domain,
-        cfg.sip_addr,
-        cfg.transport.name(),
-        done.connect.as_secs_f64() * 1e3,
-        done.expires
-    );
+    println!("{}", done.report(cfg));
     Ok(())
 }
 

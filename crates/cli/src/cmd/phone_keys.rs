@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use chaincall_identity::IdentityName;
-use chaincall_phone::report::KeysSummary;
+use chaincall_phone::report::{KeysDone, KeysReport};
 use chaincall_phone::rotation::{Rotated, Rotator, Settled};
 use clap::Args;
 use zeroize::Zeroizing;
@@ -143,18 +143,8 @@ pub(super) fn export(
     secrets
         .export_backup(&args.out, &backup_pass, args.force)
         .with_context(|| format!("cannot write the backup {}", args.out.display()))?;
-    println!(
-        "exported {} to {} (encrypted under the backup passphrase, mode 0600)",
-        cfg.number_text(),
-        args.out.display()
-    );
-    let number = cfg.number.as_ref();
-    println!("{}", KeysSummary { secrets, number });
-    println!(
-        "It holds the wallet and identity keys: keep it and its passphrase apart. Restore with \
-         `chaincall phone import --in {}`.",
-        args.out.display()
-    );
+    let done = KeysDone::Exported(&args.out);
+    println!("{}", KeysReport { done, cfg, secrets });
     Ok(())
 }
 
@@ -164,21 +154,8 @@ pub(super) fn import(cfg: &mut Config, pass: &str, args: &ImportArgs) -> Result<
     let restored = PhoneSecrets::import_backup(&args.input, &backup_pass)
         .with_context(|| format!("cannot restore the backup {}", args.input.display()))?;
     cfg.import_secrets(&args.input, &restored, pass, args.force)?;
-    let key_file = &cfg.key_file;
-    println!(
-        "imported {} into {} (sealed under the phone's passphrase, mode 0600)",
-        if restored.number.is_empty() {
-            "a phone without a number"
-        } else {
-            &restored.number
-        },
-        key_file.display()
-    );
-    let (secrets, number) = (&restored, cfg.number.as_ref());
-    println!("{}", KeysSummary { secrets, number });
-    if restored.pending_rotation().is_some() {
-        println!("  a key rotation was under way; the next phone command finishes it");
-    }
+    let (done, cfg, secrets) = (KeysDone::Imported, &*cfg, &restored);
+    println!("{}", KeysReport { done, cfg, secrets });
     Ok(())
 }
 
