@@ -1,4 +1,6 @@
-//! `chaincall phone …`: the command-line softphone over [`chaincall_phone`].
+//! `chaincall phone …`: the command-line softphone over [`chaincall_phone`], which holds the
+//! flows (onboarding and recovery, registration, the call and listen loops, the control socket,
+//! the reports); this module parses arguments, asks at the terminal and prints.
 //!
 //! `init` makes the keys, `onboard` runs the paper's Fig. 2 flow against the wallet server,
 //! `register` checks the SIP account, `call` places one end-to-end encrypted call, `listen`
@@ -304,6 +306,7 @@ async fn run_async(args: PhoneArgs) -> Result<()> {
             let list = contact::ContactCommand::List { json };
             contact::run(cfg, &keys(cfg)?, list).await
         }
+        // Answered above, before any passphrase was asked for.
         C::Hangup { .. } => Ok(()),
     }
 }

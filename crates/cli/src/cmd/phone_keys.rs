@@ -159,15 +159,18 @@ pub(super) fn import(cfg: &mut Config, pass: &str, args: &ImportArgs) -> Result<
     Ok(())
 }
 
-/// The phone's identity name and a rotator on the config's chain, proving against its `trust`.
+/// The phone's identity name, the config's chain and its `trust`, for a [`Rotator`]; `settling`
+/// when a command other than `rotate` needs them for a pending rotation (the error says so).
 async fn rotator_parts(
     cfg: &mut Config,
+    settling: bool,
 ) -> Result<(IdentityName, Arc<RpcChain>, Arc<HeaderTrust>)> {
     let name = IdentityName::Phone(cfg.number()?.clone());
-    let chain = cfg
-        .chain()
-        .await
-        .context("the chain is needed to rotate the key or settle a pending rotation")?;
+    let chain = match cfg.chain().await {
+        Err(e) if settling => Err(anyhow::Error::from(e)
+            .context("a key rotation is pending and the chain is needed to settle it")),
+        other => other.map_err(Into::into),
+    }?;
     let trust = cfg.header_trust(&*chain).await?;
     Ok((name, chain, trust))
 }
@@ -175,7 +178,7 @@ async fn rotator_parts(
 /// Runs `phone rotate`.
 pub(super) async fn rotate(cfg: &mut Config, pass: &str) -> Result<()> {
     let mut secrets = cfg.load_secrets(pass)?;
-    let (name, chain, trust) = rotator_parts(cfg).await?;
+    let (name, chain, trust) = rotator_parts(cfg, false).await?;
     let rotator = Rotator::new(cfg, &chain, &trust, pass);
     if let Some(next) = secrets.pending_rotation() {
         eprintln!(
@@ -188,11 +191,8 @@ pub(super) async fn rotate(cfg: &mut Config, pass: &str) -> Result<()> {
     }
     match rotator.drive(&mut secrets, &name).await? {
         Settled::Finished { old, tx } => {
-            let key_file = &cfg.key_file;
-            println!(
-                "{}",
-                Rotated::new(&name, &old, tx.as_ref(), &secrets, key_file)
-            );
+            let rotated = Rotated::new(&name, &old, tx.as_ref(), &secrets, &cfg.key_file);
+            println!("{rotated}");
             Ok(())
         }
         Settled::InFlight => bail!(
@@ -216,7 +216,7 @@ pub(super) async fn settle_pending(cfg: &mut Config, pass: &str) -> Result<Optio
     if secrets.pending_rotation().is_none() {
         return Ok(Some(secrets));
     }
-    let (name, chain, trust) = rotator_parts(cfg).await?;
+    let (name, chain, trust) = rotator_parts(cfg, true).await?;
     let rotator = Rotator::new(cfg, &chain, &trust, pass);
     let settled = rotator.drive(&mut secrets, &name).await?;
     eprintln!("{}", settled.settle_note(&name, &secrets));
