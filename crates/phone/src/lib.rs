@@ -4,9 +4,14 @@
 //! | module | what | kind |
 //! | --- | --- | --- |
 //! | [`audio_files`] | the audio a call sends (`audio_in` or a built-in signal) and the recordings of what it received | file |
+//! | [`calls`] | a running phone: connecting, the registration check (SIP password refreshed), the call and listen loops | tokio |
+//! | [`report`] | call reports and callers as JSON (`--json`, `listen`) | plain |
+//! | [`chain_access`] | the config's chain node and the header lookups are proven against (pinned on first use) | async |
+//! | [`onboarding`] | onboarding (Fig. 2) and device recovery against the wallet server; the SIP password fetched and stored | async |
 //! | [`config_file`] | the configuration file: parsed once into checked types, trust pinned on first use, the assigned number stored (comments kept) | file |
 //! | [`store`] | identity key, wallet key and SIP password at rest (Argon2id + AES-256-GCM, mode 0600) | file |
 //! | [`contacts`] | key pins and what the user knows of each contact, persisted across processes (JSON, 0600, locked) | file |
+//! | [`control`] | the control socket through which `phone hangup` ends a running phone's calls (Unix socket, 0600) | tokio |
 //! | [`key_file`] | the config's key file: opened only for the config's number, never overwritten by another identity | file |
 //! | [`keys`] | key lookups on chain, proven against a trusted header ([`chaincall_chain::verified`]) and timed | async |
 //! | [`negotiation`] | SDP offer/answer: MIKEY-PKE / DH-SIGN in `a=key-mgmt` (RFC 4567), SDES (RFC 4568), G.711 | sans-IO |
@@ -32,14 +37,19 @@
 
 pub mod audio_files;
 pub mod caller;
+pub mod calls;
+pub mod chain_access;
 pub mod config_file;
 pub mod contact_view;
 pub mod contacts;
+pub mod control;
 pub mod error;
 pub mod key_file;
 pub mod keys;
 pub mod negotiation;
+pub mod onboarding;
 pub mod phone;
+pub mod report;
 pub mod rotation;
 pub mod store;
 pub mod ua;

@@ -8,6 +8,8 @@
 //! sends `rotateKey` when nothing was sent, and discards the pending key when the chain refuses
 //! it. The caller prints; nothing here writes to the terminal.
 
+use std::path::Path;
+
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider as _;
 use alloy::rpc::types::TransactionRequest;
@@ -15,7 +17,7 @@ use alloy::sol_types::SolCall as _;
 use chaincall_chain::contract::IKeystore;
 use chaincall_chain::verified::{HeaderTrust, VerifyError, get_client_verified};
 use chaincall_chain::{ChainError, ClientEntry, ClientId, KeystoreChain, RpcChain, TxOutcome};
-use chaincall_identity::{IdentityName, KeyStatus, PublicIdentityKey};
+use chaincall_identity::{Fingerprint, IdentityName, KeyStatus, PublicIdentityKey};
 
 use crate::config_file::PhoneFileConfig;
 use crate::error::PhoneError;
@@ -160,6 +162,104 @@ pub enum Settled {
     /// The chain refused the rotation; the pending key was dropped and the file saved.
     /// [`RotationError::Discarded`] says why.
     Discarded(RotationError),
+}
+
+impl Settled {
+    /// What settling a rotation an earlier run left pending did, as the note a command shows
+    /// before it goes on (`name` the phone, `secrets` its keys after settling).
+    pub fn settle_note(&self, name: &IdentityName, secrets: &PhoneSecrets) -> String {
+        match self {
+            Settled::Finished { old, .. } => format!(
+                "finished the key rotation of {}: now using key {} (was {})",
+                name.as_str(),
+                Fingerprint::new(name, &secrets.identity.public()),
+                Fingerprint::new(name, old)
+            ),
+            Settled::InFlight => format!(
+                "a key rotation of {} is waiting for its transaction from wallet {}; the old key \
+                 stays in use until it is mined",
+                name.as_str(),
+                secrets.wallet.address()
+            ),
+            Settled::Discarded(why) => {
+                // The error and its causes, outermost first, as the CLI shows errors.
+                let mut text = why.to_string();
+                let mut cause = std::error::Error::source(why);
+                while let Some(c) = cause {
+                    text = format!("{text}: {c}");
+                    cause = c.source();
+                }
+                format!("{text}; still using the old key")
+            }
+        }
+    }
+}
+
+/// A finished `phone rotate` as it is reported: the transaction, the old and new keys'
+/// fingerprints, and what the user does next.
+#[derive(Debug, Clone, Copy)]
+pub struct Rotated<'a> {
+    /// The phone.
+    pub name: &'a IdentityName,
+    /// The replaced key.
+    pub old: &'a PublicIdentityKey,
+    /// The `rotateKey` this run sent (none when the chain already held the new key).
+    pub tx: Option<&'a TxOutcome>,
+    /// The phone's keys, now with the new identity key.
+    pub secrets: &'a PhoneSecrets,
+    /// The key file the old key was deleted from.
+    pub key_file: &'a Path,
+}
+
+impl<'a> Rotated<'a> {
+    /// The report of rotating `name` from `old` to the key in `secrets`.
+    pub fn new(
+        name: &'a IdentityName,
+        old: &'a PublicIdentityKey,
+        tx: Option<&'a TxOutcome>,
+        secrets: &'a PhoneSecrets,
+        key_file: &'a Path,
+    ) -> Self {
+        Self {
+            name,
+            old,
+            tx,
+            secrets,
+            key_file,
+        }
+    }
+}
+
+impl std::fmt::Display for Rotated<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self.name.as_str();
+        match self.tx {
+            Some(tx) => writeln!(
+                f,
+                "rotated {name}: tx {} in block {}, gas {}, from wallet {}",
+                tx.tx_hash,
+                tx.block_number,
+                tx.gas_used,
+                self.secrets.wallet.address()
+            )?,
+            None => writeln!(f, "rotated {name} (the chain already held the new key)")?,
+        }
+        let new = self.secrets.identity.public();
+        writeln!(
+            f,
+            "  old key       {}",
+            Fingerprint::new(self.name, self.old)
+        )?;
+        writeln!(f, "  new key       {}", Fingerprint::new(self.name, &new))?;
+        write!(
+            f,
+            "Your contacts' phones will show \"key changed by rotation\" for {name}, and every \
+             safety number with you changes: compare the new ones with your contacts. The old \
+             key was deleted from {}; backups made before now hold it: run `chaincall phone \
+             export` again.",
+            self.key_file.display()
+        )
+    }
 }
 
 /// What a rotation works against: the phone's configuration (contract, key file, node), its
@@ -406,4 +506,36 @@ pub fn check_rotatable(
         return Err(RotationError::KeyElsewhere { who, fingerprint });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settling_and_rotating_say_what_happened() {
+        let secrets = PhoneSecrets::generate("+15550100001");
+        let name = IdentityName::Phone("+15550100001".parse().unwrap());
+        let note = Settled::InFlight.settle_note(&name, &secrets);
+        assert!(
+            note.contains(&secrets.wallet.address().to_string())
+                && note.ends_with("the old key stays in use until it is mined"),
+            "{note}"
+        );
+        let old = PhoneSecrets::generate("+15550100001").identity.public();
+        let key_file = Path::new("/home/alice/phone.key");
+        let text = Rotated::new(&name, &old, None, &secrets, key_file).to_string();
+        let new = secrets.identity.public();
+        let expected = format!(
+            "rotated +15550100001 (the chain already held the new key)\n  old key       {}\n  \
+             new key       {}\n",
+            Fingerprint::new(&name, &old),
+            Fingerprint::new(&name, &new)
+        );
+        assert!(text.starts_with(&expected), "{text}");
+        assert!(
+            text.contains("deleted from /home/alice/phone.key"),
+            "{text}"
+        );
+    }
 }

@@ -6,7 +6,6 @@ pub(crate) mod demo;
 pub(crate) mod keystore;
 pub(crate) mod mikey;
 pub(crate) mod phone;
-pub(crate) mod phone_control;
 pub(crate) mod sipd;
 pub(crate) mod store;
 pub(crate) mod version;

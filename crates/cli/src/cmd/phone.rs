@@ -1,4 +1,6 @@
-//! `chaincall phone …`: the command-line softphone over [`chaincall_phone`].
+//! `chaincall phone …`: the command-line softphone over [`chaincall_phone`], which holds the
+//! flows (onboarding and recovery, registration, the call and listen loops, the control socket,
+//! the reports); this module parses arguments, asks at the terminal and prints.
 //!
 //! `init` makes the keys, `onboard` runs the paper's Fig. 2 flow against the wallet server,
 //! `register` checks the SIP account, `call` places one end-to-end encrypted call, `listen`
@@ -11,28 +13,29 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use chaincall_chain::verified::HeaderTrust;
-use chaincall_chain::{KeystoreChain, RpcChain, RpcConfig};
+use chaincall_chain::{KeystoreChain, RpcChain};
 use chaincall_identity::PhoneNumber;
-use chaincall_phone::{
-    CallReport, CallerId, KeyLookup, Phone, PhoneError, PhoneEvent, PhoneEvents, PhoneFileConfig,
-    PhoneSecrets, Verification,
+use chaincall_phone::calls::{
+    self, CallUp, ChainView, ListenEvent, ListenPolicy, RegisterNote, Running,
 };
+use chaincall_phone::control::{self, ControlSocket};
+use chaincall_phone::key_file::KeyFileError;
+use chaincall_phone::onboarding::{self, Note, Onboarding, OnboardingError, OnboardingUi};
+use chaincall_phone::report::{
+    self, CallReportJson, KeysDone, KeysReport, TextReport, describe_caller, for_terminal,
+};
+use chaincall_phone::{CallReport, CallerId, Phone, PhoneFileConfig, PhoneSecrets};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use zeroize::Zeroizing;
-
-use super::phone_control::{self, ControlSocket};
 
 #[path = "contact.rs"]
 mod contact;
 #[path = "phone_keys.rs"]
 mod phone_keys;
-#[path = "recover.rs"]
-mod recover;
 
 /// Environment variable holding the key file's passphrase (when `--passphrase-file` is absent).
 const PASSPHRASE_ENV: &str = "CHAINCALL_PASSPHRASE";
@@ -210,47 +213,25 @@ enum PhoneCommand {
 /// The phone's configuration file, checked ([`chaincall_phone::config_file`]).
 type Config = PhoneFileConfig;
 
-/// What the CLI adds to the configuration: the chain it names and the trusted header, pinned on
-/// first use with a note on stderr.
+/// What the CLI adds to the configuration's chain access ([`Config::chain`]): the trusted header,
+/// pinned on first use with a note on stderr.
 trait ChainAccess {
-    /// Connects to the config's chain node.
-    async fn chain(&self) -> Result<Arc<RpcChain>>;
     /// The trusted header: the config's `trust`, or block 0 pinned now and written into the
     /// config (trust on first use).
     async fn header_trust<C: KeystoreChain>(&mut self, chain: &C) -> Result<Arc<HeaderTrust>>;
 }
 
 impl ChainAccess for Config {
-    async fn chain(&self) -> Result<Arc<RpcChain>> {
-        let chain = RpcChain::connect(
-            &self.rpc_url,
-            RpcConfig {
-                expected_chain_id: self.chain_id,
-                ..RpcConfig::default()
-            },
-        )
-        .await
-        .with_context(|| format!("cannot reach the chain node {}", self.rpc_url))?;
-        Ok(Arc::new(chain))
-    }
-
     async fn header_trust<C: KeystoreChain>(&mut self, chain: &C) -> Result<Arc<HeaderTrust>> {
-        if let Some((number, hash)) = self.trust {
-            return Ok(Arc::new(HeaderTrust::checkpoint(number, hash)));
+        let header = self.trusted_header(chain).await?;
+        if let Some(genesis) = header.pinned_now {
+            eprintln!(
+                "pinned block 0:{genesis} of {} as `trust` in {} (trust on first use)",
+                self.rpc_url,
+                self.path.display()
+            );
         }
-        let genesis = chain
-            .block_header(0)
-            .await
-            .context("cannot fetch block 0 to pin it")?
-            .hash_slow();
-        self.pin_trust(0, genesis)
-            .context("cannot add `trust` to the config")?;
-        eprintln!(
-            "pinned block 0:{genesis} of {} as `trust` in {} (trust on first use)",
-            self.rpc_url,
-            self.path.display()
-        );
-        Ok(Arc::new(HeaderTrust::checkpoint(0, genesis)))
+        Ok(header.trust)
     }
 }
 
@@ -287,409 +268,204 @@ pub(crate) fn run(args: PhoneArgs) -> Result<()> {
 }
 
 async fn run_async(args: PhoneArgs) -> Result<()> {
-    let mut cfg = Config::load(&args.config)?;
+    let cfg = &mut Config::load(&args.config)?;
+    use PhoneCommand as C;
     // `hangup` only ends calls, so it needs no passphrase; every other command does.
-    let pass = || passphrase(args.passphrase_file.as_deref());
-    // A key rotation an earlier run left half done is settled before the keys are used.
-    if !matches!(
-        args.command,
-        PhoneCommand::Init { .. }
-            | PhoneCommand::Hangup { .. }
-            | PhoneCommand::Rotate
-            | PhoneCommand::Import(_)
-    ) {
-        phone_keys::settle_pending(&mut cfg, &pass()?).await?;
+    if let C::Hangup { call_id } = &args.command {
+        println!(
+            "{}",
+            control::request_hangup(&cfg.control_socket, call_id.as_deref()).await?
+        );
+        return Ok(());
     }
+    let pass = &passphrase(args.passphrase_file.as_deref())?;
+    // A key rotation an earlier run left half done is settled before the keys are used. The key
+    // file is opened (Argon2id) once per command: the keys settling opened serve the command.
+    let opened = match args.command {
+        C::Init { .. } | C::Rotate | C::Import(_) | C::Hangup { .. } => None,
+        _ => phone_keys::settle_pending(cfg, pass).await?,
+    };
+    // The keys settling opened, or the key file opened now.
+    let keys = |cfg: &Config| opened.map_or_else(|| cfg.load_secrets(pass), Ok);
     match args.command {
-        PhoneCommand::Init { number } => init(&mut cfg, number.as_deref(), &pass()?).await,
-        PhoneCommand::Onboard { receipt } => onboard(&mut cfg, &receipt, &pass()?).await,
-        PhoneCommand::Recover { receipt } => recover::run(&mut cfg, &receipt, &pass()?).await,
-        PhoneCommand::Register => {
-            let pass = pass()?;
-            let mut secrets = cfg.load_secrets(&pass)?;
-            register(&mut cfg, &mut secrets, &pass).await
-        }
-        PhoneCommand::Call {
+        C::Init { number } => init(cfg, number.as_deref(), pass).await,
+        C::Onboard { receipt } => onboard(keys(cfg)?, cfg, &receipt, pass).await,
+        C::Recover { receipt } => recover(keys, cfg, &receipt, pass).await,
+        C::Register => register(&mut keys(cfg)?, cfg, pass).await,
+        C::Call {
             number,
             seconds,
             json,
-        } => {
-            let secrets = cfg.load_secrets(&pass()?)?;
-            call(&mut cfg, &secrets, &number, seconds, json).await
+        } => call(&keys(cfg)?, cfg, &number, seconds, json).await,
+        C::Listen { count, reject } => listen(&keys(cfg)?, cfg, count, reject).await,
+        C::Rotate => phone_keys::rotate(cfg, pass).await,
+        C::Export(a) => phone_keys::export(&keys(cfg)?, cfg, pass, &a),
+        C::Import(a) => phone_keys::import(cfg, pass, &a),
+        C::Contact { command } => contact::run(cfg, &keys(cfg)?, command).await,
+        C::Contacts { json } => {
+            let list = contact::ContactCommand::List { json };
+            contact::run(cfg, &keys(cfg)?, list).await
         }
-        PhoneCommand::Listen { count, reject } => {
-            let secrets = cfg.load_secrets(&pass()?)?;
-            listen(&mut cfg, &secrets, count, reject).await
-        }
-        PhoneCommand::Hangup { call_id } => {
-            let done =
-                phone_control::request_hangup(&cfg.control_socket, call_id.as_deref()).await?;
-            println!("{done}");
-            Ok(())
-        }
-        PhoneCommand::Rotate => phone_keys::rotate(&mut cfg, &pass()?).await,
-        PhoneCommand::Export(a) => phone_keys::export(&cfg, &pass()?, &a),
-        PhoneCommand::Import(a) => phone_keys::import(&mut cfg, &pass()?, &a),
-        PhoneCommand::Contact { command } => {
-            let secrets = cfg.load_secrets(&pass()?)?;
-            contact::run(&mut cfg, &secrets, command).await
-        }
-        PhoneCommand::Contacts { json } => {
-            let secrets = cfg.load_secrets(&pass()?)?;
-            contact::run(&mut cfg, &secrets, contact::ContactCommand::List { json }).await
-        }
+        // Answered above, before any passphrase was asked for.
+        C::Hangup { .. } => Ok(()),
     }
 }
 
 async fn init(cfg: &mut Config, number: Option<&str>, pass: &str) -> Result<()> {
     if let Some(n) = number {
         let n = PhoneNumber::parse(n).map_err(|e| anyhow!("--number {n:?} is not E.164: {e}"))?;
-        ensure!(
-            cfg.number.as_ref().is_none_or(|c| *c == n),
-            "--number {n} differs from the config's number {} ({})",
-            cfg.number_text(),
-            cfg.path.display()
-        );
-        if cfg.number.is_none() {
-            cfg.store_number(n)?;
-        }
+        onboarding::adopt_number(cfg, n)?;
     }
     cfg.ensure_no_key_file()?;
-    let secrets = make_key_file(cfg, pass).await?;
-    match &cfg.number {
-        Some(n) => println!("phone {n}"),
-        None => {
-            println!("phone without a number yet (the wallet server assigns one at onboarding)")
-        }
-    }
-    println!(
-        "  identity key  {} (P-256; goes on chain at onboarding)",
-        secrets.own_fingerprint(cfg.number.as_ref())
-    );
-    println!("  wallet        {}", secrets.wallet.address());
-    println!(
-        "  key file      {} (encrypted, mode 0600)",
-        cfg.key_file.display()
-    );
-    if let Some((n, h)) = cfg.trust {
-        println!("  trusted block {n}:{h}");
-    }
-    println!("next: chaincall phone onboard --receipt FILE");
+    let secrets = &make_key_file(cfg, pass).await?;
+    let done = KeysDone::Made;
+    println!("{}", KeysReport { done, cfg, secrets });
     Ok(())
 }
 
-/// Makes the phone's identity key and wallet and writes them encrypted to the config's `key_file`
-/// (`init`, and `recover` on a device without keys). The trusted block is pinned first, so a node
-/// that cannot be reached leaves no half-made phone.
+/// Makes the phone's keys (`init`, and `recover` on a device without keys). The trusted block is
+/// pinned first, so a node that cannot be reached leaves no half-made phone.
 async fn make_key_file(cfg: &mut Config, pass: &str) -> Result<PhoneSecrets> {
-    if pass.len() < 8 {
-        bail!("the passphrase must be at least 8 characters");
-    }
+    onboarding::check_passphrase(pass)?;
     let chain = cfg.chain().await?;
     cfg.header_trust(&*chain).await?;
-    let secrets = PhoneSecrets::generate(cfg.number_text());
-    cfg.write_secrets(&secrets, pass, false)?;
-    Ok(secrets)
+    Ok(onboarding::make_key_file(cfg, pass)?)
 }
 
-/// The receipt JSON at `path`. It holds the purchase token: refused when group or world readable.
-fn read_receipt(path: &Path) -> Result<chaincall_wallet::receipt::Receipt> {
-    let text = chaincall_identity::read_secret_file(path)
-        .with_context(|| format!("cannot read the receipt {}", path.display()))?;
-    serde_json::from_str(&text).map_err(|_| {
-        anyhow!(
-            "{} is not a receipt (expected the JSON `chaincall store issue-receipt` prints)",
-            path.display()
-        )
-    })
-}
+/// The terminal's side of onboarding and recovery: the SMS code prompt and progress notes.
+struct Terminal;
 
-/// The wallet server the config names: its client, its identity key (on chain under
-/// `wallet_domain`), its `/v1/server` answer and its URL. `what` names the command for errors.
-async fn wallet_server<C: KeystoreChain>(
-    cfg: &Config,
-    chain: &C,
-    what: &str,
-) -> Result<(
-    chaincall_wallet::WalletClient,
-    chaincall_identity::PublicIdentityKey,
-    serde_json::Value,
-    String,
-)> {
-    let wallet_url = cfg
-        .wallet_url
-        .clone()
-        .ok_or_else(|| anyhow!("{}: `wallet_url` is needed to {what}", cfg.path.display()))?;
-    let wallet_domain = cfg.wallet_domain.clone().ok_or_else(|| {
-        anyhow!(
-            "{}: `wallet_domain` is needed to {what}",
-            cfg.path.display()
-        )
-    })?;
-    let server_key = chaincall_wallet::server_identity_key(chain, cfg.contract, &wallet_domain)
-        .await
-        .with_context(|| format!("the wallet server's key ({wallet_domain}) on chain"))?;
-    let client = chaincall_wallet::WalletClient::new(wallet_url.clone());
-    let info = client
-        .server_info()
-        .await
-        .with_context(|| format!("the wallet server at {wallet_url}"))?;
-    Ok((client, server_key, info, wallet_url))
-}
+impl OnboardingUi for Terminal {
+    /// Asks on stderr and reads one line from stdin; never from the command line, so the code
+    /// stays out of shell history and process listings.
+    fn sms_code(&mut self, number: &PhoneNumber) -> std::io::Result<Zeroizing<String>> {
+        use std::io::Write as _;
+        eprint!("code sent to {number} by SMS: ");
+        std::io::stderr().flush().ok();
+        let mut line = Zeroizing::new(String::new());
+        std::io::stdin().read_line(&mut line)?;
+        Ok(line)
+    }
 
-/// A refusal because the number is taken says how its owner gets it back: device recovery.
-fn taken_hint(e: chaincall_wallet::client::ClientError, number: &str) -> anyhow::Error {
-    if e.code() == Some("number_taken") {
-        anyhow!(
-            "{number} is taken on chain (number_taken); nothing was funded or consumed. If it is \
-             your number and you lost the device's key file, run `chaincall phone recover \
-             --receipt FILE` with the number's original receipt"
-        )
-    } else {
-        anyhow::Error::new(e)
+    fn note(&mut self, note: Note<'_>) {
+        eprintln!("{note}");
     }
 }
 
-/// Asks the wallet server (`client`, its key, its URL) to send a one-time code to `number` —
-/// for onboarding, or for recovering the number (`recover`) — and reads the code the user
-/// received at a prompt on the terminal (never from the command line).
-async fn sms_code(
-    (client, server_key, wallet_url): (
-        &chaincall_wallet::WalletClient,
-        &chaincall_identity::PublicIdentityKey,
-        &str,
-    ),
-    secrets: &PhoneSecrets,
-    number: &PhoneNumber,
-    receipt: &chaincall_wallet::receipt::Receipt,
-    recover: bool,
-) -> Result<Zeroizing<String>> {
-    use chaincall_wallet::client::{request_number_code, request_recovery_code};
-    let (wallet, identity) = (&secrets.wallet, secrets.identity.public());
-    let (phone, receipt) = (number.as_str(), receipt.clone());
-    let sent = if recover {
-        request_recovery_code(client, server_key, wallet, &identity, phone, receipt).await
-    } else {
-        request_number_code(client, server_key, wallet, &identity, phone, receipt).await
-    };
-    sent.map_err(|e| taken_hint(e, number.as_str()))
-        .with_context(|| format!("asking {wallet_url} for a code to {number}"))?;
-    prompt_line(&format!("code sent to {number} by SMS: "))
-}
-
-async fn onboard(cfg: &mut Config, receipt_path: &Path, pass: &str) -> Result<()> {
-    let mut secrets = cfg.load_secrets(pass)?;
-    let receipt = read_receipt(receipt_path)?;
+async fn onboard(
+    mut secrets: PhoneSecrets,
+    cfg: &mut Config,
+    receipt_path: &Path,
+    pass: &str,
+) -> Result<()> {
+    let receipt = onboarding::read_receipt(receipt_path)?;
     let chain = cfg.chain().await?;
-    let (client, server_key, info, wallet_url) = wallet_server(cfg, &*chain, "onboard").await?;
-    let mut request = chaincall_wallet::NumberRequest::named(cfg.number_text());
-    if info["number_verifier"].as_str() == Some("sms_code") {
-        let number = cfg.number()?.clone();
-        let server = (&client, &server_key, wallet_url.as_str());
-        let code = sms_code(server, &secrets, &number, &receipt, false).await?;
-        request = request.with_code(&code);
-    }
-    let status = chaincall_wallet::onboard_phone(
-        &client,
-        &*chain,
-        cfg.contract,
-        &server_key,
-        &secrets.wallet,
-        &secrets.identity,
-        &request,
-        receipt,
-        Duration::from_secs(120),
-    )
-    .await
-    .map_err(|e| taken_hint(e, cfg.number_text()))
-    .with_context(|| format!("onboarding {} at {wallet_url}", cfg.number_text()))?;
-    ensure!(
-        status.state == "provisioned",
-        "onboarding ended in state {:?}",
-        status.state
-    );
-    let number = status
-        .phone
-        .as_deref()
-        .and_then(|p| PhoneNumber::parse(p).ok())
-        .ok_or_else(|| anyhow!("the wallet server named no number"))?;
-    // The SIP password: the onboarding's last answer, sealed to our identity key.
-    let password = client
-        .sip_password(&secrets.identity, &number)
-        .await
-        .with_context(|| format!("fetching the SIP password of {number} from {wallet_url}"))?;
-    // The key file is sealed to its number (associated data): re-sealed under the assigned one.
-    secrets.number = number.as_str().to_owned();
-    secrets.sip_password = Some(password);
-    secrets
-        .save(&cfg.key_file, pass, true)
-        .with_context(|| format!("cannot update {}", cfg.key_file.display()))?;
-    if cfg.number.as_ref() != Some(&number) {
-        cfg.store_number(number.clone())?;
-    }
-    println!(
-        "onboarded {number}: key approved on chain (wallet {}), SIP account provisioned at {}; \
-         password stored in {}, number in {}",
-        secrets.wallet.address(),
-        cfg.sip_domain,
-        cfg.key_file.display(),
-        cfg.path.display()
-    );
+    let (secrets, ui) = (&mut secrets, &mut Terminal);
+    Onboarding::new(cfg, &*chain, secrets, pass, ui)
+        .onboard(receipt)
+        .await?;
+    println!("{}", onboarding::onboarded(cfg, secrets));
     Ok(())
 }
 
-/// Asks on the terminal (stderr) and reads one line from stdin; never from the command line, so
-/// the answer stays out of shell history and process listings.
-fn prompt_line(prompt: &str) -> Result<Zeroizing<String>> {
-    use std::io::Write as _;
-    eprint!("{prompt}");
-    std::io::stderr().flush().ok();
-    let mut line = Zeroizing::new(String::new());
-    std::io::stdin()
-        .read_line(&mut line)
-        .context("reading the code from stdin")?;
-    let code = Zeroizing::new(line.trim().to_owned());
-    ensure!(!code.is_empty(), "no code entered");
-    Ok(code)
+/// `phone recover` (docs/onboarding.md, "Device recovery"): new keys unless a key file is there
+/// already (a rerun), then [`Onboarding::recover`].
+async fn recover(
+    keys: impl FnOnce(&Config) -> Result<PhoneSecrets, KeyFileError>,
+    cfg: &mut Config,
+    receipt_path: &Path,
+    pass: &str,
+) -> Result<()> {
+    let number = cfg.number().map_err(OnboardingError::NoNumber)?.clone();
+    let receipt = onboarding::read_receipt(receipt_path)?;
+    let (mut secrets, keys) = if cfg.key_file.exists() {
+        (keys(cfg)?, "using the keys".to_owned())
+    } else {
+        let made = make_key_file(cfg, pass).await?;
+        (made, format!("made new keys for {number}"))
+    };
+    eprintln!(
+        "{keys} in {} (identity key {}, wallet {})",
+        cfg.key_file.display(),
+        secrets.own_fingerprint(cfg.number.as_ref()),
+        secrets.wallet.address()
+    );
+    let chain = cfg.chain().await?;
+    let (secrets, ui) = (&mut secrets, &mut Terminal);
+    let outcome = Onboarding::new(cfg, &*chain, secrets, pass, ui)
+        .recover(receipt)
+        .await?;
+    if let Some(report) = outcome.report(cfg, secrets) {
+        println!("{report}");
+    }
+    Ok(())
 }
 
-/// Connects the phone to the SIP server (running the handshake for TLS-PSK).
-async fn start_phone(
-    cfg: &mut Config,
-    secrets: &PhoneSecrets,
-    audio: Vec<i16>,
-    auto_answer: bool,
-) -> Result<(Phone, PhoneEvents, Duration)> {
-    let sip_password = secrets.sip_password.clone().ok_or_else(|| {
-        anyhow!(
-            "{} has no SIP password yet: run `chaincall phone onboard --receipt FILE` first",
-            cfg.number_text()
-        )
-    })?;
+/// The chain and the trusted header a phone's lookups go to.
+async fn chain_view(cfg: &mut Config) -> Result<ChainView<RpcChain>> {
     let chain = cfg.chain().await?;
     let trust = cfg.header_trust(&*chain).await?;
-    let addr = cfg.resolve_sip_addr().await?;
     if let Some(k) = &cfg.keylog {
         eprintln!(
             "warning: writing SRTP master keys to {}: anyone holding it can decrypt the calls",
             k.display()
         );
     }
-    let identity = Arc::new(secrets.identity.clone());
-    let phone_cfg = chaincall_phone::PhoneConfig {
-        // The binary, not the library, honours SSLKEYLOGFILE (TLS secrets for Wireshark).
-        tls_keylog: crate::ssl_keylog_file(),
-        ..cfg.phone_config(addr, identity, sip_password, Arc::new(audio), auto_answer)?
-    };
-    let lookup =
-        KeyLookup::new(chain, cfg.contract, Some(trust)).with_contacts(contact::store(cfg));
-    Phone::connect(phone_cfg, lookup).await.with_context(|| {
-        format!(
-            "cannot connect to the SIP server {} ({} {})",
-            cfg.sip_addr,
-            cfg.transport.name(),
-            cfg.sip_identity.as_str()
-        )
+    Ok(ChainView { chain, trust })
+}
+
+/// Connects the phone to the SIP server; the binary, not the library, honours SSLKEYLOGFILE.
+async fn start_phone(
+    cfg: &mut Config,
+    secrets: &PhoneSecrets,
+    audio: Vec<i16>,
+    auto_answer: bool,
+) -> Result<Running> {
+    let view = chain_view(cfg).await?;
+    let keylog = crate::ssl_keylog_file();
+    let (phone, events, _) = calls::connect(cfg, secrets, view, audio, auto_answer, keylog).await?;
+    let control = bind_or_warn(&cfg.control_socket).await;
+    Ok(Running {
+        phone,
+        events,
+        control,
     })
 }
 
-async fn register_at(cfg: &Config, phone: &Phone) -> Result<u32> {
-    phone
-        .register(cfg.register_expires)
-        .await
-        .with_context(|| format!("REGISTER of {} at {}", cfg.number_text(), cfg.sip_domain))
-}
-
-/// One connection and REGISTER; the connection's set-up time and the binding's lifetime.
-async fn register_once(cfg: &mut Config, secrets: &PhoneSecrets) -> Result<(Duration, u32)> {
-    let (phone, _events, connect) = start_phone(cfg, secrets, Vec::new(), false).await?;
-    let result = register_at(cfg, &phone).await;
-    if result.is_ok() {
-        phone.unregister_and_shutdown().await;
-    } else {
-        phone.shutdown().await;
-    }
-    Ok((connect, result?))
-}
-
-/// True when the registrar refused our credentials (401/403/407 after answering its challenge).
-fn credentials_refused(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<PhoneError>(),
-            Some(PhoneError::AuthFailed(_))
-        )
-    })
-}
-
-/// Fetches the current SIP password from the wallet server (`POST /v1/credentials`, signed by
-/// our identity key: the operator may have rotated it) and stores it in the key file.
-async fn refresh_sip_password(cfg: &Config, secrets: &mut PhoneSecrets, pass: &str) -> Result<()> {
-    let url = cfg.wallet_url.clone().ok_or_else(|| {
-        anyhow!(
-            "{}: `wallet_url` is needed to fetch new SIP credentials",
-            cfg.path.display()
-        )
-    })?;
-    let number = cfg.number()?;
-    let password = chaincall_wallet::WalletClient::new(url.clone())
-        .sip_password(&secrets.identity, number)
-        .await
-        .with_context(|| format!("fetching the SIP password of {number} from {url}"))?;
-    secrets.sip_password = Some(password);
-    secrets
-        .save(&cfg.key_file, pass, true)
-        .with_context(|| format!("cannot update {}", cfg.key_file.display()))
-}
-
-async fn register(cfg: &mut Config, secrets: &mut PhoneSecrets, pass: &str) -> Result<()> {
-    let (connect, expires) = match register_once(cfg, secrets).await {
-        // Once: a password fetched just now that is refused too is not a rotation.
-        Err(e) if credentials_refused(&e) && cfg.wallet_url.is_some() => {
-            println!(
-                "the SIP server refused our credentials; fetching the current ones from the wallet server"
-            );
-            refresh_sip_password(cfg, secrets, pass).await?;
-            println!("new SIP password stored in {}", cfg.key_file.display());
-            register_once(cfg, secrets).await?
-        }
-        other => other?,
-    };
-    println!(
-        "registered {} at {} via {} ({}, connected in {:.1} ms): expires in {expires} s",
-        cfg.number_text(),
-        cfg.sip_domain,
-        cfg.sip_addr,
-        cfg.transport.name(),
-        connect.as_secs_f64() * 1e3
-    );
+async fn register(secrets: &mut PhoneSecrets, cfg: &mut Config, pass: &str) -> Result<()> {
+    let view = chain_view(cfg).await?;
+    let note = |note: RegisterNote<'_>| println!("{note}");
+    let keylog = crate::ssl_keylog_file();
+    let done = calls::check_registration(cfg, secrets, pass, view, keylog, note).await?;
+    println!("{}", done.report(cfg));
     Ok(())
 }
 
+/// Ctrl-C, as the call and listen loops' interrupt.
+async fn ctrl_c() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 async fn call(
-    cfg: &mut Config,
     secrets: &PhoneSecrets,
+    cfg: &mut Config,
     callee: &str,
     seconds: f64,
     as_json: bool,
 ) -> Result<()> {
-    ensure!(
-        seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0,
-        "--seconds must be more than 0 and at most 3600"
-    );
-    let target = PhoneNumber::parse(callee)
-        .map_err(|e| anyhow!("{callee:?} is not an E.164 number: {e}"))?;
-    ensure!(
-        Some(&target) != cfg.number.as_ref(),
-        "{target} is this phone's own number"
-    );
+    let target = calls::dial_target(cfg, callee, seconds)?;
     let audio = cfg.outgoing_audio((seconds * 1000.0).round() as u32, 1)?;
-    let (phone, mut events, _) = start_phone(cfg, secrets, audio, false).await?;
-    let mut control = phone_control::bind_or_warn(&cfg.control_socket).await;
-    let result = call_inner(cfg, &phone, &mut events, &mut control, &target, seconds).await;
-    drop(control);
-    phone.unregister_and_shutdown().await;
-    let report = result?;
+    let running = start_phone(cfg, secrets, audio, false).await?;
+    let up = |up: CallUp<'_>| {
+        eprintln!(
+            "call {} to {target} up ({}{}); hangs up in {seconds} s, at Ctrl-C or at \
+             `chaincall phone hangup`",
+            up.call_id,
+            up.keyed("callee"),
+            contact::up_note(up.safety_number, up.verified_in_person)
+        )
+    };
+    let report = running.call(cfg, &target, seconds, ctrl_c(), up).await?;
     let recording = cfg.save_recording(&report)?;
     if as_json {
         println!("{}", report_json(cfg, &report, &recording));
@@ -699,250 +475,73 @@ async fn call(
     Ok(())
 }
 
-async fn call_inner(
-    cfg: &Config,
-    phone: &Phone,
-    events: &mut PhoneEvents,
-    control: &mut Option<ControlSocket>,
-    target: &PhoneNumber,
-    seconds: f64,
-) -> Result<CallReport> {
-    register_at(cfg, phone).await?;
-    let call_id = phone
-        .call(target)
-        .await
-        .with_context(|| format!("cannot call {target}"))?;
-    // Up, refused, or no answer.
-    let answer_by = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        tokio::select! {
-            ev = events.recv() => match ev {
-                None => bail!("call to {target}: the signalling connection closed"),
-                Some(PhoneEvent::Refused { reason, .. }) => bail!("call to {target}: {reason}"),
-                Some(PhoneEvent::CallUp { mode, verified_peer, safety_number, verified_in_person, .. }) => {
-                    eprintln!(
-                        "call {call_id} to {target} up ({}, {}{}); hangs up in {seconds} s, at \
-                         Ctrl-C or at `chaincall phone hangup`",
-                        mode.name(),
-                        verified_peer.map_or("encrypted, key not verified on chain".to_owned(),
-                            |p| format!("callee verified on chain as {}", p.as_str())),
-                        contact::up_note(safety_number.as_ref(), verified_in_person)
-                    );
-                    break;
-                }
-                Some(PhoneEvent::CallEnded(r)) => return Ok(*r),
-                Some(_) => {}
-            },
-            _ = tokio::time::sleep_until(answer_by) => {
-                let _ = phone.hangup(&call_id).await;
-                bail!("call to {target}: no answer within 60 s");
-            }
-            _ = tokio::signal::ctrl_c() => {
-                let _ = phone.hangup(&call_id).await;
-                bail!("call to {target}: cancelled");
-            }
-            request = phone_control::next_request(control) => {
-                if let Some(other) = request.call_id.clone().filter(|id| *id != call_id) {
-                    request.answer(Err(format!(
-                        "no call {other} in progress (this one is {call_id})"
-                    )));
-                    continue;
-                }
-                let _ = phone.hangup(&call_id).await;
-                request.answer(Ok(format!(
-                    "cancelled the call to {target} before it was answered"
-                )));
-                bail!("call to {target}: cancelled by `chaincall phone hangup`");
-            }
+/// Binds the control socket, or warns and goes on without one: the phone works, only `hangup`
+/// cannot reach it. That is also the case for a second process on the same config (a `call`
+/// beside a running `listen`): the socket stays with the first.
+async fn bind_or_warn(path: &Path) -> Option<ControlSocket> {
+    match ControlSocket::bind(path).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            let e = anyhow::Error::from(e);
+            eprintln!("warning: {e:#}; `chaincall phone hangup` cannot reach this process");
+            None
         }
-    }
-    // The audio is paced at 20 ms a packet; give the last ones a moment to arrive.
-    let hang_up_at =
-        tokio::time::Instant::now() + Duration::from_secs_f64(seconds) + Duration::from_millis(300);
-    // Once we hang up, the BYE's answer ends the call; this bounds the wait for it.
-    let mut report_by = None;
-    loop {
-        tokio::select! {
-            ev = events.recv() => match ev {
-                None => bail!("call to {target}: the signalling connection closed"),
-                Some(PhoneEvent::CallEnded(r)) => return Ok(*r),
-                Some(_) => {}
-            },
-            _ = tokio::time::sleep_until(hang_up_at), if report_by.is_none() => {
-                phone.hangup(&call_id).await?;
-                report_by = Some(tokio::time::Instant::now() + Duration::from_secs(10));
-            }
-            _ = tokio::signal::ctrl_c(), if report_by.is_none() => {
-                phone.hangup(&call_id).await?;
-                report_by = Some(tokio::time::Instant::now() + Duration::from_secs(10));
-            }
-            request = phone_control::next_request(control) => {
-                if let Some(other) = request.call_id.clone().filter(|id| *id != call_id) {
-                    request.answer(Err(format!(
-                        "no call {other} in progress (this one is {call_id})"
-                    )));
-                } else if report_by.is_some() {
-                    request.answer(Ok(format!("the call to {target} is already ending")));
-                } else {
-                    phone.hangup(&call_id).await?;
-                    report_by = Some(tokio::time::Instant::now() + Duration::from_secs(10));
-                    request.answer(Ok(format!("hung up the call to {target}")));
-                }
-            }
-            _ = sleep_until_some(report_by) => {
-                bail!("call to {target}: no call report 10 s after hanging up");
-            }
-        }
-    }
-}
-
-/// Sleeps until `at`; never wakes for `None`.
-async fn sleep_until_some(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
     }
 }
 
 async fn listen(
-    cfg: &mut Config,
     secrets: &PhoneSecrets,
+    cfg: &mut Config,
     count: Option<u64>,
     reject: bool,
 ) -> Result<()> {
     let audio = cfg.outgoing_audio(LISTEN_SIGNAL_MS, 2)?;
     let auto_answer = cfg.auto_answer && !reject;
-    let (phone, mut events, _) = start_phone(cfg, secrets, audio, auto_answer).await?;
-    let mut control = phone_control::bind_or_warn(&cfg.control_socket).await;
-    let result = listen_inner(
-        cfg,
-        &phone,
-        &mut events,
-        &mut control,
-        count,
-        reject,
-        auto_answer,
-    )
-    .await;
-    drop(control);
-    phone.unregister_and_shutdown().await;
-    result
+    let running = start_phone(cfg, secrets, audio, auto_answer).await?;
+    let (cfg, policy) = (&*cfg, ListenPolicy { count, reject });
+    let registered = |expires| {
+        eprintln!(
+            "{} listening (registered at {} for {expires} s, {}); Ctrl-C stops",
+            cfg.number_text(),
+            cfg.sip_domain,
+            policy.manner(auto_answer)
+        )
+    };
+    let show = |event: ListenEvent<'_>| show_listen(cfg, event);
+    Ok(running
+        .listen(cfg, policy, ctrl_c(), registered, show)
+        .await?)
 }
 
-async fn listen_inner(
-    cfg: &Config,
-    phone: &Phone,
-    events: &mut PhoneEvents,
-    control: &mut Option<ControlSocket>,
-    count: Option<u64>,
-    reject: bool,
-    auto_answer: bool,
-) -> Result<()> {
-    // The phone refreshes the registration halfway through its lifetime by itself.
-    let expires = register_at(cfg, phone).await?;
-    eprintln!(
-        "{} listening (registered at {} for {expires} s, {}); Ctrl-C stops",
-        cfg.number_text(),
-        cfg.sip_domain,
-        if reject {
-            "declining every call"
-        } else if auto_answer {
-            "answering automatically"
-        } else {
-            "asking before answering"
-        }
-    );
-    let mut handled = 0u64;
-    let mut active: Vec<String> = Vec::new();
-    // Who each ringing or refused call is from, for the JSON line that ends it.
-    let mut callers: std::collections::HashMap<String, serde_json::Value> = Default::default();
-    let mut stopping = false;
-    let mut stop_by = None;
-    while count.is_none_or(|n| handled < n) {
-        tokio::select! {
-            ev = events.recv() => match ev {
-                None => bail!("the signalling connection to {} closed", cfg.sip_addr),
-                Some(PhoneEvent::Incoming { call_id, caller, awaiting_answer }) => {
-                        let shown = caller_json(&caller);
-                        println!("{}", json!({"call_id": call_id, "incoming": true, "caller": shown, "awaiting_answer": awaiting_answer}));
-                    if !awaiting_answer {
-                        // Answering or refusing by itself (auto-answer, accept_unverified).
-                        eprintln!("incoming call from {}", describe_caller(&caller));
-                        callers.insert(call_id, shown);
-                    } else if reject {
-                        phone.answer(&call_id, false).await?;
-                        // `peer` as in call reports: the claimed number (the whole From is in `caller`).
-                        let peer = caller.claimed.as_ref().map_or(caller.uri.as_str(), |c| c.as_str());
-                        println!("{}", json!({"call_id": call_id, "peer": peer, "caller": shown, "rejected": true}));
-                        handled += 1;
-                    } else {
-                        ask(phone.clone(), call_id, &caller);
-                    }
-                }
-                Some(PhoneEvent::CallUp { call_id, peer, caller, mode, verified_peer, safety_number, verified_in_person }) => {
-                    callers.remove(&call_id);
-                    eprintln!(
-                        "call {call_id} from {} up ({}, {}{})",
-                        for_terminal(caller.as_ref().map_or(&peer, |c| &c.uri)),
-                        mode.name(),
-                        verified_peer.map_or("encrypted, key not verified on chain".to_owned(),
-                            |p| format!("caller verified on chain as {}", p.as_str())),
-                        contact::up_note(safety_number.as_ref(), verified_in_person)
-                    );
-                    active.push(call_id);
-                }
-                Some(PhoneEvent::CallEnded(r)) => {
-                    active.retain(|c| *c != r.call_id);
-                    let recording = cfg.save_recording(&r)?;
-                    println!("{}", report_json(cfg, &r, &recording));
-                    handled += 1;
-                    if stopping && active.is_empty() {
-                        break;
-                    }
-                }
-                Some(PhoneEvent::Refused { call_id, reason }) => {
-                    let caller = callers.remove(&call_id);
-                    println!("{}", json!({"call_id": call_id, "refused": reason, "caller": caller}));
-                    handled += 1;
-                }
-                Some(PhoneEvent::Registered { .. }) => {}
-            },
-            _ = tokio::signal::ctrl_c(), if !stopping => {
-                if active.is_empty() {
-                    break;
-                }
-                for c in &active {
-                    phone.hangup(c).await?;
-                }
-                stopping = true;
-                stop_by = Some(tokio::time::Instant::now() + Duration::from_secs(10));
-            }
-            request = phone_control::next_request(control) => {
-                let ending: Vec<String> = match request.call_id.clone() {
-                    Some(id) if active.contains(&id) => vec![id],
-                    Some(id) => {
-                        request.answer(Err(format!("no call {id} in progress")));
-                        continue;
-                    }
-                    None => active.clone(),
-                };
-                if ending.is_empty() {
-                    request.answer(Err("no call in progress".to_owned()));
-                    continue;
-                }
-                for c in &ending {
-                    phone.hangup(c).await?;
-                }
-                request.answer(Ok(format!(
-                    "hung up {} call(s): {}",
-                    ending.len(),
-                    ending.join(", ")
-                )));
-            }
-            _ = sleep_until_some(stop_by) => bail!("calls did not end 10 s after hanging up"),
-        }
+/// Shows what `listen` does: JSON lines on stdout, notes and prompts on stderr.
+fn show_listen(cfg: &Config, event: ListenEvent<'_>) {
+    if let Some(line) = report::listen_line(&event) {
+        println!("{line}");
     }
-    Ok(())
+    match event {
+        // Answering or refusing by itself (auto-answer, accept_unverified).
+        ListenEvent::Incoming {
+            caller,
+            awaiting_answer: false,
+            ..
+        } => eprintln!("incoming call from {}", describe_caller(caller)),
+        ListenEvent::Ringing {
+            phone,
+            call_id,
+            caller,
+        } => ask(phone.clone(), call_id.to_owned(), caller),
+        ListenEvent::Up(up) => eprintln!(
+            "call {} from {} up ({}{})",
+            up.call_id,
+            for_terminal(up.caller.map_or(up.peer, |c| &c.uri)),
+            up.keyed("caller"),
+            contact::up_note(up.safety_number, up.verified_in_person)
+        ),
+        ListenEvent::Ended { report, recording } => {
+            println!("{}", report_json(cfg, report, recording))
+        }
+        _ => {}
+    }
 }
 
 /// Asks on the terminal whether to answer a call (no answer or end of input declines).
@@ -964,195 +563,14 @@ fn ask(phone: Phone, call_id: String, caller: &CallerId) {
     });
 }
 
-/// The caller as the prompt shows it: the whole From (display name and URI, escaped for the
-/// terminal) and what the call proves, e.g. `<sip:+15550100001@evil.example>: NOT VERIFIED —
-/// likely spoof (…)`.
-fn describe_caller(caller: &CallerId) -> String {
-    let who = match &caller.display_name {
-        Some(name) => format!("\"{}\" <{}>", for_terminal(name), for_terminal(&caller.uri)),
-        None => format!("<{}>", for_terminal(&caller.uri)),
-    };
-    let state = match &caller.verification {
-        Verification::Verified {
-            identity,
-            fingerprint,
-            ..
-        } => format!(
-            "verified on chain as {} (key fingerprint {fingerprint})",
-            identity.as_str()
-        ),
-        Verification::Unverified { reason } => {
-            format!("NOT VERIFIED ({})", for_terminal(reason))
-        }
-        Verification::LikelySpoof { reason } => {
-            format!("NOT VERIFIED — likely spoof ({})", for_terminal(reason))
-        }
-    };
-    format!("{who}: {state}")
-}
-
-/// The caller in `--json` lines: `{uri, display_name, claimed, verification, reason}`.
-fn caller_json(caller: &CallerId) -> serde_json::Value {
-    json!({
-        "uri": caller.uri,
-        "display_name": caller.display_name,
-        "claimed": caller.claimed.as_ref().map(|c| c.as_str().to_owned()),
-        "verification": caller.verification.name(),
-        "reason": caller.verification.reason(),
-    })
-}
-
-/// A peer-supplied name made safe to print on a terminal: control characters (ESC, CR, ...)
-/// are shown escaped, so a caller cannot move the cursor or repaint the line to fake who calls.
-fn for_terminal(peer: &str) -> String {
-    let mut shown = String::with_capacity(peer.len());
-    for c in peer.chars() {
-        if c.is_control() {
-            shown.extend(c.escape_default());
-        } else {
-            shown.push(c);
-        }
-    }
-    shown
-}
-
-fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
-}
-
-fn protection(r: &CallReport) -> String {
-    match &r.verified_peer {
-        Some(p) => format!(
-            "end-to-end encrypted, keys bound to {}'s on-chain key",
-            p.as_str()
-        ),
-        None => "encrypted, key not verified on chain".to_owned(),
-    }
-}
-
+/// The call report as one JSON object: the phone crate's keys and the contact's trust fields.
 fn report_json(cfg: &Config, r: &CallReport, recording: &Path) -> serde_json::Value {
-    let mut report = json!({
-        "call_id": r.call_id,
-        "number": cfg.number_text(),
-        "peer": r.peer,
-        "caller": r.caller.as_ref().map(caller_json),
-        "direction": if r.outgoing { "outgoing" } else { "incoming" },
-        "key_mode": r.mode.name(),
-        "codec": r.codec.rtpmap_name(),
-        "verified_peer": r.verified_peer.as_ref().map(|p| p.as_str().to_owned()),
-        "protection": protection(r),
-        "key_retrieval_ms": ms(r.timings.key_retrieval),
-        "key_retrieval_verified": r.lookup_verified,
-        "call_setup_ms": ms(r.timings.call_setup),
-        "mikey_ms": ms(r.timings.mikey),
-        "invite_to_200_ms": ms(r.timings.signalling),
-        "srtp_packets_sent": r.stats.rtp_sent,
-        "srtp_packets_received": r.stats.rtp_received,
-        "srtp_packets_rejected": r.stats.rtp_rejected,
-        "srtcp_packets_sent": r.stats.rtcp_sent,
-        "srtcp_packets_received": r.stats.rtcp_received,
-        "recording": recording.display().to_string(),
-        "recorded_samples": r.recorded.len(),
-        "recorded_seconds": r.recorded.len() as f64 / 8000.0,
-    });
+    let mut report = json!(CallReportJson::new(cfg.number_text(), r, recording));
     contact::add_call_trust(&mut report, r);
     report
 }
 
-fn print_report(r: &CallReport, recording: &Path) {
-    println!(
-        "call {} {} ({}, {}, {})",
-        if r.outgoing { "to" } else { "from" },
-        r.peer,
-        r.mode.name(),
-        r.codec.rtpmap_name(),
-        protection(r)
-    );
-    println!(
-        "  key retrieval  {:>9.3} ms ({})",
-        ms(r.timings.key_retrieval),
-        if r.lookup_verified {
-            "proven against the trusted block"
-        } else {
-            "not proven"
-        }
-    );
-    println!(
-        "  call set-up    {:>9.3} ms (INVITE → both SRTP contexts keyed; MIKEY {:.3} ms, INVITE → 200 OK {:.3} ms)",
-        ms(r.timings.call_setup),
-        ms(r.timings.mikey),
-        ms(r.timings.signalling)
-    );
-    println!(
-        "  SRTP packets   sent {}, received {}, rejected {}; SRTCP sent {}, received {}",
-        r.stats.rtp_sent,
-        r.stats.rtp_received,
-        r.stats.rtp_rejected,
-        r.stats.rtcp_sent,
-        r.stats.rtcp_received
-    );
-    println!(
-        "  recording      {} ({:.2} s received)",
-        recording.display(),
-        r.recorded.len() as f64 / 8000.0
-    );
-    contact::print_call_trust(r);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{caller_json, describe_caller, for_terminal};
-    use chaincall_phone::{CallerId, Verification};
-
-    #[test]
-    fn the_prompt_shows_the_whole_from_and_what_the_call_proves() {
-        let alice = "+15550100001".parse().unwrap();
-        let spoof = CallerId {
-            uri: "sip:+15550100001@evil.example".into(),
-            display_name: Some("Bank\u{1b}[2K".into()),
-            claimed: Some(alice),
-            verification: Verification::LikelySpoof {
-                reason: "+15550100001 has a key on chain but this call proves nothing".into(),
-            },
-        };
-        assert_eq!(
-            describe_caller(&spoof),
-            "\"Bank\\u{1b}[2K\" <sip:+15550100001@evil.example>: NOT VERIFIED — likely spoof \
-             (+15550100001 has a key on chain but this call proves nothing)"
-        );
-        let json = caller_json(&spoof);
-        assert_eq!(json["verification"], "likely_spoof");
-        assert_eq!(json["claimed"], "+15550100001");
-        assert_eq!(json["uri"], "sip:+15550100001@evil.example");
-        let verified = CallerId {
-            display_name: None,
-            uri: "sip:+15550100001@sip.example.org".into(),
-            verification: Verification::Verified {
-                identity: "+15550100001".parse().unwrap(),
-                lookup_verified: true,
-                fingerprint: "0011223344556677".into(),
-            },
-            ..spoof
-        };
-        assert_eq!(
-            describe_caller(&verified),
-            "<sip:+15550100001@sip.example.org>: verified on chain as +15550100001 (key \
-             fingerprint 0011223344556677)"
-        );
-        assert_eq!(caller_json(&verified)["reason"], serde_json::Value::Null);
-    }
-
-    #[test]
-    fn a_callers_terminal_escapes_are_shown_not_obeyed() {
-        // ESC [2K erases the line and CR returns to its start: a caller named like this would
-        // repaint "incoming call from" with a name of its choosing.
-        let hostile = "+15550100002\u{1b}[2K\rincoming call from +15550100001";
-        let shown = for_terminal(hostile);
-        assert!(!shown.chars().any(char::is_control), "{shown:?}");
-        assert_eq!(
-            shown,
-            "+15550100002\\u{1b}[2K\\rincoming call from +15550100001"
-        );
-        assert_eq!(for_terminal("tel:+15550100001"), "tel:+15550100001");
-    }
+fn print_report(report: &CallReport, recording: &Path) {
+    println!("{}", TextReport { report, recording });
+    contact::print_call_trust(report);
 }

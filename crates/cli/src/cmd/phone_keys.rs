@@ -1,14 +1,9 @@
 //! `chaincall phone rotate`, `phone export` and `phone import`: the phone's own keys
 //! (docs/phone-keys.md).
 //!
-//! **Rotation** replaces the identity key on chain with `rotateKey`, sent from the phone's own
-//! wallet. It is crash safe because the next key is written into the key file as a *pending
-//! rotation* before the transaction leaves, and the old key stays in use until the chain shows the
-//! new one. Every later phone command that opens the keys first settles such a leftover
-//! ([`settle_pending`]): it reads the phone's entry (proven against the config's `trust`) and
-//! finishes the rotation when the new key is approved, waits while a transaction from the wallet is
-//! still unmined, sends `rotateKey` again when nothing was sent, and discards the pending key when
-//! the chain refuses it.
+//! **Rotation** (crash safe: a pending key in the key file first) is
+//! [`chaincall_phone::rotation`]; every later phone command first settles a rotation an earlier
+//! run left pending ([`settle_pending`]).
 //!
 //! **Backups** are the key file's secrets sealed under a separate backup passphrase (same sealing,
 //! another file kind: `chaincall_phone::store`), read from `--backup-passphrase-file`,
@@ -19,14 +14,16 @@
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use chaincall_identity::{Fingerprint, IdentityName};
-use chaincall_phone::rotation::{Rotator, Settled};
+use chaincall_identity::IdentityName;
+use chaincall_phone::report::{KeysDone, KeysReport};
+use chaincall_phone::rotation::{Rotated, Rotator, Settled};
 use clap::Args;
 use zeroize::Zeroizing;
 
-use super::{ChainAccess as _, Config, PhoneSecrets, passphrase};
+use super::{ChainAccess as _, Config, HeaderTrust, PhoneSecrets, RpcChain, passphrase};
 
 /// Environment variable holding the backup passphrase (when `--backup-passphrase-file` is absent).
 const BACKUP_PASSPHRASE_ENV: &str = "CHAINCALL_BACKUP_PASSPHRASE";
@@ -130,8 +127,12 @@ fn read_hidden(prompt: &str) -> Result<Zeroizing<String>> {
 }
 
 /// Runs `phone export`.
-pub(super) fn export(cfg: &Config, pass: &str, args: &ExportArgs) -> Result<()> {
-    let secrets = cfg.load_secrets(pass)?;
+pub(super) fn export(
+    secrets: &PhoneSecrets,
+    cfg: &Config,
+    pass: &str,
+    args: &ExportArgs,
+) -> Result<()> {
     let backup_pass = args.backup.read(true)?;
     if backup_pass.as_str() == pass {
         eprintln!(
@@ -142,21 +143,8 @@ pub(super) fn export(cfg: &Config, pass: &str, args: &ExportArgs) -> Result<()> 
     secrets
         .export_backup(&args.out, &backup_pass, args.force)
         .with_context(|| format!("cannot write the backup {}", args.out.display()))?;
-    println!(
-        "exported {} to {} (encrypted under the backup passphrase, mode 0600)",
-        cfg.number_text(),
-        args.out.display()
-    );
-    println!(
-        "  identity key  {}",
-        secrets.own_fingerprint(cfg.number.as_ref())
-    );
-    println!("  wallet        {}", secrets.wallet.address());
-    println!(
-        "It holds the wallet and identity keys: keep it and its passphrase apart. Restore with \
-         `chaincall phone import --in {}`.",
-        args.out.display()
-    );
+    let done = KeysDone::Exported(&args.out);
+    println!("{}", KeysReport { done, cfg, secrets });
     Ok(())
 }
 
@@ -166,33 +154,31 @@ pub(super) fn import(cfg: &mut Config, pass: &str, args: &ImportArgs) -> Result<
     let restored = PhoneSecrets::import_backup(&args.input, &backup_pass)
         .with_context(|| format!("cannot restore the backup {}", args.input.display()))?;
     cfg.import_secrets(&args.input, &restored, pass, args.force)?;
-    let key_file = &cfg.key_file;
-    println!(
-        "imported {} into {} (sealed under the phone's passphrase, mode 0600)",
-        if restored.number.is_empty() {
-            "a phone without a number"
-        } else {
-            &restored.number
-        },
-        key_file.display()
-    );
-    println!(
-        "  identity key  {}",
-        restored.own_fingerprint(cfg.number.as_ref())
-    );
-    println!("  wallet        {}", restored.wallet.address());
-    if restored.pending_rotation().is_some() {
-        println!("  a key rotation was under way; the next phone command finishes it");
-    }
+    let (done, cfg, secrets) = (KeysDone::Imported, &*cfg, &restored);
+    println!("{}", KeysReport { done, cfg, secrets });
     Ok(())
+}
+
+/// The phone's identity name, the config's chain and its `trust`, for a [`Rotator`]; `settling`
+/// when a command other than `rotate` needs them for a pending rotation (the error says so).
+async fn rotator_parts(
+    cfg: &mut Config,
+    settling: bool,
+) -> Result<(IdentityName, Arc<RpcChain>, Arc<HeaderTrust>)> {
+    let name = IdentityName::Phone(cfg.number()?.clone());
+    let chain = match cfg.chain().await {
+        Err(e) if settling => Err(anyhow::Error::from(e)
+            .context("a key rotation is pending and the chain is needed to settle it")),
+        other => other.map_err(Into::into),
+    }?;
+    let trust = cfg.header_trust(&*chain).await?;
+    Ok((name, chain, trust))
 }
 
 /// Runs `phone rotate`.
 pub(super) async fn rotate(cfg: &mut Config, pass: &str) -> Result<()> {
     let mut secrets = cfg.load_secrets(pass)?;
-    let name = IdentityName::Phone(cfg.number()?.clone());
-    let chain = cfg.chain().await?;
-    let trust = cfg.header_trust(&*chain).await?;
+    let (name, chain, trust) = rotator_parts(cfg, false).await?;
     let rotator = Rotator::new(cfg, &chain, &trust, pass);
     if let Some(next) = secrets.pending_rotation() {
         eprintln!(
@@ -205,32 +191,8 @@ pub(super) async fn rotate(cfg: &mut Config, pass: &str) -> Result<()> {
     }
     match rotator.drive(&mut secrets, &name).await? {
         Settled::Finished { old, tx } => {
-            let new = secrets.identity.public();
-            if let Some(tx) = tx {
-                println!(
-                    "rotated {}: tx {} in block {}, gas {}, from wallet {}",
-                    name.as_str(),
-                    tx.tx_hash,
-                    tx.block_number,
-                    tx.gas_used,
-                    secrets.wallet.address()
-                );
-            } else {
-                println!(
-                    "rotated {} (the chain already held the new key)",
-                    name.as_str()
-                );
-            }
-            println!("  old key       {}", Fingerprint::new(&name, &old));
-            println!("  new key       {}", Fingerprint::new(&name, &new));
-            println!(
-                "Your contacts' phones will show \"key changed by rotation\" for {}, and every \
-                 safety number with you changes: compare the new ones with your contacts. The \
-                 old key was deleted from {}; backups made before now hold it: run `chaincall \
-                 phone export` again.",
-                name.as_str(),
-                cfg.key_file.display()
-            );
+            let rotated = Rotated::new(&name, &old, tx.as_ref(), &secrets, &cfg.key_file);
+            println!("{rotated}");
             Ok(())
         }
         Settled::InFlight => bail!(
@@ -242,40 +204,21 @@ pub(super) async fn rotate(cfg: &mut Config, pass: &str) -> Result<()> {
     }
 }
 
-/// Settles a rotation an earlier run left pending, before a command uses the keys. Does nothing
-/// (and reads no chain) when none is pending. A rotation that cannot be finished now leaves the
-/// old key in use and says why on stderr; the command then goes on.
-pub(super) async fn settle_pending(cfg: &mut Config, pass: &str) -> Result<()> {
+/// Settles a rotation an earlier run left pending, before a command uses the keys; returns the
+/// keys it opened (`None` without a key file), so the command opens the file only once. Reads no
+/// chain when no rotation is pending. A rotation that cannot be finished now leaves the old key
+/// in use and says why on stderr; the command then goes on.
+pub(super) async fn settle_pending(cfg: &mut Config, pass: &str) -> Result<Option<PhoneSecrets>> {
     if !cfg.key_file.exists() {
-        return Ok(());
+        return Ok(None);
     }
     let mut secrets = cfg.load_secrets(pass)?;
     if secrets.pending_rotation().is_none() {
-        return Ok(());
+        return Ok(Some(secrets));
     }
-    let name = IdentityName::Phone(cfg.number()?.clone());
-    let chain = cfg
-        .chain()
-        .await
-        .context("a key rotation is pending and the chain is needed to settle it")?;
-    let trust = cfg.header_trust(&*chain).await?;
+    let (name, chain, trust) = rotator_parts(cfg, true).await?;
     let rotator = Rotator::new(cfg, &chain, &trust, pass);
-    match rotator.drive(&mut secrets, &name).await? {
-        Settled::Finished { old, .. } => eprintln!(
-            "finished the key rotation of {}: now using key {} (was {})",
-            name.as_str(),
-            Fingerprint::new(&name, &secrets.identity.public()),
-            Fingerprint::new(&name, &old)
-        ),
-        Settled::InFlight => eprintln!(
-            "a key rotation of {} is waiting for its transaction from wallet {}; the old key \
-             stays in use until it is mined",
-            name.as_str(),
-            secrets.wallet.address()
-        ),
-        Settled::Discarded(why) => {
-            eprintln!("{:#}; still using the old key", anyhow::Error::from(why))
-        }
-    }
-    Ok(())
+    let settled = rotator.drive(&mut secrets, &name).await?;
+    eprintln!("{}", settled.settle_note(&name, &secrets));
+    Ok(Some(secrets))
 }

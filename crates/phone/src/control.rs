@@ -1,4 +1,4 @@
-//! The control socket of a running `chaincall phone call` or `listen`, through which
+//! The control socket of a running phone (`chaincall phone call` or `listen`), through which
 //! `chaincall phone hangup` ends calls from another terminal.
 //!
 //! A Unix stream socket beside the config (`control_socket`, default `phone.sock`), mode 0600 so
@@ -10,7 +10,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
@@ -20,24 +19,74 @@ const MAX_REQUEST: u64 = 512;
 /// How long a connection may take to send its request and wait for the answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why the control socket could not be opened, or a hang-up request did not go through.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// Another phone process already answers on the socket.
+    #[error(
+        "another `chaincall phone call` or `listen` runs with this config and answers on {}",
+        .0.display()
+    )]
+    InUse(PathBuf),
+    /// The socket file could not be replaced, bound or restricted (`what` says which).
+    #[error("cannot {what} {}", path.display())]
+    Socket {
+        /// What failed: "remove the stale socket", "listen on", "restrict … to its owner".
+        what: &'static str,
+        /// The socket's path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Nobody listens on the socket: no phone runs with this config.
+    #[error(
+        "no running `chaincall phone call` or `listen` for this config (cannot reach its control \
+         socket {}: {source})",
+        path.display()
+    )]
+    NotRunning {
+        /// The socket's path.
+        path: PathBuf,
+        /// Why it could not be reached.
+        source: std::io::Error,
+    },
+    /// The phone took longer than the request timeout to answer.
+    #[error("the phone did not answer within {0:?}")]
+    NoAnswer(Duration),
+    /// The connection failed while asking.
+    #[error("the control socket closed")]
+    Closed(#[source] std::io::Error),
+    /// The phone closed the connection without an answer.
+    #[error("the phone closed its control socket without answering (it is stopping)")]
+    Stopping,
+    /// The phone answered that it could not hang up, and why.
+    #[error("{0}")]
+    Refused(String),
+    /// The answer was not `ok …` or `error …`.
+    #[error("unexpected answer from the phone: {0:?}")]
+    Unexpected(String),
+}
+
 /// A hang-up request from `phone hangup`, answered with [`HangupRequest::answer`].
 #[derive(Debug)]
-pub(crate) struct HangupRequest {
+pub struct HangupRequest {
     /// The call to end; `None` ends every call.
-    pub(crate) call_id: Option<String>,
+    pub call_id: Option<String>,
     answer: oneshot::Sender<Result<String, String>>,
 }
 
 impl HangupRequest {
     /// Tells `phone hangup` what happened (`Ok`: done, `Err`: why not).
-    pub(crate) fn answer(self, outcome: Result<String, String>) {
+    pub fn answer(self, outcome: Result<String, String>) {
         let _ = self.answer.send(outcome);
     }
 }
 
 /// The listening control socket; its file is removed when it is dropped.
 #[derive(Debug)]
-pub(crate) struct ControlSocket {
+pub struct ControlSocket {
     path: PathBuf,
     requests: mpsc::Receiver<HangupRequest>,
     accept: tokio::task::JoinHandle<()>,
@@ -46,16 +95,24 @@ pub(crate) struct ControlSocket {
 impl ControlSocket {
     /// Listens at `path`. Fails when another phone process already answers there; a file left by
     /// a process that was killed is replaced.
-    pub(crate) async fn bind(path: &Path) -> Result<Self> {
-        refuse_if_in_use(path).await?;
-        if path.exists() {
-            std::fs::remove_file(path)
-                .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+    pub async fn bind(path: &Path) -> Result<Self, ControlError> {
+        let failed = |what| {
+            move |source| ControlError::Socket {
+                what,
+                path: path.to_path_buf(),
+                source,
+            }
+        };
+        if path.exists() && UnixStream::connect(path).await.is_ok() {
+            return Err(ControlError::InUse(path.to_path_buf()));
         }
-        let listener = UnixListener::bind(path)
-            .with_context(|| format!("cannot listen on {}", path.display()))?;
+        if path.exists() {
+            std::fs::remove_file(path).map_err(failed("remove the stale socket"))?;
+        }
+        let listener = UnixListener::bind(path).map_err(failed("listen on"))?;
+        // Only the phone's own user may end its calls.
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("cannot restrict {} to its owner", path.display()))?;
+            .map_err(failed("restrict to its owner"))?;
         let (tx, requests) = mpsc::channel(4);
         let accept = tokio::spawn(accept_loop(listener, tx));
         Ok(Self {
@@ -66,7 +123,7 @@ impl ControlSocket {
     }
 
     /// The next request (never resolves once the socket has stopped).
-    pub(crate) async fn next(&mut self) -> HangupRequest {
+    pub async fn next(&mut self) -> HangupRequest {
         match self.requests.recv().await {
             Some(r) => r,
             None => std::future::pending().await,
@@ -81,33 +138,8 @@ impl Drop for ControlSocket {
     }
 }
 
-/// Binds the socket, or warns and goes on without one: the phone works, only `hangup` cannot
-/// reach it. That is also the case for a second process on the same config (a `call` beside a
-/// running `listen`): the socket stays with the first.
-pub(crate) async fn bind_or_warn(path: &Path) -> Option<ControlSocket> {
-    match ControlSocket::bind(path).await {
-        Ok(s) => Some(s),
-        Err(e) => {
-            eprintln!("warning: {e:#}; `chaincall phone hangup` cannot reach this process");
-            None
-        }
-    }
-}
-
-/// Fails when another phone process answers at `path`.
-async fn refuse_if_in_use(path: &Path) -> Result<()> {
-    if path.exists() && UnixStream::connect(path).await.is_ok() {
-        bail!(
-            "another `chaincall phone call` or `listen` runs with this config and answers \
-             on {}",
-            path.display()
-        );
-    }
-    Ok(())
-}
-
 /// The next request of an optional socket (never resolves without one).
-pub(crate) async fn next_request(socket: &mut Option<ControlSocket>) -> HangupRequest {
+pub async fn next_request(socket: &mut Option<ControlSocket>) -> HangupRequest {
     match socket {
         Some(s) => s.next().await,
         None => std::future::pending().await,
@@ -169,14 +201,13 @@ fn parse_request(line: &str) -> Result<Option<String>, String> {
 }
 
 /// `phone hangup`: asks the phone process listening at `path` to hang up; returns its answer.
-pub(crate) async fn request_hangup(path: &Path, call_id: Option<&str>) -> Result<String> {
-    let stream = UnixStream::connect(path).await.map_err(|e| {
-        anyhow!(
-            "no running `chaincall phone call` or `listen` for this config (cannot reach its \
-             control socket {}: {e})",
-            path.display()
-        )
-    })?;
+pub async fn request_hangup(path: &Path, call_id: Option<&str>) -> Result<String, ControlError> {
+    let stream = UnixStream::connect(path)
+        .await
+        .map_err(|source| ControlError::NotRunning {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let (read, mut write) = stream.into_split();
     let request = match call_id {
         Some(id) => format!("hangup {id}\n"),
@@ -188,18 +219,18 @@ pub(crate) async fn request_hangup(path: &Path, call_id: Option<&str>) -> Result
         BufReader::new(read.take(4096)).read_line(&mut line).await
     })
     .await
-    .map_err(|_| anyhow!("the phone did not answer within {REQUEST_TIMEOUT:?}"))?
-    .context("the control socket closed")?;
+    .map_err(|_| ControlError::NoAnswer(REQUEST_TIMEOUT))?
+    .map_err(ControlError::Closed)?;
     let line = line.trim_end();
     if line.is_empty() {
-        bail!("the phone closed its control socket without answering (it is stopping)");
+        return Err(ControlError::Stopping);
     }
     if let Some(done) = line.strip_prefix("ok ") {
         Ok(done.to_owned())
     } else if let Some(why) = line.strip_prefix("error ") {
-        bail!("{why}")
+        Err(ControlError::Refused(why.to_owned()))
     } else {
-        bail!("unexpected answer from the phone: {line:?}")
+        Err(ControlError::Unexpected(line.to_owned()))
     }
 }
 
