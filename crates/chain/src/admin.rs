@@ -45,6 +45,21 @@ pub enum AdminError {
     /// A quorum that is no strict majority of distinct servers.
     #[error("--quorum/--k")]
     Quorum(#[source] QuorumConfigError),
+    /// A signer's key file could not be read (or may be read by others).
+    #[error("cannot read key file {}", path.display())]
+    KeyFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: chaincall_identity::SecretFileError,
+    },
+    /// A signer's key file that does not hold a key.
+    #[error(
+        "key file {} does not hold a hex secp256k1 private key (64 hex digits, as anvil prints)",
+        .0.display()
+    )]
+    NotAKey(std::path::PathBuf),
     /// The endpoint's genesis header, pinned on first use, could not be read.
     #[error("cannot fetch the genesis header to pin it")]
     Genesis(#[source] ChainError),
@@ -98,6 +113,77 @@ pub fn explain(err: ChainError, name: &IdentityName) -> AdminError {
         other => return AdminError::Chain(other),
     };
     AdminError::Named(text)
+}
+
+/// A change to one entry, signed by its wallet (add, rotate, revoke) or the owner (approve, revoke).
+#[derive(Debug, Clone)]
+pub enum EntryChange {
+    /// Submit `key` with the commitment of `receipt` (pending until the owner approves it).
+    Add {
+        /// The identity key.
+        key: PublicIdentityKey,
+        /// The purchase receipt (only its hash reaches the chain).
+        receipt: Vec<u8>,
+    },
+    /// Approve the pending entry submitted with `receipt`.
+    Approve {
+        /// The receipt the entry was submitted with.
+        receipt: Vec<u8>,
+    },
+    /// Replace the approved entry's key.
+    Rotate {
+        /// The new identity key.
+        key: PublicIdentityKey,
+    },
+    /// Revoke the entry.
+    Revoke,
+}
+
+/// Sends `change` to `name`'s entry, signed by `signer`; contract errors are told with the name.
+pub async fn change_entry<C: KeystoreChain + ?Sized>(
+    chain: &C,
+    contract: Address,
+    signer: &PrivateKeySigner,
+    name: &IdentityName,
+    change: &EntryChange,
+) -> Result<TxOutcome, AdminError> {
+    let id = ClientId::of(name);
+    let sent = match change {
+        EntryChange::Add { key, receipt } => {
+            let commitment = receipt_commitment(&id, signer.address(), &receipt_hash(receipt));
+            let bytes = key.to_bytes();
+            chain
+                .add_client(contract, signer, id, key.tag(), &bytes, commitment)
+                .await
+        }
+        EntryChange::Approve { receipt } => {
+            chain
+                .approve_client(contract, signer, id, receipt_hash(receipt))
+                .await
+        }
+        EntryChange::Rotate { key } => {
+            let bytes = key.to_bytes();
+            chain
+                .rotate_key(contract, signer, id, key.tag(), &bytes)
+                .await
+        }
+        EntryChange::Revoke => chain.revoke_client(contract, signer, id).await,
+    };
+    sent.map_err(|e| explain(e, name))
+}
+
+/// Reads a hex secp256k1 private key (with or without `0x`) from a secret file; the key is never
+/// echoed. Refused when the file's group or other users may read it (the error names
+/// `chmod 600 PATH`), like every other secret file chaincall reads.
+pub fn read_signer(path: &std::path::Path) -> Result<PrivateKeySigner, AdminError> {
+    let text =
+        chaincall_identity::read_secret_file(path).map_err(|source| AdminError::KeyFile {
+            path: path.to_owned(),
+            source,
+        })?;
+    let hex = text.trim().trim_start_matches("0x");
+    hex.parse::<PrivateKeySigner>()
+        .map_err(|_| AdminError::NotAKey(path.to_owned()))
 }
 
 /// Parses a pinned block `NUMBER:HASH`.
@@ -392,6 +478,28 @@ impl GasReport {
     }
 }
 
+impl GasReport {
+    /// The JSON view: every figure under its function's name, and the budget.
+    pub fn to_json(&self) -> Value {
+        let mut out = serde_json::Map::new();
+        for (_, key, gas) in self.rows() {
+            out.insert(key.into(), gas.into());
+        }
+        out.insert("budget_addClient+approveClient".into(), GAS_BUDGET.into());
+        Value::Object(out)
+    }
+}
+
+impl fmt::Display for GasReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "gas measured on the embedded chain (revm, Osaka rules):")?;
+        for (what, _, gas) in self.rows() {
+            writeln!(f, "  {what:<30} {gas:>9}")?;
+        }
+        writeln!(f, "  budget for add + approve      {GAS_BUDGET:>9}")
+    }
+}
+
 /// Measures every contract function on a fresh embedded chain (revm, Osaka rules).
 pub async fn measure_gas() -> Result<GasReport, AdminError> {
     let chain = EmbeddedChain::default();
@@ -544,5 +652,83 @@ mod tests {
         let quorum = ["http://127.0.0.1:1".to_owned()];
         let err = header_trust(&chain, None, &quorum, None).await.unwrap_err();
         assert_eq!(err.to_string(), "--quorum needs --k N");
+    }
+
+    #[tokio::test]
+    async fn entry_changes_are_sent_by_the_signer_and_explained_by_name() {
+        let chain = EmbeddedChain::default();
+        let (owner, phone, stranger) = (dev_signer(0), dev_signer(1), dev_signer(2));
+        let contract = deployed_address(&chain.deploy(&owner).await.unwrap()).unwrap();
+        let bob = name("+15551230002");
+        let key = IdentityKey::generate().public();
+        let receipt = b"receipt".to_vec();
+        let add = EntryChange::Add {
+            key,
+            receipt: receipt.clone(),
+        };
+        change_entry(&chain, contract, &phone, &bob, &add)
+            .await
+            .unwrap();
+        let approve = EntryChange::Approve { receipt };
+        change_entry(&chain, contract, &owner, &bob, &approve)
+            .await
+            .unwrap();
+        let rotate = EntryChange::Rotate {
+            key: IdentityKey::generate().public(),
+        };
+        let err = change_entry(&chain, contract, &stranger, &bob, &rotate)
+            .await
+            .unwrap_err();
+        let expected = format!(
+            "wallet {} is not the wallet bound to +15551230002",
+            stranger.address()
+        );
+        assert_eq!(err.to_string(), expected);
+        change_entry(&chain, contract, &phone, &bob, &rotate)
+            .await
+            .unwrap();
+        change_entry(&chain, contract, &phone, &bob, &EntryChange::Revoke)
+            .await
+            .unwrap();
+        let events = chain.history(contract, ClientId::of(&bob)).await.unwrap();
+        let names: Vec<_> = events.iter().map(|e| e.change.name()).collect();
+        assert_eq!(names, ["added", "approved", "rotated", "revoked"]);
+    }
+
+    #[test]
+    fn a_signer_is_read_from_a_private_key_file_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        let hex_key = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+        std::fs::write(&path, format!("{hex_key}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            read_signer(&path).unwrap().address(),
+            dev_signer(0).address()
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = read_signer(&path).unwrap_err();
+        assert!(anyhow_like(&err).contains("chmod 600"), "{err}");
+        std::fs::write(&path, "not a key").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let err = read_signer(&path).unwrap_err().to_string();
+        assert!(
+            err.ends_with(
+                "does not hold a hex secp256k1 private key (64 hex digits, as anvil prints)"
+            ),
+            "{err}"
+        );
+    }
+
+    /// The error and its causes, outermost first, as `chaincall` prints them.
+    fn anyhow_like(err: &dyn std::error::Error) -> String {
+        let mut text = err.to_string();
+        let mut source = err.source();
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        text
     }
 }

@@ -5,16 +5,13 @@
 //! Results go to stdout; every failure is one line on stderr and a non-zero exit (see `main`).
 //! Private keys are read from `--key-file` and never printed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use alloy::primitives::Address;
 use anyhow::{Context, Result, anyhow, bail};
-use chaincall_chain::admin::{self, EntryView, GAS_BUDGET, HistoryView};
+use chaincall_chain::admin::{self, EntryChange, EntryView, GAS_BUDGET, HistoryView};
 use chaincall_chain::verified::{HeaderTrust, get_client_verified};
-use chaincall_chain::{
-    ChainError, ClientId, KeystoreChain, PrivateKeySigner, RpcChain, RpcConfig, TxOutcome,
-    receipt_commitment, receipt_hash,
-};
+use chaincall_chain::{ClientId, KeystoreChain, RpcChain, RpcConfig, TxOutcome};
 use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber, PublicIdentityKey};
 use clap::{Args, Subcommand};
 
@@ -223,6 +220,25 @@ impl NodeOpts {
 }
 
 impl TargetOpts {
+    /// Sends the change `change` builds to the entry, signed by the key file's wallet, and prints
+    /// its transaction. Arguments are checked (name, then key, then contract) before the key file
+    /// is read and the node is asked.
+    async fn change(
+        &self,
+        wallet: &WalletOpts,
+        what: &str,
+        change: impl FnOnce() -> Result<EntryChange>,
+    ) -> Result<()> {
+        let name = self.identity()?;
+        let change = change()?;
+        let contract = self.contract()?;
+        let signer = admin::read_signer(&wallet.key_file)?;
+        let chain = self.node.connect().await?;
+        let out = admin::change_entry(&chain, contract, &signer, &name, &change).await?;
+        println!("{}", tx_line(what, &out));
+        Ok(())
+    }
+
     fn contract(&self) -> Result<Address> {
         self.contract.trim().parse().map_err(|_| {
             anyhow!(
@@ -245,31 +261,10 @@ impl TargetOpts {
     }
 }
 
-/// Reads a hex secp256k1 private key (with or without `0x`) from a file; the key is never echoed.
-///
-/// Refused when the file's group or other users may read it (the error names `chmod 600 PATH`),
-/// like every other secret file chaincall reads.
-pub(crate) fn read_key_file(path: &Path) -> Result<PrivateKeySigner> {
-    let text = chaincall_identity::read_secret_file(path)
-        .with_context(|| format!("cannot read key file {}", path.display()))?;
-    let hex = text.trim().trim_start_matches("0x");
-    hex.parse::<PrivateKeySigner>().map_err(|_| {
-        anyhow!(
-            "key file {} does not hold a hex secp256k1 private key (64 hex digits, as anvil prints)",
-            path.display()
-        )
-    })
-}
-
 fn parse_public_key(text: &str) -> Result<PublicIdentityKey> {
     let bytes = hex::decode(text.trim().trim_start_matches("0x"))
         .map_err(|_| anyhow!("malformed key: --public-key is not hex"))?;
     PublicIdentityKey::from_p256_sec1(&bytes).map_err(|e| anyhow!("malformed key: {e}"))
-}
-
-/// Adds the identity's human name to contract errors that only carry its hash.
-fn explain(name: &IdentityName) -> impl FnOnce(ChainError) -> admin::AdminError + '_ {
-    move |err| admin::explain(err, name)
 }
 
 fn tx_line(what: &str, out: &TxOutcome) -> String {
@@ -291,7 +286,7 @@ pub(crate) fn run(args: KeystoreArgs) -> Result<()> {
 async fn run_async(command: KeystoreCommand) -> Result<()> {
     match command {
         KeystoreCommand::Deploy { node, wallet } => {
-            let signer = read_key_file(&wallet.key_file)?;
+            let signer = admin::read_signer(&wallet.key_file)?;
             let chain = node.connect().await?;
             let out = chain.deploy(&signer).await?;
             let address = admin::deployed_address(&out)?;
@@ -305,46 +300,25 @@ async fn run_async(command: KeystoreCommand) -> Result<()> {
             public_key,
             receipt,
         } => {
-            let name = target.identity()?;
-            let key = parse_public_key(&public_key)?;
-            let contract = target.contract()?;
-            let signer = read_key_file(&wallet.key_file)?;
-            let chain = target.node.connect().await?;
-            let id = ClientId::of(&name);
-            let commitment =
-                receipt_commitment(&id, signer.address(), &receipt_hash(receipt.as_bytes()));
-            let out = chain
-                .add_client(
-                    contract,
-                    &signer,
-                    id,
-                    key.tag(),
-                    &key.to_bytes(),
-                    commitment,
-                )
-                .await
-                .map_err(explain(&name))?;
-            println!("{}", tx_line("added (pending approval)", &out));
+            let what = "added (pending approval)";
+            let receipt = receipt.into_bytes();
+            let key = || parse_public_key(&public_key);
+            let change = || {
+                Ok(EntryChange::Add {
+                    key: key()?,
+                    receipt,
+                })
+            };
+            target.change(&wallet, what, change).await?;
         }
         KeystoreCommand::Approve {
             target,
             wallet,
             receipt,
         } => {
-            let name = target.identity()?;
-            let contract = target.contract()?;
-            let signer = read_key_file(&wallet.key_file)?;
-            let chain = target.node.connect().await?;
-            let out = chain
-                .approve_client(
-                    contract,
-                    &signer,
-                    ClientId::of(&name),
-                    receipt_hash(receipt.as_bytes()),
-                )
-                .await
-                .map_err(explain(&name))?;
-            println!("{}", tx_line("approved", &out));
+            let receipt = receipt.into_bytes();
+            let change = || Ok(EntryChange::Approve { receipt });
+            target.change(&wallet, "approved", change).await?;
         }
         KeystoreCommand::Get {
             target,
@@ -357,6 +331,12 @@ async fn run_async(command: KeystoreCommand) -> Result<()> {
             let contract = target.contract()?;
             let chain = target.node.connect().await?;
             let id = ClientId::of(&name);
+            let view = |entry, verified| EntryView {
+                name: &name,
+                contract,
+                entry,
+                verified,
+            };
             if !verify {
                 if block.is_some() || trust.checkpoint.is_some() || !trust.quorum.is_empty() {
                     bail!(
@@ -364,62 +344,30 @@ async fn run_async(command: KeystoreCommand) -> Result<()> {
                     );
                 }
                 let entry = chain.get_client(contract, id).await?;
-                return print(
-                    &EntryView {
-                        name: &name,
-                        contract,
-                        entry: &entry,
-                        verified: None,
-                    },
-                    json,
-                    |v| v.to_json(),
-                );
+                return print(&view(&entry, None), json, EntryView::to_json);
             }
             let (header_trust, how) = trust.header_trust(&chain).await?;
             let found = get_client_verified(&chain, contract, id, &header_trust, block)
                 .await
                 .map_err(|e| anyhow!("verification failed, no key is shown: {e}"))?;
             let verified = Some((&found, how.as_str()));
-            let view = EntryView {
-                name: &name,
-                contract,
-                entry: &found.entry,
-                verified,
-            };
-            print(&view, json, EntryView::to_json)?;
+            print(&view(&found.entry, verified), json, EntryView::to_json)?;
         }
         KeystoreCommand::Rotate {
             target,
             wallet,
             public_key,
         } => {
-            let name = target.identity()?;
-            let key = parse_public_key(&public_key)?;
-            let contract = target.contract()?;
-            let signer = read_key_file(&wallet.key_file)?;
-            let chain = target.node.connect().await?;
-            let out = chain
-                .rotate_key(
-                    contract,
-                    &signer,
-                    ClientId::of(&name),
-                    key.tag(),
-                    &key.to_bytes(),
-                )
-                .await
-                .map_err(explain(&name))?;
-            println!("{}", tx_line("rotated", &out));
+            let change = || {
+                Ok(EntryChange::Rotate {
+                    key: parse_public_key(&public_key)?,
+                })
+            };
+            target.change(&wallet, "rotated", change).await?;
         }
         KeystoreCommand::Revoke { target, wallet } => {
-            let name = target.identity()?;
-            let contract = target.contract()?;
-            let signer = read_key_file(&wallet.key_file)?;
-            let chain = target.node.connect().await?;
-            let out = chain
-                .revoke_client(contract, &signer, ClientId::of(&name))
-                .await
-                .map_err(explain(&name))?;
-            println!("{}", tx_line("revoked", &out));
+            let change = || Ok(EntryChange::Revoke);
+            target.change(&wallet, "revoked", change).await?;
         }
         KeystoreCommand::History { target, json } => {
             let name = target.identity()?;
@@ -444,7 +392,7 @@ async fn run_async(command: KeystoreCommand) -> Result<()> {
             })?;
             let name = chaincall_identity::DomainName::parse(&domain)
                 .map_err(|e| anyhow!("invalid --domain {domain:?}: {e}"))?;
-            let signer = read_key_file(&wallet.key_file)?;
+            let signer = admin::read_signer(&wallet.key_file)?;
             let key = if identity_key_file.exists() {
                 chaincall_sipd::tls::load_identity_key(&identity_key_file)?
             } else {
@@ -465,7 +413,7 @@ async fn run_async(command: KeystoreCommand) -> Result<()> {
                 &key.public(),
             )
             .await
-            .map_err(explain(&IdentityName::Domain(name.clone())))?;
+            .map_err(|e| admin::explain(e, &IdentityName::Domain(name.clone())))?;
             println!(
                 "published {}: approved, key {}",
                 name.as_str(),
@@ -475,20 +423,7 @@ async fn run_async(command: KeystoreCommand) -> Result<()> {
         KeystoreCommand::Gas { json } => {
             let report = admin::measure_gas().await?;
             let total = report.add_and_approve();
-            if json {
-                let mut out = serde_json::Map::new();
-                for (_, key, gas) in report.rows() {
-                    out.insert(key.into(), gas.into());
-                }
-                out.insert("budget_addClient+approveClient".into(), GAS_BUDGET.into());
-                println!("{}", serde_json::Value::Object(out));
-            } else {
-                println!("gas measured on the embedded chain (revm, Osaka rules):");
-                for (what, _, gas) in report.rows() {
-                    println!("  {what:<30} {gas:>9}");
-                }
-                println!("  budget for add + approve      {GAS_BUDGET:>9}");
-            }
+            print(&report, json, admin::GasReport::to_json)?;
             if total > GAS_BUDGET {
                 bail!("addClient + approveClient costs {total} gas, over the {GAS_BUDGET} budget");
             }
