@@ -240,12 +240,7 @@ impl TargetOpts {
     }
 
     fn contract(&self) -> Result<Address> {
-        self.contract.trim().parse().map_err(|_| {
-            anyhow!(
-                "--contract {:?} is not a 0x-prefixed 20-byte address",
-                self.contract
-            )
-        })
+        parse_contract(&self.contract)
     }
 
     fn identity(&self) -> Result<IdentityName> {
@@ -259,6 +254,11 @@ impl TargetOpts {
             (None, None) => bail!("give --phone +E164 (a subscriber) or --name DOMAIN (a server)"),
         }
     }
+}
+
+fn parse_contract(text: &str) -> Result<Address> {
+    let bad = || anyhow!("--contract {text:?} is not a 0x-prefixed 20-byte address");
+    text.trim().parse().map_err(|_| bad())
 }
 
 fn parse_public_key(text: &str) -> Result<PublicIdentityKey> {
@@ -387,9 +387,7 @@ async fn run_async(command: KeystoreCommand) -> Result<()> {
             identity_key_file,
             wallet,
         } => {
-            let contract: Address = contract.trim().parse().map_err(|_| {
-                anyhow!("--contract {contract:?} is not a 0x-prefixed 20-byte address")
-            })?;
+            let contract = parse_contract(&contract)?;
             let name = chaincall_identity::DomainName::parse(&domain)
                 .map_err(|e| anyhow!("invalid --domain {domain:?}: {e}"))?;
             let signer = admin::read_signer(&wallet.key_file)?;
