@@ -40,14 +40,22 @@ pub struct DemoOptions {
     pub tls_keylog: Option<PathBuf>,
 }
 
+impl DemoOptions {
+    /// Refuses options the demo cannot run with (seconds outside (0, 30]).
+    pub fn check(&self) -> Result<()> {
+        ensure!(
+            self.seconds > 0.0 && self.seconds <= 30.0,
+            "--seconds must be in (0, 30]"
+        );
+        Ok(())
+    }
+}
+
 /// Runs the demo on the embedded chain or `options.rpc` with `operator` as the keystore's owner.
 /// A failed check is in [`DemoReport::failed`], not an error; an error is a network that could not
 /// be built or a call that could not be placed.
 pub async fn run(operator: PrivateKeySigner, options: &DemoOptions) -> Result<DemoReport> {
-    ensure!(
-        options.seconds > 0.0 && options.seconds <= 30.0,
-        "--seconds must be in (0, 30]"
-    );
+    options.check()?;
     let tmp;
     let dir: PathBuf = match &options.out {
         Some(d) => {

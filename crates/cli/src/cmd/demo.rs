@@ -57,13 +57,6 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    if let Some(k) = &args.keylog {
-        eprintln!(
-            "warning: writing SRTP master keys to {}: anyone holding it can decrypt the call",
-            k.display()
-        );
-    }
-    let operator = operator_key(args.operator_key.as_deref())?;
     let options = DemoOptions {
         rpc: args.rpc,
         mode: args.mode,
@@ -73,6 +66,15 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
         keylog: args.keylog,
         tls_keylog: crate::ssl_keylog_file(),
     };
+    // Bad flags are refused before the warning, the operator key and the network.
+    options.check()?;
+    if let Some(k) = &options.keylog {
+        eprintln!(
+            "warning: writing SRTP master keys to {}: anyone holding it can decrypt the call",
+            k.display()
+        );
+    }
+    let operator = operator_key(args.operator_key.as_deref())?;
     let report = runtime.block_on(demo::run(operator, &options))?;
     if args.json {
         println!("{}", report.to_json());
