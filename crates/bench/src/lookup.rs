@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::Address;
 use anyhow::{Context, Result, anyhow, bail};
-use chaincall_chain::admin::add_and_approve;
 use chaincall_chain::verified::{HeaderTrust, get_client_verified};
-use chaincall_chain::{ClientId, EmbeddedChain, KeystoreChain, RpcChain, RpcConfig, dev_signer};
+use chaincall_chain::{
+    ClientId, EmbeddedChain, KeystoreChain, RpcChain, RpcConfig, dev_signer, receipt_commitment,
+    receipt_hash,
+};
 use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber};
 use clap::Args;
 use serde_json::json;
@@ -101,16 +103,18 @@ async fn register(chain: &EmbeddedChain, id: ClientId) -> Result<Address> {
         .contract_address
         .ok_or_else(|| anyhow!("deployment has no address"))?;
     let key = IdentityKey::generate().public();
-    add_and_approve(
-        chain,
-        contract,
-        &owner,
-        &phone,
-        id,
-        &key,
-        b"bench lookup receipt",
-    )
-    .await?;
+    let rh = receipt_hash(b"bench lookup receipt");
+    chain
+        .add_client(
+            contract,
+            &phone,
+            id,
+            key.tag(),
+            &key.to_bytes(),
+            receipt_commitment(&id, phone.address(), &rh),
+        )
+        .await?;
+    chain.approve_client(contract, &owner, id, rh).await?;
     Ok(contract)
 }
 

@@ -6,8 +6,9 @@
 
 use std::hint::black_box;
 
-use chaincall_chain::admin::add_and_approve;
-use chaincall_chain::{ClientId, EmbeddedChain, KeystoreChain, dev_signer};
+use chaincall_chain::{
+    ClientId, EmbeddedChain, KeystoreChain, dev_signer, receipt_commitment, receipt_hash,
+};
 use chaincall_identity::{IdentityKey, IdentityName, KeyStatus};
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -27,9 +28,22 @@ fn get_client(c: &mut Criterion) {
             .contract_address
             .expect("address");
         let key = IdentityKey::generate().public();
-        add_and_approve(&chain, contract, &owner, &phone, id, &key, b"bench receipt")
+        let rh = receipt_hash(b"bench receipt");
+        chain
+            .add_client(
+                contract,
+                &phone,
+                id,
+                key.tag(),
+                &key.to_bytes(),
+                receipt_commitment(&id, phone.address(), &rh),
+            )
             .await
-            .expect("add and approve");
+            .expect("add");
+        chain
+            .approve_client(contract, &owner, id, rh)
+            .await
+            .expect("approve");
         contract
     });
     c.bench_function("embedded getClient (approved entry)", |b| {

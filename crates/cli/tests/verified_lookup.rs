@@ -3,8 +3,10 @@
 
 use std::process::{Command, Output};
 
-use chaincall_chain::admin::add_and_approve;
-use chaincall_chain::{AnvilProcess, ClientId, KeystoreChain, RpcChain, RpcConfig, dev_signer};
+use chaincall_chain::{
+    AnvilProcess, ClientId, KeystoreChain, RpcChain, RpcConfig, dev_signer, receipt_commitment,
+    receipt_hash,
+};
 use chaincall_identity::{IdentityKey, IdentityName, PublicIdentityKey};
 
 const BOB: &str = "+15551239001";
@@ -38,7 +40,20 @@ fn start() -> Option<Node> {
             .contract_address
             .unwrap();
         let id = ClientId::of(&IdentityName::parse(BOB).unwrap());
-        add_and_approve(&chain, contract, &owner, &phone, id, &key, b"cli receipt")
+        let rh = receipt_hash(b"cli receipt");
+        chain
+            .add_client(
+                contract,
+                &phone,
+                id,
+                key.tag(),
+                &key.to_bytes(),
+                receipt_commitment(&id, phone.address(), &rh),
+            )
+            .await
+            .unwrap();
+        chain
+            .approve_client(contract, &owner, id, rh)
             .await
             .unwrap();
         contract
