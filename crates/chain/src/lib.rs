@@ -49,6 +49,7 @@ use alloy::primitives::{Address, B256, Bytes, FixedBytes, U256};
 use alloy::rpc::types::EIP1186AccountProofResponse;
 use alloy::sol_types::SolCall;
 
+pub mod admin;
 mod anvil;
 pub mod contract;
 mod embedded;

@@ -7,6 +7,8 @@
 //! and `TlsPskSettings`, `PhoneConfig`): nothing is formatted as TOML, written and read back.
 //! Key files are still written to [`NetworkOptions::dir`] (mode 0600), as the servers read them.
 
+pub mod demo;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

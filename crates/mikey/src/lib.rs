@@ -67,6 +67,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod inspect;
 pub mod message;
 pub mod policy;
 pub mod prf;

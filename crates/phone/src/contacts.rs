@@ -505,28 +505,8 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Unix seconds as an RFC 3339 UTC time, with `millis` if given (no date crate: civil-from-days,
-/// H. Hinnant's algorithm).
-pub fn rfc3339(secs: i64, millis: Option<u64>) -> String {
-    let days = secs.div_euclid(86_400);
-    let tod = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let fraction = millis.map_or(String::new(), |ms| format!(".{ms:03}"));
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{fraction}Z",
-        tod / 3600,
-        tod % 3600 / 60,
-        tod % 60,
-    )
-}
+/// Unix seconds as an RFC 3339 UTC time (one formatter for the phone and `mikey inspect`).
+pub use chaincall_mikey::inspect::rfc3339;
 
 /// Unix seconds as the user reads them: "2026-12-07 01:51:49 UTC".
 pub fn utc_time(secs: u64) -> String {

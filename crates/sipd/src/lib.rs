@@ -46,6 +46,7 @@ pub mod flow;
 pub mod keys;
 pub mod location;
 pub mod metrics;
+pub mod overrides;
 pub mod server;
 pub mod tls;
 

@@ -32,6 +32,7 @@ pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod db;
+pub mod dev_store;
 pub mod error;
 pub mod machine;
 pub mod number;

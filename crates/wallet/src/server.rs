@@ -225,6 +225,20 @@ pub async fn serve<C: ServerChain>(
     result.map_err(ServerError::Io)
 }
 
+/// Resolves on SIGINT or SIGTERM (on SIGINT alone where SIGTERM cannot be watched): the shutdown
+/// of a server run as a service.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
 /// `chaincall wallet serve`: builds the chain backend the configuration names, the service, and
 /// serves until `shutdown` resolves.
 pub async fn run(

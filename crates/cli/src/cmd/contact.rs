@@ -13,17 +13,21 @@
 //!
 //! A child module of `phone`, so it reuses the phone's configuration, chain connection, header
 //! trust and key file handling as they are; the call report's trust fields (safety number,
-//! verified in person, key changes) are rendered here too. What is shown and recorded (the
-//! lookup, the safety number, the in-person mark) is the phone crate's `contact_view`; this
-//! module parses and prints.
+//! verified in person, key changes) are printed here too. What is shown and recorded (the
+//! lookup, the safety number, the in-person mark) and how it reads is the phone crate's
+//! `contact_view`; this module parses and prints.
 
 use anyhow::{Context, Result, anyhow, bail};
-use chaincall_identity::{IdentityName, PublicIdentityKey, SafetyNumber};
-use chaincall_phone::contact_view::{SafetyView, find_key, mark_verified_in_person, pinned_since};
-use chaincall_phone::contacts::{Contact, KeyChange, unix_now, utc_time};
+use chaincall_identity::{IdentityName, PublicIdentityKey};
+use chaincall_phone::contact_view::{
+    CallTrustView, ContactShowView, SafetyView, StoredContactView, find_key,
+    mark_verified_in_person, safety_rows,
+};
+pub(super) use chaincall_phone::contact_view::{add_call_trust, up_note};
+use chaincall_phone::contacts::unix_now;
 use chaincall_phone::{CallReport, ContactsStore, KeyLookup};
 use clap::Subcommand;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{ChainAccess as _, Config, PhoneSecrets, RpcChain};
 
@@ -114,119 +118,31 @@ fn safety_with(
     ))
 }
 
-/// A safety number in three rows of four groups, as Signal shows it.
-fn print_safety(safety: &SafetyNumber) {
-    let grouped = safety.grouped();
-    let groups: Vec<&str> = grouped.split(' ').collect();
-    for row in groups.chunks(4) {
-        println!("  {}", row.join(" "));
-    }
-}
-
-fn change_json(name: &IdentityName, change: &KeyChange) -> Value {
-    json!({
-        "kind": change.kind.as_str(),
-        "block": change.block,
-        "block_time": change.block_time,
-        "seen_at": change.seen_at,
-        "old_fingerprint": change.old,
-        "new_fingerprint": change.new,
-        "message": change.describe(name),
-    })
-}
-
-fn contact_json(
-    cfg: &Config,
-    secrets: &PhoneSecrets,
-    name: &IdentityName,
-    contact: &Contact,
-) -> Result<Value> {
-    let key = contact.pinned_key();
-    let safety = key
-        .as_ref()
-        .map(|k| safety_with(cfg, secrets, name, k))
-        .transpose()?;
-    Ok(json!({
-        "contact": name.as_str(),
-        "revoked": key.is_none(),
-        "public_key": contact.key,
-        "fingerprint": safety.as_ref().map(|s| s.fingerprint.digits().to_owned()),
-        "safety_number": safety.as_ref().map(|s| s.safety.digits().to_owned()),
-        "pinned_since": pinned_since(contact),
-        "pin_block": contact.pin_block,
-        "first_seen": {"block": contact.first_seen.block, "time": contact.first_seen.time},
-        "last_verified": contact.last_verified.map(|m| json!({"block": m.block, "time": m.time})),
-        "wallet": contact.wallet,
-        "verified_in_person": contact.is_verified_in_person(name),
-        "verified_in_person_at": contact
-            .verified_in_person
-            .as_ref()
-            .filter(|_| contact.is_verified_in_person(name))
-            .map(|v| v.at),
-        "last_change": contact.history.last().map(|c| change_json(name, c)),
-        "history": contact.history.iter().map(|c| change_json(name, c)).collect::<Vec<_>>(),
-    }))
-}
-
-fn print_history(name: &IdentityName, contact: &Contact) {
-    if contact.history.is_empty() {
-        println!("history       no key change since first seen");
-    } else {
-        println!("history");
-        for change in &contact.history {
-            println!(
-                "  {} ({} → {})",
-                change.describe(name),
-                change.old,
-                change.new.as_deref().unwrap_or("revoked")
-            );
-        }
-    }
-}
-
 fn list(cfg: &Config, secrets: &PhoneSecrets, as_json: bool) -> Result<()> {
     let contacts = store(cfg).read()?;
+    let mut rows = Vec::new();
+    for (name, contact) in contacts.iter() {
+        let key = contact.pinned_key();
+        let safety = key
+            .map(|k| safety_with(cfg, secrets, &name, &k))
+            .transpose()?;
+        rows.push((name, contact, safety));
+    }
+    let views: Vec<_> = rows
+        .iter()
+        .map(|(name, contact, safety)| StoredContactView {
+            name,
+            contact,
+            safety: safety.clone(),
+        })
+        .collect();
     if as_json {
-        let all = contacts
-            .iter()
-            .map(|(name, c)| contact_json(cfg, secrets, &name, c))
-            .collect::<Result<Vec<_>>>()?;
+        let all: Vec<_> = views.iter().map(StoredContactView::to_json).collect();
         println!("{}", json!({ "contacts": all }));
-        return Ok(());
-    }
-    if contacts.iter().next().is_none() {
+    } else if views.is_empty() {
         println!("no contacts yet: every call and `contact show` adds the peer it looks up");
-    }
-    for (name, c) in contacts.iter() {
-        println!("{}", name.as_str());
-        match c.pinned_key() {
-            Some(key) => {
-                let view = safety_with(cfg, secrets, &name, &key)?;
-                println!("  fingerprint        {}", view.fingerprint);
-                println!("  safety number      {}", view.safety.grouped());
-            }
-            None => println!("  revoked            at block {}", c.pin_block),
-        }
-        println!("  pinned since       {}", utc_time(pinned_since(c)));
-        match c.last_verified {
-            Some(m) => println!(
-                "  last verified      {} (block {})",
-                utc_time(m.time),
-                m.block
-            ),
-            None => println!("  last verified      never (proven)"),
-        }
-        println!(
-            "  verified in person {}",
-            if c.is_verified_in_person(&name) {
-                "yes"
-            } else {
-                "no"
-            }
-        );
-        if let Some(change) = c.history.last() {
-            println!("  last change        {}", change.describe(&name));
-        }
+    } else {
+        views.iter().for_each(|view| print!("{view}"));
     }
     Ok(())
 }
@@ -245,6 +161,7 @@ fn confirm(question: &str) -> Result<bool> {
 
 async fn verify(cfg: &mut Config, secrets: &PhoneSecrets, number: &str, yes: bool) -> Result<()> {
     let contact = parse_contact(number)?;
+    let who = contact.as_str();
     let lookup = contact_lookup(cfg).await?;
     let found = find_key(&lookup, &contact).await?;
     if let Some(change) = &found.unconfirmed {
@@ -254,99 +171,35 @@ async fn verify(cfg: &mut Config, secrets: &PhoneSecrets, number: &str, yes: boo
             "new fingerprint {}; safety number with the new key:",
             view.fingerprint
         );
-        print_safety(&view.safety);
-        if !yes
-            && !confirm(&format!(
-                "Accept {}'s new key? Only if you compared this safety number with {} in person and it matched.",
-                contact.as_str(),
-                contact.as_str()
-            ))?
-        {
+        print!("{}", safety_rows(&view.safety));
+        let question = format!(
+            "Accept {who}'s new key? Only if you compared this safety number with {who} in person and it matched."
+        );
+        if !yes && !confirm(&question)? {
             bail!("the key change was not accepted; the pin stays on the old key");
         }
         lookup.accept_key_change(change).await?;
-        println!("accepted {}'s new key", contact.as_str());
+        println!("accepted {who}'s new key");
         // The user just compared the new key's safety number: that is the in-person check.
     }
-    let key = found.key;
-    let view = safety_with(cfg, secrets, &contact, &key)?;
+    let view = safety_with(cfg, secrets, &contact, &found.key)?;
     let fingerprint = view.fingerprint;
-    println!("{} fingerprint {fingerprint}", contact.as_str());
-    println!(
-        "safety number (compare with the one {} sees):",
-        contact.as_str()
-    );
-    print_safety(&view.safety);
-    if !yes
-        && !confirm(&format!(
-            "Did you compare this safety number with {} in person, and does it match?",
-            contact.as_str()
-        ))?
-    {
+    println!("{who} fingerprint {fingerprint}");
+    println!("safety number (compare with the one {who} sees):");
+    print!("{}", safety_rows(&view.safety));
+    let question =
+        format!("Did you compare this safety number with {who} in person, and does it match?");
+    if !yes && !confirm(&question)? {
         bail!("not marked verified");
     }
-    mark_verified_in_person(&store(cfg), &contact, &key, unix_now())?;
-    println!(
-        "{} marked verified in person for fingerprint {fingerprint}",
-        contact.as_str()
-    );
+    mark_verified_in_person(&store(cfg), &contact, &found.key, unix_now())?;
+    println!("{who} marked verified in person for fingerprint {fingerprint}");
     Ok(())
-}
-
-/// The call report's trust fields for `--json` and `listen`: the safety number with the verified
-/// peer, whether it was compared in person, and the key changes the call's lookup found.
-pub(super) fn add_call_trust(report: &mut Value, r: &CallReport) {
-    let peer = r
-        .verified_peer
-        .clone()
-        .or_else(|| IdentityName::parse(&r.peer).ok());
-    let changes: Vec<Value> = match &peer {
-        Some(name) => r.key_changes.iter().map(|c| change_json(name, c)).collect(),
-        None => Vec::new(),
-    };
-    if let Some(object) = report.as_object_mut() {
-        object.insert(
-            "safety_number".into(),
-            json!(r.safety_number.as_ref().map(|s| s.digits().to_owned())),
-        );
-        object.insert("verified_in_person".into(), json!(r.verified_in_person));
-        object.insert("key_changes".into(), json!(changes));
-    }
 }
 
 /// The call report's trust lines, for the text report.
 pub(super) fn print_call_trust(r: &CallReport) {
-    if let Some(safety) = &r.safety_number {
-        println!(
-            "  safety number  {} ({})",
-            safety.grouped(),
-            if r.verified_in_person {
-                "verified in person"
-            } else {
-                "not verified in person: `chaincall phone contact verify`"
-            }
-        );
-    }
-    if let Some(name) = r
-        .verified_peer
-        .clone()
-        .or_else(|| IdentityName::parse(&r.peer).ok())
-    {
-        for change in &r.key_changes {
-            println!("  key change     {}", change.describe(&name));
-        }
-    }
-}
-
-/// The part of a "call up" line that names the safety number.
-pub(super) fn up_note(safety: Option<&SafetyNumber>, verified_in_person: bool) -> String {
-    match safety {
-        Some(s) if verified_in_person => {
-            format!("; safety number {} verified in person", s.grouped())
-        }
-        Some(s) => format!("; safety number {}", s.grouped()),
-        None => String::new(),
-    }
+    print!("{}", CallTrustView(r));
 }
 
 async fn show(cfg: &mut Config, secrets: &PhoneSecrets, number: &str, json: bool) -> Result<()> {
@@ -354,81 +207,20 @@ async fn show(cfg: &mut Config, secrets: &PhoneSecrets, number: &str, json: bool
     let lookup = contact_lookup(cfg).await?;
     // A key change the phone cannot confirm on its own is shown (with the new key's safety number,
     // to compare) rather than refused: showing it is how the user gets to decide.
-    let found_key = find_key(&lookup, &contact).await?;
-    let block = found_key.block();
-    let key = found_key.key;
-    let (found, unconfirmed) = (found_key.found, found_key.unconfirmed);
-    let SafetyView {
-        own_name,
-        own_fingerprint,
-        fingerprint,
-        safety,
-    } = safety_with(cfg, secrets, &contact, &key)?;
+    let found = find_key(&lookup, &contact).await?;
+    let safety = safety_with(cfg, secrets, &contact, &found.key)?;
     let stored = store(cfg).read()?;
     let stored = stored.get(&contact);
-
+    let view = ContactShowView {
+        contact: &contact,
+        found: &found,
+        safety: &safety,
+        stored,
+    };
     if json {
-        let out = json!({
-            "contact": contact.as_str(),
-            "canonical": contact.canonical(),
-            "status": found.as_ref().map_or("approved", |f| f.entry.status.as_str()),
-            "key_type": key.tag(),
-            "public_key": hex::encode(key.to_bytes()),
-            "fingerprint": fingerprint.digits(),
-            "verified": found.as_ref().is_some_and(|f| f.verified),
-            "block": block,
-            "own": {
-                "number": own_name.as_str(),
-                "fingerprint": own_fingerprint.digits(),
-            },
-            "safety_number": safety.digits(),
-            "pinned": unconfirmed.is_none(),
-            "unconfirmed_key_change": unconfirmed.as_ref().map(|c| c.to_string()),
-            "verified_in_person": stored.is_some_and(|c| c.is_verified_in_person(&contact)),
-            "history": stored.map_or_else(Vec::new, |c| {
-                c.history.iter().map(|h| change_json(&contact, h)).collect()
-            }),
-        });
-        println!("{out}");
+        println!("{}", view.to_json());
     } else {
-        println!(
-            "contact       {} ({}): {}",
-            contact.as_str(),
-            contact.canonical(),
-            found
-                .as_ref()
-                .map_or("approved".to_owned(), |f| f.entry.status.to_string())
-        );
-        match (&found, &unconfirmed) {
-            (Some(found), _) => match found.block {
-                Some(block) => println!(
-                    "verified      block {block}, {} proof bytes",
-                    found.proof_bytes
-                ),
-                None => println!("verified      no (the node's word)"),
-            },
-            (None, Some(change)) => println!("KEY CHANGED   {change}"),
-            (None, None) => {}
-        }
-        println!("public key    {}", hex::encode(key.to_bytes()));
-        println!("fingerprint   {fingerprint}");
-        println!("you           {} {own_fingerprint}", own_name.as_str());
-        println!(
-            "safety number (compare with the one {} sees):",
-            contact.as_str()
-        );
-        print_safety(&safety);
-        if let Some(c) = stored {
-            println!(
-                "in person     {}",
-                if c.is_verified_in_person(&contact) {
-                    "verified"
-                } else {
-                    "not verified (`chaincall phone contact verify NUMBER` once compared)"
-                }
-            );
-            print_history(&contact, c);
-        }
+        print!("{view}");
     }
     Ok(())
 }

@@ -11,7 +11,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use chaincall_sipd::{AuthMode, Config, Listen, Server};
+use chaincall_sipd::overrides::Overrides;
+use chaincall_sipd::{Config, Listen, Server};
 use clap::{Args, Subcommand};
 
 /// SIP server commands.
@@ -109,28 +110,17 @@ pub(crate) fn run(args: SipdArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
-    let mut cfg = match &a.config {
+    let file = match &a.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
-    if !a.listen.is_empty() {
-        cfg.listen = a.listen;
-    }
-    match a.auth.as_deref() {
-        None => {}
-        Some("none") => cfg.auth.mode = AuthMode::None,
-        Some("digest") => cfg.auth.mode = AuthMode::Digest,
-        Some(other) => anyhow::bail!("--auth must be none or digest, not {other:?}"),
-    }
-    if let Some(r) = a.static_route {
-        cfg.static_route = Some(r);
-    }
-    if let Some(d) = a.domain {
-        cfg.domain = Some(d);
-    }
-    if let Some(t) = cfg.tls_psk.as_mut() {
-        t.keylog_file = t.keylog_file.take().or_else(crate::ssl_keylog_file);
-    }
+    let cfg = file.with_overrides(Overrides {
+        listen: a.listen,
+        auth: a.auth,
+        static_route: a.static_route,
+        domain: a.domain,
+        keylog_file: crate::ssl_keylog_file(),
+    })?;
     let server = Server::bind(cfg).await.context("starting sipd")?;
     server
         .run(async {

@@ -1,11 +1,12 @@
 //! `chaincall store …`: a development app store that makes a store key pair and issues receipts in
 //! Google Play's format (purchase JSON + base64 `SHA1withRSA` signature), so tests and demos go
-//! through the wallet server's real verification path.
+//! through the wallet server's real verification path. The store is `chaincall_wallet::dev_store`;
+//! this module parses and prints.
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
-use chaincall_wallet::receipt::{Purchase, StoreKey, random_order_id};
+use anyhow::{Context, Result};
+use chaincall_wallet::dev_store::{self, ReceiptRequest};
 use clap::{Args, Subcommand};
 
 /// Development store: key pair and signed test receipts.
@@ -58,33 +59,15 @@ enum StoreCommand {
     },
 }
 
-/// A random purchase token (32 bytes from the OS CSPRNG, hex), as a store would make one.
-fn random_token() -> String {
-    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes[..]);
-    hex::encode(&bytes[..])
-}
-
+/// Runs `chaincall store …`.
 pub(crate) fn run(args: StoreArgs) -> Result<()> {
     match args.command {
         StoreCommand::Keygen {
             private_key,
             public_key,
         } => {
-            if private_key.exists() {
-                bail!(
-                    "{} exists; refusing to overwrite a key",
-                    private_key.display()
-                );
-            }
-            let key = StoreKey::generate()?;
-            let pem = key.dangerous_to_pkcs8_pem()?;
-            chaincall_wallet::server::write_secret(&private_key, pem.trim_end())
-                .with_context(|| format!("cannot write {}", private_key.display()))?;
-            std::fs::write(&public_key, format!("{}\n", key.public_key_base64()?))
-                .with_context(|| format!("cannot write {}", public_key.display()))?;
+            dev_store::keygen(&private_key, &public_key)?;
             println!("{}", public_key.display());
-            Ok(())
         }
         StoreCommand::IssueReceipt {
             store_key,
@@ -95,36 +78,13 @@ pub(crate) fn run(args: StoreArgs) -> Result<()> {
             order_id,
             state,
         } => {
-            // Refused when group or world readable.
-            let pem = chaincall_identity::read_secret_file(&store_key)
-                .with_context(|| format!("cannot read {}", store_key.display()))?;
-            let token = match &token_file {
-                Some(f) => {
-                    let text = chaincall_identity::read_secret_file(f)
-                        .with_context(|| format!("cannot read the token file {}", f.display()))?;
-                    let token = text.lines().next().unwrap_or("").trim().to_owned();
-                    if token.is_empty() {
-                        bail!("the token file {} is empty", f.display());
-                    }
-                    token
-                }
-                None => random_token(),
+            let request = ReceiptRequest {
+                package,
+                product,
+                order_id,
+                state,
             };
-            let key = StoreKey::from_pkcs8_pem(&pem)?;
-            let purchase_time = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-                .unwrap_or(0);
-            let receipt = key.issue(&Purchase {
-                order_id: order_id.unwrap_or_else(random_order_id),
-                package_name: package,
-                product_id: product,
-                purchase_time,
-                purchase_state: state,
-                purchase_token: token,
-                quantity: 1,
-                acknowledged: false,
-            });
+            let receipt = dev_store::issue_receipt(&store_key, token_file.as_deref(), request)?;
             let json = zeroize::Zeroizing::new(serde_json::to_string(&receipt)?);
             match out {
                 Some(path) => {
@@ -134,7 +94,7 @@ pub(crate) fn run(args: StoreArgs) -> Result<()> {
                 }
                 None => println!("{}", json.as_str()),
             }
-            Ok(())
         }
     }
+    Ok(())
 }

@@ -23,34 +23,14 @@ enum WalletCommand {
     },
 }
 
+/// Runs `chaincall wallet …`.
 pub(crate) fn run(args: WalletArgs) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        match args.command {
-            WalletCommand::Serve { config } => {
-                let config = chaincall_wallet::WalletConfig::load(&config)?;
-                chaincall_wallet::server::run(config, shutdown_signal()).await?;
-                Ok(())
-            }
-        }
-    })
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let WalletCommand::Serve { config } = args.command;
+    let config = chaincall_wallet::WalletConfig::load(&config)?;
+    let shutdown = chaincall_wallet::server::shutdown_signal();
+    Ok(runtime.block_on(chaincall_wallet::server::run(config, shutdown))?)
 }
