@@ -381,12 +381,15 @@ async fn versions_at_least(
 
 /// Every version has the same nonce, each raises both fees by at least 12.5 % over the one it
 /// replaced, exactly one is mined and it is `mined_hash`; the rest are `replaced`.
-fn check_versions(versions: &[chaincall_wallet::db::TxVersion], mined_hash: &str) {
+fn check_versions(
+    versions: &[chaincall_wallet::db::TxVersion],
+    mined_hash: alloy::primitives::B256,
+) {
     use chaincall_wallet::chain::decode_eip1559;
     assert!(versions.len() >= 2, "{versions:?}");
     let txs: Vec<_> = versions
         .iter()
-        .map(|v| decode_eip1559(&hex::decode(v.raw_tx.as_deref().unwrap()).unwrap()).unwrap())
+        .map(|v| decode_eip1559(v.raw_tx.as_deref().unwrap()).unwrap())
         .collect();
     for pair in txs.windows(2) {
         let (old, new) = (&pair[0], &pair[1]);
@@ -472,8 +475,8 @@ async fn unmined_funding_and_approval_are_replaced_with_higher_fees() {
     assert_eq!(funded.fund_tx_hash, None);
     assert_eq!(funded.wallet, "");
     let row = s.service.db().get(&receipt_id).await.unwrap().unwrap();
-    check_versions(&versions, row.fund_tx_hash.as_deref().unwrap());
-    let amount: alloy::primitives::U256 = row.fund_amount.as_deref().unwrap().parse().unwrap();
+    check_versions(&versions, row.fund_tx_hash.unwrap());
+    let amount = row.fund_amount.unwrap();
     assert_eq!(chain.balance(phone.wallet.address()).await.unwrap(), amount);
 
     // The phone's addClient (mined), then approval with mining off again.
@@ -522,7 +525,7 @@ async fn unmined_funding_and_approval_are_replaced_with_higher_fees() {
         .unwrap();
     assert_eq!(done.approve_tx_hash, None, "not shown by /v1/status");
     let row = s.service.db().get(&receipt_id).await.unwrap().unwrap();
-    check_versions(&versions, row.approve_tx_hash.as_deref().unwrap());
+    check_versions(&versions, row.approve_tx_hash.unwrap());
 
     // Exactly one funding transfer and one approval on chain.
     assert_eq!(
