@@ -293,7 +293,7 @@ impl<C: ServerChain> Service<C> {
             field: "phone",
             reason: e.to_string(),
         })?;
-        let skew = self.settings().max_clock_skew_secs;
+        let skew = self.settings().max_clock_skew.as_secs();
         if unix_now().abs_diff(request.timestamp) > skew {
             return Err(ApiError::Expired);
         }

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use alloy::primitives::{Address, B256, Bytes, U256};
 use serde::{Deserialize, Serialize};
@@ -810,20 +810,20 @@ impl Db {
     }
 
     /// Notes a transient failure (`code` machine-readable, `error` for people) and schedules the
-    /// next attempt `delay_ms` from now.
+    /// next attempt `delay` from now.
     pub async fn defer(
         &self,
         receipt_id: &str,
         code: &str,
         error: &str,
-        delay_ms: i64,
+        delay: Duration,
     ) -> Result<(), DbError> {
         let now = now_ms();
         sqlx::query(
             "UPDATE onboarding SET last_error_code = $5, last_error = $1, attempts = attempts + 1, next_attempt_at = $2, updated_at = $3 WHERE receipt_id = $4",
         )
         .bind(error)
-        .bind(now + delay_ms)
+        .bind(now.saturating_add(millis(delay)))
         .bind(now)
         .bind(receipt_id)
         .bind(code)
@@ -833,13 +833,13 @@ impl Db {
     }
 
     /// Queues the approval request of a `funded` row that could not be checked now (`code`,
-    /// `error`: why), due `delay_ms` from now. False if the row is not `funded`.
+    /// `error`: why), due `delay` from now. False if the row is not `funded`.
     pub async fn queue_approval(
         &self,
         receipt_id: &str,
         code: &str,
         error: &str,
-        delay_ms: i64,
+        delay: Duration,
     ) -> Result<bool, DbError> {
         let now = now_ms();
         let done = sqlx::query(
@@ -849,7 +849,7 @@ impl Db {
         .bind(now)
         .bind(code)
         .bind(error)
-        .bind(now + delay_ms)
+        .bind(now.saturating_add(millis(delay)))
         .bind(receipt_id)
         .bind(State::Funded.as_str())
         .execute(&self.pool)
@@ -1068,6 +1068,11 @@ impl Db {
             })
             .collect()
     }
+}
+
+/// A delay in the database's unit (milliseconds), saturating.
+fn millis(delay: Duration) -> i64 {
+    i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// A nonce as the database stores it.

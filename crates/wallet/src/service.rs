@@ -123,8 +123,8 @@ pub struct ServiceSettings {
     pub safety_margin_percent: u64,
     /// Funding cap, wei.
     pub max_fund_wei: U256,
-    /// Accepted clock skew of payloads, seconds.
-    pub max_clock_skew_secs: u64,
+    /// Accepted clock skew of payloads.
+    pub max_clock_skew: Duration,
     /// How long a request waits for chain work.
     pub request_wait: Duration,
     /// The admin bearer token (admin endpoints off when `None`).
@@ -359,9 +359,10 @@ impl Drop for BusyGuard<'_> {
 /// appear (with back-off: about half an hour) before it is dropped with `pending_entry_missing`.
 const MAX_PENDING_WAITS: u32 = 40;
 
-fn backoff_ms(attempts: u32) -> i64 {
-    let exp = attempts.min(7);
-    (500_i64 << exp).min(60_000)
+/// How long the worker waits before it tries a row again after `attempts` failures: 0.5 s,
+/// doubling, at most a minute.
+fn backoff(attempts: u32) -> Duration {
+    (Duration::from_millis(500) * (1 << attempts.min(7))).min(Duration::from_secs(60))
 }
 
 fn same_key(entry: &ClientEntry, row: &Onboarding) -> bool {
@@ -940,7 +941,7 @@ impl<C: ServerChain> Service<C> {
     ) -> Result<(OnboardPayload, Purchase, Onboarding), ApiError> {
         let payload = self.open(context, sealed)?;
         let now = now_ms() / 1000;
-        let skew = i64::try_from(self.settings.max_clock_skew_secs).unwrap_or(300);
+        let skew = i64::try_from(self.settings.max_clock_skew.as_secs()).unwrap_or(300);
         let ts = i64::try_from(payload.timestamp).unwrap_or(i64::MAX);
         if (now - ts).abs() > skew {
             return Err(ApiError::Expired);
@@ -1167,7 +1168,7 @@ impl<C: ServerChain> Service<C> {
                             &row.receipt_id,
                             "chain_unavailable",
                             "the chain node is unreachable; the approval request is queued",
-                            backoff_ms(row.attempts),
+                            backoff(row.attempts),
                         )
                         .await
                         .map_err(internal)?;
@@ -1542,11 +1543,11 @@ impl<C: ServerChain> Service<C> {
                     tracing::warn!(receipt_id, code, error = %message, "step deferred");
                     if row.state == State::Funded {
                         self.db
-                            .queue_approval(receipt_id, code, &message, backoff_ms(row.attempts))
+                            .queue_approval(receipt_id, code, &message, backoff(row.attempts))
                             .await?;
                     } else {
                         self.db
-                            .defer(receipt_id, code, &message, backoff_ms(row.attempts))
+                            .defer(receipt_id, code, &message, backoff(row.attempts))
                             .await?;
                     }
                     return current().await;

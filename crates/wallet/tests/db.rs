@@ -282,9 +282,14 @@ async fn suite(state_url: &str, sip_url: &str) {
 
     // Back-off and the worker's view.
     db.insert(&row("C", "tokC")).await.unwrap();
-    db.defer("C", "chain_unavailable", "node down", 60_000)
-        .await
-        .unwrap();
+    db.defer(
+        "C",
+        "chain_unavailable",
+        "node down",
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
     assert!(
         db.due(now_ms(), 10)
             .await

@@ -15,6 +15,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use chaincall_identity::{IdentityKey, PhoneNumber};
 use hmac::{Hmac, Mac};
@@ -46,8 +47,8 @@ pub trait SmsGateway: Send + Sync + std::fmt::Debug {
 pub struct CodePolicy {
     /// Digits per code.
     pub digits: u32,
-    /// Lifetime, ms.
-    pub ttl_ms: i64,
+    /// Lifetime of a code.
+    pub ttl: Duration,
     /// Wrong tries per code.
     pub max_attempts: u32,
     /// Codes per number per hour.
@@ -60,7 +61,7 @@ impl From<&SmsCodeConfig> for CodePolicy {
     fn from(c: &SmsCodeConfig) -> Self {
         Self {
             digits: c.digits,
-            ttl_ms: i64::try_from(c.ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+            ttl: c.ttl,
             max_attempts: c.max_attempts,
             per_number_per_hour: c.codes_per_number_per_hour,
             per_address_per_hour: c.codes_per_address_per_hour,
@@ -209,7 +210,7 @@ impl<G: SmsGateway> SmsCodes<G> {
     /// nothing is stored).
     async fn submit(&self, req: CodeRequest<'_>) -> Result<(), ApiError> {
         let code = random_code(self.policy.digits);
-        let minutes = (self.policy.ttl_ms / 60_000).max(1);
+        let minutes = (self.policy.ttl.as_secs() / 60).max(1);
         let text = Zeroizing::new(format!(
             "{} is your chaincall code. It expires in {minutes} min. Never share it.",
             code.as_str()
@@ -229,7 +230,10 @@ impl<G: SmsGateway> SmsCodes<G> {
         .bind(req.phone.as_str())
         .bind(hex::encode(req.binding))
         .bind(mac)
-        .bind(req.now_ms + self.policy.ttl_ms)
+        .bind(
+            req.now_ms
+                .saturating_add(i64::try_from(self.policy.ttl.as_millis()).unwrap_or(i64::MAX)),
+        )
         .bind(req.now_ms)
         .execute(self.db.pool())
         .await
