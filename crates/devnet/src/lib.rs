@@ -460,6 +460,7 @@ fn wallet_config(
             ..AdminConfig::default()
         },
         worker_interval: Duration::from_millis(100),
+        randomness: Default::default(),
     })
 }
 

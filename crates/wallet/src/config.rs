@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
 use chaincall_identity::DomainName;
+use chaincall_identity::Randomness;
 use serde::{Deserialize, Deserializer, de::Error as _};
 
 use crate::number::NumbersConfig;
@@ -357,6 +358,10 @@ pub struct WalletConfig {
         deserialize_with = "millis"
     )]
     pub worker_interval: Duration,
+    /// Where the server draws its randomness (one-time codes): the OS CSPRNG unless a test seeds
+    /// it. Not a file setting.
+    #[serde(skip)]
+    pub randomness: Randomness,
 }
 
 fn default_listen() -> SocketAddr {

@@ -35,6 +35,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chaincall_chain::ClientId;
+use chaincall_identity::Randomness;
 use chaincall_identity::{IdentityKey, IdentityName, KeyStatus, PhoneNumber, ecies};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -116,11 +117,9 @@ pub struct CredentialsRequest {
 }
 
 impl CredentialsRequest {
-    /// A request for `number`, stamped now and signed by `identity`.
-    pub fn new(identity: &IdentityKey, number: &PhoneNumber) -> Self {
-        use rand_core::RngCore;
-        let mut nonce = [0u8; 16];
-        rand_core::OsRng.fill_bytes(&mut nonce);
+    /// A request for `number`, stamped now with a nonce from `randomness`, signed by `identity`.
+    pub fn new(identity: &IdentityKey, number: &PhoneNumber, randomness: &Randomness) -> Self {
+        let nonce: [u8; 16] = randomness.bytes();
         let mut request = Self {
             phone: number.as_str().to_owned(),
             timestamp: unix_now(),
@@ -411,7 +410,7 @@ mod tests {
     fn request_signature_binds_number_time_and_nonce() {
         let identity = IdentityKey::generate();
         let number = PhoneNumber::parse("+15550100001").unwrap();
-        let request = CredentialsRequest::new(&identity, &number);
+        let request = CredentialsRequest::new(&identity, &number, &Randomness::os());
         let key = identity.public();
         let ok = |r: &CredentialsRequest| {
             r.message()
@@ -434,7 +433,8 @@ mod tests {
         ] {
             assert!(!ok(&tampered), "{tampered:?}");
         }
-        let stranger = CredentialsRequest::new(&IdentityKey::generate(), &number);
+        let stranger =
+            CredentialsRequest::new(&IdentityKey::generate(), &number, &Randomness::os());
         assert!(!ok(&stranger));
         // Hostile fields: no panic, no message.
         assert!(

@@ -156,7 +156,7 @@ pub async fn build_service<C: ServerChain>(
         publish_identity(&*chain, contract, &wallet, &domain, &identity.public()).await?;
         tracing::info!(domain = domain.as_str(), key = %identity.public().fingerprint(), "server identity approved on chain");
     }
-    let numbers = config.numbers.build(&db, &identity)?;
+    let numbers = config.numbers.build(&db, &identity, &config.randomness)?;
     let settings = ServiceSettings {
         contract,
         policy,

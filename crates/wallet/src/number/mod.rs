@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chaincall_identity::{IdentityKey, PhoneNumber};
+use chaincall_identity::{IdentityKey, PhoneNumber, Randomness};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -284,6 +284,7 @@ impl NumbersConfig {
         &self,
         db: &Db,
         identity: &IdentityKey,
+        randomness: &Randomness,
     ) -> Result<Arc<dyn NumberVerifier>, ConfigError> {
         Ok(match self {
             Self::Assigned(a) => {
@@ -309,6 +310,7 @@ impl NumbersConfig {
                     gateway,
                     sms_code::CodePolicy::from(c),
                     sms_code::mac_key(identity),
+                    randomness.clone(),
                 ))
             }
         })

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use alloy::primitives::Address;
 use chaincall_chain::{ClientId, KeystoreChain, PrivateKeySigner};
-use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber, PublicIdentityKey};
+use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber, PublicIdentityKey, Randomness};
 use chaincall_wallet::chain::ServerChain;
 use chaincall_wallet::config::WalletConfig;
 use chaincall_wallet::payload::OnboardPayload;
@@ -80,6 +80,7 @@ impl Phone {
             receipt.clone(),
             &self.number,
             &self.identity.public(),
+            &Randomness::os(),
         )
         .with_proof(&self.identity, &self.id(), &purchase.chain_receipt_hash())
     }
