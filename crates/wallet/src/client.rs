@@ -24,7 +24,9 @@ use alloy::primitives::Address;
 use alloy::transports::http::reqwest;
 use chaincall_chain::{ChainError, ClientId, KeystoreChain, PrivateKeySigner};
 use chaincall_identity::Randomness;
-use chaincall_identity::{IdentityKey, IdentityName, KeyStatus, PhoneNumber, PublicIdentityKey};
+use chaincall_identity::{
+    IdentityKey, IdentityName, KeyStatus, PhoneNumber, PublicIdentityKey, Secret,
+};
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
@@ -307,21 +309,12 @@ pub async fn server_identity_key<C: KeystoreChain>(
 }
 
 /// Which number a phone onboards and how it proves it may.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct NumberRequest {
     /// E.164 number asked for; empty: the next free one (operator-assigned numbers).
     pub phone: String,
     /// The one-time code sent to `phone` (servers that verify by code). Never logged.
-    pub code: Option<zeroize::Zeroizing<String>>,
-}
-
-impl std::fmt::Debug for NumberRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NumberRequest")
-            .field("phone", &self.phone)
-            .field("code", &self.code.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
+    pub code: Option<Secret<String>>,
 }
 
 impl NumberRequest {
@@ -340,7 +333,7 @@ impl NumberRequest {
 
     /// Adds the one-time code received at the number.
     pub fn with_code(mut self, code: &str) -> Self {
-        self.code = Some(zeroize::Zeroizing::new(code.trim().to_owned()));
+        self.code = Some(Secret::new(code.trim().to_owned()));
         self
     }
 }

@@ -36,7 +36,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chaincall_chain::ClientId;
 use chaincall_identity::Randomness;
-use chaincall_identity::{IdentityKey, IdentityName, KeyStatus, PhoneNumber, ecies};
+use chaincall_identity::{IdentityKey, IdentityName, KeyStatus, PhoneNumber, Secret, ecies};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -60,20 +60,15 @@ pub const FIRST_GENERATION: i64 = 1;
 /// Bytes of HMAC output in a password (160 bits).
 const PASSWORD_BYTES: usize = 20;
 
-/// The server's password-derivation key `K`. Zeroized on drop.
-pub struct PasswordKey(Zeroizing<[u8; 32]>);
-
-impl std::fmt::Debug for PasswordKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PasswordKey(<secret>)")
-    }
-}
+/// The server's password-derivation key `K`. Zeroized on drop, `<redacted>` in `Debug`.
+#[derive(Debug)]
+pub struct PasswordKey(Secret<[u8; 32]>);
 
 impl PasswordKey {
     /// `K = HKDF-SHA-256(ikm = identity private key, info = PASSWORD_KEY_INFO)`.
     pub fn from_identity(identity: &IdentityKey) -> Self {
         let secret = identity.dangerous_secret_bytes();
-        let mut okm = Zeroizing::new([0u8; 32]);
+        let mut okm = Secret::new([0u8; 32]);
         // 32 bytes is far below HKDF-SHA-256's 8160-byte limit: expand cannot fail.
         hkdf::Hkdf::<Sha256>::new(None, &secret)
             .expand(PASSWORD_KEY_INFO, &mut *okm)
@@ -376,6 +371,32 @@ impl<C: ServerChain> Service<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The secrets the wallet crate holds print as `<redacted>` through derived `Debug` impls.
+    #[test]
+    fn debug_never_shows_keys_codes_or_passwords() {
+        let key = PasswordKey::from_identity(&IdentityKey::generate());
+        assert_eq!(format!("{key:?}"), "PasswordKey(<redacted>)");
+        let request = crate::NumberRequest::named("+15550100001").with_code("735120");
+        let shown = format!("{request:?}");
+        assert!(
+            shown.contains("+15550100001") && !shown.contains("735120"),
+            "{shown}"
+        );
+        let smpp = crate::number::smpp_client::SmppConfig {
+            address: "smsc.example.net:2775".into(),
+            system_id: "chaincall".into(),
+            password: Secret::new("pw-83xq".into()),
+            system_type: String::new(),
+            source_addr: "chaincall".into(),
+            timeout: std::time::Duration::from_secs(5),
+        };
+        let shown = format!("{smpp:?}");
+        assert!(
+            shown.contains("smsc.example.net") && !shown.contains("pw-83xq"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn passwords_are_long_printable_and_depend_on_every_input() {

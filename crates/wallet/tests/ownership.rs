@@ -654,7 +654,7 @@ async fn smpp_session_against_a_real_sms_centre() {
     let config = SmppConfig {
         address: format!("127.0.0.1:{}", smsc.port),
         system_id: SMPP_SYSTEM_ID.into(),
-        password: zeroize::Zeroizing::new(SMPP_PASSWORD.into()),
+        password: chaincall_identity::Secret::new(SMPP_PASSWORD.into()),
         system_type: String::new(),
         source_addr: "chaincall".into(),
         timeout: Duration::from_secs(5),
@@ -671,7 +671,7 @@ async fn smpp_session_against_a_real_sms_centre() {
     assert_eq!(text, "15550123456\thello 1\n15550123456\thello 2\n");
 
     let wrong = SmppConfig {
-        password: zeroize::Zeroizing::new("nope".into()),
+        password: chaincall_identity::Secret::new("nope".into()),
         ..config.clone()
     };
     assert_eq!(

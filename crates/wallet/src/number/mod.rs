@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chaincall_identity::{IdentityKey, PhoneNumber, Randomness};
+use chaincall_identity::{IdentityKey, PhoneNumber, Randomness, Secret};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -256,7 +256,7 @@ impl NumbersConfig {
     }
 
     /// The SMPP password (file first, then the environment variable; empty if neither).
-    fn smpp_password(c: &SmsCodeConfig) -> Result<zeroize::Zeroizing<String>, ConfigError> {
+    fn smpp_password(c: &SmsCodeConfig) -> Result<Secret<String>, ConfigError> {
         let text = match &c.password_file {
             // Refused when group or world readable (the message says `chmod 600 PATH`).
             Some(p) => chaincall_identity::read_secret_file(p).map_err(|e| ConfigError::Read {
@@ -268,7 +268,7 @@ impl NumbersConfig {
             })?,
             None => zeroize::Zeroizing::new(std::env::var(&c.password_env).unwrap_or_default()),
         };
-        let pw = zeroize::Zeroizing::new(text.trim().to_owned());
+        let pw = Secret::new(text.trim().to_owned());
         if pw.len() > 8 {
             return Err(ConfigError::Invalid(
                 "the SMPP password is longer than SMPP 3.4's 8 characters".into(),
