@@ -124,9 +124,18 @@ impl Proxy {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn node_down_keeps_the_request_queued_and_retries() {
-    let Some(node) = anvil() else { return };
+/// A keystore deployed on anvil, and a server that reaches the node through a [`Proxy`] the test
+/// can cut (`direct` bypasses it).
+struct Proxied {
+    direct: Arc<RpcChain>,
+    contract: Address,
+    proxy: Proxy,
+    _dir: tempfile::TempDir,
+    s: Server<RpcChain>,
+    first_block: u64,
+}
+
+async fn behind_proxy(node: &AnvilProcess) -> Proxied {
     let (direct, contract) = deploy(&node.url()).await;
     let upstream: SocketAddr = format!("127.0.0.1:{}", node.port()).parse().unwrap();
     let proxy = Proxy::start(upstream).await;
@@ -139,16 +148,48 @@ async fn node_down_keeps_the_request_queued_and_retries() {
     let config = write_config(dir.path(), "", "rpc", Some((&proxy.url(), contract)));
     let s = Server::start(chain, contract, config).await;
     let first_block = direct.block_number().await.unwrap();
+    Proxied {
+        direct,
+        contract,
+        proxy,
+        _dir: dir,
+        s,
+        first_block,
+    }
+}
+
+/// Exactly one funding transfer from the server to `phone` since `first_block`, and one
+/// approval of its number.
+async fn funded_and_approved_once(
+    chain: &Arc<RpcChain>,
+    contract: Address,
+    s: &Server<RpcChain>,
+    phone: &Phone,
+    first_block: u64,
+) {
+    let server = s.service.server_address();
+    let to = phone.wallet.address();
+    assert_eq!(transfers(chain, first_block, server, to).await, 1);
+    assert_eq!(approvals(&**chain, contract, phone.id()).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_down_keeps_the_request_queued_and_retries() {
+    let Some(node) = anvil() else { return };
+    let Proxied {
+        direct,
+        contract,
+        proxy,
+        _dir,
+        s,
+        first_block,
+    } = behind_proxy(&node).await;
 
     let phone = Phone::new();
     let (_, receipt) = receipt();
     proxy.set_down(true);
     // The paid request is accepted and queued, not lost: 202 with the transient error.
-    let queued = s
-        .client
-        .onboard(&s.server_key, &phone.payload(&receipt))
-        .await
-        .unwrap();
+    let queued = s.post_onboard(&phone, &receipt).await.unwrap();
     assert_eq!(queued.state, "received", "{queued:?}");
     assert!(queued.last_error.is_some());
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -182,17 +223,7 @@ async fn node_down_keeps_the_request_queued_and_retries() {
     .await
     .unwrap();
     assert_eq!(done.state, "provisioned");
-    assert_eq!(
-        transfers(
-            &direct,
-            first_block,
-            s.service.server_address(),
-            phone.wallet.address()
-        )
-        .await,
-        1
-    );
-    assert_eq!(approvals(&*direct, contract, phone.id()).await, 1);
+    funded_and_approved_once(&direct, contract, &s, &phone, first_block).await;
     s.stop().await;
 }
 
@@ -203,27 +234,19 @@ async fn node_down_keeps_the_request_queued_and_retries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approve_while_node_down_is_queued_and_completes_when_it_returns() {
     let Some(node) = anvil() else { return };
-    let (direct, contract) = deploy(&node.url()).await;
-    let upstream: SocketAddr = format!("127.0.0.1:{}", node.port()).parse().unwrap();
-    let proxy = Proxy::start(upstream).await;
-    let chain = Arc::new(
-        RpcChain::connect(&proxy.url(), RpcConfig::default())
-            .await
-            .unwrap(),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "", "rpc", Some((&proxy.url(), contract)));
-    let s = Server::start(chain, contract, config).await;
-    let first_block = direct.block_number().await.unwrap();
+    let Proxied {
+        direct,
+        contract,
+        proxy,
+        _dir,
+        s,
+        first_block,
+    } = behind_proxy(&node).await;
 
     // Onboard and fund while the node is up; the phone sends addClient itself.
     let phone = Phone::new();
     let (purchase, receipt) = receipt();
-    let first = s
-        .client
-        .onboard(&s.server_key, &phone.payload(&receipt))
-        .await
-        .unwrap();
+    let first = s.post_onboard(&phone, &receipt).await.unwrap();
     s.client
         .wait_for(
             &first.receipt_id,
@@ -316,17 +339,7 @@ async fn approve_while_node_down_is_queued_and_completes_when_it_returns() {
             .status,
         KeyStatus::Approved
     );
-    assert_eq!(approvals(&*direct, contract, phone.id()).await, 1);
-    assert_eq!(
-        transfers(
-            &direct,
-            first_block,
-            s.service.server_address(),
-            phone.wallet.address()
-        )
-        .await,
-        1
-    );
+    funded_and_approved_once(&direct, contract, &s, &phone, first_block).await;
     assert!(
         s.sip
             .get(&phone.number, "sip.example.org")
@@ -532,16 +545,6 @@ async fn unmined_funding_and_approval_are_replaced_with_higher_fees() {
         chain.get_client(contract, phone.id()).await.unwrap().status,
         KeyStatus::Approved
     );
-    assert_eq!(approvals(&*chain, contract, phone.id()).await, 1);
-    assert_eq!(
-        transfers(
-            &chain,
-            first_block,
-            s.service.server_address(),
-            phone.wallet.address()
-        )
-        .await,
-        1
-    );
+    funded_and_approved_once(&chain, contract, &s, &phone, first_block).await;
     s.stop().await;
 }

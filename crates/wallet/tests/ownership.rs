@@ -235,11 +235,7 @@ async fn approval_requires_a_proof_of_possession_by_the_pending_key() {
     let s = server_in(dir.path(), "").await;
     let phone = Phone::new();
     let (purchase, r) = receipt();
-    let st = s
-        .client
-        .onboard(&s.server_key, &phone.payload(&r))
-        .await
-        .unwrap();
+    let st = s.post_onboard(&phone, &r).await.unwrap();
     assert!(st.is_funded(), "{st:?}");
     s.add_pending(&phone, &purchase, &phone.identity.public())
         .await;
@@ -280,11 +276,7 @@ async fn approval_requires_a_proof_of_possession_by_the_pending_key() {
         s.client.status(&purchase.order_id).await.unwrap().state,
         "funded"
     );
-    let ok = s
-        .client
-        .approve(&s.server_key, &phone.payload(&r))
-        .await
-        .unwrap();
+    let ok = s.post_approve(&phone, &r).await.unwrap();
     assert_eq!(ok.state, "provisioned");
 
     // A pending entry holding another key than the one that signed is refused with
@@ -941,11 +933,7 @@ async fn a_lost_device_recovers_its_number_with_the_original_receipt_and_a_fresh
         .collect();
     assert_eq!(funded.len(), 2, "{funded:?}");
     // The lost device's own requests are refused now.
-    let e = s
-        .client
-        .onboard(&s.server_key, &alice.payload(&ra))
-        .await
-        .unwrap_err();
+    let e = s.post_onboard(&alice, &ra).await.unwrap_err();
     assert_eq!(code(&e), "receipt_reused");
 
     // Bob's next lookup: a proven re-registration once the checkpoint vouches for the blocks

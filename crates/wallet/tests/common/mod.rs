@@ -177,6 +177,28 @@ impl<C: ServerChain> Server<C> {
     }
 
     /// The full phone flow through the public client function.
+    /// `POST /v1/onboard` with `phone`'s payload for `receipt` (one request, no retries).
+    pub async fn post_onboard(
+        &self,
+        phone: &Phone,
+        receipt: &Receipt,
+    ) -> Result<chaincall_wallet::OnboardingStatus, chaincall_wallet::client::ClientError> {
+        self.client
+            .onboard(&self.server_key, &phone.payload(receipt))
+            .await
+    }
+
+    /// `POST /v1/approve` with `phone`'s payload (and proof) for `receipt`.
+    pub async fn post_approve(
+        &self,
+        phone: &Phone,
+        receipt: &Receipt,
+    ) -> Result<chaincall_wallet::OnboardingStatus, chaincall_wallet::client::ClientError> {
+        self.client
+            .approve(&self.server_key, &phone.payload(receipt))
+            .await
+    }
+
     pub async fn onboard(
         &self,
         phone: &Phone,
