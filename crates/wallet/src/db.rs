@@ -37,10 +37,11 @@ pub enum DbError {
 /// Where an onboarding stands. The happy path is
 /// `Received → Funding → Funded → PendingSeen → Approved → Provisioned`; a device recovery moves a
 /// provisioned row to `Recovering` with the new wallet and key, then back along the same path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// Receipt verified and recorded; not funded yet.
+    #[default]
     Received,
     /// The funding transaction is signed and recorded (hash known); it may or may not be mined.
     Funding,
@@ -153,8 +154,10 @@ impl Timestamp {
 }
 
 /// One onboarding row, typed: the text and integer columns are parsed once, when the row is read
-/// ([`from_row`]), and written back in the same formats.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// ([`from_row`]), and written back in the same formats. `Default` is a blank `received` row with
+/// nothing decided yet: a new receipt's row sets the columns [`Db::insert`] writes and takes the
+/// rest from it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Onboarding {
     /// The store's order id.
     pub receipt_id: String,

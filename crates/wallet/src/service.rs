@@ -999,25 +999,9 @@ impl<C: ServerChain> Service<C> {
             wallet,
             key_type: key.tag(),
             public_key: key.to_bytes().into(),
-            state: State::Received,
-            fund_amount: None,
-            fund_nonce: None,
-            fund_tx_hash: None,
-            fund_raw_tx: None,
-            fund_block: None,
-            approve_tx_hash: None,
-            failure_code: None,
-            failure_message: None,
-            last_error: None,
-            attempts: 0,
-            next_attempt_at: Timestamp::EPOCH,
             created_at: now,
             updated_at: now,
-            provisioned_at: None,
-            approve_requested_at: None,
-            last_error_code: None,
-            approve_nonce: None,
-            approve_raw_tx: None,
+            ..Onboarding::default()
         };
         Ok((payload, purchase, row))
     }

@@ -124,17 +124,19 @@ impl Proxy {
     }
 }
 
+/// What [`behind_proxy`] sets up: the node reached directly, the keystore, the proxy, the server's
+/// folder, the server and the first block of the test.
+type Proxied = (
+    Arc<RpcChain>,
+    Address,
+    Proxy,
+    tempfile::TempDir,
+    Server<RpcChain>,
+    u64,
+);
+
 /// A keystore deployed on anvil, and a server that reaches the node through a [`Proxy`] the test
 /// can cut (`direct` bypasses it).
-struct Proxied {
-    direct: Arc<RpcChain>,
-    contract: Address,
-    proxy: Proxy,
-    _dir: tempfile::TempDir,
-    s: Server<RpcChain>,
-    first_block: u64,
-}
-
 async fn behind_proxy(node: &AnvilProcess) -> Proxied {
     let (direct, contract) = deploy(&node.url()).await;
     let upstream: SocketAddr = format!("127.0.0.1:{}", node.port()).parse().unwrap();
@@ -148,14 +150,7 @@ async fn behind_proxy(node: &AnvilProcess) -> Proxied {
     let config = write_config(dir.path(), "", "rpc", Some((&proxy.url(), contract)));
     let s = Server::start(chain, contract, config).await;
     let first_block = direct.block_number().await.unwrap();
-    Proxied {
-        direct,
-        contract,
-        proxy,
-        _dir: dir,
-        s,
-        first_block,
-    }
+    (direct, contract, proxy, dir, s, first_block)
 }
 
 /// Exactly one funding transfer from the server to `phone` since `first_block`, and one
@@ -176,14 +171,7 @@ async fn funded_and_approved_once(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_down_keeps_the_request_queued_and_retries() {
     let Some(node) = anvil() else { return };
-    let Proxied {
-        direct,
-        contract,
-        proxy,
-        _dir,
-        s,
-        first_block,
-    } = behind_proxy(&node).await;
+    let (direct, contract, proxy, _dir, s, first_block) = behind_proxy(&node).await;
 
     let phone = Phone::new();
     let (_, receipt) = receipt();
@@ -209,19 +197,7 @@ async fn node_down_keeps_the_request_queued_and_retries() {
         .unwrap();
     assert_eq!(funded.state, "funded");
     // The rest of the flow (through the proxy-free node for the phone).
-    let done = chaincall_wallet::onboard_phone(
-        &s.client,
-        &*direct,
-        contract,
-        &s.server_key,
-        &phone.wallet,
-        &phone.identity,
-        &chaincall_wallet::NumberRequest::named(&phone.number),
-        receipt,
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    let done = s.onboard_via(&*direct, &phone, receipt).await;
     assert_eq!(done.state, "provisioned");
     funded_and_approved_once(&direct, contract, &s, &phone, first_block).await;
     s.stop().await;
@@ -234,14 +210,7 @@ async fn node_down_keeps_the_request_queued_and_retries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approve_while_node_down_is_queued_and_completes_when_it_returns() {
     let Some(node) = anvil() else { return };
-    let Proxied {
-        direct,
-        contract,
-        proxy,
-        _dir,
-        s,
-        first_block,
-    } = behind_proxy(&node).await;
+    let (direct, contract, proxy, _dir, s, first_block) = behind_proxy(&node).await;
 
     // Onboard and fund while the node is up; the phone sends addClient itself.
     let phone = Phone::new();
@@ -256,13 +225,12 @@ async fn approve_while_node_down_is_queued_and_completes_when_it_returns() {
         )
         .await
         .unwrap();
-    let number = chaincall_identity::PhoneNumber::parse(&phone.number).unwrap();
-    chaincall_wallet::client::add_client_once(
+    add_client(
         &*direct,
         contract,
         &phone.wallet,
+        &phone,
         &phone.identity.public(),
-        &number,
         &purchase,
     )
     .await
@@ -493,13 +461,12 @@ async fn unmined_funding_and_approval_are_replaced_with_higher_fees() {
     assert_eq!(chain.balance(phone.wallet.address()).await.unwrap(), amount);
 
     // The phone's addClient (mined), then approval with mining off again.
-    let number = chaincall_identity::PhoneNumber::parse(&phone.number).unwrap();
-    chaincall_wallet::client::add_client_once(
+    add_client(
         &*chain,
         contract,
         &phone.wallet,
+        &phone,
         &phone.identity.public(),
-        &number,
         &purchase,
     )
     .await

@@ -35,25 +35,9 @@ fn row(id: &str, token: &str) -> Onboarding {
         wallet: WALLET,
         key_type: 1,
         public_key: vec![2u8; 33].into(),
-        state: State::Received,
-        fund_amount: None,
-        fund_nonce: None,
-        fund_tx_hash: None,
-        fund_raw_tx: None,
-        fund_block: None,
-        approve_tx_hash: None,
-        failure_code: None,
-        failure_message: None,
-        last_error: None,
-        attempts: 0,
-        next_attempt_at: Timestamp::EPOCH,
         created_at: now,
         updated_at: now,
-        provisioned_at: None,
-        approve_requested_at: None,
-        last_error_code: None,
-        approve_nonce: None,
-        approve_raw_tx: None,
+        ..Onboarding::default()
     }
 }
 

@@ -302,13 +302,12 @@ async fn approval_checks_the_pending_entry_against_the_record() {
     let (purchase, r) = receipt();
     let st = s.post_onboard(&phone, &r).await.unwrap();
     assert!(st.is_funded(), "{st:?}");
-    let number = chaincall_identity::PhoneNumber::parse(&phone.number).unwrap();
-    chaincall_wallet::client::add_client_once(
+    add_client(
         &*s.chain,
         s.contract,
         &phone.wallet,
+        &phone,
         &phone.identity.public(),
-        &number,
         &purchase,
     )
     .await
@@ -343,18 +342,14 @@ async fn approval_checks_the_pending_entry_against_the_record() {
     // declared K1 and proved possession of K1.
     let phone = Phone::new();
     let (purchase, r) = receipt();
-    s.client
-        .onboard(&s.server_key, &phone.payload(&r))
-        .await
-        .unwrap();
+    s.post_onboard(&phone, &r).await.unwrap();
     let sneaky = IdentityKey::generate().public();
-    let number = chaincall_identity::PhoneNumber::parse(&phone.number).unwrap();
-    chaincall_wallet::client::add_client_once(
+    add_client(
         &*s.chain,
         s.contract,
         &phone.wallet,
+        &phone,
         &sneaky,
-        &number,
         &purchase,
     )
     .await
@@ -373,18 +368,14 @@ async fn approval_checks_the_pending_entry_against_the_record() {
     // Pending entry from another wallet (someone else's addClient for this number).
     let phone = Phone::new();
     let (purchase, r) = receipt();
-    s.client
-        .onboard(&s.server_key, &phone.payload(&r))
-        .await
-        .unwrap();
+    s.post_onboard(&phone, &r).await.unwrap();
     let squatter = dev_signer(7);
-    let number = chaincall_identity::PhoneNumber::parse(&phone.number).unwrap();
-    chaincall_wallet::client::add_client_once(
+    add_client(
         &*s.chain,
         s.contract,
         &squatter,
+        &phone,
         &phone.identity.public(),
-        &number,
         &purchase,
     )
     .await
@@ -397,12 +388,12 @@ async fn approval_checks_the_pending_entry_against_the_record() {
         s.chain.reserved_for(s.contract, phone.id()).await.unwrap(),
         Some(phone.wallet.address())
     );
-    let again = chaincall_wallet::client::add_client_once(
+    let again = add_client(
         &*s.chain,
         s.contract,
         &squatter,
+        &phone,
         &phone.identity.public(),
-        &number,
         &purchase,
     )
     .await
@@ -410,18 +401,12 @@ async fn approval_checks_the_pending_entry_against_the_record() {
     assert!(again.to_string().contains("Reserved"), "{again}");
     s.add_pending(&phone, &purchase, &phone.identity.public())
         .await;
-    s.client
-        .approve(&s.server_key, &phone.payload(&r))
-        .await
-        .unwrap();
+    s.post_approve(&phone, &r).await.unwrap();
 
     // Approval before addClient.
     let phone = Phone::new();
     let (_, r) = receipt();
-    s.client
-        .onboard(&s.server_key, &phone.payload(&r))
-        .await
-        .unwrap();
+    s.post_onboard(&phone, &r).await.unwrap();
     let e = s.post_approve(&phone, &r).await.unwrap_err();
     assert_eq!(code(&e), "pending_entry_missing");
 
@@ -585,12 +570,12 @@ async fn a_squatted_number_is_reserved_for_its_verified_owner() {
     let phone = Phone::new();
     let (purchase, r) = receipt();
     let squatter = dev_signer(8);
-    chaincall_wallet::client::add_client_once(
+    add_client(
         &*s.chain,
         s.contract,
         &squatter,
+        &phone,
         &IdentityKey::generate().public(),
-        &chaincall_identity::PhoneNumber::parse(&phone.number).unwrap(),
         &purchase,
     )
     .await

@@ -176,7 +176,6 @@ impl<C: ServerChain> Server<C> {
         }
     }
 
-    /// The full phone flow through the public client function.
     /// `POST /v1/onboard` with `phone`'s payload for `receipt` (one request, no retries).
     pub async fn post_onboard(
         &self,
@@ -199,14 +198,26 @@ impl<C: ServerChain> Server<C> {
             .await
     }
 
+    /// The full phone flow through the public client function.
     pub async fn onboard(
         &self,
         phone: &Phone,
         receipt: Receipt,
     ) -> chaincall_wallet::OnboardingStatus {
+        self.onboard_via(&*self.chain, phone, receipt).await
+    }
+
+    /// [`Server::onboard`] with the phone's chain calls sent to `chain` (e.g. around a proxy the
+    /// server's own chain goes through).
+    pub async fn onboard_via(
+        &self,
+        chain: &impl KeystoreChain,
+        phone: &Phone,
+        receipt: Receipt,
+    ) -> chaincall_wallet::OnboardingStatus {
         chaincall_wallet::onboard_phone(
             &self.client,
-            &*self.chain,
+            chain,
             self.contract,
             &self.server_key,
             &phone.wallet,
@@ -221,12 +232,12 @@ impl<C: ServerChain> Server<C> {
 
     /// The phone's `addClient` for its number from its wallet, with `key` (its own, or not).
     pub async fn add_pending(&self, phone: &Phone, purchase: &Purchase, key: &PublicIdentityKey) {
-        chaincall_wallet::client::add_client_once(
+        add_client(
             &*self.chain,
             self.contract,
             &phone.wallet,
+            phone,
             key,
-            &PhoneNumber::parse(&phone.number).unwrap(),
             purchase,
         )
         .await
@@ -275,4 +286,18 @@ pub fn code(err: &chaincall_wallet::client::ClientError) -> String {
 /// `approved` events of `id` on chain.
 pub async fn approvals<C: KeystoreChain>(chain: &C, contract: Address, id: ClientId) -> usize {
     count_approvals(chain, contract, id).await.unwrap()
+}
+
+/// `addClient` of `phone`'s number on `chain`, sent from `from` with `key`: the phone's own wallet
+/// and key, or a squatter's.
+pub async fn add_client(
+    chain: &impl KeystoreChain,
+    contract: Address,
+    from: &PrivateKeySigner,
+    phone: &Phone,
+    key: &PublicIdentityKey,
+    purchase: &Purchase,
+) -> Result<(), chaincall_wallet::client::ClientError> {
+    let number = PhoneNumber::parse(&phone.number).unwrap();
+    chaincall_wallet::client::add_client_once(chain, contract, from, key, &number, purchase).await
 }
