@@ -186,15 +186,8 @@ async fn node_down_keeps_the_request_queued_and_retries() {
     // The node returns: the worker's back-off retry funds it, without the phone asking again.
     proxy.set_down(false);
     let funded = s
-        .client
-        .wait_for(
-            &queued.receipt_id,
-            "funded",
-            |st| st.is_funded(),
-            Duration::from_secs(90),
-        )
-        .await
-        .unwrap();
+        .wait_funded(&queued.receipt_id, Duration::from_secs(90))
+        .await;
     assert_eq!(funded.state, "funded");
     // The rest of the flow (through the proxy-free node for the phone).
     let done = s.onboard_via(&*direct, &phone, receipt).await;
@@ -216,15 +209,8 @@ async fn approve_while_node_down_is_queued_and_completes_when_it_returns() {
     let phone = Phone::new();
     let (purchase, receipt) = receipt();
     let first = s.post_onboard(&phone, &receipt).await.unwrap();
-    s.client
-        .wait_for(
-            &first.receipt_id,
-            "funded",
-            |st| st.is_funded(),
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
+    s.wait_funded(&first.receipt_id, Duration::from_secs(60))
+        .await;
     add_client(
         &*direct,
         contract,
@@ -288,15 +274,8 @@ async fn approve_while_node_down_is_queued_and_completes_when_it_returns() {
     // The node returns: the worker approves and provisions on its own.
     proxy.set_down(false);
     let done = s
-        .client
-        .wait_for(
-            &receipt_id,
-            "provisioned",
-            |st| st.state == "provisioned",
-            Duration::from_secs(120),
-        )
-        .await
-        .unwrap();
+        .wait_provisioned(&receipt_id, Duration::from_secs(120))
+        .await;
     assert!(!done.approval_queued);
     assert!(done.last_error_code.is_none(), "{done:?}");
     assert_eq!(
@@ -436,16 +415,7 @@ async fn unmined_funding_and_approval_are_replaced_with_higher_fees() {
     automine(&chain, true).await;
     let first = first.await.unwrap().unwrap();
     assert_eq!(first.receipt_id, receipt_id);
-    let funded = s
-        .client
-        .wait_for(
-            &receipt_id,
-            "funded",
-            |st| st.is_funded(),
-            Duration::from_secs(90),
-        )
-        .await
-        .unwrap();
+    let funded = s.wait_funded(&receipt_id, Duration::from_secs(90)).await;
     let versions = s
         .service
         .db()
@@ -488,15 +458,8 @@ async fn unmined_funding_and_approval_are_replaced_with_higher_fees() {
     automine(&chain, true).await;
     asked.await.unwrap().unwrap();
     let done = s
-        .client
-        .wait_for(
-            &receipt_id,
-            "provisioned",
-            |st| st.state == "provisioned",
-            Duration::from_secs(90),
-        )
-        .await
-        .unwrap();
+        .wait_provisioned(&receipt_id, Duration::from_secs(90))
+        .await;
     let versions = s
         .service
         .db()

@@ -176,6 +176,32 @@ impl<C: ServerChain> Server<C> {
         }
     }
 
+    /// Polls `/v1/status` until `receipt_id` is funded (at most `timeout`).
+    pub async fn wait_funded(
+        &self,
+        receipt_id: &str,
+        timeout: Duration,
+    ) -> chaincall_wallet::OnboardingStatus {
+        let funded = |st: &chaincall_wallet::OnboardingStatus| st.is_funded();
+        self.client
+            .wait_for(receipt_id, "funded", funded, timeout)
+            .await
+            .unwrap()
+    }
+
+    /// Polls `/v1/status` until `receipt_id` is provisioned (at most `timeout`).
+    pub async fn wait_provisioned(
+        &self,
+        receipt_id: &str,
+        timeout: Duration,
+    ) -> chaincall_wallet::OnboardingStatus {
+        let done = |st: &chaincall_wallet::OnboardingStatus| st.state == "provisioned";
+        self.client
+            .wait_for(receipt_id, "provisioned", done, timeout)
+            .await
+            .unwrap()
+    }
+
     /// `POST /v1/onboard` with `phone`'s payload for `receipt` (one request, no retries).
     pub async fn post_onboard(
         &self,
