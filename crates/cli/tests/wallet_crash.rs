@@ -389,7 +389,7 @@ fn sigkill_with_funding_then_approval_in_the_mempool_never_funds_or_approves_twi
         assert_eq!(row.state, state, "kill {kill}");
         assert_eq!(
             recorded,
-            Some(hash.to_string()),
+            Some(hash),
             "kill {kill}: recorded before broadcast"
         );
         seen.push(hash);

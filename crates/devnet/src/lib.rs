@@ -461,7 +461,8 @@ fn wallet_config(
             token_file: Some(dir.join("admin.token")),
             ..AdminConfig::default()
         },
-        worker_interval_ms: 100,
+        worker_interval: Duration::from_millis(100),
+        randomness: Default::default(),
     })
 }
 

@@ -86,18 +86,10 @@ pub fn sign_transfer(
     fees: FeeQuote,
 ) -> Result<(B256, Bytes), ChainError> {
     let tx = TxEip1559 {
-        chain_id,
-        nonce,
-        gas_limit: 21_000,
-        max_fee_per_gas: fees.max_fee_per_gas,
-        max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
-        to: TxKind::Call(to),
         value,
-        access_list: Default::default(),
-        input: Bytes::new(),
+        ..call_to(chain_id, nonce, to, 21_000, fees)
     };
-    let envelope = chaincall_chain::sign_eip1559(from, tx)?;
-    Ok((*envelope.tx_hash(), envelope.encoded_2718().into()))
+    sign(from, tx)
 }
 
 /// Signs a contract call with an explicit gas limit (the recorded-raw path of `approveClient`).
@@ -111,6 +103,16 @@ pub fn sign_call(
     fees: FeeQuote,
 ) -> Result<(B256, Bytes), ChainError> {
     let tx = TxEip1559 {
+        input,
+        ..call_to(chain_id, nonce, to, gas_limit, fees)
+    };
+    sign(from, tx)
+}
+
+/// What every server transaction shares: a call to `to` at `fees`, carrying no value and no
+/// input until the caller sets them.
+fn call_to(chain_id: u64, nonce: u64, to: Address, gas_limit: u64, fees: FeeQuote) -> TxEip1559 {
+    TxEip1559 {
         chain_id,
         nonce,
         gas_limit,
@@ -119,8 +121,12 @@ pub fn sign_call(
         to: TxKind::Call(to),
         value: U256::ZERO,
         access_list: Default::default(),
-        input,
-    };
+        input: Bytes::new(),
+    }
+}
+
+/// Signs `tx`: its hash and its EIP-2718 bytes, as recorded before broadcast.
+fn sign(from: &PrivateKeySigner, tx: TxEip1559) -> Result<(B256, Bytes), ChainError> {
     let envelope = chaincall_chain::sign_eip1559(from, tx)?;
     Ok((*envelope.tx_hash(), envelope.encoded_2718().into()))
 }

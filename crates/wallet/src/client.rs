@@ -23,7 +23,10 @@ use std::time::Duration;
 use alloy::primitives::Address;
 use alloy::transports::http::reqwest;
 use chaincall_chain::{ChainError, ClientId, KeystoreChain, PrivateKeySigner};
-use chaincall_identity::{IdentityKey, IdentityName, KeyStatus, PhoneNumber, PublicIdentityKey};
+use chaincall_identity::Randomness;
+use chaincall_identity::{
+    IdentityKey, IdentityName, KeyStatus, PhoneNumber, PublicIdentityKey, Secret,
+};
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
@@ -91,6 +94,7 @@ impl ClientError {
 pub struct WalletClient {
     base: String,
     http: reqwest::Client,
+    randomness: Randomness,
 }
 
 impl WalletClient {
@@ -99,7 +103,25 @@ impl WalletClient {
         Self {
             base: base_url.into().trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
+            randomness: Randomness::os(),
         }
+    }
+
+    /// Draws the requests' nonces from `randomness` instead of the OS CSPRNG (seeded in tests).
+    pub fn with_randomness(mut self, randomness: Randomness) -> Self {
+        self.randomness = randomness;
+        self
+    }
+
+    /// A payload for `phone` stamped now, with a nonce from this client's randomness.
+    pub fn payload(
+        &self,
+        wallet: Address,
+        receipt: Receipt,
+        phone: &str,
+        key: &PublicIdentityKey,
+    ) -> OnboardPayload {
+        OnboardPayload::new(wallet, receipt, phone, key, &self.randomness)
     }
 
     async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, ClientError> {
@@ -207,7 +229,7 @@ impl WalletClient {
         identity: &IdentityKey,
         number: &PhoneNumber,
     ) -> Result<Zeroizing<String>, ClientError> {
-        let request = CredentialsRequest::new(identity, number);
+        let request = CredentialsRequest::new(identity, number, &self.randomness);
         let response = self
             .http
             .post(format!("{}/v1/credentials", self.base))
@@ -287,21 +309,12 @@ pub async fn server_identity_key<C: KeystoreChain>(
 }
 
 /// Which number a phone onboards and how it proves it may.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct NumberRequest {
     /// E.164 number asked for; empty: the next free one (operator-assigned numbers).
     pub phone: String,
     /// The one-time code sent to `phone` (servers that verify by code). Never logged.
-    pub code: Option<zeroize::Zeroizing<String>>,
-}
-
-impl std::fmt::Debug for NumberRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NumberRequest")
-            .field("phone", &self.phone)
-            .field("code", &self.code.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
+    pub code: Option<Secret<String>>,
 }
 
 impl NumberRequest {
@@ -320,7 +333,7 @@ impl NumberRequest {
 
     /// Adds the one-time code received at the number.
     pub fn with_code(mut self, code: &str) -> Self {
-        self.code = Some(zeroize::Zeroizing::new(code.trim().to_owned()));
+        self.code = Some(Secret::new(code.trim().to_owned()));
         self
     }
 }
@@ -335,7 +348,7 @@ pub async fn request_number_code(
     phone: &str,
     receipt: Receipt,
 ) -> Result<(), ClientError> {
-    let payload = code_payload(wallet, identity, phone, receipt)?;
+    let payload = code_payload(client, wallet, identity, phone, receipt)?;
     client.request_code(server_key, &payload).await
 }
 
@@ -350,23 +363,19 @@ pub async fn request_recovery_code(
     phone: &str,
     receipt: Receipt,
 ) -> Result<(), ClientError> {
-    let payload = code_payload(wallet, identity, phone, receipt)?.recovering();
+    let payload = code_payload(client, wallet, identity, phone, receipt)?.recovering();
     client.request_code(server_key, &payload).await
 }
 
 fn code_payload(
+    client: &WalletClient,
     wallet: &PrivateKeySigner,
     identity: &PublicIdentityKey,
     phone: &str,
     receipt: Receipt,
 ) -> Result<OnboardPayload, ClientError> {
     let number = parse_number(phone)?;
-    Ok(OnboardPayload::new(
-        wallet.address(),
-        receipt,
-        number.as_str(),
-        identity,
-    ))
+    Ok(client.payload(wallet.address(), receipt, number.as_str(), identity))
 }
 
 /// Device recovery, the phone's side: with the number's ORIGINAL receipt (a new device's "restore
@@ -474,7 +483,7 @@ impl<C: KeystoreChain> Phone<'_, C> {
                     parse_number(&number.phone)?.as_str().to_owned()
                 };
                 let mut payload =
-                    OnboardPayload::new(wallet.address(), receipt.clone(), &asked, &public);
+                    client.payload(wallet.address(), receipt.clone(), &asked, &public);
                 if let Some(code) = &number.code {
                     payload = payload.with_code(code);
                 }
@@ -496,10 +505,10 @@ impl<C: KeystoreChain> Phone<'_, C> {
             Start::Recover(number) => {
                 let phone = parse_number(&number.phone)?;
                 let id = ClientId::of(&IdentityName::Phone(phone.clone()));
-                let mut payload =
-                    OnboardPayload::new(wallet.address(), receipt.clone(), phone.as_str(), &public)
-                        .with_proof(identity, &id, &purchase.chain_receipt_hash())
-                        .recovering();
+                let mut payload = client
+                    .payload(wallet.address(), receipt.clone(), phone.as_str(), &public)
+                    .with_proof(identity, &id, &purchase.chain_receipt_hash())
+                    .recovering();
                 if let Some(code) = &number.code {
                     payload = payload.with_code(code);
                 }
@@ -525,9 +534,9 @@ impl<C: KeystoreChain> Phone<'_, C> {
         let mut delay = Duration::from_millis(100);
         let mut resubmitted = false;
         let status = loop {
-            let payload =
-                OnboardPayload::new(wallet.address(), receipt.clone(), number.as_str(), &public)
-                    .with_proof(identity, &id, &receipt_hash);
+            let payload = client
+                .payload(wallet.address(), receipt.clone(), number.as_str(), &public)
+                .with_proof(identity, &id, &receipt_hash);
             match client.approve(server_key, &payload).await {
                 Ok(s) => break s,
                 // Once: a second reservation would mean another verified claim to the number.

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
 use chaincall_identity::DomainName;
+use chaincall_identity::Randomness;
 use serde::{Deserialize, Deserializer, de::Error as _};
 
 use crate::number::NumbersConfig;
@@ -188,18 +189,32 @@ impl Default for FundingConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeesConfig {
-    /// A transaction still unmined this many seconds after it was signed is replaced: same nonce,
-    /// higher fees, recorded before broadcast (default 120).
-    #[serde(default = "default_replace_after")]
-    pub replace_after_secs: u64,
+    /// A transaction still unmined this long after it was signed is replaced: same nonce, higher
+    /// fees, recorded before broadcast (`replace_after_secs`, whole seconds; default 120).
+    #[serde(
+        rename = "replace_after_secs",
+        default = "default_replace_after",
+        deserialize_with = "secs"
+    )]
+    pub replace_after: Duration,
     /// Each replacement raises both the priority fee and the max fee by at least this percentage
     /// (default 25; at least 13, above geth's 10 % replacement rule and the 12.5 % some pools ask).
     #[serde(default = "default_bump")]
     pub bump_percent: u64,
 }
 
-fn default_replace_after() -> u64 {
-    120
+fn default_replace_after() -> Duration {
+    Duration::from_secs(120)
+}
+
+/// A `*_secs` key: whole seconds.
+pub(crate) fn secs<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_secs)
+}
+
+/// A `*_ms` key: milliseconds.
+pub(crate) fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_millis)
 }
 
 fn default_bump() -> u64 {
@@ -209,7 +224,7 @@ fn default_bump() -> u64 {
 impl Default for FeesConfig {
     fn default() -> Self {
         Self {
-            replace_after_secs: default_replace_after(),
+            replace_after: default_replace_after(),
             bump_percent: default_bump(),
         }
     }
@@ -225,12 +240,22 @@ pub struct LimitsConfig {
     /// Burst per source address (default 20).
     #[serde(default = "default_burst")]
     pub burst: f64,
-    /// Accepted clock difference of payload timestamps, seconds (default 300).
-    #[serde(default = "default_skew")]
-    pub max_clock_skew_secs: u64,
-    /// How long a request waits for chain work before answering 202 with the state (default 30 s).
-    #[serde(default = "default_wait")]
-    pub request_wait_secs: u64,
+    /// Accepted clock difference of payload timestamps (`max_clock_skew_secs`, whole seconds;
+    /// default 300).
+    #[serde(
+        rename = "max_clock_skew_secs",
+        default = "default_skew",
+        deserialize_with = "secs"
+    )]
+    pub max_clock_skew: Duration,
+    /// How long a request waits for chain work before answering 202 with the state
+    /// (`request_wait_secs`, whole seconds; default 30).
+    #[serde(
+        rename = "request_wait_secs",
+        default = "default_wait",
+        deserialize_with = "secs"
+    )]
+    pub request_wait: Duration,
     /// Largest request body, bytes (default 64 KiB).
     #[serde(default = "default_body")]
     pub max_body_bytes: usize,
@@ -242,11 +267,11 @@ fn default_rps() -> f64 {
 fn default_burst() -> f64 {
     20.0
 }
-fn default_skew() -> u64 {
-    300
+fn default_skew() -> Duration {
+    Duration::from_secs(300)
 }
-fn default_wait() -> u64 {
-    30
+fn default_wait() -> Duration {
+    Duration::from_secs(30)
 }
 fn default_body() -> usize {
     64 * 1024
@@ -257,8 +282,8 @@ impl Default for LimitsConfig {
         Self {
             requests_per_second: default_rps(),
             burst: default_burst(),
-            max_clock_skew_secs: default_skew(),
-            request_wait_secs: default_wait(),
+            max_clock_skew: default_skew(),
+            request_wait: default_wait(),
             max_body_bytes: default_body(),
         }
     }
@@ -325,17 +350,26 @@ pub struct WalletConfig {
     /// Admin token.
     #[serde(default)]
     pub admin: AdminConfig,
-    /// How often the worker looks for queued work, ms (default 500).
-    #[serde(default = "default_tick")]
-    pub worker_interval_ms: u64,
+    /// How often the worker looks for queued work (`worker_interval_ms`, milliseconds; default
+    /// 500).
+    #[serde(
+        rename = "worker_interval_ms",
+        default = "default_tick",
+        deserialize_with = "millis"
+    )]
+    pub worker_interval: Duration,
+    /// Where the server draws its randomness (one-time codes): the OS CSPRNG unless a test seeds
+    /// it. Not a file setting.
+    #[serde(skip)]
+    pub randomness: Randomness,
 }
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8547))
 }
 
-fn default_tick() -> u64 {
-    500
+fn default_tick() -> Duration {
+    Duration::from_millis(500)
 }
 
 fn resolve(base: &Path, p: &mut PathBuf) {
@@ -416,7 +450,7 @@ impl WalletConfig {
         if self.fees.bump_percent < 13 || self.fees.bump_percent > 1000 {
             return bad("fees.bump_percent must be between 13 and 1000");
         }
-        if self.fees.replace_after_secs == 0 {
+        if self.fees.replace_after < Duration::from_secs(1) {
             return bad("fees.replace_after_secs must be at least 1");
         }
         if !(self.limits.requests_per_second > 0.0 && self.limits.burst >= 1.0) {
@@ -456,11 +490,6 @@ impl WalletConfig {
         Ok(std::env::var(&self.admin.token_env)
             .ok()
             .filter(|t| !t.is_empty()))
-    }
-
-    /// How long requests wait for chain work.
-    pub fn request_wait(&self) -> Duration {
-        Duration::from_secs(self.limits.request_wait_secs)
     }
 
     /// The digest realm.
@@ -505,12 +534,32 @@ mod tests {
         assert_eq!(c.funding.max_wei, U256::from(50_000_000_000_000_000u64));
         assert!(c.chain.contract.is_some());
         assert_eq!(c.identity.domain.as_str(), "wallet.example.org");
+        // The `*_secs` and `*_ms` keys arrive as durations in their unit.
+        assert_eq!(
+            (
+                c.fees.replace_after,
+                c.limits.max_clock_skew,
+                c.limits.request_wait,
+                c.worker_interval,
+            ),
+            (
+                Duration::from_secs(120),
+                Duration::from_secs(300),
+                Duration::from_secs(30),
+                Duration::from_millis(500),
+            )
+        );
         let line_of = |needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wallet.toml");
         for (from, to, key) in [
             ("max_wei = \"", "max_wei = \"5e16", "funding.max_wei"),
             ("contract = \"0x", "contract = \"0xzz", "chain.contract"),
+            (
+                "replace_after_secs = 120",
+                "replace_after_secs = \"2m\"",
+                "fees.replace_after_secs",
+            ),
             (
                 "domain = \"wallet.example.org\"",
                 "domain = \"+15550100000\"",
@@ -551,7 +600,10 @@ mod tests {
                     s.password_file.unwrap(),
                     Path::new("/etc/chaincall/smpp.password")
                 );
-                assert_eq!((s.digits, s.ttl_secs, s.max_attempts), (6, 300, 5));
+                assert_eq!(
+                    (s.digits, s.ttl, s.max_attempts),
+                    (6, Duration::from_secs(300), 5)
+                );
             }
             other => panic!("{other:?}"),
         }

@@ -35,7 +35,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chaincall_chain::ClientId;
-use chaincall_identity::{IdentityKey, IdentityName, KeyStatus, PhoneNumber, ecies};
+use chaincall_identity::Randomness;
+use chaincall_identity::{IdentityKey, IdentityName, KeyStatus, PhoneNumber, Secret, ecies};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -59,20 +60,15 @@ pub const FIRST_GENERATION: i64 = 1;
 /// Bytes of HMAC output in a password (160 bits).
 const PASSWORD_BYTES: usize = 20;
 
-/// The server's password-derivation key `K`. Zeroized on drop.
-pub struct PasswordKey(Zeroizing<[u8; 32]>);
-
-impl std::fmt::Debug for PasswordKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PasswordKey(<secret>)")
-    }
-}
+/// The server's password-derivation key `K`. Zeroized on drop, `<redacted>` in `Debug`.
+#[derive(Debug)]
+pub struct PasswordKey(Secret<[u8; 32]>);
 
 impl PasswordKey {
     /// `K = HKDF-SHA-256(ikm = identity private key, info = PASSWORD_KEY_INFO)`.
     pub fn from_identity(identity: &IdentityKey) -> Self {
         let secret = identity.dangerous_secret_bytes();
-        let mut okm = Zeroizing::new([0u8; 32]);
+        let mut okm = Secret::new([0u8; 32]);
         // 32 bytes is far below HKDF-SHA-256's 8160-byte limit: expand cannot fail.
         hkdf::Hkdf::<Sha256>::new(None, &secret)
             .expand(PASSWORD_KEY_INFO, &mut *okm)
@@ -116,11 +112,9 @@ pub struct CredentialsRequest {
 }
 
 impl CredentialsRequest {
-    /// A request for `number`, stamped now and signed by `identity`.
-    pub fn new(identity: &IdentityKey, number: &PhoneNumber) -> Self {
-        use rand_core::RngCore;
-        let mut nonce = [0u8; 16];
-        rand_core::OsRng.fill_bytes(&mut nonce);
+    /// A request for `number`, stamped now with a nonce from `randomness`, signed by `identity`.
+    pub fn new(identity: &IdentityKey, number: &PhoneNumber, randomness: &Randomness) -> Self {
+        let nonce: [u8; 16] = randomness.bytes();
         let mut request = Self {
             phone: number.as_str().to_owned(),
             timestamp: unix_now(),
@@ -293,7 +287,7 @@ impl<C: ServerChain> Service<C> {
             field: "phone",
             reason: e.to_string(),
         })?;
-        let skew = self.settings().max_clock_skew_secs;
+        let skew = self.settings().max_clock_skew.as_secs();
         if unix_now().abs_diff(request.timestamp) > skew {
             return Err(ApiError::Expired);
         }
@@ -378,6 +372,32 @@ impl<C: ServerChain> Service<C> {
 mod tests {
     use super::*;
 
+    /// The secrets the wallet crate holds print as `<redacted>` through derived `Debug` impls.
+    #[test]
+    fn debug_never_shows_keys_codes_or_passwords() {
+        let key = PasswordKey::from_identity(&IdentityKey::generate());
+        assert_eq!(format!("{key:?}"), "PasswordKey(<redacted>)");
+        let request = crate::NumberRequest::named("+15550100001").with_code("735120");
+        let shown = format!("{request:?}");
+        assert!(
+            shown.contains("+15550100001") && !shown.contains("735120"),
+            "{shown}"
+        );
+        let smpp = crate::number::smpp_client::SmppConfig {
+            address: "smsc.example.net:2775".into(),
+            system_id: "chaincall".into(),
+            password: Secret::new("pw-83xq".into()),
+            system_type: String::new(),
+            source_addr: "chaincall".into(),
+            timeout: std::time::Duration::from_secs(5),
+        };
+        let shown = format!("{smpp:?}");
+        assert!(
+            shown.contains("smsc.example.net") && !shown.contains("pw-83xq"),
+            "{shown}"
+        );
+    }
+
     #[test]
     fn passwords_are_long_printable_and_depend_on_every_input() {
         let key = PasswordKey::from_identity(&IdentityKey::generate());
@@ -411,7 +431,7 @@ mod tests {
     fn request_signature_binds_number_time_and_nonce() {
         let identity = IdentityKey::generate();
         let number = PhoneNumber::parse("+15550100001").unwrap();
-        let request = CredentialsRequest::new(&identity, &number);
+        let request = CredentialsRequest::new(&identity, &number, &Randomness::os());
         let key = identity.public();
         let ok = |r: &CredentialsRequest| {
             r.message()
@@ -434,7 +454,8 @@ mod tests {
         ] {
             assert!(!ok(&tampered), "{tampered:?}");
         }
-        let stranger = CredentialsRequest::new(&IdentityKey::generate(), &number);
+        let stranger =
+            CredentialsRequest::new(&IdentityKey::generate(), &number, &Randomness::os());
         assert!(!ok(&stranger));
         // Hostile fields: no panic, no message.
         assert!(

@@ -4,8 +4,9 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use alloy::primitives::{Address, B256, Bytes, U256};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
@@ -36,10 +37,11 @@ pub enum DbError {
 /// Where an onboarding stands. The happy path is
 /// `Received → Funding → Funded → PendingSeen → Approved → Provisioned`; a device recovery moves a
 /// provisioned row to `Recovering` with the new wallet and key, then back along the same path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// Receipt verified and recorded; not funded yet.
+    #[default]
     Received,
     /// The funding transaction is signed and recorded (hash known); it may or may not be mined.
     Funding,
@@ -124,41 +126,71 @@ impl FromStr for State {
     }
 }
 
-/// One onboarding row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A point in time as the database stores it: milliseconds since the Unix epoch.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    /// The Unix epoch (what the store writes for "due at once").
+    pub const EPOCH: Self = Self(0);
+
+    /// The wall clock now.
+    pub fn now() -> Self {
+        Self(now_ms())
+    }
+
+    /// `ms` milliseconds since the Unix epoch.
+    pub const fn from_millis(ms: i64) -> Self {
+        Self(ms)
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub const fn as_millis(self) -> i64 {
+        self.0
+    }
+}
+
+/// One onboarding row, typed: the text and integer columns are parsed once, when the row is read
+/// ([`from_row`]), and written back in the same formats. `Default` is a blank `received` row with
+/// nothing decided yet: a new receipt's row sets the columns [`Db::insert`] writes and takes the
+/// rest from it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Onboarding {
     /// The store's order id.
     pub receipt_id: String,
-    /// Hex SHA-256 of the purchase token (unique: a receipt binds once ever).
-    pub token_sha256: String,
-    /// Hex `keccak256(purchaseToken)`, passed to `approveClient`.
-    pub receipt_hash: String,
+    /// SHA-256 of the purchase token (unique: a receipt binds once ever); stored as hex.
+    pub token_sha256: B256,
+    /// `keccak256(purchaseToken)`, passed to `approveClient`.
+    pub receipt_hash: B256,
     /// The product bought.
     pub product_id: String,
-    /// Purchase time, ms since the epoch.
-    pub purchase_time: i64,
+    /// Purchase time.
+    pub purchase_time: Timestamp,
     /// E.164 number.
     pub phone: String,
-    /// The phone's wallet (checksummed hex).
-    pub wallet: String,
+    /// The phone's wallet (stored checksummed).
+    pub wallet: Address,
     /// Declared key type tag.
-    pub key_type: i64,
-    /// Declared key bytes, hex.
-    pub public_key: String,
+    pub key_type: u8,
+    /// Declared key bytes (stored as hex).
+    pub public_key: Bytes,
     /// Where it stands.
     pub state: State,
-    /// Wei sent (decimal), once decided.
-    pub fund_amount: Option<String>,
+    /// Wei sent, once decided (stored in decimal).
+    pub fund_amount: Option<U256>,
     /// Nonce of the recorded funding transaction.
-    pub fund_nonce: Option<i64>,
+    pub fund_nonce: Option<u64>,
     /// Hash of the recorded funding transaction.
-    pub fund_tx_hash: Option<String>,
-    /// Signed bytes of the recorded funding transaction, hex.
-    pub fund_raw_tx: Option<String>,
+    pub fund_tx_hash: Option<B256>,
+    /// Signed bytes of the recorded funding transaction (stored as hex).
+    pub fund_raw_tx: Option<Bytes>,
     /// Block that holds the funding transaction.
-    pub fund_block: Option<i64>,
+    pub fund_block: Option<u64>,
     /// Hash of the `approveClient` transaction.
-    pub approve_tx_hash: Option<String>,
+    pub approve_tx_hash: Option<B256>,
     /// Machine-readable reason when failed.
     pub failure_code: Option<String>,
     /// Human-readable reason when failed.
@@ -166,24 +198,24 @@ pub struct Onboarding {
     /// The last transient error (chain down, ...), cleared on progress.
     pub last_error: Option<String>,
     /// Failed attempts since the last progress.
-    pub attempts: i64,
-    /// When the worker may try again, ms since the epoch.
-    pub next_attempt_at: i64,
-    /// Created, ms since the epoch.
-    pub created_at: i64,
-    /// Last change, ms since the epoch.
-    pub updated_at: i64,
-    /// When provisioned, ms since the epoch.
-    pub provisioned_at: Option<i64>,
+    pub attempts: u32,
+    /// When the worker may try again.
+    pub next_attempt_at: Timestamp,
+    /// Created.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// When provisioned.
+    pub provisioned_at: Option<Timestamp>,
     /// When an approval request was queued because the chain could not be read (the worker then
-    /// finishes it), ms since the epoch.
-    pub approve_requested_at: Option<i64>,
+    /// finishes it).
+    pub approve_requested_at: Option<Timestamp>,
     /// Machine-readable code of `last_error`.
     pub last_error_code: Option<String>,
     /// Nonce of the recorded `approveClient` transaction.
-    pub approve_nonce: Option<i64>,
-    /// Signed bytes of the recorded `approveClient` transaction while it is in flight, hex.
-    pub approve_raw_tx: Option<String>,
+    pub approve_nonce: Option<u64>,
+    /// Signed bytes of the recorded `approveClient` transaction while it is in flight.
+    pub approve_raw_tx: Option<Bytes>,
 }
 
 /// An accepted device recovery: the number of `receipt_id` moved from `old_wallet` (and its key)
@@ -192,14 +224,14 @@ pub struct Onboarding {
 pub struct Recovery {
     /// The receipt (the number's onboarding row).
     pub receipt_id: String,
-    /// The new device's wallet (checksummed hex).
-    pub wallet: String,
+    /// The new device's wallet.
+    pub wallet: Address,
     /// The wallet the number was bound to before.
-    pub old_wallet: String,
+    pub old_wallet: Address,
     /// The key type tag bound before.
-    pub old_key_type: i64,
-    /// The key bound before, hex.
-    pub old_public_key: String,
+    pub old_key_type: u8,
+    /// The key bound before.
+    pub old_public_key: Bytes,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -212,42 +244,112 @@ pub fn now_ms() -> i64 {
 
 const COLUMNS: &str = "receipt_id, token_sha256, receipt_hash, product_id, purchase_time, phone, wallet, key_type, public_key, state, fund_amount, fund_nonce, fund_tx_hash, fund_raw_tx, fund_block, approve_tx_hash, failure_code, failure_message, last_error, attempts, next_attempt_at, created_at, updated_at, provisioned_at, approve_requested_at, last_error_code, approve_nonce, approve_raw_tx";
 
+/// Reads the columns of one row: the one place where stored text and integers become types. A
+/// value this code never writes is [`DbError::Corrupt`] naming the column, never a panic.
+struct Columns<'r> {
+    row: &'r AnyRow,
+    receipt_id: String,
+}
+
+impl Columns<'_> {
+    fn corrupt(&self, what: &'static str) -> DbError {
+        DbError::Corrupt {
+            receipt_id: self.receipt_id.clone(),
+            what,
+        }
+    }
+
+    fn text(&self, i: usize) -> Result<String, DbError> {
+        Ok(self.row.try_get(i)?)
+    }
+
+    fn opt_text(&self, i: usize) -> Result<Option<String>, DbError> {
+        Ok(self.row.try_get(i)?)
+    }
+
+    /// A column parsed with `FromStr` (`B256`, `Address`, `U256`, [`State`]).
+    fn parsed<T: FromStr>(&self, i: usize, what: &'static str) -> Result<Option<T>, DbError> {
+        self.opt_text(i)?
+            .map(|t| t.parse().map_err(|_| self.corrupt(what)))
+            .transpose()
+    }
+
+    fn required<T: FromStr>(&self, i: usize, what: &'static str) -> Result<T, DbError> {
+        self.parsed(i, what)?.ok_or_else(|| self.corrupt(what))
+    }
+
+    /// Hex bytes (with or without `0x`).
+    fn bytes(&self, i: usize, what: &'static str) -> Result<Option<Bytes>, DbError> {
+        self.opt_text(i)?
+            .map(|t| {
+                hex::decode(t.trim_start_matches("0x"))
+                    .map(Bytes::from)
+                    .map_err(|_| self.corrupt(what))
+            })
+            .transpose()
+    }
+
+    /// A non-negative integer (nonces, blocks, counts, key tags).
+    fn unsigned<T: TryFrom<i64>>(
+        &self,
+        i: usize,
+        what: &'static str,
+    ) -> Result<Option<T>, DbError> {
+        let v: Option<i64> = self.row.try_get(i)?;
+        v.map(|v| T::try_from(v).map_err(|_| self.corrupt(what)))
+            .transpose()
+    }
+
+    fn time(&self, i: usize) -> Result<Option<Timestamp>, DbError> {
+        let v: Option<i64> = self.row.try_get(i)?;
+        Ok(v.map(Timestamp::from_millis))
+    }
+
+    fn required_time(&self, i: usize, what: &'static str) -> Result<Timestamp, DbError> {
+        self.time(i)?.ok_or_else(|| self.corrupt(what))
+    }
+}
+
 fn from_row(r: &AnyRow) -> Result<Onboarding, DbError> {
-    let receipt_id: String = r.try_get(0)?;
-    let state: String = r.try_get(9)?;
-    let state = state.parse().map_err(|()| DbError::Corrupt {
-        receipt_id: receipt_id.clone(),
-        what: "unknown state",
-    })?;
+    let c = Columns {
+        row: r,
+        receipt_id: r.try_get(0)?,
+    };
     Ok(Onboarding {
-        receipt_id,
-        token_sha256: r.try_get(1)?,
-        receipt_hash: r.try_get(2)?,
-        product_id: r.try_get(3)?,
-        purchase_time: r.try_get(4)?,
-        phone: r.try_get(5)?,
-        wallet: r.try_get(6)?,
-        key_type: r.try_get(7)?,
-        public_key: r.try_get(8)?,
-        state,
-        fund_amount: r.try_get(10)?,
-        fund_nonce: r.try_get(11)?,
-        fund_tx_hash: r.try_get(12)?,
-        fund_raw_tx: r.try_get(13)?,
-        fund_block: r.try_get(14)?,
-        approve_tx_hash: r.try_get(15)?,
-        failure_code: r.try_get(16)?,
-        failure_message: r.try_get(17)?,
-        last_error: r.try_get(18)?,
-        attempts: r.try_get(19)?,
-        next_attempt_at: r.try_get(20)?,
-        created_at: r.try_get(21)?,
-        updated_at: r.try_get(22)?,
-        provisioned_at: r.try_get(23)?,
-        approve_requested_at: r.try_get(24)?,
-        last_error_code: r.try_get(25)?,
-        approve_nonce: r.try_get(26)?,
-        approve_raw_tx: r.try_get(27)?,
+        receipt_id: c.receipt_id.clone(),
+        token_sha256: c.required(1, "token_sha256")?,
+        receipt_hash: c.required(2, "receipt_hash")?,
+        product_id: c.text(3)?,
+        purchase_time: c.required_time(4, "purchase_time")?,
+        phone: c.text(5)?,
+        wallet: c.required(6, "wallet")?,
+        key_type: c
+            .unsigned(7, "key_type")?
+            .ok_or_else(|| c.corrupt("key_type"))?,
+        public_key: c
+            .bytes(8, "public_key")?
+            .ok_or_else(|| c.corrupt("public_key"))?,
+        state: c.required(9, "unknown state")?,
+        fund_amount: c.parsed(10, "fund_amount")?,
+        fund_nonce: c.unsigned(11, "fund_nonce")?,
+        fund_tx_hash: c.parsed(12, "fund_tx_hash")?,
+        fund_raw_tx: c.bytes(13, "fund_raw_tx")?,
+        fund_block: c.unsigned(14, "fund_block")?,
+        approve_tx_hash: c.parsed(15, "approve_tx_hash")?,
+        failure_code: c.opt_text(16)?,
+        failure_message: c.opt_text(17)?,
+        last_error: c.opt_text(18)?,
+        attempts: c
+            .unsigned(19, "attempts")?
+            .ok_or_else(|| c.corrupt("attempts"))?,
+        next_attempt_at: c.required_time(20, "next_attempt_at")?,
+        created_at: c.required_time(21, "created_at")?,
+        updated_at: c.required_time(22, "updated_at")?,
+        provisioned_at: c.time(23)?,
+        approve_requested_at: c.time(24)?,
+        last_error_code: c.opt_text(25)?,
+        approve_nonce: c.unsigned(26, "approve_nonce")?,
+        approve_raw_tx: c.bytes(27, "approve_raw_tx")?,
     })
 }
 
@@ -264,15 +366,15 @@ pub enum TxPurpose {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxVersion {
     /// Transaction hash.
-    pub tx_hash: String,
+    pub tx_hash: B256,
     /// Nonce.
-    pub nonce: i64,
+    pub nonce: u64,
     /// `signed`, `replaced`, `mined` or `dropped`.
     pub status: String,
-    /// Signed EIP-2718 bytes, hex (absent for funding versions recorded before migration 0003).
-    pub raw_tx: Option<String>,
-    /// When it was recorded, ms since the epoch.
-    pub created_at: i64,
+    /// Signed EIP-2718 bytes (absent for funding versions recorded before migration 0003).
+    pub raw_tx: Option<Bytes>,
+    /// When it was recorded.
+    pub created_at: Timestamp,
 }
 
 /// What inserting a receipt did.
@@ -319,16 +421,16 @@ impl Db {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, 0, $11, $11) ON CONFLICT DO NOTHING",
         )
         .bind(&row.receipt_id)
-        .bind(&row.token_sha256)
-        .bind(&row.receipt_hash)
+        .bind(hex::encode(row.token_sha256))
+        .bind(row.receipt_hash.to_string())
         .bind(&row.product_id)
-        .bind(row.purchase_time)
+        .bind(row.purchase_time.as_millis())
         .bind(&row.phone)
-        .bind(&row.wallet)
-        .bind(row.key_type)
-        .bind(&row.public_key)
+        .bind(row.wallet.to_checksum(None))
+        .bind(i64::from(row.key_type))
+        .bind(hex::encode(&row.public_key))
         .bind(State::Received.as_str())
-        .bind(row.created_at)
+        .bind(row.created_at.as_millis())
         .execute(&self.pool)
         .await?;
         let sql = format!(
@@ -336,7 +438,7 @@ impl Db {
         );
         let existing = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&row.receipt_id)
-            .bind(&row.token_sha256)
+            .bind(hex::encode(row.token_sha256))
             .fetch_one(&self.pool)
             .await?;
         let existing = from_row(&existing)?;
@@ -436,16 +538,16 @@ impl Db {
         &self,
         receipt_id: &str,
         nonce: u64,
-        tx_hash: &str,
-        raw_hex: &str,
-        amount: &str,
+        tx_hash: B256,
+        raw: &[u8],
+        amount: U256,
     ) -> Result<bool, DbError> {
-        let version = (nonce, tx_hash, raw_hex, Some(amount));
+        let version = (nonce, tx_hash, raw, Some(amount));
         self.record_tx(TxPurpose::Funding, receipt_id, version)
             .await
     }
 
-    /// Records a newly signed transaction of `purpose` — `(nonce, hash, raw bytes hex, funding
+    /// Records a newly signed transaction of `purpose` — `(nonce, hash, signed bytes, funding
     /// amount)` — BEFORE it is broadcast, in one database transaction: the onboarding row (funding:
     /// `received → funding`; approval: stays `pending_seen`) and the audit row. False if the row is
     /// not in that state or already has a transaction of `purpose` in flight.
@@ -453,10 +555,12 @@ impl Db {
         &self,
         purpose: TxPurpose,
         receipt_id: &str,
-        (nonce, tx_hash, raw_hex, amount): (u64, &str, &str, Option<&str>),
+        (nonce, tx_hash, raw, amount): (u64, B256, &[u8], Option<U256>),
     ) -> Result<bool, DbError> {
         let now = now_ms();
         let nonce = nonce_i64(receipt_id, nonce)?;
+        let (tx_hash, raw_hex) = (tx_hash.to_string(), hex::encode(raw));
+        let amount = amount.map(|a| a.to_string());
         let mut tx = self.pool.begin().await?;
         let update = match purpose {
             TxPurpose::Funding => sqlx::query(
@@ -465,9 +569,9 @@ impl Db {
             )
             .bind(State::Funding.as_str())
             .bind(nonce)
-            .bind(tx_hash)
-            .bind(raw_hex)
-            .bind(amount.unwrap_or("0"))
+            .bind(&tx_hash)
+            .bind(&raw_hex)
+            .bind(amount.as_deref().unwrap_or("0"))
             .bind(now)
             .bind(receipt_id)
             .bind(State::Received.as_str()),
@@ -476,8 +580,8 @@ impl Db {
                  WHERE receipt_id = $5 AND state = $6 AND approve_raw_tx IS NULL",
             )
             .bind(nonce)
-            .bind(tx_hash)
-            .bind(raw_hex)
+            .bind(&tx_hash)
+            .bind(&raw_hex)
             .bind(now)
             .bind(receipt_id)
             .bind(State::PendingSeen.as_str()),
@@ -486,7 +590,7 @@ impl Db {
             tx.rollback().await?;
             return Ok(false);
         }
-        let version = (tx_hash, nonce, raw_hex, amount);
+        let version = (tx_hash.as_str(), nonce, raw_hex.as_str(), amount.as_deref());
         insert_version(&mut tx, purpose, receipt_id, version, now).await?;
         tx.commit().await?;
         Ok(true)
@@ -497,10 +601,11 @@ impl Db {
     pub async fn funding_mined(
         &self,
         receipt_id: &str,
-        tx_hash: &str,
+        tx_hash: B256,
         block: u64,
     ) -> Result<bool, DbError> {
         let now = now_ms();
+        let tx_hash = tx_hash.to_string();
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE onboarding SET state = $1, fund_block = $2, updated_at = $3, last_error = NULL, last_error_code = NULL, attempts = 0, next_attempt_at = 0, \
@@ -512,7 +617,7 @@ impl Db {
         .bind(now)
         .bind(receipt_id)
         .bind(State::Funding.as_str())
-        .bind(tx_hash)
+        .bind(&tx_hash)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
@@ -520,7 +625,7 @@ impl Db {
             return Ok(false);
         }
         sqlx::query("UPDATE funding_tx SET status = CASE WHEN tx_hash = $1 THEN 'mined' ELSE 'replaced' END WHERE receipt_id = $2 AND status IN ('signed', 'replaced')")
-            .bind(tx_hash)
+            .bind(&tx_hash)
             .bind(receipt_id)
             .execute(&mut *tx)
             .await?;
@@ -531,7 +636,7 @@ impl Db {
     /// The recorded funding transaction can never be mined (refused at first broadcast, or its
     /// nonce taken by another transaction): forget it and go back to `received` so a new one is
     /// signed. Safe: the dropped transaction cannot be mined any more.
-    pub async fn funding_dropped(&self, receipt_id: &str, tx_hash: &str) -> Result<bool, DbError> {
+    pub async fn funding_dropped(&self, receipt_id: &str, tx_hash: B256) -> Result<bool, DbError> {
         self.tx_dropped(TxPurpose::Funding, receipt_id, tx_hash)
             .await
     }
@@ -544,7 +649,7 @@ impl Db {
         &self,
         purpose: TxPurpose,
         receipt_id: &str,
-        tx_hash: &str,
+        tx_hash: B256,
     ) -> Result<bool, DbError> {
         let (update, to, from) = match purpose {
             TxPurpose::Funding => (
@@ -566,7 +671,7 @@ impl Db {
             .bind(now_ms())
             .bind(receipt_id)
             .bind(from.as_str())
-            .bind(tx_hash)
+            .bind(tx_hash.to_string())
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() != 1 {
@@ -588,8 +693,9 @@ impl Db {
     }
 
     /// Records the approval transaction's hash and moves `pending_seen → approved`.
-    pub async fn approved(&self, receipt_id: &str, tx_hash: Option<&str>) -> Result<bool, DbError> {
-        if let Some(hash) = tx_hash {
+    pub async fn approved(&self, receipt_id: &str, tx_hash: Option<B256>) -> Result<bool, DbError> {
+        let tx_hash = tx_hash.map(|h| h.to_string());
+        if let Some(hash) = &tx_hash {
             sqlx::query("UPDATE approve_tx SET status = CASE WHEN tx_hash = $1 THEN 'mined' ELSE 'replaced' END WHERE receipt_id = $2 AND status IN ('signed', 'replaced')")
                 .bind(hash)
                 .bind(receipt_id)
@@ -601,7 +707,7 @@ impl Db {
              WHERE receipt_id = $4 AND state = $5",
         )
         .bind(State::Approved.as_str())
-        .bind(tx_hash)
+        .bind(&tx_hash)
         .bind(now_ms())
         .bind(receipt_id)
         .bind(State::PendingSeen.as_str())
@@ -619,14 +725,16 @@ impl Db {
         &self,
         purpose: TxPurpose,
         receipt_id: &str,
-        old_hash: &str,
-        new_hash: &str,
-        new_raw_hex: &str,
+        old_hash: B256,
+        new_hash: B256,
+        new_raw: &[u8],
         nonce: u64,
-        amount: Option<&str>,
+        amount: Option<U256>,
     ) -> Result<bool, DbError> {
         let now = now_ms();
         let nonce = nonce_i64(receipt_id, nonce)?;
+        let (old_hash, new_hash) = (old_hash.to_string(), new_hash.to_string());
+        let (new_raw_hex, amount) = (hex::encode(new_raw), amount.map(|a| a.to_string()));
         let (update, state) = match purpose {
             TxPurpose::Funding => (
                 "UPDATE onboarding SET fund_tx_hash = $1, fund_raw_tx = $2, updated_at = $3 WHERE receipt_id = $4 AND state = $5 AND fund_tx_hash = $6",
@@ -639,25 +747,30 @@ impl Db {
         };
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(update)
-            .bind(new_hash)
-            .bind(new_raw_hex)
+            .bind(&new_hash)
+            .bind(&new_raw_hex)
             .bind(now)
             .bind(receipt_id)
             .bind(state.as_str())
-            .bind(old_hash)
+            .bind(&old_hash)
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() != 1 {
             tx.rollback().await?;
             return Ok(false);
         }
-        let version = (new_hash, nonce, new_raw_hex, amount);
+        let version = (
+            new_hash.as_str(),
+            nonce,
+            new_raw_hex.as_str(),
+            amount.as_deref(),
+        );
         insert_version(&mut tx, purpose, receipt_id, version, now).await?;
         let mark = match purpose {
             TxPurpose::Funding => "UPDATE funding_tx SET status = 'replaced' WHERE tx_hash = $1",
             TxPurpose::Approval => "UPDATE approve_tx SET status = 'replaced' WHERE tx_hash = $1",
         };
-        sqlx::query(mark).bind(old_hash).execute(&mut *tx).await?;
+        sqlx::query(mark).bind(&old_hash).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -682,32 +795,38 @@ impl Db {
             .await?;
         rows.iter()
             .map(|r| {
+                let c = Columns {
+                    row: r,
+                    receipt_id: receipt_id.to_owned(),
+                };
                 Ok(TxVersion {
-                    tx_hash: r.try_get(0)?,
-                    nonce: r.try_get(1)?,
-                    status: r.try_get(2)?,
-                    raw_tx: r.try_get(3)?,
-                    created_at: r.try_get(4)?,
+                    tx_hash: c.required(0, "tx version hash")?,
+                    nonce: c
+                        .unsigned(1, "tx version nonce")?
+                        .ok_or_else(|| c.corrupt("tx version nonce"))?,
+                    status: c.text(2)?,
+                    raw_tx: c.bytes(3, "tx version raw_tx")?,
+                    created_at: c.required_time(4, "tx version created_at")?,
                 })
             })
             .collect()
     }
 
     /// Notes a transient failure (`code` machine-readable, `error` for people) and schedules the
-    /// next attempt `delay_ms` from now.
+    /// next attempt `delay` from now.
     pub async fn defer(
         &self,
         receipt_id: &str,
         code: &str,
         error: &str,
-        delay_ms: i64,
+        delay: Duration,
     ) -> Result<(), DbError> {
         let now = now_ms();
         sqlx::query(
             "UPDATE onboarding SET last_error_code = $5, last_error = $1, attempts = attempts + 1, next_attempt_at = $2, updated_at = $3 WHERE receipt_id = $4",
         )
         .bind(error)
-        .bind(now + delay_ms)
+        .bind(now.saturating_add(millis(delay)))
         .bind(now)
         .bind(receipt_id)
         .bind(code)
@@ -717,13 +836,13 @@ impl Db {
     }
 
     /// Queues the approval request of a `funded` row that could not be checked now (`code`,
-    /// `error`: why), due `delay_ms` from now. False if the row is not `funded`.
+    /// `error`: why), due `delay` from now. False if the row is not `funded`.
     pub async fn queue_approval(
         &self,
         receipt_id: &str,
         code: &str,
         error: &str,
-        delay_ms: i64,
+        delay: Duration,
     ) -> Result<bool, DbError> {
         let now = now_ms();
         let done = sqlx::query(
@@ -733,7 +852,7 @@ impl Db {
         .bind(now)
         .bind(code)
         .bind(error)
-        .bind(now + delay_ms)
+        .bind(now.saturating_add(millis(delay)))
         .bind(receipt_id)
         .bind(State::Funded.as_str())
         .execute(&self.pool)
@@ -795,10 +914,10 @@ impl Db {
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
         )
         .bind(&recovery.receipt_id)
-        .bind(&recovery.wallet)
-        .bind(&recovery.old_wallet)
-        .bind(recovery.old_key_type)
-        .bind(&recovery.old_public_key)
+        .bind(recovery.wallet.to_checksum(None))
+        .bind(recovery.old_wallet.to_checksum(None))
+        .bind(i64::from(recovery.old_key_type))
+        .bind(hex::encode(&recovery.old_public_key))
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -810,13 +929,13 @@ impl Db {
              WHERE receipt_id = $6 AND state = $7 AND wallet = $8",
         )
         .bind(State::Recovering.as_str())
-        .bind(&new.wallet)
-        .bind(new.key_type)
-        .bind(&new.public_key)
+        .bind(new.wallet.to_checksum(None))
+        .bind(i64::from(new.key_type))
+        .bind(hex::encode(&new.public_key))
         .bind(now)
         .bind(&recovery.receipt_id)
         .bind(State::Provisioned.as_str())
-        .bind(&recovery.old_wallet)
+        .bind(recovery.old_wallet.to_checksum(None))
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() != 1 || moved.rows_affected() != 1 {
@@ -831,23 +950,31 @@ impl Db {
     pub async fn recovery(
         &self,
         receipt_id: &str,
-        wallet: &str,
+        wallet: Address,
     ) -> Result<Option<Recovery>, DbError> {
         let row = sqlx::query(
             "SELECT receipt_id, wallet, old_wallet, old_key_type, old_public_key FROM recovery \
              WHERE receipt_id = $1 AND wallet = $2",
         )
         .bind(receipt_id)
-        .bind(wallet)
+        .bind(wallet.to_checksum(None))
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
+            let c = Columns {
+                row: &r,
+                receipt_id: receipt_id.to_owned(),
+            };
             Ok(Recovery {
-                receipt_id: r.try_get(0)?,
-                wallet: r.try_get(1)?,
-                old_wallet: r.try_get(2)?,
-                old_key_type: r.try_get(3)?,
-                old_public_key: r.try_get(4)?,
+                receipt_id: c.text(0)?,
+                wallet: c.required(1, "recovery wallet")?,
+                old_wallet: c.required(2, "recovery old_wallet")?,
+                old_key_type: c
+                    .unsigned(3, "recovery old_key_type")?
+                    .ok_or_else(|| c.corrupt("recovery old_key_type"))?,
+                old_public_key: c
+                    .bytes(4, "recovery old_public_key")?
+                    .ok_or_else(|| c.corrupt("recovery old_public_key"))?,
             })
         })
         .transpose()
@@ -927,7 +1054,7 @@ impl Db {
     }
 
     /// Funding transactions recorded for a receipt: `(hash, status)`, oldest first.
-    pub async fn funding_txs(&self, receipt_id: &str) -> Result<Vec<(String, String)>, DbError> {
+    pub async fn funding_txs(&self, receipt_id: &str) -> Result<Vec<(B256, String)>, DbError> {
         let rows = sqlx::query(
             "SELECT tx_hash, status FROM funding_tx WHERE receipt_id = $1 ORDER BY created_at, nonce",
         )
@@ -935,9 +1062,20 @@ impl Db {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| {
+                let c = Columns {
+                    row: r,
+                    receipt_id: receipt_id.to_owned(),
+                };
+                Ok((c.required(0, "funding tx hash")?, c.text(1)?))
+            })
             .collect()
     }
+}
+
+/// A delay in the database's unit (milliseconds), saturating.
+fn millis(delay: Duration) -> i64 {
+    i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// A nonce as the database stores it.

@@ -42,6 +42,7 @@ use chaincall_chain::ClientId;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use chaincall_identity::Randomness;
 use chaincall_identity::{IdentityKey, IdentitySignature, PublicIdentityKey, ecies};
 use serde::{Deserialize, Serialize};
 
@@ -160,11 +161,15 @@ pub struct SealedRequest {
 }
 
 impl OnboardPayload {
-    /// A payload stamped with the current time and a fresh nonce.
-    pub fn new(wallet: Address, receipt: Receipt, phone: &str, key: &PublicIdentityKey) -> Self {
-        use rand_core::RngCore;
-        let mut nonce = [0u8; 16];
-        rand_core::OsRng.fill_bytes(&mut nonce);
+    /// A payload stamped with the current time and a fresh nonce drawn from `randomness`.
+    pub fn new(
+        wallet: Address,
+        receipt: Receipt,
+        phone: &str,
+        key: &PublicIdentityKey,
+        randomness: &Randomness,
+    ) -> Self {
+        let nonce: [u8; 16] = randomness.bytes();
         Self {
             wallet: wallet.to_checksum(None),
             receipt,
@@ -240,6 +245,7 @@ mod tests {
             receipt,
             "+15550100001",
             &key.public(),
+            &Randomness::os(),
         )
         .with_code("123456")
         .with_proof(&key, &id, &B256::ZERO)
@@ -248,6 +254,28 @@ mod tests {
         for secret in ["123456", "tok-secret", p.proof.as_deref().unwrap()] {
             assert!(!shown.contains(secret), "{shown}");
         }
+    }
+
+    #[test]
+    fn the_nonce_comes_from_the_given_randomness() {
+        use rand_chacha::ChaCha20Rng;
+        use rand_core::SeedableRng;
+        let key = IdentityKey::generate().public();
+        let payload = |randomness: &Randomness| {
+            let receipt = Receipt {
+                original_json: "{}".into(),
+                signature: "sig".into(),
+            };
+            OnboardPayload::new(Address::ZERO, receipt, "+15550100001", &key, randomness).nonce
+        };
+        let seeded = || Randomness::seeded(ChaCha20Rng::from_seed([3; 32]));
+        assert_eq!(
+            payload(&seeded()),
+            payload(&seeded()),
+            "a seed replays the nonce"
+        );
+        assert_eq!(payload(&seeded()).len(), 32);
+        assert_ne!(payload(&Randomness::os()), payload(&Randomness::os()));
     }
 
     #[test]

@@ -178,7 +178,15 @@ impl Purchase {
     /// Hex SHA-256 of the purchase token: the database's once-ever key for the receipt. (Older
     /// servers also used it as the SIP password; passwords are now [`crate::credentials`]'s.)
     pub fn token_sha256_hex(&self) -> String {
-        hex::encode(Sha256::digest(self.purchase_token.as_bytes()))
+        hex::encode(self.token_sha256())
+    }
+
+    /// SHA-256 of the purchase token: what binds a receipt once ever (the onboarding row's
+    /// `token_sha256`).
+    pub fn token_sha256(&self) -> alloy::primitives::B256 {
+        alloy::primitives::B256::from(<[u8; 32]>::from(Sha256::digest(
+            self.purchase_token.as_bytes(),
+        )))
     }
 
     /// The receipt's hash as the keystore contract sees it: `keccak256(purchaseToken)`, what the

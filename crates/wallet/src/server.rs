@@ -156,7 +156,7 @@ pub async fn build_service<C: ServerChain>(
         publish_identity(&*chain, contract, &wallet, &domain, &identity.public()).await?;
         tracing::info!(domain = domain.as_str(), key = %identity.public().fingerprint(), "server identity approved on chain");
     }
-    let numbers = config.numbers.build(&db, &identity)?;
+    let numbers = config.numbers.build(&db, &identity, &config.randomness)?;
     let settings = ServiceSettings {
         contract,
         policy,
@@ -165,10 +165,10 @@ pub async fn build_service<C: ServerChain>(
         add_client_gas,
         safety_margin_percent: config.funding.safety_margin_percent,
         max_fund_wei: config.funding.max_wei,
-        max_clock_skew_secs: config.limits.max_clock_skew_secs,
-        request_wait: config.request_wait(),
+        max_clock_skew: config.limits.max_clock_skew,
+        request_wait: config.limits.request_wait,
         admin_token: config.admin_token()?,
-        replace_after: Duration::from_secs(config.fees.replace_after_secs),
+        replace_after: config.fees.replace_after,
         bump_percent: config.fees.bump_percent,
     };
     let service = Service::start(ServiceParts {
@@ -193,11 +193,7 @@ pub async fn serve<C: ServerChain>(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(
-        service
-            .clone()
-            .run_worker(Duration::from_millis(config.worker_interval_ms), stop_rx),
-    );
+    let worker = tokio::spawn(service.clone().run_worker(config.worker_interval, stop_rx));
     let state = Arc::new(AppState {
         service,
         limiter: RateLimiter::new(config.limits.requests_per_second, config.limits.burst),

@@ -55,7 +55,7 @@ use crate::chain::{
     FeeQuote, ServerChain, TxState, bumped_fees, decode_eip1559, resign_with_fees, sign_call,
     sign_transfer,
 };
-use crate::db::{Db, DbError, Inserted, Onboarding, Recovery, State, TxPurpose, now_ms};
+use crate::db::{Db, DbError, Inserted, Onboarding, Recovery, State, Timestamp, TxPurpose, now_ms};
 use crate::error::ApiError;
 use crate::machine::{Stage, Tx, TxAction, TxMachine, stage};
 use crate::number::{CodeRequest, NumberClaim, NumberVerifier};
@@ -123,8 +123,8 @@ pub struct ServiceSettings {
     pub safety_margin_percent: u64,
     /// Funding cap, wei.
     pub max_fund_wei: U256,
-    /// Accepted clock skew of payloads, seconds.
-    pub max_clock_skew_secs: u64,
+    /// Accepted clock skew of payloads.
+    pub max_clock_skew: Duration,
     /// How long a request waits for chain work.
     pub request_wait: Duration,
     /// The admin bearer token (admin endpoints off when `None`).
@@ -193,10 +193,10 @@ impl OnboardingStatus {
         Self {
             receipt_id: row.receipt_id.clone(),
             state: row.state,
-            wallet: row.wallet.clone(),
-            fund_amount_wei: row.fund_amount.clone(),
-            fund_tx_hash: row.fund_tx_hash.clone(),
-            approve_tx_hash: row.approve_tx_hash.clone(),
+            wallet: row.wallet.to_checksum(None),
+            fund_amount_wei: row.fund_amount.map(|a| a.to_string()),
+            fund_tx_hash: row.fund_tx_hash.map(|h| h.to_string()),
+            approve_tx_hash: row.approve_tx_hash.map(|h| h.to_string()),
             next: next.to_owned(),
             last_error: row.last_error.clone(),
             last_error_code: row.last_error_code.clone(),
@@ -251,11 +251,11 @@ impl AdminOnboarding {
         Self {
             status: OnboardingStatus::of(row),
             phone: row.phone.clone(),
-            public_key: row.public_key.clone(),
+            public_key: hex::encode(&row.public_key),
             failure_message: row.failure_message.clone(),
-            attempts: row.attempts,
-            created_at: row.created_at,
-            provisioned_at: row.provisioned_at,
+            attempts: i64::from(row.attempts),
+            created_at: row.created_at.as_millis(),
+            provisioned_at: row.provisioned_at.map(Timestamp::as_millis),
         }
     }
 }
@@ -357,19 +357,20 @@ impl Drop for BusyGuard<'_> {
 
 /// How many worker passes a queued approval request waits for the phone's pending entry to
 /// appear (with back-off: about half an hour) before it is dropped with `pending_entry_missing`.
-const MAX_PENDING_WAITS: i64 = 40;
+const MAX_PENDING_WAITS: u32 = 40;
 
-fn backoff_ms(attempts: i64) -> i64 {
-    let exp = u32::try_from(attempts.clamp(0, 7)).unwrap_or(7);
-    (500_i64 << exp).min(60_000)
+/// How long the worker waits before it tries a row again after `attempts` failures: 0.5 s,
+/// doubling, at most a minute.
+fn backoff(attempts: u32) -> Duration {
+    (Duration::from_millis(500) * (1 << attempts.min(7))).min(Duration::from_secs(60))
 }
 
 fn same_key(entry: &ClientEntry, row: &Onboarding) -> bool {
-    i64::from(entry.key_type) == row.key_type && hex::encode(&entry.key) == row.public_key
+    entry.key_type == row.key_type && entry.key[..] == row.public_key[..]
 }
 
 fn same_wallet(entry: &ClientEntry, row: &Onboarding) -> bool {
-    entry.wallet.map(|w| w.to_checksum(None)).as_deref() == Some(row.wallet.as_str())
+    entry.wallet == Some(row.wallet)
 }
 
 fn client_id(phone: &str) -> Result<ClientId, StepError> {
@@ -378,24 +379,6 @@ fn client_id(phone: &str) -> Result<ClientId, StepError> {
         message: e.to_string(),
     })?;
     Ok(ClientId::of(&IdentityName::Phone(number)))
-}
-
-fn parse_hash(receipt_id: &str, text: &str, what: &'static str) -> Result<B256, StepError> {
-    B256::from_str(text).map_err(|_| {
-        StepError::Db(DbError::Corrupt {
-            receipt_id: receipt_id.to_owned(),
-            what,
-        })
-    })
-}
-
-fn decode_raw(receipt_id: &str, text: &str, what: &'static str) -> Result<Vec<u8>, StepError> {
-    hex::decode(text).map_err(|_| {
-        StepError::Db(DbError::Corrupt {
-            receipt_id: receipt_id.to_owned(),
-            what,
-        })
-    })
 }
 
 /// An `approveClient` that the chain refuses: contract errors are final, the rest transient.
@@ -413,15 +396,6 @@ fn approval_error(e: ChainError) -> StepError {
         },
         e => transient(&e),
     }
-}
-
-fn receipt_hash_of(row: &Onboarding) -> Result<B256, StepError> {
-    B256::from_str(&row.receipt_hash).map_err(|_| {
-        StepError::Db(DbError::Corrupt {
-            receipt_id: row.receipt_id.clone(),
-            what: "receipt_hash",
-        })
-    })
 }
 
 impl<C: ServerChain> Signer<C> {
@@ -479,19 +453,9 @@ impl<C: ServerChain> Signer<C> {
         row: &Onboarding,
     ) -> Result<Option<Tx>, StepError> {
         let receipt_id = row.receipt_id.as_str();
-        let (hash, nonce, raw, what) = match purpose {
-            TxPurpose::Funding => (
-                &row.fund_tx_hash,
-                row.fund_nonce,
-                &row.fund_raw_tx,
-                "fund_raw_tx",
-            ),
-            TxPurpose::Approval => (
-                &row.approve_tx_hash,
-                row.approve_nonce,
-                &row.approve_raw_tx,
-                "approve_raw_tx",
-            ),
+        let (hash, nonce, raw) = match purpose {
+            TxPurpose::Funding => (row.fund_tx_hash, row.fund_nonce, &row.fund_raw_tx),
+            TxPurpose::Approval => (row.approve_tx_hash, row.approve_nonce, &row.approve_raw_tx),
         };
         let (Some(hash), Some(nonce), Some(raw)) = (hash, nonce, raw) else {
             if purpose == TxPurpose::Funding && row.state == State::Funding {
@@ -507,12 +471,12 @@ impl<C: ServerChain> Signer<C> {
             .tx_versions(purpose, receipt_id)
             .await?
             .iter()
-            .find(|v| &v.tx_hash == hash)
-            .map(|v| v.created_at);
+            .find(|v| v.tx_hash == hash)
+            .map(|v| v.created_at.as_millis());
         Ok(Some(Tx {
-            hash: parse_hash(receipt_id, hash, "recorded tx hash")?,
-            nonce: u64::try_from(nonce).unwrap_or_default(),
-            raw: decode_raw(receipt_id, raw, what)?.into(),
+            hash,
+            nonce,
+            raw: raw.clone(),
             signed_at_ms,
         }))
     }
@@ -541,7 +505,7 @@ impl<C: ServerChain> Signer<C> {
             }
             let mut machine =
                 TxMachine::new(self.recorded_tx(purpose, &row).await?, replace_after_ms);
-            let mut amount: Option<String> = row.fund_amount.clone();
+            let mut amount = row.fund_amount;
             let mut confirm_deadline = None;
             let mut delay = Duration::from_millis(10);
             loop {
@@ -549,7 +513,7 @@ impl<C: ServerChain> Signer<C> {
                     TxAction::Sign => match self.sign_new(purpose, &row).await? {
                         Signing::Done(hash) => return Ok(hash),
                         Signing::Tx(tx, value) => {
-                            amount = value.map(|v| v.to_string());
+                            amount = value;
                             machine.signed(tx);
                         }
                     },
@@ -558,24 +522,17 @@ impl<C: ServerChain> Signer<C> {
                         machine.signed(self.replacement(receipt_id, &tx, quote)?);
                     }
                     TxAction::Record { tx, replaces } => {
-                        let (hash, raw) = (tx.hash.to_string(), hex::encode(&tx.raw));
-                        let value = amount.as_deref().filter(|_| purpose == TxPurpose::Funding);
+                        let value = amount.filter(|_| purpose == TxPurpose::Funding);
                         let done = match replaces {
                             Some(old) => {
                                 self.db
                                     .record_replacement(
-                                        purpose,
-                                        receipt_id,
-                                        &old.to_string(),
-                                        &hash,
-                                        &raw,
-                                        tx.nonce,
-                                        value,
+                                        purpose, receipt_id, old, tx.hash, &tx.raw, tx.nonce, value,
                                     )
                                     .await?
                             }
                             None => {
-                                let version = (tx.nonce, hash.as_str(), raw.as_str(), value);
+                                let version = (tx.nonce, tx.hash, &tx.raw[..], value);
                                 self.db.record_tx(purpose, receipt_id, version).await?
                             }
                         };
@@ -604,9 +561,7 @@ impl<C: ServerChain> Signer<C> {
                             }
                             // Refused outright (or, on the embedded chain, mined and reverted):
                             // it is in no mempool and can never be mined; forget it.
-                            self.db
-                                .tx_dropped(purpose, receipt_id, &tx.hash.to_string())
-                                .await?;
+                            self.db.tx_dropped(purpose, receipt_id, tx.hash).await?;
                             return Err(match purpose {
                                 TxPurpose::Funding => transient(&e),
                                 TxPurpose::Approval => approval_error(e),
@@ -643,9 +598,7 @@ impl<C: ServerChain> Signer<C> {
                     }
                     TxAction::Drop(tx) => {
                         tracing::warn!(receipt_id, ?purpose, tx = %tx.hash, "recorded transaction can never be mined; signing anew");
-                        self.db
-                            .tx_dropped(purpose, receipt_id, &tx.hash.to_string())
-                            .await?;
+                        self.db.tx_dropped(purpose, receipt_id, tx.hash).await?;
                         if confirm_deadline.is_some() {
                             return Err(match purpose {
                                 TxPurpose::Funding => retry_later(
@@ -663,11 +616,7 @@ impl<C: ServerChain> Signer<C> {
                     TxAction::Settle { hash, block } => {
                         match purpose {
                             TxPurpose::Funding => {
-                                if self
-                                    .db
-                                    .funding_mined(receipt_id, &hash.to_string(), block)
-                                    .await?
-                                {
+                                if self.db.funding_mined(receipt_id, hash, block).await? {
                                     tracing::info!(receipt_id, tx = %hash, block, "funding mined");
                                 }
                             }
@@ -700,10 +649,7 @@ impl<C: ServerChain> Signer<C> {
 
     /// The funding transfer: only to an account without code, and only below the cap.
     async fn sign_funding(&self, row: &Onboarding) -> Result<Signing, StepError> {
-        let wallet = Address::from_str(&row.wallet).map_err(|_| StepError::Permanent {
-            code: "invalid_wallet",
-            message: "stored wallet does not parse".into(),
-        })?;
+        let wallet = row.wallet;
         let code = self
             .chain
             .code_at(wallet)
@@ -789,7 +735,7 @@ impl<C: ServerChain> Signer<C> {
         }
         let input: Bytes = IKeystore::approveClientCall {
             id: *id.as_b256(),
-            receiptHash: receipt_hash_of(row)?,
+            receiptHash: row.receipt_hash,
         }
         .abi_encode()
         .into();
@@ -864,12 +810,11 @@ impl<C: ServerChain> Signer<C> {
         nonce: u64,
     ) -> Result<Option<(B256, u64)>, StepError> {
         let me = self.key.address();
-        let nonce_i = i64::try_from(nonce).unwrap_or(i64::MAX);
         for v in self.db.tx_versions(purpose, receipt_id).await? {
-            if v.nonce != nonce_i {
+            if v.nonce != nonce {
                 continue;
             }
-            let hash = parse_hash(receipt_id, &v.tx_hash, "version hash")?;
+            let hash = v.tx_hash;
             if let TxState::Mined {
                 success: true,
                 block,
@@ -996,7 +941,7 @@ impl<C: ServerChain> Service<C> {
     ) -> Result<(OnboardPayload, Purchase, Onboarding), ApiError> {
         let payload = self.open(context, sealed)?;
         let now = now_ms() / 1000;
-        let skew = i64::try_from(self.settings.max_clock_skew_secs).unwrap_or(300);
+        let skew = i64::try_from(self.settings.max_clock_skew.as_secs()).unwrap_or(300);
         let ts = i64::try_from(payload.timestamp).unwrap_or(i64::MAX);
         if (now - ts).abs() > skew {
             return Err(ApiError::Expired);
@@ -1041,38 +986,22 @@ impl<C: ServerChain> Service<C> {
         {
             return Err(ApiError::Replayed);
         }
-        let now_ms = now_ms();
+        let now = Timestamp::now();
         let row = Onboarding {
             receipt_id: purchase.order_id.clone(),
-            token_sha256: purchase.token_sha256_hex(),
-            receipt_hash: purchase.chain_receipt_hash().to_string(),
+            token_sha256: purchase.token_sha256(),
+            receipt_hash: purchase.chain_receipt_hash(),
             product_id: purchase.product_id.clone(),
-            purchase_time: purchase.purchase_time,
+            purchase_time: Timestamp::from_millis(purchase.purchase_time),
             // As given: the number verifier decides it (`onboard`), or it must equal the
             // recorded one (`approve`).
             phone: payload.phone.trim().to_owned(),
-            wallet: wallet.to_checksum(None),
-            key_type: i64::from(key.tag()),
-            public_key: hex::encode(key.to_bytes()),
-            state: State::Received,
-            fund_amount: None,
-            fund_nonce: None,
-            fund_tx_hash: None,
-            fund_raw_tx: None,
-            fund_block: None,
-            approve_tx_hash: None,
-            failure_code: None,
-            failure_message: None,
-            last_error: None,
-            attempts: 0,
-            next_attempt_at: 0,
-            created_at: now_ms,
-            updated_at: now_ms,
-            provisioned_at: None,
-            approve_requested_at: None,
-            last_error_code: None,
-            approve_nonce: None,
-            approve_raw_tx: None,
+            wallet,
+            key_type: key.tag(),
+            public_key: key.to_bytes().into(),
+            created_at: now,
+            updated_at: now,
+            ..Onboarding::default()
         };
         Ok((payload, purchase, row))
     }
@@ -1223,7 +1152,7 @@ impl<C: ServerChain> Service<C> {
                             &row.receipt_id,
                             "chain_unavailable",
                             "the chain node is unreachable; the approval request is queued",
-                            backoff_ms(row.attempts),
+                            backoff(row.attempts),
                         )
                         .await
                         .map_err(internal)?;
@@ -1287,8 +1216,8 @@ impl<C: ServerChain> Service<C> {
             .await?;
         let recovery = Recovery {
             receipt_id: row.receipt_id.clone(),
-            wallet: candidate.wallet.clone(),
-            old_wallet: row.wallet.clone(),
+            wallet: candidate.wallet,
+            old_wallet: row.wallet,
             old_key_type: row.key_type,
             old_public_key: row.public_key.clone(),
         };
@@ -1350,7 +1279,7 @@ impl<C: ServerChain> Service<C> {
             && row.key_type == candidate.key_type;
         let recovered_here = self
             .db
-            .recovery(&row.receipt_id, &row.wallet)
+            .recovery(&row.receipt_id, row.wallet)
             .await
             .map_err(internal)?
             .is_some();
@@ -1370,8 +1299,7 @@ impl<C: ServerChain> Service<C> {
     /// Refuses a contract address as the phone's wallet before the receipt is bound to it (the
     /// funding step checks again; if the node is down now, that later check decides).
     async fn refuse_contract_wallet(&self, candidate: &Onboarding) -> Result<(), ApiError> {
-        if let Ok(wallet) = Address::from_str(&candidate.wallet)
-            && let Ok(code) = self.chain.code_at(wallet).await
+        if let Ok(code) = self.chain.code_at(candidate.wallet).await
             && !code.is_empty()
         {
             return Err(ApiError::WalletNotEoa);
@@ -1400,16 +1328,10 @@ impl<C: ServerChain> Service<C> {
     /// commitment ([`crate::payload::possession_message`]).
     fn check_possession(&self, row: &Onboarding, proof: Option<&str>) -> Result<(), ApiError> {
         let id = client_id(&row.phone).map_err(|_| ApiError::Internal)?;
-        let wallet = Address::from_str(&row.wallet).map_err(|_| ApiError::Internal)?;
-        let receipt_hash = receipt_hash_of(row).map_err(|_| ApiError::Internal)?;
-        let key = hex::decode(&row.public_key)
-            .ok()
-            .and_then(|k| {
-                let tag = u8::try_from(row.key_type).ok()?;
-                PublicIdentityKey::from_tagged(tag, &k).ok()
-            })
-            .ok_or(ApiError::Internal)?;
-        let commitment = chaincall_chain::receipt_commitment(&id, wallet, &receipt_hash);
+        let wallet = row.wallet;
+        let key = PublicIdentityKey::from_tagged(row.key_type, &row.public_key)
+            .map_err(|_| ApiError::Internal)?;
+        let commitment = chaincall_chain::receipt_commitment(&id, wallet, &row.receipt_hash);
         match proof {
             Some(p) if verify_possession(&key, &id, wallet, &commitment, p) => Ok(()),
             _ => {
@@ -1439,7 +1361,7 @@ impl<C: ServerChain> Service<C> {
             verified_wallet = %row.wallet,
             "a foreign wallet holds the pending entry of a verified number; reserving it"
         );
-        let wallet = Address::from_str(&row.wallet).map_err(|_| ApiError::Internal)?;
+        let wallet = row.wallet;
         let (reply, wait) = oneshot::channel();
         self.jobs
             .send(Job::Reserve { id, wallet, reply })
@@ -1605,11 +1527,11 @@ impl<C: ServerChain> Service<C> {
                     tracing::warn!(receipt_id, code, error = %message, "step deferred");
                     if row.state == State::Funded {
                         self.db
-                            .queue_approval(receipt_id, code, &message, backoff_ms(row.attempts))
+                            .queue_approval(receipt_id, code, &message, backoff(row.attempts))
                             .await?;
                     } else {
                         self.db
-                            .defer(receipt_id, code, &message, backoff_ms(row.attempts))
+                            .defer(receipt_id, code, &message, backoff(row.attempts))
                             .await?;
                     }
                     return current().await;
@@ -1650,8 +1572,7 @@ impl<C: ServerChain> Service<C> {
         let tx = wait
             .await
             .map_err(|_| retry_later("signer_stopped", "signer stopped"))??;
-        let hash = tx.map(|h| h.to_string());
-        self.db.approved(&row.receipt_id, hash.as_deref()).await?;
+        self.db.approved(&row.receipt_id, tx).await?;
         Ok(())
     }
 
@@ -1663,7 +1584,7 @@ impl<C: ServerChain> Service<C> {
         // once the old key is revoked, so the lost device cannot fetch it either.
         let recovered = self
             .db
-            .recovery(&row.receipt_id, &row.wallet)
+            .recovery(&row.receipt_id, row.wallet)
             .await?
             .is_some();
         let generation = if recovered {
@@ -1694,7 +1615,7 @@ impl<C: ServerChain> Service<C> {
         let id = client_id(&row.phone)?;
         let recovery = self
             .db
-            .recovery(&row.receipt_id, &row.wallet)
+            .recovery(&row.receipt_id, row.wallet)
             .await?
             .ok_or_else(|| {
                 StepError::Db(DbError::Corrupt {
@@ -1702,10 +1623,7 @@ impl<C: ServerChain> Service<C> {
                     what: "recovering without a recovery record",
                 })
             })?;
-        let wallet = Address::from_str(&row.wallet).map_err(|_| StepError::Permanent {
-            code: "invalid_wallet",
-            message: "stored wallet does not parse".into(),
-        })?;
+        let wallet = row.wallet;
         self.sip
             .delete(&row.phone, &self.settings.sip_domain)
             .await
@@ -1718,8 +1636,7 @@ impl<C: ServerChain> Service<C> {
                 .get_client(contract, id)
                 .await
                 .map_err(|e| transient(&e))?;
-            let old =
-                entry.wallet.map(|w| w.to_checksum(None)) == Some(recovery.old_wallet.clone());
+            let old = entry.wallet == Some(recovery.old_wallet);
             match entry.status {
                 KeyStatus::Approved if old => {
                     let (reply, wait) = oneshot::channel();
@@ -1963,14 +1880,11 @@ impl<C: ServerChain> Service<C> {
 
 /// What a code is bound to ([`crate::number::binding`]) for a candidate row.
 fn binding_of(row: &Onboarding) -> Result<[u8; 32], ApiError> {
-    let wallet = Address::from_str(&row.wallet).map_err(|_| ApiError::Internal)?;
-    let key = hex::decode(&row.public_key).map_err(|_| ApiError::Internal)?;
-    let tag = u8::try_from(row.key_type).map_err(|_| ApiError::Internal)?;
     Ok(crate::number::binding(
-        tag,
-        &key,
-        wallet.as_ref(),
-        &row.token_sha256,
+        row.key_type,
+        &row.public_key,
+        row.wallet.as_ref(),
+        &hex::encode(row.token_sha256),
     ))
 }
 

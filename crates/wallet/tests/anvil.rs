@@ -124,9 +124,20 @@ impl Proxy {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn node_down_keeps_the_request_queued_and_retries() {
-    let Some(node) = anvil() else { return };
+/// What [`behind_proxy`] sets up: the node reached directly, the keystore, the proxy, the server's
+/// folder, the server and the first block of the test.
+type Proxied = (
+    Arc<RpcChain>,
+    Address,
+    Proxy,
+    tempfile::TempDir,
+    Server<RpcChain>,
+    u64,
+);
+
+/// A keystore deployed on anvil, and a server that reaches the node through a [`Proxy`] the test
+/// can cut (`direct` bypasses it).
+async fn behind_proxy(node: &AnvilProcess) -> Proxied {
     let (direct, contract) = deploy(&node.url()).await;
     let upstream: SocketAddr = format!("127.0.0.1:{}", node.port()).parse().unwrap();
     let proxy = Proxy::start(upstream).await;
@@ -139,16 +150,34 @@ async fn node_down_keeps_the_request_queued_and_retries() {
     let config = write_config(dir.path(), "", "rpc", Some((&proxy.url(), contract)));
     let s = Server::start(chain, contract, config).await;
     let first_block = direct.block_number().await.unwrap();
+    (direct, contract, proxy, dir, s, first_block)
+}
+
+/// Exactly one funding transfer from the server to `phone` since `first_block`, and one
+/// approval of its number.
+async fn funded_and_approved_once(
+    chain: &Arc<RpcChain>,
+    contract: Address,
+    s: &Server<RpcChain>,
+    phone: &Phone,
+    first_block: u64,
+) {
+    let server = s.service.server_address();
+    let to = phone.wallet.address();
+    assert_eq!(transfers(chain, first_block, server, to).await, 1);
+    assert_eq!(approvals(&**chain, contract, phone.id()).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_down_keeps_the_request_queued_and_retries() {
+    let Some(node) = anvil() else { return };
+    let (direct, contract, proxy, _dir, s, first_block) = behind_proxy(&node).await;
 
     let phone = Phone::new();
     let (_, receipt) = receipt();
     proxy.set_down(true);
     // The paid request is accepted and queued, not lost: 202 with the transient error.
-    let queued = s
-        .client
-        .onboard(&s.server_key, &phone.payload(&receipt))
-        .await
-        .unwrap();
+    let queued = s.post_onboard(&phone, &receipt).await.unwrap();
     assert_eq!(queued.state, "received", "{queued:?}");
     assert!(queued.last_error.is_some());
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -157,42 +186,13 @@ async fn node_down_keeps_the_request_queued_and_retries() {
     // The node returns: the worker's back-off retry funds it, without the phone asking again.
     proxy.set_down(false);
     let funded = s
-        .client
-        .wait_for(
-            &queued.receipt_id,
-            "funded",
-            |st| st.is_funded(),
-            Duration::from_secs(90),
-        )
-        .await
-        .unwrap();
+        .wait_funded(&queued.receipt_id, Duration::from_secs(90))
+        .await;
     assert_eq!(funded.state, "funded");
     // The rest of the flow (through the proxy-free node for the phone).
-    let done = chaincall_wallet::onboard_phone(
-        &s.client,
-        &*direct,
-        contract,
-        &s.server_key,
-        &phone.wallet,
-        &phone.identity,
-        &chaincall_wallet::NumberRequest::named(&phone.number),
-        receipt,
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    let done = s.onboard_via(&*direct, &phone, receipt).await;
     assert_eq!(done.state, "provisioned");
-    assert_eq!(
-        transfers(
-            &direct,
-            first_block,
-            s.service.server_address(),
-            phone.wallet.address()
-        )
-        .await,
-        1
-    );
-    assert_eq!(approvals(&*direct, contract, phone.id()).await, 1);
+    funded_and_approved_once(&direct, contract, &s, &phone, first_block).await;
     s.stop().await;
 }
 
@@ -203,43 +203,20 @@ async fn node_down_keeps_the_request_queued_and_retries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approve_while_node_down_is_queued_and_completes_when_it_returns() {
     let Some(node) = anvil() else { return };
-    let (direct, contract) = deploy(&node.url()).await;
-    let upstream: SocketAddr = format!("127.0.0.1:{}", node.port()).parse().unwrap();
-    let proxy = Proxy::start(upstream).await;
-    let chain = Arc::new(
-        RpcChain::connect(&proxy.url(), RpcConfig::default())
-            .await
-            .unwrap(),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "", "rpc", Some((&proxy.url(), contract)));
-    let s = Server::start(chain, contract, config).await;
-    let first_block = direct.block_number().await.unwrap();
+    let (direct, contract, proxy, _dir, s, first_block) = behind_proxy(&node).await;
 
     // Onboard and fund while the node is up; the phone sends addClient itself.
     let phone = Phone::new();
     let (purchase, receipt) = receipt();
-    let first = s
-        .client
-        .onboard(&s.server_key, &phone.payload(&receipt))
-        .await
-        .unwrap();
-    s.client
-        .wait_for(
-            &first.receipt_id,
-            "funded",
-            |st| st.is_funded(),
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
-    let number = chaincall_identity::PhoneNumber::parse(&phone.number).unwrap();
-    chaincall_wallet::client::add_client_once(
+    let first = s.post_onboard(&phone, &receipt).await.unwrap();
+    s.wait_funded(&first.receipt_id, Duration::from_secs(60))
+        .await;
+    add_client(
         &*direct,
         contract,
         &phone.wallet,
+        &phone,
         &phone.identity.public(),
-        &number,
         &purchase,
     )
     .await
@@ -297,15 +274,8 @@ async fn approve_while_node_down_is_queued_and_completes_when_it_returns() {
     // The node returns: the worker approves and provisions on its own.
     proxy.set_down(false);
     let done = s
-        .client
-        .wait_for(
-            &receipt_id,
-            "provisioned",
-            |st| st.state == "provisioned",
-            Duration::from_secs(120),
-        )
-        .await
-        .unwrap();
+        .wait_provisioned(&receipt_id, Duration::from_secs(120))
+        .await;
     assert!(!done.approval_queued);
     assert!(done.last_error_code.is_none(), "{done:?}");
     assert_eq!(
@@ -316,17 +286,7 @@ async fn approve_while_node_down_is_queued_and_completes_when_it_returns() {
             .status,
         KeyStatus::Approved
     );
-    assert_eq!(approvals(&*direct, contract, phone.id()).await, 1);
-    assert_eq!(
-        transfers(
-            &direct,
-            first_block,
-            s.service.server_address(),
-            phone.wallet.address()
-        )
-        .await,
-        1
-    );
+    funded_and_approved_once(&direct, contract, &s, &phone, first_block).await;
     assert!(
         s.sip
             .get(&phone.number, "sip.example.org")
@@ -381,12 +341,15 @@ async fn versions_at_least(
 
 /// Every version has the same nonce, each raises both fees by at least 12.5 % over the one it
 /// replaced, exactly one is mined and it is `mined_hash`; the rest are `replaced`.
-fn check_versions(versions: &[chaincall_wallet::db::TxVersion], mined_hash: &str) {
+fn check_versions(
+    versions: &[chaincall_wallet::db::TxVersion],
+    mined_hash: alloy::primitives::B256,
+) {
     use chaincall_wallet::chain::decode_eip1559;
     assert!(versions.len() >= 2, "{versions:?}");
     let txs: Vec<_> = versions
         .iter()
-        .map(|v| decode_eip1559(&hex::decode(v.raw_tx.as_deref().unwrap()).unwrap()).unwrap())
+        .map(|v| decode_eip1559(v.raw_tx.as_deref().unwrap()).unwrap())
         .collect();
     for pair in txs.windows(2) {
         let (old, new) = (&pair[0], &pair[1]);
@@ -452,16 +415,7 @@ async fn unmined_funding_and_approval_are_replaced_with_higher_fees() {
     automine(&chain, true).await;
     let first = first.await.unwrap().unwrap();
     assert_eq!(first.receipt_id, receipt_id);
-    let funded = s
-        .client
-        .wait_for(
-            &receipt_id,
-            "funded",
-            |st| st.is_funded(),
-            Duration::from_secs(90),
-        )
-        .await
-        .unwrap();
+    let funded = s.wait_funded(&receipt_id, Duration::from_secs(90)).await;
     let versions = s
         .service
         .db()
@@ -472,18 +426,17 @@ async fn unmined_funding_and_approval_are_replaced_with_higher_fees() {
     assert_eq!(funded.fund_tx_hash, None);
     assert_eq!(funded.wallet, "");
     let row = s.service.db().get(&receipt_id).await.unwrap().unwrap();
-    check_versions(&versions, row.fund_tx_hash.as_deref().unwrap());
-    let amount: alloy::primitives::U256 = row.fund_amount.as_deref().unwrap().parse().unwrap();
+    check_versions(&versions, row.fund_tx_hash.unwrap());
+    let amount = row.fund_amount.unwrap();
     assert_eq!(chain.balance(phone.wallet.address()).await.unwrap(), amount);
 
     // The phone's addClient (mined), then approval with mining off again.
-    let number = chaincall_identity::PhoneNumber::parse(&phone.number).unwrap();
-    chaincall_wallet::client::add_client_once(
+    add_client(
         &*chain,
         contract,
         &phone.wallet,
+        &phone,
         &phone.identity.public(),
-        &number,
         &purchase,
     )
     .await
@@ -505,15 +458,8 @@ async fn unmined_funding_and_approval_are_replaced_with_higher_fees() {
     automine(&chain, true).await;
     asked.await.unwrap().unwrap();
     let done = s
-        .client
-        .wait_for(
-            &receipt_id,
-            "provisioned",
-            |st| st.state == "provisioned",
-            Duration::from_secs(90),
-        )
-        .await
-        .unwrap();
+        .wait_provisioned(&receipt_id, Duration::from_secs(90))
+        .await;
     let versions = s
         .service
         .db()
@@ -522,23 +468,13 @@ async fn unmined_funding_and_approval_are_replaced_with_higher_fees() {
         .unwrap();
     assert_eq!(done.approve_tx_hash, None, "not shown by /v1/status");
     let row = s.service.db().get(&receipt_id).await.unwrap().unwrap();
-    check_versions(&versions, row.approve_tx_hash.as_deref().unwrap());
+    check_versions(&versions, row.approve_tx_hash.unwrap());
 
     // Exactly one funding transfer and one approval on chain.
     assert_eq!(
         chain.get_client(contract, phone.id()).await.unwrap().status,
         KeyStatus::Approved
     );
-    assert_eq!(approvals(&*chain, contract, phone.id()).await, 1);
-    assert_eq!(
-        transfers(
-            &chain,
-            first_block,
-            s.service.server_address(),
-            phone.wallet.address()
-        )
-        .await,
-        1
-    );
+    funded_and_approved_once(&chain, contract, &s, &phone, first_block).await;
     s.stop().await;
 }

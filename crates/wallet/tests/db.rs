@@ -5,41 +5,51 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chaincall_wallet::db::{Db, Inserted, Onboarding, State, TxPurpose, connect, now_ms};
+use alloy::primitives::{Address, B256, U256, address, keccak256};
+use chaincall_wallet::db::{
+    Db, DbError, Inserted, Onboarding, State, Timestamp, TxPurpose, connect, now_ms,
+};
 use chaincall_wallet::subscriber::{SubscriberRow, SubscriberTable};
 
+/// A transaction hash named by one byte (`h(0xaa)`), as a short label in the assertions.
+fn h(label: u8) -> B256 {
+    B256::repeat_byte(label)
+}
+
+/// Signed bytes from hex.
+fn raw(hex: &str) -> Vec<u8> {
+    hex::decode(hex).unwrap()
+}
+
+const WALLET: Address = address!("0x70997970C51812dc3A010C7d01b50e0d17dc79C8");
+
 fn row(id: &str, token: &str) -> Onboarding {
-    let now = now_ms();
+    let now = Timestamp::now();
     Onboarding {
         receipt_id: id.into(),
-        token_sha256: token.into(),
-        receipt_hash: format!("0x{}", "11".repeat(32)),
+        token_sha256: keccak256(token),
+        receipt_hash: B256::repeat_byte(0x11),
         product_id: "onboarding".into(),
-        purchase_time: 1,
+        purchase_time: Timestamp::from_millis(1),
         phone: "+15551230000".into(),
-        wallet: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".into(),
+        wallet: WALLET,
         key_type: 1,
-        public_key: "02".repeat(33),
-        state: State::Received,
-        fund_amount: None,
-        fund_nonce: None,
-        fund_tx_hash: None,
-        fund_raw_tx: None,
-        fund_block: None,
-        approve_tx_hash: None,
-        failure_code: None,
-        failure_message: None,
-        last_error: None,
-        attempts: 0,
-        next_attempt_at: 0,
+        public_key: vec![2u8; 33].into(),
         created_at: now,
         updated_at: now,
-        provisioned_at: None,
-        approve_requested_at: None,
-        last_error_code: None,
-        approve_nonce: None,
-        approve_raw_tx: None,
+        ..Onboarding::default()
     }
+}
+
+/// Writes `value` into a text column of a row behind the store's back (a corrupt row).
+async fn set_column(db: &Db, receipt_id: &str, column: &str, value: &str) {
+    let sql = format!("UPDATE onboarding SET {column} = $1 WHERE receipt_id = $2");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(value)
+        .bind(receipt_id)
+        .execute(db.pool())
+        .await
+        .unwrap();
 }
 
 async fn suite(state_url: &str, sip_url: &str) {
@@ -62,37 +72,37 @@ async fn suite(state_url: &str, sip_url: &str) {
 
     // Funding is recorded once: a second record for the same receipt is refused.
     assert!(
-        db.record_funding("A", 7, "0xaa", "deadbeef", "100")
+        db.record_funding("A", 7, h(0xaa), &raw("deadbeef"), U256::from(100))
             .await
             .unwrap()
     );
     assert!(
-        !db.record_funding("A", 8, "0xbb", "beef", "100")
+        !db.record_funding("A", 8, h(0xbb), &raw("beef"), U256::from(100))
             .await
             .unwrap()
     );
     let r = db.get("A").await.unwrap().unwrap();
     assert_eq!(
-        (r.state, r.fund_nonce, r.fund_tx_hash.as_deref()),
-        (State::Funding, Some(7), Some("0xaa"))
+        (r.state, r.fund_nonce, r.fund_tx_hash),
+        (State::Funding, Some(7), Some(h(0xaa)))
     );
     // Dropped (can never be mined): back to received, audit trail kept.
-    assert!(db.funding_dropped("A", "0xaa").await.unwrap());
+    assert!(db.funding_dropped("A", h(0xaa)).await.unwrap());
     assert!(
-        db.record_funding("A", 9, "0xcc", "cafe", "100")
+        db.record_funding("A", 9, h(0xcc), &raw("cafe"), U256::from(100))
             .await
             .unwrap()
     );
     assert!(
-        !db.funding_mined("A", "0xaa", 3).await.unwrap(),
+        !db.funding_mined("A", h(0xaa), 3).await.unwrap(),
         "only the current transaction counts"
     );
-    assert!(db.funding_mined("A", "0xcc", 4).await.unwrap());
+    assert!(db.funding_mined("A", h(0xcc), 4).await.unwrap());
     assert_eq!(
         db.funding_txs("A").await.unwrap(),
         vec![
-            ("0xaa".to_owned(), "dropped".to_owned()),
-            ("0xcc".to_owned(), "mined".to_owned())
+            (h(0xaa), "dropped".to_owned()),
+            (h(0xcc), "mined".to_owned())
         ]
     );
 
@@ -107,8 +117,8 @@ async fn suite(state_url: &str, sip_url: &str) {
             .await
             .unwrap()
     );
-    assert!(db.approved("A", Some("0xdd")).await.unwrap());
-    assert!(!db.approved("A", Some("0xee")).await.unwrap());
+    assert!(db.approved("A", Some(h(0xdd))).await.unwrap());
+    assert!(!db.approved("A", Some(h(0xee))).await.unwrap());
     assert!(
         db.transition("A", State::Approved, State::Provisioned)
             .await
@@ -116,8 +126,8 @@ async fn suite(state_url: &str, sip_url: &str) {
     );
     let r = db.get("A").await.unwrap().unwrap();
     assert_eq!(
-        (r.state, r.approve_tx_hash.as_deref()),
-        (State::Provisioned, Some("0xdd"))
+        (r.state, r.approve_tx_hash),
+        (State::Provisioned, Some(h(0xdd)))
     );
     assert!(r.provisioned_at.is_some());
 
@@ -127,7 +137,7 @@ async fn suite(state_url: &str, sip_url: &str) {
         panic!()
     };
     assert!(
-        db.record_funding("R", 11, "0xr1", "aa01", "100")
+        db.record_funding("R", 11, h(0xb1), &raw("aa01"), U256::from(100))
             .await
             .unwrap()
     );
@@ -135,11 +145,11 @@ async fn suite(state_url: &str, sip_url: &str) {
         db.record_replacement(
             TxPurpose::Funding,
             "R",
-            "0xr1",
-            "0xr2",
-            "aa02",
+            h(0xb1),
+            h(0xb2),
+            &raw("aa02"),
             11,
-            Some("100")
+            Some(U256::from(100))
         )
         .await
         .unwrap()
@@ -148,11 +158,11 @@ async fn suite(state_url: &str, sip_url: &str) {
         !db.record_replacement(
             TxPurpose::Funding,
             "R",
-            "0xr1",
-            "0xr3",
-            "aa03",
+            h(0xb1),
+            h(0xb3),
+            &raw("aa03"),
             11,
-            Some("100")
+            Some(U256::from(100))
         )
         .await
         .unwrap(),
@@ -160,24 +170,28 @@ async fn suite(state_url: &str, sip_url: &str) {
     );
     let r = db.get("R").await.unwrap().unwrap();
     assert_eq!(
-        (r.fund_tx_hash.as_deref(), r.fund_raw_tx.as_deref()),
-        (Some("0xr2"), Some("aa02"))
+        (r.fund_tx_hash, r.fund_raw_tx.as_deref().map(|b| &b[..])),
+        (Some(h(0xb2)), Some(&raw("aa02")[..]))
     );
     // The first version is the one mined (the replacement lost the race).
-    assert!(db.funding_mined("R", "0xr1", 5).await.unwrap());
+    assert!(db.funding_mined("R", h(0xb1), 5).await.unwrap());
     let r = db.get("R").await.unwrap().unwrap();
     assert_eq!(
-        (r.state, r.fund_tx_hash.as_deref(), r.fund_raw_tx.as_deref()),
-        (State::Funded, Some("0xr1"), Some("aa01"))
+        (
+            r.state,
+            r.fund_tx_hash,
+            r.fund_raw_tx.as_deref().map(|b| &b[..])
+        ),
+        (State::Funded, Some(h(0xb1)), Some(&raw("aa01")[..]))
     );
     let versions = db.tx_versions(TxPurpose::Funding, "R").await.unwrap();
     let statuses: Vec<_> = versions
         .iter()
-        .map(|v| (v.tx_hash.as_str(), v.nonce, v.status.as_str()))
+        .map(|v| (v.tx_hash, v.nonce, v.status.as_str()))
         .collect();
     assert_eq!(
         statuses,
-        vec![("0xr1", 11, "mined"), ("0xr2", 11, "replaced")]
+        vec![(h(0xb1), 11, "mined"), (h(0xb2), 11, "replaced")]
     );
     // Approval: recorded before broadcast, replaced, dropped, recorded anew, approved.
     assert!(
@@ -186,22 +200,38 @@ async fn suite(state_url: &str, sip_url: &str) {
             .unwrap()
     );
     assert!(
-        db.record_tx(TxPurpose::Approval, "R", (12, "0xa1", "bb01", None))
-            .await
-            .unwrap()
+        db.record_tx(
+            TxPurpose::Approval,
+            "R",
+            (12, h(0xa1), &raw("bb01")[..], None)
+        )
+        .await
+        .unwrap()
     );
     assert!(
-        !db.record_tx(TxPurpose::Approval, "R", (13, "0xa9", "bb09", None))
-            .await
-            .unwrap()
+        !db.record_tx(
+            TxPurpose::Approval,
+            "R",
+            (13, h(0xa9), &raw("bb09")[..], None)
+        )
+        .await
+        .unwrap()
     );
     assert!(
-        db.record_replacement(TxPurpose::Approval, "R", "0xa1", "0xa2", "bb02", 12, None)
-            .await
-            .unwrap()
+        db.record_replacement(
+            TxPurpose::Approval,
+            "R",
+            h(0xa1),
+            h(0xa2),
+            &raw("bb02"),
+            12,
+            None
+        )
+        .await
+        .unwrap()
     );
     assert!(
-        db.tx_dropped(TxPurpose::Approval, "R", "0xa2")
+        db.tx_dropped(TxPurpose::Approval, "R", h(0xa2))
             .await
             .unwrap()
     );
@@ -211,26 +241,39 @@ async fn suite(state_url: &str, sip_url: &str) {
         (None, None, None)
     );
     assert!(
-        db.record_tx(TxPurpose::Approval, "R", (14, "0xa3", "bb03", None))
-            .await
-            .unwrap()
+        db.record_tx(
+            TxPurpose::Approval,
+            "R",
+            (14, h(0xa3), &raw("bb03")[..], None)
+        )
+        .await
+        .unwrap()
     );
-    assert!(db.approved("R", Some("0xa3")).await.unwrap());
+    assert!(db.approved("R", Some(h(0xa3))).await.unwrap());
     let versions = db.tx_versions(TxPurpose::Approval, "R").await.unwrap();
     let statuses: Vec<_> = versions
         .iter()
-        .map(|v| (v.tx_hash.as_str(), v.status.as_str()))
+        .map(|v| (v.tx_hash, v.status.as_str()))
         .collect();
     assert_eq!(
         statuses,
-        vec![("0xa1", "dropped"), ("0xa2", "dropped"), ("0xa3", "mined")]
+        vec![
+            (h(0xa1), "dropped"),
+            (h(0xa2), "dropped"),
+            (h(0xa3), "mined")
+        ]
     );
 
     // Back-off and the worker's view.
     db.insert(&row("C", "tokC")).await.unwrap();
-    db.defer("C", "chain_unavailable", "node down", 60_000)
-        .await
-        .unwrap();
+    db.defer(
+        "C",
+        "chain_unavailable",
+        "node down",
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
     assert!(
         db.due(now_ms(), 10)
             .await
@@ -260,6 +303,40 @@ async fn suite(state_url: &str, sip_url: &str) {
     // Replay nonces.
     assert!(db.remember_nonce("n1", now_ms() + 10_000).await.unwrap());
     assert!(!db.remember_nonce("n1", now_ms() + 10_000).await.unwrap());
+
+    // A row holding a value this code never writes reads as an error naming the row and the
+    // column, never a panic; the typed fields round-trip what was inserted.
+    let Inserted::New(z) = db.insert(&row("Z", "tokZ")).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        (z.wallet, z.public_key.len(), z.token_sha256),
+        (WALLET, 33, keccak256("tokZ"))
+    );
+    for (column, bad) in [
+        ("wallet", "0x1234"),
+        ("receipt_hash", "nope"),
+        ("public_key", "zz"),
+    ] {
+        set_column(&db, "Z", column, bad).await;
+        let err = db.get("Z").await.unwrap_err();
+        assert!(
+            matches!(&err, DbError::Corrupt { receipt_id, what } if receipt_id == "Z" && *what == column),
+            "{err}"
+        );
+        assert!(err.to_string().contains(column), "{err}");
+        let good = match column {
+            "wallet" => WALLET.to_checksum(None),
+            "receipt_hash" => B256::repeat_byte(0x11).to_string(),
+            _ => "02".repeat(33),
+        };
+        set_column(&db, "Z", column, &good).await;
+    }
+    assert_eq!(db.get("Z").await.unwrap().unwrap().wallet, WALLET);
+    sqlx::query("DELETE FROM onboarding WHERE receipt_id = 'Z'")
+        .execute(db.pool())
+        .await
+        .unwrap();
 
     // Kamailio's subscriber table.
     let sip = SubscriberTable::new(connect(sip_url).await.unwrap());

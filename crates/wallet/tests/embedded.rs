@@ -172,39 +172,26 @@ async fn bad_receipts_and_payloads_are_refused_with_codes() {
     // Forged: signed by another key.
     let forger = chaincall_wallet::receipt::StoreKey::generate().unwrap();
     let forged = forger.issue(&purchase(PRODUCT));
-    let e = s
-        .client
-        .onboard(&s.server_key, &phone.payload(&forged))
-        .await
-        .unwrap_err();
+    let e = s.post_onboard(&phone, &forged).await.unwrap_err();
     assert_eq!(code(&e), "receipt_invalid");
 
     // Altered after signing (the price of a lax check).
     let (_, good) = receipt();
     let mut altered = good.clone();
     altered.original_json = altered.original_json.replace(PRODUCT, "onboardinh");
-    let e = s
-        .client
-        .onboard(&s.server_key, &phone.payload(&altered))
-        .await
-        .unwrap_err();
+    let e = s.post_onboard(&phone, &altered).await.unwrap_err();
     assert_eq!(code(&e), "receipt_invalid");
 
     // Another product, genuinely signed.
     let other = store().issue(&purchase("coins"));
-    let e = s
-        .client
-        .onboard(&s.server_key, &phone.payload(&other))
-        .await
-        .unwrap_err();
+    let e = s.post_onboard(&phone, &other).await.unwrap_err();
     assert_eq!(code(&e), "receipt_wrong_product");
 
     // Not purchased (pending).
     let mut p = purchase(PRODUCT);
     p.purchase_state = 2;
     let e = s
-        .client
-        .onboard(&s.server_key, &phone.payload(&store().issue(&p)))
+        .post_onboard(&phone, &store().issue(&p))
         .await
         .unwrap_err();
     assert_eq!(code(&e), "receipt_not_purchased");
@@ -271,18 +258,10 @@ async fn bad_receipts_and_payloads_are_refused_with_codes() {
 
     // Reused receipt: another wallet presents the same receipt.
     let thief = Phone::new();
-    let e = s
-        .client
-        .onboard(&s.server_key, &thief.payload(&good))
-        .await
-        .unwrap_err();
+    let e = s.post_onboard(&thief, &good).await.unwrap_err();
     assert_eq!(code(&e), "receipt_reused");
     // The original owner retrying with a fresh payload is idempotent: same row, no new funding.
-    let again = s
-        .client
-        .onboard(&s.server_key, &phone.payload(&good))
-        .await
-        .unwrap();
+    let again = s.post_onboard(&phone, &good).await.unwrap();
     let txs = s.service.db().funding_txs(&again.receipt_id).await.unwrap();
     assert_eq!(txs.len(), 1);
 
@@ -321,19 +300,14 @@ async fn approval_checks_the_pending_entry_against_the_record() {
     // Phone number differs between onboard and approve.
     let phone = Phone::new();
     let (purchase, r) = receipt();
-    let st = s
-        .client
-        .onboard(&s.server_key, &phone.payload(&r))
-        .await
-        .unwrap();
+    let st = s.post_onboard(&phone, &r).await.unwrap();
     assert!(st.is_funded(), "{st:?}");
-    let number = chaincall_identity::PhoneNumber::parse(&phone.number).unwrap();
-    chaincall_wallet::client::add_client_once(
+    add_client(
         &*s.chain,
         s.contract,
         &phone.wallet,
+        &phone,
         &phone.identity.public(),
-        &number,
         &purchase,
     )
     .await
@@ -361,38 +335,26 @@ async fn approval_checks_the_pending_entry_against_the_record() {
     // Nothing was approved by the refused requests.
     assert_eq!(approvals(&*s.chain, s.contract, phone.id()).await, 0);
     // The genuine request still goes through.
-    let ok = s
-        .client
-        .approve(&s.server_key, &phone.payload(&r))
-        .await
-        .unwrap();
+    let ok = s.post_approve(&phone, &r).await.unwrap();
     assert_eq!(ok.state, "provisioned");
 
     // Pending entry with another key than declared and signed: the phone put K2 on chain,
     // declared K1 and proved possession of K1.
     let phone = Phone::new();
     let (purchase, r) = receipt();
-    s.client
-        .onboard(&s.server_key, &phone.payload(&r))
-        .await
-        .unwrap();
+    s.post_onboard(&phone, &r).await.unwrap();
     let sneaky = IdentityKey::generate().public();
-    let number = chaincall_identity::PhoneNumber::parse(&phone.number).unwrap();
-    chaincall_wallet::client::add_client_once(
+    add_client(
         &*s.chain,
         s.contract,
         &phone.wallet,
+        &phone,
         &sneaky,
-        &number,
         &purchase,
     )
     .await
     .unwrap();
-    let e = s
-        .client
-        .approve(&s.server_key, &phone.payload(&r))
-        .await
-        .unwrap_err();
+    let e = s.post_approve(&phone, &r).await.unwrap_err();
     assert_eq!(code(&e), "pending_key_mismatch");
     assert_eq!(
         s.chain
@@ -406,40 +368,32 @@ async fn approval_checks_the_pending_entry_against_the_record() {
     // Pending entry from another wallet (someone else's addClient for this number).
     let phone = Phone::new();
     let (purchase, r) = receipt();
-    s.client
-        .onboard(&s.server_key, &phone.payload(&r))
-        .await
-        .unwrap();
+    s.post_onboard(&phone, &r).await.unwrap();
     let squatter = dev_signer(7);
-    let number = chaincall_identity::PhoneNumber::parse(&phone.number).unwrap();
-    chaincall_wallet::client::add_client_once(
+    add_client(
         &*s.chain,
         s.contract,
         &squatter,
+        &phone,
         &phone.identity.public(),
-        &number,
         &purchase,
     )
     .await
     .unwrap();
     // The server verified the number for this phone: it replaces the squatter's entry with a
     // reservation for the phone's wallet, and the squatter cannot come back.
-    let e = s
-        .client
-        .approve(&s.server_key, &phone.payload(&r))
-        .await
-        .unwrap_err();
+    let e = s.post_approve(&phone, &r).await.unwrap_err();
     assert_eq!(code(&e), "number_reserved");
     assert_eq!(
         s.chain.reserved_for(s.contract, phone.id()).await.unwrap(),
         Some(phone.wallet.address())
     );
-    let again = chaincall_wallet::client::add_client_once(
+    let again = add_client(
         &*s.chain,
         s.contract,
         &squatter,
+        &phone,
         &phone.identity.public(),
-        &number,
         &purchase,
     )
     .await
@@ -447,33 +401,19 @@ async fn approval_checks_the_pending_entry_against_the_record() {
     assert!(again.to_string().contains("Reserved"), "{again}");
     s.add_pending(&phone, &purchase, &phone.identity.public())
         .await;
-    s.client
-        .approve(&s.server_key, &phone.payload(&r))
-        .await
-        .unwrap();
+    s.post_approve(&phone, &r).await.unwrap();
 
     // Approval before addClient.
     let phone = Phone::new();
     let (_, r) = receipt();
-    s.client
-        .onboard(&s.server_key, &phone.payload(&r))
-        .await
-        .unwrap();
-    let e = s
-        .client
-        .approve(&s.server_key, &phone.payload(&r))
-        .await
-        .unwrap_err();
+    s.post_onboard(&phone, &r).await.unwrap();
+    let e = s.post_approve(&phone, &r).await.unwrap_err();
     assert_eq!(code(&e), "pending_entry_missing");
 
     // Approval for a receipt never onboarded.
     let phone = Phone::new();
     let (_, r) = receipt();
-    let e = s
-        .client
-        .approve(&s.server_key, &phone.payload(&r))
-        .await
-        .unwrap_err();
+    let e = s.post_approve(&phone, &r).await.unwrap_err();
     assert_eq!(code(&e), "unknown_receipt");
 }
 
@@ -482,11 +422,7 @@ async fn admin_lists_retries_and_revokes() {
     let (_dir, s) = server().await;
     let phone = Phone::new();
     let (_, r) = receipt();
-    let funded = s
-        .client
-        .onboard(&s.server_key, &phone.payload(&r))
-        .await
-        .unwrap();
+    let funded = s.post_onboard(&phone, &r).await.unwrap();
     assert_eq!(funded.state, "funded");
 
     let (st, _) = s.admin("GET", "/v1/admin/onboardings", None).await;
@@ -634,12 +570,12 @@ async fn a_squatted_number_is_reserved_for_its_verified_owner() {
     let phone = Phone::new();
     let (purchase, r) = receipt();
     let squatter = dev_signer(8);
-    chaincall_wallet::client::add_client_once(
+    add_client(
         &*s.chain,
         s.contract,
         &squatter,
+        &phone,
         &IdentityKey::generate().public(),
-        &chaincall_identity::PhoneNumber::parse(&phone.number).unwrap(),
         &purchase,
     )
     .await

@@ -254,7 +254,11 @@ async fn register_after_onboarding<C: ServerChain>(s: &Server<C>) {
         assert_eq!(code(&refused), "bad_proof_of_possession", "{refused}");
     }
     // A request signed long ago (a captured one) is refused too.
-    let mut stale = CredentialsRequest::new(&phone.identity, &number);
+    let mut stale = CredentialsRequest::new(
+        &phone.identity,
+        &number,
+        &chaincall_identity::Randomness::os(),
+    );
     stale.timestamp -= 3600;
     stale.signature = hex::encode(phone.identity.sign(&stale.message().unwrap()).to_bytes());
     let (status, body) = s

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chaincall_identity::{IdentityKey, PhoneNumber};
+use chaincall_identity::{IdentityKey, PhoneNumber, Randomness, Secret};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -156,9 +156,13 @@ pub struct SmsCodeConfig {
     /// Digits per code, 6 to 10 (default 6).
     #[serde(default = "default_digits")]
     pub digits: u32,
-    /// A code expires this many seconds after it is sent (default 300).
-    #[serde(default = "default_ttl")]
-    pub ttl_secs: u64,
+    /// A code expires this long after it is sent (`ttl_secs`, whole seconds; default 300).
+    #[serde(
+        rename = "ttl_secs",
+        default = "default_ttl",
+        deserialize_with = "crate::config::secs"
+    )]
+    pub ttl: Duration,
     /// Wrong tries a code survives (default 5); then a new code must be requested.
     #[serde(default = "default_attempts")]
     pub max_attempts: u32,
@@ -168,9 +172,13 @@ pub struct SmsCodeConfig {
     /// Codes requested from one client address per hour (default 20).
     #[serde(default = "default_per_address")]
     pub codes_per_address_per_hour: u32,
-    /// SMPP connect and response timeout, ms (default 5000).
-    #[serde(default = "default_smpp_timeout")]
-    pub timeout_ms: u64,
+    /// SMPP connect and response timeout (`timeout_ms`, milliseconds; default 5000).
+    #[serde(
+        rename = "timeout_ms",
+        default = "default_smpp_timeout",
+        deserialize_with = "crate::config::millis"
+    )]
+    pub timeout: Duration,
 }
 
 fn default_password_env() -> String {
@@ -182,8 +190,8 @@ fn default_source() -> String {
 fn default_digits() -> u32 {
     6
 }
-fn default_ttl() -> u64 {
-    300
+fn default_ttl() -> Duration {
+    Duration::from_secs(300)
 }
 fn default_attempts() -> u32 {
     5
@@ -194,8 +202,8 @@ fn default_per_number() -> u32 {
 fn default_per_address() -> u32 {
     20
 }
-fn default_smpp_timeout() -> u64 {
-    5000
+fn default_smpp_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 impl NumbersConfig {
@@ -227,7 +235,7 @@ impl NumbersConfig {
                 if !(6..=10).contains(&c.digits) {
                     return bad("numbers.digits must be 6 to 10".into());
                 }
-                if !(30..=3600).contains(&c.ttl_secs) {
+                if !(Duration::from_secs(30)..=Duration::from_secs(3600)).contains(&c.ttl) {
                     return bad("numbers.ttl_secs must be 30 to 3600".into());
                 }
                 if !(1..=10).contains(&c.max_attempts) {
@@ -248,7 +256,7 @@ impl NumbersConfig {
     }
 
     /// The SMPP password (file first, then the environment variable; empty if neither).
-    fn smpp_password(c: &SmsCodeConfig) -> Result<zeroize::Zeroizing<String>, ConfigError> {
+    fn smpp_password(c: &SmsCodeConfig) -> Result<Secret<String>, ConfigError> {
         let text = match &c.password_file {
             // Refused when group or world readable (the message says `chmod 600 PATH`).
             Some(p) => chaincall_identity::read_secret_file(p).map_err(|e| ConfigError::Read {
@@ -260,7 +268,7 @@ impl NumbersConfig {
             })?,
             None => zeroize::Zeroizing::new(std::env::var(&c.password_env).unwrap_or_default()),
         };
-        let pw = zeroize::Zeroizing::new(text.trim().to_owned());
+        let pw = Secret::new(text.trim().to_owned());
         if pw.len() > 8 {
             return Err(ConfigError::Invalid(
                 "the SMPP password is longer than SMPP 3.4's 8 characters".into(),
@@ -276,6 +284,7 @@ impl NumbersConfig {
         &self,
         db: &Db,
         identity: &IdentityKey,
+        randomness: &Randomness,
     ) -> Result<Arc<dyn NumberVerifier>, ConfigError> {
         Ok(match self {
             Self::Assigned(a) => {
@@ -294,13 +303,14 @@ impl NumbersConfig {
                     password: Self::smpp_password(c)?,
                     system_type: c.system_type.clone(),
                     source_addr: c.source_addr.clone(),
-                    timeout: Duration::from_millis(c.timeout_ms),
+                    timeout: c.timeout,
                 });
                 Arc::new(sms_code::SmsCodes::new(
                     db.clone(),
                     gateway,
                     sms_code::CodePolicy::from(c),
                     sms_code::mac_key(identity),
+                    randomness.clone(),
                 ))
             }
         })

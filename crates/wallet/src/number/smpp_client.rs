@@ -12,32 +12,23 @@ use tokio::net::TcpStream;
 use super::smpp::{self, BindTransmitter, ESME_ROK, Header, Pdu, SubmitSm};
 use super::sms_code::{BoxFuture, SmsGateway};
 use crate::error::SmppError;
-use chaincall_identity::PhoneNumber;
+use chaincall_identity::{PhoneNumber, Secret};
 
 /// Where and how to bind.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct SmppConfig {
     /// The SMSC's `host:port`.
     pub address: String,
     /// system_id (≤ 15 characters).
     pub system_id: String,
     /// password (≤ 8 characters, SMPP 3.4 §4.1.1).
-    pub password: zeroize::Zeroizing<String>,
+    pub password: Secret<String>,
     /// system_type (≤ 12 characters; often empty).
     pub system_type: String,
     /// source_addr of the messages (alphanumeric, ≤ 11 characters, or a number).
     pub source_addr: String,
     /// Each connect, bind, submit and unbind waits at most this long.
     pub timeout: Duration,
-}
-
-impl std::fmt::Debug for SmppConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SmppConfig")
-            .field("address", &self.address)
-            .field("system_id", &self.system_id)
-            .finish_non_exhaustive()
-    }
 }
 
 /// A bound (or binding) transmitter session.
@@ -64,7 +55,7 @@ impl SmppSession {
         };
         let bind = Pdu::BindTransmitter(BindTransmitter {
             system_id: config.system_id.clone(),
-            password: config.password.clone(),
+            password: zeroize::Zeroizing::new(config.password.expose().clone()),
             system_type: config.system_type.clone(),
             interface_version: smpp::INTERFACE_VERSION_34,
             addr_ton: 0,

@@ -15,10 +15,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
+
+use chaincall_identity::Randomness;
 
 use chaincall_identity::{IdentityKey, PhoneNumber};
 use hmac::{Hmac, Mac};
-use rand_core::RngCore;
 use sha2::Sha256;
 use sqlx::Row;
 use subtle::ConstantTimeEq;
@@ -46,8 +48,8 @@ pub trait SmsGateway: Send + Sync + std::fmt::Debug {
 pub struct CodePolicy {
     /// Digits per code.
     pub digits: u32,
-    /// Lifetime, ms.
-    pub ttl_ms: i64,
+    /// Lifetime of a code.
+    pub ttl: Duration,
     /// Wrong tries per code.
     pub max_attempts: u32,
     /// Codes per number per hour.
@@ -60,7 +62,7 @@ impl From<&SmsCodeConfig> for CodePolicy {
     fn from(c: &SmsCodeConfig) -> Self {
         Self {
             digits: c.digits,
-            ttl_ms: i64::try_from(c.ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+            ttl: c.ttl,
             max_attempts: c.max_attempts,
             per_number_per_hour: c.codes_per_number_per_hour,
             per_address_per_hour: c.codes_per_address_per_hour,
@@ -79,13 +81,13 @@ pub fn mac_key(identity: &IdentityKey) -> Zeroizing<[u8; 32]> {
     Zeroizing::new(mac.finalize().into_bytes().into())
 }
 
-/// A uniformly random code of `digits` digits from the OS CSPRNG.
-fn random_code(digits: u32) -> Zeroizing<String> {
+/// A uniformly random code of `digits` digits from `randomness`.
+fn random_code(digits: u32, randomness: &Randomness) -> Zeroizing<String> {
     let bound = 10u64.pow(digits);
     // Reject the top partial block so every code is equally likely.
     let zone = u64::MAX - u64::MAX % bound;
     let n = loop {
-        let r = rand_core::OsRng.next_u64();
+        let r = u64::from_be_bytes(randomness.bytes());
         if r < zone {
             break r % bound;
         }
@@ -102,6 +104,7 @@ pub struct SmsCodes<G> {
     gateway: G,
     policy: CodePolicy,
     key: Zeroizing<[u8; 32]>,
+    randomness: Randomness,
 }
 
 fn internal(e: impl Into<DbError>) -> ApiError {
@@ -111,12 +114,21 @@ fn internal(e: impl Into<DbError>) -> ApiError {
 
 impl<G: SmsGateway> SmsCodes<G> {
     /// Codes sent through `gateway`, stored in `db`, MACed under `key` (see [`mac_key`]).
-    pub fn new(db: Db, gateway: G, policy: CodePolicy, key: Zeroizing<[u8; 32]>) -> Self {
+    /// A verifier sending through `gateway`, keeping its state in `db`, MACing codes under
+    /// `key` and drawing codes from `randomness` (the OS CSPRNG in production).
+    pub fn new(
+        db: Db,
+        gateway: G,
+        policy: CodePolicy,
+        key: Zeroizing<[u8; 32]>,
+        randomness: Randomness,
+    ) -> Self {
         Self {
             db,
             gateway,
             policy,
             key,
+            randomness,
         }
     }
 
@@ -165,9 +177,7 @@ impl<G: SmsGateway> SmsCodes<G> {
             .map_err(internal)?;
         // Reserve this request's row, then count it with the others: two concurrent requests
         // can both be refused at the limit, never both let through.
-        let mut slot = [0u8; 16];
-        rand_core::OsRng.fill_bytes(&mut slot);
-        let slot = hex::encode(slot);
+        let slot = hex::encode(self.randomness.bytes::<16>());
         sqlx::query(
             "INSERT INTO code_sent (id, phone, client_ip, sent_at) VALUES ($1, $2, $3, $4)",
         )
@@ -208,8 +218,8 @@ impl<G: SmsGateway> SmsCodes<G> {
     /// Sends a fresh code and records its MAC (after the SMSC accepted it: if it is down,
     /// nothing is stored).
     async fn submit(&self, req: CodeRequest<'_>) -> Result<(), ApiError> {
-        let code = random_code(self.policy.digits);
-        let minutes = (self.policy.ttl_ms / 60_000).max(1);
+        let code = random_code(self.policy.digits, &self.randomness);
+        let minutes = (self.policy.ttl.as_secs() / 60).max(1);
         let text = Zeroizing::new(format!(
             "{} is your chaincall code. It expires in {minutes} min. Never share it.",
             code.as_str()
@@ -229,7 +239,10 @@ impl<G: SmsGateway> SmsCodes<G> {
         .bind(req.phone.as_str())
         .bind(hex::encode(req.binding))
         .bind(mac)
-        .bind(req.now_ms + self.policy.ttl_ms)
+        .bind(
+            req.now_ms
+                .saturating_add(i64::try_from(self.policy.ttl.as_millis()).unwrap_or(i64::MAX)),
+        )
         .bind(req.now_ms)
         .execute(self.db.pool())
         .await
@@ -336,11 +349,25 @@ mod tests {
 
     #[test]
     fn codes_have_the_digits_asked_and_vary() {
-        let a = random_code(6);
-        let b = random_code(6);
-        let c = random_code(6);
+        let os = Randomness::os();
+        let a = random_code(6, &os);
+        let b = random_code(6, &os);
+        let c = random_code(6, &os);
         assert!(a.len() == 6 && a.bytes().all(|d| d.is_ascii_digit()));
-        assert_eq!(random_code(10).len(), 10);
+        assert_eq!(random_code(10, &os).len(), 10);
         assert!(!(a == b && b == c), "three equal 6-digit codes in a row");
+    }
+
+    #[test]
+    fn a_seeded_source_replays_the_same_codes() {
+        use rand_chacha::ChaCha20Rng;
+        use rand_core::SeedableRng;
+        let run = || {
+            let seeded = Randomness::seeded(ChaCha20Rng::from_seed([7; 32]));
+            [6, 8, 10].map(|digits| random_code(digits, &seeded).to_string())
+        };
+        let (first, again) = (run(), run());
+        assert_eq!(first, again);
+        assert_ne!(first[0], first[1][..6], "the draws move on");
     }
 }

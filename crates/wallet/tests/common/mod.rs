@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use alloy::primitives::Address;
 use chaincall_chain::{ClientId, KeystoreChain, PrivateKeySigner};
-use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber, PublicIdentityKey};
+use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber, PublicIdentityKey, Randomness};
 use chaincall_wallet::chain::ServerChain;
 use chaincall_wallet::config::WalletConfig;
 use chaincall_wallet::payload::OnboardPayload;
@@ -80,6 +80,7 @@ impl Phone {
             receipt.clone(),
             &self.number,
             &self.identity.public(),
+            &Randomness::os(),
         )
         .with_proof(&self.identity, &self.id(), &purchase.chain_receipt_hash())
     }
@@ -175,15 +176,74 @@ impl<C: ServerChain> Server<C> {
         }
     }
 
+    /// Polls `/v1/status` until `receipt_id` is funded (at most `timeout`).
+    pub async fn wait_funded(
+        &self,
+        receipt_id: &str,
+        timeout: Duration,
+    ) -> chaincall_wallet::OnboardingStatus {
+        let funded = |st: &chaincall_wallet::OnboardingStatus| st.is_funded();
+        self.client
+            .wait_for(receipt_id, "funded", funded, timeout)
+            .await
+            .unwrap()
+    }
+
+    /// Polls `/v1/status` until `receipt_id` is provisioned (at most `timeout`).
+    pub async fn wait_provisioned(
+        &self,
+        receipt_id: &str,
+        timeout: Duration,
+    ) -> chaincall_wallet::OnboardingStatus {
+        let done = |st: &chaincall_wallet::OnboardingStatus| st.state == "provisioned";
+        self.client
+            .wait_for(receipt_id, "provisioned", done, timeout)
+            .await
+            .unwrap()
+    }
+
+    /// `POST /v1/onboard` with `phone`'s payload for `receipt` (one request, no retries).
+    pub async fn post_onboard(
+        &self,
+        phone: &Phone,
+        receipt: &Receipt,
+    ) -> Result<chaincall_wallet::OnboardingStatus, chaincall_wallet::client::ClientError> {
+        self.client
+            .onboard(&self.server_key, &phone.payload(receipt))
+            .await
+    }
+
+    /// `POST /v1/approve` with `phone`'s payload (and proof) for `receipt`.
+    pub async fn post_approve(
+        &self,
+        phone: &Phone,
+        receipt: &Receipt,
+    ) -> Result<chaincall_wallet::OnboardingStatus, chaincall_wallet::client::ClientError> {
+        self.client
+            .approve(&self.server_key, &phone.payload(receipt))
+            .await
+    }
+
     /// The full phone flow through the public client function.
     pub async fn onboard(
         &self,
         phone: &Phone,
         receipt: Receipt,
     ) -> chaincall_wallet::OnboardingStatus {
+        self.onboard_via(&*self.chain, phone, receipt).await
+    }
+
+    /// [`Server::onboard`] with the phone's chain calls sent to `chain` (e.g. around a proxy the
+    /// server's own chain goes through).
+    pub async fn onboard_via(
+        &self,
+        chain: &impl KeystoreChain,
+        phone: &Phone,
+        receipt: Receipt,
+    ) -> chaincall_wallet::OnboardingStatus {
         chaincall_wallet::onboard_phone(
             &self.client,
-            &*self.chain,
+            chain,
             self.contract,
             &self.server_key,
             &phone.wallet,
@@ -198,12 +258,12 @@ impl<C: ServerChain> Server<C> {
 
     /// The phone's `addClient` for its number from its wallet, with `key` (its own, or not).
     pub async fn add_pending(&self, phone: &Phone, purchase: &Purchase, key: &PublicIdentityKey) {
-        chaincall_wallet::client::add_client_once(
+        add_client(
             &*self.chain,
             self.contract,
             &phone.wallet,
+            phone,
             key,
-            &PhoneNumber::parse(&phone.number).unwrap(),
             purchase,
         )
         .await
@@ -252,4 +312,18 @@ pub fn code(err: &chaincall_wallet::client::ClientError) -> String {
 /// `approved` events of `id` on chain.
 pub async fn approvals<C: KeystoreChain>(chain: &C, contract: Address, id: ClientId) -> usize {
     count_approvals(chain, contract, id).await.unwrap()
+}
+
+/// `addClient` of `phone`'s number on `chain`, sent from `from` with `key`: the phone's own wallet
+/// and key, or a squatter's.
+pub async fn add_client(
+    chain: &impl KeystoreChain,
+    contract: Address,
+    from: &PrivateKeySigner,
+    phone: &Phone,
+    key: &PublicIdentityKey,
+    purchase: &Purchase,
+) -> Result<(), chaincall_wallet::client::ClientError> {
+    let number = PhoneNumber::parse(&phone.number).unwrap();
+    chaincall_wallet::client::add_client_once(chain, contract, from, key, &number, purchase).await
 }
