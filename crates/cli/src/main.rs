@@ -28,7 +28,7 @@ enum Command {
     Bench(cmd::bench::Bench),
     /// The keystore contract: deploy, add, approve, get, rotate, revoke, history, gas.
     Keystore(cmd::keystore::KeystoreArgs),
-    /// Run chaincall end to end on one machine (today: the keystore round trip on the embedded chain).
+    /// Run a whole chaincall network on one machine and place an encrypted call through it.
     Demo(cmd::demo::DemoArgs),
     /// MIKEY (RFC 3830) tools: `mikey inspect <base64>` prints every payload of a message.
     Mikey(cmd::mikey::MikeyArgs),
@@ -49,6 +49,55 @@ pub(crate) fn ssl_keylog_file() -> Option<std::path::PathBuf> {
     std::env::var_os("SSLKEYLOGFILE")
         .filter(|v| !v.is_empty())
         .map(Into::into)
+}
+
+/// A secret (a passphrase, a password): the first line of `file` (refused when group or
+/// others can read it), or else what `otherwise` reads (the environment, stdin). Refuses an empty one;
+/// `what` names the secret in errors. Secrets are never taken on the command line.
+pub(crate) fn secret_line(
+    what: &str,
+    file: Option<&std::path::Path>,
+    otherwise: impl FnOnce() -> anyhow::Result<zeroize::Zeroizing<String>>,
+) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    use anyhow::Context as _;
+    let line = match file {
+        Some(f) => first_line(
+            &chaincall_identity::read_secret_file(f)
+                .with_context(|| format!("cannot read the {what} file {}", f.display()))?,
+        ),
+        None => otherwise()?,
+    };
+    anyhow::ensure!(!line.is_empty(), "the {what} is empty");
+    Ok(line)
+}
+
+/// The first line of `text`, without its line break.
+pub(crate) fn first_line(text: &str) -> zeroize::Zeroizing<String> {
+    zeroize::Zeroizing::new(text.lines().next().unwrap_or("").to_owned())
+}
+
+/// Prints a command's result: its text view, or with `json` its JSON view as one line.
+pub(crate) fn print_view<V: std::fmt::Display>(
+    view: &V,
+    json: bool,
+    to_json: impl Fn(&V) -> serde_json::Value,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", to_json(view));
+    } else {
+        print!("{view}");
+    }
+    Ok(())
+}
+
+/// Runs a command's future to completion on a multi-thread runtime: the servers serve on every
+/// core, and the phone's and the demo's media tasks run beside their signalling.
+pub(crate) fn block_on<F: std::future::Future>(future: F) -> anyhow::Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    Ok(runtime.block_on(future))
 }
 
 fn main() -> ExitCode {

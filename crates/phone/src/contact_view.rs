@@ -17,7 +17,7 @@ use chaincall_identity::{Fingerprint, IdentityName, PhoneNumber, PublicIdentityK
 use serde_json::{Value, json};
 
 use crate::CallReport;
-use crate::contacts::{Contact, ContactsError, ContactsStore, KeyChange, utc_time};
+use crate::contacts::{Contact, Contacts, ContactsError, ContactsStore, KeyChange, utc_time};
 use crate::error::PhoneError;
 use crate::keys::{KeyLookup, LookedUp};
 
@@ -169,6 +169,58 @@ pub fn key_change_json(name: &IdentityName, change: &KeyChange) -> Value {
         "new_fingerprint": change.new,
         "message": change.describe(name),
     })
+}
+
+/// Every stored contact as `contact list` (and `phone contacts`) shows it, each with the safety
+/// number against this phone's own key; text via `Display`, or [`to_json`](Self::to_json).
+#[derive(Debug)]
+pub struct ContactListView {
+    rows: Vec<(IdentityName, Contact, Option<SafetyView>)>,
+}
+
+impl ContactListView {
+    /// The view of `contacts` for the phone `own` holding `own_key`; a revoked contact has no
+    /// safety number.
+    pub fn new(contacts: &Contacts, own: &PhoneNumber, own_key: &PublicIdentityKey) -> Self {
+        let rows = contacts
+            .iter()
+            .map(|(name, contact)| {
+                let safety = contact
+                    .pinned_key()
+                    .map(|key| SafetyView::new(own, own_key, &name, &key));
+                (name, contact.clone(), safety)
+            })
+            .collect();
+        Self { rows }
+    }
+
+    fn views(&self) -> impl Iterator<Item = StoredContactView<'_>> {
+        self.rows
+            .iter()
+            .map(|(name, contact, safety)| StoredContactView {
+                name,
+                contact,
+                safety: safety.clone(),
+            })
+    }
+
+    /// The JSON view: `{"contacts": [...]}`, one [`StoredContactView::to_json`] a contact.
+    pub fn to_json(&self) -> Value {
+        let all: Vec<_> = self.views().map(|v| v.to_json()).collect();
+        json!({ "contacts": all })
+    }
+}
+
+impl fmt::Display for ContactListView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.rows.is_empty() {
+            return writeln!(
+                f,
+                "no contacts yet: every call and `contact show` adds the peer it looks up"
+            );
+        }
+        self.views().try_for_each(|view| write!(f, "{view}"))
+    }
 }
 
 /// One stored contact as `contact list` shows it (no chain access): its pin, when it was last

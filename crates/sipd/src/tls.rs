@@ -127,6 +127,28 @@ pub fn load_identity_key(path: &Path) -> Result<IdentityKey, TlsSetupError> {
     IdentityKey::from_secret_bytes(&bytes).map_err(|_| bad("not a P-256 secret key"))
 }
 
+/// The identity key in `path`, or a new one written there (mode 0600) when the file does not
+/// exist yet; `true` when it was made now. `keystore publish-server` uses it, so a fresh server
+/// gets its key and its on-chain entry in one step.
+pub fn load_or_create_identity_key(path: &Path) -> Result<(IdentityKey, bool), TlsSetupError> {
+    if path.exists() {
+        return Ok((load_identity_key(path)?, false));
+    }
+    let key = IdentityKey::generate();
+    let mut text = zeroize::Zeroizing::new(hex::encode(&key.dangerous_secret_bytes()[..]));
+    text.push('\n');
+    chaincall_identity::write_secret_file(
+        path,
+        text.as_bytes(),
+        chaincall_identity::Overwrite::Refuse,
+    )
+    .map_err(|e| TlsSetupError::KeyFile {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok((key, true))
+}
+
 impl TlsPskSettings {
     /// The TLS settings (versions; cipher suites and timeouts from the defaults and this section).
     pub fn tls_config(&self) -> Result<TlsPskConfig, ConfigError> {
@@ -270,5 +292,22 @@ mod tests {
             err.contains(&format!("chmod 600 {}", path.display())),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_missing_key_file_is_made_private_once_then_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sipd.key");
+        let (made, created) = load_or_create_identity_key(&path).unwrap();
+        assert!(created);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "others must not read a server's key");
+        let (loaded, created) = load_or_create_identity_key(&path).unwrap();
+        assert!(!created, "an existing key is never replaced");
+        assert_eq!(loaded.public(), made.public());
+        // What exists but is no key is an error, never silently replaced.
+        std::fs::write(&path, "not hex").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(load_or_create_identity_key(&path).is_err());
     }
 }

@@ -20,14 +20,13 @@
 use anyhow::{Context, Result, anyhow, bail};
 use chaincall_identity::{IdentityName, PublicIdentityKey};
 use chaincall_phone::contact_view::{
-    CallTrustView, ContactShowView, SafetyView, StoredContactView, find_key,
-    mark_verified_in_person, safety_rows,
+    CallTrustView, ContactListView, ContactShowView, SafetyView, find_key, mark_verified_in_person,
+    safety_rows,
 };
 pub(super) use chaincall_phone::contact_view::{add_call_trust, up_note};
 use chaincall_phone::contacts::unix_now;
 use chaincall_phone::{CallReport, ContactsStore, KeyLookup};
 use clap::Subcommand;
-use serde_json::json;
 
 use super::{ChainAccess as _, Config, PhoneSecrets, RpcChain};
 
@@ -119,32 +118,9 @@ fn safety_with(
 }
 
 fn list(cfg: &Config, secrets: &PhoneSecrets, as_json: bool) -> Result<()> {
-    let contacts = store(cfg).read()?;
-    let mut rows = Vec::new();
-    for (name, contact) in contacts.iter() {
-        let key = contact.pinned_key();
-        let safety = key
-            .map(|k| safety_with(cfg, secrets, &name, &k))
-            .transpose()?;
-        rows.push((name, contact, safety));
-    }
-    let views: Vec<_> = rows
-        .iter()
-        .map(|(name, contact, safety)| StoredContactView {
-            name,
-            contact,
-            safety: safety.clone(),
-        })
-        .collect();
-    if as_json {
-        let all: Vec<_> = views.iter().map(StoredContactView::to_json).collect();
-        println!("{}", json!({ "contacts": all }));
-    } else if views.is_empty() {
-        println!("no contacts yet: every call and `contact show` adds the peer it looks up");
-    } else {
-        views.iter().for_each(|view| print!("{view}"));
-    }
-    Ok(())
+    let own_key = secrets.identity.public();
+    let view = ContactListView::new(&store(cfg).read()?, cfg.number()?, &own_key);
+    crate::print_view(&view, as_json, ContactListView::to_json)
 }
 
 /// Asks on the terminal (stderr) and reads one line from stdin; only "y" or "yes" is a yes.
@@ -217,10 +193,5 @@ async fn show(cfg: &mut Config, secrets: &PhoneSecrets, number: &str, json: bool
         safety: &safety,
         stored,
     };
-    if json {
-        println!("{}", view.to_json());
-    } else {
-        print!("{view}");
-    }
-    Ok(())
+    crate::print_view(&view, json, ContactShowView::to_json)
 }

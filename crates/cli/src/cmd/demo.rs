@@ -52,11 +52,6 @@ pub(crate) struct DemoArgs {
 
 /// Runs `chaincall demo`.
 pub(crate) fn run(args: DemoArgs) -> Result<()> {
-    // Multi-thread: sipd's key directory bridges its sync handshake core to async chain reads.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
     let options = DemoOptions {
         rpc: args.rpc,
         mode: args.mode,
@@ -75,12 +70,9 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
         );
     }
     let operator = operator_key(args.operator_key.as_deref())?;
-    let report = runtime.block_on(demo::run(operator, &options))?;
-    if args.json {
-        println!("{}", report.to_json());
-    } else {
-        print!("{report}");
-    }
+    // Multi-thread: sipd's key directory bridges its sync handshake core to async chain reads.
+    let report = crate::block_on(demo::run(operator, &options))??;
+    crate::print_view(&report, args.json, |r| r.to_json())?;
     if !report.failed.is_empty() {
         bail!(
             "{} check(s) failed: {}",

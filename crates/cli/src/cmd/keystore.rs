@@ -8,11 +8,11 @@
 use std::path::PathBuf;
 
 use alloy::primitives::Address;
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use chaincall_chain::admin::{self, EntryChange, EntryView, GAS_BUDGET, HistoryView};
 use chaincall_chain::verified::{HeaderTrust, get_client_verified};
 use chaincall_chain::{ClientId, KeystoreChain, RpcChain, RpcConfig, TxOutcome};
-use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber, PublicIdentityKey};
+use chaincall_identity::{IdentityName, PhoneNumber, PublicIdentityKey};
 use clap::{Args, Subcommand};
 
 /// Keystore contract: deploy, add, approve, get, rotate, revoke, history, gas.
@@ -276,11 +276,7 @@ fn tx_line(what: &str, out: &TxOutcome) -> String {
 
 /// Runs `chaincall keystore …`.
 pub(crate) fn run(args: KeystoreArgs) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(run_async(args.command))
+    crate::block_on(run_async(args.command))?
 }
 
 async fn run_async(command: KeystoreCommand) -> Result<()> {
@@ -344,14 +340,14 @@ async fn run_async(command: KeystoreCommand) -> Result<()> {
                     );
                 }
                 let entry = chain.get_client(contract, id).await?;
-                return print(&view(&entry, None), json, EntryView::to_json);
+                return crate::print_view(&view(&entry, None), json, EntryView::to_json);
             }
             let (header_trust, how) = trust.header_trust(&chain).await?;
             let found = get_client_verified(&chain, contract, id, &header_trust, block)
                 .await
                 .map_err(|e| anyhow!("verification failed, no key is shown: {e}"))?;
             let verified = Some((&found, how.as_str()));
-            print(&view(&found.entry, verified), json, EntryView::to_json)?;
+            crate::print_view(&view(&found.entry, verified), json, EntryView::to_json)?;
         }
         KeystoreCommand::Rotate {
             target,
@@ -378,7 +374,7 @@ async fn run_async(command: KeystoreCommand) -> Result<()> {
                 name: &name,
                 events: &events,
             };
-            print(&view, json, HistoryView::to_json)?;
+            crate::print_view(&view, json, HistoryView::to_json)?;
         }
         KeystoreCommand::PublishServer {
             node,
@@ -391,17 +387,11 @@ async fn run_async(command: KeystoreCommand) -> Result<()> {
             let name = chaincall_identity::DomainName::parse(&domain)
                 .map_err(|e| anyhow!("invalid --domain {domain:?}: {e}"))?;
             let signer = admin::read_signer(&wallet.key_file)?;
-            let key = if identity_key_file.exists() {
-                chaincall_sipd::tls::load_identity_key(&identity_key_file)?
-            } else {
-                let key = IdentityKey::generate();
-                let secret =
-                    zeroize::Zeroizing::new(hex::encode(&key.dangerous_secret_bytes()[..]));
-                chaincall_wallet::server::write_secret(&identity_key_file, &secret)
-                    .with_context(|| format!("cannot write {}", identity_key_file.display()))?;
+            let (key, created) =
+                chaincall_sipd::tls::load_or_create_identity_key(&identity_key_file)?;
+            if created {
                 println!("created {}", identity_key_file.display());
-                key
-            };
+            }
             let chain = node.connect().await?;
             chaincall_wallet::service::publish_identity(
                 &chain,
@@ -421,25 +411,11 @@ async fn run_async(command: KeystoreCommand) -> Result<()> {
         KeystoreCommand::Gas { json } => {
             let report = admin::measure_gas().await?;
             let total = report.add_and_approve();
-            print(&report, json, admin::GasReport::to_json)?;
+            crate::print_view(&report, json, admin::GasReport::to_json)?;
             if total > GAS_BUDGET {
                 bail!("addClient + approveClient costs {total} gas, over the {GAS_BUDGET} budget");
             }
         }
-    }
-    Ok(())
-}
-
-/// Prints a view as text, or with `json` as one JSON line.
-fn print<V: std::fmt::Display>(
-    view: &V,
-    json: bool,
-    to_json: impl Fn(&V) -> serde_json::Value,
-) -> Result<()> {
-    if json {
-        println!("{}", to_json(view));
-    } else {
-        print!("{view}");
     }
     Ok(())
 }

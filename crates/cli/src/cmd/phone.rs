@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
+use anyhow::{Result, anyhow, bail};
 use chaincall_chain::verified::HeaderTrust;
 use chaincall_chain::{KeystoreChain, RpcChain};
 use chaincall_identity::PhoneNumber;
@@ -237,34 +237,18 @@ impl ChainAccess for Config {
 
 /// The passphrase, from the file or the environment; refuses to go on without one.
 fn passphrase(file: Option<&Path>) -> Result<Zeroizing<String>> {
-    let pass = match file {
-        Some(f) => {
-            // Refused when group or world readable.
-            let text = chaincall_identity::read_secret_file(f)
-                .with_context(|| format!("cannot read the passphrase file {}", f.display()))?;
-            Zeroizing::new(text.lines().next().unwrap_or("").to_owned())
-        }
-        None => match std::env::var(PASSPHRASE_ENV) {
-            Ok(p) => Zeroizing::new(p),
-            Err(_) => bail!(
-                "no passphrase: give --passphrase-file FILE or set {PASSPHRASE_ENV} (it encrypts \
-                 the phone's keys)"
-            ),
-        },
-    };
-    ensure!(!pass.is_empty(), "the passphrase is empty");
-    Ok(pass)
+    crate::secret_line("passphrase", file, || match std::env::var(PASSPHRASE_ENV) {
+        Ok(p) => Ok(Zeroizing::new(p)),
+        Err(_) => bail!(
+            "no passphrase: give --passphrase-file FILE or set {PASSPHRASE_ENV} (it encrypts the \
+             phone's keys)"
+        ),
+    })
 }
 
 /// Runs `chaincall phone …`.
 pub(crate) fn run(args: PhoneArgs) -> Result<()> {
-    // Multi-thread: the phone's media tasks run beside its signalling actor.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(run_async(args))
+    crate::block_on(run_async(args))?
 }
 
 async fn run_async(args: PhoneArgs) -> Result<()> {

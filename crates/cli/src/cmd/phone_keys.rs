@@ -90,40 +90,12 @@ impl BackupPassphrase {
     }
 }
 
-/// Turns the terminal's echo back on when dropped, also on an error path.
-struct EchoOff;
-
-impl EchoOff {
-    fn new() -> Self {
-        // `stty` acts on its standard input, the terminal; without it the input is echoed, which
-        // only shows the passphrase on the user's own screen.
-        let _ = std::process::Command::new("stty").arg("-echo").status();
-        Self
-    }
-}
-
-impl Drop for EchoOff {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("stty").arg("echo").status();
-    }
-}
-
-/// Asks on stderr and reads one line from the terminal without echoing it.
+/// Asks at the terminal and reads one line without echoing it (rpassword: the terminal's echo
+/// is restored also on an error path).
 fn read_hidden(prompt: &str) -> Result<Zeroizing<String>> {
-    use std::io::Write as _;
-    eprint!("{prompt}");
-    std::io::stderr().flush().ok();
-    let mut line = Zeroizing::new(String::new());
-    {
-        let _echo = EchoOff::new();
-        std::io::stdin()
-            .read_line(&mut line)
-            .context("reading the backup passphrase from the terminal")?;
-    }
-    eprintln!();
-    Ok(Zeroizing::new(
-        line.trim_end_matches(['\r', '\n']).to_owned(),
-    ))
+    let line = rpassword::prompt_password(prompt)
+        .context("reading the backup passphrase from the terminal")?;
+    Ok(Zeroizing::new(line))
 }
 
 /// Runs `phone export`.

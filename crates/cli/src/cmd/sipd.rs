@@ -75,37 +75,26 @@ struct AddUserArgs {
 
 /// The password from `--password-file` or `--password-stdin` (first line, without its newline).
 fn read_password(a: &AddUserArgs) -> anyhow::Result<zeroize::Zeroizing<String>> {
-    let text = match &a.password_file {
-        Some(f) => chaincall_identity::read_secret_file(f)
-            .with_context(|| format!("cannot read the password file {}", f.display()))?,
-        None => {
-            let mut line = zeroize::Zeroizing::new(String::new());
-            std::io::stdin()
-                .read_line(&mut line)
-                .context("reading the password from standard input")?;
-            line
-        }
-    };
-    let pw = zeroize::Zeroizing::new(text.lines().next().unwrap_or("").to_owned());
-    anyhow::ensure!(!pw.is_empty(), "the password is empty");
-    Ok(pw)
+    crate::secret_line("password", a.password_file.as_deref(), || {
+        let mut line = zeroize::Zeroizing::new(String::new());
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        Ok(crate::first_line(&line))
+    })
 }
 
 pub(crate) fn run(args: SipdArgs) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
     match args.command {
-        SipdCommand::Serve(a) => rt.block_on(serve(a)),
-        SipdCommand::AddUser(a) => rt.block_on(async {
+        SipdCommand::Serve(a) => crate::block_on(serve(a))?,
+        SipdCommand::AddUser(a) => crate::block_on(async {
             let password = read_password(&a)?;
             let db = chaincall_sipd::db::Db::connect(&a.database).await?;
             db.create_schema().await?;
             db.add_subscriber(&a.username, &a.domain, &password).await?;
             println!("added {}@{}", a.username, a.domain);
             Ok::<(), anyhow::Error>(())
-        }),
+        })?,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 
 /// Wallet-management server: receipts, funding, approval, SIP credentials.
@@ -25,12 +25,10 @@ enum WalletCommand {
 
 /// Runs `chaincall wallet …`.
 pub(crate) fn run(args: WalletArgs) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let WalletCommand::Serve { config } = args.command;
     let config = chaincall_wallet::WalletConfig::load(&config)?;
     let shutdown = chaincall_wallet::server::shutdown_signal();
-    Ok(runtime.block_on(chaincall_wallet::server::run(config, shutdown))?)
+    Ok(crate::block_on(chaincall_wallet::server::run(
+        config, shutdown,
+    ))??)
 }
