@@ -122,19 +122,15 @@ fn ok_200(call: usize, mikey: &[u8]) -> Vec<u8> {
 
 fn tshark(file: &Path, args: &[&str]) -> String {
     let bin = chaincall_testkit::peer("tshark").expect("checked by the caller");
-    let out = Command::new(bin)
-        .arg("-r")
-        .arg(file)
-        .args(["-o", "sip.display_raw_text:FALSE"])
-        .args(args)
-        .output()
-        .expect("tshark runs");
-    assert!(
-        out.status.success(),
-        "tshark failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = chaincall_testkit::run_ok(
+        Command::new(bin)
+            .arg("-r")
+            .arg(file)
+            .args(["-o", "sip.display_raw_text:FALSE"])
+            .args(args),
+        "tshark",
     );
-    String::from_utf8(out.stdout).expect("tshark prints UTF-8")
+    String::from_utf8(out).expect("tshark prints UTF-8")
 }
 
 #[test]

@@ -12,8 +12,11 @@
 //! # }
 //! ```
 
+use std::ffi::OsStr;
+use std::io::Write;
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
 /// True when `CHAINCALL_REQUIRE_PEERS=1`: missing peers are failures, not skips.
 pub fn peers_required() -> bool {
@@ -95,6 +98,75 @@ pub fn missing<T>(what: &str) -> Option<T> {
     None
 }
 
+/// Asserts that the process behind `out` exited successfully.
+///
+/// # Panics
+/// When it did not: the message names `what` and carries its stdout and stderr, which say why.
+#[track_caller]
+pub fn assert_success(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): stdout {} stderr {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `cmd` to completion and returns its stdout.
+///
+/// # Panics
+/// When it cannot start or exits unsuccessfully (see [`assert_success`]).
+#[track_caller]
+pub fn run_ok(cmd: &mut Command, what: &str) -> Vec<u8> {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert_success(&out, what);
+    out.stdout
+}
+
+/// Runs `program args…` with `RUST_LOG=warn`, so that its output holds what a user sees and no
+/// informational log lines.
+///
+/// # Panics
+/// When it cannot start.
+pub fn run_quiet(program: impl AsRef<OsStr>, args: &[&str]) -> Output {
+    let program = program.as_ref();
+    Command::new(program)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.to_string_lossy()))
+}
+
+/// Runs `cmd` to completion with `input` on its stdin, capturing stdout and stderr.
+///
+/// The input is written from another thread: a peer that answers while still reading would
+/// otherwise fill its stdout pipe and deadlock with us.
+///
+/// # Panics
+/// When it cannot start or its stdin cannot be written.
+pub fn output_with_input(cmd: &mut Command, input: impl Into<Vec<u8>>) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.get_program()));
+    // Invariant: stdin was set to piped just above.
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let input = input.into();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().expect("wait for the child");
+    // The writer ends when the child closes its stdin; a child that exits without reading all
+    // of it is its own failure, reported by its status, so a broken pipe here is not ours.
+    match writer.join().expect("stdin writer thread") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("writing stdin: {e}"),
+        _ => out,
+    }
+}
+
 /// Where test servers' ports are drawn from: below Linux's ephemeral range (32768–60999), so an
 /// outgoing connection of another test cannot take the port between the check and the server's
 /// bind (what port 0 would hand out is exactly that range).
@@ -163,6 +235,34 @@ mod tests {
         }
         assert!(TEST_PORTS.contains(&free_tcp_port()));
         assert!(TEST_PORTS.contains(&free_udp_port()));
+    }
+
+    #[test]
+    fn output_with_input_feeds_more_than_a_pipe_holds() {
+        // 1 MiB through `cat`: more than both pipe buffers, so a writer on the same thread would
+        // deadlock.
+        let input = vec![b'x'; 1 << 20];
+        let out = output_with_input(&mut Command::new("cat"), input.clone());
+        assert_success(&out, "cat");
+        assert_eq!(out.stdout, input);
+    }
+
+    #[test]
+    fn run_ok_returns_stdout_and_fails_with_stderr() {
+        assert_eq!(
+            run_ok(Command::new("sh").args(["-c", "echo hi"]), "sh"),
+            b"hi\n"
+        );
+        let failed = std::panic::catch_unwind(|| {
+            run_ok(
+                Command::new("sh").args(["-c", "echo why >&2; exit 3"]),
+                "sh",
+            )
+        })
+        .unwrap_err();
+        let message = failed.downcast_ref::<String>().unwrap();
+        assert!(message.contains("sh failed"), "{message}");
+        assert!(message.contains("why"), "{message}");
     }
 
     #[test]
