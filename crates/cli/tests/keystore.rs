@@ -2,7 +2,7 @@
 //! anvil node (started per test on a free loopback port) or the embedded chain.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use chaincall_chain::{AnvilProcess, dev_signer};
 use chaincall_identity::IdentityKey;
@@ -75,20 +75,12 @@ fn path(p: &Path) -> &str {
 }
 
 fn chaincall(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chaincall"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("the chaincall binary runs")
+    chaincall_testkit::run_quiet(env!("CARGO_BIN_EXE_chaincall"), args)
 }
 
+#[track_caller]
 fn assert_success(out: &Output) {
-    assert!(
-        out.status.success(),
-        "failed: stdout {} stderr {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    chaincall_testkit::assert_success(out, "chaincall");
 }
 
 /// A failure exits non-zero with exactly one line on stderr, which contains `needle`.

@@ -35,15 +35,8 @@ fn chaincall() -> Command {
 
 /// Runs to completion; panics with both streams unless it succeeds.
 fn ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("chaincall starts");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({})\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
+    let what = format!("{cmd:?}");
+    String::from_utf8(chaincall_testkit::run_ok(cmd, &what)).expect("UTF-8 output")
 }
 
 fn failing(cmd: &mut Command) -> Output {

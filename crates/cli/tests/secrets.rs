@@ -18,12 +18,7 @@ fn chaincall(dir: &Path) -> Command {
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    chaincall_testkit::describe(out)
 }
 
 fn chmod(path: &Path, mode: u32) {

@@ -98,19 +98,23 @@ pub fn missing<T>(what: &str) -> Option<T> {
     None
 }
 
+/// A finished process's exit status, stdout and stderr, for assertion messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Asserts that the process behind `out` exited successfully.
 ///
 /// # Panics
 /// When it did not: the message names `what` and carries its stdout and stderr, which say why.
 #[track_caller]
 pub fn assert_success(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): stdout {} stderr {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{what} failed: {}", describe(out));
 }
 
 /// Runs `cmd` to completion and returns its stdout.
