@@ -17,8 +17,7 @@ use alloy::primitives::Address;
 use anyhow::{Context, Result, anyhow, bail};
 use chaincall_chain::verified::{HeaderTrust, get_client_verified};
 use chaincall_chain::{
-    ClientId, EmbeddedChain, KeystoreChain, RpcChain, RpcConfig, dev_signer, receipt_commitment,
-    receipt_hash,
+    ClientId, EmbeddedChain, KeystoreChain, RpcChain, RpcConfig, dev_signer, receipt_hash,
 };
 use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber};
 use clap::Args;
@@ -104,16 +103,7 @@ async fn register(chain: &EmbeddedChain, id: ClientId) -> Result<Address> {
         .ok_or_else(|| anyhow!("deployment has no address"))?;
     let key = IdentityKey::generate().public();
     let rh = receipt_hash(b"bench lookup receipt");
-    chain
-        .add_client(
-            contract,
-            &phone,
-            id,
-            key.tag(),
-            &key.to_bytes(),
-            receipt_commitment(&id, phone.address(), &rh),
-        )
-        .await?;
+    chain.add_client_key(contract, &phone, id, &key, rh).await?;
     chain.approve_client(contract, &owner, id, rh).await?;
     Ok(contract)
 }

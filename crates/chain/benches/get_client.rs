@@ -6,9 +6,7 @@
 
 use std::hint::black_box;
 
-use chaincall_chain::{
-    ClientId, EmbeddedChain, KeystoreChain, dev_signer, receipt_commitment, receipt_hash,
-};
+use chaincall_chain::{ClientId, EmbeddedChain, KeystoreChain, dev_signer, receipt_hash};
 use chaincall_identity::{IdentityKey, IdentityName, KeyStatus};
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -30,14 +28,7 @@ fn get_client(c: &mut Criterion) {
         let key = IdentityKey::generate().public();
         let rh = receipt_hash(b"bench receipt");
         chain
-            .add_client(
-                contract,
-                &phone,
-                id,
-                key.tag(),
-                &key.to_bytes(),
-                receipt_commitment(&id, phone.address(), &rh),
-            )
+            .add_client_key(contract, &phone, id, &key, rh)
             .await
             .expect("add");
         chain

@@ -23,7 +23,7 @@
 //! output shows the address only; this crate never logs key material.
 //!
 //! ```no_run
-//! use chaincall_chain::{ClientId, EmbeddedChain, KeystoreChain, receipt_commitment, receipt_hash};
+//! use chaincall_chain::{ClientId, EmbeddedChain, KeystoreChain, receipt_hash};
 //! use chaincall_identity::{IdentityKey, IdentityName};
 //! # async fn demo() -> Result<(), chaincall_chain::ChainError> {
 //! let chain = EmbeddedChain::default();
@@ -33,8 +33,7 @@
 //! let id = ClientId::of(&IdentityName::parse("+1 555 123 4567").unwrap());
 //! let key = IdentityKey::generate().public();
 //! let receipt = receipt_hash(b"purchase token");
-//! let commitment = receipt_commitment(&id, phone.address(), &receipt);
-//! chain.add_client(contract, &phone, id, key.tag(), &key.to_bytes(), commitment).await?;
+//! chain.add_client_key(contract, &phone, id, &key, receipt).await?;
 //! chain.approve_client(contract, &owner, id, receipt).await?;
 //! assert_eq!(chain.get_client(contract, id).await?.approved_key(), Some(key));
 //! # Ok(()) }
@@ -90,6 +89,17 @@ pub fn sign_eip1559(
     Ok(alloy::consensus::TxEnvelope::Eip1559(
         tx.into_signed(signature),
     ))
+}
+
+/// Sends `call` to the keystore at `contract`, signed by `from`, with no value: how every contract
+/// write of [`KeystoreChain`] goes out.
+fn transact<K: KeystoreChain + ?Sized, C: SolCall>(
+    chain: &K,
+    contract: Address,
+    from: &PrivateKeySigner,
+    call: C,
+) -> impl Future<Output = Result<TxOutcome>> + Send {
+    chain.send(from, Some(contract), call.abi_encode().into(), U256::ZERO)
 }
 
 /// The keystore on a chain: deploy, add, approve, get, rotate, revoke, reserve, history.
@@ -182,14 +192,36 @@ pub trait KeystoreChain: Send + Sync {
         key: &[u8],
         commitment: FixedBytes<8>,
     ) -> impl Future<Output = Result<TxOutcome>> + Send {
-        let input = IKeystore::addClientCall {
-            id: *id.as_b256(),
-            keyType: key_type,
-            key: Bytes::copy_from_slice(key),
-            commitment,
+        transact(
+            self,
+            contract,
+            from,
+            IKeystore::addClientCall {
+                id: *id.as_b256(),
+                keyType: key_type,
+                key: Bytes::copy_from_slice(key),
+                commitment,
+            },
+        )
+    }
+
+    /// [`add_client`](Self::add_client) for an identity key, committed to `receipt_hash` the way
+    /// [`approve_client`](Self::approve_client) with the same hash expects: the commitment is
+    /// [`receipt_commitment`] of `id`, `from`'s address and the hash.
+    fn add_client_key(
+        &self,
+        contract: Address,
+        from: &PrivateKeySigner,
+        id: ClientId,
+        key: &chaincall_identity::PublicIdentityKey,
+        receipt_hash: B256,
+    ) -> impl Future<Output = Result<TxOutcome>> + Send {
+        let commitment = receipt_commitment(&id, from.address(), &receipt_hash);
+        // The key's bytes live in the future: `add_client`'s future borrows them.
+        async move {
+            self.add_client(contract, from, id, key.tag(), &key.to_bytes(), commitment)
+                .await
         }
-        .abi_encode();
-        self.send(from, Some(contract), input.into(), U256::ZERO)
     }
 
     /// `addClientWithProof`: [`add_client`](Self::add_client) with an on-chain proof that the
@@ -209,18 +241,21 @@ pub trait KeystoreChain: Send + Sync {
         let signature = identity
             .sign(&possession_message(&id, from.address(), &commitment))
             .to_bytes();
-        let input = IKeystore::addClientWithProofCall {
-            id: *id.as_b256(),
-            keyType: public.tag(),
-            key: public.to_bytes().into(),
-            commitment,
-            // 0x04 ‖ x ‖ y: y is the last 32 bytes.
-            keyY: B256::from_slice(&point[point.len() - 32..]),
-            r: B256::from_slice(&signature[..32]),
-            s: B256::from_slice(&signature[32..]),
-        }
-        .abi_encode();
-        self.send(from, Some(contract), input.into(), U256::ZERO)
+        transact(
+            self,
+            contract,
+            from,
+            IKeystore::addClientWithProofCall {
+                id: *id.as_b256(),
+                keyType: public.tag(),
+                key: public.to_bytes().into(),
+                commitment,
+                // 0x04 ‖ x ‖ y: y is the last 32 bytes.
+                keyY: B256::from_slice(&point[point.len() - 32..]),
+                r: B256::from_slice(&signature[..32]),
+                s: B256::from_slice(&signature[32..]),
+            },
+        )
     }
 
     /// `approveClient` (owner only): approves the pending entry if `receipt_hash` matches it.
@@ -231,12 +266,15 @@ pub trait KeystoreChain: Send + Sync {
         id: ClientId,
         receipt_hash: B256,
     ) -> impl Future<Output = Result<TxOutcome>> + Send {
-        let input = IKeystore::approveClientCall {
-            id: *id.as_b256(),
-            receiptHash: receipt_hash,
-        }
-        .abi_encode();
-        self.send(from, Some(contract), input.into(), U256::ZERO)
+        transact(
+            self,
+            contract,
+            from,
+            IKeystore::approveClientCall {
+                id: *id.as_b256(),
+                receiptHash: receipt_hash,
+            },
+        )
     }
 
     /// `getClient`: the entry's status, bound wallet and key.
@@ -282,13 +320,16 @@ pub trait KeystoreChain: Send + Sync {
         key_type: u8,
         key: &[u8],
     ) -> impl Future<Output = Result<TxOutcome>> + Send {
-        let input = IKeystore::rotateKeyCall {
-            id: *id.as_b256(),
-            keyType: key_type,
-            key: Bytes::copy_from_slice(key),
-        }
-        .abi_encode();
-        self.send(from, Some(contract), input.into(), U256::ZERO)
+        transact(
+            self,
+            contract,
+            from,
+            IKeystore::rotateKeyCall {
+                id: *id.as_b256(),
+                keyType: key_type,
+                key: Bytes::copy_from_slice(key),
+            },
+        )
     }
 
     /// `revokeClient`: the bound wallet or the owner revokes a pending or approved entry.
@@ -298,8 +339,12 @@ pub trait KeystoreChain: Send + Sync {
         from: &PrivateKeySigner,
         id: ClientId,
     ) -> impl Future<Output = Result<TxOutcome>> + Send {
-        let input = IKeystore::revokeClientCall { id: *id.as_b256() }.abi_encode();
-        self.send(from, Some(contract), input.into(), U256::ZERO)
+        transact(
+            self,
+            contract,
+            from,
+            IKeystore::revokeClientCall { id: *id.as_b256() },
+        )
     }
 
     /// `reserveClient` (owner only): reserves `id` for `wallet`, whose claim to the identity the
@@ -313,12 +358,15 @@ pub trait KeystoreChain: Send + Sync {
         id: ClientId,
         wallet: Address,
     ) -> impl Future<Output = Result<TxOutcome>> + Send {
-        let input = IKeystore::reserveClientCall {
-            id: *id.as_b256(),
-            wallet,
-        }
-        .abi_encode();
-        self.send(from, Some(contract), input.into(), U256::ZERO)
+        transact(
+            self,
+            contract,
+            from,
+            IKeystore::reserveClientCall {
+                id: *id.as_b256(),
+                wallet,
+            },
+        )
     }
 
     /// `reservedFor`: the wallet `id` is reserved for, `None` when it is not reserved.
@@ -343,11 +391,14 @@ pub trait KeystoreChain: Send + Sync {
         from: &PrivateKeySigner,
         new_owner: Address,
     ) -> impl Future<Output = Result<TxOutcome>> + Send {
-        let input = IKeystore::transferOwnershipCall {
-            newOwner: new_owner,
-        }
-        .abi_encode();
-        self.send(from, Some(contract), input.into(), U256::ZERO)
+        transact(
+            self,
+            contract,
+            from,
+            IKeystore::transferOwnershipCall {
+                newOwner: new_owner,
+            },
+        )
     }
 
     /// `acceptOwnership`: the nominated owner takes over.
@@ -356,8 +407,7 @@ pub trait KeystoreChain: Send + Sync {
         contract: Address,
         from: &PrivateKeySigner,
     ) -> impl Future<Output = Result<TxOutcome>> + Send {
-        let input = IKeystore::acceptOwnershipCall {}.abi_encode();
-        self.send(from, Some(contract), input.into(), U256::ZERO)
+        transact(self, contract, from, IKeystore::acceptOwnershipCall {})
     }
 
     /// The contract's current owner.

@@ -53,16 +53,8 @@ impl<K: KeystoreChain> Setup<'_, K> {
         key: &PublicIdentityKey,
         receipt: &[u8],
     ) -> Result<chaincall_chain::TxOutcome, ChainError> {
-        let commitment = receipt_commitment(&id, from.address(), &receipt_hash(receipt));
         self.chain
-            .add_client(
-                self.contract,
-                from,
-                id,
-                key.tag(),
-                &key.to_bytes(),
-                commitment,
-            )
+            .add_client_key(self.contract, from, id, key, receipt_hash(receipt))
             .await
     }
 

@@ -16,7 +16,7 @@ use chaincall_chain::verified::{
 };
 use chaincall_chain::{
     AnvilProcess, ChainError, ClientEntry, ClientId, EmbeddedChain, HistoryEvent, KeystoreChain,
-    PrivateKeySigner, RpcChain, RpcConfig, TxOutcome, dev_signer, receipt_commitment, receipt_hash,
+    PrivateKeySigner, RpcChain, RpcConfig, TxOutcome, dev_signer, receipt_hash,
 };
 use chaincall_identity::continuity::{ContinuityError, PinUpdate, RecordedChange};
 use chaincall_identity::{IdentityKey, IdentityName, KeyStatus, PublicIdentityKey};
@@ -71,16 +71,8 @@ fn name(text: &str) -> IdentityName {
 
 impl<K: KeystoreChain> Setup<'_, K> {
     async fn add(&self, from: &PrivateKeySigner, id: ClientId, key: &PublicIdentityKey) {
-        let rh = receipt_hash(b"receipt");
         self.chain
-            .add_client(
-                self.contract,
-                from,
-                id,
-                key.tag(),
-                &key.to_bytes(),
-                receipt_commitment(&id, from.address(), &rh),
-            )
+            .add_client_key(self.contract, from, id, key, receipt_hash(b"receipt"))
             .await
             .expect("add");
     }

@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use alloy::primitives::Address;
 use chaincall_chain::verified::HeaderTrust;
-use chaincall_chain::{
-    ClientId, EmbeddedChain, KeystoreChain, dev_signer, receipt_commitment, receipt_hash,
-};
+use chaincall_chain::{ClientId, EmbeddedChain, KeystoreChain, dev_signer, receipt_hash};
 use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber};
 use chaincall_media::g711::Codec;
 use chaincall_phone::{
@@ -123,16 +121,8 @@ impl Net {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let from = dev_signer(wallet);
         let receipt = receipt_hash(format!("receipt {name}").as_bytes());
-        let public = key.public();
         self.chain
-            .add_client(
-                self.contract,
-                &from,
-                id,
-                public.tag(),
-                &public.to_bytes(),
-                receipt_commitment(&id, from.address(), &receipt),
-            )
+            .add_client_key(self.contract, &from, id, &key.public(), receipt)
             .await
             .unwrap();
         if approve {
