@@ -1,6 +1,24 @@
 //! The calling side: builds the offer for each mode and checks the answer.
 
-use super::*;
+use super::dh::{dh_tgk, encode_point, parse_point};
+use super::keys::{derive_all, sp_payload, sp_storage, srtp_map, v_mac};
+use super::parts::{check_header, ntp, parts};
+use super::pke::pke_context;
+use super::sign::{approved, sign_in_place, verify_sign};
+use super::{ENV_KEY_LEN, MIN_PSK_LEN, Mode, OfferConfig, RAND_LEN, SIG_LEN, SrtpKeys, TGK_LEN};
+use crate::error::MikeyError;
+use crate::message::{
+    DataType, Dh, DhGroup, EncrAlg, ErrorCode, Header, Id, IdType, Kemac, KeyData, KeyKind,
+    KeyValidity, MacAlg, Message, Payload, Pke, PkeCache, PrfFunc, Sign, SignType, Timestamp,
+    encode_key_data, encode_pke_key_data,
+};
+use crate::prf::TransportKeys;
+use crate::time::NtpTime;
+use crate::uri::{identity_uri, resolve_identity};
+use chaincall_identity::provider::EphemeralSecret;
+use chaincall_identity::{IdentityKey, KeyDirectory, ecies};
+use std::fmt;
+use zeroize::Zeroizing;
 
 enum Pending {
     /// PKE/PSK: keys known; V message expected (if requested) under these transport keys.

@@ -1,7 +1,14 @@
 //! Crypto sessions: the SP and CS ID map payloads of an offer, the SRTP keys of each crypto
 //! session (RFC 3830 §4.1.3), and the verification MAC (§5.2).
 
-use super::*;
+use super::{SrtpKeys, Stream};
+use crate::error::MikeyError;
+use crate::message::{
+    CsIdMap, Header, Payload, PolicyParam, ProtType, SecurityPolicy, SrtpIdEntry,
+};
+use crate::policy::SrtpPolicy;
+use crate::prf::{TransportKeys, derive_srtp};
+use chaincall_identity::Secret;
 
 /// The SP payload values for `policy`, kept alive while the message borrows them.
 pub(super) fn sp_storage(policy: &SrtpPolicy) -> Vec<(u8, [u8; 1])> {

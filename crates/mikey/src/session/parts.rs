@@ -1,7 +1,13 @@
 //! The checks on a decoded message shared by both sides: header, payload count and order,
 //! timestamp type, security policies.
 
-use super::*;
+use crate::error::MikeyError;
+use crate::message::{
+    CsIdMap, DataType, Dh, ErrorCode, Id, IdRole, Kemac, Message, Payload, Pke, PrfFunc,
+    SecurityPolicy, Sign, Timestamp, Verification,
+};
+use crate::policy::SrtpPolicy;
+use crate::time::NtpTime;
 
 pub(super) fn ntp(t: &Timestamp) -> Result<NtpTime, MikeyError> {
     match t {

@@ -1,6 +1,12 @@
 //! The SIGN payload (RFC 3830 §6.5) and the approved keys that check it.
 
-use super::*;
+use super::SIG_LEN;
+use crate::error::MikeyError;
+use crate::message::{Sign, SignType};
+use chaincall_identity::provider::IdentitySecret;
+use chaincall_identity::{
+    CryptoProvider, IdentityName, IdentitySignature, KeyDirectory, PublicIdentityKey,
+};
 
 /// Signs `bytes[..len - 64]` and writes the signature into the last 64 bytes (the SIGN payload,
 /// encoded last with a zero placeholder). RFC 3830 §5.2: the signature covers the whole message
