@@ -1,17 +1,21 @@
 //! The called side: checks offers against the directory, the clock window and the replay
 //! cache, keys SRTP, and builds the answer or an RFC 3830 error message.
 
-use super::dh::{dh_tgk, encode_point, parse_point};
-use super::keys::{derive_all, v_mac};
-use super::parts::{Parts, check_header, ntp, parts, policies};
-use super::pke::pke_context;
-use super::sign::{approved, sign_in_place, verify_sign};
-use super::{MIN_PSK_LEN, Mode, RAND_LEN, SIG_LEN, SrtpKeys};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use chaincall_identity::provider::IdentitySecret;
+use chaincall_identity::{
+    CryptoProvider, IdentityKey, IdentityName, KeyDirectory, PublicIdentityKey, Randomness,
+    RustCrypto, ecies,
+};
+use zeroize::Zeroizing;
+
 use crate::error::MikeyError;
 use crate::message::{
     DataType, Dh, DhGroup, EncrAlg, Header, Id, IdType, Kemac, KeyKind, KeyValidity, MacAlg,
-    Message, Payload, Sign, SignType, Spans, Timestamp, Verification, decode_key_data,
-    decode_pke_key_data,
+    Message, Payload, Sign, Spans, Timestamp, Verification, decode_key_data, decode_pke_key_data,
 };
 use crate::policy::SrtpPolicy;
 use crate::prf::TransportKeys;
@@ -20,15 +24,13 @@ use crate::replay::{
 };
 use crate::time::NtpTime;
 use crate::uri::{identity_uri, resolve_identity};
-use chaincall_identity::provider::IdentitySecret;
-use chaincall_identity::{
-    CryptoProvider, IdentityKey, IdentityName, KeyDirectory, PublicIdentityKey, Randomness,
-    RustCrypto, ecies,
-};
-use std::collections::HashMap;
-use std::fmt;
-use std::sync::Arc;
-use zeroize::Zeroizing;
+
+use super::dh::{dh_tgk, encode_point, parse_point};
+use super::keys::{derive_all, v_mac};
+use super::parts::{Parts, check_header, named, ntp, parts, policies};
+use super::pke::pke_context;
+use super::sign::{approved, sign_in_place, sign_placeholder, verify_sign};
+use super::{MIN_PSK_LEN, Mode, RAND_LEN, SrtpKeys};
 
 /// How a responder checks offers.
 #[derive(Debug, Clone)]
@@ -101,6 +103,18 @@ struct Screened<'a> {
     initiator_key: PublicIdentityKey,
 }
 
+impl Screened<'_> {
+    /// Checks the offer's SIGN payload, as received in `bytes`, under the initiator's approved key.
+    fn verify_sign(
+        &self,
+        crypto: &dyn CryptoProvider,
+        bytes: &[u8],
+        sign: &Sign<'_>,
+    ) -> Result<(), MikeyError> {
+        verify_sign(crypto, bytes, sign, &self.initiator_key, &self.initiator)
+    }
+}
+
 /// A screened offer on its way through [`Responder::handle_offer`]: what each mode's
 /// `accept_*` reads.
 struct Offer<'a> {
@@ -127,6 +141,11 @@ impl Offer<'_> {
         }
     }
 
+    /// Where the first payload `is` accepts stands in the offer.
+    fn index_of(&self, is: impl Fn(&Payload<'_>) -> bool) -> Option<usize> {
+        self.msg.payloads.iter().position(is)
+    }
+
     /// The KEMAC of a key-transport (PKE or PSK) offer and its position, after the checks both
     /// modes share: our algorithms, and no DH or V payload.
     fn kemac(&self) -> Result<(&Kemac<'_>, usize), MikeyError> {
@@ -136,10 +155,7 @@ impl Offer<'_> {
             .kemac
             .ok_or(MikeyError::Unexpected("offer without KEMAC"))?;
         let kemac_index = self
-            .msg
-            .payloads
-            .iter()
-            .position(|x| matches!(x, Payload::Kemac(_)))
+            .index_of(|x| matches!(x, Payload::Kemac(_)))
             .ok_or(MikeyError::Unexpected("offer without KEMAC"))?;
         if kemac.encr_alg != EncrAlg::AesCm128 || kemac.mac_alg != MacAlg::HmacSha1_160 {
             return Err(MikeyError::Unsupported(
@@ -243,13 +259,7 @@ impl Responder {
             .p
             .sign
             .ok_or(MikeyError::Unexpected("offer without SIGN"))?;
-        verify_sign(
-            &*self.cfg.crypto,
-            offer,
-            sign,
-            &screened.initiator_key,
-            &screened.initiator,
-        )?;
+        screened.verify_sign(&*self.cfg.crypto, offer, sign)?;
         Ok(OfferSigner {
             mode: screened.mode,
             initiator: screened.initiator,
@@ -296,13 +306,7 @@ impl Responder {
             .idr
             .clone()
             .ok_or(MikeyError::Unexpected("offer without IDr"))?;
-        let named = resolve_identity(idr.id_type, idr.data)?;
-        if named != self.cfg.own_name {
-            return Err(MikeyError::WrongPeer {
-                expected: self.cfg.own_name.clone(),
-                found: named,
-            });
-        }
+        named(&idr, &self.cfg.own_name)?;
         if let Some(expected) = expected
             && *expected != initiator
         {
@@ -378,24 +382,14 @@ impl Responder {
         let pke = p
             .pke
             .ok_or(MikeyError::Unexpected("PKE offer without PKE"))?;
-        let pke_index = o
-            .msg
-            .payloads
-            .iter()
-            .position(|x| matches!(x, Payload::Pke(_)));
+        let pke_index = o.index_of(|x| matches!(x, Payload::Pke(_)));
         if pke_index < Some(kemac_index) {
             return Err(MikeyError::Unexpected(
                 "PKE before KEMAC (RFC 3830 §3.2 order)",
             ));
         }
         let csb_id = o.msg.header.csb_id;
-        verify_sign(
-            &*self.cfg.crypto,
-            o.bytes,
-            sign,
-            &o.s.initiator_key,
-            &o.s.initiator,
-        )?;
+        o.s.verify_sign(&*self.cfg.crypto, o.bytes, sign)?;
         let context = pke_context(o.s.idi.data, o.s.idr.data, csb_id, o.s.rand)?;
         let env_key = ecies::open_with(&*self.secret, &self.public, &context, pke.data)
             .map_err(|_| MikeyError::Envelope("not for our key or this exchange, or altered"))?;
@@ -498,13 +492,7 @@ impl Responder {
                 "DH offer needs exactly one DH payload",
             ));
         };
-        verify_sign(
-            &*self.cfg.crypto,
-            o.bytes,
-            sign,
-            &o.s.initiator_key,
-            &o.s.initiator,
-        )?;
+        o.s.verify_sign(&*self.cfg.crypto, o.bytes, sign)?;
         if dhi.group != DhGroup::P256 {
             return Err(MikeyError::Unsupported("DH group (only P-256)"));
         }
@@ -520,7 +508,6 @@ impl Responder {
         let dhr_value = encode_point(&secret.public());
         let tgk = dh_tgk(&*secret, &peer)?;
         let keys = derive_all(&tgk, &msg.header, o.s.rand, &o.policies)?;
-        let zero_sig = [0u8; SIG_LEN];
         let r = Message {
             header: Header {
                 data_type: DataType::DhResp,
@@ -547,10 +534,7 @@ impl Responder {
                     value: dhi.value,
                     kv: KeyValidity::Null,
                 }),
-                Payload::Sign(Sign {
-                    s_type: SignType::EcdsaP256Sha256,
-                    signature: &zero_sig,
-                }),
+                sign_placeholder(),
             ],
         };
         let mut bytes = r.to_vec()?;
@@ -606,7 +590,6 @@ impl Responder {
             .map(|m| m.header)
             .ok()
             .or_else(|| header_only(offer))?;
-        let zero_sig = [0u8; SIG_LEN];
         let r = Message {
             header: Header {
                 data_type: DataType::Error,
@@ -616,10 +599,7 @@ impl Responder {
             payloads: vec![
                 Payload::T(Timestamp::NtpUtc(now.0)),
                 Payload::Err(code),
-                Payload::Sign(Sign {
-                    s_type: SignType::EcdsaP256Sha256,
-                    signature: &zero_sig,
-                }),
+                sign_placeholder(),
             ],
         };
         let mut bytes = r.to_vec().ok()?;
