@@ -36,17 +36,15 @@ fn ok_hex(reply: &str) -> Vec<u8> {
 
 #[test]
 fn media_session_interoperates_with_libsrtp() {
-    let Some(python) = chaincall_testkit::python() else {
+    let Some(python) = chaincall_testkit::python().and_then(|python| {
+        chaincall_testkit::python_with(
+            python,
+            "pylibsrtp",
+            "pylibsrtp in the venv (tools/requirements.txt)",
+        )
+    }) else {
         return;
     };
-    let probe = Command::new(&python)
-        .args(["-c", "import pylibsrtp"])
-        .status()
-        .expect("run python");
-    if !probe.success() {
-        chaincall_testkit::missing::<()>("pylibsrtp in the venv (tools/requirements.txt)");
-        return;
-    }
     for profile in [Profile::AesCm128HmacSha1_80, Profile::AeadAes128Gcm] {
         let key: Vec<u8> = (0..profile.master_key_len() + profile.master_salt_len())
             .map(|i| (i as u8).wrapping_mul(13).wrapping_add(5))

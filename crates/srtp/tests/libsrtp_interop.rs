@@ -79,18 +79,16 @@ enum Op {
 
 #[test]
 fn two_way_interop_with_libsrtp_every_profile() {
-    let Some(python) = chaincall_testkit::python() else {
+    let Some(python) = chaincall_testkit::python().and_then(|python| {
+        chaincall_testkit::python_with(
+            python,
+            "pylibsrtp",
+            "pylibsrtp in the venv (tools/requirements.txt)",
+        )
+    }) else {
         return;
     };
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/libsrtp_peer.py");
-    let probe = Command::new(&python)
-        .args(["-c", "import pylibsrtp"])
-        .status()
-        .expect("run python");
-    if !probe.success() {
-        chaincall_testkit::missing::<()>("pylibsrtp in the venv (tools/requirements.txt)");
-        return;
-    }
 
     // Everything we ask libsrtp, in order, and what we expect back.
     let mut commands = String::new();

@@ -87,6 +87,25 @@ pub fn python() -> Option<PathBuf> {
     }
 }
 
+/// `python` when it can import `module`, applying the skip-or-fail rule otherwise, with `what`
+/// (the missing piece and where it comes from) in the message.
+///
+/// # Panics
+/// When `python` cannot be run at all, or (with `CHAINCALL_REQUIRE_PEERS=1`) lacks the module.
+pub fn python_with(python: PathBuf, module: &str, what: &str) -> Option<PathBuf> {
+    let imports = Command::new(&python)
+        .args(["-W", "ignore", "-c", &format!("import {module}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    if imports.success() {
+        Some(python)
+    } else {
+        missing(what)
+    }
+}
+
 /// Reports a missing peer: panics when peers are required, otherwise prints a skip line.
 pub fn missing<T>(what: &str) -> Option<T> {
     if peers_required() {
