@@ -73,7 +73,8 @@ pub fn peer(name: &str) -> Option<PathBuf> {
     }
 }
 
-/// The Python interpreter of the project's venv (with pylibsrtp), applying the skip-or-fail rule.
+/// The Python interpreter of the project's venv, which must import pylibsrtp (the libsrtp peer),
+/// applying the skip-or-fail rule.
 ///
 /// `CHAINCALL_PYTHON` overrides; otherwise `.venv/bin/python3` under the workspace root.
 pub fn python() -> Option<PathBuf> {
@@ -81,7 +82,11 @@ pub fn python() -> Option<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join(".venv/bin/python3"));
     if is_executable(&candidate) {
-        Some(candidate)
+        python_with(
+            candidate,
+            "pylibsrtp",
+            "pylibsrtp in the venv (tools/requirements.txt)",
+        )
     } else {
         missing("python venv (.venv/bin/python3 with tools/requirements.txt)")
     }
