@@ -1242,18 +1242,9 @@ fn fake_rotation(block: u64, wallet: Address, key: &PublicIdentityKey) -> Histor
 async fn a_forged_tip_with_a_fake_rotation_event_does_not_move_the_pin() {
     let chain = EmbeddedChain::default();
     let s = setup(&chain).await;
-    let bob_name = name("+15551230013");
-    let bob = ClientId::of(&bob_name);
     let wallet = dev_signer(1);
-    let genuine = IdentityKey::generate().public();
-    s.add(&wallet, bob, &genuine).await;
-    s.approve(bob).await;
-    let mut lookups = PinnedLookup::new(s.contract);
-    let pinned = lookups
-        .lookup(&chain, &s.trust, &bob_name, None)
-        .await
-        .unwrap();
-    assert_eq!(pinned.update, PinUpdate::Pinned);
+    let (bob_name, bob, genuine, mut lookups) = s.pinned("+15551230013", &wallet).await;
+    assert_eq!(lookups.pins().pinned_key(&bob_name), Some(&genuine));
     // Some unrelated block, which the provider replaces with its own.
     chain
         .transfer(&dev_signer(3), Address::repeat_byte(9), U256::from(1u8))
@@ -1299,18 +1290,8 @@ async fn a_forged_tip_with_a_fake_rotation_event_does_not_move_the_pin() {
 async fn a_fake_rotation_over_a_re_registered_number_is_refused_even_with_trusted_headers() {
     let chain = EmbeddedChain::default();
     let s = setup(&chain).await;
-    let bob_name = name("+15551230014");
-    let bob = ClientId::of(&bob_name);
-    let old_wallet = dev_signer(1);
     let new_wallet = dev_signer(2);
-    let old = IdentityKey::generate().public();
-    s.add(&old_wallet, bob, &old).await;
-    s.approve(bob).await;
-    let mut lookups = PinnedLookup::new(s.contract);
-    lookups
-        .lookup(&chain, &s.trust, &bob_name, None)
-        .await
-        .unwrap();
+    let (bob_name, bob, old, mut lookups) = s.pinned("+15551230014", &dev_signer(1)).await;
 
     chain
         .revoke_client(s.contract, &s.owner, bob)
@@ -1474,16 +1455,8 @@ fn event(block: u64, change: chaincall_chain::Change) -> HistoryEvent {
 async fn an_unproven_re_registration_is_refused() {
     let chain = EmbeddedChain::default();
     let s = setup(&chain).await;
-    let alice_name = name("+15551230017");
-    let alice = ClientId::of(&alice_name);
     let (wallet, new_wallet) = (dev_signer(1), dev_signer(2));
-    let old = IdentityKey::generate().public();
-    s.add(&wallet, alice, &old).await;
-    s.approve(alice).await;
-    let mut bob = PinnedLookup::new(s.contract);
-    bob.lookup(&chain, &s.trust, &alice_name, None)
-        .await
-        .unwrap();
+    let (alice_name, alice, old, mut bob) = s.pinned("+15551230017", &wallet).await;
     let rotated = IdentityKey::generate().public();
     let rotated_in = chain
         .rotate_key(
