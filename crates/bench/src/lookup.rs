@@ -98,11 +98,7 @@ async fn run_async(args: LookupBenchArgs, trust: &impl TrustSource) -> Result<()
 async fn register(chain: &EmbeddedChain, id: ClientId) -> Result<Address> {
     let owner = dev_signer(0);
     let phone = dev_signer(1);
-    let contract = chain
-        .deploy(&owner)
-        .await?
-        .contract_address
-        .ok_or_else(|| anyhow!("deployment has no address"))?;
+    let contract = chain.deploy_keystore(&owner).await?;
     let key = IdentityKey::generate().public();
     let rh = receipt_hash(b"bench lookup receipt");
     chain.add_client_key(contract, &phone, id, &key, rh).await?;

@@ -19,12 +19,7 @@ fn get_client(c: &mut Criterion) {
     let phone = dev_signer(1);
     let id = ClientId::of(&IdentityName::parse("+15551234567").expect("valid number"));
     let contract = runtime.block_on(async {
-        let contract = chain
-            .deploy(&owner)
-            .await
-            .expect("deploy")
-            .contract_address
-            .expect("address");
+        let contract = chain.deploy_keystore(&owner).await.expect("deploy");
         let key = IdentityKey::generate().public();
         let rh = receipt_hash(b"bench receipt");
         chain

@@ -29,7 +29,7 @@
 //! let chain = EmbeddedChain::default();
 //! let owner = chaincall_chain::dev_signer(0);
 //! let phone = chaincall_chain::dev_signer(1);
-//! let contract = chain.deploy(&owner).await?.contract_address.unwrap();
+//! let contract = chain.deploy_keystore(&owner).await?;
 //! let id = ClientId::of(&IdentityName::parse("+1 555 123 4567").unwrap());
 //! let key = IdentityKey::generate().public();
 //! let receipt = receipt_hash(b"purchase token");
@@ -179,6 +179,21 @@ pub trait KeystoreChain: Send + Sync {
             contract::creation_bytecode().clone(),
             U256::ZERO,
         )
+    }
+
+    /// [`deploy`](Self::deploy) for callers that only need the new keystore's address.
+    fn deploy_keystore(
+        &self,
+        from: &PrivateKeySigner,
+    ) -> impl Future<Output = Result<Address>> + Send {
+        async move {
+            self.deploy(from)
+                .await?
+                .contract_address
+                .ok_or_else(|| ChainError::BadResponse {
+                    reason: "the deployment's receipt names no contract address".into(),
+                })
+        }
     }
 
     /// `addClient`: submits a pending entry bound to `from`. `commitment` is

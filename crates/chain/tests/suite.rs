@@ -25,12 +25,9 @@ struct Setup<'a, K> {
 
 async fn setup<K: KeystoreChain>(chain: &K) -> Setup<'_, K> {
     let owner = dev_signer(0);
-    let deployed = chain.deploy(&owner).await.expect("deploy");
     Setup {
         chain,
-        contract: deployed
-            .contract_address
-            .expect("deployment has an address"),
+        contract: chain.deploy_keystore(&owner).await.expect("deploy"),
         owner,
         phone: dev_signer(1),
         other: dev_signer(2),

@@ -31,12 +31,7 @@ struct Setup<'a, K> {
 /// Deploys a keystore and pins the chain's genesis hash as the checkpoint.
 async fn setup<K: KeystoreChain>(chain: &K) -> Setup<'_, K> {
     let owner = dev_signer(0);
-    let contract = chain
-        .deploy(&owner)
-        .await
-        .expect("deploy")
-        .contract_address
-        .expect("address");
+    let contract = chain.deploy_keystore(&owner).await.expect("deploy");
     let genesis = chain.block_header(0).await.expect("genesis header");
     Setup {
         chain,

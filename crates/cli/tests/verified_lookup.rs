@@ -32,12 +32,7 @@ fn start() -> Option<Node> {
             .unwrap();
         let owner = dev_signer(0);
         let phone = dev_signer(1);
-        let contract = chain
-            .deploy(&owner)
-            .await
-            .unwrap()
-            .contract_address
-            .unwrap();
+        let contract = chain.deploy_keystore(&owner).await.unwrap();
         let id = ClientId::of(&IdentityName::parse(BOB).unwrap());
         let rh = receipt_hash(b"cli receipt");
         chain
