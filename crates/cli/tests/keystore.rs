@@ -277,12 +277,7 @@ fn rotate_and_revoke_show_in_get_and_history() {
     ]);
     assert_success(&out);
     let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let events: Vec<&str> = history["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event"].as_str().unwrap())
-        .collect();
+    let events = chaincall_testkit::json_strings(&history["events"], "event");
     assert_eq!(events, ["added", "approved", "rotated", "revoked"]);
     assert_eq!(history["events"][2]["public_key"], key2.as_str());
     let text = node.run(&[

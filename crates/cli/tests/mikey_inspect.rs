@@ -45,12 +45,7 @@ fn inspect_prints_every_payload_of_a_pke_offer() {
     assert!(out.status.success());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["header"]["data_type_name"], "Public key");
-    let names: Vec<&str> = json["payloads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["payload"].as_str().unwrap())
-        .collect();
+    let names = chaincall_testkit::json_strings(&json["payloads"], "payload");
     assert_eq!(
         names,
         ["T", "RAND", "ID", "ID", "SP", "KEMAC", "PKE", "SIGN"]

@@ -195,6 +195,26 @@ pub fn output_with_input(cmd: &mut Command, input: impl Into<Vec<u8>>) -> Output
     }
 }
 
+/// The string `field` of every object in the JSON array `list` (what a test compares a `--json`
+/// listing with).
+///
+/// # Panics
+/// When `list` is not an array or an element's `field` is not a string, naming what it found.
+#[track_caller]
+pub fn json_strings<'a>(list: &'a serde_json::Value, field: &str) -> Vec<&'a str> {
+    let items = list
+        .as_array()
+        .unwrap_or_else(|| panic!("not a JSON array: {list}"));
+    items
+        .iter()
+        .map(|item| {
+            item[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("no string `{field}` in {item}"))
+        })
+        .collect()
+}
+
 /// Where test servers' ports are drawn from: below Linux's ephemeral range (32768–60999), so an
 /// outgoing connection of another test cannot take the port between the check and the server's
 /// bind (what port 0 would hand out is exactly that range).
@@ -291,6 +311,14 @@ mod tests {
         let message = failed.downcast_ref::<String>().unwrap();
         assert!(message.contains("sh failed"), "{message}");
         assert!(message.contains("why"), "{message}");
+    }
+
+    #[test]
+    fn json_strings_lists_one_field_of_each_element() {
+        let list = serde_json::json!([{"name": "a", "n": 1}, {"name": "b"}]);
+        assert_eq!(json_strings(&list, "name"), ["a", "b"]);
+        assert!(std::panic::catch_unwind(|| json_strings(&list, "n")).is_err());
+        assert!(std::panic::catch_unwind(|| json_strings(&list["name"], "n")).is_err());
     }
 
     #[test]
