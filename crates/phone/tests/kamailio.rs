@@ -19,6 +19,8 @@
 //! Needs Debian `kamailio` and `kamailio-sqlite-modules`. Without them the test prints that it
 //! skips; with `CHAINCALL_REQUIRE_PEERS=1` it fails naming what is missing.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -32,8 +34,8 @@ use chaincall_chain::verified::HeaderTrust;
 use chaincall_chain::{EmbeddedChain, KeystoreChain};
 use chaincall_identity::{IdentityName, PhoneNumber};
 use chaincall_phone::{
-    CallReport, KeyLookup, KeyMode, Phone, PhoneConfig, PhoneError, PhoneEvent, PhoneEvents,
-    PhoneSecrets, Signalling,
+    CallReport, KeyLookup, KeyMode, Phone, PhoneConfig, PhoneError, PhoneEvent, PhoneSecrets,
+    Signalling,
 };
 use chaincall_wallet::receipt::StoreKey;
 use chaincall_wallet::testing::{
@@ -41,6 +43,8 @@ use chaincall_wallet::testing::{
     write_test_config,
 };
 use zeroize::Zeroizing;
+
+use common::{call_up, wait_for};
 
 /// The SIP domain (Kamailio's realm) and the wallet server's identity: the wallet crate's test
 /// configuration ([`write_test_config`]) uses these.
@@ -343,24 +347,6 @@ fn phone_config(
     }
 }
 
-async fn wait_for(
-    who: &str,
-    events: &mut PhoneEvents,
-    timeout: Duration,
-    want: impl Fn(&PhoneEvent) -> bool,
-) -> PhoneEvent {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Err(_) => panic!("{who}: no such event within {timeout:?}"),
-            Ok(None) => panic!("{who}: the phone stopped"),
-            Ok(Some(PhoneEvent::Refused { reason, .. })) => panic!("{who}: call refused: {reason}"),
-            Ok(Some(e)) if want(&e) => return e,
-            Ok(Some(_)) => {}
-        }
-    }
-}
-
 fn ended(e: PhoneEvent) -> CallReport {
     match e {
         PhoneEvent::CallEnded(r) => *r,
@@ -498,34 +484,13 @@ async fn wallet_provisions_kamailio_and_a_mikey_call_goes_through_it() {
     // Alice calls bob through Kamailio; both send a second of speech-like audio; alice hangs up.
     let bob_number = PhoneNumber::parse(BOB).unwrap();
     let call_id = alice_phone.call(&bob_number).await.unwrap();
-    let up = wait_for("alice", &mut alice_events, Duration::from_secs(10), |e| {
-        matches!(e, PhoneEvent::CallUp { .. })
-    })
-    .await;
-    let PhoneEvent::CallUp {
-        mode,
-        verified_peer,
-        ..
-    } = up
-    else {
-        unreachable!()
-    };
+    let (mode, verified_peer) = call_up(&mut alice_events).await;
     assert_eq!(mode, KeyMode::MikeyPke);
     assert_eq!(verified_peer, Some(IdentityName::Phone(bob_number.clone())));
     tokio::time::sleep(Duration::from_millis(u64::from(AUDIO_MS) + 400)).await;
     alice_phone.hangup(&call_id).await.unwrap();
-    let a = ended(
-        wait_for("alice", &mut alice_events, Duration::from_secs(10), |e| {
-            matches!(e, PhoneEvent::CallEnded(_))
-        })
-        .await,
-    );
-    let b = ended(
-        wait_for("bob", &mut bob_events, Duration::from_secs(10), |e| {
-            matches!(e, PhoneEvent::CallEnded(_))
-        })
-        .await,
-    );
+    let a = ended(wait_for(&mut alice_events, |e| matches!(e, PhoneEvent::CallEnded(_))).await);
+    let b = ended(wait_for(&mut bob_events, |e| matches!(e, PhoneEvent::CallEnded(_))).await);
     alice_phone.shutdown().await;
     bob_phone.shutdown().await;
     let _ = op.wallet_stop.send(());
