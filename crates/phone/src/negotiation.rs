@@ -459,12 +459,22 @@ fn rtcp_target(remote: SocketAddr, media: &Media) -> SocketAddr {
 }
 
 /// What the callee learns from an offer before deciding to answer.
-#[derive(Debug)]
 pub struct IncomingOffer {
     /// How the caller keyed the call.
     pub mode: KeyMode,
+    /// With SDES it carries the caller's sending key inline (`a=crypto`); `Sdp` is no `Zeroize`
+    /// type, so `Debug` below leaves it out rather than wrapping it in a `Secret`.
     sdp: Sdp,
     mikey: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for IncomingOffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IncomingOffer")
+            .field("mode", &self.mode)
+            .field("mikey_len", &self.mikey.as_ref().map(Vec::len))
+            .finish_non_exhaustive()
+    }
 }
 
 impl IncomingOffer {

@@ -443,6 +443,11 @@ fn debug_output_holds_no_key_material() {
     let shown = format!("{o:?}");
     assert!(!shown.contains(&key_b64), "{shown}");
     assert!(shown.contains("Sdes"), "{shown}");
+    // The callee's view of the same offer.
+    let incoming = IncomingOffer::parse(o.sdp().as_bytes()).unwrap();
+    let shown = format!("{incoming:?}");
+    assert!(!shown.contains(&key_b64), "{shown}");
+    assert!(shown.contains("Sdes"), "{shown}");
 
     for mode in [KeyMode::MikeyPke, KeyMode::MikeyDhSign, KeyMode::Sdes] {
         let (caller, callee, _, _) = call(mode);
