@@ -60,6 +60,20 @@ fn assert_unrecorded(err: &LookupError) {
     );
 }
 
+/// A lookup of `name` through `liar` is refused as an unrecorded key change, and `lookups` keeps
+/// `name` pinned to `pinned`.
+async fn refused_keeps_pin<K: KeystoreChain>(
+    lookups: &mut PinnedLookup,
+    liar: &K,
+    trust: &HeaderTrust,
+    name: &IdentityName,
+    pinned: &PublicIdentityKey,
+) {
+    let err = lookups.lookup(liar, trust, name, None).await.unwrap_err();
+    assert_unrecorded(&err);
+    assert_eq!(lookups.pins().pinned_key(name), Some(pinned));
+}
+
 fn name(text: &str) -> IdentityName {
     IdentityName::parse(text).expect("valid name")
 }
@@ -1303,12 +1317,7 @@ async fn a_fake_rotation_over_a_re_registered_number_is_refused_even_with_truste
         events.retain(|e| e.block_number < approved_in - 2);
         events.push(fake.clone());
     });
-    let err = lookups
-        .lookup(&liar, &trusted, &bob_name, None)
-        .await
-        .unwrap_err();
-    assert_unrecorded(&err);
-    assert_eq!(lookups.pins().pinned_key(&bob_name), Some(&old));
+    refused_keeps_pin(&mut lookups, &liar, &trusted, &bob_name, &old).await;
 }
 
 /// An unconfirmed key change moves the pin only when the user accepts it, and an accepted change
@@ -1485,12 +1494,7 @@ async fn an_unproven_re_registration_is_refused() {
             },
         ));
     });
-    let err = bob
-        .lookup(&liar, &trusted, &alice_name, None)
-        .await
-        .unwrap_err();
-    assert_unrecorded(&err);
-    assert_eq!(bob.pins().pinned_key(&alice_name), Some(&old));
+    refused_keeps_pin(&mut bob, &liar, &trusted, &alice_name, &old).await;
 
     // A real recovery of another number, its revocation hidden: no record, refused.
     let dave_name = name("+15551230018");
@@ -1511,10 +1515,5 @@ async fn an_unproven_re_registration_is_refused() {
     let (_, trusted) = checkpoint_at_head(&chain).await;
     let liar =
         Tampered::new(&chain).events(move |events| events.retain(|e| e.block_number != revoked_in));
-    let err = bob
-        .lookup(&liar, &trusted, &dave_name, None)
-        .await
-        .unwrap_err();
-    assert_unrecorded(&err);
-    assert_eq!(bob.pins().pinned_key(&dave_name), Some(&old));
+    refused_keeps_pin(&mut bob, &liar, &trusted, &dave_name, &old).await;
 }
