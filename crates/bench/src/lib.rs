@@ -6,8 +6,29 @@
 //! bench's clap arguments (flattened into `chaincall bench …`, so names, flags and `--json` output
 //! are the CLI's) and its `run`.
 
+use std::time::Duration;
+
 pub mod handshake;
 pub mod lookup;
 pub mod setup;
 pub mod sipd;
 pub mod srtp;
+
+/// A duration in milliseconds, as the benches report them.
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Sorts measurements for [`percentile`].
+fn sort_ms(values: &mut [f64]) {
+    values.sort_by(f64::total_cmp);
+}
+
+/// The nearest-rank `p`th percentile of `sorted` (ascending); NaN when there is none.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}

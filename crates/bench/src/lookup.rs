@@ -11,18 +11,19 @@
 //! `keystore get --verify`; the CLI hands it in as a [`TrustSource`].
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use alloy::primitives::Address;
 use anyhow::{Context, Result, anyhow, bail};
 use chaincall_chain::verified::{HeaderTrust, get_client_verified};
 use chaincall_chain::{
-    ClientId, EmbeddedChain, KeystoreChain, RpcChain, RpcConfig, dev_signer, receipt_commitment,
-    receipt_hash,
+    ClientId, EmbeddedChain, KeystoreChain, RpcChain, RpcConfig, dev_signer, receipt_hash,
 };
 use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber};
 use clap::Args;
 use serde_json::json;
+
+use crate::{ms, percentile, sort_ms};
 
 /// Where the header trust of the verified lookups comes from (the CLI's `--checkpoint` /
 /// `--quorum` options).
@@ -97,32 +98,12 @@ async fn run_async(args: LookupBenchArgs, trust: &impl TrustSource) -> Result<()
 async fn register(chain: &EmbeddedChain, id: ClientId) -> Result<Address> {
     let owner = dev_signer(0);
     let phone = dev_signer(1);
-    let contract = chain
-        .deploy(&owner)
-        .await?
-        .contract_address
-        .ok_or_else(|| anyhow!("deployment has no address"))?;
+    let contract = chain.deploy_keystore(&owner).await?;
     let key = IdentityKey::generate().public();
     let rh = receipt_hash(b"bench lookup receipt");
-    chain
-        .add_client(
-            contract,
-            &phone,
-            id,
-            key.tag(),
-            &key.to_bytes(),
-            receipt_commitment(&id, phone.address(), &rh),
-        )
-        .await?;
+    chain.add_client_key(contract, &phone, id, &key, rh).await?;
     chain.approve_client(contract, &owner, id, rh).await?;
     Ok(contract)
-}
-
-fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
-    // Nearest-rank percentile; `sorted` is non-empty (count >= 1 is checked).
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    let index = rank.clamp(1, sorted.len()) - 1;
-    sorted[index].as_secs_f64() * 1e3
 }
 
 async fn measure<C: KeystoreChain>(
@@ -149,12 +130,12 @@ async fn measure<C: KeystoreChain>(
         let found = get_client_verified(chain, contract, id, trust, None)
             .await
             .map_err(|e| anyhow!("verification failed: {e}"))?;
-        verified.push(start.elapsed());
+        verified.push(ms(start.elapsed()));
         proof_bytes = found.proof_bytes;
 
         let start = Instant::now();
         let entry = chain.get_client(contract, id).await?;
-        plain.push(start.elapsed());
+        plain.push(ms(start.elapsed()));
         if entry != found.entry {
             bail!(
                 "plain and verified lookups disagree at block {}",
@@ -162,16 +143,16 @@ async fn measure<C: KeystoreChain>(
             );
         }
     }
-    verified.sort_unstable();
-    plain.sort_unstable();
+    sort_ms(&mut verified);
+    sort_ms(&mut plain);
     let report = json!({
         "backend": backend,
         "count": args.count,
         "trust": how,
-        "verified_p50_ms": percentile_ms(&verified, 50.0),
-        "verified_p99_ms": percentile_ms(&verified, 99.0),
-        "plain_p50_ms": percentile_ms(&plain, 50.0),
-        "plain_p99_ms": percentile_ms(&plain, 99.0),
+        "verified_p50_ms": percentile(&verified, 50.0),
+        "verified_p99_ms": percentile(&verified, 99.0),
+        "plain_p50_ms": percentile(&plain, 50.0),
+        "plain_p99_ms": percentile(&plain, 99.0),
         "proof_bytes": proof_bytes,
     });
     if args.json {
@@ -183,13 +164,13 @@ async fn measure<C: KeystoreChain>(
         );
         println!(
             "  verified  p50 {:.3} ms  p99 {:.3} ms  ({proof_bytes} proof bytes)",
-            percentile_ms(&verified, 50.0),
-            percentile_ms(&verified, 99.0)
+            percentile(&verified, 50.0),
+            percentile(&verified, 99.0)
         );
         println!(
             "  plain     p50 {:.3} ms  p99 {:.3} ms",
-            percentile_ms(&plain, 50.0),
-            percentile_ms(&plain, 99.0)
+            percentile(&plain, 50.0),
+            percentile(&plain, 99.0)
         );
     }
     Ok(())

@@ -20,6 +20,8 @@ use serde_json::json;
 
 use chaincall_devnet::{Network, NetworkOptions, operator_key};
 
+use crate::{ms, percentile, sort_ms};
+
 /// Arguments of `chaincall bench setup`.
 #[derive(Debug, Args)]
 pub struct SetupBenchArgs {
@@ -70,18 +72,6 @@ pub fn run(args: SetupBenchArgs) -> Result<()> {
             }
         }
     })
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 async fn measure<C: ServerChain>(
@@ -135,7 +125,7 @@ async fn measure<C: ServerChain>(
     }
     net.stop().await;
     for v in [&mut setup, &mut retrieval, &mut callee_retrieval] {
-        v.sort_by(f64::total_cmp);
+        sort_ms(v);
     }
     let out = json!({
         "chain": chain_name,

@@ -339,52 +339,34 @@ pub fn run(args: SipdBenchArgs) -> anyhow::Result<()> {
     });
 
     // Calls, alternating servers step by step.
-    let mut calls: Vec<Step> = Vec::new();
-    let mut alive: Vec<bool> = vec![true; servers.len()];
-    let mut fails: Vec<u32> = vec![0; servers.len()];
-    for &rate in &args.rates {
-        for (i, (name, idx, port, _)) in servers.iter().enumerate() {
-            if !alive[i] {
-                continue;
-            }
-            let sipp_args = vec!["-sn".to_owned(), "uac".to_owned()];
-            let step = run_step(
-                &args,
-                &dir,
-                name,
-                &procs[*idx],
-                *port,
-                ports.uac,
-                rate,
-                sipp_args,
-            )?;
-            progress(&args, "calls", &step);
-            fails[i] = if step.passed(args.secs) {
-                0
-            } else {
-                fails[i] + 1
-            };
-            alive[i] = fails[i] < args.max_failures.max(1);
-            calls.push(step);
-        }
-        if !alive.iter().any(|a| *a) {
-            break;
-        }
-    }
+    let calls = ramp(&args, &args.rates, servers.len(), "calls", |i, rate| {
+        let (name, idx, port, _) = servers[i];
+        let sipp_args = vec!["-sn".to_owned(), "uac".to_owned()];
+        run_step(
+            &args,
+            &dir,
+            name,
+            &procs[idx],
+            port,
+            ports.uac,
+            rate,
+            sipp_args,
+        )
+    })?;
     results["calls"] = calls.iter().map(|s| s.json(args.secs)).collect();
 
     // Registrations with digest auth.
     let mut regs: Vec<Step> = Vec::new();
     if !args.no_register {
-        let mut alive: Vec<bool> = vec![true; servers.len()];
-        let mut fails: Vec<u32> = vec![0; servers.len()];
-        for &rate in &args.register_rates {
-            for (i, (name, idx, _, port)) in servers.iter().enumerate() {
-                if !alive[i] {
-                    continue;
-                }
+        regs = ramp(
+            &args,
+            &args.register_rates,
+            servers.len(),
+            "registers",
+            |i, rate| {
+                let (name, idx, _, port) = servers[i];
                 // sipd registers on its digest instance (the process after the calls one).
-                let pidx = if *name == "sipd" { idx + 1 } else { *idx };
+                let pidx = if name == "sipd" { idx + 1 } else { idx };
                 let sipp_args: Vec<String> = [
                     "-sf",
                     &dir.join("register_auth.xml").display().to_string(),
@@ -398,29 +380,18 @@ pub fn run(args: SipdBenchArgs) -> anyhow::Result<()> {
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
-                let step = run_step(
+                run_step(
                     &args,
                     &dir,
                     name,
                     &procs[pidx],
-                    *port,
+                    port,
                     ports.uac,
                     rate,
                     sipp_args,
-                )?;
-                progress(&args, "registers", &step);
-                fails[i] = if step.passed(args.secs) {
-                    0
-                } else {
-                    fails[i] + 1
-                };
-                alive[i] = fails[i] < args.max_failures.max(1);
-                regs.push(step);
-            }
-            if !alive.iter().any(|a| *a) {
-                break;
-            }
-        }
+                )
+            },
+        )?;
         results["registers"] = regs.iter().map(|s| s.json(args.secs)).collect();
     }
 
@@ -472,6 +443,35 @@ pub fn run(args: SipdBenchArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs `step(server, rate)` for each server at each of `rates` in turn, until every server has
+/// failed `max_failures` rates in a row; a server that has is not stepped again.
+fn ramp(
+    args: &SipdBenchArgs,
+    rates: &[u32],
+    servers: usize,
+    what: &str,
+    mut step: impl FnMut(usize, u32) -> anyhow::Result<Step>,
+) -> anyhow::Result<Vec<Step>> {
+    let mut steps = Vec::new();
+    let mut fails = vec![0u32; servers];
+    let alive = |fails: u32| fails < args.max_failures.max(1);
+    for &rate in rates {
+        for (i, fails) in fails.iter_mut().enumerate() {
+            if !alive(*fails) {
+                continue;
+            }
+            let s = step(i, rate)?;
+            progress(args, what, &s);
+            *fails = if s.passed(args.secs) { 0 } else { *fails + 1 };
+            steps.push(s);
+        }
+        if !fails.iter().any(|f| alive(*f)) {
+            break;
+        }
+    }
+    Ok(steps)
 }
 
 fn progress(args: &SipdBenchArgs, what: &str, s: &Step) {

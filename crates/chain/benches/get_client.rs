@@ -6,9 +6,7 @@
 
 use std::hint::black_box;
 
-use chaincall_chain::{
-    ClientId, EmbeddedChain, KeystoreChain, dev_signer, receipt_commitment, receipt_hash,
-};
+use chaincall_chain::{ClientId, EmbeddedChain, KeystoreChain, dev_signer, receipt_hash};
 use chaincall_identity::{IdentityKey, IdentityName, KeyStatus};
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -21,23 +19,11 @@ fn get_client(c: &mut Criterion) {
     let phone = dev_signer(1);
     let id = ClientId::of(&IdentityName::parse("+15551234567").expect("valid number"));
     let contract = runtime.block_on(async {
-        let contract = chain
-            .deploy(&owner)
-            .await
-            .expect("deploy")
-            .contract_address
-            .expect("address");
+        let contract = chain.deploy_keystore(&owner).await.expect("deploy");
         let key = IdentityKey::generate().public();
         let rh = receipt_hash(b"bench receipt");
         chain
-            .add_client(
-                contract,
-                &phone,
-                id,
-                key.tag(),
-                &key.to_bytes(),
-                receipt_commitment(&id, phone.address(), &rh),
-            )
+            .add_client_key(contract, &phone, id, &key, rh)
             .await
             .expect("add");
         chain

@@ -23,18 +23,17 @@
 //! output shows the address only; this crate never logs key material.
 //!
 //! ```no_run
-//! use chaincall_chain::{ClientId, EmbeddedChain, KeystoreChain, receipt_commitment, receipt_hash};
+//! use chaincall_chain::{ClientId, EmbeddedChain, KeystoreChain, receipt_hash};
 //! use chaincall_identity::{IdentityKey, IdentityName};
 //! # async fn demo() -> Result<(), chaincall_chain::ChainError> {
 //! let chain = EmbeddedChain::default();
 //! let owner = chaincall_chain::dev_signer(0);
 //! let phone = chaincall_chain::dev_signer(1);
-//! let contract = chain.deploy(&owner).await?.contract_address.unwrap();
+//! let contract = chain.deploy_keystore(&owner).await?;
 //! let id = ClientId::of(&IdentityName::parse("+1 555 123 4567").unwrap());
 //! let key = IdentityKey::generate().public();
 //! let receipt = receipt_hash(b"purchase token");
-//! let commitment = receipt_commitment(&id, phone.address(), &receipt);
-//! chain.add_client(contract, &phone, id, key.tag(), &key.to_bytes(), commitment).await?;
+//! chain.add_client_key(contract, &phone, id, &key, receipt).await?;
 //! chain.approve_client(contract, &owner, id, receipt).await?;
 //! assert_eq!(chain.get_client(contract, id).await?.approved_key(), Some(key));
 //! # Ok(()) }
@@ -91,6 +90,17 @@ pub fn sign_eip1559(
     Ok(alloy::consensus::TxEnvelope::Eip1559(
         tx.into_signed(signature),
     ))
+}
+
+/// Sends `call` to the keystore at `contract`, signed by `from`, with no value: how every contract
+/// write of [`KeystoreChain`] goes out.
+fn transact<K: KeystoreChain + ?Sized, C: SolCall>(
+    chain: &K,
+    contract: Address,
+    from: &PrivateKeySigner,
+    call: C,
+) -> impl Future<Output = Result<TxOutcome>> + Send {
+    chain.send(from, Some(contract), call.abi_encode().into(), U256::ZERO)
 }
 
 /// The keystore on a chain: deploy, add, approve, get, rotate, revoke, reserve, history.
@@ -172,6 +182,21 @@ pub trait KeystoreChain: Send + Sync {
         )
     }
 
+    /// [`deploy`](Self::deploy) for callers that only need the new keystore's address.
+    fn deploy_keystore(
+        &self,
+        from: &PrivateKeySigner,
+    ) -> impl Future<Output = Result<Address>> + Send {
+        async move {
+            self.deploy(from)
+                .await?
+                .contract_address
+                .ok_or_else(|| ChainError::BadResponse {
+                    reason: "the deployment's receipt names no contract address".into(),
+                })
+        }
+    }
+
     /// `addClient`: submits a pending entry bound to `from`. `commitment` is
     /// [`receipt_commitment`]`(id, from, receipt_hash)`.
     fn add_client(
@@ -183,14 +208,36 @@ pub trait KeystoreChain: Send + Sync {
         key: &[u8],
         commitment: FixedBytes<8>,
     ) -> impl Future<Output = Result<TxOutcome>> + Send {
-        let input = IKeystore::addClientCall {
-            id: *id.as_b256(),
-            keyType: key_type,
-            key: Bytes::copy_from_slice(key),
-            commitment,
+        transact(
+            self,
+            contract,
+            from,
+            IKeystore::addClientCall {
+                id: *id.as_b256(),
+                keyType: key_type,
+                key: Bytes::copy_from_slice(key),
+                commitment,
+            },
+        )
+    }
+
+    /// [`add_client`](Self::add_client) for an identity key, committed to `receipt_hash` the way
+    /// [`approve_client`](Self::approve_client) with the same hash expects: the commitment is
+    /// [`receipt_commitment`] of `id`, `from`'s address and the hash.
+    fn add_client_key(
+        &self,
+        contract: Address,
+        from: &PrivateKeySigner,
+        id: ClientId,
+        key: &chaincall_identity::PublicIdentityKey,
+        receipt_hash: B256,
+    ) -> impl Future<Output = Result<TxOutcome>> + Send {
+        let commitment = receipt_commitment(&id, from.address(), &receipt_hash);
+        // The key's bytes live in the future: `add_client`'s future borrows them.
+        async move {
+            self.add_client(contract, from, id, key.tag(), &key.to_bytes(), commitment)
+                .await
         }
-        .abi_encode();
-        self.send(from, Some(contract), input.into(), U256::ZERO)
     }
 
     /// `addClientWithProof`: [`add_client`](Self::add_client) with an on-chain proof that the
@@ -210,18 +257,21 @@ pub trait KeystoreChain: Send + Sync {
         let signature = identity
             .sign(&possession_message(&id, from.address(), &commitment))
             .to_bytes();
-        let input = IKeystore::addClientWithProofCall {
-            id: *id.as_b256(),
-            keyType: public.tag(),
-            key: public.to_bytes().into(),
-            commitment,
-            // 0x04 ‖ x ‖ y: y is the last 32 bytes.
-            keyY: B256::from_slice(&point[point.len() - 32..]),
-            r: B256::from_slice(&signature[..32]),
-            s: B256::from_slice(&signature[32..]),
-        }
-        .abi_encode();
-        self.send(from, Some(contract), input.into(), U256::ZERO)
+        transact(
+            self,
+            contract,
+            from,
+            IKeystore::addClientWithProofCall {
+                id: *id.as_b256(),
+                keyType: public.tag(),
+                key: public.to_bytes().into(),
+                commitment,
+                // 0x04 ‖ x ‖ y: y is the last 32 bytes.
+                keyY: B256::from_slice(&point[point.len() - 32..]),
+                r: B256::from_slice(&signature[..32]),
+                s: B256::from_slice(&signature[32..]),
+            },
+        )
     }
 
     /// `approveClient` (owner only): approves the pending entry if `receipt_hash` matches it.
@@ -232,12 +282,15 @@ pub trait KeystoreChain: Send + Sync {
         id: ClientId,
         receipt_hash: B256,
     ) -> impl Future<Output = Result<TxOutcome>> + Send {
-        let input = IKeystore::approveClientCall {
-            id: *id.as_b256(),
-            receiptHash: receipt_hash,
-        }
-        .abi_encode();
-        self.send(from, Some(contract), input.into(), U256::ZERO)
+        transact(
+            self,
+            contract,
+            from,
+            IKeystore::approveClientCall {
+                id: *id.as_b256(),
+                receiptHash: receipt_hash,
+            },
+        )
     }
 
     /// `getClient`: the entry's status, bound wallet and key.
@@ -283,13 +336,16 @@ pub trait KeystoreChain: Send + Sync {
         key_type: u8,
         key: &[u8],
     ) -> impl Future<Output = Result<TxOutcome>> + Send {
-        let input = IKeystore::rotateKeyCall {
-            id: *id.as_b256(),
-            keyType: key_type,
-            key: Bytes::copy_from_slice(key),
-        }
-        .abi_encode();
-        self.send(from, Some(contract), input.into(), U256::ZERO)
+        transact(
+            self,
+            contract,
+            from,
+            IKeystore::rotateKeyCall {
+                id: *id.as_b256(),
+                keyType: key_type,
+                key: Bytes::copy_from_slice(key),
+            },
+        )
     }
 
     /// `revokeClient`: the bound wallet or the owner revokes a pending or approved entry.
@@ -299,8 +355,12 @@ pub trait KeystoreChain: Send + Sync {
         from: &PrivateKeySigner,
         id: ClientId,
     ) -> impl Future<Output = Result<TxOutcome>> + Send {
-        let input = IKeystore::revokeClientCall { id: *id.as_b256() }.abi_encode();
-        self.send(from, Some(contract), input.into(), U256::ZERO)
+        transact(
+            self,
+            contract,
+            from,
+            IKeystore::revokeClientCall { id: *id.as_b256() },
+        )
     }
 
     /// `reserveClient` (owner only): reserves `id` for `wallet`, whose claim to the identity the
@@ -314,12 +374,15 @@ pub trait KeystoreChain: Send + Sync {
         id: ClientId,
         wallet: Address,
     ) -> impl Future<Output = Result<TxOutcome>> + Send {
-        let input = IKeystore::reserveClientCall {
-            id: *id.as_b256(),
-            wallet,
-        }
-        .abi_encode();
-        self.send(from, Some(contract), input.into(), U256::ZERO)
+        transact(
+            self,
+            contract,
+            from,
+            IKeystore::reserveClientCall {
+                id: *id.as_b256(),
+                wallet,
+            },
+        )
     }
 
     /// `reservedFor`: the wallet `id` is reserved for, `None` when it is not reserved.
@@ -344,11 +407,14 @@ pub trait KeystoreChain: Send + Sync {
         from: &PrivateKeySigner,
         new_owner: Address,
     ) -> impl Future<Output = Result<TxOutcome>> + Send {
-        let input = IKeystore::transferOwnershipCall {
-            newOwner: new_owner,
-        }
-        .abi_encode();
-        self.send(from, Some(contract), input.into(), U256::ZERO)
+        transact(
+            self,
+            contract,
+            from,
+            IKeystore::transferOwnershipCall {
+                newOwner: new_owner,
+            },
+        )
     }
 
     /// `acceptOwnership`: the nominated owner takes over.
@@ -357,8 +423,7 @@ pub trait KeystoreChain: Send + Sync {
         contract: Address,
         from: &PrivateKeySigner,
     ) -> impl Future<Output = Result<TxOutcome>> + Send {
-        let input = IKeystore::acceptOwnershipCall {}.abi_encode();
-        self.send(from, Some(contract), input.into(), U256::ZERO)
+        transact(self, contract, from, IKeystore::acceptOwnershipCall {})
     }
 
     /// The contract's current owner.

@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use alloy::primitives::{Address, B256, Bytes, FixedBytes, LogData, keccak256};
-use alloy::sol_types::{SolEvent, SolValue};
+use alloy::primitives::{Address, B256, Bytes, FixedBytes, keccak256};
+use alloy::sol_types::{SolEvent, SolEventInterface, SolValue};
 use chaincall_identity::{IdentityName, KeyError, KeyStatus, PublicIdentityKey};
 
 use crate::contract::IKeystore;
@@ -199,38 +199,30 @@ impl Change {
     /// Decodes a keystore log into a change, if it is one of the entry events (ownership events and
     /// foreign logs give `None`).
     pub fn from_log(topics: &[B256], data: &[u8]) -> Option<Self> {
-        let data = LogData::new(topics.to_vec(), data.to_vec().into())?;
-        let first = *topics.first()?;
-        if first == IKeystore::ClientAdded::SIGNATURE_HASH {
-            let e = IKeystore::ClientAdded::decode_log_data(&data).ok()?;
-            Some(Self::Added {
+        use IKeystore::IKeystoreEvents as E;
+        // Dispatches on topic 0 and decodes with that event's ABI; an undecodable log is no change.
+        Some(match E::decode_raw_log(topics, data).ok()? {
+            E::ClientAdded(e) => Self::Added {
                 wallet: e.wallet,
                 key_type: e.keyType,
                 key: e.key,
                 commitment: e.commitment,
-            })
-        } else if first == IKeystore::ClientApproved::SIGNATURE_HASH {
-            let e = IKeystore::ClientApproved::decode_log_data(&data).ok()?;
-            Some(Self::Approved {
+            },
+            E::ClientApproved(e) => Self::Approved {
                 wallet: e.wallet,
                 receipt_hash: e.receiptHash,
-            })
-        } else if first == IKeystore::KeyRotated::SIGNATURE_HASH {
-            let e = IKeystore::KeyRotated::decode_log_data(&data).ok()?;
-            Some(Self::Rotated {
+            },
+            E::KeyRotated(e) => Self::Rotated {
                 wallet: e.wallet,
                 key_type: e.keyType,
                 key: e.key,
-            })
-        } else if first == IKeystore::ClientRevoked::SIGNATURE_HASH {
-            let e = IKeystore::ClientRevoked::decode_log_data(&data).ok()?;
-            Some(Self::Revoked {
+            },
+            E::ClientRevoked(e) => Self::Revoked {
                 wallet: e.wallet,
                 by: e.by,
-            })
-        } else {
-            None
-        }
+            },
+            _ => return None,
+        })
     }
 }
 

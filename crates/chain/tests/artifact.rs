@@ -40,12 +40,7 @@ fn abi_signatures(kind: &str) -> BTreeSet<String> {
         .iter()
         .filter(|item| item["type"] == kind)
         .map(|item| {
-            let types: Vec<&str> = item["inputs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|i| i["type"].as_str().unwrap())
-                .collect();
+            let types = chaincall_testkit::json_strings(&item["inputs"], "type");
             format!("{}({})", item["name"].as_str().unwrap(), types.join(","))
         })
         .collect()

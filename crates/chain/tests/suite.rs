@@ -25,12 +25,9 @@ struct Setup<'a, K> {
 
 async fn setup<K: KeystoreChain>(chain: &K) -> Setup<'_, K> {
     let owner = dev_signer(0);
-    let deployed = chain.deploy(&owner).await.expect("deploy");
     Setup {
         chain,
-        contract: deployed
-            .contract_address
-            .expect("deployment has an address"),
+        contract: chain.deploy_keystore(&owner).await.expect("deploy"),
         owner,
         phone: dev_signer(1),
         other: dev_signer(2),
@@ -53,16 +50,8 @@ impl<K: KeystoreChain> Setup<'_, K> {
         key: &PublicIdentityKey,
         receipt: &[u8],
     ) -> Result<chaincall_chain::TxOutcome, ChainError> {
-        let commitment = receipt_commitment(&id, from.address(), &receipt_hash(receipt));
         self.chain
-            .add_client(
-                self.contract,
-                from,
-                id,
-                key.tag(),
-                &key.to_bytes(),
-                commitment,
-            )
+            .add_client_key(self.contract, from, id, key, receipt_hash(receipt))
             .await
     }
 

@@ -16,7 +16,7 @@ use chaincall_chain::verified::{
 };
 use chaincall_chain::{
     AnvilProcess, ChainError, ClientEntry, ClientId, EmbeddedChain, HistoryEvent, KeystoreChain,
-    PrivateKeySigner, RpcChain, RpcConfig, TxOutcome, dev_signer, receipt_commitment, receipt_hash,
+    PrivateKeySigner, RpcChain, RpcConfig, TxOutcome, dev_signer, receipt_hash,
 };
 use chaincall_identity::continuity::{ContinuityError, PinUpdate, RecordedChange};
 use chaincall_identity::{IdentityKey, IdentityName, KeyStatus, PublicIdentityKey};
@@ -31,12 +31,7 @@ struct Setup<'a, K> {
 /// Deploys a keystore and pins the chain's genesis hash as the checkpoint.
 async fn setup<K: KeystoreChain>(chain: &K) -> Setup<'_, K> {
     let owner = dev_signer(0);
-    let contract = chain
-        .deploy(&owner)
-        .await
-        .expect("deploy")
-        .contract_address
-        .expect("address");
+    let contract = chain.deploy_keystore(&owner).await.expect("deploy");
     let genesis = chain.block_header(0).await.expect("genesis header");
     Setup {
         chain,
@@ -65,22 +60,28 @@ fn assert_unrecorded(err: &LookupError) {
     );
 }
 
+/// A lookup of `name` through `liar` is refused as an unrecorded key change, and `lookups` keeps
+/// `name` pinned to `pinned`.
+async fn refused_keeps_pin<K: KeystoreChain>(
+    lookups: &mut PinnedLookup,
+    liar: &K,
+    trust: &HeaderTrust,
+    name: &IdentityName,
+    pinned: &PublicIdentityKey,
+) {
+    let err = lookups.lookup(liar, trust, name, None).await.unwrap_err();
+    assert_unrecorded(&err);
+    assert_eq!(lookups.pins().pinned_key(name), Some(pinned));
+}
+
 fn name(text: &str) -> IdentityName {
     IdentityName::parse(text).expect("valid name")
 }
 
 impl<K: KeystoreChain> Setup<'_, K> {
     async fn add(&self, from: &PrivateKeySigner, id: ClientId, key: &PublicIdentityKey) {
-        let rh = receipt_hash(b"receipt");
         self.chain
-            .add_client(
-                self.contract,
-                from,
-                id,
-                key.tag(),
-                &key.to_bytes(),
-                receipt_commitment(&id, from.address(), &rh),
-            )
+            .add_client_key(self.contract, from, id, key, receipt_hash(b"receipt"))
             .await
             .expect("add");
     }
@@ -1250,18 +1251,9 @@ fn fake_rotation(block: u64, wallet: Address, key: &PublicIdentityKey) -> Histor
 async fn a_forged_tip_with_a_fake_rotation_event_does_not_move_the_pin() {
     let chain = EmbeddedChain::default();
     let s = setup(&chain).await;
-    let bob_name = name("+15551230013");
-    let bob = ClientId::of(&bob_name);
     let wallet = dev_signer(1);
-    let genuine = IdentityKey::generate().public();
-    s.add(&wallet, bob, &genuine).await;
-    s.approve(bob).await;
-    let mut lookups = PinnedLookup::new(s.contract);
-    let pinned = lookups
-        .lookup(&chain, &s.trust, &bob_name, None)
-        .await
-        .unwrap();
-    assert_eq!(pinned.update, PinUpdate::Pinned);
+    let (bob_name, bob, genuine, mut lookups) = s.pinned("+15551230013", &wallet).await;
+    assert_eq!(lookups.pins().pinned_key(&bob_name), Some(&genuine));
     // Some unrelated block, which the provider replaces with its own.
     chain
         .transfer(&dev_signer(3), Address::repeat_byte(9), U256::from(1u8))
@@ -1307,18 +1299,8 @@ async fn a_forged_tip_with_a_fake_rotation_event_does_not_move_the_pin() {
 async fn a_fake_rotation_over_a_re_registered_number_is_refused_even_with_trusted_headers() {
     let chain = EmbeddedChain::default();
     let s = setup(&chain).await;
-    let bob_name = name("+15551230014");
-    let bob = ClientId::of(&bob_name);
-    let old_wallet = dev_signer(1);
     let new_wallet = dev_signer(2);
-    let old = IdentityKey::generate().public();
-    s.add(&old_wallet, bob, &old).await;
-    s.approve(bob).await;
-    let mut lookups = PinnedLookup::new(s.contract);
-    lookups
-        .lookup(&chain, &s.trust, &bob_name, None)
-        .await
-        .unwrap();
+    let (bob_name, bob, old, mut lookups) = s.pinned("+15551230014", &dev_signer(1)).await;
 
     chain
         .revoke_client(s.contract, &s.owner, bob)
@@ -1335,12 +1317,7 @@ async fn a_fake_rotation_over_a_re_registered_number_is_refused_even_with_truste
         events.retain(|e| e.block_number < approved_in - 2);
         events.push(fake.clone());
     });
-    let err = lookups
-        .lookup(&liar, &trusted, &bob_name, None)
-        .await
-        .unwrap_err();
-    assert_unrecorded(&err);
-    assert_eq!(lookups.pins().pinned_key(&bob_name), Some(&old));
+    refused_keeps_pin(&mut lookups, &liar, &trusted, &bob_name, &old).await;
 }
 
 /// An unconfirmed key change moves the pin only when the user accepts it, and an accepted change
@@ -1482,16 +1459,8 @@ fn event(block: u64, change: chaincall_chain::Change) -> HistoryEvent {
 async fn an_unproven_re_registration_is_refused() {
     let chain = EmbeddedChain::default();
     let s = setup(&chain).await;
-    let alice_name = name("+15551230017");
-    let alice = ClientId::of(&alice_name);
     let (wallet, new_wallet) = (dev_signer(1), dev_signer(2));
-    let old = IdentityKey::generate().public();
-    s.add(&wallet, alice, &old).await;
-    s.approve(alice).await;
-    let mut bob = PinnedLookup::new(s.contract);
-    bob.lookup(&chain, &s.trust, &alice_name, None)
-        .await
-        .unwrap();
+    let (alice_name, alice, old, mut bob) = s.pinned("+15551230017", &wallet).await;
     let rotated = IdentityKey::generate().public();
     let rotated_in = chain
         .rotate_key(
@@ -1525,12 +1494,7 @@ async fn an_unproven_re_registration_is_refused() {
             },
         ));
     });
-    let err = bob
-        .lookup(&liar, &trusted, &alice_name, None)
-        .await
-        .unwrap_err();
-    assert_unrecorded(&err);
-    assert_eq!(bob.pins().pinned_key(&alice_name), Some(&old));
+    refused_keeps_pin(&mut bob, &liar, &trusted, &alice_name, &old).await;
 
     // A real recovery of another number, its revocation hidden: no record, refused.
     let dave_name = name("+15551230018");
@@ -1551,10 +1515,5 @@ async fn an_unproven_re_registration_is_refused() {
     let (_, trusted) = checkpoint_at_head(&chain).await;
     let liar =
         Tampered::new(&chain).events(move |events| events.retain(|e| e.block_number != revoked_in));
-    let err = bob
-        .lookup(&liar, &trusted, &dave_name, None)
-        .await
-        .unwrap_err();
-    assert_unrecorded(&err);
-    assert_eq!(bob.pins().pinned_key(&dave_name), Some(&old));
+    refused_keeps_pin(&mut bob, &liar, &trusted, &dave_name, &old).await;
 }

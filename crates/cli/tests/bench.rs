@@ -5,18 +5,14 @@ use std::process::Command;
 
 /// `chaincall` with `args` (RUST_LOG=warn), which must succeed and print JSON on stdout.
 fn bench_json(args: &[&str], envs: &[(&str, &std::ffi::OsStr)]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_chaincall"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .envs(envs.iter().copied())
-        .output()
-        .expect("run chaincall");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = chaincall_testkit::run_ok(
+        Command::new(env!("CARGO_BIN_EXE_chaincall"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .envs(envs.iter().copied()),
+        "chaincall bench",
     );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+    serde_json::from_slice(&out).expect("JSON on stdout")
 }
 
 /// `chaincall bench srtp --json`: one object per profile with our and libsrtp's packets/s.

@@ -7,30 +7,26 @@ use std::process::Command;
 /// The packages `cargo tree` lists under `chaincall`'s normal (non-dev, non-build) dependencies,
 /// with the given extra arguments.
 fn normal_deps(extra: &[&str]) -> Vec<String> {
-    let out = Command::new(env!("CARGO"))
-        .args([
-            "tree",
-            "--package",
-            "chaincall",
-            "--edges",
-            "normal",
-            "--prefix",
-            "none",
-            "--format",
-            "{p}",
-            "--locked",
-            "--offline",
-        ])
-        .args(extra)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run cargo tree");
-    assert!(
-        out.status.success(),
-        "cargo tree failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = chaincall_testkit::run_ok(
+        Command::new(env!("CARGO"))
+            .args([
+                "tree",
+                "--package",
+                "chaincall",
+                "--edges",
+                "normal",
+                "--prefix",
+                "none",
+                "--format",
+                "{p}",
+                "--locked",
+                "--offline",
+            ])
+            .args(extra)
+            .current_dir(env!("CARGO_MANIFEST_DIR")),
+        "cargo tree",
     );
-    String::from_utf8(out.stdout)
+    String::from_utf8(out)
         .expect("cargo tree prints UTF-8")
         .lines()
         .filter_map(|line| line.split_whitespace().next().map(str::to_owned))

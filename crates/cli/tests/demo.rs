@@ -7,20 +7,11 @@ use std::process::{Command, Output};
 use base64::Engine as _;
 
 fn chaincall(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chaincall"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("chaincall runs")
+    chaincall_testkit::run_quiet(env!("CARGO_BIN_EXE_chaincall"), args)
 }
 
 fn report(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "demo failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    chaincall_testkit::assert_success(out, "demo");
     serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
 }
 

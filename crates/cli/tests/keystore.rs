@@ -2,7 +2,7 @@
 //! anvil node (started per test on a free loopback port) or the embedded chain.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use chaincall_chain::{AnvilProcess, dev_signer};
 use chaincall_identity::IdentityKey;
@@ -75,20 +75,12 @@ fn path(p: &Path) -> &str {
 }
 
 fn chaincall(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chaincall"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("the chaincall binary runs")
+    chaincall_testkit::run_quiet(env!("CARGO_BIN_EXE_chaincall"), args)
 }
 
+#[track_caller]
 fn assert_success(out: &Output) {
-    assert!(
-        out.status.success(),
-        "failed: stdout {} stderr {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    chaincall_testkit::assert_success(out, "chaincall");
 }
 
 /// A failure exits non-zero with exactly one line on stderr, which contains `needle`.
@@ -124,6 +116,30 @@ fn get_json(node: &Node, contract: &str, phone: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("get --json prints JSON")
 }
 
+/// `chaincall keystore <verb> --contract … --key-file … --phone … <extra…>` on `node`: every
+/// keystore write names the contract, the key file that signs, and the entry.
+fn write(
+    node: &Node,
+    verb: &str,
+    contract: &str,
+    key_file: &Path,
+    phone: &str,
+    extra: &[&str],
+) -> Output {
+    let mut args = vec![
+        "keystore",
+        verb,
+        "--contract",
+        contract,
+        "--key-file",
+        path(key_file),
+        "--phone",
+        phone,
+    ];
+    args.extend_from_slice(extra);
+    node.run(&args)
+}
+
 fn add(
     node: &Node,
     contract: &str,
@@ -132,35 +148,21 @@ fn add(
     key: &str,
     receipt: &str,
 ) -> Output {
-    node.run(&[
-        "keystore",
-        "add",
-        "--contract",
-        contract,
-        "--key-file",
-        path(&node.key_file(key_index)),
-        "--phone",
-        phone,
-        "--public-key",
-        key,
-        "--receipt",
-        receipt,
-    ])
+    let key_file = node.key_file(key_index);
+    let extra = ["--public-key", key, "--receipt", receipt];
+    write(node, "add", contract, &key_file, phone, &extra)
 }
 
 fn approve(node: &Node, contract: &str, key_index: usize, phone: &str, receipt: &str) -> Output {
-    node.run(&[
-        "keystore",
+    let key_file = node.key_file(key_index);
+    write(
+        node,
         "approve",
-        "--contract",
         contract,
-        "--key-file",
-        path(&node.key_file(key_index)),
-        "--phone",
+        &key_file,
         phone,
-        "--receipt",
-        receipt,
-    ])
+        &["--receipt", receipt],
+    )
 }
 
 fn new_key_hex() -> String {
@@ -240,45 +242,28 @@ fn rotate_and_revoke_show_in_get_and_history() {
     let wallet = node.key_file(1);
     // Only the bound wallet rotates.
     assert_fails_with(
-        &node.run(&[
-            "keystore",
+        &write(
+            &node,
             "rotate",
-            "--contract",
             &contract,
-            "--key-file",
-            path(&node.key_file(2)),
-            "--phone",
+            &node.key_file(2),
             phone,
-            "--public-key",
-            &key2,
-        ]),
+            &["--public-key", &key2],
+        ),
         "not the wallet bound",
     );
-    assert_success(&node.run(&[
-        "keystore",
+    assert_success(&write(
+        &node,
         "rotate",
-        "--contract",
         &contract,
-        "--key-file",
-        path(&wallet),
-        "--phone",
+        &wallet,
         phone,
-        "--public-key",
-        &key2,
-    ]));
+        &["--public-key", &key2],
+    ));
     let rotated = get_json(&node, &contract, phone);
     assert_eq!(rotated["status"], "approved");
     assert_eq!(rotated["public_key"], key2.as_str());
-    assert_success(&node.run(&[
-        "keystore",
-        "revoke",
-        "--contract",
-        &contract,
-        "--key-file",
-        path(&wallet),
-        "--phone",
-        phone,
-    ]));
+    assert_success(&write(&node, "revoke", &contract, &wallet, phone, &[]));
     assert_eq!(get_json(&node, &contract, phone)["status"], "revoked");
 
     let out = node.run(&[
@@ -292,12 +277,7 @@ fn rotate_and_revoke_show_in_get_and_history() {
     ]);
     assert_success(&out);
     let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let events: Vec<&str> = history["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event"].as_str().unwrap())
-        .collect();
+    let events = chaincall_testkit::json_strings(&history["events"], "event");
     assert_eq!(events, ["added", "approved", "rotated", "revoked"]);
     assert_eq!(history["events"][2]["public_key"], key2.as_str());
     let text = node.run(&[
@@ -332,20 +312,14 @@ fn failures_are_one_clear_line() {
         &hex::encode(chaincall_chain::PrivateKeySigner::random().to_bytes()),
     );
     assert_fails_with(
-        &node.run(&[
-            "keystore",
+        &write(
+            &node,
             "add",
-            "--contract",
             &contract,
-            "--key-file",
-            path(&poor),
-            "--phone",
+            &poor,
             "+15551234567",
-            "--public-key",
-            &new_key_hex(),
-            "--receipt",
-            "r",
-        ]),
+            &["--public-key", &new_key_hex(), "--receipt", "r"],
+        ),
         "insufficient funds",
     );
     // A key file that is not a key; its content must not be echoed.
@@ -383,16 +357,14 @@ fn failures_are_one_clear_line() {
     assert_fails_with(&out, "wrong chain id");
     // Revoking an unknown number.
     assert_fails_with(
-        &node.run(&[
-            "keystore",
+        &write(
+            &node,
             "revoke",
-            "--contract",
             &contract,
-            "--key-file",
-            path(&node.key_file(1)),
-            "--phone",
+            &node.key_file(1),
             "+15550000001",
-        ]),
+            &[],
+        ),
         "unknown +15550000001",
     );
 }

@@ -1,7 +1,6 @@
 //! `chaincall mikey inspect`: readable and JSON output, stdin, and one-line errors with offsets.
 
-use std::io::Write as _;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 /// A PKE offer made by `cargo run -p chaincall-mikey --example offer -- pke`.
 const PKE_OFFER: &[&str] = &[
@@ -14,30 +13,17 @@ const PKE_OFFER: &[&str] = &[
 ];
 
 fn chaincall(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chaincall"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("chaincall runs");
-    let mut input = child.stdin.take().expect("piped stdin");
-    input
-        .write_all(stdin.unwrap_or("").as_bytes())
-        .expect("stdin written");
-    drop(input);
-    child.wait_with_output().expect("chaincall exits")
+    chaincall_testkit::output_with_input(
+        Command::new(env!("CARGO_BIN_EXE_chaincall")).args(args),
+        stdin.unwrap_or(""),
+    )
 }
 
 #[test]
 fn inspect_prints_every_payload_of_a_pke_offer() {
     let offer = PKE_OFFER.concat();
     let out = chaincall(&["mikey", "inspect", &offer], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    chaincall_testkit::assert_success(&out, "mikey inspect");
     let text = String::from_utf8(out.stdout).unwrap();
     for needle in [
         "MIKEY message, 367 bytes",
@@ -59,12 +45,7 @@ fn inspect_prints_every_payload_of_a_pke_offer() {
     assert!(out.status.success());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["header"]["data_type_name"], "Public key");
-    let names: Vec<&str> = json["payloads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["payload"].as_str().unwrap())
-        .collect();
+    let names = chaincall_testkit::json_strings(&json["payloads"], "payload");
     assert_eq!(
         names,
         ["T", "RAND", "ID", "ID", "SP", "KEMAC", "PKE", "SIGN"]

@@ -35,15 +35,8 @@ fn chaincall() -> Command {
 
 /// Runs to completion; panics with both streams unless it succeeds.
 fn ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("chaincall starts");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({})\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
+    let what = format!("{cmd:?}");
+    String::from_utf8(chaincall_testkit::run_ok(cmd, &what)).expect("UTF-8 output")
 }
 
 fn failing(cmd: &mut Command) -> Output {
@@ -73,17 +66,31 @@ impl Service {
         let out = child.stdout.take().expect("piped stdout");
         let err = child.stderr.take().expect("piped stderr");
         let tx2 = tx.clone();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx2.send((true, l));
-            }
-        });
-        std::thread::spawn(move || {
-            for l in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = tx.send((false, l));
-            }
-        });
+        // One reader per stream, each tagging its lines (true: stdout), so neither pipe fills.
+        let forward = |stream: Box<dyn std::io::Read + Send>, stdout: bool, tx: mpsc::Sender<_>| {
+            std::thread::spawn(move || {
+                for l in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send((stdout, l));
+                }
+            })
+        };
+        forward(Box::new(out), true, tx2);
+        forward(Box::new(err), false, tx);
         Self { child, lines: rx }
+    }
+
+    /// `chaincall <server> serve --config <server>.toml` in `dir`, logging at info, once it has
+    /// printed `ready`.
+    fn serve(dir: &Path, server: &str, ready: &str) -> Self {
+        let config = format!("{server}.toml");
+        let mut service = Self::spawn(
+            chaincall()
+                .env("RUST_LOG", "info")
+                .current_dir(dir)
+                .args([server, "serve", "--config", &config]),
+        );
+        service.wait_for(ready, Duration::from_secs(60));
+        service
     }
 
     /// Waits for a line containing `needle`; returns the stdout lines seen on the way.
@@ -440,13 +447,7 @@ domain = "{SIP_DOMAIN}"
         ),
     )
     .unwrap();
-    let mut wallet = Service::spawn(chaincall().env("RUST_LOG", "info").current_dir(d).args([
-        "wallet",
-        "serve",
-        "--config",
-        "wallet.toml",
-    ]));
-    wallet.wait_for("listening http://", Duration::from_secs(60));
+    let wallet = Service::serve(d, "wallet", "listening http://");
 
     let sipd_port = chaincall_testkit::free_tcp_port();
     let sipd_tcp_port = chaincall_testkit::free_tcp_port();
@@ -480,13 +481,7 @@ key_cache_secs = 3600
         ),
     )
     .unwrap();
-    let mut sipd = Service::spawn(chaincall().env("RUST_LOG", "info").current_dir(d).args([
-        "sipd",
-        "serve",
-        "--config",
-        "sipd.toml",
-    ]));
-    sipd.wait_for("sipd running", Duration::from_secs(60));
+    let sipd = Service::serve(d, "sipd", "sipd running");
 
     Some(Net {
         rpc,

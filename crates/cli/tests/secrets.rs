@@ -4,7 +4,6 @@
 //! fix (`chmod 600 PATH`).
 #![cfg(unix)]
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -18,12 +17,7 @@ fn chaincall(dir: &Path) -> Command {
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    chaincall_testkit::describe(out)
 }
 
 fn chmod(path: &Path, mode: u32) {
@@ -66,12 +60,15 @@ fn sipd_add_user_reads_the_password_from_a_private_file_or_stdin() {
     let pw = d.join("alice.password");
     std::fs::write(&pw, "s3cret-SENTINEL\n").unwrap();
     chmod(&pw, 0o644);
-    let out = add_user(d, &db)
-        .arg("alice")
-        .arg("--password-file")
-        .arg(&pw)
-        .output()
-        .unwrap();
+    let from_file = || {
+        add_user(d, &db)
+            .arg("alice")
+            .arg("--password-file")
+            .arg(&pw)
+            .output()
+            .unwrap()
+    };
+    let out = from_file();
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
     assert!(t.contains("mode 0644"), "{t}");
@@ -79,29 +76,14 @@ fn sipd_add_user_reads_the_password_from_a_private_file_or_stdin() {
     assert!(!t.contains("s3cret-SENTINEL"), "{t}");
 
     chmod(&pw, 0o600);
-    let out = add_user(d, &db)
-        .arg("alice")
-        .arg("--password-file")
-        .arg(&pw)
-        .output()
-        .unwrap();
+    let out = from_file();
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("added alice@example.org"));
 
-    let mut child = add_user(d, &db)
-        .args(["bob", "--password-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"other-SENTINEL\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = chaincall_testkit::output_with_input(
+        add_user(d, &db).args(["bob", "--password-stdin"]),
+        "other-SENTINEL\n",
+    );
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("added bob@example.org"));
 }

@@ -4,8 +4,7 @@
 use std::process::{Command, Output};
 
 use chaincall_chain::{
-    AnvilProcess, ClientId, KeystoreChain, RpcChain, RpcConfig, dev_signer, receipt_commitment,
-    receipt_hash,
+    AnvilProcess, ClientId, KeystoreChain, RpcChain, RpcConfig, dev_signer, receipt_hash,
 };
 use chaincall_identity::{IdentityKey, IdentityName, PublicIdentityKey};
 
@@ -33,23 +32,11 @@ fn start() -> Option<Node> {
             .unwrap();
         let owner = dev_signer(0);
         let phone = dev_signer(1);
-        let contract = chain
-            .deploy(&owner)
-            .await
-            .unwrap()
-            .contract_address
-            .unwrap();
+        let contract = chain.deploy_keystore(&owner).await.unwrap();
         let id = ClientId::of(&IdentityName::parse(BOB).unwrap());
         let rh = receipt_hash(b"cli receipt");
         chain
-            .add_client(
-                contract,
-                &phone,
-                id,
-                key.tag(),
-                &key.to_bytes(),
-                receipt_commitment(&id, phone.address(), &rh),
-            )
+            .add_client_key(contract, &phone, id, &key, rh)
             .await
             .unwrap();
         chain

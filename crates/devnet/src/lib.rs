@@ -227,14 +227,15 @@ impl Network {
         let mut phones = Vec::new();
         for number in [ALICE, BOB] {
             let t = Instant::now();
-            let o = onboard(&chain, contract, &client, &server_key, &store, number).await?;
-            report.key_storage.push(o.elapsed);
+            let secrets =
+                onboard_phone(&chain, contract, &client, &server_key, &store, number).await?;
+            report.key_storage.push(t.elapsed());
             report.step(
                 &format!("onboard {number}"),
                 t,
                 "receipt → funded → addClient → approved → SIP credentials",
             );
-            phones.push(o.secrets);
+            phones.push(secrets);
         }
 
         // 6. Phones: verified lookups pinned to the genesis block, TLS-PSK to sipd, REGISTER.
@@ -357,23 +358,19 @@ impl Network {
     }
 }
 
-struct Onboarded {
-    secrets: PhoneSecrets,
-    elapsed: Duration,
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn onboard<C: ServerChain>(
+/// The paper's Fig. 2 for one phone: a store-signed test receipt (from `store`), funding,
+/// `addClient`, approval by the wallet server at `client` (whose on-chain key is `server_key`),
+/// and the SIP password the server then hands out, fetched with a request the phone's identity
+/// key signs. Returns the phone's secrets, ready to register.
+pub async fn onboard_phone<C: ServerChain>(
     chain: &Arc<C>,
     contract: Address,
     client: &chaincall_wallet::WalletClient,
     server_key: &chaincall_identity::PublicIdentityKey,
     store: &StoreKey,
     number: &str,
-) -> Result<Onboarded> {
+) -> Result<PhoneSecrets> {
     let mut secrets = PhoneSecrets::generate(number);
-    let receipt = dev_receipt(store);
-    let t = Instant::now();
     let status = chaincall_wallet::onboard_phone(
         client,
         &**chain,
@@ -382,7 +379,7 @@ async fn onboard<C: ServerChain>(
         &secrets.wallet,
         &secrets.identity,
         &chaincall_wallet::NumberRequest::named(number),
-        receipt.clone(),
+        dev_receipt(store),
         Duration::from_secs(30),
     )
     .await
@@ -399,10 +396,7 @@ async fn onboard<C: ServerChain>(
             .await
             .with_context(|| format!("the SIP password of {number}"))?,
     );
-    Ok(Onboarded {
-        secrets,
-        elapsed: t.elapsed(),
-    })
+    Ok(secrets)
 }
 
 /// The wallet server's configuration: the embedded backend (the chain is handed over), files in

@@ -369,6 +369,15 @@ mod tests {
         }
     }
 
+    /// Pins bob to a fresh key, proven at block 10; returns the pins and that key.
+    fn pinned_at_10() -> (KeyPins, PublicIdentityKey) {
+        let mut pins = KeyPins::new();
+        let key = IdentityKey::generate().public();
+        pins.observe(&bob(), &approved(&key, 10, Evidence::Proven), &[])
+            .unwrap();
+        (pins, key)
+    }
+
     #[test]
     fn pins_on_first_approved_sight_and_keeps_the_same_key() {
         let mut pins = KeyPins::new();
@@ -396,11 +405,8 @@ mod tests {
 
     #[test]
     fn a_key_change_needs_a_recorded_rotation() {
-        let mut pins = KeyPins::new();
-        let old = IdentityKey::generate().public();
+        let (mut pins, old) = pinned_at_10();
         let new = IdentityKey::generate().public();
-        pins.observe(&bob(), &approved(&old, 10, Evidence::Proven), &[])
-            .unwrap();
         // A provider shows another key, unproven and without any event: refused.
         let err = pins
             .observe(&bob(), &approved(&new, 20, Evidence::Unproven), &[])
@@ -448,10 +454,7 @@ mod tests {
 
     #[test]
     fn unproven_answers_cannot_move_the_pin_forward() {
-        let mut pins = KeyPins::new();
-        let k = IdentityKey::generate().public();
-        pins.observe(&bob(), &approved(&k, 10, Evidence::Proven), &[])
-            .unwrap();
+        let (mut pins, k) = pinned_at_10();
         // A provider claims a far-future block; honest proven answers after it must still pass.
         pins.observe(&bob(), &approved(&k, 1_000_000, Evidence::Unproven), &[])
             .unwrap();
@@ -463,10 +466,7 @@ mod tests {
 
     #[test]
     fn stale_state_and_revocation_are_refused() {
-        let mut pins = KeyPins::new();
-        let k = IdentityKey::generate().public();
-        pins.observe(&bob(), &approved(&k, 10, Evidence::Proven), &[])
-            .unwrap();
+        let (mut pins, k) = pinned_at_10();
         assert!(matches!(
             pins.observe(&bob(), &approved(&k, 9, Evidence::Proven), &[]),
             Err(ContinuityError::Stale {
@@ -506,10 +506,7 @@ mod tests {
 
     #[test]
     fn a_pinned_identity_cannot_fall_back_to_unknown() {
-        let mut pins = KeyPins::new();
-        let k = IdentityKey::generate().public();
-        pins.observe(&bob(), &approved(&k, 10, Evidence::Proven), &[])
-            .unwrap();
+        let (mut pins, k) = pinned_at_10();
         let unknown = Observation {
             status: KeyStatus::Unknown,
             key: None,
@@ -522,11 +519,8 @@ mod tests {
 
     #[test]
     fn a_proven_re_registration_after_a_revocation_moves_the_pin() {
-        let mut pins = KeyPins::new();
-        let old = IdentityKey::generate().public();
+        let (mut pins, old) = pinned_at_10();
         let new = IdentityKey::generate().public();
-        pins.observe(&bob(), &approved(&old, 10, Evidence::Proven), &[])
-            .unwrap();
         let rereg = |revoked, block| RecordedChange::Reregistered {
             revoked,
             block,
@@ -571,11 +565,8 @@ mod tests {
 
     #[test]
     fn a_revoked_pin_comes_back_only_through_a_proven_re_registration() {
-        let mut pins = KeyPins::new();
-        let old = IdentityKey::generate().public();
+        let (mut pins, old) = pinned_at_10();
         let new = IdentityKey::generate().public();
-        pins.observe(&bob(), &approved(&old, 10, Evidence::Proven), &[])
-            .unwrap();
         let revoked = Observation {
             status: KeyStatus::Revoked,
             key: Some(old.clone()),

@@ -21,28 +21,17 @@ out.write(audioop.alaw2lin(codes, 2))
 
 #[test]
 fn g711_matches_python_audioop_for_every_input_and_code() {
-    let Some(python) = chaincall_testkit::peer("python3") else {
+    // audioop left the standard library in Python 3.13.
+    let Some(python) = chaincall_testkit::peer("python3").and_then(|python| {
+        chaincall_testkit::python_with(
+            python,
+            "audioop",
+            "python3 with the audioop module (Python <= 3.12)",
+        )
+    }) else {
         return;
     };
-    let probe = Command::new(&python)
-        .args(["-W", "ignore", "-c", "import audioop"])
-        .status()
-        .expect("run python3");
-    if !probe.success() {
-        // audioop left the standard library in Python 3.13.
-        chaincall_testkit::missing::<()>("python3 with the audioop module (Python <= 3.12)");
-        return;
-    }
-    let out = Command::new(&python)
-        .args(["-c", SCRIPT])
-        .output()
-        .expect("run audioop");
-    assert!(
-        out.status.success(),
-        "audioop script failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let b = out.stdout;
+    let b = chaincall_testkit::run_ok(Command::new(&python).args(["-c", SCRIPT]), "audioop script");
     assert_eq!(b.len(), 65536 * 2 + 512 * 2);
     let (ulaw, rest) = b.split_at(65536);
     let (alaw, rest) = rest.split_at(65536);

@@ -3,8 +3,7 @@
 //! expect; packets libsrtp protects (audio, then SR + SDES + BYE) are accepted and recorded by
 //! the session. Required in CI (`CHAINCALL_REQUIRE_PEERS=1`).
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use chaincall_media::g711::Codec;
@@ -20,19 +19,8 @@ const THEIRS: u32 = 0x7E11_5000;
 /// Runs the peer script over `commands`, one reply line per command.
 fn libsrtp(python: &std::path::Path, commands: String) -> Vec<String> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../srtp/tests/libsrtp_peer.py");
-    let mut child = Command::new(python)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start libsrtp peer");
-    let mut stdin = child.stdin.take().unwrap();
-    // Write from another thread so a full stdout pipe cannot deadlock us.
-    let writer = std::thread::spawn(move || stdin.write_all(commands.as_bytes()));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().expect("feeding the libsrtp peer");
-    assert!(out.status.success(), "libsrtp peer failed");
+    let out = chaincall_testkit::output_with_input(Command::new(python).arg(script), commands);
+    chaincall_testkit::assert_success(&out, "libsrtp peer");
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -51,14 +39,6 @@ fn media_session_interoperates_with_libsrtp() {
     let Some(python) = chaincall_testkit::python() else {
         return;
     };
-    let probe = Command::new(&python)
-        .args(["-c", "import pylibsrtp"])
-        .status()
-        .expect("run python");
-    if !probe.success() {
-        chaincall_testkit::missing::<()>("pylibsrtp in the venv (tools/requirements.txt)");
-        return;
-    }
     for profile in [Profile::AesCm128HmacSha1_80, Profile::AeadAes128Gcm] {
         let key: Vec<u8> = (0..profile.master_key_len() + profile.master_salt_len())
             .map(|i| (i as u8).wrapping_mul(13).wrapping_add(5))

@@ -217,20 +217,16 @@ with wave.open(dst, "wb") as w:
     w.setnchannels(1); w.setsampwidth(2); w.setframerate(8000)
     w.writeframes(struct.pack("<%dh" % n, *[(-s) // 2 for s in samples]))
 "#;
-    let out = Command::new(&python)
-        .args(["-c", script])
-        .arg(&ours)
-        .arg(&theirs)
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "python wave failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = chaincall_testkit::run_ok(
+        Command::new(&python)
+            .args(["-c", script])
+            .arg(&ours)
+            .arg(&theirs),
+        "python wave",
     );
     let sum: i64 = samples.iter().map(|&s| i64::from(s)).sum();
     assert_eq!(
-        String::from_utf8(out.stdout).unwrap().trim(),
+        String::from_utf8(stdout).unwrap().trim(),
         format!("{} {}", samples.len(), sum)
     );
     let back = wav::read_file(&theirs).unwrap();

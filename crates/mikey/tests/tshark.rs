@@ -14,7 +14,6 @@
 
 mod common;
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
@@ -74,45 +73,43 @@ fn pcap(records: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-fn sdp_body(mikey: &[u8], port: u16, origin: &str) -> String {
-    format!(
+/// Call `call`'s INVITE from alice at 192.0.2.1 (`invite`) or bob's 200 OK from 192.0.2.2, with an
+/// SDP body carrying `mikey`.
+fn sip_message(call: usize, invite: bool, mikey: &[u8]) -> Vec<u8> {
+    let (origin, port) = if invite {
+        ("192.0.2.1", 40000)
+    } else {
+        ("192.0.2.2", 50000)
+    };
+    let body = format!(
         "v=0\r\no=- 1 1 IN IP4 {origin}\r\ns=-\r\nc=IN IP4 {origin}\r\nt=0 0\r\n{}\r\n\
          m=audio {port} RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
         sdp::attribute_line(mikey)
-    )
-}
-
-fn invite(call: usize, mikey: &[u8]) -> Vec<u8> {
-    let body = sdp_body(mikey, 40000, "192.0.2.1");
-    let mut m = String::new();
-    write!(
-        m,
-        "INVITE sip:+15551230002@example.org SIP/2.0\r\n\
-         Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-{call}\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:+15551230001@example.org>;tag=a{call}\r\n\
-         To: <sip:+15551230002@example.org>\r\n\
-         Call-ID: call-{call}@192.0.2.1\r\n\
-         CSeq: 1 INVITE\r\n\
-         Contact: <sip:+15551230001@192.0.2.1:5060>\r\n\
-         Content-Type: application/sdp\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    m.into_bytes()
-}
-
-fn ok_200(call: usize, mikey: &[u8]) -> Vec<u8> {
-    let body = sdp_body(mikey, 50000, "192.0.2.2");
+    );
+    let (start, max_forwards, to_tag, contact) = if invite {
+        (
+            "INVITE sip:+15551230002@example.org SIP/2.0",
+            "Max-Forwards: 70\r\n",
+            String::new(),
+            "+15551230001@192.0.2.1",
+        )
+    } else {
+        (
+            "SIP/2.0 200 OK",
+            "",
+            format!(";tag=b{call}"),
+            "+15551230002@192.0.2.2",
+        )
+    };
     format!(
-        "SIP/2.0 200 OK\r\n\
+        "{start}\r\n\
          Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-{call}\r\n\
+         {max_forwards}\
          From: <sip:+15551230001@example.org>;tag=a{call}\r\n\
-         To: <sip:+15551230002@example.org>;tag=b{call}\r\n\
+         To: <sip:+15551230002@example.org>{to_tag}\r\n\
          Call-ID: call-{call}@192.0.2.1\r\n\
          CSeq: 1 INVITE\r\n\
-         Contact: <sip:+15551230002@192.0.2.2:5060>\r\n\
+         Contact: <sip:{contact}:5060>\r\n\
          Content-Type: application/sdp\r\n\
          Content-Length: {}\r\n\r\n{body}",
         body.len()
@@ -122,19 +119,15 @@ fn ok_200(call: usize, mikey: &[u8]) -> Vec<u8> {
 
 fn tshark(file: &Path, args: &[&str]) -> String {
     let bin = chaincall_testkit::peer("tshark").expect("checked by the caller");
-    let out = Command::new(bin)
-        .arg("-r")
-        .arg(file)
-        .args(["-o", "sip.display_raw_text:FALSE"])
-        .args(args)
-        .output()
-        .expect("tshark runs");
-    assert!(
-        out.status.success(),
-        "tshark failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = chaincall_testkit::run_ok(
+        Command::new(bin)
+            .arg("-r")
+            .arg(file)
+            .args(["-o", "sip.display_raw_text:FALSE"])
+            .args(args),
+        "tshark",
     );
-    String::from_utf8(out.stdout).expect("tshark prints UTF-8")
+    String::from_utf8(out).expect("tshark prints UTF-8")
 }
 
 #[test]
@@ -143,26 +136,13 @@ fn tshark_decodes_every_mode_in_sip_invite_and_200_ok() {
         return;
     };
     let w = World::new();
-    let mut responder = w.responder();
     let pke = w.pke(true);
-    let pke_answer = responder
-        .handle_offer(pke.offer(), &w.dir, w.now)
-        .unwrap()
-        .answer
-        .unwrap();
+    let pke_answer = w.answer(&pke);
     let mut dh = w.dh();
-    let dh_answer = responder
-        .handle_offer(dh.offer(), &w.dir, w.now)
-        .unwrap()
-        .answer
-        .unwrap();
+    let dh_answer = w.answer(&dh);
     dh.handle_answer(&dh_answer, &w.dir, w.now, 60).unwrap();
     let psk = w.psk(true);
-    let psk_answer = responder
-        .handle_offer(psk.offer(), &w.dir, w.now)
-        .unwrap()
-        .answer
-        .unwrap();
+    let psk_answer = w.answer(&psk);
 
     let a = [192, 0, 2, 1];
     let b = [192, 0, 2, 2];
@@ -179,7 +159,7 @@ fn tshark_decodes_every_mode_in_sip_invite_and_200_ok() {
             b,
             5060,
             5060,
-            &invite(i, offer),
+            &sip_message(i, true, offer),
             1_790_000_000 + 2 * i as u32,
         ));
         records.push(frame(
@@ -187,7 +167,7 @@ fn tshark_decodes_every_mode_in_sip_invite_and_200_ok() {
             a,
             5060,
             5060,
-            &ok_200(i, answer),
+            &sip_message(i, false, answer),
             1_790_000_001 + 2 * i as u32,
         ));
     }

@@ -19,7 +19,6 @@ use chaincall_mikey::{
 };
 use chaincall_sip::sdp::{Crypto, Media, Sdp};
 use chaincall_srtp::{Profile, SrtpConfig, SrtpSession};
-use zeroize::Zeroizing;
 
 use crate::error::CallError;
 
@@ -99,6 +98,9 @@ impl StreamKey {
 }
 
 /// The outcome of offer/answer: where to send, which codec, and the keyed SRTP sessions.
+///
+/// `Debug` shows no key material: the SRTP sessions and stream keys redact their own.
+#[derive(Debug)]
 pub struct NegotiatedMedia {
     /// The peer's RTP address.
     pub remote: SocketAddr,
@@ -121,36 +123,17 @@ pub struct NegotiatedMedia {
     pub keys: Vec<StreamKey>,
 }
 
-impl std::fmt::Debug for NegotiatedMedia {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NegotiatedMedia")
-            .field("remote", &self.remote)
-            .field("codec", &self.codec)
-            .field("mode", &self.mode)
-            .field("verified_peer", &self.verified_peer)
-            .field("local_ssrc", &format_args!("{:08x}", self.local_ssrc))
-            .finish_non_exhaustive()
-    }
-}
-
 /// A caller's offer, waiting for the answer.
+#[derive(Debug)]
 pub struct Offer {
     mode: KeyMode,
-    sdp: String,
+    /// Secret: with SDES it carries our sending key inline (`a=crypto`).
+    sdp: Secret<String>,
     local_ssrc: u32,
     codecs: Vec<Codec>,
     callee: IdentityName,
     mikey: Option<Initiator>,
-    sdes_key: Option<Zeroizing<Vec<u8>>>,
-}
-
-impl std::fmt::Debug for Offer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Offer")
-            .field("mode", &self.mode)
-            .field("callee", &self.callee)
-            .finish_non_exhaustive()
-    }
+    sdes_key: Option<Secret<Vec<u8>>>,
 }
 
 const SDES_SUITE: &str = "AES_CM_128_HMAC_SHA1_80";
@@ -204,9 +187,9 @@ struct Keyed {
     verified_peer: Option<IdentityName>,
     local_ssrc: u32,
     /// Master key || salt we send with.
-    tx: Zeroizing<Vec<u8>>,
+    tx: Secret<Vec<u8>>,
     /// Master key || salt the peer sends with, and its SSRC if known (0: any).
-    rx: Zeroizing<Vec<u8>>,
+    rx: Secret<Vec<u8>>,
     rx_ssrc: u32,
 }
 
@@ -237,8 +220,8 @@ impl Keyed {
     }
 }
 
-fn key_material(k: &SrtpKeys) -> Zeroizing<Vec<u8>> {
-    let mut v = Zeroizing::new(Vec::with_capacity(30));
+fn key_material(k: &SrtpKeys) -> Secret<Vec<u8>> {
+    let mut v = Secret::new(Vec::with_capacity(30));
     v.extend_from_slice(k.dangerous_master_key());
     v.extend_from_slice(k.dangerous_master_salt());
     v
@@ -282,7 +265,7 @@ impl Offer {
         sdp.media.push(media_section(local, "RTP/SAVP", true));
         Ok(Offer {
             mode,
-            sdp: sdp.to_string_crlf(),
+            sdp: Secret::new(sdp.to_string_crlf()),
             local_ssrc,
             codecs: local.codecs.clone(),
             callee: callee.clone(),
@@ -293,7 +276,7 @@ impl Offer {
 
     /// An SDES offer (RFC 4568) for a standard phone: our sending key in `a=crypto`.
     pub fn sdes(callee: &IdentityName, local: &LocalMedia) -> Offer {
-        let mut key = Zeroizing::new(vec![0u8; 30]);
+        let mut key = Secret::new(vec![0u8; 30]);
         local.randomness.fill(&mut key);
         let mut sdp = base_sdp(local);
         let mut m = media_section(local, "RTP/SAVP", true);
@@ -304,7 +287,7 @@ impl Offer {
         sdp.media.push(m);
         Offer {
             mode: KeyMode::Sdes,
-            sdp: sdp.to_string_crlf(),
+            sdp: Secret::new(sdp.to_string_crlf()),
             local_ssrc: u32::from_be_bytes(local.randomness.bytes()),
             codecs: local.codecs.clone(),
             callee: callee.clone(),
@@ -411,7 +394,7 @@ fn mikey_attribute(sdp: &Sdp) -> Result<Option<Vec<u8>>, CallError> {
     }
 }
 
-fn sdes_key(media: &Media) -> Result<Zeroizing<Vec<u8>>, CallError> {
+fn sdes_key(media: &Media) -> Result<Secret<Vec<u8>>, CallError> {
     let crypto: Crypto<'_> = media
         .cryptos()
         .find(|c| c.suite == SDES_SUITE)
@@ -420,7 +403,7 @@ fn sdes_key(media: &Media) -> Result<Zeroizing<Vec<u8>>, CallError> {
         .keys
         .first()
         .ok_or_else(|| CallError::Keys("a=crypto without inline key".into()))?;
-    let raw = Zeroizing::new(
+    let raw = Secret::new(
         B64.decode(inline.key_salt)
             .map_err(|_| CallError::Keys("a=crypto inline key is not base64".into()))?,
     );
@@ -476,12 +459,22 @@ fn rtcp_target(remote: SocketAddr, media: &Media) -> SocketAddr {
 }
 
 /// What the callee learns from an offer before deciding to answer.
-#[derive(Debug)]
 pub struct IncomingOffer {
     /// How the caller keyed the call.
     pub mode: KeyMode,
+    /// With SDES it carries the caller's sending key inline (`a=crypto`); `Sdp` is no `Zeroize`
+    /// type, so `Debug` below leaves it out rather than wrapping it in a `Secret`.
     sdp: Sdp,
     mikey: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for IncomingOffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IncomingOffer")
+            .field("mode", &self.mode)
+            .field("mikey_len", &self.mikey.as_ref().map(Vec::len))
+            .finish_non_exhaustive()
+    }
 }
 
 impl IncomingOffer {
@@ -586,7 +579,7 @@ impl IncomingOffer {
             }
             (None, _) => {
                 let theirs = sdes_key(media)?;
-                let mut ours = Zeroizing::new(vec![0u8; 30]);
+                let mut ours = Secret::new(vec![0u8; 30]);
                 local.randomness.fill(&mut ours);
                 let tag = media
                     .cryptos()

@@ -106,15 +106,7 @@ async fn chaincall_phone_calls_baresip_with_sdes_srtp() {
     let (alice, mut events) = net.phone(ALICE, alice_key, KeyMode::Sdes, 1500).await;
     alice.register(600).await.unwrap();
     let call = alice.call(&PhoneNumber::parse(BOB).unwrap()).await.unwrap();
-    let up = wait_for(&mut events, |e| matches!(e, PhoneEvent::CallUp { .. })).await;
-    let PhoneEvent::CallUp {
-        mode,
-        verified_peer,
-        ..
-    } = up
-    else {
-        unreachable!()
-    };
+    let (mode, verified_peer) = call_up(&mut events).await;
     assert_eq!(mode, KeyMode::Sdes);
     assert!(
         verified_peer.is_none(),

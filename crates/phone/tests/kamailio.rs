@@ -19,6 +19,8 @@
 //! Needs Debian `kamailio` and `kamailio-sqlite-modules`. Without them the test prints that it
 //! skips; with `CHAINCALL_REQUIRE_PEERS=1` it fails naming what is missing.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -32,15 +34,17 @@ use chaincall_chain::verified::HeaderTrust;
 use chaincall_chain::{EmbeddedChain, KeystoreChain};
 use chaincall_identity::{IdentityName, PhoneNumber};
 use chaincall_phone::{
-    CallReport, KeyLookup, KeyMode, Phone, PhoneConfig, PhoneError, PhoneEvent, PhoneEvents,
-    PhoneSecrets, Signalling,
+    CallReport, KeyLookup, KeyMode, Phone, PhoneConfig, PhoneError, PhoneEvent, PhoneSecrets,
+    Signalling,
 };
 use chaincall_wallet::receipt::StoreKey;
 use chaincall_wallet::testing::{
     TEST_IDENTITY_DOMAIN, TEST_SIP_DOMAIN, TestChain, TestConfig, deploy_test_keystore,
-    dev_receipt, write_test_config,
+    write_test_config,
 };
 use zeroize::Zeroizing;
+
+use common::{call_up, wait_for};
 
 /// The SIP domain (Kamailio's realm) and the wallet server's identity: the wallet crate's test
 /// configuration ([`write_test_config`]) uses these.
@@ -299,43 +303,20 @@ impl Operator {
             wallet_stop,
         }
     }
-}
 
-/// The paper's Fig. 2 for one phone: a store-signed receipt, funding, `addClient`, approval, SIP
-/// credentials; returns the phone's secrets with the SIP password fetched from the wallet server.
-async fn onboard(
-    chain: &Arc<EmbeddedChain>,
-    contract: Address,
-    client: &chaincall_wallet::WalletClient,
-    server_key: &chaincall_identity::PublicIdentityKey,
-    store: &StoreKey,
-    number: &str,
-) -> PhoneSecrets {
-    let mut secrets = PhoneSecrets::generate(number);
-    let receipt = dev_receipt(store);
-    let status = chaincall_wallet::onboard_phone(
-        client,
-        &**chain,
-        contract,
-        server_key,
-        &secrets.wallet,
-        &secrets.identity,
-        &chaincall_wallet::NumberRequest::named(number),
-        receipt.clone(),
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("onboarding {number}: {e}"));
-    assert_eq!(status.state, "provisioned", "{number}: onboarding state");
-    // The SIP password: fetched with a request the on-chain identity key signs.
-    let number = chaincall_identity::PhoneNumber::parse(number).unwrap();
-    secrets.sip_password = Some(
-        client
-            .sip_password(&secrets.identity, &number)
-            .await
-            .unwrap_or_else(|e| panic!("SIP password of {number}: {e}")),
-    );
-    secrets
+    /// Onboards `number` as the demo network does ([`chaincall_devnet::onboard_phone`]).
+    async fn onboard(&self, number: &str) -> PhoneSecrets {
+        chaincall_devnet::onboard_phone(
+            &self.chain,
+            self.contract,
+            &self.client,
+            &self.server_key,
+            &self.store,
+            number,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
+    }
 }
 
 fn phone_config(
@@ -363,24 +344,6 @@ fn phone_config(
         accept_unverified: None,
         audio: Arc::new(audio),
         register_expires: 600,
-    }
-}
-
-async fn wait_for(
-    who: &str,
-    events: &mut PhoneEvents,
-    timeout: Duration,
-    want: impl Fn(&PhoneEvent) -> bool,
-) -> PhoneEvent {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Err(_) => panic!("{who}: no such event within {timeout:?}"),
-            Ok(None) => panic!("{who}: the phone stopped"),
-            Ok(Some(PhoneEvent::Refused { reason, .. })) => panic!("{who}: call refused: {reason}"),
-            Ok(Some(e)) if want(&e) => return e,
-            Ok(Some(_)) => {}
-        }
     }
 }
 
@@ -439,16 +402,9 @@ async fn wallet_provisions_kamailio_and_a_mikey_call_goes_through_it() {
     let mut kamailio = Kamailio::start(&bin, &modules, dir, &sip_db);
 
     // The chain, the keystore, the wallet-management server writing into Kamailio's database.
-    let Operator {
-        chain,
-        contract,
-        client,
-        server_key,
-        store,
-        wallet_stop,
-    } = Operator::start(dir).await;
-    let alice = onboard(&chain, contract, &client, &server_key, &store, ALICE).await;
-    let bob = onboard(&chain, contract, &client, &server_key, &store, BOB).await;
+    let op = Operator::start(dir).await;
+    let alice = op.onboard(ALICE).await;
+    let bob = op.onboard(BOB).await;
 
     // The rows Kamailio authenticates against are the wallet server's (HA1 = MD5(user:realm:pw)),
     // with no clear password: Kamailio needs none with `calculate_ha1 0`.
@@ -468,9 +424,9 @@ async fn wallet_provisions_kamailio_and_a_mikey_call_goes_through_it() {
         );
     }
 
-    let genesis = chain.block_header(0).await.unwrap().hash_slow();
+    let genesis = op.chain.block_header(0).await.unwrap().hash_slow();
     let trust = Arc::new(HeaderTrust::checkpoint(0, genesis));
-    let lookup = || KeyLookup::new(chain.clone(), contract, Some(trust.clone()));
+    let lookup = || KeyLookup::new(op.chain.clone(), op.contract, Some(trust.clone()));
 
     // Kamailio really checks the digest: the wrong password is refused.
     let (impostor, _impostor_events, _) = Phone::connect(
@@ -528,37 +484,16 @@ async fn wallet_provisions_kamailio_and_a_mikey_call_goes_through_it() {
     // Alice calls bob through Kamailio; both send a second of speech-like audio; alice hangs up.
     let bob_number = PhoneNumber::parse(BOB).unwrap();
     let call_id = alice_phone.call(&bob_number).await.unwrap();
-    let up = wait_for("alice", &mut alice_events, Duration::from_secs(10), |e| {
-        matches!(e, PhoneEvent::CallUp { .. })
-    })
-    .await;
-    let PhoneEvent::CallUp {
-        mode,
-        verified_peer,
-        ..
-    } = up
-    else {
-        unreachable!()
-    };
+    let (mode, verified_peer) = call_up(&mut alice_events).await;
     assert_eq!(mode, KeyMode::MikeyPke);
     assert_eq!(verified_peer, Some(IdentityName::Phone(bob_number.clone())));
     tokio::time::sleep(Duration::from_millis(u64::from(AUDIO_MS) + 400)).await;
     alice_phone.hangup(&call_id).await.unwrap();
-    let a = ended(
-        wait_for("alice", &mut alice_events, Duration::from_secs(10), |e| {
-            matches!(e, PhoneEvent::CallEnded(_))
-        })
-        .await,
-    );
-    let b = ended(
-        wait_for("bob", &mut bob_events, Duration::from_secs(10), |e| {
-            matches!(e, PhoneEvent::CallEnded(_))
-        })
-        .await,
-    );
+    let a = ended(wait_for(&mut alice_events, |e| matches!(e, PhoneEvent::CallEnded(_))).await);
+    let b = ended(wait_for(&mut bob_events, |e| matches!(e, PhoneEvent::CallEnded(_))).await);
     alice_phone.shutdown().await;
     bob_phone.shutdown().await;
-    let _ = wallet_stop.send(());
+    let _ = op.wallet_stop.send(());
     kamailio.stop();
     let log = std::fs::read(&kamailio.log).unwrap();
     let log_text = String::from_utf8_lossy(&log);
@@ -731,15 +666,7 @@ async fn kamailio_authenticates_sha256_digest_from_the_ha1_sha256_column() {
     let sip_db = dir.join("sip.db");
     create_kamailio_db(&sip_db).await;
     let op = Operator::start(dir).await;
-    let alice = onboard(
-        &op.chain,
-        op.contract,
-        &op.client,
-        &op.server_key,
-        &op.store,
-        ALICE,
-    )
-    .await;
+    let alice = op.onboard(ALICE).await;
 
     let md5_column = r#"modparam("auth_db", "password_column", "ha1")"#;
     let template = include_str!("kamailio.cfg");

@@ -223,26 +223,16 @@ fn tampered_replayed_or_malformed_offers_are_errors() {
     let at = sdp.find("a=key-mgmt:mikey ").unwrap() + "a=key-mgmt:mikey ".len() + 40;
     let mut bytes = sdp.clone().into_bytes();
     bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
-    let tampered = IncomingOffer::parse(&bytes)
-        .and_then(|i| i.accept(Some(&a.name), &mut r, &dir, &b.media, now()));
-    assert!(tampered.is_err());
+    // bob answers an offer's bytes as a phone would: parse, then accept from alice.
+    let mut answer = |offer: &[u8]| {
+        IncomingOffer::parse(offer)
+            .and_then(|i| i.accept(Some(&a.name), &mut r, &dir, &b.media, now()))
+    };
+    assert!(answer(&bytes).is_err());
 
     // The genuine offer once, then its replay.
-    let ok = IncomingOffer::parse(sdp.as_bytes()).unwrap().accept(
-        Some(&a.name),
-        &mut r,
-        &dir,
-        &b.media,
-        now(),
-    );
-    assert!(ok.is_ok());
-    let replay = IncomingOffer::parse(sdp.as_bytes()).unwrap().accept(
-        Some(&a.name),
-        &mut r,
-        &dir,
-        &b.media,
-        now(),
-    );
+    assert!(answer(sdp.as_bytes()).is_ok());
+    let replay = answer(sdp.as_bytes());
     assert!(replay.unwrap_err().to_string().contains("replay"));
 
     for junk in [
@@ -437,5 +427,46 @@ fn a_seeded_offer_and_answer_replay_byte_for_byte() {
         let other = run(4);
         assert_ne!(first.0, other.0, "{mode:?}: another seed, another offer");
         assert_ne!(first.1, other.1, "{mode:?}: another seed, another answer");
+    }
+}
+
+/// `Debug` of an offer and of the negotiated media (what a `tracing` field or a panic message
+/// would print) shows neither the SDES key in the offer's SDP nor either direction's master key.
+#[test]
+fn debug_output_holds_no_key_material() {
+    let (a, b) = (party("+15551230001", 4000), party("+15551230002", 5000));
+    let dir = directory(&[(&a, KeyStatus::Approved), (&b, KeyStatus::Approved)]);
+    let o = offer(KeyMode::Sdes, &a, &b, &dir).unwrap();
+    let inline = o.sdp().split("inline:").nth(1).unwrap();
+    let key_b64: String = inline.chars().take_while(|c| !c.is_whitespace()).collect();
+    assert!(key_b64.len() >= 40, "{key_b64}");
+    let shown = format!("{o:?}");
+    assert!(!shown.contains(&key_b64), "{shown}");
+    assert!(shown.contains("Sdes"), "{shown}");
+    // The callee's view of the same offer.
+    let incoming = IncomingOffer::parse(o.sdp().as_bytes()).unwrap();
+    let shown = format!("{incoming:?}");
+    assert!(!shown.contains(&key_b64), "{shown}");
+    assert!(shown.contains("Sdes"), "{shown}");
+
+    for mode in [KeyMode::MikeyPke, KeyMode::MikeyDhSign, KeyMode::Sdes] {
+        let (caller, callee, _, _) = call(mode);
+        for media in [&caller, &callee] {
+            let shown = format!("{media:?}");
+            for key in &media.keys {
+                let hex: String = key
+                    .key_and_salt
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                assert!(!shown.contains(&hex), "{mode:?}: {shown}");
+                assert!(
+                    !shown.contains(&format!("{:?}", &key.key_and_salt[..4])),
+                    "{mode:?}: {shown}"
+                );
+                assert!(!shown.contains(&key.keylog_line()), "{mode:?}: {shown}");
+            }
+            assert!(shown.contains("<redacted>"), "{mode:?}: {shown}");
+        }
     }
 }

@@ -81,6 +81,20 @@ fn challenge(nonce: &str) -> String {
     challenge_value(DOMAIN, nonce, Algorithm::Sha256, false)
 }
 
+/// Answers `req` with a digest challenge carrying `nonce`: 401 from the registrar or 407 from a
+/// proxy.
+fn challenged(ua: &mut UserAgent, req: &[u8], code: u16, nonce: &str, now: Instant) {
+    let (reason, header) = match code {
+        401 => ("Unauthorized", "WWW-Authenticate"),
+        _ => ("Proxy Authentication Required", "Proxy-Authenticate"),
+    };
+    ua.handle_input(
+        &reply(req, code, reason, &[(header, challenge(nonce))]),
+        now,
+    )
+    .unwrap();
+}
+
 #[test]
 fn register_answers_a_digest_challenge_with_the_right_response() {
     let now = Instant::now();
@@ -102,16 +116,7 @@ fn register_answers_a_digest_challenge_with_the_right_response() {
             .starts_with("SIP/2.0/TLS 127.0.0.1:40000;branch=z9hG4bK")
     );
 
-    ua.handle_input(
-        &reply(
-            &first[0],
-            401,
-            "Unauthorized",
-            &[("WWW-Authenticate", challenge("n1"))],
-        ),
-        now,
-    )
-    .unwrap();
+    challenged(&mut ua, &first[0], 401, "n1", now);
     let second = out(&mut ua);
     assert_eq!(second.len(), 1);
     let reg2 = Message::parse(&second[0]).unwrap();
@@ -157,27 +162,9 @@ fn a_second_challenge_means_wrong_credentials() {
     let mut ua = ua("wrong");
     ua.register(600, now);
     let r1 = out(&mut ua).remove(0);
-    ua.handle_input(
-        &reply(
-            &r1,
-            401,
-            "Unauthorized",
-            &[("WWW-Authenticate", challenge("n1"))],
-        ),
-        now,
-    )
-    .unwrap();
+    challenged(&mut ua, &r1, 401, "n1", now);
     let r2 = out(&mut ua).remove(0);
-    ua.handle_input(
-        &reply(
-            &r2,
-            401,
-            "Unauthorized",
-            &[("WWW-Authenticate", challenge("n2"))],
-        ),
-        now,
-    )
-    .unwrap();
+    challenged(&mut ua, &r2, 401, "n2", now);
     assert!(out(&mut ua).is_empty(), "no third attempt");
     assert!(matches!(
         events(&mut ua)[..],
@@ -195,16 +182,7 @@ fn invite_with_proxy_challenge_then_answered_sends_acks() {
     assert_eq!(m.request_uri(), Some("sip:+15551230002@sip.chaincall.test"));
     assert_eq!(m.content_type(), Some("application/sdp"));
 
-    ua.handle_input(
-        &reply(
-            &inv,
-            407,
-            "Proxy Authentication Required",
-            &[("Proxy-Authenticate", challenge("n9"))],
-        ),
-        now,
-    )
-    .unwrap();
+    challenged(&mut ua, &inv, 407, "n9", now);
     let sent = out(&mut ua);
     assert_eq!(
         sent.len(),

@@ -113,9 +113,7 @@ pub fn verify_descendants(
     anchor: &TrustedHeader,
     headers: &[Header],
 ) -> Result<Vec<TrustedHeader>, HeaderError> {
-    let mut previous = *anchor;
-    let mut out = Vec::with_capacity(headers.len());
-    for header in headers {
+    link(anchor, headers, |previous, header| {
         if header.parent_hash != previous.hash
             || Some(header.number) != previous.number.checked_add(1)
         {
@@ -124,10 +122,8 @@ pub fn verify_descendants(
                 previous: previous.number,
             });
         }
-        previous = TrustedHeader::from_verified(header);
-        out.push(previous);
-    }
-    Ok(out)
+        Ok(TrustedHeader::from_verified(header))
+    })
 }
 
 /// Extends trust backwards: `headers` must be `anchor.number - 1, anchor.number - 2, …`, the first
@@ -140,32 +136,32 @@ pub fn verify_ancestors(
     anchor: &TrustedHeader,
     headers: &[Header],
 ) -> Result<Vec<TrustedHeader>, HeaderError> {
-    let mut child = *anchor;
-    let mut out = Vec::with_capacity(headers.len());
-    for header in headers {
-        let hash = header.hash_slow();
+    link(anchor, headers, |child, header| {
         if Some(header.number) != child.number.checked_sub(1) {
             return Err(HeaderError::BrokenChain {
                 number: header.number,
                 previous: child.number,
             });
         }
-        if hash != child.parent_hash {
-            return Err(HeaderError::HashMismatch {
-                number: header.number,
-                got: hash,
-                expected: child.parent_hash,
-            });
-        }
-        child = TrustedHeader {
-            number: header.number,
-            hash,
-            state_root: header.state_root,
-            parent_hash: header.parent_hash,
-        };
-        out.push(child);
-    }
-    Ok(out)
+        verify_header_hash(header, child.parent_hash)
+    })
+}
+
+/// Trusts `headers` one after the other, starting from `anchor`: `next` checks each header against
+/// the last one trusted and returns it trusted.
+fn link(
+    anchor: &TrustedHeader,
+    headers: &[Header],
+    next: impl Fn(&TrustedHeader, &Header) -> Result<TrustedHeader, HeaderError>,
+) -> Result<Vec<TrustedHeader>, HeaderError> {
+    let mut last = *anchor;
+    headers
+        .iter()
+        .map(|header| {
+            last = next(&last, header)?;
+            Ok(last)
+        })
+        .collect()
 }
 
 /// Checks that a header's contents hash to `expected` (the hash the quorum agreed on), so its state

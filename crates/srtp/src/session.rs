@@ -167,6 +167,20 @@ fn rtp_header_len(pkt: &[u8]) -> Result<usize, SrtpError> {
     Ok(len)
 }
 
+/// Grows `pkt` by `overhead` spare octets, lets `protect` seal `pkt[..len]` in place, and cuts
+/// `pkt` to the sealed length; on an error `pkt` is restored to the plain packet.
+fn grow_and_protect(
+    pkt: &mut Vec<u8>,
+    overhead: usize,
+    protect: impl FnOnce(&mut [u8], usize) -> Result<usize, SrtpError>,
+) -> Result<(), SrtpError> {
+    let len = pkt.len();
+    pkt.resize(len + overhead, 0);
+    let result = protect(pkt, len);
+    pkt.truncate(*result.as_ref().unwrap_or(&len));
+    result.map(|_| ())
+}
+
 fn check_rtcp_header(pkt: &[u8]) -> Result<u32, SrtpError> {
     if pkt.len() < 8 {
         return Err(SrtpError::TooShort);
@@ -455,18 +469,8 @@ impl SrtpSession {
     /// Protects the RTP packet in `pkt` in place, growing it by the trailer (no allocation when
     /// its capacity already has room).
     pub fn protect_rtp(&mut self, pkt: &mut Vec<u8>) -> Result<(), SrtpError> {
-        let len = pkt.len();
-        pkt.resize(len + self.srtp_overhead(), 0);
-        match self.protect_rtp_slice(pkt, len) {
-            Ok(n) => {
-                pkt.truncate(n);
-                Ok(())
-            }
-            Err(e) => {
-                pkt.truncate(len);
-                Err(e)
-            }
-        }
+        let overhead = self.srtp_overhead();
+        grow_and_protect(pkt, overhead, |buf, len| self.protect_rtp_slice(buf, len))
     }
 
     /// Verifies, replay-checks and decrypts the SRTP packet `buf` in place (RFC 3711 §3.3;
@@ -565,18 +569,8 @@ impl SrtpSession {
 
     /// Protects the RTCP packet in `pkt` in place, growing it by the trailer.
     pub fn protect_rtcp(&mut self, pkt: &mut Vec<u8>) -> Result<(), SrtpError> {
-        let len = pkt.len();
-        pkt.resize(len + self.srtcp_overhead(), 0);
-        match self.protect_rtcp_slice(pkt, len) {
-            Ok(n) => {
-                pkt.truncate(n);
-                Ok(())
-            }
-            Err(e) => {
-                pkt.truncate(len);
-                Err(e)
-            }
-        }
+        let overhead = self.srtcp_overhead();
+        grow_and_protect(pkt, overhead, |buf, len| self.protect_rtcp_slice(buf, len))
     }
 
     /// Verifies, replay-checks and (when its E flag is set) decrypts the SRTCP packet `buf` in

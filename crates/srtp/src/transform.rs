@@ -36,10 +36,51 @@ pub(crate) enum Transform {
         salt: [u8; 14],
         mac: HmacSha1,
     },
-    /// AEAD_AES_128_GCM (RFC 7714).
-    Gcm128 { aead: Aes128Gcm, salt: [u8; 12] },
-    /// AEAD_AES_256_GCM (RFC 7714).
-    Gcm256 { aead: Aes256Gcm, salt: [u8; 12] },
+    /// AEAD_AES_128_GCM or AEAD_AES_256_GCM (RFC 7714).
+    Gcm { aead: GcmAead, salt: [u8; 12] },
+}
+
+/// The AES-GCM key of either RFC 7714 size: the two differ only in key length, so every GCM
+/// transform is written once against this.
+// Like `Transform`: two per session, never moved per packet, so no box (and no pointer chase).
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum GcmAead {
+    /// AEAD_AES_128_GCM.
+    Aes128(Aes128Gcm),
+    /// AEAD_AES_256_GCM.
+    Aes256(Aes256Gcm),
+}
+
+impl GcmAead {
+    /// Encrypts `body` in place, authenticating `aad`; returns the 16-octet tag.
+    #[inline]
+    fn seal(&self, nonce: &[u8; 12], aad: &[u8], body: &mut [u8]) -> Tag {
+        let nonce = Nonce::from_slice(nonce);
+        match self {
+            GcmAead::Aes128(a) => a.encrypt_in_place_detached(nonce, aad, body),
+            GcmAead::Aes256(a) => a.encrypt_in_place_detached(nonce, aad, body),
+        }
+        // Invariant: SRTP and SRTCP packets are far below GCM's 2^36-octet plaintext limit.
+        .expect("GCM input within limits")
+    }
+
+    /// Verifies `tag` over `aad` and `body`, then decrypts `body` in place.
+    #[inline]
+    fn open(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        body: &mut [u8],
+        tag: &[u8],
+    ) -> Result<(), SrtpError> {
+        let (nonce, tag) = (Nonce::from_slice(nonce), Tag::from_slice(tag));
+        // aes-gcm compares the tag in constant time (subtle) before decrypting.
+        match self {
+            GcmAead::Aes128(a) => a.decrypt_in_place_detached(nonce, aad, body, tag),
+            GcmAead::Aes256(a) => a.decrypt_in_place_detached(nonce, aad, body, tag),
+        }
+        .map_err(|_| SrtpError::AuthFailed)
+    }
 }
 
 impl Drop for Transform {
@@ -48,7 +89,7 @@ impl Drop for Transform {
         // the session salts are plain arrays.
         match self {
             Transform::CmSha1 { salt, .. } => salt.zeroize(),
-            Transform::Gcm128 { salt, .. } | Transform::Gcm256 { salt, .. } => salt.zeroize(),
+            Transform::Gcm { salt, .. } => salt.zeroize(),
         }
     }
 }
@@ -94,16 +135,11 @@ impl Transform {
 
     /// A GCM transform from session key and salt directly (RFC 7714 vectors start here).
     pub(crate) fn gcm(key: &[u8], salt: [u8; 12]) -> Self {
-        match key.len() {
-            32 => Transform::Gcm256 {
-                aead: Aes256Gcm::new(GenericArray::from_slice(key)),
-                salt,
-            },
-            _ => Transform::Gcm128 {
-                aead: Aes128Gcm::new(GenericArray::from_slice(key)),
-                salt,
-            },
-        }
+        let aead = match key.len() {
+            32 => GcmAead::Aes256(Aes256Gcm::new(GenericArray::from_slice(key))),
+            _ => GcmAead::Aes128(Aes128Gcm::new(GenericArray::from_slice(key))),
+        };
+        Transform::Gcm { aead, salt }
     }
 
     /// Protects an RTP packet in place (RFC 3711 §3.3; RFC 7714 §8). `buf[..len]` is the RTP
@@ -131,10 +167,7 @@ impl Transform {
                 buf[len + mki.len()..len + mki.len() + tag_len].copy_from_slice(&tag[..tag_len]);
                 len + mki.len() + tag_len
             }
-            Transform::Gcm128 { aead, salt } => {
-                gcm_seal_rtp(aead, salt, buf, len, hdr, ssrc, index, mki)
-            }
-            Transform::Gcm256 { aead, salt } => {
+            Transform::Gcm { aead, salt } => {
                 gcm_seal_rtp(aead, salt, buf, len, hdr, ssrc, index, mki)
             }
         }
@@ -156,32 +189,21 @@ impl Transform {
         match self {
             Transform::CmSha1 { aes, salt, mac } => {
                 let roc = ((index >> 16) as u32).to_be_bytes();
-                let expect = mac.mac(&buf[..body], &roc);
-                // §3.3 step 5, in constant time: a timing oracle on the tag is a forgery oracle.
-                if !bool::from(expect[..tag.len()].ct_eq(tag)) {
-                    return Err(SrtpError::AuthFailed);
-                }
+                // §3.3 step 5.
+                check_tag(&mac.mac(&buf[..body], &roc), tag)?;
                 aes_cm::apply_keystream(aes, &aes_cm::iv(salt, ssrc, index), &mut buf[hdr..body]);
                 Ok(())
             }
-            Transform::Gcm128 { aead, salt } => gcm_open(
-                aead,
-                &rtp_nonce(salt, ssrc, index),
-                buf,
-                hdr,
-                body,
-                tag,
-                None,
-            ),
-            Transform::Gcm256 { aead, salt } => gcm_open(
-                aead,
-                &rtp_nonce(salt, ssrc, index),
-                buf,
-                hdr,
-                body,
-                tag,
-                None,
-            ),
+            Transform::Gcm { aead, salt } => {
+                // §8.2: the RTP header is the AAD, the payload the ciphertext.
+                let (aad, rest) = buf.split_at_mut(hdr);
+                aead.open(
+                    &rtp_nonce(salt, ssrc, index),
+                    aad,
+                    &mut rest[..body - hdr],
+                    tag,
+                )
+            }
         }
     }
 
@@ -214,12 +236,7 @@ impl Transform {
                 buf[at..at + tag_len].copy_from_slice(&tag[..tag_len]);
                 at + tag_len
             }
-            Transform::Gcm128 { aead, salt } => {
-                gcm_seal_rtcp(aead, salt, buf, len, ssrc, index, mki)
-            }
-            Transform::Gcm256 { aead, salt } => {
-                gcm_seal_rtcp(aead, salt, buf, len, ssrc, index, mki)
-            }
+            Transform::Gcm { aead, salt } => gcm_seal_rtcp(aead, salt, buf, len, ssrc, index, mki),
         }
     }
 
@@ -242,10 +259,7 @@ impl Transform {
         match self {
             Transform::CmSha1 { aes, salt, mac } => {
                 debug_assert_eq!(index_at, body);
-                let expect = mac.mac(&buf[..body + 4], &[]);
-                if !bool::from(expect[..tag.len()].ct_eq(tag)) {
-                    return Err(SrtpError::AuthFailed);
-                }
+                check_tag(&mac.mac(&buf[..body + 4], &[]), tag)?;
                 if encrypted {
                     aes_cm::apply_keystream(
                         aes,
@@ -255,10 +269,7 @@ impl Transform {
                 }
                 Ok(())
             }
-            Transform::Gcm128 { aead, salt } => {
-                gcm_open_rtcp(aead, salt, buf, body, ssrc, e_index, tag, index_at)
-            }
-            Transform::Gcm256 { aead, salt } => {
+            Transform::Gcm { aead, salt } => {
                 gcm_open_rtcp(aead, salt, buf, body, ssrc, e_index, tag, index_at)
             }
         }
@@ -283,9 +294,29 @@ pub(crate) fn rtcp_nonce(salt: &[u8; 12], ssrc: u32, index: u32) -> [u8; 12] {
     iv
 }
 
+/// Compares the received HMAC tag with the first `tag.len()` octets of `expect` in constant time:
+/// a timing oracle on the tag would be a forgery oracle (RFC 3711 §3.3 step 5, §3.4).
+#[inline]
+fn check_tag(expect: &[u8], tag: &[u8]) -> Result<(), SrtpError> {
+    if bool::from(expect[..tag.len()].ct_eq(tag)) {
+        Ok(())
+    } else {
+        Err(SrtpError::AuthFailed)
+    }
+}
+
+/// RFC 7714 §9.2: the SRTCP AAD with E = 1 is the first 8 octets of the RTCP packet, then the
+/// E || SRTCP index word.
+fn rtcp_aad(buf: &[u8], word: [u8; 4]) -> [u8; 12] {
+    let mut aad = [0u8; 12];
+    aad[..8].copy_from_slice(&buf[..8]);
+    aad[8..].copy_from_slice(&word);
+    aad
+}
+
 #[allow(clippy::too_many_arguments)] // one flat call per packet
-fn gcm_seal_rtp<A: AeadInPlace>(
-    aead: &A,
+fn gcm_seal_rtp(
+    aead: &GcmAead,
     salt: &[u8; 12],
     buf: &mut [u8],
     len: usize,
@@ -294,43 +325,17 @@ fn gcm_seal_rtp<A: AeadInPlace>(
     index: u64,
     mki: &[u8],
 ) -> usize {
-    let nonce = rtp_nonce(salt, ssrc, index);
     // §8.2: the AAD is the RTP header (with CSRCs and extension); the payload is encrypted.
     let (aad, rest) = buf.split_at_mut(hdr);
-    let tag = aead
-        .encrypt_in_place_detached(Nonce::from_slice(&nonce), aad, &mut rest[..len - hdr])
-        // Invariant: RTP packets are far below GCM's 2^36-octet plaintext limit.
-        .expect("GCM input within limits");
+    let tag = aead.seal(&rtp_nonce(salt, ssrc, index), aad, &mut rest[..len - hdr]);
     // §6 / Figure 1: the tag follows the ciphertext, the optional MKI follows the tag.
     buf[len..len + 16].copy_from_slice(&tag);
     buf[len + 16..len + 16 + mki.len()].copy_from_slice(mki);
     len + 16 + mki.len()
 }
 
-#[allow(clippy::too_many_arguments)] // one flat call per packet
-fn gcm_open<A: AeadInPlace>(
-    aead: &A,
-    nonce: &[u8; 12],
-    buf: &mut [u8],
-    hdr: usize,
-    body: usize,
-    tag: &[u8],
-    aad_override: Option<&[u8]>,
-) -> Result<(), SrtpError> {
-    let (aad, rest) = buf.split_at_mut(hdr);
-    let aad = aad_override.unwrap_or(aad);
-    // aes-gcm compares the tag in constant time (subtle) before decrypting.
-    aead.decrypt_in_place_detached(
-        Nonce::from_slice(nonce),
-        aad,
-        &mut rest[..body - hdr],
-        Tag::from_slice(tag),
-    )
-    .map_err(|_| SrtpError::AuthFailed)
-}
-
-fn gcm_seal_rtcp<A: AeadInPlace>(
-    aead: &A,
+fn gcm_seal_rtcp(
+    aead: &GcmAead,
     salt: &[u8; 12],
     buf: &mut [u8],
     len: usize,
@@ -338,16 +343,9 @@ fn gcm_seal_rtcp<A: AeadInPlace>(
     index: u32,
     mki: &[u8],
 ) -> usize {
-    let nonce = rtcp_nonce(salt, ssrc, index);
     let e_index = (0x8000_0000 | index).to_be_bytes();
-    // §9.2: AAD = first 8 octets of the RTCP packet || E || SRTCP index.
-    let mut aad = [0u8; 12];
-    aad[..8].copy_from_slice(&buf[..8]);
-    aad[8..].copy_from_slice(&e_index);
-    let tag = aead
-        .encrypt_in_place_detached(Nonce::from_slice(&nonce), &aad, &mut buf[8..len])
-        // Invariant: RTCP packets are far below GCM's plaintext limit.
-        .expect("GCM input within limits");
+    let aad = rtcp_aad(buf, e_index);
+    let tag = aead.seal(&rtcp_nonce(salt, ssrc, index), &aad, &mut buf[8..len]);
     // Figure 3: ciphertext || tag || E || SRTCP index || MKI.
     buf[len..len + 16].copy_from_slice(&tag);
     buf[len + 16..len + 20].copy_from_slice(&e_index);
@@ -356,8 +354,8 @@ fn gcm_seal_rtcp<A: AeadInPlace>(
 }
 
 #[allow(clippy::too_many_arguments)] // one flat call per packet
-fn gcm_open_rtcp<A: AeadInPlace>(
-    aead: &A,
+fn gcm_open_rtcp(
+    aead: &GcmAead,
     salt: &[u8; 12],
     buf: &mut [u8],
     body: usize,
@@ -369,30 +367,22 @@ fn gcm_open_rtcp<A: AeadInPlace>(
     let nonce = rtcp_nonce(salt, ssrc, e_index);
     let word = e_index.to_be_bytes();
     if e_index & 0x8000_0000 != 0 {
-        let mut aad = [0u8; 12];
-        aad[..8].copy_from_slice(&buf[..8]);
-        aad[8..].copy_from_slice(&word);
-        gcm_open(aead, &nonce, buf, 8, body, tag, Some(&aad))
+        let aad = rtcp_aad(buf, word);
+        aead.open(&nonce, &aad, &mut buf[8..body], tag)
     } else {
         // §9.2 with E = 0: the whole RTCP packet and the index word are AAD, nothing is
         // encrypted. Move the index word next to the body (over the tag, already copied out) so
         // the AAD is one contiguous slice; no scratch buffer.
         debug_assert!(index_at >= body + 4);
         buf[body..body + 4].copy_from_slice(&word);
-        aead.decrypt_in_place_detached(
-            Nonce::from_slice(&nonce),
-            &buf[..body + 4],
-            &mut [],
-            Tag::from_slice(tag),
-        )
-        .map_err(|_| SrtpError::AuthFailed)
+        aead.open(&nonce, &buf[..body + 4], &mut [], tag)
     }
 }
 
 /// Test aid for RFC 7714 §17.3: seals an RTCP packet with E = 0 (authenticated, not encrypted).
 #[cfg(test)]
-pub(crate) fn gcm_seal_rtcp_unencrypted<A: AeadInPlace>(
-    aead: &A,
+pub(crate) fn gcm_seal_rtcp_unencrypted(
+    aead: &GcmAead,
     salt: &[u8; 12],
     buf: &mut [u8],
     len: usize,
@@ -401,9 +391,7 @@ pub(crate) fn gcm_seal_rtcp_unencrypted<A: AeadInPlace>(
 ) -> usize {
     let nonce = rtcp_nonce(salt, ssrc, index);
     buf[len..len + 4].copy_from_slice(&index.to_be_bytes());
-    let tag = aead
-        .encrypt_in_place_detached(Nonce::from_slice(&nonce), &buf[..len + 4], &mut [])
-        .expect("GCM input within limits");
+    let tag = aead.seal(&nonce, &buf[..len + 4], &mut []);
     buf[len..len + 16].copy_from_slice(&tag);
     buf[len + 16..len + 20].copy_from_slice(&index.to_be_bytes());
     len + 20

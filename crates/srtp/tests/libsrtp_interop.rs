@@ -2,8 +2,7 @@
 //! unprotected by libsrtp and vice versa, across a sequence-number wrap (ROC 0 -> 1), with CSRCs
 //! and header extensions, and for SRTCP. Required in CI (`CHAINCALL_REQUIRE_PEERS=1`).
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use chaincall_srtp::{Profile, Roc, SeqNo, SrtpConfig, SrtpError, SrtpSession, Ssrc};
 
@@ -84,14 +83,6 @@ fn two_way_interop_with_libsrtp_every_profile() {
         return;
     };
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/libsrtp_peer.py");
-    let probe = Command::new(&python)
-        .args(["-c", "import pylibsrtp"])
-        .status()
-        .expect("run python");
-    if !probe.success() {
-        chaincall_testkit::missing::<()>("pylibsrtp in the venv (tools/requirements.txt)");
-        return;
-    }
 
     // Everything we ask libsrtp, in order, and what we expect back.
     let mut commands = String::new();
@@ -137,20 +128,8 @@ fn two_way_interop_with_libsrtp_every_profile() {
         assert_eq!(ours.stream_state(Ssrc(SSRC)).unwrap().tx_roc, Some(Roc(1)));
     }
 
-    let mut child = Command::new(&python)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start libsrtp peer");
-    // Write from another thread: the peer answers while we are still writing, and a full stdout
-    // pipe would otherwise deadlock both.
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(commands.as_bytes()));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().expect("feeding the libsrtp peer");
-    assert!(out.status.success(), "libsrtp peer failed");
+    let out = chaincall_testkit::output_with_input(Command::new(&python).arg(script), commands);
+    chaincall_testkit::assert_success(&out, "libsrtp peer");
     let text = String::from_utf8(out.stdout).unwrap();
     let replies: Vec<&str> = text.lines().collect();
     assert_eq!(replies.len(), expect.len(), "one reply per command");

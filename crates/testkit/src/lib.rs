@@ -12,8 +12,11 @@
 //! # }
 //! ```
 
+use std::ffi::OsStr;
+use std::io::Write;
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
 /// True when `CHAINCALL_REQUIRE_PEERS=1`: missing peers are failures, not skips.
 pub fn peers_required() -> bool {
@@ -70,7 +73,8 @@ pub fn peer(name: &str) -> Option<PathBuf> {
     }
 }
 
-/// The Python interpreter of the project's venv (with pylibsrtp), applying the skip-or-fail rule.
+/// The Python interpreter of the project's venv, which must import pylibsrtp (the libsrtp peer),
+/// applying the skip-or-fail rule.
 ///
 /// `CHAINCALL_PYTHON` overrides; otherwise `.venv/bin/python3` under the workspace root.
 pub fn python() -> Option<PathBuf> {
@@ -78,9 +82,32 @@ pub fn python() -> Option<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join(".venv/bin/python3"));
     if is_executable(&candidate) {
-        Some(candidate)
+        python_with(
+            candidate,
+            "pylibsrtp",
+            "pylibsrtp in the venv (tools/requirements.txt)",
+        )
     } else {
         missing("python venv (.venv/bin/python3 with tools/requirements.txt)")
+    }
+}
+
+/// `python` when it can import `module`, applying the skip-or-fail rule otherwise, with `what`
+/// (the missing piece and where it comes from) in the message.
+///
+/// # Panics
+/// When `python` cannot be run at all, or (with `CHAINCALL_REQUIRE_PEERS=1`) lacks the module.
+pub fn python_with(python: PathBuf, module: &str, what: &str) -> Option<PathBuf> {
+    let imports = Command::new(&python)
+        .args(["-W", "ignore", "-c", &format!("import {module}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    if imports.success() {
+        Some(python)
+    } else {
+        missing(what)
     }
 }
 
@@ -93,6 +120,99 @@ pub fn missing<T>(what: &str) -> Option<T> {
     }
     eprintln!("SKIPPED: peer `{what}` is not installed; run scripts/test.sh to install every peer");
     None
+}
+
+/// A finished process's exit status, stdout and stderr, for assertion messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Asserts that the process behind `out` exited successfully.
+///
+/// # Panics
+/// When it did not: the message names `what` and carries its stdout and stderr, which say why.
+#[track_caller]
+pub fn assert_success(out: &Output, what: &str) {
+    assert!(out.status.success(), "{what} failed: {}", describe(out));
+}
+
+/// Runs `cmd` to completion and returns its stdout.
+///
+/// # Panics
+/// When it cannot start or exits unsuccessfully (see [`assert_success`]).
+#[track_caller]
+pub fn run_ok(cmd: &mut Command, what: &str) -> Vec<u8> {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert_success(&out, what);
+    out.stdout
+}
+
+/// Runs `program args…` with `RUST_LOG=warn`, so that its output holds what a user sees and no
+/// informational log lines.
+///
+/// # Panics
+/// When it cannot start.
+pub fn run_quiet(program: impl AsRef<OsStr>, args: &[&str]) -> Output {
+    let program = program.as_ref();
+    Command::new(program)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.to_string_lossy()))
+}
+
+/// Runs `cmd` to completion with `input` on its stdin, capturing stdout and stderr.
+///
+/// The input is written from another thread: a peer that answers while still reading would
+/// otherwise fill its stdout pipe and deadlock with us.
+///
+/// # Panics
+/// When it cannot start or its stdin cannot be written.
+pub fn output_with_input(cmd: &mut Command, input: impl Into<Vec<u8>>) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.get_program()));
+    // Invariant: stdin was set to piped just above.
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let input = input.into();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().expect("wait for the child");
+    // The writer ends when the child closes its stdin; a child that exits without reading all
+    // of it is its own failure, reported by its status, so a broken pipe here is not ours.
+    match writer.join().expect("stdin writer thread") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("writing stdin: {e}"),
+        _ => out,
+    }
+}
+
+/// The string `field` of every object in the JSON array `list` (what a test compares a `--json`
+/// listing with).
+///
+/// # Panics
+/// When `list` is not an array or an element's `field` is not a string, naming what it found.
+#[track_caller]
+pub fn json_strings<'a>(list: &'a serde_json::Value, field: &str) -> Vec<&'a str> {
+    let items = list
+        .as_array()
+        .unwrap_or_else(|| panic!("not a JSON array: {list}"));
+    items
+        .iter()
+        .map(|item| {
+            item[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("no string `{field}` in {item}"))
+        })
+        .collect()
 }
 
 /// Where test servers' ports are drawn from: below Linux's ephemeral range (32768–60999), so an
@@ -163,6 +283,42 @@ mod tests {
         }
         assert!(TEST_PORTS.contains(&free_tcp_port()));
         assert!(TEST_PORTS.contains(&free_udp_port()));
+    }
+
+    #[test]
+    fn output_with_input_feeds_more_than_a_pipe_holds() {
+        // 1 MiB through `cat`: more than both pipe buffers, so a writer on the same thread would
+        // deadlock.
+        let input = vec![b'x'; 1 << 20];
+        let out = output_with_input(&mut Command::new("cat"), input.clone());
+        assert_success(&out, "cat");
+        assert_eq!(out.stdout, input);
+    }
+
+    #[test]
+    fn run_ok_returns_stdout_and_fails_with_stderr() {
+        assert_eq!(
+            run_ok(Command::new("sh").args(["-c", "echo hi"]), "sh"),
+            b"hi\n"
+        );
+        let failed = std::panic::catch_unwind(|| {
+            run_ok(
+                Command::new("sh").args(["-c", "echo why >&2; exit 3"]),
+                "sh",
+            )
+        })
+        .unwrap_err();
+        let message = failed.downcast_ref::<String>().unwrap();
+        assert!(message.contains("sh failed"), "{message}");
+        assert!(message.contains("why"), "{message}");
+    }
+
+    #[test]
+    fn json_strings_lists_one_field_of_each_element() {
+        let list = serde_json::json!([{"name": "a", "n": 1}, {"name": "b"}]);
+        assert_eq!(json_strings(&list, "name"), ["a", "b"]);
+        assert!(std::panic::catch_unwind(|| json_strings(&list, "n")).is_err());
+        assert!(std::panic::catch_unwind(|| json_strings(&list["name"], "n")).is_err());
     }
 
     #[test]

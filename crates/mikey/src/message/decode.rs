@@ -2,7 +2,12 @@
 
 use crate::error::{DecodeError, DecodeErrorKind};
 
-use super::*;
+use super::{
+    Cert, CertType, Chash, CsIdMap, DataType, Dh, DhGroup, EncrAlg, ErrorCode, GeneralExt,
+    HashFunc, Header, Id, IdR, IdRole, IdType, Kemac, KeyData, KeyKind, KeyValidity, MacAlg,
+    Message, Payload, Pke, PkeCache, PolicyParam, PrfFunc, ProtType, SecurityPolicy, Sign,
+    SignType, Spans, SrtpIdEntry, Timestamp, Verification, payload_type,
+};
 
 struct Reader<'a> {
     buf: &'a [u8],

@@ -3,7 +3,7 @@
 
 use crate::error::EncodeError;
 
-use super::*;
+use super::{CsIdMap, Id, KeyData, KeyValidity, Message, Payload, payload_type};
 
 trait Out {
     fn put(&mut self, bytes: &[u8]);

@@ -1,6 +1,10 @@
 //! DH-SIGN's ECDH values: P-256 points as the DH payload carries them, and the TGK (§3.3).
 
-use super::*;
+use chaincall_identity::provider::{EphemeralSecret, Point};
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use zeroize::Zeroizing;
+
+use crate::error::MikeyError;
 
 /// MIKEY's DH payload carries the uncompressed point (65 bytes); the provider speaks compressed.
 pub(super) fn encode_point(public: &Point) -> Vec<u8> {

@@ -1,6 +1,26 @@
 //! The calling side: builds the offer for each mode and checks the answer.
 
-use super::*;
+use std::fmt;
+
+use chaincall_identity::provider::EphemeralSecret;
+use chaincall_identity::{IdentityKey, KeyDirectory, ecies};
+use zeroize::Zeroizing;
+
+use crate::error::MikeyError;
+use crate::message::{
+    DataType, Dh, DhGroup, ErrorCode, Header, Id, IdType, KeyData, KeyKind, KeyValidity, MacAlg,
+    Message, Payload, Pke, PkeCache, PrfFunc, Timestamp, encode_key_data, encode_pke_key_data,
+};
+use crate::prf::TransportKeys;
+use crate::time::NtpTime;
+use crate::uri::identity_uri;
+
+use super::dh::{dh_tgk, encode_point, parse_point};
+use super::keys::{derive_all, kemac_placeholder, sp_payload, sp_storage, srtp_map, v_mac};
+use super::parts::{check_header, named, ntp, parts};
+use super::pke::pke_context;
+use super::sign::{approved, sign_in_place, sign_placeholder, verify_sign};
+use super::{ENV_KEY_LEN, MIN_PSK_LEN, Mode, OfferConfig, RAND_LEN, SrtpKeys, TGK_LEN};
 
 enum Pending {
     /// PKE/PSK: keys known; V message expected (if requested) under these transport keys.
@@ -43,14 +63,11 @@ impl fmt::Debug for Initiator {
 }
 
 impl Initiator {
-    /// An offer's payloads: the opening every mode shares (T, RAND, IDi, IDr, SP; RFC 3830 §3.1
-    /// to §3.3 and our IDr requirement), then the mode's own `rest`.
-    fn opening<'a>(
-        &'a self,
-        idr_uri: &'a str,
-        sp: &'a [(u8, [u8; 1])],
-        rest: Vec<Payload<'a>>,
-    ) -> Vec<Payload<'a>> {
+    /// An offer, encoded: the opening every mode shares (T, RAND, IDi, IDr, SP; RFC 3830 §3.1 to
+    /// §3.3 and our IDr requirement), then the mode's own `rest`, whose MAC or signature the
+    /// caller fills in.
+    fn encode_offer(&self, idr_uri: &str, rest: Vec<Payload<'_>>) -> Result<Vec<u8>, MikeyError> {
+        let sp = sp_storage(&self.cfg.policy);
         let mut payloads = vec![
             Payload::T(Timestamp::NtpUtc(self.t)),
             Payload::Rand(&self.rand),
@@ -62,10 +79,14 @@ impl Initiator {
                 id_type: IdType::Uri,
                 data: idr_uri.as_bytes(),
             }),
-            sp_payload(sp),
+            sp_payload(&sp),
         ];
         payloads.extend(rest);
-        payloads
+        let msg = Message {
+            header: self.header.clone(),
+            payloads,
+        };
+        Ok(msg.to_vec()?)
     }
 
     /// Ends a PKE or PSK offer: the SRTP keys follow from our TGK, and with the V flag the
@@ -152,33 +173,17 @@ impl Initiator {
             )
         });
         let encr_data = this.key_data(tgk.as_ref(), &transport, true)?;
-        let sp = sp_storage(&this.cfg.policy);
-        let zero_mac = [0u8; 20];
-        let zero_sig = [0u8; SIG_LEN];
-        let msg = Message {
-            header: this.header.clone(),
-            payloads: this.opening(
-                &idr_uri,
-                &sp,
-                vec![
-                    Payload::Kemac(Kemac {
-                        encr_alg: EncrAlg::AesCm128,
-                        encr_data: &encr_data,
-                        mac_alg: MacAlg::HmacSha1_160,
-                        mac: &zero_mac,
-                    }),
-                    Payload::Pke(Pke {
-                        cache: PkeCache::NoCache,
-                        data: &envelope,
-                    }),
-                    Payload::Sign(Sign {
-                        s_type: SignType::EcdsaP256Sha256,
-                        signature: &zero_sig,
-                    }),
-                ],
-            ),
-        };
-        let mut bytes = msg.to_vec()?;
+        let mut bytes = this.encode_offer(
+            &idr_uri,
+            vec![
+                kemac_placeholder(&encr_data),
+                Payload::Pke(Pke {
+                    cache: PkeCache::NoCache,
+                    data: &envelope,
+                }),
+                sign_placeholder(),
+            ],
+        )?;
         // §3.2: in PKE the KEMAC MAC covers the KEMAC payload (up to the MAC), whose encrypted
         // part starts with IDi; the signature covers the whole message, MAC included.
         let (_, spans) = Message::decode_with_spans(&bytes)?;
@@ -204,27 +209,17 @@ impl Initiator {
             .randomness
             .with(|rng| this.cfg.crypto.generate_ephemeral(rng));
         let value = encode_point(&secret.public());
-        let sp = sp_storage(&this.cfg.policy);
-        let zero_sig = [0u8; SIG_LEN];
-        let msg = Message {
-            header: this.header.clone(),
-            payloads: this.opening(
-                &idr_uri,
-                &sp,
-                vec![
-                    Payload::Dh(Dh {
-                        group: DhGroup::P256,
-                        value: &value,
-                        kv: KeyValidity::Null,
-                    }),
-                    Payload::Sign(Sign {
-                        s_type: SignType::EcdsaP256Sha256,
-                        signature: &zero_sig,
-                    }),
-                ],
-            ),
-        };
-        let mut bytes = msg.to_vec()?;
+        let mut bytes = this.encode_offer(
+            &idr_uri,
+            vec![
+                Payload::Dh(Dh {
+                    group: DhGroup::P256,
+                    value: &value,
+                    kv: KeyValidity::Null,
+                }),
+                sign_placeholder(),
+            ],
+        )?;
         sign_in_place(&mut bytes, &*this.cfg.crypto.load_identity(own_key));
         this.offer = bytes;
         this.pending = Pending::Dh(secret, value);
@@ -241,22 +236,7 @@ impl Initiator {
         let tgk = Zeroizing::new(this.cfg.randomness.bytes::<TGK_LEN>());
         let transport = TransportKeys::derive(psk, this.header.csb_id, &this.rand);
         let encr_data = this.key_data(tgk.as_ref(), &transport, false)?;
-        let sp = sp_storage(&this.cfg.policy);
-        let zero_mac = [0u8; 20];
-        let msg = Message {
-            header: this.header.clone(),
-            payloads: this.opening(
-                &idr_uri,
-                &sp,
-                vec![Payload::Kemac(Kemac {
-                    encr_alg: EncrAlg::AesCm128,
-                    encr_data: &encr_data,
-                    mac_alg: MacAlg::HmacSha1_160,
-                    mac: &zero_mac,
-                })],
-            ),
-        };
-        let mut bytes = msg.to_vec()?;
+        let mut bytes = this.encode_offer(&idr_uri, vec![kemac_placeholder(&encr_data)])?;
         let mac_at = bytes.len() - 20;
         let mac = transport.mac(&[&bytes[..mac_at]]);
         bytes[mac_at..].copy_from_slice(&mac);
@@ -387,13 +367,7 @@ impl Initiator {
             .idr
             .as_ref()
             .ok_or(MikeyError::Unexpected("answer without IDr"))?;
-        let responder = resolve_identity(idr.id_type, idr.data)?;
-        if responder != self.cfg.responder {
-            return Err(MikeyError::WrongPeer {
-                expected: self.cfg.responder.clone(),
-                found: responder,
-            });
-        }
+        let responder = named(idr, &self.cfg.responder)?;
         let responder_key = approved(directory, &responder)?;
         match std::mem::replace(&mut self.pending, Pending::Done) {
             Pending::Verify(transport) => {

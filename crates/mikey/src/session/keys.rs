@@ -1,7 +1,17 @@
-//! Crypto sessions: the SP and CS ID map payloads of an offer, the SRTP keys of each crypto
+//! Crypto sessions: the SP, KEMAC and CS ID map payloads of an offer, the SRTP keys of each crypto
 //! session (RFC 3830 §4.1.3), and the verification MAC (§5.2).
 
-use super::*;
+use chaincall_identity::Secret;
+
+use crate::error::MikeyError;
+use crate::message::{
+    CsIdMap, EncrAlg, Header, Kemac, MacAlg, Payload, PolicyParam, ProtType, SecurityPolicy,
+    SrtpIdEntry,
+};
+use crate::policy::SrtpPolicy;
+use crate::prf::{TransportKeys, derive_srtp};
+
+use super::{SrtpKeys, Stream};
 
 /// The SP payload values for `policy`, kept alive while the message borrows them.
 pub(super) fn sp_storage(policy: &SrtpPolicy) -> Vec<(u8, [u8; 1])> {
@@ -19,6 +29,17 @@ pub(super) fn sp_payload(storage: &[(u8, [u8; 1])]) -> Payload<'_> {
                 value: v,
             })
             .collect(),
+    })
+}
+
+/// A KEMAC payload (§6.2, AES-CM-128 with HMAC-SHA-1-160) over `encr_data` with a zero MAC:
+/// encoded first, then the MAC is computed over the bytes and written in its place.
+pub(super) fn kemac_placeholder(encr_data: &[u8]) -> Payload<'_> {
+    Payload::Kemac(Kemac {
+        encr_alg: EncrAlg::AesCm128,
+        encr_data,
+        mac_alg: MacAlg::HmacSha1_160,
+        mac: &[0; 20],
     })
 }
 

@@ -13,35 +13,14 @@
 //! on a decoded message, `keys` the crypto sessions and their key derivation, `sign` the SIGN
 //! payload, `dh` the ECDH values, `pke` the envelope's ECIES context.
 
-use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 
-use chaincall_identity::provider::{EphemeralSecret, IdentitySecret, Point};
-use chaincall_identity::{
-    CryptoProvider, IdentityKey, IdentityName, IdentitySignature, KeyDirectory, PublicIdentityKey,
-    Randomness, RustCrypto, Secret, ecies,
-};
-use p256::elliptic_curve::sec1::ToEncodedPoint;
-use zeroize::Zeroizing;
+use chaincall_identity::{CryptoProvider, IdentityName, Randomness, RustCrypto, Secret};
 
-use crate::error::MikeyError;
-use crate::message::{
-    CsIdMap, DataType, Dh, DhGroup, EncrAlg, ErrorCode, Header, Id, IdRole, IdType, Kemac, KeyData,
-    KeyKind, KeyValidity, MacAlg, Message, Payload, Pke, PkeCache, PolicyParam, PrfFunc, ProtType,
-    SecurityPolicy, Sign, SignType, SrtpIdEntry, Timestamp, Verification, decode_key_data,
-    decode_pke_key_data, encode_key_data, encode_pke_key_data,
-};
 use crate::policy::SrtpPolicy;
-use crate::prf::{TransportKeys, derive_srtp};
-use crate::replay::{
-    DEFAULT_CAPACITY, DEFAULT_PER_INITIATOR, DEFAULT_WINDOW_SECS, ExchangeId, ReplayCache,
-};
-use crate::time::NtpTime;
-use crate::uri::{identity_uri, resolve_identity};
 
 /// ECIES context label for the PKE envelope: a ciphertext made for MIKEY opens nowhere else. The
-/// exchange's identities, CSB ID and RAND follow it ([`pke_context`]).
+/// exchange's identities, CSB ID and RAND follow it ([`pke::pke_context`]).
 const PKE_CONTEXT_LABEL: &[u8] = b"chaincall mikey pke env_key v2";
 /// RAND length: RFC 3830 §6.11 asks for at least 128 bits.
 const RAND_LEN: usize = 16;
@@ -160,13 +139,6 @@ mod parts;
 mod pke;
 mod responder;
 mod sign;
-
-// The helpers every part shares, in scope for the submodules' `use super::*`.
-use dh::{dh_tgk, encode_point, parse_point};
-use keys::{derive_all, sp_payload, sp_storage, srtp_map, v_mac};
-use parts::{Parts, check_header, ntp, parts, policies};
-use pke::pke_context;
-use sign::{approved, sign_in_place, verify_sign};
 
 pub use initiator::Initiator;
 pub use responder::{Accepted, OfferSigner, Responder, ResponderConfig};

@@ -1,7 +1,16 @@
 //! The checks on a decoded message shared by both sides: header, payload count and order,
-//! timestamp type, security policies.
+//! timestamp type, security policies, the peer an ID names.
 
-use super::*;
+use chaincall_identity::IdentityName;
+
+use crate::error::MikeyError;
+use crate::message::{
+    CsIdMap, DataType, Dh, ErrorCode, Id, IdRole, Kemac, Message, Payload, Pke, PrfFunc,
+    SecurityPolicy, Sign, Timestamp, Verification,
+};
+use crate::policy::SrtpPolicy;
+use crate::time::NtpTime;
+use crate::uri::resolve_identity;
 
 pub(super) fn ntp(t: &Timestamp) -> Result<NtpTime, MikeyError> {
     match t {
@@ -123,6 +132,20 @@ pub(super) fn check_header(msg: &Message<'_>, expected: DataType) -> Result<(), 
         return Err(MikeyError::Unexpected("no crypto session in the CS ID map"));
     }
     Ok(())
+}
+
+/// The identity an ID payload names, which must be `expected`: an exchange is only ever with the
+/// peer we meant.
+pub(super) fn named(id: &Id<'_>, expected: &IdentityName) -> Result<IdentityName, MikeyError> {
+    let found = resolve_identity(id.id_type, id.data)?;
+    if found == *expected {
+        Ok(found)
+    } else {
+        Err(MikeyError::WrongPeer {
+            expected: expected.clone(),
+            found,
+        })
+    }
 }
 
 pub(super) fn policies(sps: &[&SecurityPolicy<'_>]) -> Result<Vec<(u8, SrtpPolicy)>, MikeyError> {

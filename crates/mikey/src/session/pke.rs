@@ -1,6 +1,8 @@
 //! The PKE envelope's ECIES context, which binds the envelope key to one exchange.
 
-use super::*;
+use crate::error::MikeyError;
+
+use super::PKE_CONTEXT_LABEL;
 
 /// The ECIES context of a PKE envelope: `label || len(IDi) || IDi || len(IDr) || IDr || CSB ID ||
 /// len(RAND) || RAND`, with IDi and IDr the ID payloads' data exactly as sent (lengths 2 bytes, as in

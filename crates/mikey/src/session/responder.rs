@@ -1,7 +1,36 @@
 //! The called side: checks offers against the directory, the clock window and the replay
 //! cache, keys SRTP, and builds the answer or an RFC 3830 error message.
 
-use super::*;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use chaincall_identity::provider::IdentitySecret;
+use chaincall_identity::{
+    CryptoProvider, IdentityKey, IdentityName, KeyDirectory, PublicIdentityKey, Randomness,
+    RustCrypto, ecies,
+};
+use zeroize::Zeroizing;
+
+use crate::error::MikeyError;
+use crate::message::{
+    DataType, Dh, DhGroup, EncrAlg, Header, Id, IdType, Kemac, KeyKind, KeyValidity, MacAlg,
+    Message, Payload, Sign, Spans, Timestamp, Verification, decode_key_data, decode_pke_key_data,
+};
+use crate::policy::SrtpPolicy;
+use crate::prf::TransportKeys;
+use crate::replay::{
+    DEFAULT_CAPACITY, DEFAULT_PER_INITIATOR, DEFAULT_WINDOW_SECS, ExchangeId, ReplayCache,
+};
+use crate::time::NtpTime;
+use crate::uri::{identity_uri, resolve_identity};
+
+use super::dh::{dh_tgk, encode_point, parse_point};
+use super::keys::{derive_all, v_mac};
+use super::parts::{Parts, check_header, named, ntp, parts, policies};
+use super::pke::pke_context;
+use super::sign::{approved, sign_in_place, sign_placeholder, verify_sign};
+use super::{MIN_PSK_LEN, Mode, RAND_LEN, SrtpKeys};
 
 /// How a responder checks offers.
 #[derive(Debug, Clone)]
@@ -72,6 +101,74 @@ struct Screened<'a> {
     idr: Id<'a>,
     initiator: IdentityName,
     initiator_key: PublicIdentityKey,
+}
+
+impl Screened<'_> {
+    /// Checks the offer's SIGN payload, as received in `bytes`, under the initiator's approved key.
+    fn verify_sign(
+        &self,
+        crypto: &dyn CryptoProvider,
+        bytes: &[u8],
+        sign: &Sign<'_>,
+    ) -> Result<(), MikeyError> {
+        verify_sign(crypto, bytes, sign, &self.initiator_key, &self.initiator)
+    }
+}
+
+/// A screened offer on its way through [`Responder::handle_offer`]: what each mode's
+/// `accept_*` reads.
+struct Offer<'a> {
+    /// The offer as received: signatures and MACs cover these bytes.
+    bytes: &'a [u8],
+    msg: &'a Message<'a>,
+    spans: &'a Spans,
+    s: Screened<'a>,
+    policies: Vec<(u8, SrtpPolicy)>,
+    own_uri: String,
+    now: NtpTime,
+}
+
+impl Offer<'_> {
+    /// §5.4: what names this exchange in the replay cache, all of it authenticated by the time
+    /// the cache records it.
+    fn exchange(&self) -> ExchangeId<'_> {
+        ExchangeId {
+            mode: self.s.mode,
+            initiator: &self.s.initiator,
+            csb_id: self.msg.header.csb_id,
+            t: self.s.t,
+            rand: self.s.rand,
+        }
+    }
+
+    /// Where the first payload `is` accepts stands in the offer.
+    fn index_of(&self, is: impl Fn(&Payload<'_>) -> bool) -> Option<usize> {
+        self.msg.payloads.iter().position(is)
+    }
+
+    /// The KEMAC of a key-transport (PKE or PSK) offer and its position, after the checks both
+    /// modes share: our algorithms, and no DH or V payload.
+    fn kemac(&self) -> Result<(&Kemac<'_>, usize), MikeyError> {
+        let kemac = self
+            .s
+            .p
+            .kemac
+            .ok_or(MikeyError::Unexpected("offer without KEMAC"))?;
+        let kemac_index = self
+            .index_of(|x| matches!(x, Payload::Kemac(_)))
+            .ok_or(MikeyError::Unexpected("offer without KEMAC"))?;
+        if kemac.encr_alg != EncrAlg::AesCm128 || kemac.mac_alg != MacAlg::HmacSha1_160 {
+            return Err(MikeyError::Unsupported(
+                "KEMAC algorithms (only AES-CM-128 with HMAC-SHA-1-160)",
+            ));
+        }
+        if !self.s.p.dhs.is_empty() || self.s.p.v.is_some() {
+            return Err(MikeyError::Unexpected(
+                "DH or V payload in a key-transport offer",
+            ));
+        }
+        Ok((kemac, kemac_index))
+    }
 }
 
 /// The called side: checks offers against the key directory, the clock window and the replay cache.
@@ -162,13 +259,7 @@ impl Responder {
             .p
             .sign
             .ok_or(MikeyError::Unexpected("offer without SIGN"))?;
-        verify_sign(
-            &*self.cfg.crypto,
-            offer,
-            sign,
-            &screened.initiator_key,
-            &screened.initiator,
-        )?;
+        screened.verify_sign(&*self.cfg.crypto, offer, sign)?;
         Ok(OfferSigner {
             mode: screened.mode,
             initiator: screened.initiator,
@@ -215,13 +306,7 @@ impl Responder {
             .idr
             .clone()
             .ok_or(MikeyError::Unexpected("offer without IDr"))?;
-        let named = resolve_identity(idr.id_type, idr.data)?;
-        if named != self.cfg.own_name {
-            return Err(MikeyError::WrongPeer {
-                expected: self.cfg.own_name.clone(),
-                found: named,
-            });
-        }
+        named(&idr, &self.cfg.own_name)?;
         if let Some(expected) = expected
             && *expected != initiator
         {
@@ -259,206 +344,202 @@ impl Responder {
         now: NtpTime,
     ) -> Result<Accepted, MikeyError> {
         let (msg, spans) = Message::decode_with_spans(offer)?;
-        let Screened {
-            mode,
-            p,
-            t,
-            rand,
-            idi,
-            idr,
-            initiator,
-            initiator_key,
-        } = self.screen(&msg, None, directory, now)?;
-        let (idi, idr) = (&idi, &idr);
-        let policies = policies(&p.sps)?;
-        // §5.4: what names this exchange in the replay cache, all of it authenticated below.
-        let exchange = ExchangeId {
-            mode,
-            initiator: &initiator,
-            csb_id: msg.header.csb_id,
-            t,
-            rand,
+        let screened = self.screen(&msg, None, directory, now)?;
+        let o = Offer {
+            bytes: offer,
+            msg: &msg,
+            spans: &spans,
+            policies: policies(&screened.p.sps)?,
+            own_uri: identity_uri(&self.cfg.own_name, self.cfg.sip_domain.as_deref()),
+            s: screened,
+            now,
         };
-        let own_uri = identity_uri(&self.cfg.own_name, self.cfg.sip_domain.as_deref());
-
-        let (keys, answer) = match mode {
-            Mode::Pke | Mode::Psk => {
-                let kemac = p
-                    .kemac
-                    .ok_or(MikeyError::Unexpected("offer without KEMAC"))?;
-                let kemac_index = msg
-                    .payloads
-                    .iter()
-                    .position(|x| matches!(x, Payload::Kemac(_)))
-                    .ok_or(MikeyError::Unexpected("offer without KEMAC"))?;
-                let kemac_range = spans.ranges[kemac_index].clone();
-                if kemac.encr_alg != EncrAlg::AesCm128 || kemac.mac_alg != MacAlg::HmacSha1_160 {
-                    return Err(MikeyError::Unsupported(
-                        "KEMAC algorithms (only AES-CM-128 with HMAC-SHA-1-160)",
-                    ));
-                }
-                if !p.dhs.is_empty() || p.v.is_some() {
-                    return Err(MikeyError::Unexpected(
-                        "DH or V payload in a key-transport offer",
-                    ));
-                }
-                let inkey: Zeroizing<Vec<u8>>;
-                let mac_ok;
-                let transport;
-                if mode == Mode::Pke {
-                    let sign = p
-                        .sign
-                        .ok_or(MikeyError::Unexpected("PKE offer without SIGN"))?;
-                    let pke = p
-                        .pke
-                        .ok_or(MikeyError::Unexpected("PKE offer without PKE"))?;
-                    let pke_index = msg
-                        .payloads
-                        .iter()
-                        .position(|x| matches!(x, Payload::Pke(_)));
-                    if pke_index < Some(kemac_index) {
-                        return Err(MikeyError::Unexpected(
-                            "PKE before KEMAC (RFC 3830 §3.2 order)",
-                        ));
-                    }
-                    verify_sign(&*self.cfg.crypto, offer, sign, &initiator_key, &initiator)?;
-                    let context = pke_context(idi.data, idr.data, msg.header.csb_id, rand)?;
-                    inkey = ecies::open_with(&*self.secret, &self.public, &context, pke.data)
-                        .map_err(|_| {
-                            MikeyError::Envelope("not for our key or this exchange, or altered")
-                        })?;
-                    transport = TransportKeys::derive(&inkey, msg.header.csb_id, rand);
-                    mac_ok = transport.verify_mac(
-                        &[&offer[kemac_range.start..kemac_range.end - 20]],
-                        kemac.mac,
-                    );
-                } else {
-                    if p.sign.is_some() || p.pke.is_some() {
-                        return Err(MikeyError::Unexpected("SIGN or PKE payload in a PSK offer"));
-                    }
-                    if kemac_index + 1 != msg.payloads.len() {
-                        return Err(MikeyError::Unexpected("KEMAC must be last in a PSK offer"));
-                    }
-                    let psk = self.psks.get(&initiator).ok_or(MikeyError::Unsupported(
-                        "PSK mode (no pre-shared key with this initiator)",
-                    ))?;
-                    inkey = psk.clone();
-                    transport = TransportKeys::derive(&inkey, msg.header.csb_id, rand);
-                    mac_ok = transport.verify_mac(&[&offer[..offer.len() - 20]], kemac.mac);
-                }
-                if !mac_ok {
-                    return Err(MikeyError::BadMac("KEMAC"));
-                }
-                let mut plain = Zeroizing::new(kemac.encr_data.to_vec());
-                transport.aes_cm(msg.header.csb_id, t.0, &mut plain);
-                let undecodable = |_| MikeyError::Unexpected("KEMAC key data does not decode");
-                let items = if mode == Mode::Pke {
-                    // §3.2: KEMAC = E(encr_key, IDi || {TGK}) || MAC; the IDi under the envelope
-                    // key must be the IDi the message (and its signature) carries.
-                    let (inner, items) = decode_pke_key_data(&plain, 0).map_err(undecodable)?;
-                    if inner.id_type != idi.id_type || inner.data != idi.data {
-                        return Err(MikeyError::Envelope("KEMAC names another initiator"));
-                    }
-                    items
-                } else {
-                    decode_key_data(&plain, 0).map_err(undecodable)?
-                };
-                let [item] = &items[..] else {
-                    return Err(MikeyError::Unsupported("KEMAC with other than one key"));
-                };
-                if item.kind != KeyKind::Tgk
-                    || item.salt.is_some()
-                    || item.kv != KeyValidity::Null
-                    || item.key.is_empty()
-                {
-                    return Err(MikeyError::Unsupported(
-                        "key data other than one TGK without salt or validity",
-                    ));
-                }
-                let keys = derive_all(item.key, &msg.header, rand, &policies)?;
-                self.replay.check_and_insert(&exchange, now)?;
-                let answer = if msg.header.v {
-                    Some(self.verification_answer(&msg, &transport, idi.data, &own_uri, t.0, now)?)
-                } else {
-                    None
-                };
-                (keys, answer)
-            }
-            Mode::DhSign => {
-                let sign = p
-                    .sign
-                    .ok_or(MikeyError::Unexpected("DH offer without SIGN"))?;
-                if p.kemac.is_some() || p.pke.is_some() || p.v.is_some() {
-                    return Err(MikeyError::Unexpected(
-                        "KEMAC, PKE or V payload in a DH offer",
-                    ));
-                }
-                let [dhi] = p.dhs[..] else {
-                    return Err(MikeyError::Unexpected(
-                        "DH offer needs exactly one DH payload",
-                    ));
-                };
-                verify_sign(&*self.cfg.crypto, offer, sign, &initiator_key, &initiator)?;
-                if dhi.group != DhGroup::P256 {
-                    return Err(MikeyError::Unsupported("DH group (only P-256)"));
-                }
-                if dhi.kv != KeyValidity::Null {
-                    return Err(MikeyError::Unsupported("DH key validity"));
-                }
-                let peer = parse_point(dhi.value)?;
-                self.replay.check_and_insert(&exchange, now)?;
-                let secret = self
-                    .cfg
-                    .randomness
-                    .with(|rng| self.cfg.crypto.generate_ephemeral(rng));
-                let dhr_value = encode_point(&secret.public());
-                let tgk = dh_tgk(&*secret, &peer)?;
-                let keys = derive_all(&tgk, &msg.header, rand, &policies)?;
-                let zero_sig = [0u8; SIG_LEN];
-                let r = Message {
-                    header: Header {
-                        data_type: DataType::DhResp,
-                        v: false,
-                        ..msg.header.clone()
-                    },
-                    payloads: vec![
-                        Payload::T(Timestamp::NtpUtc(now.0)),
-                        Payload::Id(Id {
-                            id_type: IdType::Uri,
-                            data: own_uri.as_bytes(),
-                        }),
-                        Payload::Id(Id {
-                            id_type: idi.id_type,
-                            data: idi.data,
-                        }),
-                        Payload::Dh(Dh {
-                            group: DhGroup::P256,
-                            value: &dhr_value,
-                            kv: KeyValidity::Null,
-                        }),
-                        Payload::Dh(Dh {
-                            group: DhGroup::P256,
-                            value: dhi.value,
-                            kv: KeyValidity::Null,
-                        }),
-                        Payload::Sign(Sign {
-                            s_type: SignType::EcdsaP256Sha256,
-                            signature: &zero_sig,
-                        }),
-                    ],
-                };
-                let mut bytes = r.to_vec()?;
-                sign_in_place(&mut bytes, &*self.secret);
-                (keys, Some(bytes))
-            }
+        let (keys, answer) = match o.s.mode {
+            Mode::Pke => self.accept_pke(&o)?,
+            Mode::Psk => self.accept_psk(&o)?,
+            Mode::DhSign => self.accept_dh(&o)?,
         };
         Ok(Accepted {
-            mode,
-            initiator,
+            mode: o.s.mode,
+            initiator: o.s.initiator,
             csb_id: msg.header.csb_id,
             keys,
             answer,
         })
+    }
+
+    /// PKE (§3.2): the signature verifies under the initiator's approved key, the envelope
+    /// (sealed to this exchange) opens with our key, and its key MACs the KEMAC payload.
+    fn accept_pke(
+        &mut self,
+        o: &Offer<'_>,
+    ) -> Result<(Vec<SrtpKeys>, Option<Vec<u8>>), MikeyError> {
+        let (kemac, kemac_index) = o.kemac()?;
+        let p = &o.s.p;
+        let sign = p
+            .sign
+            .ok_or(MikeyError::Unexpected("PKE offer without SIGN"))?;
+        let pke = p
+            .pke
+            .ok_or(MikeyError::Unexpected("PKE offer without PKE"))?;
+        let pke_index = o.index_of(|x| matches!(x, Payload::Pke(_)));
+        if pke_index < Some(kemac_index) {
+            return Err(MikeyError::Unexpected(
+                "PKE before KEMAC (RFC 3830 §3.2 order)",
+            ));
+        }
+        let csb_id = o.msg.header.csb_id;
+        o.s.verify_sign(&*self.cfg.crypto, o.bytes, sign)?;
+        let context = pke_context(o.s.idi.data, o.s.idr.data, csb_id, o.s.rand)?;
+        let env_key = ecies::open_with(&*self.secret, &self.public, &context, pke.data)
+            .map_err(|_| MikeyError::Envelope("not for our key or this exchange, or altered"))?;
+        let transport = TransportKeys::derive(&env_key, csb_id, o.s.rand);
+        let kemac_range = &o.spans.ranges[kemac_index];
+        let mac_ok = transport.verify_mac(
+            &[&o.bytes[kemac_range.start..kemac_range.end - 20]],
+            kemac.mac,
+        );
+        self.keyed_by_kemac(o, kemac, &transport, mac_ok)
+    }
+
+    /// PSK (§3.1): the KEMAC, last, MACs the whole message under the key we share with the
+    /// initiator.
+    fn accept_psk(
+        &mut self,
+        o: &Offer<'_>,
+    ) -> Result<(Vec<SrtpKeys>, Option<Vec<u8>>), MikeyError> {
+        let (kemac, kemac_index) = o.kemac()?;
+        if o.s.p.sign.is_some() || o.s.p.pke.is_some() {
+            return Err(MikeyError::Unexpected("SIGN or PKE payload in a PSK offer"));
+        }
+        if kemac_index + 1 != o.msg.payloads.len() {
+            return Err(MikeyError::Unexpected("KEMAC must be last in a PSK offer"));
+        }
+        let psk = self
+            .psks
+            .get(&o.s.initiator)
+            .ok_or(MikeyError::Unsupported(
+                "PSK mode (no pre-shared key with this initiator)",
+            ))?;
+        let transport = TransportKeys::derive(psk, o.msg.header.csb_id, o.s.rand);
+        let mac_ok = transport.verify_mac(&[&o.bytes[..o.bytes.len() - 20]], kemac.mac);
+        self.keyed_by_kemac(o, kemac, &transport, mac_ok)
+    }
+
+    /// Ends a PKE or PSK offer whose KEMAC MAC was checked (`mac_ok`) under `transport`: opens
+    /// the one TGK, derives the SRTP keys, records the exchange, and answers with V if asked.
+    fn keyed_by_kemac(
+        &mut self,
+        o: &Offer<'_>,
+        kemac: &Kemac<'_>,
+        transport: &TransportKeys,
+        mac_ok: bool,
+    ) -> Result<(Vec<SrtpKeys>, Option<Vec<u8>>), MikeyError> {
+        if !mac_ok {
+            return Err(MikeyError::BadMac("KEMAC"));
+        }
+        let (msg, idi) = (o.msg, &o.s.idi);
+        let mut plain = Zeroizing::new(kemac.encr_data.to_vec());
+        transport.aes_cm(msg.header.csb_id, o.s.t.0, &mut plain);
+        let undecodable = |_| MikeyError::Unexpected("KEMAC key data does not decode");
+        let items = if o.s.mode == Mode::Pke {
+            // §3.2: KEMAC = E(encr_key, IDi || {TGK}) || MAC; the IDi under the envelope
+            // key must be the IDi the message (and its signature) carries.
+            let (inner, items) = decode_pke_key_data(&plain, 0).map_err(undecodable)?;
+            if inner.id_type != idi.id_type || inner.data != idi.data {
+                return Err(MikeyError::Envelope("KEMAC names another initiator"));
+            }
+            items
+        } else {
+            decode_key_data(&plain, 0).map_err(undecodable)?
+        };
+        let [item] = &items[..] else {
+            return Err(MikeyError::Unsupported("KEMAC with other than one key"));
+        };
+        if item.kind != KeyKind::Tgk
+            || item.salt.is_some()
+            || item.kv != KeyValidity::Null
+            || item.key.is_empty()
+        {
+            return Err(MikeyError::Unsupported(
+                "key data other than one TGK without salt or validity",
+            ));
+        }
+        let keys = derive_all(item.key, &msg.header, o.s.rand, &o.policies)?;
+        self.replay.check_and_insert(&o.exchange(), o.now)?;
+        let answer = if msg.header.v {
+            Some(self.verification_answer(msg, transport, idi.data, &o.own_uri, o.s.t.0, o.now)?)
+        } else {
+            None
+        };
+        Ok((keys, answer))
+    }
+
+    /// DH-SIGN (§3.3): the signed DHi is a P-256 point; we answer with our own signed DHr, and
+    /// the TGK is the shared secret.
+    fn accept_dh(&mut self, o: &Offer<'_>) -> Result<(Vec<SrtpKeys>, Option<Vec<u8>>), MikeyError> {
+        let (p, msg) = (&o.s.p, o.msg);
+        let sign = p
+            .sign
+            .ok_or(MikeyError::Unexpected("DH offer without SIGN"))?;
+        if p.kemac.is_some() || p.pke.is_some() || p.v.is_some() {
+            return Err(MikeyError::Unexpected(
+                "KEMAC, PKE or V payload in a DH offer",
+            ));
+        }
+        let [dhi] = p.dhs[..] else {
+            return Err(MikeyError::Unexpected(
+                "DH offer needs exactly one DH payload",
+            ));
+        };
+        o.s.verify_sign(&*self.cfg.crypto, o.bytes, sign)?;
+        if dhi.group != DhGroup::P256 {
+            return Err(MikeyError::Unsupported("DH group (only P-256)"));
+        }
+        if dhi.kv != KeyValidity::Null {
+            return Err(MikeyError::Unsupported("DH key validity"));
+        }
+        let peer = parse_point(dhi.value)?;
+        self.replay.check_and_insert(&o.exchange(), o.now)?;
+        let secret = self
+            .cfg
+            .randomness
+            .with(|rng| self.cfg.crypto.generate_ephemeral(rng));
+        let dhr_value = encode_point(&secret.public());
+        let tgk = dh_tgk(&*secret, &peer)?;
+        let keys = derive_all(&tgk, &msg.header, o.s.rand, &o.policies)?;
+        let r = Message {
+            header: Header {
+                data_type: DataType::DhResp,
+                v: false,
+                ..msg.header.clone()
+            },
+            payloads: vec![
+                Payload::T(Timestamp::NtpUtc(o.now.0)),
+                Payload::Id(Id {
+                    id_type: IdType::Uri,
+                    data: o.own_uri.as_bytes(),
+                }),
+                Payload::Id(Id {
+                    id_type: o.s.idi.id_type,
+                    data: o.s.idi.data,
+                }),
+                Payload::Dh(Dh {
+                    group: DhGroup::P256,
+                    value: &dhr_value,
+                    kv: KeyValidity::Null,
+                }),
+                Payload::Dh(Dh {
+                    group: DhGroup::P256,
+                    value: dhi.value,
+                    kv: KeyValidity::Null,
+                }),
+                sign_placeholder(),
+            ],
+        };
+        let mut bytes = r.to_vec()?;
+        sign_in_place(&mut bytes, &*self.secret);
+        Ok((keys, Some(bytes)))
     }
 
     fn verification_answer(
@@ -509,7 +590,6 @@ impl Responder {
             .map(|m| m.header)
             .ok()
             .or_else(|| header_only(offer))?;
-        let zero_sig = [0u8; SIG_LEN];
         let r = Message {
             header: Header {
                 data_type: DataType::Error,
@@ -519,10 +599,7 @@ impl Responder {
             payloads: vec![
                 Payload::T(Timestamp::NtpUtc(now.0)),
                 Payload::Err(code),
-                Payload::Sign(Sign {
-                    s_type: SignType::EcdsaP256Sha256,
-                    signature: &zero_sig,
-                }),
+                sign_placeholder(),
             ],
         };
         let mut bytes = r.to_vec().ok()?;

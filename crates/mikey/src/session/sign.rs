@@ -1,6 +1,22 @@
 //! The SIGN payload (RFC 3830 §6.5) and the approved keys that check it.
 
-use super::*;
+use chaincall_identity::provider::IdentitySecret;
+use chaincall_identity::{
+    CryptoProvider, IdentityName, IdentitySignature, KeyDirectory, PublicIdentityKey,
+};
+
+use crate::error::MikeyError;
+use crate::message::{Payload, Sign, SignType};
+
+use super::SIG_LEN;
+
+/// A SIGN payload with a zero signature, encoded last and then filled in by [`sign_in_place`].
+pub(super) fn sign_placeholder() -> Payload<'static> {
+    Payload::Sign(Sign {
+        s_type: SignType::EcdsaP256Sha256,
+        signature: &[0; SIG_LEN],
+    })
+}
 
 /// Signs `bytes[..len - 64]` and writes the signature into the last 64 bytes (the SIGN payload,
 /// encoded last with a zero placeholder). RFC 3830 §5.2: the signature covers the whole message

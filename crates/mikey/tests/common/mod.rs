@@ -66,6 +66,15 @@ impl World {
         r
     }
 
+    /// A fresh responder's answer to `caller`'s offer, which it must accept with an answer.
+    pub fn answer(&self, caller: &Initiator) -> Vec<u8> {
+        self.responder()
+            .handle_offer(caller.offer(), &self.dir, self.now)
+            .expect("the offer is accepted")
+            .answer
+            .expect("the mode answers")
+    }
+
     pub fn pke(&self, verify: bool) -> Initiator {
         let mut cfg = self.cfg();
         cfg.request_verification = verify;

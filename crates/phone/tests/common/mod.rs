@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use alloy::primitives::Address;
 use chaincall_chain::verified::HeaderTrust;
-use chaincall_chain::{
-    ClientId, EmbeddedChain, KeystoreChain, dev_signer, receipt_commitment, receipt_hash,
-};
+use chaincall_chain::{ClientId, EmbeddedChain, KeystoreChain, dev_signer, receipt_hash};
 use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber};
 use chaincall_media::g711::Codec;
 use chaincall_phone::{
@@ -123,16 +121,8 @@ impl Net {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let from = dev_signer(wallet);
         let receipt = receipt_hash(format!("receipt {name}").as_bytes());
-        let public = key.public();
         self.chain
-            .add_client(
-                self.contract,
-                &from,
-                id,
-                public.tag(),
-                &public.to_bytes(),
-                receipt_commitment(&id, from.address(), &receipt),
-            )
+            .add_client_key(self.contract, &from, id, &key.public(), receipt)
             .await
             .unwrap();
         if approve {
@@ -207,17 +197,29 @@ impl Net {
 
 /// The next event matching `want` within 15 s (panics on a `Refused` unless `want` takes it).
 pub async fn wait_for(events: &mut PhoneEvents, want: impl Fn(&PhoneEvent) -> bool) -> PhoneEvent {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    // A bound on a broken test, not a timing assertion: every awaited event comes within a second
+    // or two.
+    const BOUND: Duration = Duration::from_secs(15);
+    let deadline = tokio::time::Instant::now() + BOUND;
     loop {
-        let e = tokio::time::timeout_at(deadline, events.recv())
-            .await
-            .expect("event in time")
-            .expect("phone running");
-        if want(&e) {
-            return e;
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) => panic!("no such event within {BOUND:?}"),
+            Ok(None) => panic!("the phone stopped"),
+            Ok(Some(e)) if want(&e) => return e,
+            Ok(Some(PhoneEvent::Refused { reason, .. })) => panic!("call refused: {reason}"),
+            Ok(Some(_)) => {}
         }
-        if let PhoneEvent::Refused { reason, .. } = &e {
-            panic!("refused: {reason}");
-        }
+    }
+}
+
+/// Waits for the call to come up; returns how it was keyed and the identity the keys are bound to.
+pub async fn call_up(events: &mut PhoneEvents) -> (KeyMode, Option<IdentityName>) {
+    match wait_for(events, |e| matches!(e, PhoneEvent::CallUp { .. })).await {
+        PhoneEvent::CallUp {
+            mode,
+            verified_peer,
+            ..
+        } => (mode, verified_peer),
+        other => unreachable!("wait_for returned {other:?}"),
     }
 }

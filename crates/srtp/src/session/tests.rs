@@ -117,7 +117,9 @@ mod rfc7714 {
                       deadbeef deadbeef deadbeef deadbeef deadbeef 841dd968 3dd78ec9 2ae58790
                       125f62b3 000005d4",
         );
-        let aead = aes_gcm::Aes128Gcm::new_from_slice(&h(RFC7714_KEY_128)).unwrap();
+        let aead = crate::transform::GcmAead::Aes128(
+            aes_gcm::Aes128Gcm::new_from_slice(&h(RFC7714_KEY_128)).unwrap(),
+        );
         let salt: [u8; 12] = h(RFC7714_SALT).try_into().unwrap();
         let plain = h(RFC7714_RTCP);
         let mut buf = plain.clone();
