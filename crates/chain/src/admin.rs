@@ -82,9 +82,8 @@ pub async fn add_and_approve<C: KeystoreChain + ?Sized>(
     receipt: &[u8],
 ) -> Result<(TxOutcome, TxOutcome), ChainError> {
     let hash = receipt_hash(receipt);
-    let commitment = receipt_commitment(&id, wallet.address(), &hash);
     let add = chain
-        .add_client(contract, wallet, id, key.tag(), &key.to_bytes(), commitment)
+        .add_client_key(contract, wallet, id, key, hash)
         .await?;
     let approve = chain.approve_client(contract, owner, id, hash).await?;
     Ok((add, approve))

@@ -279,6 +279,7 @@ impl Network {
                 accept_unverified: None,
                 audio: Arc::new(audio),
                 register_expires: 600,
+                randomness: Default::default(),
             };
             let lookup = KeyLookup::new(chain.clone(), contract, Some(trust.clone()));
             let t = Instant::now();

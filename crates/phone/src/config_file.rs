@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use alloy::primitives::{Address, B256};
-use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber};
+use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber, Randomness};
 use chaincall_media::g711::Codec;
 use serde::Deserialize;
 use zeroize::Zeroizing;
@@ -469,6 +469,7 @@ impl PhoneFileConfig {
             accept_unverified: self.accept_unverified,
             audio,
             register_expires: self.register_expires,
+            randomness: Randomness::os(),
         })
     }
 

@@ -90,6 +90,9 @@ pub struct PhoneConfig {
     pub audio: Arc<Vec<i16>>,
     /// Registration lifetime asked for, seconds.
     pub register_expires: u32,
+    /// Where SIP tags, branches and Call-IDs and the media offers' keys and salts come from: the
+    /// OS CSPRNG in production, seeded in tests.
+    pub randomness: Randomness,
 }
 
 impl std::fmt::Debug for PhoneConfig {
@@ -451,6 +454,7 @@ fn spawn_actor<C, S>(
         local,
         transport,
         user_agent: format!("chaincall/{}", env!("CARGO_PKG_VERSION")),
+        randomness: cfg.randomness.clone(),
     });
     let me = IdentityName::Phone(cfg.number.clone());
     let responder = Responder::new(ResponderConfig::new(me), (*cfg.identity).clone());
@@ -622,7 +626,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
         let local = LocalMedia {
             addr: socket.local_addr()?,
             codecs: self.cfg.codecs.clone(),
-            randomness: Randomness::os(),
+            randomness: self.cfg.randomness.clone(),
         };
         let t = Instant::now();
         let me = IdentityName::Phone(self.cfg.number.clone());
@@ -1093,7 +1097,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
         let local = LocalMedia {
             addr: socket.local_addr().map_err(|e| (500, e.to_string()))?,
             codecs: self.cfg.codecs.clone(),
-            randomness: Randomness::os(),
+            randomness: self.cfg.randomness.clone(),
         };
         let (answer, neg) = offer
             .accept(

@@ -19,13 +19,13 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use chaincall_identity::Randomness;
 use chaincall_io::Output;
 use chaincall_sip::dialog::Dialog;
 use chaincall_sip::digest::Challenge;
 use chaincall_sip::message::{Message, MessageBuf, response_to};
 use chaincall_sip::transaction::build_ack;
 use chaincall_sip::{HeaderName, Method};
-use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
 /// Timer B / F on a reliable transport: 64·T1 (RFC 3261 §17.1.1.2).
@@ -46,6 +46,9 @@ pub struct UaConfig {
     pub transport: &'static str,
     /// The User-Agent header.
     pub user_agent: String,
+    /// Where tags, branches and Call-IDs come from (the OS CSPRNG in production; seeded in tests,
+    /// so a run's messages replay byte for byte).
+    pub randomness: Randomness,
 }
 
 impl std::fmt::Debug for UaConfig {
@@ -165,9 +168,11 @@ pub struct UserAgent {
     nc: u32,
 }
 
-fn token(n: usize) -> String {
+/// `n` random bytes in hex: a tag, branch or Call-ID part (RFC 3261 §19.3: globally unique and
+/// unguessable).
+fn token(randomness: &Randomness, n: usize) -> String {
     let mut b = vec![0u8; n];
-    OsRng.fill_bytes(&mut b);
+    randomness.fill(&mut b);
     hex::encode(b)
 }
 
@@ -191,8 +196,8 @@ impl UserAgent {
     /// A user agent that has sent nothing yet.
     pub fn new(cfg: UaConfig) -> Self {
         Self {
-            reg_call_id: format!("{}@{}", token(12), cfg.local.ip()),
-            reg_tag: token(6),
+            reg_call_id: format!("{}@{}", token(&cfg.randomness, 12), cfg.local.ip()),
+            reg_tag: token(&cfg.randomness, 6),
             cfg,
             reg_cseq: 0,
             register: None,
@@ -221,7 +226,7 @@ impl UserAgent {
             "SIP/2.0/{} {};branch=z9hG4bK{};rport",
             self.cfg.transport,
             self.cfg.local,
-            token(8)
+            token(&self.cfg.randomness, 8)
         )
     }
 
@@ -257,12 +262,19 @@ impl UserAgent {
 
     /// Calls `user` (an E.164 number) at our domain with this SDP offer; returns the Call-ID.
     pub fn invite(&mut self, user: &str, sdp: &str, now: Instant) -> String {
-        let call_id = format!("{}@{}", token(12), self.cfg.local.ip());
+        let call_id = format!(
+            "{}@{}",
+            token(&self.cfg.randomness, 12),
+            self.cfg.local.ip()
+        );
         let uri = format!("sip:{user}@{}", self.cfg.domain);
         let mut m = MessageBuf::request(Method::Invite, &uri);
         m.push("Via", self.via());
         m.push("Max-Forwards", "70");
-        m.push("From", format!("{};tag={}", self.aor(), token(6)));
+        m.push(
+            "From",
+            format!("{};tag={}", self.aor(), token(&self.cfg.randomness, 6)),
+        );
         m.push("To", format!("<{uri}>"));
         m.push("Call-ID", call_id.clone());
         m.push("CSeq", "1 INVITE");
@@ -429,7 +441,7 @@ impl UserAgent {
                     .ok()
                     .map(|f| (f.uri.to_owned(), f.display.map(unquote)))
                     .unwrap_or_default();
-                let local_tag = token(6);
+                let local_tag = token(&self.cfg.randomness, 6);
                 self.calls.insert(
                     call_id.clone(),
                     CallState::Incoming {
@@ -525,7 +537,7 @@ impl UserAgent {
             &uri,
             &self.cfg.user,
             &self.cfg.password,
-            &token(8),
+            &token(&self.cfg.randomness, 8),
             self.nc,
         );
         let req = &mut pending.request;

@@ -344,6 +344,7 @@ fn phone_config(
         accept_unverified: None,
         audio: Arc::new(audio),
         register_expires: 600,
+        randomness: Default::default(),
     }
 }
 

@@ -44,6 +44,11 @@ impl std::ops::DerefMut for Ua {
 }
 
 fn ua(password: &str) -> Ua {
+    ua_drawing_from(password, Default::default())
+}
+
+/// A user agent whose tags, branches and Call-IDs come from `randomness`.
+fn ua_drawing_from(password: &str, randomness: chaincall_identity::Randomness) -> Ua {
     Ua {
         ua: UserAgent::new(UaConfig {
             user: "+15551230001".into(),
@@ -52,6 +57,7 @@ fn ua(password: &str) -> Ua {
             local: "127.0.0.1:40000".parse().unwrap(),
             transport: "TLS",
             user_agent: "test".into(),
+            randomness,
         }),
         sent: Vec::new(),
         events: Vec::new(),
@@ -415,4 +421,24 @@ Contact: <sip:+15551230002@127.0.0.1:40002;transport=tls>\r\nContent-Length: 0\r
     // The same CSeq again is out of order: 500 (RFC 3261 §14.2).
     ua.handle_input(reinvite.as_bytes(), now).unwrap();
     assert!(out(&mut ua)[0].starts_with(b"SIP/2.0 500"));
+}
+
+#[test]
+fn tags_branches_and_call_ids_come_from_the_configured_randomness() {
+    use rand_chacha::rand_core::SeedableRng as _;
+    let seeded = |seed| {
+        let rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+        ua_drawing_from("pw", chaincall_identity::Randomness::seeded(rng))
+    };
+    let now = Instant::now();
+    let first_request = |mut ua: Ua| {
+        ua.register(600, now);
+        ua.invite("+15551230002", "v=0\r\n", now);
+        out(&mut ua)
+    };
+    // One seed replays byte for byte; another seed, or the OS generator, gives other values.
+    let a = first_request(seeded(7));
+    assert_eq!(a, first_request(seeded(7)));
+    assert_ne!(a, first_request(seeded(8)));
+    assert_ne!(a, first_request(ua("pw")));
 }

@@ -180,6 +180,7 @@ impl Net {
             accept_unverified: None,
             audio: Arc::new(chaincall_media::signal::speech_like(audio_ms, 7)),
             register_expires: 600,
+            randomness: Default::default(),
         };
         adjust(&mut cfg);
         let lookup = KeyLookup::new(self.chain.clone(), self.contract, Some(self.trust.clone()));
