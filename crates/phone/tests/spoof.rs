@@ -92,10 +92,12 @@ async fn a_foreign_sdes_caller_claiming_alices_number_is_shown_as_a_likely_spoof
             .await
             .unwrap();
     }
-    let mut net = Net::start_with(&format!(
-        "[auth]\nmode = \"digest\"\ndatabase = \"{url}\"\n\
-         [policy]\nforeign_caller_with_local_number = \"mark\"\n"
-    ))
+    let mut net = Net::start_with(|sipd| {
+        sipd.auth.mode = chaincall_sipd::AuthMode::Digest;
+        sipd.auth.database = url.clone();
+        sipd.policy.foreign_caller_with_local_number =
+            chaincall_sipd::config::ForeignCallerPolicy::Mark;
+    })
     .await;
     // alice's number has a key on chain; bob's phone checks callers against it.
     net.add(ALICE, &IdentityKey::generate(), true).await;

@@ -38,12 +38,12 @@ impl Net {
     /// Deploys the keystore, publishes sipd's key, starts sipd with `udp:`, `tls:` and `tcp:`
     /// listeners and no authentication.
     pub async fn start() -> Net {
-        Net::start_with("[auth]\nmode = \"none\"\n").await
+        Net::start_with(|_| {}).await
     }
 
-    /// [`Net::start`] with `sections` (TOML: `[auth]` and any other table but `[tls_psk]`) in
-    /// sipd's configuration.
-    pub async fn start_with(sections: &str) -> Net {
+    /// [`Net::start`] with `configure` changing sipd's configuration (authentication, policy…)
+    /// before sipd starts. The configuration is built in code: nothing is written and read back.
+    pub async fn start_with(configure: impl FnOnce(&mut chaincall_sipd::Config)) -> Net {
         let dir = tempfile::tempdir().unwrap();
         let chain = Arc::new(EmbeddedChain::default());
         let contract = deploy_test_keystore(&*chain).await.unwrap();
@@ -72,17 +72,31 @@ impl Net {
         .unwrap();
         // sipd proves the phones' keys against the genesis block (the phones' own checkpoint), as
         // an operator's would against a checkpoint of their chain.
-        let toml = format!(
-            "listen = [\"udp:127.0.0.1:{}\", \"tls:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]\n\
-             {sections}\
-             [tls_psk]\nidentity = \"{SERVER}\"\nkey_file = \"{}\"\nrpc_url = \"in-process\"\ncontract = \"{contract}\"\nkey_cache_secs = 0\n\
-             checkpoint = \"0:{genesis}\"\n",
-            net.udp_port,
-            key_file.display()
-        );
-        let path = net.dir.path().join("sipd.toml");
-        std::fs::write(&path, toml).unwrap();
-        let cfg = chaincall_sipd::Config::load(&path).unwrap();
+        let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let mut cfg = chaincall_sipd::Config {
+            listen: vec![
+                chaincall_sipd::Listen::udp(loopback(net.udp_port)),
+                chaincall_sipd::Listen::tls(loopback(0)),
+                chaincall_sipd::Listen::tcp(loopback(0)),
+            ],
+            tls_psk: Some(chaincall_sipd::TlsPskSettings {
+                key_cache: Duration::ZERO,
+                checkpoint: Some(chaincall_sipd::Checkpoint {
+                    number: 0,
+                    hash: genesis,
+                }),
+                // No URL: psk_server_on_chain is handed the chain itself.
+                ..chaincall_sipd::TlsPskSettings::new(
+                    SERVER.parse().unwrap(),
+                    key_file,
+                    String::new(),
+                    net.contract,
+                )
+            }),
+            ..chaincall_sipd::Config::default()
+        };
+        cfg.auth.mode = chaincall_sipd::AuthMode::None;
+        configure(&mut cfg);
         let psk = chaincall_sipd::tls::psk_server_on_chain(
             cfg.tls_psk.as_ref().unwrap(),
             net.chain.clone(),
