@@ -1467,7 +1467,16 @@ impl<C: ServerChain> Service<C> {
     async fn drive_and_wait(self: &Arc<Self>, receipt_id: &str) -> Result<Onboarding, ApiError> {
         let this = self.clone();
         let id = receipt_id.to_owned();
-        let task = tokio::spawn(async move { this.drive(&id).await });
+        // When the worker is driving the row already (it picks up new rows too), wait for it to
+        // let go and drive on, so the answer shows where the row got, not where it was.
+        let task = tokio::spawn(async move {
+            loop {
+                if let Some(row) = this.drive_unless_busy(&id).await? {
+                    return Ok::<_, DbError>(row);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
         match tokio::time::timeout(self.settings.request_wait, task).await {
             Ok(Ok(Ok(row))) => Ok(row),
             Ok(Ok(Err(e))) => {
@@ -1488,8 +1497,25 @@ impl<C: ServerChain> Service<C> {
         }
     }
 
-    /// Moves a row as far as it can go without the phone; returns the row as it ends up.
+    /// Moves a row as far as it can go without the phone; returns the row as it ends up (as it
+    /// is, when another task is driving it).
     pub async fn drive(&self, receipt_id: &str) -> Result<Onboarding, DbError> {
+        match self.drive_unless_busy(receipt_id).await? {
+            Some(row) => Ok(row),
+            None => self.current(receipt_id).await,
+        }
+    }
+
+    /// The row as stored.
+    async fn current(&self, receipt_id: &str) -> Result<Onboarding, DbError> {
+        self.db.get(receipt_id).await?.ok_or(DbError::Corrupt {
+            receipt_id: receipt_id.to_owned(),
+            what: "row vanished",
+        })
+    }
+
+    /// [`drive`](Self::drive), or `None` at once when another task is driving the row.
+    async fn drive_unless_busy(&self, receipt_id: &str) -> Result<Option<Onboarding>, DbError> {
         let guard = {
             let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
             if busy.insert(receipt_id.to_owned()) {
@@ -1501,25 +1527,20 @@ impl<C: ServerChain> Service<C> {
                 None
             }
         };
-        let current = || async {
-            self.db.get(receipt_id).await?.ok_or(DbError::Corrupt {
-                receipt_id: receipt_id.to_owned(),
-                what: "row vanished",
-            })
-        };
         if guard.is_none() {
             // Another task is driving it.
-            return current().await;
+            return Ok(None);
         }
+        let current = || async { self.current(receipt_id).await.map(Some) };
         for _ in 0..8 {
-            let row = current().await?;
+            let row = self.current(receipt_id).await?;
             let result = match stage(row.state, row.approve_requested_at.is_some()) {
                 Stage::Fund => self.fund(&row).await,
                 Stage::QueuedApproval => self.queued_approval(&row).await,
                 Stage::Approve => self.approve_step(&row).await,
                 Stage::Provision => self.provision(&row).await,
                 Stage::Reassign => self.reassign(&row).await,
-                Stage::Idle => return Ok(row),
+                Stage::Idle => return Ok(Some(row)),
             };
             match result {
                 Ok(()) => {}

@@ -594,3 +594,30 @@ async fn a_squatted_number_is_reserved_for_its_verified_owner() {
         }));
     s.stop().await;
 }
+
+/// The worker picks up new rows too: an onboarding request that finds the worker driving its row
+/// waits for it and answers where the row got (funded), never the half-way state it found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_waits_for_the_worker_driving_the_same_row() {
+    let (_dir, s) = server().await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A worker that never sleeps: it grabs every new row as soon as it is stored.
+    let worker = {
+        let (service, stop) = (s.service.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                service.work_once().await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    for _ in 0..12 {
+        let phone = Phone::new();
+        let (_, r) = receipt();
+        let st = s.post_onboard(&phone, &r).await.unwrap();
+        assert_eq!(st.state, "funded", "{st:?}");
+        assert!(s.chain.balance(phone.wallet.address()).await.unwrap() > U256::ZERO);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    worker.await.unwrap();
+}
