@@ -1032,7 +1032,7 @@ impl<C: ServerChain> Service<C> {
                 receipt_id: &candidate.receipt_id,
                 requested: &candidate.phone,
                 binding: binding_of(&candidate)?,
-                code: payload.code.as_deref(),
+                code: payload.code.as_deref().map(String::as_str),
                 client_ip,
                 now_ms: now_ms(),
             })
@@ -1084,7 +1084,7 @@ impl<C: ServerChain> Service<C> {
         }
         // Proof of possession: the declared key signed (id, wallet, receipt commitment). Refused
         // before anything changes, so a refusal burns nothing.
-        self.check_possession(&row, payload.proof.as_deref())?;
+        self.check_possession(&row, payload.proof.as_deref().map(String::as_str))?;
         let row = match row.state {
             State::Received | State::Funding => {
                 let row = self.drive_and_wait(&row.receipt_id).await?;
@@ -1157,13 +1157,13 @@ impl<C: ServerChain> Service<C> {
         }
         self.refuse_contract_wallet(&candidate).await?;
         candidate.phone = row.phone.clone();
-        self.check_possession(&candidate, payload.proof.as_deref())?;
+        self.check_possession(&candidate, payload.proof.as_deref().map(String::as_str))?;
         self.numbers
             .prove_recovery(NumberClaim {
                 receipt_id: &candidate.receipt_id,
                 requested: &row.phone,
                 binding: binding_of(&candidate)?,
-                code: payload.code.as_deref(),
+                code: payload.code.as_deref().map(String::as_str),
                 client_ip,
                 now_ms: now_ms(),
             })
