@@ -53,6 +53,9 @@ echo "== format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked "${bench[@]}" -- -D warnings
 cargo clippy -p chaincall --all-targets --locked -- -D warnings
+# The phone links the wallet crate without its `server` feature (client and wire types only); the
+# integration tests, which need the server, are skipped there.
+cargo clippy -p chaincall-wallet --no-default-features --all-targets --locked -- -D warnings
 
 echo "== tests"
 # Unit, integration and binary tests (criterion benches are built by clippy above, not run here).

@@ -32,13 +32,12 @@ use zeroize::Zeroizing;
 
 use crate::credentials::{CredentialsAnswer, CredentialsRequest};
 
-use crate::db::State;
 use crate::error::ErrorBody;
 use crate::payload::{
     APPROVE_CONTEXT, CODE_CONTEXT, ONBOARD_CONTEXT, OnboardPayload, RECOVER_CONTEXT,
 };
 use crate::receipt::{Purchase, Receipt};
-use crate::service::OnboardingStatus;
+use crate::wire::{OnboardingStatus, State};
 
 /// What went wrong on the phone's side.
 #[derive(Debug, thiserror::Error)]

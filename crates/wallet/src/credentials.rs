@@ -36,18 +36,24 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chaincall_chain::ClientId;
 use chaincall_identity::Randomness;
-use chaincall_identity::{IdentityKey, IdentityName, KeyStatus, PhoneNumber, Secret, ecies};
-use hmac::{Hmac, Mac};
+use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber, ecies};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use crate::chain::ServerChain;
-use crate::db::State;
-use crate::error::ApiError;
-use crate::payload::verify_signature_hex;
-use crate::service::Service;
-use crate::subscriber::SubscriberRow;
+// The password key and the request's checks are the server's (feature `server`); the request and
+// the answer are the phone's too.
+#[cfg(feature = "server")]
+use {
+    crate::chain::ServerChain,
+    crate::error::ApiError,
+    crate::payload::verify_signature_hex,
+    crate::service::Service,
+    crate::subscriber::SubscriberRow,
+    crate::wire::State,
+    chaincall_identity::{KeyStatus, Secret},
+    hmac::{Hmac, Mac},
+    sha2::Sha256,
+};
 
 /// HKDF info of the password key `K` (derived from the server's identity private key).
 pub const PASSWORD_KEY_INFO: &[u8] = b"chaincall wallet v1 sip password key";
@@ -58,12 +64,15 @@ pub const ANSWER_CONTEXT: &[u8] = b"chaincall wallet v1 sip credentials answer";
 /// The first generation: what provisioning writes.
 pub const FIRST_GENERATION: i64 = 1;
 /// Bytes of HMAC output in a password (160 bits).
+#[cfg(feature = "server")]
 const PASSWORD_BYTES: usize = 20;
 
 /// The server's password-derivation key `K`. Zeroized on drop, `<redacted>` in `Debug`.
+#[cfg(feature = "server")]
 #[derive(Debug)]
 pub struct PasswordKey(Secret<[u8; 32]>);
 
+#[cfg(feature = "server")]
 impl PasswordKey {
     /// `K = HKDF-SHA-256(ikm = identity private key, info = PASSWORD_KEY_INFO)`.
     pub fn from_identity(identity: &IdentityKey) -> Self {
@@ -195,11 +204,14 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+#[cfg(feature = "server")]
 fn sip_failure(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "SIP database failure");
     ApiError::Internal
 }
 
+// The server's side: answering the request, provisioning and rotating.
+#[cfg(feature = "server")]
 impl<C: ServerChain> Service<C> {
     /// The `subscriber` row of `number`'s password for onboarding `receipt_id` at `generation`.
     pub(crate) fn sip_row(&self, number: &str, receipt_id: &str, generation: i64) -> SubscriberRow {
@@ -368,7 +380,7 @@ impl<C: ServerChain> Service<C> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "server"))]
 mod tests {
     use super::*;
 

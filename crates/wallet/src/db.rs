@@ -2,7 +2,6 @@
 //! [`State`]s by conditional updates, on SQLite (default) or PostgreSQL through one code path
 //! (sqlx's `Any` driver, portable SQL, `$n` placeholders, migrations in `migrations/`).
 
-use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -34,97 +33,7 @@ pub enum DbError {
     },
 }
 
-/// Where an onboarding stands. The happy path is
-/// `Received → Funding → Funded → PendingSeen → Approved → Provisioned`; a device recovery moves a
-/// provisioned row to `Recovering` with the new wallet and key, then back along the same path.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    /// Receipt verified and recorded; not funded yet.
-    #[default]
-    Received,
-    /// The funding transaction is signed and recorded (hash known); it may or may not be mined.
-    Funding,
-    /// The funding transaction is mined; waiting for the phone's `addClient` and approval request.
-    Funded,
-    /// The pending entry was read from the chain and matches the receipt, wallet and key.
-    PendingSeen,
-    /// `approveClient` is mined.
-    Approved,
-    /// SIP credentials are written: done.
-    Provisioned,
-    /// Stopped for a reason that retrying cannot fix (see `failure_code`).
-    Failed,
-    /// The subscriber was revoked by an administrator.
-    Revoked,
-    /// Device recovery accepted: the row holds the new wallet and key; the old entry is being
-    /// revoked and the number reserved for the new wallet, before funding it (`→ Received`).
-    Recovering,
-}
-
-impl State {
-    /// The lower-case name stored and shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Received => "received",
-            Self::Funding => "funding",
-            Self::Funded => "funded",
-            Self::PendingSeen => "pending_seen",
-            Self::Approved => "approved",
-            Self::Provisioned => "provisioned",
-            Self::Failed => "failed",
-            Self::Revoked => "revoked",
-            Self::Recovering => "recovering",
-        }
-    }
-
-    /// States the background worker drives without waiting for the phone.
-    pub const DRIVEN: [State; 5] = [
-        Self::Received,
-        Self::Funding,
-        Self::PendingSeen,
-        Self::Approved,
-        Self::Recovering,
-    ];
-}
-
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Compares with the stored name, so callers that read the state as text keep working.
-impl PartialEq<str> for State {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-/// Compares with the stored name (see `PartialEq<str>`).
-impl PartialEq<&str> for State {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-impl FromStr for State {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        Ok(match s {
-            "received" => Self::Received,
-            "funding" => Self::Funding,
-            "funded" => Self::Funded,
-            "pending_seen" => Self::PendingSeen,
-            "approved" => Self::Approved,
-            "provisioned" => Self::Provisioned,
-            "failed" => Self::Failed,
-            "revoked" => Self::Revoked,
-            "recovering" => Self::Recovering,
-            _ => return Err(()),
-        })
-    }
-}
+pub use crate::wire::State;
 
 /// A point in time as the database stores it: milliseconds since the Unix epoch.
 #[derive(

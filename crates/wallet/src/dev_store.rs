@@ -114,7 +114,7 @@ pub fn issue_receipt(
         product_id: request.product,
         purchase_time,
         purchase_state: request.state,
-        purchase_token: token.to_string(),
+        purchase_token: token.to_string().into(),
         quantity: 1,
         acknowledged: false,
     }))

@@ -17,6 +17,13 @@
 //! | [`server`] | assembling and running it from a [`config::WalletConfig`] |
 //! | [`client`] | the phone's side: HTTP client and [`client::onboard_phone`], [`WalletClient::sip_password`] |
 //! | [`testing`] | helpers for tests and demos: configuration files, test purchases, on-chain counts |
+//! | [`wire`] | the onboarding [`wire::State`] and [`OnboardingStatus`] server and client exchange |
+//!
+//! The cargo feature `server` (on by default) builds the server: `api`, `chain`, `config`, `db`,
+//! `dev_store`, `machine`, `number`, `server`, `service`, `subscriber`, `testing` and their
+//! dependencies (axum, sqlx, the SMPP client). Without it (`default-features = false`) the crate is
+//! the phone's side only: [`client`], [`credentials`]' request and answer, [`error`]'s wire body,
+//! [`payload`], [`receipt`] and [`wire`].
 //!
 //! The onboarding of one receipt: `received → funding → funded → pending_seen → approved →
 //! provisioned` (or `failed` with a code). Between `funded` and `pending_seen` the phone sends
@@ -26,24 +33,42 @@
 //! passwords and keys are never logged.
 #![forbid(unsafe_code)]
 
-pub mod api;
-pub mod chain;
+// The phone's side — the client and the wire types it exchanges — builds without the `server`
+// feature, so an app embedding it links neither axum nor sqlx nor the SMS gateway.
 pub mod client;
-pub mod config;
 pub mod credentials;
-pub mod db;
-pub mod dev_store;
 pub mod error;
-pub mod machine;
-pub mod number;
 pub mod payload;
 pub mod receipt;
+pub mod wire;
+
+#[cfg(feature = "server")]
+pub mod api;
+#[cfg(feature = "server")]
+pub mod chain;
+#[cfg(feature = "server")]
+pub mod config;
+#[cfg(feature = "server")]
+pub mod db;
+#[cfg(feature = "server")]
+pub mod dev_store;
+#[cfg(feature = "server")]
+pub mod machine;
+#[cfg(feature = "server")]
+pub mod number;
+#[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
 pub mod service;
+#[cfg(feature = "server")]
 pub mod subscriber;
+#[cfg(feature = "server")]
 pub mod testing;
 
 pub use client::{NumberRequest, WalletClient, onboard_phone, server_identity_key};
+#[cfg(feature = "server")]
 pub use config::WalletConfig;
 pub use error::ApiError;
-pub use service::{OnboardingStatus, Service};
+#[cfg(feature = "server")]
+pub use service::Service;
+pub use wire::OnboardingStatus;

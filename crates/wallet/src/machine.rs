@@ -48,13 +48,7 @@ pub fn stage(state: State, approval_queued: bool) -> Stage {
     }
 }
 
-/// True once the phone may send `addClient` (its funding is mined).
-pub fn is_funded(state: State) -> bool {
-    matches!(
-        state,
-        State::Funded | State::PendingSeen | State::Approved | State::Provisioned
-    )
-}
+pub use crate::wire::is_funded;
 
 /// One signed version of a server transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -34,7 +34,6 @@
 //! shared primitive (ephemeral-static ECDH + HKDF-SHA-256 + AES-256-GCM, the same building blocks as
 //! HPKE's DHKEM(P-256)), so phones need no second construction.
 
-use std::fmt;
 use std::str::FromStr;
 
 use alloy::primitives::{Address, B256, FixedBytes};
@@ -43,7 +42,7 @@ use chaincall_chain::ClientId;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chaincall_identity::Randomness;
-use chaincall_identity::{IdentityKey, IdentitySignature, PublicIdentityKey, ecies};
+use chaincall_identity::{IdentityKey, IdentitySignature, PublicIdentityKey, Secret, ecies};
 use serde::{Deserialize, Serialize};
 
 use crate::receipt::Receipt;
@@ -112,8 +111,9 @@ pub fn verify_signature_hex(key: &PublicIdentityKey, message: &[u8], signature: 
     key.verify(message, &signature).is_ok()
 }
 
-/// The plaintext of both requests.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The plaintext of both requests. The one-time code and the proof of possession are
+/// `<redacted>` in `Debug` (and the receipt's token, see [`Receipt`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OnboardPayload {
     /// The phone's new Ethereum wallet (`0x…`).
     pub wallet: String,
@@ -132,25 +132,15 @@ pub struct OnboardPayload {
     pub nonce: String,
     /// The one-time code sent to `phone` (the `sms_code` verifier). Never logged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
+    pub code: Option<Secret<String>>,
     /// Proof of possession of the identity key ([`prove_possession`], hex): required by
     /// `/v1/approve`, where the number is known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proof: Option<String>,
+    pub proof: Option<Secret<String>>,
     /// Device recovery (`/v1/number/code`: the code is for recovering the number this receipt
     /// provisioned, not for a new onboarding).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recover: bool,
-}
-
-impl fmt::Debug for OnboardPayload {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OnboardPayload")
-            .field("wallet", &self.wallet)
-            .field("phone", &self.phone)
-            .field("timestamp", &self.timestamp)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The HTTP body of `/v1/onboard` and `/v1/approve`.
@@ -196,7 +186,7 @@ impl OnboardPayload {
 
     /// Adds the one-time code.
     pub fn with_code(mut self, code: &str) -> Self {
-        self.code = Some(code.trim().to_owned());
+        self.code = Some(code.trim().into());
         self
     }
 
@@ -205,7 +195,7 @@ impl OnboardPayload {
     pub fn with_proof(mut self, key: &IdentityKey, id: &ClientId, receipt_hash: &B256) -> Self {
         let wallet = Address::from_str(&self.wallet).unwrap_or(Address::ZERO);
         let commitment = chaincall_chain::receipt_commitment(id, wallet, receipt_hash);
-        self.proof = Some(prove_possession(key, id, wallet, &commitment));
+        self.proof = Some(prove_possession(key, id, wallet, &commitment).into());
         self
     }
 

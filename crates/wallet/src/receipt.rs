@@ -25,6 +25,7 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use chaincall_identity::Secret;
 use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
 use rsa::pkcs8::{
     DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
@@ -96,20 +97,15 @@ pub enum StoreKeyError {
     Rsa(String),
 }
 
-/// A receipt as the phone passes it on: the signed purchase JSON and its signature, verbatim.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A receipt as the phone passes it on: the signed purchase JSON and its signature, verbatim. The
+/// JSON carries the purchase token, a secret, and the two together are a bearer credential for the
+/// purchase: both are `<redacted>` in `Debug`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
     /// The purchase JSON exactly as signed (`Purchase.getOriginalJson()`).
-    pub original_json: String,
+    pub original_json: Secret<String>,
     /// Base64 `SHA1withRSA` signature over `original_json` (`Purchase.getSignature()`).
-    pub signature: String,
-}
-
-impl fmt::Debug for Receipt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The JSON carries the purchase token, a secret: never print it.
-        f.debug_struct("Receipt").finish_non_exhaustive()
-    }
+    pub signature: Secret<String>,
 }
 
 impl Receipt {
@@ -129,8 +125,9 @@ impl Receipt {
     }
 }
 
-/// The purchase JSON's fields (Play Billing's `Purchase`); unknown fields are ignored.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The purchase JSON's fields (Play Billing's `Purchase`); unknown fields are ignored. The token is
+/// `<redacted>` in `Debug`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Purchase {
     /// Google's order id, e.g. `GPA.1234-5678-9012-34567`.
@@ -144,7 +141,7 @@ pub struct Purchase {
     /// 0 purchased, 1 cancelled, 2 pending.
     pub purchase_state: i64,
     /// The opaque token identifying the purchase: a secret (it binds the purchase once ever).
-    pub purchase_token: String,
+    pub purchase_token: Secret<String>,
     /// Units bought.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub quantity: i64,
@@ -159,19 +156,6 @@ fn one() -> i64 {
 
 fn is_one(q: &i64) -> bool {
     *q == 1
-}
-
-impl fmt::Debug for Purchase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Purchase")
-            .field("order_id", &self.order_id)
-            .field("package_name", &self.package_name)
-            .field("product_id", &self.product_id)
-            .field("purchase_time", &self.purchase_time)
-            .field("purchase_state", &self.purchase_state)
-            .field("purchase_token", &"<redacted>")
-            .finish()
-    }
 }
 
 impl Purchase {
@@ -196,23 +180,14 @@ impl Purchase {
     }
 }
 
-/// What a receipt must be for to be accepted.
-#[derive(Clone)]
+/// What a receipt must be for to be accepted (nothing secret: the store's public key).
+#[derive(Debug, Clone)]
 pub struct ReceiptPolicy {
     key: VerifyingKey<Sha1>,
     /// The app's package name.
     pub package_name: String,
     /// The product that buys onboarding.
     pub product_id: String,
-}
-
-impl fmt::Debug for ReceiptPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReceiptPolicy")
-            .field("package_name", &self.package_name)
-            .field("product_id", &self.product_id)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Decodes like Android's `Base64.decode(s, Base64.DEFAULT)`: whitespace ignored, padding optional.
@@ -331,8 +306,8 @@ impl StoreKey {
     pub fn sign(&self, original_json: &str) -> Receipt {
         let signature: Signature = self.0.sign(original_json.as_bytes());
         Receipt {
-            original_json: original_json.to_owned(),
-            signature: STANDARD.encode(signature.to_bytes()),
+            original_json: original_json.into(),
+            signature: STANDARD.encode(signature.to_bytes()).into(),
         }
     }
 
@@ -405,7 +380,7 @@ mod tests {
         let r = store().issue(&purchase());
         // Same JSON meaning, different bytes: Play signs bytes, so this must fail.
         let reformatted = Receipt {
-            original_json: r.original_json.replace(",", ", "),
+            original_json: r.original_json.replace(",", ", ").into(),
             signature: r.signature.clone(),
         };
         assert_eq!(
@@ -425,7 +400,7 @@ mod tests {
             .map(|c| format!("{}\n", std::str::from_utf8(c).unwrap()))
             .collect();
         let r2 = Receipt {
-            signature: wrapped,
+            signature: wrapped.into(),
             ..r
         };
         assert!(policy().verify(&r2).is_ok());
@@ -462,7 +437,7 @@ mod tests {
             Err(ReceiptError::NotPurchased { state: 2 })
         );
         let empty = Receipt {
-            original_json: String::new(),
+            original_json: String::new().into(),
             signature: "AAAA".into(),
         };
         assert!(matches!(
@@ -484,6 +459,24 @@ mod tests {
         assert!(!format!("{:?}", purchase()).contains("tok-abc"));
     }
 
+    /// The token is a `Secret` now; the JSON the phone sends and the store signs is what it was,
+    /// byte for byte.
+    #[test]
+    fn receipt_and_purchase_json_are_unchanged_by_the_secret_fields() {
+        let json = r#"{"original_json":"{\"purchaseToken\":\"tok-abc\"}","signature":"c2ln"}"#;
+        let receipt: Receipt = serde_json::from_str(json).unwrap();
+        assert_eq!(serde_json::to_string(&receipt).unwrap(), json);
+        let p = purchase();
+        let again: Purchase = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(again, p);
+        assert!(
+            serde_json::to_string(&p)
+                .unwrap()
+                .contains(r#""purchaseToken":"tok-abc""#)
+        );
+        assert!(!format!("{receipt:?}").contains("tok-abc"));
+    }
+
     /// An independent check of the wire format: OpenSSL verifies our signature as
     /// `sha1WithRSAEncryption` over the exact JSON with the SubjectPublicKeyInfo key.
     #[test]
@@ -498,10 +491,10 @@ mod tests {
             .decode(store().public_key_base64().unwrap())
             .unwrap();
         std::fs::write(dir.path().join("pub.der"), pubder).unwrap();
-        std::fs::write(dir.path().join("data"), &r.original_json).unwrap();
+        std::fs::write(dir.path().join("data"), r.original_json.as_bytes()).unwrap();
         std::fs::write(
             dir.path().join("sig"),
-            STANDARD.decode(&r.signature).unwrap(),
+            STANDARD.decode(r.signature.as_bytes()).unwrap(),
         )
         .unwrap();
         let out = std::process::Command::new(openssl)

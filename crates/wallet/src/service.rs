@@ -65,6 +65,7 @@ use crate::payload::{
 };
 use crate::receipt::{Purchase, ReceiptPolicy};
 use crate::subscriber::SubscriberTable;
+pub use crate::wire::OnboardingStatus;
 
 /// How long the operator's authorisation to recover a number holds when the admin request names no
 /// `ttl_secs`.
@@ -135,48 +136,6 @@ pub struct ServiceSettings {
     pub bump_percent: u64,
 }
 
-/// An onboarding as clients see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OnboardingStatus {
-    /// The store's order id.
-    pub receipt_id: String,
-    /// Where it stands (serialized as its lower-case name).
-    pub state: State,
-    /// The phone's wallet (empty in `GET /v1/status` answers, which are unauthenticated).
-    #[serde(default)]
-    pub wallet: String,
-    /// Wei sent to the wallet.
-    #[serde(default)]
-    pub fund_amount_wei: Option<String>,
-    /// The funding transaction (not in `GET /v1/status` answers).
-    #[serde(default)]
-    pub fund_tx_hash: Option<String>,
-    /// The approval transaction.
-    #[serde(default)]
-    pub approve_tx_hash: Option<String>,
-    /// What the phone should do next: `wait`, `add_client_then_approve`, `approve`, `done`,
-    /// `contact_support`.
-    pub next: String,
-    /// The last transient problem (the request is queued and retried), if any.
-    #[serde(default)]
-    pub last_error: Option<String>,
-    /// The machine-readable code of `last_error` (`chain_unavailable`, `pending_entry_missing`,
-    /// `fees_above_cap`, ...).
-    #[serde(default)]
-    pub last_error_code: Option<String>,
-    /// True while an approval request is recorded and queued for the worker (it arrived when the
-    /// chain could not be read).
-    #[serde(default)]
-    pub approval_queued: bool,
-    /// For failed onboardings: the failure code.
-    #[serde(default)]
-    pub failure_code: Option<String>,
-    /// The number this onboarding holds, as the server decided it. Only in answers to the sealed
-    /// requests (`/v1/onboard`, `/v1/approve`), never in `/v1/status`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phone: Option<String>,
-}
-
 impl OnboardingStatus {
     fn of(row: &Onboarding) -> Self {
         let next = match row.state {
@@ -218,11 +177,6 @@ impl OnboardingStatus {
             last_error: None,
             ..self
         }
-    }
-
-    /// True once the phone may send `addClient` (funding mined).
-    pub fn is_funded(&self) -> bool {
-        crate::machine::is_funded(self.state)
     }
 }
 
@@ -1078,7 +1032,7 @@ impl<C: ServerChain> Service<C> {
                 receipt_id: &candidate.receipt_id,
                 requested: &candidate.phone,
                 binding: binding_of(&candidate)?,
-                code: payload.code.as_deref(),
+                code: payload.code.as_deref().map(String::as_str),
                 client_ip,
                 now_ms: now_ms(),
             })
@@ -1130,7 +1084,7 @@ impl<C: ServerChain> Service<C> {
         }
         // Proof of possession: the declared key signed (id, wallet, receipt commitment). Refused
         // before anything changes, so a refusal burns nothing.
-        self.check_possession(&row, payload.proof.as_deref())?;
+        self.check_possession(&row, payload.proof.as_deref().map(String::as_str))?;
         let row = match row.state {
             State::Received | State::Funding => {
                 let row = self.drive_and_wait(&row.receipt_id).await?;
@@ -1203,13 +1157,13 @@ impl<C: ServerChain> Service<C> {
         }
         self.refuse_contract_wallet(&candidate).await?;
         candidate.phone = row.phone.clone();
-        self.check_possession(&candidate, payload.proof.as_deref())?;
+        self.check_possession(&candidate, payload.proof.as_deref().map(String::as_str))?;
         self.numbers
             .prove_recovery(NumberClaim {
                 receipt_id: &candidate.receipt_id,
                 requested: &row.phone,
                 binding: binding_of(&candidate)?,
-                code: payload.code.as_deref(),
+                code: payload.code.as_deref().map(String::as_str),
                 client_ip,
                 now_ms: now_ms(),
             })

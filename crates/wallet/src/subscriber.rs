@@ -20,6 +20,7 @@
 //! The subscriber's username is the E.164 number (with its `+`); the password is the one
 //! [`crate::credentials`] derives for the subscriber.
 
+use chaincall_identity::Secret;
 use md5::{Digest, Md5};
 use sha2::Sha256;
 use sqlx::AnyPool;
@@ -34,31 +35,22 @@ pub enum SubscriberError {
     Database(#[from] sqlx::Error),
 }
 
-/// One subscriber row, as written: hashes only.
-#[derive(Clone, PartialEq, Eq)]
+/// One subscriber row, as written: hashes only. A hash is as good as the password to a digest
+/// client, so each is a [`Secret`] (`<redacted>` in `Debug`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriberRow {
     /// SIP username: the E.164 number.
     pub username: String,
     /// SIP domain.
     pub domain: String,
     /// `MD5(username:realm:password)`, lower-case hex.
-    pub ha1: String,
+    pub ha1: Secret<String>,
     /// `MD5(username@domain:realm:password)`, lower-case hex.
-    pub ha1b: String,
+    pub ha1b: Secret<String>,
     /// `SHA-256(username:realm:password)`, lower-case hex (RFC 7616).
-    pub ha1_sha256: String,
+    pub ha1_sha256: Secret<String>,
     /// The password's rotation count (0: not written by [`crate::credentials`]).
     pub generation: i64,
-}
-
-impl std::fmt::Debug for SubscriberRow {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SubscriberRow")
-            .field("username", &self.username)
-            .field("domain", &self.domain)
-            .field("generation", &self.generation)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The hash input holds the password: zeroized once hashed.
@@ -92,9 +84,9 @@ impl SubscriberRow {
         Self {
             username: username.to_owned(),
             domain: domain.to_owned(),
-            ha1: ha1(username, realm, password),
-            ha1b: ha1b(username, domain, realm, password),
-            ha1_sha256: ha1_sha256(username, realm, password),
+            ha1: ha1(username, realm, password).into(),
+            ha1b: ha1b(username, domain, realm, password).into(),
+            ha1_sha256: ha1_sha256(username, realm, password).into(),
             generation,
         }
     }
@@ -137,9 +129,9 @@ fn bind_row<'q>(
     query
         .bind(&row.username)
         .bind(&row.domain)
-        .bind(&row.ha1)
-        .bind(&row.ha1b)
-        .bind(&row.ha1_sha256)
+        .bind(row.ha1.as_str())
+        .bind(row.ha1b.as_str())
+        .bind(row.ha1_sha256.as_str())
         .bind(row.generation)
 }
 
@@ -229,9 +221,9 @@ impl SubscriberTable {
             )
             .bind(&hashed.username)
             .bind(&hashed.domain)
-            .bind(&hashed.ha1)
-            .bind(&hashed.ha1b)
-            .bind(&hashed.ha1_sha256)
+            .bind(hashed.ha1.as_str())
+            .bind(hashed.ha1b.as_str())
+            .bind(hashed.ha1_sha256.as_str())
             .bind(password.as_str())
             .execute(&self.pool)
             .await?;
@@ -302,9 +294,9 @@ impl SubscriberTable {
             Some(r) => Some(SubscriberRow {
                 username: r.try_get(0)?,
                 domain: r.try_get(1)?,
-                ha1: r.try_get(2)?,
-                ha1b: r.try_get(3)?,
-                ha1_sha256: r.try_get(4)?,
+                ha1: Secret::new(r.try_get(2)?),
+                ha1b: Secret::new(r.try_get(3)?),
+                ha1_sha256: Secret::new(r.try_get(4)?),
                 generation: r.try_get(5)?,
             }),
         })
@@ -314,6 +306,23 @@ impl SubscriberTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hash stands in for the password at any digest server: `Debug` shows none of the three.
+    #[test]
+    fn debug_shows_no_hash() {
+        let row = SubscriberRow::new(
+            "+15551234567",
+            "sip.example.org",
+            "sip.example.org",
+            "pw",
+            1,
+        );
+        let shown = format!("{row:?}");
+        assert!(shown.contains("+15551234567"), "{shown}");
+        for hash in [&row.ha1, &row.ha1b, &row.ha1_sha256] {
+            assert!(!shown.contains(hash.as_str()), "{shown}");
+        }
+    }
 
     /// RFC 2617 §3.5's example: user Mufasa, realm testrealm@host.com, password "Circle Of Life".
     #[test]
@@ -366,9 +375,9 @@ mod tests {
             let out = child.wait_with_output().unwrap();
             String::from_utf8(out.stdout).unwrap()[..32].to_owned()
         };
-        assert_eq!(row.ha1, md5("+15551234567:sip.example.org:pw"));
+        assert_eq!(*row.ha1, md5("+15551234567:sip.example.org:pw"));
         assert_eq!(
-            row.ha1b,
+            *row.ha1b,
             md5("+15551234567@sip.example.org:sip.example.org:pw")
         );
     }

@@ -155,7 +155,7 @@ pub fn test_purchase(order_id: impl Into<String>, purchase_token: impl Into<Stri
         product_id: TEST_PRODUCT.into(),
         purchase_time: 1_700_000_000_000,
         purchase_state: 0,
-        purchase_token: purchase_token.into(),
+        purchase_token: chaincall_identity::Secret::new(purchase_token.into()),
         quantity: 1,
         acknowledged: false,
     }

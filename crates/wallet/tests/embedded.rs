@@ -178,7 +178,7 @@ async fn bad_receipts_and_payloads_are_refused_with_codes() {
     // Altered after signing (the price of a lax check).
     let (_, good) = receipt();
     let mut altered = good.clone();
-    altered.original_json = altered.original_json.replace(PRODUCT, "onboardinh");
+    altered.original_json = altered.original_json.replace(PRODUCT, "onboardinh").into();
     let e = s.post_onboard(&phone, &altered).await.unwrap_err();
     assert_eq!(code(&e), "receipt_invalid");
 

@@ -9,6 +9,8 @@
 //! follow a response's mandatory ones (§3.2.4; e.g. `sc_interface_version` after
 //! `bind_transmitter_resp`) are skipped.
 
+use chaincall_identity::Secret;
+
 use crate::error::SmppError;
 
 /// Length of the PDU header (§3.2): command_length, command_id, command_status, sequence_number.
@@ -68,13 +70,13 @@ pub struct Header {
     pub sequence: u32,
 }
 
-/// `bind_transmitter` (§4.1.1).
-#[derive(Clone, PartialEq, Eq)]
+/// `bind_transmitter` (§4.1.1). The password is `<redacted>` in `Debug`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindTransmitter {
     /// system_id, max 16 octets with the NUL.
     pub system_id: String,
     /// password, max 9 octets with the NUL.
-    pub password: zeroize::Zeroizing<String>,
+    pub password: Secret<String>,
     /// system_type, max 13 octets with the NUL.
     pub system_type: String,
     /// interface_version (0x34).
@@ -87,18 +89,10 @@ pub struct BindTransmitter {
     pub address_range: String,
 }
 
-impl std::fmt::Debug for BindTransmitter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BindTransmitter")
-            .field("system_id", &self.system_id)
-            .field("system_type", &self.system_type)
-            .finish_non_exhaustive()
-    }
-}
-
 /// `submit_sm` (§4.4.1) with the fields an OTP sender sets; the rest are encoded as their
-/// defaults (empty C-Octet Strings and zero integers).
-#[derive(Clone, PartialEq, Eq)]
+/// defaults (empty C-Octet Strings and zero integers). The message may hold a one-time code:
+/// `<redacted>` in `Debug`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubmitSm {
     /// service_type, max 6 octets with the NUL (empty: SMSC default).
     pub service_type: String,
@@ -119,17 +113,7 @@ pub struct SubmitSm {
     /// data_coding (0: SMSC default alphabet).
     pub data_coding: u8,
     /// short_message, 0 to 254 octets (sm_length is derived).
-    pub short_message: Vec<u8>,
-}
-
-impl std::fmt::Debug for SubmitSm {
-    // The message may hold a one-time code: never printed.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SubmitSm")
-            .field("destination_addr", &self.destination_addr)
-            .field("sm_length", &self.short_message.len())
-            .finish_non_exhaustive()
-    }
+    pub short_message: Secret<Vec<u8>>,
 }
 
 /// The PDUs this codec knows.
@@ -319,7 +303,7 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Header, Pdu, usize)>, SmppError> {
     let pdu = match header.command_id {
         command::BIND_TRANSMITTER => {
             let system_id = body.cstr(16, "system_id")?;
-            let password = zeroize::Zeroizing::new(body.cstr(9, "password")?);
+            let password = Secret::new(body.cstr(9, "password")?);
             let system_type = body.cstr(13, "system_type")?;
             Pdu::BindTransmitter(BindTransmitter {
                 system_id,
@@ -364,7 +348,7 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Header, Pdu, usize)>, SmppError> {
                 destination_addr,
                 registered_delivery,
                 data_coding,
-                short_message,
+                short_message: short_message.into(),
             }))
         }
         command::SUBMIT_SM_RESP if empty => Pdu::SubmitSmResp {
@@ -390,13 +374,29 @@ mod tests {
     fn bind() -> Pdu {
         Pdu::BindTransmitter(BindTransmitter {
             system_id: "chaincall".into(),
-            password: zeroize::Zeroizing::new("secret".into()),
+            password: Secret::new("secret".into()),
             system_type: "OTP".into(),
             interface_version: INTERFACE_VERSION_34,
             addr_ton: 0,
             addr_npi: 0,
             address_range: String::new(),
         })
+    }
+
+    /// A one-time code's message to +1 555 123 4567.
+    fn submit_sm() -> SubmitSm {
+        SubmitSm {
+            service_type: String::new(),
+            source_addr_ton: TON_ALPHANUMERIC,
+            source_addr_npi: NPI_UNKNOWN,
+            source_addr: "chaincall".into(),
+            dest_addr_ton: TON_INTERNATIONAL,
+            dest_addr_npi: NPI_ISDN,
+            destination_addr: "15551234567".into(),
+            registered_delivery: 0,
+            data_coding: 0,
+            short_message: b"code 123456".to_vec().into(),
+        }
     }
 
     /// §4.1.1 byte for byte: header, then system_id\0 password\0 system_type\0, version, ton,
@@ -417,23 +417,31 @@ mod tests {
         assert_eq!(pdu, bind());
     }
 
+    /// The derived `Debug` names the account and the recipient, never the password or the message
+    /// (which holds the one-time code).
+    #[test]
+    fn debug_shows_neither_the_password_nor_the_code() {
+        let shown = format!("{:?}", bind());
+        assert!(
+            shown.contains("chaincall") && !shown.contains("secret"),
+            "{shown}"
+        );
+        let sm = submit_sm();
+        let shown = format!("{sm:?}");
+        assert!(
+            shown.contains("15551234567")
+                && !shown.contains("123456,")
+                && !shown.contains("99, 111"),
+            "{shown}"
+        );
+    }
+
     /// §4.4.1 field order: service_type, source ton/npi/addr, dest ton/npi/addr, esm_class,
     /// protocol_id, priority_flag, schedule_delivery_time, validity_period, registered_delivery,
     /// replace_if_present_flag, data_coding, sm_default_msg_id, sm_length, short_message.
     #[test]
     fn submit_sm_layout_matches_section_4_4_1() {
-        let sm = SubmitSm {
-            service_type: String::new(),
-            source_addr_ton: TON_ALPHANUMERIC,
-            source_addr_npi: NPI_UNKNOWN,
-            source_addr: "chaincall".into(),
-            dest_addr_ton: TON_INTERNATIONAL,
-            dest_addr_npi: NPI_ISDN,
-            destination_addr: "15551234567".into(),
-            registered_delivery: 0,
-            data_coding: 0,
-            short_message: b"code 123456".to_vec(),
-        };
+        let sm = submit_sm();
         let mut out = Vec::new();
         encode(&Pdu::SubmitSm(Box::new(sm.clone())), 0, 7, &mut out).unwrap();
         let body = &out[HEADER_LEN..];
@@ -545,7 +553,7 @@ mod tests {
     fn oversized_fields_are_refused() {
         let mut b = bind();
         if let Pdu::BindTransmitter(ref mut bt) = b {
-            bt.password = zeroize::Zeroizing::new("123456789".into());
+            bt.password = Secret::new("123456789".into());
         }
         assert!(
             encode(&b, 0, 1, &mut Vec::new()).is_err(),

@@ -55,7 +55,7 @@ impl SmppSession {
         };
         let bind = Pdu::BindTransmitter(BindTransmitter {
             system_id: config.system_id.clone(),
-            password: zeroize::Zeroizing::new(config.password.expose().clone()),
+            password: config.password.clone(),
             system_type: config.system_type.clone(),
             interface_version: smpp::INTERFACE_VERSION_34,
             addr_ton: 0,
@@ -94,7 +94,7 @@ impl SmppSession {
             destination_addr: to.as_str().trim_start_matches('+').to_owned(),
             registered_delivery: 0,
             data_coding: 0,
-            short_message: text.to_vec(),
+            short_message: text.to_vec().into(),
         };
         match self.request(&Pdu::SubmitSm(Box::new(sm))).await? {
             Pdu::SubmitSmResp { message_id } => Ok(message_id),
