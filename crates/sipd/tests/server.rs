@@ -230,6 +230,48 @@ async fn an_md5_answer_is_refused_when_only_sha256_is_configured() {
     s.stop().await;
 }
 
+/// Issue 16 item 5, over the wire at the default `[auth]` settings: a REGISTER with chaincall's
+/// own phone's User-Agent is challenged SHA-256 first, then MD5, and registers with the first (the
+/// one the phone answers); one whose User-Agent is baresip's gets the MD5 challenge alone and
+/// registers with it. No answer is refused.
+#[tokio::test]
+async fn the_phone_keeps_sha256_and_a_baresip_user_agent_gets_md5_only() {
+    let (_dir, _, s) = start_with_alice(|_| {}).await;
+    let ua = Ua::bind("127.0.0.1").await;
+    let contact = contact_line(&ua, "alice", "");
+    let ruri = format!("sip:{}", s.udp);
+    let phone = format!("chaincall/{}", env!("CARGO_PKG_VERSION"));
+    let cases = [
+        (phone.as_str(), vec![Algorithm::Sha256, Algorithm::Md5]),
+        ("baresip v1.0.0 (x86_64/linux)", vec![Algorithm::Md5]),
+    ];
+    for (n, (agent, offered)) in cases.into_iter().enumerate() {
+        let call_id = format!("agent{n}");
+        let agent_line = format!("User-Agent: {agent}\n");
+        let r = ua
+            .ask_register(s.udp, "alice", &call_id, 1, &contact, &agent_line)
+            .await;
+        let m = Message::parse(&r).unwrap();
+        assert_eq!(m.status(), Some(401));
+        let algorithms: Vec<Algorithm> = m
+            .auth_headers(HeaderName::WwwAuthenticate)
+            .map(|h| Challenge::parse(&h).unwrap().algorithm)
+            .collect();
+        assert_eq!(algorithms, offered, "{agent}");
+        let first = m.auth_headers(HeaderName::WwwAuthenticate).next().unwrap();
+        let ch = Challenge::parse(&first).unwrap();
+        let answer = ch.answer("REGISTER", &ruri, "alice", "s3cret", "c0ffee", 1);
+        let extra = format!("{agent_line}Authorization: {answer}\n");
+        let r = ua
+            .ask_register(s.udp, "alice", &call_id, 2, &contact, &extra)
+            .await;
+        assert_eq!(status_of(&r), 200, "{}", String::from_utf8_lossy(&r));
+        assert!(answer.contains(&format!("algorithm={}", offered[0].as_str())));
+    }
+    assert_eq!(s.metrics.auth_failures.get(), 0);
+    s.stop().await;
+}
+
 /// A subscriber row deleted from the database (the wallet server's revoke) stops a REGISTER after
 /// at most `credentials_cache_secs`: with the default (30 s) the cached row still answers the next
 /// REGISTER; with 0 it is refused at once.
