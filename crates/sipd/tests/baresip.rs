@@ -9,7 +9,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use chaincall_sipd::db::Db;
 use common::*;
 
 /// One second of a 440 Hz tone, 8 kHz mono 16-bit PCM WAV.
@@ -91,14 +90,7 @@ async fn two_baresips_call_with_sdes_srtp_through_sipd() {
     let tmp = tempfile::tempdir().unwrap();
     // Digest auth with the default `[auth]` settings (SHA-256 and MD5 offered, baresip listed as
     // MD5-only): REGISTERs get 401 and alice's INVITE 407 (`invite = true`).
-    let url = format!("sqlite://{}", tmp.path().join("sub.db").display());
-    let db = Db::connect(&url).await.unwrap();
-    db.create_schema().await.unwrap();
-    for (user, password) in [("alice", "alice-pw"), ("bob", "bob-pw")] {
-        db.add_subscriber(user, "127.0.0.1", password)
-            .await
-            .unwrap();
-    }
+    let url = subscriber_db(tmp.path(), &[("alice", "alice-pw"), ("bob", "bob-pw")]).await;
     let mut cfg = base_config();
     cfg.listen = vec![chaincall_sipd::Listen::udp(([127, 0, 0, 1], 0).into())];
     cfg.auth = chaincall_sipd::config::AuthConfig {

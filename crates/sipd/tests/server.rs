@@ -8,7 +8,6 @@ use std::time::Duration;
 use chaincall_sip::digest::{Algorithm, Challenge};
 use chaincall_sip::header::{HeaderName, Method};
 use chaincall_sip::message::{Message, response_to};
-use chaincall_sipd::db::Db;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -108,12 +107,7 @@ async fn start_with_alice(
     configure: impl FnOnce(&mut chaincall_sipd::Config),
 ) -> (tempfile::TempDir, String, Running) {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("sub.db").display());
-    let db = Db::connect(&url).await.unwrap();
-    db.create_schema().await.unwrap();
-    db.add_subscriber("alice", "127.0.0.1", "s3cret")
-        .await
-        .unwrap();
+    let url = subscriber_db(dir.path(), &[("alice", "s3cret")]).await;
     let mut cfg = base_config();
     cfg.auth.mode = chaincall_sipd::AuthMode::Digest;
     cfg.auth.database = url.clone();

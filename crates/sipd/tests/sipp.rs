@@ -8,7 +8,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chaincall_sipd::Listen;
-use chaincall_sipd::db::Db;
 use common::*;
 
 fn scenario(name: &str) -> PathBuf {
@@ -51,12 +50,7 @@ async fn sipp_registers_with_digest_auth() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("sub.db").display());
-    let db = Db::connect(&url).await.unwrap();
-    db.create_schema().await.unwrap();
-    db.add_subscriber("alice", "127.0.0.1", "wonderland")
-        .await
-        .unwrap();
+    let url = subscriber_db(dir.path(), &[("alice", "wonderland")]).await;
     let mut cfg = base_config();
     cfg.listen = vec![Listen::udp(([127, 0, 0, 1], 0).into())];
     cfg.auth.mode = chaincall_sipd::AuthMode::Digest;
