@@ -601,11 +601,11 @@ impl Section for AuthConfig {
         if let Some(bad) = self
             .md5_only_user_agents
             .iter()
-            .find(|p| p.is_empty() || p.contains(|c: char| c.is_whitespace() || c == '/'))
+            .find(|p| p.is_empty() || p.contains(|c: char| c.is_whitespace() || "/()".contains(c)))
         {
             return Err(ConfigError::Invalid(format!(
                 "auth.md5_only_user_agents: {bad:?} is not a product token (a name such as \"baresip\", \
-                 without spaces or a version)"
+                 without spaces, a version or a comment)"
             )));
         }
         if self.credentials_cache_entries == 0 || self.lookup_timeout.is_zero() {
@@ -868,7 +868,7 @@ mod tests {
         assert!(parse("unknown_key = 1").is_err());
         assert!(parse("listen = []").is_err());
         // A product token, not a whole User-Agent value: a version or a space would never match.
-        for bad in ["baresip/1.0", "baresip v1.0.0", ""] {
+        for bad in ["baresip/1.0", "baresip v1.0.0", "(baresip)", ""] {
             let text = format!("[auth]\nmd5_only_user_agents = [{bad:?}]\n");
             assert!(parse(&text).is_err(), "{bad:?} accepted");
         }

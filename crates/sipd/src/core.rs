@@ -1273,8 +1273,8 @@ impl Core {
     /// The algorithms `msg` is challenged with, one challenge each: `[auth] algorithms`, or MD5
     /// alone when the User-Agent's product is in `[auth] md5_only_user_agents` and MD5 is
     /// configured (baresip 1.0 gives up on the whole 401 when any challenge names SHA-256). That
-    /// gives the client nothing it could not take anyway: every client is offered MD5 then, and
-    /// any configured algorithm is accepted in the answer, whatever was offered.
+    /// gives the client nothing it could not take anyway: with MD5 configured every client is
+    /// offered it, and any configured algorithm is accepted in the answer, whatever was offered.
     fn offered(&self, msg: &Message<'_>) -> &[Algorithm] {
         let md5_only = self.algorithms.contains(&Algorithm::Md5)
             && msg
@@ -1696,8 +1696,6 @@ fn mark_from(from: &chaincall_sip::header::NameAddr<'_>) -> String {
     )
 }
 
-/// The flow-token key, derived from the per-process random secret (domain-separated from the
-/// nonce and tag secrets that also come from it).
 /// The first product token of a User-Agent value (RFC 3261 §20.41: `product [/ version]`, then
 /// more products or comments): `baresip` in `baresip v1.0.0 (x86_64/linux)`.
 fn product_token(user_agent: &str) -> Option<&str> {
@@ -1708,6 +1706,8 @@ fn product_token(user_agent: &str) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// The flow-token key, derived from the per-process random secret (domain-separated from the
+/// nonce and tag secrets that also come from it).
 fn flow_key(secret: &[u8; 32]) -> [u8; 32] {
     use hmac::{Hmac, Mac};
     let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret)
