@@ -567,6 +567,11 @@ pub struct AuthConfig {
     /// `MD5`.
     #[serde(deserialize_with = "algorithms")]
     pub algorithms: Vec<Algorithm>,
+    /// User-Agent products challenged with MD5 only (when `algorithms` has MD5): clients that fail
+    /// as soon as any challenge names an algorithm they lack (baresip 1.0 with SHA-256). Matched
+    /// case-insensitively on the User-Agent header's first product token (`baresip` in
+    /// `baresip v1.0.0 (x86_64/linux)`); every other client keeps the full list.
+    pub md5_only_user_agents: Vec<String>,
     /// Nonce lifetime (`nonce_lifetime_secs`; an expired nonce gets `stale=true`).
     #[serde(rename = "nonce_lifetime_secs", deserialize_with = "secs")]
     pub nonce_lifetime: Duration,
@@ -592,6 +597,16 @@ impl Section for AuthConfig {
             return Err(ConfigError::Invalid(
                 "digest auth needs at least one algorithm".into(),
             ));
+        }
+        if let Some(bad) = self
+            .md5_only_user_agents
+            .iter()
+            .find(|p| p.is_empty() || p.contains(|c: char| c.is_whitespace() || "/()".contains(c)))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "auth.md5_only_user_agents: {bad:?} is not a product token (a name such as \"baresip\", \
+                 without spaces, a version or a comment)"
+            )));
         }
         if self.credentials_cache_entries == 0 || self.lookup_timeout.is_zero() {
             return Err(ConfigError::Invalid(
@@ -686,6 +701,7 @@ impl Default for AuthConfig {
             database: "sqlite://sipd.db".into(),
             create_schema: true,
             algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            md5_only_user_agents: vec!["baresip".into()],
             nonce_lifetime: Duration::from_secs(300),
             invite: true,
             credentials_cache: Duration::from_secs(30),
@@ -851,6 +867,11 @@ mod tests {
         assert!(parse("static_route = \"x\"").is_err());
         assert!(parse("unknown_key = 1").is_err());
         assert!(parse("listen = []").is_err());
+        // A product token, not a whole User-Agent value: a version or a space would never match.
+        for bad in ["baresip/1.0", "baresip v1.0.0", "(baresip)", ""] {
+            let text = format!("[auth]\nmd5_only_user_agents = [{bad:?}]\n");
+            assert!(parse(&text).is_err(), "{bad:?} accepted");
+        }
         let mut c = Config::default();
         c.timers.t2 = Duration::ZERO;
         assert!(c.validate().is_err(), "a struct is checked like a file");
@@ -872,6 +893,11 @@ mod tests {
             (None, None, &None)
         );
         assert_eq!(c.auth.algorithms, [Algorithm::Sha512_256, Algorithm::Md5]);
+        assert_eq!(
+            c.auth.md5_only_user_agents,
+            ["baresip"],
+            "the documented default"
+        );
         assert_eq!(c.auth.lookup_timeout, Duration::from_millis(1500));
         assert_eq!(c.timers.t1, Duration::from_millis(20));
     }

@@ -131,6 +131,8 @@ pub struct Core {
     /// `[policy] foreign_caller_with_local_number`.
     foreign_caller: ForeignCallerPolicy,
     algorithms: Vec<Algorithm>,
+    /// `[auth] md5_only_user_agents`: User-Agent products challenged with MD5 alone.
+    md5_only_agents: Vec<String>,
     static_route: Option<SocketAddr>,
     min_expires: u32,
     max_expires: u32,
@@ -239,6 +241,7 @@ impl Core {
             auth_invite: cfg.auth.invite,
             foreign_caller: cfg.policy.foreign_caller_with_local_number,
             algorithms,
+            md5_only_agents: cfg.auth.md5_only_user_agents.clone(),
             static_route: cfg.static_route,
             min_expires: cfg.registrar.min_expires,
             max_expires: cfg.registrar.max_expires,
@@ -1191,9 +1194,9 @@ impl Core {
             .auth_headers(hname)
             .filter_map(|h| Credentials::parse(&h).ok())
             .find(|c| c.realm == realm);
-        // `[auth] algorithms` is the whole policy: an answer in an algorithm we did not offer
-        // (MD5 when only SHA-256 is configured) is refused like a wrong password, so a downgrade
-        // to a weaker hash cannot be forced by the client.
+        // `[auth] algorithms` decides what is accepted: an answer in an algorithm not configured
+        // (MD5 when only SHA-256 is) is refused like a wrong password, so a downgrade to a weaker
+        // hash cannot be forced by the client (`md5_only_user_agents` narrows only the offer).
         let creds = match creds {
             Some(c) if !self.algorithms.contains(&c.algorithm) => {
                 self.metrics.auth_failures.inc();
@@ -1254,7 +1257,7 @@ impl Core {
         }
         let nonce = self.nonces.issue(&realm, unix);
         let chals: Vec<(&str, String)> = self
-            .algorithms
+            .offered(msg)
             .iter()
             .map(|a| {
                 (
@@ -1265,6 +1268,28 @@ impl Core {
             .collect();
         self.reply(id, msg, code, reason, &chals, now);
         false
+    }
+
+    /// The algorithms `msg` is challenged with, one challenge each: `[auth] algorithms`, or MD5
+    /// alone when the User-Agent's product is in `[auth] md5_only_user_agents` and MD5 is
+    /// configured (baresip 1.0 gives up on the whole 401 when any challenge names SHA-256). That
+    /// gives the client nothing it could not take anyway: with MD5 configured every client is
+    /// offered it, and any configured algorithm is accepted in the answer, whatever was offered.
+    fn offered(&self, msg: &Message<'_>) -> &[Algorithm] {
+        let md5_only = self.algorithms.contains(&Algorithm::Md5)
+            && msg
+                .header_value(HeaderName::UserAgent)
+                .and_then(product_token)
+                .is_some_and(|p| {
+                    self.md5_only_agents
+                        .iter()
+                        .any(|a| a.eq_ignore_ascii_case(p))
+                });
+        if md5_only {
+            &[Algorithm::Md5]
+        } else {
+            &self.algorithms
+        }
     }
 
     /// RFC 3261 §10.3 step 7: a REGISTER whose Call-ID matches a binding's but whose CSeq is not
@@ -1671,6 +1696,16 @@ fn mark_from(from: &chaincall_sip::header::NameAddr<'_>) -> String {
     )
 }
 
+/// The first product token of a User-Agent value (RFC 3261 §20.41: `product [/ version]`, then
+/// more products or comments): `baresip` in `baresip v1.0.0 (x86_64/linux)`.
+fn product_token(user_agent: &str) -> Option<&str> {
+    user_agent
+        .trim_start()
+        .split(|c: char| c.is_whitespace() || c == '/' || c == '(')
+        .next()
+        .filter(|t| !t.is_empty())
+}
+
 /// The flow-token key, derived from the per-process random secret (domain-separated from the
 /// nonce and tag secrets that also come from it).
 fn flow_key(secret: &[u8; 32]) -> [u8; 32] {
@@ -1772,6 +1807,22 @@ pub fn raw_error_response(data: &[u8], code: u16, reason: &str) -> Option<Vec<u8
 mod tests {
     use super::*;
 
+    /// alice's REGISTER from `src` with Call-ID `call_id` (also naming its branch and tag) and
+    /// the header lines `extra`.
+    fn alice_register(domain: &str, src: SocketAddr, call_id: &str, extra: &str) -> String {
+        format!(
+            "REGISTER sip:{domain} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {src};branch=z9hG4bK{call_id}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:alice@{domain}>;tag={call_id}\r\n\
+             To: <sip:alice@{domain}>\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: 1 REGISTER\r\n\
+             Contact: <sip:alice@{src}>\r\n\
+             {extra}Content-Length: 0\r\n\r\n"
+        )
+    }
+
     /// Issue 13 item 6: the credentials cache never holds more than
     /// `[auth] credentials_cache_entries`, however many usernames are looked up, and keeps the
     /// most recent answers.
@@ -1803,18 +1854,15 @@ mod tests {
         let src: SocketAddr = "192.0.2.7:5060".parse().unwrap();
         let response = "0".repeat(64);
         for n in 1..=2 {
-            let register = format!(
-                "REGISTER sip:{domain} SIP/2.0\r\n\
-                 Via: SIP/2.0/UDP {src};branch=z9hG4bKcore{n}\r\n\
-                 Max-Forwards: 70\r\n\
-                 From: <sip:alice@{domain}>;tag=a{n}\r\n\
-                 To: <sip:alice@{domain}>\r\n\
-                 Call-ID: core-{n}\r\n\
-                 CSeq: 1 REGISTER\r\n\
-                 Contact: <sip:alice@{src}>\r\n\
-                 Authorization: Digest username=\"alice\", realm=\"{domain}\", nonce=\"00\", \
-                 uri=\"sip:{domain}\", response=\"{response}\", algorithm=SHA-256\r\n\
-                 Content-Length: 0\r\n\r\n"
+            let register = alice_register(
+                &domain,
+                src,
+                &format!("core-{n}"),
+                &format!(
+                    "Authorization: Digest username=\"alice\", realm=\"{domain}\", \
+                     nonce=\"00\", uri=\"sip:{domain}\", response=\"{response}\", \
+                     algorithm=SHA-256\r\n"
+                ),
             );
             core.handle(register.as_bytes(), src, Transport::Udp, now, 0);
         }
@@ -1837,5 +1885,63 @@ mod tests {
             assert_eq!(t.destination, src);
             assert!(t.contents.starts_with(b"SIP/2.0 503 "), "{t:?}");
         }
+    }
+
+    /// The algorithms of the challenges a REGISTER without credentials and with this User-Agent
+    /// (none when `None`) gets from `core`, in order.
+    fn challenged_with(core: &mut Core, user_agent: Option<&str>, n: usize) -> Vec<Algorithm> {
+        let domain = core.domain().to_owned();
+        let src: SocketAddr = "192.0.2.8:5060".parse().unwrap();
+        let ua = user_agent.map_or(String::new(), |u| format!("User-Agent: {u}\r\n"));
+        let register = alice_register(&domain, src, &format!("ua-{n}"), &ua);
+        let now = Instant::now();
+        core.handle(register.as_bytes(), src, Transport::Udp, now, 0);
+        let out = chaincall_io::drain(|| core.poll_output());
+        assert_eq!(out.transmits.len(), 1, "{user_agent:?}");
+        let m = Message::parse(&out.transmits[0].contents).unwrap();
+        assert_eq!(m.status(), Some(401));
+        m.auth_headers(HeaderName::WwwAuthenticate)
+            .map(|h| digest::Challenge::parse(&h).unwrap().algorithm)
+            .collect()
+    }
+
+    /// Issue 16 item 5: at the default settings a client whose User-Agent product is listed in
+    /// `[auth] md5_only_user_agents` (baresip, which gives up on any SHA-256 challenge) is
+    /// challenged with MD5 alone; every other client, chaincall's own phone included, still gets
+    /// SHA-256 first, then MD5 (RFC 8760 §2.4).
+    #[test]
+    fn listed_user_agents_get_md5_only_and_the_rest_sha256_first() {
+        let mut cfg = Config::default();
+        cfg.auth.mode = AuthMode::Digest;
+        let mut core =
+            Core::new(&cfg, [9; 32], Arc::new(Metrics::default()), Instant::now()).unwrap();
+        let both = [Algorithm::Sha256, Algorithm::Md5];
+        let cases: [(Option<&str>, &[Algorithm]); 8] = [
+            (Some("baresip v1.0.0 (x86_64/linux)"), &[Algorithm::Md5]),
+            (Some("BareSIP/2.0"), &[Algorithm::Md5]),
+            (Some("chaincall/0.1.0"), &both),
+            (None, &both),
+            (Some(""), &both),
+            // A longer product or one named later is another client.
+            (Some("baresip-fork/1.0"), &both),
+            (Some("Linphone/5.2 (baresip)"), &both),
+            (Some("notbaresip 1.0"), &both),
+        ];
+        for (n, (ua, want)) in cases.into_iter().enumerate() {
+            assert_eq!(challenged_with(&mut core, ua, n), want, "{ua:?}");
+        }
+        // MD5 is never added: without it in `algorithms` a listed client gets the configured list.
+        cfg.auth.algorithms = vec![Algorithm::Sha256];
+        let mut core =
+            Core::new(&cfg, [9; 32], Arc::new(Metrics::default()), Instant::now()).unwrap();
+        let got = challenged_with(&mut core, Some("baresip v1.0.0"), 99);
+        assert_eq!(got, [Algorithm::Sha256]);
+        // An empty list turns the policy off.
+        cfg.auth.algorithms = both.to_vec();
+        cfg.auth.md5_only_user_agents.clear();
+        let mut core =
+            Core::new(&cfg, [9; 32], Arc::new(Metrics::default()), Instant::now()).unwrap();
+        let got = challenged_with(&mut core, Some("baresip v1.0.0"), 100);
+        assert_eq!(got, both);
     }
 }

@@ -1,6 +1,7 @@
-//! Real peers: two baresip 1.0 instances (Debian `baresip-core`) register to an in-process sipd and
-//! complete an SDES-SRTP (RFC 4568, `mediaenc=srtp-mand`) call through it, audio from a WAV file.
-//! Skips without baresip unless CHAINCALL_REQUIRE_PEERS=1.
+//! Real peers: two baresip 1.0 instances (Debian `baresip-core`) register to an in-process sipd at
+//! its default digest settings (issue 16 item 5) and complete an SDES-SRTP (RFC 4568,
+//! `mediaenc=srtp-mand`) call through it, audio from a WAV file. Skips without baresip unless
+//! CHAINCALL_REQUIRE_PEERS=1.
 
 mod common;
 
@@ -33,7 +34,8 @@ fn write_wav(path: &Path) {
     std::fs::write(path, d).unwrap();
 }
 
-fn conf(dir: &Path, user: &str, port: u16, sipd: std::net::SocketAddr, wav: &Path) {
+/// baresip's folder for `user` (digest password `password`) on `port`, registering at `sipd`.
+fn conf(dir: &Path, user: &str, password: &str, port: u16, sipd: std::net::SocketAddr, wav: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let out = dir.join("out.wav");
     std::fs::write(
@@ -58,7 +60,7 @@ module_app\t\tmenu.so\n",
     std::fs::write(
         dir.join("accounts"),
         format!(
-            "<sip:{user}@{sipd}>;regint=60;mediaenc=srtp-mand;answermode=auto;audio_codecs=PCMU\n"
+            "<sip:{user}@{sipd}>;auth_pass={password};regint=60;mediaenc=srtp-mand;answermode=auto;audio_codecs=PCMU\n"
         ),
     )
     .unwrap();
@@ -86,8 +88,15 @@ async fn two_baresips_call_with_sdes_srtp_through_sipd() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
+    // Digest auth with the default `[auth]` settings (SHA-256 and MD5 offered, baresip listed as
+    // MD5-only): REGISTERs get 401 and alice's INVITE 407 (`invite = true`).
+    let url = subscriber_db(tmp.path(), &[("alice", "alice-pw"), ("bob", "bob-pw")]).await;
     let mut cfg = base_config();
     cfg.listen = vec![chaincall_sipd::Listen::udp(([127, 0, 0, 1], 0).into())];
+    cfg.auth = chaincall_sipd::config::AuthConfig {
+        database: url,
+        ..Default::default()
+    };
     let s = start(cfg).await;
     let wav = tmp.path().join("tone.wav");
     write_wav(&wav);
@@ -95,8 +104,8 @@ async fn two_baresips_call_with_sdes_srtp_through_sipd() {
     let alice_dir = tmp.path().join("alice");
     let bob_port = chaincall_testkit::free_udp_tcp_port();
     let alice_port = chaincall_testkit::free_udp_tcp_port();
-    conf(&bob_dir, "bob", bob_port, s.udp, &wav);
-    conf(&alice_dir, "alice", alice_port, s.udp, &wav);
+    conf(&bob_dir, "bob", "bob-pw", bob_port, s.udp, &wav);
+    conf(&alice_dir, "alice", "alice-pw", alice_port, s.udp, &wav);
     // Bob runs until alice's call is over (he is killed then); -t only bounds a stuck test.
     let mut bob = spawn(&baresip, &bob_dir, &["-t", "40"], "log.txt");
     // Wait (bounded: 20 s, baresip starts slowly on a loaded 2-core machine) until bob is registered.
@@ -144,5 +153,12 @@ async fn two_baresips_call_with_sdes_srtp_through_sipd() {
         bob_log.contains("Record-Route"),
         "the INVITE went through the proxy:\n{both}"
     );
+    // Both registered and alice's INVITE was authenticated (MD5, the only challenge baresip got).
+    assert!(s.metrics.registrations.get() >= 2, "{both}");
+    assert!(
+        alice_log.contains("Proxy-Authorization: Digest") && !alice_log.contains("SHA-256"),
+        "alice answered the INVITE's MD5 challenge:\n{both}"
+    );
+    assert_eq!(s.metrics.auth_failures.get(), 0, "{both}");
     s.stop().await;
 }

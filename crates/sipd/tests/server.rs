@@ -8,7 +8,6 @@ use std::time::Duration;
 use chaincall_sip::digest::{Algorithm, Challenge};
 use chaincall_sip::header::{HeaderName, Method};
 use chaincall_sip::message::{Message, response_to};
-use chaincall_sipd::db::Db;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -108,12 +107,7 @@ async fn start_with_alice(
     configure: impl FnOnce(&mut chaincall_sipd::Config),
 ) -> (tempfile::TempDir, String, Running) {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("sub.db").display());
-    let db = Db::connect(&url).await.unwrap();
-    db.create_schema().await.unwrap();
-    db.add_subscriber("alice", "127.0.0.1", "s3cret")
-        .await
-        .unwrap();
+    let url = subscriber_db(dir.path(), &[("alice", "s3cret")]).await;
     let mut cfg = base_config();
     cfg.auth.mode = chaincall_sipd::AuthMode::Digest;
     cfg.auth.database = url.clone();
@@ -227,6 +221,48 @@ async fn an_md5_answer_is_refused_when_only_sha256_is_configured() {
     let good = sha.answer("REGISTER", &ruri, "alice", "s3cret", "c0ffee", 2);
     let r = as_alice(&ua, &s, "alg", 3, &contact, &good).await;
     assert_eq!(status_of(&r), 200, "{}", String::from_utf8_lossy(&r));
+    s.stop().await;
+}
+
+/// Issue 16 item 5, over the wire at the default `[auth]` settings: a REGISTER with chaincall's
+/// own phone's User-Agent is challenged SHA-256 first, then MD5, and registers with the first (the
+/// one the phone answers); one whose User-Agent is baresip's gets the MD5 challenge alone and
+/// registers with it. No answer is refused.
+#[tokio::test]
+async fn the_phone_keeps_sha256_and_a_baresip_user_agent_gets_md5_only() {
+    let (_dir, _, s) = start_with_alice(|_| {}).await;
+    let ua = Ua::bind("127.0.0.1").await;
+    let contact = contact_line(&ua, "alice", "");
+    let ruri = format!("sip:{}", s.udp);
+    let phone = format!("chaincall/{}", env!("CARGO_PKG_VERSION"));
+    let cases = [
+        (phone.as_str(), vec![Algorithm::Sha256, Algorithm::Md5]),
+        ("baresip v1.0.0 (x86_64/linux)", vec![Algorithm::Md5]),
+    ];
+    for (n, (agent, offered)) in cases.into_iter().enumerate() {
+        let call_id = format!("agent{n}");
+        let agent_line = format!("User-Agent: {agent}\n");
+        let r = ua
+            .ask_register(s.udp, "alice", &call_id, 1, &contact, &agent_line)
+            .await;
+        let m = Message::parse(&r).unwrap();
+        assert_eq!(m.status(), Some(401));
+        let algorithms: Vec<Algorithm> = m
+            .auth_headers(HeaderName::WwwAuthenticate)
+            .map(|h| Challenge::parse(&h).unwrap().algorithm)
+            .collect();
+        assert_eq!(algorithms, offered, "{agent}");
+        let first = m.auth_headers(HeaderName::WwwAuthenticate).next().unwrap();
+        let ch = Challenge::parse(&first).unwrap();
+        let answer = ch.answer("REGISTER", &ruri, "alice", "s3cret", "c0ffee", 1);
+        let extra = format!("{agent_line}Authorization: {answer}\n");
+        let r = ua
+            .ask_register(s.udp, "alice", &call_id, 2, &contact, &extra)
+            .await;
+        assert_eq!(status_of(&r), 200, "{}", String::from_utf8_lossy(&r));
+        assert!(answer.contains(&format!("algorithm={}", offered[0].as_str())));
+    }
+    assert_eq!(s.metrics.auth_failures.get(), 0);
     s.stop().await;
 }
 

@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use chaincall_sip::digest::Algorithm;
 use chaincall_sipd::Listen;
-use chaincall_sipd::db::Db;
 use common::*;
 
 fn scenario(name: &str) -> PathBuf {
@@ -52,18 +50,15 @@ async fn sipp_registers_with_digest_auth() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("sub.db").display());
-    let db = Db::connect(&url).await.unwrap();
-    db.create_schema().await.unwrap();
-    db.add_subscriber("alice", "127.0.0.1", "wonderland")
-        .await
-        .unwrap();
+    let url = subscriber_db(dir.path(), &[("alice", "wonderland")]).await;
     let mut cfg = base_config();
     cfg.listen = vec![Listen::udp(([127, 0, 0, 1], 0).into())];
     cfg.auth.mode = chaincall_sipd::AuthMode::Digest;
     cfg.auth.database = url;
-    // sipp 3.6 answers MD5 challenges only and merges repeated WWW-Authenticate lines.
-    cfg.auth.algorithms = vec![Algorithm::Md5];
+    // sipp 3.6 answers MD5 challenges only and merges repeated WWW-Authenticate lines: with the
+    // default algorithms (SHA-256, MD5) it is listed as an MD5-only agent (its scenario sends
+    // `User-Agent: sipp`), as an operator would list such a client.
+    cfg.auth.md5_only_user_agents = vec!["sipp".into()];
     let s = start(cfg).await;
     let port = chaincall_testkit::free_udp_port();
     let args: Vec<String> = [

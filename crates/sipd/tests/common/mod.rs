@@ -42,6 +42,20 @@ pub fn base_config() -> Config {
     c
 }
 
+/// A new SQLite `subscriber` table in `dir` holding `users` (name, password) in domain 127.0.0.1
+/// (the realm of a sipd on 127.0.0.1 without `domain`); returns its URL for `[auth] database`.
+pub async fn subscriber_db(dir: &std::path::Path, users: &[(&str, &str)]) -> String {
+    let url = format!("sqlite://{}", dir.join("sub.db").display());
+    let db = chaincall_sipd::db::Db::connect(&url).await.unwrap();
+    db.create_schema().await.unwrap();
+    for (user, password) in users {
+        db.add_subscriber(user, "127.0.0.1", password)
+            .await
+            .unwrap();
+    }
+    url
+}
+
 pub async fn start(cfg: Config) -> Running {
     start_server(Server::bind(cfg).await.expect("sipd binds"))
 }
