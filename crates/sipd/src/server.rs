@@ -532,8 +532,18 @@ impl Server {
                 },
             }
         }
+        // Drain: stop taking messages, then send what the core still has queued (the answers to
+        // requests already handled), so no peer waits for a retransmission from a stopped server.
         for t in tasks {
             t.abort();
+        }
+        loop {
+            match core.poll_output() {
+                Output::Transmit(o) => send(&streams, udp0.as_ref(), o).await,
+                // No look-up starts any more: its answer would have nowhere to go.
+                Output::Event(_) => {}
+                Output::Timeout(_) => break,
+            }
         }
         info!("sipd stopped");
     }

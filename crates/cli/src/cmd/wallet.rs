@@ -27,7 +27,7 @@ enum WalletCommand {
 pub(crate) fn run(args: WalletArgs) -> Result<()> {
     let WalletCommand::Serve { config } = args.command;
     let config = chaincall_wallet::WalletConfig::load(&config)?;
-    let shutdown = chaincall_wallet::server::shutdown_signal();
+    let shutdown = super::shutdown_signal();
     Ok(crate::block_on(chaincall_wallet::server::run(
         config, shutdown,
     ))??)
