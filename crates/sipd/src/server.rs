@@ -508,7 +508,9 @@ impl Server {
                 "database",
                 Arc::new(move || {
                     let db = db.clone();
-                    Box::pin(async move { db.ping().await.map_err(|e| e.to_string()) })
+                    // Not the driver's error: it may quote the database URL and its password.
+                    let down = |_| "the subscriber database does not answer".into();
+                    Box::pin(async move { db.ping().await.map_err(down) })
                 }),
             ));
         }

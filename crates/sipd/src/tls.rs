@@ -275,16 +275,17 @@ pub async fn connect_chain(settings: &TlsPskSettings) -> Result<RpcChain, TlsSet
     Ok(RpcChain::connect(&settings.rpc_url, config).await?)
 }
 
-/// `/readyz`'s check of the keystore chain: it answers with its latest block number.
+/// `/readyz`'s check of the keystore chain: it answers with its latest block number. The error
+/// says no more than that: transport errors quote the node's URL, which may carry an API key, and
+/// `/readyz` is unauthenticated.
 pub fn chain_probe<C: KeystoreChain + 'static>(chain: Arc<C>) -> Probe {
     Arc::new(move || {
         let chain = chain.clone();
         Box::pin(async move {
-            chain
-                .block_number()
-                .await
+            let answer = chain.block_number().await;
+            answer
                 .map(drop)
-                .map_err(|e| e.to_string())
+                .map_err(|_| "the keystore node does not answer".into())
         })
     })
 }
