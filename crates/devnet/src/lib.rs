@@ -201,10 +201,12 @@ impl Network {
                 contract,
             )
         };
-        let psk = chaincall_sipd::tls::psk_server_on_chain(&settings, chain.clone())
-            .await
-            .map_err(|e| anyhow!("sipd TLS-PSK: {e}"))?;
-        let sipd = chaincall_sipd::Server::bind_with_tls_psk(sipd_cfg, psk)
+        let metrics = std::sync::Arc::new(chaincall_sipd::metrics::Metrics::default());
+        let psk =
+            chaincall_sipd::tls::psk_server_on_chain(&settings, chain.clone(), metrics.clone())
+                .await
+                .map_err(|e| anyhow!("sipd TLS-PSK: {e}"))?;
+        let sipd = chaincall_sipd::Server::bind_with_tls_psk(sipd_cfg, psk, metrics)
             .await
             .map_err(|e| anyhow!("sipd: {e}"))?;
         let sipd_addr: SocketAddr = sipd

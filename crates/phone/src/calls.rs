@@ -413,6 +413,7 @@ impl Running {
         }
         .await;
         self.close().await;
+        tracing::info!("phone stopped");
         result
     }
 

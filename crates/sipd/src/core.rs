@@ -1531,6 +1531,9 @@ impl Core {
         }
         self.out.extend(transmits);
         self.metrics.transactions.set(self.ep.len() as i64);
+        self.metrics
+            .invites_in_progress
+            .set(self.timer_c.len() as i64);
     }
 
     fn on_endpoint_event(&mut self, ev: EndpointEvent, now: Instant) {

@@ -28,6 +28,11 @@ pub trait CredentialStore: Send + Sync + 'static {
         username: &'a str,
         domain: &'a str,
     ) -> BoxFuture<'a, Result<Option<Subscriber>, DbError>>;
+
+    /// Whether the store answers at all (sipd's `/readyz`); a store that cannot tell says yes.
+    fn ping(&self) -> BoxFuture<'_, Result<(), DbError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 impl CredentialStore for Db {
@@ -37,6 +42,16 @@ impl CredentialStore for Db {
         domain: &'a str,
     ) -> BoxFuture<'a, Result<Option<Subscriber>, DbError>> {
         Box::pin(Db::subscriber(self, username, domain))
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), DbError>> {
+        Box::pin(async move {
+            match self {
+                Db::Sqlite(p) => sqlx::query("SELECT 1").execute(p).await.map(drop)?,
+                Db::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.map(drop)?,
+            }
+            Ok(())
+        })
     }
 }
 

@@ -33,6 +33,8 @@ use chaincall_identity::{DirectoryEntry, DirectoryError, IdentityName, KeyDirect
 use lru::LruCache;
 use tokio::runtime::{Handle, RuntimeFlavor};
 
+use crate::metrics::Metrics;
+
 /// A [`KeyDirectory`] answering from the keystore contract on `C`, with a short-TTL cache.
 pub struct ChainKeyDirectory<C> {
     chain: Arc<C>,
@@ -44,6 +46,8 @@ pub struct ChainKeyDirectory<C> {
     /// Answers by name, least recently used dropped first (names come from unauthenticated
     /// handshake messages, so the cache must stay bounded and O(1)).
     cache: Mutex<LruCache<IdentityName, (DirectoryEntry, Instant)>>,
+    /// Where each chain read's latency and failure is counted, if anywhere.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl<C> std::fmt::Debug for ChainKeyDirectory<C> {
@@ -77,12 +81,20 @@ impl<C: KeystoreChain + 'static> ChainKeyDirectory<C> {
             ttl: Self::DEFAULT_TTL,
             trust: None,
             cache: Mutex::new(LruCache::new(Self::DEFAULT_CAPACITY)),
+            metrics: None,
         }
     }
 
     /// Proves every answer against a header `trust` accepts (see the module docs).
     pub fn with_header_trust(mut self, trust: Arc<HeaderTrust>) -> Self {
         self.trust = Some(trust);
+        self
+    }
+
+    /// Counts every chain read in `metrics` (`sipd_key_lookup_seconds`,
+    /// `sipd_key_lookup_errors_total`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -162,7 +174,14 @@ impl<C: KeystoreChain + 'static> KeyDirectory for ChainKeyDirectory<C> {
         {
             return Ok(entry.clone());
         }
-        let entry = self.block_on_read(name)?;
+        let entry = self.block_on_read(name);
+        if let Some(m) = &self.metrics {
+            m.key_lookups.observe(now.elapsed());
+            if entry.is_err() {
+                m.key_lookup_errors.inc();
+            }
+        }
+        let entry = entry?;
         if !self.ttl.is_zero() {
             self.lock().put(name.clone(), (entry.clone(), now));
         }

@@ -1,7 +1,13 @@
-//! Counters and gauges in Prometheus text format (exposition format 0.0.4), served at `/metrics`.
+//! Counters, gauges and a histogram in Prometheus text format (exposition format 0.0.4), served at
+//! `/metrics`, with `/healthz` and `/readyz` beside them (see [`crate::Server::run`]).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use chaincall_handshake::HandshakeError;
+use chaincall_identity::DirectoryError;
+use chaincall_tls_psk::TlsPskError;
 
 /// A monotonically increasing counter.
 #[derive(Debug, Default)]
@@ -30,6 +36,151 @@ impl Gauge {
     /// The current value.
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A latency histogram with fixed buckets (seconds), as Prometheus cumulates them.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Samples at or below each of [`Histogram::BOUNDS`] (not cumulated; summed at render).
+    buckets: [AtomicU64; Histogram::BOUNDS.len()],
+    count: AtomicU64,
+    /// The samples' sum in microseconds (an integer, so it can be atomic).
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    /// Upper bounds of the buckets, seconds: a cached-nothing chain read on a LAN node takes
+    /// milliseconds, a proven one over the internet up to seconds.
+    pub const BOUNDS: [f64; 11] = [
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
+
+    /// Records one sample.
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = Self::BOUNDS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Samples recorded.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn render(&self, s: &mut String, name: &str, help: &str) {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulated = 0;
+        for (b, n) in Self::BOUNDS.iter().zip(&self.buckets) {
+            cumulated += n.load(Ordering::Relaxed);
+            let _ = writeln!(s, "{name}_bucket{{le=\"{b}\"}} {cumulated}");
+        }
+        let count = self.count();
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(
+            s,
+            "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}"
+        );
+    }
+}
+
+/// Why a TLS-PSK connection was refused before it carried SIP: the `reason` label of
+/// `sipd_tls_psk_failures_total`. A fixed set, so a hostile client cannot grow the label space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HandshakeFailure {
+    /// Bytes that are not a handshake frame or a TLS record, or a message out of place.
+    Malformed,
+    /// The keystore does not list the phone's key as approved (unknown, pending or revoked).
+    KeyNotApproved,
+    /// The keystore could not be read or its answer not proven.
+    KeystoreUnavailable,
+    /// A signature, MAC or ciphertext did not verify: the peer does not hold the key it names.
+    Unauthentic,
+    /// A replayed handshake message.
+    Replay,
+    /// The handshake or TLS set-up did not finish in time.
+    Timeout,
+    /// The peer closed the connection or aborted the handshake.
+    Closed,
+    /// TLS with a PSK we do not hold, or one that has expired.
+    PskRefused,
+    /// TLS itself failed (OpenSSL).
+    Tls,
+    /// Anything else.
+    Other,
+}
+
+impl HandshakeFailure {
+    /// Every reason, in the order they are rendered.
+    pub const ALL: [HandshakeFailure; 10] = [
+        Self::Malformed,
+        Self::KeyNotApproved,
+        Self::KeystoreUnavailable,
+        Self::Unauthentic,
+        Self::Replay,
+        Self::Timeout,
+        Self::Closed,
+        Self::PskRefused,
+        Self::Tls,
+        Self::Other,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::KeyNotApproved => "key_not_approved",
+            Self::KeystoreUnavailable => "keystore_unavailable",
+            Self::Unauthentic => "unauthentic",
+            Self::Replay => "replay",
+            Self::Timeout => "timeout",
+            Self::Closed => "closed",
+            Self::PskRefused => "psk_refused",
+            Self::Tls => "tls",
+            Self::Other => "other",
+        }
+    }
+
+    /// The reason for `e`.
+    pub fn of(e: &TlsPskError) -> Self {
+        use HandshakeError as H;
+        match e {
+            TlsPskError::Handshake(h) => match h {
+                H::Truncated { .. }
+                | H::Oversized { .. }
+                | H::TrailingBytes { .. }
+                | H::UnknownType(_)
+                | H::UnsupportedVersion(_)
+                | H::Malformed { .. }
+                | H::Unexpected { .. }
+                | H::ProtocolNotAccepted(_)
+                | H::NotForUs(_) => Self::Malformed,
+                H::Directory(DirectoryError::Unavailable(_)) => Self::KeystoreUnavailable,
+                H::Directory(_) => Self::KeyNotApproved,
+                H::Decrypt { .. }
+                | H::NonceMismatch { .. }
+                | H::PeerMismatch { .. }
+                | H::BadSignature
+                | H::BadMac => Self::Unauthentic,
+                H::Replay => Self::Replay,
+                H::Timeout => Self::Timeout,
+                H::PeerAborted(_) => Self::Closed,
+                _ => Self::Other,
+            },
+            TlsPskError::Timeout(_) => Self::Timeout,
+            TlsPskError::Closed(_) | TlsPskError::Io(_) => Self::Closed,
+            TlsPskError::UnknownFirstByte(_)
+            | TlsPskError::IdentityTooLong(_)
+            | TlsPskError::HandshakeNotOffered => Self::Malformed,
+            TlsPskError::PskExpired(_) | TlsPskError::UnknownPskIdentity(_) => Self::PskRefused,
+            TlsPskError::Tls(_) => Self::Tls,
+            _ => Self::Other,
+        }
     }
 }
 
@@ -69,9 +220,26 @@ pub struct Metrics {
     /// Initial INVITEs from another domain claiming one of our subscribers' numbers (refused or
     /// marked, `[policy] foreign_caller_with_local_number`).
     pub foreign_local_number: Counter,
+    /// Refused TLS-PSK connections, by [`HandshakeFailure`] (indexed as [`HandshakeFailure::ALL`]).
+    pub tls_psk_failures: [Counter; HandshakeFailure::ALL.len()],
+    /// Chain reads of phones' keys (cache misses), successful or not.
+    pub key_lookups: Histogram,
+    /// Chain reads of phones' keys that failed (node down, proof not verified).
+    pub key_lookup_errors: Counter,
+    /// INVITEs forwarded and not yet answered finally (calls being set up; sipd keeps no
+    /// dialog state, so established calls are not counted).
+    pub invites_in_progress: Gauge,
 }
 
 impl Metrics {
+    /// Counts a refused TLS-PSK connection under its reason.
+    pub fn count_handshake_failure(&self, reason: HandshakeFailure) {
+        let i = HandshakeFailure::ALL.iter().position(|r| *r == reason);
+        if let Some(c) = i.and_then(|i| self.tls_psk_failures.get(i)) {
+            c.inc();
+        }
+    }
+
     /// Counts a response by class.
     pub fn count_response(&self, code: u16) {
         if let Some(c) = self.responses.get(usize::from(code / 100).wrapping_sub(1)) {
@@ -172,6 +340,38 @@ impl Metrics {
             "INVITEs from another domain claiming a local subscriber's number (refused or marked).",
             self.foreign_local_number.get().to_string(),
         );
+        one(
+            "sipd_invites_in_progress",
+            "gauge",
+            "INVITEs forwarded and not yet answered with a final response.",
+            self.invites_in_progress.get().to_string(),
+        );
+        one(
+            "sipd_key_lookup_errors_total",
+            "counter",
+            "Chain reads of phones' keys that failed.",
+            self.key_lookup_errors.get().to_string(),
+        );
+        let _ = writeln!(
+            s,
+            "# HELP sipd_build_info The running build; the value is always 1.\n\
+             # TYPE sipd_build_info gauge\nsipd_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        self.key_lookups.render(
+            &mut s,
+            "sipd_key_lookup_seconds",
+            "Chain reads of phones' keys (cache misses), seconds.",
+        );
+        s.push_str("# HELP sipd_tls_psk_failures_total Refused TLS-PSK connections, by reason.\n# TYPE sipd_tls_psk_failures_total counter\n");
+        for (r, c) in HandshakeFailure::ALL.iter().zip(&self.tls_psk_failures) {
+            let _ = writeln!(
+                s,
+                "sipd_tls_psk_failures_total{{reason=\"{}\"}} {}",
+                r.as_str(),
+                c.get()
+            );
+        }
         s.push_str("# HELP sipd_responses_total SIP responses sent, by class.\n# TYPE sipd_responses_total counter\n");
         for (i, c) in self.responses.iter().enumerate() {
             let _ = writeln!(

@@ -25,7 +25,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{AuthMode, Config, ConfigError, Listen, ListenTransport};
 use crate::core::{Core, Need, StreamKind, Transport};
-use crate::db::{CredentialStore, Db, DbError, Subscriber};
+use crate::db::{BoxFuture, CredentialStore, Db, DbError, Subscriber};
 use crate::metrics::Metrics;
 
 /// Server start-up failures.
@@ -120,6 +120,11 @@ impl StreamSink {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         self.attach_kind(stream, peer, StreamKind::Tls, identity);
+    }
+
+    /// The server's metrics (the TLS-PSK listener counts its refusals there).
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Completes when the server this sink feeds has stopped.
@@ -252,9 +257,14 @@ pub struct Server {
     metrics_listener: Option<TcpListener>,
     db: Option<Arc<dyn CredentialStore>>,
     metrics: Arc<Metrics>,
+    /// What `/readyz` checks beside the listeners: the keystore chain, the subscriber store.
+    probes: Vec<(&'static str, Probe)>,
     cfg: Config,
     local: Vec<Listen>,
 }
+
+/// A dependency check for `/readyz`: `Ok` when it answers, else why not.
+pub type Probe = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -268,16 +278,21 @@ impl Server {
     /// Binds every listener (port 0 picks a free port; the first bound address is advertised unless
     /// the config says otherwise) and opens the database. A `tls:` listener needs the `[tls_psk]`
     /// section: the PSK server is built from it (keystore over JSON-RPC; see
-    /// [`crate::tls::psk_server_from_settings`]). Needs tokio's multi-thread runtime when TLS-PSK is
-    /// on.
+    /// [`crate::tls::connect_chain`] and [`crate::tls::psk_server_on_chain`]), and `/readyz`
+    /// checks that chain. Needs tokio's multi-thread runtime when TLS-PSK is on.
     pub async fn bind(cfg: Config) -> Result<Server, ServeError> {
         let wants_tls = cfg
             .listen
             .iter()
             .any(|l| l.transport == ListenTransport::Tls);
-        let psk = match (&cfg.tls_psk, wants_tls) {
-            (_, false) => None,
-            (Some(t), true) => Some(crate::tls::psk_server_from_settings(t).await?),
+        let metrics = Arc::new(Metrics::default());
+        let (psk, chain) = match (&cfg.tls_psk, wants_tls) {
+            (_, false) => (None, None),
+            (Some(t), true) => {
+                let chain = Arc::new(crate::tls::connect_chain(t).await?);
+                let psk = crate::tls::psk_server_on_chain(t, chain.clone(), metrics.clone());
+                (Some(psk.await?), Some(crate::tls::chain_probe(chain)))
+            }
             (None, true) => {
                 return Err(ConfigError::Invalid(
                     "a tls: listener needs the [tls_psk] section".into(),
@@ -285,21 +300,29 @@ impl Server {
                 .into());
             }
         };
-        Self::bind_inner(cfg, psk).await
+        let mut server = Self::bind_inner(cfg, psk, metrics).await?;
+        if let Some(probe) = chain {
+            server.add_readiness_probe("chain", probe);
+        }
+        Ok(server)
     }
 
     /// Like [`Server::bind`], with a PSK server built by the caller (e.g. over an embedded chain, see
-    /// [`crate::tls::psk_server_on_chain`]) for the `tls:` listeners; `[tls_psk]` is not read.
+    /// [`crate::tls::psk_server_on_chain`], given the same `metrics`) for the `tls:` listeners;
+    /// `[tls_psk]` is not read, and `/readyz` checks no chain unless
+    /// [`Server::add_readiness_probe`] adds one.
     pub async fn bind_with_tls_psk(
         cfg: Config,
         psk: chaincall_tls_psk::PskServer,
+        metrics: Arc<Metrics>,
     ) -> Result<Server, ServeError> {
-        Self::bind_inner(cfg, Some(psk)).await
+        Self::bind_inner(cfg, Some(psk), metrics).await
     }
 
     async fn bind_inner(
         mut cfg: Config,
         psk: Option<chaincall_tls_psk::PskServer>,
+        metrics: Arc<Metrics>,
     ) -> Result<Server, ServeError> {
         cfg.validate()?;
         let mut udp = Vec::new();
@@ -353,7 +376,6 @@ impl Server {
         };
         let mut secret = [0u8; 32];
         OsRng.fill_bytes(&mut secret);
-        let metrics = Arc::new(Metrics::default());
         let core = Core::new(&cfg, secret, metrics.clone(), Instant::now())?;
         let (tx, rx) = mpsc::channel::<Ev>(16_384);
         let sink = StreamSink {
@@ -375,9 +397,15 @@ impl Server {
             metrics_listener,
             db,
             metrics,
+            probes: Vec::new(),
             cfg,
             local,
         })
+    }
+
+    /// Makes `/readyz` check `probe` too (named `name` in its answer).
+    pub fn add_readiness_probe(&mut self, name: &'static str, probe: Probe) {
+        self.probes.push((name, probe));
     }
 
     /// The bound listeners.
@@ -416,6 +444,7 @@ impl Server {
             metrics_listener,
             db,
             metrics,
+            mut probes,
             cfg,
             local,
         } = self;
@@ -473,9 +502,23 @@ impl Server {
                 )));
             }
         }
+        if let Some(db) = &db {
+            let db = db.clone();
+            probes.push((
+                "database",
+                Arc::new(move || {
+                    let db = db.clone();
+                    // Not the driver's error: it may quote the database URL and its password.
+                    let down = |_| "the subscriber database does not answer".into();
+                    Box::pin(async move { db.ping().await.map_err(down) })
+                }),
+            ));
+        }
+        // Every listener is bound (bind did that) and served from here on; the tasks end with
+        // `run`, and so does `/readyz`.
         if let Some(l) = metrics_listener {
             let m = metrics.clone();
-            tasks.push(tokio::spawn(serve_metrics(l, m)));
+            tasks.push(tokio::spawn(serve_metrics(l, m, Arc::new(probes))));
         }
         // Look-up tasks report back through a weak sender: the loop still ends when every
         // listener's sender is gone.
@@ -532,8 +575,18 @@ impl Server {
                 },
             }
         }
+        // Drain: stop taking messages, then send what the core still has queued (the answers to
+        // requests already handled), so no peer waits for a retransmission from a stopped server.
         for t in tasks {
             t.abort();
+        }
+        loop {
+            match core.poll_output() {
+                Output::Transmit(o) => send(&streams, udp0.as_ref(), o).await,
+                // No look-up starts any more: its answer would have nowhere to go.
+                Output::Event(_) => {}
+                Output::Timeout(_) => break,
+            }
         }
         info!("sipd stopped");
     }
@@ -619,22 +672,59 @@ fn spawn_lookup(
     });
 }
 
-async fn serve_metrics(l: TcpListener, m: Arc<Metrics>) {
+/// How long `/readyz` waits for a dependency before calling it down.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Serves `GET /metrics` (Prometheus text), `/healthz` (liveness: the server loop answers) and
+/// `/readyz` (readiness: listeners bound and every probe answering; 503 naming what is not).
+async fn serve_metrics(l: TcpListener, m: Arc<Metrics>, probes: Arc<Vec<(&'static str, Probe)>>) {
     loop {
         let Ok((mut s, _)) = l.accept().await else {
             continue;
         };
         let m = m.clone();
+        let probes = probes.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 1024];
-            let _ = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await;
-            let body = m.render();
+            let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf))
+                .await
+                .map_or(0, |r| r.unwrap_or(0));
+            let path = std::str::from_utf8(&buf[..n])
+                .ok()
+                .and_then(|t| t.split_whitespace().nth(1))
+                .unwrap_or("/metrics");
+            let (status, ctype, body) = match path {
+                "/healthz" => ("200 OK", "text/plain", "ok\n".to_owned()),
+                "/readyz" => readiness(&probes).await,
+                "/metrics" | "/" => ("200 OK", "text/plain; version=0.0.4", m.render()),
+                _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
+            };
             let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()
             );
             let _ = s.write_all(head.as_bytes()).await;
             let _ = s.write_all(body.as_bytes()).await;
         });
+    }
+}
+
+/// `/readyz`: runs every probe (each within [`PROBE_TIMEOUT`]); 200 when all answer, else 503
+/// with one line per dependency that does not.
+async fn readiness(probes: &[(&'static str, Probe)]) -> (&'static str, &'static str, String) {
+    let mut down = String::new();
+    for (name, probe) in probes {
+        let why = match tokio::time::timeout(PROBE_TIMEOUT, probe()).await {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e,
+            Err(_) => "no answer in time".to_owned(),
+        };
+        down.push_str(&format!("{name}: {why}\n"));
+    }
+    if down.is_empty() {
+        ("200 OK", "text/plain", "ready\n".to_owned())
+    } else {
+        warn!(%down, "not ready");
+        ("503 Service Unavailable", "text/plain", down)
     }
 }

@@ -21,7 +21,8 @@ use tracing::{debug, info, warn};
 
 use crate::config::{ConfigError, KeyTrustMode, TlsPskSettings};
 use crate::keys::ChainKeyDirectory;
-use crate::server::StreamSink;
+use crate::metrics::{HandshakeFailure, Metrics};
+use crate::server::{Probe, StreamSink};
 
 /// Handshakes (chaincall handshake + TLS) in progress at once; further connections wait in the
 /// kernel's accept queue.
@@ -102,8 +103,16 @@ pub async fn serve_tls_psk(listener: TcpListener, psk: PskServer, sink: StreamSi
                     let identity = tls.peer().map(ToString::to_string);
                     sink.attach_tls_as(tls, peer, identity);
                 }
-                Ok(Err(e)) => info!(%peer, reason = %e, "TLS-PSK connection refused"),
-                Err(_) => info!(%peer, reason = "timed out", "TLS-PSK connection refused"),
+                Ok(Err(e)) => {
+                    sink.metrics()
+                        .count_handshake_failure(HandshakeFailure::of(&e));
+                    info!(%peer, reason = %e, "TLS-PSK connection refused")
+                }
+                Err(_) => {
+                    sink.metrics()
+                        .count_handshake_failure(HandshakeFailure::Timeout);
+                    info!(%peer, reason = "timed out", "TLS-PSK connection refused")
+                }
             }
         });
     }
@@ -195,10 +204,13 @@ pub fn psk_server(
 
 /// Builds the PSK server over the keystore on `chain`: loads the identity key file, checks that
 /// the server's own key is the approved one on chain (warns otherwise: phones would refuse us), and
-/// looks phones up through a [`ChainKeyDirectory`]. Call inside a multi-thread tokio runtime.
+/// looks phones up through a [`ChainKeyDirectory`] that counts its chain reads in `metrics` (the
+/// server's: pass [`crate::Server::bind_with_tls_psk`] the same). Call inside a multi-thread tokio
+/// runtime.
 pub async fn psk_server_on_chain<C: KeystoreChain + 'static>(
     settings: &TlsPskSettings,
     chain: Arc<C>,
+    metrics: Arc<Metrics>,
 ) -> Result<PskServer, TlsSetupError> {
     let key = load_identity_key(&settings.key_file)?;
     let contract = settings.contract;
@@ -220,7 +232,9 @@ pub async fn psk_server_on_chain<C: KeystoreChain + 'static>(
             warn!(identity = %name, status = %entry.status, "server identity not approved: phones will refuse this server")
         }
     }
-    let mut dir = ChainKeyDirectory::new(chain, contract).with_ttl(settings.key_cache);
+    let mut dir = ChainKeyDirectory::new(chain, contract)
+        .with_ttl(settings.key_cache)
+        .with_metrics(metrics);
     match header_trust(settings)? {
         Some(trust) => {
             info!(trust = ?settings.trust, "phones' keys are proven against trusted headers");
@@ -252,20 +266,28 @@ pub fn header_trust(settings: &TlsPskSettings) -> Result<Option<Arc<HeaderTrust>
     })
 }
 
-/// Builds the PSK server from the `[tls_psk]` section alone: connects to `rpc_url`, then
-/// [`psk_server_on_chain`].
-pub async fn psk_server_from_settings(
-    settings: &TlsPskSettings,
-) -> Result<PskServer, TlsSetupError> {
-    let chain = RpcChain::connect(
-        &settings.rpc_url,
-        RpcConfig {
-            expected_chain_id: settings.chain_id,
-            ..RpcConfig::default()
-        },
-    )
-    .await?;
-    psk_server_on_chain(settings, Arc::new(chain)).await
+/// The keystore node `[tls_psk] rpc_url` names, checked to be the chain `chain_id` expects.
+pub async fn connect_chain(settings: &TlsPskSettings) -> Result<RpcChain, TlsSetupError> {
+    let config = RpcConfig {
+        expected_chain_id: settings.chain_id,
+        ..RpcConfig::default()
+    };
+    Ok(RpcChain::connect(&settings.rpc_url, config).await?)
+}
+
+/// `/readyz`'s check of the keystore chain: it answers with its latest block number. The error
+/// says no more than that: transport errors quote the node's URL, which may carry an API key, and
+/// `/readyz` is unauthenticated.
+pub fn chain_probe<C: KeystoreChain + 'static>(chain: Arc<C>) -> Probe {
+    Arc::new(move || {
+        let chain = chain.clone();
+        Box::pin(async move {
+            let answer = chain.block_number().await;
+            answer
+                .map(drop)
+                .map_err(|_| "the keystore node does not answer".into())
+        })
+    })
 }
 
 #[cfg(all(test, unix))]

@@ -1,26 +1,33 @@
 //! The Prometheus endpoint after a REGISTER / INVITE exchange: scraped over HTTP like Prometheus
-//! does, every counter checked against the messages the test sent.
+//! does, every counter checked against the messages the test sent. `/healthz` and `/readyz` on the
+//! same listener; with TLS-PSK on a real anvil node, refused handshakes counted by reason, chain
+//! look-ups as latency samples and errors, and readiness following the chain.
 
 mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chaincall_chain::{AnvilProcess, KeystoreChain, RpcChain, RpcConfig, dev_signer};
+use chaincall_handshake::{HandshakeConfig, Initiator, LocalIdentity, Protocol};
+use chaincall_identity::{IdentityKey, IdentityName, StaticDirectory};
 
 use chaincall_sip::digest::Challenge;
 use chaincall_sip::header::HeaderName;
 use chaincall_sip::message::{Message, response_to};
 use chaincall_sipd::db::Db;
-use chaincall_sipd::{AuthMode, Listen, Server};
+use chaincall_sipd::{AuthMode, KeyTrustMode, Listen, Server, TlsPskSettings};
+use chaincall_tls_psk::{TlsPskClient, TlsPskConfig, connect_with_handshake};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// GET /metrics; returns the samples by name (with labels) and the content type.
-async fn scrape(addr: SocketAddr) -> (HashMap<String, f64>, String) {
+/// GET `path`; returns the response head and body.
+async fn get(addr: SocketAddr, path: &str) -> (String, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: sipd\r\nAccept: text/plain\r\n\r\n")
-        .await
-        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: sipd\r\nAccept: text/plain\r\n\r\n");
+    s.write_all(request.as_bytes()).await.unwrap();
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
         .await
@@ -28,6 +35,12 @@ async fn scrape(addr: SocketAddr) -> (HashMap<String, f64>, String) {
         .unwrap();
     let text = String::from_utf8(out).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.to_owned(), body.to_owned())
+}
+
+/// GET /metrics; returns the samples by name (with labels) and the content type.
+async fn scrape(addr: SocketAddr) -> (HashMap<String, f64>, String) {
+    let (head, body) = get(addr, "/metrics").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let ctype = head
         .lines()
@@ -75,6 +88,24 @@ async fn prometheus_counters_follow_a_register_and_invite_exchange() {
     let (before, ctype) = scrape(metrics_addr).await;
     assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
     assert_eq!(before["sipd_requests_total"], 0.0);
+    let build = format!(
+        "sipd_build_info{{version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(before[&build], 1.0);
+    let (head, body) = get(metrics_addr, "/healthz").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
+    let (head, body) = get(metrics_addr, "/readyz").await;
+    assert!(
+        head.starts_with("HTTP/1.1 200"),
+        "the database answers: {head}\n{body}"
+    );
+    assert!(
+        get(metrics_addr, "/nothing")
+            .await
+            .0
+            .starts_with("HTTP/1.1 404")
+    );
 
     let alice = Ua::bind("127.0.0.1").await;
     let bob = Ua::bind("127.0.0.1").await;
@@ -129,6 +160,11 @@ Content-Length: 0\n\n",
     alice.send(sip, &invite).await;
     sent_requests += 1;
     let fwd = bob.expect(2000, |m| m.method().is_some()).await;
+    let ringing = scrape(metrics_addr).await.0;
+    assert_eq!(
+        ringing["sipd_invites_in_progress"], 1.0,
+        "forwarded, not answered"
+    );
     let m = Message::parse(&fwd).unwrap();
     let busy = response_to(&m, 486, "Busy Here", Some("bm"))
         .with("Content-Length", "0")
@@ -195,6 +231,132 @@ Content-Length: 0\n\n",
     );
     assert_eq!(after["sipd_parse_errors_total"], 0.0);
     assert_eq!(after["sipd_rate_limited_total"], 0.0);
+    assert_eq!(after["sipd_invites_in_progress"], 0.0, "answered 486");
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+}
+
+/// A phone's view of the keystore: it knows sipd's key (the test publishes nothing on chain for
+/// the phones, so sipd's look-up of them is what is measured).
+fn knowing(name: &IdentityName, key: &IdentityKey) -> StaticDirectory {
+    let mut d = StaticDirectory::new();
+    d.approve(name.clone(), key.public());
+    d
+}
+
+/// Runs the STS handshake as `me` against sipd's TLS-PSK listener at `addr`; sipd must refuse it.
+async fn refused_handshake(addr: SocketAddr, me: &LocalIdentity, sipd: &StaticDirectory) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let server = IdentityName::parse(TLS_DOMAIN).unwrap();
+    let initiator = Initiator::new(
+        HandshakeConfig::default(),
+        me.clone(),
+        server,
+        Protocol::Sts,
+        sipd,
+        Instant::now(),
+    )
+    .unwrap();
+    let client = TlsPskClient::new(&TlsPskConfig::default()).unwrap();
+    let r = connect_with_handshake(tcp, initiator, Duration::from_secs(5), &client).await;
+    assert!(r.is_err(), "{} got in", me.name());
+}
+
+/// Scrapes until `name` reaches `want` (the listener counts after the connection closed); the
+/// bound is generous, the assertion is on the value.
+async fn until(addr: SocketAddr, name: &str, want: f64) -> HashMap<String, f64> {
+    let mut last = scrape(addr).await.0;
+    for _ in 0..100 {
+        if last.get(name) == Some(&want) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        last = scrape(addr).await.0;
+    }
+    assert_eq!(last.get(name), Some(&want), "{name}");
+    last
+}
+
+const TLS_DOMAIN: &str = "sip.metrics.test";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_psk_refusals_key_lookups_and_readiness_follow_the_chain() {
+    let Some(anvil) = chaincall_testkit::peer("anvil") else {
+        return;
+    };
+    let node = AnvilProcess::spawn(&anvil, chaincall_testkit::free_tcp_port(), &[]).unwrap();
+    let chain = RpcChain::connect(&node.url(), RpcConfig::default())
+        .await
+        .unwrap();
+    let contract = chain
+        .deploy(&dev_signer(0))
+        .await
+        .unwrap()
+        .contract_address
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("sipd.key");
+    let (key, _) = chaincall_sipd::tls::load_or_create_identity_key(&key_file).unwrap();
+    let mut cfg = base_config();
+    cfg.listen = vec![Listen::tls(([127, 0, 0, 1], 0).into())];
+    cfg.metrics_listen = Some(([127, 0, 0, 1], 0).into());
+    cfg.auth.mode = AuthMode::None;
+    cfg.tls_psk = Some(TlsPskSettings {
+        trust: KeyTrustMode::Provider,
+        // Every handshake reads the chain: each is one latency sample.
+        key_cache: Duration::ZERO,
+        ..TlsPskSettings::new(TLS_DOMAIN.parse().unwrap(), key_file, node.url(), contract)
+    });
+    let server = Server::bind(cfg).await.unwrap();
+    let tls = server.local()[0].addr;
+    let metrics_addr = server.metrics_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    let (head, body) = get(metrics_addr, "/readyz").await;
+    assert!(
+        head.starts_with("HTTP/1.1 200"),
+        "the chain answers: {head}\n{body}"
+    );
+    let reason = |r: &str| format!("sipd_tls_psk_failures_total{{reason=\"{r}\"}}");
+    let before = scrape(metrics_addr).await.0;
+    assert_eq!(before["sipd_key_lookup_seconds_count"], 0.0);
+    assert_eq!(before[&reason("malformed")], 0.0);
+
+    // Neither a handshake frame nor a TLS record.
+    let mut junk = tokio::net::TcpStream::connect(tls).await.unwrap();
+    junk.write_all(b"\0\0\0\0").await.unwrap();
+    until(metrics_addr, &reason("malformed"), 1.0).await;
+
+    // A phone whose key is not on chain: sipd reads the chain, finds nothing, refuses.
+    let sipd = knowing(&TLS_DOMAIN.parse().unwrap(), &key);
+    let dave = LocalIdentity::new(
+        IdentityName::parse("+15550100004").unwrap(),
+        Arc::new(IdentityKey::generate()),
+    );
+    refused_handshake(tls, &dave, &sipd).await;
+    let after = until(metrics_addr, &reason("key_not_approved"), 1.0).await;
+    assert_eq!(after["sipd_key_lookup_seconds_count"], 1.0);
+    assert_eq!(after["sipd_key_lookup_seconds_bucket{le=\"+Inf\"}"], 1.0);
+    assert_eq!(after["sipd_key_lookup_errors_total"], 0.0);
+
+    // The node goes away: sipd is not ready (saying why, but not the node's URL, which may hold
+    // an API key), and a look-up is an error, refused as such.
+    drop(node);
+    let (head, body) = get(metrics_addr, "/readyz").await;
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}\n{body}");
+    assert_eq!(body, "chain: the keystore node does not answer\n");
+    assert!(
+        get(metrics_addr, "/healthz")
+            .await
+            .0
+            .starts_with("HTTP/1.1 200")
+    );
+    refused_handshake(tls, &dave, &sipd).await;
+    let down = until(metrics_addr, &reason("keystore_unavailable"), 1.0).await;
+    assert_eq!(down["sipd_key_lookup_seconds_count"], 2.0);
+    assert_eq!(down["sipd_key_lookup_errors_total"], 1.0);
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
 }

@@ -280,7 +280,9 @@ async fn start_sipd_with(
     cfg.auth.database = url;
     let key = IdentityKey::from_secret_bytes(&sipd.key().dangerous_secret_bytes()).unwrap();
     let psk = chaincall_sipd::tls::psk_server(&settings(), key, directory).unwrap();
-    let server = Server::bind_with_tls_psk(cfg, psk).await.unwrap();
+    let server = Server::bind_with_tls_psk(cfg, psk, Arc::default())
+        .await
+        .unwrap();
     let tls = server
         .local()
         .iter()

@@ -218,21 +218,8 @@ pub async fn serve<C: ServerChain>(
     };
     let _ = stop_tx.send(true);
     let _ = worker.await;
+    tracing::info!("wallet stopped");
     result.map_err(ServerError::Io)
-}
-
-/// Resolves on SIGINT or SIGTERM (on SIGINT alone where SIGTERM cannot be watched): the shutdown
-/// of a server run as a service.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
 
 /// `chaincall wallet serve`: builds the chain backend the configuration names, the service, and

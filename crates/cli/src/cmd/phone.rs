@@ -425,11 +425,6 @@ async fn register(secrets: &mut PhoneSecrets, cfg: &mut Config, pass: &str) -> R
     Ok(())
 }
 
-/// Ctrl-C, as the call and listen loops' interrupt.
-async fn ctrl_c() {
-    let _ = tokio::signal::ctrl_c().await;
-}
-
 async fn call(
     secrets: &PhoneSecrets,
     cfg: &mut Config,
@@ -449,7 +444,9 @@ async fn call(
             contact::up_note(up.safety_number, up.verified_in_person)
         )
     };
-    let report = running.call(cfg, &target, seconds, ctrl_c(), up).await?;
+    let report = running
+        .call(cfg, &target, seconds, super::shutdown_signal(), up)
+        .await?;
     let recording = cfg.save_recording(&report)?;
     if as_json {
         println!("{}", report_json(cfg, &report, &recording));
@@ -493,7 +490,7 @@ async fn listen(
     };
     let show = |event: ListenEvent<'_>| show_listen(cfg, event);
     Ok(running
-        .listen(cfg, policy, ctrl_c(), registered, show)
+        .listen(cfg, policy, super::shutdown_signal(), registered, show)
         .await?)
 }
 

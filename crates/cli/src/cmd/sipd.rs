@@ -24,7 +24,7 @@ pub(crate) struct SipdArgs {
 
 #[derive(Debug, Subcommand)]
 enum SipdCommand {
-    /// Run the server until Ctrl-C.
+    /// Run the server until SIGINT (Ctrl-C) or SIGTERM.
     Serve(ServeArgs),
     /// Add a subscriber to the Kamailio-compatible `subscriber` table (like `kamctl add`).
     AddUser(AddUserArgs),
@@ -111,10 +111,6 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         keylog_file: crate::ssl_keylog_file(),
     })?;
     let server = Server::bind(cfg).await.context("starting sipd")?;
-    server
-        .run(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await;
+    server.run(super::shutdown_signal()).await;
     Ok(())
 }

@@ -27,8 +27,7 @@ enum WalletCommand {
 pub(crate) fn run(args: WalletArgs) -> Result<()> {
     let WalletCommand::Serve { config } = args.command;
     let config = chaincall_wallet::WalletConfig::load(&config)?;
-    let shutdown = chaincall_wallet::server::shutdown_signal();
-    Ok(crate::block_on(chaincall_wallet::server::run(
-        config, shutdown,
-    ))??)
+    Ok(crate::block_on(async {
+        chaincall_wallet::server::run(config, super::shutdown_signal()).await
+    })??)
 }

@@ -97,13 +97,15 @@ impl Net {
         };
         cfg.auth.mode = chaincall_sipd::AuthMode::None;
         configure(&mut cfg);
+        let metrics = std::sync::Arc::new(chaincall_sipd::metrics::Metrics::default());
         let psk = chaincall_sipd::tls::psk_server_on_chain(
             cfg.tls_psk.as_ref().unwrap(),
             net.chain.clone(),
+            metrics.clone(),
         )
         .await
         .unwrap();
-        let server = chaincall_sipd::Server::bind_with_tls_psk(cfg, psk)
+        let server = chaincall_sipd::Server::bind_with_tls_psk(cfg, psk, metrics)
             .await
             .unwrap();
         for l in server.local() {
