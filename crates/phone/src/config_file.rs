@@ -25,6 +25,9 @@ use crate::phone::{PhoneConfig, Signalling};
 const TRUST_COMMENT: &str =
     "# Pinned by `chaincall phone` from the node's block 0: trust on first use.\n";
 
+/// The comment that replaces [`TRUST_COMMENT`] when the pin moves.
+const REPIN_COMMENT: &str = "# Re-pinned by `chaincall phone trust repin`.\n";
+
 /// Why the configuration file could not be read, understood or updated.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -473,14 +476,27 @@ impl PhoneFileConfig {
         })
     }
 
-    /// Pins `(number, hash)` as `trust` (trust on first use): written into the file as a
-    /// top-level key with a comment saying where it came from, and into `self`.
+    /// Pins `(number, hash)` as `trust` (trust on first use, or `chaincall phone trust repin`):
+    /// written into the file and into `self`. A new key gets a comment saying where it came from;
+    /// an existing one keeps its comments, since they are the user's.
     pub fn pin_trust(&mut self, number: u64, hash: B256) -> Result<(), ConfigError> {
         let value = format!("{number}:{hash}");
         self.edit(|root| {
-            let mut key = toml_edit::Key::new("trust");
-            key.leaf_decor_mut().set_prefix(TRUST_COMMENT);
-            root.insert_formatted(&key, toml_edit::value(value.as_str()));
+            let Some(v) = root.get_mut("trust").and_then(|i| i.as_value_mut()) else {
+                let mut key = toml_edit::Key::new("trust");
+                key.leaf_decor_mut().set_prefix(TRUST_COMMENT);
+                root.insert_formatted(&key, toml_edit::value(value.as_str()));
+                return;
+            };
+            let decor = v.decor().clone();
+            *v = value.as_str().into();
+            *v.decor_mut() = decor;
+            // Our own first-use comment would now be wrong; the user's comments stay.
+            if let Some(mut key) = root.key_mut("trust")
+                && key.leaf_decor().prefix().and_then(|p| p.as_str()) == Some(TRUST_COMMENT)
+            {
+                key.leaf_decor_mut().set_prefix(REPIN_COMMENT);
+            }
         })?;
         self.trust = Some((number, hash));
         Ok(())

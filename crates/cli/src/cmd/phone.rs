@@ -27,7 +27,7 @@ use chaincall_phone::onboarding::{self, Note, Onboarding, OnboardingError, Onboa
 use chaincall_phone::report::{
     self, CallReportJson, KeysDone, KeysReport, TextReport, describe_caller, for_terminal,
 };
-use chaincall_phone::{CallReport, CallerId, Phone, PhoneFileConfig, PhoneSecrets};
+use chaincall_phone::{CallReport, CallerId, Phone, PhoneFileConfig, PhoneSecrets, trust};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -208,6 +208,18 @@ enum PhoneCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The trusted block (`trust`) and what the node says for it now; `trust repin` pins the node's
+    /// block 0 (or --block N). No passphrase needed; see docs/verified-lookups.md.
+    Trust {
+        #[arg(value_name = "repin", value_parser = ["repin"])]
+        verb: Option<String>,
+        /// The block to pin (default 0).
+        #[arg(long, value_name = "N", requires = "verb")]
+        block: Option<u64>,
+        /// Re-pin although the node's history for the pinned block changed.
+        #[arg(long, requires = "verb")]
+        force: bool,
+    },
 }
 
 /// The phone's configuration file, checked ([`chaincall_phone::config_file`]).
@@ -262,6 +274,12 @@ async fn run_async(args: PhoneArgs) -> Result<()> {
         );
         return Ok(());
     }
+    if let C::Trust { verb, block, force } = args.command {
+        let (report, warning) = trust::run(cfg, verb.map(|_| (block, force))).await?;
+        warning.iter().for_each(|w| eprintln!("warning: {w}"));
+        println!("{report}");
+        return Ok(());
+    }
     let pass = &passphrase(args.passphrase_file.as_deref())?;
     // A key rotation an earlier run left half done is settled before the keys are used. The key
     // file is opened (Argon2id) once per command: the keys settling opened serve the command.
@@ -291,7 +309,7 @@ async fn run_async(args: PhoneArgs) -> Result<()> {
             contact::run(cfg, &keys(cfg)?, list).await
         }
         // Answered above, before any passphrase was asked for.
-        C::Hangup { .. } => Ok(()),
+        C::Hangup { .. } | C::Trust { .. } => Ok(()),
     }
 }
 

@@ -1,0 +1,151 @@
+//! `chaincall phone trust` and `phone trust repin` against a real anvil node whose chain is reset
+//! (the node restarted with another genesis on the same port), as a developer's node is: the
+//! phone's lookups then fail naming `chaincall phone trust`, which shows the pin against what the
+//! node now says, and re-pinning is refused over the changed history unless forced.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use chaincall_chain::AnvilProcess;
+
+const PASSPHRASE: &str = "correct horse battery";
+
+/// `chaincall phone` in `home`, passphrase from the environment.
+fn phone(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chaincall"));
+    cmd.current_dir(home)
+        .env("CHAINCALL_PASSPHRASE", PASSPHRASE)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .args(["phone", "--config", "phone.toml"]);
+    cmd
+}
+
+fn run(cmd: &mut Command) -> (Output, String, String) {
+    let out = cmd.output().expect("chaincall starts");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stdout, stderr)
+}
+
+/// Succeeds; its stdout and stderr.
+fn ok(cmd: &mut Command) -> (String, String) {
+    let (out, stdout, stderr) = run(cmd);
+    assert!(out.status.success(), "{cmd:?}\n{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+/// Fails; its stderr.
+fn fails(cmd: &mut Command) -> String {
+    let (out, stdout, stderr) = run(cmd);
+    assert!(
+        !out.status.success(),
+        "{cmd:?} succeeded\n{stdout}\n{stderr}"
+    );
+    stderr
+}
+
+/// Block 0's hash on the node at `url`.
+fn genesis(url: &str) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use alloy::providers::{Provider, RootProvider};
+        let provider = RootProvider::<alloy::network::Ethereum>::new_http(url.parse().unwrap());
+        let block: serde_json::Value = provider
+            .raw_request("eth_getBlockByNumber".into(), ("0x0", false))
+            .await
+            .unwrap();
+        block["hash"].as_str().unwrap().to_owned()
+    })
+}
+
+#[test]
+fn after_a_chain_reset_trust_shows_the_change_and_repin_needs_force() {
+    let Some(anvil) = chaincall_testkit::peer("anvil") else {
+        return;
+    };
+    let port = chaincall_testkit::free_tcp_port();
+    let node = AnvilProcess::spawn(&anvil, port, &["--timestamp", "1700000000"]).unwrap();
+    let url = node.url();
+    let old = genesis(&url);
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    std::fs::write(
+        home.join("phone.toml"),
+        format!(
+            "# alice's phone\nkey_file = \"phone.key\"\nrpc_url = \"{url}\"\n\
+             contract = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\n\
+             [sip]\naddr = \"127.0.0.1:5061\"\ndomain = \"sip.chaincall.test\"\n"
+        ),
+    )
+    .unwrap();
+
+    // No pin yet: `trust` says so and changes nothing; `init` pins block 0 (trust on first use).
+    let (shown, _) = ok(phone(home).arg("trust"));
+    assert!(shown.contains("none pinned"), "{shown}");
+    ok(phone(home).args(["init", "--number", "+15550100001"]));
+    let config = std::fs::read_to_string(home.join("phone.toml")).unwrap();
+    assert!(config.contains(&format!("trust = \"0:{old}\"")), "{config}");
+    let (shown, _) = ok(phone(home).arg("trust"));
+    assert!(shown.contains(&format!("trust: 0:{old}")), "{shown}");
+    assert!(shown.contains("same hash"), "{shown}");
+
+    // The node restarts with another genesis on the same port: the chain was reset.
+    drop(node);
+    let node = AnvilProcess::spawn(&anvil, port, &["--timestamp", "1800000000"]).unwrap();
+    let new = genesis(&node.url());
+    assert_ne!(old, new);
+
+    // A lookup fails and says where to look.
+    let err = fails(phone(home).args(["contact", "show", "+15550100002"]));
+    assert!(err.contains("block header not trusted"), "{err}");
+    assert!(err.contains("`chaincall phone trust`"), "{err}");
+
+    // `trust` shows the pin against what the node now says.
+    let (shown, _) = ok(phone(home).arg("trust"));
+    assert!(shown.contains(&format!("trust: 0:{old}")), "{shown}");
+    assert!(
+        shown.contains(&format!("block 0 is now {new}, not the pinned {old}")),
+        "{shown}"
+    );
+    assert!(shown.contains("trust repin --force"), "{shown}");
+
+    // Re-pinning over the changed history is refused, and the file is left as it was.
+    let err = fails(phone(home).args(["trust", "repin"]));
+    assert!(err.contains("not re-pinned"), "{err}");
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(home.join("phone.toml")).unwrap(),
+        config
+    );
+    // A block the node has not mined is refused, forced or not.
+    let err = fails(phone(home).args(["trust", "repin", "--force", "--block", "99"]));
+    assert!(err.contains("has no block 99"), "{err}");
+
+    // Forced: a warning saying what it means, the new pin, the comments kept.
+    let (done, warning) = ok(phone(home).args(["trust", "repin", "--force"]));
+    assert!(
+        done.contains(&format!("trust: 0:{new} (was 0:{old})")),
+        "{done}"
+    );
+    assert!(
+        warning.contains("warning: re-pinned over a changed history"),
+        "{warning}"
+    );
+    let config = std::fs::read_to_string(home.join("phone.toml")).unwrap();
+    assert!(config.contains(&format!("trust = \"0:{new}\"")), "{config}");
+    assert!(config.contains("# alice's phone\n"), "{config}");
+    assert!(
+        config.contains("# Re-pinned by `chaincall phone trust repin`.\ntrust = "),
+        "{config}"
+    );
+    assert!(!config.contains(&old), "{config}");
+    let (shown, _) = ok(phone(home).arg("trust"));
+    assert!(shown.contains("same hash"), "{shown}");
+    // Over an unchanged history, re-pinning needs no force and warns of nothing.
+    let (_, warning) = ok(phone(home).args(["trust", "repin"]));
+    assert!(!warning.contains("warning"), "{warning}");
+}
