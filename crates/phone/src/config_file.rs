@@ -10,6 +10,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use alloy::primitives::{Address, B256};
 use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber, Randomness};
@@ -159,6 +160,8 @@ struct FileConfig {
     control_socket: PathBuf,
     #[serde(default = "default_contacts_file")]
     contacts_file: PathBuf,
+    #[serde(default = "default_onboard_timeout")]
+    onboard_timeout_secs: u64,
     sip: SipSection,
 }
 
@@ -185,6 +188,9 @@ fn default_control_socket() -> PathBuf {
 }
 fn default_contacts_file() -> PathBuf {
     "contacts.json".into()
+}
+fn default_onboard_timeout() -> u64 {
+    180
 }
 
 /// The phone's configuration file, checked, with paths resolved against the file's folder.
@@ -241,6 +247,9 @@ pub struct PhoneFileConfig {
     pub transport: SipTransport,
     /// Registration lifetime asked for, seconds; positive.
     pub register_expires: u32,
+    /// How long `onboard` and `recover` wait for the chain node and the wallet server before
+    /// giving up (`onboard_timeout_secs`, default 180 s); positive.
+    pub onboard_timeout: Duration,
 }
 
 /// Parses `NUMBER:HASH` (`0:0x1234…`), a trusted block checkpoint.
@@ -368,6 +377,9 @@ impl PhoneFileConfig {
                 format!("{identity_text:?} is not a keystore name: {e}"),
             )
         })?;
+        if f.onboard_timeout_secs == 0 {
+            return Err(bad("onboard_timeout_secs", "must be positive".into()));
+        }
         if f.sip.register_expires == 0 {
             return Err(bad("sip.register_expires", "must be positive".into()));
         }
@@ -396,6 +408,7 @@ impl PhoneFileConfig {
             sip_identity,
             transport: f.sip.transport,
             register_expires: f.sip.register_expires,
+            onboard_timeout: Duration::from_secs(f.onboard_timeout_secs),
         })
     }
 

@@ -116,6 +116,7 @@ enum PhoneCommand {
     /// decides the number and funds the wallet, the phone submits its key with addClient, the
     /// server approves it (after a proof of possession of the key) and provisions SIP
     /// credentials; the SIP password is then stored in the key file. Safe to rerun.
+    /// Says on stderr what it waits for; gives up after the config's `onboard_timeout_secs`.
     ///
     /// The number: with operator-assigned numbers the config's `number` is asked for (without
     /// one the server assigns the next free number, which is then written into the config); when
@@ -361,8 +362,8 @@ async fn onboard(
     pass: &str,
 ) -> Result<()> {
     let receipt = onboarding::read_receipt(receipt_path)?;
-    let chain = cfg.chain().await?;
     let (secrets, ui) = (&mut secrets, &mut Terminal);
+    let chain = onboarding::connect(cfg, "onboard", ui).await?;
     Onboarding::new(cfg, &*chain, secrets, pass, ui)
         .onboard(receipt)
         .await?;
@@ -392,8 +393,8 @@ async fn recover(
         secrets.own_fingerprint(cfg.number.as_ref()),
         secrets.wallet.address()
     );
-    let chain = cfg.chain().await?;
     let (secrets, ui) = (&mut secrets, &mut Terminal);
+    let chain = onboarding::connect(cfg, "recover", ui).await?;
     let outcome = Onboarding::new(cfg, &*chain, secrets, pass, ui)
         .recover(receipt)
         .await?;

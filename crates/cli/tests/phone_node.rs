@@ -1,10 +1,13 @@
-//! `chaincall phone trust` and `phone trust repin` against a real anvil node whose chain is reset
-//! (the node restarted with another genesis on the same port), as a developer's node is: the
-//! phone's lookups then fail naming `chaincall phone trust`, which shows the pin against what the
-//! node now says, and re-pinning is refused over the changed history unless forced.
+//! `chaincall phone` against a node that misbehaves. A real anvil node whose chain is reset (the
+//! node restarted with another genesis on the same port), as a developer's node is: the phone's
+//! lookups then fail naming `chaincall phone trust`, which shows the pin against what the node now
+//! says, and re-pinning is refused over the changed history unless forced. A frozen node (a TCP
+//! listener that accepts and never answers): `phone onboard` says what it waits for and gives up
+//! after the config's `onboard_timeout_secs`, saying that rerunning is safe.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
 
 use chaincall_chain::AnvilProcess;
 
@@ -45,6 +48,19 @@ fn fails(cmd: &mut Command) -> String {
     stderr
 }
 
+/// A phone's config in `home` on the node at `url`, with `extra` top-level keys.
+fn write_config(home: &Path, url: &str, extra: &str) {
+    std::fs::write(
+        home.join("phone.toml"),
+        format!(
+            "# alice's phone\nkey_file = \"phone.key\"\nrpc_url = \"{url}\"\n\
+             contract = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\n{extra}\
+             [sip]\naddr = \"127.0.0.1:5061\"\ndomain = \"sip.chaincall.test\"\n"
+        ),
+    )
+    .unwrap();
+}
+
 /// Block 0's hash on the node at `url`.
 fn genesis(url: &str) -> String {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -73,15 +89,7 @@ fn after_a_chain_reset_trust_shows_the_change_and_repin_needs_force() {
     let old = genesis(&url);
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
-    std::fs::write(
-        home.join("phone.toml"),
-        format!(
-            "# alice's phone\nkey_file = \"phone.key\"\nrpc_url = \"{url}\"\n\
-             contract = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\n\
-             [sip]\naddr = \"127.0.0.1:5061\"\ndomain = \"sip.chaincall.test\"\n"
-        ),
-    )
-    .unwrap();
+    write_config(home, &url, "");
 
     // No pin yet: `trust` says so and changes nothing; `init` pins block 0 (trust on first use).
     let (shown, _) = ok(phone(home).arg("trust"));
@@ -148,4 +156,64 @@ fn after_a_chain_reset_trust_shows_the_change_and_repin_needs_force() {
     // Over an unchanged history, re-pinning needs no force and warns of nothing.
     let (_, warning) = ok(phone(home).args(["trust", "repin"]));
     assert!(!warning.contains("warning"), "{warning}");
+}
+
+#[test]
+fn onboard_against_a_frozen_node_reports_progress_and_gives_up_saying_rerun_is_safe() {
+    let Some(anvil) = chaincall_testkit::peer("anvil") else {
+        return;
+    };
+    // The keys are made against a working node; then the node freezes.
+    let node = AnvilProcess::spawn(&anvil, chaincall_testkit::free_tcp_port(), &[]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    write_config(home, &node.url(), "");
+    ok(phone(home).args(["init", "--number", "+15550100001"]));
+    let pinned = std::fs::read_to_string(home.join("phone.toml")).unwrap();
+    let trust = pinned.lines().find(|l| l.starts_with("trust = ")).unwrap();
+
+    // Accepts every connection and never answers; holds them open until the test ends.
+    let frozen = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let frozen_url = format!("http://{}", frozen.local_addr().unwrap());
+    let (held, _keep) = mpsc::channel::<std::net::TcpStream>();
+    std::thread::spawn(move || {
+        for stream in frozen.incoming().flatten() {
+            if held.send(stream).is_err() {
+                break;
+            }
+        }
+    });
+    write_config(
+        home,
+        &frozen_url,
+        &format!(
+            "number = \"+15550100001\"\n{trust}\nwallet_url = \"http://127.0.0.1:9\"\n\
+             wallet_domain = \"wallet.chaincall.test\"\nonboard_timeout_secs = 4\n"
+        ),
+    );
+    chaincall_identity::write_secret_file(
+        &home.join("receipt.json"),
+        br#"{"original_json": "{}", "signature": "AA=="}"#,
+        chaincall_identity::Overwrite::Replace,
+    )
+    .unwrap();
+
+    let err = fails(phone(home).args(["onboard", "--receipt", "receipt.json"]));
+    assert!(
+        err.contains(&format!(
+            "waiting for the chain node {frozen_url}: no answer for 3 s"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "gave up after 4 s: the chain node {frozen_url} did not answer"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("rerunning `chaincall phone onboard` is safe"),
+        "{err}"
+    );
+    assert!(err.contains("`onboard_timeout_secs`"), "{err}");
 }
