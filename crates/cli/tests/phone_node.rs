@@ -111,6 +111,11 @@ fn after_a_chain_reset_trust_shows_the_change_and_repin_needs_force() {
     let err = fails(phone(home).args(["contact", "show", "+15550100002"]));
     assert!(err.contains("block header not trusted"), "{err}");
     assert!(err.contains("`chaincall phone trust`"), "{err}");
+    let err = fails(phone(home).arg("rotate"));
+    assert!(
+        err.contains("`chaincall phone trust` shows the pin"),
+        "{err}"
+    );
 
     // `trust` shows the pin against what the node now says.
     let (shown, _) = ok(phone(home).arg("trust"));

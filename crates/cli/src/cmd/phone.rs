@@ -51,7 +51,7 @@ CHAINCALL_PASSPHRASE environment variable, and refuses to run without one. It is
 Trust: key lookups are proven with eth_getProof against the config's `trust` block (NUMBER:HASH).
 Without one, `init` pins the node's block 0 and writes it into the config: trust on first use,
 so whoever controls the node at that moment decides what the phone trusts. Copy the value from a
-source you trust when you can.
+source you trust when you can; `phone trust` shows it against what the node says now.
 
 Contacts: `contact show NUMBER` proves the contact's key on chain and prints its fingerprint and the
 safety number of the pair; read it aloud with the contact (or compare screens): equal numbers mean
