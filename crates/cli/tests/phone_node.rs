@@ -3,7 +3,8 @@
 //! lookups then fail naming `chaincall phone trust`, which shows the pin against what the node now
 //! says, and re-pinning is refused over the changed history unless forced. A frozen node (a TCP
 //! listener that accepts and never answers): `phone onboard` says what it waits for and gives up
-//! after the config's `onboard_timeout_secs`, saying that rerunning is safe.
+//! after the config's `onboard_timeout_secs`, saying that rerunning is safe; so does a frozen wallet
+//! server behind a working node.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -163,6 +164,103 @@ fn after_a_chain_reset_trust_shows_the_change_and_repin_needs_force() {
     assert!(!warning.contains("warning"), "{warning}");
 }
 
+/// A URL whose listener accepts every connection and never answers; the connections are held open
+/// until the test ends.
+fn frozen_url() -> (String, mpsc::Receiver<std::net::TcpStream>) {
+    let frozen = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", frozen.local_addr().unwrap());
+    let (held, keep) = mpsc::channel::<std::net::TcpStream>();
+    std::thread::spawn(move || {
+        for stream in frozen.incoming().flatten() {
+            if held.send(stream).is_err() {
+                break;
+            }
+        }
+    });
+    (url, keep)
+}
+
+/// `phone onboard` in `home` fails after its timeout, having waited for `peer`.
+fn onboard_gives_up_waiting_for(home: &Path, peer: &str) {
+    chaincall_identity::write_secret_file(
+        &home.join("receipt.json"),
+        br#"{"original_json": "{}", "signature": "AA=="}"#,
+        chaincall_identity::Overwrite::Replace,
+    )
+    .unwrap();
+    let err = fails(phone(home).args(["onboard", "--receipt", "receipt.json"]));
+    assert!(
+        err.contains(&format!("waiting for {peer}: no answer for 3 s")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("gave up after 4 s: {peer} did not answer")),
+        "{err}"
+    );
+    assert!(
+        err.contains("rerunning `chaincall phone onboard` is safe"),
+        "{err}"
+    );
+    assert!(err.contains("`onboard_timeout_secs`"), "{err}");
+}
+
+#[test]
+fn onboard_against_a_frozen_wallet_server_gives_up_naming_it() {
+    let Some(anvil) = chaincall_testkit::peer("anvil") else {
+        return;
+    };
+    let node = AnvilProcess::spawn(&anvil, chaincall_testkit::free_tcp_port(), &[]).unwrap();
+    let url = node.url();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    // A keystore with the wallet server's key published, as the phone reads it first.
+    chaincall_identity::write_secret_file(
+        &home.join("operator.key"),
+        hex::encode(chaincall_chain::dev_signer(0).to_bytes()).as_bytes(),
+        chaincall_identity::Overwrite::Replace,
+    )
+    .unwrap();
+    let chaincall = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chaincall"));
+        cmd.current_dir(home).env("RUST_LOG", "warn");
+        cmd
+    };
+    let (out, _) = ok(chaincall().args([
+        "keystore",
+        "deploy",
+        "--rpc",
+        &url,
+        "--key-file",
+        "operator.key",
+    ]));
+    let contract = out.lines().next_back().unwrap().trim().to_owned();
+    ok(chaincall()
+        .args([
+            "keystore",
+            "publish-server",
+            "--rpc",
+            &url,
+            "--contract",
+            &contract,
+        ])
+        .args([
+            "--domain",
+            "wallet.chaincall.test",
+            "--identity-key-file",
+            "wallet-identity.key",
+        ])
+        .args(["--key-file", "operator.key"]));
+    let (wallet, _held) = frozen_url();
+    let config = format!(
+        "# alice's phone\nkey_file = \"phone.key\"\nrpc_url = \"{url}\"\ncontract = \"{contract}\"\n\
+         wallet_url = \"{wallet}\"\nwallet_domain = \"wallet.chaincall.test\"\n\
+         onboard_timeout_secs = 4\n[sip]\naddr = \"127.0.0.1:5061\"\ndomain = \"sip.chaincall.test\"\n"
+    );
+    std::fs::write(home.join("phone.toml"), config).unwrap();
+    ok(phone(home).args(["init", "--number", "+15550100001"]));
+    onboard_gives_up_waiting_for(home, &format!("the wallet server {wallet}"));
+}
+
 #[test]
 fn onboard_against_a_frozen_node_reports_progress_and_gives_up_saying_rerun_is_safe() {
     let Some(anvil) = chaincall_testkit::peer("anvil") else {
@@ -177,17 +275,7 @@ fn onboard_against_a_frozen_node_reports_progress_and_gives_up_saying_rerun_is_s
     let pinned = std::fs::read_to_string(home.join("phone.toml")).unwrap();
     let trust = pinned.lines().find(|l| l.starts_with("trust = ")).unwrap();
 
-    // Accepts every connection and never answers; holds them open until the test ends.
-    let frozen = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let frozen_url = format!("http://{}", frozen.local_addr().unwrap());
-    let (held, _keep) = mpsc::channel::<std::net::TcpStream>();
-    std::thread::spawn(move || {
-        for stream in frozen.incoming().flatten() {
-            if held.send(stream).is_err() {
-                break;
-            }
-        }
-    });
+    let (frozen_url, _held) = frozen_url();
     write_config(
         home,
         &frozen_url,
@@ -196,29 +284,5 @@ fn onboard_against_a_frozen_node_reports_progress_and_gives_up_saying_rerun_is_s
              wallet_domain = \"wallet.chaincall.test\"\nonboard_timeout_secs = 4\n"
         ),
     );
-    chaincall_identity::write_secret_file(
-        &home.join("receipt.json"),
-        br#"{"original_json": "{}", "signature": "AA=="}"#,
-        chaincall_identity::Overwrite::Replace,
-    )
-    .unwrap();
-
-    let err = fails(phone(home).args(["onboard", "--receipt", "receipt.json"]));
-    assert!(
-        err.contains(&format!(
-            "waiting for the chain node {frozen_url}: no answer for 3 s"
-        )),
-        "{err}"
-    );
-    assert!(
-        err.contains(&format!(
-            "gave up after 4 s: the chain node {frozen_url} did not answer"
-        )),
-        "{err}"
-    );
-    assert!(
-        err.contains("rerunning `chaincall phone onboard` is safe"),
-        "{err}"
-    );
-    assert!(err.contains("`onboard_timeout_secs`"), "{err}");
+    onboard_gives_up_waiting_for(home, &format!("the chain node {frozen_url}"));
 }

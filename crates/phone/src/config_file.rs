@@ -250,6 +250,9 @@ pub struct PhoneFileConfig {
     /// How long `onboard` and `recover` wait for the chain node and the wallet server before
     /// giving up (`onboard_timeout_secs`, default 180 s); positive.
     pub onboard_timeout: Duration,
+    /// When [`crate::onboarding::connect`] started: the flow after it counts its time from there,
+    /// so `onboard_timeout` bounds the whole command. Not from the file.
+    pub(crate) onboarding_since: Option<std::time::Instant>,
 }
 
 /// Parses `NUMBER:HASH` (`0:0x1234…`), a trusted block checkpoint.
@@ -409,6 +412,7 @@ impl PhoneFileConfig {
             transport: f.sip.transport,
             register_expires: f.sip.register_expires,
             onboard_timeout: Duration::from_secs(f.onboard_timeout_secs),
+            onboarding_since: None,
         })
     }
 

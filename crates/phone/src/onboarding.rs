@@ -183,9 +183,9 @@ struct Clock {
 }
 
 impl Clock {
-    fn start(limit: Duration, command: &'static str) -> Self {
+    fn start(started: Instant, limit: Duration, command: &'static str) -> Self {
         Self {
-            started: Instant::now(),
+            started,
             limit,
             excluded: Duration::ZERO,
             command,
@@ -275,13 +275,16 @@ impl std::fmt::Display for Note<'_> {
 }
 
 /// Connects to the config's chain node ([`PhoneFileConfig::chain`]) for onboarding or recovery,
-/// telling `ui` while the node does not answer and giving up after `onboard_timeout_secs`.
+/// telling `ui` while the node does not answer and giving up after `onboard_timeout_secs`. An
+/// [`Onboarding`] made with `cfg` afterwards counts its time from here: the limit bounds both.
 pub async fn connect(
-    cfg: &PhoneFileConfig,
+    cfg: &mut PhoneFileConfig,
     command: &'static str,
     ui: &mut impl OnboardingUi,
 ) -> Result<Arc<RpcChain>, OnboardingError> {
-    let clock = Clock::start(cfg.onboard_timeout, command);
+    let started = Instant::now();
+    cfg.onboarding_since = Some(started);
+    let clock = Clock::start(started, cfg.onboard_timeout, command);
     let peer = format!("the chain node {}", cfg.rpc_url);
     Ok(waiting_for(ui, &clock, &peer, cfg.chain()).await??)
 }
@@ -474,7 +477,8 @@ impl<'a, C: KeystoreChain, U: OnboardingUi> Onboarding<'a, C, U> {
         pass: &'a str,
         ui: &'a mut U,
     ) -> Self {
-        let clock = Clock::start(cfg.onboard_timeout, "onboard");
+        let started = cfg.onboarding_since.unwrap_or_else(Instant::now);
+        let clock = Clock::start(started, cfg.onboard_timeout, "onboard");
         Self {
             cfg,
             chain,
