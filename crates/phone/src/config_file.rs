@@ -608,6 +608,7 @@ domain = \"sip.example.org\"
         assert_eq!(cfg.codecs, vec![Codec::Pcmu, Codec::Pcma]);
         assert_eq!(cfg.transport, SipTransport::TlsPsk);
         assert_eq!(cfg.trust, None);
+        assert_eq!(cfg.onboard_timeout, Duration::from_secs(180));
     }
 
     #[test]
@@ -630,6 +631,11 @@ domain = \"sip.example.org\"
         let e = error(&format!("{MINIMAL}register_expires = 0\n"));
         assert!(
             e.contains("phone.toml:9: `sip.register_expires` must be positive"),
+            "{e}"
+        );
+        let e = error(&MINIMAL.replace("[sip]", "onboard_timeout_secs = 0\n[sip]"));
+        assert!(
+            e.contains("phone.toml:6: `onboard_timeout_secs` must be positive"),
             "{e}"
         );
     }
