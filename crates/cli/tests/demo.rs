@@ -161,3 +161,51 @@ fn demo_against_anvil() {
     assert_call(&r, "mikey-pke");
     assert_eq!(r["chain"], "rpc");
 }
+
+#[test]
+fn demo_with_a_relative_out_folder_runs_twice_in_it_and_refuses_a_foreign_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = |out: &str| {
+        Command::new(env!("CARGO_BIN_EXE_chaincall"))
+            .current_dir(dir.path())
+            .args(["demo", "--json", "--seconds", "1", "--out", out])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    // A relative path, as a user types it; then the same folder again: a fresh demo each time.
+    for _ in 0..2 {
+        assert_call(&report(&demo("demo-out")), "mikey-pke");
+        let sent = dir.path().join("demo-out/alice-sent.wav");
+        assert_eq!(chaincall_media::wav::read_file(sent).unwrap().len(), 8000);
+    }
+    // A folder holding something no demo wrote is refused and left as it was.
+    let mine = dir.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("thesis.txt"), "not a demo's").unwrap();
+    let out = demo("mine");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("thesis.txt, which no demo wrote"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&mine).unwrap().collect();
+    assert_eq!(left.len(), 1);
+}
+
+#[test]
+fn demo_refuses_sdes_with_a_reason_and_names_the_paper() {
+    let out = chaincall(&["demo", "--mode", "sdes"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--mode sdes is not a demo mode"), "{err}");
+    assert!(err.contains("use pke (default) or dh-sign"), "{err}");
+    // The human report names the paper behind Table I and says the chain is not a testnet.
+    let out = chaincall(&["demo", "--seconds", "1"]);
+    chaincall_testkit::assert_success(&out, "demo");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Table I of the paper chaincall implements (seed 000"),
+        "{text}"
+    );
+    assert!(text.contains("mines every transaction at once"), "{text}");
+    assert!(text.contains("not a testnet"), "{text}");
+}

@@ -41,14 +41,72 @@ pub struct DemoOptions {
 }
 
 impl DemoOptions {
-    /// Refuses options the demo cannot run with (seconds outside (0, 30]).
+    /// Refuses options the demo cannot run with (seconds outside (0, 30], SDES keying).
     pub fn check(&self) -> Result<()> {
         ensure!(
             self.seconds > 0.0 && self.seconds <= 30.0,
             "--seconds must be in (0, 30]"
         );
+        // The demo exists to show keys bound to on-chain identities; SDES sends the SRTP key in
+        // the signalling, bound to nobody, so half its checks could never pass.
+        ensure!(
+            !matches!(self.mode, KeyMode::Sdes),
+            "--mode sdes is not a demo mode: SDES carries the SRTP key in the signalling, not bound \
+             to an on-chain key, which is what the demo checks; use pke (default) or dh-sign"
+        );
         Ok(())
     }
+}
+
+/// The files a demo writes into `--out`, with SQLite's side files: a folder holding only these
+/// is a previous demo's.
+const DEMO_FILES: &[&str] = &[
+    "admin.token",
+    "server-wallet.key",
+    "sipd-identity.key",
+    "wallet-identity.key",
+    "sip.db",
+    "wallet.db",
+    "alice-sent.wav",
+    "alice-received.wav",
+    "bob-received.wav",
+];
+
+/// Whether `name` is one of [`DEMO_FILES`] or a SQLite side file of one.
+fn demo_file(name: &str) -> bool {
+    let base = ["-wal", "-shm", "-journal"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s))
+        .unwrap_or(name);
+    DEMO_FILES.contains(&base)
+}
+
+/// The `--out` folder, ready for a new demo and made absolute (the network's services get paths
+/// inside it and must not resolve a relative one a second time): created when missing; a previous
+/// demo's files are deleted, so every run starts afresh; anything else in it is refused and
+/// left alone.
+pub fn prepare_out(out: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let dir = std::fs::canonicalize(out).with_context(|| format!("opening {}", out.display()))?;
+    let listing = || format!("reading {}", dir.display());
+    let mut previous = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(listing)? {
+        let entry = entry.with_context(listing)?;
+        let name = entry.file_name();
+        let ours = name.to_str().is_some_and(demo_file) && entry.file_type()?.is_file();
+        ensure!(
+            ours,
+            "--out {}: it holds {}, which no demo wrote; give an empty folder, a new one, or a \
+             previous demo's",
+            out.display(),
+            entry.path().display()
+        );
+        previous.push(entry.path());
+    }
+    for path in previous {
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    Ok(dir)
 }
 
 /// Runs the demo on the embedded chain or `options.rpc` with `operator` as the keystore's owner.
@@ -58,10 +116,7 @@ pub async fn run(operator: PrivateKeySigner, options: &DemoOptions) -> Result<De
     options.check()?;
     let tmp;
     let dir: PathBuf = match &options.out {
-        Some(d) => {
-            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-            d.clone()
-        }
+        Some(d) => prepare_out(d)?,
         None => {
             tmp = tempfile::tempdir()?;
             tmp.path().to_path_buf()
@@ -78,6 +133,22 @@ pub async fn run(operator: PrivateKeySigner, options: &DemoOptions) -> Result<De
                 .with_context(|| format!("connecting to {url}"))?;
             network(Arc::new(chain), "rpc", operator, options, &dir).await
         }
+    }
+}
+
+/// Where the Table I figures the demo compares with come from.
+pub const PAPER_TABLE: &str = "Table I of the paper chaincall implements (seed 000, \
+     seeds/000_9909620fa780b06d.txt: the Ethereum-keystore VoIP paper): key storage 11.5 s on an \
+     Ethereum testnet, key retrieval 507 ms, call set-up 1,218 ms";
+
+/// Why the demo's key storage is no measure of the paper's, by chain.
+fn not_a_testnet(chain: &str) -> &'static str {
+    if chain == "embedded" {
+        "  (here: the embedded chain, in this process, which mines every transaction at once; it is \
+         not a testnet: no block time, no network latency, so key storage is not comparable)"
+    } else {
+        "  (here: the --rpc node; a local one such as anvil mines every transaction at once and is \
+         not a testnet: no block time, no network latency, so key storage is not comparable)"
     }
 }
 
@@ -138,6 +209,14 @@ impl DemoReport {
             "bob": stats_json(b),
             "checks": self.checks.iter().map(|(n, ok)| json!({"check": n, "ok": ok})).collect::<Vec<_>>(),
             "total_ms": ms(self.total),
+            "paper": {
+                "source": "seeds/000_9909620fa780b06d.txt (seed 000), Table I",
+                "network": "Ethereum testnet",
+                "key_storage_ms": 11_500,
+                "key_retrieval_ms": 507,
+                "call_setup_ms": 1_218,
+                "note": not_a_testnet(self.chain).trim().trim_matches(['(', ')']),
+            },
         })
     }
 }
@@ -158,10 +237,7 @@ impl fmt::Display for DemoReport {
         for (name, d, note) in &self.timeline.steps {
             writeln!(f, "  {:<44} {:>9.1} ms  {}", name, ms(*d), note)?;
         }
-        writeln!(
-            f,
-            "\nTable I (paper: key storage 11.5 s, key retrieval 507 ms, call set-up 1,218 ms)"
-        )?;
+        writeln!(f, "\n{PAPER_TABLE}\n{}", not_a_testnet(self.chain))?;
         for (i, d) in self.timeline.key_storage.iter().enumerate() {
             writeln!(
                 f,
@@ -310,13 +386,13 @@ async fn network<C: ServerChain>(
         a.stats.rtcp_received > 0 && b.stats.rtcp_received > 0,
     );
     report.audio_match = a_to_b && b_to_a;
-    if let Some(out) = &args.out {
+    if args.out.is_some() {
         for (name, samples) in [
             ("alice-sent.wav", &audio_a),
             ("bob-received.wav", &b.recorded),
             ("alice-received.wav", &a.recorded),
         ] {
-            chaincall_media::wav::write_file(out.join(name), samples)
+            chaincall_media::wav::write_file(dir.join(name), samples)
                 .map_err(|e| anyhow!("{name}: {e}"))?;
         }
     }
@@ -366,6 +442,58 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("FAILED"), "{text}");
+        assert!(
+            text.contains("(seed 000, seeds/000_9909620fa780b06d.txt"),
+            "{text}"
+        );
+        assert!(
+            text.contains("the embedded chain, in this process"),
+            "{text}"
+        );
+        assert_eq!(json["paper"]["call_setup_ms"], 1218);
+    }
+
+    #[test]
+    fn out_is_made_absolute_and_only_a_previous_demos_files_are_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("a/b");
+        assert_eq!(prepare_out(&out).unwrap(), out.canonicalize().unwrap());
+        for name in [
+            "wallet.db",
+            "wallet.db-wal",
+            "alice-sent.wav",
+            "admin.token",
+        ] {
+            std::fs::write(out.join(name), "x").unwrap();
+        }
+        prepare_out(&out).unwrap();
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+        // A foreign file, or a folder, stops it before anything is deleted.
+        for foreign in ["notes.txt", "wallet.dbx"] {
+            std::fs::write(out.join("sip.db"), "x").unwrap();
+            std::fs::write(out.join(foreign), "x").unwrap();
+            let err = prepare_out(&out).unwrap_err().to_string();
+            assert!(err.contains("which no demo wrote"), "{err}");
+            assert!(out.join("sip.db").exists());
+            std::fs::remove_file(out.join(foreign)).unwrap();
+        }
+        std::fs::create_dir(out.join("admin.token-wal")).unwrap();
+        assert!(prepare_out(&out).is_err());
+    }
+
+    #[tokio::test]
+    async fn sdes_is_refused_before_anything_starts() {
+        let options = DemoOptions {
+            mode: KeyMode::Sdes,
+            ..options(1.0)
+        };
+        let err = run(crate::operator_key(None).unwrap(), &options)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("--mode sdes is not a demo mode")
+        );
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use alloy::primitives::{Address, B256};
 use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber, Randomness};
@@ -24,6 +25,9 @@ use crate::phone::{PhoneConfig, Signalling};
 /// The comment written above a `trust` key pinned on first use.
 const TRUST_COMMENT: &str =
     "# Pinned by `chaincall phone` from the node's block 0: trust on first use.\n";
+
+/// The comment that replaces [`TRUST_COMMENT`] when the pin moves.
+const REPIN_COMMENT: &str = "# Re-pinned by `chaincall phone trust repin`.\n";
 
 /// Why the configuration file could not be read, understood or updated.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +160,8 @@ struct FileConfig {
     control_socket: PathBuf,
     #[serde(default = "default_contacts_file")]
     contacts_file: PathBuf,
+    #[serde(default = "default_onboard_timeout")]
+    onboard_timeout_secs: u64,
     sip: SipSection,
 }
 
@@ -182,6 +188,9 @@ fn default_control_socket() -> PathBuf {
 }
 fn default_contacts_file() -> PathBuf {
     "contacts.json".into()
+}
+fn default_onboard_timeout() -> u64 {
+    180
 }
 
 /// The phone's configuration file, checked, with paths resolved against the file's folder.
@@ -238,6 +247,12 @@ pub struct PhoneFileConfig {
     pub transport: SipTransport,
     /// Registration lifetime asked for, seconds; positive.
     pub register_expires: u32,
+    /// How long `onboard` and `recover` wait for the chain node and the wallet server before
+    /// giving up (`onboard_timeout_secs`, default 180 s); positive.
+    pub onboard_timeout: Duration,
+    /// When [`crate::onboarding::connect`] started: the flow after it counts its time from there,
+    /// so `onboard_timeout` bounds the whole command. Not from the file.
+    pub(crate) onboarding_since: Option<std::time::Instant>,
 }
 
 /// Parses `NUMBER:HASH` (`0:0x1234…`), a trusted block checkpoint.
@@ -365,6 +380,9 @@ impl PhoneFileConfig {
                 format!("{identity_text:?} is not a keystore name: {e}"),
             )
         })?;
+        if f.onboard_timeout_secs == 0 {
+            return Err(bad("onboard_timeout_secs", "must be positive".into()));
+        }
         if f.sip.register_expires == 0 {
             return Err(bad("sip.register_expires", "must be positive".into()));
         }
@@ -393,6 +411,8 @@ impl PhoneFileConfig {
             sip_identity,
             transport: f.sip.transport,
             register_expires: f.sip.register_expires,
+            onboard_timeout: Duration::from_secs(f.onboard_timeout_secs),
+            onboarding_since: None,
         })
     }
 
@@ -473,14 +493,27 @@ impl PhoneFileConfig {
         })
     }
 
-    /// Pins `(number, hash)` as `trust` (trust on first use): written into the file as a
-    /// top-level key with a comment saying where it came from, and into `self`.
+    /// Pins `(number, hash)` as `trust` (trust on first use, or `chaincall phone trust repin`):
+    /// written into the file and into `self`. A new key gets a comment saying where it came from;
+    /// an existing one keeps its comments, since they are the user's.
     pub fn pin_trust(&mut self, number: u64, hash: B256) -> Result<(), ConfigError> {
         let value = format!("{number}:{hash}");
         self.edit(|root| {
-            let mut key = toml_edit::Key::new("trust");
-            key.leaf_decor_mut().set_prefix(TRUST_COMMENT);
-            root.insert_formatted(&key, toml_edit::value(value.as_str()));
+            let Some(v) = root.get_mut("trust").and_then(|i| i.as_value_mut()) else {
+                let mut key = toml_edit::Key::new("trust");
+                key.leaf_decor_mut().set_prefix(TRUST_COMMENT);
+                root.insert_formatted(&key, toml_edit::value(value.as_str()));
+                return;
+            };
+            let decor = v.decor().clone();
+            *v = value.as_str().into();
+            *v.decor_mut() = decor;
+            // Our own first-use comment would now be wrong; the user's comments stay.
+            if let Some(mut key) = root.key_mut("trust")
+                && key.leaf_decor().prefix().and_then(|p| p.as_str()) == Some(TRUST_COMMENT)
+            {
+                key.leaf_decor_mut().set_prefix(REPIN_COMMENT);
+            }
         })?;
         self.trust = Some((number, hash));
         Ok(())
@@ -575,6 +608,7 @@ domain = \"sip.example.org\"
         assert_eq!(cfg.codecs, vec![Codec::Pcmu, Codec::Pcma]);
         assert_eq!(cfg.transport, SipTransport::TlsPsk);
         assert_eq!(cfg.trust, None);
+        assert_eq!(cfg.onboard_timeout, Duration::from_secs(180));
     }
 
     #[test]
@@ -597,6 +631,11 @@ domain = \"sip.example.org\"
         let e = error(&format!("{MINIMAL}register_expires = 0\n"));
         assert!(
             e.contains("phone.toml:9: `sip.register_expires` must be positive"),
+            "{e}"
+        );
+        let e = error(&MINIMAL.replace("[sip]", "onboard_timeout_secs = 0\n[sip]"));
+        assert!(
+            e.contains("phone.toml:6: `onboard_timeout_secs` must be positive"),
             "{e}"
         );
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::Address;
 use chaincall_chain::verified::{
-    ChainHeaders, HeaderTrust, LookupError, PinnedLookup, UnconfirmedKeyChange,
+    ChainHeaders, HeaderTrust, LookupError, PinnedLookup, UnconfirmedKeyChange, VerifyError,
 };
 use chaincall_chain::{ClientEntry, ClientId, KeystoreChain};
 use chaincall_identity::continuity::{ContinuityError, PinUpdate, RecordedChange};
@@ -311,6 +311,10 @@ impl<C: KeystoreChain> KeyLookup<C> {
     }
 }
 
+/// What a header the pin does not vouch for tells the user: where to look.
+pub const TRUST_HINT: &str = "the node's history does not lead to the config's `trust` block (a \
+     reset chain?): `chaincall phone trust` shows the pin and what the node now says";
+
 /// A refused lookup as the user reads it: an unrecorded key change and an unconfirmed one get
 /// their own errors (the second says how to accept it).
 fn refusal(name: &IdentityName, e: LookupError) -> PhoneError {
@@ -323,6 +327,10 @@ fn refusal(name: &IdentityName, e: LookupError) -> PhoneError {
             }
         }
         LookupError::UnconfirmedKeyChange(change) => PhoneError::UnconfirmedKeyChange(change),
+        e @ LookupError::Verify(VerifyError::Header(_)) => PhoneError::Lookup {
+            name: name.clone(),
+            reason: format!("{e}; {TRUST_HINT}"),
+        },
         e => PhoneError::Lookup {
             name: name.clone(),
             reason: e.to_string(),

@@ -52,6 +52,7 @@ pub mod phone;
 pub mod report;
 pub mod rotation;
 pub mod store;
+pub mod trust;
 pub mod ua;
 
 pub use caller::{AcceptUnverified, CallerId, Verification};

@@ -17,10 +17,12 @@
 //! (the SMS code, progress notes) goes through [`OnboardingUi`], so the prompts stay with the
 //! program that owns the terminal.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use chaincall_chain::{ChainError, ClientId, KeystoreChain};
+use chaincall_chain::{ChainError, ClientId, KeystoreChain, RpcChain};
 use chaincall_identity::{IdentityName, KeyStatus, PhoneNumber, PublicIdentityKey};
 use chaincall_wallet::client::{
     ClientError, NumberRequest, WalletClient, onboard_phone, recover_phone, request_number_code,
@@ -29,6 +31,7 @@ use chaincall_wallet::client::{
 use chaincall_wallet::receipt::Receipt;
 use zeroize::Zeroizing;
 
+use crate::chain_access::ChainAccessError;
 use crate::config_file::{ConfigError, PhoneFileConfig};
 use crate::error::PhoneError;
 use crate::key_file::KeyFileError;
@@ -36,6 +39,9 @@ use crate::store::PhoneSecrets;
 
 /// How long the wallet server may take from the receipt to provisioned SIP credentials.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How often a wait on a peer that does not answer is reported ([`Note::Waiting`]).
+const PROGRESS_EVERY: Duration = Duration::from_secs(3);
 
 /// Shortest passphrase a new key file is sealed under.
 const MIN_PASSPHRASE: usize = 8;
@@ -144,6 +150,78 @@ pub enum OnboardingError {
     /// The server's answer named no number.
     #[error("the wallet server named no number")]
     NoNumberAssigned,
+    /// The chain node could not be reached.
+    #[error(transparent)]
+    Chain(#[from] ChainAccessError),
+    /// A peer did not answer within the config's `onboard_timeout_secs`.
+    #[error(
+        "gave up after {} s: {what} did not answer. Nothing was lost: rerunning `chaincall phone \
+         {command}` is safe (it goes on from where this run stopped); the limit is the config's \
+         `onboard_timeout_secs`",
+        .after.as_secs()
+    )]
+    TimedOut {
+        /// What was waited for.
+        what: String,
+        /// The command to rerun: `onboard` or `recover`.
+        command: &'static str,
+        /// The limit.
+        after: Duration,
+    },
+}
+
+/// The time a run of onboarding or recovery has left: the config's `onboard_timeout_secs`, not
+/// counting the time the person takes to type an SMS code.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    started: Instant,
+    limit: Duration,
+    /// Time spent at the SMS code prompt.
+    excluded: Duration,
+    /// The command, for [`OnboardingError::TimedOut`].
+    command: &'static str,
+}
+
+impl Clock {
+    fn start(started: Instant, limit: Duration, command: &'static str) -> Self {
+        Self {
+            started,
+            limit,
+            excluded: Duration::ZERO,
+            command,
+        }
+    }
+
+    fn remaining(&self) -> Duration {
+        (self.limit + self.excluded).saturating_sub(self.started.elapsed())
+    }
+}
+
+/// Awaits `fut`, a request to `what`, telling `ui` every few seconds that it still waits, and
+/// gives up when `clock` runs out.
+async fn waiting_for<T>(
+    ui: &mut impl OnboardingUi,
+    clock: &Clock,
+    what: &str,
+    fut: impl Future<Output = T>,
+) -> Result<T, OnboardingError> {
+    let started = Instant::now();
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        let nap = clock.remaining().min(PROGRESS_EVERY);
+        if let Ok(done) = tokio::time::timeout(nap, &mut fut).await {
+            return Ok(done);
+        }
+        if clock.remaining().is_zero() {
+            return Err(OnboardingError::TimedOut {
+                what: what.to_owned(),
+                command: clock.command,
+                after: clock.limit,
+            });
+        }
+        let seconds = started.elapsed().as_secs();
+        ui.note(Note::Waiting { what, seconds });
+    }
 }
 
 /// What the flows need from the person at the phone.
@@ -168,6 +246,13 @@ pub enum Note<'a> {
         /// The number.
         number: &'a PhoneNumber,
     },
+    /// Still waiting for a peer that has not answered.
+    Waiting {
+        /// The peer and what it was asked.
+        what: &'a str,
+        /// Seconds waited so far.
+        seconds: u64,
+    },
 }
 
 impl std::fmt::Display for Note<'_> {
@@ -182,8 +267,26 @@ impl std::fmt::Display for Note<'_> {
                 f,
                 "asking {url} to revoke the old key and move {number} to this phone"
             ),
+            Note::Waiting { what, seconds } => {
+                write!(f, "waiting for {what}: no answer for {seconds} s")
+            }
         }
     }
+}
+
+/// Connects to the config's chain node ([`PhoneFileConfig::chain`]) for onboarding or recovery,
+/// telling `ui` while the node does not answer and giving up after `onboard_timeout_secs`. An
+/// [`Onboarding`] made with `cfg` afterwards counts its time from here: the limit bounds both.
+pub async fn connect(
+    cfg: &mut PhoneFileConfig,
+    command: &'static str,
+    ui: &mut impl OnboardingUi,
+) -> Result<Arc<RpcChain>, OnboardingError> {
+    let started = Instant::now();
+    cfg.onboarding_since = Some(started);
+    let clock = Clock::start(started, cfg.onboard_timeout, command);
+    let peer = format!("the chain node {}", cfg.rpc_url);
+    Ok(waiting_for(ui, &clock, &peer, cfg.chain()).await??)
 }
 
 /// How [`recover`] ended.
@@ -290,6 +393,8 @@ impl WalletServer {
         cfg: &PhoneFileConfig,
         chain: &C,
         what: &'static str,
+        ui: &mut impl OnboardingUi,
+        clock: &Clock,
     ) -> Result<Self, OnboardingError> {
         let missing = |key| OnboardingError::Missing {
             config: cfg.path.clone(),
@@ -304,13 +409,15 @@ impl WalletServer {
             .wallet_domain
             .clone()
             .ok_or_else(|| missing("wallet_domain"))?;
-        let key = server_identity_key(chain, cfg.contract, &domain)
-            .await
+        let peer = format!("the chain node {} (the wallet server's key)", cfg.rpc_url);
+        let key = server_identity_key(chain, cfg.contract, &domain);
+        let key = waiting_for(ui, clock, &peer, key)
+            .await?
             .map_err(|source| OnboardingError::ServerKey { domain, source })?;
         let client = WalletClient::new(url.clone());
-        let info = client
-            .server_info()
-            .await
+        let peer = format!("the wallet server {url}");
+        let info = waiting_for(ui, clock, &peer, client.server_info())
+            .await?
             .map_err(|source| OnboardingError::Wallet {
                 doing: format!("the wallet server at {url}"),
                 source,
@@ -350,6 +457,8 @@ pub struct Onboarding<'a, C, U> {
     pub pass: &'a str,
     /// The SMS code prompt and progress notes.
     pub ui: &'a mut U,
+    /// What the run has left of the config's `onboard_timeout_secs`.
+    clock: Clock,
 }
 
 /// Which of the two flows [`Onboarding::join`] runs.
@@ -368,19 +477,23 @@ impl<'a, C: KeystoreChain, U: OnboardingUi> Onboarding<'a, C, U> {
         pass: &'a str,
         ui: &'a mut U,
     ) -> Self {
+        let started = cfg.onboarding_since.unwrap_or_else(Instant::now);
+        let clock = Clock::start(started, cfg.onboard_timeout, "onboard");
         Self {
             cfg,
             chain,
             secrets,
             pass,
             ui,
+            clock,
         }
     }
 
     /// Onboards with `receipt`; returns the number the server decided, which is then in the key
     /// file (with the SIP password) and in the config.
     pub async fn onboard(&mut self, receipt: Receipt) -> Result<PhoneNumber, OnboardingError> {
-        let server = WalletServer::of(self.cfg, self.chain, "onboard").await?;
+        let server =
+            WalletServer::of(self.cfg, self.chain, "onboard", self.ui, &self.clock).await?;
         self.join(Join::Onboard, &server, receipt).await
     }
 
@@ -391,8 +504,11 @@ impl<'a, C: KeystoreChain, U: OnboardingUi> Onboarding<'a, C, U> {
             .number()
             .map_err(OnboardingError::NoNumber)?
             .clone();
+        self.clock.command = "recover";
         let id = ClientId::of(&IdentityName::Phone(number.clone()));
-        let entry = self.chain.get_client(self.cfg.contract, id).await;
+        let peer = format!("the chain node {} ({number}'s entry)", self.cfg.rpc_url);
+        let entry = self.chain.get_client(self.cfg.contract, id);
+        let entry = waiting_for(self.ui, &self.clock, &peer, entry).await?;
         let entry = entry.map_err(|source| OnboardingError::Entry {
             number: number.clone(),
             source,
@@ -404,11 +520,14 @@ impl<'a, C: KeystoreChain, U: OnboardingUi> Onboarding<'a, C, U> {
         if ours && secrets.sip_password.is_some() {
             return Ok(Recovery::AlreadyOurs);
         }
-        let server = WalletServer::of(self.cfg, self.chain, "recover").await?;
+        let server =
+            WalletServer::of(self.cfg, self.chain, "recover", self.ui, &self.clock).await?;
         if ours {
             // Recovered by an earlier run that stopped before storing the SIP password.
             let (client, url) = (&server.client, server.url.as_str());
-            fetch_sip_password(self.cfg, client, url, &number, self.secrets, self.pass).await?;
+            let fetch = fetch_sip_password(self.cfg, client, url, &number, self.secrets, self.pass);
+            let peer = format!("the wallet server {url} (the SIP password)");
+            waiting_for(self.ui, &self.clock, &peer, fetch).await??;
             return Ok(Recovery::PasswordStored);
         }
         self.join(Join::Recover, &server, receipt).await?;
@@ -430,6 +549,7 @@ impl<'a, C: KeystoreChain, U: OnboardingUi> Onboarding<'a, C, U> {
             secrets,
             pass,
             ui,
+            clock,
         } = self;
         let (chain, pass) = (*chain, *pass);
         let asked = cfg.number_text().to_owned();
@@ -450,17 +570,26 @@ impl<'a, C: KeystoreChain, U: OnboardingUi> Onboarding<'a, C, U> {
             let number = cfg.number()?.clone();
             let public = identity.public();
             let copy = receipt.clone();
-            step!(
-                request_number_code,
-                request_recovery_code,
-                key,
-                wallet,
-                &public,
-                &asked,
-                copy
-            )
-            .map_err(|e| refused(e, &asked, format!("asking {url} for a code to {number}")))?;
+            let doing = format!("asking {url} for a code to {number}");
+            let ask = async {
+                step!(
+                    request_number_code,
+                    request_recovery_code,
+                    key,
+                    wallet,
+                    &public,
+                    &asked,
+                    copy
+                )
+            };
+            let peer = format!("the wallet server {url} (a code to {number})");
+            waiting_for(*ui, clock, &peer, ask)
+                .await?
+                .map_err(|e| refused(e, &asked, doing))?;
+            // The person's typing does not count against the timeout.
+            let prompted = Instant::now();
             let code = ui.sms_code(&number).map_err(OnboardingError::Prompt)?;
+            clock.excluded += prompted.elapsed();
             if code.trim().is_empty() {
                 return Err(OnboardingError::NoCode);
             }
@@ -480,18 +609,25 @@ impl<'a, C: KeystoreChain, U: OnboardingUi> Onboarding<'a, C, U> {
             }
         };
         let request = &request;
-        let status = step!(
-            onboard_phone,
-            recover_phone,
-            chain,
-            contract,
-            key,
-            wallet,
-            identity,
-            request,
-            receipt,
-            JOIN_TIMEOUT
+        let status = async {
+            step!(
+                onboard_phone,
+                recover_phone,
+                chain,
+                contract,
+                key,
+                wallet,
+                identity,
+                request,
+                receipt,
+                JOIN_TIMEOUT
+            )
+        };
+        let peer = format!(
+            "the wallet server {url} and the chain node {} ({doing}: funding, addClient, approval)",
+            cfg.rpc_url
         );
+        let status = waiting_for(*ui, clock, &peer, status).await?;
         let status = status.map_err(|e| refused(e, &asked, format!("{doing} {asked} at {url}")))?;
         if status.state != "provisioned" {
             return Err(OnboardingError::EndState {
@@ -509,7 +645,9 @@ impl<'a, C: KeystoreChain, U: OnboardingUi> Onboarding<'a, C, U> {
         };
         // The key file is sealed to its number (associated data): re-sealed under the decided one.
         secrets.number = number.as_str().to_owned();
-        fetch_sip_password(cfg, &server.client, url, &number, secrets, pass).await?;
+        let fetch = fetch_sip_password(cfg, &server.client, url, &number, secrets, pass);
+        let peer = format!("the wallet server {url} (the SIP password)");
+        waiting_for(*ui, clock, &peer, fetch).await??;
         if cfg.number.as_ref() != Some(&number) {
             cfg.store_number(number.clone())?;
         }

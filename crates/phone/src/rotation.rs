@@ -23,6 +23,14 @@ use crate::config_file::PhoneFileConfig;
 use crate::error::PhoneError;
 use crate::store::PhoneSecrets;
 
+/// After a header the pin does not vouch for, where to look ([`crate::keys::TRUST_HINT`]).
+fn trust_hint(e: &VerifyError) -> String {
+    match e {
+        VerifyError::Header(_) => format!(" ({})", crate::keys::TRUST_HINT),
+        _ => String::new(),
+    }
+}
+
 /// Why a rotation could not be started or settled; each message says what the user can do.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -31,7 +39,7 @@ pub enum RotationError {
     #[error("no key rotation is pending")]
     NotPending,
     /// The phone's entry could not be read or proven.
-    #[error("cannot read {name}'s entry from {rpc_url}")]
+    #[error("cannot read {name}'s entry from {rpc_url}{}", trust_hint(source))]
     Entry {
         /// The phone's name.
         name: String,

@@ -46,6 +46,7 @@ pub(crate) struct DemoArgs {
     #[arg(long, value_name = "WAV")]
     audio: Option<PathBuf>,
     /// Keep the network's files here (databases, keys, recorded WAVs) instead of a temporary folder.
+    /// A previous demo's files there are replaced; a folder holding anything else is refused.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
 }

@@ -27,7 +27,7 @@ use chaincall_phone::onboarding::{self, Note, Onboarding, OnboardingError, Onboa
 use chaincall_phone::report::{
     self, CallReportJson, KeysDone, KeysReport, TextReport, describe_caller, for_terminal,
 };
-use chaincall_phone::{CallReport, CallerId, Phone, PhoneFileConfig, PhoneSecrets};
+use chaincall_phone::{CallReport, CallerId, Phone, PhoneFileConfig, PhoneSecrets, trust};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -51,7 +51,7 @@ CHAINCALL_PASSPHRASE environment variable, and refuses to run without one. It is
 Trust: key lookups are proven with eth_getProof against the config's `trust` block (NUMBER:HASH).
 Without one, `init` pins the node's block 0 and writes it into the config: trust on first use,
 so whoever controls the node at that moment decides what the phone trusts. Copy the value from a
-source you trust when you can.
+source you trust when you can; `phone trust` shows it against what the node says now.
 
 Contacts: `contact show NUMBER` proves the contact's key on chain and prints its fingerprint and the
 safety number of the pair; read it aloud with the contact (or compare screens): equal numbers mean
@@ -116,6 +116,7 @@ enum PhoneCommand {
     /// decides the number and funds the wallet, the phone submits its key with addClient, the
     /// server approves it (after a proof of possession of the key) and provisions SIP
     /// credentials; the SIP password is then stored in the key file. Safe to rerun.
+    /// Says on stderr what it waits for; gives up after the config's `onboard_timeout_secs`.
     ///
     /// The number: with operator-assigned numbers the config's `number` is asked for (without
     /// one the server assigns the next free number, which is then written into the config); when
@@ -208,6 +209,18 @@ enum PhoneCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The trusted block (`trust`) and what the node says for it now; `trust repin` pins the node's
+    /// block 0 (or --block N). No passphrase needed; see docs/verified-lookups.md.
+    Trust {
+        #[arg(value_name = "repin", value_parser = ["repin"])]
+        verb: Option<String>,
+        /// The block to pin (default 0).
+        #[arg(long, value_name = "N", requires = "verb")]
+        block: Option<u64>,
+        /// Re-pin although the node's history for the pinned block changed.
+        #[arg(long, requires = "verb")]
+        force: bool,
+    },
 }
 
 /// The phone's configuration file, checked ([`chaincall_phone::config_file`]).
@@ -262,6 +275,12 @@ async fn run_async(args: PhoneArgs) -> Result<()> {
         );
         return Ok(());
     }
+    if let C::Trust { verb, block, force } = args.command {
+        let (report, warning) = trust::run(cfg, verb.map(|_| (block, force))).await?;
+        warning.iter().for_each(|w| eprintln!("warning: {w}"));
+        println!("{report}");
+        return Ok(());
+    }
     let pass = &passphrase(args.passphrase_file.as_deref())?;
     // A key rotation an earlier run left half done is settled before the keys are used. The key
     // file is opened (Argon2id) once per command: the keys settling opened serve the command.
@@ -291,7 +310,7 @@ async fn run_async(args: PhoneArgs) -> Result<()> {
             contact::run(cfg, &keys(cfg)?, list).await
         }
         // Answered above, before any passphrase was asked for.
-        C::Hangup { .. } => Ok(()),
+        C::Hangup { .. } | C::Trust { .. } => Ok(()),
     }
 }
 
@@ -343,8 +362,8 @@ async fn onboard(
     pass: &str,
 ) -> Result<()> {
     let receipt = onboarding::read_receipt(receipt_path)?;
-    let chain = cfg.chain().await?;
     let (secrets, ui) = (&mut secrets, &mut Terminal);
+    let chain = onboarding::connect(cfg, "onboard", ui).await?;
     Onboarding::new(cfg, &*chain, secrets, pass, ui)
         .onboard(receipt)
         .await?;
@@ -374,8 +393,8 @@ async fn recover(
         secrets.own_fingerprint(cfg.number.as_ref()),
         secrets.wallet.address()
     );
-    let chain = cfg.chain().await?;
     let (secrets, ui) = (&mut secrets, &mut Terminal);
+    let chain = onboarding::connect(cfg, "recover", ui).await?;
     let outcome = Onboarding::new(cfg, &*chain, secrets, pass, ui)
         .recover(receipt)
         .await?;
