@@ -37,6 +37,69 @@ pub enum ContactViewError {
     /// The contacts store could not be read or written.
     #[error(transparent)]
     Contacts(#[from] ContactsError),
+    /// The user did not accept an unconfirmed key change (`contact verify`).
+    #[error("the key change was not accepted; the pin stays on the old key")]
+    ChangeNotAccepted,
+    /// The user did not confirm the safety number matched (`contact verify`).
+    #[error("not marked verified")]
+    NotConfirmed,
+    /// The question could not be asked or answered.
+    #[error("cannot ask at the terminal")]
+    Prompt(#[source] std::io::Error),
+}
+
+/// What `contact verify` needs from the person at the screen.
+pub trait VerifyUi {
+    /// Shows `text` (one or more whole lines).
+    fn show(&mut self, text: &str);
+    /// Asks a yes/no question; only an explicit yes confirms.
+    fn confirm(&mut self, question: &str) -> std::io::Result<bool>;
+}
+
+/// `contact verify`: looks `contact` up, shows the safety number between this phone (`own`,
+/// holding `own_key`) and the contact, and once the person confirms they compared it in person,
+/// marks the contact verified for that key. A key change the phone could not confirm on its own
+/// is shown first (with the new key's safety number) and accepted only after the same
+/// confirmation, which then also counts as the in-person check.
+pub async fn verify_in_person<C: KeystoreChain>(
+    lookup: &KeyLookup<C>,
+    store: &ContactsStore,
+    (own, own_key): (&PhoneNumber, &PublicIdentityKey),
+    contact: &IdentityName,
+    ui: &mut impl VerifyUi,
+) -> Result<(), ContactViewError> {
+    let who = contact.as_str();
+    let found = find_key(lookup, contact).await?;
+    let view = SafetyView::new(own, own_key, contact, &found.key);
+    let rows = safety_rows(&view.safety);
+    if let Some(change) = &found.unconfirmed {
+        let fingerprint = &view.fingerprint;
+        ui.show(&format!(
+            "{change}\nnew fingerprint {fingerprint}; safety number with the new key:\n{rows}"
+        ));
+        let question = format!(
+            "Accept {who}'s new key? Only if you compared this safety number with {who} in person and it matched."
+        );
+        if !ui.confirm(&question).map_err(ContactViewError::Prompt)? {
+            return Err(ContactViewError::ChangeNotAccepted);
+        }
+        lookup.accept_key_change(change).await?;
+        ui.show(&format!("accepted {who}'s new key\n"));
+    }
+    let fingerprint = &view.fingerprint;
+    ui.show(&format!(
+        "{who} fingerprint {fingerprint}\nsafety number (compare with the one {who} sees):\n{rows}"
+    ));
+    let question =
+        format!("Did you compare this safety number with {who} in person, and does it match?");
+    if !ui.confirm(&question).map_err(ContactViewError::Prompt)? {
+        return Err(ContactViewError::NotConfirmed);
+    }
+    mark_verified_in_person(store, contact, &found.key, crate::contacts::unix_now())?;
+    ui.show(&format!(
+        "{who} marked verified in person for fingerprint {fingerprint}\n"
+    ));
+    Ok(())
 }
 
 /// A contact's current key as a lookup found it: proven and pinned, or an unconfirmed change.

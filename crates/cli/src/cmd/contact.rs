@@ -17,14 +17,13 @@
 //! lookup, the safety number, the in-person mark) and how it reads is the phone crate's
 //! `contact_view`; this module parses and prints.
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use chaincall_identity::{IdentityName, PublicIdentityKey};
 use chaincall_phone::contact_view::{
-    CallTrustView, ContactListView, ContactShowView, SafetyView, find_key, mark_verified_in_person,
-    safety_rows,
+    CallTrustView, ContactListView, ContactShowView, SafetyView, VerifyUi, find_key,
+    verify_in_person,
 };
 pub(super) use chaincall_phone::contact_view::{add_call_trust, up_note};
-use chaincall_phone::contacts::unix_now;
 use chaincall_phone::{CallReport, ContactsStore, KeyLookup};
 use clap::Subcommand;
 
@@ -123,54 +122,36 @@ fn list(cfg: &Config, secrets: &PhoneSecrets, as_json: bool) -> Result<()> {
     crate::print_view(&view, as_json, ContactListView::to_json)
 }
 
-/// Asks on the terminal (stderr) and reads one line from stdin; only "y" or "yes" is a yes.
-fn confirm(question: &str) -> Result<bool> {
-    use std::io::Write as _;
-    eprint!("{question} [y/N] ");
-    std::io::stderr().flush().ok();
-    let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .context("reading the answer from stdin")?;
-    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+/// `contact verify` at the terminal: text on stdout, questions on stderr, answers from stdin
+/// (only "y" or "yes" is a yes); `--yes` answers every question yes.
+struct Terminal {
+    yes: bool,
+}
+
+impl VerifyUi for Terminal {
+    fn show(&mut self, text: &str) {
+        print!("{text}");
+    }
+
+    fn confirm(&mut self, question: &str) -> std::io::Result<bool> {
+        use std::io::Write as _;
+        if self.yes {
+            return Ok(true);
+        }
+        eprint!("{question} [y/N] ");
+        std::io::stderr().flush().ok();
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+    }
 }
 
 async fn verify(cfg: &mut Config, secrets: &PhoneSecrets, number: &str, yes: bool) -> Result<()> {
     let contact = parse_contact(number)?;
-    let who = contact.as_str();
     let lookup = contact_lookup(cfg).await?;
-    let found = find_key(&lookup, &contact).await?;
-    if let Some(change) = &found.unconfirmed {
-        let view = safety_with(cfg, secrets, &contact, &found.key)?;
-        println!("{change}");
-        println!(
-            "new fingerprint {}; safety number with the new key:",
-            view.fingerprint
-        );
-        print!("{}", safety_rows(&view.safety));
-        let question = format!(
-            "Accept {who}'s new key? Only if you compared this safety number with {who} in person and it matched."
-        );
-        if !yes && !confirm(&question)? {
-            bail!("the key change was not accepted; the pin stays on the old key");
-        }
-        lookup.accept_key_change(change).await?;
-        println!("accepted {who}'s new key");
-        // The user just compared the new key's safety number: that is the in-person check.
-    }
-    let view = safety_with(cfg, secrets, &contact, &found.key)?;
-    let fingerprint = view.fingerprint;
-    println!("{who} fingerprint {fingerprint}");
-    println!("safety number (compare with the one {who} sees):");
-    print!("{}", safety_rows(&view.safety));
-    let question =
-        format!("Did you compare this safety number with {who} in person, and does it match?");
-    if !yes && !confirm(&question)? {
-        bail!("not marked verified");
-    }
-    mark_verified_in_person(&store(cfg), &contact, &found.key, unix_now())?;
-    println!("{who} marked verified in person for fingerprint {fingerprint}");
-    Ok(())
+    let own = (cfg.number()?, &secrets.identity.public());
+    let ui = &mut Terminal { yes };
+    Ok(verify_in_person(&lookup, &store(cfg), own, &contact, ui).await?)
 }
 
 /// The call report's trust lines, for the text report.
