@@ -215,6 +215,11 @@ pub fn kamailio_cfg(domain: &str, listen: SocketAddr, db: &Path, modules: &Path)
 /// Every text file of the network, rendered and checked by each server's own parser; `dir` is
 /// where they will be (Kamailio needs the database's absolute path).
 pub fn render(o: &InitOptions, dir: &Path) -> Result<Vec<InitFile>> {
+    ensure!(
+        !o.host.is_unspecified(),
+        "--host {} is no address phones can reach: name the one they use (e.g. 127.0.0.1)",
+        o.host
+    );
     let numbers = o.phone_numbers()?;
     let wallet_domain = o.wallet_domain()?;
     let at = |port| SocketAddr::new(o.host, port);
@@ -590,7 +595,8 @@ mod tests {
         }
     }
 
-    /// More phones than numbers, or a range running downwards, is refused before anything is written.
+    /// More phones than numbers, a range running downwards or a host phones cannot reach is
+    /// refused before anything is written.
     #[test]
     fn numbers_must_fit_the_range() {
         let mut o = custom();
@@ -601,6 +607,10 @@ mod tests {
         assert!(e.contains("do not fit"), "{e}");
         o.last_number = PhoneNumber::parse("+4930000").unwrap();
         assert!(o.phone_numbers().is_err());
+        let mut o = custom();
+        o.host = "0.0.0.0".parse().unwrap();
+        let e = render(&o, Path::new("/x")).unwrap_err().to_string();
+        assert!(e.contains("--host 0.0.0.0"), "{e}");
     }
 
     /// DIR relative to the working directory; a non-empty DIR refused without force; the keys
