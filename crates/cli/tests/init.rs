@@ -1,9 +1,11 @@
 //! What a new operator does (issue 16): `chaincall init` and then, in order, exactly the commands
 //! the README it wrote lists — keystore deploy on a real anvil, publish-server, wallet serve, sipd
 //! serve, two phones initialised, onboarded with a store receipt and registered, one listening and
-//! the other calling it. Nothing is configured by hand: if a file `init` writes disagrees with
-//! another, or the README misses or misorders a step, this fails.
+//! the other calling it; and the same with the README's Kamailio alternative in sipd's place.
+//! Nothing is configured by hand (beyond the phone edit the README asks for with Kamailio): if a
+//! file `init` writes disagrees with another, or the README misses or misorders a step, this fails.
 
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,37 +32,51 @@ fn chaincall(dir: &Path) -> Command {
 struct Background(Vec<(Child, PathBuf)>);
 
 impl Background {
-    /// Starts `cmd` with stdout and stderr in `log`, and waits (bounded) until the log shows
-    /// `ready`.
-    fn start(&mut self, mut cmd: Command, log: PathBuf, ready: &str) {
+    /// Starts `cmd` (in its own process group, so Kamailio's workers go with it) with stdout and
+    /// stderr in `log`, and waits (bounded) until the log shows `ready`, or with `listens` until
+    /// that TCP address accepts connections.
+    fn start(&mut self, mut cmd: Command, log: PathBuf, ready: &str, listens: Option<SocketAddr>) {
+        use std::os::unix::process::CommandExt;
         let file = std::fs::File::create(&log).unwrap();
         let child = cmd
             .stdout(file.try_clone().unwrap())
             .stderr(file)
+            .process_group(0)
             .spawn()
-            .expect("chaincall starts");
+            .expect("the command starts");
         self.0.push((child, log));
-        self.wait_for(self.0.len() - 1, ready);
+        let i = self.0.len() - 1;
+        match listens {
+            Some(addr) => self.wait_until(i, &format!("listening on {addr}"), |_| {
+                TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            }),
+            None => self.wait_for(i, ready),
+        }
     }
 
     /// Waits (bounded) until the log of the `i`th command shows `needle`.
     fn wait_for(&mut self, i: usize, needle: &str) {
+        self.wait_until(i, needle, |log| log.contains(needle));
+    }
+
+    /// Waits (bounded) until `done` holds for the `i`th command's log; fails if it exits first.
+    fn wait_until(&mut self, i: usize, what: &str, done: impl Fn(&str) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             let (child, log) = &mut self.0[i];
             let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if text.contains(needle) {
+            if done(&text) {
                 return;
             }
             if let Some(status) = child.try_wait().unwrap() {
                 panic!(
-                    "{} exited ({status}) before {needle:?}:\n{text}",
+                    "{} exited ({status}) before {what:?}:\n{text}",
                     log.display()
                 );
             }
             assert!(
                 Instant::now() < deadline,
-                "{}: no {needle:?} within 90 s:\n{text}",
+                "{}: no {what:?} within 90 s:\n{text}",
                 log.display()
             );
             std::thread::sleep(Duration::from_millis(100));
@@ -80,6 +96,10 @@ impl Background {
 impl Drop for Background {
     fn drop(&mut self) {
         for (child, _) in &mut self.0 {
+            // The whole group this test started (Kamailio forks workers).
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -97,8 +117,99 @@ fn readme_commands(readme: &str) -> Vec<String> {
         .collect()
 }
 
+/// The README's "Kamailio instead of sipd" section: the shell lines creating its database,
+/// Kamailio's arguments, and the address the phones are told to use.
+struct KamailioSteps {
+    database: Vec<String>,
+    kamailio_args: Vec<String>,
+    addr: SocketAddr,
+}
+
+impl KamailioSteps {
+    fn from_readme(readme: &str) -> Self {
+        let section = readme
+            .split("## Kamailio")
+            .nth(1)
+            .expect("a Kamailio section");
+        let lines: Vec<&str> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("    "))
+            .collect();
+        let database = lines
+            .iter()
+            .filter(|l| l.starts_with("sqlite3 "))
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>();
+        let kamailio = lines
+            .iter()
+            .find(|l| l.starts_with("kamailio "))
+            .expect("a kamailio command");
+        let addr = section
+            .split("`addr = \"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .and_then(|a| a.parse().ok())
+            .expect("the address phones use");
+        KamailioSteps {
+            database,
+            kamailio_args: kamailio
+                .split_whitespace()
+                .skip(1)
+                .map(str::to_owned)
+                .collect(),
+            addr,
+        }
+    }
+
+    /// The README's shell lines that create Kamailio's database.
+    fn run_before_the_wallet(&self, net: &Path) {
+        assert_eq!(self.database.len(), 2, "{:?}", self.database);
+        for line in &self.database {
+            let out = Command::new("sh")
+                .current_dir(net)
+                .args(["-c", line])
+                .output()
+                .unwrap();
+            chaincall_testkit::assert_success(&out, line);
+        }
+    }
+
+    /// Each phone's `[sip]` as the README says: plain TCP to Kamailio.
+    fn edit_phones(&self, net: &Path) {
+        for k in 1..=2 {
+            let path = net.join(format!("phone{k}/phone.toml"));
+            let text = std::fs::read_to_string(&path).unwrap();
+            let edited: String = text
+                .lines()
+                .map(|l| match l {
+                    l if l.starts_with("transport = ") => "transport = \"tcp\"".to_owned(),
+                    l if l.starts_with("addr = ") => format!("addr = \"{}\"", self.addr),
+                    l => l.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            std::fs::write(&path, edited + "\n").unwrap();
+        }
+    }
+}
+
 #[test]
 fn a_new_operator_runs_the_network_init_writes_with_only_its_readme() {
+    day_one(None);
+}
+
+/// The same with the README's Kamailio alternative: the Kamailio database created by its
+/// commands before the wallet server starts, Kamailio (with the `kamailio.cfg` init wrote)
+/// started instead of sipd, and the phones' `[sip]` edited as the README says.
+#[test]
+fn the_same_with_kamailio_in_sipds_place() {
+    if let Some(kamailio) = chaincall_testkit::peer("kamailio") {
+        day_one(Some(kamailio));
+    }
+}
+
+/// `init`, then the README's commands in order; with `kamailio`, its Kamailio alternative.
+fn day_one(kamailio: Option<PathBuf>) {
     let Some(anvil) = chaincall_testkit::peer("anvil") else {
         return;
     };
@@ -135,6 +246,7 @@ fn a_new_operator_runs_the_network_init_writes_with_only_its_readme() {
         );
     }
 
+    let alternative = KamailioSteps::from_readme(&readme);
     let mut background = Background::default();
     let mut passphrase = None;
     let mut ran = Vec::new();
@@ -151,6 +263,17 @@ fn a_new_operator_runs_the_network_init_writes_with_only_its_readme() {
             cmd.env("CHAINCALL_PASSPHRASE", p);
         }
         let log = net.join(format!("step{k}.log"));
+        if let (Some(_), ["wallet", "serve", ..]) = (&kamailio, args.as_slice()) {
+            alternative.run_before_the_wallet(&net);
+        }
+        if let (Some(bin), ["sipd", "serve", ..]) = (&kamailio, args.as_slice()) {
+            let mut k = Command::new(bin);
+            k.current_dir(&net).args(&alternative.kamailio_args);
+            background.start(k, log, "", Some(alternative.addr));
+            alternative.edit_phones(&net);
+            ran.push("kamailio".to_owned());
+            continue;
+        }
         let ready = match args.as_slice() {
             ["wallet", "serve", ..] => Some("listening http://"),
             ["sipd", "serve", ..] => Some("sipd running"),
@@ -158,7 +281,7 @@ fn a_new_operator_runs_the_network_init_writes_with_only_its_readme() {
             _ => None,
         };
         if let Some(ready) = ready {
-            background.start(cmd, log, ready);
+            background.start(cmd, log, ready, None);
             ran.push(args[0].to_owned());
             continue;
         }
@@ -190,7 +313,11 @@ fn a_new_operator_runs_the_network_init_writes_with_only_its_readme() {
             "keystore deploy",
             "keystore publish-server",
             "wallet",
-            "sipd",
+            if kamailio.is_some() {
+                "kamailio"
+            } else {
+                "sipd"
+            },
             "phone --config",
             "store issue-receipt",
             "phone --config",
@@ -206,4 +333,8 @@ fn a_new_operator_runs_the_network_init_writes_with_only_its_readme() {
     // The callee's side (the last command started): the call came in from phone1's number.
     let listener = background.0.len() - 1;
     background.wait_for(listener, "+15550100001");
+    if kamailio.is_some() {
+        // Kamailio (started second, after the wallet server) authenticated the call.
+        background.wait_for(1, "AUTH-OK INVITE +15550100001@");
+    }
 }
