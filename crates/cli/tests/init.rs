@@ -336,5 +336,8 @@ fn day_one(kamailio: Option<PathBuf>) {
     if kamailio.is_some() {
         // Kamailio (started second, after the wallet server) authenticated the call.
         background.wait_for(1, "AUTH-OK INVITE +15550100001@");
+        // Without -A LOG_MESSAGES no message is logged in full (an SDES offer's key would be).
+        let log = std::fs::read_to_string(&background.0[1].1).unwrap();
+        assert!(!log.contains("SIP-IN"), "{log}");
     }
 }

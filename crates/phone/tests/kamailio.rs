@@ -116,7 +116,18 @@ impl Kamailio {
         let log = dir.join("kamailio.log");
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(bin)
-            .args(["-DD", "-E", "-m", "512", "-M", "16", "-f"])
+            // LOG_MESSAGES: every message in full in the log, which the test reads.
+            .args([
+                "-DD",
+                "-E",
+                "-m",
+                "512",
+                "-M",
+                "16",
+                "-A",
+                "LOG_MESSAGES",
+                "-f",
+            ])
             .arg(&cfg_path)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
