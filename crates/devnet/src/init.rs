@@ -27,6 +27,10 @@ const README: &str = include_str!("init/README.md");
 pub const KAMAILIO_MODULES: &str = "/usr/lib/x86_64-linux-gnu/kamailio/modules";
 /// The address anvil gives the first contract its first dev account deploys.
 pub const ANVIL_FIRST_CONTRACT: Address = address!("5FbDB2315678afecb367f032d93F642f64180aa3");
+/// The app's package name whose store receipts buy onboarding (wallet.toml and the README).
+pub const PACKAGE: &str = "org.chaincall.phone";
+/// The store product that is onboarding.
+pub const PRODUCT: &str = "onboarding";
 /// The subscriber database the wallet server writes and sipd (or Kamailio) reads, in DIR.
 pub const SIP_DB: &str = "sip.db";
 
@@ -288,6 +292,8 @@ pub fn render(o: &InitOptions, dir: &Path) -> Result<Vec<InitFile>> {
                 "SIP_DATABASE",
                 toml_str(&format!("sqlite://{SIP_DB}?mode=rwc")),
             ),
+            ("PACKAGE", toml_str(PACKAGE)),
+            ("PRODUCT", toml_str(PRODUCT)),
             ("FIRST", toml_str(o.first_number.as_str())),
             ("LAST", toml_str(o.last_number.as_str())),
         ]),
@@ -339,7 +345,7 @@ pub fn render(o: &InitOptions, dir: &Path) -> Result<Vec<InitFile>> {
         let _ = write!(
             onboard,
             "\n    chaincall phone --config {p}/phone.toml init\n    \
-             chaincall store issue-receipt --store-key store-private.pem --package org.chaincall.phone --product onboarding --out {p}/receipt.json\n    \
+             chaincall store issue-receipt --store-key store-private.pem --package {PACKAGE} --product {PRODUCT} --out {p}/receipt.json\n    \
              chaincall phone --config {p}/phone.toml onboard --receipt {p}/receipt.json\n    \
              chaincall phone --config {p}/phone.toml register\n"
         );
