@@ -40,6 +40,8 @@ enum Command {
     Store(cmd::store::StoreArgs),
     /// The subscriber's softphone: `phone init`, `onboard`, `register`, `call +E164`, `listen`.
     Phone(cmd::phone::PhoneArgs),
+    /// Write a consistent network into DIR: configurations, server keys, README of the commands.
+    Init(chaincall_devnet::init::InitArgs),
 }
 
 /// The file `SSLKEYLOGFILE` names, if any: where TLS secrets are appended for Wireshark. The
@@ -120,6 +122,7 @@ fn main() -> ExitCode {
         Command::Wallet(args) => cmd::wallet::run(args),
         Command::Store(args) => cmd::store::run(args),
         Command::Phone(args) => cmd::phone::run(args),
+        Command::Init(args) => args.run().map(|written| println!("{written}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

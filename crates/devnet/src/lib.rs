@@ -8,6 +8,7 @@
 //! Key files are still written to [`NetworkOptions::dir`] (mode 0600), as the servers read them.
 
 pub mod demo;
+pub mod init;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -93,30 +93,41 @@ struct Kamailio {
 
 impl Kamailio {
     fn start(bin: &Path, modules: &Path, dir: &Path, db: &Path) -> Self {
-        Self::start_with(
-            bin,
-            modules,
-            dir,
-            db,
-            include_str!("kamailio.cfg").to_owned(),
-        )
+        Self::start_with(bin, modules, dir, db, |cfg| cfg)
     }
 
-    /// As [`Kamailio::start`] with another configuration `template` (same placeholders).
-    fn start_with(bin: &Path, modules: &Path, dir: &Path, db: &Path, template: String) -> Self {
+    /// As [`Kamailio::start`], with `edit` applied to the configuration `chaincall init` writes
+    /// (`chaincall_devnet::init::kamailio_cfg`, the one operators get).
+    fn start_with(
+        bin: &Path,
+        modules: &Path,
+        dir: &Path,
+        db: &Path,
+        edit: impl FnOnce(String) -> String,
+    ) -> Self {
         use std::os::unix::process::CommandExt;
         let port = chaincall_testkit::free_tcp_port();
-        let cfg = template
-            .replace("@PORT@", &port.to_string())
-            .replace("@DOMAIN@", DOMAIN)
-            .replace("@DB@", &db.display().to_string())
-            .replace("@MPATH@", &modules.display().to_string());
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let cfg = edit(chaincall_devnet::init::kamailio_cfg(
+            DOMAIN, addr, db, modules,
+        ));
         let cfg_path = dir.join("kamailio.cfg");
         std::fs::write(&cfg_path, cfg).unwrap();
         let log = dir.join("kamailio.log");
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(bin)
-            .args(["-DD", "-E", "-m", "512", "-M", "16", "-f"])
+            // LOG_MESSAGES: every message in full in the log, which the test reads.
+            .args([
+                "-DD",
+                "-E",
+                "-m",
+                "512",
+                "-M",
+                "16",
+                "-A",
+                "LOG_MESSAGES",
+                "-f",
+            ])
             .arg(&cfg_path)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
@@ -124,11 +135,7 @@ impl Kamailio {
             .process_group(0)
             .spawn()
             .expect("starting kamailio");
-        let mut k = Kamailio {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            log,
-        };
+        let mut k = Kamailio { child, addr, log };
         k.wait_ready(Duration::from_secs(15));
         k
     }
@@ -670,14 +677,14 @@ async fn kamailio_authenticates_sha256_digest_from_the_ha1_sha256_column() {
     let alice = op.onboard(ALICE).await;
 
     let md5_column = r#"modparam("auth_db", "password_column", "ha1")"#;
-    let template = include_str!("kamailio.cfg");
-    assert!(template.contains(md5_column));
-    let template = template.replace(
-        md5_column,
-        r#"modparam("auth_db", "password_column", "ha1_sha256")
+    let mut kamailio = Kamailio::start_with(&bin, &modules, dir, &sip_db, |cfg| {
+        assert!(cfg.contains(md5_column));
+        cfg.replace(
+            md5_column,
+            r#"modparam("auth_db", "password_column", "ha1_sha256")
 modparam("auth", "algorithm", "SHA-256")"#,
-    );
-    let mut kamailio = Kamailio::start_with(&bin, &modules, dir, &sip_db, template);
+        )
+    });
     let genesis = op.chain.block_header(0).await.unwrap().hash_slow();
     let trust = Arc::new(HeaderTrust::checkpoint(0, genesis));
     let register = |password: Zeroizing<String>| {

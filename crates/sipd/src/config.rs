@@ -786,7 +786,11 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("sipd.example.toml");
         let c = Config::load(&path).unwrap();
         c.validate().unwrap();
-        assert_eq!(c.listens().len(), 2);
+        assert_eq!(
+            c.listens().len(),
+            3,
+            "udp, tcp and tls (what the phones use)"
+        );
         let t = c.tls_psk.as_ref().expect("the example documents [tls_psk]");
         assert_eq!(t.identity.as_str(), "sip.example.org");
         assert_eq!(t.min_version, TlsVersion::Tls12);

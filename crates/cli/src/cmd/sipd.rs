@@ -4,7 +4,7 @@
 //!
 //! A `tls:` listener serves TLS with the external PSK of chaincall's handshake; the file's
 //! `[tls_psk]` section names the server's identity, key file, keystore RPC URL and contract.
-//! `chaincall sipd add-user --database sqlite://sipd.db --domain example.com USER (--password-file FILE | --password-stdin)`
+//! `chaincall sipd add-user --database sqlite://sip.db --domain example.com USER (--password-file FILE | --password-stdin)`
 //! (the password is never taken on the command line, where `ps` and shell history show it)
 
 use std::net::SocketAddr;
@@ -53,7 +53,7 @@ struct ServeArgs {
 #[derive(Debug, Args)]
 struct AddUserArgs {
     /// sqlx database URL.
-    #[arg(long, default_value = "sqlite://sipd.db")]
+    #[arg(long, default_value = "sqlite://sip.db")]
     database: String,
     /// Domain (and realm) of the subscriber.
     #[arg(long)]
