@@ -33,6 +33,9 @@ pub enum AdminError {
     /// A contract error told with the identity's name (the contract only knows its hash).
     #[error("{0}")]
     Named(String),
+    /// A verified read whose proof failed: no key is shown.
+    #[error("verification failed, no key is shown")]
+    Unverified(#[source] crate::verified::VerifyError),
     /// A deployment receipt without a contract address.
     #[error("deployment receipt names no contract address")]
     NoContractAddress,
@@ -223,6 +226,64 @@ pub async fn header_trust<C: KeystoreChain + ?Sized>(
         HeaderTrust::checkpoint(0, genesis),
         format!("checkpoint 0:{genesis} (the endpoint's genesis: trust on first use)"),
     ))
+}
+
+/// An entry as `keystore get` reads it: as the node answers, or proven against a trusted header.
+#[derive(Debug)]
+pub struct EntryRead {
+    name: IdentityName,
+    contract: Address,
+    entry: ClientEntry,
+    /// The proof and the account of how its header was trusted, for a verified read.
+    verified: Option<(VerifiedEntry, String)>,
+}
+
+impl EntryRead {
+    /// `name`'s entry as the node answers it (no proof).
+    pub async fn unproven<C: KeystoreChain + ?Sized>(
+        chain: &C,
+        contract: Address,
+        name: IdentityName,
+    ) -> Result<Self, AdminError> {
+        let entry = chain.get_client(contract, ClientId::of(&name)).await?;
+        Ok(Self {
+            name,
+            contract,
+            entry,
+            verified: None,
+        })
+    }
+
+    /// `name`'s entry proven at `block` (default: the latest) against `trust`; `how` is the
+    /// one-line account of the trust that [`header_trust`] gives. A failed proof shows no key.
+    pub async fn proven<C: KeystoreChain + ?Sized>(
+        chain: &C,
+        contract: Address,
+        name: IdentityName,
+        (trust, how): (&HeaderTrust, String),
+        block: Option<u64>,
+    ) -> Result<Self, AdminError> {
+        let id = ClientId::of(&name);
+        let found = crate::verified::get_client_verified(chain, contract, id, trust, block)
+            .await
+            .map_err(AdminError::Unverified)?;
+        Ok(Self {
+            name,
+            contract,
+            entry: found.entry.clone(),
+            verified: Some((found, how)),
+        })
+    }
+
+    /// What to print.
+    pub fn view(&self) -> EntryView<'_> {
+        EntryView {
+            name: &self.name,
+            contract: self.contract,
+            entry: &self.entry,
+            verified: self.verified.as_ref().map(|(v, how)| (v, how.as_str())),
+        }
+    }
 }
 
 /// An entry as read from the keystore, with the proof it was read with if any (and how the header

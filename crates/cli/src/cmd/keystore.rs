@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use alloy::primitives::Address;
 use anyhow::{Result, anyhow, bail};
-use chaincall_chain::admin::{self, EntryChange, EntryView, GAS_BUDGET, HistoryView};
-use chaincall_chain::verified::{HeaderTrust, get_client_verified};
+use chaincall_chain::admin::{self, EntryChange, EntryRead, EntryView, GAS_BUDGET, HistoryView};
+use chaincall_chain::verified::HeaderTrust;
 use chaincall_chain::{ClientId, KeystoreChain, RpcChain, RpcConfig, TxOutcome};
 use chaincall_identity::{IdentityName, PhoneNumber, PublicIdentityKey};
 use clap::{Args, Subcommand};
@@ -326,28 +326,15 @@ async fn run_async(command: KeystoreCommand) -> Result<()> {
             let name = target.identity()?;
             let contract = target.contract()?;
             let chain = target.node.connect().await?;
-            let id = ClientId::of(&name);
-            let view = |entry, verified| EntryView {
-                name: &name,
-                contract,
-                entry,
-                verified,
+            let read = if verify {
+                let (header, how) = trust.header_trust(&chain).await?;
+                EntryRead::proven(&chain, contract, name, (&header, how), block).await?
+            } else if block.is_some() || trust.checkpoint.is_some() || !trust.quorum.is_empty() {
+                bail!("--block, --checkpoint and --quorum apply to verified lookups: add --verify");
+            } else {
+                EntryRead::unproven(&chain, contract, name).await?
             };
-            if !verify {
-                if block.is_some() || trust.checkpoint.is_some() || !trust.quorum.is_empty() {
-                    bail!(
-                        "--block, --checkpoint and --quorum apply to verified lookups: add --verify"
-                    );
-                }
-                let entry = chain.get_client(contract, id).await?;
-                return crate::print_view(&view(&entry, None), json, EntryView::to_json);
-            }
-            let (header_trust, how) = trust.header_trust(&chain).await?;
-            let found = get_client_verified(&chain, contract, id, &header_trust, block)
-                .await
-                .map_err(|e| anyhow!("verification failed, no key is shown: {e}"))?;
-            let verified = Some((&found, how.as_str()));
-            crate::print_view(&view(&found.entry, verified), json, EntryView::to_json)?;
+            crate::print_view(&read.view(), json, EntryView::to_json)?;
         }
         KeystoreCommand::Rotate {
             target,
