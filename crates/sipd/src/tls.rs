@@ -42,8 +42,24 @@ pub enum TlsSetupError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The identity key file does not exist yet: the server has no identity to prove.
+    #[error(
+        "identity key file {path} does not exist: create it and approve its key on chain with \
+         `chaincall keystore publish-server --rpc {rpc_url} --contract {contract} --domain {identity} \
+         --identity-key-file {path} --key-file WALLET_KEY_FILE`"
+    )]
+    KeyFileMissing {
+        /// The file (`tls_psk.key_file`).
+        path: String,
+        /// The server's identity (`tls_psk.identity`).
+        identity: String,
+        /// The keystore node (`tls_psk.rpc_url`).
+        rpc_url: String,
+        /// The keystore contract (`tls_psk.contract`).
+        contract: String,
+    },
     /// The chain could not be reached or read.
-    #[error("keystore: {0}")]
+    #[error("cannot read the keystore")]
     Chain(#[from] chaincall_chain::ChainError),
     /// OpenSSL refused the TLS settings.
     #[error(transparent)]
@@ -200,6 +216,14 @@ pub async fn psk_server_on_chain<C: KeystoreChain + 'static>(
     settings: &TlsPskSettings,
     chain: Arc<C>,
 ) -> Result<PskServer, TlsSetupError> {
+    if !settings.key_file.exists() {
+        return Err(TlsSetupError::KeyFileMissing {
+            path: settings.key_file.display().to_string(),
+            identity: settings.identity.to_string(),
+            rpc_url: settings.rpc_url.clone(),
+            contract: settings.contract.to_string(),
+        });
+    }
     let key = load_identity_key(&settings.key_file)?;
     let contract = settings.contract;
     let name = settings.identity_name();

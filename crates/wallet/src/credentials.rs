@@ -195,8 +195,8 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-fn sip_failure(e: impl std::fmt::Display) -> ApiError {
-    tracing::error!(error = %e, "SIP database failure");
+fn sip_failure(e: impl std::error::Error + 'static) -> ApiError {
+    tracing::error!(error = &e as &dyn std::error::Error, "SIP database failure");
     ApiError::Internal
 }
 
@@ -226,7 +226,7 @@ impl<C: ServerChain> Service<C> {
             .latest_for_phone(number.as_str())
             .await
             .map_err(|e| {
-                tracing::error!(error = %e, "database failure");
+                tracing::error!(error = &e as &dyn std::error::Error, "database failure");
                 ApiError::Internal
             })?
             .ok_or(ApiError::NotFound)?;

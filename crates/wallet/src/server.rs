@@ -46,10 +46,18 @@ pub enum ServerError {
     #[error(transparent)]
     Sip(#[from] SubscriberError),
     /// Chain.
-    #[error("chain: {0}")]
+    #[error("chain")]
     Chain(#[from] ChainError),
-    /// Sockets.
-    #[error("I/O: {0}")]
+    /// The listen address (`listen` in the file) could not be bound.
+    #[error("cannot listen on http {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Serving HTTP failed.
+    #[error("serving HTTP")]
     Io(#[from] std::io::Error),
 }
 
@@ -241,7 +249,12 @@ pub async fn run(
     config: WalletConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let listener = TcpListener::bind(config.listen).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
     match config.chain.backend {
         Backend::Embedded => {
             let chain = Arc::new(EmbeddedChain::default());
