@@ -334,4 +334,33 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(load_or_create_identity_key(&path).is_err());
     }
+
+    /// Each layer's Display says its own part only: `{err:#}` (anyhow in main) joins the chain
+    /// from `source()`, and a layer that also printed its source would say it twice.
+    #[test]
+    fn setup_errors_say_their_own_part_once() {
+        let chain = chaincall_chain::ChainError::NodeDown {
+            url: "http://127.0.0.1:1".into(),
+            reason: "connection refused".into(),
+        };
+        let err = crate::ServeError::Tls(TlsSetupError::Chain(chain));
+        let mut chain_text = err.to_string();
+        let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(&err);
+        while let Some(c) = cause {
+            chain_text = format!("{chain_text}: {c}");
+            cause = c.source();
+        }
+        assert_eq!(
+            chain_text,
+            "cannot set up TLS-PSK: cannot read the keystore: node down: http://127.0.0.1:1: \
+             connection refused"
+        );
+        let bind = crate::ServeError::Bind {
+            what: "udp",
+            addr: "127.0.0.1:5060".parse().unwrap(),
+            source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+        };
+        assert_eq!(bind.to_string(), "cannot listen on udp 127.0.0.1:5060");
+        assert!(std::error::Error::source(&bind).is_some());
+    }
 }

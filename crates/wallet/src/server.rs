@@ -46,7 +46,7 @@ pub enum ServerError {
     #[error(transparent)]
     Sip(#[from] SubscriberError),
     /// Chain.
-    #[error("chain")]
+    #[error(transparent)]
     Chain(#[from] ChainError),
     /// The listen address (`listen` in the file) could not be bound.
     #[error("cannot listen on http {addr}")]
@@ -362,5 +362,18 @@ mod tests {
             err.contains(&format!("chmod 600 {}", identity.display())),
             "{err}"
         );
+    }
+
+    /// The bind error names the address and leaves the OS reason to `source()`, so `{err:#}`
+    /// says "Address already in use" once.
+    #[test]
+    fn bind_error_names_the_address_and_not_its_source() {
+        let err = ServerError::Bind {
+            addr: "127.0.0.1:8547".parse().unwrap(),
+            source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+        };
+        assert_eq!(err.to_string(), "cannot listen on http 127.0.0.1:8547");
+        let source = std::error::Error::source(&err).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("address in use"));
     }
 }
