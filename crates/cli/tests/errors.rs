@@ -142,6 +142,21 @@ fn sipd_bad_toml_is_placed_once_by_file_and_line() {
     once(line, "invalid type");
 }
 
+#[test]
+fn a_missing_config_file_is_named_once_with_the_reason_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for part in ["sipd", "wallet"] {
+        let stderr = failing(
+            dir.path(),
+            "info",
+            &[part, "serve", "--config", "missing.toml"],
+        );
+        let line = error_line(&stderr);
+        once(line, "cannot read missing.toml");
+        once(line, "No such file or directory");
+    }
+}
+
 /// Debug lines of a start that fails on an unreachable keystore node: something to look at.
 fn debug_logs_of_a_failed_start(format: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
