@@ -11,11 +11,18 @@ mod cmd;
 
 /// End-to-end encrypted VoIP whose keys live in an Ethereum smart contract, not a PKI.
 #[derive(Debug, Parser)]
-#[command(name = "chaincall", version, about, long_about = None)]
+#[command(name = "chaincall", version, about, long_about = None, after_help = LOG_HELP)]
 struct Cli {
+    /// Log lines on stderr as `text` (coloured only on a terminal) or `json` (one object a line).
+    #[arg(long, global = true, value_name = "text|json", default_value = "text")]
+    log_format: chaincall_config::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
+
+const LOG_HELP: &str =
+    "Logs go to stderr, results to stdout. RUST_LOG filters the logs (default info), e.g.
+RUST_LOG=debug or RUST_LOG=chaincall_sipd=debug,info (tracing-subscriber EnvFilter syntax).";
 
 /// The parts of chaincall.
 #[derive(Debug, Subcommand)]
@@ -103,14 +110,8 @@ pub(crate) fn block_on<F: std::future::Future>(future: F) -> anyhow::Result<F::O
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
+    chaincall_config::init_logging(cli.log_format);
     let result = match cli.command {
         Command::Version => cmd::version::run(),
         #[cfg(feature = "bench")]

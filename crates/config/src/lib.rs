@@ -3,6 +3,8 @@
 //!
 //! toml's own errors carry a byte span and, for values, a key path it keeps private; this crate
 //! turns them into a place a person can read: `wallet.toml:12:1: funding.max_wei: …`.
+//!
+//! [`init_logging`] sets up the binaries' logs the same way (`--log-format`, `RUST_LOG`).
 #![forbid(unsafe_code)]
 
 /// A TOML file that could not be read into a configuration, placed in the file.
@@ -88,6 +90,44 @@ fn toml_key(text: &str, err: &toml::de::Error) -> Option<String> {
         Some(t) => format!("{t}.{key}"),
         None => key.to_owned(),
     })
+}
+
+/// How the binaries write their log lines to stderr (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines; coloured only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields`, `target`), for log collectors.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<LogFormat, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("unknown log format {other:?}: use text or json")),
+        }
+    }
+}
+
+/// Sends the process's logs to stderr in `format`, filtered by `RUST_LOG` (default `info`).
+/// Colour escapes only go to a terminal: in a file, a pipe or journald they are noise.
+pub fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 #[cfg(test)]

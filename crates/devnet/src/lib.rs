@@ -157,7 +157,7 @@ impl Network {
             .map_err(|e| anyhow!("wallet config: {e}"))?;
         let service = chaincall_wallet::server::build_service(&wallet_cfg, chain.clone(), contract)
             .await
-            .map_err(|e| anyhow!("wallet server: {e}"))?;
+            .context("wallet server")?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let wallet_url = format!("http://{}", listener.local_addr()?);
         let (wallet_stop, wallet_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -206,10 +206,10 @@ impl Network {
         let psk =
             chaincall_sipd::tls::psk_server_on_chain(&settings, chain.clone(), metrics.clone())
                 .await
-                .map_err(|e| anyhow!("sipd TLS-PSK: {e}"))?;
+                .context("sipd TLS-PSK")?;
         let sipd = chaincall_sipd::Server::bind_with_tls_psk(sipd_cfg, psk, metrics)
             .await
-            .map_err(|e| anyhow!("sipd: {e}"))?;
+            .context("sipd")?;
         let sipd_addr: SocketAddr = sipd
             .local()
             .iter()

@@ -143,7 +143,7 @@ impl<'de> Deserialize<'de> for Checkpoint {
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The path.
         path: String,

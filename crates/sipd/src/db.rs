@@ -63,7 +63,7 @@ pub enum DbError {
     #[error("unsupported database URL (use sqlite://FILE or postgres://...)")]
     Url,
     /// A driver error.
-    #[error("database: {0}")]
+    #[error("subscriber database")]
     Sqlx(#[from] sqlx::Error),
 }
 

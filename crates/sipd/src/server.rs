@@ -36,8 +36,10 @@ pub enum ServeError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// A socket could not be bound.
-    #[error("cannot bind {addr}: {source}")]
+    #[error("cannot listen on {what} {addr}")]
     Bind {
+        /// What was to listen there: `udp`, `tcp`, `tls` or `metrics http`.
+        what: &'static str,
         /// The address.
         addr: SocketAddr,
         /// The error.
@@ -47,7 +49,7 @@ pub enum ServeError {
     #[error(transparent)]
     Db(#[from] DbError),
     /// The TLS-PSK transport could not be set up.
-    #[error("TLS-PSK: {0}")]
+    #[error("cannot set up TLS-PSK")]
     Tls(#[from] crate::tls::TlsSetupError),
 }
 
@@ -333,22 +335,23 @@ impl Server {
             let a = l.addr;
             match l.transport {
                 ListenTransport::Udp => {
-                    let s = UdpSocket::bind(a)
-                        .await
-                        .map_err(|source| ServeError::Bind { addr: a, source })?;
-                    let bound = s
-                        .local_addr()
-                        .map_err(|source| ServeError::Bind { addr: a, source })?;
+                    let bind = |source| ServeError::Bind {
+                        what: "udp",
+                        addr: a,
+                        source,
+                    };
+                    let s = UdpSocket::bind(a).await.map_err(bind)?;
+                    let bound = s.local_addr().map_err(bind)?;
                     local.push(Listen::udp(bound));
                     udp.push(Arc::new(s));
                 }
                 ListenTransport::Tcp => {
-                    let (s, bound) = bind_stream_listener(a).await?;
+                    let (s, bound) = bind_stream_listener("tcp", a).await?;
                     local.push(Listen::tcp(bound));
                     tcp.push(s);
                 }
                 ListenTransport::Tls => {
-                    let (s, bound) = bind_stream_listener(a).await?;
+                    let (s, bound) = bind_stream_listener("tls", a).await?;
                     local.push(Listen::tls(bound));
                     tls.push(s);
                 }
@@ -362,7 +365,11 @@ impl Server {
             Some(a) => Some(
                 TcpListener::bind(a)
                     .await
-                    .map_err(|source| ServeError::Bind { addr: a, source })?,
+                    .map_err(|source| ServeError::Bind {
+                        what: "metrics http",
+                        addr: a,
+                        source,
+                    })?,
             ),
         };
         let db = if cfg.auth.mode == AuthMode::Digest {
@@ -625,13 +632,17 @@ async fn send(
 }
 
 /// A TCP listener (for a `tcp:` or `tls:` listen address) and the address it got.
-async fn bind_stream_listener(a: SocketAddr) -> Result<(TcpListener, SocketAddr), ServeError> {
-    let s = TcpListener::bind(a)
-        .await
-        .map_err(|source| ServeError::Bind { addr: a, source })?;
-    let bound = s
-        .local_addr()
-        .map_err(|source| ServeError::Bind { addr: a, source })?;
+async fn bind_stream_listener(
+    what: &'static str,
+    a: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), ServeError> {
+    let bind = |source| ServeError::Bind {
+        what,
+        addr: a,
+        source,
+    };
+    let s = TcpListener::bind(a).await.map_err(bind)?;
+    let bound = s.local_addr().map_err(bind)?;
     Ok((s, bound))
 }
 
@@ -654,7 +665,10 @@ fn spawn_lookup(
         let found = match tokio::time::timeout(timeout, db.subscriber(&username, &domain)).await {
             Ok(Ok(sub)) => Some(sub),
             Ok(Err(e)) => {
-                error!(error = %e, "subscriber look-up failed; waiting requests get 503");
+                error!(
+                    error = &e as &dyn std::error::Error,
+                    "subscriber look-up failed; waiting requests get 503"
+                );
                 None
             }
             Err(_) => {

@@ -43,8 +43,24 @@ pub enum TlsSetupError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The identity key file does not exist yet: the server has no identity to prove.
+    #[error(
+        "identity key file {path} does not exist: create it and approve its key on chain with \
+         `chaincall keystore publish-server --rpc {rpc_url} --contract {contract} --domain {identity} \
+         --identity-key-file {path} --key-file WALLET_KEY_FILE`"
+    )]
+    KeyFileMissing {
+        /// The file (`tls_psk.key_file`).
+        path: String,
+        /// The server's identity (`tls_psk.identity`).
+        identity: String,
+        /// The keystore node (`tls_psk.rpc_url`).
+        rpc_url: String,
+        /// The keystore contract (`tls_psk.contract`).
+        contract: String,
+    },
     /// The chain could not be reached or read.
-    #[error("keystore: {0}")]
+    #[error("cannot read the keystore")]
     Chain(#[from] chaincall_chain::ChainError),
     /// OpenSSL refused the TLS settings.
     #[error(transparent)]
@@ -212,6 +228,14 @@ pub async fn psk_server_on_chain<C: KeystoreChain + 'static>(
     chain: Arc<C>,
     metrics: Arc<Metrics>,
 ) -> Result<PskServer, TlsSetupError> {
+    if !settings.key_file.exists() {
+        return Err(TlsSetupError::KeyFileMissing {
+            path: settings.key_file.display().to_string(),
+            identity: settings.identity.to_string(),
+            rpc_url: settings.rpc_url.clone(),
+            contract: settings.contract.to_string(),
+        });
+    }
     let key = load_identity_key(&settings.key_file)?;
     let contract = settings.contract;
     let name = settings.identity_name();
@@ -331,5 +355,34 @@ mod tests {
         std::fs::write(&path, "not hex").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(load_or_create_identity_key(&path).is_err());
+    }
+
+    /// Each layer's Display says its own part only: `{err:#}` (anyhow in main) joins the chain
+    /// from `source()`, and a layer that also printed its source would say it twice.
+    #[test]
+    fn setup_errors_say_their_own_part_once() {
+        let chain = chaincall_chain::ChainError::NodeDown {
+            url: "http://127.0.0.1:1".into(),
+            reason: "connection refused".into(),
+        };
+        let err = crate::ServeError::Tls(TlsSetupError::Chain(chain));
+        let mut chain_text = err.to_string();
+        let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(&err);
+        while let Some(c) = cause {
+            chain_text = format!("{chain_text}: {c}");
+            cause = c.source();
+        }
+        assert_eq!(
+            chain_text,
+            "cannot set up TLS-PSK: cannot read the keystore: node down: http://127.0.0.1:1: \
+             connection refused"
+        );
+        let bind = crate::ServeError::Bind {
+            what: "udp",
+            addr: "127.0.0.1:5060".parse().unwrap(),
+            source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+        };
+        assert_eq!(bind.to_string(), "cannot listen on udp 127.0.0.1:5060");
+        assert!(std::error::Error::source(&bind).is_some());
     }
 }

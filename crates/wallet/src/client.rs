@@ -60,7 +60,7 @@ pub enum ClientError {
     #[error("unexpected answer from the wallet server: {0}")]
     Decode(String),
     /// The chain refused or failed.
-    #[error("chain: {0}")]
+    #[error(transparent)]
     Chain(#[from] ChainError),
     /// The server's identity is not approved on chain.
     #[error("the wallet server's identity {0} is not approved on chain")]

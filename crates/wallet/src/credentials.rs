@@ -205,8 +205,8 @@ fn unix_now() -> u64 {
 }
 
 #[cfg(feature = "server")]
-fn sip_failure(e: impl std::fmt::Display) -> ApiError {
-    tracing::error!(error = %e, "SIP database failure");
+fn sip_failure(e: impl std::error::Error + 'static) -> ApiError {
+    tracing::error!(error = &e as &dyn std::error::Error, "SIP database failure");
     ApiError::Internal
 }
 
@@ -238,7 +238,7 @@ impl<C: ServerChain> Service<C> {
             .latest_for_phone(number.as_str())
             .await
             .map_err(|e| {
-                tracing::error!(error = %e, "database failure");
+                tracing::error!(error = &e as &dyn std::error::Error, "database failure");
                 ApiError::Internal
             })?
             .ok_or(ApiError::NotFound)?;

@@ -18,10 +18,10 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[non_exhaustive]
 pub enum DbError {
     /// The database failed.
-    #[error("database: {0}")]
+    #[error("wallet state database")]
     Sqlx(#[from] sqlx::Error),
     /// A migration failed.
-    #[error("database migration: {0}")]
+    #[error("wallet state database migration")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// A row holds a value this code never writes.
     #[error("corrupt row {receipt_id}: {what}")]

@@ -46,10 +46,18 @@ pub enum ServerError {
     #[error(transparent)]
     Sip(#[from] SubscriberError),
     /// Chain.
-    #[error("chain: {0}")]
+    #[error(transparent)]
     Chain(#[from] ChainError),
-    /// Sockets.
-    #[error("I/O: {0}")]
+    /// The listen address (`listen` in the file) could not be bound.
+    #[error("cannot listen on http {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Serving HTTP failed.
+    #[error("serving HTTP")]
     Io(#[from] std::io::Error),
 }
 
@@ -228,7 +236,12 @@ pub async fn run(
     config: WalletConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let listener = TcpListener::bind(config.listen).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
     match config.chain.backend {
         Backend::Embedded => {
             let chain = Arc::new(EmbeddedChain::default());
@@ -336,5 +349,18 @@ mod tests {
             err.contains(&format!("chmod 600 {}", identity.display())),
             "{err}"
         );
+    }
+
+    /// The bind error names the address and leaves the OS reason to `source()`, so `{err:#}`
+    /// says "Address already in use" once.
+    #[test]
+    fn bind_error_names_the_address_and_not_its_source() {
+        let err = ServerError::Bind {
+            addr: "127.0.0.1:8547".parse().unwrap(),
+            source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+        };
+        assert_eq!(err.to_string(), "cannot listen on http 127.0.0.1:8547");
+        let source = std::error::Error::source(&err).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("address in use"));
     }
 }

@@ -1434,7 +1434,7 @@ impl<C: ServerChain> Service<C> {
         match tokio::time::timeout(self.settings.request_wait, task).await {
             Ok(Ok(Ok(row))) => Ok(row),
             Ok(Ok(Err(e))) => {
-                tracing::error!(error = %e, "database failure");
+                tracing::error!(error = &e as &dyn std::error::Error, "database failure");
                 Err(ApiError::Internal)
             }
             Ok(Err(join)) => {
@@ -1723,7 +1723,7 @@ impl<C: ServerChain> Service<C> {
     ) {
         loop {
             if let Err(e) = self.work_once().await {
-                tracing::error!(error = %e, "worker pass failed");
+                tracing::error!(error = &e as &dyn std::error::Error, "worker pass failed");
             }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
@@ -1833,7 +1833,7 @@ impl<C: ServerChain> Service<C> {
             .delete(number.as_str(), &self.settings.sip_domain)
             .await
             .map_err(|e| {
-                tracing::error!(error = %e, "SIP delete failed");
+                tracing::error!(error = &e as &dyn std::error::Error, "SIP delete failed");
                 ApiError::Internal
             })?;
         if let Some(row) = self
@@ -1864,7 +1864,7 @@ fn binding_of(row: &Onboarding) -> Result<[u8; 32], ApiError> {
 }
 
 fn internal(e: DbError) -> ApiError {
-    tracing::error!(error = %e, "database failure");
+    tracing::error!(error = &e as &dyn std::error::Error, "database failure");
     ApiError::Internal
 }
 

@@ -31,7 +31,7 @@ use zeroize::Zeroizing;
 #[non_exhaustive]
 pub enum SubscriberError {
     /// The SIP database failed.
-    #[error("SIP subscriber database: {0}")]
+    #[error("SIP subscriber database")]
     Database(#[from] sqlx::Error),
 }
 

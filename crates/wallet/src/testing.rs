@@ -69,7 +69,7 @@ pub struct TestConfig<'a> {
 #[non_exhaustive]
 pub enum TestConfigError {
     /// A file could not be written.
-    #[error("writing the test configuration: {0}")]
+    #[error("writing the test configuration")]
     Io(#[from] std::io::Error),
     /// The store's public key could not be encoded.
     #[error(transparent)]

@@ -73,7 +73,11 @@ pub struct AssignedNumbers {
 }
 
 fn internal(e: impl Into<DbError>) -> ApiError {
-    tracing::error!(error = %e.into(), "number assignment database failure");
+    let e: DbError = e.into();
+    tracing::error!(
+        error = &e as &dyn std::error::Error,
+        "number assignment database failure"
+    );
     ApiError::Internal
 }
 

@@ -108,7 +108,11 @@ pub struct SmsCodes<G> {
 }
 
 fn internal(e: impl Into<DbError>) -> ApiError {
-    tracing::error!(error = %e.into(), "one-time code database failure");
+    let e: DbError = e.into();
+    tracing::error!(
+        error = &e as &dyn std::error::Error,
+        "one-time code database failure"
+    );
     ApiError::Internal
 }
 
