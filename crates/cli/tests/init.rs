@@ -5,12 +5,12 @@
 //! Nothing is configured by hand (beyond the phone edit the README asks for with Kamailio): if a
 //! file `init` writes disagrees with another, or the README misses or misorders a step, this fails.
 
+mod common;
+
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use chaincall_identity::{Overwrite, write_secret_file};
 
 const PASSPHRASE: &str = "correct horse battery";
 
@@ -210,38 +210,17 @@ fn the_same_with_kamailio_in_sipds_place() {
 
 /// `init`, then the README's commands in order; with `kamailio`, its Kamailio alternative.
 fn day_one(kamailio: Option<PathBuf>) {
-    let Some(anvil) = chaincall_testkit::peer("anvil") else {
+    let Some(init) = common::init_network() else {
         return;
     };
-    let node =
-        chaincall_chain::AnvilProcess::spawn(&anvil, chaincall_testkit::free_tcp_port(), &[])
-            .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path();
-    // The node operator's key (anvil's first dev account), which `init` only refers to.
-    let deployer_hex = hex::encode(chaincall_chain::dev_signer(0).to_bytes());
-    write_secret_file(
-        &home.join("deployer.key"),
-        deployer_hex.as_bytes(),
-        Overwrite::Refuse,
-    )
-    .unwrap();
-    let port = || chaincall_testkit::free_tcp_port().to_string();
-    let sip_port = chaincall_testkit::free_udp_tcp_port().to_string();
-    let out = chaincall(home)
-        .args(["init", "net", "--deployer-key", "deployer.key"])
-        .args(["--rpc", &node.url(), "--chain-id", "31337"])
-        .args(["--sip-port", &sip_port, "--tls-port", &port()])
-        .args(["--wallet-port", &port(), "--metrics-port", &port()])
-        .output()
-        .unwrap();
-    chaincall_testkit::assert_success(&out, "chaincall init");
+    let home = init.home.path();
+    let deployer_hex = &init.deployer_hex;
     let net = home.join("net");
     let readme = std::fs::read_to_string(net.join("README.md")).unwrap();
     for f in std::fs::read_dir(&net).unwrap() {
         let text = std::fs::read(f.unwrap().path()).unwrap_or_default();
         assert!(
-            !String::from_utf8_lossy(&text).contains(&deployer_hex),
+            !String::from_utf8_lossy(&text).contains(deployer_hex.as_str()),
             "the deployer's key is copied"
         );
     }

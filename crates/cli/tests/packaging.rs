@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use chaincall_identity::{Overwrite, write_secret_file};
 use common::{Service, chaincall};
 
 /// Where the units and the image install the binary.
@@ -95,36 +94,11 @@ fn systemd_analyze_verifies_the_units() {
 
 #[test]
 fn each_units_and_the_images_command_starts_and_stops_on_sigterm() {
-    let Some(anvil) = chaincall_testkit::peer("anvil") else {
+    let Some(init) = common::init_network() else {
         return;
     };
-    let node =
-        chaincall_chain::AnvilProcess::spawn(&anvil, chaincall_testkit::free_tcp_port(), &[])
-            .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path();
-    let deployer = hex::encode(chaincall_chain::dev_signer(0).to_bytes());
-    write_secret_file(
-        &home.join("deployer.key"),
-        deployer.as_bytes(),
-        Overwrite::Refuse,
-    )
-    .unwrap();
-    let port = || chaincall_testkit::free_tcp_port().to_string();
-    let metrics_port = port();
-    let rpc = node.url();
-    common::ok(
-        chaincall()
-            .current_dir(home)
-            .args(["init", "net", "--deployer-key", "deployer.key"])
-            .args(["--rpc", &rpc, "--chain-id", "31337"])
-            .args([
-                "--sip-port",
-                &chaincall_testkit::free_udp_tcp_port().to_string(),
-            ])
-            .args(["--tls-port", &port(), "--wallet-port", &port()])
-            .args(["--metrics-port", &metrics_port]),
-    );
+    let home = init.home.path();
+    let rpc = init.node.url();
     let net = home.join("net");
     // The README's steps 1 and 2: the wallet server publishes its identity at start, and sipd's
     // is on chain as a real network's is.
@@ -188,7 +162,7 @@ fn each_units_and_the_images_command_starts_and_stops_on_sigterm() {
         );
         service.wait_for(ready, Duration::from_secs(60));
         if args[0] == "sipd" && what.contains("Dockerfile") {
-            healthcheck_passes(&dockerfile, &metrics_port);
+            healthcheck_passes(&dockerfile, init.metrics_port);
         }
         let lines = service.stop("TERM", STOP_WITHIN);
         assert!(
@@ -203,7 +177,7 @@ fn each_units_and_the_images_command_starts_and_stops_on_sigterm() {
 
 /// Runs the Dockerfile's HEALTHCHECK command against the sipd running on `metrics_port` (the
 /// image assumes init's default, 9060) and asserts it reports healthy.
-fn healthcheck_passes(dockerfile: &str, metrics_port: &str) {
+fn healthcheck_passes(dockerfile: &str, metrics_port: u16) {
     let line = dockerfile
         .lines()
         .find(|l| l.trim_start().starts_with("CMD [\"bash\""))

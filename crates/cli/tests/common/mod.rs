@@ -514,3 +514,43 @@ key_cache_secs = 3600
 pub(crate) fn keys_of(home: &Path) -> chaincall_phone::PhoneSecrets {
     chaincall_phone::PhoneSecrets::load(&home.join("phone.key"), PASSPHRASE).unwrap()
 }
+
+/// A network `chaincall init` wrote into `home/net` for its own anvil node, every port free: what
+/// a new operator starts from (init.rs runs its README, packaging.rs the services' commands).
+pub(crate) struct InitNet {
+    pub(crate) home: tempfile::TempDir,
+    pub(crate) node: AnvilProcess,
+    /// The node operator's key (anvil's first dev account) in hex, in `home/deployer.key`; `init`
+    /// only refers to it.
+    pub(crate) deployer_hex: String,
+    /// sipd's metrics port (`/healthz`).
+    pub(crate) metrics_port: u16,
+}
+
+/// `chaincall init net --deployer-key deployer.key` in a new temp folder, on a new anvil (chain
+/// 31337); `None` (skipped) without anvil.
+pub(crate) fn init_network() -> Option<InitNet> {
+    let anvil = chaincall_testkit::peer("anvil")?;
+    let node = AnvilProcess::spawn(&anvil, chaincall_testkit::free_tcp_port(), &[]).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let deployer_hex = hex::encode(dev_signer(0).to_bytes());
+    write_private(&home.path().join("deployer.key"), &deployer_hex);
+    let port = || chaincall_testkit::free_tcp_port().to_string();
+    let metrics_port = chaincall_testkit::free_tcp_port();
+    ok(chaincall()
+        .current_dir(home.path())
+        .args(["init", "net", "--deployer-key", "deployer.key"])
+        .args(["--rpc", &node.url(), "--chain-id", "31337"])
+        .args([
+            "--sip-port",
+            &chaincall_testkit::free_udp_tcp_port().to_string(),
+        ])
+        .args(["--tls-port", &port(), "--wallet-port", &port()])
+        .args(["--metrics-port", &metrics_port.to_string()]));
+    Some(InitNet {
+        home,
+        node,
+        deployer_hex,
+        metrics_port,
+    })
+}
