@@ -106,17 +106,6 @@ impl Drop for Background {
     }
 }
 
-/// The README's commands, in order, up to the Kamailio alternative: indented lines starting
-/// with `chaincall ` or `export `.
-fn readme_commands(readme: &str) -> Vec<String> {
-    let main = readme.split("## Kamailio").next().unwrap();
-    main.lines()
-        .filter_map(|l| l.strip_prefix("    "))
-        .filter(|l| l.starts_with("chaincall ") || l.starts_with("export "))
-        .map(str::to_owned)
-        .collect()
-}
-
 /// The README's "Kamailio instead of sipd" section: the shell lines creating its database,
 /// Kamailio's arguments, and the address the phones are told to use.
 struct KamailioSteps {
@@ -229,7 +218,7 @@ fn day_one(kamailio: Option<PathBuf>) {
     let mut background = Background::default();
     let mut passphrase = None;
     let mut ran = Vec::new();
-    for (k, line) in readme_commands(&readme).into_iter().enumerate() {
+    for (k, line) in common::readme_commands(&readme).into_iter().enumerate() {
         if let Some(assignment) = line.strip_prefix("export ") {
             assert!(assignment.starts_with("CHAINCALL_PASSPHRASE="), "{line}");
             passphrase = Some(PASSPHRASE);

@@ -98,33 +98,22 @@ fn each_units_and_the_images_command_starts_and_stops_on_sigterm() {
         return;
     };
     let home = init.home.path();
-    let rpc = init.node.url();
     let net = home.join("net");
-    // The README's steps 1 and 2: the wallet server publishes its identity at start, and sipd's
-    // is on chain as a real network's is.
-    let deployed = common::ok(chaincall().current_dir(&net).args([
-        "keystore",
-        "deploy",
-        "--rpc",
-        &rpc,
-        "--key-file",
-        "../deployer.key",
-    ]));
-    let contract = deployed.lines().next_back().unwrap().trim().to_owned();
-    common::ok(chaincall().current_dir(&net).args([
-        "keystore",
-        "publish-server",
-        "--rpc",
-        &rpc,
-        "--contract",
-        &contract,
-        "--domain",
-        "sip.example.org",
-        "--identity-key-file",
-        "sipd-identity.key",
-        "--key-file",
-        "../deployer.key",
-    ]));
+    // The README's steps 1 and 2, as it prints them: the wallet server publishes its identity at
+    // start, and sipd's is on chain as a real network's is.
+    let readme = read(&net.join("README.md"));
+    let keystore: Vec<String> = common::readme_commands(&readme)
+        .into_iter()
+        .filter(|l| l.starts_with("chaincall keystore "))
+        .collect();
+    assert_eq!(keystore.len(), 2, "deploy and publish-server: {keystore:?}");
+    for line in keystore {
+        common::ok(
+            chaincall()
+                .current_dir(&net)
+                .args(line.split_whitespace().skip(1)),
+        );
+    }
 
     let mut commands = Vec::new();
     for unit in units() {

@@ -1,7 +1,8 @@
 //! The network `chaincall phone` runs on, every part a real process on anvil (`keystore deploy`,
 //! `store keygen`, `keystore publish-server`, `wallet serve`, `sipd serve` with TLS-PSK and digest
 //! auth), onboarded phones in it, and long-running `chaincall` processes whose output lines are
-//! collected: shared by phone.rs and services.rs.
+//! collected: shared by phone.rs and services.rs; and the network `chaincall init` writes, with
+//! its README's commands, shared by init.rs and packaging.rs.
 
 #![allow(dead_code)]
 
@@ -553,4 +554,15 @@ pub(crate) fn init_network() -> Option<InitNet> {
         deployer_hex,
         metrics_port,
     })
+}
+
+/// The commands of the README `chaincall init` writes, in order, up to the Kamailio alternative:
+/// its indented lines starting with `chaincall ` or `export `.
+pub(crate) fn readme_commands(readme: &str) -> Vec<String> {
+    let main = readme.split("## Kamailio").next().unwrap();
+    main.lines()
+        .filter_map(|l| l.strip_prefix("    "))
+        .filter(|l| l.starts_with("chaincall ") || l.starts_with("export "))
+        .map(str::to_owned)
+        .collect()
 }
