@@ -1735,10 +1735,11 @@ impl<C: ServerChain> Service<C> {
         }
     }
 
-    /// Admin: lists onboardings by group (`pending`: not yet provisioned, not failed; `failed`;
-    /// or one state's name).
+    /// Admin: lists onboardings by group (`all`; `pending`: not yet provisioned, not failed; or
+    /// one state's name, e.g. `failed`).
     pub async fn admin_list(&self, which: &str) -> Result<Vec<AdminOnboarding>, ApiError> {
         let states: Vec<State> = match which {
+            "all" => State::ALL.to_vec(),
             "pending" => vec![
                 State::Recovering,
                 State::Received,
@@ -1749,7 +1750,7 @@ impl<C: ServerChain> Service<C> {
             ],
             other => vec![other.parse().map_err(|()| ApiError::InvalidField {
                 field: "state",
-                reason: "use pending, failed or a state name".into(),
+                reason: "use all, pending or a state name".into(),
             })?],
         };
         let rows = self.db.list(&states, 1000).await.map_err(internal)?;
