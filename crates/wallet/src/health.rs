@@ -76,7 +76,8 @@ pub(crate) async fn readyz<C: ServerChain>(State(state): State<Arc<AppState<C>>>
 }
 
 /// `GET /metrics`: onboardings by state, fundings and approvals signed, the worker's queue depth
-/// and build info, read from the state database (so they survive restarts).
+/// (read from the state database, so they survive restarts), chain errors since start and build
+/// info.
 pub(crate) async fn metrics<C: ServerChain>(State(state): State<Arc<AppState<C>>>) -> Response {
     let db = state.service.db();
     let (counts, due) = match (db.counts().await, db.due_count(now_ms()).await) {
@@ -121,6 +122,12 @@ pub(crate) async fn metrics<C: ServerChain>(State(state): State<Arc<AppState<C>>
             "counter",
             "Approval transactions signed and sent (fee replacements included).",
             counts.approvals,
+        ),
+        (
+            "chaincall_wallet_chain_errors_total",
+            "counter",
+            "Chain calls that failed and deferred a step, since start.",
+            i64::try_from(state.service.chain_errors()).unwrap_or(i64::MAX),
         ),
         (
             "chaincall_wallet_queue_due",

@@ -182,6 +182,9 @@ async fn readyz_is_unready_when_the_chain_stops() {
     let s = Server::start(chain, contract, config).await;
     assert_eq!(get(&s.base, "/readyz").await, (200, "ready\n".into()));
 
+    let errors = "chaincall_wallet_chain_errors_total";
+    assert_eq!(metric(&s.base, errors).await, 0);
+
     drop(node);
     let (status, body) = get(&s.base, "/readyz").await;
     assert_eq!(
@@ -190,6 +193,15 @@ async fn readyz_is_unready_when_the_chain_stops() {
     );
     assert!(!body.contains(&url));
     assert_eq!(get(&s.base, "/healthz").await.0, 200);
-    assert_eq!(metric(&s.base, "chaincall_wallet_queue_due").await, 0);
+    // A paid request while the node is down is queued; the failed chain call is counted.
+    let phone = Phone::new();
+    let (_, r) = receipt();
+    let queued = s.post_onboard(&phone, &r).await.unwrap();
+    assert_eq!(queued.state, "received", "{queued:?}");
+    assert!(metric(&s.base, errors).await >= 1);
+    assert_eq!(
+        metric(&s.base, r#"chaincall_wallet_onboardings{state="received"}"#).await,
+        1
+    );
     s.stop().await;
 }
