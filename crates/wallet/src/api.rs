@@ -9,7 +9,8 @@
 //! | GET | `/v1/status/{receipt_id}` | — | [`OnboardingStatus`]: state, next step, error codes (no wallet, tx) |
 //! | GET | `/v1/server` | — | server wallet, contract, identity |
 //! | GET | `/v1/openapi.json` | — | OpenAPI 3.0 description |
-//! | GET | `/v1/admin/onboardings?state=pending\|failed\|<state>` | — | list |
+//! | GET | `/healthz`, `/readyz`, `/metrics` | — | liveness, readiness, Prometheus text ([`crate::health`]) |
+//! | GET | `/v1/admin/onboardings?state=all\|pending\|<state>` | — | list (default `all`, up to 1000, oldest first) |
 //! | POST | `/v1/admin/onboardings/{receipt_id}/retry` | — | the row |
 //! | POST | `/v1/credentials` | [`CredentialsRequest`] signed by the number's on-chain key | [`CredentialsAnswer`](crate::credentials::CredentialsAnswer): the SIP password, sealed to that key |
 //! | POST | `/v1/admin/subscribers/{phone}/revoke` | — | [`RevokeOutcome`](crate::service::RevokeOutcome) |
@@ -256,7 +257,9 @@ async fn admin_list<C: ServerChain>(
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     check_admin(&state, &headers)?;
-    let which = q.state.as_deref().unwrap_or("pending");
+    // Without `state` the operator sees every onboarding (as `state=all`): an empty list must
+    // mean there are none, not that all of them are past `pending`.
+    let which = q.state.as_deref().unwrap_or("all");
     Ok(with_status(200, state.service.admin_list(which).await?))
 }
 
@@ -333,6 +336,9 @@ async fn not_found() -> ApiError {
 /// see source addresses.
 pub fn router<C: ServerChain>(state: Arc<AppState<C>>, max_body_bytes: usize) -> Router {
     Router::new()
+        .route("/healthz", get(crate::health::healthz))
+        .route("/readyz", get(crate::health::readyz::<C>))
+        .route("/metrics", get(crate::health::metrics::<C>))
         .route("/v1/onboard", post(onboard::<C>))
         .route("/v1/approve", post(approve::<C>))
         .route("/v1/number/code", post(number_code::<C>))

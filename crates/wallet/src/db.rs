@@ -151,6 +151,32 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The rows the worker drives now (binds: [`bind_due`]).
+const DUE_WHERE: &str = "(state IN ($1, $2, $3, $4, $5) OR (state = $6 AND approve_requested_at IS NOT NULL)) AND next_attempt_at <= $7";
+
+/// Binds [`DUE_WHERE`]'s parameters `$1`..`$7`.
+fn bind_due(
+    q: sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
+    now: i64,
+) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+    State::DRIVEN
+        .iter()
+        .fold(q, |q, s| q.bind(s.as_str()))
+        .bind(State::Funded.as_str())
+        .bind(now)
+}
+
+/// What [`Db::counts`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Onboardings per state name (states without rows are absent).
+    pub by_state: Vec<(String, i64)>,
+    /// Funding transactions signed.
+    pub fundings: i64,
+    /// Approval transactions signed, replacements included.
+    pub approvals: i64,
+}
+
 const COLUMNS: &str = "receipt_id, token_sha256, receipt_hash, product_id, purchase_time, phone, wallet, key_type, public_key, state, fund_amount, fund_nonce, fund_tx_hash, fund_raw_tx, fund_block, approve_tx_hash, failure_code, failure_message, last_error, attempts, next_attempt_at, created_at, updated_at, provisioned_at, approve_requested_at, last_error_code, approve_nonce, approve_raw_tx";
 
 /// Reads the columns of one row: the one place where stored text and integers become types. A
@@ -388,21 +414,54 @@ impl Db {
     /// queued approval request.
     pub async fn due(&self, now: i64, limit: i64) -> Result<Vec<Onboarding>, DbError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM onboarding WHERE (state IN ($1, $2, $3, $4, $8) OR (state = $7 AND approve_requested_at IS NOT NULL)) \
-             AND next_attempt_at <= $5 ORDER BY next_attempt_at LIMIT $6"
+            "SELECT {COLUMNS} FROM onboarding WHERE {DUE_WHERE} ORDER BY next_attempt_at LIMIT $8"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(State::DRIVEN[0].as_str())
-            .bind(State::DRIVEN[1].as_str())
-            .bind(State::DRIVEN[2].as_str())
-            .bind(State::DRIVEN[3].as_str())
-            .bind(now)
+        let rows = bind_due(sqlx::query(sqlx::AssertSqlSafe(sql)), now)
             .bind(limit)
-            .bind(State::Funded.as_str())
-            .bind(State::DRIVEN[4].as_str())
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(from_row).collect()
+    }
+
+    /// How many rows [`Db::due`] would return now without a limit: the worker's queue depth.
+    pub async fn due_count(&self, now: i64) -> Result<i64, DbError> {
+        let sql = format!("SELECT COUNT(*) FROM onboarding WHERE {DUE_WHERE}");
+        let row = bind_due(sqlx::query(sqlx::AssertSqlSafe(sql)), now)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)?)
+    }
+
+    /// Counts for the operator's metrics: onboardings per state (states without rows are left
+    /// out), funding transactions signed, approval transactions signed (replacements included).
+    pub async fn counts(&self) -> Result<Counts, DbError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM onboarding GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        let by_state = rows
+            .iter()
+            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let count = |table: &'static str| {
+            let sql = format!("SELECT COUNT(*) FROM {table}");
+            async move {
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(&self.pool)
+                    .await?;
+                row.try_get::<i64, _>(0)
+            }
+        };
+        Ok(Counts {
+            by_state,
+            fundings: count("funding_tx").await?,
+            approvals: count("approve_tx").await?,
+        })
+    }
+
+    /// Whether the database answers a trivial query.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1").fetch_one(&self.pool).await?;
+        Ok(())
     }
 
     /// The most recent row for a phone number.

@@ -53,6 +53,8 @@ pub mod db;
 #[cfg(feature = "server")]
 pub mod dev_store;
 #[cfg(feature = "server")]
+pub mod health;
+#[cfg(feature = "server")]
 pub mod machine;
 #[cfg(feature = "server")]
 pub mod number;

@@ -48,6 +48,20 @@ pub enum ServerError {
     /// Chain.
     #[error(transparent)]
     Chain(#[from] ChainError),
+    /// The server's wallet does not own the keystore: it could fund phones but never approve
+    /// them, so it refuses to start rather than consume receipts it cannot complete.
+    #[error(
+        "the server's wallet {server} does not own the keystore {contract} (its owner is {owner}): \
+         set chain.wallet_key_file to the owner's key, or transfer the ownership to {server}"
+    )]
+    NotOwner {
+        /// The server's wallet.
+        server: Address,
+        /// The keystore contract.
+        contract: Address,
+        /// The keystore's owner.
+        owner: Address,
+    },
     /// The listen address (`listen` in the file) could not be bound.
     #[error("cannot listen on http {addr}")]
     Bind {
@@ -157,7 +171,11 @@ pub async fn build_service<C: ServerChain>(
     let add_client_gas = measure_add_client_gas().await?;
     let owner = chain.owner(contract).await?;
     if owner != wallet.address() {
-        tracing::warn!(%owner, server = %wallet.address(), "the server wallet is not the keystore owner: approvals will fail");
+        return Err(ServerError::NotOwner {
+            server: wallet.address(),
+            contract,
+            owner,
+        });
     }
     if config.identity.publish_on_start {
         let domain = config.identity.domain.clone();

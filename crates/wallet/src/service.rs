@@ -40,6 +40,7 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -283,6 +284,8 @@ pub struct Service<C: ServerChain> {
     server_address: Address,
     jobs: mpsc::Sender<Job>,
     busy: Mutex<HashSet<String>>,
+    /// Chain calls that failed and deferred a step, since start (`/metrics`).
+    chain_errors: AtomicU64,
 }
 
 impl<C: ServerChain> std::fmt::Debug for Service<C> {
@@ -840,6 +843,7 @@ impl<C: ServerChain> Service<C> {
             server_address,
             jobs: tx,
             busy: Mutex::new(HashSet::new()),
+            chain_errors: AtomicU64::new(0),
         })
     }
 
@@ -866,6 +870,12 @@ impl<C: ServerChain> Service<C> {
     /// The chain.
     pub fn chain(&self) -> &Arc<C> {
         &self.chain
+    }
+
+    /// How many chain calls failed and deferred a step since start (unreachable node or an
+    /// error answer).
+    pub fn chain_errors(&self) -> u64 {
+        self.chain_errors.load(Ordering::Relaxed)
     }
 
     /// The number verifier.
@@ -1101,6 +1111,7 @@ impl<C: ServerChain> Service<C> {
                 Err(ApiError::ChainUnavailable) => {
                     // Recorded and queued, not refused: the worker checks the pending entry and
                     // approves with back-off once the node answers again.
+                    self.chain_errors.fetch_add(1, Ordering::Relaxed);
                     self.db
                         .queue_approval(
                             &row.receipt_id,
@@ -1500,6 +1511,9 @@ impl<C: ServerChain> Service<C> {
                 Ok(()) => {}
                 Err(StepError::Transient { code, message }) => {
                     tracing::warn!(receipt_id, code, error = %message, "step deferred");
+                    if code.starts_with("chain_") {
+                        self.chain_errors.fetch_add(1, Ordering::Relaxed);
+                    }
                     if row.state == State::Funded {
                         self.db
                             .queue_approval(receipt_id, code, &message, backoff(row.attempts))
@@ -1735,10 +1749,11 @@ impl<C: ServerChain> Service<C> {
         }
     }
 
-    /// Admin: lists onboardings by group (`pending`: not yet provisioned, not failed; `failed`;
-    /// or one state's name).
+    /// Admin: lists onboardings by group (`all`; `pending`: not yet provisioned, not failed; or
+    /// one state's name, e.g. `failed`).
     pub async fn admin_list(&self, which: &str) -> Result<Vec<AdminOnboarding>, ApiError> {
         let states: Vec<State> = match which {
+            "all" => State::ALL.to_vec(),
             "pending" => vec![
                 State::Recovering,
                 State::Received,
@@ -1749,7 +1764,7 @@ impl<C: ServerChain> Service<C> {
             ],
             other => vec![other.parse().map_err(|()| ApiError::InvalidField {
                 field: "state",
-                reason: "use pending, failed or a state name".into(),
+                reason: "use all, pending or a state name".into(),
             })?],
         };
         let rows = self.db.list(&states, 1000).await.map_err(internal)?;

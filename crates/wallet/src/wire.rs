@@ -52,6 +52,19 @@ impl State {
         }
     }
 
+    /// Every state, in the order an onboarding usually passes them.
+    pub const ALL: [State; 9] = [
+        Self::Recovering,
+        Self::Received,
+        Self::Funding,
+        Self::Funded,
+        Self::PendingSeen,
+        Self::Approved,
+        Self::Provisioned,
+        Self::Failed,
+        Self::Revoked,
+    ];
+
     /// States the background worker drives without waiting for the phone.
     pub const DRIVEN: [State; 5] = [
         Self::Received,
