@@ -122,7 +122,7 @@ pub async fn serve_tls_psk(listener: TcpListener, psk: PskServer, sink: StreamSi
                 Ok(Err(e)) => {
                     sink.metrics()
                         .count_handshake_failure(HandshakeFailure::of(&e));
-                    info!(%peer, reason = %e, "TLS-PSK connection refused")
+                    info!(%peer, reason = %chaincall_io::ErrorChain(&e), "TLS-PSK connection refused")
                 }
                 Err(_) => {
                     sink.metrics()
