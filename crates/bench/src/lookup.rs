@@ -118,7 +118,7 @@ async fn measure<C: KeystoreChain>(
     // Warm-up: links the header chain from the checkpoint once, and checks the entry exists.
     let first = get_client_verified(chain, contract, id, trust, None)
         .await
-        .map_err(|e| anyhow!("verification failed: {e}"))?;
+        .context("verification failed")?;
     if first.entry.status == chaincall_identity::KeyStatus::Unknown {
         bail!("{} is not in the keystore at {contract}", args.phone);
     }
@@ -129,7 +129,7 @@ async fn measure<C: KeystoreChain>(
         let start = Instant::now();
         let found = get_client_verified(chain, contract, id, trust, None)
             .await
-            .map_err(|e| anyhow!("verification failed: {e}"))?;
+            .context("verification failed")?;
         verified.push(ms(start.elapsed()));
         proof_bytes = found.proof_bytes;
 

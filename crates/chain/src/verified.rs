@@ -88,14 +88,14 @@ pub struct VerifiedEntry {
 #[non_exhaustive]
 pub enum VerifyError {
     /// Fetching the proof or a header failed (node down, unknown block, pruned state, ...).
-    #[error("chain access failed: {0}")]
+    #[error("chain access failed")]
     Chain(#[from] ChainError),
     /// The block header could not be trusted (does not chain to the checkpoint, no quorum, ...).
-    #[error("block header not trusted: {0}")]
+    #[error("block header not trusted")]
     Header(#[from] HeaderError),
     /// The state proof was refused (changed value, missing or extra node, wrong root, another slot
     /// or account).
-    #[error("state proof refused: {0}")]
+    #[error("state proof refused")]
     Proof(#[from] ProofError),
     /// The proof shows no account at the keystore address at this block.
     #[error("no keystore at {address} in block {block}: the state proves the account absent")]
@@ -119,7 +119,7 @@ pub enum VerifyError {
         expected: B256,
     },
     /// The proven storage words are not an entry this contract writes.
-    #[error("proven storage does not decode to an entry: {0}")]
+    #[error("proven storage does not decode to an entry")]
     Layout(#[from] LayoutError),
     /// The header fetched for one block number describes another.
     #[error("asked for the header of block {asked}, got block {got}")]
@@ -1257,5 +1257,28 @@ fn recorded_block(change: &RecordedChange) -> u64 {
         RecordedChange::Rotated { block, .. }
         | RecordedChange::Revoked { block }
         | RecordedChange::Reregistered { block, .. } => *block,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each wrapper says its own part; the cause comes from `source()` only, so the chain
+    /// (what sipd, the phone and the CLI print) tells it once.
+    #[test]
+    fn wrapped_causes_are_told_once() {
+        let layout = LayoutError::BadStatus(7);
+        let cause = layout.to_string();
+        let err = VerifyError::Layout(layout);
+        let told = chaincall_io::ErrorChain(&err).to_string();
+        assert_eq!(
+            told,
+            format!("proven storage does not decode to an entry: {cause}")
+        );
+        let header = HeaderError::Empty;
+        let err = LookupError::Verify(VerifyError::Header(header));
+        let told = chaincall_io::ErrorChain(&err).to_string();
+        assert_eq!(told, "block header not trusted: no headers to verify");
     }
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, ensure};
+use anyhow::{Context, Result, ensure};
 use chaincall_chain::{EmbeddedChain, PrivateKeySigner, RpcChain, RpcConfig};
 use chaincall_identity::{IdentityName, PhoneNumber};
 use chaincall_phone::CallReport;
@@ -320,9 +320,7 @@ async fn network<C: ServerChain>(
 ) -> Result<DemoReport> {
     let total = Instant::now();
     let mut audio_a = match &args.audio {
-        Some(p) => {
-            chaincall_media::wav::read_file(p).map_err(|e| anyhow!("{}: {e}", p.display()))?
-        }
+        Some(p) => chaincall_media::wav::read_file(p).with_context(|| p.display().to_string())?,
         None => chaincall_media::signal::speech_like((args.seconds * 1000.0) as u32, 1),
     };
     audio_a.truncate((args.seconds * 8000.0) as usize);
@@ -393,7 +391,7 @@ async fn network<C: ServerChain>(
             ("alice-received.wav", &a.recorded),
         ] {
             chaincall_media::wav::write_file(dir.join(name), samples)
-                .map_err(|e| anyhow!("{name}: {e}"))?;
+                .with_context(|| name.to_string())?;
         }
     }
     report.caller = Some(a);

@@ -94,7 +94,7 @@ pub enum HandshakeError {
     #[error("key confirmation failed: the peer's MAC does not match")]
     BadMac,
     /// The key directory refused or could not give a peer's key (unknown, pending, revoked, unavailable).
-    #[error("key directory: {0}")]
+    #[error("key directory")]
     Directory(#[from] DirectoryError),
     /// A message 1 seen before within the replay window.
     #[error("replayed message 1 refused")]
@@ -134,5 +134,21 @@ impl HandshakeError {
             Self::Replay => Some(AlertCode::Replay),
             Self::Timeout | Self::PeerAborted(_) | Self::ApiMisuse(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The directory's refusal comes from `source()` only: the chain (what the phone and sipd
+    /// log) tells it once, after the handshake's own part.
+    #[test]
+    fn directory_refusal_is_told_once() {
+        let refusal = DirectoryError::Unavailable("node down".into());
+        let err = HandshakeError::Directory(refusal.clone());
+        let told = chaincall_io::ErrorChain(&err).to_string();
+        assert_eq!(told, format!("key directory: {refusal}"));
+        assert_eq!(told.matches("node down").count(), 1, "{told}");
     }
 }

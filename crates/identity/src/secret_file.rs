@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 #[non_exhaustive]
 pub enum SecretFileError {
     /// The file could not be opened, read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -178,6 +178,25 @@ mod tests {
         ));
         std::fs::create_dir(&dir).unwrap();
         dir
+    }
+
+    /// The path is this error's own part, the OS reason comes from `source()` only: the chain
+    /// tells each once.
+    #[test]
+    fn io_error_tells_path_and_reason_once() {
+        let dir = tempdir();
+        let path = dir.join("missing");
+        let err = read_secret_file(&path).unwrap_err();
+        assert_eq!(err.to_string(), path.display().to_string());
+        let os = std::error::Error::source(&err).unwrap().to_string();
+        let told = chaincall_io::ErrorChain(&err).to_string();
+        assert_eq!(told.matches(os.as_str()).count(), 1, "{told}");
+        assert_eq!(
+            told.matches(&*path.display().to_string()).count(),
+            1,
+            "{told}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -57,6 +57,8 @@
 //! results) returns them from its `handle_input` and uses
 //! [`Infallible`](std::convert::Infallible) as `E`: its `poll_output` never yields an `Event`.
 #![forbid(unsafe_code)]
+mod error_chain;
+pub use error_chain::ErrorChain;
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -27,7 +27,7 @@ pub const FORMAT_EXTENSIBLE: u16 = 0xFFFE;
 #[non_exhaustive]
 pub enum WavError {
     /// The file could not be opened, read or written.
-    #[error("WAV file I/O: {0}")]
+    #[error("WAV file I/O")]
     Io(#[from] std::io::Error),
     /// Not a RIFF/WAVE file at all.
     #[error("not a RIFF WAVE file: {0}")]

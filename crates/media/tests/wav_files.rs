@@ -45,10 +45,13 @@ fn round_trip_in_memory_and_on_disk() {
     let path = dir.join("rt.wav");
     wav::write_file(&path, &samples).unwrap();
     assert_eq!(wav::read_file(&path).unwrap(), samples);
-    assert!(matches!(
-        wav::read_file(dir.join("missing.wav")),
-        Err(WavError::Io(_))
-    ));
+    let missing = wav::read_file(dir.join("missing.wav")).unwrap_err();
+    assert!(matches!(missing, WavError::Io(_)));
+    // The I/O error comes from source() only: the chain tells the OS reason once.
+    let os = std::error::Error::source(&missing).unwrap().to_string();
+    let told = chaincall_io::ErrorChain(&missing).to_string();
+    assert!(told.starts_with("WAV file I/O: "), "{told}");
+    assert_eq!(told.matches(os.as_str()).count(), 1, "{told}");
     std::fs::remove_dir_all(&dir).ok();
     // Empty audio is a valid file.
     assert_eq!(

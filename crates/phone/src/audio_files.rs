@@ -14,7 +14,7 @@ use crate::phone::CallReport;
 #[non_exhaustive]
 pub enum AudioFileError {
     /// `audio_in` is not a usable WAV.
-    #[error("audio_in {}: {source}", path.display())]
+    #[error("audio_in {}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
@@ -31,7 +31,7 @@ pub enum AudioFileError {
         source: std::io::Error,
     },
     /// A recording could not be written.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}", path.display())]
     Write {
         /// The file.
         path: PathBuf,

@@ -279,7 +279,8 @@ pub fn verify(
                 },
                 Err(e) => Verification::LikelySpoof {
                     reason: format!(
-                        "{name} has a key on chain but this call's proof does not hold: {e}"
+                        "{name} has a key on chain but this call's proof does not hold: {}",
+                        chaincall_io::ErrorChain(&e)
                     ),
                 },
             }

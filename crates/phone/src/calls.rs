@@ -109,7 +109,7 @@ pub enum DialError {
     #[error("--seconds must be more than 0 and at most 3600")]
     Seconds,
     /// The callee is not an E.164 number.
-    #[error("{given:?} is not an E.164 number: {source}")]
+    #[error("{given:?} is not an E.164 number")]
     NotE164 {
         /// What was given.
         given: String,

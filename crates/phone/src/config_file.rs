@@ -34,7 +34,7 @@ const REPIN_COMMENT: &str = "# Re-pinned by `chaincall phone trust repin`.\n";
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read the phone config {} (see crates/phone/phone.example.toml): {source}", path.display())]
+    #[error("cannot read the phone config {} (see crates/phone/phone.example.toml)", path.display())]
     Read {
         /// The file.
         path: PathBuf,
@@ -83,7 +83,7 @@ pub enum ConfigError {
         path: PathBuf,
     },
     /// The file could not be rewritten.
-    #[error("cannot update {}: {source}", path.display())]
+    #[error("cannot update {}", path.display())]
     Write {
         /// The file.
         path: PathBuf,
@@ -582,6 +582,36 @@ contract = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"
 addr = \"127.0.0.1:5061\"
 domain = \"sip.example.org\"
 ";
+
+    /// The read error names the file; the OS reason comes from `source()` only, so the chain the
+    /// CLI prints (`{:#}`) tells each once. Also for the phone's other file errors.
+    #[test]
+    fn file_errors_tell_path_and_reason_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing.toml");
+        let shown = path.display().to_string();
+        let err = PhoneFileConfig::load(&path).unwrap_err();
+        let os = std::error::Error::source(&err).unwrap().to_string();
+        let told = chaincall_io::ErrorChain(&err).to_string();
+        assert!(told.starts_with("cannot read the phone config "), "{told}");
+        assert_eq!(told.matches(&shown).count(), 1, "{told}");
+        assert_eq!(told.matches(&os).count(), 1, "{told}");
+        let contacts = crate::contacts::ContactsError::Io {
+            path: path.clone(),
+            source: std::io::Error::other("disk on fire"),
+        };
+        let told = chaincall_io::ErrorChain(&contacts).to_string();
+        assert_eq!(told, format!("contacts file {shown}: disk on fire"));
+        let wav = crate::audio_files::AudioFileError::Write {
+            path: path.clone(),
+            source: chaincall_media::wav::WavError::Io(std::io::Error::other("disk on fire")),
+        };
+        let told = chaincall_io::ErrorChain(&wav).to_string();
+        assert_eq!(
+            told,
+            format!("cannot write {shown}: WAV file I/O: disk on fire")
+        );
+    }
 
     fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();

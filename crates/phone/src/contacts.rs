@@ -36,7 +36,7 @@ pub const CONTACTS_VERSION: u32 = 1;
 #[non_exhaustive]
 pub enum ContactsError {
     /// The file (or its lock) could not be opened, read or written.
-    #[error("contacts file {}: {source}", path.display())]
+    #[error("contacts file {}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -44,7 +44,7 @@ pub enum ContactsError {
         source: std::io::Error,
     },
     /// The file is readable by others, or not text (see [`SecretFileError`]).
-    #[error("contacts file: {0}")]
+    #[error("contacts file")]
     File(#[from] SecretFileError),
     /// The file does not parse: left as it is.
     #[error(

@@ -43,7 +43,7 @@ pub enum ControlError {
     /// Nobody listens on the socket: no phone runs with this config.
     #[error(
         "no running `chaincall phone call` or `listen` for this config (cannot reach its control \
-         socket {}: {source})",
+         socket {})",
         path.display()
     )]
     NotRunning {

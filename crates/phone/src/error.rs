@@ -13,7 +13,7 @@ pub enum CallError {
     #[error("SDP: {0}")]
     Sdp(String),
     /// MIKEY refused the exchange (signature, unknown/pending/revoked key, replay, clock skew…).
-    #[error("MIKEY: {0}")]
+    #[error("MIKEY")]
     Mikey(#[from] chaincall_mikey::MikeyError),
     /// Keys are missing or unusable.
     #[error("keys: {0}")]

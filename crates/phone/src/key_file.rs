@@ -59,7 +59,7 @@ pub enum KeyFileError {
     },
     /// The key file to be replaced cannot be opened with the phone's passphrase.
     #[error(
-        "{} exists and cannot be opened with the phone's passphrase ({source}): refusing to \
+        "{} exists and cannot be opened with the phone's passphrase: refusing to \
          overwrite it; move it away or give --force", path.display()
     )]
     Unopenable {

@@ -329,11 +329,11 @@ fn refusal(name: &IdentityName, e: LookupError) -> PhoneError {
         LookupError::UnconfirmedKeyChange(change) => PhoneError::UnconfirmedKeyChange(change),
         e @ LookupError::Verify(VerifyError::Header(_)) => PhoneError::Lookup {
             name: name.clone(),
-            reason: format!("{e}; {TRUST_HINT}"),
+            reason: format!("{}; {TRUST_HINT}", chaincall_io::ErrorChain(&e)),
         },
         e => PhoneError::Lookup {
             name: name.clone(),
-            reason: e.to_string(),
+            reason: chaincall_io::ErrorChain(&e).to_string(),
         },
     }
 }

@@ -278,7 +278,12 @@ impl Phone {
                         &dir,
                         Instant::now(),
                     )
-                    .map_err(|e| PhoneError::Signalling(format!("handshake: {e}")))?;
+                    .map_err(|e| {
+                        PhoneError::Signalling(format!(
+                            "handshake: {}",
+                            chaincall_io::ErrorChain(&e)
+                        ))
+                    })?;
                     let tcp = TcpStream::connect(addr).await?;
                     let _ = tcp.set_nodelay(true);
                     let local_addr = tcp.local_addr()?;
@@ -304,7 +309,8 @@ impl Phone {
                         }
                         Err(e) => {
                             return Err(PhoneError::Signalling(format!(
-                                "TLS-PSK to {server}: {e}"
+                                "TLS-PSK to {server}: {}",
+                                chaincall_io::ErrorChain(&e)
                             )));
                         }
                     }
@@ -504,7 +510,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                         Ok(Some(Frame::Ping)) => {}
                         Ok(None) => break,
                         Err(e) => {
-                            warn!(error = %e, "unframeable signalling stream");
+                            warn!(error = %chaincall_io::ErrorChain(&e), "unframeable signalling stream");
                             let _ = frame_tx.send(None).await;
                             return;
                         }
@@ -808,10 +814,11 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                 self.keyed(call_id, neg);
             }
             Err(e) => {
-                warn!(call = %call_id, error = %e, "answer refused; hanging up");
+                let why = chaincall_io::ErrorChain(&e).to_string();
+                warn!(call = %call_id, error = %why, "answer refused; hanging up");
                 self.emit(PhoneEvent::Refused {
                     call_id: call_id.to_owned(),
-                    reason: e.to_string(),
+                    reason: why,
                 });
                 self.ua.hangup(call_id, Instant::now());
             }
@@ -910,11 +917,12 @@ impl<C: KeystoreChain + 'static> Actor<C> {
         let offer = match IncomingOffer::parse(&sdp) {
             Ok(o) => o,
             Err(e) => {
-                info!(call = %call_id, from = ?from_uri, error = %e, "unusable offer refused");
+                let why = chaincall_io::ErrorChain(&e).to_string();
+                info!(call = %call_id, from = ?from_uri, error = %why, "unusable offer refused");
                 self.ua.answer(&call_id, 488, short_reason(488), None);
                 self.emit(PhoneEvent::Refused {
                     call_id,
-                    reason: e.to_string(),
+                    reason: why,
                 });
                 return;
             }
@@ -1064,7 +1072,8 @@ impl<C: KeystoreChain + 'static> Actor<C> {
         call_id: &str,
         sdp: &[u8],
     ) -> Result<(String, NegotiatedMedia, Duration), (u16, String)> {
-        let offer = IncomingOffer::parse(sdp).map_err(|e| (488, e.to_string()))?;
+        let offer = IncomingOffer::parse(sdp)
+            .map_err(|e| (488, chaincall_io::ErrorChain(&e).to_string()))?;
         let peer = self
             .calls
             .get(call_id)
@@ -1107,7 +1116,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                 &local,
                 ntp_now(),
             )
-            .map_err(|e| (488, e.to_string()))?;
+            .map_err(|e| (488, chaincall_io::ErrorChain(&e).to_string()))?;
         if let Some(call) = self.calls.get_mut(call_id) {
             call.socket = Some(socket);
         }

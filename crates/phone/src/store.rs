@@ -419,14 +419,14 @@ impl PhoneSecrets {
             chaincall_identity::Overwrite::Refuse
         };
         chaincall_identity::write_secret_file(path, format!("{text}\n").as_bytes(), overwrite)
-            .map_err(|e| PhoneError::Store(e.to_string()))
+            .map_err(|e| PhoneError::Store(chaincall_io::ErrorChain(&e).to_string()))
     }
 
     /// Reads and decrypts the file at `path`, which must be a `kind` file.
     fn read_sealed(path: &Path, passphrase: &str, kind: FileKind) -> Result<Self, PhoneError> {
         // Refused when group or world readable (the message says `chmod 600 PATH`).
         let text = chaincall_identity::read_secret_file(path)
-            .map_err(|e| PhoneError::Store(e.to_string()))?;
+            .map_err(|e| PhoneError::Store(chaincall_io::ErrorChain(&e).to_string()))?;
         let envelope: Envelope = serde_json::from_str(&text).map_err(|e| {
             PhoneError::Store(format!(
                 "{} is not a chaincall {}: {e}",

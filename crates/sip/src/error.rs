@@ -103,7 +103,7 @@ pub enum FramingError {
         limit: usize,
     },
     /// The header section is unusable for framing (no or bad Content-Length).
-    #[error("cannot frame message: {0}")]
+    #[error("cannot frame message")]
     Parse(#[from] ParseError),
 }
 

@@ -256,6 +256,19 @@ mod tests {
         assert_eq!(got[2], Frame::Message(MSG.to_vec()));
     }
 
+    /// The framing error says its own part and the parse error comes from `source()`, so the
+    /// chain (what sipd and the phone log) tells the parse error once.
+    #[test]
+    fn framing_error_tells_its_parse_cause_once() {
+        let mut f = StreamFramer::new(ParseLimits::default());
+        f.push(b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n\r\n");
+        let err = f.poll_frame().unwrap_err();
+        let cause = ParseError::NoContentLength.to_string();
+        let told = chaincall_io::ErrorChain(&err).to_string();
+        assert_eq!(told, format!("cannot frame message: {cause}"));
+        assert_eq!(told.matches(&cause).count(), 1, "{told}");
+    }
+
     #[test]
     fn rejects_missing_length_and_oversize() {
         let mut f = StreamFramer::new(ParseLimits::default());

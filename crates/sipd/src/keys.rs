@@ -121,7 +121,10 @@ impl<C: KeystoreChain + 'static> ChainKeyDirectory<C> {
                 get_client_verified(&*self.chain, self.contract, id, trust, None)
                     .await
                     .map_err(|e| {
-                        DirectoryError::Unavailable(format!("keystore answer not proven: {e}"))
+                        DirectoryError::Unavailable(format!(
+                            "keystore answer not proven: {}",
+                            chaincall_io::ErrorChain(&e)
+                        ))
                     })?
                     .entry
             }

@@ -232,7 +232,7 @@ async fn serve_stream<S>(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    warn!(%peer, error = %e, "unframeable stream; closing connection");
+                    warn!(%peer, error = %chaincall_io::ErrorChain(&e), "unframeable stream; closing connection");
                     let _ = sink.tx.send(Ev::StreamDown { peer }).await;
                     drop(otx);
                     let _ = writer.await;

@@ -122,7 +122,7 @@ pub async fn serve_tls_psk(listener: TcpListener, psk: PskServer, sink: StreamSi
                 Ok(Err(e)) => {
                     sink.metrics()
                         .count_handshake_failure(HandshakeFailure::of(&e));
-                    info!(%peer, reason = %e, "TLS-PSK connection refused")
+                    info!(%peer, reason = %chaincall_io::ErrorChain(&e), "TLS-PSK connection refused")
                 }
                 Err(_) => {
                     sink.metrics()
@@ -169,7 +169,11 @@ pub fn load_or_create_identity_key(path: &Path) -> Result<(IdentityKey, bool), T
     )
     .map_err(|e| TlsSetupError::KeyFile {
         path: path.display().to_string(),
-        reason: e.to_string(),
+        // The path is told by KeyFile itself: the reason is the OS's (or the refusal's) only.
+        reason: match e {
+            chaincall_identity::SecretFileError::Io { source, .. } => source.to_string(),
+            other => other.to_string(),
+        },
     })?;
     Ok((key, true))
 }
@@ -318,6 +322,19 @@ pub fn chain_probe<C: KeystoreChain + 'static>(chain: Arc<C>) -> Probe {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    /// A key file that cannot be created names the file once and tells the OS's reason (the
+    /// secret-file error's Display is the path only; its reason comes from source()).
+    #[test]
+    fn an_uncreatable_key_file_is_named_once_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("no-such-dir").join("sipd.key");
+        let err = load_or_create_identity_key(&path).unwrap_err().to_string();
+        let shown = path.display().to_string();
+        assert_eq!(err.matches(&shown).count(), 1, "{err}");
+        let os = std::io::Error::from_raw_os_error(2).to_string();
+        assert!(err.ends_with(&os), "{err}");
+    }
 
     #[test]
     fn a_key_file_readable_by_others_is_refused_with_the_fix() {

@@ -7,7 +7,7 @@ use chaincall_handshake::HandshakeError;
 #[non_exhaustive]
 pub enum TlsPskError {
     /// The generic handshake failed (see the inner error).
-    #[error("handshake: {0}")]
+    #[error("handshake")]
     Handshake(#[from] HandshakeError),
     /// The handshake or TLS set-up did not finish in time.
     #[error("{0} timed out")]
@@ -16,7 +16,7 @@ pub enum TlsPskError {
     #[error("the peer closed the connection during the {0}")]
     Closed(&'static str),
     /// A socket error.
-    #[error("I/O: {0}")]
+    #[error("I/O")]
     Io(#[from] std::io::Error),
     /// The server refused the client's PSK because it has expired.
     #[error("PSK identity {0} has expired: run the handshake again")]
@@ -37,9 +37,32 @@ pub enum TlsPskError {
     #[error("this server does not run the handshake")]
     HandshakeNotOffered,
     /// OpenSSL failed during TLS set-up.
-    #[error("TLS: {0}")]
+    #[error("TLS")]
     Tls(#[from] openssl::ssl::Error),
     /// OpenSSL refused a configuration (cipher list, versions).
-    #[error("TLS configuration: {0}")]
+    #[error("TLS configuration")]
     TlsConfig(#[from] openssl::error::ErrorStack),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chaincall_identity::DirectoryError;
+
+    /// Each layer says its own part; the causes come from `source()`, so the chain the phone
+    /// and sipd report tells each once.
+    #[test]
+    fn wrapped_errors_tell_their_cause_once() {
+        let err = TlsPskError::Handshake(HandshakeError::Directory(DirectoryError::Unavailable(
+            "node down".into(),
+        )));
+        let told = chaincall_io::ErrorChain(&err).to_string();
+        assert_eq!(
+            told,
+            "handshake: key directory: key directory unavailable: node down"
+        );
+        let io = TlsPskError::Io(std::io::Error::other("connection reset"));
+        let told = chaincall_io::ErrorChain(&io).to_string();
+        assert_eq!(told, "I/O: connection reset");
+    }
 }

@@ -297,7 +297,7 @@ async fn hostile_bytes_are_refused_quickly_with_a_clear_error() {
     let results = results.await.unwrap();
     let shown: Vec<String> = results
         .iter()
-        .map(|r| r.as_ref().unwrap_err().to_string())
+        .map(|r| chaincall_io::ErrorChain(r.as_ref().unwrap_err()).to_string())
         .collect();
     assert!(shown[0].contains("oversized"), "{}", shown[0]);
     assert!(
