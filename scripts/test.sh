@@ -3,6 +3,7 @@
 # with CHAINCALL_REQUIRE_PEERS=1 (a test whose peer is missing fails instead of skipping).
 #
 #   Debian : tshark, sipp (sip-tester), baresip, Kamailio (+ sqlite, tls modules), openssl, libsrtp2,
+#            secsipidx (the STIR/SHAKEN tool the PASSporT interop tests run),
 #            libnet-smpp-perl (the SMS centre the wallet's one-time-code tests send SMPP to)
 #   npm    : anvil (@foundry-rs/anvil) and solcjs (solc), pinned in tools/package.json
 #   PyPI   : pylibsrtp (libsrtp 2.7 + OpenSSL), into the venv .venv/
@@ -22,7 +23,7 @@ echo "wireshark-common wireshark-common/install-setuid boolean false" | $sudo de
 $sudo apt-get update -q
 $sudo apt-get install -y -q --no-install-recommends \
   ca-certificates pkg-config libssl-dev openssl sqlite3 \
-  tshark sip-tester baresip-core \
+  tshark sip-tester baresip-core secsipidx \
   kamailio kamailio-sqlite-modules kamailio-tls-modules \
   libsrtp2-dev \
   perl libnet-smpp-perl

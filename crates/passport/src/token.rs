@@ -13,7 +13,7 @@ use crate::{Claims, KeyLocator, Party, PassportError};
 
 /// The longest Identity header value accepted or produced, in bytes.
 ///
-/// A chaincall PASSporT with one `dest` is about 520 bytes; SHAKEN tokens with a long `x5u` stay
+/// A chaincall Identity header with one `dest` is about 660 bytes; SHAKEN ones with a long `x5u` stay
 /// well under 1 KiB. The limit keeps a hostile header from costing more than a few kilobytes of
 /// base64 and JSON work.
 pub const MAX_IDENTITY_LEN: usize = 4096;
