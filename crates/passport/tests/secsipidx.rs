@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use chaincall_identity::{IdentityKey, Overwrite, write_secret_file};
+use chaincall_identity::{IdentityKey, Overwrite, Secret, write_secret_file};
 use chaincall_passport::*;
 use common::*;
 use p256::pkcs8::EncodePrivateKey;
@@ -54,9 +54,12 @@ fn secsipidx_accepts(bin: &Path, dir: &Path, value: &str, key: &IdentityKey) -> 
 
 /// Our identity key as a PKCS#8 PEM private key file (0600), the form secsipidx signs with.
 fn write_private_key(dir: &Path, key: &IdentityKey) -> PathBuf {
+    // The DER document zeroizes itself; the base64 and PEM copies are Secrets, and the PEM is
+    // allocated once at full size so growing it leaves no stray copy behind.
     let der = key.as_p256().to_pkcs8_der().expect("P-256 keys encode");
-    let body = STANDARD.encode(der.as_bytes());
-    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    let body = Secret::new(STANDARD.encode(der.as_bytes()));
+    let mut pem = Secret::new(String::with_capacity(body.len() * 2 + 64));
+    pem.push_str("-----BEGIN PRIVATE KEY-----\n");
     for line in body.as_bytes().chunks(64) {
         pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
         pem.push('\n');
