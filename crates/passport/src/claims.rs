@@ -374,6 +374,19 @@ mod tests {
         assert_ne!(id, new_origid(&mut rng));
     }
 
+    /// Two `iat`s (or `orig`s) would let two parsers read two different tokens from one signature.
+    #[test]
+    fn a_duplicated_claim_is_refused() {
+        let json = claims().to_canonical_json().unwrap();
+        let twice = json.replace("\"iat\":1800000000,", "\"iat\":1800000000,\"iat\":1,");
+        assert_eq!(
+            Claims::from_json(twice.as_bytes()),
+            Err(PassportError::Malformed("payload JSON"))
+        );
+        let twice = json.replace("\"orig\":", "\"orig\":{\"tn\":\"15551230009\"},\"orig\":");
+        assert!(Claims::from_json(twice.as_bytes()).is_err());
+    }
+
     #[test]
     fn refuses_claims_it_cannot_write_plainly() {
         let mut c = claims();

@@ -208,7 +208,13 @@ fn sip_uri_host(uri: &str) -> Option<&str> {
     if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
         return None;
     }
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    // An unescaped '@' in the user part is invalid, and parsers disagree on which '@' ends it:
+    // refuse rather than authorise a host another parser would not route to.
+    let rest = match rest.split_once('@') {
+        Some((_, host)) if host.contains('@') => return None,
+        Some((_, host)) => host,
+        None => rest,
+    };
     let end = rest.find([':', ';', '?']).unwrap_or(rest.len());
     Some(&rest[..end]).filter(|h| !h.is_empty())
 }
@@ -339,10 +345,7 @@ mod tests {
             sip_uri_host("sips:example.org:5061;transport=tls"),
             Some("example.org")
         );
-        assert_eq!(
-            sip_uri_host("sip:a@b@evil.example?x=y"),
-            Some("evil.example")
-        );
+        assert_eq!(sip_uri_host("sip:a@b@evil.example?x=y"), None);
         assert_eq!(sip_uri_host("tel:+15551234567"), None);
         assert_eq!(sip_uri_host("sip:alice@"), None);
     }
