@@ -175,20 +175,7 @@ impl Claims {
         if self.dest.tn.len() + self.dest.uri.len() > MAX_DEST {
             return Err(PassportError::Malformed("too many dest entries"));
         }
-        let plain = |s: &str| {
-            !s.is_empty()
-                && s.bytes()
-                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-        };
-        let uris = self.dest.uri.iter().chain(match &self.orig {
-            Party::Uri(uri) => Some(uri),
-            Party::Tn(_) => None,
-        });
-        if !uris.clone().all(|u| plain(u)) || !plain(&self.origid) {
-            return Err(PassportError::Malformed(
-                "URIs and origid must be printable ASCII without quotes or backslashes",
-            ));
-        }
+        check_plain(&self.orig, &self.dest, &self.origid)?;
         let list = |items: &mut dyn Iterator<Item = &str>| {
             let quoted: Vec<String> = items.map(|s| format!("\"{s}\"")).collect();
             format!("[{}]", quoted.join(","))
@@ -252,6 +239,8 @@ impl Claims {
                 .collect::<Result<_, _>>()?,
             uri: dest.uri,
         };
+        let origid = raw.origid.ok_or(PassportError::MissingClaim("origid"))?;
+        check_plain(&orig, &dest, &origid)?;
         let media = raw.ccmk.ok_or(PassportError::MissingClaim(MEDIA_CLAIM))?;
         if media.alg != "sha-256" {
             return Err(PassportError::Malformed("ccmk alg is not sha-256"));
@@ -267,9 +256,30 @@ impl Claims {
             orig,
             dest,
             iat: raw.iat.ok_or(PassportError::MissingClaim("iat"))?,
-            origid: raw.origid.ok_or(PassportError::MissingClaim("origid"))?,
+            origid,
             media: MediaBinding(digest),
         })
+    }
+}
+
+/// URIs and `origid` are printable ASCII without `"` or `\\` (RFC 3986 URIs are): written without
+/// escapes, read back the same everywhere, and safe to print in a log line.
+fn check_plain(orig: &Party, dest: &Dest, origid: &str) -> Result<(), PassportError> {
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    };
+    let orig_uri = match orig {
+        Party::Uri(uri) => Some(uri),
+        Party::Tn(_) => None,
+    };
+    if dest.uri.iter().chain(orig_uri).all(|u| plain(u)) && plain(origid) {
+        Ok(())
+    } else {
+        Err(PassportError::Malformed(
+            "URIs and origid must be printable ASCII without quotes or backslashes",
+        ))
     }
 }
 
@@ -385,6 +395,19 @@ mod tests {
         );
         let twice = json.replace("\"orig\":", "\"orig\":{\"tn\":\"15551230009\"},\"orig\":");
         assert!(Claims::from_json(twice.as_bytes()).is_err());
+    }
+
+    /// A received URI with a line break (or any control character) never reaches a log line.
+    #[test]
+    fn a_received_uri_with_control_characters_is_refused() {
+        let mut c = claims();
+        c.dest = Dest::single(Party::Uri("sip:bob@example.org".into()));
+        let json = c.to_canonical_json().unwrap();
+        let injected = json.replace("sip:bob@example.org", "sip:bob@example.org\\nFAKE LOG LINE");
+        assert!(matches!(
+            Claims::from_json(injected.as_bytes()),
+            Err(PassportError::Malformed(_))
+        ));
     }
 
     #[test]
