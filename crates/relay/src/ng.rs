@@ -6,7 +6,7 @@
 //! `error` with `error-reason`) and may have a `warning`.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::bencode::{self, BencodeError, Limits, Value};
 use crate::sdp::{self, SdpError};
@@ -73,7 +73,8 @@ pub struct Offer {
     /// The caller's SDP, as the callee must receive it but for addresses and ports.
     pub sdp: String,
     /// Where the signalling came from, when the SDP's address is not reachable (NAT): rtpengine
-    /// then sends media there (`received from`).
+    /// then sends media to this address and the SDP's port (`received from` with the
+    /// `SIP-source-address` flag) until the party's first packet shows its real source.
     pub received_from: Option<IpAddr>,
 }
 
@@ -259,6 +260,10 @@ fn session(
     dict.insert(b"sdp".to_vec(), Value::str(sdp::mask(sdp)?));
     if let Some(ip) = received_from {
         dict.insert(b"received from".to_vec(), received_from_value(ip));
+        // rtpengine trusts the SDP's address unless told otherwise; behind NAT that address is
+        // private, so media goes to the signalling source until the first packet teaches the
+        // real one (endpoint learning).
+        dict.insert(b"flags".to_vec(), Value::strs(["SIP-source-address"]));
     }
     passthrough_options(dict);
     Ok(())
@@ -335,8 +340,18 @@ pub struct StreamStats {
     pub local_port: Option<u16>,
     /// True for an RTCP port.
     pub rtcp: bool,
+    /// Where the relay sends this party's media: the SDP's address, or what it learned from the
+    /// party's packets (behind NAT, the router's public address and port).
+    pub endpoint: Option<SocketAddr>,
     /// What arrived on this port.
     pub counters: Counters,
+}
+
+/// `{address, port}` as a socket address, when both are there and valid.
+fn endpoint(value: &Value) -> Option<SocketAddr> {
+    let ip: IpAddr = value.get("address")?.as_str()?.parse().ok()?;
+    let port = u16::try_from(value.get("port")?.as_int()?).ok()?;
+    Some(SocketAddr::new(ip, port))
 }
 
 /// rtpengine's statistics of one call (`query`).
@@ -377,6 +392,7 @@ impl CallStats {
                             .and_then(Value::as_int)
                             .and_then(|p| u16::try_from(p).ok()),
                         rtcp: flags.iter().any(|f| f.as_str() == Some("RTCP")),
+                        endpoint: stream.get("endpoint").and_then(endpoint),
                         counters: Counters::from_value(stream.get("stats"))?,
                     });
                 }
@@ -456,6 +472,10 @@ mod tests {
         assert_eq!(
             value.get("received from"),
             Some(&Value::strs(["IP4", "203.0.113.100"]))
+        );
+        assert_eq!(
+            value.get("flags"),
+            Some(&Value::strs(["SIP-source-address"]))
         );
     }
 

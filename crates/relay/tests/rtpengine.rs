@@ -79,6 +79,14 @@ async fn send_through(
     (sent, got)
 }
 
+/// A phone's SDP: one audio stream on RTP/SAVP with `keys` (session-level lines) in front of it.
+fn phone_sdp(addr: impl std::fmt::Display, port: u16, keys: &str) -> String {
+    format!(
+        "v=0\r\no=- 3920 3920 IN IP4 {addr}\r\ns=chaincall\r\nc=IN IP4 {addr}\r\nt=0 0\r\n\
+         {keys}m=audio {port} RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
+    )
+}
+
 /// One relayed call: offer (caller's SDP with `caller_keys`), answer (`callee_keys`), media both
 /// ways, query, delete, list.
 async fn relayed_call(rtpe: &RtpengineConfig, call_id: &str, caller_keys: &str, callee_keys: &str) {
@@ -89,13 +97,7 @@ async fn relayed_call(rtpe: &RtpengineConfig, call_id: &str, caller_keys: &str, 
     let caller_port = caller.local_addr().unwrap().port();
     let callee_port = callee.local_addr().unwrap().port();
 
-    let sdp = |addr: &str, port: u16, keys: &str| {
-        format!(
-            "v=0\r\no=- 3920 3920 IN IP4 {addr}\r\ns=chaincall\r\nc=IN IP4 {addr}\r\nt=0 0\r\n\
-             {keys}m=audio {port} RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
-        )
-    };
-    let offer_sdp = sdp("127.0.0.2", caller_port, caller_keys);
+    let offer_sdp = phone_sdp("127.0.0.2", caller_port, caller_keys);
     let to_callee = relay
         .offer(Offer {
             call_id: call_id.into(),
@@ -119,7 +121,7 @@ async fn relayed_call(rtpe: &RtpengineConfig, call_id: &str, caller_keys: &str, 
         assert!(to_callee.contains(&format!("{key_line}\r\n")));
     }
 
-    let answer_sdp = sdp("127.0.0.3", callee_port, callee_keys);
+    let answer_sdp = phone_sdp("127.0.0.3", callee_port, callee_keys);
     let to_caller = relay
         .answer(Answer {
             call_id: call_id.into(),
@@ -183,6 +185,8 @@ async fn relayed_call(rtpe: &RtpengineConfig, call_id: &str, caller_keys: &str, 
         .port(relay_for_callee)
         .expect("the callee's relay port");
     assert!(!from_caller.rtcp && !from_callee.rtcp);
+    assert_eq!(from_caller.endpoint, Some(caller.local_addr().unwrap()));
+    assert_eq!(from_callee.endpoint, Some(callee.local_addr().unwrap()));
     assert!(
         (got.len() as u64..=20).contains(&from_caller.counters.packets),
         "{from_caller:?}"
@@ -374,4 +378,160 @@ async fn replies_with_another_cookie_are_ignored_and_hostile_ones_refused() {
         "{err:?}"
     );
     server.await.unwrap();
+}
+
+/// Runs `f` to completion on a runtime whose thread is in node `node`'s namespace (sockets it
+/// binds, processes it spawns, live there).
+fn in_namespace<T: Send>(
+    net: &chaincall_testkit::netns::TestNet,
+    node: &str,
+    f: impl std::future::Future<Output = T> + Send,
+) -> T {
+    net.run(node, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    })
+}
+
+/// A UDP socket bound in `node`'s namespace, for use on the test's runtime.
+fn phone_socket(net: &chaincall_testkit::netns::TestNet, node: &str) -> UdpSocket {
+    let socket = net.run(node, || std::net::UdpSocket::bind("0.0.0.0:0").unwrap());
+    socket.set_nonblocking(true).unwrap();
+    UdpSocket::from_std(socket).unwrap()
+}
+
+#[tokio::test]
+async fn phones_behind_nat_exchange_srtp_through_rtpengine_on_the_public_segment() {
+    use chaincall_testkit::netns::{Nat, TestNet};
+    let Some(binary) = chaincall_testkit::peer("rtpengine") else {
+        return;
+    };
+    let Some(net) = TestNet::builder()
+        .public_host("relay")
+        .public_host("sipd")
+        .home("a", Nat::PortPreserving, &["alice"])
+        .home("b", Nat::Symmetric, &["bob"])
+        .build()
+    else {
+        return;
+    };
+    let relay_ip = net.addr("relay");
+    // Inside the namespace nothing else runs: fixed ports are free.
+    let config = RtpengineConfig {
+        binary,
+        interface: relay_ip.into(),
+        ng: (relay_ip, 2223).into(),
+        ports: (30000, 30099),
+    };
+    let _daemon = in_namespace(&net, "relay", async {
+        Rtpengine::spawn(config.command(), config.ng, Duration::from_secs(20)).await
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let alice = phone_socket(&net, "alice");
+    let bob = phone_socket(&net, "bob");
+    let alice_port = alice.local_addr().unwrap().port();
+    let bob_port = bob.local_addr().unwrap().port();
+    let alice_keys =
+        "a=key-mgmt:mikey AQAFgM0XAAAAAAAAAAAAAAABAAAAFgAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n";
+    let bob_keys = "a=key-mgmt:mikey AQIFgM0XAAAAAAAAAAAAAAABAAAAFgAAAAAAAAAAAAAAAAAAAAAAAAB=\r\n";
+    let offer_sdp = phone_sdp(net.addr("alice"), alice_port, alice_keys);
+    let answer_sdp = phone_sdp(net.addr("bob"), bob_port, bob_keys);
+
+    // sipd's part: it sees the phones' signalling come from their routers.
+    let relay = client(config.ng);
+    let (to_bob, to_alice) = in_namespace(&net, "sipd", async {
+        let to_bob = relay
+            .offer(Offer {
+                call_id: "nat-call".into(),
+                from_tag: "alice-tag".into(),
+                sdp: offer_sdp.clone(),
+                received_from: Some(net.public_addr("alice").into()),
+            })
+            .await
+            .unwrap();
+        let to_alice = relay
+            .answer(Answer {
+                call_id: "nat-call".into(),
+                from_tag: "alice-tag".into(),
+                to_tag: "bob-tag".into(),
+                sdp: answer_sdp.clone(),
+                received_from: Some(net.public_addr("bob").into()),
+            })
+            .await
+            .unwrap();
+        (to_bob, to_alice)
+    });
+    // Each phone is told the relay's public address; the other's keys arrive untouched.
+    let relay_c = format!("c=IN IP4 {relay_ip}\r\n");
+    assert!(
+        to_bob.contains(&relay_c) && to_alice.contains(&relay_c),
+        "{to_bob}{to_alice}"
+    );
+    assert!(to_bob.contains(alice_keys) && to_alice.contains(bob_keys));
+    let relay_for_bob: SocketAddr = (relay_ip, media_port(&to_bob)).into();
+    let relay_for_alice: SocketAddr = (relay_ip, media_port(&to_alice)).into();
+
+    // Both phones send first, as a symmetric-RTP phone does: their packets open the NAT and
+    // show rtpengine where each phone really is. Until then packets may be lost; retry.
+    let mut buf = [0u8; 2048];
+    let mut opened = (false, false);
+    for attempt in 0..50 {
+        if opened == (true, true) {
+            break;
+        }
+        assert!(attempt < 49, "no media got through the NATs: {opened:?}");
+        alice
+            .send_to(&srtp_like(1, attempt), relay_for_alice)
+            .await
+            .unwrap();
+        bob.send_to(&srtp_like(2, attempt), relay_for_bob)
+            .await
+            .unwrap();
+        let wait = Duration::from_millis(100);
+        while let Ok(Ok(_)) = tokio::time::timeout(wait, alice.recv_from(&mut buf)).await {
+            opened.0 = true;
+        }
+        while let Ok(Ok(_)) = tokio::time::timeout(wait, bob.recv_from(&mut buf)).await {
+            opened.1 = true;
+        }
+    }
+
+    let (sent, got) = send_through(&alice, relay_for_alice, &bob, 0xa11ce, 20).await;
+    let (sent_back, got_back) = send_through(&bob, relay_for_bob, &alice, 0xb0b, 20).await;
+    assert_eq!(got.len(), 20, "alice to bob");
+    assert_eq!(got_back.len(), 20, "bob to alice");
+    assert!(
+        got.iter()
+            .all(|(p, from)| sent.contains(p) && *from == relay_for_bob)
+    );
+    assert!(
+        got_back
+            .iter()
+            .all(|(p, from)| sent_back.contains(p) && *from == relay_for_alice)
+    );
+
+    let stats = in_namespace(&net, "sipd", relay.query("nat-call")).unwrap();
+    let alice_stream = stats.port(relay_for_alice.port()).unwrap();
+    let bob_stream = stats.port(relay_for_bob.port()).unwrap();
+    // The relay sends to the routers, at the ports their NATs chose.
+    let alice_seen = alice_stream.endpoint.unwrap();
+    let bob_seen = bob_stream.endpoint.unwrap();
+    assert_eq!(
+        alice_seen,
+        (net.public_addr("alice"), alice_port).into(),
+        "port-preserving"
+    );
+    assert_eq!(bob_seen.ip(), net.public_addr("bob"));
+    assert!(alice_stream.counters.packets >= 20 && bob_stream.counters.packets >= 20);
+
+    in_namespace(&net, "sipd", relay.delete("nat-call")).unwrap();
+    assert!(
+        in_namespace(&net, "sipd", relay.list(10))
+            .unwrap()
+            .is_empty()
+    );
 }
