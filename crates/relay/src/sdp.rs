@@ -11,6 +11,9 @@
 //! [`splice`] then takes only the addresses and ports rtpengine allocated (`c=`, the `m=` ports,
 //! `a=rtcp`) and writes them into the *original* SDP: every other line, keys included, reaches the
 //! far side exactly as the caller wrote it.
+//!
+//! Both work line by line on purpose rather than through `chaincall_sip`'s `Sdp`: a parse and
+//! rebuild would normalise (line ends, unknown lines, spacing) what must pass byte for byte.
 
 use std::net::IpAddr;
 
