@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
+use zeroize::Zeroizing;
 
 use crate::bencode::Limits;
 use crate::ng::{self, Answer, CallStats, Cookie, Offer, Reply, ReplyError, Request};
@@ -201,11 +202,12 @@ impl NgClient {
         }
     }
 
-    /// `offer`: the SDP to send the callee (the caller's, with the relay's addresses and ports).
+    /// `offer`: the SDP to send the callee (the caller's, with the relay's addresses and ports;
+    /// zeroized on drop, as it may carry the caller's SDES keys).
     ///
     /// # Errors
     /// As [`Self::request`].
-    pub async fn offer(&self, offer: Offer) -> Result<String, NgError> {
+    pub async fn offer(&self, offer: Offer) -> Result<Zeroizing<String>, NgError> {
         self.sdp(Request::Offer(offer)).await
     }
 
@@ -213,11 +215,11 @@ impl NgClient {
     ///
     /// # Errors
     /// As [`Self::request`].
-    pub async fn answer(&self, answer: Answer) -> Result<String, NgError> {
+    pub async fn answer(&self, answer: Answer) -> Result<Zeroizing<String>, NgError> {
         self.sdp(Request::Answer(answer)).await
     }
 
-    async fn sdp(&self, request: Request) -> Result<String, NgError> {
+    async fn sdp(&self, request: Request) -> Result<Zeroizing<String>, NgError> {
         match self.request(&request).await? {
             Reply::Sdp { sdp, .. } => Ok(sdp),
             _ => Err(self.unexpected(request.command())),

@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
+use zeroize::{Zeroize, Zeroizing};
+
 use crate::bencode::{self, BencodeError, Limits, Value};
 use crate::sdp::{self, SdpError};
 
@@ -64,7 +66,9 @@ fn passthrough_options(dict: &mut BTreeMap<Vec<u8>, Value>) {
 }
 
 /// An `offer`: the caller's SDP on its way to the callee.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Its SDP may hold SDES keys: `Debug` shows it masked, and it is zeroized on drop.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Offer {
     /// The dialog's Call-ID.
     pub call_id: String,
@@ -78,8 +82,8 @@ pub struct Offer {
     pub received_from: Option<IpAddr>,
 }
 
-/// An `answer`: the callee's SDP on its way back.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An `answer`: the callee's SDP on its way back (`Debug` masked, zeroized on drop, as [`Offer`]).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Answer {
     /// The dialog's Call-ID.
     pub call_id: String,
@@ -91,6 +95,53 @@ pub struct Answer {
     pub sdp: String,
     /// As [`Offer::received_from`], for the callee.
     pub received_from: Option<IpAddr>,
+}
+
+/// An SDP for `Debug` output: as rtpengine sees it, without key lines.
+struct MaskedSdp<'a>(&'a str);
+
+impl std::fmt::Debug for MaskedSdp<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match sdp::mask(self.0) {
+            Ok(masked) => write!(f, "{masked:?} (key lines hidden)"),
+            Err(_) => write!(f, "<{} bytes, not SDP>", self.0.len()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Offer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Offer")
+            .field("call_id", &self.call_id)
+            .field("from_tag", &self.from_tag)
+            .field("sdp", &MaskedSdp(&self.sdp))
+            .field("received_from", &self.received_from)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer")
+            .field("call_id", &self.call_id)
+            .field("from_tag", &self.from_tag)
+            .field("to_tag", &self.to_tag)
+            .field("sdp", &MaskedSdp(&self.sdp))
+            .field("received_from", &self.received_from)
+            .finish()
+    }
+}
+
+impl Drop for Offer {
+    fn drop(&mut self) {
+        self.sdp.zeroize();
+    }
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        self.sdp.zeroize();
+    }
 }
 
 /// A typed NG request.
@@ -223,7 +274,7 @@ impl Request {
                     .and_then(Value::as_str)
                     .ok_or(ReplyError::Malformed("no sdp string"))?;
                 Reply::Sdp {
-                    sdp: sdp::splice(sdp, relayed).map_err(ReplyError::Sdp)?,
+                    sdp: Zeroizing::new(sdp::splice(sdp, relayed).map_err(ReplyError::Sdp)?),
                     warning,
                 }
             }
@@ -275,15 +326,15 @@ fn received_from_value(ip: IpAddr) -> Value {
     Value::strs([family.to_owned(), ip.to_string()])
 }
 
-/// A typed NG reply.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A typed NG reply (`Debug` shows SDP bodies masked).
+#[derive(Clone, PartialEq, Eq)]
 pub enum Reply {
     /// To `ping`.
     Pong,
     /// To `offer` and `answer`: the SDP to forward.
     Sdp {
-        /// The original SDP with the relay's addresses and ports.
-        sdp: String,
+        /// The original SDP with the relay's addresses and ports (it may hold SDES keys).
+        sdp: Zeroizing<String>,
         /// rtpengine's non-fatal warning.
         warning: Option<String>,
     },
@@ -296,6 +347,24 @@ pub enum Reply {
     Stats(CallStats),
     /// To `list`.
     Calls(Vec<String>),
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reply::Pong => f.write_str("Pong"),
+            Reply::Sdp { sdp, warning } => f
+                .debug_struct("Sdp")
+                .field("sdp", &MaskedSdp(sdp))
+                .field("warning", warning)
+                .finish(),
+            Reply::Deleted { warning } => {
+                f.debug_struct("Deleted").field("warning", warning).finish()
+            }
+            Reply::Stats(stats) => f.debug_tuple("Stats").field(stats).finish(),
+            Reply::Calls(calls) => f.debug_tuple("Calls").field(calls).finish(),
+        }
+    }
 }
 
 /// Packet, byte and error counters of a stream or a total.
@@ -436,6 +505,35 @@ pub enum ReplyError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn hostile_reply_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..256), sdp in "(m=audio [0-9]{1,6} RTP/AVP 0\r\n|c=IN IP[46] [0-9.:a-f]{1,20}\r\n|a=rtcp:[0-9 ]{0,8}\r\n|[ -~]{0,30}\r?\n){0,8}") {
+            let offer = Request::Offer(Offer {
+                call_id: "c".into(),
+                from_tag: "f".into(),
+                sdp: "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 4000 RTP/SAVP 0\r\n".into(),
+                received_from: None,
+            });
+            let limits = Limits::default();
+            let _ = offer.parse_reply(&body, &limits);
+            // A well-formed reply around an arbitrary SDP text.
+            let reply = Value::Dict(BTreeMap::from([
+                (b"result".to_vec(), Value::str("ok")),
+                (b"sdp".to_vec(), Value::str(&sdp)),
+            ]));
+            let _ = offer.parse_reply(&reply.encode(), &limits);
+            // And as SDP-looking text, where splicing really parses lines.
+            let sdp_like = format!("v=0\r\n{sdp}");
+            let _ = sdp::splice(&sdp_like, &sdp_like);
+            let _ = sdp::splice("v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 4000 RTP/SAVP 0\r\n", &sdp_like);
+            let _ = sdp::mask(&sdp_like);
+            for request in [Request::Query { call_id: "c".into() }, Request::List { limit: None }, Request::Ping] {
+                let _ = request.parse_reply(&body, &limits);
+            }
+        }
+    }
 
     #[test]
     fn frames_and_splits_cookies() {
@@ -464,6 +562,11 @@ mod tests {
             received_from: Some("203.0.113.100".parse().unwrap()),
         });
         let value = offer.to_value().unwrap();
+        let debug = format!("{offer:?}");
+        assert!(
+            !debug.contains("SECRET") && debug.contains("c=IN IP4 10.0.0.1"),
+            "{debug}"
+        );
         let wire = String::from_utf8(value.encode()).unwrap();
         assert!(!wire.contains("SECRET") && !wire.contains("SAVP"), "{wire}");
         assert_eq!(value.get("DTLS"), Some(&Value::str("off")));

@@ -116,7 +116,7 @@ async fn relayed_call(rtpe: &RtpengineConfig, call_id: &str, caller_keys: &str, 
             &format!("m=audio {caller_port} "),
             &format!("m=audio {relay_for_callee} "),
         );
-    assert_eq!(to_callee, expected);
+    assert_eq!(*to_callee, expected);
     for key_line in caller_keys.split_terminator("\r\n") {
         assert!(to_callee.contains(&format!("{key_line}\r\n")));
     }
@@ -134,7 +134,7 @@ async fn relayed_call(rtpe: &RtpengineConfig, call_id: &str, caller_keys: &str, 
         .unwrap_or_else(|e| panic!("answer: {e}: {:?}", std::error::Error::source(&e)));
     let relay_for_caller = media_port(&to_caller);
     assert_eq!(
-        to_caller,
+        *to_caller,
         answer_sdp
             .replace("c=IN IP4 127.0.0.3", "c=IN IP4 127.0.0.1")
             .replace(
@@ -469,7 +469,9 @@ async fn phones_behind_nat_exchange_srtp_through_rtpengine_on_the_public_segment
     let relay_c = format!("c=IN IP4 {relay_ip}\r\n");
     assert!(
         to_bob.contains(&relay_c) && to_alice.contains(&relay_c),
-        "{to_bob}{to_alice}"
+        "{}{}",
+        *to_bob,
+        *to_alice
     );
     assert!(to_bob.contains(alice_keys) && to_alice.contains(bob_keys));
     let relay_for_bob: SocketAddr = (relay_ip, media_port(&to_bob)).into();
