@@ -4,7 +4,8 @@
 #
 #   Debian : tshark, sipp (sip-tester), baresip, Kamailio (+ sqlite, tls modules), openssl, libsrtp2,
 #            secsipidx (the STIR/SHAKEN tool the PASSporT interop tests run),
-#            libnet-smpp-perl (the SMS centre the wallet's one-time-code tests send SMPP to)
+#            libnet-smpp-perl (the SMS centre the wallet's one-time-code tests send SMPP to),
+#            rtpengine-daemon (the media relay), iptables + iproute2 (the namespace test network)
 #   npm    : anvil (@foundry-rs/anvil) and solcjs (solc), pinned in tools/package.json
 #   PyPI   : pylibsrtp (libsrtp 2.7 + OpenSSL), into the venv .venv/
 #
@@ -26,7 +27,17 @@ $sudo apt-get install -y -q --no-install-recommends \
   tshark sip-tester baresip-core secsipidx \
   kamailio kamailio-sqlite-modules kamailio-tls-modules \
   libsrtp2-dev \
-  perl libnet-smpp-perl
+  perl libnet-smpp-perl \
+  rtpengine-daemon iptables iproute2
+# rtpengine-daemon's postinst enables and starts a system rtpengine (kernel table 0, NG on
+# localhost:2223). The tests start their own in the foreground (--config-file=none, their own
+# ports), so a system one is not needed: stop and disable it rather than leave it running.
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+  $sudo systemctl disable --now rtpengine-daemon.service >/dev/null 2>&1 || true
+elif [ -x /etc/init.d/rtpengine-daemon ]; then
+  $sudo /etc/init.d/rtpengine-daemon stop >/dev/null 2>&1 || true
+  $sudo update-rc.d rtpengine-daemon disable >/dev/null 2>&1 || true
+fi
 
 echo "== installing npm peers (anvil, solc)"
 # `npm install` (not `npm ci`): @foundry-rs/anvil declares its per-platform binaries as optional

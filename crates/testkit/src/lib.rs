@@ -12,6 +12,8 @@
 //! # }
 //! ```
 
+pub mod netns;
+
 use std::ffi::OsStr;
 use std::io::Write;
 use std::net::{TcpListener, UdpSocket};
