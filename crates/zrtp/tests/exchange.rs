@@ -205,7 +205,7 @@ fn a_peer_error_fails_the_exchange_and_is_acknowledged() {
     let mut sim = Sim::pair(config(1), Role::Initiator, config(2), Role::Responder);
     sim.run_for(Duration::ZERO);
     let error = chaincall_zrtp::wire::frame(
-        0x7FFF,
+        common::fresh_seq(&sim, 1),
         2,
         &chaincall_zrtp::wire::encode_error(ErrorCode::UNAVAILABLE),
     );

@@ -181,3 +181,13 @@ pub fn fix_crc(packet: &mut [u8]) {
     let crc = chaincall_zrtp::crc::trailer(&packet[..n - 4]);
     packet[n - 4..].copy_from_slice(&crc);
 }
+
+/// A sequence number above anything endpoint `from` has sent (for injected packets that must
+/// not be dropped as stale).
+pub fn fresh_seq(sim: &Sim, from: usize) -> u16 {
+    let last = sim.sent[from]
+        .last()
+        .map(|p| u16::from_be_bytes([p[2], p[3]]))
+        .unwrap_or(0);
+    last.wrapping_add(100)
+}
