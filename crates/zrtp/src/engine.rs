@@ -1046,8 +1046,9 @@ impl Zrtp {
             peer_sas_verified: self.peer_sas_verified,
         };
         self.state = State::Secure;
-        // The DH secret and H0 have done their work.
+        // The DH secret and the key schedule (s0 and all keys) have done their work.
         self.dh = None;
+        self.keys = None;
         self.events.push_back(Event::SecureOn(Box::new(event)));
     }
 
@@ -1087,6 +1088,10 @@ impl Zrtp {
         });
     }
 }
+
+#[cfg(test)]
+#[path = "kdf_check.rs"]
+mod kdf_check;
 
 /// Failures that end the exchange (the rest drop one packet).
 fn is_fatal(e: &ZrtpError) -> bool {
