@@ -621,7 +621,7 @@ fn decode_body(ty: MessageType, raw: &[u8]) -> Result<Message<'_>, DecodeError> 
 /// Starts a message: preamble, length (in words, of `body_len` plus the header), type block.
 fn start(ty: MessageType, body_len: usize) -> Vec<u8> {
     let total = MESSAGE_HEADER_LEN + body_len;
-    debug_assert!(total % 4 == 0, "ZRTP messages are whole words");
+    debug_assert!(total.is_multiple_of(4), "ZRTP messages are whole words");
     let mut m = Vec::with_capacity(total);
     m.extend_from_slice(&[0x50, 0x5a]);
     // Our messages are at most a few hundred octets: the word count fits 16 bits.
