@@ -130,6 +130,28 @@ impl fmt::Debug for AuxSecret {
     }
 }
 
+/// What an auxiliary secret can be bound to, known once the peer's Hello arrived (roles are not
+/// decided yet: a derivation must not depend on who initiates, e.g. order by ZID).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuxBinding {
+    /// Our ZID.
+    pub own_zid: Zid,
+    /// The peer's ZID, from its Hello.
+    pub peer_zid: Zid,
+    /// Our H3 (in our Hello).
+    pub own_h3: [u8; 32],
+    /// The peer's H3 (in its Hello).
+    pub peer_h3: [u8; 32],
+}
+
+/// Computes the auxiliary secret for one exchange when the peer's Hello arrives: the hook for
+/// chaincall's chain binding (a static ECDH between the two on-chain identity keys, bound to the
+/// [`AuxBinding`]; see `docs/zrtp.md`). `None`: no aux secret for this peer.
+pub trait AuxSecretSource: Send + Sync {
+    /// The secret for this exchange.
+    fn aux_secret(&self, binding: &AuxBinding) -> Option<AuxSecret>;
+}
+
 /// The engine's configuration. Build with [`ZrtpConfig::new`] and the `with_*` methods.
 #[derive(Clone)]
 pub struct ZrtpConfig {
@@ -147,8 +169,11 @@ pub struct ZrtpConfig {
     pub sas_types: Vec<SasType>,
     /// The retained-secret cache.
     pub cache: Arc<dyn SecretCache>,
-    /// The auxiliary secret, if any (chaincall's chain binding supplies it).
+    /// A fixed auxiliary secret, if any.
     pub aux_secret: Option<AuxSecret>,
+    /// A per-exchange auxiliary secret, computed when the peer's Hello arrives; replaces
+    /// `aux_secret` when it returns one.
+    pub aux_source: Option<Arc<dyn AuxSecretSource>>,
     /// What a mismatching auxiliary secret does.
     pub aux_policy: AuxPolicy,
     /// A PBX secret (RFC 6189 §7.3.1), if any.
@@ -171,6 +196,7 @@ impl fmt::Debug for ZrtpConfig {
             .field("auth_tags", &self.auth_tags)
             .field("sas_types", &self.sas_types)
             .field("aux_secret", &self.aux_secret.is_some())
+            .field("aux_source", &self.aux_source.is_some())
             .field("aux_policy", &self.aux_policy)
             .finish_non_exhaustive()
     }
@@ -189,6 +215,7 @@ impl ZrtpConfig {
             sas_types: vec![SasType::B32, SasType::B256],
             cache,
             aux_secret: None,
+            aux_source: None,
             aux_policy: AuxPolicy::Soft,
             pbx_secret: None,
             peer_hello_hash: None,
@@ -222,6 +249,13 @@ impl ZrtpConfig {
         self
     }
 
+    /// Computes the auxiliary secret per exchange from `source`, with the given mismatch policy.
+    pub fn with_aux_source(mut self, source: Arc<dyn AuxSecretSource>, policy: AuxPolicy) -> Self {
+        self.aux_source = Some(source);
+        self.aux_policy = policy;
+        self
+    }
+
     /// Checks the peer's Hello against the hash signalling carried.
     pub fn with_peer_hello_hash(mut self, hash: [u8; 32]) -> Self {
         self.peer_hello_hash = Some(hash);
@@ -248,7 +282,10 @@ impl ZrtpConfig {
                 "each algorithm list needs 1 to 7 entries",
             ));
         }
-        if self.aux_policy == AuxPolicy::Fatal && self.aux_secret.is_none() {
+        if self.aux_policy == AuxPolicy::Fatal
+            && self.aux_secret.is_none()
+            && self.aux_source.is_none()
+        {
             return Err(crate::ZrtpError::InvalidConfig(
                 "a fatal aux-secret policy needs an aux secret",
             ));

@@ -8,7 +8,9 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::cache::{CacheEntry, RetainedSecret};
-use crate::config::{AuxPolicy, CIPHER_AES1, HASH_S256, KeyAgreement, Role, ZrtpConfig};
+use crate::config::{
+    AuxBinding, AuxPolicy, AuxSecret, CIPHER_AES1, HASH_S256, KeyAgreement, Role, ZrtpConfig,
+};
 use crate::crypto::{self, DhSecret, mac64, sha256};
 use crate::error::{ErrorCode, ZrtpError};
 use crate::event::{AuxStatus, CacheStatus, Event, Sas, SecureOn, SrtpKeys, SrtpMaster, Suite};
@@ -113,6 +115,8 @@ pub struct Zrtp {
     peer_hello: Option<(Hello, Vec<u8>)>,
     hello_acked: bool,
     cache_entry: CacheEntry,
+    /// The aux secret of this exchange (fixed, or from the config's source).
+    aux: Option<AuxSecret>,
     dh: Option<(KeyAgreement, DhSecret)>,
     suite: Option<Suite>,
     /// The Commit of this exchange (ours as initiator, the peer's as responder).
@@ -208,6 +212,7 @@ impl Zrtp {
             peer_hello: None,
             hello_acked: false,
             cache_entry: CacheEntry::default(),
+            aux: None,
             dh: None,
             suite: None,
             commit: None,
@@ -470,6 +475,22 @@ impl Zrtp {
             return Err(ZrtpError::HelloHashMismatch);
         }
         self.cache_entry = self.config.cache.load(&h.zid);
+        self.aux = self.config.aux_secret.clone();
+        if let Some(source) = &self.config.aux_source {
+            let binding = AuxBinding {
+                own_zid: self.config.zid,
+                peer_zid: h.zid,
+                own_h3: *self.h[3],
+                peer_h3: h.h3,
+            };
+            if let Some(secret) = source.aux_secret(&binding) {
+                self.aux = Some(secret);
+            }
+        }
+        if self.config.aux_policy == AuxPolicy::Fatal && self.aux.is_none() {
+            // A fatal policy with nothing to bind this peer to: the binding cannot hold.
+            return Err(ZrtpError::AuxSecretMismatch);
+        }
         self.peer_hello = Some((h, raw.to_vec()));
         self.send(&wire::encode_empty(MessageType::HelloAck));
         self.maybe_commit(now)
@@ -543,7 +564,7 @@ impl Zrtp {
             .rs2
             .as_ref()
             .map(|s| &s.dangerous_bytes()[..]);
-        let aux = self.config.aux_secret.as_ref().map(|s| &s.0[..]);
+        let aux = self.aux.as_ref().map(|s| &s.0[..]);
         let pbx = self.config.pbx_secret.as_ref().map(|s| &s.0[..]);
         let part = DhPart {
             h1: *self.h[1],
@@ -750,7 +771,7 @@ impl Zrtp {
             .map(|(h, _)| h.h3)
             .unwrap_or_default();
         let mut s2 = None;
-        if let Some(aux) = &self.config.aux_secret {
+        if let Some(aux) = &self.aux {
             if ct_eq(&mac64(&aux.0, &peer_h3), &d.aux_id) {
                 self.aux_status = AuxStatus::Matched;
                 s2 = Some(aux.0.clone());

@@ -67,7 +67,10 @@ mod keys;
 pub mod wire;
 
 pub use cache::{CacheEntry, InMemoryCache, RetainedSecret, SecretCache};
-pub use config::{AuthTag, AuxPolicy, AuxSecret, KeyAgreement, Role, SasType, ZrtpConfig};
+pub use config::{
+    AuthTag, AuxBinding, AuxPolicy, AuxSecret, AuxSecretSource, KeyAgreement, Role, SasType,
+    ZrtpConfig,
+};
 pub use crypto::render_sas;
 pub use engine::{Zrtp, ZrtpOutput};
 pub use error::{DecodeError, ErrorCode, ZrtpError};

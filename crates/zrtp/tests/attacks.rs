@@ -341,3 +341,118 @@ fn different_aux_secrets_are_fatal_when_configured_so() {
     // The initiator sees the responder's aux ID first.
     assert_refused(&sim, 0, ZrtpError::AuxSecretMismatch, ErrorCode::AUTH);
 }
+
+/// The planned chain binding, in miniature: static ECDH between two P-256 identity keys (on
+/// chain in a phone), bound to both ZIDs and both H3s in ZID order (roles are not known yet).
+struct ChainBinding {
+    own: p256::SecretKey,
+    peer: p256::PublicKey,
+}
+
+impl chaincall_zrtp::AuxSecretSource for ChainBinding {
+    fn aux_secret(&self, b: &chaincall_zrtp::AuxBinding) -> Option<AuxSecret> {
+        use hmac::Mac;
+        let z = p256::ecdh::diffie_hellman(self.own.to_nonzero_scalar(), self.peer.as_affine());
+        let (lo, hi) = if b.own_zid < b.peer_zid {
+            ((b.own_zid, b.own_h3), (b.peer_zid, b.peer_h3))
+        } else {
+            ((b.peer_zid, b.peer_h3), (b.own_zid, b.own_h3))
+        };
+        let mut m = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(z.raw_secret_bytes()).ok()?;
+        for part in [
+            &b"chaincall zrtp aux v1"[..],
+            &lo.0.0,
+            &hi.0.0,
+            &lo.1,
+            &hi.1,
+        ] {
+            m.update(part);
+        }
+        Some(AuxSecret::new(&m.finalize().into_bytes()))
+    }
+}
+
+fn key(seed: u8) -> p256::SecretKey {
+    p256::SecretKey::from_bytes(&[seed; 32].into()).unwrap()
+}
+
+fn bound_with(
+    n: u8,
+    own: &p256::SecretKey,
+    peer: &p256::SecretKey,
+    policy: AuxPolicy,
+) -> chaincall_zrtp::ZrtpConfig {
+    let source = ChainBinding {
+        own: own.clone(),
+        peer: peer.public_key(),
+    };
+    config(n).with_aux_source(std::sync::Arc::new(source), policy)
+}
+
+fn bound(n: u8, own: &p256::SecretKey, peer: &p256::SecretKey) -> chaincall_zrtp::ZrtpConfig {
+    bound_with(n, own, peer, AuxPolicy::Fatal)
+}
+
+#[test]
+fn a_chain_bound_aux_secret_holds_between_the_right_keys() {
+    let (ka, kb) = (key(0xA1), key(0xB2));
+    let mut sim = Sim::pair(
+        bound(1, &ka, &kb),
+        Role::Initiator,
+        bound(2, &kb, &ka),
+        Role::Responder,
+    );
+    sim.run();
+    assert_eq!(sim.secure(0).aux, AuxStatus::Matched);
+    assert_eq!(sim.secure(1).aux, AuxStatus::Matched);
+    assert_eq!(sim.secure(0).sas, sim.secure(1).sas);
+}
+
+#[test]
+fn a_man_in_the_middle_without_the_identity_keys_fails_the_chain_binding() {
+    // Mallory binds both legs with her own key (she cannot compute Alice's or Bob's secret) and
+    // carries on past mismatches, as an attacker would.
+    let (ka, kb, km) = (key(0xA1), key(0xB2), key(0x66));
+    let now = Instant::now();
+    let engines = vec![
+        Zrtp::new(bound(1, &ka, &kb), Role::Initiator, now).unwrap(),
+        Zrtp::new(
+            bound_with(66, &km, &ka, AuxPolicy::Soft),
+            Role::Responder,
+            now,
+        )
+        .unwrap(),
+        Zrtp::new(
+            bound_with(67, &km, &kb, AuxPolicy::Soft),
+            Role::Initiator,
+            now,
+        )
+        .unwrap(),
+        Zrtp::new(bound(2, &kb, &ka), Role::Responder, now).unwrap(),
+    ];
+    let mut sim = Sim::with(engines, vec![1, 0, 3, 2], now);
+    sim.run();
+    for victim in [0, 3] {
+        assert_eq!(
+            sim.outcomes[victim].failed,
+            Some(ZrtpError::AuxSecretMismatch)
+        );
+        assert!(sim.outcomes[victim].secure.is_none());
+    }
+}
+
+struct Unknown;
+
+impl chaincall_zrtp::AuxSecretSource for Unknown {
+    fn aux_secret(&self, _: &chaincall_zrtp::AuxBinding) -> Option<AuxSecret> {
+        None // e.g. the peer's key is not on chain
+    }
+}
+
+#[test]
+fn a_fatal_binding_without_a_secret_for_this_peer_fails_at_its_hello() {
+    let a = config(1).with_aux_source(std::sync::Arc::new(Unknown), AuxPolicy::Fatal);
+    let mut sim = Sim::pair(a, Role::Initiator, config(2), Role::Responder);
+    sim.run();
+    assert_refused(&sim, 0, ZrtpError::AuxSecretMismatch, ErrorCode::AUTH);
+}
