@@ -5,16 +5,10 @@ mod common;
 use std::time::Duration;
 
 use chaincall_zrtp::{AuthTag, CacheStatus, ErrorCode, KeyAgreement, Role, SasType, ZrtpError};
-use common::{Sim, config, only, type_of};
+use common::{Sim, config, type_of};
 
 fn agree(ka: KeyAgreement) {
-    let mut sim = Sim::pair(
-        only(config(1), ka),
-        Role::Initiator,
-        only(config(2), ka),
-        Role::Responder,
-    );
-    sim.run();
+    let sim = common::finished_pair(ka);
     let (a, b) = (sim.secure(0), sim.secure(1));
     assert_eq!(a.suite.key_agreement, ka);
     assert_eq!((a.role, b.role), (Role::Initiator, Role::Responder));

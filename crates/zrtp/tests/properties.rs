@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use chaincall_zrtp::{Event, KeyAgreement, Role, Zrtp, wire};
-use common::{Sim, config, fix_crc, only};
+use common::{config, fix_crc};
 use proptest::prelude::*;
 
 /// Every packet of a clean X255 and a clean EC25 exchange, both directions.
@@ -16,13 +16,7 @@ fn corpus() -> &'static Vec<Vec<u8>> {
     CORPUS.get_or_init(|| {
         let mut all = Vec::new();
         for ka in [KeyAgreement::X255, KeyAgreement::Ec25] {
-            let mut sim = Sim::pair(
-                only(config(1), ka),
-                Role::Initiator,
-                only(config(2), ka),
-                Role::Responder,
-            );
-            sim.run();
+            let sim = common::finished_pair(ka);
             all.extend(sim.sent.concat());
         }
         all

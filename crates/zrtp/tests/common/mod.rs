@@ -34,6 +34,18 @@ pub fn only(cfg: ZrtpConfig, ka: KeyAgreement) -> ZrtpConfig {
     cfg.with_key_agreements(&[ka])
 }
 
+/// Endpoint 1 (initiator) and endpoint 2 (responder) offering only `ka`, run to the end.
+pub fn finished_pair(ka: KeyAgreement) -> Sim {
+    let mut sim = Sim::pair(
+        only(config(1), ka),
+        Role::Initiator,
+        only(config(2), ka),
+        Role::Responder,
+    );
+    sim.run();
+    sim
+}
+
 /// What one endpoint reported.
 #[derive(Debug, Default)]
 pub struct Outcome {
