@@ -387,10 +387,6 @@ impl Zrtp {
         ssrc: u32,
         now: Instant,
     ) -> Result<(), ZrtpError> {
-        let unexpected = |got, state: State| ZrtpError::Unexpected {
-            got,
-            state: state.name(),
-        };
         match message {
             Message::Hello(h) => self.on_hello(h, raw, now),
             Message::HelloAck => {
@@ -415,7 +411,7 @@ impl Zrtp {
                     Ok(())
                 }
                 State::Secure => Ok(()),
-                s => Err(unexpected(MessageType::Conf2Ack, s)),
+                _ => Err(self.unexpected(MessageType::Conf2Ack)),
             },
             Message::Error(code) => {
                 self.send(&wire::encode_empty(MessageType::ErrorAck));
@@ -441,7 +437,7 @@ impl Zrtp {
                 Ok(())
             }
             Message::PingAck(_) => Ok(()),
-            other => Err(unexpected(other.message_type(), self.state)),
+            other => Err(self.unexpected(other.message_type())),
         }
     }
 
@@ -458,10 +454,7 @@ impl Zrtp {
             return Ok(());
         }
         if self.state != State::Discovery {
-            return Err(ZrtpError::Unexpected {
-                got: MessageType::Hello,
-                state: self.state.name(),
-            });
+            return Err(self.unexpected(MessageType::Hello));
         }
         if h.version != VERSION {
             return Err(ZrtpError::UnsupportedVersion(h.version));
@@ -640,12 +633,7 @@ impl Zrtp {
                 }
                 return Ok(());
             }
-            s => {
-                return Err(ZrtpError::Unexpected {
-                    got: MessageType::Commit,
-                    state: s.name(),
-                });
-            }
+            _ => return Err(self.unexpected(MessageType::Commit)),
         }
         let Some((peer, peer_raw)) = self.peer_hello.clone() else {
             // No Hello yet: the Commit cannot be checked; the peer's retransmissions bring both.
@@ -816,12 +804,7 @@ impl Zrtp {
             {
                 return Ok(()); // a repeat; our DHPart2 retransmissions answer it
             }
-            s => {
-                return Err(ZrtpError::Unexpected {
-                    got: MessageType::DhPart1,
-                    state: s.name(),
-                });
-            }
+            _ => return Err(self.unexpected(MessageType::DhPart1)),
         }
         let (peer, peer_raw) = self
             .peer_hello
@@ -868,12 +851,7 @@ impl Zrtp {
                 }
                 return Err(ZrtpError::AlteredRepeat(MessageType::DhPart2));
             }
-            s => {
-                return Err(ZrtpError::Unexpected {
-                    got: MessageType::DhPart2,
-                    state: s.name(),
-                });
-            }
+            _ => return Err(self.unexpected(MessageType::DhPart2)),
         }
         let (commit, commit_raw) = self
             .commit
@@ -981,12 +959,7 @@ impl Zrtp {
                 }
                 return Err(ZrtpError::AlteredRepeat(MessageType::Confirm1));
             }
-            s => {
-                return Err(ZrtpError::Unexpected {
-                    got: MessageType::Confirm1,
-                    state: s.name(),
-                });
-            }
+            _ => return Err(self.unexpected(MessageType::Confirm1)),
         }
         self.check_confirm(&c, MessageType::Confirm1)?;
         self.peer_confirm = Some(raw.to_vec());
@@ -1009,12 +982,7 @@ impl Zrtp {
                 }
                 return Err(ZrtpError::AlteredRepeat(MessageType::Confirm2));
             }
-            s => {
-                return Err(ZrtpError::Unexpected {
-                    got: MessageType::Confirm2,
-                    state: s.name(),
-                });
-            }
+            _ => return Err(self.unexpected(MessageType::Confirm2)),
         }
         self.check_confirm(&c, MessageType::Confirm2)?;
         self.peer_confirm = Some(raw.to_vec());
@@ -1071,6 +1039,13 @@ impl Zrtp {
         self.dh = None;
         self.keys = None;
         self.events.push_back(Event::SecureOn(Box::new(event)));
+    }
+
+    fn unexpected(&self, got: MessageType) -> ZrtpError {
+        ZrtpError::Unexpected {
+            got,
+            state: self.state.name(),
+        }
     }
 
     /// Makes `err` sticky: tells the peer with an Error message where §5.9 has a code (repeated
