@@ -415,6 +415,13 @@ impl Zrtp {
             },
             Message::Error(code) => {
                 self.send(&wire::encode_empty(MessageType::ErrorAck));
+                if self.state == State::Secure {
+                    // Error messages carry no MAC: once SRTP runs, one is reported but does not
+                    // tear the session down (anyone on the path could send it).
+                    self.events
+                        .push_back(Event::Error(ZrtpError::PeerError(code)));
+                    return Ok(());
+                }
                 Err(ZrtpError::PeerError(code))
             }
             Message::ErrorAck => Ok(()),

@@ -196,8 +196,17 @@ fn goclear_is_refused_and_media_stays_secure() {
 
 #[test]
 fn a_peer_error_fails_the_exchange_and_is_acknowledged() {
-    let mut sim = Sim::pair(config(1), Role::Initiator, config(2), Role::Responder);
+    // Bob's DHPart1 is lost, so Alice still waits for it when Bob's Error comes.
+    let mut sim =
+        Sim::pair(config(1), Role::Initiator, config(2), Role::Responder).filter(|from, _, p| {
+            if from == 1 && type_of(p) == b"DHPart1 " {
+                vec![]
+            } else {
+                vec![p.to_vec()]
+            }
+        });
     sim.run_for(Duration::ZERO);
+    assert!(!sim.engines[0].is_secure());
     let error = chaincall_zrtp::wire::frame(
         common::fresh_seq(&sim, 1),
         2,
@@ -208,5 +217,24 @@ fn a_peer_error_fails_the_exchange_and_is_acknowledged() {
         sim.outcomes[0].failed,
         Some(ZrtpError::PeerError(ErrorCode::UNAVAILABLE))
     );
+    assert_eq!(type_of(sim.sent[0].last().unwrap()), b"ErrorACK");
+}
+
+#[test]
+fn an_unauthenticated_error_after_secure_is_reported_but_keeps_the_session() {
+    let mut sim = Sim::pair(config(1), Role::Initiator, config(2), Role::Responder);
+    sim.run();
+    let error = chaincall_zrtp::wire::frame(
+        common::fresh_seq(&sim, 1),
+        2,
+        &chaincall_zrtp::wire::encode_error(ErrorCode::SOFTWARE),
+    );
+    sim.inject(0, &error);
+    assert!(sim.engines[0].is_secure());
+    assert_eq!(
+        sim.outcomes[0].refused,
+        vec![ZrtpError::PeerError(ErrorCode::SOFTWARE)]
+    );
+    assert_eq!(sim.outcomes[0].failed, None);
     assert_eq!(type_of(sim.sent[0].last().unwrap()), b"ErrorACK");
 }
