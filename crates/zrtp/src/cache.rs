@@ -14,7 +14,7 @@ use crate::wire::Zid;
 
 /// A 256-bit retained secret, zeroized on drop and never printed.
 #[derive(Clone, PartialEq, Eq)]
-pub struct RetainedSecret(pub Zeroizing<[u8; 32]>);
+pub struct RetainedSecret(Zeroizing<[u8; 32]>);
 
 impl RetainedSecret {
     /// Wraps 32 octets.

@@ -115,7 +115,7 @@ pub enum AuxPolicy {
 
 /// An auxiliary secret (auxsecret, RFC 6189 §4.3), zeroized on drop and never printed.
 #[derive(Clone)]
-pub struct AuxSecret(pub Zeroizing<Vec<u8>>);
+pub struct AuxSecret(pub(crate) Zeroizing<Vec<u8>>);
 
 impl AuxSecret {
     /// Wraps the secret octets.

@@ -24,14 +24,15 @@ use crate::wire::{
 /// sends them to the peer's media address), [`Event`]s, and the next deadline.
 pub type ZrtpOutput = Output<Event, ()>;
 
-/// T1, the Hello timer: 50 ms doubling to 200 ms, 20 retransmissions (RFC 6189 §6).
+/// T1, the Hello timer: 50 ms doubling to 200 ms, 20 retransmissions (RFC 6189 §6; the counts
+/// bzrtp uses).
 const T1: Timer = Timer {
     initial: Duration::from_millis(50),
     cap: Duration::from_millis(200),
     max: 20,
 };
 /// T2, for Commit, DHPart2, Confirm2 and Error: 150 ms doubling to 1200 ms, 10 retransmissions
-/// (RFC 6189 §6).
+/// (RFC 6189 §6; the counts bzrtp uses).
 const T2: Timer = Timer {
     initial: Duration::from_millis(150),
     cap: Duration::from_millis(1200),
