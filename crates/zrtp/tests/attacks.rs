@@ -456,3 +456,36 @@ fn a_fatal_binding_without_a_secret_for_this_peer_fails_at_its_hello() {
     sim.run();
     assert_refused(&sim, 0, ZrtpError::AuxSecretMismatch, ErrorCode::AUTH);
 }
+
+#[test]
+fn the_signalled_zrtp_hash_admits_the_peer_and_refuses_a_substitute() {
+    // §8.1: Bob's `a=zrtp-hash` reached Alice in (authenticated) signalling.
+    let now = Instant::now();
+    let bob = Zrtp::new(config(2), Role::Responder, now).unwrap();
+    let attribute = bob.zrtp_hash_attribute();
+    assert!(attribute.starts_with("1.10 ") && attribute.len() == 5 + 64);
+    let alice_cfg = || config(1).with_peer_hello_hash(bob.hello_hash());
+
+    let alice = Zrtp::new(alice_cfg(), Role::Initiator, now).unwrap();
+    let mut sim = Sim::with(vec![alice, bob], vec![1, 0], now);
+    sim.run();
+    assert_eq!(sim.secure(0).sas, sim.secure(1).sas);
+
+    // Mallory answers in Bob's place with her own Hello: refused before any DH.
+    let bob = Zrtp::new(config(2), Role::Responder, now).unwrap();
+    let alice = Zrtp::new(
+        config(1).with_peer_hello_hash(bob.hello_hash()),
+        Role::Initiator,
+        now,
+    )
+    .unwrap();
+    let mallory = Zrtp::new(config(66), Role::Responder, now).unwrap();
+    let mut sim = Sim::with(vec![alice, mallory], vec![1, 0], now);
+    sim.run();
+    assert_refused(
+        &sim,
+        0,
+        ZrtpError::HelloHashMismatch,
+        ErrorCode::HELLO_MISMATCH,
+    );
+}
