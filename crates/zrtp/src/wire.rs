@@ -23,8 +23,10 @@ pub const MESSAGE_HEADER_LEN: usize = 12;
 pub const CRC_LEN: usize = 4;
 /// The smallest packet: header, a 12-octet message (the ACKs), CRC.
 pub const MIN_PACKET_LEN: usize = PACKET_HEADER_LEN + MESSAGE_HEADER_LEN + CRC_LEN;
-/// The largest packet accepted: a Hello with seven algorithms in each of its five lists, or a
-/// Confirm with a signature, fits; DH3k and post-quantum KEM parts (not spoken here) do not.
+/// The largest packet accepted. Every message this build speaks fits with room to spare (a Hello
+/// with seven algorithms in each list is 244 octets, an EC25 DHPart 164); so do a DH3k DHPart
+/// (484) and a Confirm with a signature of up to 233 words. Post-quantum KEM parts, which bzrtp
+/// fragments, do not.
 pub const MAX_PACKET_LEN: usize = 1024;
 /// The magic cookie "ZRTP".
 pub const MAGIC_COOKIE: [u8; 4] = *b"ZRTP";
