@@ -1097,6 +1097,69 @@ impl Zrtp {
 #[path = "kdf_check.rs"]
 mod kdf_check;
 
+#[cfg(test)]
+mod negotiation {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{AuthTag, InMemoryCache, SasType};
+
+    fn peer_hello(kas: &[&[u8; 4]], tags: &[&[u8; 4]], sas: &[&[u8; 4]]) -> Hello {
+        let ids = |l: &[&[u8; 4]]| l.iter().map(|a| AlgoId(**a)).collect();
+        Hello {
+            version: VERSION,
+            client_id: *b"BZRTPv1.1\0\0\0\0\0\0\0",
+            h3: [0; 32],
+            zid: Zid([9; 12]),
+            signature_capable: false,
+            mitm: false,
+            passive: false,
+            hashes: ids(&[b"S384", b"S256"]),
+            ciphers: ids(&[b"AES3", b"AES1"]),
+            auth_tags: ids(tags),
+            key_agreements: ids(kas),
+            sas_types: ids(sas),
+            mac: [0; 8],
+        }
+    }
+
+    fn engine() -> Zrtp {
+        let cfg = ZrtpConfig::new(Zid([1; 12]), 1, Arc::new(InMemoryCache::new()));
+        Zrtp::new(cfg, Role::Initiator, Instant::now()).unwrap()
+    }
+
+    #[test]
+    fn our_preference_among_what_a_linphone_like_peer_offers() {
+        let z = engine();
+        let hello = peer_hello(
+            &[b"X448", b"DH3k", b"EC25", b"X255"],
+            &[b"HS32"],
+            &[b"B256", b"B32 "],
+        );
+        let suite = z.negotiate(&hello).unwrap();
+        assert_eq!(suite.key_agreement, KeyAgreement::X255);
+        assert_eq!(suite.auth_tag, AuthTag::Hs32);
+        assert_eq!(suite.sas, SasType::B32);
+    }
+
+    #[test]
+    fn empty_lists_mean_the_mandatory_set_and_dh3k_alone_is_refused() {
+        let z = engine();
+        let suite = z.negotiate(&peer_hello(&[b"X255"], &[], &[])).unwrap();
+        assert_eq!((suite.auth_tag, suite.sas), (AuthTag::Hs80, SasType::B32));
+        assert_eq!(
+            z.negotiate(&peer_hello(&[], &[], &[])),
+            Err(ZrtpError::NoCommonAlgorithm("key agreement"))
+        );
+        let mut only_s384 = peer_hello(&[b"X255"], &[], &[]);
+        only_s384.hashes = vec![AlgoId(*b"S384")];
+        assert_eq!(
+            z.negotiate(&only_s384),
+            Err(ZrtpError::NoCommonAlgorithm("hash"))
+        );
+    }
+}
+
 /// Failures that end the exchange (the rest drop one packet).
 fn is_fatal(e: &ZrtpError) -> bool {
     !matches!(
