@@ -1093,6 +1093,18 @@ impl Zrtp {
     }
 }
 
+/// Failures that end the exchange (the rest drop one packet).
+fn is_fatal(e: &ZrtpError) -> bool {
+    !matches!(
+        e,
+        ZrtpError::Decode(_)
+            | ZrtpError::Unexpected { .. }
+            | ZrtpError::Stale { .. }
+            | ZrtpError::AlteredRepeat(_)
+            | ZrtpError::GoClearRefused
+    )
+}
+
 #[cfg(test)]
 #[path = "kdf_check.rs"]
 mod kdf_check;
@@ -1158,16 +1170,4 @@ mod negotiation {
             Err(ZrtpError::NoCommonAlgorithm("hash"))
         );
     }
-}
-
-/// Failures that end the exchange (the rest drop one packet).
-fn is_fatal(e: &ZrtpError) -> bool {
-    !matches!(
-        e,
-        ZrtpError::Decode(_)
-            | ZrtpError::Unexpected { .. }
-            | ZrtpError::Stale { .. }
-            | ZrtpError::AlteredRepeat(_)
-            | ZrtpError::GoClearRefused
-    )
 }
