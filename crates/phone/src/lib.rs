@@ -43,6 +43,7 @@ pub mod config_file;
 pub mod contact_view;
 pub mod contacts;
 pub mod control;
+pub mod core;
 pub mod error;
 pub mod key_file;
 pub mod keys;
