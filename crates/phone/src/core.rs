@@ -147,6 +147,25 @@ pub struct CallSummary {
     pub keyed: bool,
 }
 
+/// A call that is up: what the user sees of it ([`crate::PhoneEvent::CallUp`] in the shell).
+#[derive(Debug, Clone)]
+pub struct KeyedCall {
+    /// The call.
+    pub call_id: String,
+    /// The other party.
+    pub peer: String,
+    /// The caller as shown before answering (incoming calls; `None` for ours).
+    pub caller: Option<CallerId>,
+    /// Key mode.
+    pub mode: KeyMode,
+    /// The chain-verified peer (None: SDES, "encrypted, key not verified on chain").
+    pub verified_peer: Option<IdentityName>,
+    /// The safety number between us and the verified peer, to compare with theirs.
+    pub safety_number: Option<SafetyNumber>,
+    /// Whether the user compared it with the peer in person, for the peer's current key.
+    pub verified_in_person: bool,
+}
+
 /// What the core tells its shell.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -211,22 +230,7 @@ pub enum Event {
         call_id: String,
     },
     /// Both SRTP contexts are keyed; the media is starting.
-    Keyed {
-        /// The call.
-        call_id: String,
-        /// The other party.
-        peer: String,
-        /// The caller as shown before answering (incoming calls; `None` for ours).
-        caller: Option<CallerId>,
-        /// Key mode.
-        mode: KeyMode,
-        /// The chain-verified peer (None: SDES, "encrypted, key not verified on chain").
-        verified_peer: Option<IdentityName>,
-        /// The safety number between us and the verified peer.
-        safety_number: Option<SafetyNumber>,
-        /// Whether the user compared it with the peer in person, for the peer's current key.
-        verified_in_person: bool,
-    },
+    Keyed(KeyedCall),
     /// A call that got past its first step ended.
     Ended {
         /// The call.
@@ -1209,7 +1213,7 @@ impl PhoneCore {
                 .map(|key| SafetyNumber::new(&me, &own_key, peer, &key)),
             _ => None,
         };
-        let event = Event::Keyed {
+        let event = Event::Keyed(KeyedCall {
             call_id: call_id.to_owned(),
             peer: call.peer.clone(),
             caller: call.caller.clone(),
@@ -1217,7 +1221,7 @@ impl PhoneCore {
             verified_peer: neg.verified_peer.clone(),
             safety_number: call.safety_number.clone(),
             verified_in_person: call.lookup.as_ref().is_some_and(|l| l.verified_in_person),
-        };
+        });
         self.events.push_back(Event::Need(Need::StartMedia {
             call_id: call_id.to_owned(),
             media: Box::new(neg),

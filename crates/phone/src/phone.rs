@@ -640,22 +640,14 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             }
             CoreEvent::Ringing { call_id, code } => debug!(call = %call_id, code, "ringing"),
             CoreEvent::Answered { call_id } => debug!(call = %call_id, "answered"),
-            CoreEvent::Keyed {
-                call_id,
-                peer,
-                caller,
-                mode,
-                verified_peer,
-                safety_number,
-                verified_in_person,
-            } => self.emit(PhoneEvent::CallUp {
-                call_id,
-                peer,
-                caller,
-                mode,
-                verified_peer,
-                safety_number,
-                verified_in_person,
+            CoreEvent::Keyed(up) => self.emit(PhoneEvent::CallUp {
+                call_id: up.call_id,
+                peer: up.peer,
+                caller: up.caller,
+                mode: up.mode,
+                verified_peer: up.verified_peer,
+                safety_number: up.safety_number,
+                verified_in_person: up.verified_in_person,
             }),
             CoreEvent::Ended {
                 call_id, summary, ..

@@ -13,7 +13,6 @@ use chaincall_chain::{ClientEntry, ClientId};
 use chaincall_identity::{IdentityKey, IdentityName, KeyStatus, PhoneNumber, Randomness};
 use chaincall_io::Output;
 use chaincall_media::g711::Codec;
-use chaincall_media::rtp::RtpPacket;
 use chaincall_phone::caller::Verification;
 use chaincall_phone::core::{EndReason, Event, Need, PhoneCore, TransportState};
 use chaincall_phone::negotiation::NegotiatedMedia;
@@ -25,6 +24,10 @@ use chaincall_sip::digest::{Algorithm, Credentials, challenge_value, ha1};
 use chaincall_sip::message::{Message, response_to};
 use rand_chacha::rand_core::SeedableRng as _;
 use zeroize::Zeroizing;
+
+#[path = "common/srtp.rs"]
+mod srtp;
+use srtp::carries;
 
 const DOMAIN: &str = "sip.chaincall.test";
 const ALICE: &str = "+15551230001";
@@ -314,17 +317,6 @@ impl Net {
     }
 }
 
-/// Sends one RTP packet through `from`'s outbound and `to`'s inbound SRTP session.
-fn carries(from: &mut NegotiatedMedia, to: &mut NegotiatedMedia) -> bool {
-    let payload = [0x55u8; 160];
-    let mut pkt = Vec::new();
-    RtpPacket::new(0, 7, 160, from.local_ssrc, &payload)
-        .write(&mut pkt)
-        .unwrap();
-    from.outbound.protect_rtp(&mut pkt).unwrap();
-    to.inbound.unprotect_rtp(&mut pkt).is_ok() && pkt.ends_with(&payload)
-}
-
 fn take_events(side: &mut Side) -> Vec<Event> {
     std::mem::take(&mut side.events)
 }
@@ -467,12 +459,9 @@ fn keyed_call(mode: KeyMode, alice_calls: bool) -> (Net, String) {
         events
             .iter()
             .find_map(|e| match e {
-                Event::Keyed {
-                    mode: m,
-                    verified_peer: Some(_),
-                    safety_number: Some(s),
-                    ..
-                } if *m == mode => Some(s.clone()),
+                Event::Keyed(up) if up.mode == mode && up.verified_peer.is_some() => {
+                    up.safety_number.clone()
+                }
                 _ => None,
             })
             .expect("keyed with a verified peer")
