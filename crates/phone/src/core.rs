@@ -374,7 +374,8 @@ fn short_reason(code: u16) -> &'static str {
 impl PhoneCore {
     /// A core for `cfg`'s number whose signalling connection has `local` as its own end
     /// (`transport`: `TLS` or `TCP`, for Via and Contact). `now` is the start; `wall` the
-    /// wall-clock time at `now` (MIKEY timestamps count from it).
+    /// wall-clock time at `now` (MIKEY timestamps count from it). The shell's parts of `cfg`
+    /// (signalling address, media IP, key logs, audio) are not read here.
     pub fn new(
         cfg: &PhoneConfig,
         local: SocketAddr,
@@ -589,8 +590,7 @@ impl PhoneCore {
         addr: Result<SocketAddr, PhoneError>,
         now: Instant,
     ) {
-        let Some(call) = self.calls.get_mut(call_id) else {
-            debug!(call = %call_id, "media address for a call that ended: ignored");
+        let Some(call) = self.awaiting(call_id, "media address") else {
             return;
         };
         match std::mem::replace(&mut call.stage, Stage::Up) {
@@ -710,6 +710,15 @@ impl PhoneCore {
         });
     }
 
+    /// The call an answer is for; `None`, logged, when it ended before the answer came.
+    fn awaiting(&mut self, call_id: &str, answer: &str) -> Option<&mut Call> {
+        let call = self.calls.get_mut(call_id);
+        if call.is_none() {
+            debug!(call = %call_id, "{answer} for a call that ended: ignored");
+        }
+        call
+    }
+
     fn key_arrived(
         &mut self,
         call_id: &str,
@@ -717,8 +726,7 @@ impl PhoneCore {
         result: Result<LookedUp, PhoneError>,
         now: Instant,
     ) {
-        let Some(call) = self.calls.get_mut(call_id) else {
-            debug!(call = %call_id, "key look-up answer for a call that ended: ignored");
+        let Some(call) = self.awaiting(call_id, "key look-up answer") else {
             return;
         };
         match std::mem::replace(&mut call.stage, Stage::Up) {
