@@ -48,6 +48,16 @@ pub struct LookedUp {
     pub verified_in_person: bool,
 }
 
+impl LookedUp {
+    /// Adds this entry, as `name`'s, to a directory snapshot for the sans-IO cores (a malformed
+    /// key adds nothing).
+    pub fn record(&self, directory: &mut StaticDirectory, name: &IdentityName) {
+        if let Ok(key) = self.entry.public_key() {
+            directory.insert(name.clone(), self.entry.status, key);
+        }
+    }
+}
+
 /// Looks keys up in the keystore contract, verified when a header trust is configured.
 pub struct KeyLookup<C> {
     chain: Arc<C>,
@@ -305,9 +315,7 @@ impl<C: KeystoreChain> KeyLookup<C> {
 
     /// Adds a looked-up entry to a directory snapshot for the sans-IO cores.
     pub fn record(directory: &mut StaticDirectory, name: &IdentityName, found: &LookedUp) {
-        if let Ok(key) = found.entry.public_key() {
-            directory.insert(name.clone(), found.entry.status, key);
-        }
+        found.record(directory, name);
     }
 }
 

@@ -15,10 +15,11 @@
 //! | [`key_file`] | the config's key file: opened only for the config's number, never overwritten by another identity | file |
 //! | [`keys`] | key lookups on chain, proven against a trusted header ([`chaincall_chain::verified`]) and timed | async |
 //! | [`negotiation`] | SDP offer/answer: MIKEY-PKE / DH-SIGN in `a=key-mgmt` (RFC 4567), SDES (RFC 4568), G.711 | sans-IO |
+//! | [`core`] | call control: registration, calls, MIKEY, caller checks; key look-ups and media as [`core::Need`]s the shell answers | sans-IO |
 //! | [`ua`] | the SIP user agent: REGISTER with digest auth, INVITE/ACK/BYE/CANCEL, dialogs | sans-IO |
 //! | [`caller`] | who is calling: the From's claim and what the offer proves about it, before ringing | sans-IO |
 //! | [`rotation`] | rotating the identity key on chain, crash safe: a pending key in the key file, settled against the proven entry | async |
-//! | [`phone`] | the shell: TLS-PSK (or TCP) signalling, the actor, SRTP media tasks, call reports | tokio |
+//! | [`phone`] | the shell executing [`core::PhoneCore`]: TLS-PSK (or TCP) signalling, key look-ups beside the loop, SRTP media tasks, call reports | tokio |
 //!
 //! A call, caller's side (DESIGN.md, flow 3): look the callee's key up on chain and verify the
 //! proof; make a MIKEY-PKE offer (a fresh SRTP master key per direction, encrypted to the callee's
@@ -43,6 +44,7 @@ pub mod config_file;
 pub mod contact_view;
 pub mod contacts;
 pub mod control;
+pub mod core;
 pub mod error;
 pub mod key_file;
 pub mod keys;

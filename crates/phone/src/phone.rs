@@ -1,10 +1,13 @@
 //! The phone's I/O shell: the signalling connection (TLS-PSK to sipd, or TCP to a standard
 //! proxy such as Kamailio), the user agent, key lookups on chain, and one SRTP media task per call.
 //!
-//! [`Phone::connect`] returns a cheap [`Phone`] handle; an actor task owns the connection and the
-//! [`UserAgent`]. Commands go in over a channel, [`PhoneEvent`]s come out of another. The protocol
-//! work stays in the sans-IO cores ([`crate::ua`], [`crate::negotiation`], MIKEY, SRTP, media).
+//! [`Phone::connect`] returns a cheap [`Phone`] handle; an actor task owns the connection and
+//! executes a [`PhoneCore`], which holds all call control (user agent, MIKEY, caller checks,
+//! negotiation): frames read go to the core, commands go to the core, its key look-ups run beside
+//! the loop, its media needs start and stop one SRTP media task per call, and its events become
+//! [`PhoneEvent`]s.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,24 +23,22 @@ use chaincall_identity::{
 use chaincall_io::Output;
 use chaincall_media::g711::Codec;
 use chaincall_media::{MediaChannel, MediaConfig, MediaSession, MediaStats};
-use chaincall_mikey::{NtpTime, Responder, ResponderConfig};
 use chaincall_sip::framing::{Frame, StreamFramer};
 use chaincall_sip::message::ParseLimits;
 use chaincall_tls_psk::{OpensslCrypto, TlsPskClient, TlsPskConfig, TlsPskError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
-use crate::caller::{
-    AcceptUnverified, CallerId, ClaimLookup, Decision, FromClaim, Verification, decide,
-};
+use crate::caller::{AcceptUnverified, CallerId};
 use crate::contacts::KeyChange;
+use crate::core::{CallSummary, Event as CoreEvent, Need, PhoneCore, TransportState};
 use crate::error::PhoneError;
 use crate::keys::{KeyLookup, LookedUp};
-use crate::negotiation::{IncomingOffer, KeyMode, LocalMedia, NegotiatedMedia, Offer, StreamKey};
-use crate::ua::{UaConfig, UaEvent, UserAgent};
+use crate::negotiation::{KeyMode, NegotiatedMedia, StreamKey};
 
 /// How the phone reaches its SIP server.
 #[derive(Debug, Clone)]
@@ -400,23 +401,11 @@ impl Phone {
     }
 }
 
-/// A call in progress, owned by the actor.
-struct ActiveCall {
-    peer: String,
-    caller: Option<CallerId>,
-    outgoing: bool,
-    lookup: Option<LookedUp>,
-    offer: Option<Offer>,
-    invite_sent: Instant,
-    mikey_time: Duration,
-    socket: Option<Arc<UdpSocket>>,
-    media: Option<MediaTask>,
-    timings: SetupTimings,
-    mode: KeyMode,
-    verified_peer: Option<IdentityName>,
-    /// The safety number with the verified peer, once the call is keyed.
-    safety_number: Option<SafetyNumber>,
-    codec: Codec,
+/// A call's media in the shell: the socket bound on the core's [`Need::BindMedia`], the task
+/// started on [`Need::StartMedia`], and the received stream's key for `--keylog`.
+struct CallMedia {
+    socket: Arc<UdpSocket>,
+    task: Option<MediaTask>,
     /// The key of the stream we receive, logged to `--keylog` when the call ends (by then its
     /// SSRC is known).
     inbound_key: Option<StreamKey>,
@@ -427,18 +416,24 @@ struct MediaTask {
     done: tokio::task::JoinHandle<MediaSession>,
 }
 
+/// The tokio executor of a [`PhoneCore`]: the connection, the commands, the key look-ups (run
+/// beside the loop, several at once) and the media tasks.
 struct Actor<C> {
     cfg: PhoneConfig,
     lookup: KeyLookup<C>,
-    ua: UserAgent,
-    responder: Responder,
-    calls: std::collections::HashMap<String, ActiveCall>,
+    core: PhoneCore,
     events: mpsc::UnboundedSender<PhoneEvent>,
     register_reply: Option<oneshot::Sender<Result<u32, PhoneError>>>,
-    pending_offers: std::collections::HashMap<String, Vec<u8>>,
+    /// `Phone::call`s waiting for their INVITE to leave.
+    call_replies: HashMap<String, oneshot::Sender<Result<String, PhoneError>>>,
+    media: HashMap<String, CallMedia>,
+    /// Media sessions stopped on [`Need::StopMedia`], kept for the [`CoreEvent::Ended`] that
+    /// follows, with the received stream's key.
+    finished: HashMap<String, (MediaSession, Option<StreamKey>)>,
+    lookups: JoinSet<(IdentityName, Result<LookedUp, PhoneError>)>,
+    /// Which name each running look-up is for (a look-up task that panicked is answered too).
+    lookup_names: HashMap<tokio::task::Id, IdentityName>,
     keylog_warned: bool,
-    /// When to refresh the registration (halfway through the granted lifetime).
-    refresh_at: Option<Instant>,
 }
 
 fn spawn_actor<C, S>(
@@ -453,34 +448,22 @@ fn spawn_actor<C, S>(
     C: KeystoreChain + 'static,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let ua = UserAgent::new(UaConfig {
-        user: cfg.number.as_str().to_owned(),
-        domain: cfg.sip_domain.clone(),
-        password: cfg.sip_password.clone(),
-        local,
-        transport,
-        user_agent: format!("chaincall/{}", env!("CARGO_PKG_VERSION")),
-        randomness: cfg.randomness.clone(),
-    });
-    let me = IdentityName::Phone(cfg.number.clone());
-    let responder = Responder::new(ResponderConfig::new(me), (*cfg.identity).clone());
+    let mut core = PhoneCore::new(&cfg, local, transport, Instant::now(), SystemTime::now());
+    core.set_stopwatch(Instant::now);
     let actor = Actor {
         cfg,
         lookup,
-        ua,
-        responder,
-        calls: Default::default(),
+        core,
         events,
         register_reply: None,
-        pending_offers: Default::default(),
+        call_replies: HashMap::new(),
+        media: HashMap::new(),
+        finished: HashMap::new(),
+        lookups: JoinSet::new(),
+        lookup_names: HashMap::new(),
         keylog_warned: false,
-        refresh_at: None,
     };
     tokio::spawn(actor.run(stream, cmd_rx));
-}
-
-fn ntp_now() -> NtpTime {
-    NtpTime::from_system_time(SystemTime::now())
 }
 
 impl<C: KeystoreChain + 'static> Actor<C> {
@@ -520,12 +503,12 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             let _ = frame_tx.send(None).await;
         });
         loop {
-            // Drain the UA: write its messages, act on its events (which may queue more: answers,
-            // ACKs, BYEs), until `Timeout`. After a failed write the rest of this round is
+            // Drain the core: write its messages, act on its events (which may feed it more:
+            // media addresses), until `Timeout`. After a failed write the rest of this round is
             // dropped: the connection is gone and the reader will say so.
             let mut write_failed = false;
-            let ua_deadline = loop {
-                match self.ua.poll_output() {
+            let deadline = loop {
+                match self.core.poll_output() {
                     Output::Transmit(out) if !write_failed => {
                         if let Err(e) = wr.write_all(&out.contents).await {
                             warn!(error = %e, "signalling write failed");
@@ -533,49 +516,57 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                         }
                     }
                     Output::Transmit(_) => {}
-                    Output::Event(ev) => self.ua_event(ev).await,
+                    Output::Event(ev) => self.core_event(ev).await,
                     Output::Timeout(at) => break at,
                 }
             };
-            let deadline = ua_deadline
-                .into_iter()
-                .chain(self.refresh_at)
-                .min()
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let deadline = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 frame = frame_rx.recv() => match frame.flatten() {
-                    Some(bytes) => {
-                        if let Err(e) = self.ua.handle_input(&bytes, Instant::now()) {
-                            debug!(error = %e, "unparseable SIP message ignored");
-                        }
-                    }
+                    Some(bytes) => self.core.handle_signalling(&bytes, Instant::now()),
                     None => {
                         info!(%number, "signalling connection closed");
+                        self.core.handle_transport(TransportState::Lost, Instant::now());
                         break;
                     }
                 },
                 cmd = cmd_rx.recv() => match cmd {
                     None | Some(Command::Shutdown) => break,
-                    Some(c) => self.command(c).await,
+                    Some(c) => self.command(c),
                 },
+                Some(done) = self.lookups.join_next_with_id(), if !self.lookups.is_empty() => {
+                    let (name, result) = match done {
+                        Ok((id, answer)) => {
+                            self.lookup_names.remove(&id);
+                            answer
+                        }
+                        // A panic in the look-up is a bug; the calls waiting for it still get an
+                        // answer rather than waiting for ever.
+                        Err(e) => match self.lookup_names.remove(&e.id()) {
+                            Some(name) => {
+                                let reason = format!("the look-up task failed: {e}");
+                                (name.clone(), Err(PhoneError::Lookup { name, reason }))
+                            }
+                            None => continue,
+                        },
+                    };
+                    self.core.provide_key(&name, result, Instant::now());
+                }
                 _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
-                    let now = Instant::now();
-                    if self.refresh_at.is_some_and(|t| t <= now) {
-                        self.refresh_at = None;
-                        debug!(number = %number, "refreshing the registration");
-                        self.ua.register(self.cfg.register_expires, now);
-                    }
-                    self.ua.handle_timeout(now);
+                    self.core.handle_timeout(Instant::now());
                 }
             }
         }
         reader.abort();
-        for (_, call) in self.calls.drain() {
-            if let Some(m) = call.media {
+        for (_, media) in self.media.drain() {
+            if let Some(m) = media.task {
                 let _ = m.stop.send(());
             }
         }
         if let Some(r) = self.register_reply.take() {
+            let _ = r.send(Err(PhoneError::Signalling("connection closed".into())));
+        }
+        for (_, r) in self.call_replies.drain() {
             let _ = r.send(Err(PhoneError::Signalling("connection closed".into())));
         }
         let _ = wr.shutdown().await;
@@ -585,177 +576,183 @@ impl<C: KeystoreChain + 'static> Actor<C> {
         let _ = self.events.send(ev);
     }
 
-    async fn command(&mut self, c: Command) {
+    fn command(&mut self, c: Command) {
+        let now = Instant::now();
         match c {
             Command::Register { expires, reply } => {
                 self.register_reply = Some(reply);
-                self.cfg.register_expires = expires;
-                self.ua.register(expires, Instant::now());
+                self.core.register(expires, now);
             }
             Command::Call { target, reply } => {
-                let r = self.place_call(&target).await;
-                let _ = reply.send(r);
+                let call_id = self.core.call(&target, now);
+                self.call_replies.insert(call_id, reply);
             }
-            Command::Answer { call_id, accept } => {
-                if accept {
-                    self.accept(&call_id).await;
-                } else {
-                    self.ua.answer(&call_id, 603, "Decline", None);
-                    self.calls.remove(&call_id);
-                }
-            }
-            Command::Hangup { call_id } => {
-                self.ua.hangup(&call_id, Instant::now());
-            }
+            Command::Answer { call_id, accept } => self.core.answer(&call_id, accept, now),
+            Command::Hangup { call_id } => self.core.hangup(&call_id, now),
             Command::Shutdown => {}
         }
     }
 
-    async fn bind_media(&self) -> Result<Arc<UdpSocket>, PhoneError> {
-        Ok(Arc::new(
-            UdpSocket::bind(SocketAddr::new(self.cfg.media_ip, 0)).await?,
-        ))
-    }
-
-    async fn place_call(&mut self, target: &PhoneNumber) -> Result<String, PhoneError> {
-        let callee = IdentityName::Phone(target.clone());
-        let mode = self.cfg.key_mode;
-        let (found, dir) = if mode.verified_on_chain() {
-            let found = self.lookup.approved(&callee).await?;
-            let mut dir = StaticDirectory::new();
-            KeyLookup::<C>::record(&mut dir, &callee, &found);
-            (Some(found), dir)
-        } else {
-            (None, StaticDirectory::new())
-        };
-        let socket = self.bind_media().await?;
-        let local = LocalMedia {
-            addr: socket.local_addr()?,
-            codecs: self.cfg.codecs.clone(),
-            randomness: self.cfg.randomness.clone(),
-        };
-        let t = Instant::now();
-        let me = IdentityName::Phone(self.cfg.number.clone());
-        let offer = match mode {
-            KeyMode::Sdes => Offer::sdes(&callee, &local),
-            _ => Offer::mikey(
-                mode,
-                &me,
-                &self.cfg.identity,
-                &callee,
-                &dir,
-                &local,
-                ntp_now(),
-            )?,
-        };
-        let mikey_time = t.elapsed();
-        let invite_sent = Instant::now();
-        let call_id = self.ua.invite(target.as_str(), offer.sdp(), invite_sent);
-        info!(call = %call_id, to = %target, mode = mode.name(), "calling");
-        let timings = SetupTimings {
-            key_retrieval: found.as_ref().map(|f| f.elapsed).unwrap_or_default(),
-            ..SetupTimings::default()
-        };
-        self.calls.insert(
-            call_id.clone(),
-            ActiveCall {
-                peer: target.as_str().to_owned(),
-                caller: None,
-                outgoing: true,
-                lookup: found,
-                offer: Some(offer),
-                invite_sent,
-                mikey_time,
-                socket: Some(socket),
-                media: None,
-                timings,
-                mode,
-                verified_peer: None,
-                safety_number: None,
-                codec: self.cfg.codecs.first().copied().unwrap_or(Codec::Pcmu),
-                inbound_key: None,
-            },
-        );
-        Ok(call_id)
-    }
-
-    async fn ua_event(&mut self, ev: UaEvent) {
+    async fn core_event(&mut self, ev: CoreEvent) {
         match ev {
-            UaEvent::Registered { expires } => {
-                info!(number = %self.cfg.number, expires, "registered");
-                // RFC 3261 §10.2.4: refresh before the binding expires.
-                self.refresh_at =
-                    Some(Instant::now() + Duration::from_secs(u64::from(expires.max(2)) / 2));
+            CoreEvent::Need(need) => self.need(need).await,
+            CoreEvent::Registered { expires } => {
                 if let Some(r) = self.register_reply.take() {
                     let _ = r.send(Ok(expires));
                 }
                 self.emit(PhoneEvent::Registered { expires });
             }
-            UaEvent::Unregistered => {
-                self.refresh_at = None;
+            CoreEvent::Unregistered => {
                 if let Some(r) = self.register_reply.take() {
                     let _ = r.send(Ok(0));
                 }
             }
-            UaEvent::RegistrationFailed { code, reason } => {
-                warn!(number = %self.cfg.number, code, %reason, "registration failed");
-                let err = match code {
-                    401 | 403 | 407 => PhoneError::AuthFailed(code),
-                    0 => PhoneError::Timeout("the registrar's answer"),
-                    _ => PhoneError::Refused { code, reason },
-                };
+            CoreEvent::RegistrationFailed { error } => {
                 if let Some(r) = self.register_reply.take() {
-                    let _ = r.send(Err(err));
+                    let _ = r.send(Err(error));
                 }
             }
-            UaEvent::IncomingCall {
-                call_id,
-                from_uri,
-                from_display,
-                sdp,
-            } => self.incoming(call_id, from_uri, from_display, sdp).await,
-            UaEvent::Ringing { call_id, code } => debug!(call = %call_id, code, "ringing"),
-            UaEvent::Answered { call_id, sdp } => self.answered(&call_id, &sdp).await,
-            UaEvent::CallFailed {
-                call_id,
-                code,
-                reason,
-            } => {
-                let peer = self
-                    .calls
-                    .remove(&call_id)
-                    .map(|c| c.peer)
-                    .unwrap_or_default();
-                let err = match code {
-                    404 | 480 => PhoneError::Offline(peer),
-                    486 | 600 => PhoneError::Busy(peer),
-                    0 => PhoneError::Timeout("the callee's answer"),
-                    _ => PhoneError::Refused { code, reason },
-                };
-                warn!(call = %call_id, error = %err, "call failed");
-                self.emit(PhoneEvent::Refused {
-                    call_id,
-                    reason: err.to_string(),
-                });
+            CoreEvent::Dialing { call_id } => {
+                if let Some(r) = self.call_replies.remove(&call_id) {
+                    let _ = r.send(Ok(call_id));
+                }
             }
-            UaEvent::Confirmed { call_id } => debug!(call = %call_id, "ACK received"),
-            UaEvent::Ended { call_id, by_peer } => {
-                info!(call = %call_id, by_peer, "call ended");
-                if let Some(mut call) = self.calls.remove(&call_id) {
-                    let inbound = call.inbound_key.take();
-                    let report = finish_call(call_id, call).await;
+            CoreEvent::CallFailed { call_id, error } => match self.call_replies.remove(&call_id) {
+                Some(r) => {
+                    let _ = r.send(Err(error));
+                }
+                None => self.emit(PhoneEvent::Refused {
+                    call_id,
+                    reason: error.to_string(),
+                }),
+            },
+            CoreEvent::Incoming {
+                call_id,
+                caller,
+                awaiting_answer,
+            } => self.emit(PhoneEvent::Incoming {
+                call_id,
+                caller,
+                awaiting_answer,
+            }),
+            CoreEvent::Refused { call_id, reason } => {
+                self.emit(PhoneEvent::Refused { call_id, reason })
+            }
+            CoreEvent::Ringing { call_id, code } => debug!(call = %call_id, code, "ringing"),
+            CoreEvent::Answered { call_id } => debug!(call = %call_id, "answered"),
+            CoreEvent::Keyed(up) => self.emit(PhoneEvent::CallUp {
+                call_id: up.call_id,
+                peer: up.peer,
+                caller: up.caller,
+                mode: up.mode,
+                verified_peer: up.verified_peer,
+                safety_number: up.safety_number,
+                verified_in_person: up.verified_in_person,
+            }),
+            CoreEvent::Ended {
+                call_id, summary, ..
+            } => {
+                // A call whose media never ran has no report (as before the core).
+                if let Some((session, inbound)) = self.finished.remove(&call_id) {
+                    let report = call_report(call_id, *summary, &session);
                     if let Some(mut key) = inbound {
-                        if let Some(ssrc) = report.as_ref().and_then(|r| r.stats.peer_ssrc) {
+                        if let Some(ssrc) = report.stats.peer_ssrc {
                             key.ssrc = ssrc;
                         }
                         self.write_keylog(std::slice::from_ref(&key));
                     }
-                    if let Some(r) = report {
-                        self.emit(PhoneEvent::CallEnded(Box::new(r)));
+                    self.emit(PhoneEvent::CallEnded(Box::new(report)));
+                }
+            }
+            CoreEvent::SignallingError { reason } => {
+                debug!(error = %reason, "unparseable SIP message ignored")
+            }
+        }
+    }
+
+    async fn need(&mut self, need: Need) {
+        match need {
+            Need::LookupKey { name } => {
+                let lookup = self.lookup.clone();
+                let task_name = name.clone();
+                let handle = self.lookups.spawn(async move {
+                    let result = lookup.approved(&task_name).await;
+                    (task_name, result)
+                });
+                self.lookup_names.insert(handle.id(), name);
+            }
+            Need::BindMedia { call_id } => {
+                let bound = UdpSocket::bind(SocketAddr::new(self.cfg.media_ip, 0))
+                    .await
+                    .and_then(|s| Ok((s.local_addr()?, Arc::new(s))));
+                let addr = match bound {
+                    Ok((addr, socket)) => {
+                        self.media.insert(
+                            call_id.clone(),
+                            CallMedia {
+                                socket,
+                                task: None,
+                                inbound_key: None,
+                            },
+                        );
+                        Ok(addr)
                     }
+                    Err(e) => Err(PhoneError::Io(e)),
+                };
+                self.core.provide_media(&call_id, addr, Instant::now());
+            }
+            Need::StartMedia { call_id, media } => self.start_media(&call_id, *media),
+            Need::StopMedia { call_id } => {
+                let Some(media) = self.media.remove(&call_id) else {
+                    return;
+                };
+                let Some(task) = media.task else {
+                    return;
+                };
+                let _ = task.stop.send(());
+                if let Ok(session) = task.done.await {
+                    self.finished.insert(call_id, (session, media.inbound_key));
                 }
             }
         }
+    }
+
+    /// Starts the media and logs the key we send with; the received stream's key is logged when
+    /// the call ends, with the SSRC it turned out to have.
+    fn start_media(&mut self, call_id: &str, mut neg: NegotiatedMedia) {
+        let inbound = (neg.keys.len() > 1).then(|| neg.keys.remove(1));
+        if let Some(outbound) = neg.keys.first().cloned() {
+            self.write_keylog(std::slice::from_ref(&outbound));
+        }
+        let Some(media) = self.media.get_mut(call_id) else {
+            return;
+        };
+        media.inbound_key = inbound;
+        let mut config = MediaConfig::new(
+            neg.codec,
+            neg.local_ssrc,
+            format!("{}@chaincall", self.cfg.number),
+        );
+        config.rtcp_interval = Duration::from_millis(500);
+        let session = MediaSession::new(
+            config,
+            neg.outbound,
+            neg.inbound,
+            (*self.cfg.audio).clone(),
+            Instant::now(),
+        );
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let done = tokio::spawn(run_media(
+            media.socket.clone(),
+            neg.remote,
+            neg.rtcp_remote,
+            session,
+            stop_rx,
+        ));
+        media.task = Some(MediaTask {
+            stop: stop_tx,
+            done,
+        });
     }
 
     fn write_keylog(&mut self, keys: &[StreamKey]) {
@@ -787,356 +784,11 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             warn!(error = %e, "key log write failed");
         }
     }
-
-    async fn answered(&mut self, call_id: &str, sdp: &[u8]) {
-        let Some(call) = self.calls.get_mut(call_id) else {
-            return;
-        };
-        let Some(offer) = call.offer.take() else {
-            return;
-        };
-        let answered_at = Instant::now();
-        let mut dir = StaticDirectory::new();
-        if let Some(found) = &call.lookup
-            && let Ok(key) = found.entry.public_key()
-            && let Ok(number) = PhoneNumber::parse(&call.peer)
-        {
-            // The callee's key as looked up (and proven) before the INVITE: a DH-SIGN answer must
-            // be signed with it.
-            dir.insert(IdentityName::Phone(number), found.entry.status, key);
-        }
-        match offer.handle_answer(sdp, &dir, ntp_now()) {
-            Ok(neg) => {
-                let keyed = Instant::now();
-                call.timings.signalling = answered_at - call.invite_sent;
-                call.timings.call_setup = keyed - call.invite_sent;
-                call.timings.mikey = call.mikey_time + (keyed - answered_at);
-                self.keyed(call_id, neg);
-            }
-            Err(e) => {
-                let why = chaincall_io::ErrorChain(&e).to_string();
-                warn!(call = %call_id, error = %why, "answer refused; hanging up");
-                self.emit(PhoneEvent::Refused {
-                    call_id: call_id.to_owned(),
-                    reason: why,
-                });
-                self.ua.hangup(call_id, Instant::now());
-            }
-        }
-    }
-
-    /// Starts the media and logs the key we send with; the received stream's key is logged when
-    /// the call ends, with the SSRC it turned out to have.
-    fn keyed(&mut self, call_id: &str, mut neg: NegotiatedMedia) {
-        let inbound = (neg.keys.len() > 1).then(|| neg.keys.remove(1));
-        if let Some(outbound) = neg.keys.first().cloned() {
-            self.write_keylog(std::slice::from_ref(&outbound));
-        }
-        if let Some(call) = self.calls.get_mut(call_id) {
-            call.inbound_key = inbound;
-        }
-        self.start_media(call_id, neg);
-    }
-
-    fn start_media(&mut self, call_id: &str, neg: NegotiatedMedia) {
-        let Some(call) = self.calls.get_mut(call_id) else {
-            return;
-        };
-        let Some(socket) = call.socket.clone() else {
-            return;
-        };
-        call.mode = neg.mode;
-        call.verified_peer = neg.verified_peer.clone();
-        // Only for a peer MIKEY proved against the key we looked up: that key is the one the
-        // user compares.
-        call.safety_number = match (&neg.verified_peer, &call.lookup) {
-            (Some(peer), Some(found)) => found.entry.approved_key().map(|key| {
-                SafetyNumber::new(
-                    &IdentityName::Phone(self.cfg.number.clone()),
-                    &self.cfg.identity.public(),
-                    peer,
-                    &key,
-                )
-            }),
-            _ => None,
-        };
-        let safety_number = call.safety_number.clone();
-        let verified_in_person = call.lookup.as_ref().is_some_and(|l| l.verified_in_person);
-        call.codec = neg.codec;
-        let mut config = MediaConfig::new(
-            neg.codec,
-            neg.local_ssrc,
-            format!("{}@chaincall", self.cfg.number),
-        );
-        config.rtcp_interval = Duration::from_millis(500);
-        let session = MediaSession::new(
-            config,
-            neg.outbound,
-            neg.inbound,
-            (*self.cfg.audio).clone(),
-            Instant::now(),
-        );
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let done = tokio::spawn(run_media(
-            socket,
-            neg.remote,
-            neg.rtcp_remote,
-            session,
-            stop_rx,
-        ));
-        call.media = Some(MediaTask {
-            stop: stop_tx,
-            done,
-        });
-        let peer = call.peer.clone();
-        let caller = call.caller.clone();
-        self.emit(PhoneEvent::CallUp {
-            call_id: call_id.to_owned(),
-            peer,
-            caller,
-            mode: neg.mode,
-            verified_peer: neg.verified_peer,
-            safety_number,
-            verified_in_person,
-        });
-    }
-
-    async fn incoming(
-        &mut self,
-        call_id: String,
-        from_uri: String,
-        from_display: Option<String>,
-        sdp: Vec<u8>,
-    ) {
-        let from = FromClaim::parse(&from_uri);
-        if !self.calls.is_empty() {
-            info!(call = %call_id, from = ?from_uri, "busy: refusing a second call");
-            self.ua.answer(&call_id, 486, "Busy Here", None);
-            return;
-        }
-        let offer = match IncomingOffer::parse(&sdp) {
-            Ok(o) => o,
-            Err(e) => {
-                let why = chaincall_io::ErrorChain(&e).to_string();
-                info!(call = %call_id, from = ?from_uri, error = %why, "unusable offer refused");
-                self.ua.answer(&call_id, 488, short_reason(488), None);
-                self.emit(PhoneEvent::Refused {
-                    call_id,
-                    reason: why,
-                });
-                return;
-            }
-        };
-        let (verification, lookup) = self.verify_caller(&from, &offer).await;
-        let caller = CallerId {
-            uri: from_uri,
-            display_name: from_display,
-            claimed: from.number.clone().map(IdentityName::Phone),
-            verification,
-        };
-        // A MIKEY offer keys only with the claimed identity's approved key: one that did not
-        // verify cannot be answered under any policy, so it is refused before ringing.
-        let decision = if offer.mode.verified_on_chain() && !caller.is_verified() {
-            Decision::Refuse
-        } else {
-            decide(
-                &caller.verification,
-                self.cfg.accept_unverified,
-                self.cfg.auto_answer,
-            )
-        };
-        info!(call = %call_id, from = ?caller.uri, verification = caller.verification.name(), ?decision, "incoming call");
-        self.emit(PhoneEvent::Incoming {
-            call_id: call_id.clone(),
-            caller: caller.clone(),
-            awaiting_answer: decision == Decision::Ring,
-        });
-        if decision == Decision::Refuse {
-            let reason = format!(
-                "caller not verified: {}",
-                caller.verification.reason().unwrap_or_default()
-            );
-            // INFO, not WARN: refusing spoofed callers is the policy working.
-            info!(call = %call_id, from = ?caller.uri, ?reason, "incoming call refused");
-            self.ua
-                .answer(&call_id, 403, "Forbidden (caller not verified)", None);
-            self.emit(PhoneEvent::Refused { call_id, reason });
-            return;
-        }
-        self.calls.insert(
-            call_id.clone(),
-            ActiveCall {
-                peer: from.user,
-                caller: Some(caller),
-                outgoing: false,
-                lookup,
-                offer: None,
-                invite_sent: Instant::now(),
-                mikey_time: Duration::ZERO,
-                socket: None,
-                media: None,
-                timings: SetupTimings::default(),
-                mode: KeyMode::MikeyPke,
-                verified_peer: None,
-                safety_number: None,
-                codec: Codec::Pcmu,
-                inbound_key: None,
-            },
-        );
-        // Keep the offer for `accept`.
-        self.pending_offers.insert(call_id.clone(), sdp);
-        match decision {
-            Decision::Answer => self.accept(&call_id).await,
-            _ => self.ua.answer(&call_id, 180, "Ringing", None),
-        }
-    }
-
-    /// What the offer proves about the From's claim, and the claimed identity's approved key
-    /// (kept for `accept`, so the chain is asked once per call).
-    async fn verify_caller(
-        &mut self,
-        from: &FromClaim,
-        offer: &IncomingOffer,
-    ) -> (Verification, Option<LookedUp>) {
-        let Some(number) = from.number.clone().filter(|_| !from.validation_failed) else {
-            let v = crate::caller::verify(
-                from,
-                offer,
-                ClaimLookup::NoClaim,
-                &self.responder,
-                ntp_now(),
-            );
-            return (v, None);
-        };
-        let name = IdentityName::Phone(number);
-        let (claim, found) = match self.lookup.approved(&name).await {
-            Ok(found) => (Ok(found.clone()), Some(found)),
-            Err(e @ (PhoneError::UnknownCallee(_) | PhoneError::CalleeNotApproved { .. })) => {
-                (Err(ClaimLookup::NoKey(e.to_string())), None)
-            }
-            Err(e) => (Err(ClaimLookup::Failed(e.to_string())), None),
-        };
-        let mut dir = StaticDirectory::new();
-        let lookup = match claim {
-            Ok(found) => {
-                KeyLookup::<C>::record(&mut dir, &name, &found);
-                ClaimLookup::Approved {
-                    directory: &dir,
-                    proven: found.verified,
-                    // The 30-digit fingerprint `keystore get` and `phone contact show` print.
-                    fingerprint: found
-                        .entry
-                        .public_key()
-                        .map(|k| chaincall_identity::safety::Fingerprint::new(&name, &k).grouped())
-                        .unwrap_or_default(),
-                }
-            }
-            Err(other) => other,
-        };
-        let v = crate::caller::verify(from, offer, lookup, &self.responder, ntp_now());
-        // Kept only where answering uses it: an SDES call's report shows no key retrieval.
-        (v, found.filter(|_| offer.mode.verified_on_chain()))
-    }
-
-    async fn accept(&mut self, call_id: &str) {
-        let Some(sdp) = self.pending_offers.remove(call_id) else {
-            return;
-        };
-        let started = Instant::now();
-        let result = self.accept_inner(call_id, &sdp).await;
-        match result {
-            Ok((answer, neg, lookup_time)) => {
-                self.ua.answer(call_id, 200, "OK", Some(&answer));
-                if let Some(call) = self.calls.get_mut(call_id) {
-                    call.timings.key_retrieval = lookup_time;
-                    call.timings.mikey = started.elapsed().saturating_sub(lookup_time);
-                    call.timings.call_setup = started.elapsed();
-                }
-                self.keyed(call_id, neg);
-            }
-            Err((code, reason)) => {
-                warn!(call = %call_id, code, %reason, "incoming call refused");
-                self.ua.answer(call_id, code, short_reason(code), None);
-                self.calls.remove(call_id);
-                self.emit(PhoneEvent::Refused {
-                    call_id: call_id.to_owned(),
-                    reason,
-                });
-            }
-        }
-    }
-
-    /// Verifies the caller on chain and keys the call; on failure, the SIP status and why.
-    async fn accept_inner(
-        &mut self,
-        call_id: &str,
-        sdp: &[u8],
-    ) -> Result<(String, NegotiatedMedia, Duration), (u16, String)> {
-        let offer = IncomingOffer::parse(sdp)
-            .map_err(|e| (488, chaincall_io::ErrorChain(&e).to_string()))?;
-        let peer = self
-            .calls
-            .get(call_id)
-            .map(|c| c.peer.clone())
-            .unwrap_or_default();
-        let mut dir = StaticDirectory::new();
-        let mut lookup_time = Duration::ZERO;
-        let claimed = PhoneNumber::parse(&peer).ok().map(IdentityName::Phone);
-        if offer.mode.verified_on_chain() {
-            let name = claimed
-                .clone()
-                .ok_or((403, format!("caller {peer:?} is not an E.164 number")))?;
-            // Looked up when the call arrived; again only if that found no approved key.
-            let known = self.calls.get_mut(call_id).and_then(|c| c.lookup.take());
-            let found = match known {
-                Some(found) => found,
-                None => self
-                    .lookup
-                    .approved(&name)
-                    .await
-                    .map_err(|e| (403, e.to_string()))?,
-            };
-            lookup_time = found.elapsed;
-            KeyLookup::<C>::record(&mut dir, &name, &found);
-            if let Some(call) = self.calls.get_mut(call_id) {
-                call.lookup = Some(found);
-            }
-        }
-        let socket = self.bind_media().await.map_err(|e| (500, e.to_string()))?;
-        let local = LocalMedia {
-            addr: socket.local_addr().map_err(|e| (500, e.to_string()))?,
-            codecs: self.cfg.codecs.clone(),
-            randomness: self.cfg.randomness.clone(),
-        };
-        let (answer, neg) = offer
-            .accept(
-                claimed.as_ref(),
-                &mut self.responder,
-                &dir,
-                &local,
-                ntp_now(),
-            )
-            .map_err(|e| (488, chaincall_io::ErrorChain(&e).to_string()))?;
-        if let Some(call) = self.calls.get_mut(call_id) {
-            call.socket = Some(socket);
-        }
-        Ok((answer, neg, lookup_time))
-    }
 }
 
-fn short_reason(code: u16) -> &'static str {
-    match code {
-        403 => "Forbidden",
-        488 => "Not Acceptable Here",
-        _ => "Server Internal Error",
-    }
-}
-
-async fn finish_call(call_id: String, call: ActiveCall) -> Option<CallReport> {
-    let media = call.media?;
-    let _ = media.stop.send(());
-    let session = media.done.await.ok()?;
-    Some(CallReport {
+/// The report of a finished call: what the core knew of it and what its media session counted.
+fn call_report(call_id: String, call: CallSummary, session: &MediaSession) -> CallReport {
+    CallReport {
         call_id,
         peer: call.peer,
         caller: call.caller,
@@ -1157,7 +809,7 @@ async fn finish_call(call_id: String, call: ActiveCall) -> Option<CallReport> {
         received_payload: session.received_payload(),
         recorded: session.recorded_audio(),
         codec: call.codec,
-    })
+    }
 }
 
 /// Moves SRTP between the socket and the session until told to stop, then sends the final RTCP.

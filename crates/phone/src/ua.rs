@@ -262,11 +262,23 @@ impl UserAgent {
 
     /// Calls `user` (an E.164 number) at our domain with this SDP offer; returns the Call-ID.
     pub fn invite(&mut self, user: &str, sdp: &str, now: Instant) -> String {
-        let call_id = format!(
+        let call_id = self.new_call_id();
+        self.invite_as(call_id.clone(), user, sdp, now);
+        call_id
+    }
+
+    /// A fresh Call-ID (RFC 3261 §8.1.1.4: globally unique), for a call whose INVITE leaves
+    /// later ([`UserAgent::invite_as`]): the phone core names a call before its key look-up.
+    pub fn new_call_id(&self) -> String {
+        format!(
             "{}@{}",
             token(&self.cfg.randomness, 12),
             self.cfg.local.ip()
-        );
+        )
+    }
+
+    /// [`UserAgent::invite`] under a Call-ID from [`UserAgent::new_call_id`].
+    pub fn invite_as(&mut self, call_id: String, user: &str, sdp: &str, now: Instant) {
         let uri = format!("sip:{user}@{}", self.cfg.domain);
         let mut m = MessageBuf::request(Method::Invite, &uri);
         m.push("Via", self.via());
@@ -292,7 +304,6 @@ impl UserAgent {
                 },
             },
         );
-        call_id
     }
 
     /// Answers an incoming call: 180 Ringing, or a final status; a 2xx carries `sdp`.
@@ -376,6 +387,12 @@ impl UserAgent {
             }
             None => {}
         }
+    }
+
+    /// Forgets a call without a word to the peer: for a call whose connection is gone, so no
+    /// BYE or CANCEL could reach anyone.
+    pub fn abandon(&mut self, call_id: &str) {
+        self.calls.remove(call_id);
     }
 
     /// Whether a call is established.

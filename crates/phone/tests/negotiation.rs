@@ -4,10 +4,13 @@
 
 use chaincall_identity::{IdentityKey, IdentityName, KeyStatus, Randomness, StaticDirectory};
 use chaincall_media::g711::Codec;
-use chaincall_media::rtp::RtpPacket;
 use chaincall_mikey::{NtpTime, Responder, ResponderConfig};
 use chaincall_phone::CallError;
 use chaincall_phone::negotiation::{IncomingOffer, KeyMode, LocalMedia, NegotiatedMedia, Offer};
+
+#[path = "common/srtp.rs"]
+mod srtp;
+use srtp::carries;
 
 struct Party {
     name: IdentityName,
@@ -48,21 +51,6 @@ fn offer(mode: KeyMode, a: &Party, b: &Party, dir: &StaticDirectory) -> Result<O
 
 fn responder(b: &Party) -> Responder {
     Responder::new(ResponderConfig::new(b.name.clone()), b.key.clone())
-}
-
-/// Sends one RTP packet from `from` to `to` through their SRTP sessions.
-fn carries(from: &mut NegotiatedMedia, to: &mut NegotiatedMedia) -> bool {
-    let payload = [0x55u8; 160];
-    let mut pkt = Vec::new();
-    RtpPacket::new(0, 7, 160, from.local_ssrc, &payload)
-        .write(&mut pkt)
-        .unwrap();
-    from.outbound.protect_rtp(&mut pkt).unwrap();
-    assert!(
-        !pkt.windows(16).any(|w| w == [0x55; 16]),
-        "payload in clear"
-    );
-    to.inbound.unprotect_rtp(&mut pkt).is_ok() && pkt.ends_with(&payload)
 }
 
 fn call(mode: KeyMode) -> (NegotiatedMedia, NegotiatedMedia, String, String) {

@@ -1,0 +1,1239 @@
+//! The phone's call control as a sans-IO core, shaped like str0m's `Rtc`: [`PhoneCore`].
+//!
+//! One object owns the SIP user agent ([`crate::ua`]), the MIKEY responder, the calls' offer and
+//! answer ([`crate::negotiation`]) and the caller checks ([`crate::caller`]). It is fed
+//!
+//! - received signalling: one complete SIP message at a time ([`PhoneCore::handle_signalling`];
+//!   a stream shell frames on Content-Length first, a datagram is one message),
+//! - the signalling transport's state ([`PhoneCore::handle_transport`]),
+//! - the user's commands ([`PhoneCore::register`], [`PhoneCore::call`], [`PhoneCore::answer`],
+//!   [`PhoneCore::hangup`]),
+//! - answers to what it asked for: key look-ups ([`PhoneCore::provide_key`]) and media addresses
+//!   ([`PhoneCore::provide_media`]),
+//! - time ([`PhoneCore::handle_timeout`]),
+//!
+//! and yields everything from one [`PhoneCore::poll_output`]: signalling to write
+//! (`Transmit<()>`: the one connection to the proxy), [`Event`]s (among them the [`Need`]s the
+//! shell must act on) and the next deadline (the user agent's Timer B/F, the registration refresh).
+//! It opens no socket, spawns nothing, reads no clock and asks no chain: look-ups leave as
+//! [`Need::LookupKey`], media sockets as [`Need::BindMedia`], and keyed media as
+//! [`Need::StartMedia`] / [`Need::StopMedia`] for a per-call media task in the shell.
+//!
+//! Call order: after each input (a command, `handle_*`, `provide_*`), drain `poll_output` until
+//! [`Output::Timeout`]; call `handle_timeout` when that deadline passes (early or repeated calls
+//! are harmless).
+//!
+//! Wall-clock time (MIKEY timestamps) is derived from the `SystemTime` given to
+//! [`PhoneCore::new`] plus the `Instant`s fed since, so a test in simulated time replays exactly;
+//! randomness comes from [`PhoneConfig::randomness`].
+//!
+//! ```no_run
+//! # use std::time::{Instant, SystemTime};
+//! # use chaincall_phone::core::{Event, Need, PhoneCore};
+//! # fn demo(cfg: chaincall_phone::PhoneConfig, local: std::net::SocketAddr) {
+//! let mut core = PhoneCore::new(&cfg, local, "TCP", Instant::now(), SystemTime::now());
+//! core.register(3600, Instant::now());
+//! loop {
+//!     match core.poll_output() {
+//!         chaincall_io::Output::Transmit(t) => { /* write t.contents to the connection */ }
+//!         chaincall_io::Output::Event(Event::Need(Need::LookupKey { name })) => {
+//!             /* look `name` up on chain, then core.provide_key(&name, result, now) */
+//!         }
+//!         chaincall_io::Output::Event(_other) => { /* tell the user */ }
+//!         chaincall_io::Output::Timeout(_at) => break, // wait for input or `_at`
+//!     }
+//! }
+//! # }
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use chaincall_identity::{IdentityName, PhoneNumber, SafetyNumber, StaticDirectory};
+use chaincall_io::Output;
+use chaincall_media::g711::Codec;
+use chaincall_mikey::{NtpTime, Responder, ResponderConfig};
+use tracing::{debug, info, warn};
+
+use crate::caller::{CallerId, ClaimLookup, Decision, FromClaim, Verification, decide};
+use crate::error::PhoneError;
+use crate::keys::LookedUp;
+use crate::negotiation::{IncomingOffer, KeyMode, LocalMedia, NegotiatedMedia, Offer};
+use crate::phone::{PhoneConfig, SetupTimings};
+use crate::ua::{UaConfig, UaEvent, UserAgent};
+
+/// What [`PhoneCore::poll_output`] yields: signalling for the one connection, an [`Event`], or
+/// the next deadline.
+pub type CoreOutput = Output<Event, ()>;
+
+/// The signalling transport's state, as the shell sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportState {
+    /// The connection to the proxy is (again) up: signalling flows.
+    Connected,
+    /// The connection is gone: nothing can be sent. Calls that are up keep their media (it never
+    /// went through the signalling link) and can still be hung up, locally.
+    Lost,
+}
+
+/// Something the shell must do for the core; answers come back through the `provide_*`
+/// methods.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Need {
+    /// Look `name`'s key up on chain (verified, pinned), then call [`PhoneCore::provide_key`].
+    /// Asked once per name while a look-up is in flight, whatever the number of calls waiting.
+    LookupKey {
+        /// Whose key.
+        name: IdentityName,
+    },
+    /// Bind a media socket for the call, then call [`PhoneCore::provide_media`] with its address.
+    BindMedia {
+        /// The call.
+        call_id: String,
+    },
+    /// The call is keyed: run its media on the socket bound for it.
+    StartMedia {
+        /// The call.
+        call_id: String,
+        /// Where to send, the codec and both SRTP sessions (with their keys, for `--keylog`).
+        media: Box<NegotiatedMedia>,
+    },
+    /// The call is over (or never got going): stop its media and release its socket.
+    StopMedia {
+        /// The call.
+        call_id: String,
+    },
+}
+
+/// Why a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// We hung up (BYE answered or timed out, or CANCEL sent).
+    HungUp,
+    /// The peer hung up (BYE).
+    HungUpByPeer,
+    /// The caller gave up before the call was answered (CANCEL).
+    CancelledByPeer,
+    /// We hung up while the signalling connection was down: the call ended here only, no BYE
+    /// could be sent.
+    SignallingLost,
+}
+
+/// What the core knows of a call when it ends; with the media task's session it makes the
+/// [`crate::CallReport`].
+#[derive(Debug, Clone)]
+pub struct CallSummary {
+    /// The other party.
+    pub peer: String,
+    /// The caller as shown before answering (incoming calls; `None` for ours).
+    pub caller: Option<CallerId>,
+    /// We placed the call.
+    pub outgoing: bool,
+    /// How keys were agreed.
+    pub mode: KeyMode,
+    /// The identity proven by MIKEY against the chain (`None` with SDES).
+    pub verified_peer: Option<IdentityName>,
+    /// The peer's key look-up, when the call used one.
+    pub lookup: Option<LookedUp>,
+    /// The safety number with the verified peer.
+    pub safety_number: Option<SafetyNumber>,
+    /// Where the set-up time went.
+    pub timings: SetupTimings,
+    /// The codec.
+    pub codec: Codec,
+    /// The media was started ([`Need::StartMedia`] went out).
+    pub keyed: bool,
+}
+
+/// A call that is up: what the user sees of it ([`crate::PhoneEvent::CallUp`] in the shell).
+#[derive(Debug, Clone)]
+pub struct KeyedCall {
+    /// The call.
+    pub call_id: String,
+    /// The other party.
+    pub peer: String,
+    /// The caller as shown before answering (incoming calls; `None` for ours).
+    pub caller: Option<CallerId>,
+    /// Key mode.
+    pub mode: KeyMode,
+    /// The chain-verified peer (None: SDES, "encrypted, key not verified on chain").
+    pub verified_peer: Option<IdentityName>,
+    /// The safety number between us and the verified peer, to compare with theirs.
+    pub safety_number: Option<SafetyNumber>,
+    /// Whether the user compared it with the peer in person, for the peer's current key.
+    pub verified_in_person: bool,
+}
+
+/// What the core tells its shell.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// The shell must do something and answer (or, for media, just do it).
+    Need(Need),
+    /// Registered at the server.
+    Registered {
+        /// Granted lifetime, seconds.
+        expires: u32,
+    },
+    /// Our binding was removed (REGISTER with Expires: 0).
+    Unregistered,
+    /// REGISTER failed (credentials refused, another status, or no answer).
+    RegistrationFailed {
+        /// Why, as the user reads it.
+        error: PhoneError,
+    },
+    /// Our INVITE left (the callee's key verified, the offer made).
+    Dialing {
+        /// The call.
+        call_id: String,
+    },
+    /// Our call failed: before the INVITE left (look-up, keys, media socket) or with a final
+    /// non-2xx answer or a timeout.
+    CallFailed {
+        /// The call.
+        call_id: String,
+        /// Why.
+        error: PhoneError,
+    },
+    /// A call arrives, its caller already checked against the chain. When `awaiting_answer`,
+    /// the phone rings and waits for [`PhoneCore::answer`]; otherwise it answers by itself or
+    /// refuses (an [`Event::Refused`] follows).
+    Incoming {
+        /// The call.
+        call_id: String,
+        /// Who calls, and what the call proves about it.
+        caller: CallerId,
+        /// The core waits for the user's decision.
+        awaiting_answer: bool,
+    },
+    /// An incoming call was refused (unusable offer, unverified caller, bad keys), or an answer
+    /// to our call was unusable (we hang up).
+    Refused {
+        /// The call.
+        call_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// Our INVITE got a provisional answer (180, 183…).
+    Ringing {
+        /// The call.
+        call_id: String,
+        /// The status.
+        code: u16,
+    },
+    /// Our INVITE was answered with a 2xx (keying follows: [`Event::Keyed`] or
+    /// [`Event::Refused`]).
+    Answered {
+        /// The call.
+        call_id: String,
+    },
+    /// Both SRTP contexts are keyed; the media is starting.
+    Keyed(KeyedCall),
+    /// A call that got past its first step ended.
+    Ended {
+        /// The call.
+        call_id: String,
+        /// Why.
+        reason: EndReason,
+        /// What the core knew of it.
+        summary: Box<CallSummary>,
+    },
+    /// Received signalling the core could not use (it changed nothing).
+    SignallingError {
+        /// Why, as text (the parser's error chain).
+        reason: String,
+    },
+}
+
+/// Where a call stands.
+enum Stage {
+    /// Ours: waiting for the callee's key.
+    OutKey { target: PhoneNumber },
+    /// Ours: waiting for the media address.
+    OutMedia { target: PhoneNumber },
+    /// Ours: the INVITE is out. `offer` is taken when the answer comes.
+    Inviting {
+        offer: Option<Offer>,
+        invite_sent: Instant,
+        mikey_time: Duration,
+    },
+    /// Theirs: waiting for the claimed caller's key, to say who calls before ringing.
+    Verifying {
+        from_uri: String,
+        from_display: Option<String>,
+        from: FromClaim,
+        offer: IncomingOffer,
+        sdp: Vec<u8>,
+    },
+    /// Theirs: ringing (or about to answer by itself), the offer kept for accepting.
+    Ringing { sdp: Vec<u8> },
+    /// Theirs: accepted; waiting for the caller's key (the first look-up found none approved).
+    AcceptKey { sdp: Vec<u8>, started: Instant },
+    /// Theirs: accepted; waiting for the media address.
+    AcceptMedia {
+        sdp: Vec<u8>,
+        started: Instant,
+        lookup_time: Duration,
+    },
+    /// Keyed, or on its way to an end the user agent reports (a BYE after an unusable answer).
+    Up,
+}
+
+struct Call {
+    stage: Stage,
+    peer: String,
+    caller: Option<CallerId>,
+    outgoing: bool,
+    lookup: Option<LookedUp>,
+    timings: SetupTimings,
+    mode: KeyMode,
+    verified_peer: Option<IdentityName>,
+    safety_number: Option<SafetyNumber>,
+    codec: Codec,
+    /// [`Need::BindMedia`] went out: the shell holds a socket (and maybe a task) for the call.
+    media: bool,
+    keyed: bool,
+}
+
+impl Call {
+    fn new(stage: Stage, peer: String, outgoing: bool, codec: Codec, mode: KeyMode) -> Call {
+        Call {
+            stage,
+            peer,
+            caller: None,
+            outgoing,
+            lookup: None,
+            timings: SetupTimings::default(),
+            mode,
+            verified_peer: None,
+            safety_number: None,
+            codec,
+            media: false,
+            keyed: false,
+        }
+    }
+
+    fn summary(self) -> Box<CallSummary> {
+        Box::new(CallSummary {
+            peer: self.peer,
+            caller: self.caller,
+            outgoing: self.outgoing,
+            mode: self.mode,
+            verified_peer: self.verified_peer,
+            lookup: self.lookup,
+            safety_number: self.safety_number,
+            timings: self.timings,
+            codec: self.codec,
+            keyed: self.keyed,
+        })
+    }
+}
+
+/// The phone's call control: one registration and its calls over one signalling connection.
+/// See the module docs for the loop.
+pub struct PhoneCore {
+    cfg: PhoneConfig,
+    ua: UserAgent,
+    responder: Responder,
+    calls: HashMap<String, Call>,
+    /// Calls waiting for each name's look-up, in arrival order.
+    waiting: HashMap<IdentityName, Vec<String>>,
+    out: VecDeque<Vec<u8>>,
+    events: VecDeque<Event>,
+    ua_deadline: Option<Instant>,
+    /// When to refresh the registration (halfway through the granted lifetime).
+    refresh_at: Option<Instant>,
+    connected: bool,
+    /// `wall` is the wall-clock time at `epoch`.
+    epoch: Instant,
+    wall: SystemTime,
+    stopwatch: Option<fn() -> Instant>,
+}
+
+impl std::fmt::Debug for PhoneCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PhoneCore")
+            .field("number", &self.cfg.number)
+            .field("calls", &self.calls.len())
+            .field("connected", &self.connected)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The SIP status phrase for the codes an incoming call is refused with.
+fn short_reason(code: u16) -> &'static str {
+    match code {
+        403 => "Forbidden",
+        488 => "Not Acceptable Here",
+        _ => "Server Internal Error",
+    }
+}
+
+impl PhoneCore {
+    /// A core for `cfg`'s number whose signalling connection has `local` as its own end
+    /// (`transport`: `TLS` or `TCP`, for Via and Contact). `now` is the start; `wall` the
+    /// wall-clock time at `now` (MIKEY timestamps count from it). The shell's parts of `cfg`
+    /// (signalling address, media IP, key logs, audio) are not read here.
+    pub fn new(
+        cfg: &PhoneConfig,
+        local: SocketAddr,
+        transport: &'static str,
+        now: Instant,
+        wall: SystemTime,
+    ) -> PhoneCore {
+        let ua = UserAgent::new(UaConfig {
+            user: cfg.number.as_str().to_owned(),
+            domain: cfg.sip_domain.clone(),
+            password: cfg.sip_password.clone(),
+            local,
+            transport,
+            user_agent: format!("chaincall/{}", env!("CARGO_PKG_VERSION")),
+            randomness: cfg.randomness.clone(),
+        });
+        let me = IdentityName::Phone(cfg.number.clone());
+        let responder = Responder::new(ResponderConfig::new(me), (*cfg.identity).clone());
+        PhoneCore {
+            cfg: cfg.clone(),
+            ua,
+            responder,
+            calls: HashMap::new(),
+            waiting: HashMap::new(),
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            ua_deadline: None,
+            refresh_at: None,
+            connected: true,
+            epoch: now,
+            wall,
+            stopwatch: None,
+        }
+    }
+
+    /// Lets the core time its own MIKEY work (signatures, ECIES) for the call reports'
+    /// [`SetupTimings::mikey`], with `clock` (`Instant::now` in a shell). It never changes what
+    /// the core does; without it (simulated-time tests) that work counts as taking no time.
+    pub fn set_stopwatch(&mut self, clock: fn() -> Instant) {
+        self.stopwatch = Some(clock);
+    }
+
+    fn tick(&self) -> Option<Instant> {
+        self.stopwatch.map(|clock| clock())
+    }
+
+    fn since(&self, tick: Option<Instant>) -> Duration {
+        match (self.stopwatch, tick) {
+            (Some(clock), Some(t)) => clock().saturating_duration_since(t),
+            _ => Duration::ZERO,
+        }
+    }
+
+    fn ntp(&self, now: Instant) -> NtpTime {
+        NtpTime::from_system_time(self.wall + now.saturating_duration_since(self.epoch))
+    }
+
+    /// Whether a call is known (in any stage, from dialing to its end).
+    pub fn has_call(&self, call_id: &str) -> bool {
+        self.calls.contains_key(call_id)
+    }
+
+    // ---- inputs ----
+
+    /// Feeds one complete SIP message received on the signalling connection. Unusable bytes
+    /// change nothing and yield [`Event::SignallingError`].
+    pub fn handle_signalling(&mut self, bytes: &[u8], now: Instant) {
+        if let Err(e) = self.ua.handle_input(bytes, now) {
+            self.events.push_back(Event::SignallingError {
+                reason: chaincall_io::ErrorChain(&e).to_string(),
+            });
+        }
+        self.pump(now);
+    }
+
+    /// The signalling connection went down or came back. While it is down nothing is sent and
+    /// the registration is not refreshed; calls that are up stay up.
+    pub fn handle_transport(&mut self, state: TransportState, now: Instant) {
+        self.connected = state == TransportState::Connected;
+        if !self.connected {
+            self.refresh_at = None;
+        }
+        self.pump(now);
+    }
+
+    /// Time passed: fails requests whose timers ran out and refreshes the registration when due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.refresh_at.is_some_and(|t| t <= now) {
+            self.refresh_at = None;
+            debug!(number = %self.cfg.number, "refreshing the registration");
+            self.ua.register(self.cfg.register_expires, now);
+        }
+        self.ua.handle_timeout(now);
+        self.pump(now);
+    }
+
+    /// Registers (0 unregisters), with digest authentication when challenged; the registration
+    /// is refreshed at half its granted lifetime.
+    pub fn register(&mut self, expires: u32, now: Instant) {
+        self.cfg.register_expires = expires;
+        self.ua.register(expires, now);
+        self.pump(now);
+    }
+
+    /// Places a call to `target` with [`PhoneConfig::key_mode`]; returns its Call-ID at once.
+    /// [`Event::Dialing`] follows when the INVITE left, or [`Event::CallFailed`].
+    pub fn call(&mut self, target: &PhoneNumber, now: Instant) -> String {
+        let call_id = self.ua.new_call_id();
+        let mode = self.cfg.key_mode;
+        let codec = self.cfg.codecs.first().copied().unwrap_or(Codec::Pcmu);
+        let peer = target.as_str().to_owned();
+        let target = target.clone();
+        if mode.verified_on_chain() {
+            let name = IdentityName::Phone(target.clone());
+            self.calls.insert(
+                call_id.clone(),
+                Call::new(Stage::OutKey { target }, peer, true, codec, mode),
+            );
+            self.need_key(name, &call_id);
+        } else {
+            self.calls.insert(
+                call_id.clone(),
+                Call::new(Stage::OutMedia { target }, peer, true, codec, mode),
+            );
+            self.need_media(&call_id);
+        }
+        self.pump(now);
+        call_id
+    }
+
+    /// Accepts or declines (603) an incoming call that is ringing.
+    pub fn answer(&mut self, call_id: &str, accept: bool, now: Instant) {
+        if accept {
+            self.accept(call_id, now);
+        } else if matches!(
+            self.calls.get(call_id).map(|c| &c.stage),
+            Some(Stage::Ringing { .. })
+        ) {
+            self.ua.answer(call_id, 603, "Decline", None);
+            self.drop_call(call_id);
+        }
+        self.pump(now);
+    }
+
+    /// Ends a call in any stage: BYE when up, CANCEL while ours rings, 486 for one of theirs not
+    /// yet answered, nothing on the wire before our INVITE left.
+    pub fn hangup(&mut self, call_id: &str, now: Instant) {
+        let Some(call) = self.calls.get(call_id) else {
+            return;
+        };
+        match &call.stage {
+            Stage::OutKey { .. } | Stage::OutMedia { .. } => {
+                self.drop_call(call_id);
+                self.events.push_back(Event::CallFailed {
+                    call_id: call_id.to_owned(),
+                    error: PhoneError::Refused {
+                        code: 487,
+                        reason: "hung up before the INVITE left".into(),
+                    },
+                });
+            }
+            Stage::Up if !self.connected => {
+                self.ua.abandon(call_id);
+                self.end(call_id, EndReason::SignallingLost);
+            }
+            // CANCEL or BYE: the user agent reports the end (`UaEvent::Ended`).
+            Stage::Inviting { .. } | Stage::Up => self.ua.hangup(call_id, now),
+            Stage::Verifying { .. }
+            | Stage::Ringing { .. }
+            | Stage::AcceptKey { .. }
+            | Stage::AcceptMedia { .. } => {
+                self.ua.hangup(call_id, now);
+                self.end(call_id, EndReason::HungUp);
+            }
+        }
+        self.pump(now);
+    }
+
+    /// The answer to [`Need::LookupKey`] for `name`: the calls waiting for it go on. An answer
+    /// nobody waits for (the call ended meanwhile) is ignored.
+    pub fn provide_key(
+        &mut self,
+        name: &IdentityName,
+        result: Result<LookedUp, PhoneError>,
+        now: Instant,
+    ) {
+        let waiters = self.waiting.remove(name).unwrap_or_default();
+        if waiters.is_empty() {
+            debug!(%name, "key look-up answer nobody waits for: ignored");
+        }
+        // The error goes to the first call as it is; any other waiter gets its text.
+        let mut pending = Some(result);
+        for call_id in waiters {
+            let Some(r) = pending.take() else { break };
+            pending = Some(match &r {
+                Ok(found) => Ok(found.clone()),
+                Err(e) => Err(PhoneError::Lookup {
+                    name: name.clone(),
+                    reason: e.to_string(),
+                }),
+            });
+            self.key_arrived(&call_id, name, r, now);
+        }
+        self.pump(now);
+    }
+
+    /// The answer to [`Need::BindMedia`]: the address our media socket for `call_id` has (or why
+    /// there is none). Ignored when the call ended meanwhile.
+    pub fn provide_media(
+        &mut self,
+        call_id: &str,
+        addr: Result<SocketAddr, PhoneError>,
+        now: Instant,
+    ) {
+        let Some(call) = self.awaiting(call_id, "media address") else {
+            return;
+        };
+        match std::mem::replace(&mut call.stage, Stage::Up) {
+            Stage::OutMedia { target } => match addr {
+                Ok(addr) => self.send_invite(call_id, &target, addr, now),
+                Err(error) => self.fail_call(call_id, error),
+            },
+            Stage::AcceptMedia {
+                sdp,
+                started,
+                lookup_time,
+            } => {
+                let result = addr.map_err(|e| (500, e.to_string())).and_then(|addr| {
+                    let t = self.tick();
+                    let r = self.accept_offer(call_id, &sdp, addr, now);
+                    r.map(|(answer, neg)| (answer, neg, self.since(t)))
+                });
+                match result {
+                    Ok((answer, neg, work)) => {
+                        self.ua.answer(call_id, 200, "OK", Some(&answer));
+                        if let Some(call) = self.calls.get_mut(call_id) {
+                            let setup = now.saturating_duration_since(started) + work;
+                            call.timings.key_retrieval = lookup_time;
+                            call.timings.mikey = setup.saturating_sub(lookup_time);
+                            call.timings.call_setup = setup;
+                        }
+                        self.keyed(call_id, neg);
+                    }
+                    Err((code, reason)) => self.refuse_accepted(call_id, code, reason),
+                }
+            }
+            other => {
+                call.stage = other;
+                debug!(call = %call_id, "media address the call did not ask for: ignored");
+            }
+        }
+        self.pump(now);
+    }
+
+    // ---- output ----
+
+    /// The next output: signalling to write to the connection, an [`Event`], or the next
+    /// deadline (`None`: wait for input alone). Drain until `Timeout` after every input.
+    pub fn poll_output(&mut self) -> CoreOutput {
+        if let Some(message) = self.out.pop_front() {
+            return Output::transmit((), message);
+        }
+        if let Some(event) = self.events.pop_front() {
+            return Output::Event(event);
+        }
+        Output::Timeout(self.ua_deadline.into_iter().chain(self.refresh_at).min())
+    }
+
+    // ---- internals ----
+
+    /// Moves the user agent's output into ours, acting on its events (which may queue more).
+    fn pump(&mut self, now: Instant) {
+        loop {
+            match self.ua.poll_output() {
+                Output::Transmit(t) if self.connected => self.out.push_back(t.contents),
+                Output::Transmit(_) => debug!("signalling dropped: the connection is down"),
+                Output::Event(ev) => self.ua_event(ev, now),
+                Output::Timeout(at) => {
+                    self.ua_deadline = at;
+                    break;
+                }
+            }
+        }
+    }
+
+    fn need_key(&mut self, name: IdentityName, call_id: &str) {
+        let waiters = self.waiting.entry(name.clone()).or_default();
+        let first = waiters.is_empty();
+        waiters.push(call_id.to_owned());
+        if first {
+            self.events.push_back(Event::Need(Need::LookupKey { name }));
+        }
+    }
+
+    fn need_media(&mut self, call_id: &str) {
+        if let Some(call) = self.calls.get_mut(call_id) {
+            call.media = true;
+        }
+        self.events.push_back(Event::Need(Need::BindMedia {
+            call_id: call_id.to_owned(),
+        }));
+    }
+
+    /// Forgets a call, releasing its media socket if it had one. Returns it.
+    fn drop_call(&mut self, call_id: &str) -> Option<Call> {
+        let call = self.calls.remove(call_id)?;
+        if call.media {
+            self.events.push_back(Event::Need(Need::StopMedia {
+                call_id: call_id.to_owned(),
+            }));
+        }
+        Some(call)
+    }
+
+    fn end(&mut self, call_id: &str, reason: EndReason) {
+        if let Some(call) = self.drop_call(call_id) {
+            info!(call = %call_id, ?reason, "call ended");
+            self.events.push_back(Event::Ended {
+                call_id: call_id.to_owned(),
+                reason,
+                summary: call.summary(),
+            });
+        }
+    }
+
+    fn fail_call(&mut self, call_id: &str, error: PhoneError) {
+        self.drop_call(call_id);
+        warn!(call = %call_id, error = %chaincall_io::ErrorChain(&error), "call failed");
+        self.events.push_back(Event::CallFailed {
+            call_id: call_id.to_owned(),
+            error,
+        });
+    }
+
+    /// The call an answer is for; `None`, logged, when it ended before the answer came.
+    fn awaiting(&mut self, call_id: &str, answer: &str) -> Option<&mut Call> {
+        let call = self.calls.get_mut(call_id);
+        if call.is_none() {
+            debug!(call = %call_id, "{answer} for a call that ended: ignored");
+        }
+        call
+    }
+
+    fn key_arrived(
+        &mut self,
+        call_id: &str,
+        name: &IdentityName,
+        result: Result<LookedUp, PhoneError>,
+        now: Instant,
+    ) {
+        let Some(call) = self.awaiting(call_id, "key look-up answer") else {
+            return;
+        };
+        match std::mem::replace(&mut call.stage, Stage::Up) {
+            Stage::OutKey { target } => match result {
+                Ok(found) => {
+                    call.timings.key_retrieval = found.elapsed;
+                    call.lookup = Some(found);
+                    call.stage = Stage::OutMedia { target };
+                    self.need_media(call_id);
+                }
+                Err(error) => self.fail_call(call_id, error),
+            },
+            Stage::Verifying {
+                from_uri,
+                from_display,
+                from,
+                offer,
+                sdp,
+            } => {
+                let (verification, lookup) = self.verify_caller(&from, &offer, name, result, now);
+                self.decide_incoming(
+                    call_id,
+                    (from_uri, from_display, from),
+                    offer.mode,
+                    verification,
+                    lookup,
+                    sdp,
+                    now,
+                );
+            }
+            Stage::AcceptKey { sdp, started } => match result {
+                Ok(found) => {
+                    let lookup_time = found.elapsed;
+                    call.lookup = Some(found);
+                    call.stage = Stage::AcceptMedia {
+                        sdp,
+                        started,
+                        lookup_time,
+                    };
+                    self.need_media(call_id);
+                }
+                Err(e) => self.refuse_accepted(call_id, 403, e.to_string()),
+            },
+            other => call.stage = other,
+        }
+    }
+
+    fn send_invite(&mut self, call_id: &str, target: &PhoneNumber, addr: SocketAddr, now: Instant) {
+        let Some(call) = self.calls.get(call_id) else {
+            return;
+        };
+        let callee = IdentityName::Phone(target.clone());
+        let mut dir = StaticDirectory::new();
+        if let Some(found) = &call.lookup {
+            found.record(&mut dir, &callee);
+        }
+        let local = LocalMedia {
+            addr,
+            codecs: self.cfg.codecs.clone(),
+            randomness: self.cfg.randomness.clone(),
+        };
+        let mode = call.mode;
+        let me = IdentityName::Phone(self.cfg.number.clone());
+        let t = self.tick();
+        let offer = match mode {
+            KeyMode::Sdes => Ok(Offer::sdes(&callee, &local)),
+            _ => Offer::mikey(
+                mode,
+                &me,
+                &self.cfg.identity,
+                &callee,
+                &dir,
+                &local,
+                self.ntp(now),
+            ),
+        };
+        let mikey_time = self.since(t);
+        let offer = match offer {
+            Ok(o) => o,
+            Err(e) => return self.fail_call(call_id, PhoneError::Call(e)),
+        };
+        self.ua
+            .invite_as(call_id.to_owned(), target.as_str(), offer.sdp(), now);
+        info!(call = %call_id, to = %target, mode = mode.name(), "calling");
+        if let Some(call) = self.calls.get_mut(call_id) {
+            call.stage = Stage::Inviting {
+                offer: Some(offer),
+                invite_sent: now + mikey_time,
+                mikey_time,
+            };
+        }
+        self.events.push_back(Event::Dialing {
+            call_id: call_id.to_owned(),
+        });
+    }
+
+    fn ua_event(&mut self, ev: UaEvent, now: Instant) {
+        match ev {
+            UaEvent::Registered { expires } => {
+                info!(number = %self.cfg.number, expires, "registered");
+                // RFC 3261 §10.2.4: refresh before the binding expires.
+                self.refresh_at = Some(now + Duration::from_secs(u64::from(expires.max(2)) / 2));
+                self.events.push_back(Event::Registered { expires });
+            }
+            UaEvent::Unregistered => {
+                self.refresh_at = None;
+                self.events.push_back(Event::Unregistered);
+            }
+            UaEvent::RegistrationFailed { code, reason } => {
+                warn!(number = %self.cfg.number, code, %reason, "registration failed");
+                let error = match code {
+                    401 | 403 | 407 => PhoneError::AuthFailed(code),
+                    0 => PhoneError::Timeout("the registrar's answer"),
+                    _ => PhoneError::Refused { code, reason },
+                };
+                self.events.push_back(Event::RegistrationFailed { error });
+            }
+            UaEvent::IncomingCall {
+                call_id,
+                from_uri,
+                from_display,
+                sdp,
+            } => self.incoming(call_id, from_uri, from_display, sdp, now),
+            UaEvent::Ringing { call_id, code } => {
+                self.events.push_back(Event::Ringing { call_id, code })
+            }
+            UaEvent::Answered { call_id, sdp } => self.answered(&call_id, &sdp, now),
+            UaEvent::CallFailed {
+                call_id,
+                code,
+                reason,
+            } => {
+                let Some(call) = self.calls.get(&call_id) else {
+                    return;
+                };
+                let peer = call.peer.clone();
+                let error = match code {
+                    404 | 480 => PhoneError::Offline(peer),
+                    486 | 600 => PhoneError::Busy(peer),
+                    0 => PhoneError::Timeout("the callee's answer"),
+                    _ => PhoneError::Refused { code, reason },
+                };
+                self.fail_call(&call_id, error);
+            }
+            UaEvent::Confirmed { call_id } => debug!(call = %call_id, "ACK received"),
+            UaEvent::Ended { call_id, by_peer } => {
+                let keyed = self.calls.get(&call_id).is_some_and(|c| c.keyed);
+                let reason = match (by_peer, keyed) {
+                    (false, _) => EndReason::HungUp,
+                    (true, true) => EndReason::HungUpByPeer,
+                    (true, false) => EndReason::CancelledByPeer,
+                };
+                self.end(&call_id, reason);
+            }
+        }
+    }
+
+    fn incoming(
+        &mut self,
+        call_id: String,
+        from_uri: String,
+        from_display: Option<String>,
+        sdp: Vec<u8>,
+        now: Instant,
+    ) {
+        let from = FromClaim::parse(&from_uri);
+        if !self.calls.is_empty() {
+            info!(call = %call_id, from = ?from_uri, "busy: refusing a second call");
+            self.ua.answer(&call_id, 486, "Busy Here", None);
+            return;
+        }
+        let offer = match IncomingOffer::parse(&sdp) {
+            Ok(o) => o,
+            Err(e) => {
+                let why = chaincall_io::ErrorChain(&e).to_string();
+                info!(call = %call_id, from = ?from_uri, error = %why, "unusable offer refused");
+                self.ua.answer(&call_id, 488, short_reason(488), None);
+                self.events.push_back(Event::Refused {
+                    call_id,
+                    reason: why,
+                });
+                return;
+            }
+        };
+        match from.number.clone().filter(|_| !from.validation_failed) {
+            Some(number) => {
+                let peer = from.user.clone();
+                self.calls.insert(
+                    call_id.clone(),
+                    Call::new(
+                        Stage::Verifying {
+                            from_uri,
+                            from_display,
+                            from,
+                            offer,
+                            sdp,
+                        },
+                        peer,
+                        false,
+                        Codec::Pcmu,
+                        KeyMode::MikeyPke,
+                    ),
+                );
+                self.need_key(IdentityName::Phone(number), &call_id);
+            }
+            None => {
+                let v = crate::caller::verify(
+                    &from,
+                    &offer,
+                    ClaimLookup::NoClaim,
+                    &self.responder,
+                    self.ntp(now),
+                );
+                let peer = from.user.clone();
+                self.calls.insert(
+                    call_id.clone(),
+                    Call::new(Stage::Up, peer, false, Codec::Pcmu, KeyMode::MikeyPke),
+                );
+                self.decide_incoming(
+                    &call_id,
+                    (from_uri, from_display, from),
+                    offer.mode,
+                    v,
+                    None,
+                    sdp,
+                    now,
+                );
+            }
+        }
+    }
+
+    /// What the offer proves about the From's claim, given the claimed identity's look-up, and
+    /// that look-up when answering will use it (MIKEY offers only).
+    fn verify_caller(
+        &self,
+        from: &FromClaim,
+        offer: &IncomingOffer,
+        name: &IdentityName,
+        result: Result<LookedUp, PhoneError>,
+        now: Instant,
+    ) -> (Verification, Option<LookedUp>) {
+        let (claim, found) = match result {
+            Ok(found) => (Ok(found.clone()), Some(found)),
+            Err(e @ (PhoneError::UnknownCallee(_) | PhoneError::CalleeNotApproved { .. })) => {
+                (Err(ClaimLookup::NoKey(e.to_string())), None)
+            }
+            Err(e) => (Err(ClaimLookup::Failed(e.to_string())), None),
+        };
+        let mut dir = StaticDirectory::new();
+        let lookup = match claim {
+            Ok(found) => {
+                found.record(&mut dir, name);
+                ClaimLookup::Approved {
+                    directory: &dir,
+                    proven: found.verified,
+                    // The 30-digit fingerprint `keystore get` and `phone contact show` print.
+                    fingerprint: found
+                        .entry
+                        .public_key()
+                        .map(|k| chaincall_identity::safety::Fingerprint::new(name, &k).grouped())
+                        .unwrap_or_default(),
+                }
+            }
+            Err(other) => other,
+        };
+        let v = crate::caller::verify(from, offer, lookup, &self.responder, self.ntp(now));
+        // Kept only where answering uses it: an SDES call's report shows no key retrieval.
+        (v, found.filter(|_| offer.mode.verified_on_chain()))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn decide_incoming(
+        &mut self,
+        call_id: &str,
+        (from_uri, from_display, from): (String, Option<String>, FromClaim),
+        mode: KeyMode,
+        verification: Verification,
+        lookup: Option<LookedUp>,
+        sdp: Vec<u8>,
+        now: Instant,
+    ) {
+        let caller = CallerId {
+            uri: from_uri,
+            display_name: from_display,
+            claimed: from.number.clone().map(IdentityName::Phone),
+            verification,
+        };
+        // A MIKEY offer keys only with the claimed identity's approved key: one that did not
+        // verify cannot be answered under any policy, so it is refused before ringing.
+        let decision = if mode.verified_on_chain() && !caller.is_verified() {
+            Decision::Refuse
+        } else {
+            decide(
+                &caller.verification,
+                self.cfg.accept_unverified,
+                self.cfg.auto_answer,
+            )
+        };
+        info!(call = %call_id, from = ?caller.uri, verification = caller.verification.name(), ?decision, "incoming call");
+        self.events.push_back(Event::Incoming {
+            call_id: call_id.to_owned(),
+            caller: caller.clone(),
+            awaiting_answer: decision == Decision::Ring,
+        });
+        if decision == Decision::Refuse {
+            let reason = format!(
+                "caller not verified: {}",
+                caller.verification.reason().unwrap_or_default()
+            );
+            // INFO, not WARN: refusing spoofed callers is the policy working.
+            info!(call = %call_id, from = ?caller.uri, ?reason, "incoming call refused");
+            self.ua
+                .answer(call_id, 403, "Forbidden (caller not verified)", None);
+            self.calls.remove(call_id);
+            self.events.push_back(Event::Refused {
+                call_id: call_id.to_owned(),
+                reason,
+            });
+            return;
+        }
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        call.peer = from.user;
+        call.caller = Some(caller);
+        call.lookup = lookup;
+        call.stage = Stage::Ringing { sdp };
+        match decision {
+            Decision::Answer => self.accept(call_id, now),
+            _ => self.ua.answer(call_id, 180, "Ringing", None),
+        }
+    }
+
+    fn accept(&mut self, call_id: &str, now: Instant) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let Stage::Ringing { sdp } = std::mem::replace(&mut call.stage, Stage::Up) else {
+            return;
+        };
+        let mode = match IncomingOffer::parse(&sdp) {
+            Ok(offer) => offer.mode,
+            Err(e) => {
+                return self.refuse_accepted(
+                    call_id,
+                    488,
+                    chaincall_io::ErrorChain(&e).to_string(),
+                );
+            }
+        };
+        if !mode.verified_on_chain() {
+            call.stage = Stage::AcceptMedia {
+                sdp,
+                started: now,
+                lookup_time: Duration::ZERO,
+            };
+            return self.need_media(call_id);
+        }
+        let Ok(number) = PhoneNumber::parse(&call.peer) else {
+            let reason = format!("caller {:?} is not an E.164 number", call.peer);
+            return self.refuse_accepted(call_id, 403, reason);
+        };
+        // Looked up when the call arrived; again only if that found no approved key.
+        match &call.lookup {
+            Some(found) => {
+                call.stage = Stage::AcceptMedia {
+                    sdp,
+                    started: now,
+                    lookup_time: found.elapsed,
+                };
+                self.need_media(call_id);
+            }
+            None => {
+                call.stage = Stage::AcceptKey { sdp, started: now };
+                self.need_key(IdentityName::Phone(number), call_id);
+            }
+        }
+    }
+
+    /// Keys the accepted call against the caller's looked-up key; the answer SDP and the media.
+    fn accept_offer(
+        &mut self,
+        call_id: &str,
+        sdp: &[u8],
+        addr: SocketAddr,
+        now: Instant,
+    ) -> Result<(String, NegotiatedMedia), (u16, String)> {
+        let offer = IncomingOffer::parse(sdp)
+            .map_err(|e| (488, chaincall_io::ErrorChain(&e).to_string()))?;
+        let call = self
+            .calls
+            .get(call_id)
+            .ok_or((500, "the call ended".to_owned()))?;
+        let claimed = PhoneNumber::parse(&call.peer).ok().map(IdentityName::Phone);
+        let mut dir = StaticDirectory::new();
+        if let (Some(name), Some(found)) = (&claimed, &call.lookup) {
+            found.record(&mut dir, name);
+        }
+        let local = LocalMedia {
+            addr,
+            codecs: self.cfg.codecs.clone(),
+            randomness: self.cfg.randomness.clone(),
+        };
+        let ntp = self.ntp(now);
+        offer
+            .accept(claimed.as_ref(), &mut self.responder, &dir, &local, ntp)
+            .map_err(|e| (488, chaincall_io::ErrorChain(&e).to_string()))
+    }
+
+    /// Refuses an incoming call we had accepted (its keys failed): the status, and why.
+    fn refuse_accepted(&mut self, call_id: &str, code: u16, reason: String) {
+        warn!(call = %call_id, code, %reason, "incoming call refused");
+        self.ua.answer(call_id, code, short_reason(code), None);
+        self.drop_call(call_id);
+        self.events.push_back(Event::Refused {
+            call_id: call_id.to_owned(),
+            reason,
+        });
+    }
+
+    fn answered(&mut self, call_id: &str, sdp: &[u8], now: Instant) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let Stage::Inviting {
+            offer,
+            invite_sent,
+            mikey_time,
+        } = &mut call.stage
+        else {
+            return;
+        };
+        let Some(offer) = offer.take() else {
+            return;
+        };
+        let (invite_sent, mikey_time) = (*invite_sent, *mikey_time);
+        self.events.push_back(Event::Answered {
+            call_id: call_id.to_owned(),
+        });
+        let mut dir = StaticDirectory::new();
+        if let Some(found) = &call.lookup
+            && let Ok(number) = PhoneNumber::parse(&call.peer)
+        {
+            // The callee's key as looked up (and proven) before the INVITE: a DH-SIGN answer must
+            // be signed with it.
+            found.record(&mut dir, &IdentityName::Phone(number));
+        }
+        let t = self.tick();
+        let result = offer.handle_answer(sdp, &dir, self.ntp(now));
+        let work = self.since(t);
+        match result {
+            Ok(neg) => {
+                if let Some(call) = self.calls.get_mut(call_id) {
+                    call.stage = Stage::Up;
+                    let signalling = now.saturating_duration_since(invite_sent);
+                    call.timings.signalling = signalling;
+                    call.timings.call_setup = signalling + work;
+                    call.timings.mikey = mikey_time + work;
+                }
+                self.keyed(call_id, neg);
+            }
+            Err(e) => {
+                let why = chaincall_io::ErrorChain(&e).to_string();
+                warn!(call = %call_id, error = %why, "answer refused; hanging up");
+                self.events.push_back(Event::Refused {
+                    call_id: call_id.to_owned(),
+                    reason: why,
+                });
+                self.ua.hangup(call_id, now);
+            }
+        }
+    }
+
+    /// The call is keyed: the shell starts its media, the user sees it up.
+    fn keyed(&mut self, call_id: &str, neg: NegotiatedMedia) {
+        let me = IdentityName::Phone(self.cfg.number.clone());
+        let own_key = self.cfg.identity.public();
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        call.stage = Stage::Up;
+        call.keyed = true;
+        call.mode = neg.mode;
+        call.verified_peer = neg.verified_peer.clone();
+        call.codec = neg.codec;
+        // Only for a peer MIKEY proved against the key we looked up: that key is the one the
+        // user compares.
+        call.safety_number = match (&neg.verified_peer, &call.lookup) {
+            (Some(peer), Some(found)) => found
+                .entry
+                .approved_key()
+                .map(|key| SafetyNumber::new(&me, &own_key, peer, &key)),
+            _ => None,
+        };
+        let event = Event::Keyed(KeyedCall {
+            call_id: call_id.to_owned(),
+            peer: call.peer.clone(),
+            caller: call.caller.clone(),
+            mode: neg.mode,
+            verified_peer: neg.verified_peer.clone(),
+            safety_number: call.safety_number.clone(),
+            verified_in_person: call.lookup.as_ref().is_some_and(|l| l.verified_in_person),
+        });
+        self.events.push_back(Event::Need(Need::StartMedia {
+            call_id: call_id.to_owned(),
+            media: Box::new(neg),
+        }));
+        self.events.push_back(event);
+    }
+}

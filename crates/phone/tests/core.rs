@@ -1,0 +1,810 @@
+//! Two phone cores in simulated time: no sockets, no sleeps, `Instant`s advanced by hand, key
+//! look-ups answered from an in-test directory, and a tiny in-test registrar/relay between them
+//! (it answers REGISTER, with a digest challenge when asked, and passes everything else from one
+//! phone to the other). Registration, calls keyed with MIKEY-PKE and DH-SIGN up to "start media"
+//! with both sides holding matching SRTP keys, every way a call ends, and hostile input.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use alloy::primitives::Bytes;
+use chaincall_chain::{ClientEntry, ClientId};
+use chaincall_identity::{IdentityKey, IdentityName, KeyStatus, PhoneNumber, Randomness};
+use chaincall_io::Output;
+use chaincall_media::g711::Codec;
+use chaincall_phone::caller::Verification;
+use chaincall_phone::core::{EndReason, Event, Need, PhoneCore, TransportState};
+use chaincall_phone::negotiation::NegotiatedMedia;
+use chaincall_phone::ua::TRANSACTION_TIMEOUT;
+use chaincall_phone::{KeyMode, LookedUp, PhoneConfig, PhoneError, Signalling};
+use chaincall_sip::HeaderName;
+use chaincall_sip::Method;
+use chaincall_sip::digest::{Algorithm, Credentials, challenge_value, ha1};
+use chaincall_sip::message::{Message, response_to};
+use rand_chacha::rand_core::SeedableRng as _;
+use zeroize::Zeroizing;
+
+#[path = "common/srtp.rs"]
+mod srtp;
+use srtp::carries;
+
+const DOMAIN: &str = "sip.chaincall.test";
+const ALICE: &str = "+15551230001";
+const BOB: &str = "+15551230002";
+const PASSWORD: &str = "s3cret";
+
+/// One phone core and what it yielded that the test has not looked at yet.
+struct Side {
+    core: PhoneCore,
+    number: PhoneNumber,
+    /// Events other than needs, in order.
+    events: Vec<Event>,
+    /// Look-ups asked for and not yet answered.
+    lookups: Vec<IdentityName>,
+    /// Answer look-ups as soon as they are asked.
+    answer_lookups: bool,
+    /// Media started, by call.
+    started: HashMap<String, NegotiatedMedia>,
+    /// Calls whose media was stopped, in order.
+    stopped: Vec<String>,
+    /// Signalling written and not yet delivered.
+    wire: Vec<Vec<u8>>,
+    /// The signalling connection is down: nothing reaches this phone.
+    lost: bool,
+    deadline: Option<Instant>,
+}
+
+/// The registrar's behaviour.
+#[derive(Default)]
+struct Registrar {
+    /// Challenge requests without credentials (401).
+    challenge: bool,
+    /// Never answer.
+    silent: bool,
+}
+
+/// Two phones, the directory their look-ups read and the relay between them.
+struct Net {
+    now: Instant,
+    alice: Side,
+    bob: Side,
+    keys: HashMap<IdentityName, IdentityKey>,
+    registrar: Registrar,
+    /// Every message the relay saw, in order.
+    seen: Vec<Vec<u8>>,
+}
+
+fn config(number: &str, key: &IdentityKey, seed: u64) -> PhoneConfig {
+    PhoneConfig {
+        number: number.parse().unwrap(),
+        identity: Arc::new(key.clone()),
+        sip_password: Zeroizing::new(PASSWORD.into()),
+        sip_domain: DOMAIN.into(),
+        signalling: Signalling::Tcp {
+            addr: "127.0.0.1:5060".parse().unwrap(),
+        },
+        media_ip: "127.0.0.1".parse().unwrap(),
+        codecs: vec![Codec::Pcmu, Codec::Pcma],
+        key_mode: KeyMode::MikeyPke,
+        keylog: None,
+        tls_keylog: None,
+        auto_answer: true,
+        accept_unverified: None,
+        audio: Arc::new(Vec::new()),
+        register_expires: 600,
+        randomness: Randomness::seeded(rand_chacha::ChaCha20Rng::seed_from_u64(seed)),
+    }
+}
+
+impl Net {
+    /// Alice and Bob, both keyed on chain, both answering by themselves, with `adjust` changing
+    /// their configurations first.
+    fn new(adjust: impl Fn(&mut PhoneConfig)) -> Net {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+        let mut keys = HashMap::new();
+        let mut side = |number: &str, port: u16, seed: u64| {
+            let key = IdentityKey::generate_from(&mut rng);
+            let mut cfg = config(number, &key, seed);
+            adjust(&mut cfg);
+            keys.insert(IdentityName::Phone(number.parse().unwrap()), key);
+            Side {
+                core: PhoneCore::new(
+                    &cfg,
+                    format!("127.0.0.1:{port}").parse().unwrap(),
+                    "TCP",
+                    now,
+                    wall,
+                ),
+                number: number.parse().unwrap(),
+                events: Vec::new(),
+                lookups: Vec::new(),
+                answer_lookups: true,
+                started: HashMap::new(),
+                stopped: Vec::new(),
+                wire: Vec::new(),
+                lost: false,
+                deadline: None,
+            }
+        };
+        let alice = side(ALICE, 40001, 11);
+        let bob = side(BOB, 40002, 12);
+        Net {
+            now,
+            alice,
+            bob,
+            keys,
+            registrar: Registrar::default(),
+            seen: Vec::new(),
+        }
+    }
+
+    /// What the chain says about `name`: its approved key, proven, or no entry.
+    fn look_up(&self, name: &IdentityName) -> Result<LookedUp, PhoneError> {
+        let key = self
+            .keys
+            .get(name)
+            .ok_or_else(|| PhoneError::UnknownCallee(name.clone()))?
+            .public();
+        Ok(LookedUp {
+            entry: ClientEntry {
+                id: ClientId::of(name),
+                status: KeyStatus::Approved,
+                wallet: None,
+                key_type: key.tag(),
+                key: Bytes::from(key.to_bytes()),
+            },
+            verified: true,
+            block: Some(7),
+            proof_bytes: 1234,
+            elapsed: Duration::from_millis(5),
+            pin: None,
+            changes: Vec::new(),
+            verified_in_person: false,
+        })
+    }
+
+    fn side(&mut self, alice: bool) -> &mut Side {
+        if alice {
+            &mut self.alice
+        } else {
+            &mut self.bob
+        }
+    }
+
+    /// Drains one core, acting on its needs as a shell would (look-ups from the directory unless
+    /// held, media addresses at once, media recorded). Returns whether anything came out.
+    fn drain(&mut self, alice: bool) -> bool {
+        let now = self.now;
+        let mut moved = false;
+        loop {
+            let out = self.side(alice).core.poll_output();
+            match out {
+                Output::Transmit(t) => self.side(alice).wire.push(t.contents),
+                Output::Event(Event::Need(need)) => match need {
+                    Need::LookupKey { name } => {
+                        if self.side(alice).answer_lookups {
+                            let found = self.look_up(&name);
+                            self.side(alice).core.provide_key(&name, found, now);
+                        } else {
+                            self.side(alice).lookups.push(name);
+                        }
+                    }
+                    Need::BindMedia { call_id } => {
+                        let port = if alice { 4000 } else { 5000 };
+                        let addr = format!("127.0.0.1:{port}").parse().unwrap();
+                        self.side(alice).core.provide_media(&call_id, Ok(addr), now);
+                    }
+                    Need::StartMedia { call_id, media } => {
+                        self.side(alice).started.insert(call_id, *media);
+                    }
+                    Need::StopMedia { call_id } => self.side(alice).stopped.push(call_id),
+                    other => panic!("a need this test does not know: {other:?}"),
+                },
+                Output::Event(e) => self.side(alice).events.push(e),
+                Output::Timeout(at) => {
+                    self.side(alice).deadline = at;
+                    return moved;
+                }
+            }
+            moved = true;
+        }
+    }
+
+    /// The registrar's answer to a REGISTER.
+    fn registrar(&self, req: &Message<'_>) -> Option<Vec<u8>> {
+        if self.registrar.silent {
+            return None;
+        }
+        let auth = req.auth_headers(HeaderName::Authorization).next();
+        let (code, reason) = match auth {
+            None if self.registrar.challenge => (401, "Unauthorized"),
+            None => (200, "OK"),
+            Some(h) => {
+                let creds = Credentials::parse(&h).unwrap();
+                let user = creds.username.to_owned();
+                if creds.verify(&ha1(Algorithm::Sha256, &user, DOMAIN, PASSWORD), "REGISTER") {
+                    (200, "OK")
+                } else {
+                    (401, "Unauthorized")
+                }
+            }
+        };
+        let mut r = response_to(req, code, reason, Some("regtag"));
+        if code == 401 {
+            r.push(
+                "WWW-Authenticate",
+                challenge_value(DOMAIN, "n1", Algorithm::Sha256, false),
+            );
+        } else {
+            r.push("Expires", req.expires().unwrap_or(600).to_string());
+        }
+        Some(r.to_bytes())
+    }
+
+    /// Delivers what one side wrote: REGISTER to the registrar, everything else to the other
+    /// side (dropped when that side's connection is down).
+    fn deliver(&mut self, from_alice: bool) -> bool {
+        let wire = std::mem::take(&mut self.side(from_alice).wire);
+        let moved = !wire.is_empty();
+        let now = self.now;
+        for bytes in wire {
+            self.seen.push(bytes.clone());
+            let m = Message::parse(&bytes).expect("the core writes well-formed SIP");
+            if m.method() == Some(Method::Register) {
+                if let Some(answer) = self.registrar(&m) {
+                    self.side(from_alice).core.handle_signalling(&answer, now);
+                }
+                continue;
+            }
+            let to = self.side(!from_alice);
+            if !to.lost {
+                to.core.handle_signalling(&bytes, now);
+            }
+        }
+        moved
+    }
+
+    /// Runs both phones and the relay until nothing moves.
+    fn settle(&mut self) {
+        loop {
+            let mut moved = self.drain(true);
+            moved |= self.drain(false);
+            moved |= self.deliver(true);
+            moved |= self.deliver(false);
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// Advances the clock by `by`, firing each core's timers that fall due, and settles.
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        let now = self.now;
+        for alice in [true, false] {
+            if self.side(alice).deadline.is_some_and(|d| d <= now) {
+                self.side(alice).core.handle_timeout(now);
+            }
+        }
+        self.settle();
+    }
+
+    /// The messages the relay saw with this method (requests) or status (responses).
+    fn seen(&self, what: &str) -> Vec<Vec<u8>> {
+        self.seen
+            .iter()
+            .filter(|b| {
+                let m = Message::parse(b).unwrap();
+                match m.method() {
+                    Some(method) => method.as_str() == what,
+                    None => m.status().map(|s| s.to_string()).as_deref() == Some(what),
+                }
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Alice calls Bob; returns the Call-ID.
+    fn alice_calls_bob(&mut self) -> String {
+        let bob = self.bob.number.clone();
+        let now = self.now;
+        let id = self.alice.core.call(&bob, now);
+        self.settle();
+        id
+    }
+}
+
+fn take_events(side: &mut Side) -> Vec<Event> {
+    std::mem::take(&mut side.events)
+}
+
+fn ended(events: &[Event], id: &str) -> Option<EndReason> {
+    events.iter().find_map(|e| match e {
+        Event::Ended {
+            call_id, reason, ..
+        } if call_id == id => Some(*reason),
+        _ => None,
+    })
+}
+
+fn failure<'a>(events: &'a [Event], id: &str) -> Option<&'a PhoneError> {
+    events.iter().find_map(|e| match e {
+        Event::CallFailed { call_id, error } if call_id == id => Some(error),
+        _ => None,
+    })
+}
+
+#[test]
+fn register_is_granted_and_refreshed_halfway() {
+    let mut net = Net::new(|_| {});
+    let now = net.now;
+    net.alice.core.register(600, now);
+    net.settle();
+    let events = take_events(&mut net.alice);
+    assert!(
+        matches!(events[..], [Event::Registered { expires: 600 }]),
+        "{events:?}"
+    );
+    // The next deadline is the refresh, at half the granted lifetime (RFC 3261 §10.2.4).
+    assert_eq!(net.alice.deadline, Some(now + Duration::from_secs(300)));
+    net.advance(Duration::from_secs(299));
+    assert_eq!(net.seen("REGISTER").len(), 1, "not refreshed early");
+    net.advance(Duration::from_secs(1));
+    assert_eq!(net.seen("REGISTER").len(), 2, "refreshed when due");
+    assert!(matches!(
+        take_events(&mut net.alice)[..],
+        [Event::Registered { expires: 600 }]
+    ));
+}
+
+#[test]
+fn register_answers_a_401_challenge_and_fails_with_the_wrong_password() {
+    let mut net = Net::new(|_| {});
+    net.registrar.challenge = true;
+    let now = net.now;
+    net.alice.core.register(600, now);
+    net.settle();
+    assert!(matches!(
+        take_events(&mut net.alice)[..],
+        [Event::Registered { expires: 600 }]
+    ));
+    let registers = net.seen("REGISTER");
+    assert_eq!(registers.len(), 2, "the challenge is answered once");
+    let second = Message::parse(&registers[1]).unwrap();
+    assert!(
+        second
+            .auth_headers(HeaderName::Authorization)
+            .next()
+            .is_some()
+    );
+
+    // A phone with the wrong password is challenged again: its credentials are refused.
+    let mut net = Net::new(|cfg| cfg.sip_password = Zeroizing::new("wrong".into()));
+    net.registrar.challenge = true;
+    net.alice.core.register(600, now);
+    net.settle();
+    let events = take_events(&mut net.alice);
+    assert!(
+        matches!(
+            events[..],
+            [Event::RegistrationFailed {
+                error: PhoneError::AuthFailed(401)
+            }]
+        ),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_registrar_that_never_answers_fails_the_registration_on_timer_f() {
+    let mut net = Net::new(|_| {});
+    net.registrar.silent = true;
+    let now = net.now;
+    net.alice.core.register(600, now);
+    net.settle();
+    assert!(take_events(&mut net.alice).is_empty());
+    assert_eq!(net.alice.deadline, Some(now + TRANSACTION_TIMEOUT));
+    net.advance(TRANSACTION_TIMEOUT);
+    let events = take_events(&mut net.alice);
+    assert!(
+        matches!(
+            events[..],
+            [Event::RegistrationFailed {
+                error: PhoneError::Timeout(_)
+            }]
+        ),
+        "{events:?}"
+    );
+}
+
+/// A call in `mode` from `caller` to the other side, answered by itself: both sides start media
+/// with keys that carry SRTP both ways, both see the other verified, with the same safety number.
+fn keyed_call(mode: KeyMode, alice_calls: bool) -> (Net, String) {
+    let mut net = Net::new(|cfg| cfg.key_mode = mode);
+    let (caller, callee) = (alice_calls, !alice_calls);
+    let target = net.side(callee).number.clone();
+    let now = net.now;
+    let id = net.side(caller).core.call(&target, now);
+    net.settle();
+
+    let caller_events = take_events(net.side(caller));
+    let callee_events = take_events(net.side(callee));
+    assert!(
+        matches!(&caller_events[0], Event::Dialing { call_id } if *call_id == id),
+        "{caller_events:?}"
+    );
+    let incoming = callee_events
+        .iter()
+        .find_map(|e| match e {
+            Event::Incoming {
+                caller,
+                awaiting_answer,
+                ..
+            } => Some((caller, *awaiting_answer)),
+            _ => None,
+        })
+        .expect("the callee is told who calls");
+    let caller_name = IdentityName::Phone(net.side(caller).number.clone());
+    assert!(
+        matches!(&incoming.0.verification, Verification::Verified { identity, lookup_verified: true, .. } if *identity == caller_name),
+        "{:?}",
+        incoming.0
+    );
+    assert!(!incoming.1, "a verified caller is answered at once");
+
+    let safety = |events: &[Event]| {
+        events
+            .iter()
+            .find_map(|e| match e {
+                Event::Keyed(up) if up.mode == mode && up.verified_peer.is_some() => {
+                    up.safety_number.clone()
+                }
+                _ => None,
+            })
+            .expect("keyed with a verified peer")
+    };
+    assert_eq!(
+        safety(&caller_events),
+        safety(&callee_events),
+        "both phones show the same safety number"
+    );
+
+    let mut a = net.side(caller).started.remove(&id).expect("caller media");
+    let mut b = net.side(callee).started.remove(&id).expect("callee media");
+    assert!(carries(&mut a, &mut b), "caller to callee");
+    assert!(carries(&mut b, &mut a), "callee to caller");
+    assert_eq!(a.keys[0].key_and_salt[..], b.keys[1].key_and_salt[..]);
+    assert_eq!(a.keys[1].key_and_salt[..], b.keys[0].key_and_salt[..]);
+    assert_eq!(a.remote.port(), if alice_calls { 5000 } else { 4000 });
+    assert!(net.alice.stopped.is_empty() && net.bob.stopped.is_empty());
+    (net, id)
+}
+
+#[test]
+fn a_mikey_pke_call_keys_both_sides_and_the_callers_bye_ends_it() {
+    let (mut net, id) = keyed_call(KeyMode::MikeyPke, true);
+    let now = net.now;
+    net.alice.core.hangup(&id, now);
+    net.settle();
+    assert_eq!(net.seen("BYE").len(), 1);
+    assert_eq!(
+        ended(&take_events(&mut net.alice), &id),
+        Some(EndReason::HungUp)
+    );
+    assert_eq!(
+        ended(&take_events(&mut net.bob), &id),
+        Some(EndReason::HungUpByPeer)
+    );
+    assert_eq!(net.alice.stopped, std::slice::from_ref(&id));
+    assert_eq!(net.bob.stopped, [id]);
+}
+
+#[test]
+fn a_dh_sign_call_the_other_way_keys_both_sides_and_the_callees_bye_ends_it() {
+    let (mut net, id) = keyed_call(KeyMode::MikeyDhSign, false);
+    // Alice is the callee here; she hangs up.
+    let now = net.now;
+    net.alice.core.hangup(&id, now);
+    net.settle();
+    let alice = take_events(&mut net.alice);
+    let bob = take_events(&mut net.bob);
+    assert_eq!(ended(&alice, &id), Some(EndReason::HungUp));
+    assert_eq!(ended(&bob, &id), Some(EndReason::HungUpByPeer));
+    let summary = bob
+        .iter()
+        .find_map(|e| match e {
+            Event::Ended { summary, .. } => Some(summary),
+            _ => None,
+        })
+        .unwrap();
+    assert!(summary.outgoing && summary.keyed);
+    assert_eq!(summary.mode, KeyMode::MikeyDhSign);
+    assert_eq!(summary.lookup.as_ref().map(|l| l.proof_bytes), Some(1234));
+}
+
+#[test]
+fn a_caller_whose_key_cannot_be_looked_up_is_shown_unverified_and_refused() {
+    let mut net = Net::new(|_| {});
+    net.bob.answer_lookups = false;
+    let id = net.alice_calls_bob();
+    let alice = IdentityName::Phone(net.alice.number.clone());
+    assert_eq!(
+        net.bob.lookups,
+        std::slice::from_ref(&alice),
+        "Bob asks who calls"
+    );
+    assert!(
+        take_events(&mut net.bob).is_empty(),
+        "nothing rings before the answer"
+    );
+    let now = net.now;
+    net.bob.core.provide_key(
+        &alice,
+        Err(PhoneError::Lookup {
+            name: alice.clone(),
+            reason: "the node did not answer".into(),
+        }),
+        now,
+    );
+    net.settle();
+    let bob = take_events(&mut net.bob);
+    match &bob[..] {
+        [
+            Event::Incoming {
+                caller,
+                awaiting_answer: false,
+                ..
+            },
+            Event::Refused { reason, .. },
+        ] => {
+            assert!(
+                matches!(&caller.verification, Verification::Unverified { reason } if reason.contains("the node did not answer")),
+                "{caller:?}"
+            );
+            assert!(reason.contains("caller not verified"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let alice_events = take_events(&mut net.alice);
+    assert!(
+        matches!(
+            failure(&alice_events, &id),
+            Some(PhoneError::Refused { code: 403, .. })
+        ),
+        "{alice_events:?}"
+    );
+    assert_eq!(
+        net.alice.stopped,
+        [id],
+        "the caller's media socket is released"
+    );
+}
+
+#[test]
+fn the_callee_declines_or_is_busy() {
+    let mut net = Net::new(|cfg| cfg.auto_answer = false);
+    let id = net.alice_calls_bob();
+    let bob = take_events(&mut net.bob);
+    assert!(
+        matches!(
+            &bob[..],
+            [Event::Incoming {
+                awaiting_answer: true,
+                ..
+            }]
+        ),
+        "{bob:?}"
+    );
+    assert!(
+        take_events(&mut net.alice)
+            .iter()
+            .any(|e| matches!(e, Event::Ringing { code: 180, .. }))
+    );
+
+    // A second call to Bob while he rings: 486 Busy Here.
+    let invite = net.seen("INVITE").remove(0);
+    let second = String::from_utf8(invite)
+        .unwrap()
+        .replace(&id, "second@192.0.2.9");
+    let now = net.now;
+    net.bob.core.handle_signalling(second.as_bytes(), now);
+    net.drain(false);
+    let busy = Message::parse(net.bob.wire.last().unwrap())
+        .unwrap()
+        .status();
+    assert_eq!(busy, Some(486));
+    net.bob.wire.clear();
+    assert!(net.bob.core.has_call(&id), "the first call still rings");
+
+    net.bob.core.answer(&id, false, now);
+    net.settle();
+    let alice = take_events(&mut net.alice);
+    assert!(
+        matches!(
+            failure(&alice, &id),
+            Some(PhoneError::Refused { code: 603, .. })
+        ),
+        "{alice:?}"
+    );
+    assert!(!net.bob.core.has_call(&id));
+}
+
+#[test]
+fn the_caller_hangs_up_before_the_answer_with_cancel() {
+    let mut net = Net::new(|cfg| cfg.auto_answer = false);
+    let id = net.alice_calls_bob();
+    let now = net.now;
+    net.alice.core.hangup(&id, now);
+    net.settle();
+    assert_eq!(net.seen("CANCEL").len(), 1);
+    assert_eq!(net.seen("487").len(), 1, "Bob ends the INVITE with 487");
+    assert_eq!(
+        ended(&take_events(&mut net.alice), &id),
+        Some(EndReason::HungUp)
+    );
+    assert_eq!(
+        ended(&take_events(&mut net.bob), &id),
+        Some(EndReason::CancelledByPeer)
+    );
+    assert_eq!(net.alice.stopped, [id]);
+    assert!(net.bob.stopped.is_empty(), "Bob never bound media for it");
+}
+
+#[test]
+fn an_unanswered_call_fails_on_timer_b() {
+    let mut net = Net::new(|cfg| cfg.auto_answer = false);
+    let id = net.alice_calls_bob();
+    take_events(&mut net.alice);
+    net.advance(TRANSACTION_TIMEOUT - Duration::from_millis(1));
+    assert!(failure(&take_events(&mut net.alice), &id).is_none());
+    net.advance(Duration::from_millis(1));
+    let alice = take_events(&mut net.alice);
+    assert!(
+        matches!(failure(&alice, &id), Some(PhoneError::Timeout(_))),
+        "{alice:?}"
+    );
+    assert_eq!(net.alice.stopped, [id]);
+}
+
+#[test]
+fn a_re_invite_keeps_the_media_and_answers_with_the_same_description() {
+    let (mut net, id) = keyed_call(KeyMode::MikeyPke, true);
+    let invite = net.seen("INVITE").remove(0);
+    let ok = net
+        .seen("200")
+        .into_iter()
+        .find(|b| Message::parse(b).unwrap().cseq().unwrap().method == Method::Invite)
+        .unwrap();
+    let ok = Message::parse(&ok).unwrap();
+    let bob_tag = ok.to().unwrap().tag().unwrap().to_owned();
+    let answer = ok.body().to_vec();
+    let invite = Message::parse(&invite).unwrap();
+    let from = invite.header_value(HeaderName::From).unwrap().to_owned();
+    let reinvite = format!(
+        "INVITE sip:{BOB}@127.0.0.1:40002;transport=tcp SIP/2.0\r\n\
+Via: SIP/2.0/TCP 127.0.0.1:40001;branch=z9hG4bKre\r\n\
+From: {from}\r\nTo: <sip:{BOB}@{DOMAIN}>;tag={bob_tag}\r\n\
+Call-ID: {id}\r\nCSeq: 2 INVITE\r\nMax-Forwards: 70\r\n\
+Contact: <sip:{ALICE}@127.0.0.1:40001;transport=tcp>\r\nContent-Length: 0\r\n\r\n"
+    );
+    let now = net.now;
+    net.bob.core.handle_signalling(reinvite.as_bytes(), now);
+    net.drain(false);
+    let reply = Message::parse(&net.bob.wire[0]).unwrap();
+    assert_eq!(reply.status(), Some(200));
+    assert_eq!(reply.body(), &answer[..], "the same session description");
+    assert!(
+        take_events(&mut net.bob).is_empty(),
+        "a refresh is no new call"
+    );
+    assert!(net.bob.stopped.is_empty(), "the media keeps running");
+}
+
+#[test]
+fn a_look_up_answer_after_the_call_ended_is_ignored() {
+    // The callee's look-up of the caller returns after the caller cancelled.
+    let mut net = Net::new(|_| {});
+    net.bob.answer_lookups = false;
+    let id = net.alice_calls_bob();
+    let now = net.now;
+    net.alice.core.hangup(&id, now);
+    net.settle();
+    assert_eq!(
+        ended(&take_events(&mut net.bob), &id),
+        Some(EndReason::CancelledByPeer)
+    );
+    let alice = IdentityName::Phone(net.alice.number.clone());
+    let found = net.look_up(&alice);
+    net.bob.core.provide_key(&alice, found, now);
+    net.settle();
+    assert!(take_events(&mut net.bob).is_empty());
+    assert!(net.bob.wire.is_empty() && net.bob.started.is_empty());
+
+    // The caller's look-up of the callee returns after the caller hung up.
+    net.alice.answer_lookups = false;
+    let id = net.alice_calls_bob();
+    net.alice.core.hangup(&id, now);
+    net.settle();
+    assert!(
+        matches!(
+            failure(&take_events(&mut net.alice), &id),
+            Some(PhoneError::Refused { code: 487, .. })
+        ),
+        "nothing left the phone; the call says so"
+    );
+    let bob = IdentityName::Phone(net.bob.number.clone());
+    let found = net.look_up(&bob);
+    net.alice.core.provide_key(&bob, found, now);
+    let before = net.seen.len();
+    net.settle();
+    assert!(take_events(&mut net.alice).is_empty());
+    assert_eq!(net.seen.len(), before, "no INVITE for a call hung up");
+}
+
+#[test]
+fn malformed_signalling_is_an_error_event_and_never_a_panic() {
+    let (mut net, id) = keyed_call(KeyMode::MikeyPke, true);
+    let now = net.now;
+    net.bob
+        .core
+        .handle_signalling(b"\x00\xffnot SIP at all\r\n\r\n", now);
+    net.drain(false);
+    let events = take_events(&mut net.bob);
+    assert!(
+        matches!(&events[..], [Event::SignallingError { .. }]),
+        "{events:?}"
+    );
+    assert!(net.bob.wire.is_empty(), "nothing answered");
+    // Every truncation and a bit flip at every offset of a real INVITE and its answer.
+    let samples: Vec<Vec<u8>> = net.seen.clone();
+    for bytes in samples.iter().take(6) {
+        for cut in 0..bytes.len() {
+            net.bob.core.handle_signalling(&bytes[..cut], now);
+            let mut flipped = bytes.clone();
+            flipped[cut] ^= 0x20;
+            net.bob.core.handle_signalling(&flipped, now);
+            net.alice.core.handle_signalling(&flipped, now);
+        }
+    }
+    net.settle();
+    let _ = (take_events(&mut net.alice), take_events(&mut net.bob));
+    // The call survived: it still ends cleanly.
+    let now = net.now;
+    net.alice.core.hangup(&id, now);
+    net.settle();
+    assert!(!net.alice.core.has_call(&id));
+}
+
+#[test]
+fn a_lost_connection_keeps_the_media_and_the_call_can_still_end() {
+    let (mut net, id) = keyed_call(KeyMode::MikeyPke, true);
+    let now = net.now;
+    net.alice.lost = true;
+    net.alice.core.handle_transport(TransportState::Lost, now);
+    net.settle();
+    assert!(net.alice.stopped.is_empty(), "the media keeps running");
+    assert!(take_events(&mut net.alice).is_empty());
+
+    // Bob hangs up: his BYE never arrives; Timer F ends the call on his side.
+    net.bob.core.hangup(&id, now);
+    net.settle();
+    net.advance(TRANSACTION_TIMEOUT);
+    assert_eq!(
+        ended(&take_events(&mut net.bob), &id),
+        Some(EndReason::HungUp)
+    );
+    assert_eq!(net.bob.stopped, std::slice::from_ref(&id));
+
+    // Alice hangs up with no connection: the call ends here, nothing is written.
+    net.alice.core.hangup(&id, net.now);
+    net.drain(true);
+    assert!(net.alice.wire.is_empty());
+    assert_eq!(
+        ended(&take_events(&mut net.alice), &id),
+        Some(EndReason::SignallingLost)
+    );
+    assert_eq!(net.alice.stopped, [id]);
+}
