@@ -50,6 +50,7 @@
 //! | [`codec`] | [`AudioCodec`] over G.711 and Opus: payload type, clocks, frames; encoder/decoder | RFC 3551, RFC 7587 |
 //! | [`sdp`] | audio formats in SDP: rtpmap/fmtp for Opus, G.711, telephone-event; offer/answer choice | RFC 7587 §7, RFC 4733 §7, RFC 3264 |
 //! | [`dtmf`] | telephone-event payload, sender pacing, once-per-digit receiver | RFC 4733 |
+//! | [`jitter`] | adaptive jitter buffer with concealment, FEC recovery, drift correction, stats | RFC 3550 §A.8 |
 //! | [`plc`] | G.711 loss concealment: pitch repetition with attenuation | ITU-T G.711 Appendix I |
 //! | [`wav`] | read PCM16 / µ-law / A-law mono 8 kHz, write PCM16 | RIFF WAVE, RFC 2361 |
 //! | [`rtp`] | header parse (borrowing) and build | RFC 3550 §5 |
@@ -66,6 +67,7 @@
 pub mod codec;
 pub mod dtmf;
 pub mod g711;
+pub mod jitter;
 pub mod opus;
 pub mod plc;
 pub mod rtcp;

@@ -4,23 +4,7 @@
 use std::time::{Duration, Instant};
 
 use chaincall_media::dtmf::{DtmfConfig, DtmfPacket, DtmfReceiver, DtmfSender, EventPayload};
-
-/// SplitMix64: a seeded, portable generator for the network model.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
-    }
-}
+use chaincall_media::signal::SplitMix64;
 
 /// Every packet the sender emits for `digits`, at 8 kHz with the RTP clock starting at `ts0`.
 fn send(digits: &str, ts0: u32) -> Vec<DtmfPacket> {
@@ -60,22 +44,22 @@ fn digits_survive_ten_percent_loss_duplicates_and_reordering() {
     assert_eq!(sent.iter().filter(|p| p.payload.end).count(), 12);
     let (mut lost_total, mut markers_lost, mut runs) = (0, 0, 0);
     for seed in 0..200u64 {
-        let mut rng = Rng(seed);
+        let mut rng = SplitMix64(seed);
         let mut delivered = Vec::new();
         for p in &sent {
-            if rng.chance(0.10) {
+            if rng.range(0.0, 1.0) < 0.10 {
                 lost_total += 1;
                 markers_lost += usize::from(p.marker);
                 continue;
             }
             delivered.push(*p);
-            if rng.chance(0.05) {
+            if rng.range(0.0, 1.0) < 0.05 {
                 delivered.push(*p); // a network duplicate
             }
         }
         // Neighbours swap now and then (reordering within an event or across two).
         for i in 1..delivered.len() {
-            if rng.chance(0.1) {
+            if rng.range(0.0, 1.0) < 0.1 {
                 delivered.swap(i - 1, i);
             }
         }
