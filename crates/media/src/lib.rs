@@ -52,11 +52,12 @@
 //! | [`dtmf`] | telephone-event payload, sender pacing, once-per-digit receiver | RFC 4733 |
 //! | [`jitter`] | adaptive jitter buffer with concealment, FEC recovery, drift correction, stats | RFC 3550 §A.8 |
 //! | [`plc`] | G.711 loss concealment: pitch repetition with attenuation | ITU-T G.711 Appendix I |
+//! | [`resample`] | 8 kHz ↔ 48 kHz (windowed-sinc, polyphase) for 8 kHz sources over Opus | — |
 //! | [`wav`] | read PCM16 / µ-law / A-law mono 8 kHz, write PCM16 | RIFF WAVE, RFC 2361 |
 //! | [`rtp`] | header parse (borrowing) and build | RFC 3550 §5 |
 //! | [`rtcp`] | SR, RR, SDES, BYE, compound packets, [`rtcp::is_rtcp`] | RFC 3550 §6, RFC 5761 §4 |
 //! | [`signal`] | deterministic speech-like test audio | — |
-//! | [`MediaSession`] | one call's audio over SRTP/SRTCP | RFC 3550, 3551, 3711, 5761 |
+//! | [`MediaSession`] | one call's audio over SRTP/SRTCP, G.711 or Opus, jitter-buffered playout | RFC 3550, 3551, 3711, 5761, 7587 |
 //!
 //! Randomness: the initial RTP sequence number and timestamp come from the OS CSPRNG unless
 //! [`MediaOptions`] fixes them. This crate logs nothing and never sees key material beyond the
@@ -70,6 +71,7 @@ pub mod g711;
 pub mod jitter;
 pub mod opus;
 pub mod plc;
+pub mod resample;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;

@@ -1,4 +1,5 @@
-//! The media session: one RTP session with rtcp-mux (RFC 5761), SRTP both ways, G.711 audio.
+//! The media session: one RTP session with rtcp-mux (RFC 5761), SRTP both ways, G.711 or Opus
+//! audio, and a jitter buffer for playout.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -7,7 +8,11 @@ use chaincall_io::Output;
 use chaincall_srtp::{SrtpError, SrtpSession};
 use rand_core::{OsRng, RngCore};
 
+use crate::codec::{AudioCodec, AudioDecoder, AudioEncoder};
 use crate::g711::Codec;
+use crate::jitter::{Frame, JitterBuffer, JitterConfig, JitterStats};
+use crate::opus::{OpusConfig, OpusDecoder};
+use crate::resample;
 use crate::rtcp::{
     self, Bye, ReceiverReport, ReportBlock, RtcpError, RtcpPacket, SdesChunk, SenderInfo,
     SenderReport,
@@ -77,6 +82,13 @@ pub struct MediaOptions {
     /// At most this many payload octets are recorded; later packets are rejected with
     /// [`MediaError::RecordingFull`].
     pub max_recorded_octets: usize,
+    /// The codec to send and expect, when it is not [`MediaConfig::codec`]'s G.711: Opus (on
+    /// its negotiated payload type) goes here. `None` (the default) uses `MediaConfig::codec`.
+    pub audio_codec: Option<AudioCodec>,
+    /// How the Opus encoder runs (bitrate, FEC, loss hint, DTX), when the codec is Opus.
+    pub opus: OpusConfig,
+    /// The receive jitter buffer that [`MediaSession::pop_audio`] plays out from.
+    pub jitter: JitterConfig,
 }
 
 impl MediaConfig {
@@ -94,13 +106,16 @@ impl MediaConfig {
 
 impl Default for MediaOptions {
     /// Random initial sequence number and timestamp, NTP time from zero, 30 minutes of
-    /// recording at most.
+    /// recording at most, `MediaConfig::codec`, default Opus and jitter buffer settings.
     fn default() -> Self {
         MediaOptions {
             initial_sequence: None,
             initial_timestamp: None,
             wallclock_at_start: None,
             max_recorded_octets: DEFAULT_MAX_RECORDED_OCTETS,
+            audio_codec: None,
+            opus: OpusConfig::default(),
+            jitter: JitterConfig::default(),
         }
     }
 }
@@ -243,8 +258,9 @@ impl Receiver {
     }
 }
 
-/// One G.711 RTP session with rtcp-mux and SRTP both ways: sends `source` in ptime frames, with
-/// SRTCP reports; records what the peer sends.
+/// One RTP session with rtcp-mux and SRTP both ways, G.711 or Opus: sends `source` in ptime
+/// frames, with SRTCP reports; records what the peer sends, and plays it out through a jitter
+/// buffer for a shell that renders audio ([`pop_audio`](Self::pop_audio)).
 ///
 /// Sans-IO: no socket, no clock. Call order, from the shell's loop:
 /// 1. [`handle_input`](Self::handle_input) for every datagram received on the media socket;
@@ -257,6 +273,15 @@ impl Receiver {
 /// its slot.
 pub struct MediaSession {
     config: MediaConfig,
+    /// The codec in use: `options.audio_codec` or `config.codec`.
+    codec: AudioCodec,
+    encoder: AudioEncoder,
+    /// Receive playout (see [`MediaSession::pop_audio`]).
+    playout: JitterBuffer,
+    /// The next RTP sequence number offset: one per packet built (Opus DTX skips frames).
+    packets_built: u16,
+    /// True when the last frame was not sent (DTX): the next packet starts a talkspurt.
+    in_dtx: bool,
     options: MediaOptions,
     outbound: SrtpSession,
     inbound: SrtpSession,
@@ -296,7 +321,8 @@ impl std::fmt::Debug for MediaSession {
 
 impl MediaSession {
     /// Starts a session at `now`: `outbound` protects what we send, `inbound` unprotects what
-    /// the peer sends; `source` is 8 kHz PCM to send (the last frame is padded with silence).
+    /// the peer sends; `source` is 8 kHz PCM to send (the last frame is padded with silence;
+    /// converted to 48 kHz for Opus).
     /// The first frame is due at `now`, the first RTCP report one interval later. Uses
     /// [`MediaOptions::default`].
     pub fn new(
@@ -317,7 +343,8 @@ impl MediaSession {
     }
 
     /// As [`new`](Self::new), with explicit [`MediaOptions`] (fixed initial RTP values for
-    /// reproducible tests, a wall-clock reference for SR timestamps, a recording bound).
+    /// reproducible tests, a wall-clock reference for SR timestamps, a recording bound, Opus,
+    /// jitter buffer settings). Opus always uses 20 ms packets (`ptime_ms` is set to 20).
     pub fn with_options(
         mut config: MediaConfig,
         options: MediaOptions,
@@ -327,7 +354,23 @@ impl MediaSession {
         now: Instant,
     ) -> Self {
         config.ptime_ms = config.ptime_ms.clamp(10, 120);
-        let samples_per_frame = (config.ptime_ms * Codec::CLOCK_RATE / 1000) as usize;
+        let codec = options.audio_codec.unwrap_or(config.codec.into());
+        let source = if codec.is_opus() {
+            config.ptime_ms = 20;
+            resample::upsample_8k_to_48k(&source)
+        } else {
+            source
+        };
+        let samples_per_frame = codec.samples_per_frame(config.ptime_ms);
+        // Invariant: creating a 48 kHz mono Opus encoder or decoder with in-range settings
+        // fails only when libopus cannot allocate, which the allocator treats as fatal anyway.
+        let encoder = AudioEncoder::new(codec, options.opus).expect("libopus encoder");
+        let decoder = AudioDecoder::new(codec).expect("libopus decoder");
+        let jitter = JitterConfig {
+            ptime: Duration::from_millis(u64::from(config.ptime_ms)),
+            ..options.jitter
+        };
+        let playout = JitterBuffer::new(decoder, codec.clock_rate(), jitter);
         let frames_total = source.len().div_ceil(samples_per_frame);
         let rtcp_interval = config.rtcp_interval.max(MIN_RTCP_INTERVAL);
         let initial_seq = options
@@ -339,6 +382,11 @@ impl MediaSession {
         MediaSession {
             ptime: Duration::from_millis(u64::from(config.ptime_ms)),
             config,
+            codec,
+            encoder,
+            playout,
+            packets_built: 0,
+            in_dtx: false,
             options,
             outbound,
             inbound,
@@ -422,7 +470,7 @@ impl MediaSession {
 
     fn record_rtp(&mut self, buf: &[u8], now: Instant) -> Result<MediaEvent, MediaError> {
         let p = RtpPacket::parse(buf).map_err(MediaError::Rtp)?;
-        if p.payload_type != self.config.codec.payload_type() {
+        if p.payload_type != self.codec.payload_type() {
             return Err(MediaError::UnexpectedPayloadType(p.payload_type));
         }
         match self.stats.peer_ssrc {
@@ -465,6 +513,7 @@ impl MediaSession {
         }
         self.rx.received += 1;
         self.stats.bytes_received += p.payload.len() as u64;
+        self.playout.push(p.sequence, p.timestamp, p.payload, now);
         // RFC 3550 §A.8: interarrival jitter, in timestamp units.
         let arrival = self.rtp_clock(now);
         let transit = arrival.wrapping_sub(p.timestamp);
@@ -623,7 +672,7 @@ impl MediaSession {
         self.stats.clone()
     }
 
-    /// Every G.711 payload octet sent, in order.
+    /// Every payload octet sent, in order (G.711 octets; for Opus the packets back to back).
     pub fn sent_payload(&self) -> &[u8] {
         &self.sent_payload
     }
@@ -633,9 +682,18 @@ impl MediaSession {
     /// without lost packets (silence suppression) are filled with the codec's silence octet,
     /// as long as the timestamps say (at most [`MAX_GAP_FILL`] per gap, and in total no more
     /// than the recording bound). Packets lost before the first or after the last received
-    /// one cannot be seen: the reassembly starts and ends with what arrived.
+    /// one cannot be seen: the reassembly starts and ends with what arrived. For Opus the
+    /// received packets back to back, in sequence order, without fill.
     pub fn received_payload(&self) -> Vec<u8> {
-        let silence = self.config.codec.silence();
+        let AudioCodec::G711(codec) = self.codec else {
+            return self
+                .rx
+                .packets
+                .values()
+                .flat_map(|(_, p)| p.clone())
+                .collect();
+        };
+        let silence = codec.silence();
         let mut out = Vec::with_capacity(self.rx.stored);
         // Silence inserted in total is bounded too: at most as much as the recording limit.
         let mut fill_budget = self.options.max_recorded_octets;
@@ -662,11 +720,65 @@ impl MediaSession {
         out
     }
 
-    /// The received audio decoded to 8 kHz PCM: what the phone writes to its WAV file.
+    /// The received audio decoded to 8 kHz PCM: what the phone writes to its WAV file. For
+    /// Opus each packet is decoded in sequence order, a lost packet concealed (libopus PLC),
+    /// a timestamp jump without loss (DTX) filled with silence as for G.711, and the result
+    /// converted from 48 kHz.
     pub fn recorded_audio(&self) -> Vec<i16> {
         let mut out = Vec::new();
-        self.config.codec.decode(&self.received_payload(), &mut out);
+        match self.codec {
+            AudioCodec::G711(codec) => codec.decode(&self.received_payload(), &mut out),
+            AudioCodec::Opus { .. } => {
+                if let Ok(decoder) = OpusDecoder::new() {
+                    out = resample::downsample_48k_to_8k(&self.decode_opus(decoder));
+                }
+            }
+        }
         out
+    }
+
+    fn decode_opus(&self, mut decoder: OpusDecoder) -> Vec<i16> {
+        let mut pcm = Vec::new();
+        // Bounded like G.711's fill: at most MAX_GAP_FILL (in 8 kHz samples) per gap.
+        let max_gap = MAX_GAP_FILL * 6;
+        let mut prev: Option<(u64, u32, usize)> = None;
+        for (&ext, (ts, payload)) in &self.rx.packets {
+            if let Some((pext, pts, plen)) = prev {
+                let missing = (ext - pext - 1) as usize;
+                for _ in 0..missing.min(max_gap / crate::opus::FRAME_SAMPLES) {
+                    let _ = decoder.conceal(&mut pcm);
+                }
+                let by_ts = ts.wrapping_sub(pts.wrapping_add(plen as u32)) as usize;
+                let silence = by_ts.saturating_sub(missing * crate::opus::FRAME_SAMPLES);
+                if by_ts <= max_gap {
+                    pcm.extend(std::iter::repeat_n(0, silence));
+                }
+            }
+            let start = pcm.len();
+            if decoder.decode(payload, &mut pcm).is_err() {
+                let _ = decoder.conceal(&mut pcm);
+            }
+            prev = Some((ext, *ts, pcm.len() - start));
+        }
+        pcm
+    }
+
+    /// The next frame of received audio to play at `now`, at the codec's sample rate (8 kHz
+    /// G.711, 48 kHz Opus), from the jitter buffer: decoded, concealed, FEC-recovered or
+    /// silence. A shell that renders audio calls it once per `config().ptime_ms`; one that
+    /// only records need not (the buffer then stays bounded, dropping its oldest packets).
+    pub fn pop_audio(&mut self, now: Instant) -> Frame {
+        self.playout.pop(now)
+    }
+
+    /// The jitter buffer's counters (late, lost, concealed, delays) for the call report.
+    pub fn jitter_stats(&self) -> JitterStats {
+        self.playout.stats()
+    }
+
+    /// The codec in use.
+    pub fn codec(&self) -> AudioCodec {
+        self.codec
     }
 
     fn frame_at(&self, k: usize) -> Instant {
@@ -676,7 +788,7 @@ impl MediaSession {
     /// `now` on the RTP clock, without the random offset.
     fn rtp_clock(&self, now: Instant) -> u32 {
         let ns = now.saturating_duration_since(self.start).as_nanos();
-        (ns * u128::from(Codec::CLOCK_RATE) / 1_000_000_000) as u32
+        (ns * u128::from(self.codec.clock_rate()) / 1_000_000_000) as u32
     }
 
     /// `now` as a 32.32 NTP timestamp.
@@ -697,26 +809,35 @@ impl MediaSession {
         let spf = self.samples_per_frame;
         let from = k * spf;
         let to = (from + spf).min(self.source.len());
-        let mut payload = Vec::with_capacity(spf);
-        self.config
-            .codec
-            .encode(&self.source[from..to], &mut payload);
-        payload.resize(spf, self.config.codec.silence());
+        let mut frame = self.source[from..to].to_vec();
+        // The last frame is padded with silence (G.711: the silence octet, as before).
+        frame.resize(spf, 0);
+        let payload = match self.encoder.encode(&frame) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                // DTX: nothing to send for this frame; the next packet starts a talkspurt.
+                self.in_dtx = true;
+                return None;
+            }
+            Err(_) => {
+                self.stats.transmit_errors += 1;
+                return None;
+            }
+        };
+        let seq = self.initial_seq.wrapping_add(self.packets_built);
+        self.packets_built = self.packets_built.wrapping_add(1);
         let mut header = RtpPacket::new(
-            self.config.codec.payload_type(),
-            self.initial_seq.wrapping_add(k as u16),
+            self.codec.payload_type(),
+            seq,
             self.initial_ts.wrapping_add((k * spf) as u32),
             self.config.local_ssrc,
             &payload,
         );
         // RFC 3551 §4.1: the marker flags the first packet of a talkspurt.
-        header.marker = k == 0;
+        header.marker = k == 0 || std::mem::take(&mut self.in_dtx);
         let mut packet = Vec::with_capacity(header.len() + self.outbound.srtp_overhead());
-        // Invariant: the payload type is a G.711 one (< 128), no extension: write cannot fail.
-        header
-            .write(&mut packet)
-            .expect("G.711 header is always valid");
-        if self.outbound.protect_rtp(&mut packet).is_err() {
+        // Fails only for a payload type above 127 (a misconfigured Opus number).
+        if header.write(&mut packet).is_err() || self.outbound.protect_rtp(&mut packet).is_err() {
             self.stats.transmit_errors += 1;
             return None;
         }

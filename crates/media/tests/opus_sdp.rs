@@ -8,6 +8,9 @@ use chaincall_media::sdp::{self, Format, OpusParams, TelephoneEvent};
 use chaincall_media::signal::speech_like;
 use chaincall_sip::sdp::{Media, Sdp};
 
+mod common;
+use common::correlation;
+
 /// `speech_like` at 48 kHz: the 8 kHz signal upsampled ×6 by linear interpolation (its content
 /// stays below 3.4 kHz, so interpolation images are small).
 fn speech_48k(ms: u32, seed: u64) -> Vec<i16> {
@@ -57,17 +60,6 @@ fn snr_db(original: &[i16], decoded: &[i16]) -> f64 {
         err += (f64::from(o) - f64::from(d)).powi(2);
     }
     10.0 * (sig / err.max(1.0)).log10()
-}
-
-fn correlation(a: &[i16], b: &[i16]) -> f64 {
-    let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        let (x, y) = (f64::from(x), f64::from(y));
-        ab += x * y;
-        aa += x * x;
-        bb += y * y;
-    }
-    ab / (aa.sqrt() * bb.sqrt()).max(1.0)
 }
 
 #[test]
