@@ -131,8 +131,8 @@ pub enum Pushed {
     Restarted,
 }
 
-/// Counters for the call report. `received + lost` is the number of packets the sender sent
-/// between the first and the last one received.
+/// Counters for the call report. `received + other + lost` is the number of packets the sender
+/// sent between the first and the last one received.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JitterStats {
     /// Distinct packets pushed (late ones included, duplicates not).
@@ -141,6 +141,9 @@ pub struct JitterStats {
     pub late: u64,
     /// Packets pushed twice.
     pub duplicates: u64,
+    /// Packets of another payload type in the same stream (telephone-event), told with
+    /// [`JitterBuffer::skip`]: not audio, not lost.
+    pub other: u64,
     /// Packets never received, from sequence gaps (RFC 3550 §A.3).
     pub lost: u64,
     /// Packets dropped because the buffer was full or their payload was empty.
@@ -226,6 +229,8 @@ pub struct JitterBuffer {
     next_ts: Option<u64>,
     last_seq: Option<u64>,
     played: VecDeque<u64>,
+    /// Recent sequence numbers of non-audio packets: a gap made of them is not a loss.
+    others: VecDeque<u64>,
     pcm: VecDeque<i16>,
     epoch: Option<(Instant, u64)>,
     window: VecDeque<i64>,
@@ -262,6 +267,7 @@ impl JitterBuffer {
             next_ts: None,
             last_seq: None,
             played: VecDeque::new(),
+            others: VecDeque::new(),
             pcm: VecDeque::new(),
             epoch: None,
             window: VecDeque::new(),
@@ -363,7 +369,33 @@ impl JitterBuffer {
         }
     }
 
-    fn count_received(&mut self, seq: u16, seq_ext: u64, timestamp: u32, ts_ext: u64) {
+    /// Notes a packet of another payload type (telephone-event) in the same RTP stream: its
+    /// sequence number is not lost, and a gap in the audio made of such packets is a pause
+    /// (silence), not a loss. Its timestamp is not audio time and is not used.
+    pub fn skip(&mut self, seq: u16) {
+        let seq_ext = match self.seq {
+            Some(s) => {
+                let (se, sd) = s.ext(u32::from(seq), 16);
+                if sd.abs() > MAX_SEQ_JUMP {
+                    // Not this stream's: ignored rather than restarting on a non-audio packet.
+                    return;
+                }
+                se
+            }
+            None => EXT_ORIGIN + u64::from(seq),
+        };
+        if self.others.contains(&seq_ext) || self.played.contains(&seq_ext) {
+            return;
+        }
+        if self.others.len() == PLAYED_MEMORY {
+            self.others.pop_front();
+        }
+        self.others.push_back(seq_ext);
+        self.count_seq(seq, seq_ext);
+        self.stats.other += 1;
+    }
+
+    fn count_seq(&mut self, seq: u16, seq_ext: u64) {
         match self.seq {
             None => {
                 self.seq = Some(Unwrap {
@@ -380,6 +412,11 @@ impl JitterBuffer {
             }
             Some(_) => self.seq_min = self.seq_min.min(seq_ext),
         }
+        self.received_segment += 1;
+    }
+
+    fn count_received(&mut self, seq: u16, seq_ext: u64, timestamp: u32, ts_ext: u64) {
+        self.count_seq(seq, seq_ext);
         match self.ts {
             Some(u) if ts_ext <= u.ext => {}
             _ => {
@@ -389,7 +426,6 @@ impl JitterBuffer {
                 })
             }
         }
-        self.received_segment += 1;
         self.stats.received += 1;
     }
 
@@ -437,6 +473,7 @@ impl JitterBuffer {
         self.packets.clear();
         self.pcm.clear();
         self.played.clear();
+        self.others.clear();
         self.seq = None;
         self.ts = None;
         self.received_segment = 0;
@@ -572,7 +609,13 @@ impl JitterBuffer {
             }
             Some((&ts, slot)) => {
                 let gap = (ts - next) as usize;
-                let contiguous = self.last_seq.is_some_and(|l| slot.seq == l + 1);
+                // No audio packet missing in between: the sequence numbers between the last
+                // played and this one (if any) were all non-audio packets.
+                let contiguous = self.last_seq.is_some_and(|l| {
+                    slot.seq > l
+                        && slot.seq - l <= PLAYED_MEMORY as u64
+                        && (l + 1..slot.seq).all(|s| self.others.contains(&s))
+                });
                 self.empty_run = 0;
                 if contiguous {
                     // The sender sent nothing for this time (DTX): silence, up to the packet.

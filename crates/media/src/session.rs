@@ -9,6 +9,7 @@ use chaincall_srtp::{SrtpError, SrtpSession};
 use rand_core::{OsRng, RngCore};
 
 use crate::codec::{AudioCodec, AudioDecoder, AudioEncoder};
+use crate::dtmf::{DtmfConfig, DtmfError, DtmfReceiver, DtmfSender, ReceivedEvent};
 use crate::g711::Codec;
 use crate::jitter::{Frame, JitterBuffer, JitterConfig, JitterStats};
 use crate::opus::{OpusConfig, OpusDecoder};
@@ -18,6 +19,7 @@ use crate::rtcp::{
     SenderReport,
 };
 use crate::rtp::{RtpError, RtpPacket};
+use crate::sdp::TelephoneEvent;
 
 /// Largest datagram `handle_input` accepts (an Ethernet MTU); a 120 ms G.711 frame with SRTP
 /// is about 1,000 octets.
@@ -89,6 +91,10 @@ pub struct MediaOptions {
     pub opus: OpusConfig,
     /// The receive jitter buffer that [`MediaSession::pop_audio`] plays out from.
     pub jitter: JitterConfig,
+    /// The negotiated telephone-event format (RFC 4733), for [`MediaSession::send_dtmf`] and
+    /// [`MediaEvent::Dtmf`]; `None` (the default): DTMF packets are refused as an unexpected
+    /// payload type.
+    pub telephone_event: Option<TelephoneEvent>,
 }
 
 impl MediaConfig {
@@ -116,6 +122,7 @@ impl Default for MediaOptions {
             audio_codec: None,
             opus: OpusConfig::default(),
             jitter: JitterConfig::default(),
+            telephone_event: None,
         }
     }
 }
@@ -158,6 +165,12 @@ pub enum MediaError {
     /// An RTP packet without payload (G.711 carries at least one sample).
     #[error("RTP packet without payload")]
     EmptyPayload,
+    /// A telephone-event packet that does not parse, or digits that are not DTMF.
+    #[error("DTMF: {0}")]
+    Dtmf(DtmfError),
+    /// [`MediaSession::send_dtmf`] without a negotiated telephone-event format.
+    #[error("no telephone-event format was negotiated")]
+    NoTelephoneEvent,
 }
 
 /// What an accepted packet was.
@@ -184,6 +197,9 @@ pub enum MediaEvent {
     },
     /// An RTCP compound packet with a BYE: the peer left (RFC 3550 §6.6).
     Bye,
+    /// A telephone-event packet (RFC 4733): the event the first time one of its packets
+    /// arrives, `None` for its updates, end packets and repeats.
+    Dtmf(Option<ReceivedEvent>),
 }
 
 /// Counters and the peer's view, for the demo's table and for tests.
@@ -276,12 +292,15 @@ pub struct MediaSession {
     /// The codec in use: `options.audio_codec` or `config.codec`.
     codec: AudioCodec,
     encoder: AudioEncoder,
-    /// Receive playout (see [`MediaSession::pop_audio`]).
+    /// Receive playout (see [`MediaSession::pop_audio`]), fed from the first `pop_audio` on.
     playout: JitterBuffer,
+    playout_active: bool,
     /// The next RTP sequence number offset: one per packet built (Opus DTX skips frames).
     packets_built: u16,
     /// True when the last frame was not sent (DTX): the next packet starts a talkspurt.
     in_dtx: bool,
+    dtmf_tx: Option<DtmfSender>,
+    dtmf_rx: DtmfReceiver,
     options: MediaOptions,
     outbound: SrtpSession,
     inbound: SrtpSession,
@@ -385,8 +404,14 @@ impl MediaSession {
             codec,
             encoder,
             playout,
+            playout_active: false,
             packets_built: 0,
             in_dtx: false,
+            dtmf_tx: options
+                .telephone_event
+                .as_ref()
+                .map(|t| DtmfSender::new(DtmfConfig::new(t.clock_rate))),
+            dtmf_rx: DtmfReceiver::new(),
             options,
             outbound,
             inbound,
@@ -470,12 +495,20 @@ impl MediaSession {
 
     fn record_rtp(&mut self, buf: &[u8], now: Instant) -> Result<MediaEvent, MediaError> {
         let p = RtpPacket::parse(buf).map_err(MediaError::Rtp)?;
-        if p.payload_type != self.codec.payload_type() {
+        let events_pt = self
+            .options
+            .telephone_event
+            .as_ref()
+            .map(|t| t.payload_type);
+        if p.payload_type != self.codec.payload_type() && Some(p.payload_type) != events_pt {
             return Err(MediaError::UnexpectedPayloadType(p.payload_type));
         }
         match self.stats.peer_ssrc {
             Some(s) if s != p.ssrc => return Err(MediaError::UnexpectedSsrc(p.ssrc)),
             _ => {}
+        }
+        if Some(p.payload_type) == events_pt {
+            return self.record_event(&p);
         }
         // RFC 3550 §A.1: extend the sequence number to the one closest to the highest so far.
         let ext = match self.rx.max_ext {
@@ -513,7 +546,9 @@ impl MediaSession {
         }
         self.rx.received += 1;
         self.stats.bytes_received += p.payload.len() as u64;
-        self.playout.push(p.sequence, p.timestamp, p.payload, now);
+        if self.playout_active {
+            self.playout.push(p.sequence, p.timestamp, p.payload, now);
+        }
         // RFC 3550 §A.8: interarrival jitter, in timestamp units.
         let arrival = self.rtp_clock(now);
         let transit = arrival.wrapping_sub(p.timestamp);
@@ -530,6 +565,46 @@ impl MediaSession {
             marker: p.marker,
             payload_len: p.payload.len(),
         })
+    }
+
+    /// A telephone-event packet: reported once per event; counted in the RTP statistics (it
+    /// uses the stream's sequence numbers) but not recorded as audio.
+    fn record_event(&mut self, p: &RtpPacket<'_>) -> Result<MediaEvent, MediaError> {
+        let event = self
+            .dtmf_rx
+            .handle(p.timestamp, p.payload)
+            .map_err(MediaError::Dtmf)?;
+        self.stats.peer_ssrc = Some(p.ssrc);
+        let ext = match self.rx.max_ext {
+            None => EXT_SEQ_ORIGIN | u64::from(p.sequence),
+            Some(max) => {
+                let delta = i64::from(p.sequence.wrapping_sub(max as u16) as i16);
+                max.wrapping_add_signed(delta)
+            }
+        };
+        self.rx.max_ext = Some(self.rx.max_ext.map_or(ext, |m| m.max(ext)));
+        self.rx.min_ext = if self.rx.received == 0 {
+            ext
+        } else {
+            self.rx.min_ext.min(ext)
+        };
+        self.rx.received += 1;
+        self.stats.bytes_received += p.payload.len() as u64;
+        self.stats.lost = self.rx.lost();
+        if self.playout_active {
+            self.playout.skip(p.sequence);
+        }
+        Ok(MediaEvent::Dtmf(event))
+    }
+
+    /// Queues DTMF digits (0–9, *, #, A–D) to send as RFC 4733 telephone-events: each 100 ms,
+    /// 50 ms apart, audio paused meanwhile. Drain [`poll_output`](Self::poll_output) afterwards.
+    pub fn send_dtmf(&mut self, digits: &str) -> Result<(), MediaError> {
+        self.dtmf_tx
+            .as_mut()
+            .ok_or(MediaError::NoTelephoneEvent)?
+            .queue_digits(digits)
+            .map_err(MediaError::Dtmf)
     }
 
     fn handle_srtcp(&mut self, packet: &[u8], now: Instant) -> Result<MediaEvent, MediaError> {
@@ -607,7 +682,16 @@ impl MediaSession {
             if self.closed {
                 return Output::Timeout(None);
             }
-            let (channel, packet) = if self.finish_at.is_none()
+            let event_ts = self
+                .initial_ts
+                .wrapping_add((self.next_frame * self.samples_per_frame) as u32);
+            let event = match (&mut self.dtmf_tx, self.finish_at) {
+                (Some(tx), None) => tx.poll(now, event_ts),
+                _ => None,
+            };
+            let (channel, packet) = if let Some(e) = event {
+                (MediaChannel::Rtp, self.next_event(e))
+            } else if self.finish_at.is_none()
                 && self.next_frame < self.frames_total
                 && now >= self.frame_at(self.next_frame)
             {
@@ -623,7 +707,7 @@ impl MediaSession {
                 }
                 (MediaChannel::Rtcp, self.next_rtcp(now, false))
             } else {
-                return Output::Timeout(Some(self.next_due()));
+                return Output::Timeout(Some(self.next_due(now)));
             };
             match packet {
                 Some(p) => {
@@ -638,11 +722,14 @@ impl MediaSession {
 
     /// When something is next due while the session is open: the final report after `finish`,
     /// else the earlier of the next audio frame and the next RTCP report.
-    fn next_due(&self) -> Instant {
+    fn next_due(&self, now: Instant) -> Instant {
         if let Some(at) = self.finish_at {
             return at;
         }
         let mut t = self.next_rtcp_at;
+        if let Some(at) = self.dtmf_tx.as_ref().and_then(|tx| tx.next_due(now)) {
+            t = t.min(at);
+        }
         if self.next_frame < self.frames_total {
             t = t.min(self.frame_at(self.next_frame));
         }
@@ -765,9 +852,11 @@ impl MediaSession {
 
     /// The next frame of received audio to play at `now`, at the codec's sample rate (8 kHz
     /// G.711, 48 kHz Opus), from the jitter buffer: decoded, concealed, FEC-recovered or
-    /// silence. A shell that renders audio calls it once per `config().ptime_ms`; one that
-    /// only records need not (the buffer then stays bounded, dropping its oldest packets).
+    /// silence. A shell that renders audio calls it once per `config().ptime_ms`, from the
+    /// start of the call: packets go into the buffer from the first call on, so a shell that
+    /// only records (and never calls it) spends nothing on playout.
     pub fn pop_audio(&mut self, now: Instant) -> Frame {
+        self.playout_active = true;
         self.playout.pop(now)
     }
 
@@ -809,6 +898,11 @@ impl MediaSession {
         let spf = self.samples_per_frame;
         let from = k * spf;
         let to = (from + spf).min(self.source.len());
+        if self.dtmf_tx.as_ref().is_some_and(DtmfSender::is_sending) {
+            // RFC 4733 §2.5.1.2: the events replace the audio; it resumes as a new talkspurt.
+            self.in_dtx = true;
+            return None;
+        }
         let mut frame = self.source[from..to].to_vec();
         // The last frame is padded with silence (G.711: the silence octet, as before).
         frame.resize(spf, 0);
@@ -824,24 +918,31 @@ impl MediaSession {
                 return None;
             }
         };
+        // RFC 3551 §4.1: the marker flags the first packet of a talkspurt.
+        let marker = k == 0 || std::mem::take(&mut self.in_dtx);
+        let ts = self.initial_ts.wrapping_add((k * spf) as u32);
+        let packet = self.build_rtp(self.codec.payload_type(), marker, ts, &payload)?;
+        self.sent_payload.extend_from_slice(&payload);
+        Some(packet)
+    }
+
+    fn next_event(&mut self, e: crate::dtmf::DtmfPacket) -> Option<Vec<u8>> {
+        let pt = self.options.telephone_event.as_ref()?.payload_type;
+        self.build_rtp(pt, e.marker, e.timestamp, &e.payload.to_bytes())
+    }
+
+    /// Builds and protects the next RTP packet on our sequence numbers, counting it.
+    fn build_rtp(&mut self, pt: u8, marker: bool, ts: u32, payload: &[u8]) -> Option<Vec<u8>> {
         let seq = self.initial_seq.wrapping_add(self.packets_built);
         self.packets_built = self.packets_built.wrapping_add(1);
-        let mut header = RtpPacket::new(
-            self.codec.payload_type(),
-            seq,
-            self.initial_ts.wrapping_add((k * spf) as u32),
-            self.config.local_ssrc,
-            &payload,
-        );
-        // RFC 3551 §4.1: the marker flags the first packet of a talkspurt.
-        header.marker = k == 0 || std::mem::take(&mut self.in_dtx);
+        let mut header = RtpPacket::new(pt, seq, ts, self.config.local_ssrc, payload);
+        header.marker = marker;
         let mut packet = Vec::with_capacity(header.len() + self.outbound.srtp_overhead());
-        // Fails only for a payload type above 127 (a misconfigured Opus number).
+        // Fails only for a payload type above 127 (a misconfigured dynamic number).
         if header.write(&mut packet).is_err() || self.outbound.protect_rtp(&mut packet).is_err() {
             self.stats.transmit_errors += 1;
             return None;
         }
-        self.sent_payload.extend_from_slice(&payload);
         self.stats.rtp_sent += 1;
         self.stats.bytes_sent += payload.len() as u64;
         Some(packet)

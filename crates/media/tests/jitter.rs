@@ -352,7 +352,12 @@ proptest! {
                 }
                 // Arrival times may even go backwards.
                 let arrival = if dt_us % 7 == 0 { now - Duration::from_millis(dt_us) } else { now };
-                jb.push(seq, ts, &payload, arrival);
+                if payload.len() == 4 {
+                    // A telephone-event packet in the same sequence space.
+                    jb.skip(seq);
+                } else {
+                    jb.push(seq, ts, &payload, arrival);
+                }
             } else {
                 now += Duration::from_micros(dt_us * 10);
                 let f = jb.pop(now);

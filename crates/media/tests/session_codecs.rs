@@ -9,8 +9,9 @@ use common::correlation;
 use chaincall_media::codec::AudioCodec;
 use chaincall_media::g711::Codec;
 use chaincall_media::jitter::Frame;
+use chaincall_media::sdp::TelephoneEvent;
 use chaincall_media::signal::{SplitMix64, speech_like};
-use chaincall_media::{MediaConfig, MediaOptions, MediaSession};
+use chaincall_media::{MediaConfig, MediaError, MediaEvent, MediaOptions, MediaSession};
 use chaincall_srtp::{Profile, SrtpConfig, SrtpSession};
 
 fn srtp() -> SrtpSession {
@@ -22,17 +23,39 @@ struct Outcome {
     alice: MediaSession,
     bob: MediaSession,
     frames: Vec<Frame>,
+    /// DTMF digits Bob was told of, in order.
+    digits: String,
 }
 
 /// Alice sends `ms` of speech with `codec` to Bob over a network with `loss` and up to
 /// `jitter_ms` of extra delay (which reorders); Bob plays out every 20 ms.
 fn call(codec: AudioCodec, ms: u32, loss: f64, jitter_ms: f64, seed: u64) -> Outcome {
+    call_with_dtmf(codec, ms, loss, jitter_ms, seed, None)
+}
+
+/// As `call`, with `dtmf` digits sent by Alice one second in, over telephone-event on
+/// payload type 101 at 8 kHz (both sides negotiated it).
+fn call_with_dtmf(
+    codec: AudioCodec,
+    ms: u32,
+    loss: f64,
+    jitter_ms: f64,
+    seed: u64,
+    dtmf: Option<&str>,
+) -> Outcome {
     let start = Instant::now();
     let mut options = MediaOptions {
         audio_codec: Some(codec),
         initial_sequence: Some(65_500),
         ..MediaOptions::default()
     };
+    if dtmf.is_some() {
+        options.telephone_event = Some(TelephoneEvent {
+            payload_type: 101,
+            clock_rate: 8000,
+            events: vec![0..=16],
+        });
+    }
     if jitter_ms == 0.0 {
         // A perfect network: start at the smallest delay, so that playout never has to
         // shrink it and every packet is played.
@@ -55,7 +78,11 @@ fn call(codec: AudioCodec, ms: u32, loss: f64, jitter_ms: f64, seed: u64) -> Out
     let mut now = start;
     let end = start + Duration::from_millis(u64::from(ms) + 500);
     let mut first = true;
+    let mut digits = String::new();
     while now < end {
+        if let Some(d) = dtmf.filter(|_| now == start + Duration::from_secs(1)) {
+            alice.send_dtmf(d).unwrap();
+        }
         for p in chaincall_io::drain(|| alice.poll_output(now)).transmits {
             // The first packet always arrives (the jitter buffer's loss count starts there).
             if first || rng.range(0.0, 1.0) >= loss {
@@ -67,12 +94,19 @@ fn call(codec: AudioCodec, ms: u32, loss: f64, jitter_ms: f64, seed: u64) -> Out
         in_flight.sort_by_key(|(at, _)| *at);
         while in_flight.first().is_some_and(|(at, _)| *at <= now) {
             let (_, datagram) = in_flight.remove(0);
-            bob.handle_input(&datagram, now).unwrap();
+            if let MediaEvent::Dtmf(Some(e)) = bob.handle_input(&datagram, now).unwrap() {
+                digits.extend(e.digit);
+            }
         }
         frames.push(bob.pop_audio(now));
         now += Duration::from_millis(20);
     }
-    Outcome { alice, bob, frames }
+    Outcome {
+        alice,
+        bob,
+        frames,
+        digits,
+    }
 }
 
 /// The best correlation of `recorded` with `original` over lags 0..=max.
@@ -154,4 +188,50 @@ fn g711_playout_is_the_decoded_stream_when_nothing_is_lost() {
     Codec::Pcma.decode(&encoded, &mut expected);
     assert_eq!(played, expected);
     assert_eq!(o.bob.recorded_audio(), expected);
+}
+
+#[test]
+fn dtmf_digits_cross_a_lossy_call_once_each_and_pause_the_audio() {
+    for (codec, seed) in [(AudioCodec::G711(Codec::Pcmu), 21), (AudioCodec::OPUS, 22)] {
+        let o = call_with_dtmf(codec, 3000, 0.10, 20.0, seed, Some("123#"));
+        assert_eq!(o.digits, "123#", "{codec}");
+        let j = o.bob.jitter_stats();
+        let sent = o.alice.stats().rtp_sent;
+        // Four events of four packets each went out in the audio's sequence numbers; they are
+        // neither audio nor lost.
+        assert!(j.other >= 12 && j.other <= 16, "{j:?}");
+        assert!(j.received + j.other + j.lost <= sent, "{j:?} of {sent}");
+        assert!(j.received + j.other + j.lost + 5 >= sent, "{j:?} of {sent}");
+        assert_eq!(o.bob.stats().rtp_received, j.received + j.other);
+    }
+    // Without a negotiated telephone-event there is nothing to send DTMF with, and a peer's
+    // telephone-event packets are an unexpected payload type.
+    let mut plain = call(Codec::Pcmu.into(), 100, 0.0, 0.0, 1);
+    assert_eq!(
+        plain.alice.send_dtmf("1"),
+        Err(MediaError::NoTelephoneEvent)
+    );
+    let with = call_with_dtmf(Codec::Pcmu.into(), 100, 0.0, 0.0, 1, Some(""));
+    let mut alice = with.alice;
+    assert_eq!(
+        alice.send_dtmf("12x"),
+        Err(MediaError::Dtmf(
+            chaincall_media::dtmf::DtmfError::NotADigit('x')
+        ))
+    );
+    alice.send_dtmf("5").unwrap();
+    // The event's packets come 50 ms apart: drain for a quarter second.
+    let start = Instant::now() + Duration::from_secs(5);
+    let transmits: Vec<_> = (0..6)
+        .flat_map(|i| {
+            let now = start + Duration::from_millis(50 * i);
+            chaincall_io::drain(|| alice.poll_output(now)).transmits
+        })
+        .collect();
+    let rejected = transmits
+        .iter()
+        .map(|p| plain.bob.handle_input(&p.contents, start))
+        .filter(|r| matches!(r, Err(MediaError::UnexpectedPayloadType(101))))
+        .count();
+    assert_eq!(rejected, 4, "{} packets", transmits.len());
 }
