@@ -826,10 +826,19 @@ impl MediaSession {
 
     fn decode_opus(&self, mut decoder: OpusDecoder) -> Vec<i16> {
         let mut pcm = Vec::new();
-        // Bounded like G.711's fill: at most MAX_GAP_FILL (in 8 kHz samples) per gap.
-        let max_gap = MAX_GAP_FILL * 6;
+        // Bounded like G.711's fill: at most MAX_GAP_FILL (in 8 kHz samples) per gap; and in
+        // total as long as G.711 could be (recording bound plus as much fill), at 48 kHz, since
+        // a hostile peer's tiny packets could each claim up to 120 ms.
+        let max_gap = MAX_GAP_FILL * resample::FACTOR;
+        let cap = self
+            .options
+            .max_recorded_octets
+            .saturating_mul(2 * resample::FACTOR);
         let mut prev: Option<(u64, u32, usize)> = None;
         for (&ext, (ts, payload)) in &self.rx.packets {
+            if pcm.len() >= cap {
+                break;
+            }
             if let Some((pext, pts, plen)) = prev {
                 let missing = (ext - pext - 1) as usize;
                 for _ in 0..missing.min(max_gap / crate::opus::FRAME_SAMPLES) {
@@ -838,7 +847,10 @@ impl MediaSession {
                 let by_ts = ts.wrapping_sub(pts.wrapping_add(plen as u32)) as usize;
                 let silence = by_ts.saturating_sub(missing * crate::opus::FRAME_SAMPLES);
                 if by_ts <= max_gap {
-                    pcm.extend(std::iter::repeat_n(0, silence));
+                    pcm.extend(std::iter::repeat_n(
+                        0,
+                        silence.min(cap.saturating_sub(pcm.len())),
+                    ));
                 }
             }
             let start = pcm.len();
@@ -847,6 +859,7 @@ impl MediaSession {
             }
             prev = Some((ext, *ts, pcm.len() - start));
         }
+        pcm.truncate(cap);
         pcm
     }
 

@@ -235,3 +235,40 @@ fn dtmf_digits_cross_a_lossy_call_once_each_and_pause_the_audio() {
         .count();
     assert_eq!(rejected, 4, "{} packets", transmits.len());
 }
+
+#[test]
+fn a_hostile_opus_peer_cannot_inflate_the_recording() {
+    let start = Instant::now();
+    let options = MediaOptions {
+        audio_codec: Some(AudioCodec::OPUS),
+        max_recorded_octets: 100,
+        ..MediaOptions::default()
+    };
+    let mut bob = MediaSession::with_options(
+        MediaConfig::new(Codec::Pcmu, 2, "bob"),
+        options,
+        srtp(),
+        srtp(),
+        Vec::new(),
+        start,
+    );
+    // One-octet Opus packets (a TOC byte: 20 ms each) with large sequence and timestamp jumps.
+    let mut peer = srtp();
+    for k in 0..100u16 {
+        let payload = [0xFC];
+        let p = chaincall_media::rtp::RtpPacket::new(
+            111,
+            k.wrapping_mul(300),
+            u32::from(k) * 400_000,
+            7,
+            &payload,
+        );
+        let mut buf = Vec::new();
+        p.write(&mut buf).unwrap();
+        peer.protect_rtp(&mut buf).unwrap();
+        let _ = bob.handle_input(&buf, start);
+    }
+    let recorded = bob.recorded_audio();
+    // 100 octets of G.711 would be 100 samples plus as much fill: the same bound applies.
+    assert!(recorded.len() <= 200, "{} samples", recorded.len());
+}
