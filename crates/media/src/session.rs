@@ -272,6 +272,31 @@ impl Receiver {
     fn lost(&self) -> u64 {
         self.expected().saturating_sub(self.received)
     }
+
+    /// RFC 3550 §A.1: the extended sequence number closest to the highest so far.
+    fn extend(&self, seq: u16) -> u64 {
+        match self.max_ext {
+            None => EXT_SEQ_ORIGIN | u64::from(seq),
+            Some(max) => {
+                let delta = i64::from(seq.wrapping_sub(max as u16) as i16);
+                max.wrapping_add_signed(delta)
+            }
+        }
+    }
+
+    /// Widens the received sequence range to `ext`.
+    fn note(&mut self, ext: u64) {
+        match self.max_ext {
+            None => {
+                self.max_ext = Some(ext);
+                self.min_ext = ext;
+            }
+            Some(max) => {
+                self.max_ext = Some(max.max(ext));
+                self.min_ext = self.min_ext.min(ext);
+            }
+        }
+    }
 }
 
 /// One RTP session with rtcp-mux and SRTP both ways, G.711 or Opus: sends `source` in ptime
@@ -510,14 +535,7 @@ impl MediaSession {
         if Some(p.payload_type) == events_pt {
             return self.record_event(&p);
         }
-        // RFC 3550 §A.1: extend the sequence number to the one closest to the highest so far.
-        let ext = match self.rx.max_ext {
-            None => EXT_SEQ_ORIGIN | u64::from(p.sequence),
-            Some(max) => {
-                let delta = i64::from(p.sequence.wrapping_sub(max as u16) as i16);
-                max.wrapping_add_signed(delta)
-            }
-        };
+        let ext = self.rx.extend(p.sequence);
         if self.rx.packets.contains_key(&ext) {
             return Err(MediaError::Duplicate(p.sequence));
         }
@@ -534,16 +552,7 @@ impl MediaSession {
         self.rx
             .packets
             .insert(ext, (p.timestamp, p.payload.to_vec()));
-        match self.rx.max_ext {
-            None => {
-                self.rx.max_ext = Some(ext);
-                self.rx.min_ext = ext;
-            }
-            Some(max) => {
-                self.rx.max_ext = Some(max.max(ext));
-                self.rx.min_ext = self.rx.min_ext.min(ext);
-            }
-        }
+        self.rx.note(ext);
         self.rx.received += 1;
         self.stats.bytes_received += p.payload.len() as u64;
         if self.playout_active {
@@ -575,19 +584,8 @@ impl MediaSession {
             .handle(p.timestamp, p.payload)
             .map_err(MediaError::Dtmf)?;
         self.stats.peer_ssrc = Some(p.ssrc);
-        let ext = match self.rx.max_ext {
-            None => EXT_SEQ_ORIGIN | u64::from(p.sequence),
-            Some(max) => {
-                let delta = i64::from(p.sequence.wrapping_sub(max as u16) as i16);
-                max.wrapping_add_signed(delta)
-            }
-        };
-        self.rx.max_ext = Some(self.rx.max_ext.map_or(ext, |m| m.max(ext)));
-        self.rx.min_ext = if self.rx.received == 0 {
-            ext
-        } else {
-            self.rx.min_ext.min(ext)
-        };
+        let ext = self.rx.extend(p.sequence);
+        self.rx.note(ext);
         self.rx.received += 1;
         self.stats.bytes_received += p.payload.len() as u64;
         self.stats.lost = self.rx.lost();
