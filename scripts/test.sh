@@ -5,7 +5,8 @@
 #   Debian : tshark, sipp (sip-tester), baresip, Kamailio (+ sqlite, tls modules), openssl, libsrtp2,
 #            secsipidx (the STIR/SHAKEN tool the PASSporT interop tests run),
 #            libnet-smpp-perl (the SMS centre the wallet's one-time-code tests send SMPP to),
-#            rtpengine-daemon (the media relay), iptables + iproute2 (the namespace test network)
+#            rtpengine-daemon (the media relay), iptables + iproute2 (the namespace test network),
+#            libopus-dev (Opus, linked through pkg-config by the media crate)
 #   npm    : anvil (@foundry-rs/anvil) and solcjs (solc), pinned in tools/package.json
 #   PyPI   : pylibsrtp (libsrtp 2.7 + OpenSSL), into the venv .venv/
 #
@@ -23,7 +24,7 @@ export DEBIAN_FRONTEND=noninteractive
 echo "wireshark-common wireshark-common/install-setuid boolean false" | $sudo debconf-set-selections
 $sudo apt-get update -q
 $sudo apt-get install -y -q --no-install-recommends \
-  ca-certificates pkg-config libssl-dev openssl sqlite3 \
+  ca-certificates pkg-config libssl-dev openssl sqlite3 libopus-dev \
   tshark sip-tester baresip-core secsipidx \
   kamailio kamailio-sqlite-modules kamailio-tls-modules \
   libsrtp2-dev \

@@ -1,5 +1,7 @@
-//! chaincall's audio path, sans-IO: G.711, WAV files, RTP/RTCP, and a [`MediaSession`] that sends
-//! and records one call's audio over SRTP with rtcp-mux.
+//! chaincall's audio path, sans-IO: G.711 and Opus, RFC 4733 DTMF, an adaptive jitter buffer with
+//! loss concealment, WAV files, RTP/RTCP, and a [`MediaSession`] that sends and records one
+//! call's audio over SRTP with rtcp-mux. `docs/audio.md` describes codecs, SDP, the jitter buffer
+//! and DTMF as a whole.
 //!
 //! The phone and `chaincall demo` own the UDP socket and the clock; this crate turns datagrams
 //! and `Instant`s into datagrams and events. [`MediaSession::poll_output`] yields the
@@ -44,11 +46,18 @@
 //! | module | what | spec |
 //! | --- | --- | --- |
 //! | [`g711`] | µ-law / A-law, [`g711::Codec`] | ITU-T G.711, RFC 3551 §4.5.14 |
+//! | [`opus`] | Opus encoder/decoder, 48 kHz mono 20 ms, FEC, DTX, PLC (system libopus) | RFC 6716, RFC 7587 |
+//! | [`codec`] | [`AudioCodec`] over G.711 and Opus: payload type, clocks, frames; encoder/decoder | RFC 3551, RFC 7587 |
+//! | [`sdp`] | audio formats in SDP: rtpmap/fmtp for Opus, G.711, telephone-event; offer/answer choice | RFC 7587 §7, RFC 4733 §7, RFC 3264 |
+//! | [`dtmf`] | telephone-event payload, sender pacing, once-per-digit receiver | RFC 4733 |
+//! | [`jitter`] | adaptive jitter buffer with concealment, FEC recovery, drift correction, stats | RFC 3550 §A.8 |
+//! | [`plc`] | G.711 loss concealment: pitch repetition with attenuation | ITU-T G.711 Appendix I |
+//! | [`resample`] | 8 kHz ↔ 48 kHz (windowed-sinc, polyphase) for 8 kHz sources over Opus | — |
 //! | [`wav`] | read PCM16 / µ-law / A-law mono 8 kHz, write PCM16 | RIFF WAVE, RFC 2361 |
 //! | [`rtp`] | header parse (borrowing) and build | RFC 3550 §5 |
 //! | [`rtcp`] | SR, RR, SDES, BYE, compound packets, [`rtcp::is_rtcp`] | RFC 3550 §6, RFC 5761 §4 |
 //! | [`signal`] | deterministic speech-like test audio | — |
-//! | [`MediaSession`] | one call's audio over SRTP/SRTCP | RFC 3550, 3551, 3711, 5761 |
+//! | [`MediaSession`] | one call's audio over SRTP/SRTCP, G.711 or Opus, jitter-buffered playout | RFC 3550, 3551, 3711, 5761, 7587 |
 //!
 //! Randomness: the initial RTP sequence number and timestamp come from the OS CSPRNG unless
 //! [`MediaOptions`] fixes them. This crate logs nothing and never sees key material beyond the
@@ -56,17 +65,27 @@
 
 #![forbid(unsafe_code)]
 
+pub mod codec;
+pub mod dtmf;
 pub mod g711;
+pub mod jitter;
+pub mod opus;
+pub mod plc;
+pub mod resample;
 pub mod rtcp;
 pub mod rtp;
+pub mod sdp;
 mod session;
 pub mod signal;
 pub mod wav;
 
+pub use codec::AudioCodec;
 pub use g711::Codec;
 
 /// Every error type of the crate in one place.
 pub mod error {
+    pub use crate::dtmf::DtmfError;
+    pub use crate::opus::OpusError;
     pub use crate::rtcp::RtcpError;
     pub use crate::rtp::RtpError;
     pub use crate::session::MediaError;

@@ -1,4 +1,5 @@
-//! The media session: one RTP session with rtcp-mux (RFC 5761), SRTP both ways, G.711 audio.
+//! The media session: one RTP session with rtcp-mux (RFC 5761), SRTP both ways, G.711 or Opus
+//! audio, and a jitter buffer for playout.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -7,12 +8,18 @@ use chaincall_io::Output;
 use chaincall_srtp::{SrtpError, SrtpSession};
 use rand_core::{OsRng, RngCore};
 
+use crate::codec::{AudioCodec, AudioDecoder, AudioEncoder};
+use crate::dtmf::{DtmfConfig, DtmfError, DtmfReceiver, DtmfSender, ReceivedEvent};
 use crate::g711::Codec;
+use crate::jitter::{Frame, JitterBuffer, JitterConfig, JitterStats};
+use crate::opus::{OpusConfig, OpusDecoder};
+use crate::resample;
 use crate::rtcp::{
     self, Bye, ReceiverReport, ReportBlock, RtcpError, RtcpPacket, SdesChunk, SenderInfo,
     SenderReport,
 };
 use crate::rtp::{RtpError, RtpPacket};
+use crate::sdp::TelephoneEvent;
 
 /// Largest datagram `handle_input` accepts (an Ethernet MTU); a 120 ms G.711 frame with SRTP
 /// is about 1,000 octets.
@@ -77,6 +84,17 @@ pub struct MediaOptions {
     /// At most this many payload octets are recorded; later packets are rejected with
     /// [`MediaError::RecordingFull`].
     pub max_recorded_octets: usize,
+    /// The codec to send and expect, when it is not [`MediaConfig::codec`]'s G.711: Opus (on
+    /// its negotiated payload type) goes here. `None` (the default) uses `MediaConfig::codec`.
+    pub audio_codec: Option<AudioCodec>,
+    /// How the Opus encoder runs (bitrate, FEC, loss hint, DTX), when the codec is Opus.
+    pub opus: OpusConfig,
+    /// The receive jitter buffer that [`MediaSession::pop_audio`] plays out from.
+    pub jitter: JitterConfig,
+    /// The negotiated telephone-event format (RFC 4733), for [`MediaSession::send_dtmf`] and
+    /// [`MediaEvent::Dtmf`]; `None` (the default): DTMF packets are refused as an unexpected
+    /// payload type.
+    pub telephone_event: Option<TelephoneEvent>,
 }
 
 impl MediaConfig {
@@ -94,13 +112,17 @@ impl MediaConfig {
 
 impl Default for MediaOptions {
     /// Random initial sequence number and timestamp, NTP time from zero, 30 minutes of
-    /// recording at most.
+    /// recording at most, `MediaConfig::codec`, default Opus and jitter buffer settings.
     fn default() -> Self {
         MediaOptions {
             initial_sequence: None,
             initial_timestamp: None,
             wallclock_at_start: None,
             max_recorded_octets: DEFAULT_MAX_RECORDED_OCTETS,
+            audio_codec: None,
+            opus: OpusConfig::default(),
+            jitter: JitterConfig::default(),
+            telephone_event: None,
         }
     }
 }
@@ -143,6 +165,12 @@ pub enum MediaError {
     /// An RTP packet without payload (G.711 carries at least one sample).
     #[error("RTP packet without payload")]
     EmptyPayload,
+    /// A telephone-event packet that does not parse, or digits that are not DTMF.
+    #[error("DTMF: {0}")]
+    Dtmf(DtmfError),
+    /// [`MediaSession::send_dtmf`] without a negotiated telephone-event format.
+    #[error("no telephone-event format was negotiated")]
+    NoTelephoneEvent,
 }
 
 /// What an accepted packet was.
@@ -169,6 +197,9 @@ pub enum MediaEvent {
     },
     /// An RTCP compound packet with a BYE: the peer left (RFC 3550 §6.6).
     Bye,
+    /// A telephone-event packet (RFC 4733): the event the first time one of its packets
+    /// arrives, `None` for its updates, end packets and repeats.
+    Dtmf(Option<ReceivedEvent>),
 }
 
 /// Counters and the peer's view, for the demo's table and for tests.
@@ -241,10 +272,36 @@ impl Receiver {
     fn lost(&self) -> u64 {
         self.expected().saturating_sub(self.received)
     }
+
+    /// RFC 3550 §A.1: the extended sequence number closest to the highest so far.
+    fn extend(&self, seq: u16) -> u64 {
+        match self.max_ext {
+            None => EXT_SEQ_ORIGIN | u64::from(seq),
+            Some(max) => {
+                let delta = i64::from(seq.wrapping_sub(max as u16) as i16);
+                max.wrapping_add_signed(delta)
+            }
+        }
+    }
+
+    /// Widens the received sequence range to `ext`.
+    fn note(&mut self, ext: u64) {
+        match self.max_ext {
+            None => {
+                self.max_ext = Some(ext);
+                self.min_ext = ext;
+            }
+            Some(max) => {
+                self.max_ext = Some(max.max(ext));
+                self.min_ext = self.min_ext.min(ext);
+            }
+        }
+    }
 }
 
-/// One G.711 RTP session with rtcp-mux and SRTP both ways: sends `source` in ptime frames, with
-/// SRTCP reports; records what the peer sends.
+/// One RTP session with rtcp-mux and SRTP both ways, G.711 or Opus: sends `source` in ptime
+/// frames, with SRTCP reports; records what the peer sends, and plays it out through a jitter
+/// buffer for a shell that renders audio ([`pop_audio`](Self::pop_audio)).
 ///
 /// Sans-IO: no socket, no clock. Call order, from the shell's loop:
 /// 1. [`handle_input`](Self::handle_input) for every datagram received on the media socket;
@@ -257,6 +314,18 @@ impl Receiver {
 /// its slot.
 pub struct MediaSession {
     config: MediaConfig,
+    /// The codec in use: `options.audio_codec` or `config.codec`.
+    codec: AudioCodec,
+    encoder: AudioEncoder,
+    /// Receive playout (see [`MediaSession::pop_audio`]), fed from the first `pop_audio` on.
+    playout: JitterBuffer,
+    playout_active: bool,
+    /// The next RTP sequence number offset: one per packet built (Opus DTX skips frames).
+    packets_built: u16,
+    /// True when the last frame was not sent (DTX): the next packet starts a talkspurt.
+    in_dtx: bool,
+    dtmf_tx: Option<DtmfSender>,
+    dtmf_rx: DtmfReceiver,
     options: MediaOptions,
     outbound: SrtpSession,
     inbound: SrtpSession,
@@ -296,7 +365,8 @@ impl std::fmt::Debug for MediaSession {
 
 impl MediaSession {
     /// Starts a session at `now`: `outbound` protects what we send, `inbound` unprotects what
-    /// the peer sends; `source` is 8 kHz PCM to send (the last frame is padded with silence).
+    /// the peer sends; `source` is 8 kHz PCM to send (the last frame is padded with silence;
+    /// converted to 48 kHz for Opus).
     /// The first frame is due at `now`, the first RTCP report one interval later. Uses
     /// [`MediaOptions::default`].
     pub fn new(
@@ -317,7 +387,8 @@ impl MediaSession {
     }
 
     /// As [`new`](Self::new), with explicit [`MediaOptions`] (fixed initial RTP values for
-    /// reproducible tests, a wall-clock reference for SR timestamps, a recording bound).
+    /// reproducible tests, a wall-clock reference for SR timestamps, a recording bound, Opus,
+    /// jitter buffer settings). Opus always uses 20 ms packets (`ptime_ms` is set to 20).
     pub fn with_options(
         mut config: MediaConfig,
         options: MediaOptions,
@@ -327,7 +398,23 @@ impl MediaSession {
         now: Instant,
     ) -> Self {
         config.ptime_ms = config.ptime_ms.clamp(10, 120);
-        let samples_per_frame = (config.ptime_ms * Codec::CLOCK_RATE / 1000) as usize;
+        let codec = options.audio_codec.unwrap_or(config.codec.into());
+        let source = if codec.is_opus() {
+            config.ptime_ms = 20;
+            resample::upsample_8k_to_48k(&source)
+        } else {
+            source
+        };
+        let samples_per_frame = codec.samples_per_frame(config.ptime_ms);
+        // Invariant: creating a 48 kHz mono Opus encoder or decoder with in-range settings
+        // fails only when libopus cannot allocate, which the allocator treats as fatal anyway.
+        let encoder = AudioEncoder::new(codec, options.opus).expect("libopus encoder");
+        let decoder = AudioDecoder::new(codec).expect("libopus decoder");
+        let jitter = JitterConfig {
+            ptime: Duration::from_millis(u64::from(config.ptime_ms)),
+            ..options.jitter
+        };
+        let playout = JitterBuffer::new(decoder, codec.clock_rate(), jitter);
         let frames_total = source.len().div_ceil(samples_per_frame);
         let rtcp_interval = config.rtcp_interval.max(MIN_RTCP_INTERVAL);
         let initial_seq = options
@@ -339,6 +426,17 @@ impl MediaSession {
         MediaSession {
             ptime: Duration::from_millis(u64::from(config.ptime_ms)),
             config,
+            codec,
+            encoder,
+            playout,
+            playout_active: false,
+            packets_built: 0,
+            in_dtx: false,
+            dtmf_tx: options
+                .telephone_event
+                .as_ref()
+                .map(|t| DtmfSender::new(DtmfConfig::new(t.clock_rate))),
+            dtmf_rx: DtmfReceiver::new(),
             options,
             outbound,
             inbound,
@@ -422,21 +520,22 @@ impl MediaSession {
 
     fn record_rtp(&mut self, buf: &[u8], now: Instant) -> Result<MediaEvent, MediaError> {
         let p = RtpPacket::parse(buf).map_err(MediaError::Rtp)?;
-        if p.payload_type != self.config.codec.payload_type() {
+        let events_pt = self
+            .options
+            .telephone_event
+            .as_ref()
+            .map(|t| t.payload_type);
+        if p.payload_type != self.codec.payload_type() && Some(p.payload_type) != events_pt {
             return Err(MediaError::UnexpectedPayloadType(p.payload_type));
         }
         match self.stats.peer_ssrc {
             Some(s) if s != p.ssrc => return Err(MediaError::UnexpectedSsrc(p.ssrc)),
             _ => {}
         }
-        // RFC 3550 §A.1: extend the sequence number to the one closest to the highest so far.
-        let ext = match self.rx.max_ext {
-            None => EXT_SEQ_ORIGIN | u64::from(p.sequence),
-            Some(max) => {
-                let delta = i64::from(p.sequence.wrapping_sub(max as u16) as i16);
-                max.wrapping_add_signed(delta)
-            }
-        };
+        if Some(p.payload_type) == events_pt {
+            return self.record_event(&p);
+        }
+        let ext = self.rx.extend(p.sequence);
         if self.rx.packets.contains_key(&ext) {
             return Err(MediaError::Duplicate(p.sequence));
         }
@@ -453,18 +552,12 @@ impl MediaSession {
         self.rx
             .packets
             .insert(ext, (p.timestamp, p.payload.to_vec()));
-        match self.rx.max_ext {
-            None => {
-                self.rx.max_ext = Some(ext);
-                self.rx.min_ext = ext;
-            }
-            Some(max) => {
-                self.rx.max_ext = Some(max.max(ext));
-                self.rx.min_ext = self.rx.min_ext.min(ext);
-            }
-        }
+        self.rx.note(ext);
         self.rx.received += 1;
         self.stats.bytes_received += p.payload.len() as u64;
+        if self.playout_active {
+            self.playout.push(p.sequence, p.timestamp, p.payload, now);
+        }
         // RFC 3550 §A.8: interarrival jitter, in timestamp units.
         let arrival = self.rtp_clock(now);
         let transit = arrival.wrapping_sub(p.timestamp);
@@ -481,6 +574,35 @@ impl MediaSession {
             marker: p.marker,
             payload_len: p.payload.len(),
         })
+    }
+
+    /// A telephone-event packet: reported once per event; counted in the RTP statistics (it
+    /// uses the stream's sequence numbers) but not recorded as audio.
+    fn record_event(&mut self, p: &RtpPacket<'_>) -> Result<MediaEvent, MediaError> {
+        let event = self
+            .dtmf_rx
+            .handle(p.timestamp, p.payload)
+            .map_err(MediaError::Dtmf)?;
+        self.stats.peer_ssrc = Some(p.ssrc);
+        let ext = self.rx.extend(p.sequence);
+        self.rx.note(ext);
+        self.rx.received += 1;
+        self.stats.bytes_received += p.payload.len() as u64;
+        self.stats.lost = self.rx.lost();
+        if self.playout_active {
+            self.playout.skip(p.sequence);
+        }
+        Ok(MediaEvent::Dtmf(event))
+    }
+
+    /// Queues DTMF digits (0–9, *, #, A–D) to send as RFC 4733 telephone-events: each 100 ms,
+    /// 50 ms apart, audio paused meanwhile. Drain [`poll_output`](Self::poll_output) afterwards.
+    pub fn send_dtmf(&mut self, digits: &str) -> Result<(), MediaError> {
+        self.dtmf_tx
+            .as_mut()
+            .ok_or(MediaError::NoTelephoneEvent)?
+            .queue_digits(digits)
+            .map_err(MediaError::Dtmf)
     }
 
     fn handle_srtcp(&mut self, packet: &[u8], now: Instant) -> Result<MediaEvent, MediaError> {
@@ -558,7 +680,16 @@ impl MediaSession {
             if self.closed {
                 return Output::Timeout(None);
             }
-            let (channel, packet) = if self.finish_at.is_none()
+            let event_ts = self
+                .initial_ts
+                .wrapping_add((self.next_frame * self.samples_per_frame) as u32);
+            let event = match (&mut self.dtmf_tx, self.finish_at) {
+                (Some(tx), None) => tx.poll(now, event_ts),
+                _ => None,
+            };
+            let (channel, packet) = if let Some(e) = event {
+                (MediaChannel::Rtp, self.next_event(e))
+            } else if self.finish_at.is_none()
                 && self.next_frame < self.frames_total
                 && now >= self.frame_at(self.next_frame)
             {
@@ -574,7 +705,7 @@ impl MediaSession {
                 }
                 (MediaChannel::Rtcp, self.next_rtcp(now, false))
             } else {
-                return Output::Timeout(Some(self.next_due()));
+                return Output::Timeout(Some(self.next_due(now)));
             };
             match packet {
                 Some(p) => {
@@ -589,11 +720,14 @@ impl MediaSession {
 
     /// When something is next due while the session is open: the final report after `finish`,
     /// else the earlier of the next audio frame and the next RTCP report.
-    fn next_due(&self) -> Instant {
+    fn next_due(&self, now: Instant) -> Instant {
         if let Some(at) = self.finish_at {
             return at;
         }
         let mut t = self.next_rtcp_at;
+        if let Some(at) = self.dtmf_tx.as_ref().and_then(|tx| tx.next_due(now)) {
+            t = t.min(at);
+        }
         if self.next_frame < self.frames_total {
             t = t.min(self.frame_at(self.next_frame));
         }
@@ -623,7 +757,7 @@ impl MediaSession {
         self.stats.clone()
     }
 
-    /// Every G.711 payload octet sent, in order.
+    /// Every payload octet sent, in order (G.711 octets; for Opus the packets back to back).
     pub fn sent_payload(&self) -> &[u8] {
         &self.sent_payload
     }
@@ -633,9 +767,18 @@ impl MediaSession {
     /// without lost packets (silence suppression) are filled with the codec's silence octet,
     /// as long as the timestamps say (at most [`MAX_GAP_FILL`] per gap, and in total no more
     /// than the recording bound). Packets lost before the first or after the last received
-    /// one cannot be seen: the reassembly starts and ends with what arrived.
+    /// one cannot be seen: the reassembly starts and ends with what arrived. For Opus the
+    /// received packets back to back, in sequence order, without fill.
     pub fn received_payload(&self) -> Vec<u8> {
-        let silence = self.config.codec.silence();
+        let AudioCodec::G711(codec) = self.codec else {
+            return self
+                .rx
+                .packets
+                .values()
+                .flat_map(|(_, p)| p.clone())
+                .collect();
+        };
+        let silence = codec.silence();
         let mut out = Vec::with_capacity(self.rx.stored);
         // Silence inserted in total is bounded too: at most as much as the recording limit.
         let mut fill_budget = self.options.max_recorded_octets;
@@ -662,11 +805,80 @@ impl MediaSession {
         out
     }
 
-    /// The received audio decoded to 8 kHz PCM: what the phone writes to its WAV file.
+    /// The received audio decoded to 8 kHz PCM: what the phone writes to its WAV file. For
+    /// Opus each packet is decoded in sequence order, a lost packet concealed (libopus PLC),
+    /// a timestamp jump without loss (DTX) filled with silence as for G.711, and the result
+    /// converted from 48 kHz.
     pub fn recorded_audio(&self) -> Vec<i16> {
         let mut out = Vec::new();
-        self.config.codec.decode(&self.received_payload(), &mut out);
+        match self.codec {
+            AudioCodec::G711(codec) => codec.decode(&self.received_payload(), &mut out),
+            AudioCodec::Opus { .. } => {
+                if let Ok(decoder) = OpusDecoder::new() {
+                    out = resample::downsample_48k_to_8k(&self.decode_opus(decoder));
+                }
+            }
+        }
         out
+    }
+
+    fn decode_opus(&self, mut decoder: OpusDecoder) -> Vec<i16> {
+        let mut pcm = Vec::new();
+        // Bounded like G.711's fill: at most MAX_GAP_FILL (in 8 kHz samples) per gap; and in
+        // total as long as G.711 could be (recording bound plus as much fill), at 48 kHz, since
+        // a hostile peer's tiny packets could each claim up to 120 ms.
+        let max_gap = MAX_GAP_FILL * resample::FACTOR;
+        let cap = self
+            .options
+            .max_recorded_octets
+            .saturating_mul(2 * resample::FACTOR);
+        let mut prev: Option<(u64, u32, usize)> = None;
+        for (&ext, (ts, payload)) in &self.rx.packets {
+            if pcm.len() >= cap {
+                break;
+            }
+            if let Some((pext, pts, plen)) = prev {
+                let missing = (ext - pext - 1) as usize;
+                for _ in 0..missing.min(max_gap / crate::opus::FRAME_SAMPLES) {
+                    let _ = decoder.conceal(&mut pcm);
+                }
+                let by_ts = ts.wrapping_sub(pts.wrapping_add(plen as u32)) as usize;
+                let silence = by_ts.saturating_sub(missing * crate::opus::FRAME_SAMPLES);
+                if by_ts <= max_gap {
+                    pcm.extend(std::iter::repeat_n(
+                        0,
+                        silence.min(cap.saturating_sub(pcm.len())),
+                    ));
+                }
+            }
+            let start = pcm.len();
+            if decoder.decode(payload, &mut pcm).is_err() {
+                let _ = decoder.conceal(&mut pcm);
+            }
+            prev = Some((ext, *ts, pcm.len() - start));
+        }
+        pcm.truncate(cap);
+        pcm
+    }
+
+    /// The next frame of received audio to play at `now`, at the codec's sample rate (8 kHz
+    /// G.711, 48 kHz Opus), from the jitter buffer: decoded, concealed, FEC-recovered or
+    /// silence. A shell that renders audio calls it once per `config().ptime_ms`, from the
+    /// start of the call: packets go into the buffer from the first call on, so a shell that
+    /// only records (and never calls it) spends nothing on playout.
+    pub fn pop_audio(&mut self, now: Instant) -> Frame {
+        self.playout_active = true;
+        self.playout.pop(now)
+    }
+
+    /// The jitter buffer's counters (late, lost, concealed, delays) for the call report.
+    pub fn jitter_stats(&self) -> JitterStats {
+        self.playout.stats()
+    }
+
+    /// The codec in use.
+    pub fn codec(&self) -> AudioCodec {
+        self.codec
     }
 
     fn frame_at(&self, k: usize) -> Instant {
@@ -676,7 +888,7 @@ impl MediaSession {
     /// `now` on the RTP clock, without the random offset.
     fn rtp_clock(&self, now: Instant) -> u32 {
         let ns = now.saturating_duration_since(self.start).as_nanos();
-        (ns * u128::from(Codec::CLOCK_RATE) / 1_000_000_000) as u32
+        (ns * u128::from(self.codec.clock_rate()) / 1_000_000_000) as u32
     }
 
     /// `now` as a 32.32 NTP timestamp.
@@ -697,30 +909,51 @@ impl MediaSession {
         let spf = self.samples_per_frame;
         let from = k * spf;
         let to = (from + spf).min(self.source.len());
-        let mut payload = Vec::with_capacity(spf);
-        self.config
-            .codec
-            .encode(&self.source[from..to], &mut payload);
-        payload.resize(spf, self.config.codec.silence());
-        let mut header = RtpPacket::new(
-            self.config.codec.payload_type(),
-            self.initial_seq.wrapping_add(k as u16),
-            self.initial_ts.wrapping_add((k * spf) as u32),
-            self.config.local_ssrc,
-            &payload,
-        );
+        if self.dtmf_tx.as_ref().is_some_and(DtmfSender::is_sending) {
+            // RFC 4733 §2.5.1.2: the events replace the audio; it resumes as a new talkspurt.
+            self.in_dtx = true;
+            return None;
+        }
+        let mut frame = self.source[from..to].to_vec();
+        // The last frame is padded with silence (G.711: the silence octet, as before).
+        frame.resize(spf, 0);
+        let payload = match self.encoder.encode(&frame) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                // DTX: nothing to send for this frame; the next packet starts a talkspurt.
+                self.in_dtx = true;
+                return None;
+            }
+            Err(_) => {
+                self.stats.transmit_errors += 1;
+                return None;
+            }
+        };
         // RFC 3551 §4.1: the marker flags the first packet of a talkspurt.
-        header.marker = k == 0;
+        let marker = k == 0 || std::mem::take(&mut self.in_dtx);
+        let ts = self.initial_ts.wrapping_add((k * spf) as u32);
+        let packet = self.build_rtp(self.codec.payload_type(), marker, ts, &payload)?;
+        self.sent_payload.extend_from_slice(&payload);
+        Some(packet)
+    }
+
+    fn next_event(&mut self, e: crate::dtmf::DtmfPacket) -> Option<Vec<u8>> {
+        let pt = self.options.telephone_event.as_ref()?.payload_type;
+        self.build_rtp(pt, e.marker, e.timestamp, &e.payload.to_bytes())
+    }
+
+    /// Builds and protects the next RTP packet on our sequence numbers, counting it.
+    fn build_rtp(&mut self, pt: u8, marker: bool, ts: u32, payload: &[u8]) -> Option<Vec<u8>> {
+        let seq = self.initial_seq.wrapping_add(self.packets_built);
+        self.packets_built = self.packets_built.wrapping_add(1);
+        let mut header = RtpPacket::new(pt, seq, ts, self.config.local_ssrc, payload);
+        header.marker = marker;
         let mut packet = Vec::with_capacity(header.len() + self.outbound.srtp_overhead());
-        // Invariant: the payload type is a G.711 one (< 128), no extension: write cannot fail.
-        header
-            .write(&mut packet)
-            .expect("G.711 header is always valid");
-        if self.outbound.protect_rtp(&mut packet).is_err() {
+        // Fails only for a payload type above 127 (a misconfigured dynamic number).
+        if header.write(&mut packet).is_err() || self.outbound.protect_rtp(&mut packet).is_err() {
             self.stats.transmit_errors += 1;
             return None;
         }
-        self.sent_payload.extend_from_slice(&payload);
         self.stats.rtp_sent += 1;
         self.stats.bytes_sent += payload.len() as u64;
         Some(packet)

@@ -11,11 +11,16 @@ use std::f64::consts::PI;
 /// Samples per second.
 pub const SAMPLE_RATE: u32 = 8000;
 
-/// SplitMix64 (Steele, Lea, Flood 2014): a tiny, seedable, portable generator.
-struct SplitMix64(u64);
+/// SplitMix64 (Steele, Lea, Flood 2014): a tiny, seedable, portable generator. Public so that
+/// tests can drive seeded network models (loss, jitter) with the same generator; not for
+/// anything secret.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
-    fn next(&mut self) -> u64 {
+    /// The next 64 random bits.
+    #[allow(clippy::should_implement_trait)] // an infinite generator, not an `Iterator`
+    pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -24,7 +29,7 @@ impl SplitMix64 {
     }
 
     /// Uniform in [lo, hi).
-    fn range(&mut self, lo: f64, hi: f64) -> f64 {
+    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
         lo + (hi - lo) * ((self.next() >> 11) as f64 / (1u64 << 53) as f64)
     }
 }

@@ -1,0 +1,274 @@
+//! `MediaSession` with the codec abstraction and its receive jitter buffer: an Opus call and a
+//! G.711 call over a simulated lossy, jittery network and clock, played out every 20 ms.
+
+use std::time::{Duration, Instant};
+
+mod common;
+use common::correlation;
+
+use chaincall_media::codec::AudioCodec;
+use chaincall_media::g711::Codec;
+use chaincall_media::jitter::Frame;
+use chaincall_media::sdp::TelephoneEvent;
+use chaincall_media::signal::{SplitMix64, speech_like};
+use chaincall_media::{MediaConfig, MediaError, MediaEvent, MediaOptions, MediaSession};
+use chaincall_srtp::{Profile, SrtpConfig, SrtpSession};
+
+fn srtp() -> SrtpSession {
+    let key: Vec<u8> = (0..30u8).map(|i| i.wrapping_mul(7)).collect();
+    SrtpSession::from_key_and_salt(SrtpConfig::new(Profile::AesCm128HmacSha1_80), &key).unwrap()
+}
+
+struct Outcome {
+    alice: MediaSession,
+    bob: MediaSession,
+    frames: Vec<Frame>,
+    /// DTMF digits Bob was told of, in order.
+    digits: String,
+}
+
+/// Alice sends `ms` of speech with `codec` to Bob over a network with `loss` and up to
+/// `jitter_ms` of extra delay (which reorders); Bob plays out every 20 ms.
+fn call(codec: AudioCodec, ms: u32, loss: f64, jitter_ms: f64, seed: u64) -> Outcome {
+    call_with_dtmf(codec, ms, loss, jitter_ms, seed, None)
+}
+
+/// As `call`, with `dtmf` digits sent by Alice one second in, over telephone-event on
+/// payload type 101 at 8 kHz (both sides negotiated it).
+fn call_with_dtmf(
+    codec: AudioCodec,
+    ms: u32,
+    loss: f64,
+    jitter_ms: f64,
+    seed: u64,
+    dtmf: Option<&str>,
+) -> Outcome {
+    let start = Instant::now();
+    let mut options = MediaOptions {
+        audio_codec: Some(codec),
+        initial_sequence: Some(65_500),
+        ..MediaOptions::default()
+    };
+    if dtmf.is_some() {
+        options.telephone_event = Some(TelephoneEvent {
+            payload_type: 101,
+            clock_rate: 8000,
+            events: vec![0..=16],
+        });
+    }
+    if jitter_ms == 0.0 {
+        // A perfect network: start at the smallest delay, so that playout never has to
+        // shrink it and every packet is played.
+        options.jitter.initial_delay = options.jitter.min_delay;
+    }
+    let config = |ssrc, name: &str| MediaConfig::new(Codec::Pcmu, ssrc, name);
+    let mut alice = MediaSession::with_options(
+        config(1, "alice"),
+        options.clone(),
+        srtp(),
+        srtp(),
+        speech_like(ms, seed),
+        start,
+    );
+    let mut bob =
+        MediaSession::with_options(config(2, "bob"), options, srtp(), srtp(), Vec::new(), start);
+    let mut rng = SplitMix64(seed);
+    let mut in_flight: Vec<(Instant, Vec<u8>)> = Vec::new();
+    let mut frames = Vec::new();
+    let mut now = start;
+    let end = start + Duration::from_millis(u64::from(ms) + 500);
+    let mut first = true;
+    let mut digits = String::new();
+    while now < end {
+        if let Some(d) = dtmf.filter(|_| now == start + Duration::from_secs(1)) {
+            alice.send_dtmf(d).unwrap();
+        }
+        for p in chaincall_io::drain(|| alice.poll_output(now)).transmits {
+            // The first packet always arrives (the jitter buffer's loss count starts there).
+            if first || rng.range(0.0, 1.0) >= loss {
+                let delay = 30.0 + rng.range(0.0, jitter_ms);
+                in_flight.push((now + Duration::from_secs_f64(delay / 1000.0), p.contents));
+            }
+            first = false;
+        }
+        in_flight.sort_by_key(|(at, _)| *at);
+        while in_flight.first().is_some_and(|(at, _)| *at <= now) {
+            let (_, datagram) = in_flight.remove(0);
+            if let MediaEvent::Dtmf(Some(e)) = bob.handle_input(&datagram, now).unwrap() {
+                digits.extend(e.digit);
+            }
+        }
+        frames.push(bob.pop_audio(now));
+        now += Duration::from_millis(20);
+    }
+    Outcome {
+        alice,
+        bob,
+        frames,
+        digits,
+    }
+}
+
+/// The best correlation of `recorded` with `original` over lags 0..=max.
+fn best_correlation(original: &[i16], recorded: &[i16], max: usize) -> (usize, f64) {
+    (0..=max)
+        .map(|lag| {
+            (
+                lag,
+                correlation(original, recorded.get(lag..).unwrap_or(&[])),
+            )
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap()
+}
+
+#[test]
+fn opus_call_records_and_plays_out_speech() {
+    let original = speech_like(3000, 4);
+    let o = call(AudioCodec::Opus { payload_type: 96 }, 3000, 0.0, 0.0, 4);
+    let sent = o.alice.stats().rtp_sent;
+    assert!(sent > 100, "{sent} packets");
+    assert_eq!(o.bob.received_payload(), o.alice.sent_payload());
+    // Recorded at 8 kHz, like the G.711 recording.
+    let recorded = o.bob.recorded_audio();
+    let (lag, corr) = best_correlation(&original, &recorded, 200);
+    println!(
+        "opus recording: {} samples, lag {lag}, correlation {corr:.3}",
+        recorded.len()
+    );
+    assert!(corr > 0.85, "correlation {corr:.3}");
+    // Played out at 48 kHz, 960 samples a frame.
+    assert!(o.frames.iter().all(|f| f.samples().len() == 960));
+    let decoded = o
+        .frames
+        .iter()
+        .filter(|f| matches!(f, Frame::Decoded(_)))
+        .count() as u64;
+    assert_eq!(decoded, sent);
+    assert_eq!(o.bob.codec(), AudioCodec::Opus { payload_type: 96 });
+}
+
+#[test]
+fn opus_call_over_loss_and_jitter_uses_fec_and_counts_everything() {
+    let o = call(AudioCodec::OPUS, 6000, 0.10, 40.0, 9);
+    let sent = o.alice.stats().rtp_sent;
+    let j = o.bob.jitter_stats();
+    println!("{j:?}");
+    // The last packets may be lost unseen; everything between first and last adds up.
+    assert!(
+        j.received + j.lost <= sent && j.received + j.lost + 5 >= sent,
+        "{j:?}"
+    );
+    assert_eq!(j.received, o.bob.stats().rtp_received);
+    assert!(j.fec_recovered > 0, "{j:?}");
+    let fec_frames = o
+        .frames
+        .iter()
+        .filter(|f| matches!(f, Frame::FecRecovered(_)))
+        .count() as u64;
+    assert_eq!(fec_frames, j.fec_recovered);
+    assert!(j.target_delay_ms >= 40, "{j:?}");
+}
+
+#[test]
+fn g711_playout_is_the_decoded_stream_when_nothing_is_lost() {
+    let original = speech_like(2000, 6);
+    let o = call(Codec::Pcma.into(), 2000, 0.0, 0.0, 6);
+    let played: Vec<i16> = o
+        .frames
+        .iter()
+        .skip_while(|f| matches!(f, Frame::Silence(_)))
+        .take_while(|f| matches!(f, Frame::Decoded(_)))
+        .flat_map(|f| f.samples().to_vec())
+        .collect();
+    assert_eq!(played.len(), original.len());
+    let mut expected = Vec::new();
+    let mut encoded = Vec::new();
+    Codec::Pcma.encode(&original, &mut encoded);
+    Codec::Pcma.decode(&encoded, &mut expected);
+    assert_eq!(played, expected);
+    assert_eq!(o.bob.recorded_audio(), expected);
+}
+
+#[test]
+fn dtmf_digits_cross_a_lossy_call_once_each_and_pause_the_audio() {
+    for (codec, seed) in [(AudioCodec::G711(Codec::Pcmu), 21), (AudioCodec::OPUS, 22)] {
+        let o = call_with_dtmf(codec, 3000, 0.10, 20.0, seed, Some("123#"));
+        assert_eq!(o.digits, "123#", "{codec}");
+        let j = o.bob.jitter_stats();
+        let sent = o.alice.stats().rtp_sent;
+        // Four events of four packets each went out in the audio's sequence numbers; they are
+        // neither audio nor lost.
+        assert!(j.other >= 12 && j.other <= 16, "{j:?}");
+        assert!(j.received + j.other + j.lost <= sent, "{j:?} of {sent}");
+        assert!(j.received + j.other + j.lost + 5 >= sent, "{j:?} of {sent}");
+        assert_eq!(o.bob.stats().rtp_received, j.received + j.other);
+    }
+    // Without a negotiated telephone-event there is nothing to send DTMF with, and a peer's
+    // telephone-event packets are an unexpected payload type.
+    let mut plain = call(Codec::Pcmu.into(), 100, 0.0, 0.0, 1);
+    assert_eq!(
+        plain.alice.send_dtmf("1"),
+        Err(MediaError::NoTelephoneEvent)
+    );
+    let with = call_with_dtmf(Codec::Pcmu.into(), 100, 0.0, 0.0, 1, Some(""));
+    let mut alice = with.alice;
+    assert_eq!(
+        alice.send_dtmf("12x"),
+        Err(MediaError::Dtmf(
+            chaincall_media::dtmf::DtmfError::NotADigit('x')
+        ))
+    );
+    alice.send_dtmf("5").unwrap();
+    // The event's packets come 50 ms apart: drain for a quarter second.
+    let start = Instant::now() + Duration::from_secs(5);
+    let transmits: Vec<_> = (0..6)
+        .flat_map(|i| {
+            let now = start + Duration::from_millis(50 * i);
+            chaincall_io::drain(|| alice.poll_output(now)).transmits
+        })
+        .collect();
+    let rejected = transmits
+        .iter()
+        .map(|p| plain.bob.handle_input(&p.contents, start))
+        .filter(|r| matches!(r, Err(MediaError::UnexpectedPayloadType(101))))
+        .count();
+    assert_eq!(rejected, 4, "{} packets", transmits.len());
+}
+
+#[test]
+fn a_hostile_opus_peer_cannot_inflate_the_recording() {
+    let start = Instant::now();
+    let options = MediaOptions {
+        audio_codec: Some(AudioCodec::OPUS),
+        max_recorded_octets: 100,
+        ..MediaOptions::default()
+    };
+    let mut bob = MediaSession::with_options(
+        MediaConfig::new(Codec::Pcmu, 2, "bob"),
+        options,
+        srtp(),
+        srtp(),
+        Vec::new(),
+        start,
+    );
+    // One-octet Opus packets (a TOC byte: 20 ms each) with large sequence and timestamp jumps.
+    let mut peer = srtp();
+    for k in 0..100u16 {
+        let payload = [0xFC];
+        let p = chaincall_media::rtp::RtpPacket::new(
+            111,
+            k.wrapping_mul(300),
+            u32::from(k) * 400_000,
+            7,
+            &payload,
+        );
+        let mut buf = Vec::new();
+        p.write(&mut buf).unwrap();
+        peer.protect_rtp(&mut buf).unwrap();
+        let _ = bob.handle_input(&buf, start);
+    }
+    let recorded = bob.recorded_audio();
+    // 100 octets of G.711 would be 100 samples plus as much fill: the same bound applies.
+    assert!(recorded.len() <= 200, "{} samples", recorded.len());
+}
