@@ -41,7 +41,7 @@ enum Command {
     Mikey(cmd::mikey::MikeyArgs),
     /// The SIP server: `sipd serve --config FILE`, `sipd add-user`.
     Sipd(cmd::sipd::SipdArgs),
-    /// The wallet-management server: `wallet serve --config FILE`.
+    /// The wallet-management server: `wallet serve --config FILE`, `wallet admin list|show|…`.
     Wallet(cmd::wallet::WalletArgs),
     /// A development app store: `store keygen`, `store issue-receipt` (Google Play format).
     Store(cmd::store::StoreArgs),

@@ -197,6 +197,39 @@ fn the_same_with_kamailio_in_sipds_place() {
     }
 }
 
+/// Without `--checkpoint` and with its node down, `init` still writes the network, says that
+/// nothing was pinned and what that leaves: sipd believing its node, each phone pinning at
+/// `phone init`.
+#[test]
+fn init_with_its_node_down_says_nothing_was_pinned() {
+    let home = tempfile::tempdir().unwrap();
+    let down = format!("http://127.0.0.1:{}", chaincall_testkit::free_tcp_port());
+    let out = chaincall(home.path())
+        .args([
+            "init",
+            "net",
+            "--deployer-key",
+            "deployer.key",
+            "--rpc",
+            &down,
+        ])
+        .output()
+        .unwrap();
+    chaincall_testkit::assert_success(&out, "init with the node down");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("not pinned: cannot read block 0 from {down}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("trust = \"provider\""), "{stdout}");
+    let net = home.path().join("net");
+    let sipd = std::fs::read_to_string(net.join("sipd.toml")).unwrap();
+    assert!(sipd.contains("\ntrust = \"provider\"\n"), "{sipd}");
+    assert!(!sipd.contains("\ncheckpoint = "), "{sipd}");
+    let phone = std::fs::read_to_string(net.join("phone1/phone.toml")).unwrap();
+    assert!(phone.contains("\n# trust = \"0:0x…\"\n"), "{phone}");
+}
+
 /// `init`, then the README's commands in order; with `kamailio`, its Kamailio alternative.
 fn day_one(kamailio: Option<PathBuf>) {
     let Some(init) = common::init_network() else {
@@ -212,6 +245,16 @@ fn day_one(kamailio: Option<PathBuf>) {
             !String::from_utf8_lossy(&text).contains(deployer_hex.as_str()),
             "the deployer's key is copied"
         );
+    }
+
+    // No --checkpoint: init pinned the node's block 0 for sipd and every phone alike.
+    let pin = format!("0:{}", common::genesis(&init.node.url()));
+    let sipd = std::fs::read_to_string(net.join("sipd.toml")).unwrap();
+    let pinned = format!("trust = \"checkpoint\"\ncheckpoint = \"{pin}\"\n");
+    assert!(sipd.contains(&pinned), "{sipd}");
+    for k in 1..=2 {
+        let phone = std::fs::read_to_string(net.join(format!("phone{k}/phone.toml"))).unwrap();
+        assert!(phone.contains(&format!("\ntrust = \"{pin}\"\n")), "{phone}");
     }
 
     let alternative = KamailioSteps::from_readme(&readme);

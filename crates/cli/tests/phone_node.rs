@@ -6,11 +6,14 @@
 //! after the config's `onboard_timeout_secs`, saying that rerunning is safe; so does a frozen wallet
 //! server behind a working node.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 
 use chaincall_chain::AnvilProcess;
+use common::genesis;
 
 const PASSPHRASE: &str = "correct horse battery";
 
@@ -60,23 +63,6 @@ fn write_config(home: &Path, url: &str, extra: &str) {
         ),
     )
     .unwrap();
-}
-
-/// Block 0's hash on the node at `url`.
-fn genesis(url: &str) -> String {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        use alloy::providers::{Provider, RootProvider};
-        let provider = RootProvider::<alloy::network::Ethereum>::new_http(url.parse().unwrap());
-        let block: serde_json::Value = provider
-            .raw_request("eth_getBlockByNumber".into(), ("0x0", false))
-            .await
-            .unwrap();
-        block["hash"].as_str().unwrap().to_owned()
-    })
 }
 
 #[test]

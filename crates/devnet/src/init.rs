@@ -103,20 +103,95 @@ pub struct InitOptions {
     #[arg(long, value_name = "FILE")]
     pub deployer_key: PathBuf,
     /// A block checked out of band, `NUMBER:HASH`: sipd and the phones prove keys against it.
-    /// Without it sipd believes its node (`trust = "provider"`) and each phone pins its node's
-    /// block 0 at `phone init` (trust on first use).
+    /// Without it `init` pins the node's block 0 when the node answers (trust on first use, once
+    /// for every part); when it does not, sipd believes its node (`trust = "provider"`) and each
+    /// phone pins block 0 at `phone init`.
     #[arg(long, value_name = "NUMBER:HASH")]
     pub checkpoint: Option<String>,
+    /// True when `checkpoint` is the node's block 0 pinned by `init` itself, not one given: the
+    /// files then say so. Not an option.
+    #[arg(skip)]
+    pub checkpoint_pinned: bool,
     /// Kamailio's module folder, for `kamailio.cfg`.
     #[arg(long, value_name = "DIR", default_value = KAMAILIO_MODULES)]
     pub kamailio_modules: PathBuf,
 }
 
 impl InitArgs {
-    /// Writes the network (see [`write`]).
+    /// Writes the network (see [`write`]). Without `--checkpoint`, first pins the node's block 0
+    /// ([`node_genesis`]) when the node answers; when it does not, the output says what that
+    /// leaves (sipd believing its node).
     pub fn run(&self) -> Result<Written> {
-        write(&self.options, &self.dir, self.force)
+        let mut options = self.options.clone();
+        let mut note = None;
+        if options.checkpoint.is_none() {
+            match node_genesis(&options.rpc_url, options.chain_id) {
+                Ok(pin) => {
+                    options.checkpoint = Some(pin);
+                    options.checkpoint_pinned = true;
+                }
+                Err(e) => {
+                    note = Some(format!(
+                        "not pinned: {e:#}; sipd.toml trusts its node (trust = \"provider\") and \
+                         each phone pins block 0 at `phone init`. Rerun with the node up, or with \
+                         --checkpoint NUMBER:HASH, to pin one block for every part"
+                    ));
+                }
+            }
+        }
+        let mut written = write(&options, &self.dir, self.force)?;
+        written.note = note.or_else(|| {
+            let pin = options
+                .checkpoint
+                .as_deref()
+                .filter(|_| options.checkpoint_pinned)?;
+            Some(format!(
+                "pinned the node's block 0, {pin}, in sipd.toml and every phone.toml (trust on \
+                 first use: compare it with a source you trust)"
+            ))
+        });
+        Ok(written)
     }
+}
+
+/// How long [`node_genesis`] waits for the node.
+pub const PIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Block 0 of the node at `rpc_url` as a checkpoint, `0:0xHASH`: what `init` pins when no
+/// `--checkpoint` is given, so sipd proves keys too and every part trusts the same chain from the
+/// start. Refused when the node does not answer within [`PIN_TIMEOUT`], reports another chain
+/// than `chain_id`, or is so far past block 0 that lookups could not link back to it
+/// ([`chaincall_chain::verified::MAX_HEADER_FETCH`]: such a chain needs a recent `--checkpoint`).
+pub fn node_genesis(rpc_url: &str, chain_id: Option<u64>) -> Result<String> {
+    use chaincall_chain::{KeystoreChain as _, RpcChain, RpcConfig};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let config = RpcConfig {
+            expected_chain_id: chain_id,
+            ..RpcConfig::default()
+        };
+        let ask = async {
+            let chain = RpcChain::connect(rpc_url, config).await?;
+            let head = chain.block_number().await?;
+            Ok::<_, chaincall_chain::ChainError>((head, chain.block_header(0).await?))
+        };
+        let (head, genesis) = tokio::time::timeout(PIN_TIMEOUT, ask)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!("the node at {rpc_url} did not answer within {PIN_TIMEOUT:?}")
+            })?
+            .with_context(|| format!("cannot read block 0 from {rpc_url}"))?;
+        let limit = chaincall_chain::verified::MAX_HEADER_FETCH;
+        ensure!(
+            head <= limit,
+            "the node at {rpc_url} is {head} blocks past block 0, more than lookups link back \
+             ({limit}); give a recent block with --checkpoint NUMBER:HASH"
+        );
+        Ok(format!("0:{}", genesis.hash_slow()))
+    })
 }
 
 impl InitOptions {
@@ -186,6 +261,15 @@ pub struct InitFile {
     pub path: PathBuf,
     /// The text.
     pub text: String,
+}
+
+/// The comment above a checkpoint `init` pinned itself; nothing for one the operator gave.
+fn pinned_comment(o: &InitOptions) -> &'static str {
+    if o.checkpoint_pinned {
+        "# Pinned by `chaincall init` from rpc_url's block 0: trust on first use.\n"
+    } else {
+        ""
+    }
 }
 
 /// A TOML string literal (quoted and escaped).
@@ -269,7 +353,11 @@ pub fn render(o: &InitOptions, dir: &Path) -> Result<Vec<InitFile>> {
             (
                 "TRUST",
                 match &o.checkpoint {
-                    Some(c) => format!("trust = \"checkpoint\"\ncheckpoint = {}", toml_str(c)),
+                    Some(c) => format!(
+                        "{}trust = \"checkpoint\"\ncheckpoint = {}",
+                        pinned_comment(o),
+                        toml_str(c)
+                    ),
                     None => {
                         "# No checkpoint was given to `chaincall init`: rpc_url is your own node.\n\
                              trust = \"provider\""
@@ -329,7 +417,7 @@ pub fn render(o: &InitOptions, dir: &Path) -> Result<Vec<InitFile>> {
                 (
                     "TRUST",
                     match &o.checkpoint {
-                        Some(c) => format!("trust = {}", toml_str(c)),
+                        Some(c) => format!("{}trust = {}", pinned_comment(o), toml_str(c)),
                         None => r#"# trust = "0:0x…""#.to_owned(),
                     },
                 ),
@@ -407,6 +495,8 @@ pub struct Written {
     pub dir: PathBuf,
     /// Every file written or kept, relative to DIR.
     pub files: Vec<PathBuf>,
+    /// What the operator should know about the trust pinned (or not), printed before the README.
+    pub note: Option<String>,
 }
 
 /// One written path per line, then where the commands are: what `chaincall init` prints.
@@ -414,6 +504,9 @@ impl std::fmt::Display for Written {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for file in &self.files {
             writeln!(f, "{}", self.dir.join(file).display())?;
+        }
+        if let Some(note) = &self.note {
+            writeln!(f, "{note}")?;
         }
         write!(
             f,
@@ -476,6 +569,7 @@ pub fn write(o: &InitOptions, dir: &Path, force: bool) -> Result<Written> {
     Ok(Written {
         dir,
         files: written,
+        note: None,
     })
 }
 
@@ -508,6 +602,25 @@ mod tests {
         }
     }
 
+    /// A checkpoint `init` pinned itself is marked as trust on first use in every file that
+    /// holds it; one the operator gave is not.
+    #[test]
+    fn a_checkpoint_pinned_by_init_is_marked_as_trust_on_first_use() {
+        let dir = Path::new("/srv/net");
+        let mut o = custom();
+        let mark = "# Pinned by `chaincall init` from rpc_url's block 0: trust on first use.\n";
+        let marked = |o: &InitOptions| {
+            let files = render(o, dir).unwrap();
+            ["sipd.toml", "phone1/phone.toml"].map(|p| {
+                let f = files.iter().find(|f| f.path == Path::new(p)).unwrap();
+                f.text.contains(&format!("{mark}trust = "))
+            })
+        };
+        assert_eq!(marked(&o), [false, false]);
+        o.checkpoint_pinned = true;
+        assert_eq!(marked(&o), [true, true]);
+    }
+
     /// Options unlike the example's in every field a file shares with another.
     fn custom() -> InitOptions {
         let domain = DomainName::parse("sip.operator.test").unwrap();
@@ -527,6 +640,7 @@ mod tests {
             last_number: PhoneNumber::parse("+4930199").unwrap(),
             deployer_key: "/keys/deployer.key".into(),
             checkpoint: Some(format!("7:0x{}", "ab".repeat(32))),
+            checkpoint_pinned: false,
             kamailio_modules: KAMAILIO_MODULES.into(),
         }
     }

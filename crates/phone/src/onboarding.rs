@@ -75,8 +75,9 @@ pub enum OnboardingError {
     /// The key file could not be rewritten with the SIP password.
     #[error("cannot update {}", .0.display())]
     Save(PathBuf, #[source] PhoneError),
-    /// The receipt file could not be read (or is readable by group or others).
-    #[error("cannot read the receipt {}", .0.display())]
+    /// The receipt file could not be read (or is readable by group or others). The path is
+    /// named by the source (every `SecretFileError` names its file), so not here again.
+    #[error("cannot read the receipt")]
     Receipt(PathBuf, #[source] chaincall_identity::SecretFileError),
     /// The receipt file holds no receipt.
     #[error(
@@ -767,6 +768,26 @@ pub(crate) mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = read_receipt(&path).unwrap_err();
         assert!(matches!(e, OnboardingError::Receipt(..)), "{e:?}");
+        // The printed chain names the file once, with the fix.
+        let shown = chaincall_io::ErrorChain(&e).to_string();
+        let name = path.display().to_string();
+        assert_eq!(
+            shown.matches(&format!("chmod 600 {name}")).count(),
+            1,
+            "{shown}"
+        );
+        assert_eq!(
+            shown.matches(&name).count(),
+            2,
+            "the mode and the fix: {shown}"
+        );
+        assert!(
+            shown.starts_with(&format!("cannot read the receipt: {name} has mode 0644")),
+            "{shown}"
+        );
+        let missing = read_receipt(&dir.path().join("none.json")).unwrap_err();
+        let shown = chaincall_io::ErrorChain(&missing).to_string();
+        assert_eq!(shown.matches("none.json").count(), 1, "{shown}");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         read_receipt(&path).unwrap();
         std::fs::write(&path, "not json").unwrap();

@@ -11,7 +11,8 @@
 //! | GET | `/v1/openapi.json` | — | OpenAPI 3.0 description |
 //! | GET | `/healthz`, `/readyz`, `/metrics` | — | liveness, readiness, Prometheus text ([`crate::health`]) |
 //! | GET | `/v1/admin/onboardings?state=all\|pending\|<state>` | — | list (default `all`, up to 1000, oldest first) |
-//! | POST | `/v1/admin/onboardings/{receipt_id}/retry` | — | the row |
+//! | GET | `/v1/admin/onboardings/{receipt_id}` | — | the row in full; 404 `onboarding_not_found` |
+//! | POST | `/v1/admin/onboardings/{receipt_id}/retry` | — | the row; 409 `not_retryable` when provisioned or revoked |
 //! | POST | `/v1/credentials` | [`CredentialsRequest`] signed by the number's on-chain key | [`CredentialsAnswer`](crate::credentials::CredentialsAnswer): the SIP password, sealed to that key |
 //! | POST | `/v1/admin/subscribers/{phone}/revoke` | — | [`RevokeOutcome`](crate::service::RevokeOutcome) |
 //! | POST | `/v1/admin/subscribers/{phone}/credentials/rotate` | — | [`RotateOutcome`](crate::credentials::RotateOutcome) |
@@ -263,6 +264,18 @@ async fn admin_list<C: ServerChain>(
     Ok(with_status(200, state.service.admin_list(which).await?))
 }
 
+async fn admin_show<C: ServerChain>(
+    State(state): State<Shared<C>>,
+    headers: HeaderMap,
+    Path(receipt_id): Path<String>,
+) -> Result<Response, ApiError> {
+    check_admin(&state, &headers)?;
+    Ok(with_status(
+        200,
+        state.service.admin_show(&receipt_id).await?,
+    ))
+}
+
 async fn admin_retry<C: ServerChain>(
     State(state): State<Shared<C>>,
     headers: HeaderMap,
@@ -348,6 +361,7 @@ pub fn router<C: ServerChain>(state: Arc<AppState<C>>, max_body_bytes: usize) ->
         .route("/v1/credentials", post(credentials::<C>))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/admin/onboardings", get(admin_list::<C>))
+        .route("/v1/admin/onboardings/{receipt_id}", get(admin_show::<C>))
         .route(
             "/v1/admin/onboardings/{receipt_id}/retry",
             post(admin_retry::<C>),
@@ -422,6 +436,7 @@ mod tests {
             "/v1/number/code",
             "/v1/status/{receipt_id}",
             "/v1/admin/onboardings",
+            "/v1/admin/onboardings/{receipt_id}",
             "/v1/admin/onboardings/{receipt_id}/retry",
             "/v1/admin/subscribers/{phone}/revoke",
             "/v1/credentials",

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::receipt::ReceiptError;
+use crate::wire::State;
 
 /// An API failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -107,6 +108,17 @@ pub enum ApiError {
     /// Not found.
     #[error("not found")]
     NotFound,
+    /// No onboarding has this receipt id (admin show and retry).
+    #[error("no onboarding has this receipt id")]
+    OnboardingNotFound,
+    /// An admin retry of an onboarding a retry cannot move: it is done, or revoked for good.
+    #[error("this onboarding is {state}: {why}")]
+    NotRetryable {
+        /// Where it stands.
+        state: State,
+        /// Why a retry would do nothing.
+        why: &'static str,
+    },
     /// The number is not one this server hands out (outside its configured ranges).
     #[error("this number is not in a range this server assigns")]
     NumberNotInRange,
@@ -256,6 +268,8 @@ impl ApiError {
             Self::RateLimited => "rate_limited",
             Self::Unauthorized => "unauthorized",
             Self::NotFound => "not_found",
+            Self::OnboardingNotFound => "onboarding_not_found",
+            Self::NotRetryable { .. } => "not_retryable",
             Self::NumberNotInRange => "number_not_in_range",
             Self::NumberUnavailable => "number_unavailable",
             Self::NumbersExhausted => "numbers_exhausted",
@@ -290,7 +304,10 @@ impl ApiError {
             | Self::CodeExpired
             | Self::CodeAttemptsExceeded
             | Self::RecoveryNotAuthorized => 403,
-            Self::UnknownReceipt | Self::NotFound | Self::NotRecoverable => 404,
+            Self::UnknownReceipt
+            | Self::NotFound
+            | Self::OnboardingNotFound
+            | Self::NotRecoverable => 404,
             Self::Replayed
             | Self::ReceiptReused
             | Self::Mismatch { .. }
@@ -303,6 +320,7 @@ impl ApiError {
             | Self::RecoveryInProgress
             | Self::NumberUnavailable
             | Self::NumbersExhausted
+            | Self::NotRetryable { .. }
             | Self::Revoked => 409,
             Self::Failed { .. } => 422,
             Self::RateLimited | Self::CodeRateLimited => 429,

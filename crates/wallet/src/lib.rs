@@ -15,6 +15,8 @@
 //! | [`credentials`] | SIP passwords: per-subscriber derivation, rotation, `/v1/credentials` signed by the on-chain key |
 //! | [`api`] | the axum HTTP API, rate limits, admin token, OpenAPI |
 //! | [`server`] | assembling and running it from a [`config::WalletConfig`] |
+//! | [`admin_client`] | the operator's side: the admin API's client and the tables `chaincall wallet admin` prints |
+//! | `admin_cli` | `chaincall wallet admin`'s arguments and runner (feature `cli`) |
 //! | [`client`] | the phone's side: HTTP client and [`client::onboard_phone`], [`WalletClient::sip_password`] |
 //! | [`testing`] | helpers for tests and demos: configuration files, test purchases, on-chain counts |
 //! | [`wire`] | the onboarding [`wire::State`] and [`OnboardingStatus`] server and client exchange |
@@ -22,7 +24,7 @@
 //! The cargo feature `server` (on by default) builds the server: `api`, `chain`, `config`, `db`,
 //! `dev_store`, `machine`, `number`, `server`, `service`, `subscriber`, `testing` and their
 //! dependencies (axum, sqlx, the SMPP client). Without it (`default-features = false`) the crate is
-//! the phone's side only: [`client`], [`credentials`]' request and answer, [`error`]'s wire body,
+//! the phone's side only: [`admin_client`], [`client`], [`credentials`]' request and answer, [`error`]'s wire body,
 //! [`payload`], [`receipt`] and [`wire`].
 //!
 //! The onboarding of one receipt: `received → funding → funded → pending_seen → approved →
@@ -35,6 +37,7 @@
 
 // The phone's side — the client and the wire types it exchanges — builds without the `server`
 // feature, so an app embedding it links neither axum nor sqlx nor the SMS gateway.
+pub mod admin_client;
 pub mod client;
 pub mod credentials;
 pub mod error;
@@ -42,6 +45,8 @@ pub mod payload;
 pub mod receipt;
 pub mod wire;
 
+#[cfg(feature = "cli")]
+pub mod admin_cli;
 #[cfg(feature = "server")]
 pub mod api;
 #[cfg(feature = "server")]

@@ -49,7 +49,6 @@ use alloy::sol_types::SolCall;
 use chaincall_chain::contract::IKeystore;
 use chaincall_chain::{ChainError, ClientEntry, ClientId, PrivateKeySigner};
 use chaincall_identity::{IdentityKey, IdentityName, KeyStatus, PhoneNumber, PublicIdentityKey};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::chain::{
@@ -66,7 +65,7 @@ use crate::payload::{
 };
 use crate::receipt::{Purchase, ReceiptPolicy};
 use crate::subscriber::SubscriberTable;
-pub use crate::wire::OnboardingStatus;
+pub use crate::wire::{AdminOnboarding, OnboardingStatus, RecoveryGrant, RevokeOutcome};
 
 /// How long the operator's authorisation to recover a number holds when the admin request names no
 /// `ttl_secs`.
@@ -181,58 +180,26 @@ impl OnboardingStatus {
     }
 }
 
-/// An onboarding as administrators see it (adds the number and key).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AdminOnboarding {
-    /// Public view.
-    #[serde(flatten)]
-    pub status: OnboardingStatus,
-    /// E.164 number.
-    pub phone: String,
-    /// Declared key, hex.
-    pub public_key: String,
-    /// Failure message.
-    pub failure_message: Option<String>,
-    /// Failed attempts since the last progress.
-    pub attempts: i64,
-    /// Created, ms since the epoch.
-    pub created_at: i64,
-    /// Provisioned, ms since the epoch.
-    pub provisioned_at: Option<i64>,
-}
-
+/// Built from a database row here; the type lives in [`crate::wire`] for clients without the
+/// `server` feature.
 impl AdminOnboarding {
     fn of(row: &Onboarding) -> Self {
         Self {
-            status: OnboardingStatus::of(row),
+            // The number is this type's own `phone`: the flattened status must not write the key a
+            // second time (a JSON object with a duplicate key, which strict parsers refuse).
+            status: OnboardingStatus {
+                phone: None,
+                ..OnboardingStatus::of(row)
+            },
             phone: row.phone.clone(),
             public_key: hex::encode(&row.public_key),
             failure_message: row.failure_message.clone(),
             attempts: i64::from(row.attempts),
             created_at: row.created_at.as_millis(),
+            updated_at: row.updated_at.as_millis(),
             provisioned_at: row.provisioned_at.map(Timestamp::as_millis),
         }
     }
-}
-
-/// The operator's authorisation to recover a number (`assigned` verifier).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RecoveryGrant {
-    /// The number.
-    pub phone: String,
-    /// Until when it may be used once, ms since the epoch.
-    pub expires_at: i64,
-}
-
-/// What a revocation did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RevokeOutcome {
-    /// The number.
-    pub phone: String,
-    /// The `revokeClient` transaction, if one was needed.
-    pub revoke_tx_hash: Option<String>,
-    /// Whether a SIP row was deleted.
-    pub sip_row_deleted: bool,
 }
 
 enum Job {
@@ -1771,13 +1738,39 @@ impl<C: ServerChain> Service<C> {
         Ok(rows.iter().map(AdminOnboarding::of).collect())
     }
 
+    /// Admin: one onboarding in full.
+    pub async fn admin_show(&self, receipt_id: &str) -> Result<AdminOnboarding, ApiError> {
+        let row = self.db.get(receipt_id).await.map_err(internal)?;
+        row.map(|row| AdminOnboarding::of(&row))
+            .ok_or(ApiError::OnboardingNotFound)
+    }
+
     /// Admin: makes a row due now (a failed row goes back to what its recorded facts allow).
+    /// Refused with [`ApiError::NotRetryable`] for a provisioned or revoked row: a retry would
+    /// change nothing, and the operator should learn that rather than see a 200.
     pub async fn admin_retry(
         self: &Arc<Self>,
         receipt_id: &str,
     ) -> Result<AdminOnboarding, ApiError> {
+        let state = self
+            .db
+            .get(receipt_id)
+            .await
+            .map_err(internal)?
+            .ok_or(ApiError::OnboardingNotFound)?
+            .state;
+        let why = match state {
+            State::Provisioned => {
+                "it is done; nothing to retry (`revoke` and `rotate-credentials` act on it)"
+            }
+            State::Revoked => "a revoked subscriber is not driven again",
+            _ => "",
+        };
+        if !why.is_empty() {
+            return Err(ApiError::NotRetryable { state, why });
+        }
         if !self.db.retry(receipt_id).await.map_err(internal)? {
-            return Err(ApiError::NotFound);
+            return Err(ApiError::OnboardingNotFound);
         }
         let row = self.drive_and_wait(receipt_id).await?;
         Ok(AdminOnboarding::of(&row))

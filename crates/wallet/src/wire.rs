@@ -1,7 +1,8 @@
 //! The JSON the wallet server and its clients exchange that is not specific to one request kind:
-//! an onboarding's [`State`] and the [`OnboardingStatus`] the server answers. It lives apart from
+//! an onboarding's [`State`] and the [`OnboardingStatus`] the server answers, and what the admin
+//! API answers ([`AdminOnboarding`], [`RevokeOutcome`], [`RecoveryGrant`]). It lives apart from
 //! the server's modules ([`crate::db`], [`crate::service`], which re-export it) so that a client
-//! built without the `server` feature has it too.
+//! built without the `server` feature (the phone, [`crate::admin_client`]) has it too.
 
 use std::fmt;
 use std::str::FromStr;
@@ -168,4 +169,48 @@ impl OnboardingStatus {
     pub fn is_funded(&self) -> bool {
         is_funded(self.state)
     }
+}
+
+/// An onboarding as administrators see it (adds the number and key): the rows of
+/// `GET /v1/admin/onboardings` and the answer of `GET /v1/admin/onboardings/{receipt_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminOnboarding {
+    /// Public view.
+    #[serde(flatten)]
+    pub status: OnboardingStatus,
+    /// E.164 number.
+    pub phone: String,
+    /// Declared key, hex.
+    pub public_key: String,
+    /// Failure message.
+    pub failure_message: Option<String>,
+    /// Failed attempts since the last progress.
+    pub attempts: i64,
+    /// Created, ms since the epoch.
+    pub created_at: i64,
+    /// Last change, ms since the epoch (0 from servers that predate the field).
+    #[serde(default)]
+    pub updated_at: i64,
+    /// Provisioned, ms since the epoch.
+    pub provisioned_at: Option<i64>,
+}
+
+/// The operator's authorisation to recover a number (`assigned` verifier).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryGrant {
+    /// The number.
+    pub phone: String,
+    /// Until when it may be used once, ms since the epoch.
+    pub expires_at: i64,
+}
+
+/// What a revocation did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeOutcome {
+    /// The number.
+    pub phone: String,
+    /// The `revokeClient` transaction, if one was needed.
+    pub revoke_tx_hash: Option<String>,
+    /// Whether a SIP row was deleted.
+    pub sip_row_deleted: bool,
 }

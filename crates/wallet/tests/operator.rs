@@ -83,7 +83,8 @@ async fn probes_answer_and_metrics_move_with_an_onboarding() {
     s.stop().await;
 }
 
-/// Without `state` the admin list shows every onboarding, whatever its state; `state=all` too.
+/// Without `state` the admin list shows every onboarding, whatever its state; `state=all` too;
+/// another value is a 400, as the OpenAPI document says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_list_defaults_to_every_onboarding_and_accepts_all() {
     let (_dir, s) = embedded().await;
@@ -117,6 +118,18 @@ async fn admin_list_defaults_to_every_onboarding_and_accepts_all() {
         )
         .await;
     assert_eq!(st, 400, "{err}");
+    assert_eq!(err["error"]["code"], "invalid_field", "{err}");
+
+    // The OpenAPI document says so: `all` is the default, a bad value is a 400.
+    let (_, doc) = s.admin("GET", "/v1/openapi.json", None).await;
+    let list = &doc["paths"]["/v1/admin/onboardings"]["get"];
+    assert_eq!(list["parameters"][0]["schema"]["default"], "all");
+    assert!(
+        list["responses"]["400"]["description"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("invalid_field")),
+        "{list}"
+    );
     s.stop().await;
 }
 

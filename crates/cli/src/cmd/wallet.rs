@@ -1,5 +1,6 @@
 //! `chaincall wallet serve --config FILE`: the wallet-management server (see `chaincall-wallet`
-//! and its `wallet.example.toml`). Stops gracefully on SIGINT or SIGTERM.
+//! and its `wallet.example.toml`). Stops gracefully on SIGINT or SIGTERM. `chaincall wallet admin`
+//! (`chaincall_wallet::admin_cli`) operates a running one.
 
 use std::path::PathBuf;
 
@@ -21,11 +22,19 @@ enum WalletCommand {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Operate a running server: `admin list|show|retry|revoke|rotate-credentials|…`.
+    Admin(chaincall_wallet::admin_cli::AdminArgs),
 }
 
 /// Runs `chaincall wallet …`.
 pub(crate) fn run(args: WalletArgs) -> Result<()> {
-    let WalletCommand::Serve { config } = args.command;
+    let config = match args.command {
+        WalletCommand::Serve { config } => config,
+        WalletCommand::Admin(admin) => {
+            print!("{}", crate::block_on(admin.run())??);
+            return Ok(());
+        }
+    };
     let config = chaincall_wallet::WalletConfig::load(&config)?;
     Ok(crate::block_on(async {
         chaincall_wallet::server::run(config, super::shutdown_signal()).await

@@ -2,7 +2,8 @@
 //! `store keygen`, `keystore publish-server`, `wallet serve`, `sipd serve` with TLS-PSK and digest
 //! auth), onboarded phones in it, and long-running `chaincall` processes whose output lines are
 //! collected: shared by phone.rs and services.rs; and the network `chaincall init` writes, with
-//! its README's commands, shared by init.rs and packaging.rs.
+//! its README's commands, shared by init.rs and packaging.rs; block 0's hash, by init.rs and
+//! phone_node.rs.
 
 #![allow(dead_code)]
 
@@ -338,6 +339,23 @@ impl Net {
                 .unwrap_or_else(|e| panic!("{method}: {e}"))
         })
     }
+}
+
+/// Block 0's hash on the node at `url`.
+pub(crate) fn genesis(url: &str) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use alloy::providers::{Provider, RootProvider};
+        let provider = RootProvider::<alloy::network::Ethereum>::new_http(url.parse().unwrap());
+        let block: serde_json::Value = provider
+            .raw_request("eth_getBlockByNumber".into(), ("0x0", false))
+            .await
+            .unwrap();
+        block["hash"].as_str().unwrap().to_owned()
+    })
 }
 
 /// Writes a secret file as a careful user would: mode 0600.
