@@ -1,0 +1,527 @@
+//! Capture and playback on a cpal device: 20 ms mono `i16` frames at the phone's rate, handed
+//! across bounded lock-free rings between the audio callback thread and the phone's task.
+//!
+//! The callbacks only convert samples (format, channels) and move them through the ring: no
+//! locks, no allocation, no waiting, so a slow phone task can never stall the sound card. When a
+//! ring is full the newest samples are dropped (an overrun); when playback runs dry it plays
+//! silence (an underrun). Both are counted in [`StreamStats`]. Rate conversion, when the device
+//! cannot run at the phone's rate, happens on the phone's side of the ring.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use cpal::traits::{DeviceTrait, StreamTrait};
+use cpal::{FromSample, Sample, SampleFormat, SizedSample};
+
+use crate::enumerate::{DeviceSelector, find_device};
+use crate::error::{DeviceError, Direction, StreamFailure};
+use crate::resample::StreamResampler;
+use crate::ring::{Consumer, Producer, ring};
+use crate::source::{AudioSink, AudioSource, FrameResult};
+
+/// Frame duration the phone works in (RTP packetisation for G.711 and Opus).
+pub const FRAME_MS: u32 = 20;
+
+/// Which device to open and at what rate the phone wants its frames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamOptions {
+    /// The device.
+    pub device: DeviceSelector,
+    /// The phone's rate in Hz: 48000 for Opus, 8000 for G.711.
+    pub sample_rate: u32,
+    /// How much audio the ring between callback and phone holds, in milliseconds: the most the
+    /// phone's task may lag behind the device before samples are dropped.
+    pub buffer_ms: u32,
+}
+
+impl StreamOptions {
+    /// `device` at `sample_rate` Hz with a 200 ms ring.
+    pub fn new(device: DeviceSelector, sample_rate: u32) -> Self {
+        Self {
+            device,
+            sample_rate,
+            buffer_ms: 200,
+        }
+    }
+
+    /// Samples in one 20 ms frame at the phone's rate.
+    pub fn frame_len(&self) -> usize {
+        samples_in(self.sample_rate, FRAME_MS)
+    }
+}
+
+fn samples_in(rate: u32, ms: u32) -> usize {
+    (u64::from(rate) * u64::from(ms) / 1000) as usize
+}
+
+/// Counters of one stream, for the call report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StreamStats {
+    /// Frames the phone read (capture) or wrote (playback).
+    pub frames: u64,
+    /// Samples dropped because the ring was full: capture, the phone read too slowly; playback,
+    /// it wrote faster than the device plays.
+    pub overrun_samples: u64,
+    /// Playback only: samples of silence played because the phone had written nothing yet.
+    pub underrun_samples: u64,
+    /// Over- and underruns the audio system itself reported (ALSA xruns).
+    pub device_xruns: u64,
+}
+
+/// What the callback thread and the error callback tell the phone's side.
+#[derive(Debug, Default)]
+struct Health {
+    overruns: AtomicU64,
+    underruns: AtomicU64,
+    xruns: AtomicU64,
+    failed: AtomicBool,
+    /// Only touched by the error callback and after `failed` is seen, never by the data callback.
+    failure: Mutex<Option<String>>,
+}
+
+impl Health {
+    fn report(&self, error: &cpal::Error) {
+        match error.kind() {
+            cpal::ErrorKind::Xrun => {
+                self.xruns.fetch_add(1, Ordering::Relaxed);
+            }
+            // The stream keeps running in both cases.
+            cpal::ErrorKind::DeviceChanged | cpal::ErrorKind::RealtimeDenied => {}
+            _ => {
+                let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+                failure.get_or_insert_with(|| error.to_string());
+                self.failed.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    fn failure(&self, device: &str, direction: Direction) -> Option<StreamFailure> {
+        if !self.failed.load(Ordering::Acquire) {
+            return None;
+        }
+        let reason = self
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_default();
+        Some(StreamFailure {
+            device: device.to_owned(),
+            direction,
+            reason,
+        })
+    }
+
+    fn stats(&self, frames: u64) -> StreamStats {
+        StreamStats {
+            frames,
+            overrun_samples: self.overruns.load(Ordering::Relaxed),
+            underrun_samples: self.underruns.load(Ordering::Relaxed),
+            device_xruns: self.xruns.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The device configuration a stream runs with.
+struct Chosen {
+    config: cpal::StreamConfig,
+    format: SampleFormat,
+}
+
+/// Preference among the sample formats the callbacks convert, best first.
+const FORMATS: [SampleFormat; 5] = [
+    SampleFormat::I16,
+    SampleFormat::F32,
+    SampleFormat::I32,
+    SampleFormat::U16,
+    SampleFormat::U8,
+];
+
+/// Picks the device configuration: the phone's rate if the device has it, else one the media
+/// resampler converts from; then the best format, mono if offered, else the fewest channels.
+fn choose(
+    device: &cpal::Device,
+    name: &str,
+    direction: Direction,
+    wanted: u32,
+) -> Result<Chosen, DeviceError> {
+    let backend = |what, e: cpal::Error| DeviceError::Backend {
+        device: name.to_owned(),
+        direction,
+        what,
+        reason: e.to_string(),
+    };
+    let ranges: Vec<cpal::SupportedStreamConfigRange> = match direction {
+        Direction::Input => device
+            .supported_input_configs()
+            .map_err(|e| backend("asking for its stream formats", e))?
+            .collect::<Vec<_>>(),
+        Direction::Output => device
+            .supported_output_configs()
+            .map_err(|e| backend("asking for its stream formats", e))?
+            .collect::<Vec<_>>(),
+    }
+    .into_iter()
+    .filter(|r| FORMATS.contains(&r.sample_format()) && r.channels() > 0)
+    .collect();
+    if ranges.is_empty() {
+        return Err(DeviceError::NoUsableConfig {
+            device: name.to_owned(),
+            direction,
+        });
+    }
+    let rank = |r: &cpal::SupportedStreamConfigRange| {
+        let format = FORMATS.iter().position(|f| *f == r.sample_format());
+        (format, r.channels() != 1, r.channels())
+    };
+    let candidates = [wanted, 48_000, 8_000]
+        .into_iter()
+        .filter(|&rate| StreamResampler::supports(rate, wanted));
+    for rate in candidates {
+        if let Some(range) = ranges
+            .iter()
+            .filter(|r| (r.min_sample_rate()..=r.max_sample_rate()).contains(&rate))
+            .min_by_key(|r| rank(r))
+        {
+            return Ok(Chosen {
+                config: cpal::StreamConfig {
+                    channels: range.channels(),
+                    sample_rate: rate,
+                    buffer_size: cpal::BufferSize::Default,
+                },
+                format: range.sample_format(),
+            });
+        }
+    }
+    let offered: Vec<String> = ranges
+        .iter()
+        .map(|r| format!("{}-{}", r.min_sample_rate(), r.max_sample_rate()))
+        .collect();
+    Err(DeviceError::UnsupportedRate {
+        device: name.to_owned(),
+        direction,
+        wanted,
+        offered: offered.join(", "),
+    })
+}
+
+/// Opens a stream: finds the device, chooses its configuration, builds and starts the cpal
+/// stream with the callback `build` makes for the chosen sample format.
+fn open(
+    options: &StreamOptions,
+    direction: Direction,
+    build: impl FnOnce(&cpal::Device, &Chosen, Arc<Health>) -> Result<cpal::Stream, cpal::Error>,
+) -> Result<(cpal::Stream, Chosen, Arc<Health>, String), DeviceError> {
+    if options.sample_rate == 0 {
+        return Err(DeviceError::ZeroRate);
+    }
+    let (device, name) = find_device(&options.device, direction)?;
+    let chosen = choose(&device, &name, direction, options.sample_rate)?;
+    let health = Arc::new(Health::default());
+    let backend = |what, e: cpal::Error| DeviceError::Backend {
+        device: name.clone(),
+        direction,
+        what,
+        reason: e.to_string(),
+    };
+    let stream =
+        build(&device, &chosen, health.clone()).map_err(|e| backend("opening the stream", e))?;
+    stream
+        .play()
+        .map_err(|e| backend("starting the stream", e))?;
+    Ok((stream, chosen, health, name))
+}
+
+/// A microphone: the phone reads 20 ms frames from it.
+pub struct Capture {
+    /// Keeps the device running; dropping it stops the callback.
+    _stream: cpal::Stream,
+    rx: Consumer,
+    health: Arc<Health>,
+    resampler: StreamResampler,
+    /// Device-rate samples taken from the ring, reused between reads.
+    scratch: Vec<i16>,
+    /// Phone-rate samples not yet handed out.
+    pending: Vec<i16>,
+    device: String,
+    rate: u32,
+    device_rate: u32,
+    frames: u64,
+}
+
+impl std::fmt::Debug for Capture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capture")
+            .field("device", &self.device)
+            .field("rate", &self.rate)
+            .field("device_rate", &self.device_rate)
+            .finish_non_exhaustive()
+    }
+}
+
+fn build_capture<T>(
+    device: &cpal::Device,
+    config: &cpal::StreamConfig,
+    tx: Producer,
+    health: Arc<Health>,
+) -> Result<cpal::Stream, cpal::Error>
+where
+    T: SizedSample + Send + 'static,
+    i16: FromSample<T>,
+{
+    let channels = usize::from(config.channels);
+    let errors = health.clone();
+    device.build_input_stream::<T, _, _>(
+        *config,
+        move |data: &[T], _| {
+            // Mono: the mean of the channels.
+            let frames = data.chunks_exact(channels).map(|frame| {
+                let sum: i32 = frame.iter().map(|s| i32::from(i16::from_sample(*s))).sum();
+                (sum / channels as i32) as i16
+            });
+            let offered = data.len() / channels;
+            let taken = tx.push(frames);
+            if taken < offered {
+                health
+                    .overruns
+                    .fetch_add((offered - taken) as u64, Ordering::Relaxed);
+            }
+        },
+        move |error| errors.report(&error),
+        None,
+    )
+}
+
+impl Capture {
+    /// Opens and starts the device. Errors name the device and say what failed.
+    pub fn open(options: &StreamOptions) -> Result<Self, DeviceError> {
+        let mut rx = None;
+        let (stream, chosen, health, device) = open(options, Direction::Input, |d, c, h| {
+            let (tx, consumer) = ring(samples_in(c.config.sample_rate, options.buffer_ms));
+            rx = Some(consumer);
+            match c.format {
+                SampleFormat::I16 => build_capture::<i16>(d, &c.config, tx, h),
+                SampleFormat::F32 => build_capture::<f32>(d, &c.config, tx, h),
+                SampleFormat::I32 => build_capture::<i32>(d, &c.config, tx, h),
+                SampleFormat::U16 => build_capture::<u16>(d, &c.config, tx, h),
+                _ => build_capture::<u8>(d, &c.config, tx, h),
+            }
+        })?;
+        let device_rate = chosen.config.sample_rate;
+        Ok(Self {
+            _stream: stream,
+            rx: rx.expect("the build closure ran, since the stream was built"),
+            health,
+            resampler: StreamResampler::new(device_rate, options.sample_rate)
+                .expect("choose() only picks rates the resampler converts"),
+            scratch: Vec::new(),
+            pending: Vec::new(),
+            device,
+            rate: options.sample_rate,
+            device_rate,
+            frames: 0,
+        })
+    }
+
+    /// The device's name (as [`crate::list_devices`] shows it).
+    pub fn device_name(&self) -> &str {
+        &self.device
+    }
+
+    /// The rate the device runs at; differs from the phone's when frames are resampled.
+    pub fn device_rate(&self) -> u32 {
+        self.device_rate
+    }
+
+    /// The stream's counters.
+    pub fn stats(&self) -> StreamStats {
+        self.health.stats(self.frames)
+    }
+}
+
+impl AudioSource for Capture {
+    fn sample_rate(&self) -> u32 {
+        self.rate
+    }
+
+    /// Fills `frame` when enough audio has been captured ([`FrameResult::Ready`]); otherwise
+    /// leaves it alone and says [`FrameResult::Pending`]. Never blocks.
+    fn read_frame(&mut self, frame: &mut [i16]) -> FrameResult {
+        if let Some(failure) = self.health.failure(&self.device, Direction::Input) {
+            return FrameResult::Failed(failure);
+        }
+        // Take only what this frame needs, so the bounded ring (not `pending`) absorbs a slow
+        // reader and its overruns are counted.
+        while self.pending.len() < frame.len() {
+            let missing = frame.len() - self.pending.len();
+            let want = (missing as u64 * u64::from(self.device_rate)).div_ceil(u64::from(self.rate))
+                as usize;
+            self.scratch.resize(want.max(1), 0);
+            let got = self.rx.pop(&mut self.scratch);
+            if got == 0 {
+                return FrameResult::Pending;
+            }
+            self.resampler
+                .process(&self.scratch[..got], &mut self.pending);
+        }
+        frame.copy_from_slice(&self.pending[..frame.len()]);
+        self.pending.drain(..frame.len());
+        self.frames += 1;
+        FrameResult::Ready
+    }
+}
+
+/// A speaker: the phone writes 20 ms frames to it.
+pub struct Playback {
+    /// Keeps the device running; dropping it stops the callback.
+    _stream: cpal::Stream,
+    tx: Producer,
+    health: Arc<Health>,
+    resampler: StreamResampler,
+    /// Device-rate samples of the frame being written, reused between writes.
+    scratch: Vec<i16>,
+    /// Samples still in the ring, as the callback sees them (shared with it).
+    queued: Arc<Consumer>,
+    device: String,
+    rate: u32,
+    device_rate: u32,
+    frames: u64,
+}
+
+impl std::fmt::Debug for Playback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Playback")
+            .field("device", &self.device)
+            .field("rate", &self.rate)
+            .field("device_rate", &self.device_rate)
+            .finish_non_exhaustive()
+    }
+}
+
+fn build_playback<T>(
+    device: &cpal::Device,
+    config: &cpal::StreamConfig,
+    rx: Arc<Consumer>,
+    health: Arc<Health>,
+    prime: usize,
+) -> Result<cpal::Stream, cpal::Error>
+where
+    T: SizedSample + FromSample<i16> + Send + 'static,
+{
+    let channels = usize::from(config.channels);
+    let errors = health.clone();
+    // Play silence until `prime` samples are queued (at the start and after running dry), so a
+    // phone writing one frame per tick does not underrun on every device period.
+    let mut primed = false;
+    device.build_output_stream::<T, _, _>(
+        *config,
+        move |data: &mut [T], _| {
+            let wanted = data.len() / channels;
+            if !primed {
+                primed = rx.available() >= prime.min(wanted);
+            }
+            let mut frames = data.chunks_exact_mut(channels);
+            let played = if primed {
+                rx.pop_each(wanted, |sample| {
+                    if let Some(frame) = frames.next() {
+                        frame.fill(T::from_sample(sample));
+                    }
+                })
+            } else {
+                0
+            };
+            for frame in frames {
+                frame.fill(T::EQUILIBRIUM);
+            }
+            if primed && played < wanted {
+                health
+                    .underruns
+                    .fetch_add((wanted - played) as u64, Ordering::Relaxed);
+                primed = false;
+            }
+        },
+        move |error| errors.report(&error),
+        None,
+    )
+}
+
+impl Playback {
+    /// Opens and starts the device. Errors name the device and say what failed.
+    pub fn open(options: &StreamOptions) -> Result<Self, DeviceError> {
+        let mut tx = None;
+        let mut queued = None;
+        let (stream, chosen, health, device) = open(options, Direction::Output, |d, c, h| {
+            let rate = c.config.sample_rate;
+            let (producer, consumer) = ring(samples_in(rate, options.buffer_ms));
+            let consumer = Arc::new(consumer);
+            tx = Some(producer);
+            queued = Some(consumer.clone());
+            let prime = samples_in(rate, 2 * FRAME_MS);
+            match c.format {
+                SampleFormat::I16 => build_playback::<i16>(d, &c.config, consumer, h, prime),
+                SampleFormat::F32 => build_playback::<f32>(d, &c.config, consumer, h, prime),
+                SampleFormat::I32 => build_playback::<i32>(d, &c.config, consumer, h, prime),
+                SampleFormat::U16 => build_playback::<u16>(d, &c.config, consumer, h, prime),
+                _ => build_playback::<u8>(d, &c.config, consumer, h, prime),
+            }
+        })?;
+        let device_rate = chosen.config.sample_rate;
+        Ok(Self {
+            _stream: stream,
+            tx: tx.expect("the build closure ran, since the stream was built"),
+            queued: queued.expect("the build closure ran, since the stream was built"),
+            health,
+            resampler: StreamResampler::new(options.sample_rate, device_rate)
+                .expect("choose() only picks rates the resampler converts"),
+            scratch: Vec::new(),
+            device,
+            rate: options.sample_rate,
+            device_rate,
+            frames: 0,
+        })
+    }
+
+    /// The device's name (as [`crate::list_devices`] shows it).
+    pub fn device_name(&self) -> &str {
+        &self.device
+    }
+
+    /// The rate the device runs at; differs from the phone's when frames are resampled.
+    pub fn device_rate(&self) -> u32 {
+        self.device_rate
+    }
+
+    /// Samples (at the device's rate) written but not yet handed to the device: the shell waits
+    /// for zero before closing, so the end of a call is heard.
+    pub fn queued(&self) -> usize {
+        self.queued.available()
+    }
+
+    /// The stream's counters.
+    pub fn stats(&self) -> StreamStats {
+        self.health.stats(self.frames)
+    }
+}
+
+impl AudioSink for Playback {
+    fn sample_rate(&self) -> u32 {
+        self.rate
+    }
+
+    /// Queues `frame` for the device; never blocks. What does not fit is dropped and counted.
+    fn write_frame(&mut self, frame: &[i16]) -> Result<(), StreamFailure> {
+        if let Some(failure) = self.health.failure(&self.device, Direction::Output) {
+            return Err(failure);
+        }
+        self.scratch.clear();
+        self.resampler.process(frame, &mut self.scratch);
+        let taken = self.tx.push(self.scratch.iter().copied());
+        if taken < self.scratch.len() {
+            self.health
+                .overruns
+                .fetch_add((self.scratch.len() - taken) as u64, Ordering::Relaxed);
+        }
+        self.frames += 1;
+        Ok(())
+    }
+}
