@@ -99,9 +99,9 @@ fn device_name(device: &cpal::Device) -> String {
 }
 
 fn capabilities(
-    configs: Result<impl Iterator<Item = cpal::SupportedStreamConfigRange>, cpal::Error>,
+    configs: Result<Vec<cpal::SupportedStreamConfigRange>, cpal::Error>,
 ) -> Option<Capabilities> {
-    let configs: Vec<_> = configs.ok()?.collect();
+    let configs = configs.ok()?;
     if configs.is_empty() {
         return None;
     }
@@ -124,19 +124,38 @@ fn capabilities(
     })
 }
 
-/// Lists every capture and playback device with its capabilities. Opens each device briefly
-/// to ask (ALSA can only tell by opening); a device busy in another program shows without the
-/// direction it could not open.
-pub fn list_devices() -> Result<DeviceList, DeviceError> {
-    let host = host()?;
-    let default_in = host.default_input_device().map(|d| device_name(&d));
-    let default_out = host.default_output_device().map(|d| device_name(&d));
+/// The configurations a device offers in one direction, if it offers that direction at all.
+/// ALSA's `default` PCM declares no direction (cpal cannot tell without opening it), so a device
+/// declaring neither is asked.
+fn supported(
+    device: &cpal::Device,
+    direction: Direction,
+) -> Option<Result<Vec<cpal::SupportedStreamConfigRange>, cpal::Error>> {
+    let undeclared = !device.supports_input() && !device.supports_output();
+    match direction {
+        Direction::Input if device.supports_input() || undeclared => {
+            Some(device.supported_input_configs().map(Iterator::collect))
+        }
+        Direction::Output if device.supports_output() || undeclared => {
+            Some(device.supported_output_configs().map(Iterator::collect))
+        }
+        _ => None,
+    }
+}
+
+/// Whether the device can stream in `direction`.
+fn usable(device: &cpal::Device, direction: Direction) -> bool {
+    supported(device, direction).is_some_and(|c| c.is_ok_and(|c| !c.is_empty()))
+}
+
+/// The host's devices with the default PCM first (ALSA's `default` is not always among the
+/// hints, and is what an unconfigured phone uses).
+fn all_devices(host: &cpal::Host) -> Result<Vec<cpal::Device>, DeviceError> {
     let mut devices: Vec<cpal::Device> = host
         .devices()
         .map_err(|e| DeviceError::NoHost(e.to_string()))?
         .collect();
-    // ALSA's `default` PCM is not always among the hints; list it whenever it is the default.
-    for default in [host.default_input_device(), host.default_output_device()]
+    for default in [host.default_output_device(), host.default_input_device()]
         .into_iter()
         .flatten()
     {
@@ -147,7 +166,17 @@ pub fn list_devices() -> Result<DeviceList, DeviceError> {
             devices.insert(0, default);
         }
     }
-    let mut infos: Vec<DeviceInfo> = devices
+    Ok(devices)
+}
+
+/// Lists every capture and playback device with its capabilities. Opens each device briefly
+/// to ask (ALSA can only tell by opening); a device busy in another program shows without the
+/// direction it could not open.
+pub fn list_devices() -> Result<DeviceList, DeviceError> {
+    let host = host()?;
+    let default_in = host.default_input_device().map(|d| device_name(&d));
+    let default_out = host.default_output_device().map(|d| device_name(&d));
+    let mut infos: Vec<DeviceInfo> = all_devices(&host)?
         .iter()
         .map(|d| {
             let name = device_name(d);
@@ -158,8 +187,10 @@ pub fn list_devices() -> Result<DeviceList, DeviceError> {
                     .unwrap_or_default(),
                 default_input: default_in.as_deref() == Some(name.as_str()),
                 default_output: default_out.as_deref() == Some(name.as_str()),
-                input: capabilities(d.supported_input_configs()),
-                output: capabilities(d.supported_output_configs()),
+                // Only the directions the device declares: a capture-only PCM over a plugin
+                // that could also play should not show up as a speaker.
+                input: supported(d, Direction::Input).and_then(capabilities),
+                output: supported(d, Direction::Output).and_then(capabilities),
                 name,
             }
         })
@@ -177,30 +208,23 @@ pub(crate) fn find_device(
     direction: Direction,
 ) -> Result<(cpal::Device, String), DeviceError> {
     let host = host()?;
-    let usable = |d: &cpal::Device| match direction {
-        Direction::Input => d.supports_input(),
-        Direction::Output => d.supports_output(),
-    };
     match selector {
         DeviceSelector::Default => {
             let device = match direction {
                 Direction::Input => host.default_input_device(),
                 Direction::Output => host.default_output_device(),
             }
-            .filter(usable)
+            .filter(|d| usable(d, direction))
             .ok_or(DeviceError::NoDefaultDevice(direction))?;
             let name = device_name(&device);
             Ok((device, name))
         }
         DeviceSelector::Named(wanted) => {
-            let devices: Vec<cpal::Device> = host
-                .devices()
-                .map_err(|e| DeviceError::NoHost(e.to_string()))?
-                .collect();
+            let devices = all_devices(&host)?;
             let matches = |d: &cpal::Device| {
                 device_name(d) == *wanted || d.description().is_ok_and(|desc| desc.name() == wanted)
             };
-            if let Some(device) = devices.iter().find(|d| matches(d) && usable(d)) {
+            if let Some(device) = devices.iter().find(|d| matches(d) && usable(d, direction)) {
                 return Ok((device.clone(), device_name(device)));
             }
             Err(DeviceError::NotFound {
@@ -208,7 +232,7 @@ pub(crate) fn find_device(
                 direction,
                 available: devices
                     .iter()
-                    .filter(|d| usable(d))
+                    .filter(|d| usable(d, direction))
                     .map(device_name)
                     .collect(),
             })

@@ -32,15 +32,23 @@ pub struct StreamOptions {
     /// How much audio the ring between callback and phone holds, in milliseconds: the most the
     /// phone's task may lag behind the device before samples are dropped.
     pub buffer_ms: u32,
+    /// Playback only: how much audio must be queued before the device starts playing it (and
+    /// again after it ran dry), in milliseconds; absorbs the phone task's scheduling jitter.
+    pub prebuffer_ms: u32,
+    /// Run the device at this rate rather than the phone's (8000 or 48000, converted with
+    /// `chaincall_media::resample`); `None` picks the phone's rate when the device offers it.
+    pub device_rate: Option<u32>,
 }
 
 impl StreamOptions {
-    /// `device` at `sample_rate` Hz with a 200 ms ring.
+    /// `device` at `sample_rate` Hz with a 200 ms ring and a 40 ms playback prebuffer.
     pub fn new(device: DeviceSelector, sample_rate: u32) -> Self {
         Self {
             device,
             sample_rate,
             buffer_ms: 200,
+            prebuffer_ms: 2 * FRAME_MS,
+            device_rate: None,
         }
     }
 
@@ -144,6 +152,7 @@ fn choose(
     name: &str,
     direction: Direction,
     wanted: u32,
+    forced: Option<u32>,
 ) -> Result<Chosen, DeviceError> {
     let backend = |what, e: cpal::Error| DeviceError::Backend {
         device: name.to_owned(),
@@ -174,7 +183,8 @@ fn choose(
         let format = FORMATS.iter().position(|f| *f == r.sample_format());
         (format, r.channels() != 1, r.channels())
     };
-    let candidates = [wanted, 48_000, 8_000]
+    let candidates = forced
+        .map_or(vec![wanted, 48_000, 8_000], |rate| vec![rate])
         .into_iter()
         .filter(|&rate| StreamResampler::supports(rate, wanted));
     for rate in candidates {
@@ -205,18 +215,62 @@ fn choose(
     })
 }
 
+/// What capture and playback share: the running cpal stream and the phone side's bookkeeping.
+struct Running {
+    /// Keeps the device running; dropping it stops the callback.
+    _stream: cpal::Stream,
+    health: Arc<Health>,
+    /// Converts between the phone's rate and the device's, in the stream's direction.
+    resampler: StreamResampler,
+    /// Device-rate samples on their way to or from the ring, reused between frames.
+    scratch: Vec<i16>,
+    device: String,
+    direction: Direction,
+    rate: u32,
+    device_rate: u32,
+    frames: u64,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("device", &self.device)
+            .field("direction", &self.direction)
+            .field("rate", &self.rate)
+            .field("device_rate", &self.device_rate)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Running {
+    fn failure(&self) -> Option<StreamFailure> {
+        self.health.failure(&self.device, self.direction)
+    }
+
+    fn stats(&self) -> StreamStats {
+        self.health.stats(self.frames)
+    }
+}
+
 /// Opens a stream: finds the device, chooses its configuration, builds and starts the cpal
-/// stream with the callback `build` makes for the chosen sample format.
+/// stream with the callback `build` makes for the chosen sample format and ring size.
 fn open(
     options: &StreamOptions,
     direction: Direction,
-    build: impl FnOnce(&cpal::Device, &Chosen, Arc<Health>) -> Result<cpal::Stream, cpal::Error>,
-) -> Result<(cpal::Stream, Chosen, Arc<Health>, String), DeviceError> {
+    build: impl FnOnce(&cpal::Device, &Chosen, usize, Arc<Health>) -> Result<cpal::Stream, cpal::Error>,
+) -> Result<Running, DeviceError> {
     if options.sample_rate == 0 {
         return Err(DeviceError::ZeroRate);
     }
     let (device, name) = find_device(&options.device, direction)?;
-    let chosen = choose(&device, &name, direction, options.sample_rate)?;
+    let chosen = choose(
+        &device,
+        &name,
+        direction,
+        options.sample_rate,
+        options.device_rate,
+    )?;
+    let device_rate = chosen.config.sample_rate;
     let health = Arc::new(Health::default());
     let backend = |what, e: cpal::Error| DeviceError::Backend {
         device: name.clone(),
@@ -224,38 +278,41 @@ fn open(
         what,
         reason: e.to_string(),
     };
-    let stream =
-        build(&device, &chosen, health.clone()).map_err(|e| backend("opening the stream", e))?;
+    let capacity = samples_in(device_rate, options.buffer_ms).max(1);
+    let stream = build(&device, &chosen, capacity, health.clone())
+        .map_err(|e| backend("opening the stream", e))?;
     stream
         .play()
         .map_err(|e| backend("starting the stream", e))?;
-    Ok((stream, chosen, health, name))
+    let (from, to) = match direction {
+        Direction::Input => (device_rate, options.sample_rate),
+        Direction::Output => (options.sample_rate, device_rate),
+    };
+    Ok(Running {
+        _stream: stream,
+        health,
+        resampler: StreamResampler::new(from, to)
+            .expect("choose() only picks rates the resampler converts"),
+        scratch: Vec::new(),
+        device: name,
+        direction,
+        rate: options.sample_rate,
+        device_rate,
+        frames: 0,
+    })
 }
 
 /// A microphone: the phone reads 20 ms frames from it.
 pub struct Capture {
-    /// Keeps the device running; dropping it stops the callback.
-    _stream: cpal::Stream,
+    running: Running,
     rx: Consumer,
-    health: Arc<Health>,
-    resampler: StreamResampler,
-    /// Device-rate samples taken from the ring, reused between reads.
-    scratch: Vec<i16>,
     /// Phone-rate samples not yet handed out.
     pending: Vec<i16>,
-    device: String,
-    rate: u32,
-    device_rate: u32,
-    frames: u64,
 }
 
 impl std::fmt::Debug for Capture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Capture")
-            .field("device", &self.device)
-            .field("rate", &self.rate)
-            .field("device_rate", &self.device_rate)
-            .finish_non_exhaustive()
+        self.running.fmt(f)
     }
 }
 
@@ -296,8 +353,8 @@ impl Capture {
     /// Opens and starts the device. Errors name the device and say what failed.
     pub fn open(options: &StreamOptions) -> Result<Self, DeviceError> {
         let mut rx = None;
-        let (stream, chosen, health, device) = open(options, Direction::Input, |d, c, h| {
-            let (tx, consumer) = ring(samples_in(c.config.sample_rate, options.buffer_ms));
+        let running = open(options, Direction::Input, |d, c, capacity, h| {
+            let (tx, consumer) = ring(capacity);
             rx = Some(consumer);
             match c.format {
                 SampleFormat::I16 => build_capture::<i16>(d, &c.config, tx, h),
@@ -307,118 +364,117 @@ impl Capture {
                 _ => build_capture::<u8>(d, &c.config, tx, h),
             }
         })?;
-        let device_rate = chosen.config.sample_rate;
         Ok(Self {
-            _stream: stream,
+            running,
             rx: rx.expect("the build closure ran, since the stream was built"),
-            health,
-            resampler: StreamResampler::new(device_rate, options.sample_rate)
-                .expect("choose() only picks rates the resampler converts"),
-            scratch: Vec::new(),
             pending: Vec::new(),
-            device,
-            rate: options.sample_rate,
-            device_rate,
-            frames: 0,
         })
     }
 
     /// The device's name (as [`crate::list_devices`] shows it).
     pub fn device_name(&self) -> &str {
-        &self.device
+        &self.running.device
     }
 
     /// The rate the device runs at; differs from the phone's when frames are resampled.
     pub fn device_rate(&self) -> u32 {
-        self.device_rate
+        self.running.device_rate
     }
 
     /// The stream's counters.
     pub fn stats(&self) -> StreamStats {
-        self.health.stats(self.frames)
+        self.running.stats()
     }
 }
 
 impl AudioSource for Capture {
     fn sample_rate(&self) -> u32 {
-        self.rate
+        self.running.rate
     }
 
     /// Fills `frame` when enough audio has been captured ([`FrameResult::Ready`]); otherwise
     /// leaves it alone and says [`FrameResult::Pending`]. Never blocks.
     fn read_frame(&mut self, frame: &mut [i16]) -> FrameResult {
-        if let Some(failure) = self.health.failure(&self.device, Direction::Input) {
+        let r = &mut self.running;
+        if let Some(failure) = r.failure() {
             return FrameResult::Failed(failure);
         }
         // Take only what this frame needs, so the bounded ring (not `pending`) absorbs a slow
         // reader and its overruns are counted.
         while self.pending.len() < frame.len() {
             let missing = frame.len() - self.pending.len();
-            let want = (missing as u64 * u64::from(self.device_rate)).div_ceil(u64::from(self.rate))
-                as usize;
-            self.scratch.resize(want.max(1), 0);
-            let got = self.rx.pop(&mut self.scratch);
+            let want =
+                (missing as u64 * u64::from(r.device_rate)).div_ceil(u64::from(r.rate)) as usize;
+            r.scratch.resize(want.max(1), 0);
+            let got = self.rx.pop(&mut r.scratch);
             if got == 0 {
                 return FrameResult::Pending;
             }
-            self.resampler
-                .process(&self.scratch[..got], &mut self.pending);
+            r.resampler.process(&r.scratch[..got], &mut self.pending);
         }
         frame.copy_from_slice(&self.pending[..frame.len()]);
         self.pending.drain(..frame.len());
-        self.frames += 1;
+        r.frames += 1;
         FrameResult::Ready
     }
 }
 
 /// A speaker: the phone writes 20 ms frames to it.
 pub struct Playback {
-    /// Keeps the device running; dropping it stops the callback.
-    _stream: cpal::Stream,
+    running: Running,
     tx: Producer,
-    health: Arc<Health>,
-    resampler: StreamResampler,
-    /// Device-rate samples of the frame being written, reused between writes.
-    scratch: Vec<i16>,
     /// Samples still in the ring, as the callback sees them (shared with it).
     queued: Arc<Consumer>,
-    device: String,
-    rate: u32,
-    device_rate: u32,
-    frames: u64,
+    /// Set by [`Playback::flush`]: play what is queued even below the prebuffer threshold.
+    flushing: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Playback {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Playback")
-            .field("device", &self.device)
-            .field("rate", &self.rate)
-            .field("device_rate", &self.device_rate)
-            .finish_non_exhaustive()
+        self.running.fmt(f)
     }
+}
+
+/// What the playback callback owns besides the device configuration.
+struct PlaybackCallback {
+    rx: Arc<Consumer>,
+    health: Arc<Health>,
+    flushing: Arc<AtomicBool>,
+    /// Samples queued before playing starts (the prebuffer).
+    prime: usize,
+    /// The ring's size.
+    capacity: usize,
 }
 
 fn build_playback<T>(
     device: &cpal::Device,
     config: &cpal::StreamConfig,
-    rx: Arc<Consumer>,
-    health: Arc<Health>,
-    prime: usize,
+    callback: PlaybackCallback,
 ) -> Result<cpal::Stream, cpal::Error>
 where
     T: SizedSample + FromSample<i16> + Send + 'static,
 {
+    let PlaybackCallback {
+        rx,
+        health,
+        flushing,
+        prime,
+        capacity,
+    } = callback;
     let channels = usize::from(config.channels);
     let errors = health.clone();
-    // Play silence until `prime` samples are queued (at the start and after running dry), so a
-    // phone writing one frame per tick does not underrun on every device period.
+    // Play silence until `prime` samples — and at least one device period — are queued (at the
+    // start and after running dry), so a phone writing one frame per tick does not underrun on
+    // every period; never more than the ring holds, or playback would never start.
     let mut primed = false;
     device.build_output_stream::<T, _, _>(
         *config,
         move |data: &mut [T], _| {
             let wanted = data.len() / channels;
             if !primed {
-                primed = rx.available() >= prime.min(wanted);
+                let queued = rx.available();
+                primed = queued >= prime.max(wanted).min(capacity)
+                    || (queued > 0 && flushing.load(Ordering::Relaxed));
             }
             let mut frames = data.chunks_exact_mut(channels);
             let played = if primed {
@@ -450,78 +506,128 @@ impl Playback {
     pub fn open(options: &StreamOptions) -> Result<Self, DeviceError> {
         let mut tx = None;
         let mut queued = None;
-        let (stream, chosen, health, device) = open(options, Direction::Output, |d, c, h| {
-            let rate = c.config.sample_rate;
-            let (producer, consumer) = ring(samples_in(rate, options.buffer_ms));
+        let flushing = Arc::new(AtomicBool::new(false));
+        let running = open(options, Direction::Output, |d, c, capacity, h| {
+            let (producer, consumer) = ring(capacity);
             let consumer = Arc::new(consumer);
             tx = Some(producer);
             queued = Some(consumer.clone());
-            let prime = samples_in(rate, 2 * FRAME_MS);
+            let callback = PlaybackCallback {
+                rx: consumer,
+                health: h,
+                flushing: flushing.clone(),
+                prime: samples_in(c.config.sample_rate, options.prebuffer_ms),
+                capacity,
+            };
             match c.format {
-                SampleFormat::I16 => build_playback::<i16>(d, &c.config, consumer, h, prime),
-                SampleFormat::F32 => build_playback::<f32>(d, &c.config, consumer, h, prime),
-                SampleFormat::I32 => build_playback::<i32>(d, &c.config, consumer, h, prime),
-                SampleFormat::U16 => build_playback::<u16>(d, &c.config, consumer, h, prime),
-                _ => build_playback::<u8>(d, &c.config, consumer, h, prime),
+                SampleFormat::I16 => build_playback::<i16>(d, &c.config, callback),
+                SampleFormat::F32 => build_playback::<f32>(d, &c.config, callback),
+                SampleFormat::I32 => build_playback::<i32>(d, &c.config, callback),
+                SampleFormat::U16 => build_playback::<u16>(d, &c.config, callback),
+                _ => build_playback::<u8>(d, &c.config, callback),
             }
         })?;
-        let device_rate = chosen.config.sample_rate;
         Ok(Self {
-            _stream: stream,
+            running,
             tx: tx.expect("the build closure ran, since the stream was built"),
             queued: queued.expect("the build closure ran, since the stream was built"),
-            health,
-            resampler: StreamResampler::new(options.sample_rate, device_rate)
-                .expect("choose() only picks rates the resampler converts"),
-            scratch: Vec::new(),
-            device,
-            rate: options.sample_rate,
-            device_rate,
-            frames: 0,
+            flushing,
         })
     }
 
     /// The device's name (as [`crate::list_devices`] shows it).
     pub fn device_name(&self) -> &str {
-        &self.device
+        &self.running.device
     }
 
     /// The rate the device runs at; differs from the phone's when frames are resampled.
     pub fn device_rate(&self) -> u32 {
-        self.device_rate
+        self.running.device_rate
     }
 
-    /// Samples (at the device's rate) written but not yet handed to the device: the shell waits
-    /// for zero before closing, so the end of a call is heard.
+    /// Samples (at the device's rate) written but not yet handed to the device. At the end of a
+    /// call the shell calls [`Playback::flush`] and waits for zero before closing, so the last
+    /// words are heard.
     pub fn queued(&self) -> usize {
         self.queued.available()
     }
 
+    /// The end of a call: plays whatever is queued, even less than the prebuffer the callback
+    /// otherwise waits for, including the last millisecond the rate converter holds back.
+    pub fn flush(&mut self) {
+        let r = &mut self.running;
+        r.scratch.clear();
+        r.resampler.flush(&mut r.scratch);
+        self.push_scratch();
+        self.flushing.store(true, Ordering::Relaxed);
+    }
+
+    /// Queues the device-rate samples in `scratch`, counting what does not fit.
+    fn push_scratch(&mut self) {
+        let r = &self.running;
+        let taken = self.tx.push(r.scratch.iter().copied());
+        if taken < r.scratch.len() {
+            r.health
+                .overruns
+                .fetch_add((r.scratch.len() - taken) as u64, Ordering::Relaxed);
+        }
+    }
+
     /// The stream's counters.
     pub fn stats(&self) -> StreamStats {
-        self.health.stats(self.frames)
+        self.running.stats()
     }
 }
 
 impl AudioSink for Playback {
     fn sample_rate(&self) -> u32 {
-        self.rate
+        self.running.rate
     }
 
     /// Queues `frame` for the device; never blocks. What does not fit is dropped and counted.
     fn write_frame(&mut self, frame: &[i16]) -> Result<(), StreamFailure> {
-        if let Some(failure) = self.health.failure(&self.device, Direction::Output) {
+        let r = &mut self.running;
+        if let Some(failure) = r.failure() {
             return Err(failure);
         }
-        self.scratch.clear();
-        self.resampler.process(frame, &mut self.scratch);
-        let taken = self.tx.push(self.scratch.iter().copied());
-        if taken < self.scratch.len() {
-            self.health
-                .overruns
-                .fetch_add((self.scratch.len() - taken) as u64, Ordering::Relaxed);
-        }
-        self.frames += 1;
+        r.scratch.clear();
+        r.resampler.process(frame, &mut r.scratch);
+        r.frames += 1;
+        self.push_scratch();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_errors_fail_the_stream_for_good_and_xruns_only_count() {
+        let health = Health::default();
+        health.report(&cpal::Error::new(cpal::ErrorKind::Xrun));
+        assert_eq!(health.failure("hw:1", Direction::Input), None);
+        assert_eq!(health.stats(3).device_xruns, 1);
+        // What cpal's error callback reports when a USB headset is pulled mid-call.
+        health.report(&cpal::Error::with_message(
+            cpal::ErrorKind::DeviceNotAvailable,
+            "device unplugged",
+        ));
+        health.report(&cpal::Error::new(cpal::ErrorKind::StreamInvalidated));
+        let failure = health
+            .failure("hw:1", Direction::Input)
+            .expect("the stream failed");
+        assert_eq!(failure.device, "hw:1");
+        let message = failure.to_string();
+        assert!(
+            message.starts_with("input audio device `hw:1` failed: ")
+                && message.contains("device unplugged"),
+            "{message}"
+        );
+        assert_eq!(
+            health.failure("hw:1", Direction::Input),
+            Some(failure),
+            "sticky, and the first cause is kept"
+        );
     }
 }
