@@ -240,6 +240,11 @@ pub(crate) fn find_device(
     }
 }
 
+/// The rate ranges of a device's configurations, as the table shows them (`8000-48000,96000`).
+pub(crate) fn offered_rates(ranges: &[cpal::SupportedStreamConfigRange]) -> String {
+    capabilities(Ok(ranges.to_vec())).map_or_else(String::new, |c| rates(&c))
+}
+
 fn rates(c: &Capabilities) -> String {
     c.sample_rates
         .iter()

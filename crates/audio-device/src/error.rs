@@ -74,7 +74,7 @@ pub enum DeviceError {
     /// The device runs neither at the phone's rate nor at one `chaincall_media::resample`
     /// converts from (8 kHz ↔ 48 kHz).
     #[error(
-        "{direction} audio device `{device}` cannot run at {wanted} Hz (nor at 8000 or 48000 Hz to convert from); it offers {offered} Hz. ALSA's `plug:` and `default` devices convert any rate"
+        "{direction} audio device `{device}` cannot run at {wanted} Hz, nor at the other of 8000/48000 Hz that chaincall converts; it offers {offered} Hz. ALSA's `plughw:` and `default` devices convert any rate"
     )]
     UnsupportedRate {
         /// The device.

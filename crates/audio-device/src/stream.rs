@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use cpal::traits::{DeviceTrait, StreamTrait};
 use cpal::{FromSample, Sample, SampleFormat, SizedSample};
 
-use crate::enumerate::{DeviceSelector, find_device};
+use crate::enumerate::{DeviceSelector, find_device, offered_rates};
 use crate::error::{DeviceError, Direction, StreamFailure};
 use crate::resample::StreamResampler;
 use crate::ring::{Consumer, Producer, ring};
@@ -154,25 +154,31 @@ fn choose(
     wanted: u32,
     forced: Option<u32>,
 ) -> Result<Chosen, DeviceError> {
-    let backend = |what, e: cpal::Error| DeviceError::Backend {
+    let ranges = match direction {
+        Direction::Input => device.supported_input_configs().map(Iterator::collect),
+        Direction::Output => device.supported_output_configs().map(Iterator::collect),
+    }
+    .map_err(|e| DeviceError::Backend {
         device: name.to_owned(),
         direction,
-        what,
+        what: "asking for its stream formats",
         reason: e.to_string(),
-    };
-    let ranges: Vec<cpal::SupportedStreamConfigRange> = match direction {
-        Direction::Input => device
-            .supported_input_configs()
-            .map_err(|e| backend("asking for its stream formats", e))?
-            .collect::<Vec<_>>(),
-        Direction::Output => device
-            .supported_output_configs()
-            .map_err(|e| backend("asking for its stream formats", e))?
-            .collect::<Vec<_>>(),
-    }
-    .into_iter()
-    .filter(|r| FORMATS.contains(&r.sample_format()) && r.channels() > 0)
-    .collect();
+    })?;
+    choose_among(ranges, name, direction, wanted, forced)
+}
+
+/// [`choose`] over the configurations a device offers.
+fn choose_among(
+    ranges: Vec<cpal::SupportedStreamConfigRange>,
+    name: &str,
+    direction: Direction,
+    wanted: u32,
+    forced: Option<u32>,
+) -> Result<Chosen, DeviceError> {
+    let ranges: Vec<_> = ranges
+        .into_iter()
+        .filter(|r| FORMATS.contains(&r.sample_format()) && r.channels() > 0)
+        .collect();
     if ranges.is_empty() {
         return Err(DeviceError::NoUsableConfig {
             device: name.to_owned(),
@@ -181,7 +187,11 @@ fn choose(
     }
     let rank = |r: &cpal::SupportedStreamConfigRange| {
         let format = FORMATS.iter().position(|f| *f == r.sample_format());
-        (format, r.channels() != 1, r.channels())
+        (
+            format.unwrap_or(usize::MAX),
+            r.channels() != 1,
+            r.channels(),
+        )
     };
     let candidates = forced
         .map_or(vec![wanted, 48_000, 8_000], |rate| vec![rate])
@@ -203,15 +213,11 @@ fn choose(
             });
         }
     }
-    let offered: Vec<String> = ranges
-        .iter()
-        .map(|r| format!("{}-{}", r.min_sample_rate(), r.max_sample_rate()))
-        .collect();
     Err(DeviceError::UnsupportedRate {
         device: name.to_owned(),
         direction,
         wanted,
-        offered: offered.join(", "),
+        offered: offered_rates(&ranges),
     })
 }
 
@@ -601,6 +607,86 @@ impl AudioSink for Playback {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn range(
+        channels: u16,
+        min: u32,
+        max: u32,
+        format: SampleFormat,
+    ) -> cpal::SupportedStreamConfigRange {
+        cpal::SupportedStreamConfigRange::new(
+            channels,
+            min,
+            max,
+            cpal::SupportedBufferSize::Unknown,
+            format,
+        )
+    }
+
+    fn chosen(
+        ranges: Vec<cpal::SupportedStreamConfigRange>,
+        wanted: u32,
+        forced: Option<u32>,
+    ) -> Result<(u32, u16, SampleFormat), DeviceError> {
+        choose_among(ranges, "hw:0", Direction::Output, wanted, forced)
+            .map(|c| (c.config.sample_rate, c.config.channels, c.format))
+    }
+
+    #[test]
+    fn the_phone_rate_mono_and_i16_are_preferred_and_8k_falls_back_to_48k() {
+        use SampleFormat::*;
+        let card = || {
+            vec![
+                range(2, 44_100, 48_000, F32),
+                range(2, 8_000, 48_000, I32),
+                range(1, 8_000, 48_000, I32),
+                range(2, 8_000, 48_000, I16),
+            ]
+        };
+        // i16 beats mono: the format costs more to convert than the channels.
+        assert_eq!(chosen(card(), 8_000, None).unwrap(), (8_000, 2, I16));
+        let fixed = vec![range(2, 48_000, 48_000, I32), range(1, 48_000, 48_000, I32)];
+        assert_eq!(
+            chosen(fixed.clone(), 48_000, None).unwrap(),
+            (48_000, 1, I32)
+        );
+        // G.711 on a 48 kHz-only card: opened at 48 kHz, resampled.
+        assert_eq!(
+            chosen(fixed.clone(), 8_000, None).unwrap(),
+            (48_000, 1, I32)
+        );
+        assert_eq!(
+            chosen(card(), 8_000, Some(48_000)).unwrap(),
+            (48_000, 2, I16)
+        );
+        let err = chosen(fixed, 8_000, Some(8_000)).unwrap_err();
+        assert!(
+            matches!(err, DeviceError::UnsupportedRate { wanted: 8_000, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn devices_without_a_usable_rate_or_format_are_refused_clearly() {
+        use SampleFormat::*;
+        let cd = vec![range(2, 44_100, 44_100, I16), range(2, 22_050, 44_100, I16)];
+        let err = chosen(cd, 48_000, None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "output audio device `hw:0` cannot run at 48000 Hz, nor at the other of 8000/48000 Hz \
+             that chaincall converts; it offers 22050-44100,44100 Hz. ALSA's `plughw:` and `default` \
+             devices convert any rate"
+        );
+        let err = chosen(
+            vec![range(2, 8_000, 48_000, I24), range(0, 8_000, 48_000, I16)],
+            8_000,
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(err, DeviceError::NoUsableConfig { .. }), "{err}");
+        // A rate the media resampler does not convert is refused even when forced.
+        assert!(chosen(vec![range(1, 8_000, 48_000, I16)], 8_000, Some(16_000)).is_err());
+    }
 
     #[test]
     fn device_errors_fail_the_stream_for_good_and_xruns_only_count() {
