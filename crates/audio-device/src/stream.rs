@@ -70,7 +70,8 @@ pub struct StreamStats {
     /// Samples dropped because the ring was full: capture, the phone read too slowly; playback,
     /// it wrote faster than the device plays.
     pub overrun_samples: u64,
-    /// Playback only: samples of silence played because the phone had written nothing yet.
+    /// Playback only: samples of silence played because, once playing, the phone had not written
+    /// the next frame in time (the silence before the prebuffer first fills is not counted).
     pub underrun_samples: u64,
     /// Over- and underruns the audio system itself reported (ALSA xruns).
     pub device_xruns: u64,
@@ -96,6 +97,8 @@ impl Health {
             // The stream keeps running in both cases.
             cpal::ErrorKind::DeviceChanged | cpal::ErrorKind::RealtimeDenied => {}
             _ => {
+                // A poisoned lock still holds a valid `Option<String>`; the failure must not
+                // be lost to an unrelated panic.
                 let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
                 failure.get_or_insert_with(|| error.to_string());
                 self.failed.store(true, Ordering::Release);
@@ -496,9 +499,12 @@ where
                 frame.fill(T::EQUILIBRIUM);
             }
             if primed && played < wanted {
-                health
-                    .underruns
-                    .fetch_add((wanted - played) as u64, Ordering::Relaxed);
+                // Running dry after `flush` is the end of the call, not an underrun.
+                if !flushing.load(Ordering::Relaxed) {
+                    health
+                        .underruns
+                        .fetch_add((wanted - played) as u64, Ordering::Relaxed);
+                }
                 primed = false;
             }
         },

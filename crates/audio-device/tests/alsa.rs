@@ -126,11 +126,11 @@ fn speech(seed: u64) -> Vec<i16> {
 
 fn named(name: &str, rate: u32) -> StreamOptions {
     let mut options = StreamOptions::new(DeviceSelector::Named(name.to_owned()), rate);
-    // `null` runs unpaced, faster than the test reads or writes: the whole test signal fits in
-    // the ring, and playback waits until all of it is queued, so nothing is dropped and no
-    // underrun splits it.
+    // `null` runs unpaced, faster than the test reads or writes: the whole one-second test
+    // signal fits in the ring, and the prebuffer is longer than it, so playback starts only at
+    // `flush` with everything queued: nothing is dropped and no underrun splits it.
     options.buffer_ms = 3_000;
-    options.prebuffer_ms = 1_000;
+    options.prebuffer_ms = 1_500;
     options
 }
 
@@ -157,7 +157,12 @@ fn play(playback: &mut Playback, frame_len: usize, samples: &[i16]) {
     while playback.queued() > 0 {
         std::thread::yield_now();
     }
-    assert_eq!(playback.stats().overrun_samples, 0, "nothing dropped");
+    let stats = playback.stats();
+    assert_eq!(stats.overrun_samples, 0, "nothing dropped");
+    assert_eq!(
+        stats.underrun_samples, 0,
+        "running dry after flush is no underrun"
+    );
     assert_eq!(
         playback.stats().frames,
         samples.len().div_ceil(frame_len) as u64
