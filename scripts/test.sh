@@ -24,7 +24,7 @@ export DEBIAN_FRONTEND=noninteractive
 echo "wireshark-common wireshark-common/install-setuid boolean false" | $sudo debconf-set-selections
 $sudo apt-get update -q
 $sudo apt-get install -y -q --no-install-recommends \
-  ca-certificates pkg-config libssl-dev openssl sqlite3 libopus-dev \
+  ca-certificates pkg-config libssl-dev openssl sqlite3 libopus-dev libasound2-dev \
   tshark sip-tester baresip-core secsipidx \
   kamailio kamailio-sqlite-modules kamailio-tls-modules \
   libsrtp2-dev \
