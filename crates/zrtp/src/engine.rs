@@ -1155,6 +1155,23 @@ mod negotiation {
     }
 
     #[test]
+    fn debian_bzrtp_offers_dh3k_alone_which_a_config_must_list() {
+        // libbzrtp 5.1 as Debian builds it (no X25519 in its bctoolbox), seen on the wire.
+        let hello = peer_hello(&[b"DH3k", b"Mult"], &[b"HS80", b"HS32"], &[b"B32 "]);
+        assert_eq!(
+            engine().negotiate(&hello),
+            Err(ZrtpError::NoCommonAlgorithm("key agreement"))
+        );
+        let cfg = ZrtpConfig::new(Zid([1; 12]), 1, Arc::new(InMemoryCache::new()))
+            .with_key_agreements(&[KeyAgreement::X255, KeyAgreement::Ec25, KeyAgreement::Dh3k]);
+        let z = Zrtp::new(cfg, Role::Initiator, Instant::now()).unwrap();
+        assert_eq!(
+            z.negotiate(&hello).unwrap().key_agreement,
+            KeyAgreement::Dh3k
+        );
+    }
+
+    #[test]
     fn empty_lists_mean_the_mandatory_set_and_dh3k_alone_is_refused() {
         let z = engine();
         let suite = z.negotiate(&peer_hello(&[b"X255"], &[], &[])).unwrap();
