@@ -248,6 +248,19 @@ impl Zrtp {
         format!("1.10 {}", hex::encode(self.hello_hash()))
     }
 
+    /// The peer's `a=zrtp-hash` (§8.1) learnt after `new`: an offerer builds its Hello before
+    /// the answer brings the peer's hash, and the peer's Hello may arrive before the answer. A
+    /// Hello already received that does not hash to it fails the exchange (Error 0x40), as it
+    /// would have on arrival; a later Hello is checked when it comes.
+    pub fn set_peer_hello_hash(&mut self, hash: [u8; 32], now: Instant) {
+        self.config.peer_hello_hash = Some(hash);
+        if let Some((_, raw)) = &self.peer_hello
+            && !ct_eq(&sha256(&[raw]), &hash)
+        {
+            self.fail(ZrtpError::HelloHashMismatch, now);
+        }
+    }
+
     /// The role, once decided (by our Commit winning or by receiving the peer's Commit).
     pub fn role(&self) -> Option<Role> {
         self.role
