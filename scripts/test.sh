@@ -25,7 +25,7 @@ echo "wireshark-common wireshark-common/install-setuid boolean false" | $sudo de
 $sudo apt-get update -q
 $sudo apt-get install -y -q --no-install-recommends \
   ca-certificates pkg-config libssl-dev openssl sqlite3 libopus-dev \
-  tshark sip-tester baresip-core secsipidx \
+  tshark sip-tester baresip-core secsipidx linphone-cli \
   kamailio kamailio-sqlite-modules kamailio-tls-modules \
   libsrtp2-dev \
   perl libnet-smpp-perl \
