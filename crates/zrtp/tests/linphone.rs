@@ -76,8 +76,7 @@ impl Linphonec {
              register_only_when_network_is_up=0\ninc_timeout=60\n\
              [rtp]\naudio_rtp_port={rtp_port}\n\
              [net]\nfirewall_policy=0\n\
-             [sound]\necho_cancellation=0\n\
-             [video]\nenabled=0\n"
+             [sound]\nechocancellation=0\n"
         );
         let mut sip_extra = String::new();
         if let Some(sas) = suites.sas {
