@@ -128,13 +128,17 @@ fn dh3k_params() -> DynResidueParams<{ U3072::LIMBS }> {
     DynResidueParams::new(&U3072::from_be_hex(DH3K_PRIME_HEX))
 }
 
-/// `base`^`exponent` mod the DH3k prime, as 384 big-endian octets.
+/// `base`^`exponent` mod the DH3k prime, as 384 big-endian octets. The result and its copies
+/// are zeroized here (a shared secret when `base` is the peer's value); crypto-bigint's own
+/// temporaries inside `pow` are out of reach.
 fn dh3k_pow(base: &U3072, exponent: &U256) -> Zeroizing<Vec<u8>> {
-    let mut r = DynResidue::new(base, dh3k_params())
-        .pow(exponent)
-        .retrieve();
-    let out = Zeroizing::new(r.to_be_bytes().to_vec());
+    let mut power = DynResidue::new(base, dh3k_params()).pow(exponent);
+    let mut r = power.retrieve();
+    power.zeroize();
+    let mut bytes = r.to_be_bytes();
     r.zeroize();
+    let out = Zeroizing::new(bytes.to_vec());
+    bytes.zeroize();
     out
 }
 
