@@ -25,9 +25,10 @@ echo "wireshark-common wireshark-common/install-setuid boolean false" | $sudo de
 $sudo apt-get update -q
 $sudo apt-get install -y -q --no-install-recommends \
   ca-certificates pkg-config libssl-dev openssl sqlite3 libopus-dev \
-  tshark sip-tester baresip-core secsipidx linphone-cli \
+  tshark sip-tester baresip-core secsipidx \
   kamailio kamailio-sqlite-modules kamailio-tls-modules \
   libsrtp2-dev \
+  linphone-cli \
   perl libnet-smpp-perl \
   rtpengine-daemon iptables iproute2
 # rtpengine-daemon's postinst enables and starts a system rtpengine (kernel table 0, NG on
