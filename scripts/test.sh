@@ -28,6 +28,7 @@ $sudo apt-get install -y -q --no-install-recommends \
   tshark sip-tester baresip-core secsipidx \
   kamailio kamailio-sqlite-modules kamailio-tls-modules \
   libsrtp2-dev \
+  linphone-cli \
   perl libnet-smpp-perl \
   rtpengine-daemon iptables iproute2
 # rtpengine-daemon's postinst enables and starts a system rtpengine (kernel table 0, NG on

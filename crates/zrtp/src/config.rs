@@ -31,6 +31,9 @@ pub enum KeyAgreement {
     X255,
     /// ECDH over P-256, `EC25`.
     Ec25,
+    /// Finite-field DH in the 3072-bit MODP group (RFC 3526 §4), `DH3k`: RFC 6189's mandatory
+    /// key agreement, and the only one Debian's libbzrtp 5.1 offers (built without X25519).
+    Dh3k,
 }
 
 /// SRTP authentication tags (RFC 6189 §5.1.4).
@@ -62,6 +65,7 @@ impl KeyAgreement {
         AlgoId(match self {
             KeyAgreement::X255 => *b"X255",
             KeyAgreement::Ec25 => *b"EC25",
+            KeyAgreement::Dh3k => *b"DH3k",
         })
     }
 
@@ -70,6 +74,7 @@ impl KeyAgreement {
         match self {
             KeyAgreement::X255 => 32,
             KeyAgreement::Ec25 => 64,
+            KeyAgreement::Dh3k => 384,
         }
     }
 }

@@ -248,6 +248,19 @@ impl Zrtp {
         format!("1.10 {}", hex::encode(self.hello_hash()))
     }
 
+    /// The peer's `a=zrtp-hash` (§8.1) learnt after `new`: an offerer builds its Hello before
+    /// the answer brings the peer's hash, and the peer's Hello may arrive before the answer. A
+    /// Hello already received that does not hash to it fails the exchange (Error 0x40), as it
+    /// would have on arrival; a later Hello is checked when it comes.
+    pub fn set_peer_hello_hash(&mut self, hash: [u8; 32], now: Instant) {
+        self.config.peer_hello_hash = Some(hash);
+        if let Some((_, raw)) = &self.peer_hello
+            && !ct_eq(&sha256(&[raw]), &hash)
+        {
+            self.fail(ZrtpError::HelloHashMismatch, now);
+        }
+    }
+
     /// The role, once decided (by our Commit winning or by receiving the peer's Commit).
     pub fn role(&self) -> Option<Role> {
         self.role
@@ -1152,6 +1165,23 @@ mod negotiation {
         assert_eq!(suite.key_agreement, KeyAgreement::X255);
         assert_eq!(suite.auth_tag, AuthTag::Hs32);
         assert_eq!(suite.sas, SasType::B32);
+    }
+
+    #[test]
+    fn debian_bzrtp_offers_dh3k_alone_which_a_config_must_list() {
+        // libbzrtp 5.1 as Debian builds it (no X25519 in its bctoolbox), seen on the wire.
+        let hello = peer_hello(&[b"DH3k", b"Mult"], &[b"HS80", b"HS32"], &[b"B32 "]);
+        assert_eq!(
+            engine().negotiate(&hello),
+            Err(ZrtpError::NoCommonAlgorithm("key agreement"))
+        );
+        let cfg = ZrtpConfig::new(Zid([1; 12]), 1, Arc::new(InMemoryCache::new()))
+            .with_key_agreements(&[KeyAgreement::X255, KeyAgreement::Ec25, KeyAgreement::Dh3k]);
+        let z = Zrtp::new(cfg, Role::Initiator, Instant::now()).unwrap();
+        assert_eq!(
+            z.negotiate(&hello).unwrap().key_agreement,
+            KeyAgreement::Dh3k
+        );
     }
 
     #[test]

@@ -154,6 +154,17 @@ fn run(a: ZrtpConfig, b: ZrtpConfig) -> Run {
                         let shared = (p.to_projective() * **s).to_affine();
                         shared.x().to_vec()
                     }
+                    DhSecret::Dh3k(x) => {
+                        // num-bigint, not the crate's crypto-bigint; left-padded to 384 octets.
+                        // (The prime itself is checked in crypto.rs and against Linphone.)
+                        use num_bigint::BigUint;
+                        let hex = crate::crypto::DH3K_PRIME_HEX.as_bytes();
+                        let p = BigUint::parse_bytes(hex, 16).unwrap();
+                        let v = BigUint::from_bytes_be(peer)
+                            .modpow(&BigUint::from_bytes_be(&x[..]), &p)
+                            .to_bytes_be();
+                        [vec![0u8; 384 - v.len()], v].concat()
+                    }
                 };
                 r.dh_result = dh(&r.alice, &pv_b);
                 r.keys = vec![snapshot(&r.alice), snapshot(&r.bob)];
@@ -286,6 +297,23 @@ fn x255_first_call_every_kdf_step_matches_an_independent_computation() {
         &rs1.dangerous_bytes()[..],
         rfc_kdf(&keys.s0, "retained secret", &keys.ctx, 256)
     );
+}
+
+#[test]
+fn dh3k_first_call_every_kdf_step_matches_an_independent_computation() {
+    // DH3k is what Debian's Linphone offers; its DHResult is 384 octets in s0.
+    let cfg = |zid: u8, seed: u64| {
+        ZrtpConfig::new(
+            Zid([zid; 12]),
+            u32::from(zid),
+            Arc::new(InMemoryCache::new()),
+        )
+        .with_key_agreements(&[KeyAgreement::Dh3k])
+        .with_randomness(seeded(seed))
+    };
+    let r = run(cfg(1, 30), cfg(2, 31));
+    assert_eq!(r.dh_result.len(), 384);
+    check(&r, None, None);
 }
 
 #[test]

@@ -5,9 +5,10 @@
 //!   CRC-32C trailer ([`crc`]). Decoding borrows, checks every length and never panics.
 //! - [`Zrtp`]: the engine, DH mode: Hello/HelloACK, Commit (with §4.2 contention), DHPart1/2,
 //!   Confirm1/2, Conf2ACK, Error/ErrorACK, Ping/PingACK; GoClear refused with Error 0x100.
-//!   Suite: S256, AES1, HS32/HS80, X255/EC25, B32/B256. Hash chain H0..H3 with each message's MAC
-//!   checked when the next preimage arrives (§9); retained secrets rs1/rs2 through a
-//!   [`SecretCache`]; an auxiliary secret whose mismatch can be made fatal ([`AuxPolicy::Fatal`]).
+//!   Suite: S256, AES1, HS32/HS80, X255/EC25/DH3k, B32/B256. Hash chain H0..H3 with each
+//!   message's MAC checked when the next preimage arrives (§9); retained secrets rs1/rs2 through
+//!   a [`SecretCache`]; an auxiliary secret whose mismatch can be made fatal
+//!   ([`AuxPolicy::Fatal`]). Tested against a real Linphone (`tests/linphone.rs`).
 //!
 //! # The loop
 //!

@@ -489,3 +489,60 @@ fn the_signalled_zrtp_hash_admits_the_peer_and_refuses_a_substitute() {
         ErrorCode::HELLO_MISMATCH,
     );
 }
+
+#[test]
+fn a_zrtp_hash_learnt_from_the_answer_is_checked_against_a_hello_that_came_first() {
+    // The offerer built its Hello (and SDP) before the answer carried the peer's hash, and the
+    // peer's Hello can beat the answer to the media socket.
+    let now = Instant::now();
+    let hello_of = |z: &mut Zrtp| {
+        chaincall_io::drain(|| z.poll_output()).transmits[0]
+            .contents
+            .clone()
+    };
+    let mut bob = Zrtp::new(config(2), Role::Responder, now).unwrap();
+    let bobs_hello = hello_of(&mut bob);
+    let mallory = Zrtp::new(config(66), Role::Responder, now).unwrap();
+
+    // The answer names another Hello than the one that came: fatal, with Error 0x40.
+    let mut alice = Zrtp::new(config(1), Role::Initiator, now).unwrap();
+    let _ = hello_of(&mut alice);
+    alice.handle_input(&bobs_hello, now);
+    let _ = chaincall_io::drain(|| alice.poll_output());
+    alice.set_peer_hello_hash(mallory.hello_hash(), now);
+    let out = chaincall_io::drain(|| alice.poll_output());
+    assert!(out.events.iter().any(|e| matches!(
+        e,
+        chaincall_zrtp::Event::Failed(ZrtpError::HelloHashMismatch)
+    )));
+    assert!(
+        out.transmits
+            .iter()
+            .any(|t| type_of(&t.contents) == b"Error   ")
+    );
+
+    // The right hash after the Hello changes nothing; the exchange finishes (the packets
+    // drained above are lost, and retransmitted).
+    let mut alice = Zrtp::new(config(1), Role::Initiator, now).unwrap();
+    let _ = hello_of(&mut alice);
+    alice.handle_input(&bobs_hello, now);
+    let _ = chaincall_io::drain(|| alice.poll_output());
+    alice.set_peer_hello_hash(bob.hello_hash(), now);
+    assert!(alice.error().is_none());
+    let mut sim = Sim::with(vec![alice, bob], vec![1, 0], now);
+    sim.run();
+    assert_eq!(sim.secure(0).sas, sim.secure(1).sas);
+
+    // Learnt before the Hello, a wrong hash refuses it on arrival, as a configured one does.
+    let bob = Zrtp::new(config(2), Role::Responder, now).unwrap();
+    let mut alice = Zrtp::new(config(1), Role::Initiator, now).unwrap();
+    alice.set_peer_hello_hash(mallory.hello_hash(), now);
+    let mut sim = Sim::with(vec![alice, bob], vec![1, 0], now);
+    sim.run();
+    assert_refused(
+        &sim,
+        0,
+        ZrtpError::HelloHashMismatch,
+        ErrorCode::HELLO_MISMATCH,
+    );
+}

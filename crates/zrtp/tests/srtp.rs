@@ -57,3 +57,8 @@ fn srtp_sessions_keyed_by_x255_protect_and_unprotect_each_other() {
 fn srtp_sessions_keyed_by_ec25_with_hs32_protect_and_unprotect_each_other() {
     talk(KeyAgreement::Ec25, AuthTag::Hs32);
 }
+
+#[test]
+fn srtp_sessions_keyed_by_dh3k_protect_and_unprotect_each_other() {
+    talk(KeyAgreement::Dh3k, AuthTag::Hs80);
+}

@@ -1,7 +1,7 @@
 //! Independent check of the wire format: Wireshark's ZRTP dissector (tshark 4.0) reads every
-//! packet we send — both exchanges (X255, EC25), Error, ErrorACK, GoClear, Ping, PingACK — with the
-//! CRC-32C marked good, no malformed packet and no expert warning. The pcap is made by text2pcap
-//! from a hex dump of our datagrams, as UDP between two RTP ports.
+//! packet we send — the three exchanges (X255, EC25, DH3k), Error, ErrorACK, GoClear, Ping,
+//! PingACK — with the CRC-32C marked good, no malformed packet and no expert warning. The pcap is
+//! made by text2pcap from a hex dump of our datagrams, as UDP between two RTP ports.
 //!
 //! Wireshark 4.0 names `X255` "Unknown key agreement": its table predates RFC 6189's registry
 //! addition of Curve25519; the type block itself is shown as sent.
@@ -48,7 +48,7 @@ fn tshark_reads_every_packet_with_a_good_crc() {
         return;
     };
     let mut packets = Vec::new();
-    for ka in [KeyAgreement::X255, KeyAgreement::Ec25] {
+    for ka in [KeyAgreement::X255, KeyAgreement::Ec25, KeyAgreement::Dh3k] {
         packets.extend(finished_pair(ka).sent.concat());
     }
     let ping = wire::Ping {
