@@ -371,6 +371,19 @@ async fn network<C: ServerChain>(
         "bob verified alice's MIKEY signature against her on-chain key",
         b.verified_peer.as_ref() == Some(&alice),
     );
+    report.check(
+        "bob verified alice's PASSporT (Identity header) against her on-chain key before ringing",
+        b.caller.as_ref().is_some_and(|c| {
+            matches!(
+                c.verification,
+                chaincall_phone::Verification::Verified {
+                    proof: chaincall_phone::caller::Proof::PassportAndMikey
+                        | chaincall_phone::caller::Proof::Passport,
+                    ..
+                }
+            )
+        }),
+    );
     let a_to_b = !a.sent_payload.is_empty() && b.received_payload == a.sent_payload;
     let b_to_a = !b.sent_payload.is_empty() && a.received_payload == b.sent_payload;
     report.check("bob received exactly the audio alice sent", a_to_b);

@@ -111,6 +111,15 @@ pub enum PassportError {
         /// The `orig` claim.
         orig: String,
     },
+    /// `orig` is not the caller the request claims (its From): a token for one caller carried
+    /// by a request from another.
+    #[error("PASSporT orig {orig} is not the caller the request claims ({claimed})")]
+    WrongOrig {
+        /// The `orig` claim.
+        orig: String,
+        /// The caller the request claims.
+        claimed: String,
+    },
     /// The signature does not verify under the identity's key.
     #[error("PASSporT signature does not verify")]
     BadSignature,
@@ -166,6 +175,7 @@ impl PassportError {
             | Self::WrongType
             | Self::InfoMismatch(_)
             | Self::BadSignature
+            | Self::WrongOrig { .. }
             | Self::WrongDest(_)
             | Self::MediaMismatch
             | Self::Replayed => INVALID_IDENTITY_HEADER,

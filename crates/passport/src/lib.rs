@@ -29,7 +29,7 @@
 //! let bob = Party::Tn("+15551230002".parse().unwrap());
 //! let locator = KeyLocator::new(31337, keystore, alice_number.clone().into());
 //! let claims = Claims {
-//!     orig: Party::Tn(alice_number),
+//!     orig: Party::Tn(alice_number.clone()),
 //!     dest: Dest::single(bob.clone()),
 //!     iat: now,
 //!     origid: new_origid(&mut rand_core::OsRng),
@@ -43,7 +43,9 @@
 //! verifier.check_locator(&header)?;
 //! let key = alice.public(); // in real life: the approved key of header.locator().name()
 //! let media = MediaBinding::from_sdp(sdp);
-//! let verified = verifier.verify(&header, &key, &Expected { dest: &bob, media: &media }, now)?;
+//! let orig = Party::Tn(alice_number); // the request's From user
+//! let expected = Expected { orig: &orig, dest: &bob, media: &media };
+//! let verified = verifier.verify(&header, &key, &expected, now)?;
 //! assert_eq!(verified.orig.claim_value(), "15551230001");
 //! # Ok(()) }
 //! ```

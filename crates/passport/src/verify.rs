@@ -41,6 +41,10 @@ impl VerifierConfig {
 /// What the request that carried the PASSporT says, for the claims to match.
 #[derive(Debug, Clone, Copy)]
 pub struct Expected<'a> {
+    /// The calling party the request claims (its From user, canonicalised): RFC 8224 §6.2.1
+    /// requires `orig` to match it, else a valid token for one caller vouches for a From that
+    /// names another.
+    pub orig: &'a Party,
     /// The called party this request reached (its To / Request-URI, canonicalised).
     pub dest: &'a Party,
     /// The binding of the SDP received with the request ([`MediaBinding::from_sdp`]).
@@ -99,7 +103,8 @@ impl<R: ReplayCache> Verifier<R> {
 
     /// Checks, in this order: the keystore ([`Self::check_locator`]), the signature under `key`
     /// (the approved on-chain key of `header.locator().name()`), that this identity may vouch
-    /// for `orig`, `iat` freshness at `now` (Unix seconds), `dest`, the media binding, and last
+    /// for `orig` and that `orig` is the caller the request claims, `iat` freshness at `now`
+    /// (Unix seconds), `dest`, the media binding, and last
     /// the replay cache (so only valid PASSporTs take room in it).
     pub fn verify(
         &mut self,
@@ -114,6 +119,12 @@ impl<R: ReplayCache> Verifier<R> {
         let claims = passport.claims();
         let signer = header.locator().name();
         check_authority(signer, &claims.orig)?;
+        if claims.orig != *expected.orig {
+            return Err(PassportError::WrongOrig {
+                orig: claims.orig.to_string(),
+                claimed: expected.orig.to_string(),
+            });
+        }
         let iat = claims.iat;
         if iat.saturating_add(self.config.max_age_secs) < now {
             return Err(PassportError::Stale { iat, now });

@@ -181,6 +181,7 @@ fn wrong_dest_is_438() {
             &header,
             &alice().public(),
             &Expected {
+                orig: &Party::Tn(alice_number()),
                 dest: &carol,
                 media: &media,
             },
@@ -188,6 +189,30 @@ fn wrong_dest_is_438() {
         )
         .unwrap_err();
     assert_eq!(err, PassportError::WrongDest("tn:15551230003".into()));
+    assert_eq!(err.status().code, 438);
+}
+
+#[test]
+fn orig_other_than_the_from_is_438() {
+    // Alice's valid token on a request whose From claims Carol: the signature and every claim
+    // hold, but it vouches for someone else than the caller the request names.
+    let value = signed(NOW);
+    let header = IdentityHeader::parse(&value).unwrap();
+    let carol = Party::Tn("+15551230003".parse().unwrap());
+    let media = MediaBinding::from_sdp(SDP);
+    let err = verifier()
+        .verify(
+            &header,
+            &alice().public(),
+            &Expected {
+                orig: &carol,
+                dest: &bob(),
+                media: &media,
+            },
+            NOW,
+        )
+        .unwrap_err();
+    assert!(matches!(err, PassportError::WrongOrig { .. }), "{err:?}");
     assert_eq!(err.status().code, 438);
 }
 
@@ -202,6 +227,7 @@ fn wrong_media_binding_is_438() {
             &header,
             &alice().public(),
             &Expected {
+                orig: &Party::Tn(alice_number()),
                 dest: &bob(),
                 media: &swapped,
             },
@@ -369,6 +395,7 @@ fn a_domain_key_vouches_for_its_own_sip_uris_only() {
             &parsed,
             &server.public(),
             &Expected {
+                orig: &claims.orig,
                 dest: &bob(),
                 media: &media,
             },

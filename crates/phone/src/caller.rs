@@ -6,15 +6,16 @@
 //!
 //! | state | when |
 //! | --- | --- |
-//! | [`Verification::Verified`] | a MIKEY offer (PKE or DH-SIGN) whose signature verifies under the on-chain key of exactly the number the From claims |
-//! | [`Verification::Unverified`] | no proof (SDES) or a proof that cannot be checked, and the claimed number has no approved key on chain (or the From is not an E.164 number) |
-//! | [`Verification::LikelySpoof`] | the claimed number has an approved key on chain but the offer proves nothing (SDES), or its proof fails or is for another identity; or the SIP server marked the From `verstat=TN-Validation-Failed` |
+//! | [`Verification::Verified`] | a PASSporT in the INVITE's Identity header (RFC 8224/8225) and/or a MIKEY offer (PKE or DH-SIGN) whose signature verifies under the on-chain key of exactly the number the From claims, and no proof the call carries fails ([`Proof`] says which) |
+//! | [`Verification::Unverified`] | no proof (SDES without an Identity header) or a proof that cannot be checked, and the claimed number has no approved key on chain (or the From is not an E.164 number) |
+//! | [`Verification::LikelySpoof`] | the claimed number has an approved key on chain but the call proves nothing (SDES, no Identity header), or one of its proofs fails (a PASSporT that is tampered, stale, replayed, for another callee or other media keys; a MIKEY signature by another key); or the SIP server marked the From `verstat=TN-Validation-Failed` |
 //!
 //! What is *not* proven, even for a verified caller: the From's domain and display name (any
-//! proxy or caller can write them); issue 20 brings PASSporTs for calls without MIKEY.
+//! proxy or caller can write them).
 
 use chaincall_identity::{IdentityName, PhoneNumber, StaticDirectory};
 use chaincall_mikey::{NtpTime, Responder};
+use chaincall_passport::{PassportError, SipStatus};
 
 use crate::negotiation::{IncomingOffer, KeyMode};
 
@@ -47,10 +48,12 @@ impl CallerId {
 /// What an incoming call proves about who makes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verification {
-    /// The MIKEY signature verifies under the claimed identity's approved on-chain key.
+    /// A signature by the claimed identity's approved on-chain key covers the call.
     Verified {
         /// The identity proven (the one the From claims).
         identity: IdentityName,
+        /// Which signatures prove it.
+        proof: Proof,
         /// Whether the key lookup was proven against a trusted block header.
         lookup_verified: bool,
         /// The identity's 30-digit key fingerprint, grouped (as `keystore get` and `phone
@@ -67,6 +70,51 @@ pub enum Verification {
         /// Why (for the user).
         reason: String,
     },
+}
+
+/// What proved a verified caller: both are signatures by the caller's on-chain key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Proof {
+    /// The MIKEY offer's signature (PKE or DH-SIGN).
+    Mikey,
+    /// The PASSporT in the Identity header, bound to the SDP's key lines (SDES calls).
+    Passport,
+    /// Both.
+    PassportAndMikey,
+}
+
+impl Proof {
+    /// Its name in reports and `--json` output: `mikey`, `passport`, `passport+mikey`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Proof::Mikey => "mikey",
+            Proof::Passport => "passport",
+            Proof::PassportAndMikey => "passport+mikey",
+        }
+    }
+}
+
+/// What the INVITE's Identity header proves, checked against the claimed identity's on-chain
+/// key before [`verify`] combines it with the offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassportCheck {
+    /// No Identity header.
+    Absent,
+    /// A PASSporT signed by the claimed identity's approved key, for this callee, these media
+    /// keys, fresh and not seen before.
+    Valid,
+    /// An Identity header that does not hold (or cannot be checked).
+    Invalid(PassportError),
+}
+
+impl PassportCheck {
+    /// The RFC 8224 status a refusal of this call answers with, when its PASSporT is why.
+    pub fn refusal(&self) -> Option<SipStatus> {
+        match self {
+            PassportCheck::Invalid(e) => Some(e.status()),
+            _ => None,
+        }
+    }
 }
 
 impl Verification {
@@ -221,11 +269,15 @@ pub enum ClaimLookup<'a> {
     Failed(String),
 }
 
-/// Decides what the offer proves about the From's claim. Reads the MIKEY offer through
+/// Decides what the call proves about the From's claim: the Identity header's PASSporT (checked
+/// by the caller of this function, `passport`) and the offer. Reads the MIKEY offer through
 /// [`Responder::verify_offer`], so nothing is keyed or recorded and answering later still works.
+/// Any proof that fails makes the caller a likely spoof, whatever the other proves: a valid
+/// MIKEY signature beside a tampered PASSporT is someone replaying one and forging the other.
 pub fn verify(
     from: &FromClaim,
     offer: &IncomingOffer,
+    passport: &PassportCheck,
     lookup: ClaimLookup<'_>,
     responder: &Responder,
     now: NtpTime,
@@ -263,26 +315,44 @@ pub fn verify(
             proven,
             fingerprint,
         } => {
-            if offer.mode == KeyMode::Sdes {
+            if let PassportCheck::Invalid(e) = passport {
                 return Verification::LikelySpoof {
                     reason: format!(
-                        "{name} has a key on chain but this call proves nothing (SDES keys, no \
-                         signature)"
+                        "{name} has a key on chain but this call's Identity header does not hold: \
+                         {e} ({})",
+                        e.status()
                     ),
                 };
             }
-            match offer.verify_signer(&name, responder, directory, now) {
-                Ok(()) => Verification::Verified {
-                    identity: name,
-                    lookup_verified: proven,
-                    fingerprint,
-                },
-                Err(e) => Verification::LikelySpoof {
+            let by_passport = *passport == PassportCheck::Valid;
+            let proof = match (offer.mode, by_passport) {
+                (KeyMode::Sdes, true) => Proof::Passport,
+                (KeyMode::Sdes, false) => {
+                    return Verification::LikelySpoof {
+                        reason: format!(
+                            "{name} has a key on chain but this call proves nothing (SDES keys, \
+                             no Identity header)"
+                        ),
+                    };
+                }
+                (_, true) => Proof::PassportAndMikey,
+                (_, false) => Proof::Mikey,
+            };
+            if proof != Proof::Passport
+                && let Err(e) = offer.verify_signer(&name, responder, directory, now)
+            {
+                return Verification::LikelySpoof {
                     reason: format!(
                         "{name} has a key on chain but this call's proof does not hold: {}",
                         chaincall_io::ErrorChain(&e)
                     ),
-                },
+                };
+            }
+            Verification::Verified {
+                identity: name,
+                proof,
+                lookup_verified: proven,
+                fingerprint,
             }
         }
     }

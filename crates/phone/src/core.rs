@@ -54,9 +54,15 @@ use chaincall_identity::{IdentityName, PhoneNumber, SafetyNumber, StaticDirector
 use chaincall_io::Output;
 use chaincall_media::g711::Codec;
 use chaincall_mikey::{NtpTime, Responder, ResponderConfig};
+use chaincall_passport::{
+    Claims, Dest, Expected, IdentityHeader, KeyLocator, MediaBinding, Party, PassportError,
+    SipStatus, Verifier, VerifierConfig, new_origid,
+};
 use tracing::{debug, info, warn};
 
-use crate::caller::{CallerId, ClaimLookup, Decision, FromClaim, Verification, decide};
+use crate::caller::{
+    CallerId, ClaimLookup, Decision, FromClaim, PassportCheck, Verification, decide,
+};
 use crate::error::PhoneError;
 use crate::keys::LookedUp;
 use crate::negotiation::{IncomingOffer, KeyMode, LocalMedia, NegotiatedMedia, Offer};
@@ -266,6 +272,7 @@ enum Stage {
         from: FromClaim,
         offer: IncomingOffer,
         sdp: Vec<u8>,
+        identity: Option<String>,
     },
     /// Theirs: ringing (or about to answer by itself), the offer kept for accepting.
     Ringing { sdp: Vec<u8> },
@@ -295,6 +302,8 @@ struct Call {
     /// [`Need::BindMedia`] went out: the shell holds a socket (and maybe a task) for the call.
     media: bool,
     keyed: bool,
+    /// The status an incoming call is refused with when its PASSporT is why (RFC 8224 §6.2.2).
+    refusal: Option<SipStatus>,
 }
 
 impl Call {
@@ -312,6 +321,7 @@ impl Call {
             codec,
             media: false,
             keyed: false,
+            refusal: None,
         }
     }
 
@@ -337,6 +347,9 @@ pub struct PhoneCore {
     cfg: PhoneConfig,
     ua: UserAgent,
     responder: Responder,
+    /// Checks incoming PASSporTs (and names our keystore in the ones we sign); owns their replay
+    /// cache.
+    passport: Verifier,
     calls: HashMap<String, Call>,
     /// Calls waiting for each name's look-up, in arrival order.
     waiting: HashMap<IdentityName, Vec<String>>,
@@ -373,13 +386,16 @@ fn short_reason(code: u16) -> &'static str {
 
 impl PhoneCore {
     /// A core for `cfg`'s number whose signalling connection has `local` as its own end
-    /// (`transport`: `TLS` or `TCP`, for Via and Contact). `now` is the start; `wall` the
-    /// wall-clock time at `now` (MIKEY timestamps count from it). The shell's parts of `cfg`
+    /// (`transport`: `TLS` or `TCP`, for Via and Contact). `keystore` names the chain and
+    /// keystore the phone's look-ups read: our PASSporTs point there, and incoming ones must
+    /// (with its freshness window). `now` is the start; `wall` the wall-clock time at `now`
+    /// (MIKEY timestamps and PASSporT `iat`s count from it). The shell's parts of `cfg`
     /// (signalling address, media IP, key logs, audio) are not read here.
     pub fn new(
         cfg: &PhoneConfig,
         local: SocketAddr,
         transport: &'static str,
+        keystore: VerifierConfig,
         now: Instant,
         wall: SystemTime,
     ) -> PhoneCore {
@@ -398,6 +414,7 @@ impl PhoneCore {
             cfg: cfg.clone(),
             ua,
             responder,
+            passport: Verifier::new(keystore, Default::default()),
             calls: HashMap::new(),
             waiting: HashMap::new(),
             out: VecDeque::new(),
@@ -429,8 +446,19 @@ impl PhoneCore {
         }
     }
 
+    fn wall_clock(&self, now: Instant) -> SystemTime {
+        self.wall + now.saturating_duration_since(self.epoch)
+    }
+
     fn ntp(&self, now: Instant) -> NtpTime {
-        NtpTime::from_system_time(self.wall + now.saturating_duration_since(self.epoch))
+        NtpTime::from_system_time(self.wall_clock(now))
+    }
+
+    /// Unix seconds at `now`, for PASSporT `iat`s.
+    fn unix_secs(&self, now: Instant) -> u64 {
+        self.wall_clock(now)
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
     }
 
     /// Whether a call is known (in any stage, from dialing to its end).
@@ -745,8 +773,19 @@ impl PhoneCore {
                 from,
                 offer,
                 sdp,
+                identity,
             } => {
-                let (verification, lookup) = self.verify_caller(&from, &offer, name, result, now);
+                let passport = match &result {
+                    Ok(found) => self.check_passport(identity.as_deref(), name, &sdp, found, now),
+                    // No approved key: nothing to check a PASSporT against, and the caller is
+                    // unverified whatever it carries.
+                    Err(_) => PassportCheck::Absent,
+                };
+                if let Some(call) = self.calls.get_mut(call_id) {
+                    call.refusal = passport.refusal();
+                }
+                let (verification, lookup) =
+                    self.verify_caller(&from, &offer, &passport, name, result, now);
                 self.decide_incoming(
                     call_id,
                     (from_uri, from_display, from),
@@ -808,8 +847,17 @@ impl PhoneCore {
             Ok(o) => o,
             Err(e) => return self.fail_call(call_id, PhoneError::Call(e)),
         };
-        self.ua
-            .invite_as(call_id.to_owned(), target.as_str(), offer.sdp(), now);
+        let identity = match self.sign_passport(target, offer.sdp(), now) {
+            Ok(header) => header,
+            Err(e) => return self.fail_call(call_id, PhoneError::Identity(e)),
+        };
+        self.ua.invite_as(
+            call_id.to_owned(),
+            target.as_str(),
+            offer.sdp(),
+            Some(&identity),
+            now,
+        );
         info!(call = %call_id, to = %target, mode = mode.name(), "calling");
         if let Some(call) = self.calls.get_mut(call_id) {
             call.stage = Stage::Inviting {
@@ -821,6 +869,79 @@ impl PhoneCore {
         self.events.push_back(Event::Dialing {
             call_id: call_id.to_owned(),
         });
+    }
+
+    /// Our Identity header for a call to `target` with this offer: a PASSporT (RFC 8225) signed
+    /// by our on-chain key, naming our keystore entry as `info`, bound to the offer's key lines.
+    /// A new one for every INVITE: its `origid` is fresh, so no verifier sees it twice.
+    fn sign_passport(
+        &self,
+        target: &PhoneNumber,
+        sdp: &str,
+        now: Instant,
+    ) -> Result<String, PassportError> {
+        let keystore = self.passport.config();
+        let me = self.cfg.number.clone();
+        let locator = KeyLocator::new(keystore.chain_id, keystore.keystore, me.clone().into());
+        let claims = Claims {
+            orig: Party::Tn(me),
+            dest: Dest::single(Party::Tn(target.clone())),
+            iat: self.unix_secs(now),
+            origid: self.cfg.randomness.with(|rng| new_origid(rng)),
+            media: MediaBinding::from_sdp(sdp),
+        };
+        Ok(IdentityHeader::sign(&self.cfg.identity, &locator, &claims)?.to_string())
+    }
+
+    /// Checks an incoming call's Identity header (RFC 8224 §6.2) against `claimed`, the
+    /// identity its From names, whose key look-up gave `found`: the PASSporT must name that
+    /// identity in our keystore, be signed by its approved key, vouch for it as `orig`, name us
+    /// as `dest`, bind the SDP received, be fresh and not seen before. Logged when it fails.
+    fn check_passport(
+        &mut self,
+        identity: Option<&str>,
+        claimed: &IdentityName,
+        sdp: &[u8],
+        found: &LookedUp,
+        now: Instant,
+    ) -> PassportCheck {
+        let Some(value) = identity else {
+            return PassportCheck::Absent;
+        };
+        let IdentityName::Phone(number) = claimed else {
+            return PassportCheck::Absent;
+        };
+        let result = IdentityHeader::parse(value).and_then(|header| {
+            self.passport.check_locator(&header)?;
+            let orig = Party::Tn(number.clone());
+            if header.locator().name() != claimed {
+                // Another identity's key: its token cannot vouch for the From.
+                return Err(PassportError::WrongOrig {
+                    orig: header.passport().claims().orig.to_string(),
+                    claimed: orig.to_string(),
+                });
+            }
+            let key = found
+                .entry
+                .approved_key()
+                .ok_or_else(|| PassportError::KeyNotFound(claimed.canonical()))?;
+            let me = Party::Tn(self.cfg.number.clone());
+            let media = MediaBinding::from_sdp(&String::from_utf8_lossy(sdp));
+            let expected = Expected {
+                orig: &orig,
+                dest: &me,
+                media: &media,
+            };
+            self.passport
+                .verify(&header, &key, &expected, self.unix_secs(now))
+        });
+        match result {
+            Ok(_) => PassportCheck::Valid,
+            Err(e) => {
+                info!(%claimed, status = %e.status(), error = %e, "caller's Identity header refused");
+                PassportCheck::Invalid(e)
+            }
+        }
     }
 
     fn ua_event(&mut self, ev: UaEvent, now: Instant) {
@@ -849,7 +970,8 @@ impl PhoneCore {
                 from_uri,
                 from_display,
                 sdp,
-            } => self.incoming(call_id, from_uri, from_display, sdp, now),
+                identity,
+            } => self.incoming(call_id, from_uri, from_display, sdp, identity, now),
             UaEvent::Ringing { call_id, code } => {
                 self.events.push_back(Event::Ringing { call_id, code })
             }
@@ -890,6 +1012,7 @@ impl PhoneCore {
         from_uri: String,
         from_display: Option<String>,
         sdp: Vec<u8>,
+        identity: Option<String>,
         now: Instant,
     ) {
         let from = FromClaim::parse(&from_uri);
@@ -923,6 +1046,7 @@ impl PhoneCore {
                             from,
                             offer,
                             sdp,
+                            identity,
                         },
                         peer,
                         false,
@@ -936,6 +1060,7 @@ impl PhoneCore {
                 let v = crate::caller::verify(
                     &from,
                     &offer,
+                    &PassportCheck::Absent,
                     ClaimLookup::NoClaim,
                     &self.responder,
                     self.ntp(now),
@@ -964,6 +1089,7 @@ impl PhoneCore {
         &self,
         from: &FromClaim,
         offer: &IncomingOffer,
+        passport: &PassportCheck,
         name: &IdentityName,
         result: Result<LookedUp, PhoneError>,
         now: Instant,
@@ -992,7 +1118,14 @@ impl PhoneCore {
             }
             Err(other) => other,
         };
-        let v = crate::caller::verify(from, offer, lookup, &self.responder, self.ntp(now));
+        let v = crate::caller::verify(
+            from,
+            offer,
+            passport,
+            lookup,
+            &self.responder,
+            self.ntp(now),
+        );
         // Kept only where answering uses it: an SDES call's report shows no key retrieval.
         (v, found.filter(|_| offer.mode.verified_on_chain()))
     }
@@ -1038,8 +1171,15 @@ impl PhoneCore {
             );
             // INFO, not WARN: refusing spoofed callers is the policy working.
             info!(call = %call_id, from = ?caller.uri, ?reason, "incoming call refused");
-            self.ua
-                .answer(call_id, 403, "Forbidden (caller not verified)", None);
+            // A PASSporT that failed says why in RFC 8224's words (438, 403 Stale Date…).
+            let (code, phrase) = self
+                .calls
+                .get(call_id)
+                .and_then(|c| c.refusal)
+                .map_or((403, "Forbidden (caller not verified)"), |s| {
+                    (s.code, s.reason)
+                });
+            self.ua.answer(call_id, code, phrase, None);
             self.calls.remove(call_id);
             self.events.push_back(Event::Refused {
                 call_id: call_id.to_owned(),

@@ -98,6 +98,9 @@ pub enum PhoneError {
     /// The call's keys or SDP.
     #[error(transparent)]
     Call(#[from] CallError),
+    /// Our PASSporT (the INVITE's Identity header) could not be made.
+    #[error("cannot sign the caller's PASSporT")]
+    Identity(#[source] chaincall_passport::PassportError),
     /// The key store file.
     #[error("key store: {0}")]
     Store(String),

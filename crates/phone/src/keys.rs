@@ -125,6 +125,18 @@ impl<C: KeystoreChain> KeyLookup<C> {
         self.contract
     }
 
+    /// The keystore these look-ups read, as PASSporTs name it: the chain's id and the contract,
+    /// with RFC 8224's freshness window.
+    pub fn passport_keystore(&self) -> chaincall_passport::VerifierConfig
+    where
+        C: KeystoreChain,
+    {
+        chaincall_passport::VerifierConfig::new(
+            self.chain.chain_id(),
+            chaincall_passport::KeystoreAddress(self.contract.into_array()),
+        )
+    }
+
     /// Whether lookups are proven.
     pub fn is_verified(&self) -> bool {
         self.trust.is_some()

@@ -448,7 +448,14 @@ fn spawn_actor<C, S>(
     C: KeystoreChain + 'static,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut core = PhoneCore::new(&cfg, local, transport, Instant::now(), SystemTime::now());
+    let mut core = PhoneCore::new(
+        &cfg,
+        local,
+        transport,
+        lookup.passport_keystore(),
+        Instant::now(),
+        SystemTime::now(),
+    );
     core.set_stopwatch(Instant::now);
     let actor = Actor {
         cfg,

@@ -28,6 +28,8 @@ pub struct CallerJson<'a> {
     pub claimed: Option<&'a str>,
     /// `verified`, `unverified` or `likely_spoof`.
     pub verification: &'static str,
+    /// What proved a verified caller: `passport`, `mikey` or `passport+mikey`.
+    pub proof: Option<&'static str>,
     /// Why the caller is not verified.
     pub reason: Option<&'a str>,
 }
@@ -39,6 +41,10 @@ impl<'a> From<&'a CallerId> for CallerJson<'a> {
             display_name: caller.display_name.as_deref(),
             claimed: caller.claimed.as_ref().map(|c| c.as_str()),
             verification: caller.verification.name(),
+            proof: match &caller.verification {
+                Verification::Verified { proof, .. } => Some(proof.name()),
+                _ => None,
+            },
             reason: caller.verification.reason(),
         }
     }
@@ -335,11 +341,13 @@ pub fn describe_caller(caller: &CallerId) -> String {
     let state = match &caller.verification {
         Verification::Verified {
             identity,
+            proof,
             fingerprint,
             ..
         } => format!(
-            "verified on chain as {} (key fingerprint {fingerprint})",
-            identity.as_str()
+            "verified on chain as {} ({} signature; key fingerprint {fingerprint})",
+            identity.as_str(),
+            proof.name()
         ),
         Verification::Unverified { reason } => {
             format!("NOT VERIFIED ({})", for_terminal(reason))
@@ -390,6 +398,7 @@ mod tests {
              (+15550100001 has a key on chain but this call proves nothing)"
         );
         let json = caller_json(&spoof);
+        assert_eq!(json["proof"], serde_json::Value::Null);
         assert_eq!(json["verification"], "likely_spoof");
         assert_eq!(json["claimed"], "+15550100001");
         assert_eq!(json["uri"], "sip:+15550100001@evil.example");
@@ -398,6 +407,7 @@ mod tests {
             uri: "sip:+15550100001@sip.example.org".into(),
             verification: Verification::Verified {
                 identity: "+15550100001".parse().unwrap(),
+                proof: crate::caller::Proof::Passport,
                 lookup_verified: true,
                 fingerprint: "0011223344556677".into(),
             },
@@ -405,10 +415,11 @@ mod tests {
         };
         assert_eq!(
             describe_caller(&verified),
-            "<sip:+15550100001@sip.example.org>: verified on chain as +15550100001 (key \
-             fingerprint 0011223344556677)"
+            "<sip:+15550100001@sip.example.org>: verified on chain as +15550100001 (passport \
+             signature; key fingerprint 0011223344556677)"
         );
         assert_eq!(caller_json(&verified)["reason"], serde_json::Value::Null);
+        assert_eq!(caller_json(&verified)["proof"], "passport");
     }
 
     #[test]

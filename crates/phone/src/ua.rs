@@ -93,6 +93,8 @@ pub enum UaEvent {
         from_display: Option<String>,
         /// The SDP offer.
         sdp: Vec<u8>,
+        /// The first `Identity` header's value (RFC 8224), unchecked: the caller's PASSporT.
+        identity: Option<String>,
     },
     /// Our INVITE got a provisional answer.
     Ringing {
@@ -263,7 +265,7 @@ impl UserAgent {
     /// Calls `user` (an E.164 number) at our domain with this SDP offer; returns the Call-ID.
     pub fn invite(&mut self, user: &str, sdp: &str, now: Instant) -> String {
         let call_id = self.new_call_id();
-        self.invite_as(call_id.clone(), user, sdp, now);
+        self.invite_as(call_id.clone(), user, sdp, None, now);
         call_id
     }
 
@@ -277,8 +279,18 @@ impl UserAgent {
         )
     }
 
-    /// [`UserAgent::invite`] under a Call-ID from [`UserAgent::new_call_id`].
-    pub fn invite_as(&mut self, call_id: String, user: &str, sdp: &str, now: Instant) {
+    /// [`UserAgent::invite`] under a Call-ID from [`UserAgent::new_call_id`], carrying an
+    /// `Identity` header (RFC 8224) when one is given. A retry after a 401/407 challenge resends
+    /// the same header: its PASSporT never reached the callee (the proxy absorbed the challenged
+    /// request), so the callee's replay cache sees it once.
+    pub fn invite_as(
+        &mut self,
+        call_id: String,
+        user: &str,
+        sdp: &str,
+        identity: Option<&str>,
+        now: Instant,
+    ) {
         let uri = format!("sip:{user}@{}", self.cfg.domain);
         let mut m = MessageBuf::request(Method::Invite, &uri);
         m.push("Via", self.via());
@@ -292,6 +304,9 @@ impl UserAgent {
         m.push("CSeq", "1 INVITE");
         m.push("Contact", self.contact());
         m.push("User-Agent", self.cfg.user_agent.clone());
+        if let Some(identity) = identity {
+            m.push("Identity", identity);
+        }
         m.set_body("application/sdp", sdp.as_bytes().to_vec());
         self.send(&m);
         self.calls.insert(
@@ -474,6 +489,10 @@ impl UserAgent {
                     from_uri,
                     from_display,
                     sdp: req.body().to_vec(),
+                    // Long headers may arrive folded (RFC 3261 §7.3.1).
+                    identity: req
+                        .header(HeaderName::Identity)
+                        .map(|h| h.unfolded().into_owned()),
                 });
             }
             Some(Method::Ack) => {

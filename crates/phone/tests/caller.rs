@@ -1,15 +1,15 @@
-//! Who is calling, decided before the phone rings (issue 14, item 1): a MIKEY caller is shown
-//! verified on chain before anyone answers; a call that claims a number with an on-chain key but
-//! proves nothing (SDES) or proves another identity is a likely spoof, refused under the default
-//! policy and, when the policy lets it through, still reported unverified. Real sockets through
-//! sipd; the keystore on the embedded chain.
+//! Who is calling, decided before the phone rings (issue 14 item 1, issue 20 items 1 and 4): a
+//! MIKEY caller is shown verified on chain by both its MIKEY signature and its PASSporT before
+//! anyone answers; an SDES caller by its PASSporT alone (the Identity header passes sipd
+//! untouched); a call whose proofs name another key is a likely spoof, refused with RFC 8224's
+//! 438. Real sockets through sipd; the keystore on the embedded chain. (An SDES call with no
+//! PASSporT at all is `spoof.rs`: sipp from a foreign domain.)
 
 mod common;
 
 use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber};
-use chaincall_phone::{
-    AcceptUnverified, KeyMode, PhoneEvent, PhoneEvents, Signalling, Verification,
-};
+use chaincall_phone::caller::Proof;
+use chaincall_phone::{KeyMode, PhoneEvent, PhoneEvents, Signalling, Verification};
 use common::*;
 
 const ALICE: &str = "+15550300001";
@@ -70,6 +70,7 @@ async fn a_mikey_caller_is_shown_verified_before_answering() {
         caller.verification,
         Verification::Verified {
             identity: name(ALICE),
+            proof: Proof::PassportAndMikey,
             lookup_verified: true,
             fingerprint: chaincall_identity::safety::Fingerprint::new(
                 &name(ALICE),
@@ -106,48 +107,31 @@ async fn a_mikey_caller_is_shown_verified_before_answering() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_sdes_call_from_a_number_with_an_on_chain_key_is_a_likely_spoof() {
+async fn an_sdes_caller_is_verified_by_its_passport_through_sipd() {
     let mut net = Net::start().await;
     let (bob_key, carol_key) = (IdentityKey::generate(), IdentityKey::generate());
     net.add(BOB, &bob_key, true).await;
     net.add(CAROL, &carol_key, true).await;
-    // carol's number has a key on chain, but her call comes with SDES: it proves nothing.
+    // SDES keys prove nothing about who sent them; the INVITE's PASSporT, signed by carol's
+    // on-chain key and bound to those keys, does. Without it this was a likely spoof.
     let (carol, mut carol_ev) = net
         .phone(CAROL, carol_key.clone(), KeyMode::Sdes, 400)
         .await;
-
-    // The default policy, auto-answer on: shown as a likely spoof, refused before ringing.
     let (bob, mut bob_ev) = net
         .phone(BOB, bob_key.clone(), KeyMode::MikeyPke, 400)
         .await;
     bob.register(600).await.unwrap();
-    carol.call(&n(BOB)).await.unwrap();
-    let (_, caller, awaiting) = incoming(&mut bob_ev).await;
-    assert!(!awaiting);
-    let Verification::LikelySpoof { reason } = &caller.verification else {
-        panic!("{caller:?}")
-    };
-    assert!(
-        reason.contains(CAROL) && reason.contains("proves nothing"),
-        "{reason}"
-    );
-    let why = refused(&mut bob_ev).await;
-    assert!(why.contains("caller not verified"), "{why}");
-    let at_carol = refused(&mut carol_ev).await;
-    assert!(at_carol.contains("403"), "{at_carol}");
-    bob.shutdown().await;
-
-    // `always`: the call is answered, and the report still says the caller is not verified.
-    let (bob, mut bob_ev) = net
-        .phone_with(BOB, bob_key, KeyMode::MikeyPke, 400, |c| {
-            c.accept_unverified = Some(AcceptUnverified::Always)
-        })
-        .await;
-    bob.register(600).await.unwrap();
     let call = carol.call(&n(BOB)).await.unwrap();
     let (_, caller, awaiting) = incoming(&mut bob_ev).await;
-    assert!(!awaiting, "auto-answered under `always`");
-    assert_eq!(caller.verification.name(), "likely_spoof");
+    assert!(!awaiting, "a verified caller is answered at once");
+    assert!(
+        matches!(
+            &caller.verification,
+            Verification::Verified { identity, proof: Proof::Passport, lookup_verified: true, .. }
+                if *identity == name(CAROL)
+        ),
+        "{caller:?}"
+    );
     wait_for(&mut carol_ev, |e| matches!(e, PhoneEvent::CallUp { .. })).await;
     wait_for(&mut bob_ev, |e| matches!(e, PhoneEvent::CallUp { .. })).await;
     carol.hangup(&call).await.unwrap();
@@ -157,10 +141,9 @@ async fn an_sdes_call_from_a_number_with_an_on_chain_key_is_a_likely_spoof() {
         unreachable!()
     };
     assert_eq!(report.mode, KeyMode::Sdes);
-    assert_eq!(report.verified_peer, None);
     assert_eq!(
         report.caller.as_ref().map(|c| c.verification.name()),
-        Some("likely_spoof")
+        Some("verified")
     );
     for p in [carol, bob] {
         p.shutdown().await;
@@ -197,7 +180,9 @@ async fn a_mikey_offer_signed_with_carols_key_claiming_alice_is_refused() {
         "{reason}"
     );
     refused(&mut bob_ev).await;
-    assert!(refused(&mut mallory_ev).await.contains("403"));
+    // Its PASSporT, signed with carol's key for alice's entry, fails first: RFC 8224's status.
+    let at_mallory = refused(&mut mallory_ev).await;
+    assert!(at_mallory.contains("438"), "{at_mallory}");
     for p in [mallory, bob] {
         p.shutdown().await;
     }

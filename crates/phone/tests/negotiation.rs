@@ -282,6 +282,7 @@ fn caller_of(
     verify(
         &FromClaim::parse(from_uri),
         &incoming,
+        &chaincall_phone::caller::PassportCheck::Absent,
         lookup,
         &responder(b),
         now(),
@@ -356,6 +357,7 @@ fn the_unverified_policy_decides_before_ringing() {
     use chaincall_phone::caller::{AcceptUnverified::*, Decision, decide};
     let verified = Verification::Verified {
         identity: "+15551230001".parse().unwrap(),
+        proof: chaincall_phone::caller::Proof::Mikey,
         lookup_verified: true,
         fingerprint: String::new(),
     };

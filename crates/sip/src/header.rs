@@ -36,6 +36,8 @@ pub enum HeaderName<'a> {
     Expires,
     /// `From` / `f` (§20.20).
     From,
+    /// `Identity` / `y` (RFC 8224 §4): a PASSporT vouching for the caller.
+    Identity,
     /// `Max-Forwards` (§20.22).
     MaxForwards,
     /// `Min-Expires` (§20.23).
@@ -93,6 +95,7 @@ impl<'a> HeaderName<'a> {
                 b't' => To,
                 b'v' => Via,
                 b'o' => Event,
+                b'y' => Identity,
                 _ => Other(name),
             };
         }
@@ -109,6 +112,7 @@ impl<'a> HeaderName<'a> {
             ("route", Route),
             ("record-route", RecordRoute),
             ("expires", Expires),
+            ("identity", Identity),
             ("authorization", Authorization),
             ("www-authenticate", WwwAuthenticate),
             ("proxy-authorization", ProxyAuthorization),
@@ -139,8 +143,16 @@ impl<'a> HeaderName<'a> {
 
     /// The canonical spelling, used when serializing (long forms, RFC 3261 §20).
     pub fn as_str(&self) -> &'a str {
-        use HeaderName::*;
         match self {
+            HeaderName::Other(s) => s,
+            known => known.known_name().unwrap_or_default(),
+        }
+    }
+
+    /// The canonical spelling of a header this crate knows (`None` for [`HeaderName::Other`]).
+    fn known_name(&self) -> Option<&'static str> {
+        use HeaderName::*;
+        Some(match self {
             Accept => "Accept",
             Allow => "Allow",
             Authorization => "Authorization",
@@ -154,6 +166,7 @@ impl<'a> HeaderName<'a> {
             Event => "Event",
             Expires => "Expires",
             From => "From",
+            Identity => "Identity",
             MaxForwards => "Max-Forwards",
             MinExpires => "Min-Expires",
             ProxyAuthenticate => "Proxy-Authenticate",
@@ -172,8 +185,8 @@ impl<'a> HeaderName<'a> {
             Via => "Via",
             Warning => "Warning",
             WwwAuthenticate => "WWW-Authenticate",
-            Other(s) => s,
-        }
+            Other(_) => return None,
+        })
     }
 
     /// Headers whose grammar allows several comma-separated values in one line (RFC 3261 §7.3.1).
@@ -878,44 +891,7 @@ pub(crate) fn parse_content_length(value: &str) -> Result<usize, &'static str> {
 impl HeaderName<'_> {
     /// The canonical name for known headers; `"extension"` for others (for error messages).
     pub fn as_str_static(&self) -> &'static str {
-        {
-            {
-                match self {
-                    HeaderName::Accept => "Accept",
-                    HeaderName::Allow => "Allow",
-                    HeaderName::Authorization => "Authorization",
-                    HeaderName::CallId => "Call-ID",
-                    HeaderName::Contact => "Contact",
-                    HeaderName::ContentEncoding => "Content-Encoding",
-                    HeaderName::ContentLength => "Content-Length",
-                    HeaderName::ContentType => "Content-Type",
-                    HeaderName::CSeq => "CSeq",
-                    HeaderName::Date => "Date",
-                    HeaderName::Event => "Event",
-                    HeaderName::Expires => "Expires",
-                    HeaderName::From => "From",
-                    HeaderName::MaxForwards => "Max-Forwards",
-                    HeaderName::MinExpires => "Min-Expires",
-                    HeaderName::ProxyAuthenticate => "Proxy-Authenticate",
-                    HeaderName::ProxyAuthorization => "Proxy-Authorization",
-                    HeaderName::ProxyRequire => "Proxy-Require",
-                    HeaderName::RecordRoute => "Record-Route",
-                    HeaderName::Require => "Require",
-                    HeaderName::RetryAfter => "Retry-After",
-                    HeaderName::Route => "Route",
-                    HeaderName::Server => "Server",
-                    HeaderName::Subject => "Subject",
-                    HeaderName::Supported => "Supported",
-                    HeaderName::To => "To",
-                    HeaderName::Unsupported => "Unsupported",
-                    HeaderName::UserAgent => "User-Agent",
-                    HeaderName::Via => "Via",
-                    HeaderName::Warning => "Warning",
-                    HeaderName::WwwAuthenticate => "WWW-Authenticate",
-                    HeaderName::Other(_) => "extension",
-                }
-            }
-        }
+        self.known_name().unwrap_or("extension")
     }
 }
 
@@ -938,6 +914,16 @@ mod tests {
         assert_eq!(v.rport(), Some(None));
         assert!(Via::parse("SIP/2.0/UDP [2001:db8::9:1:5070").is_err());
         assert!(Via::parse("SIP/2.0/UDP 192.0.2.15;;,;,,").is_err());
+    }
+
+    #[test]
+    fn identity_names() {
+        // RFC 8224 §4: `Identity`, compact form `y`, case-insensitive like every header name.
+        for name in ["Identity", "IDENTITY", "identity", "y", "Y"] {
+            assert_eq!(HeaderName::parse(name), HeaderName::Identity, "{name}");
+        }
+        assert_eq!(HeaderName::Identity.as_str(), "Identity");
+        assert!(!HeaderName::Identity.is_list());
     }
 
     #[test]

@@ -73,6 +73,7 @@ pub fn check(
         &header,
         &key.public(),
         &Expected {
+            orig: &Party::Tn(alice_number()),
             dest: &bob(),
             media: &media,
         },
