@@ -25,6 +25,7 @@ $sudo apt-get install -y -q --no-install-recommends \
   ca-certificates pkg-config libssl-dev openssl sqlite3 \
   tshark sip-tester baresip-core secsipidx \
   kamailio kamailio-sqlite-modules kamailio-tls-modules \
+  kamailio-secsipid-modules kamailio-postgres-modules \
   libsrtp2-dev \
   perl libnet-smpp-perl
 
