@@ -89,8 +89,14 @@ fn kamailio_on_postgres_completes_and_reports_calls_registers_and_cpu() {
         assert!(step["cpu_ms_per_call"].as_f64().is_some(), "{step}");
     }
     // The REGISTERs went through to PostgreSQL: the bench user's contact is in `location`, beside
-    // the provisioned callee.
-    assert_eq!(v["kamailio_db"]["location_rows"]["bench"], 1, "{v}");
+    // the provisioned callee. (At least once: with db_mode=3, two workers saving the same new
+    // contact at the same moment can both insert it; Kamailio does not lock across processes.)
+    assert!(
+        v["kamailio_db"]["location_rows"]["bench"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "{v}"
+    );
     assert_eq!(v["kamailio_db"]["location_rows"]["service"], 1, "{v}");
     let summary = &v["summary"]["kamailio"];
     assert!(summary.is_object(), "{v}");
