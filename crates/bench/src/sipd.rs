@@ -620,7 +620,7 @@ fn ramp(
 
 fn progress(args: &SipdBenchArgs, what: &str, s: &Step) {
     let line = format!(
-        "{what:<9} {:<9} rate {:>5}/s: {}/{} ok ({:.2} %), {:.1} s, {} retransmissions, server CPU {:.1} s -> {} {}",
+        "{what:<9} {:<9} rate {:>5}/s: {}/{} ok ({:.2} %), {:.1} s, {} retransmissions, server CPU {:.1} s ({:.2} ms each{}) -> {} {}",
         s.server,
         s.rate,
         s.ok,
@@ -629,6 +629,9 @@ fn progress(args: &SipdBenchArgs, what: &str, s: &Step) {
         s.elapsed_s,
         s.retransmissions,
         s.server_cpu_s,
+        s.cpu_ms_per_call(),
+        s.db_cpu_s
+            .map_or(String::new(), |db| format!(", database {db:.1} s")),
         if s.passed(args.secs) { "pass" } else { "FAIL" },
         if s.failures.is_empty() {
             String::new()

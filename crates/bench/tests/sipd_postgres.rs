@@ -47,27 +47,13 @@ fn kamailio_on_postgres_completes_and_reports_calls_registers_and_cpu() {
     let base_port = chaincall_testkit::free_udp_port()
         .min(u16::MAX - 8)
         .to_string();
-    let v = measure(parse(&[
-        "--location",
-        "postgres",
-        "--servers",
-        "kamailio",
-        "--secs",
-        "1",
-        "--rates",
-        "20",
-        "--register-rates",
-        "20",
-        "--max-failures",
-        "1",
-        "--base-port",
-        &base_port,
-        "--sipp",
-        sipp.to_str().expect("UTF-8 path"),
-        "--kamailio",
-        kamailio.to_str().expect("UTF-8 path"),
-    ]))
-    .expect("the postgres bench runs");
+    // One short step each: 20 calls at 20/s, then 20 REGISTERs at 20/s.
+    let short = "--location postgres --servers kamailio --secs 1 --rates 20 --register-rates 20";
+    let mut argv: Vec<&str> = short.split(' ').collect();
+    argv.extend(["--max-failures", "1", "--base-port", &base_port]);
+    argv.extend(["--sipp", sipp.to_str().expect("UTF-8 path")]);
+    argv.extend(["--kamailio", kamailio.to_str().expect("UTF-8 path")]);
+    let v = measure(parse(&argv)).expect("the postgres bench runs");
     assert_eq!(v["location"], "postgres", "{v}");
     for kind in ["calls", "registers"] {
         let steps = v[kind]
