@@ -3,6 +3,8 @@
 # chaincall sipd and Kamailio 5.6 in the same run (alternating step by step), stepping the call rate
 # up; then REGISTER with digest auth against one Kamailio-schema subscriber table (SQLite).
 # A step passes at >= 99.9 % successful calls. See crates/sipd/BENCH.md.
+# --location postgres --servers kamailio: Kamailio with usrloc db_mode=3 and auth_db on a throwaway
+# PostgreSQL the bench starts (sipd's PostgreSQL location is not in the bench yet).
 #
 # This is a thin wrapper: the benchmark itself is `chaincall bench sipd` (crates/bench/src/sipd.rs),
 # present in a chaincall built with `--features bench` (a CHAINCALL binary must be built so too).

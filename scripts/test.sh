@@ -2,7 +2,9 @@
 # Installs, idempotently, every real peer chaincall's tests run against, then runs the whole suite
 # with CHAINCALL_REQUIRE_PEERS=1 (a test whose peer is missing fails instead of skipping).
 #
-#   Debian : tshark, sipp (sip-tester), baresip, Kamailio (+ sqlite, tls modules), openssl, libsrtp2,
+#   Debian : tshark, sipp (sip-tester), baresip, Kamailio (+ sqlite, tls, secsipid, postgres modules),
+#            PostgreSQL (the throwaway clusters of the wallet tests and `bench sipd --location postgres`),
+#            openssl, libsrtp2,
 #            secsipidx (the STIR/SHAKEN tool the PASSporT interop tests run),
 #            libnet-smpp-perl (the SMS centre the wallet's one-time-code tests send SMPP to),
 #            rtpengine-daemon (the media relay), iptables + iproute2 (the namespace test network),
@@ -27,6 +29,8 @@ $sudo apt-get install -y -q --no-install-recommends \
   ca-certificates pkg-config libssl-dev openssl sqlite3 libopus-dev libasound2-dev \
   tshark sip-tester baresip-core secsipidx \
   kamailio kamailio-sqlite-modules kamailio-tls-modules \
+  kamailio-secsipid-modules kamailio-postgres-modules \
+  postgresql \
   libsrtp2-dev \
   linphone-cli \
   perl libnet-smpp-perl \

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 pub mod handshake;
 pub mod lookup;
+mod pg;
 pub mod setup;
 pub mod sipd;
 pub mod srtp;

@@ -15,7 +15,15 @@
 //! sipd with `auth.mode = "digest"`, Kamailio with `auth_db` over `db_sqlite` and `usrloc` in
 //! memory. Same stepping.
 //!
-//! Each step records the proxy's CPU seconds (all its processes) from `/proc`.
+//! `--location postgres` (Kamailio only, for now): the bench starts a throwaway PostgreSQL
+//! ([`crate::pg`]), loads Kamailio's own schema into it and runs Kamailio with `auth_db` and
+//! `usrloc db_mode=3` (DB-only: every REGISTER writes the `location` table, every INVITE's
+//! `lookup("location")` reads it) on that database. The callee, sipp's uas, is provisioned as a
+//! `location` row, so each call costs Kamailio one location read, as a call to a registered phone
+//! does.
+//!
+//! Each step records the proxy's CPU seconds (all its processes, plus PostgreSQL's server processes
+//! when it has one) from `/proc`, and the CPU milliseconds per successful call or registration.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -74,11 +82,38 @@ pub struct SipdBenchArgs {
     /// Keep the working directory (configs, logs, sipp stats) instead of deleting it.
     #[arg(long)]
     keep: bool,
+    /// Where Kamailio keeps registrations: `memory` (usrloc in memory, subscribers in SQLite) or
+    /// `postgres` (a throwaway PostgreSQL the bench starts: usrloc `db_mode=3` and `auth_db` on it).
+    #[arg(long, value_enum, default_value = "memory")]
+    location: Location,
+}
+
+/// Where the Kamailio side keeps its location (usrloc) and subscriber tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Location {
+    /// usrloc in memory (`db_mode=0`), `auth_db` on SQLite.
+    Memory,
+    /// usrloc `db_mode=3` and `auth_db` on a PostgreSQL started by the bench.
+    Postgres,
+}
+
+impl Location {
+    fn name(self) -> &'static str {
+        match self {
+            Location::Memory => "memory",
+            Location::Postgres => "postgres",
+        }
+    }
 }
 
 const THRESHOLD: f64 = 0.999;
 const USER: &str = "bench";
 const PASSWORD: &str = "b3nch-secret";
+/// The realm and subscriber domain: the proxies' address (sipp's REGISTERs are `From: …@127.0.0.1`).
+const KAMAILIO_DOMAIN: &str = "127.0.0.1";
+/// The user sipp's built-in uac calls (its default `-s`), provisioned as a location row with
+/// `--location postgres`.
+const CALLEE: &str = "service";
 const REGISTER_XML: &str = include_str!("../../sipd/tests/scenarios/register_auth.xml");
 
 /// A child process killed (and reaped) on drop.
@@ -131,31 +166,35 @@ impl Proc {
 
     /// CPU seconds of the process and its direct children (Kamailio's workers).
     fn cpu_secs(&self) -> f64 {
-        let pid = self.child.id();
-        let mut ticks = 0u64;
-        if let Ok(dir) = std::fs::read_dir("/proc") {
-            for e in dir.flatten() {
-                let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                    continue;
-                };
-                let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-                    continue;
-                };
-                // Fields after the parenthesised command: state ppid ... utime(14) stime(15).
-                let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-                    continue;
-                };
-                let f: Vec<&str> = rest.split_whitespace().collect();
-                let ppid = f.get(1).and_then(|s| s.parse::<u32>().ok());
-                if p == pid || ppid == Some(pid) {
-                    let t = |i: usize| f.get(i).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-                    ticks += t(11) + t(12);
-                }
+        tree_cpu_secs(self.child.id())
+    }
+}
+
+/// CPU seconds of process `pid` and its direct children (Kamailio's workers, PostgreSQL's backends).
+fn tree_cpu_secs(pid: u32) -> f64 {
+    let mut ticks = 0u64;
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+                continue;
+            };
+            // Fields after the parenthesised command: state ppid ... utime(14) stime(15).
+            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+                continue;
+            };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ppid = f.get(1).and_then(|s| s.parse::<u32>().ok());
+            if p == pid || ppid == Some(pid) {
+                let t = |i: usize| f.get(i).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+                ticks += t(11) + t(12);
             }
         }
-        // USER_HZ is 100 on Linux.
-        ticks as f64 / 100.0
     }
+    // USER_HZ is 100 on Linux.
+    ticks as f64 / 100.0
 }
 
 struct Ports {
@@ -189,7 +228,10 @@ struct Step {
     failed: u64,
     retransmissions: u64,
     elapsed_s: f64,
+    /// CPU seconds of the proxy's processes plus, with a database server, the database's.
     server_cpu_s: f64,
+    /// The database server's share of `server_cpu_s` (PostgreSQL only).
+    db_cpu_s: Option<f64>,
     /// sipp's non-zero `Failed…(C)` counters.
     failures: serde_json::Map<String, Value>,
 }
@@ -200,6 +242,15 @@ impl Step {
             0.0
         } else {
             self.ok as f64 / self.planned as f64
+        }
+    }
+
+    /// Server CPU milliseconds per successful call (or registration); NaN when none succeeded.
+    fn cpu_ms_per_call(&self) -> f64 {
+        if self.ok == 0 {
+            f64::NAN
+        } else {
+            self.server_cpu_s * 1e3 / self.ok as f64
         }
     }
 
@@ -219,18 +270,67 @@ impl Step {
             "elapsed_s": (self.elapsed_s * 100.0).round() / 100.0,
             "achieved_per_s": if self.elapsed_s > 0.0 { (self.ok as f64 / self.elapsed_s).round() } else { 0.0 },
             "server_cpu_s": (self.server_cpu_s * 100.0).round() / 100.0,
+            "db_cpu_s": self.db_cpu_s.map(|s| (s * 100.0).round() / 100.0),
+            "cpu_ms_per_call": round3(self.cpu_ms_per_call()),
             "failures": self.failures,
             "passed": self.passed(secs),
         })
     }
 }
 
-/// Runs the benchmark. sipd is started as `<running binary> sipd serve`, so this must be called
-/// from the `chaincall` binary (`chaincall bench sipd`).
+/// Runs the benchmark and prints its results (JSON with `--json`, else the summary). sipd is
+/// started as `<running binary> sipd serve`, so measuring sipd must be called from the `chaincall`
+/// binary (`chaincall bench sipd`).
 pub fn run(args: SipdBenchArgs) -> anyhow::Result<()> {
+    let json = args.json;
+    let results = measure(args)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+        return Ok(());
+    }
+    println!(
+        "highest rate with >= {:.1} % success, {} s per step, location {}:",
+        THRESHOLD * 100.0,
+        results["secs_per_step"],
+        results["location"].as_str().unwrap_or("?"),
+    );
+    if let Some(summary) = results["summary"].as_object() {
+        for (name, s) in summary {
+            println!(
+                "  {name:<9} calls/s {:>6} ({} CPU ms/call)   REGISTER/s (digest) {:>6} ({} CPU ms/REGISTER)",
+                s["calls_per_s"],
+                s["calls_cpu_ms_per_call"],
+                s["registers_per_s"],
+                s["registers_cpu_ms_per_register"],
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs the benchmark and returns its results as the JSON object `--json` prints: the machine,
+/// `location`, per-step `calls` and `registers`, a per-server `summary` (highest passing rates
+/// and server CPU milliseconds per call at them) and, with `--location postgres`, `kamailio_db`
+/// (the registrations Kamailio left in PostgreSQL's `location` table).
+pub fn measure(args: SipdBenchArgs) -> anyhow::Result<Value> {
     which(&args.sipp).context("sipp (Debian sip-tester) is required")?;
     let want_kamailio = args.servers.iter().any(|s| s == "kamailio");
     let want_sipd = args.servers.iter().any(|s| s == "sipd");
+    if let Some(other) = args
+        .servers
+        .iter()
+        .find(|s| *s != "sipd" && *s != "kamailio")
+    {
+        bail!("unknown server {other:?} in --servers (sipd, kamailio)");
+    }
+    if args.location == Location::Postgres && want_sipd {
+        // TODO(issue 18): start sipd on this same PostgreSQL once its PostgreSQL location lands
+        // (another change); the Kamailio side below is ready for the side-by-side run.
+        bail!(
+            "--location postgres is measured for Kamailio only so far: sipd's PostgreSQL location \
+             is not in this bench yet; pass --servers kamailio"
+        );
+    }
     if want_kamailio {
         which(&args.kamailio).context("kamailio (Debian kamailio) is required")?;
     }
@@ -248,6 +348,25 @@ pub fn run(args: SipdBenchArgs) -> anyhow::Result<()> {
     make_subscriber_db(&db_path)?;
     std::fs::write(dir.join("register_auth.xml"), REGISTER_XML)?;
 
+    // Declared before the processes so that it is dropped (stopped) after Kamailio, its client.
+    let postgres = match args.location {
+        Location::Memory => None,
+        Location::Postgres if want_kamailio => {
+            let pg = crate::pg::Postgres::start()?;
+            crate::pg::create_kamailio_db(&pg, KAMAILIO_DOMAIN, &[(USER, PASSWORD)])?;
+            // The callee: sipp's built-in uac calls `service`; route it to the uas by location.
+            pg.psql(
+                "kamailio",
+                &crate::pg::location_row(
+                    CALLEE,
+                    &format!("sip:{CALLEE}@127.0.0.1:{}", ports.uas_kamailio),
+                ),
+            )?;
+            Some(pg)
+        }
+        Location::Postgres => None,
+    };
+    let db_pid = postgres.as_ref().and_then(crate::pg::Postgres::pid);
     let mut procs: Vec<Proc> = Vec::new();
     let mut servers: Vec<(&'static str, usize, u16, u16)> = Vec::new(); // name, proc index, port, reg port
     if want_sipd {
@@ -284,7 +403,10 @@ pub fn run(args: SipdBenchArgs) -> anyhow::Result<()> {
             kamailio_config(
                 ports.kamailio,
                 ports.uas_kamailio,
-                &db_path,
+                &match &postgres {
+                    Some(pg) => KamailioDb::Postgres(pg.url("kamailio")),
+                    None => KamailioDb::Sqlite(db_path.clone()),
+                },
                 args.kamailio_children,
             )?,
         )?;
@@ -336,6 +458,7 @@ pub fn run(args: SipdBenchArgs) -> anyhow::Result<()> {
         },
         "secs_per_step": args.secs,
         "threshold": THRESHOLD,
+        "location": args.location.name(),
     });
 
     // Calls, alternating servers step by step.
@@ -347,6 +470,7 @@ pub fn run(args: SipdBenchArgs) -> anyhow::Result<()> {
             &dir,
             name,
             &procs[idx],
+            db_pid.filter(|_| name == "kamailio"),
             port,
             ports.uac,
             rate,
@@ -385,6 +509,7 @@ pub fn run(args: SipdBenchArgs) -> anyhow::Result<()> {
                     &dir,
                     name,
                     &procs[pidx],
+                    db_pid.filter(|_| name == "kamailio"),
                     port,
                     ports.uac,
                     rate,
@@ -395,21 +520,27 @@ pub fn run(args: SipdBenchArgs) -> anyhow::Result<()> {
         results["registers"] = regs.iter().map(|s| s.json(args.secs)).collect();
     }
 
-    let best = |steps: &[Step], name: &str| -> Value {
+    // The highest passing step's rate and CPU per call.
+    let best = |steps: &[Step], name: &str| -> (Value, Value) {
         steps
             .iter()
             .filter(|s| s.server == name && s.passed(args.secs))
-            .map(|s| s.rate)
-            .max()
-            .map_or(Value::Null, |r| json!(r))
+            .max_by_key(|s| s.rate)
+            .map_or((Value::Null, Value::Null), |s| {
+                (json!(s.rate), round3(s.cpu_ms_per_call()))
+            })
     };
     let mut summary = serde_json::Map::new();
     for (name, _, _, _) in &servers {
+        let (calls_per_s, calls_cpu) = best(&calls, name);
+        let (registers_per_s, registers_cpu) = best(&regs, name);
         summary.insert(
             (*name).to_owned(),
             json!({
-                "calls_per_s": best(&calls, name),
-                "registers_per_s": if args.no_register { Value::Null } else { best(&regs, name) },
+                "calls_per_s": calls_per_s,
+                "calls_cpu_ms_per_call": calls_cpu,
+                "registers_per_s": registers_per_s,
+                "registers_cpu_ms_per_register": registers_cpu,
             }),
         );
     }
@@ -421,28 +552,41 @@ pub fn run(args: SipdBenchArgs) -> anyhow::Result<()> {
     );
     results["total_s"] = json!(started.elapsed().as_secs());
     drop(procs);
+    if let Some(pg) = &postgres {
+        // What Kamailio left in PostgreSQL: the bench user's contact (saved by the REGISTER steps)
+        // beside the provisioned callee, i.e. usrloc really wrote through to the database.
+        let count = |user: &str| -> anyhow::Result<u64> {
+            let n = pg.query(
+                "kamailio",
+                &format!(
+                    "SELECT count(*) FROM location WHERE username = {};",
+                    crate::pg::quote(user)
+                ),
+            )?;
+            n.trim()
+                .parse()
+                .with_context(|| format!("a row count from psql, got {n:?}"))
+        };
+        results["kamailio_db"] = json!({
+            "location_rows": { USER: count(USER)?, CALLEE: count(CALLEE)? },
+        });
+    }
+    drop(postgres);
     if args.keep {
         results["workdir"] = json!(dir.display().to_string());
     } else {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
+    Ok(results)
+}
+
+/// `v` rounded to 3 decimals; null when it is not a number (no call succeeded).
+fn round3(v: f64) -> Value {
+    if v.is_finite() {
+        json!((v * 1e3).round() / 1e3)
     } else {
-        println!(
-            "highest rate with >= {:.1} % success, {} s per step:",
-            THRESHOLD * 100.0,
-            args.secs
-        );
-        for (name, _, _, _) in &servers {
-            let s = &results["summary"][*name];
-            println!(
-                "  {name:<9} calls/s {:>6}   REGISTER/s (digest) {:>6}",
-                s["calls_per_s"], s["registers_per_s"]
-            );
-        }
+        Value::Null
     }
-    Ok(())
 }
 
 /// Runs `step(server, rate)` for each server at each of `rates` in turn, until every server has
@@ -476,7 +620,7 @@ fn ramp(
 
 fn progress(args: &SipdBenchArgs, what: &str, s: &Step) {
     let line = format!(
-        "{what:<9} {:<9} rate {:>5}/s: {}/{} ok ({:.2} %), {:.1} s, {} retransmissions, server CPU {:.1} s -> {} {}",
+        "{what:<9} {:<9} rate {:>5}/s: {}/{} ok ({:.2} %), {:.1} s, {} retransmissions, server CPU {:.1} s ({:.2} ms each{}) -> {} {}",
         s.server,
         s.rate,
         s.ok,
@@ -485,6 +629,9 @@ fn progress(args: &SipdBenchArgs, what: &str, s: &Step) {
         s.elapsed_s,
         s.retransmissions,
         s.server_cpu_s,
+        s.cpu_ms_per_call(),
+        s.db_cpu_s
+            .map_or(String::new(), |db| format!(", database {db:.1} s")),
         if s.passed(args.secs) { "pass" } else { "FAIL" },
         if s.failures.is_empty() {
             String::new()
@@ -501,6 +648,7 @@ fn run_step(
     dir: &Path,
     server: &str,
     proc_: &Proc,
+    db_pid: Option<u32>,
     port: u16,
     uac_port: u16,
     rate: u32,
@@ -530,7 +678,9 @@ fn run_step(
         "-stf".into(),
         stf.display().to_string(),
     ]);
+    let db_cpu = || db_pid.map(tree_cpu_secs);
     let cpu0 = proc_.cpu_secs();
+    let db0 = db_cpu();
     let t0 = Instant::now();
     let out = Command::new(&args.sipp)
         .args(&sipp_args)
@@ -541,7 +691,8 @@ fn run_step(
         .output()
         .context("running sipp")?;
     let wall = t0.elapsed().as_secs_f64();
-    let server_cpu_s = proc_.cpu_secs() - cpu0;
+    let db_cpu_s = db_cpu().zip(db0).map(|(after, before)| after - before);
+    let server_cpu_s = proc_.cpu_secs() - cpu0 + db_cpu_s.unwrap_or(0.0);
     let (ok, failed, retransmissions, elapsed, failures) =
         parse_stat(&stf).unwrap_or((0, planned, 0, wall, serde_json::Map::new()));
     if ok == 0 {
@@ -566,6 +717,7 @@ fn run_step(
         retransmissions,
         elapsed_s: elapsed,
         server_cpu_s,
+        db_cpu_s,
         failures,
     })
 }
@@ -656,7 +808,7 @@ fn make_subscriber_db(path: &Path) -> anyhow::Result<()> {
     rt.block_on(async {
         let db = chaincall_sipd::db::Db::connect(&url).await?;
         db.create_schema().await?;
-        db.add_subscriber(USER, "127.0.0.1", PASSWORD).await?;
+        db.add_subscriber(USER, KAMAILIO_DOMAIN, PASSWORD).await?;
         db.create_kamailio_version().await?;
         Ok::<(), anyhow::Error>(())
     })
@@ -681,7 +833,15 @@ fn sipd_config(port: u16, auth: &str, db: Option<&Path>, static_route: Option<u1
     s
 }
 
-fn kamailio_config(port: u16, uas: u16, db: &Path, children: u32) -> anyhow::Result<String> {
+/// The database behind Kamailio's `auth_db` (and, for PostgreSQL, its location table).
+enum KamailioDb {
+    /// The SQLite subscriber file sipd also reads; usrloc in memory.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database URL holding Kamailio's schema; usrloc `db_mode=3` on it.
+    Postgres(String),
+}
+
+fn kamailio_config(port: u16, uas: u16, db: &KamailioDb, children: u32) -> anyhow::Result<String> {
     let mpath = [
         "/usr/lib/x86_64-linux-gnu/kamailio/modules",
         "/usr/lib/kamailio/modules",
@@ -689,22 +849,41 @@ fn kamailio_config(port: u16, uas: u16, db: &Path, children: u32) -> anyhow::Res
     .into_iter()
     .find(|p| Path::new(p).join("tm.so").exists())
     .context("Kamailio modules (tm.so) not found")?;
-    let sqlite = Path::new(mpath).join("db_sqlite.so").exists();
-    let auth_modules = if sqlite {
-        format!(
-            "loadmodule \"db_sqlite.so\"\nloadmodule \"auth.so\"\nloadmodule \"auth_db.so\"\n\
-             loadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\n\
-             modparam(\"auth_db\", \"db_url\", \"sqlite://{db}\")\n\
-             modparam(\"auth_db\", \"calculate_ha1\", 0)\n\
-             modparam(\"auth_db\", \"password_column\", \"ha1\")\n\
-             modparam(\"auth_db\", \"use_domain\", 1)\n\
-             modparam(\"usrloc\", \"db_mode\", 0)\n",
-            db = db.display()
-        )
-    } else {
-        String::new()
+    let has = |module: &str| Path::new(mpath).join(module).exists();
+    // (database module, its URL, usrloc's db_mode and, for db_mode 3, usrloc's db_url line)
+    let store = match db {
+        KamailioDb::Sqlite(path) if has("db_sqlite.so") => {
+            Some(("db_sqlite.so", format!("sqlite://{}", path.display()), 0))
+        }
+        KamailioDb::Sqlite(_) => None,
+        KamailioDb::Postgres(url) => {
+            if !has("db_postgres.so") {
+                bail!(
+                    "Kamailio's db_postgres.so (Debian kamailio-postgres-modules) is required for --location postgres"
+                );
+            }
+            Some(("db_postgres.so", url.clone(), 3))
+        }
     };
-    let register_route = if sqlite {
+    let auth_modules = match &store {
+        Some((module, url, db_mode)) => {
+            let mut m = format!(
+                "loadmodule \"{module}\"\nloadmodule \"auth.so\"\nloadmodule \"auth_db.so\"\n\
+                 loadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\n\
+                 modparam(\"auth_db\", \"db_url\", \"{url}\")\n\
+                 modparam(\"auth_db\", \"calculate_ha1\", 0)\n\
+                 modparam(\"auth_db\", \"password_column\", \"ha1\")\n\
+                 modparam(\"auth_db\", \"use_domain\", 1)\n\
+                 modparam(\"usrloc\", \"db_mode\", {db_mode})\n"
+            );
+            if *db_mode != 0 {
+                m += &format!("modparam(\"usrloc\", \"db_url\", \"{url}\")\n");
+            }
+            m
+        }
+        None => String::new(),
+    };
+    let register_route = if store.is_some() {
         "  if (is_method(\"REGISTER\")) {\n\
              if (!auth_check(\"$fd\", \"subscriber\", \"1\")) { auth_challenge(\"$fd\", \"1\"); exit; }\n\
              consume_credentials();\n\
@@ -713,6 +892,18 @@ fn kamailio_config(port: u16, uas: u16, db: &Path, children: u32) -> anyhow::Res
            }\n"
     } else {
         ""
+    };
+    // With the location in the database, a new call finds its callee there (one location read per
+    // INVITE, as for a registered phone); in memory it goes straight to the uas, as before.
+    let target = if matches!(db, KamailioDb::Postgres(_)) {
+        "  if (is_method(\"INVITE\") && !has_totag()) {\n\
+             if (!lookup(\"location\")) { sl_send_reply(\"404\", \"Not Found\"); exit; }\n\
+           } else {\n\
+             $du = \"sip:127.0.0.1:{uas}\";\n\
+           }\n"
+        .replace("{uas}", &uas.to_string())
+    } else {
+        format!("  $du = \"sip:127.0.0.1:{uas}\";\n")
     };
     Ok(format!(
         r#"#!KAMAILIO
@@ -743,8 +934,7 @@ request_route {{
   if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
   t_check_trans();
   if (is_method("INVITE") && !has_totag()) {{ record_route(); }}
-  $du = "sip:127.0.0.1:{uas}";
-  if (!t_relay()) {{ sl_reply_error(); }}
+{target}  if (!t_relay()) {{ sl_reply_error(); }}
 }}
 "#
     ))

@@ -68,7 +68,7 @@ pub use error::{
     SipStatus, UNSUPPORTED_CREDENTIAL, USE_IDENTITY_HEADER,
 };
 pub use info::{INFO_SCHEME, KeyLocator, KeystoreAddress};
-pub use pem::public_key_pem;
+pub use pem::{KAMAILIO_KEY_TABLE, kamailio_key_route, public_key_pem};
 pub use replay::{MemoryReplayCache, ReplayCache, ReplayError};
 pub use token::{IdentityHeader, MAX_IDENTITY_LEN, Passport, PassportId, require_identity};
 pub use verify::{Expected, Verified, Verifier, VerifierConfig};
