@@ -31,7 +31,8 @@
 //! # use std::time::{Instant, SystemTime};
 //! # use chaincall_phone::core::{Event, Need, PhoneCore};
 //! # fn demo(cfg: chaincall_phone::PhoneConfig, local: std::net::SocketAddr) {
-//! let mut core = PhoneCore::new(&cfg, local, "TCP", Instant::now(), SystemTime::now());
+//! let keystore = chaincall_passport::VerifierConfig::new(31337, chaincall_passport::KeystoreAddress([0x5f; 20]));
+//! let mut core = PhoneCore::new(&cfg, local, "TCP", keystore, Instant::now(), SystemTime::now());
 //! core.register(3600, Instant::now());
 //! loop {
 //!     match core.poll_output() {
