@@ -273,7 +273,7 @@ impl fmt::Display for DemoReport {
         writeln!(
             f,
             "\nMedia ({}, AES_CM_128_HMAC_SHA1_80, {})",
-            a.codec.rtpmap_name(),
+            a.codec.encoding_name(),
             a.mode.name()
         )?;
         for (who, r) in [("alice", a), ("bob", b)] {

@@ -86,7 +86,7 @@ pub fn config(number: &str, key: &IdentityKey, seed: u64) -> PhoneConfig {
             addr: "127.0.0.1:5060".parse().unwrap(),
         },
         media_ip: "127.0.0.1".parse().unwrap(),
-        codecs: vec![Codec::Pcmu, Codec::Pcma],
+        codecs: vec![Codec::Pcmu.into(), Codec::Pcma.into()],
         key_mode: KeyMode::MikeyPke,
         keylog: None,
         tls_keylog: None,

@@ -188,7 +188,7 @@ impl Net {
                 server: IdentityName::parse(SERVER).unwrap(),
             },
             media_ip: "127.0.0.1".parse().unwrap(),
-            codecs: vec![Codec::Pcmu, Codec::Pcma],
+            codecs: vec![Codec::Pcmu.into(), Codec::Pcma.into()],
             key_mode: mode,
             keylog: None,
             tls_keylog: None,
