@@ -185,6 +185,7 @@ impl DemoReport {
             "ok": self.failed.is_empty(),
             "chain": self.chain,
             "key_mode": a.mode.name(),
+            "codec": a.codec.encoding_name(),
             "key_storage_ms": self.timeline.key_storage.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
             "key_retrieval_ms": ms(a.timings.key_retrieval),
             "key_retrieval_verified": a.lookup_verified,
