@@ -10,7 +10,7 @@ use std::time::Duration;
 use chaincall_identity::{IdentityKey, PhoneNumber};
 use chaincall_media::AudioCodec;
 use chaincall_phone::report::CallReportJson;
-use chaincall_phone::{CallReport, DEFAULT_CODECS, KeyMode, PhoneEvent, PhoneEvents};
+use chaincall_phone::{DEFAULT_CODECS, KeyMode, PhoneEvent, PhoneEvents};
 use common::*;
 
 const ALICE: &str = "+15550300001";
@@ -27,13 +27,6 @@ async fn digits(events: &mut PhoneEvents, n: usize) -> String {
         }
     }
     got
-}
-
-async fn ended(events: &mut PhoneEvents) -> CallReport {
-    match wait_for(events, |e| matches!(e, PhoneEvent::CallEnded(_))).await {
-        PhoneEvent::CallEnded(r) => *r,
-        other => unreachable!("{other:?}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,8 +61,8 @@ async fn two_phones_talk_opus_and_send_each_other_dtmf() {
     // sources is sent by the time of the hang-up (a wait, not a timed assertion).
     tokio::time::sleep(Duration::from_millis(1300)).await;
     alice.hangup(&call).await.unwrap();
-    let a = ended(&mut alice_ev).await;
-    let b = ended(&mut bob_ev).await;
+    let a = call_ended(&mut alice_ev).await;
+    let b = call_ended(&mut bob_ev).await;
 
     for r in [&a, &b] {
         assert_eq!(r.codec, AudioCodec::OPUS);
