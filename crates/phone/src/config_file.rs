@@ -650,6 +650,32 @@ domain = \"sip.example.org\"
     }
 
     #[test]
+    fn codecs_default_to_opus_first_and_take_either_spelling() {
+        let (_dir, path) = write(MINIMAL);
+        let cfg = PhoneFileConfig::load(&path).unwrap();
+        assert_eq!(
+            cfg.codecs,
+            vec![AudioCodec::OPUS, Codec::Pcmu.into(), Codec::Pcma.into()]
+        );
+        // Today's G.711-only spelling keeps working; names are case-insensitive.
+        let text = MINIMAL.replace("[sip]", "codecs = [\"pcma\", \"Opus\"]\n[sip]");
+        let (_dir, path) = write(&text);
+        let cfg = PhoneFileConfig::load(&path).unwrap();
+        assert_eq!(cfg.codecs, vec![Codec::Pcma.into(), AudioCodec::OPUS]);
+        let text = MINIMAL.replace("[sip]", "codecs = [\"PCMU\", \"PCMA\"]\n[sip]");
+        let (_dir, path) = write(&text);
+        let cfg = PhoneFileConfig::load(&path).unwrap();
+        assert_eq!(cfg.codecs, vec![Codec::Pcmu.into(), Codec::Pcma.into()]);
+        let e = error(&MINIMAL.replace("[sip]", "codecs = [\"opus\", \"G729\"]\n[sip]"));
+        assert!(
+            e.contains(
+                "phone.toml:6: `codecs` \"G729\" is not a codec: use \"opus\", \"PCMU\" or \"PCMA\""
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn a_bad_value_names_the_file_the_line_and_the_key() {
         let text = MINIMAL.replace("127.0.0.1:5061", "127.0.0.1");
         let e = error(&text);
