@@ -319,8 +319,9 @@ impl Offer {
     ) -> Result<NegotiatedMedia, CallError> {
         let sdp = Sdp::parse(answer).map_err(|e| CallError::Sdp(e.to_string()))?;
         let (remote, media) = audio_section(&sdp)?;
-        // The answer's choice: its first codec that we offered (RFC 3264 §6.1: the answerer
-        // sends what it lists first, so that is what we must expect), on our payload types.
+        // The answer's choice: its first codec that we offered (the answerer sends what it lists
+        // first, so that is what we must expect), on the answer's payload types (ours, RFC 3264
+        // §6.1).
         let answered: Vec<AudioCodec> = media_sdp::formats(media)
             .into_iter()
             .filter_map(|f| match f {
@@ -333,7 +334,8 @@ impl Offer {
                     .any(|o| o.encoding_name() == c.encoding_name())
             })
             .collect();
-        let chosen = negotiate(&answered, media)?;
+        let chosen = media_sdp::negotiate(&answered, media, true)
+            .ok_or_else(|| no_common_codec(&self.codecs))?;
         let rtcp_remote = rtcp_target(remote, media);
         match self.mode {
             KeyMode::Sdes => {
@@ -345,7 +347,7 @@ impl Offer {
                 Ok(Keyed {
                     remote,
                     rtcp_remote,
-                    chosen: chosen.clone(),
+                    chosen,
                     mode: KeyMode::Sdes,
                     verified_peer: None,
                     local_ssrc: self.local_ssrc,
@@ -377,7 +379,7 @@ impl Offer {
                 Ok(Keyed {
                     remote,
                     rtcp_remote,
-                    chosen: chosen.clone(),
+                    chosen,
                     mode: self.mode,
                     verified_peer: Some(self.callee.clone()),
                     local_ssrc: self.local_ssrc,
@@ -456,13 +458,10 @@ fn audio_section(sdp: &Sdp) -> Result<(SocketAddr, &Media), CallError> {
     Ok((SocketAddr::new(ip, media.port), media))
 }
 
-/// `media_sdp::negotiate` with telephone-event; no common codec is an SDP error (the answerer
-/// refuses the call with 488).
-fn negotiate(ours: &[AudioCodec], theirs: &Media) -> Result<media_sdp::Negotiated, CallError> {
-    media_sdp::negotiate(ours, theirs, true).ok_or_else(|| {
-        let names: Vec<&str> = ours.iter().map(|c| c.encoding_name()).collect();
-        CallError::Sdp(format!("no common codec (we take {})", names.join(", ")))
-    })
+/// No codec in common: an SDP error (the answerer refuses the call with 488) naming ours.
+fn no_common_codec(ours: &[AudioCodec]) -> CallError {
+    let names: Vec<&str> = ours.iter().map(|c| c.encoding_name()).collect();
+    CallError::Sdp(format!("no common codec (we take {})", names.join(", ")))
 }
 
 /// RFC 5761 §5.1.1: multiplex only when the answer (or, for the answerer, the offer) has
@@ -545,7 +544,8 @@ impl IncomingOffer {
     ) -> Result<(String, NegotiatedMedia), CallError> {
         let (remote, media) = audio_section(&self.sdp)?;
         // Our preference first (RFC 3264 §6.1 lets the answerer choose), on the offer's numbers.
-        let chosen = negotiate(&local.codecs, media)?;
+        let chosen = media_sdp::negotiate(&local.codecs, media, true)
+            .ok_or_else(|| no_common_codec(&local.codecs))?;
         let rtcp_remote = rtcp_target(remote, media);
         let mut answer = base_sdp(local);
         let mut m = empty_section(local, "RTP/SAVP");
@@ -577,7 +577,7 @@ impl IncomingOffer {
                 Keyed {
                     remote,
                     rtcp_remote,
-                    chosen: chosen.clone(),
+                    chosen,
                     mode: match accepted.mode {
                         Mode::DhSign => KeyMode::MikeyDhSign,
                         _ => KeyMode::MikeyPke,
@@ -608,7 +608,7 @@ impl IncomingOffer {
                 Keyed {
                     remote,
                     rtcp_remote,
-                    chosen: chosen.clone(),
+                    chosen,
                     mode: KeyMode::Sdes,
                     verified_peer: None,
                     local_ssrc,
