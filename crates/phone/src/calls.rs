@@ -671,6 +671,10 @@ async fn listen(
                     handled += 1;
                 }
                 Some(PhoneEvent::Registered { .. }) => {}
+                // No terminal line for a digit (the CLI's listen output is unchanged): logged.
+                Some(PhoneEvent::Dtmf { call_id, digit }) => {
+                    tracing::info!(call = %call_id, %digit, "DTMF received");
+                }
             },
             _ = &mut interrupt, if !stopping => {
                 if active.is_empty() {

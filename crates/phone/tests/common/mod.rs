@@ -188,7 +188,7 @@ impl Net {
                 server: IdentityName::parse(SERVER).unwrap(),
             },
             media_ip: "127.0.0.1".parse().unwrap(),
-            codecs: vec![Codec::Pcmu, Codec::Pcma],
+            codecs: vec![Codec::Pcmu.into(), Codec::Pcma.into()],
             key_mode: mode,
             keylog: None,
             tls_keylog: None,
@@ -226,6 +226,14 @@ pub async fn wait_for(events: &mut PhoneEvents, want: impl Fn(&PhoneEvent) -> bo
             Ok(Some(PhoneEvent::Refused { reason, .. })) => panic!("call refused: {reason}"),
             Ok(Some(_)) => {}
         }
+    }
+}
+
+/// Waits for a call to end; returns its report.
+pub async fn call_ended(events: &mut PhoneEvents) -> chaincall_phone::CallReport {
+    match wait_for(events, |e| matches!(e, PhoneEvent::CallEnded(_))).await {
+        PhoneEvent::CallEnded(r) => *r,
+        other => unreachable!("wait_for returned {other:?}"),
     }
 }
 
