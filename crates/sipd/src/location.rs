@@ -1,6 +1,6 @@
 //! The location service (RFC 3261 §10.3) and per-source rate limits.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::time::Instant;
@@ -43,11 +43,16 @@ impl Binding {
 }
 
 /// Address-of-record → bindings, with a count of bindings per address (which addresses are
-/// registered contacts or sources, answered in O(1)).
+/// registered contacts or sources, answered in O(1)) and the bindings in expiry order (the next
+/// expiry is the registrar's deadline; nothing sweeps the table on a clock).
 #[derive(Debug, Default)]
 pub struct Location {
     map: HashMap<String, Vec<Binding>>,
     addresses: HashMap<SocketAddr, u32>,
+    /// (expiry, AOR, Contact URI) of every binding.
+    expiries: BTreeSet<(Instant, String, String)>,
+    /// Bindings in all.
+    len: usize,
 }
 
 impl Location {
@@ -72,7 +77,25 @@ impl Location {
         for a in b.addresses() {
             *self.addresses.entry(a).or_default() += 1;
         }
+        self.expiries
+            .insert((b.expires_at, aor.to_owned(), b.uri.clone()));
+        self.len += 1;
         self.map.entry(aor.to_owned()).or_default().push(b);
+    }
+
+    /// Bindings held (expired ones whose deadline has not been handled yet included).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no binding is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// When the next binding expires, if any is held.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.expiries.first().map(|(at, _, _)| *at)
     }
 
     /// Removes the binding of `uri` under `aor`, if any.
@@ -83,7 +106,7 @@ impl Location {
             *v = kept;
             let empty = v.is_empty();
             for b in &gone {
-                self.forget(b);
+                self.forget(aor, b);
             }
             if empty {
                 self.map.remove(aor);
@@ -95,12 +118,16 @@ impl Location {
     pub fn clear(&mut self, aor: &str) {
         if let Some(v) = self.map.remove(aor) {
             for b in &v {
-                self.forget(b);
+                self.forget(aor, b);
             }
         }
     }
 
-    fn forget(&mut self, b: &Binding) {
+    /// Drops `b` (of `aor`, already out of `map`) from the indexes.
+    fn forget(&mut self, aor: &str, b: &Binding) {
+        self.expiries
+            .remove(&(b.expires_at, aor.to_owned(), b.uri.clone()));
+        self.len -= 1;
         for a in b.addresses() {
             if let Some(n) = self.addresses.get_mut(&a) {
                 *n -= 1;
@@ -111,29 +138,26 @@ impl Location {
         }
     }
 
-    /// Whether `addr` is the source or the Contact socket of a binding (expired ones count until
-    /// the next sweep, at most a second).
+    /// Whether `addr` is the source or the Contact socket of a binding (an expired one counts
+    /// until its expiry is handled by [`Location::expire`], which the core does at that deadline).
     pub fn knows_address(&self, addr: SocketAddr) -> bool {
         self.addresses.contains_key(&addr)
     }
 
-    /// Removes expired bindings and empty AORs; returns how many bindings remain.
-    pub fn sweep(&mut self, now: Instant) -> usize {
-        let mut expired = Vec::new();
-        self.map.retain(|_, v| {
-            v.retain(|b| {
-                let live = b.expires_at > now;
-                if !live {
-                    expired.push(b.clone());
-                }
-                live
-            });
-            !v.is_empty()
-        });
-        for b in &expired {
-            self.forget(b);
+    /// Removes the bindings that expired by `now` (and AORs left empty), in expiry order, touching
+    /// no other binding; returns how many went.
+    pub fn expire(&mut self, now: Instant) -> usize {
+        let mut gone = 0;
+        while self.expiries.first().is_some_and(|(at, _, _)| *at <= now) {
+            // Popped first, so the loop ends even if no binding matched the entry.
+            let Some((_, aor, uri)) = self.expiries.pop_first() else {
+                break;
+            };
+            let before = self.len;
+            self.remove(&aor, &uri);
+            gone += before - self.len;
         }
-        self.map.values().map(Vec::len).sum()
+        gone
     }
 }
 
@@ -264,7 +288,10 @@ mod tests {
         l.remove("a@d", "sip:2");
         assert_eq!(l.bindings("a@d").len(), 1);
         assert!(l.knows_address(src), "sip:1 still names it");
-        assert_eq!(l.sweep(t + Duration::from_secs(30)), 0);
+        assert_eq!(l.next_expiry(), Some(t + Duration::from_secs(10)));
+        assert_eq!(l.expire(t + Duration::from_secs(9)), 0);
+        assert_eq!(l.expire(t + Duration::from_secs(30)), 1);
+        assert_eq!((l.len(), l.next_expiry()), (0, None));
         assert!(
             !l.knows_address(src) && !l.knows_address("127.0.0.1:2".parse().unwrap()),
             "expired bindings leave the address index"

@@ -553,8 +553,14 @@ impl Server {
                     Output::Timeout(at) => break at,
                 }
             };
-            let deadline = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
-            let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
+            // No deadline: the core has nothing due (no transactions, bindings or look-ups), so
+            // the loop sleeps until a message or shutdown instead of waking on a period.
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = sleep => core.handle_timeout(Instant::now()),

@@ -200,7 +200,7 @@ Content-Length: 0\n\n",
     bob.expect(2000, |m| m.method().is_some_and(|m| m.as_str() == "ACK"))
         .await;
 
-    // The registrations gauge is refreshed by the once-a-second sweep.
+    // The registrations gauge follows every REGISTER; wait until the server loop handled both.
     let mut after = scrape(metrics_addr).await.0;
     for _ in 0..30 {
         if after["sipd_registrations"] == 2.0 {
