@@ -157,7 +157,10 @@ async fn two_baresips_call_with_sdes_srtp_through_sipd() {
     // unregisters as she exits, and the gauge follows at once) and alice's INVITE was
     // authenticated (MD5, the only challenge baresip got).
     for log in [&alice_log, &bob_log] {
-        assert!(log.contains("200 OK (chaincall-sipd) [1 binding]"), "{both}");
+        assert!(
+            log.contains("200 OK (chaincall-sipd) [1 binding]"),
+            "{both}"
+        );
     }
     assert!(
         alice_log.contains("Proxy-Authorization: Digest") && !alice_log.contains("SHA-256"),
