@@ -23,9 +23,14 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, error, info, warn};
 
+use crate::config::LocationBackend;
 use crate::config::{AuthMode, Config, ConfigError, Listen, ListenTransport};
 use crate::core::{Core, Need, StreamKind, Transport};
 use crate::db::{BoxFuture, CredentialStore, Db, DbError, Subscriber};
+use crate::location::postgres::PgLocation;
+use crate::location::{
+    LocationError, LocationStore, RegisterRefused, RegisterWrite, StoredBinding,
+};
 use crate::metrics::Metrics;
 
 /// Server start-up failures.
@@ -51,6 +56,9 @@ pub enum ServeError {
     /// The TLS-PSK transport could not be set up.
     #[error("cannot set up TLS-PSK")]
     Tls(#[from] crate::tls::TlsSetupError),
+    /// The PostgreSQL location could not be opened (its URL named, password redacted).
+    #[error(transparent)]
+    Location(#[from] LocationError),
 }
 
 enum Ev {
@@ -73,6 +81,17 @@ enum Ev {
         username: String,
         domain: String,
         found: Option<Option<Subscriber>>,
+    },
+    /// An AOR's stored bindings were read (`None`: the read failed or timed out).
+    Bindings {
+        username: String,
+        domain: String,
+        found: Option<Vec<StoredBinding>>,
+    },
+    /// A REGISTER's write finished (`Err`: the database failed or timed out).
+    Registered {
+        ticket: u64,
+        answer: Result<Result<Vec<StoredBinding>, RegisterRefused>, ()>,
     },
 }
 
@@ -258,6 +277,8 @@ pub struct Server {
     psk: Option<chaincall_tls_psk::PskServer>,
     metrics_listener: Option<TcpListener>,
     db: Option<Arc<dyn CredentialStore>>,
+    /// The stored location (`[location] backend = "postgres"`).
+    location: Option<Arc<dyn LocationStore>>,
     metrics: Arc<Metrics>,
     /// What `/readyz` checks beside the listeners: the keystore chain, the subscriber store.
     probes: Vec<(&'static str, Probe)>,
@@ -381,6 +402,13 @@ impl Server {
         } else {
             None
         };
+        let location = match cfg.location.backend {
+            LocationBackend::Memory => None,
+            LocationBackend::Postgres => {
+                Some(Arc::new(PgLocation::connect(&cfg.location.database).await?)
+                    as Arc<dyn LocationStore>)
+            }
+        };
         let mut secret = [0u8; 32];
         OsRng.fill_bytes(&mut secret);
         let core = Core::new(&cfg, secret, metrics.clone(), Instant::now())?;
@@ -403,6 +431,7 @@ impl Server {
             psk,
             metrics_listener,
             db,
+            location,
             metrics,
             probes: Vec::new(),
             cfg,
@@ -437,6 +466,12 @@ impl Server {
         self.db = Some(store);
     }
 
+    /// Keeps registrations in `store` instead of the `[location] database` (used with
+    /// `backend = "postgres"`; a failing or slow store in tests).
+    pub fn set_location_store(&mut self, store: Arc<dyn LocationStore>) {
+        self.location = Some(store);
+    }
+
     /// Runs until `shutdown` completes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Server {
@@ -450,6 +485,7 @@ impl Server {
             psk,
             metrics_listener,
             db,
+            location,
             metrics,
             mut probes,
             cfg,
@@ -521,6 +557,18 @@ impl Server {
                 }),
             ));
         }
+        if let Some(location) = &location {
+            let location = location.clone();
+            probes.push((
+                "location",
+                Arc::new(move || {
+                    let location = location.clone();
+                    // Not the driver's error: it may quote the database URL and its password.
+                    let down = |_| "the location database does not answer".into();
+                    Box::pin(async move { location.ping().await.map_err(down) })
+                }),
+            ));
+        }
         // Every listener is bound (bind did that) and served from here on; the tasks end with
         // `run`, and so does `/readyz`.
         if let Some(l) = metrics_listener {
@@ -550,6 +598,20 @@ impl Server {
                             _ => core.lookup_failed(&username, &domain, Instant::now()),
                         }
                     }
+                    Output::Event(Need::Bindings {
+                        username,
+                        domain,
+                        unix_now: at,
+                    }) => match (&location, lookup_tx.upgrade()) {
+                        (Some(l), Some(tx)) => {
+                            spawn_bindings(l.clone(), tx, username, domain, at, lookup_timeout)
+                        }
+                        _ => core.bindings_failed(&username, &domain, Instant::now(), unix_now()),
+                    },
+                    Output::Event(Need::Register(w)) => match (&location, lookup_tx.upgrade()) {
+                        (Some(l), Some(tx)) => spawn_register(l.clone(), tx, w, lookup_timeout),
+                        _ => core.register_answered(w.ticket, Err(()), Instant::now(), unix_now()),
+                    },
                     Output::Timeout(at) => break at,
                 }
             };
@@ -584,6 +646,16 @@ impl Server {
                             Some(sub) => core.insert_credentials(&username, &domain, sub, now, unix),
                             None => core.lookup_failed(&username, &domain, now),
                         }
+                    }
+                    Some(Ev::Bindings { username, domain, found }) => {
+                        let (now, unix) = (Instant::now(), unix_now());
+                        match found {
+                            Some(rows) => core.insert_bindings(&username, &domain, rows, now, unix),
+                            None => core.bindings_failed(&username, &domain, now, unix),
+                        }
+                    }
+                    Some(Ev::Registered { ticket, answer }) => {
+                        core.register_answered(ticket, answer, Instant::now(), unix_now());
                     }
                 },
             }
@@ -658,8 +730,37 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Looks a subscriber up beside the loop and reports back with [`Ev::Looked`]; a look-up slower
-/// than `timeout` counts as failed, so a stuck database cannot keep a username parked.
+/// Awaits one database call run beside the loop: `None` when it failed (logged; the driver's
+/// error never reaches a client) or took longer than `timeout`, so a stuck database cannot keep
+/// requests parked.
+async fn bounded<T, E>(
+    what: &'static str,
+    timeout: Duration,
+    call: impl Future<Output = Result<T, E>>,
+) -> Option<T>
+where
+    E: std::error::Error + 'static,
+{
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) => {
+            error!(
+                error = &e as &dyn std::error::Error,
+                what, "database call failed; the requests waiting for it get 503"
+            );
+            None
+        }
+        Err(_) => {
+            warn!(
+                what,
+                "database call timed out; the requests waiting for it get 503"
+            );
+            None
+        }
+    }
+}
+
+/// Looks a subscriber up beside the loop and reports back with [`Ev::Looked`].
 fn spawn_lookup(
     db: Arc<dyn CredentialStore>,
     tx: mpsc::Sender<Ev>,
@@ -668,27 +769,53 @@ fn spawn_lookup(
     timeout: Duration,
 ) {
     tokio::spawn(async move {
-        let found = match tokio::time::timeout(timeout, db.subscriber(&username, &domain)).await {
-            Ok(Ok(sub)) => Some(sub),
-            Ok(Err(e)) => {
-                error!(
-                    error = &e as &dyn std::error::Error,
-                    "subscriber look-up failed; waiting requests get 503"
-                );
-                None
-            }
-            Err(_) => {
-                warn!("subscriber look-up timed out; waiting requests get 503");
-                None
-            }
+        let call = db.subscriber(&username, &domain);
+        let found = bounded("subscriber look-up", timeout, call).await;
+        let ev = Ev::Looked {
+            username,
+            domain,
+            found,
         };
-        let _ = tx
-            .send(Ev::Looked {
-                username,
-                domain,
-                found,
-            })
-            .await;
+        let _ = tx.send(ev).await;
+    });
+}
+
+/// Reads an AOR's stored bindings beside the loop and reports back with [`Ev::Bindings`].
+fn spawn_bindings(
+    store: Arc<dyn LocationStore>,
+    tx: mpsc::Sender<Ev>,
+    username: String,
+    domain: String,
+    unix_now: u64,
+    timeout: Duration,
+) {
+    tokio::spawn(async move {
+        let call = store.bindings(&username, &domain, unix_now);
+        let found = bounded("location read", timeout, call).await;
+        let ev = Ev::Bindings {
+            username,
+            domain,
+            found,
+        };
+        let _ = tx.send(ev).await;
+    });
+}
+
+/// Applies a REGISTER to the stored location beside the loop and reports back with
+/// [`Ev::Registered`].
+fn spawn_register(
+    store: Arc<dyn LocationStore>,
+    tx: mpsc::Sender<Ev>,
+    w: RegisterWrite,
+    timeout: Duration,
+) {
+    tokio::spawn(async move {
+        let answer = bounded("location write", timeout, store.register(&w)).await;
+        let ev = Ev::Registered {
+            ticket: w.ticket,
+            answer: answer.ok_or(()),
+        };
+        let _ = tx.send(ev).await;
     });
 }
 

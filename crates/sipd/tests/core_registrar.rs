@@ -1,11 +1,39 @@
 //! The registrar (RFC 3261 §10.3) driven directly in simulated time: bindings, refresh, expiry
 //! as time passes, unregistering, `*`, stale CSeqs and `q` order, read from what the core sends.
+//! One suite, both location backends: every test runs on the in-memory table and on a
+//! PostgreSQL `location` table (a throwaway server per test).
 
 mod sim;
 
 use std::time::Duration;
 
-use sim::{Sim, config, headers, invite, peer, register};
+use sim::{Backend, Sim, config, headers, invite, peer, register};
+
+/// Runs each named test on both backends, as `memory::NAME` and `postgres::NAME`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Backend::Memory);
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Backend::Postgres);
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    a_binding_is_made_refreshed_and_expires_when_its_time_has_passed,
+    the_next_deadline_is_the_next_binding_expiry,
+    unregistering_one_contact_and_all_with_a_star,
+    a_stale_cseq_for_the_same_call_id_is_refused_and_changes_nothing,
+    calls_go_to_the_binding_with_the_highest_q,
+);
 
 /// The Contact values of the one response the core sent to `to` (a 200 to a REGISTER).
 fn bindings_in_200(s: &mut Sim, to: std::net::SocketAddr) -> Vec<String> {
@@ -21,9 +49,10 @@ fn query(s: &mut Sim, user: &str, call_id: &str, cseq: u32) -> Vec<String> {
     bindings_in_200(s, from)
 }
 
-#[test]
-fn a_binding_is_made_refreshed_and_expires_when_its_time_has_passed() {
-    let mut s = Sim::new(&config());
+fn a_binding_is_made_refreshed_and_expires_when_its_time_has_passed(backend: Backend) {
+    let Some(mut s) = Sim::on(backend, &config()) else {
+        return;
+    };
     assert_eq!(s.deadline, None, "a new core has nothing due");
     let alice = peer(1);
     let contact = format!("<sip:alice@{alice}>");
@@ -70,9 +99,10 @@ fn a_binding_is_made_refreshed_and_expires_when_its_time_has_passed() {
     assert_eq!(s.deadline, None);
 }
 
-#[test]
-fn the_next_deadline_is_the_next_binding_expiry() {
-    let mut s = Sim::new(&config());
+fn the_next_deadline_is_the_next_binding_expiry(backend: Backend) {
+    let Some(mut s) = Sim::on(backend, &config()) else {
+        return;
+    };
     let alice = peer(1);
     let start = s.now;
     s.deliver(
@@ -93,9 +123,10 @@ fn the_next_deadline_is_the_next_binding_expiry() {
     assert_eq!(s.deadline, Some(start + Duration::from_secs(3600)));
 }
 
-#[test]
-fn unregistering_one_contact_and_all_with_a_star() {
-    let mut s = Sim::new(&config());
+fn unregistering_one_contact_and_all_with_a_star(backend: Backend) {
+    let Some(mut s) = Sim::on(backend, &config()) else {
+        return;
+    };
     let alice = peer(1);
     let (c1, c2) = ("<sip:alice@192.0.2.1:5060>", "<sip:alice@192.0.2.1:5070>");
     s.deliver(
@@ -131,9 +162,10 @@ fn unregistering_one_contact_and_all_with_a_star() {
     assert_eq!(s.metrics.registrations.get(), 0);
 }
 
-#[test]
-fn a_stale_cseq_for_the_same_call_id_is_refused_and_changes_nothing() {
-    let mut s = Sim::new(&config());
+fn a_stale_cseq_for_the_same_call_id_is_refused_and_changes_nothing(backend: Backend) {
+    let Some(mut s) = Sim::on(backend, &config()) else {
+        return;
+    };
     let alice = peer(1);
     let c = "<sip:alice@192.0.2.1:5060>";
     s.deliver(
@@ -166,9 +198,10 @@ fn a_stale_cseq_for_the_same_call_id_is_refused_and_changes_nothing() {
     assert!(bindings_in_200(&mut s, alice).is_empty());
 }
 
-#[test]
-fn calls_go_to_the_binding_with_the_highest_q() {
-    let mut s = Sim::new(&config());
+fn calls_go_to_the_binding_with_the_highest_q(backend: Backend) {
+    let Some(mut s) = Sim::on(backend, &config()) else {
+        return;
+    };
     let (desk, mobile) = (peer(1), peer(2));
     s.deliver(
         desk,

@@ -25,8 +25,32 @@ pub const MAX_PARKED: usize = 1024;
 /// Requests waiting for one username's look-up, at most.
 pub const MAX_PARKED_PER_USER: usize = 8;
 
-/// A request waiting for its subscriber look-up.
-struct Parked {
+/// What a parked request waits for: one look-up per key is in flight at a time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum ParkKey {
+    /// A subscriber row (username, domain).
+    Credentials(String, String),
+    /// An address-of-record's stored bindings (username, domain).
+    Bindings(String, String),
+}
+
+impl ParkKey {
+    /// The key of the look-up `need` starts, if it is one requests wait for.
+    pub(super) fn of(need: &Need) -> Option<ParkKey> {
+        match need {
+            Need::Credentials { username, domain } => {
+                Some(ParkKey::Credentials(username.clone(), domain.clone()))
+            }
+            Need::Bindings {
+                username, domain, ..
+            } => Some(ParkKey::Bindings(username.clone(), domain.clone())),
+            Need::Register(_) => None,
+        }
+    }
+}
+
+/// A request waiting for a look-up.
+pub(super) struct Parked {
     data: Vec<u8>,
     src: SocketAddr,
     transport: Transport,
@@ -49,7 +73,7 @@ pub(super) struct Auth {
     cred_ttl: Duration,
     /// Requests waiting for a look-up, by (username, domain); a key present means a look-up is
     /// in flight.
-    parked: HashMap<(String, String), Vec<Parked>>,
+    parked: HashMap<ParkKey, Vec<Parked>>,
     /// Requests in `parked`, in all.
     parked_total: usize,
     /// How long a request may wait for its look-up (`[auth] lookup_timeout_ms`).
@@ -120,16 +144,25 @@ impl Core {
         let key = (username.to_owned(), domain.to_owned());
         // O(1): the least recently used answer goes when the cache is full.
         self.auth.creds.put(key.clone(), (sub, now));
-        let waiting = self.unpark(&key);
-        for p in waiting {
+        self.resume(ParkKey::Credentials(key.0, key.1), now, unix_secs);
+    }
+
+    /// Handles again the requests that waited for the look-up `key`, now answered.
+    pub(super) fn resume(&mut self, key: ParkKey, now: Instant, unix_secs: u64) {
+        for p in self.unpark(&key) {
             // Already charged to the rate limit when parked.
             self.auth.prepaid = true;
             let again = self.handle_message(&p.data, p.src, p.transport, now, unix_secs);
             self.auth.prepaid = false;
-            if again.is_some() {
+            match again {
                 // Only when the answer is already stale (a zero TTL and a later `now`); refuse
                 // rather than loop.
-                self.answer_parked(&p, "Service Unavailable (credentials expired)");
+                Some(need) if ParkKey::of(&need) == Some(key.clone()) => {
+                    self.answer_parked(&p, "Service Unavailable (look-up expired)");
+                }
+                // The next look-up the request needs (its AOR's bindings after its credentials).
+                Some(need) => self.needs.push_back(need),
+                None => {}
             }
         }
         self.drain(now);
@@ -137,7 +170,7 @@ impl Core {
 
     /// A look-up failed: the requests that waited for it get 503 (the client retries).
     pub fn lookup_failed(&mut self, username: &str, domain: &str, now: Instant) {
-        let key = (username.to_owned(), domain.to_owned());
+        let key = ParkKey::Credentials(username.to_owned(), domain.to_owned());
         for p in self.unpark(&key) {
             self.answer_parked(&p, "Service Unavailable (subscriber look-up failed)");
         }
@@ -154,7 +187,7 @@ impl Core {
         self.auth.parked_total
     }
 
-    fn unpark(&mut self, key: &(String, String)) -> Vec<Parked> {
+    pub(super) fn unpark(&mut self, key: &ParkKey) -> Vec<Parked> {
         let waiting = self.auth.parked.remove(key).unwrap_or_default();
         self.auth.parked_total -= waiting.len();
         self.metrics
@@ -164,7 +197,7 @@ impl Core {
     }
 
     /// Answers a parked request 503 statelessly (no transaction exists for it yet).
-    fn answer_parked(&mut self, p: &Parked, reason: &str) {
+    pub(super) fn answer_parked(&mut self, p: &Parked, reason: &str) {
         let framing = match p.transport {
             Transport::Udp => Framing::Datagram,
             Transport::Stream => Framing::Stream,
@@ -190,8 +223,11 @@ impl Core {
         // Rate limit first (issue 13 item 6): a look-up is work an outsider can cause. Requests
         // outside the REGISTER and INVITE limits (a re-INVITE with credentials) are charged to
         // the REGISTER bucket, so no method gets look-ups for free.
+        // A request handled again after one look-up paid already.
         let kind = limited_kind(msg).unwrap_or(Limited::Register);
-        if let Err(retry) = self.rate.check(src.ip(), kind, now) {
+        if !self.auth.prepaid
+            && let Err(retry) = self.rate.check(src.ip(), kind, now)
+        {
             self.metrics.rate_limited.inc();
             debug!(%src, ?kind, "rate limited before the subscriber look-up");
             // Refused here, so never handled again: count it as received now.
@@ -201,8 +237,7 @@ impl Core {
             self.send_stateless(src, r);
             return None;
         }
-        let Need::Credentials { username, domain } = &need;
-        let key = (username.clone(), domain.clone());
+        let key = ParkKey::of(&need)?;
         let queued = self.auth.parked.get(&key).map_or(0, Vec::len);
         // Look-ups in flight are bounded too (a key stays while its look-up runs, even once its
         // requests timed out).
@@ -237,7 +272,9 @@ impl Core {
         if in_flight {
             None
         } else {
-            self.metrics.credential_lookups.inc();
+            if matches!(need, Need::Credentials { .. }) {
+                self.metrics.credential_lookups.inc();
+            }
             Some(need)
         }
     }

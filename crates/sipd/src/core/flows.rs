@@ -12,6 +12,11 @@ use super::{Core, StreamKind};
 use crate::flow::{FlowId, FlowTokens};
 use crate::location::Binding;
 
+/// A flow id no connection ever has (ids start at 1): a stream binding whose connection is not
+/// on this node, or belonged to an earlier process. Requests for it get 480, never another
+/// connection.
+pub(super) const DEAD_FLOW: FlowId = FlowId(0);
+
 /// The live stream connections.
 #[derive(Debug)]
 pub(super) struct Flows {
@@ -57,6 +62,12 @@ impl Flows {
     /// The flow token for the connection from `peer`, if it is a stream peer.
     pub(super) fn token_of(&self, peer: SocketAddr) -> Option<String> {
         self.flow_of(peer).map(|f| self.tokens.token(f))
+    }
+
+    /// The flow a token stored with a binding names: its flow if this process minted it (the
+    /// connection may have closed since), else [`DEAD_FLOW`].
+    pub(super) fn flow_by_token(&self, token: &str) -> FlowId {
+        self.tokens.verify(token).unwrap_or(DEAD_FLOW)
     }
 
     /// Where a request for `b` goes: the connection that registered it (none when it closed: RFC

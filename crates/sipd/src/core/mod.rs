@@ -36,7 +36,7 @@ use chaincall_sip::uri::SipUri;
 use tracing::{debug, info, warn};
 
 use crate::config::{AuthMode, Config, ConfigError, ListenTransport};
-use crate::location::{Limited, RateLimiter};
+use crate::location::{Limited, RateLimiter, RegisterWrite};
 use crate::metrics::Metrics;
 
 mod auth;
@@ -80,14 +80,30 @@ pub type CoreOutput = Output<Need>;
 /// it drains; the answer comes back through [`Core::insert_credentials`] or
 /// [`Core::lookup_failed`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Need {
-    /// Look up this subscriber, then feed the message again.
+    /// Look up this subscriber, then answer with [`Core::insert_credentials`] or
+    /// [`Core::lookup_failed`].
     Credentials {
         /// Username (without domain).
         username: String,
         /// Domain.
         domain: String,
     },
+    /// Read the stored bindings of `username`@`domain` (PostgreSQL location) as of wall-clock
+    /// second `unix_now`, then answer with [`Core::insert_bindings`] or
+    /// [`Core::bindings_failed`].
+    Bindings {
+        /// User part of the address-of-record.
+        username: String,
+        /// Its domain.
+        domain: String,
+        /// Wall-clock seconds now (rows expired by then are not live).
+        unix_now: u64,
+    },
+    /// Apply a REGISTER to the stored location (PostgreSQL), then answer with
+    /// [`Core::register_answered`] and the write's ticket.
+    Register(RegisterWrite),
 }
 
 /// The server state: the transaction layer and what every part shares (addresses, domain,
@@ -284,6 +300,18 @@ impl Core {
                 self.drain(now);
                 return start;
             }
+            // With the PostgreSQL location, the target's bindings are read before routing, the
+            // same way: the request waits, the loop does not.
+            if let Some(username) = self.bindings_needed(&msg, now) {
+                let need = Need::Bindings {
+                    username,
+                    domain: self.domain.clone(),
+                    unix_now: unix_secs,
+                };
+                let start = self.park(&msg, data, src, transport, need, now);
+                self.drain(now);
+                return start;
+            }
             self.metrics.requests.inc();
             match self
                 .ep
@@ -441,7 +469,7 @@ impl Core {
         };
         if next_route.is_none() && self.is_us(&uri) {
             match method {
-                Method::Register => return self.on_register(id, msg, src, now, unix),
+                Method::Register => return self.on_register(id, msg, data, src, now, unix),
                 Method::Options if uri.user.is_none() => {
                     return self.reply(
                         id,

@@ -1,4 +1,15 @@
 //! The location service (RFC 3261 §10.3) and per-source rate limits.
+//!
+//! Two backends, chosen by `[location] backend`: [`Location`] in memory (the default), and the
+//! PostgreSQL `location` table of [`postgres`]. They are an enum in the core, not one trait
+//! object, because they differ in *when* they answer: the in-memory table answers at once, inside
+//! the core, while the database is never awaited by the core — the core yields a
+//! [`crate::core::Need`] carrying a [`RegisterWrite`] or an address-of-record, the shell runs it
+//! against a [`LocationStore`] beside its loop, and hands the answer back (as credentials are
+//! looked up). With PostgreSQL, the core keeps the bindings it read or wrote in a bounded
+//! in-memory [`Location`] as a cache, which also carries calls while the database is down.
+
+pub mod postgres;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -40,6 +51,139 @@ impl Binding {
         let contact = self.contact_addr.filter(|c| *c != self.source);
         std::iter::once(self.source).chain(contact)
     }
+}
+
+/// One Contact of a REGISTER, checked by the registrar (expiry clamped, `q` parsed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactChange {
+    /// The Contact URI.
+    pub uri: String,
+    /// Seconds it is to live; 0 removes it.
+    pub expires: u32,
+    /// The `q` preference in thousandths.
+    pub q: u16,
+}
+
+/// What a REGISTER changes (§10.3 step 6 and 7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// `Contact: *` with `Expires: 0`: every binding of the address-of-record goes.
+    RemoveAll,
+    /// These contacts are added, refreshed or (expires 0) removed; none is a query.
+    Contacts(Vec<ContactChange>),
+}
+
+/// A REGISTER's changes to one address-of-record, for the backend to apply atomically with the
+/// §10.3 rules that need the stored bindings (the CSeq order of step 7, `max_contacts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterWrite {
+    /// Names this write's answer ([`crate::core::Core::register_answered`]).
+    pub ticket: u64,
+    /// The user part of the address-of-record.
+    pub username: String,
+    /// Its domain.
+    pub domain: String,
+    /// The REGISTER's Call-ID.
+    pub call_id: String,
+    /// Its CSeq number.
+    pub cseq: u32,
+    /// What changes.
+    pub change: Change,
+    /// Where the REGISTER came from (`received`).
+    pub received: SocketAddr,
+    /// The flow token of the stream connection it came over (RFC 5626), if any.
+    pub flow_token: Option<String>,
+    /// The identity that connection's TLS-PSK handshake proved, if any.
+    pub identity: Option<String>,
+    /// The User-Agent header.
+    pub user_agent: String,
+    /// The node that holds the connection (`[location] node_id`).
+    pub node_id: String,
+    /// Wall-clock seconds now: expiries are stored as wall-clock times.
+    pub unix_now: u64,
+    /// `[registrar] max_contacts`.
+    pub max_contacts: usize,
+}
+
+/// A REGISTER refused by the rules that need the stored bindings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegisterRefused {
+    /// §10.3 step 7: same Call-ID as a stored binding and a CSeq that is not newer (500).
+    OutOfOrder,
+    /// More than `max_contacts` live bindings would result (503).
+    TooManyContacts,
+}
+
+/// A binding as a backend stores it: wall-clock expiry, addresses as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBinding {
+    /// The Contact URI.
+    pub contact: String,
+    /// Where the REGISTER came from.
+    pub received: SocketAddr,
+    /// Wall-clock second it expires.
+    pub expires_unix: u64,
+    /// `q` in thousandths.
+    pub q: u16,
+    /// Call-ID of the REGISTER that set it.
+    pub call_id: String,
+    /// CSeq of that REGISTER.
+    pub cseq: u32,
+    /// The node holding its connection.
+    pub node_id: String,
+    /// Its connection's flow token, for a binding made over a stream.
+    pub flow_token: Option<String>,
+}
+
+/// Failures of a stored location; the core answers 503 with Retry-After and keeps routing known
+/// phones from its cache.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LocationError {
+    /// The database could not be reached or set up at start; the URL is shown without its
+    /// password.
+    #[error("cannot open the location database {url}")]
+    Open {
+        /// The URL, password redacted.
+        url: String,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+    /// The schema migration failed.
+    #[error("cannot migrate the location database {url}")]
+    Migrate {
+        /// The URL, password redacted.
+        url: String,
+        /// The migration error.
+        source: sqlx::migrate::MigrateError,
+    },
+    /// A query failed (database lost, timeout).
+    #[error("location database")]
+    Query(#[from] sqlx::Error),
+    /// A stored row does not read back (an address that is not IP:PORT).
+    #[error("location row for {0} unreadable")]
+    Row(String),
+}
+
+/// Where the shell applies the core's location needs: [`postgres::PgLocation`] in production; a
+/// failing or slow store in tests.
+pub trait LocationStore: Send + Sync + 'static {
+    /// Applies a REGISTER atomically; its live bindings after it, or why it was refused.
+    fn register<'a>(
+        &'a self,
+        w: &'a RegisterWrite,
+    ) -> crate::db::BoxFuture<'a, Result<Result<Vec<StoredBinding>, RegisterRefused>, LocationError>>;
+
+    /// The live bindings of `username`@`domain` at wall-clock second `unix_now`.
+    fn bindings<'a>(
+        &'a self,
+        username: &'a str,
+        domain: &'a str,
+        unix_now: u64,
+    ) -> crate::db::BoxFuture<'a, Result<Vec<StoredBinding>, LocationError>>;
+
+    /// Whether the store answers (`/readyz`).
+    fn ping(&self) -> crate::db::BoxFuture<'_, Result<(), LocationError>>;
 }
 
 /// Address-of-record → bindings, with a count of bindings per address (which addresses are
@@ -111,6 +255,14 @@ impl Location {
             if empty {
                 self.map.remove(aor);
             }
+        }
+    }
+
+    /// Replaces the bindings of `aor` with `bindings`.
+    pub fn replace(&mut self, aor: &str, bindings: Vec<Binding>) {
+        self.clear(aor);
+        for b in bindings {
+            self.insert(aor, b);
         }
     }
 

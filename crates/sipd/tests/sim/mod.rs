@@ -13,10 +13,14 @@ use std::time::{Duration, Instant};
 
 use chaincall_io::Output;
 use chaincall_sip::message::{Message, response_to};
+use chaincall_sipd::config::LocationBackend;
 use chaincall_sipd::core::{Core, Need, StreamKind, Transport};
 use chaincall_sipd::db::Subscriber;
+use chaincall_sipd::location::LocationStore;
+use chaincall_sipd::location::postgres::PgLocation;
 use chaincall_sipd::metrics::Metrics;
 use chaincall_sipd::{AuthMode, Config};
+use chaincall_testkit::postgres::Postgres;
 
 /// The domain every simulated core serves.
 pub const DOMAIN: &str = "example.test";
@@ -38,6 +42,95 @@ pub fn peer(n: u8) -> SocketAddr {
     SocketAddr::from(([192, 0, 2, n], 5060))
 }
 
+/// Which location backend a simulated core keeps its bindings in.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    /// The in-memory table (the default).
+    Memory,
+    /// A PostgreSQL `location` table on a throwaway server.
+    Postgres,
+}
+
+/// A PostgreSQL location the simulated core's location needs run against, as the shell runs
+/// them beside its loop; the simulated clock stands still while they run.
+pub struct Store {
+    /// Runs the queries.
+    pub rt: tokio::runtime::Runtime,
+    /// The location table.
+    pub location: PgLocation,
+    /// Whether `drain` answers the core's location needs at once (false: they stay in
+    /// `needs` for the test to answer).
+    pub auto: bool,
+}
+
+/// How long a location query may take before the simulated shell calls it failed (as
+/// `[auth] lookup_timeout_ms` does in the real one).
+const STORE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Store {
+    /// Connects to `url` (migrating it).
+    pub fn connect(url: &str) -> Store {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let location = rt
+            .block_on(PgLocation::connect(url))
+            .expect("the test database opens");
+        Store {
+            rt,
+            location,
+            auto: true,
+        }
+    }
+
+    /// Runs one location need against the table and hands the answer to `core`; false when
+    /// `need` is not a location need.
+    pub fn answer(&self, core: &mut Core, need: &Need, now: Instant, unix: u64) -> bool {
+        match need {
+            Need::Bindings {
+                username,
+                domain,
+                unix_now,
+            } => {
+                let read = self.location.bindings(username, domain, *unix_now);
+                match self
+                    .rt
+                    .block_on(async { tokio::time::timeout(STORE_TIMEOUT, read).await })
+                {
+                    Ok(Ok(rows)) => core.insert_bindings(username, domain, rows, now, unix),
+                    _ => core.bindings_failed(username, domain, now, unix),
+                }
+            }
+            Need::Register(w) => {
+                let write = self.location.register(w);
+                let answer = match self
+                    .rt
+                    .block_on(async { tokio::time::timeout(STORE_TIMEOUT, write).await })
+                {
+                    Ok(Ok(outcome)) => Ok(outcome),
+                    _ => Err(()),
+                };
+                core.register_answered(w.ticket, answer, now, unix);
+            }
+            _ => return false,
+        }
+        true
+    }
+}
+
+/// Whether `need` is one the location backend answers.
+pub fn is_location_need(need: &Need) -> bool {
+    matches!(need, Need::Bindings { .. } | Need::Register(_))
+}
+
+/// A configuration for `backend`: `cfg` with `[location]` pointing at `pg`'s database.
+pub fn config_on(mut cfg: Config, pg: &Postgres) -> Config {
+    cfg.location.backend = LocationBackend::Postgres;
+    cfg.location.database = pg.url("postgres");
+    cfg
+}
+
 /// One core, its clock, and what it sent.
 pub struct Sim {
     /// The core under test.
@@ -55,6 +148,10 @@ pub struct Sim {
     pub deadline: Option<Instant>,
     /// The core's metrics.
     pub metrics: Arc<Metrics>,
+    /// The PostgreSQL location, with the PostgreSQL backend.
+    pub store: Option<Store>,
+    /// The throwaway server, when this sim started it.
+    pub pg: Option<Postgres>,
 }
 
 impl Sim {
@@ -72,9 +169,50 @@ impl Sim {
             needs: Vec::new(),
             deadline: None,
             metrics,
+            store: None,
+            pg: None,
         };
         sim.drain();
         sim
+    }
+
+    /// A core built from `cfg` on `backend`: with PostgreSQL, on a throwaway server of its own
+    /// (`None` when PostgreSQL is not installed and peers are not required).
+    pub fn on(backend: Backend, cfg: &Config) -> Option<Sim> {
+        match backend {
+            Backend::Memory => Some(Sim::new(cfg)),
+            Backend::Postgres => {
+                let pg = Postgres::start()?;
+                let mut sim = Sim::with_store(&config_on(cfg.clone(), &pg));
+                sim.pg = Some(pg);
+                Some(sim)
+            }
+        }
+    }
+
+    /// A core built from `cfg`, whose `[location]` names a PostgreSQL database, with its store.
+    pub fn with_store(cfg: &Config) -> Sim {
+        let store = Store::connect(&cfg.location.database);
+        let mut sim = Sim::new(cfg);
+        sim.store = Some(store);
+        sim
+    }
+
+    /// Answers the location needs waiting in `needs` from the store.
+    pub fn answer_location(&mut self) {
+        let Some(store) = self.store.take() else {
+            return;
+        };
+        let (location, rest): (Vec<Need>, Vec<Need>) = std::mem::take(&mut self.needs)
+            .into_iter()
+            .partition(is_location_need);
+        self.needs = rest;
+        let (now, unix) = (self.now, self.unix());
+        for need in &location {
+            store.answer(&mut self.core, need, now, unix);
+        }
+        self.store = Some(store);
+        self.drain();
     }
 
     /// Wall-clock seconds now.
@@ -90,9 +228,12 @@ impl Sim {
                 Output::Event(need) => self.needs.push(need),
                 Output::Timeout(at) => {
                     self.deadline = at;
-                    return;
+                    break;
                 }
             }
+        }
+        if self.store.as_ref().is_some_and(|s| s.auto) && self.needs.iter().any(is_location_need) {
+            self.answer_location();
         }
     }
 
