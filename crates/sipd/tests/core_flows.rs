@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 
 use chaincall_sip::message::Message;
 use chaincall_sipd::core::Transport;
-use sim::{DOMAIN, Sim, answer, config, headers, invite, peer, register};
+use sim::{Backend, DOMAIN, Sim, answer, config, headers, invite, peer, register};
 
 /// bob registers over a TCP connection from `conn` with a Contact naming `claimed`.
-fn bob_over_tcp(s: &mut Sim, conn: SocketAddr, claimed: SocketAddr) {
+pub fn bob_over_tcp(s: &mut Sim, conn: SocketAddr, claimed: SocketAddr) {
     s.connect(conn);
     let reg = register(
         "bob",
@@ -29,7 +29,19 @@ fn bob_over_tcp(s: &mut Sim, conn: SocketAddr, claimed: SocketAddr) {
 
 #[test]
 fn requests_for_a_stream_binding_go_over_its_flow_only() {
-    let mut s = Sim::new(&config());
+    over_its_flow_only(Backend::Memory);
+}
+
+/// The same with the binding in a PostgreSQL `location` row (its flow token stored with it).
+#[test]
+fn requests_for_a_stored_stream_binding_go_over_its_flow_only() {
+    over_its_flow_only(Backend::Postgres);
+}
+
+fn over_its_flow_only(backend: Backend) {
+    let Some(mut s) = Sim::on(backend, &config()) else {
+        return;
+    };
     let (alice, conn, claimed) = (peer(1), peer(2), peer(3));
     bob_over_tcp(&mut s, conn, claimed);
     s.deliver(alice, &invite("alice", alice, "bob", "call-f1", ""));

@@ -9,7 +9,7 @@ mod sim;
 
 use std::time::Duration;
 
-use chaincall_sipd::core::Need;
+use chaincall_sipd::core::{Need, Transport};
 use chaincall_sipd::location::postgres::PgLocation;
 use chaincall_sipd::location::{LocationError, LocationStore, RegisterWrite};
 use chaincall_testkit::postgres::Postgres;
@@ -89,11 +89,30 @@ fn a_new_core_on_the_same_database_finds_the_registrations() {
         [(format!("sip:alice@{alice}"), 1, "node-1".to_owned())],
         "one row, in Kamailio's columns plus the owning node"
     );
+    // bob registers over a TCP connection: his row names that connection's flow token.
+    let (conn, claimed) = (peer(5), peer(6));
+    first.connect(conn);
+    let reg = register(
+        "bob",
+        conn,
+        "reg-rb",
+        1,
+        &[&format!("<sip:bob@{claimed};transport=tcp>")],
+        "Expires: 600\r\n",
+    )
+    .replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    first.deliver_on(conn, &reg, Transport::Stream);
+    assert_eq!(first.status_to(conn), 200);
     drop(first);
 
     // A restarted sipd: a new core with nothing in memory.
     let mut second = node(&pg, "node-1");
     assert_eq!(route(&mut second, peer(2), "alice", "call-r"), Ok(alice));
+    // bob's connection died with the old process: unavailable (RFC 5626 §5.3), never the
+    // address his Contact names, and never a new connection from the same address.
+    second.connect(conn);
+    assert_eq!(route(&mut second, peer(2), "bob", "call-rb"), Err(480));
+    assert!(second.take_to(claimed).is_empty() && second.take_to(conn).is_empty());
     assert_eq!(route(&mut second, peer(2), "carol", "call-c"), Err(480));
 }
 

@@ -192,12 +192,11 @@ impl Core {
             cseq,
             change,
             received: src,
-            flow_token: self.flows.token_of(src),
-            identity: self.flows.identities.get(&src).cloned(),
-            user_agent: msg
-                .header_value(HeaderName::UserAgent)
-                .unwrap_or("")
-                .to_owned(),
+            // What only a stored row needs is filled in below, for the PostgreSQL backend: the
+            // in-memory REGISTER path stays as cheap as before.
+            flow_token: None,
+            identity: None,
+            user_agent: String::new(),
             node_id: String::new(),
             unix_now: unix,
             max_contacts: self.registrar.max_contacts,
@@ -223,6 +222,12 @@ impl Core {
                 let write = RegisterWrite {
                     ticket,
                     node_id: store.node_id.clone(),
+                    flow_token: self.flows.token_of(src),
+                    identity: self.flows.identities.get(&src).cloned(),
+                    user_agent: msg
+                        .header_value(HeaderName::UserAgent)
+                        .unwrap_or("")
+                        .to_owned(),
                     ..write
                 };
                 self.needs.push_back(Need::Register(write));

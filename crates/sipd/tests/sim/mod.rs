@@ -159,7 +159,11 @@ impl Sim {
     pub fn new(cfg: &Config) -> Sim {
         let now = Instant::now();
         let metrics = Arc::new(Metrics::default());
-        let core = Core::new(cfg, [7; 32], metrics.clone(), now).expect("valid config");
+        // A secret of its own per core, as each sipd process draws one: a restarted node's core
+        // must not accept the flow tokens the earlier one minted.
+        static SECRETS: AtomicU64 = AtomicU64::new(1);
+        let secret = [SECRETS.fetch_add(1, Ordering::Relaxed) as u8; 32];
+        let core = Core::new(cfg, secret, metrics.clone(), now).expect("valid config");
         let mut sim = Sim {
             core,
             now,
