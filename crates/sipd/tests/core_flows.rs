@@ -5,27 +5,9 @@
 
 mod sim;
 
-use std::net::SocketAddr;
-
 use chaincall_sip::message::Message;
 use chaincall_sipd::core::Transport;
-use sim::{Backend, DOMAIN, Sim, answer, config, headers, invite, peer, register};
-
-/// bob registers over a TCP connection from `conn` with a Contact naming `claimed`.
-pub fn bob_over_tcp(s: &mut Sim, conn: SocketAddr, claimed: SocketAddr) {
-    s.connect(conn);
-    let reg = register(
-        "bob",
-        conn,
-        "reg-tcp",
-        1,
-        &[&format!("<sip:bob@{claimed};transport=tcp>")],
-        "Expires: 600\r\n",
-    )
-    .replace("SIP/2.0/UDP", "SIP/2.0/TCP");
-    s.deliver_on(conn, &reg, Transport::Stream);
-    assert_eq!(s.status_to(conn), 200);
-}
+use sim::{Backend, DOMAIN, Sim, answer, config, headers, invite, peer};
 
 #[test]
 fn requests_for_a_stream_binding_go_over_its_flow_only() {
@@ -43,7 +25,7 @@ fn over_its_flow_only(backend: Backend) {
         return;
     };
     let (alice, conn, claimed) = (peer(1), peer(2), peer(3));
-    bob_over_tcp(&mut s, conn, claimed);
+    sim::register_over_tcp(&mut s, "bob", conn, claimed);
     s.deliver(alice, &invite("alice", alice, "bob", "call-f1", ""));
     let fwd = s.one_to(conn);
     assert!(s.take_to(claimed).is_empty(), "never the Contact's address");

@@ -9,7 +9,7 @@ mod sim;
 
 use std::time::Duration;
 
-use chaincall_sipd::core::{Need, Transport};
+use chaincall_sipd::core::Need;
 use chaincall_sipd::location::postgres::PgLocation;
 use chaincall_sipd::location::{LocationError, LocationStore, RegisterWrite};
 use chaincall_testkit::postgres::Postgres;
@@ -91,18 +91,7 @@ fn a_new_core_on_the_same_database_finds_the_registrations() {
     );
     // bob registers over a TCP connection: his row names that connection's flow token.
     let (conn, claimed) = (peer(5), peer(6));
-    first.connect(conn);
-    let reg = register(
-        "bob",
-        conn,
-        "reg-rb",
-        1,
-        &[&format!("<sip:bob@{claimed};transport=tcp>")],
-        "Expires: 600\r\n",
-    )
-    .replace("SIP/2.0/UDP", "SIP/2.0/TCP");
-    first.deliver_on(conn, &reg, Transport::Stream);
-    assert_eq!(first.status_to(conn), 200);
+    sim::register_over_tcp(&mut first, "bob", conn, claimed);
     drop(first);
 
     // A restarted sipd: a new core with nothing in memory.

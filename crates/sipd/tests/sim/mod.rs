@@ -375,6 +375,22 @@ pub fn register(
     )
 }
 
+/// `user` registers over a TCP connection from `conn` with a Contact naming `claimed` (200).
+pub fn register_over_tcp(s: &mut Sim, user: &str, conn: SocketAddr, claimed: SocketAddr) {
+    s.connect(conn);
+    let reg = register(
+        user,
+        conn,
+        &format!("reg-tcp-{user}"),
+        1,
+        &[&format!("<sip:{user}@{claimed};transport=tcp>")],
+        "Expires: 600\r\n",
+    )
+    .replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    s.deliver_on(conn, &reg, Transport::Stream);
+    assert_eq!(s.status_to(conn), 200, "{user} registers over TCP");
+}
+
 /// An initial INVITE from `caller` at `src` to `callee`@DOMAIN, branch and tag from `call_id`.
 pub fn invite(caller: &str, src: SocketAddr, callee: &str, call_id: &str, extra: &str) -> String {
     format!(
