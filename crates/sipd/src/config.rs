@@ -860,6 +860,27 @@ mod tests {
         assert_eq!(t.identity.as_str(), "sip.example.org");
         assert_eq!(t.min_version, TlsVersion::Tls12);
         assert_eq!(t.keylog_file, None, "no key logging unless asked for");
+        assert_eq!(
+            c.location.backend,
+            LocationBackend::Memory,
+            "no database needed"
+        );
+    }
+
+    #[test]
+    fn the_postgres_location_needs_a_database_url() {
+        // Refused where it is written, naming what is missing.
+        let e = parse("[location]\nbackend = \"postgres\"\n").unwrap_err();
+        assert!(e.to_string().contains("database"), "{e}");
+        let c = parse(
+            "[location]\nbackend = \"postgres\"\ndatabase = \"postgres://u:p@h/d\"\n\
+             node_id = \"node-2\"\ncache_secs = 0\ncache_entries = 10\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.location.node_id, "node-2");
+        assert_eq!(c.location.cache, Duration::ZERO);
+        assert!(parse("[location]\nbackend = \"redis\"\n").is_err());
     }
 
     #[test]
