@@ -13,7 +13,7 @@ use chaincall_sipd::core::Need;
 use chaincall_sipd::location::postgres::PgLocation;
 use chaincall_sipd::location::{LocationError, LocationStore, RegisterWrite};
 use chaincall_testkit::postgres::Postgres;
-use sim::{Sim, config, config_on, headers, invite, peer, register};
+use sim::{DOMAIN, Sim, config, config_on, headers, invite, peer, register};
 
 /// A core on `pg`'s database.
 fn node(pg: &Postgres, node_id: &str) -> Sim {
@@ -228,6 +228,40 @@ fn a_lost_database_answers_registers_503_keeps_known_phones_callable_and_recover
     register_ok(&mut s, "bob", bob, "reg-lb", 2);
     assert_eq!(route(&mut s, peer(3), "bob", "call-l3"), Ok(bob));
     assert_eq!(rows(&s, "bob").len(), 1);
+}
+
+/// A location database that does not answer (a stall, not an error) costs only the requests
+/// waiting for it, and only until `[auth] lookup_timeout_ms`: then a call to a phone in the cache
+/// is routed from it, and one to a phone that is not gets 503.
+#[test]
+fn a_stalled_database_routes_known_phones_from_the_cache_at_the_lookup_timeout() {
+    let Some(pg) = Postgres::start() else { return };
+    let mut s = node(&pg, "node-1");
+    let alice = peer(1);
+    register_ok(&mut s, "alice", alice, "reg-s", 1);
+    s.store.as_mut().expect("a PostgreSQL sim").auto = false;
+    s.advance(Duration::from_secs(10));
+    s.sent.clear();
+    let caller = peer(3);
+    s.deliver(caller, &invite("bob", caller, "alice", "call-s1", ""));
+    s.deliver(caller, &invite("bob", caller, "carol", "call-s2", ""));
+    assert!(s.sent.is_empty(), "both wait for their look-ups");
+    assert_eq!(s.needs.len(), 2, "{:?}", s.needs);
+    // Other traffic is not held up meanwhile: an OPTIONS to the server is answered at once.
+    let ping = format!(
+        "OPTIONS sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {caller};branch=z9hG4bK-ping\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:bob@{DOMAIN}>;tag=p\r\nTo: <sip:{DOMAIN}>\r\n\
+         Call-ID: ping\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    s.deliver(caller, &ping);
+    assert_eq!(s.status_to(caller), 200);
+    // No answer from the database by the look-up timeout (2 s by default).
+    s.advance(Duration::from_secs(2));
+    let forwarded = s.take_to(alice);
+    assert_eq!(forwarded.len(), 1, "alice's INVITE, routed from the cache");
+    assert!(forwarded[0].starts_with(b"INVITE sip:alice@"));
+    let answers: Vec<u16> = s.take_to(caller).iter().map(|b| sim::status(b)).collect();
+    assert!(answers.contains(&503), "carol is not known: {answers:?}");
 }
 
 /// The cache that carries calls through an outage holds at most `[location] cache_entries`

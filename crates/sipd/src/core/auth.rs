@@ -55,6 +55,8 @@ pub(super) struct Parked {
     src: SocketAddr,
     transport: Transport,
     since: Instant,
+    /// Wall-clock seconds at `since` (a request handled again later dates its nonces from it).
+    unix: u64,
 }
 
 /// A cached subscriber answer and when it was read.
@@ -150,22 +152,27 @@ impl Core {
     /// Handles again the requests that waited for the look-up `key`, now answered.
     pub(super) fn resume(&mut self, key: ParkKey, now: Instant, unix_secs: u64) {
         for p in self.unpark(&key) {
-            // Already charged to the rate limit when parked.
-            self.auth.prepaid = true;
-            let again = self.handle_message(&p.data, p.src, p.transport, now, unix_secs);
-            self.auth.prepaid = false;
-            match again {
-                // Only when the answer is already stale (a zero TTL and a later `now`); refuse
-                // rather than loop.
-                Some(need) if ParkKey::of(&need) == Some(key.clone()) => {
-                    self.answer_parked(&p, "Service Unavailable (look-up expired)");
-                }
-                // The next look-up the request needs (its AOR's bindings after its credentials).
-                Some(need) => self.needs.push_back(need),
-                None => {}
-            }
+            self.rehandle(&key, p, now, unix_secs);
         }
         self.drain(now);
+    }
+
+    /// Handles a parked request again once what it waited for (`key`) is known.
+    fn rehandle(&mut self, key: &ParkKey, p: Parked, now: Instant, unix_secs: u64) {
+        // Already charged to the rate limit when parked.
+        self.auth.prepaid = true;
+        let again = self.handle_message(&p.data, p.src, p.transport, now, unix_secs);
+        self.auth.prepaid = false;
+        match again {
+            // Only when the answer is already stale (a zero TTL and a later `now`); refuse
+            // rather than loop.
+            Some(need) if ParkKey::of(&need).as_ref() == Some(key) => {
+                self.answer_parked(&p, "Service Unavailable (look-up expired)");
+            }
+            // The next look-up the request needs (its AOR's bindings after its credentials).
+            Some(need) => self.needs.push_back(need),
+            None => {}
+        }
     }
 
     /// A look-up failed: the requests that waited for it get 503 (the client retries).
@@ -211,6 +218,9 @@ impl Core {
 
     /// Parks `msg` until its look-up is answered, after charging the rate limit; returns the
     /// look-up to start (none when one is in flight or the request was refused).
+    // The request as `handle_message` got it (bytes, parse, source, transport, both clocks) plus
+    // the look-up: bundling them would only rename the same arguments.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn park(
         &mut self,
         msg: &Message<'_>,
@@ -219,6 +229,7 @@ impl Core {
         transport: Transport,
         need: Need,
         now: Instant,
+        unix: u64,
     ) -> Option<Need> {
         // Rate limit first (issue 13 item 6): a look-up is work an outsider can cause. Requests
         // outside the REGISTER and INVITE limits (a re-INVITE with credentials) are charged to
@@ -264,6 +275,7 @@ impl Core {
             src,
             transport,
             since: now,
+            unix,
         });
         self.auth.parked_total += 1;
         self.metrics
@@ -280,28 +292,41 @@ impl Core {
     }
 
     /// Answers 503 to requests parked longer than the look-up timeout (their look-up may still
-    /// complete and fill the cache).
+    /// complete and fill the cache). A request waiting for the stored bindings of a phone already
+    /// in the cache is routed from it instead: a slow or lost location database must not make
+    /// known phones unreachable.
     pub(super) fn expire_parked(&mut self, now: Instant) {
         if self.auth.parked_total == 0 {
             return;
         }
         let timeout = self.auth.lookup_timeout;
         let mut late = Vec::new();
-        for v in self.auth.parked.values_mut() {
+        for (key, v) in self.auth.parked.iter_mut() {
             let (old, young): (Vec<Parked>, Vec<Parked>) = std::mem::take(v)
                 .into_iter()
                 .partition(|p| now.saturating_duration_since(p.since) >= timeout);
             *v = young;
-            late.extend(old);
+            late.extend(old.into_iter().map(|p| (key.clone(), p)));
         }
         // Keys stay (possibly empty) while their look-up is in flight, so it is not started twice.
         self.auth.parked_total -= late.len();
         self.metrics
             .lookups_pending
             .set(self.auth.parked_total as i64);
-        for p in &late {
-            info!(src = %p.src, "subscriber look-up timed out; 503");
-            self.answer_parked(p, "Service Unavailable (subscriber look-up timed out)");
+        for (key, p) in late {
+            if let ParkKey::Bindings(username, domain) = &key
+                && self.route_from_cache(username, domain, now)
+            {
+                let unix = p.unix + now.saturating_duration_since(p.since).as_secs();
+                self.rehandle(&key, p, now, unix);
+                continue;
+            }
+            let reason = match key {
+                ParkKey::Credentials(..) => "Service Unavailable (subscriber look-up timed out)",
+                ParkKey::Bindings(..) => "Service Unavailable (location look-up timed out)",
+            };
+            info!(src = %p.src, reason, "look-up timed out");
+            self.answer_parked(&p, reason);
         }
     }
 

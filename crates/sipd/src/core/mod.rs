@@ -296,7 +296,7 @@ impl Core {
             if self.auth.mode == AuthMode::Digest
                 && let Some(need) = self.credentials_needed(&msg, now)
             {
-                let start = self.park(&msg, data, src, transport, need, now);
+                let start = self.park(&msg, data, src, transport, need, now, unix_secs);
                 self.drain(now);
                 return start;
             }
@@ -308,7 +308,7 @@ impl Core {
                     domain: self.domain.clone(),
                     unix_now: unix_secs,
                 };
-                let start = self.park(&msg, data, src, transport, need, now);
+                let start = self.park(&msg, data, src, transport, need, now, unix_secs);
                 self.drain(now);
                 return start;
             }

@@ -414,8 +414,22 @@ impl Core {
     /// A [`Need::Bindings`] failed (database lost): requests for a phone known from before are
     /// routed from the cache, which is kept meanwhile; the others get 503 with Retry-After.
     pub fn bindings_failed(&mut self, username: &str, domain: &str, now: Instant, unix: u64) {
-        let aor = format!("{username}@{domain}");
         let key = ParkKey::Bindings(username.to_owned(), domain.to_owned());
+        if self.route_from_cache(username, domain, now) {
+            self.resume(key, now, unix);
+        } else {
+            for p in self.unpark(&key) {
+                self.answer_parked(&p, "Service Unavailable (location database)");
+            }
+            self.drain(now);
+        }
+    }
+
+    /// Whether `username`@`domain` is in the cache; if so its cached bindings count as current
+    /// for `[location] cache_secs` more (the database did not answer: routing from the cache
+    /// beats refusing a call to a phone known a moment ago).
+    pub(super) fn route_from_cache(&mut self, username: &str, domain: &str, now: Instant) -> bool {
+        let aor = format!("{username}@{domain}");
         let known = self
             .registrar
             .store
@@ -424,13 +438,8 @@ impl Core {
         if known {
             warn!(%aor, "location database unavailable; routing from the cache");
             self.mark_fetched(&aor, now);
-            self.resume(key, now, unix);
-        } else {
-            for p in self.unpark(&key) {
-                self.answer_parked(&p, "Service Unavailable (location database)");
-            }
-            self.drain(now);
         }
+        known
     }
 
     /// Puts an AOR's stored bindings in the cache, replacing what it held.

@@ -11,7 +11,6 @@
 
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
 
@@ -205,7 +204,10 @@ async fn remove_one(
     Ok(held.is_none())
 }
 
-/// Inserts or refreshes one binding if the guard lets it; returns whether it did.
+/// Inserts or refreshes one binding if the guard lets it; returns whether it did. A new row gets
+/// a random `ruid` (Kamailio's unique record id), which a refresh keeps: a ruid derived from the
+/// row's key would make two nodes' concurrent first inserts collide on the ruid index, which
+/// `ON CONFLICT` does not arbitrate.
 async fn upsert(
     tx: &mut Transaction<'_, Postgres>,
     w: &RegisterWrite,
@@ -216,8 +218,9 @@ async fn upsert(
     let written = sqlx::query(
         "INSERT INTO location (ruid, username, domain, contact, received, expires, q, callid, \
          cseq, last_modified, user_agent, node_id, flow_token, identity) \
-         VALUES ($1, $2, $3, $4, $5, (to_timestamp($6) AT TIME ZONE 'UTC'), $7, $8, $9, \
-         (to_timestamp($10) AT TIME ZONE 'UTC'), $11, $12, $13, $14) \
+         VALUES ('sipd-' || gen_random_uuid(), $1, $2, $3, $4, \
+         (to_timestamp($5) AT TIME ZONE 'UTC'), $6, $7, $8, \
+         (to_timestamp($9) AT TIME ZONE 'UTC'), $10, $11, $12, $13) \
          ON CONFLICT (username, domain, contact) DO UPDATE SET \
          received = excluded.received, expires = excluded.expires, q = excluded.q, \
          callid = excluded.callid, cseq = excluded.cseq, last_modified = excluded.last_modified, \
@@ -225,7 +228,6 @@ async fn upsert(
          flow_token = excluded.flow_token, identity = excluded.identity \
          WHERE location.callid <> excluded.callid OR location.cseq < excluded.cseq",
     )
-    .bind(ruid(&w.username, &w.domain, contact))
     .bind(&w.username)
     .bind(&w.domain)
     .bind(contact)
@@ -248,18 +250,6 @@ async fn upsert(
 /// The CSeq as PostgreSQL's INTEGER (CSeq numbers are below 2³¹, RFC 3261 §8.1.1.5).
 fn cseq(w: &RegisterWrite) -> i32 {
     i32::try_from(w.cseq).unwrap_or(i32::MAX)
-}
-
-/// Kamailio's unique row id: here a function of the row's key, so a refresh keeps it.
-fn ruid(username: &str, domain: &str, contact: &str) -> String {
-    let h = Sha256::new()
-        .chain_update(username)
-        .chain_update([0])
-        .chain_update(domain)
-        .chain_update([0])
-        .chain_update(contact)
-        .finalize();
-    format!("sipd-{}", hex::encode(&h[..16]))
 }
 
 /// The live bindings of an AOR, best first.
