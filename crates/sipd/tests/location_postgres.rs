@@ -11,7 +11,7 @@ use chaincall_sip::header::Method;
 use chaincall_sipd::config::LocationBackend;
 use chaincall_sipd::{Config, Server};
 use chaincall_testkit::postgres::Postgres;
-use common::{Ua, base_config, start, status_of};
+use common::{Ua, base_config, get, start, status_of};
 
 /// A server configuration keeping registrations in `url`, re-reading them on every call (so
 /// each call exercises the database or, while it is down, the cache).
@@ -22,6 +22,7 @@ fn on_postgres(url: String) -> Config {
     cfg.location.cache = std::time::Duration::ZERO;
     // A database that is down answers after the pool gives up; the loop answers first.
     cfg.auth.lookup_timeout = std::time::Duration::from_millis(500);
+    cfg.metrics_listen = Some(([127, 0, 0, 1], 0).into());
     cfg
 }
 
@@ -101,11 +102,17 @@ async fn registrations_survive_a_restart_and_a_database_outage() {
         String::from_utf8_lossy(&r)
     );
     assert!(reaches(second.udp, &caller, &phone, "alice", 2).await);
+    // Not ready, saying why (never the URL: it may hold the password).
+    let ready = second.metrics_addr.expect("metrics_listen is set");
+    let (head, body) = get(ready, "/readyz").await;
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}\n{body}");
+    assert_eq!(body, "location: the location database does not answer\n");
 
     // It comes back: no restart of sipd needed.
     pg.restart();
     assert_eq!(status_of(&register(&bob, second.udp, "bob", 2).await), 200);
     assert!(reaches(second.udp, &caller, &bob, "bob", 3).await);
+    assert!(get(ready, "/readyz").await.0.starts_with("HTTP/1.1 200"));
     second.stop().await;
 }
 

@@ -21,22 +21,7 @@ use chaincall_sipd::db::Db;
 use chaincall_sipd::{AuthMode, KeyTrustMode, Listen, Server, TlsPskSettings};
 use chaincall_tls_psk::{TlsPskClient, TlsPskConfig, connect_with_handshake};
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// GET `path`; returns the response head and body.
-async fn get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: sipd\r\nAccept: text/plain\r\n\r\n");
-    s.write_all(request.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8(out).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    (head.to_owned(), body.to_owned())
-}
+use tokio::io::AsyncWriteExt;
 
 /// GET /metrics; returns the samples by name (with labels) and the content type.
 async fn scrape(addr: SocketAddr) -> (HashMap<String, f64>, String) {
