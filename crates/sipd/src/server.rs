@@ -28,9 +28,7 @@ use crate::config::{AuthMode, Config, ConfigError, Listen, ListenTransport};
 use crate::core::{Core, Need, StreamKind, Transport};
 use crate::db::{BoxFuture, CredentialStore, Db, DbError, Subscriber};
 use crate::location::postgres::PgLocation;
-use crate::location::{
-    LocationError, LocationStore, RegisterRefused, RegisterWrite, StoredBinding,
-};
+use crate::location::{LocationError, LocationStore, RegisterAnswer, RegisterWrite, StoredBinding};
 use crate::metrics::Metrics;
 
 /// Server start-up failures.
@@ -91,7 +89,7 @@ enum Ev {
     /// A REGISTER's write finished (`Err`: the database failed or timed out).
     Registered {
         ticket: u64,
-        answer: Result<Result<Vec<StoredBinding>, RegisterRefused>, ()>,
+        answer: RegisterAnswer,
     },
 }
 
@@ -610,7 +608,12 @@ impl Server {
                     },
                     Output::Event(Need::Register(w)) => match (&location, lookup_tx.upgrade()) {
                         (Some(l), Some(tx)) => spawn_register(l.clone(), tx, w, lookup_timeout),
-                        _ => core.register_answered(w.ticket, Err(()), Instant::now(), unix_now()),
+                        _ => core.register_answered(
+                            w.ticket,
+                            RegisterAnswer::Unavailable,
+                            Instant::now(),
+                            unix_now(),
+                        ),
                     },
                     Output::Timeout(at) => break at,
                 }
@@ -813,7 +816,7 @@ fn spawn_register(
         let answer = bounded("location write", timeout, store.register(&w)).await;
         let ev = Ev::Registered {
             ticket: w.ticket,
-            answer: answer.ok_or(()),
+            answer: answer.map_or(RegisterAnswer::Unavailable, RegisterAnswer::from),
         };
         let _ = tx.send(ev).await;
     });

@@ -141,9 +141,9 @@ fn two_nodes_registering_one_aor_keep_the_newest_cseq() {
     });
     let (now, unix) = (n1.now, n1.unix());
     n1.core
-        .register_answered(w1.ticket, Ok(a1.expect("the write runs")), now, unix);
+        .register_answered(w1.ticket, a1.expect("the write runs").into(), now, unix);
     n2.core
-        .register_answered(w2.ticket, Ok(a2.expect("the write runs")), now, unix);
+        .register_answered(w2.ticket, a2.expect("the write runs").into(), now, unix);
     n1.store = Some(store);
     n1.drain();
     n2.drain();

@@ -18,7 +18,8 @@ use super::flows::DEAD_FLOW;
 use super::{Core, Need, socket_of};
 use crate::config::{AuthMode, Config, LocationBackend};
 use crate::location::{
-    Binding, Change, ContactChange, Location, RegisterRefused, RegisterWrite, StoredBinding,
+    Binding, Change, ContactChange, Location, RegisterAnswer, RegisterRefused, RegisterWrite,
+    StoredBinding,
 };
 
 /// The registrar's state: the bindings and the `[registrar]` policy.
@@ -356,7 +357,7 @@ impl Core {
     pub fn register_answered(
         &mut self,
         ticket: u64,
-        answer: Result<Result<Vec<StoredBinding>, RegisterRefused>, ()>,
+        answer: RegisterAnswer,
         now: Instant,
         unix: u64,
     ) {
@@ -372,12 +373,14 @@ impl Core {
             return;
         };
         match answer {
-            Ok(Ok(rows)) => {
+            RegisterAnswer::Applied(rows) => {
                 self.cache_bindings(&p.aor, &rows, now, unix);
                 self.finish_register(p.id, &msg, &p.aor, Ok(()), now);
             }
-            Ok(Err(refused)) => self.finish_register(p.id, &msg, &p.aor, Err(refused), now),
-            Err(()) => {
+            RegisterAnswer::Refused(refused) => {
+                self.finish_register(p.id, &msg, &p.aor, Err(refused), now)
+            }
+            RegisterAnswer::Unavailable => {
                 warn!(aor = %p.aor, "location database unavailable; REGISTER answered 503");
                 self.reply(
                     p.id,

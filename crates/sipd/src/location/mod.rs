@@ -114,6 +114,27 @@ pub enum RegisterRefused {
     TooManyContacts,
 }
 
+/// How a [`RegisterWrite`] ended, as the shell hands it back
+/// ([`crate::core::Core::register_answered`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegisterAnswer {
+    /// Applied: the address-of-record's live bindings after it.
+    Applied(Vec<StoredBinding>),
+    /// Refused by a rule that needs the stored bindings.
+    Refused(RegisterRefused),
+    /// The database failed or did not answer in time: 503 with Retry-After.
+    Unavailable,
+}
+
+impl From<Result<Vec<StoredBinding>, RegisterRefused>> for RegisterAnswer {
+    fn from(outcome: Result<Vec<StoredBinding>, RegisterRefused>) -> Self {
+        match outcome {
+            Ok(rows) => RegisterAnswer::Applied(rows),
+            Err(refused) => RegisterAnswer::Refused(refused),
+        }
+    }
+}
+
 /// A binding as a backend stores it: wall-clock expiry, addresses as text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredBinding {

@@ -16,8 +16,8 @@ use chaincall_sip::message::{Message, response_to};
 use chaincall_sipd::config::LocationBackend;
 use chaincall_sipd::core::{Core, Need, StreamKind, Transport};
 use chaincall_sipd::db::Subscriber;
-use chaincall_sipd::location::LocationStore;
 use chaincall_sipd::location::postgres::PgLocation;
+use chaincall_sipd::location::{LocationStore, RegisterAnswer};
 use chaincall_sipd::metrics::Metrics;
 use chaincall_sipd::{AuthMode, Config};
 use chaincall_testkit::postgres::Postgres;
@@ -108,8 +108,8 @@ impl Store {
                     .rt
                     .block_on(async { tokio::time::timeout(STORE_TIMEOUT, write).await })
                 {
-                    Ok(Ok(outcome)) => Ok(outcome),
-                    _ => Err(()),
+                    Ok(Ok(outcome)) => RegisterAnswer::from(outcome),
+                    _ => RegisterAnswer::Unavailable,
                 };
                 core.register_answered(w.ticket, answer, now, unix);
             }
