@@ -502,7 +502,7 @@ impl Core {
         );
     }
 
-    /// Fires the timers due at `now` (see [`Timer`]); early or repeated calls are harmless.
+    /// Fires the timers due at `now` (the core's timer table); early or repeated calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         for timer in Timer::ALL {
             if self.deadline(timer).is_none_or(|at| at > now) {
@@ -559,7 +559,7 @@ impl Core {
     }
 
     /// The next output: a datagram or stream write, a [`Need`], or the next deadline: the
-    /// earliest of the [`Timer`]s, `None` when nothing is due ever (an idle server with no
+    /// earliest of the timer table's entries, `None` when nothing is due ever (an idle server with no
     /// transactions, bindings or look-ups). Drain until `Timeout` after every call; the shell sends
     /// a transmit over the destination's stream connection if it has one (see
     /// [`Core::is_stream_peer`]).
