@@ -656,8 +656,9 @@ pub enum LocationBackend {
     Postgres,
 }
 
-/// `[location]`: where registrations live.
-#[derive(Debug, Clone, Deserialize)]
+/// `[location]`: where registrations live. Its `Debug` shows the database URL without its
+/// password.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LocationConfig {
     /// `memory` or `postgres`.
@@ -672,6 +673,21 @@ pub struct LocationConfig {
     pub cache: Duration,
     /// Addresses-of-record kept in that cache at most; least recently used dropped first.
     pub cache_entries: usize,
+}
+
+impl std::fmt::Debug for LocationConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocationConfig")
+            .field("backend", &self.backend)
+            .field(
+                "database",
+                &crate::location::postgres::redact_url(&self.database),
+            )
+            .field("node_id", &self.node_id)
+            .field("cache", &self.cache)
+            .field("cache_entries", &self.cache_entries)
+            .finish()
+    }
 }
 
 impl Default for LocationConfig {
@@ -880,6 +896,11 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.location.node_id, "node-2");
         assert_eq!(c.location.cache, Duration::ZERO);
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("postgres://u:***@h/d") && !shown.contains(":p@"),
+            "{shown}"
+        );
         assert!(parse("[location]\nbackend = \"redis\"\n").is_err());
     }
 
