@@ -28,7 +28,7 @@ use crate::config::{AuthMode, Config, ConfigError, Listen, ListenTransport};
 use crate::core::{Core, Need, StreamKind, Transport};
 use crate::db::{BoxFuture, CredentialStore, Db, DbError, Subscriber};
 use crate::location::postgres::PgLocation;
-use crate::location::{LocationError, LocationStore, RegisterAnswer, RegisterWrite, StoredBinding};
+use crate::location::{LocationError, LocationStore, RegisterAnswer, StoredBinding};
 use crate::metrics::Metrics;
 
 /// Server start-up failures.
@@ -591,7 +591,17 @@ impl Server {
                     Output::Event(Need::Credentials { username, domain }) => {
                         match (&db, lookup_tx.upgrade()) {
                             (Some(db), Some(tx)) => {
-                                spawn_lookup(db.clone(), tx, username, domain, lookup_timeout)
+                                let db = db.clone();
+                                spawn_beside(tx, async move {
+                                    let call = db.subscriber(&username, &domain);
+                                    let found = bounded("subscriber look-up", lookup_timeout, call);
+                                    let found = found.await;
+                                    Ev::Looked {
+                                        username,
+                                        domain,
+                                        found,
+                                    }
+                                })
                             }
                             _ => core.lookup_failed(&username, &domain, Instant::now()),
                         }
@@ -602,12 +612,33 @@ impl Server {
                         unix_now: at,
                     }) => match (&location, lookup_tx.upgrade()) {
                         (Some(l), Some(tx)) => {
-                            spawn_bindings(l.clone(), tx, username, domain, at, lookup_timeout)
+                            let l = l.clone();
+                            spawn_beside(tx, async move {
+                                let call = l.bindings(&username, &domain, at);
+                                let found = bounded("location read", lookup_timeout, call).await;
+                                Ev::Bindings {
+                                    username,
+                                    domain,
+                                    found,
+                                }
+                            })
                         }
                         _ => core.bindings_failed(&username, &domain, Instant::now(), unix_now()),
                     },
                     Output::Event(Need::Register(w)) => match (&location, lookup_tx.upgrade()) {
-                        (Some(l), Some(tx)) => spawn_register(l.clone(), tx, w, lookup_timeout),
+                        (Some(l), Some(tx)) => {
+                            let l = l.clone();
+                            spawn_beside(tx, async move {
+                                let call = l.register(&w);
+                                let answer = bounded("location write", lookup_timeout, call).await;
+                                let answer = answer
+                                    .map_or(RegisterAnswer::Unavailable, RegisterAnswer::from);
+                                Ev::Registered {
+                                    ticket: w.ticket,
+                                    answer,
+                                }
+                            })
+                        }
                         _ => core.register_answered(
                             w.ticket,
                             RegisterAnswer::Unavailable,
@@ -763,62 +794,11 @@ where
     }
 }
 
-/// Looks a subscriber up beside the loop and reports back with [`Ev::Looked`].
-fn spawn_lookup(
-    db: Arc<dyn CredentialStore>,
-    tx: mpsc::Sender<Ev>,
-    username: String,
-    domain: String,
-    timeout: Duration,
-) {
+/// Runs `job` (a database call, bounded by [`bounded`]) beside the loop and hands the event it
+/// ends with back to the loop.
+fn spawn_beside(tx: mpsc::Sender<Ev>, job: impl Future<Output = Ev> + Send + 'static) {
     tokio::spawn(async move {
-        let call = db.subscriber(&username, &domain);
-        let found = bounded("subscriber look-up", timeout, call).await;
-        let ev = Ev::Looked {
-            username,
-            domain,
-            found,
-        };
-        let _ = tx.send(ev).await;
-    });
-}
-
-/// Reads an AOR's stored bindings beside the loop and reports back with [`Ev::Bindings`].
-fn spawn_bindings(
-    store: Arc<dyn LocationStore>,
-    tx: mpsc::Sender<Ev>,
-    username: String,
-    domain: String,
-    unix_now: u64,
-    timeout: Duration,
-) {
-    tokio::spawn(async move {
-        let call = store.bindings(&username, &domain, unix_now);
-        let found = bounded("location read", timeout, call).await;
-        let ev = Ev::Bindings {
-            username,
-            domain,
-            found,
-        };
-        let _ = tx.send(ev).await;
-    });
-}
-
-/// Applies a REGISTER to the stored location beside the loop and reports back with
-/// [`Ev::Registered`].
-fn spawn_register(
-    store: Arc<dyn LocationStore>,
-    tx: mpsc::Sender<Ev>,
-    w: RegisterWrite,
-    timeout: Duration,
-) {
-    tokio::spawn(async move {
-        let answer = bounded("location write", timeout, store.register(&w)).await;
-        let ev = Ev::Registered {
-            ticket: w.ticket,
-            answer: answer.map_or(RegisterAnswer::Unavailable, RegisterAnswer::from),
-        };
-        let _ = tx.send(ev).await;
+        let _ = tx.send(job.await).await;
     });
 }
 
