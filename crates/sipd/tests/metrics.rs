@@ -185,10 +185,13 @@ Content-Length: 0\n\n",
     bob.expect(2000, |m| m.method().is_some_and(|m| m.as_str() == "ACK"))
         .await;
 
-    // The registrations gauge follows every REGISTER; wait until the server loop handled both.
+    // The registrations gauge follows every REGISTER; wait until the server loop handled both,
+    // and alice's ACK (sipd's own ACK to bob left when the 486 came, maybe before it).
     let mut after = scrape(metrics_addr).await.0;
     for _ in 0..30 {
-        if after["sipd_registrations"] == 2.0 {
+        if after["sipd_registrations"] == 2.0
+            && after["sipd_requests_total"] == f64::from(sent_requests)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
