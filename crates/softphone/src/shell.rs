@@ -140,27 +140,16 @@ async fn drive(
     let mut register = pin!(calls::register(cfg, phone));
     let (mut registering, mut connected) = (true, true);
     loop {
-        while let Some(command) = app.poll_command() {
-            match command {
-                Command::Quit => return Ok(()),
-                Command::Dial(target) => {
-                    let (phone, done) = (phone.clone(), done_tx.clone());
-                    tokio::spawn(async move {
-                        let result = phone.call(&target).await;
-                        let result = result.map_err(|e| ErrorChain(&e).to_string());
-                        let _ = done.send(Input::Dialed { target, result });
-                    });
-                }
-                // Each is a message to the phone's task: it fails only once the phone stopped,
-                // which the event stream then reports.
-                Command::Answer(id) => drop(phone.answer(&id, true).await),
-                Command::Decline(id) => drop(phone.answer(&id, false).await),
-                Command::Hangup(id) => drop(phone.hangup(&id).await),
-            }
+        if !execute(&mut app, phone, &done_tx).await {
+            return Ok(());
         }
-        terminal
-            .draw(|frame| app.render(frame, Instant::now()))
-            .map_err(UiError::Terminal)?;
+        if let Err(e) = terminal.draw(|frame| app.render(frame, Instant::now())) {
+            // The terminal is gone (an SSH connection dropped): what is in progress is hung up
+            // before the phone stops, as at Ctrl-C.
+            app.handle(Input::Key(Key::Interrupt), Instant::now());
+            execute(&mut app, phone, &done_tx).await;
+            return Err(UiError::Terminal(e));
+        }
         let deadline = app.poll_timeout(Instant::now());
         tokio::select! {
             event = events.recv(), if connected => {
@@ -202,6 +191,29 @@ async fn drive(
             _ = hup.recv() => app.handle(Input::Key(Key::Interrupt), Instant::now()),
         }
     }
+}
+
+/// Carries out the app's commands; `false` once it asked to quit.
+async fn execute(app: &mut App, phone: &Phone, done: &mpsc::UnboundedSender<Input>) -> bool {
+    while let Some(command) = app.poll_command() {
+        match command {
+            Command::Quit => return false,
+            Command::Dial(target) => {
+                let (phone, done) = (phone.clone(), done.clone());
+                tokio::spawn(async move {
+                    let result = phone.call(&target).await;
+                    let result = result.map_err(|e| ErrorChain(&e).to_string());
+                    let _ = done.send(Input::Dialed { target, result });
+                });
+            }
+            // Each is a message to the phone's task: it fails only once the phone stopped,
+            // which the event stream then reports.
+            Command::Answer(id) => drop(phone.answer(&id, true).await),
+            Command::Decline(id) => drop(phone.answer(&id, false).await),
+            Command::Hangup(id) => drop(phone.hangup(&id).await),
+        }
+    }
+    true
 }
 
 /// Deadline that never comes for `None`.
