@@ -3,7 +3,8 @@
 //! (anvil, wallet server, sipd over TLS-PSK, two onboarded phones). Alice's softphone calls bob's
 //! `phone listen` (registration shown, bob shown verified with the pair's safety number, `h`
 //! hangs up, the report), then bob's `phone call` rings alice's screen (bob shown verified with
-//! his key's fingerprint, `a` answers, bob hangs up), and `q` quits with the terminal restored.
+//! his key's fingerprint, `a` answers, `phone hangup` from another terminal ends it), and `q`
+//! quits with the terminal restored.
 
 mod common;
 
@@ -188,7 +189,7 @@ fn the_softphone_calls_answers_and_shows_who_is_verified_under_tmux() {
     );
 
     // Bob calls; alice's screen rings and says who he is and how that is proven.
-    let caller = Service::spawn(phone(&bob).args(["call", ALICE, "--seconds", "2"]));
+    let caller = Service::spawn(phone(&bob).args(["call", ALICE, "--seconds", "60"]));
     ui.wait_for(&[
         "INCOMING CALL",
         "verified on chain as +15550100002",
@@ -201,8 +202,13 @@ fn the_softphone_calls_answers_and_shows_who_is_verified_under_tmux() {
         "in call",
         "Media keys: VERIFIED (mikey-pke, caller verified on chain as +15550100002)",
     ]);
-    // Bob hangs up after his two seconds of audio.
-    ui.wait_for(&["Ended: the caller hung up", "call from +15550100002"]);
+    // `phone hangup` from another terminal reaches the softphone through its control socket.
+    let out =
+        ok(chaincall()
+            .current_dir(&alice)
+            .args(["phone", "--config", "phone.toml", "hangup"]));
+    assert!(out.starts_with("hung up "), "{out}");
+    ui.wait_for(&["Ended: you hung up", "call from +15550100002"]);
     let out = caller.finish(Duration::from_secs(30));
     assert!(
         out.iter().any(|l| l.contains("call to +15550100001")),
