@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chaincall_identity::{Fingerprint, IdentityKey, IdentityName, PhoneNumber, SafetyNumber};
-use chaincall_media::MediaStats;
 use chaincall_media::AudioCodec;
+use chaincall_media::MediaStats;
 use chaincall_phone::caller::Proof;
 use chaincall_phone::{CallReport, CallerId, KeyMode, PhoneEvent, SetupTimings, Verification};
 use chaincall_softphone::{App, Command, Input, Key};
