@@ -263,14 +263,25 @@ pub(crate) fn create_kamailio_db(
     pg.psql("kamailio", &sql)
 }
 
-/// A `location` row (Kamailio's usrloc schema) binding `user` to `contact` until 2099, as a
-/// REGISTER would: how the bench provisions a callee that never registers (sipp's uas).
-pub(crate) fn location_row(user: &str, contact: &str) -> String {
+/// A `location` row (Kamailio's usrloc schema, which sipd's table extends) binding `user` to
+/// `contact` until 2099, as a REGISTER would: how the bench provisions a callee that never
+/// registers (sipp's uas). Kamailio (without `use_domain`) stores no `domain` and no `received`;
+/// sipd stores its domain and the `host:port` the REGISTER came from, where it sends requests.
+pub(crate) fn location_row(
+    user: &str,
+    domain: Option<&str>,
+    received: Option<&str>,
+    contact: &str,
+) -> String {
+    let or_null = |v: Option<&str>| v.map_or_else(|| "NULL".to_owned(), quote);
     format!(
-        "INSERT INTO location (ruid, username, contact, expires, callid, cseq, last_modified, \
-         user_agent) VALUES ({ruid}, {u}, {c}, '2099-01-01 00:00:00', {ruid}, 1, now(), 'bench');",
+        "INSERT INTO location (ruid, username, domain, received, contact, expires, callid, cseq, \
+         last_modified, user_agent) VALUES ({ruid}, {u}, {d}, {r}, {c}, '2099-01-01 00:00:00', \
+         {ruid}, 1, now(), 'bench');",
         ruid = quote(&format!("bench-{user}")),
         u = quote(user),
+        d = or_null(domain),
+        r = or_null(received),
         c = quote(contact),
     )
 }

@@ -15,12 +15,14 @@
 //! sipd with `auth.mode = "digest"`, Kamailio with `auth_db` over `db_sqlite` and `usrloc` in
 //! memory. Same stepping.
 //!
-//! `--location postgres` (Kamailio only, for now): the bench starts a throwaway PostgreSQL
-//! ([`crate::pg`]), loads Kamailio's own schema into it and runs Kamailio with `auth_db` and
-//! `usrloc db_mode=3` (DB-only: every REGISTER writes the `location` table, every INVITE's
-//! `lookup("location")` reads it) on that database. The callee, sipp's uas, is provisioned as a
-//! `location` row, so each call costs Kamailio one location read, as a call to a registered phone
-//! does.
+//! `--location postgres`: the bench starts a throwaway PostgreSQL ([`crate::pg`]), loads
+//! Kamailio's own schema into it and runs Kamailio with `auth_db` and `usrloc db_mode=3` (DB-only:
+//! every REGISTER writes the `location` table, every INVITE's `lookup("location")` reads it) on
+//! that database; sipd runs with `[location] backend = "postgres"` and `cache_secs = 0` (every
+//! REGISTER written, every INVITE's bindings read, as Kamailio's db_mode=3), one database per sipd
+//! process, its subscribers still in SQLite. The callee, sipp's uas, is provisioned as a
+//! `location` row on both sides (no static route for sipd), so each call costs each server one
+//! location read, as a call to a registered phone does.
 //!
 //! Each step records the proxy's CPU seconds (all its processes, plus PostgreSQL's server processes
 //! when it has one) from `/proc`, and the CPU milliseconds per successful call or registration.
@@ -82,18 +84,22 @@ pub struct SipdBenchArgs {
     /// Keep the working directory (configs, logs, sipp stats) instead of deleting it.
     #[arg(long)]
     keep: bool,
-    /// Where Kamailio keeps registrations: `memory` (usrloc in memory, subscribers in SQLite) or
-    /// `postgres` (a throwaway PostgreSQL the bench starts: usrloc `db_mode=3` and `auth_db` on it).
+    /// Where the servers keep registrations: `memory` (Kamailio's usrloc in memory with subscribers
+    /// in SQLite; sipd's default) or `postgres` (a throwaway PostgreSQL the bench starts: Kamailio's
+    /// usrloc `db_mode=3` and `auth_db`, sipd's `[location] backend = "postgres"`, both read on
+    /// every call).
     #[arg(long, value_enum, default_value = "memory")]
     location: Location,
 }
 
-/// Where the Kamailio side keeps its location (usrloc) and subscriber tables.
+/// Where both servers keep their location (and Kamailio its subscriber table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Location {
-    /// usrloc in memory (`db_mode=0`), `auth_db` on SQLite.
+    /// In memory: Kamailio's usrloc `db_mode=0` with `auth_db` on SQLite; sipd's default
+    /// location, the callee reached by a static route.
     Memory,
-    /// usrloc `db_mode=3` and `auth_db` on a PostgreSQL started by the bench.
+    /// A PostgreSQL started by the bench: Kamailio's usrloc `db_mode=3` and `auth_db` on it;
+    /// sipd's `[location] backend = "postgres"` read on every call.
     Postgres,
 }
 
@@ -114,6 +120,9 @@ const KAMAILIO_DOMAIN: &str = "127.0.0.1";
 /// The user sipp's built-in uac calls (its default `-s`), provisioned as a location row with
 /// `--location postgres`.
 const CALLEE: &str = "service";
+/// With `--location postgres`, the databases of sipd's two processes (calls, registrations).
+const SIPD_CALLS_DB: &str = "sipd_calls";
+const SIPD_REG_DB: &str = "sipd_register";
 const REGISTER_XML: &str = include_str!("../../sipd/tests/scenarios/register_auth.xml");
 
 /// A child process killed (and reaped) on drop.
@@ -311,7 +320,7 @@ pub fn run(args: SipdBenchArgs) -> anyhow::Result<()> {
 /// Runs the benchmark and returns its results as the JSON object `--json` prints: the machine,
 /// `location`, per-step `calls` and `registers`, a per-server `summary` (highest passing rates
 /// and server CPU milliseconds per call at them) and, with `--location postgres`, `kamailio_db`
-/// (the registrations Kamailio left in PostgreSQL's `location` table).
+/// and `sipd_db` (the registrations each left in its PostgreSQL `location` table).
 pub fn measure(args: SipdBenchArgs) -> anyhow::Result<Value> {
     which(&args.sipp).context("sipp (Debian sip-tester) is required")?;
     let want_kamailio = args.servers.iter().any(|s| s == "kamailio");
@@ -322,14 +331,6 @@ pub fn measure(args: SipdBenchArgs) -> anyhow::Result<Value> {
         .find(|s| *s != "sipd" && *s != "kamailio")
     {
         bail!("unknown server {other:?} in --servers (sipd, kamailio)");
-    }
-    if args.location == Location::Postgres && want_sipd {
-        // TODO(issue 18): start sipd on this same PostgreSQL once its PostgreSQL location lands
-        // (another change); the Kamailio side below is ready for the side-by-side run.
-        bail!(
-            "--location postgres is measured for Kamailio only so far: sipd's PostgreSQL location \
-             is not in this bench yet; pass --servers kamailio"
-        );
     }
     if want_kamailio {
         which(&args.kamailio).context("kamailio (Debian kamailio) is required")?;
@@ -351,21 +352,34 @@ pub fn measure(args: SipdBenchArgs) -> anyhow::Result<Value> {
     // Declared before the processes so that it is dropped (stopped) after Kamailio, its client.
     let postgres = match args.location {
         Location::Memory => None,
-        Location::Postgres if want_kamailio => {
+        Location::Postgres => {
             let pg = crate::pg::Postgres::start()?;
-            crate::pg::create_kamailio_db(&pg, KAMAILIO_DOMAIN, &[(USER, PASSWORD)])?;
-            // The callee: sipp's built-in uac calls `service`; route it to the uas by location.
-            pg.psql(
-                "kamailio",
-                &crate::pg::location_row(
-                    CALLEE,
-                    &format!("sip:{CALLEE}@127.0.0.1:{}", ports.uas_kamailio),
-                ),
-            )?;
+            if want_kamailio {
+                crate::pg::create_kamailio_db(&pg, KAMAILIO_DOMAIN, &[(USER, PASSWORD)])?;
+                // The callee: sipp's built-in uac calls `service`; route it to the uas by location.
+                pg.psql(
+                    "kamailio",
+                    &crate::pg::location_row(
+                        CALLEE,
+                        None,
+                        None,
+                        &format!("sip:{CALLEE}@127.0.0.1:{}", ports.uas_kamailio),
+                    ),
+                )?;
+            }
+            if want_sipd {
+                // One database per sipd process: each creates its table at start.
+                pg.psql(
+                    "postgres",
+                    &format!("CREATE DATABASE {SIPD_CALLS_DB}; CREATE DATABASE {SIPD_REG_DB};"),
+                )?;
+            }
             Some(pg)
         }
-        Location::Postgres => None,
     };
+    // sipd's location: in PostgreSQL read on every call (`cache_secs = 0`, as Kamailio's
+    // db_mode=3), or in memory with the callee reached by a static route.
+    let sipd_location = |db: &str| postgres.as_ref().map(|pg| pg.url(db));
     let db_pid = postgres.as_ref().and_then(crate::pg::Postgres::pid);
     let mut procs: Vec<Proc> = Vec::new();
     let mut servers: Vec<(&'static str, usize, u16, u16)> = Vec::new(); // name, proc index, port, reg port
@@ -373,12 +387,24 @@ pub fn measure(args: SipdBenchArgs) -> anyhow::Result<Value> {
         let calls_cfg = dir.join("sipd-calls.toml");
         std::fs::write(
             &calls_cfg,
-            sipd_config(ports.sipd, "none", None, Some(ports.uas_sipd)),
+            sipd_config(
+                ports.sipd,
+                "none",
+                None,
+                Some(ports.uas_sipd).filter(|_| postgres.is_none()),
+                sipd_location(SIPD_CALLS_DB).as_deref(),
+            ),
         )?;
         let reg_cfg = dir.join("sipd-register.toml");
         std::fs::write(
             &reg_cfg,
-            sipd_config(ports.sipd_reg, "digest", Some(&db_path), None),
+            sipd_config(
+                ports.sipd_reg,
+                "digest",
+                Some(&db_path),
+                None,
+                sipd_location(SIPD_REG_DB).as_deref(),
+            ),
         )?;
         for (cfg, log) in [
             (&calls_cfg, "sipd-calls.log"),
@@ -448,6 +474,19 @@ pub fn measure(args: SipdBenchArgs) -> anyhow::Result<Value> {
     if want_sipd {
         procs[servers[0].1 + 1].check_alive(&dir.join("sipd-register.log"))?;
     }
+    if want_sipd && let Some(pg) = &postgres {
+        // The callee, as a REGISTER would have left it; sipd created its table at start, in its
+        // domain (the listen address: the bench sets none).
+        pg.psql(
+            SIPD_CALLS_DB,
+            &crate::pg::location_row(
+                CALLEE,
+                Some("127.0.0.1"),
+                Some(&format!("127.0.0.1:{}", ports.uas_sipd)),
+                &format!("sip:{CALLEE}@127.0.0.1:{}", ports.uas_sipd),
+            ),
+        )?;
+    }
 
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let started = Instant::now();
@@ -470,7 +509,7 @@ pub fn measure(args: SipdBenchArgs) -> anyhow::Result<Value> {
             &dir,
             name,
             &procs[idx],
-            db_pid.filter(|_| name == "kamailio"),
+            db_pid,
             port,
             ports.uac,
             rate,
@@ -509,7 +548,7 @@ pub fn measure(args: SipdBenchArgs) -> anyhow::Result<Value> {
                     &dir,
                     name,
                     &procs[pidx],
-                    db_pid.filter(|_| name == "kamailio"),
+                    db_pid,
                     port,
                     ports.uac,
                     rate,
@@ -553,11 +592,11 @@ pub fn measure(args: SipdBenchArgs) -> anyhow::Result<Value> {
     results["total_s"] = json!(started.elapsed().as_secs());
     drop(procs);
     if let Some(pg) = &postgres {
-        // What Kamailio left in PostgreSQL: the bench user's contact (saved by the REGISTER steps)
-        // beside the provisioned callee, i.e. usrloc really wrote through to the database.
-        let count = |user: &str| -> anyhow::Result<u64> {
+        // What each server left in PostgreSQL: the bench user's contact (saved by the REGISTER
+        // steps) beside the provisioned callee, i.e. the location really went to the database.
+        let count = |db: &str, user: &str| -> anyhow::Result<u64> {
             let n = pg.query(
-                "kamailio",
+                db,
                 &format!(
                     "SELECT count(*) FROM location WHERE username = {};",
                     crate::pg::quote(user)
@@ -567,9 +606,16 @@ pub fn measure(args: SipdBenchArgs) -> anyhow::Result<Value> {
                 .parse()
                 .with_context(|| format!("a row count from psql, got {n:?}"))
         };
-        results["kamailio_db"] = json!({
-            "location_rows": { USER: count(USER)?, CALLEE: count(CALLEE)? },
-        });
+        if want_kamailio {
+            results["kamailio_db"] = json!({
+                "location_rows": { USER: count("kamailio", USER)?, CALLEE: count("kamailio", CALLEE)? },
+            });
+        }
+        if want_sipd {
+            results["sipd_db"] = json!({
+                "location_rows": { USER: count(SIPD_REG_DB, USER)?, CALLEE: count(SIPD_CALLS_DB, CALLEE)? },
+            });
+        }
     }
     drop(postgres);
     if args.keep {
@@ -814,7 +860,15 @@ fn make_subscriber_db(path: &Path) -> anyhow::Result<()> {
     })
 }
 
-fn sipd_config(port: u16, auth: &str, db: Option<&Path>, static_route: Option<u16>) -> String {
+/// sipd's configuration for the bench: `static_route` sends every INVITE to sipp's uas;
+/// `location`, a PostgreSQL URL, keeps the location there instead of in memory.
+fn sipd_config(
+    port: u16,
+    auth: &str,
+    db: Option<&Path>,
+    static_route: Option<u16>,
+    location: Option<&str>,
+) -> String {
     let mut s = format!("listen = [\"udp:127.0.0.1:{port}\"]\n");
     if let Some(r) = static_route {
         s += &format!("static_route = \"127.0.0.1:{r}\"\n");
@@ -830,6 +884,12 @@ fn sipd_config(port: u16, auth: &str, db: Option<&Path>, static_route: Option<u1
     s += "algorithms = [\"MD5\"]\ninvite = false\n";
     // Benchmarks measure the proxy, not the per-source limiter (all load comes from one address).
     s += "[limits]\nregister_rate = 0.0\ninvite_rate = 0.0\nmax_transactions = 1000000\n";
+    if let Some(url) = location {
+        s += &format!(
+            "[location]\nbackend = \"postgres\"\ndatabase = \"{url}\"\nnode_id = \"bench\"\n\
+             cache_secs = 0\n"
+        );
+    }
     s
 }
 

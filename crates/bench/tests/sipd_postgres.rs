@@ -89,24 +89,6 @@ fn kamailio_on_postgres_completes_and_reports_calls_registers_and_cpu() {
     assert!(v["summary"].get("sipd").is_none(), "{v}");
 }
 
-/// sipd's PostgreSQL location is not in the bench yet: asking for it is refused with a message
-/// that says what to run instead, before anything is started.
-#[test]
-fn sipd_on_postgres_is_refused_with_a_message() {
-    let Some(sipp) = chaincall_testkit::peer("sipp") else {
-        return;
-    };
-    let err = measure(parse(&[
-        "--location",
-        "postgres",
-        "--sipp",
-        sipp.to_str().expect("UTF-8 path"),
-    ]))
-    .expect_err("sipd with --location postgres is refused");
-    let msg = format!("{err:#}");
-    assert!(msg.contains("--servers kamailio"), "{msg}");
-}
-
 /// An unknown `--location` is a usage error naming the accepted values.
 #[test]
 fn unknown_location_is_a_usage_error() {

@@ -114,3 +114,63 @@ fn bench_sipd_json_reports_sipd_and_kamailio() {
     assert!(v["summary"]["sipd"].is_object(), "{v}");
     assert!(v["summary"]["kamailio"].is_object(), "{v}");
 }
+
+/// `--location postgres` with sipd: its location in a PostgreSQL the bench starts, read on every
+/// call (no static route) and written by every REGISTER. A short run completes and the rows are
+/// there: the callee the bench provisioned and the bench user's contact.
+#[test]
+fn bench_sipd_on_postgres_routes_by_the_database_and_writes_registrations_there() {
+    let Some(sipp) = chaincall_testkit::peer("sipp") else {
+        return;
+    };
+    let has_postgres = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|v| v.path().join("bin/initdb").is_file());
+    if !has_postgres {
+        chaincall_testkit::missing::<()>("PostgreSQL server (Debian postgresql)");
+        return;
+    }
+    let base_port = chaincall_testkit::free_udp_port()
+        .min(u16::MAX - 8)
+        .to_string();
+    let v = bench_json(
+        &[
+            "bench",
+            "sipd",
+            "--json",
+            "--location",
+            "postgres",
+            "--servers",
+            "sipd",
+            "--secs",
+            "1",
+            "--rates",
+            "20",
+            "--register-rates",
+            "20",
+            "--max-failures",
+            "1",
+            "--base-port",
+            &base_port,
+            "--sipp",
+            sipp.to_str().expect("UTF-8 path"),
+        ],
+        &[],
+    );
+    assert_eq!(v["location"], "postgres", "{v}");
+    for kind in ["calls", "registers"] {
+        let step = v[kind]
+            .as_array()
+            .and_then(|steps| steps.iter().find(|s| s["server"] == "sipd"))
+            .unwrap_or_else(|| panic!("no {kind} step of sipd in {v}"));
+        assert_eq!(step["planned"], 20, "{step}");
+        // Calls found the callee through the location table, REGISTERs were written to it.
+        assert!(step["ok"].as_u64().is_some_and(|ok| ok > 0), "{step}");
+        assert!(step["db_cpu_s"].as_f64().is_some(), "{step}");
+    }
+    assert_eq!(v["sipd_db"]["location_rows"]["service"], 1, "{v}");
+    assert_eq!(v["sipd_db"]["location_rows"]["bench"], 1, "{v}");
+    assert!(v.get("kamailio_db").is_none(), "{v}");
+}
