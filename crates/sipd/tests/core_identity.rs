@@ -186,6 +186,12 @@ fn a_valid_passport_is_forwarded_marked_passed_and_off_leaves_the_call_alone() {
         assert_eq!(from, passed(), "{mode:?}");
         assert_eq!(identity, [header], "the callee's phone verifies it again");
         assert_eq!(s.core.caller_keys_pending(), 0);
+        assert!(
+            s.metrics
+                .render()
+                .contains("sipd_identity_checks_total{result=\"passed\"} 1"),
+            "{mode:?}"
+        );
     }
     let mut s = sim_in(VerifyMode::Off);
     let header = passport(&alice, BOB, s.unix());

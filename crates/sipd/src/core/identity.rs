@@ -38,6 +38,7 @@ use super::auth::take_late;
 use super::proxy::{Forward, Verstat};
 use super::{Core, MAX_PARKED, MAX_PARKED_PER_USER, Need};
 use crate::config::{Config, ConfigError, VerifyMode};
+use crate::metrics::IdentityCheck;
 
 /// An INVITE waiting for its caller's key.
 #[derive(Debug)]
@@ -258,6 +259,12 @@ impl Core {
                 Err(e) => Verdict::Invalid(e),
             },
         };
+        self.metrics.count_identity_check(match &verdict {
+            Verdict::NoKey => IdentityCheck::NoKey,
+            Verdict::Valid => IdentityCheck::Passed,
+            Verdict::Invalid(_) => IdentityCheck::Failed,
+            Verdict::Unavailable(_) => IdentityCheck::Unavailable,
+        });
         let enforce = self.callers.mode == VerifyMode::Enforce;
         let mut fwd = w.fwd;
         let call_id = msg.call_id().unwrap_or("");
