@@ -199,7 +199,7 @@ impl Core {
         self.drain(now);
     }
 
-    /// Whether any INVITE waits for a caller's key.
+    /// INVITEs waiting for their caller's key.
     pub fn caller_keys_pending(&self) -> usize {
         self.callers.total
     }
