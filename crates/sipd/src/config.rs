@@ -302,6 +302,34 @@ pub struct Config {
     pub tls_psk: Option<TlsPskSettings>,
     /// Caller-identity policy.
     pub policy: PolicyConfig,
+    /// Verifying callers' PASSporTs on ingress (RFC 8224).
+    pub identity: IdentityConfig,
+}
+
+/// `[identity]`: whether sipd verifies the PASSporT (RFC 8224 Identity header) of an initial
+/// INVITE whose From user is an E.164 number, against that number's key on chain
+/// (docs/caller-identity.md). Reads the keystore `[tls_psk]` names, on chain `[tls_psk] chain_id`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// What to do with the result.
+    pub verify: VerifyMode,
+}
+
+/// See [`IdentityConfig::verify`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyMode {
+    /// No verification: INVITEs are forwarded as before (the callee's phone still verifies).
+    #[default]
+    Off,
+    /// Verify and forward every call, with `;verstat=TN-Validation-Passed` or
+    /// `;verstat=TN-Validation-Failed` in the From URI's user part.
+    Mark,
+    /// Verify; a call claiming a number with an approved key on chain and no valid PASSporT is
+    /// answered with the RFC 8224 status (428, 436, 437, 438, 403 Stale Date), a valid one is
+    /// forwarded marked `TN-Validation-Passed`.
+    Enforce,
 }
 
 /// `[policy]`: what sipd does with calls that claim an identity it cannot vouch for.
@@ -770,6 +798,7 @@ impl Default for Config {
             timers: TimersConfig::default(),
             tls_psk: None,
             policy: PolicyConfig::default(),
+            identity: IdentityConfig::default(),
         }
     }
 }
@@ -850,7 +879,27 @@ impl Config {
         if let Some(t) = &self.tls_psk {
             t.check()?;
         }
+        if self.identity.verify != VerifyMode::Off {
+            self.identity_chain()?;
+        }
         Ok(())
+    }
+
+    /// The chain id and keystore `[identity] verify` reads keys from: `[tls_psk] chain_id` and
+    /// `contract` (a PASSporT's `info` names both, so both must be known).
+    pub fn identity_chain(&self) -> Result<(u64, Address), ConfigError> {
+        match &self.tls_psk {
+            Some(TlsPskSettings {
+                chain_id: Some(id),
+                contract,
+                ..
+            }) => Ok((*id, *contract)),
+            _ => Err(ConfigError::Invalid(
+                "identity: verify = \"mark\" or \"enforce\" reads callers' keys from the keystore: \
+                 it needs the [tls_psk] section with rpc_url, contract and chain_id"
+                    .into(),
+            )),
+        }
     }
 }
 
@@ -966,6 +1015,34 @@ mod tests {
                 .is_err(),
             "bad contract address"
         );
+    }
+
+    /// `[identity] verify` is off unless asked for, and on only with the chain and keystore it
+    /// reads: refused, naming what is missing, otherwise.
+    #[test]
+    fn identity_verification_needs_the_keystore_chain() {
+        assert_eq!(parse("").unwrap().identity.verify, VerifyMode::Off);
+        let tls = "[tls_psk]\nidentity = \"sip.example.org\"\nkey_file = \"k\"\n\
+                   rpc_url = \"http://127.0.0.1:8545\"\n\
+                   contract = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\n\
+                   trust = \"provider\"\n";
+        for mode in ["mark", "enforce"] {
+            let verify = format!("[identity]\nverify = \"{mode}\"\n");
+            for missing in [verify.clone(), format!("{verify}{tls}")] {
+                let e = parse(&missing).unwrap().validate().unwrap_err().to_string();
+                assert!(
+                    e.contains("[tls_psk]") && e.contains("chain_id"),
+                    "{mode}: {e}"
+                );
+            }
+            let c = parse(&format!("{verify}{tls}chain_id = 31337\n")).unwrap();
+            c.validate().unwrap();
+            let (chain, contract) = c.identity_chain().unwrap();
+            assert_eq!(chain, 31337);
+            assert_eq!(contract, c.tls_psk.as_ref().unwrap().contract);
+        }
+        assert!(parse("[identity]\nverify = \"strict\"\n").is_err());
+        assert!(parse("[identity]\nverfy = \"off\"\n").is_err());
     }
 
     #[test]

@@ -51,7 +51,8 @@ pub mod server;
 pub mod tls;
 
 pub use config::{
-    AuthMode, Checkpoint, Config, KeyTrustMode, Listen, ListenTransport, TlsPskSettings,
+    AuthMode, Checkpoint, Config, IdentityConfig, KeyTrustMode, Listen, ListenTransport,
+    TlsPskSettings, VerifyMode,
 };
 pub use keys::ChainKeyDirectory;
 pub use server::{ServeError, Server, StreamSink};

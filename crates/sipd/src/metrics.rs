@@ -115,6 +115,35 @@ pub enum HandshakeFailure {
     Other,
 }
 
+/// The result of one `[identity] verify` check (the label of `sipd_identity_checks_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityCheck {
+    /// A valid PASSporT: forwarded marked `TN-Validation-Passed`.
+    Passed,
+    /// The number has an approved key and the call no valid PASSporT: refused or marked Failed.
+    Failed,
+    /// The number has no approved key on chain: nothing to verify.
+    NoKey,
+    /// The key could not be looked up (error or timeout).
+    Unavailable,
+}
+
+impl IdentityCheck {
+    /// Every result, in the order they are rendered (and indexed).
+    pub const ALL: [IdentityCheck; 4] =
+        [Self::Passed, Self::Failed, Self::NoKey, Self::Unavailable];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Passed => "passed",
+            Self::Failed => "failed",
+            Self::NoKey => "no_key",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
 impl HandshakeFailure {
     /// Every reason, in the order they are rendered.
     pub const ALL: [HandshakeFailure; 10] = [
@@ -222,6 +251,9 @@ pub struct Metrics {
     pub foreign_local_number: Counter,
     /// Refused TLS-PSK connections, by [`HandshakeFailure`] (indexed as [`HandshakeFailure::ALL`]).
     pub tls_psk_failures: [Counter; HandshakeFailure::ALL.len()],
+    /// Callers' PASSporTs checked by `[identity] verify`, by [`IdentityCheck`] (indexed as
+    /// [`IdentityCheck::ALL`]).
+    pub identity_checks: [Counter; IdentityCheck::ALL.len()],
     /// Chain reads of phones' keys (cache misses), successful or not.
     pub key_lookups: Histogram,
     /// Chain reads of phones' keys that failed (node down, proof not verified).
@@ -238,6 +270,11 @@ impl Metrics {
         if let Some(c) = i.and_then(|i| self.tls_psk_failures.get(i)) {
             c.inc();
         }
+    }
+
+    /// Counts one `[identity] verify` check under its result.
+    pub fn count_identity_check(&self, result: IdentityCheck) {
+        self.identity_checks[result as usize].inc();
     }
 
     /// Counts a response by class.
@@ -363,15 +400,20 @@ impl Metrics {
             "sipd_key_lookup_seconds",
             "Chain reads of phones' keys (cache misses), seconds.",
         );
-        s.push_str("# HELP sipd_tls_psk_failures_total Refused TLS-PSK connections, by reason.\n# TYPE sipd_tls_psk_failures_total counter\n");
-        for (r, c) in HandshakeFailure::ALL.iter().zip(&self.tls_psk_failures) {
-            let _ = writeln!(
-                s,
-                "sipd_tls_psk_failures_total{{reason=\"{}\"}} {}",
-                r.as_str(),
-                c.get()
-            );
-        }
+        let failures = HandshakeFailure::ALL.iter().map(|r| r.as_str());
+        counters_by(
+            &mut s,
+            ("sipd_tls_psk_failures_total", "reason"),
+            "Refused TLS-PSK connections, by reason.",
+            failures.zip(&self.tls_psk_failures),
+        );
+        let checks = IdentityCheck::ALL.iter().map(|r| r.as_str());
+        counters_by(
+            &mut s,
+            ("sipd_identity_checks_total", "result"),
+            "Callers' PASSporTs checked ([identity] verify), by result.",
+            checks.zip(&self.identity_checks),
+        );
         s.push_str("# HELP sipd_responses_total SIP responses sent, by class.\n# TYPE sipd_responses_total counter\n");
         for (i, c) in self.responses.iter().enumerate() {
             let _ = writeln!(
@@ -382,6 +424,19 @@ impl Metrics {
             );
         }
         s
+    }
+}
+
+/// Renders counter `name` with one sample per `(label value, counter)`, labelled `label`.
+fn counters_by<'a>(
+    s: &mut String,
+    (name, label): (&str, &str),
+    help: &str,
+    values: impl Iterator<Item = (&'a str, &'a Counter)>,
+) {
+    let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (value, c) in values {
+        let _ = writeln!(s, "{name}{{{label}=\"{value}\"}} {}", c.get());
     }
 }
 

@@ -23,8 +23,10 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, error, info, warn};
 
-use crate::config::LocationBackend;
+use chaincall_identity::{DirectoryEntry, DirectoryError, IdentityName, KeyDirectory};
+
 use crate::config::{AuthMode, Config, ConfigError, Listen, ListenTransport};
+use crate::config::{LocationBackend, VerifyMode};
 use crate::core::{Core, Need, StreamKind, Transport};
 use crate::db::{BoxFuture, CredentialStore, Db, DbError, Subscriber};
 use crate::location::postgres::PgLocation;
@@ -90,6 +92,11 @@ enum Ev {
     Registered {
         ticket: u64,
         answer: RegisterAnswer,
+    },
+    /// A caller's key was looked up (`Err`: the chain could not answer in time).
+    CallerKey {
+        name: IdentityName,
+        found: Result<DirectoryEntry, DirectoryError>,
     },
 }
 
@@ -277,12 +284,17 @@ pub struct Server {
     db: Option<Arc<dyn CredentialStore>>,
     /// The stored location (`[location] backend = "postgres"`).
     location: Option<Arc<dyn LocationStore>>,
+    /// Callers' keys for `[identity] verify`.
+    caller_keys: Option<CallerKeys>,
     metrics: Arc<Metrics>,
     /// What `/readyz` checks beside the listeners: the keystore chain, the subscriber store.
     probes: Vec<(&'static str, Probe)>,
     cfg: Config,
     local: Vec<Listen>,
 }
+
+/// Where `[identity] verify` looks callers' keys up (a [`crate::keys::ChainKeyDirectory`]).
+pub type CallerKeys = Arc<dyn KeyDirectory + Send + Sync>;
 
 /// A dependency check for `/readyz`: `Ok` when it answers, else why not.
 pub type Probe = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
@@ -306,13 +318,29 @@ impl Server {
             .listen
             .iter()
             .any(|l| l.transport == ListenTransport::Tls);
+        // `[identity] verify` without the chain it reads is refused here, before any connection.
+        cfg.validate()?;
+        let verify = cfg.identity.verify != VerifyMode::Off;
         let metrics = Arc::new(Metrics::default());
-        let (psk, chain) = match (&cfg.tls_psk, wants_tls) {
-            (_, false) => (None, None),
+        let (psk, chain, caller_keys) = match (&cfg.tls_psk, wants_tls || verify) {
+            (_, false) => (None, None, None),
             (Some(t), true) => {
                 let chain = Arc::new(crate::tls::connect_chain(t).await?);
-                let psk = crate::tls::psk_server_on_chain(t, chain.clone(), metrics.clone());
-                (Some(psk.await?), Some(crate::tls::chain_probe(chain)))
+                let psk = match wants_tls {
+                    true => Some(
+                        crate::tls::psk_server_on_chain(t, chain.clone(), metrics.clone()).await?,
+                    ),
+                    false => None,
+                };
+                let keys = match verify {
+                    true => Some(Arc::new(crate::tls::key_directory_on_chain(
+                        t,
+                        chain.clone(),
+                        metrics.clone(),
+                    )?) as CallerKeys),
+                    false => None,
+                };
+                (psk, Some(crate::tls::chain_probe(chain)), keys)
             }
             (None, true) => {
                 return Err(ConfigError::Invalid(
@@ -322,6 +350,7 @@ impl Server {
             }
         };
         let mut server = Self::bind_inner(cfg, psk, metrics).await?;
+        server.caller_keys = caller_keys;
         if let Some(probe) = chain {
             server.add_readiness_probe("chain", probe);
         }
@@ -430,6 +459,7 @@ impl Server {
             metrics_listener,
             db,
             location,
+            caller_keys: None,
             metrics,
             probes: Vec::new(),
             cfg,
@@ -470,6 +500,12 @@ impl Server {
         self.location = Some(store);
     }
 
+    /// Looks callers' keys up in `keys` for `[identity] verify` (what [`Server::bind`] builds
+    /// from `[tls_psk]`; a directory over an embedded chain in tests).
+    pub fn set_caller_keys(&mut self, keys: CallerKeys) {
+        self.caller_keys = Some(keys);
+    }
+
     /// Runs until `shutdown` completes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Server {
@@ -484,6 +520,7 @@ impl Server {
             metrics_listener,
             db,
             location,
+            caller_keys,
             metrics,
             mut probes,
             cfg,
@@ -646,6 +683,25 @@ impl Server {
                             unix_now(),
                         ),
                     },
+                    Output::Event(Need::CallerKey { name }) => {
+                        match (&caller_keys, lookup_tx.upgrade()) {
+                            (Some(keys), Some(tx)) => {
+                                let keys = keys.clone();
+                                spawn_beside(tx, async move {
+                                    let found = caller_key(keys, name.clone(), lookup_timeout);
+                                    Ev::CallerKey {
+                                        name,
+                                        found: found.await,
+                                    }
+                                })
+                            }
+                            _ => core.insert_caller_key(
+                                &name,
+                                Err(DirectoryError::Unavailable("no key directory".into())),
+                                Instant::now(),
+                            ),
+                        }
+                    }
                     Output::Timeout(at) => break at,
                 }
             };
@@ -690,6 +746,9 @@ impl Server {
                     }
                     Some(Ev::Registered { ticket, answer }) => {
                         core.register_answered(ticket, answer, Instant::now(), unix_now());
+                    }
+                    Some(Ev::CallerKey { name, found }) => {
+                        core.insert_caller_key(&name, found, Instant::now());
                     }
                 },
             }
@@ -791,6 +850,23 @@ where
             );
             None
         }
+    }
+}
+
+/// Looks `name` up in `keys` on a blocking thread (a chain directory blocks on its read), within
+/// `timeout`.
+async fn caller_key(
+    keys: CallerKeys,
+    name: IdentityName,
+    timeout: Duration,
+) -> Result<DirectoryEntry, DirectoryError> {
+    let read = tokio::task::spawn_blocking(move || keys.lookup(&name));
+    match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => Err(DirectoryError::Unavailable(format!(
+            "key look-up task: {e}"
+        ))),
+        Err(_) => Err(DirectoryError::Unavailable("key look-up timed out".into())),
     }
 }
 

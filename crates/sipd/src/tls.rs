@@ -260,21 +260,33 @@ pub async fn psk_server_on_chain<C: KeystoreChain + 'static>(
             warn!(identity = %name, status = %entry.status, "server identity not approved: phones will refuse this server")
         }
     }
-    let mut dir = ChainKeyDirectory::new(chain, contract)
+    let dir = key_directory_on_chain(settings, chain, metrics)?;
+    psk_server(settings, key, Arc::new(dir))
+}
+
+/// Phones' keys in the keystore `[tls_psk]` names, on `chain`: cached `key_cache_secs`, proven as
+/// `trust` says, each chain read counted in `metrics`. The TLS-PSK handshake and `[identity]
+/// verify` look keys up through it.
+pub fn key_directory_on_chain<C: KeystoreChain + 'static>(
+    settings: &TlsPskSettings,
+    chain: Arc<C>,
+    metrics: Arc<Metrics>,
+) -> Result<ChainKeyDirectory<C>, ConfigError> {
+    let dir = ChainKeyDirectory::new(chain, settings.contract)
         .with_ttl(settings.key_cache)
         .with_metrics(metrics);
-    match header_trust(settings)? {
+    Ok(match header_trust(settings)? {
         Some(trust) => {
             info!(trust = ?settings.trust, "phones' keys are proven against trusted headers");
-            dir = dir.with_header_trust(trust);
+            dir.with_header_trust(trust)
         }
         None => {
             warn!(
                 "tls_psk.trust = \"provider\": phones' keys are believed from rpc_url without proof"
-            )
+            );
+            dir
         }
-    }
-    psk_server(settings, key, Arc::new(dir))
+    })
 }
 
 /// The header trust `[tls_psk] trust` asks for (`None` for `provider`).

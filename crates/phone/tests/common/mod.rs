@@ -85,6 +85,8 @@ impl Net {
                     number: 0,
                     hash: genesis,
                 }),
+                // What `[identity] verify` checks PASSporTs' `info` against.
+                chain_id: Some(net.chain.chain_id()),
                 // No URL: psk_server_on_chain is handed the chain itself.
                 ..chaincall_sipd::TlsPskSettings::new(
                     SERVER.parse().unwrap(),
@@ -105,9 +107,21 @@ impl Net {
         )
         .await
         .unwrap();
-        let server = chaincall_sipd::Server::bind_with_tls_psk(cfg, psk, metrics)
+        // `[identity] verify` reads callers' keys from the same chain, as `Server::bind` does.
+        let caller_keys = (cfg.identity.verify != chaincall_sipd::VerifyMode::Off).then(|| {
+            chaincall_sipd::tls::key_directory_on_chain(
+                cfg.tls_psk.as_ref().unwrap(),
+                net.chain.clone(),
+                metrics.clone(),
+            )
+            .unwrap()
+        });
+        let mut server = chaincall_sipd::Server::bind_with_tls_psk(cfg, psk, metrics)
             .await
             .unwrap();
+        if let Some(keys) = caller_keys {
+            server.set_caller_keys(Arc::new(keys));
+        }
         for l in server.local() {
             match l.transport {
                 chaincall_sipd::ListenTransport::Tls => net.tls = l.addr,

@@ -44,7 +44,7 @@ impl ParkKey {
             Need::Bindings {
                 username, domain, ..
             } => Some(ParkKey::Bindings(username.clone(), domain.clone())),
-            Need::Register(_) => None,
+            Need::Register(_) | Need::CallerKey { .. } => None,
         }
     }
 }
@@ -299,15 +299,9 @@ impl Core {
         if self.auth.parked_total == 0 {
             return;
         }
-        let timeout = self.auth.lookup_timeout;
-        let mut late = Vec::new();
-        for (key, v) in self.auth.parked.iter_mut() {
-            let (old, young): (Vec<Parked>, Vec<Parked>) = std::mem::take(v)
-                .into_iter()
-                .partition(|p| now.saturating_duration_since(p.since) >= timeout);
-            *v = young;
-            late.extend(old.into_iter().map(|p| (key.clone(), p)));
-        }
+        let late = take_late(&mut self.auth.parked, now, self.auth.lookup_timeout, |p| {
+            p.since
+        });
         // Keys stay (possibly empty) while their look-up is in flight, so it is not started twice.
         self.auth.parked_total -= late.len();
         self.metrics
@@ -524,6 +518,25 @@ impl Core {
             &self.auth.algorithms
         }
     }
+}
+
+/// Takes out of `waiting` every entry that has waited `timeout` by `now` (`since` says from
+/// when), with its key. Keys stay, emptied, while their look-up is in flight.
+pub(super) fn take_late<K: Clone, T>(
+    waiting: &mut HashMap<K, Vec<T>>,
+    now: Instant,
+    timeout: Duration,
+    since: impl Fn(&T) -> Instant,
+) -> Vec<(K, T)> {
+    let mut late = Vec::new();
+    for (key, v) in waiting.iter_mut() {
+        let (old, young): (Vec<T>, Vec<T>) = std::mem::take(v)
+            .into_iter()
+            .partition(|p| now.saturating_duration_since(since(p)) >= timeout);
+        *v = young;
+        late.extend(old.into_iter().map(|p| (key.clone(), p)));
+    }
+    late
 }
 
 /// The first product token of a User-Agent value (RFC 3261 §20.41: `product [/ version]`, then

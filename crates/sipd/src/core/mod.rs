@@ -41,6 +41,7 @@ use crate::metrics::Metrics;
 
 mod auth;
 mod flows;
+mod identity;
 mod proxy;
 mod registrar;
 #[cfg(test)]
@@ -49,6 +50,7 @@ mod tests;
 use auth::Auth;
 pub use auth::{MAX_PARKED, MAX_PARKED_PER_USER};
 use flows::{Flows, RouteFlowError};
+use identity::CallerCheck;
 use proxy::{Proxy, Routing};
 use registrar::Registrar;
 
@@ -104,6 +106,12 @@ pub enum Need {
     /// Apply a REGISTER to the stored location (PostgreSQL), then answer with
     /// [`Core::register_answered`] and the write's ticket.
     Register(RegisterWrite),
+    /// Look up the on-chain key of the caller an INVITE claims (`[identity] verify`), verified
+    /// as `[tls_psk] trust` says, then answer with [`Core::insert_caller_key`].
+    CallerKey {
+        /// The identity: the From's E.164 number.
+        name: chaincall_identity::IdentityName,
+    },
 }
 
 /// The server state: the transaction layer and what every part shares (addresses, domain,
@@ -123,6 +131,8 @@ pub struct Core {
     proxy: Proxy,
     /// Stream connections, their flows and identities ([`flows`]).
     flows: Flows,
+    /// Callers' PASSporTs and the INVITEs waiting for their keys ([`identity`]).
+    callers: CallerCheck,
     /// Sent-by for requests we send over TLS: the first TLS listener (advertised IP).
     tls_advertise: Option<SocketAddr>,
     /// Sent-by for requests we send over TCP: the first TCP listener (advertised IP).
@@ -194,6 +204,7 @@ impl Core {
             registrar: Registrar::new(cfg),
             proxy: Proxy::new(cfg),
             flows: Flows::new(&secret),
+            callers: CallerCheck::new(cfg)?,
             tls_advertise: first_listener(cfg, advertise, ListenTransport::Tls),
             tcp_advertise: first_listener(cfg, advertise, ListenTransport::Tcp),
             out: VecDeque::new(),
@@ -513,6 +524,7 @@ impl Core {
                 Timer::TimerC => self.fire_timer_c(now),
                 Timer::BindingExpiry => self.expire_bindings(now),
                 Timer::Lookup => self.expire_parked(now),
+                Timer::CallerKey => self.expire_callers(now),
             }
         }
         self.drain(now);
@@ -525,6 +537,7 @@ impl Core {
             Timer::TimerC => self.proxy.next_timeout(),
             Timer::BindingExpiry => self.registrar.location.next_expiry(),
             Timer::Lookup => self.auth.next_timeout(),
+            Timer::CallerKey => self.callers.next_timeout(),
         }
     }
 
@@ -591,14 +604,17 @@ enum Timer {
     BindingExpiry,
     /// The oldest parked request's look-up timeout (`[auth] lookup_timeout_ms`).
     Lookup,
+    /// The oldest INVITE waiting for its caller's key: its look-up timeout (the same setting).
+    CallerKey,
 }
 
 impl Timer {
-    const ALL: [Timer; 4] = [
+    const ALL: [Timer; 5] = [
         Timer::Transactions,
         Timer::TimerC,
         Timer::BindingExpiry,
         Timer::Lookup,
+        Timer::CallerKey,
     ];
 }
 

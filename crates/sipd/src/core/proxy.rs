@@ -56,6 +56,28 @@ pub(super) struct Routing<'a> {
     pub(super) token_flow: Option<SocketAddr>,
 }
 
+/// A request's forwarding, decided (target, transport, edits); owned, so a request that waits for
+/// its caller's key ([`Core::await_caller_key`]) keeps it until [`Core::send_forward`].
+#[derive(Debug)]
+pub(super) struct Forward {
+    /// The sender.
+    pub(super) src: SocketAddr,
+    /// The new Request-URI (a registered contact), if it changes.
+    pub(super) new_ruri: Option<String>,
+    /// Where it goes.
+    pub(super) dest: SocketAddr,
+    /// Over a stream.
+    pub(super) reliable: bool,
+    /// Its sender proved to be a local user (digest).
+    pub(super) authenticated: bool,
+    /// What the From's user part says of the number.
+    pub(super) verstat: Verstat,
+    /// How many leading Route values name us.
+    pub(super) pop_routes: usize,
+    /// The Max-Forwards it leaves with.
+    pub(super) max_forwards: u8,
+}
+
 impl Proxy {
     pub(super) fn new(cfg: &Config) -> Self {
         Proxy {
@@ -124,7 +146,7 @@ impl Core {
         // A caller outside our domain claiming one of our subscribers' numbers (issue 14): refused,
         // or marked so that the callee's phone shows it as a likely spoof. The row was looked up
         // before the request got here (`credentials_needed`).
-        let mut marked_from = None;
+        let mut verstat = Verstat::Keep;
         if let Some(user) = self.foreign_claim(msg)
             && self.auth.is_known(&user, &self.domain)
         {
@@ -145,7 +167,7 @@ impl Core {
                 }
                 ForeignCallerPolicy::Mark => {
                     info!(%src, ?from, ?user, "INVITE from another domain claims a local subscriber's number: marked verstat=TN-Validation-Failed");
-                    marked_from = msg.from().ok().map(|f| mark_from(&f));
+                    verstat = Verstat::Failed;
                 }
             }
         }
@@ -245,6 +267,37 @@ impl Core {
         {
             return self.reply(id, msg, 482, "Loop Detected", &[], now);
         }
+        let fwd = Forward {
+            src,
+            new_ruri,
+            dest,
+            reliable,
+            authenticated,
+            verstat,
+            pop_routes,
+            max_forwards: mf - 1,
+        };
+        // Last, once nothing else refuses it: the caller's PASSporT (`[identity] verify`), so a
+        // token is spent in the replay cache only by the request that goes on.
+        if let Some(name) = self.caller_claim(msg) {
+            return self.await_caller_key(id, data, fwd, name, now, unix);
+        }
+        self.send_forward(id, msg, data, fwd, now);
+    }
+
+    /// Sends `msg` on as `fwd` decided (§16.6): Via, Record-Route, the routing edits, over a new
+    /// client transaction of server transaction `id`.
+    pub(super) fn send_forward(
+        &mut self,
+        id: TxId,
+        msg: &Message<'_>,
+        data: &[u8],
+        fwd: Forward,
+        now: Instant,
+    ) {
+        let (src, dest, reliable) = (fwd.src, fwd.dest, fwd.reliable);
+        let Some(method) = msg.method() else { return };
+        let branch = self.branch_for(msg);
         let (me, proto) = self.sent_by(dest, reliable);
         let via = format!("SIP/2.0/{proto} {me};branch={branch}");
         // §16.6 step 4 / RFC 3261 §26.2: a Record-Route names the transport of the leg it faces.
@@ -272,17 +325,18 @@ impl Core {
         let mut wire = Vec::with_capacity(data.len() + 200);
         // RFC 3325 §5: an asserted identity counts only from a trusted source, and we assert
         // nothing for a request we did not authenticate, so no phone takes it for a local one.
-        let remove: &[&str] = if authenticated {
+        let remove: &[&str] = if fwd.authenticated {
             &[]
         } else {
             &["P-Asserted-Identity", "P-Preferred-Identity"]
         };
+        let marked_from = msg.from().ok().and_then(|f| mark_from(&f, fwd.verstat));
         Rewriter {
-            request_uri: new_ruri.as_deref(),
+            request_uri: fwd.new_ruri.as_deref(),
             prepend,
             pop_via: false,
-            pop_routes,
-            max_forwards: Some(mf - 1),
+            pop_routes: fwd.pop_routes,
+            max_forwards: Some(fwd.max_forwards),
         }
         .write_with(
             msg,
@@ -336,7 +390,7 @@ impl Core {
             return self.reply(id, msg, 481, "Call/Transaction Does Not Exist", &[], now);
         };
         self.reply(id, msg, 200, "OK", &[], now);
-        if self.ep.is_answered(inv) == Some(true) {
+        if self.ep.is_answered(inv) == Some(true) || self.cancel_waiting_caller(inv, now) {
             return;
         }
         if let Some(&cid) = self.proxy.forwards.get(&inv) {
@@ -550,36 +604,76 @@ impl Core {
     }
 }
 
-/// A From value with `;verstat=TN-Validation-Failed` in its URI's user part (3GPP TS 24.229
-/// §7.2A.20, ATIS-1000074): the number was not validated. A `verstat` the caller wrote itself is
-/// dropped first, so a caller cannot pre-empt the mark with `TN-Validation-Passed`.
-fn mark_from(from: &chaincall_sip::header::NameAddr<'_>) -> String {
+/// What sipd says of the number in a forwarded request's From (3GPP TS 24.229 §7.2A.20,
+/// ATIS-1000074 `verstat`), written into the From URI's user part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verstat {
+    /// Nothing: the From goes on as received.
+    Keep,
+    /// Nothing validated, so no `verstat` at all: one the caller wrote itself is removed.
+    Strip,
+    /// `TN-Validation-Passed`: a valid PASSporT signed by the number's on-chain key.
+    Passed,
+    /// `TN-Validation-Failed`: the number was not validated (chaincall phones show a likely spoof).
+    Failed,
+}
+
+impl Verstat {
+    /// The parameter's value, if one is written.
+    fn value(self) -> Option<&'static str> {
+        match self {
+            Verstat::Keep | Verstat::Strip => None,
+            Verstat::Passed => Some("TN-Validation-Passed"),
+            Verstat::Failed => Some("TN-Validation-Failed"),
+        }
+    }
+
+    /// `self` once a verification said `other`: a failure stands (a foreign domain claiming a
+    /// local number stays marked even with a valid token).
+    pub(super) fn and(self, other: Verstat) -> Verstat {
+        if self == Verstat::Failed {
+            Verstat::Failed
+        } else {
+            other
+        }
+    }
+}
+
+/// The From value with `verstat` applied to its URI's user part, or `None` when it goes on as
+/// received: `Keep`, or `Strip` of a From that carries no `verstat`. A `verstat` the caller
+/// wrote itself is always dropped first, so a caller cannot pre-empt the mark with
+/// `TN-Validation-Passed`.
+fn mark_from(from: &chaincall_sip::header::NameAddr<'_>, verstat: Verstat) -> Option<String> {
     let uri = from.uri;
     let (scheme, rest) = uri.split_once(':').unwrap_or(("sip", uri));
-    // `foreign_claim` found a user part, so the URI has an '@' (the last one, as SipUri reads).
-    let (userinfo, host) = rest.rsplit_once('@').unwrap_or(("", rest));
+    // A user part needs an '@' (the last one, as SipUri reads); without one there is nothing to
+    // mark.
+    let (userinfo, host) = rest.rsplit_once('@')?;
     let (user, password) = match userinfo.split_once(':') {
         Some((u, p)) => (u, Some(p)),
         None => (userinfo, None),
     };
-    let mut marked: Vec<&str> = user
-        .split(';')
-        .filter(|p| {
-            !p.split_once('=')
-                .is_some_and(|(k, _)| k.eq_ignore_ascii_case("verstat"))
-        })
-        .collect();
-    marked.push("verstat=TN-Validation-Failed");
+    let is_verstat = |p: &&str| {
+        p.split_once('=')
+            .is_some_and(|(k, _)| k.eq_ignore_ascii_case("verstat"))
+    };
+    let had_verstat = user.split(';').any(|p| is_verstat(&p));
+    if verstat == Verstat::Keep || (verstat == Verstat::Strip && !had_verstat) {
+        return None;
+    }
+    let mut marked: Vec<&str> = user.split(';').filter(|p| !is_verstat(p)).collect();
+    let value = verstat.value().map(|v| format!("verstat={v}"));
+    marked.extend(value.as_deref());
     let password = password.map(|p| format!(":{p}")).unwrap_or_default();
     let display = from
         .display
         .map(|d| format!("\"{d}\" "))
         .unwrap_or_default();
-    format!(
+    Some(format!(
         "{display}<{scheme}:{}{password}@{host}>{}",
         marked.join(";"),
         from.params.raw()
-    )
+    ))
 }
 
 /// Our Record-Route value for a leg of transport `proto` (`UDP`, `TCP`, `TLS`) at `me`, with the
