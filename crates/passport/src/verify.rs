@@ -101,6 +101,25 @@ impl<R: ReplayCache> Verifier<R> {
         Ok(())
     }
 
+    /// Whether `header`'s key is one this verifier may use for a request whose From claims
+    /// `claimed`: in its keystore ([`Self::check_locator`]) and naming that same identity. A token
+    /// signed by another identity's key cannot vouch for the From, so the caller need not look
+    /// that key up: [`PassportError::WrongOrig`].
+    pub fn check_key_for(
+        &self,
+        header: &IdentityHeader,
+        claimed: &IdentityName,
+    ) -> Result<(), PassportError> {
+        self.check_locator(header)?;
+        if header.locator().name() != claimed {
+            return Err(PassportError::WrongOrig {
+                orig: header.passport().claims().orig.to_string(),
+                claimed: claimed.canonical(),
+            });
+        }
+        Ok(())
+    }
+
     /// Checks, in this order: the keystore ([`Self::check_locator`]), the signature under `key`
     /// (the approved on-chain key of `header.locator().name()`), that this identity may vouch
     /// for `orig` and that `orig` is the caller the request claims, `iat` freshness at `now`

@@ -977,15 +977,8 @@ impl PhoneCore {
             return PassportCheck::Absent;
         };
         let result = IdentityHeader::parse(value).and_then(|header| {
-            self.passport.check_locator(&header)?;
+            self.passport.check_key_for(&header, claimed)?;
             let orig = Party::Tn(number.clone());
-            if header.locator().name() != claimed {
-                // Another identity's key: its token cannot vouch for the From.
-                return Err(PassportError::WrongOrig {
-                    orig: header.passport().claims().orig.to_string(),
-                    claimed: orig.to_string(),
-                });
-            }
             let key = found
                 .entry
                 .approved_key()

@@ -326,15 +326,8 @@ impl Core {
             return Ok(());
         };
         let header = require_identity(msg.header_value(HeaderName::Identity))?;
-        verifier.check_locator(&header)?;
+        verifier.check_key_for(&header, claimed)?;
         let orig = Party::Tn(number.clone());
-        if header.locator().name() != claimed {
-            // Another identity's key: its token cannot vouch for the From.
-            return Err(PassportError::WrongOrig {
-                orig: header.passport().claims().orig.to_string(),
-                claimed: orig.to_string(),
-            });
-        }
         let ruri_user = msg
             .request_uri()
             .and_then(|u| SipUri::parse(u).ok())
