@@ -215,6 +215,11 @@ impl UserAgent {
         &self.cfg
     }
 
+    /// Our end of a new connection (after a reconnect): Via and Contact name it from now on.
+    pub fn set_local(&mut self, local: SocketAddr) {
+        self.cfg.local = local;
+    }
+
     fn aor(&self) -> String {
         format!("<sip:{}@{}>", self.cfg.user, self.cfg.domain)
     }

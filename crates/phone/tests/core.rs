@@ -494,3 +494,114 @@ fn a_lost_connection_keeps_the_media_and_the_call_can_still_end() {
     );
     assert_eq!(net.alice.stopped, [id]);
 }
+
+#[test]
+fn a_wanted_registration_is_renewed_after_a_reconnect_and_calls_fail_at_once_while_down() {
+    let mut net = Net::new(|_| {});
+    let now = net.now;
+    net.alice.core.register(600, now);
+    net.settle();
+    assert!(matches!(
+        take_events(&mut net.alice)[..],
+        [Event::Registered { expires: 600 }]
+    ));
+
+    // The connection drops: no refresh goes out while it is down, however long that lasts.
+    net.alice.lost = true;
+    net.alice
+        .core
+        .handle_transport(TransportState::Lost, net.now);
+    net.settle();
+    net.advance(Duration::from_secs(400));
+    assert_eq!(net.seen("REGISTER").len(), 1, "nothing sent while down");
+
+    // A call placed meanwhile fails at once, saying why.
+    let bob = net.bob.number.clone();
+    let id = net.alice.core.call(&bob, net.now);
+    net.settle();
+    let events = take_events(&mut net.alice);
+    let error = failure(&events, &id).expect("the call failed at once");
+    assert!(
+        matches!(error, PhoneError::Signalling(reason) if reason.contains("not connected")),
+        "{error}"
+    );
+    assert!(net.alice.started.is_empty() && net.seen("INVITE").is_empty());
+
+    // The connection is back (on a new local port): the core registers again by itself, with
+    // the new address as its contact, and refreshes from then on.
+    net.alice.lost = false;
+    net.alice
+        .core
+        .set_local_addr("127.0.0.1:40011".parse().unwrap());
+    net.alice
+        .core
+        .handle_transport(TransportState::Connected, net.now);
+    net.settle();
+    let registers = net.seen("REGISTER");
+    assert_eq!(registers.len(), 2, "registered again after the reconnect");
+    let again = String::from_utf8_lossy(&registers[1]);
+    assert!(
+        again.contains("Contact: <sip:+15551230001@127.0.0.1:40011;"),
+        "{again}"
+    );
+    assert!(matches!(
+        take_events(&mut net.alice)[..],
+        [Event::Registered { expires: 600 }]
+    ));
+    net.advance(Duration::from_secs(300));
+    assert_eq!(net.seen("REGISTER").len(), 3, "refreshed again");
+
+    // Bob never registered: his reconnect sends nothing. Alice unregistered: neither does hers.
+    net.bob.core.handle_transport(TransportState::Lost, net.now);
+    net.bob
+        .core
+        .handle_transport(TransportState::Connected, net.now);
+    net.alice.core.register(0, net.now);
+    net.settle();
+    assert_eq!(net.seen("REGISTER").len(), 4, "only alice's unregistration");
+    net.alice
+        .core
+        .handle_transport(TransportState::Lost, net.now);
+    net.alice
+        .core
+        .handle_transport(TransportState::Connected, net.now);
+    net.settle();
+    assert_eq!(
+        net.seen("REGISTER").len(),
+        4,
+        "an unregistered phone stays so"
+    );
+}
+
+#[test]
+fn a_call_in_progress_when_the_connection_drops_says_so_when_it_ends() {
+    let (mut net, id) = keyed_call(KeyMode::MikeyPke, true);
+    net.alice.lost = true;
+    net.alice
+        .core
+        .handle_transport(TransportState::Lost, net.now);
+    net.alice
+        .core
+        .handle_transport(TransportState::Connected, net.now);
+    net.alice.lost = false;
+    net.settle();
+    // Back up: the hang-up goes out as a BYE over the new connection.
+    net.alice.core.hangup(&id, net.now);
+    net.settle();
+    assert_eq!(net.seen("BYE").len(), 1);
+    let events = take_events(&mut net.alice);
+    let lost = events.iter().find_map(|e| match e {
+        Event::Ended {
+            call_id, summary, ..
+        } if *call_id == id => Some(summary.signalling_lost),
+        _ => None,
+    });
+    assert_eq!(lost, Some(true), "{events:?}");
+    // Bob's side never lost its connection.
+    let events = take_events(&mut net.bob);
+    let lost = events.iter().find_map(|e| match e {
+        Event::Ended { summary, .. } => Some(summary.signalling_lost),
+        _ => None,
+    });
+    assert_eq!(lost, Some(false), "{events:?}");
+}
