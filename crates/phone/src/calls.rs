@@ -580,6 +580,17 @@ pub enum ListenEvent<'a> {
         /// Where the received audio was written.
         recording: &'a Path,
     },
+    /// The signalling connection dropped: the phone reconnects by itself and keeps listening
+    /// (calls in progress keep their media).
+    SignallingLost {
+        /// Why.
+        reason: &'a str,
+    },
+    /// The signalling connection is back; the registration is renewed.
+    Reconnected {
+        /// The attempt that succeeded.
+        attempt: u32,
+    },
     /// The phone refused an incoming call by itself (bad keys, unknown caller, …).
     Refused {
         /// The call.
@@ -669,6 +680,12 @@ async fn listen(
                     let caller = callers.remove(&call_id);
                     show(ListenEvent::Refused { call_id: &call_id, reason: &reason, caller: caller.as_ref() });
                     handled += 1;
+                }
+                Some(PhoneEvent::SignallingLost { reason }) => {
+                    show(ListenEvent::SignallingLost { reason: &reason });
+                }
+                Some(PhoneEvent::Reconnected { attempt }) => {
+                    show(ListenEvent::Reconnected { attempt });
                 }
                 Some(PhoneEvent::Registered { .. }) => {}
             },

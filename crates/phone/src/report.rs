@@ -81,6 +81,8 @@ pub struct CallReportJson<'a> {
     pub mikey_ms: f64,
     /// INVITE to 200 OK, milliseconds.
     pub invite_to_200_ms: f64,
+    /// The signalling connection dropped during the call (the media went on).
+    pub signalling_lost: bool,
     /// SRTP packets sent.
     pub srtp_packets_sent: u64,
     /// SRTP packets received and authenticated.
@@ -117,6 +119,7 @@ impl<'a> CallReportJson<'a> {
             call_setup_ms: ms(r.timings.call_setup),
             mikey_ms: ms(r.timings.mikey),
             invite_to_200_ms: ms(r.timings.signalling),
+            signalling_lost: r.signalling_lost,
             srtp_packets_sent: r.stats.rtp_sent,
             srtp_packets_received: r.stats.rtp_received,
             srtp_packets_rejected: r.stats.rtp_rejected,
@@ -178,6 +181,12 @@ impl std::fmt::Display for TextReport<'_> {
             stats.rtcp_sent,
             stats.rtcp_received
         )?;
+        if r.signalling_lost {
+            writeln!(
+                f,
+                "  signalling     lost during the call (the media went on; SIP reconnects by itself)"
+            )?;
+        }
         write!(
             f,
             "  recording      {} ({:.2} s received)",
@@ -222,6 +231,14 @@ pub fn listen_line(event: &ListenEvent<'_>) -> Option<serde_json::Value> {
             "call_id": call_id,
             "refused": reason,
             "caller": caller.map(CallerJson::from),
+        })),
+        ListenEvent::SignallingLost { reason } => Some(json!({
+            "signalling": "lost",
+            "reason": reason,
+        })),
+        ListenEvent::Reconnected { attempt } => Some(json!({
+            "signalling": "reconnected",
+            "attempt": attempt,
         })),
         _ => None,
     }

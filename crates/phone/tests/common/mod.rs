@@ -32,6 +32,17 @@ pub struct Net {
     pub dir: tempfile::TempDir,
     next_wallet: std::sync::atomic::AtomicUsize,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// sipd's configuration, with the addresses it got: a restart binds them again.
+    sipd: Option<chaincall_sipd::Config>,
+    /// The runtime sipd runs in, alone: shutting it down kills sipd outright (every task and
+    /// socket dropped at once, no draining), as SIGKILL would a process.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 impl Net {
@@ -59,6 +70,8 @@ impl Net {
             dir,
             next_wallet: 1.into(),
             stop: None,
+            sipd: None,
+            runtime: None,
         };
         let sipd_key = IdentityKey::generate();
         net.add(SERVER, &sipd_key, true).await;
@@ -97,31 +110,69 @@ impl Net {
         };
         cfg.auth.mode = chaincall_sipd::AuthMode::None;
         configure(&mut cfg);
-        let metrics = std::sync::Arc::new(chaincall_sipd::metrics::Metrics::default());
-        let psk = chaincall_sipd::tls::psk_server_on_chain(
-            cfg.tls_psk.as_ref().unwrap(),
-            net.chain.clone(),
-            metrics.clone(),
-        )
-        .await
-        .unwrap();
-        let server = chaincall_sipd::Server::bind_with_tls_psk(cfg, psk, metrics)
+        net.run_sipd(cfg).await;
+        net
+    }
+
+    /// Binds and runs sipd with `cfg` in a runtime of its own, recording the addresses it got.
+    async fn run_sipd(&mut self, mut cfg: chaincall_sipd::Config) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (started, bound) = tokio::sync::oneshot::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (settings, chain) = (cfg.clone(), self.chain.clone());
+        runtime.spawn(async move {
+            let metrics = Arc::new(chaincall_sipd::metrics::Metrics::default());
+            let psk = chaincall_sipd::tls::psk_server_on_chain(
+                settings.tls_psk.as_ref().unwrap(),
+                chain,
+                metrics.clone(),
+            )
             .await
             .unwrap();
-        for l in server.local() {
+            let server = chaincall_sipd::Server::bind_with_tls_psk(settings, psk, metrics)
+                .await
+                .unwrap();
+            let _ = started.send((server.local().to_vec(), server.metrics()));
+            server
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        let (local, metrics) = bound.await.expect("sipd started");
+        for l in &local {
             match l.transport {
-                chaincall_sipd::ListenTransport::Tls => net.tls = l.addr,
-                chaincall_sipd::ListenTransport::Tcp => net.tcp = l.addr,
+                chaincall_sipd::ListenTransport::Tls => self.tls = l.addr,
+                chaincall_sipd::ListenTransport::Tcp => self.tcp = l.addr,
                 chaincall_sipd::ListenTransport::Udp => {}
             }
         }
-        net.metrics = server.metrics();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(server.run(async {
-            let _ = stopped.await;
-        }));
-        net.stop = Some(stop);
-        net
+        cfg.listen = local;
+        self.metrics = metrics;
+        self.stop = Some(stop);
+        self.sipd = Some(cfg);
+        self.runtime = Some(runtime);
+    }
+
+    /// Kills sipd: its runtime is shut down, dropping every connection and listener at once
+    /// (clients see their connections reset or closed, nothing is drained). Its registrations,
+    /// held in memory, are gone.
+    pub fn kill(&mut self) {
+        self.stop = None;
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+
+    /// Starts sipd again, after [`Net::kill`], on the same addresses with the same
+    /// configuration and chain.
+    pub async fn restart(&mut self) {
+        let cfg = self.sipd.take().expect("sipd was started before");
+        self.run_sipd(cfg).await;
     }
 
     /// The SIP domain phones use (sipd's UDP address, so standard phones can use it as is).

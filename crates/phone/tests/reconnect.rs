@@ -1,0 +1,92 @@
+//! The phone on a signalling link that breaks: sipd killed mid-call (its runtime shut down at
+//! once, every connection dropped, nothing drained) and started again on the same addresses.
+//! The call's media runs to the end on both phones, both reconnect (TLS-PSK handshake again) and
+//! register again by themselves, and the next call works.
+
+mod common;
+
+use std::time::Duration;
+
+use chaincall_identity::{IdentityKey, PhoneNumber};
+use chaincall_phone::{CallReport, KeyMode, PhoneEvent, PhoneEvents};
+use common::*;
+
+const ALICE: &str = "+15550300001";
+const BOB: &str = "+15550300002";
+/// Audio each phone sends, milliseconds.
+const AUDIO_MS: u32 = 1500;
+
+fn n(s: &str) -> PhoneNumber {
+    PhoneNumber::parse(s).unwrap()
+}
+
+async fn ended(events: &mut PhoneEvents) -> CallReport {
+    match wait_for(events, |e| matches!(e, PhoneEvent::CallEnded(_))).await {
+        PhoneEvent::CallEnded(r) => *r,
+        other => unreachable!("wait_for returned {other:?}"),
+    }
+}
+
+/// Waits for the reconnect (after however many failed attempts: the waits are 0.5 s, 1 s,
+/// 2 s…, well inside `wait_for`'s bound) and the registration the phone renews after it.
+async fn registered_again(events: &mut PhoneEvents) {
+    wait_for(events, |e| matches!(e, PhoneEvent::Reconnected { .. })).await;
+    wait_for(events, |e| matches!(e, PhoneEvent::Registered { .. })).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phones_keep_their_media_and_register_again_by_themselves_when_sipd_is_killed_and_back() {
+    let mut net = Net::start().await;
+    let (ka, kb) = (IdentityKey::generate(), IdentityKey::generate());
+    net.add(ALICE, &ka, true).await;
+    net.add(BOB, &kb, true).await;
+    let (alice, mut alice_ev) = net.phone(ALICE, ka, KeyMode::MikeyPke, AUDIO_MS).await;
+    let (bob, mut bob_ev) = net.phone(BOB, kb, KeyMode::MikeyPke, AUDIO_MS).await;
+    for p in [&alice, &bob] {
+        assert_eq!(p.register(600).await.unwrap(), 600);
+    }
+    let call = alice.call(&n(BOB)).await.unwrap();
+    call_up(&mut alice_ev).await;
+    call_up(&mut bob_ev).await;
+
+    // sipd dies as the call starts: both phones see their connection go.
+    net.kill();
+    for events in [&mut alice_ev, &mut bob_ev] {
+        wait_for(events, |e| matches!(e, PhoneEvent::SignallingLost { .. })).await;
+    }
+    // While it is down a new call fails at once, saying why.
+    let err = alice.call(&n(BOB)).await.unwrap_err().to_string();
+    assert!(err.contains("not connected to the SIP server"), "{err}");
+
+    // The call goes on: its media never went through sipd. Once the audio is out, both hang up
+    // (locally: no BYE can leave) and each received all of the other's audio.
+    tokio::time::sleep(Duration::from_millis(u64::from(AUDIO_MS) + 300)).await;
+    alice.hangup(&call).await.unwrap();
+    bob.hangup(&call).await.unwrap();
+    let (a, b) = (ended(&mut alice_ev).await, ended(&mut bob_ev).await);
+    let whole = (AUDIO_MS * 8) as usize; // G.711 at 8 kHz: one byte a sample
+    assert_eq!(a.sent_payload.len(), whole, "alice sent all her audio");
+    assert_eq!(b.sent_payload.len(), whole, "bob sent all his audio");
+    assert_eq!(b.received_payload, a.sent_payload);
+    assert_eq!(a.received_payload, b.sent_payload);
+    assert!(a.signalling_lost && b.signalling_lost, "the reports say so");
+
+    // sipd is back on the same addresses: both phones reconnect and register again, nobody
+    // doing anything.
+    net.restart().await;
+    registered_again(&mut alice_ev).await;
+    registered_again(&mut bob_ev).await;
+
+    // And the next call works, both ways of ending it included.
+    let call = bob.call(&n(ALICE)).await.unwrap();
+    call_up(&mut alice_ev).await;
+    call_up(&mut bob_ev).await;
+    bob.hangup(&call).await.unwrap();
+    let (a, b) = (ended(&mut alice_ev).await, ended(&mut bob_ev).await);
+    assert!(!a.signalling_lost && !b.signalling_lost);
+    assert_eq!(a.call_id, call);
+
+    for p in [alice, bob] {
+        p.shutdown().await;
+    }
+}
