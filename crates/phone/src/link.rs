@@ -1,7 +1,8 @@
 //! The signalling link's timing, as small pure types the shell ([`crate::phone`]) drives: the
-//! back-off between reconnect attempts ([`Backoff`]).
+//! back-off between reconnect attempts ([`Backoff`]) and the CRLF keep-alive on the stream
+//! ([`KeepAlive`]).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chaincall_identity::Randomness;
 
@@ -54,6 +55,77 @@ impl Backoff {
     }
 }
 
+/// The keep-alive interval when the configuration names none (`sip.keepalive_secs`).
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// What [`KeepAlive::poll`] asks the shell to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepAliveAction {
+    /// Nothing now.
+    Wait,
+    /// Write a ping ([`KeepAlive::PING`]) to the connection.
+    Ping,
+    /// No pong came in time: the connection counts as lost.
+    Dead,
+}
+
+/// RFC 5626 §4.4.1 keep-alives on a stream: a double-CRLF ping every `interval`; when nothing at
+/// all arrives within [`KeepAlive::PONG_WITHIN`] of a ping (the CRLF pong, or any message), the
+/// connection is dead, even though no error said so (a NAT that forgot the flow, a server gone
+/// without a FIN).
+#[derive(Debug, Clone)]
+pub struct KeepAlive {
+    interval: Duration,
+    next_ping: Instant,
+    /// When the ping still unanswered went out.
+    awaiting: Option<Instant>,
+}
+
+impl KeepAlive {
+    /// The ping (RFC 5626 §3.5.1): a double CRLF; the pong is a single one.
+    pub const PING: &'static [u8] = b"\r\n\r\n";
+    /// How long after a ping the pong may take (RFC 5626 §4.4.1: 10 s).
+    pub const PONG_WITHIN: Duration = Duration::from_secs(10);
+
+    /// Keep-alives every `interval` on a connection that came up at `now`.
+    pub fn new(interval: Duration, now: Instant) -> KeepAlive {
+        KeepAlive {
+            interval,
+            next_ping: now + interval,
+            awaiting: None,
+        }
+    }
+
+    /// Something arrived on the connection (a pong or a message): it is alive.
+    pub fn heard(&mut self) {
+        self.awaiting = None;
+    }
+
+    /// What to do at `now`; after [`KeepAliveAction::Ping`] the ping counts as written.
+    pub fn poll(&mut self, now: Instant) -> KeepAliveAction {
+        if let Some(sent) = self.awaiting
+            && now >= sent + KeepAlive::PONG_WITHIN
+        {
+            return KeepAliveAction::Dead;
+        }
+        if now >= self.next_ping {
+            self.next_ping = now + self.interval;
+            // A ping while one is unanswered keeps the first one's deadline.
+            self.awaiting.get_or_insert(now);
+            return KeepAliveAction::Ping;
+        }
+        KeepAliveAction::Wait
+    }
+
+    /// When [`KeepAlive::poll`] next has something to do.
+    pub fn deadline(&self) -> Instant {
+        match self.awaiting {
+            Some(sent) => self.next_ping.min(sent + KeepAlive::PONG_WITHIN),
+            None => self.next_ping,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +168,45 @@ mod tests {
         let wa: Vec<_> = (0..8).map(|_| a.next_wait(&ra)).collect();
         let wb: Vec<_> = (0..8).map(|_| b.next_wait(&rb)).collect();
         assert_ne!(wa, wb);
+    }
+
+    #[test]
+    fn a_ping_goes_every_interval_and_an_answer_keeps_the_connection() {
+        let t0 = Instant::now();
+        let mut k = KeepAlive::new(Duration::from_secs(30), t0);
+        assert_eq!(k.deadline(), t0 + Duration::from_secs(30));
+        assert_eq!(k.poll(t0 + Duration::from_secs(29)), KeepAliveAction::Wait);
+        let t1 = t0 + Duration::from_secs(30);
+        assert_eq!(k.poll(t1), KeepAliveAction::Ping);
+        // Waiting for the pong: the deadline is its limit.
+        assert_eq!(k.deadline(), t1 + KeepAlive::PONG_WITHIN);
+        assert_eq!(k.poll(t1), KeepAliveAction::Wait, "one ping per interval");
+        k.heard();
+        assert_eq!(k.poll(t1 + Duration::from_secs(20)), KeepAliveAction::Wait);
+        assert_eq!(k.deadline(), t1 + Duration::from_secs(30));
+        assert_eq!(k.poll(t1 + Duration::from_secs(30)), KeepAliveAction::Ping);
+    }
+
+    #[test]
+    fn no_pong_within_ten_seconds_is_a_dead_connection() {
+        let t0 = Instant::now();
+        let mut k = KeepAlive::new(Duration::from_secs(30), t0);
+        let t1 = t0 + Duration::from_secs(30);
+        assert_eq!(k.poll(t1), KeepAliveAction::Ping);
+        assert_eq!(
+            k.poll(t1 + Duration::from_millis(9_999)),
+            KeepAliveAction::Wait
+        );
+        assert_eq!(k.poll(t1 + KeepAlive::PONG_WITHIN), KeepAliveAction::Dead);
+
+        // With pings more often than the pong limit, the first unanswered one still counts.
+        let mut k = KeepAlive::new(Duration::from_secs(4), t0);
+        let t1 = t0 + Duration::from_secs(4);
+        assert_eq!(k.poll(t1), KeepAliveAction::Ping);
+        assert_eq!(k.poll(t1 + Duration::from_secs(4)), KeepAliveAction::Ping);
+        assert_eq!(k.deadline(), t1 + Duration::from_secs(8));
+        assert_eq!(k.poll(t1 + Duration::from_secs(8)), KeepAliveAction::Ping);
+        assert_eq!(k.deadline(), t1 + KeepAlive::PONG_WITHIN);
+        assert_eq!(k.poll(t1 + KeepAlive::PONG_WITHIN), KeepAliveAction::Dead);
     }
 }

@@ -46,7 +46,7 @@ use crate::contacts::KeyChange;
 use crate::core::{CallSummary, Event as CoreEvent, Need, PhoneCore, TransportState};
 use crate::error::PhoneError;
 use crate::keys::{KeyLookup, LookedUp};
-use crate::link::Backoff;
+use crate::link::{Backoff, KeepAlive, KeepAliveAction};
 use crate::negotiation::{KeyMode, NegotiatedMedia, StreamKey};
 
 /// How the phone reaches its SIP server.
@@ -100,6 +100,9 @@ pub struct PhoneConfig {
     pub audio: Arc<Vec<i16>>,
     /// Registration lifetime asked for, seconds.
     pub register_expires: u32,
+    /// How often to send a CRLF keep-alive ping on the signalling stream (RFC 5626 §4.4.1); a
+    /// ping unanswered for 10 s counts as a lost connection. `None`: no keep-alives.
+    pub keepalive: Option<Duration>,
     /// Where SIP tags, branches and Call-IDs and the media offers' keys and salts come from: the
     /// OS CSPRNG in production, seeded in tests.
     pub randomness: Randomness,
@@ -499,6 +502,8 @@ async fn reconnect<C: KeystoreChain + 'static>(
 enum FromReader {
     /// One complete SIP message.
     Message(Vec<u8>),
+    /// Bytes that held no message (a keep-alive pong): the connection is alive.
+    Heard,
     /// The connection ended, and why.
     Closed(String),
 }
@@ -508,11 +513,17 @@ struct Conn {
     generation: u64,
     wr: tokio::io::WriteHalf<BoxedLink>,
     reader: tokio::task::JoinHandle<()>,
+    keepalive: Option<KeepAlive>,
 }
 
 impl Conn {
     /// Splits `link`, reading it in a task that frames messages to `frames`.
-    fn start(link: BoxedLink, generation: u64, frames: mpsc::Sender<(u64, FromReader)>) -> Conn {
+    fn start(
+        link: BoxedLink,
+        generation: u64,
+        frames: mpsc::Sender<(u64, FromReader)>,
+        keepalive: Option<Duration>,
+    ) -> Conn {
         let (mut rd, wr) = tokio::io::split(link);
         let reader = tokio::spawn(async move {
             let mut framer = StreamFramer::new(ParseLimits::default());
@@ -524,9 +535,11 @@ impl Conn {
                     Ok(n) => n,
                 };
                 framer.push(&buf[..n]);
+                let mut messages = false;
                 loop {
                     match framer.poll_frame() {
                         Ok(Some(Frame::Message(m))) => {
+                            messages = true;
                             if frames
                                 .send((generation, FromReader::Message(m)))
                                 .await
@@ -545,6 +558,9 @@ impl Conn {
                         }
                     }
                 }
+                if !messages && frames.send((generation, FromReader::Heard)).await.is_err() {
+                    return;
+                }
             };
             let _ = frames.send((generation, FromReader::Closed(why))).await;
         });
@@ -552,6 +568,7 @@ impl Conn {
             generation,
             wr,
             reader,
+            keepalive: keepalive.map(|every| KeepAlive::new(every, Instant::now())),
         }
     }
 }
@@ -629,9 +646,29 @@ impl<C: KeystoreChain + 'static> Actor<C> {
         let (frame_tx, mut frame_rx) = mpsc::channel::<(u64, FromReader)>(64);
         let number = self.cfg.number.clone();
         let mut generation = 0;
-        let mut conn = Some(Conn::start(link, generation, frame_tx.clone()));
+        let keepalive = self.cfg.keepalive;
+        let mut conn = Some(Conn::start(link, generation, frame_tx.clone(), keepalive));
         let mut reconnecting = None;
         loop {
+            // The keep-alive first: a dead connection is given up before anything is written.
+            let due = conn.as_mut().and_then(|c| c.keepalive.as_mut());
+            match due.map(|k| k.poll(Instant::now())) {
+                None | Some(KeepAliveAction::Wait) => {}
+                Some(KeepAliveAction::Ping) => {
+                    if let Some(c) = &mut conn
+                        && let Err(e) = c.wr.write_all(KeepAlive::PING).await
+                    {
+                        self.lose(&mut conn, &mut reconnecting, &format!("write failed: {e}"));
+                    }
+                }
+                Some(KeepAliveAction::Dead) => {
+                    let why = format!(
+                        "no keep-alive pong within {} s",
+                        KeepAlive::PONG_WITHIN.as_secs()
+                    );
+                    self.lose(&mut conn, &mut reconnecting, &why);
+                }
+            }
             // Drain the core: write its messages, act on its events (which may feed it more:
             // media addresses), until `Timeout`. After a failed write the rest of this round is
             // dropped and the connection given up.
@@ -655,12 +692,20 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                 continue;
             }
             let deadline = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let deadline = match conn.as_ref().and_then(|c| c.keepalive.as_ref()) {
+                Some(k) => deadline.min(k.deadline()),
+                None => deadline,
+            };
             tokio::select! {
                 Some((from, said)) = frame_rx.recv() => {
                     if conn.as_ref().map(|c| c.generation) != Some(from) {
                         continue;
                     }
+                    if let Some(k) = conn.as_mut().and_then(|c| c.keepalive.as_mut()) {
+                        k.heard();
+                    }
                     match said {
+                        FromReader::Heard => {}
                         FromReader::Message(bytes) => self.core.handle_signalling(&bytes, Instant::now()),
                         FromReader::Closed(why) => self.lose(&mut conn, &mut reconnecting, &why),
                     }
@@ -671,7 +716,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                         Ok((link, local, attempt)) => {
                             self.emit(PhoneEvent::Reconnected { attempt });
                             generation += 1;
-                            conn = Some(Conn::start(link, generation, frame_tx.clone()));
+                            conn = Some(Conn::start(link, generation, frame_tx.clone(), keepalive));
                             self.core.set_local_addr(local);
                             self.core.handle_transport(TransportState::Connected, Instant::now());
                         }

@@ -90,3 +90,58 @@ async fn phones_keep_their_media_and_register_again_by_themselves_when_sipd_is_k
         p.shutdown().await;
     }
 }
+
+/// sipd answers the RFC 5626 double-CRLF ping with a CRLF pong on its stream listeners, which is
+/// what the phone's keep-alive counts on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipd_answers_a_crlf_ping_with_a_pong() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let net = Net::start().await;
+    let mut tcp = tokio::net::TcpStream::connect(net.tcp).await.unwrap();
+    tcp.write_all(chaincall_phone::link::KeepAlive::PING)
+        .await
+        .unwrap();
+    let mut pong = [0u8; 2];
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_exact(&mut pong))
+        .await
+        .expect("a pong")
+        .unwrap();
+    assert_eq!(&pong, b"\r\n");
+}
+
+/// A server that accepts the connection and then never says anything (a half-dead flow, a NAT
+/// that forgot it) is found out by the keep-alive: the phone gives the connection up and
+/// reconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_keep_alive_counts_as_a_lost_connection() {
+    let net = Net::start().await;
+    let key = IdentityKey::generate();
+    net.add(ALICE, &key, true).await;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let accepted = tokio::spawn(async move {
+        let mut held = Vec::new();
+        // Holds every connection open and reads nothing back: no pong ever comes.
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let (alice, mut events) = net
+        .phone_with(ALICE, key, KeyMode::MikeyPke, 100, |cfg| {
+            cfg.signalling = chaincall_phone::Signalling::Tcp { addr };
+            cfg.keepalive = Some(Duration::from_secs(1));
+        })
+        .await;
+    // The first ping at 1 s, unanswered for 10 s (inside wait_for's bound).
+    let lost = wait_for(&mut events, |e| {
+        matches!(e, PhoneEvent::SignallingLost { .. })
+    })
+    .await;
+    let PhoneEvent::SignallingLost { reason } = lost else {
+        unreachable!()
+    };
+    assert_eq!(reason, "no keep-alive pong within 10 s");
+    wait_for(&mut events, |e| matches!(e, PhoneEvent::Reconnected { .. })).await;
+    alice.shutdown().await;
+    accepted.abort();
+}

@@ -247,6 +247,7 @@ impl Net {
             accept_unverified: None,
             audio: Arc::new(chaincall_media::signal::speech_like(audio_ms, 7)),
             register_expires: 600,
+            keepalive: Some(chaincall_phone::link::DEFAULT_KEEPALIVE),
             randomness: Default::default(),
         };
         adjust(&mut cfg);
