@@ -169,6 +169,18 @@ fn keyed_call(mode: KeyMode, alice_calls: bool) -> (Net, String) {
     (net, id)
 }
 
+/// Alice's BYE ended the call on both sides.
+fn alice_hung_up_on_bob(net: &mut Net, id: &str) {
+    assert_eq!(
+        ended(&take_events(&mut net.alice), id),
+        Some(EndReason::HungUp)
+    );
+    assert_eq!(
+        ended(&take_events(&mut net.bob), id),
+        Some(EndReason::HungUpByPeer)
+    );
+}
+
 #[test]
 fn a_mikey_pke_call_keys_both_sides_and_the_callers_bye_ends_it() {
     let (mut net, id) = keyed_call(KeyMode::MikeyPke, true);
@@ -176,14 +188,7 @@ fn a_mikey_pke_call_keys_both_sides_and_the_callers_bye_ends_it() {
     net.alice.core.hangup(&id, now);
     net.settle();
     assert_eq!(net.seen("BYE").len(), 1);
-    assert_eq!(
-        ended(&take_events(&mut net.alice), &id),
-        Some(EndReason::HungUp)
-    );
-    assert_eq!(
-        ended(&take_events(&mut net.bob), &id),
-        Some(EndReason::HungUpByPeer)
-    );
+    alice_hung_up_on_bob(&mut net, &id);
     assert_eq!(net.alice.stopped, std::slice::from_ref(&id));
     assert_eq!(net.bob.stopped, [id]);
 }
@@ -604,4 +609,60 @@ fn a_call_in_progress_when_the_connection_drops_says_so_when_it_ends() {
         _ => None,
     });
     assert_eq!(lost, Some(false), "{events:?}");
+}
+
+#[test]
+fn over_udp_register_invite_and_bye_complete_through_retransmissions_when_first_copies_are_lost() {
+    let mut net = Net::over("UDP", |_| {});
+    // Every message, request or response, ACK included, loses its first copy.
+    net.lose_first = 1;
+    let run = |net: &mut Net| {
+        // T1 is 500 ms: 20 s of simulated time in 100 ms steps covers many retransmissions.
+        for _ in 0..200 {
+            net.advance(Duration::from_millis(100));
+        }
+    };
+    let now = net.now;
+    net.alice.core.register(600, now);
+    net.bob.core.register(600, now);
+    net.settle();
+    run(&mut net);
+    for side in [&mut net.alice, &mut net.bob] {
+        let events = take_events(side);
+        assert!(
+            matches!(events[..], [Event::Registered { expires: 600 }]),
+            "{events:?}"
+        );
+    }
+    // Each REGISTER: lost; sent again on Timer E (its 200 lost); sent again, answered.
+    assert_eq!(net.seen("REGISTER").len(), 6);
+
+    let id = net.alice_calls_bob();
+    run(&mut net);
+    assert!(net.alice.started.contains_key(&id) && net.bob.started.contains_key(&id));
+    assert!(
+        net.seen("INVITE").len() >= 2,
+        "the INVITE was retransmitted"
+    );
+    assert!(net.seen("ACK").len() >= 2, "the lost ACK was sent again");
+    let bob = take_events(&mut net.bob);
+    let incoming = bob
+        .iter()
+        .filter(|e| matches!(e, Event::Incoming { .. }))
+        .count();
+    assert_eq!(incoming, 1, "a retransmitted INVITE rings once: {bob:?}");
+    take_events(&mut net.alice);
+
+    let now = net.now;
+    net.alice.core.hangup(&id, now);
+    net.settle();
+    run(&mut net);
+    alice_hung_up_on_bob(&mut net, &id);
+    assert!(net.seen("BYE").len() >= 2, "the BYE was retransmitted");
+    // Nothing left running: every transaction ended, nothing is re-sent any more.
+    let before = net.seen.len();
+    for _ in 0..40 {
+        net.advance(Duration::from_secs(1));
+    }
+    assert_eq!(net.seen.len(), before, "quiet once done");
 }

@@ -72,8 +72,12 @@ pub struct Net {
     pub bob: Side,
     pub keys: HashMap<IdentityName, IdentityKey>,
     pub registrar: Registrar,
-    /// Every message the relay saw, in order.
+    /// Every message the relay saw, in order (lost copies included).
     pub seen: Vec<Vec<u8>>,
+    /// The relay loses the first this many copies of every distinct message (a lossy UDP path).
+    pub lose_first: u32,
+    /// Copies of each message the relay has carried or lost so far.
+    copies: HashMap<Vec<u8>, u32>,
 }
 
 pub fn config(number: &str, key: &IdentityKey, seed: u64) -> PhoneConfig {
@@ -103,6 +107,12 @@ impl Net {
     /// Alice and Bob, both keyed on chain, both answering by themselves, with `adjust` changing
     /// their configurations first.
     pub fn new(adjust: impl Fn(&mut PhoneConfig)) -> Net {
+        Net::over("TCP", adjust)
+    }
+
+    /// [`Net::new`] with the phones' signalling over `transport` (`TCP`, or `UDP` for the
+    /// user agent's retransmissions).
+    pub fn over(transport: &'static str, adjust: impl Fn(&mut PhoneConfig)) -> Net {
         let now = Instant::now();
         let wall = SystemTime::now();
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
@@ -116,7 +126,7 @@ impl Net {
                 core: PhoneCore::new(
                     &cfg,
                     format!("127.0.0.1:{port}").parse().unwrap(),
-                    "TCP",
+                    transport,
                     keystore(),
                     now,
                     wall,
@@ -141,6 +151,8 @@ impl Net {
             keys,
             registrar: Registrar::default(),
             seen: Vec::new(),
+            lose_first: 0,
+            copies: HashMap::new(),
         }
     }
 
@@ -255,9 +267,14 @@ impl Net {
         let now = self.now;
         for bytes in wire {
             self.seen.push(bytes.clone());
+            if self.lost_copy(&bytes) {
+                continue;
+            }
             let m = Message::parse(&bytes).expect("the core writes well-formed SIP");
             if m.method() == Some(Method::Register) {
-                if let Some(answer) = self.registrar(&m) {
+                if let Some(answer) = self.registrar(&m)
+                    && !self.lost_copy(&answer)
+                {
                     self.side(from_alice).core.handle_signalling(&answer, now);
                 }
                 continue;
@@ -268,6 +285,13 @@ impl Net {
             }
         }
         moved
+    }
+
+    /// Whether this copy of `bytes` is one the lossy relay loses.
+    fn lost_copy(&mut self, bytes: &[u8]) -> bool {
+        let n = self.copies.entry(bytes.to_vec()).or_default();
+        *n += 1;
+        *n <= self.lose_first
     }
 
     /// Runs both phones and the relay until nothing moves.
