@@ -101,6 +101,9 @@ pub enum SipTransport {
     TlsPsk,
     /// Plain TCP to a standard proxy: signalling in the clear, media still end-to-end encrypted.
     Tcp,
+    /// UDP (sipd's `udp:` listener, standard proxies): digest auth, signalling in the clear,
+    /// RFC 3261 retransmissions; media still end-to-end encrypted.
+    Udp,
 }
 
 impl SipTransport {
@@ -109,6 +112,7 @@ impl SipTransport {
         match self {
             SipTransport::TlsPsk => "TLS-PSK",
             SipTransport::Tcp => "TCP",
+            SipTransport::Udp => "UDP",
         }
     }
 }
@@ -492,6 +496,7 @@ impl PhoneFileConfig {
                 server: self.sip_identity.clone(),
             },
             SipTransport::Tcp => Signalling::Tcp { addr },
+            SipTransport::Udp => Signalling::Udp { addr },
         };
         Ok(PhoneConfig {
             number: self.number()?.clone(),

@@ -79,6 +79,8 @@ pub struct KeepAlive {
     next_ping: Instant,
     /// When the ping still unanswered went out.
     awaiting: Option<Instant>,
+    /// Whether a pong is expected (streams); over UDP the ping only keeps NAT bindings open.
+    expects_pong: bool,
 }
 
 impl KeepAlive {
@@ -87,12 +89,27 @@ impl KeepAlive {
     /// How long after a ping the pong may take (RFC 5626 §4.4.1: 10 s).
     pub const PONG_WITHIN: Duration = Duration::from_secs(10);
 
+    /// The longest interval over UDP: NATs commonly forget a UDP binding after 30 s.
+    pub const UDP_MAX: Duration = Duration::from_secs(25);
+
     /// Keep-alives every `interval` on a connection that came up at `now`.
     pub fn new(interval: Duration, now: Instant) -> KeepAlive {
         KeepAlive {
             interval,
             next_ping: now + interval,
             awaiting: None,
+            expects_pong: true,
+        }
+    }
+
+    /// Keep-alives over UDP: the same CRLF ping every `interval` (at most [`KeepAlive::UDP_MAX`])
+    /// to keep NAT bindings open, no pong expected (a SIP server over UDP need not answer one;
+    /// lost signalling shows as transaction timeouts instead).
+    pub fn datagram(interval: Duration, now: Instant) -> KeepAlive {
+        let interval = interval.min(KeepAlive::UDP_MAX);
+        KeepAlive {
+            expects_pong: false,
+            ..KeepAlive::new(interval, now)
         }
     }
 
@@ -110,8 +127,10 @@ impl KeepAlive {
         }
         if now >= self.next_ping {
             self.next_ping = now + self.interval;
-            // A ping while one is unanswered keeps the first one's deadline.
-            self.awaiting.get_or_insert(now);
+            if self.expects_pong {
+                // A ping while one is unanswered keeps the first one's deadline.
+                self.awaiting.get_or_insert(now);
+            }
             return KeepAliveAction::Ping;
         }
         KeepAliveAction::Wait
@@ -185,6 +204,20 @@ mod tests {
         assert_eq!(k.poll(t1 + Duration::from_secs(20)), KeepAliveAction::Wait);
         assert_eq!(k.deadline(), t1 + Duration::from_secs(30));
         assert_eq!(k.poll(t1 + Duration::from_secs(30)), KeepAliveAction::Ping);
+    }
+
+    #[test]
+    fn over_udp_pings_go_at_most_every_25_seconds_and_expect_no_pong() {
+        let t0 = Instant::now();
+        let mut k = KeepAlive::datagram(Duration::from_secs(30), t0);
+        let t1 = t0 + Duration::from_secs(25);
+        assert_eq!(k.poll(t1 - Duration::from_millis(1)), KeepAliveAction::Wait);
+        assert_eq!(k.poll(t1), KeepAliveAction::Ping);
+        assert_eq!(k.deadline(), t1 + Duration::from_secs(25));
+        assert_eq!(k.poll(t1 + KeepAlive::PONG_WITHIN), KeepAliveAction::Wait);
+        assert_eq!(k.poll(t1 + Duration::from_secs(25)), KeepAliveAction::Ping);
+        let mut k = KeepAlive::datagram(Duration::from_secs(5), t0);
+        assert_eq!(k.poll(t0 + Duration::from_secs(5)), KeepAliveAction::Ping);
     }
 
     #[test]

@@ -64,6 +64,13 @@ pub enum Signalling {
         /// The proxy's address.
         addr: SocketAddr,
     },
+    /// UDP to a standard proxy or sipd's `udp:` listener: digest authentication, no TLS-PSK,
+    /// signalling unprotected; RFC 3261 retransmissions, `;rport` in Via (RFC 3581), CRLF
+    /// keep-alives for NAT bindings.
+    Udp {
+        /// The proxy's address.
+        addr: SocketAddr,
+    },
 }
 
 /// What a phone needs to run.
@@ -376,7 +383,14 @@ fn transport_token(signalling: &Signalling) -> &'static str {
     match signalling {
         Signalling::TlsPsk { .. } => "TLS",
         Signalling::Tcp { .. } => "TCP",
+        Signalling::Udp { .. } => "UDP",
     }
+}
+
+/// A signalling path, opened: a stream, or a UDP socket connected to the proxy.
+enum Opened {
+    Stream(BoxedLink),
+    Datagram(UdpSocket),
 }
 
 /// Opens the signalling connection `cfg` names: for TLS-PSK the handshake with the server's
@@ -385,7 +399,7 @@ fn transport_token(signalling: &Signalling) -> &'static str {
 async fn open_link<C: KeystoreChain + 'static>(
     cfg: &PhoneConfig,
     lookup: &KeyLookup<C>,
-) -> Result<(BoxedLink, SocketAddr), PhoneError> {
+) -> Result<(Opened, SocketAddr), PhoneError> {
     match cfg.signalling.clone() {
         Signalling::TlsPsk { addr, server } => {
             let found = lookup
@@ -453,14 +467,28 @@ async fn open_link<C: KeystoreChain + 'static>(
                 }
             };
             info!(number = %cfg.number, server = %server, identity = %established.identity, "signalling secured with TLS-PSK");
-            Ok((Box::new(stream), local_addr))
+            Ok((Opened::Stream(Box::new(stream)), local_addr))
         }
         Signalling::Tcp { addr } => {
             let tcp = TcpStream::connect(addr).await?;
             let _ = tcp.set_nodelay(true);
             let local_addr = tcp.local_addr()?;
             warn!(number = %cfg.number, %addr, "signalling over plain TCP: media stays end-to-end encrypted, SIP does not");
-            Ok((Box::new(tcp), local_addr))
+            Ok((Opened::Stream(Box::new(tcp)), local_addr))
+        }
+        Signalling::Udp { addr } => {
+            let any: SocketAddr = if addr.is_ipv4() {
+                (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+            } else {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            };
+            let udp = UdpSocket::bind(any).await?;
+            // Connected: only the proxy's datagrams arrive, and the local address is the one
+            // the route to it uses (for Via and Contact).
+            udp.connect(addr).await?;
+            let local_addr = udp.local_addr()?;
+            warn!(number = %cfg.number, %addr, "signalling over UDP: media stays end-to-end encrypted, SIP does not");
+            Ok((Opened::Datagram(udp), local_addr))
         }
     }
 }
@@ -475,7 +503,7 @@ const ATTEMPT_WITHIN: Duration = Duration::from_secs(20);
 async fn reconnect<C: KeystoreChain + 'static>(
     cfg: PhoneConfig,
     lookup: KeyLookup<C>,
-) -> (BoxedLink, SocketAddr, u32) {
+) -> (Opened, SocketAddr, u32) {
     let mut backoff = Backoff::new();
     loop {
         let wait = backoff.next_wait(&cfg.randomness);
@@ -508,10 +536,39 @@ enum FromReader {
     Closed(String),
 }
 
-/// The live signalling connection: its write half and the task reading the other.
+/// Where the actor writes signalling.
+enum Writer {
+    Stream(tokio::io::WriteHalf<BoxedLink>),
+    /// One message a datagram.
+    Datagram(Arc<UdpSocket>),
+}
+
+impl Writer {
+    async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Writer::Stream(wr) => wr.write_all(bytes).await,
+            // Fire and forget: a datagram may be lost anyway, and the transactions retransmit
+            // (an ICMP unreachable while the proxy restarts is no lost connection).
+            Writer::Datagram(udp) => {
+                if let Err(e) = udp.send(bytes).await {
+                    debug!(error = %e, "signalling datagram send failed");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn close(&mut self) {
+        if let Writer::Stream(wr) = self {
+            let _ = wr.shutdown().await;
+        }
+    }
+}
+
+/// The live signalling connection: its writer and the task reading it.
 struct Conn {
     generation: u64,
-    wr: tokio::io::WriteHalf<BoxedLink>,
+    wr: Writer,
     reader: tokio::task::JoinHandle<()>,
     keepalive: Option<KeepAlive>,
 }
@@ -519,11 +576,23 @@ struct Conn {
 impl Conn {
     /// Splits `link`, reading it in a task that frames messages to `frames`.
     fn start(
-        link: BoxedLink,
+        opened: Opened,
         generation: u64,
         frames: mpsc::Sender<(u64, FromReader)>,
         keepalive: Option<Duration>,
     ) -> Conn {
+        let link = match opened {
+            Opened::Stream(link) => link,
+            Opened::Datagram(udp) => {
+                let udp = Arc::new(udp);
+                return Conn {
+                    generation,
+                    wr: Writer::Datagram(udp.clone()),
+                    reader: tokio::spawn(read_datagrams(udp, generation, frames)),
+                    keepalive: keepalive.map(|every| KeepAlive::datagram(every, Instant::now())),
+                };
+            }
+        };
         let (mut rd, wr) = tokio::io::split(link);
         let reader = tokio::spawn(async move {
             let mut framer = StreamFramer::new(ParseLimits::default());
@@ -566,9 +635,33 @@ impl Conn {
         });
         Conn {
             generation,
-            wr,
+            wr: Writer::Stream(wr),
             reader,
             keepalive: keepalive.map(|every| KeepAlive::new(every, Instant::now())),
+        }
+    }
+}
+
+/// Reads the proxy's datagrams, one SIP message each (the core refuses what does not parse).
+/// UDP has no connection to lose: a receive error (an ICMP unreachable while the proxy is down)
+/// is logged and reading goes on; a dead proxy shows as transaction timeouts.
+async fn read_datagrams(
+    udp: Arc<UdpSocket>,
+    generation: u64,
+    frames: mpsc::Sender<(u64, FromReader)>,
+) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        match udp.recv(&mut buf).await {
+            // Keep-alive CRLFs and empty datagrams carry no message (RFC 3261 §7.5).
+            Ok(n) if buf[..n].iter().all(|b| matches!(b, b'\r' | b'\n')) => {}
+            Ok(n) => {
+                let message = FromReader::Message(buf[..n].to_vec());
+                if frames.send((generation, message)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => debug!(error = %e, "signalling datagram receive failed"),
         }
     }
 }
@@ -606,7 +699,7 @@ struct Actor<C> {
 fn spawn_actor<C>(
     cfg: PhoneConfig,
     lookup: KeyLookup<C>,
-    link: BoxedLink,
+    link: Opened,
     local: SocketAddr,
     cmd_rx: mpsc::Receiver<Command>,
     events: mpsc::UnboundedSender<PhoneEvent>,
@@ -642,7 +735,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
     /// Serves the phone until it is shut down (or every handle dropped). A lost connection is
     /// told to the core and recovered beside the loop ([`reconnect`]); calls, commands, look-ups
     /// and media go on meanwhile.
-    async fn run(mut self, link: BoxedLink, mut cmd_rx: mpsc::Receiver<Command>) {
+    async fn run(mut self, link: Opened, mut cmd_rx: mpsc::Receiver<Command>) {
         let (frame_tx, mut frame_rx) = mpsc::channel::<(u64, FromReader)>(64);
         let number = self.cfg.number.clone();
         let mut generation = 0;
@@ -656,7 +749,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                 None | Some(KeepAliveAction::Wait) => {}
                 Some(KeepAliveAction::Ping) => {
                     if let Some(c) = &mut conn
-                        && let Err(e) = c.wr.write_all(KeepAlive::PING).await
+                        && let Err(e) = c.wr.write(KeepAlive::PING).await
                     {
                         self.lose(&mut conn, &mut reconnecting, &format!("write failed: {e}"));
                     }
@@ -677,7 +770,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                 match self.core.poll_output() {
                     Output::Transmit(out) => match &mut conn {
                         Some(c) if write_failed.is_none() => {
-                            if let Err(e) = c.wr.write_all(&out.contents).await {
+                            if let Err(e) = c.wr.write(&out.contents).await {
                                 write_failed = Some(format!("write failed: {e}"));
                             }
                         }
@@ -770,7 +863,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
         }
         if let Some(mut c) = conn {
             c.reader.abort();
-            let _ = c.wr.shutdown().await;
+            c.wr.close().await;
         }
     }
 
@@ -778,7 +871,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
     fn lose(
         &mut self,
         conn: &mut Option<Conn>,
-        reconnecting: &mut Option<tokio::task::JoinHandle<(BoxedLink, SocketAddr, u32)>>,
+        reconnecting: &mut Option<tokio::task::JoinHandle<(Opened, SocketAddr, u32)>>,
         why: &str,
     ) {
         if let Some(c) = conn.take() {

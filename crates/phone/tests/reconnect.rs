@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use chaincall_identity::{IdentityKey, PhoneNumber};
-use chaincall_phone::{CallReport, KeyMode, PhoneEvent, PhoneEvents};
+use chaincall_phone::{KeyMode, PhoneEvent, PhoneEvents};
 use common::*;
 
 const ALICE: &str = "+15550300001";
@@ -18,13 +18,6 @@ const AUDIO_MS: u32 = 1500;
 
 fn n(s: &str) -> PhoneNumber {
     PhoneNumber::parse(s).unwrap()
-}
-
-async fn ended(events: &mut PhoneEvents) -> CallReport {
-    match wait_for(events, |e| matches!(e, PhoneEvent::CallEnded(_))).await {
-        PhoneEvent::CallEnded(r) => *r,
-        other => unreachable!("wait_for returned {other:?}"),
-    }
 }
 
 /// Waits for the reconnect (after however many failed attempts: the waits are 0.5 s, 1 s,
@@ -63,7 +56,10 @@ async fn phones_keep_their_media_and_register_again_by_themselves_when_sipd_is_k
     tokio::time::sleep(Duration::from_millis(u64::from(AUDIO_MS) + 300)).await;
     alice.hangup(&call).await.unwrap();
     bob.hangup(&call).await.unwrap();
-    let (a, b) = (ended(&mut alice_ev).await, ended(&mut bob_ev).await);
+    let (a, b) = (
+        call_ended(&mut alice_ev).await,
+        call_ended(&mut bob_ev).await,
+    );
     let whole = (AUDIO_MS * 8) as usize; // G.711 at 8 kHz: one byte a sample
     assert_eq!(a.sent_payload.len(), whole, "alice sent all her audio");
     assert_eq!(b.sent_payload.len(), whole, "bob sent all his audio");
@@ -82,7 +78,10 @@ async fn phones_keep_their_media_and_register_again_by_themselves_when_sipd_is_k
     call_up(&mut alice_ev).await;
     call_up(&mut bob_ev).await;
     bob.hangup(&call).await.unwrap();
-    let (a, b) = (ended(&mut alice_ev).await, ended(&mut bob_ev).await);
+    let (a, b) = (
+        call_ended(&mut alice_ev).await,
+        call_ended(&mut bob_ev).await,
+    );
     assert!(!a.signalling_lost && !b.signalling_lost);
     assert_eq!(a.call_id, call);
 

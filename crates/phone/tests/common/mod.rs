@@ -281,6 +281,14 @@ pub async fn wait_for(events: &mut PhoneEvents, want: impl Fn(&PhoneEvent) -> bo
     }
 }
 
+/// Waits for the call's end; returns its report.
+pub async fn call_ended(events: &mut PhoneEvents) -> chaincall_phone::CallReport {
+    match wait_for(events, |e| matches!(e, PhoneEvent::CallEnded(_))).await {
+        PhoneEvent::CallEnded(r) => *r,
+        other => unreachable!("wait_for returned {other:?}"),
+    }
+}
+
 /// Waits for the call to come up; returns how it was keyed and the identity the keys are bound to.
 pub async fn call_up(events: &mut PhoneEvents) -> (KeyMode, Option<IdentityName>) {
     match wait_for(events, |e| matches!(e, PhoneEvent::CallUp { .. })).await {
