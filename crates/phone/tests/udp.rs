@@ -83,3 +83,97 @@ async fn phones_register_with_digest_and_call_each_other_over_udp() {
         p.shutdown().await;
     }
 }
+
+/// The fault case: UDP signalling under 20 % packet loss (iptables `statistic` in a test
+/// network's namespaces; this kernel has no netem). sipd and both phones each lose a fifth of
+/// the packets that reach them; REGISTER, INVITE and BYE complete through retransmissions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_invite_and_bye_complete_over_udp_under_20_percent_loss() {
+    use chaincall_phone::Phone;
+    use chaincall_testkit::netns::TestNet;
+    use std::sync::Arc;
+
+    let Some(tn) = TestNet::builder()
+        .public_host("sipd")
+        .public_host("alice")
+        .public_host("bob")
+        .loss("sipd", 0.2)
+        .loss("alice", 0.2)
+        .loss("bob", 0.2)
+        .build()
+    else {
+        return;
+    };
+    let tn = Arc::new(tn);
+    let inside = |node: &'static str| -> MakeRuntime {
+        let tn = tn.clone();
+        Arc::new(move || tn.run(node, runtime))
+    };
+    let net = Net::start_on(tn.addr("sipd").into(), inside("sipd"), |_| {}).await;
+    let sipd = SocketAddr::new(net.host, net.udp_port);
+    // Retransmissions over a lossy path: far longer than a clean one, well inside Timer B.
+    const BOUND: Duration = Duration::from_secs(60);
+    let mut phones = Vec::new();
+    let mut runtimes = Vec::new();
+    for (number, node) in [(ALICE, "alice"), (BOB, "bob")] {
+        let key = IdentityKey::generate();
+        net.add(number, &key, true).await;
+        let (cfg, lookup) = net.phone_config(number, key, KeyMode::MikeyPke, 500, |c| {
+            c.signalling = Signalling::Udp { addr: sipd };
+            c.media_ip = tn.addr(node).into();
+        });
+        // The phone's sockets (signalling and media) are bound inside its host's namespace.
+        let rt = inside(node)();
+        let (phone, events, _) = rt
+            .spawn(Phone::connect(cfg, lookup))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            phone.register(600).await.unwrap(),
+            600,
+            "REGISTER completed"
+        );
+        phones.push((phone, events));
+        runtimes.push(rt);
+    }
+    let (bob, mut bob_ev) = phones.pop().unwrap();
+    let (alice, mut alice_ev) = phones.pop().unwrap();
+
+    let call = alice.call(&PhoneNumber::parse(BOB).unwrap()).await.unwrap();
+    let up =
+        |e: &chaincall_phone::PhoneEvent| matches!(e, chaincall_phone::PhoneEvent::CallUp { .. });
+    wait_within(BOUND, &mut alice_ev, up).await;
+    wait_within(BOUND, &mut bob_ev, up).await;
+    alice.hangup(&call).await.unwrap();
+    let ended =
+        |e: &chaincall_phone::PhoneEvent| matches!(e, chaincall_phone::PhoneEvent::CallEnded(_));
+    // Bob hangs up nothing himself: his call ends only when Alice's BYE reaches him.
+    wait_within(BOUND, &mut bob_ev, ended).await;
+    wait_within(BOUND, &mut alice_ev, ended).await;
+
+    // The loss was real: the statistic rules dropped packets on the way.
+    let dropped: u64 = ["sipd", "alice", "bob"]
+        .iter()
+        .map(|node| {
+            let out = tn
+                .command(node, "iptables")
+                .args(["-t", "raw", "-L", "PREROUTING", "-v", "-n", "-x"])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.lines()
+                .filter(|l| l.contains("statistic"))
+                .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum();
+    assert!(dropped > 0, "no packet was dropped");
+
+    for p in [alice, bob] {
+        p.shutdown().await;
+    }
+    for rt in runtimes {
+        rt.shutdown_background();
+    }
+}
