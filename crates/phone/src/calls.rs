@@ -591,6 +591,11 @@ pub enum ListenEvent<'a> {
         /// The attempt that succeeded.
         attempt: u32,
     },
+    /// Registered again after a reconnect (calls reach the phone again).
+    Reregistered {
+        /// The granted lifetime, seconds.
+        expires: u32,
+    },
     /// The phone refused an incoming call by itself (bad keys, unknown caller, …).
     Refused {
         /// The call.
@@ -644,6 +649,8 @@ async fn listen(
     let mut callers: HashMap<String, CallerId> = HashMap::new();
     let mut stopping = false;
     let mut stop_by = None;
+    // A reconnect happened and its registration is not granted yet.
+    let mut renewing = false;
     while policy.count.is_none_or(|n| handled < n) {
         tokio::select! {
             ev = events.recv() => match ev {
@@ -685,9 +692,15 @@ async fn listen(
                     show(ListenEvent::SignallingLost { reason: &reason });
                 }
                 Some(PhoneEvent::Reconnected { attempt }) => {
+                    renewing = true;
                     show(ListenEvent::Reconnected { attempt });
                 }
-                Some(PhoneEvent::Registered { .. }) => {}
+                // Refreshes are routine; the registration after a reconnect is news.
+                Some(PhoneEvent::Registered { expires }) => {
+                    if std::mem::take(&mut renewing) {
+                        show(ListenEvent::Reregistered { expires });
+                    }
+                }
             },
             _ = &mut interrupt, if !stopping => {
                 if active.is_empty() {

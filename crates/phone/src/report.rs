@@ -240,6 +240,10 @@ pub fn listen_line(event: &ListenEvent<'_>) -> Option<serde_json::Value> {
             "signalling": "reconnected",
             "attempt": attempt,
         })),
+        ListenEvent::Reregistered { expires } => Some(json!({
+            "signalling": "registered",
+            "expires": expires,
+        })),
         _ => None,
     }
 }
@@ -451,6 +455,25 @@ mod tests {
             "+15550100002\\u{1b}[2K\\rincoming call from +15550100001"
         );
         assert_eq!(for_terminal("tel:+15550100001"), "tel:+15550100001");
+    }
+
+    #[test]
+    fn listen_prints_a_line_for_each_step_of_a_reconnect() {
+        let line = |e| listen_line(&e).unwrap().to_string();
+        assert_eq!(
+            line(ListenEvent::SignallingLost {
+                reason: "closed by the server"
+            }),
+            r#"{"reason":"closed by the server","signalling":"lost"}"#
+        );
+        assert_eq!(
+            line(ListenEvent::Reconnected { attempt: 3 }),
+            r#"{"attempt":3,"signalling":"reconnected"}"#
+        );
+        assert_eq!(
+            line(ListenEvent::Reregistered { expires: 600 }),
+            r#"{"expires":600,"signalling":"registered"}"#
+        );
     }
 
     #[test]

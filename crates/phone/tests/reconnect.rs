@@ -27,12 +27,18 @@ async fn registered_again(events: &mut PhoneEvents) {
     wait_for(events, |e| matches!(e, PhoneEvent::Registered { .. })).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn phones_keep_their_media_and_register_again_by_themselves_when_sipd_is_killed_and_back() {
-    let mut net = Net::start().await;
+/// sipd, and Alice's and Bob's keys approved on chain.
+async fn alice_and_bob() -> (Net, IdentityKey, IdentityKey) {
+    let net = Net::start().await;
     let (ka, kb) = (IdentityKey::generate(), IdentityKey::generate());
     net.add(ALICE, &ka, true).await;
     net.add(BOB, &kb, true).await;
+    (net, ka, kb)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phones_keep_their_media_and_register_again_by_themselves_when_sipd_is_killed_and_back() {
+    let (mut net, ka, kb) = alice_and_bob().await;
     let (alice, mut alice_ev) = net.phone(ALICE, ka, KeyMode::MikeyPke, AUDIO_MS).await;
     let (bob, mut bob_ev) = net.phone(BOB, kb, KeyMode::MikeyPke, AUDIO_MS).await;
     for p in [&alice, &bob] {
@@ -143,4 +149,92 @@ async fn an_unanswered_keep_alive_counts_as_a_lost_connection() {
     wait_for(&mut events, |e| matches!(e, PhoneEvent::Reconnected { .. })).await;
     alice.shutdown().await;
     accepted.abort();
+}
+
+/// `phone listen`'s loop ([`Running::listen`]) across a sipd restart: it says the link was lost,
+/// that it is back and registered again, and answers the next call, without any action.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_keeps_listening_across_a_sipd_restart() {
+    use chaincall_phone::PhoneFileConfig;
+    use chaincall_phone::calls::{ListenEvent, ListenPolicy, Running};
+
+    let (mut net, ka, kb) = alice_and_bob().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("phone.toml");
+    let file = format!(
+        "number = \"{BOB}\"\nrpc_url = \"http://127.0.0.1:1\"\ncontract = \"{}\"\n\
+         [sip]\naddr = \"{}\"\ndomain = \"{}\"\nidentity = \"{SERVER}\"\n",
+        net.contract,
+        net.tls,
+        net.domain()
+    );
+    std::fs::write(&path, file).unwrap();
+    let cfg = PhoneFileConfig::load(&path).unwrap();
+    let (bob, bob_ev) = net.phone(BOB, kb, KeyMode::MikeyPke, 300).await;
+    let running = Running {
+        phone: bob,
+        events: bob_ev,
+        control: None,
+    };
+    // What listen shows, as words.
+    let (shown, mut seen) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+    let on_registered = shown.clone();
+    let listening = tokio::spawn(async move {
+        let policy = ListenPolicy {
+            count: Some(2),
+            reject: false,
+        };
+        let show = move |e: ListenEvent<'_>| {
+            let word = match e {
+                ListenEvent::Up(_) => "up",
+                ListenEvent::Ended { .. } => "ended",
+                ListenEvent::SignallingLost { .. } => "lost",
+                ListenEvent::Reconnected { .. } => "reconnected",
+                ListenEvent::Reregistered { .. } => "registered",
+                _ => "other",
+            };
+            let _ = shown.send(word);
+        };
+        let registered = move |_| {
+            let _ = on_registered.send("registered");
+        };
+        running
+            .listen(&cfg, policy, std::future::pending(), registered, show)
+            .await
+    });
+    // The next thing listen showed, the incoming-call lines before "up" passed over.
+    let next = async |seen: &mut tokio::sync::mpsc::UnboundedReceiver<&'static str>| loop {
+        let word = tokio::time::timeout(Duration::from_secs(15), seen.recv())
+            .await
+            .expect("listen showed something within 15 s")
+            .expect("listen is running");
+        if word != "other" {
+            return word;
+        }
+    };
+    assert_eq!(next(&mut seen).await, "registered");
+
+    let (alice, mut alice_ev) = net.phone(ALICE, ka, KeyMode::MikeyPke, 300).await;
+    alice.register(600).await.unwrap();
+    let call = alice.call(&n(BOB)).await.unwrap();
+    assert_eq!(next(&mut seen).await, "up");
+    call_up(&mut alice_ev).await;
+    alice.hangup(&call).await.unwrap();
+    assert_eq!(next(&mut seen).await, "ended");
+
+    net.kill();
+    assert_eq!(next(&mut seen).await, "lost");
+    net.restart().await;
+    assert_eq!(next(&mut seen).await, "reconnected");
+    assert_eq!(next(&mut seen).await, "registered");
+    registered_again(&mut alice_ev).await;
+
+    let call = alice.call(&n(BOB)).await.unwrap();
+    assert_eq!(next(&mut seen).await, "up");
+    call_up(&mut alice_ev).await;
+    alice.hangup(&call).await.unwrap();
+    assert_eq!(next(&mut seen).await, "ended");
+    // Two calls handled: listen returns, by itself, without error.
+    listening.await.unwrap().unwrap();
+    alice.shutdown().await;
 }
