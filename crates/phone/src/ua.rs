@@ -259,6 +259,9 @@ struct Lingering {
     method: String,
     tx: ClientTransaction,
     next: Option<Instant>,
+    /// Forgotten by then whatever its state (an INVITE that got a 1xx has no timer left, and
+    /// its 487 may never come).
+    until: Instant,
 }
 
 /// A request we received, in its server transaction (it re-sends our last response to a
@@ -595,6 +598,7 @@ impl UserAgent {
                 method: method.to_owned(),
                 next: p.next,
                 tx: p.tx,
+                until: self.clock + TRANSACTION_TIMEOUT,
             });
         }
     }
@@ -932,6 +936,7 @@ impl UserAgent {
                             method: "INVITE".into(),
                             next: old.next,
                             tx: old.tx,
+                            until: now + TRANSACTION_TIMEOUT,
                         });
                     }
                     self.calls.insert(call_id, CallState::Calling { invite });
@@ -989,8 +994,9 @@ impl UserAgent {
 
     /// Forgets the transactions that ended.
     fn sweep(&mut self) {
+        let now = self.clock;
         self.lingering
-            .retain(|l| l.tx.state() != ClientState::Terminated);
+            .retain(|l| l.tx.state() != ClientState::Terminated && l.until > now);
         self.servers
             .retain(|_, s| s.tx.state() != ServerState::Terminated);
     }
@@ -1087,7 +1093,10 @@ impl UserAgent {
             } => Some(r.next),
             _ => None,
         });
-        let lingering = self.lingering.iter().filter_map(|l| l.next);
+        let lingering = self
+            .lingering
+            .iter()
+            .flat_map(|l| l.next.into_iter().chain([l.until]));
         let served = self.servers.values().filter_map(|s| s.next);
         Output::Timeout(
             reg.into_iter()
