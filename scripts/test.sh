@@ -34,7 +34,8 @@ $sudo apt-get install -y -q --no-install-recommends \
   libsrtp2-dev \
   linphone-cli \
   perl libnet-smpp-perl \
-  rtpengine-daemon iptables iproute2
+  rtpengine-daemon iptables iproute2 \
+  tmux
 # rtpengine-daemon's postinst enables and starts a system rtpengine (kernel table 0, NG on
 # localhost:2223). The tests start their own in the foreground (--config-file=none, their own
 # ports), so a system one is not needed: stop and disable it rather than leave it running.

@@ -45,7 +45,7 @@ enum Command {
     Wallet(cmd::wallet::WalletArgs),
     /// A development app store: `store keygen`, `store issue-receipt` (Google Play format).
     Store(cmd::store::StoreArgs),
-    /// The subscriber's softphone: `phone init`, `onboard`, `register`, `call +E164`, `listen`.
+    /// The subscriber's softphone: `phone init`, `onboard`, `register`, `call +E164`, `listen`, `ui`.
     Phone(cmd::phone::PhoneArgs),
     /// Write a consistent network into DIR: configurations, server keys, README of the commands.
     Init(chaincall_devnet::init::InitArgs),

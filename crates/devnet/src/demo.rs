@@ -185,6 +185,7 @@ impl DemoReport {
             "ok": self.failed.is_empty(),
             "chain": self.chain,
             "key_mode": a.mode.name(),
+            "codec": a.codec.encoding_name(),
             "key_storage_ms": self.timeline.key_storage.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
             "key_retrieval_ms": ms(a.timings.key_retrieval),
             "key_retrieval_verified": a.lookup_verified,
@@ -273,7 +274,7 @@ impl fmt::Display for DemoReport {
         writeln!(
             f,
             "\nMedia ({}, AES_CM_128_HMAC_SHA1_80, {})",
-            a.codec.rtpmap_name(),
+            a.codec.encoding_name(),
             a.mode.name()
         )?;
         for (who, r) in [("alice", a), ("bob", b)] {

@@ -267,10 +267,7 @@ impl Network {
                     server: IdentityName::Domain(sip_name.clone()),
                 },
                 media_ip: "127.0.0.1".parse()?,
-                codecs: vec![
-                    chaincall_media::g711::Codec::Pcmu,
-                    chaincall_media::g711::Codec::Pcma,
-                ],
+                codecs: chaincall_phone::DEFAULT_CODECS.to_vec(),
                 key_mode: opts.mode,
                 // Alice logs both streams of her calls (hers when keyed, bob's with its SSRC when the
                 // call ends): one line per SRTP stream.

@@ -133,7 +133,7 @@ pub enum Pushed {
 
 /// Counters for the call report. `received + other + lost` is the number of packets the sender
 /// sent between the first and the last one received.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct JitterStats {
     /// Distinct packets pushed (late ones included, duplicates not).
     pub received: u64,

@@ -170,24 +170,28 @@ fn the_high_s_twin_of_an_accepted_passport_is_a_replay() {
     );
 }
 
-#[test]
-fn wrong_dest_is_438() {
-    let value = signed(NOW);
-    let header = IdentityHeader::parse(&value).unwrap();
-    let carol = Party::Tn("+15551230003".parse().unwrap());
-    let media = MediaBinding::from_sdp(SDP);
-    let err = verifier()
+/// Alice's valid token for Bob, checked against a request that names `orig` as its caller,
+/// reached `dest` and carried an SDP whose binding is `media`: the refusal.
+fn refusal(orig: &Party, dest: &Party, media: &MediaBinding) -> PassportError {
+    let header = IdentityHeader::parse(&signed(NOW)).unwrap();
+    verifier()
         .verify(
             &header,
             &alice().public(),
-            &Expected {
-                orig: &Party::Tn(alice_number()),
-                dest: &carol,
-                media: &media,
-            },
+            &Expected { orig, dest, media },
             NOW,
         )
-        .unwrap_err();
+        .unwrap_err()
+}
+
+#[test]
+fn wrong_dest_is_438() {
+    let carol = Party::Tn("+15551230003".parse().unwrap());
+    let err = refusal(
+        &Party::Tn(alice_number()),
+        &carol,
+        &MediaBinding::from_sdp(SDP),
+    );
     assert_eq!(err, PassportError::WrongDest("tn:15551230003".into()));
     assert_eq!(err.status().code, 438);
 }
@@ -196,44 +200,17 @@ fn wrong_dest_is_438() {
 fn orig_other_than_the_from_is_438() {
     // Alice's valid token on a request whose From claims Carol: the signature and every claim
     // hold, but it vouches for someone else than the caller the request names.
-    let value = signed(NOW);
-    let header = IdentityHeader::parse(&value).unwrap();
     let carol = Party::Tn("+15551230003".parse().unwrap());
-    let media = MediaBinding::from_sdp(SDP);
-    let err = verifier()
-        .verify(
-            &header,
-            &alice().public(),
-            &Expected {
-                orig: &carol,
-                dest: &bob(),
-                media: &media,
-            },
-            NOW,
-        )
-        .unwrap_err();
+    let err = refusal(&carol, &bob(), &MediaBinding::from_sdp(SDP));
     assert!(matches!(err, PassportError::WrongOrig { .. }), "{err:?}");
     assert_eq!(err.status().code, 438);
 }
 
 #[test]
 fn wrong_media_binding_is_438() {
-    let value = signed(NOW);
-    let header = IdentityHeader::parse(&value).unwrap();
     // The SDP arrived with another MIKEY message than the one the caller signed for.
     let swapped = MediaBinding::from_sdp(&SDP.replace("AQAFgAAA", "AQAFgBBB"));
-    let err = verifier()
-        .verify(
-            &header,
-            &alice().public(),
-            &Expected {
-                orig: &Party::Tn(alice_number()),
-                dest: &bob(),
-                media: &swapped,
-            },
-            NOW,
-        )
-        .unwrap_err();
+    let err = refusal(&Party::Tn(alice_number()), &bob(), &swapped);
     assert_eq!(
         (err.status().code, err),
         (438, PassportError::MediaMismatch)

@@ -701,6 +701,10 @@ async fn listen(
                         show(ListenEvent::Reregistered { expires });
                     }
                 }
+                // No terminal line for a digit (the CLI's listen output is unchanged): logged.
+                Some(PhoneEvent::Dtmf { call_id, digit }) => {
+                    tracing::info!(call = %call_id, %digit, "DTMF received");
+                }
             },
             _ = &mut interrupt, if !stopping => {
                 if active.is_empty() {

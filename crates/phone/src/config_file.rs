@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, B256};
 use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber, Randomness};
+use chaincall_media::AudioCodec;
 use chaincall_media::g711::Codec;
 use serde::Deserialize;
 use zeroize::Zeroizing;
@@ -185,7 +186,10 @@ fn default_media_ip() -> String {
     "127.0.0.1".into()
 }
 fn default_codecs() -> Vec<String> {
-    vec!["PCMU".into(), "PCMA".into()]
+    crate::DEFAULT_CODECS
+        .iter()
+        .map(|c| c.encoding_name().to_owned())
+        .collect()
 }
 fn default_key_mode() -> String {
     "pke".into()
@@ -233,7 +237,7 @@ pub struct PhoneFileConfig {
     /// Where media sockets bind and what goes into the SDP.
     pub media_ip: IpAddr,
     /// Codecs, preferred first; never empty.
-    pub codecs: Vec<Codec>,
+    pub codecs: Vec<AudioCodec>,
     /// Key agreement for outgoing calls.
     pub key_mode: KeyMode,
     /// `listen` answers verified callers at once.
@@ -368,10 +372,14 @@ impl PhoneFileConfig {
         let codecs = f
             .codecs
             .iter()
-            .map(|c| match c.to_ascii_uppercase().as_str() {
-                "PCMU" => Ok(Codec::Pcmu),
-                "PCMA" => Ok(Codec::Pcma),
-                _ => Err(bad("codecs", format!("{c:?}: use \"PCMU\" or \"PCMA\""))),
+            .map(|c| match c.trim().to_ascii_uppercase().as_str() {
+                "OPUS" => Ok(AudioCodec::OPUS),
+                "PCMU" => Ok(Codec::Pcmu.into()),
+                "PCMA" => Ok(Codec::Pcma.into()),
+                _ => Err(bad(
+                    "codecs",
+                    format!("{c:?} is not a codec: use \"opus\", \"PCMU\" or \"PCMA\""),
+                )),
             })
             .collect::<Result<Vec<_>, _>>()?;
         if codecs.is_empty() {
@@ -661,11 +669,37 @@ domain = \"sip.example.org\"
             cfg.key_file,
             std::path::absolute(dir.path().join("phone.key")).unwrap()
         );
-        assert_eq!(cfg.codecs, vec![Codec::Pcmu, Codec::Pcma]);
+        assert_eq!(cfg.codecs, crate::DEFAULT_CODECS.to_vec());
         assert_eq!(cfg.transport, SipTransport::TlsPsk);
         assert_eq!(cfg.keepalive, Some(Duration::from_secs(30)));
         assert_eq!(cfg.trust, None);
         assert_eq!(cfg.onboard_timeout, Duration::from_secs(180));
+    }
+
+    #[test]
+    fn codecs_default_to_opus_first_and_take_either_spelling() {
+        let (_dir, path) = write(MINIMAL);
+        let cfg = PhoneFileConfig::load(&path).unwrap();
+        assert_eq!(
+            cfg.codecs,
+            vec![AudioCodec::OPUS, Codec::Pcmu.into(), Codec::Pcma.into()]
+        );
+        // Today's G.711-only spelling keeps working; names are case-insensitive.
+        let text = MINIMAL.replace("[sip]", "codecs = [\"pcma\", \"Opus\"]\n[sip]");
+        let (_dir, path) = write(&text);
+        let cfg = PhoneFileConfig::load(&path).unwrap();
+        assert_eq!(cfg.codecs, vec![Codec::Pcma.into(), AudioCodec::OPUS]);
+        let text = MINIMAL.replace("[sip]", "codecs = [\"PCMU\", \"PCMA\"]\n[sip]");
+        let (_dir, path) = write(&text);
+        let cfg = PhoneFileConfig::load(&path).unwrap();
+        assert_eq!(cfg.codecs, vec![Codec::Pcmu.into(), Codec::Pcma.into()]);
+        let e = error(&MINIMAL.replace("[sip]", "codecs = [\"opus\", \"G729\"]\n[sip]"));
+        assert!(
+            e.contains(
+                "phone.toml:6: `codecs` \"G729\" is not a codec: use \"opus\", \"PCMU\" or \"PCMA\""
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //!   a stream shell frames on Content-Length first, a datagram is one message),
 //! - the signalling transport's state ([`PhoneCore::handle_transport`]),
 //! - the user's commands ([`PhoneCore::register`], [`PhoneCore::call`], [`PhoneCore::answer`],
-//!   [`PhoneCore::hangup`]),
+//!   [`PhoneCore::hangup`], [`PhoneCore::send_dtmf`]),
 //! - answers to what it asked for: key look-ups ([`PhoneCore::provide_key`]) and media addresses
 //!   ([`PhoneCore::provide_media`]),
 //! - time ([`PhoneCore::handle_timeout`]),
@@ -31,7 +31,8 @@
 //! # use std::time::{Instant, SystemTime};
 //! # use chaincall_phone::core::{Event, Need, PhoneCore};
 //! # fn demo(cfg: chaincall_phone::PhoneConfig, local: std::net::SocketAddr) {
-//! let mut core = PhoneCore::new(&cfg, local, "TCP", Instant::now(), SystemTime::now());
+//! let keystore = chaincall_passport::VerifierConfig::new(31337, chaincall_passport::KeystoreAddress([0x5f; 20]));
+//! let mut core = PhoneCore::new(&cfg, local, "TCP", keystore, Instant::now(), SystemTime::now());
 //! core.register(3600, Instant::now());
 //! loop {
 //!     match core.poll_output() {
@@ -52,7 +53,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chaincall_identity::{IdentityName, PhoneNumber, SafetyNumber, StaticDirectory};
 use chaincall_io::Output;
+use chaincall_media::AudioCodec;
 use chaincall_media::g711::Codec;
+use chaincall_media::sdp::TelephoneEvent;
 use chaincall_mikey::{NtpTime, Responder, ResponderConfig};
 use chaincall_passport::{
     Claims, Dest, Expected, IdentityHeader, KeyLocator, MediaBinding, Party, PassportError,
@@ -111,6 +114,14 @@ pub enum Need {
         /// The call.
         call_id: String,
     },
+    /// Send DTMF digits in the call's media as RFC 4733 telephone-events (checked by
+    /// [`PhoneCore::send_dtmf`]: the call is up, telephone-event negotiated, every digit valid).
+    SendDtmf {
+        /// The call.
+        call_id: String,
+        /// The digits (0–9, *, #, A–D).
+        digits: String,
+    },
 }
 
 /// Why a call ended.
@@ -148,7 +159,7 @@ pub struct CallSummary {
     /// Where the set-up time went.
     pub timings: SetupTimings,
     /// The codec.
-    pub codec: Codec,
+    pub codec: AudioCodec,
     /// The media was started ([`Need::StartMedia`] went out).
     pub keyed: bool,
     /// The signalling connection dropped while the call was in progress (its media went on).
@@ -300,7 +311,9 @@ struct Call {
     mode: KeyMode,
     verified_peer: Option<IdentityName>,
     safety_number: Option<SafetyNumber>,
-    codec: Codec,
+    codec: AudioCodec,
+    /// The negotiated telephone-event format, once keyed: DTMF can be sent.
+    telephone_event: Option<TelephoneEvent>,
     /// [`Need::BindMedia`] went out: the shell holds a socket (and maybe a task) for the call.
     media: bool,
     keyed: bool,
@@ -311,7 +324,7 @@ struct Call {
 }
 
 impl Call {
-    fn new(stage: Stage, peer: String, outgoing: bool, codec: Codec, mode: KeyMode) -> Call {
+    fn new(stage: Stage, peer: String, outgoing: bool, codec: AudioCodec, mode: KeyMode) -> Call {
         Call {
             stage,
             peer,
@@ -323,6 +336,7 @@ impl Call {
             verified_peer: None,
             safety_number: None,
             codec,
+            telephone_event: None,
             media: false,
             keyed: false,
             refusal: None,
@@ -383,6 +397,10 @@ impl std::fmt::Debug for PhoneCore {
             .finish_non_exhaustive()
     }
 }
+
+/// A call's codec until offer/answer settles it (the report of a call that never got keyed
+/// shows it).
+const PLACEHOLDER_CODEC: AudioCodec = AudioCodec::G711(Codec::Pcmu);
 
 /// The SIP status phrase for the codes an incoming call is refused with.
 fn short_reason(code: u16) -> &'static str {
@@ -564,7 +582,12 @@ impl PhoneCore {
             return call_id;
         }
         let mode = self.cfg.key_mode;
-        let codec = self.cfg.codecs.first().copied().unwrap_or(Codec::Pcmu);
+        let codec = self
+            .cfg
+            .codecs
+            .first()
+            .copied()
+            .unwrap_or(PLACEHOLDER_CODEC);
         let peer = target.as_str().to_owned();
         let target = target.clone();
         if mode.verified_on_chain() {
@@ -631,6 +654,48 @@ impl PhoneCore {
             }
         }
         self.pump(now);
+    }
+
+    /// Sends DTMF `digits` (0–9, *, #, A–D) in a call that is up, as RFC 4733 telephone-events:
+    /// [`Need::SendDtmf`] follows for the shell's media. Refused when the call is unknown or not
+    /// up yet, when offer/answer agreed no telephone-event format, or for a character that is
+    /// not a digit (or an event the peer did not announce).
+    pub fn send_dtmf(
+        &mut self,
+        call_id: &str,
+        digits: &str,
+        now: Instant,
+    ) -> Result<(), PhoneError> {
+        let call = self
+            .calls
+            .get(call_id)
+            .ok_or_else(|| PhoneError::Dtmf(format!("no call {call_id:?}")))?;
+        if !call.keyed || !matches!(call.stage, Stage::Up) {
+            return Err(PhoneError::Dtmf(format!("call {call_id:?} is not up")));
+        }
+        let format = call.telephone_event.as_ref().ok_or_else(|| {
+            PhoneError::Dtmf(format!(
+                "the peer of call {call_id:?} did not agree to telephone-event (RFC 4733)"
+            ))
+        })?;
+        if digits.is_empty() {
+            return Err(PhoneError::Dtmf("no digits".into()));
+        }
+        for d in digits.chars() {
+            let event = chaincall_media::dtmf::digit_to_event(d)
+                .map_err(|e| PhoneError::Dtmf(e.to_string()))?;
+            if !format.supports(event) {
+                return Err(PhoneError::Dtmf(format!(
+                    "the peer does not take the event for {d:?}"
+                )));
+            }
+        }
+        self.events.push_back(Event::Need(Need::SendDtmf {
+            call_id: call_id.to_owned(),
+            digits: digits.to_owned(),
+        }));
+        self.pump(now);
+        Ok(())
     }
 
     /// The answer to [`Need::LookupKey`] for `name`: the calls waiting for it go on. An answer
@@ -1101,7 +1166,7 @@ impl PhoneCore {
                         },
                         peer,
                         false,
-                        Codec::Pcmu,
+                        PLACEHOLDER_CODEC,
                         KeyMode::MikeyPke,
                     ),
                 );
@@ -1119,7 +1184,7 @@ impl PhoneCore {
                 let peer = from.user.clone();
                 self.calls.insert(
                     call_id.clone(),
-                    Call::new(Stage::Up, peer, false, Codec::Pcmu, KeyMode::MikeyPke),
+                    Call::new(Stage::Up, peer, false, PLACEHOLDER_CODEC, KeyMode::MikeyPke),
                 );
                 self.decide_incoming(
                     &call_id,
@@ -1403,6 +1468,7 @@ impl PhoneCore {
         call.mode = neg.mode;
         call.verified_peer = neg.verified_peer.clone();
         call.codec = neg.codec;
+        call.telephone_event = neg.telephone_event.clone();
         // Only for a peer MIKEY proved against the key we looked up: that key is the one the
         // user compares.
         call.safety_number = match (&neg.verified_peer, &call.lookup) {

@@ -107,6 +107,9 @@ pub enum PhoneError {
     /// The configuration.
     #[error("configuration: {0}")]
     Config(String),
+    /// DTMF could not be sent (no such call, not up, no telephone-event, not a digit).
+    #[error("DTMF: {0}")]
+    Dtmf(String),
     /// A socket or file.
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -66,6 +66,7 @@ pub use error::{CallError, PhoneError};
 pub use keys::{KeyLookup, LookedUp};
 pub use negotiation::KeyMode;
 pub use phone::{
-    CallReport, Phone, PhoneConfig, PhoneEvent, PhoneEvents, SetupTimings, Signalling,
+    CallReport, DEFAULT_CODECS, Phone, PhoneConfig, PhoneEvent, PhoneEvents, SetupTimings,
+    Signalling,
 };
 pub use store::PhoneSecrets;

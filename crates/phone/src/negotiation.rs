@@ -13,7 +13,8 @@ use std::net::{IpAddr, SocketAddr};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use chaincall_identity::{IdentityKey, IdentityName, KeyDirectory, Randomness, Secret};
-use chaincall_media::g711::Codec;
+use chaincall_media::AudioCodec;
+use chaincall_media::sdp::{self as media_sdp, Format, TelephoneEvent};
 use chaincall_mikey::{
     Initiator, Mode, NtpTime, OfferConfig, Responder, SrtpKeys, SrtpPolicy, Stream,
 };
@@ -67,8 +68,8 @@ impl std::str::FromStr for KeyMode {
 pub struct LocalMedia {
     /// Our RTP (and, with rtcp-mux, RTCP) address.
     pub addr: SocketAddr,
-    /// Codecs we accept, preferred first.
-    pub codecs: Vec<Codec>,
+    /// Codecs we accept, preferred first (offered in this order, with telephone-event).
+    pub codecs: Vec<AudioCodec>,
     /// Where SSRCs, SDP session IDs, SDES keys and MIKEY's randomness come from (the OS CSPRNG in
     /// production; seeded in tests, so an offer can be replayed byte for byte).
     pub randomness: Randomness,
@@ -107,8 +108,10 @@ pub struct NegotiatedMedia {
     /// Where our RTCP goes: `remote` with rtcp-mux (RFC 5761) agreed, else the next port up
     /// (RFC 3550 §11).
     pub rtcp_remote: SocketAddr,
-    /// The codec both sides use.
-    pub codec: Codec,
+    /// The codec both sides use, on its negotiated payload type.
+    pub codec: AudioCodec,
+    /// telephone-event (RFC 4733 DTMF), when both sides have it.
+    pub telephone_event: Option<TelephoneEvent>,
     /// How the keys were agreed.
     pub mode: KeyMode,
     /// The identity the keys are bound to, checked against the chain (MIKEY); `None` with SDES.
@@ -130,7 +133,7 @@ pub struct Offer {
     /// Secret: with SDES it carries our sending key inline (`a=crypto`).
     sdp: Secret<String>,
     local_ssrc: u32,
-    codecs: Vec<Codec>,
+    codecs: Vec<AudioCodec>,
     callee: IdentityName,
     mikey: Option<Initiator>,
     sdes_key: Option<Secret<Vec<u8>>>,
@@ -139,25 +142,24 @@ pub struct Offer {
 const SDES_SUITE: &str = "AES_CM_128_HMAC_SHA1_80";
 const MIKEY_PROFILE: Profile = Profile::AesCm128HmacSha1_80;
 
-fn media_section(local: &LocalMedia, proto: &str, rtcp_mux: bool) -> Media {
-    let formats: Vec<String> = local
-        .codecs
-        .iter()
-        .map(|c| c.payload_type().to_string())
-        .collect();
-    let refs: Vec<&str> = formats.iter().map(String::as_str).collect();
-    let mut m = Media::new("audio", local.addr.port(), proto, &refs);
-    for c in &local.codecs {
-        m.push_attr(
-            "rtpmap",
-            Some(&format!("{} {}/8000", c.payload_type(), c.rtpmap_name())),
-        );
-    }
-    m.push_attr("ptime", Some("20"));
+/// Our audio section without its formats: the caller writes them (`media_sdp::write_offer` or
+/// `write_answer`), then [`finish_section`] adds rtcp-mux and the direction.
+fn empty_section(local: &LocalMedia, proto: &str) -> Media {
+    Media::new("audio", local.addr.port(), proto, &[])
+}
+
+fn finish_section(m: &mut Media, rtcp_mux: bool) {
     if rtcp_mux {
         m.push_attr("rtcp-mux", None);
     }
     m.push_attr("sendrecv", None);
+}
+
+/// An offer's audio section: every configured codec in preference order, telephone-event.
+fn offer_section(local: &LocalMedia, proto: &str) -> Media {
+    let mut m = empty_section(local, proto);
+    media_sdp::write_offer(&mut m, &local.codecs, true);
+    finish_section(&mut m, true);
     m
 }
 
@@ -182,7 +184,7 @@ fn session(profile: Profile, key_and_salt: &[u8]) -> Result<SrtpSession, CallErr
 struct Keyed {
     remote: SocketAddr,
     rtcp_remote: SocketAddr,
-    codec: Codec,
+    chosen: media_sdp::Negotiated,
     mode: KeyMode,
     verified_peer: Option<IdentityName>,
     local_ssrc: u32,
@@ -198,7 +200,8 @@ impl Keyed {
         Ok(NegotiatedMedia {
             remote: self.remote,
             rtcp_remote: self.rtcp_remote,
-            codec: self.codec,
+            codec: self.chosen.codec,
+            telephone_event: self.chosen.telephone_event,
             mode: self.mode,
             verified_peer: self.verified_peer,
             local_ssrc: self.local_ssrc,
@@ -262,7 +265,7 @@ impl Offer {
             name: "key-mgmt".into(),
             value: Some(format!("mikey {}", B64.encode(initiator.offer()))),
         });
-        sdp.media.push(media_section(local, "RTP/SAVP", true));
+        sdp.media.push(offer_section(local, "RTP/SAVP"));
         Ok(Offer {
             mode,
             sdp: Secret::new(sdp.to_string_crlf()),
@@ -279,7 +282,7 @@ impl Offer {
         let mut key = Secret::new(vec![0u8; 30]);
         local.randomness.fill(&mut key);
         let mut sdp = base_sdp(local);
-        let mut m = media_section(local, "RTP/SAVP", true);
+        let mut m = offer_section(local, "RTP/SAVP");
         m.push_attr(
             "crypto",
             Some(&format!("1 {SDES_SUITE} inline:{}", B64.encode(&key[..]))),
@@ -315,7 +318,24 @@ impl Offer {
         now: NtpTime,
     ) -> Result<NegotiatedMedia, CallError> {
         let sdp = Sdp::parse(answer).map_err(|e| CallError::Sdp(e.to_string()))?;
-        let (remote, codec, media) = pick_media(&sdp, &self.codecs)?;
+        let (remote, media) = audio_section(&sdp)?;
+        // The answer's choice: its first codec that we offered (the answerer sends what it lists
+        // first, so that is what we must expect), on the answer's payload types (ours, RFC 3264
+        // §6.1).
+        let answered: Vec<AudioCodec> = media_sdp::formats(media)
+            .into_iter()
+            .filter_map(|f| match f {
+                Format::Audio(c, _) => Some(c),
+                _ => None,
+            })
+            .filter(|c| {
+                self.codecs
+                    .iter()
+                    .any(|o| o.encoding_name() == c.encoding_name())
+            })
+            .collect();
+        let chosen = media_sdp::negotiate(&answered, media, true)
+            .ok_or_else(|| no_common_codec(&self.codecs))?;
         let rtcp_remote = rtcp_target(remote, media);
         match self.mode {
             KeyMode::Sdes => {
@@ -327,7 +347,7 @@ impl Offer {
                 Ok(Keyed {
                     remote,
                     rtcp_remote,
-                    codec,
+                    chosen,
                     mode: KeyMode::Sdes,
                     verified_peer: None,
                     local_ssrc: self.local_ssrc,
@@ -359,7 +379,7 @@ impl Offer {
                 Ok(Keyed {
                     remote,
                     rtcp_remote,
-                    codec,
+                    chosen,
                     mode: self.mode,
                     verified_peer: Some(self.callee.clone()),
                     local_ssrc: self.local_ssrc,
@@ -416,23 +436,13 @@ fn sdes_key(media: &Media) -> Result<Secret<Vec<u8>>, CallError> {
     Ok(raw)
 }
 
-/// The first audio section with a codec we take, its address and the codec.
-fn pick_media<'s>(
-    sdp: &'s Sdp,
-    ours: &[Codec],
-) -> Result<(SocketAddr, Codec, &'s Media), CallError> {
+/// The first active audio section and where its media goes.
+fn audio_section(sdp: &Sdp) -> Result<(SocketAddr, &Media), CallError> {
     let media = sdp
         .media
         .iter()
         .find(|m| m.media == "audio" && m.port != 0)
         .ok_or_else(|| CallError::Sdp("no active audio stream".into()))?;
-    let codec = media
-        .formats
-        .iter()
-        .filter_map(|f| f.parse::<u8>().ok())
-        .filter_map(Codec::from_payload_type)
-        .find(|c| ours.contains(c))
-        .ok_or_else(|| CallError::Sdp("no common codec (PCMU or PCMA)".into()))?;
     let conn = media
         .connections
         .first()
@@ -445,7 +455,13 @@ fn pick_media<'s>(
         .unwrap_or_default()
         .parse()
         .map_err(|_| CallError::Sdp(format!("c= address {:?} is not an IP", conn.address)))?;
-    Ok((SocketAddr::new(ip, media.port), codec, media))
+    Ok((SocketAddr::new(ip, media.port), media))
+}
+
+/// No codec in common: an SDP error (the answerer refuses the call with 488) naming ours.
+fn no_common_codec(ours: &[AudioCodec]) -> CallError {
+    let names: Vec<&str> = ours.iter().map(|c| c.encoding_name()).collect();
+    CallError::Sdp(format!("no common codec (we take {})", names.join(", ")))
 }
 
 /// RFC 5761 §5.1.1: multiplex only when the answer (or, for the answerer, the offer) has
@@ -526,18 +542,15 @@ impl IncomingOffer {
         local: &LocalMedia,
         now: NtpTime,
     ) -> Result<(String, NegotiatedMedia), CallError> {
-        let (remote, codec, media) = pick_media(&self.sdp, &local.codecs)?;
+        let (remote, media) = audio_section(&self.sdp)?;
+        // Our preference first (RFC 3264 §6.1 lets the answerer choose), on the offer's numbers.
+        let chosen = media_sdp::negotiate(&local.codecs, media, true)
+            .ok_or_else(|| no_common_codec(&local.codecs))?;
         let rtcp_remote = rtcp_target(remote, media);
         let mut answer = base_sdp(local);
-        let mut m = media_section(
-            &LocalMedia {
-                addr: local.addr,
-                codecs: vec![codec],
-                randomness: local.randomness.clone(),
-            },
-            "RTP/SAVP",
-            rtcp_remote == remote,
-        );
+        let mut m = empty_section(local, "RTP/SAVP");
+        media_sdp::write_answer(&mut m, &chosen);
+        finish_section(&mut m, rtcp_remote == remote);
         let local_ssrc = u32::from_be_bytes(local.randomness.bytes());
         let negotiated = match (&self.mikey, self.mode) {
             (Some(msg), _) => {
@@ -564,7 +577,7 @@ impl IncomingOffer {
                 Keyed {
                     remote,
                     rtcp_remote,
-                    codec,
+                    chosen,
                     mode: match accepted.mode {
                         Mode::DhSign => KeyMode::MikeyDhSign,
                         _ => KeyMode::MikeyPke,
@@ -595,7 +608,7 @@ impl IncomingOffer {
                 Keyed {
                     remote,
                     rtcp_remote,
-                    codec,
+                    chosen,
                     mode: KeyMode::Sdes,
                     verified_peer: None,
                     local_ssrc,

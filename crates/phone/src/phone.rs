@@ -30,7 +30,10 @@ use chaincall_identity::{
 };
 use chaincall_io::Output;
 use chaincall_media::g711::Codec;
-use chaincall_media::{MediaChannel, MediaConfig, MediaSession, MediaStats};
+use chaincall_media::jitter::JitterStats;
+use chaincall_media::{
+    AudioCodec, MediaChannel, MediaConfig, MediaEvent, MediaOptions, MediaSession, MediaStats,
+};
 use chaincall_sip::framing::{Frame, StreamFramer};
 use chaincall_sip::message::ParseLimits;
 use chaincall_tls_psk::{OpensslCrypto, TlsPskClient, TlsPskConfig, TlsPskError};
@@ -73,6 +76,14 @@ pub enum Signalling {
     },
 }
 
+/// The codecs a phone offers and takes unless configured otherwise, preferred first: Opus
+/// between chaincall phones, G.711 for phones without it.
+pub const DEFAULT_CODECS: [AudioCodec; 3] = [
+    AudioCodec::OPUS,
+    AudioCodec::G711(Codec::Pcmu),
+    AudioCodec::G711(Codec::Pcma),
+];
+
 /// What a phone needs to run.
 #[derive(Clone)]
 pub struct PhoneConfig {
@@ -88,8 +99,8 @@ pub struct PhoneConfig {
     pub signalling: Signalling,
     /// Address to bind media sockets to.
     pub media_ip: IpAddr,
-    /// Codecs, preferred first.
-    pub codecs: Vec<Codec>,
+    /// Codecs, preferred first ([`DEFAULT_CODECS`]: Opus, then G.711 PCMU and PCMA).
+    pub codecs: Vec<AudioCodec>,
     /// Key mode for outgoing calls.
     pub key_mode: KeyMode,
     /// Where to append SRTP master keys for debugging (`--keylog`); `None` (the default) writes none.
@@ -171,14 +182,16 @@ pub struct CallReport {
     pub signalling_lost: bool,
     /// Packet counts.
     pub stats: MediaStats,
-    /// G.711 payload we sent, in order.
+    /// Audio payload we sent, in order (G.711 octets; Opus packets back to back).
     pub sent_payload: Vec<u8>,
-    /// G.711 payload we received, in sequence order.
+    /// Audio payload we received, in sequence order.
     pub received_payload: Vec<u8>,
-    /// The received audio, decoded.
+    /// The received audio, decoded, at 8 kHz.
     pub recorded: Vec<i16>,
     /// The codec.
-    pub codec: Codec,
+    pub codec: AudioCodec,
+    /// The receive jitter buffer's counters (played out every 20 ms during the call).
+    pub jitter: JitterStats,
 }
 
 /// What the phone tells its user.
@@ -238,6 +251,13 @@ pub enum PhoneEvent {
         /// Why.
         reason: String,
     },
+    /// The peer sent a DTMF digit (an RFC 4733 telephone-event), once per key press.
+    Dtmf {
+        /// The call.
+        call_id: String,
+        /// The digit: 0–9, *, #, A–D.
+        digit: char,
+    },
 }
 
 enum Command {
@@ -255,6 +275,11 @@ enum Command {
     },
     Hangup {
         call_id: String,
+    },
+    Dtmf {
+        call_id: String,
+        digits: String,
+        reply: oneshot::Sender<Result<(), PhoneError>>,
     },
     Shutdown,
 }
@@ -342,6 +367,21 @@ impl Phone {
         .await
     }
 
+    /// Sends DTMF `digits` (0–9, *, #, A–D) in a call that is up, as RFC 4733 telephone-events
+    /// (100 ms each, 50 ms apart; the audio pauses meanwhile). An error when the call is not up,
+    /// the peer agreed no telephone-event format, or a character is not a digit.
+    pub async fn send_dtmf(&self, call_id: &str, digits: &str) -> Result<(), PhoneError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Dtmf {
+            call_id: call_id.to_owned(),
+            digits: digits.to_owned(),
+            reply: tx,
+        })
+        .await?;
+        rx.await
+            .map_err(|_| PhoneError::Signalling("the phone has stopped".into()))?
+    }
+
     /// Stops the phone (unregistering first is the caller's choice).
     pub async fn shutdown(&self) {
         let _ = self.cmd.send(Command::Shutdown).await;
@@ -368,6 +408,8 @@ struct CallMedia {
 
 struct MediaTask {
     stop: oneshot::Sender<()>,
+    /// Digits to send, checked by the core.
+    dtmf: mpsc::UnboundedSender<String>,
     done: tokio::task::JoinHandle<MediaSession>,
 }
 
@@ -908,6 +950,13 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             }
             Command::Answer { call_id, accept } => self.core.answer(&call_id, accept, now),
             Command::Hangup { call_id } => self.core.hangup(&call_id, now),
+            Command::Dtmf {
+                call_id,
+                digits,
+                reply,
+            } => {
+                let _ = reply.send(self.core.send_dtmf(&call_id, &digits, now));
+            }
             Command::Shutdown => {}
         }
     }
@@ -1021,6 +1070,11 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                 self.core.provide_media(&call_id, addr, Instant::now());
             }
             Need::StartMedia { call_id, media } => self.start_media(&call_id, *media),
+            Need::SendDtmf { call_id, digits } => {
+                if let Some(task) = self.media.get(&call_id).and_then(|m| m.task.as_ref()) {
+                    let _ = task.dtmf.send(digits);
+                }
+            }
             Need::StopMedia { call_id } => {
                 let Some(media) = self.media.remove(&call_id) else {
                     return;
@@ -1047,29 +1101,48 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             return;
         };
         media.inbound_key = inbound;
+        // `MediaConfig` names a G.711 codec; with Opus, `MediaOptions::audio_codec` overrides it.
+        let g711 = match neg.codec {
+            AudioCodec::G711(c) => c,
+            AudioCodec::Opus { .. } => Codec::Pcmu,
+        };
         let mut config = MediaConfig::new(
-            neg.codec,
+            g711,
             neg.local_ssrc,
             format!("{}@chaincall", self.cfg.number),
         );
         config.rtcp_interval = Duration::from_millis(500);
-        let session = MediaSession::new(
+        let options = MediaOptions {
+            audio_codec: Some(neg.codec),
+            telephone_event: neg.telephone_event,
+            ..MediaOptions::default()
+        };
+        // The 8 kHz source as before: the session resamples it for Opus.
+        let session = MediaSession::with_options(
             config,
+            options,
             neg.outbound,
             neg.inbound,
             (*self.cfg.audio).clone(),
             Instant::now(),
         );
         let (stop_tx, stop_rx) = oneshot::channel();
+        let (dtmf_tx, dtmf_rx) = mpsc::unbounded_channel();
         let done = tokio::spawn(run_media(
-            media.socket.clone(),
-            neg.remote,
-            neg.rtcp_remote,
+            MediaLink {
+                socket: media.socket.clone(),
+                remote: neg.remote,
+                rtcp_remote: neg.rtcp_remote,
+                call_id: call_id.to_owned(),
+                events: self.events.clone(),
+            },
             session,
             stop_rx,
+            dtmf_rx,
         ));
         media.task = Some(MediaTask {
             stop: stop_tx,
+            dtmf: dtmf_tx,
             done,
         });
     }
@@ -1129,21 +1202,47 @@ fn call_report(call_id: String, call: CallSummary, session: &MediaSession) -> Ca
         received_payload: session.received_payload(),
         recorded: session.recorded_audio(),
         codec: call.codec,
+        jitter: session.jitter_stats(),
     }
 }
 
-/// Moves SRTP between the socket and the session until told to stop, then sends the final RTCP.
-async fn run_media(
+/// Where a call's media goes, and where its DTMF events are told.
+struct MediaLink {
     socket: Arc<UdpSocket>,
     remote: SocketAddr,
     rtcp_remote: SocketAddr,
+    call_id: String,
+    events: mpsc::UnboundedSender<PhoneEvent>,
+}
+
+/// Moves SRTP between the socket and the session until told to stop, then sends the final RTCP.
+/// Plays the received audio out of the jitter buffer every packet time (nothing renders it yet;
+/// it keeps the buffer's statistics, which the call report shows, true to a listener's call),
+/// sends the digits the core passed and tells received ones as [`PhoneEvent::Dtmf`].
+async fn run_media(
+    link: MediaLink,
     mut session: MediaSession,
     mut stop: oneshot::Receiver<()>,
+    mut dtmf: mpsc::UnboundedReceiver<String>,
 ) -> MediaSession {
+    let MediaLink {
+        socket,
+        remote,
+        rtcp_remote,
+        call_id,
+        events,
+    } = link;
     let mut buf = vec![0u8; 2048];
     let mut stopping = false;
+    let ptime = Duration::from_millis(u64::from(session.config().ptime_ms));
+    let mut next_playout = Instant::now();
     loop {
         let now = Instant::now();
+        // One frame per packet time, each at its own slot (late wake-ups catch up).
+        while next_playout <= now {
+            session.pop_audio(next_playout);
+            next_playout += ptime;
+        }
         let deadline = loop {
             match session.poll_output(now) {
                 Output::Transmit(pkt) => {
@@ -1162,7 +1261,9 @@ async fn run_media(
         if stopping {
             break;
         }
-        let deadline = deadline.unwrap_or_else(|| now + Duration::from_millis(200));
+        let deadline = deadline
+            .unwrap_or_else(|| now + Duration::from_millis(200))
+            .min(next_playout);
         tokio::select! {
             r = socket.recv_from(&mut buf) => match r {
                 Ok((n, from)) => {
@@ -1170,12 +1271,26 @@ async fn run_media(
                         debug!(%from, "media from an unexpected address dropped");
                         continue;
                     }
-                    if let Err(e) = session.handle_input(&buf[..n], Instant::now()) {
-                        debug!(error = %e, "media packet rejected");
+                    match session.handle_input(&buf[..n], Instant::now()) {
+                        Ok(MediaEvent::Dtmf(Some(event))) => {
+                            if let Some(digit) = event.digit {
+                                let _ = events.send(PhoneEvent::Dtmf {
+                                    call_id: call_id.clone(),
+                                    digit,
+                                });
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => debug!(error = %e, "media packet rejected"),
                     }
                 }
                 Err(e) => debug!(error = %e, "media receive failed"),
             },
+            Some(digits) = dtmf.recv() => {
+                if let Err(e) = session.send_dtmf(&digits) {
+                    warn!(error = %e, "DTMF not sent");
+                }
+            }
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}
             _ = &mut stop, if !stopping => {
                 session.finish(Instant::now());

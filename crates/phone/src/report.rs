@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use chaincall_media::jitter::JitterStats;
 use serde::Serialize;
 use serde_json::json;
 
@@ -14,7 +15,7 @@ use crate::config_file::PhoneFileConfig;
 use crate::phone::CallReport;
 use crate::store::PhoneSecrets;
 
-/// Sample rate of the recordings (G.711): samples per second.
+/// Sample rate of the recordings (8 kHz, whatever the codec): samples per second.
 const SAMPLE_RATE: f64 = 8000.0;
 
 /// The caller in JSON lines: `{uri, display_name, claimed, verification, reason}`.
@@ -65,7 +66,7 @@ pub struct CallReportJson<'a> {
     pub direction: &'static str,
     /// How the SRTP keys were agreed (`mikey-pke`, `sdes`, …).
     pub key_mode: &'static str,
-    /// The codec's rtpmap name.
+    /// The codec's rtpmap name: `opus`, `PCMU` or `PCMA`.
     pub codec: &'static str,
     /// The peer whose on-chain key the call's keys are bound to.
     pub verified_peer: Option<&'a str>,
@@ -99,6 +100,9 @@ pub struct CallReportJson<'a> {
     pub recorded_samples: usize,
     /// Seconds received.
     pub recorded_seconds: f64,
+    /// The receive jitter buffer's counters (docs/audio.md, "Statistics"): loss, lateness,
+    /// concealment, FEC, delays, interarrival jitter.
+    pub jitter: &'a JitterStats,
 }
 
 impl<'a> CallReportJson<'a> {
@@ -111,7 +115,7 @@ impl<'a> CallReportJson<'a> {
             caller: r.caller.as_ref().map(CallerJson::from),
             direction: if r.outgoing { "outgoing" } else { "incoming" },
             key_mode: r.mode.name(),
-            codec: r.codec.rtpmap_name(),
+            codec: r.codec.encoding_name(),
             verified_peer: r.verified_peer.as_ref().map(|p| p.as_str()),
             protection: protection(r),
             key_retrieval_ms: ms(r.timings.key_retrieval),
@@ -128,6 +132,7 @@ impl<'a> CallReportJson<'a> {
             recording: recording.display().to_string(),
             recorded_samples: r.recorded.len(),
             recorded_seconds: recorded_seconds(r),
+            jitter: &r.jitter,
         }
     }
 }
@@ -147,7 +152,7 @@ impl std::fmt::Display for TextReport<'_> {
         let r = self.report;
         let (t, stats) = (&r.timings, &r.stats);
         let direction = if r.outgoing { "to" } else { "from" };
-        let (mode, codec) = (r.mode.name(), r.codec.rtpmap_name());
+        let (mode, codec) = (r.mode.name(), r.codec.encoding_name());
         writeln!(
             f,
             "call {direction} {} ({mode}, {codec}, {})",
@@ -180,6 +185,19 @@ impl std::fmt::Display for TextReport<'_> {
             stats.rtp_rejected,
             stats.rtcp_sent,
             stats.rtcp_received
+        )?;
+        let j = &r.jitter;
+        writeln!(
+            f,
+            "  jitter buffer  lost {}, late {}, concealed {}, FEC {}; delay {} ms (target {} ms), \
+             jitter {:.1} ms",
+            j.lost,
+            j.late,
+            j.concealed,
+            j.fec_recovered,
+            j.current_delay_ms,
+            j.target_delay_ms,
+            j.jitter_ms
         )?;
         if r.signalling_lost {
             writeln!(

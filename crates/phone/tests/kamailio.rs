@@ -341,8 +341,8 @@ fn phone_config(
         signalling: Signalling::Tcp { addr: kamailio },
         media_ip: "127.0.0.1".parse().unwrap(),
         codecs: vec![
-            chaincall_media::g711::Codec::Pcmu,
-            chaincall_media::g711::Codec::Pcma,
+            chaincall_media::g711::Codec::Pcmu.into(),
+            chaincall_media::g711::Codec::Pcma.into(),
         ],
         key_mode: KeyMode::MikeyPke,
         keylog,

@@ -24,7 +24,7 @@ fn party(number: &str, port: u16) -> Party {
         key: IdentityKey::generate(),
         media: LocalMedia {
             addr: format!("127.0.0.1:{port}").parse().unwrap(),
-            codecs: vec![Codec::Pcmu, Codec::Pcma],
+            codecs: vec![Codec::Pcmu.into(), Codec::Pcma.into()],
             randomness: Randomness::os(),
         },
     }
@@ -81,7 +81,7 @@ fn every_mode_keys_both_directions() {
         );
         assert_eq!(caller.remote.port(), 5000);
         assert_eq!(callee.remote.port(), 4000);
-        assert_eq!(caller.codec, Codec::Pcmu);
+        assert_eq!(caller.codec, Codec::Pcmu.into());
         // Both are chaincall phones: rtcp-mux offered and accepted (RFC 5761).
         assert_eq!(caller.rtcp_remote, caller.remote);
         assert_eq!(callee.rtcp_remote, callee.remote);
@@ -246,8 +246,8 @@ fn no_common_codec_is_refused() {
     let (a, mut b) = (party("+15551230001", 4000), party("+15551230002", 5000));
     let dir = directory(&[(&a, KeyStatus::Approved), (&b, KeyStatus::Approved)]);
     let mut a_only = a;
-    a_only.media.codecs = vec![Codec::Pcma];
-    b.media.codecs = vec![Codec::Pcmu];
+    a_only.media.codecs = vec![Codec::Pcma.into()];
+    b.media.codecs = vec![Codec::Pcmu.into()];
     let o = offer(KeyMode::Sdes, &a_only, &b, &dir).unwrap();
     let err = IncomingOffer::parse(o.sdp().as_bytes())
         .unwrap()

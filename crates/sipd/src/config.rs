@@ -285,6 +285,9 @@ pub struct Config {
     /// Registrar settings.
     #[serde(deserialize_with = "checked")]
     pub registrar: RegistrarConfig,
+    /// Where registrations live: in memory, or a PostgreSQL `location` table.
+    #[serde(deserialize_with = "checked")]
+    pub location: LocationConfig,
     /// Protection limits.
     #[serde(deserialize_with = "checked")]
     pub limits: LimitsConfig,
@@ -642,6 +645,82 @@ impl Section for RegistrarConfig {
     }
 }
 
+/// The location service's backend (`[location] backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LocationBackend {
+    /// In this process's memory: the default, no database server; a restart forgets every phone.
+    #[default]
+    Memory,
+    /// A PostgreSQL `location` table (Kamailio usrloc's columns): registrations survive restarts.
+    Postgres,
+}
+
+/// `[location]`: where registrations live. Its `Debug` shows the database URL without its
+/// password.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocationConfig {
+    /// `memory` or `postgres`.
+    pub backend: LocationBackend,
+    /// `postgres://user:pass@host/db` for the `postgres` backend (its password is never logged).
+    pub database: String,
+    /// This node's name, stored with each binding it makes (`node_id` column).
+    pub node_id: String,
+    /// Seconds an address-of-record's bindings read from the database are reused before it is
+    /// read again (`cache_secs`); while the database is unreachable they keep being used.
+    #[serde(rename = "cache_secs", deserialize_with = "secs")]
+    pub cache: Duration,
+    /// Addresses-of-record kept in that cache at most; least recently used dropped first.
+    pub cache_entries: usize,
+}
+
+impl std::fmt::Debug for LocationConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocationConfig")
+            .field("backend", &self.backend)
+            .field(
+                "database",
+                &crate::location::postgres::redact_url(&self.database),
+            )
+            .field("node_id", &self.node_id)
+            .field("cache", &self.cache)
+            .field("cache_entries", &self.cache_entries)
+            .finish()
+    }
+}
+
+impl Default for LocationConfig {
+    fn default() -> Self {
+        LocationConfig {
+            backend: LocationBackend::Memory,
+            database: String::new(),
+            node_id: "sipd".into(),
+            cache: Duration::from_secs(5),
+            cache_entries: 100_000,
+        }
+    }
+}
+
+impl Section for LocationConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.backend == LocationBackend::Postgres
+            && !(self.database.starts_with("postgres://")
+                || self.database.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Invalid(
+                "location: backend = \"postgres\" needs database = \"postgres://…\"".into(),
+            ));
+        }
+        if self.node_id.is_empty() || self.node_id.len() > 64 || self.cache_entries == 0 {
+            return Err(ConfigError::Invalid(
+                "location: node_id must be 1 to 64 characters and cache_entries > 0".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Protection limits.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -685,6 +764,7 @@ impl Default for Config {
             static_route: None,
             auth: AuthConfig::default(),
             registrar: RegistrarConfig::default(),
+            location: LocationConfig::default(),
             limits: LimitsConfig::default(),
             metrics_listen: None,
             timers: TimersConfig::default(),
@@ -764,6 +844,7 @@ impl Config {
         }
         self.auth.check()?;
         self.registrar.check()?;
+        self.location.check()?;
         self.limits.check()?;
         self.timers.check()?;
         if let Some(t) = &self.tls_psk {
@@ -795,6 +876,32 @@ mod tests {
         assert_eq!(t.identity.as_str(), "sip.example.org");
         assert_eq!(t.min_version, TlsVersion::Tls12);
         assert_eq!(t.keylog_file, None, "no key logging unless asked for");
+        assert_eq!(
+            c.location.backend,
+            LocationBackend::Memory,
+            "no database needed"
+        );
+    }
+
+    #[test]
+    fn the_postgres_location_needs_a_database_url() {
+        // Refused where it is written, naming what is missing.
+        let e = parse("[location]\nbackend = \"postgres\"\n").unwrap_err();
+        assert!(e.to_string().contains("database"), "{e}");
+        let c = parse(
+            "[location]\nbackend = \"postgres\"\ndatabase = \"postgres://u:p@h/d\"\n\
+             node_id = \"node-2\"\ncache_secs = 0\ncache_entries = 10\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.location.node_id, "node-2");
+        assert_eq!(c.location.cache, Duration::ZERO);
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("postgres://u:***@h/d") && !shown.contains(":p@"),
+            "{shown}"
+        );
+        assert!(parse("[location]\nbackend = \"redis\"\n").is_err());
     }
 
     #[test]

@@ -199,7 +199,7 @@ pub struct Metrics {
     pub auth_failures: Counter,
     /// Requests refused by the rate limit.
     pub rate_limited: Counter,
-    /// Live registrations (bindings), refreshed once a second.
+    /// Registrations (bindings) held, updated as they are added, removed or expire.
     pub registrations: Gauge,
     /// Successful REGISTER requests (bindings added, refreshed or removed).
     pub registers_ok: Counter,

@@ -23,9 +23,12 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, error, info, warn};
 
+use crate::config::LocationBackend;
 use crate::config::{AuthMode, Config, ConfigError, Listen, ListenTransport};
 use crate::core::{Core, Need, StreamKind, Transport};
 use crate::db::{BoxFuture, CredentialStore, Db, DbError, Subscriber};
+use crate::location::postgres::PgLocation;
+use crate::location::{LocationError, LocationStore, RegisterAnswer, StoredBinding};
 use crate::metrics::Metrics;
 
 /// Server start-up failures.
@@ -51,6 +54,9 @@ pub enum ServeError {
     /// The TLS-PSK transport could not be set up.
     #[error("cannot set up TLS-PSK")]
     Tls(#[from] crate::tls::TlsSetupError),
+    /// The PostgreSQL location could not be opened (its URL named, password redacted).
+    #[error(transparent)]
+    Location(#[from] LocationError),
 }
 
 enum Ev {
@@ -73,6 +79,17 @@ enum Ev {
         username: String,
         domain: String,
         found: Option<Option<Subscriber>>,
+    },
+    /// An AOR's stored bindings were read (`None`: the read failed or timed out).
+    Bindings {
+        username: String,
+        domain: String,
+        found: Option<Vec<StoredBinding>>,
+    },
+    /// A REGISTER's write finished (`Err`: the database failed or timed out).
+    Registered {
+        ticket: u64,
+        answer: RegisterAnswer,
     },
 }
 
@@ -258,6 +275,8 @@ pub struct Server {
     psk: Option<chaincall_tls_psk::PskServer>,
     metrics_listener: Option<TcpListener>,
     db: Option<Arc<dyn CredentialStore>>,
+    /// The stored location (`[location] backend = "postgres"`).
+    location: Option<Arc<dyn LocationStore>>,
     metrics: Arc<Metrics>,
     /// What `/readyz` checks beside the listeners: the keystore chain, the subscriber store.
     probes: Vec<(&'static str, Probe)>,
@@ -381,6 +400,13 @@ impl Server {
         } else {
             None
         };
+        let location = match cfg.location.backend {
+            LocationBackend::Memory => None,
+            LocationBackend::Postgres => {
+                Some(Arc::new(PgLocation::connect(&cfg.location.database).await?)
+                    as Arc<dyn LocationStore>)
+            }
+        };
         let mut secret = [0u8; 32];
         OsRng.fill_bytes(&mut secret);
         let core = Core::new(&cfg, secret, metrics.clone(), Instant::now())?;
@@ -403,6 +429,7 @@ impl Server {
             psk,
             metrics_listener,
             db,
+            location,
             metrics,
             probes: Vec::new(),
             cfg,
@@ -437,6 +464,12 @@ impl Server {
         self.db = Some(store);
     }
 
+    /// Keeps registrations in `store` instead of the `[location] database` (used with
+    /// `backend = "postgres"`; a failing or slow store in tests).
+    pub fn set_location_store(&mut self, store: Arc<dyn LocationStore>) {
+        self.location = Some(store);
+    }
+
     /// Runs until `shutdown` completes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Server {
@@ -450,6 +483,7 @@ impl Server {
             psk,
             metrics_listener,
             db,
+            location,
             metrics,
             mut probes,
             cfg,
@@ -521,6 +555,18 @@ impl Server {
                 }),
             ));
         }
+        if let Some(location) = &location {
+            let location = location.clone();
+            probes.push((
+                "location",
+                Arc::new(move || {
+                    let location = location.clone();
+                    // Not the driver's error: it may quote the database URL and its password.
+                    let down = |_| "the location database does not answer".into();
+                    Box::pin(async move { location.ping().await.map_err(down) })
+                }),
+            ));
+        }
         // Every listener is bound (bind did that) and served from here on; the tasks end with
         // `run`, and so does `/readyz`.
         if let Some(l) = metrics_listener {
@@ -545,16 +591,72 @@ impl Server {
                     Output::Event(Need::Credentials { username, domain }) => {
                         match (&db, lookup_tx.upgrade()) {
                             (Some(db), Some(tx)) => {
-                                spawn_lookup(db.clone(), tx, username, domain, lookup_timeout)
+                                let db = db.clone();
+                                spawn_beside(tx, async move {
+                                    let call = db.subscriber(&username, &domain);
+                                    let found = bounded("subscriber look-up", lookup_timeout, call);
+                                    let found = found.await;
+                                    Ev::Looked {
+                                        username,
+                                        domain,
+                                        found,
+                                    }
+                                })
                             }
                             _ => core.lookup_failed(&username, &domain, Instant::now()),
                         }
                     }
+                    Output::Event(Need::Bindings {
+                        username,
+                        domain,
+                        unix_now: at,
+                    }) => match (&location, lookup_tx.upgrade()) {
+                        (Some(l), Some(tx)) => {
+                            let l = l.clone();
+                            spawn_beside(tx, async move {
+                                let call = l.bindings(&username, &domain, at);
+                                let found = bounded("location read", lookup_timeout, call).await;
+                                Ev::Bindings {
+                                    username,
+                                    domain,
+                                    found,
+                                }
+                            })
+                        }
+                        _ => core.bindings_failed(&username, &domain, Instant::now(), unix_now()),
+                    },
+                    Output::Event(Need::Register(w)) => match (&location, lookup_tx.upgrade()) {
+                        (Some(l), Some(tx)) => {
+                            let l = l.clone();
+                            spawn_beside(tx, async move {
+                                let call = l.register(&w);
+                                let answer = bounded("location write", lookup_timeout, call).await;
+                                let answer = answer
+                                    .map_or(RegisterAnswer::Unavailable, RegisterAnswer::from);
+                                Ev::Registered {
+                                    ticket: w.ticket,
+                                    answer,
+                                }
+                            })
+                        }
+                        _ => core.register_answered(
+                            w.ticket,
+                            RegisterAnswer::Unavailable,
+                            Instant::now(),
+                            unix_now(),
+                        ),
+                    },
                     Output::Timeout(at) => break at,
                 }
             };
-            let deadline = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
-            let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
+            // No deadline: the core has nothing due (no transactions, bindings or look-ups), so
+            // the loop sleeps until a message or shutdown instead of waking on a period.
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = sleep => core.handle_timeout(Instant::now()),
@@ -578,6 +680,16 @@ impl Server {
                             Some(sub) => core.insert_credentials(&username, &domain, sub, now, unix),
                             None => core.lookup_failed(&username, &domain, now),
                         }
+                    }
+                    Some(Ev::Bindings { username, domain, found }) => {
+                        let (now, unix) = (Instant::now(), unix_now());
+                        match found {
+                            Some(rows) => core.insert_bindings(&username, &domain, rows, now, unix),
+                            None => core.bindings_failed(&username, &domain, now, unix),
+                        }
+                    }
+                    Some(Ev::Registered { ticket, answer }) => {
+                        core.register_answered(ticket, answer, Instant::now(), unix_now());
                     }
                 },
             }
@@ -652,37 +764,41 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Looks a subscriber up beside the loop and reports back with [`Ev::Looked`]; a look-up slower
-/// than `timeout` counts as failed, so a stuck database cannot keep a username parked.
-fn spawn_lookup(
-    db: Arc<dyn CredentialStore>,
-    tx: mpsc::Sender<Ev>,
-    username: String,
-    domain: String,
+/// Awaits one database call run beside the loop: `None` when it failed (logged; the driver's
+/// error never reaches a client) or took longer than `timeout`, so a stuck database cannot keep
+/// requests parked.
+async fn bounded<T, E>(
+    what: &'static str,
     timeout: Duration,
-) {
+    call: impl Future<Output = Result<T, E>>,
+) -> Option<T>
+where
+    E: std::error::Error + 'static,
+{
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) => {
+            error!(
+                error = &e as &dyn std::error::Error,
+                what, "database call failed; the requests waiting for it get 503"
+            );
+            None
+        }
+        Err(_) => {
+            warn!(
+                what,
+                "database call timed out; the requests waiting for it get 503"
+            );
+            None
+        }
+    }
+}
+
+/// Runs `job` (a database call, bounded by [`bounded`]) beside the loop and hands the event it
+/// ends with back to the loop.
+fn spawn_beside(tx: mpsc::Sender<Ev>, job: impl Future<Output = Ev> + Send + 'static) {
     tokio::spawn(async move {
-        let found = match tokio::time::timeout(timeout, db.subscriber(&username, &domain)).await {
-            Ok(Ok(sub)) => Some(sub),
-            Ok(Err(e)) => {
-                error!(
-                    error = &e as &dyn std::error::Error,
-                    "subscriber look-up failed; waiting requests get 503"
-                );
-                None
-            }
-            Err(_) => {
-                warn!("subscriber look-up timed out; waiting requests get 503");
-                None
-            }
-        };
-        let _ = tx
-            .send(Ev::Looked {
-                username,
-                domain,
-                found,
-            })
-            .await;
+        let _ = tx.send(job.await).await;
     });
 }
 

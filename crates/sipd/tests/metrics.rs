@@ -21,22 +21,7 @@ use chaincall_sipd::db::Db;
 use chaincall_sipd::{AuthMode, KeyTrustMode, Listen, Server, TlsPskSettings};
 use chaincall_tls_psk::{TlsPskClient, TlsPskConfig, connect_with_handshake};
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// GET `path`; returns the response head and body.
-async fn get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: sipd\r\nAccept: text/plain\r\n\r\n");
-    s.write_all(request.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8(out).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    (head.to_owned(), body.to_owned())
-}
+use tokio::io::AsyncWriteExt;
 
 /// GET /metrics; returns the samples by name (with labels) and the content type.
 async fn scrape(addr: SocketAddr) -> (HashMap<String, f64>, String) {
@@ -200,10 +185,13 @@ Content-Length: 0\n\n",
     bob.expect(2000, |m| m.method().is_some_and(|m| m.as_str() == "ACK"))
         .await;
 
-    // The registrations gauge is refreshed by the once-a-second sweep.
+    // The registrations gauge follows every REGISTER; wait until the server loop handled both,
+    // and alice's ACK (sipd's own ACK to bob left when the 486 came, maybe before it).
     let mut after = scrape(metrics_addr).await.0;
     for _ in 0..30 {
-        if after["sipd_registrations"] == 2.0 {
+        if after["sipd_registrations"] == 2.0
+            && after["sipd_requests_total"] == f64::from(sent_requests)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

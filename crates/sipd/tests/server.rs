@@ -996,58 +996,6 @@ async fn unanswered_invite_is_retransmitted_then_408() {
     s.stop().await;
 }
 
-/// Proxy Timer C (RFC 3261 §16.8): a callee that answers 180 and then nothing is CANCELled once
-/// the timer runs out, and the caller gets 408; the callee's late 487 does not reach the caller a
-/// second time.
-#[tokio::test]
-async fn a_callee_that_rings_forever_is_cancelled_at_timer_c() {
-    let mut cfg = base_config();
-    cfg.timers.timer_c = Duration::from_secs(1);
-    let s = start(cfg).await;
-    let callee = registered_callee(&s, "ringing", "rc").await;
-    let caller = Ua::bind("127.0.0.1").await;
-    let inv = ring(&s, &caller, &callee, "ringing", "tc", "rung").await;
-    let im = Message::parse(&inv).unwrap();
-
-    // Nothing more from the callee: Timer C (1 s, checked once a second) fires.
-    let cancel = callee
-        .expect(5000, |m| m.method() == Some(Method::Cancel))
-        .await;
-    let cm = Message::parse(&cancel).unwrap();
-    assert_eq!(
-        cm.top_via().unwrap().branch(),
-        im.top_via().unwrap().branch(),
-        "the CANCEL matches the forwarded INVITE (§9.1)"
-    );
-    let r = caller
-        .expect(3000, |m| m.status().is_some_and(|c| c >= 200))
-        .await;
-    assert_eq!(status_of(&r), 408);
-
-    // The callee answers the CANCEL and its INVITE (487): sipd absorbs the 487.
-    callee
-        .send_raw(s.udp, &response_to(&cm, 200, "OK", Some("rung")).to_bytes())
-        .await;
-    callee
-        .send_raw(
-            s.udp,
-            &response_to(&im, 487, "Request Terminated", Some("rung")).to_bytes(),
-        )
-        .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(600);
-    while tokio::time::Instant::now() < deadline {
-        if let Some(b) = caller.recv(100).await {
-            let m = Message::parse(&b).unwrap();
-            assert!(
-                m.status().is_none_or(|c| c == 408),
-                "only the 408 (or its retransmission) reaches the caller: {}",
-                String::from_utf8_lossy(&b)
-            );
-        }
-    }
-    s.stop().await;
-}
-
 /// A subscriber store that counts its look-ups, answers "no such user" at once, and holds the
 /// look-up of `slow` until the test adds a permit to `gate`.
 struct CountingStore {

@@ -473,7 +473,7 @@ Content-Length: 0\n\n",
     assert_eq!(m.status(), Some(200));
     assert_eq!(m.cseq().unwrap().method.as_str(), "BYE");
 
-    // The registrations gauge is refreshed by the once-a-second sweep.
+    // The registrations gauge follows every REGISTER; wait until the server loop handled both.
     let deadline = Instant::now() + Duration::from_secs(3);
     while metrics.registrations.get() != 2 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;

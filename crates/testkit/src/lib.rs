@@ -265,6 +265,8 @@ pub fn free_udp_tcp_port() -> u16 {
     free_port(|p| udp_free(p) && tcp_free(p))
 }
 
+pub mod postgres;
+
 #[cfg(test)]
 mod tests {
     use super::*;

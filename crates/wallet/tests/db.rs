@@ -1,9 +1,7 @@
 //! The state machine's storage, one suite on SQLite and on PostgreSQL (a throwaway server started
 //! here when PostgreSQL is installed): the same SQL and migrations run on both.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alloy::primitives::{Address, B256, U256, address, keccak256};
 use chaincall_wallet::db::{
@@ -455,101 +453,12 @@ async fn sqlite() {
     suite(&state, &sip).await;
 }
 
-struct Postgres {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn pg_bin(name: &str) -> Option<PathBuf> {
-    let candidates = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().join("bin").join(name));
-    candidates
-        .chain(chaincall_testkit::find_executable(name))
-        .find(|p| p.exists())
-}
-
-/// Starts a throwaway PostgreSQL on 127.0.0.1 (as the `postgres` user when run as root).
-fn start_postgres() -> Option<(Postgres, u16)> {
-    let initdb = pg_bin("initdb")?;
-    let postgres = pg_bin("postgres")?;
-    let dir = tempfile::tempdir().ok()?;
-    let data = dir.path().join("data");
-    let root = is_root();
-    let as_user = |program: &PathBuf| {
-        if root {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(program);
-            c
-        } else {
-            Command::new(program)
-        }
-    };
-    if root {
-        Command::new("chown")
-            .args(["postgres:"])
-            .arg(dir.path())
-            .status()
-            .ok()?;
-    }
-    let ok = as_user(&initdb)
-        .args(["-A", "trust", "-U", "postgres", "-D"])
-        .arg(&data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .ok()?
-        .success();
-    if !ok {
-        return None;
-    }
-    let port = chaincall_testkit::free_tcp_port();
-    let child = as_user(&postgres)
-        .arg("-D")
-        .arg(&data)
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-k"])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let pg = Postgres { child, _dir: dir };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    Some((pg, port))
-}
-
-fn is_root() -> bool {
-    // No libc: ask `id -u`.
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
 #[tokio::test]
 async fn postgres() {
-    let Some((_pg, port)) = start_postgres() else {
-        eprintln!(
-            "SKIPPED: PostgreSQL is not installed (or could not start); the SQLite suite ran"
-        );
+    // A throwaway server; with CHAINCALL_REQUIRE_PEERS=1 a missing PostgreSQL fails the test.
+    let Some(pg) = chaincall_testkit::postgres::Postgres::start() else {
         return;
     };
-    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let url = pg.url("postgres");
     suite(&url, &url).await;
 }

@@ -164,6 +164,7 @@ enum PhoneCommand {
         #[arg(long)]
         reject: bool,
     },
+    Ui(chaincall_softphone::UiArgs),
     /// Hang up the calls of the `call` or `listen` running with this config (from another
     /// terminal), through its control socket. Needs no passphrase. Exits non-zero when no such
     /// process runs or it has no call in progress.
@@ -301,6 +302,10 @@ async fn run_async(args: PhoneArgs) -> Result<()> {
             json,
         } => call(&keys(cfg)?, cfg, &number, seconds, json).await,
         C::Listen { count, reject } => listen(&keys(cfg)?, cfg, count, reject).await,
+        C::Ui(ui) => {
+            let (keys, view) = (keys(cfg)?, chain_view(cfg).await?);
+            Ok(ui.run(cfg, &keys, view, crate::ssl_keylog_file()).await?)
+        }
         C::Rotate => phone_keys::rotate(cfg, pass).await,
         C::Export(a) => phone_keys::export(&keys(cfg)?, cfg, pass, &a),
         C::Import(a) => phone_keys::import(cfg, pass, &a),
@@ -436,9 +441,8 @@ async fn start_phone(
 }
 
 async fn register(secrets: &mut PhoneSecrets, cfg: &mut Config, pass: &str) -> Result<()> {
-    let view = chain_view(cfg).await?;
+    let (view, keylog) = (chain_view(cfg).await?, crate::ssl_keylog_file());
     let note = |note: RegisterNote<'_>| println!("{note}");
-    let keylog = crate::ssl_keylog_file();
     let done = calls::check_registration(cfg, secrets, pass, view, keylog, note).await?;
     println!("{}", done.report(cfg));
     Ok(())

@@ -10,11 +10,10 @@ use alloy::primitives::Bytes;
 use chaincall_chain::{ClientEntry, ClientId};
 use chaincall_identity::{IdentityKey, IdentityName, KeyStatus, PhoneNumber, Randomness};
 use chaincall_io::Output;
-use chaincall_media::g711::Codec;
 use chaincall_passport::{KeystoreAddress, VerifierConfig};
 use chaincall_phone::core::{EndReason, Event, Need, PhoneCore};
 use chaincall_phone::negotiation::NegotiatedMedia;
-use chaincall_phone::{KeyMode, LookedUp, PhoneConfig, PhoneError, Signalling};
+use chaincall_phone::{DEFAULT_CODECS, KeyMode, LookedUp, PhoneConfig, PhoneError, Signalling};
 use chaincall_sip::HeaderName;
 use chaincall_sip::Method;
 use chaincall_sip::digest::{Algorithm, Credentials, challenge_value, ha1};
@@ -49,6 +48,8 @@ pub struct Side {
     pub started: HashMap<String, NegotiatedMedia>,
     /// Calls whose media was stopped, in order.
     pub stopped: Vec<String>,
+    /// DTMF the core passed to its media, `(call, digits)`, in order.
+    pub dtmf: Vec<(String, String)>,
     /// Signalling written and not yet delivered.
     pub wire: Vec<Vec<u8>>,
     /// The signalling connection is down: nothing reaches this phone.
@@ -78,6 +79,8 @@ pub struct Net {
     pub lose_first: u32,
     /// Copies of each message the relay has carried or lost so far.
     copies: HashMap<Vec<u8>, u32>,
+    /// Changes each message the relay passes between the phones (a peer that writes other SDP).
+    pub rewrite: Option<fn(Vec<u8>) -> Vec<u8>>,
 }
 
 pub fn config(number: &str, key: &IdentityKey, seed: u64) -> PhoneConfig {
@@ -90,7 +93,7 @@ pub fn config(number: &str, key: &IdentityKey, seed: u64) -> PhoneConfig {
             addr: "127.0.0.1:5060".parse().unwrap(),
         },
         media_ip: "127.0.0.1".parse().unwrap(),
-        codecs: vec![Codec::Pcmu, Codec::Pcma],
+        codecs: DEFAULT_CODECS.to_vec(),
         key_mode: KeyMode::MikeyPke,
         keylog: None,
         tls_keylog: None,
@@ -137,6 +140,7 @@ impl Net {
                 answer_lookups: true,
                 started: HashMap::new(),
                 stopped: Vec::new(),
+                dtmf: Vec::new(),
                 wire: Vec::new(),
                 lost: false,
                 deadline: None,
@@ -153,6 +157,7 @@ impl Net {
             seen: Vec::new(),
             lose_first: 0,
             copies: HashMap::new(),
+            rewrite: None,
         }
     }
 
@@ -216,6 +221,9 @@ impl Net {
                         self.side(alice).started.insert(call_id, *media);
                     }
                     Need::StopMedia { call_id } => self.side(alice).stopped.push(call_id),
+                    Need::SendDtmf { call_id, digits } => {
+                        self.side(alice).dtmf.push((call_id, digits));
+                    }
                     other => panic!("a need this test does not know: {other:?}"),
                 },
                 Output::Event(e) => self.side(alice).events.push(e),
@@ -266,6 +274,10 @@ impl Net {
         let moved = !wire.is_empty();
         let now = self.now;
         for bytes in wire {
+            let bytes = match self.rewrite {
+                Some(f) => f(bytes),
+                None => bytes,
+            };
             self.seen.push(bytes.clone());
             if self.lost_copy(&bytes) {
                 continue;

@@ -278,7 +278,7 @@ impl Net {
                 server: IdentityName::parse(SERVER).unwrap(),
             },
             media_ip: "127.0.0.1".parse().unwrap(),
-            codecs: vec![Codec::Pcmu, Codec::Pcma],
+            codecs: vec![Codec::Pcmu.into(), Codec::Pcma.into()],
             key_mode: mode,
             keylog: None,
             tls_keylog: None,
@@ -327,7 +327,7 @@ pub async fn wait_within(
     }
 }
 
-/// Waits for the call's end; returns its report.
+/// Waits for a call to end; returns its report.
 pub async fn call_ended(events: &mut PhoneEvents) -> chaincall_phone::CallReport {
     match wait_for(events, |e| matches!(e, PhoneEvent::CallEnded(_))).await {
         PhoneEvent::CallEnded(r) => *r,

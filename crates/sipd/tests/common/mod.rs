@@ -14,6 +14,8 @@ pub struct Running {
     pub udp: SocketAddr,
     pub tcp: Option<SocketAddr>,
     pub metrics: std::sync::Arc<chaincall_sipd::metrics::Metrics>,
+    /// `/metrics`, `/healthz` and `/readyz`, when `metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -80,6 +82,7 @@ fn start_server(server: Server) -> Running {
     };
     let (udp, tcp) = (of(ListenTransport::Udp), of(ListenTransport::Tcp));
     let metrics = server.metrics();
+    let metrics_addr = server.metrics_addr();
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(server.run(async {
         let _ = rx.await;
@@ -88,9 +91,26 @@ fn start_server(server: Server) -> Running {
         udp: udp.expect("a UDP listener"),
         tcp,
         metrics,
+        metrics_addr,
         stop: Some(tx),
         task: Some(task),
     }
+}
+
+/// GET `path`; returns the response head and body.
+pub async fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: sipd\r\nAccept: text/plain\r\n\r\n");
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.to_owned(), body.to_owned())
 }
 
 pub struct Ua {
