@@ -23,8 +23,8 @@ mod srtp;
 use core_net::*;
 use srtp::carries;
 
-#[test]
-fn register_is_granted_and_refreshed_halfway() {
+/// Alice registered (600 s granted), in a fresh network.
+fn alice_registered() -> Net {
     let mut net = Net::new(|_| {});
     let now = net.now;
     net.alice.core.register(600, now);
@@ -34,6 +34,13 @@ fn register_is_granted_and_refreshed_halfway() {
         matches!(events[..], [Event::Registered { expires: 600 }]),
         "{events:?}"
     );
+    net
+}
+
+#[test]
+fn register_is_granted_and_refreshed_halfway() {
+    let mut net = alice_registered();
+    let now = net.now;
     // The next deadline is the refresh, at half the granted lifetime (RFC 3261 §10.2.4).
     assert_eq!(net.alice.deadline, Some(now + Duration::from_secs(300)));
     net.advance(Duration::from_secs(299));
@@ -502,14 +509,7 @@ fn a_lost_connection_keeps_the_media_and_the_call_can_still_end() {
 
 #[test]
 fn a_wanted_registration_is_renewed_after_a_reconnect_and_calls_fail_at_once_while_down() {
-    let mut net = Net::new(|_| {});
-    let now = net.now;
-    net.alice.core.register(600, now);
-    net.settle();
-    assert!(matches!(
-        take_events(&mut net.alice)[..],
-        [Event::Registered { expires: 600 }]
-    ));
+    let mut net = alice_registered();
 
     // The connection drops: no refresh goes out while it is down, however long that lasts.
     net.alice.lost = true;
