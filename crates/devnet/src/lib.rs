@@ -279,6 +279,7 @@ impl Network {
                 accept_unverified: None,
                 audio: Arc::new(audio),
                 register_expires: 600,
+                keepalive: Some(chaincall_phone::link::DEFAULT_KEEPALIVE),
                 randomness: Default::default(),
             };
             let lookup = KeyLookup::new(chain.clone(), contract, Some(trust.clone()));

@@ -580,6 +580,22 @@ pub enum ListenEvent<'a> {
         /// Where the received audio was written.
         recording: &'a Path,
     },
+    /// The signalling connection dropped: the phone reconnects by itself and keeps listening
+    /// (calls in progress keep their media).
+    SignallingLost {
+        /// Why.
+        reason: &'a str,
+    },
+    /// The signalling connection is back; the registration is renewed.
+    Reconnected {
+        /// The attempt that succeeded.
+        attempt: u32,
+    },
+    /// Registered again after a reconnect (calls reach the phone again).
+    Reregistered {
+        /// The granted lifetime, seconds.
+        expires: u32,
+    },
     /// The phone refused an incoming call by itself (bad keys, unknown caller, …).
     Refused {
         /// The call.
@@ -633,6 +649,8 @@ async fn listen(
     let mut callers: HashMap<String, CallerId> = HashMap::new();
     let mut stopping = false;
     let mut stop_by = None;
+    // A reconnect happened and its registration is not granted yet.
+    let mut renewing = false;
     while policy.count.is_none_or(|n| handled < n) {
         tokio::select! {
             ev = events.recv() => match ev {
@@ -670,7 +688,19 @@ async fn listen(
                     show(ListenEvent::Refused { call_id: &call_id, reason: &reason, caller: caller.as_ref() });
                     handled += 1;
                 }
-                Some(PhoneEvent::Registered { .. }) => {}
+                Some(PhoneEvent::SignallingLost { reason }) => {
+                    show(ListenEvent::SignallingLost { reason: &reason });
+                }
+                Some(PhoneEvent::Reconnected { attempt }) => {
+                    renewing = true;
+                    show(ListenEvent::Reconnected { attempt });
+                }
+                // Refreshes are routine; the registration after a reconnect is news.
+                Some(PhoneEvent::Registered { expires }) => {
+                    if std::mem::take(&mut renewing) {
+                        show(ListenEvent::Reregistered { expires });
+                    }
+                }
                 // No terminal line for a digit (the CLI's listen output is unchanged): logged.
                 Some(PhoneEvent::Dtmf { call_id, digit }) => {
                     tracing::info!(call = %call_id, %digit, "DTMF received");

@@ -102,6 +102,9 @@ pub enum SipTransport {
     TlsPsk,
     /// Plain TCP to a standard proxy: signalling in the clear, media still end-to-end encrypted.
     Tcp,
+    /// UDP (sipd's `udp:` listener, standard proxies): digest auth, signalling in the clear,
+    /// RFC 3261 retransmissions; media still end-to-end encrypted.
+    Udp,
 }
 
 impl SipTransport {
@@ -110,6 +113,7 @@ impl SipTransport {
         match self {
             SipTransport::TlsPsk => "TLS-PSK",
             SipTransport::Tcp => "TCP",
+            SipTransport::Udp => "UDP",
         }
     }
 }
@@ -123,8 +127,17 @@ struct SipSection {
     identity: Option<String>,
     #[serde(default)]
     transport: SipTransport,
+    #[serde(default = "default_keepalive")]
+    keepalive_secs: u64,
     #[serde(default = "default_expires")]
     register_expires: u32,
+}
+
+/// The longest keep-alive interval accepted: a day (NATs forget flows within minutes).
+const MAX_KEEPALIVE_SECS: u64 = 86_400;
+
+fn default_keepalive() -> u64 {
+    crate::link::DEFAULT_KEEPALIVE.as_secs()
 }
 
 fn default_expires() -> u32 {
@@ -249,6 +262,9 @@ pub struct PhoneFileConfig {
     pub sip_identity: IdentityName,
     /// How signalling travels.
     pub transport: SipTransport,
+    /// CRLF keep-alive interval on the signalling stream (`sip.keepalive_secs`, default 30 s;
+    /// `0`: none).
+    pub keepalive: Option<Duration>,
     /// Registration lifetime asked for, seconds; positive.
     pub register_expires: u32,
     /// How long `onboard` and `recover` wait for the chain node and the wallet server before
@@ -391,6 +407,12 @@ impl PhoneFileConfig {
         if f.onboard_timeout_secs == 0 {
             return Err(bad("onboard_timeout_secs", "must be positive".into()));
         }
+        if f.sip.keepalive_secs > MAX_KEEPALIVE_SECS {
+            return Err(bad(
+                "sip.keepalive_secs",
+                format!("must be at most {MAX_KEEPALIVE_SECS} (0 turns keep-alives off)"),
+            ));
+        }
         if f.sip.register_expires == 0 {
             return Err(bad("sip.register_expires", "must be positive".into()));
         }
@@ -418,6 +440,8 @@ impl PhoneFileConfig {
             sip_domain: f.sip.domain,
             sip_identity,
             transport: f.sip.transport,
+            keepalive: (f.sip.keepalive_secs > 0)
+                .then(|| Duration::from_secs(f.sip.keepalive_secs)),
             register_expires: f.sip.register_expires,
             onboard_timeout: Duration::from_secs(f.onboard_timeout_secs),
             onboarding_since: None,
@@ -480,6 +504,7 @@ impl PhoneFileConfig {
                 server: self.sip_identity.clone(),
             },
             SipTransport::Tcp => Signalling::Tcp { addr },
+            SipTransport::Udp => Signalling::Udp { addr },
         };
         Ok(PhoneConfig {
             number: self.number()?.clone(),
@@ -497,6 +522,7 @@ impl PhoneFileConfig {
             accept_unverified: self.accept_unverified,
             audio,
             register_expires: self.register_expires,
+            keepalive: self.keepalive,
             randomness: Randomness::os(),
         })
     }
@@ -645,6 +671,7 @@ domain = \"sip.example.org\"
         );
         assert_eq!(cfg.codecs, crate::DEFAULT_CODECS.to_vec());
         assert_eq!(cfg.transport, SipTransport::TlsPsk);
+        assert_eq!(cfg.keepalive, Some(Duration::from_secs(30)));
         assert_eq!(cfg.trust, None);
         assert_eq!(cfg.onboard_timeout, Duration::from_secs(180));
     }
@@ -692,6 +719,13 @@ domain = \"sip.example.org\"
         );
         let e = error(&MINIMAL.replace("[sip]", "codecs = []\n[sip]"));
         assert!(e.contains("phone.toml:6: `codecs` is empty"), "{e}");
+        let e = error(&format!("{MINIMAL}keepalive_secs = 86401\n"));
+        assert!(
+            e.contains("phone.toml:9: `sip.keepalive_secs` must be at most 86400"),
+            "{e}"
+        );
+        let (_dir, path) = write(&format!("{MINIMAL}keepalive_secs = 0\n"));
+        assert_eq!(PhoneFileConfig::load(&path).unwrap().keepalive, None);
         let e = error(&format!("{MINIMAL}register_expires = 0\n"));
         assert!(
             e.contains("phone.toml:9: `sip.register_expires` must be positive"),

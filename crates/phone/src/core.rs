@@ -162,6 +162,8 @@ pub struct CallSummary {
     pub codec: AudioCodec,
     /// The media was started ([`Need::StartMedia`] went out).
     pub keyed: bool,
+    /// The signalling connection dropped while the call was in progress (its media went on).
+    pub signalling_lost: bool,
 }
 
 /// A call that is up: what the user sees of it ([`crate::PhoneEvent::CallUp`] in the shell).
@@ -317,6 +319,8 @@ struct Call {
     keyed: bool,
     /// The status an incoming call is refused with when its PASSporT is why (RFC 8224 §6.2.2).
     refusal: Option<SipStatus>,
+    /// The signalling connection dropped while the call was in progress.
+    signalling_lost: bool,
 }
 
 impl Call {
@@ -336,6 +340,7 @@ impl Call {
             media: false,
             keyed: false,
             refusal: None,
+            signalling_lost: false,
         }
     }
 
@@ -351,6 +356,7 @@ impl Call {
             timings: self.timings,
             codec: self.codec,
             keyed: self.keyed,
+            signalling_lost: self.signalling_lost,
         })
     }
 }
@@ -373,6 +379,9 @@ pub struct PhoneCore {
     /// When to refresh the registration (halfway through the granted lifetime).
     refresh_at: Option<Instant>,
     connected: bool,
+    /// The user asked for a registration (and has not removed it): it is renewed after the
+    /// connection comes back.
+    registration_wanted: bool,
     /// `wall` is the wall-clock time at `epoch`.
     epoch: Instant,
     wall: SystemTime,
@@ -400,6 +409,11 @@ fn short_reason(code: u16) -> &'static str {
         488 => "Not Acceptable Here",
         _ => "Server Internal Error",
     }
+}
+
+/// Why a request cannot go out while the signalling connection is down.
+fn not_connected() -> PhoneError {
+    PhoneError::Signalling("not connected to the SIP server (reconnecting)".into())
 }
 
 impl PhoneCore {
@@ -440,6 +454,7 @@ impl PhoneCore {
             ua_deadline: None,
             refresh_at: None,
             connected: true,
+            registration_wanted: false,
             epoch: now,
             wall,
             stopwatch: None,
@@ -497,14 +512,34 @@ impl PhoneCore {
         self.pump(now);
     }
 
-    /// The signalling connection went down or came back. While it is down nothing is sent and
-    /// the registration is not refreshed; calls that are up stay up.
+    /// The signalling connection went down or came back. While it is down nothing is sent, the
+    /// registration is not refreshed and new calls fail at once; calls in progress keep their
+    /// media. When it comes back (a new connection: call [`PhoneCore::set_local_addr`] first
+    /// when its local end changed), a registration the user wanted is sent again at once: the
+    /// server may have restarted and forgotten it, and the binding names the old connection.
     pub fn handle_transport(&mut self, state: TransportState, now: Instant) {
+        let was = self.connected;
         self.connected = state == TransportState::Connected;
-        if !self.connected {
-            self.refresh_at = None;
+        match (was, self.connected) {
+            (true, false) => {
+                self.refresh_at = None;
+                for call in self.calls.values_mut() {
+                    call.signalling_lost = true;
+                }
+            }
+            (false, true) if self.registration_wanted => {
+                info!(number = %self.cfg.number, "signalling back: registering again");
+                self.ua.register(self.cfg.register_expires, now);
+            }
+            _ => {}
         }
         self.pump(now);
+    }
+
+    /// Our end of a new signalling connection (its address goes in Via and Contact). The shell
+    /// calls it after reconnecting, before [`PhoneCore::handle_transport`] with `Connected`.
+    pub fn set_local_addr(&mut self, local: SocketAddr) {
+        self.ua.set_local(local);
     }
 
     /// Time passed: fails requests whose timers ran out and refreshes the registration when due.
@@ -519,10 +554,19 @@ impl PhoneCore {
     }
 
     /// Registers (0 unregisters), with digest authentication when challenged; the registration
-    /// is refreshed at half its granted lifetime.
+    /// is refreshed at half its granted lifetime, and renewed after a reconnect. While the
+    /// connection is down it fails at once (a wanted registration still goes out once it is
+    /// back).
     pub fn register(&mut self, expires: u32, now: Instant) {
         self.cfg.register_expires = expires;
-        self.ua.register(expires, now);
+        self.registration_wanted = expires > 0;
+        if self.connected {
+            self.ua.register(expires, now);
+        } else {
+            self.events.push_back(Event::RegistrationFailed {
+                error: not_connected(),
+            });
+        }
         self.pump(now);
     }
 
@@ -530,6 +574,13 @@ impl PhoneCore {
     /// [`Event::Dialing`] follows when the INVITE left, or [`Event::CallFailed`].
     pub fn call(&mut self, target: &PhoneNumber, now: Instant) -> String {
         let call_id = self.ua.new_call_id();
+        if !self.connected {
+            self.events.push_back(Event::CallFailed {
+                call_id: call_id.clone(),
+                error: not_connected(),
+            });
+            return call_id;
+        }
         let mode = self.cfg.key_mode;
         let codec = self
             .cfg

@@ -19,6 +19,7 @@
 //! | [`ua`] | the SIP user agent: REGISTER with digest auth, INVITE/ACK/BYE/CANCEL, dialogs | sans-IO |
 //! | [`caller`] | who is calling: the From's claim and what the offer proves about it, before ringing | sans-IO |
 //! | [`rotation`] | rotating the identity key on chain, crash safe: a pending key in the key file, settled against the proven entry | async |
+//! | [`link`] | the signalling link's timing: back-off between reconnect attempts, keep-alives | plain |
 //! | [`phone`] | the shell executing [`core::PhoneCore`]: TLS-PSK (or TCP) signalling, key look-ups beside the loop, SRTP media tasks, call reports | tokio |
 //!
 //! A call, caller's side (DESIGN.md, flow 3): look the callee's key up on chain and verify the
@@ -48,6 +49,7 @@ pub mod core;
 pub mod error;
 pub mod key_file;
 pub mod keys;
+pub mod link;
 pub mod negotiation;
 pub mod onboarding;
 pub mod phone;

@@ -6,6 +6,14 @@
 //! negotiation): frames read go to the core, commands go to the core, its key look-ups run beside
 //! the loop, its media needs start and stop one SRTP media task per call, and its events become
 //! [`PhoneEvent`]s.
+//!
+//! When the connection drops (end of stream, a read or write error, sipd restarting) the actor
+//! tells the core ([`TransportState::Lost`]), says so ([`PhoneEvent::SignallingLost`]) and
+//! reconnects beside its loop: waits as [`Backoff`] says (0.5 s doubling to 30 s, jittered), runs
+//! the whole connect again (the TLS-PSK handshake with the server's on-chain key, or TCP), logs
+//! each attempt with its number and error chain, and on success feeds
+//! [`TransportState::Connected`]; the core registers again when a registration was wanted. Calls
+//! in progress keep their media throughout (it never went through the signalling link).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -41,6 +49,7 @@ use crate::contacts::KeyChange;
 use crate::core::{CallSummary, Event as CoreEvent, Need, PhoneCore, TransportState};
 use crate::error::PhoneError;
 use crate::keys::{KeyLookup, LookedUp};
+use crate::link::{Backoff, KeepAlive, KeepAliveAction};
 use crate::negotiation::{KeyMode, NegotiatedMedia, StreamKey};
 
 /// How the phone reaches its SIP server.
@@ -55,6 +64,13 @@ pub enum Signalling {
     },
     /// Plain TCP to a standard proxy (Kamailio): signalling unprotected, media still end-to-end.
     Tcp {
+        /// The proxy's address.
+        addr: SocketAddr,
+    },
+    /// UDP to a standard proxy or sipd's `udp:` listener: digest authentication, no TLS-PSK,
+    /// signalling unprotected; RFC 3261 retransmissions, `;rport` in Via (RFC 3581), CRLF
+    /// keep-alives for NAT bindings.
+    Udp {
         /// The proxy's address.
         addr: SocketAddr,
     },
@@ -102,6 +118,9 @@ pub struct PhoneConfig {
     pub audio: Arc<Vec<i16>>,
     /// Registration lifetime asked for, seconds.
     pub register_expires: u32,
+    /// How often to send a CRLF keep-alive ping on the signalling stream (RFC 5626 §4.4.1); a
+    /// ping unanswered for 10 s counts as a lost connection. `None`: no keep-alives.
+    pub keepalive: Option<Duration>,
     /// Where SIP tags, branches and Call-IDs and the media offers' keys and salts come from: the
     /// OS CSPRNG in production, seeded in tests.
     pub randomness: Randomness,
@@ -158,6 +177,9 @@ pub struct CallReport {
     pub proof_bytes: usize,
     /// Where the set-up time went.
     pub timings: SetupTimings,
+    /// The signalling connection dropped during the call: its media went on, and the hang-up
+    /// was local (no BYE) unless the phone had reconnected by then.
+    pub signalling_lost: bool,
     /// Packet counts.
     pub stats: MediaStats,
     /// Audio payload we sent, in order (G.711 octets; Opus packets back to back).
@@ -175,10 +197,22 @@ pub struct CallReport {
 /// What the phone tells its user.
 #[derive(Debug)]
 pub enum PhoneEvent {
-    /// Registered at the server.
+    /// Registered at the server (again, after a reconnect).
     Registered {
         /// Granted lifetime.
         expires: u32,
+    },
+    /// The signalling connection dropped; the phone reconnects by itself (calls in progress
+    /// keep their media, new calls fail at once until it is back).
+    SignallingLost {
+        /// Why, as the user reads it.
+        reason: String,
+    },
+    /// The signalling connection is back (a wanted registration is renewed: a
+    /// [`PhoneEvent::Registered`] follows).
+    Reconnected {
+        /// The attempt that succeeded (1: the first).
+        attempt: u32,
     },
     /// A call arrives, its caller already checked against the chain. When `awaiting_answer`,
     /// the phone rings and waits for [`Phone::answer`]; otherwise it is answering by itself or
@@ -271,87 +305,8 @@ impl Phone {
         let (cmd_tx, cmd_rx) = mpsc::channel(32);
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let number = cfg.number.clone();
-        match cfg.signalling.clone() {
-            Signalling::TlsPsk { addr, server } => {
-                let found = lookup
-                    .approved(&server)
-                    .await
-                    .map_err(|e| PhoneError::Signalling(format!("SIP server {server}: {e}")))?;
-                let mut dir = StaticDirectory::new();
-                KeyLookup::<C>::record(&mut dir, &server, &found);
-                let me = IdentityName::Phone(cfg.number.clone());
-                let local = LocalIdentity::with_crypto(
-                    me,
-                    cfg.identity.clone(),
-                    Arc::new(OpensslCrypto::new()),
-                );
-                let tls = TlsPskClient::new(&TlsPskConfig {
-                    keylog_file: cfg.tls_keylog.clone(),
-                    ..TlsPskConfig::default()
-                })
-                .map_err(|e| PhoneError::Signalling(e.to_string()))?;
-                // A server refusing our proof may hold our key from before a rotation in its
-                // short cache; it drops it once it sees the failed handshake end, so a later try
-                // reaches the new key. Two more tries, the server given a moment to see the end.
-                const RETRIES: u32 = 2;
-                let mut retries = 0;
-                let (stream, established, local_addr) = loop {
-                    let initiator = Initiator::new(
-                        HandshakeConfig::default(),
-                        local.clone(),
-                        server.clone(),
-                        Protocol::Sts,
-                        &dir,
-                        Instant::now(),
-                    )
-                    .map_err(|e| {
-                        PhoneError::Signalling(format!(
-                            "handshake: {}",
-                            chaincall_io::ErrorChain(&e)
-                        ))
-                    })?;
-                    let tcp = TcpStream::connect(addr).await?;
-                    let _ = tcp.set_nodelay(true);
-                    let local_addr = tcp.local_addr()?;
-                    match chaincall_tls_psk::connect_with_handshake(
-                        tcp,
-                        initiator,
-                        Duration::from_secs(10),
-                        &tls,
-                    )
-                    .await
-                    {
-                        Ok((stream, established)) => break (stream, established, local_addr),
-                        // The server's message 2 binds the key it holds for us; either side
-                        // finding the proofs do not match is what a stale cached key looks like.
-                        Err(TlsPskError::Handshake(
-                            HandshakeError::BadSignature
-                            | HandshakeError::PeerAborted(AlertCode::AuthenticationFailed),
-                        )) if retries < RETRIES => {
-                            retries += 1;
-                            info!(server = %server, "the handshake's proofs did not match; trying again (the server may have cached our key from before a rotation)");
-                            tokio::time::sleep(Duration::from_millis(200 * u64::from(retries)))
-                                .await;
-                        }
-                        Err(e) => {
-                            return Err(PhoneError::Signalling(format!(
-                                "TLS-PSK to {server}: {}",
-                                chaincall_io::ErrorChain(&e)
-                            )));
-                        }
-                    }
-                };
-                info!(number = %cfg.number, server = %server, identity = %established.identity, "signalling secured with TLS-PSK");
-                spawn_actor(cfg, lookup, stream, local_addr, "TLS", cmd_rx, ev_tx);
-            }
-            Signalling::Tcp { addr } => {
-                let tcp = TcpStream::connect(addr).await?;
-                let _ = tcp.set_nodelay(true);
-                let local_addr = tcp.local_addr()?;
-                warn!(number = %cfg.number, %addr, "signalling over plain TCP: media stays end-to-end encrypted, SIP does not");
-                spawn_actor(cfg, lookup, tcp, local_addr, "TCP", cmd_rx, ev_tx);
-            }
-        }
+        let (link, local) = open_link(&cfg, &lookup).await?;
+        spawn_actor(cfg, lookup, link, local, cmd_rx, ev_tx);
         Ok((
             Phone {
                 cmd: cmd_tx,
@@ -458,8 +413,313 @@ struct MediaTask {
     done: tokio::task::JoinHandle<MediaSession>,
 }
 
-/// The tokio executor of a [`PhoneCore`]: the connection, the commands, the key look-ups (run
-/// beside the loop, several at once) and the media tasks.
+/// A signalling connection: the TLS-PSK stream, or plain TCP.
+trait Link: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link for T {}
+
+/// A signalling connection, whichever kind.
+type BoxedLink = Box<dyn Link>;
+
+/// The Via/Contact transport token of a signalling path.
+fn transport_token(signalling: &Signalling) -> &'static str {
+    match signalling {
+        Signalling::TlsPsk { .. } => "TLS",
+        Signalling::Tcp { .. } => "TCP",
+        Signalling::Udp { .. } => "UDP",
+    }
+}
+
+/// A signalling path, opened: a stream, or a UDP socket connected to the proxy.
+enum Opened {
+    Stream(BoxedLink),
+    Datagram(UdpSocket),
+}
+
+/// Opens the signalling connection `cfg` names: for TLS-PSK the handshake with the server's
+/// on-chain identity (looked up again each time: it may have rotated), then TLS with the PSK.
+/// Returns the connection and its local address (for Via and Contact).
+async fn open_link<C: KeystoreChain + 'static>(
+    cfg: &PhoneConfig,
+    lookup: &KeyLookup<C>,
+) -> Result<(Opened, SocketAddr), PhoneError> {
+    match cfg.signalling.clone() {
+        Signalling::TlsPsk { addr, server } => {
+            let found = lookup
+                .approved(&server)
+                .await
+                .map_err(|e| PhoneError::Signalling(format!("SIP server {server}: {e}")))?;
+            let mut dir = StaticDirectory::new();
+            KeyLookup::<C>::record(&mut dir, &server, &found);
+            let me = IdentityName::Phone(cfg.number.clone());
+            let local = LocalIdentity::with_crypto(
+                me,
+                cfg.identity.clone(),
+                Arc::new(OpensslCrypto::new()),
+            );
+            let tls = TlsPskClient::new(&TlsPskConfig {
+                keylog_file: cfg.tls_keylog.clone(),
+                ..TlsPskConfig::default()
+            })
+            .map_err(|e| PhoneError::Signalling(e.to_string()))?;
+            // A server refusing our proof may hold our key from before a rotation in its
+            // short cache; it drops it once it sees the failed handshake end, so a later try
+            // reaches the new key. Two more tries, the server given a moment to see the end.
+            const RETRIES: u32 = 2;
+            let mut retries = 0;
+            let (stream, established, local_addr) = loop {
+                let initiator = Initiator::new(
+                    HandshakeConfig::default(),
+                    local.clone(),
+                    server.clone(),
+                    Protocol::Sts,
+                    &dir,
+                    Instant::now(),
+                )
+                .map_err(|e| {
+                    PhoneError::Signalling(format!("handshake: {}", chaincall_io::ErrorChain(&e)))
+                })?;
+                let tcp = TcpStream::connect(addr).await?;
+                let _ = tcp.set_nodelay(true);
+                let local_addr = tcp.local_addr()?;
+                match chaincall_tls_psk::connect_with_handshake(
+                    tcp,
+                    initiator,
+                    Duration::from_secs(10),
+                    &tls,
+                )
+                .await
+                {
+                    Ok((stream, established)) => break (stream, established, local_addr),
+                    // The server's message 2 binds the key it holds for us; either side
+                    // finding the proofs do not match is what a stale cached key looks like.
+                    Err(TlsPskError::Handshake(
+                        HandshakeError::BadSignature
+                        | HandshakeError::PeerAborted(AlertCode::AuthenticationFailed),
+                    )) if retries < RETRIES => {
+                        retries += 1;
+                        info!(server = %server, "the handshake's proofs did not match; trying again (the server may have cached our key from before a rotation)");
+                        tokio::time::sleep(Duration::from_millis(200 * u64::from(retries))).await;
+                    }
+                    Err(e) => {
+                        return Err(PhoneError::Signalling(format!(
+                            "TLS-PSK to {server}: {}",
+                            chaincall_io::ErrorChain(&e)
+                        )));
+                    }
+                }
+            };
+            info!(number = %cfg.number, server = %server, identity = %established.identity, "signalling secured with TLS-PSK");
+            Ok((Opened::Stream(Box::new(stream)), local_addr))
+        }
+        Signalling::Tcp { addr } => {
+            let tcp = TcpStream::connect(addr).await?;
+            let _ = tcp.set_nodelay(true);
+            let local_addr = tcp.local_addr()?;
+            warn!(number = %cfg.number, %addr, "signalling over plain TCP: media stays end-to-end encrypted, SIP does not");
+            Ok((Opened::Stream(Box::new(tcp)), local_addr))
+        }
+        Signalling::Udp { addr } => {
+            let any: SocketAddr = if addr.is_ipv4() {
+                (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+            } else {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            };
+            let udp = UdpSocket::bind(any).await?;
+            // Connected: only the proxy's datagrams arrive, and the local address is the one
+            // the route to it uses (for Via and Contact).
+            udp.connect(addr).await?;
+            let local_addr = udp.local_addr()?;
+            warn!(number = %cfg.number, %addr, "signalling over UDP: media stays end-to-end encrypted, SIP does not");
+            Ok((Opened::Datagram(udp), local_addr))
+        }
+    }
+}
+
+/// Longest one reconnect attempt may take (connect, handshake, TLS) before it counts as failed:
+/// a server that accepts and then says nothing must not stall the recovery.
+const ATTEMPT_WITHIN: Duration = Duration::from_secs(20);
+
+/// Reconnects until it succeeds, waiting as [`Backoff`] says between attempts; logs each
+/// attempt with its number and, when it fails, the error chain. Runs beside the actor's loop
+/// (which keeps serving calls and commands) and is aborted when the phone stops.
+async fn reconnect<C: KeystoreChain + 'static>(
+    cfg: PhoneConfig,
+    lookup: KeyLookup<C>,
+) -> (Opened, SocketAddr, u32) {
+    let mut backoff = Backoff::new();
+    loop {
+        let wait = backoff.next_wait(&cfg.randomness);
+        let attempt = backoff.attempts();
+        info!(number = %cfg.number, attempt, wait_ms = wait.as_millis() as u64, "reconnecting to the SIP server");
+        tokio::time::sleep(wait).await;
+        match tokio::time::timeout(ATTEMPT_WITHIN, open_link(&cfg, &lookup)).await {
+            Ok(Ok((link, local))) => {
+                info!(number = %cfg.number, attempt, %local, "signalling connection back");
+                return (link, local, attempt);
+            }
+            Ok(Err(e)) => {
+                warn!(number = %cfg.number, attempt, error = %chaincall_io::ErrorChain(&e), "reconnect attempt failed")
+            }
+            Err(_) => {
+                warn!(number = %cfg.number, attempt, "reconnect attempt failed: no connection within {ATTEMPT_WITHIN:?}")
+            }
+        }
+    }
+}
+
+/// What a connection's reader tells the actor, tagged with the connection's generation (a late
+/// word from a connection already replaced is ignored).
+enum FromReader {
+    /// One complete SIP message.
+    Message(Vec<u8>),
+    /// Bytes that held no message (a keep-alive pong): the connection is alive.
+    Heard,
+    /// The connection ended, and why.
+    Closed(String),
+}
+
+/// Where the actor writes signalling.
+enum Writer {
+    Stream(tokio::io::WriteHalf<BoxedLink>),
+    /// One message a datagram.
+    Datagram(Arc<UdpSocket>),
+}
+
+impl Writer {
+    async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Writer::Stream(wr) => wr.write_all(bytes).await,
+            // Fire and forget: a datagram may be lost anyway, and the transactions retransmit
+            // (an ICMP unreachable while the proxy restarts is no lost connection).
+            Writer::Datagram(udp) => {
+                if let Err(e) = udp.send(bytes).await {
+                    debug!(error = %e, "signalling datagram send failed");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn close(&mut self) {
+        if let Writer::Stream(wr) = self {
+            let _ = wr.shutdown().await;
+        }
+    }
+}
+
+/// The live signalling connection: its writer and the task reading it.
+struct Conn {
+    generation: u64,
+    wr: Writer,
+    reader: tokio::task::JoinHandle<()>,
+    keepalive: Option<KeepAlive>,
+}
+
+impl Conn {
+    /// Splits `link`, reading it in a task that frames messages to `frames`.
+    fn start(
+        opened: Opened,
+        generation: u64,
+        frames: mpsc::Sender<(u64, FromReader)>,
+        keepalive: Option<Duration>,
+    ) -> Conn {
+        let link = match opened {
+            Opened::Stream(link) => link,
+            Opened::Datagram(udp) => {
+                let udp = Arc::new(udp);
+                return Conn {
+                    generation,
+                    wr: Writer::Datagram(udp.clone()),
+                    reader: tokio::spawn(read_datagrams(udp, generation, frames)),
+                    keepalive: keepalive.map(|every| KeepAlive::datagram(every, Instant::now())),
+                };
+            }
+        };
+        let (mut rd, wr) = tokio::io::split(link);
+        let reader = tokio::spawn(async move {
+            let mut framer = StreamFramer::new(ParseLimits::default());
+            let mut buf = vec![0u8; 16 * 1024];
+            let why = loop {
+                let n = match rd.read(&mut buf).await {
+                    Ok(0) => break "closed by the server".to_owned(),
+                    Err(e) => break format!("read failed: {}", chaincall_io::ErrorChain(&e)),
+                    Ok(n) => n,
+                };
+                framer.push(&buf[..n]);
+                let mut messages = false;
+                loop {
+                    match framer.poll_frame() {
+                        Ok(Some(Frame::Message(m))) => {
+                            messages = true;
+                            if frames
+                                .send((generation, FromReader::Message(m)))
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                        Ok(Some(Frame::Ping)) => {}
+                        Ok(None) => break,
+                        Err(e) => {
+                            let why =
+                                format!("unframeable stream: {}", chaincall_io::ErrorChain(&e));
+                            let _ = frames.send((generation, FromReader::Closed(why))).await;
+                            return;
+                        }
+                    }
+                }
+                if !messages && frames.send((generation, FromReader::Heard)).await.is_err() {
+                    return;
+                }
+            };
+            let _ = frames.send((generation, FromReader::Closed(why))).await;
+        });
+        Conn {
+            generation,
+            wr: Writer::Stream(wr),
+            reader,
+            keepalive: keepalive.map(|every| KeepAlive::new(every, Instant::now())),
+        }
+    }
+}
+
+/// Reads the proxy's datagrams, one SIP message each (the core refuses what does not parse).
+/// UDP has no connection to lose: a receive error (an ICMP unreachable while the proxy is down)
+/// is logged and reading goes on; a dead proxy shows as transaction timeouts.
+async fn read_datagrams(
+    udp: Arc<UdpSocket>,
+    generation: u64,
+    frames: mpsc::Sender<(u64, FromReader)>,
+) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        match udp.recv(&mut buf).await {
+            // Keep-alive CRLFs and empty datagrams carry no message (RFC 3261 §7.5).
+            Ok(n) if buf[..n].iter().all(|b| matches!(b, b'\r' | b'\n')) => {}
+            Ok(n) => {
+                let message = FromReader::Message(buf[..n].to_vec());
+                if frames.send((generation, message)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => debug!(error = %e, "signalling datagram receive failed"),
+        }
+    }
+}
+
+/// Waits for the task in `task`, or for ever when there is none.
+async fn join_some<T>(
+    task: &mut Option<tokio::task::JoinHandle<T>>,
+) -> Result<T, tokio::task::JoinError> {
+    match task {
+        Some(t) => t.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The tokio executor of a [`PhoneCore`]: the connection (and its recovery), the commands, the
+/// key look-ups (run beside the loop, several at once) and the media tasks.
 struct Actor<C> {
     cfg: PhoneConfig,
     lookup: KeyLookup<C>,
@@ -478,22 +738,20 @@ struct Actor<C> {
     keylog_warned: bool,
 }
 
-fn spawn_actor<C, S>(
+fn spawn_actor<C>(
     cfg: PhoneConfig,
     lookup: KeyLookup<C>,
-    stream: S,
+    link: Opened,
     local: SocketAddr,
-    transport: &'static str,
     cmd_rx: mpsc::Receiver<Command>,
     events: mpsc::UnboundedSender<PhoneEvent>,
 ) where
     C: KeystoreChain + 'static,
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut core = PhoneCore::new(
         &cfg,
         local,
-        transport,
+        transport_token(&cfg.signalling),
         lookup.passport_keystore(),
         Instant::now(),
         SystemTime::now(),
@@ -512,73 +770,98 @@ fn spawn_actor<C, S>(
         lookup_names: HashMap::new(),
         keylog_warned: false,
     };
-    tokio::spawn(actor.run(stream, cmd_rx));
+    tokio::spawn(actor.run(link, cmd_rx));
 }
 
 impl<C: KeystoreChain + 'static> Actor<C> {
-    async fn run<S>(mut self, stream: S, mut cmd_rx: mpsc::Receiver<Command>)
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let (mut rd, mut wr) = tokio::io::split(stream);
-        let (frame_tx, mut frame_rx) = mpsc::channel::<Option<Vec<u8>>>(64);
+    /// Serves the phone until it is shut down (or every handle dropped). A lost connection is
+    /// told to the core and recovered beside the loop ([`reconnect`]); calls, commands, look-ups
+    /// and media go on meanwhile.
+    async fn run(mut self, link: Opened, mut cmd_rx: mpsc::Receiver<Command>) {
+        let (frame_tx, mut frame_rx) = mpsc::channel::<(u64, FromReader)>(64);
         let number = self.cfg.number.clone();
-        let reader = tokio::spawn(async move {
-            let mut framer = StreamFramer::new(ParseLimits::default());
-            let mut buf = vec![0u8; 16 * 1024];
-            loop {
-                let n = match rd.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                framer.push(&buf[..n]);
-                loop {
-                    match framer.poll_frame() {
-                        Ok(Some(Frame::Message(m))) => {
-                            if frame_tx.send(Some(m)).await.is_err() {
-                                return;
-                            }
-                        }
-                        Ok(Some(Frame::Ping)) => {}
-                        Ok(None) => break,
-                        Err(e) => {
-                            warn!(error = %chaincall_io::ErrorChain(&e), "unframeable signalling stream");
-                            let _ = frame_tx.send(None).await;
-                            return;
-                        }
+        let mut generation = 0;
+        let keepalive = self.cfg.keepalive;
+        let mut conn = Some(Conn::start(link, generation, frame_tx.clone(), keepalive));
+        let mut reconnecting = None;
+        loop {
+            // The keep-alive first: a dead connection is given up before anything is written.
+            let due = conn.as_mut().and_then(|c| c.keepalive.as_mut());
+            match due.map(|k| k.poll(Instant::now())) {
+                None | Some(KeepAliveAction::Wait) => {}
+                Some(KeepAliveAction::Ping) => {
+                    if let Some(c) = &mut conn
+                        && let Err(e) = c.wr.write(KeepAlive::PING).await
+                    {
+                        self.lose(&mut conn, &mut reconnecting, &format!("write failed: {e}"));
                     }
                 }
+                Some(KeepAliveAction::Dead) => {
+                    let why = format!(
+                        "no keep-alive pong within {} s",
+                        KeepAlive::PONG_WITHIN.as_secs()
+                    );
+                    self.lose(&mut conn, &mut reconnecting, &why);
+                }
             }
-            let _ = frame_tx.send(None).await;
-        });
-        loop {
             // Drain the core: write its messages, act on its events (which may feed it more:
             // media addresses), until `Timeout`. After a failed write the rest of this round is
-            // dropped: the connection is gone and the reader will say so.
-            let mut write_failed = false;
+            // dropped and the connection given up.
+            let mut write_failed = None;
             let deadline = loop {
                 match self.core.poll_output() {
-                    Output::Transmit(out) if !write_failed => {
-                        if let Err(e) = wr.write_all(&out.contents).await {
-                            warn!(error = %e, "signalling write failed");
-                            write_failed = true;
+                    Output::Transmit(out) => match &mut conn {
+                        Some(c) if write_failed.is_none() => {
+                            if let Err(e) = c.wr.write(&out.contents).await {
+                                write_failed = Some(format!("write failed: {e}"));
+                            }
                         }
-                    }
-                    Output::Transmit(_) => {}
+                        _ => {}
+                    },
                     Output::Event(ev) => self.core_event(ev).await,
                     Output::Timeout(at) => break at,
                 }
             };
+            if let Some(why) = write_failed {
+                self.lose(&mut conn, &mut reconnecting, &why);
+                continue;
+            }
             let deadline = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let deadline = match conn.as_ref().and_then(|c| c.keepalive.as_ref()) {
+                Some(k) => deadline.min(k.deadline()),
+                None => deadline,
+            };
             tokio::select! {
-                frame = frame_rx.recv() => match frame.flatten() {
-                    Some(bytes) => self.core.handle_signalling(&bytes, Instant::now()),
-                    None => {
-                        info!(%number, "signalling connection closed");
-                        self.core.handle_transport(TransportState::Lost, Instant::now());
-                        break;
+                Some((from, said)) = frame_rx.recv() => {
+                    if conn.as_ref().map(|c| c.generation) != Some(from) {
+                        continue;
+                    }
+                    if let Some(k) = conn.as_mut().and_then(|c| c.keepalive.as_mut()) {
+                        k.heard();
+                    }
+                    match said {
+                        FromReader::Heard => {}
+                        FromReader::Message(bytes) => self.core.handle_signalling(&bytes, Instant::now()),
+                        FromReader::Closed(why) => self.lose(&mut conn, &mut reconnecting, &why),
                     }
                 },
+                back = join_some(&mut reconnecting) => {
+                    reconnecting = None;
+                    match back {
+                        Ok((link, local, attempt)) => {
+                            self.emit(PhoneEvent::Reconnected { attempt });
+                            generation += 1;
+                            conn = Some(Conn::start(link, generation, frame_tx.clone(), keepalive));
+                            self.core.set_local_addr(local);
+                            self.core.handle_transport(TransportState::Connected, Instant::now());
+                        }
+                        // A panic in the reconnect is a bug; try again rather than stay offline.
+                        Err(e) => {
+                            warn!(%number, error = %e, "the reconnect task failed; starting over");
+                            reconnecting = Some(tokio::spawn(reconnect(self.cfg.clone(), self.lookup.clone())));
+                        }
+                    }
+                }
                 cmd = cmd_rx.recv() => match cmd {
                     None | Some(Command::Shutdown) => break,
                     Some(c) => self.command(c),
@@ -606,7 +889,9 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                 }
             }
         }
-        reader.abort();
+        if let Some(task) = reconnecting {
+            task.abort();
+        }
         for (_, media) in self.media.drain() {
             if let Some(m) = media.task {
                 let _ = m.stop.send(());
@@ -618,7 +903,34 @@ impl<C: KeystoreChain + 'static> Actor<C> {
         for (_, r) in self.call_replies.drain() {
             let _ = r.send(Err(PhoneError::Signalling("connection closed".into())));
         }
-        let _ = wr.shutdown().await;
+        if let Some(mut c) = conn {
+            c.reader.abort();
+            c.wr.close().await;
+        }
+    }
+
+    /// The connection is gone (`why`): tells the core and starts reconnecting beside the loop.
+    fn lose(
+        &mut self,
+        conn: &mut Option<Conn>,
+        reconnecting: &mut Option<tokio::task::JoinHandle<(Opened, SocketAddr, u32)>>,
+        why: &str,
+    ) {
+        if let Some(c) = conn.take() {
+            c.reader.abort();
+        }
+        warn!(number = %self.cfg.number, reason = why, "signalling connection lost; reconnecting (calls in progress keep their media)");
+        self.emit(PhoneEvent::SignallingLost {
+            reason: why.to_owned(),
+        });
+        self.core
+            .handle_transport(TransportState::Lost, Instant::now());
+        if reconnecting.is_none() {
+            *reconnecting = Some(tokio::spawn(reconnect(
+                self.cfg.clone(),
+                self.lookup.clone(),
+            )));
+        }
     }
 
     fn emit(&self, ev: PhoneEvent) {
@@ -884,6 +1196,7 @@ fn call_report(call_id: String, call: CallSummary, session: &MediaSession) -> Ca
         safety_number: call.safety_number,
         proof_bytes: call.lookup.as_ref().map_or(0, |l| l.proof_bytes),
         timings: call.timings,
+        signalling_lost: call.signalling_lost,
         stats: session.stats(),
         sent_payload: session.sent_payload().to_vec(),
         received_payload: session.received_payload(),

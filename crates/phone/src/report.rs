@@ -82,6 +82,8 @@ pub struct CallReportJson<'a> {
     pub mikey_ms: f64,
     /// INVITE to 200 OK, milliseconds.
     pub invite_to_200_ms: f64,
+    /// The signalling connection dropped during the call (the media went on).
+    pub signalling_lost: bool,
     /// SRTP packets sent.
     pub srtp_packets_sent: u64,
     /// SRTP packets received and authenticated.
@@ -121,6 +123,7 @@ impl<'a> CallReportJson<'a> {
             call_setup_ms: ms(r.timings.call_setup),
             mikey_ms: ms(r.timings.mikey),
             invite_to_200_ms: ms(r.timings.signalling),
+            signalling_lost: r.signalling_lost,
             srtp_packets_sent: r.stats.rtp_sent,
             srtp_packets_received: r.stats.rtp_received,
             srtp_packets_rejected: r.stats.rtp_rejected,
@@ -196,6 +199,12 @@ impl std::fmt::Display for TextReport<'_> {
             j.target_delay_ms,
             j.jitter_ms
         )?;
+        if r.signalling_lost {
+            writeln!(
+                f,
+                "  signalling     lost during the call (the media went on; SIP reconnects by itself)"
+            )?;
+        }
         write!(
             f,
             "  recording      {} ({:.2} s received)",
@@ -240,6 +249,18 @@ pub fn listen_line(event: &ListenEvent<'_>) -> Option<serde_json::Value> {
             "call_id": call_id,
             "refused": reason,
             "caller": caller.map(CallerJson::from),
+        })),
+        ListenEvent::SignallingLost { reason } => Some(json!({
+            "signalling": "lost",
+            "reason": reason,
+        })),
+        ListenEvent::Reconnected { attempt } => Some(json!({
+            "signalling": "reconnected",
+            "attempt": attempt,
+        })),
+        ListenEvent::Reregistered { expires } => Some(json!({
+            "signalling": "registered",
+            "expires": expires,
         })),
         _ => None,
     }
@@ -452,6 +473,25 @@ mod tests {
             "+15550100002\\u{1b}[2K\\rincoming call from +15550100001"
         );
         assert_eq!(for_terminal("tel:+15550100001"), "tel:+15550100001");
+    }
+
+    #[test]
+    fn listen_prints_a_line_for_each_step_of_a_reconnect() {
+        let line = |e| listen_line(&e).unwrap().to_string();
+        assert_eq!(
+            line(ListenEvent::SignallingLost {
+                reason: "closed by the server"
+            }),
+            r#"{"reason":"closed by the server","signalling":"lost"}"#
+        );
+        assert_eq!(
+            line(ListenEvent::Reconnected { attempt: 3 }),
+            r#"{"attempt":3,"signalling":"reconnected"}"#
+        );
+        assert_eq!(
+            line(ListenEvent::Reregistered { expires: 600 }),
+            r#"{"expires":600,"signalling":"registered"}"#
+        );
     }
 
     #[test]

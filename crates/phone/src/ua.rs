@@ -1,12 +1,19 @@
 //! The phone's SIP user agent core (RFC 3261 UAC and UAS), sans-IO.
 //!
-//! It speaks over one reliable connection to its outbound proxy (TLS-PSK to sipd, or TCP to a
-//! Kamailio): bytes in with [`UserAgent::handle_input`], and out, with events and the next
+//! It speaks to its outbound proxy over one connection (TLS-PSK to sipd, or TCP to a Kamailio) or
+//! over UDP: bytes in with [`UserAgent::handle_input`], and out, with events and the next
 //! deadline, from [`UserAgent::poll_output`] (the `chaincall_io::Output` every core yields; the
-//! destination is `()`, the one connection); time with [`UserAgent::handle_timeout`]. Over a
-//! reliable transport RFC 3261
-//! retransmits nothing (§17.1.1.2, §17.1.2.2), so the only timers are Timer B/F (64·T1, 32 s):
-//! a request without a final answer by then fails.
+//! destination is `()`, the proxy); time with [`UserAgent::handle_timeout`].
+//!
+//! Every request we send runs in one of `chaincall_sip`'s RFC 3261 client transactions, every
+//! request we receive in a server transaction ([`chaincall_sip::transaction`]), so the same code
+//! serves both kinds of transport. Over a reliable one nothing is retransmitted (§17.1.1.2,
+//! §17.1.2.2) and the only timers are B/F (64·T1, 32 s): a request without a final answer by then
+//! fails. Over UDP (transport `UDP`) an INVITE is retransmitted on Timer A (T1 = 500 ms,
+//! doubling), other requests on Timer E (doubling up to T2 = 4 s); a retransmitted request we
+//! received gets our last response again, and a non-2xx final answer to an INVITE is re-sent on
+//! Timer G until its ACK; our 2xx to an INVITE is re-sent (T1 doubling up to T2) until the ACK
+//! comes, for up to 64·T1 (§13.3.1.4); the ACK for a non-2xx is the transaction's, hop by hop.
 //!
 //! Call order per step: call a command or `handle_input`/`handle_timeout`, then drain
 //! `poll_output` until `Timeout`.
@@ -24,7 +31,10 @@ use chaincall_io::Output;
 use chaincall_sip::dialog::Dialog;
 use chaincall_sip::digest::Challenge;
 use chaincall_sip::message::{Message, MessageBuf, response_to};
-use chaincall_sip::transaction::build_ack;
+use chaincall_sip::transaction::{
+    ClientState, ClientTransaction, ServerKey, ServerState, ServerTransaction, TimerConfig,
+    TxEvent, TxOutput,
+};
 use chaincall_sip::{HeaderName, Method};
 use zeroize::Zeroizing;
 
@@ -133,11 +143,142 @@ pub enum UaEvent {
     },
 }
 
+/// Moves one transaction's output into `out`. Returns whether it timed out (Timer B, F or H)
+/// or ended, and its next deadline.
+fn drain(
+    mut poll: impl FnMut() -> TxOutput,
+    out: &mut VecDeque<Vec<u8>>,
+) -> (bool, bool, Option<Instant>) {
+    let (mut timed_out, mut ended) = (false, false);
+    loop {
+        match poll() {
+            Output::Transmit(t) => out.push_back(t.contents),
+            Output::Event(TxEvent::Timeout) => timed_out = true,
+            Output::Event(TxEvent::Terminated) => ended = true,
+            Output::Timeout(at) => return (timed_out, ended, at),
+        }
+    }
+}
+
+/// A request of ours waiting for its final answer, in its client transaction.
 #[derive(Debug)]
 struct Pending {
     request: MessageBuf,
-    deadline: Instant,
+    tx: ClientTransaction,
+    /// Timer B/F ran out.
+    timed_out: bool,
+    next: Option<Instant>,
+    /// An INVITE fails 64·T1 after it left even once the callee rings (the transaction stops
+    /// Timer B on a provisional answer, §17.1.1.2; a phone must not ring for ever).
+    give_up: Option<Instant>,
     authed: bool,
+}
+
+impl Pending {
+    /// Sends `request` in a new client transaction (its first transmission goes to `out`).
+    fn start(
+        request: MessageBuf,
+        reliable: bool,
+        now: Instant,
+        out: &mut VecDeque<Vec<u8>>,
+    ) -> Pending {
+        // Our own requests always parse and are never an ACK, the two things `new` refuses.
+        let tx = ClientTransaction::new(&request, reliable, TimerConfig::default(), now)
+            .expect("a request of ours is a valid transaction request");
+        let invite = matches!(
+            &request.start,
+            chaincall_sip::message::OwnedStart::Request { method, .. } if method == "INVITE"
+        );
+        let mut p = Pending {
+            request,
+            tx,
+            timed_out: false,
+            next: None,
+            give_up: invite.then(|| now + TRANSACTION_TIMEOUT),
+            authed: false,
+        };
+        p.pump(out);
+        p
+    }
+
+    /// The request changed (credentials added, new branch and CSeq): a new transaction for it.
+    /// Returns the old transaction's state (an INVITE's keeps ACKing the challenge).
+    fn restart(&mut self, reliable: bool, now: Instant, out: &mut VecDeque<Vec<u8>>) -> Pending {
+        let authed = self.authed;
+        let old = std::mem::replace(
+            self,
+            Pending::start(self.request.clone(), reliable, now, out),
+        );
+        self.authed = authed;
+        old
+    }
+
+    fn pump(&mut self, out: &mut VecDeque<Vec<u8>>) {
+        let (timed_out, _, next) = drain(|| self.tx.poll_output(), out);
+        self.timed_out |= timed_out;
+        self.next = next;
+    }
+
+    /// Whether the request failed by `now`: no final answer in time.
+    fn expired(&self, now: Instant) -> bool {
+        self.timed_out || self.give_up.is_some_and(|at| at <= now)
+    }
+
+    /// When this request next needs [`UserAgent::handle_timeout`].
+    fn deadline(&self) -> Option<Instant> {
+        self.next.into_iter().chain(self.give_up).min()
+    }
+
+    /// Whether `resp` answers this transaction (its top Via branch is ours).
+    fn matches(&self, resp: &Message<'_>) -> bool {
+        branch_of(resp).is_some() && branch_of(resp) == self.branch()
+    }
+
+    fn branch(&self) -> Option<String> {
+        Message::parse(&self.request.to_bytes())
+            .ok()
+            .and_then(|m| branch_of(&m))
+    }
+}
+
+/// The key of a received request's server transaction.
+fn server_key(req: &Message<'_>) -> Option<(ServerKey, String)> {
+    Some((ServerKey::of(req)?, req.call_id().ok()?.to_owned()))
+}
+
+/// The top Via's branch of a message.
+fn branch_of(m: &Message<'_>) -> Option<String> {
+    m.top_via().ok()?.branch().map(str::to_owned)
+}
+
+/// A client transaction whose user is done with it (a cancelled INVITE, a CANCEL) that still
+/// answers the network: it ACKs a late non-2xx final answer, retransmits until answered.
+#[derive(Debug)]
+struct Lingering {
+    branch: String,
+    method: String,
+    tx: ClientTransaction,
+    next: Option<Instant>,
+    /// Forgotten by then whatever its state (an INVITE that got a 1xx has no timer left, and
+    /// its 487 may never come).
+    until: Instant,
+}
+
+/// A request we received, in its server transaction (it re-sends our last response to a
+/// retransmission).
+#[derive(Debug)]
+struct Served {
+    tx: ServerTransaction,
+    next: Option<Instant>,
+}
+
+/// Our 2xx to an INVITE over UDP, re-sent until the caller's ACK (RFC 3261 §13.3.1.4).
+#[derive(Debug, Clone)]
+struct OkResend {
+    wire: Vec<u8>,
+    interval: Duration,
+    next: Instant,
+    give_up: Instant,
 }
 
 #[derive(Debug)]
@@ -147,10 +288,13 @@ enum CallState {
     /// We received an INVITE and have not answered it finally.
     Incoming { invite: Vec<u8>, local_tag: String },
     /// A 2xx went out or came in. `local_sdp` is our current session description, re-sent when
-    /// the peer refreshes the session with a re-INVITE.
+    /// the peer refreshes the session with a re-INVITE. `ack`: the ACK we sent for their 2xx,
+    /// sent again when the 2xx is retransmitted; `resend`: our 2xx, until their ACK.
     Up {
         dialog: Dialog,
         local_sdp: Option<String>,
+        ack: Option<Vec<u8>>,
+        resend: Option<OkResend>,
     },
     /// We sent a BYE.
     Closing { bye: Pending },
@@ -165,6 +309,14 @@ pub struct UserAgent {
     reg_tag: String,
     register: Option<(Pending, u32)>,
     calls: HashMap<String, CallState>,
+    /// Requests received, by transaction (§17.2.3) and Call-ID: a retransmission always has
+    /// the same Call-ID, and a peer reusing a branch across calls still gets two transactions.
+    servers: HashMap<(ServerKey, String), Served>,
+    lingering: Vec<Lingering>,
+    /// The transport is reliable (a stream): nothing is retransmitted.
+    reliable: bool,
+    /// The time of the latest input: [`UserAgent::answer`] starts its timers from it.
+    clock: Instant,
     out: VecDeque<Vec<u8>>,
     events: VecDeque<UaEvent>,
     nc: u32,
@@ -195,15 +347,19 @@ fn reason_of(m: &Message<'_>) -> String {
 }
 
 impl UserAgent {
-    /// A user agent that has sent nothing yet.
+    /// A user agent that has sent nothing yet; over UDP when `cfg.transport` is `UDP`.
     pub fn new(cfg: UaConfig) -> Self {
         Self {
             reg_call_id: format!("{}@{}", token(&cfg.randomness, 12), cfg.local.ip()),
             reg_tag: token(&cfg.randomness, 6),
+            reliable: !cfg.transport.eq_ignore_ascii_case("UDP"),
             cfg,
             reg_cseq: 0,
             register: None,
             calls: HashMap::new(),
+            servers: HashMap::new(),
+            lingering: Vec::new(),
+            clock: Instant::now(),
             out: VecDeque::new(),
             events: VecDeque::new(),
             nc: 0,
@@ -213,6 +369,11 @@ impl UserAgent {
     /// The configuration.
     pub fn config(&self) -> &UaConfig {
         &self.cfg
+    }
+
+    /// Our end of a new connection (after a reconnect): Via and Contact name it from now on.
+    pub fn set_local(&mut self, local: SocketAddr) {
+        self.cfg.local = local;
     }
 
     fn aor(&self) -> String {
@@ -251,13 +412,9 @@ impl UserAgent {
         m.push("Expires", expires.to_string());
         m.push("User-Agent", self.cfg.user_agent.clone());
         m.push("Content-Length", "0");
-        self.send(&m);
+        self.clock = now;
         self.register = Some((
-            Pending {
-                request: m,
-                deadline: now + TRANSACTION_TIMEOUT,
-                authed: false,
-            },
+            Pending::start(m, self.reliable, now, &mut self.out),
             expires,
         ));
     }
@@ -308,17 +465,10 @@ impl UserAgent {
             m.push("Identity", identity);
         }
         m.set_body("application/sdp", sdp.as_bytes().to_vec());
-        self.send(&m);
-        self.calls.insert(
-            call_id.clone(),
-            CallState::Calling {
-                invite: Pending {
-                    request: m,
-                    deadline: now + TRANSACTION_TIMEOUT,
-                    authed: false,
-                },
-            },
-        );
+        self.clock = now;
+        let invite = Pending::start(m, self.reliable, now, &mut self.out);
+        self.calls
+            .insert(call_id.clone(), CallState::Calling { invite });
     }
 
     /// Answers an incoming call: 180 Ringing, or a final status; a 2xx carries `sdp`.
@@ -342,8 +492,18 @@ impl UserAgent {
                 r.push("Content-Length", "0");
             }
         }
-        self.send(&r);
+        let now = self.clock;
+        self.respond(&req, &r, now);
         if (200..300).contains(&code) {
+            // Over UDP the 2xx is ours to retransmit until the ACK (§13.3.1.4); the transaction
+            // is done with it (RFC 6026 Accepted).
+            let t1 = TimerConfig::default().t1;
+            let resend = (!self.reliable).then(|| OkResend {
+                wire: r.to_bytes(),
+                interval: t1,
+                next: now + t1,
+                give_up: now + 64 * t1,
+            });
             match Dialog::uas(&req, &local_tag) {
                 Ok(dialog) => {
                     self.calls.insert(
@@ -351,6 +511,8 @@ impl UserAgent {
                         CallState::Up {
                             dialog,
                             local_sdp: sdp.map(str::to_owned),
+                            ack: None,
+                            resend,
                         },
                     );
                 }
@@ -365,29 +527,25 @@ impl UserAgent {
 
     /// Ends a call: BYE for an established call, CANCEL-less give-up for one still ringing.
     pub fn hangup(&mut self, call_id: &str, now: Instant) {
+        self.clock = now;
         match self.calls.remove(call_id) {
             Some(CallState::Up { mut dialog, .. }) => {
                 let mut bye = dialog.request(Method::Bye, &self.via(), None);
                 bye.push("Content-Length", "0");
-                self.send(&bye);
-                self.calls.insert(
-                    call_id.to_owned(),
-                    CallState::Closing {
-                        bye: Pending {
-                            request: bye,
-                            deadline: now + TRANSACTION_TIMEOUT,
-                            authed: false,
-                        },
-                    },
-                );
+                let bye = Pending::start(bye, self.reliable, now, &mut self.out);
+                self.calls
+                    .insert(call_id.to_owned(), CallState::Closing { bye });
             }
             Some(CallState::Calling { invite }) => {
                 let wire = invite.request.to_bytes();
                 if let Ok(req) = Message::parse(&wire) {
                     let mut c = chaincall_sip::transaction::build_cancel(&req);
                     c.push("Content-Length", "0");
-                    self.send(&c);
+                    // The CANCEL in a transaction of its own; the INVITE's stays to ACK the 487.
+                    let cancel = Pending::start(c, self.reliable, now, &mut self.out);
+                    self.linger(cancel, "CANCEL");
                 }
+                self.linger(invite, "INVITE");
                 self.events.push_back(UaEvent::Ended {
                     call_id: call_id.to_owned(),
                     by_peer: false,
@@ -423,22 +581,83 @@ impl UserAgent {
         now: Instant,
     ) -> Result<(), chaincall_sip::ParseError> {
         let msg = Message::parse(bytes)?;
+        self.clock = now;
         if msg.is_request() {
-            self.handle_request(&msg, bytes);
+            self.handle_request(&msg, bytes, now);
         } else {
             self.handle_response(&msg, now);
         }
         Ok(())
     }
 
-    fn handle_request(&mut self, req: &Message<'_>, wire: &[u8]) {
+    /// Keeps a transaction its user is done with until it ends.
+    fn linger(&mut self, p: Pending, method: &str) {
+        if let Some(branch) = p.branch() {
+            self.lingering.push(Lingering {
+                branch,
+                method: method.to_owned(),
+                next: p.next,
+                tx: p.tx,
+                until: self.clock + TRANSACTION_TIMEOUT,
+            });
+        }
+    }
+
+    /// Sends `resp` to `req` through its server transaction (which keeps it for retransmitted
+    /// requests and, for a non-2xx to an INVITE over UDP, re-sends it until the ACK).
+    fn respond(&mut self, req: &Message<'_>, resp: &MessageBuf, now: Instant) {
+        let key = server_key(req);
+        let Some((key, s)) = key.and_then(|k| self.servers.get_mut(&k).map(|s| (k, s))) else {
+            // A request without a usable Via has no transaction: answer it once.
+            self.send(resp);
+            return;
+        };
+        if s.tx.send_response(resp, now).is_ok() {
+            let (_, _, next) = drain(|| s.tx.poll_output(), &mut self.out);
+            s.next = next;
+        }
+        // A stream delivers no retransmissions (§17.2.1, §17.2.2: Timers I and J are zero
+        // there): once answered, the same request again is a new one (and gets its own answer).
+        if self.reliable && s.tx.is_answered() {
+            self.servers.remove(&key);
+        }
+    }
+
+    fn handle_request(&mut self, req: &Message<'_>, wire: &[u8], now: Instant) {
         let Ok(call_id) = req.call_id().map(str::to_owned) else {
             return;
         };
+        // A retransmission (or the ACK of a non-2xx) goes to its transaction, which re-sends
+        // our last answer; only new requests reach the dialog layer. The ACK of a 2xx has a
+        // branch of its own (§17.1.1.3) and is the dialog's.
+        if let Some(key) = server_key(req) {
+            if let Some(s) = self.servers.get_mut(&key) {
+                s.tx.handle_request(req, now);
+                let (_, _, next) = drain(|| s.tx.poll_output(), &mut self.out);
+                s.next = next;
+                return;
+            }
+            if req.method() != Some(Method::Ack) {
+                let mut tx =
+                    ServerTransaction::new(req, self.reliable, TimerConfig::default(), now);
+                let mut trying = VecDeque::new();
+                let (_, _, next) = drain(|| tx.poll_output(), &mut trying);
+                // A re-INVITE is answered at once: no 100 Trying for it (§17.2.1 allows that).
+                let reinvite = req.method() == Some(Method::Invite)
+                    && matches!(self.calls.get(&call_id), Some(CallState::Up { .. }));
+                if !reinvite {
+                    self.out.extend(trying);
+                }
+                self.servers.insert(key, Served { tx, next });
+            }
+        }
         match req.method() {
             Some(Method::Invite) => {
                 let contact = contact_of(&self.cfg);
-                if let Some(CallState::Up { dialog, local_sdp }) = self.calls.get_mut(&call_id) {
+                if let Some(CallState::Up {
+                    dialog, local_sdp, ..
+                }) = self.calls.get_mut(&call_id)
+                {
                     // A re-INVITE (session refresh, RFC 3261 §14.2): keep the media and its keys as
                     // they are and answer with our current description. Changing codecs, holding or
                     // re-keying mid-call is not supported; an out-of-order CSeq gets 500 (§14.2).
@@ -462,11 +681,11 @@ impl UserAgent {
                             r.set_body("application/sdp", sdp.into_bytes());
                         }
                     }
-                    self.out.push_back(r.to_bytes());
+                    self.respond(req, &r, now);
                     return;
                 }
                 if self.calls.contains_key(&call_id) {
-                    return; // a retransmission
+                    return; // the same call again (a loop, a fork): not a new one
                 }
                 let (from_uri, from_display) = req
                     .from()
@@ -481,9 +700,7 @@ impl UserAgent {
                         local_tag: local_tag.clone(),
                     },
                 );
-                let mut trying = response_to(req, 100, "Trying", None);
-                trying.push("Content-Length", "0");
-                self.send(&trying);
+                // The INVITE's server transaction sent 100 Trying.
                 self.events.push_back(UaEvent::IncomingCall {
                     call_id,
                     from_uri,
@@ -496,8 +713,12 @@ impl UserAgent {
                 });
             }
             Some(Method::Ack) => {
-                if matches!(self.calls.get(&call_id), Some(CallState::Up { .. })) {
-                    self.events.push_back(UaEvent::Confirmed { call_id });
+                if let Some(CallState::Up { resend, .. }) = self.calls.get_mut(&call_id) {
+                    // Our 2xx arrived: stop re-sending it. A repeated ACK confirms nothing new.
+                    let first = resend.take().is_some() || self.reliable;
+                    if first {
+                        self.events.push_back(UaEvent::Confirmed { call_id });
+                    }
                 }
             }
             Some(Method::Bye) => {
@@ -509,7 +730,7 @@ impl UserAgent {
                 };
                 let mut r = response_to(req, code, reason, None);
                 r.push("Content-Length", "0");
-                self.send(&r);
+                self.respond(req, &r, now);
                 if known {
                     self.events.push_back(UaEvent::Ended {
                         call_id,
@@ -521,7 +742,7 @@ impl UserAgent {
                 let ringing = matches!(self.calls.get(&call_id), Some(CallState::Incoming { .. }));
                 let mut ok = response_to(req, if ringing { 200 } else { 481 }, "OK", None);
                 ok.push("Content-Length", "0");
-                self.send(&ok);
+                self.respond(req, &ok, now);
                 if ringing {
                     self.answer(&call_id, 487, "Request Terminated", None);
                     self.events.push_back(UaEvent::Ended {
@@ -534,13 +755,13 @@ impl UserAgent {
                 let mut r = response_to(req, 200, "OK", None);
                 r.push("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS");
                 r.push("Content-Length", "0");
-                self.send(&r);
+                self.respond(req, &r, now);
             }
             _ => {
                 let mut r = response_to(req, 405, "Method Not Allowed", None);
                 r.push("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS");
                 r.push("Content-Length", "0");
-                self.send(&r);
+                self.respond(req, &r, now);
             }
         }
     }
@@ -591,7 +812,6 @@ impl UserAgent {
             self.reg_cseq = cseq;
         }
         pending.authed = true;
-        self.out.push_back(req.to_bytes());
         true
     }
 
@@ -605,12 +825,16 @@ impl UserAgent {
             let Some((mut pending, expires)) = self.register.take() else {
                 return;
             };
-            if code < 200 {
+            // Another transaction's answer (before a challenge), or a retransmission the
+            // transaction absorbed: nothing for us.
+            let fresh = pending.matches(resp) && pending.tx.handle_response(resp, now);
+            pending.pump(&mut self.out);
+            if !fresh || code < 200 {
                 self.register = Some((pending, expires));
                 return;
             }
             if (code == 401 || code == 407) && self.authenticate(&mut pending, resp) {
-                pending.deadline = now + TRANSACTION_TIMEOUT;
+                pending.restart(self.reliable, now, &mut self.out);
                 self.register = Some((pending, expires));
                 return;
             }
@@ -640,13 +864,30 @@ impl UserAgent {
             self.events.push_back(ev);
             return;
         }
+        // A transaction we are done with (a cancelled or challenged INVITE, a CANCEL): it ACKs
+        // and absorbs what still comes.
+        let branch = branch_of(resp);
+        if let Some(l) = self
+            .lingering
+            .iter_mut()
+            .find(|l| Some(&l.branch) == branch.as_ref() && l.method == cseq.method.as_str())
+        {
+            l.tx.handle_response(resp, now);
+            let (_, _, next) = drain(|| l.tx.poll_output(), &mut self.out);
+            l.next = next;
+            self.sweep();
+            return;
+        }
         let Some(state) = self.calls.remove(&call_id) else {
             return;
         };
         match (state, cseq.method) {
             (CallState::Calling { mut invite }, Method::Invite) => {
-                if code < 200 {
-                    if code > 100 {
+                let fresh = invite.matches(resp) && invite.tx.handle_response(resp, now);
+                // The ACK of a non-2xx final answer is the transaction's (§17.1.1.3).
+                invite.pump(&mut self.out);
+                if !fresh || code < 200 {
+                    if fresh && code > 100 {
                         self.events.push_back(UaEvent::Ringing {
                             call_id: call_id.clone(),
                             code,
@@ -655,17 +896,24 @@ impl UserAgent {
                     self.calls.insert(call_id, CallState::Calling { invite });
                     return;
                 }
-                let wire = invite.request.to_bytes();
                 if (200..300).contains(&code) {
                     match Dialog::uac(&invite.request, resp) {
                         Ok(mut dialog) => {
                             let seq = resp.cseq().map(|c| c.seq).unwrap_or(1);
                             let mut ack = dialog.request(Method::Ack, &self.via(), Some(seq));
                             ack.push("Content-Length", "0");
-                            self.send(&ack);
+                            let ack = ack.to_bytes();
+                            self.out.push_back(ack.clone());
                             let local_sdp = String::from_utf8(invite.request.body.clone()).ok();
-                            self.calls
-                                .insert(call_id.clone(), CallState::Up { dialog, local_sdp });
+                            self.calls.insert(
+                                call_id.clone(),
+                                CallState::Up {
+                                    dialog,
+                                    local_sdp,
+                                    ack: Some(ack),
+                                    resend: None,
+                                },
+                            );
                             self.events.push_back(UaEvent::Answered {
                                 call_id,
                                 sdp: resp.body().to_vec(),
@@ -679,26 +927,64 @@ impl UserAgent {
                     }
                     return;
                 }
-                // Non-2xx final: ACK it in the INVITE's transaction (§17.1.1.3).
-                if let Ok(req) = Message::parse(&wire) {
-                    self.out.push_back(build_ack(&req, resp));
-                }
+                let challenged = invite.branch();
                 if (code == 401 || code == 407) && self.authenticate(&mut invite, resp) {
-                    invite.deadline = now + TRANSACTION_TIMEOUT;
+                    let old = invite.restart(self.reliable, now, &mut self.out);
+                    if let Some(branch) = challenged {
+                        self.lingering.push(Lingering {
+                            branch,
+                            method: "INVITE".into(),
+                            next: old.next,
+                            tx: old.tx,
+                            until: now + TRANSACTION_TIMEOUT,
+                        });
+                    }
                     self.calls.insert(call_id, CallState::Calling { invite });
                     return;
                 }
+                self.linger(invite, "INVITE");
                 self.events.push_back(UaEvent::CallFailed {
                     call_id,
                     code,
                     reason: reason_of(resp),
                 });
             }
-            (CallState::Closing { .. }, Method::Bye) if code >= 200 => {
-                self.events.push_back(UaEvent::Ended {
+            (CallState::Closing { mut bye }, Method::Bye) => {
+                let fresh = bye.matches(resp) && bye.tx.handle_response(resp, now);
+                bye.pump(&mut self.out);
+                if fresh && code >= 200 {
+                    self.events.push_back(UaEvent::Ended {
+                        call_id,
+                        by_peer: false,
+                    });
+                } else {
+                    self.calls.insert(call_id, CallState::Closing { bye });
+                }
+            }
+            (
+                CallState::Up {
+                    dialog,
+                    local_sdp,
+                    ack,
+                    resend,
+                },
+                Method::Invite,
+            ) => {
+                // Their 2xx again: our ACK was lost (§13.2.2.4); send it again.
+                if (200..300).contains(&code)
+                    && let Some(ack) = &ack
+                {
+                    self.out.push_back(ack.clone());
+                }
+                self.calls.insert(
                     call_id,
-                    by_peer: false,
-                });
+                    CallState::Up {
+                        dialog,
+                        local_sdp,
+                        ack,
+                        resend,
+                    },
+                );
             }
             (state, _) => {
                 self.calls.insert(call_id, state);
@@ -706,27 +992,71 @@ impl UserAgent {
         }
     }
 
-    /// Fails requests whose Timer B/F ran out.
+    /// Forgets the transactions that ended.
+    fn sweep(&mut self) {
+        let now = self.clock;
+        self.lingering
+            .retain(|l| l.tx.state() != ClientState::Terminated && l.until > now);
+        self.servers
+            .retain(|_, s| s.tx.state() != ServerState::Terminated);
+    }
+
+    /// Runs the timers: retransmissions over UDP, and fails requests whose Timer B/F ran out.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let Some((p, _)) = &self.register
-            && p.deadline <= now
-        {
-            self.register = None;
-            self.events.push_back(UaEvent::RegistrationFailed {
-                code: 0,
-                reason: "no answer from the registrar".into(),
-            });
+        self.clock = now;
+        if let Some((p, _)) = &mut self.register {
+            p.tx.handle_timeout(now);
+            p.pump(&mut self.out);
+            if p.timed_out {
+                self.register = None;
+                self.events.push_back(UaEvent::RegistrationFailed {
+                    code: 0,
+                    reason: "no answer from the registrar".into(),
+                });
+            }
         }
-        let expired: Vec<String> = self
-            .calls
-            .iter()
-            .filter(|(_, s)| match s {
-                CallState::Calling { invite } => invite.deadline <= now,
-                CallState::Closing { bye } => bye.deadline <= now,
-                _ => false,
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
+        let t2 = TimerConfig::default().t2;
+        let mut expired = Vec::new();
+        for (call_id, state) in self.calls.iter_mut() {
+            match state {
+                CallState::Calling { invite: p } | CallState::Closing { bye: p } => {
+                    p.tx.handle_timeout(now);
+                    p.pump(&mut self.out);
+                    if p.expired(now) {
+                        expired.push(call_id.clone());
+                    }
+                }
+                CallState::Up {
+                    resend: resend @ Some(_),
+                    ..
+                } => {
+                    let Some(r) = resend.as_mut() else { continue };
+                    if r.next > now {
+                        continue;
+                    }
+                    if now >= r.give_up {
+                        tracing::warn!(call = %call_id, "no ACK for our 2xx within 64·T1; no longer re-sending it");
+                        *resend = None;
+                    } else {
+                        self.out.push_back(r.wire.clone());
+                        r.interval = (r.interval * 2).min(t2);
+                        r.next = now + r.interval;
+                    }
+                }
+                _ => {}
+            }
+        }
+        for l in &mut self.lingering {
+            l.tx.handle_timeout(now);
+            let (_, _, next) = drain(|| l.tx.poll_output(), &mut self.out);
+            l.next = next;
+        }
+        for s in self.servers.values_mut() {
+            s.tx.handle_timeout(now);
+            let (_, _, next) = drain(|| s.tx.poll_output(), &mut self.out);
+            s.next = next;
+        }
+        self.sweep();
         for call_id in expired {
             match self.calls.remove(&call_id) {
                 Some(CallState::Calling { .. }) => self.events.push_back(UaEvent::CallFailed {
@@ -743,9 +1073,9 @@ impl UserAgent {
         }
     }
 
-    /// The next output: a message to write to the connection (`Transmit<()>`: the destination
-    /// is the one connection to the proxy), a [`UaEvent`], or the next deadline (`None` when no
-    /// request is outstanding). Drain until `Timeout` after every command, `handle_input` and
+    /// The next output: a message to send to the proxy (`Transmit<()>`: the destination is the
+    /// one connection or the proxy's address), a [`UaEvent`], or the next deadline (`None` when
+    /// no timer runs). Drain until `Timeout` after every command, `handle_input` and
     /// `handle_timeout`; acting on an event may queue more messages, so keep polling.
     pub fn poll_output(&mut self) -> UaOutput {
         if let Some(message) = self.out.pop_front() {
@@ -754,13 +1084,27 @@ impl UserAgent {
         if let Some(event) = self.events.pop_front() {
             return Output::Event(event);
         }
-        let reg = self.register.as_ref().map(|(p, _)| p.deadline);
+        let reg = self.register.as_ref().and_then(|(p, _)| p.deadline());
         let calls = self.calls.values().filter_map(|s| match s {
-            CallState::Calling { invite } => Some(invite.deadline),
-            CallState::Closing { bye } => Some(bye.deadline),
+            CallState::Calling { invite } => invite.deadline(),
+            CallState::Closing { bye } => bye.deadline(),
+            CallState::Up {
+                resend: Some(r), ..
+            } => Some(r.next),
             _ => None,
         });
-        Output::Timeout(reg.into_iter().chain(calls).min())
+        let lingering = self
+            .lingering
+            .iter()
+            .flat_map(|l| l.next.into_iter().chain([l.until]));
+        let served = self.servers.values().filter_map(|s| s.next);
+        Output::Timeout(
+            reg.into_iter()
+                .chain(calls)
+                .chain(lingering)
+                .chain(served)
+                .min(),
+        )
     }
 }
 

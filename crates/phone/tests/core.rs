@@ -23,8 +23,8 @@ mod srtp;
 use core_net::*;
 use srtp::carries;
 
-#[test]
-fn register_is_granted_and_refreshed_halfway() {
+/// Alice registered (600 s granted), in a fresh network.
+fn alice_registered() -> Net {
     let mut net = Net::new(|_| {});
     let now = net.now;
     net.alice.core.register(600, now);
@@ -34,6 +34,13 @@ fn register_is_granted_and_refreshed_halfway() {
         matches!(events[..], [Event::Registered { expires: 600 }]),
         "{events:?}"
     );
+    net
+}
+
+#[test]
+fn register_is_granted_and_refreshed_halfway() {
+    let mut net = alice_registered();
+    let now = net.now;
     // The next deadline is the refresh, at half the granted lifetime (RFC 3261 §10.2.4).
     assert_eq!(net.alice.deadline, Some(now + Duration::from_secs(300)));
     net.advance(Duration::from_secs(299));
@@ -169,6 +176,18 @@ fn keyed_call(mode: KeyMode, alice_calls: bool) -> (Net, String) {
     (net, id)
 }
 
+/// Alice's BYE ended the call on both sides.
+fn alice_hung_up_on_bob(net: &mut Net, id: &str) {
+    assert_eq!(
+        ended(&take_events(&mut net.alice), id),
+        Some(EndReason::HungUp)
+    );
+    assert_eq!(
+        ended(&take_events(&mut net.bob), id),
+        Some(EndReason::HungUpByPeer)
+    );
+}
+
 #[test]
 fn a_mikey_pke_call_keys_both_sides_and_the_callers_bye_ends_it() {
     let (mut net, id) = keyed_call(KeyMode::MikeyPke, true);
@@ -176,14 +195,7 @@ fn a_mikey_pke_call_keys_both_sides_and_the_callers_bye_ends_it() {
     net.alice.core.hangup(&id, now);
     net.settle();
     assert_eq!(net.seen("BYE").len(), 1);
-    assert_eq!(
-        ended(&take_events(&mut net.alice), &id),
-        Some(EndReason::HungUp)
-    );
-    assert_eq!(
-        ended(&take_events(&mut net.bob), &id),
-        Some(EndReason::HungUpByPeer)
-    );
+    alice_hung_up_on_bob(&mut net, &id);
     assert_eq!(net.alice.stopped, std::slice::from_ref(&id));
     assert_eq!(net.bob.stopped, [id]);
 }
@@ -493,4 +505,164 @@ fn a_lost_connection_keeps_the_media_and_the_call_can_still_end() {
         Some(EndReason::SignallingLost)
     );
     assert_eq!(net.alice.stopped, [id]);
+}
+
+#[test]
+fn a_wanted_registration_is_renewed_after_a_reconnect_and_calls_fail_at_once_while_down() {
+    let mut net = alice_registered();
+
+    // The connection drops: no refresh goes out while it is down, however long that lasts.
+    net.alice.lost = true;
+    net.alice
+        .core
+        .handle_transport(TransportState::Lost, net.now);
+    net.settle();
+    net.advance(Duration::from_secs(400));
+    assert_eq!(net.seen("REGISTER").len(), 1, "nothing sent while down");
+
+    // A call placed meanwhile fails at once, saying why.
+    let bob = net.bob.number.clone();
+    let id = net.alice.core.call(&bob, net.now);
+    net.settle();
+    let events = take_events(&mut net.alice);
+    let error = failure(&events, &id).expect("the call failed at once");
+    assert!(
+        matches!(error, PhoneError::Signalling(reason) if reason.contains("not connected")),
+        "{error}"
+    );
+    assert!(net.alice.started.is_empty() && net.seen("INVITE").is_empty());
+
+    // The connection is back (on a new local port): the core registers again by itself, with
+    // the new address as its contact, and refreshes from then on.
+    net.alice.lost = false;
+    net.alice
+        .core
+        .set_local_addr("127.0.0.1:40011".parse().unwrap());
+    net.alice
+        .core
+        .handle_transport(TransportState::Connected, net.now);
+    net.settle();
+    let registers = net.seen("REGISTER");
+    assert_eq!(registers.len(), 2, "registered again after the reconnect");
+    let again = String::from_utf8_lossy(&registers[1]);
+    assert!(
+        again.contains("Contact: <sip:+15551230001@127.0.0.1:40011;"),
+        "{again}"
+    );
+    assert!(matches!(
+        take_events(&mut net.alice)[..],
+        [Event::Registered { expires: 600 }]
+    ));
+    net.advance(Duration::from_secs(300));
+    assert_eq!(net.seen("REGISTER").len(), 3, "refreshed again");
+
+    // Bob never registered: his reconnect sends nothing. Alice unregistered: neither does hers.
+    net.bob.core.handle_transport(TransportState::Lost, net.now);
+    net.bob
+        .core
+        .handle_transport(TransportState::Connected, net.now);
+    net.alice.core.register(0, net.now);
+    net.settle();
+    assert_eq!(net.seen("REGISTER").len(), 4, "only alice's unregistration");
+    net.alice
+        .core
+        .handle_transport(TransportState::Lost, net.now);
+    net.alice
+        .core
+        .handle_transport(TransportState::Connected, net.now);
+    net.settle();
+    assert_eq!(
+        net.seen("REGISTER").len(),
+        4,
+        "an unregistered phone stays so"
+    );
+}
+
+#[test]
+fn a_call_in_progress_when_the_connection_drops_says_so_when_it_ends() {
+    let (mut net, id) = keyed_call(KeyMode::MikeyPke, true);
+    net.alice.lost = true;
+    net.alice
+        .core
+        .handle_transport(TransportState::Lost, net.now);
+    net.alice
+        .core
+        .handle_transport(TransportState::Connected, net.now);
+    net.alice.lost = false;
+    net.settle();
+    // Back up: the hang-up goes out as a BYE over the new connection.
+    net.alice.core.hangup(&id, net.now);
+    net.settle();
+    assert_eq!(net.seen("BYE").len(), 1);
+    let events = take_events(&mut net.alice);
+    let lost = events.iter().find_map(|e| match e {
+        Event::Ended {
+            call_id, summary, ..
+        } if *call_id == id => Some(summary.signalling_lost),
+        _ => None,
+    });
+    assert_eq!(lost, Some(true), "{events:?}");
+    // Bob's side never lost its connection.
+    let events = take_events(&mut net.bob);
+    let lost = events.iter().find_map(|e| match e {
+        Event::Ended { summary, .. } => Some(summary.signalling_lost),
+        _ => None,
+    });
+    assert_eq!(lost, Some(false), "{events:?}");
+}
+
+#[test]
+fn over_udp_register_invite_and_bye_complete_through_retransmissions_when_first_copies_are_lost() {
+    let mut net = Net::over("UDP", |_| {});
+    // Every message, request or response, ACK included, loses its first copy.
+    net.lose_first = 1;
+    let run = |net: &mut Net| {
+        // T1 is 500 ms: 20 s of simulated time in 100 ms steps covers many retransmissions.
+        for _ in 0..200 {
+            net.advance(Duration::from_millis(100));
+        }
+    };
+    let now = net.now;
+    net.alice.core.register(600, now);
+    net.bob.core.register(600, now);
+    net.settle();
+    run(&mut net);
+    for side in [&mut net.alice, &mut net.bob] {
+        let events = take_events(side);
+        assert!(
+            matches!(events[..], [Event::Registered { expires: 600 }]),
+            "{events:?}"
+        );
+    }
+    // Each REGISTER: lost; sent again on Timer E (its 200 lost); sent again, answered.
+    assert_eq!(net.seen("REGISTER").len(), 6);
+
+    let id = net.alice_calls_bob();
+    run(&mut net);
+    assert!(net.alice.started.contains_key(&id) && net.bob.started.contains_key(&id));
+    assert!(
+        net.seen("INVITE").len() >= 2,
+        "the INVITE was retransmitted"
+    );
+    assert!(net.seen("ACK").len() >= 2, "the lost ACK was sent again");
+    let bob = take_events(&mut net.bob);
+    let incoming = bob
+        .iter()
+        .filter(|e| matches!(e, Event::Incoming { .. }))
+        .count();
+    assert_eq!(incoming, 1, "a retransmitted INVITE rings once: {bob:?}");
+    take_events(&mut net.alice);
+
+    let now = net.now;
+    net.alice.core.hangup(&id, now);
+    net.settle();
+    run(&mut net);
+    alice_hung_up_on_bob(&mut net, &id);
+    assert!(net.seen("BYE").len() >= 2, "the BYE was retransmitted");
+    // Nothing left running: every transaction ended, nothing is re-sent any more.
+    let before = net.seen.len();
+    for _ in 0..40 {
+        net.advance(Duration::from_secs(1));
+    }
+    assert_eq!(net.seen.len(), before, "quiet once done");
 }

@@ -351,6 +351,7 @@ fn phone_config(
         accept_unverified: None,
         audio: Arc::new(audio),
         register_expires: 600,
+        keepalive: Some(chaincall_phone::link::DEFAULT_KEEPALIVE),
         randomness: Default::default(),
     }
 }

@@ -569,6 +569,18 @@ impl App {
             PhoneEvent::CallEnded(report) => {
                 self.ended(report, Err("not written".to_owned()), now);
             }
+            // The phone reconnects and registers again by itself; the line says so meanwhile.
+            PhoneEvent::SignallingLost { reason } => {
+                self.note = Some(format!(
+                    "signalling lost ({}); reconnecting",
+                    for_terminal(&reason)
+                ));
+            }
+            PhoneEvent::Reconnected { attempt } => {
+                self.note = Some(format!(
+                    "signalling back (attempt {attempt}); registering again"
+                ));
+            }
             PhoneEvent::Dtmf { digit, .. } => {
                 // The peer pressed a key (RFC 4733 telephone-event): shown, nothing to do.
                 self.note = Some(format!(

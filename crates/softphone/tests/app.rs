@@ -86,6 +86,7 @@ fn report(call_id: &str, outgoing: bool, caller: Option<CallerId>) -> Box<CallRe
         key_changes: Vec::new(),
         proof_bytes: 0,
         timings: SetupTimings::default(),
+        signalling_lost: false,
         stats: MediaStats {
             rtp_sent: 250,
             rtp_received: 248,

@@ -73,8 +73,12 @@ pub struct Net {
     pub bob: Side,
     pub keys: HashMap<IdentityName, IdentityKey>,
     pub registrar: Registrar,
-    /// Every message the relay saw, in order.
+    /// Every message the relay saw, in order (lost copies included).
     pub seen: Vec<Vec<u8>>,
+    /// The relay loses the first this many copies of every distinct message (a lossy UDP path).
+    pub lose_first: u32,
+    /// Copies of each message the relay has carried or lost so far.
+    copies: HashMap<Vec<u8>, u32>,
     /// Changes each message the relay passes between the phones (a peer that writes other SDP).
     pub rewrite: Option<fn(Vec<u8>) -> Vec<u8>>,
 }
@@ -97,6 +101,7 @@ pub fn config(number: &str, key: &IdentityKey, seed: u64) -> PhoneConfig {
         accept_unverified: None,
         audio: Arc::new(Vec::new()),
         register_expires: 600,
+        keepalive: None,
         randomness: Randomness::seeded(rand_chacha::ChaCha20Rng::seed_from_u64(seed)),
     }
 }
@@ -105,6 +110,12 @@ impl Net {
     /// Alice and Bob, both keyed on chain, both answering by themselves, with `adjust` changing
     /// their configurations first.
     pub fn new(adjust: impl Fn(&mut PhoneConfig)) -> Net {
+        Net::over("TCP", adjust)
+    }
+
+    /// [`Net::new`] with the phones' signalling over `transport` (`TCP`, or `UDP` for the
+    /// user agent's retransmissions).
+    pub fn over(transport: &'static str, adjust: impl Fn(&mut PhoneConfig)) -> Net {
         let now = Instant::now();
         let wall = SystemTime::now();
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
@@ -118,7 +129,7 @@ impl Net {
                 core: PhoneCore::new(
                     &cfg,
                     format!("127.0.0.1:{port}").parse().unwrap(),
-                    "TCP",
+                    transport,
                     keystore(),
                     now,
                     wall,
@@ -144,6 +155,8 @@ impl Net {
             keys,
             registrar: Registrar::default(),
             seen: Vec::new(),
+            lose_first: 0,
+            copies: HashMap::new(),
             rewrite: None,
         }
     }
@@ -266,9 +279,14 @@ impl Net {
                 None => bytes,
             };
             self.seen.push(bytes.clone());
+            if self.lost_copy(&bytes) {
+                continue;
+            }
             let m = Message::parse(&bytes).expect("the core writes well-formed SIP");
             if m.method() == Some(Method::Register) {
-                if let Some(answer) = self.registrar(&m) {
+                if let Some(answer) = self.registrar(&m)
+                    && !self.lost_copy(&answer)
+                {
                     self.side(from_alice).core.handle_signalling(&answer, now);
                 }
                 continue;
@@ -279,6 +297,13 @@ impl Net {
             }
         }
         moved
+    }
+
+    /// Whether this copy of `bytes` is one the lossy relay loses.
+    fn lost_copy(&mut self, bytes: &[u8]) -> bool {
+        let n = self.copies.entry(bytes.to_vec()).or_default();
+        *n += 1;
+        *n <= self.lose_first
     }
 
     /// Runs both phones and the relay until nothing moves.

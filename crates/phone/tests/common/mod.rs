@@ -2,7 +2,7 @@
 //! listener (and UDP for standard phones) on 127.0.0.1, and chaincall phones connected to it.
 #![allow(dead_code, unreachable_pub)]
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +32,34 @@ pub struct Net {
     pub dir: tempfile::TempDir,
     next_wallet: std::sync::atomic::AtomicUsize,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// sipd's configuration, with the addresses it got: a restart binds them again.
+    sipd: Option<chaincall_sipd::Config>,
+    /// The runtime sipd runs in, alone: shutting it down kills sipd outright (every task and
+    /// socket dropped at once, no draining), as SIGKILL would a process.
+    runtime: Option<tokio::runtime::Runtime>,
+    /// Makes that runtime (its threads, and so sipd's sockets, in a test network's namespace
+    /// when sipd runs there).
+    make_runtime: MakeRuntime,
+    /// The address sipd listens on.
+    pub host: IpAddr,
+}
+
+/// Makes a runtime for sipd or a phone.
+pub type MakeRuntime = Arc<dyn Fn() -> tokio::runtime::Runtime + Send + Sync>;
+
+/// A runtime of one worker thread (its threads stay in the namespace of the thread that built it).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 impl Net {
@@ -44,6 +72,16 @@ impl Net {
     /// [`Net::start`] with `configure` changing sipd's configuration (authentication, policy…)
     /// before sipd starts. The configuration is built in code: nothing is written and read back.
     pub async fn start_with(configure: impl FnOnce(&mut chaincall_sipd::Config)) -> Net {
+        Net::start_on([127, 0, 0, 1].into(), Arc::new(runtime), configure).await
+    }
+
+    /// [`Net::start_with`] with sipd listening on `host`, in a runtime `make_runtime` builds
+    /// (inside a test network's namespace, for one).
+    pub async fn start_on(
+        host: IpAddr,
+        make_runtime: MakeRuntime,
+        configure: impl FnOnce(&mut chaincall_sipd::Config),
+    ) -> Net {
         let dir = tempfile::tempdir().unwrap();
         let chain = Arc::new(EmbeddedChain::default());
         let contract = deploy_test_keystore(&*chain).await.unwrap();
@@ -59,6 +97,10 @@ impl Net {
             dir,
             next_wallet: 1.into(),
             stop: None,
+            sipd: None,
+            runtime: None,
+            make_runtime,
+            host,
         };
         let sipd_key = IdentityKey::generate();
         net.add(SERVER, &sipd_key, true).await;
@@ -72,7 +114,7 @@ impl Net {
         .unwrap();
         // sipd proves the phones' keys against the genesis block (the phones' own checkpoint), as
         // an operator's would against a checkpoint of their chain.
-        let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let loopback = |port| SocketAddr::new(host, port);
         let mut cfg = chaincall_sipd::Config {
             listen: vec![
                 chaincall_sipd::Listen::udp(loopback(net.udp_port)),
@@ -99,48 +141,83 @@ impl Net {
         };
         cfg.auth.mode = chaincall_sipd::AuthMode::None;
         configure(&mut cfg);
-        let metrics = std::sync::Arc::new(chaincall_sipd::metrics::Metrics::default());
-        let psk = chaincall_sipd::tls::psk_server_on_chain(
-            cfg.tls_psk.as_ref().unwrap(),
-            net.chain.clone(),
-            metrics.clone(),
-        )
-        .await
-        .unwrap();
-        // `[identity] verify` reads callers' keys from the same chain, as `Server::bind` does.
-        let caller_keys = (cfg.identity.verify != chaincall_sipd::VerifyMode::Off).then(|| {
-            chaincall_sipd::tls::key_directory_on_chain(
-                cfg.tls_psk.as_ref().unwrap(),
-                net.chain.clone(),
+        net.run_sipd(cfg).await;
+        net
+    }
+
+    /// Binds and runs sipd with `cfg` in a runtime of its own, recording the addresses it got.
+    async fn run_sipd(&mut self, mut cfg: chaincall_sipd::Config) {
+        let runtime = (self.make_runtime)();
+        let (started, bound) = tokio::sync::oneshot::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (settings, chain) = (cfg.clone(), self.chain.clone());
+        runtime.spawn(async move {
+            let metrics = Arc::new(chaincall_sipd::metrics::Metrics::default());
+            let psk = chaincall_sipd::tls::psk_server_on_chain(
+                settings.tls_psk.as_ref().unwrap(),
+                chain.clone(),
                 metrics.clone(),
             )
-            .unwrap()
-        });
-        let mut server = chaincall_sipd::Server::bind_with_tls_psk(cfg, psk, metrics)
             .await
             .unwrap();
-        if let Some(keys) = caller_keys {
-            server.set_caller_keys(Arc::new(keys));
-        }
-        for l in server.local() {
+            // `[identity] verify` reads callers' keys from the same chain, as `Server::bind` does.
+            let caller_keys =
+                (settings.identity.verify != chaincall_sipd::VerifyMode::Off).then(|| {
+                    chaincall_sipd::tls::key_directory_on_chain(
+                        settings.tls_psk.as_ref().unwrap(),
+                        chain.clone(),
+                        metrics.clone(),
+                    )
+                    .unwrap()
+                });
+            let mut server = chaincall_sipd::Server::bind_with_tls_psk(settings, psk, metrics)
+                .await
+                .unwrap();
+            if let Some(keys) = caller_keys {
+                server.set_caller_keys(Arc::new(keys));
+            }
+            let _ = started.send((server.local().to_vec(), server.metrics()));
+            server
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        let (local, metrics) = bound.await.expect("sipd started");
+        for l in &local {
             match l.transport {
-                chaincall_sipd::ListenTransport::Tls => net.tls = l.addr,
-                chaincall_sipd::ListenTransport::Tcp => net.tcp = l.addr,
+                chaincall_sipd::ListenTransport::Tls => self.tls = l.addr,
+                chaincall_sipd::ListenTransport::Tcp => self.tcp = l.addr,
                 chaincall_sipd::ListenTransport::Udp => {}
             }
         }
-        net.metrics = server.metrics();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(server.run(async {
-            let _ = stopped.await;
-        }));
-        net.stop = Some(stop);
-        net
+        cfg.listen = local;
+        self.metrics = metrics;
+        self.stop = Some(stop);
+        self.sipd = Some(cfg);
+        self.runtime = Some(runtime);
+    }
+
+    /// Kills sipd: its runtime is shut down, dropping every connection and listener at once
+    /// (clients see their connections reset or closed, nothing is drained). Its registrations,
+    /// held in memory, are gone.
+    pub fn kill(&mut self) {
+        self.stop = None;
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+
+    /// Starts sipd again, after [`Net::kill`], on the same addresses with the same
+    /// configuration and chain.
+    pub async fn restart(&mut self) {
+        let cfg = self.sipd.take().expect("sipd was started before");
+        self.run_sipd(cfg).await;
     }
 
     /// The SIP domain phones use (sipd's UDP address, so standard phones can use it as is).
     pub fn domain(&self) -> String {
-        format!("127.0.0.1:{}", self.udp_port)
+        format!("{}:{}", self.host, self.udp_port)
     }
 
     /// `addClient` for `name` from a fresh dev wallet; `approve` also has the owner approve it.
@@ -192,6 +269,20 @@ impl Net {
         audio_ms: u32,
         adjust: impl FnOnce(&mut PhoneConfig),
     ) -> (Phone, PhoneEvents) {
+        let (cfg, lookup) = self.phone_config(number, key, mode, audio_ms, adjust);
+        let (phone, events, _) = Phone::connect(cfg, lookup).await.unwrap();
+        (phone, events)
+    }
+
+    /// What [`Net::phone_with`] connects with: the phone's configuration and its look-ups.
+    pub fn phone_config(
+        &self,
+        number: &str,
+        key: IdentityKey,
+        mode: KeyMode,
+        audio_ms: u32,
+        adjust: impl FnOnce(&mut PhoneConfig),
+    ) -> (PhoneConfig, KeyLookup<EmbeddedChain>) {
         let mut cfg = PhoneConfig {
             number: PhoneNumber::parse(number).unwrap(),
             identity: Arc::new(key),
@@ -210,12 +301,12 @@ impl Net {
             accept_unverified: None,
             audio: Arc::new(chaincall_media::signal::speech_like(audio_ms, 7)),
             register_expires: 600,
+            keepalive: Some(chaincall_phone::link::DEFAULT_KEEPALIVE),
             randomness: Default::default(),
         };
         adjust(&mut cfg);
         let lookup = KeyLookup::new(self.chain.clone(), self.contract, Some(self.trust.clone()));
-        let (phone, events, _) = Phone::connect(cfg, lookup).await.unwrap();
-        (phone, events)
+        (cfg, lookup)
     }
 
     /// Stops sipd.
@@ -230,11 +321,19 @@ impl Net {
 pub async fn wait_for(events: &mut PhoneEvents, want: impl Fn(&PhoneEvent) -> bool) -> PhoneEvent {
     // A bound on a broken test, not a timing assertion: every awaited event comes within a second
     // or two.
-    const BOUND: Duration = Duration::from_secs(15);
-    let deadline = tokio::time::Instant::now() + BOUND;
+    wait_within(Duration::from_secs(15), events, want).await
+}
+
+/// [`wait_for`] with another bound (retransmissions over a lossy path take longer).
+pub async fn wait_within(
+    bound: Duration,
+    events: &mut PhoneEvents,
+    want: impl Fn(&PhoneEvent) -> bool,
+) -> PhoneEvent {
+    let deadline = tokio::time::Instant::now() + bound;
     loop {
         match tokio::time::timeout_at(deadline, events.recv()).await {
-            Err(_) => panic!("no such event within {BOUND:?}"),
+            Err(_) => panic!("no such event within {bound:?}"),
             Ok(None) => panic!("the phone stopped"),
             Ok(Some(e)) if want(&e) => return e,
             Ok(Some(PhoneEvent::Refused { reason, .. })) => panic!("call refused: {reason}"),
