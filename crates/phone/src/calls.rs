@@ -189,6 +189,7 @@ impl<'a> CallUp<'a> {
                 verified_peer,
                 safety_number,
                 verified_in_person,
+                ..
             } => Some(Self {
                 call_id,
                 peer,

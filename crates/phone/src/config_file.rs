@@ -161,6 +161,7 @@ struct FileConfig {
     control_socket: PathBuf,
     #[serde(default = "default_contacts_file")]
     contacts_file: PathBuf,
+    zrtp_cache: Option<PathBuf>,
     #[serde(default = "default_onboard_timeout")]
     onboard_timeout_secs: u64,
     sip: SipSection,
@@ -241,6 +242,9 @@ pub struct PhoneFileConfig {
     pub control_socket: PathBuf,
     /// The contacts store: persisted key pins.
     pub contacts_file: PathBuf,
+    /// ZRTP's ZID and retained secrets (`zrtp_cache`, default `zrtp-cache.json` beside
+    /// `contacts_file`).
+    pub zrtp_cache: PathBuf,
     /// The SIP server's `host:port`, resolved when connecting ([`Self::resolve_sip_addr`]).
     pub sip_addr: String,
     /// The SIP domain (realm, registrar).
@@ -413,6 +417,12 @@ impl PhoneFileConfig {
             record_dir: resolve(f.record_dir),
             keylog: f.keylog.map(resolve),
             control_socket: resolve(f.control_socket),
+            // Beside the contacts store unless placed elsewhere: both are the phone's memory
+            // of its peers.
+            zrtp_cache: f.zrtp_cache.map(resolve).unwrap_or_else(|| {
+                let contacts = resolve(f.contacts_file.clone());
+                contacts.with_file_name("zrtp-cache.json")
+            }),
             contacts_file: resolve(f.contacts_file),
             sip_addr: f.sip.addr,
             sip_domain: f.sip.domain,
@@ -490,6 +500,16 @@ impl PhoneFileConfig {
             media_ip: self.media_ip,
             codecs: self.codecs.clone(),
             key_mode: self.key_mode,
+            zrtp: Some(Arc::new(
+                crate::zrtp_store::ZrtpStore::open(&self.zrtp_cache, &Randomness::os()).map_err(
+                    |e| ConfigError::Invalid {
+                        path: self.path.clone(),
+                        line: None,
+                        key: "zrtp_cache",
+                        reason: e.to_string(),
+                    },
+                )?,
+            )),
             keylog: self.keylog.clone(),
             // TLS key logging is the binary's choice (SSLKEYLOGFILE), not the file's.
             tls_keylog: None,
