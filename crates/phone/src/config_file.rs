@@ -670,6 +670,28 @@ domain = \"sip.example.org\"
     }
 
     #[test]
+    fn key_mode_zrtp_and_its_cache_beside_the_contacts_store() {
+        let text = MINIMAL.replace(
+            "[sip]",
+            "key_mode = \"zrtp\"\ncontacts_file = \"state/contacts.json\"\n[sip]",
+        );
+        let (dir, path) = write(&text);
+        let cfg = PhoneFileConfig::load(&path).unwrap();
+        assert_eq!(cfg.key_mode, KeyMode::Zrtp);
+        let beside = std::path::absolute(dir.path().join("state/zrtp-cache.json")).unwrap();
+        assert_eq!(cfg.zrtp_cache, beside);
+        let text = MINIMAL.replace("[sip]", "zrtp_cache = \"z.json\"\n[sip]");
+        let (dir, path) = write(&text);
+        let cfg = PhoneFileConfig::load(&path).unwrap();
+        assert_eq!(
+            cfg.zrtp_cache,
+            std::path::absolute(dir.path().join("z.json")).unwrap()
+        );
+        let e = error(&MINIMAL.replace("[sip]", "key_mode = \"zrtq\"\n[sip]"));
+        assert!(e.contains("(pke, dh-sign, sdes or zrtp)"), "{e}");
+    }
+
+    #[test]
     fn codecs_default_to_opus_first_and_take_either_spelling() {
         let (_dir, path) = write(MINIMAL);
         let cfg = PhoneFileConfig::load(&path).unwrap();
