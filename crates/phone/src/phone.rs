@@ -743,6 +743,10 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                 // A call whose media never ran has no report (as before the core).
                 if let Some((session, inbound, zrtp)) = self.finished.remove(&call_id) {
                     let mut report = call_report(call_id, *summary, &session);
+                    // With ZRTP, SRTP is keyed when the exchange in the media path is secure.
+                    if let Some(z) = &zrtp {
+                        report.timings.call_setup += z.exchange;
+                    }
                     report.zrtp = zrtp;
                     if let Some(mut key) = inbound {
                         if let Some(ssrc) = report.stats.peer_ssrc {

@@ -5,12 +5,13 @@
 
 use std::time::Instant;
 
+use chaincall_identity::{IdentityKey, IdentityName};
 use chaincall_phone::KeyMode;
 use chaincall_phone::caller::{Proof, Verification};
 use chaincall_phone::core::Event;
 use chaincall_phone::negotiation::{MediaKeys, NegotiatedMedia, ZrtpMedia};
 use chaincall_sip::message::Message;
-use chaincall_zrtp::{AuxStatus, Event as ZrtpEvent, Zrtp};
+use chaincall_zrtp::{AuxStatus, Event as ZrtpEvent, Zrtp, ZrtpError};
 
 #[path = "common/core_net.rs"]
 mod core_net;
@@ -47,21 +48,24 @@ fn engine(media: NegotiatedMedia) -> Box<ZrtpMedia> {
     }
 }
 
-/// Moves one drain of `from` to `to`; `from`'s SAS and aux status once it is secure.
-fn pump(from: &mut Zrtp, to: &mut Zrtp, now: Instant) -> Option<(String, AuxStatus)> {
+/// How one engine's exchange ended: its SAS and aux status, or its failure.
+type Outcome = Result<(String, AuxStatus), ZrtpError>;
+
+/// Moves one drain of `from` to `to`; how `from`'s exchange ended, once it has.
+fn pump(from: &mut Zrtp, to: &mut Zrtp, now: Instant) -> Option<Outcome> {
     let out = chaincall_io::drain(|| from.poll_output());
     for t in out.transmits {
         to.handle_input(&t.contents, now);
     }
     out.events.into_iter().find_map(|e| match e {
-        ZrtpEvent::SecureOn(s) => Some((s.sas.text.clone(), s.aux)),
-        ZrtpEvent::Failed(e) => panic!("ZRTP failed: {e}"),
+        ZrtpEvent::SecureOn(s) => Some(Ok((s.sas.text.clone(), s.aux))),
+        ZrtpEvent::Failed(e) => Some(Err(e)),
         _ => None,
     })
 }
 
-/// Runs two engines against each other until both are secure; their SAS and aux statuses.
-fn exchange(a: &mut Zrtp, b: &mut Zrtp, now: Instant) -> [(String, AuxStatus); 2] {
+/// Runs two engines against each other until both ended.
+fn run(a: &mut Zrtp, b: &mut Zrtp, now: Instant) -> [Outcome; 2] {
     let (mut x, mut y) = (None, None);
     for _ in 0..50 {
         x = x.or_else(|| pump(a, b, now));
@@ -70,7 +74,12 @@ fn exchange(a: &mut Zrtp, b: &mut Zrtp, now: Instant) -> [(String, AuxStatus); 2
             return [x.clone(), y.clone()];
         }
     }
-    panic!("the exchange did not finish");
+    panic!("the exchange did not end");
+}
+
+/// Runs two engines against each other until both are secure; their SAS and aux statuses.
+fn exchange(a: &mut Zrtp, b: &mut Zrtp, now: Instant) -> [(String, AuxStatus); 2] {
+    run(a, b, now).map(|o| o.unwrap_or_else(|e| panic!("ZRTP failed: {e}")))
 }
 
 #[test]
@@ -128,6 +137,26 @@ fn the_zrtp_caller_is_proven_by_its_passport() {
         }
         other => panic!("not verified: {other:?}"),
     }
+}
+
+#[test]
+fn a_callee_without_the_on_chain_key_fails_the_chain_binding_on_both_sides() {
+    // The chain names another key for Bob's number than the one his phone holds: whoever answers
+    // there is not the key holder (a man in the middle answering for Bob). Alice's engine is
+    // bound to the on-chain key, Bob's to Alice's: the aux secrets differ and both fail.
+    let mut net = Net::new(|cfg| cfg.key_mode = KeyMode::Zrtp);
+    let bob = IdentityName::Phone(BOB.parse().unwrap());
+    net.keys.insert(bob, IdentityKey::generate());
+    let id = net.alice_calls_bob();
+    let mut a = engine(net.alice.started.remove(&id).expect("alice's media"));
+    let mut b = engine(net.bob.started.remove(&id).expect("bob's media"));
+    let now = net.now;
+    let hash = a.peer_hello_hash.take().unwrap();
+    a.engine.set_peer_hello_hash(hash, now);
+    let [alice, bob] = run(&mut a.engine, &mut b.engine, now);
+    // The initiator sees the mismatch at DHPart1 and fails; its Error ends the responder's.
+    assert_eq!(alice, Err(ZrtpError::AuxSecretMismatch));
+    assert!(bob.is_err(), "{bob:?}");
 }
 
 /// The INVITE without its Identity header.

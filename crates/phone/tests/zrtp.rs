@@ -88,6 +88,8 @@ async fn two_phones_agree_by_zrtp_bound_to_their_on_chain_keys() {
     );
     assert_eq!(a.peer_zid, hex::encode(bob_store.zid().0));
     assert_eq!(b.peer_zid, hex::encode(alice_store.zid().0));
+    // The set-up time runs to SRTP keyed: through the exchange in the media path.
+    assert!(ra.timings.call_setup >= ra.timings.signalling + a.exchange);
     for r in [&ra, &rb] {
         assert_eq!(r.mode, KeyMode::Zrtp);
         assert_eq!(r.stats.rtp_rejected, 0, "{:?}", r.stats);
