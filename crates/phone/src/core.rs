@@ -1327,10 +1327,12 @@ impl PhoneCore {
             }
         };
         if !mode.verified_on_chain() {
+            // ZRTP keeps the caller's look-up (its chain binding); SDES has none.
+            let lookup_time = call.lookup.as_ref().map_or(Duration::ZERO, |l| l.elapsed);
             call.stage = Stage::AcceptMedia {
                 sdp,
                 started: now,
-                lookup_time: Duration::ZERO,
+                lookup_time,
             };
             return self.need_media(call_id);
         }
