@@ -52,7 +52,8 @@ impl DemoOptions {
         ensure!(
             !matches!(self.mode, KeyMode::Sdes),
             "--mode sdes is not a demo mode: SDES carries the SRTP key in the signalling, not bound \
-             to an on-chain key, which is what the demo checks; use pke (default), dh-sign or zrtp"
+             to an on-chain key, which is what the demo checks; use pke (default) or dh-sign, or \
+             zrtp (bound to both on-chain keys in the media path)"
         );
         Ok(())
     }
