@@ -16,7 +16,7 @@ use chaincall_identity::{
 use chaincall_zrtp::{CacheEntry, RetainedSecret, SecretCache, Zid};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 /// One peer's entry in the file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -36,7 +36,6 @@ struct PeerEntry {
 
 impl Drop for PeerEntry {
     fn drop(&mut self) {
-        use zeroize::Zeroize;
         self.rs1.zeroize();
         self.rs2.zeroize();
     }
@@ -229,6 +228,9 @@ impl SecretCache for ZrtpStore {
         {
             let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
             let e = file.peers.entry(hex_zid(peer)).or_default();
+            // The old secrets' text is wiped, not just dropped.
+            e.rs1.zeroize();
+            e.rs2.zeroize();
             e.rs1 = entry.rs1.as_ref().map(secret_hex);
             e.rs2 = entry.rs2.as_ref().map(secret_hex);
             e.sas_verified = entry.sas_verified;
