@@ -238,3 +238,55 @@ impl SecretCache for ZrtpStore {
         self.save_logged();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn number(n: &str) -> IdentityName {
+        IdentityName::Phone(n.parse().unwrap())
+    }
+
+    #[test]
+    fn secrets_and_pins_survive_a_reopen_and_a_changed_pin_is_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zrtp-cache.json");
+        let store = ZrtpStore::open(&path, &Randomness::os()).unwrap();
+        let peer = Zid([7; 12]);
+        let entry = CacheEntry {
+            rs1: Some(RetainedSecret::new([1; 32])),
+            rs2: Some(RetainedSecret::new([2; 32])),
+            sas_verified: true,
+        };
+        store.store(&peer, entry.clone());
+        assert_eq!(store.pin(&peer, &number("+15550100001")), ZidPin::New);
+        assert_eq!(store.pin(&peer, &number("+15550100001")), ZidPin::Same);
+
+        let again = ZrtpStore::open(&path, &Randomness::os()).unwrap();
+        assert_eq!(again.zid(), store.zid());
+        assert_eq!(again.load(&peer), entry);
+        assert_eq!(again.load(&Zid([8; 12])), CacheEntry::default());
+        assert_eq!(
+            again.pin(&peer, &number("+15550100002")),
+            ZidPin::Changed {
+                previous: "tel:+15550100001".into()
+            }
+        );
+        assert_eq!(again.pinned(&peer).as_deref(), Some("tel:+15550100002"));
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_cache_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zrtp-cache.json");
+        write_secret_file(&path, b"{\"zid\": \"00\"}", Overwrite::Refuse).unwrap();
+        let e = ZrtpStore::open(&path, &Randomness::os())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("zrtp-cache.json: not a chaincall ZRTP cache"),
+            "{e}"
+        );
+        assert!(e.contains("zid is not 12 octets"), "{e}");
+    }
+}
