@@ -52,7 +52,8 @@ impl DemoOptions {
         ensure!(
             !matches!(self.mode, KeyMode::Sdes),
             "--mode sdes is not a demo mode: SDES carries the SRTP key in the signalling, not bound \
-             to an on-chain key, which is what the demo checks; use pke (default) or dh-sign"
+             to an on-chain key, which is what the demo checks; use pke (default) or dh-sign, or \
+             zrtp (bound to both on-chain keys in the media path)"
         );
         Ok(())
     }
@@ -364,14 +365,33 @@ async fn network<C: ServerChain>(
         "bob's lookup of alice's key was proven against a trusted header",
         b.lookup_verified,
     );
+    // ZRTP binds the keys to both on-chain keys in the media path (the aux secret); MIKEY by
+    // its signature in the offer.
+    let zrtp = a.mode == KeyMode::Zrtp;
     report.check(
-        "alice's keys are bound to bob's on-chain identity (MIKEY)",
+        if zrtp {
+            "alice's keys are bound to bob's on-chain identity (ZRTP chain binding)"
+        } else {
+            "alice's keys are bound to bob's on-chain identity (MIKEY)"
+        },
         a.verified_peer.as_ref() == Some(&bob),
     );
     report.check(
-        "bob verified alice's MIKEY signature against her on-chain key",
+        if zrtp {
+            "bob's keys are bound to alice's on-chain identity (ZRTP chain binding)"
+        } else {
+            "bob verified alice's MIKEY signature against her on-chain key"
+        },
         b.verified_peer.as_ref() == Some(&alice),
     );
+    if zrtp {
+        let (za, zb) = (a.zrtp.as_ref(), b.zrtp.as_ref());
+        report.check(
+            "the ZRTP exchange was bound to both on-chain keys (same SAS, chain binding held)",
+            za.zip(zb)
+                .is_some_and(|(x, y)| x.chain_bound && y.chain_bound && x.sas == y.sas),
+        );
+    }
     report.check(
         "bob verified alice's PASSporT (Identity header) against her on-chain key before ringing",
         b.caller.as_ref().is_some_and(|c| {
@@ -491,6 +511,27 @@ mod tests {
         }
         std::fs::create_dir(out.join("admin.token-wal")).unwrap();
         assert!(prepare_out(&out).is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_zrtp_demo_call_is_bound_to_both_on_chain_keys() {
+        let options = DemoOptions {
+            mode: KeyMode::Zrtp,
+            ..options(0.5)
+        };
+        let report = run(crate::operator_key(None).unwrap(), &options)
+            .await
+            .unwrap();
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        assert!(
+            report
+                .checks
+                .iter()
+                .any(|(name, ok)| *ok && name.starts_with("the ZRTP exchange was bound")),
+            "{:?}",
+            report.checks
+        );
+        assert_eq!(report.to_json()["key_mode"], "zrtp");
     }
 
     #[tokio::test]

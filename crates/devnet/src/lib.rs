@@ -269,6 +269,7 @@ impl Network {
                 media_ip: "127.0.0.1".parse()?,
                 codecs: chaincall_phone::DEFAULT_CODECS.to_vec(),
                 key_mode: opts.mode,
+                zrtp: None,
                 // Alice logs both streams of her calls (hers when keyed, bob's with its SSRC when the
                 // call ends): one line per SRTP stream.
                 keylog: (secrets.number == ALICE)

@@ -326,12 +326,18 @@ pub fn verify(
             }
             let by_passport = *passport == PassportCheck::Valid;
             let proof = match (offer.mode, by_passport) {
-                (KeyMode::Sdes, true) => Proof::Passport,
-                (KeyMode::Sdes, false) => {
+                // Neither SDES nor ZRTP signs anything in the offer: the PASSporT is the proof.
+                (KeyMode::Sdes | KeyMode::Zrtp, true) => Proof::Passport,
+                (mode @ (KeyMode::Sdes | KeyMode::Zrtp), false) => {
                     return Verification::LikelySpoof {
                         reason: format!(
-                            "{name} has a key on chain but this call proves nothing (SDES keys, \
-                             no Identity header)"
+                            "{name} has a key on chain but this call proves nothing ({} keys, no \
+                             Identity header)",
+                            if mode == KeyMode::Sdes {
+                                "SDES"
+                            } else {
+                                "ZRTP"
+                            }
                         ),
                     };
                 }

@@ -162,19 +162,26 @@ pub struct CallUp<'a> {
     pub safety_number: Option<&'a SafetyNumber>,
     /// Whether that safety number was compared in person.
     pub verified_in_person: bool,
+    /// ZRTP's outcome (ZRTP calls).
+    pub zrtp: Option<&'a crate::zrtp_media::ZrtpStatus>,
 }
 
 impl<'a> CallUp<'a> {
     /// How the call is keyed, for a "call up" line: `mikey-pke, callee verified on chain as
     /// +15550100002`, with `role` naming the peer.
     pub fn keyed(&self, role: &str) -> String {
-        match self.verified_peer {
+        let keyed = match self.verified_peer {
             Some(p) => format!(
                 "{}, {role} verified on chain as {}",
                 self.mode.name(),
                 p.as_str()
             ),
             None => format!("{}, encrypted, key not verified on chain", self.mode.name()),
+        };
+        match self.zrtp {
+            Some(z) if z.chain_bound => format!("{keyed}, SAS {}, chain binding held", z.sas),
+            Some(z) => format!("{keyed}, SAS {} (compare it with the peer)", z.sas),
+            None => keyed,
         }
     }
 
@@ -189,6 +196,7 @@ impl<'a> CallUp<'a> {
                 verified_peer,
                 safety_number,
                 verified_in_person,
+                zrtp,
             } => Some(Self {
                 call_id,
                 peer,
@@ -197,6 +205,7 @@ impl<'a> CallUp<'a> {
                 verified_peer: verified_peer.as_ref(),
                 safety_number: safety_number.as_ref(),
                 verified_in_person: *verified_in_person,
+                zrtp: zrtp.as_ref(),
             }),
             _ => None,
         }

@@ -174,6 +174,7 @@ struct FileConfig {
     control_socket: PathBuf,
     #[serde(default = "default_contacts_file")]
     contacts_file: PathBuf,
+    zrtp_cache: Option<PathBuf>,
     #[serde(default = "default_onboard_timeout")]
     onboard_timeout_secs: u64,
     sip: SipSection,
@@ -254,6 +255,9 @@ pub struct PhoneFileConfig {
     pub control_socket: PathBuf,
     /// The contacts store: persisted key pins.
     pub contacts_file: PathBuf,
+    /// ZRTP's ZID and retained secrets (`zrtp_cache`, default `zrtp-cache.json` beside
+    /// `contacts_file`).
+    pub zrtp_cache: PathBuf,
     /// The SIP server's `host:port`, resolved when connecting ([`Self::resolve_sip_addr`]).
     pub sip_addr: String,
     /// The SIP domain (realm, registrar).
@@ -435,6 +439,12 @@ impl PhoneFileConfig {
             record_dir: resolve(f.record_dir),
             keylog: f.keylog.map(resolve),
             control_socket: resolve(f.control_socket),
+            // Beside the contacts store unless placed elsewhere: both are the phone's memory
+            // of its peers.
+            zrtp_cache: f.zrtp_cache.map(resolve).unwrap_or_else(|| {
+                let contacts = resolve(f.contacts_file.clone());
+                contacts.with_file_name("zrtp-cache.json")
+            }),
             contacts_file: resolve(f.contacts_file),
             sip_addr: f.sip.addr,
             sip_domain: f.sip.domain,
@@ -515,6 +525,16 @@ impl PhoneFileConfig {
             media_ip: self.media_ip,
             codecs: self.codecs.clone(),
             key_mode: self.key_mode,
+            zrtp: Some(Arc::new(
+                crate::zrtp_store::ZrtpStore::open(&self.zrtp_cache, &Randomness::os()).map_err(
+                    |e| ConfigError::Invalid {
+                        path: self.path.clone(),
+                        line: None,
+                        key: "zrtp_cache",
+                        reason: e.to_string(),
+                    },
+                )?,
+            )),
             keylog: self.keylog.clone(),
             // TLS key logging is the binary's choice (SSLKEYLOGFILE), not the file's.
             tls_keylog: None,
@@ -674,6 +694,28 @@ domain = \"sip.example.org\"
         assert_eq!(cfg.keepalive, Some(Duration::from_secs(30)));
         assert_eq!(cfg.trust, None);
         assert_eq!(cfg.onboard_timeout, Duration::from_secs(180));
+    }
+
+    #[test]
+    fn key_mode_zrtp_and_its_cache_beside_the_contacts_store() {
+        let text = MINIMAL.replace(
+            "[sip]",
+            "key_mode = \"zrtp\"\ncontacts_file = \"state/contacts.json\"\n[sip]",
+        );
+        let (dir, path) = write(&text);
+        let cfg = PhoneFileConfig::load(&path).unwrap();
+        assert_eq!(cfg.key_mode, KeyMode::Zrtp);
+        let beside = std::path::absolute(dir.path().join("state/zrtp-cache.json")).unwrap();
+        assert_eq!(cfg.zrtp_cache, beside);
+        let text = MINIMAL.replace("[sip]", "zrtp_cache = \"z.json\"\n[sip]");
+        let (dir, path) = write(&text);
+        let cfg = PhoneFileConfig::load(&path).unwrap();
+        assert_eq!(
+            cfg.zrtp_cache,
+            std::path::absolute(dir.path().join("z.json")).unwrap()
+        );
+        let e = error(&MINIMAL.replace("[sip]", "key_mode = \"zrtq\"\n[sip]"));
+        assert!(e.contains("(pke, dh-sign, sdes or zrtp)"), "{e}");
     }
 
     #[test]

@@ -49,6 +49,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use chaincall_identity::{IdentityName, PhoneNumber, SafetyNumber, StaticDirectory};
@@ -68,9 +69,10 @@ use crate::caller::{
 };
 use crate::error::PhoneError;
 use crate::keys::LookedUp;
-use crate::negotiation::{IncomingOffer, KeyMode, LocalMedia, NegotiatedMedia, Offer};
+use crate::negotiation::{IncomingOffer, KeyMode, LocalMedia, NegotiatedMedia, Offer, ZrtpSetup};
 use crate::phone::{PhoneConfig, SetupTimings};
 use crate::ua::{UaConfig, UaEvent, UserAgent};
+use crate::zrtp_store::ZrtpStore;
 
 /// What [`PhoneCore::poll_output`] yields: signalling for the one connection, an [`Event`], or
 /// the next deadline.
@@ -386,6 +388,8 @@ pub struct PhoneCore {
     epoch: Instant,
     wall: SystemTime,
     stopwatch: Option<fn() -> Instant>,
+    /// ZRTP's ZID and retained secrets, shared by the calls' engines.
+    zrtp: Arc<ZrtpStore>,
 }
 
 impl std::fmt::Debug for PhoneCore {
@@ -458,6 +462,27 @@ impl PhoneCore {
             epoch: now,
             wall,
             stopwatch: None,
+            zrtp: cfg
+                .zrtp
+                .clone()
+                .unwrap_or_else(|| Arc::new(ZrtpStore::in_memory(&cfg.randomness))),
+        }
+    }
+
+    /// What a ZRTP call with `peer` needs: the chain binding when its look-up found an
+    /// approved key.
+    fn zrtp_setup(
+        &self,
+        peer: Option<&IdentityName>,
+        lookup: Option<&LookedUp>,
+        now: Instant,
+    ) -> ZrtpSetup {
+        let key = lookup.and_then(|l| l.entry.approved_key());
+        ZrtpSetup {
+            store: self.zrtp.clone(),
+            identity: self.cfg.identity.clone(),
+            peer: peer.cloned().zip(key),
+            now,
         }
     }
 
@@ -590,7 +615,8 @@ impl PhoneCore {
             .unwrap_or(PLACEHOLDER_CODEC);
         let peer = target.as_str().to_owned();
         let target = target.clone();
-        if mode.verified_on_chain() {
+        // ZRTP looks the callee up too: its key binds the exchange (docs/zrtp.md).
+        if mode.verified_on_chain() || mode == KeyMode::Zrtp {
             let name = IdentityName::Phone(target.clone());
             self.calls.insert(
                 call_id.clone(),
@@ -881,6 +907,15 @@ impl PhoneCore {
                     call.stage = Stage::OutMedia { target };
                     self.need_media(call_id);
                 }
+                // A callee without a key (a standard phone) can still take a ZRTP call, with the
+                // SAS and retained secrets only; a failed look-up is not that and fails the call.
+                Err(PhoneError::UnknownCallee(_) | PhoneError::CalleeNotApproved { .. })
+                    if call.mode == KeyMode::Zrtp =>
+                {
+                    info!(call = %call_id, callee = %target, "no approved key on chain: ZRTP without the chain binding");
+                    call.stage = Stage::OutMedia { target };
+                    self.need_media(call_id);
+                }
                 Err(error) => self.fail_call(call_id, error),
             },
             Stage::Verifying {
@@ -948,6 +983,11 @@ impl PhoneCore {
         let t = self.tick();
         let offer = match mode {
             KeyMode::Sdes => Ok(Offer::sdes(&callee, &local)),
+            KeyMode::Zrtp => Offer::zrtp(
+                &callee,
+                &local,
+                &self.zrtp_setup(Some(&callee), call.lookup.as_ref(), now),
+            ),
             _ => Offer::mikey(
                 mode,
                 &me,
@@ -1235,8 +1275,12 @@ impl PhoneCore {
             &self.responder,
             self.ntp(now),
         );
-        // Kept only where answering uses it: an SDES call's report shows no key retrieval.
-        (v, found.filter(|_| offer.mode.verified_on_chain()))
+        // Kept only where answering uses it (MIKEY's keys, ZRTP's chain binding): an SDES
+        // call's report shows no key retrieval.
+        (
+            v,
+            found.filter(|_| offer.mode.verified_on_chain() || offer.mode == KeyMode::Zrtp),
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1327,10 +1371,12 @@ impl PhoneCore {
             }
         };
         if !mode.verified_on_chain() {
+            // ZRTP keeps the caller's look-up (its chain binding); SDES has none.
+            let lookup_time = call.lookup.as_ref().map_or(Duration::ZERO, |l| l.elapsed);
             call.stage = Stage::AcceptMedia {
                 sdp,
                 started: now,
-                lookup_time: Duration::ZERO,
+                lookup_time,
             };
             return self.need_media(call_id);
         }
@@ -1379,6 +1425,12 @@ impl PhoneCore {
             codecs: self.cfg.codecs.clone(),
             randomness: self.cfg.randomness.clone(),
         };
+        if offer.mode == KeyMode::Zrtp {
+            let setup = self.zrtp_setup(claimed.as_ref(), call.lookup.as_ref(), now);
+            return offer
+                .accept_zrtp(&local, &setup)
+                .map_err(|e| (488, chaincall_io::ErrorChain(&e).to_string()));
+        }
         let ntp = self.ntp(now);
         offer
             .accept(claimed.as_ref(), &mut self.responder, &dir, &local, ntp)

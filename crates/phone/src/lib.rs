@@ -58,6 +58,8 @@ pub mod rotation;
 pub mod store;
 pub mod trust;
 pub mod ua;
+pub mod zrtp_media;
+pub mod zrtp_store;
 
 pub use caller::{AcceptUnverified, CallerId, Verification};
 pub use config_file::{ConfigError, PhoneFileConfig, SipTransport};

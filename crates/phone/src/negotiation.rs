@@ -1,5 +1,6 @@
 //! SDP offer/answer for a call's audio and its keys: MIKEY (RFC 3830 in `a=key-mgmt`, RFC 4567)
-//! between chaincall phones, SDES (`a=crypto`, RFC 4568) for standard phones.
+//! between chaincall phones, SDES (`a=crypto`, RFC 4568) for standard phones, or ZRTP (RFC 6189:
+//! `RTP/AVP` and `a=zrtp-hash`, the keys agreed in the media path after the call is up).
 //!
 //! Sans-IO: SDP bytes, keys, the key directory and `now` in; SDP text and keyed SRTP sessions out.
 //!
@@ -9,10 +10,14 @@
 //! announce the key it sends with (RFC 4568 §6.1).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use chaincall_identity::{IdentityKey, IdentityName, KeyDirectory, Randomness, Secret};
+use chaincall_identity::{
+    IdentityKey, IdentityName, KeyDirectory, PublicIdentityKey, Randomness, Secret,
+};
 use chaincall_media::AudioCodec;
 use chaincall_media::sdp::{self as media_sdp, Format, TelephoneEvent};
 use chaincall_mikey::{
@@ -20,8 +25,10 @@ use chaincall_mikey::{
 };
 use chaincall_sip::sdp::{Crypto, Media, Sdp};
 use chaincall_srtp::{Profile, SrtpConfig, SrtpSession};
+use chaincall_zrtp::{AuxPolicy, ChainBinding, KeyAgreement, Role, Zrtp, ZrtpConfig};
 
 use crate::error::CallError;
+use crate::zrtp_store::ZrtpStore;
 
 /// How a call's media keys are agreed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -33,6 +40,10 @@ pub enum KeyMode {
     /// SDES (RFC 4568): keys in the clear inside the (TLS-protected) signalling; for standard
     /// phones. Encrypted, but the key is not verified on chain.
     Sdes,
+    /// ZRTP (RFC 6189): a Diffie–Hellman exchange in the media path once the call is up, its
+    /// Hello hash in the SDP (`a=zrtp-hash`); between chaincall phones bound to both on-chain
+    /// keys (`docs/zrtp.md`, "The chain binding"), with standard phones only by the SAS.
+    Zrtp,
 }
 
 impl KeyMode {
@@ -42,12 +53,14 @@ impl KeyMode {
             KeyMode::MikeyPke => "mikey-pke",
             KeyMode::MikeyDhSign => "mikey-dh-sign",
             KeyMode::Sdes => "sdes",
+            KeyMode::Zrtp => "zrtp",
         }
     }
 
-    /// Whether the peer's identity is checked against the chain in this mode.
+    /// Whether the peer's identity is checked against the chain by the offer itself (MIKEY's
+    /// signature). ZRTP is bound to the chain later, in the media path, when the peer has a key.
     pub fn verified_on_chain(self) -> bool {
-        !matches!(self, KeyMode::Sdes)
+        !matches!(self, KeyMode::Sdes | KeyMode::Zrtp)
     }
 }
 
@@ -58,7 +71,10 @@ impl std::str::FromStr for KeyMode {
             "pke" | "mikey-pke" => Ok(KeyMode::MikeyPke),
             "dh-sign" | "dhsign" | "mikey-dh-sign" => Ok(KeyMode::MikeyDhSign),
             "sdes" => Ok(KeyMode::Sdes),
-            other => Err(format!("unknown key mode {other:?} (pke, dh-sign or sdes)")),
+            "zrtp" => Ok(KeyMode::Zrtp),
+            other => Err(format!(
+                "unknown key mode {other:?} (pke, dh-sign, sdes or zrtp)"
+            )),
         }
     }
 }
@@ -98,9 +114,135 @@ impl StreamKey {
     }
 }
 
-/// The outcome of offer/answer: where to send, which codec, and the keyed SRTP sessions.
+/// What the media task needs to run ZRTP on the call's socket.
+#[derive(Debug)]
+pub struct ZrtpMedia {
+    /// The engine, its Hello already built (its hash is in our SDP); not yet driven.
+    pub engine: Zrtp,
+    /// The peer's `a=zrtp-hash` from its answer, for [`Zrtp::set_peer_hello_hash`] (an offer's
+    /// is in the engine's config already).
+    pub peer_hello_hash: Option<[u8; 32]>,
+    /// The identity whose on-chain key the exchange is bound to (the aux secret, fatal on
+    /// mismatch); `None`: the standard layers only (a peer without a key, e.g. Linphone).
+    pub bound_to: Option<IdentityName>,
+    /// The store the engine's cache is, for the ZID ↔ identity pin.
+    pub store: Arc<ZrtpStore>,
+}
+
+impl ZrtpMedia {
+    /// The call's media, to be keyed by this exchange; the peer it is bound to is the verified
+    /// one (a mismatch is fatal, so no audio flows with anyone else).
+    fn negotiated(
+        zrtp: Box<ZrtpMedia>,
+        remote: SocketAddr,
+        rtcp_remote: SocketAddr,
+        chosen: media_sdp::Negotiated,
+        local_ssrc: u32,
+    ) -> NegotiatedMedia {
+        NegotiatedMedia {
+            remote,
+            rtcp_remote,
+            codec: chosen.codec,
+            telephone_event: chosen.telephone_event,
+            mode: KeyMode::Zrtp,
+            verified_peer: zrtp.bound_to.clone(),
+            local_ssrc,
+            srtp: MediaKeys::Zrtp(zrtp),
+            keys: Vec::new(),
+        }
+    }
+}
+
+/// How the call's SRTP is keyed.
+#[derive(Debug)]
+pub enum MediaKeys {
+    /// Keyed in signalling (MIKEY, SDES): both sessions ready.
+    Srtp {
+        /// Protects what we send.
+        outbound: Box<SrtpSession>,
+        /// Unprotects what we receive.
+        inbound: Box<SrtpSession>,
+    },
+    /// Keyed in the media path by ZRTP: nothing is sent before its `SecureOn`.
+    Zrtp(Box<ZrtpMedia>),
+}
+
+/// What a ZRTP call needs from the phone: its store (ZID and cache), our identity key, and the
+/// peer's on-chain key when looked up (then the exchange is chain-bound).
+#[derive(Debug, Clone)]
+pub struct ZrtpSetup {
+    /// ZID and retained secrets.
+    pub store: Arc<ZrtpStore>,
+    /// Our identity key (the static half of the chain binding).
+    pub identity: Arc<IdentityKey>,
+    /// The peer and its approved on-chain key, if it has one.
+    pub peer: Option<(IdentityName, PublicIdentityKey)>,
+    /// The engine's clock at creation.
+    pub now: Instant,
+}
+
+/// How long an offerer's ZRTP exchange may take from the offer: the callee may ring for minutes
+/// before the exchange starts, and the engine's limit counts from its Hello.
+const ZRTP_OFFER_LIMIT: Duration = Duration::from_secs(300);
+/// An answerer's: the exchange starts with the answer.
+const ZRTP_ANSWER_LIMIT: Duration = Duration::from_secs(30);
+
+impl ZrtpSetup {
+    /// The engine: X255, EC25 and DH3k (Debian's Linphone speaks only DH3k), bound to the
+    /// peer's on-chain key when it has one.
+    fn engine(
+        &self,
+        ssrc: u32,
+        role: Role,
+        peer_hello_hash: Option<[u8; 32]>,
+        randomness: &Randomness,
+    ) -> Result<ZrtpMedia, CallError> {
+        let mut cfg = ZrtpConfig::new(self.store.zid(), ssrc, self.store.clone())
+            .with_key_agreements(&[KeyAgreement::X255, KeyAgreement::Ec25, KeyAgreement::Dh3k])
+            .with_randomness(randomness.clone())
+            .with_handshake_timeout(match role {
+                Role::Initiator => ZRTP_OFFER_LIMIT,
+                Role::Responder => ZRTP_ANSWER_LIMIT,
+            });
+        if let Some((_, key)) = &self.peer {
+            let binding = ChainBinding::new(&self.identity, key);
+            cfg = cfg.with_aux_source(Arc::new(binding), AuxPolicy::Fatal);
+        }
+        if let Some(h) = peer_hello_hash {
+            cfg = cfg.with_peer_hello_hash(h);
+        }
+        let engine =
+            Zrtp::new(cfg, role, self.now).map_err(|e| CallError::Keys(format!("ZRTP: {e}")))?;
+        Ok(ZrtpMedia {
+            engine,
+            peer_hello_hash: None,
+            bound_to: self.peer.as_ref().map(|(name, _)| name.clone()),
+            store: self.store.clone(),
+        })
+    }
+}
+
+/// The `a=zrtp-hash` of an audio section (RFC 6189 §8.1: `1.10 <64 hex>`); `None` without
+/// one, an error when it is malformed.
+fn zrtp_hash(media: &Media) -> Result<Option<[u8; 32]>, CallError> {
+    let Some(value) = media.attribute("zrtp-hash").next() else {
+        return Ok(None);
+    };
+    let value = value.unwrap_or_default();
+    let bad = || {
+        CallError::Sdp(format!(
+            "a=zrtp-hash {value:?} is not `1.10 <64 hex digits>`"
+        ))
+    };
+    let hex_part = value.strip_prefix("1.10 ").ok_or_else(bad)?.trim();
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_part, &mut out).map_err(|_| bad())?;
+    Ok(Some(out))
+}
+
+/// The outcome of offer/answer: where to send, which codec, and how SRTP is keyed.
 ///
-/// `Debug` shows no key material: the SRTP sessions and stream keys redact their own.
+/// `Debug` shows no key material: the SRTP sessions, stream keys and engine redact their own.
 #[derive(Debug)]
 pub struct NegotiatedMedia {
     /// The peer's RTP address.
@@ -118,11 +260,10 @@ pub struct NegotiatedMedia {
     pub verified_peer: Option<IdentityName>,
     /// Our SSRC.
     pub local_ssrc: u32,
-    /// Protects what we send.
-    pub outbound: SrtpSession,
-    /// Unprotects what we receive.
-    pub inbound: SrtpSession,
-    /// Both directions' master keys, for `--keylog` (ours first).
+    /// The SRTP sessions, or the ZRTP exchange that will key them.
+    pub srtp: MediaKeys,
+    /// Both directions' master keys, for `--keylog` (ours first); empty with ZRTP (its keys
+    /// exist only in the media task).
     pub keys: Vec<StreamKey>,
 }
 
@@ -137,6 +278,7 @@ pub struct Offer {
     callee: IdentityName,
     mikey: Option<Initiator>,
     sdes_key: Option<Secret<Vec<u8>>>,
+    zrtp: Option<Box<ZrtpMedia>>,
 }
 
 const SDES_SUITE: &str = "AES_CM_128_HMAC_SHA1_80";
@@ -205,8 +347,10 @@ impl Keyed {
             mode: self.mode,
             verified_peer: self.verified_peer,
             local_ssrc: self.local_ssrc,
-            outbound: session(MIKEY_PROFILE, &self.tx)?,
-            inbound: session(MIKEY_PROFILE, &self.rx)?,
+            srtp: MediaKeys::Srtp {
+                outbound: Box::new(session(MIKEY_PROFILE, &self.tx)?),
+                inbound: Box::new(session(MIKEY_PROFILE, &self.rx)?),
+            },
             keys: vec![
                 StreamKey {
                     ssrc: self.local_ssrc,
@@ -256,7 +400,9 @@ impl Offer {
         let initiator = match mode {
             KeyMode::MikeyPke => Initiator::pke(cfg, own_key, directory, now),
             KeyMode::MikeyDhSign => Initiator::dh_sign(cfg, own_key, now),
-            KeyMode::Sdes => return Err(CallError::Misuse("Offer::mikey with SDES")),
+            KeyMode::Sdes | KeyMode::Zrtp => {
+                return Err(CallError::Misuse("Offer::mikey without MIKEY"));
+            }
         }
         .map_err(CallError::Mikey)?;
         let mut sdp = base_sdp(local);
@@ -274,6 +420,32 @@ impl Offer {
             callee: callee.clone(),
             mikey: Some(initiator),
             sdes_key: None,
+            zrtp: None,
+        })
+    }
+
+    /// A ZRTP offer (RFC 6189): `RTP/AVP`, no keys, `a=zrtp-hash` of our Hello (§8.1). Our
+    /// engine is the initiator (it sends Commit once the Hellos crossed).
+    pub fn zrtp(
+        callee: &IdentityName,
+        local: &LocalMedia,
+        setup: &ZrtpSetup,
+    ) -> Result<Offer, CallError> {
+        let local_ssrc = u32::from_be_bytes(local.randomness.bytes());
+        let zrtp = setup.engine(local_ssrc, Role::Initiator, None, &local.randomness)?;
+        let mut sdp = base_sdp(local);
+        let mut m = offer_section(local, "RTP/AVP");
+        m.push_attr("zrtp-hash", Some(&zrtp.engine.zrtp_hash_attribute()));
+        sdp.media.push(m);
+        Ok(Offer {
+            mode: KeyMode::Zrtp,
+            sdp: Secret::new(sdp.to_string_crlf()),
+            local_ssrc,
+            codecs: local.codecs.clone(),
+            callee: callee.clone(),
+            mikey: None,
+            sdes_key: None,
+            zrtp: Some(Box::new(zrtp)),
         })
     }
 
@@ -296,6 +468,7 @@ impl Offer {
             callee: callee.clone(),
             mikey: None,
             sdes_key: Some(key),
+            zrtp: None,
         }
     }
 
@@ -338,6 +511,17 @@ impl Offer {
             .ok_or_else(|| no_common_codec(&self.codecs))?;
         let rtcp_remote = rtcp_target(remote, media);
         match self.mode {
+            KeyMode::Zrtp => {
+                let mut zrtp = self.zrtp.take().ok_or(CallError::Misuse("no ZRTP offer"))?;
+                zrtp.peer_hello_hash = zrtp_hash(media)?;
+                Ok(ZrtpMedia::negotiated(
+                    zrtp,
+                    remote,
+                    rtcp_remote,
+                    chosen,
+                    self.local_ssrc,
+                ))
+            }
             KeyMode::Sdes => {
                 let ours = self
                     .sdes_key
@@ -506,6 +690,14 @@ impl IncomingOffer {
                     Err(e) => return Err(CallError::Mikey(e.into())),
                 }
             }
+            // ZRTP only when announced (`a=zrtp-hash`): an offer with neither keys nor the
+            // hash is refused as SDES without a=crypto, as before.
+            None if audio_section(&sdp).is_ok_and(|(_, m)| {
+                m.attribute("zrtp-hash").next().is_some() && m.cryptos().next().is_none()
+            }) =>
+            {
+                KeyMode::Zrtp
+            }
             None => KeyMode::Sdes,
         };
         Ok(IncomingOffer { mode, sdp, mikey })
@@ -531,6 +723,40 @@ impl IncomingOffer {
             .map_err(CallError::Mikey)
     }
 
+    /// Accepts a ZRTP offer (see [`IncomingOffer::parse`]): the answer with `RTP/AVP` and our
+    /// `a=zrtp-hash`; the engine, a responder, checks the caller's Hello against the offer's
+    /// hash. The caller's identity was checked by its PASSporT before.
+    pub fn accept_zrtp(
+        self,
+        local: &LocalMedia,
+        setup: &ZrtpSetup,
+    ) -> Result<(String, NegotiatedMedia), CallError> {
+        if self.mode != KeyMode::Zrtp {
+            return Err(CallError::Misuse("accept_zrtp for another key mode"));
+        }
+        let (remote, media) = audio_section(&self.sdp)?;
+        let chosen = media_sdp::negotiate(&local.codecs, media, true)
+            .ok_or_else(|| no_common_codec(&local.codecs))?;
+        let rtcp_remote = rtcp_target(remote, media);
+        let local_ssrc = u32::from_be_bytes(local.randomness.bytes());
+        let zrtp = setup.engine(
+            local_ssrc,
+            Role::Responder,
+            zrtp_hash(media)?,
+            &local.randomness,
+        )?;
+        let mut answer = base_sdp(local);
+        let mut m = empty_section(local, "RTP/AVP");
+        media_sdp::write_answer(&mut m, &chosen);
+        m.push_attr("zrtp-hash", Some(&zrtp.engine.zrtp_hash_attribute()));
+        finish_section(&mut m, rtcp_remote == remote);
+        answer.media.push(m);
+        Ok((
+            answer.to_string_crlf(),
+            ZrtpMedia::negotiated(Box::new(zrtp), remote, rtcp_remote, chosen, local_ssrc),
+        ))
+    }
+
     /// Accepts the offer: checks the caller's MIKEY message against `directory` (the caller's
     /// approved key, looked up on chain) and that it was made by `claimed` (the From header's
     /// identity), keys SRTP both ways, and builds the answer SDP.
@@ -553,6 +779,9 @@ impl IncomingOffer {
         finish_section(&mut m, rtcp_remote == remote);
         let local_ssrc = u32::from_be_bytes(local.randomness.bytes());
         let negotiated = match (&self.mikey, self.mode) {
+            (None, KeyMode::Zrtp) => {
+                return Err(CallError::Misuse("a ZRTP offer is accepted by accept_zrtp"));
+            }
             (Some(msg), _) => {
                 let accepted = responder
                     .handle_offer(msg, directory, now)

@@ -50,7 +50,8 @@ use crate::core::{CallSummary, Event as CoreEvent, Need, PhoneCore, TransportSta
 use crate::error::PhoneError;
 use crate::keys::{KeyLookup, LookedUp};
 use crate::link::{Backoff, KeepAlive, KeepAliveAction};
-use crate::negotiation::{KeyMode, NegotiatedMedia, StreamKey};
+use crate::negotiation::{KeyMode, MediaKeys, NegotiatedMedia, StreamKey};
+use crate::zrtp_media::{PendingSession, ZrtpRun, ZrtpStatus};
 
 /// How the phone reaches its SIP server.
 #[derive(Debug, Clone)]
@@ -103,6 +104,9 @@ pub struct PhoneConfig {
     pub codecs: Vec<AudioCodec>,
     /// Key mode for outgoing calls.
     pub key_mode: KeyMode,
+    /// ZRTP's ZID and retained secrets (`zrtp_cache` in the phone file); `None`: a fresh ZID
+    /// and a cache in memory for this run.
+    pub zrtp: Option<Arc<crate::zrtp_store::ZrtpStore>>,
     /// Where to append SRTP master keys for debugging (`--keylog`); `None` (the default) writes none.
     pub keylog: Option<PathBuf>,
     /// Where to append TLS secrets of the TLS-PSK connection (NSS key log, for Wireshark); `None`
@@ -192,6 +196,8 @@ pub struct CallReport {
     pub codec: AudioCodec,
     /// The receive jitter buffer's counters (played out every 20 ms during the call).
     pub jitter: JitterStats,
+    /// What ZRTP agreed (ZRTP calls).
+    pub zrtp: Option<ZrtpStatus>,
 }
 
 /// What the phone tells its user.
@@ -225,7 +231,7 @@ pub enum PhoneEvent {
         /// The phone waits for the user's decision.
         awaiting_answer: bool,
     },
-    /// A call is up: both SRTP contexts are keyed.
+    /// A call is up: both SRTP contexts are keyed (with ZRTP: its exchange went secure).
     CallUp {
         /// The call.
         call_id: String,
@@ -241,6 +247,8 @@ pub enum PhoneEvent {
         safety_number: Option<SafetyNumber>,
         /// Whether the user compared it with the peer in person, for the peer's current key.
         verified_in_person: bool,
+        /// What ZRTP agreed: the SAS, whether the chain binding held, the cache (ZRTP calls).
+        zrtp: Option<ZrtpStatus>,
     },
     /// A call ended; the report has its numbers.
     CallEnded(Box<CallReport>),
@@ -258,6 +266,22 @@ pub enum PhoneEvent {
         /// The digit: 0–9, *, #, A–D.
         digit: char,
     },
+}
+
+impl PhoneEvent {
+    /// [`PhoneEvent::CallUp`] for the core's view of the call and ZRTP's outcome.
+    pub(crate) fn call_up(up: crate::core::KeyedCall, zrtp: Option<ZrtpStatus>) -> Self {
+        PhoneEvent::CallUp {
+            call_id: up.call_id,
+            peer: up.peer,
+            caller: up.caller,
+            mode: up.mode,
+            verified_peer: up.verified_peer,
+            safety_number: up.safety_number,
+            verified_in_person: up.verified_in_person,
+            zrtp,
+        }
+    }
 }
 
 enum Command {
@@ -404,13 +428,18 @@ struct CallMedia {
     /// The key of the stream we receive, logged to `--keylog` when the call ends (by then its
     /// SSRC is known).
     inbound_key: Option<StreamKey>,
+    /// A ZRTP call's way to its media task, which tells the call up once secure.
+    up: Option<oneshot::Sender<crate::core::KeyedCall>>,
 }
+
+/// What a media task leaves: its session (none if ZRTP never went secure) and ZRTP's outcome.
+type MediaDone = (Option<MediaSession>, Option<ZrtpStatus>);
 
 struct MediaTask {
     stop: oneshot::Sender<()>,
     /// Digits to send, checked by the core.
     dtmf: mpsc::UnboundedSender<String>,
-    done: tokio::task::JoinHandle<MediaSession>,
+    done: tokio::task::JoinHandle<MediaDone>,
 }
 
 /// A signalling connection: the TLS-PSK stream, or plain TCP.
@@ -731,7 +760,7 @@ struct Actor<C> {
     media: HashMap<String, CallMedia>,
     /// Media sessions stopped on [`Need::StopMedia`], kept for the [`CoreEvent::Ended`] that
     /// follows, with the received stream's key.
-    finished: HashMap<String, (MediaSession, Option<StreamKey>)>,
+    finished: HashMap<String, (MediaSession, Option<StreamKey>, Option<ZrtpStatus>)>,
     lookups: JoinSet<(IdentityName, Result<LookedUp, PhoneError>)>,
     /// Which name each running look-up is for (a look-up task that panicked is answered too).
     lookup_names: HashMap<tokio::task::Id, IdentityName>,
@@ -1008,21 +1037,29 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             }
             CoreEvent::Ringing { call_id, code } => debug!(call = %call_id, code, "ringing"),
             CoreEvent::Answered { call_id } => debug!(call = %call_id, "answered"),
-            CoreEvent::Keyed(up) => self.emit(PhoneEvent::CallUp {
-                call_id: up.call_id,
-                peer: up.peer,
-                caller: up.caller,
-                mode: up.mode,
-                verified_peer: up.verified_peer,
-                safety_number: up.safety_number,
-                verified_in_person: up.verified_in_person,
-            }),
+            CoreEvent::Keyed(up) => {
+                // A ZRTP call is up once its exchange is secure: its media task tells it.
+                let tx = self.media.get_mut(&up.call_id).and_then(|m| m.up.take());
+                let up = match tx {
+                    Some(tx) => match tx.send(up) {
+                        Ok(()) => return,
+                        Err(up) => up,
+                    },
+                    None => up,
+                };
+                self.emit(PhoneEvent::call_up(up, None))
+            }
             CoreEvent::Ended {
                 call_id, summary, ..
             } => {
                 // A call whose media never ran has no report (as before the core).
-                if let Some((session, inbound)) = self.finished.remove(&call_id) {
-                    let report = call_report(call_id, *summary, &session);
+                if let Some((session, inbound, zrtp)) = self.finished.remove(&call_id) {
+                    let mut report = call_report(call_id, *summary, &session);
+                    // With ZRTP, SRTP is keyed when the exchange in the media path is secure.
+                    if let Some(z) = &zrtp {
+                        report.timings.call_setup += z.exchange;
+                    }
+                    report.zrtp = zrtp;
                     if let Some(mut key) = inbound {
                         if let Some(ssrc) = report.stats.peer_ssrc {
                             key.ssrc = ssrc;
@@ -1061,6 +1098,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                                 socket,
                                 task: None,
                                 inbound_key: None,
+                                up: None,
                             },
                         );
                         Ok(addr)
@@ -1083,8 +1121,9 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                     return;
                 };
                 let _ = task.stop.send(());
-                if let Ok(session) = task.done.await {
-                    self.finished.insert(call_id, (session, media.inbound_key));
+                if let Ok((Some(session), zrtp)) = task.done.await {
+                    self.finished
+                        .insert(call_id, (session, media.inbound_key, zrtp));
                 }
             }
         }
@@ -1118,14 +1157,31 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             ..MediaOptions::default()
         };
         // The 8 kHz source as before: the session resamples it for Opus.
-        let session = MediaSession::with_options(
-            config,
-            options,
-            neg.outbound,
-            neg.inbound,
-            (*self.cfg.audio).clone(),
-            Instant::now(),
-        );
+        let audio = (*self.cfg.audio).clone();
+        let now = Instant::now();
+        let keying = match neg.srtp {
+            MediaKeys::Srtp { outbound, inbound } => Keying::Ready(Box::new(
+                MediaSession::with_options(config, options, *outbound, *inbound, audio, now),
+            )),
+            MediaKeys::Zrtp(zrtp) => {
+                let (up_tx, up_rx) = oneshot::channel();
+                media.up = Some(up_tx);
+                let pending = PendingSession {
+                    config,
+                    options,
+                    audio,
+                };
+                let run = ZrtpRun::new(
+                    zrtp,
+                    pending,
+                    up_rx,
+                    call_id.to_owned(),
+                    self.events.clone(),
+                    now,
+                );
+                Keying::Zrtp(Box::new(run))
+            }
+        };
         let (stop_tx, stop_rx) = oneshot::channel();
         let (dtmf_tx, dtmf_rx) = mpsc::unbounded_channel();
         let done = tokio::spawn(run_media(
@@ -1136,7 +1192,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                 call_id: call_id.to_owned(),
                 events: self.events.clone(),
             },
-            session,
+            keying,
             stop_rx,
             dtmf_rx,
         ));
@@ -1203,7 +1259,14 @@ fn call_report(call_id: String, call: CallSummary, session: &MediaSession) -> Ca
         recorded: session.recorded_audio(),
         codec: call.codec,
         jitter: session.jitter_stats(),
+        zrtp: None,
     }
+}
+
+/// How a media task starts: keyed already, or with a ZRTP exchange to run first.
+enum Keying {
+    Ready(Box<MediaSession>),
+    Zrtp(Box<ZrtpRun>),
 }
 
 /// Where a call's media goes, and where its DTMF events are told.
@@ -1218,13 +1281,15 @@ struct MediaLink {
 /// Moves SRTP between the socket and the session until told to stop, then sends the final RTCP.
 /// Plays the received audio out of the jitter buffer every packet time (nothing renders it yet;
 /// it keeps the buffer's statistics, which the call report shows, true to a listener's call),
-/// sends the digits the core passed and tells received ones as [`PhoneEvent::Dtmf`].
+/// sends the digits the core passed and tells received ones as [`PhoneEvent::Dtmf`]. A ZRTP
+/// call runs its exchange on the same socket first (ZRTP packets are told apart by their magic
+/// cookie) and has no session, and sends no audio, until the exchange is secure.
 async fn run_media(
     link: MediaLink,
-    mut session: MediaSession,
+    keying: Keying,
     mut stop: oneshot::Receiver<()>,
     mut dtmf: mpsc::UnboundedReceiver<String>,
-) -> MediaSession {
+) -> MediaDone {
     let MediaLink {
         socket,
         remote,
@@ -1232,38 +1297,61 @@ async fn run_media(
         call_id,
         events,
     } = link;
+    let (mut session, mut zrtp) = match keying {
+        Keying::Ready(s) => (Some(*s), None),
+        Keying::Zrtp(z) => (None, Some(z)),
+    };
     let mut buf = vec![0u8; 2048];
     let mut stopping = false;
-    let ptime = Duration::from_millis(u64::from(session.config().ptime_ms));
     let mut next_playout = Instant::now();
     loop {
         let now = Instant::now();
-        // One frame per packet time, each at its own slot (late wake-ups catch up).
-        while next_playout <= now {
-            session.pop_audio(next_playout);
-            next_playout += ptime;
-        }
-        let deadline = loop {
-            match session.poll_output(now) {
-                Output::Transmit(pkt) => {
-                    let to = match pkt.destination {
-                        MediaChannel::Rtp => remote,
-                        MediaChannel::Rtcp => rtcp_remote,
-                    };
-                    if let Err(e) = socket.send_to(&pkt.contents, to).await {
-                        debug!(error = %e, "media send failed");
-                    }
+        let mut zrtp_deadline = None;
+        if let Some(z) = zrtp.as_mut() {
+            let out = z.drain(now);
+            for p in out.packets {
+                if let Err(e) = socket.send_to(&p, remote).await {
+                    debug!(error = %e, "ZRTP send failed");
                 }
-                Output::Event(never) => match never {},
-                Output::Timeout(at) => break at,
             }
-        };
+            zrtp_deadline = out.deadline;
+            if out.session.is_some() {
+                session = out.session;
+                next_playout = now;
+            }
+        }
+        let mut deadline = zrtp_deadline;
+        if let Some(session) = session.as_mut() {
+            let ptime = Duration::from_millis(u64::from(session.config().ptime_ms));
+            // One frame per packet time, each at its own slot (late wake-ups catch up).
+            while next_playout <= now {
+                session.pop_audio(next_playout);
+                next_playout += ptime;
+            }
+            let media_deadline = loop {
+                match session.poll_output(now) {
+                    Output::Transmit(pkt) => {
+                        let to = match pkt.destination {
+                            MediaChannel::Rtp => remote,
+                            MediaChannel::Rtcp => rtcp_remote,
+                        };
+                        if let Err(e) = socket.send_to(&pkt.contents, to).await {
+                            debug!(error = %e, "media send failed");
+                        }
+                    }
+                    Output::Event(never) => match never {},
+                    Output::Timeout(at) => break at,
+                }
+            };
+            let media_deadline = media_deadline
+                .unwrap_or_else(|| now + Duration::from_millis(200))
+                .min(next_playout);
+            deadline = Some(deadline.map_or(media_deadline, |d| d.min(media_deadline)));
+        }
         if stopping {
             break;
         }
-        let deadline = deadline
-            .unwrap_or_else(|| now + Duration::from_millis(200))
-            .min(next_playout);
+        let deadline = deadline.unwrap_or_else(|| now + Duration::from_millis(200));
         tokio::select! {
             r = socket.recv_from(&mut buf) => match r {
                 Ok((n, from)) => {
@@ -1271,7 +1359,16 @@ async fn run_media(
                         debug!(%from, "media from an unexpected address dropped");
                         continue;
                     }
-                    match session.handle_input(&buf[..n], Instant::now()) {
+                    let datagram = &buf[..n];
+                    if let Some(z) = zrtp.as_mut().filter(|_| chaincall_zrtp::wire::is_zrtp(datagram)) {
+                        z.handle_input(datagram, Instant::now());
+                        continue;
+                    }
+                    let Some(session) = session.as_mut() else {
+                        debug!("SRTP before the ZRTP exchange went secure dropped");
+                        continue;
+                    };
+                    match session.handle_input(datagram, Instant::now()) {
                         Ok(MediaEvent::Dtmf(Some(event))) => {
                             if let Some(digit) = event.digit {
                                 let _ = events.send(PhoneEvent::Dtmf {
@@ -1287,16 +1384,25 @@ async fn run_media(
                 Err(e) => debug!(error = %e, "media receive failed"),
             },
             Some(digits) = dtmf.recv() => {
-                if let Err(e) = session.send_dtmf(&digits) {
-                    warn!(error = %e, "DTMF not sent");
+                match session.as_mut() {
+                    Some(session) => if let Err(e) = session.send_dtmf(&digits) {
+                        warn!(error = %e, "DTMF not sent");
+                    },
+                    None => warn!("DTMF not sent: the call is not keyed yet"),
                 }
             }
-            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
+                if let Some(z) = zrtp.as_mut() {
+                    z.handle_timeout(Instant::now());
+                }
+            }
             _ = &mut stop, if !stopping => {
-                session.finish(Instant::now());
+                if let Some(session) = session.as_mut() {
+                    session.finish(Instant::now());
+                }
                 stopping = true;
             }
         }
     }
-    session
+    (session, zrtp.and_then(|z| z.status))
 }

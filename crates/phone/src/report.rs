@@ -103,6 +103,21 @@ pub struct CallReportJson<'a> {
     /// The receive jitter buffer's counters (docs/audio.md, "Statistics"): loss, lateness,
     /// concealment, FEC, delays, interarrival jitter.
     pub jitter: &'a JitterStats,
+    /// ZRTP's outcome (ZRTP calls): `{sas, chain_bound, cache, peer_zid, exchange_ms}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zrtp: Option<serde_json::Value>,
+}
+
+/// ZRTP's outcome in JSON: the SAS, whether the chain binding held, the retained-secret status
+/// (`no-secrets`, `matched`, `mismatch`), the peer's ZID and the exchange's time.
+pub fn zrtp_json(z: &crate::zrtp_media::ZrtpStatus) -> serde_json::Value {
+    json!({
+        "sas": z.sas,
+        "chain_bound": z.chain_bound,
+        "cache": z.cache_name(),
+        "peer_zid": z.peer_zid,
+        "exchange_ms": ms(z.exchange),
+    })
 }
 
 impl<'a> CallReportJson<'a> {
@@ -133,6 +148,7 @@ impl<'a> CallReportJson<'a> {
             recorded_samples: r.recorded.len(),
             recorded_seconds: recorded_seconds(r),
             jitter: &r.jitter,
+            zrtp: r.zrtp.as_ref().map(zrtp_json),
         }
     }
 }
@@ -186,6 +202,20 @@ impl std::fmt::Display for TextReport<'_> {
             stats.rtcp_sent,
             stats.rtcp_received
         )?;
+        if let Some(z) = &r.zrtp {
+            let binding = if z.chain_bound {
+                "chain binding held"
+            } else {
+                "NOT chain-bound: compare the SAS"
+            };
+            writeln!(
+                f,
+                "  ZRTP           SAS {} ({binding}; cached secrets {}; {:.3} ms)",
+                z.sas,
+                z.cache_name(),
+                ms(z.exchange)
+            )?;
+        }
         let j = &r.jitter;
         writeln!(
             f,

@@ -345,6 +345,7 @@ fn phone_config(
             chaincall_media::g711::Codec::Pcma.into(),
         ],
         key_mode: KeyMode::MikeyPke,
+        zrtp: None,
         keylog,
         tls_keylog: None,
         auto_answer: true,

@@ -66,6 +66,9 @@ pub enum Command {
 }
 
 /// What the shell feeds the view model.
+// Each input is made and consumed at once, never stored: boxing the large event would cost an
+// allocation per event for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Input {
@@ -114,6 +117,8 @@ struct InCall {
     verified_peer: Option<IdentityName>,
     safety_number: Option<SafetyNumber>,
     verified_in_person: bool,
+    /// The ZRTP exchange's outcome (SAS, chain binding), for a ZRTP call.
+    zrtp: Option<chaincall_phone::zrtp_media::ZrtpStatus>,
     since: Instant,
     /// We hung up: the report is due by then.
     report_by: Option<Instant>,
@@ -130,6 +135,7 @@ impl InCall {
             verified_peer: self.verified_peer.as_ref(),
             safety_number: self.safety_number.as_ref(),
             verified_in_person: self.verified_in_person,
+            zrtp: self.zrtp.as_ref(),
         }
     }
 }
@@ -544,6 +550,7 @@ impl App {
                 verified_peer,
                 safety_number,
                 verified_in_person,
+                zrtp,
             } => {
                 let outgoing = match &self.screen {
                     Screen::Dialing {
@@ -562,6 +569,7 @@ impl App {
                     verified_peer,
                     safety_number,
                     verified_in_person,
+                    zrtp,
                     since: now,
                     report_by: None,
                 }));

@@ -87,6 +87,7 @@ fn report(call_id: &str, outgoing: bool, caller: Option<CallerId>) -> Box<CallRe
         proof_bytes: 0,
         timings: SetupTimings::default(),
         signalling_lost: false,
+        zrtp: None,
         stats: MediaStats {
             rtp_sent: 250,
             rtp_received: 248,
@@ -148,6 +149,7 @@ fn registering_dialing_a_verified_callee_and_hanging_up() {
         verified_peer: Some(name(BOB)),
         safety_number: Some(safety.clone()),
         verified_in_person: false,
+        zrtp: None,
     };
     let t2 = t1 + Duration::from_secs(4);
     app.handle(Input::Event(up), t2);
@@ -310,6 +312,7 @@ fn a_verified_caller_is_answered_with_a_and_shown_with_its_proof() {
         verified_peer: Some(name(BOB)),
         safety_number: Some(safety()),
         verified_in_person: true,
+        zrtp: None,
     };
     app.handle(Input::Event(up), t0);
     let s = screen(&app, t0);
@@ -441,6 +444,7 @@ fn deadlines_in_simulated_time_give_up_ringing_answering_and_waiting_for_reports
         verified_peer: None,
         safety_number: None,
         verified_in_person: false,
+        zrtp: None,
     };
     app.handle(Input::Event(up), t1);
     let s = screen(&app, t1);

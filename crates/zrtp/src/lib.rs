@@ -54,10 +54,12 @@
 //! - Nothing here logs. Secrets (DH keys, H0, s0 and every derived key, retained and auxiliary
 //!   secrets) are zeroized on drop and print as `redacted`.
 //!
-//! `docs/zrtp.md` describes the messages, the KDF, what is refused and the planned chain binding.
+//! `docs/zrtp.md` describes the messages, the KDF, what is refused and the chain binding
+//! ([`ChainBinding`]).
 #![forbid(unsafe_code)]
 
 mod cache;
+mod chain;
 mod config;
 pub mod crc;
 mod crypto;
@@ -68,6 +70,7 @@ mod keys;
 pub mod wire;
 
 pub use cache::{CacheEntry, InMemoryCache, RetainedSecret, SecretCache};
+pub use chain::ChainBinding;
 pub use config::{
     AuthTag, AuxBinding, AuxPolicy, AuxSecret, AuxSecretSource, KeyAgreement, Role, SasType,
     ZrtpConfig,

@@ -342,36 +342,6 @@ fn different_aux_secrets_are_fatal_when_configured_so() {
     assert_refused(&sim, 0, ZrtpError::AuxSecretMismatch, ErrorCode::AUTH);
 }
 
-/// The planned chain binding, in miniature: static ECDH between two P-256 identity keys (on
-/// chain in a phone), bound to both ZIDs and both H3s in ZID order (roles are not known yet).
-struct ChainBinding {
-    own: p256::SecretKey,
-    peer: p256::PublicKey,
-}
-
-impl chaincall_zrtp::AuxSecretSource for ChainBinding {
-    fn aux_secret(&self, b: &chaincall_zrtp::AuxBinding) -> Option<AuxSecret> {
-        use hmac::Mac;
-        let z = p256::ecdh::diffie_hellman(self.own.to_nonzero_scalar(), self.peer.as_affine());
-        let (lo, hi) = if b.own_zid < b.peer_zid {
-            ((b.own_zid, b.own_h3), (b.peer_zid, b.peer_h3))
-        } else {
-            ((b.peer_zid, b.peer_h3), (b.own_zid, b.own_h3))
-        };
-        let mut m = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(z.raw_secret_bytes()).ok()?;
-        for part in [
-            &b"chaincall zrtp aux v1"[..],
-            &lo.0.0,
-            &hi.0.0,
-            &lo.1,
-            &hi.1,
-        ] {
-            m.update(part);
-        }
-        Some(AuxSecret::new(&m.finalize().into_bytes()))
-    }
-}
-
 fn key(seed: u8) -> p256::SecretKey {
     p256::SecretKey::from_bytes(&[seed; 32].into()).unwrap()
 }
@@ -382,10 +352,7 @@ fn bound_with(
     peer: &p256::SecretKey,
     policy: AuxPolicy,
 ) -> chaincall_zrtp::ZrtpConfig {
-    let source = ChainBinding {
-        own: own.clone(),
-        peer: peer.public_key(),
-    };
+    let source = chaincall_zrtp::ChainBinding::from_p256(own, &peer.public_key());
     config(n).with_aux_source(std::sync::Arc::new(source), policy)
 }
 

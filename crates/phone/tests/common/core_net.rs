@@ -95,6 +95,7 @@ pub fn config(number: &str, key: &IdentityKey, seed: u64) -> PhoneConfig {
         media_ip: "127.0.0.1".parse().unwrap(),
         codecs: DEFAULT_CODECS.to_vec(),
         key_mode: KeyMode::MikeyPke,
+        zrtp: None,
         keylog: None,
         tls_keylog: None,
         auto_answer: true,

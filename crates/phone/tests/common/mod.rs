@@ -295,6 +295,7 @@ impl Net {
             media_ip: "127.0.0.1".parse().unwrap(),
             codecs: vec![Codec::Pcmu.into(), Codec::Pcma.into()],
             key_mode: mode,
+            zrtp: None,
             keylog: None,
             tls_keylog: None,
             auto_answer: true,
