@@ -8,7 +8,10 @@
 #            secsipidx (the STIR/SHAKEN tool the PASSporT interop tests run),
 #            libnet-smpp-perl (the SMS centre the wallet's one-time-code tests send SMPP to),
 #            rtpengine-daemon (the media relay), iptables + iproute2 (the namespace test network),
-#            libopus-dev (Opus, linked through pkg-config by the media crate)
+#            libopus-dev (Opus, linked through pkg-config by the media crate),
+#            libasound2-dev (ALSA, for cpal in the audio-device crate; its tests use ALSA's
+#            file/null plugins, no sound card), linphone-cli (linphonec, the ZRTP interop peer),
+#            tmux (the terminal softphone's test drives it)
 #   npm    : anvil (@foundry-rs/anvil) and solcjs (solc), pinned in tools/package.json
 #   PyPI   : pylibsrtp (libsrtp 2.7 + OpenSSL), into the venv .venv/
 #
