@@ -4,7 +4,7 @@
 //! identity; start the wallet-management server (HTTP), sipd (SIP over TLS-PSK) and two phones as
 //! network services on 127.0.0.1; onboard both phones with store-signed receipts (funding,
 //! `addClient`, approval, SIP credentials); register both over TLS-PSK with digest auth; alice looks
-//! bob's key up with a verified proof, calls him with MIKEY-PKE in the SDP, and both send G.711 audio
+//! bob's key up with a verified proof, calls him with MIKEY-PKE in the SDP, and both send Opus audio
 //! over SRTP. The demo then checks that each side received exactly what the other sent, and prints
 //! the paper's Table I figures with where each millisecond of set-up went. Any failed check exits
 //! non-zero. The network and the checks are `chaincall_devnet::demo`'s; this module parses the flags
@@ -35,7 +35,7 @@ pub(crate) struct DemoArgs {
     /// encoding) so a capture can be decrypted elsewhere. Debugging only: the file decrypts the call.
     #[arg(long, value_name = "FILE")]
     keylog: Option<PathBuf>,
-    /// Key mode of the call: `pke` (the paper's, default) or `dh-sign` (forward secrecy).
+    /// Key mode: `pke` (the paper's, default), `dh-sign` (forward secrecy) or `zrtp` (chain-bound).
     #[arg(long, default_value = "pke")]
     mode: KeyMode,
     /// Seconds of audio each side sends.
