@@ -66,6 +66,10 @@ pub struct NetworkOptions {
     pub audio_a: Vec<i16>,
     /// What bob sends.
     pub audio_b: Vec<i16>,
+    /// MIKEY offers one caller may have in the other phone's replay cache
+    /// ([`PhoneConfig::mikey_replay_quota`]): a load test placing more calls than the default
+    /// within two minutes raises it.
+    pub mikey_replay_quota: usize,
 }
 
 /// Named, timed steps of the set-up, in order.
@@ -281,6 +285,7 @@ impl Network {
                 audio: Arc::new(audio),
                 register_expires: 600,
                 keepalive: Some(chaincall_phone::link::DEFAULT_KEEPALIVE),
+                mikey_replay_quota: opts.mikey_replay_quota,
                 randomness: Default::default(),
             };
             let lookup = KeyLookup::new(chain.clone(), contract, Some(trust.clone()));

@@ -35,6 +35,7 @@
 //!
 //! Only public values go in, so nothing here is secret and nothing needs zeroizing.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 
 use sha2::{Digest, Sha512};
@@ -111,6 +112,81 @@ impl SafetyNumber {
 }
 
 digit_display!(SafetyNumber, "The 60 digits");
+
+/// Fingerprints already computed, by identity and key. Each costs [`ITERATIONS`] SHA-512 calls
+/// (about 2 ms on one core), and a phone shows the same few peers' numbers call after call: on the
+/// call path that cost came twice per side per call. Only public values are kept, so nothing
+/// needs zeroizing. Bounded; the oldest entry leaves first.
+#[derive(Debug)]
+pub struct FingerprintCache {
+    entries: HashMap<(String, Vec<u8>), Fingerprint>,
+    order: VecDeque<(String, Vec<u8>)>,
+    capacity: usize,
+}
+
+impl Default for FingerprintCache {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_CAPACITY)
+    }
+}
+
+impl FingerprintCache {
+    /// Entries kept by [`Default`]: far more peers than a phone talks to between restarts.
+    pub const DEFAULT_CAPACITY: usize = 256;
+
+    /// An empty cache holding at most `capacity` fingerprints (at least one).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The fingerprint of `key` registered for `name`, computed once.
+    pub fn fingerprint(&mut self, name: &IdentityName, key: &PublicIdentityKey) -> Fingerprint {
+        // The exact inputs of the construction: a cached value is the one `new` would give.
+        let mut key_bytes = vec![key.tag()];
+        key_bytes.extend_from_slice(&key.to_bytes());
+        let id = (name.canonical(), key_bytes);
+        if let Some(found) = self.entries.get(&id) {
+            return found.clone();
+        }
+        let fingerprint = Fingerprint::new(name, key);
+        if self.order.len() == self.capacity
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.entries.remove(&oldest);
+        }
+        self.order.push_back(id.clone());
+        self.entries.insert(id, fingerprint.clone());
+        fingerprint
+    }
+
+    /// The safety number between two identities, from cached fingerprints.
+    pub fn safety_number(
+        &mut self,
+        a_name: &IdentityName,
+        a_key: &PublicIdentityKey,
+        b_name: &IdentityName,
+        b_key: &PublicIdentityKey,
+    ) -> SafetyNumber {
+        SafetyNumber::from_fingerprints(
+            &self.fingerprint(a_name, a_key),
+            &self.fingerprint(b_name, b_key),
+        )
+    }
+
+    /// How many fingerprints are held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is held yet.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
 
 fn group(digits: &str) -> String {
     // The strings are built above from ASCII digits only, so byte chunks are whole characters.
@@ -256,5 +332,27 @@ mod tests {
             n.grouped(),
             "11527 46682 29057 22089 93312 33220 27471 60056 50179 72901 29315 35113"
         );
+    }
+
+    #[test]
+    fn the_cache_gives_what_new_gives_and_stays_bounded() {
+        let (a, b, c) = (
+            name("+15550100001"),
+            name("+15550100002"),
+            name("+15550100003"),
+        );
+        let (ka, kb) = (fixed_key(1), fixed_key(2));
+        let mut cache = FingerprintCache::new(2);
+        assert_eq!(cache.fingerprint(&a, &ka), Fingerprint::new(&a, &ka));
+        assert_eq!(
+            cache.safety_number(&a, &ka, &b, &kb),
+            SafetyNumber::new(&a, &ka, &b, &kb)
+        );
+        assert_eq!(cache.len(), 2);
+        // Another key for the same name, and the same key for another name, are other entries.
+        assert_eq!(cache.fingerprint(&a, &kb), Fingerprint::new(&a, &kb));
+        assert_eq!(cache.fingerprint(&c, &ka), Fingerprint::new(&c, &ka));
+        assert_eq!(cache.len(), 2, "the oldest entries left");
+        assert_eq!(cache.fingerprint(&a, &ka), Fingerprint::new(&a, &ka));
     }
 }

@@ -543,6 +543,7 @@ impl PhoneFileConfig {
             audio,
             register_expires: self.register_expires,
             keepalive: self.keepalive,
+            mikey_replay_quota: crate::DEFAULT_MIKEY_REPLAY_QUOTA,
             randomness: Randomness::os(),
         })
     }

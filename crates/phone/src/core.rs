@@ -52,6 +52,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use chaincall_identity::safety::FingerprintCache;
 use chaincall_identity::{IdentityName, PhoneNumber, SafetyNumber, StaticDirectory};
 use chaincall_io::Output;
 use chaincall_media::AudioCodec;
@@ -390,6 +391,9 @@ pub struct PhoneCore {
     stopwatch: Option<fn() -> Instant>,
     /// ZRTP's ZID and retained secrets, shared by the calls' engines.
     zrtp: Arc<ZrtpStore>,
+    /// Our own and our peers' fingerprints: each costs 5,200 SHA-512 calls, too much to spend
+    /// on every call's path (it once tripled the call set-up time).
+    fingerprints: FingerprintCache,
 }
 
 impl std::fmt::Debug for PhoneCore {
@@ -445,7 +449,12 @@ impl PhoneCore {
             randomness: cfg.randomness.clone(),
         });
         let me = IdentityName::Phone(cfg.number.clone());
-        let responder = Responder::new(ResponderConfig::new(me), (*cfg.identity).clone());
+        // Ours is in every safety number: computed now, not during the first call.
+        let mut fingerprints = FingerprintCache::default();
+        fingerprints.fingerprint(&me, &cfg.identity.public());
+        let mut mikey = ResponderConfig::new(me);
+        mikey.replay_per_initiator = cfg.mikey_replay_quota;
+        let responder = Responder::new(mikey, (*cfg.identity).clone());
         PhoneCore {
             cfg: cfg.clone(),
             ua,
@@ -466,6 +475,7 @@ impl PhoneCore {
                 .zrtp
                 .clone()
                 .unwrap_or_else(|| Arc::new(ZrtpStore::in_memory(&cfg.randomness))),
+            fingerprints,
         }
     }
 
@@ -1235,7 +1245,7 @@ impl PhoneCore {
     /// What the offer proves about the From's claim, given the claimed identity's look-up, and
     /// that look-up when answering will use it (MIKEY offers only).
     fn verify_caller(
-        &self,
+        &mut self,
         from: &FromClaim,
         offer: &IncomingOffer,
         passport: &PassportCheck,
@@ -1261,7 +1271,7 @@ impl PhoneCore {
                     fingerprint: found
                         .entry
                         .public_key()
-                        .map(|k| chaincall_identity::safety::Fingerprint::new(name, &k).grouped())
+                        .map(|k| self.fingerprints.fingerprint(name, &k).grouped())
                         .unwrap_or_default(),
                 }
             }
@@ -1520,7 +1530,7 @@ impl PhoneCore {
             (Some(peer), Some(found)) => found
                 .entry
                 .approved_key()
-                .map(|key| SafetyNumber::new(&me, &own_key, peer, &key)),
+                .map(|key| self.fingerprints.safety_number(&me, &own_key, peer, &key)),
             _ => None,
         };
         let event = Event::Keyed(KeyedCall {

@@ -68,7 +68,7 @@ pub use error::{CallError, PhoneError};
 pub use keys::{KeyLookup, LookedUp};
 pub use negotiation::KeyMode;
 pub use phone::{
-    CallReport, DEFAULT_CODECS, Phone, PhoneConfig, PhoneEvent, PhoneEvents, SetupTimings,
-    Signalling,
+    CallReport, DEFAULT_CODECS, DEFAULT_MIKEY_REPLAY_QUOTA, Phone, PhoneConfig, PhoneEvent,
+    PhoneEvents, SetupTimings, Signalling,
 };
 pub use store::PhoneSecrets;

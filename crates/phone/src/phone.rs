@@ -85,6 +85,10 @@ pub const DEFAULT_CODECS: [AudioCodec; 3] = [
     AudioCodec::G711(Codec::Pcma),
 ];
 
+/// MIKEY offers one caller may have in a phone's replay cache unless configured otherwise
+/// ([`PhoneConfig::mikey_replay_quota`]).
+pub const DEFAULT_MIKEY_REPLAY_QUOTA: usize = chaincall_mikey::replay::DEFAULT_PER_INITIATOR;
+
 /// What a phone needs to run.
 #[derive(Clone)]
 pub struct PhoneConfig {
@@ -125,6 +129,11 @@ pub struct PhoneConfig {
     /// How often to send a CRLF keep-alive ping on the signalling stream (RFC 5626 §4.4.1); a
     /// ping unanswered for 10 s counts as a lost connection. `None`: no keep-alives.
     pub keepalive: Option<Duration>,
+    /// MIKEY offers one caller may have in our replay cache at once (RFC 3830 §5.4: each is kept
+    /// until its timestamp leaves the ±60 s window); more are refused with 488 until some expire.
+    /// [`DEFAULT_MIKEY_REPLAY_QUOTA`] (32) is far above what a person dials;
+    /// a load test calling one phone from one number needs more.
+    pub mikey_replay_quota: usize,
     /// Where SIP tags, branches and Call-IDs and the media offers' keys and salts come from: the
     /// OS CSPRNG in production, seeded in tests.
     pub randomness: Randomness,

@@ -666,3 +666,29 @@ fn over_udp_register_invite_and_bye_complete_through_retransmissions_when_first_
     }
     assert_eq!(net.seen.len(), before, "quiet once done");
 }
+
+/// Each MIKEY offer stays in the callee's replay cache for its ±60 s window, and one caller may
+/// hold only `mikey_replay_quota` of them: within the window, the next is refused with 488 (and
+/// the same phone configured with a larger quota takes it).
+#[test]
+fn offers_beyond_the_callers_replay_quota_are_refused_until_configured_higher() {
+    for (quota, third_refused) in [(2, true), (3, false)] {
+        let mut net = Net::new(|cfg| cfg.mikey_replay_quota = quota);
+        for n in 1..=3 {
+            let id = net.alice_calls_bob();
+            let events = take_events(&mut net.alice);
+            let refused = failure(&events, &id).map(|e| e.to_string());
+            if n == 3 && third_refused {
+                let refused = refused.expect("the third offer is refused");
+                assert!(refused.contains("488"), "{refused}");
+            } else {
+                assert_eq!(refused, None, "call {n} with quota {quota}");
+                let now = net.now;
+                net.alice.core.hangup(&id, now);
+                net.settle();
+            }
+            take_events(&mut net.bob);
+            net.advance(Duration::from_secs(1));
+        }
+    }
+}

@@ -353,6 +353,7 @@ fn phone_config(
         audio: Arc::new(audio),
         register_expires: 600,
         keepalive: Some(chaincall_phone::link::DEFAULT_KEEPALIVE),
+        mikey_replay_quota: chaincall_phone::DEFAULT_MIKEY_REPLAY_QUOTA,
         randomness: Default::default(),
     }
 }

@@ -103,6 +103,7 @@ pub fn config(number: &str, key: &IdentityKey, seed: u64) -> PhoneConfig {
         audio: Arc::new(Vec::new()),
         register_expires: 600,
         keepalive: None,
+        mikey_replay_quota: chaincall_phone::DEFAULT_MIKEY_REPLAY_QUOTA,
         randomness: Randomness::seeded(rand_chacha::ChaCha20Rng::seed_from_u64(seed)),
     }
 }

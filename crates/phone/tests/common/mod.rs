@@ -303,6 +303,7 @@ impl Net {
             audio: Arc::new(chaincall_media::signal::speech_like(audio_ms, 7)),
             register_expires: 600,
             keepalive: Some(chaincall_phone::link::DEFAULT_KEEPALIVE),
+            mikey_replay_quota: chaincall_phone::DEFAULT_MIKEY_REPLAY_QUOTA,
             randomness: Default::default(),
         };
         adjust(&mut cfg);
