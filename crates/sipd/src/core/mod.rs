@@ -301,6 +301,22 @@ impl Core {
                 return None;
             }
         };
+        // RFC 3581: a UDP request's top Via records where it really came from, before anything
+        // (the transaction layer's 100 Trying included) copies that Via.
+        let edited;
+        let (msg, data) = match (transport, msg.method()) {
+            (Transport::Udp, Some(_)) => match flows::annotate_via(data, &msg, src, &self.limits) {
+                Some(e) => {
+                    edited = e;
+                    (
+                        Message::parse_with(&edited, framing, &self.limits).ok()?,
+                        &edited[..],
+                    )
+                }
+                None => (msg, data),
+            },
+            _ => (msg, data),
+        };
         if let Some(method) = msg.method() {
             // Credentials must be cached before any state changes (see module docs); the message
             // comes back once they are, and is counted then.
