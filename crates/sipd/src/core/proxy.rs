@@ -370,6 +370,28 @@ impl Core {
                 from: marked_from.as_deref(),
             },
         );
+        // A relayed INVITE waits for the relay's offer here (`[relay]`).
+        let Some(wire) = self.relay_request(id, msg, data, wire, &fwd, now) else {
+            return;
+        };
+        self.start_forward(id, data, wire, dest, reliable, now);
+    }
+
+    /// Sends `wire`, the request `data` of server transaction `id` as it leaves, over a new
+    /// client transaction to `dest`, and arms Timer C for an INVITE.
+    pub(super) fn start_forward(
+        &mut self,
+        id: TxId,
+        data: &[u8],
+        wire: Vec<u8>,
+        dest: SocketAddr,
+        reliable: bool,
+        now: Instant,
+    ) {
+        let Ok(msg) = Message::parse(data) else {
+            return;
+        };
+        let Some(method) = msg.method() else { return };
         match self.ep.send_request_wire(wire, dest, reliable, now) {
             Ok(cid) => {
                 self.metrics.transactions_started.inc();
@@ -384,9 +406,14 @@ impl Core {
             }
             Err(e) => {
                 warn!(error = %e, "cannot forward");
-                self.reply(id, msg, 500, "Server Internal Error", &[], now);
+                self.reply(id, &msg, 500, "Server Internal Error", &[], now);
             }
         }
+    }
+
+    /// The request server transaction `sid` forwarded, as received.
+    pub(super) fn proxy_request(&self, sid: TxId) -> Option<Vec<u8>> {
+        self.proxy.server_req.get(&sid).cloned()
     }
 
     /// A branch that is a function of the request (§16.6 step 8, §16.11), so retransmissions and
@@ -414,7 +441,10 @@ impl Core {
             return self.reply(id, msg, 481, "Call/Transaction Does Not Exist", &[], now);
         };
         self.reply(id, msg, 200, "OK", &[], now);
-        if self.ep.is_answered(inv) == Some(true) || self.cancel_waiting_caller(inv, now) {
+        if self.ep.is_answered(inv) == Some(true)
+            || self.cancel_waiting_caller(inv, now)
+            || self.cancel_waiting_offer(inv, now)
+        {
             return;
         }
         if let Some(&cid) = self.proxy.forwards.get(&inv) {
@@ -462,6 +492,15 @@ impl Core {
             ..Default::default()
         }
         .write(msg, &mut wire);
+        // A relayed call's SDP waits for the relay's answer (`[relay]`).
+        let Some(wire) = self.relay_response(sid, msg, code, wire) else {
+            return;
+        };
+        self.forward_response(sid, code, wire, now);
+    }
+
+    /// Sends `wire`, a response with status `code`, upstream on server transaction `sid`.
+    pub(super) fn forward_response(&mut self, sid: TxId, code: u16, wire: Vec<u8>, now: Instant) {
         self.metrics.count_response(code);
         if self.ep.is_answered(sid) == Some(true) {
             // A 2xx retransmission (RFC 6026 §8.2): forwarded statelessly upstream. Anything else
@@ -578,6 +617,7 @@ impl Core {
                     "Timer C: rang too long; CANCEL and 408"
                 );
                 self.reply(sid, &m, 408, "Request Timeout", &[], now);
+                self.relay_invite_ended(sid, "Timer C");
             }
         }
     }
@@ -595,10 +635,12 @@ impl Core {
                 {
                     info!("no answer downstream: 408");
                     self.reply(sid, &m, 408, "Request Timeout", &[], now);
+                    self.relay_invite_ended(sid, "no answer downstream");
                 }
             }
             EndpointEvent::ServerTimeout(_) => {}
             EndpointEvent::Terminated(id) => {
+                self.relay_transaction_gone(id);
                 self.proxy.disarm_timer_c(id);
                 if let Some(cid) = self.proxy.forwards.remove(&id) {
                     self.proxy.back.remove(&cid);
