@@ -551,7 +551,7 @@ pub fn parse_tls_version(s: &str) -> Result<TlsVersion, ConfigError> {
 pub struct RelayConfig {
     /// Which calls are relayed.
     pub mode: RelayMode,
-    /// rtpengine's NG control address (`HOST:PORT`, `--listen-ng`); required unless `mode =
+    /// rtpengine's NG control address (`IP:PORT`, `--listen-ng`); required unless `mode =
     /// "never"`.
     #[serde(deserialize_with = "socket_addr")]
     pub rtpengine: Option<SocketAddr>,
@@ -594,7 +594,7 @@ impl Section for RelayConfig {
     fn check(&self) -> Result<(), ConfigError> {
         if self.mode != RelayMode::Never && self.rtpengine.is_none() {
             return Err(ConfigError::Invalid(
-                "relay: mode = \"nat\" or \"always\" needs rtpengine = \"HOST:PORT\"".into(),
+                "relay: mode = \"nat\" or \"always\" needs rtpengine = \"IP:PORT\"".into(),
             ));
         }
         if self.timeout.is_zero() || self.max_call.is_zero() {
@@ -977,6 +977,23 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse_named("sipd.toml", text)
+    }
+
+    #[test]
+    fn relay_section_parses_and_needs_rtpengine_unless_never() {
+        let c = parse("[relay]\nmode = \"nat\"\nrtpengine = \"127.0.0.1:2223\"\n").unwrap();
+        assert_eq!(c.relay.mode, RelayMode::Nat);
+        assert_eq!(c.relay.rtpengine, Some("127.0.0.1:2223".parse().unwrap()));
+        assert_eq!(c.relay.timeout, Duration::from_millis(2000));
+        assert_eq!(Config::default().relay.mode, RelayMode::Never);
+        let e = parse("[relay]\nmode = \"always\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rtpengine"), "{e}");
+        let e = parse("[relay]\nmode = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sometimes") || e.contains("variant"), "{e}");
     }
 
     #[test]
