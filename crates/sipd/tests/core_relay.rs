@@ -192,6 +192,81 @@ fn a_relayed_call_waits_for_offer_and_answer_and_its_session_goes_with_the_bye()
 }
 
 #[test]
+fn a_re_invite_of_a_relayed_call_is_relayed_and_its_refusal_keeps_the_call() {
+    let mut s = relayed(RelayMode::Always);
+    let (alice, bob) = (peer(1), peer(2));
+    let fwd = offered_call(&mut s, "call-re");
+    s.deliver(bob, &with_sdp(&answer(&fwd, 200, "OK", "bob-tag"), ANSWER));
+    let ticket = match relay_needs(&mut s).as_slice() {
+        [Need::RelayAnswer { ticket, .. }] => *ticket,
+        other => panic!("expected one answer, got {other:?}"),
+    };
+    let now = s.now;
+    s.core
+        .relay_answered(ticket, Ok(Zeroizing::new(RELAYED_ANSWER.into())), now);
+    s.drain();
+    s.take_to(alice);
+    // bob puts the call on hold: his re-INVITE goes through the relay too, and so does alice's
+    // answer (rtpengine is told bob's side offers now).
+    let rr = headers(&fwd, "Record-Route");
+    let reinvite = |cseq: u32| {
+        let routes: String = rr.iter().map(|r| format!("Route: {r}\r\n")).collect();
+        with_sdp(
+            &format!(
+                "INVITE sip:alice@{alice} SIP/2.0\r\n\
+                 Via: SIP/2.0/UDP {bob};branch=z9hG4bK-re-{cseq}\r\n\
+                 Max-Forwards: 70\r\n\
+                 {routes}From: <sip:bob@example.test>;tag=bob-tag\r\n\
+                 To: <sip:alice@example.test>;tag=f-call-re\r\n\
+                 Call-ID: call-re\r\n\
+                 CSeq: {cseq} INVITE\r\n\
+                 Contact: <sip:bob@{bob}>\r\n\
+                 Content-Length: 0\r\n\r\n"
+            ),
+            ANSWER,
+        )
+    };
+    s.deliver(bob, &reinvite(2));
+    let ticket = match relay_needs(&mut s).as_slice() {
+        [Need::RelayOffer { ticket, offer }] => {
+            assert_eq!(offer.from_tag, "bob-tag");
+            assert_eq!(offer.sdp, ANSWER);
+            *ticket
+        }
+        other => panic!("expected the re-INVITE's offer, got {other:?}"),
+    };
+    let now = s.now;
+    s.core
+        .relay_offered(ticket, Ok(Zeroizing::new(RELAYED_ANSWER.into())), now);
+    s.drain();
+    let re = s.one_to(alice);
+    assert_eq!(body(&re), RELAYED_ANSWER);
+    s.deliver(
+        alice,
+        &with_sdp(&answer(&re, 200, "OK", "f-call-re"), OFFER),
+    );
+    assert!(matches!(
+        relay_needs(&mut s).as_slice(),
+        [Need::RelayAnswer { .. }]
+    ));
+    // A second re-INVITE refused (491) leaves the call and its relay session alone.
+    s.deliver(bob, &reinvite(3));
+    let ticket = match relay_needs(&mut s).as_slice() {
+        [Need::RelayOffer { ticket, .. }] => *ticket,
+        other => panic!("expected an offer, got {other:?}"),
+    };
+    let now = s.now;
+    s.core
+        .relay_offered(ticket, Ok(Zeroizing::new(RELAYED_ANSWER.into())), now);
+    s.drain();
+    let re = s.take_to(alice).pop().unwrap();
+    s.deliver(alice, &answer(&re, 491, "Request Pending", "f-call-re"));
+    s.advance(Duration::from_secs(40));
+    assert!(relay_needs(&mut s).is_empty(), "no delete");
+    assert_eq!(s.metrics.media_relay_sessions.get(), 1);
+}
+
+#[test]
 fn a_cancel_while_the_offer_is_out_answers_487_and_deletes_also_after_a_late_offer() {
     let mut s = relayed(RelayMode::Always);
     let (alice, bob) = (peer(1), peer(2));

@@ -493,7 +493,8 @@ impl Core {
         }
         .write(msg, &mut wire);
         // A relayed call's SDP waits for the relay's answer (`[relay]`).
-        let Some(wire) = self.relay_response(sid, msg, code, wire) else {
+        let from = self.ep.remote(cid);
+        let Some(wire) = self.relay_response(sid, from, msg, code, wire) else {
             return;
         };
         self.forward_response(sid, code, wire, now);

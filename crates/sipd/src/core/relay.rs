@@ -233,9 +233,7 @@ impl Core {
                 fwd.src_nat
             }
         };
-        if !in_dialog {
-            self.relay.by_sid.insert(id, call_id.clone());
-        }
+        self.relay.by_sid.insert(id, call_id.clone());
         let ticket = self.relay.ticket();
         let offer = Offer {
             call_id: call_id.clone(),
@@ -276,15 +274,28 @@ impl Core {
                 Some(wire) => self.start_forward(p.sid, &p.data, wire, p.dest, p.reliable, now),
                 None => self.relay_failed(p.sid, &p.data, &p.call_id, "unusable SDP", now),
             },
-            // CANCELled (or answered) meanwhile: the session rtpengine made goes.
-            Ok(_) => self.end_relay_session(&p.call_id, "call ended during offer"),
+            // CANCELled (or answered) meanwhile: the session rtpengine made goes, unless it is an
+            // established call's (a re-INVITE's offer).
+            Ok(_) if !self.relay_call_up(&p.call_id) => {
+                self.end_relay_session(&p.call_id, "call ended during offer")
+            }
+            Ok(_) => {}
             Err(e) => self.relay_failed(p.sid, &p.data, &p.call_id, &e, now),
         }
         self.drain(now);
     }
 
+    /// Whether the relayed call `call_id` is up (a 2xx went upstream).
+    fn relay_call_up(&self, call_id: &str) -> bool {
+        self.relay
+            .sessions
+            .get(call_id)
+            .is_some_and(|s| s.established)
+    }
+
     /// A relay command for the INVITE of server transaction `sid` failed: 503 to the caller (if
-    /// still unanswered) and the session deleted.
+    /// still unanswered) and the session deleted, unless the call is up (a failed re-INVITE
+    /// leaves its media as they were).
     fn relay_failed(&mut self, sid: TxId, data: &[u8], call_id: &str, why: &str, now: Instant) {
         self.metrics.media_relay_errors.inc();
         warn!(%call_id, error = %why, "media relay failed; the call fails with 503");
@@ -293,14 +304,18 @@ impl Core {
         {
             self.reply(sid, &m, 503, "Service Unavailable (media relay)", &[], now);
         }
-        self.end_relay_session(call_id, "relay failure");
+        if !self.relay_call_up(call_id) {
+            self.end_relay_session(call_id, "relay failure");
+        }
     }
 
-    /// A response to a forwarded INVITE, about to go upstream as `wire`: one with SDP for a
-    /// relayed call waits for its `answer` (`None`); a final failure ends the session.
+    /// A response from `from` to a forwarded INVITE, about to go upstream as `wire`: one with SDP
+    /// for a relayed call waits for its `answer` (`None`); a final failure of a call not yet up
+    /// ends the session (a refused re-INVITE leaves the call as it was).
     pub(super) fn relay_response(
         &mut self,
         sid: TxId,
+        from: Option<SocketAddr>,
         msg: &Message<'_>,
         code: u16,
         wire: Vec<u8>,
@@ -310,7 +325,7 @@ impl Core {
         };
         if code >= 300 {
             if self.ep.is_answered(sid) == Some(false) {
-                self.end_relay_session(&call_id, "final failure");
+                self.relay_invite_ended(sid, "final failure");
             }
             return Some(wire);
         }
@@ -326,14 +341,18 @@ impl Core {
         let Some(session) = self.relay.sessions.get(&call_id) else {
             return Some(wire);
         };
-        let callee = session.parties[1];
+        // The answering party: the callee, or the caller for a re-INVITE the callee sent.
+        let nat = session
+            .parties
+            .iter()
+            .any(|(addr, nat)| Some(*addr) == from && *nat);
         let ticket = self.relay.ticket();
         let answer = Answer {
             call_id: call_id.clone(),
             from_tag: tag_of(msg.from().ok()),
             to_tag: tag_of(msg.to().ok()),
             sdp,
-            received_from: callee.1.then_some(callee.0.ip()),
+            received_from: from.filter(|_| nat).map(|a| a.ip()),
         };
         self.relay.answers.insert(
             ticket,
@@ -387,11 +406,8 @@ impl Core {
     /// CANCEL, its transaction gone): its relay session goes, if it has one.
     pub(super) fn relay_invite_ended(&mut self, sid: TxId, why: &str) {
         if let Some(call_id) = self.relay.by_sid.get(&sid).cloned()
-            && self
-                .relay
-                .sessions
-                .get(&call_id)
-                .is_some_and(|s| !s.established)
+            && self.relay.sessions.contains_key(&call_id)
+            && !self.relay_call_up(&call_id)
         {
             self.end_relay_session(&call_id, why);
         }
