@@ -85,13 +85,7 @@ fn a_natd_phone_is_answered_and_called_at_its_nat_address_and_in_dialog_by_its_f
 
     // alice answers from behind her NAT; bob gets the 200.
     s.deliver(nat(), &answer(&fwd, 200, "OK", "alice-tag"));
-    assert_eq!(
-        s.take_to(bob)
-            .iter()
-            .map(|b| sim::status(b))
-            .collect::<Vec<_>>(),
-        [100, 200]
-    );
+    assert_eq!(s.statuses_to(bob), [100, 200]);
     // bob's BYE names alice's private Contact; the route set's token sends it to the NAT.
     let bye = |routes: &[&String], branch: &str| {
         let ruri = format!("sip:alice@{}", home());
@@ -162,13 +156,7 @@ fn a_contact_naming_another_host_never_gets_a_natd_aors_invite(backend: Backend)
             1,
         ),
     );
-    assert_eq!(
-        s.take_to(bob)
-            .iter()
-            .map(|b| sim::status(b))
-            .collect::<Vec<_>>(),
-        [100, 403]
-    );
+    assert_eq!(s.statuses_to(bob), [100, 403]);
     assert!(s.take_to(victim).is_empty());
 }
 

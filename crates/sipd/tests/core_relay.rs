@@ -61,6 +61,30 @@ fn body(b: &[u8]) -> String {
 }
 
 /// Takes the relay needs the core yielded.
+/// The relay's SDP for the `offer` of `ticket`, handed to the core as the shell would.
+fn give_offer(s: &mut Sim, ticket: u64, sdp: &str) {
+    let now = s.now;
+    s.core
+        .relay_offered(ticket, Ok(Zeroizing::new(sdp.into())), now);
+    s.drain();
+}
+
+/// The relay's SDP for the `answer` of `ticket`.
+fn give_answer(s: &mut Sim, ticket: u64, sdp: &str) {
+    let now = s.now;
+    s.core
+        .relay_answered(ticket, Ok(Zeroizing::new(sdp.into())), now);
+    s.drain();
+}
+
+/// The one `answer` waiting: its ticket and what it carries.
+fn the_answer(s: &mut Sim) -> (u64, chaincall_relay::ng::Answer) {
+    match relay_needs(s).as_slice() {
+        [Need::RelayAnswer { ticket, answer }] => (*ticket, answer.clone()),
+        other => panic!("expected one answer, got {other:?}"),
+    }
+}
+
 fn relay_needs(s: &mut Sim) -> Vec<Need> {
     let (relay, rest) = std::mem::take(&mut s.needs).into_iter().partition(|n| {
         matches!(
@@ -110,10 +134,7 @@ fn offered_call(s: &mut Sim, call_id: &str) -> Vec<u8> {
     assert!(s.take_to(bob).is_empty(), "the INVITE waits for the relay");
     assert_eq!(s.metrics.media_relay_sessions.get(), 1);
     let ticket = the_offer(s, call_id, None);
-    let now = s.now;
-    s.core
-        .relay_offered(ticket, Ok(Zeroizing::new(RELAYED_OFFER.into())), now);
-    s.drain();
+    give_offer(s, ticket, RELAYED_OFFER);
     let fwd = s.one_to(bob);
     assert_eq!(body(&fwd), RELAYED_OFFER);
     assert_eq!(
@@ -130,33 +151,19 @@ fn a_relayed_call_waits_for_offer_and_answer_and_its_session_goes_with_the_bye()
     let fwd = offered_call(&mut s, "call-r1");
     // A ringing without SDP goes straight on.
     s.deliver(bob, &answer(&fwd, 180, "Ringing", "bob-tag"));
-    assert_eq!(
-        s.take_to(alice)
-            .iter()
-            .map(|b| sim::status(b))
-            .collect::<Vec<_>>(),
-        [100, 180]
-    );
+    assert_eq!(s.statuses_to(alice), [100, 180]);
     assert!(relay_needs(&mut s).is_empty());
     // The 200's SDP waits for the relay's answer.
     s.deliver(bob, &with_sdp(&answer(&fwd, 200, "OK", "bob-tag"), ANSWER));
     assert!(s.take_to(alice).is_empty());
-    let ticket = match relay_needs(&mut s).as_slice() {
-        [Need::RelayAnswer { ticket, answer }] => {
-            assert_eq!(
-                (answer.call_id.as_str(), answer.from_tag.as_str()),
-                ("call-r1", "f-call-r1")
-            );
-            assert_eq!(answer.to_tag, "bob-tag");
-            assert_eq!(answer.sdp, ANSWER);
-            *ticket
-        }
-        other => panic!("expected one answer, got {other:?}"),
-    };
-    let now = s.now;
-    s.core
-        .relay_answered(ticket, Ok(Zeroizing::new(RELAYED_ANSWER.into())), now);
-    s.drain();
+    let (ticket, answer) = the_answer(&mut s);
+    assert_eq!(
+        (answer.call_id.as_str(), answer.from_tag.as_str()),
+        ("call-r1", "f-call-r1")
+    );
+    assert_eq!(answer.to_tag, "bob-tag");
+    assert_eq!(answer.sdp, ANSWER);
+    give_answer(&mut s, ticket, RELAYED_ANSWER);
     let ok = s.one_to(alice);
     assert_eq!(sim::status(&ok), 200);
     assert_eq!(body(&ok), RELAYED_ANSWER);
@@ -197,14 +204,8 @@ fn a_re_invite_of_a_relayed_call_is_relayed_and_its_refusal_keeps_the_call() {
     let (alice, bob) = (peer(1), peer(2));
     let fwd = offered_call(&mut s, "call-re");
     s.deliver(bob, &with_sdp(&answer(&fwd, 200, "OK", "bob-tag"), ANSWER));
-    let ticket = match relay_needs(&mut s).as_slice() {
-        [Need::RelayAnswer { ticket, .. }] => *ticket,
-        other => panic!("expected one answer, got {other:?}"),
-    };
-    let now = s.now;
-    s.core
-        .relay_answered(ticket, Ok(Zeroizing::new(RELAYED_ANSWER.into())), now);
-    s.drain();
+    let (ticket, _) = the_answer(&mut s);
+    give_answer(&mut s, ticket, RELAYED_ANSWER);
     s.take_to(alice);
     // bob puts the call on hold: his re-INVITE goes through the relay too, and so does alice's
     // answer (rtpengine is told bob's side offers now).
@@ -235,30 +236,21 @@ fn a_re_invite_of_a_relayed_call_is_relayed_and_its_refusal_keeps_the_call() {
         }
         other => panic!("expected the re-INVITE's offer, got {other:?}"),
     };
-    let now = s.now;
-    s.core
-        .relay_offered(ticket, Ok(Zeroizing::new(RELAYED_ANSWER.into())), now);
-    s.drain();
+    give_offer(&mut s, ticket, RELAYED_ANSWER);
     let re = s.one_to(alice);
     assert_eq!(body(&re), RELAYED_ANSWER);
     s.deliver(
         alice,
         &with_sdp(&answer(&re, 200, "OK", "f-call-re"), OFFER),
     );
-    assert!(matches!(
-        relay_needs(&mut s).as_slice(),
-        [Need::RelayAnswer { .. }]
-    ));
+    the_answer(&mut s);
     // A second re-INVITE refused (491) leaves the call and its relay session alone.
     s.deliver(bob, &reinvite(3));
     let ticket = match relay_needs(&mut s).as_slice() {
         [Need::RelayOffer { ticket, .. }] => *ticket,
         other => panic!("expected an offer, got {other:?}"),
     };
-    let now = s.now;
-    s.core
-        .relay_offered(ticket, Ok(Zeroizing::new(RELAYED_ANSWER.into())), now);
-    s.drain();
+    give_offer(&mut s, ticket, RELAYED_ANSWER);
     let re = s.take_to(alice).pop().unwrap();
     s.deliver(alice, &answer(&re, 491, "Request Pending", "f-call-re"));
     s.advance(Duration::from_secs(40));
@@ -274,15 +266,12 @@ fn a_cancel_while_the_offer_is_out_answers_487_and_deletes_also_after_a_late_off
     s.deliver(alice, &inv);
     let ticket = the_offer(&mut s, "call-r2", None);
     s.deliver(alice, &cancel_of(&inv));
-    let mut codes: Vec<u16> = s.take_to(alice).iter().map(|b| sim::status(b)).collect();
+    let mut codes = s.statuses_to(alice);
     codes.sort();
     assert_eq!(codes, [100, 200, 487]);
     assert_deleted(&mut s, "call-r2");
     // The offer's reply comes after all: the session it made goes too, bob never hears of it.
-    let now = s.now;
-    s.core
-        .relay_offered(ticket, Ok(Zeroizing::new(RELAYED_OFFER.into())), now);
-    s.drain();
+    give_offer(&mut s, ticket, RELAYED_OFFER);
     assert_deleted(&mut s, "call-r2");
     assert!(s.take_to(bob).is_empty());
 }
@@ -339,7 +328,7 @@ fn a_relay_failure_fails_the_call_with_503_and_deletes() {
         now,
     );
     s.drain();
-    let codes: Vec<u16> = s.take_to(alice).iter().map(|b| sim::status(b)).collect();
+    let codes = s.statuses_to(alice);
     assert_eq!(codes, [100, 503]);
     assert!(s.take_to(bob).is_empty());
     assert_deleted(&mut s, "call-r6");

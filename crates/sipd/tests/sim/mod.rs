@@ -339,6 +339,11 @@ impl Sim {
         got.remove(0)
     }
 
+    /// The statuses of every response sent to `to` since the last take, in order.
+    pub fn statuses_to(&mut self, to: SocketAddr) -> Vec<u16> {
+        self.take_to(to).iter().map(|b| status(b)).collect()
+    }
+
     /// The status of the one response sent to `to`.
     pub fn status_to(&mut self, to: SocketAddr) -> u16 {
         let b = self.one_to(to);
