@@ -9,6 +9,7 @@ mod sim;
 use std::net::SocketAddr;
 
 use chaincall_sip::message::Message;
+use chaincall_sipd::core::Transport;
 use sim::{Backend, DOMAIN, Sim, answer, config, headers, invite, peer, register};
 
 on_both_backends!(
@@ -206,4 +207,41 @@ fn outbound_registrations_are_bound_to_their_flow_and_answered_with_require_outb
     );
     let ok = s.one_to(bob);
     assert!(headers(&ok, "Require").is_empty());
+}
+
+#[test]
+fn udp_keepalives_are_absorbed_and_stun_binding_requests_answered_with_the_mapping() {
+    let mut s = Sim::new(&config());
+    // CRLF keep-alives: nothing sent back, not counted as malformed.
+    s.core
+        .handle(b"\r\n\r\n", nat(), Transport::Udp, s.now, s.unix());
+    s.core
+        .handle(b"\r\n", nat(), Transport::Udp, s.now, s.unix());
+    s.drain();
+    assert!(s.take_to(nat()).is_empty());
+    assert_eq!(s.metrics.parse_errors.get(), 0);
+    // A STUN Binding request (RFC 5389): the answer tells the phone its router's address and port.
+    let txid = [7u8; 12];
+    let mut req = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+    req.extend_from_slice(&txid);
+    s.core.handle(&req, nat(), Transport::Udp, s.now, s.unix());
+    s.drain();
+    let resp = s.one_to(nat());
+    assert_eq!(&resp[..2], &[0x01, 0x01], "Binding success");
+    assert_eq!(&resp[8..20], &txid);
+    assert_eq!(
+        &resp[20..24],
+        &[0x00, 0x20, 0x00, 0x08],
+        "XOR-MAPPED-ADDRESS"
+    );
+    let port = u16::from_be_bytes([resp[26], resp[27]]) ^ 0x2112;
+    let ip: Vec<u8> = resp[28..32]
+        .iter()
+        .zip([0x21, 0x12, 0xa4, 0x42])
+        .map(|(a, k)| a ^ k)
+        .collect();
+    assert_eq!((ip.as_slice(), port), (&[203, 0, 113, 100][..], 40001));
+    // Neither kind is mistaken for SIP.
+    assert_eq!(s.metrics.parse_errors.get(), 0);
+    assert_eq!(s.metrics.requests.get(), 0);
 }

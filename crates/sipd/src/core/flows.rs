@@ -331,6 +331,58 @@ pub(super) fn wants_outbound(msg: &Message<'_>) -> bool {
     })
 }
 
+/// STUN's magic cookie (RFC 5389 §6).
+const STUN_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
+
+/// A UDP keep-alive a phone behind NAT sends to keep its router's mapping open (RFC 5626 §4.4.1,
+/// §8.4): a datagram of CRLFs (absorbed: `Some(None)`), or a STUN Binding request on the SIP port,
+/// answered with a Binding success response carrying the source as XOR-MAPPED-ADDRESS (RFC 5389
+/// §7.3, §15.2) so the phone sees its public mapping (`Some(Some(response))`). `None`: not a
+/// keep-alive (it goes to the SIP parser).
+pub(super) fn udp_keepalive(data: &[u8], src: SocketAddr) -> Option<Option<Vec<u8>>> {
+    if !data.is_empty() && data.iter().all(|b| matches!(b, b'\r' | b'\n')) {
+        return Some(None);
+    }
+    // A Binding request: type 0x0001, the cookie, a length that is what follows the header.
+    let header = data.get(..20)?;
+    let length = usize::from(u16::from_be_bytes([header[2], header[3]]));
+    if header[..2] != [0x00, 0x01] || header[4..8] != STUN_COOKIE || length != data.len() - 20 {
+        return None;
+    }
+    let txid = &header[8..20];
+    let port = src.port() ^ 0x2112;
+    let (family, addr): (u8, Vec<u8>) = match src.ip() {
+        IpAddr::V4(ip) => (
+            0x01,
+            ip.octets()
+                .iter()
+                .zip(STUN_COOKIE)
+                .map(|(a, k)| a ^ k)
+                .collect(),
+        ),
+        IpAddr::V6(ip) => (
+            0x02,
+            ip.octets()
+                .iter()
+                .zip(STUN_COOKIE.iter().chain(txid))
+                .map(|(a, k)| a ^ k)
+                .collect(),
+        ),
+    };
+    let value_len = 4 + addr.len();
+    let mut out = Vec::with_capacity(24 + value_len);
+    out.extend_from_slice(&[0x01, 0x01]);
+    out.extend_from_slice(&((4 + value_len) as u16).to_be_bytes());
+    out.extend_from_slice(&STUN_COOKIE);
+    out.extend_from_slice(txid);
+    out.extend_from_slice(&[0x00, 0x20]);
+    out.extend_from_slice(&(value_len as u16).to_be_bytes());
+    out.extend_from_slice(&[0x00, family]);
+    out.extend_from_slice(&port.to_be_bytes());
+    out.extend_from_slice(&addr);
+    Some(Some(out))
+}
+
 /// RFC 3261 §18.2.1 and RFC 3581 §4 for a request that came over UDP from `src`: its top Via
 /// gets `received=` (the source IP, when it differs from sent-by or `rport` was asked for) and a
 /// filled `rport=` (when asked for), so responses and the proxy's stray-response path go back

@@ -307,6 +307,15 @@ impl Core {
         now: Instant,
         unix_secs: u64,
     ) -> Option<Need> {
+        // Keep-alives of phones behind NAT are not SIP: absorbed or answered (STUN), uncounted.
+        if transport == Transport::Udp
+            && let Some(reply) = flows::udp_keepalive(data, src)
+        {
+            if let Some(r) = reply {
+                self.send(src, r);
+            }
+            return None;
+        }
         let framing = match transport {
             Transport::Udp => Framing::Datagram,
             Transport::Stream => Framing::Stream,
