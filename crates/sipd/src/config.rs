@@ -279,6 +279,9 @@ pub struct Config {
     /// Requests for targets that are not registered go here (`IP:PORT`), e.g. a PSTN gateway.
     #[serde(deserialize_with = "socket_addr")]
     pub static_route: Option<SocketAddr>,
+    /// The media relay (rtpengine) for calls with a party behind NAT, or every call.
+    #[serde(deserialize_with = "checked")]
+    pub relay: RelayConfig,
     /// Authentication settings.
     #[serde(deserialize_with = "checked")]
     pub auth: AuthConfig,
@@ -540,6 +543,69 @@ pub fn parse_tls_version(s: &str) -> Result<TlsVersion, ConfigError> {
     }
 }
 
+/// `[relay]`: which calls sipd sends through rtpengine, driven over its NG protocol
+/// (docs/sipd.md, docs/relay.md). The relay only ever sees the SDP without key lines, so it
+/// carries SRTP it cannot read.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayConfig {
+    /// Which calls are relayed.
+    pub mode: RelayMode,
+    /// rtpengine's NG control address (`IP:PORT`, `--listen-ng`); required unless `mode =
+    /// "never"`.
+    #[serde(deserialize_with = "socket_addr")]
+    pub rtpengine: Option<SocketAddr>,
+    /// How long one NG command may take, retransmissions included (`timeout_ms`); a call whose
+    /// offer or answer gets no reply in time fails with 503.
+    #[serde(rename = "timeout_ms", deserialize_with = "millis")]
+    pub timeout: Duration,
+    /// How long a relayed call may last before sipd deletes its relay session (`max_call_secs`):
+    /// sipd keeps no dialog state beyond this, so a call whose BYE never comes (a phone that
+    /// vanished) does not hold relay ports for ever. Kamailio's dialog default, 12 hours.
+    #[serde(rename = "max_call_secs", deserialize_with = "secs")]
+    pub max_call: Duration,
+}
+
+/// See [`RelayConfig::mode`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayMode {
+    /// No call is relayed (media goes directly between the phones).
+    #[default]
+    Never,
+    /// Calls where the caller or the callee is behind NAT (docs/sipd.md, "Phones behind NAT").
+    Nat,
+    /// Every call with an SDP offer in its INVITE.
+    Always,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            mode: RelayMode::Never,
+            rtpengine: None,
+            timeout: Duration::from_millis(2000),
+            max_call: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+impl Section for RelayConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.mode != RelayMode::Never && self.rtpengine.is_none() {
+            return Err(ConfigError::Invalid(
+                "relay: mode = \"nat\" or \"always\" needs rtpengine = \"IP:PORT\"".into(),
+            ));
+        }
+        if self.timeout.is_zero() || self.max_call.is_zero() {
+            return Err(ConfigError::Invalid(
+                "relay: timeout_ms and max_call_secs must be > 0".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// RFC 3261 timer bases; the defaults are the RFC's (T1 500 ms, T2 4 s, T4 5 s).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -790,6 +856,7 @@ impl Default for Config {
             domain: None,
             advertise: None,
             static_route: None,
+            relay: RelayConfig::default(),
             auth: AuthConfig::default(),
             registrar: RegistrarConfig::default(),
             location: LocationConfig::default(),
@@ -872,6 +939,7 @@ impl Config {
             return Err(ConfigError::Invalid("no listen address".into()));
         }
         self.auth.check()?;
+        self.relay.check()?;
         self.registrar.check()?;
         self.location.check()?;
         self.limits.check()?;
@@ -909,6 +977,23 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse_named("sipd.toml", text)
+    }
+
+    #[test]
+    fn relay_section_parses_and_needs_rtpengine_unless_never() {
+        let c = parse("[relay]\nmode = \"nat\"\nrtpengine = \"127.0.0.1:2223\"\n").unwrap();
+        assert_eq!(c.relay.mode, RelayMode::Nat);
+        assert_eq!(c.relay.rtpengine, Some("127.0.0.1:2223".parse().unwrap()));
+        assert_eq!(c.relay.timeout, Duration::from_millis(2000));
+        assert_eq!(Config::default().relay.mode, RelayMode::Never);
+        let e = parse("[relay]\nmode = \"always\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rtpengine"), "{e}");
+        let e = parse("[relay]\nmode = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sometimes") || e.contains("variant"), "{e}");
     }
 
     #[test]

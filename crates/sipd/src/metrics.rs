@@ -242,6 +242,18 @@ pub struct Metrics {
     /// Requests refused with 403 because they would have been relayed to a target that is not a
     /// registered contact, a configured route, or asked for by a local user.
     pub relay_refused: Counter,
+    /// REGISTERs from clients found behind NAT (or asking for outbound): bound to their flow.
+    pub nat_registrations: Counter,
+    /// Media relay (rtpengine) sessions open: offered and not yet deleted.
+    pub media_relay_sessions: Gauge,
+    /// `offer` commands sent to the media relay.
+    pub media_relay_offers: Counter,
+    /// `answer` commands sent to the media relay.
+    pub media_relay_answers: Counter,
+    /// `delete` commands sent to the media relay.
+    pub media_relay_deletes: Counter,
+    /// Media relay commands that failed (no answer, refused, unusable reply).
+    pub media_relay_errors: Counter,
     /// Subscriber look-ups started (database reads).
     pub credential_lookups: Counter,
     /// Requests waiting for a subscriber look-up.
@@ -358,6 +370,36 @@ impl Metrics {
             "counter",
             "Requests refused with 403 instead of being relayed to an unvetted target.",
             self.relay_refused.get().to_string(),
+        );
+        one(
+            "sipd_nat_registrations_total",
+            "counter",
+            "REGISTERs from clients behind NAT (or asking for outbound), bound to their flow.",
+            self.nat_registrations.get().to_string(),
+        );
+        one(
+            "sipd_media_relay_sessions",
+            "gauge",
+            "Media relay (rtpengine) sessions open.",
+            self.media_relay_sessions.get().to_string(),
+        );
+        for (name, help, c) in [
+            ("offers", "offer", &self.media_relay_offers),
+            ("answers", "answer", &self.media_relay_answers),
+            ("deletes", "delete", &self.media_relay_deletes),
+        ] {
+            one(
+                &format!("sipd_media_relay_{name}_total"),
+                "counter",
+                &format!("Media relay {help} commands sent."),
+                c.get().to_string(),
+            );
+        }
+        one(
+            "sipd_media_relay_errors_total",
+            "counter",
+            "Media relay commands that failed (no answer, refused, unusable reply).",
+            self.media_relay_errors.get().to_string(),
         );
         one(
             "sipd_credential_lookups_total",

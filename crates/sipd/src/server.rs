@@ -24,9 +24,11 @@ use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, error, info, warn};
 
 use chaincall_identity::{DirectoryEntry, DirectoryError, IdentityName, KeyDirectory};
+use chaincall_relay::{NgClient, NgClientConfig, NgError};
+use zeroize::Zeroizing;
 
 use crate::config::{AuthMode, Config, ConfigError, Listen, ListenTransport};
-use crate::config::{LocationBackend, VerifyMode};
+use crate::config::{LocationBackend, RelayMode, VerifyMode};
 use crate::core::{Core, Need, StreamKind, Transport};
 use crate::db::{BoxFuture, CredentialStore, Db, DbError, Subscriber};
 use crate::location::postgres::PgLocation;
@@ -97,6 +99,21 @@ enum Ev {
     CallerKey {
         name: IdentityName,
         found: Result<DirectoryEntry, DirectoryError>,
+    },
+    /// The media relay answered an `offer` (`Err`: why it failed).
+    RelayOffered {
+        ticket: u64,
+        sdp: Result<Zeroizing<String>, String>,
+    },
+    /// The media relay answered an `answer`.
+    RelayAnswered {
+        ticket: u64,
+        sdp: Result<Zeroizing<String>, String>,
+    },
+    /// The media relay answered a `delete`.
+    RelayDeleted {
+        call_id: String,
+        result: Result<(), String>,
     },
 }
 
@@ -604,6 +621,7 @@ impl Server {
                 }),
             ));
         }
+        let relay = media_relay(&cfg, &mut probes);
         // Every listener is bound (bind did that) and served from here on; the tasks end with
         // `run`, and so does `/readyz`.
         if let Some(l) = metrics_listener {
@@ -702,6 +720,43 @@ impl Server {
                             ),
                         }
                     }
+                    Output::Event(Need::RelayOffer { ticket, offer }) => {
+                        match (&relay, lookup_tx.upgrade()) {
+                            (Some(r), Some(tx)) => {
+                                let r = r.clone();
+                                spawn_beside(tx, async move {
+                                    let sdp = r.offer(offer).await.map_err(relay_error);
+                                    Ev::RelayOffered { ticket, sdp }
+                                })
+                            }
+                            _ => core.relay_offered(ticket, Err(NO_RELAY.into()), Instant::now()),
+                        }
+                    }
+                    Output::Event(Need::RelayAnswer { ticket, answer }) => {
+                        match (&relay, lookup_tx.upgrade()) {
+                            (Some(r), Some(tx)) => {
+                                let r = r.clone();
+                                spawn_beside(tx, async move {
+                                    let sdp = r.answer(answer).await.map_err(relay_error);
+                                    Ev::RelayAnswered { ticket, sdp }
+                                })
+                            }
+                            _ => core.relay_answered(ticket, Err(NO_RELAY.into()), Instant::now()),
+                        }
+                    }
+                    Output::Event(Need::RelayDelete { call_id }) => {
+                        match (&relay, lookup_tx.upgrade()) {
+                            (Some(r), Some(tx)) => {
+                                let r = r.clone();
+                                spawn_beside(tx, async move {
+                                    let result =
+                                        r.delete(&call_id).await.map(drop).map_err(relay_error);
+                                    Ev::RelayDeleted { call_id, result }
+                                })
+                            }
+                            _ => core.relay_deleted(&call_id, Err(NO_RELAY.into())),
+                        }
+                    }
                     Output::Timeout(at) => break at,
                 }
             };
@@ -749,6 +804,15 @@ impl Server {
                     }
                     Some(Ev::CallerKey { name, found }) => {
                         core.insert_caller_key(&name, found, Instant::now());
+                    }
+                    Some(Ev::RelayOffered { ticket, sdp }) => {
+                        core.relay_offered(ticket, sdp, Instant::now());
+                    }
+                    Some(Ev::RelayAnswered { ticket, sdp }) => {
+                        core.relay_answered(ticket, sdp, Instant::now());
+                    }
+                    Some(Ev::RelayDeleted { call_id, result }) => {
+                        core.relay_deleted(&call_id, result);
                     }
                 },
             }
@@ -851,6 +915,39 @@ where
             None
         }
     }
+}
+
+/// Why a relay command could not be sent at all.
+const NO_RELAY: &str = "no media relay configured";
+
+/// The NG client of `[relay] rtpengine` when calls are relayed (also checked by `/readyz`).
+fn media_relay(cfg: &Config, probes: &mut Vec<(&'static str, Probe)>) -> Option<NgClient> {
+    let addr = cfg
+        .relay
+        .rtpengine
+        .filter(|_| cfg.relay.mode != RelayMode::Never)?;
+    let client = NgClient::new(
+        addr,
+        NgClientConfig {
+            timeout: cfg.relay.timeout,
+            ..NgClientConfig::default()
+        },
+    );
+    let probe = client.clone();
+    probes.push((
+        "media relay",
+        Arc::new(move || {
+            let probe = probe.clone();
+            Box::pin(async move { probe.ping().await.map_err(relay_error) })
+        }),
+    ));
+    info!(rtpengine = %addr, mode = ?cfg.relay.mode, "media relay");
+    Some(client)
+}
+
+/// A relay failure as one line with its causes (it names rtpengine's address, never an SDP).
+fn relay_error(e: NgError) -> String {
+    chaincall_io::ErrorChain(&e).to_string()
 }
 
 /// Looks `name` up in `keys` on a blocking thread (a chain directory blocks on its read), within

@@ -7,7 +7,7 @@ mod sim;
 
 use chaincall_sip::message::Message;
 use chaincall_sipd::core::Transport;
-use sim::{Backend, DOMAIN, Sim, answer, config, headers, invite, peer};
+use sim::{Backend, Sim, answer, config, headers, invite, peer};
 
 #[test]
 fn requests_for_a_stream_binding_go_over_its_flow_only() {
@@ -59,17 +59,8 @@ fn over_its_flow_only(backend: Backend) {
         [100, 200]
     );
     let bye = |routes: &[&String], branch: &str| {
-        let routes: String = routes.iter().map(|r| format!("Route: {r}\r\n")).collect();
-        format!(
-            "BYE sip:bob@{claimed};transport=tcp SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {alice};branch=z9hG4bK-{branch}\r\n\
-             Max-Forwards: 70\r\n\
-             {routes}From: <sip:alice@{DOMAIN}>;tag=f-call-f1\r\n\
-             To: <sip:bob@{DOMAIN}>;tag=bob-tag\r\n\
-             Call-ID: call-f1\r\n\
-             CSeq: 2 BYE\r\n\
-             Content-Length: 0\r\n\r\n"
-        )
+        let ruri = format!("sip:bob@{claimed};transport=tcp");
+        sim::bye(&ruri, alice, "alice", "bob", "call-f1", routes, branch)
     };
     s.deliver(alice, &bye(&[&rr[1], &rr[0]], "bye-1"));
     let b = s.one_to(conn);

@@ -3,29 +3,12 @@
 //! One suite, both location backends: every test runs on the in-memory table and on a
 //! PostgreSQL `location` table (a throwaway server per test).
 
+#[macro_use]
 mod sim;
 
 use std::time::Duration;
 
 use sim::{Backend, Sim, config, headers, invite, peer, register};
-
-/// Runs each named test on both backends, as `memory::NAME` and `postgres::NAME`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(#[test]
-            fn $name() {
-                super::$name(super::Backend::Memory);
-            })*
-        }
-        mod postgres {
-            $(#[test]
-            fn $name() {
-                super::$name(super::Backend::Postgres);
-            })*
-        }
-    };
-}
 
 on_both_backends!(
     a_binding_is_made_refreshed_and_expires_when_its_time_has_passed,

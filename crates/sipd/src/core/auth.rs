@@ -44,7 +44,7 @@ impl ParkKey {
             Need::Bindings {
                 username, domain, ..
             } => Some(ParkKey::Bindings(username.clone(), domain.clone())),
-            Need::Register(_) | Need::CallerKey { .. } => None,
+            _ => None,
         }
     }
 }

@@ -1,11 +1,19 @@
 //! Stream connections as RFC 5626 flows: which connection each peer address is on, the flow it
 //! is, the identity its TLS-PSK handshake proved, and the flow tokens in our Record-Routes
 //! ([`crate::flow`]). A binding or a flow token names a flow, never an address a client asserted.
+//!
+//! UDP clients behind NAT (RFC 3581, RFC 5626 over UDP): a UDP "flow" is the source address a
+//! request arrived from, the NAT's public address and port. A UDP request's top Via gets
+//! `received=`/`rport=` ([`annotate_via`]); a client found behind NAT ([`behind_nat`]) or asking
+//! for outbound (`;ob`, `reg-id` + `+sip.instance`) is reached at that source, never at the
+//! Contact it asserts, and its leg of a dialog carries a UDP flow token in our Record-Route. UDP
+//! tokens are stateless (the address under an HMAC, RFC 5626 §5.2), so nothing is kept per source.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
-use chaincall_sip::message::Message;
+use chaincall_sip::header::{Contact, Via};
+use chaincall_sip::message::{Framing, Message, ParseLimits};
 use chaincall_sip::uri::SipUri;
 
 use super::{Core, StreamKind};
@@ -31,6 +39,8 @@ pub(super) struct Flows {
     next: u64,
     /// Mints and checks the flow tokens in our Record-Routes.
     tokens: FlowTokens,
+    /// Key of the stateless UDP flow tokens (zeroized on drop).
+    udp_key: zeroize::Zeroizing<[u8; 32]>,
 }
 
 /// Why our Route's flow token cannot be followed.
@@ -50,8 +60,40 @@ impl Flows {
             identities: HashMap::new(),
             by_id: HashMap::new(),
             next: 1,
-            tokens: FlowTokens::new(flow_key(secret)),
+            tokens: FlowTokens::new(flow_key(secret, b"chaincall-sipd flow token key")),
+            udp_key: zeroize::Zeroizing::new(flow_key(
+                secret,
+                b"chaincall-sipd udp flow token key",
+            )),
         }
+    }
+
+    /// The stateless flow token of a UDP flow (the NAT binding `addr`): `u`, the address and
+    /// port in hex, then an HMAC tag over them, so a client cannot name another address.
+    pub(super) fn udp_token(&self, addr: SocketAddr) -> String {
+        let body = udp_flow_bytes(addr);
+        let mut s = String::from(UDP_TOKEN_PREFIX);
+        s.push_str(&hex::encode(&body));
+        s.push_str(&hex::encode(udp_tag(&self.udp_key, &body)));
+        s
+    }
+
+    /// The address a UDP flow token names, if this process minted it.
+    pub(super) fn udp_flow(&self, token: &str) -> Option<SocketAddr> {
+        let bytes = hex::decode(token.strip_prefix(UDP_TOKEN_PREFIX)?).ok()?;
+        let split = bytes.len().checked_sub(UDP_TAG_LEN)?;
+        let (body, tag) = bytes.split_at(split);
+        let addr = udp_flow_addr(body)?;
+        let want = udp_tag(&self.udp_key, body);
+        // Constant time: a forger learns nothing from how long the refusal took.
+        subtle_eq(&want, tag).then_some(addr)
+    }
+
+    /// The flow token of our Record-Route facing `peer`: its stream connection's, or its UDP
+    /// flow's when `udp_flow` (the leg is a NAT'd or outbound UDP client), else none.
+    pub(super) fn leg_token(&self, peer: SocketAddr, udp_flow: bool) -> Option<String> {
+        self.token_of(peer)
+            .or_else(|| udp_flow.then(|| self.udp_token(peer)))
     }
 
     /// The flow of the stream connection from `peer`, if one is up.
@@ -96,7 +138,13 @@ impl Flows {
                 continue;
             };
             let flow = match u.user {
-                Some(t) => Some(self.tokens.verify(t).map_err(|_| RouteFlowError::Forged)?),
+                Some(t) if t.starts_with(UDP_TOKEN_PREFIX) => {
+                    Some(Err(self.udp_flow(t).ok_or(RouteFlowError::Forged)?))
+                }
+                Some(t) => Some(Ok(self
+                    .tokens
+                    .verify(t)
+                    .map_err(|_| RouteFlowError::Forged)?)),
                 None => None,
             };
             if i + 1 == ours {
@@ -105,7 +153,9 @@ impl Flows {
         }
         match dest {
             None => Ok(None),
-            Some(f) => self
+            // A UDP flow is the NAT binding itself: nothing to look up, nothing that closes.
+            Some(Err(addr)) => Ok(Some(addr)),
+            Some(Ok(f)) => self
                 .by_id
                 .get(&f)
                 .copied()
@@ -158,12 +208,225 @@ impl Core {
     }
 }
 
-/// The flow-token key, derived from the per-process random secret (domain-separated from the
-/// nonce and tag secrets that also come from it).
-fn flow_key(secret: &[u8; 32]) -> [u8; 32] {
+/// A flow-token key, derived from the per-process random secret under `label` (domain-separated
+/// from the nonce and tag secrets that also come from it, and from each other).
+fn flow_key(secret: &[u8; 32], label: &[u8]) -> [u8; 32] {
+    hmac_sha256(secret, &[label])
+}
+
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     use hmac::{Hmac, Mac};
-    let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret)
+    let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key)
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    m.update(b"chaincall-sipd flow token key");
+    for p in parts {
+        m.update(p);
+    }
     m.finalize().into_bytes().into()
+}
+
+/// Whether `token` (from a stored binding or a Route) has the form of a UDP flow token.
+pub(super) fn is_udp_token(token: &str) -> bool {
+    token.starts_with(UDP_TOKEN_PREFIX)
+}
+
+/// What starts a UDP flow token (stream tokens are hex digits only).
+const UDP_TOKEN_PREFIX: &str = "u";
+/// Bytes of HMAC tag in a UDP flow token (128 bits).
+const UDP_TAG_LEN: usize = 16;
+
+/// A UDP flow's address as bytes: the IP (4 or 16 octets), then the port.
+fn udp_flow_bytes(addr: SocketAddr) -> Vec<u8> {
+    let mut b = match addr.ip() {
+        IpAddr::V4(ip) => ip.octets().to_vec(),
+        IpAddr::V6(ip) => ip.octets().to_vec(),
+    };
+    b.extend_from_slice(&addr.port().to_be_bytes());
+    b
+}
+
+/// The address [`udp_flow_bytes`] wrote, if `b` is one.
+fn udp_flow_addr(b: &[u8]) -> Option<SocketAddr> {
+    let (ip, port) = b.split_at_checked(b.len().checked_sub(2)?)?;
+    let port = u16::from_be_bytes(port.try_into().ok()?);
+    let ip = match ip.len() {
+        4 => IpAddr::from(<[u8; 4]>::try_from(ip).ok()?),
+        16 => IpAddr::from(<[u8; 16]>::try_from(ip).ok()?),
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+fn udp_tag(key: &[u8; 32], body: &[u8]) -> [u8; UDP_TAG_LEN] {
+    let full = hmac_sha256(key, &[b"chaincall-sipd udp flow v1", body]);
+    let mut tag = [0; UDP_TAG_LEN];
+    tag.copy_from_slice(&full[..UDP_TAG_LEN]);
+    tag
+}
+
+fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether `ip` is an address no packet from the Internet comes from: RFC 1918 private, RFC 6598
+/// shared (carrier-grade NAT), link-local, or IPv6 unique-local/link-local. A Contact naming one
+/// came from behind a NAT (Kamailio's `nat_uac_test` flag 1).
+pub(super) fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private() || v4.is_link_local() || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+fn ip_of_host(host: &str) -> Option<IpAddr> {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
+}
+
+/// Whether a Contact naming `contact` cannot be what reaches a client whose packets come from
+/// `src`: a private address (behind NAT), or this host's own loopback or an unspecified address
+/// from a client that is not on this host (it would point sipd at its own services). Another
+/// public host is allowed: RFC 3261 §10.2 third-party registration.
+pub(super) fn contact_untrusted(contact: IpAddr, src: IpAddr) -> bool {
+    is_private(contact)
+        || ((contact.is_loopback() || contact.is_unspecified()) && !src.is_loopback())
+}
+
+/// Whether the sender of `msg`, which arrived from `src`, is behind a NAT (RFC 3581 §1, what
+/// Kamailio's `nat_uac_test` checks with flags 1, 2 and 16): the top Via's sent-by is not the
+/// source address (or, with `rport` over UDP, not its port), or a Contact is
+/// [`contact_untrusted`]. Then no Contact it asserts is used to reach it.
+pub(super) fn behind_nat(msg: &Message<'_>, src: SocketAddr, udp: bool) -> bool {
+    if let Ok(via) = msg.top_via() {
+        let sent_by = ip_of_host(via.host);
+        if sent_by != Some(src.ip())
+            || (udp && via.rport().is_some() && via.port.unwrap_or(5060) != src.port())
+        {
+            return true;
+        }
+    }
+    msg.contacts().any(|c| {
+        let Contact::Addr(a) = c else { return false };
+        SipUri::parse(a.uri)
+            .ok()
+            .and_then(|u| ip_of_host(u.host))
+            .is_some_and(|ip| contact_untrusted(ip, src.ip()))
+    })
+}
+
+/// Whether `msg` asks for RFC 5626 outbound: a REGISTER Contact with `reg-id` and
+/// `+sip.instance`, or a dialog-forming request's Contact URI with `;ob`.
+pub(super) fn wants_outbound(msg: &Message<'_>) -> bool {
+    msg.contacts().any(|c| {
+        let Contact::Addr(a) = c else { return false };
+        (a.params.get("reg-id").is_some() && a.params.get("+sip.instance").is_some())
+            || SipUri::parse(a.uri).is_ok_and(|u| u.params.get("ob").is_some())
+    })
+}
+
+/// STUN's magic cookie (RFC 5389 §6).
+const STUN_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
+
+/// A UDP keep-alive a phone behind NAT sends to keep its router's mapping open (RFC 5626 §4.4.1,
+/// §8.4): a datagram of CRLFs (absorbed: `Some(None)`), or a STUN Binding request on the SIP port,
+/// answered with a Binding success response carrying the source as XOR-MAPPED-ADDRESS (RFC 5389
+/// §7.3, §15.2) so the phone sees its public mapping (`Some(Some(response))`). `None`: not a
+/// keep-alive (it goes to the SIP parser).
+pub(super) fn udp_keepalive(data: &[u8], src: SocketAddr) -> Option<Option<Vec<u8>>> {
+    if !data.is_empty() && data.iter().all(|b| matches!(b, b'\r' | b'\n')) {
+        return Some(None);
+    }
+    // A Binding request: type 0x0001, the cookie, a length that is what follows the header.
+    let header = data.get(..20)?;
+    let length = usize::from(u16::from_be_bytes([header[2], header[3]]));
+    if header[..2] != [0x00, 0x01] || header[4..8] != STUN_COOKIE || length != data.len() - 20 {
+        return None;
+    }
+    let txid = &header[8..20];
+    let port = src.port() ^ 0x2112;
+    let (family, addr): (u8, Vec<u8>) = match src.ip() {
+        IpAddr::V4(ip) => (
+            0x01,
+            ip.octets()
+                .iter()
+                .zip(STUN_COOKIE)
+                .map(|(a, k)| a ^ k)
+                .collect(),
+        ),
+        IpAddr::V6(ip) => (
+            0x02,
+            ip.octets()
+                .iter()
+                .zip(STUN_COOKIE.iter().chain(txid))
+                .map(|(a, k)| a ^ k)
+                .collect(),
+        ),
+    };
+    let value_len = 4 + addr.len();
+    let mut out = Vec::with_capacity(24 + value_len);
+    out.extend_from_slice(&[0x01, 0x01]);
+    out.extend_from_slice(&((4 + value_len) as u16).to_be_bytes());
+    out.extend_from_slice(&STUN_COOKIE);
+    out.extend_from_slice(txid);
+    out.extend_from_slice(&[0x00, 0x20]);
+    out.extend_from_slice(&(value_len as u16).to_be_bytes());
+    out.extend_from_slice(&[0x00, family]);
+    out.extend_from_slice(&port.to_be_bytes());
+    out.extend_from_slice(&addr);
+    Some(Some(out))
+}
+
+/// RFC 3261 §18.2.1 and RFC 3581 §4 for a request that came over UDP from `src`: its top Via
+/// gets `received=` (the source IP, when it differs from sent-by or `rport` was asked for) and a
+/// filled `rport=` (when asked for), so responses and the proxy's stray-response path go back
+/// through the NAT. `None` when nothing changes (or the edit would not parse: then the request
+/// goes on as received).
+pub(super) fn annotate_via(
+    data: &[u8],
+    msg: &Message<'_>,
+    src: SocketAddr,
+    limits: &ParseLimits,
+) -> Option<Vec<u8>> {
+    let via: Via<'_> = msg.top_via().ok()?;
+    let rport = via.rport().is_some();
+    if !rport && ip_of_host(via.host) == Some(src.ip()) {
+        return None;
+    }
+    // The params text is a slice of `data`: its span is what gets replaced.
+    let raw = via.params.raw();
+    let start = (raw.as_ptr() as usize).checked_sub(data.as_ptr() as usize)?;
+    let end = start + raw.len();
+    if end > data.len() {
+        return None;
+    }
+    let mut params = String::with_capacity(raw.len() + 40);
+    for (name, value) in via.params.iter() {
+        if name.eq_ignore_ascii_case("received") || name.eq_ignore_ascii_case("rport") {
+            continue;
+        }
+        params.push(';');
+        params.push_str(name);
+        if let Some(v) = value {
+            params.push('=');
+            params.push_str(v);
+        }
+    }
+    params.push_str(&format!(";received={}", src.ip()));
+    if rport {
+        params.push_str(&format!(";rport={}", src.port()));
+    }
+    let mut out = Vec::with_capacity(data.len() + 40);
+    out.extend_from_slice(&data[..start]);
+    out.extend_from_slice(params.as_bytes());
+    out.extend_from_slice(&data[end..]);
+    Message::parse_with(&out, Framing::Datagram, limits)
+        .is_ok()
+        .then_some(out)
 }

@@ -44,6 +44,7 @@ mod flows;
 mod identity;
 mod proxy;
 mod registrar;
+mod relay;
 #[cfg(test)]
 mod tests;
 
@@ -53,6 +54,8 @@ use flows::{Flows, RouteFlowError};
 use identity::CallerCheck;
 use proxy::{Proxy, Routing};
 use registrar::Registrar;
+pub use relay::MAX_RELAY_PENDING;
+use relay::Relay;
 
 /// Transport a message arrived on or leaves by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,6 +115,26 @@ pub enum Need {
         /// The identity: the From's E.164 number.
         name: chaincall_identity::IdentityName,
     },
+    /// Send this `offer` to the media relay (`[relay]`), then answer with
+    /// [`Core::relay_offered`] and the ticket.
+    RelayOffer {
+        /// Names the INVITE that waits.
+        ticket: u64,
+        /// The caller's SDP (the NG client masks it for the relay).
+        offer: chaincall_relay::ng::Offer,
+    },
+    /// Send this `answer` to the media relay, then answer with [`Core::relay_answered`].
+    RelayAnswer {
+        /// Names the response that waits.
+        ticket: u64,
+        /// The callee's SDP.
+        answer: chaincall_relay::ng::Answer,
+    },
+    /// Delete this call at the media relay, then report with [`Core::relay_deleted`].
+    RelayDelete {
+        /// The call's Call-ID.
+        call_id: String,
+    },
 }
 
 /// The server state: the transaction layer and what every part shares (addresses, domain,
@@ -133,6 +156,8 @@ pub struct Core {
     flows: Flows,
     /// Callers' PASSporTs and the INVITEs waiting for their keys ([`identity`]).
     callers: CallerCheck,
+    /// Media relay sessions and the messages waiting for the relay ([`relay`]).
+    relay: Relay,
     /// Sent-by for requests we send over TLS: the first TLS listener (advertised IP).
     tls_advertise: Option<SocketAddr>,
     /// Sent-by for requests we send over TCP: the first TCP listener (advertised IP).
@@ -205,6 +230,7 @@ impl Core {
             proxy: Proxy::new(cfg),
             flows: Flows::new(&secret),
             callers: CallerCheck::new(cfg)?,
+            relay: Relay::new(cfg),
             tls_advertise: first_listener(cfg, advertise, ListenTransport::Tls),
             tcp_advertise: first_listener(cfg, advertise, ListenTransport::Tcp),
             out: VecDeque::new(),
@@ -281,6 +307,15 @@ impl Core {
         now: Instant,
         unix_secs: u64,
     ) -> Option<Need> {
+        // Keep-alives of phones behind NAT are not SIP: absorbed or answered (STUN), uncounted.
+        if transport == Transport::Udp
+            && let Some(reply) = flows::udp_keepalive(data, src)
+        {
+            if let Some(r) = reply {
+                self.send(src, r);
+            }
+            return None;
+        }
         let framing = match transport {
             Transport::Udp => Framing::Datagram,
             Transport::Stream => Framing::Stream,
@@ -300,6 +335,22 @@ impl Core {
                 }
                 return None;
             }
+        };
+        // RFC 3581: a UDP request's top Via records where it really came from, before anything
+        // (the transaction layer's 100 Trying included) copies that Via.
+        let edited;
+        let (msg, data) = match (transport, msg.method()) {
+            (Transport::Udp, Some(_)) => match flows::annotate_via(data, &msg, src, &self.limits) {
+                Some(e) => {
+                    edited = e;
+                    (
+                        Message::parse_with(&edited, framing, &self.limits).ok()?,
+                        &edited[..],
+                    )
+                }
+                None => (msg, data),
+            },
+            _ => (msg, data),
         };
         if let Some(method) = msg.method() {
             // Credentials must be cached before any state changes (see module docs); the message
@@ -525,6 +576,7 @@ impl Core {
                 Timer::BindingExpiry => self.expire_bindings(now),
                 Timer::Lookup => self.expire_parked(now),
                 Timer::CallerKey => self.expire_callers(now),
+                Timer::RelaySessions => self.expire_relay_sessions(now),
             }
         }
         self.drain(now);
@@ -538,6 +590,7 @@ impl Core {
             Timer::BindingExpiry => self.registrar.location.next_expiry(),
             Timer::Lookup => self.auth.next_timeout(),
             Timer::CallerKey => self.callers.next_timeout(),
+            Timer::RelaySessions => self.relay.next_timeout(),
         }
     }
 
@@ -606,15 +659,18 @@ enum Timer {
     Lookup,
     /// The oldest INVITE waiting for its caller's key: its look-up timeout (the same setting).
     CallerKey,
+    /// The relay session that first reaches `[relay] max_call_secs`.
+    RelaySessions,
 }
 
 impl Timer {
-    const ALL: [Timer; 5] = [
+    const ALL: [Timer; 6] = [
         Timer::Transactions,
         Timer::TimerC,
         Timer::BindingExpiry,
         Timer::Lookup,
         Timer::CallerKey,
+        Timer::RelaySessions,
     ];
 }
 

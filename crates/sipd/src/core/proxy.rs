@@ -15,6 +15,7 @@ use chaincall_sip::transaction::{EndpointEvent, ServerKey, TxId, build_cancel};
 use chaincall_sip::uri::SipUri;
 use tracing::{debug, info, warn};
 
+use super::flows::{behind_nat, wants_outbound};
 use super::{Core, socket_of, via_dest};
 use crate::config::{AuthMode, Config, ForeignCallerPolicy};
 
@@ -76,6 +77,11 @@ pub(super) struct Forward {
     pub(super) pop_routes: usize,
     /// The Max-Forwards it leaves with.
     pub(super) max_forwards: u8,
+    /// The sender is a UDP client behind NAT (or asking for outbound): its leg of the dialog
+    /// gets a UDP flow token.
+    pub(super) src_nat: bool,
+    /// The target is a binding made from behind NAT (reached at its flow).
+    pub(super) dest_nat: bool,
 }
 
 impl Proxy {
@@ -196,8 +202,11 @@ impl Core {
         }
         // §16.5: determine the target. `vetted`: the target is one we route to for anyone (a
         // registered binding, a flow, the static route); other targets need the relay check.
+        let mut dest_nat = false;
         let (new_ruri, dest, reliable, vetted) = if let Some(peer) = token_flow {
-            (None, peer, true, true)
+            // A stream flow or a NAT'd UDP client's flow (RFC 5626 §5.3): `reliable` is settled
+            // below by whether it is a connection.
+            (None, peer, false, true)
         } else if let Some(route) = next_route {
             match SipUri::parse(route).ok().and_then(|u| socket_of(&u)) {
                 Some(d) => (None, d, false, false),
@@ -209,6 +218,7 @@ impl Core {
             let aor = format!("{}@{}", uri.user.unwrap_or(""), self.domain);
             let target = self.registrar.location.lookup(&aor, now).first().map(|b| {
                 // A binding made over a stream belongs to that connection (its flow).
+                dest_nat = b.nat;
                 (b.uri.clone(), self.flows.binding_dest(b), b.reliable)
             });
             match (target, self.proxy.static_route) {
@@ -259,6 +269,8 @@ impl Core {
             }
         }
         let reliable = reliable || self.flows.peers.contains_key(&dest);
+        let src_udp = !self.flows.peers.contains_key(&src);
+        let src_nat = behind_nat(msg, src, src_udp) || wants_outbound(msg);
         // §16.3 step 4 / §16.6 step 8: loop detection by recomputing our branch.
         let branch = self.branch_for(msg);
         if msg
@@ -276,6 +288,8 @@ impl Core {
             verstat,
             pop_routes,
             max_forwards: mf - 1,
+            src_nat,
+            dest_nat,
         };
         // Last, once nothing else refuses it: the caller's PASSporT (`[identity] verify`), so a
         // token is spent in the replay cache only by the request that goes on.
@@ -310,8 +324,18 @@ impl Core {
             let (in_me, in_proto) = self.sent_by(src, false);
             // Each leg on a stream gets its flow's token, so its in-dialog requests come back over
             // that connection (RFC 5626 §5.3); then the two values differ and both are inserted.
-            let rr_out = record_route(me, proto, self.flows.token_of(dest).as_deref());
-            let rr_in = record_route(in_me, in_proto, self.flows.token_of(src).as_deref());
+            // A NAT'd UDP leg gets a UDP flow token: its Contact names a private address, so
+            // in-dialog requests for it must follow the token to the NAT's address.
+            let rr_out = record_route(
+                me,
+                proto,
+                self.flows.leg_token(dest, fwd.dest_nat).as_deref(),
+            );
+            let rr_in = record_route(
+                in_me,
+                in_proto,
+                self.flows.leg_token(src, fwd.src_nat).as_deref(),
+            );
             if rr_in == rr_out {
                 vec![rr_out]
             } else {
@@ -346,6 +370,28 @@ impl Core {
                 from: marked_from.as_deref(),
             },
         );
+        // A relayed INVITE waits for the relay's offer here (`[relay]`).
+        let Some(wire) = self.relay_request(id, msg, data, wire, &fwd, now) else {
+            return;
+        };
+        self.start_forward(id, data, wire, dest, reliable, now);
+    }
+
+    /// Sends `wire`, the request `data` of server transaction `id` as it leaves, over a new
+    /// client transaction to `dest`, and arms Timer C for an INVITE.
+    pub(super) fn start_forward(
+        &mut self,
+        id: TxId,
+        data: &[u8],
+        wire: Vec<u8>,
+        dest: SocketAddr,
+        reliable: bool,
+        now: Instant,
+    ) {
+        let Ok(msg) = Message::parse(data) else {
+            return;
+        };
+        let Some(method) = msg.method() else { return };
         match self.ep.send_request_wire(wire, dest, reliable, now) {
             Ok(cid) => {
                 self.metrics.transactions_started.inc();
@@ -360,9 +406,14 @@ impl Core {
             }
             Err(e) => {
                 warn!(error = %e, "cannot forward");
-                self.reply(id, msg, 500, "Server Internal Error", &[], now);
+                self.reply(id, &msg, 500, "Server Internal Error", &[], now);
             }
         }
+    }
+
+    /// The request server transaction `sid` forwarded, as received.
+    pub(super) fn proxy_request(&self, sid: TxId) -> Option<Vec<u8>> {
+        self.proxy.server_req.get(&sid).cloned()
     }
 
     /// A branch that is a function of the request (§16.6 step 8, §16.11), so retransmissions and
@@ -390,7 +441,10 @@ impl Core {
             return self.reply(id, msg, 481, "Call/Transaction Does Not Exist", &[], now);
         };
         self.reply(id, msg, 200, "OK", &[], now);
-        if self.ep.is_answered(inv) == Some(true) || self.cancel_waiting_caller(inv, now) {
+        if self.ep.is_answered(inv) == Some(true)
+            || self.cancel_waiting_caller(inv, now)
+            || self.cancel_waiting_offer(inv, now)
+        {
             return;
         }
         if let Some(&cid) = self.proxy.forwards.get(&inv) {
@@ -438,6 +492,16 @@ impl Core {
             ..Default::default()
         }
         .write(msg, &mut wire);
+        // A relayed call's SDP waits for the relay's answer (`[relay]`).
+        let from = self.ep.remote(cid);
+        let Some(wire) = self.relay_response(sid, from, msg, code, wire) else {
+            return;
+        };
+        self.forward_response(sid, code, wire, now);
+    }
+
+    /// Sends `wire`, a response with status `code`, upstream on server transaction `sid`.
+    pub(super) fn forward_response(&mut self, sid: TxId, code: u16, wire: Vec<u8>, now: Instant) {
         self.metrics.count_response(code);
         if self.ep.is_answered(sid) == Some(true) {
             // A 2xx retransmission (RFC 6026 §8.2): forwarded statelessly upstream. Anything else
@@ -554,6 +618,7 @@ impl Core {
                     "Timer C: rang too long; CANCEL and 408"
                 );
                 self.reply(sid, &m, 408, "Request Timeout", &[], now);
+                self.relay_invite_ended(sid, "Timer C");
             }
         }
     }
@@ -571,10 +636,12 @@ impl Core {
                 {
                     info!("no answer downstream: 408");
                     self.reply(sid, &m, 408, "Request Timeout", &[], now);
+                    self.relay_invite_ended(sid, "no answer downstream");
                 }
             }
             EndpointEvent::ServerTimeout(_) => {}
             EndpointEvent::Terminated(id) => {
+                self.relay_transaction_gone(id);
                 self.proxy.disarm_timer_c(id);
                 if let Some(cid) = self.proxy.forwards.remove(&id) {
                     self.proxy.back.remove(&cid);

@@ -14,7 +14,7 @@ use lru::LruCache;
 use tracing::{info, warn};
 
 use super::auth::ParkKey;
-use super::flows::DEAD_FLOW;
+use super::flows::{DEAD_FLOW, behind_nat, contact_untrusted, wants_outbound};
 use super::{Core, Need, socket_of};
 use crate::config::{AuthMode, Config, LocationBackend};
 use crate::location::{
@@ -185,6 +185,13 @@ impl Core {
             }
             Change::Contacts(updates)
         };
+        // Behind NAT, or asking for outbound (RFC 5626 §6): the binding is the flow the REGISTER
+        // came over (the connection, or over UDP its source address), never the Contact.
+        let udp = self.flows.flow_of(src).is_none();
+        let nat = behind_nat(msg, src, udp) || wants_outbound(msg);
+        if nat {
+            self.metrics.nat_registrations.inc();
+        }
         let write = RegisterWrite {
             ticket: 0,
             username: user,
@@ -204,7 +211,7 @@ impl Core {
         };
         match &mut self.registrar.store {
             None => {
-                let outcome = self.apply_in_memory(&aor, &write, src, now);
+                let outcome = self.apply_in_memory(&aor, &write, src, nat, now);
                 self.finish_register(id, msg, &aor, outcome, now);
             }
             Some(store) => {
@@ -223,7 +230,9 @@ impl Core {
                 let write = RegisterWrite {
                     ticket,
                     node_id: store.node_id.clone(),
-                    flow_token: self.flows.token_of(src),
+                    // A NAT'd UDP binding stores its UDP flow token: the row then says "reach
+                    // it at `received`", not at the Contact.
+                    flow_token: self.flows.leg_token(src, udp && nat),
                     identity: self.flows.identities.get(&src).cloned(),
                     user_agent: msg
                         .header_value(HeaderName::UserAgent)
@@ -243,6 +252,7 @@ impl Core {
         aor: &str,
         w: &RegisterWrite,
         src: SocketAddr,
+        nat: bool,
         now: Instant,
     ) -> Result<(), RegisterRefused> {
         let stale = |b: &Binding| b.call_id == w.call_id && b.cseq >= w.cseq;
@@ -281,10 +291,11 @@ impl Core {
             }
             info!(%aor, contact = %c.uri, expires = c.expires, %src, "registered");
             // Over a stream the Contact's address is never used (nor vouched for by the relay
-            // policy): the binding is the connection's, whatever the Contact says.
-            let contact_addr = match flow {
-                Some(_) => None,
-                None => SipUri::parse(&c.uri).ok().and_then(|u| socket_of(&u)),
+            // policy): the binding is the connection's, whatever the Contact says. Behind NAT
+            // over UDP likewise: the binding is the source address (the NAT's), RFC 3581.
+            let contact_addr = match (flow, nat) {
+                (Some(_), _) | (None, true) => None,
+                (None, false) => SipUri::parse(&c.uri).ok().and_then(|u| socket_of(&u)),
             };
             location.insert(
                 aor,
@@ -298,6 +309,7 @@ impl Core {
                     reliable: flow.is_some(),
                     flow,
                     contact_addr,
+                    nat,
                 },
             );
         }
@@ -348,7 +360,12 @@ impl Core {
                 )
             })
             .collect();
-        self.reply(id, msg, 200, "OK", &current, now);
+        let mut extra = current;
+        if wants_outbound(msg) {
+            // RFC 5626 §6: the registrar (here also the edge proxy, so no Path) keeps the flow.
+            extra.push(("Require", "outbound".into()));
+        }
+        self.reply(id, msg, 200, "OK", &extra, now);
     }
 
     /// The answer to a [`Need::Register`]: the AOR's live bindings after the write, why it was
@@ -459,13 +476,25 @@ impl Core {
             .map(|r| {
                 // A stream binding is reachable over its flow only, and only on the node that
                 // holds it: another node's or an earlier process's token names no flow here.
-                let flow = r.flow_token.as_deref().map(|t| {
+                // A UDP flow token marks a NAT'd UDP binding: reached at the row's `received`
+                // (whichever process minted the token; the address is the row's, not the token's).
+                let udp_flow = r
+                    .flow_token
+                    .as_deref()
+                    .is_some_and(super::flows::is_udp_token);
+                let flow = r.flow_token.as_deref().filter(|_| !udp_flow).map(|t| {
                     if r.node_id == node {
                         self.flows.flow_by_token(t)
                     } else {
                         DEAD_FLOW
                     }
                 });
+                let contact_ip = SipUri::parse(&r.contact)
+                    .ok()
+                    .and_then(|u| socket_of(&u))
+                    .map(|a| a.ip());
+                let nat =
+                    udp_flow || contact_ip.is_some_and(|ip| contact_untrusted(ip, r.received.ip()));
                 Binding {
                     uri: r.contact.clone(),
                     expires_at: now + Duration::from_secs(r.expires_unix - unix),
@@ -477,8 +506,10 @@ impl Core {
                     flow,
                     contact_addr: match flow {
                         Some(_) => None,
+                        None if udp_flow => None,
                         None => SipUri::parse(&r.contact).ok().and_then(|u| socket_of(&u)),
                     },
+                    nat,
                 }
             })
             .collect();

@@ -40,8 +40,12 @@ pub struct Binding {
     /// The stream connection that registered it: requests for the binding go over that
     /// connection and no other (RFC 5626), whatever address the Contact names.
     pub flow: Option<FlowId>,
-    /// The Contact's socket when its host is an IP literal.
+    /// The Contact's socket when its host is an IP literal and the client is not behind NAT
+    /// (else requests go to `source` or the flow: a NAT'd client's Contact is never trusted).
     pub contact_addr: Option<SocketAddr>,
+    /// The client registered from behind a NAT (or asked for RFC 5626 outbound): `[relay] mode =
+    /// "nat"` relays its calls.
+    pub nat: bool,
 }
 
 impl Binding {
@@ -452,6 +456,7 @@ mod tests {
             reliable: false,
             flow: None,
             contact_addr: Some("127.0.0.1:2".parse().unwrap()),
+            nat: false,
         };
         l.insert("a@d", mk("sip:1", 10, 500));
         l.insert("a@d", mk("sip:2", 20, 1000));

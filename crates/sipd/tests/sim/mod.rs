@@ -22,6 +22,26 @@ use chaincall_sipd::metrics::Metrics;
 use chaincall_sipd::{AuthMode, Config};
 use chaincall_testkit::postgres::Postgres;
 
+/// Runs each named test on both backends, as `memory::NAME` and `postgres::NAME`.
+// Only the test files that run on both backends use it.
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Backend::Memory);
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Backend::Postgres);
+            })*
+        }
+    };
+}
+
 /// The domain every simulated core serves.
 pub const DOMAIN: &str = "example.test";
 
@@ -319,6 +339,11 @@ impl Sim {
         got.remove(0)
     }
 
+    /// The statuses of every response sent to `to` since the last take, in order.
+    pub fn statuses_to(&mut self, to: SocketAddr) -> Vec<u16> {
+        self.take_to(to).iter().map(|b| status(b)).collect()
+    }
+
     /// The status of the one response sent to `to`.
     pub fn status_to(&mut self, to: SocketAddr) -> u16 {
         let b = self.one_to(to);
@@ -418,4 +443,28 @@ pub fn subscriber(password: &str) -> Subscriber {
         password: password.into(),
         ..Default::default()
     }
+}
+
+/// An in-dialog BYE to `ruri` from `from` (at `src`) to `to`, with the Route values `routes`: the
+/// dialog of the INVITE [`invite`] wrote for `call_id`, answered by `to` with tag `{to}-tag`.
+pub fn bye(
+    ruri: &str,
+    src: SocketAddr,
+    from: &str,
+    to: &str,
+    call_id: &str,
+    routes: &[&String],
+    branch: &str,
+) -> String {
+    let routes: String = routes.iter().map(|r| format!("Route: {r}\r\n")).collect();
+    format!(
+        "BYE {ruri} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {src};branch=z9hG4bK-{branch}\r\n\
+         Max-Forwards: 70\r\n\
+         {routes}From: <sip:{from}@{DOMAIN}>;tag=f-{call_id}\r\n\
+         To: <sip:{to}@{DOMAIN}>;tag={to}-tag\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 2 BYE\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
 }
