@@ -42,6 +42,7 @@ use crate::metrics::Metrics;
 mod auth;
 mod flows;
 mod identity;
+mod peering;
 mod proxy;
 mod registrar;
 #[cfg(test)]
@@ -51,6 +52,7 @@ use auth::Auth;
 pub use auth::{MAX_PARKED, MAX_PARKED_PER_USER};
 use flows::{Flows, RouteFlowError};
 use identity::CallerCheck;
+use peering::Peering;
 use proxy::{Proxy, Routing};
 use registrar::Registrar;
 
@@ -133,6 +135,8 @@ pub struct Core {
     flows: Flows,
     /// Callers' PASSporTs and the INVITEs waiting for their keys ([`identity`]).
     callers: CallerCheck,
+    /// The peer domains of `[peers]` and their links ([`peering`]).
+    peering: Peering,
     /// Sent-by for requests we send over TLS: the first TLS listener (advertised IP).
     tls_advertise: Option<SocketAddr>,
     /// Sent-by for requests we send over TCP: the first TCP listener (advertised IP).
@@ -172,6 +176,7 @@ impl Core {
             Some(d) => d.to_ascii_lowercase(),
             None => advertise.ip().to_string(),
         };
+        let peering = Peering::new(cfg, &domain)?;
         Ok(Core {
             ep: Endpoint::new(
                 TimerConfig {
@@ -205,6 +210,7 @@ impl Core {
             proxy: Proxy::new(cfg),
             flows: Flows::new(&secret),
             callers: CallerCheck::new(cfg)?,
+            peering,
             tls_advertise: first_listener(cfg, advertise, ListenTransport::Tls),
             tcp_advertise: first_listener(cfg, advertise, ListenTransport::Tcp),
             out: VecDeque::new(),
@@ -478,6 +484,12 @@ impl Core {
                 return self.reply(id, msg, 430, "Flow Failed", &[], now);
             }
         };
+        // A peer domain's link speaks for its own users, to ours only (docs/trapezoid.md).
+        if let Err((code, reason)) =
+            self.check_link_request(msg, src, &uri, next_route, token_flow.is_some())
+        {
+            return self.reply(id, msg, code, reason, &[], now);
+        }
         if next_route.is_none() && self.is_us(&uri) {
             match method {
                 Method::Register => return self.on_register(id, msg, data, src, now, unix),
