@@ -5,7 +5,8 @@
 //! SRTP end to end; B's sipd marks alice verified (`[identity] verify = "mark"`), bob's phone
 //! verifies her PASSporT and MIKEY itself. Attacks: a link proving a key not on chain for the
 //! domain it claims, a link of a revoked domain, and a link speaking for the other domain's
-//! subscribers are refused; neither sipd's logs nor metrics show a media key.
+//! subscribers are refused; neither sipd's logs nor metrics show a media key. A link lost when
+//! the peer's sipd restarts comes back by itself.
 
 mod common;
 
@@ -39,13 +40,63 @@ const BOB: &str = "+15550500002";
 /// A second subscriber of b.example, whom a.example's link tries to speak for.
 const BEA: &str = "+15550500003";
 
-/// One running sipd domain.
+/// One sipd domain: its configuration and key, and the runtime it runs in, alone (shutting it
+/// down kills that sipd outright, every connection dropped, as SIGKILL would).
 struct Domain {
     name: &'static str,
     tls: SocketAddr,
     settings: TlsPskSettings,
+    cfg: Config,
+    key: IdentityKey,
     metrics: Arc<Metrics>,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Domain {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Domain {
+    /// Kills the sipd (its registrations and PSKs, held in memory, are gone).
+    fn kill(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+
+    /// Runs the sipd on `chain`, in a runtime of its own, until killed.
+    async fn run(&mut self, chain: &Arc<EmbeddedChain>) {
+        let runtime = common::runtime();
+        let (started, bound) = tokio::sync::oneshot::channel();
+        let (cfg, settings, key, chain) = (
+            self.cfg.clone(),
+            self.settings.clone(),
+            self.key.clone(),
+            chain.clone(),
+        );
+        runtime.spawn(async move {
+            let metrics = Arc::new(Metrics::default());
+            let psk =
+                chaincall_sipd::tls::psk_server_on_chain(&settings, chain.clone(), metrics.clone())
+                    .await
+                    .unwrap();
+            let dir = Arc::new(
+                chaincall_sipd::tls::key_directory_on_chain(&settings, chain, metrics.clone())
+                    .unwrap(),
+            );
+            let mut server = Server::bind_with_tls_psk(cfg, psk, metrics.clone())
+                .await
+                .unwrap();
+            server.set_caller_keys(dir.clone());
+            server.set_link_identity(LinkIdentity::new(&settings, key, dir).unwrap());
+            let _ = started.send(metrics);
+            server.run(std::future::pending()).await;
+        });
+        self.metrics = bound.await.expect("sipd started");
+        self.runtime = Some(runtime);
+    }
 }
 
 /// The keystore and the two domains.
@@ -83,15 +134,20 @@ impl Trapezoid {
         t.a = t.domain(A, a_addr, (B, b_addr, "+1555050")).await;
         t.b = t.domain(B, b_addr, (A, a_addr, "+1555040")).await;
         // Both links up (each sipd: its own link out and the other's in) before any phone.
+        t.links_up(2).await;
+        t
+    }
+
+    /// Waits until each sipd holds at least `n` connections (a bound on a broken test).
+    async fn links_up(&self, n: i64) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        while t.a.metrics.connections.get() < 2 || t.b.metrics.connections.get() < 2 {
+        while self.a.metrics.connections.get() < n || self.b.metrics.connections.get() < n {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "the sipd-to-sipd links did not come up"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        t
     }
 
     /// `addClient` for `name` with `key` from a fresh dev wallet, approved by the owner.
@@ -171,31 +227,17 @@ impl Trapezoid {
                 ..PeerConfig::new(peer_addr.to_string())
             },
         );
-        let metrics = Arc::new(Metrics::default());
-        let chain = self.chain.clone();
-        let psk =
-            chaincall_sipd::tls::psk_server_on_chain(&settings, chain.clone(), metrics.clone())
-                .await
-                .unwrap();
-        let dir = Arc::new(
-            chaincall_sipd::tls::key_directory_on_chain(&settings, chain, metrics.clone()).unwrap(),
-        );
-        let mut server = Server::bind_with_tls_psk(cfg, psk, metrics.clone())
-            .await
-            .unwrap();
-        server.set_caller_keys(dir.clone());
-        server.set_link_identity(LinkIdentity::new(&settings, key, dir).unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(server.run(async {
-            let _ = stopped.await;
-        }));
-        Domain {
+        let mut domain = Domain {
             name,
             tls: addr,
             settings,
-            metrics,
-            _stop: stop,
-        }
+            cfg,
+            key,
+            metrics: Arc::default(),
+            runtime: None,
+        };
+        domain.run(&self.chain).await;
+        domain
     }
 
     /// A chaincall phone for `number` with `key` (published here), a subscriber of `domain`
@@ -267,8 +309,10 @@ fn unstarted() -> Domain {
             String::new(),
             Address::ZERO,
         ),
+        cfg: Config::default(),
+        key: IdentityKey::generate(),
         metrics: Arc::default(),
-        _stop: tokio::sync::oneshot::channel().0,
+        runtime: None,
     }
 }
 
@@ -525,6 +569,44 @@ async fn a_link_speaking_for_the_other_domains_subscriber_is_refused() {
     let (alice, mut alice_ev) = t.phone(&t.a, ALICE, &keylog).await;
     let shown = call((&alice, &mut alice_ev), &mut bob_ev, BOB).await;
     assert!(shown.uri.contains(ALICE), "{}", shown.uri);
+    for p in [alice, bob] {
+        p.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_link_comes_back_after_the_peer_sipd_restarts_and_calls_cross_it_again() {
+    let logs = Logs::capture();
+    let mut t = Trapezoid::start().await;
+    let keylog = t.dir.path().join("srtp.keylog");
+    let (alice, mut alice_ev) = t.phone(&t.a, ALICE, &keylog).await;
+    let (bob, mut bob_ev) = t.phone(&t.b, BOB, &keylog).await;
+    call((&alice, &mut alice_ev), &mut bob_ev, BOB).await;
+
+    // b.example's sipd dies and comes back on the same address, its PSKs and registrations gone:
+    // a.example's link reopens by itself (the cached PSK refused, a new handshake), and bob's
+    // phone registers again.
+    t.b.kill();
+    // The killed runtime's sockets close as its threads wind down.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpListener::bind(t.b.tls).is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b.example's port stays taken"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    t.b.run(&t.chain).await;
+    wait_for(&mut bob_ev, |e| matches!(e, PhoneEvent::Reconnected { .. })).await;
+    wait_for(&mut bob_ev, |e| matches!(e, PhoneEvent::Registered { .. })).await;
+    // Each sipd: its phone, its own link out, the other's in.
+    t.links_up(3).await;
+    call((&alice, &mut alice_ev), &mut bob_ev, BOB).await;
+    assert!(
+        logs.text()
+            .contains("cached PSK refused; running the handshake"),
+        "the link tried its cached PSK first"
+    );
     for p in [alice, bob] {
         p.shutdown().await;
     }

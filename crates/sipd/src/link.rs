@@ -121,7 +121,14 @@ impl Link {
     /// longer knows that PSK) a new handshake first. Returns the stream and the peer's address.
     pub async fn connect(&mut self) -> Result<(TlsPskStream<TcpStream>, SocketAddr), LinkError> {
         if let Some(e) = self.cached.take().filter(|e| !e.is_expired(Instant::now())) {
-            let (tcp, remote) = self.tcp().await?;
+            let (tcp, remote) = match self.tcp().await {
+                Ok(c) => c,
+                Err(err) => {
+                    // The peer is unreachable, not refusing the PSK: keep it for the next try.
+                    self.cached = Some(e);
+                    return Err(err);
+                }
+            };
             match self.me.tls.connect_established(tcp, &e).await {
                 Ok(tls) => {
                     self.cached = Some(e);
