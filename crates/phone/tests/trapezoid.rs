@@ -381,6 +381,23 @@ async fn call(
     shown
 }
 
+/// The callee's phone showed `number`@`domain` marked `TN-Validation-Passed` by b.example's
+/// sipd, and verified it itself: PASSporT and MIKEY, against a proven look-up.
+fn marked_and_verified(shown: &chaincall_phone::CallerId, number: &str, domain: &str) {
+    assert_eq!(
+        shown.uri,
+        format!("sip:{number};verstat=TN-Validation-Passed@{domain}")
+    );
+    assert!(
+        matches!(
+            &shown.verification,
+            Verification::Verified { identity, proof: Proof::PassportAndMikey, lookup_verified: true, .. }
+                if *identity == IdentityName::parse(number).unwrap()
+        ),
+        "{shown:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alice_at_a_and_bob_at_b_call_each_other_verified_end_to_end_over_three_tls_psk_hops() {
     let logs = Logs::capture();
@@ -392,18 +409,7 @@ async fn alice_at_a_and_bob_at_b_call_each_other_verified_end_to_end_over_three_
     // alice dials bob's number at her own domain; a.example routes it over the link to b.example,
     // which verifies her PASSporT and marks her, and bob's phone verifies it again.
     let shown = call((&alice, &mut alice_ev), &mut bob_ev, BOB).await;
-    assert_eq!(
-        shown.uri,
-        format!("sip:{ALICE};verstat=TN-Validation-Passed@{A}")
-    );
-    assert!(
-        matches!(
-            &shown.verification,
-            Verification::Verified { identity, proof: Proof::PassportAndMikey, lookup_verified: true, .. }
-                if *identity == IdentityName::parse(ALICE).unwrap()
-        ),
-        "{shown:?}"
-    );
+    marked_and_verified(&shown, ALICE, A);
     let b_metrics = t.b.metrics.render();
     assert!(
         b_metrics
@@ -415,18 +421,7 @@ async fn alice_at_a_and_bob_at_b_call_each_other_verified_end_to_end_over_three_
     // And back: bob dials alice's number. b.example verifies every INVITE it takes in, its own
     // subscriber's too, so the mark crosses the link; alice's phone verifies it again.
     let shown = call((&bob, &mut bob_ev), &mut alice_ev, ALICE).await;
-    assert_eq!(
-        shown.uri,
-        format!("sip:{BOB};verstat=TN-Validation-Passed@{B}")
-    );
-    assert!(
-        matches!(
-            &shown.verification,
-            Verification::Verified { identity, proof: Proof::PassportAndMikey, .. }
-                if *identity == IdentityName::parse(BOB).unwrap()
-        ),
-        "{shown:?}"
-    );
+    marked_and_verified(&shown, BOB, B);
 
     // Two calls, four SRTP streams keyed at the phones; none of their keys ever reached either
     // sipd's logs or metrics.
