@@ -360,45 +360,40 @@ impl Server {
         cfg.validate()?;
         let verify = cfg.identity.verify != VerifyMode::Off;
         let metrics = Arc::new(Metrics::default());
-        let links = !cfg.peers.is_empty();
-        let (psk, chain, caller_keys, chain_rpc) =
-            match (&cfg.tls_psk, wants_tls || verify || links) {
-                (_, false) => (None, None, None, None),
-                (Some(t), true) => {
-                    let chain = Arc::new(crate::tls::connect_chain(t).await?);
-                    let psk = match wants_tls {
-                        true => Some(
-                            crate::tls::psk_server_on_chain(t, chain.clone(), metrics.clone())
-                                .await?,
-                        ),
-                        false => None,
-                    };
-                    let keys = match verify {
-                        true => Some(Arc::new(crate::tls::key_directory_on_chain(
-                            t,
-                            chain.clone(),
-                            metrics.clone(),
-                        )?) as CallerKeys),
-                        false => None,
-                    };
-                    (
-                        psk,
-                        Some(crate::tls::chain_probe(chain.clone())),
-                        keys,
-                        Some(chain),
-                    )
-                }
-                (None, true) => {
-                    return Err(ConfigError::Invalid(
-                        "a tls: listener needs the [tls_psk] section".into(),
-                    )
-                    .into());
-                }
-            };
-        let links = match (&cfg.tls_psk, &chain_rpc) {
-            (Some(t), Some(chain)) if !cfg.peers.is_empty() => {
+        let (psk, chain, caller_keys) = match (&cfg.tls_psk, wants_tls || verify) {
+            (_, false) => (None, None, None),
+            (Some(t), true) => {
+                let chain = Arc::new(crate::tls::connect_chain(t).await?);
+                let psk = match wants_tls {
+                    true => Some(
+                        crate::tls::psk_server_on_chain(t, chain.clone(), metrics.clone()).await?,
+                    ),
+                    false => None,
+                };
+                let keys = match verify {
+                    true => Some(Arc::new(crate::tls::key_directory_on_chain(
+                        t,
+                        chain.clone(),
+                        metrics.clone(),
+                    )?) as CallerKeys),
+                    false => None,
+                };
+                (psk, Some(crate::tls::chain_probe(chain)), keys)
+            }
+            (None, true) => {
+                return Err(ConfigError::Invalid(
+                    "a tls: listener needs the [tls_psk] section".into(),
+                )
+                .into());
+            }
+        };
+        // Who we are on the `[peers]` links: our domain key; peers' keys read from the keystore
+        // as phones' are.
+        let links = match &cfg.tls_psk {
+            Some(t) if !cfg.peers.is_empty() => {
+                let chain = Arc::new(crate::tls::connect_chain(t).await?);
                 let key = crate::tls::load_identity_key(&t.key_file)?;
-                let dir = crate::tls::key_directory_on_chain(t, chain.clone(), metrics.clone())?;
+                let dir = crate::tls::key_directory_on_chain(t, chain, metrics.clone())?;
                 Some(LinkIdentity::new(t, key, Arc::new(dir))?)
             }
             _ => None,
