@@ -7,6 +7,10 @@
 //! leaving alice to both SRTP contexts keyed (bob keys before his 200 OK, alice on receiving it),
 //! including alice's verified lookup of bob's key, which precedes the INVITE and is reported
 //! separately.
+//!
+//! `--domains 2` measures the same calls across the SIP security trapezoid too (docs/trapezoid.md):
+//! alice at one sipd, bob at a second one, the sipds linked over TLS-PSK between their domains'
+//! on-chain keys; both figures come from the same run, one network after the other.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +22,7 @@ use chaincall_wallet::chain::ServerChain;
 use clap::Args;
 use serde_json::json;
 
-use chaincall_devnet::{Network, NetworkOptions, operator_key};
+use chaincall_devnet::{Domains, Network, NetworkOptions, operator_key};
 
 use crate::{ms, percentile, sort_ms};
 
@@ -37,6 +41,9 @@ pub struct SetupBenchArgs {
     /// Key mode: `pke` (default) or `dh-sign`.
     #[arg(long, default_value = "pke")]
     mode: KeyMode,
+    /// Also measure calls between two sipd domains (`2`), beside the one-domain figure.
+    #[arg(long, default_value_t = 1, value_name = "1|2")]
+    domains: u8,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -48,6 +55,7 @@ pub fn run(args: SetupBenchArgs) -> Result<()> {
         (1..=10_000).contains(&args.calls),
         "--calls must be 1..=10000"
     );
+    ensure!((1..=2).contains(&args.domains), "--domains must be 1 or 2");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -74,15 +82,102 @@ pub fn run(args: SetupBenchArgs) -> Result<()> {
     })
 }
 
+/// Set-up figures of one network's calls, in ms, sorted.
+struct Figures {
+    /// The first call between the pair, which pays for what later calls find cached (TLS-PSK
+    /// sessions, the peers' safety-number fingerprints): kept out of the percentiles.
+    first_setup: f64,
+    setup: Vec<f64>,
+    retrieval: Vec<f64>,
+    callee_retrieval: Vec<f64>,
+    failed: usize,
+}
+
 async fn measure<C: ServerChain>(
     chain: Arc<C>,
     chain_name: &str,
     operator: PrivateKeySigner,
     args: &SetupBenchArgs,
 ) -> Result<()> {
+    let one = calls(chain.clone(), operator.clone(), args, Domains::One).await?;
+    let two = match args.domains {
+        2 => Some(calls(chain, operator, args, Domains::Two).await?),
+        _ => None,
+    };
+    let Figures {
+        first_setup,
+        setup,
+        retrieval,
+        callee_retrieval,
+        failed,
+    } = &one;
+    let mut out = json!({
+        "chain": chain_name,
+        "key_mode": args.mode.name(),
+        "calls": args.calls,
+        "failed": failed,
+        "first_call_setup_ms": first_setup,
+        "setup_p50_ms": percentile(setup, 50.0),
+        "setup_p99_ms": percentile(setup, 99.0),
+        "key_retrieval_p50_ms": percentile(retrieval, 50.0),
+        "key_retrieval_p99_ms": percentile(retrieval, 99.0),
+        "callee_key_retrieval_p50_ms": percentile(callee_retrieval, 50.0),
+        "paper_setup_ms": 1218.0,
+        "paper_key_retrieval_ms": 507.0,
+    });
+    if let Some(two) = &two {
+        out["inter_domain"] = json!({
+            "failed": two.failed,
+            "first_call_setup_ms": two.first_setup,
+            "setup_p50_ms": percentile(&two.setup, 50.0),
+            "setup_p99_ms": percentile(&two.setup, 99.0),
+            "key_retrieval_p50_ms": percentile(&two.retrieval, 50.0),
+        });
+    }
+    if args.json {
+        println!("{out}");
+    } else {
+        println!(
+            "call set-up over {} calls ({chain_name} chain, {}): p50 {:.3} ms, p99 {:.3} ms (paper: 1,218 ms)",
+            setup.len(),
+            args.mode.name(),
+            percentile(setup, 50.0),
+            percentile(setup, 99.0)
+        );
+        println!("the first call between the two phones: {first_setup:.3} ms");
+        println!(
+            "verified key retrieval: p50 {:.3} ms, p99 {:.3} ms (paper: 507 ms); callee's lookup p50 {:.3} ms",
+            percentile(retrieval, 50.0),
+            percentile(retrieval, 99.0),
+            percentile(callee_retrieval, 50.0)
+        );
+        if let Some(two) = &two {
+            println!(
+                "across two domains (three TLS-PSK hops, two sipds) over {} calls: p50 {:.3} ms, p99 {:.3} ms",
+                two.setup.len(),
+                percentile(&two.setup, 50.0),
+                percentile(&two.setup, 99.0)
+            );
+        }
+    }
+    let failed = failed + two.as_ref().map_or(0, |t| t.failed);
+    if failed > 0 && !args.json {
+        println!("{failed} call(s) failed");
+    }
+    ensure!(failed == 0, "{failed} call(s) failed");
+    Ok(())
+}
+
+/// `--calls` calls (after the first) on a fresh network of `domains`.
+async fn calls<C: ServerChain>(
+    chain: Arc<C>,
+    operator: PrivateKeySigner,
+    args: &SetupBenchArgs,
+    domains: Domains,
+) -> Result<Figures> {
     let dir = tempfile::tempdir()?;
     // 60 ms of audio each way: enough to prove the media path, short enough to keep calls quick.
-    let mut net = Network::start(
+    let mut net = Network::start_domains(
         chain,
         operator,
         NetworkOptions {
@@ -97,11 +192,10 @@ async fn measure<C: ServerChain>(
             // the 33rd with 488. The bound stays: the calls plus the first.
             mikey_replay_quota: chaincall_phone::DEFAULT_MIKEY_REPLAY_QUOTA.max(args.calls + 1),
         },
+        domains,
     )
     .await?;
     let play = Duration::from_millis(120);
-    // The first call between the pair pays for what later calls find cached (TLS-PSK sessions,
-    // the peers' safety-number fingerprints): reported on its own, kept out of the percentiles.
     let (first, _) = net.call(play).await.context("first call")?;
     let mut setup = Vec::with_capacity(args.calls);
     let mut retrieval = Vec::with_capacity(args.calls);
@@ -144,44 +238,11 @@ async fn measure<C: ServerChain>(
     for v in [&mut setup, &mut retrieval, &mut callee_retrieval] {
         sort_ms(v);
     }
-    let out = json!({
-        "chain": chain_name,
-        "key_mode": args.mode.name(),
-        "calls": args.calls,
-        "failed": failed,
-        "first_call_setup_ms": ms(first.timings.call_setup),
-        "setup_p50_ms": percentile(&setup, 50.0),
-        "setup_p99_ms": percentile(&setup, 99.0),
-        "key_retrieval_p50_ms": percentile(&retrieval, 50.0),
-        "key_retrieval_p99_ms": percentile(&retrieval, 99.0),
-        "callee_key_retrieval_p50_ms": percentile(&callee_retrieval, 50.0),
-        "paper_setup_ms": 1218.0,
-        "paper_key_retrieval_ms": 507.0,
-    });
-    if args.json {
-        println!("{out}");
-    } else {
-        println!(
-            "call set-up over {} calls ({chain_name} chain, {}): p50 {:.3} ms, p99 {:.3} ms (paper: 1,218 ms)",
-            setup.len(),
-            args.mode.name(),
-            percentile(&setup, 50.0),
-            percentile(&setup, 99.0)
-        );
-        println!(
-            "the first call between the two phones: {:.3} ms",
-            ms(first.timings.call_setup)
-        );
-        println!(
-            "verified key retrieval: p50 {:.3} ms, p99 {:.3} ms (paper: 507 ms); callee's lookup p50 {:.3} ms",
-            percentile(&retrieval, 50.0),
-            percentile(&retrieval, 99.0),
-            percentile(&callee_retrieval, 50.0)
-        );
-        if failed > 0 {
-            println!("{failed} call(s) failed");
-        }
-    }
-    ensure!(failed == 0, "{failed} of {} calls failed", args.calls);
-    Ok(())
+    Ok(Figures {
+        first_setup: ms(first.timings.call_setup),
+        setup,
+        retrieval,
+        callee_retrieval,
+        failed,
+    })
 }

@@ -1,6 +1,8 @@
 //! A whole chaincall network on 127.0.0.1, in one process: the keystore (embedded chain or a
 //! node), the wallet-management server (HTTP), sipd (SIP over TLS-PSK) and two onboarded,
-//! registered phones, alice and bob. `chaincall demo` places one call on it and checks it;
+//! registered phones, alice and bob — or, with [`Domains::Two`], two sipd domains peering over a
+//! sipd-to-sipd TLS-PSK link, bob at the second (docs/trapezoid.md). `chaincall demo` places one
+//! call on it and checks it;
 //! `chaincall bench setup` places many and measures them; tests may start one too.
 //!
 //! Every component is built from its typed configuration struct (`WalletConfig`, sipd's `Config`
@@ -31,6 +33,9 @@ use rand_core::{OsRng, RngCore};
 
 /// sipd's domain: SIP domain, digest realm, and its identity name in the keystore.
 pub const SIP_DOMAIN: &str = "sip.chaincall.test";
+/// bob's domain when the network runs two ([`Domains::Two`], docs/trapezoid.md): a second
+/// sipd with its own identity, peering with [`SIP_DOMAIN`]'s.
+pub const PEER_DOMAIN: &str = "peer.chaincall.test";
 /// The wallet server's identity name in the keystore.
 pub const WALLET_DOMAIN: &str = "wallet.chaincall.test";
 /// The caller.
@@ -72,6 +77,18 @@ pub struct NetworkOptions {
     pub mikey_replay_quota: usize,
 }
 
+/// How many sipd domains the network runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Domains {
+    /// One sipd: alice and bob are both its subscribers.
+    #[default]
+    One,
+    /// The trapezoid (docs/trapezoid.md): alice at [`SIP_DOMAIN`]'s sipd, bob at
+    /// [`PEER_DOMAIN`]'s, the two sipds linked over TLS-PSK between their on-chain keys; alice's
+    /// calls to bob cross three TLS-PSK hops.
+    Two,
+}
+
 /// Named, timed steps of the set-up, in order.
 #[derive(Debug, Default)]
 pub struct Timeline {
@@ -98,7 +115,7 @@ pub struct Network {
     bob: (Phone, PhoneEvents),
     /// How the set-up went.
     pub timeline: Timeline,
-    sipd_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    sipd_stop: Vec<tokio::sync::oneshot::Sender<()>>,
     wallet_stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -109,6 +126,19 @@ impl Network {
         chain: Arc<C>,
         operator: PrivateKeySigner,
         opts: NetworkOptions,
+    ) -> Result<Self> {
+        Self::start_domains(chain, operator, opts, Domains::One).await
+    }
+
+    /// [`Network::start`] with `domains` sipd domains: with [`Domains::Two`], a second sipd for
+    /// [`PEER_DOMAIN`] (its identity published too) where bob connects and registers (by his
+    /// TLS-PSK identity: the wallet server provisions SIP passwords for [`SIP_DOMAIN`] only),
+    /// and both sipds peer, each link up before the phones connect.
+    pub async fn start_domains<C: ServerChain>(
+        chain: Arc<C>,
+        operator: PrivateKeySigner,
+        opts: NetworkOptions,
+        domains: Domains,
     ) -> Result<Self> {
         let dir = opts.dir.as_path();
         let mut report = Timeline::default();
@@ -130,18 +160,17 @@ impl Network {
 
         // 2. sipd's identity on chain (the operator vouches for its servers: no PKI).
         let t = Instant::now();
-        let sipd_key = IdentityKey::generate();
-        let sip_name = DomainName::parse(SIP_DOMAIN)?;
-        chaincall_wallet::service::publish_identity(
-            &*chain,
-            contract,
-            &operator,
-            &sip_name,
-            &sipd_key.public(),
-        )
-        .await
-        .context("publishing sipd's identity")?;
+        let sipd_key = publish_sipd(&chain, contract, &operator, SIP_DOMAIN).await?;
         report.step("publish sipd identity", t, SIP_DOMAIN);
+        let peer_key = match domains {
+            Domains::One => None,
+            Domains::Two => {
+                let t = Instant::now();
+                let key = publish_sipd(&chain, contract, &operator, PEER_DOMAIN).await?;
+                report.step("publish peer sipd identity", t, PEER_DOMAIN);
+                Some(key)
+            }
+        };
 
         // 3. The wallet-management server.
         let t = Instant::now();
@@ -176,55 +205,70 @@ impl Network {
         }
         report.step("start wallet server", t, wallet_url.clone());
 
-        // 4. sipd with TLS-PSK, reading the subscriber table the wallet server writes.
+        // 4. sipd with TLS-PSK, reading the subscriber table the wallet server writes (and with
+        // two domains, bob's sipd, the two peering).
         let t = Instant::now();
         let sipd_key_file = dir.join("sipd-identity.key");
         write_file(
             &sipd_key_file,
             &hex::encode(&sipd_key.dangerous_secret_bytes()[..]),
         )?;
-        // Built in code: no TOML written and read back. The keystore chain runs in this process,
-        // so there is nothing between sipd and it to distrust (trust = provider).
-        let mut sipd_cfg = chaincall_sipd::Config {
-            listen: vec![chaincall_sipd::Listen::tls(SocketAddr::from((
-                [127, 0, 0, 1],
-                0,
-            )))],
-            domain: Some(SIP_DOMAIN.into()),
-            ..chaincall_sipd::Config::default()
-        };
-        sipd_cfg.auth.mode = chaincall_sipd::AuthMode::Digest;
-        sipd_cfg.auth.database = format!("sqlite://{}", sip_db.display());
-        let settings = chaincall_sipd::TlsPskSettings {
-            trust: chaincall_sipd::KeyTrustMode::Provider,
-            keylog_file: opts.tls_keylog.clone(),
-            ..chaincall_sipd::TlsPskSettings::new(
-                SIP_DOMAIN.parse()?,
-                sipd_key_file,
-                // No URL: psk_server_on_chain is handed the chain itself.
-                String::new(),
-                contract,
-            )
-        };
-        let metrics = std::sync::Arc::new(chaincall_sipd::metrics::Metrics::default());
-        let psk =
-            chaincall_sipd::tls::psk_server_on_chain(&settings, chain.clone(), metrics.clone())
-                .await
-                .context("sipd TLS-PSK")?;
-        let sipd = chaincall_sipd::Server::bind_with_tls_psk(sipd_cfg, psk, metrics)
-            .await
-            .context("sipd")?;
-        let sipd_addr: SocketAddr = sipd
-            .local()
-            .iter()
-            .find(|l| l.transport == chaincall_sipd::ListenTransport::Tls)
-            .map(|l| l.addr)
-            .ok_or_else(|| anyhow!("sipd has no TLS listener"))?;
-        let (sipd_stop, sipd_stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(sipd.run(async {
-            let _ = sipd_stopped.await;
-        }));
+        let sipd_addr;
+        let mut bob_sipd = None;
+        let mut sipd_stop = Vec::new();
+        let mut sipds = Vec::new();
+        match &peer_key {
+            None => {
+                let one = Sipd::start(&chain, contract, SIP_DOMAIN, &sipd_key_file, &opts)?
+                    .auth(&sip_db)
+                    .run()
+                    .await?;
+                sipd_addr = one.addr;
+                sipd_stop.push(one.stop);
+            }
+            Some(peer_key) => {
+                let peer_key_file = dir.join("peer-sipd-identity.key");
+                write_file(
+                    &peer_key_file,
+                    &hex::encode(&peer_key.dangerous_secret_bytes()[..]),
+                )?;
+                // Each sipd's entry for the other names its address before either is bound.
+                let (a_addr, b_addr) = (free_loopback_port()?, free_loopback_port()?);
+                let a = Sipd::start(&chain, contract, SIP_DOMAIN, &sipd_key_file, &opts)?
+                    .auth(&sip_db)
+                    .on(a_addr)
+                    .peer(PEER_DOMAIN, b_addr, BOB)
+                    .run()
+                    .await?;
+                let b = Sipd::start(&chain, contract, PEER_DOMAIN, &peer_key_file, &opts)?
+                    .on(b_addr)
+                    .peer(SIP_DOMAIN, a_addr, ALICE)
+                    .run()
+                    .await?;
+                sipd_addr = a.addr;
+                bob_sipd = Some(b.addr);
+                sipds = vec![a.metrics.clone(), b.metrics.clone()];
+                sipd_stop.extend([a.stop, b.stop]);
+            }
+        }
         report.step("start sipd (TLS-PSK)", t, sipd_addr.to_string());
+        if !sipds.is_empty() {
+            // Each sipd holds its own link out and the other's in.
+            let t = Instant::now();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while sipds.iter().any(|m| m.connections.get() < 2) {
+                ensure!(
+                    Instant::now() < deadline,
+                    "the sipd-to-sipd links did not come up"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            report.step(
+                "sipd-to-sipd links up",
+                t,
+                "STS between the two domains' on-chain keys",
+            );
+        }
 
         // 5. Onboarding, the paper's Fig. 2, for both phones.
         let client = chaincall_wallet::WalletClient::new(wallet_url.clone());
@@ -258,6 +302,11 @@ impl Network {
             .zip([opts.audio_a.clone(), opts.audio_b.clone()])
         {
             let number = PhoneNumber::parse(&secrets.number)?;
+            // bob's sipd, with two domains.
+            let (home, home_addr) = match bob_sipd {
+                Some(b) if secrets.number == BOB => (PEER_DOMAIN, b),
+                _ => (SIP_DOMAIN, sipd_addr),
+            };
             let cfg = PhoneConfig {
                 number: number.clone(),
                 identity: Arc::new(secrets.identity.clone()),
@@ -265,10 +314,10 @@ impl Network {
                     .sip_password
                     .clone()
                     .ok_or_else(|| anyhow!("no SIP password"))?,
-                sip_domain: SIP_DOMAIN.into(),
+                sip_domain: home.into(),
                 signalling: Signalling::TlsPsk {
-                    addr: sipd_addr,
-                    server: IdentityName::Domain(sip_name.clone()),
+                    addr: home_addr,
+                    server: IdentityName::parse(home)?,
                 },
                 media_ip: "127.0.0.1".parse()?,
                 codecs: chaincall_phone::DEFAULT_CODECS.to_vec(),
@@ -297,7 +346,7 @@ impl Network {
             report.step(
                 &format!("{number}: handshake + TLS-PSK"),
                 t,
-                "STS with sipd's on-chain key",
+                format!("STS with {home}'s on-chain key"),
             );
             let t = Instant::now();
             let expires = phone
@@ -305,8 +354,13 @@ impl Network {
                 .await
                 .with_context(|| format!("{number}: REGISTER"))?;
             report.register.push(t.elapsed());
+            let how = if home == SIP_DOMAIN {
+                "digest"
+            } else {
+                "TLS-PSK identity"
+            };
             report.step(
-                &format!("{number}: REGISTER (digest)"),
+                &format!("{number}: REGISTER ({how}) at {home}"),
                 t,
                 format!("expires {expires}"),
             );
@@ -318,7 +372,7 @@ impl Network {
             alice,
             bob,
             timeline: report,
-            sipd_stop: Some(sipd_stop),
+            sipd_stop,
             wallet_stop: Some(wallet_stop),
         })
     }
@@ -357,7 +411,7 @@ impl Network {
     pub async fn stop(mut self) {
         self.alice.0.shutdown().await;
         self.bob.0.shutdown().await;
-        if let Some(s) = self.sipd_stop.take() {
+        for s in self.sipd_stop.drain(..) {
             let _ = s.send(());
         }
         if let Some(s) = self.wallet_stop.take() {
@@ -466,6 +520,163 @@ fn wallet_config(
         worker_interval: Duration::from_millis(100),
         randomness: Default::default(),
     })
+}
+
+/// One of the network's sipds, built in code: TLS-PSK on 127.0.0.1 for `name` with the key in
+/// `key_file`; the keystore chain runs in this process, so there is nothing between sipd and it
+/// to distrust (trust = provider).
+struct Sipd<'a, C> {
+    chain: &'a Arc<C>,
+    cfg: chaincall_sipd::Config,
+    settings: chaincall_sipd::TlsPskSettings,
+}
+
+/// A running sipd: its TLS address, its stop, its metrics.
+struct RunningSipd {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    metrics: Arc<chaincall_sipd::metrics::Metrics>,
+}
+
+impl<'a, C: ServerChain> Sipd<'a, C> {
+    fn start(
+        chain: &'a Arc<C>,
+        contract: Address,
+        name: &str,
+        key_file: &Path,
+        opts: &NetworkOptions,
+    ) -> Result<Self> {
+        let mut cfg = chaincall_sipd::Config {
+            listen: vec![chaincall_sipd::Listen::tls(SocketAddr::from((
+                [127, 0, 0, 1],
+                0,
+            )))],
+            domain: Some(name.into()),
+            ..chaincall_sipd::Config::default()
+        };
+        // A sipd without the subscriber table ([`Sipd::auth`]) registers phones by the identity
+        // their TLS-PSK handshake proved.
+        cfg.auth.mode = chaincall_sipd::AuthMode::None;
+        let settings = chaincall_sipd::TlsPskSettings {
+            trust: chaincall_sipd::KeyTrustMode::Provider,
+            keylog_file: opts.tls_keylog.clone(),
+            ..chaincall_sipd::TlsPskSettings::new(
+                name.parse()?,
+                key_file.to_path_buf(),
+                // No URL: psk_server_on_chain is handed the chain itself.
+                String::new(),
+                contract,
+            )
+        };
+        cfg.tls_psk = Some(settings.clone());
+        Ok(Sipd {
+            chain,
+            cfg,
+            settings,
+        })
+    }
+
+    /// Digest authentication against the subscriber table the wallet server writes.
+    fn auth(mut self, sip_db: &Path) -> Self {
+        self.cfg.auth.mode = chaincall_sipd::AuthMode::Digest;
+        self.cfg.auth.database = format!("sqlite://{}", sip_db.display());
+        self
+    }
+
+    /// Listens on `addr`.
+    fn on(mut self, addr: SocketAddr) -> Self {
+        self.cfg.listen = vec![chaincall_sipd::Listen::tls(addr)];
+        self
+    }
+
+    /// Peers with `domain` at `addr`, which serves `number`.
+    fn peer(mut self, domain: &str, addr: SocketAddr, number: &str) -> Self {
+        self.cfg.peers.insert(
+            domain.into(),
+            chaincall_sipd::config::PeerConfig {
+                numbers: vec![number.into()],
+                ..chaincall_sipd::config::PeerConfig::new(addr.to_string())
+            },
+        );
+        self
+    }
+
+    async fn run(self) -> Result<RunningSipd> {
+        let Sipd {
+            chain,
+            cfg,
+            settings,
+        } = self;
+        let name = settings.identity.to_string();
+        let metrics = Arc::new(chaincall_sipd::metrics::Metrics::default());
+        let psk =
+            chaincall_sipd::tls::psk_server_on_chain(&settings, chain.clone(), metrics.clone())
+                .await
+                .with_context(|| format!("{name}: sipd TLS-PSK"))?;
+        let links = match cfg.peers.is_empty() {
+            true => None,
+            false => {
+                let key = chaincall_sipd::tls::load_identity_key(&settings.key_file)?;
+                let dir = chaincall_sipd::tls::key_directory_on_chain(
+                    &settings,
+                    chain.clone(),
+                    metrics.clone(),
+                )?;
+                Some(chaincall_sipd::link::LinkIdentity::new(
+                    &settings,
+                    key,
+                    Arc::new(dir),
+                )?)
+            }
+        };
+        let mut sipd = chaincall_sipd::Server::bind_with_tls_psk(cfg, psk, metrics.clone())
+            .await
+            .with_context(|| format!("{name}: sipd"))?;
+        if let Some(links) = links {
+            sipd.set_link_identity(links);
+        }
+        let addr: SocketAddr = sipd
+            .local()
+            .iter()
+            .find(|l| l.transport == chaincall_sipd::ListenTransport::Tls)
+            .map(|l| l.addr)
+            .ok_or_else(|| anyhow!("sipd has no TLS listener"))?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(sipd.run(async {
+            let _ = stopped.await;
+        }));
+        Ok(RunningSipd {
+            addr,
+            stop,
+            metrics,
+        })
+    }
+}
+
+/// A new identity key for the sipd of `name`, published on chain by `operator`.
+async fn publish_sipd<C: ServerChain>(
+    chain: &Arc<C>,
+    contract: Address,
+    operator: &PrivateKeySigner,
+    name: &str,
+) -> Result<IdentityKey> {
+    let key = IdentityKey::generate();
+    chaincall_wallet::service::publish_identity(
+        &**chain,
+        contract,
+        operator,
+        &DomainName::parse(name)?,
+        &key.public(),
+    )
+    .await
+    .with_context(|| format!("publishing {name}'s identity"))?;
+    Ok(key)
+}
+
+/// A TCP port free on 127.0.0.1 now (for a listener whose address must be known before it binds).
+fn free_loopback_port() -> Result<SocketAddr> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(l.local_addr()?)
 }
 
 fn write_file(path: &Path, text: &str) -> Result<()> {

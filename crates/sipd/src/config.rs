@@ -6,6 +6,7 @@
 //! ([`ConfigError::Parse`], from `chaincall-config`). The TOML keys are the documented ones (`t1_ms`, `nonce_lifetime_secs`,
 //! …); only the Rust fields carry units in their types instead of their names.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -307,6 +308,68 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// Verifying callers' PASSporTs on ingress (RFC 8224).
     pub identity: IdentityConfig,
+    /// Other chaincall domains calls are exchanged with, by domain name (docs/trapezoid.md).
+    #[serde(deserialize_with = "checked_peers")]
+    pub peers: BTreeMap<String, PeerConfig>,
+}
+
+/// One `[peers."DOMAIN"]` entry: another chaincall domain, reached over a sipd-to-sipd TLS-PSK
+/// link whose handshake proves that domain's on-chain key (docs/trapezoid.md).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// The peer's TLS-PSK listener, `HOST:PORT` (a host name is resolved at each connect).
+    pub addr: String,
+    /// E.164 prefixes (`+` and digits) of the numbers the peer serves: a call to one of them at
+    /// our domain goes to the peer.
+    #[serde(default)]
+    pub numbers: Vec<String>,
+}
+
+impl PeerConfig {
+    /// A peer at `addr` (`HOST:PORT`) with no number prefixes.
+    pub fn new(addr: impl Into<String>) -> Self {
+        PeerConfig {
+            addr: addr.into(),
+            numbers: Vec::new(),
+        }
+    }
+}
+
+fn checked_peers<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, PeerConfig>, D::Error> {
+    let peers = BTreeMap::<String, PeerConfig>::deserialize(d)?;
+    check_peers(&peers).map_err(|e| D::Error::custom(invalid_message(e)))?;
+    Ok(peers)
+}
+
+/// Each key a domain name, each `addr` `HOST:PORT`, each prefix `+` and digits.
+fn check_peers(peers: &BTreeMap<String, PeerConfig>) -> Result<(), ConfigError> {
+    for (domain, peer) in peers {
+        let bad = |what: String| ConfigError::Invalid(format!("peers.\"{domain}\": {what}"));
+        DomainName::parse(domain).map_err(|e| bad(e.to_string()))?;
+        if domain.to_ascii_lowercase() != *domain {
+            return Err(bad("write the domain in lower case".into()));
+        }
+        let port = peer
+            .addr
+            .rsplit_once(':')
+            .map(|(h, p)| (h, p.parse::<u16>()));
+        if !matches!(port, Some((h, Ok(p))) if !h.is_empty() && p != 0) {
+            return Err(bad(format!("addr {:?} is not HOST:PORT", peer.addr)));
+        }
+        for n in &peer.numbers {
+            let digits = n.strip_prefix('+').unwrap_or("");
+            if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Err(bad(format!(
+                    "number prefix {n:?} is not + and 1 to 15 digits"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `[identity]`: whether sipd verifies the PASSporT (RFC 8224 Identity header) of an initial
@@ -866,6 +929,7 @@ impl Default for Config {
             tls_psk: None,
             policy: PolicyConfig::default(),
             identity: IdentityConfig::default(),
+            peers: BTreeMap::new(),
         }
     }
 }
@@ -949,6 +1013,14 @@ impl Config {
         }
         if self.identity.verify != VerifyMode::Off {
             self.identity_chain()?;
+        }
+        check_peers(&self.peers)?;
+        if !self.peers.is_empty() && self.tls_psk.is_none() {
+            return Err(ConfigError::Invalid(
+                "peers: a sipd-to-sipd link runs the TLS-PSK handshake with this domain's key: \
+                 it needs the [tls_psk] section"
+                    .into(),
+            ));
         }
         Ok(())
     }
@@ -1128,6 +1200,44 @@ mod tests {
         }
         assert!(parse("[identity]\nverify = \"strict\"\n").is_err());
         assert!(parse("[identity]\nverfy = \"off\"\n").is_err());
+    }
+
+    /// `[peers]`: domain → address and number prefixes, each checked where it is written, and
+    /// only with the `[tls_psk]` key a link's handshake proves this domain with.
+    #[test]
+    fn peers_are_typed_and_need_tls_psk() {
+        assert!(parse("").unwrap().peers.is_empty());
+        let tls = "[tls_psk]\nidentity = \"a.example\"\nkey_file = \"k\"\n\
+                   rpc_url = \"http://127.0.0.1:8545\"\n\
+                   contract = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\n\
+                   trust = \"provider\"\n";
+        let peers = "[peers.\"b.example\"]\naddr = \"sip.b.example:5061\"\n\
+                     numbers = [\"+1555050\"]\n";
+        let c = parse(&format!("{tls}{peers}")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.peers["b.example"],
+            PeerConfig {
+                addr: "sip.b.example:5061".into(),
+                numbers: vec!["+1555050".into()],
+            }
+        );
+        let e = parse(peers).unwrap().validate().unwrap_err().to_string();
+        assert!(e.contains("[tls_psk]"), "{e}");
+        for (bad, says) in [
+            ("[peers.\"b_example\"]\naddr = \"h:1\"\n", "b_example"),
+            ("[peers.\"B.example\"]\naddr = \"h:1\"\n", "lower case"),
+            ("[peers.\"b.example\"]\naddr = \"h\"\n", "HOST:PORT"),
+            ("[peers.\"b.example\"]\naddr = \"h:0\"\n", "HOST:PORT"),
+            (
+                "[peers.\"b.example\"]\naddr = \"h:1\"\nnumbers = [\"1555\"]\n",
+                "number prefix",
+            ),
+            ("[peers.\"b.example\"]\nadr = \"h:1\"\n", "adr"),
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

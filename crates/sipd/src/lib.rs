@@ -44,6 +44,7 @@ pub mod core;
 pub mod db;
 pub mod flow;
 pub mod keys;
+pub mod link;
 pub mod location;
 pub mod metrics;
 pub mod overrides;

@@ -31,6 +31,7 @@ use crate::config::{AuthMode, Config, ConfigError, Listen, ListenTransport};
 use crate::config::{LocationBackend, RelayMode, VerifyMode};
 use crate::core::{Core, Need, StreamKind, Transport};
 use crate::db::{BoxFuture, CredentialStore, Db, DbError, Subscriber};
+use crate::link::{Link, LinkIdentity};
 use crate::location::postgres::PgLocation;
 use crate::location::{LocationError, LocationStore, RegisterAnswer, StoredBinding};
 use crate::metrics::Metrics;
@@ -165,6 +166,29 @@ impl StreamSink {
         self.attach_kind(stream, peer, StreamKind::Tls, identity);
     }
 
+    /// Serves a sipd-to-sipd link ([`crate::link`]) to `peer`, proven to be `identity` by its
+    /// handshake, until it closes, sending a CRLF keep-alive every `keepalive`. Returns at once
+    /// when the stream connection limit is reached.
+    pub(crate) async fn serve_link<S>(
+        &self,
+        stream: S,
+        peer: SocketAddr,
+        identity: String,
+        keepalive: Duration,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Ok(_permit) = self.slots.clone().try_acquire_owned() else {
+            warn!(%peer, "too many stream connections; link not served");
+            return;
+        };
+        let m = &self.metrics;
+        m.connections.set(m.connections.get() + 1);
+        let kind = StreamKind::Tls;
+        serve_stream(stream, peer, kind, Some(identity), Some(keepalive), self).await;
+        m.connections.set(m.connections.get() - 1);
+    }
+
     /// The server's metrics (the TLS-PSK listener counts its refusals there).
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.metrics
@@ -193,7 +217,7 @@ impl StreamSink {
             sink.metrics
                 .connections
                 .set(sink.metrics.connections.get() + 1);
-            serve_stream(stream, peer, kind, identity, &sink).await;
+            serve_stream(stream, peer, kind, identity, None, &sink).await;
             sink.metrics
                 .connections
                 .set(sink.metrics.connections.get() - 1);
@@ -207,6 +231,7 @@ async fn serve_stream<S>(
     peer: SocketAddr,
     kind: StreamKind,
     identity: Option<String>,
+    keepalive: Option<Duration>,
     sink: &StreamSink,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -227,7 +252,18 @@ async fn serve_stream<S>(
         return;
     }
     let writer = tokio::spawn(async move {
-        while let Some(b) = orx.recv().await {
+        // A link we opened pings (RFC 5626 §3.5.1) so that neither end idles it out.
+        let mut ping =
+            keepalive.map(|d| tokio::time::interval_at(tokio::time::Instant::now() + d, d));
+        loop {
+            let next = match ping.as_mut() {
+                Some(p) => tokio::select! {
+                    b = orx.recv() => b,
+                    _ = p.tick() => Some(b"\r\n\r\n".to_vec()),
+                },
+                None => orx.recv().await,
+            };
+            let Some(b) = next else { break };
             if wr.write_all(&b).await.is_err() {
                 break;
             }
@@ -303,6 +339,8 @@ pub struct Server {
     location: Option<Arc<dyn LocationStore>>,
     /// Callers' keys for `[identity] verify`.
     caller_keys: Option<CallerKeys>,
+    /// Who we are on sipd-to-sipd links (`[peers]`).
+    links: Option<LinkIdentity>,
     metrics: Arc<Metrics>,
     /// What `/readyz` checks beside the listeners: the keystore chain, the subscriber store.
     probes: Vec<(&'static str, Probe)>,
@@ -366,8 +404,20 @@ impl Server {
                 .into());
             }
         };
+        // Who we are on the `[peers]` links: our domain key; peers' keys read from the keystore
+        // as phones' are.
+        let links = match &cfg.tls_psk {
+            Some(t) if !cfg.peers.is_empty() => {
+                let chain = Arc::new(crate::tls::connect_chain(t).await?);
+                let key = crate::tls::load_identity_key(&t.key_file)?;
+                let dir = crate::tls::key_directory_on_chain(t, chain, metrics.clone())?;
+                Some(LinkIdentity::new(t, key, Arc::new(dir))?)
+            }
+            _ => None,
+        };
         let mut server = Self::bind_inner(cfg, psk, metrics).await?;
         server.caller_keys = caller_keys;
+        server.links = links;
         if let Some(probe) = chain {
             server.add_readiness_probe("chain", probe);
         }
@@ -477,6 +527,7 @@ impl Server {
             db,
             location,
             caller_keys: None,
+            links: None,
             metrics,
             probes: Vec::new(),
             cfg,
@@ -523,6 +574,12 @@ impl Server {
         self.caller_keys = Some(keys);
     }
 
+    /// Opens the `[peers]` links as `identity` (what [`Server::bind`] builds from `[tls_psk]`;
+    /// one over an embedded chain in tests).
+    pub fn set_link_identity(&mut self, identity: LinkIdentity) {
+        self.links = Some(identity);
+    }
+
     /// Runs until `shutdown` completes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Server {
@@ -538,6 +595,7 @@ impl Server {
             db,
             location,
             caller_keys,
+            links,
             metrics,
             mut probes,
             cfg,
@@ -595,6 +653,16 @@ impl Server {
                     psk.clone(),
                     sink.clone(),
                 )));
+            }
+        }
+        // One persistent link per peer domain (docs/trapezoid.md).
+        for (domain, peer) in &cfg.peers {
+            match (&links, domain.parse()) {
+                (Some(me), Ok(name)) => {
+                    let link = Link::new(name, peer.addr.clone(), me.clone());
+                    tasks.push(tokio::spawn(link.run(sink.clone())));
+                }
+                _ => warn!(peer = %domain, "no link identity: the peer is not linked"),
             }
         }
         if let Some(db) = &db {

@@ -42,6 +42,7 @@ use crate::metrics::Metrics;
 mod auth;
 mod flows;
 mod identity;
+mod peering;
 mod proxy;
 mod registrar;
 mod relay;
@@ -52,6 +53,7 @@ use auth::Auth;
 pub use auth::{MAX_PARKED, MAX_PARKED_PER_USER};
 use flows::{Flows, RouteFlowError};
 use identity::CallerCheck;
+use peering::Peering;
 use proxy::{Proxy, Routing};
 use registrar::Registrar;
 pub use relay::MAX_RELAY_PENDING;
@@ -158,6 +160,8 @@ pub struct Core {
     callers: CallerCheck,
     /// Media relay sessions and the messages waiting for the relay ([`relay`]).
     relay: Relay,
+    /// The peer domains of `[peers]` and their links ([`peering`]).
+    peering: Peering,
     /// Sent-by for requests we send over TLS: the first TLS listener (advertised IP).
     tls_advertise: Option<SocketAddr>,
     /// Sent-by for requests we send over TCP: the first TCP listener (advertised IP).
@@ -197,6 +201,7 @@ impl Core {
             Some(d) => d.to_ascii_lowercase(),
             None => advertise.ip().to_string(),
         };
+        let peering = Peering::new(cfg, &domain)?;
         Ok(Core {
             ep: Endpoint::new(
                 TimerConfig {
@@ -231,6 +236,7 @@ impl Core {
             flows: Flows::new(&secret),
             callers: CallerCheck::new(cfg)?,
             relay: Relay::new(cfg),
+            peering,
             tls_advertise: first_listener(cfg, advertise, ListenTransport::Tls),
             tcp_advertise: first_listener(cfg, advertise, ListenTransport::Tcp),
             out: VecDeque::new(),
@@ -529,6 +535,12 @@ impl Core {
                 return self.reply(id, msg, 430, "Flow Failed", &[], now);
             }
         };
+        // A peer domain's link speaks for its own users, to ours only (docs/trapezoid.md).
+        if let Err((code, reason)) =
+            self.check_link_request(msg, src, &uri, next_route, token_flow.is_some())
+        {
+            return self.reply(id, msg, code, reason, &[], now);
+        }
         if next_route.is_none() && self.is_us(&uri) {
             match method {
                 Method::Register => return self.on_register(id, msg, data, src, now, unix),

@@ -16,6 +16,7 @@ use chaincall_sip::uri::SipUri;
 use tracing::{debug, info, warn};
 
 use super::flows::{behind_nat, wants_outbound};
+use super::peering::PeerRoute;
 use super::{Core, socket_of, via_dest};
 use crate::config::{AuthMode, Config, ForeignCallerPolicy};
 
@@ -200,13 +201,29 @@ impl Core {
             }
             authenticated = true;
         }
+        // Another chaincall domain's target goes over its sipd-to-sipd link (docs/trapezoid.md).
+        let in_dialog = token_flow.is_some() || next_route.is_some();
+        let to_peer = match self.route_to_peer(msg, src, &uri, authenticated, in_dialog) {
+            PeerRoute::NotPeer => None,
+            PeerRoute::Link { dest, ruri } => Some((ruri, dest)),
+            PeerRoute::Refuse(code, reason) => {
+                let retry: &[(&str, String)] = match code {
+                    503 => &[("Retry-After", "5".into())],
+                    _ => &[],
+                };
+                return self.reply(id, msg, code, reason, retry, now);
+            }
+        };
         // §16.5: determine the target. `vetted`: the target is one we route to for anyone (a
-        // registered binding, a flow, the static route); other targets need the relay check.
+        // registered binding, a flow, the static route, a peer's link); other targets need the
+        // relay check.
         let mut dest_nat = false;
         let (new_ruri, dest, reliable, vetted) = if let Some(peer) = token_flow {
             // A stream flow or a NAT'd UDP client's flow (RFC 5626 §5.3): `reliable` is settled
             // below by whether it is a connection.
             (None, peer, false, true)
+        } else if let Some((ruri, link)) = to_peer {
+            (ruri, link, true, true)
         } else if let Some(route) = next_route {
             match SipUri::parse(route).ok().and_then(|u| socket_of(&u)) {
                 Some(d) => (None, d, false, false),
