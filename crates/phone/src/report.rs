@@ -106,6 +106,9 @@ pub struct CallReportJson<'a> {
     /// ZRTP's outcome (ZRTP calls): `{sas, chain_bound, cache, peer_zid, exchange_ms}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zrtp: Option<serde_json::Value>,
+    /// What went wrong with the microphone or speaker (`audio = "device"`); absent when nothing.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub audio_warnings: &'a [String],
 }
 
 /// ZRTP's outcome in JSON: the SAS, whether the chain binding held, the retained-secret status
@@ -149,6 +152,7 @@ impl<'a> CallReportJson<'a> {
             recorded_seconds: recorded_seconds(r),
             jitter: &r.jitter,
             zrtp: r.zrtp.as_ref().map(zrtp_json),
+            audio_warnings: &r.audio_warnings,
         }
     }
 }
@@ -229,6 +233,9 @@ impl std::fmt::Display for TextReport<'_> {
             j.target_delay_ms,
             j.jitter_ms
         )?;
+        for warning in &r.audio_warnings {
+            writeln!(f, "  audio          {warning}")?;
+        }
         if r.signalling_lost {
             writeln!(
                 f,

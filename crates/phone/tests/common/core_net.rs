@@ -101,6 +101,7 @@ pub fn config(number: &str, key: &IdentityKey, seed: u64) -> PhoneConfig {
         auto_answer: true,
         accept_unverified: None,
         audio: Arc::new(Vec::new()),
+        devices: None,
         register_expires: 600,
         keepalive: None,
         randomness: Randomness::seeded(rand_chacha::ChaCha20Rng::seed_from_u64(seed)),
