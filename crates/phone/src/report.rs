@@ -251,6 +251,37 @@ impl std::fmt::Display for TextReport<'_> {
     }
 }
 
+/// A call report as `phone call --json` prints it and `phone listen` prints one per call:
+/// [`CallReportJson`] with the contact's trust fields
+/// ([`add_call_trust`](crate::contact_view::add_call_trust)).
+pub fn call_json(number: &str, r: &CallReport, recording: &Path) -> serde_json::Value {
+    let mut report = json!(CallReportJson::new(number, r, recording));
+    crate::contact_view::add_call_trust(&mut report, r);
+    report
+}
+
+/// A call report as `phone call` prints it: the [`TextReport`], then the contact's trust lines
+/// ([`CallTrustView`](crate::contact_view::CallTrustView)); no newline at the end.
+#[derive(Debug, Clone, Copy)]
+pub struct CallText<'a> {
+    /// The report.
+    pub report: &'a CallReport,
+    /// Where the received audio was written.
+    pub recording: &'a Path,
+}
+
+impl std::fmt::Display for CallText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (report, recording) = (self.report, self.recording);
+        write!(f, "{}", TextReport { report, recording })?;
+        let trust = crate::contact_view::CallTrustView(report).to_string();
+        if !trust.is_empty() {
+            write!(f, "\n{}", trust.trim_end())?;
+        }
+        Ok(())
+    }
+}
+
 /// The JSON line `phone listen` prints for `event`; `None` for a call's end (its report, with
 /// the contact's trust fields, is the caller's) and for events shown only on the terminal.
 pub fn listen_line(event: &ListenEvent<'_>) -> Option<serde_json::Value> {
