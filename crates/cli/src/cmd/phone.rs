@@ -161,6 +161,15 @@ enum PhoneCommand {
         reject: bool,
     },
     Ui(chaincall_softphone::UiArgs),
+    /// List the microphones and speakers (ALSA PCMs on Linux) that the config's `input_device`
+    /// and `output_device` can name, `default` first, with the rates, channels and sample
+    /// formats each offers. Calls use them with `audio = "device"`; one that is missing or fails
+    /// is replaced by silence, with a warning (docs/audio-devices.md). Needs no passphrase.
+    Devices {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Hang up the calls of the `call` or `listen` running with this config (from another
     /// terminal), through its control socket. Needs no passphrase. Exits non-zero when no such
     /// process runs or it has no call in progress.
@@ -262,8 +271,12 @@ pub(crate) fn run(args: PhoneArgs) -> Result<()> {
 }
 
 async fn run_async(args: PhoneArgs) -> Result<()> {
-    let cfg = &mut Config::load(&args.config)?;
     use PhoneCommand as C;
+    if let C::Devices { json } = args.command {
+        let list = chaincall_phone::device_audio::list_devices()?;
+        return crate::print_view(&list, json, |l| serde_json::json!(l));
+    }
+    let cfg = &mut Config::load(&args.config)?;
     // `hangup` only ends calls, so it needs no passphrase; every other command does.
     if let C::Hangup { call_id } = &args.command {
         println!(
@@ -311,7 +324,7 @@ async fn run_async(args: PhoneArgs) -> Result<()> {
             contact::run(cfg, &keys(cfg)?, list).await
         }
         // Answered above, before any passphrase was asked for.
-        C::Hangup { .. } | C::Trust { .. } => Ok(()),
+        C::Hangup { .. } | C::Trust { .. } | C::Devices { .. } => Ok(()),
     }
 }
 
