@@ -11,7 +11,6 @@
 //! silence played before the first frame was queued.
 
 use std::path::Path;
-use std::process::Command;
 
 use chaincall_audio_device::*;
 use chaincall_media::resample::{downsample_48k_to_8k, upsample_8k_to_48k};
@@ -21,34 +20,7 @@ const DIR_VAR: &str = "CHAINCALL_ALSA_TEST_DIR";
 
 /// The test configuration: `default` is the file-backed microphone and speaker.
 fn file_config(dir: &Path) -> String {
-    let d = dir.display();
-    format!(
-        r#"pcm.!default {{
-    type asym
-    capture.pcm "chaincall_mic"
-    playback.pcm "chaincall_speaker"
-}}
-pcm.chaincall_mic {{
-    type file
-    slave.pcm {{ type null }}
-    file "/dev/null"
-    infile "{d}/mic.raw"
-    format "raw"
-}}
-pcm.chaincall_speaker {{
-    type file
-    slave.pcm {{ type null }}
-    file "{d}/speaker.raw"
-    format "raw"
-}}
-# Hints from a pcm's own `hint` section carry no direction (alsa-lib derives one only for
-# sound cards); these do: NAME|DESC|IOID.
-namehint.pcm {{
-    chaincall_mic "chaincall_mic|chaincall test microphone|IOIDInput"
-    chaincall_speaker "chaincall_speaker|chaincall test speaker|IOIDOutput"
-}}
-"#
-    )
+    chaincall_testkit::alsa_file_config(dir, &["chaincall"])
 }
 
 /// Runs `body` in a child process under the ALSA configuration `config` makes for a fresh
@@ -71,17 +43,12 @@ fn in_alsa_child(
     let conf = dir.path().join("asound.conf");
     std::fs::write(&conf, config(dir.path())).expect("write ALSA config");
     prepare(dir.path());
-    let out = Command::new(std::env::current_exe().expect("test binary"))
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env("ALSA_CONFIG_PATH", &conf)
-        .env(DIR_VAR, dir.path())
-        .output()
-        .expect("run the test binary again");
-    chaincall_testkit::assert_success(&out, test);
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains(&format!("test {test} ... ok")),
-        "the child ran no test named {test}: {}",
-        chaincall_testkit::describe(&out)
+    chaincall_testkit::rerun_in_child(
+        test,
+        &[
+            ("ALSA_CONFIG_PATH", conf.as_os_str()),
+            (DIR_VAR, dir.path().as_os_str()),
+        ],
     );
     Some(dir)
 }
@@ -104,19 +71,6 @@ fn alsa_missing(dir: &Path) -> bool {
         chaincall_testkit::missing::<()>(&format!("ALSA (Debian libasound2): {p}"));
         true
     })
-}
-
-fn write_raw(path: &Path, samples: &[i16]) {
-    let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
-    std::fs::write(path, bytes).expect("write raw audio");
-}
-
-fn read_raw(path: &Path) -> Vec<i16> {
-    std::fs::read(path)
-        .expect("read raw audio")
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect()
 }
 
 /// One second of the deterministic speech-like test signal at 8 kHz.
@@ -192,7 +146,7 @@ fn enumeration_lists_the_test_pcms_with_their_direction() {
     in_alsa_child(
         "enumeration_lists_the_test_pcms_with_their_direction",
         file_config,
-        |dir| write_raw(&dir.join("mic.raw"), &[]),
+        |dir| chaincall_testkit::write_raw_pcm(&dir.join("chaincall_mic.raw"), &[]),
         |_| {
             let list = list_devices().expect("list the devices");
             let find = |name: &str| {
@@ -239,7 +193,7 @@ fn capture_delivers_the_microphone_file_sample_for_sample() {
     in_alsa_child(
         "capture_delivers_the_microphone_file_sample_for_sample",
         file_config,
-        |dir| write_raw(&dir.join("mic.raw"), &speech(11)),
+        |dir| chaincall_testkit::write_raw_pcm(&dir.join("chaincall_mic.raw"), &speech(11)),
         |_| {
             let options = named("chaincall_mic", 8_000);
             let mut capture = Capture::open(&options).expect("open the microphone");
@@ -257,7 +211,12 @@ fn capture_at_8k_from_a_48k_device_is_the_resampled_microphone_file() {
     in_alsa_child(
         "capture_at_8k_from_a_48k_device_is_the_resampled_microphone_file",
         file_config,
-        |dir| write_raw(&dir.join("mic.raw"), &upsample_8k_to_48k(&speech(13))),
+        |dir| {
+            chaincall_testkit::write_raw_pcm(
+                &dir.join("chaincall_mic.raw"),
+                &upsample_8k_to_48k(&speech(13)),
+            )
+        },
         |_| {
             let mut options = named("chaincall_mic", 8_000);
             options.device_rate = Some(48_000);
@@ -284,7 +243,10 @@ fn playback_lands_in_the_speaker_file_sample_for_sample() {
         },
     );
     if let Some(dir) = dir {
-        assert_played(&read_raw(&dir.path().join("speaker.raw")), &speech(12));
+        assert_played(
+            &chaincall_testkit::read_raw_pcm(&dir.path().join("chaincall_speaker.raw")),
+            &speech(12),
+        );
     }
 }
 
@@ -312,7 +274,10 @@ fn playback_of_48k_opus_frames_on_an_8k_device_is_downsampled() {
     );
     if let Some(dir) = dir {
         let expected = downsample_48k_to_8k(&upsample_8k_to_48k(&speech(14)));
-        assert_played(&read_raw(&dir.path().join("speaker.raw")), &expected);
+        assert_played(
+            &chaincall_testkit::read_raw_pcm(&dir.path().join("chaincall_speaker.raw")),
+            &expected,
+        );
     }
 }
 
@@ -321,7 +286,7 @@ fn an_unknown_device_name_is_a_clear_error_and_falls_back_to_silence() {
     in_alsa_child(
         "an_unknown_device_name_is_a_clear_error_and_falls_back_to_silence",
         file_config,
-        |dir| write_raw(&dir.join("mic.raw"), &[]),
+        |dir| chaincall_testkit::write_raw_pcm(&dir.join("chaincall_mic.raw"), &[]),
         |_| {
             let options = named("usb_headset", 8_000);
             let err = Capture::open(&options).expect_err("no such device");

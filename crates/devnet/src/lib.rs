@@ -332,6 +332,7 @@ impl Network {
                 auto_answer: true,
                 accept_unverified: None,
                 audio: Arc::new(audio),
+                devices: None,
                 register_expires: 600,
                 keepalive: Some(chaincall_phone::link::DEFAULT_KEEPALIVE),
                 mikey_replay_quota: opts.mikey_replay_quota,

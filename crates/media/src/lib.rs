@@ -92,6 +92,6 @@ pub mod error {
     pub use crate::wav::WavError;
 }
 pub use session::{
-    DEFAULT_MAX_RECORDED_OCTETS, MAX_DATAGRAM, MAX_GAP_FILL, MediaChannel, MediaConfig, MediaError,
-    MediaEvent, MediaOptions, MediaOutput, MediaSession, MediaStats,
+    DEFAULT_MAX_RECORDED_OCTETS, MAX_DATAGRAM, MAX_GAP_FILL, MAX_LIVE_FRAMES, MediaChannel,
+    MediaConfig, MediaError, MediaEvent, MediaOptions, MediaOutput, MediaSession, MediaStats,
 };

@@ -1,7 +1,7 @@
 //! The media session: one RTP session with rtcp-mux (RFC 5761), SRTP both ways, G.711 or Opus
 //! audio, and a jitter buffer for playout.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chaincall_io::Output;
@@ -29,6 +29,8 @@ pub const DEFAULT_MAX_RECORDED_OCTETS: usize = 8000 * 60 * 30;
 /// Longest silence `received_payload` inserts for one gap (10 s), whatever the timestamps claim.
 pub const MAX_GAP_FILL: usize = 8000 * 10;
 /// Seconds from the NTP epoch (1900) to the Unix epoch (1970), RFC 868.
+/// Live input frames waiting to be sent at most ([`MediaSession::push_frame`]): 100 ms at 20 ms.
+pub const MAX_LIVE_FRAMES: usize = 5;
 const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 /// Shortest RTCP interval honoured (a zero interval would send RTCP in a loop).
 const MIN_RTCP_INTERVAL: Duration = Duration::from_millis(100);
@@ -330,6 +332,9 @@ pub struct MediaSession {
     outbound: SrtpSession,
     inbound: SrtpSession,
     source: Vec<i16>,
+    /// Live input ([`MediaSession::use_live_input`]): frames a microphone gave, waiting to be
+    /// sent; `None` sends `source`.
+    live: Option<VecDeque<Vec<i16>>>,
     samples_per_frame: usize,
     frames_total: usize,
     next_frame: usize,
@@ -441,6 +446,7 @@ impl MediaSession {
             outbound,
             inbound,
             source,
+            live: None,
             samples_per_frame,
             frames_total,
             next_frame: 0,
@@ -689,10 +695,7 @@ impl MediaSession {
             };
             let (channel, packet) = if let Some(e) = event {
                 (MediaChannel::Rtp, self.next_event(e))
-            } else if self.finish_at.is_none()
-                && self.next_frame < self.frames_total
-                && now >= self.frame_at(self.next_frame)
-            {
+            } else if self.finish_at.is_none() && self.audio_due(now) {
                 (MediaChannel::Rtp, self.next_rtp())
             } else if self.finish_at.is_some() {
                 self.closed = true;
@@ -728,10 +731,56 @@ impl MediaSession {
         if let Some(at) = self.dtmf_tx.as_ref().and_then(|tx| tx.next_due(now)) {
             t = t.min(at);
         }
-        if self.next_frame < self.frames_total {
+        if self.live.is_none() && self.next_frame < self.frames_total {
             t = t.min(self.frame_at(self.next_frame));
         }
         t
+    }
+
+    /// Whether an audio frame is due: the source's next one at its slot, or (live input) any
+    /// frame pushed and not yet sent.
+    fn audio_due(&self, now: Instant) -> bool {
+        match &self.live {
+            Some(queue) => !queue.is_empty(),
+            None => self.next_frame < self.frames_total && now >= self.frame_at(self.next_frame),
+        }
+    }
+
+    /// Switches what is sent from the `source` given at the start to live input: from now on
+    /// each frame [`push_frame`](Self::push_frame) queues goes out at the next
+    /// [`poll_output`](Self::poll_output), on the RTP clock of the frames sent (one frame's
+    /// samples later each). For a microphone, read by the shell once per packet time; the
+    /// shell's timer paces it.
+    pub fn use_live_input(&mut self) {
+        self.live.get_or_insert_with(VecDeque::new);
+        self.frames_total = usize::MAX;
+    }
+
+    /// Queues one frame of live input, at the codec's rate: [`samples_per_frame`] samples
+    /// (a shorter frame is padded with silence, a longer one cut). At most
+    /// [`MAX_LIVE_FRAMES`] wait; beyond that the oldest is dropped, so a shell that pushes
+    /// without polling never builds up delay. Ignored without
+    /// [`use_live_input`](Self::use_live_input) or after [`finish`](Self::finish).
+    ///
+    /// [`samples_per_frame`]: Self::samples_per_frame
+    pub fn push_frame(&mut self, frame: &[i16]) {
+        let spf = self.samples_per_frame;
+        let Some(queue) = self.live.as_mut().filter(|_| self.finish_at.is_none()) else {
+            return;
+        };
+        if queue.len() >= MAX_LIVE_FRAMES {
+            queue.pop_front();
+        }
+        let mut frame = frame[..frame.len().min(spf)].to_vec();
+        frame.resize(spf, 0);
+        queue.push_back(frame);
+    }
+
+    /// Samples in one packet's frame at the codec's rate (160 for G.711 at 20 ms, 960 for
+    /// Opus): the frame size [`push_frame`](Self::push_frame) takes and
+    /// [`pop_audio`](Self::pop_audio) gives.
+    pub fn samples_per_frame(&self) -> usize {
+        self.samples_per_frame
     }
 
     /// Stops sending audio and queues the final RTCP compound packet (SR + SDES + BYE), due at
@@ -742,9 +791,9 @@ impl MediaSession {
         }
     }
 
-    /// True once every source frame was sent.
+    /// True once every source frame was sent (never with live input).
     pub fn source_done(&self) -> bool {
-        self.next_frame >= self.frames_total
+        self.live.is_none() && self.next_frame >= self.frames_total
     }
 
     /// True once the final BYE was sent: the session has nothing more to send.
@@ -907,14 +956,20 @@ impl MediaSession {
         let k = self.next_frame;
         self.next_frame += 1;
         let spf = self.samples_per_frame;
-        let from = k * spf;
-        let to = (from + spf).min(self.source.len());
+        let mut frame = match self.live.as_mut() {
+            // audio_due saw a frame queued; an empty one would be sent as silence.
+            Some(queue) => queue.pop_front().unwrap_or_default(),
+            None => {
+                let from = k * spf;
+                let to = (from + spf).min(self.source.len());
+                self.source[from..to].to_vec()
+            }
+        };
         if self.dtmf_tx.as_ref().is_some_and(DtmfSender::is_sending) {
             // RFC 4733 §2.5.1.2: the events replace the audio; it resumes as a new talkspurt.
             self.in_dtx = true;
             return None;
         }
-        let mut frame = self.source[from..to].to_vec();
         // The last frame is padded with silence (G.711: the silence octet, as before).
         frame.resize(spf, 0);
         let payload = match self.encoder.encode(&frame) {
@@ -933,7 +988,12 @@ impl MediaSession {
         let marker = k == 0 || std::mem::take(&mut self.in_dtx);
         let ts = self.initial_ts.wrapping_add((k * spf) as u32);
         let packet = self.build_rtp(self.codec.payload_type(), marker, ts, &payload)?;
-        self.sent_payload.extend_from_slice(&payload);
+        // Live input never ends: what is kept of it for the report is bounded like a recording.
+        if self.live.is_none()
+            || self.sent_payload.len() + payload.len() <= self.options.max_recorded_octets
+        {
+            self.sent_payload.extend_from_slice(&payload);
+        }
         Some(packet)
     }
 

@@ -97,6 +97,19 @@ pub fn speech_like(duration_ms: u32, seed: u64) -> Vec<i16> {
     out
 }
 
+/// Normalised correlation of two signals over their common length (1.0: the same shape, 0: none
+/// in common): how tests tell that audio which went through a codec is the audio that was sent.
+pub fn correlation(a: &[i16], b: &[i16]) -> f64 {
+    let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(x), f64::from(y));
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    ab / (aa.sqrt() * bb.sqrt()).max(1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -453,3 +453,60 @@ fn hostile_datagrams_are_rejected_counted_and_harmless() {
     assert_eq!(s.last_received_at, Some(now));
     assert_eq!(c.b.received_payload().len(), 160);
 }
+
+/// Live input (a microphone): nothing is sent until the shell pushes a frame; each pushed
+/// frame goes out once, in order, on consecutive RTP timestamps, and arrives as pushed; a shell
+/// that pushes without polling keeps only the newest `MAX_LIVE_FRAMES`.
+#[test]
+fn live_input_sends_each_pushed_frame_once_in_order() {
+    let profile = Profile::AesCm128HmacSha1_80;
+    let mut c = call(profile, Codec::Pcmu, 0, 0);
+    c.a.use_live_input();
+    assert!(!c.a.source_done(), "live input never runs out");
+    let spf = c.a.samples_per_frame();
+    assert_eq!(spf, 160);
+    let speech = speech_like(400, 7);
+    let mut log = Vec::new();
+    let mut now = c.start;
+    // No frame pushed: no audio, however long the shell waits.
+    now += Duration::from_millis(100);
+    pump(&mut c.a, &mut c.b, true, now, &mut deliver_all(), &mut log);
+    assert_eq!(c.a.stats().rtp_sent, 0);
+    // One frame per packet time, as the phone's media task pushes them.
+    for frame in speech.chunks(spf) {
+        c.a.push_frame(frame);
+        pump(&mut c.a, &mut c.b, true, now, &mut deliver_all(), &mut log);
+        now += Duration::from_millis(20);
+    }
+    assert!(log.iter().all(|d| d.result.is_ok()));
+    assert_eq!(c.a.stats().rtp_sent, 20);
+    let mut encoded = Vec::new();
+    Codec::Pcmu.encode(&speech, &mut encoded);
+    assert_eq!(c.a.sent_payload(), &encoded[..]);
+    // Consecutive timestamps: no gap filled in on the receiving side.
+    assert_eq!(c.b.received_payload(), encoded);
+    // Seven frames pushed without a poll: the newest five are sent, the oldest two dropped.
+    for k in 0..7i16 {
+        c.a.push_frame(&vec![k * 100; spf]);
+    }
+    let out = chaincall_io::drain(|| c.a.poll_output(now));
+    let rtp: Vec<_> = out
+        .transmits
+        .iter()
+        .filter(|p| p.destination == MediaChannel::Rtp)
+        .collect();
+    assert_eq!(rtp.len(), chaincall_media::MAX_LIVE_FRAMES);
+    let mut first = Vec::new();
+    Codec::Pcmu.encode(&vec![200; spf], &mut first);
+    let sent = c.a.sent_payload();
+    assert_eq!(sent[encoded.len()..encoded.len() + spf], first[..]);
+    // After finish, pushed frames are ignored.
+    c.a.finish(now);
+    c.a.push_frame(&speech[..spf]);
+    let out = chaincall_io::drain(|| c.a.poll_output(now));
+    assert!(
+        out.transmits
+            .iter()
+            .all(|p| p.destination == MediaChannel::Rtcp)
+    );
+}

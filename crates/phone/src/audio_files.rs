@@ -42,8 +42,11 @@ pub enum AudioFileError {
 
 impl PhoneFileConfig {
     /// The audio to send (8 kHz PCM): `audio_in`, or the built-in signal made from `seed`, cut
-    /// to `max_ms`.
+    /// to `max_ms`; none with `audio = "device"` (the microphone speaks).
     pub fn outgoing_audio(&self, max_ms: u32, seed: u64) -> Result<Vec<i16>, AudioFileError> {
+        if let crate::AudioMode::Device(_) = self.audio {
+            return Ok(Vec::new());
+        }
         let mut audio = match &self.audio_in {
             Some(p) => {
                 chaincall_media::wav::read_file(p).map_err(|source| AudioFileError::Read {

@@ -38,6 +38,8 @@ const REPORT_WITHIN: Duration = Duration::from_secs(10);
 const LAST_PACKETS: Duration = Duration::from_millis(300);
 /// Longest call `phone call` places, seconds of audio.
 const MAX_SECONDS: f64 = 3600.0;
+/// Audio `phone listen` sends when the config names no `audio_in` (a speech-like signal).
+pub const LISTEN_SIGNAL_MS: u32 = 60_000;
 
 /// Why a call or the listening stopped.
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +169,12 @@ pub struct CallUp<'a> {
 }
 
 impl<'a> CallUp<'a> {
+    /// [`keyed`](Self::keyed) and the safety number (when there is one), for a "call up" line.
+    pub fn note(&self, role: &str) -> String {
+        let safety = crate::contact_view::up_note(self.safety_number, self.verified_in_person);
+        format!("{}{safety}", self.keyed(role))
+    }
+
     /// How the call is keyed, for a "call up" line: `mikey-pke, callee verified on chain as
     /// +15550100002`, with `role` naming the peer.
     pub fn keyed(&self, role: &str) -> String {

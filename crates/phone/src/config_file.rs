@@ -20,6 +20,7 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::caller::AcceptUnverified;
+use crate::device_audio::{AudioMode, DeviceAudio};
 use crate::negotiation::KeyMode;
 use crate::phone::{PhoneConfig, Signalling};
 
@@ -166,6 +167,11 @@ struct FileConfig {
     #[serde(default = "default_true")]
     auto_answer: bool,
     accept_unverified: Option<String>,
+    audio: Option<String>,
+    input_device: Option<String>,
+    output_device: Option<String>,
+    device_buffer_ms: Option<u32>,
+    device_prebuffer_ms: Option<u32>,
     audio_in: Option<PathBuf>,
     #[serde(default = "default_record_dir")]
     record_dir: PathBuf,
@@ -245,7 +251,9 @@ pub struct PhoneFileConfig {
     pub auto_answer: bool,
     /// Callers not verified on chain: `None` asks for unverified ones and refuses likely spoofs.
     pub accept_unverified: Option<AcceptUnverified>,
-    /// The WAV the phone sends; `None`: a built-in signal.
+    /// WAV files or the sound card (`audio`, `input_device`, `output_device`).
+    pub audio: AudioMode,
+    /// The WAV the phone sends with `audio = "wav"`; `None`: a built-in signal.
     pub audio_in: Option<PathBuf>,
     /// Where received audio is recorded.
     pub record_dir: PathBuf,
@@ -307,6 +315,49 @@ fn line_of(text: &str, key: &str) -> Option<usize> {
         item = item.get(part)?;
     }
     item.span().map(|s| line_at(text, s.start))
+}
+
+/// The longest device ring or prebuffer accepted, ms: a minute (the ALSA test configuration,
+/// whose `null` card has no clock, queues a whole call).
+const MAX_DEVICE_BUFFER_MS: u32 = 60_000;
+
+/// `audio` and the device keys: absent, `"wav"` (the file's `audio_in` or the built-in signal, as
+/// before the key existed); `"device"` the sound card. The device keys need `"device"`.
+fn audio_mode(f: &FileConfig) -> Result<AudioMode, (&'static str, String)> {
+    for (key, ms) in [
+        ("device_buffer_ms", f.device_buffer_ms),
+        ("device_prebuffer_ms", f.device_prebuffer_ms),
+    ] {
+        if ms.is_some_and(|ms| ms == 0 || ms > MAX_DEVICE_BUFFER_MS) {
+            return Err((key, format!("must be 1 to {MAX_DEVICE_BUFFER_MS}")));
+        }
+    }
+    match f.audio.as_deref().map(str::trim) {
+        None | Some("wav") => {
+            let device_keys = [
+                ("input_device", f.input_device.is_some()),
+                ("output_device", f.output_device.is_some()),
+                ("device_buffer_ms", f.device_buffer_ms.is_some()),
+                ("device_prebuffer_ms", f.device_prebuffer_ms.is_some()),
+            ];
+            match device_keys.into_iter().find(|(_, set)| *set) {
+                Some((key, _)) => Err((key, "needs audio = \"device\"".into())),
+                None => Ok(AudioMode::Wav),
+            }
+        }
+        Some("device") => Ok(AudioMode::Device(DeviceAudio {
+            input: DeviceAudio::selector(f.input_device.clone()),
+            output: DeviceAudio::selector(f.output_device.clone()),
+            buffer_ms: f.device_buffer_ms,
+            prebuffer_ms: f.device_prebuffer_ms,
+        })),
+        Some(other) => Err((
+            "audio",
+            format!(
+                "{other:?} is neither \"wav\" (audio_in files) nor \"device\" (the sound card)"
+            ),
+        )),
+    }
 }
 
 /// Checks a `host:port` without resolving it: a non-empty host and a port number.
@@ -408,6 +459,7 @@ impl PhoneFileConfig {
                 format!("{identity_text:?} is not a keystore name: {e}"),
             )
         })?;
+        let audio = audio_mode(&f).map_err(|(key, reason)| bad(key, reason))?;
         if f.onboard_timeout_secs == 0 {
             return Err(bad("onboard_timeout_secs", "must be positive".into()));
         }
@@ -435,6 +487,7 @@ impl PhoneFileConfig {
             key_mode,
             auto_answer: f.auto_answer,
             accept_unverified,
+            audio,
             audio_in: f.audio_in.map(resolve),
             record_dir: resolve(f.record_dir),
             keylog: f.keylog.map(resolve),
@@ -541,6 +594,10 @@ impl PhoneFileConfig {
             auto_answer,
             accept_unverified: self.accept_unverified,
             audio,
+            devices: match &self.audio {
+                AudioMode::Device(devices) => Some(devices.clone()),
+                AudioMode::Wav => None,
+            },
             register_expires: self.register_expires,
             keepalive: self.keepalive,
             mikey_replay_quota: crate::DEFAULT_MIKEY_REPLAY_QUOTA,
@@ -626,6 +683,7 @@ impl PhoneFileConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chaincall_audio_device::DeviceSelector;
 
     const MINIMAL: &str = "\
 # my phone
@@ -741,6 +799,56 @@ domain = \"sip.example.org\"
             e.contains(
                 "phone.toml:6: `codecs` \"G729\" is not a codec: use \"opus\", \"PCMU\" or \"PCMA\""
             ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn audio_is_wav_unless_the_file_says_device_and_device_keys_need_it() {
+        let (_dir, path) = write(MINIMAL);
+        let cfg = PhoneFileConfig::load(&path).unwrap();
+        assert_eq!(
+            cfg.audio,
+            AudioMode::Wav,
+            "a file without the key keeps WAV"
+        );
+        let text = MINIMAL.replace(
+            "[sip]",
+            "number = \"+15550100001\"\naudio = \"device\"\ninput_device = \"default\"\n\
+             output_device = \"plughw:CARD=PCH,DEV=0\"\ndevice_buffer_ms = 300\n[sip]",
+        );
+        let (_dir, path) = write(&text);
+        let cfg = PhoneFileConfig::load(&path).unwrap();
+        let AudioMode::Device(devices) = &cfg.audio else {
+            panic!("{:?}", cfg.audio);
+        };
+        assert_eq!(devices.input, DeviceSelector::Default);
+        let card = DeviceSelector::Named("plughw:CARD=PCH,DEV=0".into());
+        assert_eq!(devices.output, card);
+        assert_eq!((devices.buffer_ms, devices.prebuffer_ms), (Some(300), None));
+        let runtime = cfg
+            .phone_config(
+                "127.0.0.1:5061".parse().unwrap(),
+                Arc::new(IdentityKey::generate()),
+                Zeroizing::new(String::new()),
+                Arc::new(Vec::new()),
+                false,
+            )
+            .unwrap();
+        assert_eq!(runtime.devices.as_ref(), Some(devices));
+        assert!(cfg.outgoing_audio(1000, 1).unwrap().is_empty());
+
+        let e = error(&MINIMAL.replace("[sip]", "audio = \"alsa\"\n[sip]"));
+        assert!(
+            e.contains("phone.toml:6: `audio` \"alsa\" is neither \"wav\""),
+            "{e}"
+        );
+        let e = error(&MINIMAL.replace("[sip]", "input_device = \"hw:1\"\n[sip]"));
+        assert!(e.contains("`input_device` needs audio = \"device\""), "{e}");
+        let text = "audio = \"device\"\ndevice_prebuffer_ms = 0\n[sip]";
+        let e = error(&MINIMAL.replace("[sip]", text));
+        assert!(
+            e.contains("`device_prebuffer_ms` must be 1 to 60000"),
             "{e}"
         );
     }

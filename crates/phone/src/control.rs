@@ -122,6 +122,25 @@ impl ControlSocket {
         })
     }
 
+    /// [`bind`](Self::bind), or — when that fails — no socket and the warning to show: the phone
+    /// works, only `phone hangup` cannot reach it. That is also the case for a second process on
+    /// the same config (a `call` beside a running `listen`): the socket stays with the first.
+    pub async fn bind_or_warning(path: &Path) -> (Option<Self>, Option<String>) {
+        let e = match Self::bind(path).await {
+            Ok(s) => return (Some(s), None),
+            Err(e) => e,
+        };
+        // The whole chain of causes, as the CLI prints errors.
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        let warning = format!("{text}; `chaincall phone hangup` cannot reach this process");
+        (None, Some(warning))
+    }
+
     /// The next request (never resolves once the socket has stopped).
     pub async fn next(&mut self) -> HangupRequest {
         match self.requests.recv().await {

@@ -4,6 +4,7 @@
 //! | module | what | kind |
 //! | --- | --- | --- |
 //! | [`audio_files`] | the audio a call sends (`audio_in` or a built-in signal) and the recordings of what it received | file |
+//! | [`device_audio`] | calls on the sound card (`audio = "device"`): microphone and speaker in a call's media task, silence when a device is missing or fails | tokio |
 //! | [`calls`] | a running phone: connecting, the registration check (SIP password refreshed), the call and listen loops | tokio |
 //! | [`report`] | call reports and callers as JSON (`--json`, `listen`) | plain |
 //! | [`chain_access`] | the config's chain node and the header lookups are proven against (pinned on first use) | async |
@@ -46,6 +47,7 @@ pub mod contact_view;
 pub mod contacts;
 pub mod control;
 pub mod core;
+pub mod device_audio;
 pub mod error;
 pub mod key_file;
 pub mod keys;
@@ -64,6 +66,7 @@ pub mod zrtp_store;
 pub use caller::{AcceptUnverified, CallerId, Verification};
 pub use config_file::{ConfigError, PhoneFileConfig, SipTransport};
 pub use contacts::{ContactsError, ContactsStore};
+pub use device_audio::{AudioMode, DeviceAudio};
 pub use error::{CallError, PhoneError};
 pub use keys::{KeyLookup, LookedUp};
 pub use negotiation::KeyMode;

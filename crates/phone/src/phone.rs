@@ -47,6 +47,7 @@ use zeroize::Zeroizing;
 use crate::caller::{AcceptUnverified, CallerId};
 use crate::contacts::KeyChange;
 use crate::core::{CallSummary, Event as CoreEvent, Need, PhoneCore, TransportState};
+use crate::device_audio::{CallAudio, DeviceAudio};
 use crate::error::PhoneError;
 use crate::keys::{KeyLookup, LookedUp};
 use crate::link::{Backoff, KeepAlive, KeepAliveAction};
@@ -122,8 +123,11 @@ pub struct PhoneConfig {
     /// What to do with callers that are not verified on chain. `None`: ask for unverified
     /// callers, refuse likely spoofs ([`crate::caller::decide`]).
     pub accept_unverified: Option<AcceptUnverified>,
-    /// What we send in calls (8 kHz PCM).
+    /// What we send in calls (8 kHz PCM), unless `devices` is set.
     pub audio: Arc<Vec<i16>>,
+    /// Calls on the sound card: the microphone is sent and the speaker plays what is received
+    /// (`audio = "device"`). `None`: `audio` is sent and what is received only recorded.
+    pub devices: Option<DeviceAudio>,
     /// Registration lifetime asked for, seconds.
     pub register_expires: u32,
     /// How often to send a CRLF keep-alive ping on the signalling stream (RFC 5626 §4.4.1); a
@@ -207,6 +211,9 @@ pub struct CallReport {
     pub jitter: JitterStats,
     /// What ZRTP agreed (ZRTP calls).
     pub zrtp: Option<ZrtpStatus>,
+    /// What went wrong with the microphone or speaker (not found, unplugged): the call went on
+    /// with silence. Empty for WAV audio.
+    pub audio_warnings: Vec<String>,
 }
 
 /// What the phone tells its user.
@@ -441,8 +448,18 @@ struct CallMedia {
     up: Option<oneshot::Sender<crate::core::KeyedCall>>,
 }
 
-/// What a media task leaves: its session (none if ZRTP never went secure) and ZRTP's outcome.
-type MediaDone = (Option<MediaSession>, Option<ZrtpStatus>);
+/// What a media task leaves: its session (none if ZRTP never went secure), ZRTP's outcome and
+/// the devices' warnings.
+type MediaDone = (Option<MediaSession>, Option<ZrtpStatus>, Vec<String>);
+
+/// A stopped call's media: its session, the received stream's key, ZRTP's outcome and the
+/// devices' warnings.
+type Finished = (
+    MediaSession,
+    Option<StreamKey>,
+    Option<ZrtpStatus>,
+    Vec<String>,
+);
 
 struct MediaTask {
     stop: oneshot::Sender<()>,
@@ -769,7 +786,7 @@ struct Actor<C> {
     media: HashMap<String, CallMedia>,
     /// Media sessions stopped on [`Need::StopMedia`], kept for the [`CoreEvent::Ended`] that
     /// follows, with the received stream's key.
-    finished: HashMap<String, (MediaSession, Option<StreamKey>, Option<ZrtpStatus>)>,
+    finished: HashMap<String, Finished>,
     lookups: JoinSet<(IdentityName, Result<LookedUp, PhoneError>)>,
     /// Which name each running look-up is for (a look-up task that panicked is answered too).
     lookup_names: HashMap<tokio::task::Id, IdentityName>,
@@ -1062,8 +1079,9 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                 call_id, summary, ..
             } => {
                 // A call whose media never ran has no report (as before the core).
-                if let Some((session, inbound, zrtp)) = self.finished.remove(&call_id) {
+                if let Some((session, inbound, zrtp, warnings)) = self.finished.remove(&call_id) {
                     let mut report = call_report(call_id, *summary, &session);
+                    report.audio_warnings = warnings;
                     // With ZRTP, SRTP is keyed when the exchange in the media path is secure.
                     if let Some(z) = &zrtp {
                         report.timings.call_setup += z.exchange;
@@ -1130,9 +1148,9 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                     return;
                 };
                 let _ = task.stop.send(());
-                if let Ok((Some(session), zrtp)) = task.done.await {
+                if let Ok((Some(session), zrtp, warnings)) = task.done.await {
                     self.finished
-                        .insert(call_id, (session, media.inbound_key, zrtp));
+                        .insert(call_id, (session, media.inbound_key, zrtp, warnings));
                 }
             }
         }
@@ -1200,6 +1218,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                 rtcp_remote: neg.rtcp_remote,
                 call_id: call_id.to_owned(),
                 events: self.events.clone(),
+                devices: self.cfg.devices.clone(),
             },
             keying,
             stop_rx,
@@ -1269,6 +1288,7 @@ fn call_report(call_id: String, call: CallSummary, session: &MediaSession) -> Ca
         codec: call.codec,
         jitter: session.jitter_stats(),
         zrtp: None,
+        audio_warnings: Vec::new(),
     }
 }
 
@@ -1285,11 +1305,14 @@ struct MediaLink {
     rtcp_remote: SocketAddr,
     call_id: String,
     events: mpsc::UnboundedSender<PhoneEvent>,
+    /// The sound card, when the call talks on it.
+    devices: Option<DeviceAudio>,
 }
 
 /// Moves SRTP between the socket and the session until told to stop, then sends the final RTCP.
-/// Plays the received audio out of the jitter buffer every packet time (nothing renders it yet;
-/// it keeps the buffer's statistics, which the call report shows, true to a listener's call),
+/// Plays the received audio out of the jitter buffer every packet time: to the speaker when the
+/// call talks on the sound card (and then the microphone's frame of that packet time is sent),
+/// else only for the buffer's statistics, which the call report shows, true to a listener's call;
 /// sends the digits the core passed and tells received ones as [`PhoneEvent::Dtmf`]. A ZRTP
 /// call runs its exchange on the same socket first (ZRTP packets are told apart by their magic
 /// cookie) and has no session, and sends no audio, until the exchange is secure.
@@ -1305,11 +1328,24 @@ async fn run_media(
         rtcp_remote,
         call_id,
         events,
+        devices,
     } = link;
     let (mut session, mut zrtp) = match keying {
         Keying::Ready(s) => (Some(*s), None),
         Keying::Zrtp(z) => (None, Some(z)),
     };
+    let open_devices = |session: Option<&mut MediaSession>| {
+        let (session, devices) = (session?, devices.as_ref()?);
+        session.use_live_input();
+        let rate = session.codec().clock_rate();
+        Some(CallAudio::open(
+            devices,
+            rate,
+            session.samples_per_frame(),
+            &call_id,
+        ))
+    };
+    let mut audio = open_devices(session.as_mut());
     let mut buf = vec![0u8; 2048];
     let mut stopping = false;
     let mut next_playout = Instant::now();
@@ -1326,6 +1362,7 @@ async fn run_media(
             zrtp_deadline = out.deadline;
             if out.session.is_some() {
                 session = out.session;
+                audio = open_devices(session.as_mut());
                 next_playout = now;
             }
         }
@@ -1334,7 +1371,10 @@ async fn run_media(
             let ptime = Duration::from_millis(u64::from(session.config().ptime_ms));
             // One frame per packet time, each at its own slot (late wake-ups catch up).
             while next_playout <= now {
-                session.pop_audio(next_playout);
+                let heard = session.pop_audio(next_playout);
+                if let Some(audio) = audio.as_mut() {
+                    session.push_frame(audio.exchange(heard.samples()));
+                }
                 next_playout += ptime;
             }
             let media_deadline = loop {
@@ -1413,5 +1453,9 @@ async fn run_media(
             }
         }
     }
-    (session, zrtp.and_then(|z| z.status))
+    let warnings = match audio {
+        Some(audio) => audio.close().await,
+        None => Vec::new(),
+    };
+    (session, zrtp.and_then(|z| z.status), warnings)
 }

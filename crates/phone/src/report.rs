@@ -106,6 +106,9 @@ pub struct CallReportJson<'a> {
     /// ZRTP's outcome (ZRTP calls): `{sas, chain_bound, cache, peer_zid, exchange_ms}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zrtp: Option<serde_json::Value>,
+    /// What went wrong with the microphone or speaker (`audio = "device"`); absent when nothing.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub audio_warnings: &'a [String],
 }
 
 /// ZRTP's outcome in JSON: the SAS, whether the chain binding held, the retained-secret status
@@ -149,6 +152,7 @@ impl<'a> CallReportJson<'a> {
             recorded_seconds: recorded_seconds(r),
             jitter: &r.jitter,
             zrtp: r.zrtp.as_ref().map(zrtp_json),
+            audio_warnings: &r.audio_warnings,
         }
     }
 }
@@ -229,6 +233,9 @@ impl std::fmt::Display for TextReport<'_> {
             j.target_delay_ms,
             j.jitter_ms
         )?;
+        for warning in &r.audio_warnings {
+            writeln!(f, "  audio          {warning}")?;
+        }
         if r.signalling_lost {
             writeln!(
                 f,
@@ -241,6 +248,37 @@ impl std::fmt::Display for TextReport<'_> {
             self.recording.display(),
             recorded_seconds(r)
         )
+    }
+}
+
+/// A call report as `phone call --json` prints it and `phone listen` prints one per call:
+/// [`CallReportJson`] with the contact's trust fields
+/// ([`add_call_trust`](crate::contact_view::add_call_trust)).
+pub fn call_json(number: &str, r: &CallReport, recording: &Path) -> serde_json::Value {
+    let mut report = json!(CallReportJson::new(number, r, recording));
+    crate::contact_view::add_call_trust(&mut report, r);
+    report
+}
+
+/// A call report as `phone call` prints it: the [`TextReport`], then the contact's trust lines
+/// ([`CallTrustView`](crate::contact_view::CallTrustView)); no newline at the end.
+#[derive(Debug, Clone, Copy)]
+pub struct CallText<'a> {
+    /// The report.
+    pub report: &'a CallReport,
+    /// Where the received audio was written.
+    pub recording: &'a Path,
+}
+
+impl std::fmt::Display for CallText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (report, recording) = (self.report, self.recording);
+        write!(f, "{}", TextReport { report, recording })?;
+        let trust = crate::contact_view::CallTrustView(report).to_string();
+        if !trust.is_empty() {
+            write!(f, "\n{}", trust.trim_end())?;
+        }
+        Ok(())
     }
 }
 

@@ -351,6 +351,7 @@ fn phone_config(
         auto_answer: true,
         accept_unverified: None,
         audio: Arc::new(audio),
+        devices: None,
         register_expires: 600,
         keepalive: Some(chaincall_phone::link::DEFAULT_KEEPALIVE),
         mikey_replay_quota: chaincall_phone::DEFAULT_MIKEY_REPLAY_QUOTA,

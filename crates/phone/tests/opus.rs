@@ -7,10 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use chaincall_identity::{IdentityKey, PhoneNumber};
 use chaincall_media::AudioCodec;
 use chaincall_phone::report::CallReportJson;
-use chaincall_phone::{DEFAULT_CODECS, KeyMode, PhoneEvent, PhoneEvents};
+use chaincall_phone::{DEFAULT_CODECS, PhoneEvent, PhoneEvents};
 use common::*;
 
 const ALICE: &str = "+15550300001";
@@ -32,23 +31,14 @@ async fn digits(events: &mut PhoneEvents, n: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_phones_talk_opus_and_send_each_other_dtmf() {
     let mut net = Net::start().await;
-    let (alice_key, bob_key) = (IdentityKey::generate(), IdentityKey::generate());
-    net.add(ALICE, &alice_key, true).await;
-    net.add(BOB, &bob_key, true).await;
     let default = |c: &mut chaincall_phone::PhoneConfig| c.codecs = DEFAULT_CODECS.to_vec();
-    let (alice, mut alice_ev) = net
-        .phone_with(ALICE, alice_key, KeyMode::MikeyPke, 2000, default)
+    let Talking {
+        caller: (alice, mut alice_ev),
+        callee: (bob, mut bob_ev),
+        call,
+    } = net
+        .call_up_between((ALICE, default), (BOB, default), 2000)
         .await;
-    let (bob, mut bob_ev) = net
-        .phone_with(BOB, bob_key, KeyMode::MikeyPke, 2000, default)
-        .await;
-    for p in [&alice, &bob] {
-        p.register(600).await.unwrap();
-    }
-
-    let call = alice.call(&PhoneNumber::parse(BOB).unwrap()).await.unwrap();
-    call_up(&mut alice_ev).await;
-    call_up(&mut bob_ev).await;
     alice.send_dtmf(&call, "159#").await.unwrap();
     assert_eq!(digits(&mut bob_ev, 4).await, "159#");
     bob.send_dtmf(&call, "*0").await.unwrap();

@@ -271,6 +271,7 @@ impl Trapezoid {
             register_expires: 600,
             keepalive: Some(chaincall_phone::link::DEFAULT_KEEPALIVE),
             mikey_replay_quota: chaincall_phone::DEFAULT_MIKEY_REPLAY_QUOTA,
+            devices: None,
             randomness: Default::default(),
         };
         let trust = Arc::new(HeaderTrust::checkpoint(0, self.genesis));

@@ -88,6 +88,7 @@ fn report(call_id: &str, outgoing: bool, caller: Option<CallerId>) -> Box<CallRe
         timings: SetupTimings::default(),
         signalling_lost: false,
         zrtp: None,
+        audio_warnings: Vec::new(),
         stats: MediaStats {
             rtp_sent: 250,
             rtp_received: 248,

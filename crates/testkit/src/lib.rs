@@ -143,6 +143,75 @@ pub fn assert_success(out: &Output, what: &str) {
     assert!(out.status.success(), "{what} failed: {}", describe(out));
 }
 
+/// Runs the test `test` of the running test binary again, alone, in a child process with `env`
+/// set, and asserts that it ran and passed. For settings a library reads once per process
+/// (ALSA's `ALSA_CONFIG_PATH`), which setting in-process would race the other tests.
+///
+/// # Panics
+/// When the child fails or ran no test of that name.
+#[track_caller]
+pub fn rerun_in_child(test: &str, env: &[(&str, &OsStr)]) {
+    let exe = std::env::current_exe().expect("the test binary");
+    let out = Command::new(exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .envs(env.iter().copied())
+        .output()
+        .expect("run the test binary again");
+    assert_success(&out, test);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("test {test} ... ok")),
+        "the child ran no test named {test}: {}",
+        describe(&out)
+    );
+}
+
+/// An ALSA configuration (for `ALSA_CONFIG_PATH`) that needs no sound card: for each name `P` in
+/// `names`, a microphone `P_mic` reading `dir/P_mic.raw` and a speaker `P_speaker` writing
+/// `dir/P_speaker.raw` (ALSA's `file` plugin, raw samples in the format the stream opened, over
+/// the `null` plugin in place of a card), listed with their direction; `default` is the first
+/// pair. `null` has no clock: streams run as fast as their callback thread goes.
+pub fn alsa_file_config(dir: &Path, names: &[&str]) -> String {
+    let d = dir.display();
+    let mut conf = String::new();
+    if let Some(first) = names.first() {
+        conf.push_str(&format!(
+            "pcm.!default {{\n    type asym\n    capture.pcm \"{first}_mic\"\n    \
+             playback.pcm \"{first}_speaker\"\n}}\n"
+        ));
+    }
+    // Hints from a pcm's own `hint` section carry no direction (alsa-lib derives one only for
+    // sound cards); these do: NAME|DESC|IOID.
+    let mut hints = String::from("namehint.pcm {\n");
+    for p in names {
+        conf.push_str(&format!(
+            "pcm.{p}_mic {{\n    type file\n    slave.pcm {{ type null }}\n    \
+             file \"/dev/null\"\n    infile \"{d}/{p}_mic.raw\"\n    format \"raw\"\n}}\n\
+             pcm.{p}_speaker {{\n    type file\n    slave.pcm {{ type null }}\n    \
+             file \"{d}/{p}_speaker.raw\"\n    format \"raw\"\n}}\n"
+        ));
+        hints.push_str(&format!(
+            "    {p}_mic \"{p}_mic|{p} test microphone|IOIDInput\"\n    \
+             {p}_speaker \"{p}_speaker|{p} test speaker|IOIDOutput\"\n"
+        ));
+    }
+    conf + &hints + "}\n"
+}
+
+/// Writes 16-bit little-endian mono samples, headerless (ALSA's `file` plugin's `raw` format).
+pub fn write_raw_pcm(path: &Path, samples: &[i16]) {
+    let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    std::fs::write(path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// Reads what [`write_raw_pcm`] writes (or ALSA's `file` plugin recorded).
+pub fn read_raw_pcm(path: &Path) -> Vec<i16> {
+    std::fs::read(path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
+}
+
 /// Runs `cmd` to completion and returns its stdout.
 ///
 /// # Panics

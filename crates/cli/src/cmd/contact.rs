@@ -20,11 +20,9 @@
 use anyhow::{Result, anyhow};
 use chaincall_identity::{IdentityName, PublicIdentityKey};
 use chaincall_phone::contact_view::{
-    CallTrustView, ContactListView, ContactShowView, SafetyView, VerifyUi, find_key,
-    verify_in_person,
+    ContactListView, ContactShowView, SafetyView, VerifyUi, find_key, verify_in_person,
 };
-pub(super) use chaincall_phone::contact_view::{add_call_trust, up_note};
-use chaincall_phone::{CallReport, ContactsStore, KeyLookup};
+use chaincall_phone::{ContactsStore, KeyLookup};
 use clap::Subcommand;
 
 use super::{ChainAccess as _, Config, PhoneSecrets, RpcChain};
@@ -152,11 +150,6 @@ async fn verify(cfg: &mut Config, secrets: &PhoneSecrets, number: &str, yes: boo
     let own = (cfg.number()?, &secrets.identity.public());
     let ui = &mut Terminal { yes };
     Ok(verify_in_person(&lookup, &store(cfg), own, &contact, ui).await?)
-}
-
-/// The call report's trust lines, for the text report.
-pub(super) fn print_call_trust(r: &CallReport) {
-    print!("{}", CallTrustView(r));
 }
 
 async fn show(cfg: &mut Config, secrets: &PhoneSecrets, number: &str, json: bool) -> Result<()> {

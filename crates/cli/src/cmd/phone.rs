@@ -25,11 +25,10 @@ use chaincall_phone::control::{self, ControlSocket};
 use chaincall_phone::key_file::KeyFileError;
 use chaincall_phone::onboarding::{self, Note, Onboarding, OnboardingError, OnboardingUi};
 use chaincall_phone::report::{
-    self, CallReportJson, KeysDone, KeysReport, TextReport, describe_caller, for_terminal,
+    self, CallText, KeysDone, KeysReport, describe_caller, for_terminal,
 };
-use chaincall_phone::{CallReport, CallerId, Phone, PhoneFileConfig, PhoneSecrets, trust};
+use chaincall_phone::{CallerId, Phone, PhoneFileConfig, PhoneSecrets, trust};
 use clap::{Args, Subcommand};
-use serde_json::json;
 use zeroize::Zeroizing;
 
 #[path = "contact.rs"]
@@ -73,9 +72,6 @@ Hanging up: `call` hangs up after --seconds, at Ctrl-C, when the callee hangs up
 process through the config's `control_socket` and needs no passphrase.
 Every command that registers removes its registration when it exits, so callers are told at once
 that the phone is offline.";
-
-/// Audio `listen` sends when the config names no `audio_in` (then silence).
-const LISTEN_SIGNAL_MS: u32 = 60_000;
 
 /// The subscriber's softphone: keys, onboarding, registration, calls.
 ///
@@ -165,6 +161,15 @@ enum PhoneCommand {
         reject: bool,
     },
     Ui(chaincall_softphone::UiArgs),
+    /// List the microphones and speakers (ALSA PCMs on Linux) that the config's `input_device`
+    /// and `output_device` can name, `default` first, with the rates, channels and sample
+    /// formats each offers. Calls use them with `audio = "device"`; one that is missing or fails
+    /// is replaced by silence, with a warning (docs/audio-devices.md). Needs no passphrase.
+    Devices {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Hang up the calls of the `call` or `listen` running with this config (from another
     /// terminal), through its control socket. Needs no passphrase. Exits non-zero when no such
     /// process runs or it has no call in progress.
@@ -266,8 +271,12 @@ pub(crate) fn run(args: PhoneArgs) -> Result<()> {
 }
 
 async fn run_async(args: PhoneArgs) -> Result<()> {
-    let cfg = &mut Config::load(&args.config)?;
     use PhoneCommand as C;
+    if let C::Devices { json } = args.command {
+        let list = chaincall_phone::device_audio::list_devices()?;
+        return crate::print_view(&list, json, |l| serde_json::json!(l));
+    }
+    let cfg = &mut Config::load(&args.config)?;
     // `hangup` only ends calls, so it needs no passphrase; every other command does.
     if let C::Hangup { call_id } = &args.command {
         println!(
@@ -315,7 +324,7 @@ async fn run_async(args: PhoneArgs) -> Result<()> {
             contact::run(cfg, &keys(cfg)?, list).await
         }
         // Answered above, before any passphrase was asked for.
-        C::Hangup { .. } | C::Trust { .. } => Ok(()),
+        C::Hangup { .. } | C::Trust { .. } | C::Devices { .. } => Ok(()),
     }
 }
 
@@ -432,7 +441,8 @@ async fn start_phone(
     let view = chain_view(cfg).await?;
     let keylog = crate::ssl_keylog_file();
     let (phone, events, _) = calls::connect(cfg, secrets, view, audio, auto_answer, keylog).await?;
-    let control = bind_or_warn(&cfg.control_socket).await;
+    let (control, warning) = ControlSocket::bind_or_warning(&cfg.control_socket).await;
+    warning.iter().for_each(|w| eprintln!("warning: {w}"));
     Ok(Running {
         phone,
         events,
@@ -460,11 +470,10 @@ async fn call(
     let running = start_phone(cfg, secrets, audio, false).await?;
     let up = |up: CallUp<'_>| {
         eprintln!(
-            "call {} to {target} up ({}{}); hangs up in {seconds} s, at Ctrl-C or at \
+            "call {} to {target} up ({}); hangs up in {seconds} s, at Ctrl-C or at \
              `chaincall phone hangup`",
             up.call_id,
-            up.keyed("callee"),
-            contact::up_note(up.safety_number, up.verified_in_person)
+            up.note("callee")
         )
     };
     let report = running
@@ -472,25 +481,20 @@ async fn call(
         .await?;
     let recording = cfg.save_recording(&report)?;
     if as_json {
-        println!("{}", report_json(cfg, &report, &recording));
+        println!(
+            "{}",
+            report::call_json(cfg.number_text(), &report, &recording)
+        );
     } else {
-        print_report(&report, &recording);
+        println!(
+            "{}",
+            CallText {
+                report: &report,
+                recording: &recording
+            }
+        );
     }
     Ok(())
-}
-
-/// Binds the control socket, or warns and goes on without one: the phone works, only `hangup`
-/// cannot reach it. That is also the case for a second process on the same config (a `call`
-/// beside a running `listen`): the socket stays with the first.
-async fn bind_or_warn(path: &Path) -> Option<ControlSocket> {
-    match ControlSocket::bind(path).await {
-        Ok(s) => Some(s),
-        Err(e) => {
-            let e = anyhow::Error::from(e);
-            eprintln!("warning: {e:#}; `chaincall phone hangup` cannot reach this process");
-            None
-        }
-    }
 }
 
 async fn listen(
@@ -499,7 +503,7 @@ async fn listen(
     count: Option<u64>,
     reject: bool,
 ) -> Result<()> {
-    let audio = cfg.outgoing_audio(LISTEN_SIGNAL_MS, 2)?;
+    let audio = cfg.outgoing_audio(calls::LISTEN_SIGNAL_MS, 2)?;
     let auto_answer = cfg.auto_answer && !reject;
     let running = start_phone(cfg, secrets, audio, auto_answer).await?;
     let (cfg, policy) = (&*cfg, ListenPolicy { count, reject });
@@ -535,14 +539,16 @@ fn show_listen(cfg: &Config, event: ListenEvent<'_>) {
             caller,
         } => ask(phone.clone(), call_id.to_owned(), caller),
         ListenEvent::Up(up) => eprintln!(
-            "call {} from {} up ({}{})",
+            "call {} from {} up ({})",
             up.call_id,
             for_terminal(up.caller.map_or(up.peer, |c| &c.uri)),
-            up.keyed("caller"),
-            contact::up_note(up.safety_number, up.verified_in_person)
+            up.note("caller")
         ),
         ListenEvent::Ended { report, recording } => {
-            println!("{}", report_json(cfg, report, recording))
+            println!(
+                "{}",
+                report::call_json(cfg.number_text(), report, recording)
+            )
         }
         _ => {}
     }
@@ -565,16 +571,4 @@ fn ask(phone: Phone, call_id: String, caller: &CallerId) {
         .unwrap_or(false);
         let _ = phone.answer(&call_id, yes).await;
     });
-}
-
-/// The call report as one JSON object: the phone crate's keys and the contact's trust fields.
-fn report_json(cfg: &Config, r: &CallReport, recording: &Path) -> serde_json::Value {
-    let mut report = json!(CallReportJson::new(cfg.number_text(), r, recording));
-    contact::add_call_trust(&mut report, r);
-    report
-}
-
-fn print_report(report: &CallReport, recording: &Path) {
-    println!("{}", TextReport { report, recording });
-    contact::print_call_trust(report);
 }

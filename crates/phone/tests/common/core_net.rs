@@ -101,6 +101,7 @@ pub fn config(number: &str, key: &IdentityKey, seed: u64) -> PhoneConfig {
         auto_answer: true,
         accept_unverified: None,
         audio: Arc::new(Vec::new()),
+        devices: None,
         register_expires: 600,
         keepalive: None,
         mikey_replay_quota: chaincall_phone::DEFAULT_MIKEY_REPLAY_QUOTA,

@@ -301,6 +301,7 @@ impl Net {
             auto_answer: true,
             accept_unverified: None,
             audio: Arc::new(chaincall_media::signal::speech_like(audio_ms, 7)),
+            devices: None,
             register_expires: 600,
             keepalive: Some(chaincall_phone::link::DEFAULT_KEEPALIVE),
             mikey_replay_quota: chaincall_phone::DEFAULT_MIKEY_REPLAY_QUOTA,
@@ -311,12 +312,46 @@ impl Net {
         (cfg, lookup)
     }
 
+    /// Two phones with fresh keys approved on chain (MIKEY-PKE, `audio_ms` of the test signal,
+    /// then `adjust_a` / `adjust_b`), registered; `a` calls `b` and both see the call up.
+    pub async fn call_up_between(
+        &self,
+        (a, adjust_a): (&str, impl FnOnce(&mut PhoneConfig)),
+        (b, adjust_b): (&str, impl FnOnce(&mut PhoneConfig)),
+        audio_ms: u32,
+    ) -> Talking {
+        let (a_key, b_key) = (IdentityKey::generate(), IdentityKey::generate());
+        self.add(a, &a_key, true).await;
+        self.add(b, &b_key, true).await;
+        let mode = KeyMode::MikeyPke;
+        let (caller, mut caller_ev) = self.phone_with(a, a_key, mode, audio_ms, adjust_a).await;
+        let (callee, mut callee_ev) = self.phone_with(b, b_key, mode, audio_ms, adjust_b).await;
+        for p in [&caller, &callee] {
+            p.register(600).await.unwrap();
+        }
+        let call = caller.call(&PhoneNumber::parse(b).unwrap()).await.unwrap();
+        call_up(&mut caller_ev).await;
+        call_up(&mut callee_ev).await;
+        Talking {
+            caller: (caller, caller_ev),
+            callee: (callee, callee_ev),
+            call,
+        }
+    }
+
     /// Stops sipd.
     pub fn stop(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
     }
+}
+
+/// A call [`Net::call_up_between`] set up: both phones with their events, and the Call-ID.
+pub struct Talking {
+    pub caller: (Phone, PhoneEvents),
+    pub callee: (Phone, PhoneEvents),
+    pub call: String,
 }
 
 /// The next event matching `want` within 15 s (panics on a `Refused` unless `want` takes it).
