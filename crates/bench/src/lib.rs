@@ -1,4 +1,4 @@
-//! The benchmark aids behind `chaincall bench srtp | handshake | lookup | sipd | setup`.
+//! The benchmark aids behind `chaincall bench srtp | handshake | lookup | sipd | setup | audio`.
 //!
 //! They live outside the `chaincall` crate so that the binary an operator ships links none of them
 //! (notably not `chaincall-libsrtp-ffi`, which dlopens the libsrtp inside a Python extension): the
@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 
+pub mod audio;
 pub mod handshake;
 pub mod lookup;
 mod pg;
@@ -30,6 +31,9 @@ pub enum Bench {
     /// Call set-up between two onboarded phones (INVITE → both SRTP contexts keyed): p50/p99, and
     /// verified key retrieval.
     Setup(setup::SetupBenchArgs),
+    /// Speech quality (PESQ MOS-LQO) and delay of Opus calls under loss and jitter: chaincall
+    /// phone → phone beside baresip → baresip, through the same impairment (root).
+    Audio(audio::AudioBenchArgs),
 }
 
 impl Bench {
@@ -40,6 +44,7 @@ impl Bench {
             Bench::Handshake(args) => handshake::run(args),
             Bench::Sipd(args) => sipd::run(args),
             Bench::Setup(args) => setup::run(args),
+            Bench::Audio(args) => audio::run(args),
         }
     }
 }

@@ -9,7 +9,8 @@
 //!
 //! How, inside one namespace node of a [`TestNet`] (never the machine's own namespace):
 //! 1. a `nat OUTPUT` rule DNATs each original UDP datagram to an impaired address (port range
-//!    `ports`) onto a *shadow* address `127.254.0.<k>` where nothing listens (port kept);
+//!    `ports`) onto a *shadow* address `127.254.0.<k>` and a port shifted into a range nothing
+//!    binds (a socket bound to 0.0.0.0 would otherwise take the unimpaired original too);
 //! 2. a raw `IPPROTO_UDP` socket receives a copy of every datagram delivered locally, so the hop
 //!    sees the shadowed ones (the kernel's own port-unreachable answer is dropped by a filter rule);
 //! 3. the hop drops a packet with probability `loss`, else holds it for `delay ± jitter` (uniform,
@@ -104,15 +105,19 @@ impl std::fmt::Debug for ImpairedLoopback {
 impl ImpairedLoopback {
     /// Impairs UDP datagrams sent inside node `node` of `net` to one of `addrs` (loopback
     /// addresses of that namespace) with a destination port in `ports`; others pass untouched.
+    /// The hop parks datagrams on the ports from `shadow_ports` on (as many as `ports` holds):
+    /// nothing in the namespace may bind those, not even on 0.0.0.0.
     ///
     /// # Panics
     /// When iptables or a raw socket fails (not root, no iptables), on more than 250 addresses,
-    /// or when `impairment` is invalid (see [`Self::set`]).
+    /// when the shadow ports overlap `ports` or pass 65535, or when `impairment` is invalid (see
+    /// [`Self::set`]).
     pub fn start(
         net: &TestNet,
         node: &str,
         addrs: &[Ipv4Addr],
         ports: RangeInclusive<u16>,
+        shadow_ports: u16,
         impairment: Impairment,
     ) -> ImpairedLoopback {
         validate(&impairment);
@@ -120,6 +125,19 @@ impl ImpairedLoopback {
             !addrs.is_empty() && addrs.len() <= 250,
             "1 to 250 addresses"
         );
+        let span = u32::from(*ports.end()).saturating_sub(u32::from(*ports.start()));
+        let shadow_end = u32::from(shadow_ports) + span;
+        assert!(
+            !ports.is_empty()
+                && shadow_end <= 65_535
+                && (shadow_end < u32::from(*ports.start()) || shadow_ports > *ports.end()),
+            "shadow ports {shadow_ports}..={shadow_end} must fit below 65536 and miss {ports:?}"
+        );
+        let map = PortMap {
+            real: *ports.start(),
+            shadow: shadow_ports,
+            len: span + 1,
+        };
         let iptables = crate::peer("iptables").expect("iptables (the hop's rules need it)");
         let shadows: Vec<(Ipv4Addr, Ipv4Addr)> = addrs
             .iter()
@@ -149,6 +167,9 @@ impl ImpairedLoopback {
             "--notrack",
         ]);
         let port_range = format!("{}:{}", ports.start(), ports.end());
+        // Shifted mapping: real port p goes to shadow_ports + (p - ports.start()).
+        let to =
+            |shadow: &Ipv4Addr| format!("{shadow}:{shadow_ports}-{shadow_end}/{}", ports.start());
         for (shadow, addr) in &shadows {
             rule(&[
                 "-t",
@@ -169,7 +190,7 @@ impl ImpairedLoopback {
                 "-j",
                 "DNAT",
                 "--to-destination",
-                &shadow.to_string(),
+                &to(shadow),
             ]);
         }
         // Nothing listens on a shadow address: the kernel's port-unreachable answers go nowhere.
@@ -212,7 +233,7 @@ impl ImpairedLoopback {
             let (shared, stop) = (shared.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("impair".into())
-                .spawn(move || forward(&rx, &tx, &shadows, &shared, &stop))
+                .spawn(move || forward(&rx, &tx, (&shadows, map), &shared, &stop))
                 .expect("spawning the impairment thread")
         };
         ImpairedLoopback {
@@ -301,7 +322,7 @@ impl Ord for Held {
 fn forward(
     rx: &Socket,
     tx: &Socket,
-    shadows: &[(Ipv4Addr, Ipv4Addr)],
+    shadows: (&[(Ipv4Addr, Ipv4Addr)], PortMap),
     shared: &Mutex<Shared>,
     stop: &AtomicBool,
 ) {
@@ -356,9 +377,20 @@ fn forward(
     }
 }
 
+/// Where the DNAT parks ports: `real + i` on `shadow + i`, for i below `len`.
+#[derive(Clone, Copy, Debug)]
+struct PortMap {
+    real: u16,
+    shadow: u16,
+    len: u32,
+}
+
 /// The original datagram of a shadowed one: its real destination and the packet to re-send
 /// (destination restored, TTL the mark, UDP checksum off). `None` for anything else.
-fn restore(datagram: &[u8], shadows: &[(Ipv4Addr, Ipv4Addr)]) -> Option<(SocketAddrV4, Vec<u8>)> {
+fn restore(
+    datagram: &[u8],
+    (shadows, map): (&[(Ipv4Addr, Ipv4Addr)], PortMap),
+) -> Option<(SocketAddrV4, Vec<u8>)> {
     if datagram.len() < 20 || datagram[0] >> 4 != 4 || datagram[9] != 17 {
         return None;
     }
@@ -368,9 +400,15 @@ fn restore(datagram: &[u8], shadows: &[(Ipv4Addr, Ipv4Addr)]) -> Option<(SocketA
     }
     let dst = Ipv4Addr::new(datagram[16], datagram[17], datagram[18], datagram[19]);
     let (_, real) = shadows.iter().find(|(s, _)| *s == dst)?;
-    let port = u16::from_be_bytes([datagram[ihl + 2], datagram[ihl + 3]]);
+    let parked = u16::from_be_bytes([datagram[ihl + 2], datagram[ihl + 3]]);
+    let offset = parked.checked_sub(map.shadow)?;
+    if u32::from(offset) >= map.len {
+        return None;
+    }
+    let port = map.real + offset;
     let mut packet = datagram.to_vec();
     packet[16..20].copy_from_slice(&real.octets());
+    packet[ihl + 2..ihl + 4].copy_from_slice(&port.to_be_bytes());
     packet[8] = MARK_TTL;
     // The kernel fills in the IP header checksum of a raw datagram; zero means "none" for UDP.
     packet[10..12].fill(0);
