@@ -33,6 +33,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use chaincall_chain::EmbeddedChain;
 use chaincall_devnet::{Network, NetworkOptions, operator_key};
+use chaincall_media::jitter::JitterStats;
 use chaincall_phone::CallReport;
 use chaincall_phone::negotiation::KeyMode;
 use chaincall_testkit::impair::{ImpairStats, ImpairedLoopback, Impairment};
@@ -147,6 +148,10 @@ pub struct SideResult {
     pub loss: f64,
     /// What the hop did during this call.
     pub hop: ImpairStats,
+    /// The chaincall phone's jitter buffer over the call (its playout runs beside the recording,
+    /// which it does not shape): late, concealed, FEC-recovered frames and its delay. None for
+    /// baresip.
+    pub jitter_buffer: Option<JitterStats>,
 }
 
 /// Both sides under one condition.
@@ -202,6 +207,7 @@ pub fn to_json(results: &[ConditionResult]) -> Value {
             "datagrams": s.hop.seen,
             "dropped": s.hop.dropped,
             "reordered": s.hop.reordered,
+            "jitter_buffer": s.jitter_buffer,
         })
     };
     let conditions: Vec<Value> = results
@@ -271,6 +277,7 @@ impl Tools {
 struct Heard {
     pcm: Pcm,
     hop: ImpairStats,
+    jitter_buffer: Option<JitterStats>,
 }
 
 /// Runs every condition: both calls under each, then scores them. The files go to `keep` (kept)
@@ -394,6 +401,7 @@ fn calls(
             let chaincall = Heard {
                 pcm: chaincall_heard(&bob)?,
                 hop: hop.take_stats(),
+                jitter_buffer: Some(bob.jitter.clone()),
             };
             hop.set(condition.impairment);
             let pcm = baresip::call(
@@ -408,6 +416,7 @@ fn calls(
                 Heard {
                     pcm,
                     hop: hop.take_stats(),
+                    jitter_buffer: None,
                 },
             ));
         }
@@ -473,6 +482,7 @@ fn score(
             dropped as f64 / heard.hop.seen as f64
         },
         hop: heard.hop,
+        jitter_buffer: heard.jitter_buffer.clone(),
     })
 }
 
