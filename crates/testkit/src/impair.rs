@@ -106,7 +106,8 @@ impl ImpairedLoopback {
     /// Impairs UDP datagrams sent inside node `node` of `net` to one of `addrs` (loopback
     /// addresses of that namespace) with a destination port in `ports`; others pass untouched.
     /// The hop parks datagrams on the ports from `shadow_ports` on (as many as `ports` holds):
-    /// nothing in the namespace may bind those, not even on 0.0.0.0.
+    /// nothing in the namespace may bind those, not even on 0.0.0.0. The hop owns the node's
+    /// `OUTPUT` chains of the raw, nat and filter tables: dropping it flushes them.
     ///
     /// # Panics
     /// When iptables or a raw socket fails (not root, no iptables), on more than 250 addresses,
