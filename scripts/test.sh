@@ -11,9 +11,11 @@
 #            libopus-dev (Opus, linked through pkg-config by the media crate),
 #            libasound2-dev (ALSA, for cpal in the audio-device crate; its tests use ALSA's
 #            file/null plugins, no sound card), linphone-cli (linphonec, the ZRTP interop peer),
-#            tmux (the terminal softphone's test drives it)
+#            tmux (the terminal softphone's test drives it),
+#            espeak-ng (the speech `bench audio` sends)
 #   npm    : anvil (@foundry-rs/anvil) and solcjs (solc), pinned in tools/package.json
-#   PyPI   : pylibsrtp (libsrtp 2.7 + OpenSSL), into the venv .venv/
+#   PyPI   : pylibsrtp (libsrtp 2.7 + OpenSSL), pesq + numpy (ITU-T P.862 for `bench audio`),
+#            into the venv .venv/
 #
 # Usage: scripts/test.sh [extra arguments for cargo nextest run]
 set -euo pipefail
@@ -38,7 +40,7 @@ $sudo apt-get install -y -q --no-install-recommends \
   linphone-cli \
   perl libnet-smpp-perl \
   rtpengine-daemon iptables iproute2 \
-  tmux
+  tmux espeak-ng
 # rtpengine-daemon's postinst enables and starts a system rtpengine (kernel table 0, NG on
 # localhost:2223). The tests start their own in the foreground (--config-file=none, their own
 # ports), so a system one is not needed: stop and disable it rather than leave it running.
@@ -55,7 +57,7 @@ echo "== installing npm peers (anvil, solc)"
 # The versions are still pinned by tools/package.json and tools/package-lock.json.
 (cd tools && npm install --no-audit --no-fund --loglevel=error)
 
-echo "== installing Python peers into .venv (pylibsrtp)"
+echo "== installing Python peers into .venv (pylibsrtp, pesq)"
 if [ ! -x .venv/bin/python3 ]; then python3 -m venv .venv; fi
 .venv/bin/pip install -q --disable-pip-version-check -r tools/requirements.txt
 

@@ -1,4 +1,4 @@
-//! The benchmark aids behind `chaincall bench srtp | handshake | lookup | sipd | setup`.
+//! The benchmark aids behind `chaincall bench srtp | handshake | lookup | sipd | setup | audio`.
 //!
 //! They live outside the `chaincall` crate so that the binary an operator ships links none of them
 //! (notably not `chaincall-libsrtp-ffi`, which dlopens the libsrtp inside a Python extension): the
@@ -8,12 +8,46 @@
 
 use std::time::Duration;
 
+use clap::Subcommand;
+
+pub mod audio;
 pub mod handshake;
 pub mod lookup;
 mod pg;
 pub mod setup;
 pub mod sipd;
 pub mod srtp;
+
+/// The benches that need nothing from the CLI, flattened into `chaincall bench …` (lookup, which
+/// takes the CLI's header trust options, is the CLI's own variant).
+#[derive(Debug, Subcommand)]
+pub enum Bench {
+    /// SRTP protect/unprotect packets/s per profile, ours and native libsrtp, same run.
+    Srtp(srtp::SrtpBenchArgs),
+    /// Generic handshake + TLS-PSK connection set-up on loopback: p50 latency, set-ups/s per core.
+    Handshake(handshake::HandshakeBenchArgs),
+    /// SIP proxy calls/s and digest REGISTER/s with sipp: sipd and Kamailio side by side.
+    Sipd(sipd::SipdBenchArgs),
+    /// Call set-up between two onboarded phones (INVITE → both SRTP contexts keyed): p50/p99, and
+    /// verified key retrieval.
+    Setup(setup::SetupBenchArgs),
+    /// Speech quality (PESQ MOS-LQO) and delay of Opus calls under loss and jitter: chaincall
+    /// phone → phone beside baresip → baresip, through the same impairment (root).
+    Audio(audio::AudioBenchArgs),
+}
+
+impl Bench {
+    /// Runs the bench.
+    pub fn run(self) -> anyhow::Result<()> {
+        match self {
+            Bench::Srtp(args) => srtp::run(args),
+            Bench::Handshake(args) => handshake::run(args),
+            Bench::Sipd(args) => sipd::run(args),
+            Bench::Setup(args) => setup::run(args),
+            Bench::Audio(args) => audio::run(args),
+        }
+    }
+}
 
 /// A duration in milliseconds, as the benches report them.
 fn ms(d: Duration) -> f64 {

@@ -12,6 +12,7 @@
 //! # }
 //! ```
 
+pub mod impair;
 pub mod netns;
 
 use std::ffi::OsStr;

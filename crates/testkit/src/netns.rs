@@ -19,7 +19,7 @@
 //! default, [`Nat::Symmetric`] randomises the port per destination with `--random-fully`) and drop
 //! what arrives on `wan` unless conntrack knows the flow. This kernel has no `netem` qdisc, so loss
 //! comes from the iptables `statistic` match ([`TestNetBuilder::loss`], [`TestNet::set_loss`]); a
-//! test that needs delay or jitter must put a userspace UDP hop in the path.
+//! test that needs delay or jitter puts the userspace hop of [`crate::impair`] in the path.
 //!
 //! Dropping the [`TestNet`] (also while unwinding from a panic) kills what still runs inside its
 //! namespaces and deletes them, which deletes their veths. Creating one first sweeps namespaces left

@@ -7,38 +7,28 @@
 use std::future::Future;
 
 use anyhow::Result;
-use chaincall_bench::lookup::TrustSource;
-use chaincall_bench::{handshake, lookup, setup, sipd, srtp};
+use chaincall_bench::lookup::{self, TrustSource};
 use chaincall_chain::KeystoreChain;
 use chaincall_chain::verified::HeaderTrust;
 use clap::{Args, Subcommand};
 
 use crate::cmd::keystore::TrustOpts;
 
-/// What to measure.
+/// What to measure: lookup here (it takes `keystore get --verify`'s trust options), the others
+/// from `chaincall_bench::Bench`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Bench {
-    /// SRTP protect/unprotect packets/s per profile, ours and native libsrtp, same run.
-    Srtp(srtp::SrtpBenchArgs),
-    /// Generic handshake + TLS-PSK connection set-up on loopback: p50 latency, set-ups/s per core.
-    Handshake(handshake::HandshakeBenchArgs),
     /// Key lookup latency, verified (eth_getProof) and plain (eth_call): p50/p99 and proof bytes.
     Lookup(LookupArgs),
-    /// SIP proxy calls/s and digest REGISTER/s with sipp: sipd and Kamailio side by side.
-    Sipd(sipd::SipdBenchArgs),
-    /// Call set-up between two onboarded phones (INVITE → both SRTP contexts keyed): p50/p99, and
-    /// verified key retrieval.
-    Setup(setup::SetupBenchArgs),
+    #[command(flatten)]
+    Other(chaincall_bench::Bench),
 }
 
 /// Runs one bench.
 pub(crate) fn run(bench: Bench) -> anyhow::Result<()> {
     match bench {
-        Bench::Srtp(args) => srtp::run(args),
-        Bench::Handshake(args) => handshake::run(args),
-        Bench::Sipd(args) => sipd::run(args),
         Bench::Lookup(args) => lookup::run(args.bench, &args.trust),
-        Bench::Setup(args) => setup::run(args),
+        Bench::Other(bench) => bench.run(),
     }
 }
 
