@@ -61,9 +61,12 @@ impl PhoneFileConfig {
     }
 
     /// Writes the call's received audio to `record_dir` as
-    /// `MILLIS-{to,from}-PEER.wav` (the peer's letters and digits only); the file's path.
-    pub fn save_recording(&self, report: &CallReport) -> Result<PathBuf, AudioFileError> {
-        let dir = &self.record_dir;
+    /// `MILLIS-{to,from}-PEER.wav` (the peer's letters and digits only); the file's path, or
+    /// `None` when the phone records nothing.
+    pub fn save_recording(&self, report: &CallReport) -> Result<Option<PathBuf>, AudioFileError> {
+        let Some(dir) = &self.record_dir else {
+            return Ok(None);
+        };
         std::fs::create_dir_all(dir).map_err(|source| AudioFileError::CreateDir {
             path: dir.clone(),
             source,
@@ -86,6 +89,6 @@ impl PhoneFileConfig {
                 source,
             }
         })?;
-        Ok(path)
+        Ok(Some(path))
     }
 }

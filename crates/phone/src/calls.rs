@@ -594,8 +594,8 @@ pub enum ListenEvent<'a> {
     Ended {
         /// The report.
         report: &'a CallReport,
-        /// Where the received audio was written.
-        recording: &'a Path,
+        /// Where the received audio was written (`None`: not recorded).
+        recording: Option<&'a Path>,
     },
     /// The signalling connection dropped: the phone reconnects by itself and keeps listening
     /// (calls in progress keep their media).
@@ -694,7 +694,7 @@ async fn listen(
                 Some(PhoneEvent::CallEnded(r)) => {
                     active.retain(|c| *c != r.call_id);
                     let recording = cfg.save_recording(&r)?;
-                    show(ListenEvent::Ended { report: &r, recording: &recording });
+                    show(ListenEvent::Ended { report: &r, recording: recording.as_deref() });
                     handled += 1;
                     if stopping && active.is_empty() {
                         break;

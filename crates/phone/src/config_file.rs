@@ -173,8 +173,7 @@ struct FileConfig {
     device_buffer_ms: Option<u32>,
     device_prebuffer_ms: Option<u32>,
     audio_in: Option<PathBuf>,
-    #[serde(default = "default_record_dir")]
-    record_dir: PathBuf,
+    record_dir: Option<PathBuf>,
     keylog: Option<PathBuf>,
     #[serde(default = "default_control_socket")]
     control_socket: PathBuf,
@@ -203,9 +202,6 @@ fn default_key_mode() -> String {
 }
 fn default_true() -> bool {
     true
-}
-fn default_record_dir() -> PathBuf {
-    "recordings".into()
 }
 fn default_control_socket() -> PathBuf {
     "phone.sock".into()
@@ -255,8 +251,10 @@ pub struct PhoneFileConfig {
     pub audio: AudioMode,
     /// The WAV the phone sends with `audio = "wav"`; `None`: a built-in signal.
     pub audio_in: Option<PathBuf>,
-    /// Where received audio is recorded.
-    pub record_dir: PathBuf,
+    /// Where received audio is recorded: the file's `record_dir`, else `recordings` with
+    /// `audio = "wav"` (tests and demos check what arrived) and nowhere with `audio = "device"`
+    /// (a person's conversations are not kept unless they ask).
+    pub record_dir: Option<PathBuf>,
     /// DEBUGGING ONLY: where SRTP master keys are appended.
     pub keylog: Option<PathBuf>,
     /// The Unix socket a running `call` or `listen` opens for `hangup`.
@@ -460,6 +458,11 @@ impl PhoneFileConfig {
             )
         })?;
         let audio = audio_mode(&f).map_err(|(key, reason)| bad(key, reason))?;
+        let record_dir = match (f.record_dir.clone(), &audio) {
+            (Some(dir), _) => Some(resolve(dir)),
+            (None, AudioMode::Wav) => Some(resolve(PathBuf::from("recordings"))),
+            (None, AudioMode::Device(_)) => None,
+        };
         if f.onboard_timeout_secs == 0 {
             return Err(bad("onboard_timeout_secs", "must be positive".into()));
         }
@@ -489,7 +492,7 @@ impl PhoneFileConfig {
             accept_unverified,
             audio,
             audio_in: f.audio_in.map(resolve),
-            record_dir: resolve(f.record_dir),
+            record_dir,
             keylog: f.keylog.map(resolve),
             control_socket: resolve(f.control_socket),
             // Beside the contacts store unless placed elsewhere: both are the phone's memory
@@ -801,6 +804,22 @@ domain = \"sip.example.org\"
             ),
             "{e}"
         );
+    }
+
+    /// A WAV phone records what it hears (tests and demos check it); a phone on the sound card
+    /// keeps a person's conversations only when its file names a `record_dir`.
+    #[test]
+    fn device_calls_are_recorded_only_when_the_file_asks() {
+        let (dir, path) = write(MINIMAL);
+        let cfg = PhoneFileConfig::load(&path).unwrap();
+        assert_eq!(cfg.record_dir, Some(dir.path().join("recordings")));
+        let device = MINIMAL.replace("[sip]", "audio = \"device\"\n[sip]");
+        let (_dir, path) = write(&device);
+        assert_eq!(PhoneFileConfig::load(&path).unwrap().record_dir, None);
+        let asked = MINIMAL.replace("[sip]", "audio = \"device\"\nrecord_dir = \"calls\"\n[sip]");
+        let (dir, path) = write(&asked);
+        let cfg = PhoneFileConfig::load(&path).unwrap();
+        assert_eq!(cfg.record_dir, Some(dir.path().join("calls")));
     }
 
     #[test]

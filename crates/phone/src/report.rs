@@ -94,8 +94,8 @@ pub struct CallReportJson<'a> {
     pub srtcp_packets_sent: u64,
     /// SRTCP packets received.
     pub srtcp_packets_received: u64,
-    /// Where the received audio was written.
-    pub recording: String,
+    /// Where the received audio was written (`null`: not recorded).
+    pub recording: Option<String>,
     /// Samples received.
     pub recorded_samples: usize,
     /// Seconds received.
@@ -124,8 +124,8 @@ pub fn zrtp_json(z: &crate::zrtp_media::ZrtpStatus) -> serde_json::Value {
 }
 
 impl<'a> CallReportJson<'a> {
-    /// The report of a call of `number`, whose received audio is at `recording`.
-    pub fn new(number: &'a str, r: &'a CallReport, recording: &Path) -> Self {
+    /// The report of a call of `number`, whose received audio is at `recording` (if recorded).
+    pub fn new(number: &'a str, r: &'a CallReport, recording: Option<&Path>) -> Self {
         Self {
             call_id: &r.call_id,
             number,
@@ -147,7 +147,7 @@ impl<'a> CallReportJson<'a> {
             srtp_packets_rejected: r.stats.rtp_rejected,
             srtcp_packets_sent: r.stats.rtcp_sent,
             srtcp_packets_received: r.stats.rtcp_received,
-            recording: recording.display().to_string(),
+            recording: recording.map(|p| p.display().to_string()),
             recorded_samples: r.recorded.len(),
             recorded_seconds: recorded_seconds(r),
             jitter: &r.jitter,
@@ -163,8 +163,8 @@ impl<'a> CallReportJson<'a> {
 pub struct TextReport<'a> {
     /// The report.
     pub report: &'a CallReport,
-    /// Where the received audio was written.
-    pub recording: &'a Path,
+    /// Where the received audio was written (`None`: not recorded).
+    pub recording: Option<&'a Path>,
 }
 
 impl std::fmt::Display for TextReport<'_> {
@@ -242,19 +242,26 @@ impl std::fmt::Display for TextReport<'_> {
                 "  signalling     lost during the call (the media went on; SIP reconnects by itself)"
             )?;
         }
-        write!(
-            f,
-            "  recording      {} ({:.2} s received)",
-            self.recording.display(),
-            recorded_seconds(r)
-        )
+        match self.recording {
+            Some(path) => write!(
+                f,
+                "  recording      {} ({:.2} s received)",
+                path.display(),
+                recorded_seconds(r)
+            ),
+            None => write!(
+                f,
+                "  recording      none (no record_dir; {:.2} s received)",
+                recorded_seconds(r)
+            ),
+        }
     }
 }
 
 /// A call report as `phone call --json` prints it and `phone listen` prints one per call:
 /// [`CallReportJson`] with the contact's trust fields
 /// ([`add_call_trust`](crate::contact_view::add_call_trust)).
-pub fn call_json(number: &str, r: &CallReport, recording: &Path) -> serde_json::Value {
+pub fn call_json(number: &str, r: &CallReport, recording: Option<&Path>) -> serde_json::Value {
     let mut report = json!(CallReportJson::new(number, r, recording));
     crate::contact_view::add_call_trust(&mut report, r);
     report
@@ -266,8 +273,8 @@ pub fn call_json(number: &str, r: &CallReport, recording: &Path) -> serde_json::
 pub struct CallText<'a> {
     /// The report.
     pub report: &'a CallReport,
-    /// Where the received audio was written.
-    pub recording: &'a Path,
+    /// Where the received audio was written (`None`: not recorded).
+    pub recording: Option<&'a Path>,
 }
 
 impl std::fmt::Display for CallText<'_> {

@@ -82,7 +82,7 @@ pub enum Input {
         /// The call's report.
         report: Box<CallReport>,
         /// Where the received audio went.
-        recording: Result<PathBuf, String>,
+        recording: Result<Option<PathBuf>, String>,
     },
     /// The first REGISTER failed, and why (a granted one arrives as [`PhoneEvent::Registered`]).
     RegisterFailed(String),
@@ -149,7 +149,7 @@ struct Ended {
     who: Vec<String>,
     /// How long the call was up.
     lasted: Option<Duration>,
-    report: Option<(Box<CallReport>, Result<PathBuf, String>)>,
+    report: Option<(Box<CallReport>, Result<Option<PathBuf>, String>)>,
 }
 
 #[derive(Debug)]
@@ -625,7 +625,12 @@ impl App {
         }
     }
 
-    fn ended(&mut self, report: Box<CallReport>, recording: Result<PathBuf, String>, now: Instant) {
+    fn ended(
+        &mut self,
+        report: Box<CallReport>,
+        recording: Result<Option<PathBuf>, String>,
+        now: Instant,
+    ) {
         let Screen::InCall(call) = &self.screen else {
             return;
         };
@@ -841,11 +846,11 @@ fn ended_lines(ended: &Ended) -> Vec<String> {
     if let Some((report, recording)) = &ended.report {
         let path = match recording {
             Ok(p) => p.clone(),
-            Err(why) => PathBuf::from(format!("(not written: {why})")),
+            Err(why) => Some(PathBuf::from(format!("(not written: {why})"))),
         };
         let text = TextReport {
             report,
-            recording: &path,
+            recording: path.as_deref(),
         }
         .to_string();
         // The report names the peer as it sent itself: each line is escaped.

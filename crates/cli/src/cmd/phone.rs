@@ -483,14 +483,14 @@ async fn call(
     if as_json {
         println!(
             "{}",
-            report::call_json(cfg.number_text(), &report, &recording)
+            report::call_json(cfg.number_text(), &report, recording.as_deref())
         );
     } else {
         println!(
             "{}",
             CallText {
                 report: &report,
-                recording: &recording
+                recording: recording.as_deref()
             }
         );
     }
