@@ -128,6 +128,7 @@ pub enum Need {
 
 /// Why a call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EndReason {
     /// We hung up (BYE answered or timed out, or CANCEL sent).
     HungUp,
@@ -138,6 +139,22 @@ pub enum EndReason {
     /// We hung up while the signalling connection was down: the call ended here only, no BYE
     /// could be sent.
     SignallingLost,
+    /// An incoming call rang for [`crate::ua::RING_TIMEOUT`] unanswered, with neither a CANCEL
+    /// nor an answer: we ended it with 408 Request Timeout.
+    NotAnswered,
+}
+
+impl EndReason {
+    /// How the call ended, in words (the call report's `ended`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            EndReason::HungUp => "hung up",
+            EndReason::HungUpByPeer => "hung up by the peer",
+            EndReason::CancelledByPeer => "cancelled by caller",
+            EndReason::SignallingLost => "hung up while the signalling connection was down",
+            EndReason::NotAnswered => "not answered in time (408 Request Timeout)",
+        }
+    }
 }
 
 /// What the core knows of a call when it ends; with the media task's session it makes the
@@ -1143,6 +1160,10 @@ impl PhoneCore {
                 self.fail_call(&call_id, error);
             }
             UaEvent::Confirmed { call_id } => debug!(call = %call_id, "ACK received"),
+            UaEvent::RingExpired { call_id } => {
+                info!(call = %call_id, "incoming call not answered in time: 408");
+                self.end(&call_id, EndReason::NotAnswered);
+            }
             UaEvent::Ended { call_id, by_peer } => {
                 let keyed = self.calls.get(&call_id).is_some_and(|c| c.keyed);
                 let reason = match (by_peer, keyed) {

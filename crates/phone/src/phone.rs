@@ -46,7 +46,7 @@ use zeroize::Zeroizing;
 
 use crate::caller::{AcceptUnverified, CallerId};
 use crate::contacts::KeyChange;
-use crate::core::{CallSummary, Event as CoreEvent, Need, PhoneCore, TransportState};
+use crate::core::{CallSummary, EndReason, Event as CoreEvent, Need, PhoneCore, TransportState};
 use crate::error::PhoneError;
 use crate::keys::{KeyLookup, LookedUp};
 use crate::link::{Backoff, KeepAlive, KeepAliveAction};
@@ -198,6 +198,10 @@ pub struct CallReport {
     pub jitter: JitterStats,
     /// What ZRTP agreed (ZRTP calls).
     pub zrtp: Option<ZrtpStatus>,
+    /// How the call ended ([`EndReason::describe`] says it in words). An incoming call that
+    /// ended before its media ran (cancelled by the caller, not answered in time) has a report
+    /// too, with no packets and no audio.
+    pub ended: EndReason,
 }
 
 /// What the phone tells its user.
@@ -1050,24 +1054,33 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                 self.emit(PhoneEvent::call_up(up, None))
             }
             CoreEvent::Ended {
-                call_id, summary, ..
+                call_id,
+                summary,
+                reason,
             } => {
-                // A call whose media never ran has no report (as before the core).
-                if let Some((session, inbound, zrtp)) = self.finished.remove(&call_id) {
-                    let mut report = call_report(call_id, *summary, &session);
-                    // With ZRTP, SRTP is keyed when the exchange in the media path is secure.
-                    if let Some(z) = &zrtp {
-                        report.timings.call_setup += z.exchange;
+                let Some((session, inbound, zrtp)) = self.finished.remove(&call_id) else {
+                    // An incoming call that never got its media (cancelled, not answered in
+                    // time) still ends with a report, so whoever shows it ringing stops; one
+                    // of ours that never got going was told by `CallFailed` or the hang-up.
+                    if !summary.outgoing {
+                        let report = call_report(call_id, *summary, reason, None);
+                        self.emit(PhoneEvent::CallEnded(Box::new(report)));
                     }
-                    report.zrtp = zrtp;
-                    if let Some(mut key) = inbound {
-                        if let Some(ssrc) = report.stats.peer_ssrc {
-                            key.ssrc = ssrc;
-                        }
-                        self.write_keylog(std::slice::from_ref(&key));
-                    }
-                    self.emit(PhoneEvent::CallEnded(Box::new(report)));
+                    return;
+                };
+                let mut report = call_report(call_id, *summary, reason, Some(&session));
+                // With ZRTP, SRTP is keyed when the exchange in the media path is secure.
+                if let Some(z) = &zrtp {
+                    report.timings.call_setup += z.exchange;
                 }
+                report.zrtp = zrtp;
+                if let Some(mut key) = inbound {
+                    if let Some(ssrc) = report.stats.peer_ssrc {
+                        key.ssrc = ssrc;
+                    }
+                    self.write_keylog(std::slice::from_ref(&key));
+                }
+                self.emit(PhoneEvent::CallEnded(Box::new(report)));
             }
             CoreEvent::SignallingError { reason } => {
                 debug!(error = %reason, "unparseable SIP message ignored")
@@ -1234,8 +1247,14 @@ impl<C: KeystoreChain + 'static> Actor<C> {
     }
 }
 
-/// The report of a finished call: what the core knew of it and what its media session counted.
-fn call_report(call_id: String, call: CallSummary, session: &MediaSession) -> CallReport {
+/// The report of a finished call: what the core knew of it and what its media session counted
+/// (nothing when its media never ran).
+fn call_report(
+    call_id: String,
+    call: CallSummary,
+    ended: EndReason,
+    session: Option<&MediaSession>,
+) -> CallReport {
     CallReport {
         call_id,
         peer: call.peer,
@@ -1253,13 +1272,14 @@ fn call_report(call_id: String, call: CallSummary, session: &MediaSession) -> Ca
         proof_bytes: call.lookup.as_ref().map_or(0, |l| l.proof_bytes),
         timings: call.timings,
         signalling_lost: call.signalling_lost,
-        stats: session.stats(),
-        sent_payload: session.sent_payload().to_vec(),
-        received_payload: session.received_payload(),
-        recorded: session.recorded_audio(),
+        stats: session.map(MediaSession::stats).unwrap_or_default(),
+        sent_payload: session.map_or_else(Vec::new, |s| s.sent_payload().to_vec()),
+        received_payload: session.map_or_else(Vec::new, MediaSession::received_payload),
+        recorded: session.map_or_else(Vec::new, MediaSession::recorded_audio),
         codec: call.codec,
-        jitter: session.jitter_stats(),
+        jitter: session.map(MediaSession::jitter_stats).unwrap_or_default(),
         zrtp: None,
+        ended,
     }
 }
 

@@ -84,6 +84,8 @@ pub struct CallReportJson<'a> {
     pub invite_to_200_ms: f64,
     /// The signalling connection dropped during the call (the media went on).
     pub signalling_lost: bool,
+    /// How the call ended, in words (`hung up`, `cancelled by caller`, …).
+    pub ended: &'static str,
     /// SRTP packets sent.
     pub srtp_packets_sent: u64,
     /// SRTP packets received and authenticated.
@@ -139,6 +141,7 @@ impl<'a> CallReportJson<'a> {
             mikey_ms: ms(r.timings.mikey),
             invite_to_200_ms: ms(r.timings.signalling),
             signalling_lost: r.signalling_lost,
+            ended: r.ended.describe(),
             srtp_packets_sent: r.stats.rtp_sent,
             srtp_packets_received: r.stats.rtp_received,
             srtp_packets_rejected: r.stats.rtp_rejected,
@@ -229,6 +232,7 @@ impl std::fmt::Display for TextReport<'_> {
             j.target_delay_ms,
             j.jitter_ms
         )?;
+        writeln!(f, "  ended          {}", r.ended.describe())?;
         if r.signalling_lost {
             writeln!(
                 f,

@@ -41,6 +41,11 @@ use zeroize::Zeroizing;
 /// Timer B / F on a reliable transport: 64·T1 (RFC 3261 §17.1.1.2).
 pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(32);
 
+/// How long an incoming call may ring unanswered before we end it with 408 Request Timeout:
+/// a proxy's Timer C (RFC 3261 §16.6 step 11, "greater than 3 minutes") would cancel it by then,
+/// and a caller that vanished without a CANCEL must not leave the phone ringing for ever.
+pub const RING_TIMEOUT: Duration = Duration::from_secs(181);
+
 /// Who the user agent is and how it reaches its proxy.
 #[derive(Clone)]
 pub struct UaConfig {
@@ -140,6 +145,11 @@ pub enum UaEvent {
         call_id: String,
         /// The peer sent the BYE (or CANCEL).
         by_peer: bool,
+    },
+    /// An incoming call rang for [`RING_TIMEOUT`] without a final answer: we answered it 408.
+    RingExpired {
+        /// The call.
+        call_id: String,
     },
 }
 
@@ -285,8 +295,13 @@ struct OkResend {
 enum CallState {
     /// We sent the INVITE.
     Calling { invite: Pending },
-    /// We received an INVITE and have not answered it finally.
-    Incoming { invite: Vec<u8>, local_tag: String },
+    /// We received an INVITE and have not answered it finally; `until`: when it is given up
+    /// ([`RING_TIMEOUT`]).
+    Incoming {
+        invite: Vec<u8>,
+        local_tag: String,
+        until: Instant,
+    },
     /// A 2xx went out or came in. `local_sdp` is our current session description, re-sent when
     /// the peer refreshes the session with a re-INVITE. `ack`: the ACK we sent for their 2xx,
     /// sent again when the 2xx is retransmitted; `resend`: our 2xx, until their ACK.
@@ -473,7 +488,10 @@ impl UserAgent {
 
     /// Answers an incoming call: 180 Ringing, or a final status; a 2xx carries `sdp`.
     pub fn answer(&mut self, call_id: &str, code: u16, reason: &str, sdp: Option<&str>) {
-        let Some(CallState::Incoming { invite, local_tag }) = self.calls.get(call_id) else {
+        let Some(CallState::Incoming {
+            invite, local_tag, ..
+        }) = self.calls.get(call_id)
+        else {
             return;
         };
         let (invite, local_tag) = (invite.clone(), local_tag.clone());
@@ -698,6 +716,7 @@ impl UserAgent {
                     CallState::Incoming {
                         invite: wire.to_vec(),
                         local_tag: local_tag.clone(),
+                        until: now + RING_TIMEOUT,
                     },
                 );
                 // The INVITE's server transaction sent 100 Trying.
@@ -1017,6 +1036,7 @@ impl UserAgent {
         }
         let t2 = TimerConfig::default().t2;
         let mut expired = Vec::new();
+        let mut unanswered = Vec::new();
         for (call_id, state) in self.calls.iter_mut() {
             match state {
                 CallState::Calling { invite: p } | CallState::Closing { bye: p } => {
@@ -1025,6 +1045,9 @@ impl UserAgent {
                     if p.expired(now) {
                         expired.push(call_id.clone());
                     }
+                }
+                CallState::Incoming { until, .. } if *until <= now => {
+                    unanswered.push(call_id.clone());
                 }
                 CallState::Up {
                     resend: resend @ Some(_),
@@ -1055,6 +1078,10 @@ impl UserAgent {
             s.tx.handle_timeout(now);
             let (_, _, next) = drain(|| s.tx.poll_output(), &mut self.out);
             s.next = next;
+        }
+        for call_id in unanswered {
+            self.answer(&call_id, 408, "Request Timeout", None);
+            self.events.push_back(UaEvent::RingExpired { call_id });
         }
         self.sweep();
         for call_id in expired {
@@ -1088,6 +1115,7 @@ impl UserAgent {
         let calls = self.calls.values().filter_map(|s| match s {
             CallState::Calling { invite } => invite.deadline(),
             CallState::Closing { bye } => bye.deadline(),
+            CallState::Incoming { until, .. } => Some(*until),
             CallState::Up {
                 resend: Some(r), ..
             } => Some(r.next),

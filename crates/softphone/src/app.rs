@@ -26,7 +26,7 @@ use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 /// How long an outgoing call may ring before it is given up (as `phone call` does).
 pub const RING_WITHIN: Duration = Duration::from_secs(60);
 /// How long an incoming call waits for `a` or `d` before it is declined (a caller's `phone
-/// call` gives up after as long; the phone library reports no CANCEL of a call still ringing).
+/// call` gives up after as long; a caller's CANCEL ends the ringing earlier).
 pub const ANSWER_WITHIN: Duration = Duration::from_secs(60);
 /// How long after hanging up the call's report may take.
 pub const REPORT_WITHIN: Duration = Duration::from_secs(10);
@@ -626,6 +626,18 @@ impl App {
     }
 
     fn ended(&mut self, report: Box<CallReport>, recording: Result<PathBuf, String>, now: Instant) {
+        // An incoming call that ended before it was answered (the caller cancelled it, or it
+        // rang too long): the phone stops ringing.
+        if let Screen::Incoming {
+            call_id, caller, ..
+        } = &self.screen
+            && *call_id == report.call_id
+        {
+            let how = format!("missed call: {}", report.ended.describe());
+            let who = vec![caller_line(caller)];
+            self.end_plain(how, who);
+            return;
+        }
         let Screen::InCall(call) = &self.screen else {
             return;
         };

@@ -8,6 +8,7 @@ use chaincall_identity::{Fingerprint, IdentityKey, IdentityName, PhoneNumber, Sa
 use chaincall_media::AudioCodec;
 use chaincall_media::MediaStats;
 use chaincall_phone::caller::Proof;
+use chaincall_phone::core::EndReason;
 use chaincall_phone::{CallReport, CallerId, KeyMode, PhoneEvent, SetupTimings, Verification};
 use chaincall_softphone::{App, Command, Input, Key};
 use ratatui::Terminal;
@@ -99,6 +100,7 @@ fn report(call_id: &str, outgoing: bool, caller: Option<CallerId>) -> Box<CallRe
         recorded: vec![0; 8000],
         codec: AudioCodec::Opus { payload_type: 111 },
         jitter: Default::default(),
+        ended: EndReason::HungUpByPeer,
     })
 }
 
@@ -466,6 +468,47 @@ fn deadlines_in_simulated_time_give_up_ringing_answering_and_waiting_for_reports
         app.hangup_request(None, t1),
         Err("no call in progress".into())
     );
+}
+
+#[test]
+fn a_call_the_caller_cancels_or_that_rings_too_long_stops_ringing() {
+    let t0 = Instant::now();
+    let mut app = registered(t0);
+    for (id, reason, shown) in [
+        (
+            "in-c",
+            EndReason::CancelledByPeer,
+            "Ended: missed call: cancelled by caller",
+        ),
+        (
+            "in-t",
+            EndReason::NotAnswered,
+            "Ended: missed call: not answered in time (408 Request Timeout)",
+        ),
+    ] {
+        app.handle(Input::Event(incoming(id, spoof(), true)), t0);
+        assert!(screen(&app, t0).contains("INCOMING CALL"));
+        let mut r = report(id, false, Some(spoof()));
+        r.ended = reason;
+        r.stats = MediaStats::default();
+        app.handle(
+            Input::Ended {
+                report: r,
+                recording: Err("no audio".into()),
+            },
+            t0,
+        );
+        let s = screen(&app, t0);
+        assert!(s.contains(shown), "{s}");
+        assert!(!s.contains("INCOMING CALL"), "{s}");
+        assert!(!s.contains("a answers"), "{s}");
+        assert_eq!(app.current_call(), None, "nothing rings any more");
+        assert!(
+            commands(&mut app).is_empty(),
+            "nothing to decline: the call is over"
+        );
+        assert_eq!(app.poll_timeout(t0), None, "no answer deadline left");
+    }
 }
 
 #[test]
