@@ -714,6 +714,8 @@ async fn listen(
                 Some(PhoneEvent::Dtmf { call_id, digit }) => {
                     tracing::info!(call = %call_id, %digit, "DTMF received");
                 }
+                // Hold and refused downgrades are logged by the phone; nothing to do here.
+                Some(PhoneEvent::Control(_)) => {}
             },
             _ = &mut interrupt, if !stopping => {
                 if active.is_empty() {

@@ -32,21 +32,24 @@ use chaincall_io::Output;
 use chaincall_media::g711::Codec;
 use chaincall_media::jitter::JitterStats;
 use chaincall_media::{
-    AudioCodec, MediaChannel, MediaConfig, MediaEvent, MediaOptions, MediaSession, MediaStats,
+    AudioCodec, AudioGate, MediaChannel, MediaConfig, MediaEvent, MediaOptions, MediaSession,
+    MediaStats,
 };
 use chaincall_sip::framing::{Frame, StreamFramer};
 use chaincall_sip::message::ParseLimits;
 use chaincall_tls_psk::{OpensslCrypto, TlsPskClient, TlsPskConfig, TlsPskError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
 use crate::caller::{AcceptUnverified, CallerId};
 use crate::contacts::KeyChange;
-use crate::core::{CallSummary, EndReason, Event as CoreEvent, Need, PhoneCore, TransportState};
+use crate::core::{
+    CallControl, CallSummary, EndReason, Event as CoreEvent, Need, PhoneCore, TransportState,
+};
 use crate::error::PhoneError;
 use crate::keys::{KeyLookup, LookedUp};
 use crate::link::{Backoff, KeepAlive, KeepAliveAction};
@@ -263,6 +266,10 @@ pub enum PhoneEvent {
         /// Why.
         reason: String,
     },
+    /// Hold and resume (by us: [`Phone::hold`], [`Phone::resume`]; or by the peer), a
+    /// re-INVITE refused because it would have downgraded the call's media security (488; the
+    /// call keeps its keys), or our re-INVITE failing.
+    Control(CallControl),
     /// The peer sent a DTMF digit (an RFC 4733 telephone-event), once per key press.
     Dtmf {
         /// The call.
@@ -307,6 +314,13 @@ enum Command {
     Dtmf {
         call_id: String,
         digits: String,
+        reply: oneshot::Sender<Result<(), PhoneError>>,
+    },
+    /// Hold (`Some(true)`), resume (`Some(false)`), or mute (`None`, with `muted`).
+    Control {
+        call_id: String,
+        hold: Option<bool>,
+        muted: bool,
         reply: oneshot::Sender<Result<(), PhoneError>>,
     },
     Shutdown,
@@ -410,6 +424,42 @@ impl Phone {
             .map_err(|_| PhoneError::Signalling("the phone has stopped".into()))?
     }
 
+    /// Puts a call that is up on hold (a re-INVITE with `a=sendonly`, the same keys): our audio
+    /// stops at once, [`CallControl::Held`] follows the peer's answer.
+    pub async fn hold(&self, call_id: &str) -> Result<(), PhoneError> {
+        self.control(call_id, Some(true), false).await
+    }
+
+    /// Takes a call we hold off hold (a re-INVITE with `a=sendrecv`): [`CallControl::Resumed`]
+    /// follows the peer's answer.
+    pub async fn resume(&self, call_id: &str) -> Result<(), PhoneError> {
+        self.control(call_id, Some(false), false).await
+    }
+
+    /// Mutes (or unmutes) our audio in a call that is up: silence goes out instead (nothing
+    /// under Opus DTX). Nothing is signalled.
+    pub async fn mute(&self, call_id: &str, muted: bool) -> Result<(), PhoneError> {
+        self.control(call_id, None, muted).await
+    }
+
+    async fn control(
+        &self,
+        call_id: &str,
+        hold: Option<bool>,
+        muted: bool,
+    ) -> Result<(), PhoneError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Control {
+            call_id: call_id.to_owned(),
+            hold,
+            muted,
+            reply: tx,
+        })
+        .await?;
+        rx.await
+            .map_err(|_| PhoneError::Signalling("the phone has stopped".into()))?
+    }
+
     /// Stops the phone (unregistering first is the caller's choice).
     pub async fn shutdown(&self) {
         let _ = self.cmd.send(Command::Shutdown).await;
@@ -443,6 +493,8 @@ struct MediaTask {
     stop: oneshot::Sender<()>,
     /// Digits to send, checked by the core.
     dtmf: mpsc::UnboundedSender<String>,
+    /// What of the audio goes out (mute, hold), as the core says.
+    gate: watch::Sender<AudioGate>,
     done: tokio::task::JoinHandle<MediaDone>,
 }
 
@@ -990,6 +1042,19 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             } => {
                 let _ = reply.send(self.core.send_dtmf(&call_id, &digits, now));
             }
+            Command::Control {
+                call_id,
+                hold,
+                muted,
+                reply,
+            } => {
+                let result = match hold {
+                    Some(true) => self.core.hold(&call_id, now),
+                    Some(false) => self.core.resume(&call_id, now),
+                    None => self.core.mute(&call_id, muted, now),
+                };
+                let _ = reply.send(result);
+            }
             Command::Shutdown => {}
         }
     }
@@ -1082,6 +1147,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                 }
                 self.emit(PhoneEvent::CallEnded(Box::new(report)));
             }
+            CoreEvent::Control(c) => self.emit(PhoneEvent::Control(c)),
             CoreEvent::SignallingError { reason } => {
                 debug!(error = %reason, "unparseable SIP message ignored")
             }
@@ -1124,6 +1190,11 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             Need::SendDtmf { call_id, digits } => {
                 if let Some(task) = self.media.get(&call_id).and_then(|m| m.task.as_ref()) {
                     let _ = task.dtmf.send(digits);
+                }
+            }
+            Need::GateAudio { call_id, gate } => {
+                if let Some(task) = self.media.get(&call_id).and_then(|m| m.task.as_ref()) {
+                    let _ = task.gate.send(gate);
                 }
             }
             Need::StopMedia { call_id } => {
@@ -1197,6 +1268,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
         };
         let (stop_tx, stop_rx) = oneshot::channel();
         let (dtmf_tx, dtmf_rx) = mpsc::unbounded_channel();
+        let (gate_tx, gate_rx) = watch::channel(AudioGate::Open);
         let done = tokio::spawn(run_media(
             MediaLink {
                 socket: media.socket.clone(),
@@ -1207,11 +1279,12 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             },
             keying,
             stop_rx,
-            dtmf_rx,
+            (dtmf_rx, gate_rx),
         ));
         media.task = Some(MediaTask {
             stop: stop_tx,
             dtmf: dtmf_tx,
+            gate: gate_tx,
             done,
         });
     }
@@ -1308,7 +1381,7 @@ async fn run_media(
     link: MediaLink,
     keying: Keying,
     mut stop: oneshot::Receiver<()>,
-    mut dtmf: mpsc::UnboundedReceiver<String>,
+    (mut dtmf, mut gate): (mpsc::UnboundedReceiver<String>, watch::Receiver<AudioGate>),
 ) -> MediaDone {
     let MediaLink {
         socket,
@@ -1335,8 +1408,9 @@ async fn run_media(
                 }
             }
             zrtp_deadline = out.deadline;
-            if out.session.is_some() {
-                session = out.session;
+            if let Some(mut s) = out.session {
+                s.set_audio_gate(*gate.borrow());
+                session = Some(s);
                 next_playout = now;
             }
         }
@@ -1409,6 +1483,12 @@ async fn run_media(
                         warn!(error = %e, "DTMF not sent");
                     },
                     None => warn!("DTMF not sent: the call is not keyed yet"),
+                }
+            }
+            // Mute and hold: the one gate on what of the audio goes out.
+            Ok(()) = gate.changed() => {
+                if let Some(session) = session.as_mut() {
+                    session.set_audio_gate(*gate.borrow_and_update());
                 }
             }
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {

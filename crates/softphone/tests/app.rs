@@ -8,7 +8,7 @@ use chaincall_identity::{Fingerprint, IdentityKey, IdentityName, PhoneNumber, Sa
 use chaincall_media::AudioCodec;
 use chaincall_media::MediaStats;
 use chaincall_phone::caller::Proof;
-use chaincall_phone::core::EndReason;
+use chaincall_phone::core::{CallControl, EndReason};
 use chaincall_phone::{CallReport, CallerId, KeyMode, PhoneEvent, SetupTimings, Verification};
 use chaincall_softphone::{App, Command, Input, Key};
 use ratatui::Terminal;
@@ -166,7 +166,8 @@ fn registering_dialing_a_verified_callee_and_hanging_up() {
         "Duration: 1:05".to_owned(),
         "Key mode: mikey-pke".to_owned(),
         "SRTP profile: not reported by the phone library yet".to_owned(),
-        "Mute, hold: not available yet".to_owned(),
+        "Microphone: on".to_owned(),
+        "Hold: no".to_owned(),
         "h hangs up".to_owned(),
     ] {
         assert!(s.contains(&line), "{line:?} missing:\n{s}");
@@ -176,9 +177,16 @@ fn registering_dialing_a_verified_callee_and_hanging_up() {
         app.poll_timeout(t2 + Duration::from_millis(1500)),
         Some(t2 + Duration::from_secs(2))
     );
+    // Mute is a command now (m_mutes_o_holds_and_the_in_call_screen_shows_both); unmuted again.
     app.handle(Input::Key(Key::Char('m')), t2);
-    assert!(screen(&app, t2).contains("mute and hold are not available yet"));
-    assert!(commands(&mut app).is_empty(), "no mute command is invented");
+    app.handle(Input::Key(Key::Char('m')), t2);
+    assert_eq!(
+        commands(&mut app),
+        [
+            Command::Mute("call-1".into(), true),
+            Command::Mute("call-1".into(), false)
+        ]
+    );
 
     let t3 = t2 + Duration::from_secs(10);
     app.handle(Input::Key(Key::Char('h')), t3);
@@ -509,6 +517,79 @@ fn a_call_the_caller_cancels_or_that_rings_too_long_stops_ringing() {
         );
         assert_eq!(app.poll_timeout(t0), None, "no answer deadline left");
     }
+}
+
+#[test]
+fn m_mutes_o_holds_and_the_in_call_screen_shows_both() {
+    let t0 = Instant::now();
+    let mut app = registered(t0);
+    app.handle(Input::Event(incoming("c", spoof(), true)), t0);
+    app.handle(Input::Key(Key::Char('a')), t0);
+    let _ = commands(&mut app);
+    let up = PhoneEvent::CallUp {
+        call_id: "c".into(),
+        peer: BOB.into(),
+        caller: Some(spoof()),
+        mode: KeyMode::MikeyPke,
+        verified_peer: Some(name(BOB)),
+        safety_number: None,
+        verified_in_person: false,
+        zrtp: None,
+    };
+    app.handle(Input::Event(up), t0);
+    let s = screen(&app, t0);
+    assert!(s.contains("Microphone: on"), "{s}");
+    assert!(s.contains("Hold: no"), "{s}");
+    assert!(s.contains("m mutes/unmutes · o holds"), "{s}");
+
+    app.handle(Input::Key(Key::Char('m')), t0);
+    assert_eq!(commands(&mut app), [Command::Mute("c".into(), true)]);
+    assert!(screen(&app, t0).contains("Microphone: MUTED (silence goes out; m unmutes)"));
+    app.handle(Input::Key(Key::Char('m')), t0);
+    assert_eq!(commands(&mut app), [Command::Mute("c".into(), false)]);
+    assert!(screen(&app, t0).contains("Microphone: on"));
+
+    // Hold shows once the peer answered.
+    app.handle(Input::Key(Key::Char('o')), t0);
+    assert_eq!(commands(&mut app), [Command::Hold("c".into())]);
+    assert!(screen(&app, t0).contains("Hold: no"));
+    let held = PhoneEvent::Control(CallControl::Held {
+        call_id: "c".into(),
+        by_peer: false,
+    });
+    app.handle(Input::Event(held), t0);
+    let s = screen(&app, t0);
+    assert!(
+        s.contains("Hold: ON HOLD (you put it on hold; o resumes)"),
+        "{s}"
+    );
+    assert!(s.contains("o resumes"), "{s}");
+    app.handle(Input::Key(Key::Char('o')), t0);
+    assert_eq!(commands(&mut app), [Command::Resume("c".into())]);
+    let resumed = PhoneEvent::Control(CallControl::Resumed {
+        call_id: "c".into(),
+        by_peer: false,
+    });
+    app.handle(Input::Event(resumed), t0);
+    assert!(screen(&app, t0).contains("Hold: no"));
+
+    // The peer holds us; then a downgrade it tried is told.
+    let held = PhoneEvent::Control(CallControl::Held {
+        call_id: "c".into(),
+        by_peer: true,
+    });
+    app.handle(Input::Event(held), t0);
+    assert!(screen(&app, t0).contains("Hold: ON HOLD (the peer put you on hold)"));
+    let refused = PhoneEvent::Control(CallControl::DowngradeRefused {
+        call_id: "c".into(),
+        reason: "the MIKEY key line (a=key-mgmt) is gone".into(),
+    });
+    app.handle(Input::Event(refused), t0);
+    let s = screen(&app, t0);
+    assert!(
+        s.contains("refused the peer's re-INVITE: the MIKEY key line (a=key-mgmt) is gone"),
+        "{s}"
+    );
 }
 
 #[test]

@@ -50,6 +50,8 @@ pub struct Side {
     pub stopped: Vec<String>,
     /// DTMF the core passed to its media, `(call, digits)`, in order.
     pub dtmf: Vec<(String, String)>,
+    /// Audio gates (mute, hold) the core told its media, `(call, gate)`, in order.
+    pub gates: Vec<(String, chaincall_media::AudioGate)>,
     /// Signalling written and not yet delivered.
     pub wire: Vec<Vec<u8>>,
     /// The signalling connection is down: nothing reaches this phone.
@@ -142,6 +144,7 @@ impl Net {
                 started: HashMap::new(),
                 stopped: Vec::new(),
                 dtmf: Vec::new(),
+                gates: Vec::new(),
                 wire: Vec::new(),
                 lost: false,
                 deadline: None,
@@ -224,6 +227,9 @@ impl Net {
                     Need::StopMedia { call_id } => self.side(alice).stopped.push(call_id),
                     Need::SendDtmf { call_id, digits } => {
                         self.side(alice).dtmf.push((call_id, digits));
+                    }
+                    Need::GateAudio { call_id, gate } => {
+                        self.side(alice).gates.push((call_id, gate));
                     }
                     other => panic!("a need this test does not know: {other:?}"),
                 },
