@@ -180,6 +180,7 @@ impl<'a> CallUp<'a> {
         };
         match self.zrtp {
             Some(z) if z.chain_bound => format!("{keyed}, SAS {}, chain binding held", z.sas),
+            Some(z) if z.sas_verified => format!("{keyed}, SAS {} (verified by you)", z.sas),
             Some(z) => format!("{keyed}, SAS {} (compare it with the peer)", z.sas),
             None => keyed,
         }

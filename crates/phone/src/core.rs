@@ -127,6 +127,12 @@ pub enum Need {
         /// The digits (0–9, *, #, A–D).
         digits: String,
     },
+    /// The user compared the ZRTP SAS with the peer and it matched: record RFC 6189 §4.6.1.1's
+    /// "SAS verified" flag for the peer's ZID in the cache (the next call shows it).
+    ConfirmSas {
+        /// The call.
+        call_id: String,
+    },
     /// Let this much of the call's audio out from now on: all, silence (muted) or none (on
     /// hold either way). Told when it changes.
     GateAudio {
@@ -153,6 +159,9 @@ pub enum EndReason {
     /// An incoming call rang for [`crate::ua::RING_TIMEOUT`] unanswered, with neither a CANCEL
     /// nor an answer: we ended it with 408 Request Timeout.
     NotAnswered,
+    /// The user said the ZRTP SAS did not match the peer's ([`PhoneCore::reject_sas`]): a man
+    /// in the middle may sit in the media path. We hung up (BYE with a Reason header).
+    SasRejected,
 }
 
 impl EndReason {
@@ -164,6 +173,9 @@ impl EndReason {
             EndReason::CancelledByPeer => "cancelled by caller",
             EndReason::SignallingLost => "hung up while the signalling connection was down",
             EndReason::NotAnswered => "not answered in time (408 Request Timeout)",
+            EndReason::SasRejected => {
+                "the SAS did not match the peer's: possible man in the middle (hung up)"
+            }
         }
     }
 }
@@ -417,6 +429,8 @@ struct Call {
     muted: bool,
     /// The gate last told to the media ([`Need::GateAudio`]).
     gate: AudioGate,
+    /// Why we are ending the call, when it is not a plain hang-up.
+    ending: Option<EndReason>,
 }
 
 impl Call {
@@ -443,6 +457,7 @@ impl Call {
             hold_pending: None,
             muted: false,
             gate: AudioGate::Open,
+            ending: None,
         }
     }
 
@@ -845,6 +860,48 @@ impl PhoneCore {
         self.gate(call_id);
         self.pump(now);
         Ok(())
+    }
+
+    /// The user compared the ZRTP SAS with the peer and it matched: [`Need::ConfirmSas`] records
+    /// it in the cache (RFC 6189 §4.6.1.1), and the next call with that peer shows it.
+    pub fn confirm_sas(&mut self, call_id: &str, now: Instant) -> Result<(), PhoneError> {
+        self.zrtp_call(call_id)?;
+        self.events.push_back(Event::Need(Need::ConfirmSas {
+            call_id: call_id.to_owned(),
+        }));
+        self.pump(now);
+        Ok(())
+    }
+
+    /// The user says the ZRTP SAS differs from the peer's: someone may sit in the media path.
+    /// The call ends at once (BYE with a Reason header), [`EndReason::SasRejected`].
+    pub fn reject_sas(&mut self, call_id: &str, now: Instant) -> Result<(), PhoneError> {
+        self.zrtp_call(call_id)?.ending = Some(EndReason::SasRejected);
+        warn!(call = %call_id, "the user reports a SAS mismatch: hanging up");
+        if self.connected {
+            self.ua.hangup_because(
+                call_id,
+                "SIP ;cause=488 ;text=\"ZRTP SAS mismatch reported by the user\"",
+                now,
+            );
+        } else {
+            self.ua.abandon(call_id);
+            self.end(call_id, EndReason::SasRejected);
+        }
+        self.pump(now);
+        Ok(())
+    }
+
+    /// The call, if it is up and keyed by ZRTP (what the SAS actions need).
+    fn zrtp_call(&mut self, call_id: &str) -> Result<&mut Call, PhoneError> {
+        let call = self.up_call(call_id)?;
+        if call.mode != KeyMode::Zrtp {
+            return Err(PhoneError::CallControl(format!(
+                "call {call_id:?} is keyed by {}, not ZRTP: it has no SAS",
+                call.mode.name()
+            )));
+        }
+        Ok(call)
     }
 
     /// The call, if it is keyed and up (what hold, resume and mute need).
@@ -1474,8 +1531,9 @@ impl PhoneCore {
             }
             UaEvent::Ended { call_id, by_peer } => {
                 let keyed = self.calls.get(&call_id).is_some_and(|c| c.keyed);
+                let ending = self.calls.get(&call_id).and_then(|c| c.ending);
                 let reason = match (by_peer, keyed) {
-                    (false, _) => EndReason::HungUp,
+                    (false, _) => ending.unwrap_or(EndReason::HungUp),
                     (true, true) => EndReason::HungUpByPeer,
                     (true, false) => EndReason::CancelledByPeer,
                 };

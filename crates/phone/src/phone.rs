@@ -295,6 +295,15 @@ impl PhoneEvent {
     }
 }
 
+/// What [`Command::Control`] does to a call that is up.
+enum Action {
+    Hold,
+    Resume,
+    Mute(bool),
+    ConfirmSas,
+    RejectSas,
+}
+
 enum Command {
     Register {
         expires: u32,
@@ -316,11 +325,9 @@ enum Command {
         digits: String,
         reply: oneshot::Sender<Result<(), PhoneError>>,
     },
-    /// Hold (`Some(true)`), resume (`Some(false)`), or mute (`None`, with `muted`).
     Control {
         call_id: String,
-        hold: Option<bool>,
-        muted: bool,
+        action: Action,
         reply: oneshot::Sender<Result<(), PhoneError>>,
     },
     Shutdown,
@@ -427,32 +434,38 @@ impl Phone {
     /// Puts a call that is up on hold (a re-INVITE with `a=sendonly`, the same keys): our audio
     /// stops at once, [`CallControl::Held`] follows the peer's answer.
     pub async fn hold(&self, call_id: &str) -> Result<(), PhoneError> {
-        self.control(call_id, Some(true), false).await
+        self.control(call_id, Action::Hold).await
     }
 
     /// Takes a call we hold off hold (a re-INVITE with `a=sendrecv`): [`CallControl::Resumed`]
     /// follows the peer's answer.
     pub async fn resume(&self, call_id: &str) -> Result<(), PhoneError> {
-        self.control(call_id, Some(false), false).await
+        self.control(call_id, Action::Resume).await
     }
 
     /// Mutes (or unmutes) our audio in a call that is up: silence goes out instead (nothing
     /// under Opus DTX). Nothing is signalled.
     pub async fn mute(&self, call_id: &str, muted: bool) -> Result<(), PhoneError> {
-        self.control(call_id, None, muted).await
+        self.control(call_id, Action::Mute(muted)).await
     }
 
-    async fn control(
-        &self,
-        call_id: &str,
-        hold: Option<bool>,
-        muted: bool,
-    ) -> Result<(), PhoneError> {
+    /// The users compared the ZRTP SAS and it matched: the peer's ZID is marked verified in the
+    /// cache (RFC 6189 §4.6.1.1); the next call with it shows `sas_verified`.
+    pub async fn confirm_sas(&self, call_id: &str) -> Result<(), PhoneError> {
+        self.control(call_id, Action::ConfirmSas).await
+    }
+
+    /// The users compared the ZRTP SAS and it differed: the phone hangs up at once (BYE with a
+    /// Reason header) and the report says why.
+    pub async fn reject_sas(&self, call_id: &str) -> Result<(), PhoneError> {
+        self.control(call_id, Action::RejectSas).await
+    }
+
+    async fn control(&self, call_id: &str, action: Action) -> Result<(), PhoneError> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Control {
             call_id: call_id.to_owned(),
-            hold,
-            muted,
+            action,
             reply: tx,
         })
         .await?;
@@ -495,6 +508,8 @@ struct MediaTask {
     dtmf: mpsc::UnboundedSender<String>,
     /// What of the audio goes out (mute, hold), as the core says.
     gate: watch::Sender<AudioGate>,
+    /// The user confirmed the ZRTP SAS.
+    sas: mpsc::UnboundedSender<()>,
     done: tokio::task::JoinHandle<MediaDone>,
 }
 
@@ -1044,14 +1059,15 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             }
             Command::Control {
                 call_id,
-                hold,
-                muted,
+                action,
                 reply,
             } => {
-                let result = match hold {
-                    Some(true) => self.core.hold(&call_id, now),
-                    Some(false) => self.core.resume(&call_id, now),
-                    None => self.core.mute(&call_id, muted, now),
+                let result = match action {
+                    Action::Hold => self.core.hold(&call_id, now),
+                    Action::Resume => self.core.resume(&call_id, now),
+                    Action::Mute(muted) => self.core.mute(&call_id, muted, now),
+                    Action::ConfirmSas => self.core.confirm_sas(&call_id, now),
+                    Action::RejectSas => self.core.reject_sas(&call_id, now),
                 };
                 let _ = reply.send(result);
             }
@@ -1197,6 +1213,11 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                     let _ = task.gate.send(gate);
                 }
             }
+            Need::ConfirmSas { call_id } => {
+                if let Some(task) = self.media.get(&call_id).and_then(|m| m.task.as_ref()) {
+                    let _ = task.sas.send(());
+                }
+            }
             Need::StopMedia { call_id } => {
                 let Some(media) = self.media.remove(&call_id) else {
                     return;
@@ -1269,6 +1290,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
         let (stop_tx, stop_rx) = oneshot::channel();
         let (dtmf_tx, dtmf_rx) = mpsc::unbounded_channel();
         let (gate_tx, gate_rx) = watch::channel(AudioGate::Open);
+        let (sas_tx, sas_rx) = mpsc::unbounded_channel();
         let done = tokio::spawn(run_media(
             MediaLink {
                 socket: media.socket.clone(),
@@ -1279,12 +1301,13 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             },
             keying,
             stop_rx,
-            (dtmf_rx, gate_rx),
+            (dtmf_rx, gate_rx, sas_rx),
         ));
         media.task = Some(MediaTask {
             stop: stop_tx,
             dtmf: dtmf_tx,
             gate: gate_tx,
+            sas: sas_tx,
             done,
         });
     }
@@ -1381,7 +1404,11 @@ async fn run_media(
     link: MediaLink,
     keying: Keying,
     mut stop: oneshot::Receiver<()>,
-    (mut dtmf, mut gate): (mpsc::UnboundedReceiver<String>, watch::Receiver<AudioGate>),
+    (mut dtmf, mut gate, mut sas): (
+        mpsc::UnboundedReceiver<String>,
+        watch::Receiver<AudioGate>,
+        mpsc::UnboundedReceiver<()>,
+    ),
 ) -> MediaDone {
     let MediaLink {
         socket,
@@ -1483,6 +1510,11 @@ async fn run_media(
                         warn!(error = %e, "DTMF not sent");
                     },
                     None => warn!("DTMF not sent: the call is not keyed yet"),
+                }
+            }
+            Some(()) = sas.recv() => {
+                if let Some(z) = zrtp.as_mut() {
+                    z.confirm_sas();
                 }
             }
             // Mute and hold: the one gate on what of the audio goes out.

@@ -111,13 +111,16 @@ pub struct CallReportJson<'a> {
 }
 
 /// ZRTP's outcome in JSON: the SAS, whether the chain binding held, the retained-secret status
-/// (`no-secrets`, `matched`, `mismatch`), the peer's ZID and the exchange's time.
+/// (`no-secrets`, `matched`, `mismatch`), the peer's ZID, whether the SAS was confirmed (by us,
+/// by the peer) and the exchange's time.
 pub fn zrtp_json(z: &crate::zrtp_media::ZrtpStatus) -> serde_json::Value {
     json!({
         "sas": z.sas,
         "chain_bound": z.chain_bound,
         "cache": z.cache_name(),
         "peer_zid": z.peer_zid,
+        "sas_verified": z.sas_verified,
+        "peer_sas_verified": z.peer_sas_verified,
         "exchange_ms": ms(z.exchange),
     })
 }

@@ -568,10 +568,23 @@ impl UserAgent {
 
     /// Ends a call: BYE for an established call, CANCEL-less give-up for one still ringing.
     pub fn hangup(&mut self, call_id: &str, now: Instant) {
+        self.end_call(call_id, None, now);
+    }
+
+    /// [`UserAgent::hangup`] with a `Reason` header (RFC 3326) in the BYE, e.g.
+    /// `SIP ;cause=488 ;text="…"`: why we end an established call.
+    pub fn hangup_because(&mut self, call_id: &str, reason: &str, now: Instant) {
+        self.end_call(call_id, Some(reason), now);
+    }
+
+    fn end_call(&mut self, call_id: &str, reason: Option<&str>, now: Instant) {
         self.clock = now;
         match self.calls.remove(call_id) {
             Some(CallState::Up { mut dialog, .. }) => {
                 let mut bye = dialog.request(Method::Bye, &self.via(), None);
+                if let Some(reason) = reason {
+                    bye.push("Reason", reason);
+                }
                 bye.push("Content-Length", "0");
                 let bye = Pending::start(bye, self.reliable, now, &mut self.out);
                 self.calls

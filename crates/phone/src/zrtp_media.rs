@@ -27,6 +27,11 @@ pub struct ZrtpStatus {
     pub cache: CacheStatus,
     /// The peer's ZID, hex.
     pub peer_zid: String,
+    /// We confirmed this SAS with the peer on an earlier call (RFC 6189 §4.6.1.1's flag in our
+    /// cache, kept while the retained secrets match), or on this one ([`ZrtpRun::confirm_sas`]).
+    pub sas_verified: bool,
+    /// The peer says it verified the SAS with us on an earlier call (its V flag).
+    pub peer_sas_verified: bool,
     /// The ZID ↔ on-chain identity pin (after a chain-bound exchange).
     pub pin: Option<ZidPin>,
     /// The media start to `SecureOn`.
@@ -158,6 +163,9 @@ impl ZrtpRun {
             chain_bound,
             cache: s.cache,
             peer_zid: hex::encode(s.peer_zid.0),
+            sas_verified: s.cache == CacheStatus::Matched
+                && chaincall_zrtp::SecretCache::load(&*self.media.store, &s.peer_zid).sas_verified,
+            peer_sas_verified: s.peer_sas_verified,
             pin,
             exchange: now.saturating_duration_since(self.started),
         };
@@ -185,6 +193,16 @@ impl ZrtpRun {
                 warn!(call = %self.call_id, error = %e, "SRTP keying from ZRTP failed");
                 None
             }
+        }
+    }
+
+    /// The users compared the SAS and it matched: the flag goes into the cache for the peer's
+    /// ZID (the engine ignores it before the exchange is secure).
+    pub(crate) fn confirm_sas(&mut self) {
+        self.media.engine.confirm_sas();
+        if let Some(status) = self.status.as_mut() {
+            info!(call = %self.call_id, "the user confirmed the SAS");
+            status.sas_verified = true;
         }
     }
 

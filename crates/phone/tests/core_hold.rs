@@ -1,9 +1,10 @@
 //! Call control in simulated time over the core harness (`common/core_net.rs`): hold and resume
 //! both ways (RFC 3264 §8.4 re-INVITEs with the same keys), mute (local only), and re-INVITEs
-//! that would downgrade the call's media security, each refused with 488 while the call goes on.
+//! that would downgrade the call's media security, each refused with 488 while the call goes on;
+//! the ZRTP SAS confirmed or rejected by the user.
 
 use chaincall_media::AudioGate;
-use chaincall_phone::core::{CallControl, Event};
+use chaincall_phone::core::{CallControl, EndReason, Event};
 use chaincall_phone::{KeyMode, PhoneError};
 use chaincall_sip::message::Message;
 
@@ -321,4 +322,57 @@ fn a_re_invite_with_a_weaker_crypto_suite_is_refused() {
         },
         "the crypto suite changed from AES_CM_128_HMAC_SHA1_80 to AES_CM_128_HMAC_SHA1_32",
     );
+}
+
+#[test]
+fn a_confirmed_sas_goes_to_the_media_and_a_rejected_one_hangs_up_with_a_reason() {
+    let (mut net, id) = up(KeyMode::Zrtp);
+    let now = net.now;
+    net.alice.core.confirm_sas(&id, now).unwrap();
+    net.settle();
+    assert_eq!(net.alice.sas_confirmed, std::slice::from_ref(&id));
+    assert!(
+        net.seen("BYE").is_empty(),
+        "confirming changes nothing on the wire"
+    );
+
+    net.bob.core.reject_sas(&id, now).unwrap();
+    net.settle();
+    let bye = net.seen("BYE");
+    assert_eq!(bye.len(), 1);
+    let bye = Message::parse(&bye[0]).unwrap();
+    let reason = bye.header_value(chaincall_sip::HeaderName::Other("Reason"));
+    assert!(
+        reason.is_some_and(|r| r.contains("SAS mismatch reported by the user")),
+        "{reason:?}"
+    );
+    assert_eq!(
+        ended(&take_events(&mut net.bob), &id),
+        Some(EndReason::SasRejected)
+    );
+    assert_eq!(
+        ended(&take_events(&mut net.alice), &id),
+        Some(EndReason::HungUpByPeer)
+    );
+    assert_eq!(net.bob.stopped, std::slice::from_ref(&id));
+    assert!(
+        EndReason::SasRejected
+            .describe()
+            .contains("man in the middle")
+    );
+}
+
+#[test]
+fn a_call_keyed_by_mikey_has_no_sas_to_confirm() {
+    let (mut net, id) = up(KeyMode::MikeyPke);
+    let now = net.now;
+    for result in [
+        net.alice.core.confirm_sas(&id, now),
+        net.alice.core.reject_sas(&id, now),
+    ] {
+        let e = result.unwrap_err().to_string();
+        assert!(e.contains("keyed by mikey-pke, not ZRTP"), "{e}");
+    }
+    net.settle();
+    assert!(net.seen("BYE").is_empty() && net.alice.sas_confirmed.is_empty());
 }

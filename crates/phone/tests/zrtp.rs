@@ -38,15 +38,20 @@ async fn zrtp_up(events: &mut PhoneEvents) -> ZrtpStatus {
     }
 }
 
-/// One call from alice to bob; both sides' outcome at call up and their reports.
+/// One call from alice to bob (alice confirming the SAS when `confirm`); both sides' outcome at
+/// call up and their reports.
 async fn call(
     alice: &Phone,
     alice_ev: &mut PhoneEvents,
     bob_ev: &mut PhoneEvents,
+    confirm: bool,
 ) -> ([ZrtpStatus; 2], [CallReport; 2]) {
     let id = alice.call(&PhoneNumber::parse(BOB).unwrap()).await.unwrap();
     let a = zrtp_up(alice_ev).await;
     let b = zrtp_up(bob_ev).await;
+    if confirm {
+        alice.confirm_sas(&id).await.unwrap();
+    }
     // Lets the 1 s sources go out (a wait, not a timed assertion).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     alice.hangup(&id).await.unwrap();
@@ -79,7 +84,11 @@ async fn two_phones_agree_by_zrtp_bound_to_their_on_chain_keys() {
         p.register(600).await.unwrap();
     }
 
-    let ([a, b], [ra, rb]) = call(&alice, &mut alice_ev, &mut bob_ev).await;
+    let ([a, b], [ra, rb]) = call(&alice, &mut alice_ev, &mut bob_ev, true).await;
+    assert!(
+        !a.sas_verified && !b.sas_verified,
+        "nobody confirmed it before"
+    );
     assert_eq!(a.sas, b.sas, "both sides show the same SAS");
     assert!(a.chain_bound && b.chain_bound, "{a:?} {b:?}");
     assert_eq!(
@@ -99,6 +108,9 @@ async fn two_phones_agree_by_zrtp_bound_to_their_on_chain_keys() {
         assert_eq!(json["zrtp"]["sas"], a.sas.as_str(), "{json}");
         assert_eq!(json["zrtp"]["chain_bound"], true, "{json}");
     }
+    // Alice confirmed the SAS during the call: her report says so, Bob's does not.
+    assert!(ra.zrtp.as_ref().unwrap().sas_verified);
+    assert!(!rb.zrtp.as_ref().unwrap().sas_verified);
     // Exactly the packets the other side sent, both ways: nothing before SecureOn was lost to a
     // missing key, nothing was sent in the clear.
     assert!(!ra.sent_payload.is_empty());
@@ -118,17 +130,23 @@ async fn two_phones_agree_by_zrtp_bound_to_their_on_chain_keys() {
         let entry = &file["peers"][peer_zid.as_str()];
         assert_eq!(entry["identity"], format!("tel:{peer}"), "{file}");
         assert_eq!(entry["rs1"].as_str().map(str::len), Some(64), "{file}");
+        // RFC 6189 §4.6.1.1's flag: Alice's cache has it for Bob's ZID, Bob's not for hers.
+        assert_eq!(entry["sas_verified"], path == &alice_cache, "{file}");
     }
     // A phone started again reads the same ZID back.
     assert_eq!(store(&alice_cache).zid(), alice_store.zid());
 
     // The second call finds the retained secret on both sides.
-    let ([a2, b2], _) = call(&alice, &mut alice_ev, &mut bob_ev).await;
+    let ([a2, b2], _) = call(&alice, &mut alice_ev, &mut bob_ev, false).await;
     assert_eq!(
         (a2.cache, b2.cache),
         (CacheStatus::Matched, CacheStatus::Matched)
     );
     assert!(a2.chain_bound && b2.chain_bound);
+    // The next call shows the confirmation: on Alice's side from her cache, on Bob's from the
+    // V flag in her Confirm.
+    assert!(a2.sas_verified && !a2.peer_sas_verified, "{a2:?}");
+    assert!(!b2.sas_verified && b2.peer_sas_verified, "{b2:?}");
     assert_eq!(a2.sas, b2.sas);
 
     for p in [alice, bob] {

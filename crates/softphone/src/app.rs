@@ -68,6 +68,8 @@ pub enum Command {
     Resume(String),
     /// Mute (`true`) or unmute our audio; nothing is signalled.
     Mute(String, bool),
+    /// The user compared the ZRTP SAS with the peer and it matched (`v`).
+    ConfirmSas(String),
     /// Stop: unregister and close the phone, restore the terminal.
     Quit,
 }
@@ -421,6 +423,17 @@ impl App {
                 call.muted = !call.muted;
                 self.commands
                     .push_back(Command::Mute(call.call_id.clone(), call.muted));
+            }
+            // `v`: the SAS read aloud matched; recorded for the next calls (ZRTP calls only).
+            (Screen::InCall(call), Key::Char('v'))
+                if call.report_by.is_none()
+                    && call.zrtp.as_ref().is_some_and(|z| !z.sas_verified) =>
+            {
+                if let Some(z) = call.zrtp.as_mut() {
+                    z.sas_verified = true;
+                }
+                self.commands
+                    .push_back(Command::ConfirmSas(call.call_id.clone()));
             }
             (Screen::InCall(call), Key::Char('o')) if call.report_by.is_none() => {
                 let id = call.call_id.clone();
@@ -797,6 +810,9 @@ impl App {
             Screen::Incoming { .. } => "Ctrl-C quits",
             Screen::InCall(call) if call.held => {
                 "h hangs up · m mutes/unmutes · o resumes · Ctrl-C hangs up and quits"
+            }
+            Screen::InCall(call) if call.zrtp.as_ref().is_some_and(|z| !z.sas_verified) => {
+                "h hangs up · m mutes · o holds · v: the SAS matched · Ctrl-C hangs up and quits"
             }
             Screen::InCall(_) => {
                 "h hangs up · m mutes/unmutes · o holds · Ctrl-C hangs up and quits"

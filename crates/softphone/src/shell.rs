@@ -214,6 +214,7 @@ async fn execute(app: &mut App, phone: &Phone, done: &mpsc::UnboundedSender<Inpu
             Command::Hold(id) => noted(app, phone.hold(&id).await),
             Command::Resume(id) => noted(app, phone.resume(&id).await),
             Command::Mute(id, muted) => noted(app, phone.mute(&id, muted).await),
+            Command::ConfirmSas(id) => noted(app, phone.confirm_sas(&id).await),
         }
     }
     true

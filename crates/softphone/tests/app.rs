@@ -593,6 +593,53 @@ fn m_mutes_o_holds_and_the_in_call_screen_shows_both() {
 }
 
 #[test]
+fn v_confirms_the_zrtp_sas_once() {
+    let t0 = Instant::now();
+    let mut app = registered(t0);
+    keys(&mut app, BOB, t0);
+    app.handle(Input::Key(Key::Enter), t0);
+    app.handle(
+        Input::Dialed {
+            target: number(BOB),
+            result: Ok("z".into()),
+        },
+        t0,
+    );
+    let _ = commands(&mut app);
+    let zrtp = chaincall_phone::zrtp_media::ZrtpStatus {
+        sas: "kv3x".into(),
+        chain_bound: false,
+        cache: chaincall_zrtp::CacheStatus::NoSecrets,
+        peer_zid: "00".repeat(12),
+        sas_verified: false,
+        peer_sas_verified: false,
+        pin: None,
+        exchange: Duration::from_millis(40),
+    };
+    let up = PhoneEvent::CallUp {
+        call_id: "z".into(),
+        peer: BOB.into(),
+        caller: None,
+        mode: KeyMode::Zrtp,
+        verified_peer: None,
+        safety_number: None,
+        verified_in_person: false,
+        zrtp: Some(zrtp),
+    };
+    app.handle(Input::Event(up), t0);
+    let s = screen(&app, t0);
+    assert!(s.contains("SAS kv3x (compare it with the peer)"), "{s}");
+    assert!(s.contains("v: the SAS matched"), "{s}");
+    app.handle(Input::Key(Key::Char('v')), t0);
+    assert_eq!(commands(&mut app), [Command::ConfirmSas("z".into())]);
+    let s = screen(&app, t0);
+    assert!(s.contains("SAS kv3x (verified by you)"), "{s}");
+    assert!(!s.contains("v: the SAS matched"), "{s}");
+    app.handle(Input::Key(Key::Char('v')), t0);
+    assert!(commands(&mut app).is_empty(), "confirmed once");
+}
+
+#[test]
 fn ctrl_c_hangs_up_what_is_in_progress_then_quits() {
     let t0 = Instant::now();
     let mut app = registered(t0);
