@@ -162,6 +162,10 @@ pub enum EndReason {
     /// The user said the ZRTP SAS did not match the peer's ([`PhoneCore::reject_sas`]): a man
     /// in the middle may sit in the media path. We hung up (BYE with a Reason header).
     SasRejected,
+    /// The call's media could not be secured (a ZRTP Error, timeout, or failed chain binding:
+    /// [`PhoneCore::media_failed`]). We hung up by ourselves (BYE with a Reason header); the
+    /// summary's `failure` says why.
+    MediaFailed,
 }
 
 impl EndReason {
@@ -176,6 +180,7 @@ impl EndReason {
             EndReason::SasRejected => {
                 "the SAS did not match the peer's: possible man in the middle (hung up)"
             }
+            EndReason::MediaFailed => "the media could not be secured (hung up)",
         }
     }
 }
@@ -206,6 +211,8 @@ pub struct CallSummary {
     pub keyed: bool,
     /// The signalling connection dropped while the call was in progress (its media went on).
     pub signalling_lost: bool,
+    /// Why the media could not be secured ([`EndReason::MediaFailed`]).
+    pub failure: Option<String>,
 }
 
 /// A call that is up: what the user sees of it ([`crate::PhoneEvent::CallUp`] in the shell).
@@ -431,6 +438,8 @@ struct Call {
     gate: AudioGate,
     /// Why we are ending the call, when it is not a plain hang-up.
     ending: Option<EndReason>,
+    /// Why its media could not be secured.
+    failure: Option<String>,
 }
 
 impl Call {
@@ -458,6 +467,7 @@ impl Call {
             muted: false,
             gate: AudioGate::Open,
             ending: None,
+            failure: None,
         }
     }
 
@@ -474,6 +484,7 @@ impl Call {
             codec: self.codec,
             keyed: self.keyed,
             signalling_lost: self.signalling_lost,
+            failure: self.failure,
         })
     }
 }
@@ -890,6 +901,33 @@ impl PhoneCore {
         }
         self.pump(now);
         Ok(())
+    }
+
+    /// The shell's media task could not secure the call (a ZRTP Error, timeout, or failed
+    /// chain binding: no audio went out): the phone hangs up by itself, BYE with a Reason
+    /// header, and the call ends with [`EndReason::MediaFailed`] and `failure` in its summary.
+    pub fn media_failed(&mut self, call_id: &str, failure: &str, now: Instant) {
+        let connected = self.connected;
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        warn!(call = %call_id, %failure, "the media could not be secured: hanging up");
+        call.ending = Some(EndReason::MediaFailed);
+        call.failure = Some(failure.to_owned());
+        if connected && matches!(call.stage, Stage::Up) {
+            // RFC 3326's text is a quoted string: no quotes or backslashes from the error.
+            let text: String = failure
+                .chars()
+                .filter(|c| !matches!(c, '"' | '\\') && !c.is_control())
+                .take(200)
+                .collect();
+            let reason = format!("SIP ;cause=488 ;text=\"{text}\"");
+            self.ua.hangup_because(call_id, &reason, now);
+        } else {
+            self.ua.abandon(call_id);
+            self.end(call_id, EndReason::MediaFailed);
+        }
+        self.pump(now);
     }
 
     /// The call, if it is up and keyed by ZRTP (what the SAS actions need).

@@ -201,6 +201,8 @@ pub struct CallReport {
     pub jitter: JitterStats,
     /// What ZRTP agreed (ZRTP calls).
     pub zrtp: Option<ZrtpStatus>,
+    /// Why the media could not be secured, when it ended the call ([`EndReason::MediaFailed`]).
+    pub failure: Option<String>,
     /// How the call ended ([`EndReason::describe`] says it in words). An incoming call that
     /// ended before its media ran (cancelled by the caller, not answered in time) has a report
     /// too, with no packets and no audio.
@@ -498,6 +500,9 @@ struct CallMedia {
     /// A ZRTP call's way to its media task, which tells the call up once secure.
     up: Option<oneshot::Sender<crate::core::KeyedCall>>,
 }
+
+/// A media task that could not secure its call: `(call, why)`.
+pub(crate) type MediaFailure = (String, String);
 
 /// What a media task leaves: its session (none if ZRTP never went secure) and ZRTP's outcome.
 type MediaDone = (Option<MediaSession>, Option<ZrtpStatus>);
@@ -833,6 +838,11 @@ struct Actor<C> {
     /// follows, with the received stream's key.
     finished: HashMap<String, (MediaSession, Option<StreamKey>, Option<ZrtpStatus>)>,
     lookups: JoinSet<(IdentityName, Result<LookedUp, PhoneError>)>,
+    /// Media tasks that could not secure their call (ZRTP failed): `(call, why)`.
+    media_failed: (
+        mpsc::UnboundedSender<MediaFailure>,
+        mpsc::UnboundedReceiver<MediaFailure>,
+    ),
     /// Which name each running look-up is for (a look-up task that panicked is answered too).
     lookup_names: HashMap<tokio::task::Id, IdentityName>,
     keylog_warned: bool,
@@ -867,6 +877,7 @@ fn spawn_actor<C>(
         media: HashMap::new(),
         finished: HashMap::new(),
         lookups: JoinSet::new(),
+        media_failed: mpsc::unbounded_channel(),
         lookup_names: HashMap::new(),
         keylog_warned: false,
     };
@@ -966,6 +977,9 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                     None | Some(Command::Shutdown) => break,
                     Some(c) => self.command(c),
                 },
+                Some((call_id, why)) = self.media_failed.1.recv() => {
+                    self.core.media_failed(&call_id, &why, Instant::now());
+                }
                 Some(done) = self.lookups.join_next_with_id(), if !self.lookups.is_empty() => {
                     let (name, result) = match done {
                         Ok((id, answer)) => {
@@ -1141,9 +1155,10 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             } => {
                 let Some((session, inbound, zrtp)) = self.finished.remove(&call_id) else {
                     // An incoming call that never got its media (cancelled, not answered in
-                    // time) still ends with a report, so whoever shows it ringing stops; one
-                    // of ours that never got going was told by `CallFailed` or the hang-up.
-                    if !summary.outgoing {
+                    // time), or a call whose media could not be secured (ZRTP failed), still
+                    // ends with a report, so whoever shows it stops; one of ours that never got
+                    // going was told by `CallFailed` or the hang-up.
+                    if !summary.outgoing || summary.keyed {
                         let report = call_report(call_id, *summary, reason, None);
                         self.emit(PhoneEvent::CallEnded(Box::new(report)));
                     }
@@ -1281,7 +1296,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                     pending,
                     up_rx,
                     call_id.to_owned(),
-                    self.events.clone(),
+                    (self.events.clone(), self.media_failed.0.clone()),
                     now,
                 );
                 Keying::Zrtp(Box::new(run))
@@ -1375,6 +1390,7 @@ fn call_report(
         codec: call.codec,
         jitter: session.map(MediaSession::jitter_stats).unwrap_or_default(),
         zrtp: None,
+        failure: call.failure,
         ended,
     }
 }

@@ -86,6 +86,9 @@ pub struct CallReportJson<'a> {
     pub signalling_lost: bool,
     /// How the call ended, in words (`hung up`, `cancelled by caller`, …).
     pub ended: &'static str,
+    /// Why the media could not be secured, when that ended the call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<&'a str>,
     /// SRTP packets sent.
     pub srtp_packets_sent: u64,
     /// SRTP packets received and authenticated.
@@ -145,6 +148,7 @@ impl<'a> CallReportJson<'a> {
             invite_to_200_ms: ms(r.timings.signalling),
             signalling_lost: r.signalling_lost,
             ended: r.ended.describe(),
+            failure: r.failure.as_deref(),
             srtp_packets_sent: r.stats.rtp_sent,
             srtp_packets_received: r.stats.rtp_received,
             srtp_packets_rejected: r.stats.rtp_rejected,
@@ -236,6 +240,9 @@ impl std::fmt::Display for TextReport<'_> {
             j.jitter_ms
         )?;
         writeln!(f, "  ended          {}", r.ended.describe())?;
+        if let Some(why) = &r.failure {
+            writeln!(f, "  failure        {why}")?;
+        }
         if r.signalling_lost {
             writeln!(
                 f,

@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use crate::core::KeyedCall;
 use crate::negotiation::ZrtpMedia;
-use crate::phone::PhoneEvent;
+use crate::phone::{MediaFailure, PhoneEvent};
 use crate::zrtp_store::ZidPin;
 
 /// What ZRTP agreed, shown to the user ([`PhoneEvent::CallUp`], the call report, `--json`).
@@ -68,6 +68,8 @@ pub(crate) struct ZrtpRun {
     pub(crate) status: Option<ZrtpStatus>,
     call_id: String,
     events: mpsc::UnboundedSender<PhoneEvent>,
+    /// Tells the phone the exchange failed, so it hangs up: `(call, why)`.
+    failed: mpsc::UnboundedSender<MediaFailure>,
 }
 
 /// What one drain of the engine gives the media loop.
@@ -86,7 +88,10 @@ impl ZrtpRun {
         pending: PendingSession,
         up: oneshot::Receiver<KeyedCall>,
         call_id: String,
-        events: mpsc::UnboundedSender<PhoneEvent>,
+        (events, failed): (
+            mpsc::UnboundedSender<PhoneEvent>,
+            mpsc::UnboundedSender<MediaFailure>,
+        ),
         now: Instant,
     ) -> Self {
         // The answer's hash (an offerer's engine was built before the answer came).
@@ -102,6 +107,7 @@ impl ZrtpRun {
             status: None,
             call_id,
             events,
+            failed,
         }
     }
 
@@ -130,11 +136,13 @@ impl ZrtpRun {
                     debug!(call = %self.call_id, error = %e, "ZRTP packet refused")
                 }
                 Output::Event(Event::Failed(e)) => {
-                    warn!(call = %self.call_id, error = %e, "ZRTP failed: no media will be sent");
+                    warn!(call = %self.call_id, error = %e, "ZRTP failed: no media was sent; hanging up");
+                    let reason = format!("ZRTP failed: {e}");
                     let _ = self.events.send(PhoneEvent::Refused {
                         call_id: self.call_id.clone(),
-                        reason: format!("ZRTP failed: {e}"),
+                        reason: reason.clone(),
                     });
+                    let _ = self.failed.send((self.call_id.clone(), reason));
                 }
                 Output::Event(_) => {}
                 Output::Timeout(at) => {

@@ -101,6 +101,7 @@ fn report(call_id: &str, outgoing: bool, caller: Option<CallerId>) -> Box<CallRe
         codec: AudioCodec::Opus { payload_type: 111 },
         jitter: Default::default(),
         ended: EndReason::HungUpByPeer,
+        failure: None,
     })
 }
 
