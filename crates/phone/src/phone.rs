@@ -1290,6 +1290,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                     config,
                     options,
                     audio,
+                    keylog: self.cfg.keylog.clone(),
                 };
                 let run = ZrtpRun::new(
                     zrtp,
@@ -1335,26 +1336,32 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             warn!(file = %path.display(), "writing SRTP master keys to the key log: anyone with this file can decrypt these calls");
             self.keylog_warned = true;
         }
-        let mut text = String::new();
-        for k in keys {
-            text.push_str(&k.keylog_line());
-            text.push('\n');
-        }
-        let text = Zeroizing::new(text);
-        use std::io::Write;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.create(true).append(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        if let Err(e) = opts
-            .open(path)
-            .and_then(|mut f| f.write_all(text.as_bytes()))
-        {
-            warn!(error = %e, "key log write failed");
-        }
+        append_keylog(path, keys);
+    }
+}
+
+/// Appends `keys` to the `--keylog` file (created 0600), one line each
+/// ([`StreamKey::keylog_line`]); a failure is logged, never fatal to the call.
+pub(crate) fn append_keylog(path: &std::path::Path, keys: &[StreamKey]) {
+    let mut text = String::new();
+    for k in keys {
+        text.push_str(&k.keylog_line());
+        text.push('\n');
+    }
+    let text = Zeroizing::new(text);
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    if let Err(e) = opts
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+    {
+        warn!(error = %e, "key log write failed");
     }
 }
 
@@ -1552,5 +1559,9 @@ async fn run_media(
             }
         }
     }
-    (session, zrtp.and_then(|z| z.status))
+    let status = zrtp.and_then(|mut z| {
+        z.log_inbound_key(session.as_ref());
+        z.status
+    });
+    (session, status)
 }

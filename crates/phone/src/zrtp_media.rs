@@ -2,7 +2,10 @@
 //! the SRTP session built from its keys on `SecureOn`. Until then nothing but ZRTP is sent (no
 //! audio in the clear, no audio at all) and SRTP that arrives early is dropped.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+use chaincall_identity::Secret;
 
 use chaincall_io::Output;
 use chaincall_media::{MediaConfig, MediaOptions, MediaSession};
@@ -11,8 +14,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::core::KeyedCall;
+use crate::negotiation::StreamKey;
 use crate::negotiation::ZrtpMedia;
-use crate::phone::{MediaFailure, PhoneEvent};
+use crate::phone::{MediaFailure, PhoneEvent, append_keylog};
 use crate::zrtp_store::ZidPin;
 
 /// What ZRTP agreed, shown to the user ([`PhoneEvent::CallUp`], the call report, `--json`).
@@ -54,6 +58,8 @@ pub(crate) struct PendingSession {
     pub(crate) config: MediaConfig,
     pub(crate) options: MediaOptions,
     pub(crate) audio: Vec<i16>,
+    /// Where to append the SRTP master keys (`--keylog`), as MIKEY calls do.
+    pub(crate) keylog: Option<PathBuf>,
 }
 
 /// One call's exchange in its media task.
@@ -70,6 +76,8 @@ pub(crate) struct ZrtpRun {
     events: mpsc::UnboundedSender<PhoneEvent>,
     /// Tells the phone the exchange failed, so it hangs up: `(call, why)`.
     failed: mpsc::UnboundedSender<MediaFailure>,
+    /// The `--keylog` file and the received stream's key, logged once its SSRC is known.
+    keylog: Option<(PathBuf, StreamKey)>,
 }
 
 /// What one drain of the engine gives the media loop.
@@ -108,6 +116,7 @@ impl ZrtpRun {
             call_id,
             events,
             failed,
+            keylog: None,
         }
     }
 
@@ -188,6 +197,18 @@ impl ZrtpRun {
             .srtp
             .outbound_session()
             .and_then(|o| Ok((o, s.srtp.inbound_session()?)));
+        if let Some(path) = &pending.keylog {
+            let key = |m: &chaincall_zrtp::SrtpMaster, ssrc| StreamKey {
+                ssrc,
+                profile: s.srtp.profile,
+                key_and_salt: Secret::new(
+                    [&m.dangerous_key()[..], &m.dangerous_salt()[..]].concat(),
+                ),
+            };
+            warn!(file = %path.display(), "writing ZRTP's SRTP master keys to the key log: anyone with this file can decrypt this call");
+            append_keylog(path, &[key(&s.srtp.local, pending.config.local_ssrc)]);
+            self.keylog = Some((path.clone(), key(&s.srtp.remote, 0)));
+        }
         match keyed {
             Ok((outbound, inbound)) => Some(MediaSession::with_options(
                 pending.config,
@@ -212,6 +233,18 @@ impl ZrtpRun {
             info!(call = %self.call_id, "the user confirmed the SAS");
             status.sas_verified = true;
         }
+    }
+
+    /// Logs the received stream's key to `--keylog` at the call's end, with the SSRC the peer
+    /// turned out to send from (as MIKEY calls do).
+    pub(crate) fn log_inbound_key(&mut self, session: Option<&MediaSession>) {
+        let Some((path, mut key)) = self.keylog.take() else {
+            return;
+        };
+        if let Some(ssrc) = session.and_then(|s| s.stats().peer_ssrc) {
+            key.ssrc = ssrc;
+        }
+        append_keylog(&path, &[key]);
     }
 
     /// Tells the user the call is up, with the SAS, once the core's view of it has come.

@@ -70,14 +70,18 @@ async fn two_phones_agree_by_zrtp_bound_to_their_on_chain_keys() {
     let (alice_cache, bob_cache) = (cache_of("alice"), cache_of("bob"));
     let store = |path: &Path| Arc::new(ZrtpStore::open(path, &Randomness::os()).unwrap());
     let (alice_store, bob_store) = (store(&alice_cache), store(&bob_cache));
+    let keylog_of = |who: &str| net.dir.path().join(format!("{who}-srtp-keys.log"));
+    let (alice_keylog, bob_keylog) = (keylog_of("alice"), keylog_of("bob"));
     let (alice, mut alice_ev) = net
         .phone_with(ALICE, alice_key, KeyMode::Zrtp, 1000, |c| {
-            c.zrtp = Some(alice_store.clone())
+            c.zrtp = Some(alice_store.clone());
+            c.keylog = Some(alice_keylog.clone());
         })
         .await;
     let (bob, mut bob_ev) = net
         .phone_with(BOB, bob_key, KeyMode::Zrtp, 1000, |c| {
-            c.zrtp = Some(bob_store.clone())
+            c.zrtp = Some(bob_store.clone());
+            c.keylog = Some(bob_keylog.clone());
         })
         .await;
     for p in [&alice, &bob] {
@@ -132,6 +136,33 @@ async fn two_phones_agree_by_zrtp_bound_to_their_on_chain_keys() {
         assert_eq!(entry["rs1"].as_str().map(str::len), Some(64), "{file}");
         // RFC 6189 §4.6.1.1's flag: Alice's cache has it for Bob's ZID, Bob's not for hers.
         assert_eq!(entry["sas_verified"], path == &alice_cache, "{file}");
+    }
+    // `--keylog` has ZRTP's SRTP master keys in the MIKEY calls' format: each side's file names
+    // both streams by their real SSRCs, and the two files agree on every stream's key.
+    let lines = |path: &Path| -> Vec<String> {
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut l: Vec<String> = text.lines().map(str::to_owned).collect();
+        l.sort();
+        l
+    };
+    let (alice_lines, bob_lines) = (lines(&alice_keylog), lines(&bob_keylog));
+    assert_eq!(alice_lines.len(), 2, "{alice_lines:?}");
+    assert_eq!(alice_lines, bob_lines, "both sides log the same two keys");
+    for ssrc in [ra.stats.peer_ssrc.unwrap(), rb.stats.peer_ssrc.unwrap()] {
+        let line = alice_lines
+            .iter()
+            .find(|l| l.starts_with(&format!("ssrc={ssrc:08x} ")))
+            .unwrap_or_else(|| panic!("no key for {ssrc:08x}: {alice_lines:?}"));
+        let fields: Vec<&str> = line.split(' ').collect();
+        assert!(
+            fields[1].starts_with("profile=AES_CM_128_HMAC_SHA1_"),
+            "{line}"
+        );
+        assert_eq!(
+            fields[2].strip_prefix("inline=").map(str::len),
+            Some(40),
+            "{line}"
+        );
     }
     // A phone started again reads the same ZID back.
     assert_eq!(store(&alice_cache).zid(), alice_store.zid());
