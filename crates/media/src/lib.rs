@@ -91,6 +91,8 @@ pub mod error {
     pub use crate::session::MediaError;
     pub use crate::wav::WavError;
 }
+/// Mute and hold: what of a session's audio goes out.
+pub use session::AudioGate;
 pub use session::{
     DEFAULT_MAX_RECORDED_OCTETS, MAX_DATAGRAM, MAX_GAP_FILL, MAX_LIVE_FRAMES, MediaChannel,
     MediaConfig, MediaError, MediaEvent, MediaOptions, MediaOutput, MediaSession, MediaStats,

@@ -204,6 +204,18 @@ pub enum MediaEvent {
     Dtmf(Option<ReceivedEvent>),
 }
 
+/// What of a session's audio goes out ([`MediaSession::set_audio_gate`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AudioGate {
+    /// The audio as it comes.
+    #[default]
+    Open,
+    /// Silence in its place: muted.
+    Silence,
+    /// No audio packets at all: on hold.
+    Closed,
+}
+
 /// Counters and the peer's view, for the demo's table and for tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MediaStats {
@@ -328,6 +340,8 @@ pub struct MediaSession {
     in_dtx: bool,
     dtmf_tx: Option<DtmfSender>,
     dtmf_rx: DtmfReceiver,
+    /// What of the audio goes out ([`MediaSession::set_audio_gate`]): mute and hold.
+    gate: AudioGate,
     options: MediaOptions,
     outbound: SrtpSession,
     inbound: SrtpSession,
@@ -442,6 +456,7 @@ impl MediaSession {
                 .as_ref()
                 .map(|t| DtmfSender::new(DtmfConfig::new(t.clock_rate))),
             dtmf_rx: DtmfReceiver::new(),
+            gate: AudioGate::Open,
             options,
             outbound,
             inbound,
@@ -609,6 +624,14 @@ impl MediaSession {
             .ok_or(MediaError::NoTelephoneEvent)?
             .queue_digits(digits)
             .map_err(MediaError::Dtmf)
+    }
+
+    /// Sets what of the audio goes out from the next frame on: all of it, silence in its place
+    /// (mute: G.711 sends silence, Opus with DTX soon nothing), or nothing (hold: RFC 3264 §8.4,
+    /// the held side sends no media). RTCP and DTMF go on; the RTP clock runs on, so audio
+    /// resumes on the right timestamps, as a new talkspurt.
+    pub fn set_audio_gate(&mut self, gate: AudioGate) {
+        self.gate = gate;
     }
 
     fn handle_srtcp(&mut self, packet: &[u8], now: Instant) -> Result<MediaEvent, MediaError> {
@@ -972,6 +995,14 @@ impl MediaSession {
         }
         // The last frame is padded with silence (G.711: the silence octet, as before).
         frame.resize(spf, 0);
+        match self.gate {
+            AudioGate::Open => {}
+            AudioGate::Silence => frame.fill(0),
+            AudioGate::Closed => {
+                self.in_dtx = true;
+                return None;
+            }
+        }
         let payload = match self.encoder.encode(&frame) {
             Ok(Some(p)) => p,
             Ok(None) => {

@@ -188,6 +188,7 @@ impl<'a> CallUp<'a> {
         };
         match self.zrtp {
             Some(z) if z.chain_bound => format!("{keyed}, SAS {}, chain binding held", z.sas),
+            Some(z) if z.sas_verified => format!("{keyed}, SAS {} (verified by you)", z.sas),
             Some(z) => format!("{keyed}, SAS {} (compare it with the peer)", z.sas),
             None => keyed,
         }
@@ -722,6 +723,8 @@ async fn listen(
                 Some(PhoneEvent::Dtmf { call_id, digit }) => {
                     tracing::info!(call = %call_id, %digit, "DTMF received");
                 }
+                // Hold and refused downgrades are logged by the phone; nothing to do here.
+                Some(PhoneEvent::Control(_)) => {}
             },
             _ = &mut interrupt, if !stopping => {
                 if active.is_empty() {

@@ -55,9 +55,9 @@ use std::time::{Duration, Instant, SystemTime};
 use chaincall_identity::safety::FingerprintCache;
 use chaincall_identity::{IdentityName, PhoneNumber, SafetyNumber, StaticDirectory};
 use chaincall_io::Output;
-use chaincall_media::AudioCodec;
 use chaincall_media::g711::Codec;
 use chaincall_media::sdp::TelephoneEvent;
+use chaincall_media::{AudioCodec, AudioGate};
 use chaincall_mikey::{NtpTime, Responder, ResponderConfig};
 use chaincall_passport::{
     Claims, Dest, Expected, IdentityHeader, KeyLocator, MediaBinding, Party, PassportError,
@@ -70,7 +70,10 @@ use crate::caller::{
 };
 use crate::error::PhoneError;
 use crate::keys::LookedUp;
-use crate::negotiation::{IncomingOffer, KeyMode, LocalMedia, NegotiatedMedia, Offer, ZrtpSetup};
+use crate::negotiation::{
+    Direction, IncomingOffer, KeyMode, LocalMedia, NegotiatedMedia, Offer, SecurityLines,
+    ZrtpSetup, direction, redescribe,
+};
 use crate::phone::{PhoneConfig, SetupTimings};
 use crate::ua::{UaConfig, UaEvent, UserAgent};
 use crate::zrtp_store::ZrtpStore;
@@ -125,10 +128,25 @@ pub enum Need {
         /// The digits (0–9, *, #, A–D).
         digits: String,
     },
+    /// The user compared the ZRTP SAS with the peer and it matched: record RFC 6189 §4.6.1.1's
+    /// "SAS verified" flag for the peer's ZID in the cache (the next call shows it).
+    ConfirmSas {
+        /// The call.
+        call_id: String,
+    },
+    /// Let this much of the call's audio out from now on: all, silence (muted) or none (on
+    /// hold either way). Told when it changes.
+    GateAudio {
+        /// The call.
+        call_id: String,
+        /// What goes out.
+        gate: AudioGate,
+    },
 }
 
 /// Why a call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EndReason {
     /// We hung up (BYE answered or timed out, or CANCEL sent).
     HungUp,
@@ -139,6 +157,33 @@ pub enum EndReason {
     /// We hung up while the signalling connection was down: the call ended here only, no BYE
     /// could be sent.
     SignallingLost,
+    /// An incoming call rang for [`crate::ua::RING_TIMEOUT`] unanswered, with neither a CANCEL
+    /// nor an answer: we ended it with 408 Request Timeout.
+    NotAnswered,
+    /// The user said the ZRTP SAS did not match the peer's ([`PhoneCore::reject_sas`]): a man
+    /// in the middle may sit in the media path. We hung up (BYE with a Reason header).
+    SasRejected,
+    /// The call's media could not be secured (a ZRTP Error, timeout, or failed chain binding:
+    /// [`PhoneCore::media_failed`]). We hung up by ourselves (BYE with a Reason header); the
+    /// summary's `failure` says why.
+    MediaFailed,
+}
+
+impl EndReason {
+    /// How the call ended, in words (the call report's `ended`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            EndReason::HungUp => "hung up",
+            EndReason::HungUpByPeer => "hung up by the peer",
+            EndReason::CancelledByPeer => "cancelled by caller",
+            EndReason::SignallingLost => "hung up while the signalling connection was down",
+            EndReason::NotAnswered => "not answered in time (408 Request Timeout)",
+            EndReason::SasRejected => {
+                "the SAS did not match the peer's: possible man in the middle (hung up)"
+            }
+            EndReason::MediaFailed => "the media could not be secured (hung up)",
+        }
+    }
 }
 
 /// What the core knows of a call when it ends; with the media task's session it makes the
@@ -167,6 +212,8 @@ pub struct CallSummary {
     pub keyed: bool,
     /// The signalling connection dropped while the call was in progress (its media went on).
     pub signalling_lost: bool,
+    /// Why the media could not be secured ([`EndReason::MediaFailed`]).
+    pub failure: Option<String>,
 }
 
 /// A call that is up: what the user sees of it ([`crate::PhoneEvent::CallUp`] in the shell).
@@ -186,6 +233,57 @@ pub struct KeyedCall {
     pub safety_number: Option<SafetyNumber>,
     /// Whether the user compared it with the peer in person, for the peer's current key.
     pub verified_in_person: bool,
+}
+
+/// What happened to a call that is up by re-INVITE: hold and resume, a refused downgrade, or
+/// our re-INVITE failing ([`Event::Control`], and the shell's `PhoneEvent::Control`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallControl {
+    /// A call was put on hold: by us ([`PhoneCore::hold`], the peer answered) or by the peer
+    /// (its re-INVITE marked the stream `sendonly` or `inactive`). No audio goes either way
+    /// meanwhile; RTCP goes on.
+    Held {
+        /// The call.
+        call_id: String,
+        /// The peer put it on hold.
+        by_peer: bool,
+    },
+    /// A held call was taken off hold (by us, or by the peer's re-INVITE).
+    Resumed {
+        /// The call.
+        call_id: String,
+        /// The peer resumed it.
+        by_peer: bool,
+    },
+    /// A re-INVITE (or the answer to ours) would have changed how the call is keyed: dropped
+    /// or replaced its key lines, or weakened its profile or suite. It was refused (488 Not
+    /// Acceptable Here) and the call goes on with the keys it had.
+    DowngradeRefused {
+        /// The call.
+        call_id: String,
+        /// What the new description would have changed.
+        reason: String,
+    },
+    /// Our hold or resume re-INVITE failed (a non-2xx, or no answer): the call stays as it was.
+    Failed {
+        /// The call.
+        call_id: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl CallControl {
+    /// The call it is about.
+    pub fn call_id(&self) -> &str {
+        match self {
+            CallControl::Held { call_id, .. }
+            | CallControl::Resumed { call_id, .. }
+            | CallControl::DowngradeRefused { call_id, .. }
+            | CallControl::Failed { call_id, .. } => call_id,
+        }
+    }
 }
 
 /// What the core tells its shell.
@@ -262,6 +360,8 @@ pub enum Event {
         /// What the core knew of it.
         summary: Box<CallSummary>,
     },
+    /// Hold, resume, a refused downgrade, a failed re-INVITE.
+    Control(CallControl),
     /// Received signalling the core could not use (it changed nothing).
     SignallingError {
         /// Why, as text (the parser's error chain).
@@ -324,6 +424,23 @@ struct Call {
     refusal: Option<SipStatus>,
     /// The signalling connection dropped while the call was in progress.
     signalling_lost: bool,
+    /// The key lines and profile of the peer's description the call was keyed with: a later
+    /// description must carry the same ones.
+    remote_security: Option<SecurityLines>,
+    /// We hold the call (our re-INVITE was answered).
+    local_hold: bool,
+    /// The peer holds the call.
+    remote_hold: bool,
+    /// Our hold (`true`) or resume re-INVITE is out.
+    hold_pending: Option<bool>,
+    /// The user muted the call.
+    muted: bool,
+    /// The gate last told to the media ([`Need::GateAudio`]).
+    gate: AudioGate,
+    /// Why we are ending the call, when it is not a plain hang-up.
+    ending: Option<EndReason>,
+    /// Why its media could not be secured.
+    failure: Option<String>,
 }
 
 impl Call {
@@ -344,6 +461,14 @@ impl Call {
             keyed: false,
             refusal: None,
             signalling_lost: false,
+            remote_security: None,
+            local_hold: false,
+            remote_hold: false,
+            hold_pending: None,
+            muted: false,
+            gate: AudioGate::Open,
+            ending: None,
+            failure: None,
         }
     }
 
@@ -360,6 +485,7 @@ impl Call {
             codec: self.codec,
             keyed: self.keyed,
             signalling_lost: self.signalling_lost,
+            failure: self.failure,
         })
     }
 }
@@ -734,6 +860,295 @@ impl PhoneCore {
         Ok(())
     }
 
+    /// Puts a call that is up on hold: a re-INVITE with the same keys and `a=sendonly` (RFC 3264
+    /// §8.4). Our audio stops at once; [`CallControl::Held`] follows the peer's answer (or
+    /// [`CallControl::Failed`]). Holding a held call changes nothing.
+    pub fn hold(&mut self, call_id: &str, now: Instant) -> Result<(), PhoneError> {
+        self.set_hold(call_id, true, now)
+    }
+
+    /// Takes a call we hold off hold: a re-INVITE with `a=sendrecv`; [`CallControl::Resumed`]
+    /// follows the peer's answer, and our audio with it.
+    pub fn resume(&mut self, call_id: &str, now: Instant) -> Result<(), PhoneError> {
+        self.set_hold(call_id, false, now)
+    }
+
+    /// Mutes or unmutes our audio in a call that is up: silence goes out in its place (nothing
+    /// at all under Opus DTX). Local only: nothing is signalled.
+    pub fn mute(&mut self, call_id: &str, muted: bool, now: Instant) -> Result<(), PhoneError> {
+        let call = self.up_call(call_id)?;
+        call.muted = muted;
+        self.gate(call_id);
+        self.pump(now);
+        Ok(())
+    }
+
+    /// The user compared the ZRTP SAS with the peer and it matched: [`Need::ConfirmSas`] records
+    /// it in the cache (RFC 6189 §4.6.1.1), and the next call with that peer shows it.
+    pub fn confirm_sas(&mut self, call_id: &str, now: Instant) -> Result<(), PhoneError> {
+        self.zrtp_call(call_id)?;
+        self.events.push_back(Event::Need(Need::ConfirmSas {
+            call_id: call_id.to_owned(),
+        }));
+        self.pump(now);
+        Ok(())
+    }
+
+    /// The user says the ZRTP SAS differs from the peer's: someone may sit in the media path.
+    /// The call ends at once (BYE with a Reason header), [`EndReason::SasRejected`].
+    pub fn reject_sas(&mut self, call_id: &str, now: Instant) -> Result<(), PhoneError> {
+        self.zrtp_call(call_id)?.ending = Some(EndReason::SasRejected);
+        warn!(call = %call_id, "the user reports a SAS mismatch: hanging up");
+        if self.connected {
+            self.ua.hangup_because(
+                call_id,
+                "SIP ;cause=488 ;text=\"ZRTP SAS mismatch reported by the user\"",
+                now,
+            );
+        } else {
+            self.ua.abandon(call_id);
+            self.end(call_id, EndReason::SasRejected);
+        }
+        self.pump(now);
+        Ok(())
+    }
+
+    /// The shell's media task could not secure the call (a ZRTP Error, timeout, or failed
+    /// chain binding: no audio went out): the phone hangs up by itself, BYE with a Reason
+    /// header, and the call ends with [`EndReason::MediaFailed`] and `failure` in its summary.
+    pub fn media_failed(&mut self, call_id: &str, failure: &str, now: Instant) {
+        let connected = self.connected;
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        warn!(call = %call_id, %failure, "the media could not be secured: hanging up");
+        call.ending = Some(EndReason::MediaFailed);
+        call.failure = Some(failure.to_owned());
+        if connected && matches!(call.stage, Stage::Up) {
+            // RFC 3326's text is a quoted string: no quotes or backslashes from the error.
+            let text: String = failure
+                .chars()
+                .filter(|c| !matches!(c, '"' | '\\') && !c.is_control())
+                .take(200)
+                .collect();
+            let reason = format!("SIP ;cause=488 ;text=\"{text}\"");
+            self.ua.hangup_because(call_id, &reason, now);
+        } else {
+            self.ua.abandon(call_id);
+            self.end(call_id, EndReason::MediaFailed);
+        }
+        self.pump(now);
+    }
+
+    /// The call, if it is up and keyed by ZRTP (what the SAS actions need).
+    fn zrtp_call(&mut self, call_id: &str) -> Result<&mut Call, PhoneError> {
+        let call = self.up_call(call_id)?;
+        if call.mode != KeyMode::Zrtp {
+            return Err(PhoneError::CallControl(format!(
+                "call {call_id:?} is keyed by {}, not ZRTP: it has no SAS",
+                call.mode.name()
+            )));
+        }
+        Ok(call)
+    }
+
+    /// The call, if it is keyed and up (what hold, resume and mute need).
+    fn up_call(&mut self, call_id: &str) -> Result<&mut Call, PhoneError> {
+        let call = self
+            .calls
+            .get_mut(call_id)
+            .ok_or_else(|| PhoneError::CallControl(format!("no call {call_id:?}")))?;
+        if !call.keyed || !matches!(call.stage, Stage::Up) {
+            return Err(PhoneError::CallControl(format!(
+                "call {call_id:?} is not up"
+            )));
+        }
+        Ok(call)
+    }
+
+    fn set_hold(&mut self, call_id: &str, hold: bool, now: Instant) -> Result<(), PhoneError> {
+        let connected = self.connected;
+        let call = self.up_call(call_id)?;
+        if call.hold_pending.is_some() {
+            return Err(PhoneError::CallControl(format!(
+                "a re-INVITE of call {call_id:?} is in progress"
+            )));
+        }
+        if call.local_hold == hold {
+            return Ok(());
+        }
+        if !connected {
+            return Err(not_connected());
+        }
+        let dir = if hold {
+            Direction::SendOnly
+        } else {
+            Direction::SendRecv
+        };
+        let sdp = self
+            .ua
+            .local_sdp(call_id)
+            .ok_or_else(|| PhoneError::CallControl("no session description to re-offer".into()))
+            .and_then(|local| redescribe(local, dir).map_err(PhoneError::Call))?;
+        if !self.ua.reinvite(call_id, &sdp, now) {
+            return Err(PhoneError::CallControl(format!(
+                "a re-INVITE of call {call_id:?} is in progress"
+            )));
+        }
+        info!(call = %call_id, hold, "re-INVITE: {}", dir.attribute());
+        if let Some(call) = self.calls.get_mut(call_id) {
+            call.hold_pending = Some(hold);
+        }
+        self.gate(call_id);
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Tells the media what of its audio may go out, when that changed: nothing while the call
+    /// is held either way (or our hold is on its way), silence while muted.
+    fn gate(&mut self, call_id: &str) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let holding = call.hold_pending.unwrap_or(call.local_hold);
+        let gate = if holding || call.remote_hold {
+            AudioGate::Closed
+        } else if call.muted {
+            AudioGate::Silence
+        } else {
+            AudioGate::Open
+        };
+        if gate != call.gate {
+            call.gate = gate;
+            self.events.push_back(Event::Need(Need::GateAudio {
+                call_id: call_id.to_owned(),
+                gate,
+            }));
+        }
+    }
+
+    /// The peer's re-INVITE with a new offer: refused (488) when it would re-key or downgrade
+    /// the call; otherwise answered with our description (same keys), its direction the answer
+    /// to theirs (RFC 3264 §6.1), telling hold and resume.
+    fn reoffer(&mut self, call_id: &str, sdp: &[u8]) {
+        let checked = self.calls.get(call_id).filter(|c| c.keyed).map(|call| {
+            let new = SecurityLines::of(sdp).map_err(|e| chaincall_io::ErrorChain(&e).to_string());
+            let change = match (&call.remote_security, &new) {
+                (Some(before), Ok(after)) => before.change_to(after),
+                (None, _) => Some("the call's keys are unknown".to_owned()),
+                (_, Err(why)) => Some(format!("unusable description: {why}")),
+            };
+            (change, call.local_hold, call.remote_hold)
+        });
+        let Some((change, local_hold, was_held)) = checked else {
+            self.ua
+                .answer_reinvite(call_id, 488, short_reason(488), None);
+            return;
+        };
+        if let Some(reason) = change {
+            warn!(call = %call_id, %reason, "re-INVITE refused: it would change the call's media security; the call goes on with its keys");
+            self.ua
+                .answer_reinvite(call_id, 488, short_reason(488), None);
+            self.events
+                .push_back(Event::Control(CallControl::DowngradeRefused {
+                    call_id: call_id.to_owned(),
+                    reason,
+                }));
+            return;
+        }
+        let ours = if local_hold {
+            Direction::SendOnly
+        } else {
+            Direction::SendRecv
+        };
+        let answer = direction(sdp).and_then(|theirs| {
+            let local = self.ua.local_sdp(call_id).unwrap_or_default();
+            redescribe(local, theirs.answer(ours)).map(|a| (theirs, a))
+        });
+        let (theirs, answer) = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(call = %call_id, error = %chaincall_io::ErrorChain(&e), "re-INVITE refused");
+                self.ua
+                    .answer_reinvite(call_id, 488, short_reason(488), None);
+                return;
+            }
+        };
+        self.ua.answer_reinvite(call_id, 200, "OK", Some(&answer));
+        // RFC 3264 §8.4: a peer that no longer receives has put us on hold.
+        let held = !theirs.receives();
+        if held != was_held {
+            if let Some(call) = self.calls.get_mut(call_id) {
+                call.remote_hold = held;
+            }
+            info!(call = %call_id, held, "the peer {} the call", if held { "holds" } else { "resumed" });
+            let call_id = call_id.to_owned();
+            self.events.push_back(Event::Control(if held {
+                CallControl::Held {
+                    call_id,
+                    by_peer: true,
+                }
+            } else {
+                CallControl::Resumed {
+                    call_id,
+                    by_peer: true,
+                }
+            }));
+        }
+        self.gate(call_id);
+    }
+
+    /// The final answer to our hold or resume re-INVITE.
+    fn reanswered(&mut self, call_id: &str, code: u16, sdp: &[u8]) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let Some(hold) = call.hold_pending.take() else {
+            return;
+        };
+        if !(200..300).contains(&code) {
+            let reason = match code {
+                0 => "no answer to the re-INVITE".to_owned(),
+                c => format!("the peer answered the re-INVITE with {c}"),
+            };
+            warn!(call = %call_id, %reason, hold, "hold or resume failed; the call stays as it was");
+            self.events.push_back(Event::Control(CallControl::Failed {
+                call_id: call_id.to_owned(),
+                reason,
+            }));
+            self.gate(call_id);
+            return;
+        }
+        // The answer must keep the keys too; the media keeps them whatever it says.
+        let change = match (&call.remote_security, SecurityLines::of(sdp)) {
+            (Some(before), Ok(after)) => before.change_to(&after),
+            (_, Err(e)) => Some(format!("unusable answer: {}", chaincall_io::ErrorChain(&e))),
+            (None, _) => None,
+        };
+        call.local_hold = hold;
+        if let Some(reason) = change {
+            warn!(call = %call_id, %reason, "the answer to our re-INVITE would change the call's media security: ignored; the call goes on with its keys");
+            self.events
+                .push_back(Event::Control(CallControl::DowngradeRefused {
+                    call_id: call_id.to_owned(),
+                    reason,
+                }));
+        }
+        let call_id = call_id.to_owned();
+        self.events.push_back(Event::Control(if hold {
+            CallControl::Held {
+                call_id: call_id.clone(),
+                by_peer: false,
+            }
+        } else {
+            CallControl::Resumed {
+                call_id: call_id.clone(),
+                by_peer: false,
+            }
+        }));
+        self.gate(&call_id);
+    }
+
     /// The answer to [`Need::LookupKey`] for `name`: the calls waiting for it go on. An answer
     /// nobody waits for (the call ended meanwhile) is ignored.
     pub fn provide_key(
@@ -792,6 +1207,7 @@ impl PhoneCore {
                     Ok((answer, neg, work)) => {
                         self.ua.answer(call_id, 200, "OK", Some(&answer));
                         if let Some(call) = self.calls.get_mut(call_id) {
+                            call.remote_security = SecurityLines::of(&sdp).ok();
                             let setup = now.saturating_duration_since(started) + work;
                             call.timings.key_retrieval = lookup_time;
                             call.timings.mikey = setup.saturating_sub(lookup_time);
@@ -1153,10 +1569,19 @@ impl PhoneCore {
                 self.fail_call(&call_id, error);
             }
             UaEvent::Confirmed { call_id } => debug!(call = %call_id, "ACK received"),
+            UaEvent::ReInvite { call_id, sdp } => self.reoffer(&call_id, &sdp),
+            UaEvent::ReInviteAnswered { call_id, code, sdp } => {
+                self.reanswered(&call_id, code, &sdp)
+            }
+            UaEvent::RingExpired { call_id } => {
+                info!(call = %call_id, "incoming call not answered in time: 408");
+                self.end(&call_id, EndReason::NotAnswered);
+            }
             UaEvent::Ended { call_id, by_peer } => {
                 let keyed = self.calls.get(&call_id).is_some_and(|c| c.keyed);
+                let ending = self.calls.get(&call_id).and_then(|c| c.ending);
                 let reason = match (by_peer, keyed) {
-                    (false, _) => EndReason::HungUp,
+                    (false, _) => ending.unwrap_or(EndReason::HungUp),
                     (true, true) => EndReason::HungUpByPeer,
                     (true, false) => EndReason::CancelledByPeer,
                 };
@@ -1491,6 +1916,7 @@ impl PhoneCore {
         match result {
             Ok(neg) => {
                 if let Some(call) = self.calls.get_mut(call_id) {
+                    call.remote_security = SecurityLines::of(sdp).ok();
                     call.stage = Stage::Up;
                     let signalling = now.saturating_duration_since(invite_sent);
                     call.timings.signalling = signalling;

@@ -110,6 +110,10 @@ pub enum PhoneError {
     /// DTMF could not be sent (no such call, not up, no telephone-event, not a digit).
     #[error("DTMF: {0}")]
     Dtmf(String),
+    /// Hold, resume or mute refused: the call is unknown or not up, or a re-INVITE is already
+    /// in progress.
+    #[error("call control: {0}")]
+    CallControl(String),
     /// A socket or file.
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -852,3 +852,201 @@ impl IncomingOffer {
         Ok((answer.to_string_crlf(), negotiated))
     }
 }
+
+/// A stream's direction (RFC 3264 §5.1, §8.4): whether each side sends and receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Both ways (the default).
+    SendRecv,
+    /// The describing side sends only: it holds the other (RFC 3264 §8.4).
+    SendOnly,
+    /// The describing side receives only: the answer to a hold.
+    RecvOnly,
+    /// Neither way.
+    Inactive,
+}
+
+impl Direction {
+    /// The attribute's name.
+    pub fn attribute(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+
+    fn of(send: bool, recv: bool) -> Direction {
+        match (send, recv) {
+            (true, true) => Direction::SendRecv,
+            (true, false) => Direction::SendOnly,
+            (false, true) => Direction::RecvOnly,
+            (false, false) => Direction::Inactive,
+        }
+    }
+
+    /// The describing side sends.
+    pub fn sends(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::SendOnly)
+    }
+
+    /// The describing side receives.
+    pub fn receives(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::RecvOnly)
+    }
+
+    /// The answer to an offer with this direction from a side that itself wants `ours`
+    /// (RFC 3264 §6.1: we send only what the offerer receives, receive only what it sends).
+    pub fn answer(self, ours: Direction) -> Direction {
+        Direction::of(
+            ours.sends() && self.receives(),
+            ours.receives() && self.sends(),
+        )
+    }
+}
+
+/// The direction of an SDP's audio stream (media level, else session level, else sendrecv).
+pub fn direction(sdp: &[u8]) -> Result<Direction, CallError> {
+    let sdp = Sdp::parse(sdp).map_err(|e| CallError::Sdp(e.to_string()))?;
+    let (_, media) = audio_section(&sdp)?;
+    let names = ["sendrecv", "sendonly", "recvonly", "inactive"];
+    let named = media
+        .attributes
+        .iter()
+        .chain(sdp.attributes.iter())
+        .find(|a| names.contains(&a.name.as_str()))
+        .map_or("sendrecv", |a| a.name.as_str());
+    Ok(match named {
+        "sendonly" => Direction::SendOnly,
+        "recvonly" => Direction::RecvOnly,
+        "inactive" => Direction::Inactive,
+        _ => Direction::SendRecv,
+    })
+}
+
+/// Our session description again, with the same keys and codecs, its audio stream's direction
+/// set to `dir` and the origin's version one higher (RFC 3264 §8: a changed description must
+/// have a greater version). For hold and resume re-INVITEs and their answers.
+pub fn redescribe(sdp: &str, dir: Direction) -> Result<String, CallError> {
+    let mut sdp = Sdp::parse(sdp.as_bytes()).map_err(|e| CallError::Sdp(e.to_string()))?;
+    let version: u64 = sdp.origin.session_version.parse().unwrap_or(0);
+    sdp.origin.session_version = version.wrapping_add(1).to_string();
+    let names = ["sendrecv", "sendonly", "recvonly", "inactive"];
+    sdp.attributes.retain(|a| !names.contains(&a.name.as_str()));
+    let media = sdp
+        .media
+        .iter_mut()
+        .find(|m| m.media == "audio" && m.port != 0)
+        .ok_or_else(|| CallError::Sdp("no active audio stream".into()))?;
+    media
+        .attributes
+        .retain(|a| !names.contains(&a.name.as_str()));
+    media.push_attr(dir.attribute(), None);
+    Ok(sdp.to_string_crlf())
+}
+
+/// What in a session description keys its media: the transport profile and the key lines
+/// (`a=key-mgmt`, `a=crypto`, `a=zrtp-hash`). A re-INVITE (or its answer) must carry exactly
+/// the lines the call was keyed with: anything else would re-key or downgrade it mid-call.
+/// `Debug` shows no key: SDES lines carry one inline.
+pub struct SecurityLines {
+    proto: String,
+    key_mgmt: Vec<String>,
+    crypto: Vec<Secret<String>>,
+    zrtp_hash: Vec<String>,
+}
+
+impl std::fmt::Debug for SecurityLines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecurityLines")
+            .field("proto", &self.proto)
+            .field("key_mgmt", &self.key_mgmt.len())
+            .field("crypto_suites", &self.suites())
+            .field("zrtp_hash", &self.zrtp_hash)
+            .finish()
+    }
+}
+
+impl SecurityLines {
+    /// The lines of `sdp`'s audio stream (session-level `a=key-mgmt` included).
+    pub fn of(sdp: &[u8]) -> Result<SecurityLines, CallError> {
+        let sdp = Sdp::parse(sdp).map_err(|e| CallError::Sdp(e.to_string()))?;
+        let (_, media) = audio_section(&sdp)?;
+        let values = |name: &'static str| -> Vec<String> {
+            media
+                .attributes
+                .iter()
+                .chain(sdp.attributes.iter())
+                .filter(|a| a.name == name)
+                .map(|a| a.value.clone().unwrap_or_default())
+                .collect()
+        };
+        Ok(SecurityLines {
+            proto: media.proto.clone(),
+            key_mgmt: values("key-mgmt"),
+            crypto: values("crypto").into_iter().map(Secret::new).collect(),
+            zrtp_hash: values("zrtp-hash"),
+        })
+    }
+
+    /// The SDES suites named (`a=crypto:<tag> <suite> …`).
+    fn suites(&self) -> Vec<String> {
+        self.crypto
+            .iter()
+            .filter_map(|c| c.split_whitespace().nth(1).map(str::to_owned))
+            .collect()
+    }
+
+    /// Why `new` (a re-INVITE's description, or its answer) would change how the call is keyed,
+    /// in words; `None` when it keeps every key line and the profile. Mid-call re-keying is not
+    /// supported, so any change is refused, and the words name the downgrade when it is one.
+    pub fn change_to(&self, new: &SecurityLines) -> Option<String> {
+        let crypto_same = self.crypto.len() == new.crypto.len()
+            && self
+                .crypto
+                .iter()
+                .zip(&new.crypto)
+                .all(|(a, b)| a.as_str() == b.as_str());
+        if self.proto == new.proto
+            && self.key_mgmt == new.key_mgmt
+            && crypto_same
+            && self.zrtp_hash == new.zrtp_hash
+        {
+            return None;
+        }
+        let had_mikey = !self.key_mgmt.is_empty();
+        let had_zrtp = !self.zrtp_hash.is_empty();
+        let reason = if had_zrtp && new.zrtp_hash.is_empty() && new.crypto.is_empty() {
+            format!("ZRTP dropped: {} without a=zrtp-hash", new.proto)
+        } else if new.proto == "RTP/AVP" && new.zrtp_hash.is_empty() {
+            "RTP/AVP without ZRTP: unencrypted media".to_owned()
+        } else if had_mikey && new.key_mgmt.is_empty() && !new.crypto.is_empty() {
+            "MIKEY replaced by SDES (a=crypto): keys in the signalling, not bound to the chain"
+                .to_owned()
+        } else if had_mikey && new.key_mgmt.is_empty() {
+            "the MIKEY key line (a=key-mgmt) is gone".to_owned()
+        } else if had_mikey && self.key_mgmt != new.key_mgmt {
+            "a different MIKEY message (re-keying mid-call is not supported)".to_owned()
+        } else if had_zrtp && new.zrtp_hash.is_empty() {
+            "ZRTP replaced by SDES (a=crypto)".to_owned()
+        } else if had_zrtp && self.zrtp_hash != new.zrtp_hash {
+            "a different a=zrtp-hash mid-call".to_owned()
+        } else if !self.crypto.is_empty() && new.crypto.is_empty() {
+            "the SDES key line (a=crypto) is gone".to_owned()
+        } else if self.suites() != new.suites() {
+            format!(
+                "the crypto suite changed from {} to {}",
+                self.suites().join(", "),
+                new.suites().join(", ")
+            )
+        } else if !crypto_same {
+            "different SDES keys (re-keying mid-call is not supported)".to_owned()
+        } else if self.proto != new.proto {
+            format!("the profile changed from {} to {}", self.proto, new.proto)
+        } else {
+            "new key lines beside the call's (re-keying mid-call is not supported)".to_owned()
+        };
+        Some(reason)
+    }
+}

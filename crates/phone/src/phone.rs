@@ -32,21 +32,24 @@ use chaincall_io::Output;
 use chaincall_media::g711::Codec;
 use chaincall_media::jitter::JitterStats;
 use chaincall_media::{
-    AudioCodec, MediaChannel, MediaConfig, MediaEvent, MediaOptions, MediaSession, MediaStats,
+    AudioCodec, AudioGate, MediaChannel, MediaConfig, MediaEvent, MediaOptions, MediaSession,
+    MediaStats,
 };
 use chaincall_sip::framing::{Frame, StreamFramer};
 use chaincall_sip::message::ParseLimits;
 use chaincall_tls_psk::{OpensslCrypto, TlsPskClient, TlsPskConfig, TlsPskError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
 use crate::caller::{AcceptUnverified, CallerId};
 use crate::contacts::KeyChange;
-use crate::core::{CallSummary, Event as CoreEvent, Need, PhoneCore, TransportState};
+use crate::core::{
+    CallControl, CallSummary, EndReason, Event as CoreEvent, Need, PhoneCore, TransportState,
+};
 use crate::device_audio::{CallAudio, DeviceAudio};
 use crate::error::PhoneError;
 use crate::keys::{KeyLookup, LookedUp};
@@ -214,6 +217,12 @@ pub struct CallReport {
     /// What went wrong with the microphone or speaker (not found, unplugged): the call went on
     /// with silence. Empty for WAV audio.
     pub audio_warnings: Vec<String>,
+    /// Why the media could not be secured, when it ended the call ([`EndReason::MediaFailed`]).
+    pub failure: Option<String>,
+    /// How the call ended ([`EndReason::describe`] says it in words). An incoming call that
+    /// ended before its media ran (cancelled by the caller, not answered in time) has a report
+    /// too, with no packets and no audio.
+    pub ended: EndReason,
 }
 
 /// What the phone tells its user.
@@ -275,6 +284,10 @@ pub enum PhoneEvent {
         /// Why.
         reason: String,
     },
+    /// Hold and resume (by us: [`Phone::hold`], [`Phone::resume`]; or by the peer), a
+    /// re-INVITE refused because it would have downgraded the call's media security (488; the
+    /// call keeps its keys), or our re-INVITE failing.
+    Control(CallControl),
     /// The peer sent a DTMF digit (an RFC 4733 telephone-event), once per key press.
     Dtmf {
         /// The call.
@@ -300,6 +313,15 @@ impl PhoneEvent {
     }
 }
 
+/// What [`Command::Control`] does to a call that is up.
+enum Action {
+    Hold,
+    Resume,
+    Mute(bool),
+    ConfirmSas,
+    RejectSas,
+}
+
 enum Command {
     Register {
         expires: u32,
@@ -319,6 +341,11 @@ enum Command {
     Dtmf {
         call_id: String,
         digits: String,
+        reply: oneshot::Sender<Result<(), PhoneError>>,
+    },
+    Control {
+        call_id: String,
+        action: Action,
         reply: oneshot::Sender<Result<(), PhoneError>>,
     },
     Shutdown,
@@ -422,6 +449,48 @@ impl Phone {
             .map_err(|_| PhoneError::Signalling("the phone has stopped".into()))?
     }
 
+    /// Puts a call that is up on hold (a re-INVITE with `a=sendonly`, the same keys): our audio
+    /// stops at once, [`CallControl::Held`] follows the peer's answer.
+    pub async fn hold(&self, call_id: &str) -> Result<(), PhoneError> {
+        self.control(call_id, Action::Hold).await
+    }
+
+    /// Takes a call we hold off hold (a re-INVITE with `a=sendrecv`): [`CallControl::Resumed`]
+    /// follows the peer's answer.
+    pub async fn resume(&self, call_id: &str) -> Result<(), PhoneError> {
+        self.control(call_id, Action::Resume).await
+    }
+
+    /// Mutes (or unmutes) our audio in a call that is up: silence goes out instead (nothing
+    /// under Opus DTX). Nothing is signalled.
+    pub async fn mute(&self, call_id: &str, muted: bool) -> Result<(), PhoneError> {
+        self.control(call_id, Action::Mute(muted)).await
+    }
+
+    /// The users compared the ZRTP SAS and it matched: the peer's ZID is marked verified in the
+    /// cache (RFC 6189 §4.6.1.1); the next call with it shows `sas_verified`.
+    pub async fn confirm_sas(&self, call_id: &str) -> Result<(), PhoneError> {
+        self.control(call_id, Action::ConfirmSas).await
+    }
+
+    /// The users compared the ZRTP SAS and it differed: the phone hangs up at once (BYE with a
+    /// Reason header) and the report says why.
+    pub async fn reject_sas(&self, call_id: &str) -> Result<(), PhoneError> {
+        self.control(call_id, Action::RejectSas).await
+    }
+
+    async fn control(&self, call_id: &str, action: Action) -> Result<(), PhoneError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Control {
+            call_id: call_id.to_owned(),
+            action,
+            reply: tx,
+        })
+        .await?;
+        rx.await
+            .map_err(|_| PhoneError::Signalling("the phone has stopped".into()))?
+    }
+
     /// Stops the phone (unregistering first is the caller's choice).
     pub async fn shutdown(&self) {
         let _ = self.cmd.send(Command::Shutdown).await;
@@ -448,6 +517,9 @@ struct CallMedia {
     up: Option<oneshot::Sender<crate::core::KeyedCall>>,
 }
 
+/// A media task that could not secure its call: `(call, why)`.
+pub(crate) type MediaFailure = (String, String);
+
 /// What a media task leaves: its session (none if ZRTP never went secure), ZRTP's outcome and
 /// the devices' warnings.
 type MediaDone = (Option<MediaSession>, Option<ZrtpStatus>, Vec<String>);
@@ -465,6 +537,10 @@ struct MediaTask {
     stop: oneshot::Sender<()>,
     /// Digits to send, checked by the core.
     dtmf: mpsc::UnboundedSender<String>,
+    /// What of the audio goes out (mute, hold), as the core says.
+    gate: watch::Sender<AudioGate>,
+    /// The user confirmed the ZRTP SAS.
+    sas: mpsc::UnboundedSender<()>,
     done: tokio::task::JoinHandle<MediaDone>,
 }
 
@@ -788,6 +864,11 @@ struct Actor<C> {
     /// follows, with the received stream's key.
     finished: HashMap<String, Finished>,
     lookups: JoinSet<(IdentityName, Result<LookedUp, PhoneError>)>,
+    /// Media tasks that could not secure their call (ZRTP failed): `(call, why)`.
+    media_failed: (
+        mpsc::UnboundedSender<MediaFailure>,
+        mpsc::UnboundedReceiver<MediaFailure>,
+    ),
     /// Which name each running look-up is for (a look-up task that panicked is answered too).
     lookup_names: HashMap<tokio::task::Id, IdentityName>,
     keylog_warned: bool,
@@ -822,6 +903,7 @@ fn spawn_actor<C>(
         media: HashMap::new(),
         finished: HashMap::new(),
         lookups: JoinSet::new(),
+        media_failed: mpsc::unbounded_channel(),
         lookup_names: HashMap::new(),
         keylog_warned: false,
     };
@@ -921,6 +1003,9 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                     None | Some(Command::Shutdown) => break,
                     Some(c) => self.command(c),
                 },
+                Some((call_id, why)) = self.media_failed.1.recv() => {
+                    self.core.media_failed(&call_id, &why, Instant::now());
+                }
                 Some(done) = self.lookups.join_next_with_id(), if !self.lookups.is_empty() => {
                     let (name, result) = match done {
                         Ok((id, answer)) => {
@@ -1012,6 +1097,20 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             } => {
                 let _ = reply.send(self.core.send_dtmf(&call_id, &digits, now));
             }
+            Command::Control {
+                call_id,
+                action,
+                reply,
+            } => {
+                let result = match action {
+                    Action::Hold => self.core.hold(&call_id, now),
+                    Action::Resume => self.core.resume(&call_id, now),
+                    Action::Mute(muted) => self.core.mute(&call_id, muted, now),
+                    Action::ConfirmSas => self.core.confirm_sas(&call_id, now),
+                    Action::RejectSas => self.core.reject_sas(&call_id, now),
+                };
+                let _ = reply.send(result);
+            }
             Command::Shutdown => {}
         }
     }
@@ -1076,26 +1175,38 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                 self.emit(PhoneEvent::call_up(up, None))
             }
             CoreEvent::Ended {
-                call_id, summary, ..
+                call_id,
+                summary,
+                reason,
             } => {
-                // A call whose media never ran has no report (as before the core).
-                if let Some((session, inbound, zrtp, warnings)) = self.finished.remove(&call_id) {
-                    let mut report = call_report(call_id, *summary, &session);
-                    report.audio_warnings = warnings;
-                    // With ZRTP, SRTP is keyed when the exchange in the media path is secure.
-                    if let Some(z) = &zrtp {
-                        report.timings.call_setup += z.exchange;
+                let Some((session, inbound, zrtp, warnings)) = self.finished.remove(&call_id)
+                else {
+                    // An incoming call that never got its media (cancelled, not answered in
+                    // time), or a call whose media could not be secured (ZRTP failed), still
+                    // ends with a report, so whoever shows it stops; one of ours that never got
+                    // going was told by `CallFailed` or the hang-up.
+                    if !summary.outgoing || summary.keyed {
+                        let report = call_report(call_id, *summary, reason, None);
+                        self.emit(PhoneEvent::CallEnded(Box::new(report)));
                     }
-                    report.zrtp = zrtp;
-                    if let Some(mut key) = inbound {
-                        if let Some(ssrc) = report.stats.peer_ssrc {
-                            key.ssrc = ssrc;
-                        }
-                        self.write_keylog(std::slice::from_ref(&key));
-                    }
-                    self.emit(PhoneEvent::CallEnded(Box::new(report)));
+                    return;
+                };
+                let mut report = call_report(call_id, *summary, reason, Some(&session));
+                report.audio_warnings = warnings;
+                // With ZRTP, SRTP is keyed when the exchange in the media path is secure.
+                if let Some(z) = &zrtp {
+                    report.timings.call_setup += z.exchange;
                 }
+                report.zrtp = zrtp;
+                if let Some(mut key) = inbound {
+                    if let Some(ssrc) = report.stats.peer_ssrc {
+                        key.ssrc = ssrc;
+                    }
+                    self.write_keylog(std::slice::from_ref(&key));
+                }
+                self.emit(PhoneEvent::CallEnded(Box::new(report)));
             }
+            CoreEvent::Control(c) => self.emit(PhoneEvent::Control(c)),
             CoreEvent::SignallingError { reason } => {
                 debug!(error = %reason, "unparseable SIP message ignored")
             }
@@ -1138,6 +1249,16 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             Need::SendDtmf { call_id, digits } => {
                 if let Some(task) = self.media.get(&call_id).and_then(|m| m.task.as_ref()) {
                     let _ = task.dtmf.send(digits);
+                }
+            }
+            Need::GateAudio { call_id, gate } => {
+                if let Some(task) = self.media.get(&call_id).and_then(|m| m.task.as_ref()) {
+                    let _ = task.gate.send(gate);
+                }
+            }
+            Need::ConfirmSas { call_id } => {
+                if let Some(task) = self.media.get(&call_id).and_then(|m| m.task.as_ref()) {
+                    let _ = task.sas.send(());
                 }
             }
             Need::StopMedia { call_id } => {
@@ -1197,13 +1318,14 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                     config,
                     options,
                     audio,
+                    keylog: self.cfg.keylog.clone(),
                 };
                 let run = ZrtpRun::new(
                     zrtp,
                     pending,
                     up_rx,
                     call_id.to_owned(),
-                    self.events.clone(),
+                    (self.events.clone(), self.media_failed.0.clone()),
                     now,
                 );
                 Keying::Zrtp(Box::new(run))
@@ -1211,6 +1333,8 @@ impl<C: KeystoreChain + 'static> Actor<C> {
         };
         let (stop_tx, stop_rx) = oneshot::channel();
         let (dtmf_tx, dtmf_rx) = mpsc::unbounded_channel();
+        let (gate_tx, gate_rx) = watch::channel(AudioGate::Open);
+        let (sas_tx, sas_rx) = mpsc::unbounded_channel();
         let done = tokio::spawn(run_media(
             MediaLink {
                 socket: media.socket.clone(),
@@ -1222,11 +1346,13 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             },
             keying,
             stop_rx,
-            dtmf_rx,
+            (dtmf_rx, gate_rx, sas_rx),
         ));
         media.task = Some(MediaTask {
             stop: stop_tx,
             dtmf: dtmf_tx,
+            gate: gate_tx,
+            sas: sas_tx,
             done,
         });
     }
@@ -1239,31 +1365,43 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             warn!(file = %path.display(), "writing SRTP master keys to the key log: anyone with this file can decrypt these calls");
             self.keylog_warned = true;
         }
-        let mut text = String::new();
-        for k in keys {
-            text.push_str(&k.keylog_line());
-            text.push('\n');
-        }
-        let text = Zeroizing::new(text);
-        use std::io::Write;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.create(true).append(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        if let Err(e) = opts
-            .open(path)
-            .and_then(|mut f| f.write_all(text.as_bytes()))
-        {
-            warn!(error = %e, "key log write failed");
-        }
+        append_keylog(path, keys);
     }
 }
 
-/// The report of a finished call: what the core knew of it and what its media session counted.
-fn call_report(call_id: String, call: CallSummary, session: &MediaSession) -> CallReport {
+/// Appends `keys` to the `--keylog` file (created 0600), one line each
+/// ([`StreamKey::keylog_line`]); a failure is logged, never fatal to the call.
+pub(crate) fn append_keylog(path: &std::path::Path, keys: &[StreamKey]) {
+    let mut text = String::new();
+    for k in keys {
+        text.push_str(&k.keylog_line());
+        text.push('\n');
+    }
+    let text = Zeroizing::new(text);
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    if let Err(e) = opts
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+    {
+        warn!(error = %e, "key log write failed");
+    }
+}
+
+/// The report of a finished call: what the core knew of it and what its media session counted
+/// (nothing when its media never ran).
+fn call_report(
+    call_id: String,
+    call: CallSummary,
+    ended: EndReason,
+    session: Option<&MediaSession>,
+) -> CallReport {
     CallReport {
         call_id,
         peer: call.peer,
@@ -1281,14 +1419,16 @@ fn call_report(call_id: String, call: CallSummary, session: &MediaSession) -> Ca
         proof_bytes: call.lookup.as_ref().map_or(0, |l| l.proof_bytes),
         timings: call.timings,
         signalling_lost: call.signalling_lost,
-        stats: session.stats(),
-        sent_payload: session.sent_payload().to_vec(),
-        received_payload: session.received_payload(),
-        recorded: session.recorded_audio(),
+        stats: session.map(MediaSession::stats).unwrap_or_default(),
+        sent_payload: session.map_or_else(Vec::new, |s| s.sent_payload().to_vec()),
+        received_payload: session.map_or_else(Vec::new, MediaSession::received_payload),
+        recorded: session.map_or_else(Vec::new, MediaSession::recorded_audio),
         codec: call.codec,
-        jitter: session.jitter_stats(),
+        jitter: session.map(MediaSession::jitter_stats).unwrap_or_default(),
         zrtp: None,
         audio_warnings: Vec::new(),
+        failure: call.failure,
+        ended,
     }
 }
 
@@ -1320,7 +1460,11 @@ async fn run_media(
     link: MediaLink,
     keying: Keying,
     mut stop: oneshot::Receiver<()>,
-    mut dtmf: mpsc::UnboundedReceiver<String>,
+    (mut dtmf, mut gate, mut sas): (
+        mpsc::UnboundedReceiver<String>,
+        watch::Receiver<AudioGate>,
+        mpsc::UnboundedReceiver<()>,
+    ),
 ) -> MediaDone {
     let MediaLink {
         socket,
@@ -1360,8 +1504,9 @@ async fn run_media(
                 }
             }
             zrtp_deadline = out.deadline;
-            if out.session.is_some() {
-                session = out.session;
+            if let Some(mut s) = out.session {
+                s.set_audio_gate(*gate.borrow());
+                session = Some(s);
                 audio = open_devices(session.as_mut());
                 next_playout = now;
             }
@@ -1440,6 +1585,17 @@ async fn run_media(
                     None => warn!("DTMF not sent: the call is not keyed yet"),
                 }
             }
+            Some(()) = sas.recv() => {
+                if let Some(z) = zrtp.as_mut() {
+                    z.confirm_sas();
+                }
+            }
+            // Mute and hold: the one gate on what of the audio goes out.
+            Ok(()) = gate.changed() => {
+                if let Some(session) = session.as_mut() {
+                    session.set_audio_gate(*gate.borrow_and_update());
+                }
+            }
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
                 if let Some(z) = zrtp.as_mut() {
                     z.handle_timeout(Instant::now());
@@ -1453,9 +1609,13 @@ async fn run_media(
             }
         }
     }
+    let status = zrtp.and_then(|mut z| {
+        z.log_inbound_key(session.as_ref());
+        z.status
+    });
     let warnings = match audio {
         Some(audio) => audio.close().await,
         None => Vec::new(),
     };
-    (session, zrtp.and_then(|z| z.status), warnings)
+    (session, status, warnings)
 }

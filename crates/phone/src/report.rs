@@ -84,6 +84,11 @@ pub struct CallReportJson<'a> {
     pub invite_to_200_ms: f64,
     /// The signalling connection dropped during the call (the media went on).
     pub signalling_lost: bool,
+    /// How the call ended, in words (`hung up`, `cancelled by caller`, …).
+    pub ended: &'static str,
+    /// Why the media could not be secured, when that ended the call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<&'a str>,
     /// SRTP packets sent.
     pub srtp_packets_sent: u64,
     /// SRTP packets received and authenticated.
@@ -112,13 +117,16 @@ pub struct CallReportJson<'a> {
 }
 
 /// ZRTP's outcome in JSON: the SAS, whether the chain binding held, the retained-secret status
-/// (`no-secrets`, `matched`, `mismatch`), the peer's ZID and the exchange's time.
+/// (`no-secrets`, `matched`, `mismatch`), the peer's ZID, whether the SAS was confirmed (by us,
+/// by the peer) and the exchange's time.
 pub fn zrtp_json(z: &crate::zrtp_media::ZrtpStatus) -> serde_json::Value {
     json!({
         "sas": z.sas,
         "chain_bound": z.chain_bound,
         "cache": z.cache_name(),
         "peer_zid": z.peer_zid,
+        "sas_verified": z.sas_verified,
+        "peer_sas_verified": z.peer_sas_verified,
         "exchange_ms": ms(z.exchange),
     })
 }
@@ -142,6 +150,8 @@ impl<'a> CallReportJson<'a> {
             mikey_ms: ms(r.timings.mikey),
             invite_to_200_ms: ms(r.timings.signalling),
             signalling_lost: r.signalling_lost,
+            ended: r.ended.describe(),
+            failure: r.failure.as_deref(),
             srtp_packets_sent: r.stats.rtp_sent,
             srtp_packets_received: r.stats.rtp_received,
             srtp_packets_rejected: r.stats.rtp_rejected,
@@ -235,6 +245,10 @@ impl std::fmt::Display for TextReport<'_> {
         )?;
         for warning in &r.audio_warnings {
             writeln!(f, "  audio          {warning}")?;
+        }
+        writeln!(f, "  ended          {}", r.ended.describe())?;
+        if let Some(why) = &r.failure {
+            writeln!(f, "  failure        {why}")?;
         }
         if r.signalling_lost {
             writeln!(

@@ -41,6 +41,11 @@ use zeroize::Zeroizing;
 /// Timer B / F on a reliable transport: 64·T1 (RFC 3261 §17.1.1.2).
 pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(32);
 
+/// How long an incoming call may ring unanswered before we end it with 408 Request Timeout:
+/// a proxy's Timer C (RFC 3261 §16.6 step 11, "greater than 3 minutes") would cancel it by then,
+/// and a caller that vanished without a CANCEL must not leave the phone ringing for ever.
+pub const RING_TIMEOUT: Duration = Duration::from_secs(181);
+
 /// Who the user agent is and how it reaches its proxy.
 #[derive(Clone)]
 pub struct UaConfig {
@@ -140,6 +145,29 @@ pub enum UaEvent {
         call_id: String,
         /// The peer sent the BYE (or CANCEL).
         by_peer: bool,
+    },
+    /// An incoming call rang for [`RING_TIMEOUT`] without a final answer: we answered it 408.
+    RingExpired {
+        /// The call.
+        call_id: String,
+    },
+    /// The peer sent a re-INVITE with a new offer (hold, resume…) in a call that is up. Answer
+    /// it with [`UserAgent::answer_reinvite`].
+    ReInvite {
+        /// The call.
+        call_id: String,
+        /// The new SDP offer.
+        sdp: Vec<u8>,
+    },
+    /// Our re-INVITE ([`UserAgent::reinvite`]) got its final answer (the ACK of a 2xx is
+    /// already queued).
+    ReInviteAnswered {
+        /// The call.
+        call_id: String,
+        /// Status (0: no answer in time).
+        code: u16,
+        /// The SDP answer of a 2xx.
+        sdp: Vec<u8>,
     },
 }
 
@@ -285,16 +313,24 @@ struct OkResend {
 enum CallState {
     /// We sent the INVITE.
     Calling { invite: Pending },
-    /// We received an INVITE and have not answered it finally.
-    Incoming { invite: Vec<u8>, local_tag: String },
+    /// We received an INVITE and have not answered it finally; `until`: when it is given up
+    /// ([`RING_TIMEOUT`]).
+    Incoming {
+        invite: Vec<u8>,
+        local_tag: String,
+        until: Instant,
+    },
     /// A 2xx went out or came in. `local_sdp` is our current session description, re-sent when
     /// the peer refreshes the session with a re-INVITE. `ack`: the ACK we sent for their 2xx,
-    /// sent again when the 2xx is retransmitted; `resend`: our 2xx, until their ACK.
+    /// sent again when the 2xx is retransmitted; `resend`: our 2xx, until their ACK. `update`:
+    /// our re-INVITE waiting for its final answer; `offer`: theirs, waiting for ours.
     Up {
         dialog: Dialog,
         local_sdp: Option<String>,
         ack: Option<Vec<u8>>,
         resend: Option<OkResend>,
+        update: Option<Box<Pending>>,
+        offer: Option<Vec<u8>>,
     },
     /// We sent a BYE.
     Closing { bye: Pending },
@@ -473,7 +509,10 @@ impl UserAgent {
 
     /// Answers an incoming call: 180 Ringing, or a final status; a 2xx carries `sdp`.
     pub fn answer(&mut self, call_id: &str, code: u16, reason: &str, sdp: Option<&str>) {
-        let Some(CallState::Incoming { invite, local_tag }) = self.calls.get(call_id) else {
+        let Some(CallState::Incoming {
+            invite, local_tag, ..
+        }) = self.calls.get(call_id)
+        else {
             return;
         };
         let (invite, local_tag) = (invite.clone(), local_tag.clone());
@@ -513,6 +552,8 @@ impl UserAgent {
                             local_sdp: sdp.map(str::to_owned),
                             ack: None,
                             resend,
+                            update: None,
+                            offer: None,
                         },
                     );
                 }
@@ -527,10 +568,23 @@ impl UserAgent {
 
     /// Ends a call: BYE for an established call, CANCEL-less give-up for one still ringing.
     pub fn hangup(&mut self, call_id: &str, now: Instant) {
+        self.end_call(call_id, None, now);
+    }
+
+    /// [`UserAgent::hangup`] with a `Reason` header (RFC 3326) in the BYE, e.g.
+    /// `SIP ;cause=488 ;text="…"`: why we end an established call.
+    pub fn hangup_because(&mut self, call_id: &str, reason: &str, now: Instant) {
+        self.end_call(call_id, Some(reason), now);
+    }
+
+    fn end_call(&mut self, call_id: &str, reason: Option<&str>, now: Instant) {
         self.clock = now;
         match self.calls.remove(call_id) {
             Some(CallState::Up { mut dialog, .. }) => {
                 let mut bye = dialog.request(Method::Bye, &self.via(), None);
+                if let Some(reason) = reason {
+                    bye.push("Reason", reason);
+                }
                 bye.push("Content-Length", "0");
                 let bye = Pending::start(bye, self.reliable, now, &mut self.out);
                 self.calls
@@ -566,6 +620,75 @@ impl UserAgent {
     /// BYE or CANCEL could reach anyone.
     pub fn abandon(&mut self, call_id: &str) {
         self.calls.remove(call_id);
+    }
+
+    /// Sends a re-INVITE with `sdp` (our new description: hold, resume) in a call that is up;
+    /// [`UaEvent::ReInviteAnswered`] follows. False, and nothing sent, when the call is not up
+    /// or a re-INVITE is already in progress either way (RFC 3261 §14.1).
+    pub fn reinvite(&mut self, call_id: &str, sdp: &str, now: Instant) -> bool {
+        self.clock = now;
+        let via = self.via();
+        let contact = self.contact();
+        let Some(CallState::Up {
+            dialog,
+            update: update @ None,
+            offer: None,
+            ..
+        }) = self.calls.get_mut(call_id)
+        else {
+            return false;
+        };
+        let mut m = dialog.request(Method::Invite, &via, None);
+        m.push("Contact", contact);
+        m.push("User-Agent", self.cfg.user_agent.clone());
+        m.set_body("application/sdp", sdp.as_bytes().to_vec());
+        *update = Some(Box::new(Pending::start(
+            m,
+            self.reliable,
+            now,
+            &mut self.out,
+        )));
+        true
+    }
+
+    /// Answers the peer's re-INVITE ([`UaEvent::ReInvite`]): 200 with `sdp` (which becomes our
+    /// current description), or a refusal (488 keeps the session as it was, RFC 3261 §14.2).
+    pub fn answer_reinvite(&mut self, call_id: &str, code: u16, reason: &str, sdp: Option<&str>) {
+        let contact = self.contact();
+        let Some(CallState::Up {
+            local_sdp, offer, ..
+        }) = self.calls.get_mut(call_id)
+        else {
+            return;
+        };
+        let Some(wire) = offer.take() else {
+            return;
+        };
+        let Ok(req) = Message::parse(&wire) else {
+            return;
+        };
+        let mut r = response_to(&req, code, reason, None);
+        match sdp.filter(|_| (200..300).contains(&code)) {
+            Some(sdp) => {
+                r.push("Contact", contact);
+                r.set_body("application/sdp", sdp.as_bytes().to_vec());
+                *local_sdp = Some(sdp.to_owned());
+            }
+            None => {
+                r.push("Content-Length", "0");
+            }
+        }
+        let now = self.clock;
+        self.respond(&req, &r, now);
+    }
+
+    /// Our current session description in a call that is up (what a re-INVITE of ours starts
+    /// from).
+    pub fn local_sdp(&self, call_id: &str) -> Option<&str> {
+        match self.calls.get(call_id) {
+            Some(CallState::Up { local_sdp, .. }) => local_sdp.as_deref(),
+            _ => None,
+        }
     }
 
     /// Whether a call is established.
@@ -655,26 +778,36 @@ impl UserAgent {
             Some(Method::Invite) => {
                 let contact = contact_of(&self.cfg);
                 if let Some(CallState::Up {
-                    dialog, local_sdp, ..
+                    dialog,
+                    local_sdp,
+                    update,
+                    offer,
+                    ..
                 }) = self.calls.get_mut(&call_id)
                 {
-                    // A re-INVITE (session refresh, RFC 3261 §14.2): keep the media and its keys as
-                    // they are and answer with our current description. Changing codecs, holding or
-                    // re-keying mid-call is not supported; an out-of-order CSeq gets 500 (§14.2).
+                    // A re-INVITE (RFC 3261 §14.2): an out-of-order CSeq gets 500, one crossing
+                    // ours 491 (§14.2). With an offer it is the core's to answer (hold, resume,
+                    // and refusing a downgrade: [`UserAgent::answer_reinvite`]); without one (a
+                    // session refresh) it gets our current description at once.
                     let code = match dialog.handle_request(req) {
+                        Ok(()) if update.is_some() || offer.is_some() => 491,
                         Ok(()) => 200,
                         Err(_) => 500,
                     };
-                    let mut r = response_to(
-                        req,
-                        code,
-                        if code == 200 {
-                            "OK"
-                        } else {
-                            "Server Internal Error"
-                        },
-                        None,
-                    );
+                    if code == 200 && !req.body().is_empty() {
+                        *offer = Some(wire.to_vec());
+                        self.events.push_back(UaEvent::ReInvite {
+                            call_id,
+                            sdp: req.body().to_vec(),
+                        });
+                        return;
+                    }
+                    let phrase = match code {
+                        200 => "OK",
+                        491 => "Request Pending",
+                        _ => "Server Internal Error",
+                    };
+                    let mut r = response_to(req, code, phrase, None);
                     if code == 200 {
                         r.push("Contact", contact);
                         if let Some(sdp) = local_sdp.clone() {
@@ -698,6 +831,7 @@ impl UserAgent {
                     CallState::Incoming {
                         invite: wire.to_vec(),
                         local_tag: local_tag.clone(),
+                        until: now + RING_TIMEOUT,
                     },
                 );
                 // The INVITE's server transaction sent 100 Trying.
@@ -878,6 +1012,12 @@ impl UserAgent {
             self.sweep();
             return;
         }
+        if cseq.method == Method::Invite
+            && matches!(self.calls.get(&call_id), Some(CallState::Up { .. }))
+        {
+            self.up_invite_response(&call_id, resp, code, now);
+            return;
+        }
         let Some(state) = self.calls.remove(&call_id) else {
             return;
         };
@@ -912,6 +1052,8 @@ impl UserAgent {
                                     local_sdp,
                                     ack: Some(ack),
                                     resend: None,
+                                    update: None,
+                                    offer: None,
                                 },
                             );
                             self.events.push_back(UaEvent::Answered {
@@ -961,35 +1103,72 @@ impl UserAgent {
                     self.calls.insert(call_id, CallState::Closing { bye });
                 }
             }
-            (
-                CallState::Up {
-                    dialog,
-                    local_sdp,
-                    ack,
-                    resend,
-                },
-                Method::Invite,
-            ) => {
-                // Their 2xx again: our ACK was lost (§13.2.2.4); send it again.
-                if (200..300).contains(&code)
-                    && let Some(ack) = &ack
-                {
-                    self.out.push_back(ack.clone());
-                }
-                self.calls.insert(
-                    call_id,
-                    CallState::Up {
-                        dialog,
-                        local_sdp,
-                        ack,
-                        resend,
-                    },
-                );
-            }
             (state, _) => {
                 self.calls.insert(call_id, state);
             }
         }
+    }
+
+    /// A response to an INVITE in a call that is up: the answer to our re-INVITE, or the
+    /// caller's 2xx retransmitted.
+    fn up_invite_response(&mut self, call_id: &str, resp: &Message<'_>, code: u16, now: Instant) {
+        let ours = matches!(
+            self.calls.get(call_id),
+            Some(CallState::Up { update: Some(p), .. }) if p.matches(resp)
+        );
+        if !ours {
+            // Their 2xx again: our ACK was lost (§13.2.2.4); send it again.
+            if (200..300).contains(&code)
+                && let Some(CallState::Up { ack: Some(ack), .. }) = self.calls.get(call_id)
+            {
+                self.out.push_back(ack.clone());
+            }
+            return;
+        }
+        let via = (200..300).contains(&code).then(|| self.via());
+        let Some(CallState::Up {
+            dialog,
+            local_sdp,
+            ack,
+            update,
+            ..
+        }) = self.calls.get_mut(call_id)
+        else {
+            return;
+        };
+        let Some(pending) = update.as_mut() else {
+            return;
+        };
+        let fresh = pending.tx.handle_response(resp, now);
+        pending.pump(&mut self.out);
+        if !fresh || code < 200 {
+            return;
+        }
+        let Some(pending) = update.take() else {
+            return;
+        };
+        let sdp = match via {
+            Some(via) => {
+                let seq = resp.cseq().map(|c| c.seq).unwrap_or(1);
+                let mut a = dialog.request(Method::Ack, &via, Some(seq));
+                a.push("Content-Length", "0");
+                let a = a.to_bytes();
+                self.out.push_back(a.clone());
+                *ack = Some(a);
+                *local_sdp = String::from_utf8(pending.request.body.clone()).ok();
+                resp.body().to_vec()
+            }
+            None => {
+                // The transaction ACKs the non-2xx (§17.1.1.3); the session stays as it was.
+                self.linger(*pending, "INVITE");
+                Vec::new()
+            }
+        };
+        self.events.push_back(UaEvent::ReInviteAnswered {
+            call_id: call_id.to_owned(),
+            code,
+            sdp,
+        });
     }
 
     /// Forgets the transactions that ended.
@@ -1017,6 +1196,8 @@ impl UserAgent {
         }
         let t2 = TimerConfig::default().t2;
         let mut expired = Vec::new();
+        let mut unanswered = Vec::new();
+        let mut stale = Vec::new();
         for (call_id, state) in self.calls.iter_mut() {
             match state {
                 CallState::Calling { invite: p } | CallState::Closing { bye: p } => {
@@ -1024,6 +1205,18 @@ impl UserAgent {
                     p.pump(&mut self.out);
                     if p.expired(now) {
                         expired.push(call_id.clone());
+                    }
+                }
+                CallState::Incoming { until, .. } if *until <= now => {
+                    unanswered.push(call_id.clone());
+                }
+                CallState::Up {
+                    update: Some(p), ..
+                } => {
+                    p.tx.handle_timeout(now);
+                    p.pump(&mut self.out);
+                    if p.expired(now) {
+                        stale.push(call_id.clone());
                     }
                 }
                 CallState::Up {
@@ -1055,6 +1248,20 @@ impl UserAgent {
             s.tx.handle_timeout(now);
             let (_, _, next) = drain(|| s.tx.poll_output(), &mut self.out);
             s.next = next;
+        }
+        for call_id in stale {
+            if let Some(CallState::Up { update, .. }) = self.calls.get_mut(&call_id) {
+                *update = None;
+                self.events.push_back(UaEvent::ReInviteAnswered {
+                    call_id,
+                    code: 0,
+                    sdp: Vec::new(),
+                });
+            }
+        }
+        for call_id in unanswered {
+            self.answer(&call_id, 408, "Request Timeout", None);
+            self.events.push_back(UaEvent::RingExpired { call_id });
         }
         self.sweep();
         for call_id in expired {
@@ -1088,6 +1295,10 @@ impl UserAgent {
         let calls = self.calls.values().filter_map(|s| match s {
             CallState::Calling { invite } => invite.deadline(),
             CallState::Closing { bye } => bye.deadline(),
+            CallState::Incoming { until, .. } => Some(*until),
+            CallState::Up {
+                update: Some(p), ..
+            } => p.deadline(),
             CallState::Up {
                 resend: Some(r), ..
             } => Some(r.next),

@@ -2,7 +2,10 @@
 //! the SRTP session built from its keys on `SecureOn`. Until then nothing but ZRTP is sent (no
 //! audio in the clear, no audio at all) and SRTP that arrives early is dropped.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+use chaincall_identity::Secret;
 
 use chaincall_io::Output;
 use chaincall_media::{MediaConfig, MediaOptions, MediaSession};
@@ -11,8 +14,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::core::KeyedCall;
+use crate::negotiation::StreamKey;
 use crate::negotiation::ZrtpMedia;
-use crate::phone::PhoneEvent;
+use crate::phone::{MediaFailure, PhoneEvent, append_keylog};
 use crate::zrtp_store::ZidPin;
 
 /// What ZRTP agreed, shown to the user ([`PhoneEvent::CallUp`], the call report, `--json`).
@@ -27,6 +31,11 @@ pub struct ZrtpStatus {
     pub cache: CacheStatus,
     /// The peer's ZID, hex.
     pub peer_zid: String,
+    /// We confirmed this SAS with the peer on an earlier call (RFC 6189 §4.6.1.1's flag in our
+    /// cache, kept while the retained secrets match), or on this one ([`ZrtpRun::confirm_sas`]).
+    pub sas_verified: bool,
+    /// The peer says it verified the SAS with us on an earlier call (its V flag).
+    pub peer_sas_verified: bool,
     /// The ZID ↔ on-chain identity pin (after a chain-bound exchange).
     pub pin: Option<ZidPin>,
     /// The media start to `SecureOn`.
@@ -49,6 +58,8 @@ pub(crate) struct PendingSession {
     pub(crate) config: MediaConfig,
     pub(crate) options: MediaOptions,
     pub(crate) audio: Vec<i16>,
+    /// Where to append the SRTP master keys (`--keylog`), as MIKEY calls do.
+    pub(crate) keylog: Option<PathBuf>,
 }
 
 /// One call's exchange in its media task.
@@ -63,6 +74,10 @@ pub(crate) struct ZrtpRun {
     pub(crate) status: Option<ZrtpStatus>,
     call_id: String,
     events: mpsc::UnboundedSender<PhoneEvent>,
+    /// Tells the phone the exchange failed, so it hangs up: `(call, why)`.
+    failed: mpsc::UnboundedSender<MediaFailure>,
+    /// The `--keylog` file and the received stream's key, logged once its SSRC is known.
+    keylog: Option<(PathBuf, StreamKey)>,
 }
 
 /// What one drain of the engine gives the media loop.
@@ -81,7 +96,10 @@ impl ZrtpRun {
         pending: PendingSession,
         up: oneshot::Receiver<KeyedCall>,
         call_id: String,
-        events: mpsc::UnboundedSender<PhoneEvent>,
+        (events, failed): (
+            mpsc::UnboundedSender<PhoneEvent>,
+            mpsc::UnboundedSender<MediaFailure>,
+        ),
         now: Instant,
     ) -> Self {
         // The answer's hash (an offerer's engine was built before the answer came).
@@ -97,6 +115,8 @@ impl ZrtpRun {
             status: None,
             call_id,
             events,
+            failed,
+            keylog: None,
         }
     }
 
@@ -125,11 +145,13 @@ impl ZrtpRun {
                     debug!(call = %self.call_id, error = %e, "ZRTP packet refused")
                 }
                 Output::Event(Event::Failed(e)) => {
-                    warn!(call = %self.call_id, error = %e, "ZRTP failed: no media will be sent");
+                    warn!(call = %self.call_id, error = %e, "ZRTP failed: no media was sent; hanging up");
+                    let reason = format!("ZRTP failed: {e}");
                     let _ = self.events.send(PhoneEvent::Refused {
                         call_id: self.call_id.clone(),
-                        reason: format!("ZRTP failed: {e}"),
+                        reason: reason.clone(),
                     });
+                    let _ = self.failed.send((self.call_id.clone(), reason));
                 }
                 Output::Event(_) => {}
                 Output::Timeout(at) => {
@@ -158,6 +180,9 @@ impl ZrtpRun {
             chain_bound,
             cache: s.cache,
             peer_zid: hex::encode(s.peer_zid.0),
+            sas_verified: s.cache == CacheStatus::Matched
+                && chaincall_zrtp::SecretCache::load(&*self.media.store, &s.peer_zid).sas_verified,
+            peer_sas_verified: s.peer_sas_verified,
             pin,
             exchange: now.saturating_duration_since(self.started),
         };
@@ -172,6 +197,18 @@ impl ZrtpRun {
             .srtp
             .outbound_session()
             .and_then(|o| Ok((o, s.srtp.inbound_session()?)));
+        if let Some(path) = &pending.keylog {
+            let key = |m: &chaincall_zrtp::SrtpMaster, ssrc| StreamKey {
+                ssrc,
+                profile: s.srtp.profile,
+                key_and_salt: Secret::new(
+                    [&m.dangerous_key()[..], &m.dangerous_salt()[..]].concat(),
+                ),
+            };
+            warn!(file = %path.display(), "writing ZRTP's SRTP master keys to the key log: anyone with this file can decrypt this call");
+            append_keylog(path, &[key(&s.srtp.local, pending.config.local_ssrc)]);
+            self.keylog = Some((path.clone(), key(&s.srtp.remote, 0)));
+        }
         match keyed {
             Ok((outbound, inbound)) => Some(MediaSession::with_options(
                 pending.config,
@@ -186,6 +223,28 @@ impl ZrtpRun {
                 None
             }
         }
+    }
+
+    /// The users compared the SAS and it matched: the flag goes into the cache for the peer's
+    /// ZID (the engine ignores it before the exchange is secure).
+    pub(crate) fn confirm_sas(&mut self) {
+        self.media.engine.confirm_sas();
+        if let Some(status) = self.status.as_mut() {
+            info!(call = %self.call_id, "the user confirmed the SAS");
+            status.sas_verified = true;
+        }
+    }
+
+    /// Logs the received stream's key to `--keylog` at the call's end, with the SSRC the peer
+    /// turned out to send from (as MIKEY calls do).
+    pub(crate) fn log_inbound_key(&mut self, session: Option<&MediaSession>) {
+        let Some((path, mut key)) = self.keylog.take() else {
+            return;
+        };
+        if let Some(ssrc) = session.and_then(|s| s.stats().peer_ssrc) {
+            key.ssrc = ssrc;
+        }
+        append_keylog(&path, &[key]);
     }
 
     /// Tells the user the call is up, with the SAS, once the core's view of it has come.

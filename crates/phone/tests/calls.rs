@@ -107,3 +107,51 @@ async fn calls_and_every_refusal_say_what_happened() {
     }
     net.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_the_caller_cancels_while_it_rings_ends_with_a_report() {
+    let mut net = Net::start().await;
+    let (alice_key, bob_key) = (IdentityKey::generate(), IdentityKey::generate());
+    net.add(ALICE, &alice_key, true).await;
+    net.add(BOB, &bob_key, true).await;
+    let (alice, _alice_ev) = net.phone(ALICE, alice_key, KeyMode::MikeyPke, 1000).await;
+    let (bob, mut bob_ev) = net
+        .phone_with(BOB, bob_key, KeyMode::MikeyPke, 1000, |c| {
+            c.auto_answer = false
+        })
+        .await;
+    for p in [&alice, &bob] {
+        p.register(600).await.unwrap();
+    }
+    let call = alice.call(&n(BOB)).await.unwrap();
+    let ringing = wait_for(&mut bob_ev, |e| {
+        matches!(
+            e,
+            PhoneEvent::Incoming {
+                awaiting_answer: true,
+                ..
+            }
+        )
+    })
+    .await;
+    assert!(matches!(ringing, PhoneEvent::Incoming { call_id, .. } if call_id == call));
+    alice.hangup(&call).await.unwrap();
+    let PhoneEvent::CallEnded(r) =
+        wait_for(&mut bob_ev, |e| matches!(e, PhoneEvent::CallEnded(_))).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(r.call_id, call);
+    assert!(!r.outgoing);
+    assert_eq!(r.ended.describe(), "cancelled by caller");
+    assert_eq!(
+        (r.stats.rtp_sent, r.stats.rtp_received),
+        (0, 0),
+        "no media ran"
+    );
+    assert!(r.recorded.is_empty());
+    for p in [alice, bob] {
+        p.shutdown().await;
+    }
+    net.stop();
+}

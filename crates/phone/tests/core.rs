@@ -9,7 +9,7 @@ use std::time::Duration;
 use chaincall_identity::IdentityName;
 use chaincall_phone::caller::Verification;
 use chaincall_phone::core::{EndReason, Event, TransportState};
-use chaincall_phone::ua::TRANSACTION_TIMEOUT;
+use chaincall_phone::ua::{RING_TIMEOUT, TRANSACTION_TIMEOUT};
 use chaincall_phone::{KeyMode, PhoneError};
 use chaincall_sip::message::Message;
 use chaincall_sip::{HeaderName, Method};
@@ -349,6 +349,45 @@ fn the_caller_hangs_up_before_the_answer_with_cancel() {
     );
     assert_eq!(net.alice.stopped, [id]);
     assert!(net.bob.stopped.is_empty(), "Bob never bound media for it");
+}
+
+#[test]
+fn a_call_left_ringing_without_a_cancel_ends_with_408() {
+    // The caller gives up on its Timer B without a CANCEL (a phone that crashed or lost its
+    // connection does the same): the callee must not ring for ever.
+    let mut net = Net::new(|cfg| cfg.auto_answer = false);
+    let id = net.alice_calls_bob();
+    let bob = take_events(&mut net.bob);
+    assert!(
+        bob.iter().any(|e| matches!(
+            e,
+            Event::Incoming {
+                awaiting_answer: true,
+                ..
+            }
+        )),
+        "{bob:?}"
+    );
+    net.advance(RING_TIMEOUT - Duration::from_millis(1));
+    assert!(net.seen("CANCEL").is_empty(), "no CANCEL reached Bob");
+    assert_eq!(
+        ended(&take_events(&mut net.bob), &id),
+        None,
+        "still ringing"
+    );
+    assert!(net.bob.core.has_call(&id));
+    net.advance(Duration::from_millis(1));
+    assert_eq!(net.seen("408").len(), 1, "Bob ends the INVITE with 408");
+    assert_eq!(
+        ended(&take_events(&mut net.bob), &id),
+        Some(EndReason::NotAnswered)
+    );
+    assert!(!net.bob.core.has_call(&id));
+    assert_eq!(
+        EndReason::NotAnswered.describe(),
+        "not answered in time (408 Request Timeout)"
+    );
+    assert_eq!(EndReason::CancelledByPeer.describe(), "cancelled by caller");
 }
 
 #[test]

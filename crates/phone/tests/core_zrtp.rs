@@ -8,7 +8,7 @@ use std::time::Instant;
 use chaincall_identity::{IdentityKey, IdentityName};
 use chaincall_phone::KeyMode;
 use chaincall_phone::caller::{Proof, Verification};
-use chaincall_phone::core::Event;
+use chaincall_phone::core::{EndReason, Event};
 use chaincall_phone::negotiation::{MediaKeys, NegotiatedMedia, ZrtpMedia};
 use chaincall_sip::message::Message;
 use chaincall_zrtp::{AuxStatus, Event as ZrtpEvent, Zrtp, ZrtpError};
@@ -157,6 +157,33 @@ fn a_callee_without_the_on_chain_key_fails_the_chain_binding_on_both_sides() {
     // The initiator sees the mismatch at DHPart1 and fails; its Error ends the responder's.
     assert_eq!(alice, Err(ZrtpError::AuxSecretMismatch));
     assert!(bob.is_err(), "{bob:?}");
+
+    // Alice's media task reports the failure: her phone hangs up by itself, saying why.
+    let why = format!("ZRTP failed: {:?} \"quoted\"", ZrtpError::AuxSecretMismatch);
+    net.alice.core.media_failed(&id, &why, now);
+    net.settle();
+    let bye = net.seen("BYE");
+    assert_eq!(bye.len(), 1, "one BYE");
+    let bye = Message::parse(&bye[0]).unwrap();
+    let reason = bye
+        .header_value(chaincall_sip::HeaderName::Other("Reason"))
+        .unwrap();
+    assert!(
+        reason.starts_with("SIP ;cause=488 ;text=\"ZRTP failed: AuxSecretMismatch quoted\""),
+        "{reason}"
+    );
+    let ended = take_events(&mut net.alice)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Ended {
+                reason, summary, ..
+            } => Some((reason, summary)),
+            _ => None,
+        })
+        .expect("alice's call ended");
+    assert_eq!(ended.0, EndReason::MediaFailed);
+    assert_eq!(ended.1.failure.as_deref(), Some(why.as_str()));
+    assert!(!net.alice.core.has_call(&id) && !net.bob.core.has_call(&id));
 }
 
 /// The INVITE without its Identity header.

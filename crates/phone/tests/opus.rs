@@ -61,9 +61,12 @@ async fn two_phones_talk_opus_and_send_each_other_dtmf() {
         let j = &r.jitter;
         assert_eq!(j.received + j.other, r.stats.rtp_received, "{j:?}");
         assert!(j.received >= 20 && j.decoded == j.received, "{j:?}");
-        let json =
-            serde_json::to_value(CallReportJson::new("+1", r, std::path::Path::new("x.wav")))
-                .unwrap();
+        let json = serde_json::to_value(CallReportJson::new(
+            "+1",
+            r,
+            Some(std::path::Path::new("x.wav")),
+        ))
+        .unwrap();
         assert_eq!(json["codec"], "opus", "{json}");
         assert_eq!(json["jitter"]["received"], j.received, "{json}");
         assert!(json["jitter"]["target_delay_ms"].as_u64().unwrap() >= 20);

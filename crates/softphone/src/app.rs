@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use chaincall_identity::{IdentityName, PhoneNumber, SafetyNumber};
 use chaincall_phone::calls::CallUp;
+use chaincall_phone::core::CallControl;
 use chaincall_phone::report::{TextReport, describe_caller, for_terminal};
 use chaincall_phone::{CallReport, CallerId, KeyMode, PhoneEvent};
 use ratatui::Frame;
@@ -26,7 +27,7 @@ use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 /// How long an outgoing call may ring before it is given up (as `phone call` does).
 pub const RING_WITHIN: Duration = Duration::from_secs(60);
 /// How long an incoming call waits for `a` or `d` before it is declined (a caller's `phone
-/// call` gives up after as long; the phone library reports no CANCEL of a call still ringing).
+/// call` gives up after as long; a caller's CANCEL ends the ringing earlier).
 pub const ANSWER_WITHIN: Duration = Duration::from_secs(60);
 /// How long after hanging up the call's report may take.
 pub const REPORT_WITHIN: Duration = Duration::from_secs(10);
@@ -61,9 +62,21 @@ pub enum Command {
     Decline(String),
     /// Hang up (BYE), or cancel a call still ringing.
     Hangup(String),
+    /// Put the call on hold (a re-INVITE with `a=sendonly`).
+    Hold(String),
+    /// Take the call off hold.
+    Resume(String),
+    /// Mute (`true`) or unmute our audio; nothing is signalled.
+    Mute(String, bool),
+    /// The user compared the ZRTP SAS with the peer and it matched (`v`).
+    ConfirmSas(String),
     /// Stop: unregister and close the phone, restore the terminal.
     Quit,
 }
+
+/// Where a call's received audio was written: `Ok(None)` when the phone records nothing, an
+/// error's words when it could not be written.
+pub type Recording = Result<Option<PathBuf>, String>;
 
 /// What the shell feeds the view model.
 // Each input is made and consumed at once, never stored: boxing the large event would cost an
@@ -82,7 +95,7 @@ pub enum Input {
         /// The call's report.
         report: Box<CallReport>,
         /// Where the received audio went.
-        recording: Result<Option<PathBuf>, String>,
+        recording: Recording,
     },
     /// The first REGISTER failed, and why (a granted one arrives as [`PhoneEvent::Registered`]).
     RegisterFailed(String),
@@ -122,6 +135,12 @@ struct InCall {
     since: Instant,
     /// We hung up: the report is due by then.
     report_by: Option<Instant>,
+    /// We muted our audio (`m`).
+    muted: bool,
+    /// We hold the call (`o`; the peer answered).
+    held: bool,
+    /// The peer holds the call.
+    held_by_peer: bool,
 }
 
 impl InCall {
@@ -149,7 +168,7 @@ struct Ended {
     who: Vec<String>,
     /// How long the call was up.
     lasted: Option<Duration>,
-    report: Option<(Box<CallReport>, Result<Option<PathBuf>, String>)>,
+    report: Option<(Box<CallReport>, Recording)>,
 }
 
 #[derive(Debug)]
@@ -403,11 +422,30 @@ impl App {
                     .push_back(Command::Hangup(call.call_id.clone()));
                 call.report_by = Some(now + REPORT_WITHIN);
             }
-            (Screen::InCall(_), Key::Char('m' | 'o')) => {
-                self.note = Some(
-                    "mute and hold are not available yet: the phone library has no such command"
-                        .to_owned(),
-                );
+            // Mute is local: shown at once. Hold waits for the peer's answer (`Held`).
+            (Screen::InCall(call), Key::Char('m')) if call.report_by.is_none() => {
+                call.muted = !call.muted;
+                self.commands
+                    .push_back(Command::Mute(call.call_id.clone(), call.muted));
+            }
+            // `v`: the SAS read aloud matched; recorded for the next calls (ZRTP calls only).
+            (Screen::InCall(call), Key::Char('v'))
+                if call.report_by.is_none()
+                    && call.zrtp.as_ref().is_some_and(|z| !z.sas_verified) =>
+            {
+                if let Some(z) = call.zrtp.as_mut() {
+                    z.sas_verified = true;
+                }
+                self.commands
+                    .push_back(Command::ConfirmSas(call.call_id.clone()));
+            }
+            (Screen::InCall(call), Key::Char('o')) if call.report_by.is_none() => {
+                let id = call.call_id.clone();
+                self.commands.push_back(if call.held {
+                    Command::Resume(id)
+                } else {
+                    Command::Hold(id)
+                });
             }
             _ => {}
         }
@@ -572,6 +610,9 @@ impl App {
                     zrtp,
                     since: now,
                     report_by: None,
+                    muted: false,
+                    held: false,
+                    held_by_peer: false,
                 }));
             }
             PhoneEvent::CallEnded(report) => {
@@ -589,6 +630,7 @@ impl App {
                     "signalling back (attempt {attempt}); registering again"
                 ));
             }
+            PhoneEvent::Control(c) => self.control(c),
             PhoneEvent::Dtmf { digit, .. } => {
                 // The peer pressed a key (RFC 4733 telephone-event): shown, nothing to do.
                 self.note = Some(format!(
@@ -625,12 +667,49 @@ impl App {
         }
     }
 
-    fn ended(
-        &mut self,
-        report: Box<CallReport>,
-        recording: Result<Option<PathBuf>, String>,
-        now: Instant,
-    ) {
+    /// Hold and resume (by us or by the peer) of the call on screen; a refused downgrade or a
+    /// failed hold in the note line.
+    fn control(&mut self, c: CallControl) {
+        let (held, by_peer) = match &c {
+            CallControl::Held { by_peer, .. } => (true, *by_peer),
+            CallControl::Resumed { by_peer, .. } => (false, *by_peer),
+            CallControl::DowngradeRefused { reason, .. } => {
+                self.note = Some(format!(
+                    "refused the peer's re-INVITE: {} (the call keeps its keys)",
+                    for_terminal(reason)
+                ));
+                return;
+            }
+            CallControl::Failed { reason, .. } => {
+                self.note = Some(format!("hold or resume failed: {}", for_terminal(reason)));
+                return;
+            }
+            _ => return,
+        };
+        if let Screen::InCall(call) = &mut self.screen
+            && call.call_id == c.call_id()
+        {
+            if by_peer {
+                call.held_by_peer = held;
+            } else {
+                call.held = held;
+            }
+        }
+    }
+
+    fn ended(&mut self, report: Box<CallReport>, recording: Recording, now: Instant) {
+        // An incoming call that ended before it was answered (the caller cancelled it, or it
+        // rang too long): the phone stops ringing.
+        if let Screen::Incoming {
+            call_id, caller, ..
+        } = &self.screen
+            && *call_id == report.call_id
+        {
+            let how = format!("missed call: {}", report.ended.describe());
+            let who = vec![caller_line(caller)];
+            self.end_plain(how, who);
+            return;
+        }
         let Screen::InCall(call) = &self.screen else {
             return;
         };
@@ -733,7 +812,15 @@ impl App {
                 ..
             } => "a answers · d declines · Ctrl-C declines and quits",
             Screen::Incoming { .. } => "Ctrl-C quits",
-            Screen::InCall(_) => "h hangs up · Ctrl-C hangs up and quits",
+            Screen::InCall(call) if call.held => {
+                "h hangs up · m mutes/unmutes · o resumes · Ctrl-C hangs up and quits"
+            }
+            Screen::InCall(call) if call.zrtp.as_ref().is_some_and(|z| !z.sas_verified) => {
+                "h hangs up · m mutes · o holds · v: the SAS matched · Ctrl-C hangs up and quits"
+            }
+            Screen::InCall(_) => {
+                "h hangs up · m mutes/unmutes · o holds · Ctrl-C hangs up and quits"
+            }
         }
     }
 
@@ -830,7 +917,20 @@ fn in_call_lines(call: &InCall, now: Instant) -> Vec<String> {
     lines.push(
         "Packets, loss: in the report when the call ends (no live statistics yet)".to_owned(),
     );
-    lines.push("Mute, hold: not available yet".to_owned());
+    lines.push(format!(
+        "Microphone: {}",
+        if call.muted {
+            "MUTED (silence goes out; m unmutes)"
+        } else {
+            "on"
+        }
+    ));
+    lines.push(match (call.held, call.held_by_peer) {
+        (false, false) => "Hold: no".to_owned(),
+        (true, false) => "Hold: ON HOLD (you put it on hold; o resumes)".to_owned(),
+        (false, true) => "Hold: ON HOLD (the peer put you on hold)".to_owned(),
+        (true, true) => "Hold: ON HOLD (both sides)".to_owned(),
+    });
     if call.report_by.is_some() {
         lines.push("Hanging up…".to_owned());
     }

@@ -211,9 +211,20 @@ async fn execute(app: &mut App, phone: &Phone, done: &mpsc::UnboundedSender<Inpu
             Command::Answer(id) => drop(phone.answer(&id, true).await),
             Command::Decline(id) => drop(phone.answer(&id, false).await),
             Command::Hangup(id) => drop(phone.hangup(&id).await),
+            Command::Hold(id) => noted(app, phone.hold(&id).await),
+            Command::Resume(id) => noted(app, phone.resume(&id).await),
+            Command::Mute(id, muted) => noted(app, phone.mute(&id, muted).await),
+            Command::ConfirmSas(id) => noted(app, phone.confirm_sas(&id).await),
         }
     }
     true
+}
+
+/// Shows why a hold, resume or mute was refused (the call is not up, a re-INVITE is out).
+fn noted(app: &mut App, result: Result<(), chaincall_phone::PhoneError>) {
+    if let Err(e) = result {
+        app.set_note(ErrorChain(&e).to_string());
+    }
 }
 
 /// Deadline that never comes for `None`.

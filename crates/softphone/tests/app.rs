@@ -8,6 +8,7 @@ use chaincall_identity::{Fingerprint, IdentityKey, IdentityName, PhoneNumber, Sa
 use chaincall_media::AudioCodec;
 use chaincall_media::MediaStats;
 use chaincall_phone::caller::Proof;
+use chaincall_phone::core::{CallControl, EndReason};
 use chaincall_phone::{CallReport, CallerId, KeyMode, PhoneEvent, SetupTimings, Verification};
 use chaincall_softphone::{App, Command, Input, Key};
 use ratatui::Terminal;
@@ -100,6 +101,8 @@ fn report(call_id: &str, outgoing: bool, caller: Option<CallerId>) -> Box<CallRe
         recorded: vec![0; 8000],
         codec: AudioCodec::Opus { payload_type: 111 },
         jitter: Default::default(),
+        ended: EndReason::HungUpByPeer,
+        failure: None,
     })
 }
 
@@ -165,7 +168,8 @@ fn registering_dialing_a_verified_callee_and_hanging_up() {
         "Duration: 1:05".to_owned(),
         "Key mode: mikey-pke".to_owned(),
         "SRTP profile: not reported by the phone library yet".to_owned(),
-        "Mute, hold: not available yet".to_owned(),
+        "Microphone: on".to_owned(),
+        "Hold: no".to_owned(),
         "h hangs up".to_owned(),
     ] {
         assert!(s.contains(&line), "{line:?} missing:\n{s}");
@@ -175,9 +179,16 @@ fn registering_dialing_a_verified_callee_and_hanging_up() {
         app.poll_timeout(t2 + Duration::from_millis(1500)),
         Some(t2 + Duration::from_secs(2))
     );
+    // Mute is a command now (m_mutes_o_holds_and_the_in_call_screen_shows_both); unmuted again.
     app.handle(Input::Key(Key::Char('m')), t2);
-    assert!(screen(&app, t2).contains("mute and hold are not available yet"));
-    assert!(commands(&mut app).is_empty(), "no mute command is invented");
+    app.handle(Input::Key(Key::Char('m')), t2);
+    assert_eq!(
+        commands(&mut app),
+        [
+            Command::Mute("call-1".into(), true),
+            Command::Mute("call-1".into(), false)
+        ]
+    );
 
     let t3 = t2 + Duration::from_secs(10);
     app.handle(Input::Key(Key::Char('h')), t3);
@@ -186,7 +197,7 @@ fn registering_dialing_a_verified_callee_and_hanging_up() {
     app.handle(Input::Key(Key::Char('h')), t3);
     assert!(commands(&mut app).is_empty(), "hung up once");
 
-    let recording = Ok(PathBuf::from("recordings/call.wav"));
+    let recording = Ok(Some(PathBuf::from("recordings/call.wav")));
     let ended = Input::Ended {
         report: report("call-1", true, None),
         recording,
@@ -467,6 +478,167 @@ fn deadlines_in_simulated_time_give_up_ringing_answering_and_waiting_for_reports
         app.hangup_request(None, t1),
         Err("no call in progress".into())
     );
+}
+
+#[test]
+fn a_call_the_caller_cancels_or_that_rings_too_long_stops_ringing() {
+    let t0 = Instant::now();
+    let mut app = registered(t0);
+    for (id, reason, shown) in [
+        (
+            "in-c",
+            EndReason::CancelledByPeer,
+            "Ended: missed call: cancelled by caller",
+        ),
+        (
+            "in-t",
+            EndReason::NotAnswered,
+            "Ended: missed call: not answered in time (408 Request Timeout)",
+        ),
+    ] {
+        app.handle(Input::Event(incoming(id, spoof(), true)), t0);
+        assert!(screen(&app, t0).contains("INCOMING CALL"));
+        let mut r = report(id, false, Some(spoof()));
+        r.ended = reason;
+        r.stats = MediaStats::default();
+        app.handle(
+            Input::Ended {
+                report: r,
+                recording: Err("no audio".into()),
+            },
+            t0,
+        );
+        let s = screen(&app, t0);
+        assert!(s.contains(shown), "{s}");
+        assert!(!s.contains("INCOMING CALL"), "{s}");
+        assert!(!s.contains("a answers"), "{s}");
+        assert_eq!(app.current_call(), None, "nothing rings any more");
+        assert!(
+            commands(&mut app).is_empty(),
+            "nothing to decline: the call is over"
+        );
+        assert_eq!(app.poll_timeout(t0), None, "no answer deadline left");
+    }
+}
+
+#[test]
+fn m_mutes_o_holds_and_the_in_call_screen_shows_both() {
+    let t0 = Instant::now();
+    let mut app = registered(t0);
+    app.handle(Input::Event(incoming("c", spoof(), true)), t0);
+    app.handle(Input::Key(Key::Char('a')), t0);
+    let _ = commands(&mut app);
+    let up = PhoneEvent::CallUp {
+        call_id: "c".into(),
+        peer: BOB.into(),
+        caller: Some(spoof()),
+        mode: KeyMode::MikeyPke,
+        verified_peer: Some(name(BOB)),
+        safety_number: None,
+        verified_in_person: false,
+        zrtp: None,
+    };
+    app.handle(Input::Event(up), t0);
+    let s = screen(&app, t0);
+    assert!(s.contains("Microphone: on"), "{s}");
+    assert!(s.contains("Hold: no"), "{s}");
+    assert!(s.contains("m mutes/unmutes · o holds"), "{s}");
+
+    app.handle(Input::Key(Key::Char('m')), t0);
+    assert_eq!(commands(&mut app), [Command::Mute("c".into(), true)]);
+    assert!(screen(&app, t0).contains("Microphone: MUTED (silence goes out; m unmutes)"));
+    app.handle(Input::Key(Key::Char('m')), t0);
+    assert_eq!(commands(&mut app), [Command::Mute("c".into(), false)]);
+    assert!(screen(&app, t0).contains("Microphone: on"));
+
+    // Hold shows once the peer answered.
+    app.handle(Input::Key(Key::Char('o')), t0);
+    assert_eq!(commands(&mut app), [Command::Hold("c".into())]);
+    assert!(screen(&app, t0).contains("Hold: no"));
+    let held = PhoneEvent::Control(CallControl::Held {
+        call_id: "c".into(),
+        by_peer: false,
+    });
+    app.handle(Input::Event(held), t0);
+    let s = screen(&app, t0);
+    assert!(
+        s.contains("Hold: ON HOLD (you put it on hold; o resumes)"),
+        "{s}"
+    );
+    assert!(s.contains("o resumes"), "{s}");
+    app.handle(Input::Key(Key::Char('o')), t0);
+    assert_eq!(commands(&mut app), [Command::Resume("c".into())]);
+    let resumed = PhoneEvent::Control(CallControl::Resumed {
+        call_id: "c".into(),
+        by_peer: false,
+    });
+    app.handle(Input::Event(resumed), t0);
+    assert!(screen(&app, t0).contains("Hold: no"));
+
+    // The peer holds us; then a downgrade it tried is told.
+    let held = PhoneEvent::Control(CallControl::Held {
+        call_id: "c".into(),
+        by_peer: true,
+    });
+    app.handle(Input::Event(held), t0);
+    assert!(screen(&app, t0).contains("Hold: ON HOLD (the peer put you on hold)"));
+    let refused = PhoneEvent::Control(CallControl::DowngradeRefused {
+        call_id: "c".into(),
+        reason: "the MIKEY key line (a=key-mgmt) is gone".into(),
+    });
+    app.handle(Input::Event(refused), t0);
+    let s = screen(&app, t0);
+    assert!(
+        s.contains("refused the peer's re-INVITE: the MIKEY key line (a=key-mgmt) is gone"),
+        "{s}"
+    );
+}
+
+#[test]
+fn v_confirms_the_zrtp_sas_once() {
+    let t0 = Instant::now();
+    let mut app = registered(t0);
+    keys(&mut app, BOB, t0);
+    app.handle(Input::Key(Key::Enter), t0);
+    app.handle(
+        Input::Dialed {
+            target: number(BOB),
+            result: Ok("z".into()),
+        },
+        t0,
+    );
+    let _ = commands(&mut app);
+    let zrtp = chaincall_phone::zrtp_media::ZrtpStatus {
+        sas: "kv3x".into(),
+        chain_bound: false,
+        cache: chaincall_zrtp::CacheStatus::NoSecrets,
+        peer_zid: "00".repeat(12),
+        sas_verified: false,
+        peer_sas_verified: false,
+        pin: None,
+        exchange: Duration::from_millis(40),
+    };
+    let up = PhoneEvent::CallUp {
+        call_id: "z".into(),
+        peer: BOB.into(),
+        caller: None,
+        mode: KeyMode::Zrtp,
+        verified_peer: None,
+        safety_number: None,
+        verified_in_person: false,
+        zrtp: Some(zrtp),
+    };
+    app.handle(Input::Event(up), t0);
+    let s = screen(&app, t0);
+    assert!(s.contains("SAS kv3x (compare it with the peer)"), "{s}");
+    assert!(s.contains("v: the SAS matched"), "{s}");
+    app.handle(Input::Key(Key::Char('v')), t0);
+    assert_eq!(commands(&mut app), [Command::ConfirmSas("z".into())]);
+    let s = screen(&app, t0);
+    assert!(s.contains("SAS kv3x (verified by you)"), "{s}");
+    assert!(!s.contains("v: the SAS matched"), "{s}");
+    app.handle(Input::Key(Key::Char('v')), t0);
+    assert!(commands(&mut app).is_empty(), "confirmed once");
 }
 
 #[test]

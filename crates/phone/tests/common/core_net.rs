@@ -50,6 +50,10 @@ pub struct Side {
     pub stopped: Vec<String>,
     /// DTMF the core passed to its media, `(call, digits)`, in order.
     pub dtmf: Vec<(String, String)>,
+    /// Audio gates (mute, hold) the core told its media, `(call, gate)`, in order.
+    pub gates: Vec<(String, chaincall_media::AudioGate)>,
+    /// Calls whose ZRTP SAS the user confirmed, in order.
+    pub sas_confirmed: Vec<String>,
     /// Signalling written and not yet delivered.
     pub wire: Vec<Vec<u8>>,
     /// The signalling connection is down: nothing reaches this phone.
@@ -144,6 +148,8 @@ impl Net {
                 started: HashMap::new(),
                 stopped: Vec::new(),
                 dtmf: Vec::new(),
+                gates: Vec::new(),
+                sas_confirmed: Vec::new(),
                 wire: Vec::new(),
                 lost: false,
                 deadline: None,
@@ -227,6 +233,10 @@ impl Net {
                     Need::SendDtmf { call_id, digits } => {
                         self.side(alice).dtmf.push((call_id, digits));
                     }
+                    Need::GateAudio { call_id, gate } => {
+                        self.side(alice).gates.push((call_id, gate));
+                    }
+                    Need::ConfirmSas { call_id } => self.side(alice).sas_confirmed.push(call_id),
                     other => panic!("a need this test does not know: {other:?}"),
                 },
                 Output::Event(e) => self.side(alice).events.push(e),
