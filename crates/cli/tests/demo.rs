@@ -237,3 +237,30 @@ fn demo_refuses_sdes_with_a_reason_and_names_the_paper() {
     assert!(text.contains("mines every transaction at once"), "{text}");
     assert!(text.contains("not a testnet"), "{text}");
 }
+
+/// `--mode zrtp`: the keys come from a ZRTP exchange in the media path bound to both on-chain
+/// keys, and the report says where the set-up time went in ZRTP's terms, not MIKEY's.
+#[test]
+fn demo_with_zrtp_binds_the_exchange_to_both_on_chain_keys_and_times_it() {
+    let out = chaincall(&["demo", "--json", "--seconds", "1", "--mode", "zrtp"]);
+    let r = report(&out);
+    assert_call(&r, "zrtp");
+    let checks = r["checks"].as_array().unwrap();
+    assert!(
+        checks.iter().any(|c| c["check"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ZRTP exchange was bound to both on-chain keys")),
+        "{r}"
+    );
+    let exchange = r["setup_breakdown_ms"]["zrtp_exchange"].as_f64().unwrap();
+    assert!(exchange > 0.0, "{r}");
+    let out = chaincall(&["demo", "--seconds", "1", "--mode", "zrtp"]);
+    chaincall_testkit::assert_success(&out, "demo");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("then the ZRTP exchange in the media path"),
+        "{text}"
+    );
+    assert!(!text.contains("alice's MIKEY"), "{text}");
+}

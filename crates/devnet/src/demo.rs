@@ -199,6 +199,9 @@ impl DemoReport {
                 "invite_to_200": ms(a.timings.signalling),
                 "callee_key_retrieval": ms(b.timings.key_retrieval),
                 "callee_mikey_and_answer": ms(b.timings.mikey),
+                // With ZRTP the "mikey" figures are the offer's and answer's Hello hashes; the
+                // keys come from this exchange in the media path.
+                "zrtp_exchange": a.zrtp.as_ref().map(|z| ms(z.exchange)),
             },
             "tls_psk_connect_ms": self.timeline.connect.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
             "register_ms": self.timeline.register.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
@@ -264,14 +267,25 @@ impl fmt::Display for DemoReport {
             "  call set-up (INVITE → both SRTP contexts keyed)        {:>9.3} ms",
             ms(a.timings.call_setup)
         )?;
-        writeln!(
-            f,
-            "    where it went: alice's MIKEY {:.3} ms; INVITE → 200 OK {:.3} ms, of which bob's lookup of alice {:.3} ms and bob's MIKEY + answer {:.3} ms",
-            ms(a.timings.mikey),
-            ms(a.timings.signalling),
-            ms(b.timings.key_retrieval),
-            ms(b.timings.mikey)
-        )?;
+        match &a.zrtp {
+            // ZRTP keys in the media path after the answer: the offer holds only its Hello hash.
+            Some(z) => writeln!(
+                f,
+                "    where it went: alice's offer (ZRTP Hello hash) {:.3} ms; INVITE → 200 OK {:.3} ms, of which bob's lookup of alice {:.3} ms; then the ZRTP exchange in the media path {:.3} ms",
+                ms(a.timings.mikey),
+                ms(a.timings.signalling),
+                ms(b.timings.key_retrieval),
+                ms(z.exchange)
+            )?,
+            None => writeln!(
+                f,
+                "    where it went: alice's MIKEY {:.3} ms; INVITE → 200 OK {:.3} ms, of which bob's lookup of alice {:.3} ms and bob's MIKEY + answer {:.3} ms",
+                ms(a.timings.mikey),
+                ms(a.timings.signalling),
+                ms(b.timings.key_retrieval),
+                ms(b.timings.mikey)
+            )?,
+        }
         writeln!(
             f,
             "\nMedia ({}, AES_CM_128_HMAC_SHA1_80, {})",
