@@ -1,0 +1,285 @@
+//! Interop of the chaincall phone with a real Linphone: Debian's `linphonec` (liblinphone 5.1,
+//! libbzrtp 5.1) registered with sipd over UDP with digest, the phone (`key_mode = "zrtp"`) as
+//! another subscriber. linphonec calls the phone, which auto-answers it as an unverified caller;
+//! both go secure by ZRTP with the same SAS (read from linphonec's output), the phone says the
+//! chain binding does not apply (linphone has no on-chain key), and SRTP flows both ways.
+//!
+//! linphonec runs headless (`soundcard use files`) with its own HOME and rc file in a temp dir
+//! (docs/zrtp.md, "Interop with Linphone"), and is killed when the test ends however it ends.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use chaincall_identity::IdentityKey;
+use chaincall_phone::report::{CallReportJson, TextReport};
+use chaincall_phone::zrtp_media::ZrtpStatus;
+use chaincall_phone::{AcceptUnverified, KeyMode, PhoneEvent, PhoneEvents, Signalling};
+use chaincall_sipd::db::Db;
+use common::*;
+
+/// linphonec's subscriber and the phone's.
+const LINPHONE: &str = "+15550600001";
+const PHONE: &str = "+15550600002";
+
+/// The 8 kHz WAV linphonec plays into the call.
+const LINPHONE_SOUND: &str = "/usr/share/sounds/linphone/hello8000.wav";
+
+/// A running linphonec with its temp HOME; killed on drop.
+struct Linphonec {
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<String>,
+    /// Every stdout line so far, for assertion messages.
+    transcript: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Linphonec {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Linphonec {
+    /// Starts linphonec registering `user` (digest `password`) with the registrar at `sipd`, ZRTP
+    /// mandatory, and waits until the registration succeeded.
+    fn start(bin: &Path, sipd: SocketAddr, user: &str, password: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sip_port = chaincall_testkit::free_udp_port();
+        let rtp_port = chaincall_testkit::free_udp_port();
+        let host = sipd.ip();
+        // The domain is sipd's address with its port (sipd is not on 5060): a Request-URI
+        // without the port names another domain, which sipd would proxy to rather than serve.
+        // The password is in the rc file (0600 in a private temp dir), not on a command line.
+        let rc = format!(
+            "[sip]\nsip_port={sip_port}\nsip_tcp_port=0\nsip_tls_port=0\nguess_hostname=0\n\
+             bind_address={host}\nmedia_encryption=zrtp\nmedia_encryption_mandatory=1\n\
+             register_only_when_network_is_up=0\ninc_timeout=60\ndefault_proxy=0\n\
+             [proxy_0]\nreg_proxy=<sip:{sipd};transport=udp>\nreg_identity=sip:{user}@{sipd}\n\
+             reg_expires=600\nreg_sendregister=1\npublish=0\ndial_escape_plus=0\n\
+             [auth_info_0]\nusername={user}\npasswd={password}\nrealm={host}\n\
+             [rtp]\naudio_rtp_port={rtp_port}\n\
+             [net]\nfirewall_policy=0\n\
+             [sound]\nechocancellation=0\n"
+        );
+        // Without its data folder liblinphone never finishes starting (see the zrtp crate's
+        // tests/linphone.rs).
+        std::fs::create_dir_all(dir.path().join(".local/share/linphone")).expect("data dir");
+        let rc_path = dir.path().join("linphonerc");
+        std::fs::write(&rc_path, rc).expect("write linphonerc");
+        let mut child = Command::new(bin)
+            .arg("-c")
+            .arg(&rc_path)
+            .args(["-d", "6", "-l"])
+            .arg(dir.path().join("log"))
+            .env("HOME", dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start linphonec");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut lp = Self {
+            child,
+            stdin,
+            lines,
+            transcript: Vec::new(),
+            dir,
+        };
+        lp.wait_registered();
+        lp.command("soundcard use files");
+        // With no file to play, linphonec sends no RTP at all: it plays the greeting its own
+        // package ships (liblinphone-common, installed with linphone-cli).
+        let play = Path::new(LINPHONE_SOUND);
+        assert!(
+            play.exists(),
+            "{} is missing (liblinphone-common)",
+            play.display()
+        );
+        lp.command(&format!("play {}", play.display()));
+        lp
+    }
+
+    /// Waits until linphonec's registration succeeded (`status register` says `registered,`).
+    fn wait_registered(&mut self) {
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            self.command("status register");
+            if self
+                .wait_for("registered", Duration::from_secs(2))
+                .starts_with("registered,")
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "linphonec did not register; stdout:\n{}\nlog tail:\n{}",
+            self.transcript.join("\n"),
+            self.log_tail()
+        );
+    }
+
+    fn command(&mut self, cmd: &str) {
+        writeln!(self.stdin, "{cmd}").expect("linphonec stdin");
+        self.stdin.flush().expect("linphonec stdin");
+    }
+
+    /// Waits (blocking) for a line containing `needle`.
+    fn wait_for(&mut self, needle: &str, limit: Duration) -> String {
+        let end = Instant::now() + limit;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.transcript.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "linphonec never printed {needle:?}; stdout:\n{}\nlog tail:\n{}",
+                    self.transcript.join("\n"),
+                    self.log_tail()
+                ),
+            }
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(200)..].join("\n")
+    }
+}
+
+/// The SAS in linphonec's "Call N is fully encrypted and auth token is XXXX." line.
+fn auth_token(line: &str) -> &str {
+    let (_, rest) = line
+        .split_once("auth token is ")
+        .unwrap_or_else(|| panic!("no auth token in {line:?}"));
+    rest.trim_end().trim_end_matches('.')
+}
+
+fn linphonec() -> Option<PathBuf> {
+    chaincall_testkit::peer("linphonec")
+}
+
+/// The Call-ID and ZRTP outcome of the next `CallUp`, which must name no chain-verified peer.
+async fn zrtp_up(events: &mut PhoneEvents) -> (String, ZrtpStatus) {
+    match wait_for(events, |e| matches!(e, PhoneEvent::CallUp { .. })).await {
+        PhoneEvent::CallUp {
+            call_id,
+            mode,
+            zrtp,
+            verified_peer,
+            ..
+        } => {
+            assert_eq!(mode, KeyMode::Zrtp);
+            assert_eq!(verified_peer, None, "linphone has no on-chain key");
+            let zrtp = zrtp.expect("a ZRTP call up carries the exchange's outcome");
+            (call_id, zrtp)
+        }
+        other => unreachable!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linphonec_calls_the_phone_through_sipd_and_both_show_the_same_zrtp_sas() {
+    let Some(bin) = linphonec() else { return };
+    let db_dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", db_dir.path().join("sub.db").display());
+    let db = Db::connect(&url).await.unwrap();
+    db.create_schema().await.unwrap();
+    let password = |user: &str| format!("pw-{}", &user[1..]);
+    for user in [LINPHONE, PHONE] {
+        db.add_subscriber(user, "127.0.0.1", &password(user))
+            .await
+            .unwrap();
+    }
+    let net = Net::start_with(|sipd| {
+        sipd.auth.mode = chaincall_sipd::AuthMode::Digest;
+        sipd.auth.database = url.clone();
+    })
+    .await;
+    let udp = SocketAddr::from(([127, 0, 0, 1], net.udp_port));
+
+    let key = IdentityKey::generate();
+    net.add(PHONE, &key, true).await;
+    let (phone, mut events) = net
+        .phone_with(PHONE, key, KeyMode::Zrtp, 1000, |c| {
+            c.signalling = Signalling::Udp { addr: udp };
+            c.sip_password = zeroize::Zeroizing::new(password(PHONE));
+            // linphone's caller ID is not verified on chain: answer it anyway.
+            c.accept_unverified = Some(AcceptUnverified::Always);
+        })
+        .await;
+    assert_eq!(phone.register(600).await.unwrap(), 600);
+
+    let mut lp = tokio::task::block_in_place(|| {
+        let mut lp = Linphonec::start(&bin, udp, LINPHONE, &password(LINPHONE));
+        lp.command(&format!("call sip:{PHONE}@{udp}"));
+        lp
+    });
+    let (call_id, z) = zrtp_up(&mut events).await;
+    let sas_line =
+        tokio::task::block_in_place(|| lp.wait_for("auth token is", Duration::from_secs(15)));
+    assert!(sas_line.contains("fully encrypted"), "{sas_line}");
+    assert_eq!(
+        z.sas,
+        auth_token(&sas_line),
+        "linphonec printed {sas_line:?}"
+    );
+    // No on-chain key on linphone's side: the binding does not hold, and the phone says so.
+    assert!(!z.chain_bound, "{z:?}");
+    assert_eq!(
+        z.pin, None,
+        "no ZID ↔ identity pin without the chain binding"
+    );
+
+    // Lets the phone's 1 s source and linphonec's audio flow (a wait, not a timed assertion).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    phone.hangup(&call_id).await.unwrap();
+    let report = call_ended(&mut events).await;
+    tokio::task::block_in_place(|| lp.wait_for("ended", Duration::from_secs(5)));
+
+    assert_eq!(report.mode, KeyMode::Zrtp);
+    let rz = report.zrtp.as_ref().expect("the report has ZRTP's outcome");
+    assert_eq!(rz.sas, z.sas);
+    assert!(!rz.chain_bound);
+    // linphonec's SRTP decrypted and authenticated with ZRTP's keys (1.5 s of 20 ms packets).
+    assert!(report.stats.rtp_received >= 10, "{:?}", report.stats);
+    assert!(report.stats.rtp_sent > 0, "{:?}", report.stats);
+    assert_eq!(report.stats.rtp_rejected, 0, "{:?}", report.stats);
+    let text = TextReport {
+        report: &report,
+        recording: None,
+    }
+    .to_string();
+    assert!(
+        text.contains(&format!("SAS {} (NOT chain-bound: compare the SAS", z.sas)),
+        "{text}"
+    );
+    let json = serde_json::to_value(CallReportJson::new(PHONE, &report, None)).unwrap();
+    assert_eq!(json["zrtp"]["chain_bound"], false, "{json}");
+    assert_eq!(json["zrtp"]["sas"], z.sas.as_str(), "{json}");
+
+    phone.shutdown().await;
+}
