@@ -16,10 +16,10 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use chaincall_identity::IdentityKey;
+use chaincall_identity::{IdentityKey, PhoneNumber};
 use chaincall_phone::report::{CallReportJson, TextReport};
 use chaincall_phone::zrtp_media::ZrtpStatus;
-use chaincall_phone::{AcceptUnverified, KeyMode, PhoneEvent, PhoneEvents, Signalling};
+use chaincall_phone::{AcceptUnverified, KeyMode, Phone, PhoneEvent, PhoneEvents, Signalling};
 use chaincall_sipd::db::Db;
 use common::*;
 
@@ -201,9 +201,18 @@ async fn zrtp_up(events: &mut PhoneEvents) -> (String, ZrtpStatus) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn linphonec_calls_the_phone_through_sipd_and_both_show_the_same_zrtp_sas() {
-    let Some(bin) = linphonec() else { return };
+/// sipd (UDP, digest) with both subscribers, the phone registered and linphonec registered.
+struct Setup {
+    _net: Net,
+    _db_dir: tempfile::TempDir,
+    /// sipd's UDP address, also the SIP domain.
+    udp: SocketAddr,
+    phone: Phone,
+    events: PhoneEvents,
+    lp: Linphonec,
+}
+
+async fn setup(bin: &Path) -> Setup {
     let db_dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", db_dir.path().join("sub.db").display());
     let db = Db::connect(&url).await.unwrap();
@@ -223,7 +232,7 @@ async fn linphonec_calls_the_phone_through_sipd_and_both_show_the_same_zrtp_sas(
 
     let key = IdentityKey::generate();
     net.add(PHONE, &key, true).await;
-    let (phone, mut events) = net
+    let (phone, events) = net
         .phone_with(PHONE, key, KeyMode::Zrtp, 1000, |c| {
             c.signalling = Signalling::Udp { addr: udp };
             c.sip_password = zeroize::Zeroizing::new(password(PHONE));
@@ -232,13 +241,23 @@ async fn linphonec_calls_the_phone_through_sipd_and_both_show_the_same_zrtp_sas(
         })
         .await;
     assert_eq!(phone.register(600).await.unwrap(), 600);
+    let lp =
+        tokio::task::block_in_place(|| Linphonec::start(bin, udp, LINPHONE, &password(LINPHONE)));
+    Setup {
+        _net: net,
+        _db_dir: db_dir,
+        udp,
+        phone,
+        events,
+        lp,
+    }
+}
 
-    let mut lp = tokio::task::block_in_place(|| {
-        let mut lp = Linphonec::start(&bin, udp, LINPHONE, &password(LINPHONE));
-        lp.command(&format!("call sip:{PHONE}@{udp}"));
-        lp
-    });
-    let (call_id, z) = zrtp_up(&mut events).await;
+/// The call from `CallUp` to the report, whoever placed it: the same SAS on both sides, no chain
+/// binding and the phone saying so, SRTP both ways without rejects; the phone hangs up.
+async fn check_call(s: &mut Setup) {
+    let (call_id, z) = zrtp_up(&mut s.events).await;
+    let lp = &mut s.lp;
     let sas_line =
         tokio::task::block_in_place(|| lp.wait_for("auth token is", Duration::from_secs(15)));
     assert!(sas_line.contains("fully encrypted"), "{sas_line}");
@@ -256,8 +275,8 @@ async fn linphonec_calls_the_phone_through_sipd_and_both_show_the_same_zrtp_sas(
 
     // Lets the phone's 1 s source and linphonec's audio flow (a wait, not a timed assertion).
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    phone.hangup(&call_id).await.unwrap();
-    let report = call_ended(&mut events).await;
+    s.phone.hangup(&call_id).await.unwrap();
+    let report = call_ended(&mut s.events).await;
     tokio::task::block_in_place(|| lp.wait_for("ended", Duration::from_secs(5)));
 
     assert_eq!(report.mode, KeyMode::Zrtp);
@@ -280,6 +299,27 @@ async fn linphonec_calls_the_phone_through_sipd_and_both_show_the_same_zrtp_sas(
     let json = serde_json::to_value(CallReportJson::new(PHONE, &report, None)).unwrap();
     assert_eq!(json["zrtp"]["chain_bound"], false, "{json}");
     assert_eq!(json["zrtp"]["sas"], z.sas.as_str(), "{json}");
+}
 
-    phone.shutdown().await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linphonec_calls_the_phone_through_sipd_and_both_show_the_same_zrtp_sas() {
+    let Some(bin) = linphonec() else { return };
+    let mut s = setup(&bin).await;
+    let call = format!("call sip:{PHONE}@{}", s.udp);
+    tokio::task::block_in_place(|| s.lp.command(&call));
+    check_call(&mut s).await;
+    s.phone.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_phone_calls_linphonec_through_sipd_and_both_show_the_same_zrtp_sas() {
+    let Some(bin) = linphonec() else { return };
+    let mut s = setup(&bin).await;
+    tokio::task::block_in_place(|| s.lp.command("autoanswer enable"));
+    s.phone
+        .call(&PhoneNumber::parse(LINPHONE).unwrap())
+        .await
+        .unwrap();
+    check_call(&mut s).await;
+    s.phone.shutdown().await;
 }
