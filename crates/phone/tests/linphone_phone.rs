@@ -9,11 +9,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use chaincall_identity::{IdentityKey, PhoneNumber};
@@ -21,6 +18,7 @@ use chaincall_phone::report::{CallReportJson, TextReport};
 use chaincall_phone::zrtp_media::ZrtpStatus;
 use chaincall_phone::{AcceptUnverified, KeyMode, Phone, PhoneEvent, PhoneEvents, Signalling};
 use chaincall_sipd::db::Db;
+use chaincall_testkit::linphonec::{Linphonec, auth_token};
 use common::*;
 
 /// linphonec's subscriber and the phone's.
@@ -30,152 +28,65 @@ const PHONE: &str = "+15550600002";
 /// The 8 kHz WAV linphonec plays into the call.
 const LINPHONE_SOUND: &str = "/usr/share/sounds/linphone/hello8000.wav";
 
-/// A running linphonec with its temp HOME; killed on drop.
-struct Linphonec {
-    child: Child,
-    stdin: ChildStdin,
-    lines: mpsc::Receiver<String>,
-    /// Every stdout line so far, for assertion messages.
-    transcript: Vec<String>,
-    dir: tempfile::TempDir,
+/// Starts linphonec in `dir` registering `user` (digest `password`) with the registrar at
+/// `sipd`, ZRTP mandatory, playing [`LINPHONE_SOUND`]; waits until the registration succeeded.
+fn start_linphonec(
+    bin: &Path,
+    dir: &Path,
+    sipd: SocketAddr,
+    user: &str,
+    password: &str,
+) -> Linphonec {
+    let sip_port = chaincall_testkit::free_udp_port();
+    let rtp_port = chaincall_testkit::free_udp_port();
+    let host = sipd.ip();
+    // The domain is sipd's address with its port (sipd is not on 5060): a Request-URI without
+    // the port names another domain, which sipd would proxy to rather than serve.
+    // The password is in the rc file in a private (0700) temp dir, not on a command line.
+    let rc = format!(
+        "[sip]\nsip_port={sip_port}\nsip_tcp_port=0\nsip_tls_port=0\nguess_hostname=0\n\
+         bind_address={host}\nmedia_encryption=zrtp\nmedia_encryption_mandatory=1\n\
+         register_only_when_network_is_up=0\ninc_timeout=60\ndefault_proxy=0\n\
+         [proxy_0]\nreg_proxy=<sip:{sipd};transport=udp>\nreg_identity=sip:{user}@{sipd}\n\
+         reg_expires=600\nreg_sendregister=1\npublish=0\ndial_escape_plus=0\n\
+         [auth_info_0]\nusername={user}\npasswd={password}\nrealm={host}\n\
+         [rtp]\naudio_rtp_port={rtp_port}\n\
+         [net]\nfirewall_policy=0\n\
+         [sound]\nechocancellation=0\n"
+    );
+    let mut lp = Linphonec::spawn(bin, dir, &rc);
+    wait_registered(&mut lp);
+    lp.command("soundcard use files");
+    // With no file to play, linphonec sends no RTP at all: it plays the greeting its own
+    // package ships (liblinphone-common, installed with linphone-cli).
+    let play = Path::new(LINPHONE_SOUND);
+    assert!(
+        play.exists(),
+        "{} is missing (liblinphone-common)",
+        play.display()
+    );
+    lp.command(&format!("play {}", play.display()));
+    lp
 }
 
-impl Drop for Linphonec {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Linphonec {
-    /// Starts linphonec registering `user` (digest `password`) with the registrar at `sipd`, ZRTP
-    /// mandatory, and waits until the registration succeeded.
-    fn start(bin: &Path, sipd: SocketAddr, user: &str, password: &str) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let sip_port = chaincall_testkit::free_udp_port();
-        let rtp_port = chaincall_testkit::free_udp_port();
-        let host = sipd.ip();
-        // The domain is sipd's address with its port (sipd is not on 5060): a Request-URI
-        // without the port names another domain, which sipd would proxy to rather than serve.
-        // The password is in the rc file (0600 in a private temp dir), not on a command line.
-        let rc = format!(
-            "[sip]\nsip_port={sip_port}\nsip_tcp_port=0\nsip_tls_port=0\nguess_hostname=0\n\
-             bind_address={host}\nmedia_encryption=zrtp\nmedia_encryption_mandatory=1\n\
-             register_only_when_network_is_up=0\ninc_timeout=60\ndefault_proxy=0\n\
-             [proxy_0]\nreg_proxy=<sip:{sipd};transport=udp>\nreg_identity=sip:{user}@{sipd}\n\
-             reg_expires=600\nreg_sendregister=1\npublish=0\ndial_escape_plus=0\n\
-             [auth_info_0]\nusername={user}\npasswd={password}\nrealm={host}\n\
-             [rtp]\naudio_rtp_port={rtp_port}\n\
-             [net]\nfirewall_policy=0\n\
-             [sound]\nechocancellation=0\n"
-        );
-        // Without its data folder liblinphone never finishes starting (see the zrtp crate's
-        // tests/linphone.rs).
-        std::fs::create_dir_all(dir.path().join(".local/share/linphone")).expect("data dir");
-        let rc_path = dir.path().join("linphonerc");
-        std::fs::write(&rc_path, rc).expect("write linphonerc");
-        let mut child = Command::new(bin)
-            .arg("-c")
-            .arg(&rc_path)
-            .args(["-d", "6", "-l"])
-            .arg(dir.path().join("log"))
-            .env("HOME", dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start linphonec");
-        let stdin = child.stdin.take().expect("piped stdin");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut lp = Self {
-            child,
-            stdin,
-            lines,
-            transcript: Vec::new(),
-            dir,
-        };
-        lp.wait_registered();
-        lp.command("soundcard use files");
-        // With no file to play, linphonec sends no RTP at all: it plays the greeting its own
-        // package ships (liblinphone-common, installed with linphone-cli).
-        let play = Path::new(LINPHONE_SOUND);
-        assert!(
-            play.exists(),
-            "{} is missing (liblinphone-common)",
-            play.display()
-        );
-        lp.command(&format!("play {}", play.display()));
-        lp
-    }
-
-    /// Waits until linphonec's registration succeeded (`status register` says `registered,`).
-    fn wait_registered(&mut self) {
-        let end = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < end {
-            self.command("status register");
-            if self
-                .wait_for("registered", Duration::from_secs(2))
-                .starts_with("registered,")
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+/// Waits until linphonec's registration succeeded (`status register` says `registered,`).
+fn wait_registered(lp: &mut Linphonec) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        lp.command("status register");
+        if lp
+            .wait_for("registered", Duration::from_secs(2))
+            .starts_with("registered,")
+        {
+            return;
         }
-        panic!(
-            "linphonec did not register; stdout:\n{}\nlog tail:\n{}",
-            self.transcript.join("\n"),
-            self.log_tail()
-        );
+        std::thread::sleep(Duration::from_millis(100));
     }
-
-    fn command(&mut self, cmd: &str) {
-        writeln!(self.stdin, "{cmd}").expect("linphonec stdin");
-        self.stdin.flush().expect("linphonec stdin");
-    }
-
-    /// Waits (blocking) for a line containing `needle`.
-    fn wait_for(&mut self, needle: &str, limit: Duration) -> String {
-        let end = Instant::now() + limit;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.transcript.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "linphonec never printed {needle:?}; stdout:\n{}\nlog tail:\n{}",
-                    self.transcript.join("\n"),
-                    self.log_tail()
-                ),
-            }
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(200)..].join("\n")
-    }
-}
-
-/// The SAS in linphonec's "Call N is fully encrypted and auth token is XXXX." line.
-fn auth_token(line: &str) -> &str {
-    let (_, rest) = line
-        .split_once("auth token is ")
-        .unwrap_or_else(|| panic!("no auth token in {line:?}"));
-    rest.trim_end().trim_end_matches('.')
+    panic!(
+        "linphonec did not register; stdout:\n{}\nlog tail:\n{}",
+        lp.transcript.join("\n"),
+        lp.log_tail()
+    );
 }
 
 fn linphonec() -> Option<PathBuf> {
@@ -210,6 +121,8 @@ struct Setup {
     phone: Phone,
     events: PhoneEvents,
     lp: Linphonec,
+    /// linphonec's HOME; declared after `lp`, so linphonec is killed before it goes.
+    _lp_dir: tempfile::TempDir,
 }
 
 async fn setup(bin: &Path) -> Setup {
@@ -241,8 +154,10 @@ async fn setup(bin: &Path) -> Setup {
         })
         .await;
     assert_eq!(phone.register(600).await.unwrap(), 600);
-    let lp =
-        tokio::task::block_in_place(|| Linphonec::start(bin, udp, LINPHONE, &password(LINPHONE)));
+    let lp_dir = tempfile::tempdir().unwrap();
+    let lp = tokio::task::block_in_place(|| {
+        start_linphonec(bin, lp_dir.path(), udp, LINPHONE, &password(LINPHONE))
+    });
     Setup {
         _net: net,
         _db_dir: db_dir,
@@ -250,6 +165,7 @@ async fn setup(bin: &Path) -> Setup {
         phone,
         events,
         lp,
+        _lp_dir: lp_dir,
     }
 }
 
