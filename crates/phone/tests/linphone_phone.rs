@@ -17,7 +17,6 @@ use chaincall_identity::{IdentityKey, PhoneNumber};
 use chaincall_phone::report::{CallReportJson, TextReport};
 use chaincall_phone::zrtp_media::ZrtpStatus;
 use chaincall_phone::{AcceptUnverified, KeyMode, Phone, PhoneEvent, PhoneEvents, Signalling};
-use chaincall_sipd::db::Db;
 use chaincall_testkit::linphonec::{Linphonec, auth_token};
 use common::*;
 
@@ -126,16 +125,10 @@ struct Setup {
 }
 
 async fn setup(bin: &Path) -> Setup {
-    let db_dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", db_dir.path().join("sub.db").display());
-    let db = Db::connect(&url).await.unwrap();
-    db.create_schema().await.unwrap();
     let password = |user: &str| format!("pw-{}", &user[1..]);
-    for user in [LINPHONE, PHONE] {
-        db.add_subscriber(user, "127.0.0.1", &password(user))
-            .await
-            .unwrap();
-    }
+    let (lp_password, phone_password) = (password(LINPHONE), password(PHONE));
+    let (db_dir, url, _) =
+        subscriber_db(&[(LINPHONE, &lp_password), (PHONE, &phone_password)]).await;
     let net = Net::start_with(|sipd| {
         sipd.auth.mode = chaincall_sipd::AuthMode::Digest;
         sipd.auth.database = url.clone();
@@ -148,7 +141,7 @@ async fn setup(bin: &Path) -> Setup {
     let (phone, events) = net
         .phone_with(PHONE, key, KeyMode::Zrtp, 1000, |c| {
             c.signalling = Signalling::Udp { addr: udp };
-            c.sip_password = zeroize::Zeroizing::new(password(PHONE));
+            c.sip_password = zeroize::Zeroizing::new(phone_password);
             // linphone's caller ID is not verified on chain: answer it anyway.
             c.accept_unverified = Some(AcceptUnverified::Always);
         })
@@ -156,7 +149,7 @@ async fn setup(bin: &Path) -> Setup {
     assert_eq!(phone.register(600).await.unwrap(), 600);
     let lp_dir = tempfile::tempdir().unwrap();
     let lp = tokio::task::block_in_place(|| {
-        start_linphonec(bin, lp_dir.path(), udp, LINPHONE, &password(LINPHONE))
+        start_linphonec(bin, lp_dir.path(), udp, LINPHONE, &lp_password)
     });
     Setup {
         _net: net,
