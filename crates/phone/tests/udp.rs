@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use chaincall_identity::{IdentityKey, PhoneNumber};
 use chaincall_phone::{KeyMode, Signalling};
-use chaincall_sipd::db::Db;
 use common::*;
 
 const ALICE: &str = "+15550400001";
@@ -18,15 +17,8 @@ const AUDIO_MS: u32 = 1000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn phones_register_with_digest_and_call_each_other_over_udp() {
-    let db_dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", db_dir.path().join("sub.db").display());
-    let db = Db::connect(&url).await.unwrap();
-    db.create_schema().await.unwrap();
-    for user in [ALICE, BOB] {
-        db.add_subscriber(user, "127.0.0.1", &format!("{user}'s password"))
-            .await
-            .unwrap();
-    }
+    let passwords = [ALICE, BOB].map(|user| format!("{user}'s password"));
+    let (_db_dir, url, db) = subscriber_db(&[(ALICE, &passwords[0]), (BOB, &passwords[1])]).await;
     let net = Net::start_with(|sipd| {
         sipd.auth.mode = chaincall_sipd::AuthMode::Digest;
         sipd.auth.database = url.clone();

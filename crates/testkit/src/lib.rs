@@ -13,6 +13,7 @@
 //! ```
 
 pub mod impair;
+pub mod linphonec;
 pub mod netns;
 
 use std::ffi::OsStr;

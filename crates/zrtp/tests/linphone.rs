@@ -12,11 +12,9 @@
 //! linphonec runs headless with `soundcard use files` (no sound card needed), its own HOME and
 //! config in a temp dir, and is killed when the test ends however it ends.
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chaincall_identity::Randomness;
@@ -25,6 +23,7 @@ use chaincall_sip::message::{Message, MessageBuf, response_to};
 use chaincall_sip::sdp::{Media, Sdp};
 use chaincall_sip::{HeaderName, Method};
 use chaincall_srtp::SrtpSession;
+use chaincall_testkit::linphonec::auth_token;
 use chaincall_zrtp::{
     AuthTag, Event, InMemoryCache, KeyAgreement, MessageType, Role, SasType, SecureOn, Zid, Zrtp,
     ZrtpConfig, wire,
@@ -40,21 +39,24 @@ const THEIR_TONE_HZ: f64 = 440.0;
 // ---------------------------------------------------------------------------------------------
 // linphonec
 
-/// A running linphonec with its temp HOME; killed on drop.
+/// linphonec (the testkit's) with its temp HOME and the SIP port it listens on.
 struct Linphonec {
-    child: Child,
-    stdin: ChildStdin,
-    lines: mpsc::Receiver<String>,
-    /// Every stdout line so far, for assertion messages.
-    transcript: Vec<String>,
-    dir: tempfile::TempDir,
+    lp: chaincall_testkit::linphonec::Linphonec,
     sip_port: u16,
+    /// Kept for linphonec's lifetime; declared after `lp`, so linphonec is killed first.
+    _dir: tempfile::TempDir,
 }
 
-impl Drop for Linphonec {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Linphonec {
+    type Target = chaincall_testkit::linphonec::Linphonec;
+    fn deref(&self) -> &Self::Target {
+        &self.lp
+    }
+}
+
+impl std::ops::DerefMut for Linphonec {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.lp
     }
 }
 
@@ -86,42 +88,11 @@ impl Linphonec {
             sip_extra.push_str(&format!("zrtp_auth_suites={auth}\n"));
         }
         rc = rc.replacen("[rtp]\n", &format!("{sip_extra}[rtp]\n"), 1);
-        // Without its data folder liblinphone cannot open its database and never finishes
-        // starting: no SIP listening point, every call fails with "no channel available".
-        std::fs::create_dir_all(dir.path().join(".local/share/linphone")).expect("data dir");
-        let rc_path = dir.path().join("linphonerc");
-        std::fs::write(&rc_path, rc).expect("write linphonerc");
         write_wav(&dir.path().join("play.wav"), THEIR_TONE_HZ, 8000 * 10);
-
-        let mut child = Command::new(bin)
-            .arg("-c")
-            .arg(&rc_path)
-            .args(["-d", "6", "-l"])
-            .arg(dir.path().join("log"))
-            .env("HOME", dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start linphonec");
-        let stdin = child.stdin.take().expect("piped stdin");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
         let mut lp = Self {
-            child,
-            stdin,
-            lines,
-            transcript: Vec::new(),
-            dir,
+            lp: chaincall_testkit::linphonec::Linphonec::spawn(bin, dir.path(), &rc),
             sip_port,
+            _dir: dir,
         };
         let play = lp.path("play.wav");
         let record = lp.path("record.wav");
@@ -152,76 +123,9 @@ impl Linphonec {
         );
     }
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
     fn sip_addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.sip_port))
     }
-
-    fn command(&mut self, cmd: &str) {
-        writeln!(self.stdin, "{cmd}").expect("linphonec stdin");
-        self.stdin.flush().expect("linphonec stdin");
-    }
-
-    /// Lines printed since the last call, without waiting.
-    fn new_lines(&mut self) -> Vec<String> {
-        let fresh: Vec<String> = self.lines.try_iter().collect();
-        self.transcript.extend(fresh.iter().cloned());
-        fresh
-    }
-
-    /// Waits for a line containing `needle`.
-    fn wait_for(&mut self, needle: &str, limit: Duration) -> String {
-        let end = Instant::now() + limit;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.transcript.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "linphonec never printed {needle:?}; stdout:\n{}\nlog tail:\n{}",
-                    self.transcript.join("\n"),
-                    self.log_tail()
-                ),
-            }
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.path("log")).unwrap_or_default()
-    }
-
-    fn log_tail(&self) -> String {
-        let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
-    }
-
-    /// Asks linphonec to quit and waits for it to exit (so the recorded file is complete).
-    fn quit(&mut self) {
-        self.command("quit");
-        let end = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// The SAS in linphonec's "Call N is fully encrypted and auth token is XXXX." line.
-fn auth_token(line: &str) -> &str {
-    let (_, rest) = line
-        .split_once("auth token is ")
-        .unwrap_or_else(|| panic!("no auth token in {line:?}"));
-    rest.trim_end().trim_end_matches('.')
 }
 
 // ---------------------------------------------------------------------------------------------

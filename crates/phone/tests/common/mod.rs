@@ -398,3 +398,21 @@ pub async fn call_up(events: &mut PhoneEvents) -> (KeyMode, Option<IdentityName>
         other => unreachable!("wait_for returned {other:?}"),
     }
 }
+
+/// sipd's subscriber table in a temp SQLite file, with `subscribers` (number, password) in the
+/// domain 127.0.0.1 (sipd's domain is its listen IP): the dir (keep it alive), the URL for
+/// `[auth] database`, and the table for more rows.
+pub async fn subscriber_db(
+    subscribers: &[(&str, &str)],
+) -> (tempfile::TempDir, String, chaincall_sipd::db::Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("sub.db").display());
+    let db = chaincall_sipd::db::Db::connect(&url).await.unwrap();
+    db.create_schema().await.unwrap();
+    for (user, password) in subscribers {
+        db.add_subscriber(user, "127.0.0.1", password)
+            .await
+            .unwrap();
+    }
+    (dir, url, db)
+}
