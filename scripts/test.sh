@@ -80,6 +80,8 @@ cargo clippy -p chaincall --all-targets --locked -- -D warnings
 # The phone links the wallet crate without its `server` feature (client and wire types only); the
 # integration tests, which need the server, are skipped there.
 cargo clippy -p chaincall-wallet --no-default-features --all-targets --locked -- -D warnings
+# Every public item has a doc line, and its links resolve: a broken one fails here.
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --locked "${bench[@]}"
 
 echo "== tests"
 # Unit, integration and binary tests (criterion benches are built by clippy above, not run here).

@@ -15,7 +15,7 @@
 //! sipd with `auth.mode = "digest"`, Kamailio with `auth_db` over `db_sqlite` and `usrloc` in
 //! memory. Same stepping.
 //!
-//! `--location postgres`: the bench starts a throwaway PostgreSQL ([`crate::pg`]), loads
+//! `--location postgres`: the bench starts a throwaway PostgreSQL (`crate::pg`), loads
 //! Kamailio's own schema into it and runs Kamailio with `auth_db` and `usrloc db_mode=3` (DB-only:
 //! every REGISTER writes the `location` table, every INVITE's `lookup("location")` reads it) on
 //! that database; sipd runs with `[location] backend = "postgres"` and `cache_secs = 0` (every

@@ -118,7 +118,7 @@ pub struct InitOptions {
 }
 
 impl InitArgs {
-    /// Writes the network (see [`write`]). Without `--checkpoint`, first pins the node's block 0
+    /// Writes the network (see [`write()`]). Without `--checkpoint`, first pins the node's block 0
     /// ([`node_genesis`]) when the node answers; when it does not, the output says what that
     /// leaves (sipd believing its node).
     pub fn run(&self) -> Result<Written> {
@@ -488,7 +488,7 @@ pub fn render(o: &InitOptions, dir: &Path) -> Result<Vec<InitFile>> {
     Ok(files)
 }
 
-/// What [`write`] did.
+/// What [`write()`] did.
 #[derive(Debug)]
 pub struct Written {
     /// DIR, absolute.

@@ -1,4 +1,4 @@
-//! The loops of a running phone: one outgoing call ([`call`]) and answering calls ([`listen`]).
+//! The loops of a running phone: one outgoing call (`call`) and answering calls (`listen`).
 //!
 //! Each loop waits on the phone's events, on the program's interrupt (Ctrl-C in the CLI), on
 //! `phone hangup` requests through the [`control`](crate::control) socket and on its own
@@ -559,7 +559,7 @@ async fn call(
     }
 }
 
-/// What [`listen`] tells the program to show.
+/// What `listen` tells the program to show.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ListenEvent<'a> {
@@ -625,7 +625,7 @@ pub enum ListenEvent<'a> {
     },
 }
 
-/// What [`listen`] does with calls.
+/// What `listen` does with calls.
 #[derive(Debug, Clone, Copy)]
 pub struct ListenPolicy {
     /// Stop after this many calls (answered, refused or rejected).

@@ -2,7 +2,7 @@
 //! `chaincall_audio_device`, driven by the media task once per packet time.
 //!
 //! The media task plays each frame the jitter buffer gives to the speaker and sends what the
-//! microphone captured ([`CallAudio::exchange`], the one place the microphone is read). A device
+//! microphone captured (`CallAudio::exchange`, the one place the microphone is read). A device
 //! that cannot be opened, or that fails mid-call (unplugged), is replaced by silence (microphone)
 //! or a sink that discards (speaker): the call goes on, and the warning is logged and kept for
 //! the call report.

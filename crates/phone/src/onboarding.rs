@@ -13,7 +13,7 @@
 //! it at a generation of its own, made after the old key was revoked, so the lost device (which
 //! holds the same receipt) can neither derive nor fetch it.
 //!
-//! Both are one flow ([`onboard`] and [`recover`] share it) and safe to rerun. What needs a person
+//! Both are one flow (`onboard` and `recover` share it) and safe to rerun. What needs a person
 //! (the SMS code, progress notes) goes through [`OnboardingUi`], so the prompts stay with the
 //! program that owns the terminal.
 
@@ -290,7 +290,7 @@ pub async fn connect(
     Ok(waiting_for(ui, &clock, &peer, cfg.chain()).await??)
 }
 
-/// How [`recover`] ended.
+/// How `recover` ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Recovery {

@@ -32,7 +32,7 @@ pub struct ZrtpStatus {
     /// The peer's ZID, hex.
     pub peer_zid: String,
     /// We confirmed this SAS with the peer on an earlier call (RFC 6189 §4.6.1.1's flag in our
-    /// cache, kept while the retained secrets match), or on this one ([`ZrtpRun::confirm_sas`]).
+    /// cache, kept while the retained secrets match), or on this one (`ZrtpRun::confirm_sas`).
     pub sas_verified: bool,
     /// The peer says it verified the SAS with us on an earlier call (its V flag).
     pub peer_sas_verified: bool,

@@ -7,7 +7,7 @@
 //! that lives (no chain read), else chaincall's STS handshake as initiator — our identity and key
 //! from `[tls_psk]`, the peer's key looked up by its name in the keystore, verified as `[tls_psk]
 //! trust` says — then TLS with the fresh PSK on the same connection. [`Link::run`] keeps it up:
-//! the connection is served like any stream connection ([`StreamSink::serve_link`]), with
+//! the connection is served like any stream connection (`StreamSink::serve_link` in the server), with
 //! RFC 5626 CRLF keep-alives so neither end idles it out, and reopened with back-off when it
 //! closes or fails. Nothing here logs key material; refusals name the peer and the reason.
 

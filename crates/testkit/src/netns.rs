@@ -96,7 +96,7 @@ impl TestNetBuilder {
     }
 
     /// Adds a home network `name` (its router is the node `name`, on the public segment at
-    /// 203.0.113.100, .101, …) with `hosts` behind it (192.168.<k>.10, .11, … for the k-th home).
+    /// 203.0.113.100, .101, …) with `hosts` behind it (`192.168.k.10`, `.11`, … for the k-th home).
     pub fn home(mut self, name: &str, nat: Nat, hosts: &[&str]) -> Self {
         self.homes.push(HomeSpec {
             name: name.to_owned(),

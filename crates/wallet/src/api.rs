@@ -2,11 +2,11 @@
 //!
 //! | method | path | body | answer |
 //! | --- | --- | --- | --- |
-//! | POST | `/v1/onboard` | `{"sealed": base64}` | 200/202 [`OnboardingStatus`] |
-//! | POST | `/v1/approve` | `{"sealed": base64}` | 200/202 [`OnboardingStatus`] |
+//! | POST | `/v1/onboard` | `{"sealed": base64}` | 200/202 `OnboardingStatus` |
+//! | POST | `/v1/approve` | `{"sealed": base64}` | 200/202 `OnboardingStatus` |
 //! | POST | `/v1/number/code` | `{"sealed": base64}` | 202 `{"sent": true}`: a one-time code to the number (`sms_code` verifier) |
-//! | POST | `/v1/recover` | `{"sealed": base64}` | 200/202 [`OnboardingStatus`]: device recovery (docs/onboarding.md) |
-//! | GET | `/v1/status/{receipt_id}` | — | [`OnboardingStatus`]: state, next step, error codes (no wallet, tx) |
+//! | POST | `/v1/recover` | `{"sealed": base64}` | 200/202 `OnboardingStatus`: device recovery (docs/onboarding.md) |
+//! | GET | `/v1/status/{receipt_id}` | — | `OnboardingStatus`: state, next step, error codes (no wallet, tx) |
 //! | GET | `/v1/server` | — | server wallet, contract, identity |
 //! | GET | `/v1/openapi.json` | — | OpenAPI 3.0 description |
 //! | GET | `/healthz`, `/readyz`, `/metrics` | — | liveness, readiness, Prometheus text ([`crate::health`]) |

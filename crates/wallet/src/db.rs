@@ -63,7 +63,7 @@ impl Timestamp {
 }
 
 /// One onboarding row, typed: the text and integer columns are parsed once, when the row is read
-/// ([`from_row`]), and written back in the same formats. `Default` is a blank `received` row with
+/// (`from_row`), and written back in the same formats. `Default` is a blank `received` row with
 /// nothing decided yet: a new receipt's row sets the columns [`Db::insert`] writes and takes the
 /// rest from it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
