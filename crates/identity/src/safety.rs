@@ -35,8 +35,10 @@
 //!
 //! Only public values go in, so nothing here is secret and nothing needs zeroizing.
 
-use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::num::NonZeroUsize;
+
+use lru::LruCache;
 
 use sha2::{Digest, Sha512};
 
@@ -116,12 +118,10 @@ digit_display!(SafetyNumber, "The 60 digits");
 /// Fingerprints already computed, by identity and key. Each costs [`ITERATIONS`] SHA-512 calls
 /// (about 2 ms on one core), and a phone shows the same few peers' numbers call after call: on the
 /// call path that cost came twice per side per call. Only public values are kept, so nothing
-/// needs zeroizing. Bounded; the oldest entry leaves first.
+/// needs zeroizing. Bounded; the least recently used entry leaves first.
 #[derive(Debug)]
 pub struct FingerprintCache {
-    entries: HashMap<(String, Vec<u8>), Fingerprint>,
-    order: VecDeque<(String, Vec<u8>)>,
-    capacity: usize,
+    entries: LruCache<(String, Vec<u8>), Fingerprint>,
 }
 
 impl Default for FingerprintCache {
@@ -137,9 +137,7 @@ impl FingerprintCache {
     /// An empty cache holding at most `capacity` fingerprints (at least one).
     pub fn new(capacity: usize) -> Self {
         Self {
-            entries: HashMap::new(),
-            order: VecDeque::new(),
-            capacity: capacity.max(1),
+            entries: LruCache::new(NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN)),
         }
     }
 
@@ -148,19 +146,11 @@ impl FingerprintCache {
         // The exact inputs of the construction: a cached value is the one `new` would give.
         let mut key_bytes = vec![key.tag()];
         key_bytes.extend_from_slice(&key.to_bytes());
-        let id = (name.canonical(), key_bytes);
-        if let Some(found) = self.entries.get(&id) {
-            return found.clone();
-        }
-        let fingerprint = Fingerprint::new(name, key);
-        if self.order.len() == self.capacity
-            && let Some(oldest) = self.order.pop_front()
-        {
-            self.entries.remove(&oldest);
-        }
-        self.order.push_back(id.clone());
-        self.entries.insert(id, fingerprint.clone());
-        fingerprint
+        self.entries
+            .get_or_insert((name.canonical(), key_bytes), || {
+                Fingerprint::new(name, key)
+            })
+            .clone()
     }
 
     /// The safety number between two identities, from cached fingerprints.
@@ -352,7 +342,7 @@ mod tests {
         // Another key for the same name, and the same key for another name, are other entries.
         assert_eq!(cache.fingerprint(&a, &kb), Fingerprint::new(&a, &kb));
         assert_eq!(cache.fingerprint(&c, &ka), Fingerprint::new(&c, &ka));
-        assert_eq!(cache.len(), 2, "the oldest entries left");
+        assert_eq!(cache.len(), 2, "the least recently used entries left");
         assert_eq!(cache.fingerprint(&a, &ka), Fingerprint::new(&a, &ka));
     }
 }
