@@ -225,8 +225,9 @@ pub struct CallReport {
     pub ended: EndReason,
 }
 
-/// What the phone tells its user.
+/// What the phone tells its user. New kinds of event may be added: match with a wildcard arm.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum PhoneEvent {
     /// Registered at the server (again, after a reconnect).
     Registered {

@@ -664,6 +664,8 @@ impl App {
                     }
                 }
             }
+            // A kind of event this screen does not know yet (the enum is non-exhaustive).
+            _ => {}
         }
     }
 
