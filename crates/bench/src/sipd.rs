@@ -24,6 +24,14 @@
 //! `location` row on both sides (no static route for sipd), so each call costs each server one
 //! location read, as a call to a registered phone does.
 //!
+//! `--nodes N` (with `--location postgres`): N processes of each server share that database, as a
+//! cluster's nodes do (sipd: N `sipd serve` processes with their own `node_id` on one `location`
+//! table; Kamailio: N instances with usrloc `db_mode=3` on one database, the shared-database
+//! deployment Kamailio operators scale with). Each step's rate is split evenly over N sipp
+//! clients, one per node, run at once; a step's figures are their sums (elapsed: the longest),
+//! and its CPU is every node's plus PostgreSQL's. The callee is reached from every node through
+//! the shared table (sipp's uas over UDP: no node owns a flow to it).
+//!
 //! Each step records the proxy's CPU seconds (all its processes, plus PostgreSQL's server processes
 //! when it has one) from `/proc`, and the CPU milliseconds per successful call or registration.
 
@@ -65,7 +73,8 @@ pub struct SipdBenchArgs {
     /// Skip the REGISTER measurement.
     #[arg(long)]
     no_register: bool,
-    /// First of the UDP ports used (proxies, uas, uac: base .. base+7).
+    /// First of the UDP ports used (proxies, uas, uac: base .. base+7, and 4 more per node
+    /// beyond the first with --nodes).
     #[arg(long, default_value_t = 25060)]
     base_port: u16,
     /// The sipp binary.
@@ -90,6 +99,10 @@ pub struct SipdBenchArgs {
     /// every call).
     #[arg(long, value_enum, default_value = "memory")]
     location: Location,
+    /// Processes of each server sharing the PostgreSQL location (needs `--location postgres`
+    /// beyond 1): the load is split evenly over them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    nodes: u32,
 }
 
 /// Where both servers keep their location (and Kamailio its subscriber table).
@@ -206,26 +219,52 @@ fn tree_cpu_secs(pid: u32) -> f64 {
     ticks as f64 / 100.0
 }
 
+/// The UDP ports of one run; the per-node ones have an entry per node.
 struct Ports {
-    sipd: u16,
-    sipd_reg: u16,
-    kamailio: u16,
+    sipd: Vec<u16>,
+    sipd_reg: Vec<u16>,
+    kamailio: Vec<u16>,
     uas_sipd: u16,
     uas_kamailio: u16,
-    uac: u16,
+    /// One sipp client per node.
+    uac: Vec<u16>,
 }
 
 impl Ports {
-    fn new(base: u16) -> Ports {
-        Ports {
-            sipd: base,
-            sipd_reg: base + 1,
-            kamailio: base + 2,
+    /// The first node keeps the single-node layout (base .. base+7); node i ≥ 1 takes the four
+    /// ports from base + 8 + 4(i − 1).
+    fn new(base: u16, nodes: u32) -> anyhow::Result<Ports> {
+        let last = u32::from(base) + 8 + 4 * nodes.saturating_sub(1);
+        if last > u32::from(u16::MAX) {
+            bail!("--base-port {base} leaves no room for {nodes} nodes' ports");
+        }
+        let node = |i: u32, first: u16, k: u16| -> u16 {
+            if i == 0 {
+                base + first
+            } else {
+                base + 8 + 4 * (i as u16 - 1) + k
+            }
+        };
+        Ok(Ports {
+            sipd: (0..nodes).map(|i| node(i, 0, 0)).collect(),
+            sipd_reg: (0..nodes).map(|i| node(i, 1, 1)).collect(),
+            kamailio: (0..nodes).map(|i| node(i, 2, 2)).collect(),
             uas_sipd: base + 3,
             uas_kamailio: base + 4,
-            uac: base + 5,
-        }
+            uac: (0..nodes).map(|i| node(i, 5, 3)).collect(),
+        })
     }
+}
+
+/// One server under test: its processes per node (calls; registrations) and their ports.
+struct Server {
+    name: &'static str,
+    calls: Vec<usize>,
+    registers: Vec<usize>,
+    calls_ports: Vec<u16>,
+    register_ports: Vec<u16>,
+    /// The log of each node's calls process (to show when it died at start).
+    logs: Vec<PathBuf>,
 }
 
 /// One step's outcome.
@@ -335,6 +374,12 @@ pub fn measure(args: SipdBenchArgs) -> anyhow::Result<Value> {
     if want_kamailio {
         which(&args.kamailio).context("kamailio (Debian kamailio) is required")?;
     }
+    if args.nodes > 1 && args.location != Location::Postgres {
+        bail!(
+            "--nodes {} needs --location postgres: the nodes share their registrations there",
+            args.nodes
+        );
+    }
     let dir = std::env::temp_dir().join(format!(
         "bench-sipd.{}.{}",
         std::process::id(),
@@ -343,7 +388,7 @@ pub fn measure(args: SipdBenchArgs) -> anyhow::Result<Value> {
             .map_or(0, |d| d.as_secs())
     ));
     std::fs::create_dir_all(&dir)?;
-    let ports = Ports::new(args.base_port);
+    let ports = Ports::new(args.base_port, args.nodes)?;
     let me = std::env::current_exe().context("locating the chaincall binary")?;
     let db_path = dir.join("subscriber.db");
     make_subscriber_db(&db_path)?;
@@ -368,7 +413,8 @@ pub fn measure(args: SipdBenchArgs) -> anyhow::Result<Value> {
                 )?;
             }
             if want_sipd {
-                // One database per sipd process: each creates its table at start.
+                // One database per kind of sipd process (every node of a kind shares it): each
+                // creates its table at start.
                 pg.psql(
                     "postgres",
                     &format!("CREATE DATABASE {SIPD_CALLS_DB}; CREATE DATABASE {SIPD_REG_DB};"),
@@ -382,80 +428,128 @@ pub fn measure(args: SipdBenchArgs) -> anyhow::Result<Value> {
     let sipd_location = |db: &str| postgres.as_ref().map(|pg| pg.url(db));
     let db_pid = postgres.as_ref().and_then(crate::pg::Postgres::pid);
     let mut procs: Vec<Proc> = Vec::new();
-    let mut servers: Vec<(&'static str, usize, u16, u16)> = Vec::new(); // name, proc index, port, reg port
+    let mut servers: Vec<Server> = Vec::new();
     if want_sipd {
-        let calls_cfg = dir.join("sipd-calls.toml");
-        std::fs::write(
-            &calls_cfg,
-            sipd_config(
-                ports.sipd,
-                "none",
-                None,
-                Some(ports.uas_sipd).filter(|_| postgres.is_none()),
-                sipd_location(SIPD_CALLS_DB).as_deref(),
-            ),
-        )?;
-        let reg_cfg = dir.join("sipd-register.toml");
-        std::fs::write(
-            &reg_cfg,
-            sipd_config(
-                ports.sipd_reg,
-                "digest",
-                Some(&db_path),
-                None,
-                sipd_location(SIPD_REG_DB).as_deref(),
-            ),
-        )?;
-        for (cfg, log) in [
-            (&calls_cfg, "sipd-calls.log"),
-            (&reg_cfg, "sipd-register.log"),
-        ] {
-            procs.push(Proc::spawn(
-                "sipd",
-                Command::new(&me)
-                    .args(["sipd", "serve", "--config"])
-                    .arg(cfg)
-                    .env("RUST_LOG", "warn"),
-                &dir.join(log),
-            )?);
+        let mut server = Server {
+            name: "sipd",
+            calls: Vec::new(),
+            registers: Vec::new(),
+            calls_ports: ports.sipd.clone(),
+            register_ports: ports.sipd_reg.clone(),
+            logs: Vec::new(),
+        };
+        for node in 0..args.nodes as usize {
+            let suffix = if node == 0 {
+                String::new()
+            } else {
+                format!("-{}", node + 1)
+            };
+            let node_id = format!("bench{suffix}");
+            let calls_cfg = dir.join(format!("sipd-calls{suffix}.toml"));
+            std::fs::write(
+                &calls_cfg,
+                sipd_config(
+                    ports.sipd[node],
+                    "none",
+                    None,
+                    Some(ports.uas_sipd).filter(|_| postgres.is_none()),
+                    sipd_location(SIPD_CALLS_DB).as_deref(),
+                    &node_id,
+                ),
+            )?;
+            let reg_cfg = dir.join(format!("sipd-register{suffix}.toml"));
+            std::fs::write(
+                &reg_cfg,
+                sipd_config(
+                    ports.sipd_reg[node],
+                    "digest",
+                    Some(&db_path),
+                    None,
+                    sipd_location(SIPD_REG_DB).as_deref(),
+                    &node_id,
+                ),
+            )?;
+            for (cfg, log, into) in [
+                (
+                    &calls_cfg,
+                    format!("sipd-calls{suffix}.log"),
+                    &mut server.calls,
+                ),
+                (
+                    &reg_cfg,
+                    format!("sipd-register{suffix}.log"),
+                    &mut server.registers,
+                ),
+            ] {
+                procs.push(Proc::spawn(
+                    "sipd",
+                    Command::new(&me)
+                        .args(["sipd", "serve", "--config"])
+                        .arg(cfg)
+                        .env("RUST_LOG", "warn"),
+                    &dir.join(&log),
+                )?);
+                into.push(procs.len() - 1);
+                server.logs.push(dir.join(log));
+            }
         }
-        servers.push(("sipd", procs.len() - 2, ports.sipd, ports.sipd_reg));
+        servers.push(server);
         procs.push(uas(&args.sipp, ports.uas_sipd, &dir.join("uas-sipd.log"))?);
     }
     if want_kamailio {
-        let cfg = dir.join("kamailio.cfg");
-        std::fs::write(
-            &cfg,
-            kamailio_config(
-                ports.kamailio,
-                ports.uas_kamailio,
-                &match &postgres {
-                    Some(pg) => KamailioDb::Postgres(pg.url("kamailio")),
-                    None => KamailioDb::Sqlite(db_path.clone()),
-                },
-                args.kamailio_children,
-            )?,
-        )?;
-        let check = Command::new(&args.kamailio)
-            .arg("-c")
-            .arg("-f")
-            .arg(&cfg)
-            .output()?;
-        if !check.status.success() {
-            bail!(
-                "kamailio rejects its configuration:\n{}",
-                String::from_utf8_lossy(&check.stderr)
-            );
-        }
-        procs.push(Proc::spawn(
-            "kamailio",
-            Command::new(&args.kamailio)
+        let mut server = Server {
+            name: "kamailio",
+            calls: Vec::new(),
+            registers: Vec::new(),
+            calls_ports: ports.kamailio.clone(),
+            register_ports: ports.kamailio.clone(),
+            logs: Vec::new(),
+        };
+        for node in 0..args.nodes as usize {
+            let suffix = if node == 0 {
+                String::new()
+            } else {
+                format!("-{}", node + 1)
+            };
+            let cfg = dir.join(format!("kamailio{suffix}.cfg"));
+            std::fs::write(
+                &cfg,
+                kamailio_config(
+                    ports.kamailio[node],
+                    ports.uas_kamailio,
+                    &match &postgres {
+                        Some(pg) => KamailioDb::Postgres(pg.url("kamailio")),
+                        None => KamailioDb::Sqlite(db_path.clone()),
+                    },
+                    args.kamailio_children,
+                )?,
+            )?;
+            let check = Command::new(&args.kamailio)
+                .arg("-c")
                 .arg("-f")
                 .arg(&cfg)
-                .args(["-DD", "-E", "-m", "512", "-M", "16"]),
-            &dir.join("kamailio.log"),
-        )?);
-        servers.push(("kamailio", procs.len() - 1, ports.kamailio, ports.kamailio));
+                .output()?;
+            if !check.status.success() {
+                bail!(
+                    "kamailio rejects its configuration:\n{}",
+                    String::from_utf8_lossy(&check.stderr)
+                );
+            }
+            let log = dir.join(format!("kamailio{suffix}.log"));
+            procs.push(Proc::spawn(
+                "kamailio",
+                Command::new(&args.kamailio)
+                    .arg("-f")
+                    .arg(&cfg)
+                    .args(["-DD", "-E", "-m", "512", "-M", "16"]),
+                &log,
+            )?);
+            // One Kamailio serves calls and registrations alike.
+            server.calls.push(procs.len() - 1);
+            server.registers.push(procs.len() - 1);
+            server.logs.push(log);
+        }
+        servers.push(server);
         procs.push(uas(
             &args.sipp,
             ports.uas_kamailio,
@@ -463,16 +557,17 @@ pub fn measure(args: SipdBenchArgs) -> anyhow::Result<Value> {
         )?);
     }
     std::thread::sleep(Duration::from_millis(1500));
-    for (name, idx, _, _) in &servers {
-        let log = dir.join(if *name == "sipd" {
-            "sipd-calls.log"
-        } else {
-            "kamailio.log"
-        });
-        procs[*idx].check_alive(&log)?;
-    }
-    if want_sipd {
-        procs[servers[0].1 + 1].check_alive(&dir.join("sipd-register.log"))?;
+    for server in &servers {
+        let mut all: Vec<usize> = server.calls.clone();
+        all.extend(
+            server
+                .registers
+                .iter()
+                .filter(|i| !server.calls.contains(i)),
+        );
+        for (idx, log) in all.into_iter().zip(&server.logs) {
+            procs[idx].check_alive(log)?;
+        }
     }
     if want_sipd && let Some(pg) = &postgres {
         // The callee, as a REGISTER would have left it; sipd created its table at start, in its
@@ -498,20 +593,22 @@ pub fn measure(args: SipdBenchArgs) -> anyhow::Result<Value> {
         "secs_per_step": args.secs,
         "threshold": THRESHOLD,
         "location": args.location.name(),
+        "nodes": args.nodes,
     });
+    let of = |idx: &[usize]| -> Vec<&Proc> { idx.iter().map(|&i| &procs[i]).collect() };
 
     // Calls, alternating servers step by step.
     let calls = ramp(&args, &args.rates, servers.len(), "calls", |i, rate| {
-        let (name, idx, port, _) = servers[i];
+        let server = &servers[i];
         let sipp_args = vec!["-sn".to_owned(), "uac".to_owned()];
         run_step(
             &args,
             &dir,
-            name,
-            &procs[idx],
+            server.name,
+            &of(&server.calls),
             db_pid,
-            port,
-            ports.uac,
+            &server.calls_ports,
+            &ports.uac,
             rate,
             sipp_args,
         )
@@ -527,9 +624,7 @@ pub fn measure(args: SipdBenchArgs) -> anyhow::Result<Value> {
             servers.len(),
             "registers",
             |i, rate| {
-                let (name, idx, _, port) = servers[i];
-                // sipd registers on its digest instance (the process after the calls one).
-                let pidx = if name == "sipd" { idx + 1 } else { idx };
+                let server = &servers[i];
                 let sipp_args: Vec<String> = [
                     "-sf",
                     &dir.join("register_auth.xml").display().to_string(),
@@ -546,11 +641,11 @@ pub fn measure(args: SipdBenchArgs) -> anyhow::Result<Value> {
                 run_step(
                     &args,
                     &dir,
-                    name,
-                    &procs[pidx],
+                    server.name,
+                    &of(&server.registers),
                     db_pid,
-                    port,
-                    ports.uac,
+                    &server.register_ports,
+                    &ports.uac,
                     rate,
                     sipp_args,
                 )
@@ -570,7 +665,7 @@ pub fn measure(args: SipdBenchArgs) -> anyhow::Result<Value> {
             })
     };
     let mut summary = serde_json::Map::new();
-    for (name, _, _, _) in &servers {
+    for Server { name, .. } in &servers {
         let (calls_per_s, calls_cpu) = best(&calls, name);
         let (registers_per_s, registers_cpu) = best(&regs, name);
         summary.insert(
@@ -612,8 +707,24 @@ pub fn measure(args: SipdBenchArgs) -> anyhow::Result<Value> {
             });
         }
         if want_sipd {
+            // The nodes whose REGISTERs wrote the bench user's bindings (each stores its own
+            // `node_id`): with --nodes N, every node's.
+            let writers = pg.query(
+                SIPD_REG_DB,
+                &format!(
+                    "SELECT string_agg(DISTINCT node_id, ',' ORDER BY node_id) FROM location \
+                     WHERE username = {};",
+                    crate::pg::quote(USER)
+                ),
+            )?;
+            let writers: Vec<&str> = writers
+                .trim()
+                .split(',')
+                .filter(|w| !w.is_empty())
+                .collect();
             results["sipd_db"] = json!({
                 "location_rows": { USER: count(SIPD_REG_DB, USER)?, CALLEE: count(SIPD_CALLS_DB, CALLEE)? },
+                "registering_nodes": writers,
             });
         }
     }
@@ -688,70 +799,99 @@ fn progress(args: &SipdBenchArgs, what: &str, s: &Step) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
+/// One step: `rate` split evenly over one sipp client per node (`ports[i]`, from `uac_ports[i]`),
+/// all at once; the step's counts are their sums, its elapsed time the longest, its CPU that of
+/// every node's process (and the database's).
 #[allow(clippy::too_many_arguments)]
 fn run_step(
     args: &SipdBenchArgs,
     dir: &Path,
     server: &str,
-    proc_: &Proc,
+    nodes: &[&Proc],
     db_pid: Option<u32>,
-    port: u16,
-    uac_port: u16,
+    ports: &[u16],
+    uac_ports: &[u16],
     rate: u32,
-    mut sipp_args: Vec<String>,
+    scenario: Vec<String>,
 ) -> anyhow::Result<Step> {
+    let n = nodes.len() as u32;
+    let share = |i: u32| rate / n + u32::from(i < rate % n);
     let planned = u64::from(rate) * u64::from(args.secs);
-    let stf = dir.join(format!("uac-{server}-{rate}-{}.csv", sipp_args.len()));
-    let _ = std::fs::remove_file(&stf);
-    sipp_args.extend([
-        format!("127.0.0.1:{port}"),
-        "-i".into(),
-        "127.0.0.1".into(),
-        "-p".into(),
-        uac_port.to_string(),
-        "-r".into(),
-        rate.to_string(),
-        "-m".into(),
-        planned.to_string(),
-        "-l".into(),
-        (rate * 4).to_string(),
-        "-d".into(),
-        "0".into(),
-        "-nostdin".into(),
-        "-timeout".into(),
-        format!("{}s", args.secs * 3 + 20),
-        "-trace_stat".into(),
-        "-stf".into(),
-        stf.display().to_string(),
-    ]);
     let db_cpu = || db_pid.map(tree_cpu_secs);
-    let cpu0 = proc_.cpu_secs();
+    let cpu = || nodes.iter().map(|p| p.cpu_secs()).sum::<f64>();
+    let cpu0 = cpu();
     let db0 = db_cpu();
     let t0 = Instant::now();
-    let out = Command::new(&args.sipp)
-        .args(&sipp_args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .context("running sipp")?;
-    let wall = t0.elapsed().as_secs_f64();
-    let db_cpu_s = db_cpu().zip(db0).map(|(after, before)| after - before);
-    let server_cpu_s = proc_.cpu_secs() - cpu0 + db_cpu_s.unwrap_or(0.0);
-    let (ok, failed, retransmissions, elapsed, failures) =
-        parse_stat(&stf).unwrap_or((0, planned, 0, wall, serde_json::Map::new()));
-    if ok == 0 {
-        let _ = writeln!(
-            std::io::stderr(),
-            "sipp ({server}, {rate}/s) completed no call: {}",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .take(5)
-                .collect::<Vec<_>>()
-                .join(" | ")
-        );
+    let mut clients = Vec::new();
+    for (i, (&port, &uac_port)) in (0..n).zip(ports.iter().zip(uac_ports)) {
+        let rate = share(i);
+        if rate == 0 {
+            continue;
+        }
+        let stf = dir.join(format!("uac-{server}-{rate}-{}-{i}.csv", scenario.len()));
+        let _ = std::fs::remove_file(&stf);
+        let mut sipp_args = scenario.clone();
+        sipp_args.extend([
+            format!("127.0.0.1:{port}"),
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            uac_port.to_string(),
+            "-r".into(),
+            rate.to_string(),
+            "-m".into(),
+            (u64::from(rate) * u64::from(args.secs)).to_string(),
+            "-l".into(),
+            (rate * 4).to_string(),
+            "-d".into(),
+            "0".into(),
+            "-nostdin".into(),
+            "-timeout".into(),
+            format!("{}s", args.secs * 3 + 20),
+            "-trace_stat".into(),
+            "-stf".into(),
+            stf.display().to_string(),
+        ]);
+        let child = Command::new(&args.sipp)
+            .args(&sipp_args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("running sipp")?;
+        clients.push((child, stf, u64::from(rate) * u64::from(args.secs)));
     }
+    let (mut ok, mut failed, mut retransmissions, mut elapsed_s) = (0, 0, 0, 0f64);
+    let mut failures = serde_json::Map::new();
+    for (child, stf, planned_here) in clients {
+        let out = child.wait_with_output().context("running sipp")?;
+        let wall = t0.elapsed().as_secs_f64();
+        let (ok_here, failed_here, retrans, elapsed, fails) =
+            parse_stat(&stf).unwrap_or((0, planned_here, 0, wall, serde_json::Map::new()));
+        if ok_here == 0 {
+            let _ = writeln!(
+                std::io::stderr(),
+                "sipp ({server}, {rate}/s) completed no call: {}",
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            );
+        }
+        ok += ok_here;
+        failed += failed_here;
+        retransmissions += retrans;
+        elapsed_s = elapsed_s.max(elapsed);
+        for (k, v) in fails {
+            let sum =
+                failures.get(&k).and_then(Value::as_u64).unwrap_or(0) + v.as_u64().unwrap_or(0);
+            failures.insert(k, json!(sum));
+        }
+    }
+    let db_cpu_s = db_cpu().zip(db0).map(|(after, before)| after - before);
+    let server_cpu_s = cpu() - cpu0 + db_cpu_s.unwrap_or(0.0);
     // Let the last transactions' timers run out before the next step.
     std::thread::sleep(Duration::from_millis(500));
     Ok(Step {
@@ -761,7 +901,7 @@ fn run_step(
         ok,
         failed,
         retransmissions,
-        elapsed_s: elapsed,
+        elapsed_s,
         server_cpu_s,
         db_cpu_s,
         failures,
@@ -861,13 +1001,15 @@ fn make_subscriber_db(path: &Path) -> anyhow::Result<()> {
 }
 
 /// sipd's configuration for the bench: `static_route` sends every INVITE to sipp's uas;
-/// `location`, a PostgreSQL URL, keeps the location there instead of in memory.
+/// `location`, a PostgreSQL URL, keeps the location there instead of in memory, under the node's
+/// `node_id`.
 fn sipd_config(
     port: u16,
     auth: &str,
     db: Option<&Path>,
     static_route: Option<u16>,
     location: Option<&str>,
+    node_id: &str,
 ) -> String {
     let mut s = format!("listen = [\"udp:127.0.0.1:{port}\"]\n");
     if let Some(r) = static_route {
@@ -886,7 +1028,7 @@ fn sipd_config(
     s += "[limits]\nregister_rate = 0.0\ninvite_rate = 0.0\nmax_transactions = 1000000\n";
     if let Some(url) = location {
         s += &format!(
-            "[location]\nbackend = \"postgres\"\ndatabase = \"{url}\"\nnode_id = \"bench\"\n\
+            "[location]\nbackend = \"postgres\"\ndatabase = \"{url}\"\nnode_id = \"{node_id}\"\n\
              cache_secs = 0\n"
         );
     }

@@ -174,3 +174,97 @@ fn bench_sipd_on_postgres_routes_by_the_database_and_writes_registrations_there(
     assert_eq!(v["sipd_db"]["location_rows"]["bench"], 1, "{v}");
     assert!(v.get("kamailio_db").is_none(), "{v}");
 }
+
+/// `--nodes 2 --location postgres`: two processes of each server share one PostgreSQL location,
+/// the load split over them. Calls to the callee provisioned once reach it through either node,
+/// and both sipd nodes' REGISTERs land in the one table under their own `node_id`.
+#[test]
+fn bench_sipd_with_two_nodes_shares_one_postgres_location_between_them() {
+    let (Some(sipp), Some(kamailio)) = (
+        chaincall_testkit::peer("sipp"),
+        chaincall_testkit::peer("kamailio"),
+    ) else {
+        return;
+    };
+    let has_postgres = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|v| v.path().join("bin/initdb").is_file());
+    if !has_postgres {
+        chaincall_testkit::missing::<()>("PostgreSQL server (Debian postgresql)");
+        return;
+    }
+    // base .. base+7, then 4 ports for the second node.
+    let base_port = chaincall_testkit::free_udp_port()
+        .min(u16::MAX - 12)
+        .to_string();
+    let v = bench_json(
+        &[
+            "bench",
+            "sipd",
+            "--json",
+            "--nodes",
+            "2",
+            "--location",
+            "postgres",
+            "--secs",
+            "1",
+            "--rates",
+            "20",
+            "--register-rates",
+            "20",
+            "--max-failures",
+            "1",
+            "--base-port",
+            &base_port,
+            "--sipp",
+            sipp.to_str().expect("UTF-8 path"),
+            "--kamailio",
+            kamailio.to_str().expect("UTF-8 path"),
+        ],
+        &[],
+    );
+    assert_eq!(v["nodes"], 2, "{v}");
+    for kind in ["calls", "registers"] {
+        for server in ["sipd", "kamailio"] {
+            let step = v[kind]
+                .as_array()
+                .and_then(|steps| steps.iter().find(|s| s["server"] == server))
+                .unwrap_or_else(|| panic!("no {kind} step of {server} in {v}"));
+            // 20 in all, split over the two nodes' clients.
+            assert_eq!(step["planned"], 20, "{step}");
+            assert!(step["ok"].as_u64().is_some_and(|ok| ok > 10), "{step}");
+        }
+    }
+    assert_eq!(v["sipd_db"]["location_rows"]["service"], 1, "{v}");
+    assert_eq!(
+        v["sipd_db"]["registering_nodes"],
+        serde_json::json!(["bench", "bench-2"]),
+        "{v}"
+    );
+}
+
+/// `--nodes` beyond 1 without the shared database is refused, saying why.
+#[test]
+fn bench_sipd_refuses_nodes_without_a_shared_location() {
+    let Some(sipp) = chaincall_testkit::peer("sipp") else {
+        return;
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_chaincall"))
+        .args([
+            "bench",
+            "sipd",
+            "--nodes",
+            "2",
+            "--servers",
+            "sipd",
+            "--sipp",
+        ])
+        .arg(&sipp)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--nodes 2 needs --location postgres"), "{err}");
+}
