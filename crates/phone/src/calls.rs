@@ -187,7 +187,13 @@ impl<'a> CallUp<'a> {
             None => format!("{}, encrypted, key not verified on chain", self.mode.name()),
         };
         match self.zrtp {
-            Some(z) if z.chain_bound => format!("{keyed}, SAS {}, chain binding held", z.sas),
+            Some(z) if z.chain_bound => {
+                let pin = match (&z.pin, self.verified_peer) {
+                    (Some(pin), Some(p)) => format!(", {}", pin.describe(&z.peer_zid, p.as_str())),
+                    _ => String::new(),
+                };
+                format!("{keyed}, SAS {}, chain binding held{pin}", z.sas)
+            }
             Some(z) if z.sas_verified => format!("{keyed}, SAS {} (verified by you)", z.sas),
             Some(z) => format!("{keyed}, SAS {} (compare it with the peer)", z.sas),
             None => keyed,

@@ -108,7 +108,8 @@ pub struct CallReportJson<'a> {
     /// The receive jitter buffer's counters (docs/audio.md, "Statistics"): loss, lateness,
     /// concealment, FEC, delays, interarrival jitter.
     pub jitter: &'a JitterStats,
-    /// ZRTP's outcome (ZRTP calls): `{sas, chain_bound, cache, peer_zid, exchange_ms}`.
+    /// ZRTP's outcome (ZRTP calls): `{sas, chain_bound, cache, peer_zid, sas_verified,
+    /// peer_sas_verified, pin, pin_previous, exchange_ms}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zrtp: Option<serde_json::Value>,
     /// What went wrong with the microphone or speaker (`audio = "device"`); absent when nothing.
@@ -118,7 +119,8 @@ pub struct CallReportJson<'a> {
 
 /// ZRTP's outcome in JSON: the SAS, whether the chain binding held, the retained-secret status
 /// (`no-secrets`, `matched`, `mismatch`), the peer's ZID, whether the SAS was confirmed (by us,
-/// by the peer) and the exchange's time.
+/// by the peer), the ZID ↔ identity pin (`new`, `same`, `changed` with `pin_previous`; null
+/// when the exchange was not chain-bound) and the exchange's time.
 pub fn zrtp_json(z: &crate::zrtp_media::ZrtpStatus) -> serde_json::Value {
     json!({
         "sas": z.sas,
@@ -127,6 +129,11 @@ pub fn zrtp_json(z: &crate::zrtp_media::ZrtpStatus) -> serde_json::Value {
         "peer_zid": z.peer_zid,
         "sas_verified": z.sas_verified,
         "peer_sas_verified": z.peer_sas_verified,
+        "pin": z.pin.as_ref().map(|p| p.name()),
+        "pin_previous": match &z.pin {
+            Some(crate::zrtp_store::ZidPin::Changed { previous }) => Some(previous.as_str()),
+            _ => None,
+        },
         "exchange_ms": ms(z.exchange),
     })
 }
@@ -229,6 +236,13 @@ impl std::fmt::Display for TextReport<'_> {
                 z.cache_name(),
                 ms(z.exchange)
             )?;
+            if let (Some(pin), Some(peer)) = (&z.pin, &r.verified_peer) {
+                writeln!(
+                    f,
+                    "  ZRTP pin       {}",
+                    pin.describe(&z.peer_zid, peer.as_str())
+                )?;
+            }
         }
         let j = &r.jitter;
         writeln!(

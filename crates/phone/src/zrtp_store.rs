@@ -64,6 +64,30 @@ pub enum ZidPin {
     },
 }
 
+impl ZidPin {
+    /// `new`, `same` or `changed`, as reports name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ZidPin::New => "new",
+            ZidPin::Same => "same",
+            ZidPin::Changed { .. } => "changed",
+        }
+    }
+
+    /// How the phone words the pin of `peer_zid` (hex) to `identity`: a changed one says what
+    /// it was, since the same ZRTP installation now speaks for another identity.
+    pub fn describe(&self, peer_zid: &str, identity: &str) -> String {
+        let zid = peer_zid.get(..8).unwrap_or(peer_zid);
+        match self {
+            ZidPin::New => format!("ZID {zid}… now pinned to {identity}"),
+            ZidPin::Same => format!("ZID {zid}… pinned to {identity}"),
+            ZidPin::Changed { previous } => {
+                format!("ZID {zid}… was pinned to {previous}, now to {identity}: ask the peer why")
+            }
+        }
+    }
+}
+
 /// ZRTP's persistent state: a [`SecretCache`] over a JSON file, or in memory.
 pub struct ZrtpStore {
     zid: Zid,
@@ -273,6 +297,28 @@ mod tests {
             }
         );
         assert_eq!(again.pinned(&peer).as_deref(), Some("tel:+15550100002"));
+    }
+
+    #[test]
+    fn a_changed_pin_is_worded_with_the_identity_it_had() {
+        let zid = "0707070707070707070707070707";
+        let changed = ZidPin::Changed {
+            previous: "tel:+15550100001".into(),
+        };
+        let text = changed.describe(zid, "+15550100002");
+        assert_eq!(
+            text,
+            "ZID 07070707… was pinned to tel:+15550100001, now to +15550100002: ask the peer why"
+        );
+        assert_eq!(
+            (ZidPin::New.name(), ZidPin::Same.name(), changed.name()),
+            ("new", "same", "changed")
+        );
+        assert!(
+            ZidPin::Same
+                .describe("07", "+1")
+                .contains("ZID 07… pinned to +1")
+        );
     }
 
     #[test]

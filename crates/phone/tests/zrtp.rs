@@ -13,7 +13,7 @@ use std::time::Duration;
 use chaincall_identity::{IdentityKey, PhoneNumber, Randomness};
 use chaincall_phone::report::CallReportJson;
 use chaincall_phone::zrtp_media::ZrtpStatus;
-use chaincall_phone::zrtp_store::ZrtpStore;
+use chaincall_phone::zrtp_store::{ZidPin, ZrtpStore};
 use chaincall_phone::{CallReport, KeyMode, Phone, PhoneEvent, PhoneEvents};
 use chaincall_zrtp::CacheStatus;
 use common::*;
@@ -112,6 +112,14 @@ async fn two_phones_agree_by_zrtp_bound_to_their_on_chain_keys() {
         assert_eq!(json["key_mode"], "zrtp", "{json}");
         assert_eq!(json["zrtp"]["sas"], a.sas.as_str(), "{json}");
         assert_eq!(json["zrtp"]["chain_bound"], true, "{json}");
+        // The first chain-bound call pins the peer's ZID to its on-chain identity.
+        assert_eq!(json["zrtp"]["pin"], "new", "{json}");
+        let text = chaincall_phone::report::TextReport {
+            report: r,
+            recording: None,
+        }
+        .to_string();
+        assert!(text.contains("now pinned to"), "{text}");
     }
     // Alice confirmed the SAS during the call: her report says so, Bob's does not.
     assert!(ra.zrtp.as_ref().unwrap().sas_verified);
@@ -175,6 +183,11 @@ async fn two_phones_agree_by_zrtp_bound_to_their_on_chain_keys() {
         (CacheStatus::Matched, CacheStatus::Matched)
     );
     assert!(a2.chain_bound && b2.chain_bound);
+    // The same ZIDs, the same identities: the pins hold.
+    assert_eq!(
+        (&a2.pin, &b2.pin),
+        (&Some(ZidPin::Same), &Some(ZidPin::Same))
+    );
     // The next call shows the confirmation: on Alice's side from her cache, on Bob's from the
     // V flag in her Confirm.
     assert!(a2.sas_verified && !a2.peer_sas_verified, "{a2:?}");

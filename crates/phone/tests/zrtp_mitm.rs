@@ -195,18 +195,32 @@ async fn mallory(sipd: SocketAddr, mode: Mallory) -> (SocketAddr, Arc<Mutex<Seen
         let (facing_alice, facing_bob) =
             (engine(0xa1, Role::Responder), engine(0xb0, Role::Initiator));
         hash_for_alice = Some(facing_alice.zrtp_hash_attribute());
+        // He runs bob's leg first and alice's once bob's has ended, so that bob has given up
+        // (and his BYE been swallowed) before alice's exchange decides: the order a test can
+        // assert; each victim's check is the same in either order.
+        let (bob_leg_done, bob_leg_ended) = tokio::sync::oneshot::channel::<()>();
+        let mut bob_leg_ended = Some(bob_leg_ended);
+        let mut bob_leg_done = Some(bob_leg_done);
         for (which, e) in [(0, facing_alice), (1, facing_bob)] {
             let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
             let addr = sock.local_addr().unwrap();
-            if which == 0 {
+            let (wait, done) = if which == 0 {
                 to_alice_media = Some(addr);
+                (bob_leg_ended.take(), None)
             } else {
                 to_bob_media = Some(addr);
-            }
+                (None, bob_leg_done.take())
+            };
             let seen = seen.clone();
             tokio::spawn(async move {
+                if let Some(w) = wait {
+                    let _ = w.await;
+                }
                 let outcome = leg(sock, e, which, seen.clone()).await;
                 seen.lock().unwrap().legs[which] = Some(outcome);
+                if let Some(d) = done {
+                    let _ = d.send(());
+                }
             });
         }
     }
