@@ -81,7 +81,6 @@ async fn phones_register_with_digest_and_call_each_other_over_udp() {
 /// the packets that reach them; REGISTER, INVITE and BYE complete through retransmissions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_invite_and_bye_complete_over_udp_under_20_percent_loss() {
-    use chaincall_phone::Phone;
     use chaincall_testkit::netns::TestNet;
     use std::sync::Arc;
 
@@ -97,30 +96,18 @@ async fn register_invite_and_bye_complete_over_udp_under_20_percent_loss() {
         return;
     };
     let tn = Arc::new(tn);
-    let inside = |node: &'static str| -> MakeRuntime {
-        let tn = tn.clone();
-        Arc::new(move || tn.run(node, runtime))
-    };
-    let net = Net::start_on(tn.addr("sipd").into(), inside("sipd"), |_| {}).await;
+    let net = Net::start_on(tn.addr("sipd").into(), nat::inside(&tn, "sipd"), |_| {}).await;
     let sipd = SocketAddr::new(net.host, net.udp_port);
     // Retransmissions over a lossy path: far longer than a clean one, well inside Timer B.
     const BOUND: Duration = Duration::from_secs(60);
     let mut phones = Vec::new();
     let mut runtimes = Vec::new();
     for (number, node) in [(ALICE, "alice"), (BOB, "bob")] {
-        let key = IdentityKey::generate();
-        net.add(number, &key, true).await;
-        let (cfg, lookup) = net.phone_config(number, key, KeyMode::MikeyPke, 500, |c| {
-            c.signalling = Signalling::Udp { addr: sipd };
-            c.media_ip = tn.addr(node).into();
-        });
-        // The phone's sockets (signalling and media) are bound inside its host's namespace.
-        let rt = inside(node)();
-        let (phone, events, _) = rt
-            .spawn(Phone::connect(cfg, lookup))
-            .await
-            .unwrap()
-            .unwrap();
+        let (phone, events, rt) =
+            nat::phone_inside(&net, &tn, node, number, KeyMode::MikeyPke, 500, |c| {
+                c.signalling = Signalling::Udp { addr: sipd };
+            })
+            .await;
         assert_eq!(
             phone.register(600).await.unwrap(),
             600,
@@ -164,8 +151,5 @@ async fn register_invite_and_bye_complete_over_udp_under_20_percent_loss() {
 
     for p in [alice, bob] {
         p.shutdown().await;
-    }
-    for rt in runtimes {
-        rt.shutdown_background();
     }
 }

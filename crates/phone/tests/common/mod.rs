@@ -2,6 +2,8 @@
 //! listener (and UDP for standard phones) on 127.0.0.1, and chaincall phones connected to it.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod nat;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
