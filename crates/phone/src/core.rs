@@ -703,6 +703,15 @@ impl PhoneCore {
         self.ua.set_local(local);
     }
 
+    /// The flow to the server changed under us (the NAT gave it another public address): a
+    /// registration the user wanted is sent again at once, so the server reaches the new one.
+    pub fn register_again(&mut self, now: Instant) {
+        if self.connected && self.registration_wanted {
+            self.ua.register(self.cfg.register_expires, now);
+        }
+        self.pump(now);
+    }
+
     /// Time passed: fails requests whose timers ran out and refreshes the registration when due.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.refresh_at.is_some_and(|t| t <= now) {
