@@ -222,7 +222,9 @@ pub struct CallReport {
     /// What went wrong with the microphone or speaker (not found, unplugged): the call went on
     /// with silence. Empty for WAV audio.
     pub audio_warnings: Vec<String>,
-    /// Why the media could not be secured, when it ended the call ([`EndReason::MediaFailed`]).
+    /// Why we ended the call ourselves: the media could not be secured
+    /// ([`EndReason::MediaFailed`]), or the caller never acknowledged our answer
+    /// ([`EndReason::NoAck`]).
     pub failure: Option<String>,
     /// How the call ended ([`EndReason::describe`] says it in words). An incoming call that
     /// ended before its media ran (cancelled by the caller, not answered in time) has a report
