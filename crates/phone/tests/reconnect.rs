@@ -136,22 +136,46 @@ async fn an_unanswered_keep_alive_counts_as_a_lost_connection() {
 /// that it is back and registered again, and answers the next call, without any action.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_keeps_listening_across_a_sipd_restart() {
-    use chaincall_phone::PhoneFileConfig;
+    listen_across_a_sipd_restart(false).await;
+}
+
+/// The same with `phone listen` on UDP (`transport = "udp"`), where no connection drops: its
+/// STUN keep-alive finds sipd gone and back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_on_udp_keeps_listening_across_a_sipd_restart() {
+    listen_across_a_sipd_restart(true).await;
+}
+
+async fn listen_across_a_sipd_restart(udp: bool) {
     use chaincall_phone::calls::{ListenEvent, ListenPolicy, Running};
+    use chaincall_phone::{PhoneFileConfig, Signalling};
 
     let (mut net, ka, kb) = alice_and_bob().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("phone.toml");
+    let udp_addr = std::net::SocketAddr::from(([127, 0, 0, 1], net.udp_port));
+    // Over UDP a keep-alive a second: sipd's loss shows within a second and a STUN transaction.
+    let sip = if udp {
+        format!("addr = \"{udp_addr}\"\ntransport = \"udp\"\nkeepalive_secs = 1\n")
+    } else {
+        format!("addr = \"{}\"\n", net.tls)
+    };
     let file = format!(
         "number = \"{BOB}\"\nrpc_url = \"http://127.0.0.1:1\"\ncontract = \"{}\"\n\
-         [sip]\naddr = \"{}\"\ndomain = \"{}\"\nidentity = \"{SERVER}\"\n",
+         [sip]\n{sip}domain = \"{}\"\nidentity = \"{SERVER}\"\n",
         net.contract,
-        net.tls,
         net.domain()
     );
     std::fs::write(&path, file).unwrap();
     let cfg = PhoneFileConfig::load(&path).unwrap();
-    let (bob, bob_ev) = net.phone(BOB, kb, KeyMode::MikeyPke, 300).await;
+    let (bob, bob_ev) = net
+        .phone_with(BOB, kb, KeyMode::MikeyPke, 300, |c| {
+            if udp {
+                c.signalling = Signalling::Udp { addr: udp_addr };
+                c.keepalive = Some(Duration::from_secs(1));
+            }
+        })
+        .await;
     let running = Running {
         phone: bob,
         events: bob_ev,
@@ -185,9 +209,11 @@ async fn listen_keeps_listening_across_a_sipd_restart() {
     });
     // The next thing listen showed, the incoming-call lines before "up" passed over.
     let next = async |seen: &mut tokio::sync::mpsc::UnboundedReceiver<&'static str>| loop {
-        let word = tokio::time::timeout(Duration::from_secs(15), seen.recv())
+        // A bound on a broken test: over UDP the loss takes up to a keep-alive interval and
+        // a 10 s STUN transaction to show.
+        let word = tokio::time::timeout(Duration::from_secs(30), seen.recv())
             .await
-            .expect("listen showed something within 15 s")
+            .expect("listen showed something within 30 s")
             .expect("listen is running");
         if word != "other" {
             return word;
