@@ -261,9 +261,10 @@ struct Outstanding {
 /// restarted or is unreachable): the phone then probes with a new request after each
 /// [`Backoff`] wait, and the first answer brings it back (and registers it again: a restarted
 /// server has forgotten the registration). An answer showing another public address than
-/// before means the NAT rebound the flow: register again too. A server that never answered a
-/// Binding request does no STUN: then the keep-alives are CRLFs, as a SIP server over UDP
-/// absorbs them (RFC 5626 §4.4.1), and its loss shows only as transaction timeouts.
+/// before means the NAT rebound the flow: register again too. A server that left the first
+/// [`StunKeepAlive::NO_STUN_AFTER`] transactions unanswered, none ever answered, does no STUN:
+/// then the keep-alives are CRLFs, as a SIP server over UDP absorbs them (RFC 5626 §4.4.1), and
+/// its loss shows only as transaction timeouts.
 #[derive(Debug, Clone)]
 pub struct StunKeepAlive {
     interval: Duration,
@@ -275,6 +276,8 @@ pub struct StunKeepAlive {
     mapped: Option<SocketAddr>,
     /// Whether the server answered any request yet; `false` after [`StunAction::NoStun`].
     stun: Option<bool>,
+    /// Requests left unanswered before the server ever answered one.
+    unanswered: u32,
 }
 
 impl StunKeepAlive {
@@ -282,6 +285,8 @@ impl StunKeepAlive {
     pub const UDP_MAX: Duration = Duration::from_secs(25);
     /// The first retransmission wait (RFC 5389 §7.2.1's RTO).
     pub const RTO: Duration = Duration::from_millis(500);
+    /// Transactions unanswered in a row, none ever answered, that mean the server does no STUN.
+    pub const NO_STUN_AFTER: u32 = 3;
 
     /// Keep-alives every `interval` (at most [`Self::UDP_MAX`]) on a flow opened at `now`; the
     /// first request goes at once, so a flow is known to work (and the server to do STUN) from
@@ -294,6 +299,7 @@ impl StunKeepAlive {
             lost: None,
             mapped: None,
             stun: None,
+            unanswered: 0,
         }
     }
 
@@ -315,8 +321,14 @@ impl StunKeepAlive {
             if now >= o.started + KeepAlive::PONG_WITHIN {
                 self.outstanding = None;
                 if self.stun.is_none() {
-                    self.stun = Some(false);
+                    // Never answered: a lossy start, or a server without STUN. Only a few whole
+                    // transactions lost in a row say which.
+                    self.unanswered += 1;
                     self.next_send = now + self.interval;
+                    if self.unanswered < StunKeepAlive::NO_STUN_AFTER {
+                        return StunAction::Wait;
+                    }
+                    self.stun = Some(false);
                     return StunAction::NoStun;
                 }
                 let newly = self.lost.is_none();
@@ -612,19 +624,48 @@ mod tests {
         let (now, action) = loop {
             let now = k.deadline();
             match k.poll(now, &rng) {
-                StunAction::Send(_) => {}
+                StunAction::Send(_) | StunAction::Wait => {}
                 other => break (now, other),
             }
         };
         assert_eq!(action, StunAction::NoStun);
-        assert_eq!(now, t0 + KeepAlive::PONG_WITHIN);
+        // Three whole transactions, the interval between them.
+        let interval = Duration::from_secs(20);
+        assert_eq!(now, t0 + KeepAlive::PONG_WITHIN * 3 + interval * 2);
         for n in 1..=3 {
-            assert_eq!(k.deadline(), now + Duration::from_secs(20) * n);
+            assert_eq!(k.deadline(), now + interval * n);
             assert_eq!(
                 k.poll(k.deadline(), &rng),
                 StunAction::Send(KeepAlive::PING.to_vec())
             );
         }
         assert!(!k.is_lost());
+    }
+
+    #[test]
+    fn a_first_request_lost_on_the_way_does_not_turn_stun_off() {
+        let rng = seeded(6);
+        let t0 = Instant::now();
+        let from: SocketAddr = "203.0.113.100:40123".parse().unwrap();
+        let interval = Duration::from_secs(5);
+        let mut k = StunKeepAlive::new(interval, t0);
+        request_of(k.poll(t0, &rng));
+        // The whole first transaction lost: nothing said, the next one after the interval.
+        let t1 = t0 + KeepAlive::PONG_WITHIN;
+        assert_eq!(k.poll(t1, &rng), StunAction::Wait);
+        assert!(!k.is_lost());
+        let second = request_of(k.poll(t1 + interval, &rng));
+        let answer = StunAnswer::parse(&binding_response(&second, from)).unwrap();
+        assert_eq!(k.answered(&answer, t1 + interval), StunHeard::Alive);
+        // From now on the server is known to answer: silence is a failed flow.
+        let t2 = t1 + interval * 2;
+        request_of(k.poll(t2, &rng));
+        let dead = loop {
+            match k.poll(k.deadline(), &rng) {
+                StunAction::Send(_) => {}
+                other => break other,
+            }
+        };
+        assert_eq!(dead, StunAction::Dead);
     }
 }
