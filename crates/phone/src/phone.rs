@@ -14,6 +14,12 @@
 //! each attempt with its number and error chain, and on success feeds
 //! [`TransportState::Connected`]; the core registers again when a registration was wanted. Calls
 //! in progress keep their media throughout (it never went through the signalling link).
+//!
+//! Over UDP nothing drops: the keep-alive is a STUN Binding request ([`StunKeepAlive`]), and one
+//! left unanswered is the loss (the same [`PhoneEvent::SignallingLost`] and
+//! [`TransportState::Lost`]); the socket stays, the keep-alive probes with back-off, and its
+//! first answer is the way back ([`PhoneEvent::Reconnected`], `Connected`, the registration
+//! again at once: a restarted server forgot it).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
