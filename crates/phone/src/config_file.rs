@@ -272,8 +272,8 @@ pub struct PhoneFileConfig {
     pub sip_identity: IdentityName,
     /// How signalling travels.
     pub transport: SipTransport,
-    /// CRLF keep-alive interval on the signalling stream (`sip.keepalive_secs`, default 30 s;
-    /// `0`: none).
+    /// Keep-alive interval (`sip.keepalive_secs`, default 30 s; `0`: none): a CRLF ping on a
+    /// stream, a STUN Binding request over UDP ([`crate::PhoneConfig::keepalive`]).
     pub keepalive: Option<Duration>,
     /// Registration lifetime asked for, seconds; positive.
     pub register_expires: u32,

@@ -167,6 +167,10 @@ pub enum EndReason {
     /// [`PhoneCore::media_failed`]). We hung up by ourselves (BYE with a Reason header); the
     /// summary's `failure` says why.
     MediaFailed,
+    /// We answered over UDP and re-sent our 200 OK for 64·T1 (32 s), but the caller's ACK never
+    /// came (RFC 3261 §13.3.1.4): we hung up (BYE with a Reason header); the summary's `failure`
+    /// says why.
+    NoAck,
 }
 
 impl EndReason {
@@ -182,6 +186,7 @@ impl EndReason {
                 "the SAS did not match the peer's: possible man in the middle (hung up)"
             }
             EndReason::MediaFailed => "the media could not be secured (hung up)",
+            EndReason::NoAck => "our answer was never acknowledged (no ACK): hung up",
         }
     }
 }
@@ -703,6 +708,15 @@ impl PhoneCore {
         self.ua.set_local(local);
     }
 
+    /// The flow to the server changed under us (the NAT gave it another public address): a
+    /// registration the user wanted is sent again at once, so the server reaches the new one.
+    pub fn register_again(&mut self, now: Instant) {
+        if self.connected && self.registration_wanted {
+            self.ua.register(self.cfg.register_expires, now);
+        }
+        self.pump(now);
+    }
+
     /// Time passed: fails requests whose timers ran out and refreshes the registration when due.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.refresh_at.is_some_and(|t| t <= now) {
@@ -917,12 +931,28 @@ impl PhoneCore {
     /// chain binding: no audio went out): the phone hangs up by itself, BYE with a Reason
     /// header, and the call ends with [`EndReason::MediaFailed`] and `failure` in its summary.
     pub fn media_failed(&mut self, call_id: &str, failure: &str, now: Instant) {
+        if self.calls.contains_key(call_id) {
+            warn!(call = %call_id, %failure, "the media could not be secured: hanging up");
+        }
+        self.end_because(call_id, EndReason::MediaFailed, failure, 488, now);
+    }
+
+    /// Ends `call_id` by ourselves for `reason`, `failure` in its summary: a BYE carrying both
+    /// as a Reason header (RFC 3326, `cause`: the SIP status that says it best) when the call is
+    /// up and the signalling connected, else at once, here only.
+    fn end_because(
+        &mut self,
+        call_id: &str,
+        reason: EndReason,
+        failure: &str,
+        cause: u16,
+        now: Instant,
+    ) {
         let connected = self.connected;
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };
-        warn!(call = %call_id, %failure, "the media could not be secured: hanging up");
-        call.ending = Some(EndReason::MediaFailed);
+        call.ending = Some(reason);
         call.failure = Some(failure.to_owned());
         if connected && matches!(call.stage, Stage::Up) {
             // RFC 3326's text is a quoted string: no quotes or backslashes from the error.
@@ -931,11 +961,11 @@ impl PhoneCore {
                 .filter(|c| !matches!(c, '"' | '\\') && !c.is_control())
                 .take(200)
                 .collect();
-            let reason = format!("SIP ;cause=488 ;text=\"{text}\"");
-            self.ua.hangup_because(call_id, &reason, now);
+            let header = format!("SIP ;cause={cause} ;text=\"{text}\"");
+            self.ua.hangup_because(call_id, &header, now);
         } else {
             self.ua.abandon(call_id);
-            self.end(call_id, EndReason::MediaFailed);
+            self.end(call_id, reason);
         }
         self.pump(now);
     }
@@ -1569,6 +1599,11 @@ impl PhoneCore {
                 self.fail_call(&call_id, error);
             }
             UaEvent::Confirmed { call_id } => debug!(call = %call_id, "ACK received"),
+            UaEvent::NoAck { call_id } => {
+                let failure = "the caller never acknowledged our answer: no ACK within 64·T1 (32 s), RFC 3261 §13.3.1.4";
+                warn!(call = %call_id, "{failure}: hanging up");
+                self.end_because(&call_id, EndReason::NoAck, failure, 408, now);
+            }
             UaEvent::ReInvite { call_id, sdp } => self.reoffer(&call_id, &sdp),
             UaEvent::ReInviteAnswered { call_id, code, sdp } => {
                 self.reanswered(&call_id, code, &sdp)

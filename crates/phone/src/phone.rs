@@ -14,6 +14,12 @@
 //! each attempt with its number and error chain, and on success feeds
 //! [`TransportState::Connected`]; the core registers again when a registration was wanted. Calls
 //! in progress keep their media throughout (it never went through the signalling link).
+//!
+//! Over UDP nothing drops: the keep-alive is a STUN Binding request ([`StunKeepAlive`]), and one
+//! left unanswered is the loss (the same [`PhoneEvent::SignallingLost`] and
+//! [`TransportState::Lost`]); the socket stays, the keep-alive probes with back-off, and its
+//! first answer is the way back ([`PhoneEvent::Reconnected`], `Connected`, the registration
+//! again at once: a restarted server forgot it).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -53,7 +59,9 @@ use crate::core::{
 use crate::device_audio::{CallAudio, DeviceAudio};
 use crate::error::PhoneError;
 use crate::keys::{KeyLookup, LookedUp};
-use crate::link::{Backoff, KeepAlive, KeepAliveAction};
+use crate::link::{
+    Backoff, KeepAlive, KeepAliveAction, StunAction, StunAnswer, StunHeard, StunKeepAlive,
+};
 use crate::negotiation::{KeyMode, MediaKeys, NegotiatedMedia, StreamKey};
 use crate::zrtp_media::{PendingSession, ZrtpRun, ZrtpStatus};
 
@@ -133,8 +141,11 @@ pub struct PhoneConfig {
     pub devices: Option<DeviceAudio>,
     /// Registration lifetime asked for, seconds.
     pub register_expires: u32,
-    /// How often to send a CRLF keep-alive ping on the signalling stream (RFC 5626 §4.4.1); a
-    /// ping unanswered for 10 s counts as a lost connection. `None`: no keep-alives.
+    /// How often to send a keep-alive to the SIP server: a CRLF ping on the signalling stream
+    /// (RFC 5626 §4.4.1), a STUN Binding request over UDP (§4.4.2, at most every 25 s). A ping
+    /// unanswered for 10 s counts as a lost connection, or over UDP as a failed flow: the phone
+    /// probes the server with back-off and registers again as soon as it answers
+    /// ([`crate::link::StunKeepAlive`]). `None`: no keep-alives.
     pub keepalive: Option<Duration>,
     /// MIKEY offers one caller may have in our replay cache at once (RFC 3830 §5.4: each is kept
     /// until its timestamp leaves the ±60 s window); more are refused with 488 until some expire.
@@ -217,7 +228,9 @@ pub struct CallReport {
     /// What went wrong with the microphone or speaker (not found, unplugged): the call went on
     /// with silence. Empty for WAV audio.
     pub audio_warnings: Vec<String>,
-    /// Why the media could not be secured, when it ended the call ([`EndReason::MediaFailed`]).
+    /// Why we ended the call ourselves: the media could not be secured
+    /// ([`EndReason::MediaFailed`]), or the caller never acknowledged our answer
+    /// ([`EndReason::NoAck`]).
     pub failure: Option<String>,
     /// How the call ended ([`EndReason::describe`] says it in words). An incoming call that
     /// ended before its media ran (cancelled by the caller, not answered in time) has a report
@@ -234,14 +247,15 @@ pub enum PhoneEvent {
         /// Granted lifetime.
         expires: u32,
     },
-    /// The signalling connection dropped; the phone reconnects by itself (calls in progress
-    /// keep their media, new calls fail at once until it is back).
+    /// The signalling connection dropped, or over UDP the server stopped answering keep-alives;
+    /// the phone reconnects (over UDP: probes) by itself (calls in progress keep their media,
+    /// new calls fail at once until it is back).
     SignallingLost {
         /// Why, as the user reads it.
         reason: String,
     },
-    /// The signalling connection is back (a wanted registration is renewed: a
-    /// [`PhoneEvent::Registered`] follows).
+    /// The signalling connection is back, or over UDP the server answers again (a wanted
+    /// registration is renewed: a [`PhoneEvent::Registered`] follows).
     Reconnected {
         /// The attempt that succeeded (1: the first).
         attempt: u32,
@@ -706,6 +720,8 @@ enum FromReader {
     Message(Vec<u8>),
     /// Bytes that held no message (a keep-alive pong): the connection is alive.
     Heard,
+    /// A STUN Binding success response (over UDP): the answer to a keep-alive.
+    Stun(StunAnswer),
     /// The connection ended, and why.
     Closed(String),
 }
@@ -739,12 +755,37 @@ impl Writer {
     }
 }
 
+/// A connection's keep-alive: CRLF ping and pong on a stream, STUN over UDP.
+enum Keeper {
+    Stream(KeepAlive),
+    Datagram(StunKeepAlive),
+}
+
+impl Keeper {
+    fn deadline(&self) -> Instant {
+        match self {
+            Keeper::Stream(k) => k.deadline(),
+            Keeper::Datagram(k) => k.deadline(),
+        }
+    }
+}
+
+/// What the keep-alive asks for this round of the actor's loop.
+enum Due {
+    Nothing,
+    /// A CRLF ping on the stream.
+    Ping,
+    /// No pong: the stream is dead.
+    Dead,
+    Datagram(StunAction),
+}
+
 /// The live signalling connection: its writer and the task reading it.
 struct Conn {
     generation: u64,
     wr: Writer,
     reader: tokio::task::JoinHandle<()>,
-    keepalive: Option<KeepAlive>,
+    keepalive: Option<Keeper>,
 }
 
 impl Conn {
@@ -763,7 +804,8 @@ impl Conn {
                     generation,
                     wr: Writer::Datagram(udp.clone()),
                     reader: tokio::spawn(read_datagrams(udp, generation, frames)),
-                    keepalive: keepalive.map(|every| KeepAlive::datagram(every, Instant::now())),
+                    keepalive: keepalive
+                        .map(|every| Keeper::Datagram(StunKeepAlive::new(every, Instant::now()))),
                 };
             }
         };
@@ -811,14 +853,15 @@ impl Conn {
             generation,
             wr: Writer::Stream(wr),
             reader,
-            keepalive: keepalive.map(|every| KeepAlive::new(every, Instant::now())),
+            keepalive: keepalive.map(|every| Keeper::Stream(KeepAlive::new(every, Instant::now()))),
         }
     }
 }
 
-/// Reads the proxy's datagrams, one SIP message each (the core refuses what does not parse).
-/// UDP has no connection to lose: a receive error (an ICMP unreachable while the proxy is down)
-/// is logged and reading goes on; a dead proxy shows as transaction timeouts.
+/// Reads the proxy's datagrams, one SIP message each (the core refuses what does not parse), or
+/// a STUN answer to the keep-alive. UDP has no connection to lose: a receive error (an ICMP
+/// unreachable while the proxy is down) is logged and reading goes on; a dead proxy shows as
+/// unanswered keep-alives ([`StunKeepAlive`]).
 async fn read_datagrams(
     udp: Arc<UdpSocket>,
     generation: u64,
@@ -827,6 +870,15 @@ async fn read_datagrams(
     let mut buf = vec![0u8; 65_536];
     loop {
         match udp.recv(&mut buf).await {
+            Ok(n) if let Some(answer) = StunAnswer::parse(&buf[..n]) => {
+                if frames
+                    .send((generation, FromReader::Stun(answer)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
             // Keep-alive CRLFs and empty datagrams carry no message (RFC 3261 §7.5).
             Ok(n) if buf[..n].iter().all(|b| matches!(b, b'\r' | b'\n')) => {}
             Ok(n) => {
@@ -924,23 +976,33 @@ impl<C: KeystoreChain + 'static> Actor<C> {
         let mut reconnecting = None;
         loop {
             // The keep-alive first: a dead connection is given up before anything is written.
-            let due = conn.as_mut().and_then(|c| c.keepalive.as_mut());
-            match due.map(|k| k.poll(Instant::now())) {
-                None | Some(KeepAliveAction::Wait) => {}
-                Some(KeepAliveAction::Ping) => {
+            let now = Instant::now();
+            let due = match conn.as_mut().and_then(|c| c.keepalive.as_mut()) {
+                None => Due::Nothing,
+                Some(Keeper::Stream(k)) => match k.poll(now) {
+                    KeepAliveAction::Wait => Due::Nothing,
+                    KeepAliveAction::Ping => Due::Ping,
+                    KeepAliveAction::Dead => Due::Dead,
+                },
+                Some(Keeper::Datagram(k)) => Due::Datagram(k.poll(now, &self.cfg.randomness)),
+            };
+            match due {
+                Due::Nothing => {}
+                Due::Ping => {
                     if let Some(c) = &mut conn
                         && let Err(e) = c.wr.write(KeepAlive::PING).await
                     {
                         self.lose(&mut conn, &mut reconnecting, &format!("write failed: {e}"));
                     }
                 }
-                Some(KeepAliveAction::Dead) => {
+                Due::Dead => {
                     let why = format!(
                         "no keep-alive pong within {} s",
                         KeepAlive::PONG_WITHIN.as_secs()
                     );
                     self.lose(&mut conn, &mut reconnecting, &why);
                 }
+                Due::Datagram(action) => self.udp_keepalive(&mut conn, action).await,
             }
             // Drain the core: write its messages, act on its events (which may feed it more:
             // media addresses), until `Timeout`. After a failed write the rest of this round is
@@ -974,11 +1036,12 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                     if conn.as_ref().map(|c| c.generation) != Some(from) {
                         continue;
                     }
-                    if let Some(k) = conn.as_mut().and_then(|c| c.keepalive.as_mut()) {
+                    if let Some(Keeper::Stream(k)) = conn.as_mut().and_then(|c| c.keepalive.as_mut()) {
                         k.heard();
                     }
                     match said {
                         FromReader::Heard => {}
+                        FromReader::Stun(answer) => self.stun_answered(&mut conn, &answer),
                         FromReader::Message(bytes) => self.core.handle_signalling(&bytes, Instant::now()),
                         FromReader::Closed(why) => self.lose(&mut conn, &mut reconnecting, &why),
                     }
@@ -1047,6 +1110,66 @@ impl<C: KeystoreChain + 'static> Actor<C> {
         if let Some(mut c) = conn {
             c.reader.abort();
             c.wr.close().await;
+        }
+    }
+
+    /// Does what the UDP keep-alive asks: sends its request (or CRLF), or, when the server stopped
+    /// answering, tells the core the signalling is lost (the keep-alive goes on probing with
+    /// back-off; [`Self::stun_answered`] brings it back). Logs each step.
+    async fn udp_keepalive(&mut self, conn: &mut Option<Conn>, action: StunAction) {
+        let number = &self.cfg.number;
+        let bytes = match action {
+            StunAction::Wait => return,
+            StunAction::Send(bytes) => bytes,
+            StunAction::Probe {
+                request,
+                attempt,
+                waited,
+            } => {
+                info!(%number, attempt, waited_ms = waited.as_millis() as u64, "probing the SIP server over UDP (STUN Binding request)");
+                request
+            }
+            StunAction::Dead => {
+                let reason = format!(
+                    "no answer to the UDP keep-alive (STUN) within {} s",
+                    KeepAlive::PONG_WITHIN.as_secs()
+                );
+                warn!(%number, %reason, "the SIP server does not answer; probing it with back-off and registering again once it does (calls in progress keep their media)");
+                self.emit(PhoneEvent::SignallingLost { reason });
+                self.core
+                    .handle_transport(TransportState::Lost, Instant::now());
+                return;
+            }
+            StunAction::NoStun => {
+                info!(%number, "the SIP server answers no STUN Binding request: UDP keep-alives go on as CRLFs, and its loss shows only as transaction timeouts");
+                return;
+            }
+        };
+        if let Some(c) = conn {
+            // A datagram write reports no error (the transactions and probes retransmit).
+            let _ = c.wr.write(&bytes).await;
+        }
+    }
+
+    /// The SIP server answered a UDP keep-alive: when it had stopped answering, the signalling
+    /// is back and a wanted registration goes out again at once (a restarted server has lost
+    /// it); when our public address changed, the registration is renewed for the new one.
+    fn stun_answered(&mut self, conn: &mut Option<Conn>, answer: &StunAnswer) {
+        let Some(Keeper::Datagram(k)) = conn.as_mut().and_then(|c| c.keepalive.as_mut()) else {
+            return;
+        };
+        let now = Instant::now();
+        match k.answered(answer, now) {
+            StunHeard::Stale | StunHeard::Alive => {}
+            StunHeard::Back { attempt } => {
+                info!(number = %self.cfg.number, attempt, "the SIP server answers again over UDP");
+                self.emit(PhoneEvent::Reconnected { attempt });
+                self.core.handle_transport(TransportState::Connected, now);
+            }
+            StunHeard::MappingChanged { from, to } => {
+                info!(number = %self.cfg.number, %from, %to, "our public address changed (the NAT rebound the flow); registering again");
+                self.core.register_again(now);
+            }
         }
     }
 

@@ -139,6 +139,13 @@ pub enum UaEvent {
         /// The call.
         call_id: String,
     },
+    /// Our 2xx to the caller's INVITE was re-sent for 64·T1 (32 s) and no ACK came (RFC 3261
+    /// §13.3.1.4): the dialog stands but the session SHOULD end, with a BYE
+    /// ([`UserAgent::hangup`]).
+    NoAck {
+        /// The call.
+        call_id: String,
+    },
     /// The call ended.
     Ended {
         /// The call.
@@ -1198,6 +1205,7 @@ impl UserAgent {
         let mut expired = Vec::new();
         let mut unanswered = Vec::new();
         let mut stale = Vec::new();
+        let mut unacked = Vec::new();
         for (call_id, state) in self.calls.iter_mut() {
             match state {
                 CallState::Calling { invite: p } | CallState::Closing { bye: p } => {
@@ -1230,10 +1238,12 @@ impl UserAgent {
                     if now >= r.give_up {
                         tracing::warn!(call = %call_id, "no ACK for our 2xx within 64·T1; no longer re-sending it");
                         *resend = None;
+                        unacked.push(call_id.clone());
                     } else {
                         self.out.push_back(r.wire.clone());
                         r.interval = (r.interval * 2).min(t2);
-                        r.next = now + r.interval;
+                        // The give-up is a deadline of its own: 64·T1, not the next re-send after.
+                        r.next = (now + r.interval).min(r.give_up);
                     }
                 }
                 _ => {}
@@ -1248,6 +1258,9 @@ impl UserAgent {
             s.tx.handle_timeout(now);
             let (_, _, next) = drain(|| s.tx.poll_output(), &mut self.out);
             s.next = next;
+        }
+        for call_id in unacked {
+            self.events.push_back(UaEvent::NoAck { call_id });
         }
         for call_id in stale {
             if let Some(CallState::Up { update, .. }) = self.calls.get_mut(&call_id) {

@@ -731,3 +731,78 @@ fn offers_beyond_the_callers_replay_quota_are_refused_until_configured_higher() 
         }
     }
 }
+
+/// RFC 3261 §13.3.1.4: over UDP the callee re-sends its 200 OK until the caller's ACK; when no
+/// ACK comes within 64·T1 (32 s) the session SHOULD end, with a BYE. Here every ACK is lost on
+/// the way: Bob's phone hangs up by itself and its report says why; Alice's call ends by his BYE.
+#[test]
+fn over_udp_a_callee_whose_200_is_never_acked_hangs_up_with_a_bye_and_says_why() {
+    let mut net = Net::over("UDP", |_| {});
+    net.drop = Some(|m| m.method() == Some(Method::Ack));
+    let now = net.now;
+    net.alice.core.register(600, now);
+    net.bob.core.register(600, now);
+    net.settle();
+    let id = net.alice_calls_bob();
+    take_events(&mut net.alice);
+    take_events(&mut net.bob);
+    // 31.9 s in 100 ms steps: the 200 is re-sent, each copy ACKed by Alice (and lost), and the
+    // call still stands.
+    for _ in 0..319 {
+        net.advance(Duration::from_millis(100));
+    }
+    assert!(
+        net.seen("200").len() >= 8,
+        "the 200 was re-sent until T2 spacing"
+    );
+    assert!(net.seen("ACK").len() >= 8, "every copy was ACKed, and lost");
+    assert!(net.seen("BYE").is_empty());
+    assert_eq!(ended(&take_events(&mut net.bob), &id), None);
+
+    // At 64·T1 Bob gives up waiting and hangs up; Alice's BYE's answer goes back to him.
+    for _ in 0..2 {
+        net.advance(Duration::from_millis(100));
+    }
+    let byes = net.seen("BYE");
+    assert_eq!(byes.len(), 1, "one BYE, from Bob");
+    let bye = Message::parse(&byes[0]).unwrap();
+    assert!(
+        bye.header_value(HeaderName::From).unwrap().contains(BOB),
+        "the callee hangs up"
+    );
+    let reason = bye.headers().iter().find(|h| h.raw_name == "Reason");
+    assert!(
+        reason.is_some_and(|r| r
+            .value
+            .starts_with("SIP ;cause=408 ;text=\"the caller never acknowledged")),
+        "{}",
+        String::from_utf8_lossy(&byes[0])
+    );
+    let events = take_events(&mut net.bob);
+    let summary = events.iter().find_map(|e| match e {
+        Event::Ended {
+            call_id,
+            reason,
+            summary,
+        } if *call_id == id => Some((*reason, summary.failure.clone())),
+        _ => None,
+    });
+    let (reason, failure) = summary.expect("Bob's call ended");
+    assert_eq!(reason, EndReason::NoAck);
+    assert_eq!(
+        reason.describe(),
+        "our answer was never acknowledged (no ACK): hung up"
+    );
+    assert!(
+        failure
+            .as_deref()
+            .is_some_and(|f| f.contains("no ACK within 64·T1 (32 s)")),
+        "{failure:?}"
+    );
+    assert_eq!(
+        ended(&take_events(&mut net.alice), &id),
+        Some(EndReason::HungUpByPeer)
+    );
+    assert_eq!(net.bob.stopped, std::slice::from_ref(&id));
+    assert_eq!(net.alice.stopped, [id]);
+}

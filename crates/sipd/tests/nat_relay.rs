@@ -16,13 +16,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chaincall_identity::{IdentityKey, PhoneNumber};
-use chaincall_phone::{KeyMode, Phone, PhoneEvent, Signalling};
-use chaincall_relay::daemon::{Rtpengine, RtpengineConfig};
-use chaincall_relay::{NgClient, NgClientConfig};
-use chaincall_sipd::config::RelayMode;
-use chaincall_testkit::netns::{Nat, TestNet};
-use common::{MakeRuntime, Net, runtime, wait_for};
+use chaincall_identity::PhoneNumber;
+use chaincall_phone::{KeyMode, PhoneEvent, Signalling};
+use chaincall_testkit::netns::TestNet;
+use common::nat::{self, assert_heard, phone_inside};
+use common::wait_for;
 use tokio::net::UdpSocket;
 
 const ALICE: &str = "+15550410001";
@@ -35,12 +33,7 @@ type Seen = Arc<Mutex<Vec<Vec<u8>>>>;
 /// A UDP hop in `node`'s namespace between a phone there and sipd: the phone's signalling goes
 /// through it unchanged (from behind the same NAT), and the test reads what sipd sent the phone
 /// and what the phone sent sipd. Returns the address to point the phone at.
-fn tap(
-    tn: &TestNet,
-    rt: &tokio::runtime::Runtime,
-    node: &str,
-    sipd: SocketAddr,
-) -> (SocketAddr, Seen, Seen) {
+fn tap(tn: &TestNet, node: &str, sipd: SocketAddr) -> (SocketAddr, Seen, Seen) {
     let socket = tn.run(node, || {
         std::net::UdpSocket::bind((tn.addr(node), 0)).unwrap()
     });
@@ -48,7 +41,8 @@ fn tap(
     let addr = socket.local_addr().unwrap();
     let (to_phone, from_phone) = (Seen::default(), Seen::default());
     let (down, up) = (to_phone.clone(), from_phone.clone());
-    rt.spawn(async move {
+    // The socket stays in `node`'s namespace whichever runtime drives it.
+    tokio::spawn(async move {
         let socket = UdpSocket::from_std(socket).unwrap();
         let mut phone = None;
         let mut buf = vec![0u8; 65_536];
@@ -87,98 +81,30 @@ fn line<'a>(sdp: &'a str, prefix: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {prefix} line in {sdp}"))
 }
 
-/// rtpengine's calls, asked from sipd's namespace (the relay's address exists only there).
-fn relay_calls(tn: &TestNet, relay: &NgClient) -> Vec<String> {
-    tn.run("sipd", || runtime().block_on(relay.list(100)).unwrap())
-}
-
-/// Waits until rtpengine holds no call (sipd's delete runs beside its loop, so it lands a moment
-/// after the BYE's answer). A bound on a broken test, not a timing assertion.
-fn wait_until_no_calls(tn: &TestNet, relay: &NgClient, after: &str) {
-    for _ in 0..100 {
-        if relay_calls(tn, relay).is_empty() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!(
-        "rtpengine still holds {:?} after {after}",
-        relay_calls(tn, relay)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn natd_phones_call_through_rtpengine_driven_by_sipd_and_leave_no_session() {
-    let Some(binary) = chaincall_testkit::peer("rtpengine") else {
+    let Some((tn, relay, net)) = nat::relay_network(&[]).await else {
         return;
     };
-    let Some(tn) = TestNet::builder()
-        .public_host("sipd")
-        .public_host("relay")
-        .home("a", Nat::Symmetric, &["alice"])
-        .home("b", Nat::PortPreserving, &["bob"])
-        .build()
-    else {
-        return;
-    };
-    let tn = Arc::new(tn);
-    let inside = |node: &'static str| -> MakeRuntime {
-        let tn = tn.clone();
-        Arc::new(move || tn.run(node, runtime))
-    };
-    let relay_ip = tn.addr("relay");
-    let rtpengine = RtpengineConfig {
-        binary,
-        interface: relay_ip.into(),
-        ng: (relay_ip, 2223).into(),
-        ports: (30000, 30099),
-    };
-    // Spawned from a thread in the relay's namespace, so the daemon runs there.
-    let _daemon = tn
-        .run("relay", || {
-            runtime().block_on(Rtpengine::spawn(
-                rtpengine.command(),
-                rtpengine.ng,
-                Duration::from_secs(20),
-            ))
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
-    let relay = NgClient::new(rtpengine.ng, NgClientConfig::default());
-
-    let net = Net::start_on(tn.addr("sipd").into(), inside("sipd"), |cfg| {
-        cfg.relay.mode = RelayMode::Nat;
-        cfg.relay.rtpengine = Some(rtpengine.ng);
-    })
-    .await;
     let sipd = SocketAddr::new(net.host, net.udp_port);
 
     let mut phones = Vec::new();
-    let mut runtimes = Vec::new();
     let mut taps = Vec::new();
     for (number, node) in [(ALICE, "alice"), (BOB, "bob")] {
-        let key = IdentityKey::generate();
-        net.add(number, &key, true).await;
-        let rt = inside(node)();
-        let (via, to_phone, from_phone) = tap(&tn, &rt, node, sipd);
-        let (cfg, lookup) = net.phone_config(number, key, KeyMode::MikeyPke, AUDIO_MS, |c| {
-            c.signalling = Signalling::Udp { addr: via };
-            c.media_ip = tn.addr(node).into();
-            // bob answers by hand: the second call is CANCELled while it rings.
-            c.auto_answer = node == "alice";
-        });
-        // The phone's sockets (signalling and media) are bound inside its host's namespace.
-        let (phone, events, _) = rt
-            .spawn(Phone::connect(cfg, lookup))
-            .await
-            .unwrap()
-            .unwrap();
+        let (via, to_phone, from_phone) = tap(&tn, node, sipd);
+        let (phone, events, rt) =
+            phone_inside(&net, &tn, node, number, KeyMode::MikeyPke, AUDIO_MS, |c| {
+                c.signalling = Signalling::Udp { addr: via };
+                // bob answers by hand: the second call is CANCELled while it rings.
+                c.auto_answer = node == "alice";
+            })
+            .await;
         assert_eq!(phone.register(600).await.unwrap(), 600);
-        phones.push((phone, events));
-        runtimes.push(rt);
+        phones.push((phone, events, rt));
         taps.push((to_phone, from_phone));
     }
-    let (bob, mut bob_ev) = phones.pop().unwrap();
-    let (alice, mut alice_ev) = phones.pop().unwrap();
+    let (bob, mut bob_ev, _bob_rt) = phones.pop().unwrap();
+    let (alice, mut alice_ev, _alice_rt) = phones.pop().unwrap();
     assert_eq!(
         net.metrics.nat_registrations.get(),
         2,
@@ -196,7 +122,7 @@ async fn natd_phones_call_through_rtpengine_driven_by_sipd_and_leave_no_session(
     common::call_up(&mut alice_ev).await;
     common::call_up(&mut bob_ev).await;
     assert_eq!(
-        relay_calls(&tn, &relay),
+        relay.calls(),
         std::slice::from_ref(&call),
         "rtpengine holds the call"
     );
@@ -217,7 +143,7 @@ async fn natd_phones_call_through_rtpengine_driven_by_sipd_and_leave_no_session(
         line(sent_sdp, "c="),
         format!("c=IN IP4 {}", tn.addr("alice"))
     );
-    assert_eq!(line(got_sdp, "c="), format!("c=IN IP4 {relay_ip}"));
+    assert_eq!(line(got_sdp, "c="), format!("c=IN IP4 {}", relay.ip));
 
     tokio::time::sleep(Duration::from_millis(u64::from(AUDIO_MS) + 500)).await;
     alice.hangup(&call).await.unwrap();
@@ -225,30 +151,18 @@ async fn natd_phones_call_through_rtpengine_driven_by_sipd_and_leave_no_session(
         common::call_ended(&mut alice_ev).await,
         common::call_ended(&mut bob_ev).await,
     );
-    assert_eq!(a.sent_payload.len(), (AUDIO_MS * 8) as usize);
-    assert_eq!(b.received_payload, a.sent_payload, "alice → bob exact");
-    // bob → alice: exact but for bob's first packets, sent before alice's first packet reached
-    // the relay. Behind a symmetric NAT nothing reaches alice until she has sent: rtpengine is
-    // told her router's address, but her router maps her media to a port of its choosing, which
-    // rtpengine learns from that first packet (docs/sipd.md, "Media relay").
-    assert!(
-        b.sent_payload.ends_with(&a.received_payload),
-        "what alice heard is bob's audio, unaltered"
-    );
-    let lost_packets = (b.sent_payload.len() - a.received_payload.len()) / 160;
-    assert!(
-        lost_packets <= 25 && a.stats.rtp_received + lost_packets as u64 == b.stats.rtp_sent,
-        "only the packets before alice's first went missing: {lost_packets} of {}",
-        b.stats.rtp_sent
-    );
-    wait_until_no_calls(&tn, &relay, "the BYE");
+    // alice → bob complete; bob → alice from alice's first packet on, as her symmetric NAT
+    // allows.
+    assert_heard(&a, &b, AUDIO_MS, 0);
+    assert_heard(&b, &a, AUDIO_MS, 25);
+    relay.wait_until_no_calls("the BYE");
 
     // A call CANCELled while bob's phone rings leaves no relay session either.
     let call = alice.call(&PhoneNumber::parse(BOB).unwrap()).await.unwrap();
     wait_for(&mut bob_ev, |e| matches!(e, PhoneEvent::Incoming { .. })).await;
-    assert_eq!(relay_calls(&tn, &relay), std::slice::from_ref(&call));
+    assert_eq!(relay.calls(), std::slice::from_ref(&call));
     alice.hangup(&call).await.unwrap();
-    wait_until_no_calls(&tn, &relay, "the CANCEL");
+    relay.wait_until_no_calls("the CANCEL");
     assert!(
         taps[1]
             .0
@@ -265,8 +179,5 @@ async fn natd_phones_call_through_rtpengine_driven_by_sipd_and_leave_no_session(
 
     for p in [alice, bob] {
         p.shutdown().await;
-    }
-    for rt in runtimes {
-        rt.shutdown_background();
     }
 }

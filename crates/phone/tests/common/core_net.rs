@@ -85,6 +85,8 @@ pub struct Net {
     copies: HashMap<Vec<u8>, u32>,
     /// Changes each message the relay passes between the phones (a peer that writes other SDP).
     pub rewrite: Option<fn(Vec<u8>) -> Vec<u8>>,
+    /// Messages the relay always loses (every copy): a path that never carries them.
+    pub drop: Option<fn(&Message<'_>) -> bool>,
 }
 
 pub fn config(number: &str, key: &IdentityKey, seed: u64) -> PhoneConfig {
@@ -167,6 +169,7 @@ impl Net {
             lose_first: 0,
             copies: HashMap::new(),
             rewrite: None,
+            drop: None,
         }
     }
 
@@ -296,6 +299,9 @@ impl Net {
                 continue;
             }
             let m = Message::parse(&bytes).expect("the core writes well-formed SIP");
+            if self.drop.is_some_and(|drop| drop(&m)) {
+                continue;
+            }
             if m.method() == Some(Method::Register) {
                 if let Some(answer) = self.registrar(&m)
                     && !self.lost_copy(&answer)

@@ -2,6 +2,8 @@
 //! listener (and UDP for standard phones) on 127.0.0.1, and chaincall phones connected to it.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod nat;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -352,6 +354,68 @@ pub struct Talking {
     pub caller: (Phone, PhoneEvents),
     pub callee: (Phone, PhoneEvents),
     pub call: String,
+}
+
+/// `caller` calls `callee` (who answers by itself), both see the call up, `caller` hangs up
+/// at once and both see it end with their signalling intact: the network knows both.
+pub async fn quick_call(
+    (caller, caller_ev): (&Phone, &mut PhoneEvents),
+    (callee, callee_ev): (&str, &mut PhoneEvents),
+) {
+    let call = caller
+        .call(&PhoneNumber::parse(callee).unwrap())
+        .await
+        .unwrap();
+    call_up(caller_ev).await;
+    call_up(callee_ev).await;
+    caller.hangup(&call).await.unwrap();
+    let (a, b) = (call_ended(caller_ev).await, call_ended(callee_ev).await);
+    assert!(!a.signalling_lost && !b.signalling_lost);
+    assert_eq!(
+        (a.call_id.as_str(), b.call_id.as_str()),
+        (call.as_str(), call.as_str())
+    );
+}
+
+/// Both ends of a call sent their whole `audio_ms` of audio and each received the other's
+/// exactly (a direct path, nothing lost).
+pub fn assert_whole_audio_both_ways(
+    a: &chaincall_phone::CallReport,
+    b: &chaincall_phone::CallReport,
+    audio_ms: u32,
+) {
+    let whole = (audio_ms * 8) as usize; // G.711 at 8 kHz: one byte a sample
+    assert_eq!(a.sent_payload.len(), whole);
+    assert_eq!(b.sent_payload.len(), whole);
+    assert!(b.received_payload == a.sent_payload, "b heard all of a");
+    assert!(a.received_payload == b.sent_payload, "a heard all of b");
+}
+
+/// sipd is down and both phones know it: a new call from `a` to `b_number` fails at once,
+/// saying why, and `call` goes on (its media never went through sipd). Once its `audio_ms` of
+/// audio is out both hang up (locally: no BYE can leave); each received all of the other's
+/// audio, and the reports say the signalling was lost.
+pub async fn call_outlives_sipd(
+    (a, a_ev): (&Phone, &mut PhoneEvents),
+    (b, b_ev, b_number): (&Phone, &mut PhoneEvents, &str),
+    call: &str,
+    audio_ms: u32,
+) {
+    let err = a
+        .call(&PhoneNumber::parse(b_number).unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not connected to the SIP server"), "{err}");
+    tokio::time::sleep(Duration::from_millis(u64::from(audio_ms) + 300)).await;
+    a.hangup(call).await.unwrap();
+    b.hangup(call).await.unwrap();
+    let (ra, rb) = (call_ended(a_ev).await, call_ended(b_ev).await);
+    assert_whole_audio_both_ways(&ra, &rb, audio_ms);
+    assert!(
+        ra.signalling_lost && rb.signalling_lost,
+        "the reports say so"
+    );
 }
 
 /// The next event matching `want` within 15 s (panics on a `Refused` unless `want` takes it).
