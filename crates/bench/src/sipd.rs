@@ -192,7 +192,8 @@ impl Proc {
     }
 }
 
-/// CPU seconds of process `pid` and its direct children (Kamailio's workers, PostgreSQL's backends).
+/// CPU seconds of process `pid`, its live direct children (Kamailio's workers, PostgreSQL's
+/// backends) and the children it has reaped.
 fn tree_cpu_secs(pid: u32) -> f64 {
     let mut ticks = 0u64;
     if let Ok(dir) = std::fs::read_dir("/proc") {
@@ -209,8 +210,13 @@ fn tree_cpu_secs(pid: u32) -> f64 {
             };
             let f: Vec<&str> = rest.split_whitespace().collect();
             let ppid = f.get(1).and_then(|s| s.parse::<u32>().ok());
-            if p == pid || ppid == Some(pid) {
-                let t = |i: usize| f.get(i).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+            let t = |i: usize| f.get(i).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+            if p == pid {
+                // Its own time, and that of children it has reaped (cutime, cstime): a
+                // PostgreSQL backend that exits between two readings moves its CPU there
+                // instead of taking it out of the sum.
+                ticks += t(11) + t(12) + t(13) + t(14);
+            } else if ppid == Some(pid) {
                 ticks += t(11) + t(12);
             }
         }
