@@ -289,3 +289,39 @@ fn what_a_node_sends_is_refused_from_anyone_else_and_a_node_link_reaches_flows_o
     assert!(n2.take_to(bob).is_empty());
     let _ = DOMAIN;
 }
+
+/// alice's node loses her connection and she registers on the other node (a new Contact: her
+/// phone reconnected from a new port): a call to her through her old node goes to her new one,
+/// not to the stale binding, which stays in the table until it expires.
+#[test]
+fn a_phone_that_moved_to_the_other_node_is_reached_there_from_its_old_one() {
+    let Some(pg) = Postgres::start() else { return };
+    let (mut n1, mut n2) = cluster(&pg);
+    let (alice, bob, alice_again) = (peer(1), peer(5), peer(11));
+    n1.disconnect(alice);
+    sim::register_over_tcp(&mut n2, "alice", alice_again, alice_again);
+    assert_eq!(sim_rows(&n1, "alice"), ["node-1", "node-2"]);
+
+    // bob moves to node 1 too, and calls alice there (a second later: node 1 read alice's
+    // bindings when she registered, and reads them again once that is older than cache_secs).
+    sim::register_over_tcp(&mut n1, "bob", bob, bob);
+    n1.advance(std::time::Duration::from_secs(1));
+    n1.deliver_on(bob, &invite("bob", bob, "alice", "x5"), Transport::Stream);
+    carry_12(&mut n1, &mut n2);
+    let at_alice = n2.one_to(alice_again);
+    assert!(at_alice.starts_with(b"INVITE "));
+    assert_eq!(n1.statuses_to(bob), [100]);
+}
+
+/// The `node_id` of each of `user`'s rows, in order.
+fn sim_rows(s: &Sim, user: &str) -> Vec<String> {
+    let store = s.store.as_ref().expect("a PostgreSQL sim");
+    store
+        .rt
+        .block_on(
+            sqlx::query_scalar("SELECT node_id FROM location WHERE username = $1 ORDER BY node_id")
+                .bind(user)
+                .fetch_all(store.location.pool()),
+        )
+        .expect("the table reads")
+}

@@ -115,18 +115,15 @@ pub(super) struct Target {
 }
 
 impl Core {
-    /// The binding of `aor` a new request goes to: the first in preference order, skipping
-    /// bindings held by other nodes we have no link to (a dead node's phones re-register
-    /// elsewhere; their stale rows must not hide the new ones).
+    /// The binding of `aor` a new request goes to: the first in preference order that can be
+    /// reached, skipping bindings whose connection is gone here or whose node we have no link
+    /// to (a phone whose node died registers elsewhere; its stale row, which stays until it
+    /// expires, must not hide the new one). None reachable: the first (its 480 says so).
     pub(super) fn target_of(&self, aor: &str, now: Instant) -> Option<Target> {
         let bindings = self.registrar.location.lookup(aor, now);
         let b: &Binding = bindings
             .iter()
-            .find(|b| {
-                b.remote
-                    .as_ref()
-                    .is_none_or(|r| self.flows.node_link(&r.node).is_some())
-            })
+            .find(|b| self.flows.binding_dest(b).is_some())
             .or(bindings.first())?;
         Some(Target {
             uri: b.uri.clone(),
