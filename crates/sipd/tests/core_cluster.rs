@@ -325,3 +325,36 @@ fn sim_rows(s: &Sim, user: &str) -> Vec<String> {
         )
         .expect("the table reads")
 }
+
+/// alice calls over UDP (her leg of the dialog carries no flow token): bob's BYE still crosses
+/// back over the link and reaches her.
+#[test]
+fn a_dialog_with_a_udp_phone_crosses_back_by_its_record_route() {
+    let Some(pg) = Postgres::start() else { return };
+    let (mut n1, mut n2) = cluster(&pg);
+    let (carol, bob) = (peer(3), peer(5));
+    n1.deliver(carol, &sim::invite("carol", carol, "bob", "x6", ""));
+    carry_12(&mut n1, &mut n2);
+    let at_bob = n2.one_to(bob);
+    let rr = headers(&at_bob, "Record-Route");
+    n2.deliver_on(
+        bob,
+        &answer(&at_bob, 200, "OK", "bob-tag"),
+        Transport::Stream,
+    );
+    carry_21(&mut n2, &mut n1);
+    assert_eq!(n1.statuses_to(carol), [100, 200]);
+    let bob_bye = bye(
+        &format!("sip:carol@{carol}"),
+        bob,
+        "bob",
+        "carol",
+        "x6",
+        &rr,
+    )
+    .replace("tag=f-x6", "tag=bob-tag")
+    .replace("tag=carol-tag", "tag=f-x6");
+    n2.deliver_on(bob, &bob_bye, Transport::Stream);
+    carry_21(&mut n2, &mut n1);
+    assert!(n1.one_to(carol).starts_with(b"BYE "));
+}

@@ -552,9 +552,11 @@ impl Core {
         if let Err((code, reason)) = self
             .check_link_request(msg, src, &uri, next_route, token_flow.is_some())
             .and_then(|()| {
-                // A node's OPTIONS to us (a health check) is answered like anyone's.
+                // Our own Record-Route (a dialog we routed, its leg towards a UDP phone carrying
+                // no token) counts; a node's OPTIONS to us (a health check) is answered too.
                 let follows = token_flow.is_some()
                     || next_route.is_some()
+                    || pop_routes > 0
                     || (method == Method::Options && uri.user.is_none() && self.is_us(&uri));
                 self.check_node_request(msg, src, pop_routes, follows)
             })
