@@ -265,6 +265,19 @@ fn what_a_node_sends_is_refused_from_anyone_else_and_a_node_link_reaches_flows_o
     );
     assert!(n2.take_to(bob).is_empty(), "nothing reaches bob");
 
+    // Nor may anyone use node 1 to reach node 2's link address: that link carries only what
+    // node 1 routes there itself.
+    let (mallory_1, foreign) = (peer(10), "sip:m@elsewhere.example");
+    let via_link = format!(
+        "OPTIONS sip:bob@{at} SIP/2.0\r\nVia: SIP/2.0/UDP {mallory_1};branch=z9hG4bK-m1\r\n\
+         Max-Forwards: 70\r\nRoute: <sip:{at};lr>\r\nFrom: <{foreign}>;tag=m\r\n\
+         To: <sip:bob@{DOMAIN}>\r\nCall-ID: m1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        at = link_addr(2)
+    );
+    n1.deliver(mallory_1, &via_link);
+    assert_eq!(n1.statuses_to(mallory_1), [403]);
+    assert!(n1.take_to(ON_1()).is_empty(), "nothing crosses the link");
+
     // On the link itself, a request naming no flow (node 2 would route it by the location and
     // could bounce it back) and a REGISTER are refused.
     let no_flow = sim::invite("alice", ON_2(), "bob", "x4", "");
@@ -287,7 +300,6 @@ fn what_a_node_sends_is_refused_from_anyone_else_and_a_node_link_reaches_flows_o
         [403, 403]
     );
     assert!(n2.take_to(bob).is_empty());
-    let _ = DOMAIN;
 }
 
 /// alice's node loses her connection and she registers on the other node (a new Contact: her

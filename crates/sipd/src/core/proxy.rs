@@ -712,6 +712,11 @@ impl Core {
     /// connection whose handshake proved an on-chain identity). Outsiders cannot use sipd to
     /// reach arbitrary addresses (issue 13 item 7).
     fn may_relay(&self, src: SocketAddr, dest: SocketAddr) -> bool {
+        // A node link carries only what we route there ourselves (another node's binding, a
+        // flow token): the node at the other end trusts it without a challenge.
+        if self.is_node_link(dest) {
+            return false;
+        }
         Some(dest) == self.proxy.static_route
             || self.registrar.location.knows_address(dest)
             || self.flows.peers.contains_key(&dest)
