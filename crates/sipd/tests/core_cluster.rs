@@ -120,6 +120,15 @@ fn bye(
     .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
 }
 
+/// bob's BYE (from his connection at `peer(5)`) of the call `caller` placed as `call_id`, to
+/// `ruri`, with the route set `rr` in record order (the callee's, §12.1.2): his tag is
+/// `bob-tag`, the caller's `f-CALL_ID`.
+fn bye_of_bob(ruri: &str, caller: &str, call_id: &str, rr: &[String]) -> String {
+    bye(ruri, peer(5), "bob", caller, call_id, rr)
+        .replace(&format!("tag=f-{call_id}"), "tag=bob-tag")
+        .replace(&format!("tag={caller}-tag"), &format!("tag=f-{call_id}"))
+}
+
 #[test]
 fn a_call_to_a_phone_on_the_other_node_goes_down_its_connection_and_the_dialog_crosses_back() {
     let Some(pg) = Postgres::start() else { return };
@@ -161,16 +170,12 @@ fn a_call_to_a_phone_on_the_other_node_goes_down_its_connection_and_the_dialog_c
     assert_eq!(n1.statuses_to(alice), [100, 200]);
 
     // bob hangs up (route set in record order): node 2 → the link → node 1 → alice's connection.
-    let bob_bye = bye(
+    let bob_bye = bye_of_bob(
         &format!("sip:alice@{alice};transport=tcp"),
-        bob,
-        "bob",
         "alice",
         "x1",
         &rr,
-    )
-    .replace("tag=f-x1", "tag=bob-tag")
-    .replace("tag=alice-tag", "tag=f-x1");
+    );
     n2.deliver_on(bob, &bob_bye, Transport::Stream);
     carry_21(&mut n2, &mut n1);
     let at_alice = n1.one_to(alice);
@@ -356,16 +361,7 @@ fn a_dialog_with_a_udp_phone_crosses_back_by_its_record_route() {
     );
     carry_21(&mut n2, &mut n1);
     assert_eq!(n1.statuses_to(carol), [100, 200]);
-    let bob_bye = bye(
-        &format!("sip:carol@{carol}"),
-        bob,
-        "bob",
-        "carol",
-        "x6",
-        &rr,
-    )
-    .replace("tag=f-x6", "tag=bob-tag")
-    .replace("tag=carol-tag", "tag=f-x6");
+    let bob_bye = bye_of_bob(&format!("sip:carol@{carol}"), "carol", "x6", &rr);
     n2.deliver_on(bob, &bob_bye, Transport::Stream);
     carry_21(&mut n2, &mut n1);
     assert!(n1.one_to(carol).starts_with(b"BYE "));
