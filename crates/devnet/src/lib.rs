@@ -319,6 +319,7 @@ impl Network {
                     addr: home_addr,
                     server: IdentityName::parse(home)?,
                 },
+                failover: Vec::new(),
                 media_ip: "127.0.0.1".parse()?,
                 codecs: chaincall_phone::DEFAULT_CODECS.to_vec(),
                 key_mode: opts.mode,

@@ -265,6 +265,7 @@ pub async fn connect<C: KeystoreChain + 'static>(
     let audio = Arc::new(audio);
     let phone_cfg = crate::PhoneConfig {
         tls_keylog,
+        failover: cfg.resolve_sip_failover().await?,
         ..cfg.phone_config(addr, identity, sip_password, audio, auto_answer)?
     };
     let contacts = ContactsStore::new(cfg.contacts_file.clone(), cfg.contract);

@@ -119,11 +119,20 @@ impl SipTransport {
     }
 }
 
+/// `sip.addr` as written: one `host:port`, or several (the nodes of one server's domain, tried
+/// in this order).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum SipAddrs {
+    One(String),
+    Several(Vec<String>),
+}
+
 /// The `[sip]` table as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SipSection {
-    addr: String,
+    addr: SipAddrs,
     domain: String,
     identity: Option<String>,
     #[serde(default)]
@@ -264,8 +273,12 @@ pub struct PhoneFileConfig {
     /// ZRTP's ZID and retained secrets (`zrtp_cache`, default `zrtp-cache.json` beside
     /// `contacts_file`).
     pub zrtp_cache: PathBuf,
-    /// The SIP server's `host:port`, resolved when connecting ([`Self::resolve_sip_addr`]).
+    /// The SIP server's `host:port`, resolved when connecting ([`Self::resolve_sip_addr`]): the
+    /// first of `sip.addr`'s.
     pub sip_addr: String,
+    /// The server's other addresses (`sip.addr` as a list: the other nodes of its domain), tried
+    /// in order when `sip_addr` does not answer or its connection drops.
+    pub sip_failover: Vec<String>,
     /// The SIP domain (realm, registrar).
     pub sip_domain: String,
     /// The SIP server's keystore name (`sip.identity`, default `sip.domain`).
@@ -444,7 +457,14 @@ impl PhoneFileConfig {
             .as_deref()
             .map(|a| a.parse().map_err(|e| bad("accept_unverified", e)))
             .transpose()?;
-        check_host_port(&f.sip.addr).map_err(|e| bad("sip.addr", e))?;
+        let (sip_addr, sip_failover) = match f.sip.addr.clone() {
+            SipAddrs::One(a) => (a, Vec::new()),
+            SipAddrs::Several(mut all) if !all.is_empty() => (all.remove(0), all),
+            SipAddrs::Several(_) => return Err(bad("sip.addr", "names no address".into())),
+        };
+        for a in std::iter::once(&sip_addr).chain(&sip_failover) {
+            check_host_port(a).map_err(|e| bad("sip.addr", e))?;
+        }
         let identity_text = f.sip.identity.as_deref().unwrap_or(&f.sip.domain);
         let sip_identity = IdentityName::parse(identity_text).map_err(|e| {
             let key = if f.sip.identity.is_some() {
@@ -502,7 +522,8 @@ impl PhoneFileConfig {
                 contacts.with_file_name("zrtp-cache.json")
             }),
             contacts_file: resolve(f.contacts_file),
-            sip_addr: f.sip.addr,
+            sip_addr,
+            sip_failover,
             sip_domain: f.sip.domain,
             sip_identity,
             transport: f.sip.transport,
@@ -540,9 +561,22 @@ impl PhoneFileConfig {
         })
     }
 
-    /// Resolves `sip.addr` to the first address it names.
+    /// Resolves `sip.addr` (its first address) to the first address it names.
     pub async fn resolve_sip_addr(&self) -> Result<SocketAddr, ConfigError> {
-        tokio::net::lookup_host(self.sip_addr.as_str())
+        self.resolve_one(&self.sip_addr).await
+    }
+
+    /// Resolves the server's other addresses ([`Self::sip_failover`]), in order.
+    pub async fn resolve_sip_failover(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+        let mut all = Vec::with_capacity(self.sip_failover.len());
+        for a in &self.sip_failover {
+            all.push(self.resolve_one(a).await?);
+        }
+        Ok(all)
+    }
+
+    async fn resolve_one(&self, addr: &str) -> Result<SocketAddr, ConfigError> {
+        tokio::net::lookup_host(addr)
             .await
             .ok()
             .and_then(|mut a| a.next())
@@ -550,7 +584,7 @@ impl PhoneFileConfig {
                 path: self.path.clone(),
                 line: None,
                 key: "sip.addr",
-                reason: format!("{:?} is not a reachable host:port", self.sip_addr),
+                reason: format!("{addr:?} is not a reachable host:port"),
             })
     }
 
@@ -578,6 +612,8 @@ impl PhoneFileConfig {
             sip_password,
             sip_domain: self.sip_domain.clone(),
             signalling,
+            // Resolved when connecting ([`Self::resolve_sip_failover`]).
+            failover: Vec::new(),
             media_ip: self.media_ip,
             codecs: self.codecs.clone(),
             key_mode: self.key_mode,
@@ -698,6 +734,32 @@ contract = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"
 addr = \"127.0.0.1:5061\"
 domain = \"sip.example.org\"
 ";
+
+    /// `sip.addr` is one `host:port` (old files unchanged) or a list: the server's nodes, the
+    /// first connected to and the rest tried in order when it fails; each must be host:port.
+    #[test]
+    fn sip_addr_takes_one_address_or_the_nodes_of_a_cluster() {
+        let dir = tempfile::tempdir().unwrap();
+        let parse =
+            |text: &str| PhoneFileConfig::parse(&dir.path().join("p.toml"), text, dir.path());
+        let one = parse(MINIMAL).unwrap();
+        assert_eq!(one.sip_addr, "127.0.0.1:5061");
+        assert!(one.sip_failover.is_empty());
+        let list = MINIMAL.replace(
+            "addr = \"127.0.0.1:5061\"",
+            "addr = [\"127.0.0.1:5061\", \"sip2.example.org:5061\", \"127.0.0.3:5061\"]",
+        );
+        let several = parse(&list).unwrap();
+        assert_eq!(several.sip_addr, "127.0.0.1:5061");
+        assert_eq!(
+            several.sip_failover,
+            ["sip2.example.org:5061", "127.0.0.3:5061"]
+        );
+        for bad in ["addr = []", "addr = [\"127.0.0.1:5061\", \"nowhere\"]"] {
+            let e = parse(&MINIMAL.replace("addr = \"127.0.0.1:5061\"", bad)).unwrap_err();
+            assert!(e.to_string().contains("sip.addr"), "{bad}: {e}");
+        }
+    }
 
     /// The read error names the file; the OS reason comes from `source()` only, so the chain the
     /// CLI prints (`{:#}`) tells each once. Also for the phone's other file errors.

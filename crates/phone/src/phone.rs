@@ -20,6 +20,11 @@
 //! [`TransportState::Lost`]); the socket stays, the keep-alive probes with back-off, and its
 //! first answer is the way back ([`PhoneEvent::Reconnected`], `Connected`, the registration
 //! again at once: a restarted server forgot it).
+//!
+//! A server with several addresses (the nodes of a sipd cluster, [`PhoneConfig::failover`]) is
+//! reached at the first that answers; when the connection drops, the reconnect tries the next
+//! address first and goes round them, one attempt per wait, so a dead node costs one back-off
+//! step.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -89,6 +94,28 @@ pub enum Signalling {
     },
 }
 
+impl Signalling {
+    /// The server's address.
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            Signalling::TlsPsk { addr, .. }
+            | Signalling::Tcp { addr }
+            | Signalling::Udp { addr } => *addr,
+        }
+    }
+
+    /// The same path to another address of the server (another node of its domain).
+    pub fn with_addr(&self, to: SocketAddr) -> Signalling {
+        let mut s = self.clone();
+        match &mut s {
+            Signalling::TlsPsk { addr, .. }
+            | Signalling::Tcp { addr }
+            | Signalling::Udp { addr } => *addr = to,
+        }
+        s
+    }
+}
+
 /// The codecs a phone offers and takes unless configured otherwise, preferred first: Opus
 /// between chaincall phones, G.711 for phones without it.
 pub const DEFAULT_CODECS: [AudioCodec; 3] = [
@@ -114,6 +141,9 @@ pub struct PhoneConfig {
     pub sip_domain: String,
     /// The signalling path.
     pub signalling: Signalling,
+    /// More addresses of the same server (the other nodes of its domain), tried in this order
+    /// after `signalling`'s when a connect fails or the connection drops; empty for one.
+    pub failover: Vec<SocketAddr>,
     /// Address to bind media sockets to.
     pub media_ip: IpAddr,
     /// Codecs, preferred first ([`DEFAULT_CODECS`]: Opus, then G.711 PCMU and PCMA).
@@ -387,8 +417,8 @@ impl Phone {
         let (cmd_tx, cmd_rx) = mpsc::channel(32);
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let number = cfg.number.clone();
-        let (link, local) = open_link(&cfg, &lookup).await?;
-        spawn_actor(cfg, lookup, link, local, cmd_rx, ev_tx);
+        let (link, local, server) = open_any(&cfg, &lookup).await?;
+        spawn_actor(cfg, lookup, (link, local, server), cmd_rx, ev_tx);
         Ok((
             Phone {
                 cmd: cmd_tx,
@@ -681,27 +711,78 @@ async fn open_link<C: KeystoreChain + 'static>(
     }
 }
 
+/// The server's addresses in the order they are tried: `signalling`'s, then `failover`'s.
+fn servers(cfg: &PhoneConfig) -> Vec<SocketAddr> {
+    let mut all = vec![cfg.signalling.addr()];
+    for a in &cfg.failover {
+        if !all.contains(a) {
+            all.push(*a);
+        }
+    }
+    all
+}
+
+/// `cfg` aimed at the server's `i`th address ([`servers`]).
+fn at_server(cfg: &PhoneConfig, servers: &[SocketAddr], i: usize) -> PhoneConfig {
+    let mut c = cfg.clone();
+    if let Some(addr) = servers.get(i) {
+        c.signalling = cfg.signalling.with_addr(*addr);
+    }
+    c
+}
+
+/// Opens the signalling connection at the first of the server's addresses that answers, each
+/// failure logged; the connection, its local address and which address it is ([`servers`]).
+async fn open_any<C: KeystoreChain + 'static>(
+    cfg: &PhoneConfig,
+    lookup: &KeyLookup<C>,
+) -> Result<(Opened, SocketAddr, usize), PhoneError> {
+    let all = servers(cfg);
+    let mut i = 0;
+    loop {
+        match open_link(&at_server(cfg, &all, i), lookup).await {
+            Ok((link, local)) => return Ok((link, local, i)),
+            Err(e) if i + 1 < all.len() => {
+                warn!(number = %cfg.number, server = %all[i], error = %chaincall_io::ErrorChain(&e), "SIP server address not reachable; trying the next");
+                i += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Longest one reconnect attempt may take (connect, handshake, TLS) before it counts as failed:
 /// a server that accepts and then says nothing must not stall the recovery.
 const ATTEMPT_WITHIN: Duration = Duration::from_secs(20);
 
-/// Reconnects until it succeeds, waiting as [`Backoff`] says between attempts; logs each
-/// attempt with its number and, when it fails, the error chain. Runs beside the actor's loop
-/// (which keeps serving calls and commands) and is aborted when the phone stops.
+/// What a reconnect brings back: the connection, its local address, the attempt that
+/// succeeded, and which of the server's addresses it reached ([`servers`]).
+type Reconnected = (Opened, SocketAddr, u32, usize);
+
+/// Reconnects until it succeeds, waiting as [`Backoff`] says between attempts, each attempt at
+/// the server's next address starting with `from` (round the list); logs each attempt with its
+/// number and address and, when it fails, the error chain. Runs beside the actor's loop (which
+/// keeps serving calls and commands) and is aborted when the phone stops.
 async fn reconnect<C: KeystoreChain + 'static>(
     cfg: PhoneConfig,
     lookup: KeyLookup<C>,
-) -> (Opened, SocketAddr, u32) {
+    from: usize,
+) -> Reconnected {
+    let all = servers(&cfg);
     let mut backoff = Backoff::new();
+    let mut tried = 0;
     loop {
         let wait = backoff.next_wait(&cfg.randomness);
         let attempt = backoff.attempts();
-        info!(number = %cfg.number, attempt, wait_ms = wait.as_millis() as u64, "reconnecting to the SIP server");
+        let i = (from + tried) % all.len();
+        tried += 1;
+        info!(number = %cfg.number, attempt, server = %all[i], wait_ms = wait.as_millis() as u64, "reconnecting to the SIP server");
         tokio::time::sleep(wait).await;
-        match tokio::time::timeout(ATTEMPT_WITHIN, open_link(&cfg, &lookup)).await {
+        let target = at_server(&cfg, &all, i);
+        match tokio::time::timeout(ATTEMPT_WITHIN, open_link(&target, &lookup)).await {
             Ok(Ok((link, local))) => {
-                info!(number = %cfg.number, attempt, %local, "signalling connection back");
-                return (link, local, attempt);
+                info!(number = %cfg.number, attempt, server = %all[i], %local, "signalling connection back");
+                return (link, local, attempt, i);
             }
             Ok(Err(e)) => {
                 warn!(number = %cfg.number, attempt, error = %chaincall_io::ErrorChain(&e), "reconnect attempt failed")
@@ -925,13 +1006,14 @@ struct Actor<C> {
     /// Which name each running look-up is for (a look-up task that panicked is answered too).
     lookup_names: HashMap<tokio::task::Id, IdentityName>,
     keylog_warned: bool,
+    /// Which of the server's addresses the connection is to ([`servers`]).
+    server: usize,
 }
 
 fn spawn_actor<C>(
     cfg: PhoneConfig,
     lookup: KeyLookup<C>,
-    link: Opened,
-    local: SocketAddr,
+    (link, local, server): (Opened, SocketAddr, usize),
     cmd_rx: mpsc::Receiver<Command>,
     events: mpsc::UnboundedSender<PhoneEvent>,
 ) where
@@ -959,6 +1041,7 @@ fn spawn_actor<C>(
         media_failed: mpsc::unbounded_channel(),
         lookup_names: HashMap::new(),
         keylog_warned: false,
+        server,
     };
     tokio::spawn(actor.run(link, cmd_rx));
 }
@@ -1049,7 +1132,8 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                 back = join_some(&mut reconnecting) => {
                     reconnecting = None;
                     match back {
-                        Ok((link, local, attempt)) => {
+                        Ok((link, local, attempt, server)) => {
+                            self.server = server;
                             self.emit(PhoneEvent::Reconnected { attempt });
                             generation += 1;
                             conn = Some(Conn::start(link, generation, frame_tx.clone(), keepalive));
@@ -1059,7 +1143,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                         // A panic in the reconnect is a bug; try again rather than stay offline.
                         Err(e) => {
                             warn!(%number, error = %e, "the reconnect task failed; starting over");
-                            reconnecting = Some(tokio::spawn(reconnect(self.cfg.clone(), self.lookup.clone())));
+                            reconnecting = Some(tokio::spawn(reconnect(self.cfg.clone(), self.lookup.clone(), self.server)));
                         }
                     }
                 }
@@ -1177,7 +1261,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
     fn lose(
         &mut self,
         conn: &mut Option<Conn>,
-        reconnecting: &mut Option<tokio::task::JoinHandle<(Opened, SocketAddr, u32)>>,
+        reconnecting: &mut Option<tokio::task::JoinHandle<Reconnected>>,
         why: &str,
     ) {
         if let Some(c) = conn.take() {
@@ -1190,9 +1274,11 @@ impl<C: KeystoreChain + 'static> Actor<C> {
         self.core
             .handle_transport(TransportState::Lost, Instant::now());
         if reconnecting.is_none() {
+            // The address that failed goes last: another node is tried first.
             *reconnecting = Some(tokio::spawn(reconnect(
                 self.cfg.clone(),
                 self.lookup.clone(),
+                self.server + 1,
             )));
         }
     }

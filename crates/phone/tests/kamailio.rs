@@ -339,6 +339,7 @@ fn phone_config(
         sip_password: password,
         sip_domain: DOMAIN.into(),
         signalling: Signalling::Tcp { addr: kamailio },
+        failover: Vec::new(),
         media_ip: "127.0.0.1".parse().unwrap(),
         codecs: vec![
             chaincall_media::g711::Codec::Pcmu.into(),

@@ -259,6 +259,7 @@ impl Trapezoid {
                 addr: domain.tls,
                 server: IdentityName::parse(domain.name).unwrap(),
             },
+            failover: Vec::new(),
             media_ip: "127.0.0.1".parse().unwrap(),
             codecs: vec![Codec::Pcmu.into()],
             key_mode: KeyMode::MikeyPke,

@@ -311,6 +311,8 @@ pub struct Config {
     /// Other chaincall domains calls are exchanged with, by domain name (docs/trapezoid.md).
     #[serde(deserialize_with = "checked_peers")]
     pub peers: BTreeMap<String, PeerConfig>,
+    /// The other nodes serving this domain and the links to them (docs/sipd.md "Cluster").
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 /// One `[peers."DOMAIN"]` entry: another chaincall domain, reached over a sipd-to-sipd TLS-PSK
@@ -930,6 +932,7 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             identity: IdentityConfig::default(),
             peers: BTreeMap::new(),
+            cluster: crate::cluster::ClusterConfig::default(),
         }
     }
 }
@@ -1015,6 +1018,10 @@ impl Config {
             self.identity_chain()?;
         }
         check_peers(&self.peers)?;
+        self.cluster.check(
+            &self.location.node_id,
+            self.location.backend == LocationBackend::Postgres,
+        )?;
         if !self.peers.is_empty() && self.tls_psk.is_none() {
             return Err(ConfigError::Invalid(
                 "peers: a sipd-to-sipd link runs the TLS-PSK handshake with this domain's key: \

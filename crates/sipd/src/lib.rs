@@ -39,6 +39,7 @@
 //! Over TLS-PSK, a REGISTER is bound to the handshake: a connection whose handshake proved a phone
 //! number may register that number only (403 otherwise), on top of digest authentication.
 
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod db;

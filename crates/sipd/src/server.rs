@@ -27,6 +27,7 @@ use chaincall_identity::{DirectoryEntry, DirectoryError, IdentityName, KeyDirect
 use chaincall_relay::{NgClient, NgClientConfig, NgError};
 use zeroize::Zeroizing;
 
+use crate::cluster::ClusterKeys;
 use crate::config::{AuthMode, Config, ConfigError, Listen, ListenTransport};
 use crate::config::{LocationBackend, RelayMode, VerifyMode};
 use crate::core::{Core, Need, StreamKind, Transport};
@@ -46,7 +47,7 @@ pub enum ServeError {
     /// A socket could not be bound.
     #[error("cannot listen on {what} {addr}")]
     Bind {
-        /// What was to listen there: `udp`, `tcp`, `tls` or `metrics http`.
+        /// What was to listen there: `udp`, `tcp`, `tls`, `metrics http` or `cluster`.
         what: &'static str,
         /// The address.
         addr: SocketAddr,
@@ -62,6 +63,9 @@ pub enum ServeError {
     /// The PostgreSQL location could not be opened (its URL named, password redacted).
     #[error(transparent)]
     Location(#[from] LocationError),
+    /// The cluster's node links could not be set up (`[cluster]`).
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 enum Ev {
@@ -74,6 +78,8 @@ enum Ev {
         peer: SocketAddr,
         kind: StreamKind,
         identity: Option<String>,
+        /// The cluster node at the other end of a node link (`[cluster]`).
+        node: Option<String>,
         tx: mpsc::Sender<Vec<u8>>,
     },
     StreamDown {
@@ -178,14 +184,49 @@ impl StreamSink {
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let who = Who {
+            identity: Some(identity),
+            node: None,
+        };
+        self.serve_held(stream, peer, who, Some(keepalive)).await;
+    }
+
+    /// Serves a link to cluster node `node` ([`crate::cluster`]) at `peer` until it closes,
+    /// sending a CRLF keep-alive every `keepalive` (the end that opened it pings).
+    pub(crate) async fn serve_node_link<S>(
+        &self,
+        stream: S,
+        peer: SocketAddr,
+        node: String,
+        keepalive: Option<Duration>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let who = Who {
+            identity: None,
+            node: Some(node),
+        };
+        self.serve_held(stream, peer, who, keepalive).await;
+    }
+
+    /// Serves a TLS link to `who` in the caller's task, within the connection limit (returns at
+    /// once when it is reached).
+    async fn serve_held<S>(
+        &self,
+        stream: S,
+        peer: SocketAddr,
+        who: Who,
+        keepalive: Option<Duration>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let Ok(_permit) = self.slots.clone().try_acquire_owned() else {
             warn!(%peer, "too many stream connections; link not served");
             return;
         };
         let m = &self.metrics;
         m.connections.set(m.connections.get() + 1);
-        let kind = StreamKind::Tls;
-        serve_stream(stream, peer, kind, Some(identity), Some(keepalive), self).await;
+        serve_stream(stream, peer, StreamKind::Tls, who, keepalive, self).await;
         m.connections.set(m.connections.get() - 1);
     }
 
@@ -217,7 +258,11 @@ impl StreamSink {
             sink.metrics
                 .connections
                 .set(sink.metrics.connections.get() + 1);
-            serve_stream(stream, peer, kind, identity, None, &sink).await;
+            let who = Who {
+                identity,
+                node: None,
+            };
+            serve_stream(stream, peer, kind, who, None, &sink).await;
             sink.metrics
                 .connections
                 .set(sink.metrics.connections.get() - 1);
@@ -226,11 +271,19 @@ impl StreamSink {
     }
 }
 
+/// Who is at the other end of a stream connection, as its handshake proved.
+struct Who {
+    /// The on-chain identity (a phone's number, a peer domain).
+    identity: Option<String>,
+    /// The cluster node of a node link.
+    node: Option<String>,
+}
+
 async fn serve_stream<S>(
     stream: S,
     peer: SocketAddr,
     kind: StreamKind,
-    identity: Option<String>,
+    who: Who,
     keepalive: Option<Duration>,
     sink: &StreamSink,
 ) where
@@ -243,7 +296,8 @@ async fn serve_stream<S>(
         .send(Ev::StreamUp {
             peer,
             kind,
-            identity,
+            identity: who.identity,
+            node: who.node,
             tx: otx.clone(),
         })
         .await
@@ -341,6 +395,8 @@ pub struct Server {
     caller_keys: Option<CallerKeys>,
     /// Who we are on sipd-to-sipd links (`[peers]`).
     links: Option<LinkIdentity>,
+    /// The node-link listener, its TLS and our keys (`[cluster]`).
+    cluster: Option<(TcpListener, chaincall_tls_psk::TlsPskServer, ClusterKeys)>,
     metrics: Arc<Metrics>,
     /// What `/readyz` checks beside the listeners: the keystore chain, the subscriber store.
     probes: Vec<(&'static str, Probe)>,
@@ -473,6 +529,23 @@ impl Server {
             }
         }
         cfg.advertise.get_or_insert(local[0].addr);
+        // The other nodes' links (`[cluster]`); the core takes the bound address for one of its
+        // own, as the forwarded requests' Route names it.
+        let cluster = match (&cfg.cluster.listen, &cfg.cluster.secret_file) {
+            (Some(addr), Some(secret)) if cfg.cluster.enabled() => {
+                let keys = ClusterKeys::load(&cfg.location.node_id, secret)?;
+                let tls = keys.server(cfg.cluster.nodes.keys())?;
+                let l = crate::cluster::bind(*addr).await?;
+                let bound = l.local_addr().map_err(|source| ServeError::Bind {
+                    what: "cluster",
+                    addr: *addr,
+                    source,
+                })?;
+                cfg.cluster.listen = Some(bound);
+                Some((l, tls, keys))
+            }
+            _ => None,
+        };
         // The core recognizes requests addressed to any bound listener (ports chosen by the OS).
         cfg.listen = local.clone();
         let metrics_listener = match cfg.metrics_listen {
@@ -528,6 +601,7 @@ impl Server {
             location,
             caller_keys: None,
             links: None,
+            cluster,
             metrics,
             probes: Vec::new(),
             cfg,
@@ -543,6 +617,13 @@ impl Server {
     /// The bound listeners.
     pub fn local(&self) -> &[Listen] {
         &self.local
+    }
+
+    /// The bound node-link listener (`[cluster] listen`), in a cluster.
+    pub fn cluster_addr(&self) -> Option<SocketAddr> {
+        self.cluster
+            .as_ref()
+            .and_then(|(l, _, _)| l.local_addr().ok())
     }
 
     /// The bound address of the Prometheus endpoint, if `metrics_listen` is set.
@@ -596,6 +677,7 @@ impl Server {
             location,
             caller_keys,
             links,
+            cluster,
             metrics,
             mut probes,
             cfg,
@@ -663,6 +745,19 @@ impl Server {
                     tasks.push(tokio::spawn(link.run(sink.clone())));
                 }
                 _ => warn!(peer = %domain, "no link identity: the peer is not linked"),
+            }
+        }
+        // The other nodes of the domain (`[cluster]`): their links in, ours out to each.
+        if let Some((l, tls, keys)) = cluster {
+            tasks.push(tokio::spawn(crate::cluster::accept_links(
+                l,
+                tls,
+                sink.clone(),
+            )));
+            for (node, addr) in &cfg.cluster.nodes {
+                let link =
+                    crate::cluster::run_link(keys.clone(), node.clone(), *addr, sink.clone());
+                tasks.push(tokio::spawn(link));
             }
         }
         if let Some(db) = &db {
@@ -841,9 +936,10 @@ impl Server {
                 _ = sleep => core.handle_timeout(Instant::now()),
                 ev = rx.recv() => match ev {
                     None => break,
-                    Some(Ev::StreamUp { peer, kind, identity, tx }) => {
+                    Some(Ev::StreamUp { peer, kind, identity, node, tx }) => {
                         core.set_stream_peer(peer, Some(kind));
                         core.set_stream_identity(peer, identity);
+                        core.set_stream_node(peer, node);
                         streams.insert(peer, tx);
                     }
                     Some(Ev::StreamDown { peer }) => {

@@ -98,6 +98,7 @@ pub fn config(number: &str, key: &IdentityKey, seed: u64) -> PhoneConfig {
         signalling: Signalling::Tcp {
             addr: "127.0.0.1:5060".parse().unwrap(),
         },
+        failover: Vec::new(),
         media_ip: "127.0.0.1".parse().unwrap(),
         codecs: DEFAULT_CODECS.to_vec(),
         key_mode: KeyMode::MikeyPke,

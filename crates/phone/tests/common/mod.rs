@@ -46,6 +46,41 @@ pub struct Net {
     pub host: IpAddr,
 }
 
+/// A running sipd: its addresses, metrics, and the runtime it runs in alone (dropping the
+/// node kills it outright).
+pub struct Node {
+    /// Its TLS-PSK listener.
+    pub tls: SocketAddr,
+    /// Its plain TCP listener.
+    pub tcp: SocketAddr,
+    /// Every listener it bound.
+    pub local: Vec<chaincall_sipd::Listen>,
+    /// Its metrics.
+    pub metrics: Arc<chaincall_sipd::metrics::Metrics>,
+    /// Stops it gracefully when sent or dropped.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The runtime it runs in.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Node {
+    /// Kills it: its runtime shut down at once, every connection and listener dropped, nothing
+    /// drained (as SIGKILL would a process).
+    pub fn kill(&mut self) {
+        self.stop = None;
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // Not a plain drop: dropping a runtime from async code panics.
+        self.kill();
+    }
+}
+
 /// Makes a runtime for sipd or a phone.
 pub type MakeRuntime = Arc<dyn Fn() -> tokio::runtime::Runtime + Send + Sync>;
 
@@ -149,6 +184,33 @@ impl Net {
 
     /// Binds and runs sipd with `cfg` in a runtime of its own, recording the addresses it got.
     async fn run_sipd(&mut self, mut cfg: chaincall_sipd::Config) {
+        let mut node = self.start_sipd(&cfg).await;
+        self.tls = node.tls;
+        self.tcp = node.tcp;
+        cfg.listen = std::mem::take(&mut node.local);
+        self.metrics = node.metrics.clone();
+        self.stop = node.stop.take();
+        self.sipd = Some(cfg);
+        self.runtime = node.runtime.take();
+    }
+
+    /// Another sipd of the same domain (its key, chain and keystore), as a second node of a
+    /// cluster: `configure` changes a copy of this sipd's configuration whose listeners are
+    /// new ports on the same host.
+    pub async fn another_node(&self, configure: impl FnOnce(&mut chaincall_sipd::Config)) -> Node {
+        let mut cfg = self.sipd.clone().expect("sipd was started");
+        cfg.listen = vec![
+            chaincall_sipd::Listen::udp(SocketAddr::new(self.host, 0)),
+            chaincall_sipd::Listen::tls(SocketAddr::new(self.host, 0)),
+            chaincall_sipd::Listen::tcp(SocketAddr::new(self.host, 0)),
+        ];
+        cfg.advertise = None;
+        configure(&mut cfg);
+        self.start_sipd(&cfg).await
+    }
+
+    /// Binds and runs sipd with `cfg` over this network's chain, in a runtime of its own.
+    async fn start_sipd(&self, cfg: &chaincall_sipd::Config) -> Node {
         let runtime = (self.make_runtime)();
         let (started, bound) = tokio::sync::oneshot::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -186,18 +248,20 @@ impl Net {
                 .await;
         });
         let (local, metrics) = bound.await.expect("sipd started");
-        for l in &local {
-            match l.transport {
-                chaincall_sipd::ListenTransport::Tls => self.tls = l.addr,
-                chaincall_sipd::ListenTransport::Tcp => self.tcp = l.addr,
-                chaincall_sipd::ListenTransport::Udp => {}
-            }
+        let of = |kind| {
+            local
+                .iter()
+                .find(|l: &&chaincall_sipd::Listen| l.transport == kind)
+                .map(|l| l.addr)
+        };
+        Node {
+            tls: of(chaincall_sipd::ListenTransport::Tls).unwrap_or(self.tls),
+            tcp: of(chaincall_sipd::ListenTransport::Tcp).unwrap_or(self.tcp),
+            local,
+            metrics,
+            stop: Some(stop),
+            runtime: Some(runtime),
         }
-        cfg.listen = local;
-        self.metrics = metrics;
-        self.stop = Some(stop);
-        self.sipd = Some(cfg);
-        self.runtime = Some(runtime);
     }
 
     /// Kills sipd: its runtime is shut down, dropping every connection and listener at once
@@ -294,6 +358,7 @@ impl Net {
                 addr: self.tls,
                 server: IdentityName::parse(SERVER).unwrap(),
             },
+            failover: Vec::new(),
             media_ip: "127.0.0.1".parse().unwrap(),
             codecs: vec![Codec::Pcmu.into(), Codec::Pcma.into()],
             key_mode: mode,

@@ -33,6 +33,8 @@ pub(super) struct Flows {
     pub(super) peers: HashMap<SocketAddr, (StreamKind, FlowId)>,
     /// The on-chain identity each TLS-PSK connection authenticated as (its handshake peer).
     pub(super) identities: HashMap<SocketAddr, String>,
+    /// The cluster node at the other end of each node link (`[cluster]`), by its address.
+    pub(super) nodes: HashMap<SocketAddr, String>,
     /// Live flows (stream connections) → their peer address.
     by_id: HashMap<FlowId, SocketAddr>,
     /// The next flow id (never reused).
@@ -58,6 +60,7 @@ impl Flows {
         Flows {
             peers: HashMap::new(),
             identities: HashMap::new(),
+            nodes: HashMap::new(),
             by_id: HashMap::new(),
             next: 1,
             tokens: FlowTokens::new(flow_key(secret, b"chaincall-sipd flow token key")),
@@ -116,6 +119,10 @@ impl Flows {
     /// 5626 §5.3, no delivery and never another connection), else the Contact's socket or the
     /// REGISTER's source.
     pub(super) fn binding_dest(&self, b: &Binding) -> Option<SocketAddr> {
+        if let Some(r) = &b.remote {
+            // Another node's phone: over the newest link to that node, none when it is down.
+            return self.node_link(&r.node);
+        }
         match b.flow {
             Some(f) => self.by_id.get(&f).copied(),
             None => Some(b.contact_addr.unwrap_or(b.source)),
@@ -181,6 +188,20 @@ impl Core {
             flows.by_id.insert(id, peer);
         } else {
             flows.identities.remove(&peer);
+            flows.nodes.remove(&peer);
+        }
+    }
+
+    /// Records that the stream connection from `peer` is a link to cluster node `node`, whose
+    /// TLS handshake proved the cluster secret (or no longer, `None`).
+    pub fn set_stream_node(&mut self, peer: SocketAddr, node: Option<String>) {
+        match node {
+            Some(n) => {
+                self.flows.nodes.insert(peer, n);
+            }
+            None => {
+                self.flows.nodes.remove(&peer);
+            }
         }
     }
 

@@ -40,6 +40,7 @@ use crate::location::{Limited, RateLimiter, RegisterWrite};
 use crate::metrics::Metrics;
 
 mod auth;
+mod cluster;
 mod flows;
 mod identity;
 mod peering;
@@ -51,6 +52,7 @@ mod tests;
 
 use auth::Auth;
 pub use auth::{MAX_PARKED, MAX_PARKED_PER_USER};
+use cluster::Cluster;
 use flows::{Flows, RouteFlowError};
 use identity::CallerCheck;
 use peering::Peering;
@@ -162,6 +164,8 @@ pub struct Core {
     relay: Relay,
     /// The peer domains of `[peers]` and their links ([`peering`]).
     peering: Peering,
+    /// The other nodes of the domain and the requests sent to them ([`cluster`]).
+    cluster: Cluster,
     /// Sent-by for requests we send over TLS: the first TLS listener (advertised IP).
     tls_advertise: Option<SocketAddr>,
     /// Sent-by for requests we send over TCP: the first TCP listener (advertised IP).
@@ -202,6 +206,7 @@ impl Core {
             None => advertise.ip().to_string(),
         };
         let peering = Peering::new(cfg, &domain)?;
+        let cluster = Cluster::new(cfg);
         Ok(Core {
             ep: Endpoint::new(
                 TimerConfig {
@@ -219,6 +224,8 @@ impl Core {
                 .iter()
                 .map(|l| l.addr())
                 .chain([advertise])
+                // A request forwarded by another node names our node-link address.
+                .chain(cluster.addr)
                 .collect(),
             domain,
             limits: ParseLimits {
@@ -237,6 +244,7 @@ impl Core {
             callers: CallerCheck::new(cfg)?,
             relay: Relay::new(cfg),
             peering,
+            cluster,
             tls_advertise: first_listener(cfg, advertise, ListenTransport::Tls),
             tcp_advertise: first_listener(cfg, advertise, ListenTransport::Tcp),
             out: VecDeque::new(),
@@ -359,9 +367,13 @@ impl Core {
             _ => (msg, data),
         };
         if let Some(method) = msg.method() {
+            // What arrives on a node link was checked by the node that forwarded it, and names a
+            // flow: no look-up of its own.
+            let from_node = self.is_node_link(src);
             // Credentials must be cached before any state changes (see module docs); the message
             // comes back once they are, and is counted then.
-            if self.auth.mode == AuthMode::Digest
+            if !from_node
+                && self.auth.mode == AuthMode::Digest
                 && let Some(need) = self.credentials_needed(&msg, now)
             {
                 let start = self.park(&msg, data, src, transport, need, now, unix_secs);
@@ -370,7 +382,7 @@ impl Core {
             }
             // With the PostgreSQL location, the target's bindings are read before routing, the
             // same way: the request waits, the loop does not.
-            if let Some(username) = self.bindings_needed(&msg, now) {
+            if let Some(username) = self.bindings_needed(&msg, now).filter(|_| !from_node) {
                 let need = Need::Bindings {
                     username,
                     domain: self.domain.clone(),
@@ -535,9 +547,19 @@ impl Core {
                 return self.reply(id, msg, 430, "Flow Failed", &[], now);
             }
         };
-        // A peer domain's link speaks for its own users, to ours only (docs/trapezoid.md).
-        if let Err((code, reason)) =
-            self.check_link_request(msg, src, &uri, next_route, token_flow.is_some())
+        // A peer domain's link speaks for its own users, to ours only (docs/trapezoid.md); a
+        // node link for flows only, and nobody else for a node.
+        if let Err((code, reason)) = self
+            .check_link_request(msg, src, &uri, next_route, token_flow.is_some())
+            .and_then(|()| {
+                // Our own Record-Route (a dialog we routed, its leg towards a UDP phone carrying
+                // no token) counts; a node's OPTIONS to us (a health check) is answered too.
+                let follows = token_flow.is_some()
+                    || next_route.is_some()
+                    || pop_routes > 0
+                    || (method == Method::Options && uri.user.is_none() && self.is_us(&uri));
+                self.check_node_request(msg, src, pop_routes, follows)
+            })
         {
             return self.reply(id, msg, code, reason, &[], now);
         }

@@ -60,7 +60,7 @@ pub(super) struct Routing<'a> {
 
 /// A request's forwarding, decided (target, transport, edits); owned, so a request that waits for
 /// its caller's key ([`Core::await_caller_key`]) keeps it until [`Core::send_forward`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Forward {
     /// The sender.
     pub(super) src: SocketAddr,
@@ -83,6 +83,12 @@ pub(super) struct Forward {
     pub(super) src_nat: bool,
     /// The target is a binding made from behind NAT (reached at its flow).
     pub(super) dest_nat: bool,
+    /// The Route naming the cluster node that holds the target's flow, when another node does
+    /// (`[cluster]`).
+    pub(super) cluster_route: Option<String>,
+    /// How many branches went before this one (a retry after 430 Flow Failed): each gets a
+    /// branch of its own.
+    pub(super) attempt: u8,
 }
 
 impl Proxy {
@@ -178,9 +184,11 @@ impl Core {
                 }
             }
         }
-        // Proxy authentication of calls from our users (§22.3).
-        let mut authenticated = false;
-        if method == Method::Invite
+        // Proxy authentication of calls from our users (§22.3). A request on a node link was
+        // authenticated by the node that forwarded it.
+        let mut authenticated = self.is_node_link(src);
+        if !authenticated
+            && method == Method::Invite
             && self.auth.mode == AuthMode::Digest
             && self.auth.invite
             && msg.to().ok().and_then(|t| t.tag()).is_none()
@@ -218,6 +226,8 @@ impl Core {
         // registered binding, a flow, the static route, a peer's link); other targets need the
         // relay check.
         let mut dest_nat = false;
+        let mut cluster_route = None;
+        let mut cluster_aor = None;
         let (new_ruri, dest, reliable, vetted) = if let Some(peer) = token_flow {
             // A stream flow or a NAT'd UDP client's flow (RFC 5626 §5.3): `reliable` is settled
             // below by whether it is a connection.
@@ -233,10 +243,15 @@ impl Core {
             || (uri.host.eq_ignore_ascii_case(&self.domain) && uri.host.parse::<IpAddr>().is_err())
         {
             let aor = format!("{}@{}", uri.user.unwrap_or(""), self.domain);
-            let target = self.registrar.location.lookup(&aor, now).first().map(|b| {
-                // A binding made over a stream belongs to that connection (its flow).
-                dest_nat = b.nat;
-                (b.uri.clone(), self.flows.binding_dest(b), b.reliable)
+            // A binding made over a stream belongs to that connection (its flow), on this node
+            // or, in a cluster, on the node holding it.
+            let target = self.target_of(&aor, now).map(|t| {
+                dest_nat = t.nat;
+                if t.route.is_some() {
+                    cluster_aor = Some((aor.clone(), t.uri.clone()));
+                }
+                cluster_route = t.route;
+                (t.uri, t.dest, t.reliable)
             });
             match (target, self.proxy.static_route) {
                 (Some((u, None, _)), _) => {
@@ -307,7 +322,12 @@ impl Core {
             max_forwards: mf - 1,
             src_nat,
             dest_nat,
+            cluster_route,
+            attempt: 0,
         };
+        if let Some((aor, contact)) = cluster_aor {
+            self.track_cluster_try(id, aor, contact, fwd.clone());
+        }
         // Last, once nothing else refuses it: the caller's PASSporT (`[identity] verify`), so a
         // token is spent in the replay cache only by the request that goes on.
         if let Some(name) = self.caller_claim(msg) {
@@ -328,7 +348,10 @@ impl Core {
     ) {
         let (src, dest, reliable) = (fwd.src, fwd.dest, fwd.reliable);
         let Some(method) = msg.method() else { return };
-        let branch = self.branch_for(msg);
+        let mut branch = self.branch_for(msg);
+        if fwd.attempt > 0 {
+            branch.push_str(&format!(".{}", fwd.attempt));
+        }
         let (me, proto) = self.sent_by(dest, reliable);
         let via = format!("SIP/2.0/{proto} {me};branch={branch}");
         // §16.6 step 4 / RFC 3261 §26.2: a Record-Route names the transport of the leg it faces.
@@ -363,6 +386,8 @@ impl Core {
         };
         let mut prepend = vec![("Via", via.as_str())];
         prepend.extend(record_routes.iter().map(|rr| ("Record-Route", rr.as_str())));
+        // To another node's phone: its Route first, so that node delivers it down the flow.
+        prepend.extend(fwd.cluster_route.as_deref().map(|r| ("Route", r)));
         let mut wire = Vec::with_capacity(data.len() + 200);
         // RFC 3325 §5: an asserted identity counts only from a trusted source, and we assert
         // nothing for a request we did not authenticate, so no phone takes it for a local one.
@@ -493,6 +518,10 @@ impl Core {
         };
         if code == 100 {
             return; // §16.7 step 5: 100 is not forwarded.
+        }
+        // RFC 5626 §5.3: the node holding the binding lost its flow; another binding may do.
+        if code == 430 && self.retry_after_flow_failed(sid, now) {
+            return;
         }
         if self.proxy.timer_c.contains_key(&sid) {
             if code < 200 {
@@ -663,10 +692,14 @@ impl Core {
                 if let Some(cid) = self.proxy.forwards.remove(&id) {
                     self.proxy.back.remove(&cid);
                 }
-                if let Some(sid) = self.proxy.back.remove(&id) {
+                // A branch that ended after a retry replaced it leaves the retry's mapping.
+                if let Some(sid) = self.proxy.back.remove(&id)
+                    && self.proxy.forwards.get(&sid) == Some(&id)
+                {
                     self.proxy.forwards.remove(&sid);
                 }
                 self.proxy.server_req.remove(&id);
+                self.cluster.forget(id);
             }
         }
     }
@@ -679,6 +712,11 @@ impl Core {
     /// connection whose handshake proved an on-chain identity). Outsiders cannot use sipd to
     /// reach arbitrary addresses (issue 13 item 7).
     fn may_relay(&self, src: SocketAddr, dest: SocketAddr) -> bool {
+        // A node link carries only what we route there ourselves (another node's binding, a
+        // flow token): the node at the other end trusts it without a challenge.
+        if self.is_node_link(dest) {
+            return false;
+        }
         Some(dest) == self.proxy.static_route
             || self.registrar.location.knows_address(dest)
             || self.flows.peers.contains_key(&dest)

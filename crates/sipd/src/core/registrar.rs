@@ -19,7 +19,7 @@ use super::{Core, Need, socket_of};
 use crate::config::{AuthMode, Config, LocationBackend};
 use crate::location::{
     Binding, Change, ContactChange, Location, RegisterAnswer, RegisterRefused, RegisterWrite,
-    StoredBinding,
+    RemoteFlow, StoredBinding,
 };
 
 /// The registrar's state: the bindings and the `[registrar]` policy.
@@ -310,6 +310,7 @@ impl Core {
                     flow,
                     contact_addr,
                     nat,
+                    remote: None,
                 },
             );
         }
@@ -482,7 +483,16 @@ impl Core {
                     .flow_token
                     .as_deref()
                     .is_some_and(super::flows::is_udp_token);
-                let flow = r.flow_token.as_deref().filter(|_| !udp_flow).map(|t| {
+                let stream_token = r.flow_token.as_deref().filter(|_| !udp_flow);
+                // In a cluster, another member's stream binding is reached through that member
+                // (its flow token travels with the request); outside one it is unreachable here.
+                let remote = stream_token
+                    .filter(|_| r.node_id != node && self.cluster.is_member(&r.node_id))
+                    .map(|t| RemoteFlow {
+                        node: r.node_id.clone(),
+                        token: t.to_owned(),
+                    });
+                let flow = stream_token.filter(|_| remote.is_none()).map(|t| {
                     if r.node_id == node {
                         self.flows.flow_by_token(t)
                     } else {
@@ -502,14 +512,15 @@ impl Core {
                     cseq: r.cseq,
                     q: r.q,
                     source: r.received,
-                    reliable: flow.is_some(),
+                    reliable: flow.is_some() || remote.is_some(),
                     flow,
                     contact_addr: match flow {
                         Some(_) => None,
-                        None if udp_flow => None,
+                        None if udp_flow || remote.is_some() => None,
                         None => SipUri::parse(&r.contact).ok().and_then(|u| socket_of(&u)),
                     },
                     nat,
+                    remote,
                 }
             })
             .collect();

@@ -46,6 +46,19 @@ pub struct Binding {
     /// The client registered from behind a NAT (or asked for RFC 5626 outbound): `[relay] mode =
     /// "nat"` relays its calls.
     pub nat: bool,
+    /// The binding's connection is held by another node of the cluster (`[cluster]`): requests
+    /// for it go to that node over a node link, with its flow token (RFC 5626, RFC 3327 Path).
+    pub remote: Option<RemoteFlow>,
+}
+
+/// A flow on another cluster node: the node that holds the phone's connection, and that
+/// connection's flow token as the node minted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteFlow {
+    /// The owning node (`node_id` column).
+    pub node: String,
+    /// Its flow token (`flow_token` column).
+    pub token: String,
 }
 
 impl Binding {
@@ -457,6 +470,7 @@ mod tests {
             flow: None,
             contact_addr: Some("127.0.0.1:2".parse().unwrap()),
             nat: false,
+            remote: None,
         };
         l.insert("a@d", mk("sip:1", 10, 500));
         l.insert("a@d", mk("sip:2", 20, 1000));

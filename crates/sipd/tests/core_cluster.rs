@@ -1,0 +1,368 @@
+//! Two nodes of one domain (`[cluster]`, docs/sipd.md "Cluster") driven in simulated time: two
+//! cores on one throwaway PostgreSQL `location`, wired by a node link as the shell wires them
+//! (a stream connection the core knows as a link to the other node), messages carried between
+//! them by the test. A call from a phone on node 1 to a phone whose connection node 2 holds
+//! goes over the link and down that phone's own connection; its dialog crosses the link both
+//! ways; a flow node 2 lost answers 430 and node 1 tries the next binding; nobody outside the
+//! cluster may send what a node sends.
+
+mod sim;
+
+use std::net::SocketAddr;
+
+use chaincall_sip::message::Message;
+use chaincall_sipd::config::Listen;
+use chaincall_sipd::core::{StreamKind, Transport};
+use chaincall_testkit::postgres::Postgres;
+use sim::{DOMAIN, Sim, answer, config, config_on, headers, peer, register};
+
+/// Node 1's and node 2's node-link listeners.
+fn link_addr(n: u8) -> SocketAddr {
+    SocketAddr::from(([198, 51, 100, n], 5070))
+}
+
+/// Where each node sees the link from the other: node 1 opened it to node 2's listener, and
+/// node 2 sees it coming from node 1's ephemeral port.
+const ON_1: fn() -> SocketAddr = || link_addr(2);
+const ON_2: fn() -> SocketAddr = || SocketAddr::from(([198, 51, 100, 1], 40_001));
+
+/// A core for node `n` of a two-node cluster on `pg`, SIP on 203.0.113.`n`:5060.
+fn node(pg: &Postgres, n: u8) -> Sim {
+    let mut cfg = config_on(config(), pg);
+    let other = 3 - n;
+    cfg.listen = vec![Listen::udp(SocketAddr::from(([203, 0, 113, n], 5060)))];
+    cfg.location.node_id = format!("node-{n}");
+    // Every request reads the table: what the other node wrote is seen at once.
+    cfg.location.cache = std::time::Duration::ZERO;
+    cfg.cluster.listen = Some(link_addr(n));
+    // The core never reads the secret (the shell's TLS does); the section must name it.
+    cfg.cluster.secret_file = Some("cluster.secret".into());
+    cfg.cluster
+        .nodes
+        .insert(format!("node-{other}"), link_addr(other));
+    Sim::with_store(&cfg)
+}
+
+/// Two nodes with the link between them up, alice (a TCP phone at `peer(1)`) registered on
+/// node 1 and bob (a TCP phone at `peer(5)`, whose Contact claims `peer(6)`) on node 2.
+fn cluster(pg: &Postgres) -> (Sim, Sim) {
+    let (mut n1, mut n2) = (node(pg, 1), node(pg, 2));
+    for (s, at, other) in [(&mut n1, ON_1(), "node-2"), (&mut n2, ON_2(), "node-1")] {
+        s.core.set_stream_peer(at, Some(StreamKind::Tls));
+        s.core.set_stream_node(at, Some(other.into()));
+        s.drain();
+    }
+    sim::register_over_tcp(&mut n1, "alice", peer(1), peer(1));
+    sim::register_over_tcp(&mut n2, "bob", peer(5), peer(6));
+    (n1, n2)
+}
+
+/// Everything node 1 sent over the link to node 2, delivered there in order.
+fn carry_12(n1: &mut Sim, n2: &mut Sim) -> Vec<Vec<u8>> {
+    carry(n1, ON_1(), n2, ON_2())
+}
+
+/// Everything node 2 sent over the link to node 1, delivered there in order.
+fn carry_21(n2: &mut Sim, n1: &mut Sim) -> Vec<Vec<u8>> {
+    carry(n2, ON_2(), n1, ON_1())
+}
+
+fn carry(from: &mut Sim, out: SocketAddr, to: &mut Sim, arrive: SocketAddr) -> Vec<Vec<u8>> {
+    let msgs = from.take_to(out);
+    for m in &msgs {
+        to.deliver_on(arrive, std::str::from_utf8(m).unwrap(), Transport::Stream);
+    }
+    msgs
+}
+
+/// The one request among `msgs` (the rest are responses).
+fn the_request(msgs: Vec<Vec<u8>>) -> Vec<u8> {
+    let mut reqs: Vec<Vec<u8>> = msgs
+        .into_iter()
+        .filter(|m| !m.starts_with(b"SIP/2.0 "))
+        .collect();
+    assert_eq!(reqs.len(), 1);
+    reqs.remove(0)
+}
+
+/// The statuses among `msgs`.
+fn statuses(msgs: &[Vec<u8>]) -> Vec<u16> {
+    msgs.iter()
+        .filter(|m| m.starts_with(b"SIP/2.0 "))
+        .map(|m| sim::status(m))
+        .collect()
+}
+
+/// An initial INVITE from `caller` (a TCP phone at `src`) to `callee`.
+fn invite(caller: &str, src: SocketAddr, callee: &str, call_id: &str) -> String {
+    sim::invite(caller, src, callee, call_id, "").replace("SIP/2.0/UDP", "SIP/2.0/TCP")
+}
+
+/// An in-dialog BYE over TCP from `src` with `routes`.
+fn bye(
+    ruri: &str,
+    src: SocketAddr,
+    from: &str,
+    to: &str,
+    call_id: &str,
+    routes: &[String],
+) -> String {
+    let refs: Vec<&String> = routes.iter().collect();
+    sim::bye(
+        ruri,
+        src,
+        from,
+        to,
+        call_id,
+        &refs,
+        &format!("{call_id}-{from}-bye"),
+    )
+    .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
+}
+
+/// bob's BYE (from his connection at `peer(5)`) of the call `caller` placed as `call_id`, to
+/// `ruri`, with the route set `rr` in record order (the callee's, §12.1.2): his tag is
+/// `bob-tag`, the caller's `f-CALL_ID`.
+fn bye_of_bob(ruri: &str, caller: &str, call_id: &str, rr: &[String]) -> String {
+    bye(ruri, peer(5), "bob", caller, call_id, rr)
+        .replace(&format!("tag=f-{call_id}"), "tag=bob-tag")
+        .replace(&format!("tag={caller}-tag"), &format!("tag=f-{call_id}"))
+}
+
+#[test]
+fn a_call_to_a_phone_on_the_other_node_goes_down_its_connection_and_the_dialog_crosses_back() {
+    let Some(pg) = Postgres::start() else { return };
+    let (mut n1, mut n2) = cluster(&pg);
+    let (alice, bob, bob_claims) = (peer(1), peer(5), peer(6));
+
+    n1.deliver_on(
+        alice,
+        &invite("alice", alice, "bob", "x1"),
+        Transport::Stream,
+    );
+    let fwd = the_request(carry_12(&mut n1, &mut n2));
+    // Node 1 names node 2's link address with bob's flow token, as node 2 minted it.
+    let route = headers(&fwd, "Route");
+    assert_eq!(route.len(), 1, "{route:?}");
+    assert!(
+        route[0].contains(&format!("@{};lr", link_addr(2))),
+        "{route:?}"
+    );
+    // Node 2 delivers it down bob's own connection (never to the address his Contact names),
+    // with its Route popped.
+    let at_bob = n2.one_to(bob);
+    assert!(n2.take_to(bob_claims).is_empty());
+    let m = Message::parse(&at_bob).unwrap();
+    assert_eq!(m.method().map(|m| m.as_str()), Some("INVITE"));
+    assert!(headers(&at_bob, "Route").is_empty());
+    // Both nodes record-routed both of their legs, each with its flow token.
+    let rr = headers(&at_bob, "Record-Route");
+    assert_eq!(rr.len(), 4, "{rr:?}");
+    assert!(rr.iter().all(|r| r.contains('@')), "{rr:?}");
+
+    // bob answers; the 200 goes back over the link to alice.
+    n2.deliver_on(
+        bob,
+        &answer(&at_bob, 200, "OK", "bob-tag"),
+        Transport::Stream,
+    );
+    assert_eq!(statuses(&carry_21(&mut n2, &mut n1)), [100, 200]);
+    assert_eq!(n1.statuses_to(alice), [100, 200]);
+
+    // bob hangs up (route set in record order): node 2 → the link → node 1 → alice's connection.
+    let bob_bye = bye_of_bob(
+        &format!("sip:alice@{alice};transport=tcp"),
+        "alice",
+        "x1",
+        &rr,
+    );
+    n2.deliver_on(bob, &bob_bye, Transport::Stream);
+    carry_21(&mut n2, &mut n1);
+    let at_alice = n1.one_to(alice);
+    assert!(
+        at_alice.starts_with(b"BYE "),
+        "{}",
+        String::from_utf8_lossy(&at_alice)
+    );
+    // alice's 200 to the BYE goes back the same way to bob.
+    n1.deliver_on(alice, &answer(&at_alice, 200, "OK", "x"), Transport::Stream);
+    assert_eq!(statuses(&carry_12(&mut n1, &mut n2)), [200]);
+    assert_eq!(n2.statuses_to(bob), [200]);
+
+    // alice's BYE of a second call (route set reversed, §12.1.2) crosses the other way.
+    let reversed: Vec<String> = rr.iter().rev().cloned().collect();
+    let alice_bye = bye(
+        &format!("sip:bob@{bob_claims};transport=tcp"),
+        alice,
+        "alice",
+        "bob",
+        "x1",
+        &reversed,
+    );
+    n1.deliver_on(alice, &alice_bye, Transport::Stream);
+    carry_12(&mut n1, &mut n2);
+    assert!(n2.one_to(bob).starts_with(b"BYE "));
+}
+
+#[test]
+fn a_flow_the_owner_lost_answers_430_and_the_next_binding_is_tried() {
+    let Some(pg) = Postgres::start() else { return };
+    let (mut n1, mut n2) = cluster(&pg);
+    let (alice, bob, bob_udp) = (peer(1), peer(5), peer(7));
+    // bob's second device, over UDP, less preferred.
+    n1.deliver(
+        bob_udp,
+        &register(
+            "bob",
+            bob_udp,
+            "reg-bob-udp",
+            1,
+            &[&format!("<sip:bob@{bob_udp}>;q=0.5")],
+            "Expires: 600\r\n",
+        ),
+    );
+    assert_eq!(n1.status_to(bob_udp), 200);
+    // bob's connection to node 2 drops; his row stays until he registers again or it expires.
+    n2.disconnect(bob);
+
+    n1.deliver_on(
+        alice,
+        &invite("alice", alice, "bob", "x2"),
+        Transport::Stream,
+    );
+    carry_12(&mut n1, &mut n2);
+    assert!(n2.take_to(bob).is_empty());
+    assert_eq!(statuses(&carry_21(&mut n2, &mut n1)), [100, 430]);
+    // Node 1 tries bob's other binding: alice sees no 430.
+    let at_udp = n1.one_to(bob_udp);
+    assert!(
+        at_udp.starts_with(b"INVITE "),
+        "{}",
+        String::from_utf8_lossy(&at_udp)
+    );
+    assert!(headers(&at_udp, "Route").is_empty());
+    assert_eq!(n1.statuses_to(alice), [100]);
+    n1.deliver(bob_udp, &answer(&at_udp, 200, "OK", "bob-udp-tag"));
+    assert_eq!(n1.statuses_to(alice), [200]);
+}
+
+#[test]
+fn what_a_node_sends_is_refused_from_anyone_else_and_a_node_link_reaches_flows_only() {
+    let Some(pg) = Postgres::start() else { return };
+    let (mut n1, mut n2) = cluster(&pg);
+    let (alice, bob, mallory) = (peer(1), peer(5), peer(9));
+    n1.deliver_on(
+        alice,
+        &invite("alice", alice, "bob", "x3"),
+        Transport::Stream,
+    );
+    let fwd = n1.one_to(ON_1());
+
+    // The very request node 1 forwarded, token and all, from a connection that is no node link.
+    n2.connect(mallory);
+    let forged = String::from_utf8(fwd.clone()).unwrap();
+    n2.deliver_on(mallory, &forged, Transport::Stream);
+    let refused = n2.take_to(mallory);
+    assert_eq!(sim::status(refused.last().unwrap()), 403);
+    assert!(
+        headers(refused.last().unwrap(), "Server").len() == 1
+            && String::from_utf8_lossy(refused.last().unwrap()).contains("not a cluster node")
+    );
+    assert!(n2.take_to(bob).is_empty(), "nothing reaches bob");
+
+    // Nor may anyone use node 1 to reach node 2's link address: that link carries only what
+    // node 1 routes there itself.
+    let (mallory_1, foreign) = (peer(10), "sip:m@elsewhere.example");
+    let via_link = format!(
+        "OPTIONS sip:bob@{at} SIP/2.0\r\nVia: SIP/2.0/UDP {mallory_1};branch=z9hG4bK-m1\r\n\
+         Max-Forwards: 70\r\nRoute: <sip:{at};lr>\r\nFrom: <{foreign}>;tag=m\r\n\
+         To: <sip:bob@{DOMAIN}>\r\nCall-ID: m1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        at = link_addr(2)
+    );
+    n1.deliver(mallory_1, &via_link);
+    assert_eq!(n1.statuses_to(mallory_1), [403]);
+    assert!(n1.take_to(ON_1()).is_empty(), "nothing crosses the link");
+
+    // On the link itself, a request naming no flow (node 2 would route it by the location and
+    // could bounce it back) and a REGISTER are refused.
+    let no_flow = sim::invite("alice", ON_2(), "bob", "x4", "");
+    n2.deliver_on(ON_2(), &no_flow, Transport::Stream);
+    let reg = register(
+        "mallory",
+        ON_2(),
+        "reg-m",
+        1,
+        &[&format!("<sip:m@{}>", ON_2())],
+        "",
+    );
+    n2.deliver_on(ON_2(), &reg, Transport::Stream);
+    let got: Vec<u16> = n2.take_to(ON_2()).iter().map(|b| sim::status(b)).collect();
+    assert_eq!(
+        got.iter()
+            .filter(|c| **c >= 200)
+            .copied()
+            .collect::<Vec<_>>(),
+        [403, 403]
+    );
+    assert!(n2.take_to(bob).is_empty());
+}
+
+/// alice's node loses her connection and she registers on the other node (a new Contact: her
+/// phone reconnected from a new port): a call to her through her old node goes to her new one,
+/// not to the stale binding, which stays in the table until it expires.
+#[test]
+fn a_phone_that_moved_to_the_other_node_is_reached_there_from_its_old_one() {
+    let Some(pg) = Postgres::start() else { return };
+    let (mut n1, mut n2) = cluster(&pg);
+    let (alice, bob, alice_again) = (peer(1), peer(5), peer(11));
+    n1.disconnect(alice);
+    sim::register_over_tcp(&mut n2, "alice", alice_again, alice_again);
+    assert_eq!(sim_rows(&n1, "alice"), ["node-1", "node-2"]);
+
+    // bob moves to node 1 too, and calls alice there (a second later: node 1 read alice's
+    // bindings when she registered, and reads them again once that is older than cache_secs).
+    sim::register_over_tcp(&mut n1, "bob", bob, bob);
+    n1.advance(std::time::Duration::from_secs(1));
+    n1.deliver_on(bob, &invite("bob", bob, "alice", "x5"), Transport::Stream);
+    carry_12(&mut n1, &mut n2);
+    let at_alice = n2.one_to(alice_again);
+    assert!(at_alice.starts_with(b"INVITE "));
+    assert_eq!(n1.statuses_to(bob), [100]);
+}
+
+/// The `node_id` of each of `user`'s rows, in order.
+fn sim_rows(s: &Sim, user: &str) -> Vec<String> {
+    let store = s.store.as_ref().expect("a PostgreSQL sim");
+    store
+        .rt
+        .block_on(
+            sqlx::query_scalar("SELECT node_id FROM location WHERE username = $1 ORDER BY node_id")
+                .bind(user)
+                .fetch_all(store.location.pool()),
+        )
+        .expect("the table reads")
+}
+
+/// alice calls over UDP (her leg of the dialog carries no flow token): bob's BYE still crosses
+/// back over the link and reaches her.
+#[test]
+fn a_dialog_with_a_udp_phone_crosses_back_by_its_record_route() {
+    let Some(pg) = Postgres::start() else { return };
+    let (mut n1, mut n2) = cluster(&pg);
+    let (carol, bob) = (peer(3), peer(5));
+    n1.deliver(carol, &sim::invite("carol", carol, "bob", "x6", ""));
+    carry_12(&mut n1, &mut n2);
+    let at_bob = n2.one_to(bob);
+    let rr = headers(&at_bob, "Record-Route");
+    n2.deliver_on(
+        bob,
+        &answer(&at_bob, 200, "OK", "bob-tag"),
+        Transport::Stream,
+    );
+    carry_21(&mut n2, &mut n1);
+    assert_eq!(n1.statuses_to(carol), [100, 200]);
+    let bob_bye = bye_of_bob(&format!("sip:carol@{carol}"), "carol", "x6", &rr);
+    n2.deliver_on(bob, &bob_bye, Transport::Stream);
+    carry_21(&mut n2, &mut n1);
+    assert!(n1.one_to(carol).starts_with(b"BYE "));
+}
