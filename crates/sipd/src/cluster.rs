@@ -82,8 +82,10 @@ impl ClusterConfig {
             ));
         }
         for (id, addr) in &self.nodes {
-            if id.is_empty() || id.len() > 64 {
-                return bad(format!("node id {id:?} must be 1 to 64 characters"));
+            if !crate::config::valid_node_id(id) {
+                return bad(format!(
+                    "node id {id:?} must be 1 to 64 letters, digits, '.', '_' or '-'"
+                ));
             }
             if addr.port() == 0 || addr.ip().is_unspecified() {
                 return bad(format!(

@@ -871,9 +871,11 @@ impl Section for LocationConfig {
                 "location: backend = \"postgres\" needs database = \"postgres://…\"".into(),
             ));
         }
-        if self.node_id.is_empty() || self.node_id.len() > 64 || self.cache_entries == 0 {
+        if !valid_node_id(&self.node_id) || self.cache_entries == 0 {
             return Err(ConfigError::Invalid(
-                "location: node_id must be 1 to 64 characters and cache_entries > 0".into(),
+                "location: node_id must be 1 to 64 letters, digits, '.', '_' or '-', and \
+                 cache_entries > 0"
+                    .into(),
             ));
         }
         Ok(())
@@ -1050,6 +1052,16 @@ impl Config {
     }
 }
 
+/// A node id (`[location] node_id`, the keys of `[cluster] nodes`): 1 to 64 letters, digits,
+/// `.`, `_` or `-`. It is stored with every binding and, in a cluster, bound into the link PSKs
+/// with separators it can never contain.
+pub fn valid_node_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1094,6 +1106,16 @@ mod tests {
             LocationBackend::Memory,
             "no database needed"
         );
+    }
+
+    #[test]
+    fn a_node_id_holds_only_what_a_link_psk_can_bind_unambiguously() {
+        for bad in ["", "node\\u0000one", "node one", "nöde", &"n".repeat(65)] {
+            let e = parse(&format!("[location]\nnode_id = \"{bad}\"\n")).unwrap_err();
+            assert!(e.to_string().contains("node_id must be"), "{bad:?}: {e}");
+        }
+        let c = parse("[location]\nnode_id = \"eu-west.node_2\"\n").unwrap();
+        assert_eq!(c.location.node_id, "eu-west.node_2");
     }
 
     #[test]
