@@ -4,8 +4,10 @@
 //! A link is a stream connection whose TLS-PSK handshake proved a *domain's* on-chain key (the
 //! shell's [`crate::link`] opens ours; a peer's arrives on our `tls:` listener). The core knows
 //! it by the identity the handshake recorded ([`Core::set_stream_identity`]): a domain name, where
-//! a phone's is a number. So the link is a flow like any other: responses go back over it, and
-//! our Record-Route facing it carries its flow token, which keeps in-dialog requests on it.
+//! a phone's is a number. So the link is a flow like any other: responses go back over it. Our
+//! Record-Route facing it carries a *link token* naming the peer domain, not the connection
+//! (`Flows::link_token`), so a dialog's in-dialog requests take whichever link to that domain is
+//! up when they come: a dialog outlives a link that drops and reconnects.
 //!
 //! Egress: an initial request for a peer's domain, or for a number under a peer's `numbers`
 //! prefixes at ours, from one of our users with a From in our domain, goes over the newest live
@@ -75,26 +77,6 @@ pub(super) enum PeerRoute {
 }
 
 impl Core {
-    /// The domain a stream connection's handshake proved, if it proved a domain (a link).
-    fn link_domain(&self, src: SocketAddr) -> Option<&str> {
-        self.flows
-            .identities
-            .get(&src)
-            .map(String::as_str)
-            .filter(|id| !id.starts_with('+'))
-    }
-
-    /// The newest live link whose handshake proved `domain`.
-    fn link_to(&self, domain: &str) -> Option<SocketAddr> {
-        self.flows
-            .identities
-            .iter()
-            .filter(|(_, id)| id.eq_ignore_ascii_case(domain))
-            .filter_map(|(a, _)| self.flows.peers.get(a).map(|(_, f)| (*f, *a)))
-            .max()
-            .map(|(_, a)| a)
-    }
-
     /// Checks a request arriving on a link before anything else handles it (`Err`: the status
     /// and reason it is refused with). Not from a link: `Ok`. `follows_us`: its route is our own
     /// Record-Route (a flow token of ours), i.e. an in-dialog request we routed.
@@ -106,7 +88,7 @@ impl Core {
         next_route: Option<&str>,
         follows_us: bool,
     ) -> Result<(), (u16, &'static str)> {
-        let Some(domain) = self.link_domain(src) else {
+        let Some(domain) = self.flows.link_of(src) else {
             return Ok(());
         };
         let method = msg.method();
@@ -194,7 +176,7 @@ impl Core {
             warn!(%src, peer = %domain, local_user, from_ours, "request for a peer domain not from one of our users: refused");
             return PeerRoute::Refuse(403, "Forbidden (relaying denied)");
         }
-        match self.link_to(domain) {
+        match self.flows.link_to(domain) {
             Some(dest) => PeerRoute::Link { dest, ruri },
             None => {
                 info!(peer = %domain, "no link to the peer domain is up: 503");
