@@ -154,7 +154,12 @@ impl Link {
         })
         .await
         .map_err(|e| LinkError::Resolve(format!("key look-up task: {e}")))?
-        .map_err(LinkError::Key)?;
+        .map_err(|e| {
+            // Not cached for `key_cache_secs`: a peer published (or approved) after we started
+            // links at the next attempt, not an hour later.
+            self.me.directory.forget(&self.peer);
+            LinkError::Key(e)
+        })?;
         let (tcp, remote) = self.tcp().await?;
         let timeout = self.me.handshake.handshake_timeout;
         match connect_with_handshake(tcp, initiator, timeout, &self.me.tls).await {
