@@ -6,7 +6,8 @@
 //! verifies her PASSporT and MIKEY itself. Attacks: a link proving a key not on chain for the
 //! domain it claims, a link of a revoked domain, and a link speaking for the other domain's
 //! subscribers are refused; neither sipd's logs nor metrics show a media key. A link lost when
-//! the peer's sipd restarts comes back by itself.
+//! the peer's sipd restarts comes back by itself. A link whose peer domain is revoked while it
+//! is up is closed within the re-check interval, and calls to that domain are refused.
 
 mod common;
 
@@ -224,6 +225,8 @@ impl Trapezoid {
             peer.into(),
             PeerConfig {
                 numbers: vec![prefix.into()],
+                // The peer's key re-read every second while the link is up (default 60 s).
+                recheck: Duration::from_secs(1),
                 ..PeerConfig::new(peer_addr.to_string())
             },
         );
@@ -480,7 +483,7 @@ async fn a_link_proving_a_key_not_on_chain_or_revoked_is_refused() {
     let mut good = t.link_as_a(t.a_key());
     good.connect().await.unwrap();
     // ...until the keystore's owner revokes a.example: b.example reads the chain at each
-    // handshake and refuses a new one (a link up already keeps its TLS session).
+    // handshake and refuses a new one (a link up is closed by its next key re-check).
     t.chain
         .revoke_client(
             t.contract,
@@ -603,6 +606,66 @@ async fn the_link_comes_back_after_the_peer_sipd_restarts_and_calls_cross_it_aga
         logs.text()
             .contains("cached PSK refused; running the handshake"),
         "the link tried its cached PSK first"
+    );
+    for p in [alice, bob] {
+        p.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_whose_peer_domain_is_revoked_while_up_is_closed_and_calls_to_it_refused() {
+    let logs = Logs::capture();
+    let t = Trapezoid::start().await;
+    let keylog = t.dir.path().join("srtp.keylog");
+    let (alice, mut alice_ev) = t.phone(&t.a, ALICE, &keylog).await;
+    let (bob, mut bob_ev) = t.phone(&t.b, BOB, &keylog).await;
+    call((&alice, &mut alice_ev), &mut bob_ev, BOB).await;
+
+    // The keystore's owner revokes b.example while a.example's link to it is up (its TLS
+    // session would live on: the chain is read at the handshake). a.example re-reads the key
+    // every second (`recheck_secs`) and closes the link.
+    t.chain
+        .revoke_client(
+            t.contract,
+            &dev_signer(0),
+            ClientId::of(&IdentityName::parse(B).unwrap()),
+        )
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while t.a.metrics.peer_links_key_lost.get() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a.example kept its link to the revoked b.example:\n{}",
+            t.a.metrics.render()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        t.a.metrics
+            .render()
+            .contains("sipd_peer_links_key_lost_total 1"),
+        "{}",
+        t.a.metrics.render()
+    );
+    let warned = logs.text();
+    assert!(
+        warned.lines().any(|l| l.contains("WARN")
+            && l.contains("peer=b.example")
+            && l.contains("closing the link")),
+        "no WARN naming b.example:\n{warned}"
+    );
+
+    // A new call to bob is refused by a.example, saying why (it never left a.example).
+    alice.call(&PhoneNumber::parse(BOB).unwrap()).await.unwrap();
+    let PhoneEvent::Refused { reason: err, .. } =
+        wait_for(&mut alice_ev, |e| matches!(e, PhoneEvent::Refused { .. })).await
+    else {
+        unreachable!()
+    };
+    assert!(
+        err.contains("503") && err.contains("peer domain key revoked"),
+        "{err}"
     );
     for p in [alice, bob] {
         p.shutdown().await;

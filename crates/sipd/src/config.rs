@@ -324,16 +324,30 @@ pub struct PeerConfig {
     /// our domain goes to the peer.
     #[serde(default)]
     pub numbers: Vec<String>,
+    /// How often a link that is up re-reads the peer's key on chain (`recheck_secs`, at least
+    /// 1; also when the link's PSK expires): a key revoked or changed since the handshake closes
+    /// the link. Default 60 s.
+    #[serde(
+        rename = "recheck_secs",
+        default = "peer_recheck",
+        deserialize_with = "secs"
+    )]
+    pub recheck: Duration,
 }
 
 impl PeerConfig {
-    /// A peer at `addr` (`HOST:PORT`) with no number prefixes.
+    /// A peer at `addr` (`HOST:PORT`) with no number prefixes, its key re-checked every 60 s.
     pub fn new(addr: impl Into<String>) -> Self {
         PeerConfig {
             addr: addr.into(),
             numbers: Vec::new(),
+            recheck: peer_recheck(),
         }
     }
+}
+
+fn peer_recheck() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn checked_peers<'de, D: Deserializer<'de>>(
@@ -358,6 +372,9 @@ fn check_peers(peers: &BTreeMap<String, PeerConfig>) -> Result<(), ConfigError> 
             .map(|(h, p)| (h, p.parse::<u16>()));
         if !matches!(port, Some((h, Ok(p))) if !h.is_empty() && p != 0) {
             return Err(bad(format!("addr {:?} is not HOST:PORT", peer.addr)));
+        }
+        if peer.recheck < Duration::from_secs(1) {
+            return Err(bad("recheck_secs must be at least 1".into()));
         }
         for n in &peer.numbers {
             let digits = n.strip_prefix('+').unwrap_or("");
@@ -1220,8 +1237,11 @@ mod tests {
             PeerConfig {
                 addr: "sip.b.example:5061".into(),
                 numbers: vec!["+1555050".into()],
+                recheck: Duration::from_secs(60),
             }
         );
+        let c = parse(&format!("{peers}recheck_secs = 5\n")).unwrap();
+        assert_eq!(c.peers["b.example"].recheck, Duration::from_secs(5));
         let e = parse(peers).unwrap().validate().unwrap_err().to_string();
         assert!(e.contains("[tls_psk]"), "{e}");
         for (bad, says) in [
@@ -1234,6 +1254,10 @@ mod tests {
                 "number prefix",
             ),
             ("[peers.\"b.example\"]\nadr = \"h:1\"\n", "adr"),
+            (
+                "[peers.\"b.example\"]\naddr = \"h:1\"\nrecheck_secs = 0\n",
+                "at least 1",
+            ),
         ] {
             let e = parse(bad).unwrap_err().to_string();
             assert!(e.contains(says), "{bad}: {e}");

@@ -10,13 +10,22 @@
 //! the connection is served like any stream connection (`StreamSink::serve_link` in the server), with
 //! RFC 5626 CRLF keep-alives so neither end idles it out, and reopened with back-off when it
 //! closes or fails. Nothing here logs key material; refusals name the peer and the reason.
+//!
+//! While a link is up it re-reads the peer's key on chain every `[peers."DOMAIN"] recheck_secs`
+//! and when its PSK expires, off the event loop (the directory blocks). A key revoked or changed
+//! since the handshake closes the link at once, with every other connection proving that domain,
+//! and cuts the domain off in the core ([`crate::core::Core::peer_key_lost`]); the cached PSK is
+//! dropped, so the link only comes back through a handshake that proves the domain's key anew.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chaincall_handshake::{Established, HandshakeConfig, Initiator, LocalIdentity, Protocol};
-use chaincall_identity::{DomainName, IdentityKey, IdentityName, KeyDirectory};
+use chaincall_identity::{
+    DirectoryError, DomainName, IdentityKey, IdentityName, KeyDirectory, KeyStatus,
+    PublicIdentityKey,
+};
 use chaincall_tls_psk::{TlsPskClient, TlsPskError, TlsPskStream, connect_with_handshake};
 use tokio::net::TcpStream;
 use tracing::{info, warn};
@@ -29,6 +38,9 @@ use crate::tls::TlsSetupError;
 pub const MIN_BACKOFF: Duration = Duration::from_millis(200);
 /// The longest wait between attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How often a link that is up re-reads the peer's key on chain, unless `[peers."DOMAIN"]
+/// recheck_secs` says otherwise.
+pub const RECHECK: Duration = Duration::from_secs(60);
 /// How often a link sends a CRLF keep-alive (RFC 5626 §3.5.1), well inside `[limits]
 /// tcp_idle_secs`' default of 300 s on either end.
 pub const KEEPALIVE: Duration = Duration::from_secs(30);
@@ -99,6 +111,8 @@ pub struct Link {
     me: LinkIdentity,
     /// The last handshake's result, reused for reconnects while its PSK lives.
     cached: Option<Established>,
+    /// How often the peer's key is re-read while the link is up.
+    recheck: Duration,
 }
 
 impl Link {
@@ -109,7 +123,15 @@ impl Link {
             addr,
             me,
             cached: None,
+            recheck: RECHECK,
         }
+    }
+
+    /// Re-reads the peer's key every `every` (at least 1 s) while the link is up, instead of
+    /// [`RECHECK`].
+    pub fn recheck_every(mut self, every: Duration) -> Self {
+        self.recheck = every.max(Duration::from_secs(1));
+        self
     }
 
     /// The peer's name.
@@ -206,6 +228,8 @@ impl Link {
     /// failure wait ([`MIN_BACKOFF`] doubling to [`MAX_BACKOFF`]) and connect again.
     pub async fn run(mut self, sink: StreamSink) {
         let mut backoff = MIN_BACKOFF;
+        // The peer's key was found revoked or changed, and no handshake has proved it since.
+        let mut cut_off = false;
         loop {
             let attempt = tokio::select! {
                 r = self.connect() => r,
@@ -215,9 +239,41 @@ impl Link {
                 Ok((tls, remote)) => {
                     backoff = MIN_BACKOFF;
                     info!(peer = %self.peer, %remote, "sipd-to-sipd link up");
-                    sink.serve_link(tls, remote, self.peer.to_string(), KEEPALIVE)
-                        .await;
-                    info!(peer = %self.peer, %remote, "sipd-to-sipd link closed; reconnecting");
+                    if cut_off {
+                        // No cached PSK since: this connection's handshake read the key anew.
+                        cut_off = false;
+                        sink.peer_key_proved(self.peer.to_string()).await;
+                    }
+                    let Some(proved) = self.cached.as_ref() else {
+                        continue;
+                    };
+                    let watch = key_lost(
+                        self.me.directory.clone(),
+                        self.peer.clone(),
+                        proved.peer_key.clone(),
+                        proved.expires_at(),
+                        self.recheck,
+                    );
+                    let serve = sink.serve_link(tls, remote, self.peer.to_string(), KEEPALIVE);
+                    tokio::pin!(serve);
+                    let lost = tokio::select! {
+                        _ = &mut serve => None,
+                        why = watch => Some(why),
+                    };
+                    match lost {
+                        None => {
+                            info!(peer = %self.peer, %remote, "sipd-to-sipd link closed; reconnecting")
+                        }
+                        Some(why) => {
+                            warn!(peer = %self.peer, %remote, why, "the peer domain's on-chain key is no longer the one the link proved: closing the link");
+                            sink.metrics().peer_links_key_lost.inc();
+                            // Only a new handshake, which reads the key again, reopens it.
+                            self.cached = None;
+                            cut_off = true;
+                            sink.peer_key_lost(self.peer.to_string()).await;
+                            serve.await;
+                        }
+                    }
                 }
                 Err(e) => {
                     warn!(peer = %self.peer, addr = %self.addr, reason = %chaincall_io::ErrorChain(&e), "sipd-to-sipd link not opened");
@@ -228,6 +284,56 @@ impl Link {
                 _ = sink.closed() => return,
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+/// Waits until `peer`'s key on chain is no longer `proved` and says how: read every `every` and
+/// when the PSK expires (`psk_expires`), on a blocking thread, past the directory's cache. A
+/// directory that cannot answer (node down) keeps the link: an outage is not a revocation.
+async fn key_lost(
+    directory: Arc<dyn KeyDirectory + Send + Sync>,
+    peer: IdentityName,
+    proved: PublicIdentityKey,
+    psk_expires: Instant,
+    every: Duration,
+) -> &'static str {
+    let mut renewal = Some(psk_expires);
+    loop {
+        let tick = Instant::now() + every;
+        // The PSK's expiry, when it comes first, is a re-check of its own: the PSK is renewed
+        // (the key read again by a handshake) only when the link reconnects.
+        let at = match renewal.take() {
+            Some(r) if r < tick => r,
+            r => {
+                renewal = r;
+                tick
+            }
+        };
+        tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+        let (dir, name) = (directory.clone(), peer.clone());
+        let read = tokio::task::spawn_blocking(move || {
+            dir.forget(&name);
+            dir.lookup(&name)
+        })
+        .await;
+        let entry = match read {
+            Ok(Ok(entry)) => entry,
+            Ok(Err(DirectoryError::NotApproved { .. })) => return "not approved in the keystore",
+            Ok(Err(e)) => {
+                warn!(%peer, reason = %chaincall_io::ErrorChain(&e), "cannot re-check the peer domain's key; the link stays up");
+                continue;
+            }
+            Err(e) => {
+                warn!(%peer, error = %e, "key re-check task failed; the link stays up");
+                continue;
+            }
+        };
+        match (entry.status, entry.key) {
+            (KeyStatus::Approved, Some(key)) if key == proved => {}
+            (KeyStatus::Approved, _) => return "its key changed on chain",
+            (KeyStatus::Revoked, _) => return "its key was revoked on chain",
+            _ => return "not approved in the keystore",
         }
     }
 }

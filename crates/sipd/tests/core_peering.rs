@@ -233,6 +233,48 @@ fn a_dialog_over_a_link_survives_the_link_reconnecting() {
 }
 
 #[test]
+fn a_peer_whose_key_was_lost_is_cut_off_until_its_key_is_proved_again() {
+    let mut s = Sim::new(&peering());
+    let (alice, link) = (peer(1), peer(9));
+    connect_as(&mut s, alice, ALICE);
+    connect_as(&mut s, link, PEER);
+    // The shell's link found b.example's key revoked: the core names the connections to close.
+    assert_eq!(s.core.peer_key_lost(PEER), [link]);
+    // Until they are closed, nothing goes to b.example and nothing it sends is taken.
+    s.deliver_on(
+        alice,
+        &invite(&bob_uri(), alice, &alice_uri(), "call-k1"),
+        Transport::Stream,
+    );
+    let got = s.take_to(alice);
+    let last = got.last().unwrap();
+    assert_eq!(sim::status(last), 503);
+    assert!(
+        String::from_utf8_lossy(last).contains("peer domain key revoked"),
+        "{}",
+        String::from_utf8_lossy(last)
+    );
+    s.deliver_on(
+        link,
+        &invite(&alice_uri(), link, &bob_uri(), "call-k2"),
+        Transport::Stream,
+    );
+    let got = s.take_to(link);
+    assert_eq!(sim::status(got.last().unwrap()), 403);
+    assert!(String::from_utf8_lossy(got.last().unwrap()).contains("peer domain key revoked"));
+    assert!(s.take_to(alice).is_empty(), "alice's phone never rang");
+
+    // A new handshake of our link proved b.example's key: calls go to it again.
+    s.core.peer_key_proved(PEER);
+    s.deliver_on(
+        alice,
+        &invite(&bob_uri(), alice, &alice_uri(), "call-k3"),
+        Transport::Stream,
+    );
+    assert!(s.one_to(link).starts_with(b"INVITE "));
+}
+
+#[test]
 fn a_number_under_a_peer_prefix_goes_to_the_peer_with_its_domain_in_the_request_uri() {
     let mut s = Sim::new(&peering());
     let (alice, link) = (peer(1), peer(9));

@@ -9,7 +9,7 @@
 //! Contact it asserts, and its leg of a dialog carries a UDP flow token in our Record-Route. UDP
 //! tokens are stateless (the address under an HMAC, RFC 5626 §5.2), so nothing is kept per source.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
 use chaincall_sip::header::{Contact, Via};
@@ -33,6 +33,10 @@ pub(super) struct Flows {
     pub(super) peers: HashMap<SocketAddr, (StreamKind, FlowId)>,
     /// The on-chain identity each TLS-PSK connection authenticated as (its handshake peer).
     pub(super) identities: HashMap<SocketAddr, String>,
+    /// Peer domains whose on-chain key a link of ours found revoked or changed since its
+    /// handshake: no connection proving them is used or listened to until a new handshake of
+    /// our link proves their key again.
+    pub(super) lost_keys: HashSet<String>,
     /// Live flows (stream connections) → their peer address.
     by_id: HashMap<FlowId, SocketAddr>,
     /// The next flow id (never reused).
@@ -58,6 +62,7 @@ impl Flows {
         Flows {
             peers: HashMap::new(),
             identities: HashMap::new(),
+            lost_keys: HashSet::new(),
             by_id: HashMap::new(),
             next: 1,
             tokens: FlowTokens::new(flow_key(secret, b"chaincall-sipd flow token key")),
@@ -119,8 +124,12 @@ impl Flows {
             .filter(|id| !id.starts_with('+'))
     }
 
-    /// The newest live connection whose handshake proved `domain` (a link to it, ours or its).
+    /// The newest live connection whose handshake proved `domain` (a link to it, ours or its);
+    /// none while its key is lost.
     pub(super) fn link_to(&self, domain: &str) -> Option<SocketAddr> {
+        if self.lost_keys.contains(domain) {
+            return None;
+        }
         self.identities
             .iter()
             .filter(|(_, id)| id.eq_ignore_ascii_case(domain))

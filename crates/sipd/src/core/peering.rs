@@ -13,6 +13,11 @@
 //! prefixes at ours, from one of our users with a From in our domain, goes over the newest live
 //! link to that peer (503 while none is up). Ingress: a link may only speak for its own domain's
 //! users, only to ours, and only if its domain is one we peer with (403 otherwise).
+//!
+//! A peer whose on-chain key our link found revoked or changed while it was up
+//! ([`Core::peer_key_lost`], the shell's link re-checks it) is cut off: its connections are
+//! closed, nothing is routed to it (503) and nothing it sends is taken (403), until our link's
+//! next handshake proves its key again ([`Core::peer_key_proved`]).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -77,6 +82,27 @@ pub(super) enum PeerRoute {
 }
 
 impl Core {
+    /// The peer `domain`'s on-chain key was revoked or changed since our link's handshake proved
+    /// it: its requests are refused and nothing goes to it from now on. Returns the connections
+    /// that proved `domain`, for the shell to close.
+    pub fn peer_key_lost(&mut self, domain: &str) -> Vec<SocketAddr> {
+        let domain = domain.to_ascii_lowercase();
+        let conns = self
+            .flows
+            .identities
+            .iter()
+            .filter(|(_, id)| id.eq_ignore_ascii_case(&domain))
+            .map(|(a, _)| *a)
+            .collect();
+        self.flows.lost_keys.insert(domain);
+        conns
+    }
+
+    /// Our link's handshake proved `domain`'s on-chain key afresh: it is a peer like before.
+    pub fn peer_key_proved(&mut self, domain: &str) {
+        self.flows.lost_keys.remove(&domain.to_ascii_lowercase());
+    }
+
     /// Checks a request arriving on a link before anything else handles it (`Err`: the status
     /// and reason it is refused with). Not from a link: `Ok`. `follows_us`: its route is our own
     /// Record-Route (a flow token of ours), i.e. an in-dialog request we routed.
@@ -104,6 +130,12 @@ impl Core {
         };
         if !self.peering.peers.contains_key(domain) {
             return refuse("not a peer domain", (403, "Forbidden (not a peer domain)"));
+        }
+        if self.flows.lost_keys.contains(domain) {
+            return refuse(
+                "the domain's on-chain key was revoked or changed",
+                (403, "Forbidden (peer domain key revoked)"),
+            );
         }
         if method == Some(Method::Register) {
             return refuse(
@@ -175,6 +207,10 @@ impl Core {
             self.metrics.relay_refused.inc();
             warn!(%src, peer = %domain, local_user, from_ours, "request for a peer domain not from one of our users: refused");
             return PeerRoute::Refuse(403, "Forbidden (relaying denied)");
+        }
+        if self.flows.lost_keys.contains(domain) {
+            info!(peer = %domain, "the peer domain's on-chain key was revoked or changed: 503");
+            return PeerRoute::Refuse(503, "Service Unavailable (peer domain key revoked)");
         }
         match self.flows.link_to(domain) {
             Some(dest) => PeerRoute::Link { dest, ruri },
