@@ -698,7 +698,16 @@ impl Server {
                 (Some(me), Ok(name)) => {
                     let link =
                         Link::new(name, peer.addr.clone(), me.clone()).recheck_every(peer.recheck);
-                    tasks.push(tokio::spawn(link.run(sink.clone())));
+                    let link = match peer.srv {
+                        true => link.by_srv(peer.dns_server),
+                        false => Ok(link),
+                    };
+                    match link {
+                        Ok(link) => tasks.push(tokio::spawn(link.run(sink.clone()))),
+                        Err(e) => {
+                            error!(peer = %domain, reason = %chaincall_io::ErrorChain(&e), "the peer is not linked")
+                        }
+                    }
                 }
                 _ => warn!(peer = %domain, "no link identity: the peer is not linked"),
             }
