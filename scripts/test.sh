@@ -8,6 +8,7 @@
 #            secsipidx (the STIR/SHAKEN tool the PASSporT interop tests run),
 #            libnet-smpp-perl (the SMS centre the wallet's one-time-code tests send SMPP to),
 #            rtpengine-daemon (the media relay), iptables + iproute2 (the namespace test network),
+#            dnsmasq-base (the DNS server on 127.0.0.1 the sipd-to-sipd DNS SRV test asks),
 #            libopus-dev (Opus, linked through pkg-config by the media crate),
 #            libasound2-dev (ALSA, for cpal in the audio-device crate; its tests use ALSA's
 #            file/null plugins, no sound card), linphone-cli (linphonec, the ZRTP interop peer),
@@ -40,6 +41,7 @@ $sudo apt-get install -y -q --no-install-recommends \
   linphone-cli \
   perl libnet-smpp-perl \
   rtpengine-daemon iptables iproute2 \
+  dnsmasq-base \
   tmux espeak-ng
 # rtpengine-daemon's postinst enables and starts a system rtpengine (kernel table 0, NG on
 # localhost:2223). The tests start their own in the foreground (--config-file=none, their own

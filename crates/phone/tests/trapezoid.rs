@@ -6,7 +6,10 @@
 //! verifies her PASSporT and MIKEY itself. Attacks: a link proving a key not on chain for the
 //! domain it claims, a link of a revoked domain, and a link speaking for the other domain's
 //! subscribers are refused; neither sipd's logs nor metrics show a media key. A link lost when
-//! the peer's sipd restarts comes back by itself.
+//! the peer's sipd restarts comes back by itself. A link whose peer domain is revoked while it
+//! is up is closed within the re-check interval, and calls to that domain are refused. A peer
+//! found by DNS SRV (a real dnsmasq on 127.0.0.1) is linked, and a name without records is a
+//! clear error.
 
 mod common;
 
@@ -114,6 +117,13 @@ impl Trapezoid {
     /// The keystore with both domains' keys approved, and both sipds running and linked to each
     /// other (a.example serves the numbers under +1555040, b.example those under +1555050).
     async fn start() -> Trapezoid {
+        let loopback = |p| SocketAddr::from(([127, 0, 0, 1], p));
+        Self::start_with(loopback(chaincall_testkit::free_tcp_port()), None).await
+    }
+
+    /// [`Trapezoid::start`] with b.example's sipd on `b_addr`, and a.example finding it by DNS
+    /// SRV asking `srv` (`[peers."b.example"] srv = true, dns_server`) when set.
+    async fn start_with(b_addr: SocketAddr, srv: Option<SocketAddr>) -> Trapezoid {
         let chain = Arc::new(EmbeddedChain::default());
         let contract = deploy_test_keystore(&*chain).await.unwrap();
         let genesis = chain.block_header(0).await.unwrap().hash_slow();
@@ -126,13 +136,9 @@ impl Trapezoid {
             a: unstarted(),
             b: unstarted(),
         };
-        let loopback = |p| SocketAddr::from(([127, 0, 0, 1], p));
-        let (a_addr, b_addr) = (
-            loopback(chaincall_testkit::free_tcp_port()),
-            loopback(chaincall_testkit::free_tcp_port()),
-        );
-        t.a = t.domain(A, a_addr, (B, b_addr, "+1555050")).await;
-        t.b = t.domain(B, b_addr, (A, a_addr, "+1555040")).await;
+        let a_addr = SocketAddr::from(([127, 0, 0, 1], chaincall_testkit::free_tcp_port()));
+        t.a = t.domain(A, a_addr, (B, b_addr, "+1555050"), srv).await;
+        t.b = t.domain(B, b_addr, (A, a_addr, "+1555040"), None).await;
         // Both links up (each sipd: its own link out and the other's in) before any phone.
         t.links_up(2).await;
         t
@@ -193,12 +199,14 @@ impl Trapezoid {
     }
 
     /// Publishes `name`'s key and runs its sipd on `addr`, peering with `peer` (its domain,
-    /// address and number prefix). b.example verifies callers' PASSporTs (`mark`).
+    /// address and number prefix; found by DNS SRV asking `srv` instead of the address when set).
+    /// b.example verifies callers' PASSporTs (`mark`).
     async fn domain(
         &self,
         name: &'static str,
         addr: SocketAddr,
         (peer, peer_addr, prefix): (&str, SocketAddr, &str),
+        srv: Option<SocketAddr>,
     ) -> Domain {
         let key = IdentityKey::generate();
         self.add(name, &key).await;
@@ -224,7 +232,14 @@ impl Trapezoid {
             peer.into(),
             PeerConfig {
                 numbers: vec![prefix.into()],
-                ..PeerConfig::new(peer_addr.to_string())
+                // The peer's key re-read every second while the link is up (default 60 s).
+                recheck: Duration::from_secs(1),
+                srv: srv.is_some(),
+                dns_server: srv,
+                ..PeerConfig::new(match srv {
+                    Some(_) => String::new(),
+                    None => peer_addr.to_string(),
+                })
             },
         );
         let mut domain = Domain {
@@ -481,7 +496,7 @@ async fn a_link_proving_a_key_not_on_chain_or_revoked_is_refused() {
     let mut good = t.link_as_a(t.a_key());
     good.connect().await.unwrap();
     // ...until the keystore's owner revokes a.example: b.example reads the chain at each
-    // handshake and refuses a new one (a link up already keeps its TLS session).
+    // handshake and refuses a new one (a link up is closed by its next key re-check).
     t.chain
         .revoke_client(
             t.contract,
@@ -605,6 +620,173 @@ async fn the_link_comes_back_after_the_peer_sipd_restarts_and_calls_cross_it_aga
             .contains("cached PSK refused; running the handshake"),
         "the link tried its cached PSK first"
     );
+    for p in [alice, bob] {
+        p.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_whose_peer_domain_is_revoked_while_up_is_closed_and_calls_to_it_refused() {
+    let logs = Logs::capture();
+    let t = Trapezoid::start().await;
+    let keylog = t.dir.path().join("srtp.keylog");
+    let (alice, mut alice_ev) = t.phone(&t.a, ALICE, &keylog).await;
+    let (bob, mut bob_ev) = t.phone(&t.b, BOB, &keylog).await;
+    call((&alice, &mut alice_ev), &mut bob_ev, BOB).await;
+
+    // The keystore's owner revokes b.example while a.example's link to it is up (its TLS
+    // session would live on: the chain is read at the handshake). a.example re-reads the key
+    // every second (`recheck_secs`) and closes the link.
+    t.chain
+        .revoke_client(
+            t.contract,
+            &dev_signer(0),
+            ClientId::of(&IdentityName::parse(B).unwrap()),
+        )
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while t.a.metrics.peer_links_key_lost.get() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a.example kept its link to the revoked b.example:\n{}",
+            t.a.metrics.render()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        t.a.metrics
+            .render()
+            .contains("sipd_peer_links_key_lost_total 1"),
+        "{}",
+        t.a.metrics.render()
+    );
+    let warned = logs.text();
+    assert!(
+        warned.lines().any(|l| l.contains("WARN")
+            && l.contains("peer=b.example")
+            && l.contains("closing the link")),
+        "no WARN naming b.example:\n{warned}"
+    );
+
+    // A new call to bob is refused by a.example, saying why (it never left a.example).
+    alice.call(&PhoneNumber::parse(BOB).unwrap()).await.unwrap();
+    let PhoneEvent::Refused { reason: err, .. } =
+        wait_for(&mut alice_ev, |e| matches!(e, PhoneEvent::Refused { .. })).await
+    else {
+        unreachable!()
+    };
+    assert!(
+        err.contains("503") && err.contains("peer domain key revoked"),
+        "{err}"
+    );
+    for p in [alice, bob] {
+        p.shutdown().await;
+    }
+}
+
+/// dnsmasq on 127.0.0.1 answering only what its `records` options say (no upstream, no hosts
+/// file), until dropped.
+struct Dnsmasq {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts [`Dnsmasq`] once it takes connections; `None` (skipped) without dnsmasq.
+async fn dnsmasq(records: &[String]) -> Option<Dnsmasq> {
+    let bin = chaincall_testkit::peer("dnsmasq")?;
+    let port = chaincall_testkit::free_udp_tcp_port();
+    let child = std::process::Command::new(bin)
+        .args([
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--listen-address=127.0.0.1",
+        ])
+        .arg(format!("--port={port}"))
+        .args(records)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("dnsmasq starts");
+    let dns = Dnsmasq {
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+    };
+    // It serves TCP on the same port once it is ready (a bound on a broken start).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(dns.addr).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "dnsmasq did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Some(dns)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_found_by_dns_srv_is_linked_and_a_name_without_records_is_a_clear_error() {
+    let logs = Logs::capture();
+    // b.example's listener is published only in DNS: `_sips._tcp.b.example` names its host and
+    // port, an A record the host's address.
+    let b_addr = SocketAddr::from(([127, 0, 0, 1], chaincall_testkit::free_tcp_port()));
+    let Some(dns) = dnsmasq(&[
+        format!("--srv-host=_sips._tcp.{B},sipd.{B},{},0,10", b_addr.port()),
+        format!("--host-record=sipd.{B},{}", b_addr.ip()),
+    ])
+    .await
+    else {
+        return;
+    };
+    // a.example's entry for b.example has no address: its own link out is found by SRV (each
+    // sipd then holds two links, its own and the other's, which `start` waits for).
+    let t = Trapezoid::start_with(b_addr, Some(dns.addr)).await;
+    let seen = logs.text();
+    assert!(
+        seen.lines().any(|l| l.contains("found by DNS SRV")
+            && l.contains(&format!("_sips._tcp.{B}."))
+            && l.contains(&b_addr.to_string())),
+        "{seen}"
+    );
+    let keylog = t.dir.path().join("srtp.keylog");
+    let (alice, mut alice_ev) = t.phone(&t.a, ALICE, &keylog).await;
+    let (bob, mut bob_ev) = t.phone(&t.b, BOB, &keylog).await;
+    call((&alice, &mut alice_ev), &mut bob_ev, BOB).await;
+
+    // b.example looking a.example up the same way finds no record: the link is not opened, and
+    // the error names what was asked of which server.
+    let dir = chaincall_sipd::tls::key_directory_on_chain(
+        &t.b.settings,
+        t.chain.clone(),
+        Arc::new(Metrics::default()),
+    )
+    .unwrap();
+    let me = LinkIdentity::new(&t.b.settings, t.b.key.clone(), Arc::new(dir)).unwrap();
+    let err = Link::new(A.parse().unwrap(), String::new(), me)
+        .by_srv(Some(dns.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap_err();
+    let said = err.to_string();
+    assert!(matches!(err, LinkError::Resolve(_)), "{said}");
+    for asked in [
+        format!("_sips._tcp.{A}."),
+        format!("_sip._tcp.{A}."),
+        dns.addr.to_string(),
+    ] {
+        assert!(said.contains(&asked), "{said}");
+    }
     for p in [alice, bob] {
         p.shutdown().await;
     }

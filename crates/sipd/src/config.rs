@@ -321,21 +321,48 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct PeerConfig {
     /// The peer's TLS-PSK listener, `HOST:PORT` (a host name is resolved at each connect).
+    /// Empty with `srv = true`.
+    #[serde(default)]
     pub addr: String,
+    /// Find the peer's listener by DNS SRV (RFC 3263 §4.2) instead of `addr`: `_sips._tcp.DOMAIN`,
+    /// else `_sip._tcp.DOMAIN`, ordered by priority and weight (RFC 2782), then the targets' A
+    /// and AAAA records, each answer reused for its TTL.
+    #[serde(default)]
+    pub srv: bool,
+    /// The DNS server the SRV and address look-ups ask (`dns_server = "IP:PORT"`, with `srv`);
+    /// default: the system's (`/etc/resolv.conf`).
+    #[serde(default)]
+    pub dns_server: Option<SocketAddr>,
     /// E.164 prefixes (`+` and digits) of the numbers the peer serves: a call to one of them at
     /// our domain goes to the peer.
     #[serde(default)]
     pub numbers: Vec<String>,
+    /// How often a link that is up re-reads the peer's key on chain (`recheck_secs`, at least
+    /// 1; also when the link's PSK expires): a key revoked or changed since the handshake closes
+    /// the link. Default 60 s.
+    #[serde(
+        rename = "recheck_secs",
+        default = "peer_recheck",
+        deserialize_with = "secs"
+    )]
+    pub recheck: Duration,
 }
 
 impl PeerConfig {
-    /// A peer at `addr` (`HOST:PORT`) with no number prefixes.
+    /// A peer at `addr` (`HOST:PORT`) with no number prefixes, its key re-checked every 60 s.
     pub fn new(addr: impl Into<String>) -> Self {
         PeerConfig {
             addr: addr.into(),
+            srv: false,
+            dns_server: None,
             numbers: Vec::new(),
+            recheck: peer_recheck(),
         }
     }
+}
+
+fn peer_recheck() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn checked_peers<'de, D: Deserializer<'de>>(
@@ -358,8 +385,19 @@ fn check_peers(peers: &BTreeMap<String, PeerConfig>) -> Result<(), ConfigError> 
             .addr
             .rsplit_once(':')
             .map(|(h, p)| (h, p.parse::<u16>()));
-        if !matches!(port, Some((h, Ok(p))) if !h.is_empty() && p != 0) {
-            return Err(bad(format!("addr {:?} is not HOST:PORT", peer.addr)));
+        match (peer.srv, peer.addr.is_empty()) {
+            (true, false) => return Err(bad("addr and srv = true: give one".into())),
+            (false, true) => return Err(bad("addr HOST:PORT (or srv = true) is needed".into())),
+            (false, false) if !matches!(port, Some((h, Ok(p))) if !h.is_empty() && p != 0) => {
+                return Err(bad(format!("addr {:?} is not HOST:PORT", peer.addr)));
+            }
+            _ => {}
+        }
+        if peer.dns_server.is_some() && !peer.srv {
+            return Err(bad("dns_server is for srv = true".into()));
+        }
+        if peer.recheck < Duration::from_secs(1) {
+            return Err(bad("recheck_secs must be at least 1".into()));
         }
         for n in &peer.numbers {
             let digits = n.strip_prefix('+').unwrap_or("");
@@ -1248,9 +1286,19 @@ mod tests {
             c.peers["b.example"],
             PeerConfig {
                 addr: "sip.b.example:5061".into(),
+                srv: false,
+                dns_server: None,
                 numbers: vec!["+1555050".into()],
+                recheck: Duration::from_secs(60),
             }
         );
+        let c =
+            parse("[peers.\"b.example\"]\nsrv = true\ndns_server = \"127.0.0.1:5353\"\n").unwrap();
+        let b = &c.peers["b.example"];
+        assert!(b.srv && b.addr.is_empty());
+        assert_eq!(b.dns_server, Some("127.0.0.1:5353".parse().unwrap()));
+        let c = parse(&format!("{peers}recheck_secs = 5\n")).unwrap();
+        assert_eq!(c.peers["b.example"].recheck, Duration::from_secs(5));
         let e = parse(peers).unwrap().validate().unwrap_err().to_string();
         assert!(e.contains("[tls_psk]"), "{e}");
         for (bad, says) in [
@@ -1263,6 +1311,19 @@ mod tests {
                 "number prefix",
             ),
             ("[peers.\"b.example\"]\nadr = \"h:1\"\n", "adr"),
+            (
+                "[peers.\"b.example\"]\naddr = \"h:1\"\nrecheck_secs = 0\n",
+                "at least 1",
+            ),
+            ("[peers.\"b.example\"]\nnumbers = []\n", "srv = true"),
+            (
+                "[peers.\"b.example\"]\naddr = \"h:1\"\nsrv = true\n",
+                "give one",
+            ),
+            (
+                "[peers.\"b.example\"]\naddr = \"h:1\"\ndns_server = \"127.0.0.1:53\"\n",
+                "dns_server",
+            ),
         ] {
             let e = parse(bad).unwrap_err().to_string();
             assert!(e.contains(says), "{bad}: {e}");

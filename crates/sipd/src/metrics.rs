@@ -273,6 +273,9 @@ pub struct Metrics {
     /// INVITEs forwarded and not yet answered finally (calls being set up; sipd keeps no
     /// dialog state, so established calls are not counted).
     pub invites_in_progress: Gauge,
+    /// Sipd-to-sipd links closed because the peer domain's on-chain key was revoked or changed
+    /// while they were up (`[peers."DOMAIN"] recheck_secs`).
+    pub peer_links_key_lost: Counter,
 }
 
 impl Metrics {
@@ -424,6 +427,12 @@ impl Metrics {
             "gauge",
             "INVITEs forwarded and not yet answered with a final response.",
             self.invites_in_progress.get().to_string(),
+        );
+        one(
+            "sipd_peer_links_key_lost_total",
+            "counter",
+            "Sipd-to-sipd links closed: the peer domain's on-chain key was revoked or changed.",
+            self.peer_links_key_lost.get().to_string(),
         );
         one(
             "sipd_key_lookup_errors_total",

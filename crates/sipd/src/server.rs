@@ -85,6 +85,14 @@ enum Ev {
     StreamDown {
         peer: SocketAddr,
     },
+    /// A link found the peer domain's on-chain key revoked or changed: close its connections.
+    PeerKeyLost {
+        domain: String,
+    },
+    /// A link's handshake proved the peer domain's key afresh.
+    PeerKeyProved {
+        domain: String,
+    },
     /// A subscriber look-up finished (`None`: it failed or timed out).
     Looked {
         username: String,
@@ -235,6 +243,18 @@ impl StreamSink {
         &self.metrics
     }
 
+    /// Tells the server that `domain`'s on-chain key was revoked or changed since a link's
+    /// handshake proved it: every connection proving `domain` is closed, and the domain is cut
+    /// off until [`StreamSink::peer_key_proved`].
+    pub(crate) async fn peer_key_lost(&self, domain: String) {
+        let _ = self.tx.send(Ev::PeerKeyLost { domain }).await;
+    }
+
+    /// Tells the server that a link's handshake proved `domain`'s on-chain key afresh.
+    pub(crate) async fn peer_key_proved(&self, domain: String) {
+        let _ = self.tx.send(Ev::PeerKeyProved { domain }).await;
+    }
+
     /// Completes when the server this sink feeds has stopped.
     pub async fn closed(&self) {
         self.tx.closed().await;
@@ -317,18 +337,33 @@ async fn serve_stream<S>(
                 },
                 None => orx.recv().await,
             };
-            let Some(b) = next else { break };
+            // An empty write is the server closing the connection (`CLOSE`).
+            let Some(b) = next.filter(|b| !b.is_empty()) else {
+                break;
+            };
             if wr.write_all(&b).await.is_err() {
                 break;
             }
         }
         let _ = wr.shutdown().await;
     });
+    let mut writer = writer;
+    let mut writer_done = false;
     let mut framer = StreamFramer::new(sink.limits);
     let mut buf = vec![0u8; 16 * 1024];
     debug!(%peer, ?kind, "stream connection open");
     loop {
-        let n = match tokio::time::timeout(sink.idle, rd.read(&mut buf)).await {
+        let read = tokio::select! {
+            r = tokio::time::timeout(sink.idle, rd.read(&mut buf)) => r,
+            // The writer ended (closed by the server, or the peer stopped reading): so does the
+            // connection.
+            _ = &mut writer => {
+                writer_done = true;
+                debug!(%peer, "stream writer ended; closing connection");
+                break;
+            }
+        };
+        let n = match read {
             Err(_) => {
                 info!(%peer, "idle stream connection closed");
                 break;
@@ -374,7 +409,9 @@ async fn serve_stream<S>(
     }
     let _ = sink.tx.send(Ev::StreamDown { peer }).await;
     drop(otx);
-    let _ = writer.await;
+    if !writer_done {
+        let _ = writer.await;
+    }
 }
 
 /// A bound, not yet running server.
@@ -741,8 +778,18 @@ impl Server {
         for (domain, peer) in &cfg.peers {
             match (&links, domain.parse()) {
                 (Some(me), Ok(name)) => {
-                    let link = Link::new(name, peer.addr.clone(), me.clone());
-                    tasks.push(tokio::spawn(link.run(sink.clone())));
+                    let link =
+                        Link::new(name, peer.addr.clone(), me.clone()).recheck_every(peer.recheck);
+                    let link = match peer.srv {
+                        true => link.by_srv(peer.dns_server),
+                        false => Ok(link),
+                    };
+                    match link {
+                        Ok(link) => tasks.push(tokio::spawn(link.run(sink.clone()))),
+                        Err(e) => {
+                            error!(peer = %domain, reason = %chaincall_io::ErrorChain(&e), "the peer is not linked")
+                        }
+                    }
                 }
                 _ => warn!(peer = %domain, "no link identity: the peer is not linked"),
             }
@@ -946,6 +993,14 @@ impl Server {
                         core.set_stream_peer(peer, None);
                         streams.remove(&peer);
                     }
+                    Some(Ev::PeerKeyLost { domain }) => {
+                        for conn in core.peer_key_lost(&domain) {
+                            if let Some(s) = streams.get(&conn) {
+                                let _ = s.try_send(CLOSE);
+                            }
+                        }
+                    }
+                    Some(Ev::PeerKeyProved { domain }) => core.peer_key_proved(&domain),
                     Some(Ev::Msg { data, src, transport }) => {
                         core.handle(&data, src, transport, Instant::now(), unix_now());
                     }
@@ -1004,6 +1059,10 @@ impl Server {
         self.sink.clone()
     }
 }
+
+/// What the server writes to a stream connection's writer to close the connection (no message
+/// is empty).
+const CLOSE: Vec<u8> = Vec::new();
 
 /// Sends one transmit of the core: over the destination's stream connection if it has one, else
 /// over the first UDP socket. A full stream writer or a failed send drops the message (SIP

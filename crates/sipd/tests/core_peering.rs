@@ -94,26 +94,33 @@ fn statuses(s: &mut Sim, to: SocketAddr) -> Vec<u16> {
     s.take_to(to).iter().map(|b| sim::status(b)).collect()
 }
 
+/// alice (a TLS-PSK phone at `alice`) calls bob at b.example with the link at `link` up; returns
+/// the INVITE as it went over the link.
+fn call_to_bob(s: &mut Sim, alice: SocketAddr, link: SocketAddr, call_id: &str) -> Vec<u8> {
+    connect_as(s, alice, ALICE);
+    connect_as(s, link, PEER);
+    s.deliver_on(
+        alice,
+        &invite(&bob_uri(), alice, &alice_uri(), call_id),
+        Transport::Stream,
+    );
+    s.one_to(link)
+}
+
 #[test]
 fn a_call_to_a_peer_domain_goes_over_its_link_and_its_dialog_crosses_the_same_link_both_ways() {
     let mut s = Sim::new(&peering());
     let (alice, link) = (peer(1), peer(9));
-    connect_as(&mut s, alice, ALICE);
-    connect_as(&mut s, link, PEER);
-
-    s.deliver_on(
-        alice,
-        &invite(&bob_uri(), alice, &alice_uri(), "call-p1"),
-        Transport::Stream,
-    );
-    let fwd = s.one_to(link);
+    let fwd = call_to_bob(&mut s, alice, link, "call-p1");
     let m = Message::parse(&fwd).unwrap();
     assert_eq!(m.request_uri(), Some(bob_uri().as_str()));
     assert!(m.top_via().unwrap().transport.eq_ignore_ascii_case("TLS"));
-    // Both legs are flows: each Record-Route carries its connection's token, so in-dialog
-    // requests come back over the link and over alice's connection.
+    // Both legs are flows: each Record-Route carries a token, so in-dialog requests come back
+    // over a link to b.example (the one facing it names the domain: a link token) and over
+    // alice's connection.
     let rr = headers(&fwd, "Record-Route");
     assert_eq!(rr.len(), 2, "{rr:?}");
+    assert!(rr[0].contains("<sip:p"), "{rr:?}");
     assert!(
         rr.iter()
             .all(|r| r.contains('@') && r.contains("transport=tls")),
@@ -148,6 +155,123 @@ fn a_call_to_a_peer_domain_goes_over_its_link_and_its_dialog_crosses_the_same_li
     );
     s.deliver_on(link, &bye_back, Transport::Stream);
     assert!(s.one_to(alice).starts_with(b"BYE "));
+}
+
+#[test]
+fn a_dialog_over_a_link_survives_the_link_reconnecting() {
+    let mut s = Sim::new(&peering());
+    let (alice, link) = (peer(1), peer(9));
+    let fwd = call_to_bob(&mut s, alice, link, "call-r1");
+    s.deliver_on(link, &answer(&fwd, 200, "OK", "bob-tag"), Transport::Stream);
+    assert_eq!(statuses(&mut s, alice), [100, 200]);
+    let rr = headers(&fwd, "Record-Route");
+    let bye = |cseq| {
+        request(
+            "BYE",
+            &format!("sip:{BOB}@192.0.2.77:5061;transport=tls"),
+            alice,
+            (&alice_uri(), &bob_uri(), Some("bob-tag")),
+            "call-r1",
+            cseq,
+            &[&rr[1], &rr[0]],
+        )
+    };
+
+    // The link's connection drops: while no link to b.example is up, alice's BYE has no flow to
+    // take (430, RFC 5626 §5.3).
+    s.core.set_stream_peer(link, None);
+    s.drain();
+    s.deliver_on(alice, &bye(2), Transport::Stream);
+    assert_eq!(statuses(&mut s, alice), [430]);
+
+    // The link comes back as a new connection (another port, another flow): the dialog's
+    // Record-Route named the peer domain, so alice's BYE takes the new link and its 200 comes
+    // back to her.
+    let relinked = peer(10);
+    connect_as(&mut s, relinked, PEER);
+    s.deliver_on(alice, &bye(3), Transport::Stream);
+    let fwd_bye = s.one_to(relinked);
+    assert!(fwd_bye.starts_with(b"BYE "));
+    assert!(s.take_to(link).is_empty(), "never the dead connection");
+    s.deliver_on(
+        relinked,
+        &answer(&fwd_bye, 200, "OK", "bob-tag"),
+        Transport::Stream,
+    );
+    assert_eq!(statuses(&mut s, alice), [200]);
+    // And bob's BYE, arriving on the new link with the route set in record order, reaches
+    // alice.
+    let bye_back = request(
+        "BYE",
+        &format!("sip:x@{alice};transport=tls"),
+        relinked,
+        (&bob_uri(), &alice_uri(), Some("f-call-r1")),
+        "call-r1",
+        4,
+        &[&rr[0], &rr[1]],
+    );
+    s.deliver_on(relinked, &bye_back, Transport::Stream);
+    assert!(s.one_to(alice).starts_with(b"BYE "));
+
+    // The link token names b.example under this sipd's key: another domain's name in its place
+    // is a forgery (403), not a route to that domain.
+    let forged = rr[0].replacen("@", "00@", 1);
+    s.deliver_on(
+        alice,
+        &request(
+            "BYE",
+            &format!("sip:{BOB}@192.0.2.77:5061;transport=tls"),
+            alice,
+            (&alice_uri(), &bob_uri(), Some("bob-tag")),
+            "call-r1",
+            5,
+            &[&rr[1], &forged],
+        ),
+        Transport::Stream,
+    );
+    assert_eq!(statuses(&mut s, alice), [403]);
+}
+
+#[test]
+fn a_peer_whose_key_was_lost_is_cut_off_until_its_key_is_proved_again() {
+    let mut s = Sim::new(&peering());
+    let (alice, link) = (peer(1), peer(9));
+    connect_as(&mut s, alice, ALICE);
+    connect_as(&mut s, link, PEER);
+    // The shell's link found b.example's key revoked: the core names the connections to close.
+    assert_eq!(s.core.peer_key_lost(PEER), [link]);
+    // Until they are closed, nothing goes to b.example and nothing it sends is taken.
+    s.deliver_on(
+        alice,
+        &invite(&bob_uri(), alice, &alice_uri(), "call-k1"),
+        Transport::Stream,
+    );
+    let got = s.take_to(alice);
+    let last = got.last().unwrap();
+    assert_eq!(sim::status(last), 503);
+    assert!(
+        String::from_utf8_lossy(last).contains("peer domain key revoked"),
+        "{}",
+        String::from_utf8_lossy(last)
+    );
+    s.deliver_on(
+        link,
+        &invite(&alice_uri(), link, &bob_uri(), "call-k2"),
+        Transport::Stream,
+    );
+    let got = s.take_to(link);
+    assert_eq!(sim::status(got.last().unwrap()), 403);
+    assert!(String::from_utf8_lossy(got.last().unwrap()).contains("peer domain key revoked"));
+    assert!(s.take_to(alice).is_empty(), "alice's phone never rang");
+
+    // A new handshake of our link proved b.example's key: calls go to it again.
+    s.core.peer_key_proved(PEER);
+    s.deliver_on(
+        alice,
+        &invite(&bob_uri(), alice, &alice_uri(), "call-k3"),
+        Transport::Stream,
+    );
+    assert!(s.one_to(link).starts_with(b"INVITE "));
 }
 
 #[test]

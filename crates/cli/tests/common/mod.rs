@@ -182,7 +182,7 @@ pub(crate) struct Net {
     pub(crate) sipd_tcp_port: u16,
     pub(crate) _anvil: AnvilProcess,
     pub(crate) _wallet: Service,
-    pub(crate) _sipd: Service,
+    pub(crate) sipd: Service,
 }
 
 impl Net {
@@ -413,6 +413,11 @@ pub(crate) fn network() -> Option<Net> {
 
 /// The network with the wallet server's `[numbers]` section and extra files in its folder.
 pub(crate) fn network_with(numbers: &str, files: &[(&str, &str)]) -> Option<Net> {
+    network_inner(numbers, files, "")
+}
+
+/// [`network_with`], `sipd_extra` appended to sipd's configuration (e.g. its `[peers]`).
+fn network_inner(numbers: &str, files: &[(&str, &str)], sipd_extra: &str) -> Option<Net> {
     let anvil = chaincall_testkit::peer("anvil")?;
     let node = AnvilProcess::spawn(&anvil, chaincall_testkit::free_tcp_port(), &[]).unwrap();
     let rpc = node.url();
@@ -508,7 +513,7 @@ trust = "provider"
 # Longer than any test: a phone that rotated its key must get in although sipd cached the old
 # one (a handshake that fails to prove the cached key drops it; the phone tries once more).
 key_cache_secs = 3600
-"#,
+{sipd_extra}"#,
             sip_db = d.join("sip.db").display(),
             key = d.join("sipd-identity.key").display(),
         ),
@@ -525,8 +530,111 @@ key_cache_secs = 3600
         dir,
         _anvil: node,
         _wallet: wallet,
-        _sipd: sipd,
+        sipd,
     })
+}
+
+/// bob's domain in [`two_domains`]: a second sipd process, its own identity on chain.
+pub(crate) const PEER_DOMAIN: &str = "peer.chaincall.test";
+
+/// The trapezoid (docs/trapezoid.md) as an operator runs it: [`network`]'s sipd for
+/// [`SIP_DOMAIN`] and a second `chaincall sipd serve` process for [`PEER_DOMAIN`] (its own
+/// folder, configuration and key file, its identity published with `keystore publish-server`),
+/// each listing the other in `[peers]` (alice's number at the first, bob's at the second), both
+/// sipd-to-sipd links up. The second verifies callers' PASSporTs (`[identity] verify = "mark"`)
+/// and registers its phones by their TLS-PSK identity (`[auth] mode = "none"`).
+pub(crate) struct TwoDomains {
+    pub(crate) net: Net,
+    pub(crate) peer_port: u16,
+    pub(crate) peer_sipd: Service,
+}
+
+/// [`TwoDomains`] on a new anvil; `None` (skipped) without anvil.
+pub(crate) fn two_domains() -> Option<TwoDomains> {
+    let peer_port = chaincall_testkit::free_tcp_port();
+    let peer_of = |domain: &str, port: u16, number: &str| {
+        format!("[peers.\"{domain}\"]\naddr = \"127.0.0.1:{port}\"\nnumbers = [\"{number}\"]\n")
+    };
+    let mut net = network_inner(ASSIGNED, &[], &peer_of(PEER_DOMAIN, peer_port, BOB))?;
+    let d = net.path("peer");
+    std::fs::create_dir_all(&d).unwrap();
+    write_private(
+        &d.join("operator.key"),
+        &hex::encode(dev_signer(0).to_bytes()),
+    );
+    let out = ok(chaincall()
+        .current_dir(&d)
+        .args(["keystore", "publish-server", "--rpc", &net.rpc])
+        .args(["--contract", &net.contract, "--domain", PEER_DOMAIN])
+        .args(["--identity-key-file", "sipd-identity.key"])
+        .args(["--key-file", "operator.key"]));
+    assert!(out.contains(&format!("published {PEER_DOMAIN}")), "{out}");
+    std::fs::write(
+        d.join("sipd.toml"),
+        format!(
+            r#"listen = ["tls:127.0.0.1:{peer_port}"]
+domain = "{PEER_DOMAIN}"
+metrics_listen = ""
+[auth]
+mode = "none"
+[identity]
+verify = "mark"
+[tls_psk]
+identity = "{PEER_DOMAIN}"
+key_file = "sipd-identity.key"
+rpc_url = "{rpc}"
+contract = "{contract}"
+# anvil's: the PASSporTs' `info` names it.
+chain_id = 31337
+trust = "provider"
+{peer}"#,
+            rpc = net.rpc,
+            contract = net.contract,
+            peer = peer_of(SIP_DOMAIN, net.sipd_port, ALICE),
+        ),
+    )
+    .unwrap();
+    let mut peer_sipd = Service::serve(&d, "sipd", "sipd running");
+    // Each sipd's own link to the other (the first one's may be in its back-off: it started
+    // alone).
+    let up = Duration::from_secs(30);
+    peer_sipd.wait_for("sipd-to-sipd link up", up);
+    net.sipd.wait_for("sipd-to-sipd link up", up);
+    Some(TwoDomains {
+        net,
+        peer_port,
+        peer_sipd,
+    })
+}
+
+impl TwoDomains {
+    /// Moves the phone of `number` in `home` to [`PEER_DOMAIN`]: its `[sip]` section names the
+    /// second sipd, and the first forgets the SIP account the wallet server gave it there (else
+    /// the first sipd takes a call from the number at the other domain for a spoof of its own
+    /// subscriber's, rightly).
+    pub(crate) fn move_to_peer(&self, home: &Path, number: &str) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let url = format!("sqlite://{}", self.net.path("sip.db").display());
+        let deleted = runtime.block_on(async {
+            let pool = chaincall_wallet::db::connect(&url).await.unwrap();
+            chaincall_wallet::subscriber::SubscriberTable::new(pool)
+                .delete(number, SIP_DOMAIN)
+                .await
+                .unwrap()
+        });
+        assert!(deleted, "{number} had a SIP account at {SIP_DOMAIN}");
+        let config = std::fs::read_to_string(home.join("phone.toml")).unwrap();
+        let config = config
+            .replace(
+                &format!("addr = \"127.0.0.1:{}\"", self.net.sipd_port),
+                &format!("addr = \"127.0.0.1:{}\"", self.peer_port),
+            )
+            .replace(&format!("\"{SIP_DOMAIN}\""), &format!("\"{PEER_DOMAIN}\""));
+        std::fs::write(home.join("phone.toml"), config).unwrap();
+    }
 }
 
 /// A phone's keys as its key file holds them (what the command would load).

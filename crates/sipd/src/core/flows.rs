@@ -9,7 +9,7 @@
 //! Contact it asserts, and its leg of a dialog carries a UDP flow token in our Record-Route. UDP
 //! tokens are stateless (the address under an HMAC, RFC 5626 §5.2), so nothing is kept per source.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
 use chaincall_sip::header::{Contact, Via};
@@ -35,6 +35,10 @@ pub(super) struct Flows {
     pub(super) identities: HashMap<SocketAddr, String>,
     /// The cluster node at the other end of each node link (`[cluster]`), by its address.
     pub(super) nodes: HashMap<SocketAddr, String>,
+    /// Peer domains whose on-chain key a link of ours found revoked or changed since its
+    /// handshake: no connection proving them is used or listened to until a new handshake of
+    /// our link proves their key again.
+    pub(super) lost_keys: HashSet<String>,
     /// Live flows (stream connections) → their peer address.
     by_id: HashMap<FlowId, SocketAddr>,
     /// The next flow id (never reused).
@@ -61,6 +65,7 @@ impl Flows {
             peers: HashMap::new(),
             identities: HashMap::new(),
             nodes: HashMap::new(),
+            lost_keys: HashSet::new(),
             by_id: HashMap::new(),
             next: 1,
             tokens: FlowTokens::new(flow_key(secret, b"chaincall-sipd flow token key")),
@@ -74,29 +79,81 @@ impl Flows {
     /// The stateless flow token of a UDP flow (the NAT binding `addr`): `u`, the address and
     /// port in hex, then an HMAC tag over them, so a client cannot name another address.
     pub(super) fn udp_token(&self, addr: SocketAddr) -> String {
-        let body = udp_flow_bytes(addr);
-        let mut s = String::from(UDP_TOKEN_PREFIX);
-        s.push_str(&hex::encode(&body));
-        s.push_str(&hex::encode(udp_tag(&self.udp_key, &body)));
-        s
+        self.stateless_token(UDP_TOKEN_PREFIX, UDP_TOKEN_LABEL, &udp_flow_bytes(addr))
     }
 
     /// The address a UDP flow token names, if this process minted it.
     pub(super) fn udp_flow(&self, token: &str) -> Option<SocketAddr> {
-        let bytes = hex::decode(token.strip_prefix(UDP_TOKEN_PREFIX)?).ok()?;
-        let split = bytes.len().checked_sub(UDP_TAG_LEN)?;
-        let (body, tag) = bytes.split_at(split);
-        let addr = udp_flow_addr(body)?;
-        let want = udp_tag(&self.udp_key, body);
-        // Constant time: a forger learns nothing from how long the refusal took.
-        subtle_eq(&want, tag).then_some(addr)
+        udp_flow_addr(&self.stateless_body(token, UDP_TOKEN_PREFIX, UDP_TOKEN_LABEL)?)
     }
 
-    /// The flow token of our Record-Route facing `peer`: its stream connection's, or its UDP
+    /// A stateless token: `prefix`, `body` in hex, then an HMAC tag over `body` under `label`.
+    fn stateless_token(&self, prefix: &str, label: &[u8], body: &[u8]) -> String {
+        let mut s = String::from(prefix);
+        s.push_str(&hex::encode(body));
+        s.push_str(&hex::encode(stateless_tag(&self.udp_key, label, body)));
+        s
+    }
+
+    /// The body of a token [`Flows::stateless_token`] minted with `prefix` and `label`, if its
+    /// tag verifies (compared in constant time: a forger learns nothing from how long the
+    /// refusal took).
+    fn stateless_body(&self, token: &str, prefix: &str, label: &[u8]) -> Option<Vec<u8>> {
+        let mut bytes = hex::decode(token.strip_prefix(prefix)?).ok()?;
+        let split = bytes.len().checked_sub(UDP_TAG_LEN)?;
+        let want = stateless_tag(&self.udp_key, label, &bytes[..split]);
+        subtle_eq(&want, &bytes[split..]).then(|| {
+            bytes.truncate(split);
+            bytes
+        })
+    }
+
+    /// The flow token of our Record-Route facing `peer`: a link token when `peer` is a
+    /// sipd-to-sipd link ([`Flows::link_token`]), else its stream connection's, or its UDP
     /// flow's when `udp_flow` (the leg is a NAT'd or outbound UDP client), else none.
     pub(super) fn leg_token(&self, peer: SocketAddr, udp_flow: bool) -> Option<String> {
-        self.token_of(peer)
+        self.link_of(peer)
+            .map(|domain| self.link_token(domain))
+            .or_else(|| self.token_of(peer))
             .or_else(|| udp_flow.then(|| self.udp_token(peer)))
+    }
+
+    /// The domain a stream connection's handshake proved, if it proved a domain (a sipd-to-sipd
+    /// link; a phone proves a number).
+    pub(super) fn link_of(&self, peer: SocketAddr) -> Option<&str> {
+        self.identities
+            .get(&peer)
+            .map(String::as_str)
+            .filter(|id| !id.starts_with('+'))
+    }
+
+    /// The newest live connection whose handshake proved `domain` (a link to it, ours or its);
+    /// none while its key is lost.
+    pub(super) fn link_to(&self, domain: &str) -> Option<SocketAddr> {
+        if self.lost_keys.contains(domain) {
+            return None;
+        }
+        self.identities
+            .iter()
+            .filter(|(_, id)| id.eq_ignore_ascii_case(domain))
+            .filter_map(|(a, _)| self.peers.get(a).map(|(_, f)| (*f, *a)))
+            .max()
+            .map(|(_, a)| a)
+    }
+
+    /// The token of a dialog leg that crosses a sipd-to-sipd link to `domain`: it names the
+    /// *domain*, not the connection, so the dialog's in-dialog requests take whichever link to
+    /// that domain is up when they come (a link reconnects; a dialog outlives a connection).
+    /// Stateless like a UDP token: `p`, the domain in hex, then an HMAC tag over it.
+    pub(super) fn link_token(&self, domain: &str) -> String {
+        let body = domain.to_ascii_lowercase();
+        self.stateless_token(LINK_TOKEN_PREFIX, LINK_TOKEN_LABEL, body.as_bytes())
+    }
+
+    /// The domain a link token names, if this process minted it.
+    fn link_domain_of(&self, token: &str) -> Option<String> {
+        let body = self.stateless_body(token, LINK_TOKEN_PREFIX, LINK_TOKEN_LABEL)?;
+        String::from_utf8(body).ok()
     }
 
     /// The flow of the stream connection from `peer`, if one is up.
@@ -133,7 +190,8 @@ impl Flows {
     /// it. RFC 5626 §5.3 with one twist for the double Record-Route: the *last* of our Route
     /// values faces the leg the request goes to (the first faces the sender), so its token, if
     /// any, is the destination. Any of our Route values with a user part that is not our token
-    /// is a forgery.
+    /// is a forgery. A link token goes to the link to its domain that is up now (Gone while
+    /// none is).
     pub(super) fn route_flow(
         &self,
         msg: &Message<'_>,
@@ -145,30 +203,25 @@ impl Flows {
                 continue;
             };
             let flow = match u.user {
+                // A UDP flow is the NAT binding itself: nothing to look up, nothing that closes.
                 Some(t) if t.starts_with(UDP_TOKEN_PREFIX) => {
-                    Some(Err(self.udp_flow(t).ok_or(RouteFlowError::Forged)?))
+                    Some(Ok(self.udp_flow(t).ok_or(RouteFlowError::Forged)?))
                 }
-                Some(t) => Some(Ok(self
-                    .tokens
-                    .verify(t)
-                    .map_err(|_| RouteFlowError::Forged)?)),
+                Some(t) if t.starts_with(LINK_TOKEN_PREFIX) => {
+                    let domain = self.link_domain_of(t).ok_or(RouteFlowError::Forged)?;
+                    Some(self.link_to(&domain).ok_or(RouteFlowError::Gone))
+                }
+                Some(t) => {
+                    let f = self.tokens.verify(t).map_err(|_| RouteFlowError::Forged)?;
+                    Some(self.by_id.get(&f).copied().ok_or(RouteFlowError::Gone))
+                }
                 None => None,
             };
             if i + 1 == ours {
                 dest = flow;
             }
         }
-        match dest {
-            None => Ok(None),
-            // A UDP flow is the NAT binding itself: nothing to look up, nothing that closes.
-            Some(Err(addr)) => Ok(Some(addr)),
-            Some(Ok(f)) => self
-                .by_id
-                .get(&f)
-                .copied()
-                .map(Some)
-                .ok_or(RouteFlowError::Gone),
-        }
+        dest.transpose()
     }
 }
 
@@ -277,8 +330,16 @@ fn udp_flow_addr(b: &[u8]) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-fn udp_tag(key: &[u8; 32], body: &[u8]) -> [u8; UDP_TAG_LEN] {
-    let full = hmac_sha256(key, &[b"chaincall-sipd udp flow v1", body]);
+/// What a UDP flow token's tag is computed under.
+const UDP_TOKEN_LABEL: &[u8] = b"chaincall-sipd udp flow v1";
+/// What starts a link token (a dialog leg over a sipd-to-sipd link, [`Flows::link_token`]).
+const LINK_TOKEN_PREFIX: &str = "p";
+/// What a link token's tag is computed under (domain-separated from UDP tokens').
+const LINK_TOKEN_LABEL: &[u8] = b"chaincall-sipd link flow v1";
+
+/// The tag of a stateless token (UDP or link) of `body` under `label`.
+fn stateless_tag(key: &[u8; 32], label: &[u8], body: &[u8]) -> [u8; UDP_TAG_LEN] {
+    let full = hmac_sha256(key, &[label, body]);
     let mut tag = [0; UDP_TAG_LEN];
     tag.copy_from_slice(&full[..UDP_TAG_LEN]);
     tag

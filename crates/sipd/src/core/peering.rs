@@ -4,13 +4,20 @@
 //! A link is a stream connection whose TLS-PSK handshake proved a *domain's* on-chain key (the
 //! shell's [`crate::link`] opens ours; a peer's arrives on our `tls:` listener). The core knows
 //! it by the identity the handshake recorded ([`Core::set_stream_identity`]): a domain name, where
-//! a phone's is a number. So the link is a flow like any other: responses go back over it, and
-//! our Record-Route facing it carries its flow token, which keeps in-dialog requests on it.
+//! a phone's is a number. So the link is a flow like any other: responses go back over it. Our
+//! Record-Route facing it carries a *link token* naming the peer domain, not the connection
+//! (`Flows::link_token`), so a dialog's in-dialog requests take whichever link to that domain is
+//! up when they come: a dialog outlives a link that drops and reconnects.
 //!
 //! Egress: an initial request for a peer's domain, or for a number under a peer's `numbers`
 //! prefixes at ours, from one of our users with a From in our domain, goes over the newest live
 //! link to that peer (503 while none is up). Ingress: a link may only speak for its own domain's
 //! users, only to ours, and only if its domain is one we peer with (403 otherwise).
+//!
+//! A peer whose on-chain key our link found revoked or changed while it was up
+//! ([`Core::peer_key_lost`], the shell's link re-checks it) is cut off: its connections are
+//! closed, nothing is routed to it (503) and nothing it sends is taken (403), until our link's
+//! next handshake proves its key again ([`Core::peer_key_proved`]).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -75,24 +82,25 @@ pub(super) enum PeerRoute {
 }
 
 impl Core {
-    /// The domain a stream connection's handshake proved, if it proved a domain (a link).
-    fn link_domain(&self, src: SocketAddr) -> Option<&str> {
-        self.flows
-            .identities
-            .get(&src)
-            .map(String::as_str)
-            .filter(|id| !id.starts_with('+'))
-    }
-
-    /// The newest live link whose handshake proved `domain`.
-    fn link_to(&self, domain: &str) -> Option<SocketAddr> {
-        self.flows
+    /// The peer `domain`'s on-chain key was revoked or changed since our link's handshake proved
+    /// it: its requests are refused and nothing goes to it from now on. Returns the connections
+    /// that proved `domain`, for the shell to close.
+    pub fn peer_key_lost(&mut self, domain: &str) -> Vec<SocketAddr> {
+        let domain = domain.to_ascii_lowercase();
+        let conns = self
+            .flows
             .identities
             .iter()
-            .filter(|(_, id)| id.eq_ignore_ascii_case(domain))
-            .filter_map(|(a, _)| self.flows.peers.get(a).map(|(_, f)| (*f, *a)))
-            .max()
-            .map(|(_, a)| a)
+            .filter(|(_, id)| id.eq_ignore_ascii_case(&domain))
+            .map(|(a, _)| *a)
+            .collect();
+        self.flows.lost_keys.insert(domain);
+        conns
+    }
+
+    /// Our link's handshake proved `domain`'s on-chain key afresh: it is a peer like before.
+    pub fn peer_key_proved(&mut self, domain: &str) {
+        self.flows.lost_keys.remove(&domain.to_ascii_lowercase());
     }
 
     /// Checks a request arriving on a link before anything else handles it (`Err`: the status
@@ -106,7 +114,7 @@ impl Core {
         next_route: Option<&str>,
         follows_us: bool,
     ) -> Result<(), (u16, &'static str)> {
-        let Some(domain) = self.link_domain(src) else {
+        let Some(domain) = self.flows.link_of(src) else {
             return Ok(());
         };
         let method = msg.method();
@@ -122,6 +130,12 @@ impl Core {
         };
         if !self.peering.peers.contains_key(domain) {
             return refuse("not a peer domain", (403, "Forbidden (not a peer domain)"));
+        }
+        if self.flows.lost_keys.contains(domain) {
+            return refuse(
+                "the domain's on-chain key was revoked or changed",
+                (403, "Forbidden (peer domain key revoked)"),
+            );
         }
         if method == Some(Method::Register) {
             return refuse(
@@ -194,7 +208,11 @@ impl Core {
             warn!(%src, peer = %domain, local_user, from_ours, "request for a peer domain not from one of our users: refused");
             return PeerRoute::Refuse(403, "Forbidden (relaying denied)");
         }
-        match self.link_to(domain) {
+        if self.flows.lost_keys.contains(domain) {
+            info!(peer = %domain, "the peer domain's on-chain key was revoked or changed: 503");
+            return PeerRoute::Refuse(503, "Service Unavailable (peer domain key revoked)");
+        }
+        match self.flows.link_to(domain) {
             Some(dest) => PeerRoute::Link { dest, ruri },
             None => {
                 info!(peer = %domain, "no link to the peer domain is up: 503");
