@@ -191,6 +191,7 @@ async fn calls<C: ServerChain>(
             // default quota (32 per two minutes, far above a person's dialling) would refuse
             // the 33rd with 488. The bound stays: the calls plus the first.
             mikey_replay_quota: chaincall_phone::DEFAULT_MIKEY_REPLAY_QUOTA.max(args.calls + 1),
+            placement: None,
         },
         domains,
     )
