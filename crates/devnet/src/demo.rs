@@ -723,6 +723,23 @@ mod tests {
         );
     }
 
+    #[test]
+    fn pcap_needs_nat_and_nat_runs_on_the_embedded_chain() {
+        let pcap = DemoOptions {
+            pcap: Some("c.pcap".into()),
+            ..options(1.0)
+        };
+        let err = pcap.check().unwrap_err().to_string();
+        assert!(err.starts_with("--pcap needs --nat"), "{err}");
+        let rpc = DemoOptions {
+            nat: true,
+            rpc: Some("http://127.0.0.1:8545".into()),
+            ..options(1.0)
+        };
+        let err = rpc.check().unwrap_err().to_string();
+        assert!(err.starts_with("--nat runs on the embedded chain"), "{err}");
+    }
+
     #[tokio::test]
     async fn seconds_out_of_range_are_refused_before_anything_starts() {
         for seconds in [0.0, -1.0, 31.0] {

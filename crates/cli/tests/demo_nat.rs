@@ -1,0 +1,188 @@
+//! `chaincall demo --nat` (issue 17's "Done when"), the real binary as root: alice and bob each
+//! behind their own NAT router in network namespaces, the media through rtpengine. For MIKEY-PKE
+//! and DH-SIGN the demo passes its checks, its JSON names the relay and its packets, the capture
+//! it writes (taken at the relay's public interface) authenticates packet by packet with libsrtp
+//! under the keys of its own key log and under no other run's, and nothing is left behind: no
+//! namespace of the demo's process, no rtpengine of it.
+//!
+//! Skips without root or rtpengine unless `CHAINCALL_REQUIRE_PEERS=1`.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use chaincall_libsrtp_ffi::LibSrtp;
+use chaincall_relay::capture::{self, KeyLogEntry, SrtpCheck, Unprotect};
+
+/// The demo's rtpengine, recognised by its NG address on the relay (`chaincall_devnet::nat`).
+const DEMO_RTPENGINE: &str = "--listen-ng=203.0.113.11:2224";
+
+/// One demo run's report, capture, key log and process id.
+struct Run {
+    report: serde_json::Value,
+    pcap: Vec<u8>,
+    keys: Vec<KeyLogEntry>,
+    pid: u32,
+}
+
+fn demo_nat(dir: &Path, mode: &str) -> Run {
+    let (pcap, keylog) = (
+        dir.join(format!("{mode}.pcap")),
+        dir.join(format!("{mode}.keylog")),
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_chaincall"))
+        .args([
+            "demo",
+            "--nat",
+            "--json",
+            "--seconds",
+            "1",
+            "--mode",
+            mode,
+            "--pcap",
+        ])
+        .arg(&pcap)
+        .arg("--keylog")
+        .arg(&keylog)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    chaincall_testkit::assert_success(&out, "demo --nat");
+    let keys = KeyLogEntry::parse_log(&std::fs::read_to_string(&keylog).unwrap()).unwrap();
+    Run {
+        report: serde_json::from_slice(&out.stdout).expect("one JSON object on stdout"),
+        pcap: std::fs::read(&pcap).unwrap(),
+        keys,
+        pid,
+    }
+}
+
+/// The capture of `pcap` checked with libsrtp under `keys`.
+fn check_with_libsrtp(lib: &LibSrtp, pcap: &[u8], keys: &[KeyLogEntry]) -> SrtpCheck {
+    let datagrams = capture::udp_datagrams(pcap).unwrap();
+    capture::check_srtp(
+        &datagrams,
+        30000..=30099,
+        keys,
+        &[],
+        |key| -> Result<Unprotect<'_>, String> {
+            let mut session = lib
+                .session(&key.profile, &key.key_and_salt, false, 1024)
+                .map_err(|e| e.to_string())?;
+            Ok(Box::new(move |packet: &mut Vec<u8>, rtcp: bool| {
+                let len = packet.len();
+                if rtcp {
+                    session.unprotect_rtcp(packet, len).is_ok()
+                } else {
+                    session.unprotect(packet, len).is_ok()
+                }
+            }))
+        },
+    )
+    .unwrap()
+}
+
+/// Nothing of the demo process `pid` is left: no namespace named after it, no rtpengine of a demo.
+fn assert_nothing_left(pid: u32) {
+    let list = chaincall_testkit::run_ok(Command::new("ip").args(["netns", "list"]), "ip netns");
+    let list = String::from_utf8_lossy(&list);
+    let prefix = format!("ccnet-{pid}-");
+    assert!(
+        !list.lines().any(|l| l.starts_with(&prefix)),
+        "namespaces left behind: {list}"
+    );
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        assert!(
+            !(cmdline.contains("rtpengine") && cmdline.contains(DEMO_RTPENGINE)),
+            "a demo rtpengine is still running: {cmdline}"
+        );
+    }
+}
+
+#[test]
+fn demo_nat_relays_only_srtp_that_decrypts_with_its_keylog_and_leaves_nothing_behind() {
+    if !chaincall_testkit::run_quiet("id", &["-u"])
+        .stdout
+        .starts_with(b"0\n")
+    {
+        chaincall_testkit::missing::<()>("root (demo --nat builds network namespaces)");
+        return;
+    }
+    let (Some(_), Some(python)) = (
+        chaincall_testkit::peer("rtpengine"),
+        chaincall_testkit::python(),
+    ) else {
+        return;
+    };
+    let lib = LibSrtp::from_env_or_python(Some(&python)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let runs: Vec<Run> = ["pke", "dh-sign"]
+        .into_iter()
+        .map(|mode| demo_nat(dir.path(), mode))
+        .collect();
+    for (run, mode) in runs.iter().zip(["mikey-pke", "mikey-dh-sign"]) {
+        let r = &run.report;
+        assert_eq!(r["ok"], true, "{r}");
+        assert_eq!(r["key_mode"], mode, "{r}");
+        for check in r["checks"].as_array().unwrap() {
+            assert_eq!(check["ok"], true, "{check}");
+        }
+        assert_eq!(r["relay"], "rtpengine", "{r}");
+        assert!(r["relay_packets"].as_u64().unwrap() > 0, "{r}");
+        assert_eq!(r["relay_capture"]["plaintext"], 0, "{r}");
+        assert_eq!(run.keys.len(), 2, "alice logs both streams");
+
+        // Every RTP and RTCP packet at the relay authenticates with libsrtp under the keylog keys.
+        let check = check_with_libsrtp(&lib, &run.pcap, &run.keys);
+        assert!(check.rtp >= 100, "both phones' media, each way: {check:?}");
+        assert!(check.only_srtp(), "{check:?}");
+        assert_eq!(check.authenticated, check.rtp + check.rtcp);
+        assert_nothing_left(run.pid);
+    }
+
+    // The other run's keys, given this run's SSRCs: not one packet authenticates.
+    let (a, b) = (&runs[0], &runs[1]);
+    let wrong: Vec<KeyLogEntry> = a
+        .keys
+        .iter()
+        .zip(&b.keys)
+        .map(|(ours, theirs)| KeyLogEntry {
+            ssrc: ours.ssrc,
+            ..theirs.clone()
+        })
+        .collect();
+    let check = check_with_libsrtp(&lib, &a.pcap, &wrong);
+    assert!(check.rtp >= 100, "{check:?}");
+    assert_eq!(check.authenticated, 0, "{check:?}");
+    assert_eq!(check.failed, check.rtp + check.rtcp, "{check:?}");
+}
+
+#[test]
+fn demo_nat_without_root_says_it_needs_root_and_how_to_run_it() {
+    let demo = env!("CARGO_BIN_EXE_chaincall");
+    let args = ["demo", "--nat", "--seconds", "1"];
+    let root = chaincall_testkit::run_quiet("id", &["-u"])
+        .stdout
+        .starts_with(b"0\n");
+    // As root, the demo runs as nobody (setpriv drops every privilege).
+    let out = if root {
+        let Some(setpriv) = chaincall_testkit::peer("setpriv") else {
+            return;
+        };
+        let mut all = vec!["--reuid=65534", "--regid=65534", "--clear-groups", demo];
+        all.extend(args);
+        chaincall_testkit::run_quiet(setpriv, &all)
+    } else {
+        chaincall_testkit::run_quiet(demo, &args)
+    };
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--nat needs root") && err.contains("sudo chaincall demo --nat"),
+        "{err}"
+    );
+}
