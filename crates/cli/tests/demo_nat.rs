@@ -64,7 +64,8 @@ fn check_with_libsrtp(lib: &LibSrtp, pcap: &[u8], keys: &[KeyLogEntry]) -> SrtpC
     let datagrams = capture::udp_datagrams(pcap).unwrap();
     capture::check_srtp(
         &datagrams,
-        30000..=30099,
+        chaincall_devnet::nat::RELAY_ADDR,
+        chaincall_devnet::nat::MEDIA_PORTS.0..=chaincall_devnet::nat::MEDIA_PORTS.1,
         keys,
         &[],
         |key| -> Result<Unprotect<'_>, String> {
@@ -105,11 +106,7 @@ fn assert_nothing_left(pid: u32) {
 
 #[test]
 fn demo_nat_relays_only_srtp_that_decrypts_with_its_keylog_and_leaves_nothing_behind() {
-    if !chaincall_testkit::run_quiet("id", &["-u"])
-        .stdout
-        .starts_with(b"0\n")
-    {
-        chaincall_testkit::missing::<()>("root (demo --nat builds network namespaces)");
+    if !chaincall_testkit::root("root (demo --nat builds network namespaces)") {
         return;
     }
     let (Some(_), Some(python)) = (

@@ -34,8 +34,11 @@ use crate::Placement;
 /// rtpengine's NG control port on the relay's address; not the usual 2223, so a check for a
 /// leftover demo rtpengine (`--listen-ng=203.0.113.11:2224`) does not see a test's.
 pub const NG_PORT: u16 = 2224;
-/// The media ports rtpengine may allocate (inclusive): the capture check looks at these.
-pub const MEDIA_PORTS: (u16, u16) = (30000, 30099);
+/// The media ports rtpengine may allocate (inclusive): the capture check looks at these. Wide, so
+/// a benchmark's calls never reuse a relay port while a router's conntrack still holds the flow of
+/// an earlier call to it (with 100 ports, a call after the 25th wrap-around lost all its media
+/// towards the caller); below Linux's ephemeral ports (32768 on), which NG clients send from.
+pub const MEDIA_PORTS: (u16, u16) = (20000, 29999);
 /// The Ethernet frames a capture keeps at most (a demo call is a few hundred packets a second).
 const MAX_FRAMES: usize = 200_000;
 
@@ -157,6 +160,9 @@ pub struct NatNet {
     net: TestNet,
 }
 
+/// The relay's address on the public segment: the second public host ([`TestNet`]'s numbering).
+pub const RELAY_ADDR: std::net::Ipv4Addr = std::net::Ipv4Addr::new(203, 0, 113, 11);
+
 /// Node names in the namespace network.
 const SIPD: &str = "sipd";
 const RELAY: &str = "relay";
@@ -227,6 +233,11 @@ impl NatNet {
             anyhow!("building the namespace network: {why}")
         })?;
         let net = built.ok_or_else(|| anyhow!("the namespace network cannot be built here"))?;
+        anyhow::ensure!(
+            net.addr(RELAY) == RELAY_ADDR,
+            "the relay is at {}, not {RELAY_ADDR}",
+            net.addr(RELAY)
+        );
         let mut runtimes = Vec::new();
         for node in [RELAY, SIPD, ALICE, BOB] {
             let rt = net.run(node, || {
@@ -334,6 +345,7 @@ pub fn check_capture(pcap: &[u8], keylog: &str, plaintext: &[&[u8]]) -> Result<S
     let keys = KeyLogEntry::parse_log(keylog)?;
     capture::check_srtp(
         &datagrams,
+        RELAY_ADDR,
         MEDIA_PORTS.0..=MEDIA_PORTS.1,
         &keys,
         plaintext,

@@ -227,8 +227,9 @@ fn rtp_header_len(packet: &[u8]) -> Option<usize> {
     (len <= packet.len()).then_some(len)
 }
 
-/// Checks every RTP and RTCP packet in `datagrams` sent from or to a port in `ports` (the relay's
-/// media ports): does it authenticate with the key `keys` give its SSRC (through `unprotect`,
+/// Checks every RTP and RTCP packet in `datagrams` sent from or to the relay's address `relay` on
+/// a port in `ports` (its media ports; its NG control traffic is on none of them): does it
+/// authenticate with the key `keys` give its SSRC (through `unprotect`,
 /// which builds an SRTP receiver for one key), and does its payload hold no piece of `plaintext`
 /// (the encoded audio the phones sent, each a concatenation of frames) of 8 bytes or more.
 ///
@@ -236,6 +237,7 @@ fn rtp_header_len(packet: &[u8]) -> Option<usize> {
 /// When `unprotect` cannot build a receiver for a key (an unknown profile, a wrong key length).
 pub fn check_srtp<'a>(
     datagrams: &[Datagram],
+    relay: Ipv4Addr,
     ports: RangeInclusive<u16>,
     keys: &'a [KeyLogEntry],
     plaintext: &[&[u8]],
@@ -244,7 +246,8 @@ pub fn check_srtp<'a>(
     let mut check = SrtpCheck::default();
     let mut receivers: HashMap<(SocketAddrV4, SocketAddrV4, u32), Unprotect<'a>> = HashMap::new();
     for d in datagrams {
-        if !ports.contains(&d.src.port()) && !ports.contains(&d.dst.port()) {
+        let media = |a: &SocketAddrV4| *a.ip() == relay && ports.contains(&a.port());
+        if !media(&d.src) && !media(&d.dst) {
             continue;
         }
         let p = &d.payload;
@@ -390,11 +393,14 @@ mod tests {
             ("10.0.0.2:30001", "10.0.0.3:4000", &rtp(1, &[0; 9])),
             ("10.0.0.1:4000", "10.0.0.2:30000", &rtp(2, &audio[..20])),
             ("10.0.0.1:4000", "10.0.0.2:2223", b"d4:ping e"),
+            // Another host's traffic on a port in the range is not the relay's.
+            ("10.0.0.1:30000", "10.0.0.3:30001", b"d4:ping e"),
             ("10.0.0.1:4000", "10.0.0.2:30000", b"\x10junk"),
         ]);
         let keys = KeyLogEntry::parse_log("ssrc=00000001 profile=P inline=AA==").unwrap();
         let datagrams = udp_datagrams(&file).unwrap();
-        let check = check_srtp(&datagrams, 30000..=30099, &keys, &[&audio], |_| {
+        let relay = Ipv4Addr::new(10, 0, 0, 2);
+        let check = check_srtp(&datagrams, relay, 30000..=30099, &keys, &[&audio], |_| {
             // Authenticates only a payload starting 1.
             Ok(Box::new(|p: &mut Vec<u8>, _| p.get(12) == Some(&1)))
         })
