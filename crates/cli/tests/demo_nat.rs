@@ -3,7 +3,7 @@
 //! and DH-SIGN the demo passes its checks, its JSON names the relay and its packets, the capture
 //! it writes (taken at the relay's public interface) authenticates packet by packet with libsrtp
 //! under the keys of its own key log and under no other run's, and nothing is left behind: no
-//! namespace of the demo's process, no rtpengine of it.
+//! namespace of the demo's process, no rtpengine of it, also after a Ctrl-C.
 //!
 //! Skips without root or rtpengine unless `CHAINCALL_REQUIRE_PEERS=1`.
 
@@ -105,7 +105,8 @@ fn assert_nothing_left(pid: u32) {
 }
 
 #[test]
-fn demo_nat_relays_only_srtp_that_decrypts_with_its_keylog_and_leaves_nothing_behind() {
+fn demo_nat_relays_only_srtp_that_decrypts_with_its_keylog_and_leaves_nothing_behind_even_on_ctrl_c()
+ {
     if !chaincall_testkit::root("root (demo --nat builds network namespaces)") {
         return;
     }
@@ -156,6 +157,45 @@ fn demo_nat_relays_only_srtp_that_decrypts_with_its_keylog_and_leaves_nothing_be
     assert!(check.rtp >= 100, "{check:?}");
     assert_eq!(check.authenticated, 0, "{check:?}");
     assert_eq!(check.failed, check.rtp + check.rtcp, "{check:?}");
+
+    // Ctrl-C once rtpengine runs: the demo says so and leaves nothing behind either.
+    interrupted_leaves_nothing_behind();
+}
+
+/// Whether a demo's rtpengine is running.
+fn demo_rtpengine_running() -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        String::from_utf8_lossy(&cmdline).contains(DEMO_RTPENGINE)
+    })
+}
+
+fn interrupted_leaves_nothing_behind() {
+    let child = Command::new(env!("CARGO_BIN_EXE_chaincall"))
+        .args(["demo", "--nat", "--seconds", "30"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // A bound on a broken demo, not a timing assertion.
+    for _ in 0..600 {
+        if demo_rtpengine_running() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(demo_rtpengine_running(), "the demo started no rtpengine");
+    let sent = chaincall_testkit::run_quiet("kill", &["-INT", &pid.to_string()]);
+    assert!(sent.status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("error: interrupted: rtpengine stopped"),
+        "{err}"
+    );
+    assert_nothing_left(pid);
 }
 
 #[test]

@@ -141,14 +141,23 @@ pub async fn run(operator: PrivateKeySigner, options: &DemoOptions) -> Result<De
         }
     };
     if options.nat {
-        let mut nat = NatNet::start().await?;
-        let chain = Arc::new(EmbeddedChain::default());
-        // Ctrl-C drops the demo, and with it rtpengine, the capture and the namespaces.
+        use tokio::signal::unix::{SignalKind, signal};
+        // Handlers installed before anything is built: Ctrl-C or SIGTERM drops the demo, and with
+        // it rtpengine, the capture and the namespaces (a network still being built is dropped
+        // when its blocking task ends, which the runtime waits for).
+        let (mut int, mut term) = (
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        );
+        let demo = async {
+            let mut nat = NatNet::start().await?;
+            let chain = Arc::new(EmbeddedChain::default());
+            network(chain, "embedded", operator, options, &dir, Some(&mut nat)).await
+        };
         return tokio::select! {
-            report = network(chain, "embedded", operator, options, &dir, Some(&mut nat)) => report,
-            _ = tokio::signal::ctrl_c() => {
-                bail!("interrupted: rtpengine stopped and the namespace network deleted")
-            }
+            report = demo => report,
+            _ = int.recv() => bail!("interrupted: rtpengine stopped and the namespace network deleted"),
+            _ = term.recv() => bail!("terminated: rtpengine stopped and the namespace network deleted"),
         };
     }
     match &options.rpc {
