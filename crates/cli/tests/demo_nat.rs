@@ -13,8 +13,10 @@ use std::process::{Command, Stdio};
 use chaincall_libsrtp_ffi::LibSrtp;
 use chaincall_relay::capture::{self, KeyLogEntry, SrtpCheck, Unprotect};
 
-/// The demo's rtpengine, recognised by its NG address on the relay (`chaincall_devnet::nat`).
-const DEMO_RTPENGINE: &str = "--listen-ng=203.0.113.11:2224";
+/// An environment variable each demo here runs with, tagged with its run: rtpengine inherits it, so
+/// this test finds its own demos' rtpengines and not those of other tests running meanwhile
+/// (`bench setup --nat` starts the same one).
+const TAG: &str = "CHAINCALL_DEMO_NAT_TEST";
 
 /// One demo run's report, capture, key log and process id.
 struct Run {
@@ -30,6 +32,7 @@ fn demo_nat(dir: &Path, mode: &str) -> Run {
         dir.join(format!("{mode}.keylog")),
     );
     let child = Command::new(env!("CARGO_BIN_EXE_chaincall"))
+        .env(TAG, tag(mode))
         .args([
             "demo",
             "--nat",
@@ -85,8 +88,25 @@ fn check_with_libsrtp(lib: &LibSrtp, pcap: &[u8], keys: &[KeyLogEntry]) -> SrtpC
     .unwrap()
 }
 
-/// Nothing of the demo process `pid` is left: no namespace named after it, no rtpengine of a demo.
-fn assert_nothing_left(pid: u32) {
+/// The value of [`TAG`] for the run `name`.
+fn tag(name: &str) -> String {
+    format!("{}-{name}", std::process::id())
+}
+
+/// Whether an rtpengine of the run `name` is running.
+fn rtpengine_running(name: &str) -> bool {
+    let env = format!("{TAG}={}\0", tag(name));
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        String::from_utf8_lossy(&cmdline).contains("rtpengine")
+            && String::from_utf8_lossy(&environ).contains(&env)
+    })
+}
+
+/// Nothing of the demo process `pid` (run `name`) is left: no namespace named after it, no
+/// rtpengine of it.
+fn assert_nothing_left(pid: u32, name: &str) {
     let list = chaincall_testkit::run_ok(Command::new("ip").args(["netns", "list"]), "ip netns");
     let list = String::from_utf8_lossy(&list);
     let prefix = format!("ccnet-{pid}-");
@@ -94,14 +114,10 @@ fn assert_nothing_left(pid: u32) {
         !list.lines().any(|l| l.starts_with(&prefix)),
         "namespaces left behind: {list}"
     );
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        assert!(
-            !(cmdline.contains("rtpengine") && cmdline.contains(DEMO_RTPENGINE)),
-            "a demo rtpengine is still running: {cmdline}"
-        );
-    }
+    assert!(
+        !rtpengine_running(name),
+        "the demo's rtpengine is still running"
+    );
 }
 
 #[test]
@@ -139,7 +155,7 @@ fn demo_nat_relays_only_srtp_that_decrypts_with_its_keylog_and_leaves_nothing_be
         assert!(check.rtp >= 100, "both phones' media, each way: {check:?}");
         assert!(check.only_srtp(), "{check:?}");
         assert_eq!(check.authenticated, check.rtp + check.rtcp);
-        assert_nothing_left(run.pid);
+        assert_nothing_left(run.pid, mode);
     }
 
     // The other run's keys, given this run's SSRCs: not one packet authenticates.
@@ -162,16 +178,9 @@ fn demo_nat_relays_only_srtp_that_decrypts_with_its_keylog_and_leaves_nothing_be
     interrupted_leaves_nothing_behind();
 }
 
-/// Whether a demo's rtpengine is running.
-fn demo_rtpengine_running() -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        String::from_utf8_lossy(&cmdline).contains(DEMO_RTPENGINE)
-    })
-}
-
 fn interrupted_leaves_nothing_behind() {
     let child = Command::new(env!("CARGO_BIN_EXE_chaincall"))
+        .env(TAG, tag("interrupted"))
         .args(["demo", "--nat", "--seconds", "30"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -180,12 +189,15 @@ fn interrupted_leaves_nothing_behind() {
     let pid = child.id();
     // A bound on a broken demo, not a timing assertion.
     for _ in 0..600 {
-        if demo_rtpengine_running() {
+        if rtpengine_running("interrupted") {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert!(demo_rtpengine_running(), "the demo started no rtpengine");
+    assert!(
+        rtpengine_running("interrupted"),
+        "the demo started no rtpengine"
+    );
     let sent = chaincall_testkit::run_quiet("kill", &["-INT", &pid.to_string()]);
     assert!(sent.status.success());
     let out = child.wait_with_output().unwrap();
@@ -195,7 +207,7 @@ fn interrupted_leaves_nothing_behind() {
         err.contains("error: interrupted: rtpengine stopped"),
         "{err}"
     );
-    assert_nothing_left(pid);
+    assert_nothing_left(pid, "interrupted");
 }
 
 #[test]

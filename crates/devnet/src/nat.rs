@@ -31,8 +31,8 @@ use chaincall_testkit::netns::{Nat, TestNet};
 
 use crate::Placement;
 
-/// rtpengine's NG control port on the relay's address; not the usual 2223, so a check for a
-/// leftover demo rtpengine (`--listen-ng=203.0.113.11:2224`) does not see a test's.
+/// rtpengine's NG control port on the relay's address (not the usual 2223: a demo's rtpengine is
+/// told apart from the tests' at a glance in `ps`).
 pub const NG_PORT: u16 = 2224;
 /// The media ports rtpengine may allocate (inclusive): the capture check looks at these. Wide, so
 /// a benchmark's calls never reuse a relay port while a router's conntrack still holds the flow of
