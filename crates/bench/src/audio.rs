@@ -383,6 +383,7 @@ fn calls(
             audio_a: phone_audio,
             audio_b: Vec::new(),
             mikey_replay_quota: chaincall_phone::DEFAULT_MIKEY_REPLAY_QUOTA,
+            placement: None,
         },
     ))?;
     // baresip ends a call when its aufile source ends: the caller's file runs on in silence

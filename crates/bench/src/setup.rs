@@ -11,6 +11,11 @@
 //! `--domains 2` measures the same calls across the SIP security trapezoid too (docs/trapezoid.md):
 //! alice at one sipd, bob at a second one, the sipds linked over TLS-PSK between their domains'
 //! on-chain keys; both figures come from the same run, one network after the other.
+//!
+//! `--nat` measures them through the media relay too (needs root): alice and bob each behind
+//! their own NAT router in network namespaces, sipd and rtpengine on the public segment, sipd
+//! relaying every call (`[relay] mode = "nat"`, [`chaincall_devnet::nat`]); set-up then includes
+//! rtpengine's `offer` and `answer` round trips.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +27,7 @@ use chaincall_wallet::chain::ServerChain;
 use clap::Args;
 use serde_json::json;
 
+use chaincall_devnet::nat::NatNet;
 use chaincall_devnet::{Domains, Network, NetworkOptions, operator_key};
 
 use crate::{ms, percentile, sort_ms};
@@ -44,6 +50,10 @@ pub struct SetupBenchArgs {
     /// Also measure calls between two sipd domains (`2`), beside the one-domain figure.
     #[arg(long, default_value_t = 1, value_name = "1|2")]
     domains: u8,
+    /// Also measure calls with both phones behind NAT and the media through rtpengine, in a
+    /// namespace network (needs root), beside the plain figure.
+    #[arg(long)]
+    nat: bool,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -56,6 +66,10 @@ pub fn run(args: SetupBenchArgs) -> Result<()> {
         "--calls must be 1..=10000"
     );
     ensure!((1..=2).contains(&args.domains), "--domains must be 1 or 2");
+    ensure!(
+        !args.nat || args.rpc.is_none(),
+        "--nat runs on the embedded chain: the phones behind NAT cannot reach an --rpc node"
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -93,16 +107,36 @@ struct Figures {
     failed: usize,
 }
 
+impl Figures {
+    /// The JSON of a network measured beside the plain one (`inter_domain`, `nat`).
+    fn summary(&self) -> serde_json::Value {
+        json!({
+            "failed": self.failed,
+            "first_call_setup_ms": self.first_setup,
+            "setup_p50_ms": percentile(&self.setup, 50.0),
+            "setup_p99_ms": percentile(&self.setup, 99.0),
+            "key_retrieval_p50_ms": percentile(&self.retrieval, 50.0),
+        })
+    }
+}
+
 async fn measure<C: ServerChain>(
     chain: Arc<C>,
     chain_name: &str,
     operator: PrivateKeySigner,
     args: &SetupBenchArgs,
 ) -> Result<()> {
-    let one = calls(chain.clone(), operator.clone(), args, Domains::One).await?;
+    let one = calls(chain.clone(), operator.clone(), args, Domains::One, None).await?;
     let two = match args.domains {
-        2 => Some(calls(chain, operator, args, Domains::Two).await?),
+        2 => Some(calls(chain.clone(), operator.clone(), args, Domains::Two, None).await?),
         _ => None,
+    };
+    let nat = match args.nat {
+        true => {
+            let nat = NatNet::start().await?;
+            Some(calls(chain, operator, args, Domains::One, Some(&nat)).await?)
+        }
+        false => None,
     };
     let Figures {
         first_setup,
@@ -126,13 +160,11 @@ async fn measure<C: ServerChain>(
         "paper_key_retrieval_ms": 507.0,
     });
     if let Some(two) = &two {
-        out["inter_domain"] = json!({
-            "failed": two.failed,
-            "first_call_setup_ms": two.first_setup,
-            "setup_p50_ms": percentile(&two.setup, 50.0),
-            "setup_p99_ms": percentile(&two.setup, 99.0),
-            "key_retrieval_p50_ms": percentile(&two.retrieval, 50.0),
-        });
+        out["inter_domain"] = two.summary();
+    }
+    if let Some(nat) = &nat {
+        out["nat"] = nat.summary();
+        out["nat"]["relay"] = json!("rtpengine");
     }
     if args.json {
         println!("{out}");
@@ -151,16 +183,22 @@ async fn measure<C: ServerChain>(
             percentile(retrieval, 99.0),
             percentile(callee_retrieval, 50.0)
         );
-        if let Some(two) = &two {
-            println!(
-                "across two domains (three TLS-PSK hops, two sipds) over {} calls: p50 {:.3} ms, p99 {:.3} ms",
-                two.setup.len(),
-                percentile(&two.setup, 50.0),
-                percentile(&two.setup, 99.0)
-            );
+        for (what, f) in [
+            ("across two domains (three TLS-PSK hops, two sipds)", &two),
+            ("both phones behind NAT, media through rtpengine,", &nat),
+        ] {
+            if let Some(f) = f {
+                println!(
+                    "{what} over {} calls: p50 {:.3} ms, p99 {:.3} ms",
+                    f.setup.len(),
+                    percentile(&f.setup, 50.0),
+                    percentile(&f.setup, 99.0)
+                );
+            }
         }
     }
-    let failed = failed + two.as_ref().map_or(0, |t| t.failed);
+    let failed =
+        failed + two.as_ref().map_or(0, |t| t.failed) + nat.as_ref().map_or(0, |t| t.failed);
     if failed > 0 && !args.json {
         println!("{failed} call(s) failed");
     }
@@ -168,14 +206,19 @@ async fn measure<C: ServerChain>(
     Ok(())
 }
 
-/// `--calls` calls (after the first) on a fresh network of `domains`.
+/// `--calls` calls (after the first) on a fresh network of `domains`, in `nat`'s namespace
+/// network when given.
 async fn calls<C: ServerChain>(
     chain: Arc<C>,
     operator: PrivateKeySigner,
     args: &SetupBenchArgs,
     domains: Domains,
+    nat: Option<&NatNet>,
 ) -> Result<Figures> {
     let dir = tempfile::tempdir()?;
+    // Behind NAT the callee's first packets are dropped until the caller's router has seen her
+    // own (docs/relay.md): longer audio, so each side still receives some.
+    let audio_ms = if nat.is_some() { 400 } else { 60 };
     // 60 ms of audio each way: enough to prove the media path, short enough to keep calls quick.
     let mut net = Network::start_domains(
         chain,
@@ -185,18 +228,35 @@ async fn calls<C: ServerChain>(
             mode: args.mode,
             keylog: None,
             tls_keylog: None,
-            audio_a: chaincall_media::signal::speech_like(60, 1),
-            audio_b: chaincall_media::signal::speech_like(60, 2),
+            audio_a: chaincall_media::signal::speech_like(audio_ms, 1),
+            audio_b: chaincall_media::signal::speech_like(audio_ms, 2),
             // Every call here is one caller's MIKEY offer to one phone, within seconds: the
             // default quota (32 per two minutes, far above a person's dialling) would refuse
             // the 33rd with 488. The bound stays: the calls plus the first.
             mikey_replay_quota: chaincall_phone::DEFAULT_MIKEY_REPLAY_QUOTA.max(args.calls + 1),
+            placement: nat.map(NatNet::placement),
         },
         domains,
     )
     .await?;
-    let play = Duration::from_millis(120);
-    let (first, _) = net.call(play).await.context("first call")?;
+    let play = Duration::from_millis(u64::from(audio_ms) + 60);
+    // The first call proves the relay is in the path: rtpengine counted its packets.
+    let ((first, _), relayed) = net
+        .call_observed(play, |id| async move {
+            match nat {
+                Some(n) => Some(n.query(&id).await),
+                None => None,
+            }
+        })
+        .await
+        .context("first call")?;
+    if let Some(stats) = relayed {
+        let stats = stats?;
+        ensure!(
+            stats.rtp.packets > 0,
+            "the first call's media did not go through rtpengine"
+        );
+    }
     let mut setup = Vec::with_capacity(args.calls);
     let mut retrieval = Vec::with_capacity(args.calls);
     let mut callee_retrieval = Vec::with_capacity(args.calls);

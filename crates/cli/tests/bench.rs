@@ -268,3 +268,26 @@ fn bench_sipd_refuses_nodes_without_a_shared_location() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--nodes 2 needs --location postgres"), "{err}");
 }
+
+/// `chaincall bench setup --nat` (as root): set-up p50/p99 of calls through rtpengine with both
+/// phones behind NAT, beside the plain figure; every call passed its media check.
+#[test]
+fn bench_setup_nat_reports_setup_through_the_relay_beside_the_plain_figure() {
+    if !chaincall_testkit::root("root (bench setup --nat builds network namespaces)") {
+        return;
+    }
+    if chaincall_testkit::peer("rtpengine").is_none() {
+        return;
+    }
+    let r = bench_json(&["bench", "setup", "--nat", "--calls", "3", "--json"], &[]);
+    assert_eq!(r["failed"], 0, "{r}");
+    assert!(r["setup_p50_ms"].as_f64().unwrap() > 0.0, "{r}");
+    let nat = &r["nat"];
+    assert_eq!(nat["relay"], "rtpengine", "{r}");
+    assert_eq!(nat["failed"], 0, "{r}");
+    let (p50, p99) = (
+        nat["setup_p50_ms"].as_f64().unwrap(),
+        nat["setup_p99_ms"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p99 >= p50, "{r}");
+}

@@ -11,8 +11,9 @@
 
 pub mod demo;
 pub mod init;
+pub mod nat;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -75,6 +76,21 @@ pub struct NetworkOptions {
     /// ([`PhoneConfig::mikey_replay_quota`]): a load test placing more calls than the default
     /// within two minutes raises it.
     pub mikey_replay_quota: usize,
+    /// Where sipd and the phones run (a namespace network, [`nat::NatNet`]); `None`: everything in
+    /// the current runtime on 127.0.0.1.
+    pub placement: Option<Placement>,
+}
+
+/// Where the network's sipd and phones bind and run, and the relay sipd drives: the runtimes' threads
+/// sit in network namespaces, so every socket a task there opens is in that namespace.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// sipd's runtime and the address it listens on (TLS-PSK, port chosen by the system).
+    pub sipd: (tokio::runtime::Handle, IpAddr),
+    /// rtpengine's NG address; sipd relays calls with a party behind NAT (`[relay] mode = "nat"`).
+    pub rtpengine: SocketAddr,
+    /// alice's and bob's runtimes and media addresses, in that order.
+    pub phones: [(tokio::runtime::Handle, IpAddr); 2],
 }
 
 /// How many sipd domains the network runs.
@@ -142,6 +158,10 @@ impl Network {
     ) -> Result<Self> {
         let dir = opts.dir.as_path();
         let mut report = Timeline::default();
+        ensure!(
+            domains == Domains::One || opts.placement.is_none(),
+            "two domains run on 127.0.0.1 only, not in a namespace network"
+        );
 
         // 1. The keystore.
         let t = Instant::now();
@@ -219,10 +239,12 @@ impl Network {
         let mut sipds = Vec::new();
         match &peer_key {
             None => {
-                let one = Sipd::start(&chain, contract, SIP_DOMAIN, &sipd_key_file, &opts)?
-                    .auth(&sip_db)
-                    .run()
-                    .await?;
+                let mut one =
+                    Sipd::start(&chain, contract, SIP_DOMAIN, &sipd_key_file, &opts)?.auth(&sip_db);
+                if let Some(p) = &opts.placement {
+                    one = one.on(SocketAddr::new(p.sipd.1, 0)).relay(p.rtpengine);
+                }
+                let one = one.run(opts.placement.as_ref().map(|p| &p.sipd.0)).await?;
                 sipd_addr = one.addr;
                 sipd_stop.push(one.stop);
             }
@@ -238,12 +260,12 @@ impl Network {
                     .auth(&sip_db)
                     .on(a_addr)
                     .peer(PEER_DOMAIN, b_addr, BOB)
-                    .run()
+                    .run(None)
                     .await?;
                 let b = Sipd::start(&chain, contract, PEER_DOMAIN, &peer_key_file, &opts)?
                     .on(b_addr)
                     .peer(SIP_DOMAIN, a_addr, ALICE)
-                    .run()
+                    .run(None)
                     .await?;
                 sipd_addr = a.addr;
                 bob_sipd = Some(b.addr);
@@ -297,10 +319,12 @@ impl Network {
             .hash_slow();
         let trust = Arc::new(HeaderTrust::checkpoint(0, genesis));
         let mut handles: Vec<(Phone, PhoneEvents)> = Vec::new();
-        for (secrets, audio) in phones
+        for (i, (secrets, audio)) in phones
             .iter()
             .zip([opts.audio_a.clone(), opts.audio_b.clone()])
+            .enumerate()
         {
+            let placed = opts.placement.as_ref().map(|p| p.phones[i].clone());
             let number = PhoneNumber::parse(&secrets.number)?;
             // bob's sipd, with two domains.
             let (home, home_addr) = match bob_sipd {
@@ -320,7 +344,9 @@ impl Network {
                     server: IdentityName::parse(home)?,
                 },
                 failover: Vec::new(),
-                media_ip: "127.0.0.1".parse()?,
+                media_ip: placed
+                    .as_ref()
+                    .map_or(IpAddr::from([127, 0, 0, 1]), |p| p.1),
                 codecs: chaincall_phone::DEFAULT_CODECS.to_vec(),
                 key_mode: opts.mode,
                 zrtp: None,
@@ -341,9 +367,16 @@ impl Network {
             };
             let lookup = KeyLookup::new(chain.clone(), contract, Some(trust.clone()));
             let t = Instant::now();
-            let (phone, events, connect) = Phone::connect(cfg, lookup)
-                .await
-                .with_context(|| format!("{number}: connecting to sipd"))?;
+            // In its namespace, the phone's task binds its signalling and media sockets there.
+            let connected = match &placed {
+                Some((rt, _)) => rt
+                    .spawn(Phone::connect(cfg, lookup))
+                    .await
+                    .context("the phone's runtime stopped")?,
+                None => Phone::connect(cfg, lookup).await,
+            };
+            let (phone, events, connect) =
+                connected.with_context(|| format!("{number}: connecting to sipd"))?;
             report.connect.push(connect);
             report.step(
                 &format!("{number}: handshake + TLS-PSK"),
@@ -382,6 +415,17 @@ impl Network {
     /// Alice calls bob; both send their audio for `play`, then alice hangs up. Returns the call-up
     /// event's note and both reports (alice's first).
     pub async fn call(&mut self, play: Duration) -> Result<(CallReport, CallReport)> {
+        let ((a, b), ()) = self.call_observed(play, |_| async {}).await?;
+        Ok((a, b))
+    }
+
+    /// [`Network::call`], running `observe` with the call's Call-ID after the audio and before
+    /// the hang-up (while the call, and any relay session of it, is still up).
+    pub async fn call_observed<T, F: Future<Output = T>>(
+        &mut self,
+        play: Duration,
+        observe: impl FnOnce(String) -> F,
+    ) -> Result<((CallReport, CallReport), T)> {
         let bob_number = PhoneNumber::parse(BOB)?;
         let (alice, alice_events) = &mut self.alice;
         let (_, bob_events) = &mut self.bob;
@@ -392,6 +436,7 @@ impl Network {
         .await
         .context("alice's call did not come up")?;
         tokio::time::sleep(play).await;
+        let observed = observe(call_id.to_string()).await;
         alice.hangup(&call_id).await?;
         let a_end = wait_for(alice_events, Duration::from_secs(10), |e| {
             matches!(e, PhoneEvent::CallEnded(_))
@@ -406,7 +451,7 @@ impl Network {
         let (PhoneEvent::CallEnded(a), PhoneEvent::CallEnded(b)) = (a_end, b_end) else {
             bail!("unexpected events");
         };
-        Ok((*a, *b))
+        Ok(((*a, *b), observed))
     }
 
     /// Stops the phones and servers.
@@ -591,6 +636,13 @@ impl<'a, C: ServerChain> Sipd<'a, C> {
         self
     }
 
+    /// Relays calls with a party behind NAT through rtpengine at `ng` (`[relay] mode = "nat"`).
+    fn relay(mut self, ng: SocketAddr) -> Self {
+        self.cfg.relay.mode = chaincall_sipd::config::RelayMode::Nat;
+        self.cfg.relay.rtpengine = Some(ng);
+        self
+    }
+
     /// Peers with `domain` at `addr`, which serves `number`.
     fn peer(mut self, domain: &str, addr: SocketAddr, number: &str) -> Self {
         self.cfg.peers.insert(
@@ -603,12 +655,26 @@ impl<'a, C: ServerChain> Sipd<'a, C> {
         self
     }
 
-    async fn run(self) -> Result<RunningSipd> {
+    /// Binds and runs sipd on `on` (a runtime in a namespace network), or the current runtime.
+    async fn run(self, on: Option<&tokio::runtime::Handle>) -> Result<RunningSipd> {
         let Sipd {
             chain,
             cfg,
             settings,
         } = self;
+        let chain = chain.clone();
+        let start = async move { Self::bind_and_spawn(chain, cfg, settings).await };
+        match on {
+            Some(rt) => rt.spawn(start).await.context("sipd's runtime stopped")?,
+            None => start.await,
+        }
+    }
+
+    async fn bind_and_spawn(
+        chain: Arc<C>,
+        cfg: chaincall_sipd::Config,
+        settings: chaincall_sipd::TlsPskSettings,
+    ) -> Result<RunningSipd> {
         let name = settings.identity.to_string();
         let metrics = Arc::new(chaincall_sipd::metrics::Metrics::default());
         let psk =

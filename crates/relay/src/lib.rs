@@ -8,6 +8,7 @@
 //!   `a=key-mgmt` / `a=crypto` lines byte for byte.
 //! - [`NgClient`]: a tokio client with cookies, retransmission and a timeout.
 //! - [`daemon`]: starting rtpengine in the foreground (tests, `demo --nat`).
+//! - [`capture`]: checking that a capture taken at the relay holds SRTP only.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), chaincall_relay::NgError> {
@@ -29,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bencode;
+pub mod capture;
 mod client;
 pub mod daemon;
 pub mod ng;

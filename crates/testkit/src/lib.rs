@@ -115,6 +115,12 @@ pub fn python_with(python: PathBuf, module: &str, what: &str) -> Option<PathBuf>
     }
 }
 
+/// Whether this process runs as root; otherwise `what` (a test needing root) is reported
+/// missing by the skip-or-fail rule of [`missing`].
+pub fn root(what: &str) -> bool {
+    rustix::process::geteuid().is_root() || missing::<()>(what).is_some()
+}
+
 /// Reports a missing peer: panics when peers are required, otherwise prints a skip line.
 pub fn missing<T>(what: &str) -> Option<T> {
     if peers_required() {

@@ -49,6 +49,13 @@ pub(crate) struct DemoArgs {
     /// A previous demo's files there are replaced; a folder holding anything else is refused.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Put alice and bob each behind their own NAT router (network namespaces), sipd and rtpengine
+    /// on a public segment, the media through rtpengine; needs root: `sudo chaincall demo --nat`.
+    #[arg(long)]
+    nat: bool,
+    /// With --nat: write the capture taken at the relay's public interface to FILE (pcap).
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
 }
 
 /// Runs `chaincall demo`.
@@ -61,6 +68,8 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
         out: args.out,
         keylog: args.keylog,
         tls_keylog: crate::ssl_keylog_file(),
+        nat: args.nat,
+        pcap: args.pcap,
     };
     // Bad flags are refused before the warning, the operator key and the network.
     options.check()?;
