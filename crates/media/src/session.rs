@@ -672,6 +672,7 @@ impl MediaSession {
         }
         if let Some(block) = report {
             self.stats.peer_report = Some(block);
+            self.follow_reported_loss(block.fraction_lost);
             // §6.4.1: RTT = A − LSR − DLSR, in 1/65536 s, when the peer has seen an SR of ours.
             if block.last_sr != 0 {
                 let a = (self.ntp(now) >> 16) as u32;
@@ -946,6 +947,29 @@ impl MediaSession {
     /// The jitter buffer's counters (late, lost, concealed, delays) for the call report.
     pub fn jitter_stats(&self) -> JitterStats {
         self.playout.stats()
+    }
+
+    /// The Opus encoder's expected-loss hint now, in percent: `OpusConfig::packet_loss_percent`
+    /// until the peer's first RTCP report, then what the reports say. `None` for G.711.
+    pub fn opus_loss_hint(&self) -> Option<u8> {
+        self.encoder.packet_loss_percent()
+    }
+
+    /// Sets the Opus loss hint from a report's fraction lost (RFC 3550 §6.4.1, in 1/256), so
+    /// that libopus spends bits on in-band FEC (RFC 7587 §3.3) as the network needs: none on a
+    /// clean one, where the FEC copy would only cost quality, more as loss grows. Rounded up to
+    /// a whole percent; it rises at once and falls by at most a quarter per report, since one
+    /// interval without loss (25 packets at the phone's 500 ms) says little about the next.
+    fn follow_reported_loss(&mut self, fraction_lost: u8) {
+        let Some(current) = self.encoder.packet_loss_percent() else {
+            return;
+        };
+        let measured = (u32::from(fraction_lost) * 100).div_ceil(256) as u8;
+        let hint = measured.max(current - current.div_ceil(4));
+        if hint != current {
+            // Only an out-of-range value fails, and `hint` is at most 100.
+            let _ = self.encoder.set_packet_loss_percent(hint);
+        }
     }
 
     /// The codec in use.

@@ -272,3 +272,63 @@ fn a_hostile_opus_peer_cannot_inflate_the_recording() {
     // 100 octets of G.711 would be 100 samples plus as much fill: the same bound applies.
     assert!(recorded.len() <= 200, "{} samples", recorded.len());
 }
+
+/// Alice sends Opus speech to Bob for `ms` over a path losing `loss` of her packets; Bob's
+/// RTCP reports come back without loss. Returns Alice's loss hint after each of them.
+fn loss_hints_over(loss: f64, ms: u32, seed: u64) -> Vec<Option<u8>> {
+    let start = Instant::now();
+    let options = MediaOptions {
+        audio_codec: Some(AudioCodec::OPUS),
+        ..MediaOptions::default()
+    };
+    let config = |ssrc, name: &str| MediaConfig::new(Codec::Pcmu, ssrc, name);
+    let source = speech_like(ms, seed);
+    let mut alice = MediaSession::with_options(
+        config(1, "alice"),
+        options.clone(),
+        srtp(),
+        srtp(),
+        source,
+        start,
+    );
+    let mut bob =
+        MediaSession::with_options(config(2, "bob"), options, srtp(), srtp(), Vec::new(), start);
+    assert_eq!(
+        alice.opus_loss_hint(),
+        Some(10),
+        "OpusConfig's default to start with"
+    );
+    let mut rng = SplitMix64(seed);
+    let mut hints = Vec::new();
+    let mut now = start;
+    while now < start + Duration::from_millis(u64::from(ms)) {
+        for p in chaincall_io::drain(|| alice.poll_output(now)).transmits {
+            if rng.range(0.0, 1.0) >= loss {
+                bob.handle_input(&p.contents, now).unwrap();
+            }
+        }
+        for p in chaincall_io::drain(|| bob.poll_output(now)).transmits {
+            alice.handle_input(&p.contents, now).unwrap();
+            hints.push(alice.opus_loss_hint());
+        }
+        now += Duration::from_millis(20);
+    }
+    hints
+}
+
+/// The Opus loss hint follows the loss Bob reports over RTCP: down to 0 on a clean path, where
+/// the FEC copy would only cost quality (crates/bench/BENCH-audio.md), and about the loss on a
+/// lossy one, where FEC pays.
+#[test]
+fn opus_loss_hint_follows_the_loss_the_peer_reports() {
+    let clean = loss_hints_over(0.0, 8000, 61);
+    assert!(clean.len() >= 6, "{} reports", clean.len());
+    assert_eq!(clean.last(), Some(&Some(0)), "{clean:?}");
+    let lossy = loss_hints_over(0.2, 8000, 62);
+    let settled: Vec<u8> = lossy[lossy.len() / 2..].iter().flatten().copied().collect();
+    println!("20 % loss: hints {lossy:?}");
+    assert!(
+        settled.iter().all(|&h| (10..=45).contains(&h)),
+        "20 % loss: {lossy:?}"
+    );
+}
