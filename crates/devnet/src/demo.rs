@@ -351,6 +351,7 @@ async fn network<C: ServerChain>(
             tls_keylog: args.tls_keylog.clone(),
             audio_a: audio_a.clone(),
             audio_b,
+            wideband: false,
             mikey_replay_quota: chaincall_phone::DEFAULT_MIKEY_REPLAY_QUOTA,
         },
     )

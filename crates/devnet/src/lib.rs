@@ -71,6 +71,9 @@ pub struct NetworkOptions {
     pub audio_a: Vec<i16>,
     /// What bob sends.
     pub audio_b: Vec<i16>,
+    /// `audio_a`/`audio_b` are 48 kHz and the call reports record at the codec's rate
+    /// ([`PhoneConfig::wideband`]); `false`: 8 kHz.
+    pub wideband: bool,
     /// MIKEY offers one caller may have in the other phone's replay cache
     /// ([`PhoneConfig::mikey_replay_quota`]): a load test placing more calls than the default
     /// within two minutes raises it.
@@ -332,6 +335,7 @@ impl Network {
                 auto_answer: true,
                 accept_unverified: None,
                 audio: Arc::new(audio),
+                wideband: opts.wideband,
                 devices: None,
                 register_expires: 600,
                 keepalive: Some(chaincall_phone::link::DEFAULT_KEEPALIVE),

@@ -97,6 +97,10 @@ pub struct MediaOptions {
     /// [`MediaEvent::Dtmf`]; `None` (the default): DTMF packets are refused as an unexpected
     /// payload type.
     pub telephone_event: Option<TelephoneEvent>,
+    /// The rate of the `source` PCM: 8,000 (the default) or 48,000 Hz. A source at the other
+    /// rate than the codec's is converted once at the start (8 kHz up for Opus, 48 kHz down for
+    /// G.711); any other value is taken as the codec's rate.
+    pub source_rate: u32,
 }
 
 impl MediaConfig {
@@ -125,6 +129,7 @@ impl Default for MediaOptions {
             opus: OpusConfig::default(),
             jitter: JitterConfig::default(),
             telephone_event: None,
+            source_rate: resample::NARROW_RATE,
         }
     }
 }
@@ -418,11 +423,14 @@ impl MediaSession {
     ) -> Self {
         config.ptime_ms = config.ptime_ms.clamp(10, 120);
         let codec = options.audio_codec.unwrap_or(config.codec.into());
-        let source = if codec.is_opus() {
+        if codec.is_opus() {
             config.ptime_ms = 20;
-            resample::upsample_8k_to_48k(&source)
-        } else {
-            source
+        }
+        // Converted only when the source is not at the codec's rate already.
+        let source = match (codec.clock_rate(), options.source_rate) {
+            (resample::WIDE_RATE, resample::NARROW_RATE) => resample::upsample_8k_to_48k(&source),
+            (resample::NARROW_RATE, resample::WIDE_RATE) => resample::downsample_48k_to_8k(&source),
+            _ => source,
         };
         let samples_per_frame = codec.samples_per_frame(config.ptime_ms);
         // Invariant: creating a 48 kHz mono Opus encoder or decoder with in-range settings
@@ -893,6 +901,18 @@ impl MediaSession {
             }
         }
         out
+    }
+
+    /// The received audio decoded at the codec's rate, for a shell that keeps wide-band audio:
+    /// 48 kHz for Opus (what [`recorded_audio`](Self::recorded_audio) converts down, nothing
+    /// above 4 kHz lost), 8 kHz for G.711 (the same as `recorded_audio`).
+    pub fn recorded_audio_at_codec_rate(&self) -> Vec<i16> {
+        match self.codec {
+            AudioCodec::G711(_) => self.recorded_audio(),
+            AudioCodec::Opus { .. } => OpusDecoder::new()
+                .map(|d| self.decode_opus(d))
+                .unwrap_or_default(),
+        }
     }
 
     fn decode_opus(&self, mut decoder: OpusDecoder) -> Vec<i16> {

@@ -332,3 +332,69 @@ fn opus_loss_hint_follows_the_loss_the_peer_reports() {
         "20 % loss: {lossy:?}"
     );
 }
+
+/// Energy of `x` at `freq` Hz (Goertzel), per sample.
+fn tone_energy(x: &[i16], freq: f64, rate: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq / rate;
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &v in x {
+        let s0 = f64::from(v) + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2) / x.len().max(1) as f64
+}
+
+/// A 48 kHz source (`MediaOptions::source_rate`) crosses an Opus call as it is, and the
+/// recording at the codec's rate keeps what lies above 4 kHz (a 6 kHz tone under the speech),
+/// which the 8 kHz recording, and an 8 kHz source, cannot carry.
+#[test]
+fn a_48_khz_source_and_recording_keep_the_band_above_4_khz() {
+    let start = Instant::now();
+    let speech = chaincall_media::resample::upsample_8k_to_48k(&speech_like(3000, 71));
+    let source: Vec<i16> = speech
+        .iter()
+        .enumerate()
+        .map(|(n, &s)| {
+            let tone = 3000.0 * (2.0 * std::f64::consts::PI * 6000.0 * n as f64 / 48_000.0).sin();
+            (f64::from(s) + tone).round() as i16
+        })
+        .collect();
+    let options = MediaOptions {
+        audio_codec: Some(AudioCodec::OPUS),
+        source_rate: 48_000,
+        ..MediaOptions::default()
+    };
+    let config = |ssrc, name: &str| MediaConfig::new(Codec::Pcmu, ssrc, name);
+    let mut alice = MediaSession::with_options(
+        config(1, "alice"),
+        options.clone(),
+        srtp(),
+        srtp(),
+        source.clone(),
+        start,
+    );
+    let mut bob =
+        MediaSession::with_options(config(2, "bob"), options, srtp(), srtp(), Vec::new(), start);
+    let mut now = start;
+    while !alice.source_done() {
+        for p in chaincall_io::drain(|| alice.poll_output(now)).transmits {
+            bob.handle_input(&p.contents, now).unwrap();
+        }
+        now += Duration::from_millis(20);
+    }
+    let wide = bob.recorded_audio_at_codec_rate();
+    let narrow = bob.recorded_audio();
+    assert_eq!(
+        wide.len(),
+        6 * narrow.len(),
+        "48 kHz and 8 kHz of the same audio"
+    );
+    let tone_in = tone_energy(&source, 6000.0, 48_000.0);
+    let tone_out = tone_energy(&wide, 6000.0, 48_000.0);
+    let ratio_db = 10.0 * (tone_out / tone_in).log10();
+    println!("6 kHz tone: {ratio_db:.1} dB through the call");
+    assert!(ratio_db > -6.0, "the 6 kHz tone lost: {ratio_db:.1} dB");
+    let (_, c) = best_correlation(&source, &wide, 2000);
+    assert!(c > 0.8, "correlation with the 48 kHz source {c:.3}");
+}

@@ -607,6 +607,7 @@ impl PhoneFileConfig {
             auto_answer,
             accept_unverified: self.accept_unverified,
             audio,
+            wideband: false,
             devices: match &self.audio {
                 AudioMode::Device(devices) => Some(devices.clone()),
                 AudioMode::Wav => None,

@@ -351,6 +351,7 @@ fn phone_config(
         auto_answer: true,
         accept_unverified: None,
         audio: Arc::new(audio),
+        wideband: false,
         devices: None,
         register_expires: 600,
         keepalive: Some(chaincall_phone::link::DEFAULT_KEEPALIVE),

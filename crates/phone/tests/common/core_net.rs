@@ -105,6 +105,7 @@ pub fn config(number: &str, key: &IdentityKey, seed: u64) -> PhoneConfig {
         auto_answer: true,
         accept_unverified: None,
         audio: Arc::new(Vec::new()),
+        wideband: false,
         devices: None,
         register_expires: 600,
         keepalive: None,

@@ -301,6 +301,7 @@ impl Net {
             auto_answer: true,
             accept_unverified: None,
             audio: Arc::new(chaincall_media::signal::speech_like(audio_ms, 7)),
+            wideband: false,
             devices: None,
             register_expires: 600,
             keepalive: Some(chaincall_phone::link::DEFAULT_KEEPALIVE),
