@@ -27,6 +27,22 @@ struct Outcome {
     digits: String,
 }
 
+/// Alice sending `source` and Bob sending nothing, both with `options`, from `start`.
+fn pair(options: MediaOptions, source: Vec<i16>, start: Instant) -> (MediaSession, MediaSession) {
+    let config = |ssrc, name: &str| MediaConfig::new(Codec::Pcmu, ssrc, name);
+    let alice = MediaSession::with_options(
+        config(1, "alice"),
+        options.clone(),
+        srtp(),
+        srtp(),
+        source,
+        start,
+    );
+    let bob =
+        MediaSession::with_options(config(2, "bob"), options, srtp(), srtp(), Vec::new(), start);
+    (alice, bob)
+}
+
 /// Alice sends `ms` of speech with `codec` to Bob over a network with `loss` and up to
 /// `jitter_ms` of extra delay (which reorders); Bob plays out every 20 ms.
 fn call(codec: AudioCodec, ms: u32, loss: f64, jitter_ms: f64, seed: u64) -> Outcome {
@@ -61,17 +77,7 @@ fn call_with_dtmf(
         // shrink it and every packet is played.
         options.jitter.initial_delay = options.jitter.min_delay;
     }
-    let config = |ssrc, name: &str| MediaConfig::new(Codec::Pcmu, ssrc, name);
-    let mut alice = MediaSession::with_options(
-        config(1, "alice"),
-        options.clone(),
-        srtp(),
-        srtp(),
-        speech_like(ms, seed),
-        start,
-    );
-    let mut bob =
-        MediaSession::with_options(config(2, "bob"), options, srtp(), srtp(), Vec::new(), start);
+    let (mut alice, mut bob) = pair(options, speech_like(ms, seed), start);
     let mut rng = SplitMix64(seed);
     let mut in_flight: Vec<(Instant, Vec<u8>)> = Vec::new();
     let mut frames = Vec::new();
@@ -281,18 +287,7 @@ fn loss_hints_over(loss: f64, ms: u32, seed: u64) -> Vec<Option<u8>> {
         audio_codec: Some(AudioCodec::OPUS),
         ..MediaOptions::default()
     };
-    let config = |ssrc, name: &str| MediaConfig::new(Codec::Pcmu, ssrc, name);
-    let source = speech_like(ms, seed);
-    let mut alice = MediaSession::with_options(
-        config(1, "alice"),
-        options.clone(),
-        srtp(),
-        srtp(),
-        source,
-        start,
-    );
-    let mut bob =
-        MediaSession::with_options(config(2, "bob"), options, srtp(), srtp(), Vec::new(), start);
+    let (mut alice, mut bob) = pair(options, speech_like(ms, seed), start);
     assert_eq!(
         alice.opus_loss_hint(),
         Some(10),
@@ -365,17 +360,7 @@ fn a_48_khz_source_and_recording_keep_the_band_above_4_khz() {
         source_rate: 48_000,
         ..MediaOptions::default()
     };
-    let config = |ssrc, name: &str| MediaConfig::new(Codec::Pcmu, ssrc, name);
-    let mut alice = MediaSession::with_options(
-        config(1, "alice"),
-        options.clone(),
-        srtp(),
-        srtp(),
-        source.clone(),
-        start,
-    );
-    let mut bob =
-        MediaSession::with_options(config(2, "bob"), options, srtp(), srtp(), Vec::new(), start);
+    let (mut alice, mut bob) = pair(options, source.clone(), start);
     let mut now = start;
     while !alice.source_done() {
         for p in chaincall_io::drain(|| alice.poll_output(now)).transmits {
