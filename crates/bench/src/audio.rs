@@ -383,6 +383,7 @@ fn calls(
             audio_a: phone_audio,
             audio_b: Vec::new(),
             wideband: true,
+            adaptive_loss_hint: true,
             mikey_replay_quota: chaincall_phone::DEFAULT_MIKEY_REPLAY_QUOTA,
         },
     ))?;

@@ -352,6 +352,7 @@ async fn network<C: ServerChain>(
             audio_a: audio_a.clone(),
             audio_b,
             wideband: false,
+            adaptive_loss_hint: false,
             mikey_replay_quota: chaincall_phone::DEFAULT_MIKEY_REPLAY_QUOTA,
         },
     )

@@ -74,6 +74,9 @@ pub struct NetworkOptions {
     /// `audio_a`/`audio_b` are 48 kHz and the call reports record at the codec's rate
     /// ([`PhoneConfig::wideband`]); `false`: 8 kHz.
     pub wideband: bool,
+    /// The phones' Opus loss hint follows RTCP ([`PhoneConfig::adaptive_loss_hint`]); the demo
+    /// turns it off to compare its recording with an offline encoding.
+    pub adaptive_loss_hint: bool,
     /// MIKEY offers one caller may have in the other phone's replay cache
     /// ([`PhoneConfig::mikey_replay_quota`]): a load test placing more calls than the default
     /// within two minutes raises it.
@@ -336,6 +339,7 @@ impl Network {
                 accept_unverified: None,
                 audio: Arc::new(audio),
                 wideband: opts.wideband,
+                adaptive_loss_hint: opts.adaptive_loss_hint,
                 devices: None,
                 register_expires: 600,
                 keepalive: Some(chaincall_phone::link::DEFAULT_KEEPALIVE),

@@ -101,6 +101,10 @@ pub struct MediaOptions {
     /// rate than the codec's is converted once at the start (8 kHz up for Opus, 48 kHz down for
     /// G.711); any other value is taken as the codec's rate.
     pub source_rate: u32,
+    /// Whether the peer's RTCP reports of loss set the Opus loss hint (default `true`); `false`
+    /// keeps `opus.packet_loss_percent` for the whole call, so that the encoding depends only
+    /// on the audio (the demo compares its recording with an offline encoding).
+    pub adaptive_loss_hint: bool,
 }
 
 impl MediaConfig {
@@ -130,6 +134,7 @@ impl Default for MediaOptions {
             jitter: JitterConfig::default(),
             telephone_event: None,
             source_rate: resample::NARROW_RATE,
+            adaptive_loss_hint: true,
         }
     }
 }
@@ -984,6 +989,9 @@ impl MediaSession {
         let Some(current) = self.encoder.packet_loss_percent() else {
             return;
         };
+        if !self.options.adaptive_loss_hint {
+            return;
+        }
         let measured = (u32::from(fraction_lost) * 100).div_ceil(256) as u8;
         let hint = measured.max(current - current.div_ceil(4));
         if hint != current {

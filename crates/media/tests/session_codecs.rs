@@ -281,10 +281,11 @@ fn a_hostile_opus_peer_cannot_inflate_the_recording() {
 
 /// Alice sends Opus speech to Bob for `ms` over a path losing `loss` of her packets; Bob's
 /// RTCP reports come back without loss. Returns Alice's loss hint after each of them.
-fn loss_hints_over(loss: f64, ms: u32, seed: u64) -> Vec<Option<u8>> {
+fn loss_hints_over(loss: f64, ms: u32, seed: u64, adaptive: bool) -> Vec<Option<u8>> {
     let start = Instant::now();
     let options = MediaOptions {
         audio_codec: Some(AudioCodec::OPUS),
+        adaptive_loss_hint: adaptive,
         ..MediaOptions::default()
     };
     let (mut alice, mut bob) = pair(options, speech_like(ms, seed), start);
@@ -316,16 +317,19 @@ fn loss_hints_over(loss: f64, ms: u32, seed: u64) -> Vec<Option<u8>> {
 /// lossy one, where FEC pays.
 #[test]
 fn opus_loss_hint_follows_the_loss_the_peer_reports() {
-    let clean = loss_hints_over(0.0, 8000, 61);
+    let clean = loss_hints_over(0.0, 8000, 61, true);
     assert!(clean.len() >= 6, "{} reports", clean.len());
     assert_eq!(clean.last(), Some(&Some(0)), "{clean:?}");
-    let lossy = loss_hints_over(0.2, 8000, 62);
+    let lossy = loss_hints_over(0.2, 8000, 62, true);
     let settled: Vec<u8> = lossy[lossy.len() / 2..].iter().flatten().copied().collect();
     println!("20 % loss: hints {lossy:?}");
     assert!(
         settled.iter().all(|&h| (10..=45).contains(&h)),
         "20 % loss: {lossy:?}"
     );
+    // `adaptive_loss_hint: false` (the demo's phones) keeps the configured hint.
+    let fixed = loss_hints_over(0.2, 3000, 63, false);
+    assert!(fixed.iter().all(|&h| h == Some(10)), "{fixed:?}");
 }
 
 /// Energy of `x` at `freq` Hz (Goertzel), per sample.

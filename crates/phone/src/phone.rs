@@ -133,6 +133,10 @@ pub struct PhoneConfig {
     /// so nothing above 4 kHz is lost on the way. `false` (the phone file's phones, the demo,
     /// the tests): both 8 kHz, as the WAV files `audio_in` and `record_dir` hold.
     pub wideband: bool,
+    /// The Opus loss hint follows the peer's RTCP loss reports (`MediaOptions::adaptive_loss_hint`;
+    /// the phone file's phones: on). Off only where a call's encoding must not depend on
+    /// timing: the demo compares its recording with an offline encoding of the same audio.
+    pub adaptive_loss_hint: bool,
     /// Calls on the sound card: the microphone is sent and the speaker plays what is received
     /// (`audio = "device"`). `None`: `audio` is sent and what is received only recorded.
     pub devices: Option<DeviceAudio>,
@@ -1313,6 +1317,7 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             audio_codec: Some(neg.codec),
             telephone_event: neg.telephone_event,
             source_rate: if self.cfg.wideband { 48_000 } else { 8_000 },
+            adaptive_loss_hint: self.cfg.adaptive_loss_hint,
             ..MediaOptions::default()
         };
         // The session converts the source to the codec's rate when it is not at it already.

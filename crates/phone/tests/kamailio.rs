@@ -352,6 +352,7 @@ fn phone_config(
         accept_unverified: None,
         audio: Arc::new(audio),
         wideband: false,
+        adaptive_loss_hint: true,
         devices: None,
         register_expires: 600,
         keepalive: Some(chaincall_phone::link::DEFAULT_KEEPALIVE),
