@@ -6,6 +6,8 @@
 //!   Opus, 8 kHz for G.711), converting 8 kHz ↔ 48 kHz with `chaincall_media::resample` when the
 //!   device runs at the other one. Mono `i16` frames of 20 ms cross a bounded lock-free ring
 //!   between cpal's callback thread and the phone's task; nothing ever blocks the callback.
+//! - [`VoiceProcessor`]: echo cancellation and noise suppression of the microphone's frames
+//!   (WebRTC's AEC3 and noise suppressor, through the pure-Rust `aec3` crate).
 //! - [`Source`] and [`Sink`]: a device, silence ([`SilenceSource`], [`NullSink`]) or WAV files
 //!   ([`WavSource`], [`WavSink`]) behind [`AudioSource`]/[`AudioSink`];
 //!   [`Source::open_or_silence`] keeps a call going without a microphone.
@@ -47,6 +49,7 @@
 
 mod enumerate;
 mod error;
+mod processing;
 mod resample;
 mod ring;
 mod source;
@@ -56,6 +59,7 @@ pub use enumerate::{
     Capabilities, DeviceInfo, DeviceList, DeviceSelector, RateRange, list_devices,
 };
 pub use error::{DeviceError, Direction, StreamFailure};
+pub use processing::{ProcessingError, VoiceProcessing, VoiceProcessor};
 pub use source::{
     AudioSink, AudioSource, FrameResult, NullSink, SilenceSource, Sink, Source, WavSink, WavSource,
 };

@@ -10,7 +10,7 @@
 //! - **chaincall**: the demo's network ([`Network`]: keystore, wallet server, sipd over TLS-PSK,
 //!   alice and bob onboarded), MIKEY-PKE, Opus; alice sends the speech, bob's call report holds
 //!   what he received. The phone's recording is its [`CallReport::recorded`]: packets in sequence
-//!   order, lost ones concealed by libopus PLC, at 8 kHz (the phone's PCM interface).
+//!   order, lost ones concealed by libopus PLC, at 48 kHz (the phone is wide-band).
 //! - **baresip**: two baresip 1.0 processes on their own loopback addresses, SDES-SRTP, Opus only;
 //!   one dials the other, `aufile` plays the speech, the callee's `sndfile` module dumps what its
 //!   decoder produced (baresip 1.0's `aufile` cannot record).
@@ -49,8 +49,6 @@ const TEXT: &str = "The birch canoe slid on the smooth planks. Glue the sheet to
                     is a rare dish.";
 /// The rate the reference is made at and baresip's Opus runs at.
 const RATE: u32 = 48_000;
-/// The chaincall phone's PCM rate (it resamples to and from Opus's 48 kHz itself).
-const PHONE_RATE: u32 = 8000;
 /// Silence before and after the speech, so PESQ sees where utterances start and end.
 const PAD_MS: u32 = 500;
 /// Recorded lags searched: a recording may start this much early (ms)…
@@ -366,7 +364,9 @@ fn calls(
     // Both calls last as long as the speech plus a second for set-up and the tail.
     let speech_ms = (reference.samples.len() as u64 * 1000) / u64::from(RATE);
     let play = Duration::from_millis(speech_ms + 1000);
-    let phone_audio = resample(&reference.samples, RATE, PHONE_RATE);
+    // The phones are wide-band (`PhoneConfig::wideband`): alice sends the 48 kHz reference as
+    // it is, bob records the Opus call at 48 kHz.
+    let phone_audio = reference.samples.clone();
     // The runtime is built on this (namespaced) thread, so its workers start in the namespace.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -382,6 +382,8 @@ fn calls(
             tls_keylog: None,
             audio_a: phone_audio,
             audio_b: Vec::new(),
+            wideband: true,
+            adaptive_loss_hint: true,
             mikey_replay_quota: chaincall_phone::DEFAULT_MIKEY_REPLAY_QUOTA,
             placement: None,
         },
@@ -441,7 +443,7 @@ fn chaincall_heard(bob: &CallReport) -> Result<Pcm> {
         bob.stats
     );
     Ok(Pcm {
-        rate: PHONE_RATE,
+        rate: bob.recorded_rate,
         samples: bob.recorded.clone(),
     })
 }

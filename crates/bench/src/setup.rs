@@ -230,6 +230,8 @@ async fn calls<C: ServerChain>(
             tls_keylog: None,
             audio_a: chaincall_media::signal::speech_like(audio_ms, 1),
             audio_b: chaincall_media::signal::speech_like(audio_ms, 2),
+            wideband: false,
+            adaptive_loss_hint: true,
             // Every call here is one caller's MIKEY offer to one phone, within seconds: the
             // default quota (32 per two minutes, far above a person's dialling) would refuse
             // the 33rd with 488. The bound stays: the calls plus the first.

@@ -491,6 +491,8 @@ async fn network<C: ServerChain>(
             tls_keylog: args.tls_keylog.clone(),
             audio_a: audio_a.clone(),
             audio_b,
+            wideband: false,
+            adaptive_loss_hint: false,
             mikey_replay_quota: chaincall_phone::DEFAULT_MIKEY_REPLAY_QUOTA,
             placement: nat.as_ref().map(|n| n.placement()),
         },

@@ -72,6 +72,12 @@ pub struct NetworkOptions {
     pub audio_a: Vec<i16>,
     /// What bob sends.
     pub audio_b: Vec<i16>,
+    /// `audio_a`/`audio_b` are 48 kHz and the call reports record at the codec's rate
+    /// ([`PhoneConfig::wideband`]); `false`: 8 kHz.
+    pub wideband: bool,
+    /// The phones' Opus loss hint follows RTCP ([`PhoneConfig::adaptive_loss_hint`]); the demo
+    /// turns it off to compare its recording with an offline encoding.
+    pub adaptive_loss_hint: bool,
     /// MIKEY offers one caller may have in the other phone's replay cache
     /// ([`PhoneConfig::mikey_replay_quota`]): a load test placing more calls than the default
     /// within two minutes raises it.
@@ -359,6 +365,8 @@ impl Network {
                 auto_answer: true,
                 accept_unverified: None,
                 audio: Arc::new(audio),
+                wideband: opts.wideband,
+                adaptive_loss_hint: opts.adaptive_loss_hint,
                 devices: None,
                 register_expires: 600,
                 keepalive: Some(chaincall_phone::link::DEFAULT_KEEPALIVE),

@@ -123,6 +123,23 @@ impl AudioEncoder {
             AudioEncoder::Opus(e) => e.encode(frame),
         }
     }
+
+    /// The Opus encoder's expected-loss hint in percent (what libopus sizes in-band FEC by);
+    /// `None` for G.711.
+    pub fn packet_loss_percent(&self) -> Option<u8> {
+        match self {
+            AudioEncoder::G711(_) => None,
+            AudioEncoder::Opus(e) => Some(e.config().packet_loss_percent),
+        }
+    }
+
+    /// Sets the Opus encoder's expected-loss hint (clamped to 100); nothing for G.711.
+    pub fn set_packet_loss_percent(&mut self, percent: u8) -> Result<(), OpusError> {
+        match self {
+            AudioEncoder::G711(_) => Ok(()),
+            AudioEncoder::Opus(e) => e.set_packet_loss_percent(percent),
+        }
+    }
 }
 
 /// Turns RTP payloads into PCM at the codec's sample rate, and conceals what was lost.

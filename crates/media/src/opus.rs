@@ -52,6 +52,8 @@ pub struct OpusConfig {
     /// low-rate copy of the one before. Default on.
     pub inband_fec: bool,
     /// Expected packet loss in percent (0..=100), the hint libopus sizes FEC by. Default 10.
+    /// In a [`MediaSession`](crate::MediaSession) only the start: from the peer's first RTCP
+    /// report on, the hint follows the loss it reports.
     pub packet_loss_percent: u8,
     /// Discontinuous transmission (RFC 7587 `usedtx=1`): silence sends (almost) nothing.
     /// Default on.

@@ -5,6 +5,10 @@
 
 /// The rate ratio.
 pub const FACTOR: usize = 6;
+/// The narrow rate converted from and to, Hz (G.711).
+pub const NARROW_RATE: u32 = 8_000;
+/// The wide rate, Hz (Opus).
+pub const WIDE_RATE: u32 = NARROW_RATE * FACTOR as u32;
 const TAPS: usize = 97;
 /// The filter's group delay in 48 kHz samples ((TAPS − 1) / 2).
 const DELAY: usize = (TAPS - 1) / 2;

@@ -97,6 +97,14 @@ pub struct MediaOptions {
     /// [`MediaEvent::Dtmf`]; `None` (the default): DTMF packets are refused as an unexpected
     /// payload type.
     pub telephone_event: Option<TelephoneEvent>,
+    /// The rate of the `source` PCM: 8,000 (the default) or 48,000 Hz. A source at the other
+    /// rate than the codec's is converted once at the start (8 kHz up for Opus, 48 kHz down for
+    /// G.711); any other value is taken as the codec's rate.
+    pub source_rate: u32,
+    /// Whether the peer's RTCP reports of loss set the Opus loss hint (default `true`); `false`
+    /// keeps `opus.packet_loss_percent` for the whole call, so that the encoding depends only
+    /// on the audio (the demo compares its recording with an offline encoding).
+    pub adaptive_loss_hint: bool,
 }
 
 impl MediaConfig {
@@ -125,6 +133,8 @@ impl Default for MediaOptions {
             opus: OpusConfig::default(),
             jitter: JitterConfig::default(),
             telephone_event: None,
+            source_rate: resample::NARROW_RATE,
+            adaptive_loss_hint: true,
         }
     }
 }
@@ -418,11 +428,14 @@ impl MediaSession {
     ) -> Self {
         config.ptime_ms = config.ptime_ms.clamp(10, 120);
         let codec = options.audio_codec.unwrap_or(config.codec.into());
-        let source = if codec.is_opus() {
+        if codec.is_opus() {
             config.ptime_ms = 20;
-            resample::upsample_8k_to_48k(&source)
-        } else {
-            source
+        }
+        // Converted only when the source is not at the codec's rate already.
+        let source = match (codec.clock_rate(), options.source_rate) {
+            (resample::WIDE_RATE, resample::NARROW_RATE) => resample::upsample_8k_to_48k(&source),
+            (resample::NARROW_RATE, resample::WIDE_RATE) => resample::downsample_48k_to_8k(&source),
+            _ => source,
         };
         let samples_per_frame = codec.samples_per_frame(config.ptime_ms);
         // Invariant: creating a 48 kHz mono Opus encoder or decoder with in-range settings
@@ -672,6 +685,7 @@ impl MediaSession {
         }
         if let Some(block) = report {
             self.stats.peer_report = Some(block);
+            self.follow_reported_loss(block.fraction_lost);
             // §6.4.1: RTT = A − LSR − DLSR, in 1/65536 s, when the peer has seen an SR of ours.
             if block.last_sr != 0 {
                 let a = (self.ntp(now) >> 16) as u32;
@@ -894,6 +908,18 @@ impl MediaSession {
         out
     }
 
+    /// The received audio decoded at the codec's rate, for a shell that keeps wide-band audio:
+    /// 48 kHz for Opus (what [`recorded_audio`](Self::recorded_audio) converts down, nothing
+    /// above 4 kHz lost), 8 kHz for G.711 (the same as `recorded_audio`).
+    pub fn recorded_audio_at_codec_rate(&self) -> Vec<i16> {
+        match self.codec {
+            AudioCodec::G711(_) => self.recorded_audio(),
+            AudioCodec::Opus { .. } => OpusDecoder::new()
+                .map(|d| self.decode_opus(d))
+                .unwrap_or_default(),
+        }
+    }
+
     fn decode_opus(&self, mut decoder: OpusDecoder) -> Vec<i16> {
         let mut pcm = Vec::new();
         // Bounded like G.711's fill: at most MAX_GAP_FILL (in 8 kHz samples) per gap; and in
@@ -946,6 +972,32 @@ impl MediaSession {
     /// The jitter buffer's counters (late, lost, concealed, delays) for the call report.
     pub fn jitter_stats(&self) -> JitterStats {
         self.playout.stats()
+    }
+
+    /// The Opus encoder's expected-loss hint now, in percent: `OpusConfig::packet_loss_percent`
+    /// until the peer's first RTCP report, then what the reports say. `None` for G.711.
+    pub fn opus_loss_hint(&self) -> Option<u8> {
+        self.encoder.packet_loss_percent()
+    }
+
+    /// Sets the Opus loss hint from a report's fraction lost (RFC 3550 §6.4.1, in 1/256), so
+    /// that libopus spends bits on in-band FEC (RFC 7587 §3.3) as the network needs: none on a
+    /// clean one, where the FEC copy would only cost quality, more as loss grows. Rounded up to
+    /// a whole percent; it rises at once and falls by at most a quarter per report, since one
+    /// interval without loss (25 packets at the phone's 500 ms) says little about the next.
+    fn follow_reported_loss(&mut self, fraction_lost: u8) {
+        let Some(current) = self.encoder.packet_loss_percent() else {
+            return;
+        };
+        if !self.options.adaptive_loss_hint {
+            return;
+        }
+        let measured = (u32::from(fraction_lost) * 100).div_ceil(256) as u8;
+        let hint = measured.max(current - current.div_ceil(4));
+        if hint != current {
+            // Only an out-of-range value fails, and `hint` is at most 100.
+            let _ = self.encoder.set_packet_loss_percent(hint);
+        }
     }
 
     /// The codec in use.

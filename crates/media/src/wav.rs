@@ -223,6 +223,12 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Vec<i16>, WavError> {
 
 /// Encodes `samples` as a PCM 16-bit mono 8 kHz WAVE file (44-octet canonical header).
 pub fn to_bytes(samples: &[i16]) -> Result<Vec<u8>, WavError> {
+    to_bytes_at_rate(samples, SAMPLE_RATE)
+}
+
+/// Encodes `samples` as a PCM 16-bit mono WAVE file at `rate` Hz (a recording of an Opus call at
+/// 48 kHz; [`parse`] reads 8 kHz files only).
+pub fn to_bytes_at_rate(samples: &[i16], rate: u32) -> Result<Vec<u8>, WavError> {
     let data_len = samples
         .len()
         .checked_mul(2)
@@ -236,8 +242,8 @@ pub fn to_bytes(samples: &[i16]) -> Result<Vec<u8>, WavError> {
     out.extend_from_slice(&16u32.to_le_bytes());
     out.extend_from_slice(&FORMAT_PCM.to_le_bytes());
     out.extend_from_slice(&1u16.to_le_bytes()); // mono
-    out.extend_from_slice(&SAMPLE_RATE.to_le_bytes());
-    out.extend_from_slice(&(SAMPLE_RATE * 2).to_le_bytes()); // byte rate
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&rate.saturating_mul(2).to_le_bytes()); // byte rate
     out.extend_from_slice(&2u16.to_le_bytes()); // block align
     out.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
     out.extend_from_slice(b"data");
@@ -255,6 +261,15 @@ pub fn read_file(path: impl AsRef<Path>) -> Result<Vec<i16>, WavError> {
 
 /// Writes `samples` as a PCM 16-bit mono 8 kHz WAVE file (see [`to_bytes`]).
 pub fn write_file(path: impl AsRef<Path>, samples: &[i16]) -> Result<(), WavError> {
-    std::fs::write(path, to_bytes(samples)?)?;
+    write_file_at_rate(path, samples, SAMPLE_RATE)
+}
+
+/// Writes `samples` as a PCM 16-bit mono WAVE file at `rate` Hz (see [`to_bytes_at_rate`]).
+pub fn write_file_at_rate(
+    path: impl AsRef<Path>,
+    samples: &[i16],
+    rate: u32,
+) -> Result<(), WavError> {
+    std::fs::write(path, to_bytes_at_rate(samples, rate)?)?;
     Ok(())
 }

@@ -27,6 +27,22 @@ struct Outcome {
     digits: String,
 }
 
+/// Alice sending `source` and Bob sending nothing, both with `options`, from `start`.
+fn pair(options: MediaOptions, source: Vec<i16>, start: Instant) -> (MediaSession, MediaSession) {
+    let config = |ssrc, name: &str| MediaConfig::new(Codec::Pcmu, ssrc, name);
+    let alice = MediaSession::with_options(
+        config(1, "alice"),
+        options.clone(),
+        srtp(),
+        srtp(),
+        source,
+        start,
+    );
+    let bob =
+        MediaSession::with_options(config(2, "bob"), options, srtp(), srtp(), Vec::new(), start);
+    (alice, bob)
+}
+
 /// Alice sends `ms` of speech with `codec` to Bob over a network with `loss` and up to
 /// `jitter_ms` of extra delay (which reorders); Bob plays out every 20 ms.
 fn call(codec: AudioCodec, ms: u32, loss: f64, jitter_ms: f64, seed: u64) -> Outcome {
@@ -61,17 +77,7 @@ fn call_with_dtmf(
         // shrink it and every packet is played.
         options.jitter.initial_delay = options.jitter.min_delay;
     }
-    let config = |ssrc, name: &str| MediaConfig::new(Codec::Pcmu, ssrc, name);
-    let mut alice = MediaSession::with_options(
-        config(1, "alice"),
-        options.clone(),
-        srtp(),
-        srtp(),
-        speech_like(ms, seed),
-        start,
-    );
-    let mut bob =
-        MediaSession::with_options(config(2, "bob"), options, srtp(), srtp(), Vec::new(), start);
+    let (mut alice, mut bob) = pair(options, speech_like(ms, seed), start);
     let mut rng = SplitMix64(seed);
     let mut in_flight: Vec<(Instant, Vec<u8>)> = Vec::new();
     let mut frames = Vec::new();
@@ -271,4 +277,113 @@ fn a_hostile_opus_peer_cannot_inflate_the_recording() {
     let recorded = bob.recorded_audio();
     // 100 octets of G.711 would be 100 samples plus as much fill: the same bound applies.
     assert!(recorded.len() <= 200, "{} samples", recorded.len());
+}
+
+/// Alice sends Opus speech to Bob for `ms` over a path losing `loss` of her packets; Bob's
+/// RTCP reports come back without loss. Returns Alice's loss hint after each of them.
+fn loss_hints_over(loss: f64, ms: u32, seed: u64, adaptive: bool) -> Vec<Option<u8>> {
+    let start = Instant::now();
+    let options = MediaOptions {
+        audio_codec: Some(AudioCodec::OPUS),
+        adaptive_loss_hint: adaptive,
+        ..MediaOptions::default()
+    };
+    let (mut alice, mut bob) = pair(options, speech_like(ms, seed), start);
+    assert_eq!(
+        alice.opus_loss_hint(),
+        Some(10),
+        "OpusConfig's default to start with"
+    );
+    let mut rng = SplitMix64(seed);
+    let mut hints = Vec::new();
+    let mut now = start;
+    while now < start + Duration::from_millis(u64::from(ms)) {
+        for p in chaincall_io::drain(|| alice.poll_output(now)).transmits {
+            if rng.range(0.0, 1.0) >= loss {
+                bob.handle_input(&p.contents, now).unwrap();
+            }
+        }
+        for p in chaincall_io::drain(|| bob.poll_output(now)).transmits {
+            alice.handle_input(&p.contents, now).unwrap();
+            hints.push(alice.opus_loss_hint());
+        }
+        now += Duration::from_millis(20);
+    }
+    hints
+}
+
+/// The Opus loss hint follows the loss Bob reports over RTCP: down to 0 on a clean path, where
+/// the FEC copy would only cost quality (crates/bench/BENCH-audio.md), and about the loss on a
+/// lossy one, where FEC pays.
+#[test]
+fn opus_loss_hint_follows_the_loss_the_peer_reports() {
+    let clean = loss_hints_over(0.0, 8000, 61, true);
+    assert!(clean.len() >= 6, "{} reports", clean.len());
+    assert_eq!(clean.last(), Some(&Some(0)), "{clean:?}");
+    let lossy = loss_hints_over(0.2, 8000, 62, true);
+    let settled: Vec<u8> = lossy[lossy.len() / 2..].iter().flatten().copied().collect();
+    println!("20 % loss: hints {lossy:?}");
+    assert!(
+        settled.iter().all(|&h| (10..=45).contains(&h)),
+        "20 % loss: {lossy:?}"
+    );
+    // `adaptive_loss_hint: false` (the demo's phones) keeps the configured hint.
+    let fixed = loss_hints_over(0.2, 3000, 63, false);
+    assert!(fixed.iter().all(|&h| h == Some(10)), "{fixed:?}");
+}
+
+/// Energy of `x` at `freq` Hz (Goertzel), per sample.
+fn tone_energy(x: &[i16], freq: f64, rate: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq / rate;
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &v in x {
+        let s0 = f64::from(v) + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2) / x.len().max(1) as f64
+}
+
+/// A 48 kHz source (`MediaOptions::source_rate`) crosses an Opus call as it is, and the
+/// recording at the codec's rate keeps what lies above 4 kHz (a 6 kHz tone under the speech),
+/// which the 8 kHz recording, and an 8 kHz source, cannot carry.
+#[test]
+fn a_48_khz_source_and_recording_keep_the_band_above_4_khz() {
+    let start = Instant::now();
+    let speech = chaincall_media::resample::upsample_8k_to_48k(&speech_like(3000, 71));
+    let source: Vec<i16> = speech
+        .iter()
+        .enumerate()
+        .map(|(n, &s)| {
+            let tone = 3000.0 * (2.0 * std::f64::consts::PI * 6000.0 * n as f64 / 48_000.0).sin();
+            (f64::from(s) + tone).round() as i16
+        })
+        .collect();
+    let options = MediaOptions {
+        audio_codec: Some(AudioCodec::OPUS),
+        source_rate: 48_000,
+        ..MediaOptions::default()
+    };
+    let (mut alice, mut bob) = pair(options, source.clone(), start);
+    let mut now = start;
+    while !alice.source_done() {
+        for p in chaincall_io::drain(|| alice.poll_output(now)).transmits {
+            bob.handle_input(&p.contents, now).unwrap();
+        }
+        now += Duration::from_millis(20);
+    }
+    let wide = bob.recorded_audio_at_codec_rate();
+    let narrow = bob.recorded_audio();
+    assert_eq!(
+        wide.len(),
+        6 * narrow.len(),
+        "48 kHz and 8 kHz of the same audio"
+    );
+    let tone_in = tone_energy(&source, 6000.0, 48_000.0);
+    let tone_out = tone_energy(&wide, 6000.0, 48_000.0);
+    let ratio_db = 10.0 * (tone_out / tone_in).log10();
+    println!("6 kHz tone: {ratio_db:.1} dB through the call");
+    assert!(ratio_db > -6.0, "the 6 kHz tone lost: {ratio_db:.1} dB");
+    let (_, c) = best_correlation(&source, &wide, 2000);
+    assert!(c > 0.8, "correlation with the 48 kHz source {c:.3}");
 }

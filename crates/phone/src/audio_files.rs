@@ -83,7 +83,8 @@ impl PhoneFileConfig {
             .collect();
         let way = if report.outgoing { "to" } else { "from" };
         let path = dir.join(format!("{ms}-{way}-{peer}.wav"));
-        chaincall_media::wav::write_file(&path, &report.recorded).map_err(|source| {
+        let (samples, rate) = (&report.recorded, report.recorded_rate);
+        chaincall_media::wav::write_file_at_rate(&path, samples, rate).map_err(|source| {
             AudioFileError::Write {
                 path: path.clone(),
                 source,

@@ -23,6 +23,7 @@ use crate::caller::AcceptUnverified;
 use crate::device_audio::{AudioMode, DeviceAudio};
 use crate::negotiation::KeyMode;
 use crate::phone::{PhoneConfig, Signalling};
+use chaincall_audio_device::VoiceProcessing;
 
 /// The comment written above a `trust` key pinned on first use.
 const TRUST_COMMENT: &str =
@@ -181,6 +182,8 @@ struct FileConfig {
     output_device: Option<String>,
     device_buffer_ms: Option<u32>,
     device_prebuffer_ms: Option<u32>,
+    echo_cancellation: Option<bool>,
+    noise_suppression: Option<bool>,
     audio_in: Option<PathBuf>,
     record_dir: Option<PathBuf>,
     keylog: Option<PathBuf>,
@@ -350,6 +353,8 @@ fn audio_mode(f: &FileConfig) -> Result<AudioMode, (&'static str, String)> {
                 ("output_device", f.output_device.is_some()),
                 ("device_buffer_ms", f.device_buffer_ms.is_some()),
                 ("device_prebuffer_ms", f.device_prebuffer_ms.is_some()),
+                ("echo_cancellation", f.echo_cancellation.is_some()),
+                ("noise_suppression", f.noise_suppression.is_some()),
             ];
             match device_keys.into_iter().find(|(_, set)| *set) {
                 Some((key, _)) => Err((key, "needs audio = \"device\"".into())),
@@ -361,6 +366,11 @@ fn audio_mode(f: &FileConfig) -> Result<AudioMode, (&'static str, String)> {
             output: DeviceAudio::selector(f.output_device.clone()),
             buffer_ms: f.device_buffer_ms,
             prebuffer_ms: f.device_prebuffer_ms,
+            // On unless turned off: WAV calls never have them (their audio is no microphone).
+            processing: VoiceProcessing {
+                echo_cancellation: f.echo_cancellation.unwrap_or(true),
+                noise_suppression: f.noise_suppression.unwrap_or(true),
+            },
         })),
         Some(other) => Err((
             "audio",
@@ -633,6 +643,8 @@ impl PhoneFileConfig {
             auto_answer,
             accept_unverified: self.accept_unverified,
             audio,
+            wideband: false,
+            adaptive_loss_hint: true,
             devices: match &self.audio {
                 AudioMode::Device(devices) => Some(devices.clone()),
                 AudioMode::Wav => None,
@@ -907,6 +919,7 @@ domain = \"sip.example.org\"
         let card = DeviceSelector::Named("plughw:CARD=PCH,DEV=0".into());
         assert_eq!(devices.output, card);
         assert_eq!((devices.buffer_ms, devices.prebuffer_ms), (Some(300), None));
+        assert_eq!(devices.processing, VoiceProcessing::default(), "both on");
         let runtime = cfg
             .phone_config(
                 "127.0.0.1:5061".parse().unwrap(),
@@ -926,6 +939,18 @@ domain = \"sip.example.org\"
         );
         let e = error(&MINIMAL.replace("[sip]", "input_device = \"hw:1\"\n[sip]"));
         assert!(e.contains("`input_device` needs audio = \"device\""), "{e}");
+        let e = error(&MINIMAL.replace("[sip]", "noise_suppression = false\n[sip]"));
+        assert!(
+            e.contains("`noise_suppression` needs audio = \"device\""),
+            "{e}"
+        );
+        let text = "audio = \"device\"\necho_cancellation = false\n[sip]";
+        let (_dir, path) = write(&MINIMAL.replace("[sip]", text));
+        let cfg = PhoneFileConfig::load(&path).unwrap();
+        let AudioMode::Device(devices) = &cfg.audio else {
+            panic!("{:?}", cfg.audio);
+        };
+        assert!(!devices.processing.echo_cancellation && devices.processing.noise_suppression);
         let text = "audio = \"device\"\ndevice_prebuffer_ms = 0\n[sip]";
         let e = error(&MINIMAL.replace("[sip]", text));
         assert!(

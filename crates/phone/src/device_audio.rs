@@ -5,13 +5,15 @@
 //! microphone captured (`CallAudio::exchange`, the one place the microphone is read). A device
 //! that cannot be opened, or that fails mid-call (unplugged), is replaced by silence (microphone)
 //! or a sink that discards (speaker): the call goes on, and the warning is logged and kept for
-//! the call report.
+//! the call report. The microphone's frames go through echo cancellation and noise suppression
+//! (`chaincall_audio_device::VoiceProcessor`, both on unless the phone file turns them off)
+//! before they are sent; should it fail, the frames go out unprocessed, with a warning.
 
 use std::time::Duration;
 
 use chaincall_audio_device::{
     AudioSink, AudioSource, DeviceSelector, FrameResult, NullSink, SilenceSource, Sink, Source,
-    StreamOptions,
+    StreamOptions, VoiceProcessing, VoiceProcessor,
 };
 pub use chaincall_audio_device::{DeviceList, list_devices};
 use tracing::warn;
@@ -39,6 +41,9 @@ pub struct DeviceAudio {
     pub buffer_ms: Option<u32>,
     /// Audio queued before the speaker starts, ms (`device_prebuffer_ms`); `None`: 40 ms.
     pub prebuffer_ms: Option<u32>,
+    /// Echo cancellation and noise suppression of the microphone (`echo_cancellation`,
+    /// `noise_suppression`; both on by default).
+    pub processing: VoiceProcessing,
 }
 
 impl DeviceAudio {
@@ -68,6 +73,8 @@ pub(crate) struct CallAudio {
     speaker: Sink,
     /// The frame the microphone fills, one packet's samples.
     frame: Vec<i16>,
+    /// Echo cancellation and noise suppression; `None` when both are off (or failed).
+    processor: Option<VoiceProcessor>,
     rate: u32,
     call_id: String,
     /// What went wrong with the devices, for the call report.
@@ -81,15 +88,31 @@ impl CallAudio {
         let (mic, mic_warning) = Source::open_or_silence(&devices.options(&devices.input, rate));
         let (speaker, speaker_warning) =
             Sink::open_or_null(&devices.options(&devices.output, rate));
+        // No microphone, nothing to clean: its silence goes out as silence.
+        let processing = match mic {
+            Source::Silence(_) => VoiceProcessing::OFF,
+            _ => devices.processing,
+        };
+        let (processor, processing_warning) = match VoiceProcessor::new(rate, processing) {
+            Ok(p) => (p, None),
+            Err(e) => (
+                None,
+                Some(format!("{e}; sending the microphone unprocessed")),
+            ),
+        };
         let mut audio = Self {
             mic,
             speaker,
             frame: vec![0; frame_len],
+            processor,
             rate,
             call_id: call_id.to_owned(),
             warnings: Vec::new(),
         };
-        for w in [mic_warning, speaker_warning].into_iter().flatten() {
+        for w in [mic_warning, speaker_warning, processing_warning]
+            .into_iter()
+            .flatten()
+        {
             audio.warn(w);
         }
         audio
@@ -101,20 +124,36 @@ impl CallAudio {
     }
 
     /// One packet time: `heard` (the jitter buffer's frame) goes to the speaker; returns the
-    /// microphone's frame to send (silence while it has not captured a whole frame yet).
+    /// microphone's frame to send (silence while it has not captured a whole frame yet), with
+    /// the echo of what the speaker played and steady noise taken out.
     pub(crate) fn exchange(&mut self, heard: &[i16]) -> &[i16] {
         if let Err(failure) = self.speaker.write_frame(heard) {
             self.warn(format!("speaker failed, playing nothing: {failure}"));
             self.speaker = Sink::Null(NullSink::new(self.rate));
         }
+        let rendered = self.processor.as_mut().map(|p| p.render(heard));
         match self.mic.read_frame(&mut self.frame) {
             FrameResult::Ready => {}
             FrameResult::Pending | FrameResult::Ended => self.frame.fill(0),
             FrameResult::Failed(failure) => {
                 self.warn(format!("microphone failed, sending silence: {failure}"));
                 self.mic = Source::Silence(SilenceSource::new(self.rate));
+                self.processor = None;
                 self.frame.fill(0);
             }
+        }
+        // Every packet time, silence too: the canceller follows the speaker and the microphone
+        // in step.
+        let processed = self.processor.as_mut().map(|p| p.capture(&mut self.frame));
+        if let Some(e) = [rendered, processed]
+            .into_iter()
+            .flatten()
+            .find_map(Result::err)
+        {
+            self.warn(format!(
+                "{e}; sending the microphone unprocessed from now on"
+            ));
+            self.processor = None;
         }
         &self.frame
     }

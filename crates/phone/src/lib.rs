@@ -64,6 +64,7 @@ pub mod zrtp_media;
 pub mod zrtp_store;
 
 pub use caller::{AcceptUnverified, CallerId, Verification};
+pub use chaincall_audio_device::VoiceProcessing;
 pub use config_file::{ConfigError, PhoneFileConfig, SipTransport};
 pub use contacts::{ContactsError, ContactsStore};
 pub use device_audio::{AudioMode, DeviceAudio};

@@ -164,8 +164,17 @@ pub struct PhoneConfig {
     /// What to do with callers that are not verified on chain. `None`: ask for unverified
     /// callers, refuse likely spoofs ([`crate::caller::decide`]).
     pub accept_unverified: Option<AcceptUnverified>,
-    /// What we send in calls (8 kHz PCM), unless `devices` is set.
+    /// What we send in calls (8 kHz PCM; 48 kHz with `wideband`), unless `devices` is set.
     pub audio: Arc<Vec<i16>>,
+    /// The PCM interface at the codec's rate: `audio` is 48 kHz PCM (converted down only for a
+    /// G.711 call) and [`CallReport::recorded`] is at the call's codec rate (48 kHz for Opus),
+    /// so nothing above 4 kHz is lost on the way. `false` (the phone file's phones, the demo,
+    /// the tests): both 8 kHz, as the WAV files `audio_in` and `record_dir` hold.
+    pub wideband: bool,
+    /// The Opus loss hint follows the peer's RTCP loss reports (`MediaOptions::adaptive_loss_hint`;
+    /// the phone file's phones: on). Off only where a call's encoding must not depend on
+    /// timing: the demo compares its recording with an offline encoding of the same audio.
+    pub adaptive_loss_hint: bool,
     /// Calls on the sound card: the microphone is sent and the speaker plays what is received
     /// (`audio = "device"`). `None`: `audio` is sent and what is received only recorded.
     pub devices: Option<DeviceAudio>,
@@ -247,8 +256,11 @@ pub struct CallReport {
     pub sent_payload: Vec<u8>,
     /// Audio payload we received, in sequence order.
     pub received_payload: Vec<u8>,
-    /// The received audio, decoded, at 8 kHz.
+    /// The received audio, decoded, at `recorded_rate`.
     pub recorded: Vec<i16>,
+    /// The rate of `recorded`, Hz: 8,000, or the codec's (48,000 for Opus) with
+    /// [`PhoneConfig::wideband`].
+    pub recorded_rate: u32,
     /// The codec.
     pub codec: AudioCodec,
     /// The receive jitter buffer's counters (played out every 20 ms during the call).
@@ -1396,12 +1408,14 @@ impl<C: KeystoreChain + 'static> Actor<C> {
                     // ends with a report, so whoever shows it stops; one of ours that never got
                     // going was told by `CallFailed` or the hang-up.
                     if !summary.outgoing || summary.keyed {
-                        let report = call_report(call_id, *summary, reason, None);
+                        let report =
+                            call_report(call_id, *summary, reason, None, self.cfg.wideband);
                         self.emit(PhoneEvent::CallEnded(Box::new(report)));
                     }
                     return;
                 };
-                let mut report = call_report(call_id, *summary, reason, Some(&session));
+                let mut report =
+                    call_report(call_id, *summary, reason, Some(&session), self.cfg.wideband);
                 report.audio_warnings = warnings;
                 // With ZRTP, SRTP is keyed when the exchange in the media path is secure.
                 if let Some(z) = &zrtp {
@@ -1512,9 +1526,11 @@ impl<C: KeystoreChain + 'static> Actor<C> {
         let options = MediaOptions {
             audio_codec: Some(neg.codec),
             telephone_event: neg.telephone_event,
+            source_rate: if self.cfg.wideband { 48_000 } else { 8_000 },
+            adaptive_loss_hint: self.cfg.adaptive_loss_hint,
             ..MediaOptions::default()
         };
-        // The 8 kHz source as before: the session resamples it for Opus.
+        // The session converts the source to the codec's rate when it is not at it already.
         let audio = (*self.cfg.audio).clone();
         let now = Instant::now();
         let keying = match neg.srtp {
@@ -1605,13 +1621,19 @@ pub(crate) fn append_keylog(path: &std::path::Path, keys: &[StreamKey]) {
 }
 
 /// The report of a finished call: what the core knew of it and what its media session counted
-/// (nothing when its media never ran).
+/// (nothing when its media never ran); its recording at the codec's rate when `wideband`.
 fn call_report(
     call_id: String,
     call: CallSummary,
     ended: EndReason,
     session: Option<&MediaSession>,
+    wideband: bool,
 ) -> CallReport {
+    let (recorded, recorded_rate) = match session {
+        Some(s) if wideband => (s.recorded_audio_at_codec_rate(), s.codec().clock_rate()),
+        Some(s) => (s.recorded_audio(), 8_000),
+        None => (Vec::new(), 8_000),
+    };
     CallReport {
         call_id,
         peer: call.peer,
@@ -1632,7 +1654,8 @@ fn call_report(
         stats: session.map(MediaSession::stats).unwrap_or_default(),
         sent_payload: session.map_or_else(Vec::new, |s| s.sent_payload().to_vec()),
         received_payload: session.map_or_else(Vec::new, MediaSession::received_payload),
-        recorded: session.map_or_else(Vec::new, MediaSession::recorded_audio),
+        recorded,
+        recorded_rate,
         codec: call.codec,
         jitter: session.map(MediaSession::jitter_stats).unwrap_or_default(),
         zrtp: None,

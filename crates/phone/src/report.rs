@@ -15,9 +15,6 @@ use crate::config_file::PhoneFileConfig;
 use crate::phone::CallReport;
 use crate::store::PhoneSecrets;
 
-/// Sample rate of the recordings (8 kHz, whatever the codec): samples per second.
-const SAMPLE_RATE: f64 = 8000.0;
-
 /// The caller in JSON lines: `{uri, display_name, claimed, verification, reason}`.
 #[derive(Debug, Clone, Serialize)]
 pub struct CallerJson<'a> {
@@ -103,6 +100,8 @@ pub struct CallReportJson<'a> {
     pub recording: Option<String>,
     /// Samples received.
     pub recorded_samples: usize,
+    /// Their rate, Hz (8,000; 48,000 for an Opus call of a wide-band phone).
+    pub recorded_rate: u32,
     /// Seconds received.
     pub recorded_seconds: f64,
     /// The receive jitter buffer's counters (docs/audio.md, "Statistics"): loss, lateness,
@@ -166,6 +165,7 @@ impl<'a> CallReportJson<'a> {
             srtcp_packets_received: r.stats.rtcp_received,
             recording: recording.map(|p| p.display().to_string()),
             recorded_samples: r.recorded.len(),
+            recorded_rate: r.recorded_rate,
             recorded_seconds: recorded_seconds(r),
             jitter: &r.jitter,
             zrtp: r.zrtp.as_ref().map(zrtp_json),
@@ -458,7 +458,7 @@ pub fn ms(d: Duration) -> f64 {
 
 /// Seconds of audio the call received.
 pub fn recorded_seconds(r: &CallReport) -> f64 {
-    r.recorded.len() as f64 / SAMPLE_RATE
+    r.recorded.len() as f64 / f64::from(r.recorded_rate.max(1))
 }
 
 /// What protects the call, in words: bound to the peer's on-chain key, or only encrypted.

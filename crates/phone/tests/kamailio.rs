@@ -352,6 +352,8 @@ fn phone_config(
         auto_answer: true,
         accept_unverified: None,
         audio: Arc::new(audio),
+        wideband: false,
+        adaptive_loss_hint: true,
         devices: None,
         register_expires: 600,
         keepalive: Some(chaincall_phone::link::DEFAULT_KEEPALIVE),

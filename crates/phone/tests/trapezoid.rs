@@ -284,6 +284,8 @@ impl Trapezoid {
             auto_answer: true,
             accept_unverified: None,
             audio: Arc::new(chaincall_media::signal::speech_like(600, 7)),
+            wideband: false,
+            adaptive_loss_hint: true,
             register_expires: 600,
             keepalive: Some(chaincall_phone::link::DEFAULT_KEEPALIVE),
             mikey_replay_quota: chaincall_phone::DEFAULT_MIKEY_REPLAY_QUOTA,

@@ -99,6 +99,7 @@ fn report(call_id: &str, outgoing: bool, caller: Option<CallerId>) -> Box<CallRe
         sent_payload: Vec::new(),
         received_payload: Vec::new(),
         recorded: vec![0; 8000],
+        recorded_rate: 8000,
         codec: AudioCodec::Opus { payload_type: 111 },
         jitter: Default::default(),
         ended: EndReason::HungUpByPeer,

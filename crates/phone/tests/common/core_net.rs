@@ -108,6 +108,8 @@ pub fn config(number: &str, key: &IdentityKey, seed: u64) -> PhoneConfig {
         auto_answer: true,
         accept_unverified: None,
         audio: Arc::new(Vec::new()),
+        wideband: false,
+        adaptive_loss_hint: true,
         devices: None,
         register_expires: 600,
         keepalive: None,

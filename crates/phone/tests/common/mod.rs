@@ -368,6 +368,8 @@ impl Net {
             auto_answer: true,
             accept_unverified: None,
             audio: Arc::new(chaincall_media::signal::speech_like(audio_ms, 7)),
+            wideband: false,
+            adaptive_loss_hint: true,
             devices: None,
             register_expires: 600,
             keepalive: Some(chaincall_phone::link::DEFAULT_KEEPALIVE),
