@@ -273,6 +273,30 @@ struct Server {
     logs: Vec<PathBuf>,
 }
 
+impl Server {
+    /// `name` with no process yet, reached at `calls_ports` and `register_ports` (one a node).
+    fn new(name: &'static str, calls_ports: &[u16], register_ports: &[u16]) -> Self {
+        Server {
+            name,
+            calls: Vec::new(),
+            registers: Vec::new(),
+            calls_ports: calls_ports.to_vec(),
+            register_ports: register_ports.to_vec(),
+            logs: Vec::new(),
+        }
+    }
+}
+
+/// What node `node`'s files and ids are suffixed with: nothing for the first (the single-node
+/// names), `-2`, `-3`, … after it.
+fn node_suffix(node: usize) -> String {
+    if node == 0 {
+        String::new()
+    } else {
+        format!("-{}", node + 1)
+    }
+}
+
 /// One step's outcome.
 struct Step {
     server: String,
@@ -436,20 +460,9 @@ pub fn measure(args: SipdBenchArgs) -> anyhow::Result<Value> {
     let mut procs: Vec<Proc> = Vec::new();
     let mut servers: Vec<Server> = Vec::new();
     if want_sipd {
-        let mut server = Server {
-            name: "sipd",
-            calls: Vec::new(),
-            registers: Vec::new(),
-            calls_ports: ports.sipd.clone(),
-            register_ports: ports.sipd_reg.clone(),
-            logs: Vec::new(),
-        };
+        let mut server = Server::new("sipd", &ports.sipd, &ports.sipd_reg);
         for node in 0..args.nodes as usize {
-            let suffix = if node == 0 {
-                String::new()
-            } else {
-                format!("-{}", node + 1)
-            };
+            let suffix = node_suffix(node);
             let node_id = format!("bench{suffix}");
             let calls_cfg = dir.join(format!("sipd-calls{suffix}.toml"));
             std::fs::write(
@@ -503,20 +516,9 @@ pub fn measure(args: SipdBenchArgs) -> anyhow::Result<Value> {
         procs.push(uas(&args.sipp, ports.uas_sipd, &dir.join("uas-sipd.log"))?);
     }
     if want_kamailio {
-        let mut server = Server {
-            name: "kamailio",
-            calls: Vec::new(),
-            registers: Vec::new(),
-            calls_ports: ports.kamailio.clone(),
-            register_ports: ports.kamailio.clone(),
-            logs: Vec::new(),
-        };
+        let mut server = Server::new("kamailio", &ports.kamailio, &ports.kamailio);
         for node in 0..args.nodes as usize {
-            let suffix = if node == 0 {
-                String::new()
-            } else {
-                format!("-{}", node + 1)
-            };
+            let suffix = node_suffix(node);
             let cfg = dir.join(format!("kamailio{suffix}.cfg"));
             std::fs::write(
                 &cfg,

@@ -123,13 +123,7 @@ fn bench_sipd_on_postgres_routes_by_the_database_and_writes_registrations_there(
     let Some(sipp) = chaincall_testkit::peer("sipp") else {
         return;
     };
-    let has_postgres = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|v| v.path().join("bin/initdb").is_file());
-    if !has_postgres {
-        chaincall_testkit::missing::<()>("PostgreSQL server (Debian postgresql)");
+    if !chaincall_testkit::postgres::installed() {
         return;
     }
     let base_port = chaincall_testkit::free_udp_port()
@@ -186,13 +180,7 @@ fn bench_sipd_with_two_nodes_shares_one_postgres_location_between_them() {
     ) else {
         return;
     };
-    let has_postgres = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|v| v.path().join("bin/initdb").is_file());
-    if !has_postgres {
-        chaincall_testkit::missing::<()>("PostgreSQL server (Debian postgresql)");
+    if !chaincall_testkit::postgres::installed() {
         return;
     }
     // base .. base+7, then 4 ports for the second node.

@@ -190,6 +190,17 @@ fn answers(port: u16) -> bool {
 }
 
 /// A PostgreSQL server binary: Debian keeps them under /usr/lib/postgresql/VERSION/bin.
+/// Whether Debian's PostgreSQL server (`initdb`, `postgres`) is installed, for tests that have
+/// another program start one (`chaincall bench sipd --location postgres`); when it is not, says
+/// so as a missing peer does (a failure with `CHAINCALL_REQUIRE_PEERS=1`).
+pub fn installed() -> bool {
+    if pg_bin("initdb").is_some() && pg_bin("postgres").is_some() {
+        return true;
+    }
+    crate::missing::<()>("postgresql (initdb, postgres)");
+    false
+}
+
 fn pg_bin(name: &str) -> Option<PathBuf> {
     let versions = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
