@@ -205,6 +205,83 @@ fn a_call_to_a_phone_on_the_other_node_goes_down_its_connection_and_the_dialog_c
 }
 
 #[test]
+fn a_dialog_across_the_node_link_survives_the_link_reconnecting() {
+    let Some(pg) = Postgres::start() else { return };
+    let (mut n1, mut n2) = cluster(&pg);
+    let (alice, bob, bob_claims) = (peer(1), peer(5), peer(6));
+    n1.deliver_on(
+        alice,
+        &invite("alice", alice, "bob", "x5"),
+        Transport::Stream,
+    );
+    the_request(carry_12(&mut n1, &mut n2));
+    let at_bob = n2.one_to(bob);
+    let rr = headers(&at_bob, "Record-Route");
+    assert_eq!(rr.len(), 4, "{rr:?}");
+    n2.deliver_on(
+        bob,
+        &answer(&at_bob, 200, "OK", "bob-tag"),
+        Transport::Stream,
+    );
+    carry_21(&mut n2, &mut n1);
+    assert_eq!(n1.statuses_to(alice), [100, 200]);
+
+    // The node link drops on both ends: while none is up, alice's BYE has nowhere to go (430).
+    n1.core.set_stream_peer(ON_1(), None);
+    n2.core.set_stream_peer(ON_2(), None);
+    n1.drain();
+    n2.drain();
+    let reversed: Vec<String> = rr.iter().rev().cloned().collect();
+    let refs: Vec<&String> = reversed.iter().collect();
+    let alice_bye = |branch: &str| {
+        sim::bye(
+            &format!("sip:bob@{bob_claims};transport=tcp"),
+            alice,
+            "alice",
+            "bob",
+            "x5",
+            &refs,
+            branch,
+        )
+        .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
+    };
+    n1.deliver_on(alice, &alice_bye("x5-bye-1"), Transport::Stream);
+    assert_eq!(n1.statuses_to(alice), [430]);
+
+    // The link comes back as new connections (node 2 sees another ephemeral port): the
+    // dialog's Record-Route named the node, not the connection, so the BYE takes the new link
+    // and goes down bob's connection.
+    let on_2_again = SocketAddr::from(([198, 51, 100, 1], 40_002));
+    for (s, at, other) in [(&mut n1, ON_1(), "node-2"), (&mut n2, on_2_again, "node-1")] {
+        s.core.set_stream_peer(at, Some(StreamKind::Tls));
+        s.core.set_stream_node(at, Some(other.into()));
+        s.drain();
+    }
+    n1.deliver_on(alice, &alice_bye("x5-bye-2"), Transport::Stream);
+    carry(&mut n1, ON_1(), &mut n2, on_2_again);
+    assert!(n2.one_to(bob).starts_with(b"BYE "));
+
+    // A node token under another node's name is a forgery (403), not a route to that node.
+    let forged: Vec<String> = reversed
+        .iter()
+        .map(|r| r.replacen("<sip:n", "<sip:n00", 1))
+        .collect();
+    let forged_refs: Vec<&String> = forged.iter().collect();
+    let forged_bye = sim::bye(
+        &format!("sip:bob@{bob_claims};transport=tcp"),
+        alice,
+        "alice",
+        "bob",
+        "x5",
+        &forged_refs,
+        "x5-bye-3",
+    )
+    .replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    n1.deliver_on(alice, &forged_bye, Transport::Stream);
+    assert_eq!(n1.statuses_to(alice), [403]);
+}
+
+#[test]
 fn a_flow_the_owner_lost_answers_430_and_the_next_binding_is_tried() {
     let Some(pg) = Postgres::start() else { return };
     let (mut n1, mut n2) = cluster(&pg);

@@ -109,11 +109,13 @@ impl Flows {
     }
 
     /// The flow token of our Record-Route facing `peer`: a link token when `peer` is a
-    /// sipd-to-sipd link ([`Flows::link_token`]), else its stream connection's, or its UDP
+    /// sipd-to-sipd link ([`Flows::link_token`]), a node token when it is a link to another
+    /// node of our cluster ([`Flows::node_token`]), else its stream connection's, or its UDP
     /// flow's when `udp_flow` (the leg is a NAT'd or outbound UDP client), else none.
     pub(super) fn leg_token(&self, peer: SocketAddr, udp_flow: bool) -> Option<String> {
         self.link_of(peer)
             .map(|domain| self.link_token(domain))
+            .or_else(|| self.nodes.get(&peer).map(|node| self.node_token(node)))
             .or_else(|| self.token_of(peer))
             .or_else(|| udp_flow.then(|| self.udp_token(peer)))
     }
@@ -156,6 +158,19 @@ impl Flows {
         String::from_utf8(body).ok()
     }
 
+    /// The token of a dialog leg that crosses a link to cluster node `node`: like a link
+    /// token it names the node, not the connection, so the dialog outlives a reconnect of the
+    /// node link. Stateless: `n`, the node id in hex, then an HMAC tag over it.
+    pub(super) fn node_token(&self, node: &str) -> String {
+        self.stateless_token(NODE_TOKEN_PREFIX, NODE_TOKEN_LABEL, node.as_bytes())
+    }
+
+    /// The node a node token names, if this process minted it.
+    fn node_of_token(&self, token: &str) -> Option<String> {
+        let body = self.stateless_body(token, NODE_TOKEN_PREFIX, NODE_TOKEN_LABEL)?;
+        String::from_utf8(body).ok()
+    }
+
     /// The flow of the stream connection from `peer`, if one is up.
     pub(super) fn flow_of(&self, peer: SocketAddr) -> Option<FlowId> {
         self.peers.get(&peer).map(|(_, f)| *f)
@@ -190,8 +205,8 @@ impl Flows {
     /// it. RFC 5626 §5.3 with one twist for the double Record-Route: the *last* of our Route
     /// values faces the leg the request goes to (the first faces the sender), so its token, if
     /// any, is the destination. Any of our Route values with a user part that is not our token
-    /// is a forgery. A link token goes to the link to its domain that is up now (Gone while
-    /// none is).
+    /// is a forgery. A link token goes to the link to its domain that is up now, a node token to
+    /// the link to its node that is up now (Gone while none is).
     pub(super) fn route_flow(
         &self,
         msg: &Message<'_>,
@@ -210,6 +225,10 @@ impl Flows {
                 Some(t) if t.starts_with(LINK_TOKEN_PREFIX) => {
                     let domain = self.link_domain_of(t).ok_or(RouteFlowError::Forged)?;
                     Some(self.link_to(&domain).ok_or(RouteFlowError::Gone))
+                }
+                Some(t) if t.starts_with(NODE_TOKEN_PREFIX) => {
+                    let node = self.node_of_token(t).ok_or(RouteFlowError::Forged)?;
+                    Some(self.node_link(&node).ok_or(RouteFlowError::Gone))
                 }
                 Some(t) => {
                     let f = self.tokens.verify(t).map_err(|_| RouteFlowError::Forged)?;
@@ -336,8 +355,12 @@ const UDP_TOKEN_LABEL: &[u8] = b"chaincall-sipd udp flow v1";
 const LINK_TOKEN_PREFIX: &str = "p";
 /// What a link token's tag is computed under (domain-separated from UDP tokens').
 const LINK_TOKEN_LABEL: &[u8] = b"chaincall-sipd link flow v1";
+/// What starts a node token (a dialog leg over a cluster node link, [`Flows::node_token`]).
+const NODE_TOKEN_PREFIX: &str = "n";
+/// What a node token's tag is computed under (separated from the UDP and link tokens').
+const NODE_TOKEN_LABEL: &[u8] = b"chaincall-sipd node flow v1";
 
-/// The tag of a stateless token (UDP or link) of `body` under `label`.
+/// The tag of a stateless token (UDP, link or node) of `body` under `label`.
 fn stateless_tag(key: &[u8; 32], label: &[u8], body: &[u8]) -> [u8; UDP_TAG_LEN] {
     let full = hmac_sha256(key, &[label, body]);
     let mut tag = [0; UDP_TAG_LEN];
