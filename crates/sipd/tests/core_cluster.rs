@@ -232,8 +232,9 @@ fn a_dialog_across_the_node_link_survives_the_link_reconnecting() {
     n1.drain();
     n2.drain();
     let reversed: Vec<String> = rr.iter().rev().cloned().collect();
-    let refs: Vec<&String> = reversed.iter().collect();
-    let alice_bye = |branch: &str| {
+    // alice's BYE with the route set `routes`, as a new transaction `branch`.
+    let alice_bye = |routes: &[String], branch: &str| {
+        let refs: Vec<&String> = routes.iter().collect();
         sim::bye(
             &format!("sip:bob@{bob_claims};transport=tcp"),
             alice,
@@ -245,7 +246,7 @@ fn a_dialog_across_the_node_link_survives_the_link_reconnecting() {
         )
         .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
     };
-    n1.deliver_on(alice, &alice_bye("x5-bye-1"), Transport::Stream);
+    n1.deliver_on(alice, &alice_bye(&reversed, "x5-bye-1"), Transport::Stream);
     assert_eq!(n1.statuses_to(alice), [430]);
 
     // The link comes back as new connections (node 2 sees another ephemeral port): the
@@ -257,7 +258,7 @@ fn a_dialog_across_the_node_link_survives_the_link_reconnecting() {
         s.core.set_stream_node(at, Some(other.into()));
         s.drain();
     }
-    n1.deliver_on(alice, &alice_bye("x5-bye-2"), Transport::Stream);
+    n1.deliver_on(alice, &alice_bye(&reversed, "x5-bye-2"), Transport::Stream);
     carry(&mut n1, ON_1(), &mut n2, on_2_again);
     assert!(n2.one_to(bob).starts_with(b"BYE "));
 
@@ -266,18 +267,7 @@ fn a_dialog_across_the_node_link_survives_the_link_reconnecting() {
         .iter()
         .map(|r| r.replacen("<sip:n", "<sip:n00", 1))
         .collect();
-    let forged_refs: Vec<&String> = forged.iter().collect();
-    let forged_bye = sim::bye(
-        &format!("sip:bob@{bob_claims};transport=tcp"),
-        alice,
-        "alice",
-        "bob",
-        "x5",
-        &forged_refs,
-        "x5-bye-3",
-    )
-    .replace("SIP/2.0/UDP", "SIP/2.0/TCP");
-    n1.deliver_on(alice, &forged_bye, Transport::Stream);
+    n1.deliver_on(alice, &alice_bye(&forged, "x5-bye-3"), Transport::Stream);
     assert_eq!(n1.statuses_to(alice), [403]);
 }
 

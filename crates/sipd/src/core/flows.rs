@@ -154,8 +154,7 @@ impl Flows {
 
     /// The domain a link token names, if this process minted it.
     fn link_domain_of(&self, token: &str) -> Option<String> {
-        let body = self.stateless_body(token, LINK_TOKEN_PREFIX, LINK_TOKEN_LABEL)?;
-        String::from_utf8(body).ok()
+        self.stateless_name(token, LINK_TOKEN_PREFIX, LINK_TOKEN_LABEL)
     }
 
     /// The token of a dialog leg that crosses a link to cluster node `node`: like a link
@@ -167,8 +166,12 @@ impl Flows {
 
     /// The node a node token names, if this process minted it.
     fn node_of_token(&self, token: &str) -> Option<String> {
-        let body = self.stateless_body(token, NODE_TOKEN_PREFIX, NODE_TOKEN_LABEL)?;
-        String::from_utf8(body).ok()
+        self.stateless_name(token, NODE_TOKEN_PREFIX, NODE_TOKEN_LABEL)
+    }
+
+    /// The name (a domain or a node id) a stateless token of ours carries as its body.
+    fn stateless_name(&self, token: &str, prefix: &str, label: &[u8]) -> Option<String> {
+        String::from_utf8(self.stateless_body(token, prefix, label)?).ok()
     }
 
     /// The flow of the stream connection from `peer`, if one is up.
