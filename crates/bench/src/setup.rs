@@ -231,6 +231,7 @@ async fn calls<C: ServerChain>(
             audio_a: chaincall_media::signal::speech_like(audio_ms, 1),
             audio_b: chaincall_media::signal::speech_like(audio_ms, 2),
             wideband: false,
+            keep_playout: false,
             adaptive_loss_hint: true,
             // Every call here is one caller's MIKEY offer to one phone, within seconds: the
             // default quota (32 per two minutes, far above a person's dialling) would refuse

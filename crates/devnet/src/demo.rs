@@ -492,6 +492,7 @@ async fn network<C: ServerChain>(
             audio_a: audio_a.clone(),
             audio_b,
             wideband: false,
+            keep_playout: false,
             adaptive_loss_hint: false,
             mikey_replay_quota: chaincall_phone::DEFAULT_MIKEY_REPLAY_QUOTA,
             placement: nat.as_ref().map(|n| n.placement()),

@@ -75,6 +75,8 @@ pub struct NetworkOptions {
     /// `audio_a`/`audio_b` are 48 kHz and the call reports record at the codec's rate
     /// ([`PhoneConfig::wideband`]); `false`: 8 kHz.
     pub wideband: bool,
+    /// The phones keep what they play in their call reports ([`PhoneConfig::keep_playout`]).
+    pub keep_playout: bool,
     /// The phones' Opus loss hint follows RTCP ([`PhoneConfig::adaptive_loss_hint`]); the demo
     /// turns it off to compare its recording with an offline encoding.
     pub adaptive_loss_hint: bool,
@@ -366,6 +368,7 @@ impl Network {
                 accept_unverified: None,
                 audio: Arc::new(audio),
                 wideband: opts.wideband,
+                keep_playout: opts.keep_playout,
                 adaptive_loss_hint: opts.adaptive_loss_hint,
                 devices: None,
                 register_expires: 600,

@@ -25,6 +25,7 @@ async fn alice_calls_bob_at_the_peer_domain_verified_with_exact_audio() {
             audio_a: chaincall_media::signal::speech_like(200, 1),
             audio_b: chaincall_media::signal::speech_like(200, 2),
             wideband: false,
+            keep_playout: false,
             adaptive_loss_hint: true,
             mikey_replay_quota: chaincall_phone::DEFAULT_MIKEY_REPLAY_QUOTA,
             placement: None,

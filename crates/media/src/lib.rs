@@ -96,4 +96,5 @@ pub use session::AudioGate;
 pub use session::{
     DEFAULT_MAX_RECORDED_OCTETS, MAX_DATAGRAM, MAX_GAP_FILL, MAX_LIVE_FRAMES, MediaChannel,
     MediaConfig, MediaError, MediaEvent, MediaOptions, MediaOutput, MediaSession, MediaStats,
+    Playout,
 };

@@ -45,8 +45,9 @@ impl OpusError {
 /// How the encoder runs. The defaults suit a voice call over a lossy network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpusConfig {
-    /// Target bitrate in bits per second (6,000..=510,000; clamped). Default 32,000: wide-band
-    /// speech with room for FEC.
+    /// Target bitrate in bits per second (6,000..=510,000; clamped). Default 96,000: what
+    /// baresip's default lets libopus choose (about as much), and where full-band speech scores
+    /// as well (PESQ, `chaincall bench audio`); lower it for thin links.
     pub bitrate: u32,
     /// In-band forward error correction (RFC 7587 `useinbandfec=1`): each packet carries a
     /// low-rate copy of the one before. Default on.
@@ -65,11 +66,28 @@ pub struct OpusConfig {
 impl Default for OpusConfig {
     fn default() -> Self {
         OpusConfig {
-            bitrate: 32_000,
+            bitrate: 96_000,
             inband_fec: true,
             packet_loss_percent: 10,
             dtx: true,
             complexity: 9,
+        }
+    }
+}
+
+impl OpusConfig {
+    /// This configuration as the peer asked to receive (its `a=fmtp`, RFC 7587 §6.1): the
+    /// bitrate capped at its `maxaveragebitrate` (§7.1: the sender should not exceed it), in-band
+    /// FEC only if its decoder can use it (`useinbandfec`), DTX only if it prefers it (`usedtx`).
+    /// Nothing is raised above what `self` asks.
+    pub fn toward(self, peer: &crate::sdp::OpusParams) -> OpusConfig {
+        OpusConfig {
+            bitrate: peer
+                .maxaveragebitrate
+                .map_or(self.bitrate, |max| self.bitrate.min(max.max(6_000))),
+            inband_fec: self.inband_fec && peer.useinbandfec,
+            dtx: self.dtx && peer.usedtx,
+            ..self
         }
     }
 }

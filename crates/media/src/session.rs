@@ -105,6 +105,10 @@ pub struct MediaOptions {
     /// keeps `opus.packet_loss_percent` for the whole call, so that the encoding depends only
     /// on the audio (the demo compares its recording with an offline encoding).
     pub adaptive_loss_hint: bool,
+    /// How much of what [`MediaSession::pop_audio`] hands out to keep, with its timing, for
+    /// [`MediaSession::playout`]: what a listener heard, for a bench to score and to measure
+    /// mouth-to-ear delay on. `Duration::ZERO` (the default) keeps none.
+    pub keep_playout: Duration,
 }
 
 impl MediaConfig {
@@ -135,8 +139,22 @@ impl Default for MediaOptions {
             telephone_event: None,
             source_rate: resample::NARROW_RATE,
             adaptive_loss_hint: true,
+            keep_playout: Duration::ZERO,
         }
     }
+}
+
+/// What [`MediaSession::pop_audio`] handed out, kept when [`MediaOptions::keep_playout`] asks:
+/// frame after frame at the codec's rate, the first played at `started` and each next one a
+/// packet time later (the shell pops once per packet-time slot).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Playout {
+    /// The slot of the first frame: the `now` of the first `pop_audio`.
+    pub started: Option<Instant>,
+    /// The samples' rate, Hz.
+    pub rate: u32,
+    /// The samples, in playout order.
+    pub samples: Vec<i16>,
 }
 
 /// Why an incoming packet was rejected. Every rejection is counted in [`MediaStats`]; the
@@ -344,6 +362,8 @@ pub struct MediaSession {
     /// Receive playout (see [`MediaSession::pop_audio`]), fed from the first `pop_audio` on.
     playout: JitterBuffer,
     playout_active: bool,
+    /// What was played, when `options.keep_playout` asks for it.
+    played: Playout,
     /// The next RTP sequence number offset: one per packet built (Opus DTX skips frames).
     packets_built: u16,
     /// True when the last frame was not sent (DTX): the next packet starts a talkspurt.
@@ -442,10 +462,15 @@ impl MediaSession {
         // fails only when libopus cannot allocate, which the allocator treats as fatal anyway.
         let encoder = AudioEncoder::new(codec, options.opus).expect("libopus encoder");
         let decoder = AudioDecoder::new(codec).expect("libopus decoder");
-        let jitter = JitterConfig {
+        let mut jitter = JitterConfig {
             ptime: Duration::from_millis(u64::from(config.ptime_ms)),
             ..options.jitter
         };
+        if codec.is_opus() {
+            // A packet more than G.711 needs: the packet after a lost one is then usually in by
+            // the lost one's turn, and its in-band FEC (RFC 7587 §3.3) replaces the loss, not PLC.
+            jitter.min_delay = jitter.min_delay.max(2 * jitter.ptime);
+        }
         let playout = JitterBuffer::new(decoder, codec.clock_rate(), jitter);
         let frames_total = source.len().div_ceil(samples_per_frame);
         let rtcp_interval = config.rtcp_interval.max(MIN_RTCP_INTERVAL);
@@ -462,6 +487,10 @@ impl MediaSession {
             encoder,
             playout,
             playout_active: false,
+            played: Playout {
+                rate: codec.clock_rate(),
+                ..Playout::default()
+            },
             packets_built: 0,
             in_dtx: false,
             dtmf_tx: options
@@ -966,7 +995,31 @@ impl MediaSession {
     /// only records (and never calls it) spends nothing on playout.
     pub fn pop_audio(&mut self, now: Instant) -> Frame {
         self.playout_active = true;
-        self.playout.pop(now)
+        let frame = self.playout.pop(now);
+        let keep = self.options.keep_playout;
+        if !keep.is_zero() {
+            let played = &mut self.played;
+            played.started.get_or_insert(now);
+            let cap = (keep.as_secs_f64() * f64::from(played.rate)) as usize;
+            let room = cap.saturating_sub(played.samples.len());
+            let samples = frame.samples();
+            played
+                .samples
+                .extend_from_slice(&samples[..samples.len().min(room)]);
+        }
+        frame
+    }
+
+    /// What [`pop_audio`](Self::pop_audio) handed out, as [`MediaOptions::keep_playout`] kept it
+    /// (empty when it keeps none).
+    pub fn playout(&self) -> &Playout {
+        &self.played
+    }
+
+    /// When the source's first frame is due (each next one a packet time later): with a
+    /// microphone, the moment that frame's capture ended.
+    pub fn source_started(&self) -> Instant {
+        self.start
     }
 
     /// The jitter buffer's counters (late, lost, concealed, delays) for the call report.

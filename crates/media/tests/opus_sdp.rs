@@ -319,3 +319,24 @@ fn format_parsing_is_lenient_where_rfcs_say_so() {
     assert!(p.usedtx && !p.useinbandfec);
     assert_eq!(p.maxplaybackrate, 48_000);
 }
+
+#[test]
+fn the_encoder_follows_how_the_peer_asked_to_receive() {
+    let ours = OpusConfig::default();
+    // A peer that asks for FEC and DTX and caps nothing gets what we would send anyway.
+    let chaincall = OpusParams::parse(sdp::OPUS_FMTP);
+    assert_eq!(ours.toward(&chaincall), ours);
+    // RFC 7587 §7.1: no more than its maxaveragebitrate; no FEC its decoder cannot use, no DTX
+    // it did not ask for (both default to 0 when absent).
+    let capped = OpusParams::parse("maxaveragebitrate=24000; stereo=1");
+    let toward = ours.toward(&capped);
+    assert_eq!(toward.bitrate, 24_000);
+    assert!(!toward.inband_fec && !toward.dtx);
+    assert_eq!(toward.complexity, ours.complexity);
+    // A cap above ours raises nothing; an absurd one is held at libopus' floor.
+    let generous = OpusParams::parse("maxaveragebitrate=510000;useinbandfec=1;usedtx=1");
+    assert_eq!(ours.toward(&generous).bitrate, ours.bitrate);
+    let tiny = OpusParams::parse("maxaveragebitrate=10;useinbandfec=1");
+    assert_eq!(ours.toward(&tiny).bitrate, 6_000);
+    assert!(ours.toward(&tiny).inband_fec);
+}

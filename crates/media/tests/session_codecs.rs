@@ -8,7 +8,7 @@ use common::correlation;
 
 use chaincall_media::codec::AudioCodec;
 use chaincall_media::g711::Codec;
-use chaincall_media::jitter::Frame;
+use chaincall_media::jitter::{Frame, JitterConfig};
 use chaincall_media::sdp::TelephoneEvent;
 use chaincall_media::signal::{SplitMix64, speech_like};
 use chaincall_media::{MediaConfig, MediaError, MediaEvent, MediaOptions, MediaSession};
@@ -386,4 +386,84 @@ fn a_48_khz_source_and_recording_keep_the_band_above_4_khz() {
     assert!(ratio_db > -6.0, "the 6 kHz tone lost: {ratio_db:.1} dB");
     let (_, c) = best_correlation(&source, &wide, 2000);
     assert!(c > 0.8, "correlation with the 48 kHz source {c:.3}");
+}
+
+#[test]
+fn opus_losses_on_a_steady_network_are_recovered_from_fec() {
+    // Constant transit, no jitter, and each packet lands just after the slot it is played in
+    // (a shell's playout timer fires before the socket is read): a one-packet playout delay
+    // would play a lost packet's slot before the next packet, whose FEC recovers it, arrived.
+    let start = Instant::now();
+    let options = MediaOptions {
+        audio_codec: Some(AudioCodec::OPUS),
+        jitter: JitterConfig {
+            initial_delay: Duration::from_millis(20),
+            ..JitterConfig::default()
+        },
+        ..MediaOptions::default()
+    };
+    let (mut alice, mut bob) = pair(options, speech_like(6000, 21), start);
+    let mut rng = SplitMix64(21);
+    let mut in_flight: Vec<(Instant, Vec<u8>)> = Vec::new();
+    let ptime = Duration::from_millis(20);
+    let mut now = start;
+    while now < start + Duration::from_millis(6500) {
+        bob.pop_audio(now);
+        in_flight.retain(|(at, datagram)| {
+            let due = *at <= now;
+            if due {
+                bob.handle_input(datagram, now).unwrap();
+            }
+            !due
+        });
+        for (k, p) in chaincall_io::drain(|| alice.poll_output(now))
+            .transmits
+            .into_iter()
+            .enumerate()
+        {
+            if alice.stats().rtp_sent < 3 || k > 0 || rng.range(0.0, 1.0) >= 0.05 {
+                in_flight.push((now + 3 * ptime, p.contents));
+            }
+        }
+        now += ptime;
+    }
+    let j = bob.jitter_stats();
+    println!("{j:?}");
+    assert!(j.lost >= 8, "{j:?}");
+    assert!(
+        j.fec_recovered * 10 >= j.lost * 8,
+        "only {} of {} lost packets recovered from FEC: {j:?}",
+        j.fec_recovered,
+        j.lost
+    );
+}
+
+#[test]
+fn kept_playout_is_what_pop_audio_handed_out_from_its_first_slot() {
+    let start = Instant::now();
+    let options = MediaOptions {
+        audio_codec: Some(AudioCodec::OPUS),
+        keep_playout: Duration::from_millis(100),
+        ..MediaOptions::default()
+    };
+    let (alice, mut bob) = pair(options, speech_like(200, 3), start);
+    assert!(bob.playout().samples.is_empty() && bob.playout().started.is_none());
+    assert_eq!(alice.source_started(), start);
+    let first = start + Duration::from_millis(7);
+    let mut handed = Vec::new();
+    for k in 0..8u32 {
+        handed.extend_from_slice(
+            bob.pop_audio(first + k * Duration::from_millis(20))
+                .samples(),
+        );
+    }
+    let kept = bob.playout();
+    assert_eq!(kept.started, Some(first));
+    assert_eq!(kept.rate, 48_000);
+    // Bounded at 100 ms: the first five frames.
+    assert_eq!(kept.samples, handed[..4800]);
+    // Nothing is kept unless asked.
+    let (_, mut quiet) = pair(MediaOptions::default(), Vec::new(), start);
+    quiet.pop_audio(first);
+    assert!(quiet.playout().samples.is_empty() && quiet.playout().started.is_none());
 }

@@ -644,6 +644,7 @@ impl PhoneFileConfig {
             accept_unverified: self.accept_unverified,
             audio,
             wideband: false,
+            keep_playout: false,
             adaptive_loss_hint: true,
             devices: match &self.audio {
                 AudioMode::Device(devices) => Some(devices.clone()),

@@ -19,7 +19,7 @@ use chaincall_identity::{
     IdentityKey, IdentityName, KeyDirectory, PublicIdentityKey, Randomness, Secret,
 };
 use chaincall_media::AudioCodec;
-use chaincall_media::sdp::{self as media_sdp, Format, TelephoneEvent};
+use chaincall_media::sdp::{self as media_sdp, Format, OpusParams, TelephoneEvent};
 use chaincall_mikey::{
     Initiator, Mode, NtpTime, OfferConfig, Responder, SrtpKeys, SrtpPolicy, Stream,
 };
@@ -144,6 +144,7 @@ impl ZrtpMedia {
             rtcp_remote,
             codec: chosen.codec,
             telephone_event: chosen.telephone_event,
+            opus: chosen.opus,
             mode: KeyMode::Zrtp,
             verified_peer: zrtp.bound_to.clone(),
             local_ssrc,
@@ -254,6 +255,8 @@ pub struct NegotiatedMedia {
     pub codec: AudioCodec,
     /// telephone-event (RFC 4733 DTMF), when both sides have it.
     pub telephone_event: Option<TelephoneEvent>,
+    /// How the peer wants to receive Opus (its `a=fmtp`, RFC 7587 §6.1), for an Opus call.
+    pub opus: Option<OpusParams>,
     /// How the keys were agreed.
     pub mode: KeyMode,
     /// The identity the keys are bound to, checked against the chain (MIKEY); `None` with SDES.
@@ -344,6 +347,7 @@ impl Keyed {
             rtcp_remote: self.rtcp_remote,
             codec: self.chosen.codec,
             telephone_event: self.chosen.telephone_event,
+            opus: self.chosen.opus,
             mode: self.mode,
             verified_peer: self.verified_peer,
             local_ssrc: self.local_ssrc,

@@ -42,9 +42,10 @@ use chaincall_identity::{
 use chaincall_io::Output;
 use chaincall_media::g711::Codec;
 use chaincall_media::jitter::JitterStats;
+use chaincall_media::opus::OpusConfig;
 use chaincall_media::{
     AudioCodec, AudioGate, MediaChannel, MediaConfig, MediaEvent, MediaOptions, MediaSession,
-    MediaStats,
+    MediaStats, Playout,
 };
 use chaincall_sip::framing::{Frame, StreamFramer};
 use chaincall_sip::message::ParseLimits;
@@ -128,6 +129,10 @@ pub const DEFAULT_CODECS: [AudioCodec; 3] = [
 /// ([`PhoneConfig::mikey_replay_quota`]).
 pub const DEFAULT_MIKEY_REPLAY_QUOTA: usize = chaincall_mikey::replay::DEFAULT_PER_INITIATOR;
 
+/// The most of a call's playout [`PhoneConfig::keep_playout`] keeps: ten minutes (55 MB at
+/// 48 kHz), far beyond a bench call.
+pub const KEPT_PLAYOUT: Duration = Duration::from_secs(600);
+
 /// What a phone needs to run.
 #[derive(Clone)]
 pub struct PhoneConfig {
@@ -171,6 +176,10 @@ pub struct PhoneConfig {
     /// so nothing above 4 kHz is lost on the way. `false` (the phone file's phones, the demo,
     /// the tests): both 8 kHz, as the WAV files `audio_in` and `record_dir` hold.
     pub wideband: bool,
+    /// Keep what each call plays, with its timing, in [`CallReport::playout`] (up to
+    /// [`KEPT_PLAYOUT`]): for `chaincall bench audio`, which scores it and measures mouth-to-ear
+    /// delay. `false` elsewhere.
+    pub keep_playout: bool,
     /// The Opus loss hint follows the peer's RTCP loss reports (`MediaOptions::adaptive_loss_hint`;
     /// the phone file's phones: on). Off only where a call's encoding must not depend on
     /// timing: the demo compares its recording with an offline encoding of the same audio.
@@ -261,6 +270,13 @@ pub struct CallReport {
     /// The rate of `recorded`, Hz: 8,000, or the codec's (48,000 for Opus) with
     /// [`PhoneConfig::wideband`].
     pub recorded_rate: u32,
+    /// What the phone played out of its jitter buffer, with its timing, when
+    /// [`PhoneConfig::keep_playout`] asked: what a listener heard (FEC and concealment
+    /// included), unlike `recorded`.
+    pub playout: Playout,
+    /// When the first frame of what we sent was due ([`MediaSession::source_started`]); `None`
+    /// when the media never ran.
+    pub source_started: Option<Instant>,
     /// The codec.
     pub codec: AudioCodec,
     /// The receive jitter buffer's counters (played out every 20 ms during the call).
@@ -1528,6 +1544,14 @@ impl<C: KeystoreChain + 'static> Actor<C> {
             telephone_event: neg.telephone_event,
             source_rate: if self.cfg.wideband { 48_000 } else { 8_000 },
             adaptive_loss_hint: self.cfg.adaptive_loss_hint,
+            opus: neg.opus.as_ref().map_or_else(OpusConfig::default, |peer| {
+                OpusConfig::default().toward(peer)
+            }),
+            keep_playout: if self.cfg.keep_playout {
+                KEPT_PLAYOUT
+            } else {
+                Duration::ZERO
+            },
             ..MediaOptions::default()
         };
         // The session converts the source to the codec's rate when it is not at it already.
@@ -1656,6 +1680,8 @@ fn call_report(
         received_payload: session.map_or_else(Vec::new, MediaSession::received_payload),
         recorded,
         recorded_rate,
+        playout: session.map(|s| s.playout().clone()).unwrap_or_default(),
+        source_started: session.map(MediaSession::source_started),
         codec: call.codec,
         jitter: session.map(MediaSession::jitter_stats).unwrap_or_default(),
         zrtp: None,

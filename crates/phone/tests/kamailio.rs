@@ -353,6 +353,7 @@ fn phone_config(
         accept_unverified: None,
         audio: Arc::new(audio),
         wideband: false,
+        keep_playout: false,
         adaptive_loss_hint: true,
         devices: None,
         register_expires: 600,

@@ -285,6 +285,7 @@ impl Trapezoid {
             accept_unverified: None,
             audio: Arc::new(chaincall_media::signal::speech_like(600, 7)),
             wideband: false,
+            keep_playout: false,
             adaptive_loss_hint: true,
             register_expires: 600,
             keepalive: Some(chaincall_phone::link::DEFAULT_KEEPALIVE),

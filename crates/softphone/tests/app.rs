@@ -100,6 +100,8 @@ fn report(call_id: &str, outgoing: bool, caller: Option<CallerId>) -> Box<CallRe
         received_payload: Vec::new(),
         recorded: vec![0; 8000],
         recorded_rate: 8000,
+        playout: Default::default(),
+        source_started: None,
         codec: AudioCodec::Opus { payload_type: 111 },
         jitter: Default::default(),
         ended: EndReason::HungUpByPeer,

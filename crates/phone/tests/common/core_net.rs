@@ -109,6 +109,7 @@ pub fn config(number: &str, key: &IdentityKey, seed: u64) -> PhoneConfig {
         accept_unverified: None,
         audio: Arc::new(Vec::new()),
         wideband: false,
+        keep_playout: false,
         adaptive_loss_hint: true,
         devices: None,
         register_expires: 600,

@@ -369,6 +369,7 @@ impl Net {
             accept_unverified: None,
             audio: Arc::new(chaincall_media::signal::speech_like(audio_ms, 7)),
             wideband: false,
+            keep_playout: false,
             adaptive_loss_hint: true,
             devices: None,
             register_expires: 600,
