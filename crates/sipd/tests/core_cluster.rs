@@ -3,8 +3,9 @@
 //! (a stream connection the core knows as a link to the other node), messages carried between
 //! them by the test. A call from a phone on node 1 to a phone whose connection node 2 holds
 //! goes over the link and down that phone's own connection; its dialog crosses the link both
-//! ways; a flow node 2 lost answers 430 and node 1 tries the next binding; nobody outside the
-//! cluster may send what a node sends.
+//! ways; a NAT'd UDP phone is reached from the node it registered through; a flow node 2 lost
+//! answers 430 and node 1 tries the next binding; nobody outside the cluster may send what a
+//! node sends.
 
 mod sim;
 
@@ -47,14 +48,19 @@ fn node(pg: &Postgres, n: u8) -> Sim {
 /// node 1 and bob (a TCP phone at `peer(5)`, whose Contact claims `peer(6)`) on node 2.
 fn cluster(pg: &Postgres) -> (Sim, Sim) {
     let (mut n1, mut n2) = (node(pg, 1), node(pg, 2));
-    for (s, at, other) in [(&mut n1, ON_1(), "node-2"), (&mut n2, ON_2(), "node-1")] {
-        s.core.set_stream_peer(at, Some(StreamKind::Tls));
-        s.core.set_stream_node(at, Some(other.into()));
-        s.drain();
-    }
+    link_up(&mut n1, ON_1(), "node-2");
+    link_up(&mut n2, ON_2(), "node-1");
     sim::register_over_tcp(&mut n1, "alice", peer(1), peer(1));
     sim::register_over_tcp(&mut n2, "bob", peer(5), peer(6));
     (n1, n2)
+}
+
+/// `s` sees the node link from node `other` come up at `at` (as the shell reports a link whose
+/// TLS handshake proved the cluster secret).
+fn link_up(s: &mut Sim, at: SocketAddr, other: &str) {
+    s.core.set_stream_peer(at, Some(StreamKind::Tls));
+    s.core.set_stream_node(at, Some(other.into()));
+    s.drain();
 }
 
 /// Everything node 1 sent over the link to node 2, delivered there in order.
@@ -253,11 +259,8 @@ fn a_dialog_across_the_node_link_survives_the_link_reconnecting() {
     // dialog's Record-Route named the node, not the connection, so the BYE takes the new link
     // and goes down bob's connection.
     let on_2_again = SocketAddr::from(([198, 51, 100, 1], 40_002));
-    for (s, at, other) in [(&mut n1, ON_1(), "node-2"), (&mut n2, on_2_again, "node-1")] {
-        s.core.set_stream_peer(at, Some(StreamKind::Tls));
-        s.core.set_stream_node(at, Some(other.into()));
-        s.drain();
-    }
+    link_up(&mut n1, ON_1(), "node-2");
+    link_up(&mut n2, on_2_again, "node-1");
     n1.deliver_on(alice, &alice_bye(&reversed, "x5-bye-2"), Transport::Stream);
     carry(&mut n1, ON_1(), &mut n2, on_2_again);
     assert!(n2.one_to(bob).starts_with(b"BYE "));
@@ -432,4 +435,106 @@ fn a_dialog_with_a_udp_phone_crosses_back_by_its_record_route() {
     n2.deliver_on(bob, &bob_bye, Transport::Stream);
     carry_21(&mut n2, &mut n1);
     assert!(n1.one_to(carol).starts_with(b"BYE "));
+}
+
+/// carol registers on node 1 over UDP from behind a NAT (her Contact names a private address):
+/// her NAT's pinhole admits node 1 only, so a call from bob on node 2 crosses the node link with
+/// her UDP flow token and leaves node 1's socket for her NAT's address, never node 2's; the
+/// dialog crosses back both ways.
+#[test]
+fn a_nat_udp_phone_on_the_other_node_is_reached_from_that_node() {
+    let Some(pg) = Postgres::start() else { return };
+    let (mut n1, mut n2) = cluster(&pg);
+    let (carol, bob, bob_claims) = (nat_phone(&mut n1), peer(5), peer(6));
+
+    n2.deliver_on(bob, &invite("bob", bob, "carol", "x7"), Transport::Stream);
+    assert!(n2.take_to(carol).is_empty(), "node 2 never sends to carol");
+    let fwd = the_request(carry_21(&mut n2, &mut n1));
+    let route = headers(&fwd, "Route");
+    assert_eq!(route.len(), 1, "{route:?}");
+    assert!(
+        route[0].starts_with("<sip:u") && route[0].contains(&format!("@{};lr", link_addr(1))),
+        "node 1's link address with carol's UDP flow token: {route:?}"
+    );
+    let at_carol = n1.one_to(carol);
+    assert!(at_carol.starts_with(b"INVITE sip:carol@10.0.0.5"));
+    assert!(headers(&at_carol, "Route").is_empty());
+    // Both nodes record-routed both legs; node 1's leg towards carol carries her UDP token.
+    let rr = headers(&at_carol, "Record-Route");
+    assert_eq!(rr.len(), 4, "{rr:?}");
+    assert!(rr[0].starts_with("<sip:u"), "{rr:?}");
+
+    n1.deliver(carol, &answer(&at_carol, 200, "OK", "carol-tag"));
+    assert_eq!(statuses(&carry_12(&mut n1, &mut n2)), [100, 200]);
+    assert_eq!(n2.statuses_to(bob), [100, 200]);
+
+    // bob hangs up (his route set reversed): node 2 → the link → node 1 → carol's NAT.
+    let reversed: Vec<String> = rr.iter().rev().cloned().collect();
+    let bob_bye = bye(
+        "sip:carol@10.0.0.5:5060",
+        bob,
+        "bob",
+        "carol",
+        "x7",
+        &reversed,
+    );
+    n2.deliver_on(bob, &bob_bye, Transport::Stream);
+    assert!(n2.take_to(carol).is_empty());
+    carry_21(&mut n2, &mut n1);
+    assert!(n1.one_to(carol).starts_with(b"BYE "));
+
+    // carol's BYE of the same dialog (her route set in record order) reaches bob's connection.
+    let refs: Vec<&String> = rr.iter().collect();
+    let carol_bye = sim::bye(
+        &format!("sip:bob@{bob_claims};transport=tcp"),
+        carol,
+        "carol",
+        "bob",
+        "x7",
+        &refs,
+        "x7-carol-bye",
+    )
+    .replace("tag=f-x7", "tag=carol-tag")
+    .replace("tag=bob-tag", "tag=f-x7");
+    n1.deliver(carol, &carol_bye);
+    carry_12(&mut n1, &mut n2);
+    assert!(n2.one_to(bob).starts_with(b"BYE "));
+}
+
+/// Node 1 restarted (a new process: a new token key) while carol's row still holds the UDP
+/// token its earlier process minted: node 1 cannot vouch for that address, so it answers node 2
+/// 430 and bob gets 480 (carol's next REGISTER writes a token node 1 can follow), never a 403
+/// and never a datagram to an address node 1 did not mint a token for.
+#[test]
+fn a_udp_token_of_a_restarted_node_is_a_failed_flow() {
+    let Some(pg) = Postgres::start() else { return };
+    let (mut n1, mut n2) = cluster(&pg);
+    let (carol, bob) = (nat_phone(&mut n1), peer(5));
+    drop(n1);
+    let mut n1 = node(&pg, 1);
+    link_up(&mut n1, ON_1(), "node-2");
+
+    n2.deliver_on(bob, &invite("bob", bob, "carol", "x8"), Transport::Stream);
+    carry_21(&mut n2, &mut n1);
+    assert!(n1.take_to(carol).is_empty());
+    assert_eq!(statuses(&carry_12(&mut n1, &mut n2)), [100, 430]);
+    assert_eq!(n2.statuses_to(bob), [100, 480]);
+    assert!(n2.take_to(carol).is_empty());
+}
+
+/// carol registers on `s` over UDP from her NAT's public address (her Contact names her private
+/// one, so she is found behind NAT and her row holds a UDP flow token); returns that address.
+fn nat_phone(s: &mut Sim) -> SocketAddr {
+    let carol = SocketAddr::from(([192, 0, 2, 30], 40_000));
+    let reg = register(
+        "carol",
+        carol,
+        "reg-carol",
+        1,
+        &["<sip:carol@10.0.0.5:5060>"],
+        "Expires: 600\r\n",
+    );
+    s.deliver(carol, &reg);
+    assert_eq!(s.status_to(carol), 200);
+    carol
 }
