@@ -5,7 +5,8 @@
 //! there; node 1 SIGKILLed: alice's `phone listen` fails over to node 2, registers there and is
 //! called again within 10 s; node 1 restarted: the rows it wrote are still in the table.
 //! And under load: two nodes on PostgreSQL alone, 60 phones re-registering over TCP, node 1
-//! SIGKILLed mid-load: no row lost or duplicated, node 1's phones on node 2 within 10 s.
+//! SIGKILLed mid-load: no row lost or duplicated, node 1's phones on node 2 within 10 s. And a
+//! NAT'd UDP phone on node 1 called through node 2 gets the INVITE from node 1's socket.
 //! Without anvil or PostgreSQL a test skips saying why, unless `CHAINCALL_REQUIRE_PEERS=1`.
 
 mod common;
@@ -47,7 +48,7 @@ fn start_nodes(dir: &Path, pg: &Postgres, transport: &str) -> ([u16; 2], Service
     let mut secret = [0u8; 32];
     OsRng.fill_bytes(&mut secret);
     write_private(&dir.join("cluster.secret"), &hex::encode(secret));
-    let free = chaincall_testkit::free_tcp_port;
+    let free = chaincall_testkit::free_udp_tcp_port;
     let (ports, link) = ([free(), free()], [free(), free()]);
     let listen = ports.map(|p| format!("{transport}:127.0.0.1:{p}"));
     for n in 0..2 {
@@ -56,6 +57,21 @@ fn start_nodes(dir: &Path, pg: &Postgres, transport: &str) -> ([u16; 2], Service
     // One after the other: the first creates the table.
     let node_1 = node(dir, 1);
     (ports, node_1, node(dir, 2))
+}
+
+/// A folder with a sipd.toml for tests that need no chain: no digest (anyone registers), no
+/// REGISTER rate limit (every test phone is on 127.0.0.1).
+fn plain_sipd() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("sipd.toml"),
+        format!(
+            "listen = []\ndomain = \"{SIP_DOMAIN}\"\nmetrics_listen = \"\"\n\
+             [auth]\nmode = \"none\"\n[limits]\nregister_rate = 0.0\n"
+        ),
+    )
+    .unwrap();
+    dir
 }
 
 /// `chaincall sipd serve` for node `n` (1 or 2), once it runs.
@@ -331,17 +347,8 @@ fn wait_until(shared: &Shared, timeout: Duration, what: &str, done: impl Fn(&[Lo
 #[test]
 fn a_node_killed_under_register_load_loses_no_row_and_its_phones_fail_over() {
     let Some(pg) = Postgres::start() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    std::fs::write(
-        d.join("sipd.toml"),
-        format!(
-            "listen = []\ndomain = \"{SIP_DOMAIN}\"\nmetrics_listen = \"\"\n\
-             [auth]\nmode = \"none\"\n[limits]\nregister_rate = 0.0\n"
-        ),
-    )
-    .unwrap();
-    let (ports, mut node_1, _node_2) = start_nodes(d, &pg, "tcp");
+    let dir = plain_sipd();
+    let (ports, mut node_1, _node_2) = start_nodes(dir.path(), &pg, "tcp");
 
     let shared: Shared = Default::default();
     *shared.0.lock().unwrap() = (0..LOAD_PHONES)
@@ -448,4 +455,62 @@ fn a_node_killed_under_register_load_loses_no_row_and_its_phones_fail_over() {
         total += s.oks;
     }
     eprintln!("{total} REGISTERs answered 200 by two nodes, node 1 killed halfway");
+}
+
+/// Issue 18's NAT gap over real sockets: carol registers over UDP on node 1 from behind a NAT
+/// (her Contact names a private address; a plain UDP socket plays her NAT's public side), and a
+/// call for her reaches node 2. A restricted NAT admits only the node carol sent to, so the
+/// INVITE must come from node 1's socket: node 2 forwards it over the node link.
+#[test]
+fn a_nat_udp_phone_on_node_1_gets_a_call_placed_on_node_2_from_node_1() {
+    use std::net::UdpSocket;
+    let Some(pg) = Postgres::start() else { return };
+    let dir = plain_sipd();
+    let (ports, mut node_1, _node_2) = start_nodes(dir.path(), &pg, "udp");
+    // Node 1 started alone; its link to node 2 comes up on its back-off.
+    node_1.wait_for("node link up", Duration::from_secs(15));
+    let node_addr = ports.map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p)));
+    let bind = || {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    };
+    // The next datagram on `s` that starts with `start`, and where it came from.
+    let next = |s: &UdpSocket, start: &str| loop {
+        let mut buf = [0u8; 4096];
+        let (n, from) = s.recv_from(&mut buf).expect("a datagram within 10 s");
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.starts_with(start) {
+            return (text, from);
+        }
+    };
+    let carol = bind();
+    let register = format!(
+        "REGISTER sip:{SIP_DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5:5060;rport;branch=z9hG4bK-r1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:carol@{SIP_DOMAIN}>;tag=c1\r\nTo: <sip:carol@{SIP_DOMAIN}>\r\n\
+         Call-ID: nat-carol\r\nCSeq: 1 REGISTER\r\nContact: <sip:carol@10.0.0.5:5060>\r\n\
+         Expires: 600\r\nContent-Length: 0\r\n\r\n"
+    );
+    carol.send_to(register.as_bytes(), node_addr[0]).unwrap();
+    let (ok, _) = next(&carol, "SIP/2.0 ");
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+
+    let bob = bind();
+    let invite = format!(
+        "INVITE sip:carol@{SIP_DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-i1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:bob@{SIP_DOMAIN}>;tag=b1\r\nTo: <sip:carol@{SIP_DOMAIN}>\r\n\
+         Call-ID: nat-call\r\nCSeq: 1 INVITE\r\nContact: <sip:bob@{}>\r\nContent-Length: 0\r\n\r\n",
+        bob.local_addr().unwrap(),
+        bob.local_addr().unwrap(),
+    );
+    bob.send_to(invite.as_bytes(), node_addr[1]).unwrap();
+    let (at_carol, from) = next(&carol, "INVITE ");
+    assert_eq!(
+        from, node_addr[0],
+        "the INVITE leaves node 1's socket:\n{at_carol}"
+    );
+    assert!(
+        at_carol.starts_with("INVITE sip:carol@10.0.0.5:5060 "),
+        "{at_carol}"
+    );
 }
