@@ -12,10 +12,11 @@ mod sim;
 use std::net::SocketAddr;
 
 use chaincall_sip::message::Message;
-use chaincall_sipd::config::Listen;
-use chaincall_sipd::core::{StreamKind, Transport};
+use chaincall_sipd::Config;
+use chaincall_sipd::config::{Listen, RelayMode};
+use chaincall_sipd::core::{Need, StreamKind, Transport};
 use chaincall_testkit::postgres::Postgres;
-use sim::{DOMAIN, Sim, answer, config, config_on, headers, peer, register};
+use sim::{DOMAIN, Sim, answer, config, config_on, headers, peer, register, with_sdp};
 
 /// Node 1's and node 2's node-link listeners.
 fn link_addr(n: u8) -> SocketAddr {
@@ -29,6 +30,11 @@ const ON_2: fn() -> SocketAddr = || SocketAddr::from(([198, 51, 100, 1], 40_001)
 
 /// A core for node `n` of a two-node cluster on `pg`, SIP on 203.0.113.`n`:5060.
 fn node(pg: &Postgres, n: u8) -> Sim {
+    Sim::with_store(&node_config(pg, n))
+}
+
+/// The configuration of node `n` of a two-node cluster on `pg`.
+fn node_config(pg: &Postgres, n: u8) -> Config {
     let mut cfg = config_on(config(), pg);
     let other = 3 - n;
     cfg.listen = vec![Listen::udp(SocketAddr::from(([203, 0, 113, n], 5060)))];
@@ -41,13 +47,17 @@ fn node(pg: &Postgres, n: u8) -> Sim {
     cfg.cluster
         .nodes
         .insert(format!("node-{other}"), link_addr(other));
-    Sim::with_store(&cfg)
+    cfg
 }
 
 /// Two nodes with the link between them up, alice (a TCP phone at `peer(1)`) registered on
 /// node 1 and bob (a TCP phone at `peer(5)`, whose Contact claims `peer(6)`) on node 2.
 fn cluster(pg: &Postgres) -> (Sim, Sim) {
-    let (mut n1, mut n2) = (node(pg, 1), node(pg, 2));
+    cluster_of(node(pg, 1), node(pg, 2))
+}
+
+/// [`cluster`] of the nodes `n1` and `n2`.
+fn cluster_of(mut n1: Sim, mut n2: Sim) -> (Sim, Sim) {
     link_up(&mut n1, ON_1(), "node-2");
     link_up(&mut n2, ON_2(), "node-1");
     sim::register_over_tcp(&mut n1, "alice", peer(1), peer(1));
@@ -537,4 +547,66 @@ fn nat_phone(s: &mut Sim) -> SocketAddr {
     s.deliver(carol, &reg);
     assert_eq!(s.status_to(carol), 200);
     carol
+}
+
+/// With `[relay] mode = "nat"` on both nodes, a call across the node link is anchored once, by
+/// the node it entered (which knows both parties: the caller it received, the callee's binding),
+/// never again by the node delivering it: two offers for one call would stack two relays, or
+/// clash in a shared rtpengine under one Call-ID. Both ways: bob on node 2 calls carol (NAT'd,
+/// on node 1), and carol calls bob.
+#[test]
+fn a_call_across_the_node_link_is_relayed_once_by_the_node_it_entered() {
+    let Some(pg) = Postgres::start() else { return };
+    let relaying = |n| {
+        let mut cfg = node_config(&pg, n);
+        cfg.relay.mode = RelayMode::Nat;
+        cfg.relay.rtpengine = Some("198.51.100.200:2223".parse().unwrap());
+        Sim::with_store(&cfg)
+    };
+    let (mut n1, mut n2) = cluster_of(relaying(1), relaying(2));
+    let (carol, bob) = (nat_phone(&mut n1), peer(5));
+    let sdp = "v=0\r\no=x 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+    let relayed = sdp.replace("c=IN IP4 192.0.2.9", "c=IN IP4 198.51.100.200");
+    // The one relay offer `s` asks for, answered with `relayed`.
+    let offer_once = |s: &mut Sim, call_id: &str| {
+        let offers: Vec<u64> = std::mem::take(&mut s.needs)
+            .into_iter()
+            .filter_map(|n| match n {
+                Need::RelayOffer { ticket, offer } if offer.call_id == call_id => Some(ticket),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(offers.len(), 1, "one offer for {call_id}");
+        let now = s.now;
+        s.core
+            .relay_offered(offers[0], Ok(zeroize::Zeroizing::new(relayed.clone())), now);
+        s.drain();
+    };
+    let no_relay = |s: &Sim| {
+        let asked: Vec<&Need> = s
+            .needs
+            .iter()
+            .filter(|n| matches!(n, Need::RelayOffer { .. }))
+            .collect();
+        assert!(asked.is_empty(), "{asked:?}");
+    };
+
+    let to_carol = with_sdp(&invite("bob", bob, "carol", "x9"), sdp);
+    n2.deliver_on(bob, &to_carol, Transport::Stream);
+    offer_once(&mut n2, "x9");
+    the_request(carry_21(&mut n2, &mut n1));
+    no_relay(&n1);
+    let at_carol = n1.one_to(carol);
+    assert!(String::from_utf8_lossy(&at_carol).ends_with(&relayed));
+
+    // carol's INVITE as her phone writes it: her private address in Via and Contact.
+    let home: SocketAddr = "10.0.0.5:5060".parse().unwrap();
+    let to_bob = with_sdp(&sim::invite("carol", home, "bob", "x10", ""), sdp);
+    n1.deliver(carol, &to_bob);
+    offer_once(&mut n1, "x10");
+    the_request(carry_12(&mut n1, &mut n2));
+    no_relay(&n2);
+    // (bob also has node 2's 100 to his own INVITE.)
+    let at_bob = the_request(n2.take_to(bob));
+    assert!(String::from_utf8_lossy(&at_bob).ends_with(&relayed));
 }
