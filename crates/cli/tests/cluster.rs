@@ -5,7 +5,8 @@
 //! there; node 1 SIGKILLed: alice's `phone listen` fails over to node 2, registers there and is
 //! called again within 10 s; node 1 restarted: the rows it wrote are still in the table.
 //! And under load: two nodes on PostgreSQL alone, 60 phones re-registering over TCP, node 1
-//! SIGKILLed mid-load: no row lost or duplicated, node 1's phones on node 2 within 10 s. And a
+//! SIGKILLed mid-load: no row lost or duplicated, node 1's phones on node 2 within 10 s and
+//! reached there. And a
 //! NAT'd UDP phone on node 1 called through node 2 gets the INVITE from node 1's socket.
 //! Without anvil or PostgreSQL a test skips saying why, unless `CHAINCALL_REQUIRE_PEERS=1`.
 
@@ -208,6 +209,8 @@ struct LoadState {
     failover: Option<(Instant, Option<Instant>)>,
     /// Answers other than 200 (none expected).
     refused: Vec<String>,
+    /// Requests for the phone it answered (the test's calls).
+    requests: usize,
 }
 
 /// The load phones' states, with a signal for each change.
@@ -221,9 +224,10 @@ fn load_phone(i: usize) -> (String, String) {
     (number, contact)
 }
 
-/// Reads one SIP response from `r` (leading CRLF keep-alives skipped): its status line.
-fn read_response(r: &mut impl std::io::BufRead) -> std::io::Result<String> {
-    let mut status = String::new();
+/// Reads one SIP message from `r` (leading CRLF keep-alives skipped): its start line and
+/// header lines (the body is read and dropped).
+fn read_message(r: &mut impl std::io::BufRead) -> std::io::Result<(String, Vec<String>)> {
+    let (mut start, mut headers) = (String::new(), Vec::new());
     let mut length = 0;
     loop {
         let mut line = String::new();
@@ -232,22 +236,59 @@ fn read_response(r: &mut impl std::io::BufRead) -> std::io::Result<String> {
         }
         let line = line.trim_end();
         if line.is_empty() {
-            if status.is_empty() {
+            if start.is_empty() {
                 continue;
             }
             break;
         }
-        if status.is_empty() {
-            status = line.to_owned();
-        } else if let Some((name, value)) = line.split_once(':')
+        if start.is_empty() {
+            start = line.to_owned();
+            continue;
+        }
+        if let Some((name, value)) = line.split_once(':')
             && (name.eq_ignore_ascii_case("content-length") || name == "l")
         {
             length = value.trim().parse().unwrap_or(0);
         }
+        headers.push(line.to_owned());
     }
     let mut body = vec![0; length];
     r.read_exact(&mut body)?;
-    Ok(status)
+    Ok((start, headers))
+}
+
+/// Reads until a response arrives on a phone's connection and returns its status line; a
+/// request that comes first (a call for the phone) is answered 200 on `w`, `answering` called
+/// just before.
+fn await_response(
+    r: &mut impl std::io::BufRead,
+    w: &mut impl std::io::Write,
+    answering: &dyn Fn(),
+) -> std::io::Result<String> {
+    loop {
+        let (start, headers) = read_message(r)?;
+        if start.starts_with("SIP/2.0 ") {
+            return Ok(start);
+        }
+        // RFC 3261 §8.2.6.2: the response copies Via, From, To (tagged), Call-ID and CSeq.
+        let mut ok = String::from("SIP/2.0 200 OK\r\n");
+        for h in &headers {
+            let name = h
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if ["via", "v", "from", "f", "call-id", "i", "cseq"].contains(&name.as_str()) {
+                ok.push_str(&format!("{h}\r\n"));
+            } else if name == "to" || name == "t" {
+                ok.push_str(&format!("{h};tag=load\r\n"));
+            }
+        }
+        ok.push_str("Content-Length: 0\r\n\r\n");
+        answering();
+        w.write_all(ok.as_bytes())?;
+    }
 }
 
 /// Load phone `i`: registers over TCP with node `ports[state.node]` again and again (one Call-ID,
@@ -289,9 +330,10 @@ fn run_load_phone(i: usize, ports: [u16; 2], shared: Shared, stop: &std::sync::a
                  CSeq: {cseq} REGISTER\r\nContact: {contact}\r\nExpires: 600\r\n\
                  Content-Length: 0\r\n\r\n"
             );
+            let answering = || update(&|s| s.requests += 1);
             let answered = conn
                 .write_all(register.as_bytes())
-                .and_then(|()| read_response(&mut reader));
+                .and_then(|()| await_response(&mut reader, &mut conn, &answering));
             match answered {
                 Ok(status) if status.starts_with("SIP/2.0 200") => update(&|s| {
                     s.ok = Some((cseq, node));
@@ -342,10 +384,11 @@ fn wait_until(shared: &Shared, timeout: Duration, what: &str, done: impl Fn(&[Lo
 /// answer, half on each node; node 1 is SIGKILLed in the middle of it. Every REGISTER a phone
 /// got 200 for is in the table (at that CSeq or a later one), each phone has exactly one row for
 /// its one Contact, and node 1's phones register again on node 2 within 10 s of the kill (their
-/// row then names node 2). Needs PostgreSQL only (no chain: digest and TLS-PSK are not what is
+/// row then names node 2) and are reached there (each answers a request sent to node 2). Needs PostgreSQL only (no chain: digest and TLS-PSK are not what is
 /// tested; the REGISTER rate limit is off, every phone being on 127.0.0.1).
 #[test]
 fn a_node_killed_under_register_load_loses_no_row_and_its_phones_fail_over() {
+    use std::io::Write;
     let Some(pg) = Postgres::start() else { return };
     let dir = plain_sipd();
     let (ports, mut node_1, _node_2) = start_nodes(dir.path(), &pg, "tcp");
@@ -415,6 +458,29 @@ fn a_node_killed_under_register_load_loses_no_row_and_its_phones_fail_over() {
             slowest = slowest.max(back - killed);
         }
         eprintln!("node 1's phones registered on node 2 at most {slowest:?} after the kill");
+        // And they are reachable there: a request for each, sent to node 2, is answered by the
+        // phone down its new connection.
+        let mut caller = std::net::TcpStream::connect(("127.0.0.1", ports[1])).unwrap();
+        caller
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut from_node = std::io::BufReader::new(caller.try_clone().unwrap());
+        let at = caller.local_addr().unwrap();
+        for i in (0..LOAD_PHONES).step_by(2) {
+            let number = load_phone(i).0;
+            let options = format!(
+                "OPTIONS sip:{number}@{SIP_DOMAIN} SIP/2.0\r\n\
+                 Via: SIP/2.0/TCP {at};branch=z9hG4bK-probe-{i}\r\nMax-Forwards: 70\r\n\
+                 From: <sip:probe@{SIP_DOMAIN}>;tag=probe\r\nTo: <sip:{number}@{SIP_DOMAIN}>\r\n\
+                 Call-ID: probe-{i}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            );
+            caller.write_all(options.as_bytes()).unwrap();
+            let (status, _) = read_message(&mut from_node).unwrap();
+            assert!(status.starts_with("SIP/2.0 200"), "phone {i}: {status}");
+        }
+        for (i, s) in shared.0.lock().unwrap().iter().enumerate().step_by(2) {
+            assert_eq!(s.requests, 1, "phone {i} answered its call: {s:?}");
+        }
         wait_until(
             &shared,
             Duration::from_secs(30),
