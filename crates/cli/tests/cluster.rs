@@ -6,8 +6,8 @@
 //! called again within 10 s; node 1 restarted: the rows it wrote are still in the table.
 //! And under load: two nodes on PostgreSQL alone, 60 phones re-registering over TCP, node 1
 //! SIGKILLed mid-load: no row lost or duplicated, node 1's phones on node 2 within 10 s and
-//! reached there. And a
-//! NAT'd UDP phone on node 1 called through node 2 gets the INVITE from node 1's socket.
+//! reached there. And a NAT'd UDP phone on node 1 called through node 2 gets the INVITE from
+//! node 1's socket.
 //! Without anvil or PostgreSQL a test skips saying why, unless `CHAINCALL_REQUIRE_PEERS=1`.
 
 mod common;
