@@ -3,18 +3,20 @@
 //! (a stream connection the core knows as a link to the other node), messages carried between
 //! them by the test. A call from a phone on node 1 to a phone whose connection node 2 holds
 //! goes over the link and down that phone's own connection; its dialog crosses the link both
-//! ways; a flow node 2 lost answers 430 and node 1 tries the next binding; nobody outside the
-//! cluster may send what a node sends.
+//! ways; a NAT'd UDP phone is reached from the node it registered through; a flow node 2 lost
+//! answers 430 and node 1 tries the next binding; nobody outside the cluster may send what a
+//! node sends.
 
 mod sim;
 
 use std::net::SocketAddr;
 
 use chaincall_sip::message::Message;
-use chaincall_sipd::config::Listen;
-use chaincall_sipd::core::{StreamKind, Transport};
+use chaincall_sipd::Config;
+use chaincall_sipd::config::{Listen, RelayMode};
+use chaincall_sipd::core::{Need, StreamKind, Transport};
 use chaincall_testkit::postgres::Postgres;
-use sim::{DOMAIN, Sim, answer, config, config_on, headers, peer, register};
+use sim::{DOMAIN, Sim, answer, config, config_on, headers, peer, register, with_sdp};
 
 /// Node 1's and node 2's node-link listeners.
 fn link_addr(n: u8) -> SocketAddr {
@@ -28,6 +30,11 @@ const ON_2: fn() -> SocketAddr = || SocketAddr::from(([198, 51, 100, 1], 40_001)
 
 /// A core for node `n` of a two-node cluster on `pg`, SIP on 203.0.113.`n`:5060.
 fn node(pg: &Postgres, n: u8) -> Sim {
+    Sim::with_store(&node_config(pg, n))
+}
+
+/// The configuration of node `n` of a two-node cluster on `pg`.
+fn node_config(pg: &Postgres, n: u8) -> Config {
     let mut cfg = config_on(config(), pg);
     let other = 3 - n;
     cfg.listen = vec![Listen::udp(SocketAddr::from(([203, 0, 113, n], 5060)))];
@@ -40,21 +47,30 @@ fn node(pg: &Postgres, n: u8) -> Sim {
     cfg.cluster
         .nodes
         .insert(format!("node-{other}"), link_addr(other));
-    Sim::with_store(&cfg)
+    cfg
 }
 
 /// Two nodes with the link between them up, alice (a TCP phone at `peer(1)`) registered on
 /// node 1 and bob (a TCP phone at `peer(5)`, whose Contact claims `peer(6)`) on node 2.
 fn cluster(pg: &Postgres) -> (Sim, Sim) {
-    let (mut n1, mut n2) = (node(pg, 1), node(pg, 2));
-    for (s, at, other) in [(&mut n1, ON_1(), "node-2"), (&mut n2, ON_2(), "node-1")] {
-        s.core.set_stream_peer(at, Some(StreamKind::Tls));
-        s.core.set_stream_node(at, Some(other.into()));
-        s.drain();
-    }
+    cluster_of(node(pg, 1), node(pg, 2))
+}
+
+/// [`cluster`] of the nodes `n1` and `n2`.
+fn cluster_of(mut n1: Sim, mut n2: Sim) -> (Sim, Sim) {
+    link_up(&mut n1, ON_1(), "node-2");
+    link_up(&mut n2, ON_2(), "node-1");
     sim::register_over_tcp(&mut n1, "alice", peer(1), peer(1));
     sim::register_over_tcp(&mut n2, "bob", peer(5), peer(6));
     (n1, n2)
+}
+
+/// `s` sees the node link from node `other` come up at `at` (as the shell reports a link whose
+/// TLS handshake proved the cluster secret).
+fn link_up(s: &mut Sim, at: SocketAddr, other: &str) {
+    s.core.set_stream_peer(at, Some(StreamKind::Tls));
+    s.core.set_stream_node(at, Some(other.into()));
+    s.drain();
 }
 
 /// Everything node 1 sent over the link to node 2, delivered there in order.
@@ -253,11 +269,8 @@ fn a_dialog_across_the_node_link_survives_the_link_reconnecting() {
     // dialog's Record-Route named the node, not the connection, so the BYE takes the new link
     // and goes down bob's connection.
     let on_2_again = SocketAddr::from(([198, 51, 100, 1], 40_002));
-    for (s, at, other) in [(&mut n1, ON_1(), "node-2"), (&mut n2, on_2_again, "node-1")] {
-        s.core.set_stream_peer(at, Some(StreamKind::Tls));
-        s.core.set_stream_node(at, Some(other.into()));
-        s.drain();
-    }
+    link_up(&mut n1, ON_1(), "node-2");
+    link_up(&mut n2, on_2_again, "node-1");
     n1.deliver_on(alice, &alice_bye(&reversed, "x5-bye-2"), Transport::Stream);
     carry(&mut n1, ON_1(), &mut n2, on_2_again);
     assert!(n2.one_to(bob).starts_with(b"BYE "));
@@ -432,4 +445,168 @@ fn a_dialog_with_a_udp_phone_crosses_back_by_its_record_route() {
     n2.deliver_on(bob, &bob_bye, Transport::Stream);
     carry_21(&mut n2, &mut n1);
     assert!(n1.one_to(carol).starts_with(b"BYE "));
+}
+
+/// carol registers on node 1 over UDP from behind a NAT (her Contact names a private address):
+/// her NAT's pinhole admits node 1 only, so a call from bob on node 2 crosses the node link with
+/// her UDP flow token and leaves node 1's socket for her NAT's address, never node 2's; the
+/// dialog crosses back both ways.
+#[test]
+fn a_nat_udp_phone_on_the_other_node_is_reached_from_that_node() {
+    let Some(pg) = Postgres::start() else { return };
+    let (mut n1, mut n2) = cluster(&pg);
+    let (carol, bob, bob_claims) = (nat_phone(&mut n1), peer(5), peer(6));
+
+    n2.deliver_on(bob, &invite("bob", bob, "carol", "x7"), Transport::Stream);
+    assert!(n2.take_to(carol).is_empty(), "node 2 never sends to carol");
+    let fwd = the_request(carry_21(&mut n2, &mut n1));
+    let route = headers(&fwd, "Route");
+    assert_eq!(route.len(), 1, "{route:?}");
+    assert!(
+        route[0].starts_with("<sip:u") && route[0].contains(&format!("@{};lr", link_addr(1))),
+        "node 1's link address with carol's UDP flow token: {route:?}"
+    );
+    let at_carol = n1.one_to(carol);
+    assert!(at_carol.starts_with(b"INVITE sip:carol@10.0.0.5"));
+    assert!(headers(&at_carol, "Route").is_empty());
+    // Both nodes record-routed both legs; node 1's leg towards carol carries her UDP token.
+    let rr = headers(&at_carol, "Record-Route");
+    assert_eq!(rr.len(), 4, "{rr:?}");
+    assert!(rr[0].starts_with("<sip:u"), "{rr:?}");
+
+    n1.deliver(carol, &answer(&at_carol, 200, "OK", "carol-tag"));
+    assert_eq!(statuses(&carry_12(&mut n1, &mut n2)), [100, 200]);
+    assert_eq!(n2.statuses_to(bob), [100, 200]);
+
+    // bob hangs up (his route set reversed): node 2 → the link → node 1 → carol's NAT.
+    let reversed: Vec<String> = rr.iter().rev().cloned().collect();
+    let bob_bye = bye(
+        "sip:carol@10.0.0.5:5060",
+        bob,
+        "bob",
+        "carol",
+        "x7",
+        &reversed,
+    );
+    n2.deliver_on(bob, &bob_bye, Transport::Stream);
+    assert!(n2.take_to(carol).is_empty());
+    carry_21(&mut n2, &mut n1);
+    assert!(n1.one_to(carol).starts_with(b"BYE "));
+
+    // carol's BYE of the same dialog (her route set in record order) reaches bob's connection.
+    let refs: Vec<&String> = rr.iter().collect();
+    let carol_bye = sim::bye(
+        &format!("sip:bob@{bob_claims};transport=tcp"),
+        carol,
+        "carol",
+        "bob",
+        "x7",
+        &refs,
+        "x7-carol-bye",
+    )
+    .replace("tag=f-x7", "tag=carol-tag")
+    .replace("tag=bob-tag", "tag=f-x7");
+    n1.deliver(carol, &carol_bye);
+    carry_12(&mut n1, &mut n2);
+    assert!(n2.one_to(bob).starts_with(b"BYE "));
+}
+
+/// Node 1 restarted (a new process: a new token key) while carol's row still holds the UDP
+/// token its earlier process minted: node 1 cannot vouch for that address, so it answers node 2
+/// 430 and bob gets 480 (carol's next REGISTER writes a token node 1 can follow), never a 403
+/// and never a datagram to an address node 1 did not mint a token for.
+#[test]
+fn a_udp_token_of_a_restarted_node_is_a_failed_flow() {
+    let Some(pg) = Postgres::start() else { return };
+    let (mut n1, mut n2) = cluster(&pg);
+    let (carol, bob) = (nat_phone(&mut n1), peer(5));
+    drop(n1);
+    let mut n1 = node(&pg, 1);
+    link_up(&mut n1, ON_1(), "node-2");
+
+    n2.deliver_on(bob, &invite("bob", bob, "carol", "x8"), Transport::Stream);
+    carry_21(&mut n2, &mut n1);
+    assert!(n1.take_to(carol).is_empty());
+    assert_eq!(statuses(&carry_12(&mut n1, &mut n2)), [100, 430]);
+    assert_eq!(n2.statuses_to(bob), [100, 480]);
+    assert!(n2.take_to(carol).is_empty());
+}
+
+/// carol registers on `s` over UDP from her NAT's public address (her Contact names her private
+/// one, so she is found behind NAT and her row holds a UDP flow token); returns that address.
+fn nat_phone(s: &mut Sim) -> SocketAddr {
+    let carol = SocketAddr::from(([192, 0, 2, 30], 40_000));
+    let reg = register(
+        "carol",
+        carol,
+        "reg-carol",
+        1,
+        &["<sip:carol@10.0.0.5:5060>"],
+        "Expires: 600\r\n",
+    );
+    s.deliver(carol, &reg);
+    assert_eq!(s.status_to(carol), 200);
+    carol
+}
+
+/// With `[relay] mode = "nat"` on both nodes, a call across the node link is anchored once, by
+/// the node it entered (which knows both parties: the caller it received, the callee's binding),
+/// never again by the node delivering it: two offers for one call would stack two relays, or
+/// clash in a shared rtpengine under one Call-ID. Both ways: bob on node 2 calls carol (NAT'd,
+/// on node 1), and carol calls bob.
+#[test]
+fn a_call_across_the_node_link_is_relayed_once_by_the_node_it_entered() {
+    let Some(pg) = Postgres::start() else { return };
+    let relaying = |n| {
+        let mut cfg = node_config(&pg, n);
+        cfg.relay.mode = RelayMode::Nat;
+        cfg.relay.rtpengine = Some("198.51.100.200:2223".parse().unwrap());
+        Sim::with_store(&cfg)
+    };
+    let (mut n1, mut n2) = cluster_of(relaying(1), relaying(2));
+    let (carol, bob) = (nat_phone(&mut n1), peer(5));
+    let sdp = "v=0\r\no=x 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+    let relayed = sdp.replace("c=IN IP4 192.0.2.9", "c=IN IP4 198.51.100.200");
+    // The one relay offer `s` asks for, answered with `relayed`.
+    let offer_once = |s: &mut Sim, call_id: &str| {
+        let offers: Vec<u64> = std::mem::take(&mut s.needs)
+            .into_iter()
+            .filter_map(|n| match n {
+                Need::RelayOffer { ticket, offer } if offer.call_id == call_id => Some(ticket),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(offers.len(), 1, "one offer for {call_id}");
+        let now = s.now;
+        s.core
+            .relay_offered(offers[0], Ok(zeroize::Zeroizing::new(relayed.clone())), now);
+        s.drain();
+    };
+    let no_relay = |s: &Sim| {
+        let asked: Vec<&Need> = s
+            .needs
+            .iter()
+            .filter(|n| matches!(n, Need::RelayOffer { .. }))
+            .collect();
+        assert!(asked.is_empty(), "{asked:?}");
+    };
+
+    let to_carol = with_sdp(&invite("bob", bob, "carol", "x9"), sdp);
+    n2.deliver_on(bob, &to_carol, Transport::Stream);
+    offer_once(&mut n2, "x9");
+    the_request(carry_21(&mut n2, &mut n1));
+    no_relay(&n1);
+    let at_carol = n1.one_to(carol);
+    assert!(String::from_utf8_lossy(&at_carol).ends_with(&relayed));
+
+    // carol's INVITE as her phone writes it: her private address in Via and Contact.
+    let home: SocketAddr = "10.0.0.5:5060".parse().unwrap();
+    let to_bob = with_sdp(&sim::invite("carol", home, "bob", "x10", ""), sdp);
+    n1.deliver(carol, &to_bob);
+    offer_once(&mut n1, "x10");
+    the_request(carry_12(&mut n1, &mut n2));
+    no_relay(&n2);
+    // (bob also has node 2's 100 to his own INVITE.)
+    let at_bob = the_request(n2.take_to(bob));
+    assert!(String::from_utf8_lossy(&at_bob).ends_with(&relayed));
 }

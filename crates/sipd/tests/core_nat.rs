@@ -16,6 +16,7 @@ on_both_backends!(
     a_natd_phone_is_answered_and_called_at_its_nat_address_and_in_dialog_by_its_flow_token,
     a_contact_naming_another_host_never_gets_a_natd_aors_invite,
     outbound_registrations_are_bound_to_their_flow_and_answered_with_require_outbound,
+    a_natd_ipv6_phone_registers_and_is_called_at_its_nat_address,
 );
 
 /// The NAT router's public address and port for alice's phone.
@@ -244,4 +245,35 @@ fn udp_keepalives_are_absorbed_and_stun_binding_requests_answered_with_the_mappi
     // Neither kind is mistaken for SIP.
     assert_eq!(s.metrics.parse_errors.get(), 0);
     assert_eq!(s.metrics.requests.get(), 0);
+}
+
+/// The same over IPv6 (a NAT66 or a firewall's pinhole): the UDP flow token carries a 16-byte
+/// address, so it is longer than an IPv4 one, and the PostgreSQL row must hold it.
+fn a_natd_ipv6_phone_registers_and_is_called_at_its_nat_address(backend: Backend) {
+    let Some(mut s) = Sim::on(backend, &config()) else {
+        return;
+    };
+    let (nat6, home6): (SocketAddr, SocketAddr) = (
+        "[2001:db8:ffff:ffff:ffff:ffff:ffff:100]:40001"
+            .parse()
+            .unwrap(),
+        "[fd00::2]:5060".parse().unwrap(),
+    );
+    let reg = register(
+        "alice",
+        home6,
+        "reg-nat6",
+        1,
+        &[&format!("<sip:alice@{home6}>")],
+        "Expires: 600\r\n",
+    )
+    .replacen(";branch", ";rport;branch", 1);
+    s.deliver(nat6, &reg);
+    assert_eq!(s.status_to(nat6), 200);
+    let bob = peer(3);
+    s.deliver(bob, &invite("bob", bob, "alice", "call-nat6", ""));
+    assert!(s.take_to(home6).is_empty(), "never the private Contact");
+    let fwd = s.one_to(nat6);
+    assert!(fwd.starts_with(format!("INVITE sip:alice@{home6} ").as_bytes()));
+    assert!(headers(&fwd, "Record-Route")[0].starts_with("<sip:u"));
 }

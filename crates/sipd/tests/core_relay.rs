@@ -11,7 +11,7 @@ use std::time::Duration;
 use chaincall_sipd::Config;
 use chaincall_sipd::config::RelayMode;
 use chaincall_sipd::core::Need;
-use sim::{Sim, answer, config, headers, invite, peer, register};
+use sim::{Sim, answer, config, headers, invite, peer, register, with_sdp};
 use zeroize::Zeroizing;
 
 /// The caller's SDP: a MIKEY key line the relay must never see or change.
@@ -42,17 +42,6 @@ fn relayed_with(cfg: &Config) -> Sim {
     );
     assert_eq!(s.status_to(bob), 200);
     s
-}
-
-/// `msg` with `sdp` as its body.
-fn with_sdp(msg: &str, sdp: &str) -> String {
-    msg.replace(
-        "Content-Length: 0\r\n\r\n",
-        &format!(
-            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-            sdp.len()
-        ),
-    )
 }
 
 fn body(b: &[u8]) -> String {

@@ -2,8 +2,9 @@
 //! phone whose connection another node holds goes to that node over a node link, carrying
 //! the phone's flow token in a Route that names the owning node's link address (RFC 5626 §5.3
 //! flow tokens used as RFC 3327 Path: the owner pops its Route and delivers the request down the
-//! phone's own connection). Both nodes record-route, each leg with its flow token, so in-dialog
-//! requests cross the same link both ways.
+//! phone's own connection, or from its own UDP socket to a NAT'd UDP phone's NAT address, the
+//! only sender that NAT's pinhole admits). Both nodes record-route, each leg with its flow token,
+//! so in-dialog requests cross the same link both ways.
 //!
 //! A node link is a stream connection whose TLS handshake proved the cluster secret (the shell
 //! records it with [`Core::set_stream_node`]). What arrives on one was already checked by the

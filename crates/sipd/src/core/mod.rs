@@ -538,6 +538,14 @@ impl Core {
         // RFC 5626 §5.3: our Route's flow token says which connection the request goes to.
         let token_flow = match self.flows.route_flow(msg, pop_routes) {
             Ok(f) => f,
+            // On a node link, a token this process did not mint comes from a row an earlier
+            // process of this node wrote (the other node checked the sender, the cluster
+            // secret the link): that flow is gone, so 430, and the other node tries the next
+            // binding. From anyone else it is a forgery.
+            Err(RouteFlowError::Forged) if self.is_node_link(src) => {
+                info!(%src, %method, "node link names a flow token of an earlier process");
+                return self.reply(id, msg, 430, "Flow Failed", &[], now);
+            }
             Err(RouteFlowError::Forged) => {
                 warn!(%src, %method, "Route with a forged flow token refused");
                 return self.reply(id, msg, 403, "Forbidden (invalid flow token)", &[], now);

@@ -230,7 +230,9 @@ impl Core {
         let mut cluster_aor = None;
         let (new_ruri, dest, reliable, vetted) = if let Some(peer) = token_flow {
             // A stream flow or a NAT'd UDP client's flow (RFC 5626 §5.3): `reliable` is settled
-            // below by whether it is a connection.
+            // below by whether it is a connection. A UDP flow is a NAT binding, so an initial
+            // request to it (another node's call for our phone) record-routes with its token.
+            dest_nat = !self.flows.peers.contains_key(&peer);
             (None, peer, false, true)
         } else if let Some((ruri, link)) = to_peer {
             (ruri, link, true, true)

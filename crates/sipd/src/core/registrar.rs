@@ -484,9 +484,13 @@ impl Core {
                     .as_deref()
                     .is_some_and(super::flows::is_udp_token);
                 let stream_token = r.flow_token.as_deref().filter(|_| !udp_flow);
-                // In a cluster, another member's stream binding is reached through that member
-                // (its flow token travels with the request); outside one it is unreachable here.
-                let remote = stream_token
+                // In a cluster, another member's flow is reached through that member (its flow
+                // token travels with the request): a stream's connection is there, and a NAT'd
+                // UDP phone's pinhole admits only the node it registered through. Outside one,
+                // a stream binding is unreachable here and a UDP one is tried at `received`.
+                let remote = r
+                    .flow_token
+                    .as_deref()
                     .filter(|_| r.node_id != node && self.cluster.is_member(&r.node_id))
                     .map(|t| RemoteFlow {
                         node: r.node_id.clone(),

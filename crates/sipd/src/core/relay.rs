@@ -186,8 +186,12 @@ impl Core {
             _ => return Some(wire),
         }
         let in_dialog = msg.to().ok().and_then(|t| t.tag()).is_some();
+        // A call that came over a node link was anchored (or not) by the node it entered, which
+        // knew both parties: a second offer would stack a second relay, or clash with the first
+        // in a shared rtpengine under the same Call-ID and tag.
         let relayed = self.relay.sessions.contains_key(&call_id)
             || (!in_dialog
+                && !self.is_node_link(fwd.src)
                 && match self.relay.mode {
                     RelayMode::Never => false,
                     RelayMode::Nat => fwd.src_nat || fwd.dest_nat,

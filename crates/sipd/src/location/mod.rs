@@ -51,8 +51,8 @@ pub struct Binding {
     pub remote: Option<RemoteFlow>,
 }
 
-/// A flow on another cluster node: the node that holds the phone's connection, and that
-/// connection's flow token as the node minted it.
+/// A flow on another cluster node: the node that holds the phone's connection (or whose UDP
+/// socket a NAT'd UDP phone registered through), and that flow's token as the node minted it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteFlow {
     /// The owning node (`node_id` column).

@@ -1,5 +1,6 @@
-//! The PostgreSQL location backend: Kamailio usrloc's `location` table (migration
-//! `crates/sipd/migrations/location/0001_location.sql`) plus sipd's `node_id`, `flow_token` and
+//! The PostgreSQL location backend: Kamailio usrloc's `location` table (migrations in
+//! `crates/sipd/migrations/location/`: `0001_location.sql`, then `0002_flow_token_width.sql`
+//! widening `flow_token` for IPv6 UDP tokens) plus sipd's `node_id`, `flow_token` and
 //! `identity` columns. Runs in the shell, beside the server loop; the core never awaits it.
 //!
 //! RFC 3261 §10.3 step 7 is enforced in SQL, so that two nodes registering one address-of-record

@@ -431,6 +431,17 @@ pub fn invite(caller: &str, src: SocketAddr, callee: &str, call_id: &str, extra:
     )
 }
 
+/// `msg` with `sdp` as its body.
+pub fn with_sdp(msg: &str, sdp: &str) -> String {
+    msg.replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        ),
+    )
+}
+
 /// The response `code` to request `req` (as the callee would send it), with To tag `tag`.
 pub fn answer(req: &[u8], code: u16, reason: &str, tag: &str) -> String {
     let m = Message::parse(req).expect("a request the core sent");
