@@ -13,10 +13,11 @@
 #            libasound2-dev (ALSA, for cpal in the audio-device crate; its tests use ALSA's
 #            file/null plugins, no sound card), linphone-cli (linphonec, the ZRTP interop peer),
 #            tmux (the terminal softphone's test drives it),
-#            espeak-ng (the speech `bench audio` sends)
+#            espeak-ng (the speech `bench audio` sends),
+#            jackd2 (the sound server whose dummy driver is baresip's clocked sound card there)
 #   npm    : anvil (@foundry-rs/anvil) and solcjs (solc), pinned in tools/package.json
 #   PyPI   : pylibsrtp (libsrtp 2.7 + OpenSSL), pesq + numpy (ITU-T P.862 for `bench audio`),
-#            into the venv .venv/
+#            JACK-Client (`bench audio`'s mouth-to-ear tap), into the venv .venv/
 #
 # Usage: scripts/test.sh [extra arguments for cargo nextest run]
 set -euo pipefail
@@ -42,7 +43,7 @@ $sudo apt-get install -y -q --no-install-recommends \
   perl libnet-smpp-perl \
   rtpengine-daemon iptables iproute2 \
   dnsmasq-base \
-  tmux espeak-ng
+  tmux espeak-ng jackd2
 # rtpengine-daemon's postinst enables and starts a system rtpengine (kernel table 0, NG on
 # localhost:2223). The tests start their own in the foreground (--config-file=none, their own
 # ports), so a system one is not needed: stop and disable it rather than leave it running.

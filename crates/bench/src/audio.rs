@@ -9,14 +9,20 @@
 //!   around them, generated per run (nothing committed).
 //! - **chaincall**: the demo's network ([`Network`]: keystore, wallet server, sipd over TLS-PSK,
 //!   alice and bob onboarded), MIKEY-PKE, Opus; alice sends the speech, bob's call report holds
-//!   what he received. The phone's recording is its [`CallReport::recorded`]: packets in sequence
-//!   order, lost ones concealed by libopus PLC, at 48 kHz (the phone is wide-band).
+//!   what he heard: [`CallReport::playout`], what his jitter buffer played (decoded, concealed or
+//!   recovered from FEC) at 48 kHz (the phone is wide-band), with the instant of its first
+//!   frame, which puts it on one clock with alice's [`CallReport::source_started`].
 //! - **baresip**: two baresip 1.0 processes on their own loopback addresses, SDES-SRTP, Opus only;
-//!   one dials the other, `aufile` plays the speech, the callee's `sndfile` module dumps what its
-//!   decoder produced (baresip 1.0's `aufile` cannot record).
-//! - **Score**: each recording is aligned to the reference by cross-correlation (the lag is the
-//!   delay reported), then scored by PESQ (ITU-T P.862, PyPI `pesq`, `scripts/pesq_mos.py`):
-//!   wide-band at 16 kHz and narrow-band at 8 kHz.
+//!   one dials the other. Their sound card is a JACK server on its dummy driver: a tap
+//!   (`scripts/jack_tap.py`) speaks into the caller's microphone port and records the callee's
+//!   speaker port from the same sample on (one clock: the lag is the mouth-to-ear delay); the
+//!   callee's `sndfile` module also dumps what its decoder produced.
+//! - **Score**: each recording is aligned to the reference by cross-correlation, then scored by
+//!   PESQ (ITU-T P.862, PyPI `pesq`, `scripts/pesq_mos.py`): wide-band at 16 kHz and
+//!   narrow-band at 8 kHz. The main scores are of what the callee **played** (chaincall's
+//!   jitter-buffer playout, baresip's speaker); the lag found, plus where that recording starts
+//!   on the sender's clock, is the **mouth-to-ear delay**. The decoders' outputs without a clock
+//!   (chaincall's [`CallReport::recorded`], baresip's `sndfile` dump) are scored beside them.
 //!
 //! A condition's numbers are reported whatever they are; only a broken run (a call that does not
 //! come up, nothing received, PESQ failing) is an error.
@@ -55,6 +61,8 @@ const PAD_MS: u32 = 500;
 const MAX_EARLY_MS: usize = 100;
 /// …or this much late.
 const MAX_LATE_MS: usize = 1500;
+/// The phones' packet time, ms (Opus always runs at 20).
+const PTIME_MS: u32 = 20;
 /// The node whose loopback carries the calls.
 const NODE: &str = "bench";
 /// The loopback addresses whose UDP is impaired: the chaincall phones' media (127.0.0.1) and the
@@ -133,22 +141,24 @@ impl std::str::FromStr for Condition {
 /// One side's result under one condition.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SideResult {
-    /// PESQ MOS-LQO, wide-band (P.862.2, 16 kHz).
+    /// PESQ MOS-LQO of what the callee played, wide-band (P.862.2, 16 kHz).
     pub mos_wb: f64,
-    /// PESQ MOS-LQO, narrow-band (P.862.1 mapping, 8 kHz).
+    /// PESQ MOS-LQO of what the callee played, narrow-band (P.862.1 mapping, 8 kHz).
     pub mos_nb: f64,
-    /// How much later than sent the speech starts in the recording, in ms (cross-correlation).
-    /// Neither recording has a wall clock (the phone's is its packets in sequence order, baresip's
-    /// its decoder's output), so this is codec delay plus frames missing or inserted before the
-    /// speech, not mouth-to-ear delay; negative when lost frames were skipped, not concealed.
-    pub delay_ms: f64,
+    /// PESQ MOS-LQO (wide-band, narrow-band) of the callee's decoder output without a clock:
+    /// every packet decoded in sequence order, lost ones concealed (chaincall's recording), or
+    /// what arrived, in arrival order (baresip's dump).
+    pub decoder_mos: (f64, f64),
+    /// Mouth-to-ear delay, ms: from the moment a sample entered the caller's microphone (for
+    /// chaincall's file source, the end of its frame's capture) to the moment the callee
+    /// played it.
+    pub mouth_to_ear_ms: f64,
     /// The share of this call's media datagrams the hop dropped (both directions).
     pub loss: f64,
     /// What the hop did during this call.
     pub hop: ImpairStats,
-    /// The chaincall phone's jitter buffer over the call (its playout runs beside the recording,
-    /// which it does not shape): late, concealed, FEC-recovered frames and its delay. None for
-    /// baresip.
+    /// The chaincall phone's jitter buffer over the call (what shaped the scored playout):
+    /// late, concealed, FEC-recovered frames and its delay. None for baresip.
     pub jitter_buffer: Option<JitterStats>,
 }
 
@@ -173,7 +183,7 @@ pub fn run(args: AudioBenchArgs) -> Result<()> {
     }
     println!(
         "{:<12} {:>22} {:>22} {:>16} {:>10}",
-        "condition", "chaincall MOS wb/nb", "baresip MOS wb/nb", "delay ms c/b", "loss c/b"
+        "condition", "chaincall MOS wb/nb", "baresip MOS wb/nb", "m2e ms c/b", "loss c/b"
     );
     for r in &results {
         let (c, b) = (&r.chaincall, &r.baresip);
@@ -184,8 +194,8 @@ pub fn run(args: AudioBenchArgs) -> Result<()> {
             c.mos_nb,
             b.mos_wb,
             b.mos_nb,
-            c.delay_ms,
-            b.delay_ms,
+            c.mouth_to_ear_ms,
+            b.mouth_to_ear_ms,
             c.loss * 100.0,
             b.loss * 100.0
         );
@@ -200,7 +210,9 @@ pub fn to_json(results: &[ConditionResult]) -> Value {
         json!({
             "mos_lqo_wb": s.mos_wb,
             "mos_lqo_nb": s.mos_nb,
-            "delay_ms": s.delay_ms,
+            "decoder_mos_lqo_wb": s.decoder_mos.0,
+            "decoder_mos_lqo_nb": s.decoder_mos.1,
+            "mouth_to_ear_ms": s.mouth_to_ear_ms,
             "loss": s.loss,
             "datagrams": s.hop.seen,
             "dropped": s.hop.dropped,
@@ -221,7 +233,7 @@ pub fn to_json(results: &[ConditionResult]) -> Value {
                 "baresip": side(b),
                 "mos_wb_difference": c.mos_wb - b.mos_wb,
                 "mos_nb_difference": c.mos_nb - b.mos_nb,
-                "delay_difference_ms": c.delay_ms - b.delay_ms,
+                "mouth_to_ear_difference_ms": c.mouth_to_ear_ms - b.mouth_to_ear_ms,
             })
         })
         .collect();
@@ -238,8 +250,10 @@ pub fn to_json(results: &[ConditionResult]) -> Value {
 struct Tools {
     espeak: PathBuf,
     baresip: PathBuf,
+    jackd: PathBuf,
     python: PathBuf,
     script: PathBuf,
+    tap: PathBuf,
 }
 
 impl Tools {
@@ -252,28 +266,36 @@ impl Tools {
         let python = std::env::var_os("CHAINCALL_PYTHON")
             .map(PathBuf::from)
             .unwrap_or_else(|| chaincall_testkit::workspace_root().join(".venv/bin/python3"));
-        let script = chaincall_testkit::workspace_root().join("scripts/pesq_mos.py");
+        let scripts = chaincall_testkit::workspace_root().join("scripts");
         let imports = Command::new(&python)
-            .args(["-c", "import pesq, numpy"])
+            .args(["-c", "import pesq, numpy, jack"])
             .output()
             .with_context(|| format!("running {}", python.display()))?;
         ensure!(
             imports.status.success(),
-            "{} cannot import pesq and numpy (tools/requirements.txt; set CHAINCALL_PYTHON)",
+            "{} cannot import pesq, numpy and jack (tools/requirements.txt; set CHAINCALL_PYTHON)",
             python.display()
         );
         Ok(Tools {
             espeak: find("espeak-ng")?,
             baresip: find("baresip")?,
+            jackd: find("jackd")?,
             python,
-            script,
+            script: scripts.join("pesq_mos.py"),
+            tap: scripts.join("jack_tap.py"),
         })
     }
 }
 
 /// What one call left to score.
 struct Heard {
-    pcm: Pcm,
+    /// What the callee played.
+    played: Pcm,
+    /// Where `played`'s first sample was played, in ms after the speech's first sample entered
+    /// the caller (one clock for both).
+    starts_ms: f64,
+    /// The callee's decoder output, without a clock.
+    decoder: Pcm,
     hop: ImpairStats,
     jitter_buffer: Option<JitterStats>,
 }
@@ -383,33 +405,44 @@ fn calls(
             audio_a: phone_audio,
             audio_b: Vec::new(),
             wideband: true,
+            keep_playout: true,
             adaptive_loss_hint: true,
             mikey_replay_quota: chaincall_phone::DEFAULT_MIKEY_REPLAY_QUOTA,
             placement: None,
         },
     ))?;
-    // baresip ends a call when its aufile source ends: the caller's file runs on in silence
-    // until it hangs up.
-    let source = dir.join("speech-48k-stereo.wav");
-    let mut long = reference.samples.clone();
-    long.resize(long.len() + baresip::TAIL_SECS as usize * RATE as usize, 0);
-    write_wav(&source, RATE, 2, &long)?;
+    // The tap speaks this into baresip's microphone.
+    let source = dir.join("speech-48k.wav");
+    write_wav(&source, RATE, 1, &reference.samples)?;
+    let jack = baresip::Jack::start(&tools.jackd, dir)?;
+    let programs = baresip::Programs {
+        baresip: &tools.baresip,
+        python: &tools.python,
+        tap: &tools.tap,
+    };
     let mut heard = Vec::new();
     let result = (|| {
         for (i, condition) in conditions.iter().enumerate() {
             hop.set(condition.impairment);
             hop.take_stats();
-            let (_, bob) = runtime
+            let (alice, bob) = runtime
                 .block_on(net.call(play))
                 .with_context(|| format!("chaincall call under {}", condition.name))?;
+            let (played, starts_ms) = chaincall_heard(&alice, &bob)?;
             let chaincall = Heard {
-                pcm: chaincall_heard(&bob)?,
+                played,
+                starts_ms,
+                decoder: Pcm {
+                    rate: bob.recorded_rate,
+                    samples: bob.recorded.clone(),
+                },
                 hop: hop.take_stats(),
                 jitter_buffer: Some(bob.jitter.clone()),
             };
             hop.set(condition.impairment);
-            let pcm = baresip::call(
-                &tools.baresip,
+            let baresip = baresip::call(
+                &programs,
+                &jack,
                 &dir.join(format!("baresip-{i}")),
                 &source,
                 play,
@@ -418,7 +451,10 @@ fn calls(
             heard.push((
                 chaincall,
                 Heard {
-                    pcm,
+                    played: baresip.speaker,
+                    // The tap records from the sample the speech starts on.
+                    starts_ms: 0.0,
+                    decoder: baresip.decoder,
                     hop: hop.take_stats(),
                     jitter_buffer: None,
                 },
@@ -430,8 +466,11 @@ fn calls(
     result.map(|()| heard)
 }
 
-/// What bob's phone received, as its call report records it.
-fn chaincall_heard(bob: &CallReport) -> Result<Pcm> {
+/// What bob's phone played, and where its first sample sits after the first sample alice sent
+/// entered her phone, in ms: the playout's start minus alice's first frame slot, plus a packet
+/// time (a frame is sent once its capture ends, so its first sample entered one packet time
+/// before its slot).
+fn chaincall_heard(alice: &CallReport, bob: &CallReport) -> Result<(Pcm, f64)> {
     ensure!(
         bob.codec.is_opus(),
         "the call did not use Opus: {:?}",
@@ -442,13 +481,22 @@ fn chaincall_heard(bob: &CallReport) -> Result<Pcm> {
         "bob received no (or rejected) SRTP: {:?}",
         bob.stats
     );
-    Ok(Pcm {
-        rate: bob.recorded_rate,
-        samples: bob.recorded.clone(),
-    })
+    let (Some(played), Some(sent)) = (bob.playout.started, alice.source_started) else {
+        bail!("the call's media did not run on both phones");
+    };
+    let starts = played.duration_since(sent).as_secs_f64() * 1e3
+        - sent.duration_since(played).as_secs_f64() * 1e3
+        + f64::from(PTIME_MS);
+    Ok((
+        Pcm {
+            rate: bob.playout.rate,
+            samples: bob.playout.samples.clone(),
+        },
+        starts,
+    ))
 }
 
-/// Aligns one recording to the reference and scores it.
+/// Scores what one call's callee played and what its decoder produced.
 fn score(
     tools: &Tools,
     dir: &Path,
@@ -456,15 +504,50 @@ fn score(
     heard: &Heard,
     name: &str,
 ) -> Result<SideResult> {
-    ensure!(!heard.pcm.samples.is_empty(), "nothing was recorded");
+    let (mos_wb, mos_nb, lag_ms) = score_recording(tools, dir, reference, &heard.played, name)
+        .context("what the callee played")?;
+    let (dec_wb, dec_nb, _) = score_recording(
+        tools,
+        dir,
+        reference,
+        &heard.decoder,
+        &format!("{name}-decoder"),
+    )
+    .context("the callee's decoder output")?;
+    let dropped = heard.hop.dropped + heard.hop.overflow;
+    Ok(SideResult {
+        mos_wb,
+        mos_nb,
+        decoder_mos: (dec_wb, dec_nb),
+        mouth_to_ear_ms: heard.starts_ms + lag_ms,
+        loss: if heard.hop.seen == 0 {
+            0.0
+        } else {
+            dropped as f64 / heard.hop.seen as f64
+        },
+        hop: heard.hop,
+        jitter_buffer: heard.jitter_buffer.clone(),
+    })
+}
+
+/// Aligns one recording to the reference and scores it: MOS-LQO wide-band, narrow-band, and
+/// the lag the alignment found, ms.
+fn score_recording(
+    tools: &Tools,
+    dir: &Path,
+    reference: &Pcm,
+    recording: &Pcm,
+    name: &str,
+) -> Result<(f64, f64, f64)> {
+    ensure!(!recording.samples.is_empty(), "nothing was recorded");
     // Alignment at 8 kHz: the lowest rate both recordings have.
     let ref8 = resample(&reference.samples, reference.rate, 8000);
-    let got8 = resample(&heard.pcm.samples, heard.pcm.rate, 8000);
+    let got8 = resample(&recording.samples, recording.rate, 8000);
     let lag8 = lag(&ref8, &got8, MAX_EARLY_MS * 8, MAX_LATE_MS * 8);
     let mut mos = [0.0; 2];
     for (slot, (rate, mode)) in [(16_000u32, "wb"), (8000, "nb")].into_iter().enumerate() {
         let r = resample(&reference.samples, reference.rate, rate);
-        let got = resample(&heard.pcm.samples, heard.pcm.rate, rate);
+        let got = resample(&recording.samples, recording.rate, rate);
         let lag = lag8 * i64::from(rate / 8000);
         let deg = aligned(&got, lag, r.len());
         let (ref_path, deg_path) = (
@@ -475,19 +558,7 @@ fn score(
         write_wav(&deg_path, rate, 1, &deg)?;
         mos[slot] = pesq(tools, &ref_path, &deg_path, mode)?;
     }
-    let dropped = heard.hop.dropped + heard.hop.overflow;
-    Ok(SideResult {
-        mos_wb: mos[0],
-        mos_nb: mos[1],
-        delay_ms: lag8 as f64 / 8.0,
-        loss: if heard.hop.seen == 0 {
-            0.0
-        } else {
-            dropped as f64 / heard.hop.seen as f64
-        },
-        hop: heard.hop,
-        jitter_buffer: heard.jitter_buffer.clone(),
-    })
+    Ok((mos[0], mos[1], lag8 as f64 / 8.0))
 }
 
 /// PESQ MOS-LQO of `deg` against `reference` (`scripts/pesq_mos.py`).

@@ -1,12 +1,12 @@
 //! `bench audio` end to end: real calls (chaincall phones over sipd with MIKEY, and baresip to
-//! baresip) through the impairment hop, scored by PESQ. Needs root, iptables, espeak-ng, baresip
-//! and the venv's `pesq`; skips without them unless CHAINCALL_REQUIRE_PEERS=1.
+//! baresip) through the impairment hop, scored by PESQ. Needs root, iptables, espeak-ng, baresip,
+//! jackd and the venv's `pesq` and `jack`; skips without them unless CHAINCALL_REQUIRE_PEERS=1.
 
 use chaincall_bench::audio::{Condition, measure, to_json};
 
 #[test]
 fn clean_calls_score_higher_than_calls_losing_a_tenth_on_both_sides() {
-    for peer in ["espeak-ng", "baresip", "iptables"] {
+    for peer in ["espeak-ng", "baresip", "jackd", "iptables"] {
         if chaincall_testkit::peer(peer).is_none() {
             return;
         }
@@ -24,7 +24,7 @@ fn clean_calls_score_higher_than_calls_losing_a_tenth_on_both_sides() {
     eprintln!("{:#}", to_json(&results));
     for r in &results {
         for (side, s) in [("chaincall", &r.chaincall), ("baresip", &r.baresip)] {
-            for mos in [s.mos_wb, s.mos_nb] {
+            for mos in [s.mos_wb, s.mos_nb, s.decoder_mos.0, s.decoder_mos.1] {
                 assert!(
                     (1.0..=4.64).contains(&mos),
                     "{side} under {}: MOS {mos} outside PESQ's range",
@@ -40,9 +40,15 @@ fn clean_calls_score_higher_than_calls_losing_a_tenth_on_both_sides() {
         ("baresip", &clean.baresip, &lossy.baresip),
     ] {
         assert_eq!(c.hop.dropped, 0, "{side}: the clean call lost datagrams");
-        // Without loss the recording holds every frame: the speech sits later by the codec delay.
-        // (With loss, a recording that skips lost frames runs early: no bound there.)
-        assert!(c.delay_ms > 0.0, "{side}: delay {} ms", c.delay_ms);
+        // Mouth to ear: at least a packet time (capture) plus the codec's look-ahead, at most
+        // what a jitter buffer holds under 40 ± 40 ms of jitter.
+        for (call, s) in [("clean", c), ("lossy", l)] {
+            assert!(
+                (20.0..600.0).contains(&s.mouth_to_ear_ms),
+                "{side} {call}: mouth-to-ear {} ms",
+                s.mouth_to_ear_ms
+            );
+        }
         assert!(l.loss > 0.05, "{side}: the lossy call lost only {}", l.loss);
         assert!(
             c.mos_wb > l.mos_wb,

@@ -1,21 +1,35 @@
 //! The reference side of `bench audio`: baresip 1.0 calls baresip, Opus over SDES-SRTP, on two
 //! loopback addresses of the bench's namespace (so the impairment hop takes their media).
+//!
+//! Their sound card is a JACK server on its dummy driver, which runs the audio graph on the
+//! system clock: the caller's microphone and the callee's speaker are JACK ports, and
+//! `scripts/jack_tap.py` plays the speech into the one and records the other from the same
+//! sample on, so the speech's lag in that recording is baresip's mouth-to-ear delay, measured
+//! on one clock. The callee's `sndfile` module also dumps its decoder's output (no clock: what
+//! arrived, in arrival order), scored beside it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 
 use super::signal::{Pcm, read_wav, write_wav};
 
-/// Seconds of silence after what a baresip sends: its `aufile` source ending would end the call.
+/// JACK's period at 48 kHz: 128 samples (2.7 ms), so the graph's cycles add little to the delay.
+const JACK_PERIOD: &str = "128";
+
+/// Seconds of silence beyond the call in the callee's source file: its `aufile` source ending
+/// would end the call.
 pub(super) const TAIL_SECS: u64 = 8;
 
-/// A baresip process, killed if still running when dropped (an error path).
+/// A child process (a baresip, the tap), killed if still running when dropped (an error path).
 struct Running {
     child: Child,
+    /// Its folder; a baresip logs into `log.txt` there.
     dir: PathBuf,
+    /// What it is, for errors.
+    what: &'static str,
 }
 
 impl Running {
@@ -23,8 +37,8 @@ impl Running {
         std::fs::read_to_string(self.dir.join("log.txt")).unwrap_or_default()
     }
 
-    /// Waits up to `limit` for baresip to quit on its own (its `-t` timer hangs up first, so the
-    /// callee's dump is closed properly).
+    /// Waits up to `limit` for the process to quit on its own (a baresip's `-t` timer hangs up
+    /// first, so the callee's dump is closed properly).
     fn wait(&mut self, limit: Duration) -> Result<()> {
         let end = Instant::now() + limit;
         while Instant::now() < end {
@@ -33,7 +47,7 @@ impl Running {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        bail!("baresip did not quit in time:\n{}", self.log())
+        bail!("{} did not quit in time:\n{}", self.what, self.log())
     }
 }
 
@@ -44,28 +58,121 @@ impl Drop for Running {
     }
 }
 
-/// Starts baresip as `user` at `ip` (SIP on 5060, RTP on `rtp_ports`), sending `source`, dumping
-/// decoded audio into its folder, quitting after `quit_after`; `extra` goes on its command line.
+/// A JACK server on the dummy driver, at 48 kHz, under a name of its own; killed when dropped.
+pub(super) struct Jack {
+    child: Child,
+    name: String,
+    log: PathBuf,
+}
+
+impl Jack {
+    /// Starts `jackd` and waits until clients can connect (`jack_lsp` answers).
+    pub(super) fn start(jackd: &Path, dir: &Path) -> Result<Jack> {
+        let name = format!("chaincall-bench-{}", std::process::id());
+        let log = dir.join("jackd.log");
+        let out = std::fs::File::create(&log)?;
+        let child = Command::new(jackd)
+            .args(["-n", &name, "--no-realtime", "-d", "dummy", "-r", "48000"])
+            .args(["-p", JACK_PERIOD])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {}", jackd.display()))?;
+        let jack = Jack { child, name, log };
+        let lsp = jackd.with_file_name("jack_lsp");
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let up = Command::new(&lsp)
+                .args(["-s", &jack.name])
+                .env("JACK_NO_START_SERVER", "1")
+                .output()
+                .with_context(|| format!("running {}", lsp.display()))?;
+            if up.status.success() {
+                return Ok(jack);
+            }
+            if Instant::now() > end {
+                bail!(
+                    "the JACK server did not come up:\n{}",
+                    std::fs::read_to_string(&jack.log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Points a client process at this server, never starting one of its own.
+    fn serve(&self, cmd: &mut Command) {
+        cmd.env("JACK_DEFAULT_SERVER", &self.name)
+            .env("JACK_NO_START_SERVER", "1");
+    }
+}
+
+impl Drop for Jack {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The programs a baresip call needs.
+pub(super) struct Programs<'a> {
+    /// baresip itself.
+    pub(super) baresip: &'a Path,
+    /// The Python that runs `jack_tap.py` (with the `JACK-Client` package).
+    pub(super) python: &'a Path,
+    /// `scripts/jack_tap.py`.
+    pub(super) tap: &'a Path,
+}
+
+/// Which end of the call a baresip is: its sound devices differ.
+#[derive(Clone, Copy)]
+enum End {
+    /// Speaks into a JACK microphone; plays nothing.
+    Caller,
+    /// Plays into a JACK speaker and dumps its decoder's output; says `silence` (a WAV file).
+    Callee,
+}
+
+/// Starts baresip as `user` at `ip` (SIP on 5060, RTP on `rtp_ports`) as the `end` of a call,
+/// JACK client `user` of `jack`, quitting after `quit_after`; `extra` goes on its command line.
 fn start(
-    baresip: &Path,
+    programs: &Programs<'_>,
+    jack: &Jack,
     dir: &Path,
     (user, ip, rtp_ports): (&str, &str, &str),
-    source: &Path,
+    end: End,
     quit_after: Duration,
     extra: &[&str],
 ) -> Result<Running> {
     std::fs::create_dir_all(dir)?;
+    let null = dir.join("unused.wav");
+    let (source, player, src_fmt, play_fmt) = match end {
+        End::Caller => (
+            "jack,".to_owned(),
+            format!("aufile,{}", null.display()),
+            "float",
+            "s16",
+        ),
+        End::Callee => (
+            format!("aufile,{}", dir.join("silence.wav").display()),
+            "jack,".to_owned(),
+            "s16",
+            "float",
+        ),
+    };
     std::fs::write(
         dir.join("config"),
         format!(
             "poll_method\t\tepoll\nsip_listen\t\t{ip}:5060\nrtp_ports\t\t{rtp_ports}\n\
-             audio_player\t\taufile,{null}\naudio_source\t\taufile,{source}\n\
+             audio_player\t\t{player}\naudio_source\t\t{source}\n\
+             ausrc_format\t\t{src_fmt}\nauplay_format\t\t{play_fmt}\n\
              audio_alert\t\taufile,{null}\nsnd_path\t\t{dir}\n\
+             jack_connect_ports\tno\njack_client_name\t{user}\n\
              module_path\t\t/usr/lib/baresip/modules\nmodule\t\t\topus.so\n\
-             module\t\t\taufile.so\nmodule\t\t\tsndfile.so\nmodule\t\t\tsrtp.so\n\
-             module_app\t\taccount.so\nmodule_app\t\tmenu.so\n",
-            null = dir.join("unused.wav").display(),
-            source = source.display(),
+             module\t\t\taufile.so\nmodule\t\t\tjack.so\nmodule\t\t\tsndfile.so\n\
+             module\t\t\tsrtp.so\nmodule_app\t\taccount.so\nmodule_app\t\tmenu.so\n",
+            null = null.display(),
             dir = dir.display(),
         ),
     )?;
@@ -77,7 +184,9 @@ fn start(
         ),
     )?;
     let log = std::fs::File::create(dir.join("log.txt"))?;
-    let child = Command::new(baresip)
+    let mut cmd = Command::new(programs.baresip);
+    jack.serve(&mut cmd);
+    let child = cmd
         .args(["-n", ip, "-f"])
         .arg(dir)
         .args(["-t", &quit_after.as_secs().to_string()])
@@ -86,10 +195,11 @@ fn start(
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
-        .with_context(|| format!("starting {}", baresip.display()))?;
+        .with_context(|| format!("starting {}", programs.baresip.display()))?;
     let running = Running {
         child,
         dir: dir.to_path_buf(),
+        what: "baresip",
     };
     let end = Instant::now() + Duration::from_secs(20);
     while !running.log().contains("baresip is ready") {
@@ -101,28 +211,65 @@ fn start(
     Ok(running)
 }
 
-/// One call: 127.0.0.2 dials 127.0.0.3, sends `speech` (48 kHz stereo WAV) for about `play`, and
-/// hangs up; returns what the callee's decoder produced.
-pub(super) fn call(baresip: &Path, dir: &Path, speech: &Path, play: Duration) -> Result<Pcm> {
+/// What the callee of one call heard.
+pub(super) struct Heard {
+    /// What its speaker played, from the moment the speech entered the caller's microphone on:
+    /// the speech's lag in it is the mouth-to-ear delay.
+    pub(super) speaker: Pcm,
+    /// What its decoder produced (the `sndfile` dump), without a clock.
+    pub(super) decoder: Pcm,
+}
+
+/// One call: 127.0.0.2 dials 127.0.0.3 and hangs up after about `play`; the tap speaks `speech`
+/// (48 kHz mono WAV) into the caller's microphone and records the callee's speaker for `play`.
+pub(super) fn call(
+    programs: &Programs<'_>,
+    jack: &Jack,
+    dir: &Path,
+    speech: &Path,
+    play: Duration,
+) -> Result<Heard> {
     std::fs::create_dir_all(dir)?;
     let secs = play.as_secs() + 2;
     // The callee says nothing, for longer than the call lasts (the end of its file would end it).
-    let silence = dir.join("silence.wav");
+    let callee_dir = dir.join("callee");
+    std::fs::create_dir_all(&callee_dir)?;
     let len = (secs + TAIL_SECS) as usize * 48_000;
-    write_wav(&silence, 48_000, 2, &vec![0; len])?;
+    write_wav(&callee_dir.join("silence.wav"), 48_000, 2, &vec![0; len])?;
     let mut callee = start(
-        baresip,
-        &dir.join("callee"),
+        programs,
+        jack,
+        &callee_dir,
         ("callee", "127.0.0.3", "40000-40999"),
-        &silence,
+        End::Callee,
         Duration::from_secs(secs + 3),
         &[],
     )?;
+    let heard = dir.join("speaker.wav");
+    let tap_log = dir.join("tap.log");
+    let mut tap = Command::new(programs.python);
+    jack.serve(&mut tap);
+    let mut tap = Running {
+        child: tap
+            .arg(programs.tap)
+            .arg(&jack.name)
+            .args([speech, heard.as_path()])
+            .arg(format!("{:.3}", play.as_secs_f64()))
+            .args(["caller:input_1,caller:input_2", "callee:output_1"])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&tap_log)?)
+            .stderr(std::fs::File::create(dir.join("tap.err"))?)
+            .spawn()
+            .context("starting scripts/jack_tap.py")?,
+        dir: dir.to_path_buf(),
+        what: "the JACK tap",
+    };
     let mut caller = start(
-        baresip,
+        programs,
+        jack,
         &dir.join("caller"),
         ("caller", "127.0.0.2", "41000-41999"),
-        speech,
+        End::Caller,
         Duration::from_secs(secs),
         &["-e", "/dial sip:callee@127.0.0.3"],
     )?;
@@ -132,9 +279,19 @@ pub(super) fn call(baresip: &Path, dir: &Path, speech: &Path, play: Duration) ->
     if !log.contains("Call established") || !log.contains("opus") {
         bail!("baresip's call did not come up with Opus:\n{log}");
     }
+    let tapped = tap.wait(Duration::from_secs(30));
+    let status = tap.child.wait()?;
+    ensure!(
+        tapped.is_ok() && status.success(),
+        "the JACK tap failed: {}",
+        std::fs::read_to_string(dir.join("tap.err")).unwrap_or_default()
+    );
     let dump = std::fs::read_dir(&callee.dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
         .ok_or_else(|| anyhow!("the callee's sndfile wrote no -dec.wav dump:\n{log}"))?;
-    read_wav(&dump)
+    Ok(Heard {
+        speaker: read_wav(&heard)?,
+        decoder: read_wav(&dump)?,
+    })
 }
