@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use chaincall_chain::KeystoreChain;
 use chaincall_chain::verified::HeaderTrust;
-use chaincall_identity::{IdentityName, PhoneNumber, SafetyNumber};
+use chaincall_identity::PhoneNumber;
 use tokio::time::Instant;
 
 use crate::audio_files::AudioFileError;
@@ -23,9 +23,9 @@ use crate::caller::CallerId;
 use crate::config_file::{ConfigError, PhoneFileConfig};
 use crate::contacts::ContactsStore;
 use crate::control::{ControlSocket, next_request};
+use crate::core::KeyedCall;
 use crate::error::PhoneError;
 use crate::keys::KeyLookup;
-use crate::negotiation::KeyMode;
 use crate::onboarding::{OnboardingError, refresh_sip_password};
 use crate::phone::{CallReport, Phone, PhoneEvent, PhoneEvents};
 use crate::store::PhoneSecrets;
@@ -147,23 +147,11 @@ pub enum CallEnd {
     NoReport,
 }
 
-/// A call that is up: both SRTP contexts are keyed.
+/// A call that is up ([`PhoneEvent::CallUp`], borrowed): both SRTP contexts are keyed.
 #[derive(Debug, Clone, Copy)]
 pub struct CallUp<'a> {
-    /// The call.
-    pub call_id: &'a str,
-    /// The other party.
-    pub peer: &'a str,
-    /// The caller as shown before answering (incoming calls).
-    pub caller: Option<&'a CallerId>,
-    /// How the keys were agreed.
-    pub mode: KeyMode,
-    /// The chain-verified peer, if any.
-    pub verified_peer: Option<&'a IdentityName>,
-    /// The safety number with the verified peer.
-    pub safety_number: Option<&'a SafetyNumber>,
-    /// Whether that safety number was compared in person.
-    pub verified_in_person: bool,
+    /// The call as the core keyed it.
+    pub call: &'a KeyedCall,
     /// ZRTP's outcome (ZRTP calls).
     pub zrtp: Option<&'a crate::zrtp_media::ZrtpStatus>,
 }
@@ -171,24 +159,25 @@ pub struct CallUp<'a> {
 impl<'a> CallUp<'a> {
     /// [`keyed`](Self::keyed) and the safety number (when there is one), for a "call up" line.
     pub fn note(&self, role: &str) -> String {
-        let safety = crate::contact_view::up_note(self.safety_number, self.verified_in_person);
+        let safety = crate::contact_view::up_note(
+            self.call.safety_number.as_ref(),
+            self.call.verified_in_person,
+        );
         format!("{}{safety}", self.keyed(role))
     }
 
     /// How the call is keyed, for a "call up" line: `mikey-pke, callee verified on chain as
     /// +15550100002`, with `role` naming the peer.
     pub fn keyed(&self, role: &str) -> String {
-        let keyed = match self.verified_peer {
-            Some(p) => format!(
-                "{}, {role} verified on chain as {}",
-                self.mode.name(),
-                p.as_str()
-            ),
-            None => format!("{}, encrypted, key not verified on chain", self.mode.name()),
+        let mode = self.call.mode.name();
+        let verified_peer = self.call.verified_peer.as_ref();
+        let keyed = match verified_peer {
+            Some(p) => format!("{mode}, {role} verified on chain as {}", p.as_str()),
+            None => format!("{mode}, encrypted, key not verified on chain"),
         };
         match self.zrtp {
             Some(z) if z.chain_bound => {
-                let pin = match (&z.pin, self.verified_peer) {
+                let pin = match (&z.pin, verified_peer) {
                     (Some(pin), Some(p)) => format!(", {}", pin.describe(&z.peer_zid, p.as_str())),
                     _ => String::new(),
                 };
@@ -203,23 +192,8 @@ impl<'a> CallUp<'a> {
     /// The [`PhoneEvent::CallUp`] in `event`, if it is one.
     fn of(event: &'a PhoneEvent) -> Option<Self> {
         match event {
-            PhoneEvent::CallUp {
-                call_id,
-                peer,
-                caller,
-                mode,
-                verified_peer,
-                safety_number,
-                verified_in_person,
-                zrtp,
-            } => Some(Self {
-                call_id,
-                peer,
-                caller: caller.as_ref(),
-                mode: *mode,
-                verified_peer: verified_peer.as_ref(),
-                safety_number: safety_number.as_ref(),
-                verified_in_person: *verified_in_person,
+            PhoneEvent::CallUp { call, zrtp } => Some(Self {
+                call,
                 zrtp: zrtp.as_ref(),
             }),
             _ => None,
@@ -694,8 +668,8 @@ async fn listen(
                 }
                 Some(ev @ PhoneEvent::CallUp { .. }) => {
                     if let Some(up) = CallUp::of(&ev) {
-                        callers.remove(up.call_id);
-                        active.push(up.call_id.to_owned());
+                        callers.remove(&up.call.call_id);
+                        active.push(up.call.call_id.clone());
                         show(ListenEvent::Up(up));
                     }
                 }

@@ -60,7 +60,8 @@ use zeroize::Zeroizing;
 use crate::caller::{AcceptUnverified, CallerId};
 use crate::contacts::KeyChange;
 use crate::core::{
-    CallControl, CallSummary, EndReason, Event as CoreEvent, Need, PhoneCore, TransportState,
+    CallControl, CallSummary, EndReason, Event as CoreEvent, KeyedCall, Need, PhoneCore,
+    TransportState,
 };
 use crate::device_audio::{CallAudio, DeviceAudio};
 use crate::error::PhoneError;
@@ -331,20 +332,8 @@ pub enum PhoneEvent {
     },
     /// A call is up: both SRTP contexts are keyed (with ZRTP: its exchange went secure).
     CallUp {
-        /// The call.
-        call_id: String,
-        /// The other party.
-        peer: String,
-        /// The caller as shown before answering (incoming calls; `None` for ours).
-        caller: Option<CallerId>,
-        /// Key mode.
-        mode: KeyMode,
-        /// The chain-verified peer (None: SDES, "encrypted, key not verified on chain").
-        verified_peer: Option<IdentityName>,
-        /// The safety number between us and the verified peer, to compare with theirs.
-        safety_number: Option<SafetyNumber>,
-        /// Whether the user compared it with the peer in person, for the peer's current key.
-        verified_in_person: bool,
+        /// The call as the core keyed it: who, how, and what is proven of the peer.
+        call: KeyedCall,
         /// What ZRTP agreed: the SAS, whether the chain binding held, the cache (ZRTP calls).
         zrtp: Option<ZrtpStatus>,
     },
@@ -372,17 +361,8 @@ pub enum PhoneEvent {
 
 impl PhoneEvent {
     /// [`PhoneEvent::CallUp`] for the core's view of the call and ZRTP's outcome.
-    pub(crate) fn call_up(up: crate::core::KeyedCall, zrtp: Option<ZrtpStatus>) -> Self {
-        PhoneEvent::CallUp {
-            call_id: up.call_id,
-            peer: up.peer,
-            caller: up.caller,
-            mode: up.mode,
-            verified_peer: up.verified_peer,
-            safety_number: up.safety_number,
-            verified_in_person: up.verified_in_person,
-            zrtp,
-        }
+    pub(crate) fn call_up(call: KeyedCall, zrtp: Option<ZrtpStatus>) -> Self {
+        PhoneEvent::CallUp { call, zrtp }
     }
 }
 
@@ -587,7 +567,7 @@ struct CallMedia {
     /// SSRC is known).
     inbound_key: Option<StreamKey>,
     /// A ZRTP call's way to its media task, which tells the call up once secure.
-    up: Option<oneshot::Sender<crate::core::KeyedCall>>,
+    up: Option<oneshot::Sender<KeyedCall>>,
 }
 
 /// A media task that could not secure its call: `(call, why)`.

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chaincall_identity::{IdentityKey, PhoneNumber};
+use chaincall_phone::core::KeyedCall;
 use chaincall_phone::{DEFAULT_CODECS, KeyMode, Phone, PhoneConfig, PhoneEvent, PhoneEvents};
 use common::*;
 
@@ -271,10 +272,14 @@ async fn baresip_calls_the_chaincall_phone_with_opus() {
     let bob = Peer::start(&net, &baresip, BOB, "opus/48000/2,PCMU", &["-e", &dial]).await;
     let call = match wait_for(&mut events, |e| matches!(e, PhoneEvent::CallUp { .. })).await {
         PhoneEvent::CallUp {
-            call_id,
-            mode,
-            verified_peer,
-            caller,
+            call:
+                KeyedCall {
+                    call_id,
+                    mode,
+                    verified_peer,
+                    caller,
+                    ..
+                },
             ..
         } => {
             assert_eq!((mode, verified_peer), (KeyMode::Sdes, None));

@@ -9,6 +9,7 @@ mod common;
 
 use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber};
 use chaincall_phone::caller::Proof;
+use chaincall_phone::core::KeyedCall;
 use chaincall_phone::{KeyMode, PhoneEvent, PhoneEvents, Signalling, Verification};
 use common::*;
 
@@ -83,8 +84,12 @@ async fn a_mikey_caller_is_shown_verified_before_answering() {
     bob.answer(&call, true).await.unwrap();
     let up = wait_for(&mut bob_ev, |e| matches!(e, PhoneEvent::CallUp { .. })).await;
     let PhoneEvent::CallUp {
-        caller: Some(up_caller),
-        verified_peer,
+        call:
+            KeyedCall {
+                caller: Some(up_caller),
+                verified_peer,
+                ..
+            },
         ..
     } = up
     else {

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chaincall_identity::{IdentityKey, PhoneNumber};
+use chaincall_phone::core::KeyedCall;
 use chaincall_phone::report::{CallReportJson, TextReport};
 use chaincall_phone::zrtp_media::ZrtpStatus;
 use chaincall_phone::{AcceptUnverified, KeyMode, Phone, PhoneEvent, PhoneEvents, Signalling};
@@ -96,10 +97,14 @@ fn linphonec() -> Option<PathBuf> {
 async fn zrtp_up(events: &mut PhoneEvents) -> (String, ZrtpStatus) {
     match wait_for(events, |e| matches!(e, PhoneEvent::CallUp { .. })).await {
         PhoneEvent::CallUp {
-            call_id,
-            mode,
+            call:
+                KeyedCall {
+                    call_id,
+                    mode,
+                    verified_peer,
+                    ..
+                },
             zrtp,
-            verified_peer,
             ..
         } => {
             assert_eq!(mode, KeyMode::Zrtp);

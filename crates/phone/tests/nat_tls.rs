@@ -12,6 +12,7 @@ mod common;
 use std::time::Duration;
 
 use chaincall_identity::PhoneNumber;
+use chaincall_phone::core::KeyedCall;
 use chaincall_phone::{KeyMode, Phone, PhoneEvent, PhoneEvents, Signalling};
 use common::nat::{Relay, assert_heard, phone_inside, relay_network};
 use common::{call_ended, wait_for};
@@ -40,9 +41,13 @@ async fn call_through_relay(
     for events in [&mut *caller_ev, &mut *callee_ev] {
         let up = wait_for(events, |e| matches!(e, PhoneEvent::CallUp { .. })).await;
         let PhoneEvent::CallUp {
-            call_id,
-            mode: keyed,
-            verified_peer,
+            call:
+                KeyedCall {
+                    call_id,
+                    mode: keyed,
+                    verified_peer,
+                    ..
+                },
             ..
         } = up
         else {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chaincall_identity::{IdentityKey, PhoneNumber, Randomness};
+use chaincall_phone::core::KeyedCall;
 use chaincall_phone::report::CallReportJson;
 use chaincall_phone::zrtp_media::ZrtpStatus;
 use chaincall_phone::zrtp_store::{ZidPin, ZrtpStore};
@@ -25,9 +26,13 @@ const BOB: &str = "+15550400002";
 async fn zrtp_up(events: &mut PhoneEvents) -> ZrtpStatus {
     match wait_for(events, |e| matches!(e, PhoneEvent::CallUp { .. })).await {
         PhoneEvent::CallUp {
-            mode,
+            call:
+                KeyedCall {
+                    mode,
+                    verified_peer,
+                    ..
+                },
             zrtp,
-            verified_peer,
             ..
         } => {
             assert_eq!(mode, KeyMode::Zrtp);

@@ -14,11 +14,11 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use chaincall_identity::{IdentityName, PhoneNumber, SafetyNumber};
+use chaincall_identity::PhoneNumber;
 use chaincall_phone::calls::CallUp;
-use chaincall_phone::core::CallControl;
+use chaincall_phone::core::{CallControl, KeyedCall};
 use chaincall_phone::report::{TextReport, describe_caller, for_terminal};
-use chaincall_phone::{CallReport, CallerId, KeyMode, PhoneEvent};
+use chaincall_phone::{CallReport, CallerId, PhoneEvent};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout};
 use ratatui::text::Line;
@@ -122,14 +122,9 @@ enum Registration {
 /// A call that is up.
 #[derive(Debug, Clone)]
 struct InCall {
-    call_id: String,
+    /// Who, how keyed, and what is proven of the peer.
+    keyed: KeyedCall,
     outgoing: bool,
-    peer: String,
-    caller: Option<CallerId>,
-    mode: KeyMode,
-    verified_peer: Option<IdentityName>,
-    safety_number: Option<SafetyNumber>,
-    verified_in_person: bool,
     /// The ZRTP exchange's outcome (SAS, chain binding), for a ZRTP call.
     zrtp: Option<chaincall_phone::zrtp_media::ZrtpStatus>,
     since: Instant,
@@ -147,13 +142,7 @@ impl InCall {
     /// The phone library's view of the call, to reuse its wording ([`CallUp::keyed`]).
     fn up(&self) -> CallUp<'_> {
         CallUp {
-            call_id: &self.call_id,
-            peer: &self.peer,
-            caller: self.caller.as_ref(),
-            mode: self.mode,
-            verified_peer: self.verified_peer.as_ref(),
-            safety_number: self.safety_number.as_ref(),
-            verified_in_person: self.verified_in_person,
+            call: &self.keyed,
             zrtp: self.zrtp.as_ref(),
         }
     }
@@ -330,7 +319,7 @@ impl App {
         match &self.screen {
             Screen::Dialing { call_id, .. } => call_id.as_deref(),
             Screen::Incoming { call_id, .. } => Some(call_id),
-            Screen::InCall(call) => Some(&call.call_id),
+            Screen::InCall(call) => Some(&call.keyed.call_id),
             Screen::Idle | Screen::Ended(_) => None,
         }
     }
@@ -419,14 +408,14 @@ impl App {
             }
             (Screen::InCall(call), Key::Char('h')) if call.report_by.is_none() => {
                 self.commands
-                    .push_back(Command::Hangup(call.call_id.clone()));
+                    .push_back(Command::Hangup(call.keyed.call_id.clone()));
                 call.report_by = Some(now + REPORT_WITHIN);
             }
             // Mute is local: shown at once. Hold waits for the peer's answer (`Held`).
             (Screen::InCall(call), Key::Char('m')) if call.report_by.is_none() => {
                 call.muted = !call.muted;
                 self.commands
-                    .push_back(Command::Mute(call.call_id.clone(), call.muted));
+                    .push_back(Command::Mute(call.keyed.call_id.clone(), call.muted));
             }
             // `v`: the SAS read aloud matched; recorded for the next calls (ZRTP calls only).
             (Screen::InCall(call), Key::Char('v'))
@@ -437,10 +426,10 @@ impl App {
                     z.sas_verified = true;
                 }
                 self.commands
-                    .push_back(Command::ConfirmSas(call.call_id.clone()));
+                    .push_back(Command::ConfirmSas(call.keyed.call_id.clone()));
             }
             (Screen::InCall(call), Key::Char('o')) if call.report_by.is_none() => {
-                let id = call.call_id.clone();
+                let id = call.keyed.call_id.clone();
                 self.commands.push_back(if call.held {
                     Command::Resume(id)
                 } else {
@@ -472,7 +461,7 @@ impl App {
             } => self.commands.push_back(Command::Decline(call_id.clone())),
             Screen::InCall(call) if call.report_by.is_none() => self
                 .commands
-                .push_back(Command::Hangup(call.call_id.clone())),
+                .push_back(Command::Hangup(call.keyed.call_id.clone())),
             _ => {}
         }
         self.commands.push_back(Command::Quit);
@@ -580,33 +569,18 @@ impl App {
                     since: now,
                 };
             }
-            PhoneEvent::CallUp {
-                call_id,
-                peer,
-                caller,
-                mode,
-                verified_peer,
-                safety_number,
-                verified_in_person,
-                zrtp,
-            } => {
+            PhoneEvent::CallUp { call: keyed, zrtp } => {
                 let outgoing = match &self.screen {
                     Screen::Dialing {
                         call_id: Some(id), ..
-                    } if *id == call_id => true,
-                    Screen::Incoming { call_id: id, .. } if *id == call_id => false,
+                    } if *id == keyed.call_id => true,
+                    Screen::Incoming { call_id: id, .. } if *id == keyed.call_id => false,
                     // A call we no longer show (declined as busy, quit): not ours to show.
                     _ => return,
                 };
                 self.screen = Screen::InCall(Box::new(InCall {
-                    call_id,
+                    keyed,
                     outgoing,
-                    peer,
-                    caller,
-                    mode,
-                    verified_peer,
-                    safety_number,
-                    verified_in_person,
                     zrtp,
                     since: now,
                     report_by: None,
@@ -689,7 +663,7 @@ impl App {
             _ => return,
         };
         if let Screen::InCall(call) = &mut self.screen
-            && call.call_id == c.call_id()
+            && call.keyed.call_id == c.call_id()
         {
             if by_peer {
                 call.held_by_peer = held;
@@ -715,7 +689,7 @@ impl App {
         let Screen::InCall(call) = &self.screen else {
             return;
         };
-        if call.call_id != report.call_id {
+        if call.keyed.call_id != report.call_id {
             return;
         }
         let how = if call.report_by.is_some() {
@@ -888,13 +862,13 @@ fn caller_line(caller: &CallerId) -> String {
 /// Who the peer of a call that was up is and what is proven of it (escaped).
 fn in_call_identity(call: &InCall) -> Vec<String> {
     let mut lines = Vec::new();
-    match &call.caller {
+    match &call.keyed.caller {
         Some(caller) => lines.push(caller_line(caller)),
-        None => lines.push(format!("Callee: {}", for_terminal(&call.peer))),
+        None => lines.push(format!("Callee: {}", for_terminal(&call.keyed.peer))),
     }
     let role = if call.outgoing { "callee" } else { "caller" };
     let keys = call.up().keyed(role);
-    lines.push(match &call.verified_peer {
+    lines.push(match &call.keyed.verified_peer {
         Some(_) => format!("Media keys: VERIFIED ({keys})"),
         None => format!("Media keys: NOT VERIFIED ({keys})"),
     });
@@ -903,8 +877,10 @@ fn in_call_identity(call: &InCall) -> Vec<String> {
 
 fn in_call_lines(call: &InCall, now: Instant) -> Vec<String> {
     let mut lines = in_call_identity(call);
-    lines.push(match &call.safety_number {
-        Some(s) if call.verified_in_person => format!("Safety number: {s} (verified in person)"),
+    lines.push(match &call.keyed.safety_number {
+        Some(s) if call.keyed.verified_in_person => {
+            format!("Safety number: {s} (verified in person)")
+        }
         Some(s) => format!("Safety number: {s} (compare it with the peer's screen)"),
         None => "Safety number: none (the peer is not verified on chain)".to_owned(),
     });
@@ -912,7 +888,7 @@ fn in_call_lines(call: &InCall, now: Instant) -> Vec<String> {
         "Duration: {}",
         clock(now.saturating_duration_since(call.since))
     ));
-    lines.push(format!("Key mode: {}", call.mode.name()));
+    lines.push(format!("Key mode: {}", call.keyed.mode.name()));
     // What the phone library does not report while a call runs is said so, not guessed.
     lines.push("Codec: in the report when the call ends".to_owned());
     lines.push("SRTP profile: not reported by the phone library yet".to_owned());

@@ -8,7 +8,7 @@ use chaincall_identity::{Fingerprint, IdentityKey, IdentityName, PhoneNumber, Sa
 use chaincall_media::AudioCodec;
 use chaincall_media::MediaStats;
 use chaincall_phone::caller::Proof;
-use chaincall_phone::core::{CallControl, EndReason};
+use chaincall_phone::core::{CallControl, EndReason, KeyedCall};
 use chaincall_phone::{CallReport, CallerId, KeyMode, PhoneEvent, SetupTimings, Verification};
 use chaincall_softphone::{App, Command, Input, Key};
 use ratatui::Terminal;
@@ -149,13 +149,15 @@ fn registering_dialing_a_verified_callee_and_hanging_up() {
 
     let safety = safety();
     let up = PhoneEvent::CallUp {
-        call_id: "call-1".into(),
-        peer: BOB.into(),
-        caller: None,
-        mode: KeyMode::MikeyPke,
-        verified_peer: Some(name(BOB)),
-        safety_number: Some(safety.clone()),
-        verified_in_person: false,
+        call: KeyedCall {
+            call_id: "call-1".into(),
+            peer: BOB.into(),
+            caller: None,
+            mode: KeyMode::MikeyPke,
+            verified_peer: Some(name(BOB)),
+            safety_number: Some(safety.clone()),
+            verified_in_person: false,
+        },
         zrtp: None,
     };
     let t2 = t1 + Duration::from_secs(4);
@@ -320,13 +322,15 @@ fn a_verified_caller_is_answered_with_a_and_shown_with_its_proof() {
     app.handle(Input::Key(Key::Char('a')), t0);
     assert_eq!(commands(&mut app), [Command::Answer("in-1".into())]);
     let up = PhoneEvent::CallUp {
-        call_id: "in-1".into(),
-        peer: BOB.into(),
-        caller: Some(caller.clone()),
-        mode: KeyMode::MikeyPke,
-        verified_peer: Some(name(BOB)),
-        safety_number: Some(safety()),
-        verified_in_person: true,
+        call: KeyedCall {
+            call_id: "in-1".into(),
+            peer: BOB.into(),
+            caller: Some(caller.clone()),
+            mode: KeyMode::MikeyPke,
+            verified_peer: Some(name(BOB)),
+            safety_number: Some(safety()),
+            verified_in_person: true,
+        },
         zrtp: None,
     };
     app.handle(Input::Event(up), t0);
@@ -452,13 +456,15 @@ fn deadlines_in_simulated_time_give_up_ringing_answering_and_waiting_for_reports
     app.handle(Input::Event(ringing), t1);
     app.handle(Input::Key(Key::Char('a')), t1);
     let up = PhoneEvent::CallUp {
-        call_id: "in-3".into(),
-        peer: BOB.into(),
-        caller: Some(spoof()),
-        mode: KeyMode::Sdes,
-        verified_peer: None,
-        safety_number: None,
-        verified_in_person: false,
+        call: KeyedCall {
+            call_id: "in-3".into(),
+            peer: BOB.into(),
+            caller: Some(spoof()),
+            mode: KeyMode::Sdes,
+            verified_peer: None,
+            safety_number: None,
+            verified_in_person: false,
+        },
         zrtp: None,
     };
     app.handle(Input::Event(up), t1);
@@ -532,13 +538,15 @@ fn m_mutes_o_holds_and_the_in_call_screen_shows_both() {
     app.handle(Input::Key(Key::Char('a')), t0);
     let _ = commands(&mut app);
     let up = PhoneEvent::CallUp {
-        call_id: "c".into(),
-        peer: BOB.into(),
-        caller: Some(spoof()),
-        mode: KeyMode::MikeyPke,
-        verified_peer: Some(name(BOB)),
-        safety_number: None,
-        verified_in_person: false,
+        call: KeyedCall {
+            call_id: "c".into(),
+            peer: BOB.into(),
+            caller: Some(spoof()),
+            mode: KeyMode::MikeyPke,
+            verified_peer: Some(name(BOB)),
+            safety_number: None,
+            verified_in_person: false,
+        },
         zrtp: None,
     };
     app.handle(Input::Event(up), t0);
@@ -622,13 +630,15 @@ fn v_confirms_the_zrtp_sas_once() {
         exchange: Duration::from_millis(40),
     };
     let up = PhoneEvent::CallUp {
-        call_id: "z".into(),
-        peer: BOB.into(),
-        caller: None,
-        mode: KeyMode::Zrtp,
-        verified_peer: None,
-        safety_number: None,
-        verified_in_person: false,
+        call: KeyedCall {
+            call_id: "z".into(),
+            peer: BOB.into(),
+            caller: None,
+            mode: KeyMode::Zrtp,
+            verified_peer: None,
+            safety_number: None,
+            verified_in_person: false,
+        },
         zrtp: Some(zrtp),
     };
     app.handle(Input::Event(up), t0);

@@ -472,7 +472,7 @@ async fn call(
         eprintln!(
             "call {} to {target} up ({}); hangs up in {seconds} s, at Ctrl-C or at \
              `chaincall phone hangup`",
-            up.call_id,
+            up.call.call_id,
             up.note("callee")
         )
     };
@@ -540,8 +540,8 @@ fn show_listen(cfg: &Config, event: ListenEvent<'_>) {
         } => ask(phone.clone(), call_id.to_owned(), caller),
         ListenEvent::Up(up) => eprintln!(
             "call {} from {} up ({})",
-            up.call_id,
-            for_terminal(up.caller.map_or(up.peer, |c| &c.uri)),
+            up.call.call_id,
+            for_terminal(up.call.caller.as_ref().map_or(&up.call.peer, |c| &c.uri)),
             up.note("caller")
         ),
         ListenEvent::Ended { report, recording } => {

@@ -13,6 +13,7 @@ use chaincall_chain::verified::HeaderTrust;
 use chaincall_chain::{ClientId, EmbeddedChain, KeystoreChain, dev_signer, receipt_hash};
 use chaincall_identity::{IdentityKey, IdentityName, PhoneNumber};
 use chaincall_media::g711::Codec;
+use chaincall_phone::core::KeyedCall;
 use chaincall_phone::{
     KeyLookup, KeyMode, Phone, PhoneConfig, PhoneEvent, PhoneEvents, Signalling,
 };
@@ -523,8 +524,12 @@ pub async fn call_ended(events: &mut PhoneEvents) -> chaincall_phone::CallReport
 pub async fn call_up(events: &mut PhoneEvents) -> (KeyMode, Option<IdentityName>) {
     match wait_for(events, |e| matches!(e, PhoneEvent::CallUp { .. })).await {
         PhoneEvent::CallUp {
-            mode,
-            verified_peer,
+            call:
+                KeyedCall {
+                    mode,
+                    verified_peer,
+                    ..
+                },
             ..
         } => (mode, verified_peer),
         other => unreachable!("wait_for returned {other:?}"),
