@@ -573,7 +573,8 @@ impl UserAgent {
         }
     }
 
-    /// Ends a call: BYE for an established call, CANCEL-less give-up for one still ringing.
+    /// Ends a call: BYE for an established call, CANCEL for one of ours still ringing, 486 for
+    /// one of theirs.
     pub fn hangup(&mut self, call_id: &str, now: Instant) {
         self.end_call(call_id, None, now);
     }
@@ -598,15 +599,7 @@ impl UserAgent {
                     .insert(call_id.to_owned(), CallState::Closing { bye });
             }
             Some(CallState::Calling { invite }) => {
-                let wire = invite.request.to_bytes();
-                if let Ok(req) = Message::parse(&wire) {
-                    let mut c = chaincall_sip::transaction::build_cancel(&req);
-                    c.push("Content-Length", "0");
-                    // The CANCEL in a transaction of its own; the INVITE's stays to ACK the 487.
-                    let cancel = Pending::start(c, self.reliable, now, &mut self.out);
-                    self.linger(cancel, "CANCEL");
-                }
-                self.linger(invite, "INVITE");
+                self.cancel(invite, now);
                 self.events.push_back(UaEvent::Ended {
                     call_id: call_id.to_owned(),
                     by_peer: false,
@@ -621,6 +614,19 @@ impl UserAgent {
             }
             None => {}
         }
+    }
+
+    /// Cancels our INVITE (RFC 3261 §9.1): the CANCEL in a transaction of its own, the INVITE's
+    /// kept to ACK the 487 that ends it.
+    fn cancel(&mut self, invite: Pending, now: Instant) {
+        let wire = invite.request.to_bytes();
+        if let Ok(req) = Message::parse(&wire) {
+            let mut c = chaincall_sip::transaction::build_cancel(&req);
+            c.push("Content-Length", "0");
+            let cancel = Pending::start(c, self.reliable, now, &mut self.out);
+            self.linger(cancel, "CANCEL");
+        }
+        self.linger(invite, "INVITE");
     }
 
     /// Forgets a call without a word to the peer: for a call whose connection is gone, so no
@@ -1279,11 +1285,18 @@ impl UserAgent {
         self.sweep();
         for call_id in expired {
             match self.calls.remove(&call_id) {
-                Some(CallState::Calling { .. }) => self.events.push_back(UaEvent::CallFailed {
-                    call_id,
-                    code: 0,
-                    reason: "no answer".into(),
-                }),
+                Some(CallState::Calling { invite }) => {
+                    // Rung for 64·T1 without an answer: the callee's phone is still ringing, so
+                    // it is cancelled (§9.1). Timer B (no answer at all) leaves nothing to cancel.
+                    if !invite.timed_out {
+                        self.cancel(invite, now);
+                    }
+                    self.events.push_back(UaEvent::CallFailed {
+                        call_id,
+                        code: 0,
+                        reason: "no answer".into(),
+                    });
+                }
                 Some(_) => self.events.push_back(UaEvent::Ended {
                     call_id,
                     by_peer: false,

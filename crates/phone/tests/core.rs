@@ -353,9 +353,10 @@ fn the_caller_hangs_up_before_the_answer_with_cancel() {
 
 #[test]
 fn a_call_left_ringing_without_a_cancel_ends_with_408() {
-    // The caller gives up on its Timer B without a CANCEL (a phone that crashed or lost its
-    // connection does the same): the callee must not ring for ever.
+    // No CANCEL arrives (the caller's phone crashed or lost its connection, or the path loses
+    // it): the callee must not ring for ever.
     let mut net = Net::new(|cfg| cfg.auto_answer = false);
+    net.drop = Some(|m| m.method() == Some(Method::Cancel));
     let id = net.alice_calls_bob();
     let bob = take_events(&mut net.bob);
     assert!(
@@ -369,7 +370,6 @@ fn a_call_left_ringing_without_a_cancel_ends_with_408() {
         "{bob:?}"
     );
     net.advance(RING_TIMEOUT - Duration::from_millis(1));
-    assert!(net.seen("CANCEL").is_empty(), "no CANCEL reached Bob");
     assert_eq!(
         ended(&take_events(&mut net.bob), &id),
         None,
@@ -391,19 +391,32 @@ fn a_call_left_ringing_without_a_cancel_ends_with_408() {
 }
 
 #[test]
-fn an_unanswered_call_fails_on_timer_b() {
+fn a_call_rung_for_64_t1_unanswered_fails_and_is_cancelled() {
     let mut net = Net::new(|cfg| cfg.auto_answer = false);
     let id = net.alice_calls_bob();
     take_events(&mut net.alice);
+    take_events(&mut net.bob);
     net.advance(TRANSACTION_TIMEOUT - Duration::from_millis(1));
     assert!(failure(&take_events(&mut net.alice), &id).is_none());
+    assert!(net.seen("CANCEL").is_empty());
     net.advance(Duration::from_millis(1));
     let alice = take_events(&mut net.alice);
     assert!(
         matches!(failure(&alice, &id), Some(PhoneError::Timeout(_))),
         "{alice:?}"
     );
-    assert_eq!(net.alice.stopped, [id]);
+    assert_eq!(net.alice.stopped, std::slice::from_ref(&id));
+    // RFC 3261 §9.1: Bob's phone was ringing; giving up cancels it, so it stops ringing now
+    // and not at its own ring limit; his 487 is ACKed.
+    net.settle();
+    assert_eq!(net.seen("CANCEL").len(), 1, "Alice cancels the INVITE");
+    assert_eq!(
+        ended(&take_events(&mut net.bob), &id),
+        Some(EndReason::CancelledByPeer)
+    );
+    assert_eq!(net.seen("487").len(), 1);
+    assert_eq!(net.seen("ACK").len(), 1, "the 487 is ACKed");
+    assert!(!net.bob.core.has_call(&id));
 }
 
 #[test]
