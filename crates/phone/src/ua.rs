@@ -297,6 +297,9 @@ struct Lingering {
     /// Forgotten by then whatever its state (an INVITE that got a 1xx has no timer left, and
     /// its 487 may never come).
     until: Instant,
+    /// The CANCEL of this INVITE, held until a provisional response comes (RFC 3261 §9.1: a
+    /// CANCEL must not be sent before one).
+    cancel_on_provisional: Option<MessageBuf>,
 }
 
 /// A request we received, in its server transaction (it re-sends our last response to a
@@ -618,15 +621,28 @@ impl UserAgent {
 
     /// Cancels our INVITE (RFC 3261 §9.1): the CANCEL in a transaction of its own, the INVITE's
     /// kept to ACK the 487 that ends it.
+    /// Before any provisional response the CANCEL waits for one (§9.1); a final response
+    /// instead ends the INVITE with nothing to cancel.
     fn cancel(&mut self, invite: Pending, now: Instant) {
         let wire = invite.request.to_bytes();
-        if let Ok(req) = Message::parse(&wire) {
+        let cancel = Message::parse(&wire).ok().map(|req| {
             let mut c = chaincall_sip::transaction::build_cancel(&req);
             c.push("Content-Length", "0");
-            let cancel = Pending::start(c, self.reliable, now, &mut self.out);
-            self.linger(cancel, "CANCEL");
-        }
+            c
+        });
+        let provisional_seen = invite.tx.state() != ClientState::Calling;
+        let held = match cancel {
+            Some(c) if provisional_seen => {
+                let cancel = Pending::start(c, self.reliable, now, &mut self.out);
+                self.linger(cancel, "CANCEL");
+                None
+            }
+            held => held,
+        };
         self.linger(invite, "INVITE");
+        if let Some(l) = self.lingering.last_mut().filter(|_| held.is_some()) {
+            l.cancel_on_provisional = held;
+        }
     }
 
     /// Forgets a call without a word to the peer: for a call whose connection is gone, so no
@@ -735,6 +751,7 @@ impl UserAgent {
                 next: p.next,
                 tx: p.tx,
                 until: self.clock + TRANSACTION_TIMEOUT,
+                cancel_on_provisional: None,
             });
         }
     }
@@ -1022,6 +1039,13 @@ impl UserAgent {
             l.tx.handle_response(resp, now);
             let (_, _, next) = drain(|| l.tx.poll_output(), &mut self.out);
             l.next = next;
+            // A cancelled INVITE's first provisional: its CANCEL may go now. A final response
+            // first leaves nothing to cancel.
+            let cancel = l.cancel_on_provisional.take().filter(|_| code < 200);
+            if let Some(c) = cancel {
+                let cancel = Pending::start(c, self.reliable, now, &mut self.out);
+                self.linger(cancel, "CANCEL");
+            }
             self.sweep();
             return;
         }
@@ -1092,6 +1116,7 @@ impl UserAgent {
                             next: old.next,
                             tx: old.tx,
                             until: now + TRANSACTION_TIMEOUT,
+                            cancel_on_provisional: None,
                         });
                     }
                     self.calls.insert(call_id, CallState::Calling { invite });

@@ -442,3 +442,64 @@ fn tags_branches_and_call_ids_come_from_the_configured_randomness() {
     assert_ne!(a, first_request(seeded(8)));
     assert_ne!(a, first_request(ua("pw")));
 }
+
+#[test]
+fn a_call_hung_up_before_any_provisional_answer_is_cancelled_once_one_comes() {
+    let now = Instant::now();
+    let mut ua = ua("s3cret");
+    let call = ua.invite("+15551230002", "v=0\r\n", now);
+    let inv = out(&mut ua).remove(0);
+    ua.hangup(&call, now);
+    // RFC 3261 §9.1: no CANCEL before a provisional response.
+    assert!(out(&mut ua).is_empty(), "a CANCEL went before any 1xx");
+    assert_eq!(
+        events(&mut ua),
+        vec![UaEvent::Ended {
+            call_id: call,
+            by_peer: false
+        }]
+    );
+    ua.handle_input(&reply(&inv, 100, "Trying", &[]), now)
+        .unwrap();
+    let sent = out(&mut ua);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let cancel = Message::parse(&sent[0]).unwrap();
+    assert_eq!(cancel.method(), Some(Method::Cancel));
+    let invite = Message::parse(&inv).unwrap();
+    assert_eq!(
+        cancel.top_via().unwrap().branch(),
+        invite.top_via().unwrap().branch(),
+        "the CANCEL names the INVITE's transaction"
+    );
+    // A second provisional sends nothing more; the 487 that ends the INVITE is ACKed.
+    ua.handle_input(&reply(&inv, 180, "Ringing", &[]), now)
+        .unwrap();
+    assert!(out(&mut ua).is_empty());
+    ua.handle_input(&reply(&sent[0], 200, "OK", &[]), now)
+        .unwrap();
+    ua.handle_input(&reply(&inv, 487, "Request Terminated", &[]), now)
+        .unwrap();
+    let acks = out(&mut ua);
+    assert_eq!(acks.len(), 1);
+    assert_eq!(
+        Message::parse(&acks[0]).unwrap().method(),
+        Some(Method::Ack)
+    );
+}
+
+#[test]
+fn a_hung_up_call_answered_with_a_final_response_first_is_never_cancelled() {
+    let now = Instant::now();
+    let mut ua = ua("s3cret");
+    let call = ua.invite("+15551230002", "v=0\r\n", now);
+    let inv = out(&mut ua).remove(0);
+    ua.hangup(&call, now);
+    ua.handle_input(&reply(&inv, 486, "Busy Here", &[]), now)
+        .unwrap();
+    let sent = out(&mut ua);
+    assert_eq!(sent.len(), 1, "only the ACK of the 486: {sent:?}");
+    assert_eq!(
+        Message::parse(&sent[0]).unwrap().method(),
+        Some(Method::Ack)
+    );
+}
