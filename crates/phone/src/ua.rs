@@ -300,6 +300,9 @@ struct Lingering {
     /// The CANCEL of this INVITE, held until a provisional response comes (RFC 3261 §9.1: a
     /// CANCEL must not be sent before one).
     cancel_on_provisional: Option<MessageBuf>,
+    /// This INVITE, when we cancelled it: a 2xx that crossed the CANCEL made a dialog after
+    /// all, which is ACKed and ended with a BYE (§15).
+    cancelled: Option<MessageBuf>,
 }
 
 /// A request we received, in its server transaction (it re-sends our last response to a
@@ -631,6 +634,7 @@ impl UserAgent {
             c
         });
         let provisional_seen = invite.tx.state() != ClientState::Calling;
+        let request = invite.request.clone();
         let held = match cancel {
             Some(c) if provisional_seen => {
                 let cancel = Pending::start(c, self.reliable, now, &mut self.out);
@@ -640,8 +644,9 @@ impl UserAgent {
             held => held,
         };
         self.linger(invite, "INVITE");
-        if let Some(l) = self.lingering.last_mut().filter(|_| held.is_some()) {
+        if let Some(l) = self.lingering.last_mut() {
             l.cancel_on_provisional = held;
+            l.cancelled = Some(request);
         }
     }
 
@@ -742,6 +747,22 @@ impl UserAgent {
         Ok(())
     }
 
+    /// A 2xx to an INVITE we had cancelled (the callee answered as we hung up): ACK it, so the
+    /// callee's phone stops re-sending it, and end the dialog it made with a BYE.
+    fn end_late_answer(&mut self, invite: &MessageBuf, resp: &Message<'_>, now: Instant) {
+        let Ok(mut dialog) = Dialog::uac(invite, resp) else {
+            return;
+        };
+        let seq = resp.cseq().map(|c| c.seq).unwrap_or(1);
+        let mut ack = dialog.request(Method::Ack, &self.via(), Some(seq));
+        ack.push("Content-Length", "0");
+        self.out.push_back(ack.to_bytes());
+        let mut bye = dialog.request(Method::Bye, &self.via(), None);
+        bye.push("Content-Length", "0");
+        let bye = Pending::start(bye, self.reliable, now, &mut self.out);
+        self.linger(bye, "BYE");
+    }
+
     /// Keeps a transaction its user is done with until it ends.
     fn linger(&mut self, p: Pending, method: &str) {
         if let Some(branch) = p.branch() {
@@ -752,6 +773,7 @@ impl UserAgent {
                 tx: p.tx,
                 until: self.clock + TRANSACTION_TIMEOUT,
                 cancel_on_provisional: None,
+                cancelled: None,
             });
         }
     }
@@ -1042,9 +1064,17 @@ impl UserAgent {
             // A cancelled INVITE's first provisional: its CANCEL may go now. A final response
             // first leaves nothing to cancel.
             let cancel = l.cancel_on_provisional.take().filter(|_| code < 200);
+            let answered = if (200..300).contains(&code) {
+                l.cancelled.take()
+            } else {
+                None
+            };
             if let Some(c) = cancel {
                 let cancel = Pending::start(c, self.reliable, now, &mut self.out);
                 self.linger(cancel, "CANCEL");
+            }
+            if let Some(invite) = answered {
+                self.end_late_answer(&invite, resp, now);
             }
             self.sweep();
             return;
@@ -1117,6 +1147,7 @@ impl UserAgent {
                             tx: old.tx,
                             until: now + TRANSACTION_TIMEOUT,
                             cancel_on_provisional: None,
+                            cancelled: None,
                         });
                     }
                     self.calls.insert(call_id, CallState::Calling { invite });

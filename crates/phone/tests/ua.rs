@@ -503,3 +503,57 @@ fn a_hung_up_call_answered_with_a_final_response_first_is_never_cancelled() {
         Some(Method::Ack)
     );
 }
+
+#[test]
+fn an_answer_that_crosses_our_cancel_is_acked_and_ended_with_a_bye() {
+    let now = Instant::now();
+    let mut ua = ua("s3cret");
+    let call = ua.invite("+15551230002", "v=0\r\n", now);
+    let inv = out(&mut ua).remove(0);
+    ua.handle_input(&reply(&inv, 180, "Ringing", &[]), now)
+        .unwrap();
+    ua.hangup(&call, now);
+    let cancel = out(&mut ua).remove(0);
+    assert_eq!(
+        Message::parse(&cancel).unwrap().method(),
+        Some(Method::Cancel)
+    );
+    events(&mut ua);
+    // The callee answered before our CANCEL reached it (RFC 3261 §15: the call is up after all).
+    let ok = {
+        let m = Message::parse(&inv).unwrap();
+        let mut r = response_to(&m, 200, "OK", Some("bobtag"));
+        r.push(
+            "Contact",
+            "<sip:+15551230002@127.0.0.1:40001;transport=tls>",
+        );
+        r.set_body("application/sdp", b"v=0\r\n".to_vec());
+        r.to_bytes()
+    };
+    ua.handle_input(&ok, now).unwrap();
+    let sent = out(&mut ua);
+    let methods: Vec<_> = sent
+        .iter()
+        .map(|b| Message::parse(b).unwrap().method())
+        .collect();
+    assert_eq!(methods, [Some(Method::Ack), Some(Method::Bye)], "{sent:?}");
+    let bye = Message::parse(&sent[1]).unwrap();
+    assert!(
+        bye.header_value(HeaderName::To)
+            .unwrap()
+            .contains("tag=bobtag"),
+        "the BYE ends the dialog the 2xx made"
+    );
+    assert_eq!(
+        bye.request_uri(),
+        Some("sip:+15551230002@127.0.0.1:40001;transport=tls")
+    );
+    ua.handle_input(&reply(&sent[1], 200, "OK", &[]), now)
+        .unwrap();
+    assert!(out(&mut ua).is_empty());
+    assert!(
+        events(&mut ua).is_empty(),
+        "the call had already ended for the user"
+    );
+    assert!(!ua.is_up(&call));
+}
