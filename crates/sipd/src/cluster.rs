@@ -264,7 +264,11 @@ pub async fn accept_links(listener: TcpListener, tls: TlsPskServer, sink: Stream
                         return;
                     };
                     info!(%peer, %node, "node link accepted");
-                    sink.serve_node_link(stream, peer, node, None).await;
+                    let links = &sink.metrics().node_links;
+                    links.opened(&node);
+                    sink.serve_node_link(stream, peer, node.clone(), None).await;
+                    links.closed(&node);
+                    info!(%peer, %node, "node link (accepted) closed");
                 }
                 Err(e) => {
                     sink.metrics()
@@ -279,6 +283,8 @@ pub async fn accept_links(listener: TcpListener, tls: TlsPskServer, sink: Stream
 /// Keeps a link to node `to` at `addr` up until the server behind `sink` stops: connect, serve,
 /// and on loss or failure wait ([`MIN_BACKOFF`] doubling to [`MAX_BACKOFF`]) and connect again.
 pub async fn run_link(keys: ClusterKeys, to: String, addr: SocketAddr, sink: StreamSink) {
+    let metrics = sink.metrics();
+    metrics.node_links.expect(&to);
     let mut backoff = MIN_BACKOFF;
     loop {
         let attempt = async {
@@ -299,11 +305,16 @@ pub async fn run_link(keys: ClusterKeys, to: String, addr: SocketAddr, sink: Str
             Ok((tls, remote)) => {
                 backoff = MIN_BACKOFF;
                 info!(node = %to, %remote, "node link up");
+                metrics.node_links.opened(&to);
                 sink.serve_node_link(tls, remote, to.clone(), Some(KEEPALIVE))
                     .await;
+                metrics.node_links.closed(&to);
                 info!(node = %to, %remote, "node link closed; reconnecting");
             }
-            Err(reason) => warn!(node = %to, %addr, %reason, "node link not opened"),
+            Err(reason) => {
+                metrics.node_links.failed(&to);
+                warn!(node = %to, %addr, %reason, "node link not opened");
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}

@@ -1,7 +1,9 @@
 //! Counters, gauges and a histogram in Prometheus text format (exposition format 0.0.4), served at
 //! `/metrics`, with `/healthz` and `/readyz` beside them (see [`crate::Server::run`]).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -276,6 +278,80 @@ pub struct Metrics {
     /// Sipd-to-sipd links closed because the peer domain's on-chain key was revoked or changed
     /// while they were up (`[peers."DOMAIN"] recheck_secs`).
     pub peer_links_key_lost: Counter,
+    /// Links to the other nodes of the cluster, by node.
+    pub node_links: NodeLinks,
+}
+
+/// The node links (`[cluster]`) by the member at their other end: how many are open (a pair of
+/// nodes keeps up to two, one dialled by each) and how many of our attempts to open one failed.
+/// Node ids are `[A-Za-z0-9._-]` (checked with the configuration), safe as label values.
+#[derive(Debug, Default)]
+pub struct NodeLinks(Mutex<BTreeMap<String, NodeLinkCounts>>);
+
+#[derive(Debug, Default, Clone, Copy)]
+struct NodeLinkCounts {
+    open: i64,
+    failed: u64,
+}
+
+impl NodeLinks {
+    /// Lists `node` (a configured member), so it shows with no link open before any was.
+    pub fn expect(&self, node: &str) {
+        self.update(node, |_| {});
+    }
+
+    /// A link with `node` opened.
+    pub fn opened(&self, node: &str) {
+        self.update(node, |c| c.open += 1);
+    }
+
+    /// A link with `node` closed.
+    pub fn closed(&self, node: &str) {
+        self.update(node, |c| c.open -= 1);
+    }
+
+    /// Our attempt to open a link to `node` failed.
+    pub fn failed(&self, node: &str) {
+        self.update(node, |c| c.failed += 1);
+    }
+
+    /// The links open with `node` now.
+    pub fn open(&self, node: &str) -> i64 {
+        self.lock().get(node).map_or(0, |c| c.open)
+    }
+
+    fn update(&self, node: &str, f: impl FnOnce(&mut NodeLinkCounts)) {
+        f(self.lock().entry(node.to_owned()).or_default());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, NodeLinkCounts>> {
+        // Only counters inside: a panic elsewhere while holding it leaves them usable.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn render(&self, s: &mut String) {
+        let nodes = self.lock().clone();
+        let _ = writeln!(
+            s,
+            "# HELP sipd_node_links Open links with each cluster member.\n\
+             # TYPE sipd_node_links gauge"
+        );
+        for (node, c) in &nodes {
+            let _ = writeln!(s, "sipd_node_links{{node=\"{node}\"}} {}", c.open);
+        }
+        let _ = writeln!(
+            s,
+            "# HELP sipd_node_link_failures_total Attempts to open a link to each cluster member \
+             that failed.\n# TYPE sipd_node_link_failures_total counter"
+        );
+        for (node, c) in &nodes {
+            let _ = writeln!(
+                s,
+                "sipd_node_link_failures_total{{node=\"{node}\"}} {}",
+                c.failed
+            );
+        }
+    }
 }
 
 impl Metrics {
@@ -465,6 +541,7 @@ impl Metrics {
             "Callers' PASSporTs checked ([identity] verify), by result.",
             checks.zip(&self.identity_checks),
         );
+        self.node_links.render(&mut s);
         s.push_str("# HELP sipd_responses_total SIP responses sent, by class.\n# TYPE sipd_responses_total counter\n");
         for (i, c) in self.responses.iter().enumerate() {
             let _ = writeln!(

@@ -100,3 +100,62 @@ async fn only_a_member_holding_the_cluster_secret_opens_a_node_link() {
     let _ = stop.send(());
     task.await.unwrap();
 }
+
+/// Polls `check` every 20 ms for up to 10 s.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("not within 10 s: {what}");
+}
+
+#[tokio::test]
+async fn node_links_and_failed_attempts_show_in_the_metrics_by_node() {
+    let Some(pg) = Postgres::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::bind(node_1(&pg, dir.path()))
+        .await
+        .expect("node 1 binds");
+    let at = server.cluster_addr().expect("a node-link listener");
+    let metrics = server.metrics();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    let failures = |m: &chaincall_sipd::metrics::Metrics| {
+        m.render()
+            .lines()
+            .find_map(|l| l.strip_prefix("sipd_node_link_failures_total{node=\"node-2\"} "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // Node 1 dials node 2, where nothing listens: counted, and node 2 shows with no link.
+    eventually("a failed attempt counted", || failures(&metrics) >= 1).await;
+    assert!(
+        metrics
+            .render()
+            .contains("sipd_node_links{node=\"node-2\"} 0"),
+        "{}",
+        metrics.render()
+    );
+    // Node 2 dials node 1: one link open while it lasts.
+    let tcp = TcpStream::connect(at).await.unwrap();
+    let link = ClusterKeys::new("node-2", SECRET)
+        .connect(tcp, "node-1")
+        .await
+        .expect("a member's link opens");
+    eventually("the link counted open", || {
+        metrics.node_links.open("node-2") == 1
+    })
+    .await;
+    drop(link);
+    eventually("the link counted closed", || {
+        metrics.node_links.open("node-2") == 0
+    })
+    .await;
+    let _ = stop.send(());
+    task.await.unwrap();
+}
