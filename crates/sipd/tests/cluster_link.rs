@@ -41,6 +41,27 @@ fn node_1(pg: &Postgres, dir: &std::path::Path) -> Config {
     cfg
 }
 
+/// Node 1 running on `pg` (its secret in `dir`): its node-link address, its metrics, and its
+/// stop switch and task.
+async fn run_node_1(
+    pg: &Postgres,
+    dir: &std::path::Path,
+) -> (
+    SocketAddr,
+    std::sync::Arc<chaincall_sipd::metrics::Metrics>,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let server = Server::bind(node_1(pg, dir)).await.expect("node 1 binds");
+    let at = server.cluster_addr().expect("a node-link listener");
+    let metrics = server.metrics();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    (at, metrics, stop, task)
+}
+
 /// Opens a link to `at` as node `me` with `secret`, and asks `OPTIONS` over it: the status, or
 /// why the link failed.
 async fn options_over_link(at: SocketAddr, me: &str, secret: [u8; 32]) -> Result<u16, String> {
@@ -73,14 +94,7 @@ async fn options_over_link(at: SocketAddr, me: &str, secret: [u8; 32]) -> Result
 async fn only_a_member_holding_the_cluster_secret_opens_a_node_link() {
     let Some(pg) = Postgres::start() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::bind(node_1(&pg, dir.path()))
-        .await
-        .expect("node 1 binds");
-    let at = server.cluster_addr().expect("a node-link listener");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
+    let (at, _, stop, task) = run_node_1(&pg, dir.path()).await;
 
     assert_eq!(
         options_over_link(at, "node-2", SECRET).await,
@@ -116,15 +130,7 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 async fn node_links_and_failed_attempts_show_in_the_metrics_by_node() {
     let Some(pg) = Postgres::start() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::bind(node_1(&pg, dir.path()))
-        .await
-        .expect("node 1 binds");
-    let at = server.cluster_addr().expect("a node-link listener");
-    let metrics = server.metrics();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
+    let (at, metrics, stop, task) = run_node_1(&pg, dir.path()).await;
     let failures = |m: &chaincall_sipd::metrics::Metrics| {
         m.render()
             .lines()
