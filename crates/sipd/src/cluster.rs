@@ -171,19 +171,34 @@ impl ClusterKeys {
 
     /// The PSK of a link opened by `initiator` to `responder`.
     fn psk(&self, initiator: &str, responder: &str) -> Psk {
+        Psk::from_bytes(self.derive(&[
+            b"chaincall-sipd cluster link v1",
+            initiator.as_bytes(),
+            responder.as_bytes(),
+        ]))
+    }
+
+    /// The key of this node's stateless flow tokens ([`crate::Core::set_flow_token_key`]): a
+    /// node keeps it across restarts, so the tokens in the location table and in dialogs'
+    /// Record-Routes still name their flows after one. Only this node's own tokens verify
+    /// under it (the node id is in the derivation).
+    pub fn flow_token_key(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.derive(&[b"chaincall-sipd cluster flow tokens v1", self.me.as_bytes()]))
+    }
+
+    /// HMAC-SHA256 under the cluster secret of `parts` joined by zero octets (node ids hold
+    /// none, so the parts cannot run into each other).
+    fn derive(&self, parts: &[&[u8]]) -> [u8; 32] {
         use hmac::{Hmac, Mac};
         let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.secret[..])
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        for part in [
-            &b"chaincall-sipd cluster link v1"[..],
-            &[0],
-            initiator.as_bytes(),
-            &[0],
-            responder.as_bytes(),
-        ] {
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                m.update(&[0]);
+            }
             m.update(part);
         }
-        Psk::from_bytes(m.finalize().into_bytes().into())
+        m.finalize().into_bytes().into()
     }
 
     /// The TLS server for links from `members`: one PSK per member, as the responder.

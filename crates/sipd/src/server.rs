@@ -615,7 +615,10 @@ impl Server {
         };
         let mut secret = [0u8; 32];
         OsRng.fill_bytes(&mut secret);
-        let core = Core::new(&cfg, secret, metrics.clone(), Instant::now())?;
+        let mut core = Core::new(&cfg, secret, metrics.clone(), Instant::now())?;
+        if let Some((_, _, keys)) = &cluster {
+            core.set_flow_token_key(&keys.flow_token_key());
+        }
         let (tx, rx) = mpsc::channel::<Ev>(16_384);
         let sink = StreamSink {
             tx: tx.clone(),

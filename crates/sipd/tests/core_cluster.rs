@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 
 use chaincall_sip::message::Message;
 use chaincall_sipd::Config;
+use chaincall_sipd::cluster::ClusterKeys;
 use chaincall_sipd::config::{Listen, RelayMode};
 use chaincall_sipd::core::{Need, StreamKind, Transport};
 use chaincall_testkit::postgres::Postgres;
@@ -28,9 +29,21 @@ fn link_addr(n: u8) -> SocketAddr {
 const ON_1: fn() -> SocketAddr = || link_addr(2);
 const ON_2: fn() -> SocketAddr = || SocketAddr::from(([198, 51, 100, 1], 40_001));
 
-/// A core for node `n` of a two-node cluster on `pg`, SIP on 203.0.113.`n`:5060.
+/// The cluster secret of the tests' nodes.
+const CLUSTER_SECRET: [u8; 32] = [0x5c; 32];
+
+/// A core for node `n` of a two-node cluster on `pg`, SIP on 203.0.113.`n`:5060, its flow
+/// tokens keyed from [`CLUSTER_SECRET`] as `sipd serve` keys them.
 fn node(pg: &Postgres, n: u8) -> Sim {
-    Sim::with_store(&node_config(pg, n))
+    node_keyed(pg, n, CLUSTER_SECRET)
+}
+
+/// [`node`] with its flow tokens keyed from the cluster secret `secret`.
+fn node_keyed(pg: &Postgres, n: u8, secret: [u8; 32]) -> Sim {
+    let mut sim = Sim::with_store(&node_config(pg, n));
+    let keys = ClusterKeys::new(&format!("node-{n}"), secret);
+    sim.core.set_flow_token_key(&keys.flow_token_key());
+    sim
 }
 
 /// The configuration of node `n` of a two-node cluster on `pg`.
@@ -511,17 +524,36 @@ fn a_nat_udp_phone_on_the_other_node_is_reached_from_that_node() {
     assert!(n2.one_to(bob).starts_with(b"BYE "));
 }
 
-/// Node 1 restarted (a new process: a new token key) while carol's row still holds the UDP
-/// token its earlier process minted: node 1 cannot vouch for that address, so it answers node 2
-/// 430 and bob gets 480 (carol's next REGISTER writes a token node 1 can follow), never a 403
-/// and never a datagram to an address node 1 did not mint a token for.
+/// Node 1 restarted (a new process) while carol's row holds the UDP token its earlier process
+/// wrote: the token is keyed from the cluster secret and node 1's id, not from the process, so
+/// node 1 still follows it and the call reaches carol from node 1, without waiting for her next
+/// REGISTER.
 #[test]
-fn a_udp_token_of_a_restarted_node_is_a_failed_flow() {
+fn a_restarted_node_still_follows_the_udp_tokens_it_wrote() {
     let Some(pg) = Postgres::start() else { return };
     let (mut n1, mut n2) = cluster(&pg);
     let (carol, bob) = (nat_phone(&mut n1), peer(5));
     drop(n1);
     let mut n1 = node(&pg, 1);
+    link_up(&mut n1, ON_1(), "node-2");
+
+    n2.deliver_on(bob, &invite("bob", bob, "carol", "x8"), Transport::Stream);
+    carry_21(&mut n2, &mut n1);
+    assert!(n1.one_to(carol).starts_with(b"INVITE "));
+    assert_eq!(statuses(&carry_12(&mut n1, &mut n2)), [100]);
+}
+
+/// A UDP token node 1 cannot vouch for (written under another key: before the cluster's secret
+/// changed, or by a process outside the cluster) is a failed flow: node 1 answers node 2 430 and
+/// bob gets 480 (carol's next REGISTER writes a token node 1 can follow), never a 403 and never
+/// a datagram to an address node 1 did not mint a token for.
+#[test]
+fn a_udp_token_under_another_key_is_a_failed_flow() {
+    let Some(pg) = Postgres::start() else { return };
+    let (mut n1, mut n2) = cluster(&pg);
+    let (carol, bob) = (nat_phone(&mut n1), peer(5));
+    drop(n1);
+    let mut n1 = node_keyed(&pg, 1, [0x5d; 32]);
     link_up(&mut n1, ON_1(), "node-2");
 
     n2.deliver_on(bob, &invite("bob", bob, "carol", "x8"), Transport::Stream);

@@ -45,7 +45,8 @@ pub(super) struct Flows {
     next: u64,
     /// Mints and checks the flow tokens in our Record-Routes.
     tokens: FlowTokens,
-    /// Key of the stateless UDP flow tokens (zeroized on drop).
+    /// Key of the stateless tokens (UDP, link and node tokens): drawn per process, or the
+    /// cluster's for this node ([`Core::set_flow_token_key`]); zeroized on drop.
     udp_key: zeroize::Zeroizing<[u8; 32]>,
 }
 
@@ -74,6 +75,11 @@ impl Flows {
                 b"chaincall-sipd udp flow token key",
             )),
         }
+    }
+
+    /// Keys the stateless tokens (UDP, link and node tokens) with `key` from now on.
+    pub(super) fn set_stateless_key(&mut self, key: &[u8; 32]) {
+        self.udp_key = zeroize::Zeroizing::new(*key);
     }
 
     /// The stateless flow token of a UDP flow (the NAT binding `addr`): `u`, the address and
@@ -265,6 +271,15 @@ impl Core {
             flows.identities.remove(&peer);
             flows.nodes.remove(&peer);
         }
+    }
+
+    /// Keys this node's stateless flow tokens (a NAT'd UDP phone's, and the link and node
+    /// tokens of dialog legs) with `key` instead of the per-process secret. A cluster node's key
+    /// comes from the cluster secret and its node id ([`crate::cluster::ClusterKeys`]), so a
+    /// restarted node still follows the tokens its earlier process wrote into the location
+    /// table and into dialogs' Record-Routes. Call before any traffic.
+    pub fn set_flow_token_key(&mut self, key: &[u8; 32]) {
+        self.flows.set_stateless_key(key);
     }
 
     /// Records that the stream connection from `peer` is a link to cluster node `node`, whose
