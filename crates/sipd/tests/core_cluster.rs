@@ -531,14 +531,7 @@ fn a_nat_udp_phone_on_the_other_node_is_reached_from_that_node() {
 #[test]
 fn a_restarted_node_still_follows_the_udp_tokens_it_wrote() {
     let Some(pg) = Postgres::start() else { return };
-    let (mut n1, mut n2) = cluster(&pg);
-    let (carol, bob) = (nat_phone(&mut n1), peer(5));
-    drop(n1);
-    let mut n1 = node(&pg, 1);
-    link_up(&mut n1, ON_1(), "node-2");
-
-    n2.deliver_on(bob, &invite("bob", bob, "carol", "x8"), Transport::Stream);
-    carry_21(&mut n2, &mut n1);
+    let (mut n1, mut n2, carol, _) = restarted_node_1_called_for_carol(&pg, CLUSTER_SECRET);
     assert!(n1.one_to(carol).starts_with(b"INVITE "));
     assert_eq!(statuses(&carry_12(&mut n1, &mut n2)), [100]);
 }
@@ -550,18 +543,28 @@ fn a_restarted_node_still_follows_the_udp_tokens_it_wrote() {
 #[test]
 fn a_udp_token_under_another_key_is_a_failed_flow() {
     let Some(pg) = Postgres::start() else { return };
-    let (mut n1, mut n2) = cluster(&pg);
-    let (carol, bob) = (nat_phone(&mut n1), peer(5));
-    drop(n1);
-    let mut n1 = node_keyed(&pg, 1, [0x5d; 32]);
-    link_up(&mut n1, ON_1(), "node-2");
-
-    n2.deliver_on(bob, &invite("bob", bob, "carol", "x8"), Transport::Stream);
-    carry_21(&mut n2, &mut n1);
+    let (mut n1, mut n2, carol, bob) = restarted_node_1_called_for_carol(&pg, [0x5d; 32]);
     assert!(n1.take_to(carol).is_empty());
     assert_eq!(statuses(&carry_12(&mut n1, &mut n2)), [100, 430]);
     assert_eq!(n2.statuses_to(bob), [100, 480]);
     assert!(n2.take_to(carol).is_empty());
+}
+
+/// carol registers on node 1 over UDP behind NAT; node 1 restarts with its flow tokens keyed
+/// from the cluster secret `secret`, its link to node 2 comes back up, and bob (on node 2) calls
+/// carol: the request is over the link at node 1. Returns the nodes, carol's and bob's address.
+fn restarted_node_1_called_for_carol(
+    pg: &Postgres,
+    secret: [u8; 32],
+) -> (Sim, Sim, SocketAddr, SocketAddr) {
+    let (mut n1, mut n2) = cluster(pg);
+    let (carol, bob) = (nat_phone(&mut n1), peer(5));
+    drop(n1);
+    let mut n1 = node_keyed(pg, 1, secret);
+    link_up(&mut n1, ON_1(), "node-2");
+    n2.deliver_on(bob, &invite("bob", bob, "carol", "x8"), Transport::Stream);
+    carry_21(&mut n2, &mut n1);
+    (n1, n2, carol, bob)
 }
 
 /// carol registers on `s` over UDP from her NAT's public address (her Contact names her private
