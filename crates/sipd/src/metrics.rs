@@ -109,6 +109,9 @@ pub enum HandshakeFailure {
     Closed,
     /// TLS with a PSK we do not hold, or one that has expired.
     PskRefused,
+    /// TLS with a stored PSK whose peer no longer has the on-chain key its handshake proved
+    /// (revoked, pending, unknown or replaced since): the PSK was dropped.
+    PskKeyLost,
     /// TLS itself failed (OpenSSL).
     Tls,
     /// Anything else.
@@ -146,7 +149,7 @@ impl IdentityCheck {
 
 impl HandshakeFailure {
     /// Every reason, in the order they are rendered.
-    pub const ALL: [HandshakeFailure; 10] = [
+    pub const ALL: [HandshakeFailure; 11] = [
         Self::Malformed,
         Self::KeyNotApproved,
         Self::KeystoreUnavailable,
@@ -155,6 +158,7 @@ impl HandshakeFailure {
         Self::Timeout,
         Self::Closed,
         Self::PskRefused,
+        Self::PskKeyLost,
         Self::Tls,
         Self::Other,
     ];
@@ -170,6 +174,7 @@ impl HandshakeFailure {
             Self::Timeout => "timeout",
             Self::Closed => "closed",
             Self::PskRefused => "psk_refused",
+            Self::PskKeyLost => "psk_key_lost",
             Self::Tls => "tls",
             Self::Other => "other",
         }
@@ -207,6 +212,7 @@ impl HandshakeFailure {
             | TlsPskError::IdentityTooLong(_)
             | TlsPskError::HandshakeNotOffered => Self::Malformed,
             TlsPskError::PskExpired(_) | TlsPskError::UnknownPskIdentity(_) => Self::PskRefused,
+            TlsPskError::PskKeyLost { .. } => Self::PskKeyLost,
             TlsPskError::Tls(_) => Self::Tls,
             _ => Self::Other,
         }
@@ -274,7 +280,8 @@ pub struct Metrics {
     /// dialog state, so established calls are not counted).
     pub invites_in_progress: Gauge,
     /// Sipd-to-sipd links closed because the peer domain's on-chain key was revoked or changed
-    /// while they were up (`[peers."DOMAIN"] recheck_secs`).
+    /// while they were up (`[peers."DOMAIN"] recheck_secs`): ours, and the peers' links accepted
+    /// on our `tls:` listener.
     pub peer_links_key_lost: Counter,
 }
 

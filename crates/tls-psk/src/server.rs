@@ -120,14 +120,21 @@ pub struct PskServer {
 }
 
 impl PskServer {
-    /// A server over `store`; with `handshake`, it answers handshakes too.
+    /// A server over `store`; with `handshake`, it answers handshakes too, and a stored PSK from
+    /// one opens a connection only while the handshake's directory still approves the key it
+    /// proved ([`TlsPskServer::with_key_recheck`]).
     pub fn new(
         tls: &crate::TlsPskConfig,
         store: PskStore,
         handshake: Option<HandshakeService>,
     ) -> Result<Self, TlsPskError> {
+        // PSKs from our handshakes die with the key it proved: re-read through its directory.
+        let server = match &handshake {
+            Some(h) => TlsPskServer::with_key_recheck(tls, store.clone(), h.directory.clone())?,
+            None => TlsPskServer::new(tls, store.clone())?,
+        };
         Ok(Self {
-            tls: TlsPskServer::new(tls, store.clone())?,
+            tls: server,
             store,
             handshake,
             first_byte_timeout: tls.handshake_timeout,
@@ -137,6 +144,12 @@ impl PskServer {
     /// The PSK store (to add provisioned PSKs, purge, or drop a revoked peer's).
     pub fn store(&self) -> &PskStore {
         &self.store
+    }
+
+    /// The directory the handshake looks peers up in (and stored PSKs are re-checked against),
+    /// when this server answers handshakes.
+    pub fn directory(&self) -> Option<&Arc<dyn KeyDirectory + Send + Sync>> {
+        self.handshake.as_ref().map(|h| &h.directory)
     }
 
     /// Serves one accepted connection up to an established TLS stream. Returns the handshake's

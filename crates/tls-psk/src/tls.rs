@@ -20,7 +20,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use chaincall_handshake::Established;
-use chaincall_identity::IdentityName;
+use chaincall_identity::{
+    DirectoryError, IdentityName, KeyDirectory, KeyStatus, PublicIdentityKey,
+};
 use openssl::ex_data::Index;
 use openssl::ssl::{
     Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslRef, SslSessionCacheMode,
@@ -141,8 +143,15 @@ enum ServerPsk {
     Accepted {
         identity: Vec<u8>,
         peer: Option<IdentityName>,
+        peer_key: Option<PublicIdentityKey>,
     },
     Expired(Vec<u8>),
+    /// The PSK's peer no longer has the on-chain key its handshake proved; the PSK was dropped.
+    KeyLost {
+        identity: Vec<u8>,
+        peer: IdentityName,
+        reason: &'static str,
+    },
     Unknown(Vec<u8>),
 }
 
@@ -194,6 +203,7 @@ pub struct TlsPskStream<S> {
     inner: SslStream<S>,
     identity: Vec<u8>,
     peer: Option<IdentityName>,
+    peer_key: Option<PublicIdentityKey>,
 }
 
 impl<S> TlsPskStream<S> {
@@ -205,6 +215,11 @@ impl<S> TlsPskStream<S> {
     /// The chain identity the PSK was agreed with (from the handshake), if known.
     pub fn peer(&self) -> Option<&IdentityName> {
         self.peer.as_ref()
+    }
+
+    /// The peer's on-chain key its handshake proved, if known (what a server re-checks later).
+    pub fn peer_key(&self) -> Option<&PublicIdentityKey> {
+        self.peer_key.as_ref()
     }
 
     /// The negotiated TLS version, e.g. `"TLSv1.3"`.
@@ -267,6 +282,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsPskStream<S> {
     }
 }
 
+/// Where a server re-reads a stored PSK's peer key at each resumption.
+pub type KeyRecheck = Arc<dyn KeyDirectory + Send + Sync>;
+
 /// The TLS-PSK server: resolves client PSK identities in a [`PskStore`]; expired ones are refused.
 #[derive(Clone)]
 pub struct TlsPskServer {
@@ -275,14 +293,57 @@ pub struct TlsPskServer {
 }
 
 impl TlsPskServer {
-    /// A server context over `store`. No certificate: PSK only.
+    /// A server context over `store`. No certificate: PSK only. Stored PSKs are used as they are
+    /// until they expire; see [`TlsPskServer::with_key_recheck`] for PSKs that must die with
+    /// their peer's on-chain key.
     pub fn new(config: &TlsPskConfig, store: PskStore) -> Result<Self, TlsPskError> {
+        Self::build(config, store, None)
+    }
+
+    /// Like [`TlsPskServer::new`], and a PSK agreed with a peer opens a connection only while
+    /// `directory` still lists the key its handshake proved as the peer's approved one: each
+    /// connection offering it re-reads the peer's entry (the directory's own cache bounds how
+    /// often the chain is asked). A revoked, pending, unknown or replaced key refuses the TLS
+    /// handshake and drops the PSK ([`TlsPskError::PskKeyLost`]). A directory that cannot answer
+    /// keeps the already-proved PSK usable, with a WARN: an outage is not a revocation.
+    ///
+    /// The look-up runs inside OpenSSL's PSK callback, on the task driving the TLS accept: a
+    /// [`KeyDirectory`] that reads a chain must not block the event loop (sipd's
+    /// `ChainKeyDirectory` moves the read off it, as during the handshake).
+    pub fn with_key_recheck(
+        config: &TlsPskConfig,
+        store: PskStore,
+        directory: KeyRecheck,
+    ) -> Result<Self, TlsPskError> {
+        Self::build(config, store, Some(directory))
+    }
+
+    fn build(
+        config: &TlsPskConfig,
+        store: PskStore,
+        recheck: Option<KeyRecheck>,
+    ) -> Result<Self, TlsPskError> {
         let mut b = config.builder()?;
         b.set_num_tickets(0)?;
         b.set_psk_server_callback(move |ssl, identity, out| {
             let identity = identity.unwrap_or_default();
             let found = match store.lookup(identity, Instant::now()) {
                 Lookup::Found(entry) => {
+                    // The store's lock is released: the re-check may wait for the chain.
+                    if let (Some(dir), Some(peer)) = (&recheck, &entry.peer)
+                        && let Err(reason) = still_proved(&**dir, peer, entry.peer_key.as_ref())
+                    {
+                        store.remove(identity);
+                        ssl.set_ex_data(
+                            server_index(),
+                            ServerPsk::KeyLost {
+                                identity: identity.to_vec(),
+                                peer: peer.clone(),
+                                reason,
+                            },
+                        );
+                        return Ok(0);
+                    }
                     let key = entry.psk.dangerous_as_bytes();
                     if out.len() < key.len() {
                         return Ok(0);
@@ -293,6 +354,7 @@ impl TlsPskServer {
                         ServerPsk::Accepted {
                             identity: identity.to_vec(),
                             peer: entry.peer,
+                            peer_key: entry.peer_key,
                         },
                     );
                     return Ok(key.len());
@@ -320,17 +382,37 @@ impl TlsPskServer {
         let result = tokio::time::timeout(self.timeout, Pin::new(&mut s).accept()).await;
         let info = s.ssl().ex_data(server_index()).cloned();
         match (result, info) {
-            (Ok(Ok(())), Some(ServerPsk::Accepted { identity, peer })) => {
+            (
+                Ok(Ok(())),
+                Some(ServerPsk::Accepted {
+                    identity,
+                    peer,
+                    peer_key,
+                }),
+            ) => {
                 tracing::debug!(identity = %printable(&identity), version = s.ssl().version_str(), "TLS-PSK accepted");
                 Ok(TlsPskStream {
                     inner: s,
                     identity,
                     peer,
+                    peer_key,
                 })
             }
             // Should OpenSSL ever complete without our callback accepting a PSK, refuse anyway.
             (Ok(Ok(())), _) => Err(TlsPskError::UnknownPskIdentity(String::new())),
             (_, Some(ServerPsk::Expired(id))) => Err(TlsPskError::PskExpired(printable(&id))),
+            (
+                _,
+                Some(ServerPsk::KeyLost {
+                    identity,
+                    peer,
+                    reason,
+                }),
+            ) => Err(TlsPskError::PskKeyLost {
+                identity: printable(&identity),
+                peer,
+                reason,
+            }),
             (_, Some(ServerPsk::Unknown(id))) => {
                 Err(TlsPskError::UnknownPskIdentity(printable(&id)))
             }
@@ -387,6 +469,7 @@ impl TlsPskClient {
             )
             .await?;
         s.peer = Some(established.peer.clone());
+        s.peer_key = Some(established.peer_key.clone());
         Ok(s)
     }
 
@@ -414,10 +497,46 @@ impl TlsPskClient {
                 inner: s,
                 identity: identity.to_vec(),
                 peer: None,
+                peer_key: None,
             }),
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(TlsPskError::Timeout("TLS handshake")),
         }
+    }
+}
+
+/// Whether `peer`'s entry in `directory` still approves `proved` (any approved key when `None`);
+/// `Err` says why not, in words safe to log (a status, never a key). A directory that cannot
+/// answer counts as yes, with a WARN.
+pub(crate) fn still_proved(
+    directory: &(dyn KeyDirectory + Send + Sync),
+    peer: &IdentityName,
+    proved: Option<&PublicIdentityKey>,
+) -> Result<(), &'static str> {
+    let entry = match directory.lookup(peer) {
+        Ok(entry) => entry,
+        Err(DirectoryError::NotApproved { status, .. }) => return Err(status_reason(status)),
+        Err(e) => {
+            tracing::warn!(%peer, reason = %chaincall_io::ErrorChain(&e), "cannot re-check the PSK's peer key: the proved PSK stays usable");
+            return Ok(());
+        }
+    };
+    match (entry.status, entry.key, proved) {
+        (KeyStatus::Approved, Some(key), Some(proved)) if key != *proved => {
+            Err("its on-chain key was replaced")
+        }
+        (KeyStatus::Approved, Some(_), _) => Ok(()),
+        (KeyStatus::Approved, None, _) => Err("its approved entry has no key"),
+        (status, _, _) => Err(status_reason(status)),
+    }
+}
+
+fn status_reason(status: KeyStatus) -> &'static str {
+    match status {
+        KeyStatus::Revoked => "its on-chain key was revoked",
+        KeyStatus::Pending => "its on-chain key is pending, not approved",
+        KeyStatus::Unknown => "it is unknown in the keystore",
+        _ => "its on-chain key is not approved",
     }
 }
 
