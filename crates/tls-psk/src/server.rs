@@ -165,21 +165,21 @@ impl PskServer {
         if n == 0 {
             return Err(TlsPskError::Closed("first byte"));
         }
-        let established = if first[0] == TLS_HANDSHAKE_RECORD {
-            None
-        } else if MessageType::from_byte(first[0]).is_ok() {
-            let service = self
-                .handshake
-                .as_ref()
-                .ok_or(TlsPskError::HandshakeNotOffered)?;
-            let done = service.respond(&mut stream).await?;
-            self.store.insert_established(&done);
-            Some(done)
-        } else {
+        if first[0] == TLS_HANDSHAKE_RECORD {
+            return Ok((self.tls.accept(stream).await?, None));
+        }
+        if MessageType::from_byte(first[0]).is_err() {
             return Err(TlsPskError::UnknownFirstByte(first[0]));
-        };
-        let tls = self.tls.accept(stream).await?;
-        Ok((tls, established))
+        }
+        let service = self
+            .handshake
+            .as_ref()
+            .ok_or(TlsPskError::HandshakeNotOffered)?;
+        let done = service.respond(&mut stream).await?;
+        self.store.insert_established(&done);
+        let identity = done.identity.to_hex().into_bytes();
+        let tls = self.tls.accept_after_handshake(stream, identity).await?;
+        Ok((tls, Some(done)))
     }
 }
 

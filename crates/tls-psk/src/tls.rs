@@ -167,6 +167,16 @@ fn server_index() -> Index<Ssl, ServerPsk> {
     *IDX.get_or_init(|| Ssl::new_ex_index().expect("OpenSSL ex_data index"))
 }
 
+/// The PSK identity a handshake on this very connection has just stored (its key needs no
+/// re-read: the handshake read it a moment ago).
+struct JustProved(Vec<u8>);
+
+fn just_proved_index() -> Index<Ssl, JustProved> {
+    static IDX: OnceLock<Index<Ssl, JustProved>> = OnceLock::new();
+    // Invariant: allocating an ex_data index fails only when OpenSSL is out of memory.
+    *IDX.get_or_init(|| Ssl::new_ex_index().expect("OpenSSL ex_data index"))
+}
+
 fn client_index() -> Index<Ssl, ClientPsk> {
     static IDX: OnceLock<Index<Ssl, ClientPsk>> = OnceLock::new();
     *IDX.get_or_init(|| Ssl::new_ex_index().expect("OpenSSL ex_data index"))
@@ -329,8 +339,11 @@ impl TlsPskServer {
             let identity = identity.unwrap_or_default();
             let found = match store.lookup(identity, Instant::now()) {
                 Lookup::Found(entry) => {
+                    let fresh = ssl
+                        .ex_data(just_proved_index())
+                        .is_some_and(|p| p.0 == identity);
                     // The store's lock is released: the re-check may wait for the chain.
-                    if let (Some(dir), Some(peer)) = (&recheck, &entry.peer)
+                    if let (Some(dir), Some(peer), false) = (&recheck, &entry.peer, fresh)
                         && let Err(reason) = still_proved(&**dir, peer, entry.peer_key.as_ref())
                     {
                         store.remove(identity);
@@ -377,7 +390,28 @@ impl TlsPskServer {
         &self,
         stream: S,
     ) -> Result<TlsPskStream<S>, TlsPskError> {
-        let ssl = Ssl::new(&self.ctx)?;
+        self.accept_with(stream, None).await
+    }
+
+    /// Like [`TlsPskServer::accept`] right after a handshake on the same connection stored the
+    /// PSK `identity`: that PSK's key is not re-read (the handshake has just read it).
+    pub(crate) async fn accept_after_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        stream: S,
+        identity: Vec<u8>,
+    ) -> Result<TlsPskStream<S>, TlsPskError> {
+        self.accept_with(stream, Some(identity)).await
+    }
+
+    async fn accept_with<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        stream: S,
+        just_proved: Option<Vec<u8>>,
+    ) -> Result<TlsPskStream<S>, TlsPskError> {
+        let mut ssl = Ssl::new(&self.ctx)?;
+        if let Some(identity) = just_proved {
+            ssl.set_ex_data(just_proved_index(), JustProved(identity));
+        }
         let mut s = SslStream::new(ssl, stream)?;
         let result = tokio::time::timeout(self.timeout, Pin::new(&mut s).accept()).await;
         let info = s.ssl().ex_data(server_index()).cloned();

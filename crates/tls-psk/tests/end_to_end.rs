@@ -383,17 +383,26 @@ async fn providers_interoperate_on_the_wire() {
     }
 }
 
-/// A directory whose one answer (for whoever is asked) the test changes between connections.
-struct Switchable(std::sync::Mutex<Result<DirectoryEntry, DirectoryError>>);
+/// A directory whose one answer (for whoever is asked) the test changes between connections; it
+/// counts the look-ups.
+struct Switchable(
+    std::sync::Mutex<Result<DirectoryEntry, DirectoryError>>,
+    std::sync::atomic::AtomicUsize,
+);
 
 impl Switchable {
     fn set(&self, answer: Result<DirectoryEntry, DirectoryError>) {
         *self.0.lock().unwrap() = answer;
     }
+
+    fn lookups(&self) -> usize {
+        self.1.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl KeyDirectory for Switchable {
     fn lookup(&self, _: &IdentityName) -> Result<DirectoryEntry, DirectoryError> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.0.lock().unwrap().clone()
     }
 }
@@ -411,10 +420,10 @@ fn entry(status: KeyStatus, key: &IdentityKey) -> Result<DirectoryEntry, Directo
 async fn a_stored_psk_opens_tls_only_while_its_proved_key_is_approved() {
     let n = net();
     let phone_key = n.phone.key();
-    let dir = Arc::new(Switchable(std::sync::Mutex::new(entry(
-        KeyStatus::Approved,
-        phone_key,
-    ))));
+    let dir = Arc::new(Switchable(
+        std::sync::Mutex::new(entry(KeyStatus::Approved, phone_key)),
+        Default::default(),
+    ));
     let store = PskStore::default();
     let service = HandshakeService::new(HandshakeConfig::default(), n.server.clone(), dir.clone());
     let server = PskServer::new(&TlsPskConfig::default(), store.clone(), Some(service)).unwrap();
@@ -431,12 +440,15 @@ async fn a_stored_psk_opens_tls_only_while_its_proved_key_is_approved() {
 
     let (mut tls, est) = dial(&n, Protocol::Sts, port, &client).await.unwrap();
     assert_eq!(echo(&mut tls, b"hi").await, b"HI");
+    // The handshake read the key once; TLS right after it on the same connection does not again.
+    assert_eq!(dir.lookups(), 1);
     // The chain does not answer: the proved PSK stays usable (an outage is not a revocation).
     dir.set(Err(DirectoryError::Unavailable("node down".into())));
     assert_eq!(resume(est.clone()).await.unwrap(), b"AGAIN");
     // Still the approved key: resumed, no handshake.
     dir.set(entry(KeyStatus::Approved, phone_key));
     assert_eq!(resume(est.clone()).await.unwrap(), b"AGAIN");
+    assert_eq!(dir.lookups(), 3, "one re-read per resumption");
     // The key was replaced on chain: refused, and the PSK is gone.
     dir.set(entry(KeyStatus::Approved, &IdentityKey::generate()));
     assert!(resume(est.clone()).await.is_err());
