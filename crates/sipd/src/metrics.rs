@@ -280,9 +280,12 @@ pub struct Metrics {
     /// dialog state, so established calls are not counted).
     pub invites_in_progress: Gauge,
     /// Sipd-to-sipd links closed because the peer domain's on-chain key was revoked or changed
-    /// while they were up (`[peers."DOMAIN"] recheck_secs`): ours, and the peers' links accepted
-    /// on our `tls:` listener.
+    /// while they were up (`[peers."DOMAIN"] recheck_secs`).
     pub peer_links_key_lost: Counter,
+    /// Peers' links accepted on our `tls:` listener whose re-check found the peer domain's
+    /// on-chain key revoked or changed (kept apart from [`Metrics::peer_links_key_lost`]: when
+    /// both sides link, both watchers may see the same revocation).
+    pub peer_links_in_key_lost: Counter,
 }
 
 impl Metrics {
@@ -440,6 +443,12 @@ impl Metrics {
             "counter",
             "Sipd-to-sipd links closed: the peer domain's on-chain key was revoked or changed.",
             self.peer_links_key_lost.get().to_string(),
+        );
+        one(
+            "sipd_peer_links_in_key_lost_total",
+            "counter",
+            "Peers' links accepted here closed: the peer domain's on-chain key was revoked or changed.",
+            self.peer_links_in_key_lost.get().to_string(),
         );
         one(
             "sipd_key_lookup_errors_total",

@@ -207,7 +207,7 @@ async fn serve_watched_link(
         _ = &mut serve => {}
         why = watch => {
             warn!(peer = %name, %remote, why, "the peer domain's on-chain key is no longer the one its link proved: closing its connections");
-            sink.metrics().peer_links_key_lost.inc();
+            sink.metrics().peer_links_in_key_lost.inc();
             store.remove_peer(&name);
             sink.peer_key_lost(name.to_string()).await;
             serve.await;
