@@ -355,6 +355,7 @@ pub fn key_directory_on_chain<C: KeystoreChain + 'static>(
 ) -> Result<ChainKeyDirectory<C>, ConfigError> {
     let dir = ChainKeyDirectory::new(chain, settings.contract)
         .with_ttl(settings.key_cache)
+        .with_read_timeout(settings.handshake_timeout.max(Duration::from_secs(1)))
         .with_metrics(metrics);
     Ok(match header_trust(settings)? {
         Some(trust) => {

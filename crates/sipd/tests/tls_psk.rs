@@ -642,6 +642,8 @@ struct LyingProvider {
     chain: Arc<EmbeddedChain>,
     id: ClientId,
     key: Vec<u8>,
+    /// Once set, `getClient` never answers (a node that hangs).
+    hang: std::sync::atomic::AtomicBool,
 }
 
 impl KeystoreChain for LyingProvider {
@@ -709,6 +711,9 @@ impl KeystoreChain for LyingProvider {
         contract: alloy::primitives::Address,
         id: ClientId,
     ) -> chaincall_chain::Result<chaincall_chain::ClientEntry> {
+        if self.hang.load(std::sync::atomic::Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         let mut entry = self.chain.get_client(contract, id).await?;
         if id == self.id {
             entry.key = self.key.clone().into();
@@ -732,6 +737,7 @@ async fn a_key_the_chain_proof_does_not_show_is_refused() {
             chain: ks.chain.clone(),
             id: ClientId::of(alice.name()),
             key: mallory.key().public().to_bytes().to_vec(),
+            hang: Default::default(),
         });
         let genesis = ks.chain.block_header(0).await.unwrap().hash_slow();
         let mut directory = ChainKeyDirectory::new(lying.clone(), ks.contract);
@@ -875,6 +881,47 @@ Content-Length: 0\n\n",
     assert!(closed.is_ok(), "the revoked domain's link stayed open");
     assert_eq!(metrics.peer_links_in_key_lost.get(), 1);
     assert!(resume(&link, tls_addr).await.is_err());
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+}
+
+/// A keystore node that stops answering (hangs, rather than refusing connections): a phone
+/// holding a proved PSK still gets in once the re-read has waited `handshake_timeout_secs`' worth
+/// (here 300 ms) — an outage is not a revocation — and a new phone's handshake is refused as
+/// `keystore_unavailable` instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_that_hangs_keeps_a_proved_psk_and_holds_no_connection_for_ever() {
+    let ks = Keystore::new().await;
+    let alice = ks.publish("+15551230001", 2).await;
+    let bob = ks.publish("+15551230002", 3).await;
+    let hanging = Arc::new(LyingProvider {
+        chain: ks.chain.clone(),
+        // Lies about nobody here.
+        id: ClientId::of(&IdentityName::parse("+15559999999").unwrap()),
+        key: Vec::new(),
+        hang: Default::default(),
+    });
+    let directory = ChainKeyDirectory::new(hanging.clone(), ks.contract)
+        .with_ttl(Duration::ZERO)
+        .with_read_timeout(Duration::from_millis(300));
+    let dir = tempfile::tempdir().unwrap();
+    let (tls_addr, server) = start_sipd_with(&ks, &dir, Arc::new(directory)).await;
+    let metrics = server.metrics();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+
+    let a = connect(&ks, &alice, tls_addr).await.expect("alice");
+    hanging
+        .hang
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut again = resume(&a, tls_addr)
+        .await
+        .expect("a proved PSK outlives a chain that does not answer");
+    again.register_with_digest("pw+15551230001").await;
+    assert!(connect(&ks, &bob, tls_addr).await.is_err());
+    until_refused(&metrics, &[HandshakeFailure::KeystoreUnavailable], 1).await;
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
 }

@@ -331,8 +331,9 @@ impl TlsPskServer {
     fn build(
         config: &TlsPskConfig,
         store: PskStore,
-        recheck: Option<KeyRecheck>,
+        directory: Option<KeyRecheck>,
     ) -> Result<Self, TlsPskError> {
+        let recheck = directory.map(Recheck::new);
         let mut b = config.builder()?;
         b.set_num_tickets(0)?;
         b.set_psk_server_callback(move |ssl, identity, out| {
@@ -343,8 +344,8 @@ impl TlsPskServer {
                         .ex_data(just_proved_index())
                         .is_some_and(|p| p.0 == identity);
                     // The store's lock is released: the re-check may wait for the chain.
-                    if let (Some(dir), Some(peer), false) = (&recheck, &entry.peer, fresh)
-                        && let Err(reason) = still_proved(&**dir, peer, entry.peer_key.as_ref())
+                    if let (Some(recheck), Some(peer), false) = (&recheck, &entry.peer, fresh)
+                        && let Err(reason) = recheck.still_proved(peer, entry.peer_key.as_ref())
                     {
                         store.remove(identity);
                         ssl.set_ex_data(
@@ -539,22 +540,71 @@ impl TlsPskClient {
     }
 }
 
-/// Whether `peer`'s entry in `directory` still approves `proved` (any approved key when `None`);
-/// `Err` says why not, in words safe to log (a status, never a key). A directory that cannot
-/// answer counts as yes, with a WARN.
-pub(crate) fn still_proved(
-    directory: &(dyn KeyDirectory + Send + Sync),
-    peer: &IdentityName,
-    proved: Option<&PublicIdentityKey>,
-) -> Result<(), &'static str> {
-    let entry = match directory.lookup(peer) {
-        Ok(entry) => entry,
-        Err(DirectoryError::NotApproved { status, .. }) => return Err(status_reason(status)),
-        Err(e) => {
-            tracing::warn!(%peer, reason = %chaincall_io::ErrorChain(&e), "cannot re-check the PSK's peer key: the proved PSK stays usable");
+/// The re-check of stored PSKs' peer keys: the directory, and which peers it could not answer
+/// for lately.
+struct Recheck {
+    directory: KeyRecheck,
+    /// Peers whose look-up failed, and until when their PSKs are taken without asking again.
+    /// Bounded (names come from the store, but many peers may fail at once in an outage).
+    unanswered: Mutex<lru::LruCache<IdentityName, Instant>>,
+}
+
+impl Recheck {
+    /// After a peer's look-up failed, its resumptions skip the re-read for this long: during an
+    /// outage a reconnect storm neither waits on the chain once per connection nor logs a WARN
+    /// each. Per peer, so one identity's failing look-up never waives another's re-check.
+    const UNANSWERED_HOLD: Duration = Duration::from_secs(2);
+    const UNANSWERED_CAPACITY: std::num::NonZeroUsize =
+        std::num::NonZeroUsize::new(10_000).unwrap();
+
+    fn new(directory: KeyRecheck) -> Self {
+        Self {
+            directory,
+            unanswered: Mutex::new(lru::LruCache::new(Self::UNANSWERED_CAPACITY)),
+        }
+    }
+
+    fn unanswered(&self) -> std::sync::MutexGuard<'_, lru::LruCache<IdentityName, Instant>> {
+        // Each critical section is one map operation: a poisoned map is still consistent.
+        self.unanswered.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `peer`'s entry in the directory still approves `proved` (any approved key when
+    /// `None`); `Err` says why not, in words safe to log (a status, never a key). A directory that
+    /// cannot answer counts as yes, with one WARN per [`Recheck::UNANSWERED_HOLD`].
+    fn still_proved(
+        &self,
+        peer: &IdentityName,
+        proved: Option<&PublicIdentityKey>,
+    ) -> Result<(), &'static str> {
+        let now = Instant::now();
+        if self
+            .unanswered()
+            .get(peer)
+            .is_some_and(|until| now < *until)
+        {
             return Ok(());
         }
-    };
+        let entry = match self.directory.lookup(peer) {
+            Ok(entry) => entry,
+            Err(DirectoryError::NotApproved { status, .. }) => return Err(status_reason(status)),
+            Err(e) => {
+                tracing::warn!(%peer, reason = %chaincall_io::ErrorChain(&e), "cannot re-check the PSK's peer key: the proved PSK stays usable");
+                self.unanswered()
+                    .put(peer.clone(), Instant::now() + Self::UNANSWERED_HOLD);
+                return Ok(());
+            }
+        };
+        self.unanswered().pop(peer);
+        key_still_proved(entry, proved)
+    }
+}
+
+/// Whether `entry` still approves `proved` (any approved key when `None`).
+fn key_still_proved(
+    entry: chaincall_identity::DirectoryEntry,
+    proved: Option<&PublicIdentityKey>,
+) -> Result<(), &'static str> {
     match (entry.status, entry.key, proved) {
         (KeyStatus::Approved, Some(key), Some(proved)) if key != *proved => {
             Err("its on-chain key was replaced")
