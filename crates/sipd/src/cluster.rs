@@ -217,6 +217,7 @@ impl ClusterKeys {
                 PskEntry {
                     psk: self.psk(id, &self.me),
                     peer: None,
+                    peer_key: None,
                     expires_at: never,
                 },
             );

@@ -17,6 +17,12 @@
 //! does not verify is an error, never a key. Without one, the provider's `getClient` answer is
 //! believed as is (`trust = "provider"`, for a node the operator runs).
 //!
+//! A chain read that has not answered within the read timeout
+//! ([`ChainKeyDirectory::DEFAULT_READ_TIMEOUT`]; sipd uses `[tls_psk] handshake_timeout_secs`) is
+//! [`DirectoryError::Unavailable`]: the thread blocked on it is freed, and a node that hangs
+//! neither holds a handshake nor a stored PSK's re-check (which takes the PSK, as for any
+//! unanswered read) for ever.
+//!
 //! Answers are cached for a short TTL ([`ChainKeyDirectory::DEFAULT_TTL`], 5 s) so a burst of
 //! reconnects costs one chain read, while a revocation on chain is honoured within the TTL. Failed
 //! reads are never cached, and a handshake that fails to prove the cached key drops it
@@ -41,6 +47,8 @@ pub struct ChainKeyDirectory<C> {
     contract: Address,
     handle: Handle,
     ttl: Duration,
+    /// How long one chain read may take before it counts as unavailable.
+    read_timeout: Duration,
     /// Verified look-ups against headers this trust accepts; `None`: the provider is believed.
     trust: Option<Arc<HeaderTrust>>,
     /// Answers by name, least recently used dropped first (names come from unauthenticated
@@ -63,6 +71,8 @@ impl<C> std::fmt::Debug for ChainKeyDirectory<C> {
 impl<C: KeystoreChain + 'static> ChainKeyDirectory<C> {
     /// How long an answer is reused.
     pub const DEFAULT_TTL: Duration = Duration::from_secs(5);
+    /// How long one chain read may take, unless [`ChainKeyDirectory::with_read_timeout`] says.
+    pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
     /// Most identities cached.
     pub const DEFAULT_CAPACITY: NonZeroUsize = NonZeroUsize::new(10_000).unwrap();
 
@@ -79,6 +89,7 @@ impl<C: KeystoreChain + 'static> ChainKeyDirectory<C> {
             contract,
             handle,
             ttl: Self::DEFAULT_TTL,
+            read_timeout: Self::DEFAULT_READ_TIMEOUT,
             trust: None,
             cache: Mutex::new(LruCache::new(Self::DEFAULT_CAPACITY)),
             metrics: None,
@@ -95,6 +106,12 @@ impl<C: KeystoreChain + 'static> ChainKeyDirectory<C> {
     /// `sipd_key_lookup_errors_total`).
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Sets how long one chain read may take before it is [`DirectoryError::Unavailable`].
+    pub fn with_read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
         self
     }
 
@@ -156,15 +173,26 @@ impl<C: KeystoreChain + 'static> ChainKeyDirectory<C> {
         }
     }
 
+    /// [`ChainKeyDirectory::read`] within the read timeout.
+    async fn read_within(&self, name: &IdentityName) -> Result<DirectoryEntry, DirectoryError> {
+        match tokio::time::timeout(self.read_timeout, self.read(name)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(DirectoryError::Unavailable(format!(
+                "keystore read timed out after {:?}",
+                self.read_timeout
+            ))),
+        }
+    }
+
     fn block_on_read(&self, name: &IdentityName) -> Result<DirectoryEntry, DirectoryError> {
         match Handle::try_current() {
             Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| h.block_on(self.read(name)))
+                tokio::task::block_in_place(|| h.block_on(self.read_within(name)))
             }
             Ok(_) => Err(DirectoryError::Unavailable(
                 "ChainKeyDirectory needs tokio's multi-thread runtime".into(),
             )),
-            Err(_) => self.handle.block_on(self.read(name)),
+            Err(_) => self.handle.block_on(self.read_within(name)),
         }
     }
 }

@@ -317,7 +317,7 @@ impl Link {
                         self.me.directory.clone(),
                         self.peer.clone(),
                         proved.peer_key.clone(),
-                        proved.expires_at(),
+                        Some(proved.expires_at()),
                         self.recheck,
                     );
                     let serve = sink.serve_link(tls, remote, self.peer.to_string(), KEEPALIVE);
@@ -355,16 +355,17 @@ impl Link {
 }
 
 /// Waits until `peer`'s key on chain is no longer `proved` and says how: read every `every` and
-/// when the PSK expires (`psk_expires`), on a blocking thread, past the directory's cache. A
-/// directory that cannot answer (node down) keeps the link: an outage is not a revocation.
-async fn key_lost(
+/// when the PSK expires (`psk_expires`, if given), on a blocking thread, past the directory's
+/// cache. A directory that cannot answer (node down) keeps the link: an outage is not a
+/// revocation. The accepting side watches a peer's link with it too ([`crate::tls`]).
+pub(crate) async fn key_lost(
     directory: Arc<dyn KeyDirectory + Send + Sync>,
     peer: IdentityName,
     proved: PublicIdentityKey,
-    psk_expires: Instant,
+    psk_expires: Option<Instant>,
     every: Duration,
 ) -> &'static str {
-    let mut renewal = Some(psk_expires);
+    let mut renewal = psk_expires;
     loop {
         let tick = Instant::now() + every;
         // The PSK's expiry, when it comes first, is a re-check of its own: the PSK is renewed

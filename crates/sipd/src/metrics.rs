@@ -111,6 +111,9 @@ pub enum HandshakeFailure {
     Closed,
     /// TLS with a PSK we do not hold, or one that has expired.
     PskRefused,
+    /// TLS with a stored PSK whose peer no longer has the on-chain key its handshake proved
+    /// (revoked, pending, unknown or replaced since): the PSK was dropped.
+    PskKeyLost,
     /// TLS itself failed (OpenSSL).
     Tls,
     /// Anything else.
@@ -148,7 +151,7 @@ impl IdentityCheck {
 
 impl HandshakeFailure {
     /// Every reason, in the order they are rendered.
-    pub const ALL: [HandshakeFailure; 10] = [
+    pub const ALL: [HandshakeFailure; 11] = [
         Self::Malformed,
         Self::KeyNotApproved,
         Self::KeystoreUnavailable,
@@ -157,6 +160,7 @@ impl HandshakeFailure {
         Self::Timeout,
         Self::Closed,
         Self::PskRefused,
+        Self::PskKeyLost,
         Self::Tls,
         Self::Other,
     ];
@@ -172,6 +176,7 @@ impl HandshakeFailure {
             Self::Timeout => "timeout",
             Self::Closed => "closed",
             Self::PskRefused => "psk_refused",
+            Self::PskKeyLost => "psk_key_lost",
             Self::Tls => "tls",
             Self::Other => "other",
         }
@@ -209,6 +214,7 @@ impl HandshakeFailure {
             | TlsPskError::IdentityTooLong(_)
             | TlsPskError::HandshakeNotOffered => Self::Malformed,
             TlsPskError::PskExpired(_) | TlsPskError::UnknownPskIdentity(_) => Self::PskRefused,
+            TlsPskError::PskKeyLost { .. } => Self::PskKeyLost,
             TlsPskError::Tls(_) => Self::Tls,
             _ => Self::Other,
         }
@@ -278,6 +284,10 @@ pub struct Metrics {
     /// Sipd-to-sipd links closed because the peer domain's on-chain key was revoked or changed
     /// while they were up (`[peers."DOMAIN"] recheck_secs`).
     pub peer_links_key_lost: Counter,
+    /// Peers' links accepted on our `tls:` listener whose re-check found the peer domain's
+    /// on-chain key revoked or changed (kept apart from [`Metrics::peer_links_key_lost`]: when
+    /// both sides link, both watchers may see the same revocation).
+    pub peer_links_in_key_lost: Counter,
     /// Links to the other nodes of the cluster, by node.
     pub node_links: NodeLinks,
 }
@@ -509,6 +519,12 @@ impl Metrics {
             "counter",
             "Sipd-to-sipd links closed: the peer domain's on-chain key was revoked or changed.",
             self.peer_links_key_lost.get().to_string(),
+        );
+        one(
+            "sipd_peer_links_in_key_lost_total",
+            "counter",
+            "Peers' links accepted here closed: the peer domain's on-chain key was revoked or changed.",
+            self.peer_links_in_key_lost.get().to_string(),
         );
         one(
             "sipd_key_lookup_errors_total",

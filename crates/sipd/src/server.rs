@@ -199,6 +199,20 @@ impl StreamSink {
         self.serve_held(stream, peer, who, Some(keepalive)).await;
     }
 
+    /// Serves a peer domain's sipd-to-sipd link accepted on our `tls:` listener, proven to be
+    /// `identity` by its handshake, in the caller's task until it closes (the peer pings it).
+    /// Returns at once when the stream connection limit is reached.
+    pub(crate) async fn serve_accepted_link<S>(&self, stream: S, peer: SocketAddr, identity: String)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let who = Who {
+            identity: Some(identity),
+            node: None,
+        };
+        self.serve_held(stream, peer, who, None).await;
+    }
+
     /// Serves a link to cluster node `node` ([`crate::cluster`]) at `peer` until it closes,
     /// sending a CRLF keep-alive every `keepalive` (the end that opened it pings).
     pub(crate) async fn serve_node_link<S>(
@@ -774,6 +788,7 @@ impl Server {
                     l,
                     psk.clone(),
                     sink.clone(),
+                    crate::tls::peer_rechecks(&cfg),
                 )));
             }
         }

@@ -3,9 +3,16 @@
 //!
 //! Phones are looked up in the keystore contract ([`ChainKeyDirectory`]); a phone whose key is
 //! unknown, pending or revoked is refused at the handshake, and a PSK past its lifetime is refused
-//! at the TLS handshake. Refusals are logged with the peer address and the reason, never with key
-//! material.
+//! at the TLS handshake. A stored PSK opens a connection only while its peer's entry still
+//! approves the key the handshake proved (re-read through the same directory, within its
+//! `key_cache_secs`): a revoked, pending, unknown or replaced key refuses the TLS handshake and
+//! drops the PSK (WARN, `sipd_tls_psk_failures_total{reason="psk_key_lost"}`). A peer domain's
+//! link accepted here (`[peers]`) is re-checked every `recheck_secs` while open, like our own
+//! links ([`crate::link`]). Refusals are logged with the peer address and the reason, never with
+//! key material.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,12 +21,14 @@ use chaincall_chain::verified::HeaderTrust;
 use chaincall_chain::{KeystoreChain, RpcChain, RpcConfig};
 use chaincall_handshake::{HandshakeConfig, LocalIdentity};
 use chaincall_identity::{IdentityKey, IdentityName, KeyDirectory, KeyStatus};
-use chaincall_tls_psk::{HandshakeService, PskServer, PskStore, TlsPskConfig};
-use tokio::net::TcpListener;
+use chaincall_tls_psk::{
+    HandshakeService, PskServer, PskStore, TlsPskConfig, TlsPskError, TlsPskStream,
+};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use crate::config::{ConfigError, KeyTrustMode, TlsPskSettings};
+use crate::config::{Config, ConfigError, KeyTrustMode, TlsPskSettings};
 use crate::keys::ChainKeyDirectory;
 use crate::metrics::{HandshakeFailure, Metrics};
 use crate::server::{Probe, StreamSink};
@@ -67,13 +76,34 @@ pub enum TlsSetupError {
     Tls(#[from] chaincall_tls_psk::TlsPskError),
 }
 
+/// The peer domains (`[peers]`, lower-case) whose links this sipd accepts, each with how often
+/// an accepted link's key is re-read on chain (`recheck_secs`).
+pub type PeerRechecks = Arc<BTreeMap<String, Duration>>;
+
+/// `cfg`'s `[peers]` as [`serve_tls_psk`] watches them.
+pub fn peer_rechecks(cfg: &Config) -> PeerRechecks {
+    Arc::new(
+        cfg.peers
+            .iter()
+            .map(|(domain, peer)| (domain.to_ascii_lowercase(), peer.recheck))
+            .collect(),
+    )
+}
+
 /// Serves TLS-PSK connections from `listener` until the server behind `sink` stops.
 ///
 /// For each connection: [`PskServer::accept`] (the handshake when the client starts with one, then
 /// TLS with the PSK) within the handshake and TLS timeouts, then [`StreamSink::attach_tls`]. Refused
 /// connections are logged by peer and reason and closed; nothing here panics on network input.
+/// A connection proving one of `peers`' domains is that peer's link: its key is re-read every
+/// `recheck_secs` while it is open ([`serve_watched_link`]).
 /// Needs tokio's multi-thread runtime when `psk` looks keys up through a [`ChainKeyDirectory`].
-pub async fn serve_tls_psk(listener: TcpListener, psk: PskServer, sink: StreamSink) {
+pub async fn serve_tls_psk(
+    listener: TcpListener,
+    psk: PskServer,
+    sink: StreamSink,
+    peers: PeerRechecks,
+) {
     let pending = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
     // PskServer applies its own handshake and TLS timeouts; this outer bound also covers a client
     // that stalls between the two.
@@ -102,6 +132,7 @@ pub async fn serve_tls_psk(listener: TcpListener, psk: PskServer, sink: StreamSi
         let _ = tcp.set_nodelay(true);
         let psk = psk.clone();
         let sink = sink.clone();
+        let peers = peers.clone();
         tokio::spawn(async move {
             let result = tokio::time::timeout(timeout, psk.accept(tcp)).await;
             drop(permit);
@@ -116,8 +147,24 @@ pub async fn serve_tls_psk(listener: TcpListener, psk: PskServer, sink: StreamSi
                             debug!(%peer, identity = %who, version = tls.version(), "TLS-PSK connection with a stored PSK")
                         }
                     }
-                    let identity = tls.peer().map(ToString::to_string);
-                    sink.attach_tls_as(tls, peer, identity);
+                    let every = tls
+                        .peer()
+                        .and_then(|name| peers.get(&name.to_string().to_ascii_lowercase()));
+                    match (every, psk.directory()) {
+                        (Some(every), Some(dir)) => {
+                            serve_watched_link(tls, peer, dir.clone(), *every, psk.store(), &sink)
+                                .await
+                        }
+                        _ => {
+                            let identity = tls.peer().map(ToString::to_string);
+                            sink.attach_tls_as(tls, peer, identity);
+                        }
+                    }
+                }
+                Ok(Err(e @ TlsPskError::PskKeyLost { .. })) => {
+                    sink.metrics()
+                        .count_handshake_failure(HandshakeFailure::PskKeyLost);
+                    warn!(%peer, reason = %e, "TLS-PSK connection refused: the stored PSK's on-chain key is gone")
                 }
                 Ok(Err(e)) => {
                     sink.metrics()
@@ -131,6 +178,40 @@ pub async fn serve_tls_psk(listener: TcpListener, psk: PskServer, sink: StreamSi
                 }
             }
         });
+    }
+}
+
+/// Serves a peer domain's link accepted on our listener until it closes, re-reading the domain's
+/// key every `every` ([`crate::link::key_lost`], as our own link to it does): a key revoked or
+/// replaced since the link's handshake drops the domain's stored PSKs and closes every connection
+/// proving the domain, which is cut off until a link handshake proves its key again
+/// ([`crate::core::Core::peer_key_lost`]). A chain that does not answer keeps the link.
+async fn serve_watched_link(
+    tls: TlsPskStream<TcpStream>,
+    remote: SocketAddr,
+    directory: Arc<dyn KeyDirectory + Send + Sync>,
+    every: Duration,
+    store: &PskStore,
+    sink: &StreamSink,
+) {
+    let (Some(name), Some(proved)) = (tls.peer().cloned(), tls.peer_key().cloned()) else {
+        // Only a handshake's PSK names a peer and its key; callers pass no other.
+        let identity = tls.peer().map(ToString::to_string);
+        sink.attach_tls_as(tls, remote, identity);
+        return;
+    };
+    let serve = sink.serve_accepted_link(tls, remote, name.to_string());
+    tokio::pin!(serve);
+    let watch = crate::link::key_lost(directory, name.clone(), proved, None, every);
+    tokio::select! {
+        _ = &mut serve => {}
+        why = watch => {
+            warn!(peer = %name, %remote, why, "the peer domain's on-chain key is no longer the one its link proved: closing its connections");
+            sink.metrics().peer_links_in_key_lost.inc();
+            store.remove_peer(&name);
+            sink.peer_key_lost(name.to_string()).await;
+            serve.await;
+        }
     }
 }
 
@@ -274,6 +355,7 @@ pub fn key_directory_on_chain<C: KeystoreChain + 'static>(
 ) -> Result<ChainKeyDirectory<C>, ConfigError> {
     let dir = ChainKeyDirectory::new(chain, settings.contract)
         .with_ttl(settings.key_cache)
+        .with_read_timeout(settings.handshake_timeout.max(Duration::from_secs(1)))
         .with_metrics(metrics);
     Ok(match header_trust(settings)? {
         Some(trust) => {

@@ -2,7 +2,9 @@
 //! STS handshake with sipd against keys in the keystore contract (embedded chain), open TLS with the
 //! PSK on the same connection, register with digest auth inside TLS, and make a call A → B that
 //! reaches B over B's own connection (INVITE, 200, ACK, BYE). A revoked or unknown phone is refused
-//! at the handshake; an expired PSK is refused at the TLS handshake.
+//! at the handshake; an expired PSK is refused at the TLS handshake, and so is a live one whose
+//! phone's or peer domain's on-chain key was revoked or replaced since its handshake; a peer
+//! domain's open link is closed when its key is revoked.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,8 +23,9 @@ use chaincall_sip::digest::Challenge;
 use chaincall_sip::framing::{Frame, StreamFramer};
 use chaincall_sip::header::HeaderName;
 use chaincall_sip::message::{Message, ParseLimits, response_to};
-use chaincall_sipd::config::TlsPskSettings;
+use chaincall_sipd::config::{KeyTrustMode, PeerConfig, TlsPskSettings};
 use chaincall_sipd::db::Db;
+use chaincall_sipd::metrics::{HandshakeFailure, Metrics};
 use chaincall_sipd::{AuthMode, ChainKeyDirectory, Config, Listen, ListenTransport, Server};
 use chaincall_tls_psk::{
     TlsPskClient, TlsPskConfig, TlsPskError, TlsPskStream, connect_with_handshake,
@@ -96,6 +99,21 @@ impl Keystore {
             .unwrap();
     }
 
+    /// The bound wallet (`wallet`, as in [`Keystore::publish`]) replaces `name`'s key.
+    async fn rotate(&self, name: &IdentityName, wallet: usize) {
+        let key = IdentityKey::generate().public();
+        self.chain
+            .rotate_key(
+                self.contract,
+                &dev_signer(wallet),
+                ClientId::of(name),
+                key.tag(),
+                &key.to_bytes(),
+            )
+            .await
+            .unwrap();
+    }
+
     fn directory(&self) -> ChainKeyDirectory<EmbeddedChain> {
         ChainKeyDirectory::new(self.chain.clone(), self.contract)
     }
@@ -149,6 +167,47 @@ async fn connect(
         framer: StreamFramer::new(ParseLimits::default()),
         established,
     })
+}
+
+/// Reconnects with the stored PSK of `phone`'s handshake: TLS at once, no handshake.
+async fn resume(phone: &Phone, server: SocketAddr) -> Result<Phone, TlsPskError> {
+    let tcp = TcpStream::connect(server).await?;
+    let local = tcp.local_addr()?;
+    let client = TlsPskClient::new(&TlsPskConfig::default())?;
+    let tls = client.connect_established(tcp, &phone.established).await?;
+    Ok(Phone {
+        user: phone.user.clone(),
+        local,
+        tls,
+        framer: StreamFramer::new(ParseLimits::default()),
+        established: phone.established.clone(),
+    })
+}
+
+/// TLS-PSK connections refused for any of `reasons` so far.
+fn refused(metrics: &Metrics, reasons: &[HandshakeFailure]) -> u64 {
+    HandshakeFailure::ALL
+        .iter()
+        .zip(&metrics.tls_psk_failures)
+        .filter(|(r, _)| reasons.contains(r))
+        .map(|(_, c)| c.get())
+        .sum()
+}
+
+/// Waits (at most 5 s) until sipd has counted `n` refusals for `reasons`, and not more: it counts
+/// once its side of the TLS handshake ends, which may be after the client saw the refusal.
+async fn until_refused(metrics: &Metrics, reasons: &[HandshakeFailure], n: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while refused(metrics, reasons) < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sipd counted {} {reasons:?} refusals, not {n}:\n{}",
+            refused(metrics, reasons),
+            metrics.render()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(refused(metrics, reasons), n, "{reasons:?}");
 }
 
 impl Phone {
@@ -259,6 +318,17 @@ async fn start_sipd_with(
     dir: &tempfile::TempDir,
     directory: Arc<dyn chaincall_identity::KeyDirectory + Send + Sync>,
 ) -> (SocketAddr, Server) {
+    start_sipd_peering(ks, dir, directory, &[]).await
+}
+
+/// sipd looking phones up in `directory`, peering with `peers` (`[peers]`: domain, recheck_secs).
+/// No link identity is set, so sipd opens no links of its own: it only accepts the peers'.
+async fn start_sipd_peering(
+    ks: &Keystore,
+    dir: &tempfile::TempDir,
+    directory: Arc<dyn chaincall_identity::KeyDirectory + Send + Sync>,
+    peers: &[(&str, Duration)],
+) -> (SocketAddr, Server) {
     let sipd = ks.publish(DOMAIN, 1).await;
     let url = format!("sqlite://{}", dir.path().join("sub.db").display());
     let db = Db::connect(&url).await.unwrap();
@@ -278,6 +348,19 @@ async fn start_sipd_with(
     };
     cfg.auth.mode = AuthMode::Digest;
     cfg.auth.database = url;
+    for (domain, recheck) in peers {
+        let peer = PeerConfig {
+            recheck: *recheck,
+            // Never dialled: no link identity is set.
+            ..PeerConfig::new("127.0.0.1:9")
+        };
+        cfg.peers.insert((*domain).to_owned(), peer);
+        // Required with [peers]; bind_with_tls_psk reads nothing else from it.
+        cfg.tls_psk = Some(TlsPskSettings {
+            trust: KeyTrustMode::Provider,
+            ..settings()
+        });
+    }
     let key = IdentityKey::from_secret_bytes(&sipd.key().dangerous_secret_bytes()).unwrap();
     let psk = chaincall_sipd::tls::psk_server(&settings(), key, directory).unwrap();
     let server = Server::bind_with_tls_psk(cfg, psk, Arc::default())
@@ -559,6 +642,8 @@ struct LyingProvider {
     chain: Arc<EmbeddedChain>,
     id: ClientId,
     key: Vec<u8>,
+    /// Once set, `getClient` never answers (a node that hangs).
+    hang: std::sync::atomic::AtomicBool,
 }
 
 impl KeystoreChain for LyingProvider {
@@ -626,6 +711,9 @@ impl KeystoreChain for LyingProvider {
         contract: alloy::primitives::Address,
         id: ClientId,
     ) -> chaincall_chain::Result<chaincall_chain::ClientEntry> {
+        if self.hang.load(std::sync::atomic::Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         let mut entry = self.chain.get_client(contract, id).await?;
         if id == self.id {
             entry.key = self.key.clone().into();
@@ -649,6 +737,7 @@ async fn a_key_the_chain_proof_does_not_show_is_refused() {
             chain: ks.chain.clone(),
             id: ClientId::of(alice.name()),
             key: mallory.key().public().to_bytes().to_vec(),
+            hang: Default::default(),
         });
         let genesis = ks.chain.block_header(0).await.unwrap().hash_slow();
         let mut directory = ChainKeyDirectory::new(lying.clone(), ks.contract);
@@ -682,4 +771,157 @@ async fn a_key_the_chain_proof_does_not_show_is_refused() {
         let _ = stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
+}
+
+/// The attack: a phone holding a live PSK from a handshake with sipd keeps getting in after its
+/// key was revoked on chain, or replaced (a stolen phone's key rotated away), until the PSK
+/// expires. Now each resumption re-reads the key: a revoked or replaced key refuses the TLS
+/// handshake (`psk_key_lost`) and drops the PSK, while an unchanged key still resumes without a
+/// handshake. The old code let Carol and Bob back in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_psks_die_with_the_on_chain_key_their_handshake_proved() {
+    let ks = Keystore::new().await;
+    let alice = ks.publish("+15551230001", 2).await;
+    let bob = ks.publish("+15551230002", 3).await;
+    let carol = ks.publish("+15551230003", 4).await;
+    let dir = tempfile::tempdir().unwrap();
+    // No key cache: the revocation counts at once, without waiting for a TTL.
+    let directory = Arc::new(ks.directory().with_ttl(Duration::ZERO));
+    let (tls_addr, server) = start_sipd_with(&ks, &dir, directory).await;
+    let metrics = server.metrics();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+
+    let a = connect(&ks, &alice, tls_addr).await.expect("alice");
+    let b = connect(&ks, &bob, tls_addr).await.expect("bob");
+    let c = connect(&ks, &carol, tls_addr).await.expect("carol");
+    ks.revoke(carol.name()).await;
+    ks.rotate(bob.name(), 3).await;
+
+    let lost = [HandshakeFailure::PskKeyLost];
+    for (who, phone, n) in [("revoked carol", &c, 1), ("rotated bob", &b, 2)] {
+        let again = resume(phone, tls_addr).await;
+        assert!(again.is_err(), "{who} resumed with the PSK of a key gone");
+        until_refused(&metrics, &lost, n).await;
+    }
+    // The PSK was dropped: offered again it is simply unknown.
+    let unknown = [HandshakeFailure::PskRefused];
+    let before = refused(&metrics, &unknown);
+    assert!(resume(&c, tls_addr).await.is_err());
+    until_refused(&metrics, &unknown, before + 1).await;
+    assert_eq!(refused(&metrics, &lost), 2);
+
+    // Alice's key is unchanged: her PSK opens TLS with no handshake, and SIP works over it.
+    let mut again = resume(&a, tls_addr).await.expect("alice resumes");
+    again.register_with_digest("pw+15551230001").await;
+    assert_eq!(refused(&metrics, &lost), 2);
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+}
+
+/// A peer sipd domain (`[peers]`) linked in to us over TLS-PSK has its key revoked on chain:
+/// its open link is closed within `recheck_secs`, and its stored PSK opens nothing. The old code
+/// kept the link serving and let the PSK reconnect until it expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_domains_link_in_is_closed_and_its_psk_refused_once_its_key_is_revoked() {
+    const PEER: &str = "peer.example.net";
+    let ks = Keystore::new().await;
+    let peer = ks.publish(PEER, 5).await;
+    let dir = tempfile::tempdir().unwrap();
+    let directory = Arc::new(ks.directory().with_ttl(Duration::ZERO));
+    let recheck = Duration::from_secs(1);
+    let (tls_addr, server) = start_sipd_peering(&ks, &dir, directory, &[(PEER, recheck)]).await;
+    let metrics = server.metrics();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+
+    let mut link = connect(&ks, &peer, tls_addr)
+        .await
+        .expect("the peer links in");
+    // The link is served: an OPTIONS over it is answered (by sipd itself or refused, either way
+    // it is read), which also means the connection is known as the peer's.
+    link.send(&format!(
+        "OPTIONS sip:{DOMAIN} SIP/2.0\n\
+Via: SIP/2.0/TLS {local};branch=z9hG4bKopt1\n\
+Max-Forwards: 70\n\
+From: <sip:ping@{PEER}>;tag=o1\n\
+To: <sip:{DOMAIN}>\n\
+Call-ID: opt-1\n\
+CSeq: 1 OPTIONS\n\
+Content-Length: 0\n\n",
+        local = link.local
+    ))
+    .await;
+    link.expect(|m| m.status().is_some()).await;
+    ks.revoke(peer.name()).await;
+
+    // Its stored PSK opens nothing (refused at the re-check, or already dropped by the watch).
+    assert!(
+        resume(&link, tls_addr).await.is_err(),
+        "the revoked domain's PSK reconnected"
+    );
+    let either = [HandshakeFailure::PskKeyLost, HandshakeFailure::PskRefused];
+    until_refused(&metrics, &either, 1).await;
+
+    // The open link is closed by the next re-check (bounded: a few recheck periods).
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(recheck * 5, async {
+        loop {
+            match link.tls.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the revoked domain's link stayed open");
+    assert_eq!(metrics.peer_links_in_key_lost.get(), 1);
+    assert!(resume(&link, tls_addr).await.is_err());
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+}
+
+/// A keystore node that stops answering (hangs, rather than refusing connections): a phone
+/// holding a proved PSK still gets in once the re-read has waited `handshake_timeout_secs`' worth
+/// (here 300 ms) — an outage is not a revocation — and a new phone's handshake is refused as
+/// `keystore_unavailable` instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_that_hangs_keeps_a_proved_psk_and_holds_no_connection_for_ever() {
+    let ks = Keystore::new().await;
+    let alice = ks.publish("+15551230001", 2).await;
+    let bob = ks.publish("+15551230002", 3).await;
+    let hanging = Arc::new(LyingProvider {
+        chain: ks.chain.clone(),
+        // Lies about nobody here.
+        id: ClientId::of(&IdentityName::parse("+15559999999").unwrap()),
+        key: Vec::new(),
+        hang: Default::default(),
+    });
+    let directory = ChainKeyDirectory::new(hanging.clone(), ks.contract)
+        .with_ttl(Duration::ZERO)
+        .with_read_timeout(Duration::from_millis(300));
+    let dir = tempfile::tempdir().unwrap();
+    let (tls_addr, server) = start_sipd_with(&ks, &dir, Arc::new(directory)).await;
+    let metrics = server.metrics();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+
+    let a = connect(&ks, &alice, tls_addr).await.expect("alice");
+    hanging
+        .hang
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut again = resume(&a, tls_addr)
+        .await
+        .expect("a proved PSK outlives a chain that does not answer");
+    again.register_with_digest("pw+15551230001").await;
+    assert!(connect(&ks, &bob, tls_addr).await.is_err());
+    until_refused(&metrics, &[HandshakeFailure::KeystoreUnavailable], 1).await;
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
 }

@@ -21,6 +21,18 @@ pub enum TlsPskError {
     /// The server refused the client's PSK because it has expired.
     #[error("PSK identity {0} has expired: run the handshake again")]
     PskExpired(String),
+    /// The server held the client's PSK, but the peer it was agreed with no longer has the
+    /// on-chain key that handshake proved (revoked, pending, unknown or replaced): the PSK was
+    /// dropped.
+    #[error("PSK identity {identity} of {peer} refused: {reason}; run the handshake again")]
+    PskKeyLost {
+        /// The PSK identity, escaped for logs.
+        identity: String,
+        /// Who the PSK was agreed with.
+        peer: chaincall_identity::IdentityName,
+        /// Why its key no longer counts (a status, never key material).
+        reason: &'static str,
+    },
     /// The server knows no PSK under the client's identity.
     #[error("unknown PSK identity {0}")]
     UnknownPskIdentity(String),

@@ -4,6 +4,9 @@
 //!   [`Responder`](chaincall_handshake::Responder) over any tokio stream, with the handshake's
 //!   length-prefixed frames, a size limit checked from each header, and a timeout.
 //! - [`PskStore`]: the server's PSK identity → key table, with expiry; an expired PSK is refused.
+//!   Each PSK from a handshake remembers the peer and the on-chain key that handshake proved; a
+//!   [`PskServer`] re-reads that key at each resumption and refuses (and drops) the PSK once the
+//!   key is revoked, no longer approved or replaced ([`TlsPskServer::with_key_recheck`]).
 //! - [`TlsPskServer`] / [`TlsPskClient`]: TLS with an external PSK through OpenSSL (rustls has none):
 //!   TLS 1.3 (`psk_dhe_ke`: an ephemeral X25519/P-256 exchange on top of the PSK, so the TLS session
 //!   keys stay secret even if the PSK later leaks) and TLS 1.2 PSK suites (RFC 4279, ECDHE-PSK
@@ -33,4 +36,4 @@ pub use error::TlsPskError;
 pub use openssl_crypto::OpensslCrypto;
 pub use server::{HandshakeService, PskServer, connect_with_handshake};
 pub use store::{PskEntry, PskStore};
-pub use tls::{TlsPskClient, TlsPskConfig, TlsPskServer, TlsPskStream, TlsVersion};
+pub use tls::{KeyRecheck, TlsPskClient, TlsPskConfig, TlsPskServer, TlsPskStream, TlsVersion};

@@ -120,14 +120,21 @@ pub struct PskServer {
 }
 
 impl PskServer {
-    /// A server over `store`; with `handshake`, it answers handshakes too.
+    /// A server over `store`; with `handshake`, it answers handshakes too, and a stored PSK from
+    /// one opens a connection only while the handshake's directory still approves the key it
+    /// proved ([`TlsPskServer::with_key_recheck`]).
     pub fn new(
         tls: &crate::TlsPskConfig,
         store: PskStore,
         handshake: Option<HandshakeService>,
     ) -> Result<Self, TlsPskError> {
+        // PSKs from our handshakes die with the key it proved: re-read through its directory.
+        let server = match &handshake {
+            Some(h) => TlsPskServer::with_key_recheck(tls, store.clone(), h.directory.clone())?,
+            None => TlsPskServer::new(tls, store.clone())?,
+        };
         Ok(Self {
-            tls: TlsPskServer::new(tls, store.clone())?,
+            tls: server,
             store,
             handshake,
             first_byte_timeout: tls.handshake_timeout,
@@ -137,6 +144,12 @@ impl PskServer {
     /// The PSK store (to add provisioned PSKs, purge, or drop a revoked peer's).
     pub fn store(&self) -> &PskStore {
         &self.store
+    }
+
+    /// The directory the handshake looks peers up in (and stored PSKs are re-checked against),
+    /// when this server answers handshakes.
+    pub fn directory(&self) -> Option<&Arc<dyn KeyDirectory + Send + Sync>> {
+        self.handshake.as_ref().map(|h| &h.directory)
     }
 
     /// Serves one accepted connection up to an established TLS stream. Returns the handshake's
@@ -152,21 +165,21 @@ impl PskServer {
         if n == 0 {
             return Err(TlsPskError::Closed("first byte"));
         }
-        let established = if first[0] == TLS_HANDSHAKE_RECORD {
-            None
-        } else if MessageType::from_byte(first[0]).is_ok() {
-            let service = self
-                .handshake
-                .as_ref()
-                .ok_or(TlsPskError::HandshakeNotOffered)?;
-            let done = service.respond(&mut stream).await?;
-            self.store.insert_established(&done);
-            Some(done)
-        } else {
+        if first[0] == TLS_HANDSHAKE_RECORD {
+            return Ok((self.tls.accept(stream).await?, None));
+        }
+        if MessageType::from_byte(first[0]).is_err() {
             return Err(TlsPskError::UnknownFirstByte(first[0]));
-        };
-        let tls = self.tls.accept(stream).await?;
-        Ok((tls, established))
+        }
+        let service = self
+            .handshake
+            .as_ref()
+            .ok_or(TlsPskError::HandshakeNotOffered)?;
+        let done = service.respond(&mut stream).await?;
+        self.store.insert_established(&done);
+        let identity = done.identity.to_hex().into_bytes();
+        let tls = self.tls.accept_after_handshake(stream, identity).await?;
+        Ok((tls, Some(done)))
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chaincall_handshake::{Established, Psk};
-use chaincall_identity::IdentityName;
+use chaincall_identity::{IdentityName, PublicIdentityKey};
 use lru::LruCache;
 
 /// One stored PSK.
@@ -15,6 +15,11 @@ pub struct PskEntry {
     pub psk: Psk,
     /// Who it was agreed with, when it came from a handshake.
     pub peer: Option<IdentityName>,
+    /// The peer's on-chain key the handshake proved. A server that re-checks keys
+    /// ([`PskServer`](crate::PskServer) with a handshake service) accepts the PSK only while the
+    /// directory still lists this key as `peer`'s approved one; `None` with a `peer`: while `peer`
+    /// has any approved key.
+    pub peer_key: Option<PublicIdentityKey>,
     /// After this instant the PSK opens no new connection.
     pub expires_at: Instant,
 }
@@ -147,6 +152,7 @@ impl PskStore {
             PskEntry {
                 psk: established.psk.clone(),
                 peer: Some(established.peer.clone()),
+                peer_key: Some(established.peer_key.clone()),
                 expires_at: established.expires_at(),
             },
         );
@@ -161,6 +167,19 @@ impl PskStore {
     /// Removes a PSK (e.g. when its peer's key is revoked).
     pub fn remove(&self, identity: &[u8]) -> bool {
         self.lock().take(identity).is_some()
+    }
+
+    /// Removes every PSK agreed with `peer` (e.g. when its on-chain key was revoked or replaced);
+    /// returns how many.
+    pub fn remove_peer(&self, peer: &IdentityName) -> usize {
+        let mut inner = self.lock();
+        let Some(list) = inner.by_peer.remove(peer) else {
+            return 0;
+        };
+        for identity in &list {
+            inner.entries.pop(identity);
+        }
+        list.len()
     }
 
     /// Drops every PSK expired at `now`; returns how many. Scans the whole store: call it from a
@@ -237,6 +256,7 @@ mod tests {
         PskEntry {
             psk: Psk::from_bytes([7; 32]),
             peer: None,
+            peer_key: None,
             expires_at,
         }
     }
@@ -311,5 +331,11 @@ mod tests {
         store.insert(b"d".to_vec(), mine(now + Duration::from_secs(60)));
         store.insert(b"d".to_vec(), mine(now + Duration::from_secs(70)));
         assert_eq!((store.len(), store.held_for(&peer)), (1, 1));
+        // A peer's PSKs all go at once; others' stay.
+        store.insert(b"e".to_vec(), mine(now + Duration::from_secs(60)));
+        store.insert(b"f".to_vec(), entry(now + Duration::from_secs(60)));
+        assert_eq!(store.remove_peer(&peer), 2);
+        assert_eq!((store.len(), store.held_for(&peer)), (1, 0));
+        assert_eq!(store.remove_peer(&peer), 0);
     }
 }

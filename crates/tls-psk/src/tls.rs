@@ -20,7 +20,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use chaincall_handshake::Established;
-use chaincall_identity::IdentityName;
+use chaincall_identity::{
+    DirectoryError, IdentityName, KeyDirectory, KeyStatus, PublicIdentityKey,
+};
 use openssl::ex_data::Index;
 use openssl::ssl::{
     Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslRef, SslSessionCacheMode,
@@ -141,8 +143,15 @@ enum ServerPsk {
     Accepted {
         identity: Vec<u8>,
         peer: Option<IdentityName>,
+        peer_key: Option<PublicIdentityKey>,
     },
     Expired(Vec<u8>),
+    /// The PSK's peer no longer has the on-chain key its handshake proved; the PSK was dropped.
+    KeyLost {
+        identity: Vec<u8>,
+        peer: IdentityName,
+        reason: &'static str,
+    },
     Unknown(Vec<u8>),
 }
 
@@ -154,6 +163,16 @@ struct ClientPsk {
 
 fn server_index() -> Index<Ssl, ServerPsk> {
     static IDX: OnceLock<Index<Ssl, ServerPsk>> = OnceLock::new();
+    // Invariant: allocating an ex_data index fails only when OpenSSL is out of memory.
+    *IDX.get_or_init(|| Ssl::new_ex_index().expect("OpenSSL ex_data index"))
+}
+
+/// The PSK identity a handshake on this very connection has just stored (its key needs no
+/// re-read: the handshake read it a moment ago).
+struct JustProved(Vec<u8>);
+
+fn just_proved_index() -> Index<Ssl, JustProved> {
+    static IDX: OnceLock<Index<Ssl, JustProved>> = OnceLock::new();
     // Invariant: allocating an ex_data index fails only when OpenSSL is out of memory.
     *IDX.get_or_init(|| Ssl::new_ex_index().expect("OpenSSL ex_data index"))
 }
@@ -194,6 +213,7 @@ pub struct TlsPskStream<S> {
     inner: SslStream<S>,
     identity: Vec<u8>,
     peer: Option<IdentityName>,
+    peer_key: Option<PublicIdentityKey>,
 }
 
 impl<S> TlsPskStream<S> {
@@ -205,6 +225,11 @@ impl<S> TlsPskStream<S> {
     /// The chain identity the PSK was agreed with (from the handshake), if known.
     pub fn peer(&self) -> Option<&IdentityName> {
         self.peer.as_ref()
+    }
+
+    /// The peer's on-chain key its handshake proved, if known (what a server re-checks later).
+    pub fn peer_key(&self) -> Option<&PublicIdentityKey> {
+        self.peer_key.as_ref()
     }
 
     /// The negotiated TLS version, e.g. `"TLSv1.3"`.
@@ -267,6 +292,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsPskStream<S> {
     }
 }
 
+/// Where a server re-reads a stored PSK's peer key at each resumption.
+pub type KeyRecheck = Arc<dyn KeyDirectory + Send + Sync>;
+
 /// The TLS-PSK server: resolves client PSK identities in a [`PskStore`]; expired ones are refused.
 #[derive(Clone)]
 pub struct TlsPskServer {
@@ -275,14 +303,61 @@ pub struct TlsPskServer {
 }
 
 impl TlsPskServer {
-    /// A server context over `store`. No certificate: PSK only.
+    /// A server context over `store`. No certificate: PSK only. Stored PSKs are used as they are
+    /// until they expire; see [`TlsPskServer::with_key_recheck`] for PSKs that must die with
+    /// their peer's on-chain key.
     pub fn new(config: &TlsPskConfig, store: PskStore) -> Result<Self, TlsPskError> {
+        Self::build(config, store, None)
+    }
+
+    /// Like [`TlsPskServer::new`], and a PSK agreed with a peer opens a connection only while
+    /// `directory` still lists the key its handshake proved as the peer's approved one: each
+    /// connection offering it re-reads the peer's entry (the directory's own cache bounds how
+    /// often the chain is asked). A revoked, pending, unknown or replaced key refuses the TLS
+    /// handshake and drops the PSK ([`TlsPskError::PskKeyLost`]). A directory that cannot answer
+    /// keeps the already-proved PSK usable, with a WARN: an outage is not a revocation.
+    ///
+    /// The look-up runs inside OpenSSL's PSK callback, on the task driving the TLS accept: a
+    /// [`KeyDirectory`] that reads a chain must not block the event loop (sipd's
+    /// `ChainKeyDirectory` moves the read off it, as during the handshake).
+    pub fn with_key_recheck(
+        config: &TlsPskConfig,
+        store: PskStore,
+        directory: KeyRecheck,
+    ) -> Result<Self, TlsPskError> {
+        Self::build(config, store, Some(directory))
+    }
+
+    fn build(
+        config: &TlsPskConfig,
+        store: PskStore,
+        directory: Option<KeyRecheck>,
+    ) -> Result<Self, TlsPskError> {
+        let recheck = directory.map(Recheck::new);
         let mut b = config.builder()?;
         b.set_num_tickets(0)?;
         b.set_psk_server_callback(move |ssl, identity, out| {
             let identity = identity.unwrap_or_default();
             let found = match store.lookup(identity, Instant::now()) {
                 Lookup::Found(entry) => {
+                    let fresh = ssl
+                        .ex_data(just_proved_index())
+                        .is_some_and(|p| p.0 == identity);
+                    // The store's lock is released: the re-check may wait for the chain.
+                    if let (Some(recheck), Some(peer), false) = (&recheck, &entry.peer, fresh)
+                        && let Err(reason) = recheck.still_proved(peer, entry.peer_key.as_ref())
+                    {
+                        store.remove(identity);
+                        ssl.set_ex_data(
+                            server_index(),
+                            ServerPsk::KeyLost {
+                                identity: identity.to_vec(),
+                                peer: peer.clone(),
+                                reason,
+                            },
+                        );
+                        return Ok(0);
+                    }
                     let key = entry.psk.dangerous_as_bytes();
                     if out.len() < key.len() {
                         return Ok(0);
@@ -293,6 +368,7 @@ impl TlsPskServer {
                         ServerPsk::Accepted {
                             identity: identity.to_vec(),
                             peer: entry.peer,
+                            peer_key: entry.peer_key,
                         },
                     );
                     return Ok(key.len());
@@ -315,22 +391,63 @@ impl TlsPskServer {
         &self,
         stream: S,
     ) -> Result<TlsPskStream<S>, TlsPskError> {
-        let ssl = Ssl::new(&self.ctx)?;
+        self.accept_with(stream, None).await
+    }
+
+    /// Like [`TlsPskServer::accept`] right after a handshake on the same connection stored the
+    /// PSK `identity`: that PSK's key is not re-read (the handshake has just read it).
+    pub(crate) async fn accept_after_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        stream: S,
+        identity: Vec<u8>,
+    ) -> Result<TlsPskStream<S>, TlsPskError> {
+        self.accept_with(stream, Some(identity)).await
+    }
+
+    async fn accept_with<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        stream: S,
+        just_proved: Option<Vec<u8>>,
+    ) -> Result<TlsPskStream<S>, TlsPskError> {
+        let mut ssl = Ssl::new(&self.ctx)?;
+        if let Some(identity) = just_proved {
+            ssl.set_ex_data(just_proved_index(), JustProved(identity));
+        }
         let mut s = SslStream::new(ssl, stream)?;
         let result = tokio::time::timeout(self.timeout, Pin::new(&mut s).accept()).await;
         let info = s.ssl().ex_data(server_index()).cloned();
         match (result, info) {
-            (Ok(Ok(())), Some(ServerPsk::Accepted { identity, peer })) => {
+            (
+                Ok(Ok(())),
+                Some(ServerPsk::Accepted {
+                    identity,
+                    peer,
+                    peer_key,
+                }),
+            ) => {
                 tracing::debug!(identity = %printable(&identity), version = s.ssl().version_str(), "TLS-PSK accepted");
                 Ok(TlsPskStream {
                     inner: s,
                     identity,
                     peer,
+                    peer_key,
                 })
             }
             // Should OpenSSL ever complete without our callback accepting a PSK, refuse anyway.
             (Ok(Ok(())), _) => Err(TlsPskError::UnknownPskIdentity(String::new())),
             (_, Some(ServerPsk::Expired(id))) => Err(TlsPskError::PskExpired(printable(&id))),
+            (
+                _,
+                Some(ServerPsk::KeyLost {
+                    identity,
+                    peer,
+                    reason,
+                }),
+            ) => Err(TlsPskError::PskKeyLost {
+                identity: printable(&identity),
+                peer,
+                reason,
+            }),
             (_, Some(ServerPsk::Unknown(id))) => {
                 Err(TlsPskError::UnknownPskIdentity(printable(&id)))
             }
@@ -387,6 +504,7 @@ impl TlsPskClient {
             )
             .await?;
         s.peer = Some(established.peer.clone());
+        s.peer_key = Some(established.peer_key.clone());
         Ok(s)
     }
 
@@ -414,10 +532,95 @@ impl TlsPskClient {
                 inner: s,
                 identity: identity.to_vec(),
                 peer: None,
+                peer_key: None,
             }),
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(TlsPskError::Timeout("TLS handshake")),
         }
+    }
+}
+
+/// The re-check of stored PSKs' peer keys: the directory, and which peers it could not answer
+/// for lately.
+struct Recheck {
+    directory: KeyRecheck,
+    /// Peers whose look-up failed, and until when their PSKs are taken without asking again.
+    /// Bounded (names come from the store, but many peers may fail at once in an outage).
+    unanswered: Mutex<lru::LruCache<IdentityName, Instant>>,
+}
+
+impl Recheck {
+    /// After a peer's look-up failed, its resumptions skip the re-read for this long: during an
+    /// outage a reconnect storm neither waits on the chain once per connection nor logs a WARN
+    /// each. Per peer, so one identity's failing look-up never waives another's re-check.
+    const UNANSWERED_HOLD: Duration = Duration::from_secs(2);
+    const UNANSWERED_CAPACITY: std::num::NonZeroUsize =
+        std::num::NonZeroUsize::new(10_000).unwrap();
+
+    fn new(directory: KeyRecheck) -> Self {
+        Self {
+            directory,
+            unanswered: Mutex::new(lru::LruCache::new(Self::UNANSWERED_CAPACITY)),
+        }
+    }
+
+    fn unanswered(&self) -> std::sync::MutexGuard<'_, lru::LruCache<IdentityName, Instant>> {
+        // Each critical section is one map operation: a poisoned map is still consistent.
+        self.unanswered.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `peer`'s entry in the directory still approves `proved` (any approved key when
+    /// `None`); `Err` says why not, in words safe to log (a status, never a key). A directory that
+    /// cannot answer counts as yes, with one WARN per [`Recheck::UNANSWERED_HOLD`].
+    fn still_proved(
+        &self,
+        peer: &IdentityName,
+        proved: Option<&PublicIdentityKey>,
+    ) -> Result<(), &'static str> {
+        let now = Instant::now();
+        if self
+            .unanswered()
+            .get(peer)
+            .is_some_and(|until| now < *until)
+        {
+            return Ok(());
+        }
+        let entry = match self.directory.lookup(peer) {
+            Ok(entry) => entry,
+            Err(DirectoryError::NotApproved { status, .. }) => return Err(status_reason(status)),
+            Err(e) => {
+                tracing::warn!(%peer, reason = %chaincall_io::ErrorChain(&e), "cannot re-check the PSK's peer key: the proved PSK stays usable");
+                self.unanswered()
+                    .put(peer.clone(), Instant::now() + Self::UNANSWERED_HOLD);
+                return Ok(());
+            }
+        };
+        self.unanswered().pop(peer);
+        key_still_proved(entry, proved)
+    }
+}
+
+/// Whether `entry` still approves `proved` (any approved key when `None`).
+fn key_still_proved(
+    entry: chaincall_identity::DirectoryEntry,
+    proved: Option<&PublicIdentityKey>,
+) -> Result<(), &'static str> {
+    match (entry.status, entry.key, proved) {
+        (KeyStatus::Approved, Some(key), Some(proved)) if key != *proved => {
+            Err("its on-chain key was replaced")
+        }
+        (KeyStatus::Approved, Some(_), _) => Ok(()),
+        (KeyStatus::Approved, None, _) => Err("its approved entry has no key"),
+        (status, _, _) => Err(status_reason(status)),
+    }
+}
+
+fn status_reason(status: KeyStatus) -> &'static str {
+    match status {
+        KeyStatus::Revoked => "its on-chain key was revoked",
+        KeyStatus::Pending => "its on-chain key is pending, not approved",
+        KeyStatus::Unknown => "it is unknown in the keystore",
+        _ => "its on-chain key is not approved",
     }
 }
 

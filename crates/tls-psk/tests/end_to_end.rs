@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use chaincall_handshake::{
     AlertCode, Established, HandshakeConfig, HandshakeError, Initiator, LocalIdentity, Protocol,
 };
-use chaincall_identity::{DirectoryError, IdentityKey, IdentityName, KeyStatus, StaticDirectory};
+use chaincall_identity::{
+    DirectoryEntry, DirectoryError, IdentityKey, IdentityName, KeyDirectory, KeyStatus,
+    StaticDirectory,
+};
 use chaincall_tls_psk::{
     HandshakeService, PskServer, PskStore, TlsPskClient, TlsPskConfig, TlsPskError, TlsPskStream,
     connect_with_handshake, transport,
@@ -378,4 +381,115 @@ async fn providers_interoperate_on_the_wire() {
             assert!(results.await.unwrap()[0].is_ok());
         }
     }
+}
+
+/// A directory whose one answer (for whoever is asked) the test changes between connections; it
+/// counts the look-ups.
+struct Switchable(
+    std::sync::Mutex<Result<DirectoryEntry, DirectoryError>>,
+    std::sync::atomic::AtomicUsize,
+);
+
+impl Switchable {
+    fn set(&self, answer: Result<DirectoryEntry, DirectoryError>) {
+        *self.0.lock().unwrap() = answer;
+    }
+
+    fn lookups(&self) -> usize {
+        self.1.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl KeyDirectory for Switchable {
+    fn lookup(&self, _: &IdentityName) -> Result<DirectoryEntry, DirectoryError> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.lock().unwrap().clone()
+    }
+}
+
+fn entry(status: KeyStatus, key: &IdentityKey) -> Result<DirectoryEntry, DirectoryError> {
+    Ok(DirectoryEntry {
+        status,
+        key: Some(key.public()),
+    })
+}
+
+/// A stored PSK opens TLS only while the directory still approves the key its handshake proved:
+/// a replaced or revoked key refuses it (and drops it), a directory that cannot answer does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_psk_opens_tls_only_while_its_proved_key_is_approved() {
+    let n = net();
+    let phone_key = n.phone.key();
+    let dir = Arc::new(Switchable(
+        std::sync::Mutex::new(entry(KeyStatus::Approved, phone_key)),
+        Default::default(),
+    ));
+    let store = PskStore::default();
+    let service = HandshakeService::new(HandshakeConfig::default(), n.server.clone(), dir.clone());
+    let server = PskServer::new(&TlsPskConfig::default(), store.clone(), Some(service)).unwrap();
+    let (port, results) = serve(server, 8).await;
+    let client = TlsPskClient::new(&TlsPskConfig::default()).unwrap();
+    let resume = |est: Established| {
+        let client = client.clone();
+        async move {
+            let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            let mut tls = client.connect_established(tcp, &est).await?;
+            Ok::<_, TlsPskError>(echo(&mut tls, b"again").await)
+        }
+    };
+
+    let (mut tls, est) = dial(&n, Protocol::Sts, port, &client).await.unwrap();
+    assert_eq!(echo(&mut tls, b"hi").await, b"HI");
+    // The handshake read the key once; TLS right after it on the same connection does not again.
+    assert_eq!(dir.lookups(), 1);
+    // Still the approved key: resumed, no handshake, one re-read.
+    assert_eq!(resume(est.clone()).await.unwrap(), b"AGAIN");
+    assert_eq!(dir.lookups(), 2, "one re-read per resumption");
+    // The key was replaced on chain: refused, and the PSK is gone.
+    dir.set(entry(KeyStatus::Approved, &IdentityKey::generate()));
+    assert!(resume(est.clone()).await.is_err());
+    assert!(store.is_empty(), "the PSK of a replaced key is dropped");
+    // A fresh handshake, then the key is revoked: refused.
+    dir.set(entry(KeyStatus::Approved, phone_key));
+    let (mut tls, est) = dial(&n, Protocol::Sts, port, &client).await.unwrap();
+    assert_eq!(echo(&mut tls, b"hi").await, b"HI");
+    dir.set(entry(KeyStatus::Revoked, phone_key));
+    assert!(resume(est).await.is_err());
+    // A fresh handshake, then the chain stops answering: the proved PSK stays usable (an outage
+    // is not a revocation), and for a moment its resumptions do not ask again.
+    dir.set(entry(KeyStatus::Approved, phone_key));
+    let (mut tls, est) = dial(&n, Protocol::Sts, port, &client).await.unwrap();
+    assert_eq!(echo(&mut tls, b"hi").await, b"HI");
+    dir.set(Err(DirectoryError::Unavailable("node down".into())));
+    let asked = dir.lookups();
+    assert_eq!(resume(est.clone()).await.unwrap(), b"AGAIN");
+    assert_eq!(resume(est.clone()).await.unwrap(), b"AGAIN");
+    assert_eq!(dir.lookups(), asked + 1, "one failed read, then a pause");
+
+    let results = results.await.unwrap();
+    let reasons: Vec<_> = results
+        .iter()
+        .map(|r| match r {
+            Ok(peer) => Ok(peer.clone()),
+            Err(TlsPskError::PskKeyLost { peer, reason, .. }) => {
+                assert_eq!(peer, n.phone.name());
+                Err(*reason)
+            }
+            Err(other) => panic!("unexpected refusal: {other}"),
+        })
+        .collect();
+    let phone = Some(n.phone.name().clone());
+    assert_eq!(
+        reasons,
+        [
+            Ok(phone.clone()),
+            Ok(phone.clone()),
+            Err("its on-chain key was replaced"),
+            Ok(phone.clone()),
+            Err("its on-chain key was revoked"),
+            Ok(phone.clone()),
+            Ok(phone.clone()),
+            Ok(phone),
+        ]
+    );
 }

@@ -196,6 +196,7 @@ fn store_with(identity: &str, expires_in: Duration) -> PskStore {
         PskEntry {
             psk: Psk::from_bytes(KEY),
             peer: None,
+            peer_key: None,
             expires_at: Instant::now() + expires_in,
         },
     );

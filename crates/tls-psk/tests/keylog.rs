@@ -17,6 +17,7 @@ async fn connect_once(config: &TlsPskConfig) {
         PskEntry {
             psk: Psk::from_bytes(key),
             peer: None,
+            peer_key: None,
             expires_at: Instant::now() + Duration::from_secs(60),
         },
     );

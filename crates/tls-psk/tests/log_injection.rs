@@ -64,6 +64,7 @@ async fn a_hostile_psk_identity_is_escaped_in_logs_and_errors() {
         PskEntry {
             psk: Psk::from_bytes(key),
             peer: None,
+            peer_key: None,
             expires_at: Instant::now() + Duration::from_secs(60),
         },
     );

@@ -15,6 +15,7 @@ fn entry(peer: &IdentityName, expires_at: Instant) -> PskEntry {
     PskEntry {
         psk: Psk::from_bytes([7; 32]),
         peer: Some(peer.clone()),
+        peer_key: None,
         expires_at,
     }
 }
