@@ -178,7 +178,7 @@ impl ClusterKeys {
         ]))
     }
 
-    /// The key of this node's stateless flow tokens ([`crate::Core::set_flow_token_key`]): a
+    /// The key of this node's stateless flow tokens ([`crate::core::Core::set_flow_token_key`]): a
     /// node keeps it across restarts, so the tokens in the location table and in dialogs'
     /// Record-Routes still name their flows after one. Only this node's own tokens verify
     /// under it (the node id is in the derivation).

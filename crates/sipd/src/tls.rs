@@ -96,7 +96,7 @@ pub fn peer_rechecks(cfg: &Config) -> PeerRechecks {
 /// TLS with the PSK) within the handshake and TLS timeouts, then [`StreamSink::attach_tls`]. Refused
 /// connections are logged by peer and reason and closed; nothing here panics on network input.
 /// A connection proving one of `peers`' domains is that peer's link: its key is re-read every
-/// `recheck_secs` while it is open ([`serve_watched_link`]).
+/// `recheck_secs` while it is open.
 /// Needs tokio's multi-thread runtime when `psk` looks keys up through a [`ChainKeyDirectory`].
 pub async fn serve_tls_psk(
     listener: TcpListener,
