@@ -57,7 +57,8 @@ fi
 echo "== installing npm peers (anvil, solc)"
 # `npm install` (not `npm ci`): @foundry-rs/anvil declares its per-platform binaries as optional
 # dependencies without versions, which npm 11 cannot record in a lockfile that `npm ci` accepts.
-# The versions are still pinned by tools/package.json and tools/package-lock.json.
+# The versions are still pinned by tools/package.json and tools/package-lock.json, which holds
+# what npm 11 writes (the other platforms' binaries as optional entries), so a run leaves it as is.
 (cd tools && npm install --no-audit --no-fund --loglevel=error)
 
 echo "== installing Python peers into .venv (pylibsrtp, pesq)"
