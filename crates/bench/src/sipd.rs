@@ -859,6 +859,10 @@ fn run_step(
             "-trace_stat".into(),
             "-stf".into(),
             stf.display().to_string(),
+            // What failed calls received, for `--keep`: the unexpected message, whole.
+            "-trace_err".into(),
+            "-error_file".into(),
+            stf.with_extension("errors.log").display().to_string(),
         ]);
         let child = Command::new(&args.sipp)
             .args(&sipp_args)

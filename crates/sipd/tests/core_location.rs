@@ -264,6 +264,40 @@ fn a_stalled_database_routes_known_phones_from_the_cache_at_the_lookup_timeout()
     assert!(answers.contains(&503), "carol is not known: {answers:?}");
 }
 
+/// A popular callee: while its bindings are read, every caller's INVITE waits on that one
+/// look-up (shared, so waiting costs the database nothing). A database that answers late must
+/// not turn the ninth caller and later into `503 (busy)`, as the bound on one user's own
+/// credential look-ups would (`bench sipd --nodes 2` sent all its calls to one callee and lost a
+/// few per thousand that way).
+#[test]
+fn callers_of_one_callee_share_its_lookup_when_the_database_is_slow() {
+    let Some(pg) = Postgres::start() else { return };
+    let mut s = node(&pg, "node-1");
+    let alice = peer(1);
+    register_ok(&mut s, "alice", alice, "reg-p", 1);
+    s.store.as_mut().expect("a PostgreSQL sim").auto = false;
+    s.advance(Duration::from_secs(10));
+    s.sent.clear();
+    let callers: Vec<_> = (0..30).map(|i| peer(100 + i)).collect();
+    for (i, caller) in callers.iter().enumerate() {
+        s.deliver(
+            *caller,
+            &invite("bob", *caller, "alice", &format!("call-p{i}"), ""),
+        );
+    }
+    assert_eq!(s.needs.len(), 1, "one look-up for all: {:?}", s.needs);
+    for caller in &callers {
+        let answers: Vec<u16> = s.take_to(*caller).iter().map(|b| sim::status(b)).collect();
+        assert!(answers.iter().all(|c| *c < 200), "{caller}: {answers:?}");
+    }
+    s.answer_location();
+    assert_eq!(
+        s.take_to(alice).len(),
+        callers.len(),
+        "every call reaches alice"
+    );
+}
+
 /// The cache that carries calls through an outage holds at most `[location] cache_entries`
 /// addresses-of-record, least recently used dropped first.
 #[test]

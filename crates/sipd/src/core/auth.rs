@@ -24,6 +24,9 @@ use crate::location::Limited;
 pub const MAX_PARKED: usize = 1024;
 /// Requests waiting for one username's look-up, at most.
 pub const MAX_PARKED_PER_USER: usize = 8;
+/// Requests waiting for one address-of-record's bindings, at most: its callers share one
+/// look-up, so a popular callee may hold a quarter of the queue while the database answers late.
+pub const MAX_PARKED_PER_AOR: usize = MAX_PARKED / 4;
 
 /// What a parked request waits for: one look-up per key is in flight at a time.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -45,6 +48,16 @@ impl ParkKey {
                 username, domain, ..
             } => Some(ParkKey::Bindings(username.clone(), domain.clone())),
             _ => None,
+        }
+    }
+
+    /// Requests that may wait on this key's look-up: a user's own requests (its credentials)
+    /// few, as a phone sends a handful at once and more is a flood; the callers of one
+    /// address-of-record (its bindings) many, as they are as many people.
+    fn max_waiting(&self) -> usize {
+        match self {
+            ParkKey::Credentials(..) => MAX_PARKED_PER_USER,
+            ParkKey::Bindings(..) => MAX_PARKED_PER_AOR,
         }
     }
 }
@@ -254,7 +267,7 @@ impl Core {
         // requests timed out).
         let new_key = queued == 0 && !self.auth.parked.contains_key(&key);
         if self.auth.parked_total >= MAX_PARKED
-            || queued >= MAX_PARKED_PER_USER
+            || queued >= key.max_waiting()
             || (new_key && self.auth.parked.len() >= MAX_PARKED)
         {
             debug!(%src, "subscriber look-up queue full; 503");

@@ -5,7 +5,8 @@
 //! Credentials come from the database asynchronously and never hold the loop up: when a request
 //! carries credentials for a user not in the cache, [`Core::handle`] first charges the per-source
 //! rate limit (so a flood of invented usernames costs at most the limit's worth of look-ups), then
-//! parks the request (at most [`MAX_PARKED`] in all and [`MAX_PARKED_PER_USER`] per username; more
+//! parks the request (at most [`MAX_PARKED`] in all, [`MAX_PARKED_PER_USER`] per username and
+//! [`MAX_PARKED_PER_AOR`] per callee whose bindings are read; more
 //! get 503) and yields [`Need::Credentials`] from [`Core::poll_output`] once per username. The shell runs the look-up beside
 //! the loop and hands the answer to [`Core::insert_credentials`] (or [`Core::lookup_failed`]),
 //! which handles the parked requests; a request parked longer than `[auth] lookup_timeout_ms` is
@@ -51,7 +52,7 @@ mod relay;
 mod tests;
 
 use auth::Auth;
-pub use auth::{MAX_PARKED, MAX_PARKED_PER_USER};
+pub use auth::{MAX_PARKED, MAX_PARKED_PER_AOR, MAX_PARKED_PER_USER};
 use cluster::Cluster;
 use flows::{Flows, RouteFlowError};
 use identity::CallerCheck;
