@@ -37,6 +37,18 @@ fn rows(s: &Sim, user: &str) -> Vec<(String, i32, String)> {
         .expect("the table reads")
 }
 
+/// A core on `pg` where alice (at `peer(1)`) registered 10 s ago, and whose database answers
+/// no look-up until the test does (`Sim::answer_location`).
+fn stalled_after_alice_registered(pg: &Postgres) -> (Sim, std::net::SocketAddr) {
+    let mut s = node(pg, "node-1");
+    let alice = peer(1);
+    register_ok(&mut s, "alice", alice, "reg-alice", 1);
+    s.store.as_mut().expect("a PostgreSQL sim").auto = false;
+    s.advance(Duration::from_secs(10));
+    s.sent.clear();
+    (s, alice)
+}
+
 /// Registers `user` from `src` (Contact at `src`) for 600 s and checks the 200.
 fn register_ok(s: &mut Sim, user: &str, src: std::net::SocketAddr, call_id: &str, cseq: u32) {
     s.deliver(
@@ -236,12 +248,7 @@ fn a_lost_database_answers_registers_503_keeps_known_phones_callable_and_recover
 #[test]
 fn a_stalled_database_routes_known_phones_from_the_cache_at_the_lookup_timeout() {
     let Some(pg) = Postgres::start() else { return };
-    let mut s = node(&pg, "node-1");
-    let alice = peer(1);
-    register_ok(&mut s, "alice", alice, "reg-s", 1);
-    s.store.as_mut().expect("a PostgreSQL sim").auto = false;
-    s.advance(Duration::from_secs(10));
-    s.sent.clear();
+    let (mut s, alice) = stalled_after_alice_registered(&pg);
     let caller = peer(3);
     s.deliver(caller, &invite("bob", caller, "alice", "call-s1", ""));
     s.deliver(caller, &invite("bob", caller, "carol", "call-s2", ""));
@@ -272,12 +279,7 @@ fn a_stalled_database_routes_known_phones_from_the_cache_at_the_lookup_timeout()
 #[test]
 fn callers_of_one_callee_share_its_lookup_when_the_database_is_slow() {
     let Some(pg) = Postgres::start() else { return };
-    let mut s = node(&pg, "node-1");
-    let alice = peer(1);
-    register_ok(&mut s, "alice", alice, "reg-p", 1);
-    s.store.as_mut().expect("a PostgreSQL sim").auto = false;
-    s.advance(Duration::from_secs(10));
-    s.sent.clear();
+    let (mut s, alice) = stalled_after_alice_registered(&pg);
     let callers: Vec<_> = (0..30).map(|i| peer(100 + i)).collect();
     for (i, caller) in callers.iter().enumerate() {
         s.deliver(
