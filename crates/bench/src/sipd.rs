@@ -138,8 +138,9 @@ const SIPD_CALLS_DB: &str = "sipd_calls";
 const SIPD_REG_DB: &str = "sipd_register";
 const REGISTER_XML: &str = include_str!("../../sipd/tests/scenarios/register_auth.xml");
 
-/// A child process killed (and reaped) on drop.
-struct Proc {
+/// A child process stopped on drop: SIGTERM, SIGKILL if it is still running 2 s later, then
+/// reaped.
+pub(crate) struct Proc {
     name: &'static str,
     child: Child,
 }
@@ -162,7 +163,8 @@ impl Drop for Proc {
 }
 
 impl Proc {
-    fn spawn(name: &'static str, cmd: &mut Command, log: &Path) -> anyhow::Result<Proc> {
+    /// Starts `cmd` as `name`, its stderr into `log`.
+    pub(crate) fn spawn(name: &'static str, cmd: &mut Command, log: &Path) -> anyhow::Result<Proc> {
         let err = std::fs::File::create(log)?;
         let child = cmd
             .stdin(Stdio::null())

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 
 use super::signal::{Pcm, read_wav, write_wav};
+use crate::sipd::Proc;
 
 /// JACK's period at 48 kHz: 128 samples (2.7 ms), so the graph's cycles add little to the delay.
 const JACK_PERIOD: &str = "128";
@@ -58,9 +59,15 @@ impl Drop for Running {
     }
 }
 
-/// A JACK server on the dummy driver, at 48 kHz, under a name of its own; killed when dropped.
+/// The JACK server's name. One name for every run: JACK keeps at most 8 servers in its shared
+/// registry and reclaims a dead server's entry only for a server of the same name, so a run
+/// that died without stopping its server does not use up the registry.
+const JACK_SERVER: &str = "chaincall-bench";
+
+/// A JACK server on the dummy driver, at 48 kHz; stopped with SIGTERM when dropped (so it
+/// leaves the registry).
 pub(super) struct Jack {
-    child: Child,
+    _server: Proc,
     name: String,
     log: PathBuf,
 }
@@ -68,18 +75,27 @@ pub(super) struct Jack {
 impl Jack {
     /// Starts `jackd` and waits until clients can connect (`jack_lsp` answers).
     pub(super) fn start(jackd: &Path, dir: &Path) -> Result<Jack> {
-        let name = format!("chaincall-bench-{}", std::process::id());
         let log = dir.join("jackd.log");
-        let out = std::fs::File::create(&log)?;
-        let child = Command::new(jackd)
-            .args(["-n", &name, "--no-realtime", "-d", "dummy", "-r", "48000"])
-            .args(["-p", JACK_PERIOD])
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| format!("starting {}", jackd.display()))?;
-        let jack = Jack { child, name, log };
+        let server = Proc::spawn(
+            "jackd",
+            Command::new(jackd)
+                .args([
+                    "-n",
+                    JACK_SERVER,
+                    "--no-realtime",
+                    "-d",
+                    "dummy",
+                    "-r",
+                    "48000",
+                ])
+                .args(["-p", JACK_PERIOD]),
+            &log,
+        )?;
+        let jack = Jack {
+            _server: server,
+            name: JACK_SERVER.to_owned(),
+            log,
+        };
         let lsp = jackd.with_file_name("jack_lsp");
         let end = Instant::now() + Duration::from_secs(20);
         loop {
@@ -105,13 +121,6 @@ impl Jack {
     fn serve(&self, cmd: &mut Command) {
         cmd.env("JACK_DEFAULT_SERVER", &self.name)
             .env("JACK_NO_START_SERVER", "1");
-    }
-}
-
-impl Drop for Jack {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
