@@ -257,19 +257,7 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ClusterError> {
 /// Accepts the other nodes' links on `listener` until the server behind `sink` stops; a
 /// connection whose TLS handshake fails (no secret, a node not listed) is closed and logged.
 pub async fn accept_links(listener: TcpListener, tls: TlsPskServer, sink: StreamSink) {
-    loop {
-        let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(error = %e, "node-link accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = sink.closed() => return,
-        };
-        let _ = tcp.set_nodelay(true);
+    while let Some((tcp, peer)) = sink.accept(&listener, "node-link").await {
         let (tls, sink) = (tls.clone(), sink.clone());
         tokio::spawn(async move {
             match tls.accept(tcp).await {

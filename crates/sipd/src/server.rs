@@ -19,7 +19,7 @@ use chaincall_sip::framing::{Frame, StreamFramer};
 use chaincall_sip::message::ParseLimits;
 use rand_core::{OsRng, RngCore};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, error, info, warn};
 
@@ -272,6 +272,30 @@ impl StreamSink {
     /// Completes when the server this sink feeds has stopped.
     pub async fn closed(&self) {
         self.tx.closed().await;
+    }
+
+    /// The next connection on `listener` (`what` listener, for the log), with Nagle off; an
+    /// accept error is logged and retried after 50 ms. `None` once the server has stopped.
+    pub(crate) async fn accept(
+        &self,
+        listener: &TcpListener,
+        what: &str,
+    ) -> Option<(TcpStream, SocketAddr)> {
+        loop {
+            tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((tcp, peer)) => {
+                        let _ = tcp.set_nodelay(true);
+                        return Some((tcp, peer));
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "{what} accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = self.closed() => return None,
+            }
+        }
     }
 
     fn attach_kind<S>(
@@ -768,17 +792,8 @@ impl Server {
         for l in tcp {
             let sink = sink.clone();
             tasks.push(tokio::spawn(async move {
-                loop {
-                    match l.accept().await {
-                        Ok((stream, peer)) => {
-                            let _ = stream.set_nodelay(true);
-                            sink.attach(stream, peer);
-                        }
-                        Err(e) => {
-                            warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    }
+                while let Some((stream, peer)) = sink.accept(&l, "TCP").await {
+                    sink.attach(stream, peer);
                 }
             }));
         }

@@ -118,18 +118,9 @@ pub async fn serve_tls_psk(
             },
             _ = sink.closed() => return,
         };
-        let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    warn!(error = %e, "TLS-PSK accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = sink.closed() => return,
+        let Some((tcp, peer)) = sink.accept(&listener, "TLS-PSK").await else {
+            return;
         };
-        let _ = tcp.set_nodelay(true);
         let psk = psk.clone();
         let sink = sink.clone();
         let peers = peers.clone();
