@@ -643,8 +643,7 @@ impl UserAgent {
             }
             held => held,
         };
-        self.linger(invite, "INVITE");
-        if let Some(l) = self.lingering.last_mut() {
+        if let Some(l) = self.linger(invite, "INVITE") {
             l.cancel_on_provisional = held;
             l.cancelled = Some(request);
         }
@@ -764,18 +763,19 @@ impl UserAgent {
     }
 
     /// Keeps a transaction its user is done with until it ends.
-    fn linger(&mut self, p: Pending, method: &str) {
-        if let Some(branch) = p.branch() {
-            self.lingering.push(Lingering {
-                branch,
-                method: method.to_owned(),
-                next: p.next,
-                tx: p.tx,
-                until: self.clock + TRANSACTION_TIMEOUT,
-                cancel_on_provisional: None,
-                cancelled: None,
-            });
-        }
+    /// Returns it as kept (`None`: a request without a branch, whose answers nothing could match).
+    fn linger(&mut self, p: Pending, method: &str) -> Option<&mut Lingering> {
+        let branch = p.branch()?;
+        self.lingering.push(Lingering {
+            branch,
+            method: method.to_owned(),
+            next: p.next,
+            tx: p.tx,
+            until: self.clock + TRANSACTION_TIMEOUT,
+            cancel_on_provisional: None,
+            cancelled: None,
+        });
+        self.lingering.last_mut()
     }
 
     /// Sends `resp` to `req` through its server transaction (which keeps it for retransmitted
